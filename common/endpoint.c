@@ -1,0 +1,199 @@
+#include "common/endpoint.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int ep_parse_port(const char *s, bool allow_zero, int *port)
+{
+    long v = 0;
+    if (*s == '\0' || strlen(s) > 5)
+        return -1;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        v = v * 10 + (*p - '0');
+    }
+    if (v > 65535 || (v == 0 && !allow_zero))
+        return -1;
+    *port = (int)v;
+    return 0;
+}
+
+/* Splits "host:port" / "[host]:port" into its two parts (host copied into hbuf). */
+static int ep_split(const char *s, char *hbuf, size_t hlen, const char **port, bool *bracketed)
+{
+    const char *colon;
+    size_t n;
+    *bracketed = s[0] == '[';
+    if (*bracketed) {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        n = (size_t)(close - s - 1);
+        colon = close + 1;
+        s++;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || memchr(s, ':', (size_t)(colon - s)))
+            return -1; /* unbracketed IPv6 is ambiguous */
+        n = (size_t)(colon - s);
+    }
+    if (n >= hlen)
+        return -1;
+    memcpy(hbuf, s, n);
+    hbuf[n] = '\0';
+    *port = colon + 1;
+    return 0;
+}
+
+int ep_parse(const char *s, struct sockaddr_storage *out, char *err, size_t errlen)
+{
+    char host[INET6_ADDRSTRLEN + 1];
+    const char *pstr;
+    bool br;
+    int port;
+    memset(out, 0, sizeof *out);
+    if (ep_split(s, host, sizeof host, &pstr, &br) < 0) {
+        snprintf(err, errlen, "endpoint \"%.80s\" is not HOST:PORT", s);
+        return -1;
+    }
+    if (ep_parse_port(pstr, false, &port) < 0) {
+        snprintf(err, errlen, "endpoint \"%.80s\" has a bad port (1..65535)", s);
+        return -1;
+    }
+    if (br) {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)out;
+        if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1)
+            goto bad_addr;
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+    } else {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)out;
+        if (inet_pton(AF_INET, host, &a4->sin_addr) != 1)
+            goto bad_addr;
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+    }
+    return 0;
+bad_addr:
+    snprintf(err, errlen, "endpoint \"%.80s\" has no numeric IPv4 or [IPv6] address", s);
+    return -1;
+}
+
+int ep_resolve(const char *s, bool allow_zero, struct sockaddr_storage *out, char *err,
+               size_t errlen)
+{
+    char host[256];
+    const char *pstr;
+    bool br;
+    int port, rc;
+    struct addrinfo hints, *res = NULL;
+
+    memset(out, 0, sizeof *out);
+    if (ep_split(s, host, sizeof host, &pstr, &br) < 0) {
+        snprintf(err, errlen, "\"%.80s\" is not HOST:PORT (IPv6 as [ADDR]:PORT)", s);
+        return -1;
+    }
+    if (ep_parse_port(pstr, allow_zero, &port) < 0) {
+        snprintf(err, errlen, "\"%.80s\": port must be a number %s..65535", s,
+                 allow_zero ? "0" : "1");
+        return -1;
+    }
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_family = br ? AF_INET6 : AF_UNSPEC;
+    hints.ai_flags = AI_ADDRCONFIG;
+    if (host[0] == '\0') {
+        hints.ai_flags |= AI_PASSIVE;
+        hints.ai_family = AF_INET;
+    }
+    rc = getaddrinfo(host[0] ? host : NULL, "1", &hints, &res);
+    if (rc == EAI_BADFLAGS || (rc != 0 && (hints.ai_flags & AI_ADDRCONFIG))) {
+        hints.ai_flags &= ~AI_ADDRCONFIG; /* e.g. only loopback configured */
+        rc = getaddrinfo(host[0] ? host : NULL, "1", &hints, &res);
+    }
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot resolve \"%.80s\": %s", host, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(out, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    ep_set_port((struct sockaddr *)out, port);
+    return 0;
+}
+
+const char *ep_format(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char a[INET6_ADDRSTRLEN];
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *a4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &a4->sin_addr, a, sizeof a);
+        snprintf(buf, len, "%s:%d", a, ntohs(a4->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &a6->sin6_addr, a, sizeof a);
+        snprintf(buf, len, "[%s]:%d", a, ntohs(a6->sin6_port));
+    } else {
+        snprintf(buf, len, "?");
+    }
+    return buf;
+}
+
+socklen_t ep_len(const struct sockaddr *sa)
+{
+    return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+int ep_port(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    if (sa->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+    return 0;
+}
+
+void ep_set_port(struct sockaddr *sa, int port)
+{
+    if (sa->sa_family == AF_INET)
+        ((struct sockaddr_in *)sa)->sin_port = htons((uint16_t)port);
+    else if (sa->sa_family == AF_INET6)
+        ((struct sockaddr_in6 *)sa)->sin6_port = htons((uint16_t)port);
+}
+
+bool ep_same_host(const struct sockaddr *a, const struct sockaddr *b)
+{
+    if (a->sa_family != b->sa_family)
+        return false;
+    if (a->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    if (a->sa_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                      &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+    return false;
+}
+
+bool ep_equal(const struct sockaddr *a, const struct sockaddr *b)
+{
+    return ep_same_host(a, b) && ep_port(a) == ep_port(b);
+}
+
+void ep_unmap(struct sockaddr_storage *ss)
+{
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+    struct sockaddr_in a4;
+    if (ss->ss_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr))
+        return;
+    memset(&a4, 0, sizeof a4);
+    a4.sin_family = AF_INET;
+    a4.sin_port = a6->sin6_port;
+    memcpy(&a4.sin_addr, &a6->sin6_addr.s6_addr[12], 4);
+    memset(ss, 0, sizeof *ss);
+    memcpy(ss, &a4, sizeof a4);
+}

@@ -1,0 +1,28 @@
+/* The data pump: stdin -> connection, connection -> stdout, with netcat semantics. */
+#ifndef TP_PUMP_H
+#define TP_PUMP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PUMP_BUF (128 * 1024)
+
+struct pump_stats {
+    uint64_t sent;     /* bytes from in written to the connection */
+    uint64_t received; /* bytes from the connection written to out */
+};
+
+enum pump_status {
+    PUMP_DONE = 0,  /* both directions finished cleanly */
+    PUMP_NET_LOST,  /* the connection failed (reset, timeout) */
+    PUMP_LOCAL_ERR, /* reading in or writing out failed */
+};
+
+/* Binary safe; EOF on in becomes shutdown(SHUT_WR) on net while reading goes on; EOF from net
+ * closes out; returns when both directions are done. Never holds more than PUMP_BUF bytes per
+ * direction, so a slow side stops the reading of the other. prefill holds bytes already read
+ * from net (they go to out first). */
+enum pump_status pump_run(int net, int in, int out, const void *prefill, size_t prefill_len,
+                          struct pump_stats *st, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,31 @@
+/* Socket helpers. Each takes an error buffer so callers can print one precise message. */
+#ifndef TP_SOCK_H
+#define TP_SOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* A non-blocking TCP socket bound to local with SO_REUSEADDR and SO_REUSEPORT, so several
+ * sockets (control, punch attempts, listener) can share one local port. */
+int sk_open_bound(const struct sockaddr *local, char *err, size_t errlen);
+
+/* The same, listening. */
+int sk_listen_reuse(const struct sockaddr *local, int backlog, char *err, size_t errlen);
+
+int sk_local(int fd, struct sockaddr_storage *out);
+int sk_set_blocking(int fd, bool blocking);
+
+/* Kernel-smoothed RTT of a connected socket in microseconds, 0 when unknown. */
+uint32_t sk_rtt_us(int fd);
+
+/* Data connections: no Nagle delay for interactive use, and keepalive plus a user timeout so
+ * a peer that vanished is noticed within about a minute instead of hanging forever. */
+void sk_tune_stream(int fd);
+
+/* This host's unicast addresses of family (loopback and link-local left out), each with port
+ * set; returns how many were written to out (at most max). */
+int sk_local_addrs(int family, int port, struct sockaddr_storage *out, int max);
+
+#endif

@@ -1,0 +1,408 @@
+#include "proto/proto.h"
+#include "common/endpoint.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const proto_names[PROTO_TYPE_COUNT] = {
+    "hello", "welcome", "connect", "punch", "error", "ping", "pong", "shake"};
+
+/* Fields each type may carry, "type" included; NULL-terminated. */
+static const char *const proto_fields[PROTO_TYPE_COUNT][7] = {
+    [PROTO_HELLO] = {"type", "version", "id", "endpoints", NULL},
+    [PROTO_WELCOME] = {"type", "version", "id", "observed", "keepalive", NULL},
+    [PROTO_CONNECT] = {"type", "target", NULL},
+    [PROTO_PUNCH] = {"type", "session", "peer", "role", "observed", "endpoints", NULL},
+    [PROTO_ERROR] = {"type", "code", "message", "fatal", NULL},
+    [PROTO_PING] = {"type", "seq", NULL},
+    [PROTO_PONG] = {"type", "seq", NULL},
+    [PROTO_SHAKE] = {"type", "version", "session", "from", "to", NULL},
+};
+
+static const unsigned proto_allowed[] = {
+    [PROTO_TO_SERVER] = 1u << PROTO_HELLO | 1u << PROTO_CONNECT | 1u << PROTO_PING |
+                        1u << PROTO_PONG,
+    [PROTO_TO_PEER] = 1u << PROTO_WELCOME | 1u << PROTO_PUNCH | 1u << PROTO_ERROR |
+                      1u << PROTO_PING | 1u << PROTO_PONG,
+    [PROTO_PEER_TO_PEER] = 1u << PROTO_SHAKE,
+};
+
+const char *proto_err_code(enum proto_err e)
+{
+    static const char *const codes[] = {
+        [PROTO_OK] = "ok",
+        [PROTO_E_JSON] = "bad-json",
+        [PROTO_E_MESSAGE] = "bad-message",
+        [PROTO_E_TYPE] = "unknown-type",
+        [PROTO_E_UNEXPECTED] = "unexpected-type",
+        [PROTO_E_FIELD] = "bad-field",
+        [PROTO_E_ID] = "bad-id",
+        [PROTO_E_ENDPOINT] = "bad-endpoint",
+        [PROTO_E_TOO_MANY] = "too-many-endpoints",
+        [PROTO_E_VERSION] = "bad-version",
+        [PROTO_E_LINE] = "line-too-long",
+    };
+    return (unsigned)e < sizeof codes / sizeof codes[0] ? codes[e] : "internal";
+}
+
+const char *proto_type_name(enum proto_type t)
+{
+    return (unsigned)t < PROTO_TYPE_COUNT ? proto_names[t] : "?";
+}
+
+bool proto_valid_id(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == '-';
+        if (!ok || n >= PROTO_MAX_ID)
+            return false;
+    }
+    return n > 0;
+}
+
+bool proto_valid_session(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+            return false;
+    return n == PROTO_SESSION_LEN;
+}
+
+/* ---- decoding helpers: each returns PROTO_OK or an error with the reason in why ---- */
+
+struct pd {
+    json_t *obj;
+    char *why;
+    size_t whylen;
+};
+
+static enum proto_err pd_fail(struct pd *d, enum proto_err e, const char *fmt, const char *field)
+{
+    snprintf(d->why, d->whylen, fmt, field);
+    return e;
+}
+
+static enum proto_err pd_str(struct pd *d, const char *key, char *out, size_t cap)
+{
+    json_t *v = json_object_get(d->obj, key);
+    if (!v)
+        return pd_fail(d, PROTO_E_FIELD, "missing field \"%s\"", key);
+    if (!json_is_string(v))
+        return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must be a string", key);
+    if (json_string_length(v) >= cap || strlen(json_string_value(v)) != json_string_length(v))
+        return pd_fail(d, PROTO_E_FIELD, "field \"%s\" is too long or holds NUL", key);
+    memcpy(out, json_string_value(v), json_string_length(v) + 1);
+    return PROTO_OK;
+}
+
+static enum proto_err pd_id(struct pd *d, const char *key, char *out)
+{
+    char tmp[PROTO_MAX_TEXT + 1];
+    enum proto_err e = pd_str(d, key, tmp, sizeof tmp);
+    if (e != PROTO_OK)
+        return e;
+    if (!proto_valid_id(tmp))
+        return pd_fail(d, PROTO_E_ID, "field \"%s\" is not an id ([A-Za-z0-9._-]{1,64})", key);
+    memcpy(out, tmp, strlen(tmp) + 1);
+    return PROTO_OK;
+}
+
+static enum proto_err pd_session(struct pd *d, const char *key, char *out)
+{
+    char tmp[PROTO_MAX_TEXT + 1];
+    enum proto_err e = pd_str(d, key, tmp, sizeof tmp);
+    if (e != PROTO_OK)
+        return e;
+    if (!proto_valid_session(tmp))
+        return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must be 32 lowercase hex digits", key);
+    memcpy(out, tmp, PROTO_SESSION_LEN + 1);
+    return PROTO_OK;
+}
+
+static enum proto_err pd_int(struct pd *d, const char *key, int64_t lo, int64_t hi, int64_t *out)
+{
+    json_t *v = json_object_get(d->obj, key);
+    if (!v)
+        return pd_fail(d, PROTO_E_FIELD, "missing field \"%s\"", key);
+    if (!json_is_integer(v))
+        return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must be an integer", key);
+    if (json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return pd_fail(d, PROTO_E_FIELD, "field \"%s\" is out of range", key);
+    *out = json_integer_value(v);
+    return PROTO_OK;
+}
+
+static enum proto_err pd_version(struct pd *d, int *out)
+{
+    int64_t v;
+    enum proto_err e = pd_int(d, "version", 0, INT32_MAX, &v);
+    if (e != PROTO_OK)
+        return e;
+    if (v != PROTO_VERSION) {
+        snprintf(d->why, d->whylen, "protocol version %lld is not supported (this side speaks %d)",
+                 (long long)v, PROTO_VERSION);
+        return PROTO_E_VERSION;
+    }
+    *out = (int)v;
+    return PROTO_OK;
+}
+
+static enum proto_err pd_endpoint_text(struct pd *d, const char *key, json_t *v,
+                                       struct sockaddr_storage *out)
+{
+    char err[160];
+    if (!json_is_string(v))
+        return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must hold endpoint strings", key);
+    if (ep_parse(json_string_value(v), out, err, sizeof err) < 0 ||
+        strlen(json_string_value(v)) != json_string_length(v)) {
+        snprintf(d->why, d->whylen, "field \"%s\": %s", key, err);
+        return PROTO_E_ENDPOINT;
+    }
+    return PROTO_OK;
+}
+
+static enum proto_err pd_endpoint(struct pd *d, const char *key, struct sockaddr_storage *out)
+{
+    json_t *v = json_object_get(d->obj, key);
+    if (!v)
+        return pd_fail(d, PROTO_E_FIELD, "missing field \"%s\"", key);
+    return pd_endpoint_text(d, key, v, out);
+}
+
+static enum proto_err pd_eplist(struct pd *d, const char *key, struct proto_eplist *out)
+{
+    json_t *v = json_object_get(d->obj, key);
+    size_t i;
+    json_t *item;
+    out->n = 0;
+    if (!v)
+        return pd_fail(d, PROTO_E_FIELD, "missing field \"%s\"", key);
+    if (!json_is_array(v))
+        return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must be an array", key);
+    if (json_array_size(v) > PROTO_MAX_ENDPOINTS) {
+        snprintf(d->why, d->whylen, "field \"%s\" lists %zu endpoints (at most %d)", key,
+                 json_array_size(v), PROTO_MAX_ENDPOINTS);
+        return PROTO_E_TOO_MANY;
+    }
+    json_array_foreach(v, i, item)
+    {
+        enum proto_err e = pd_endpoint_text(d, key, item, &out->ep[i]);
+        if (e != PROTO_OK)
+            return e;
+        out->n++;
+    }
+    return PROTO_OK;
+}
+
+static enum proto_err pd_fields(struct pd *d, enum proto_type t, bool strict)
+{
+    const char *key;
+    json_t *v;
+    if (!strict)
+        return PROTO_OK;
+    json_object_foreach(d->obj, key, v)
+    {
+        bool known = false;
+        for (const char *const *f = proto_fields[t]; *f && !known; f++)
+            known = strcmp(*f, key) == 0;
+        if (!known) {
+            snprintf(d->why, d->whylen, "unknown field \"%.64s\" in %s", key, proto_names[t]);
+            return PROTO_E_FIELD;
+        }
+    }
+    return PROTO_OK;
+}
+
+#define PD_TRY(expr)                                                                               \
+    do {                                                                                           \
+        enum proto_err e_ = (expr);                                                                \
+        if (e_ != PROTO_OK)                                                                        \
+            return e_;                                                                             \
+    } while (0)
+
+static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
+{
+    int64_t n;
+    switch (m->type) {
+    case PROTO_HELLO:
+        PD_TRY(pd_version(d, &m->u.hello.version));
+        PD_TRY(pd_id(d, "id", m->u.hello.id));
+        return pd_eplist(d, "endpoints", &m->u.hello.endpoints);
+    case PROTO_WELCOME:
+        PD_TRY(pd_version(d, &m->u.welcome.version));
+        PD_TRY(pd_id(d, "id", m->u.welcome.id));
+        PD_TRY(pd_endpoint(d, "observed", &m->u.welcome.observed));
+        PD_TRY(pd_int(d, "keepalive", 1, 86400, &n));
+        m->u.welcome.keepalive = (int)n;
+        return PROTO_OK;
+    case PROTO_CONNECT:
+        return pd_id(d, "target", m->u.connect.target);
+    case PROTO_PUNCH: {
+        char role[16];
+        PD_TRY(pd_session(d, "session", m->u.punch.session));
+        PD_TRY(pd_id(d, "peer", m->u.punch.peer));
+        PD_TRY(pd_str(d, "role", role, sizeof role));
+        if (strcmp(role, "initiator") == 0)
+            m->u.punch.role = PROTO_INITIATOR;
+        else if (strcmp(role, "responder") == 0)
+            m->u.punch.role = PROTO_RESPONDER;
+        else
+            return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must be initiator or responder",
+                           "role");
+        PD_TRY(pd_endpoint(d, "observed", &m->u.punch.observed));
+        return pd_eplist(d, "endpoints", &m->u.punch.endpoints);
+    }
+    case PROTO_ERROR: {
+        json_t *f = json_object_get(d->obj, "fatal");
+        PD_TRY(pd_str(d, "code", m->u.error.code, sizeof m->u.error.code));
+        PD_TRY(pd_str(d, "message", m->u.error.message, sizeof m->u.error.message));
+        if (f && !json_is_boolean(f))
+            return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must be true or false", "fatal");
+        m->u.error.fatal = f ? json_is_true(f) : true;
+        return PROTO_OK;
+    }
+    case PROTO_PING:
+    case PROTO_PONG:
+        return pd_int(d, "seq", 0, INT64_MAX, &m->u.ping.seq);
+    case PROTO_SHAKE:
+        PD_TRY(pd_version(d, &m->u.shake.version));
+        PD_TRY(pd_session(d, "session", m->u.shake.session));
+        PD_TRY(pd_id(d, "from", m->u.shake.from));
+        return pd_id(d, "to", m->u.shake.to);
+    default:
+        return PROTO_E_TYPE;
+    }
+}
+
+enum proto_err proto_decode(const char *line, size_t len, enum proto_dir dir, struct proto_msg *out,
+                            char *why, size_t whylen)
+{
+    json_error_t jerr;
+    struct pd d = {NULL, why, whylen};
+    json_t *type;
+    enum proto_err e = PROTO_OK;
+    int t;
+
+    memset(out, 0, sizeof *out);
+    if (len >= PROTO_MAX_LINE) {
+        snprintf(why, whylen, "line of %zu bytes exceeds %d", len + 1, PROTO_MAX_LINE);
+        return PROTO_E_LINE;
+    }
+    d.obj = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!d.obj) {
+        snprintf(why, whylen, "not JSON: %s at column %d", jerr.text, jerr.column);
+        return PROTO_E_JSON;
+    }
+    if (!json_is_object(d.obj)) {
+        snprintf(why, whylen, "message is not a JSON object");
+        e = PROTO_E_MESSAGE;
+        goto out;
+    }
+    type = json_object_get(d.obj, "type");
+    if (!type || !json_is_string(type)) {
+        snprintf(why, whylen, "message has no string field \"type\"");
+        e = PROTO_E_MESSAGE;
+        goto out;
+    }
+    for (t = 0; t < PROTO_TYPE_COUNT; t++)
+        if (strcmp(json_string_value(type), proto_names[t]) == 0)
+            break;
+    if (t == PROTO_TYPE_COUNT) {
+        snprintf(why, whylen, "unknown message type \"%.64s\"", json_string_value(type));
+        e = PROTO_E_TYPE;
+        goto out;
+    }
+    if (!(proto_allowed[dir] & (1u << t))) {
+        snprintf(why, whylen, "message type \"%s\" is not valid here", proto_names[t]);
+        e = PROTO_E_UNEXPECTED;
+        goto out;
+    }
+    out->type = (enum proto_type)t;
+    e = pd_fields(&d, out->type, dir != PROTO_TO_PEER);
+    if (e == PROTO_OK)
+        e = pd_body(&d, out);
+out:
+    json_decref(d.obj);
+    return e;
+}
+
+/* ---- encoding ---- */
+
+static json_t *pe_eplist(const struct proto_eplist *l)
+{
+    char ep[EP_STRLEN];
+    json_t *a = json_array();
+    for (int i = 0; a && i < l->n; i++)
+        json_array_append_new(a, json_string(ep_format((const struct sockaddr *)&l->ep[i], ep,
+                                                       sizeof ep)));
+    return a;
+}
+
+static json_t *pe_build(const struct proto_msg *m)
+{
+    char ep[EP_STRLEN];
+    const char *t = proto_type_name(m->type);
+    switch (m->type) {
+    case PROTO_HELLO:
+        return json_pack("{s:s, s:i, s:s, s:o}", "type", t, "version", PROTO_VERSION, "id",
+                         m->u.hello.id, "endpoints", pe_eplist(&m->u.hello.endpoints));
+    case PROTO_WELCOME:
+        return json_pack(
+            "{s:s, s:i, s:s, s:s, s:i}", "type", t, "version", PROTO_VERSION, "id",
+            m->u.welcome.id, "observed",
+            ep_format((const struct sockaddr *)&m->u.welcome.observed, ep, sizeof ep),
+            "keepalive", m->u.welcome.keepalive);
+    case PROTO_CONNECT:
+        return json_pack("{s:s, s:s}", "type", t, "target", m->u.connect.target);
+    case PROTO_PUNCH:
+        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "type", t, "session",
+                         m->u.punch.session, "peer", m->u.punch.peer, "role",
+                         m->u.punch.role == PROTO_INITIATOR ? "initiator" : "responder",
+                         "observed",
+                         ep_format((const struct sockaddr *)&m->u.punch.observed, ep, sizeof ep),
+                         "endpoints", pe_eplist(&m->u.punch.endpoints));
+    case PROTO_ERROR:
+        return json_pack("{s:s, s:s, s:s, s:b}", "type", t, "code", m->u.error.code, "message",
+                         m->u.error.message, "fatal", m->u.error.fatal);
+    case PROTO_PING:
+    case PROTO_PONG:
+        return json_pack("{s:s, s:I}", "type", t, "seq", (json_int_t)m->u.ping.seq);
+    case PROTO_SHAKE:
+        return json_pack("{s:s, s:i, s:s, s:s, s:s}", "type", t, "version", PROTO_VERSION,
+                         "session", m->u.shake.session, "from", m->u.shake.from, "to",
+                         m->u.shake.to);
+    default:
+        return NULL;
+    }
+}
+
+int proto_encode(const struct proto_msg *msg, char *buf, size_t buflen)
+{
+    json_t *o = pe_build(msg);
+    size_t cap = buflen < PROTO_MAX_LINE ? buflen : PROTO_MAX_LINE;
+    size_t n;
+    if (!o)
+        return -1;
+    n = json_dumpb(o, buf, cap, JSON_COMPACT);
+    json_decref(o);
+    if (n == 0 || n + 1 > cap) /* room for the newline */
+        return -1;
+    buf[n] = '\n';
+    return (int)n + 1;
+}
+
+int proto_encode_error(const char *code, const char *message, bool fatal, char *buf, size_t buflen)
+{
+    struct proto_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_ERROR;
+    snprintf(m.u.error.code, sizeof m.u.error.code, "%s", code);
+    snprintf(m.u.error.message, sizeof m.u.error.message, "%s", message);
+    m.u.error.fatal = fatal;
+    return proto_encode(&m, buf, buflen);
+}

@@ -1,0 +1,114 @@
+/* The tcpunch wire protocol (PROTOCOL.md): one JSON object per line, strictly validated. */
+#ifndef TP_PROTO_H
+#define TP_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define PROTO_VERSION 1
+#define PROTO_MAX_LINE 4096 /* bytes, newline included */
+#define PROTO_MAX_ID 64
+#define PROTO_MAX_ENDPOINTS 8
+#define PROTO_SESSION_LEN 32 /* hex digits: 128 random bits */
+#define PROTO_MAX_CODE 32
+#define PROTO_MAX_TEXT 256
+
+enum proto_type {
+    PROTO_HELLO,
+    PROTO_WELCOME,
+    PROTO_CONNECT,
+    PROTO_PUNCH,
+    PROTO_ERROR,
+    PROTO_PING,
+    PROTO_PONG,
+    PROTO_SHAKE,
+    PROTO_TYPE_COUNT
+};
+
+/* Who sends a message decides which types are acceptable and how strict field checks are:
+ * peers are strict with what servers and other peers may be sent, and tolerate unknown fields
+ * from a server (a newer server may add some). */
+enum proto_dir { PROTO_TO_SERVER, PROTO_TO_PEER, PROTO_PEER_TO_PEER };
+
+enum proto_role { PROTO_INITIATOR, PROTO_RESPONDER };
+
+struct proto_eplist {
+    int n;
+    struct sockaddr_storage ep[PROTO_MAX_ENDPOINTS];
+};
+
+struct proto_msg {
+    enum proto_type type;
+    union {
+        struct {
+            int version;
+            char id[PROTO_MAX_ID + 1];
+            struct proto_eplist endpoints;
+        } hello;
+        struct {
+            int version;
+            char id[PROTO_MAX_ID + 1];
+            struct sockaddr_storage observed;
+            int keepalive; /* seconds of silence after which the server drops the peer */
+        } welcome;
+        struct {
+            char target[PROTO_MAX_ID + 1];
+        } connect;
+        struct {
+            char session[PROTO_SESSION_LEN + 1];
+            char peer[PROTO_MAX_ID + 1];
+            enum proto_role role;
+            struct sockaddr_storage observed;
+            struct proto_eplist endpoints;
+        } punch;
+        struct {
+            char code[PROTO_MAX_CODE + 1];
+            char message[PROTO_MAX_TEXT + 1];
+            bool fatal;
+        } error;
+        struct {
+            int64_t seq;
+        } ping; /* also pong */
+        struct {
+            int version;
+            char session[PROTO_SESSION_LEN + 1];
+            char from[PROTO_MAX_ID + 1];
+            char to[PROTO_MAX_ID + 1];
+        } shake;
+    } u;
+};
+
+/* Decoding failures, each with the error code PROTOCOL.md gives it. */
+enum proto_err {
+    PROTO_OK = 0,
+    PROTO_E_JSON,          /* bad-json */
+    PROTO_E_MESSAGE,       /* bad-message: not an object, no string "type" */
+    PROTO_E_TYPE,          /* unknown-type */
+    PROTO_E_UNEXPECTED,    /* unexpected-type: known, but not valid in this direction */
+    PROTO_E_FIELD,         /* bad-field */
+    PROTO_E_ID,            /* bad-id */
+    PROTO_E_ENDPOINT,      /* bad-endpoint */
+    PROTO_E_TOO_MANY,      /* too-many-endpoints */
+    PROTO_E_VERSION,       /* bad-version */
+    PROTO_E_LINE,          /* line-too-long */
+};
+
+const char *proto_err_code(enum proto_err e);
+const char *proto_type_name(enum proto_type t);
+bool proto_valid_id(const char *s);
+bool proto_valid_session(const char *s);
+
+/* Decodes one line (without its newline). On failure returns the error and a human reason. */
+enum proto_err proto_decode(const char *line, size_t len, enum proto_dir dir, struct proto_msg *out,
+                            char *why, size_t whylen);
+
+/* Encodes msg as one line ending in '\n'. Returns its length, or -1 if it would not fit in
+ * buflen or in PROTO_MAX_LINE. */
+int proto_encode(const struct proto_msg *msg, char *buf, size_t buflen);
+
+/* Convenience: an error message line. */
+int proto_encode_error(const char *code, const char *message, bool fatal, char *buf, size_t buflen);
+
+#endif
