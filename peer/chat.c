@@ -1,1 +1,193 @@
-/* placeholder */
+#include "peer/chat.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/sock.h"
+
+#define CHAT_LINE 4096
+#define CHAT_LINGER_MS 5000 /* after we leave, how long the peer's last lines may take */
+
+struct chat {
+    const struct peer_opts *o;
+    struct peer_link *link;
+    bool tty;
+    bool leaving; /* we sent our FIN */
+    uint64_t leave_ms;
+    char in[CHAT_LINE]; /* partial line typed by us */
+    size_t in_len;
+    char rx[CHAT_LINE]; /* partial line from the peer */
+    size_t rx_len;
+    char tx[4 * CHAT_LINE]; /* lines waiting for the socket */
+    size_t tx_len;
+};
+
+static void chat_prompt(const struct chat *c)
+{
+    if (c->tty && !c->leaving)
+        fputs("> ", stderr);
+}
+
+/* Prints one line from the peer; control characters are shown as '?' so a peer cannot drive
+ * our terminal. */
+static void chat_show(struct chat *c)
+{
+    if (c->tty)
+        fputs("\r", stderr);
+    printf("%s: ", c->link->peer);
+    for (size_t i = 0; i < c->rx_len; i++) {
+        unsigned char ch = (unsigned char)c->rx[i];
+        putchar(ch < 0x20 && ch != '\t' ? '?' : ch == 0x7f ? '?' : ch);
+    }
+    putchar('\n');
+    fflush(stdout);
+    c->rx_len = 0;
+    chat_prompt(c);
+}
+
+static void chat_leave(struct chat *c)
+{
+    if (c->leaving)
+        return;
+    c->leaving = true;
+    c->leave_ms = clk_ms();
+}
+
+/* Queues what we typed, line by line; "/quit" alone on a line ends the chat. */
+static void chat_typed(struct chat *c, const char *data, size_t n)
+{
+    for (size_t i = 0; i < n && !c->leaving; i++) {
+        if (data[i] != '\n' && c->in_len < CHAT_LINE - 1) {
+            c->in[c->in_len++] = data[i];
+            continue;
+        }
+        if (c->in_len && c->in[c->in_len - 1] == '\r')
+            c->in_len--;
+        if (c->in_len == 5 && memcmp(c->in, "/quit", 5) == 0) {
+            chat_leave(c);
+            break;
+        }
+        memcpy(c->tx + c->tx_len, c->in, c->in_len);
+        c->tx[c->tx_len + c->in_len] = '\n';
+        c->tx_len += c->in_len + 1;
+        c->in_len = 0;
+        if (data[i] != '\n')
+            i--; /* an over-long line was split: the byte still belongs to the next part */
+        chat_prompt(c);
+    }
+}
+
+static void chat_received(struct chat *c, const char *data, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (data[i] == '\n' || c->rx_len == CHAT_LINE - 1) {
+            chat_show(c);
+            if (data[i] == '\n')
+                continue;
+        }
+        c->rx[c->rx_len++] = data[i];
+    }
+}
+
+static int chat_flush(struct chat *c)
+{
+    ssize_t w = send(c->link->fd, c->tx, c->tx_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0)
+        return errno == EAGAIN || errno == EINTR ? 0 : -1;
+    memmove(c->tx, c->tx + w, c->tx_len - (size_t)w);
+    c->tx_len -= (size_t)w;
+    return 0;
+}
+
+static int chat_loop(struct chat *c)
+{
+    char buf[CHAT_LINE];
+    bool fin_sent = false;
+    for (;;) {
+        struct pollfd pf[2] = {{.fd = c->link->fd, .events = POLLIN},
+                               {.fd = STDIN_FILENO, .events = POLLIN}};
+        int timeout = -1;
+        ssize_t r;
+        if (c->tx_len)
+            pf[0].events |= POLLOUT;
+        /* stop reading our input while the socket is backed up */
+        if (c->leaving || c->tx_len > sizeof c->tx - CHAT_LINE - 1)
+            pf[1].fd = -1;
+        if (c->leaving && !c->tx_len && !fin_sent) {
+            shutdown(c->link->fd, SHUT_WR);
+            fin_sent = true;
+        }
+        if (c->leaving) {
+            uint64_t spent = clk_ms() - c->leave_ms;
+            if (spent >= CHAT_LINGER_MS)
+                return EXIT_DONE;
+            timeout = (int)(CHAT_LINGER_MS - spent);
+        }
+        if (poll(pf, 2, timeout) < 0) {
+            if (errno == EINTR)
+                continue;
+            return EXIT_LOCAL;
+        }
+        if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+            r = recv(c->link->fd, buf, sizeof buf, MSG_DONTWAIT);
+            if (r == 0) {
+                if (c->rx_len)
+                    chat_show(c);
+                if (!c->leaving)
+                    LOG_N("%s left the chat", c->link->peer);
+                return EXIT_DONE;
+            }
+            if (r < 0 && errno != EAGAIN && errno != EINTR) {
+                LOG_E("connection to %s lost: %s", c->link->peer, strerror(errno));
+                return EXIT_LOST;
+            }
+            if (r > 0)
+                chat_received(c, buf, (size_t)r);
+        }
+        if ((pf[0].revents & POLLOUT) && chat_flush(c) < 0) {
+            LOG_E("connection to %s lost: %s", c->link->peer, strerror(errno));
+            return EXIT_LOST;
+        }
+        if (pf[1].fd >= 0 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+            r = read(STDIN_FILENO, buf, sizeof buf);
+            if (r < 0 && errno != EAGAIN && errno != EINTR) {
+                LOG_E("reading input: %s", strerror(errno));
+                return EXIT_LOCAL;
+            }
+            if (r == 0)
+                chat_leave(c);
+            else if (r > 0)
+                chat_typed(c, buf, (size_t)r);
+        }
+    }
+}
+
+int chat_run(const struct peer_opts *o, struct peer_link *link)
+{
+    struct chat *c = calloc(1, sizeof *c);
+    int rc;
+    if (!c) {
+        close(link->fd);
+        return EXIT_LOCAL;
+    }
+    c->o = o;
+    c->link = link;
+    c->tty = isatty(STDIN_FILENO);
+    sk_tune_stream(link->fd);
+    if (c->tty)
+        fprintf(stderr, "chatting with %s; /quit or Ctrl-D to leave\n", link->peer);
+    chat_received(c, link->prefill, link->prefill_len);
+    chat_prompt(c);
+    rc = chat_loop(c);
+    close(link->fd);
+    link->fd = -1;
+    free(c);
+    return rc;
+}

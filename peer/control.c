@@ -1,1 +1,389 @@
-/* placeholder */
+/* The control connection to the rendezvous: register, ask for a peer, wait for the punch order,
+ * then hand over to the punch engine. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "common/clock.h"
+#include "common/endpoint.h"
+#include "common/linebuf.h"
+#include "common/log.h"
+#include "common/sock.h"
+#include "peer/peer.h"
+#include "peer/punch.h"
+
+#define CTL_CONNECT_TIMEOUT_MS 10000
+#define CTL_ANSWER_TIMEOUT_MS 10000
+
+enum ctl_state { CTL_CONNECTING, CTL_HELLO, CTL_WAITING, CTL_ASKED, CTL_PUNCHING, CTL_DONE };
+
+struct ctl {
+    uv_loop_t loop;
+    const struct peer_opts *o;
+    const char *target;
+    struct peer_link *link;
+    struct sockaddr_storage server;
+    struct sockaddr_storage local;
+    uv_tcp_t tcp;
+    bool tcp_open;
+    uv_connect_t creq;
+    uv_timer_t timer;
+    enum ctl_state state;
+    struct lb lb;
+    int keepalive_s;
+    int64_t ping_seq;
+    uint64_t last_rx_ms;
+    struct shake_ctx shake;
+    int result;
+    char rbuf[16384];
+};
+
+static void ctl_end(struct ctl *c, int result)
+{
+    if (c->state == CTL_DONE)
+        return;
+    c->state = CTL_DONE;
+    c->result = result;
+    uv_timer_stop(&c->timer);
+    if (c->tcp_open) {
+        c->tcp_open = false;
+        uv_close((uv_handle_t *)&c->tcp, NULL);
+    }
+}
+
+static void ctl_fail(struct ctl *c, int result, const char *fmt, const char *a, const char *b)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, fmt, a, b);
+    LOG_E("%s", msg);
+    ctl_end(c, result);
+}
+
+static int ctl_send(struct ctl *c, const struct proto_msg *m)
+{
+    char line[PROTO_MAX_LINE];
+    int n = proto_encode(m, line, sizeof line);
+    uv_buf_t b = uv_buf_init(line, n > 0 ? (unsigned)n : 0);
+    /* control lines are tiny and rare: the socket buffer takes them whole */
+    if (n <= 0 || uv_try_write((uv_stream_t *)&c->tcp, &b, 1) != n) {
+        ctl_fail(c, EXIT_SERVER, "cannot send to the server %s%s", c->o->server, "");
+        return -1;
+    }
+    return 0;
+}
+
+static bool ctl_is_loopback(const struct sockaddr_storage *a)
+{
+    char ep[EP_STRLEN];
+    ep_format((const struct sockaddr *)a, ep, sizeof ep);
+    return strncmp(ep, "127.", 4) == 0 || strncmp(ep, "[::1]", 5) == 0;
+}
+
+static void ctl_send_hello(struct ctl *c)
+{
+    struct proto_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_HELLO;
+    m.u.hello.version = PROTO_VERSION;
+    memcpy(m.u.hello.id, c->o->id, sizeof m.u.hello.id);
+    /* a server on loopback means everybody is on this host: LAN addresses add nothing */
+    if (!ctl_is_loopback(&c->server))
+        m.u.hello.endpoints.n =
+            sk_local_addrs(c->local.ss_family, ep_port((struct sockaddr *)&c->local),
+                           m.u.hello.endpoints.ep, PROTO_MAX_ENDPOINTS);
+    ctl_send(c, &m);
+}
+
+static void ctl_punch_done(struct punch *p, int status, const char *why, void *arg)
+{
+    struct ctl *c = arg;
+    (void)p;
+    if (status != EXIT_DONE)
+        LOG_E("punch to %s failed: %s", c->shake.peer, why);
+    ctl_end(c, status);
+}
+
+static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
+{
+    struct punch_cfg cfg;
+    char ep[EP_STRLEN], err[200];
+
+    if (c->state == CTL_PUNCHING) {
+        LOG_W("ignoring a second punch order (from %s): already connecting", m->u.punch.peer);
+        return;
+    }
+    if (c->target && strcmp(m->u.punch.peer, c->target) != 0) {
+        LOG_W("ignoring a punch order for %s while asking for %s", m->u.punch.peer, c->target);
+        return;
+    }
+    c->state = CTL_PUNCHING;
+    uv_timer_stop(&c->timer);
+    memset(&cfg, 0, sizeof cfg);
+    cfg.local = c->local;
+    cfg.timeout_ms = c->o->timeout_ms;
+    punch_candidates(&cfg, &m->u.punch.observed, &m->u.punch.endpoints);
+    memcpy(c->shake.session, m->u.punch.session, sizeof c->shake.session);
+    memcpy(c->shake.self, c->o->id, sizeof c->shake.self);
+    memcpy(c->shake.peer, m->u.punch.peer, sizeof c->shake.peer);
+    c->shake.role = m->u.punch.role;
+    cfg.shake = &c->shake;
+    memcpy(c->link->peer, m->u.punch.peer, sizeof c->link->peer);
+    LOG_I("punching to %s at %s (%d candidate%s, %s)", m->u.punch.peer,
+          ep_format((const struct sockaddr *)&m->u.punch.observed, ep, sizeof ep), cfg.ncand,
+          cfg.ncand == 1 ? "" : "s",
+          m->u.punch.role == PROTO_INITIATOR ? "initiator" : "responder");
+    for (int i = 0; i < cfg.ncand; i++)
+        LOG_D("candidate %d: %s (%s)", i,
+              ep_format((struct sockaddr *)&cfg.cand[i].addr, ep, sizeof ep), cfg.cand[i].kind);
+    if (!punch_start(&c->loop, &cfg, c->link, ctl_punch_done, c, err, sizeof err))
+        ctl_fail(c, EXIT_LOCAL, "%s%s", err, "");
+}
+
+static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
+{
+    const char *code = m->u.error.code;
+    char msg[600];
+    if (c->state == CTL_PUNCHING) {
+        LOG_I("server: %s (%s)", m->u.error.message, code);
+        return;
+    }
+    if (strcmp(code, "peer-not-found") == 0) {
+        snprintf(msg, sizeof msg,
+                 "%s is not registered on %s: is `tcpunch listen` running there with --id %s?",
+                 c->target ? c->target : "the peer", c->o->server, c->target ? c->target : "ID");
+        ctl_fail(c, EXIT_NO_PEER, "%s%s", msg, "");
+        return;
+    }
+    if (strcmp(code, "id-taken") == 0) {
+        snprintf(msg, sizeof msg, "the id \"%s\" is already online on %s; choose another with --id",
+                 c->o->id, c->o->server);
+        ctl_fail(c, EXIT_SERVER, "%s%s", msg, "");
+        return;
+    }
+    snprintf(msg, sizeof msg, "server %s refused: %s (%s)", c->o->server, m->u.error.message, code);
+    ctl_fail(c, EXIT_SERVER, "%s%s", msg, "");
+}
+
+static void ctl_on_timer(uv_timer_t *t)
+{
+    struct ctl *c = t->data;
+    struct proto_msg m;
+    uint64_t interval = (uint64_t)c->keepalive_s * 1000 / 3;
+
+    switch (c->state) {
+    case CTL_CONNECTING:
+        ctl_fail(c, EXIT_SERVER, "cannot reach the server %s: %s", c->o->server, "timed out");
+        break;
+    case CTL_HELLO:
+    case CTL_ASKED:
+        ctl_fail(c, EXIT_SERVER, "the server %s did not answer within %s", c->o->server, "10 s");
+        break;
+    case CTL_WAITING:
+        if (clk_ms() - c->last_rx_ms > 2 * interval + 5000) {
+            ctl_fail(c, EXIT_SERVER, "the server %s stopped answering%s", c->o->server, "");
+            break;
+        }
+        memset(&m, 0, sizeof m);
+        m.type = PROTO_PING;
+        m.u.ping.seq = ++c->ping_seq;
+        ctl_send(c, &m);
+        break;
+    default:
+        break;
+    }
+}
+
+static void ctl_on_welcome(struct ctl *c, const struct proto_msg *m)
+{
+    char ep[EP_STRLEN];
+    struct proto_msg req;
+    if (c->state != CTL_HELLO) {
+        LOG_W("ignoring an unexpected welcome");
+        return;
+    }
+    c->keepalive_s = m->u.welcome.keepalive;
+    LOG_I("registered as %s on %s, public endpoint %s", m->u.welcome.id, c->o->server,
+          ep_format((const struct sockaddr *)&m->u.welcome.observed, ep, sizeof ep));
+    if (!c->target) {
+        c->state = CTL_WAITING;
+        LOG_N("waiting for a peer to connect to %s", c->o->id);
+        /* ping often enough that the server never sees us silent for a whole keepalive */
+        uv_timer_start(&c->timer, ctl_on_timer, (uint64_t)c->keepalive_s * 1000 / 3,
+                       (uint64_t)c->keepalive_s * 1000 / 3);
+        return;
+    }
+    c->state = CTL_ASKED;
+    memset(&req, 0, sizeof req);
+    req.type = PROTO_CONNECT;
+    snprintf(req.u.connect.target, sizeof req.u.connect.target, "%s", c->target);
+    ctl_send(c, &req);
+}
+
+static int ctl_on_line(void *arg, char *line, size_t len)
+{
+    struct ctl *c = arg;
+    struct proto_msg m;
+    char why[300];
+    enum proto_err e = proto_decode(line, len, PROTO_TO_PEER, &m, why, sizeof why);
+    if (e != PROTO_OK) {
+        ctl_fail(c, EXIT_SERVER, "the server sent an invalid message (%s): %s", proto_err_code(e),
+                 why);
+        return 1;
+    }
+    switch (m.type) {
+    case PROTO_WELCOME:
+        ctl_on_welcome(c, &m);
+        break;
+    case PROTO_PUNCH:
+        ctl_on_punch(c, &m);
+        break;
+    case PROTO_ERROR:
+        ctl_on_error(c, &m);
+        break;
+    case PROTO_PING:
+        m.type = PROTO_PONG;
+        ctl_send(c, &m);
+        break;
+    default: /* pong: liveness is already noted */
+        break;
+    }
+    return c->state == CTL_DONE;
+}
+
+static void ctl_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct ctl *c = h->data;
+    (void)suggested;
+    *buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
+}
+
+static void ctl_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct ctl *c = s->data;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        if (c->state == CTL_PUNCHING) {
+            /* the server is no longer needed for this session */
+            c->tcp_open = false;
+            uv_close((uv_handle_t *)&c->tcp, NULL);
+            return;
+        }
+        ctl_fail(c, EXIT_SERVER, "lost the connection to the server %s: %s", c->o->server,
+                 nread == UV_EOF ? "closed by the server" : uv_strerror((int)nread));
+        return;
+    }
+    c->last_rx_ms = clk_ms();
+    if (lb_feed(&c->lb, buf->base, (size_t)nread, ctl_on_line, c) < 0)
+        ctl_fail(c, EXIT_SERVER, "the server %s sent a line over %s bytes", c->o->server, "4096");
+}
+
+static void ctl_on_connect(uv_connect_t *req, int status)
+{
+    struct ctl *c = req->data;
+    char ep[EP_STRLEN];
+    int fd;
+    if (c->state != CTL_CONNECTING)
+        return;
+    if (status < 0) {
+        ctl_fail(c, EXIT_SERVER, "cannot reach the server %s: %s", c->o->server,
+                 uv_strerror(status));
+        return;
+    }
+    uv_fileno((uv_handle_t *)&c->tcp, &fd);
+    sk_local(fd, &c->local);
+    LOG_D("connected to %s from %s", c->o->server,
+          ep_format((struct sockaddr *)&c->local, ep, sizeof ep));
+    /* punch sockets share the port on the wildcard address, like the control socket */
+    {
+        struct sockaddr_storage any;
+        int port = ep_port((struct sockaddr *)&c->local);
+        memset(&any, 0, sizeof any);
+        any.ss_family = c->local.ss_family;
+        ep_set_port((struct sockaddr *)&any, port);
+        c->local = any;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->state = CTL_HELLO;
+    c->last_rx_ms = clk_ms();
+    uv_timer_start(&c->timer, ctl_on_timer, CTL_ANSWER_TIMEOUT_MS, 0);
+    uv_read_start((uv_stream_t *)&c->tcp, ctl_alloc, ctl_on_read);
+    ctl_send_hello(c);
+}
+
+static int ctl_open(struct ctl *c)
+{
+    char err[300];
+    int fd, rc;
+    struct sockaddr_storage any;
+
+    memset(&any, 0, sizeof any);
+    any.ss_family = c->server.ss_family;
+    ep_set_port((struct sockaddr *)&any, c->o->port);
+    fd = sk_open_bound((struct sockaddr *)&any, err, sizeof err);
+    if (fd < 0) {
+        LOG_E("cannot use local port %d: %s", c->o->port, err);
+        return EXIT_LOCAL;
+    }
+    uv_tcp_init(&c->loop, &c->tcp);
+    c->tcp.data = c;
+    c->tcp_open = true;
+    if ((rc = uv_tcp_open(&c->tcp, fd)) < 0) {
+        close(fd);
+        LOG_E("cannot use the socket: %s", uv_strerror(rc));
+        return EXIT_LOCAL;
+    }
+    c->creq.data = c;
+    rc = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&c->server, ctl_on_connect);
+    if (rc < 0) {
+        LOG_E("cannot reach the server %s: %s", c->o->server, uv_strerror(rc));
+        return EXIT_SERVER;
+    }
+    uv_timer_start(&c->timer, ctl_on_timer, CTL_CONNECT_TIMEOUT_MS, 0);
+    return EXIT_DONE;
+}
+
+int peer_rendezvous(const struct peer_opts *o, const char *target, struct peer_link *link)
+{
+    struct ctl *c = calloc(1, sizeof *c);
+    char err[300];
+    int result;
+
+    if (!c) {
+        LOG_E("out of memory");
+        return EXIT_LOCAL;
+    }
+    memset(link, 0, sizeof *link);
+    link->fd = -1;
+    c->o = o;
+    c->target = target;
+    c->link = link;
+    c->state = CTL_CONNECTING;
+    lb_init(&c->lb);
+    if (ep_resolve(o->server, false, &c->server, err, sizeof err) < 0) {
+        LOG_E("server %s", err);
+        free(c);
+        return EXIT_SERVER;
+    }
+    uv_loop_init(&c->loop);
+    uv_timer_init(&c->loop, &c->timer);
+    c->timer.data = c;
+    result = ctl_open(c);
+    if (result != EXIT_DONE)
+        ctl_end(c, result);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&c->timer, NULL);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&c->loop) != 0)
+        LOG_D("event loop still had handles at exit");
+    result = c->result;
+    free(c);
+    if (result != EXIT_DONE && link->fd >= 0) {
+        close(link->fd);
+        link->fd = -1;
+    }
+    return result;
+}

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const proto_names[PROTO_TYPE_COUNT] = {
-    "hello", "welcome", "connect", "punch", "error", "ping", "pong", "shake"};
+static const char *const proto_names[PROTO_TYPE_COUNT] = {"hello", "welcome", "connect", "punch",
+                                                          "error", "ping",    "pong",    "shake"};
 
 /* Fields each type may carry, "type" included; NULL-terminated. */
 static const char *const proto_fields[PROTO_TYPE_COUNT][7] = {
@@ -21,8 +21,8 @@ static const char *const proto_fields[PROTO_TYPE_COUNT][7] = {
 };
 
 static const unsigned proto_allowed[] = {
-    [PROTO_TO_SERVER] = 1u << PROTO_HELLO | 1u << PROTO_CONNECT | 1u << PROTO_PING |
-                        1u << PROTO_PONG,
+    [PROTO_TO_SERVER] =
+        1u << PROTO_HELLO | 1u << PROTO_CONNECT | 1u << PROTO_PING | 1u << PROTO_PONG,
     [PROTO_TO_PEER] = 1u << PROTO_WELCOME | 1u << PROTO_PUNCH | 1u << PROTO_ERROR |
                       1u << PROTO_PING | 1u << PROTO_PONG,
     [PROTO_PEER_TO_PEER] = 1u << PROTO_SHAKE,
@@ -155,7 +155,7 @@ static enum proto_err pd_version(struct pd *d, int *out)
 static enum proto_err pd_endpoint_text(struct pd *d, const char *key, json_t *v,
                                        struct sockaddr_storage *out)
 {
-    char err[160];
+    char err[160] = "endpoint holds a NUL character";
     if (!json_is_string(v))
         return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must hold endpoint strings", key);
     if (ep_parse(json_string_value(v), out, err, sizeof err) < 0 ||
@@ -252,8 +252,7 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
         else if (strcmp(role, "responder") == 0)
             m->u.punch.role = PROTO_RESPONDER;
         else
-            return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must be initiator or responder",
-                           "role");
+            return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must be initiator or responder", "role");
         PD_TRY(pd_endpoint(d, "observed", &m->u.punch.observed));
         return pd_eplist(d, "endpoints", &m->u.punch.endpoints);
     }
@@ -293,7 +292,8 @@ enum proto_err proto_decode(const char *line, size_t len, enum proto_dir dir, st
         snprintf(why, whylen, "line of %zu bytes exceeds %d", len + 1, PROTO_MAX_LINE);
         return PROTO_E_LINE;
     }
-    d.obj = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+    /* any JSON value, so a non-object is reported as bad-message rather than bad-json */
+    d.obj = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!d.obj) {
         snprintf(why, whylen, "not JSON: %s at column %d", jerr.text, jerr.column);
         return PROTO_E_JSON;
@@ -338,8 +338,8 @@ static json_t *pe_eplist(const struct proto_eplist *l)
     char ep[EP_STRLEN];
     json_t *a = json_array();
     for (int i = 0; a && i < l->n; i++)
-        json_array_append_new(a, json_string(ep_format((const struct sockaddr *)&l->ep[i], ep,
-                                                       sizeof ep)));
+        json_array_append_new(
+            a, json_string(ep_format((const struct sockaddr *)&l->ep[i], ep, sizeof ep)));
     return a;
 }
 
@@ -352,18 +352,16 @@ static json_t *pe_build(const struct proto_msg *m)
         return json_pack("{s:s, s:i, s:s, s:o}", "type", t, "version", PROTO_VERSION, "id",
                          m->u.hello.id, "endpoints", pe_eplist(&m->u.hello.endpoints));
     case PROTO_WELCOME:
-        return json_pack(
-            "{s:s, s:i, s:s, s:s, s:i}", "type", t, "version", PROTO_VERSION, "id",
-            m->u.welcome.id, "observed",
-            ep_format((const struct sockaddr *)&m->u.welcome.observed, ep, sizeof ep),
-            "keepalive", m->u.welcome.keepalive);
+        return json_pack("{s:s, s:i, s:s, s:s, s:i}", "type", t, "version", PROTO_VERSION, "id",
+                         m->u.welcome.id, "observed",
+                         ep_format((const struct sockaddr *)&m->u.welcome.observed, ep, sizeof ep),
+                         "keepalive", m->u.welcome.keepalive);
     case PROTO_CONNECT:
         return json_pack("{s:s, s:s}", "type", t, "target", m->u.connect.target);
     case PROTO_PUNCH:
-        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "type", t, "session",
-                         m->u.punch.session, "peer", m->u.punch.peer, "role",
-                         m->u.punch.role == PROTO_INITIATOR ? "initiator" : "responder",
-                         "observed",
+        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "type", t, "session", m->u.punch.session,
+                         "peer", m->u.punch.peer, "role",
+                         m->u.punch.role == PROTO_INITIATOR ? "initiator" : "responder", "observed",
                          ep_format((const struct sockaddr *)&m->u.punch.observed, ep, sizeof ep),
                          "endpoints", pe_eplist(&m->u.punch.endpoints));
     case PROTO_ERROR:

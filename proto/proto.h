@@ -83,16 +83,16 @@ struct proto_msg {
 /* Decoding failures, each with the error code PROTOCOL.md gives it. */
 enum proto_err {
     PROTO_OK = 0,
-    PROTO_E_JSON,          /* bad-json */
-    PROTO_E_MESSAGE,       /* bad-message: not an object, no string "type" */
-    PROTO_E_TYPE,          /* unknown-type */
-    PROTO_E_UNEXPECTED,    /* unexpected-type: known, but not valid in this direction */
-    PROTO_E_FIELD,         /* bad-field */
-    PROTO_E_ID,            /* bad-id */
-    PROTO_E_ENDPOINT,      /* bad-endpoint */
-    PROTO_E_TOO_MANY,      /* too-many-endpoints */
-    PROTO_E_VERSION,       /* bad-version */
-    PROTO_E_LINE,          /* line-too-long */
+    PROTO_E_JSON,       /* bad-json */
+    PROTO_E_MESSAGE,    /* bad-message: not an object, no string "type" */
+    PROTO_E_TYPE,       /* unknown-type */
+    PROTO_E_UNEXPECTED, /* unexpected-type: known, but not valid in this direction */
+    PROTO_E_FIELD,      /* bad-field */
+    PROTO_E_ID,         /* bad-id */
+    PROTO_E_ENDPOINT,   /* bad-endpoint */
+    PROTO_E_TOO_MANY,   /* too-many-endpoints */
+    PROTO_E_VERSION,    /* bad-version */
+    PROTO_E_LINE,       /* line-too-long */
 };
 
 const char *proto_err_code(enum proto_err e);

@@ -1,0 +1,24 @@
+#ifndef TP_OPTIONS_H
+#define TP_OPTIONS_H
+
+#include <stdio.h>
+
+#include "peer/peer.h"
+
+/* Parses options (before or after the command) and the environment into o; leaves the command
+ * and its arguments in argv[*first .. argc-1]. Returns EXIT_DONE, EXIT_USAGE after printing why,
+ * or -1 when --help/--version was handled. */
+int opts_parse(int argc, char **argv, struct peer_opts *o, int *first);
+
+/* Checks that a server was given; prints the usual hint if not. */
+int opts_need_server(const struct peer_opts *o);
+
+/* Checks a peer id given on the command line. */
+int opts_check_peer(const struct peer_opts *o, const char *peer);
+
+void opts_usage(FILE *out);
+
+/* Prints "tcpunch: <fmt with arg>" and the --help hint; returns EXIT_USAGE. */
+int opts_bad(const char *fmt, const char *arg);
+
+#endif

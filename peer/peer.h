@@ -1,0 +1,54 @@
+/* Shared types of the tcpunch client: options, exit codes, the established link. */
+#ifndef TP_PEER_H
+#define TP_PEER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "proto/proto.h"
+
+/* Exit codes, documented in README and --help. */
+enum peer_exit {
+    EXIT_DONE = 0,
+    EXIT_USAGE = 1,
+    EXIT_SERVER = 2,  /* server unreachable, refused us, or lost before the punch */
+    EXIT_NO_PEER = 3, /* the peer is not registered */
+    EXIT_PUNCH = 4,   /* no verified connection before the timeout */
+    EXIT_LOST = 5,    /* the connection failed after it was established */
+    EXIT_LOCAL = 6,   /* stdin/stdout or another local error */
+};
+
+struct peer_opts {
+    const char *server; /* HOST:PORT as given */
+    char id[PROTO_MAX_ID + 1];
+    int port;            /* local port, 0 = pick */
+    uint64_t timeout_ms; /* for the punch */
+    int verbose;
+    bool quiet;
+};
+
+/* A verified connection to the other peer, out of the event loop, ready for the pump. */
+struct peer_link {
+    int fd;
+    char peer[PROTO_MAX_ID + 1];
+    struct sockaddr_storage remote;
+    const char *via;   /* which candidate won: "public", "port-preserved", "lan", "inbound" */
+    uint64_t punch_ms; /* from the punch order to the handshake done */
+    unsigned attempts; /* connect() calls made */
+    size_t prefill_len;
+    char prefill[PROTO_MAX_LINE]; /* peer data that arrived with the handshake */
+};
+
+/* Registers with the server, asks for target (NULL: waits for someone to ask for us), punches
+ * and verifies. Returns EXIT_DONE with *link filled, or an exit code after printing why. */
+int peer_rendezvous(const struct peer_opts *o, const char *target, struct peer_link *link);
+
+/* Pipes stdin/stdout through the link with netcat semantics; returns an exit code. */
+int peer_pipe(const struct peer_opts *o, struct peer_link *link);
+
+/* Prints the one-line summary of how the link was made (with -v). */
+void peer_report(const struct peer_opts *o, const struct peer_link *link);
+
+#endif

@@ -1,0 +1,41 @@
+/* The punch engine: simultaneous connect() from one local port to every candidate, a listener
+ * on the same port, retries on RST, and the session handshake that picks exactly one winner. */
+#ifndef TP_PUNCH_H
+#define TP_PUNCH_H
+
+#include <uv.h>
+
+#include "peer/peer.h"
+#include "peer/shake.h"
+
+#define PUNCH_MAX_CAND (PROTO_MAX_ENDPOINTS + 2)
+
+struct punch_cand {
+    struct sockaddr_storage addr;
+    const char *kind; /* "public", "port-preserved", "lan", "given" */
+};
+
+struct punch_cfg {
+    struct sockaddr_storage local; /* wildcard address with the shared port */
+    int ncand;
+    struct punch_cand cand[PUNCH_MAX_CAND];
+    uint64_t timeout_ms;
+    /* NULL: plain TCP (direct mode) — the first connection wins, and inbound ones only from
+     * the host of cand[0]. */
+    const struct shake_ctx *shake;
+};
+
+struct punch;
+/* status: EXIT_DONE with link filled, or EXIT_PUNCH / EXIT_LOCAL with a reason in why. */
+typedef void (*punch_done_cb)(struct punch *p, int status, const char *why, void *arg);
+
+/* Starts punching on loop; done is called exactly once, then the punch frees itself. */
+struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct peer_link *link,
+                          punch_done_cb done, void *arg, char *err, size_t errlen);
+
+/* Fills cfg->cand from a punch message: the observed endpoint, the observed address with the
+ * peer's own port, then its LAN endpoints; other families than local's and duplicates left out. */
+void punch_candidates(struct punch_cfg *cfg, const struct sockaddr_storage *observed,
+                      const struct proto_eplist *lan);
+
+#endif
