@@ -92,7 +92,7 @@ int ep_resolve(const char *s, bool allow_zero, struct sockaddr_storage *out, cha
     const char *pstr;
     bool br;
     int port, rc;
-    struct addrinfo hints, *res = NULL;
+    struct addrinfo hints, *res = NULL, *pick;
 
     memset(out, 0, sizeof *out);
     if (ep_split(s, host, sizeof host, &pstr, &br) < 0) {
@@ -121,7 +121,12 @@ int ep_resolve(const char *s, bool allow_zero, struct sockaddr_storage *out, cha
         snprintf(err, errlen, "cannot resolve \"%.80s\": %s", host, gai_strerror(rc));
         return -1;
     }
-    memcpy(out, res->ai_addr, res->ai_addrlen);
+    /* IPv4 first: the punch needs both peers on the same family, and every NAT speaks v4 */
+    for (pick = res; pick && pick->ai_family != AF_INET; pick = pick->ai_next)
+        ;
+    if (!pick)
+        pick = res;
+    memcpy(out, pick->ai_addr, pick->ai_addrlen);
     freeaddrinfo(res);
     ep_set_port((struct sockaddr *)out, port);
     return 0;

@@ -1,1 +1,238 @@
-/* placeholder */
+/* tcpunch-rendezvous: option parsing, signals and the event loop around server.c. */
+#include "common/endpoint.h"
+#include "common/log.h"
+#include "rendezvous/server.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#define PROG "tcpunch-rendezvous"
+#define DEFAULT_LISTEN "0.0.0.0:7000"
+
+enum { EXIT_USAGE = 1, EXIT_LISTEN = 2 };
+
+enum { OPT_KEEPALIVE = 256, OPT_HELLO_TIMEOUT, OPT_MAX_PEERS };
+
+/* Everything the process owns, on main's stack: no mutable globals. */
+struct app {
+    uv_loop_t loop;
+    struct srv srv;
+    uv_signal_t sigint, sigterm;
+    bool signals;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: " PROG " [OPTIONS]\n"
+            "\n"
+            "Rendezvous server for tcpunch. Peers register under an id; when one asks for\n"
+            "another, both are sent each other's public and local endpoints at about the\n"
+            "same moment so that they can open a direct TCP connection through their NATs.\n"
+            "\n"
+            "Options:\n"
+            "  -l, --listen HOST:PORT   address to listen on, repeatable (default " DEFAULT_LISTEN
+            ");\n"
+            "                           IPv6 as [ADDR]:PORT, e.g. [::]:7000 (IPv6 only)\n"
+            "      --keepalive SEC      drop a registered peer after SEC seconds without a\n"
+            "                           message (default 60); peers ping every SEC/3\n"
+            "      --hello-timeout SEC  drop a connection that has not sent hello after SEC\n"
+            "                           seconds (default 10)\n"
+            "      --max-peers N        refuse connections beyond N at once, registered or\n"
+            "                           not yet (default 100000)\n"
+            "  -v, --verbose            log details of every connection and message\n"
+            "  -q, --quiet              log errors only\n"
+            "  -h, --help               show this help and exit\n"
+            "  -V, --version            show the version and exit\n"
+            "\n"
+            "Logs go to stderr, one line per event, with a UTC timestamp.\n"
+            "SIGINT or SIGTERM: tell every peer server-shutdown and exit; a second one\n"
+            "drops the remaining peers at once.\n"
+            "\n"
+            "Exit status:\n"
+            "  0  clean shutdown after SIGINT or SIGTERM\n"
+            "  1  usage error (unknown option, bad value or --listen address)\n"
+            "  2  cannot listen (address in use, permission denied, ...)\n");
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, PROG ": ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry '" PROG " --help' for more information.\n");
+    return EXIT_USAGE;
+}
+
+/* A whole decimal number in lo..hi; anything else (signs, blanks, suffixes) is refused. */
+static int parse_num(const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
+{
+    char *end;
+    unsigned long v;
+    if (*s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int add_listen(struct srv_config *cfg, const char *arg)
+{
+    char err[160];
+    if (cfg->nlisten >= SRV_MAX_LISTEN)
+        return usage_error("too many --listen addresses (at most 16)", NULL);
+    if (ep_resolve(arg, false, &cfg->listen[cfg->nlisten], err, sizeof err) < 0)
+        return usage_error("invalid --listen address: %s", err);
+    cfg->nlisten++;
+    return 0;
+}
+
+/* Returns -1 to go on, or the exit code. */
+static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_level *level)
+{
+    static const struct option opts[] = {
+        {"listen", required_argument, NULL, 'l'},
+        {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
+        {"hello-timeout", required_argument, NULL, OPT_HELLO_TIMEOUT},
+        {"max-peers", required_argument, NULL, OPT_MAX_PEERS},
+        {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    unsigned long v;
+    int opt, rc;
+
+    while ((opt = getopt_long(argc, argv, "l:vqhV", opts, NULL)) != -1) {
+        switch (opt) {
+        case 'l':
+            if ((rc = add_listen(cfg, optarg)) != 0)
+                return rc;
+            break;
+        case OPT_KEEPALIVE:
+            if (parse_num(optarg, 1, 86400, &v) < 0)
+                return usage_error("--keepalive must be 1..86400 seconds, not '%s'", optarg);
+            cfg->keepalive = (unsigned)v;
+            break;
+        case OPT_HELLO_TIMEOUT:
+            if (parse_num(optarg, 1, 86400, &v) < 0)
+                return usage_error("--hello-timeout must be 1..86400 seconds, not '%s'", optarg);
+            cfg->hello_timeout = (unsigned)v;
+            break;
+        case OPT_MAX_PEERS:
+            if (parse_num(optarg, 1, 100000000, &v) < 0)
+                return usage_error("--max-peers must be 1..100000000, not '%s'", optarg);
+            cfg->max_peers = v;
+            break;
+        case 'v':
+            *level = LOG_DEBUG;
+            break;
+        case 'q':
+            *level = LOG_ERROR;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        case 'V':
+            printf(PROG " " TCPUNCH_VERSION "\n");
+            return 0;
+        default: /* getopt_long has printed what was wrong */
+            fprintf(stderr, "Try '" PROG " --help' for more information.\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    if (cfg->nlisten == 0)
+        return add_listen(cfg, DEFAULT_LISTEN) == 0 ? -1 : EXIT_USAGE;
+    return -1;
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct app *app = h->data;
+    srv_shutdown(&app->srv, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void stop_signals(struct app *app)
+{
+    if (!app->signals)
+        return;
+    uv_close((uv_handle_t *)&app->sigint, NULL);
+    uv_close((uv_handle_t *)&app->sigterm, NULL);
+    app->signals = false;
+}
+
+/* Signal handles are unreferenced: they must not keep uv_run going once the server's own
+ * handles are all closed, which is how a shutdown ends. */
+static int start_signals(struct app *app)
+{
+    if (uv_signal_init(&app->loop, &app->sigint) < 0)
+        return -1;
+    if (uv_signal_init(&app->loop, &app->sigterm) < 0) {
+        uv_close((uv_handle_t *)&app->sigint, NULL);
+        return -1;
+    }
+    app->signals = true;
+    app->sigint.data = app->sigterm.data = app;
+    if (uv_signal_start(&app->sigint, on_signal, SIGINT) < 0 ||
+        uv_signal_start(&app->sigterm, on_signal, SIGTERM) < 0) {
+        stop_signals(app); /* an active referenced handle would keep uv_run going */
+        return -1;
+    }
+    uv_unref((uv_handle_t *)&app->sigint);
+    uv_unref((uv_handle_t *)&app->sigterm);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct srv_config cfg = {.keepalive = 60, .hello_timeout = 10, .max_peers = 100000};
+    enum log_level level = LOG_NOTE;
+    struct app *app = NULL;
+    char err[256] = "";
+    int rc = parse_args(argc, argv, &cfg, &level);
+
+    if (rc >= 0)
+        return rc;
+    log_init(PROG, level, 1);
+    /* a peer that vanished mid-write must cost an EPIPE, not the process */
+    signal(SIGPIPE, SIG_IGN);
+
+    app = calloc(1, sizeof *app); /* the server struct holds a 64 KiB read buffer */
+    if (!app) {
+        LOG_E("out of memory");
+        return EXIT_LISTEN;
+    }
+    rc = uv_loop_init(&app->loop);
+    if (rc < 0) {
+        LOG_E("cannot create the event loop: %s", uv_strerror(rc));
+        free(app);
+        return EXIT_LISTEN;
+    }
+    rc = 0;
+    if (srv_init(&app->srv, &app->loop, &cfg, err, sizeof err) < 0 ||
+        srv_listen(&app->srv, err, sizeof err) < 0 || start_signals(app) < 0) {
+        LOG_E("%s", err[0] ? err : "cannot set up signal handling");
+        rc = EXIT_LISTEN;
+        srv_shutdown(&app->srv, NULL);
+    }
+    uv_run(&app->loop, UV_RUN_DEFAULT);
+    stop_signals(app);
+    uv_run(&app->loop, UV_RUN_DEFAULT); /* the signal handles' close callbacks */
+    srv_free(&app->srv);
+    if (uv_loop_close(&app->loop) != 0)
+        LOG_E("internal error: handles left open at exit");
+    else if (rc == 0)
+        LOG_N("stopped");
+    free(app);
+    return rc;
+}

@@ -1,1 +1,189 @@
-/* placeholder */
+#include "rendezvous/pairing.h"
+#include "common/log.h"
+#include "common/rand.h"
+#include "common/sock.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A punch held back for the nearer peer. Linked into its recipient's list so that the
+ * recipient going away cancels it: the timer never fires on a freed connection. */
+struct pair_pending {
+    uv_timer_t timer;
+    struct srv_conn *to; /* NULL once cancelled */
+    struct pair_pending *next;
+    char session[PROTO_SESSION_LEN + 1];
+    size_t len;
+    char line[PROTO_MAX_LINE];
+};
+
+static void pair_on_timer_close(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void pair_unlink(struct pair_pending *p)
+{
+    struct pair_pending **pp = &p->to->pending;
+    while (*pp && *pp != p)
+        pp = &(*pp)->next;
+    if (*pp) {
+        *pp = p->next;
+        p->to->npending--;
+    }
+}
+
+static void pair_on_timer(uv_timer_t *t)
+{
+    struct pair_pending *p = t->data;
+    struct srv_conn *to = p->to;
+    char who[PROTO_MAX_ID + EP_STRLEN + 4];
+
+    pair_unlink(p);
+    p->to = NULL;
+    if (srv_send(to, p->line, p->len) == 0)
+        LOG_D("punch %s: delayed punch sent to %s", p->session, srv_who(to, who, sizeof who));
+    uv_close((uv_handle_t *)&p->timer, pair_on_timer_close);
+}
+
+void pair_cancel(struct srv_conn *c)
+{
+    struct pair_pending *p = c->pending;
+    while (p) {
+        struct pair_pending *next = p->next;
+        LOG_D("punch %s: delayed punch to %s cancelled, the peer is gone", p->session, c->id);
+        uv_timer_stop(&p->timer);
+        p->to = NULL;
+        uv_close((uv_handle_t *)&p->timer, pair_on_timer_close);
+        p = next;
+    }
+    c->pending = NULL;
+    c->npending = 0;
+}
+
+/* The punch `to` receives: everything in it describes `other`. */
+static int pair_encode(const struct srv_conn *other, enum proto_role role, const char *session,
+                       char *buf, size_t len)
+{
+    struct proto_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_PUNCH;
+    memcpy(m.u.punch.session, session, PROTO_SESSION_LEN + 1);
+    snprintf(m.u.punch.peer, sizeof m.u.punch.peer, "%s", other->id);
+    m.u.punch.role = role;
+    m.u.punch.observed = other->observed;
+    m.u.punch.endpoints = other->endpoints;
+    return proto_encode(&m, buf, len);
+}
+
+static uint32_t pair_rtt_us(struct srv_conn *c)
+{
+    uv_os_fd_t fd;
+    if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
+        return 0;
+    return sk_rtt_us(fd);
+}
+
+/* Queues line for `to` delay_ms from now. Returns 0, or -1 if it could not be delayed. */
+static int pair_delay(struct srv_conn *to, const char *session, const char *line, size_t len,
+                      uint64_t delay_ms)
+{
+    struct pair_pending *p;
+    if (to->npending >= PAIR_MAX_PENDING)
+        return -1; /* bounds the memory a connect flood can pin for 2 s */
+    p = malloc(sizeof *p);
+    if (!p)
+        return -1;
+    memset(p, 0, offsetof(struct pair_pending, line));
+    if (uv_timer_init(to->srv->loop, &p->timer) != 0) {
+        free(p);
+        return -1;
+    }
+    p->timer.data = p;
+    p->to = to;
+    memcpy(p->session, session, sizeof p->session);
+    memcpy(p->line, line, len);
+    p->len = len;
+    uv_timer_start(&p->timer, pair_on_timer, delay_ms, 0);
+    p->next = to->pending;
+    to->pending = p;
+    to->npending++;
+    return 0;
+}
+
+/* Both punches are encoded before either is sent: sending can drop a peer (overloaded),
+ * and the second punch must still describe it as it was when the pair was made. */
+static void pair_punch(struct srv_conn *from, struct srv_conn *to)
+{
+    char session[PROTO_SESSION_LEN + 1];
+    char line_from[PROTO_MAX_LINE], line_to[PROTO_MAX_LINE];
+    int n_from, n_to;
+    uint32_t rtt_from, rtt_to, near_rtt, far_rtt;
+    uint64_t delay_ms;
+    struct srv_conn *far, *near;
+    const char *far_line, *near_line;
+    size_t far_len, near_len;
+
+    if (rnd_hex(session, PROTO_SESSION_LEN / 2) < 0) {
+        LOG_E("cannot create a session id: no randomness available");
+        srv_refuse(from, "internal", "the server cannot create a session now", false);
+        return;
+    }
+    n_from = pair_encode(to, PROTO_INITIATOR, session, line_from, sizeof line_from);
+    n_to = pair_encode(from, PROTO_RESPONDER, session, line_to, sizeof line_to);
+    if (n_from < 0 || n_to < 0) { /* cannot happen: ids and 8 endpoints fit in a line */
+        LOG_E("punch %s: cannot encode the punch messages", session);
+        srv_refuse(from, "internal", "the server cannot encode the punch", false);
+        return;
+    }
+
+    /* The farther peer gets its punch first and the nearer one half the RTT difference
+     * later, so both arrive (and both start their SYNs) at about the same moment. */
+    rtt_from = pair_rtt_us(from);
+    rtt_to = pair_rtt_us(to);
+    far = rtt_from >= rtt_to ? from : to;
+    near = far == from ? to : from;
+    far_rtt = far == from ? rtt_from : rtt_to;
+    near_rtt = far == from ? rtt_to : rtt_from;
+    far_line = far == from ? line_from : line_to;
+    far_len = (size_t)(far == from ? n_from : n_to);
+    near_line = near == from ? line_from : line_to;
+    near_len = (size_t)(near == from ? n_from : n_to);
+    delay_ms = ((uint64_t)(far_rtt - near_rtt) / 2 + 500) / 1000;
+    if (delay_ms > PAIR_MAX_DELAY_MS)
+        delay_ms = PAIR_MAX_DELAY_MS;
+
+    srv_send(far, far_line, far_len);
+    if (delay_ms == 0 || pair_delay(near, session, near_line, near_len, delay_ms) < 0) {
+        delay_ms = 0;
+        srv_send(near, near_line, near_len);
+    }
+    LOG_N("punch sent: session %s, %s (initiator) <-> %s (responder), %s first, %s %llu ms "
+          "later (rtt %.1f / %.1f ms)",
+          session, from->id, to->id, far->id, near->id, (unsigned long long)delay_ms,
+          far_rtt / 1000.0, near_rtt / 1000.0);
+}
+
+void pair_connect(struct srv *s, struct srv_conn *from, const char *target)
+{
+    char msg[PROTO_MAX_TEXT];
+    struct srv_conn *to;
+
+    if (from->state != SRV_LIVE) {
+        srv_refuse(from, "not-registered", "send hello before connect", true);
+        return;
+    }
+    LOG_N("connect request: %s -> %s", from->id, target);
+    if (strcmp(target, from->id) == 0) {
+        srv_refuse(from, "self-connect", "cannot connect to your own id", false);
+        return;
+    }
+    to = srv_find(s, target);
+    if (!to) {
+        snprintf(msg, sizeof msg, "%s is not registered on this server", target);
+        srv_refuse(from, "peer-not-found", msg, false);
+        return;
+    }
+    pair_punch(from, to);
+}

@@ -1,1 +1,601 @@
-/* placeholder */
+#include "rendezvous/server.h"
+#include "common/log.h"
+#include "rendezvous/pairing.h"
+#include "rendezvous/registry.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SRV_BACKLOG 511
+#define SRV_SWEEP_MS 500
+#define SRV_LINGER_MS 5000      /* how long a refused peer gets to read its error and close */
+#define SRV_STOP_LINGER_MS 2000 /* the same while shutting down */
+
+/* A queued write owns a copy of its line, so callers may pass stack buffers. */
+struct srv_wreq {
+    uv_write_t req;
+    struct srv_conn *conn;
+    char data[];
+};
+
+static void srv_close(struct srv_conn *c);
+
+/* ---- connection lists ---- */
+
+static struct srv_list *srv_list_of(struct srv *s, enum srv_conn_state st)
+{
+    switch (st) {
+    case SRV_HELLO:
+        return &s->fresh;
+    case SRV_LIVE:
+        return &s->live;
+    case SRV_LINGER:
+        return &s->linger;
+    default:
+        return NULL;
+    }
+}
+
+static void srv_list_push(struct srv_list *l, struct srv_conn *c)
+{
+    c->prev = l->tail;
+    c->next = NULL;
+    if (l->tail)
+        l->tail->next = c;
+    else
+        l->head = c;
+    l->tail = c;
+    l->n++;
+}
+
+static void srv_list_unlink(struct srv_list *l, struct srv_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->head = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        l->tail = c->prev;
+    c->prev = c->next = NULL;
+    l->n--;
+}
+
+/* Moving to the tail with a fresh timestamp keeps every list sorted by its deadline. */
+static void srv_set_state(struct srv_conn *c, enum srv_conn_state st)
+{
+    struct srv_list *from = srv_list_of(c->srv, c->state);
+    struct srv_list *to = srv_list_of(c->srv, st);
+    if (from)
+        srv_list_unlink(from, c);
+    c->state = st;
+    c->since_ms = uv_now(c->srv->loop);
+    if (to)
+        srv_list_push(to, c);
+}
+
+static bool srv_active(const struct srv_conn *c)
+{
+    return c->state == SRV_HELLO || c->state == SRV_LIVE;
+}
+
+const char *srv_who(const struct srv_conn *c, char *buf, size_t len)
+{
+    if (c->id[0])
+        snprintf(buf, len, "%s (%s)", c->id, c->addr);
+    else
+        snprintf(buf, len, "%s", c->addr);
+    return buf;
+}
+
+/* ---- closing ---- */
+
+/* The last step of every shutdown: once no connection is left the sweep timer goes too, and
+ * with the listeners already closed uv_run returns. */
+static void srv_maybe_done(struct srv *s)
+{
+    if (!s->stopping || s->fresh.n || s->live.n || s->linger.n)
+        return;
+    if (s->sweep_init && !uv_is_closing((uv_handle_t *)&s->sweep))
+        uv_close((uv_handle_t *)&s->sweep, NULL);
+}
+
+static void srv_on_close(uv_handle_t *h)
+{
+    struct srv_conn *c = h->data;
+    struct srv *s = c->srv;
+    free(c);
+    srv_maybe_done(s);
+}
+
+/* Takes c out of the registry and cancels punches waiting for it, so that from here on no
+ * other peer's request and no timer can reach it. */
+static void srv_unpublish(struct srv_conn *c)
+{
+    if (c->state == SRV_LIVE)
+        reg_remove(c->srv->reg, c->id, c);
+    pair_cancel(c);
+}
+
+static void srv_close(struct srv_conn *c)
+{
+    if (c->state == SRV_CLOSED)
+        return;
+    srv_unpublish(c);
+    srv_set_state(c, SRV_CLOSED);
+    uv_close((uv_handle_t *)&c->tcp, srv_on_close);
+    srv_maybe_done(c->srv);
+}
+
+static void srv_drop(struct srv_conn *c, enum log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void srv_drop(struct srv_conn *c, enum log_level level, const char *fmt, ...)
+{
+    char who[PROTO_MAX_ID + EP_STRLEN + 4], why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    log_msg(level, "drop %s: %s", srv_who(c, who, sizeof who), why);
+    srv_close(c);
+}
+
+static void srv_on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct srv_conn *c = req->data;
+    if (status == UV_ECANCELED) /* the handle is being closed already */
+        return;
+    /* Our FIN is out; keep reading until the peer's EOF, since closing with unread input
+     * would send a reset that can destroy the error line before the peer reads it. */
+    if (status < 0)
+        srv_drop(c, LOG_DEBUG, "shutdown failed: %s", uv_strerror(status));
+    else if (c->peer_eof)
+        srv_drop(c, LOG_DEBUG, "closed by peer after the error");
+}
+
+/* After a fatal error line: stop taking messages, leave the registry, and close once the
+ * line has been written and the peer has closed (or SRV_LINGER_MS has passed). */
+static void srv_linger(struct srv_conn *c)
+{
+    int rc;
+    if (!srv_active(c))
+        return;
+    srv_unpublish(c);
+    srv_set_state(c, SRV_LINGER);
+    c->shut.data = c;
+    rc = uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, srv_on_shutdown);
+    if (rc < 0)
+        srv_drop(c, LOG_DEBUG, "shutdown: %s", uv_strerror(rc));
+}
+
+/* ---- writing ---- */
+
+static void srv_on_write(uv_write_t *req, int status)
+{
+    struct srv_wreq *w = (struct srv_wreq *)req;
+    struct srv_conn *c = w->conn;
+    free(w);
+    if (status == 0 || status == UV_ECANCELED)
+        return;
+    if (c->state == SRV_LIVE)
+        srv_drop(c, LOG_NOTE, "write failed: %s", uv_strerror(status));
+    else if (c->state != SRV_CLOSED)
+        srv_drop(c, LOG_DEBUG, "write failed: %s", uv_strerror(status));
+}
+
+/* Queues a copy of line without any policy; the public srv_send adds the checks. */
+static int srv_write(struct srv_conn *c, const char *line, size_t len)
+{
+    struct srv_wreq *w = malloc(sizeof *w + len);
+    uv_buf_t b;
+    int rc;
+    if (!w)
+        return UV_ENOMEM;
+    memcpy(w->data, line, len);
+    w->conn = c;
+    b = uv_buf_init(w->data, (unsigned)len);
+    rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, srv_on_write);
+    if (rc < 0)
+        free(w);
+    return rc;
+}
+
+/* Reasons can quote what a peer sent (a type, a field name), cut at a byte count that may
+ * split a UTF-8 sequence; the encoder refuses invalid UTF-8 and a quoted newline would forge
+ * a log line. Printable ASCII is safe for both. */
+static const char *srv_clean(const char *in, char *out, size_t len)
+{
+    size_t i = 0;
+    for (; in[i] && i + 1 < len; i++)
+        out[i] = (unsigned char)in[i] >= 0x20 && (unsigned char)in[i] < 0x7f ? in[i] : '?';
+    out[i] = '\0';
+    return out;
+}
+
+/* Writes an error line; a fatal one also starts the close. */
+static void srv_error(struct srv_conn *c, const char *code, const char *message, bool fatal)
+{
+    char line[PROTO_MAX_LINE], clean[PROTO_MAX_TEXT + 1];
+    int n =
+        proto_encode_error(code, srv_clean(message, clean, sizeof clean), fatal, line, sizeof line);
+    int rc = n > 0 ? srv_write(c, line, (size_t)n) : UV_EINVAL;
+    if (rc < 0) {
+        srv_drop(c, LOG_DEBUG, "cannot send error %s: %s", code, uv_strerror(rc));
+        return;
+    }
+    if (fatal)
+        srv_linger(c);
+}
+
+int srv_send(struct srv_conn *c, const char *line, size_t len)
+{
+    int rc;
+    if (!srv_active(c))
+        return -1;
+    rc = srv_write(c, line, len);
+    if (rc < 0) {
+        srv_drop(c, LOG_WARN, "cannot queue a write: %s", uv_strerror(rc));
+        return -1;
+    }
+    /* A peer that does not read must not make the server buffer without bound. */
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > SRV_MAX_WRITE_QUEUE) {
+        char who[PROTO_MAX_ID + EP_STRLEN + 4];
+        LOG_N("drop %s: overloaded (more than %d KiB waiting to be written)",
+              srv_who(c, who, sizeof who), SRV_MAX_WRITE_QUEUE / 1024);
+        srv_error(c, "overloaded", "you are not reading what the server sends", true);
+    }
+    return 0;
+}
+
+void srv_refuse(struct srv_conn *c, const char *code, const char *message, bool fatal)
+{
+    char who[PROTO_MAX_ID + EP_STRLEN + 4], clean[PROTO_MAX_TEXT + 1];
+    if (!srv_active(c))
+        return;
+    LOG_N("refused %s: %s: %s%s", srv_who(c, who, sizeof who), code,
+          srv_clean(message, clean, sizeof clean), fatal ? " (closing)" : "");
+    srv_error(c, code, message, fatal);
+}
+
+struct srv_conn *srv_find(struct srv *s, const char *id)
+{
+    return reg_find(s->reg, id);
+}
+
+/* ---- messages ---- */
+
+static void srv_welcome(struct srv_conn *c)
+{
+    struct proto_msg m;
+    char line[PROTO_MAX_LINE];
+    int n;
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_WELCOME;
+    m.u.welcome.version = PROTO_VERSION;
+    memcpy(m.u.welcome.id, c->id, sizeof m.u.welcome.id);
+    m.u.welcome.observed = c->observed;
+    m.u.welcome.keepalive = (int)c->srv->cfg.keepalive;
+    n = proto_encode(&m, line, sizeof line);
+    if (n > 0)
+        srv_send(c, line, (size_t)n);
+}
+
+static void srv_log_endpoints(const struct srv_conn *c)
+{
+    char ep[EP_STRLEN];
+    if (!log_enabled(LOG_DEBUG))
+        return;
+    for (int i = 0; i < c->endpoints.n; i++)
+        LOG_D("  %s endpoint %d: %s", c->id, i + 1,
+              ep_format((const struct sockaddr *)&c->endpoints.ep[i], ep, sizeof ep));
+}
+
+static void srv_on_hello(struct srv_conn *c, const struct proto_msg *m)
+{
+    char msg[PROTO_MAX_TEXT];
+    enum reg_status rs;
+
+    if (c->state == SRV_LIVE) {
+        snprintf(msg, sizeof msg, "already registered as %s", c->id);
+        srv_refuse(c, "already-registered", msg, true);
+        return;
+    }
+    rs = reg_add(c->srv->reg, m->u.hello.id, c);
+    if (rs == REG_EXISTS) {
+        snprintf(msg, sizeof msg, "%s is already registered by another connection", m->u.hello.id);
+        srv_refuse(c, "id-taken", msg, true);
+        return;
+    }
+    if (rs != REG_OK) {
+        srv_refuse(c, "server-full", "the server is out of memory", true);
+        return;
+    }
+    memcpy(c->id, m->u.hello.id, sizeof c->id);
+    c->endpoints = m->u.hello.endpoints;
+    srv_set_state(c, SRV_LIVE);
+    LOG_N("register %s from %s (%d endpoint%s)", c->id, c->addr, c->endpoints.n,
+          c->endpoints.n == 1 ? "" : "s");
+    srv_log_endpoints(c);
+    srv_welcome(c);
+}
+
+static void srv_on_ping(struct srv_conn *c, const struct proto_msg *m)
+{
+    struct proto_msg pong;
+    char line[PROTO_MAX_LINE];
+    int n;
+    memset(&pong, 0, sizeof pong);
+    pong.type = PROTO_PONG;
+    pong.u.ping.seq = m->u.ping.seq;
+    n = proto_encode(&pong, line, sizeof line);
+    if (n > 0)
+        srv_send(c, line, (size_t)n);
+}
+
+/* One complete line. Returns non-zero when c stopped taking messages, which ends the feed. */
+static int srv_on_line(void *ctx, char *line, size_t len)
+{
+    struct srv_conn *c = ctx;
+    struct proto_msg m;
+    char why[256];
+    enum proto_err e = proto_decode(line, len, PROTO_TO_SERVER, &m, why, sizeof why);
+
+    if (e != PROTO_OK) {
+        srv_refuse(c, proto_err_code(e), why, true);
+        return 1;
+    }
+    LOG_D("%s from %s", proto_type_name(m.type), c->id[0] ? c->id : c->addr);
+    if (c->state == SRV_LIVE)
+        srv_set_state(c, SRV_LIVE); /* any message counts as a sign of life */
+    if (c->state != SRV_LIVE && m.type != PROTO_HELLO) {
+        srv_refuse(c, "not-registered", "hello must be the first message", true);
+        return 1;
+    }
+    switch (m.type) {
+    case PROTO_HELLO:
+        srv_on_hello(c, &m);
+        break;
+    case PROTO_CONNECT:
+        pair_connect(c->srv, c, m.u.connect.target);
+        break;
+    case PROTO_PING:
+        srv_on_ping(c, &m);
+        break;
+    case PROTO_PONG:
+        break; /* the server sends no pings; a pong is harmless */
+    default:   /* proto_decode admits nothing else in this direction */
+        srv_refuse(c, "unexpected-type", "this message is not valid here", true);
+        break;
+    }
+    return srv_active(c) ? 0 : 1;
+}
+
+/* ---- reading ---- */
+
+static void srv_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct srv_conn *c = h->data;
+    (void)hint;
+    *buf = uv_buf_init(c->srv->rbuf, sizeof c->srv->rbuf);
+}
+
+static void srv_on_read_end(struct srv_conn *c, ssize_t status)
+{
+    const char *why = status == UV_EOF ? "closed by peer" : uv_strerror((int)status);
+    if (c->state == SRV_LINGER && status == UV_EOF &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0)
+        c->peer_eof = true; /* closing now would discard the error line; shutdown's cb closes */
+    else if (c->state == SRV_LINGER)
+        srv_drop(c, LOG_DEBUG, "%s after the error", why);
+    else if (c->state == SRV_LIVE)
+        srv_drop(c, LOG_NOTE, "%s", why);
+    else
+        srv_drop(c, LOG_INFO, "%s before hello", why);
+}
+
+static void srv_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    struct srv_conn *c = st->data;
+    char msg[64];
+
+    if (n < 0) {
+        srv_on_read_end(c, n);
+        return;
+    }
+    if (n == 0 || !srv_active(c))
+        return; /* lingering: input is read only so that closing sends no reset */
+    if (lb_feed(&c->lb, buf->base, (size_t)n, srv_on_line, c) < 0) {
+        snprintf(msg, sizeof msg, "a line is longer than %d bytes", PROTO_MAX_LINE);
+        srv_refuse(c, "line-too-long", msg, true);
+    }
+}
+
+/* ---- accepting ---- */
+
+static void srv_on_connection(uv_stream_t *ls, int status)
+{
+    struct srv_listener *l = ls->data;
+    struct srv *s = l->srv;
+    struct srv_conn *c;
+    int len = sizeof c->observed;
+    int rc;
+
+    if (status < 0) {
+        LOG_W("accept on %s: %s", l->addr, uv_strerror(status));
+        return;
+    }
+    c = calloc(1, sizeof *c);
+    if (!c) {
+        LOG_E("out of memory: connection on %s not accepted", l->addr);
+        return;
+    }
+    c->srv = s;
+    snprintf(c->addr, sizeof c->addr, "?");
+    lb_init(&c->lb);
+    if (uv_tcp_init(s->loop, &c->tcp) != 0) {
+        free(c);
+        return;
+    }
+    c->tcp.data = c;
+    c->state = SRV_CLOSED; /* on no list until the next line */
+    srv_set_state(c, SRV_HELLO);
+    rc = uv_accept(ls, (uv_stream_t *)&c->tcp);
+    if (rc == 0)
+        rc = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->observed, &len);
+    if (rc < 0) {
+        srv_drop(c, LOG_INFO, "accept on %s: %s", l->addr, uv_strerror(rc));
+        return;
+    }
+    ep_unmap(&c->observed);
+    ep_format((const struct sockaddr *)&c->observed, c->addr, sizeof c->addr);
+    uv_tcp_nodelay(&c->tcp, 1); /* punches must leave at once, their timing matters */
+    LOG_I("connection from %s on %s", c->addr, l->addr);
+
+    if (s->fresh.n + s->live.n > s->cfg.max_peers) {
+        char msg[PROTO_MAX_TEXT];
+        snprintf(msg, sizeof msg, "the server already serves %lu peers", s->cfg.max_peers);
+        srv_refuse(c, "server-full", msg, true);
+    }
+    if (c->state == SRV_CLOSED)
+        return;
+    rc = uv_read_start((uv_stream_t *)&c->tcp, srv_on_alloc, srv_on_read);
+    if (rc < 0)
+        srv_drop(c, LOG_WARN, "cannot read: %s", uv_strerror(rc));
+}
+
+/* ---- timeouts ---- */
+
+static void srv_expire(struct srv_conn *c, const char *code, const char *message)
+{
+    char who[PROTO_MAX_ID + EP_STRLEN + 4];
+    log_msg(c->state == SRV_LIVE ? LOG_NOTE : LOG_INFO, "drop %s: %s", srv_who(c, who, sizeof who),
+            code);
+    srv_error(c, code, message, true);
+}
+
+static void srv_on_sweep(uv_timer_t *t)
+{
+    struct srv *s = t->data;
+    uint64_t now = uv_now(s->loop);
+    uint64_t hello_ms = (uint64_t)s->cfg.hello_timeout * 1000;
+    uint64_t alive_ms = (uint64_t)s->cfg.keepalive * 1000;
+    uint64_t linger_ms = s->stopping ? SRV_STOP_LINGER_MS : SRV_LINGER_MS;
+    struct srv_conn *c;
+    char msg[PROTO_MAX_TEXT];
+
+    /* Lingering ones first: the expired below join that list with since_ms = now. */
+    while ((c = s->linger.head) && now - c->since_ms >= linger_ms)
+        srv_drop(c, LOG_DEBUG, "the peer did not close after the error");
+    while ((c = s->fresh.head) && now - c->since_ms >= hello_ms) {
+        snprintf(msg, sizeof msg, "no hello within %u s", s->cfg.hello_timeout);
+        srv_expire(c, "hello-timeout", msg);
+    }
+    while ((c = s->live.head) && now - c->since_ms >= alive_ms) {
+        snprintf(msg, sizeof msg, "nothing received for %u s", s->cfg.keepalive);
+        srv_expire(c, "keepalive-timeout", msg);
+    }
+}
+
+/* ---- life cycle ---- */
+
+int srv_init(struct srv *s, uv_loop_t *loop, const struct srv_config *cfg, char *err, size_t errlen)
+{
+    int rc;
+    memset(s, 0, sizeof *s);
+    s->loop = loop;
+    s->cfg = *cfg;
+    s->reg = reg_new();
+    if (!s->reg) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    rc = uv_timer_init(loop, &s->sweep);
+    if (rc < 0) {
+        snprintf(err, errlen, "timer: %s", uv_strerror(rc));
+        return -1;
+    }
+    s->sweep_init = true;
+    s->sweep.data = s;
+    uv_timer_start(&s->sweep, srv_on_sweep, SRV_SWEEP_MS, SRV_SWEEP_MS);
+    return 0;
+}
+
+static int srv_listen_one(struct srv *s, struct srv_listener *l, const struct sockaddr *sa)
+{
+    struct sockaddr_storage bound;
+    int len = sizeof bound;
+    unsigned flags = sa->sa_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
+    int rc = uv_tcp_init(s->loop, &l->tcp);
+    if (rc < 0)
+        return rc;
+    s->nlisteners++;
+    l->tcp.data = l;
+    l->srv = s;
+    rc = uv_tcp_bind(&l->tcp, sa, flags);
+    if (rc == 0) /* libuv reports some bind errors (address in use) only from listen */
+        rc = uv_listen((uv_stream_t *)&l->tcp, SRV_BACKLOG, srv_on_connection);
+    if (rc == 0 && uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &len) == 0)
+        ep_format((const struct sockaddr *)&bound, l->addr, sizeof l->addr);
+    return rc;
+}
+
+int srv_listen(struct srv *s, char *err, size_t errlen)
+{
+    for (int i = 0; i < s->cfg.nlisten; i++) {
+        struct srv_listener *l = &s->listeners[i];
+        const struct sockaddr *sa = (const struct sockaddr *)&s->cfg.listen[i];
+        int rc;
+        ep_format(sa, l->addr, sizeof l->addr);
+        rc = srv_listen_one(s, l, sa);
+        if (rc < 0) {
+            snprintf(err, errlen, "cannot listen on %s: %s", l->addr, uv_strerror(rc));
+            return -1;
+        }
+        LOG_N("listening on %s", l->addr);
+    }
+    LOG_I("keepalive %u s, hello timeout %u s, at most %lu peers", s->cfg.keepalive,
+          s->cfg.hello_timeout, s->cfg.max_peers);
+    return 0;
+}
+
+static void srv_close_all(struct srv_list *l)
+{
+    while (l->head)
+        srv_close(l->head);
+}
+
+void srv_shutdown(struct srv *s, const char *why)
+{
+    struct srv_conn *c;
+
+    if (s->stopping) { /* asked again: nobody is waited for any longer */
+        LOG_N("shutdown (%s again): dropping %zu connections now", why ? why : "stop",
+              s->fresh.n + s->live.n + s->linger.n);
+        srv_close_all(&s->fresh);
+        srv_close_all(&s->live);
+        srv_close_all(&s->linger);
+        return;
+    }
+    s->stopping = true;
+    if (why)
+        LOG_N("shutdown (%s): %zu registered, %zu other connections", why, s->live.n,
+              s->fresh.n + s->linger.n);
+    for (int i = 0; i < s->nlisteners; i++)
+        if (!uv_is_closing((uv_handle_t *)&s->listeners[i].tcp))
+            uv_close((uv_handle_t *)&s->listeners[i].tcp, NULL);
+    while ((c = s->live.head))
+        srv_error(c, "server-shutdown", "the server is shutting down", true);
+    while ((c = s->fresh.head))
+        srv_error(c, "server-shutdown", "the server is shutting down", true);
+    srv_maybe_done(s);
+}
+
+void srv_free(struct srv *s)
+{
+    reg_free(s->reg);
+    s->reg = NULL;
+}

@@ -1,0 +1,105 @@
+/* The rendezvous server: listeners, one state struct per peer connection, the protocol. */
+#ifndef TP_SERVER_H
+#define TP_SERVER_H
+
+#include "common/endpoint.h"
+#include "common/linebuf.h"
+#include "proto/proto.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#define SRV_MAX_LISTEN 16
+#define SRV_MAX_WRITE_QUEUE (256 * 1024) /* bytes queued to one peer before it is dropped */
+#define SRV_READ_BUF (64 * 1024)
+
+struct srv;
+struct pair_pending;
+
+struct srv_config {
+    struct sockaddr_storage listen[SRV_MAX_LISTEN];
+    int nlisten;
+    unsigned keepalive;      /* seconds of silence before a registered peer is dropped */
+    unsigned hello_timeout;  /* seconds a new connection has to send hello */
+    unsigned long max_peers; /* concurrent connections, registered or not yet */
+};
+
+enum srv_conn_state {
+    SRV_HELLO,  /* accepted, waiting for hello */
+    SRV_LIVE,   /* registered under id */
+    SRV_LINGER, /* a fatal error was sent; waiting for it to leave and for the peer's EOF */
+    SRV_CLOSED, /* uv_close called; freed in its close callback */
+};
+
+/* Connections sit on exactly one list per state, each ordered by its deadline (accept time,
+ * last received line, fatal error time), so the sweep only ever looks at expired entries. */
+struct srv_list {
+    struct srv_conn *head, *tail;
+    size_t n;
+};
+
+struct srv_conn {
+    uv_tcp_t tcp; /* first member: the handle pointer is the connection pointer */
+    uv_shutdown_t shut;
+    struct srv *srv;
+    struct srv_conn *prev, *next; /* in the list of its state */
+    enum srv_conn_state state;
+    uint64_t since_ms; /* uv_now of the event the deadline of the current list counts from */
+    char id[PROTO_MAX_ID + 1]; /* "" until registered */
+    char addr[EP_STRLEN];      /* observed endpoint as text, for logs */
+    struct sockaddr_storage observed;
+    struct proto_eplist endpoints; /* from hello */
+    struct pair_pending *pending;  /* delayed punches to this peer (pairing.c) */
+    int npending;
+    bool peer_eof; /* lingering: the peer has closed, we wait for our error line to leave */
+    struct lb lb;
+};
+
+struct srv_listener {
+    uv_tcp_t tcp;
+    struct srv *srv;
+    char addr[EP_STRLEN];
+};
+
+struct srv {
+    uv_loop_t *loop;
+    struct srv_config cfg;
+    struct reg *reg;
+    struct srv_listener listeners[SRV_MAX_LISTEN];
+    int nlisteners; /* initialised handles */
+    uv_timer_t sweep;
+    bool sweep_init;
+    bool stopping;
+    struct srv_list fresh, live, linger;
+    char rbuf[SRV_READ_BUF]; /* reads are handled synchronously, so one buffer serves all */
+};
+
+/* Sets up s (registry, sweep timer). Returns 0 or -1 with a message in err. */
+int srv_init(struct srv *s, uv_loop_t *loop, const struct srv_config *cfg, char *err,
+             size_t errlen);
+/* Binds and listens on every configured address; on failure err reads
+ * "cannot listen on ADDR: reason" and the caller should srv_shutdown and run the loop. */
+int srv_listen(struct srv *s, char *err, size_t errlen);
+/* Stops accepting, sends server-shutdown to every peer and closes every handle once they
+ * are gone; uv_run then returns. A second call drops the remaining peers at once.
+ * why (e.g. the signal name) is logged; NULL logs nothing (start-up failure). */
+void srv_shutdown(struct srv *s, const char *why);
+/* Frees what srv_init allocated; call after uv_run has returned. */
+void srv_free(struct srv *s);
+
+/* ---- for pairing.c ---- */
+
+/* Queues one encoded line (copied). Drops the peer with `overloaded` when its write queue
+ * exceeds SRV_MAX_WRITE_QUEUE. Returns 0, or -1 when the line was not queued. */
+int srv_send(struct srv_conn *c, const char *line, size_t len);
+/* Sends an error line and logs "refused". A fatal error also closes the connection once the
+ * line has been written (the connection stays allocated until then). */
+void srv_refuse(struct srv_conn *c, const char *code, const char *message, bool fatal);
+struct srv_conn *srv_find(struct srv *s, const char *id);
+/* The peer's display name for logs: "id (addr)" or "addr". */
+const char *srv_who(const struct srv_conn *c, char *buf, size_t len);
+
+#endif
