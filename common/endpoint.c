@@ -85,6 +85,24 @@ bad_addr:
     return -1;
 }
 
+int ep_check_syntax(const char *s, bool allow_zero, char *err, size_t errlen)
+{
+    char host[256];
+    const char *pstr;
+    bool br;
+    int port;
+    if (ep_split(s, host, sizeof host, &pstr, &br) < 0) {
+        snprintf(err, errlen, "\"%.80s\" is not HOST:PORT (IPv6 as [ADDR]:PORT)", s);
+        return -1;
+    }
+    if (ep_parse_port(pstr, allow_zero, &port) < 0) {
+        snprintf(err, errlen, "\"%.80s\": port must be a number %s..65535", s,
+                 allow_zero ? "0" : "1");
+        return -1;
+    }
+    return 0;
+}
+
 int ep_resolve(const char *s, bool allow_zero, struct sockaddr_storage *out, char *err,
                size_t errlen)
 {

@@ -18,6 +18,9 @@ int ep_parse(const char *s, struct sockaddr_storage *out, char *err, size_t errl
 int ep_resolve(const char *s, bool allow_zero, struct sockaddr_storage *out, char *err,
                size_t errlen);
 
+/* Checks only the shape of "HOST:PORT" (no name lookup), for early usage errors. */
+int ep_check_syntax(const char *s, bool allow_zero, char *err, size_t errlen);
+
 /* Writes the canonical text form; returns buf ("?" for an unknown family). */
 const char *ep_format(const struct sockaddr *sa, char *buf, size_t len);
 

@@ -1,7 +1,12 @@
 /* The control connection to the rendezvous: register, ask for a peer, wait for the punch order,
  * then hand over to the punch engine. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -17,6 +22,7 @@
 
 #define CTL_CONNECT_TIMEOUT_MS 10000
 #define CTL_ANSWER_TIMEOUT_MS 10000
+#define CTL_PUNCH_LEAD_US 4000
 
 enum ctl_state { CTL_CONNECTING, CTL_HELLO, CTL_WAITING, CTL_ASKED, CTL_PUNCHING, CTL_DONE };
 
@@ -27,9 +33,10 @@ struct ctl {
     struct peer_link *link;
     struct sockaddr_storage server;
     struct sockaddr_storage local;
-    uv_tcp_t tcp;
-    bool tcp_open;
-    uv_connect_t creq;
+    struct sockaddr_storage observed; /* our public endpoint, as the server saw it */
+    int fd;
+    uv_poll_t poll; /* our own reads: recvmsg gives the kernel's arrival time of a punch */
+    bool poll_open;
     uv_timer_t timer;
     enum ctl_state state;
     struct lb lb;
@@ -38,8 +45,30 @@ struct ctl {
     uint64_t last_rx_ms;
     struct shake_ctx shake;
     int result;
+    uint64_t rx_us; /* monotonic arrival time of the bytes being parsed */
     char rbuf[16384];
 };
+
+static void ctl_poll_closed(uv_handle_t *h)
+{
+    struct ctl *c = h->data;
+    close(c->fd);
+    c->fd = -1;
+}
+
+static void ctl_close(struct ctl *c)
+{
+    if (!c->poll_open) {
+        if (c->fd >= 0)
+            close(c->fd);
+        c->fd = -1;
+        return;
+    }
+    c->poll_open = false;
+    uv_close((uv_handle_t *)&c->poll, ctl_poll_closed);
+}
+
+static void ctl_on_poll(uv_poll_t *h, int status, int events);
 
 static void ctl_end(struct ctl *c, int result)
 {
@@ -48,10 +77,7 @@ static void ctl_end(struct ctl *c, int result)
     c->state = CTL_DONE;
     c->result = result;
     uv_timer_stop(&c->timer);
-    if (c->tcp_open) {
-        c->tcp_open = false;
-        uv_close((uv_handle_t *)&c->tcp, NULL);
-    }
+    ctl_close(c);
 }
 
 static void ctl_fail(struct ctl *c, int result, const char *fmt, const char *a, const char *b)
@@ -66,9 +92,8 @@ static int ctl_send(struct ctl *c, const struct proto_msg *m)
 {
     char line[PROTO_MAX_LINE];
     int n = proto_encode(m, line, sizeof line);
-    uv_buf_t b = uv_buf_init(line, n > 0 ? (unsigned)n : 0);
     /* control lines are tiny and rare: the socket buffer takes them whole */
-    if (n <= 0 || uv_try_write((uv_stream_t *)&c->tcp, &b, 1) != n) {
+    if (n <= 0 || c->fd < 0 || send(c->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n) {
         ctl_fail(c, EXIT_SERVER, "cannot send to the server %s%s", c->o->server, "");
         return -1;
     }
@@ -124,7 +149,10 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
     memset(&cfg, 0, sizeof cfg);
     cfg.local = c->local;
     cfg.timeout_ms = c->o->timeout_ms;
-    punch_candidates(&cfg, &m->u.punch.observed, &m->u.punch.endpoints);
+    /* the server timed both orders to arrive together: aim both first SYNs at the same moment
+     * after the kernel's arrival stamp, leaving time to get ready */
+    cfg.start_us = c->rx_us + CTL_PUNCH_LEAD_US;
+    punch_candidates(&cfg, &m->u.punch.observed, &m->u.punch.endpoints, &c->observed);
     memcpy(c->shake.session, m->u.punch.session, sizeof c->shake.session);
     memcpy(c->shake.self, c->o->id, sizeof c->shake.self);
     memcpy(c->shake.peer, m->u.punch.peer, sizeof c->shake.peer);
@@ -205,6 +233,7 @@ static void ctl_on_welcome(struct ctl *c, const struct proto_msg *m)
         return;
     }
     c->keepalive_s = m->u.welcome.keepalive;
+    c->observed = m->u.welcome.observed;
     LOG_I("registered as %s on %s, public endpoint %s", m->u.welcome.id, c->o->server,
           ep_format((const struct sockaddr *)&m->u.welcome.observed, ep, sizeof ep));
     if (!c->target) {
@@ -253,95 +282,122 @@ static int ctl_on_line(void *arg, char *line, size_t len)
     return c->state == CTL_DONE;
 }
 
-static void ctl_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+/* Converts a CLOCK_REALTIME receive stamp to our monotonic clock. */
+static uint64_t ctl_stamp_to_mono(const struct timespec *rx)
 {
-    struct ctl *c = h->data;
-    (void)suggested;
-    *buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
+    struct timespec real;
+    uint64_t now = clk_us(), rx_real, real_now;
+    clock_gettime(CLOCK_REALTIME, &real);
+    rx_real = (uint64_t)rx->tv_sec * 1000000u + (uint64_t)rx->tv_nsec / 1000u;
+    real_now = (uint64_t)real.tv_sec * 1000000u + (uint64_t)real.tv_nsec / 1000u;
+    if (rx_real > real_now || real_now - rx_real > now)
+        return now;
+    return now - (real_now - rx_real);
 }
 
-static void ctl_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+static ssize_t ctl_recv(struct ctl *c)
 {
-    struct ctl *c = s->data;
-    if (nread == 0)
+    char cbuf[CMSG_SPACE(sizeof(struct timespec))];
+    struct iovec iov = {c->rbuf, sizeof c->rbuf};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
+    ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT);
+    c->rx_us = clk_us();
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); n > 0 && cm; cm = CMSG_NXTHDR(&mh, cm))
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+            c->rx_us = ctl_stamp_to_mono(&ts);
+        }
+    return n;
+}
+
+static void ctl_on_readable(struct ctl *c)
+{
+    ssize_t n = ctl_recv(c);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
-    if (nread < 0) {
+    if (n <= 0) {
         if (c->state == CTL_PUNCHING) {
             /* the server is no longer needed for this session */
-            c->tcp_open = false;
-            uv_close((uv_handle_t *)&c->tcp, NULL);
+            ctl_close(c);
             return;
         }
         ctl_fail(c, EXIT_SERVER, "lost the connection to the server %s: %s", c->o->server,
-                 nread == UV_EOF ? "closed by the server" : uv_strerror((int)nread));
+                 n == 0 ? "closed by the server" : strerror(errno));
         return;
     }
     c->last_rx_ms = clk_ms();
-    if (lb_feed(&c->lb, buf->base, (size_t)nread, ctl_on_line, c) < 0)
+    if (lb_feed(&c->lb, c->rbuf, (size_t)n, ctl_on_line, c) < 0)
         ctl_fail(c, EXIT_SERVER, "the server %s sent a line over %s bytes", c->o->server, "4096");
 }
 
-static void ctl_on_connect(uv_connect_t *req, int status)
+static void ctl_on_connected(struct ctl *c)
 {
-    struct ctl *c = req->data;
     char ep[EP_STRLEN];
-    int fd;
-    if (c->state != CTL_CONNECTING)
-        return;
-    if (status < 0) {
-        ctl_fail(c, EXIT_SERVER, "cannot reach the server %s: %s", c->o->server,
-                 uv_strerror(status));
+    int err = 0, one = 1, port;
+    socklen_t elen = sizeof err;
+
+    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen);
+    if (err) {
+        ctl_fail(c, EXIT_SERVER, "cannot reach the server %s: %s", c->o->server, strerror(err));
         return;
     }
-    uv_fileno((uv_handle_t *)&c->tcp, &fd);
-    sk_local(fd, &c->local);
+    sk_local(c->fd, &c->local);
     LOG_D("connected to %s from %s", c->o->server,
           ep_format((struct sockaddr *)&c->local, ep, sizeof ep));
     /* punch sockets share the port on the wildcard address, like the control socket */
-    {
-        struct sockaddr_storage any;
-        int port = ep_port((struct sockaddr *)&c->local);
-        memset(&any, 0, sizeof any);
-        any.ss_family = c->local.ss_family;
-        ep_set_port((struct sockaddr *)&any, port);
-        c->local = any;
-    }
-    uv_tcp_nodelay(&c->tcp, 1);
+    port = ep_port((struct sockaddr *)&c->local);
+    memset(&c->local, 0, sizeof c->local);
+    c->local.ss_family = c->server.ss_family;
+    ep_set_port((struct sockaddr *)&c->local, port);
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
     c->state = CTL_HELLO;
     c->last_rx_ms = clk_ms();
     uv_timer_start(&c->timer, ctl_on_timer, CTL_ANSWER_TIMEOUT_MS, 0);
-    uv_read_start((uv_stream_t *)&c->tcp, ctl_alloc, ctl_on_read);
+    uv_poll_start(&c->poll, UV_READABLE, ctl_on_poll);
     ctl_send_hello(c);
+}
+
+static void ctl_on_poll(uv_poll_t *h, int status, int events)
+{
+    struct ctl *c = h->data;
+    if (c->state == CTL_DONE)
+        return;
+    if (c->state == CTL_CONNECTING) {
+        if (status < 0 || (events & UV_WRITABLE))
+            ctl_on_connected(c);
+        return;
+    }
+    ctl_on_readable(c);
 }
 
 static int ctl_open(struct ctl *c)
 {
     char err[300];
-    int fd, rc;
     struct sockaddr_storage any;
 
     memset(&any, 0, sizeof any);
     any.ss_family = c->server.ss_family;
     ep_set_port((struct sockaddr *)&any, c->o->port);
-    fd = sk_open_bound((struct sockaddr *)&any, err, sizeof err);
-    if (fd < 0) {
+    c->fd = sk_open_bound((struct sockaddr *)&any, err, sizeof err);
+    if (c->fd < 0) {
         LOG_E("cannot use local port %d: %s", c->o->port, err);
         return EXIT_LOCAL;
     }
-    uv_tcp_init(&c->loop, &c->tcp);
-    c->tcp.data = c;
-    c->tcp_open = true;
-    if ((rc = uv_tcp_open(&c->tcp, fd)) < 0) {
-        close(fd);
-        LOG_E("cannot use the socket: %s", uv_strerror(rc));
-        return EXIT_LOCAL;
-    }
-    c->creq.data = c;
-    rc = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&c->server, ctl_on_connect);
-    if (rc < 0) {
-        LOG_E("cannot reach the server %s: %s", c->o->server, uv_strerror(rc));
+    if (connect(c->fd, (struct sockaddr *)&c->server, ep_len((struct sockaddr *)&c->server)) < 0 &&
+        errno != EINPROGRESS) {
+        LOG_E("cannot reach the server %s: %s", c->o->server, strerror(errno));
         return EXIT_SERVER;
     }
+    if (uv_poll_init(&c->loop, &c->poll, c->fd) < 0) {
+        LOG_E("cannot watch the server connection");
+        return EXIT_LOCAL;
+    }
+    c->poll.data = c;
+    c->poll_open = true;
+    uv_poll_start(&c->poll, UV_WRITABLE, ctl_on_poll);
     uv_timer_start(&c->timer, ctl_on_timer, CTL_CONNECT_TIMEOUT_MS, 0);
     return EXIT_DONE;
 }
@@ -362,6 +418,7 @@ int peer_rendezvous(const struct peer_opts *o, const char *target, struct peer_l
     c->target = target;
     c->link = link;
     c->state = CTL_CONNECTING;
+    c->fd = -1;
     lb_init(&c->lb);
     if (ep_resolve(o->server, false, &c->server, err, sizeof err) < 0) {
         LOG_E("server %s", err);

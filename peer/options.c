@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/endpoint.h"
 #include "common/log.h"
 #include "peer/options.h"
 
@@ -17,9 +18,10 @@ void opts_usage(FILE *out)
           "  listen              register, wait for one peer to connect, then pipe stdin/stdout\n"
           "  connect PEER        ask the server for PEER, punch through, then pipe stdin/stdout\n"
           "  chat [PEER]         line chat with PEER (no PEER: wait for one); /quit ends it\n"
-          "  direct HOST:PORT    no server: with --port LOCAL, connect from LOCAL to HOST:PORT\n"
-          "                      over and over until the other side does the same (both sides\n"
-          "                      know each other's public address and port)\n"
+          "  direct --port LOCAL HOST:PORT\n"
+          "                      no server: connect from port LOCAL to HOST:PORT again and\n"
+          "                      again until the other side, doing the same, meets us\n"
+          "                      (both know each other's public address and port)\n"
           "\n"
           "Options (before or after the command):\n"
           "  -s, --server HOST:PORT  rendezvous server (env TCPUNCH_SERVER)\n"
@@ -27,7 +29,8 @@ void opts_usage(FILE *out)
           "                          default: the host name)\n"
           "  -p, --port N            local port for the server connection and the punch\n"
           "                          (default 0: pick a free one)\n"
-          "  -t, --timeout SEC       give up punching after SEC seconds (default 10)\n"
+          "  -t, --timeout SEC       give up punching after SEC seconds (default 10;\n"
+          "                          fractions allowed, 0.1 to 3600)\n"
           "  -v, --verbose           say how the connection was made; twice: debug detail\n"
           "  -q, --quiet             print errors only\n"
           "  -h, --help              show this help\n"
@@ -40,12 +43,12 @@ void opts_usage(FILE *out)
           "  3  peer not found on the server\n"
           "  4  punch failed: no verified direct connection before --timeout\n"
           "  5  connection lost after it was established\n"
-          "  6  local error (stdin/stdout, local port in use)\n"
+          "  6  local error: stdin/stdout, or the local --port is in use\n"
           "\n"
           "Examples:\n"
           "  tcpunch -s vps.example:7000 -i bob listen > received.bin\n"
           "  tcpunch -s vps.example:7000 -i alice connect bob < file.bin\n"
-          "  tcpunch -p 40000 direct 198.51.100.7:40000\n",
+          "  tcpunch direct --port 40000 198.51.100.7:40000\n",
           out);
 }
 
@@ -171,9 +174,12 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
 
 int opts_need_server(const struct peer_opts *o)
 {
-    if (o->server)
-        return EXIT_DONE;
-    return opts_bad("%s", "no server: give --server HOST:PORT or set TCPUNCH_SERVER");
+    char err[200];
+    if (!o->server)
+        return opts_bad("%s", "no server: give --server HOST:PORT or set TCPUNCH_SERVER");
+    if (ep_check_syntax(o->server, false, err, sizeof err) < 0)
+        return opts_bad("server %s", err);
+    return EXIT_DONE;
 }
 
 int opts_check_peer(const struct peer_opts *o, const char *peer)

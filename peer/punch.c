@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -12,8 +14,28 @@
 #include "common/log.h"
 #include "common/sock.h"
 
-#define PUNCH_BACKOFF_MIN_MS 5
-#define PUNCH_BACKOFF_MAX_MS 100
+/* Retries after a refusal (RST) happen on a grid of slots counted from the moment the punch
+ * order arrived, the same on both peers: slot k is at t0 + 5, 10, 20, 30, 50, 70, 110 ... ms
+ * (gaps 5 ms doubling every two slots up to 100 ms). Behind routers that answer an early SYN
+ * with RST the two SYNs must cross within one router-to-router trip; the server makes the
+ * orders arrive together, and slots shared by both sides keep every retry as well aligned as the
+ * first attempt, where retry timers counted from each failure would drift apart. */
+#define PUNCH_SLOT_MIN_MS 5
+#define PUNCH_SLOT_MAX_MS 100
+#define PUNCH_SLOT_MARGIN_US 300
+/* A connection that completes TCP but not the handshake within this is given up and
+ * re-dialled: some NATs pass the SYNs but mangle what follows. */
+#define PUNCH_STALL_MS 2500
+#define PUNCH_SWEEP_MS 250
+
+enum pc_state {
+    PC_IDLE,     /* attempt: no socket (waiting to dial) */
+    PC_DIALING,  /* SYN sent */
+    PC_OFFERED,  /* TCP up; waiting for the peer's first handshake line */
+    PC_VERIFIED, /* initiator: valid responder shake, kept as a spare */
+    PC_SELECTED, /* initiator: our shake sent, waiting for the confirm */
+    PC_WON,
+};
 
 /* One outgoing attempt (per candidate, re-dialled after each failure) or one accepted
  * connection. */
@@ -24,11 +46,13 @@ struct pconn {
     struct punch *p;
     struct pconn *next; /* inbound list */
     int cand;           /* -1: accepted by the listener */
-    bool tcp_open;      /* tcp initialised and not yet closed */
-    bool dead;          /* no more retries (bad handshake) */
-    bool line_seen;
-    bool line_ok;
-    unsigned backoff_ms;
+    enum pc_state state;
+    bool tcp_open; /* tcp initialised and not yet closed */
+    bool dead;     /* no more retries (bad handshake) */
+    bool line_done;
+    uint64_t since_ms; /* entered OFFERED or SELECTED */
+    unsigned slot;     /* next retry slot */
+    uint64_t slot_us;
     unsigned tries;
     int last_err;
     struct lb lb;
@@ -41,23 +65,58 @@ struct punch {
     punch_done_cb done;
     void *arg;
     uv_timer_t deadline;
+    uv_timer_t sweep;
     uv_tcp_t listener;
     bool listening;
     bool finished;
     int handles; /* open libuv handles; the punch is freed when the last one closes */
     uint64_t start_ms;
+    uint64_t t0_us;
     unsigned attempts;
+    struct pconn *selected;
     struct pconn att[PUNCH_MAX_CAND];
     struct pconn *inbound;
-    char rbuf[PROTO_MAX_LINE]; /* never more than one handshake line plus what follows it */
+    char rbuf[PROTO_MAX_LINE]; /* one handshake line and what follows it, at most */
 };
 
 static void pu_dial(struct pconn *c);
-static void pu_begin(struct pconn *c);
+static void pu_select_spare(struct punch *p);
 
 static void pu_on_retry(uv_timer_t *t)
 {
-    pu_dial(container_of(t, struct pconn, retry));
+    struct pconn *c = container_of(t, struct pconn, retry);
+    uint64_t now = clk_us();
+    if (c->slot_us > now && c->slot_us - now < 3000) {
+        struct timespec ts = {.tv_sec = (time_t)(c->slot_us / 1000000),
+                              .tv_nsec = (long)(c->slot_us % 1000000) * 1000};
+        /* under 3 ms of blocking, only while punching, buys slot precision of microseconds */
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+    }
+    pu_dial(c);
+}
+
+static uint64_t pu_slot_offset_us(unsigned k)
+{
+    uint64_t off = 0;
+    for (unsigned i = 0; i < k; i++) {
+        uint64_t gap = (uint64_t)PUNCH_SLOT_MIN_MS << (i / 2);
+        off += gap > PUNCH_SLOT_MAX_MS ? PUNCH_SLOT_MAX_MS : gap;
+    }
+    return off * 1000;
+}
+
+/* Arms the retry timer for the next slot that is still ahead of us. */
+static void pu_schedule(struct pconn *c)
+{
+    struct punch *p = c->p;
+    uint64_t now = clk_us();
+    do
+        c->slot_us = p->t0_us + pu_slot_offset_us(++c->slot);
+    while (c->slot_us < now + PUNCH_SLOT_MARGIN_US);
+    /* the loop's timers tick in whole ms and fire late: wake a ms early, pu_on_retry waits the
+     * rest */
+    uint64_t ms = (c->slot_us - now) / 1000;
+    uv_timer_start(&c->retry, pu_on_retry, ms > 1 ? ms - 1 : 0, 0);
 }
 
 static void pu_handle_closed(uv_handle_t *h)
@@ -71,6 +130,11 @@ static void pu_inbound_closed(uv_handle_t *h)
 {
     struct pconn *c = container_of((uv_tcp_t *)h, struct pconn, tcp);
     struct punch *p = c->p;
+    struct pconn **pp = &p->inbound;
+    while (*pp && *pp != c)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = c->next;
     free(c);
     if (--p->handles == 0 && p->finished)
         free(p);
@@ -80,20 +144,32 @@ static void pu_attempt_closed(uv_handle_t *h)
 {
     struct pconn *c = container_of((uv_tcp_t *)h, struct pconn, tcp);
     struct punch *p = c->p;
-    if (!p->finished && !c->dead) {
-        uv_timer_start(&c->retry, pu_on_retry, c->backoff_ms, 0);
-        c->backoff_ms =
-            c->backoff_ms * 2 > PUNCH_BACKOFF_MAX_MS ? PUNCH_BACKOFF_MAX_MS : c->backoff_ms * 2;
-    }
+    if (!p->finished && !c->dead)
+        pu_schedule(c);
     pu_handle_closed(h);
 }
 
 static void pu_close_conn(struct pconn *c)
 {
+    struct punch *p = c->p;
     if (!c->tcp_open)
         return;
+    if (c->state >= PC_OFFERED && c->state != PC_WON) {
+        /* Abort rather than close: a FIN would leave the 4-tuple in TIME_WAIT for a minute,
+         * and it is the very tuple the next attempt must use. */
+        struct linger lg = {1, 0};
+        uv_os_fd_t fd;
+        if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
     c->tcp_open = false;
+    c->state = PC_IDLE;
     uv_close((uv_handle_t *)&c->tcp, c->cand < 0 ? pu_inbound_closed : pu_attempt_closed);
+    if (p->selected == c) {
+        p->selected = NULL;
+        if (!p->finished)
+            pu_select_spare(p);
+    }
 }
 
 static const char *pu_kind(const struct pconn *c)
@@ -106,12 +182,15 @@ static void pu_failure_text(const struct punch *p, char *buf, size_t len)
 {
     char ep[EP_STRLEN];
     size_t off = 0;
+    buf[0] = '\0';
     for (int i = 0; i < p->cfg.ncand && off < len; i++) {
         const struct pconn *c = &p->att[i];
+        const char *what = c->last_err              ? uv_strerror(c->last_err)
+                           : c->state >= PC_OFFERED ? "connected, but no handshake"
+                                                    : "no answer";
         int n = snprintf(buf + off, len - off, "%s%s (%s): %s after %u attempt%s", i ? "; " : "",
                          ep_format((const struct sockaddr *)&p->cfg.cand[i].addr, ep, sizeof ep),
-                         p->cfg.cand[i].kind, c->last_err ? uv_strerror(c->last_err) : "no answer",
-                         c->tries, c->tries == 1 ? "" : "s");
+                         p->cfg.cand[i].kind, what, c->tries, c->tries == 1 ? "" : "s");
         if (n < 0)
             break;
         off += (size_t)n;
@@ -127,6 +206,7 @@ static void pu_finish(struct punch *p, int status, const char *why)
     p->finished = true;
     p->done(p, status, why, p->arg);
     uv_close((uv_handle_t *)&p->deadline, pu_handle_closed);
+    uv_close((uv_handle_t *)&p->sweep, pu_handle_closed);
     if (p->listening)
         uv_close((uv_handle_t *)&p->listener, pu_handle_closed);
     for (int i = 0; i < p->cfg.ncand; i++) {
@@ -144,6 +224,7 @@ static void pu_win(struct pconn *c, const char *rest, size_t restlen)
     uv_os_fd_t fd;
     socklen_t alen = sizeof l->remote;
 
+    /* the link outlives the libuv handle, which closes its own descriptor */
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || (l->fd = dup(fd)) < 0) {
         pu_finish(p, EXIT_LOCAL, "cannot take over the connection (out of descriptors)");
         return;
@@ -155,28 +236,79 @@ static void pu_win(struct pconn *c, const char *rest, size_t restlen)
     l->punch_ms = clk_ms() - p->start_ms;
     l->attempts = p->attempts;
     l->prefill_len = restlen;
-    memcpy(l->prefill, rest, restlen);
+    if (restlen)
+        memcpy(l->prefill, rest, restlen);
     pu_finish(p, EXIT_DONE, NULL);
+}
+
+static bool pu_send(struct pconn *c, enum proto_type type)
+{
+    char line[PROTO_MAX_LINE];
+    int n = shake_encode(c->p->cfg.shake, type, line, sizeof line);
+    uv_buf_t b = uv_buf_init(line, n > 0 ? (unsigned)n : 0);
+    /* the handshake is the first data on a fresh connection: its send buffer is empty, so a
+     * short line goes out whole or not at all */
+    return n > 0 && uv_try_write((uv_stream_t *)&c->tcp, &b, 1) == n;
+}
+
+/* Initiator: answer the responder's shake on c, making it the one connection we use. */
+static void pu_select(struct pconn *c)
+{
+    struct punch *p = c->p;
+    if (!pu_send(c, PROTO_SHAKE)) {
+        pu_close_conn(c);
+        return;
+    }
+    c->state = PC_SELECTED;
+    c->since_ms = clk_ms();
+    p->selected = c;
+}
+
+static void pu_select_spare(struct punch *p)
+{
+    for (int i = 0; i < p->cfg.ncand; i++)
+        if (p->att[i].state == PC_VERIFIED) {
+            pu_select(&p->att[i]);
+            return;
+        }
+    for (struct pconn *c = p->inbound; c; c = c->next)
+        if (c->state == PC_VERIFIED) {
+            pu_select(c);
+            return;
+        }
 }
 
 static int pu_on_line(void *ctx, char *line, size_t len)
 {
     struct pconn *c = ctx;
+    struct punch *p = c->p;
+    bool initiator = p->cfg.shake->role == PROTO_INITIATOR;
+    enum proto_type expect = c->state == PC_SELECTED ? PROTO_CONFIRM : PROTO_SHAKE;
     char why[256];
-    c->line_seen = true;
-    c->line_ok = shake_verify(c->p->cfg.shake, line, len, why, sizeof why);
-    if (!c->line_ok)
-        LOG_I("ignoring a connection (%s): %s", pu_kind(c), why);
-    return 1;
-}
 
-static bool pu_send_shake(struct pconn *c)
-{
-    char line[PROTO_MAX_LINE];
-    int n = shake_encode(c->p->cfg.shake, line, sizeof line);
-    uv_buf_t b = uv_buf_init(line, n > 0 ? (unsigned)n : 0);
-    /* a fresh connection's send buffer is empty, so the short line goes out whole or not at all */
-    return n > 0 && uv_try_write((uv_stream_t *)&c->tcp, &b, 1) == n;
+    c->line_done = true;
+    if (c->state == PC_VERIFIED ||
+        !shake_verify(p->cfg.shake, expect, line, len, why, sizeof why)) {
+        if (c->state == PC_VERIFIED)
+            snprintf(why, sizeof why, "unexpected data before selection");
+        LOG_I("dropping a connection (%s): %s", pu_kind(c), why);
+        c->dead = true;
+        pu_close_conn(c);
+        return 1;
+    }
+    if (!initiator) {
+        if (pu_send(c, PROTO_CONFIRM))
+            c->state = PC_WON;
+        else
+            pu_close_conn(c);
+    } else if (c->state == PC_SELECTED) {
+        c->state = PC_WON;
+    } else if (p->selected) {
+        c->state = PC_VERIFIED;
+    } else {
+        pu_select(c);
+    }
+    return 1;
 }
 
 static void pu_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -189,7 +321,7 @@ static void pu_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void pu_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     struct pconn *c = container_of((uv_tcp_t *)s, struct pconn, tcp);
-    ssize_t used;
+    size_t off = 0;
     if (nread == 0)
         return;
     if (nread < 0) {
@@ -197,19 +329,23 @@ static void pu_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         pu_close_conn(c);
         return;
     }
-    used = lb_feed(&c->lb, buf->base, (size_t)nread, pu_on_line, c);
-    if (used < 0 || (c->line_seen && !c->line_ok)) {
-        c->dead = true;
-        pu_close_conn(c);
-        return;
+    while (off < (size_t)nread) {
+        ssize_t used;
+        c->line_done = false;
+        used = lb_feed(&c->lb, buf->base + off, (size_t)nread - off, pu_on_line, c);
+        if (used < 0) {
+            c->dead = true;
+            pu_close_conn(c);
+            return;
+        }
+        off += (size_t)used;
+        if (!c->line_done || !c->tcp_open)
+            return;
+        if (c->state == PC_WON) {
+            pu_win(c, buf->base + off, (size_t)nread - off);
+            return;
+        }
     }
-    if (!c->line_seen)
-        return;
-    if (c->p->cfg.shake->role == PROTO_INITIATOR && !pu_send_shake(c)) {
-        pu_close_conn(c);
-        return;
-    }
-    pu_win(c, buf->base + used, (size_t)(nread - used));
 }
 
 /* A TCP connection exists: verify it (or take it, in plain mode). */
@@ -221,8 +357,9 @@ static void pu_begin(struct pconn *c)
         return;
     }
     lb_init(&c->lb);
-    c->line_seen = c->line_ok = false;
-    if (p->cfg.shake->role == PROTO_RESPONDER && !pu_send_shake(c)) {
+    c->state = PC_OFFERED;
+    c->since_ms = clk_ms();
+    if (p->cfg.shake->role == PROTO_RESPONDER && !pu_send(c, PROTO_SHAKE)) {
         pu_close_conn(c);
         return;
     }
@@ -260,13 +397,14 @@ static void pu_dial(struct pconn *c)
     if (fd < 0) {
         LOG_D("%s", err);
         c->last_err = UV_EADDRINUSE;
-        uv_timer_start(&c->retry, pu_on_retry, PUNCH_BACKOFF_MAX_MS, 0);
+        pu_schedule(c);
         return;
     }
     uv_tcp_init(p->loop, &c->tcp);
     c->tcp.data = p;
     p->handles++;
     c->tcp_open = true;
+    c->state = PC_DIALING;
     if ((rc = uv_tcp_open(&c->tcp, fd)) < 0) {
         close(fd);
         c->last_err = rc;
@@ -334,12 +472,41 @@ static void pu_listen(struct punch *p)
         LOG_D("listen on the punch port failed");
 }
 
+static bool pu_stalled(const struct pconn *c, uint64_t now)
+{
+    return (c->state == PC_OFFERED || c->state == PC_SELECTED) &&
+           now - c->since_ms > PUNCH_STALL_MS;
+}
+
+static void pu_on_sweep(uv_timer_t *t)
+{
+    struct punch *p = t->data;
+    uint64_t now = clk_ms();
+    for (int i = 0; i < p->cfg.ncand; i++)
+        if (pu_stalled(&p->att[i], now)) {
+            LOG_I("re-dialling %s: the handshake stalled", pu_kind(&p->att[i]));
+            pu_close_conn(&p->att[i]);
+        }
+    for (struct pconn *c = p->inbound; c; c = c->next)
+        if (pu_stalled(c, now))
+            pu_close_conn(c);
+}
+
 static void pu_on_deadline(uv_timer_t *t)
 {
     struct punch *p = t->data;
     char why[1024];
     pu_failure_text(p, why, sizeof why);
     pu_finish(p, EXIT_PUNCH, why);
+}
+
+static void pu_timer(struct punch *p, uv_timer_t *t, uv_timer_cb cb, uint64_t after,
+                     uint64_t repeat)
+{
+    uv_timer_init(p->loop, t);
+    t->data = p;
+    p->handles++;
+    uv_timer_start(t, cb, after, repeat);
 }
 
 struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct peer_link *link,
@@ -356,20 +523,24 @@ struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct p
     p->done = done;
     p->arg = arg;
     p->start_ms = clk_ms();
-    uv_timer_init(loop, &p->deadline);
-    p->deadline.data = p;
-    p->handles++;
-    uv_timer_start(&p->deadline, pu_on_deadline, cfg->timeout_ms, 0);
+    p->t0_us = cfg->start_us > clk_us() ? cfg->start_us : clk_us();
+    /* the default 50 us timer slack would blur the aim at t0 */
+    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    pu_timer(p, &p->deadline, pu_on_deadline, cfg->timeout_ms, 0);
+    pu_timer(p, &p->sweep, pu_on_sweep, PUNCH_SWEEP_MS, PUNCH_SWEEP_MS);
     pu_listen(p);
     for (int i = 0; i < cfg->ncand; i++) {
         struct pconn *c = &p->att[i];
         c->p = p;
         c->cand = i;
-        c->backoff_ms = PUNCH_BACKOFF_MIN_MS;
         uv_timer_init(loop, &c->retry);
         c->retry.data = p;
         p->handles++;
-        pu_dial(c);
+        c->slot_us = p->t0_us;
+        if (c->slot_us > clk_us() + PUNCH_SLOT_MARGIN_US)
+            uv_timer_start(&c->retry, pu_on_retry, (c->slot_us - clk_us()) / 1000, 0);
+        else
+            pu_dial(c);
     }
     return p;
 }
@@ -387,7 +558,7 @@ static void pu_add_cand(struct punch_cfg *cfg, const struct sockaddr_storage *a,
 }
 
 void punch_candidates(struct punch_cfg *cfg, const struct sockaddr_storage *observed,
-                      const struct proto_eplist *lan)
+                      const struct proto_eplist *lan, const struct sockaddr_storage *self)
 {
     cfg->ncand = 0;
     pu_add_cand(cfg, observed, "public");
@@ -398,6 +569,11 @@ void punch_candidates(struct punch_cfg *cfg, const struct sockaddr_storage *obse
         ep_set_port((struct sockaddr *)&guess, ep_port((const struct sockaddr *)&lan->ep[0]));
         pu_add_cand(cfg, &guess, "port-preserved");
     }
+    /* Private addresses only make sense behind the same public address. Elsewhere a SYN to them
+     * is lost at best, and at worst its NAT mapping catches stray packets of the real attempt
+     * that the peer's router let out untranslated. */
+    if (!ep_same_host((const struct sockaddr *)observed, (const struct sockaddr *)self))
+        return;
     for (int i = 0; i < lan->n; i++)
         pu_add_cand(cfg, &lan->ep[i], "lan");
 }

@@ -20,6 +20,8 @@ struct punch_cfg {
     int ncand;
     struct punch_cand cand[PUNCH_MAX_CAND];
     uint64_t timeout_ms;
+    /* clk_us() time of the first SYN (0: at once); both peers aim at the same instant */
+    uint64_t start_us;
     /* NULL: plain TCP (direct mode) — the first connection wins, and inbound ones only from
      * the host of cand[0]. */
     const struct shake_ctx *shake;
@@ -33,9 +35,10 @@ typedef void (*punch_done_cb)(struct punch *p, int status, const char *why, void
 struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct peer_link *link,
                           punch_done_cb done, void *arg, char *err, size_t errlen);
 
-/* Fills cfg->cand from a punch message: the observed endpoint, the observed address with the
- * peer's own port, then its LAN endpoints; other families than local's and duplicates left out. */
+/* Fills cfg->cand from a punch message: the peer's observed endpoint, its observed address with
+ * its own port, then (when self, our observed endpoint, has the same public address: one NAT for
+ * both) its LAN endpoints; other families than local's and duplicates left out. */
 void punch_candidates(struct punch_cfg *cfg, const struct sockaddr_storage *observed,
-                      const struct proto_eplist *lan);
+                      const struct proto_eplist *lan, const struct sockaddr_storage *self);
 
 #endif

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const proto_names[PROTO_TYPE_COUNT] = {"hello", "welcome", "connect", "punch",
-                                                          "error", "ping",    "pong",    "shake"};
+static const char *const proto_names[PROTO_TYPE_COUNT] = {
+    "hello", "welcome", "connect", "punch", "error", "ping", "pong", "shake", "confirm"};
 
 /* Fields each type may carry, "type" included; NULL-terminated. */
 static const char *const proto_fields[PROTO_TYPE_COUNT][7] = {
@@ -18,6 +18,7 @@ static const char *const proto_fields[PROTO_TYPE_COUNT][7] = {
     [PROTO_PING] = {"type", "seq", NULL},
     [PROTO_PONG] = {"type", "seq", NULL},
     [PROTO_SHAKE] = {"type", "version", "session", "from", "to", NULL},
+    [PROTO_CONFIRM] = {"type", "session", NULL},
 };
 
 static const unsigned proto_allowed[] = {
@@ -25,7 +26,7 @@ static const unsigned proto_allowed[] = {
         1u << PROTO_HELLO | 1u << PROTO_CONNECT | 1u << PROTO_PING | 1u << PROTO_PONG,
     [PROTO_TO_PEER] = 1u << PROTO_WELCOME | 1u << PROTO_PUNCH | 1u << PROTO_ERROR |
                       1u << PROTO_PING | 1u << PROTO_PONG,
-    [PROTO_PEER_TO_PEER] = 1u << PROTO_SHAKE,
+    [PROTO_PEER_TO_PEER] = 1u << PROTO_SHAKE | 1u << PROTO_CONFIRM,
 };
 
 const char *proto_err_code(enum proto_err e)
@@ -273,6 +274,8 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
         PD_TRY(pd_session(d, "session", m->u.shake.session));
         PD_TRY(pd_id(d, "from", m->u.shake.from));
         return pd_id(d, "to", m->u.shake.to);
+    case PROTO_CONFIRM:
+        return pd_session(d, "session", m->u.confirm.session);
     default:
         return PROTO_E_TYPE;
     }
@@ -374,6 +377,8 @@ static json_t *pe_build(const struct proto_msg *m)
         return json_pack("{s:s, s:i, s:s, s:s, s:s}", "type", t, "version", PROTO_VERSION,
                          "session", m->u.shake.session, "from", m->u.shake.from, "to",
                          m->u.shake.to);
+    case PROTO_CONFIRM:
+        return json_pack("{s:s, s:s}", "type", t, "session", m->u.confirm.session);
     default:
         return NULL;
     }

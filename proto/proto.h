@@ -24,6 +24,7 @@ enum proto_type {
     PROTO_PING,
     PROTO_PONG,
     PROTO_SHAKE,
+    PROTO_CONFIRM,
     PROTO_TYPE_COUNT
 };
 
@@ -77,6 +78,9 @@ struct proto_msg {
             char from[PROTO_MAX_ID + 1];
             char to[PROTO_MAX_ID + 1];
         } shake;
+        struct {
+            char session[PROTO_SESSION_LEN + 1];
+        } confirm;
     } u;
 };
 

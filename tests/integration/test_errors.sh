@@ -1,0 +1,133 @@
+#!/bin/bash
+# (iv) failures and their exit codes: unknown peer (3), server down (2), id taken (2),
+# bad flags (1), --help (0, lists the exit codes).
+source "$(dirname "$0")/lib.sh" "$@"
+
+T() { timeout -k 2 30 "$TCPUNCH" "$@"; }
+
+# ---- usage ----
+T --help >"$WORK/help.out" 2>"$WORK/help.err"
+check_rc "--help" 0 $?
+check "--help prints to stdout" test -s "$WORK/help.out"
+check "--help mentions the exit status" grep -q -i "exit" "$WORK/help.out"
+for code in 0 1 2 3 4 5 6; do
+    check "--help lists exit code $code" grep -q -E "^[[:space:]]*$code[[:space:]]" "$WORK/help.out"
+done
+for cmd in listen connect chat direct; do
+    check "--help lists the $cmd command" grep -q -w "$cmd" "$WORK/help.out"
+done
+T -h >"$WORK/h.out" 2>/dev/null
+check_rc "-h" 0 $?
+check "-h prints the same help" cmp -s "$WORK/help.out" "$WORK/h.out"
+T -V >"$WORK/v.out" 2>&1
+check_rc "-V" 0 $?
+check "-V prints a version" grep -q -E "[0-9]+\.[0-9]+\.[0-9]+" "$WORK/v.out"
+
+usage_error() { # DESCRIPTION ARGS...
+    local what=$1
+    shift
+    T "$@" </dev/null >"$WORK/u.out" 2>"$WORK/u.err"
+    check_rc "$what (tcpunch $*)" 1 $?
+    check "$what: a hint at --help on stderr" grep -q -e "--help" "$WORK/u.err"
+    check "$what: nothing on stdout" test ! -s "$WORK/u.out"
+}
+usage_error "unknown option" --bogus listen
+usage_error "unknown short option" -Z listen
+usage_error "no command" -s 127.0.0.1:7000
+usage_error "unknown command" -s 127.0.0.1:7000 frobnicate
+usage_error "connect without a peer" -s 127.0.0.1:7000 -i a connect
+usage_error "connect with two peers" -s 127.0.0.1:7000 -i a connect b c
+usage_error "listen with an argument" -s 127.0.0.1:7000 -i a listen extra
+usage_error "missing option argument" listen -s
+usage_error "bad id" -s 127.0.0.1:7000 -i "bad id" listen
+usage_error "id of 65 characters" -s 127.0.0.1:7000 -i "$(printf 'x%.0s' $(seq 65))" listen
+usage_error "bad port" -s 127.0.0.1:7000 -p 70000 listen
+usage_error "non-numeric port" -s 127.0.0.1:7000 -p abc listen
+usage_error "bad timeout" -s 127.0.0.1:7000 -t -1 listen
+usage_error "server without port" -s 127.0.0.1 listen
+usage_error "direct without --port" direct 127.0.0.1:9
+usage_error "direct without target" -p 4000 direct
+
+# no server given anywhere
+env -u TCPUNCH_SERVER timeout -k 2 30 "$TCPUNCH" -i a listen </dev/null >"$WORK/u.out" 2>"$WORK/u.err"
+check_rc "listen without -s or TCPUNCH_SERVER" 1 $?
+check "names the missing server option" grep -q -i -E "server|-s" "$WORK/u.err"
+
+# the rendezvous server's usage too
+timeout -k 2 10 "$RENDEZVOUS" --bogus >"$WORK/r.out" 2>"$WORK/r.err"
+check_rc "rendezvous --bogus" 1 $?
+timeout -k 2 10 "$RENDEZVOUS" --help >"$WORK/r.out" 2>"$WORK/r.err"
+check_rc "rendezvous --help" 0 $?
+check "rendezvous --help prints usage" grep -q -e "--listen" "$WORK/r.out"
+
+# ---- server down ----
+DEAD=$(free_port)
+T -s "127.0.0.1:$DEAD" -i "$(uid nobody)" listen </dev/null >"$WORK/d.out" 2>"$WORK/d.err"
+check_rc "listen, nothing on the server port" 2 $?
+check "the message names the server" grep -q -F "127.0.0.1:$DEAD" "$WORK/d.err"
+T -s "127.0.0.1:$DEAD" -i "$(uid nobody)" connect somebody </dev/null >"$WORK/d.out" 2>"$WORK/d.err"
+check_rc "connect, nothing on the server port" 2 $?
+check "nothing on stdout" test ! -s "$WORK/d.out"
+
+# ---- server up ----
+start_server
+
+# the rendezvous cannot listen on a port in use: exit 2
+timeout -k 2 10 "$RENDEZVOUS" -l "127.0.0.1:$SERVER_PORT" >"$WORK/r.out" 2>"$WORK/r.err"
+check_rc "a second rendezvous on the same port" 2 $?
+
+# unknown peer
+GHOST=$(uid ghost)
+T -s "127.0.0.1:$SERVER_PORT" -i "$(uid asker)" connect "$GHOST" </dev/null >"$WORK/n.out" \
+    2>"$WORK/n.err"
+check_rc "connect to an unknown peer" 3 $?
+check "the message names the peer \"$GHOST\"" grep -q -F -- "$GHOST" "$WORK/n.err"
+check "nothing on stdout" test ! -s "$WORK/n.out"
+
+# connect to ourselves: refused by the server (self-connect, non-fatal) -> not a success
+SELF=$(uid self)
+T -s "127.0.0.1:$SERVER_PORT" -i "$SELF" connect "$SELF" </dev/null >"$WORK/s.out" 2>"$WORK/s.err"
+RC=$?
+check "connect to our own id fails (exit $RC)" test "$RC" -ne 0
+check "and says why" test -s "$WORK/s.err"
+
+# id taken: a listener holds the id, a second listener with the same id is refused
+TAKEN=$(uid taken)
+# the listener's stdin is a fifo held open (read-write, so opening it never blocks) on fd 3
+mkfifo "$WORK/hold.fifo"
+exec 3<>"$WORK/hold.fifo"
+spawn 60 "$TCPUNCH" -s "127.0.0.1:$SERVER_PORT" -i "$TAKEN" listen <"$WORK/hold.fifo" \
+    >"$WORK/hold.out" 2>"$WORK/hold.err" 3>&-
+PID_HOLD=$!
+wait_registered "$TAKEN"
+T -s "127.0.0.1:$SERVER_PORT" -i "$TAKEN" listen </dev/null >"$WORK/t.out" 2>"$WORK/t.err" 3>&-
+check_rc "second listener with the same id" 2 $?
+check "the message mentions the id \"$TAKEN\"" grep -q -F -- "$TAKEN" "$WORK/t.err"
+check "the first listener is still waiting" kill -0 "$PID_HOLD"
+
+# the first listener is still usable: connect to it (its stdin ends now: nothing to send)
+exec 3>&-
+printf 'still here' >"$WORK/x.in"
+timeout -k 2 30 "$TCPUNCH" -s "127.0.0.1:$SERVER_PORT" -i "$(uid late)" connect "$TAKEN" \
+    <"$WORK/x.in" >"$WORK/x.out" 2>"$WORK/x.err"
+RC=$?
+wait "$PID_HOLD"
+RC_HOLD=$?
+check_rc "connect to the listener that kept its id" 0 "$RC"
+check_rc "that listener" 0 "$RC_HOLD"
+same_file "data to the listener" "$WORK/x.in" "$WORK/hold.out"
+check "nothing back from the listener" test ! -s "$WORK/x.out"
+
+# the server goes away while a listener waits: exit 2 (lost before the punch)
+LOST=$(uid lost)
+spawn 60 "$TCPUNCH" -s "127.0.0.1:$SERVER_PORT" -i "$LOST" listen </dev/null \
+    >"$WORK/l.out" 2>"$WORK/l.err"
+PID_L=$!
+wait_registered "$LOST"
+kill -TERM "$SERVER_PID"
+wait "$SERVER_PID"
+RC_SERVER=$?
+check_rc "rendezvous on SIGTERM" 0 "$RC_SERVER"
+wait "$PID_L"
+check_rc "listener whose server went away" 2 $?
+finish

@@ -1,0 +1,728 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2034  # PUB_*, LAN_*, WHERE_* are for narration and for sourcing scripts
+# tcpunch NAT lab: builds NAT topologies out of network namespaces, veth pairs,
+# bridges and nftables, then checks that two tcpunch peers exchange 1 MiB each
+# way over the DIRECT path (router to router), not through the rendezvous server.
+#
+# Usage: lab.sh --tcpunch PATH --rendezvous PATH [options] SCENARIO...
+#   SCENARIO   a|drop b|reset c|samenat d|public e|cgnat f|loss g|portclash, or "all"
+#   --repeat N     run every scenario N times (default: $REPEAT or 1); all must pass
+#   --narrate      human-readable narration (used by scripts/demo)
+#   --keep DIR     copy every run's logs into DIR
+#   --cleanup-stale  only remove namespaces left by dead lab runs, then exit
+# Exit: 0 all passed, 1 a run failed, 2 usage, 77 skipped (not root, no netns, no nft).
+#
+# Topology (documentation / private ranges only, nothing leaves the namespaces):
+#   wan ns: bridge br0 203.0.113.254/24 (no forwarding: bogons die silently here)
+#   srv ns: 203.0.113.1, runs tcpunch-rendezvous -l 203.0.113.1:7000
+#   routers: wan0 on br0 (203.0.113.10, .20, .40 ...), lan0 bridge 192.168.x.1/24,
+#            ip_forward=1, nft masquerade (port-preserving), a firewall policy
+#   hosts:   192.168.x.y behind a router, default route via the router
+# Everything is named ${LAB_PREFIX}<run>-<name> with LAB_PREFIX=tpl<pid>-, so
+# parallel runs never clash and leftovers of dead runs are recognisable.
+#
+# Can also be sourced (LAB_SOURCED=1) to use the functions directly.
+
+set -u
+
+LAB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd); export LAB_DIR
+LAB_PREFIX="tpl$$-"
+LAB_NS=()          # namespaces created (full names), removed by lab_teardown
+LAB_PIDS=()        # background pids we started (in the root namespace)
+LAB_TMP=""
+LAB_RUN=""         # current run tag, e.g. tpl1234-3-
+LAB_NARRATE=${LAB_NARRATE:-0}
+LAB_KEEP=""
+LAB_PEER_TIMEOUT=${LAB_PEER_TIMEOUT:-30}   # seconds, hard cap for every peer process
+LAB_PUNCH_TIMEOUT=${LAB_PUNCH_TIMEOUT:-}   # passed as --timeout when set
+LAB_VERBOSE=${LAB_VERBOSE:--v}
+LAB_DATA_BYTES=${LAB_DATA_BYTES:-1048576}
+LAB_SERVER_MAX=${LAB_SERVER_MAX:-204800}   # bytes in+out of the server host allowed
+LAB_DIRECT_MIN=${LAB_DIRECT_MIN:-$((2 * 1048576))}
+TP_BIN=${TP_BIN:-}
+RV_BIN=${RV_BIN:-}
+SERVER_IP=203.0.113.1
+SERVER_PORT=7000
+SERVER="$SERVER_IP:$SERVER_PORT"
+ID_A=${LAB_ID_A:-a}    # the connecting peer ("alice" in the narration)
+ID_B=${LAB_ID_B:-b}    # the listening peer ("bob")
+
+say()  { printf '%s\n' "$*"; }
+note() { [ "$LAB_NARRATE" = 1 ] && printf '  %s\n' "$*"; return 0; }
+dbg()  { [ -n "${LAB_DEBUG:-}" ] && printf 'lab: %s\n' "$*" >&2; return 0; }
+lab_skip() { say "SKIPPED: $*"; exit 77; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+human() { awk -v n="$1" 'BEGIN { if (n >= 1048576) printf "%.2f MiB", n/1048576; else if (n >= 1024) printf "%.1f KiB", n/1024; else printf "%d B", n }'; }
+
+# ---------------------------------------------------------------- environment
+
+lab_check_env() {
+    [ "$(id -u)" = 0 ] || lab_skip "needs root (network namespaces, nftables)"
+    command -v ip >/dev/null 2>&1 || lab_skip "iproute2 (ip) not installed"
+    command -v nft >/dev/null 2>&1 || lab_skip "nftables (nft) not installed"
+    command -v timeout >/dev/null 2>&1 || lab_skip "coreutils timeout missing"
+    command -v sha256sum >/dev/null 2>&1 || lab_skip "sha256sum missing"
+    local t="${LAB_PREFIX}probe"
+    ip netns add "$t" >/dev/null 2>&1 || lab_skip "'ip netns add' does not work here"
+    if ! ip netns exec "$t" ip link set lo up >/dev/null 2>&1; then
+        ip netns del "$t" >/dev/null 2>&1
+        lab_skip "'ip netns exec' does not work here"
+    fi
+    if ! ip -n "$t" link add v0 type veth peer name v1 >/dev/null 2>&1 ||
+       ! ip -n "$t" link add b0 type bridge >/dev/null 2>&1; then
+        ip netns del "$t" >/dev/null 2>&1
+        lab_skip "cannot create veth/bridge devices"
+    fi
+    if ! printf '%s\n' 'table ip t {' \
+            'chain c { type nat hook postrouting priority srcnat; oifname "x" masquerade; }' \
+            'chain f { type filter hook input priority 0; meta l4proto tcp reject with tcp reset; }' '}' \
+            'table bridge b {' \
+            'chain c { type filter hook forward priority 0; meta protocol ip numgen random mod 100 < 5 counter drop; }' '}' |
+        ip netns exec "$t" nft -f - >/dev/null 2>&1; then
+        ip netns del "$t" >/dev/null 2>&1
+        lab_skip "nftables NAT / bridge family not available in this kernel"
+    fi
+    ip netns del "$t" >/dev/null 2>&1
+}
+
+# Remove namespaces of earlier lab runs whose process is gone.
+lab_cleanup_stale() {
+    local ns pid n=0
+    while read -r ns _; do
+        [[ "$ns" =~ ^tpl([0-9]+)- ]] || continue
+        pid=${BASH_REMATCH[1]}
+        [ "$pid" = "$$" ] && continue
+        [ -d "/proc/$pid" ] && continue
+        lab_kill_ns_pids "$ns"
+        ip netns del "$ns" >/dev/null 2>&1 && n=$((n + 1))
+    done < <(ip netns list 2>/dev/null)
+    [ "$n" -gt 0 ] && dbg "removed $n stale namespaces"
+    return 0
+}
+
+lab_kill_ns_pids() {
+    local ns=$1 p pids i
+    pids=$(ip netns pids "$ns" 2>/dev/null) || return 0
+    [ -n "$pids" ] || return 0
+    for p in $pids; do kill -TERM "$p" 2>/dev/null; done
+    for ((i = 0; i < 20; i++)); do
+        pids=$(ip netns pids "$ns" 2>/dev/null)
+        [ -z "$pids" ] && return 0
+        sleep 0.05
+    done
+    for p in $pids; do kill -KILL "$p" 2>/dev/null; done
+}
+
+# Tear down the current run: our background processes, then our namespaces.
+lab_teardown() {
+    local p ns
+    for p in "${LAB_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for ns in "${LAB_NS[@]}"; do lab_kill_ns_pids "$ns"; done
+    for p in "${LAB_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    for ns in "${LAB_NS[@]}"; do ip netns del "$ns" >/dev/null 2>&1; done
+    LAB_NS=()
+    LAB_PIDS=()
+}
+
+lab_exit_trap() {
+    local rc=$?
+    trap - EXIT INT TERM
+    lab_teardown
+    [ -n "$LAB_TMP" ] && [ -d "$LAB_TMP" ] && rm -rf "$LAB_TMP"
+    exit "$rc"
+}
+
+lab_install_traps() {
+    trap lab_exit_trap EXIT
+    trap 'echo "lab: interrupted" >&2; exit 130' INT
+    trap 'echo "lab: terminated" >&2; exit 143' TERM
+}
+
+# ---------------------------------------------------------------- building blocks
+
+N() { printf '%s%s' "$LAB_RUN" "$1"; }     # full namespace name of a short name
+X() { local ns=$1; shift; ip netns exec "$(N "$ns")" "$@"; }   # run in namespace
+
+lab_ns() {   # lab_ns SHORTNAME
+    local ns; ns=$(N "$1")
+    ip netns add "$ns" || return 1
+    LAB_NS+=("$ns")
+    ip -n "$ns" link set lo up
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 >/dev/null 2>&1
+    ip netns exec "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1 >/dev/null 2>&1
+    # bridged traffic must not pass the IP-family hooks (br_netfilter may be loaded)
+    ip netns exec "$ns" sysctl -qw net.bridge.bridge-nf-call-iptables=0 >/dev/null 2>&1
+    return 0
+}
+
+declare -A LAB_PORTNO
+# lab_link UPNS BRIDGE NS IFNAME ADDR/PLEN: a veth from bridge BRIDGE in UPNS to NS.
+lab_link() {
+    local upns=$1 br=$2 ns=$3 ifn=$4 addr=$5 k port
+    k=${LAB_PORTNO[$upns]:-0}; LAB_PORTNO[$upns]=$((k + 1))
+    port="p$k"
+    ip -n "$(N "$upns")" link add "$port" type veth peer name "$ifn" netns "$(N "$ns")" || return 1
+    ip -n "$(N "$upns")" link set "$port" master "$br" up || return 1
+    ip -n "$(N "$ns")" addr add "$addr" dev "$ifn" || return 1
+    # no GSO super-packets: frames are MTU sized, so loss and counters are per real packet
+    ip -n "$(N "$upns")" link set "$port" gso_max_segs 1 2>/dev/null
+    ip -n "$(N "$ns")" link set "$ifn" gso_max_segs 1 2>/dev/null
+    ip -n "$(N "$ns")" link set "$ifn" up
+}
+
+# The internet: one bridge, no forwarding (packets for private addresses are dropped).
+lab_wan() {
+    lab_ns wan || return 1
+    ip -n "$(N wan)" link add br0 type bridge || return 1
+    ip -n "$(N wan)" link set br0 type bridge stp_state 0 forward_delay 0 2>/dev/null
+    ip -n "$(N wan)" addr add 203.0.113.254/24 dev br0
+    ip -n "$(N wan)" link set br0 up
+    X wan sysctl -qw net.ipv4.ip_forward=0
+}
+
+# Direct-path accounting on bridge BR in namespace NS between addresses A and B;
+# LOSS (percent, 0 = none) drops random IPv4 frames crossing that bridge.
+lab_acct() {   # lab_acct NS BR A B LOSS
+    local ns=$1 br=$2 a=$3 b=$4 loss=${5:-0} lossrule=""
+    if [ "$loss" -gt 0 ]; then
+        lossrule="meta protocol ip numgen random mod 100 < $loss counter name lossdrop drop;"
+    fi
+    X "$ns" nft -f - <<EOF || return 1
+table bridge acct {
+    counter allip {}
+    counter lossdrop {}
+    counter a2b {}
+    counter b2a {}
+    chain fw {
+        type filter hook forward priority -200; policy accept;
+        meta protocol ip counter name allip
+        $lossrule
+        ip saddr $a ip daddr $b counter name a2b
+        ip saddr $b ip daddr $a counter name b2a
+    }
+}
+EOF
+    LAB_ACCT_NS=$ns LAB_ACCT_A=$a LAB_ACCT_B=$b LAB_LOSS=$loss
+}
+
+# counter value: lab_counter NS FAMILY TABLE NAME packets|bytes
+lab_counter() {
+    X "$1" nft list counter "$2" "$3" "$4" 2>/dev/null |
+        awk -v w="$5" '{ for (i = 1; i < NF; i++) if ($i == w) { print $(i + 1); exit } }' | grep . || echo 0
+}
+
+# The rendezvous host, with byte counters on its only interface.
+lab_server_host() {
+    lab_ns srv || return 1
+    lab_link wan br0 srv wan0 "$SERVER_IP/24" || return 1
+    ip -n "$(N srv)" route add default via 203.0.113.254
+    X srv nft -f - <<'EOF' || return 1
+table inet acct {
+    counter rin {}
+    counter rout {}
+    chain i { type filter hook input priority -300; policy accept; iifname "wan0" counter name rin; }
+    chain o { type filter hook output priority -300; policy accept; oifname "wan0" counter name rout; }
+}
+EOF
+}
+
+lab_start_server() {
+    X srv timeout -k 5 "${LAB_SERVER_TIMEOUT:-300}" "$RV_BIN" -v -l "$SERVER" \
+        >"$LAB_LOG/server.out" 2>"$LAB_LOG/server.err" &
+    LAB_SERVER_PID=$!
+    LAB_PIDS+=("$LAB_SERVER_PID")
+    local i
+    for ((i = 0; i < 100; i++)); do
+        if X srv ss -Hltn "sport = :$SERVER_PORT" 2>/dev/null | grep -q .; then
+            note "rendezvous server listening on $SERVER"
+            return 0
+        fi
+        kill -0 "$LAB_SERVER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    say "lab: rendezvous server did not start listening on $SERVER"
+    return 1
+}
+
+# lab_router NAME UPNS UPBR WANADDR/PLEN GATEWAY LANADDR/PLEN POLICY
+#   POLICY: drop  - silently drop unsolicited inbound
+#           reset - answer unsolicited inbound TCP with RST (reject with tcp reset)
+#           open  - no firewall (the kernel still RSTs closed ports)
+lab_router() {
+    local name=$1 upns=$2 upbr=$3 wan=$4 gw=$5 lan=$6 policy=$7 rule
+    lab_ns "$name" || return 1
+    lab_link "$upns" "$upbr" "$name" wan0 "$wan" || return 1
+    ip -n "$(N "$name")" link add lan0 type bridge || return 1
+    ip -n "$(N "$name")" link set lan0 type bridge stp_state 0 forward_delay 0 2>/dev/null
+    ip -n "$(N "$name")" addr add "$lan" dev lan0
+    ip -n "$(N "$name")" link set lan0 up
+    ip -n "$(N "$name")" route add default via "$gw" || return 1
+    X "$name" sysctl -qw net.ipv4.ip_forward=1 || return 1
+    case $policy in
+        drop)  rule='counter name unsolicited drop' ;;
+        reset) rule='meta l4proto tcp counter name unsolicited reject with tcp reset; counter name unsolicited drop' ;;
+        open)  rule='meta l4proto tcp counter name unsolicited' ;;
+        *) say "lab: bad router policy $policy"; return 1 ;;
+    esac
+    # Unsolicited packets for the router's public address hit INPUT (no NAT
+    # mapping matches them), so the policy sits in input as well as forward.
+    X "$name" nft -f - <<EOF || return 1
+table ip nat {
+    chain post { type nat hook postrouting priority srcnat; policy accept; oifname "wan0" masquerade; }
+}
+table inet fw {
+    counter unsolicited {}
+    chain inp {
+        type filter hook input priority filter; policy accept;
+        iifname != "wan0" accept
+        ct state established,related accept
+        $rule
+    }
+    chain forw {
+        type filter hook forward priority filter; policy accept;
+        iifname != "wan0" accept
+        ct state established,related accept
+        $rule
+    }
+}
+EOF
+}
+
+# lab_host NAME ROUTER ADDR/PLEN GATEWAY   (a host on ROUTER's lan0)
+lab_host() {
+    lab_ns "$1" || return 1
+    lab_link "$2" lan0 "$1" eth0 "$3" || return 1
+    ip -n "$(N "$1")" route add default via "$4"
+}
+
+# lab_public_host NAME ADDR/PLEN   (a host directly on the wan)
+lab_public_host() {
+    lab_ns "$1" || return 1
+    lab_link wan br0 "$1" eth0 "$2" || return 1
+    ip -n "$(N "$1")" route add default via 203.0.113.254
+}
+
+# Count of established TCP connections at the server.
+lab_server_conns() {
+    X srv ss -Htn state established "( sport = :$SERVER_PORT )" 2>/dev/null | wc -l
+}
+
+# Wait (bounded) until the server has at least N established connections.
+lab_wait_server_conns() {
+    local want=$1 i
+    for ((i = 0; i < 100; i++)); do
+        [ "$(lab_server_conns)" -ge "$want" ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# lab_peer HOSTNS TAG ARGS... : run tcpunch in HOSTNS in the background,
+# stdin from $LAB_LOG/TAG.in, stdout to TAG.out, stderr to TAG.err; pid in LAB_PEER_PID.
+lab_peer() {
+    local ns=$1 tag=$2; shift 2
+    local extra=()
+    [ -n "$LAB_PUNCH_TIMEOUT" ] && extra+=(--timeout "$LAB_PUNCH_TIMEOUT")
+    # shellcheck disable=SC2086
+    X "$ns" timeout -k 5 "$LAB_PEER_TIMEOUT" "$TP_BIN" $LAB_VERBOSE --server "$SERVER" "${extra[@]}" "$@" \
+        <"$LAB_LOG/$tag.in" >"$LAB_LOG/$tag.out" 2>"$LAB_LOG/$tag.err" &
+    LAB_PEER_PID=$!
+    LAB_PIDS+=("$LAB_PEER_PID")
+}
+
+# Keep a TCP connection from HOSTNS:PORT to the server open (registers as "holder").
+lab_holder() {
+    local ns=$1 port=$2 hello='{"type":"hello","version":1,"id":"holder","endpoints":[]}'
+    if command -v socat >/dev/null 2>&1; then
+        # the whole pipeline runs inside the namespace, so teardown kills all of it
+        X "$ns" timeout -k 2 100 bash -c '
+            { printf "%s\n" "$1"
+              for ((k = 1; k <= 20; k++)); do sleep 5; printf "{\"type\":\"ping\",\"seq\":%d}\n" "$k"; done
+            } | socat -t 1 - "TCP:$2,sourceport=$3,reuseaddr"' holder "$hello" "$SERVER" "$port" \
+            >"$LAB_LOG/holder.out" 2>"$LAB_LOG/holder.err" &
+    elif command -v python3 >/dev/null 2>&1; then
+        X "$ns" timeout -k 2 100 python3 - "$SERVER_IP" "$SERVER_PORT" "$port" "$hello" \
+            >"$LAB_LOG/holder.out" 2>"$LAB_LOG/holder.err" <<'EOF' &
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[3])))
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.sendall((sys.argv[4] + "\n").encode())
+s.settimeout(5)
+for k in range(1, 21):
+    try:
+        d = s.recv(4096)
+        if not d:
+            break
+        sys.stdout.write(d.decode(errors="replace"))
+        sys.stdout.flush()
+    except socket.timeout:
+        pass
+    s.sendall(('{"type":"ping","seq":%d}\n' % k).encode())
+EOF
+    else
+        say "lab: neither socat nor python3 available for the port holder"
+        return 1
+    fi
+    LAB_PIDS+=("$!")
+}
+
+# conntrack entries of a router (evidence for the mapping checks)
+lab_conntrack() { X "$1" cat /proc/net/nf_conntrack 2>/dev/null; }
+
+# ---------------------------------------------------------------- scenarios
+# Each scenario function builds its topology and sets:
+#   HOST_A HOST_B   namespaces of the connecting peer "a" and the listener "b"
+#   DESC            one-line description
+#   PUB_A PUB_B     what the server sees as the peers' public addresses (for narration)
+# and calls lab_acct for the direct-path counters.
+
+lab_base() {   # wan + rendezvous host
+    lab_wan && lab_server_host
+}
+
+scn_a() {   # both routers drop unsolicited inbound
+    DESC="both peers behind port-preserving NATs that DROP unsolicited inbound"
+    lab_base || return 1
+    lab_router ra wan br0 203.0.113.10/24 203.0.113.254 192.168.1.1/24 drop || return 1
+    lab_router rb wan br0 203.0.113.20/24 203.0.113.254 192.168.2.1/24 drop || return 1
+    lab_host ha ra 192.168.1.2/24 192.168.1.1 || return 1
+    lab_host hb rb 192.168.2.2/24 192.168.2.1 || return 1
+    HOST_A=ha HOST_B=hb PUB_A=203.0.113.10 PUB_B=203.0.113.20 LAN_A=192.168.1.2 LAN_B=192.168.2.2
+    ROUTERS="ra rb"
+    WHERE_A="behind NAT A (public 203.0.113.10, drops unsolicited inbound)"
+    WHERE_B="behind NAT B (public 203.0.113.20, drops unsolicited inbound)"
+    lab_acct wan br0 203.0.113.10 203.0.113.20 "${LOSS:-0}"
+}
+
+scn_b() {   # both routers answer unsolicited SYNs with RST
+    DESC="both peers behind NATs that answer unsolicited SYNs with TCP RST"
+    lab_base || return 1
+    lab_router ra wan br0 203.0.113.10/24 203.0.113.254 192.168.1.1/24 reset || return 1
+    lab_router rb wan br0 203.0.113.20/24 203.0.113.254 192.168.2.1/24 reset || return 1
+    lab_host ha ra 192.168.1.2/24 192.168.1.1 || return 1
+    lab_host hb rb 192.168.2.2/24 192.168.2.1 || return 1
+    HOST_A=ha HOST_B=hb PUB_A=203.0.113.10 PUB_B=203.0.113.20 LAN_A=192.168.1.2 LAN_B=192.168.2.2
+    ROUTERS="ra rb"
+    WHERE_A="behind NAT A (public 203.0.113.10, RSTs unsolicited SYNs)"
+    WHERE_B="behind NAT B (public 203.0.113.20, RSTs unsolicited SYNs)"
+    lab_acct wan br0 203.0.113.10 203.0.113.20 0
+}
+
+scn_c() {   # same router, no hairpin NAT: must use the LAN endpoints
+    DESC="both peers behind the SAME NAT without hairpinning (LAN endpoints must win)"
+    lab_base || return 1
+    lab_router ra wan br0 203.0.113.10/24 203.0.113.254 192.168.1.1/24 drop || return 1
+    lab_host ha ra 192.168.1.2/24 192.168.1.1 || return 1
+    lab_host hb ra 192.168.1.3/24 192.168.1.1 || return 1
+    HOST_A=ha HOST_B=hb PUB_A=203.0.113.10 PUB_B=203.0.113.10 LAN_A=192.168.1.2 LAN_B=192.168.1.3
+    ROUTERS="ra"
+    WHERE_A="behind NAT A (public 203.0.113.10, no hairpin)"
+    WHERE_B="behind the same NAT A"
+    ACCT_WHAT="the LAN switch"
+    lab_acct ra lan0 192.168.1.2 192.168.1.3 0
+}
+
+scn_d() {   # b on a public address, a behind a home router
+    DESC="bob on a public address (no NAT), alice behind a NAT that drops unsolicited inbound"
+    lab_base || return 1
+    lab_router ra wan br0 203.0.113.10/24 203.0.113.254 192.168.1.1/24 drop || return 1
+    lab_host ha ra 192.168.1.2/24 192.168.1.1 || return 1
+    lab_public_host hb 203.0.113.30/24 || return 1
+    HOST_A=ha HOST_B=hb PUB_A=203.0.113.10 PUB_B=203.0.113.30 LAN_A=192.168.1.2 LAN_B=203.0.113.30
+    ROUTERS="ra"
+    WHERE_A="behind NAT A (public 203.0.113.10, drops unsolicited inbound)"
+    WHERE_B="(public address, no NAT)"
+    ACCT_WHAT="NAT A to bob"
+    lab_acct wan br0 203.0.113.10 203.0.113.30 0
+}
+
+scn_e() {   # a behind home router behind CGN, b behind a normal router
+    DESC="alice behind a home NAT behind a carrier-grade NAT (100.64.0.0/10), bob behind a normal NAT"
+    lab_base || return 1
+    lab_router cgn wan br0 203.0.113.40/24 203.0.113.254 100.64.0.1/10 drop || return 1
+    lab_router ra cgn lan0 100.64.0.2/10 100.64.0.1 192.168.1.1/24 drop || return 1
+    lab_router rb wan br0 203.0.113.20/24 203.0.113.254 192.168.2.1/24 drop || return 1
+    lab_host ha ra 192.168.1.2/24 192.168.1.1 || return 1
+    lab_host hb rb 192.168.2.2/24 192.168.2.1 || return 1
+    HOST_A=ha HOST_B=hb PUB_A=203.0.113.40 PUB_B=203.0.113.20 LAN_A=192.168.1.2 LAN_B=192.168.2.2
+    ROUTERS="cgn ra rb"
+    WHERE_A="behind home NAT A (100.64.0.2) behind carrier-grade NAT (public 203.0.113.40)"
+    WHERE_B="behind NAT B (public 203.0.113.20)"
+    ACCT_WHAT="CGN-to-router"
+    lab_acct wan br0 203.0.113.40 203.0.113.20 0
+}
+
+scn_f() {   # scenario a with 5 % random loss on the wan
+    LOSS=${LAB_LOSS_PERCENT:-5} scn_a || return 1
+    DESC="scenario a (dropping NATs) with ${LAB_LOSS_PERCENT:-5}% random IPv4 loss on the wan"
+}
+
+HOLD_PORT=${LAB_HOLD_PORT:-40000}
+scn_g() {   # another LAN host already owns public port N at the router
+    DESC="another host behind alice's NAT already uses local port $HOLD_PORT to the server, so the NAT remaps alice"
+    lab_base || return 1
+    lab_router ra wan br0 203.0.113.10/24 203.0.113.254 192.168.1.1/24 drop || return 1
+    lab_router rb wan br0 203.0.113.20/24 203.0.113.254 192.168.2.1/24 drop || return 1
+    lab_host ha ra 192.168.1.2/24 192.168.1.1 || return 1
+    lab_host hc ra 192.168.1.3/24 192.168.1.1 || return 1
+    lab_host hb rb 192.168.2.2/24 192.168.2.1 || return 1
+    HOST_A=ha HOST_B=hb PUB_A=203.0.113.10 PUB_B=203.0.113.20 LAN_A=192.168.1.2 LAN_B=192.168.2.2
+    ROUTERS="ra rb"
+    PEER_A_ARGS=(--port "$HOLD_PORT")
+    PRE_HOOK=scn_g_pre
+    POST_CHECK=scn_g_check
+    WHERE_A="behind NAT A (public 203.0.113.10), local port $HOLD_PORT; 192.168.1.3 holds :$HOLD_PORT -> server"
+    WHERE_B="behind NAT B (public 203.0.113.20)"
+    lab_acct wan br0 203.0.113.10 203.0.113.20 0
+}
+
+scn_g_pre() {
+    local before; before=$(lab_server_conns)
+    lab_holder hc "$HOLD_PORT" || return 1
+    if ! lab_wait_server_conns $((before + 1)); then
+        say "lab: port holder did not connect to the server"
+        return 1
+    fi
+    note "holder 192.168.1.3:$HOLD_PORT -> $SERVER is connected (NAT A maps it to 203.0.113.10:$HOLD_PORT)"
+}
+
+# The control connection of a must have been remapped, and the punched
+# connection must still have gone out (directly) from local port N.
+scn_g_check() {
+    local ct ctl_port holder_port
+    ct=$(lab_conntrack ra)
+    holder_port=$(printf '%s\n' "$ct" | awk -v p="$HOLD_PORT" '
+        /src=192\.168\.1\.3 / && $0 ~ "sport=" p " " && /dst=203\.0\.113\.1 / {
+            k = 0; for (i = 1; i <= NF; i++) if ($i ~ /^dport=/ && ++k == 2) { sub("dport=", "", $i); print $i; exit } }')
+    ctl_port=$(printf '%s\n' "$ct" | awk -v p="$HOLD_PORT" '
+        /src=192\.168\.1\.2 / && $0 ~ "sport=" p " " && /dst=203\.0\.113\.1 / {
+            k = 0; for (i = 1; i <= NF; i++) if ($i ~ /^dport=/ && ++k == 2) { sub("dport=", "", $i); print $i; exit } }')
+    if [ -z "$ctl_port" ] || [ -z "$holder_port" ]; then
+        say "lab: could not find the NAT mappings in router A's conntrack table"
+        printf '%s\n' "$ct" | grep -e 'dport=7000' -e "sport=$HOLD_PORT" | sed 's/^/    /'
+        return 1
+    fi
+    if [ "$ctl_port" = "$HOLD_PORT" ]; then
+        say "lab: NAT did not remap alice's control connection (public port $ctl_port) - scenario invalid"
+        return 1
+    fi
+    local punch_port
+    punch_port=$(printf '%s\n' "$ct" | awk -v p="$HOLD_PORT" '
+        /src=192\.168\.1\.2 / && $0 ~ "sport=" p " " && /dst=203\.0\.113\.20 / && /ASSURED/ {
+            k = 0; for (i = 1; i <= NF; i++) if ($i ~ /^dport=/ && ++k == 2) { sub("dport=", "", $i); print $i; exit } }')
+    say "  NAT A mapped holder :$HOLD_PORT -> public :$holder_port, alice's control connection :$HOLD_PORT -> public :$ctl_port, punched connection -> public :${punch_port:-?}"
+}
+
+lab_scenario_fn() {
+    case $1 in
+        a|drop) echo a ;;
+        b|reset|rst) echo b ;;
+        c|samenat|same) echo c ;;
+        d|public) echo d ;;
+        e|cgnat|cgn) echo e ;;
+        f|loss) echo f ;;
+        g|portclash|clash) echo g ;;
+        *) return 1 ;;
+    esac
+}
+
+# ---------------------------------------------------------------- one run
+
+lab_dump_failure() {
+    local f ns
+    say "---- failure details (run $LAB_RUN) ----"
+    for f in b a; do
+        say "-- peer $f exit=$(eval echo "\${RC_$f:-?}") stderr ($LAB_LOG/$f.err, last 60 lines):"
+        tail -n 60 "$LAB_LOG/$f.err" 2>/dev/null | sed 's/^/    /'
+        say "-- peer $f stdout: $(stat -c %s "$LAB_LOG/$f.out" 2>/dev/null || echo 0) bytes"
+    done
+    say "-- server stderr (last 40 lines):"
+    tail -n 40 "$LAB_LOG/server.err" 2>/dev/null | sed 's/^/    /'
+    [ -s "$LAB_LOG/holder.err" ] && { say "-- holder stderr:"; sed 's/^/    /' "$LAB_LOG/holder.err"; }
+    say "-- nft counters:"
+    for ns in srv "$LAB_ACCT_NS" $ROUTERS; do
+        say "   [$ns]"
+        X "$ns" nft list counters 2>/dev/null | awk '/counter/ { n = $2 } /packets/ { print "      " n ": " $0 }'
+    done
+    for ns in $ROUTERS; do
+        say "-- conntrack on $ns (tcp):"
+        lab_conntrack "$ns" | grep ' tcp ' | awk '{ $1 = $2 = $3 = $4 = ""; print "    " $0 }' | head -n 30
+    done
+    say "----"
+}
+
+# lab_run_once SCENARIO ITERATION -> 0 pass, 1 fail
+lab_run_once() {
+    local s=$1 it=$2 t0 rc ok=1
+    t0=$(now)
+    LAB_RUN="${LAB_PREFIX}${it}${s}-"
+    LAB_LOG="$LAB_TMP/$s.$it"
+    mkdir -p "$LAB_LOG"
+    HOST_A="" HOST_B="" ROUTERS="" WHERE_A="" WHERE_B="" ACCT_WHAT="router-to-router""" PEER_A_ARGS=() PRE_HOOK="" POST_CHECK="" LAB_ACCT_NS="" RC_a="" RC_b=""
+    LAB_PORTNO=()
+    head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/a.in"
+    head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/b.in"
+
+    if ! "scn_$s"; then
+        say "lab: building topology for scenario $s failed"
+        lab_teardown
+        return 1
+    fi
+    note "topology: $DESC"
+    note "the 'internet' is a bridge on 203.0.113.0/24; nothing leaves the lab's namespaces"
+    note "alice: $LAN_A ${WHERE_A:-}"
+    note "bob:   $LAN_B ${WHERE_B:-}"
+    if ! lab_start_server; then lab_dump_failure; lab_teardown; return 1; fi
+    if [ -n "$PRE_HOOK" ] && ! "$PRE_HOOK"; then lab_dump_failure; lab_teardown; return 1; fi
+
+    local before pa pb
+    before=$(lab_server_conns)
+    note "bob waits:       tcpunch --server $SERVER --id $ID_B listen   (on $LAN_B)"
+    lab_peer "$HOST_B" b --id "$ID_B" listen
+    pb=$LAB_PEER_PID
+    if ! lab_wait_server_conns $((before + 1)); then
+        say "lab: listener b did not connect to the server"
+        ok=0
+    fi
+    # give the server a moment to process b's hello (bounded)
+    local i
+    for ((i = 0; i < 20; i++)); do
+        grep -qiE "regist.*\\b$ID_B\\b" "$LAB_LOG/server.err" 2>/dev/null && break
+        sleep 0.05
+    done
+    note "alice connects:  tcpunch --server $SERVER --id $ID_A ${PEER_A_ARGS[*]:+${PEER_A_ARGS[*]} }connect $ID_B   (on $LAN_A)"
+    note "punching..."
+    lab_peer "$HOST_A" a --id "$ID_A" "${PEER_A_ARGS[@]}" connect "$ID_B"
+    pa=$LAB_PEER_PID
+    wait "$pa"; RC_a=$?
+    wait "$pb"; RC_b=$?
+
+    # ---- verification
+    local why=() sa sb oa ob srvb d1 d2 direct lossd allip
+    [ "$RC_a" = 0 ] || why+=("peer a exited $RC_a")
+    [ "$RC_b" = 0 ] || why+=("peer b exited $RC_b")
+    sa=$(sha256sum <"$LAB_LOG/a.in" | cut -d' ' -f1)
+    sb=$(sha256sum <"$LAB_LOG/b.in" | cut -d' ' -f1)
+    oa=$(sha256sum <"$LAB_LOG/a.out" | cut -d' ' -f1)
+    ob=$(sha256sum <"$LAB_LOG/b.out" | cut -d' ' -f1)
+    [ "$oa" = "$sb" ] || why+=("a received $(stat -c %s "$LAB_LOG/a.out") bytes, sha256 differs from b's input")
+    [ "$ob" = "$sa" ] || why+=("b received $(stat -c %s "$LAB_LOG/b.out") bytes, sha256 differs from a's input")
+    srvb=$(( $(lab_counter srv inet acct rin bytes) + $(lab_counter srv inet acct rout bytes) ))
+    d1=$(lab_counter "$LAB_ACCT_NS" bridge acct a2b bytes)
+    d2=$(lab_counter "$LAB_ACCT_NS" bridge acct b2a bytes)
+    direct=$((d1 + d2))
+    [ "$srvb" -lt "$LAB_SERVER_MAX" ] || why+=("rendezvous host carried $srvb bytes (limit $LAB_SERVER_MAX)")
+    [ "$direct" -ge "$LAB_DIRECT_MIN" ] || why+=("direct path carried only $direct bytes (need >= $LAB_DIRECT_MIN)")
+    if [ "${LAB_LOSS:-0}" -gt 0 ]; then
+        lossd=$(lab_counter "$LAB_ACCT_NS" bridge acct lossdrop packets)
+        allip=$(lab_counter "$LAB_ACCT_NS" bridge acct allip packets)
+        if [ "$lossd" -le 0 ]; then
+            why+=("loss rule dropped nothing")
+        else
+            # ~2000 MTU-sized packets at 5 %: the observed rate must be within 2..10 %
+            if ! awk -v d="$lossd" -v n="$allip" 'BEGIN { r = 100 * d / n; exit !(r >= 2 && r <= 10) }'; then
+                why+=("loss rule dropped $lossd of $allip packets, not ~${LAB_LOSS}%")
+            fi
+        fi
+    fi
+    if [ -n "$POST_CHECK" ] && [ ${#why[@]} -eq 0 ]; then
+        "$POST_CHECK" || why+=("scenario check failed")
+    fi
+
+    local path unsol="" r
+    path=$(grep -h 'connected to' "$LAB_LOG/a.err" 2>/dev/null | head -n 1)
+    for r in $ROUTERS; do
+        unsol+=" $r:$(lab_counter "$r" inet fw unsolicited packets)"
+    done
+    if [ ${#why[@]} -eq 0 ]; then
+        if [ "$LAB_NARRATE" = 1 ]; then
+            [ -n "$path" ] && note "alice: ${path#*tcpunch: }"
+            local pathb
+            pathb=$(grep -h 'connected to' "$LAB_LOG/b.err" 2>/dev/null | head -n 1)
+            [ -n "$pathb" ] && note "bob:   ${pathb#*tcpunch: }"
+            note "unsolicited inbound packets stopped by the routers:$unsol"
+            [ "${LAB_LOSS:-0}" -gt 0 ] && note "wan loss: dropped $lossd of $allip IPv4 packets"
+            note "sent $(human "$LAB_DATA_BYTES") each way, checksums match, direct path: $direct bytes via ${ACCT_WHAT:-router-to-router} ($LAB_ACCT_A <-> $LAB_ACCT_B), $srvb bytes via rendezvous"
+        fi
+        say "PASS scenario $s run $it in $(elapsed "$t0")s: direct $(human "$direct"), rendezvous $(human "$srvb"), unsolicited${unsol}$( [ "${LAB_LOSS:-0}" -gt 0 ] && echo ", loss $lossd/$allip pkts")${path:+ | ${path#*tcpunch: }}"
+    else
+        ok=0
+        say "FAIL scenario $s run $it after $(elapsed "$t0")s:"
+        for r in "${why[@]}"; do say "   - $r"; done
+        say "   counters: direct $direct bytes ($LAB_ACCT_A->$LAB_ACCT_B $d1, back $d2), rendezvous $srvb bytes, unsolicited$unsol"
+        lab_dump_failure
+    fi
+    if [ -n "$LAB_KEEP" ]; then
+        mkdir -p "$LAB_KEEP" && cp -r "$LAB_LOG" "$LAB_KEEP/" 2>/dev/null
+        for r in srv "$LAB_ACCT_NS" $ROUTERS; do
+            X "$r" nft list ruleset >"$LAB_KEEP/$s.$it/nft-$r.txt" 2>&1
+            lab_conntrack "$r" >"$LAB_KEEP/$s.$it/conntrack-$r.txt" 2>&1
+        done
+    fi
+    lab_teardown
+    rm -rf "$LAB_LOG"
+    [ "$ok" = 1 ]
+}
+
+# ---------------------------------------------------------------- main
+
+lab_usage() {
+    sed -n '3,/^$/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+lab_main() {
+    local repeat=${REPEAT:-1} scen=() only_cleanup=0
+    while [ $# -gt 0 ]; do
+        case $1 in
+            --tcpunch) TP_BIN=$2; shift 2 ;;
+            --rendezvous) RV_BIN=$2; shift 2 ;;
+            --repeat) repeat=$2; shift 2 ;;
+            --narrate) LAB_NARRATE=1; shift ;;
+            --keep) LAB_KEEP=$2; shift 2 ;;
+            --cleanup-stale) only_cleanup=1; shift ;;
+            -h|--help) lab_usage; return 0 ;;
+            -*) echo "lab.sh: unknown option $1" >&2; lab_usage >&2; return 2 ;;
+            *) scen+=("$1"); shift ;;
+        esac
+    done
+    if [ "$only_cleanup" = 1 ]; then
+        [ "$(id -u)" = 0 ] || lab_skip "needs root"
+        lab_cleanup_stale; return 0
+    fi
+    [ ${#scen[@]} -gt 0 ] || { echo "lab.sh: no scenario given" >&2; lab_usage >&2; return 2; }
+    [[ "$repeat" =~ ^[0-9]+$ ]] && [ "$repeat" -ge 1 ] && [ "$repeat" -le 100 ] ||
+        { echo "lab.sh: --repeat must be 1..100" >&2; return 2; }
+    local list=() x
+    for x in "${scen[@]}"; do
+        if [ "$x" = all ]; then list+=(a b c d e f g)
+        elif x=$(lab_scenario_fn "$x"); then list+=("$x")
+        else echo "lab.sh: unknown scenario $x" >&2; return 2
+        fi
+    done
+    lab_check_env
+    [ -n "$TP_BIN" ] && [ -x "$TP_BIN" ] || { echo "lab.sh: tcpunch binary not found/executable: '$TP_BIN'" >&2; return 2; }
+    [ -n "$RV_BIN" ] && [ -x "$RV_BIN" ] || { echo "lab.sh: rendezvous binary not found/executable: '$RV_BIN'" >&2; return 2; }
+    TP_BIN=$(readlink -f "$TP_BIN") RV_BIN=$(readlink -f "$RV_BIN")
+    lab_install_traps
+    lab_cleanup_stale
+    LAB_TMP=$(mktemp -d "/tmp/${LAB_PREFIX}XXXXXX") || return 1
+
+    local s it pass fail total=0 failed=0 t0
+    for s in "${list[@]}"; do
+        pass=0 fail=0 t0=$(now)
+        for ((it = 1; it <= repeat; it++)); do
+            if lab_run_once "$s" "$it"; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+        done
+        total=$((total + repeat)); failed=$((failed + fail))
+        say "scenario $s: $pass/$repeat passed in $(elapsed "$t0")s"
+    done
+    [ "$failed" = 0 ]
+}
+
+if [ -z "${LAB_SOURCED:-}" ]; then
+    lab_main "$@"
+    exit $?
+fi

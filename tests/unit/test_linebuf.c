@@ -1,0 +1,210 @@
+/* Line framing: lines split across feeds, several per feed, the 4096-byte cap (newline
+ * included), and a callback that stops the feed. */
+#include "check.h"
+#include "common/linebuf.h"
+
+#define MAXL 64
+
+struct got {
+    int n;
+    char line[MAXL][LB_MAX + 1];
+    size_t len[MAXL];
+    int stop_after; /* return non-zero from the callback once n reaches this (0 = never) */
+};
+
+static int collect(void *ctx, char *line, size_t len)
+{
+    struct got *g = ctx;
+    CHECK_INT(strlen(line), len); /* NUL-terminated, newline removed (no NUL in test data) */
+    CHECK(memchr(line, '\n', len) == NULL);
+    if (g->n < MAXL) {
+        memcpy(g->line[g->n], line, len + 1);
+        g->len[g->n] = len;
+    }
+    g->n++;
+    return g->stop_after && g->n >= g->stop_after;
+}
+
+static struct got g_;
+static struct lb lb_;
+
+static void reset(void)
+{
+    memset(&g_, 0, sizeof g_);
+    lb_init(&lb_);
+}
+
+static ssize_t feed(const char *s)
+{
+    return lb_feed(&lb_, s, strlen(s), collect, &g_);
+}
+
+static void t_single(void)
+{
+    reset();
+    CHECK_INT(feed("hello\n"), 6);
+    if (CHECK_INT(g_.n, 1))
+        CHECK_STR(g_.line[0], "hello");
+    /* an empty line is a line */
+    CHECK_INT(feed("\n"), 1);
+    if (CHECK_INT(g_.n, 2))
+        CHECK_INT(g_.len[1], 0);
+    /* no newline yet: nothing delivered, everything consumed */
+    CHECK_INT(feed("partial"), 7);
+    CHECK_INT(g_.n, 2);
+    CHECK_INT(lb_feed(&lb_, "", 0, collect, &g_), 0);
+    CHECK_INT(g_.n, 2);
+}
+
+static void t_split(void)
+{
+    reset();
+    CHECK_INT(feed("{\"type\":"), 8);
+    CHECK_INT(g_.n, 0);
+    CHECK_INT(feed("\"ping\","), 7);
+    CHECK_INT(g_.n, 0);
+    CHECK_INT(feed("\"seq\":1}"), 8);
+    CHECK_INT(g_.n, 0);
+    CHECK_INT(feed("\n"), 1);
+    if (CHECK_INT(g_.n, 1))
+        CHECK_STR(g_.line[0], "{\"type\":\"ping\",\"seq\":1}");
+    /* byte by byte */
+    reset();
+    const char *text = "ab\ncd\n\nef\n";
+    for (const char *p = text; *p; p++)
+        CHECK_INT(lb_feed(&lb_, p, 1, collect, &g_), 1);
+    if (CHECK_INT(g_.n, 4)) {
+        CHECK_STR(g_.line[0], "ab");
+        CHECK_STR(g_.line[1], "cd");
+        CHECK_STR(g_.line[2], "");
+        CHECK_STR(g_.line[3], "ef");
+    }
+}
+
+static void t_multiple(void)
+{
+    reset();
+    CHECK_INT(feed("one\ntwo\nthree\nfour"), 18);
+    if (CHECK_INT(g_.n, 3)) {
+        CHECK_STR(g_.line[0], "one");
+        CHECK_STR(g_.line[1], "two");
+        CHECK_STR(g_.line[2], "three");
+    }
+    /* the partial "four" continues */
+    CHECK_INT(feed("teen\nfive\n"), 10);
+    if (CHECK_INT(g_.n, 5)) {
+        CHECK_STR(g_.line[3], "fourteen");
+        CHECK_STR(g_.line[4], "five");
+    }
+}
+
+static void t_max_length(void)
+{
+    static char data[3 * LB_MAX];
+    /* 4095 bytes of content + newline = 4096: accepted */
+    reset();
+    memset(data, 'x', LB_MAX - 1);
+    data[LB_MAX - 1] = '\n';
+    CHECK_INT(lb_feed(&lb_, data, LB_MAX, collect, &g_), LB_MAX);
+    if (CHECK_INT(g_.n, 1))
+        CHECK_INT(g_.len[0], LB_MAX - 1);
+    /* the buffer is usable again afterwards */
+    CHECK_INT(feed("ok\n"), 3);
+    if (CHECK_INT(g_.n, 2))
+        CHECK_STR(g_.line[1], "ok");
+
+    /* the same, split in two feeds, the newline alone in the second */
+    reset();
+    CHECK_INT(lb_feed(&lb_, data, LB_MAX - 1, collect, &g_), LB_MAX - 1);
+    CHECK_INT(g_.n, 0);
+    CHECK_INT(feed("\n"), 1);
+    if (CHECK_INT(g_.n, 1))
+        CHECK_INT(g_.len[0], LB_MAX - 1);
+
+    /* 4096 bytes of content: -1, whether or not the newline is in the same feed */
+    reset();
+    memset(data, 'y', LB_MAX);
+    data[LB_MAX] = '\n';
+    CHECK_INT(lb_feed(&lb_, data, LB_MAX + 1, collect, &g_), -1);
+    CHECK_INT(g_.n, 0);
+    reset();
+    CHECK_INT(lb_feed(&lb_, data, LB_MAX, collect, &g_), -1);
+    CHECK_INT(g_.n, 0);
+    /* built up over several feeds */
+    reset();
+    CHECK_INT(lb_feed(&lb_, data, 2000, collect, &g_), 2000);
+    CHECK_INT(lb_feed(&lb_, data, 2095, collect, &g_), 2095);
+    CHECK_INT(lb_feed(&lb_, data, 1, collect, &g_), -1);
+    CHECK_INT(g_.n, 0);
+    /* a good line followed by an overlong one in the same feed: the good one is delivered */
+    reset();
+    memcpy(data, "good\n", 5);
+    memset(data + 5, 'z', 2 * LB_MAX);
+    CHECK_INT(lb_feed(&lb_, data, 5 + 2 * LB_MAX, collect, &g_), -1);
+    if (CHECK_INT(g_.n, 1))
+        CHECK_STR(g_.line[0], "good");
+}
+
+static void t_stop(void)
+{
+    /* the callback stops after the second line: lb_feed returns the bytes up to and including
+     * that line's newline, and the rest is left to the caller */
+    reset();
+    g_.stop_after = 2;
+    const char *s = "aa\nbbb\ncccc\ndd";
+    CHECK_INT(feed(s), 7);
+    CHECK_INT(g_.n, 2);
+    /* the caller may feed the rest later */
+    g_.stop_after = 0;
+    CHECK_INT(feed(s + 7), 7);
+    if (CHECK_INT(g_.n, 3))
+        CHECK_STR(g_.line[2], "cccc");
+    CHECK_INT(feed("\n"), 1);
+    if (CHECK_INT(g_.n, 4))
+        CHECK_STR(g_.line[3], "dd");
+
+    /* stopping on the first line of a feed that began with a partial line */
+    reset();
+    g_.stop_after = 1;
+    CHECK_INT(feed("par"), 3);
+    CHECK_INT(feed("tial\nnext\n"), 5);
+    if (CHECK_INT(g_.n, 1))
+        CHECK_STR(g_.line[0], "partial");
+    /* stopping at the very last line returns everything */
+    reset();
+    g_.stop_after = 1;
+    CHECK_INT(feed("x\n"), 2);
+}
+
+struct raw {
+    int n;
+    size_t len;
+    char b[16];
+};
+
+static int collect_raw(void *ctx, char *line, size_t len)
+{
+    struct raw *r = ctx;
+    r->n++;
+    r->len = len;
+    if (len < sizeof r->b)
+        memcpy(r->b, line, len + 1);
+    return 0;
+}
+
+static void t_binary(void)
+{
+    /* bytes other than newline pass through untouched, NUL and CR included */
+    const char data[] = "a\0b\xff\r\n";
+    struct lb lb;
+    struct raw r = {0, 0, {0}};
+    lb_init(&lb);
+    CHECK_INT(lb_feed(&lb, data, sizeof data - 1, collect_raw, &r), sizeof data - 1);
+    if (CHECK_INT(r.n, 1) && CHECK_INT(r.len, 5)) {
+        CHECK(memcmp(r.b, "a\0b\xff\r", 5) == 0);
+        CHECK(r.b[5] == '\0');
+    }
+}
+
+CHECK_MAIN(TEST(t_single), TEST(t_split), TEST(t_multiple), TEST(t_max_length), TEST(t_stop),
+           TEST(t_binary))

@@ -1,0 +1,928 @@
+/* Wire protocol codec: every message type round-trips, every malformed line is rejected with
+ * the error code PROTOCOL.md gives it, and random garbage never crashes the decoder. */
+#include "check.h"
+#include "common/endpoint.h"
+#include "proto/proto.h"
+
+#include <stdint.h>
+
+static char why_[512];
+static struct proto_msg msg_;
+
+static enum proto_err dec_n(enum proto_dir dir, const char *line, size_t len)
+{
+    why_[0] = '\0';
+    return proto_decode(line, len, dir, &msg_, why_, sizeof why_);
+}
+
+static enum proto_err dec(enum proto_dir dir, const char *line)
+{
+    return dec_n(dir, line, strlen(line));
+}
+
+/* Decoding line in direction dir must fail with exactly e, and say why. */
+#define REJECT(dir, line, e)                                                                       \
+    __extension__({                                                                                \
+        const char *rl_ = (line);                                                                  \
+        enum proto_err rg_ = dec(dir, rl_);                                                        \
+        CHECK_MSG(rg_ == (e), "decode(%.200s) = %s (%s), want %s", rl_, proto_err_code(rg_), why_, \
+                  proto_err_code(e)) &&                                                            \
+            CHECK_MSG(why_[0] != '\0', "decode(%.200s): empty reason", rl_);                       \
+    })
+
+#define ACCEPT(dir, line)                                                                          \
+    __extension__({                                                                                \
+        const char *al_ = (line);                                                                  \
+        enum proto_err ag_ = dec(dir, al_);                                                        \
+        CHECK_MSG(ag_ == PROTO_OK, "decode(%.200s) = %s (%s), want ok", al_, proto_err_code(ag_),  \
+                  why_);                                                                           \
+    })
+
+static const char SESSION[] = "0123456789abcdef0123456789abcdef";
+
+static void set_ep(struct sockaddr_storage *ss, const char *text)
+{
+    char err[160];
+    if (ep_parse(text, ss, err, sizeof err) < 0)
+        check_fail_(__FILE__, __LINE__, "ep_parse(%s): %s", text, err);
+}
+
+static int same_ep(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    return ep_equal((const struct sockaddr *)a, (const struct sockaddr *)b);
+}
+
+static int same_eplist(const struct proto_eplist *a, const struct proto_eplist *b)
+{
+    if (a->n != b->n)
+        return 0;
+    for (int i = 0; i < a->n; i++)
+        if (!same_ep(&a->ep[i], &b->ep[i]))
+            return 0;
+    return 1;
+}
+
+/* Encodes m, decodes it in dir into out, and checks the re-encoding is byte-identical. */
+static int roundtrip(const struct proto_msg *m, enum proto_dir dir, struct proto_msg *out)
+{
+    char a[PROTO_MAX_LINE], b[PROTO_MAX_LINE];
+    int n = proto_encode(m, a, sizeof a), n2;
+    enum proto_err e;
+    if (!CHECK_MSG(n > 0, "encode %s failed", proto_type_name(m->type)))
+        return 0;
+    CHECK(a[n - 1] == '\n');
+    CHECK(memchr(a, '\n', (size_t)n - 1) == NULL);
+    e = proto_decode(a, (size_t)n - 1, dir, out, why_, sizeof why_);
+    if (!CHECK_MSG(e == PROTO_OK, "decode(%.*s) = %s: %s", n - 1, a, proto_err_code(e), why_))
+        return 0;
+    CHECK_INT(out->type, m->type);
+    n2 = proto_encode(out, b, sizeof b);
+    CHECK_MSG(n2 == n && memcmp(a, b, (size_t)n) == 0, "re-encoding differs: %.*s vs %.*s", n, a,
+              n2 > 0 ? n2 : 0, b);
+    return 1;
+}
+
+static void t_roundtrip_hello(void)
+{
+    struct proto_msg m, o;
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_HELLO;
+    m.u.hello.version = PROTO_VERSION;
+    strcpy(m.u.hello.id, "bob.example_1-x");
+    m.u.hello.endpoints.n = 3;
+    set_ep(&m.u.hello.endpoints.ep[0], "10.0.1.2:40000");
+    set_ep(&m.u.hello.endpoints.ep[1], "[2001:db8::1]:65535");
+    set_ep(&m.u.hello.endpoints.ep[2], "192.168.1.9:1");
+    if (roundtrip(&m, PROTO_TO_SERVER, &o)) {
+        CHECK_INT(o.u.hello.version, PROTO_VERSION);
+        CHECK_STR(o.u.hello.id, "bob.example_1-x");
+        CHECK(same_eplist(&o.u.hello.endpoints, &m.u.hello.endpoints));
+    }
+    /* empty endpoint list, and the largest allowed */
+    m.u.hello.endpoints.n = 0;
+    if (roundtrip(&m, PROTO_TO_SERVER, &o))
+        CHECK_INT(o.u.hello.endpoints.n, 0);
+    m.u.hello.endpoints.n = PROTO_MAX_ENDPOINTS;
+    for (int i = 0; i < PROTO_MAX_ENDPOINTS; i++) {
+        char t[EP_STRLEN];
+        snprintf(t, sizeof t, "10.0.0.%d:%d", i + 1, 1000 + i);
+        set_ep(&m.u.hello.endpoints.ep[i], t);
+    }
+    if (roundtrip(&m, PROTO_TO_SERVER, &o))
+        CHECK(same_eplist(&o.u.hello.endpoints, &m.u.hello.endpoints));
+    /* a 64-character id is the longest valid */
+    memset(m.u.hello.id, 'z', PROTO_MAX_ID);
+    m.u.hello.id[PROTO_MAX_ID] = '\0';
+    if (roundtrip(&m, PROTO_TO_SERVER, &o))
+        CHECK_STR(o.u.hello.id, m.u.hello.id);
+}
+
+static void t_roundtrip_welcome(void)
+{
+    struct proto_msg m, o;
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_WELCOME;
+    m.u.welcome.version = PROTO_VERSION;
+    strcpy(m.u.welcome.id, "alice");
+    set_ep(&m.u.welcome.observed, "203.0.113.10:40000");
+    m.u.welcome.keepalive = 60;
+    if (roundtrip(&m, PROTO_TO_PEER, &o)) {
+        CHECK_STR(o.u.welcome.id, "alice");
+        CHECK(same_ep(&o.u.welcome.observed, &m.u.welcome.observed));
+        CHECK_INT(o.u.welcome.keepalive, 60);
+        CHECK_INT(o.u.welcome.version, PROTO_VERSION);
+    }
+    set_ep(&m.u.welcome.observed, "[::ffff:1.2.3.4]:7");
+    if (roundtrip(&m, PROTO_TO_PEER, &o))
+        CHECK(same_ep(&o.u.welcome.observed, &m.u.welcome.observed));
+}
+
+static void t_roundtrip_connect(void)
+{
+    struct proto_msg m, o;
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_CONNECT;
+    strcpy(m.u.connect.target, "alice");
+    if (roundtrip(&m, PROTO_TO_SERVER, &o))
+        CHECK_STR(o.u.connect.target, "alice");
+}
+
+static void t_roundtrip_punch(void)
+{
+    struct proto_msg m, o;
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_PUNCH;
+    strcpy(m.u.punch.session, SESSION);
+    strcpy(m.u.punch.peer, "alice");
+    m.u.punch.role = PROTO_INITIATOR;
+    set_ep(&m.u.punch.observed, "198.51.100.7:51000");
+    m.u.punch.endpoints.n = 2;
+    set_ep(&m.u.punch.endpoints.ep[0], "192.168.1.9:51000");
+    set_ep(&m.u.punch.endpoints.ep[1], "[fe80::1]:51000");
+    if (roundtrip(&m, PROTO_TO_PEER, &o)) {
+        CHECK_STR(o.u.punch.session, SESSION);
+        CHECK_STR(o.u.punch.peer, "alice");
+        CHECK_INT(o.u.punch.role, PROTO_INITIATOR);
+        CHECK(same_ep(&o.u.punch.observed, &m.u.punch.observed));
+        CHECK(same_eplist(&o.u.punch.endpoints, &m.u.punch.endpoints));
+    }
+    m.u.punch.role = PROTO_RESPONDER;
+    m.u.punch.endpoints.n = 0;
+    if (roundtrip(&m, PROTO_TO_PEER, &o)) {
+        CHECK_INT(o.u.punch.role, PROTO_RESPONDER);
+        CHECK_INT(o.u.punch.endpoints.n, 0);
+    }
+}
+
+static void t_roundtrip_error(void)
+{
+    struct proto_msg m, o;
+    char line[PROTO_MAX_LINE];
+    int n;
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_ERROR;
+    strcpy(m.u.error.code, "peer-not-found");
+    strcpy(m.u.error.message, "no peer \"alice\" \\ here\t\x01 caf\xc3\xa9");
+    m.u.error.fatal = false;
+    if (roundtrip(&m, PROTO_TO_PEER, &o)) {
+        CHECK_STR(o.u.error.code, "peer-not-found");
+        CHECK_STR(o.u.error.message, m.u.error.message);
+        CHECK(!o.u.error.fatal);
+    }
+    m.u.error.fatal = true;
+    if (roundtrip(&m, PROTO_TO_PEER, &o))
+        CHECK(o.u.error.fatal);
+    /* a message of the maximum length */
+    memset(m.u.error.message, 'm', PROTO_MAX_TEXT);
+    m.u.error.message[PROTO_MAX_TEXT] = '\0';
+    if (roundtrip(&m, PROTO_TO_PEER, &o))
+        CHECK_STR(o.u.error.message, m.u.error.message);
+
+    n = proto_encode_error("id-taken", "id \"bob\" is taken", true, line, sizeof line);
+    if (CHECK(n > 0) && CHECK(line[n - 1] == '\n') &&
+        CHECK_INT(dec_n(PROTO_TO_PEER, line, (size_t)n - 1), PROTO_OK)) {
+        CHECK_INT(msg_.type, PROTO_ERROR);
+        CHECK_STR(msg_.u.error.code, "id-taken");
+        CHECK_STR(msg_.u.error.message, "id \"bob\" is taken");
+        CHECK(msg_.u.error.fatal);
+    }
+    n = proto_encode_error("self-connect", "that is you", false, line, sizeof line);
+    if (CHECK(n > 0) && CHECK_INT(dec_n(PROTO_TO_PEER, line, (size_t)n - 1), PROTO_OK))
+        CHECK(!msg_.u.error.fatal);
+    /* "fatal" missing means true */
+    if (ACCEPT(PROTO_TO_PEER, "{\"type\":\"error\",\"code\":\"x\",\"message\":\"y\"}"))
+        CHECK(msg_.u.error.fatal);
+}
+
+static void t_roundtrip_ping_pong(void)
+{
+    struct proto_msg m, o;
+    int64_t seqs[] = {0, 7, 4294967296LL, INT64_MAX};
+    for (size_t i = 0; i < sizeof seqs / sizeof seqs[0]; i++) {
+        memset(&m, 0, sizeof m);
+        m.type = PROTO_PING;
+        m.u.ping.seq = seqs[i];
+        if (roundtrip(&m, PROTO_TO_SERVER, &o))
+            CHECK(o.u.ping.seq == seqs[i]);
+        if (roundtrip(&m, PROTO_TO_PEER, &o))
+            CHECK(o.u.ping.seq == seqs[i]);
+        m.type = PROTO_PONG;
+        if (roundtrip(&m, PROTO_TO_SERVER, &o))
+            CHECK(o.u.ping.seq == seqs[i]);
+        if (roundtrip(&m, PROTO_TO_PEER, &o))
+            CHECK(o.u.ping.seq == seqs[i]);
+    }
+}
+
+static void t_roundtrip_shake(void)
+{
+    struct proto_msg m, o;
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_SHAKE;
+    m.u.shake.version = PROTO_VERSION;
+    strcpy(m.u.shake.session, SESSION);
+    strcpy(m.u.shake.from, "bob");
+    strcpy(m.u.shake.to, "alice");
+    if (roundtrip(&m, PROTO_PEER_TO_PEER, &o)) {
+        CHECK_INT(o.u.shake.version, PROTO_VERSION);
+        CHECK_STR(o.u.shake.session, SESSION);
+        CHECK_STR(o.u.shake.from, "bob");
+        CHECK_STR(o.u.shake.to, "alice");
+    }
+}
+
+static void t_encode_limits(void)
+{
+    struct proto_msg m;
+    char small[8];
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_PING;
+    m.u.ping.seq = 1;
+    CHECK_INT(proto_encode(&m, small, sizeof small), -1);
+    m.type = PROTO_TYPE_COUNT;
+    {
+        char buf[PROTO_MAX_LINE];
+        CHECK_INT(proto_encode(&m, buf, sizeof buf), -1);
+    }
+    CHECK_STR(proto_type_name(PROTO_SHAKE), "shake");
+    CHECK_STR(proto_type_name(PROTO_TYPE_COUNT), "?");
+}
+
+static void t_err_codes(void)
+{
+    CHECK_STR(proto_err_code(PROTO_E_JSON), "bad-json");
+    CHECK_STR(proto_err_code(PROTO_E_MESSAGE), "bad-message");
+    CHECK_STR(proto_err_code(PROTO_E_TYPE), "unknown-type");
+    CHECK_STR(proto_err_code(PROTO_E_UNEXPECTED), "unexpected-type");
+    CHECK_STR(proto_err_code(PROTO_E_FIELD), "bad-field");
+    CHECK_STR(proto_err_code(PROTO_E_ID), "bad-id");
+    CHECK_STR(proto_err_code(PROTO_E_ENDPOINT), "bad-endpoint");
+    CHECK_STR(proto_err_code(PROTO_E_TOO_MANY), "too-many-endpoints");
+    CHECK_STR(proto_err_code(PROTO_E_VERSION), "bad-version");
+    CHECK_STR(proto_err_code(PROTO_E_LINE), "line-too-long");
+}
+
+static void t_reject_not_json(void)
+{
+    REJECT(PROTO_TO_SERVER, "", PROTO_E_JSON);
+    REJECT(PROTO_TO_SERVER, "hello", PROTO_E_JSON);
+    REJECT(PROTO_TO_SERVER, "{", PROTO_E_JSON);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"ping\",\"seq\":1", PROTO_E_JSON);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"ping\",\"seq\":1} x", PROTO_E_JSON);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"ping\",\"seq\":1}{}", PROTO_E_JSON);
+    REJECT(PROTO_TO_SERVER, "{'type':'ping','seq':1}", PROTO_E_JSON);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"ping\",\"seq\":01}", PROTO_E_JSON);
+    REJECT(PROTO_TO_PEER, "\xff\xfe{}", PROTO_E_JSON);
+    /* invalid UTF-8 inside a string */
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"connect\",\"target\":\"a\xc3\"}", PROTO_E_JSON);
+}
+
+static void t_reject_not_object(void)
+{
+    REJECT(PROTO_TO_SERVER, "[]", PROTO_E_MESSAGE);
+    REJECT(PROTO_TO_SERVER, "[{\"type\":\"ping\",\"seq\":1}]", PROTO_E_MESSAGE);
+    /* valid JSON that is not an object is a bad message, not bad JSON */
+    REJECT(PROTO_TO_SERVER, "42", PROTO_E_MESSAGE);
+    REJECT(PROTO_TO_SERVER, "\"hello\"", PROTO_E_MESSAGE);
+    REJECT(PROTO_TO_PEER, "null", PROTO_E_MESSAGE);
+    REJECT(PROTO_TO_PEER, "true", PROTO_E_MESSAGE);
+}
+
+static void t_reject_type(void)
+{
+    /* no type, non-string type */
+    REJECT(PROTO_TO_SERVER, "{}", PROTO_E_MESSAGE);
+    REJECT(PROTO_TO_SERVER, "{\"seq\":1}", PROTO_E_MESSAGE);
+    REJECT(PROTO_TO_SERVER, "{\"type\":1,\"seq\":1}", PROTO_E_MESSAGE);
+    REJECT(PROTO_TO_SERVER, "{\"type\":null}", PROTO_E_MESSAGE);
+    REJECT(PROTO_TO_PEER, "{\"type\":[\"ping\"],\"seq\":1}", PROTO_E_MESSAGE);
+    REJECT(PROTO_PEER_TO_PEER, "{\"type\":{}}", PROTO_E_MESSAGE);
+    /* unknown type */
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"bogus\"}", PROTO_E_TYPE);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"HELLO\"}", PROTO_E_TYPE);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"\"}", PROTO_E_TYPE);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"pingx\",\"seq\":1}", PROTO_E_TYPE);
+    REJECT(PROTO_PEER_TO_PEER, "{\"type\":\"shake \"}", PROTO_E_TYPE);
+}
+
+static void t_reject_direction(void)
+{
+    const char *hello = "{\"type\":\"hello\",\"version\":1,\"id\":\"bob\",\"endpoints\":[]}";
+    const char *welcome = "{\"type\":\"welcome\",\"version\":1,\"id\":\"bob\","
+                          "\"observed\":\"1.2.3.4:5\",\"keepalive\":60}";
+    const char *connect = "{\"type\":\"connect\",\"target\":\"alice\"}";
+    const char *punch = "{\"type\":\"punch\",\"session\":\"0123456789abcdef0123456789abcdef\","
+                        "\"peer\":\"alice\",\"role\":\"initiator\",\"observed\":\"1.2.3.4:5\","
+                        "\"endpoints\":[]}";
+    const char *error = "{\"type\":\"error\",\"code\":\"x\",\"message\":\"y\",\"fatal\":true}";
+    const char *ping = "{\"type\":\"ping\",\"seq\":1}";
+    const char *pong = "{\"type\":\"pong\",\"seq\":1}";
+    const char *shake = "{\"type\":\"shake\",\"version\":1,\"session\":"
+                        "\"0123456789abcdef0123456789abcdef\",\"from\":\"a\",\"to\":\"b\"}";
+
+    ACCEPT(PROTO_TO_SERVER, hello);
+    ACCEPT(PROTO_TO_SERVER, connect);
+    ACCEPT(PROTO_TO_SERVER, ping);
+    ACCEPT(PROTO_TO_SERVER, pong);
+    REJECT(PROTO_TO_SERVER, welcome, PROTO_E_UNEXPECTED);
+    REJECT(PROTO_TO_SERVER, punch, PROTO_E_UNEXPECTED);
+    REJECT(PROTO_TO_SERVER, error, PROTO_E_UNEXPECTED);
+    REJECT(PROTO_TO_SERVER, shake, PROTO_E_UNEXPECTED);
+
+    ACCEPT(PROTO_TO_PEER, welcome);
+    ACCEPT(PROTO_TO_PEER, punch);
+    ACCEPT(PROTO_TO_PEER, error);
+    ACCEPT(PROTO_TO_PEER, ping);
+    ACCEPT(PROTO_TO_PEER, pong);
+    REJECT(PROTO_TO_PEER, hello, PROTO_E_UNEXPECTED);
+    REJECT(PROTO_TO_PEER, connect, PROTO_E_UNEXPECTED);
+    REJECT(PROTO_TO_PEER, shake, PROTO_E_UNEXPECTED);
+
+    ACCEPT(PROTO_PEER_TO_PEER, shake);
+    REJECT(PROTO_PEER_TO_PEER, hello, PROTO_E_UNEXPECTED);
+    REJECT(PROTO_PEER_TO_PEER, welcome, PROTO_E_UNEXPECTED);
+    REJECT(PROTO_PEER_TO_PEER, connect, PROTO_E_UNEXPECTED);
+    REJECT(PROTO_PEER_TO_PEER, punch, PROTO_E_UNEXPECTED);
+    REJECT(PROTO_PEER_TO_PEER, error, PROTO_E_UNEXPECTED);
+    REJECT(PROTO_PEER_TO_PEER, ping, PROTO_E_UNEXPECTED);
+    REJECT(PROTO_PEER_TO_PEER, pong, PROTO_E_UNEXPECTED);
+    /* direction is checked before the fields */
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"welcome\"}", PROTO_E_UNEXPECTED);
+}
+
+static void t_reject_missing_field(void)
+{
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"hello\",\"id\":\"bob\",\"endpoints\":[]}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"hello\",\"version\":1,\"endpoints\":[]}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"hello\",\"version\":1,\"id\":\"bob\"}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"connect\"}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"ping\"}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"pong\"}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"welcome\",\"version\":1,\"id\":\"bob\",\"observed\":\"1.2.3.4:5\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"welcome\",\"version\":1,\"id\":\"bob\",\"keepalive\":60}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"punch\",\"peer\":\"alice\",\"role\":\"initiator\","
+           "\"observed\":\"1.2.3.4:5\",\"endpoints\":[]}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"punch\",\"session\":\"0123456789abcdef0123456789abcdef\","
+           "\"peer\":\"alice\",\"observed\":\"1.2.3.4:5\",\"endpoints\":[]}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"punch\",\"session\":\"0123456789abcdef0123456789abcdef\","
+           "\"peer\":\"alice\",\"role\":\"initiator\",\"endpoints\":[]}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"punch\",\"session\":\"0123456789abcdef0123456789abcdef\","
+           "\"peer\":\"alice\",\"role\":\"initiator\",\"observed\":\"1.2.3.4:5\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"error\",\"message\":\"y\"}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"error\",\"code\":\"x\"}", PROTO_E_FIELD);
+    REJECT(PROTO_PEER_TO_PEER,
+           "{\"type\":\"shake\",\"version\":1,\"session\":\"0123456789abcdef0123456789abcdef\","
+           "\"from\":\"a\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_PEER_TO_PEER,
+           "{\"type\":\"shake\",\"session\":\"0123456789abcdef0123456789abcdef\","
+           "\"from\":\"a\",\"to\":\"b\"}",
+           PROTO_E_FIELD);
+}
+
+static void t_reject_ill_typed(void)
+{
+    REJECT(PROTO_TO_SERVER,
+           "{\"type\":\"hello\",\"version\":\"1\",\"id\":\"bob\",\"endpoints\":[]}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"hello\",\"version\":1.0,\"id\":\"bob\",\"endpoints\":[]}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"hello\",\"version\":1,\"id\":\"bob\",\"endpoints\":\"\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"hello\",\"version\":1,\"id\":\"bob\",\"endpoints\":{}}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"hello\",\"version\":1,\"id\":\"bob\",\"endpoints\":[5]}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER,
+           "{\"type\":\"hello\",\"version\":1,\"id\":\"bob\",\"endpoints\":[[\"1.2.3.4:5\"]]}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"ping\",\"seq\":\"1\"}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"ping\",\"seq\":1.5}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"ping\",\"seq\":-1}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"ping\",\"seq\":null}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"pong\",\"seq\":true}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"error\",\"code\":\"x\",\"message\":\"y\",\"fatal\":\"yes\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"error\",\"code\":\"x\",\"message\":\"y\",\"fatal\":1}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"error\",\"code\":5,\"message\":\"y\"}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"error\",\"code\":\"x\",\"message\":[]}", PROTO_E_FIELD);
+    {
+        /* longer than the fields hold */
+        char line[1024];
+        char code[PROTO_MAX_CODE + 2];
+        memset(code, 'c', sizeof code - 1);
+        code[sizeof code - 1] = '\0';
+        snprintf(line, sizeof line, "{\"type\":\"error\",\"code\":\"%s\",\"message\":\"y\"}", code);
+        REJECT(PROTO_TO_PEER, line, PROTO_E_FIELD);
+        char text[PROTO_MAX_TEXT + 2];
+        memset(text, 't', sizeof text - 1);
+        text[sizeof text - 1] = '\0';
+        snprintf(line, sizeof line, "{\"type\":\"error\",\"code\":\"x\",\"message\":\"%s\"}", text);
+        REJECT(PROTO_TO_PEER, line, PROTO_E_FIELD);
+    }
+    const char *w = "{\"type\":\"welcome\",\"version\":1,\"id\":\"bob\",\"observed\":\"1.2.3.4:5\","
+                    "\"keepalive\":%s}";
+    const char *bad_ka[] = {"0", "-5", "86401", "\"60\"", "60.5", "null"};
+    for (size_t i = 0; i < sizeof bad_ka / sizeof bad_ka[0]; i++) {
+        char line[256];
+        snprintf(line, sizeof line, w, bad_ka[i]);
+        REJECT(PROTO_TO_PEER, line, PROTO_E_FIELD);
+    }
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"welcome\",\"version\":1,\"id\":\"bob\",\"observed\":5,\"keepalive\":60}",
+           PROTO_E_FIELD);
+}
+
+static void t_unknown_fields(void)
+{
+    /* strict towards the server and between peers */
+    REJECT(PROTO_TO_SERVER,
+           "{\"type\":\"hello\",\"version\":1,\"id\":\"bob\",\"endpoints\":[],\"extra\":1}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"connect\",\"target\":\"alice\",\"via\":\"x\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"ping\",\"seq\":1,\"Seq\":1}", PROTO_E_FIELD);
+    /* a field of another message type is unknown here too */
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"connect\",\"target\":\"alice\",\"id\":\"bob\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_PEER_TO_PEER,
+           "{\"type\":\"shake\",\"version\":1,\"session\":\"0123456789abcdef0123456789abcdef\","
+           "\"from\":\"a\",\"to\":\"b\",\"x\":null}",
+           PROTO_E_FIELD);
+    /* ignored in what a server sends (forward compatibility) */
+    if (ACCEPT(PROTO_TO_PEER,
+               "{\"type\":\"welcome\",\"version\":1,\"id\":\"bob\",\"observed\":\"1.2.3.4:5\","
+               "\"keepalive\":60,\"motd\":\"hi\",\"features\":[1,{\"a\":2}]}")) {
+        CHECK_INT(msg_.type, PROTO_WELCOME);
+        CHECK_STR(msg_.u.welcome.id, "bob");
+        CHECK_INT(msg_.u.welcome.keepalive, 60);
+    }
+    if (ACCEPT(PROTO_TO_PEER,
+               "{\"type\":\"punch\",\"session\":\"0123456789abcdef0123456789abcdef\","
+               "\"peer\":\"alice\",\"role\":\"responder\",\"observed\":\"1.2.3.4:5\","
+               "\"endpoints\":[\"10.0.0.1:9\"],\"delay\":12}")) {
+        CHECK_INT(msg_.u.punch.role, PROTO_RESPONDER);
+        CHECK_INT(msg_.u.punch.endpoints.n, 1);
+    }
+    ACCEPT(PROTO_TO_PEER, "{\"type\":\"ping\",\"seq\":3,\"t\":1}");
+    ACCEPT(PROTO_TO_PEER, "{\"type\":\"error\",\"code\":\"x\",\"message\":\"y\",\"hint\":\"z\"}");
+}
+
+static void t_reject_bad_id(void)
+{
+    char line[512], id[PROTO_MAX_ID + 2];
+    const char *bad[] = {"",    "a b",  "a/b",     "caf\xc3\xa9", "bob\\n",
+                         "a:b", "-\\t", "\\u00e9", "a\\\"b"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(line, sizeof line,
+                 "{\"type\":\"hello\",\"version\":1,\"id\":\"%s\",\"endpoints\":[]}", bad[i]);
+        REJECT(PROTO_TO_SERVER, line, PROTO_E_ID);
+        snprintf(line, sizeof line, "{\"type\":\"connect\",\"target\":\"%s\"}", bad[i]);
+        REJECT(PROTO_TO_SERVER, line, PROTO_E_ID);
+    }
+    /* 64 characters are fine, 65 are not */
+    memset(id, 'a', PROTO_MAX_ID);
+    id[PROTO_MAX_ID] = '\0';
+    snprintf(line, sizeof line, "{\"type\":\"connect\",\"target\":\"%s\"}", id);
+    ACCEPT(PROTO_TO_SERVER, line);
+    memset(id, 'a', PROTO_MAX_ID + 1);
+    id[PROTO_MAX_ID + 1] = '\0';
+    snprintf(line, sizeof line, "{\"type\":\"connect\",\"target\":\"%s\"}", id);
+    REJECT(PROTO_TO_SERVER, line, PROTO_E_ID);
+    snprintf(line, sizeof line, "{\"type\":\"hello\",\"version\":1,\"id\":\"%s\",\"endpoints\":[]}",
+             id);
+    REJECT(PROTO_TO_SERVER, line, PROTO_E_ID);
+    /* ids in the other messages */
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"welcome\",\"version\":1,\"id\":\"b b\",\"observed\":\"1.2.3.4:5\","
+           "\"keepalive\":60}",
+           PROTO_E_ID);
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"punch\",\"session\":\"0123456789abcdef0123456789abcdef\","
+           "\"peer\":\"\",\"role\":\"initiator\",\"observed\":\"1.2.3.4:5\",\"endpoints\":[]}",
+           PROTO_E_ID);
+    REJECT(PROTO_PEER_TO_PEER,
+           "{\"type\":\"shake\",\"version\":1,\"session\":\"0123456789abcdef0123456789abcdef\","
+           "\"from\":\"a!\",\"to\":\"b\"}",
+           PROTO_E_ID);
+    REJECT(PROTO_PEER_TO_PEER,
+           "{\"type\":\"shake\",\"version\":1,\"session\":\"0123456789abcdef0123456789abcdef\","
+           "\"from\":\"a\",\"to\":\"\"}",
+           PROTO_E_ID);
+    /* a non-string id is an ill-typed field */
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"hello\",\"version\":1,\"id\":5,\"endpoints\":[]}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"connect\",\"target\":null}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"connect\",\"target\":[\"alice\"]}", PROTO_E_FIELD);
+
+    CHECK(proto_valid_id("a"));
+    CHECK(proto_valid_id("A-Z_a.z-0_9"));
+    CHECK(!proto_valid_id(""));
+    CHECK(!proto_valid_id("a b"));
+    CHECK(!proto_valid_id(id)); /* 65 */
+    id[PROTO_MAX_ID] = '\0';
+    CHECK(proto_valid_id(id)); /* 64 */
+}
+
+static void t_reject_bad_endpoint(void)
+{
+    const char *bad[] = {"example.com:80",
+                         "localhost:7000",
+                         "1.2.3.4",
+                         "1.2.3.4:",
+                         "1.2.3.4:0",
+                         "1.2.3.4:65536",
+                         "1.2.3.4:99999",
+                         "1.2.3.4:-1",
+                         "1.2.3.4:8a",
+                         "1.2.3.4:+80",
+                         "::1:80",
+                         "2001:db8::1:80",
+                         "[::1]",
+                         "[::1]:",
+                         "[::1]80",
+                         "[::1]:0",
+                         "[fe80::1%eth0]:80",
+                         "[fe80::1%1]:80",
+                         "[1.2.3.4]:80",
+                         "1.2.3:80",
+                         "256.1.1.1:80",
+                         " 1.2.3.4:80",
+                         "1.2.3.4:80 ",
+                         ":80",
+                         "",
+                         "[]:80",
+                         "[::1:80"};
+    char line[512];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(line, sizeof line,
+                 "{\"type\":\"hello\",\"version\":1,\"id\":\"bob\",\"endpoints\":[\"%s\"]}",
+                 bad[i]);
+        REJECT(PROTO_TO_SERVER, line, PROTO_E_ENDPOINT);
+        snprintf(line, sizeof line,
+                 "{\"type\":\"welcome\",\"version\":1,\"id\":\"bob\",\"observed\":\"%s\","
+                 "\"keepalive\":60}",
+                 bad[i]);
+        REJECT(PROTO_TO_PEER, line, PROTO_E_ENDPOINT);
+        snprintf(line, sizeof line,
+                 "{\"type\":\"punch\",\"session\":\"0123456789abcdef0123456789abcdef\","
+                 "\"peer\":\"alice\",\"role\":\"initiator\",\"observed\":\"1.2.3.4:5\","
+                 "\"endpoints\":[\"10.0.0.1:1\",\"%s\"]}",
+                 bad[i]);
+        REJECT(PROTO_TO_PEER, line, PROTO_E_ENDPOINT);
+    }
+    /* the extremes that are fine */
+    ACCEPT(PROTO_TO_SERVER, "{\"type\":\"hello\",\"version\":1,\"id\":\"bob\",\"endpoints\":"
+                            "[\"0.0.0.1:1\",\"255.255.255.255:65535\",\"[::]:1\","
+                            "\"[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535\"]}");
+}
+
+static void t_reject_too_many(void)
+{
+    char line[1024];
+    size_t off;
+    for (int n = 8; n <= 9; n++) {
+        off = (size_t)snprintf(line, sizeof line,
+                               "{\"type\":\"hello\",\"version\":1,\"id\":\"bob\",\"endpoints\":[");
+        for (int i = 0; i < n; i++)
+            off += (size_t)snprintf(line + off, sizeof line - off, "%s\"10.0.0.%d:80\"",
+                                    i ? "," : "", i + 1);
+        snprintf(line + off, sizeof line - off, "]}");
+        if (n == 8) {
+            if (ACCEPT(PROTO_TO_SERVER, line))
+                CHECK_INT(msg_.u.hello.endpoints.n, 8);
+        } else {
+            REJECT(PROTO_TO_SERVER, line, PROTO_E_TOO_MANY);
+        }
+    }
+    off = (size_t)snprintf(line, sizeof line,
+                           "{\"type\":\"punch\",\"session\":\"0123456789abcdef0123456789abcdef\","
+                           "\"peer\":\"alice\",\"role\":\"initiator\",\"observed\":\"1.2.3.4:5\","
+                           "\"endpoints\":[");
+    for (int i = 0; i < 9; i++)
+        off +=
+            (size_t)snprintf(line + off, sizeof line - off, "%s\"[::%d]:80\"", i ? "," : "", i + 1);
+    snprintf(line + off, sizeof line - off, "]}");
+    REJECT(PROTO_TO_PEER, line, PROTO_E_TOO_MANY);
+}
+
+static void t_reject_version(void)
+{
+    const char *bad[] = {"0", "2", "999", "2147483647"};
+    char line[256];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(line, sizeof line,
+                 "{\"type\":\"hello\",\"version\":%s,\"id\":\"bob\",\"endpoints\":[]}", bad[i]);
+        REJECT(PROTO_TO_SERVER, line, PROTO_E_VERSION);
+        snprintf(line, sizeof line,
+                 "{\"type\":\"welcome\",\"version\":%s,\"id\":\"bob\",\"observed\":\"1.2.3.4:5\","
+                 "\"keepalive\":60}",
+                 bad[i]);
+        REJECT(PROTO_TO_PEER, line, PROTO_E_VERSION);
+        snprintf(line, sizeof line,
+                 "{\"type\":\"shake\",\"version\":%s,\"session\":"
+                 "\"0123456789abcdef0123456789abcdef\",\"from\":\"a\",\"to\":\"b\"}",
+                 bad[i]);
+        REJECT(PROTO_PEER_TO_PEER, line, PROTO_E_VERSION);
+    }
+    /* not an integer at all: an ill-typed field */
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"hello\",\"version\":-1,\"id\":\"bob\",\"endpoints\":[]}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"hello\",\"version\":[1],\"id\":\"bob\",\"endpoints\":[]}",
+           PROTO_E_FIELD);
+}
+
+static void t_line_length(void)
+{
+    static char line[PROTO_MAX_LINE + 64];
+    const char *ping = "{\"type\":\"ping\",\"seq\":1}";
+    size_t plen = strlen(ping);
+    /* 4095 bytes of content (+ newline = 4096) is the longest valid line */
+    memcpy(line, ping, plen);
+    memset(line + plen, ' ', sizeof line - plen);
+    CHECK_MSG(dec_n(PROTO_TO_SERVER, line, PROTO_MAX_LINE - 1) == PROTO_OK, "4095 bytes: %s", why_);
+    CHECK_INT(dec_n(PROTO_TO_SERVER, line, PROTO_MAX_LINE), PROTO_E_LINE);
+    CHECK(why_[0] != '\0');
+    CHECK_INT(dec_n(PROTO_TO_SERVER, line, PROTO_MAX_LINE + 63), PROTO_E_LINE);
+    CHECK_INT(dec_n(PROTO_TO_PEER, line, PROTO_MAX_LINE), PROTO_E_LINE);
+    CHECK_INT(dec_n(PROTO_PEER_TO_PEER, line, PROTO_MAX_LINE), PROTO_E_LINE);
+    /* a long string value inside a 5000-byte line: the length check comes first */
+    {
+        static char big[5001];
+        size_t off = (size_t)snprintf(big, sizeof big, "{\"type\":\"connect\",\"target\":\"");
+        memset(big + off, 'a', 5000 - off - 2);
+        memcpy(big + 4998, "\"}", 2);
+        CHECK_INT(dec_n(PROTO_TO_SERVER, big, 5000), PROTO_E_LINE);
+    }
+}
+
+static void t_reject_duplicates(void)
+{
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"ping\",\"seq\":1,\"seq\":2}", PROTO_E_JSON);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"ping\",\"type\":\"pong\",\"seq\":1}", PROTO_E_JSON);
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"error\",\"code\":\"x\",\"message\":\"y\",\"fatal\":true,\"fatal\":false}",
+           PROTO_E_JSON);
+    /* also in fields a peer would otherwise ignore */
+    REJECT(PROTO_TO_PEER, "{\"type\":\"ping\",\"seq\":1,\"x\":1,\"x\":2}", PROTO_E_JSON);
+}
+
+static void t_reject_nul(void)
+{
+    /* escaped NUL inside strings */
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"connect\",\"target\":\"ali\\u0000ce\"}", PROTO_E_JSON);
+    REJECT(
+        PROTO_TO_SERVER,
+        "{\"type\":\"hello\",\"version\":1,\"id\":\"bob\",\"endpoints\":[\"1.2.3.4:5\\u0000x\"]}",
+        PROTO_E_JSON);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"error\",\"code\":\"x\",\"message\":\"a\\u0000b\"}",
+           PROTO_E_JSON);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"ping\\u0000\",\"seq\":1}", PROTO_E_JSON);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"ping\",\"seq\":1,\"a\\u0000\":1}", PROTO_E_JSON);
+    /* raw NUL bytes in the line */
+    {
+        const char raw[] = "{\"type\":\"connect\",\"target\":\"ali\0ce\"}";
+        CHECK_INT(dec_n(PROTO_TO_SERVER, raw, sizeof raw - 1), PROTO_E_JSON);
+        const char tail[] = "{\"type\":\"ping\",\"seq\":1}\0garbage";
+        CHECK_INT(dec_n(PROTO_TO_SERVER, tail, sizeof tail - 1), PROTO_E_JSON);
+        const char lead[] = "\0{\"type\":\"ping\",\"seq\":1}";
+        CHECK_INT(dec_n(PROTO_TO_SERVER, lead, sizeof lead - 1), PROTO_E_JSON);
+    }
+}
+
+static void t_reject_nested(void)
+{
+    static char line[PROTO_MAX_LINE];
+    size_t n = PROTO_MAX_LINE - 1;
+    /* 4095 '[' : never closed, deeper than any parser limit */
+    memset(line, '[', n);
+    CHECK_INT(dec_n(PROTO_TO_SERVER, line, n), PROTO_E_JSON);
+    memset(line, '{', n);
+    CHECK_INT(dec_n(PROTO_TO_SERVER, line, n), PROTO_E_JSON);
+    /* balanced, 2047 deep: a valid array, but not an object */
+    memset(line, '[', 2047);
+    memset(line + 2047, ']', 2047);
+    CHECK(dec_n(PROTO_TO_SERVER, line, 4094) != PROTO_OK);
+    /* {"a":{"a":...}} nested deeply inside a field */
+    {
+        size_t off = (size_t)snprintf(line, sizeof line, "{\"type\":\"ping\",\"seq\":");
+        int depth = 0;
+        while (off + 6 + (size_t)depth + 2 < sizeof line - 1) {
+            memcpy(line + off, "{\"a\":", 5);
+            off += 5;
+            depth++;
+        }
+        line[off++] = '1';
+        for (int i = 0; i < depth; i++)
+            line[off++] = '}';
+        line[off++] = '}';
+        CHECK(off < PROTO_MAX_LINE);
+        enum proto_err e = dec_n(PROTO_TO_SERVER, line, off);
+        CHECK_MSG(e == PROTO_E_FIELD || e == PROTO_E_JSON, "nested seq: %s", proto_err_code(e));
+        e = dec_n(PROTO_TO_PEER, line, off);
+        CHECK_MSG(e == PROTO_E_FIELD || e == PROTO_E_JSON, "nested seq: %s", proto_err_code(e));
+    }
+    /* moderately nested garbage as an unknown field: strict rejects it, peers ignore it */
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"ping\",\"seq\":1,\"x\":[[[[{\"y\":[{}]}]]]]}",
+           PROTO_E_FIELD);
+    ACCEPT(PROTO_TO_PEER, "{\"type\":\"ping\",\"seq\":1,\"x\":[[[[{\"y\":[{}]}]]]]}");
+}
+
+static void t_reject_session(void)
+{
+    const char *bad[] = {"",
+                         "0123456789abcdef0123456789abcde",
+                         "0123456789abcdef0123456789abcdef0",
+                         "0123456789ABCDEF0123456789abcdef",
+                         "0123456789abcdef0123456789abcdeg",
+                         "0123456789abcdef 123456789abcdef",
+                         "g123456789abcdef0123456789abcdef"};
+    char line[512];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(line, sizeof line,
+                 "{\"type\":\"punch\",\"session\":\"%s\",\"peer\":\"alice\",\"role\":\"initiator\","
+                 "\"observed\":\"1.2.3.4:5\",\"endpoints\":[]}",
+                 bad[i]);
+        REJECT(PROTO_TO_PEER, line, PROTO_E_FIELD);
+        snprintf(
+            line, sizeof line,
+            "{\"type\":\"shake\",\"version\":1,\"session\":\"%s\",\"from\":\"a\",\"to\":\"b\"}",
+            bad[i]);
+        REJECT(PROTO_PEER_TO_PEER, line, PROTO_E_FIELD);
+        CHECK(!proto_valid_session(bad[i]));
+    }
+    REJECT(PROTO_PEER_TO_PEER,
+           "{\"type\":\"shake\",\"version\":1,\"session\":5,\"from\":\"a\",\"to\":\"b\"}",
+           PROTO_E_FIELD);
+    CHECK(proto_valid_session(SESSION));
+}
+
+static void t_reject_role(void)
+{
+    const char *bad[] = {"\"boss\"", "\"\"", "\"Initiator\"",   "\"initiator \"",
+                         "1",        "null", "[\"initiator\"]", "true"};
+    char line[512];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(line, sizeof line,
+                 "{\"type\":\"punch\",\"session\":\"0123456789abcdef0123456789abcdef\","
+                 "\"peer\":\"alice\",\"role\":%s,\"observed\":\"1.2.3.4:5\",\"endpoints\":[]}",
+                 bad[i]);
+        REJECT(PROTO_TO_PEER, line, PROTO_E_FIELD);
+    }
+}
+
+/* ---- fuzzing: deterministic xorshift so a failure can be reproduced ---- */
+
+static uint64_t rng_ = 0x9E3779B97F4A7C15ull;
+
+static uint64_t rnd(void)
+{
+    rng_ ^= rng_ << 13;
+    rng_ ^= rng_ >> 7;
+    rng_ ^= rng_ << 17;
+    return rng_;
+}
+
+static const char *const seeds_[] = {
+    "{\"type\":\"hello\",\"version\":1,\"id\":\"bob\",\"endpoints\":[\"10.0.1.2:40000\","
+    "\"[2001:db8::1]:5\"]}",
+    "{\"type\":\"welcome\",\"version\":1,\"id\":\"bob\",\"observed\":\"203.0.113.10:40000\","
+    "\"keepalive\":60}",
+    "{\"type\":\"connect\",\"target\":\"alice\"}",
+    "{\"type\":\"punch\",\"session\":\"0123456789abcdef0123456789abcdef\",\"peer\":\"alice\","
+    "\"role\":\"initiator\",\"observed\":\"198.51.100.7:51000\",\"endpoints\":"
+    "[\"192.168.1.9:51000\"]}",
+    "{\"type\":\"error\",\"code\":\"peer-not-found\",\"message\":\"human text\",\"fatal\":false}",
+    "{\"type\":\"ping\",\"seq\":7}",
+    "{\"type\":\"pong\",\"seq\":7}",
+    "{\"type\":\"shake\",\"version\":1,\"session\":\"0123456789abcdef0123456789abcdef\","
+    "\"from\":\"bob\",\"to\":\"alice\"}",
+};
+
+static const char alphabet_[] = "{}[]\":,0123456789.-eE tfnrul\\u[]abcdef:\"type\"\n\t\x80\xff\0";
+
+static int fuzz_one(const char *line, size_t len)
+{
+    static const enum proto_dir dirs[] = {PROTO_TO_SERVER, PROTO_TO_PEER, PROTO_PEER_TO_PEER};
+    int ok = 0;
+    for (size_t d = 0; d < 3; d++) {
+        char why[256];
+        struct proto_msg m;
+        enum proto_err e = proto_decode(line, len, dirs[d], &m, why, sizeof why);
+        if (!CHECK_MSG(e >= PROTO_OK && e <= PROTO_E_LINE, "decode returned %d", (int)e))
+            return 0;
+        if (e == PROTO_OK) {
+            char buf[PROTO_MAX_LINE];
+            /* anything accepted can be encoded again and decodes to the same line */
+            int n = proto_encode(&m, buf, sizeof buf);
+            if (!CHECK_MSG(n > 0, "accepted %.*s but cannot encode it", (int)len, line))
+                return 0;
+            struct proto_msg m2;
+            CHECK_INT(proto_decode(buf, (size_t)n - 1, dirs[d], &m2, why, sizeof why), PROTO_OK);
+            ok++;
+        } else {
+            CHECK(why[0] != '\0');
+        }
+    }
+    return ok;
+}
+
+static void t_fuzz(void)
+{
+    static char line[PROTO_MAX_LINE + 128];
+    int accepted = 0, total = 0;
+    /* the seeds themselves decode */
+    for (size_t s = 0; s < sizeof seeds_ / sizeof seeds_[0]; s++)
+        CHECK(fuzz_one(seeds_[s], strlen(seeds_[s])) >= 1);
+    /* mutated seeds */
+    for (int iter = 0; iter < 30000; iter++) {
+        const char *seed = seeds_[rnd() % (sizeof seeds_ / sizeof seeds_[0])];
+        size_t len = strlen(seed);
+        memcpy(line, seed, len);
+        int edits = 1 + (int)(rnd() % 4);
+        for (int k = 0; k < edits; k++) {
+            size_t pos = len ? rnd() % len : 0;
+            switch (rnd() % 5) {
+            case 0: /* replace a byte */
+                if (len)
+                    line[pos] = (char)(rnd() & 0xff);
+                break;
+            case 1: /* replace with a JSON-ish character */
+                if (len)
+                    line[pos] = alphabet_[rnd() % (sizeof alphabet_ - 1)];
+                break;
+            case 2: /* delete a byte */
+                if (len) {
+                    memmove(line + pos, line + pos + 1, len - pos - 1);
+                    len--;
+                }
+                break;
+            case 3: /* insert a byte */
+                if (len < sizeof line - 1) {
+                    memmove(line + pos + 1, line + pos, len - pos);
+                    line[pos] = alphabet_[rnd() % (sizeof alphabet_ - 1)];
+                    len++;
+                }
+                break;
+            default: /* truncate */
+                len = pos;
+                break;
+            }
+        }
+        accepted += fuzz_one(line, len) > 0;
+        total++;
+    }
+    /* random bytes and random JSON-ish tokens, up to past the line limit */
+    for (int iter = 0; iter < 5000; iter++) {
+        size_t len = rnd() % (iter % 50 == 0 ? sizeof line : 200);
+        bool json_ish = rnd() & 1;
+        for (size_t i = 0; i < len; i++)
+            line[i] = json_ish ? alphabet_[rnd() % (sizeof alphabet_ - 1)] : (char)(rnd() & 0xff);
+        fuzz_one(line, len);
+        total++;
+    }
+    /* some mutations keep the line valid (e.g. a digit of seq changed) */
+    CHECK_MSG(accepted > 0, "no mutated line was accepted");
+    CHECK_INT(total, 35000);
+}
+
+CHECK_MAIN(TEST(t_roundtrip_hello), TEST(t_roundtrip_welcome), TEST(t_roundtrip_connect),
+           TEST(t_roundtrip_punch), TEST(t_roundtrip_error), TEST(t_roundtrip_ping_pong),
+           TEST(t_roundtrip_shake), TEST(t_encode_limits), TEST(t_err_codes),
+           TEST(t_reject_not_json), TEST(t_reject_not_object), TEST(t_reject_type),
+           TEST(t_reject_direction), TEST(t_reject_missing_field), TEST(t_reject_ill_typed),
+           TEST(t_unknown_fields), TEST(t_reject_bad_id), TEST(t_reject_bad_endpoint),
+           TEST(t_reject_too_many), TEST(t_reject_version), TEST(t_line_length),
+           TEST(t_reject_duplicates), TEST(t_reject_nul), TEST(t_reject_nested),
+           TEST(t_reject_session), TEST(t_reject_role), TEST(t_fuzz))
