@@ -9,11 +9,12 @@ static const char *const proto_names[PROTO_TYPE_COUNT] = {
     "hello", "welcome", "connect", "punch", "error", "ping", "pong", "shake", "confirm"};
 
 /* Fields each type may carry, "type" included; NULL-terminated. */
-static const char *const proto_fields[PROTO_TYPE_COUNT][7] = {
+static const char *const proto_fields[PROTO_TYPE_COUNT][8] = {
     [PROTO_HELLO] = {"type", "version", "id", "endpoints", NULL},
     [PROTO_WELCOME] = {"type", "version", "id", "observed", "keepalive", NULL},
     [PROTO_CONNECT] = {"type", "target", NULL},
-    [PROTO_PUNCH] = {"type", "session", "peer", "role", "observed", "endpoints", NULL},
+    [PROTO_PUNCH] = {"type", "session", "peer", "role", "observed", "endpoints", "start_in_us",
+                     NULL},
     [PROTO_ERROR] = {"type", "code", "message", "fatal", NULL},
     [PROTO_PING] = {"type", "seq", NULL},
     [PROTO_PONG] = {"type", "seq", NULL},
@@ -255,6 +256,9 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
         else
             return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must be initiator or responder", "role");
         PD_TRY(pd_endpoint(d, "observed", &m->u.punch.observed));
+        m->u.punch.start_in_us = -1;
+        if (json_object_get(d->obj, "start_in_us"))
+            PD_TRY(pd_int(d, "start_in_us", 0, PROTO_MAX_START_IN_US, &m->u.punch.start_in_us));
         return pd_eplist(d, "endpoints", &m->u.punch.endpoints);
     }
     case PROTO_ERROR: {
@@ -361,12 +365,16 @@ static json_t *pe_build(const struct proto_msg *m)
                          "keepalive", m->u.welcome.keepalive);
     case PROTO_CONNECT:
         return json_pack("{s:s, s:s}", "type", t, "target", m->u.connect.target);
-    case PROTO_PUNCH:
-        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "type", t, "session", m->u.punch.session,
-                         "peer", m->u.punch.peer, "role",
-                         m->u.punch.role == PROTO_INITIATOR ? "initiator" : "responder", "observed",
-                         ep_format((const struct sockaddr *)&m->u.punch.observed, ep, sizeof ep),
-                         "endpoints", pe_eplist(&m->u.punch.endpoints));
+    case PROTO_PUNCH: {
+        json_t *o = json_pack(
+            "{s:s, s:s, s:s, s:s, s:s, s:o}", "type", t, "session", m->u.punch.session, "peer",
+            m->u.punch.peer, "role", m->u.punch.role == PROTO_INITIATOR ? "initiator" : "responder",
+            "observed", ep_format((const struct sockaddr *)&m->u.punch.observed, ep, sizeof ep),
+            "endpoints", pe_eplist(&m->u.punch.endpoints));
+        if (o && m->u.punch.start_in_us >= 0)
+            json_object_set_new(o, "start_in_us", json_integer(m->u.punch.start_in_us));
+        return o;
+    }
     case PROTO_ERROR:
         return json_pack("{s:s, s:s, s:s, s:b}", "type", t, "code", m->u.error.code, "message",
                          m->u.error.message, "fatal", m->u.error.fatal);

@@ -14,6 +14,7 @@
 #define PROTO_SESSION_LEN 32 /* hex digits: 128 random bits */
 #define PROTO_MAX_CODE 32
 #define PROTO_MAX_TEXT 256
+#define PROTO_MAX_START_IN_US 1000000
 
 enum proto_type {
     PROTO_HELLO,
@@ -63,6 +64,8 @@ struct proto_msg {
             enum proto_role role;
             struct sockaddr_storage observed;
             struct proto_eplist endpoints;
+            /* send the first SYN this long after the punch arrived (-1: not given) */
+            int64_t start_in_us;
         } punch;
         struct {
             char code[PROTO_MAX_CODE + 1];

@@ -1,4 +1,5 @@
 #include "rendezvous/pairing.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/rand.h"
 #include "common/sock.h"
@@ -64,17 +65,17 @@ void pair_cancel(struct srv_conn *c)
 
 /* The punch `to` receives: everything in it describes `other`. */
 static int pair_encode(const struct srv_conn *other, enum proto_role role, const char *session,
-                       char *buf, size_t len)
+                       struct proto_msg *m, char *buf, size_t len)
 {
-    struct proto_msg m;
-    memset(&m, 0, sizeof m);
-    m.type = PROTO_PUNCH;
-    memcpy(m.u.punch.session, session, PROTO_SESSION_LEN + 1);
-    snprintf(m.u.punch.peer, sizeof m.u.punch.peer, "%s", other->id);
-    m.u.punch.role = role;
-    m.u.punch.observed = other->observed;
-    m.u.punch.endpoints = other->endpoints;
-    return proto_encode(&m, buf, len);
+    memset(m, 0, sizeof *m);
+    m->type = PROTO_PUNCH;
+    memcpy(m->u.punch.session, session, PROTO_SESSION_LEN + 1);
+    snprintf(m->u.punch.peer, sizeof m->u.punch.peer, "%s", other->id);
+    m->u.punch.role = role;
+    m->u.punch.observed = other->observed;
+    m->u.punch.endpoints = other->endpoints;
+    m->u.punch.start_in_us = PAIR_LEAD_US;
+    return proto_encode(m, buf, len);
 }
 
 static uint32_t pair_rtt_us(struct srv_conn *c)
@@ -118,7 +119,9 @@ static void pair_punch(struct srv_conn *from, struct srv_conn *to)
 {
     char session[PROTO_SESSION_LEN + 1];
     char line_from[PROTO_MAX_LINE], line_to[PROTO_MAX_LINE];
+    struct proto_msg m_from, m_to;
     int n_from, n_to;
+    uint64_t sent_us;
     uint32_t rtt_from, rtt_to, near_rtt, far_rtt;
     uint64_t delay_ms;
     struct srv_conn *far, *near;
@@ -130,8 +133,8 @@ static void pair_punch(struct srv_conn *from, struct srv_conn *to)
         srv_refuse(from, "internal", "the server cannot create a session now", false);
         return;
     }
-    n_from = pair_encode(to, PROTO_INITIATOR, session, line_from, sizeof line_from);
-    n_to = pair_encode(from, PROTO_RESPONDER, session, line_to, sizeof line_to);
+    n_from = pair_encode(to, PROTO_INITIATOR, session, &m_from, line_from, sizeof line_from);
+    n_to = pair_encode(from, PROTO_RESPONDER, session, &m_to, line_to, sizeof line_to);
     if (n_from < 0 || n_to < 0) { /* cannot happen: ids and 8 endpoints fit in a line */
         LOG_E("punch %s: cannot encode the punch messages", session);
         srv_refuse(from, "internal", "the server cannot encode the punch", false);
@@ -154,10 +157,19 @@ static void pair_punch(struct srv_conn *from, struct srv_conn *to)
     if (delay_ms > PAIR_MAX_DELAY_MS)
         delay_ms = PAIR_MAX_DELAY_MS;
 
+    sent_us = clk_us();
     srv_send(far, far_line, far_len);
     if (delay_ms == 0 || pair_delay(near, session, near_line, near_len, delay_ms) < 0) {
+        /* The second copy leaves (and arrives) later by the time the first send took: tell its
+         * peer to start that much sooner, so both first SYNs still leave together. */
+        struct proto_msg *nm = near == from ? &m_from : &m_to;
+        uint64_t gap = clk_us() - sent_us;
+        int n;
+        nm->u.punch.start_in_us = gap < PAIR_LEAD_US ? PAIR_LEAD_US - (int64_t)gap : 0;
+        n = proto_encode(nm, line_from, sizeof line_from);
         delay_ms = 0;
-        srv_send(near, near_line, near_len);
+        if (n > 0)
+            srv_send(near, line_from, (size_t)n);
     }
     LOG_N("punch sent: session %s, %s (initiator) <-> %s (responder), %s first, %s %llu ms "
           "later (rtt %.1f / %.1f ms)",
