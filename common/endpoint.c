@@ -85,22 +85,29 @@ bad_addr:
     return -1;
 }
 
+/* Splits a command-line "HOST:PORT" into host (256 bytes) and a checked port. */
+static int ep_split_cli(const char *s, bool allow_zero, char *host, const char **pstr, bool *br,
+                        int *port, char *err, size_t errlen)
+{
+    if (ep_split(s, host, 256, pstr, br) < 0) {
+        snprintf(err, errlen, "\"%.80s\" is not HOST:PORT (IPv6 as [ADDR]:PORT)", s);
+        return -1;
+    }
+    if (ep_parse_port(*pstr, allow_zero, port) < 0) {
+        snprintf(err, errlen, "\"%.80s\": port must be a number %s..65535", s,
+                 allow_zero ? "0" : "1");
+        return -1;
+    }
+    return 0;
+}
+
 int ep_check_syntax(const char *s, bool allow_zero, char *err, size_t errlen)
 {
     char host[256];
     const char *pstr;
     bool br;
     int port;
-    if (ep_split(s, host, sizeof host, &pstr, &br) < 0) {
-        snprintf(err, errlen, "\"%.80s\" is not HOST:PORT (IPv6 as [ADDR]:PORT)", s);
-        return -1;
-    }
-    if (ep_parse_port(pstr, allow_zero, &port) < 0) {
-        snprintf(err, errlen, "\"%.80s\": port must be a number %s..65535", s,
-                 allow_zero ? "0" : "1");
-        return -1;
-    }
-    return 0;
+    return ep_split_cli(s, allow_zero, host, &pstr, &br, &port, err, errlen);
 }
 
 int ep_resolve(const char *s, bool allow_zero, struct sockaddr_storage *out, char *err,
@@ -113,15 +120,8 @@ int ep_resolve(const char *s, bool allow_zero, struct sockaddr_storage *out, cha
     struct addrinfo hints, *res = NULL, *pick;
 
     memset(out, 0, sizeof *out);
-    if (ep_split(s, host, sizeof host, &pstr, &br) < 0) {
-        snprintf(err, errlen, "\"%.80s\" is not HOST:PORT (IPv6 as [ADDR]:PORT)", s);
+    if (ep_split_cli(s, allow_zero, host, &pstr, &br, &port, err, errlen) < 0)
         return -1;
-    }
-    if (ep_parse_port(pstr, allow_zero, &port) < 0) {
-        snprintf(err, errlen, "\"%.80s\": port must be a number %s..65535", s,
-                 allow_zero ? "0" : "1");
-        return -1;
-    }
     memset(&hints, 0, sizeof hints);
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_family = br ? AF_INET6 : AF_UNSPEC;
