@@ -153,11 +153,6 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
      * after the kernel's arrival stamp, leaving time to get ready */
     cfg.start_us = c->rx_us + (m->u.punch.start_in_us >= 0 ? (uint64_t)m->u.punch.start_in_us
                                                            : CTL_PUNCH_LEAD_US);
-    cfg.rtt_us = sk_rtt_us(c->fd);
-    cfg.walk = m->u.punch.endpoints.n > 0 &&
-               ep_port((struct sockaddr *)&m->u.punch.endpoints.ep[0]) ==
-                   ep_port((struct sockaddr *)&m->u.punch.observed) &&
-               ep_port((struct sockaddr *)&c->observed) == ep_port((struct sockaddr *)&c->local);
     punch_candidates(&cfg, &m->u.punch.observed, &m->u.punch.endpoints, &c->observed);
     memcpy(c->shake.session, m->u.punch.session, sizeof c->shake.session);
     memcpy(c->shake.self, c->o->id, sizeof c->shake.self);

@@ -28,10 +28,6 @@
  * re-dialled: some NATs pass the SYNs but mangle what follows. */
 #define PUNCH_STALL_MS 2500
 #define PUNCH_SWEEP_MS 250
-/* A SYN left unanswered this long (or 4 round trips to the server, if longer) is abandoned and
- * sent again from a fresh socket at the next slot: a new sequence number gets past NAT state
- * that a lost exchange left stuck, where the kernel's own retransmissions repeat the old one. */
-#define PUNCH_DIAL_STALL_MS 500
 
 enum pc_state {
     PC_IDLE,     /* attempt: no socket (waiting to dial) */
@@ -55,9 +51,8 @@ struct pconn {
     bool tcp_open; /* tcp initialised and not yet closed */
     bool dead;     /* no more retries (bad handshake) */
     bool line_done;
-    bool dial_on_close; /* walking: the next slot is due as soon as the old socket is gone */
-    uint64_t since_ms;  /* entered DIALING, OFFERED or SELECTED */
-    unsigned slot;      /* next retry slot */
+    uint64_t since_ms; /* entered DIALING, OFFERED or SELECTED */
+    unsigned slot;     /* next retry slot */
     uint64_t slot_us;
     unsigned tries;
     int last_err;
@@ -105,13 +100,7 @@ static void pu_on_retry(uv_timer_t *t)
         while (clk_us() < c->slot_us)
             ;
     }
-    if (!c->tcp_open) {
-        pu_dial(c);
-    } else if (c->state == PC_DIALING) {
-        /* walking: this slot gets a fresh pair of ports, the old SYN is abandoned */
-        c->dial_on_close = true;
-        pu_close_conn(c);
-    }
+    pu_dial(c);
 }
 
 static uint64_t pu_slot_offset_us(unsigned k)
@@ -164,13 +153,8 @@ static void pu_attempt_closed(uv_handle_t *h)
 {
     struct pconn *c = container_of((uv_tcp_t *)h, struct pconn, tcp);
     struct punch *p = c->p;
-    if (!p->finished && !c->dead) {
-        if (c->dial_on_close)
-            pu_dial(c);
-        else if (!uv_is_active((uv_handle_t *)&c->retry))
-            pu_schedule(c);
-    }
-    c->dial_on_close = false;
+    if (!p->finished && !c->dead)
+        pu_schedule(c);
     pu_handle_closed(h);
 }
 
@@ -408,29 +392,10 @@ static void pu_on_connect(uv_connect_t *req, int status)
     pu_begin(c);
 }
 
-/* The ports of a dial: with walking, slot k of the public candidate uses our port P+k towards
- * the peer's port+k, a 4-tuple that no earlier exchange has touched. */
-static void pu_dial_ports(const struct pconn *c, struct sockaddr_storage *local,
-                          struct sockaddr_storage *remote)
-{
-    const struct punch *p = c->p;
-    int lp, rp;
-    *local = p->cfg.local;
-    *remote = p->cfg.cand[c->cand].addr;
-    if (!p->cfg.walk || c->cand != 0 || c->slot == 0)
-        return;
-    lp = ep_port((struct sockaddr *)local) + (int)c->slot;
-    rp = ep_port((struct sockaddr *)remote) + (int)c->slot;
-    if (lp > 65535 || rp > 65535)
-        return;
-    ep_set_port((struct sockaddr *)local, lp);
-    ep_set_port((struct sockaddr *)remote, rp);
-}
-
 static void pu_dial(struct pconn *c)
 {
     struct punch *p = c->p;
-    struct sockaddr_storage local, remote;
+    const struct sockaddr *remote = (const struct sockaddr *)&p->cfg.cand[c->cand].addr;
     char err[200];
     int fd, rc;
 
@@ -438,20 +403,11 @@ static void pu_dial(struct pconn *c)
         return;
     c->tries++;
     p->attempts++;
-    pu_dial_ports(c, &local, &remote);
-    if (log_enabled(LOG_DEBUG)) {
-        char a[EP_STRLEN], b[EP_STRLEN];
-        LOG_D("slot %u: dial %s -> %s", c->slot, ep_format((struct sockaddr *)&local, a, sizeof a),
-              ep_format((struct sockaddr *)&remote, b, sizeof b));
-    }
-    if (p->cfg.walk && c->cand == 0)
-        pu_schedule(c); /* the next slot comes whatever this dial does */
-    fd = sk_open_bound((struct sockaddr *)&local, err, sizeof err);
+    fd = sk_open_bound((struct sockaddr *)&p->cfg.local, err, sizeof err);
     if (fd < 0) {
         LOG_D("%s", err);
         c->last_err = UV_EADDRINUSE;
-        if (!uv_is_active((uv_handle_t *)&c->retry))
-            pu_schedule(c);
+        pu_schedule(c);
         return;
     }
     uv_tcp_init(p->loop, &c->tcp);
@@ -467,7 +423,7 @@ static void pu_dial(struct pconn *c)
         return;
     }
     c->creq.data = c;
-    rc = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&remote, pu_on_connect);
+    rc = uv_tcp_connect(&c->creq, &c->tcp, remote, pu_on_connect);
     if (rc < 0) {
         c->last_err = rc;
         pu_close_conn(c);
@@ -526,13 +482,8 @@ static void pu_listen(struct punch *p)
         LOG_D("listen on the punch port failed");
 }
 
-static bool pu_stalled(const struct punch *p, const struct pconn *c, uint64_t now)
+static bool pu_stalled(const struct pconn *c, uint64_t now)
 {
-    uint64_t dial_ms = p->cfg.rtt_us * 4 / 1000;
-    if (dial_ms < PUNCH_DIAL_STALL_MS)
-        dial_ms = PUNCH_DIAL_STALL_MS;
-    if (c->state == PC_DIALING)
-        return p->cfg.shake && !(p->cfg.walk && c->cand == 0) && now - c->since_ms > dial_ms;
     return (c->state == PC_OFFERED || c->state == PC_SELECTED) &&
            now - c->since_ms > PUNCH_STALL_MS;
 }
@@ -542,13 +493,12 @@ static void pu_on_sweep(uv_timer_t *t)
     struct punch *p = t->data;
     uint64_t now = clk_ms();
     for (int i = 0; i < p->cfg.ncand; i++)
-        if (pu_stalled(p, &p->att[i], now)) {
-            LOG_D("re-dialling %s: %s", pu_kind(&p->att[i]),
-                  p->att[i].state == PC_DIALING ? "no answer" : "the handshake stalled");
+        if (pu_stalled(&p->att[i], now)) {
+            LOG_D("re-dialling %s: the handshake stalled", pu_kind(&p->att[i]));
             pu_close_conn(&p->att[i]);
         }
     for (struct pconn *c = p->inbound; c; c = c->next)
-        if (pu_stalled(p, c, now))
+        if (pu_stalled(c, now))
             pu_close_conn(c);
 }
 

@@ -22,10 +22,6 @@ struct punch_cfg {
     uint64_t timeout_ms;
     /* clk_us() time of the first SYN (0: at once); both peers aim at the same instant */
     uint64_t start_us;
-    uint32_t rtt_us; /* to the server, a hint for how long a SYN may take (0: unknown) */
-    /* Both NATs keep ports: each retry of the public candidate moves both ends one port up,
-     * away from NAT state that a refused exchange leaves behind (PROTOCOL.md, "Port walk"). */
-    bool walk;
     /* NULL: plain TCP (direct mode) — the first connection wins, and inbound ones only from
      * the host of cand[0]. */
     const struct shake_ctx *shake;
