@@ -94,14 +94,15 @@ void sk_tune_stream(int fd)
 
 static bool sk_addr_usable(const struct sockaddr *sa)
 {
+    if (ep_is_loopback(sa))
+        return false;
     if (sa->sa_family == AF_INET) {
         uint32_t a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
-        return (a >> 24) != 127 && (a >> 16) != 0xa9fe && a != 0;
+        return (a >> 16) != 0xa9fe && a != 0;
     }
     if (sa->sa_family == AF_INET6) {
         const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        return !IN6_IS_ADDR_LOOPBACK(a) && !IN6_IS_ADDR_LINKLOCAL(a) &&
-               !IN6_IS_ADDR_UNSPECIFIED(a) && !IN6_IS_ADDR_V4MAPPED(a);
+        return !IN6_IS_ADDR_LINKLOCAL(a) && !IN6_IS_ADDR_UNSPECIFIED(a) && !IN6_IS_ADDR_V4MAPPED(a);
     }
     return false;
 }

@@ -22,7 +22,6 @@
 
 #define CTL_CONNECT_TIMEOUT_MS 10000
 #define CTL_ANSWER_TIMEOUT_MS 10000
-#define CTL_PUNCH_LEAD_US 4000
 
 enum ctl_state { CTL_CONNECTING, CTL_HELLO, CTL_WAITING, CTL_ASKED, CTL_PUNCHING, CTL_DONE };
 
@@ -100,13 +99,6 @@ static int ctl_send(struct ctl *c, const struct proto_msg *m)
     return 0;
 }
 
-static bool ctl_is_loopback(const struct sockaddr_storage *a)
-{
-    char ep[EP_STRLEN];
-    ep_format((const struct sockaddr *)a, ep, sizeof ep);
-    return strncmp(ep, "127.", 4) == 0 || strncmp(ep, "[::1]", 5) == 0;
-}
-
 static void ctl_send_hello(struct ctl *c)
 {
     struct proto_msg m;
@@ -115,7 +107,7 @@ static void ctl_send_hello(struct ctl *c)
     m.u.hello.version = PROTO_VERSION;
     memcpy(m.u.hello.id, c->o->id, sizeof m.u.hello.id);
     /* a server on loopback means everybody is on this host: LAN addresses add nothing */
-    if (!ctl_is_loopback(&c->server))
+    if (!ep_is_loopback((struct sockaddr *)&c->server))
         m.u.hello.endpoints.n =
             sk_local_addrs(c->local.ss_family, ep_port((struct sockaddr *)&c->local),
                            m.u.hello.endpoints.ep, PROTO_MAX_ENDPOINTS);
@@ -152,7 +144,7 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
     /* the server timed both orders to arrive together: aim both first SYNs at the same moment
      * after the kernel's arrival stamp, leaving time to get ready */
     cfg.start_us = c->rx_us + (m->u.punch.start_in_us >= 0 ? (uint64_t)m->u.punch.start_in_us
-                                                           : CTL_PUNCH_LEAD_US);
+                                                           : PROTO_DEFAULT_START_IN_US);
     punch_candidates(&cfg, &m->u.punch.observed, &m->u.punch.endpoints, &c->observed);
     memcpy(c->shake.session, m->u.punch.session, sizeof c->shake.session);
     memcpy(c->shake.self, c->o->id, sizeof c->shake.self);

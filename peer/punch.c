@@ -51,7 +51,7 @@ struct pconn {
     bool tcp_open; /* tcp initialised and not yet closed */
     bool dead;     /* no more retries (bad handshake) */
     bool line_done;
-    uint64_t since_ms; /* entered DIALING, OFFERED or SELECTED */
+    uint64_t since_ms; /* entered OFFERED or SELECTED */
     unsigned slot;     /* next retry slot */
     uint64_t slot_us;
     unsigned tries;
@@ -415,7 +415,6 @@ static void pu_dial(struct pconn *c)
     p->handles++;
     c->tcp_open = true;
     c->state = PC_DIALING;
-    c->since_ms = clk_ms();
     if ((rc = uv_tcp_open(&c->tcp, fd)) < 0) {
         close(fd);
         c->last_err = rc;

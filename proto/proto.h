@@ -15,6 +15,7 @@
 #define PROTO_MAX_CODE 32
 #define PROTO_MAX_TEXT 256
 #define PROTO_MAX_START_IN_US 1000000
+#define PROTO_DEFAULT_START_IN_US 4000 /* punch.start_in_us when absent */
 
 enum proto_type {
     PROTO_HELLO,

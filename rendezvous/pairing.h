@@ -5,9 +5,9 @@
 
 #include "rendezvous/server.h"
 
-#define PAIR_MAX_DELAY_MS 2000 /* cap on the head start given to the farther peer */
-#define PAIR_LEAD_US 4000      /* punch.start_in_us: time for peers to get ready to send SYNs */
-#define PAIR_MAX_PENDING 16    /* delayed punches queued for one peer; more are sent at once */
+#define PAIR_MAX_DELAY_MS 2000                 /* cap on the head start given to the farther peer */
+#define PAIR_LEAD_US PROTO_DEFAULT_START_IN_US /* time for peers to get ready to send SYNs */
+#define PAIR_MAX_PENDING 16 /* delayed punches queued for one peer; more are sent at once */
 
 /* Handles `connect` from a registered peer: self-connect and peer-not-found are answered
  * with non-fatal errors; otherwise a session is created and punches are sent. */
