@@ -6,27 +6,37 @@
 #include <string.h>
 
 static const char *const proto_names[PROTO_TYPE_COUNT] = {
-    "hello", "welcome", "connect", "punch", "error", "ping", "pong", "shake", "confirm"};
+    "hello", "welcome", "connect", "punch",    "error", "ping",
+    "pong",  "shake",   "confirm", "probe",    "observed", "relay", "relayed"};
+
+static const char *const proto_paths[] = {"any", "direct", "relay"};
+static const char *const proto_nats[] = {"unknown", "independent", "dependent"};
 
 /* Fields each type may carry, "type" included; NULL-terminated. */
-static const char *const proto_fields[PROTO_TYPE_COUNT][8] = {
-    [PROTO_HELLO] = {"type", "version", "id", "endpoints", NULL},
-    [PROTO_WELCOME] = {"type", "version", "id", "observed", "keepalive", NULL},
+static const char *const proto_fields[PROTO_TYPE_COUNT][16] = {
+    [PROTO_HELLO] = {"type", "version", "id", "endpoints", "path", NULL},
+    [PROTO_WELCOME] = {"type", "version", "id", "observed", "keepalive", "relay", "probe_port",
+                       "probe_token", NULL},
     [PROTO_CONNECT] = {"type", "target", NULL},
     [PROTO_PUNCH] = {"type", "session", "peer", "role", "observed", "endpoints", "start_in_us",
-                     NULL},
+                     "relay", "token", "direct", "reason", "nat", NULL},
     [PROTO_ERROR] = {"type", "code", "message", "fatal", NULL},
     [PROTO_PING] = {"type", "seq", NULL},
     [PROTO_PONG] = {"type", "seq", NULL},
     [PROTO_SHAKE] = {"type", "version", "session", "from", "to", NULL},
     [PROTO_CONFIRM] = {"type", "session", NULL},
+    [PROTO_PROBE] = {"type", "version", "token", NULL},
+    [PROTO_OBSERVED] = {"type", "observed", "mapping", NULL},
+    [PROTO_RELAY] = {"type", "version", "session", "token", NULL},
+    [PROTO_RELAYED] = {"type", "session", NULL},
 };
 
 static const unsigned proto_allowed[] = {
-    [PROTO_TO_SERVER] =
-        1u << PROTO_HELLO | 1u << PROTO_CONNECT | 1u << PROTO_PING | 1u << PROTO_PONG,
+    [PROTO_TO_SERVER] = 1u << PROTO_HELLO | 1u << PROTO_CONNECT | 1u << PROTO_PING |
+                        1u << PROTO_PONG | 1u << PROTO_PROBE | 1u << PROTO_RELAY,
     [PROTO_TO_PEER] = 1u << PROTO_WELCOME | 1u << PROTO_PUNCH | 1u << PROTO_ERROR |
-                      1u << PROTO_PING | 1u << PROTO_PONG,
+                      1u << PROTO_PING | 1u << PROTO_PONG | 1u << PROTO_OBSERVED |
+                      1u << PROTO_RELAYED,
     [PROTO_PEER_TO_PEER] = 1u << PROTO_SHAKE | 1u << PROTO_CONFIRM,
 };
 
@@ -53,6 +63,16 @@ const char *proto_type_name(enum proto_type t)
     return (unsigned)t < PROTO_TYPE_COUNT ? proto_names[t] : "?";
 }
 
+const char *proto_path_name(enum proto_path p)
+{
+    return (unsigned)p < 3 ? proto_paths[p] : "?";
+}
+
+const char *proto_nat_name(enum proto_nat n)
+{
+    return (unsigned)n < 3 ? proto_nats[n] : "?";
+}
+
 bool proto_valid_id(const char *s)
 {
     size_t n = 0;
@@ -76,6 +96,13 @@ bool proto_valid_session(const char *s)
 }
 
 /* ---- decoding helpers: each returns PROTO_OK or an error with the reason in why ---- */
+
+#define PD_TRY(expr)                                                                               \
+    do {                                                                                           \
+        enum proto_err e_ = (expr);                                                                \
+        if (e_ != PROTO_OK)                                                                        \
+            return e_;                                                                             \
+    } while (0)
 
 struct pd {
     json_t *obj;
@@ -201,6 +228,40 @@ static enum proto_err pd_eplist(struct pd *d, const char *key, struct proto_epli
     return PROTO_OK;
 }
 
+/* Optional fields: absent leaves *out as the caller's default. */
+static enum proto_err pd_opt_bool(struct pd *d, const char *key, bool *out)
+{
+    json_t *v = json_object_get(d->obj, key);
+    if (!v)
+        return PROTO_OK;
+    if (!json_is_boolean(v))
+        return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must be true or false", key);
+    *out = json_is_true(v);
+    return PROTO_OK;
+}
+
+static enum proto_err pd_opt_enum(struct pd *d, const char *key, const char *const *names,
+                                  int n, int *out)
+{
+    char tmp[32];
+    if (!json_object_get(d->obj, key))
+        return PROTO_OK;
+    PD_TRY(pd_str(d, key, tmp, sizeof tmp));
+    for (int i = 0; i < n; i++)
+        if (strcmp(tmp, names[i]) == 0) {
+            *out = i;
+            return PROTO_OK;
+        }
+    return pd_fail(d, PROTO_E_FIELD, "field \"%s\" has an unknown value", key);
+}
+
+static enum proto_err pd_opt_token(struct pd *d, const char *key, char *out)
+{
+    if (!json_object_get(d->obj, key))
+        return PROTO_OK;
+    return pd_session(d, key, out);
+}
+
 static enum proto_err pd_fields(struct pd *d, enum proto_type t, bool strict)
 {
     const char *key;
@@ -220,20 +281,16 @@ static enum proto_err pd_fields(struct pd *d, enum proto_type t, bool strict)
     return PROTO_OK;
 }
 
-#define PD_TRY(expr)                                                                               \
-    do {                                                                                           \
-        enum proto_err e_ = (expr);                                                                \
-        if (e_ != PROTO_OK)                                                                        \
-            return e_;                                                                             \
-    } while (0)
-
 static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
 {
     int64_t n;
+    int k = 0;
     switch (m->type) {
     case PROTO_HELLO:
         PD_TRY(pd_version(d, &m->u.hello.version));
         PD_TRY(pd_id(d, "id", m->u.hello.id));
+        PD_TRY(pd_opt_enum(d, "path", proto_paths, 3, &k));
+        m->u.hello.path = (enum proto_path)k;
         return pd_eplist(d, "endpoints", &m->u.hello.endpoints);
     case PROTO_WELCOME:
         PD_TRY(pd_version(d, &m->u.welcome.version));
@@ -241,6 +298,12 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
         PD_TRY(pd_endpoint(d, "observed", &m->u.welcome.observed));
         PD_TRY(pd_int(d, "keepalive", 1, 86400, &n));
         m->u.welcome.keepalive = (int)n;
+        PD_TRY(pd_opt_bool(d, "relay", &m->u.welcome.relay));
+        if (json_object_get(d->obj, "probe_port")) {
+            PD_TRY(pd_int(d, "probe_port", 1, 65535, &n));
+            m->u.welcome.probe_port = (int)n;
+            PD_TRY(pd_session(d, "probe_token", m->u.welcome.probe_token));
+        }
         return PROTO_OK;
     case PROTO_CONNECT:
         return pd_id(d, "target", m->u.connect.target);
@@ -259,6 +322,16 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
         m->u.punch.start_in_us = -1;
         if (json_object_get(d->obj, "start_in_us"))
             PD_TRY(pd_int(d, "start_in_us", 0, PROTO_MAX_START_IN_US, &m->u.punch.start_in_us));
+        PD_TRY(pd_opt_bool(d, "relay", &m->u.punch.relay));
+        if (m->u.punch.relay)
+            PD_TRY(pd_session(d, "token", m->u.punch.token));
+        bool direct = true;
+        PD_TRY(pd_opt_bool(d, "direct", &direct));
+        m->u.punch.no_direct = !direct;
+        if (json_object_get(d->obj, "reason"))
+            PD_TRY(pd_str(d, "reason", m->u.punch.reason, sizeof m->u.punch.reason));
+        PD_TRY(pd_opt_enum(d, "nat", proto_nats, 3, &k));
+        m->u.punch.nat = (enum proto_nat)k;
         return pd_eplist(d, "endpoints", &m->u.punch.endpoints);
     }
     case PROTO_ERROR: {
@@ -280,6 +353,20 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
         return pd_id(d, "to", m->u.shake.to);
     case PROTO_CONFIRM:
         return pd_session(d, "session", m->u.confirm.session);
+    case PROTO_PROBE:
+        PD_TRY(pd_version(d, &m->u.probe.version));
+        return pd_opt_token(d, "token", m->u.probe.token);
+    case PROTO_OBSERVED:
+        PD_TRY(pd_endpoint(d, "observed", &m->u.observed.observed));
+        PD_TRY(pd_opt_enum(d, "mapping", proto_nats, 3, &k));
+        m->u.observed.mapping = (enum proto_nat)k;
+        return PROTO_OK;
+    case PROTO_RELAY:
+        PD_TRY(pd_version(d, &m->u.relay.version));
+        PD_TRY(pd_session(d, "session", m->u.relay.session));
+        return pd_session(d, "token", m->u.relay.token);
+    case PROTO_RELAYED:
+        return pd_session(d, "session", m->u.relayed.session);
     default:
         return PROTO_E_TYPE;
     }
@@ -355,14 +442,25 @@ static json_t *pe_build(const struct proto_msg *m)
     char ep[EP_STRLEN];
     const char *t = proto_type_name(m->type);
     switch (m->type) {
-    case PROTO_HELLO:
-        return json_pack("{s:s, s:i, s:s, s:o}", "type", t, "version", PROTO_VERSION, "id",
-                         m->u.hello.id, "endpoints", pe_eplist(&m->u.hello.endpoints));
-    case PROTO_WELCOME:
-        return json_pack("{s:s, s:i, s:s, s:s, s:i}", "type", t, "version", PROTO_VERSION, "id",
-                         m->u.welcome.id, "observed",
-                         ep_format((const struct sockaddr *)&m->u.welcome.observed, ep, sizeof ep),
-                         "keepalive", m->u.welcome.keepalive);
+    case PROTO_HELLO: {
+        json_t *o = json_pack("{s:s, s:i, s:s, s:o}", "type", t, "version", PROTO_VERSION, "id",
+                              m->u.hello.id, "endpoints", pe_eplist(&m->u.hello.endpoints));
+        if (o && m->u.hello.path != PROTO_PATH_ANY)
+            json_object_set_new(o, "path", json_string(proto_path_name(m->u.hello.path)));
+        return o;
+    }
+    case PROTO_WELCOME: {
+        json_t *o = json_pack(
+            "{s:s, s:i, s:s, s:s, s:i, s:b}", "type", t, "version", PROTO_VERSION, "id",
+            m->u.welcome.id, "observed",
+            ep_format((const struct sockaddr *)&m->u.welcome.observed, ep, sizeof ep), "keepalive",
+            m->u.welcome.keepalive, "relay", m->u.welcome.relay);
+        if (o && m->u.welcome.probe_port > 0) {
+            json_object_set_new(o, "probe_port", json_integer(m->u.welcome.probe_port));
+            json_object_set_new(o, "probe_token", json_string(m->u.welcome.probe_token));
+        }
+        return o;
+    }
     case PROTO_CONNECT:
         return json_pack("{s:s, s:s}", "type", t, "target", m->u.connect.target);
     case PROTO_PUNCH: {
@@ -371,8 +469,20 @@ static json_t *pe_build(const struct proto_msg *m)
             m->u.punch.peer, "role", m->u.punch.role == PROTO_INITIATOR ? "initiator" : "responder",
             "observed", ep_format((const struct sockaddr *)&m->u.punch.observed, ep, sizeof ep),
             "endpoints", pe_eplist(&m->u.punch.endpoints));
-        if (o && m->u.punch.start_in_us >= 0)
+        if (!o)
+            return NULL;
+        if (m->u.punch.start_in_us >= 0)
             json_object_set_new(o, "start_in_us", json_integer(m->u.punch.start_in_us));
+        if (m->u.punch.relay) {
+            json_object_set_new(o, "relay", json_true());
+            json_object_set_new(o, "token", json_string(m->u.punch.token));
+        }
+        if (m->u.punch.no_direct) {
+            json_object_set_new(o, "direct", json_false());
+            json_object_set_new(o, "reason", json_string(m->u.punch.reason));
+        }
+        if (m->u.punch.nat != PROTO_NAT_UNKNOWN)
+            json_object_set_new(o, "nat", json_string(proto_nat_name(m->u.punch.nat)));
         return o;
     }
     case PROTO_ERROR:
@@ -387,6 +497,25 @@ static json_t *pe_build(const struct proto_msg *m)
                          m->u.shake.to);
     case PROTO_CONFIRM:
         return json_pack("{s:s, s:s}", "type", t, "session", m->u.confirm.session);
+    case PROTO_PROBE: {
+        json_t *o = json_pack("{s:s, s:i}", "type", t, "version", PROTO_VERSION);
+        if (o && m->u.probe.token[0])
+            json_object_set_new(o, "token", json_string(m->u.probe.token));
+        return o;
+    }
+    case PROTO_OBSERVED: {
+        json_t *o = json_pack(
+            "{s:s, s:s}", "type", t, "observed",
+            ep_format((const struct sockaddr *)&m->u.observed.observed, ep, sizeof ep));
+        if (o && m->u.observed.mapping != PROTO_NAT_UNKNOWN)
+            json_object_set_new(o, "mapping", json_string(proto_nat_name(m->u.observed.mapping)));
+        return o;
+    }
+    case PROTO_RELAY:
+        return json_pack("{s:s, s:i, s:s, s:s}", "type", t, "version", PROTO_VERSION, "session",
+                         m->u.relay.session, "token", m->u.relay.token);
+    case PROTO_RELAYED:
+        return json_pack("{s:s, s:s}", "type", t, "session", m->u.relayed.session);
     default:
         return NULL;
     }

@@ -27,6 +27,10 @@ enum proto_type {
     PROTO_PONG,
     PROTO_SHAKE,
     PROTO_CONFIRM,
+    PROTO_PROBE,
+    PROTO_OBSERVED,
+    PROTO_RELAY,
+    PROTO_RELAYED,
     PROTO_TYPE_COUNT
 };
 
@@ -36,6 +40,14 @@ enum proto_type {
 enum proto_dir { PROTO_TO_SERVER, PROTO_TO_PEER, PROTO_PEER_TO_PEER };
 
 enum proto_role { PROTO_INITIATOR, PROTO_RESPONDER };
+
+/* A peer's policy for its sessions (hello.path). */
+enum proto_path { PROTO_PATH_ANY, PROTO_PATH_DIRECT, PROTO_PATH_RELAY };
+
+/* How a NAT maps one local endpoint towards different destinations (RFC 4787). */
+enum proto_nat { PROTO_NAT_UNKNOWN, PROTO_NAT_INDEPENDENT, PROTO_NAT_DEPENDENT };
+
+#define PROTO_TOKEN_LEN PROTO_SESSION_LEN /* same grammar: 32 lowercase hex digits */
 
 struct proto_eplist {
     int n;
@@ -49,12 +61,16 @@ struct proto_msg {
             int version;
             char id[PROTO_MAX_ID + 1];
             struct proto_eplist endpoints;
+            enum proto_path path; /* optional, default any */
         } hello;
         struct {
             int version;
             char id[PROTO_MAX_ID + 1];
             struct sockaddr_storage observed;
             int keepalive; /* seconds of silence after which the server drops the peer */
+            bool relay;    /* the server relays sessions */
+            int probe_port; /* 0: no probe listener */
+            char probe_token[PROTO_TOKEN_LEN + 1]; /* "" when probe_port is 0 */
         } welcome;
         struct {
             char target[PROTO_MAX_ID + 1];
@@ -67,6 +83,11 @@ struct proto_msg {
             struct proto_eplist endpoints;
             /* send the first SYN this long after the punch arrived (-1: not given) */
             int64_t start_in_us;
+            bool relay;                      /* the server will relay this session */
+            char token[PROTO_TOKEN_LEN + 1]; /* this peer's relay token, "" unless relay */
+            bool no_direct;                  /* wire "direct":false: skip the punch, relay at once */
+            char reason[PROTO_MAX_TEXT + 1]; /* why not direct, "" when direct */
+            enum proto_nat nat;              /* the other peer's NAT mapping */
         } punch;
         struct {
             char code[PROTO_MAX_CODE + 1];
@@ -85,6 +106,22 @@ struct proto_msg {
         struct {
             char session[PROTO_SESSION_LEN + 1];
         } confirm;
+        struct {
+            int version;
+            char token[PROTO_TOKEN_LEN + 1]; /* "" when absent */
+        } probe;
+        struct {
+            struct sockaddr_storage observed;
+            enum proto_nat mapping; /* unknown when absent */
+        } observed;
+        struct {
+            int version;
+            char session[PROTO_SESSION_LEN + 1];
+            char token[PROTO_TOKEN_LEN + 1];
+        } relay;
+        struct {
+            char session[PROTO_SESSION_LEN + 1];
+        } relayed;
     } u;
 };
 
@@ -105,6 +142,8 @@ enum proto_err {
 
 const char *proto_err_code(enum proto_err e);
 const char *proto_type_name(enum proto_type t);
+const char *proto_path_name(enum proto_path p);
+const char *proto_nat_name(enum proto_nat n);
 bool proto_valid_id(const char *s);
 bool proto_valid_session(const char *s);
 

@@ -577,6 +577,14 @@ lab_run_once() {
     note "bob:   $LAN_B ${WHERE_B:-}"
     if ! lab_start_server; then lab_dump_failure; lab_teardown; return 1; fi
     if [ -n "$PRE_HOOK" ] && ! "$PRE_HOOK"; then lab_dump_failure; lab_teardown; return 1; fi
+    local pcap_pid=""
+    if [ -n "${LAB_PCAP:-}" ] && command -v tcpdump >/dev/null 2>&1; then
+        # debugging aid: every TCP packet on the wan, µs stamps, kept with --keep
+        X wan tcpdump -i br0 -n -U -s 128 -w "$LAB_LOG/wan.pcap" tcp 2>/dev/null &
+        pcap_pid=$!
+        LAB_PIDS+=("$pcap_pid")
+        sleep 0.3
+    fi
 
     local before pa pb
     before=$(lab_server_conns)
@@ -599,6 +607,7 @@ lab_run_once() {
     pa=$LAB_PEER_PID
     wait "$pa"; RC_a=$?
     wait "$pb"; RC_b=$?
+    if [ -n "$pcap_pid" ]; then kill "$pcap_pid" 2>/dev/null; wait "$pcap_pid" 2>/dev/null; fi
 
     # ---- verification
     local why=() sa sb oa ob srvb d1 d2 direct lossd allip
