@@ -5,12 +5,16 @@
 #include <sys/time.h>
 #include <time.h>
 
-/* The only process-wide state: configuration written once by main, read everywhere. */
+/* The only process-wide state: configuration written once by main, read everywhere, and in
+ * JSON mode the first error, which main reports as the final error event. */
 static struct {
     const char *prog;
     enum log_level level;
     int stamp;
-} log_cfg = {"tcpunch", LOG_WARN, 0};
+    int json;
+    int held;
+    char first_error[1024];
+} log_cfg = {"tcpunch", LOG_WARN, 0, 0, 0, ""};
 
 void log_init(const char *prog, enum log_level level, int stamp)
 {
@@ -24,6 +28,53 @@ int log_enabled(enum log_level level)
     return level <= log_cfg.level;
 }
 
+void log_set_json(int on)
+{
+    log_cfg.json = on;
+}
+
+int log_json(void)
+{
+    return log_cfg.json;
+}
+
+const char *log_first_error(void)
+{
+    return log_cfg.held ? log_cfg.first_error : NULL;
+}
+
+/* Escapes text as the body of a JSON string; bytes >= 0x80 pass (messages are UTF-8). */
+static void log_json_escape(const char *in, char *out, size_t len)
+{
+    size_t o = 0;
+    for (; *in && o + 7 < len; in++) {
+        unsigned char ch = (unsigned char)*in;
+        if (ch == '"' || ch == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)ch;
+        } else if (ch < 0x20) {
+            o += (size_t)snprintf(out + o, len - o, "\\u%04x", ch);
+        } else {
+            out[o++] = (char)ch;
+        }
+    }
+    out[o] = '\0';
+}
+
+static void log_json_line(enum log_level level, const char *msg)
+{
+    static const char *const levels[] = {"error", "warning", "note", "info", "debug"};
+    char esc[6 * 1024 + 8]; /* a whole 1024-byte line, every byte escaped */
+    if (level == LOG_ERROR && !log_cfg.held) {
+        snprintf(log_cfg.first_error, sizeof log_cfg.first_error, "%s", msg);
+        log_cfg.held = 1;
+        return;
+    }
+    log_json_escape(msg, esc, sizeof esc);
+    fprintf(stderr, "{\"event\":\"log\",\"level\":\"%s\",\"message\":\"%s\"}\n", levels[level],
+            esc);
+}
+
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     static const char *const names[] = {"error", "warning", "", "", "debug"};
@@ -34,6 +85,13 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
     if (!log_enabled(level))
         return;
+    if (log_cfg.json) {
+        va_start(ap, fmt);
+        vsnprintf(line, sizeof line, fmt, ap);
+        va_end(ap);
+        log_json_line(level, line);
+        return;
+    }
     if (log_cfg.stamp) {
         struct timeval tv;
         struct tm tm;

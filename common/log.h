@@ -7,6 +7,12 @@ enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_NOTE = 2, LOG_INFO = 3, LOG_DE
 /* prog prefixes each line; stamp adds an ISO-8601 UTC time (servers). */
 void log_init(const char *prog, enum log_level level, int stamp);
 int log_enabled(enum log_level level);
+/* JSON mode (tcpunch --json): every line becomes {"event":"log","level":..,"message":..}, except
+ * the first error, which is held for the program's final error event (log_first_error). */
+void log_set_json(int on);
+int log_json(void);
+/* The first error logged in JSON mode, or NULL. */
+const char *log_first_error(void);
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define LOG_E(...) log_msg(LOG_ERROR, __VA_ARGS__)

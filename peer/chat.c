@@ -11,6 +11,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/sock.h"
+#include "peer/events.h"
 
 #define CHAT_LINE 4096
 #define CHAT_LINGER_MS 5000 /* after we leave, how long the peer's last lines may take */
@@ -27,11 +28,13 @@ struct chat {
     size_t rx_len;
     char tx[4 * CHAT_LINE]; /* lines waiting for the socket */
     size_t tx_len;
+    uint64_t sent, received; /* bytes on the connection, for the closed event */
 };
 
 static void chat_prompt(const struct chat *c)
 {
-    if (c->tty && !c->leaving)
+    /* --json promises that every stderr line is an event */
+    if (c->tty && !c->leaving && !c->o->json)
         fputs("> ", stderr);
 }
 
@@ -39,7 +42,7 @@ static void chat_prompt(const struct chat *c)
  * our terminal. */
 static void chat_show(struct chat *c)
 {
-    if (c->tty)
+    if (c->tty && !c->o->json)
         fputs("\r", stderr);
     printf("%s: ", c->link->peer);
     for (size_t i = 0; i < c->rx_len; i++) {
@@ -86,6 +89,7 @@ static void chat_typed(struct chat *c, const char *data, size_t n)
 
 static void chat_received(struct chat *c, const char *data, size_t n)
 {
+    c->received += n;
     for (size_t i = 0; i < n; i++) {
         if (data[i] == '\n' || c->rx_len == CHAT_LINE - 1) {
             chat_show(c);
@@ -101,6 +105,7 @@ static int chat_flush(struct chat *c)
     ssize_t w = send(c->link->fd, c->tx, c->tx_len, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0)
         return errno == EAGAIN || errno == EINTR ? 0 : -1;
+    c->sent += (uint64_t)w;
     memmove(c->tx, c->tx + w, c->tx_len - (size_t)w);
     c->tx_len -= (size_t)w;
     return 0;
@@ -181,13 +186,14 @@ int chat_run(const struct peer_opts *o, struct peer_link *link)
     c->link = link;
     c->tty = isatty(STDIN_FILENO);
     sk_tune_stream(link->fd);
-    if (c->tty)
+    if (c->tty && !o->json)
         fprintf(stderr, "chatting with %s; /quit or Ctrl-D to leave\n", link->peer);
     chat_received(c, link->prefill, link->prefill_len);
     chat_prompt(c);
     rc = chat_loop(c);
     close(link->fd);
     link->fd = -1;
+    ev_closed(o, link->peer, c->sent, c->received, rc);
     free(c);
     return rc;
 }

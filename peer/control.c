@@ -17,8 +17,11 @@
 #include "common/linebuf.h"
 #include "common/log.h"
 #include "common/sock.h"
+#include "peer/events.h"
 #include "peer/peer.h"
+#include "peer/probe.h"
 #include "peer/punch.h"
+#include "peer/relay.h"
 
 #define CTL_CONNECT_TIMEOUT_MS 10000
 #define CTL_ANSWER_TIMEOUT_MS 10000
@@ -43,6 +46,13 @@ struct ctl {
     int64_t ping_seq;
     uint64_t last_rx_ms;
     struct shake_ctx shake;
+    struct prb *probe;    /* the NAT probe while it runs */
+    bool connect_waiting; /* connect goes out once the probe is done */
+    enum proto_nat nat;   /* our mapping, as the probe showed */
+    struct punch *punch;  /* while punching */
+    struct rl *relay;     /* the relay attempt, until it joined or failed */
+    bool relay_only;      /* this session makes no direct attempt */
+    char relay_note[400]; /* what became of the relay path, for a failure message */
     int result;
     uint64_t rx_us; /* monotonic arrival time of the bytes being parsed */
     char rbuf[16384];
@@ -76,6 +86,10 @@ static void ctl_end(struct ctl *c, int result)
     c->state = CTL_DONE;
     c->result = result;
     uv_timer_stop(&c->timer);
+    prb_cancel(c->probe);
+    c->probe = NULL;
+    rl_cancel(c->relay);
+    c->relay = NULL;
     ctl_close(c);
 }
 
@@ -106,6 +120,7 @@ static void ctl_send_hello(struct ctl *c)
     m.type = PROTO_HELLO;
     m.u.hello.version = PROTO_VERSION;
     memcpy(m.u.hello.id, c->o->id, sizeof m.u.hello.id);
+    m.u.hello.path = c->o->path;
     /* a server on loopback means everybody is on this host: LAN addresses add nothing */
     if (!ep_is_loopback((struct sockaddr *)&c->server))
         m.u.hello.endpoints.n =
@@ -117,16 +132,88 @@ static void ctl_send_hello(struct ctl *c)
 static void ctl_punch_done(struct punch *p, int status, const char *why, void *arg)
 {
     struct ctl *c = arg;
+    char note[400];
     (void)p;
-    if (status != EXIT_DONE)
-        LOG_E("punch to %s failed: %s", c->shake.peer, why);
+    c->punch = NULL;
+    if (c->relay)
+        rl_describe(c->relay, note, sizeof note);
+    else
+        snprintf(note, sizeof note, "%s", c->relay_note);
+    if (status != EXIT_DONE && c->relay_only)
+        LOG_E("punch to %s failed: relay: %s; direct skipped: %s", c->shake.peer, note,
+              c->link->direct_why);
+    else if (status != EXIT_DONE)
+        LOG_E("punch to %s failed: direct: %s; relay: %s", c->shake.peer, why, note);
     ctl_end(c, status);
+}
+
+static void ctl_relay_done(struct rl *r, int status, const char *why, int fd, const char *pre,
+                           size_t prelen, void *arg)
+{
+    struct ctl *c = arg;
+    (void)r;
+    c->relay = NULL;
+    if (status == EXIT_DONE) {
+        snprintf(c->relay_note, sizeof c->relay_note, "joined, but no handshake through it");
+        if (!c->punch)
+            close(fd);
+        else
+            punch_adopt(c->punch, fd, "relay", pre, prelen);
+        return;
+    }
+    snprintf(c->relay_note, sizeof c->relay_note, "%s", why);
+    if (c->relay_only && c->punch)
+        punch_abort(c->punch, status, why);
+    else
+        LOG_W("%s; still trying direct", why);
+}
+
+/* What this session tries: direct attempts, the relay, or both. Returns 1 when the relay is
+ * used, 0 when not, -1 after failing c (no path at all). */
+static int ctl_plan(struct ctl *c, const struct proto_msg *m, struct punch_cfg *cfg)
+{
+    bool relay = m->u.punch.relay && c->o->path != PROTO_PATH_DIRECT;
+    const char *skip = NULL;
+    if (m->u.punch.no_direct)
+        skip = m->u.punch.reason[0] ? m->u.punch.reason : "the server says there is no direct path";
+    else if (c->o->path == PROTO_PATH_RELAY)
+        skip = "--relay-only";
+    snprintf(c->relay_note, sizeof c->relay_note, "%s",
+             c->o->path == PROTO_PATH_DIRECT ? "not used (--no-relay)"
+             : !relay                        ? "not offered by the server"
+                                             : "not tried");
+    if (skip && !relay) {
+        ctl_fail(c, EXIT_PUNCH, "no path to %s: direct skipped (%s), relay not offered",
+                 m->u.punch.peer, skip);
+        return -1;
+    }
+    if (skip) {
+        cfg->relay_only = true;
+        snprintf(c->link->direct_why, sizeof c->link->direct_why, "%.200s", skip);
+    }
+    c->relay_only = cfg->relay_only;
+    return relay;
+}
+
+/* The relay goes to the address the control connection uses, from a fresh ephemeral port. */
+static void ctl_relay_start(struct ctl *c, const struct proto_msg *m)
+{
+    char err[200];
+    uint64_t delay = c->relay_only ? 0 : c->o->direct_timeout_ms;
+    c->relay = rl_start(&c->loop, (const struct sockaddr *)&c->server, m->u.punch.session,
+                        m->u.punch.token, delay, ctl_relay_done, c, err, sizeof err);
+    if (c->relay)
+        return;
+    snprintf(c->relay_note, sizeof c->relay_note, "%s", err);
+    if (c->relay_only)
+        punch_abort(c->punch, EXIT_LOCAL, err);
 }
 
 static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
 {
     struct punch_cfg cfg;
     char ep[EP_STRLEN], err[200];
+    int relay;
 
     if (c->state == CTL_PUNCHING) {
         LOG_W("ignoring a second punch order (from %s): already connecting", m->u.punch.peer);
@@ -139,13 +226,16 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
     c->state = CTL_PUNCHING;
     uv_timer_stop(&c->timer);
     memset(&cfg, 0, sizeof cfg);
+    if ((relay = ctl_plan(c, m, &cfg)) < 0)
+        return;
     cfg.local = c->local;
     cfg.timeout_ms = c->o->timeout_ms;
     /* the server timed both orders to arrive together: aim both first SYNs at the same moment
      * after the kernel's arrival stamp, leaving time to get ready */
     cfg.start_us = c->rx_us + (m->u.punch.start_in_us >= 0 ? (uint64_t)m->u.punch.start_in_us
                                                            : PROTO_DEFAULT_START_IN_US);
-    punch_candidates(&cfg, &m->u.punch.observed, &m->u.punch.endpoints, &c->observed);
+    if (!cfg.relay_only)
+        punch_candidates(&cfg, &m->u.punch.observed, &m->u.punch.endpoints, &c->observed);
     memcpy(c->shake.session, m->u.punch.session, sizeof c->shake.session);
     memcpy(c->shake.self, c->o->id, sizeof c->shake.self);
     memcpy(c->shake.peer, m->u.punch.peer, sizeof c->shake.peer);
@@ -156,17 +246,21 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
           ep_format((const struct sockaddr *)&m->u.punch.observed, ep, sizeof ep), cfg.ncand,
           cfg.ncand == 1 ? "" : "s",
           m->u.punch.role == PROTO_INITIATOR ? "initiator" : "responder");
+    ev_punching(c->o, m, &cfg);
     for (int i = 0; i < cfg.ncand; i++)
         LOG_D("candidate %d: %s (%s)", i,
               ep_format((struct sockaddr *)&cfg.cand[i].addr, ep, sizeof ep), cfg.cand[i].kind);
-    if (!punch_start(&c->loop, &cfg, c->link, ctl_punch_done, c, err, sizeof err))
+    c->punch = punch_start(&c->loop, &cfg, c->link, ctl_punch_done, c, err, sizeof err);
+    if (!c->punch)
         ctl_fail(c, EXIT_LOCAL, "%s%s", err, "");
+    else if (relay)
+        ctl_relay_start(c, m);
 }
 
 static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
 {
     const char *code = m->u.error.code;
-    char msg[600];
+    char msg[500]; /* ctl_fail prints it into 512 bytes */
     if (c->state == CTL_PUNCHING) {
         LOG_I("server: %s (%s)", m->u.error.message, code);
         return;
@@ -176,6 +270,12 @@ static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
                  "%s is not registered on %s: is `tcpunch listen` running there with --id %s?",
                  c->target ? c->target : "the peer", c->o->server, c->target ? c->target : "ID");
         ctl_fail(c, EXIT_NO_PEER, "%s%s", msg, "");
+        return;
+    }
+    if (strcmp(code, "no-path") == 0) {
+        snprintf(msg, sizeof msg, "no path to %s: %s", c->target ? c->target : "the peer",
+                 m->u.error.message);
+        ctl_fail(c, EXIT_PUNCH, "%s%s", msg, "");
         return;
     }
     if (strcmp(code, "id-taken") == 0) {
@@ -217,31 +317,84 @@ static void ctl_on_timer(uv_timer_t *t)
     }
 }
 
+static void ctl_send_connect(struct ctl *c)
+{
+    struct proto_msg req;
+    memset(&req, 0, sizeof req);
+    req.type = PROTO_CONNECT;
+    snprintf(req.u.connect.target, sizeof req.u.connect.target, "%s", c->target);
+    ctl_send(c, &req);
+}
+
+static void ctl_probe_done(struct prb *p, const struct prb_result *r, void *arg)
+{
+    struct ctl *c = arg;
+    char ep[EP_STRLEN];
+    (void)p;
+    c->probe = NULL;
+    if (r->ok) {
+        c->nat = r->mapping;
+        LOG_I("probe: the probe port saw us as %s, NAT mapping %s",
+              ep_format((const struct sockaddr *)&r->observed, ep, sizeof ep),
+              proto_nat_name(r->mapping));
+    } else {
+        LOG_I("probe failed, going on without it: %s", r->why);
+    }
+    if (c->connect_waiting && c->state == CTL_ASKED) {
+        c->connect_waiting = false;
+        ctl_send_connect(c);
+    }
+}
+
+/* The probe runs from our shared port, like the punch will, so that the server learns our
+ * mapping (and can tell the other peer in its punch). A probe that fails costs nothing. */
+static void ctl_probe_start(struct ctl *c, const struct proto_msg *m)
+{
+    struct sockaddr_storage to = c->server;
+    char err[200];
+    if (!m->u.welcome.probe_port)
+        return;
+    ep_set_port((struct sockaddr *)&to, m->u.welcome.probe_port);
+    c->probe =
+        prb_start(&c->loop, (const struct sockaddr *)&c->local, (const struct sockaddr *)&to,
+                  m->u.welcome.probe_token, PRB_TIMEOUT_MS, ctl_probe_done, c, err, sizeof err);
+    if (!c->probe)
+        LOG_I("probe not started, going on without it: %s", err);
+}
+
 static void ctl_on_welcome(struct ctl *c, const struct proto_msg *m)
 {
     char ep[EP_STRLEN];
-    struct proto_msg req;
     if (c->state != CTL_HELLO) {
         LOG_W("ignoring an unexpected welcome");
         return;
     }
     c->keepalive_s = m->u.welcome.keepalive;
     c->observed = m->u.welcome.observed;
+    if (c->o->path == PROTO_PATH_RELAY && !m->u.welcome.relay) {
+        ctl_fail(c, EXIT_PUNCH, "the server %s does not relay, and --relay-only needs its relay%s",
+                 c->o->server, "");
+        return;
+    }
     LOG_I("registered as %s on %s, public endpoint %s", m->u.welcome.id, c->o->server,
           ep_format((const struct sockaddr *)&m->u.welcome.observed, ep, sizeof ep));
+    ev_registered(c->o, m);
+    ctl_probe_start(c, m);
     if (!c->target) {
         c->state = CTL_WAITING;
-        LOG_N("waiting for a peer to connect to %s", c->o->id);
+        LOG_I("waiting for a peer to connect to %s", c->o->id);
         /* ping often enough that the server never sees us silent for a whole keepalive */
         uv_timer_start(&c->timer, ctl_on_timer, (uint64_t)c->keepalive_s * 1000 / 3,
                        (uint64_t)c->keepalive_s * 1000 / 3);
         return;
     }
     c->state = CTL_ASKED;
-    memset(&req, 0, sizeof req);
-    req.type = PROTO_CONNECT;
-    snprintf(req.u.connect.target, sizeof req.u.connect.target, "%s", c->target);
-    ctl_send(c, &req);
+    /* with our mapping known before the pairing, the server can choose the path (at most
+     * PRB_TIMEOUT_MS of delay, and only when the server has a probe port) */
+    if (c->probe)
+        c->connect_waiting = true;
+    else
+        ctl_send_connect(c);
 }
 
 static int ctl_on_line(void *arg, char *line, size_t len)

@@ -8,6 +8,9 @@
 #include "common/log.h"
 #include "peer/options.h"
 
+enum { OPTS_JSON = 256 }; /* long options without a short form */
+enum { OPTS_DIRECT_TIMEOUT = 300, OPTS_NO_RELAY, OPTS_RELAY_ONLY };
+
 void opts_usage(FILE *out)
 {
     fputs("Usage: tcpunch [OPTIONS] COMMAND [ARGS]\n"
@@ -22,6 +25,9 @@ void opts_usage(FILE *out)
           "                      no server: connect from port LOCAL to HOST:PORT again and\n"
           "                      again until the other side, doing the same, meets us\n"
           "                      (both know each other's public address and port)\n"
+          "  nat-check           register, probe the server's probe port from the same\n"
+          "                      local port and report on stdout what our NAT does\n"
+          "                      (exit status 0, 7, 8 or 9 gives the verdict)\n"
           "\n"
           "Options (before or after the command):\n"
           "  -s, --server HOST:PORT  rendezvous server (env TCPUNCH_SERVER)\n"
@@ -31,8 +37,18 @@ void opts_usage(FILE *out)
           "                          (default 0: pick a free one)\n"
           "  -t, --timeout SEC       give up punching after SEC seconds (default 10;\n"
           "                          fractions allowed, 0.1 to 3600)\n"
+          "      --direct-timeout SEC\n"
+          "                          when the server offers a relay, open it if no direct\n"
+          "                          connection is up after SEC seconds; direct attempts\n"
+          "                          go on until --timeout (default 5; fractions allowed,\n"
+          "                          0 to 3600)\n"
+          "      --no-relay          direct connections only, never through the relay\n"
+          "      --relay-only        through the server's relay only, no direct attempt\n"
           "  -v, --verbose           say how the connection was made; twice: debug detail\n"
           "  -q, --quiet             print errors only\n"
+          "      --json              events (registered, punching, connected, closed,\n"
+          "                          error) as JSON lines on stderr; nat-check prints\n"
+          "                          its report as one JSON object on stdout\n"
           "  -h, --help              show this help\n"
           "  -V, --version           show the version\n"
           "\n"
@@ -41,9 +57,15 @@ void opts_usage(FILE *out)
           "  1  usage error\n"
           "  2  server unreachable, refused us (e.g. id taken), or lost before the punch\n"
           "  3  peer not found on the server\n"
-          "  4  punch failed: no verified direct connection before --timeout\n"
+          "  4  punch failed: no verified connection (direct or relayed) before\n"
+          "     --timeout, or no path (relay refused, full, disabled or timed out)\n"
           "  5  connection lost after it was established\n"
           "  6  local error: stdin/stdout, or the local --port is in use\n"
+          "  nat-check, its verdict (failures as above):\n"
+          "  0  no NAT: the server sees one of our own addresses\n"
+          "  7  NAT with endpoint-independent mapping: direct connections can be punched\n"
+          "  8  NAT with endpoint-dependent mapping (symmetric): a relay is needed\n"
+          "  9  cannot tell: the server has no probe port, or the probe got no answer\n"
           "\n"
           "Examples:\n"
           "  tcpunch -s vps.example:7000 -i bob listen > received.bin\n"
@@ -54,6 +76,10 @@ void opts_usage(FILE *out)
 
 int opts_bad(const char *fmt, const char *arg)
 {
+    if (log_json()) { /* held for main's error event: stderr carries only JSON */
+        log_msg(LOG_ERROR, fmt, arg);
+        return EXIT_USAGE;
+    }
     fprintf(stderr, "tcpunch: ");
     fprintf(stderr, fmt, arg);
     fprintf(stderr, "\nTry 'tcpunch --help' for more information.\n");
@@ -100,21 +126,27 @@ static int opts_set_id(struct peer_opts *o, const char *v, const char *from)
 
 int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
 {
-    static const struct option longs[] = {{"server", required_argument, NULL, 's'},
-                                          {"id", required_argument, NULL, 'i'},
-                                          {"port", required_argument, NULL, 'p'},
-                                          {"timeout", required_argument, NULL, 't'},
-                                          {"verbose", no_argument, NULL, 'v'},
-                                          {"quiet", no_argument, NULL, 'q'},
-                                          {"help", no_argument, NULL, 'h'},
-                                          {"version", no_argument, NULL, 'V'},
-                                          {NULL, 0, NULL, 0}};
+    static const struct option longs[] = {
+        {"server", required_argument, NULL, 's'},
+        {"id", required_argument, NULL, 'i'},
+        {"port", required_argument, NULL, 'p'},
+        {"timeout", required_argument, NULL, 't'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {"json", no_argument, NULL, OPTS_JSON},
+        {"direct-timeout", required_argument, NULL, OPTS_DIRECT_TIMEOUT},
+        {"no-relay", no_argument, NULL, OPTS_NO_RELAY},
+        {"relay-only", no_argument, NULL, OPTS_RELAY_ONLY},
+        {NULL, 0, NULL, 0}};
     const char *env;
     double num;
     int ch;
 
     memset(o, 0, sizeof *o);
     o->timeout_ms = 10000;
+    o->direct_timeout_ms = 5000;
     o->server = getenv("TCPUNCH_SERVER");
     if (o->server && !o->server[0])
         o->server = NULL;
@@ -122,6 +154,10 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
     if ((env = getenv("TCPUNCH_ID")) && env[0] && opts_set_id(o, env, "TCPUNCH_ID") != EXIT_DONE)
         return EXIT_USAGE;
 
+    /* --json may follow a bad option; it must still turn that usage error into JSON */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--json") == 0)
+            log_set_json(1);
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "s:i:p:t:vqhV", longs, NULL)) != -1) {
         switch (ch) {
@@ -148,6 +184,22 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
         case 'q':
             o->quiet = true;
             break;
+        case OPTS_JSON:
+            o->json = true;
+            break;
+        case OPTS_DIRECT_TIMEOUT:
+            if (opts_number(optarg, 0, 3600, &num) < 0)
+                return opts_bad("--direct-timeout: \"%s\" is not a number of seconds (0-3600)",
+                                optarg);
+            o->direct_timeout_ms = (uint64_t)(num * 1000);
+            break;
+        case OPTS_NO_RELAY:
+        case OPTS_RELAY_ONLY:
+            if (o->path != PROTO_PATH_ANY &&
+                o->path != (ch == OPTS_NO_RELAY ? PROTO_PATH_DIRECT : PROTO_PATH_RELAY))
+                return opts_bad("%s", "--no-relay and --relay-only exclude each other");
+            o->path = ch == OPTS_NO_RELAY ? PROTO_PATH_DIRECT : PROTO_PATH_RELAY;
+            break;
         case 'h':
             opts_usage(stdout);
             return -1;
@@ -161,13 +213,13 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
         }
     }
     if (optind >= argc)
-        return opts_bad("%s", "no command given (listen, connect, chat, direct)");
+        return opts_bad("%s", "no command given (listen, connect, chat, direct, nat-check)");
     *first = optind;
     log_init("tcpunch",
              o->quiet ? LOG_ERROR
                       : (o->verbose >= 2 ? LOG_DEBUG
                          : o->verbose    ? LOG_INFO
-                                         : LOG_WARN),
+                                         : LOG_NOTE), /* NOTE: the path line */
              0);
     return EXIT_DONE;
 }

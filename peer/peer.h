@@ -18,6 +18,10 @@ enum peer_exit {
     EXIT_PUNCH = 4,   /* no verified connection before the timeout */
     EXIT_LOST = 5,    /* the connection failed after it was established */
     EXIT_LOCAL = 6,   /* stdin/stdout or another local error */
+    /* nat-check verdicts (0 above: no NAT) */
+    EXIT_NAT_EIM = 7,     /* NAT with endpoint-independent mapping: punchable */
+    EXIT_NAT_SYM = 8,     /* endpoint-dependent mapping (symmetric): a relay is needed */
+    EXIT_NAT_UNKNOWN = 9, /* cannot tell: the server has no probe port, or it did not answer */
 };
 
 struct peer_opts {
@@ -27,6 +31,9 @@ struct peer_opts {
     uint64_t timeout_ms; /* for the punch */
     int verbose;
     bool quiet;
+    bool json; /* --json: events as JSON lines on stderr (nat-check: its report on stdout) */
+    uint64_t direct_timeout_ms; /* open the offered relay when no direct path won by then */
+    enum proto_path path;       /* hello.path: --no-relay "direct", --relay-only "relay" */
 };
 
 /* A verified connection to the other peer, out of the event loop, ready for the pump. */
@@ -38,7 +45,10 @@ struct peer_link {
     uint64_t punch_ms; /* from the punch order to the handshake done */
     unsigned attempts; /* connect() calls made */
     size_t prefill_len;
-    char prefill[PROTO_MAX_LINE]; /* peer data that arrived with the handshake */
+    char prefill[PROTO_MAX_LINE];         /* peer data that arrived with the handshake */
+    bool relayed;                         /* through the server's relay, not direct */
+    struct sockaddr_storage relay_server; /* the relay's endpoint, when relayed */
+    char direct_why[256];                 /* relayed: why the direct path failed or was skipped */
 };
 
 /* Registers with the server, asks for target (NULL: waits for someone to ask for us), punches
@@ -48,7 +58,7 @@ int peer_rendezvous(const struct peer_opts *o, const char *target, struct peer_l
 /* Pipes stdin/stdout through the link with netcat semantics; returns an exit code. */
 int peer_pipe(const struct peer_opts *o, struct peer_link *link);
 
-/* Prints the one-line summary of how the link was made (with -v). */
+/* Reports how the link was made: the path line (unless -q), or the `connected` event. */
 void peer_report(const struct peer_opts *o, const struct peer_link *link);
 
 #endif

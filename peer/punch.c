@@ -52,7 +52,8 @@ struct pconn {
     uv_timer_t retry;
     struct punch *p;
     struct pconn *next; /* inbound list */
-    int cand;           /* -1: accepted by the listener */
+    int cand;           /* -1: accepted by the listener, or adopted */
+    const char *kind;   /* adopted: what it is ("relay"); NULL otherwise */
     enum pc_state state;
     bool tcp_open; /* tcp initialised and not yet closed */
     bool dead;     /* no more retries (bad handshake) */
@@ -82,6 +83,7 @@ struct punch {
     uint64_t start_ms;
     uint64_t t0_us;
     unsigned attempts;
+    unsigned established; /* direct connections that completed TCP */
     bool pinned;
     cpu_set_t cpus; /* the affinity to restore after the punch */
     struct pconn *selected;
@@ -200,7 +202,26 @@ static void pu_close_conn(struct pconn *c)
 
 static const char *pu_kind(const struct pconn *c)
 {
+    if (c->kind)
+        return c->kind;
     return c->cand < 0 ? "inbound" : c->p->cfg.cand[c->cand].kind;
+}
+
+/* What the direct attempts came to, for the report of a relayed connection. */
+static void pu_direct_text(const struct punch *p, char *buf, size_t len)
+{
+    double secs = (double)(clk_ms() - p->start_ms) / 1000.0;
+    if (p->cfg.ncand == 0)
+        snprintf(buf, len, "no usable candidate address");
+    else if (p->attempts == 0)
+        snprintf(buf, len, "the relay won before the first SYN");
+    else if (p->established)
+        snprintf(buf, len, "connected %u time%s but no handshake in %.1f s (%u attempt%s)",
+                 p->established, p->established == 1 ? "" : "s", secs, p->attempts,
+                 p->attempts == 1 ? "" : "s");
+    else
+        snprintf(buf, len, "no SYN got through in %.1f s (%u attempt%s)", secs, p->attempts,
+                 p->attempts == 1 ? "" : "s");
 }
 
 /* Summarises why no candidate worked, for the user. */
@@ -292,6 +313,13 @@ static void pu_win(struct pconn *c, const char *rest, size_t restlen)
     l->via = pu_kind(c);
     l->punch_ms = clk_ms() - p->start_ms;
     l->attempts = p->attempts;
+    l->relayed = c->kind && strcmp(c->kind, "relay") == 0;
+    if (l->relayed) {
+        l->relay_server = l->remote;
+        /* with no direct attempt the caller has put the reason in already */
+        if (!p->cfg.relay_only)
+            pu_direct_text(p, l->direct_why, sizeof l->direct_why);
+    }
     l->prefill_len = restlen;
     if (restlen)
         memcpy(l->prefill, rest, restlen);
@@ -375,21 +403,14 @@ static void pu_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     *buf = uv_buf_init(c->p->rbuf, sizeof c->p->rbuf);
 }
 
-static void pu_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* Handshake lines, one at a time: what follows the winning line is the peer's data. */
+static void pu_feed(struct pconn *c, const char *data, size_t n)
 {
-    struct pconn *c = container_of((uv_tcp_t *)s, struct pconn, tcp);
     size_t off = 0;
-    if (nread == 0)
-        return;
-    if (nread < 0) {
-        c->last_err = (int)nread;
-        pu_close_conn(c);
-        return;
-    }
-    while (off < (size_t)nread) {
+    while (off < n) {
         ssize_t used;
         c->line_done = false;
-        used = lb_feed(&c->lb, buf->base + off, (size_t)nread - off, pu_on_line, c);
+        used = lb_feed(&c->lb, data + off, n - off, pu_on_line, c);
         if (used < 0) {
             c->dead = true;
             pu_close_conn(c);
@@ -399,10 +420,23 @@ static void pu_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (!c->line_done || !c->tcp_open)
             return;
         if (c->state == PC_WON) {
-            pu_win(c, buf->base + off, (size_t)nread - off);
+            pu_win(c, data + off, n - off);
             return;
         }
     }
+}
+
+static void pu_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct pconn *c = container_of((uv_tcp_t *)s, struct pconn, tcp);
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        c->last_err = (int)nread;
+        pu_close_conn(c);
+        return;
+    }
+    pu_feed(c, buf->base, (size_t)nread);
 }
 
 /* A TCP connection exists: verify it (or take it, in plain mode). */
@@ -438,6 +472,7 @@ static void pu_on_connect(uv_connect_t *req, int status)
         pu_close_conn(c);
         return;
     }
+    c->p->established++;
     pu_begin(c);
 }
 
@@ -508,6 +543,7 @@ static void pu_on_inbound(uv_stream_t *server, int status)
         pu_close_conn(c);
         return;
     }
+    p->established++;
     pu_begin(c);
 }
 
@@ -592,7 +628,8 @@ struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct p
                                    ep_port((const struct sockaddr *)&cfg->cand[0].addr));
     pu_timer(p, &p->deadline, pu_on_deadline, cfg->timeout_ms, 0);
     pu_timer(p, &p->sweep, pu_on_sweep, PUNCH_SWEEP_MS, PUNCH_SWEEP_MS);
-    pu_listen(p);
+    if (!cfg->relay_only)
+        pu_listen(p);
     for (int i = 0; i < cfg->ncand; i++) {
         struct pconn *c = &p->att[i];
         c->p = p;
@@ -607,6 +644,40 @@ struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct p
             pu_dial(c);
     }
     return p;
+}
+
+/* Adopted connections live on the inbound list: closed, stalled and selected like those. */
+int punch_adopt(struct punch *p, int fd, const char *kind, const char *pre, size_t prelen)
+{
+    struct pconn *c;
+    if (p->finished || !(c = calloc(1, sizeof *c))) {
+        close(fd);
+        return -1;
+    }
+    c->p = p;
+    c->cand = -1;
+    c->kind = kind;
+    uv_tcp_init(p->loop, &c->tcp);
+    c->tcp.data = p;
+    p->handles++;
+    c->tcp_open = true;
+    c->next = p->inbound;
+    p->inbound = c;
+    if (uv_tcp_open(&c->tcp, fd) < 0) {
+        close(fd);
+        pu_close_conn(c);
+        return -1;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    pu_begin(c);
+    if (c->tcp_open && prelen)
+        pu_feed(c, pre, prelen);
+    return 0;
+}
+
+void punch_abort(struct punch *p, int status, const char *why)
+{
+    pu_finish(p, status, why);
 }
 
 static void pu_add_cand(struct punch_cfg *cfg, const struct sockaddr_storage *a, const char *kind)

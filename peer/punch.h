@@ -25,6 +25,9 @@ struct punch_cfg {
     /* NULL: plain TCP (direct mode) — the first connection wins, and inbound ones only from
      * the host of cand[0]. */
     const struct shake_ctx *shake;
+    /* no direct attempt at all (punch said direct:false): no SYNs and no listener; only
+     * connections given to punch_adopt compete */
+    bool relay_only;
 };
 
 struct punch;
@@ -34,6 +37,15 @@ typedef void (*punch_done_cb)(struct punch *p, int status, const char *why, void
 /* Starts punching on loop; done is called exactly once, then the punch frees itself. */
 struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct peer_link *link,
                           punch_done_cb done, void *arg, char *err, size_t errlen);
+
+/* Takes over fd, a connected stream that is not one of our direct attempts (a relayed
+ * connection): the same handshake runs on it and it competes with the direct attempts; kind
+ * names it in reports ("relay"). pre holds bytes already read from it. On failure fd is closed
+ * and -1 returned. */
+int punch_adopt(struct punch *p, int fd, const char *kind, const char *pre, size_t prelen);
+
+/* Ends the punch now with status and why (done is called as for any end). */
+void punch_abort(struct punch *p, int status, const char *why);
 
 /* Fills cfg->cand from a punch message: the peer's observed endpoint, its observed address with
  * its own port, then (when self, our observed endpoint, has the same public address: one NAT for

@@ -16,7 +16,16 @@
 
 enum { EXIT_USAGE = 1, EXIT_LISTEN = 2 };
 
-enum { OPT_KEEPALIVE = 256, OPT_HELLO_TIMEOUT, OPT_MAX_PEERS };
+enum { OPT_KEEPALIVE = 256, OPT_HELLO_TIMEOUT, OPT_MAX_PEERS, OPT_PROBE_LISTEN };
+/* the relay's options, parsed by parse_relay */
+enum {
+    OPT_NO_RELAY = 512,
+    OPT_RELAY_MAX,
+    OPT_RELAY_BYTES,
+    OPT_RELAY_SECONDS,
+    OPT_RELAY_RATE,
+    OPT_RELAY_WAIT
+};
 
 /* Everything the process owns, on main's stack: no mutable globals. */
 struct app {
@@ -39,12 +48,28 @@ static void usage(FILE *f)
             "  -l, --listen HOST:PORT   address to listen on, repeatable (default " DEFAULT_LISTEN
             ");\n"
             "                           IPv6 as [ADDR]:PORT, e.g. [::]:7000 (IPv6 only)\n"
+            "      --probe-listen HOST:PORT\n"
+            "                           also listen here for NAT probes only, repeatable\n"
+            "                           (default none); welcome announces the first one's\n"
+            "                           port, so peers (and tcpunch nat-check) can tell\n"
+            "                           whether their NAT keeps one public port per local one\n"
             "      --keepalive SEC      drop a registered peer after SEC seconds without a\n"
             "                           message (default 60); peers ping every SEC/3\n"
             "      --hello-timeout SEC  drop a connection that has not sent hello after SEC\n"
             "                           seconds (default 10)\n"
             "      --max-peers N        refuse connections beyond N at once, registered or\n"
             "                           not yet (default 100000)\n"
+            "      --no-relay           do not relay sessions whose direct path fails\n"
+            "      --relay-max N        relay at most N sessions at once (default 64)\n"
+            "      --relay-bytes N      cut a relayed session after N bytes, both directions\n"
+            "                           together (default 1G; K, M, G = 1024-multiples;\n"
+            "                           0: unlimited)\n"
+            "      --relay-seconds N    cut a relayed session after N seconds (default 3600;\n"
+            "                           0: unlimited)\n"
+            "      --relay-rate N       at most N bytes/s per direction per relayed session\n"
+            "                           (default 0: unlimited; K, M, G allowed)\n"
+            "      --relay-wait SEC     how long the first peer at the relay waits for the\n"
+            "                           second (default 30)\n"
             "  -v, --verbose            log details of every connection and message\n"
             "  -q, --quiet              log errors only\n"
             "  -h, --help               show this help and exit\n"
@@ -83,6 +108,77 @@ static int parse_num(const char *s, unsigned long lo, unsigned long hi, unsigned
     return 0;
 }
 
+/* A byte count: decimal with an optional K, M or G (powers of 1024); 0 is allowed. */
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    unsigned shift = 0;
+    if (*s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno)
+        return -1;
+    if (*end == 'K' || *end == 'k')
+        shift = 10;
+    else if (*end == 'M' || *end == 'm')
+        shift = 20;
+    else if (*end == 'G' || *end == 'g')
+        shift = 30;
+    if (shift)
+        end++;
+    if (*end || v > (UINT64_MAX >> 1) >> shift)
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+/* The relay's options; returns 0 or the exit code of a usage error. */
+static int parse_relay(int opt, const char *arg, struct rly_cfg *r)
+{
+    unsigned long v;
+    switch (opt) {
+    case OPT_NO_RELAY:
+        r->enabled = false;
+        return 0;
+    case OPT_RELAY_MAX:
+        if (parse_num(arg, 1, 1000000, &v) < 0)
+            return usage_error("--relay-max must be 1..1000000 sessions, not '%s'", arg);
+        r->max_sessions = v;
+        return 0;
+    case OPT_RELAY_BYTES:
+        if (parse_size(arg, &r->max_bytes) < 0)
+            return usage_error("--relay-bytes must be a byte count like 500M or 0, not '%s'", arg);
+        return 0;
+    case OPT_RELAY_SECONDS:
+        if (parse_num(arg, 0, 31536000, &v) < 0)
+            return usage_error("--relay-seconds must be 0..31536000 seconds, not '%s'", arg);
+        r->max_seconds = v;
+        return 0;
+    case OPT_RELAY_RATE:
+        if (parse_size(arg, &r->rate) < 0)
+            return usage_error("--relay-rate must be bytes/s like 512K or 0, not '%s'", arg);
+        return 0;
+    default: /* OPT_RELAY_WAIT */
+        if (parse_num(arg, 1, 3600, &v) < 0)
+            return usage_error("--relay-wait must be 1..3600 seconds, not '%s'", arg);
+        r->wait = (unsigned)v;
+        return 0;
+    }
+}
+
+static int add_probe_listen(struct srv_config *cfg, const char *arg)
+{
+    char err[160];
+    if (cfg->nprobe_listen >= SRV_MAX_LISTEN)
+        return usage_error("too many --probe-listen addresses (at most 16)", NULL);
+    if (ep_resolve(arg, false, &cfg->probe_listen[cfg->nprobe_listen], err, sizeof err) < 0)
+        return usage_error("invalid --probe-listen address: %s", err);
+    cfg->nprobe_listen++;
+    return 0;
+}
+
 static int add_listen(struct srv_config *cfg, const char *arg)
 {
     char err[160];
@@ -102,6 +198,13 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
         {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
         {"hello-timeout", required_argument, NULL, OPT_HELLO_TIMEOUT},
         {"max-peers", required_argument, NULL, OPT_MAX_PEERS},
+        {"probe-listen", required_argument, NULL, OPT_PROBE_LISTEN},
+        {"no-relay", no_argument, NULL, OPT_NO_RELAY},
+        {"relay-max", required_argument, NULL, OPT_RELAY_MAX},
+        {"relay-bytes", required_argument, NULL, OPT_RELAY_BYTES},
+        {"relay-seconds", required_argument, NULL, OPT_RELAY_SECONDS},
+        {"relay-rate", required_argument, NULL, OPT_RELAY_RATE},
+        {"relay-wait", required_argument, NULL, OPT_RELAY_WAIT},
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -115,6 +218,19 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
         switch (opt) {
         case 'l':
             if ((rc = add_listen(cfg, optarg)) != 0)
+                return rc;
+            break;
+        case OPT_PROBE_LISTEN:
+            if ((rc = add_probe_listen(cfg, optarg)) != 0)
+                return rc;
+            break;
+        case OPT_NO_RELAY:
+        case OPT_RELAY_MAX:
+        case OPT_RELAY_BYTES:
+        case OPT_RELAY_SECONDS:
+        case OPT_RELAY_RATE:
+        case OPT_RELAY_WAIT:
+            if ((rc = parse_relay(opt, optarg, &cfg->relay)) != 0)
                 return rc;
             break;
         case OPT_KEEPALIVE:
@@ -195,7 +311,15 @@ static int start_signals(struct app *app)
 
 int main(int argc, char **argv)
 {
-    struct srv_config cfg = {.keepalive = 60, .hello_timeout = 10, .max_peers = 100000};
+    struct srv_config cfg = {.keepalive = 60,
+                             .hello_timeout = 10,
+                             .max_peers = 100000,
+                             .relay = {.enabled = true,
+                                       .max_sessions = 64,
+                                       .max_bytes = 1ULL << 30,
+                                       .max_seconds = 3600,
+                                       .rate = 0,
+                                       .wait = 30}};
     enum log_level level = LOG_NOTE;
     struct app *app = NULL;
     char err[256] = "";

@@ -63,9 +63,61 @@ void pair_cancel(struct srv_conn *c)
     c->npending = 0;
 }
 
+/* How a session may connect, decided at `connect` (PROTOCOL.md, "Choosing the path"). */
+struct pair_plan {
+    bool direct;
+    bool relay;
+    char reason[PROTO_MAX_TEXT + 1];    /* why not direct */
+    char token[2][PROTO_TOKEN_LEN + 1]; /* relay tokens: [0] initiator, [1] responder */
+};
+
+static bool pair_both_dependent(const struct srv_conn *a, const struct srv_conn *b)
+{
+    return a->nat == PROTO_NAT_DEPENDENT && b->nat == PROTO_NAT_DEPENDENT;
+}
+
+/* Fills plan from both peers' policies and NAT mappings. Returns 0, or -1 with the no-path
+ * message in msg when nothing can work. */
+static int pair_plan(const struct srv *s, const struct srv_conn *from, const struct srv_conn *to,
+                     struct pair_plan *pl, char *msg, size_t len)
+{
+    const struct srv_conn *only_relay = from->path == PROTO_PATH_RELAY ? from
+                                        : to->path == PROTO_PATH_RELAY ? to
+                                                                       : NULL;
+    const struct srv_conn *only_direct = from->path == PROTO_PATH_DIRECT ? from
+                                         : to->path == PROTO_PATH_DIRECT ? to
+                                                                         : NULL;
+    bool symmetric = pair_both_dependent(from, to);
+
+    memset(pl, 0, sizeof *pl);
+    if (only_relay && only_direct) {
+        snprintf(msg, len, "%s allows only a relayed connection and %s only a direct one",
+                 only_relay->id, only_direct->id);
+        return -1;
+    }
+    if (only_relay)
+        snprintf(pl->reason, sizeof pl->reason, "%s asked for relay only", only_relay->id);
+    else if (symmetric)
+        snprintf(pl->reason, sizeof pl->reason, "both NATs map endpoint-dependently (symmetric)");
+    pl->direct = !only_relay && !symmetric;
+    pl->relay = s->cfg.relay.enabled && !only_direct;
+    if (!pl->direct && !s->cfg.relay.enabled) {
+        snprintf(msg, len, "%.200s, but this server does not relay", pl->reason);
+        return -1;
+    }
+    /* not in the spec's table: a symmetric pair where one side refuses the relay has no path
+     * either, and an empty punch would only make both sides wait for their timeout */
+    if (!pl->direct && !pl->relay) {
+        snprintf(msg, len, "%.120s, and %s allows only a direct connection", pl->reason,
+                 only_direct->id);
+        return -1;
+    }
+    return 0;
+}
+
 /* The punch `to` receives: everything in it describes `other`. */
 static int pair_encode(const struct srv_conn *other, enum proto_role role, const char *session,
-                       struct proto_msg *m, char *buf, size_t len)
+                       const struct pair_plan *pl, struct proto_msg *m, char *buf, size_t len)
 {
     memset(m, 0, sizeof *m);
     m->type = PROTO_PUNCH;
@@ -74,7 +126,15 @@ static int pair_encode(const struct srv_conn *other, enum proto_role role, const
     m->u.punch.role = role;
     m->u.punch.observed = other->observed;
     m->u.punch.endpoints = other->endpoints;
+    m->u.punch.nat = other->nat; /* as its probe showed; unknown without one */
     m->u.punch.start_in_us = PAIR_LEAD_US;
+    m->u.punch.relay = pl->relay;
+    if (pl->relay)
+        memcpy(m->u.punch.token, pl->token[role == PROTO_INITIATOR ? 0 : 1],
+               sizeof m->u.punch.token);
+    m->u.punch.no_direct = !pl->direct;
+    if (!pl->direct)
+        snprintf(m->u.punch.reason, sizeof m->u.punch.reason, "%s", pl->reason);
     return proto_encode(m, buf, len);
 }
 
@@ -115,7 +175,7 @@ static int pair_delay(struct srv_conn *to, const char *session, const char *line
 
 /* Both punches are encoded before either is sent: sending can drop a peer (overloaded),
  * and the second punch must still describe it as it was when the pair was made. */
-static void pair_punch(struct srv_conn *from, struct srv_conn *to)
+static void pair_punch(struct srv_conn *from, struct srv_conn *to, struct pair_plan *pl)
 {
     char session[PROTO_SESSION_LEN + 1];
     char line_from[PROTO_MAX_LINE], line_to[PROTO_MAX_LINE];
@@ -133,8 +193,18 @@ static void pair_punch(struct srv_conn *from, struct srv_conn *to)
         srv_refuse(from, "internal", "the server cannot create a session now", false);
         return;
     }
-    n_from = pair_encode(to, PROTO_INITIATOR, session, &m_from, line_from, sizeof line_from);
-    n_to = pair_encode(from, PROTO_RESPONDER, session, &m_to, line_to, sizeof line_to);
+    if (pl->relay &&
+        rly_offer(from->srv->rly, session, from->id, to->id, pl->token[0], pl->token[1]) < 0) {
+        if (!pl->direct) {
+            LOG_W("punch %s: the relay cannot take another offer", session);
+            srv_refuse(from, "no-path", "the relay has no room for another session", false);
+            return;
+        }
+        LOG_W("punch %s: the relay cannot take another offer; direct only", session);
+        pl->relay = false;
+    }
+    n_from = pair_encode(to, PROTO_INITIATOR, session, pl, &m_from, line_from, sizeof line_from);
+    n_to = pair_encode(from, PROTO_RESPONDER, session, pl, &m_to, line_to, sizeof line_to);
     if (n_from < 0 || n_to < 0) { /* cannot happen: ids and 8 endpoints fit in a line */
         LOG_E("punch %s: cannot encode the punch messages", session);
         srv_refuse(from, "internal", "the server cannot encode the punch", false);
@@ -172,15 +242,17 @@ static void pair_punch(struct srv_conn *from, struct srv_conn *to)
             srv_send(near, line_from, (size_t)n);
     }
     LOG_N("punch sent: session %s, %s (initiator) <-> %s (responder), %s first, %s %llu ms "
-          "later (rtt %.1f / %.1f ms)",
+          "later (rtt %.1f / %.1f ms), direct %s, relay %s",
           session, from->id, to->id, far->id, near->id, (unsigned long long)delay_ms,
-          far_rtt / 1000.0, near_rtt / 1000.0);
+          far_rtt / 1000.0, near_rtt / 1000.0, pl->direct ? "yes" : "no",
+          pl->relay ? "offered" : "no");
 }
 
 void pair_connect(struct srv *s, struct srv_conn *from, const char *target)
 {
     char msg[PROTO_MAX_TEXT];
     struct srv_conn *to;
+    struct pair_plan plan;
 
     if (from->state != SRV_LIVE) {
         srv_refuse(from, "not-registered", "send hello before connect", true);
@@ -197,5 +269,9 @@ void pair_connect(struct srv *s, struct srv_conn *from, const char *target)
         srv_refuse(from, "peer-not-found", msg, false);
         return;
     }
-    pair_punch(from, to);
+    if (pair_plan(s, from, to, &plan, msg, sizeof msg) < 0) {
+        srv_refuse(from, "no-path", msg, false);
+        return;
+    }
+    pair_punch(from, to, &plan);
 }

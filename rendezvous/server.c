@@ -1,5 +1,6 @@
 #include "rendezvous/server.h"
 #include "common/log.h"
+#include "common/rand.h"
 #include "rendezvous/pairing.h"
 #include "rendezvous/registry.h"
 
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SRV_BACKLOG 511
 #define SRV_SWEEP_MS 500
@@ -97,10 +99,16 @@ const char *srv_who(const struct srv_conn *c, char *buf, size_t len)
  * with the listeners already closed uv_run returns. */
 static void srv_maybe_done(struct srv *s)
 {
-    if (!s->stopping || s->fresh.n || s->live.n || s->linger.n)
+    if (!s->stopping || s->fresh.n || s->live.n || s->linger.n || (s->rly && !rly_idle(s->rly)))
         return;
     if (s->sweep_init && !uv_is_closing((uv_handle_t *)&s->sweep))
         uv_close((uv_handle_t *)&s->sweep, NULL);
+}
+
+/* The relay's last handle has closed during a shutdown. */
+static void srv_on_relay_idle(void *arg)
+{
+    srv_maybe_done(arg);
 }
 
 static void srv_on_close(uv_handle_t *h)
@@ -117,6 +125,9 @@ static void srv_unpublish(struct srv_conn *c)
 {
     if (c->state == SRV_LIVE)
         reg_remove(c->srv->reg, c->id, c);
+    if (c->probe_token[0])
+        reg_remove(c->srv->probes, c->probe_token, c);
+    c->probe_token[0] = '\0';
     pair_cancel(c);
 }
 
@@ -268,6 +279,19 @@ struct srv_conn *srv_find(struct srv *s, const char *id)
 
 /* ---- messages ---- */
 
+/* A fresh random token per registration ties a later probe connection to this peer. Without
+ * one (no probe listener, no randomness, out of memory) welcome just leaves the probe out. */
+static void srv_issue_probe_token(struct srv_conn *c, struct proto_msg *m)
+{
+    if (!c->srv->probe_port || rnd_hex(c->probe_token, PROTO_TOKEN_LEN / 2) < 0 ||
+        reg_add(c->srv->probes, c->probe_token, c) != REG_OK) {
+        c->probe_token[0] = '\0';
+        return;
+    }
+    m->u.welcome.probe_port = c->srv->probe_port;
+    memcpy(m->u.welcome.probe_token, c->probe_token, sizeof m->u.welcome.probe_token);
+}
+
 static void srv_welcome(struct srv_conn *c)
 {
     struct proto_msg m;
@@ -279,6 +303,8 @@ static void srv_welcome(struct srv_conn *c)
     memcpy(m.u.welcome.id, c->id, sizeof m.u.welcome.id);
     m.u.welcome.observed = c->observed;
     m.u.welcome.keepalive = (int)c->srv->cfg.keepalive;
+    m.u.welcome.relay = c->srv->cfg.relay.enabled;
+    srv_issue_probe_token(c, &m);
     n = proto_encode(&m, line, sizeof line);
     if (n > 0)
         srv_send(c, line, (size_t)n);
@@ -316,6 +342,7 @@ static void srv_on_hello(struct srv_conn *c, const struct proto_msg *m)
     }
     memcpy(c->id, m->u.hello.id, sizeof c->id);
     c->endpoints = m->u.hello.endpoints;
+    c->path = m->u.hello.path;
     srv_set_state(c, SRV_LIVE);
     LOG_N("register %s from %s (%d endpoint%s)", c->id, c->addr, c->endpoints.n,
           c->endpoints.n == 1 ? "" : "s");
@@ -336,6 +363,41 @@ static void srv_on_ping(struct srv_conn *c, const struct proto_msg *m)
         srv_send(c, line, (size_t)n);
 }
 
+/* The first and only line of a probe connection: tell the prober where it came from and, when
+ * its token names a registered peer, whether its NAT kept the mapping that peer's control
+ * connection got. Then close gracefully: the answer must not be cut off by a reset. */
+static void srv_on_probe(struct srv_conn *c, const struct proto_msg *m)
+{
+    struct proto_msg r;
+    struct srv_conn *owner = NULL;
+    char line[PROTO_MAX_LINE], ctl[EP_STRLEN] = "";
+    int n;
+
+    memset(&r, 0, sizeof r);
+    r.type = PROTO_OBSERVED;
+    r.u.observed.observed = c->observed;
+    if (m->u.probe.token[0])
+        owner = reg_find(c->srv->probes, m->u.probe.token);
+    if (owner) {
+        owner->nat = ep_equal((const struct sockaddr *)&owner->observed,
+                              (const struct sockaddr *)&c->observed)
+                         ? PROTO_NAT_INDEPENDENT
+                         : PROTO_NAT_DEPENDENT;
+        r.u.observed.mapping = owner->nat;
+        ep_format((const struct sockaddr *)&owner->observed, ctl, sizeof ctl);
+        LOG_I("probe from %s: %s, control connection from %s: mapping %s", c->addr, owner->id, ctl,
+              proto_nat_name(owner->nat));
+    } else {
+        LOG_I("probe from %s: %s", c->addr, m->u.probe.token[0] ? "unknown token" : "no token");
+    }
+    n = proto_encode(&r, line, sizeof line);
+    if (n <= 0 || srv_write(c, line, (size_t)n) < 0) {
+        srv_drop(c, LOG_DEBUG, "cannot answer the probe");
+        return;
+    }
+    srv_linger(c);
+}
+
 /* One complete line. Returns non-zero when c stopped taking messages, which ends the feed. */
 static int srv_on_line(void *ctx, char *line, size_t len)
 {
@@ -351,6 +413,29 @@ static int srv_on_line(void *ctx, char *line, size_t len)
     LOG_D("%s from %s", proto_type_name(m.type), c->id[0] ? c->id : c->addr);
     if (c->state == SRV_LIVE)
         srv_set_state(c, SRV_LIVE); /* any message counts as a sign of life */
+    if (c->probe_only && m.type != PROTO_PROBE) {
+        srv_refuse(c, "unexpected-type", "a probe listener takes only probe", true);
+        return 1;
+    }
+    if (m.type == PROTO_PROBE) {
+        if (c->state == SRV_HELLO)
+            srv_on_probe(c, &m);
+        else
+            srv_refuse(c, "unexpected-type", "probe must be the first line of a connection", true);
+        return 1;
+    }
+    if (m.type == PROTO_RELAY) {
+        if (c->state != SRV_HELLO) {
+            srv_refuse(c, "unexpected-type", "relay must be the first line of a new connection",
+                       true);
+            return 1;
+        }
+        /* joined in srv_on_read, which knows the bytes that followed this line */
+        c->relay_req = true;
+        memcpy(c->relay_session, m.u.relay.session, sizeof c->relay_session);
+        memcpy(c->relay_token, m.u.relay.token, sizeof c->relay_token);
+        return 1;
+    }
     if (c->state != SRV_LIVE && m.type != PROTO_HELLO) {
         srv_refuse(c, "not-registered", "hello must be the first message", true);
         return 1;
@@ -397,10 +482,39 @@ static void srv_on_read_end(struct srv_conn *c, ssize_t status)
         srv_drop(c, LOG_INFO, "%s before hello", why);
 }
 
+static void srv_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+
+/* A `relay` first line: the connection leaves the peer path (no registry, no pings, not
+ * counted as a peer) and the relay owns its socket from now on. */
+static void srv_relay(struct srv_conn *c, const char *rest, size_t restlen)
+{
+    char code[PROTO_MAX_CODE + 1], msg[PROTO_MAX_TEXT + 1];
+    uv_os_fd_t fd;
+    int dupfd = -1;
+
+    c->relay_req = false;
+    /* the relay gets its own descriptor; closing ours then sends nothing on the wire */
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || (dupfd = dup(fd)) < 0) {
+        srv_refuse(c, "relay-full", "the relay is out of resources", true);
+        return;
+    }
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (rly_join(c->srv->rly, c->relay_session, c->relay_token, dupfd, c->addr, rest, restlen, code,
+                 sizeof code, msg, sizeof msg) < 0) {
+        close(dupfd);
+        uv_read_start((uv_stream_t *)&c->tcp, srv_on_alloc, srv_on_read);
+        srv_refuse(c, code, msg, true);
+        return;
+    }
+    LOG_D("connection from %s handed to the relay", c->addr);
+    srv_close(c);
+}
+
 static void srv_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
     struct srv_conn *c = st->data;
     char msg[64];
+    ssize_t used;
 
     if (n < 0) {
         srv_on_read_end(c, n);
@@ -408,7 +522,10 @@ static void srv_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     }
     if (n == 0 || !srv_active(c))
         return; /* lingering: input is read only so that closing sends no reset */
-    if (lb_feed(&c->lb, buf->base, (size_t)n, srv_on_line, c) < 0) {
+    used = lb_feed(&c->lb, buf->base, (size_t)n, srv_on_line, c);
+    if (used >= 0 && c->relay_req)
+        srv_relay(c, buf->base + used, (size_t)(n - used));
+    else if (used < 0) {
         snprintf(msg, sizeof msg, "a line is longer than %d bytes", PROTO_MAX_LINE);
         srv_refuse(c, "line-too-long", msg, true);
     }
@@ -434,6 +551,7 @@ static void srv_on_connection(uv_stream_t *ls, int status)
         return;
     }
     c->srv = s;
+    c->probe_only = l->probe;
     snprintf(c->addr, sizeof c->addr, "?");
     lb_init(&c->lb);
     if (uv_tcp_init(s->loop, &c->tcp) != 0) {
@@ -509,7 +627,8 @@ int srv_init(struct srv *s, uv_loop_t *loop, const struct srv_config *cfg, char 
     s->loop = loop;
     s->cfg = *cfg;
     s->reg = reg_new();
-    if (!s->reg) {
+    s->probes = reg_new();
+    if (!s->reg || !s->probes) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -521,6 +640,11 @@ int srv_init(struct srv *s, uv_loop_t *loop, const struct srv_config *cfg, char 
     s->sweep_init = true;
     s->sweep.data = s;
     uv_timer_start(&s->sweep, srv_on_sweep, SRV_SWEEP_MS, SRV_SWEEP_MS);
+    s->rly = rly_new(loop, &cfg->relay, srv_on_relay_idle, s);
+    if (!s->rly) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
     return 0;
 }
 
@@ -543,22 +667,48 @@ static int srv_listen_one(struct srv *s, struct srv_listener *l, const struct so
     return rc;
 }
 
-int srv_listen(struct srv *s, char *err, size_t errlen)
+static void srv_log_relay(const struct rly_cfg *r)
 {
-    for (int i = 0; i < s->cfg.nlisten; i++) {
-        struct srv_listener *l = &s->listeners[i];
-        const struct sockaddr *sa = (const struct sockaddr *)&s->cfg.listen[i];
+    if (!r->enabled) {
+        LOG_I("relay disabled (--no-relay)");
+        return;
+    }
+    LOG_I("relay: at most %lu sessions, %llu bytes and %llu s each (0: unlimited), %llu bytes/s "
+          "per direction (0: unlimited), %u s to join",
+          r->max_sessions, (unsigned long long)r->max_bytes, (unsigned long long)r->max_seconds,
+          (unsigned long long)r->rate, r->wait);
+}
+
+/* Main listeners first, then probe listeners, all in s->listeners. */
+static int srv_listen_all(struct srv *s, const struct sockaddr_storage *addrs, int n, bool probe,
+                          char *err, size_t errlen)
+{
+    for (int i = 0; i < n; i++) {
+        struct srv_listener *l = &s->listeners[s->nlisteners];
+        const struct sockaddr *sa = (const struct sockaddr *)&addrs[i];
         int rc;
+        l->probe = probe;
         ep_format(sa, l->addr, sizeof l->addr);
         rc = srv_listen_one(s, l, sa);
         if (rc < 0) {
             snprintf(err, errlen, "cannot listen on %s: %s", l->addr, uv_strerror(rc));
             return -1;
         }
-        LOG_N("listening on %s", l->addr);
+        if (probe && !s->probe_port)
+            s->probe_port = ep_port(sa);
+        LOG_N("listening on %s%s", l->addr, probe ? " (probes only)" : "");
     }
+    return 0;
+}
+
+int srv_listen(struct srv *s, char *err, size_t errlen)
+{
+    if (srv_listen_all(s, s->cfg.listen, s->cfg.nlisten, false, err, errlen) < 0 ||
+        srv_listen_all(s, s->cfg.probe_listen, s->cfg.nprobe_listen, true, err, errlen) < 0)
+        return -1;
     LOG_I("keepalive %u s, hello timeout %u s, at most %lu peers", s->cfg.keepalive,
           s->cfg.hello_timeout, s->cfg.max_peers);
+    srv_log_relay(&s->cfg.relay);
     return 0;
 }
 
@@ -581,6 +731,8 @@ void srv_shutdown(struct srv *s, const char *why)
         return;
     }
     s->stopping = true;
+    if (s->rly)
+        rly_stop(s->rly);
     if (why)
         LOG_N("shutdown (%s): %zu registered, %zu other connections", why, s->live.n,
               s->fresh.n + s->linger.n);
@@ -597,5 +749,8 @@ void srv_shutdown(struct srv *s, const char *why)
 void srv_free(struct srv *s)
 {
     reg_free(s->reg);
-    s->reg = NULL;
+    reg_free(s->probes);
+    rly_free(s->rly);
+    s->rly = NULL;
+    s->reg = s->probes = NULL;
 }

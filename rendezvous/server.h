@@ -5,6 +5,7 @@
 #include "common/endpoint.h"
 #include "common/linebuf.h"
 #include "proto/proto.h"
+#include "rendezvous/relay.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -22,9 +23,13 @@ struct pair_pending;
 struct srv_config {
     struct sockaddr_storage listen[SRV_MAX_LISTEN];
     int nlisten;
+    /* --probe-listen: listeners that take only `probe`; the first one's port is announced */
+    struct sockaddr_storage probe_listen[SRV_MAX_LISTEN];
+    int nprobe_listen;
     unsigned keepalive;      /* seconds of silence before a registered peer is dropped */
     unsigned hello_timeout;  /* seconds a new connection has to send hello */
     unsigned long max_peers; /* concurrent connections, registered or not yet */
+    struct rly_cfg relay;    /* the relay fallback (relay.h) */
 };
 
 enum srv_conn_state {
@@ -52,7 +57,16 @@ struct srv_conn {
     char addr[EP_STRLEN];      /* observed endpoint as text, for logs */
     struct sockaddr_storage observed;
     struct proto_eplist endpoints; /* from hello */
-    struct pair_pending *pending;  /* delayed punches to this peer (pairing.c) */
+    /* issued in welcome when a probe listener exists; a probe quoting it is ours */
+    char probe_token[PROTO_TOKEN_LEN + 1];
+    enum proto_nat nat;   /* learnt from a probe; the other peer's punch carries it */
+    bool probe_only;      /* accepted on a probe listener: `probe` is the only valid line */
+    enum proto_path path; /* hello.path: what this peer allows for its sessions */
+    /* a `relay` first line, handed to the relay once the bytes after it are known */
+    bool relay_req;
+    char relay_session[PROTO_SESSION_LEN + 1];
+    char relay_token[PROTO_TOKEN_LEN + 1];
+    struct pair_pending *pending; /* delayed punches to this peer (pairing.c) */
     int npending;
     bool peer_eof; /* lingering: the peer has closed, we wait for our error line to leave */
     struct lb lb;
@@ -61,6 +75,7 @@ struct srv_conn {
 struct srv_listener {
     uv_tcp_t tcp;
     struct srv *srv;
+    bool probe; /* a --probe-listen listener */
     char addr[EP_STRLEN];
 };
 
@@ -68,7 +83,10 @@ struct srv {
     uv_loop_t *loop;
     struct srv_config cfg;
     struct reg *reg;
-    struct srv_listener listeners[SRV_MAX_LISTEN];
+    struct reg *probes; /* probe_token -> registered connection */
+    struct rly *rly;    /* relay sessions and offers */
+    int probe_port;     /* announced in welcome; 0: no probe listener */
+    struct srv_listener listeners[2 * SRV_MAX_LISTEN];
     int nlisteners; /* initialised handles */
     uv_timer_t sweep;
     bool sweep_init;

@@ -5,7 +5,8 @@
 # way over the DIRECT path (router to router), not through the rendezvous server.
 #
 # Usage: lab.sh --tcpunch PATH --rendezvous PATH [options] SCENARIO...
-#   SCENARIO   a|drop b|reset c|samenat d|public e|cgnat f|loss g|portclash, or "all"
+#   SCENARIO   a|drop b|reset c|samenat d|public e|cgnat f|loss g|portclash
+#              h|symmetric i|halfsym j|ipv6, or "all"
 #   --repeat N     run every scenario N times (default: $REPEAT or 1); all must pass
 #   --narrate      human-readable narration (used by scripts/demo)
 #   --keep DIR     copy every run's logs into DIR
@@ -183,10 +184,13 @@ lab_wan() {
 
 # Direct-path accounting on bridge BR in namespace NS between addresses A and B;
 # LOSS (percent, 0 = none) drops random IPv4 frames crossing that bridge.
-lab_acct() {   # lab_acct NS BR A B LOSS
-    local ns=$1 br=$2 a=$3 b=$4 loss=${5:-0} lossrule=""
+lab_acct() {   # lab_acct NS BR A B LOSS [A6 B6]  (A6/B6: the same hosts' IPv6 addresses)
+    local ns=$1 br=$2 a=$3 b=$4 loss=${5:-0} a6=${6:-} b6=${7:-} lossrule="" v6rules=""
     if [ "$loss" -gt 0 ]; then
         lossrule="meta protocol ip numgen random mod 100 < $loss counter name lossdrop drop;"
+    fi
+    if [ -n "$a6" ]; then
+        v6rules="ip6 saddr $a6 ip6 daddr $b6 counter name a2b; ip6 saddr $b6 ip6 daddr $a6 counter name b2a;"
     fi
     X "$ns" nft -f - <<EOF || return 1
 table bridge acct {
@@ -200,10 +204,23 @@ table bridge acct {
         $lossrule
         ip saddr $a ip daddr $b counter name a2b
         ip saddr $b ip daddr $a counter name b2a
+        $v6rules
     }
 }
 EOF
     LAB_ACCT_NS=$ns LAB_ACCT_A=$a LAB_ACCT_B=$b LAB_LOSS=$loss
+}
+
+# lab_v6 NS DEV ADDR/PLEN [DEFAULT-GATEWAY]: IPv6 on (the lab turns it off everywhere else);
+# nodad, so the address is usable at once.
+lab_v6() {
+    local ns=$1 dev=$2 addr=$3 gw=${4:-}
+    X "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 >/dev/null || return 1
+    X "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=0 >/dev/null
+    X "$ns" sysctl -qw "net.ipv6.conf.$dev.disable_ipv6=0" >/dev/null || return 1
+    X "$ns" sysctl -qw net.ipv6.conf.all.accept_ra=0 >/dev/null
+    ip -n "$(N "$ns")" addr add "$addr" dev "$dev" nodad || return 1
+    [ -z "$gw" ] || ip -n "$(N "$ns")" -6 route add default via "$gw" || return 1
 }
 
 # counter value: lab_counter NS FAMILY TABLE NAME packets|bytes
@@ -228,7 +245,7 @@ EOF
 }
 
 lab_start_server() {
-    X srv timeout -k 5 "${LAB_SERVER_TIMEOUT:-300}" "$RV_BIN" -v -l "$SERVER" \
+    X srv timeout -k 5 "${LAB_SERVER_TIMEOUT:-300}" "$RV_BIN" -v -l "$SERVER" "${SERVER_ARGS[@]}" \
         >"$LAB_LOG/server.out" 2>"$LAB_LOG/server.err" &
     LAB_SERVER_PID=$!
     LAB_PIDS+=("$LAB_SERVER_PID")
@@ -245,12 +262,14 @@ lab_start_server() {
     return 1
 }
 
-# lab_router NAME UPNS UPBR WANADDR/PLEN GATEWAY LANADDR/PLEN POLICY
+# lab_router NAME UPNS UPBR WANADDR/PLEN GATEWAY LANADDR/PLEN POLICY [MAPPING]
 #   POLICY: drop  - silently drop unsolicited inbound
 #           reset - answer unsolicited inbound TCP with RST (reject with tcp reset)
 #           open  - no firewall (the kernel still RSTs closed ports)
+#   MAPPING: eim       - masquerade, keeps a local port's mapping for every destination (default)
+#            symmetric - masquerade random: a new public port per destination
 lab_router() {
-    local name=$1 upns=$2 upbr=$3 wan=$4 gw=$5 lan=$6 policy=$7 rule
+    local name=$1 upns=$2 upbr=$3 wan=$4 gw=$5 lan=$6 policy=$7 mapping=${8:-eim} rule masq
     lab_ns "$name" || return 1
     lab_link "$upns" "$upbr" "$name" wan0 "$wan" || return 1
     ip -n "$(N "$name")" link add lan0 type bridge || return 1
@@ -265,11 +284,16 @@ lab_router() {
         open)  rule='meta l4proto tcp counter name unsolicited' ;;
         *) say "lab: bad router policy $policy"; return 1 ;;
     esac
+    case $mapping in
+        eim) masq=masquerade ;;
+        symmetric) masq='masquerade random' ;;
+        *) say "lab: bad router mapping $mapping"; return 1 ;;
+    esac
     # Unsolicited packets for the router's public address hit INPUT (no NAT
     # mapping matches them), so the policy sits in input as well as forward.
     X "$name" nft -f - <<EOF || return 1
 table ip nat {
-    chain post { type nat hook postrouting priority srcnat; policy accept; oifname "wan0" masquerade; }
+    chain post { type nat hook postrouting priority srcnat; policy accept; oifname "wan0" $masq; }
 }
 table inet fw {
     counter unsolicited {}
@@ -277,6 +301,7 @@ table inet fw {
         type filter hook input priority filter; policy accept;
         iifname != "wan0" accept
         ct state established,related accept
+        icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept
         $rule
     }
     chain forw {
@@ -460,6 +485,68 @@ scn_f() {   # scenario a with 5 % random loss on the wan
     DESC="scenario a (dropping NATs) with ${LAB_LOSS_PERCENT:-5}% random IPv4 loss on the wan"
 }
 
+scn_h() {   # both behind symmetric NATs: the server sees it and relays at once
+    DESC="both peers behind SYMMETRIC NATs (new public port per destination): relayed at once"
+    lab_base || return 1
+    lab_router ra wan br0 203.0.113.10/24 203.0.113.254 192.168.1.1/24 drop symmetric || return 1
+    lab_router rb wan br0 203.0.113.20/24 203.0.113.254 192.168.2.1/24 drop symmetric || return 1
+    lab_host ha ra 192.168.1.2/24 192.168.1.1 || return 1
+    lab_host hb rb 192.168.2.2/24 192.168.2.1 || return 1
+    HOST_A=ha HOST_B=hb PUB_A=203.0.113.10 PUB_B=203.0.113.20 LAN_A=192.168.1.2 LAN_B=192.168.2.2
+    ROUTERS="ra rb"
+    SERVER_ARGS=(--probe-listen "$SERVER_IP:$((SERVER_PORT + 1))")
+    EXPECT_PATH=relay EXPECT_WHY="direct skipped"
+    WHERE_A="behind symmetric NAT A (public 203.0.113.10)"
+    WHERE_B="behind symmetric NAT B (public 203.0.113.20)"
+    lab_acct wan br0 203.0.113.10 203.0.113.20 0
+}
+
+scn_i() {   # one symmetric NAT, no probe port: the punch fails, then the relay
+    DESC="alice behind a SYMMETRIC NAT, bob behind a dropping NAT, no probe port: punch fails, relay"
+    lab_base || return 1
+    lab_router ra wan br0 203.0.113.10/24 203.0.113.254 192.168.1.1/24 drop symmetric || return 1
+    lab_router rb wan br0 203.0.113.20/24 203.0.113.254 192.168.2.1/24 drop || return 1
+    lab_host ha ra 192.168.1.2/24 192.168.1.1 || return 1
+    lab_host hb rb 192.168.2.2/24 192.168.2.1 || return 1
+    HOST_A=ha HOST_B=hb PUB_A=203.0.113.10 PUB_B=203.0.113.20 LAN_A=192.168.1.2 LAN_B=192.168.2.2
+    ROUTERS="ra rb"
+    PEER_A_ARGS=(--direct-timeout 2) PEER_B_ARGS=(--direct-timeout 2)
+    EXPECT_PATH=relay EXPECT_WHY="direct failed"
+    WHERE_A="behind symmetric NAT A (public 203.0.113.10)"
+    WHERE_B="behind NAT B (public 203.0.113.20, drops unsolicited inbound)"
+    lab_acct wan br0 203.0.113.10 203.0.113.20 0
+}
+
+scn_j() {   # IPv4 unpunchable, but both have global IPv6 behind stateful firewalls
+    DESC="both peers behind SYMMETRIC IPv4 NATs, with global IPv6 behind stateful firewalls: direct over IPv6"
+    lab_base || return 1
+    lab_router ra wan br0 203.0.113.10/24 203.0.113.254 192.168.1.1/24 drop symmetric || return 1
+    lab_router rb wan br0 203.0.113.20/24 203.0.113.254 192.168.2.1/24 drop symmetric || return 1
+    lab_host ha ra 192.168.1.2/24 192.168.1.1 || return 1
+    lab_host hb rb 192.168.2.2/24 192.168.2.1 || return 1
+    # no NAT66: the routers forward IPv6 and only their stateful firewalls (table inet fw) filter
+    lab_v6 ra wan0 2001:db8:ff::10/64 && lab_v6 ra lan0 2001:db8:1::1/64 || return 1
+    lab_v6 rb wan0 2001:db8:ff::20/64 && lab_v6 rb lan0 2001:db8:2::1/64 || return 1
+    X ra sysctl -qw net.ipv6.conf.all.forwarding=1 && X rb sysctl -qw net.ipv6.conf.all.forwarding=1 || return 1
+    ip -n "$(N ra)" -6 route add 2001:db8:2::/64 via 2001:db8:ff::20 || return 1
+    ip -n "$(N rb)" -6 route add 2001:db8:1::/64 via 2001:db8:ff::10 || return 1
+    lab_v6 ha eth0 2001:db8:1::2/64 2001:db8:1::1 && lab_v6 hb eth0 2001:db8:2::2/64 2001:db8:2::1 || return 1
+    HOST_A=ha HOST_B=hb PUB_A=203.0.113.10 PUB_B=203.0.113.20 LAN_A=192.168.1.2 LAN_B=192.168.2.2
+    ROUTERS="ra rb"
+    # the relay must not beat a working IPv6 path
+    PEER_A_ARGS=(--direct-timeout 8) PEER_B_ARGS=(--direct-timeout 8)
+    POST_CHECK=scn_j_check
+    WHERE_A="behind symmetric NAT A (public 203.0.113.10), IPv6 2001:db8:1::2"
+    WHERE_B="behind symmetric NAT B (public 203.0.113.20), IPv6 2001:db8:2::2"
+    ACCT_WHAT="IPv6 router to router"
+    lab_acct wan br0 203.0.113.10 203.0.113.20 0 2001:db8:1::2 2001:db8:2::2
+}
+
+scn_j_check() {
+    grep -q 'connected to .*: direct, \[2001:db8:2::2\]' "$LAB_LOG/a.err" ||
+        { say "lab: peer a did not report a direct IPv6 connection to [2001:db8:2::2]"; return 1; }
+}
+
 HOLD_PORT=${LAB_HOLD_PORT:-40000}
 scn_g() {   # another LAN host already owns public port N at the router
     DESC="another host behind alice's NAT already uses local port $HOLD_PORT to the server, so the NAT remaps alice"
@@ -525,6 +612,9 @@ lab_scenario_fn() {
         e|cgnat|cgn) echo e ;;
         f|loss) echo f ;;
         g|portclash|clash) echo g ;;
+        h|symmetric|sym) echo h ;;
+        i|halfsym) echo i ;;
+        j|ipv6|v6) echo j ;;
         *) return 1 ;;
     esac
 }
@@ -561,7 +651,7 @@ lab_run_once() {
     LAB_RUN="${LAB_PREFIX}${it}${s}-"
     LAB_LOG="$LAB_TMP/$s.$it"
     mkdir -p "$LAB_LOG"
-    HOST_A="" HOST_B="" ROUTERS="" WHERE_A="" WHERE_B="" ACCT_WHAT="router-to-router""" PEER_A_ARGS=() PRE_HOOK="" POST_CHECK="" LAB_ACCT_NS="" RC_a="" RC_b=""
+    HOST_A="" HOST_B="" ROUTERS="" WHERE_A="" WHERE_B="" ACCT_WHAT="router-to-router""" PEER_A_ARGS=() PEER_B_ARGS=() SERVER_ARGS=() EXPECT_PATH=direct EXPECT_WHY="" PRE_HOOK="" POST_CHECK="" LAB_ACCT_NS="" RC_a="" RC_b=""
     LAB_PORTNO=()
     head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/a.in"
     head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/b.in"
@@ -589,7 +679,7 @@ lab_run_once() {
     local before pa pb
     before=$(lab_server_conns)
     note "bob waits:       tcpunch --server $SERVER --id $ID_B listen   (on $LAN_B)"
-    lab_peer "$HOST_B" b --id "$ID_B" listen
+    lab_peer "$HOST_B" b --id "$ID_B" "${PEER_B_ARGS[@]}" listen
     pb=$LAB_PEER_PID
     if ! lab_wait_server_conns $((before + 1)); then
         say "lab: listener b did not connect to the server"
@@ -610,7 +700,7 @@ lab_run_once() {
     if [ -n "$pcap_pid" ]; then kill "$pcap_pid" 2>/dev/null; wait "$pcap_pid" 2>/dev/null; fi
 
     # ---- verification
-    local why=() sa sb oa ob srvb d1 d2 direct lossd allip
+    local why=() r sa sb oa ob srvb d1 d2 direct lossd allip
     [ "$RC_a" = 0 ] || why+=("peer a exited $RC_a")
     [ "$RC_b" = 0 ] || why+=("peer b exited $RC_b")
     sa=$(sha256sum <"$LAB_LOG/a.in" | cut -d' ' -f1)
@@ -623,8 +713,20 @@ lab_run_once() {
     d1=$(lab_counter "$LAB_ACCT_NS" bridge acct a2b bytes)
     d2=$(lab_counter "$LAB_ACCT_NS" bridge acct b2a bytes)
     direct=$((d1 + d2))
-    [ "$srvb" -lt "$LAB_SERVER_MAX" ] || why+=("rendezvous host carried $srvb bytes (limit $LAB_SERVER_MAX)")
-    [ "$direct" -ge "$LAB_DIRECT_MIN" ] || why+=("direct path carried only $direct bytes (need >= $LAB_DIRECT_MIN)")
+    if [ "$EXPECT_PATH" = relay ]; then
+        # the data must have gone through the rendezvous host, and both peers must say so
+        [ "$srvb" -ge "$LAB_DIRECT_MIN" ] || why+=("relay: rendezvous host carried only $srvb bytes (need >= $LAB_DIRECT_MIN)")
+        [ "$direct" -lt "$LAB_SERVER_MAX" ] || why+=("relay expected, but $direct bytes went router to router")
+        for r in a b; do
+            grep -q "connected to .*: relay via $SERVER" "$LAB_LOG/$r.err" ||
+                why+=("peer $r did not report 'relay via $SERVER'")
+            [ -z "$EXPECT_WHY" ] || grep -q "$EXPECT_WHY" "$LAB_LOG/$r.err" ||
+                why+=("peer $r did not give the reason ('$EXPECT_WHY')")
+        done
+    else
+        [ "$srvb" -lt "$LAB_SERVER_MAX" ] || why+=("rendezvous host carried $srvb bytes (limit $LAB_SERVER_MAX)")
+        [ "$direct" -ge "$LAB_DIRECT_MIN" ] || why+=("direct path carried only $direct bytes (need >= $LAB_DIRECT_MIN)")
+    fi
     if [ "${LAB_LOSS:-0}" -gt 0 ]; then
         lossd=$(lab_counter "$LAB_ACCT_NS" bridge acct lossdrop packets)
         allip=$(lab_counter "$LAB_ACCT_NS" bridge acct allip packets)
@@ -706,7 +808,7 @@ lab_main() {
         { echo "lab.sh: --repeat must be 1..100" >&2; return 2; }
     local list=() x
     for x in "${scen[@]}"; do
-        if [ "$x" = all ]; then list+=(a b c d e f g)
+        if [ "$x" = all ]; then list+=(a b c d e f g h i j)
         elif x=$(lab_scenario_fn "$x"); then list+=("$x")
         else echo "lab.sh: unknown scenario $x" >&2; return 2
         fi

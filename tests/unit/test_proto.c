@@ -917,6 +917,325 @@ static void t_fuzz(void)
     CHECK_INT(total, 35000);
 }
 
+/* ---- NAT probe: probe, observed, and welcome's probe fields ---- */
+
+static void t_roundtrip_probe(void)
+{
+    struct proto_msg m, o;
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_PROBE;
+    m.u.probe.version = PROTO_VERSION;
+    strcpy(m.u.probe.token, SESSION);
+    if (roundtrip(&m, PROTO_TO_SERVER, &o)) {
+        CHECK_INT(o.u.probe.version, PROTO_VERSION);
+        CHECK_STR(o.u.probe.token, SESSION);
+    }
+    m.u.probe.token[0] = '\0'; /* the token is optional */
+    if (roundtrip(&m, PROTO_TO_SERVER, &o))
+        CHECK_STR(o.u.probe.token, "");
+    if (ACCEPT(PROTO_TO_SERVER, "{\"type\":\"probe\",\"version\":1}"))
+        CHECK_STR(msg_.u.probe.token, "");
+}
+
+static void t_roundtrip_observed(void)
+{
+    static const enum proto_nat maps[] = {PROTO_NAT_UNKNOWN, PROTO_NAT_INDEPENDENT,
+                                          PROTO_NAT_DEPENDENT};
+    struct proto_msg m, o;
+    char line[PROTO_MAX_LINE];
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_OBSERVED;
+    set_ep(&m.u.observed.observed, "203.0.113.10:40000");
+    for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++) {
+        m.u.observed.mapping = maps[i];
+        if (roundtrip(&m, PROTO_TO_PEER, &o)) {
+            CHECK(same_ep(&o.u.observed.observed, &m.u.observed.observed));
+            CHECK_INT(o.u.observed.mapping, maps[i]);
+        }
+    }
+    /* unknown mapping is written by leaving the field out */
+    m.u.observed.mapping = PROTO_NAT_UNKNOWN;
+    CHECK(proto_encode(&m, line, sizeof line) > 0 && !strstr(line, "mapping"));
+    set_ep(&m.u.observed.observed, "[2001:db8::7]:7000");
+    if (roundtrip(&m, PROTO_TO_PEER, &o))
+        CHECK(same_ep(&o.u.observed.observed, &m.u.observed.observed));
+}
+
+static void t_roundtrip_welcome_probe(void)
+{
+    struct proto_msg m, o;
+    char line[PROTO_MAX_LINE];
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_WELCOME;
+    m.u.welcome.version = PROTO_VERSION;
+    strcpy(m.u.welcome.id, "alice");
+    set_ep(&m.u.welcome.observed, "203.0.113.10:40000");
+    m.u.welcome.keepalive = 60;
+    m.u.welcome.probe_port = 7001;
+    strcpy(m.u.welcome.probe_token, SESSION);
+    if (roundtrip(&m, PROTO_TO_PEER, &o)) {
+        CHECK_INT(o.u.welcome.probe_port, 7001);
+        CHECK_STR(o.u.welcome.probe_token, SESSION);
+    }
+    m.u.welcome.probe_port = 65535;
+    if (roundtrip(&m, PROTO_TO_PEER, &o))
+        CHECK_INT(o.u.welcome.probe_port, 65535);
+    /* no probe listener: neither field is sent, and a decoded welcome says port 0 */
+    m.u.welcome.probe_port = 0;
+    m.u.welcome.probe_token[0] = '\0';
+    CHECK(proto_encode(&m, line, sizeof line) > 0 && !strstr(line, "probe"));
+    if (roundtrip(&m, PROTO_TO_PEER, &o)) {
+        CHECK_INT(o.u.welcome.probe_port, 0);
+        CHECK_STR(o.u.welcome.probe_token, "");
+    }
+}
+
+#define TOKEN_LIT "0123456789abcdef0123456789abcdef"
+#define WELCOME_HEAD                                                                               \
+    "{\"type\":\"welcome\",\"version\":1,\"id\":\"bob\",\"observed\":\"1.2.3.4:5\","               \
+    "\"keepalive\":60"
+
+static void t_reject_probe(void)
+{
+    /* direction: a probe is for servers, observed for peers */
+    REJECT(PROTO_TO_PEER, "{\"type\":\"probe\",\"version\":1}", PROTO_E_UNEXPECTED);
+    REJECT(PROTO_PEER_TO_PEER, "{\"type\":\"probe\",\"version\":1}", PROTO_E_UNEXPECTED);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"observed\",\"observed\":\"1.2.3.4:5\"}",
+           PROTO_E_UNEXPECTED);
+    /* probe fields */
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"probe\"}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"probe\",\"version\":2}", PROTO_E_VERSION);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"probe\",\"version\":\"1\"}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"probe\",\"version\":1,\"token\":\"abc\"}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER,
+           "{\"type\":\"probe\",\"version\":1,\"token\":\"0123456789ABCDEF0123456789abcdef\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER,
+           "{\"type\":\"probe\",\"version\":1,\"token\":\"0123456789abcdef0123456789abcdef0\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"probe\",\"version\":1,\"token\":7}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"probe\",\"version\":1,\"token\":null}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"probe\",\"version\":1,\"id\":\"bob\"}", PROTO_E_FIELD);
+    /* observed fields */
+    REJECT(PROTO_TO_PEER, "{\"type\":\"observed\"}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"observed\",\"observed\":\"1.2.3.4\"}", PROTO_E_ENDPOINT);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"observed\",\"observed\":\"host:80\"}", PROTO_E_ENDPOINT);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"observed\",\"observed\":12}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"observed\",\"observed\":\"1.2.3.4:5\",\"mapping\":\"symmetric\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"observed\",\"observed\":\"1.2.3.4:5\",\"mapping\":1}",
+           PROTO_E_FIELD);
+    /* from a server, unknown fields are tolerated */
+    if (ACCEPT(PROTO_TO_PEER,
+               "{\"type\":\"observed\",\"observed\":\"1.2.3.4:5\",\"mapping\":\"dependent\","
+               "\"later\":true}"))
+        CHECK_INT(msg_.u.observed.mapping, PROTO_NAT_DEPENDENT);
+    /* welcome's probe fields: port in range, and never without its token */
+    REJECT(PROTO_TO_PEER, WELCOME_HEAD ",\"probe_port\":0,\"probe_token\":\"" TOKEN_LIT "\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, WELCOME_HEAD ",\"probe_port\":65536,\"probe_token\":\"" TOKEN_LIT "\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER,
+           WELCOME_HEAD ",\"probe_port\":\"7001\",\"probe_token\":\"" TOKEN_LIT "\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, WELCOME_HEAD ",\"probe_port\":7001}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, WELCOME_HEAD ",\"probe_port\":7001,\"probe_token\":\"xyz\"}",
+           PROTO_E_FIELD);
+    if (ACCEPT(PROTO_TO_PEER,
+               WELCOME_HEAD ",\"probe_port\":7001,\"probe_token\":\"" TOKEN_LIT "\"}"))
+        CHECK_INT(msg_.u.welcome.probe_port, 7001);
+}
+
+/* ---- relay: relay, relayed, hello.path, welcome.relay and punch's relay fields ---- */
+
+#define RLY_TOKEN "fedcba9876543210fedcba9876543210"
+#define PUNCH_HEAD                                                                                 \
+    "{\"type\":\"punch\",\"session\":\"" SESSION_LIT "\",\"peer\":\"alice\",\"role\":"             \
+    "\"responder\",\"observed\":\"1.2.3.4:5\",\"endpoints\":[]"
+#define SESSION_LIT "0123456789abcdef0123456789abcdef"
+
+static void t_roundtrip_relay(void)
+{
+    struct proto_msg m, o;
+    char line[PROTO_MAX_LINE];
+    static const enum proto_path paths[] = {PROTO_PATH_ANY, PROTO_PATH_DIRECT, PROTO_PATH_RELAY};
+
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_RELAY;
+    m.u.relay.version = PROTO_VERSION;
+    strcpy(m.u.relay.session, SESSION);
+    strcpy(m.u.relay.token, RLY_TOKEN);
+    if (roundtrip(&m, PROTO_TO_SERVER, &o)) {
+        CHECK_STR(o.u.relay.session, SESSION);
+        CHECK_STR(o.u.relay.token, RLY_TOKEN);
+        CHECK_INT(o.u.relay.version, PROTO_VERSION);
+    }
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_RELAYED;
+    strcpy(m.u.relayed.session, SESSION);
+    if (roundtrip(&m, PROTO_TO_PEER, &o))
+        CHECK_STR(o.u.relayed.session, SESSION);
+
+    /* hello.path: "any" is the default and is written by leaving the field out */
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_HELLO;
+    m.u.hello.version = PROTO_VERSION;
+    strcpy(m.u.hello.id, "bob");
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        m.u.hello.path = paths[i];
+        if (roundtrip(&m, PROTO_TO_SERVER, &o))
+            CHECK_INT(o.u.hello.path, paths[i]);
+    }
+    m.u.hello.path = PROTO_PATH_ANY;
+    CHECK(proto_encode(&m, line, sizeof line) > 0 && !strstr(line, "path"));
+    m.u.hello.path = PROTO_PATH_RELAY;
+    CHECK(proto_encode(&m, line, sizeof line) > 0 && strstr(line, "\"path\":\"relay\""));
+
+    /* welcome.relay both ways */
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_WELCOME;
+    m.u.welcome.version = PROTO_VERSION;
+    strcpy(m.u.welcome.id, "bob");
+    set_ep(&m.u.welcome.observed, "203.0.113.10:40000");
+    m.u.welcome.keepalive = 60;
+    for (int b = 0; b < 2; b++) {
+        m.u.welcome.relay = b;
+        if (roundtrip(&m, PROTO_TO_PEER, &o))
+            CHECK_INT(o.u.welcome.relay, b);
+    }
+
+    /* punch with every relay field, then without any */
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_PUNCH;
+    strcpy(m.u.punch.session, SESSION);
+    strcpy(m.u.punch.peer, "alice");
+    m.u.punch.role = PROTO_RESPONDER;
+    set_ep(&m.u.punch.observed, "198.51.100.7:51000");
+    m.u.punch.start_in_us = 4000;
+    m.u.punch.relay = true;
+    strcpy(m.u.punch.token, RLY_TOKEN);
+    m.u.punch.no_direct = true;
+    strcpy(m.u.punch.reason, "both NATs map endpoint-dependently (symmetric)");
+    m.u.punch.nat = PROTO_NAT_DEPENDENT;
+    if (roundtrip(&m, PROTO_TO_PEER, &o)) {
+        CHECK_INT(o.u.punch.relay, 1);
+        CHECK_STR(o.u.punch.token, RLY_TOKEN);
+        CHECK_INT(o.u.punch.no_direct, 1);
+        CHECK_STR(o.u.punch.reason, "both NATs map endpoint-dependently (symmetric)");
+        CHECK_INT(o.u.punch.nat, PROTO_NAT_DEPENDENT);
+    }
+    CHECK(proto_encode(&m, line, sizeof line) > 0 && strstr(line, "\"direct\":false") &&
+          strstr(line, "\"relay\":true"));
+    m.u.punch.no_direct = false; /* relay offered, direct allowed */
+    m.u.punch.reason[0] = '\0';
+    if (roundtrip(&m, PROTO_TO_PEER, &o)) {
+        CHECK_INT(o.u.punch.no_direct, 0);
+        CHECK_INT(o.u.punch.relay, 1);
+    }
+    CHECK(proto_encode(&m, line, sizeof line) > 0 && !strstr(line, "direct") &&
+          !strstr(line, "reason"));
+    if (ACCEPT(PROTO_TO_PEER, PUNCH_HEAD "}")) { /* a phase-1 punch: defaults */
+        CHECK_INT(msg_.u.punch.relay, 0);
+        CHECK_STR(msg_.u.punch.token, "");
+        CHECK_INT(msg_.u.punch.no_direct, 0);
+        CHECK_STR(msg_.u.punch.reason, "");
+        CHECK_INT(msg_.u.punch.nat, PROTO_NAT_UNKNOWN);
+    }
+    if (ACCEPT(PROTO_TO_PEER, PUNCH_HEAD ",\"relay\":false,\"direct\":true}")) {
+        CHECK_INT(msg_.u.punch.relay, 0);
+        CHECK_INT(msg_.u.punch.no_direct, 0);
+    }
+}
+
+#define RELAY_LINE(session, token)                                                                 \
+    "{\"type\":\"relay\",\"version\":1,\"session\":\"" session "\",\"token\":\"" token "\"}"
+
+static void t_reject_relay(void)
+{
+    /* direction: relay goes to servers only, relayed to peers only */
+    REJECT(PROTO_TO_PEER, RELAY_LINE(SESSION_LIT, RLY_TOKEN), PROTO_E_UNEXPECTED);
+    REJECT(PROTO_PEER_TO_PEER, RELAY_LINE(SESSION_LIT, RLY_TOKEN), PROTO_E_UNEXPECTED);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"relayed\",\"session\":\"" SESSION_LIT "\"}",
+           PROTO_E_UNEXPECTED);
+    REJECT(PROTO_PEER_TO_PEER, "{\"type\":\"relayed\",\"session\":\"" SESSION_LIT "\"}",
+           PROTO_E_UNEXPECTED);
+    ACCEPT(PROTO_TO_SERVER, RELAY_LINE(SESSION_LIT, RLY_TOKEN));
+    /* relay fields */
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"relay\",\"version\":1,\"token\":\"" RLY_TOKEN "\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"relay\",\"version\":1,\"session\":\"" SESSION_LIT "\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER,
+           "{\"type\":\"relay\",\"session\":\"" SESSION_LIT "\",\"token\":\"" RLY_TOKEN "\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER,
+           "{\"type\":\"relay\",\"version\":2,\"session\":\"" SESSION_LIT
+           "\",\"token\":\"" RLY_TOKEN "\"}",
+           PROTO_E_VERSION);
+    REJECT(PROTO_TO_SERVER, RELAY_LINE(SESSION_LIT, "FEDCBA9876543210FEDCBA9876543210"),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, RELAY_LINE(SESSION_LIT, "fedcba9876543210"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, RELAY_LINE("0123", RLY_TOKEN), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER,
+           "{\"type\":\"relay\",\"version\":1,\"session\":\"" SESSION_LIT "\",\"token\":7}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER,
+           "{\"type\":\"relay\",\"version\":1,\"session\":\"" SESSION_LIT
+           "\",\"token\":\"" RLY_TOKEN "\",\"id\":\"bob\"}",
+           PROTO_E_FIELD);
+    /* relayed fields */
+    REJECT(PROTO_TO_PEER, "{\"type\":\"relayed\"}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"relayed\",\"session\":\"xyz\"}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"relayed\",\"session\":1}", PROTO_E_FIELD);
+    /* hello.path */
+    REJECT(PROTO_TO_SERVER,
+           "{\"type\":\"hello\",\"version\":1,\"id\":\"bob\",\"endpoints\":[],\"path\":\"both\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER,
+           "{\"type\":\"hello\",\"version\":1,\"id\":\"bob\",\"endpoints\":[],\"path\":1}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER,
+           "{\"type\":\"hello\",\"version\":1,\"id\":\"bob\",\"endpoints\":[],\"path\":\"Relay\"}",
+           PROTO_E_FIELD);
+    /* welcome.relay */
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"welcome\",\"version\":1,\"id\":\"bob\",\"observed\":\"1.2.3.4:5\","
+           "\"keepalive\":60,\"relay\":\"true\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"welcome\",\"version\":1,\"id\":\"bob\",\"observed\":\"1.2.3.4:5\","
+           "\"keepalive\":60,\"relay\":1}",
+           PROTO_E_FIELD);
+    /* punch: relay needs its token, booleans are booleans, the reason is bounded */
+    REJECT(PROTO_TO_PEER, PUNCH_HEAD ",\"relay\":true}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, PUNCH_HEAD ",\"relay\":true,\"token\":\"abc\"}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, PUNCH_HEAD ",\"relay\":\"yes\",\"token\":\"" RLY_TOKEN "\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, PUNCH_HEAD ",\"direct\":0}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, PUNCH_HEAD ",\"direct\":false,\"reason\":5}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, PUNCH_HEAD ",\"nat\":\"symmetric\"}", PROTO_E_FIELD);
+    {
+        char line[PROTO_MAX_LINE];
+        char reason[PROTO_MAX_TEXT + 2];
+        memset(reason, 'r', sizeof reason - 1);
+        reason[sizeof reason - 1] = '\0';
+        snprintf(line, sizeof line, PUNCH_HEAD ",\"direct\":false,\"reason\":\"%s\"}", reason);
+        REJECT(PROTO_TO_PEER, line, PROTO_E_FIELD);
+        reason[PROTO_MAX_TEXT] = '\0'; /* 256 bytes: the longest allowed */
+        snprintf(line, sizeof line, PUNCH_HEAD ",\"direct\":false,\"reason\":\"%s\"}", reason);
+        if (ACCEPT(PROTO_TO_PEER, line))
+            CHECK_INT((long long)strlen(msg_.u.punch.reason), PROTO_MAX_TEXT);
+    }
+    if (ACCEPT(PROTO_TO_PEER,
+               PUNCH_HEAD ",\"relay\":true,\"token\":\"" RLY_TOKEN
+                          "\",\"direct\":false,\"reason\":\"x\",\"nat\":\"independent\"}")) {
+        CHECK_INT(msg_.u.punch.relay, 1);
+        CHECK_INT(msg_.u.punch.no_direct, 1);
+        CHECK_INT(msg_.u.punch.nat, PROTO_NAT_INDEPENDENT);
+    }
+}
+
 CHECK_MAIN(TEST(t_roundtrip_hello), TEST(t_roundtrip_welcome), TEST(t_roundtrip_connect),
            TEST(t_roundtrip_punch), TEST(t_roundtrip_error), TEST(t_roundtrip_ping_pong),
            TEST(t_roundtrip_shake), TEST(t_encode_limits), TEST(t_err_codes),
@@ -925,4 +1244,6 @@ CHECK_MAIN(TEST(t_roundtrip_hello), TEST(t_roundtrip_welcome), TEST(t_roundtrip_
            TEST(t_unknown_fields), TEST(t_reject_bad_id), TEST(t_reject_bad_endpoint),
            TEST(t_reject_too_many), TEST(t_reject_version), TEST(t_line_length),
            TEST(t_reject_duplicates), TEST(t_reject_nul), TEST(t_reject_nested),
-           TEST(t_reject_session), TEST(t_reject_role), TEST(t_fuzz))
+           TEST(t_reject_session), TEST(t_reject_role), TEST(t_fuzz), TEST(t_roundtrip_probe),
+           TEST(t_roundtrip_observed), TEST(t_roundtrip_welcome_probe), TEST(t_reject_probe),
+           TEST(t_roundtrip_relay), TEST(t_reject_relay))

@@ -1,0 +1,141 @@
+#include "peer/events.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common/endpoint.h"
+#include "common/log.h"
+
+/* One compact object per line, written with one call so lines never interleave. */
+static void ev_emit(json_t *ev)
+{
+    char *text = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+    if (text)
+        fprintf(stderr, "%s\n", text);
+    free(text);
+    json_decref(ev);
+}
+
+static bool ev_wanted(const struct peer_opts *o)
+{
+    return o->json && !o->quiet;
+}
+
+static json_t *ev_endpoint(const struct sockaddr_storage *ss)
+{
+    char ep[EP_STRLEN];
+    return json_string(ep_format((const struct sockaddr *)ss, ep, sizeof ep));
+}
+
+void ev_registered(const struct peer_opts *o, const struct proto_msg *welcome)
+{
+    if (!ev_wanted(o))
+        return;
+    ev_emit(json_pack("{s:s, s:s, s:s, s:o}", "event", "registered", "id", welcome->u.welcome.id,
+                      "server", o->server, "observed", ev_endpoint(&welcome->u.welcome.observed)));
+}
+
+void ev_punching(const struct peer_opts *o, const struct proto_msg *punch,
+                 const struct punch_cfg *cfg)
+{
+    json_t *cands;
+    if (!ev_wanted(o))
+        return;
+    cands = json_array();
+    for (int i = 0; cands && i < cfg->ncand; i++)
+        json_array_append_new(cands, ev_endpoint(&cfg->cand[i].addr));
+    ev_emit(json_pack("{s:s, s:s, s:s, s:s, s:o, s:b, s:b}", "event", "punching", "peer",
+                      punch->u.punch.peer, "session", punch->u.punch.session, "role",
+                      punch->u.punch.role == PROTO_INITIATOR ? "initiator" : "responder",
+                      "candidates", cands, "direct", !punch->u.punch.no_direct, "relay",
+                      punch->u.punch.relay));
+}
+
+static void ev_connected(const struct peer_link *link)
+{
+    json_t *ev = json_pack(
+        "{s:s, s:s, s:s, s:o, s:s, s:I, s:I}", "event", "connected", "peer", link->peer, "path",
+        link->relayed ? "relay" : "direct", "remote", ev_endpoint(&link->remote), "via",
+        link->relayed ? "relay"
+        : link->via   ? link->via
+                      : "?",
+        "ms", (json_int_t)link->punch_ms, "attempts", (json_int_t)link->attempts);
+    if (ev && link->relayed) {
+        json_object_set_new(ev, "relay", ev_endpoint(&link->relay_server));
+        json_object_set_new(ev, "reason", json_string(link->direct_why));
+    } else if (ev) {
+        json_object_set_new(ev, "reason", json_null());
+    }
+    ev_emit(ev);
+}
+
+/* The path line: how this connection was made, at the default verbosity. */
+void peer_report(const struct peer_opts *o, const struct peer_link *link)
+{
+    char ep[EP_STRLEN];
+    if (o->json) {
+        if (ev_wanted(o))
+            ev_connected(link);
+        return;
+    }
+    if (link->relayed) {
+        LOG_N("connected to %s: relay via %s, %llu ms; direct %s: %s", link->peer,
+              ep_format((const struct sockaddr *)&link->relay_server, ep, sizeof ep),
+              (unsigned long long)link->punch_ms, link->attempts ? "failed" : "skipped",
+              link->direct_why[0] ? link->direct_why : "no reason given");
+        return;
+    }
+    LOG_N("connected to %s: direct, %s (%s), %llu ms, %u attempt%s", link->peer,
+          ep_format((const struct sockaddr *)&link->remote, ep, sizeof ep), link->via,
+          (unsigned long long)link->punch_ms, link->attempts, link->attempts == 1 ? "" : "s");
+}
+
+void ev_closed(const struct peer_opts *o, const char *peer, uint64_t sent, uint64_t received,
+               int status)
+{
+    if (!ev_wanted(o))
+        return;
+    ev_emit(json_pack("{s:s, s:s, s:I, s:I, s:i}", "event", "closed", "peer", peer, "sent",
+                      (json_int_t)sent, "received", (json_int_t)received, "status", status));
+}
+
+const char *ev_exit_code(int status)
+{
+    static const char *const codes[] = {
+        [EXIT_DONE] = "ok",
+        [EXIT_USAGE] = "usage",
+        [EXIT_SERVER] = "server",
+        [EXIT_NO_PEER] = "peer-not-found",
+        [EXIT_PUNCH] = "punch-failed",
+        [EXIT_LOST] = "connection-lost",
+        [EXIT_LOCAL] = "local",
+    };
+    return status >= 0 && (size_t)status < sizeof codes / sizeof codes[0] ? codes[status]
+                                                                          : "internal";
+}
+
+static const char *ev_exit_text(int status)
+{
+    static const char *const texts[] = {
+        [EXIT_DONE] = "done",
+        [EXIT_USAGE] = "usage error",
+        [EXIT_SERVER] = "server unreachable, refused us, or lost before the punch",
+        [EXIT_NO_PEER] = "peer not found on the server",
+        [EXIT_PUNCH] = "punch failed: no verified connection before the timeout",
+        [EXIT_LOST] = "connection lost after it was established",
+        [EXIT_LOCAL] = "local error",
+    };
+    return status >= 0 && (size_t)status < sizeof texts / sizeof texts[0] ? texts[status]
+                                                                          : "internal error";
+}
+
+void ev_error(int status, const char *message)
+{
+    /* a message cut inside a UTF-8 sequence is no JSON string: fall back to the generic one */
+    json_t *msg = message ? json_string(message) : NULL;
+    if (!msg)
+        msg = json_string(ev_exit_text(status));
+    ev_emit(json_pack("{s:s, s:s, s:o, s:i}", "event", "error", "code", ev_exit_code(status),
+                      "message", msg, "exit", status));
+}

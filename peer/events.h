@@ -1,0 +1,30 @@
+/* Events for scripts (--json): one JSON object per line on stderr, documented in README.
+ * Every function but ev_error does nothing without --json or with -q;
+ * the human log lines are written where the events happen (peer_report writes the path line). */
+#ifndef TP_EVENTS_H
+#define TP_EVENTS_H
+
+#include <stdint.h>
+
+#include "peer/peer.h"
+#include "peer/punch.h"
+
+/* {"event":"registered","id":..,"server":..,"observed":..} */
+void ev_registered(const struct peer_opts *o, const struct proto_msg *welcome);
+
+/* {"event":"punching","peer":..,"session":..,"role":..,"candidates":[..],"direct":..,"relay":..} */
+void ev_punching(const struct peer_opts *o, const struct proto_msg *punch,
+                 const struct punch_cfg *cfg);
+
+/* {"event":"closed","peer":..,"sent":N,"received":N,"status":N} */
+void ev_closed(const struct peer_opts *o, const char *peer, uint64_t sent, uint64_t received,
+               int status);
+
+/* {"event":"error","code":..,"message":..,"exit":N}: the program's last line when it fails.
+ * message NULL: a generic one for the exit status. */
+void ev_error(int status, const char *message);
+
+/* The short code of an error exit status ("server", "punch-failed", ...). */
+const char *ev_exit_code(int status);
+
+#endif

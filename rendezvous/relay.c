@@ -1,0 +1,822 @@
+#include "rendezvous/relay.h"
+#include "common/container.h"
+#include "common/endpoint.h"
+#include "common/log.h"
+#include "common/rand.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define RLY_BUCKETS 1024
+#define RLY_SWEEP_MS 1000
+#define RLY_CHUNK (64 * 1024)  /* largest read; with a rate limit, reads shrink to rate/8 */
+#define RLY_PEND_MAX RLY_CHUNK /* bytes a waiting side may send before we stop reading it */
+#define RLY_LINGER_MS 2000     /* a refused waiting side gets this long to read its error */
+#define RLY_KEEPALIVE_S 60     /* notice a peer that vanished without a reset */
+
+enum rly_state { RS_WAITING, RS_SPLICED, RS_LINGER, RS_ENDED };
+
+/* Why a side is not being read; reading runs only while none applies. */
+enum { RLY_PAUSE_QUEUE = 1, RLY_PAUSE_RATE = 2, RLY_PAUSE_PEND = 4 };
+
+/* An offer: what a relay line must match. Kept until both sides joined or it expired. */
+struct rly_rec {
+    struct rly_rec *hnext;
+    struct rly_rec *prev, *next; /* all offers, oldest first */
+    char session[PROTO_SESSION_LEN + 1];
+    char id[2][PROTO_MAX_ID + 1];
+    char token[2][PROTO_TOKEN_LEN + 1];
+    bool used[2];
+    uint64_t created_ms;
+    struct rly_sess *sess; /* once a side has joined */
+};
+
+struct rly_side {
+    uv_tcp_t tcp;
+    uv_timer_t rate_timer;
+    uv_shutdown_t shut;
+    struct rly_sess *s;
+    int idx;
+    bool open;       /* tcp initialised and not closed */
+    bool timer_open; /* rate_timer initialised and not closed */
+    bool reading;
+    bool eof;       /* this side sent its FIN */
+    bool shut_sent; /* our FIN towards this side is queued */
+    bool shut_done;
+    unsigned pause;
+    uint64_t bytes; /* read from this side, forwarded (or to be) to the other */
+    uint64_t rate_start_ms, rate_bytes;
+    char *pend; /* bytes the side sent before the splice */
+    size_t pend_len;
+    char addr[EP_STRLEN];
+};
+
+struct rly_sess {
+    struct rly *r;
+    struct rly_rec *rec; /* NULL once spliced: nothing can join any more */
+    struct rly_sess *prev, *next;
+    enum rly_state state;
+    bool counted; /* in r->nactive */
+    char session[PROTO_SESSION_LEN + 1];
+    char id[2][PROTO_MAX_ID + 1];
+    uv_timer_t timer; /* waiting: relay-wait; spliced: --relay-seconds; linger */
+    bool timer_open;
+    int handles;
+    uint64_t start_ms;
+    struct rly_side side[2];
+};
+
+struct rly {
+    uv_loop_t *loop;
+    struct rly_cfg cfg;
+    void (*idle)(void *);
+    void *arg;
+    struct rly_rec *bucket[RLY_BUCKETS];
+    struct rly_rec *head, *tail;
+    size_t noffers;
+    struct rly_sess *sessions;
+    size_t nactive;
+    uv_timer_t sweep;
+    bool sweep_open;
+    bool stopping;
+};
+
+/* A read buffer that becomes the write request forwarding it: no copy. */
+struct rly_wreq {
+    uv_write_t req;
+    struct rly_sess *s;
+    int from; /* the side the bytes came from; they go to the other */
+    char data[];
+};
+
+static void rly_end(struct rly_sess *s, bool reset, const char *why);
+static void rly_update_read(struct rly_side *d);
+
+/* ---- offers ---- */
+
+static unsigned rly_hash(const char *session)
+{
+    unsigned h = 2166136261u;
+    for (; *session; session++)
+        h = (h ^ (unsigned char)*session) * 16777619u;
+    return h % RLY_BUCKETS;
+}
+
+static struct rly_rec *rly_find(const struct rly *r, const char *session)
+{
+    struct rly_rec *e = r->bucket[rly_hash(session)];
+    while (e && strcmp(e->session, session) != 0)
+        e = e->hnext;
+    return e;
+}
+
+static void rly_rec_free(struct rly *r, struct rly_rec *e)
+{
+    struct rly_rec **pp = &r->bucket[rly_hash(e->session)];
+    while (*pp && *pp != e)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = e->hnext;
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        r->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        r->tail = e->prev;
+    if (e->sess)
+        e->sess->rec = NULL;
+    r->noffers--;
+    free(e);
+}
+
+int rly_offer(struct rly *r, const char *session, const char *id0, const char *id1, char *token0,
+              char *token1)
+{
+    struct rly_rec *e;
+    unsigned h;
+    if (!r->cfg.enabled || r->stopping || r->noffers >= RLY_MAX_OFFERS || rly_find(r, session))
+        return -1;
+    e = calloc(1, sizeof *e);
+    if (!e)
+        return -1;
+    if (rnd_hex(e->token[0], PROTO_TOKEN_LEN / 2) < 0 ||
+        rnd_hex(e->token[1], PROTO_TOKEN_LEN / 2) < 0) {
+        free(e);
+        return -1;
+    }
+    snprintf(e->session, sizeof e->session, "%s", session);
+    snprintf(e->id[0], sizeof e->id[0], "%s", id0);
+    snprintf(e->id[1], sizeof e->id[1], "%s", id1);
+    e->created_ms = uv_now(r->loop);
+    h = rly_hash(session);
+    e->hnext = r->bucket[h];
+    r->bucket[h] = e;
+    e->prev = r->tail;
+    if (r->tail)
+        r->tail->next = e;
+    else
+        r->head = e;
+    r->tail = e;
+    r->noffers++;
+    memcpy(token0, e->token[0], PROTO_TOKEN_LEN + 1);
+    memcpy(token1, e->token[1], PROTO_TOKEN_LEN + 1);
+    return 0;
+}
+
+/* Offers nobody joined are dropped at their expiry; one with a waiting side is ended by that
+ * side's own timer, which never runs past the same expiry. */
+static void rly_on_sweep(uv_timer_t *t)
+{
+    struct rly *r = t->data;
+    uint64_t now = uv_now(r->loop);
+    struct rly_rec *e = r->head, *next;
+    for (; e && now - e->created_ms >= RLY_OFFER_TTL_MS; e = next) {
+        next = e->next;
+        if (!e->sess) {
+            LOG_I("relay %s: offer expired, nobody joined", e->session);
+            rly_rec_free(r, e);
+        }
+    }
+}
+
+/* Tokens are secrets: compare without an early exit. */
+static bool rly_token_eq(const char *a, const char *b)
+{
+    unsigned char d = 0;
+    for (int i = 0; i < PROTO_TOKEN_LEN; i++)
+        d |= (unsigned char)(a[i] ^ b[i]);
+    return d == 0;
+}
+
+/* ---- handles and the end of a session ---- */
+
+static void rly_maybe_idle(struct rly *r)
+{
+    if (r->stopping && !r->sweep_open && !r->sessions && r->idle)
+        r->idle(r->arg);
+}
+
+static void rly_sess_unref(struct rly_sess *s)
+{
+    struct rly *r = s->r;
+    if (--s->handles > 0 || s->state != RS_ENDED)
+        return;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        r->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    free(s->side[0].pend);
+    free(s->side[1].pend);
+    free(s);
+    rly_maybe_idle(r);
+}
+
+static void rly_on_handle_closed(uv_handle_t *h)
+{
+    rly_sess_unref(h->data);
+}
+
+static void rly_close_handle(uv_handle_t *h, bool *open)
+{
+    if (!*open)
+        return;
+    *open = false;
+    uv_close(h, rly_on_handle_closed);
+}
+
+/* SO_LINGER 0: the close sends RST and drops what is unsent, so the peer sees ECONNRESET and
+ * never a clean EOF that would hide a truncated stream. */
+static void rly_abort_side(struct rly_side *d)
+{
+    struct linger lg = {1, 0};
+    uv_os_fd_t fd;
+    if (d->open && uv_fileno((uv_handle_t *)&d->tcp, &fd) == 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+}
+
+static const char *rly_who(const struct rly_sess *s, int i)
+{
+    return s->id[i];
+}
+
+static void rly_log_end(const struct rly_sess *s, bool reset, const char *why)
+{
+    double secs = (double)(uv_now(s->r->loop) - s->start_ms) / 1000.0;
+    if (s->state == RS_SPLICED)
+        log_msg(reset ? LOG_WARN : LOG_NOTE,
+                "relay %s ended%s after %.1f s: %s -> %s %llu bytes, %s -> %s %llu bytes: %s",
+                s->session, reset ? " (reset)" : "", secs, rly_who(s, 0), rly_who(s, 1),
+                (unsigned long long)s->side[0].bytes, rly_who(s, 1), rly_who(s, 0),
+                (unsigned long long)s->side[1].bytes, why);
+    else
+        LOG_N("relay %s ended before the splice, after %.1f s: %s", s->session, secs, why);
+}
+
+/* Ends the session: closes both sides (with reset: abortively), its timers and its offer. */
+static void rly_end(struct rly_sess *s, bool reset, const char *why)
+{
+    struct rly *r = s->r;
+    if (s->state == RS_ENDED)
+        return;
+    if (why)
+        rly_log_end(s, reset, why);
+    s->state = RS_ENDED;
+    if (s->counted) {
+        s->counted = false;
+        r->nactive--;
+    }
+    if (s->rec)
+        rly_rec_free(r, s->rec);
+    for (int i = 0; i < 2; i++) {
+        struct rly_side *d = &s->side[i];
+        if (reset)
+            rly_abort_side(d);
+        rly_close_handle((uv_handle_t *)&d->tcp, &d->open);
+        rly_close_handle((uv_handle_t *)&d->rate_timer, &d->timer_open);
+    }
+    rly_close_handle((uv_handle_t *)&s->timer, &s->timer_open);
+}
+
+/* ---- writing ---- */
+
+static void rly_on_write(uv_write_t *req, int status)
+{
+    struct rly_wreq *w = (struct rly_wreq *)req;
+    struct rly_sess *s = w->s;
+    struct rly_side *from = &s->side[w->from];
+    struct rly_side *to = &s->side[1 - w->from];
+    char why[160];
+    free(w);
+    if (s->state != RS_SPLICED || status == UV_ECANCELED)
+        return;
+    if (status < 0) {
+        snprintf(why, sizeof why, "write to %s: %s", rly_who(s, to->idx), uv_strerror(status));
+        rly_end(s, true, why);
+        return;
+    }
+    if ((from->pause & RLY_PAUSE_QUEUE) &&
+        uv_stream_get_write_queue_size((uv_stream_t *)&to->tcp) < RLY_QUEUE_LOW) {
+        from->pause &= ~(unsigned)RLY_PAUSE_QUEUE;
+        rly_update_read(from);
+    }
+}
+
+/* Queues w (len bytes from `from`) to the other side; takes w. Returns -1 after ending s. */
+static int rly_queue(struct rly_side *from, struct rly_wreq *w, size_t len)
+{
+    struct rly_sess *s = from->s;
+    struct rly_side *to = &s->side[1 - from->idx];
+    uint64_t max = s->r->cfg.max_bytes;
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+    char why[160];
+    int rc;
+
+    if (max && s->side[0].bytes + s->side[1].bytes + len > max) {
+        free(w);
+        snprintf(why, sizeof why, "byte limit reached (--relay-bytes %llu)",
+                 (unsigned long long)max);
+        rly_end(s, true, why);
+        return -1;
+    }
+    from->bytes += len;
+    w->s = s;
+    w->from = from->idx;
+    rc = uv_write(&w->req, (uv_stream_t *)&to->tcp, &b, 1, rly_on_write);
+    if (rc < 0) {
+        free(w);
+        snprintf(why, sizeof why, "write to %s: %s", rly_who(s, to->idx), uv_strerror(rc));
+        rly_end(s, true, why);
+        return -1;
+    }
+    /* backpressure: the side that does not read stops the other from being read */
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&to->tcp) > RLY_QUEUE_HIGH)
+        from->pause |= RLY_PAUSE_QUEUE;
+    return 0;
+}
+
+static struct rly_wreq *rly_wreq_new(size_t len)
+{
+    return malloc(sizeof(struct rly_wreq) + (len ? len : 1));
+}
+
+/* A server line (relayed, error) to side d; not counted as relayed bytes. */
+static int rly_write_line(struct rly_side *d, const char *line, size_t len)
+{
+    struct rly_wreq *w = rly_wreq_new(len);
+    uv_buf_t b;
+    int rc;
+    if (!w)
+        return UV_ENOMEM;
+    memcpy(w->data, line, len);
+    w->s = d->s;
+    w->from = 1 - d->idx; /* the server's own line: counted for nobody */
+    b = uv_buf_init(w->data, (unsigned)len);
+    rc = uv_write(&w->req, (uv_stream_t *)&d->tcp, &b, 1, rly_on_write);
+    if (rc < 0)
+        free(w);
+    return rc;
+}
+
+/* ---- reading ---- */
+
+static size_t rly_chunk(const struct rly *r)
+{
+    uint64_t c = r->cfg.rate / 8;
+    if (!r->cfg.rate)
+        return RLY_CHUNK;
+    return c < 1024 ? 1024 : c > RLY_CHUNK ? RLY_CHUNK : (size_t)c;
+}
+
+static void rly_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    struct rly_side *d = container_of((uv_tcp_t *)h, struct rly_side, tcp);
+    size_t n = rly_chunk(d->s->r);
+    struct rly_wreq *w = rly_wreq_new(n);
+    (void)hint;
+    *buf = w ? uv_buf_init(w->data, (unsigned)n) : uv_buf_init(NULL, 0);
+}
+
+static void rly_on_rate(uv_timer_t *t)
+{
+    struct rly_side *d = container_of(t, struct rly_side, rate_timer);
+    d->pause &= ~(unsigned)RLY_PAUSE_RATE;
+    rly_update_read(d);
+}
+
+/* Token bucket without burst credit: n more bytes from d are due at start + bytes/rate; reading
+ * pauses until then. */
+static void rly_rate(struct rly_side *d, size_t n)
+{
+    uint64_t rate = d->s->r->cfg.rate;
+    uint64_t now = uv_now(d->s->r->loop), due;
+    if (!rate)
+        return;
+    due = d->rate_start_ms + d->rate_bytes / rate * 1000 + d->rate_bytes % rate * 1000 / rate;
+    if (due < now) {
+        d->rate_start_ms = now;
+        d->rate_bytes = 0;
+    }
+    d->rate_bytes += n;
+    due = d->rate_start_ms + d->rate_bytes / rate * 1000 + d->rate_bytes % rate * 1000 / rate;
+    if (due > now) {
+        d->pause |= RLY_PAUSE_RATE;
+        uv_timer_start(&d->rate_timer, rly_on_rate, due - now, 0);
+    }
+}
+
+static void rly_on_shutdown(uv_shutdown_t *req, int status)
+{
+    struct rly_side *to = req->data;
+    struct rly_sess *s = to->s;
+    char why[160];
+    if (s->state != RS_SPLICED || status == UV_ECANCELED)
+        return;
+    if (status < 0) {
+        snprintf(why, sizeof why, "shutdown towards %s: %s", rly_who(s, to->idx),
+                 uv_strerror(status));
+        rly_end(s, true, why);
+        return;
+    }
+    to->shut_done = true;
+    if (s->side[0].shut_done && s->side[1].shut_done)
+        rly_end(s, false, "both sides closed");
+}
+
+/* EOF from d: its direction is over; once what it sent has been written, pass the FIN on. */
+static void rly_half_close(struct rly_side *d)
+{
+    struct rly_sess *s = d->s;
+    struct rly_side *to = &s->side[1 - d->idx];
+    char why[160];
+    int rc;
+    d->eof = true;
+    d->reading = false; /* libuv stops reading at EOF by itself */
+    to->shut.data = to;
+    to->shut_sent = true;
+    rc = uv_shutdown(&to->shut, (uv_stream_t *)&to->tcp, rly_on_shutdown);
+    if (rc < 0) {
+        snprintf(why, sizeof why, "shutdown towards %s: %s", rly_who(s, to->idx), uv_strerror(rc));
+        rly_end(s, true, why);
+    }
+}
+
+/* Before the splice: keep what the side sends (bounded) to forward it first. */
+static void rly_keep(struct rly_side *d, const char *data, size_t n)
+{
+    char *p = realloc(d->pend, d->pend_len + n);
+    if (!p) {
+        rly_end(d->s, true, "out of memory");
+        return;
+    }
+    memcpy(p + d->pend_len, data, n);
+    d->pend = p;
+    d->pend_len += n;
+    if (d->pend_len >= RLY_PEND_MAX) {
+        d->pause |= RLY_PAUSE_PEND;
+        rly_update_read(d);
+    }
+}
+
+static void rly_on_read_end(struct rly_side *d, ssize_t n)
+{
+    struct rly_sess *s = d->s;
+    char why[200];
+    d->reading = false;
+    if (s->state == RS_SPLICED && n == UV_EOF) {
+        rly_half_close(d);
+        return;
+    }
+    if (s->state == RS_SPLICED) {
+        snprintf(why, sizeof why, "read from %s: %s", rly_who(s, d->idx), uv_strerror((int)n));
+        rly_end(s, true, why);
+    } else if (s->state == RS_WAITING) {
+        snprintf(why, sizeof why, "%s left while waiting (%s)", rly_who(s, d->idx),
+                 n == UV_EOF ? "closed" : uv_strerror((int)n));
+        rly_end(s, n != UV_EOF, why);
+    } else {
+        rly_end(s, false, NULL); /* lingering after an error line: done */
+    }
+}
+
+static void rly_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    struct rly_side *d = container_of((uv_tcp_t *)st, struct rly_side, tcp);
+    struct rly_wreq *w = buf->base ? container_of(buf->base, struct rly_wreq, data) : NULL;
+    struct rly_sess *s = d->s;
+
+    if (n <= 0 || s->state != RS_SPLICED) {
+        if (n > 0 && s->state == RS_WAITING)
+            rly_keep(d, buf->base, (size_t)n);
+        free(w);
+        if (n < 0)
+            rly_on_read_end(d, n);
+        return;
+    }
+    if (rly_queue(d, w, (size_t)n) < 0)
+        return;
+    rly_rate(d, (size_t)n);
+    rly_update_read(d);
+}
+
+static void rly_update_read(struct rly_side *d)
+{
+    enum rly_state st = d->s->state;
+    bool want = d->open && !d->eof && d->pause == 0 && st != RS_ENDED;
+    char why[160];
+    int rc = 0;
+    if (want == d->reading)
+        return;
+    if (want)
+        rc = uv_read_start((uv_stream_t *)&d->tcp, rly_on_alloc, rly_on_read);
+    else
+        uv_read_stop((uv_stream_t *)&d->tcp);
+    if (rc < 0) {
+        snprintf(why, sizeof why, "read from %s: %s", rly_who(d->s, d->idx), uv_strerror(rc));
+        rly_end(d->s, true, why);
+        return;
+    }
+    d->reading = want;
+}
+
+/* ---- session timer ---- */
+
+static void rly_on_timer(uv_timer_t *t);
+
+static void rly_arm(struct rly_sess *s, uint64_t ms)
+{
+    uv_timer_start(&s->timer, rly_on_timer, ms, 0);
+}
+
+/* The FIN after an error line is out; the close follows the peer's EOF or the linger timer. */
+static void rly_on_linger_shutdown(uv_shutdown_t *req, int status)
+{
+    (void)req;
+    (void)status;
+}
+
+/* A waiting side is told why (error line), gets its FIN and a moment to read it. */
+static void rly_refuse_waiting(struct rly_sess *s, const char *code, const char *message)
+{
+    char line[PROTO_MAX_LINE];
+    int n = proto_encode_error(code, message, true, line, sizeof line);
+    LOG_N("relay %s: refused %s (%s): %s: %s", s->session, rly_who(s, s->side[0].open ? 0 : 1),
+          s->side[0].open ? s->side[0].addr : s->side[1].addr, code, message);
+    if (s->counted) {
+        s->counted = false;
+        s->r->nactive--;
+    }
+    if (s->rec)
+        rly_rec_free(s->r, s->rec);
+    s->state = RS_LINGER;
+    for (int i = 0; i < 2; i++) {
+        struct rly_side *d = &s->side[i];
+        if (!d->open)
+            continue;
+        d->pause = 0;
+        rly_update_read(d); /* read (and drop) until the peer closes: no reset on close */
+        d->shut.data = d;
+        if (n <= 0 || rly_write_line(d, line, (size_t)n) < 0 ||
+            uv_shutdown(&d->shut, (uv_stream_t *)&d->tcp, rly_on_linger_shutdown) < 0) {
+            rly_end(s, false, NULL);
+            return;
+        }
+    }
+    rly_arm(s, RLY_LINGER_MS);
+}
+
+static void rly_on_timer(uv_timer_t *t)
+{
+    struct rly_sess *s = container_of(t, struct rly_sess, timer);
+    char msg[PROTO_MAX_TEXT];
+    switch (s->state) {
+    case RS_WAITING: {
+        int w = s->side[0].open ? 0 : 1;
+        snprintf(msg, sizeof msg, "%s did not join the relay in time", rly_who(s, 1 - w));
+        rly_refuse_waiting(s, "relay-timeout", msg);
+        break;
+    }
+    case RS_SPLICED:
+        snprintf(msg, sizeof msg, "time limit reached (--relay-seconds %llu)",
+                 (unsigned long long)s->r->cfg.max_seconds);
+        rly_end(s, true, msg);
+        break;
+    default:
+        rly_end(s, false, NULL);
+        break;
+    }
+}
+
+/* ---- joining ---- */
+
+static struct rly_sess *rly_sess_new(struct rly *r, struct rly_rec *e)
+{
+    struct rly_sess *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->r = r;
+    s->rec = e;
+    memcpy(s->session, e->session, sizeof s->session);
+    memcpy(s->id, e->id, sizeof s->id);
+    s->start_ms = uv_now(r->loop);
+    uv_timer_init(r->loop, &s->timer);
+    s->timer.data = s;
+    s->timer_open = true;
+    s->handles = 1;
+    s->next = r->sessions;
+    if (r->sessions)
+        r->sessions->prev = s;
+    r->sessions = s;
+    s->counted = true;
+    r->nactive++;
+    e->sess = s;
+    return s;
+}
+
+static int rly_side_open(struct rly_sess *s, int idx, int fd, const char *addr, const char *pre,
+                         size_t prelen)
+{
+    struct rly_side *d = &s->side[idx];
+    d->s = s;
+    d->idx = idx;
+    snprintf(d->addr, sizeof d->addr, "%s", addr);
+    if (prelen) {
+        d->pend = malloc(prelen);
+        if (!d->pend)
+            return -1;
+        memcpy(d->pend, pre, prelen);
+        d->pend_len = prelen;
+    }
+    uv_tcp_init(s->r->loop, &d->tcp);
+    d->tcp.data = s;
+    d->open = true;
+    s->handles++;
+    if (uv_tcp_open(&d->tcp, fd) < 0) {
+        /* the handle never took fd: the caller still owns it */
+        rly_close_handle((uv_handle_t *)&d->tcp, &d->open);
+        return -1;
+    }
+    if (d->pend_len >= RLY_PEND_MAX)
+        d->pause |= RLY_PAUSE_PEND;
+    uv_timer_init(s->r->loop, &d->rate_timer);
+    d->rate_timer.data = s;
+    d->timer_open = true;
+    s->handles++;
+    uv_tcp_nodelay(&d->tcp, 1);
+    uv_tcp_keepalive(&d->tcp, 1, RLY_KEEPALIVE_S);
+    return 0;
+}
+
+/* Both sides are here: `relayed` to each, then what each sent early, then the bytes. */
+static void rly_splice(struct rly_sess *s)
+{
+    struct proto_msg m;
+    char line[PROTO_MAX_LINE];
+    int n;
+
+    rly_rec_free(s->r, s->rec);
+    s->state = RS_SPLICED;
+    s->start_ms = uv_now(s->r->loop);
+    uv_timer_stop(&s->timer);
+    if (s->r->cfg.max_seconds)
+        rly_arm(s, s->r->cfg.max_seconds * 1000);
+    LOG_N("relay %s: %s (%s) <-> %s (%s) joined, splicing", s->session, rly_who(s, 0),
+          s->side[0].addr, rly_who(s, 1), s->side[1].addr);
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_RELAYED;
+    memcpy(m.u.relayed.session, s->session, sizeof m.u.relayed.session);
+    n = proto_encode(&m, line, sizeof line);
+    for (int i = 0; i < 2 && s->state == RS_SPLICED; i++)
+        if (n <= 0 || rly_write_line(&s->side[i], line, (size_t)n) < 0)
+            rly_end(s, true, "cannot write relayed");
+    for (int i = 0; i < 2 && s->state == RS_SPLICED; i++) {
+        struct rly_side *d = &s->side[i];
+        struct rly_wreq *w;
+        d->pause &= ~(unsigned)RLY_PAUSE_PEND;
+        if (!d->pend_len)
+            continue;
+        w = rly_wreq_new(d->pend_len);
+        if (!w) {
+            rly_end(s, true, "out of memory");
+            return;
+        }
+        memcpy(w->data, d->pend, d->pend_len);
+        if (rly_queue(d, w, d->pend_len) < 0)
+            return;
+        free(d->pend);
+        d->pend = NULL;
+        d->pend_len = 0;
+    }
+    for (int i = 0; i < 2 && s->state == RS_SPLICED; i++)
+        rly_update_read(&s->side[i]);
+}
+
+static int rly_refuse(char *code, size_t codelen, char *msg, size_t msglen, const char *c,
+                      const char *m)
+{
+    snprintf(code, codelen, "%s", c);
+    snprintf(msg, msglen, "%s", m);
+    return -1;
+}
+
+int rly_join(struct rly *r, const char *session, const char *token, int fd, const char *addr,
+             const char *pre, size_t prelen, char *code, size_t codelen, char *msg, size_t msglen)
+{
+    struct rly_rec *e;
+    struct rly_sess *s;
+    char text[PROTO_MAX_TEXT];
+    uint64_t now = uv_now(r->loop), wait_ms, left_ms;
+    int idx;
+
+    if (!r->cfg.enabled)
+        return rly_refuse(code, codelen, msg, msglen, "relay-disabled",
+                          "this server does not relay");
+    if (r->stopping)
+        return rly_refuse(code, codelen, msg, msglen, "server-shutdown",
+                          "the server is shutting down");
+    e = rly_find(r, session);
+    if (!e)
+        return rly_refuse(code, codelen, msg, msglen, "relay-refused",
+                          "unknown or expired relay session");
+    idx = rly_token_eq(token, e->token[0]) ? 0 : rly_token_eq(token, e->token[1]) ? 1 : -1;
+    if (idx < 0)
+        return rly_refuse(code, codelen, msg, msglen, "relay-refused",
+                          "wrong token for this relay session");
+    if (e->used[idx])
+        return rly_refuse(code, codelen, msg, msglen, "relay-refused",
+                          "this token has already joined the relay");
+    if (!e->sess && r->nactive >= r->cfg.max_sessions) {
+        snprintf(text, sizeof text, "the relay already carries %lu sessions", r->cfg.max_sessions);
+        return rly_refuse(code, codelen, msg, msglen, "relay-full", text);
+    }
+    s = e->sess ? e->sess : rly_sess_new(r, e);
+    if (!s || rly_side_open(s, idx, fd, addr, pre, prelen) < 0) {
+        if (s && !s->side[1 - idx].open)
+            rly_end(s, false, NULL);
+        return rly_refuse(code, codelen, msg, msglen, "relay-full",
+                          "the relay is out of resources");
+    }
+    e->used[idx] = true;
+    if (s->side[1 - idx].open) {
+        rly_splice(s);
+        return 0;
+    }
+    /* the first side waits for --relay-wait, and never past the offer's expiry */
+    wait_ms = (uint64_t)r->cfg.wait * 1000;
+    left_ms = e->created_ms + RLY_OFFER_TTL_MS > now ? e->created_ms + RLY_OFFER_TTL_MS - now : 0;
+    rly_arm(s, wait_ms < left_ms ? wait_ms : left_ms);
+    LOG_N("relay %s: %s joined from %s, waiting for %s", s->session, rly_who(s, idx), addr,
+          rly_who(s, 1 - idx));
+    rly_update_read(&s->side[idx]);
+    return 0;
+}
+
+/* ---- life cycle ---- */
+
+struct rly *rly_new(uv_loop_t *loop, const struct rly_cfg *cfg, void (*idle)(void *), void *arg)
+{
+    struct rly *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->loop = loop;
+    r->cfg = *cfg;
+    r->idle = idle;
+    r->arg = arg;
+    uv_timer_init(loop, &r->sweep);
+    r->sweep.data = r;
+    r->sweep_open = true;
+    uv_timer_start(&r->sweep, rly_on_sweep, RLY_SWEEP_MS, RLY_SWEEP_MS);
+    uv_unref((uv_handle_t *)&r->sweep); /* only sessions should keep the loop running */
+    return r;
+}
+
+size_t rly_active(const struct rly *r)
+{
+    return r->nactive;
+}
+
+bool rly_idle(const struct rly *r)
+{
+    return r->stopping && !r->sweep_open && !r->sessions;
+}
+
+static void rly_on_sweep_closed(uv_handle_t *h)
+{
+    struct rly *r = h->data;
+    rly_maybe_idle(r);
+}
+
+void rly_stop(struct rly *r)
+{
+    struct rly_sess *s, *next;
+    if (r->stopping)
+        return;
+    r->stopping = true;
+    while (r->head)
+        rly_rec_free(r, r->head);
+    for (s = r->sessions; s; s = next) {
+        next = s->next;
+        if (s->state == RS_WAITING)
+            rly_refuse_waiting(s, "server-shutdown", "the server is shutting down");
+        else if (s->state == RS_SPLICED) {
+            rly_end(s, true, "the server is shutting down");
+        }
+    }
+    r->sweep_open = false;
+    uv_close((uv_handle_t *)&r->sweep, rly_on_sweep_closed);
+}
+
+void rly_free(struct rly *r)
+{
+    if (!r)
+        return;
+    while (r->head)
+        rly_rec_free(r, r->head);
+    free(r);
+}

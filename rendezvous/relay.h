@@ -1,0 +1,59 @@
+/* The relay fallback: sessions the server introduced with `punch` ... `relay:true` may have
+ * their two peers join over fresh connections, which are then spliced byte for byte
+ * (PROTOCOL.md, "Relay"). The relay never connects out. */
+#ifndef TP_RELAY_H
+#define TP_RELAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "proto/proto.h"
+
+#define RLY_QUEUE_HIGH (256 * 1024) /* stop reading a side above this much queued to the other */
+#define RLY_QUEUE_LOW (RLY_QUEUE_HIGH / 2) /* ... and resume below this */
+#define RLY_OFFER_TTL_MS 60000             /* an offer expires this long after the punch */
+#define RLY_MAX_OFFERS 16384               /* offers kept at once: bounds what connect floods pin */
+
+struct rly_cfg {
+    bool enabled;
+    unsigned long max_sessions; /* sessions with at least one side joined */
+    uint64_t max_bytes;         /* per session, both directions; 0 = unlimited */
+    uint64_t max_seconds;       /* per spliced session; 0 = unlimited */
+    uint64_t rate;              /* bytes/s per direction per session; 0 = unlimited */
+    unsigned wait;              /* seconds the first side waits for the second */
+};
+
+struct rly;
+
+/* Returns NULL when out of memory. idle is called (once stopping) when the last relay handle
+ * has closed, so that the owner can finish its own shutdown. */
+struct rly *rly_new(uv_loop_t *loop, const struct rly_cfg *cfg, void (*idle)(void *), void *arg);
+
+/* Records an offer for session: side 0 (initiator id0) and side 1 (id1) get fresh random
+ * tokens (33 bytes each, NUL-terminated). Returns 0, or -1 when the relay is disabled, full
+ * of offers or out of randomness/memory. */
+int rly_offer(struct rly *r, const char *session, const char *id0, const char *id1, char *token0,
+              char *token1);
+
+/* A `relay` line arrived as the first line of a fresh connection fd; pre holds the bytes that
+ * followed it. Returns 0 when the relay took fd (it owns and closes it from now on), or -1
+ * with the error code and message to send (fd untouched, still the caller's). */
+int rly_join(struct rly *r, const char *session, const char *token, int fd, const char *addr,
+             const char *pre, size_t prelen, char *code, size_t codelen, char *msg, size_t msglen);
+
+/* Spliced or waiting sessions at the moment. */
+size_t rly_active(const struct rly *r);
+
+/* After rly_stop: true once nothing of the relay keeps the loop busy. */
+bool rly_idle(const struct rly *r);
+
+/* Server shutdown: waiting sides get server-shutdown, spliced sessions are reset, offers are
+ * dropped; idle is called when every handle has closed (possibly from within this call). */
+void rly_stop(struct rly *r);
+
+/* Frees the table; only after rly_stop and the loop has run the closes. */
+void rly_free(struct rly *r);
+
+#endif

@@ -1,0 +1,424 @@
+#!/usr/bin/env python3
+"""The server's relay driven with raw sockets on loopback: joining rules and their error codes,
+the splice (early bytes, half-close both ways, backpressure), the limits (a cut is a reset, never
+a clean EOF), the rate limit, and a server without a relay.
+Usage: relay_raw.py MODE HOST PORT SERVER_PID
+  MODE main:     server run with --hello-timeout 1 --relay-wait 3 --relay-max 2
+  MODE limits:   server run with --relay-bytes 100K --relay-seconds 2
+  MODE rate:     server run with --relay-rate 200K
+  MODE disabled: server run with --no-relay
+Exit status = number of failures. Every wait is bounded."""
+import errno
+import json
+import os
+import re
+import socket
+import sys
+import time
+
+MODE, HOST, PORT, SERVER_PID = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+FAILS = 0
+SEQ = [0]
+HEX32 = re.compile(r"^[0-9a-f]{32}$")
+
+
+def ok(what):
+    print(f"ok   [relay_raw {MODE}] {what}", flush=True)
+
+
+def bad(what):
+    global FAILS
+    FAILS += 1
+    print(f"FAIL [relay_raw {MODE}] {what}", flush=True)
+
+
+def check(cond, what):
+    (ok if cond else bad)(what)
+    return cond
+
+
+def uid(base):
+    SEQ[0] += 1
+    return f"{base}-{os.getpid()}-{SEQ[0]}"
+
+
+def line_of(obj):
+    return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+
+
+class Conn:
+    def __init__(self, rcvbuf=0, sndbuf=0):
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if sndbuf:
+            self.s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        self.s.settimeout(5)
+        self.s.connect((HOST, PORT))
+        self.buf = b""
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def msg(self, obj):
+        self.send(line_of(obj))
+
+    def line(self, timeout=5.0):
+        """The next line as a dict; None on EOF, reset or timeout."""
+        end = time.time() + timeout
+        while b"\n" not in self.buf:
+            left = end - time.time()
+            if left <= 0:
+                return None
+            self.s.settimeout(left)
+            try:
+                d = self.s.recv(65536)
+            except (socket.timeout, ConnectionResetError):
+                return None
+            if not d:
+                return None
+            self.buf += d
+        raw, self.buf = self.buf.split(b"\n", 1)
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return {"raw": raw}
+
+    def read_exact(self, n, timeout=10.0):
+        """n bytes (after what line() left over), or fewer on EOF/timeout."""
+        out, self.buf = self.buf[:n], self.buf[n:]
+        end = time.time() + timeout
+        while len(out) < n and time.time() < end:
+            self.s.settimeout(max(0.01, end - time.time()))
+            try:
+                d = self.s.recv(min(1 << 20, n - len(out)))
+            except socket.timeout:
+                break
+            if not d:
+                break
+            out += d
+        return out
+
+    def drain_until_end(self, timeout=10.0):
+        """Reads until the stream ends: ('eof', n) for a clean EOF, ('reset', n) for
+        ECONNRESET, ('timeout', n) if it did not end in time."""
+        n = len(self.buf)
+        self.buf = b""
+        end = time.time() + timeout
+        while time.time() < end:
+            self.s.settimeout(max(0.01, end - time.time()))
+            try:
+                d = self.s.recv(1 << 20)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                return ("reset", n)
+            if not d:
+                return ("eof", n)
+            n += len(d)
+        return ("timeout", n)
+
+    def close(self):
+        self.s.close()
+
+
+def register(base, path=None):
+    c = Conn()
+    hello = {"type": "hello", "version": 1, "id": uid(base), "endpoints": []}
+    if path:
+        hello["path"] = path
+    c.msg(hello)
+    w = c.line()
+    c.id = hello["id"]
+    c.welcome = w
+    return c
+
+
+def session():
+    """Two registered peers paired: (session, token_a, token_b, punch_a, punch_b, a, b)."""
+    a, b = register("ra"), register("rb")
+    a.msg({"type": "connect", "target": b.id})
+    pa, pb = a.line(), b.line()
+    if not (pa and pb and pa.get("type") == "punch" and pb.get("type") == "punch"):
+        bad(f"pairing failed: {pa} / {pb}")
+        return None
+    return pa["session"], pa.get("token"), pb.get("token"), pa, pb, a, b
+
+
+def join(sess, token, early=b"", **kw):
+    c = Conn(**kw)
+    c.send(line_of({"type": "relay", "version": 1, "session": sess, "token": token}) + early)
+    return c
+
+
+def expect_error(c, code, what, timeout=5.0):
+    m = c.line(timeout)
+    got = m.get("code") if m and m.get("type") == "error" else m
+    if check(got == code, f"{what}: error {code} (got {got})"):
+        check(m.get("fatal", True) is True, f"{what}: the error is fatal")
+        check(c.line(3.0) is None, f"{what}: the server closes the connection")
+
+
+def expect_relayed(c, sess, what):
+    m = c.line()
+    return check(m == {"type": "relayed", "session": sess}, f"{what}: relayed (got {m})")
+
+
+def server_pid():
+    """lib.sh runs the server under timeout(1): measure its child, the server itself."""
+    try:
+        with open(f"/proc/{SERVER_PID}/task/{SERVER_PID}/children") as f:
+            kids = f.read().split()
+        return int(kids[0]) if kids else SERVER_PID
+    except OSError:
+        return SERVER_PID
+
+
+def rss_kib():
+    with open(f"/proc/{server_pid()}/status") as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1])
+    return 0
+
+
+# ---------------------------------------------------------------- main
+
+def t_offer():
+    s = session()
+    if not s:
+        return
+    sess, ta, tb, pa, pb, a, b = s
+    check(a.welcome.get("relay") is True, "welcome says relay:true")
+    check(pa.get("relay") is True and pb.get("relay") is True, "both punches offer the relay")
+    check(bool(ta and tb and HEX32.match(ta) and HEX32.match(tb)), "each punch has a 32-hex token")
+    check(ta != tb, "the two peers get different tokens")
+    check("direct" not in pa and "reason" not in pa, "direct is not denied when both allow it")
+
+
+def t_refusals():
+    s = session()
+    if not s:
+        return
+    sess, ta, tb = s[0], s[1], s[2]
+    expect_error(join("0" * 32, ta), "relay-refused", "unknown session")
+    wrong = ("f" if ta[0] != "f" else "e") + ta[1:]
+    if wrong == tb:
+        wrong = "0" * 32
+    expect_error(join(sess, wrong), "relay-refused", "wrong token")
+    expect_error(join(sess, "not-hex"), "bad-field", "malformed token")
+    c = s[5]  # a registered control connection
+    c.msg({"type": "relay", "version": 1, "session": sess, "token": ta})
+    expect_error(c, "unexpected-type", "relay on a registered control connection")
+
+
+def t_wait_timeout():
+    s = session()
+    if not s:
+        return
+    t0 = time.time()
+    c = join(s[0], s[1])
+    m = c.line(8.0)
+    took = time.time() - t0
+    code = m.get("code") if m else None
+    check(code == "relay-timeout", f"a lone side gets relay-timeout (got {m})")
+    # --relay-wait 3 and --hello-timeout 1: the relay connection left the hello path
+    check(2.5 <= took <= 6.0, f"after --relay-wait (3 s), not the hello timeout (took {took:.1f} s)")
+    check(c.line(3.0) is None, "relay-timeout closes the connection")
+    expect_error(join(s[0], s[2]), "relay-refused", "joining a timed-out session")
+
+
+def t_silent_gets_hello_timeout():
+    c = Conn()
+    m = c.line(5.0)
+    check(m and m.get("code") == "hello-timeout", f"a silent connection still gets hello-timeout ({m})")
+
+
+def t_splice_half_close():
+    s = session()
+    if not s:
+        return
+    sess, ta, tb = s[0], s[1], s[2]
+    a = join(sess, ta, early=b"early from a")
+    time.sleep(0.2)
+    expect_error(join(sess, ta), "relay-refused", "a token used twice")
+    b = join(sess, tb)
+    if not (expect_relayed(a, sess, "first side") and expect_relayed(b, sess, "second side")):
+        return
+    check(b.read_exact(12) == b"early from a", "bytes sent before the splice are forwarded first")
+    a.send(b"ping")
+    a.s.shutdown(socket.SHUT_WR)
+    check(b.read_exact(4) == b"ping", "a -> b")
+    check(b.drain_until_end(5) == ("eof", 0), "a's FIN reaches b as a clean EOF")
+    b.send(b"pong after a closed")
+    check(a.read_exact(19) == b"pong after a closed", "b -> a still flows after a's half-close")
+    b.s.shutdown(socket.SHUT_WR)
+    check(a.drain_until_end(5) == ("eof", 0), "b's FIN reaches a as a clean EOF")
+
+
+def t_full():
+    ss = [session() for _ in range(3)]
+    if not all(ss):
+        return
+    waiting = [join(ss[0][0], ss[0][1]), join(ss[1][0], ss[1][1])]
+    time.sleep(0.2)
+    expect_error(join(ss[2][0], ss[2][1]), "relay-full", "a third session with --relay-max 2")
+    # the second side of a waiting session is not a new session: it still gets in
+    b = join(ss[0][0], ss[0][2])
+    check(expect_relayed(b, ss[0][0], "second side of a session at the limit"), "joins at the limit")
+    for c in waiting + [b]:
+        c.close()
+
+
+def t_backpressure():
+    s = session()
+    if not s:
+        return
+    sess = s[0]
+    a = join(sess, s[1], sndbuf=65536)
+    b = join(sess, s[2], rcvbuf=65536)
+    if not (expect_relayed(a, sess, "sender") and expect_relayed(b, sess, "stalled reader")):
+        return
+    chunk = bytes(i % 251 for i in range(65536))
+    rss0 = rss_kib()
+    a.s.setblocking(False)
+    sent, end, limit = 0, time.time() + 4.0, 64 << 20
+    stalled_since = None
+    while sent < limit and time.time() < end:
+        try:
+            n = a.s.send(chunk[sent % 251:] if sent % 251 else chunk)
+            sent += n
+            stalled_since = None
+        except BlockingIOError:
+            stalled_since = stalled_since or time.time()
+            if time.time() - stalled_since > 1.0:
+                break  # blocked for a second: the relay stopped reading us
+            time.sleep(0.01)
+    grew = rss_kib() - rss0
+    check(sent < 32 << 20, f"the sender blocks while the reader does not read ({sent >> 10} KiB taken)")
+    # without backpressure it grows by the ~64 MiB pushed; ASan quarantine alone costs a few MiB
+    check(grew < 16384, f"the server's memory stays bounded (RSS grew {grew} KiB)")
+    a.s.setblocking(True)
+    a.s.shutdown(socket.SHUT_WR)
+    got = b.read_exact(sent, timeout=20)
+    want_ok = len(got) == sent and all(
+        got[i:i + 65536] == bytes((j % 251) for j in range(i, i + min(65536, sent - i)))
+        for i in range(0, min(sent, 1 << 20), 65536))
+    check(want_ok, f"after the reader resumes it gets all {sent} bytes, in order")
+    check(b.drain_until_end(5) == ("eof", 0), "then a clean EOF")
+
+
+def t_no_path():
+    x, y = register("only-relay", "relay"), register("only-direct", "direct")
+    x.msg({"type": "connect", "target": y.id})
+    m = x.line()
+    check(m and m.get("code") == "no-path" and m.get("fatal") is False,
+          f"relay-only vs direct-only: non-fatal no-path ({m})")
+    check(m and x.id in m.get("message", "") and y.id in m.get("message", ""),
+          "the no-path message names both peers")
+    x.msg({"type": "ping", "seq": 5})
+    check(x.line() == {"type": "pong", "seq": 5}, "the control connection stays usable")
+    z = register("any")
+    z.msg({"type": "connect", "target": x.id})
+    pz, px = z.line(), x.line()
+    check(pz and pz.get("direct") is False and pz.get("relay") is True,
+          f"with a relay-only peer the punch says direct:false, relay:true ({pz})")
+    check(pz and "relay only" in pz.get("reason", "") and px and px.get("direct") is False,
+          "both copies carry the reason")
+
+
+# ---------------------------------------------------------------- limits
+
+def t_bytes_cut():
+    s = session()
+    if not s:
+        return
+    sess = s[0]
+    a, b = join(sess, s[1]), join(sess, s[2])
+    if not (expect_relayed(a, sess, "sender") and expect_relayed(b, sess, "reader")):
+        return
+    a.s.setblocking(False)
+    sent, end = 0, time.time() + 5
+    while sent < 200 * 1024 and time.time() < end:
+        try:
+            sent += a.s.send(b"x" * 8192)
+        except BlockingIOError:
+            time.sleep(0.01)
+        except (ConnectionResetError, BrokenPipeError):
+            break
+    how, n = b.drain_until_end(5)
+    check(how == "reset", f"a --relay-bytes cut reaches the reader as a reset, not EOF ({how})")
+    check(n <= 100 * 1024, f"no more than the limit got through ({n} bytes)")
+    a.s.setblocking(True)
+    how_a, _ = a.drain_until_end(5)
+    check(how_a == "reset", f"the sender is reset too ({how_a})")
+
+
+def t_seconds_cut():
+    s = session()
+    if not s:
+        return
+    sess = s[0]
+    a, b = join(sess, s[1]), join(sess, s[2])
+    if not (expect_relayed(a, sess, "a") and expect_relayed(b, sess, "b")):
+        return
+    t0 = time.time()
+    how, _ = b.drain_until_end(8)
+    took = time.time() - t0
+    check(how == "reset", f"a --relay-seconds cut is a reset ({how})")
+    check(1.5 <= took <= 5, f"it comes after --relay-seconds 2 ({took:.1f} s)")
+
+
+# ---------------------------------------------------------------- rate
+
+def t_rate():
+    s = session()
+    if not s:
+        return
+    sess = s[0]
+    a, b = join(sess, s[1]), join(sess, s[2])
+    if not (expect_relayed(a, sess, "sender") and expect_relayed(b, sess, "reader")):
+        return
+    total = 600 * 1024
+    t0 = time.time()
+    import threading
+    th = threading.Thread(target=lambda: a.send(b"r" * total))
+    th.start()
+    got = b.read_exact(total, timeout=15)
+    took = time.time() - t0
+    th.join(10)
+    check(len(got) == total, f"everything arrives ({len(got)} of {total})")
+    check(took >= 2.0, f"600 KiB at --relay-rate 200K takes about 3 s ({took:.1f} s)")
+
+
+# ---------------------------------------------------------------- disabled
+
+def t_disabled():
+    a, b = register("nr-a"), register("nr-b")
+    check(a.welcome.get("relay") is False, f"welcome says relay:false ({a.welcome})")
+    a.msg({"type": "connect", "target": b.id})
+    pa = a.line()
+    check(pa and pa.get("type") == "punch" and "relay" not in pa and "token" not in pa,
+          "the punch offers no relay")
+    expect_error(join(pa["session"], "0" * 32), "relay-disabled", "a relay line")
+    x = register("nr-only-relay", "relay")
+    a.msg({"type": "connect", "target": x.id})
+    m = a.line()
+    check(m and m.get("code") == "no-path" and "does not relay" in m.get("message", ""),
+          f"a relay-only peer on a server without relay: no-path ({m})")
+
+
+TESTS = {
+    "main": [t_offer, t_refusals, t_no_path, t_splice_half_close, t_full, t_backpressure,
+             t_silent_gets_hello_timeout, t_wait_timeout],
+    "limits": [t_bytes_cut, t_seconds_cut],
+    "rate": [t_rate],
+    "disabled": [t_disabled],
+}
+
+for t in TESTS[MODE]:
+    try:
+        t()
+    except Exception as e:  # a crash of one check must not hide the others
+        bad(f"{t.__name__}: {type(e).__name__}: {e}")
+sys.exit(min(FAILS, 100))
