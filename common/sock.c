@@ -107,6 +107,15 @@ static bool sk_addr_usable(const struct sockaddr *sa)
     return false;
 }
 
+bool sk_is_global6(const struct sockaddr *sa)
+{
+    const uint8_t *a;
+    if (sa->sa_family != AF_INET6)
+        return false;
+    a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+    return (a[0] & 0xe0) == 0x20;
+}
+
 int sk_local_addrs(int family, int port, struct sockaddr_storage *out, int max)
 {
     struct ifaddrs *ifa_list = NULL;

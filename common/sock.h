@@ -28,4 +28,8 @@ void sk_tune_stream(int fd);
  * set; returns how many were written to out (at most max). */
 int sk_local_addrs(int family, int port, struct sockaddr_storage *out, int max);
 
+/* Whether sa is a global unicast IPv6 address (2000::/3): reachable from other networks
+ * without NAT, so worth offering as a candidate. */
+bool sk_is_global6(const struct sockaddr *sa);
+
 #endif

@@ -35,6 +35,7 @@ struct ctl {
     struct peer_link *link;
     struct sockaddr_storage server;
     struct sockaddr_storage local;
+    struct sockaddr_storage local6; /* [::]:P when IPv6 candidates are offered, else zero */
     struct sockaddr_storage observed; /* our public endpoint, as the server saw it */
     int fd;
     uv_poll_t poll; /* our own reads: recvmsg gives the kernel's arrival time of a punch */
@@ -122,10 +123,14 @@ static void ctl_send_hello(struct ctl *c)
     memcpy(m.u.hello.id, c->o->id, sizeof m.u.hello.id);
     m.u.hello.path = c->o->path;
     /* a server on loopback means everybody is on this host: LAN addresses add nothing */
-    if (!ep_is_loopback((struct sockaddr *)&c->server))
-        m.u.hello.endpoints.n =
-            sk_local_addrs(c->local.ss_family, ep_port((struct sockaddr *)&c->local),
-                           m.u.hello.endpoints.ep, PROTO_MAX_ENDPOINTS);
+    if (!ep_is_loopback((struct sockaddr *)&c->server)) {
+        struct proto_eplist *l = &m.u.hello.endpoints;
+        /* global IPv6 first: an IPv4 host may have many LAN addresses, and those only help
+         * behind the same NAT, while a global IPv6 address is a path from anywhere */
+        l->n = punch_local6(&c->local, &c->local6, l->ep, 2);
+        l->n += sk_local_addrs(c->local.ss_family, ep_port((struct sockaddr *)&c->local),
+                               l->ep + l->n, PROTO_MAX_ENDPOINTS - l->n);
+    }
     ctl_send(c, &m);
 }
 
@@ -229,6 +234,7 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
     if ((relay = ctl_plan(c, m, &cfg)) < 0)
         return;
     cfg.local = c->local;
+    cfg.local6 = c->local6;
     cfg.timeout_ms = c->o->timeout_ms;
     /* the server timed both orders to arrive together: aim both first SYNs at the same moment
      * after the kernel's arrival stamp, leaving time to get ready */

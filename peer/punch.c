@@ -76,8 +76,8 @@ struct punch {
     void *arg;
     uv_timer_t deadline;
     uv_timer_t sweep;
-    uv_tcp_t listener;
-    bool listening;
+    uv_tcp_t listener[2]; /* on the shared port: IPv4 (or the control's family), IPv6 */
+    int listening;
     bool finished;
     int handles; /* open libuv handles; the punch is freed when the last one closes */
     uint64_t start_ms;
@@ -285,8 +285,8 @@ static void pu_finish(struct punch *p, int status, const char *why)
     p->done(p, status, why, p->arg);
     uv_close((uv_handle_t *)&p->deadline, pu_handle_closed);
     uv_close((uv_handle_t *)&p->sweep, pu_handle_closed);
-    if (p->listening)
-        uv_close((uv_handle_t *)&p->listener, pu_handle_closed);
+    for (int i = 0; i < p->listening; i++)
+        uv_close((uv_handle_t *)&p->listener[i], pu_handle_closed);
     for (int i = 0; i < p->cfg.ncand; i++) {
         uv_close((uv_handle_t *)&p->att[i].retry, pu_handle_closed);
         pu_close_conn(&p->att[i]);
@@ -476,6 +476,18 @@ static void pu_on_connect(uv_connect_t *req, int status)
     pu_begin(c);
 }
 
+static bool pu_can_dial(const struct punch_cfg *cfg, int family)
+{
+    return family == cfg->local.ss_family ||
+           (family == AF_INET6 && cfg->local6.ss_family == AF_INET6);
+}
+
+/* The local wildcard endpoint a candidate is dialled from. */
+static const struct sockaddr *pu_local_for(const struct punch_cfg *cfg, int family)
+{
+    return (const struct sockaddr *)(family == cfg->local.ss_family ? &cfg->local : &cfg->local6);
+}
+
 static void pu_dial(struct pconn *c)
 {
     struct punch *p = c->p;
@@ -488,7 +500,7 @@ static void pu_dial(struct pconn *c)
     c->tries++;
     p->attempts++;
     c->refused = false;
-    fd = sk_open_bound((struct sockaddr *)&p->cfg.local, err, sizeof err);
+    fd = sk_open_bound(pu_local_for(&p->cfg, remote->sa_family), err, sizeof err);
     if (fd < 0) {
         LOG_D("%s", err);
         c->last_err = UV_EADDRINUSE;
@@ -547,24 +559,32 @@ static void pu_on_inbound(uv_stream_t *server, int status)
     pu_begin(c);
 }
 
-static void pu_listen(struct punch *p)
+static void pu_listen_on(struct punch *p, const struct sockaddr_storage *local)
 {
     char err[200];
-    int fd = sk_listen_reuse((struct sockaddr *)&p->cfg.local, 16, err, sizeof err);
+    uv_tcp_t *l = &p->listener[p->listening];
+    int fd = sk_listen_reuse((const struct sockaddr *)local, 16, err, sizeof err);
     if (fd < 0) {
         LOG_D("no listener on the punch port: %s", err);
         return;
     }
-    uv_tcp_init(p->loop, &p->listener);
-    p->listener.data = p;
+    uv_tcp_init(p->loop, l);
+    l->data = p;
     p->handles++;
-    p->listening = true;
-    if (uv_tcp_open(&p->listener, fd) < 0) {
+    p->listening++;
+    if (uv_tcp_open(l, fd) < 0) {
         close(fd);
         return;
     }
-    if (uv_listen((uv_stream_t *)&p->listener, 16, pu_on_inbound) < 0)
+    if (uv_listen((uv_stream_t *)l, 16, pu_on_inbound) < 0)
         LOG_D("listen on the punch port failed");
+}
+
+static void pu_listen(struct punch *p)
+{
+    pu_listen_on(p, &p->cfg.local);
+    if (p->cfg.local6.ss_family == AF_INET6)
+        pu_listen_on(p, &p->cfg.local6);
 }
 
 static bool pu_stalled(const struct pconn *c, uint64_t now)
@@ -682,7 +702,7 @@ void punch_abort(struct punch *p, int status, const char *why)
 
 static void pu_add_cand(struct punch_cfg *cfg, const struct sockaddr_storage *a, const char *kind)
 {
-    if (a->ss_family != cfg->local.ss_family || cfg->ncand >= PUNCH_MAX_CAND)
+    if (!pu_can_dial(cfg, a->ss_family) || cfg->ncand >= PUNCH_MAX_CAND)
         return;
     for (int i = 0; i < cfg->ncand; i++)
         if (ep_equal((const struct sockaddr *)&cfg->cand[i].addr, (const struct sockaddr *)a))
@@ -704,6 +724,11 @@ void punch_candidates(struct punch_cfg *cfg, const struct sockaddr_storage *obse
         ep_set_port((struct sockaddr *)&guess, ep_port((const struct sockaddr *)&lan->ep[0]));
         pu_add_cand(cfg, &guess, "port-preserved");
     }
+    /* Global IPv6 addresses need no NAT traversal, only a stateful firewall's simultaneous
+     * open: worth a try from anywhere. */
+    for (int i = 0; i < lan->n; i++)
+        if (sk_is_global6((const struct sockaddr *)&lan->ep[i]))
+            pu_add_cand(cfg, &lan->ep[i], "ipv6");
     /* Private addresses only make sense behind the same public address. Elsewhere a SYN to them
      * is lost at best, and at worst its NAT mapping catches stray packets of the real attempt
      * that the peer's router let out untranslated. */
@@ -711,4 +736,32 @@ void punch_candidates(struct punch_cfg *cfg, const struct sockaddr_storage *obse
         return;
     for (int i = 0; i < lan->n; i++)
         pu_add_cand(cfg, &lan->ep[i], "lan");
+}
+
+int punch_local6(const struct sockaddr_storage *local, struct sockaddr_storage *local6,
+                 struct sockaddr_storage *out, int max)
+{
+    struct sockaddr_storage all[PROTO_MAX_ENDPOINTS];
+    int port = ep_port((const struct sockaddr *)local), n = 0, fd;
+    char err[200];
+
+    memset(local6, 0, sizeof *local6);
+    if (local->ss_family != AF_INET || max <= 0)
+        return 0;
+    int found = sk_local_addrs(AF_INET6, port, all, PROTO_MAX_ENDPOINTS);
+    for (int i = 0; i < found && n < max; i++)
+        if (sk_is_global6((const struct sockaddr *)&all[i]))
+            out[n++] = all[i];
+    if (n == 0)
+        return 0;
+    local6->ss_family = AF_INET6;
+    ep_set_port((struct sockaddr *)local6, port);
+    /* the port is ours on IPv4; someone else may hold it on IPv6 */
+    if ((fd = sk_open_bound((const struct sockaddr *)local6, err, sizeof err)) < 0) {
+        LOG_D("no IPv6 candidates: %s", err);
+        memset(local6, 0, sizeof *local6);
+        return 0;
+    }
+    close(fd);
+    return n;
 }

@@ -12,11 +12,14 @@
 
 struct punch_cand {
     struct sockaddr_storage addr;
-    const char *kind; /* "public", "port-preserved", "lan", "given" */
+    const char *kind; /* "public", "port-preserved", "lan", "ipv6", "given" */
 };
 
 struct punch_cfg {
     struct sockaddr_storage local; /* wildcard address with the shared port */
+    /* [::] with the shared port when this host has a global IPv6 address and the port is free
+     * there too (ss_family 0 otherwise): IPv6 candidates are dialled from it */
+    struct sockaddr_storage local6;
     int ncand;
     struct punch_cand cand[PUNCH_MAX_CAND];
     uint64_t timeout_ms;
@@ -52,5 +55,11 @@ void punch_abort(struct punch *p, int status, const char *why);
  * both) its LAN endpoints; other families than local's and duplicates left out. */
 void punch_candidates(struct punch_cfg *cfg, const struct sockaddr_storage *observed,
                       const struct proto_eplist *lan, const struct sockaddr_storage *self);
+
+/* For an IPv4 control connection on local: when this host has global IPv6 addresses and can
+ * bind [::] on the same port, sets *local6 to that wildcard endpoint and writes the global
+ * endpoints (with the port) to out; returns how many (at most max), 0 when IPv6 is out. */
+int punch_local6(const struct sockaddr_storage *local, struct sockaddr_storage *local6,
+                 struct sockaddr_storage *out, int max);
 
 #endif

@@ -13,6 +13,7 @@
 
 #define PROG "tcpunch-rendezvous"
 #define DEFAULT_LISTEN "0.0.0.0:7000"
+#define DEFAULT_LISTEN6 "[::]:7000"
 
 enum { EXIT_USAGE = 1, EXIT_LISTEN = 2 };
 
@@ -46,7 +47,8 @@ static void usage(FILE *f)
             "\n"
             "Options:\n"
             "  -l, --listen HOST:PORT   address to listen on, repeatable (default " DEFAULT_LISTEN
-            ");\n"
+            " and\n"
+            "                           " DEFAULT_LISTEN6 ", the latter skipped where IPv6 is off);\n"
             "                           IPv6 as [ADDR]:PORT, e.g. [::]:7000 (IPv6 only)\n"
             "      --probe-listen HOST:PORT\n"
             "                           also listen here for NAT probes only, repeatable\n"
@@ -267,8 +269,12 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
     }
     if (optind < argc)
         return usage_error("unexpected argument '%s'", argv[optind]);
-    if (cfg->nlisten == 0)
-        return add_listen(cfg, DEFAULT_LISTEN) == 0 ? -1 : EXIT_USAGE;
+    if (cfg->nlisten == 0) {
+        cfg->listen_v6_optional = true;
+        return add_listen(cfg, DEFAULT_LISTEN) == 0 && add_listen(cfg, DEFAULT_LISTEN6) == 0
+                   ? -1
+                   : EXIT_USAGE;
+    }
     return -1;
 }
 

@@ -690,6 +690,10 @@ static int srv_listen_all(struct srv *s, const struct sockaddr_storage *addrs, i
         l->probe = probe;
         ep_format(sa, l->addr, sizeof l->addr);
         rc = srv_listen_one(s, l, sa);
+        if (rc < 0 && !probe && sa->sa_family == AF_INET6 && s->cfg.listen_v6_optional) {
+            LOG_W("not listening on %s (%s): IPv4 only", l->addr, uv_strerror(rc));
+            continue;
+        }
         if (rc < 0) {
             snprintf(err, errlen, "cannot listen on %s: %s", l->addr, uv_strerror(rc));
             return -1;

@@ -23,6 +23,7 @@ struct pair_pending;
 struct srv_config {
     struct sockaddr_storage listen[SRV_MAX_LISTEN];
     int nlisten;
+    bool listen_v6_optional; /* the default dual-stack pair: IPv6 may be missing on this host */
     /* --probe-listen: listeners that take only `probe`; the first one's port is announced */
     struct sockaddr_storage probe_listen[SRV_MAX_LISTEN];
     int nprobe_listen;

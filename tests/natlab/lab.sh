@@ -215,6 +215,10 @@ EOF
 # nodad, so the address is usable at once.
 lab_v6() {
     local ns=$1 dev=$2 addr=$3 gw=${4:-}
+    # no duplicate address detection, for the link-local addresses too: until it ends (~1 s)
+    # neighbour discovery cannot run and the first packets of a run would be lost
+    X "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
+        "net.ipv6.conf.$dev.accept_dad=0" >/dev/null
     X "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 >/dev/null || return 1
     X "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=0 >/dev/null
     X "$ns" sysctl -qw "net.ipv6.conf.$dev.disable_ipv6=0" >/dev/null || return 1
@@ -670,7 +674,7 @@ lab_run_once() {
     local pcap_pid=""
     if [ -n "${LAB_PCAP:-}" ] && command -v tcpdump >/dev/null 2>&1; then
         # debugging aid: every TCP packet on the wan, µs stamps, kept with --keep
-        X wan tcpdump -i br0 -n -U -s 128 -w "$LAB_LOG/wan.pcap" tcp 2>/dev/null &
+        X wan tcpdump -i br0 -n -U -s 128 -w "$LAB_LOG/wan.pcap" tcp or icmp6 2>/dev/null &
         pcap_pid=$!
         LAB_PIDS+=("$pcap_pid")
         sleep 0.3
