@@ -71,9 +71,20 @@ struct pair_plan {
     char token[2][PROTO_TOKEN_LEN + 1]; /* relay tokens: [0] initiator, [1] responder */
 };
 
+static bool pair_has_global6(const struct srv_conn *c)
+{
+    for (int i = 0; i < c->endpoints.n; i++)
+        if (sk_is_global6((const struct sockaddr *)&c->endpoints.ep[i]))
+            return true;
+    return false;
+}
+
+/* Two endpoint-dependent NATs leave no direct IPv4 path; global IPv6 addresses on both sides
+ * bypass the NATs, so those peers still punch. */
 static bool pair_both_dependent(const struct srv_conn *a, const struct srv_conn *b)
 {
-    return a->nat == PROTO_NAT_DEPENDENT && b->nat == PROTO_NAT_DEPENDENT;
+    return a->nat == PROTO_NAT_DEPENDENT && b->nat == PROTO_NAT_DEPENDENT &&
+           !(pair_has_global6(a) && pair_has_global6(b));
 }
 
 /* Fills plan from both peers' policies and NAT mappings. Returns 0, or -1 with the no-path

@@ -6,7 +6,7 @@
 #
 # Usage: lab.sh --tcpunch PATH --rendezvous PATH [options] SCENARIO...
 #   SCENARIO   a|drop b|reset c|samenat d|public e|cgnat f|loss g|portclash
-#              h|symmetric i|halfsym j|ipv6, or "all"
+#              h|halfsym i|symmetric j|ipv6, or "all"
 #   --repeat N     run every scenario N times (default: $REPEAT or 1); all must pass
 #   --narrate      human-readable narration (used by scripts/demo)
 #   --keep DIR     copy every run's logs into DIR
@@ -464,6 +464,7 @@ scn_d() {   # b on a public address, a behind a home router
     ROUTERS="ra"
     WHERE_A="behind NAT A (public 203.0.113.10, drops unsolicited inbound)"
     WHERE_B="(public address, no NAT)"
+    NC_B=0
     ACCT_WHAT="NAT A to bob"
     lab_acct wan br0 203.0.113.10 203.0.113.30 0
 }
@@ -489,24 +490,8 @@ scn_f() {   # scenario a with 5 % random loss on the wan
     DESC="scenario a (dropping NATs) with ${LAB_LOSS_PERCENT:-5}% random IPv4 loss on the wan"
 }
 
-scn_h() {   # both behind symmetric NATs: the server sees it and relays at once
-    DESC="both peers behind SYMMETRIC NATs (new public port per destination): relayed at once"
-    lab_base || return 1
-    lab_router ra wan br0 203.0.113.10/24 203.0.113.254 192.168.1.1/24 drop symmetric || return 1
-    lab_router rb wan br0 203.0.113.20/24 203.0.113.254 192.168.2.1/24 drop symmetric || return 1
-    lab_host ha ra 192.168.1.2/24 192.168.1.1 || return 1
-    lab_host hb rb 192.168.2.2/24 192.168.2.1 || return 1
-    HOST_A=ha HOST_B=hb PUB_A=203.0.113.10 PUB_B=203.0.113.20 LAN_A=192.168.1.2 LAN_B=192.168.2.2
-    ROUTERS="ra rb"
-    SERVER_ARGS=(--probe-listen "$SERVER_IP:$((SERVER_PORT + 1))")
-    EXPECT_PATH=relay EXPECT_WHY="direct skipped"
-    WHERE_A="behind symmetric NAT A (public 203.0.113.10)"
-    WHERE_B="behind symmetric NAT B (public 203.0.113.20)"
-    lab_acct wan br0 203.0.113.10 203.0.113.20 0
-}
-
-scn_i() {   # one symmetric NAT, no probe port: the punch fails, then the relay
-    DESC="alice behind a SYMMETRIC NAT, bob behind a dropping NAT, no probe port: punch fails, relay"
+scn_h() {   # one symmetric NAT: the punch fails, then the relay
+    DESC="alice behind a SYMMETRIC NAT, bob behind a normal home NAT: the punch fails, then the relay"
     lab_base || return 1
     lab_router ra wan br0 203.0.113.10/24 203.0.113.254 192.168.1.1/24 drop symmetric || return 1
     lab_router rb wan br0 203.0.113.20/24 203.0.113.254 192.168.2.1/24 drop || return 1
@@ -516,8 +501,25 @@ scn_i() {   # one symmetric NAT, no probe port: the punch fails, then the relay
     ROUTERS="ra rb"
     PEER_A_ARGS=(--direct-timeout 2) PEER_B_ARGS=(--direct-timeout 2)
     EXPECT_PATH=relay EXPECT_WHY="direct failed"
+    NC_A=8
     WHERE_A="behind symmetric NAT A (public 203.0.113.10)"
     WHERE_B="behind NAT B (public 203.0.113.20, drops unsolicited inbound)"
+    lab_acct wan br0 203.0.113.10 203.0.113.20 0
+}
+
+scn_i() {   # both behind symmetric NATs: the server sees it and relays at once
+    DESC="both peers behind SYMMETRIC NATs (new public port per destination): relayed at once"
+    lab_base || return 1
+    lab_router ra wan br0 203.0.113.10/24 203.0.113.254 192.168.1.1/24 drop symmetric || return 1
+    lab_router rb wan br0 203.0.113.20/24 203.0.113.254 192.168.2.1/24 drop symmetric || return 1
+    lab_host ha ra 192.168.1.2/24 192.168.1.1 || return 1
+    lab_host hb rb 192.168.2.2/24 192.168.2.1 || return 1
+    HOST_A=ha HOST_B=hb PUB_A=203.0.113.10 PUB_B=203.0.113.20 LAN_A=192.168.1.2 LAN_B=192.168.2.2
+    ROUTERS="ra rb"
+    EXPECT_PATH=relay EXPECT_WHY="direct skipped"
+    NC_A=8 NC_B=8 POST_CHECK=scn_i_norelay
+    WHERE_A="behind symmetric NAT A (public 203.0.113.10)"
+    WHERE_B="behind symmetric NAT B (public 203.0.113.20)"
     lab_acct wan br0 203.0.113.10 203.0.113.20 0
 }
 
@@ -539,11 +541,46 @@ scn_j() {   # IPv4 unpunchable, but both have global IPv6 behind stateful firewa
     ROUTERS="ra rb"
     # the relay must not beat a working IPv6 path
     PEER_A_ARGS=(--direct-timeout 8) PEER_B_ARGS=(--direct-timeout 8)
-    POST_CHECK=scn_j_check
+    POST_CHECK=scn_j_check NC_A=8 NC_B=8
     WHERE_A="behind symmetric NAT A (public 203.0.113.10), IPv6 2001:db8:1::2"
     WHERE_B="behind symmetric NAT B (public 203.0.113.20), IPv6 2001:db8:2::2"
     ACCT_WHAT="IPv6 router to router"
     lab_acct wan br0 203.0.113.10 203.0.113.20 0 2001:db8:1::2 2001:db8:2::2
+}
+
+# --no-relay between two symmetric NATs: no path, said at once, with the documented status
+scn_i_norelay() {
+    local rc pb
+    : >"$LAB_LOG/na.in"; : >"$LAB_LOG/nb.in"
+    lab_peer "$HOST_B" nb --id nb --no-relay listen
+    pb=$LAB_PEER_PID
+    sleep 0.5
+    lab_peer "$HOST_A" na --id na --no-relay connect nb
+    wait "$LAB_PEER_PID"; rc=$?
+    kill "$pb" 2>/dev/null; wait "$pb" 2>/dev/null
+    if [ "$rc" != 4 ]; then
+        say "lab: --no-relay between symmetric NATs exited $rc, not 4 (punch failed)"; return 1
+    fi
+    grep -qi 'symmetric\|endpoint-dependent' "$LAB_LOG/na.err" ||
+        { say "lab: --no-relay failure gave no reason: $(tail -n 2 "$LAB_LOG/na.err")"; return 1; }
+    note "with --no-relay: exit 4, $(grep -i 'symmetric\|endpoint-dependent' "$LAB_LOG/na.err" | head -n 1)"
+}
+
+# nat-check from both peers' hosts before the run: the verdict must match the topology
+lab_natcheck() {
+    local tag host want rc
+    for tag in a b; do
+        if [ $tag = a ]; then host=$HOST_A want=$NC_A; else host=$HOST_B want=$NC_B; fi
+        X "$host" timeout -k 2 20 "$TP_BIN" --server "$SERVER" --id "nc$tag" nat-check \
+            >"$LAB_LOG/nc$tag.out" 2>"$LAB_LOG/nc$tag.err" </dev/null
+        rc=$?
+        if [ "$rc" != "$want" ]; then
+            say "lab: nat-check on $tag's host exited $rc, expected $want:"
+            sed 's/^/    /' "$LAB_LOG/nc$tag.out" "$LAB_LOG/nc$tag.err"
+            return 1
+        fi
+        note "nat-check on $tag's host: $(grep '^verdict' "$LAB_LOG/nc$tag.out")"
+    done
 }
 
 scn_j_check() {
@@ -616,8 +653,8 @@ lab_scenario_fn() {
         e|cgnat|cgn) echo e ;;
         f|loss) echo f ;;
         g|portclash|clash) echo g ;;
-        h|symmetric|sym) echo h ;;
-        i|halfsym) echo i ;;
+        h|halfsym) echo h ;;
+        i|symmetric|sym) echo i ;;
         j|ipv6|v6) echo j ;;
         *) return 1 ;;
     esac
@@ -655,7 +692,7 @@ lab_run_once() {
     LAB_RUN="${LAB_PREFIX}${it}${s}-"
     LAB_LOG="$LAB_TMP/$s.$it"
     mkdir -p "$LAB_LOG"
-    HOST_A="" HOST_B="" ROUTERS="" WHERE_A="" WHERE_B="" ACCT_WHAT="router-to-router""" PEER_A_ARGS=() PEER_B_ARGS=() SERVER_ARGS=() EXPECT_PATH=direct EXPECT_WHY="" PRE_HOOK="" POST_CHECK="" LAB_ACCT_NS="" RC_a="" RC_b=""
+    HOST_A="" HOST_B="" ROUTERS="" WHERE_A="" WHERE_B="" ACCT_WHAT="router-to-router""" PEER_A_ARGS=() PEER_B_ARGS=() SERVER_ARGS=(--probe-listen "$SERVER_IP:$((SERVER_PORT + 1))") NC_A=7 NC_B=7 EXPECT_PATH=direct EXPECT_WHY="" PRE_HOOK="" POST_CHECK="" LAB_ACCT_NS="" RC_a="" RC_b=""
     LAB_PORTNO=()
     head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/a.in"
     head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/b.in"
@@ -671,6 +708,7 @@ lab_run_once() {
     note "bob:   $LAN_B ${WHERE_B:-}"
     if ! lab_start_server; then lab_dump_failure; lab_teardown; return 1; fi
     if [ -n "$PRE_HOOK" ] && ! "$PRE_HOOK"; then lab_dump_failure; lab_teardown; return 1; fi
+    if ! lab_natcheck; then lab_dump_failure; lab_teardown; return 1; fi
     local pcap_pid=""
     if [ -n "${LAB_PCAP:-}" ] && command -v tcpdump >/dev/null 2>&1; then
         # debugging aid: every TCP packet on the wan, µs stamps, kept with --keep
