@@ -526,6 +526,25 @@ static void pu_dial(struct pconn *c)
     }
 }
 
+/* A connection that did not come from one of our dials: accepted by the listener, or adopted
+ * (the relay). Its tcp handle is initialised and counted; the caller attaches a socket. */
+static struct pconn *pu_new_inbound(struct punch *p, const char *kind)
+{
+    struct pconn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->p = p;
+    c->cand = -1;
+    c->kind = kind;
+    uv_tcp_init(p->loop, &c->tcp);
+    c->tcp.data = p;
+    p->handles++;
+    c->tcp_open = true;
+    c->next = p->inbound;
+    p->inbound = c;
+    return c;
+}
+
 static void pu_on_inbound(uv_stream_t *server, int status)
 {
     struct punch *p = server->data;
@@ -533,16 +552,8 @@ static void pu_on_inbound(uv_stream_t *server, int status)
     int alen = sizeof from;
     struct pconn *c;
 
-    if (status < 0 || p->finished || !(c = calloc(1, sizeof *c)))
+    if (status < 0 || p->finished || !(c = pu_new_inbound(p, NULL)))
         return;
-    c->p = p;
-    c->cand = -1;
-    uv_tcp_init(p->loop, &c->tcp);
-    c->tcp.data = p;
-    p->handles++;
-    c->tcp_open = true;
-    c->next = p->inbound;
-    p->inbound = c;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
         pu_close_conn(c);
         return;
@@ -670,19 +681,10 @@ struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct p
 int punch_adopt(struct punch *p, int fd, const char *kind, const char *pre, size_t prelen)
 {
     struct pconn *c;
-    if (p->finished || !(c = calloc(1, sizeof *c))) {
+    if (p->finished || !(c = pu_new_inbound(p, kind))) {
         close(fd);
         return -1;
     }
-    c->p = p;
-    c->cand = -1;
-    c->kind = kind;
-    uv_tcp_init(p->loop, &c->tcp);
-    c->tcp.data = p;
-    p->handles++;
-    c->tcp_open = true;
-    c->next = p->inbound;
-    p->inbound = c;
     if (uv_tcp_open(&c->tcp, fd) < 0) {
         close(fd);
         pu_close_conn(c);
