@@ -10,6 +10,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/seal.h"
+
+/* Sealed mode: room for the records around PUMP_BUF bytes of plaintext, the stream header and
+ * the final record. */
+#define PUMP_SEAL_SLACK ((PUMP_BUF / SEAL_CHUNK + 1) * SEAL_OVERHEAD + SEAL_HEADER + SEAL_OVERHEAD)
+
 struct pump_dir {
     char *buf;
     size_t len, off;
@@ -24,6 +30,15 @@ struct pump {
     struct pump_stats *st;
     char *err;
     size_t errlen;
+    /* sealed mode only */
+    bool sealed;
+    struct seal_tx tx;
+    struct seal_rx rx;
+    unsigned char *plain;  /* in -> net: plaintext before sealing into up.buf */
+    size_t up_plain;       /* plaintext bytes sealed in up.buf, counted once it is sent */
+    unsigned char *cipher; /* net -> out: records not opened yet */
+    size_t clen;
+    bool final_seen; /* the peer's final record arrived */
 };
 
 static bool pump_dir_done(const struct pump_dir *d)
@@ -53,7 +68,65 @@ static bool pump_transient(int e)
     return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
 }
 
-static enum pump_status pump_fill(struct pump *p, struct pump_dir *d, int fd, bool from_net)
+/* Opens whole records from p->cipher into the empty down buffer, as many as fit. */
+static enum pump_status pump_open(struct pump *p)
+{
+    size_t off = 0;
+    enum pump_status rc = PUMP_DONE;
+    while (p->down.len + SEAL_CHUNK <= PUMP_BUF) {
+        size_t used, plen;
+        enum seal_status s = seal_rx_next(&p->rx, p->cipher + off, p->clen - off, &used,
+                                          (unsigned char *)p->down.buf + p->down.len, &plen);
+        off += used;
+        if (s == SEAL_NEED)
+            break;
+        if (s != SEAL_DATA && s != SEAL_FINAL) {
+            snprintf(p->err, p->errlen, "%s", seal_strerror(s));
+            rc = PUMP_NET_LOST;
+            break;
+        }
+        p->down.len += plen;
+        p->final_seen = p->final_seen || s == SEAL_FINAL;
+    }
+    memmove(p->cipher, p->cipher + off, p->clen - off);
+    p->clen -= off;
+    return rc;
+}
+
+static enum pump_status pump_fill_sealed(struct pump *p, bool from_net)
+{
+    ssize_t r =
+        from_net ? read(p->net, p->cipher + p->clen, PUMP_BUF) : read(p->in, p->plain, PUMP_BUF);
+    if (r < 0 && pump_transient(errno))
+        return PUMP_DONE;
+    if (r < 0) {
+        snprintf(p->err, p->errlen, "%s: %s", from_net ? "connection lost" : "reading input",
+                 strerror(errno));
+        return from_net ? PUMP_NET_LOST : PUMP_LOCAL_ERR;
+    }
+    if (!from_net) {
+        unsigned char *out = (unsigned char *)p->up.buf;
+        p->up.off = 0;
+        p->up.len =
+            r > 0 ? seal_tx_data(&p->tx, p->plain, (size_t)r, out) : seal_tx_final(&p->tx, out);
+        p->up_plain = (size_t)r;
+        p->up.src_open = r > 0;
+        return PUMP_DONE;
+    }
+    if (r == 0) {
+        /* a clean end is the final record, then EOF: anything else may be a cut */
+        if (!p->final_seen) {
+            snprintf(p->err, p->errlen, "connection lost (stream ended without its final record)");
+            return PUMP_NET_LOST;
+        }
+        p->down.src_open = false;
+        return PUMP_DONE;
+    }
+    p->clen += (size_t)r;
+    return pump_open(p);
+}
+
+static enum pump_status pump_fill_plain(struct pump *p, struct pump_dir *d, int fd, bool from_net)
 {
     ssize_t r = read(fd, d->buf, PUMP_BUF);
     if (r > 0) {
@@ -72,18 +145,28 @@ static enum pump_status pump_fill(struct pump *p, struct pump_dir *d, int fd, bo
     return from_net ? PUMP_NET_LOST : PUMP_LOCAL_ERR;
 }
 
+static enum pump_status pump_fill(struct pump *p, struct pump_dir *d, int fd, bool from_net)
+{
+    return p->sealed ? pump_fill_sealed(p, from_net) : pump_fill_plain(p, d, fd, from_net);
+}
+
 static enum pump_status pump_drain(struct pump *p, struct pump_dir *d, int fd, bool to_net)
 {
     ssize_t w = to_net ? send(fd, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL)
                        : write(fd, d->buf + d->off, d->len - d->off);
     if (w >= 0) {
         d->off += (size_t)w;
-        if (to_net)
+        if (to_net && !p->sealed)
             p->st->sent += (uint64_t)w;
-        else
+        else if (!to_net)
             p->st->received += (uint64_t)w;
-        if (d->off == d->len)
+        if (d->off == d->len) {
+            if (to_net && p->sealed) {
+                p->st->sent += p->up_plain;
+                p->up_plain = 0;
+            }
             d->off = d->len = 0;
+        }
         return PUMP_DONE;
     }
     if (pump_transient(errno))
@@ -100,6 +183,9 @@ static enum pump_status pump_loop(struct pump *p)
         int n = 0, i_in = -1, i_net = -1, i_out = -1;
         enum pump_status s = PUMP_DONE;
 
+        /* records that arrived while out was busy are opened before reading more */
+        if (p->sealed && p->down.len == 0 && p->clen > 0 && (s = pump_open(p)) != PUMP_DONE)
+            return s;
         pump_finish(p);
         if (pump_dir_done(&p->up) && pump_dir_done(&p->down))
             return PUMP_DONE;
@@ -162,5 +248,44 @@ enum pump_status pump_run(int net, int in, int out, const void *prefill, size_t 
 out:
     free(p.up.buf);
     free(p.down.buf);
+    return s;
+}
+
+enum pump_status pump_run_sealed(int net, int in, int out, const void *prefill, size_t prefill_len,
+                                 const unsigned char *tx_key, const unsigned char *rx_key,
+                                 struct pump_stats *st, char *err, size_t errlen)
+{
+    struct pump p = {.net = net, .in = in, .out = out, .st = st, .err = err, .errlen = errlen};
+    enum pump_status s;
+
+    memset(st, 0, sizeof *st);
+    p.sealed = true;
+    /* all buffers once, for the whole run: no allocation per record */
+    p.up = (struct pump_dir){
+        .buf = malloc(PUMP_BUF + PUMP_SEAL_SLACK), .src_open = true, .dst_open = true};
+    p.down = (struct pump_dir){.buf = malloc(PUMP_BUF), .src_open = true, .dst_open = true};
+    p.plain = malloc(PUMP_BUF);
+    p.cipher = malloc(PUMP_BUF + PUMP_SEAL_SLACK + SEAL_REC_MAX);
+    if (!p.up.buf || !p.down.buf || !p.plain || !p.cipher || prefill_len > PUMP_BUF) {
+        snprintf(err, errlen, "out of memory");
+        s = PUMP_LOCAL_ERR;
+        goto out;
+    }
+    /* our stream header goes first; the peer's comes first in what we read */
+    seal_tx_init(&p.tx, tx_key, (unsigned char *)p.up.buf);
+    p.up.len = SEAL_HEADER;
+    seal_rx_init(&p.rx, rx_key);
+    if (prefill_len)
+        memcpy(p.cipher, prefill, prefill_len);
+    p.clen = prefill_len;
+    fcntl(net, F_SETFL, fcntl(net, F_GETFL) | O_NONBLOCK);
+    s = pump_loop(&p);
+out:
+    sodium_memzero(&p.tx, sizeof p.tx);
+    sodium_memzero(&p.rx, sizeof p.rx);
+    free(p.up.buf);
+    free(p.down.buf);
+    free(p.plain);
+    free(p.cipher);
     return s;
 }

@@ -6,7 +6,8 @@
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <linux/tcp.h> /* struct tcp_info with tcpi_min_rtt; glibc's copy lacks it */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -77,6 +78,10 @@ uint32_t sk_rtt_us(int fd)
     memset(&ti, 0, sizeof ti);
     if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
         return 0;
+    /* The smoothed RTT of a young connection is skewed by its first exchanges: a peer that
+     * answers the challenge after loading its key, a delayed ACK. The minimum is the path. */
+    if (len >= offsetof(struct tcp_info, tcpi_min_rtt) + sizeof ti.tcpi_min_rtt && ti.tcpi_min_rtt)
+        return ti.tcpi_min_rtt;
     return ti.tcpi_rtt;
 }
 

@@ -17,7 +17,8 @@ int sk_listen_reuse(const struct sockaddr *local, int backlog, char *err, size_t
 int sk_local(int fd, struct sockaddr_storage *out);
 int sk_set_blocking(int fd, bool blocking);
 
-/* Kernel-smoothed RTT of a connected socket in microseconds, 0 when unknown. */
+/* RTT of a connected socket in microseconds (the kernel's minimum, else its smoothed
+ * figure), 0 when unknown. */
 uint32_t sk_rtt_us(int fd);
 
 /* Data connections: no Nagle delay for interactive use, and keepalive plus a user timeout so

@@ -10,6 +10,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/seal.h"
 #include "common/sock.h"
 #include "peer/events.h"
 
@@ -26,9 +27,18 @@ struct chat {
     size_t in_len;
     char rx[CHAT_LINE]; /* partial line from the peer */
     size_t rx_len;
-    char tx[4 * CHAT_LINE]; /* lines waiting for the socket */
+    char tx[4 * CHAT_LINE]; /* lines waiting to be sealed (one record holds them all) */
     size_t tx_len;
-    uint64_t sent, received; /* bytes on the connection, for the closed event */
+    uint64_t sent, received; /* bytes of text each way, for the closed event */
+    /* the encrypted stream (common/seal.h), like the pipe's */
+    struct seal_tx stx;
+    struct seal_rx srx;
+    unsigned char wire[SEAL_HEADER + SEAL_REC_MAX]; /* sealed bytes waiting for the socket */
+    size_t wire_len;
+    unsigned char cin[SEAL_HEADER + SEAL_REC_MAX + CHAT_LINE]; /* received, not yet opened */
+    size_t cin_len;
+    bool final_queued; /* our final record is in wire (or sent) */
+    bool final_seen;   /* the peer's final record arrived */
 };
 
 static void chat_prompt(const struct chat *c)
@@ -100,15 +110,65 @@ static void chat_received(struct chat *c, const char *data, size_t n)
     }
 }
 
+/* Seals what was typed (and, once we leave, the final record) and sends what the socket takes. */
 static int chat_flush(struct chat *c)
 {
-    ssize_t w = send(c->link->fd, c->tx, c->tx_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t w;
+    if (c->wire_len == 0 && c->tx_len > 0) {
+        c->wire_len = seal_tx_data(&c->stx, c->tx, c->tx_len, c->wire);
+        c->sent += c->tx_len;
+        c->tx_len = 0;
+    }
+    if (c->wire_len == 0 && c->leaving && !c->final_queued) {
+        c->wire_len = seal_tx_final(&c->stx, c->wire);
+        c->final_queued = true;
+    }
+    if (c->wire_len == 0)
+        return 0;
+    w = send(c->link->fd, c->wire, c->wire_len, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (w < 0)
         return errno == EAGAIN || errno == EINTR ? 0 : -1;
-    c->sent += (uint64_t)w;
-    memmove(c->tx, c->tx + w, c->tx_len - (size_t)w);
-    c->tx_len -= (size_t)w;
+    memmove(c->wire, c->wire + w, c->wire_len - (size_t)w);
+    c->wire_len -= (size_t)w;
     return 0;
+}
+
+/* Opens every whole record received; -1 after logging when one fails authentication. */
+static int chat_open(struct chat *c)
+{
+    unsigned char plain[SEAL_CHUNK];
+    size_t off = 0, used, plen;
+    enum seal_status s;
+    do {
+        s = seal_rx_next(&c->srx, c->cin + off, c->cin_len - off, &used, plain, &plen);
+        off += used;
+        if (s == SEAL_DATA || s == SEAL_FINAL)
+            chat_received(c, (const char *)plain, plen);
+        c->final_seen = c->final_seen || s == SEAL_FINAL;
+    } while (s == SEAL_DATA || s == SEAL_FINAL);
+    memmove(c->cin, c->cin + off, c->cin_len - off);
+    c->cin_len -= off;
+    if (s == SEAL_NEED)
+        return 0;
+    LOG_E("connection to %s: %s", c->link->peer, seal_strerror(s));
+    return -1;
+}
+
+/* The peer left: end our stream properly too (our final record, then FIN), so that it sees a
+ * clean end rather than a cut. It is a few bytes; a peer that does not take them within a
+ * second is gone anyway. */
+static void chat_goodbye(struct chat *c)
+{
+    uint64_t until = clk_ms() + 1000;
+    while (clk_ms() < until) {
+        struct pollfd pf = {.fd = c->link->fd, .events = POLLOUT};
+        if (chat_flush(c) < 0)
+            return;
+        if (c->final_queued && !c->wire_len)
+            break;
+        poll(&pf, 1, 100);
+    }
+    shutdown(c->link->fd, SHUT_WR);
 }
 
 static int chat_loop(struct chat *c)
@@ -120,12 +180,16 @@ static int chat_loop(struct chat *c)
                                {.fd = STDIN_FILENO, .events = POLLIN}};
         int timeout = -1;
         ssize_t r;
-        if (c->tx_len)
+        if (chat_flush(c) < 0) {
+            LOG_E("connection to %s lost: %s", c->link->peer, strerror(errno));
+            return EXIT_LOST;
+        }
+        if (c->wire_len)
             pf[0].events |= POLLOUT;
         /* stop reading our input while the socket is backed up */
         if (c->leaving || c->tx_len > sizeof c->tx - CHAT_LINE - 1)
             pf[1].fd = -1;
-        if (c->leaving && !c->tx_len && !fin_sent) {
+        if (c->leaving && c->final_queued && !c->wire_len && !fin_sent) {
             shutdown(c->link->fd, SHUT_WR);
             fin_sent = true;
         }
@@ -141,24 +205,30 @@ static int chat_loop(struct chat *c)
             return EXIT_LOCAL;
         }
         if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
-            r = recv(c->link->fd, buf, sizeof buf, MSG_DONTWAIT);
+            r = recv(c->link->fd, c->cin + c->cin_len, sizeof c->cin - c->cin_len, MSG_DONTWAIT);
             if (r == 0) {
                 if (c->rx_len)
                     chat_show(c);
+                if (!c->final_seen) {
+                    LOG_E("connection to %s lost (stream ended without its final record)",
+                          c->link->peer);
+                    return EXIT_LOST;
+                }
                 if (!c->leaving)
                     LOG_N("%s left the chat", c->link->peer);
+                chat_leave(c);
+                chat_goodbye(c);
                 return EXIT_DONE;
             }
             if (r < 0 && errno != EAGAIN && errno != EINTR) {
                 LOG_E("connection to %s lost: %s", c->link->peer, strerror(errno));
                 return EXIT_LOST;
             }
-            if (r > 0)
-                chat_received(c, buf, (size_t)r);
-        }
-        if ((pf[0].revents & POLLOUT) && chat_flush(c) < 0) {
-            LOG_E("connection to %s lost: %s", c->link->peer, strerror(errno));
-            return EXIT_LOST;
+            if (r > 0) {
+                c->cin_len += (size_t)r;
+                if (chat_open(c) < 0)
+                    return EXIT_LOST;
+            }
         }
         if (pf[1].fd >= 0 && (pf[1].revents & (POLLIN | POLLHUP | POLLERR))) {
             r = read(STDIN_FILENO, buf, sizeof buf);
@@ -188,12 +258,20 @@ int chat_run(const struct peer_opts *o, struct peer_link *link)
     sk_tune_stream(link->fd);
     if (c->tty && !o->json)
         fprintf(stderr, "chatting with %s; /quit or Ctrl-D to leave\n", link->peer);
-    chat_received(c, link->prefill, link->prefill_len);
+    /* chat runs only after the end-to-end handshake: always sealed */
+    seal_tx_init(&c->stx, link->tx_key, c->wire);
+    c->wire_len = SEAL_HEADER;
+    seal_rx_init(&c->srx, link->rx_key);
+    sodium_memzero(link->tx_key, sizeof link->tx_key);
+    sodium_memzero(link->rx_key, sizeof link->rx_key);
+    memcpy(c->cin, link->prefill, link->prefill_len);
+    c->cin_len = link->prefill_len;
     chat_prompt(c);
-    rc = chat_loop(c);
+    rc = chat_open(c) < 0 ? EXIT_LOST : chat_loop(c);
     close(link->fd);
     link->fd = -1;
     ev_closed(o, link->peer, c->sent, c->received, rc);
+    sodium_memzero(c, sizeof *c);
     free(c);
     return rc;
 }

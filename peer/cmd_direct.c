@@ -9,6 +9,7 @@
 #include "common/endpoint.h"
 #include "common/log.h"
 #include "peer/commands.h"
+#include "peer/dshake.h"
 #include "peer/options.h"
 #include "peer/punch.h"
 
@@ -57,6 +58,9 @@ int cmd_direct(const struct peer_opts *o, int argc, char **argv)
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
+    /* known_peers knows a direct peer by HOST:PORT as given on the command line */
+    if (d.status == EXIT_DONE && !o->plain)
+        d.status = dsh_run(o, &link, argv[0]);
     if (d.status != EXIT_DONE) {
         if (link.fd >= 0)
             close(link.fd);

@@ -18,6 +18,7 @@
 #include "common/sock.h"
 #include "peer/commands.h"
 #include "peer/events.h"
+#include "peer/hello.h"
 #include "peer/options.h"
 #include "peer/probe.h"
 
@@ -33,6 +34,7 @@ struct nc {
     struct sockaddr_storage observed; /* control connection, as the server saw it */
     int probe_port;                   /* 0: the server has none */
     char token[PROTO_TOKEN_LEN + 1];
+    bool have_challenge; /* hello has been sent in answer */
     bool have_welcome;
     int fail; /* exit status once something went wrong, else EXIT_DONE */
     struct prb_result probe;
@@ -97,7 +99,7 @@ static int nc_connect(struct nc *n)
     return EXIT_DONE;
 }
 
-static int nc_send_hello(struct nc *n)
+static int nc_send_hello(struct nc *n, const unsigned char *nonce)
 {
     struct proto_msg m;
     char line[PROTO_MAX_LINE];
@@ -107,6 +109,7 @@ static int nc_send_hello(struct nc *n)
     m.type = PROTO_HELLO;
     m.u.hello.version = PROTO_VERSION;
     memcpy(m.u.hello.id, n->o->id, sizeof m.u.hello.id);
+    hello_sign(n->o, nonce, &m);
     len = proto_encode(&m, line, sizeof line);
     if (len <= 0 || send(n->fd, line, (size_t)len, MSG_NOSIGNAL) != len)
         return nc_fail(n, EXIT_SERVER, "cannot send to the server %s", n->o->server);
@@ -143,6 +146,10 @@ static int nc_on_line(void *arg, char *line, size_t len)
         nc_fail(n, EXIT_SERVER, "%s", msg);
         return 1;
     }
+    if (m.type == PROTO_CHALLENGE && !n->have_challenge) {
+        n->have_challenge = true;
+        return nc_send_hello(n, m.u.challenge.nonce) != EXIT_DONE;
+    }
     if (m.type == PROTO_WELCOME) {
         nc_on_welcome(n, &m);
         return 1;
@@ -155,8 +162,7 @@ static int nc_register(struct nc *n)
     uint64_t deadline = clk_ms() + NC_STEP_MS;
     char buf[PROTO_MAX_LINE];
 
-    if (nc_send_hello(n) != EXIT_DONE)
-        return n->fail;
+    /* the server speaks first: nc_on_line answers its challenge with hello */
     while (!n->have_welcome && n->fail == EXIT_DONE) {
         ssize_t r;
         if (nc_wait(n, POLLIN, deadline) <= 0)
@@ -196,8 +202,9 @@ static void nc_probe(struct nc *n)
     ep_set_port((struct sockaddr *)&local, ep_port((struct sockaddr *)&n->local));
     ep_set_port((struct sockaddr *)&to, n->probe_port);
     uv_loop_init(&loop);
-    if (!prb_start(&loop, (struct sockaddr *)&local, (struct sockaddr *)&to, n->token, NC_PROBE_MS,
-                   nc_probe_done, n, err, sizeof err)) {
+    if (!prb_start(&loop, (struct sockaddr *)&local, (struct sockaddr *)&to, n->token,
+                   n->o->have_secret ? n->o->secret : NULL, NC_PROBE_MS, nc_probe_done, n, err,
+                   sizeof err)) {
         snprintf(n->probe.why, sizeof n->probe.why, "%s", err);
         n->probed = true;
     }

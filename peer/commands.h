@@ -9,5 +9,6 @@ int cmd_connect(const struct peer_opts *o, int argc, char **argv);
 int cmd_chat(const struct peer_opts *o, int argc, char **argv);
 int cmd_direct(const struct peer_opts *o, int argc, char **argv);
 int cmd_natcheck(const struct peer_opts *o, int argc, char **argv);
+int cmd_id(const struct peer_opts *o, int argc, char **argv);
 
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
 #include <uv.h>
 
 #include "common/clock.h"
@@ -18,15 +19,29 @@
 #include "common/log.h"
 #include "common/sock.h"
 #include "peer/events.h"
+#include "peer/hello.h"
 #include "peer/peer.h"
 #include "peer/probe.h"
 #include "peer/punch.h"
 #include "peer/relay.h"
+#include "peer/trust.h"
 
 #define CTL_CONNECT_TIMEOUT_MS 10000
 #define CTL_ANSWER_TIMEOUT_MS 10000
+/* listen's reconnect back-off: doubling from MIN up to MAX, each wait spread by +-20% */
+#define CTL_RETRY_MIN_MS 1000
+#define CTL_RETRY_MAX_MS 30000
 
-enum ctl_state { CTL_CONNECTING, CTL_HELLO, CTL_WAITING, CTL_ASKED, CTL_PUNCHING, CTL_DONE };
+/* CHALLENGE: connected, waiting for the server's challenge; HELLO: hello sent */
+enum ctl_state {
+    CTL_CONNECTING,
+    CTL_CHALLENGE,
+    CTL_HELLO,
+    CTL_WAITING,
+    CTL_ASKED,
+    CTL_PUNCHING,
+    CTL_DONE
+};
 
 struct ctl {
     uv_loop_t loop;
@@ -55,6 +70,10 @@ struct ctl {
     bool relay_only;      /* this session makes no direct attempt */
     char relay_note[400]; /* what became of the relay path, for a failure message */
     int result;
+    /* listen: a lost or unreachable server is waited for (peer_rendezvous tries again);
+     * was_registered: an earlier attempt of this run got a welcome, registered: this one did,
+     * retry: this one ended in a way worth another */
+    bool may_retry, was_registered, registered, retry;
     uint64_t rx_us; /* monotonic arrival time of the bytes being parsed */
     char rbuf[16384];
 };
@@ -102,19 +121,34 @@ static void ctl_fail(struct ctl *c, int result, const char *fmt, const char *a, 
     ctl_end(c, result);
 }
 
+/* The server is down, went away or turned us away for now. listen waits for it (another
+ * attempt follows; peer_rendezvous says when), everyone else fails. */
+static void ctl_lost(struct ctl *c, const char *fmt, const char *a, const char *b)
+{
+    char msg[512];
+    if (!c->may_retry) {
+        ctl_fail(c, EXIT_SERVER, fmt, a, b);
+        return;
+    }
+    snprintf(msg, sizeof msg, fmt, a, b);
+    LOG_W("%s", msg);
+    c->retry = true;
+    ctl_end(c, EXIT_SERVER);
+}
+
 static int ctl_send(struct ctl *c, const struct proto_msg *m)
 {
     char line[PROTO_MAX_LINE];
     int n = proto_encode(m, line, sizeof line);
     /* control lines are tiny and rare: the socket buffer takes them whole */
     if (n <= 0 || c->fd < 0 || send(c->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n) {
-        ctl_fail(c, EXIT_SERVER, "cannot send to the server %s%s", c->o->server, "");
+        ctl_lost(c, "cannot send to the server %s%s", c->o->server, "");
         return -1;
     }
     return 0;
 }
 
-static void ctl_send_hello(struct ctl *c)
+static void ctl_send_hello(struct ctl *c, const unsigned char *nonce)
 {
     struct proto_msg m;
     memset(&m, 0, sizeof m);
@@ -122,6 +156,7 @@ static void ctl_send_hello(struct ctl *c)
     m.u.hello.version = PROTO_VERSION;
     memcpy(m.u.hello.id, c->o->id, sizeof m.u.hello.id);
     m.u.hello.path = c->o->path;
+    hello_sign(c->o, nonce, &m);
     /* a server on loopback means everybody is on this host: LAN addresses add nothing */
     if (!ep_is_loopback((struct sockaddr *)&c->server)) {
         struct proto_eplist *l = &m.u.hello.endpoints;
@@ -144,6 +179,9 @@ static void ctl_punch_done(struct punch *p, int status, const char *why, void *a
         rl_describe(c->relay, note, sizeof note);
     else
         snprintf(note, sizeof note, "%s", c->relay_note);
+    shake_wipe(&c->shake);
+    if (status == EXIT_DONE)
+        trust_record(&c->shake.trust, c->link->peer_pk);
     if (status != EXIT_DONE && c->relay_only)
         LOG_E("punch to %s failed: relay: %s; direct skipped: %s", c->shake.peer, note,
               c->link->direct_why);
@@ -206,7 +244,8 @@ static void ctl_relay_start(struct ctl *c, const struct proto_msg *m)
     char err[200];
     uint64_t delay = c->relay_only ? 0 : c->o->direct_timeout_ms;
     c->relay = rl_start(&c->loop, (const struct sockaddr *)&c->server, m->u.punch.session,
-                        m->u.punch.token, delay, ctl_relay_done, c, err, sizeof err);
+                        m->u.punch.token, c->o->have_secret ? c->o->secret : NULL, delay,
+                        ctl_relay_done, c, err, sizeof err);
     if (c->relay)
         return;
     snprintf(c->relay_note, sizeof c->relay_note, "%s", err);
@@ -246,6 +285,13 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
     memcpy(c->shake.self, c->o->id, sizeof c->shake.self);
     memcpy(c->shake.peer, m->u.punch.peer, sizeof c->shake.peer);
     c->shake.role = m->u.punch.role;
+    c->shake.ident = c->o->ident;
+    shake_init(&c->shake);
+    if (trust_prepare(c->o, m->u.punch.peer, m->u.punch.has_key ? m->u.punch.key : NULL,
+                      &c->shake.trust) != EXIT_DONE) {
+        ctl_end(c, EXIT_LOCAL);
+        return;
+    }
     cfg.shake = &c->shake;
     memcpy(c->link->peer, m->u.punch.peer, sizeof c->link->peer);
     LOG_I("punching to %s at %s (%d candidate%s, %s)", m->u.punch.peer,
@@ -261,6 +307,20 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
         ctl_fail(c, EXIT_LOCAL, "%s%s", err, "");
     else if (relay)
         ctl_relay_start(c, m);
+}
+
+/* Refusals that go away by themselves. id-taken is one only after we had the id: our own
+ * previous connection may still hold it until the server notices that it is gone. Everything
+ * else (id-owned, not-authorized, not-admitted, protocol errors) would fail again. */
+static bool ctl_transient(const char *code, bool was_registered)
+{
+    static const char *const codes[] = {
+        "server-shutdown",      "keepalive-timeout", "hello-timeout", "server-full",
+        "too-many-connections", "rate-limited",      "overloaded",    "internal"};
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
+        if (strcmp(code, codes[i]) == 0)
+            return true;
+    return was_registered && strcmp(code, "id-taken") == 0;
 }
 
 static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
@@ -284,14 +344,19 @@ static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
         ctl_fail(c, EXIT_PUNCH, "%s%s", msg, "");
         return;
     }
-    if (strcmp(code, "id-taken") == 0) {
+    if (strcmp(code, "id-taken") == 0 && !c->was_registered) {
         snprintf(msg, sizeof msg, "the id \"%s\" is already online on %s; choose another with --id",
                  c->o->id, c->o->server);
         ctl_fail(c, EXIT_SERVER, "%s%s", msg, "");
         return;
     }
     snprintf(msg, sizeof msg, "server %s refused: %s (%s)", c->o->server, m->u.error.message, code);
-    ctl_fail(c, EXIT_SERVER, "%s%s", msg, "");
+    /* waiting for a challenge that never came: an older server, not a passing state */
+    if (ctl_transient(code, c->was_registered) &&
+        !(c->state == CTL_CHALLENGE && strcmp(code, "hello-timeout") == 0))
+        ctl_lost(c, "%s%s", msg, "");
+    else
+        ctl_fail(c, EXIT_SERVER, "%s%s", msg, "");
 }
 
 static void ctl_on_timer(uv_timer_t *t)
@@ -302,15 +367,21 @@ static void ctl_on_timer(uv_timer_t *t)
 
     switch (c->state) {
     case CTL_CONNECTING:
-        ctl_fail(c, EXIT_SERVER, "cannot reach the server %s: %s", c->o->server, "timed out");
+        ctl_lost(c, "cannot reach the server %s: %s", c->o->server, "timed out");
+        break;
+    case CTL_CHALLENGE:
+        /* it is sent on accept: a server that stays silent does not speak this protocol */
+        ctl_fail(c, EXIT_SERVER,
+                 "the server %s sent no challenge within %s (an older tcpunch-rendezvous?)",
+                 c->o->server, "10 s");
         break;
     case CTL_HELLO:
     case CTL_ASKED:
-        ctl_fail(c, EXIT_SERVER, "the server %s did not answer within %s", c->o->server, "10 s");
+        ctl_lost(c, "the server %s did not answer within %s", c->o->server, "10 s");
         break;
     case CTL_WAITING:
         if (clk_ms() - c->last_rx_ms > 2 * interval + 5000) {
-            ctl_fail(c, EXIT_SERVER, "the server %s stopped answering%s", c->o->server, "");
+            ctl_lost(c, "the server %s stopped answering%s", c->o->server, "");
             break;
         }
         memset(&m, 0, sizeof m);
@@ -361,9 +432,9 @@ static void ctl_probe_start(struct ctl *c, const struct proto_msg *m)
     if (!m->u.welcome.probe_port)
         return;
     ep_set_port((struct sockaddr *)&to, m->u.welcome.probe_port);
-    c->probe =
-        prb_start(&c->loop, (const struct sockaddr *)&c->local, (const struct sockaddr *)&to,
-                  m->u.welcome.probe_token, PRB_TIMEOUT_MS, ctl_probe_done, c, err, sizeof err);
+    c->probe = prb_start(&c->loop, (const struct sockaddr *)&c->local, (const struct sockaddr *)&to,
+                         m->u.welcome.probe_token, c->o->have_secret ? c->o->secret : NULL,
+                         PRB_TIMEOUT_MS, ctl_probe_done, c, err, sizeof err);
     if (!c->probe)
         LOG_I("probe not started, going on without it: %s", err);
 }
@@ -377,6 +448,7 @@ static void ctl_on_welcome(struct ctl *c, const struct proto_msg *m)
     }
     c->keepalive_s = m->u.welcome.keepalive;
     c->observed = m->u.welcome.observed;
+    c->registered = true;
     if (c->o->path == PROTO_PATH_RELAY && !m->u.welcome.relay) {
         ctl_fail(c, EXIT_PUNCH, "the server %s does not relay, and --relay-only needs its relay%s",
                  c->o->server, "");
@@ -415,6 +487,14 @@ static int ctl_on_line(void *arg, char *line, size_t len)
         return 1;
     }
     switch (m.type) {
+    case PROTO_CHALLENGE:
+        if (c->state == CTL_CHALLENGE) {
+            c->state = CTL_HELLO;
+            ctl_send_hello(c, m.u.challenge.nonce);
+        } else {
+            LOG_W("ignoring an unexpected challenge");
+        }
+        break;
     case PROTO_WELCOME:
         ctl_on_welcome(c, &m);
         break;
@@ -475,7 +555,7 @@ static void ctl_on_readable(struct ctl *c)
             ctl_close(c);
             return;
         }
-        ctl_fail(c, EXIT_SERVER, "lost the connection to the server %s: %s", c->o->server,
+        ctl_lost(c, "lost the connection to the server %s: %s", c->o->server,
                  n == 0 ? "closed by the server" : strerror(errno));
         return;
     }
@@ -492,7 +572,7 @@ static void ctl_on_connected(struct ctl *c)
 
     getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen);
     if (err) {
-        ctl_fail(c, EXIT_SERVER, "cannot reach the server %s: %s", c->o->server, strerror(err));
+        ctl_lost(c, "cannot reach the server %s: %s", c->o->server, strerror(err));
         return;
     }
     sk_local(c->fd, &c->local);
@@ -505,11 +585,11 @@ static void ctl_on_connected(struct ctl *c)
     ep_set_port((struct sockaddr *)&c->local, port);
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
-    c->state = CTL_HELLO;
+    /* the server speaks first: hello answers its challenge */
+    c->state = CTL_CHALLENGE;
     c->last_rx_ms = clk_ms();
     uv_timer_start(&c->timer, ctl_on_timer, CTL_ANSWER_TIMEOUT_MS, 0);
     uv_poll_start(&c->poll, UV_READABLE, ctl_on_poll);
-    ctl_send_hello(c);
 }
 
 static void ctl_on_poll(uv_poll_t *h, int status, int events)
@@ -540,7 +620,7 @@ static int ctl_open(struct ctl *c)
     }
     if (connect(c->fd, (struct sockaddr *)&c->server, ep_len((struct sockaddr *)&c->server)) < 0 &&
         errno != EINPROGRESS) {
-        LOG_E("cannot reach the server %s: %s", c->o->server, strerror(errno));
+        ctl_lost(c, "cannot reach the server %s: %s", c->o->server, strerror(errno));
         return EXIT_SERVER;
     }
     if (uv_poll_init(&c->loop, &c->poll, c->fd) < 0) {
@@ -554,7 +634,17 @@ static int ctl_open(struct ctl *c)
     return EXIT_DONE;
 }
 
-int peer_rendezvous(const struct peer_opts *o, const char *target, struct peer_link *link)
+/* What one attempt tells the next (peer_rendezvous). */
+struct ctl_run {
+    bool may_retry;      /* listen or chat without a peer, and no --no-retry */
+    bool was_registered; /* some attempt so far got a welcome */
+    bool registered;     /* the last attempt got a welcome */
+    bool retry;          /* the last attempt ended in a way worth another */
+};
+
+/* One connection to the server: register, wait or ask, punch. */
+static int ctl_attempt(const struct peer_opts *o, const char *target, struct peer_link *link,
+                       struct ctl_run *run)
 {
     struct ctl *c = calloc(1, sizeof *c);
     char err[300];
@@ -571,9 +661,13 @@ int peer_rendezvous(const struct peer_opts *o, const char *target, struct peer_l
     c->link = link;
     c->state = CTL_CONNECTING;
     c->fd = -1;
+    c->may_retry = run->may_retry;
+    c->was_registered = run->was_registered;
     lb_init(&c->lb);
     if (ep_resolve(o->server, false, &c->server, err, sizeof err) < 0) {
-        LOG_E("server %s", err);
+        /* a name that does not resolve now may resolve later: the network may be coming up */
+        log_msg(run->may_retry ? LOG_WARN : LOG_ERROR, "server %s", err);
+        run->retry = run->may_retry;
         free(c);
         return EXIT_SERVER;
     }
@@ -589,10 +683,44 @@ int peer_rendezvous(const struct peer_opts *o, const char *target, struct peer_l
     if (uv_loop_close(&c->loop) != 0)
         LOG_D("event loop still had handles at exit");
     result = c->result;
+    run->registered = c->registered;
+    run->retry = c->retry;
     free(c);
     if (result != EXIT_DONE && link->fd >= 0) {
         close(link->fd);
         link->fd = -1;
     }
     return result;
+}
+
+static void ctl_sleep_ms(uint64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* listen waits out a server that is down or restarting: after each lost attempt it waits
+ * 1 s, 2 s, 4 s ... at most 30 s (back to 1 s after a registration), spread by +-20% so that
+ * the peers of a restarted server do not all come back in the same instant. */
+int peer_rendezvous(const struct peer_opts *o, const char *target, struct peer_link *link)
+{
+    struct ctl_run run = {.may_retry = !target && !o->no_retry};
+    uint64_t wait = CTL_RETRY_MIN_MS;
+    for (;;) {
+        uint64_t ms;
+        int rc;
+        run.registered = run.retry = false;
+        rc = ctl_attempt(o, target, link, &run);
+        if (!run.retry)
+            return rc;
+        if (run.registered) {
+            run.was_registered = true;
+            wait = CTL_RETRY_MIN_MS;
+        }
+        ms = wait - wait / 5 + randombytes_uniform((uint32_t)(wait * 2 / 5) + 1);
+        LOG_N("reconnecting to the server %s in %.1f s", o->server, (double)ms / 1000.0);
+        ctl_sleep_ms(ms);
+        wait = wait * 2 > CTL_RETRY_MAX_MS ? CTL_RETRY_MAX_MS : wait * 2;
+    }
 }

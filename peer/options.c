@@ -4,12 +4,16 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/auth.h"
 #include "common/endpoint.h"
+#include "common/identity.h"
 #include "common/log.h"
 #include "peer/options.h"
 
 enum { OPTS_JSON = 256 }; /* long options without a short form */
 enum { OPTS_DIRECT_TIMEOUT = 300, OPTS_NO_RELAY, OPTS_RELAY_ONLY };
+enum { OPTS_PEER_KEY = 400, OPTS_PLAIN };
+enum { OPTS_SECRET_FILE = 500, OPTS_NO_RETRY };
 
 void opts_usage(FILE *out)
 {
@@ -28,6 +32,8 @@ void opts_usage(FILE *out)
           "  nat-check           register, probe the server's probe port from the same\n"
           "                      local port and report on stdout what our NAT does\n"
           "                      (exit status 0, 7, 8 or 9 gives the verdict)\n"
+          "  id                  print our public key and its fingerprint (creating the\n"
+          "                      identity on first use); --json: as a JSON object\n"
           "\n"
           "Options (before or after the command):\n"
           "  -s, --server HOST:PORT  rendezvous server (env TCPUNCH_SERVER)\n"
@@ -44,6 +50,16 @@ void opts_usage(FILE *out)
           "                          0 to 3600)\n"
           "      --no-relay          direct connections only, never through the relay\n"
           "      --relay-only        through the server's relay only, no direct attempt\n"
+          "      --peer-key KEY      the peer's public key or fingerprint (SHA256:...):\n"
+          "                          refuse any other (default: known_peers, trust on\n"
+          "                          first use)\n"
+          "      --plain             direct only: no handshake, no encryption, to talk to\n"
+          "                          a plain TCP program (nc, socat) on the other side\n"
+          "      --secret-file FILE  the admission secret of a private server (its\n"
+          "                          --secret-file; env TCPUNCH_SECRET_FILE)\n"
+          "      --no-retry          listen, chat without PEER: exit 2 when the server is\n"
+          "                          down or the connection to it is lost (default: keep\n"
+          "                          reconnecting, 1 s doubling to 30 s)\n"
           "  -v, --verbose           say how the connection was made; twice: debug detail\n"
           "  -q, --quiet             print errors only\n"
           "      --json              events (registered, punching, connected, closed,\n"
@@ -58,9 +74,12 @@ void opts_usage(FILE *out)
           "  2  server unreachable, refused us (e.g. id taken), or lost before the punch\n"
           "  3  peer not found on the server\n"
           "  4  punch failed: no verified connection (direct or relayed) before\n"
-          "     --timeout, or no path (relay refused, full, disabled or timed out)\n"
-          "  5  connection lost after it was established\n"
-          "  6  local error: stdin/stdout, or the local --port is in use\n"
+          "     --timeout, or no path (relay refused, full, disabled or timed out);\n"
+          "     or the peer's key is not the one known_peers or --peer-key expects\n"
+          "  5  connection lost after it was established, or its data failed\n"
+          "     authentication (modified in transit)\n"
+          "  6  local error: stdin/stdout, the local --port is in use, or our\n"
+          "     identity cannot be read or created\n"
           "  nat-check, its verdict (failures as above):\n"
           "  0  no NAT: the server sees one of our own addresses\n"
           "  7  NAT with endpoint-independent mapping: direct connections can be punched\n"
@@ -113,6 +132,26 @@ static void opts_default_id(char *id, size_t cap)
         snprintf(id, cap, "tcpunch");
 }
 
+/* --peer-key takes a key or its fingerprint; both become the fingerprint, which is what the
+ * handshake compares. */
+static int opts_peer_key(const char *v, char *fp, size_t len)
+{
+    unsigned char pk[crypto_sign_PUBLICKEYBYTES], h[crypto_hash_sha256_BYTES];
+    size_t n = 0;
+    const char *end = NULL, *b64 = v + 7;
+    if (id_pk_decode(v, pk) == 0) {
+        id_fingerprint(pk, fp, len);
+        return 0;
+    }
+    if (strncmp(v, "SHA256:", 7) != 0 || strlen(b64) != 43 ||
+        sodium_base642bin(h, sizeof h, b64, strlen(b64), NULL, &n, &end,
+                          sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0 ||
+        n != sizeof h || *end)
+        return -1;
+    snprintf(fp, len, "%s", v);
+    return 0;
+}
+
 static int opts_set_id(struct peer_opts *o, const char *v, const char *from)
 {
     if (!proto_valid_id(v)) {
@@ -121,6 +160,20 @@ static int opts_set_id(struct peer_opts *o, const char *v, const char *from)
         return opts_bad("%s", msg);
     }
     snprintf(o->id, sizeof o->id, "%s", v);
+    return EXIT_DONE;
+}
+
+/* The file's digest is all we keep: it keys the admit proofs (PROTOCOL.md, "Admission"). */
+static int opts_load_secret(struct peer_opts *o, const char *path)
+{
+    char err[600];
+    if (!path || !path[0])
+        return EXIT_DONE;
+    if (auth_secret_load(path, o->secret, err, sizeof err) < 0) {
+        LOG_E("--secret-file: %s", err);
+        return EXIT_LOCAL;
+    }
+    o->have_secret = true;
     return EXIT_DONE;
 }
 
@@ -139,8 +192,12 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
         {"direct-timeout", required_argument, NULL, OPTS_DIRECT_TIMEOUT},
         {"no-relay", no_argument, NULL, OPTS_NO_RELAY},
         {"relay-only", no_argument, NULL, OPTS_RELAY_ONLY},
+        {"peer-key", required_argument, NULL, OPTS_PEER_KEY},
+        {"plain", no_argument, NULL, OPTS_PLAIN},
+        {"secret-file", required_argument, NULL, OPTS_SECRET_FILE},
+        {"no-retry", no_argument, NULL, OPTS_NO_RETRY},
         {NULL, 0, NULL, 0}};
-    const char *env;
+    const char *env, *secret_file = getenv("TCPUNCH_SECRET_FILE");
     double num;
     int ch;
 
@@ -200,6 +257,21 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
                 return opts_bad("%s", "--no-relay and --relay-only exclude each other");
             o->path = ch == OPTS_NO_RELAY ? PROTO_PATH_DIRECT : PROTO_PATH_RELAY;
             break;
+        case OPTS_PEER_KEY:
+            if (opts_peer_key(optarg, o->peer_fp, sizeof o->peer_fp) < 0)
+                return opts_bad("--peer-key: \"%s\" is neither a public key (base64, as "
+                                "`tcpunch id` prints it) nor a fingerprint (SHA256:...)",
+                                optarg);
+            break;
+        case OPTS_PLAIN:
+            o->plain = true;
+            break;
+        case OPTS_SECRET_FILE:
+            secret_file = optarg;
+            break;
+        case OPTS_NO_RETRY:
+            o->no_retry = true;
+            break;
         case 'h':
             opts_usage(stdout);
             return -1;
@@ -213,7 +285,7 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
         }
     }
     if (optind >= argc)
-        return opts_bad("%s", "no command given (listen, connect, chat, direct, nat-check)");
+        return opts_bad("%s", "no command given (listen, connect, chat, direct, nat-check, id)");
     *first = optind;
     log_init("tcpunch",
              o->quiet ? LOG_ERROR
@@ -221,7 +293,7 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
                          : o->verbose    ? LOG_INFO
                                          : LOG_NOTE), /* NOTE: the path line */
              0);
-    return EXIT_DONE;
+    return opts_load_secret(o, secret_file);
 }
 
 int opts_need_server(const struct peer_opts *o)

@@ -7,7 +7,7 @@
 
 /* Parses options (before or after the command) and the environment into o; leaves the command
  * and its arguments in argv[*first .. argc-1]. Returns EXIT_DONE, EXIT_USAGE after printing why,
- * or -1 when --help/--version was handled. */
+ * EXIT_LOCAL when the --secret-file cannot be read, or -1 when --help/--version was handled. */
 int opts_parse(int argc, char **argv, struct peer_opts *o, int *first);
 
 /* Checks that a server was given; prints the usual hint if not. */

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "common/identity.h"
 #include "proto/proto.h"
 
 /* Exit codes, documented in README and --help. */
@@ -34,6 +35,15 @@ struct peer_opts {
     bool json; /* --json: events as JSON lines on stderr (nat-check: its report on stdout) */
     uint64_t direct_timeout_ms; /* open the offered relay when no direct path won by then */
     enum proto_path path;       /* hello.path: --no-relay "direct", --relay-only "relay" */
+    bool plain;                 /* --plain (direct only): no handshake, no encryption */
+    /* --peer-key, as the fingerprint of the key it names ("" when not given) */
+    char peer_fp[ID_FP_SIZE];
+    /* our identity, loaded by main for every command that needs one (NULL otherwise) */
+    const struct identity *ident;
+    /* --secret-file: SHA-256 of the file, proven to the server as `admit` (PROTOCOL.md) */
+    bool have_secret;
+    unsigned char secret[32];
+    bool no_retry; /* --no-retry: listen/chat give up when the server is down or lost */
 };
 
 /* A verified connection to the other peer, out of the event loop, ready for the pump. */
@@ -49,6 +59,11 @@ struct peer_link {
     bool relayed;                         /* through the server's relay, not direct */
     struct sockaddr_storage relay_server; /* the relay's endpoint, when relayed */
     char direct_why[256];                 /* relayed: why the direct path failed or was skipped */
+    /* the end-to-end keys of the stream (PROTOCOL.md, "Encrypted stream"); !encrypted only in
+     * direct --plain */
+    bool encrypted;
+    unsigned char tx_key[crypto_kx_SESSIONKEYBYTES], rx_key[crypto_kx_SESSIONKEYBYTES];
+    unsigned char peer_pk[crypto_sign_PUBLICKEYBYTES]; /* the peer's verified identity */
 };
 
 /* Registers with the server, asks for target (NULL: waits for someone to ask for us), punches

@@ -17,8 +17,14 @@ int peer_pipe(const struct peer_opts *o, struct peer_link *link)
     int rc;
 
     sk_tune_stream(link->fd);
-    s = pump_run(link->fd, STDIN_FILENO, STDOUT_FILENO, link->prefill, link->prefill_len, &st, err,
-                 sizeof err);
+    if (link->encrypted)
+        s = pump_run_sealed(link->fd, STDIN_FILENO, STDOUT_FILENO, link->prefill, link->prefill_len,
+                            link->tx_key, link->rx_key, &st, err, sizeof err);
+    else
+        s = pump_run(link->fd, STDIN_FILENO, STDOUT_FILENO, link->prefill, link->prefill_len, &st,
+                     err, sizeof err);
+    sodium_memzero(link->tx_key, sizeof link->tx_key);
+    sodium_memzero(link->rx_key, sizeof link->rx_key);
     close(link->fd);
     link->fd = -1;
     LOG_I("closed: sent %llu bytes, received %llu bytes", (unsigned long long)st.sent,

@@ -9,8 +9,10 @@
 #include "common/endpoint.h"
 #include "common/linebuf.h"
 #include "common/sock.h"
+#include "peer/hello.h"
 
-enum prb_state { PRB_CONNECTING, PRB_READING, PRB_DONE };
+/* CHALLENGE: connected, waiting for the server's challenge; READING: probe sent */
+enum prb_state { PRB_CONNECTING, PRB_CHALLENGE, PRB_READING, PRB_DONE };
 
 struct prb {
     uv_poll_t poll;
@@ -21,6 +23,8 @@ struct prb {
     prb_done_cb done;
     void *arg;
     char token[PROTO_TOKEN_LEN + 1];
+    bool have_secret;
+    unsigned char secret[32];
     struct prb_result res;
     struct lb lb;
 };
@@ -59,6 +63,26 @@ static void prb_fail(struct prb *p, const char *what, const char *detail)
     prb_finish(p);
 }
 
+static void prb_send(struct prb *p, const unsigned char *nonce)
+{
+    struct proto_msg m;
+    char line[PROTO_MAX_LINE];
+    int n;
+
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_PROBE;
+    m.u.probe.version = PROTO_VERSION;
+    memcpy(m.u.probe.token, p->token, sizeof m.u.probe.token);
+    hello_admit(p->have_secret ? p->secret : NULL, nonce, &m.u.probe.has_admit, m.u.probe.admit);
+    n = proto_encode(&m, line, sizeof line);
+    /* one short line into an empty socket buffer: it goes whole or not at all */
+    if (n <= 0 || send(p->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n) {
+        prb_fail(p, "cannot send", n <= 0 ? "encoding" : strerror(errno));
+        return;
+    }
+    p->state = PRB_READING;
+}
+
 static int prb_on_line(void *arg, char *line, size_t len)
 {
     struct prb *p = arg;
@@ -73,7 +97,11 @@ static int prb_on_line(void *arg, char *line, size_t len)
         prb_fail(p, "refused", m.u.error.message);
         return 1;
     }
-    if (m.type != PROTO_OBSERVED) {
+    if (p->state == PRB_CHALLENGE && m.type == PROTO_CHALLENGE) {
+        prb_send(p, m.u.challenge.nonce);
+        return p->state != PRB_READING;
+    }
+    if (p->state != PRB_READING || m.type != PROTO_OBSERVED) {
         prb_fail(p, "unexpected answer", proto_type_name(m.type));
         return 1;
     }
@@ -82,34 +110,6 @@ static int prb_on_line(void *arg, char *line, size_t len)
     p->res.mapping = m.u.observed.mapping;
     prb_finish(p);
     return 1;
-}
-
-static void prb_on_poll(uv_poll_t *h, int status, int events);
-
-static void prb_send(struct prb *p)
-{
-    struct proto_msg m;
-    char line[PROTO_MAX_LINE];
-    int n, err = 0;
-    socklen_t elen = sizeof err;
-
-    getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &elen);
-    if (err) {
-        prb_fail(p, "cannot connect", strerror(err));
-        return;
-    }
-    memset(&m, 0, sizeof m);
-    m.type = PROTO_PROBE;
-    m.u.probe.version = PROTO_VERSION;
-    memcpy(m.u.probe.token, p->token, sizeof m.u.probe.token);
-    n = proto_encode(&m, line, sizeof line);
-    /* one short line into an empty socket buffer: it goes whole or not at all */
-    if (n <= 0 || send(p->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n) {
-        prb_fail(p, "cannot send", n <= 0 ? "encoding" : strerror(errno));
-        return;
-    }
-    p->state = PRB_READING;
-    uv_poll_start(&p->poll, UV_READABLE, prb_on_poll);
 }
 
 static void prb_read(struct prb *p)
@@ -126,15 +126,30 @@ static void prb_read(struct prb *p)
         prb_fail(p, "invalid answer", "line too long");
 }
 
+static void prb_on_poll(uv_poll_t *h, int status, int events);
+
+static void prb_connected(struct prb *p)
+{
+    int err = 0;
+    socklen_t elen = sizeof err;
+    getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &elen);
+    if (err) {
+        prb_fail(p, "cannot connect", strerror(err));
+        return;
+    }
+    p->state = PRB_CHALLENGE;
+    uv_poll_start(&p->poll, UV_READABLE, prb_on_poll);
+}
+
 static void prb_on_poll(uv_poll_t *h, int status, int events)
 {
     struct prb *p = h->data;
     (void)events;
     if (p->state == PRB_CONNECTING)
-        prb_send(p);
-    else if (p->state == PRB_READING && status < 0)
+        prb_connected(p);
+    else if (p->state != PRB_DONE && status < 0)
         prb_fail(p, "no answer", uv_strerror(status));
-    else if (p->state == PRB_READING)
+    else if (p->state != PRB_DONE)
         prb_read(p);
 }
 
@@ -145,8 +160,8 @@ static void prb_on_timeout(uv_timer_t *t)
 }
 
 struct prb *prb_start(uv_loop_t *loop, const struct sockaddr *local, const struct sockaddr *server,
-                      const char *token, uint64_t timeout_ms, prb_done_cb done, void *arg,
-                      char *err, size_t errlen)
+                      const char *token, const unsigned char *secret, uint64_t timeout_ms,
+                      prb_done_cb done, void *arg, char *err, size_t errlen)
 {
     struct prb *p = calloc(1, sizeof *p);
     if (!p) {
@@ -156,6 +171,9 @@ struct prb *prb_start(uv_loop_t *loop, const struct sockaddr *local, const struc
     p->done = done;
     p->arg = arg;
     snprintf(p->token, sizeof p->token, "%s", token);
+    p->have_secret = secret != NULL;
+    if (secret)
+        memcpy(p->secret, secret, sizeof p->secret);
     lb_init(&p->lb);
     p->fd = sk_open_bound(local, err, errlen);
     if (p->fd < 0)

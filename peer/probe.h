@@ -23,12 +23,13 @@ struct prb;
 /* Called exactly once (unless cancelled); the probe frees itself afterwards. */
 typedef void (*prb_done_cb)(struct prb *p, const struct prb_result *r, void *arg);
 
-/* Connects from local (wildcard address, the shared port) to server, sends `probe` with token
- * ("" for none) and reads one `observed`, all within timeout_ms. Returns NULL with a reason in
- * err when it cannot even start. */
+/* Connects from local (wildcard address, the shared port) to server, reads its challenge, sends
+ * `probe` with token ("" for none) and the admit proof when secret (the --secret-file digest) is
+ * not NULL, and reads one `observed`, all within timeout_ms. Returns NULL with a reason in err
+ * when it cannot even start. */
 struct prb *prb_start(uv_loop_t *loop, const struct sockaddr *local, const struct sockaddr *server,
-                      const char *token, uint64_t timeout_ms, prb_done_cb done, void *arg,
-                      char *err, size_t errlen);
+                      const char *token, const unsigned char *secret, uint64_t timeout_ms,
+                      prb_done_cb done, void *arg, char *err, size_t errlen);
 
 /* Stops a running probe without calling done; its handles close on the next loop turn. Not
  * to be called once done has run (the probe may be freed by then). */

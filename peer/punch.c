@@ -66,6 +66,7 @@ struct pconn {
     unsigned tries;
     int last_err;
     struct lb lb;
+    struct shake_peer peer; /* what this connection showed of the peer */
 };
 
 struct punch {
@@ -323,13 +324,17 @@ static void pu_win(struct pconn *c, const char *rest, size_t restlen)
     l->prefill_len = restlen;
     if (restlen)
         memcpy(l->prefill, rest, restlen);
+    if (p->cfg.shake) {
+        l->encrypted = true;
+        memcpy(l->peer_pk, c->peer.key, sizeof l->peer_pk);
+    }
     pu_finish(p, EXIT_DONE, NULL);
 }
 
 static bool pu_send(struct pconn *c, enum proto_type type)
 {
     char line[PROTO_MAX_LINE];
-    int n = shake_encode(c->p->cfg.shake, type, line, sizeof line);
+    int n = shake_encode(c->p->cfg.shake, type, &c->peer, line, sizeof line);
     uv_buf_t b = uv_buf_init(line, n > 0 ? (unsigned)n : 0);
     /* the handshake is the first data on a fresh connection: its send buffer is empty, so a
      * short line goes out whole or not at all */
@@ -369,13 +374,28 @@ static int pu_on_line(void *ctx, char *line, size_t len)
     struct punch *p = c->p;
     bool initiator = p->cfg.shake->role == PROTO_INITIATOR;
     enum proto_type expect = c->state == PC_SELECTED ? PROTO_CONFIRM : PROTO_SHAKE;
-    char why[256];
+    enum shake_verdict v = SHAKE_BAD;
+    char why[1024];
 
     c->line_done = true;
-    if (c->state == PC_VERIFIED ||
-        !shake_verify(p->cfg.shake, expect, line, len, why, sizeof why)) {
-        if (c->state == PC_VERIFIED)
-            snprintf(why, sizeof why, "unexpected data before selection");
+    if (c->state == PC_VERIFIED)
+        snprintf(why, sizeof why, "unexpected data before selection");
+    else
+        v = shake_verify(p->cfg.shake, expect, line, len, &c->peer, why, sizeof why);
+    /* the stream keys are made where the handshake ends: the responder on the initiator's
+     * shake, the initiator on the confirm */
+    if (v == SHAKE_OK && (!initiator || c->state == PC_SELECTED) &&
+        shake_keys(p->cfg.shake, &c->peer, p->link->tx_key, p->link->rx_key) < 0) {
+        snprintf(why, sizeof why, "the peer's ephemeral key is unusable");
+        v = SHAKE_BAD;
+    }
+    if (v == SHAKE_REFUSED) {
+        /* a wrong key is not a stray connection: tell the user and stop */
+        LOG_E("%s", why);
+        pu_finish(p, EXIT_PUNCH, "the peer's key was refused");
+        return 1;
+    }
+    if (v != SHAKE_OK) {
         LOG_I("dropping a connection (%s): %s", pu_kind(c), why);
         c->dead = true;
         pu_close_conn(c);
@@ -448,6 +468,7 @@ static void pu_begin(struct pconn *c)
         return;
     }
     lb_init(&c->lb);
+    memset(&c->peer, 0, sizeof c->peer);
     c->state = PC_OFFERED;
     c->since_ms = clk_ms();
     if (p->cfg.shake->role == PROTO_RESPONDER && !pu_send(c, PROTO_SHAKE)) {

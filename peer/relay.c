@@ -11,9 +11,10 @@
 
 #include "common/endpoint.h"
 #include "common/log.h"
+#include "peer/hello.h"
 #include "peer/peer.h"
 
-enum rl_state { RL_DELAY, RL_CONNECTING, RL_WAITING, RL_DONE };
+enum rl_state { RL_DELAY, RL_CONNECTING, RL_CHALLENGE, RL_WAITING, RL_DONE };
 
 struct rl {
     uv_loop_t *loop;
@@ -27,6 +28,8 @@ struct rl {
     char where[EP_STRLEN];
     char session[PROTO_SESSION_LEN + 1];
     char token[PROTO_TOKEN_LEN + 1];
+    bool have_secret;
+    unsigned char secret[32];
     uint64_t delay_ms;
     rl_done_cb done;
     void *arg;
@@ -93,6 +96,30 @@ static void rl_on_error(struct rl *r, const struct proto_msg *m)
     rl_fail(r, status, why);
 }
 
+static void rl_send_join(struct rl *r, const unsigned char *nonce)
+{
+    struct proto_msg m;
+    char line[PROTO_MAX_LINE], why[300];
+    int n, one = 1;
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_RELAY;
+    m.u.relay.version = PROTO_VERSION;
+    memcpy(m.u.relay.session, r->session, sizeof m.u.relay.session);
+    memcpy(m.u.relay.token, r->token, sizeof m.u.relay.token);
+    hello_admit(r->have_secret ? r->secret : NULL, nonce, &m.u.relay.has_admit, m.u.relay.admit);
+    n = proto_encode(&m, line, sizeof line);
+    setsockopt(r->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* our first bytes on a fresh connection: the send buffer takes the short line whole */
+    if (n <= 0 || send(r->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n) {
+        snprintf(why, sizeof why, "cannot send to the relay at %s: %s", r->where,
+                 n <= 0 ? "encoding failed" : strerror(errno));
+        rl_fail(r, EXIT_SERVER, why);
+        return;
+    }
+    r->state = RL_WAITING;
+    LOG_D("relay: waiting at %s for the other peer", r->where);
+}
+
 static void rl_on_line(struct rl *r, size_t line_len)
 {
     struct proto_msg m;
@@ -104,6 +131,14 @@ static void rl_on_line(struct rl *r, size_t line_len)
         rl_fail(r, EXIT_SERVER, why);
     } else if (m.type == PROTO_ERROR) {
         rl_on_error(r, &m);
+    } else if (r->state == RL_CHALLENGE && m.type == PROTO_CHALLENGE) {
+        /* the server speaks first; nothing else can follow before our relay line */
+        r->len = 0;
+        rl_send_join(r, m.u.challenge.nonce);
+    } else if (r->state == RL_CHALLENGE) {
+        snprintf(why, sizeof why, "the relay at %s answered %s, not a challenge", r->where,
+                 proto_type_name(m.type));
+        rl_fail(r, EXIT_SERVER, why);
     } else if (m.type != PROTO_RELAYED || strcmp(m.u.relayed.session, r->session) != 0) {
         snprintf(why, sizeof why, "the relay at %s answered %s, not relayed for our session",
                  r->where, proto_type_name(m.type));
@@ -140,29 +175,6 @@ static void rl_on_readable(struct rl *r)
     }
 }
 
-static void rl_send_join(struct rl *r)
-{
-    struct proto_msg m;
-    char line[PROTO_MAX_LINE], why[300];
-    int n, one = 1;
-    memset(&m, 0, sizeof m);
-    m.type = PROTO_RELAY;
-    m.u.relay.version = PROTO_VERSION;
-    memcpy(m.u.relay.session, r->session, sizeof m.u.relay.session);
-    memcpy(m.u.relay.token, r->token, sizeof m.u.relay.token);
-    n = proto_encode(&m, line, sizeof line);
-    setsockopt(r->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    /* the first bytes on a fresh connection: the send buffer takes the short line whole */
-    if (n <= 0 || send(r->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n) {
-        snprintf(why, sizeof why, "cannot send to the relay at %s: %s", r->where,
-                 n <= 0 ? "encoding failed" : strerror(errno));
-        rl_fail(r, EXIT_SERVER, why);
-        return;
-    }
-    r->state = RL_WAITING;
-    LOG_D("relay: waiting at %s for the other peer", r->where);
-}
-
 static void rl_on_poll(uv_poll_t *h, int status, int events)
 {
     struct rl *r = h->data;
@@ -178,12 +190,11 @@ static void rl_on_poll(uv_poll_t *h, int status, int events)
             rl_fail(r, EXIT_SERVER, why);
             return;
         }
-        rl_send_join(r);
-        if (r->state == RL_WAITING)
-            uv_poll_start(&r->poll, UV_READABLE, rl_on_poll);
+        r->state = RL_CHALLENGE;
+        uv_poll_start(&r->poll, UV_READABLE, rl_on_poll);
         return;
     }
-    if (r->state == RL_WAITING)
+    if (r->state == RL_CHALLENGE || r->state == RL_WAITING)
         rl_on_readable(r);
 }
 
@@ -216,8 +227,8 @@ static void rl_on_timer(uv_timer_t *t)
 }
 
 struct rl *rl_start(uv_loop_t *loop, const struct sockaddr *server, const char *session,
-                    const char *token, uint64_t delay_ms, rl_done_cb done, void *arg, char *err,
-                    size_t errlen)
+                    const char *token, const unsigned char *secret, uint64_t delay_ms,
+                    rl_done_cb done, void *arg, char *err, size_t errlen)
 {
     struct rl *r = calloc(1, sizeof *r);
     if (!r) {
@@ -230,6 +241,9 @@ struct rl *rl_start(uv_loop_t *loop, const struct sockaddr *server, const char *
     ep_format(server, r->where, sizeof r->where);
     snprintf(r->session, sizeof r->session, "%s", session);
     snprintf(r->token, sizeof r->token, "%s", token);
+    r->have_secret = secret != NULL;
+    if (secret)
+        memcpy(r->secret, secret, sizeof r->secret);
     r->delay_ms = delay_ms;
     r->done = done;
     r->arg = arg;
@@ -254,6 +268,7 @@ void rl_describe(const struct rl *r, char *buf, size_t len)
                  (double)r->delay_ms / 1000.0);
         break;
     case RL_CONNECTING:
+    case RL_CHALLENGE:
         snprintf(buf, len, "still connecting to %s", r->where);
         break;
     case RL_WAITING:

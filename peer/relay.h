@@ -20,11 +20,12 @@ struct rl;
 typedef void (*rl_done_cb)(struct rl *r, int status, const char *why, int fd, const char *pre,
                            size_t prelen, void *arg);
 
-/* Connects to server after delay_ms (0: at once) from an ephemeral port and sends the relay
- * line for session/token. Returns NULL (with err) when out of memory. */
+/* Connects to server after delay_ms (0: at once) from an ephemeral port and, once the server's
+ * challenge has arrived, sends the relay line for session/token, with the admit proof when
+ * secret (the --secret-file digest) is not NULL. Returns NULL (with err) when out of memory. */
 struct rl *rl_start(uv_loop_t *loop, const struct sockaddr *server, const char *session,
-                    const char *token, uint64_t delay_ms, rl_done_cb done, void *arg, char *err,
-                    size_t errlen);
+                    const char *token, const unsigned char *secret, uint64_t delay_ms,
+                    rl_done_cb done, void *arg, char *err, size_t errlen);
 
 /* Stops an attempt that has not called done yet; done will not be called. */
 void rl_cancel(struct rl *r);

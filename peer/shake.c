@@ -3,46 +3,238 @@
 #include <stdio.h>
 #include <string.h>
 
-int shake_encode(const struct shake_ctx *s, enum proto_type type, char *buf, size_t len)
+#define SHAKE_SIGN_PREFIX "tcpunch-shake-v1" /* with its NUL */
+#define SHAKE_KEYS_PREFIX "tcpunch-keys-v1"  /* without */
+#define SHAKE_TRANSCRIPT_MAX 512
+
+void shake_init(struct shake_ctx *s)
+{
+    crypto_kx_keypair(s->eph_pk, s->eph_sk);
+}
+
+void shake_wipe(struct shake_ctx *s)
+{
+    sodium_memzero(s->eph_sk, sizeof s->eph_sk);
+}
+
+static char shake_letter(enum proto_role r)
+{
+    return r == PROTO_INITIATOR ? 'I' : 'R';
+}
+
+static size_t shake_put(unsigned char *out, size_t off, const void *p, size_t n)
+{
+    memcpy(out + off, p, n);
+    return off + n;
+}
+
+/* What a signature covers: "tcpunch-shake-v1\0" || session || signer role letter || the other
+ * side's eph || the signer's eph || the other's identity key || the signer's || the other's
+ * id "\0" || the signer's id "\0". Each side signs the other's fresh key, which makes a replayed
+ * signature useless, and both identities, so a signature cannot be passed off as made for
+ * another peer. */
+static size_t shake_transcript(const struct shake_ctx *s, const struct shake_peer *p, bool by_self,
+                               unsigned char *out)
+{
+    enum proto_role other = s->role == PROTO_INITIATOR ? PROTO_RESPONDER : PROTO_INITIATOR;
+    char letter = shake_letter(by_self ? s->role : other);
+    const unsigned char *eph_o = by_self ? p->eph : s->eph_pk;
+    const unsigned char *eph_s = by_self ? s->eph_pk : p->eph;
+    const unsigned char *key_o = by_self ? p->key : s->ident->pk;
+    const unsigned char *key_s = by_self ? s->ident->pk : p->key;
+    const char *id_o = by_self ? s->peer : s->self;
+    const char *id_s = by_self ? s->self : s->peer;
+    size_t off = 0;
+
+    off = shake_put(out, off, SHAKE_SIGN_PREFIX, sizeof SHAKE_SIGN_PREFIX);
+    off = shake_put(out, off, s->session, PROTO_SESSION_LEN);
+    off = shake_put(out, off, &letter, 1);
+    off = shake_put(out, off, eph_o, crypto_kx_PUBLICKEYBYTES);
+    off = shake_put(out, off, eph_s, crypto_kx_PUBLICKEYBYTES);
+    off = shake_put(out, off, key_o, crypto_sign_PUBLICKEYBYTES);
+    off = shake_put(out, off, key_s, crypto_sign_PUBLICKEYBYTES);
+    off = shake_put(out, off, id_o, strlen(id_o) + 1);
+    return shake_put(out, off, id_s, strlen(id_s) + 1);
+}
+
+static void shake_sign(const struct shake_ctx *s, const struct shake_peer *p, unsigned char *sig)
+{
+    unsigned char t[SHAKE_TRANSCRIPT_MAX];
+    id_sign(s->ident, t, shake_transcript(s, p, true, t), sig);
+}
+
+static bool shake_sig_ok(const struct shake_ctx *s, const struct shake_peer *p,
+                         const unsigned char *sig)
+{
+    unsigned char t[SHAKE_TRANSCRIPT_MAX];
+    return id_verify(p->key, t, shake_transcript(s, p, false, t), sig);
+}
+
+int shake_encode(const struct shake_ctx *s, enum proto_type type, const struct shake_peer *peer,
+                 char *buf, size_t len)
 {
     struct proto_msg m;
     memset(&m, 0, sizeof m);
     m.type = type;
     if (type == PROTO_CONFIRM) {
+        if (!peer || !peer->seen)
+            return -1;
         memcpy(m.u.confirm.session, s->session, sizeof m.u.confirm.session);
+        shake_sign(s, peer, m.u.confirm.sig);
         return proto_encode(&m, buf, len);
     }
     m.u.shake.version = PROTO_VERSION;
     memcpy(m.u.shake.session, s->session, sizeof m.u.shake.session);
     memcpy(m.u.shake.from, s->self, sizeof m.u.shake.from);
     memcpy(m.u.shake.to, s->peer, sizeof m.u.shake.to);
+    memcpy(m.u.shake.key, s->ident->pk, sizeof m.u.shake.key);
+    memcpy(m.u.shake.eph, s->eph_pk, sizeof m.u.shake.eph);
+    if (!s->symmetric && s->role == PROTO_INITIATOR) {
+        if (!peer || !peer->seen)
+            return -1;
+        m.u.shake.has_sig = true;
+        shake_sign(s, peer, m.u.shake.sig);
+    }
     return proto_encode(&m, buf, len);
 }
 
-bool shake_verify(const struct shake_ctx *s, enum proto_type expect, const char *line, size_t len,
-                  char *why, size_t whylen)
+/* Is key the one we trust for the peer? The warning for a refusal names the file and line to
+ * fix, as ssh does for known_hosts. */
+static enum shake_verdict shake_trusted(const struct shake_trust *t, const unsigned char *key,
+                                        char *why, size_t whylen)
+{
+    char fp[ID_FP_SIZE], want[ID_FP_SIZE];
+    id_fingerprint(key, fp, sizeof fp);
+    if (t->fp[0]) {
+        if (strcmp(fp, t->fp) == 0)
+            return SHAKE_OK;
+        snprintf(why, whylen,
+                 "PEER KEY MISMATCH: %s showed the key %s, not %s given with --peer-key. Someone "
+                 "may be intercepting the connection (man-in-the-middle); connection refused",
+                 t->name, fp, t->fp);
+        return SHAKE_REFUSED;
+    }
+    if (t->nknown > 0) {
+        int n = t->nknown < KP_MAX_KEYS ? t->nknown : KP_MAX_KEYS;
+        if (kp_match(t->known, n, key) >= 0)
+            return SHAKE_OK;
+        id_fingerprint(t->known[0].pk, want, sizeof want);
+        snprintf(why, whylen,
+                 "WARNING: THE KEY OF PEER %s HAS CHANGED! Someone may be intercepting the "
+                 "connection (man-in-the-middle), or %s has a new identity. It showed %s; %s line "
+                 "%d has %s. If the change is expected, delete line %d of %s (or give the new key "
+                 "with --peer-key). Connection refused",
+                 t->name, t->name, fp, t->known_path, t->known[0].line, want, t->known[0].line,
+                 t->known_path);
+        return SHAKE_REFUSED;
+    }
+    if (t->server_key && sodium_memcmp(t->server_pk, key, sizeof t->server_pk) != 0) {
+        id_fingerprint(t->server_pk, want, sizeof want);
+        snprintf(why, whylen,
+                 "PEER KEY MISMATCH: %s showed the key %s, but registered on the server with %s. "
+                 "Someone may be intercepting the connection; connection refused",
+                 t->name, fp, want);
+        return SHAKE_REFUSED;
+    }
+    return SHAKE_OK;
+}
+
+static enum shake_verdict shake_check_shake(const struct shake_ctx *s, const struct proto_msg *m,
+                                            struct shake_peer *peer, char *why, size_t whylen)
+{
+    struct shake_peer got = {.seen = true};
+    bool want_sig = !s->symmetric && s->role == PROTO_RESPONDER;
+    enum shake_verdict v;
+
+    if (strcmp(m->u.shake.from, s->peer) != 0 || strcmp(m->u.shake.to, s->self) != 0) {
+        snprintf(why, whylen, "handshake from \"%s\" to \"%s\", expected \"%s\" to \"%s\"",
+                 m->u.shake.from, m->u.shake.to, s->peer, s->self);
+        return SHAKE_BAD;
+    }
+    if (sodium_memcmp(m->u.shake.eph, s->eph_pk, sizeof s->eph_pk) == 0) {
+        snprintf(why, whylen, "our own handshake came back");
+        return SHAKE_BAD;
+    }
+    if (m->u.shake.has_sig != want_sig) {
+        snprintf(why, whylen, "a %s shake %s", want_sig ? "initiator's" : "responder's",
+                 want_sig ? "without its signature" : "with a signature");
+        return SHAKE_BAD;
+    }
+    memcpy(got.key, m->u.shake.key, sizeof got.key);
+    memcpy(got.eph, m->u.shake.eph, sizeof got.eph);
+    if (want_sig && !shake_sig_ok(s, &got, m->u.shake.sig)) {
+        snprintf(why, whylen, "the shake's signature does not verify");
+        return SHAKE_BAD;
+    }
+    if ((v = shake_trusted(&s->trust, got.key, why, whylen)) != SHAKE_OK)
+        return v;
+    *peer = got;
+    return SHAKE_OK;
+}
+
+enum shake_verdict shake_verify(const struct shake_ctx *s, enum proto_type expect, const char *line,
+                                size_t len, struct shake_peer *peer, char *why, size_t whylen)
 {
     struct proto_msg m;
     char reason[200];
     enum proto_err e = proto_decode(line, len, PROTO_PEER_TO_PEER, &m, reason, sizeof reason);
     if (e != PROTO_OK) {
         snprintf(why, whylen, "%s: %s", proto_err_code(e), reason);
-        return false;
+        return SHAKE_BAD;
     }
     if (m.type != expect) {
         snprintf(why, whylen, "got %s where %s was due", proto_type_name(m.type),
                  proto_type_name(expect));
-        return false;
+        return SHAKE_BAD;
     }
     if (strcmp(expect == PROTO_CONFIRM ? m.u.confirm.session : m.u.shake.session, s->session)) {
         snprintf(why, whylen, "handshake for another session");
-        return false;
+        return SHAKE_BAD;
     }
-    if (expect == PROTO_SHAKE &&
-        (strcmp(m.u.shake.from, s->peer) != 0 || strcmp(m.u.shake.to, s->self) != 0)) {
-        snprintf(why, whylen, "handshake from \"%s\" to \"%s\", expected \"%s\" to \"%s\"",
-                 m.u.shake.from, m.u.shake.to, s->peer, s->self);
-        return false;
+    if (expect == PROTO_SHAKE)
+        return shake_check_shake(s, &m, peer, why, whylen);
+    if (!peer->seen || !shake_sig_ok(s, peer, m.u.confirm.sig)) {
+        snprintf(why, whylen, "the confirm's signature does not verify");
+        return SHAKE_BAD;
     }
-    return true;
+    return SHAKE_OK;
+}
+
+void shake_direct_role(struct shake_ctx *s, const struct shake_peer *peer)
+{
+    s->role =
+        memcmp(s->eph_pk, peer->eph, sizeof s->eph_pk) < 0 ? PROTO_INITIATOR : PROTO_RESPONDER;
+}
+
+/* Each crypto_kx key is hashed with the whole exchange: both ephemeral and both identity keys
+ * and the session, so the stream keys belong to this handshake only. */
+static void shake_bind(const struct shake_ctx *s, const struct shake_peer *p,
+                       const unsigned char *kx, unsigned char *out)
+{
+    bool init = s->role == PROTO_INITIATOR;
+    unsigned char t[SHAKE_TRANSCRIPT_MAX];
+    size_t off = 0;
+    off = shake_put(t, off, SHAKE_KEYS_PREFIX, sizeof SHAKE_KEYS_PREFIX - 1);
+    off = shake_put(t, off, s->session, PROTO_SESSION_LEN);
+    off = shake_put(t, off, init ? s->eph_pk : p->eph, crypto_kx_PUBLICKEYBYTES);
+    off = shake_put(t, off, init ? p->eph : s->eph_pk, crypto_kx_PUBLICKEYBYTES);
+    off = shake_put(t, off, init ? s->ident->pk : p->key, crypto_sign_PUBLICKEYBYTES);
+    off = shake_put(t, off, init ? p->key : s->ident->pk, crypto_sign_PUBLICKEYBYTES);
+    crypto_generichash(out, crypto_kx_SESSIONKEYBYTES, t, off, kx, crypto_kx_SESSIONKEYBYTES);
+}
+
+int shake_keys(const struct shake_ctx *s, const struct shake_peer *peer, unsigned char *tx,
+               unsigned char *rx)
+{
+    unsigned char ktx[crypto_kx_SESSIONKEYBYTES], krx[crypto_kx_SESSIONKEYBYTES];
+    int rc = s->role == PROTO_INITIATOR
+                 ? crypto_kx_client_session_keys(krx, ktx, s->eph_pk, s->eph_sk, peer->eph)
+                 : crypto_kx_server_session_keys(krx, ktx, s->eph_pk, s->eph_sk, peer->eph);
+    if (rc == 0) {
+        shake_bind(s, peer, ktx, tx);
+        shake_bind(s, peer, krx, rx);
+    }
+    sodium_memzero(ktx, sizeof ktx);
+    sodium_memzero(krx, sizeof krx);
+    return rc == 0 ? 0 : -1;
 }

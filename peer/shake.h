@@ -1,27 +1,81 @@
-/* The session handshake on a punched connection (PROTOCOL.md, "Handshake"): the responder
- * offers a shake on every connection, the initiator answers on the one it selects, the
- * responder confirms it. */
+/* The end-to-end handshake on a punched or relayed connection (PROTOCOL.md, "Handshake"): the
+ * responder offers a shake on every connection, the initiator answers with a signed shake on the
+ * one it selects, the responder confirms it with its own signature. Both shakes carry the
+ * sender's identity key and a fresh crypto_kx key; the signatures bind both to the session, and
+ * the stream keys come from the crypto_kx exchange. Pure logic, no I/O: the punch engine and
+ * direct mode move the lines. */
 #ifndef TP_SHAKE_H
 #define TP_SHAKE_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "common/identity.h"
+#include "common/known.h"
 #include "proto/proto.h"
+
+/* Who vouches for the peer's identity key, checked in this order (the first that is set). */
+struct shake_trust {
+    char name[300];      /* the peer as known_peers and our messages name it */
+    char fp[ID_FP_SIZE]; /* --peer-key, as a fingerprint; "" when not given */
+    int nknown;          /* known_peers lines for the peer: one must hold its key */
+    struct kp_entry known[KP_MAX_KEYS];
+    char known_path[512];
+    bool server_key; /* the punch named the key the peer registered with */
+    unsigned char server_pk[crypto_sign_PUBLICKEYBYTES];
+};
 
 struct shake_ctx {
     char session[PROTO_SESSION_LEN + 1];
     char self[PROTO_MAX_ID + 1];
     char peer[PROTO_MAX_ID + 1];
     enum proto_role role;
+    /* direct mode: both sides send an unsigned shake at once, the roles follow from the two
+     * ephemeral keys, and both confirm (see shake_direct_role) */
+    bool symmetric;
+    const struct identity *ident;
+    unsigned char eph_pk[crypto_kx_PUBLICKEYBYTES], eph_sk[crypto_kx_SECRETKEYBYTES];
+    struct shake_trust trust;
 };
 
-/* Encodes our shake (PROTO_SHAKE) or confirm (PROTO_CONFIRM) line; returns its length or -1. */
-int shake_encode(const struct shake_ctx *s, enum proto_type type, char *buf, size_t len);
+/* What one connection has shown of the peer. */
+struct shake_peer {
+    bool seen; /* a valid shake arrived */
+    unsigned char key[crypto_sign_PUBLICKEYBYTES];
+    unsigned char eph[crypto_kx_PUBLICKEYBYTES];
+};
 
-/* Checks a received line: a message of type expect for our session (a shake also from our
- * peer, to us). Returns true if valid, else false with the reason in why. */
-bool shake_verify(const struct shake_ctx *s, enum proto_type expect, const char *line, size_t len,
-                  char *why, size_t whylen);
+enum shake_verdict {
+    SHAKE_OK,
+    SHAKE_BAD,     /* not the expected valid message: drop this connection */
+    SHAKE_REFUSED, /* the peer's key is not the trusted one: end the whole attempt */
+};
+
+/* Makes the fresh ephemeral key pair; the rest of s is the caller's to fill. */
+void shake_init(struct shake_ctx *s);
+
+/* Wipes the secrets in s. */
+void shake_wipe(struct shake_ctx *s);
+
+/* Encodes our shake (PROTO_SHAKE) or confirm (PROTO_CONFIRM) line. The initiator's shake and
+ * every confirm are signed over what peer showed. Returns the length or -1. */
+int shake_encode(const struct shake_ctx *s, enum proto_type type, const struct shake_peer *peer,
+                 char *buf, size_t len);
+
+/* Checks a received line: a message of type expect for our session (a shake also from our peer,
+ * to us, with a valid signature when the initiator sent it, from a trusted key; a confirm signed
+ * by the key peer holds). A valid shake fills peer. why says what was wrong; for SHAKE_REFUSED it
+ * is the full warning for the user. */
+enum shake_verdict shake_verify(const struct shake_ctx *s, enum proto_type expect, const char *line,
+                                size_t len, struct shake_peer *peer, char *why, size_t whylen);
+
+/* Direct mode: after the peer's shake, takes the role given by the two ephemeral keys (the
+ * lower one initiates). */
+void shake_direct_role(struct shake_ctx *s, const struct shake_peer *peer);
+
+/* The two stream keys for the peer of a finished handshake. -1 when the peer's ephemeral key is
+ * unusable (a low-order point). */
+int shake_keys(const struct shake_ctx *s, const struct shake_peer *peer, unsigned char *tx,
+               unsigned char *rx);
 
 #endif

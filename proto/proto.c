@@ -2,33 +2,35 @@
 #include "common/endpoint.h"
 
 #include <jansson.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
 static const char *const proto_names[PROTO_TYPE_COUNT] = {
-    "hello", "welcome", "connect", "punch",    "error", "ping",
-    "pong",  "shake",   "confirm", "probe",    "observed", "relay", "relayed"};
+    "hello", "welcome", "connect", "punch",    "error", "ping",    "pong",
+    "shake", "confirm", "probe",   "observed", "relay", "relayed", "challenge"};
 
 static const char *const proto_paths[] = {"any", "direct", "relay"};
 static const char *const proto_nats[] = {"unknown", "independent", "dependent"};
 
 /* Fields each type may carry, "type" included; NULL-terminated. */
 static const char *const proto_fields[PROTO_TYPE_COUNT][16] = {
-    [PROTO_HELLO] = {"type", "version", "id", "endpoints", "path", NULL},
+    [PROTO_HELLO] = {"type", "version", "id", "endpoints", "path", "key", "sig", "admit", NULL},
     [PROTO_WELCOME] = {"type", "version", "id", "observed", "keepalive", "relay", "probe_port",
                        "probe_token", NULL},
     [PROTO_CONNECT] = {"type", "target", NULL},
     [PROTO_PUNCH] = {"type", "session", "peer", "role", "observed", "endpoints", "start_in_us",
-                     "relay", "token", "direct", "reason", "nat", NULL},
+                     "relay", "token", "direct", "reason", "nat", "key", NULL},
     [PROTO_ERROR] = {"type", "code", "message", "fatal", NULL},
     [PROTO_PING] = {"type", "seq", NULL},
     [PROTO_PONG] = {"type", "seq", NULL},
-    [PROTO_SHAKE] = {"type", "version", "session", "from", "to", NULL},
-    [PROTO_CONFIRM] = {"type", "session", NULL},
-    [PROTO_PROBE] = {"type", "version", "token", NULL},
+    [PROTO_SHAKE] = {"type", "version", "session", "from", "to", "key", "eph", "sig", NULL},
+    [PROTO_CONFIRM] = {"type", "session", "sig", NULL},
+    [PROTO_PROBE] = {"type", "version", "token", "admit", NULL},
     [PROTO_OBSERVED] = {"type", "observed", "mapping", NULL},
-    [PROTO_RELAY] = {"type", "version", "session", "token", NULL},
+    [PROTO_RELAY] = {"type", "version", "session", "token", "admit", NULL},
     [PROTO_RELAYED] = {"type", "session", NULL},
+    [PROTO_CHALLENGE] = {"type", "version", "nonce", NULL},
 };
 
 static const unsigned proto_allowed[] = {
@@ -36,7 +38,7 @@ static const unsigned proto_allowed[] = {
                         1u << PROTO_PONG | 1u << PROTO_PROBE | 1u << PROTO_RELAY,
     [PROTO_TO_PEER] = 1u << PROTO_WELCOME | 1u << PROTO_PUNCH | 1u << PROTO_ERROR |
                       1u << PROTO_PING | 1u << PROTO_PONG | 1u << PROTO_OBSERVED |
-                      1u << PROTO_RELAYED,
+                      1u << PROTO_RELAYED | 1u << PROTO_CHALLENGE,
     [PROTO_PEER_TO_PEER] = 1u << PROTO_SHAKE | 1u << PROTO_CONFIRM,
 };
 
@@ -262,6 +264,41 @@ static enum proto_err pd_opt_token(struct pd *d, const char *key, char *out)
     return pd_session(d, key, out);
 }
 
+/* Standard base64 with padding that decodes to exactly n bytes. Only the canonical spelling is
+ * accepted (re-encoding must give the same text), so one value has one form on the wire. */
+static bool pb_decode(const char *text, size_t len, unsigned char *out, size_t n)
+{
+    char again[PROTO_SIG_BYTES * 2];
+    size_t got = 0;
+    if (len != sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL) - 1 ||
+        sodium_base642bin(out, n, text, len, NULL, &got, NULL, sodium_base64_VARIANT_ORIGINAL) !=
+            0 ||
+        got != n)
+        return false;
+    sodium_bin2base64(again, sizeof again, out, n, sodium_base64_VARIANT_ORIGINAL);
+    return strcmp(again, text) == 0;
+}
+
+static enum proto_err pd_b64(struct pd *d, const char *key, unsigned char *out, size_t n)
+{
+    json_t *v = json_object_get(d->obj, key);
+    if (!v)
+        return pd_fail(d, PROTO_E_FIELD, "missing field \"%s\"", key);
+    if (!json_is_string(v) || !pb_decode(json_string_value(v), json_string_length(v), out, n)) {
+        snprintf(d->why, d->whylen, "field \"%s\" must be %zu bytes in standard base64", key, n);
+        return PROTO_E_FIELD;
+    }
+    return PROTO_OK;
+}
+
+/* An optional binary field: *has tells whether it was there. */
+static enum proto_err pd_opt_b64(struct pd *d, const char *key, unsigned char *out, size_t n,
+                                 bool *has)
+{
+    *has = json_object_get(d->obj, key) != NULL;
+    return *has ? pd_b64(d, key, out, n) : PROTO_OK;
+}
+
 static enum proto_err pd_fields(struct pd *d, enum proto_type t, bool strict)
 {
     const char *key;
@@ -291,7 +328,10 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
         PD_TRY(pd_id(d, "id", m->u.hello.id));
         PD_TRY(pd_opt_enum(d, "path", proto_paths, 3, &k));
         m->u.hello.path = (enum proto_path)k;
-        return pd_eplist(d, "endpoints", &m->u.hello.endpoints);
+        PD_TRY(pd_eplist(d, "endpoints", &m->u.hello.endpoints));
+        PD_TRY(pd_opt_b64(d, "key", m->u.hello.key, PROTO_KEY_BYTES, &m->u.hello.has_key));
+        PD_TRY(pd_opt_b64(d, "sig", m->u.hello.sig, PROTO_SIG_BYTES, &m->u.hello.has_sig));
+        return pd_opt_b64(d, "admit", m->u.hello.admit, PROTO_ADMIT_BYTES, &m->u.hello.has_admit);
     case PROTO_WELCOME:
         PD_TRY(pd_version(d, &m->u.welcome.version));
         PD_TRY(pd_id(d, "id", m->u.welcome.id));
@@ -332,6 +372,7 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
             PD_TRY(pd_str(d, "reason", m->u.punch.reason, sizeof m->u.punch.reason));
         PD_TRY(pd_opt_enum(d, "nat", proto_nats, 3, &k));
         m->u.punch.nat = (enum proto_nat)k;
+        PD_TRY(pd_opt_b64(d, "key", m->u.punch.key, PROTO_KEY_BYTES, &m->u.punch.has_key));
         return pd_eplist(d, "endpoints", &m->u.punch.endpoints);
     }
     case PROTO_ERROR: {
@@ -350,12 +391,17 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
         PD_TRY(pd_version(d, &m->u.shake.version));
         PD_TRY(pd_session(d, "session", m->u.shake.session));
         PD_TRY(pd_id(d, "from", m->u.shake.from));
-        return pd_id(d, "to", m->u.shake.to);
+        PD_TRY(pd_id(d, "to", m->u.shake.to));
+        PD_TRY(pd_b64(d, "key", m->u.shake.key, PROTO_KEY_BYTES));
+        PD_TRY(pd_b64(d, "eph", m->u.shake.eph, PROTO_KEY_BYTES));
+        return pd_opt_b64(d, "sig", m->u.shake.sig, PROTO_SIG_BYTES, &m->u.shake.has_sig);
     case PROTO_CONFIRM:
-        return pd_session(d, "session", m->u.confirm.session);
+        PD_TRY(pd_session(d, "session", m->u.confirm.session));
+        return pd_b64(d, "sig", m->u.confirm.sig, PROTO_SIG_BYTES);
     case PROTO_PROBE:
         PD_TRY(pd_version(d, &m->u.probe.version));
-        return pd_opt_token(d, "token", m->u.probe.token);
+        PD_TRY(pd_opt_token(d, "token", m->u.probe.token));
+        return pd_opt_b64(d, "admit", m->u.probe.admit, PROTO_ADMIT_BYTES, &m->u.probe.has_admit);
     case PROTO_OBSERVED:
         PD_TRY(pd_endpoint(d, "observed", &m->u.observed.observed));
         PD_TRY(pd_opt_enum(d, "mapping", proto_nats, 3, &k));
@@ -364,9 +410,13 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
     case PROTO_RELAY:
         PD_TRY(pd_version(d, &m->u.relay.version));
         PD_TRY(pd_session(d, "session", m->u.relay.session));
-        return pd_session(d, "token", m->u.relay.token);
+        PD_TRY(pd_session(d, "token", m->u.relay.token));
+        return pd_opt_b64(d, "admit", m->u.relay.admit, PROTO_ADMIT_BYTES, &m->u.relay.has_admit);
     case PROTO_RELAYED:
         return pd_session(d, "session", m->u.relayed.session);
+    case PROTO_CHALLENGE:
+        PD_TRY(pd_version(d, &m->u.challenge.version));
+        return pd_b64(d, "nonce", m->u.challenge.nonce, PROTO_NONCE_BYTES);
     default:
         return PROTO_E_TYPE;
     }
@@ -425,7 +475,37 @@ out:
     return e;
 }
 
+int proto_peek_admit(const char *line, size_t len, unsigned char out[PROTO_ADMIT_BYTES])
+{
+    json_t *o, *v;
+    int found = 0;
+    if (len >= PROTO_MAX_LINE)
+        return 0;
+    o = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
+    if (!o)
+        return 0;
+    v = json_object_get(o, "admit");
+    if (v && json_is_string(v))
+        found = pb_decode(json_string_value(v), json_string_length(v), out, PROTO_ADMIT_BYTES);
+    json_decref(o);
+    return found;
+}
+
 /* ---- encoding ---- */
+
+/* A binary member: fails the whole message (NULL) when the value cannot be built. */
+static json_t *pe_b64(json_t *o, const char *key, const unsigned char *bin, size_t n)
+{
+    char text[PROTO_SIG_BYTES * 2];
+    if (!o)
+        return NULL;
+    sodium_bin2base64(text, sizeof text, bin, n, sodium_base64_VARIANT_ORIGINAL);
+    if (json_object_set_new(o, key, json_string(text)) != 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
 
 static json_t *pe_eplist(const struct proto_eplist *l)
 {
@@ -447,6 +527,12 @@ static json_t *pe_build(const struct proto_msg *m)
                               m->u.hello.id, "endpoints", pe_eplist(&m->u.hello.endpoints));
         if (o && m->u.hello.path != PROTO_PATH_ANY)
             json_object_set_new(o, "path", json_string(proto_path_name(m->u.hello.path)));
+        if (m->u.hello.has_key)
+            o = pe_b64(o, "key", m->u.hello.key, PROTO_KEY_BYTES);
+        if (m->u.hello.has_sig)
+            o = pe_b64(o, "sig", m->u.hello.sig, PROTO_SIG_BYTES);
+        if (m->u.hello.has_admit)
+            o = pe_b64(o, "admit", m->u.hello.admit, PROTO_ADMIT_BYTES);
         return o;
     }
     case PROTO_WELCOME: {
@@ -483,6 +569,8 @@ static json_t *pe_build(const struct proto_msg *m)
         }
         if (m->u.punch.nat != PROTO_NAT_UNKNOWN)
             json_object_set_new(o, "nat", json_string(proto_nat_name(m->u.punch.nat)));
+        if (m->u.punch.has_key)
+            o = pe_b64(o, "key", m->u.punch.key, PROTO_KEY_BYTES);
         return o;
     }
     case PROTO_ERROR:
@@ -491,16 +579,25 @@ static json_t *pe_build(const struct proto_msg *m)
     case PROTO_PING:
     case PROTO_PONG:
         return json_pack("{s:s, s:I}", "type", t, "seq", (json_int_t)m->u.ping.seq);
-    case PROTO_SHAKE:
-        return json_pack("{s:s, s:i, s:s, s:s, s:s}", "type", t, "version", PROTO_VERSION,
-                         "session", m->u.shake.session, "from", m->u.shake.from, "to",
-                         m->u.shake.to);
+    case PROTO_SHAKE: {
+        json_t *o =
+            json_pack("{s:s, s:i, s:s, s:s, s:s}", "type", t, "version", PROTO_VERSION, "session",
+                      m->u.shake.session, "from", m->u.shake.from, "to", m->u.shake.to);
+        o = pe_b64(o, "key", m->u.shake.key, PROTO_KEY_BYTES);
+        o = pe_b64(o, "eph", m->u.shake.eph, PROTO_KEY_BYTES);
+        if (m->u.shake.has_sig)
+            o = pe_b64(o, "sig", m->u.shake.sig, PROTO_SIG_BYTES);
+        return o;
+    }
     case PROTO_CONFIRM:
-        return json_pack("{s:s, s:s}", "type", t, "session", m->u.confirm.session);
+        return pe_b64(json_pack("{s:s, s:s}", "type", t, "session", m->u.confirm.session), "sig",
+                      m->u.confirm.sig, PROTO_SIG_BYTES);
     case PROTO_PROBE: {
         json_t *o = json_pack("{s:s, s:i}", "type", t, "version", PROTO_VERSION);
         if (o && m->u.probe.token[0])
             json_object_set_new(o, "token", json_string(m->u.probe.token));
+        if (m->u.probe.has_admit)
+            o = pe_b64(o, "admit", m->u.probe.admit, PROTO_ADMIT_BYTES);
         return o;
     }
     case PROTO_OBSERVED: {
@@ -511,11 +608,18 @@ static json_t *pe_build(const struct proto_msg *m)
             json_object_set_new(o, "mapping", json_string(proto_nat_name(m->u.observed.mapping)));
         return o;
     }
-    case PROTO_RELAY:
-        return json_pack("{s:s, s:i, s:s, s:s}", "type", t, "version", PROTO_VERSION, "session",
-                         m->u.relay.session, "token", m->u.relay.token);
+    case PROTO_RELAY: {
+        json_t *o = json_pack("{s:s, s:i, s:s, s:s}", "type", t, "version", PROTO_VERSION,
+                              "session", m->u.relay.session, "token", m->u.relay.token);
+        if (m->u.relay.has_admit)
+            o = pe_b64(o, "admit", m->u.relay.admit, PROTO_ADMIT_BYTES);
+        return o;
+    }
     case PROTO_RELAYED:
         return json_pack("{s:s, s:s}", "type", t, "session", m->u.relayed.session);
+    case PROTO_CHALLENGE:
+        return pe_b64(json_pack("{s:s, s:i}", "type", t, "version", PROTO_VERSION), "nonce",
+                      m->u.challenge.nonce, PROTO_NONCE_BYTES);
     default:
         return NULL;
     }

@@ -16,6 +16,11 @@
 #define PROTO_MAX_TEXT 256
 #define PROTO_MAX_START_IN_US 1000000
 #define PROTO_DEFAULT_START_IN_US 4000 /* punch.start_in_us when absent */
+/* Binary fields travel as standard base64 with padding (PROTOCOL.md, "Grammars"). */
+#define PROTO_NONCE_BYTES 32 /* challenge.nonce */
+#define PROTO_KEY_BYTES 32   /* an Ed25519 public key */
+#define PROTO_SIG_BYTES 64   /* an Ed25519 signature */
+#define PROTO_ADMIT_BYTES 32 /* HMAC-SHA-256 of the nonce under the shared secret */
 
 enum proto_type {
     PROTO_HELLO,
@@ -31,6 +36,7 @@ enum proto_type {
     PROTO_OBSERVED,
     PROTO_RELAY,
     PROTO_RELAYED,
+    PROTO_CHALLENGE,
     PROTO_TYPE_COUNT
 };
 
@@ -62,6 +68,12 @@ struct proto_msg {
             char id[PROTO_MAX_ID + 1];
             struct proto_eplist endpoints;
             enum proto_path path; /* optional, default any */
+            /* key and sig are optional on the wire only so that the server can answer their
+             * absence with bad-signature; the server requires both */
+            bool has_key, has_sig, has_admit;
+            unsigned char key[PROTO_KEY_BYTES];
+            unsigned char sig[PROTO_SIG_BYTES];
+            unsigned char admit[PROTO_ADMIT_BYTES];
         } hello;
         struct {
             int version;
@@ -88,6 +100,10 @@ struct proto_msg {
             bool no_direct;                  /* wire "direct":false: skip the punch, relay at once */
             char reason[PROTO_MAX_TEXT + 1]; /* why not direct, "" when direct */
             enum proto_nat nat;              /* the other peer's NAT mapping */
+            /* the other peer's registered public key; servers that send challenge always
+             * send it */
+            bool has_key;
+            unsigned char key[PROTO_KEY_BYTES];
         } punch;
         struct {
             char code[PROTO_MAX_CODE + 1];
@@ -102,13 +118,20 @@ struct proto_msg {
             char session[PROTO_SESSION_LEN + 1];
             char from[PROTO_MAX_ID + 1];
             char to[PROTO_MAX_ID + 1];
+            unsigned char key[PROTO_KEY_BYTES]; /* the sender's identity (Ed25519) */
+            unsigned char eph[PROTO_KEY_BYTES]; /* the sender's fresh crypto_kx (X25519) key */
+            bool has_sig;                       /* the initiator's shake is signed */
+            unsigned char sig[PROTO_SIG_BYTES];
         } shake;
         struct {
             char session[PROTO_SESSION_LEN + 1];
+            unsigned char sig[PROTO_SIG_BYTES];
         } confirm;
         struct {
             int version;
             char token[PROTO_TOKEN_LEN + 1]; /* "" when absent */
+            bool has_admit;
+            unsigned char admit[PROTO_ADMIT_BYTES];
         } probe;
         struct {
             struct sockaddr_storage observed;
@@ -118,10 +141,16 @@ struct proto_msg {
             int version;
             char session[PROTO_SESSION_LEN + 1];
             char token[PROTO_TOKEN_LEN + 1];
+            bool has_admit;
+            unsigned char admit[PROTO_ADMIT_BYTES];
         } relay;
         struct {
             char session[PROTO_SESSION_LEN + 1];
         } relayed;
+        struct {
+            int version;
+            unsigned char nonce[PROTO_NONCE_BYTES];
+        } challenge;
     } u;
 };
 
@@ -150,6 +179,12 @@ bool proto_valid_session(const char *s);
 /* Decodes one line (without its newline). On failure returns the error and a human reason. */
 enum proto_err proto_decode(const char *line, size_t len, enum proto_dir dir, struct proto_msg *out,
                             char *why, size_t whylen);
+
+/* The `admit` member of a line's JSON object, before anything else is checked, so that a
+ * server with a shared secret can refuse a stranger before doing any other work. Returns 1 with
+ * out filled, 0 when the line is not an object with a well-formed `admit` (absent, not a
+ * string, bad base64 or length). */
+int proto_peek_admit(const char *line, size_t len, unsigned char out[PROTO_ADMIT_BYTES]);
 
 /* Encodes msg as one line ending in '\n'. Returns its length, or -1 if it would not fit in
  * buflen or in PROTO_MAX_LINE. */

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,7 @@
 #define DEFAULT_LISTEN "0.0.0.0:7000"
 #define DEFAULT_LISTEN6 "[::]:7000"
 
-enum { EXIT_USAGE = 1, EXIT_LISTEN = 2 };
+enum { EXIT_USAGE = 1, EXIT_LISTEN = 2, EXIT_CONFIG = 3 };
 
 enum { OPT_KEEPALIVE = 256, OPT_HELLO_TIMEOUT, OPT_MAX_PEERS, OPT_PROBE_LISTEN };
 /* the relay's options, parsed by parse_relay */
@@ -27,12 +28,22 @@ enum {
     OPT_RELAY_RATE,
     OPT_RELAY_WAIT
 };
+/* admission and limits, parsed by parse_gate */
+enum {
+    OPT_SECRET_FILE = 768,
+    OPT_ID_DB,
+    OPT_AUTHORIZED,
+    OPT_MAX_IDS,
+    OPT_MAX_PER_IP,
+    OPT_RATE_PER_IP,
+    OPT_CONNECT_RATE
+};
 
 /* Everything the process owns, on main's stack: no mutable globals. */
 struct app {
     uv_loop_t loop;
     struct srv srv;
-    uv_signal_t sigint, sigterm;
+    uv_signal_t sigint, sigterm, sighup;
     bool signals;
 };
 
@@ -72,6 +83,25 @@ static void usage(FILE *f)
             "                           (default 0: unlimited; K, M, G allowed)\n"
             "      --relay-wait SEC     how long the first peer at the relay waits for the\n"
             "                           second (default 30)\n"
+            "\n"
+            "Who may register (each refusal is an error line to the peer and a log line):\n"
+            "      --secret-file FILE   a private server: every connection must prove that it\n"
+            "                           knows the contents of FILE (tcpunch --secret-file);\n"
+            "                           others get not-admitted before anything else\n"
+            "      --authorized FILE    only the ids and keys listed in FILE, one \"ID KEY\"\n"
+            "                           per line (KEY as `tcpunch id` prints it), may\n"
+            "                           register; read again on SIGHUP\n"
+            "      --id-db FILE         remember which key owns each id in FILE, across\n"
+            "                           restarts (default: in memory only); an id belongs\n"
+            "                           to the first key that registers it\n"
+            "      --max-ids N          owners remembered at most; beyond, new ids are\n"
+            "                           refused (default 100000)\n"
+            "      --max-per-ip N       connections at once from one address, IPv6 counted\n"
+            "                           per /64 (default 32; 0: no limit)\n"
+            "      --rate-per-ip N      new connections per second from one address\n"
+            "                           (default 20, also the burst; 0: no limit)\n"
+            "      --connect-rate N     connect requests per second from one peer (default 5;\n"
+            "                           0: no limit)\n"
             "  -v, --verbose            log details of every connection and message\n"
             "  -q, --quiet              log errors only\n"
             "  -h, --help               show this help and exit\n"
@@ -79,12 +109,15 @@ static void usage(FILE *f)
             "\n"
             "Logs go to stderr, one line per event, with a UTC timestamp.\n"
             "SIGINT or SIGTERM: tell every peer server-shutdown and exit; a second one\n"
-            "drops the remaining peers at once.\n"
+            "drops the remaining peers at once. SIGHUP: read --authorized again (a bad\n"
+            "file keeps the old list) and drop registered peers it no longer lists.\n"
             "\n"
             "Exit status:\n"
             "  0  clean shutdown after SIGINT or SIGTERM\n"
             "  1  usage error (unknown option, bad value or --listen address)\n"
-            "  2  cannot listen (address in use, permission denied, ...)\n");
+            "  2  cannot listen (address in use, permission denied, ...)\n"
+            "  3  a --secret-file, --id-db or --authorized file cannot be used (the\n"
+            "     message names the file and line)\n");
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -170,6 +203,43 @@ static int parse_relay(int opt, const char *arg, struct rly_cfg *r)
     }
 }
 
+/* Admission and limits; returns 0 or the exit code of a usage error. */
+static int parse_gate(int opt, const char *arg, struct srv_config *cfg)
+{
+    unsigned long v;
+    switch (opt) {
+    case OPT_SECRET_FILE:
+        cfg->gate.secret_file = arg;
+        return 0;
+    case OPT_ID_DB:
+        cfg->gate.id_db = arg;
+        return 0;
+    case OPT_AUTHORIZED:
+        cfg->gate.authorized = arg;
+        return 0;
+    case OPT_MAX_IDS:
+        if (parse_num(arg, 1, 100000000, &v) < 0)
+            return usage_error("--max-ids must be 1..100000000, not '%s'", arg);
+        cfg->gate.max_ids = v;
+        return 0;
+    case OPT_MAX_PER_IP:
+        if (parse_num(arg, 0, 1000000, &v) < 0)
+            return usage_error("--max-per-ip must be 0..1000000 connections, not '%s'", arg);
+        cfg->max_per_ip = (unsigned)v;
+        return 0;
+    case OPT_RATE_PER_IP:
+        if (parse_num(arg, 0, 1000000, &v) < 0)
+            return usage_error("--rate-per-ip must be 0..1000000 per second, not '%s'", arg);
+        cfg->rate_per_ip = (unsigned)v;
+        return 0;
+    default: /* OPT_CONNECT_RATE */
+        if (parse_num(arg, 0, 1000000, &v) < 0)
+            return usage_error("--connect-rate must be 0..1000000 per second, not '%s'", arg);
+        cfg->connect_rate = (unsigned)v;
+        return 0;
+    }
+}
+
 static int add_probe_listen(struct srv_config *cfg, const char *arg)
 {
     char err[160];
@@ -207,6 +277,13 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
         {"relay-seconds", required_argument, NULL, OPT_RELAY_SECONDS},
         {"relay-rate", required_argument, NULL, OPT_RELAY_RATE},
         {"relay-wait", required_argument, NULL, OPT_RELAY_WAIT},
+        {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
+        {"id-db", required_argument, NULL, OPT_ID_DB},
+        {"authorized", required_argument, NULL, OPT_AUTHORIZED},
+        {"max-ids", required_argument, NULL, OPT_MAX_IDS},
+        {"max-per-ip", required_argument, NULL, OPT_MAX_PER_IP},
+        {"rate-per-ip", required_argument, NULL, OPT_RATE_PER_IP},
+        {"connect-rate", required_argument, NULL, OPT_CONNECT_RATE},
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -233,6 +310,16 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
         case OPT_RELAY_RATE:
         case OPT_RELAY_WAIT:
             if ((rc = parse_relay(opt, optarg, &cfg->relay)) != 0)
+                return rc;
+            break;
+        case OPT_SECRET_FILE:
+        case OPT_ID_DB:
+        case OPT_AUTHORIZED:
+        case OPT_MAX_IDS:
+        case OPT_MAX_PER_IP:
+        case OPT_RATE_PER_IP:
+        case OPT_CONNECT_RATE:
+            if ((rc = parse_gate(opt, optarg, cfg)) != 0)
                 return rc;
             break;
         case OPT_KEEPALIVE:
@@ -281,7 +368,10 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct app *app = h->data;
-    srv_shutdown(&app->srv, signum == SIGINT ? "SIGINT" : "SIGTERM");
+    if (signum == SIGHUP)
+        srv_reload(&app->srv);
+    else
+        srv_shutdown(&app->srv, signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
 static void stop_signals(struct app *app)
@@ -290,6 +380,7 @@ static void stop_signals(struct app *app)
         return;
     uv_close((uv_handle_t *)&app->sigint, NULL);
     uv_close((uv_handle_t *)&app->sigterm, NULL);
+    uv_close((uv_handle_t *)&app->sighup, NULL);
     app->signals = false;
 }
 
@@ -303,15 +394,22 @@ static int start_signals(struct app *app)
         uv_close((uv_handle_t *)&app->sigint, NULL);
         return -1;
     }
+    if (uv_signal_init(&app->loop, &app->sighup) < 0) {
+        uv_close((uv_handle_t *)&app->sigint, NULL);
+        uv_close((uv_handle_t *)&app->sigterm, NULL);
+        return -1;
+    }
     app->signals = true;
-    app->sigint.data = app->sigterm.data = app;
+    app->sigint.data = app->sigterm.data = app->sighup.data = app;
     if (uv_signal_start(&app->sigint, on_signal, SIGINT) < 0 ||
-        uv_signal_start(&app->sigterm, on_signal, SIGTERM) < 0) {
+        uv_signal_start(&app->sigterm, on_signal, SIGTERM) < 0 ||
+        uv_signal_start(&app->sighup, on_signal, SIGHUP) < 0) {
         stop_signals(app); /* an active referenced handle would keep uv_run going */
         return -1;
     }
     uv_unref((uv_handle_t *)&app->sigint);
     uv_unref((uv_handle_t *)&app->sigterm);
+    uv_unref((uv_handle_t *)&app->sighup);
     return 0;
 }
 
@@ -325,7 +423,11 @@ int main(int argc, char **argv)
                                        .max_bytes = 1ULL << 30,
                                        .max_seconds = 3600,
                                        .rate = 0,
-                                       .wait = 30}};
+                                       .wait = 30},
+                             .gate = {.max_ids = 100000},
+                             .max_per_ip = 32,
+                             .rate_per_ip = 20,
+                             .connect_rate = 5};
     enum log_level level = LOG_NOTE;
     struct app *app = NULL;
     char err[256] = "";
@@ -334,6 +436,10 @@ int main(int argc, char **argv)
     if (rc >= 0)
         return rc;
     log_init(PROG, level, 1);
+    if (sodium_init() < 0) {
+        LOG_E("libsodium cannot be initialised");
+        return EXIT_LISTEN;
+    }
     /* a peer that vanished mid-write must cost an EPIPE, not the process */
     signal(SIGPIPE, SIG_IGN);
 
@@ -348,9 +454,12 @@ int main(int argc, char **argv)
         free(app);
         return EXIT_LISTEN;
     }
-    rc = 0;
-    if (srv_init(&app->srv, &app->loop, &cfg, err, sizeof err) < 0 ||
-        srv_listen(&app->srv, err, sizeof err) < 0 || start_signals(app) < 0) {
+    rc = srv_init(&app->srv, &app->loop, &cfg, err, sizeof err);
+    if (rc == SRV_E_CONFIG) {
+        LOG_E("%s", err);
+        rc = EXIT_CONFIG;
+        srv_shutdown(&app->srv, NULL);
+    } else if (rc < 0 || srv_listen(&app->srv, err, sizeof err) < 0 || start_signals(app) < 0) {
         LOG_E("%s", err[0] ? err : "cannot set up signal handling");
         rc = EXIT_LISTEN;
         srv_shutdown(&app->srv, NULL);

@@ -138,6 +138,9 @@ static int pair_encode(const struct srv_conn *other, enum proto_role role, const
     m->u.punch.observed = other->observed;
     m->u.punch.endpoints = other->endpoints;
     m->u.punch.nat = other->nat; /* as its probe showed; unknown without one */
+    /* the key it proved at hello: the peers check the shake by it */
+    m->u.punch.has_key = true;
+    memcpy(m->u.punch.key, other->key, sizeof m->u.punch.key);
     m->u.punch.start_in_us = PAIR_LEAD_US;
     m->u.punch.relay = pl->relay;
     if (pl->relay)

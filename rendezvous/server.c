@@ -4,6 +4,9 @@
 #include "rendezvous/pairing.h"
 #include "rendezvous/registry.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +17,8 @@
 #define SRV_SWEEP_MS 500
 #define SRV_LINGER_MS 5000      /* how long a refused peer gets to read its error and close */
 #define SRV_STOP_LINGER_MS 2000 /* the same while shutting down */
+/* sources tracked without a connection (their rate buckets refill within a second) */
+#define SRV_IDLE_SOURCES 65536
 
 /* A queued write owns a copy of its line, so callers may pass stack buffers. */
 struct srv_wreq {
@@ -135,6 +140,8 @@ static void srv_close(struct srv_conn *c)
 {
     if (c->state == SRV_CLOSED)
         return;
+    lim_release(c->srv->lim, c->src, uv_now(c->srv->loop));
+    c->src = NULL;
     srv_unpublish(c);
     srv_set_state(c, SRV_CLOSED);
     uv_close((uv_handle_t *)&c->tcp, srv_on_close);
@@ -320,16 +327,80 @@ static void srv_log_endpoints(const struct srv_conn *c)
               ep_format((const struct sockaddr *)&c->endpoints.ep[i], ep, sizeof ep));
 }
 
+/* Why sa may not be offered to another peer as a candidate, or NULL when it may: the other
+ * peer dials every candidate, so only a unicast address that could be this peer is allowed
+ * (PROTOCOL.md, "Candidates"). */
+static const char *srv_bad_v4(uint32_t a, bool loopback_ok)
+{
+    if ((a >> 24) == 0)
+        return "an unspecified (0.0.0.0/8) address";
+    if ((a >> 24) == 127 && !loopback_ok)
+        return "a loopback address, from a peer that is not on the server's host";
+    if ((a >> 16) == 0xa9fe)
+        return "a link-local (169.254.0.0/16) address";
+    if ((a >> 28) == 0xe)
+        return "a multicast address";
+    if ((a >> 28) == 0xf)
+        return "a broadcast or reserved (240.0.0.0/4) address";
+    return NULL;
+}
+
+static const char *srv_bad_candidate(const struct sockaddr *sa, bool loopback_ok)
+{
+    const struct in6_addr *a6;
+    uint32_t v4;
+    if (sa->sa_family == AF_INET)
+        return srv_bad_v4(ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr), loopback_ok);
+    a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(a6)) {
+        memcpy(&v4, a6->s6_addr + 12, 4);
+        return srv_bad_v4(ntohl(v4), loopback_ok);
+    }
+    if (IN6_IS_ADDR_UNSPECIFIED(a6))
+        return "the unspecified address ::";
+    if (IN6_IS_ADDR_LOOPBACK(a6) && !loopback_ok)
+        return "a loopback address, from a peer that is not on the server's host";
+    if (IN6_IS_ADDR_MULTICAST(a6))
+        return "a multicast address";
+    if (IN6_IS_ADDR_LINKLOCAL(a6))
+        return "a link-local (fe80::/10) address";
+    return NULL;
+}
+
+/* Returns 0, or -1 after refusing c with bad-endpoint. */
+static int srv_check_candidates(struct srv_conn *c, const struct proto_eplist *l)
+{
+    bool loopback_ok = ep_is_loopback((const struct sockaddr *)&c->observed);
+    char msg[PROTO_MAX_TEXT], ep[EP_STRLEN];
+    for (int i = 0; i < l->n; i++) {
+        const struct sockaddr *sa = (const struct sockaddr *)&l->ep[i];
+        const char *why = srv_bad_candidate(sa, loopback_ok);
+        if (why) {
+            snprintf(msg, sizeof msg, "endpoint %s is %s", ep_format(sa, ep, sizeof ep), why);
+            srv_refuse(c, "bad-endpoint", msg, true);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static void srv_on_hello(struct srv_conn *c, const struct proto_msg *m)
 {
     char msg[PROTO_MAX_TEXT];
     enum reg_status rs;
+    const char *code;
 
     if (c->state == SRV_LIVE) {
         snprintf(msg, sizeof msg, "already registered as %s", c->id);
         srv_refuse(c, "already-registered", msg, true);
         return;
     }
+    if ((code = gate_check_hello(&c->srv->gate, c->nonce, m, msg, sizeof msg))) {
+        srv_refuse(c, code, msg, true);
+        return;
+    }
+    if (srv_check_candidates(c, &m->u.hello.endpoints) < 0)
+        return;
     rs = reg_add(c->srv->reg, m->u.hello.id, c);
     if (rs == REG_EXISTS) {
         snprintf(msg, sizeof msg, "%s is already registered by another connection", m->u.hello.id);
@@ -340,6 +411,12 @@ static void srv_on_hello(struct srv_conn *c, const struct proto_msg *m)
         srv_refuse(c, "server-full", "the server is out of memory", true);
         return;
     }
+    if ((code = gate_bind(&c->srv->gate, m->u.hello.id, m->u.hello.key, msg, sizeof msg))) {
+        reg_remove(c->srv->reg, m->u.hello.id, c);
+        srv_refuse(c, code, msg, true);
+        return;
+    }
+    memcpy(c->key, m->u.hello.key, sizeof c->key);
     memcpy(c->id, m->u.hello.id, sizeof c->id);
     c->endpoints = m->u.hello.endpoints;
     c->path = m->u.hello.path;
@@ -398,14 +475,37 @@ static void srv_on_probe(struct srv_conn *c, const struct proto_msg *m)
     srv_linger(c);
 }
 
+/* Pairing is the costliest request (a session, maybe a relay offer, two punches): a peer gets
+ * --connect-rate of them per second, and a refusal leaves it registered. */
+static void srv_on_connect(struct srv_conn *c, const char *target)
+{
+    char msg[PROTO_MAX_TEXT];
+    if (c->state == SRV_LIVE &&
+        lim_take(&c->connects, c->srv->cfg.connect_rate, uv_now(c->srv->loop)) < 0) {
+        snprintf(msg, sizeof msg, "at most %u connect requests per second; try again later",
+                 c->srv->cfg.connect_rate);
+        srv_refuse(c, "rate-limited", msg, false);
+        return;
+    }
+    pair_connect(c->srv, c, target);
+}
+
 /* One complete line. Returns non-zero when c stopped taking messages, which ends the feed. */
 static int srv_on_line(void *ctx, char *line, size_t len)
 {
     struct srv_conn *c = ctx;
     struct proto_msg m;
     char why[256];
-    enum proto_err e = proto_decode(line, len, PROTO_TO_SERVER, &m, why, sizeof why);
+    enum proto_err e;
 
+    /* a server with a secret does no other work for a stranger: not even parse errors */
+    if (!c->admitted && !gate_admitted(&c->srv->gate, c->nonce, line, len)) {
+        srv_refuse(c, "not-admitted",
+                   "the first line must carry admit, proof of the server's secret", true);
+        return 1;
+    }
+    c->admitted = true;
+    e = proto_decode(line, len, PROTO_TO_SERVER, &m, why, sizeof why);
     if (e != PROTO_OK) {
         srv_refuse(c, proto_err_code(e), why, true);
         return 1;
@@ -445,7 +545,7 @@ static int srv_on_line(void *ctx, char *line, size_t len)
         srv_on_hello(c, &m);
         break;
     case PROTO_CONNECT:
-        pair_connect(c->srv, c, m.u.connect.target);
+        srv_on_connect(c, m.u.connect.target);
         break;
     case PROTO_PING:
         srv_on_ping(c, &m);
@@ -533,6 +633,65 @@ static void srv_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 
 /* ---- accepting ---- */
 
+/* A refusal at accept time costs no linger: the line goes into the empty socket buffer (or not
+ * at all) and the connection closes at once, so a flood of refused connections holds nothing. */
+static void srv_turn_away(struct srv_conn *c, const char *code, const char *message)
+{
+    char line[PROTO_MAX_LINE];
+    int n = proto_encode_error(code, message, true, line, sizeof line);
+    LOG_N("refused %s: %s: %s (closing)", c->addr, code, message);
+    if (n > 0) {
+        uv_buf_t b = uv_buf_init(line, (unsigned)n);
+        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    }
+    srv_close(c);
+}
+
+/* --max-per-ip and --rate-per-ip. Returns 0, or -1 after turning c away. */
+static int srv_limit_source(struct srv_conn *c)
+{
+    struct srv *s = c->srv;
+    char msg[PROTO_MAX_TEXT];
+    switch (lim_admit(s->lim, (const struct sockaddr *)&c->observed, uv_now(s->loop), &c->src)) {
+    case LIM_OK:
+        return 0;
+    case LIM_CONNS:
+        snprintf(msg, sizeof msg, "at most %u connections at once from one address",
+                 s->cfg.max_per_ip);
+        srv_turn_away(c, "too-many-connections", msg);
+        return -1;
+    case LIM_RATE:
+        snprintf(msg, sizeof msg, "at most %u new connections per second from one address",
+                 s->cfg.rate_per_ip);
+        srv_turn_away(c, "rate-limited", msg);
+        return -1;
+    default:
+        srv_turn_away(c, "too-many-connections", "the server tracks too many addresses now");
+        return -1;
+    }
+}
+
+/* The server speaks first: a fresh nonce that the first line must answer (a hello's signature,
+ * the secret's admit). Returns 0, or -1 after dropping c. */
+static int srv_challenge(struct srv_conn *c)
+{
+    struct proto_msg m;
+    char line[PROTO_MAX_LINE];
+    int n, rc;
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_CHALLENGE;
+    m.u.challenge.version = PROTO_VERSION;
+    randombytes_buf(c->nonce, sizeof c->nonce);
+    memcpy(m.u.challenge.nonce, c->nonce, sizeof c->nonce);
+    n = proto_encode(&m, line, sizeof line);
+    rc = n > 0 ? srv_write(c, line, (size_t)n) : UV_EINVAL;
+    if (rc < 0) {
+        srv_drop(c, LOG_DEBUG, "cannot send the challenge: %s", uv_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
 static void srv_on_connection(uv_stream_t *ls, int status)
 {
     struct srv_listener *l = ls->data;
@@ -573,12 +732,14 @@ static void srv_on_connection(uv_stream_t *ls, int status)
     uv_tcp_nodelay(&c->tcp, 1); /* punches must leave at once, their timing matters */
     LOG_I("connection from %s on %s", c->addr, l->addr);
 
+    if (srv_limit_source(c) < 0)
+        return;
     if (s->fresh.n + s->live.n > s->cfg.max_peers) {
         char msg[PROTO_MAX_TEXT];
         snprintf(msg, sizeof msg, "the server already serves %lu peers", s->cfg.max_peers);
         srv_refuse(c, "server-full", msg, true);
     }
-    if (c->state == SRV_CLOSED)
+    if (c->state == SRV_CLOSED || srv_challenge(c) < 0)
         return;
     rc = uv_read_start((uv_stream_t *)&c->tcp, srv_on_alloc, srv_on_read);
     if (rc < 0)
@@ -605,6 +766,7 @@ static void srv_on_sweep(uv_timer_t *t)
     struct srv_conn *c;
     char msg[PROTO_MAX_TEXT];
 
+    lim_expire(s->lim, now);
     /* Lingering ones first: the expired below join that list with since_ms = now. */
     while ((c = s->linger.head) && now - c->since_ms >= linger_ms)
         srv_drop(c, LOG_DEBUG, "the peer did not close after the error");
@@ -623,15 +785,20 @@ static void srv_on_sweep(uv_timer_t *t)
 int srv_init(struct srv *s, uv_loop_t *loop, const struct srv_config *cfg, char *err, size_t errlen)
 {
     int rc;
+    struct lim_cfg lc = {cfg->max_per_ip, cfg->rate_per_ip, cfg->max_peers + SRV_IDLE_SOURCES};
     memset(s, 0, sizeof *s);
     s->loop = loop;
     s->cfg = *cfg;
+    s->gate.db_fd = -1;
     s->reg = reg_new();
     s->probes = reg_new();
-    if (!s->reg || !s->probes) {
+    s->lim = lim_new(&lc);
+    if (!s->reg || !s->probes || !s->lim) {
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return SRV_E_RESOURCE;
     }
+    if (gate_init(&s->gate, &cfg->gate, err, errlen) < 0)
+        return SRV_E_CONFIG;
     rc = uv_timer_init(loop, &s->sweep);
     if (rc < 0) {
         snprintf(err, errlen, "timer: %s", uv_strerror(rc));
@@ -750,8 +917,33 @@ void srv_shutdown(struct srv *s, const char *why)
     srv_maybe_done(s);
 }
 
+void srv_reload(struct srv *s)
+{
+    char err[300], why[PROTO_MAX_TEXT];
+    struct srv_conn *c, *next;
+    if (!s->cfg.gate.authorized) {
+        LOG_N("SIGHUP: nothing to reload (no --authorized)");
+        return;
+    }
+    if (gate_reload(&s->gate, err, sizeof err) < 0) {
+        LOG_E("SIGHUP: keeping the previous allowlist: %s", err);
+        return;
+    }
+    /* refusing moves c to the linger list: take the next one first */
+    for (c = s->live.head; c; c = next) {
+        next = c->next;
+        if (gate_allowed(&s->gate, c->id, c->key))
+            continue;
+        snprintf(why, sizeof why, "%s is no longer authorized on this server", c->id);
+        srv_refuse(c, "not-authorized", why, true);
+    }
+}
+
 void srv_free(struct srv *s)
 {
+    gate_free(&s->gate);
+    lim_free(s->lim);
+    s->lim = NULL;
     reg_free(s->reg);
     reg_free(s->probes);
     rly_free(s->rly);

@@ -5,6 +5,8 @@
 #include "common/endpoint.h"
 #include "common/linebuf.h"
 #include "proto/proto.h"
+#include "rendezvous/gate.h"
+#include "rendezvous/limits.h"
 #include "rendezvous/relay.h"
 
 #include <stdbool.h>
@@ -31,7 +33,14 @@ struct srv_config {
     unsigned hello_timeout;  /* seconds a new connection has to send hello */
     unsigned long max_peers; /* concurrent connections, registered or not yet */
     struct rly_cfg relay;    /* the relay fallback (relay.h) */
+    struct gate_cfg gate;    /* secret, allowlist, id owners (gate.h) */
+    unsigned max_per_ip;     /* connections open at once per source address (0: no limit) */
+    unsigned rate_per_ip;    /* new connections per second per source address (0: no limit) */
+    unsigned connect_rate;   /* connect requests per second per peer (0: no limit) */
 };
+
+/* srv_init failures */
+enum { SRV_E_RESOURCE = -1, SRV_E_CONFIG = -2 };
 
 enum srv_conn_state {
     SRV_HELLO,  /* accepted, waiting for hello */
@@ -70,6 +79,11 @@ struct srv_conn {
     struct pair_pending *pending; /* delayed punches to this peer (pairing.c) */
     int npending;
     bool peer_eof; /* lingering: the peer has closed, we wait for our error line to leave */
+    bool admitted; /* its first line proved the secret (or the server has none) */
+    unsigned char nonce[PROTO_NONCE_BYTES]; /* this connection's challenge */
+    unsigned char key[PROTO_KEY_BYTES];     /* the key it registered with */
+    struct lim_src *src;                    /* counted against its source address */
+    struct lim_bucket connects;             /* --connect-rate */
     struct lb lb;
 };
 
@@ -86,6 +100,8 @@ struct srv {
     struct reg *reg;
     struct reg *probes; /* probe_token -> registered connection */
     struct rly *rly;    /* relay sessions and offers */
+    struct gate gate;   /* who may register (gate.h) */
+    struct lim *lim;    /* per-source connection limits */
     int probe_port;     /* announced in welcome; 0: no probe listener */
     struct srv_listener listeners[2 * SRV_MAX_LISTEN];
     int nlisteners; /* initialised handles */
@@ -96,7 +112,8 @@ struct srv {
     char rbuf[SRV_READ_BUF]; /* reads are handled synchronously, so one buffer serves all */
 };
 
-/* Sets up s (registry, sweep timer). Returns 0 or -1 with a message in err. */
+/* Sets up s (registry, sweep timer, the files of gate.h). Returns 0, or SRV_E_CONFIG (a file
+ * given on the command line is unusable) or SRV_E_RESOURCE with a message in err. */
 int srv_init(struct srv *s, uv_loop_t *loop, const struct srv_config *cfg, char *err,
              size_t errlen);
 /* Binds and listens on every configured address; on failure err reads
@@ -106,6 +123,8 @@ int srv_listen(struct srv *s, char *err, size_t errlen);
  * are gone; uv_run then returns. A second call drops the remaining peers at once.
  * why (e.g. the signal name) is logged; NULL logs nothing (start-up failure). */
 void srv_shutdown(struct srv *s, const char *why);
+/* SIGHUP: reads --authorized again and drops registered peers it no longer lists. */
+void srv_reload(struct srv *s);
 /* Frees what srv_init allocated; call after uv_run has returned. */
 void srv_free(struct srv *s);
 

@@ -9,6 +9,8 @@ RENDEZVOUS=${2:?usage: test.sh TCPUNCH RENDEZVOUS}
 TESTDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TEST_NAME=$(basename "$0" .sh)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tcpunch-$TEST_NAME.XXXXXX")
+# a private server's secret is something a test passes explicitly
+unset TCPUNCH_SECRET_FILE
 BG_PIDS=()
 FAILS=0
 SERVER_PID=
@@ -21,6 +23,37 @@ for bin in "$TCPUNCH" "$RENDEZVOUS"; do
         exit 1
     fi
 done
+
+# Each peer is a separate user: its own identity and known_peers under $WORK/home/NAME, NAME
+# being its id (-i/--id, else $TCPUNCH_ID), else its --port, else "default". A test that sets
+# TCPUNCH_HOME itself keeps it.
+# peer_home_wrapper REAL OUT: writes OUT, a script that picks the home and execs REAL.
+peer_home_wrapper() {
+    cat >"$2" <<EOF_WRAPPER
+#!/bin/bash
+if [ -z "\${TCPUNCH_HOME:-}" ]; then
+    name=\${TCPUNCH_ID:-} port=
+    args=("\$@")
+    for ((i = 0; i < \${#args[@]}; i++)); do
+        case \${args[i]} in
+        -i | --id) name=\${args[i + 1]:-} ;;
+        --id=*) name=\${args[i]#--id=} ;;
+        -i?*) name=\${args[i]#-i} ;;
+        -p | --port) port=\${args[i + 1]:-} ;;
+        --port=*) port=\${args[i]#--port=} ;;
+        esac
+    done
+    [ -n "\$name" ] || name=\${port:+port-\$port}
+    export TCPUNCH_HOME="$WORK/home/\${name:-default}"
+fi
+exec "$1" "\$@"
+EOF_WRAPPER
+    chmod +x "$2"
+}
+# $TCPUNCH is the wrapper from here on; the binary itself is $TCPUNCH_BIN.
+TCPUNCH_BIN=$TCPUNCH
+TCPUNCH=$WORK/tcpunch
+peer_home_wrapper "$TCPUNCH_BIN" "$TCPUNCH"
 
 cleanup() {
     local p
@@ -146,8 +179,9 @@ start_server() {
     SERVER_LOG=$WORK/server.log
     for try in 1 2 3; do
         SERVER_PORT=$(free_port) || die "no free port"
-        timeout -k 2 120 "$RENDEZVOUS" -v -l "127.0.0.1:$SERVER_PORT" "$@" >"$WORK/server.out" \
-            2>>"$SERVER_LOG" &
+        # all peers of a test come from 127.0.0.1: per-address limits only where a test sets them
+        timeout -k 2 120 "$RENDEZVOUS" -v -l "127.0.0.1:$SERVER_PORT" --max-per-ip 0 \
+            --rate-per-ip 0 --connect-rate 0 "$@" >"$WORK/server.out" 2>>"$SERVER_LOG" &
         SERVER_PID=$!
         BG_PIDS+=($SERVER_PID)
         if wait_until 5 listening "$SERVER_PORT"; then

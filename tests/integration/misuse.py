@@ -3,9 +3,13 @@
 line with the right code; fatal errors close the connection, non-fatal ones keep it usable.
 Usage: misuse.py HOST PORT [HELLO_TIMEOUT KEEPALIVE]   exit status = number of failures."""
 import json
+import os
 import socket
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tpauth  # noqa: E402
 
 HOST, PORT = sys.argv[1], int(sys.argv[2])
 HELLO_TIMEOUT = float(sys.argv[3]) if len(sys.argv) > 3 else 0
@@ -33,6 +37,12 @@ class Conn:
     def __init__(self):
         self.s = socket.create_connection((HOST, PORT), timeout=5)
         self.buf = b""
+        # the server speaks first: every connection starts with a fresh challenge
+        first = self.line()
+        self.nonce = first.get("nonce") if tpauth.is_challenge(first) else None
+        if self.nonce is None:
+            bad(f"first line {first!r}, want a challenge")
+            self.nonce = "A" * 43 + "="
 
     def send(self, data):
         if isinstance(data, str):
@@ -130,9 +140,7 @@ def one_shot(what, data, code, fatal=True):
 
 
 def hello(c, ident, **extra):
-    m = {"type": "hello", "version": 1, "id": ident, "endpoints": ["10.0.0.1:1234"]}
-    m.update(extra)
-    c.msg(m)
+    c.msg(tpauth.hello_msg(tpauth.Identity(ident), c.nonce, ident, ["10.0.0.1:1234"], **extra))
 
 
 def registered(ident):
@@ -229,7 +237,7 @@ c.close()
 # pipelined: hello + ping in one write
 c = Conn()
 pid = uid("pipe")
-c.send(json.dumps({"type": "hello", "version": 1, "id": pid, "endpoints": []}) + "\n" +
+c.send(json.dumps(tpauth.hello_msg(tpauth.Identity(pid), c.nonce, pid)) + "\n" +
        '{"type":"ping","seq":3}\n')
 m1, m2 = c.line(), c.line()
 if isinstance(m1, dict) and m1.get("type") == "welcome" and m2 == {"type": "pong", "seq": 3}:

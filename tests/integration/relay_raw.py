@@ -16,6 +16,9 @@ import socket
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tpauth  # noqa: E402
+
 MODE, HOST, PORT, SERVER_PID = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 FAILS = 0
 SEQ = [0]
@@ -56,6 +59,11 @@ class Conn:
         self.s.settimeout(5)
         self.s.connect((HOST, PORT))
         self.buf = b""
+        # the server speaks first, on relay connections too
+        first = self.line()
+        self.nonce = first.get("nonce") if tpauth.is_challenge(first) else None
+        if self.nonce is None:
+            bad(f"first line {first!r}, want a challenge")
 
     def send(self, data):
         self.s.sendall(data)
@@ -124,12 +132,14 @@ class Conn:
 
 def register(base, path=None):
     c = Conn()
-    hello = {"type": "hello", "version": 1, "id": uid(base), "endpoints": []}
+    ident = uid(base)
+    hello = tpauth.hello_msg(tpauth.Identity(ident), c.nonce, ident)
     if path:
         hello["path"] = path
     c.msg(hello)
     w = c.line()
     c.id = hello["id"]
+    c.key = hello["key"]
     c.welcome = w
     return c
 
@@ -142,6 +152,8 @@ def session():
     if not (pa and pb and pa.get("type") == "punch" and pb.get("type") == "punch"):
         bad(f"pairing failed: {pa} / {pb}")
         return None
+    if pa.get("key") != b.key or pb.get("key") != a.key:
+        bad(f"each punch names the other peer's key: {pa.get('key')} / {pb.get('key')}")
     return pa["session"], pa.get("token"), pb.get("token"), pa, pb, a, b
 
 

@@ -62,8 +62,8 @@ check "rendezvous --help prints usage" grep -q -e "--listen" "$WORK/r.out"
 
 # ---- server down ----
 DEAD=$(free_port)
-T -s "127.0.0.1:$DEAD" -i "$(uid nobody)" listen </dev/null >"$WORK/d.out" 2>"$WORK/d.err"
-check_rc "listen, nothing on the server port" 2 $?
+T -s "127.0.0.1:$DEAD" -i "$(uid nobody)" --no-retry listen </dev/null >"$WORK/d.out" 2>"$WORK/d.err"
+check_rc "listen --no-retry, nothing on the server port" 2 $?
 check "the message names the server" grep -q -F "127.0.0.1:$DEAD" "$WORK/d.err"
 T -s "127.0.0.1:$DEAD" -i "$(uid nobody)" connect somebody </dev/null >"$WORK/d.out" 2>"$WORK/d.err"
 check_rc "connect, nothing on the server port" 2 $?
@@ -118,9 +118,10 @@ check_rc "that listener" 0 "$RC_HOLD"
 same_file "data to the listener" "$WORK/x.in" "$WORK/hold.out"
 check "nothing back from the listener" test ! -s "$WORK/x.out"
 
-# the server goes away while a listener waits: exit 2 (lost before the punch)
+# the server goes away while a --no-retry listener waits: exit 2 (lost before the punch);
+# without --no-retry it waits for the server to come back (test_reconnect.sh)
 LOST=$(uid lost)
-spawn 60 "$TCPUNCH" -s "127.0.0.1:$SERVER_PORT" -i "$LOST" listen </dev/null \
+spawn 60 "$TCPUNCH" -s "127.0.0.1:$SERVER_PORT" -i "$LOST" --no-retry listen </dev/null \
     >"$WORK/l.out" 2>"$WORK/l.err"
 PID_L=$!
 wait_registered "$LOST"
@@ -129,5 +130,5 @@ wait "$SERVER_PID"
 RC_SERVER=$?
 check_rc "rendezvous on SIGTERM" 0 "$RC_SERVER"
 wait "$PID_L"
-check_rc "listener whose server went away" 2 $?
+check_rc "listener (--no-retry) whose server went away" 2 $?
 finish

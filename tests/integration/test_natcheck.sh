@@ -110,8 +110,9 @@ else
 fi
 
 # ---- the probe listener and probes on the main listener, spoken to directly ----
-if python3 - "$SERVER_PORT" "$PROBE_PORT" "$(uid raw)" >"$WORK/raw.log" 2>&1 <<'EOF'; then
+if PYTHONPATH="$TESTDIR" python3 - "$SERVER_PORT" "$PROBE_PORT" "$(uid raw)" >"$WORK/raw.log" 2>&1 <<'EOF'; then
 import json, socket, sys
+import tpauth
 main, probe, ident = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 
 def sock():
@@ -121,7 +122,33 @@ def sock():
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     return s
 
+def first_line(s):
+    """The server speaks first on every listener: a fresh challenge."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = s.recv(1)
+        if not chunk:
+            break
+        data += chunk
+    m = json.loads(data)
+    if not tpauth.is_challenge(m):
+        sys.exit("FAIL: first line %r, want a challenge" % m)
+    return m["nonce"]
+
 def ask(s, msg):
+    """The first request on a fresh connection: its challenge comes first."""
+    first_line(s)
+    s.sendall(json.dumps(msg).encode() + b"\n")
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return json.loads(data)
+
+def ask_more(s, msg):
+    """ask on a connection whose challenge has been read already."""
     s.sendall(json.dumps(msg).encode() + b"\n")
     data = b""
     while not data.endswith(b"\n"):
@@ -140,7 +167,8 @@ def expect(cond, what):
 ctl = sock()
 ctl.bind(("127.0.0.1", 0))
 ctl.connect(("127.0.0.1", main))
-w = ask(ctl, {"type": "hello", "version": 1, "id": ident, "endpoints": []})
+nonce = first_line(ctl)
+w = ask_more(ctl, tpauth.hello_msg(tpauth.Identity(ident), nonce, ident))
 expect(w["type"] == "welcome" and w["probe_port"] == probe, "welcome announces the probe port")
 expect(len(w["probe_token"]) == 32, "welcome carries a 32-digit token")
 
@@ -177,12 +205,13 @@ expect(r["type"] == "observed" and "mapping" not in r, "unknown token: observed:
 # the probe listener takes nothing else
 p = sock()
 p.connect(("127.0.0.1", probe))
-r = ask(p, {"type": "hello", "version": 1, "id": ident + "x", "endpoints": []})
+nonce = first_line(p)
+r = ask_more(p, tpauth.hello_msg(tpauth.Identity(ident + "x"), nonce, ident + "x"))
 expect(r["type"] == "error" and r["code"] == "unexpected-type" and r["fatal"],
        "hello on the probe listener: unexpected-type: %r" % r)
 
 # a probe on a registered control connection is not its first line
-r = ask(ctl, {"type": "probe", "version": 1})
+r = ask_more(ctl, {"type": "probe", "version": 1})
 expect(r["type"] == "error" and r["code"] == "unexpected-type",
        "probe after hello: unexpected-type: %r" % r)
 EOF

@@ -26,7 +26,12 @@ PATH_RE='^tcpunch: connected to [^ ]+: direct, 127\.0\.0\.1:[0-9]+ \([a-z-]+\), 
 check "default: the connect side's path line names $B and has the documented shape" \
     grep -q -E "${PATH_RE/\[^ \]+/$B}" "$WORK/a.err"
 check "default: the listen side's path line names $A" grep -q -E "${PATH_RE/\[^ \]+/$A}" "$WORK/b.err"
-check "default: nothing but the path line on the connect side" test "$(wc -l <"$WORK/a.err")" -eq 1
+# first contact: the peer's key is recorded (trust on first use), and said once
+check "default: first contact: the new peer's fingerprint on the connect side" \
+    grep -q -E "^tcpunch: new peer $B, key SHA256:[A-Za-z0-9+/]{43}, recorded in .*/known_peers\$" \
+    "$WORK/a.err"
+check "default: nothing but the new-peer line and the path line on the connect side" \
+    test "$(wc -l <"$WORK/a.err")" -eq 2
 # both peers probed from their shared port on their own (welcome had a probe port)
 for id in "$A" "$B"; do
     check "the server recorded mapping independent for $id" \
@@ -39,6 +44,11 @@ check_rc "-q: connect side" 0 "$RC_A"
 check_rc "-q: listen side" 0 "$RC_B"
 check "-q: no path line (connect)" test "$(grep -c "connected to" "$WORK/a.err")" -eq 0
 check "-q: stderr empty (listen)" test ! -s "$WORK/b.err"
+
+# ---- a known peer: only the path line ----
+run_pair "$B" "$A" "$WORK/a.in" "$WORK/b.in"
+check "known peer: nothing but the path line on the connect side" \
+    test "$(wc -l <"$WORK/a.err")" -eq 1 -a "$(grep -c "connected to" "$WORK/a.err")" -eq 1
 
 # ---- --json: events with the documented fields, byte counts that match ----
 # events FILE ID PEER SENT RECEIVED: every stderr line is JSON; registered, punching, connected

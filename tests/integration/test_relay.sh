@@ -66,9 +66,12 @@ check "--direct-timeout 0: a path line on the connect side" \
 # ghost.py registers, takes the punch, and then stays silent until tcpunch gives up (at most 20 s).
 cat >"$WORK/ghost.py" <<'GHOST'
 import json, socket, sys, time
+import tpauth
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
-s.sendall((json.dumps({"type": "hello", "version": 1, "id": sys.argv[2], "endpoints": []}) + "\n").encode())
 f = s.makefile("rb")
+nonce = json.loads(f.readline())["nonce"]
+hello = tpauth.hello_msg(tpauth.Identity(sys.argv[2]), nonce, sys.argv[2])
+s.sendall((json.dumps(hello) + "\n").encode())
 f.readline()
 s.settimeout(20)
 try:
@@ -82,7 +85,7 @@ ghost_fail() { # DESCRIPTION FLAGS...: tcpunch connects to the ghost and must fa
     shift
     gid=$(uid ghost)
     mark=$(log_mark)
-    spawn 30 python3 "$WORK/ghost.py" "$SERVER_PORT" "$gid" >/dev/null 2>&1
+    PYTHONPATH="$TESTDIR" spawn 30 python3 "$WORK/ghost.py" "$SERVER_PORT" "$gid" >/dev/null 2>&1
     wait_registered "$gid" "$mark"
     timeout -k 2 30 "$TCPUNCH" -s "127.0.0.1:$SERVER_PORT" -i "$(uid to-ghost)" -t 2 "$@" \
         connect "$gid" </dev/null >/dev/null 2>"$WORK/ghost.err"

@@ -23,17 +23,23 @@ raw disabled --no-relay
 
 # SIGTERM with a session waiting at the relay: server-shutdown to it, then a clean exit
 start_server --relay-wait 30
-timeout -k 2 30 python3 - 127.0.0.1 "$SERVER_PORT" <<'EOF' &
+PYTHONPATH="$TESTDIR" timeout -k 2 30 python3 - 127.0.0.1 "$SERVER_PORT" <<'EOF' &
 import json, socket, sys, time
+import tpauth
 host, port = sys.argv[1], int(sys.argv[2])
+NONCE = {}
 def conn():
     s = socket.create_connection((host, port), timeout=5)
-    return s, s.makefile("rb")
+    f = s.makefile("rb")
+    NONCE[s] = json.loads(f.readline())["nonce"]  # the server's challenge comes first
+    return s, f
 def send(s, o):
     s.sendall((json.dumps(o) + "\n").encode())
+def hello(s, ident):
+    send(s, tpauth.hello_msg(tpauth.Identity(ident), NONCE[s], ident))
 (a, fa), (b, fb) = conn(), conn()
-send(a, {"type": "hello", "version": 1, "id": "sd-a", "endpoints": []}); fa.readline()
-send(b, {"type": "hello", "version": 1, "id": "sd-b", "endpoints": []}); fb.readline()
+hello(a, "sd-a"); fa.readline()
+hello(b, "sd-b"); fb.readline()
 send(a, {"type": "connect", "target": "sd-b"})
 p = json.loads(fa.readline())
 r, fr = conn()

@@ -354,48 +354,19 @@ lab_peer() {
     local extra=()
     [ -n "$LAB_PUNCH_TIMEOUT" ] && extra+=(--timeout "$LAB_PUNCH_TIMEOUT")
     # shellcheck disable=SC2086
-    X "$ns" timeout -k 5 "$LAB_PEER_TIMEOUT" "$TP_BIN" $LAB_VERBOSE --server "$SERVER" "${extra[@]}" "$@" \
+    # each peer its own identity, never the invoking user's ~/.config/tcpunch
+    X "$ns" env TCPUNCH_HOME="$LAB_LOG/home.$tag" timeout -k 5 "$LAB_PEER_TIMEOUT" "$TP_BIN" $LAB_VERBOSE --server "$SERVER" "${extra[@]}" "$@" \
         <"$LAB_LOG/$tag.in" >"$LAB_LOG/$tag.out" 2>"$LAB_LOG/$tag.err" &
     LAB_PEER_PID=$!
     LAB_PIDS+=("$LAB_PEER_PID")
 }
 
-# Keep a TCP connection from HOSTNS:PORT to the server open (registers as "holder").
+# Keep a TCP connection from HOSTNS:PORT to the server open: a tcpunch that registers as
+# "holder" from that local port and waits (the server wants a signed hello, so a real peer).
 lab_holder() {
-    local ns=$1 port=$2 hello='{"type":"hello","version":1,"id":"holder","endpoints":[]}'
-    if command -v socat >/dev/null 2>&1; then
-        # the whole pipeline runs inside the namespace, so teardown kills all of it
-        X "$ns" timeout -k 2 100 bash -c '
-            { printf "%s\n" "$1"
-              for ((k = 1; k <= 20; k++)); do sleep 5; printf "{\"type\":\"ping\",\"seq\":%d}\n" "$k"; done
-            } | socat -t 1 - "TCP:$2,sourceport=$3,reuseaddr"' holder "$hello" "$SERVER" "$port" \
-            >"$LAB_LOG/holder.out" 2>"$LAB_LOG/holder.err" &
-    elif command -v python3 >/dev/null 2>&1; then
-        X "$ns" timeout -k 2 100 python3 - "$SERVER_IP" "$SERVER_PORT" "$port" "$hello" \
-            >"$LAB_LOG/holder.out" 2>"$LAB_LOG/holder.err" <<'EOF' &
-import socket, sys, time
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[3])))
-s.connect((sys.argv[1], int(sys.argv[2])))
-s.sendall((sys.argv[4] + "\n").encode())
-s.settimeout(5)
-for k in range(1, 21):
-    try:
-        d = s.recv(4096)
-        if not d:
-            break
-        sys.stdout.write(d.decode(errors="replace"))
-        sys.stdout.flush()
-    except socket.timeout:
-        pass
-    s.sendall(('{"type":"ping","seq":%d}\n' % k).encode())
-EOF
-    else
-        say "lab: neither socat nor python3 available for the port holder"
-        return 1
-    fi
-    LAB_PIDS+=("$!")
+    local ns=$1 port=$2
+    : >"$LAB_LOG/holder.in"
+    lab_peer "$ns" holder --id holder --port "$port" listen
 }
 
 # conntrack entries of a router (evidence for the mapping checks)
@@ -571,7 +542,7 @@ lab_natcheck() {
     local tag host want rc
     for tag in a b; do
         if [ $tag = a ]; then host=$HOST_A want=$NC_A; else host=$HOST_B want=$NC_B; fi
-        X "$host" timeout -k 2 20 "$TP_BIN" --server "$SERVER" --id "nc$tag" nat-check \
+        X "$host" env TCPUNCH_HOME="$LAB_LOG/home.nc$tag" timeout -k 2 20 "$TP_BIN" --server "$SERVER" --id "nc$tag" nat-check \
             >"$LAB_LOG/nc$tag.out" 2>"$LAB_LOG/nc$tag.err" </dev/null
         rc=$?
         if [ "$rc" != "$want" ]; then

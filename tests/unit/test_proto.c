@@ -243,12 +243,83 @@ static void t_roundtrip_shake(void)
     strcpy(m.u.shake.session, SESSION);
     strcpy(m.u.shake.from, "bob");
     strcpy(m.u.shake.to, "alice");
+    for (int i = 0; i < PROTO_KEY_BYTES; i++) {
+        m.u.shake.key[i] = (unsigned char)i;
+        m.u.shake.eph[i] = (unsigned char)(255 - i);
+    }
     if (roundtrip(&m, PROTO_PEER_TO_PEER, &o)) {
         CHECK_INT(o.u.shake.version, PROTO_VERSION);
         CHECK_STR(o.u.shake.session, SESSION);
         CHECK_STR(o.u.shake.from, "bob");
         CHECK_STR(o.u.shake.to, "alice");
+        CHECK(memcmp(o.u.shake.key, m.u.shake.key, PROTO_KEY_BYTES) == 0);
+        CHECK(memcmp(o.u.shake.eph, m.u.shake.eph, PROTO_KEY_BYTES) == 0);
+        CHECK(!o.u.shake.has_sig);
     }
+    /* the initiator's shake is signed */
+    m.u.shake.has_sig = true;
+    memset(m.u.shake.sig, 0xa5, sizeof m.u.shake.sig);
+    if (roundtrip(&m, PROTO_PEER_TO_PEER, &o))
+        CHECK(o.u.shake.has_sig && memcmp(o.u.shake.sig, m.u.shake.sig, PROTO_SIG_BYTES) == 0);
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_CONFIRM;
+    strcpy(m.u.confirm.session, SESSION);
+    memset(m.u.confirm.sig, 0x5a, sizeof m.u.confirm.sig);
+    if (roundtrip(&m, PROTO_PEER_TO_PEER, &o)) {
+        CHECK_STR(o.u.confirm.session, SESSION);
+        CHECK(memcmp(o.u.confirm.sig, m.u.confirm.sig, PROTO_SIG_BYTES) == 0);
+    }
+}
+
+/* shake and confirm carry keys and signatures: required, exact length, canonical base64 */
+static void t_shake_crypto_fields(void)
+{
+#define SHK                                                                                        \
+    "{\"type\":\"shake\",\"version\":1,\"session\":\"0123456789abcdef0123456789abcdef\","          \
+    "\"from\":\"a\",\"to\":\"b\""
+    ACCEPT(PROTO_PEER_TO_PEER, SHK ",\"key\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\","
+                                   "\"eph\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}");
+    ACCEPT(PROTO_PEER_TO_PEER,
+           SHK ",\"key\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\",\"eph\":"
+               "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\",\"sig\":"
+               "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+               "AAAAA==\"}");
+    REJECT(PROTO_PEER_TO_PEER, SHK "}", PROTO_E_FIELD);
+    REJECT(PROTO_PEER_TO_PEER, SHK ",\"key\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_PEER_TO_PEER, SHK ",\"eph\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}",
+           PROTO_E_FIELD);
+    /* 31 bytes, unpadded, a signature where a key belongs, not a string */
+    REJECT(PROTO_PEER_TO_PEER,
+           SHK ",\"key\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg==\",\"eph\":"
+               "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_PEER_TO_PEER,
+           SHK ",\"key\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\",\"eph\":"
+               "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_PEER_TO_PEER,
+           SHK ",\"key\":"
+               "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+               "AAAAA==\",\"eph\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_PEER_TO_PEER,
+           SHK ",\"key\":5,\"eph\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_PEER_TO_PEER,
+           SHK ",\"key\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\",\"eph\":"
+               "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\",\"sig\":"
+               "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}",
+           PROTO_E_FIELD);
+    ACCEPT(PROTO_PEER_TO_PEER,
+           "{\"type\":\"confirm\",\"session\":\"0123456789abcdef0123456789abcdef\","
+           "\"sig\":"
+           "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+           "A==\"}");
+    REJECT(PROTO_PEER_TO_PEER,
+           "{\"type\":\"confirm\",\"session\":\"0123456789abcdef0123456789abcdef\"}",
+           PROTO_E_FIELD);
+#undef SHK
 }
 
 static void t_encode_limits(void)
@@ -338,7 +409,8 @@ static void t_reject_direction(void)
     const char *ping = "{\"type\":\"ping\",\"seq\":1}";
     const char *pong = "{\"type\":\"pong\",\"seq\":1}";
     const char *shake = "{\"type\":\"shake\",\"version\":1,\"session\":"
-                        "\"0123456789abcdef0123456789abcdef\",\"from\":\"a\",\"to\":\"b\"}";
+                        "\"0123456789abcdef0123456789abcdef\",\"from\":\"a\",\"to\":\"b\","
+                        "\"key\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\",\"eph\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}";
 
     ACCEPT(PROTO_TO_SERVER, hello);
     ACCEPT(PROTO_TO_SERVER, connect);
@@ -827,7 +899,8 @@ static const char *const seeds_[] = {
     "{\"type\":\"ping\",\"seq\":7}",
     "{\"type\":\"pong\",\"seq\":7}",
     "{\"type\":\"shake\",\"version\":1,\"session\":\"0123456789abcdef0123456789abcdef\","
-    "\"from\":\"bob\",\"to\":\"alice\"}",
+    "\"from\":\"bob\",\"to\":\"alice\",\"key\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\","
+    "\"eph\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"}",
 };
 
 static const char alphabet_[] = "{}[]\":,0123456789.-eE tfnrul\\u[]abcdef:\"type\"\n\t\x80\xff\0";
@@ -1236,9 +1309,194 @@ static void t_reject_relay(void)
     }
 }
 
+/* ---- Phase 3: challenge, hello key/sig/admit, punch key, admit on relay and probe ---- */
+
+#define B64_32A "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=" /* bytes 0..31 */
+#define B64_64A                                                                                    \
+    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw=="
+
+static void fill(unsigned char *p, size_t n, unsigned char first)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)(first + i);
+}
+
+static void t_roundtrip_challenge(void)
+{
+    struct proto_msg m, o;
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_CHALLENGE;
+    m.u.challenge.version = PROTO_VERSION;
+    fill(m.u.challenge.nonce, PROTO_NONCE_BYTES, 0);
+    if (roundtrip(&m, PROTO_TO_PEER, &o)) {
+        CHECK_INT(o.u.challenge.version, PROTO_VERSION);
+        CHECK(memcmp(o.u.challenge.nonce, m.u.challenge.nonce, PROTO_NONCE_BYTES) == 0);
+    }
+    ACCEPT(PROTO_TO_PEER, "{\"type\":\"challenge\",\"version\":1,\"nonce\":\"" B64_32A "\"}");
+    CHECK(msg_.u.challenge.nonce[31] == 31);
+    /* unknown members from a server are ignored, as for every server message */
+    ACCEPT(PROTO_TO_PEER,
+           "{\"type\":\"challenge\",\"version\":1,\"nonce\":\"" B64_32A "\",\"later\":true}");
+}
+
+static void t_reject_challenge(void)
+{
+    const char *ok = "{\"type\":\"challenge\",\"version\":1,\"nonce\":\"" B64_32A "\"}";
+    REJECT(PROTO_TO_SERVER, ok, PROTO_E_UNEXPECTED);
+    REJECT(PROTO_PEER_TO_PEER, ok, PROTO_E_UNEXPECTED);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"challenge\",\"version\":1}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"challenge\",\"nonce\":\"" B64_32A "\"}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"challenge\",\"version\":2,\"nonce\":\"" B64_32A "\"}",
+           PROTO_E_VERSION);
+    /* 31 bytes, 33 bytes, no padding, URL alphabet, not a string, embedded blank */
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"challenge\",\"version\":1,\"nonce\":"
+           "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg==\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"challenge\",\"version\":1,\"nonce\":"
+           "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"challenge\",\"version\":1,\"nonce\":"
+           "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"challenge\",\"version\":1,\"nonce\":"
+           "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh_=\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"challenge\",\"version\":1,\"nonce\":32}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"challenge\",\"version\":1,\"nonce\":\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBk "
+           "aGxwdHh8=\"}",
+           PROTO_E_FIELD);
+    /* non-canonical: the last character carries bits that padding says are unused */
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"challenge\",\"version\":1,\"nonce\":"
+           "\"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9=\"}",
+           PROTO_E_FIELD);
+}
+
+static void t_roundtrip_hello_auth(void)
+{
+    struct proto_msg m, o;
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_HELLO;
+    m.u.hello.version = PROTO_VERSION;
+    strcpy(m.u.hello.id, "bob");
+    m.u.hello.has_key = m.u.hello.has_sig = true;
+    fill(m.u.hello.key, PROTO_KEY_BYTES, 1);
+    fill(m.u.hello.sig, PROTO_SIG_BYTES, 2);
+    if (roundtrip(&m, PROTO_TO_SERVER, &o)) {
+        CHECK(o.u.hello.has_key && o.u.hello.has_sig && !o.u.hello.has_admit);
+        CHECK(memcmp(o.u.hello.key, m.u.hello.key, PROTO_KEY_BYTES) == 0);
+        CHECK(memcmp(o.u.hello.sig, m.u.hello.sig, PROTO_SIG_BYTES) == 0);
+    }
+    m.u.hello.has_admit = true;
+    fill(m.u.hello.admit, PROTO_ADMIT_BYTES, 3);
+    m.u.hello.endpoints.n = PROTO_MAX_ENDPOINTS;
+    for (int i = 0; i < PROTO_MAX_ENDPOINTS; i++)
+        set_ep(&m.u.hello.endpoints.ep[i], "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe]:65535");
+    memset(m.u.hello.id, 'z', PROTO_MAX_ID);
+    m.u.hello.id[PROTO_MAX_ID] = '\0';
+    if (roundtrip(&m, PROTO_TO_SERVER, &o)) { /* the largest hello still fits a line */
+        CHECK(o.u.hello.has_admit);
+        CHECK(memcmp(o.u.hello.admit, m.u.hello.admit, PROTO_ADMIT_BYTES) == 0);
+    }
+    ACCEPT(PROTO_TO_SERVER,
+           "{\"type\":\"hello\",\"version\":1,\"id\":\"b\",\"endpoints\":[],"
+           "\"key\":\"" B64_32A "\",\"sig\":\"" B64_64A "\",\"admit\":\"" B64_32A "\"}");
+    CHECK(msg_.u.hello.sig[63] == 63 && msg_.u.hello.admit[0] == 0);
+}
+
+static void t_reject_hello_auth(void)
+{
+    REJECT(PROTO_TO_SERVER,
+           "{\"type\":\"hello\",\"version\":1,\"id\":\"b\",\"endpoints\":[],\"key\":\"" B64_64A
+           "\",\"sig\":\"" B64_64A "\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER,
+           "{\"type\":\"hello\",\"version\":1,\"id\":\"b\",\"endpoints\":[],\"key\":\"" B64_32A
+           "\",\"sig\":\"" B64_32A "\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER,
+           "{\"type\":\"hello\",\"version\":1,\"id\":\"b\",\"endpoints\":[],\"key\":\"" B64_32A
+           "\",\"sig\":\"" B64_64A "\",\"admit\":true}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER,
+           "{\"type\":\"hello\",\"version\":1,\"id\":\"b\",\"endpoints\":[],\"key\":\"\"}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER,
+           "{\"type\":\"hello\",\"version\":1,\"id\":\"b\",\"endpoints\":[],\"key\":\"" B64_32A
+           "\",\"sig\":\"" B64_64A "\",\"nonce\":\"" B64_32A "\"}",
+           PROTO_E_FIELD);
+}
+
+static void t_roundtrip_punch_key(void)
+{
+    struct proto_msg m, o;
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_PUNCH;
+    strcpy(m.u.punch.session, SESSION);
+    strcpy(m.u.punch.peer, "alice");
+    set_ep(&m.u.punch.observed, "198.51.100.7:51000");
+    m.u.punch.start_in_us = -1;
+    m.u.punch.has_key = true;
+    fill(m.u.punch.key, PROTO_KEY_BYTES, 9);
+    if (roundtrip(&m, PROTO_TO_PEER, &o)) {
+        CHECK(o.u.punch.has_key);
+        CHECK(memcmp(o.u.punch.key, m.u.punch.key, PROTO_KEY_BYTES) == 0);
+    }
+    m.u.punch.has_key = false;
+    if (roundtrip(&m, PROTO_TO_PEER, &o))
+        CHECK(!o.u.punch.has_key);
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"punch\",\"session\":\"0123456789abcdef0123456789abcdef\",\"peer\":\"a\","
+           "\"role\":\"initiator\",\"observed\":\"1.2.3.4:5\",\"endpoints\":[],\"key\":\"x\"}",
+           PROTO_E_FIELD);
+}
+
+static int peek(const char *line, unsigned char *out)
+{
+    return proto_peek_admit(line, strlen(line), out);
+}
+
+static void t_admit_relay_probe(void)
+{
+    struct proto_msg m, o;
+    unsigned char a[PROTO_ADMIT_BYTES];
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_RELAY;
+    m.u.relay.version = PROTO_VERSION;
+    strcpy(m.u.relay.session, SESSION);
+    strcpy(m.u.relay.token, SESSION);
+    m.u.relay.has_admit = true;
+    fill(m.u.relay.admit, PROTO_ADMIT_BYTES, 4);
+    if (roundtrip(&m, PROTO_TO_SERVER, &o))
+        CHECK(o.u.relay.has_admit && memcmp(o.u.relay.admit, m.u.relay.admit, 32) == 0);
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_PROBE;
+    m.u.probe.version = PROTO_VERSION;
+    m.u.probe.has_admit = true;
+    fill(m.u.probe.admit, PROTO_ADMIT_BYTES, 5);
+    if (roundtrip(&m, PROTO_TO_SERVER, &o))
+        CHECK(o.u.probe.has_admit && memcmp(o.u.probe.admit, m.u.probe.admit, 32) == 0);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"probe\",\"version\":1,\"admit\":\"AA==\"}", PROTO_E_FIELD);
+
+    /* peeking finds admit in any object, before any other check */
+    CHECK_INT(peek("{\"type\":\"bogus\",\"admit\":\"" B64_32A "\"}", a), 1);
+    CHECK(a[0] == 0 && a[31] == 31);
+    CHECK_INT(peek("{\"admit\":\"" B64_32A "\"}", a), 1);
+    CHECK_INT(peek("{\"type\":\"hello\"}", a), 0);
+    CHECK_INT(peek("{\"admit\":\"AA==\"}", a), 0);
+    CHECK_INT(peek("{\"admit\":5}", a), 0);
+    CHECK_INT(peek("[\"admit\"]", a), 0);
+    CHECK_INT(peek("garbage", a), 0);
+    CHECK_INT(peek("", a), 0);
+}
 CHECK_MAIN(TEST(t_roundtrip_hello), TEST(t_roundtrip_welcome), TEST(t_roundtrip_connect),
            TEST(t_roundtrip_punch), TEST(t_roundtrip_error), TEST(t_roundtrip_ping_pong),
-           TEST(t_roundtrip_shake), TEST(t_encode_limits), TEST(t_err_codes),
+           TEST(t_roundtrip_shake), TEST(t_shake_crypto_fields), TEST(t_encode_limits), TEST(t_err_codes),
            TEST(t_reject_not_json), TEST(t_reject_not_object), TEST(t_reject_type),
            TEST(t_reject_direction), TEST(t_reject_missing_field), TEST(t_reject_ill_typed),
            TEST(t_unknown_fields), TEST(t_reject_bad_id), TEST(t_reject_bad_endpoint),
@@ -1246,4 +1504,6 @@ CHECK_MAIN(TEST(t_roundtrip_hello), TEST(t_roundtrip_welcome), TEST(t_roundtrip_
            TEST(t_reject_duplicates), TEST(t_reject_nul), TEST(t_reject_nested),
            TEST(t_reject_session), TEST(t_reject_role), TEST(t_fuzz), TEST(t_roundtrip_probe),
            TEST(t_roundtrip_observed), TEST(t_roundtrip_welcome_probe), TEST(t_reject_probe),
-           TEST(t_roundtrip_relay), TEST(t_reject_relay))
+           TEST(t_roundtrip_relay), TEST(t_reject_relay), TEST(t_roundtrip_challenge),
+           TEST(t_reject_challenge), TEST(t_roundtrip_hello_auth), TEST(t_reject_hello_auth),
+           TEST(t_roundtrip_punch_key), TEST(t_admit_relay_probe))

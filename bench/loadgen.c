@@ -1,0 +1,489 @@
+/* tcpunch-loadgen: many simulated peers against one rendezvous server on loopback.
+ *
+ * Phase 1 registers N peers (source addresses spread over 127.0.0.0/8 so N may exceed the
+ * ephemeral ports of one address), phase 2 has pairs ask for each other at a set rate and times
+ * each introduction from the `connect` sent to both `punch` messages received. The server's
+ * memory and CPU are read from /proc when its pid is given. Bounded: every phase has a deadline
+ * and the program stops by itself. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <sodium.h>
+
+#include "common/auth.h"
+#include "common/endpoint.h"
+#include "proto/proto.h"
+
+#define LG_BUF 1024 /* per-peer read buffer: welcome and punch lines on loopback are short */
+#define LG_CONNECTING_MAX 2000 /* connections in flight at once during registration */
+#define LG_PEERS_PER_SRC 25000 /* well under the ephemeral ports of one source address */
+
+struct lg;
+
+struct lg_peer {
+    uv_tcp_t tcp;
+    uv_connect_t creq;
+    struct lg *lg;
+    unsigned idx;
+    bool registered;
+    bool dead;
+    uint64_t intro_t0; /* uv_hrtime of the pending introduction this peer is part of, 0: none */
+    size_t len;
+    char buf[LG_BUF];
+};
+
+struct lg_opts {
+    const char *server;
+    unsigned peers;
+    unsigned rate;   /* introductions per second */
+    unsigned intros; /* total introductions */
+    unsigned seconds;
+    int server_pid;
+    bool json;
+};
+
+struct lg {
+    uv_loop_t *loop;
+    /* one identity for every simulated peer: the server still verifies one signature per
+     * hello, which is the cost being measured; making 100k key pairs would only slow us */
+    unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
+    struct lg_opts o;
+    struct sockaddr_storage server;
+    struct lg_peer *peer;
+    uv_timer_t tick;
+    unsigned next_connect, connecting, registered, failed;
+    uint64_t reg_t0, reg_t1;
+    /* introductions */
+    unsigned sent, done, busy_skips;
+    uint64_t intro_t0, intro_t1;
+    double credit;
+    uint64_t *lat_ns;
+    unsigned *halves; /* per pair: how many of its two punches arrived */
+    long rss_base_kb, rss_reg_kb;
+    unsigned long long cpu0, cpu1;
+    int phase; /* 1 register, 2 introduce, 3 done */
+    uint64_t deadline;
+};
+
+/* ---- /proc readings of the server ---- */
+
+static long lg_rss_kb(int pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    FILE *f;
+    snprintf(path, sizeof path, "/proc/%d/status", pid);
+    if (!(f = fopen(path, "r")))
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+static unsigned long long lg_cpu_ticks(int pid)
+{
+    char path[64], buf[1024];
+    unsigned long long ut = 0, st = 0;
+    FILE *f;
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    if (!(f = fopen(path, "r")))
+        return 0;
+    if (fgets(buf, sizeof buf, f)) {
+        /* fields 14 and 15 (utime, stime) follow the parenthesised command name */
+        char *p = strrchr(buf, ')');
+        if (p)
+            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st);
+    }
+    fclose(f);
+    return ut + st;
+}
+
+/* ---- peers ---- */
+
+static void lg_id(unsigned idx, char *out, size_t len)
+{
+    snprintf(out, len, "lg%07u", idx);
+}
+
+static void lg_send(struct lg_peer *p, const char *line, size_t n)
+{
+    uv_buf_t b = uv_buf_init((char *)line, (unsigned)n);
+    /* lines are short and the socket buffer is empty or nearly so; a partial write is a
+     * failure of the run, counted, not retried */
+    if (uv_try_write((uv_stream_t *)&p->tcp, &b, 1) != (int)n && !p->dead) {
+        p->dead = true;
+        p->lg->failed++;
+    }
+}
+
+/* The answer to the server's challenge: a hello signed over its nonce. */
+static void lg_send_hello(struct lg_peer *p, const char *challenge)
+{
+    struct proto_msg c, m;
+    char line[PROTO_MAX_LINE], why[160];
+    unsigned char msg[AUTH_HELLO_MSG_MAX];
+    size_t mlen;
+    int n;
+    if (proto_decode(challenge, strlen(challenge), PROTO_TO_PEER, &c, why, sizeof why) !=
+            PROTO_OK ||
+        c.type != PROTO_CHALLENGE) {
+        fprintf(stderr, "loadgen: peer %u: bad challenge: %s\n", p->idx, why);
+        p->dead = true;
+        p->lg->failed++;
+        return;
+    }
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_HELLO;
+    m.u.hello.version = PROTO_VERSION;
+    lg_id(p->idx, m.u.hello.id, sizeof m.u.hello.id);
+    mlen = auth_hello_msg(c.u.challenge.nonce, m.u.hello.id, msg);
+    memcpy(m.u.hello.key, p->lg->pk, sizeof p->lg->pk);
+    crypto_sign_detached(m.u.hello.sig, NULL, msg, mlen, p->lg->sk);
+    m.u.hello.has_key = m.u.hello.has_sig = true;
+    if ((n = proto_encode(&m, line, sizeof line)) > 0)
+        lg_send(p, line, (size_t)n);
+}
+
+static void lg_intro_half(struct lg *lg, struct lg_peer *p)
+{
+    unsigned half = lg->o.peers / 2, pair = p->idx % half;
+    uint64_t t0 = p->intro_t0;
+    if (!t0)
+        return;
+    p->intro_t0 = 0;
+    if (++lg->halves[pair] < 2)
+        return;
+    lg->halves[pair] = 0;
+    if (lg->done < lg->o.intros)
+        lg->lat_ns[lg->done] = uv_hrtime() - t0;
+    lg->done++;
+    lg->intro_t1 = uv_hrtime();
+}
+
+static void lg_on_line(struct lg_peer *p, const char *line)
+{
+    struct lg *lg = p->lg;
+    if (strstr(line, "\"type\":\"challenge\"")) {
+        lg_send_hello(p, line);
+    } else if (strstr(line, "\"type\":\"welcome\"") && !p->registered) {
+        p->registered = true;
+        lg->registered++;
+        lg->connecting--;
+        lg->reg_t1 = uv_hrtime();
+    } else if (strstr(line, "\"type\":\"punch\"")) {
+        lg_intro_half(lg, p);
+    } else if (strstr(line, "\"type\":\"ping\"")) {
+        /* answer, or the server takes us for dead */
+        const char *seq = strstr(line, "\"seq\":");
+        char pong[64];
+        int n = snprintf(pong, sizeof pong, "{\"type\":\"pong\",\"seq\":%lld}\n",
+                         seq ? atoll(seq + 6) : 0LL);
+        lg_send(p, pong, (size_t)n);
+    } else if (strstr(line, "\"type\":\"error\"") && !p->dead) {
+        fprintf(stderr, "loadgen: peer %u: %s\n", p->idx, line);
+        p->dead = true;
+        lg->failed++;
+    }
+}
+
+static void lg_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct lg_peer *p = (struct lg_peer *)h;
+    (void)suggested;
+    *buf = uv_buf_init(p->buf + p->len, (unsigned)(sizeof p->buf - 1 - p->len));
+}
+
+static void lg_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct lg_peer *p = (struct lg_peer *)s;
+    char *start, *nl;
+    (void)buf;
+    if (nread < 0) {
+        if (!p->dead) {
+            p->dead = true;
+            p->lg->failed++;
+        }
+        uv_read_stop(s);
+        return;
+    }
+    p->len += (size_t)nread;
+    p->buf[p->len] = '\0';
+    start = p->buf;
+    while ((nl = strchr(start, '\n'))) {
+        *nl = '\0';
+        lg_on_line(p, start);
+        start = nl + 1;
+    }
+    p->len -= (size_t)(start - p->buf);
+    memmove(p->buf, start, p->len);
+    if (p->len >= sizeof p->buf - 1) /* a line longer than we expect: drop it */
+        p->len = 0;
+}
+
+static void lg_on_connect(uv_connect_t *req, int status)
+{
+    struct lg_peer *p = req->data;
+    if (status < 0) {
+        p->dead = true;
+        p->lg->failed++;
+        p->lg->connecting--;
+        return;
+    }
+    uv_read_start((uv_stream_t *)&p->tcp, lg_alloc, lg_on_read);
+}
+
+static int lg_open(struct lg *lg, unsigned idx)
+{
+    struct lg_peer *p = &lg->peer[idx];
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    unsigned k = idx / LG_PEERS_PER_SRC;
+    int rc;
+    p->lg = lg;
+    p->idx = idx;
+    uv_tcp_init(lg->loop, &p->tcp);
+    /* 127.1.k.1 ...: every source address brings its own ephemeral ports */
+    src.sin_addr.s_addr = htonl(0x7f010001u + (k << 8));
+    if ((rc = uv_tcp_bind(&p->tcp, (struct sockaddr *)&src, 0)) < 0)
+        return rc;
+    p->creq.data = p;
+    return uv_tcp_connect(&p->creq, &p->tcp, (struct sockaddr *)&lg->server, lg_on_connect);
+}
+
+/* ---- phases ---- */
+
+static void lg_register_more(struct lg *lg)
+{
+    while (lg->next_connect < lg->o.peers && lg->connecting < LG_CONNECTING_MAX) {
+        int rc = lg_open(lg, lg->next_connect);
+        lg->next_connect++;
+        if (rc < 0) {
+            fprintf(stderr, "loadgen: connect: %s\n", uv_strerror(rc));
+            lg->failed++;
+            continue;
+        }
+        lg->connecting++;
+    }
+}
+
+static void lg_introduce(struct lg *lg, uint64_t now)
+{
+    unsigned half = lg->o.peers / 2;
+    char line[160], target[PROTO_MAX_ID + 1];
+    lg->credit += lg->o.rate / 1000.0;
+    while (lg->credit >= 1 && lg->sent < lg->o.intros) {
+        unsigned pair = lg->sent % half;
+        struct lg_peer *a = &lg->peer[pair], *b = &lg->peer[pair + half];
+        int n;
+        lg->credit -= 1;
+        if (a->intro_t0 || b->intro_t0 || a->dead || b->dead) {
+            /* the pair's previous introduction is still open: skip it this time */
+            lg->busy_skips++;
+            lg->sent++;
+            continue;
+        }
+        lg_id(b->idx, target, sizeof target);
+        n = snprintf(line, sizeof line, "{\"type\":\"connect\",\"target\":\"%s\"}\n", target);
+        a->intro_t0 = b->intro_t0 = now;
+        lg_send(a, line, (size_t)n);
+        lg->sent++;
+    }
+}
+
+static void lg_stop(struct lg *lg)
+{
+    lg->phase = 3;
+    uv_timer_stop(&lg->tick);
+    uv_stop(lg->loop);
+}
+
+static void lg_on_tick(uv_timer_t *t)
+{
+    struct lg *lg = t->data;
+    uint64_t now = uv_hrtime();
+    if (now > lg->deadline) {
+        fprintf(stderr, "loadgen: deadline reached in phase %d\n", lg->phase);
+        lg_stop(lg);
+        return;
+    }
+    if (lg->phase == 1) {
+        lg_register_more(lg);
+        if (lg->registered + lg->failed >= lg->o.peers) {
+            lg->rss_reg_kb = lg->o.server_pid ? lg_rss_kb(lg->o.server_pid) : -1;
+            lg->cpu0 = lg->o.server_pid ? lg_cpu_ticks(lg->o.server_pid) : 0;
+            lg->phase = 2;
+            lg->intro_t0 = lg->intro_t1 = now;
+        }
+        return;
+    }
+    if (lg->phase == 2) {
+        lg_introduce(lg, now);
+        if (lg->sent >= lg->o.intros && lg->done + lg->busy_skips >= lg->o.intros) {
+            lg->cpu1 = lg->o.server_pid ? lg_cpu_ticks(lg->o.server_pid) : 0;
+            lg_stop(lg);
+        }
+    }
+}
+
+/* ---- report ---- */
+
+static int lg_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double lg_pct(const uint64_t *v, unsigned n, double q)
+{
+    if (!n)
+        return 0;
+    return v[(unsigned)((n - 1) * q)] / 1e6;
+}
+
+static void lg_report(struct lg *lg)
+{
+    unsigned n = lg->done < lg->o.intros ? lg->done : lg->o.intros;
+    double reg_s = (lg->reg_t1 - lg->reg_t0) / 1e9, intro_s = (lg->intro_t1 - lg->intro_t0) / 1e9;
+    double per_peer = lg->rss_reg_kb > 0 && lg->registered
+                          ? (lg->rss_reg_kb - lg->rss_base_kb) * 1024.0 / lg->registered
+                          : -1;
+    double cpu = intro_s > 0 ? (lg->cpu1 - lg->cpu0) / (double)sysconf(_SC_CLK_TCK) / intro_s : -1;
+    qsort(lg->lat_ns, n, sizeof *lg->lat_ns, lg_cmp);
+    if (lg->o.json) {
+        printf("{\"peers\":%u,\"registered\":%u,\"failed\":%u,\"registrations_per_s\":%.0f,"
+               "\"intros\":%u,\"intros_per_s\":%.0f,\"skipped\":%u,\"p50_ms\":%.3f,"
+               "\"p99_ms\":%.3f,\"max_ms\":%.3f,\"rss_per_peer_bytes\":%.0f,"
+               "\"server_cpu\":%.3f}\n",
+               lg->o.peers, lg->registered, lg->failed, reg_s > 0 ? lg->registered / reg_s : 0, n,
+               intro_s > 0 ? n / intro_s : 0, lg->busy_skips, lg_pct(lg->lat_ns, n, 0.5),
+               lg_pct(lg->lat_ns, n, 0.99), lg_pct(lg->lat_ns, n, 1), per_peer, cpu);
+        return;
+    }
+    printf("peers registered   %u of %u (%u failed) in %.2f s: %.0f/s\n", lg->registered,
+           lg->o.peers, lg->failed, reg_s, reg_s > 0 ? lg->registered / reg_s : 0);
+    printf("introductions      %u done in %.2f s: %.0f/s (%u skipped: pair still busy)\n", n,
+           intro_s, intro_s > 0 ? n / intro_s : 0, lg->busy_skips);
+    printf("latency            p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
+           lg_pct(lg->lat_ns, n, 0.5), lg_pct(lg->lat_ns, n, 0.99), lg_pct(lg->lat_ns, n, 1));
+    if (per_peer >= 0)
+        printf("server memory      %.0f bytes RSS per registered peer\n", per_peer);
+    if (cpu >= 0)
+        printf("server CPU         %.0f %% of one core during introductions\n", cpu * 100);
+}
+
+/* ---- setup ---- */
+
+static void lg_usage(FILE *f)
+{
+    fprintf(f, "Usage: tcpunch-loadgen [OPTIONS]\n"
+               "Simulated peers against a tcpunch-rendezvous on loopback.\n\n"
+               "  -s, --server HOST:PORT  server (default 127.0.0.1:7000)\n"
+               "  -n, --peers N           peers to register, even, >= 2 (default 1000)\n"
+               "  -r, --rate N            introductions per second (default 1000)\n"
+               "  -i, --intros N          introductions in total (default peers/2)\n"
+               "  -t, --seconds N         stop after N seconds whatever happens (default 120)\n"
+               "  -p, --server-pid PID    read the server's RSS and CPU from /proc\n"
+               "      --json              one JSON object on stdout\n"
+               "  -h, --help\n\n"
+               "The server needs --max-peers and a file limit above N; peers answer pings.\n"
+               "Exit: 0 all registered and introduced, 1 usage, 2 some failed or timed out.\n");
+}
+
+static int lg_parse(int argc, char **argv, struct lg_opts *o)
+{
+    static const struct option longs[] = {
+        {"server", required_argument, NULL, 's'},    {"peers", required_argument, NULL, 'n'},
+        {"rate", required_argument, NULL, 'r'},      {"intros", required_argument, NULL, 'i'},
+        {"seconds", required_argument, NULL, 't'},   {"server-pid", required_argument, NULL, 'p'},
+        {"json", no_argument, NULL, 'j'},            {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int c;
+    *o = (struct lg_opts){"127.0.0.1:7000", 1000, 1000, 0, 120, 0, false};
+    while ((c = getopt_long(argc, argv, "s:n:r:i:t:p:h", longs, NULL)) != -1) {
+        switch (c) {
+        case 's': o->server = optarg; break;
+        case 'n': o->peers = (unsigned)strtoul(optarg, NULL, 10); break;
+        case 'r': o->rate = (unsigned)strtoul(optarg, NULL, 10); break;
+        case 'i': o->intros = (unsigned)strtoul(optarg, NULL, 10); break;
+        case 't': o->seconds = (unsigned)strtoul(optarg, NULL, 10); break;
+        case 'p': o->server_pid = atoi(optarg); break;
+        case 'j': o->json = true; break;
+        case 'h': lg_usage(stdout); exit(0);
+        default: lg_usage(stderr); return -1;
+        }
+    }
+    if (o->peers < 2 || o->peers % 2 || o->peers > 2000000 || o->rate < 1 || o->seconds < 1) {
+        fprintf(stderr, "loadgen: --peers must be even and 2..2000000, --rate and --seconds >= 1\n");
+        return -1;
+    }
+    if (!o->intros)
+        o->intros = o->peers / 2;
+    return 0;
+}
+
+static void lg_raise_nofile(unsigned peers)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)peers + 256;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
+        rl.rlim_cur = want;
+        if (rl.rlim_max < want)
+            rl.rlim_max = want; /* root may raise the hard limit */
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            fprintf(stderr, "loadgen: cannot raise the file limit to %llu: %s\n",
+                    (unsigned long long)want, strerror(errno));
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct lg lg;
+    char err[200];
+    int rc = 2;
+    memset(&lg, 0, sizeof lg);
+    if (lg_parse(argc, argv, &lg.o) < 0)
+        return 1;
+    if (sodium_init() < 0) {
+        fprintf(stderr, "loadgen: libsodium failed to initialise\n");
+        return 1;
+    }
+    crypto_sign_keypair(lg.pk, lg.sk);
+    if (ep_resolve(lg.o.server, false, &lg.server, err, sizeof err) < 0) {
+        fprintf(stderr, "loadgen: --server: %s\n", err);
+        return 1;
+    }
+    lg_raise_nofile(lg.o.peers);
+    lg.peer = calloc(lg.o.peers, sizeof *lg.peer);
+    lg.lat_ns = calloc(lg.o.intros, sizeof *lg.lat_ns);
+    lg.halves = calloc(lg.o.peers / 2, sizeof *lg.halves);
+    if (!lg.peer || !lg.lat_ns || !lg.halves) {
+        fprintf(stderr, "loadgen: out of memory\n");
+        goto out;
+    }
+    lg.loop = uv_default_loop();
+    lg.rss_base_kb = lg.o.server_pid ? lg_rss_kb(lg.o.server_pid) : -1;
+    lg.phase = 1;
+    lg.reg_t0 = uv_hrtime();
+    lg.deadline = lg.reg_t0 + (uint64_t)lg.o.seconds * 1000000000u;
+    uv_timer_init(lg.loop, &lg.tick);
+    lg.tick.data = &lg;
+    uv_timer_start(&lg.tick, lg_on_tick, 0, 1);
+    uv_run(lg.loop, UV_RUN_DEFAULT);
+    lg_report(&lg);
+    rc = lg.registered == lg.o.peers && lg.done + lg.busy_skips >= lg.o.intros ? 0 : 2;
+out:
+    /* the process ends here: the kernel closes every socket at once, which is also the fastest
+     * way to let the server see 100k peers leave */
+    free(lg.peer);
+    free(lg.lat_ns);
+    free(lg.halves);
+    return rc;
+}

@@ -1,0 +1,19 @@
+/* Which identity key we accept for a peer (known_peers, --peer-key, the server's word) and the
+ * trust-on-first-use record afterwards (README, "Identities"). */
+#ifndef TP_TRUST_H
+#define TP_TRUST_H
+
+#include "peer/peer.h"
+#include "peer/shake.h"
+
+/* Fills t for the peer called name (an id, or HOST:PORT in direct mode): --peer-key from o, the
+ * known_peers lines for name, and server_pk, the key the server says the peer registered with
+ * (NULL: none). Returns EXIT_DONE, or EXIT_LOCAL after logging why. */
+int trust_prepare(const struct peer_opts *o, const char *name, const unsigned char *server_pk,
+                  struct shake_trust *t);
+
+/* After a verified handshake with pk: a peer seen for the first time is recorded in known_peers
+ * and its fingerprint printed, like ssh's first contact. */
+void trust_record(const struct shake_trust *t, const unsigned char *pk);
+
+#endif

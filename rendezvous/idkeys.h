@@ -1,0 +1,55 @@
+/* Tables of id -> Ed25519 public key, and the files they come from: the id database
+ * (--id-db: which key owns which id, first key wins, kept across restarts) and the allowlist
+ * (--authorized: the only id/key pairs that may register). Both files have one pair per line,
+ * "ID BASE64-KEY"; blank lines and lines starting with '#' are ignored. */
+#ifndef TP_IDKEYS_H
+#define TP_IDKEYS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "proto/proto.h"
+
+struct ik;
+
+enum ik_status { IK_OK = 0, IK_EXISTS, IK_FULL, IK_NOMEM };
+
+/* At most max pairs (0: no limit). Returns NULL when out of memory. */
+struct ik *ik_new(size_t max);
+void ik_free(struct ik *t);
+
+/* The key bound to id, or NULL. */
+const unsigned char *ik_find(const struct ik *t, const char *id);
+/* Binds id to key unless id is bound already (IK_EXISTS: the first key stays). */
+enum ik_status ik_add(struct ik *t, const char *id, const unsigned char key[PROTO_KEY_BYTES]);
+size_t ik_count(const struct ik *t);
+
+/* How ik_load treats what the file holds besides well-formed, distinct pairs. */
+enum ik_mode {
+    IK_ALLOWLIST, /* an operator's file: a second line for an id is an error */
+    IK_DATABASE,  /* the server's own file: a second line for an id is dropped (first key wins),
+                   * and an unterminated last line that does not parse is the remains of a write
+                   * cut short by a crash, dropped too */
+};
+
+struct ik_load_info {
+    size_t lines;   /* pairs read */
+    size_t dropped; /* IK_DATABASE: lines dropped */
+    bool rewrite;   /* IK_DATABASE: lines were dropped or the last one is unterminated */
+};
+
+/* Adds the pairs in path to t. A missing file is an empty one when missing_ok. Returns 0, or -1
+ * with "PATH:LINE: reason" (or "PATH: reason") in err. */
+int ik_load(struct ik *t, const char *path, enum ik_mode mode, bool missing_ok,
+            struct ik_load_info *info, char *err, size_t errlen);
+
+/* Rewrites path to hold exactly the pairs of t (a temporary file, fsync, rename). */
+int ik_rewrite(const struct ik *t, const char *path, char *err, size_t errlen);
+
+/* Opens path for appending (created 0600 when missing). Returns the descriptor or -1 with err. */
+int ik_open_append(const char *path, char *err, size_t errlen);
+/* Appends one pair and waits until it is on disk. Returns 0 or -1 with err. */
+int ik_append(int fd, const char *id, const unsigned char key[PROTO_KEY_BYTES], char *err,
+              size_t errlen);
+
+#endif

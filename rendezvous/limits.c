@@ -1,0 +1,245 @@
+#include "rendezvous/limits.h"
+
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LIM_MIN_BUCKETS 64u
+/* A bucket holds at most one second's worth of tokens, so a source idle this long has a full
+ * one and its entry carries no information any more. */
+#define LIM_IDLE_MS 1000
+
+struct lim_src {
+    struct lim_src *hnext;
+    struct lim_src *prev, *next; /* on the idle list while conns == 0, oldest first */
+    uint64_t hash;
+    uint64_t idle_since;
+    uint32_t conns;
+    bool idle; /* on the idle list */
+    uint8_t family;
+    unsigned char addr[16]; /* IPv4: 4 bytes; IPv6: the /64 prefix, rest zero */
+    struct lim_bucket bucket;
+};
+
+struct lim {
+    struct lim_cfg cfg;
+    struct lim_src **buckets;
+    size_t nbuckets; /* a power of two */
+    size_t count;
+    struct lim_src *idle_head, *idle_tail;
+    unsigned char key[crypto_shorthash_KEYBYTES];
+};
+
+int lim_take(struct lim_bucket *b, unsigned rate, uint64_t now_ms)
+{
+    uint64_t refill;
+    if (rate == 0)
+        return 0;
+    refill = (now_ms - b->last_ms) * rate; /* rate tokens/s = rate milli-tokens/ms */
+    b->milli = refill >= b->milli ? 0 : b->milli - (uint32_t)refill;
+    b->last_ms = now_ms;
+    if ((uint64_t)b->milli + 1000 > (uint64_t)rate * 1000)
+        return -1;
+    b->milli += 1000;
+    return 0;
+}
+
+struct lim *lim_new(const struct lim_cfg *cfg)
+{
+    struct lim *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->cfg = *cfg;
+    l->nbuckets = LIM_MIN_BUCKETS;
+    l->buckets = calloc(l->nbuckets, sizeof *l->buckets);
+    if (!l->buckets) {
+        free(l);
+        return NULL;
+    }
+    /* sources choose their addresses (an IPv6 /48 holds 65536 /64s): a keyed hash keeps them
+     * from piling into one chain */
+    randombytes_buf(l->key, sizeof l->key);
+    return l;
+}
+
+void lim_free(struct lim *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->nbuckets; i++) {
+        struct lim_src *e = l->buckets[i];
+        while (e) {
+            struct lim_src *next = e->hnext;
+            free(e);
+            e = next;
+        }
+    }
+    free(l->buckets);
+    free(l);
+}
+
+/* The part of the address that identifies a source. Returns its length, 0 for other families. */
+static size_t lim_key_of(const struct sockaddr *sa, uint8_t *family, unsigned char out[16])
+{
+    memset(out, 0, 16);
+    *family = (uint8_t)sa->sa_family;
+    if (sa->sa_family == AF_INET) {
+        memcpy(out, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        return 4;
+    }
+    if (sa->sa_family == AF_INET6) {
+        memcpy(out, &((const struct sockaddr_in6 *)sa)->sin6_addr, 8);
+        return 16;
+    }
+    return 0;
+}
+
+static uint64_t lim_hash(const struct lim *l, uint8_t family, const unsigned char addr[16])
+{
+    unsigned char in[17], out[crypto_shorthash_BYTES];
+    uint64_t h;
+    in[0] = family;
+    memcpy(in + 1, addr, 16);
+    crypto_shorthash(out, in, sizeof in, l->key);
+    memcpy(&h, out, sizeof h);
+    return h;
+}
+
+static void lim_idle_unlink(struct lim *l, struct lim_src *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        l->idle_head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        l->idle_tail = e->prev;
+    e->prev = e->next = NULL;
+    e->idle = false;
+}
+
+static void lim_idle_push(struct lim *l, struct lim_src *e, uint64_t now_ms)
+{
+    e->idle_since = now_ms;
+    e->idle = true;
+    e->prev = l->idle_tail;
+    e->next = NULL;
+    if (l->idle_tail)
+        l->idle_tail->next = e;
+    else
+        l->idle_head = e;
+    l->idle_tail = e;
+}
+
+/* Doubles the table; on allocation failure the old one stays (correct, only slower). */
+static void lim_grow(struct lim *l)
+{
+    size_t n = l->nbuckets * 2;
+    struct lim_src **b = calloc(n, sizeof *b);
+    if (!b)
+        return;
+    for (size_t i = 0; i < l->nbuckets; i++) {
+        struct lim_src *e = l->buckets[i];
+        while (e) {
+            struct lim_src *next = e->hnext;
+            e->hnext = b[e->hash & (n - 1)];
+            b[e->hash & (n - 1)] = e;
+            e = next;
+        }
+    }
+    free(l->buckets);
+    l->buckets = b;
+    l->nbuckets = n;
+}
+
+static struct lim_src **lim_slot(const struct lim *l, uint8_t family, const unsigned char *addr,
+                                 uint64_t h)
+{
+    struct lim_src **pp = &l->buckets[h & (l->nbuckets - 1)];
+    for (; *pp; pp = &(*pp)->hnext)
+        if ((*pp)->hash == h && (*pp)->family == family && memcmp((*pp)->addr, addr, 16) == 0)
+            break;
+    return pp;
+}
+
+static struct lim_src *lim_insert(struct lim *l, uint8_t family, const unsigned char *addr,
+                                  uint64_t h, uint64_t now_ms)
+{
+    struct lim_src *e;
+    if (l->count >= l->cfg.max_sources)
+        return NULL;
+    e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->hash = h;
+    e->family = family;
+    memcpy(e->addr, addr, 16);
+    e->bucket.last_ms = now_ms;
+    e->hnext = l->buckets[h & (l->nbuckets - 1)];
+    l->buckets[h & (l->nbuckets - 1)] = e;
+    l->count++;
+    if (l->count > l->nbuckets - l->nbuckets / 4)
+        lim_grow(l);
+    return e;
+}
+
+static void lim_remove(struct lim *l, struct lim_src *e)
+{
+    struct lim_src **pp = lim_slot(l, e->family, e->addr, e->hash);
+    if (*pp == e)
+        *pp = e->hnext;
+    if (e->idle)
+        lim_idle_unlink(l, e);
+    l->count--;
+    free(e);
+}
+
+enum lim_verdict lim_admit(struct lim *l, const struct sockaddr *sa, uint64_t now_ms,
+                           struct lim_src **src)
+{
+    unsigned char addr[16];
+    uint8_t family;
+    uint64_t h;
+    struct lim_src *e;
+
+    *src = NULL;
+    if (lim_key_of(sa, &family, addr) == 0)
+        return LIM_OK; /* not an IP source: nothing to count it by */
+    lim_expire(l, now_ms);
+    h = lim_hash(l, family, addr);
+    e = *lim_slot(l, family, addr, h);
+    if (!e && !(e = lim_insert(l, family, addr, h, now_ms)))
+        return LIM_FULL;
+    if (l->cfg.max_per_ip && e->conns >= l->cfg.max_per_ip)
+        return LIM_CONNS;
+    if (lim_take(&e->bucket, l->cfg.rate_per_ip, now_ms) < 0)
+        return LIM_RATE; /* a source with no connection is on the idle list already */
+    if (e->idle)
+        lim_idle_unlink(l, e);
+    e->conns++;
+    *src = e;
+    return LIM_OK;
+}
+
+void lim_release(struct lim *l, struct lim_src *src, uint64_t now_ms)
+{
+    if (!src || src->conns == 0)
+        return;
+    if (--src->conns == 0)
+        lim_idle_push(l, src, now_ms);
+}
+
+void lim_expire(struct lim *l, uint64_t now_ms)
+{
+    struct lim_src *e;
+    while ((e = l->idle_head) && now_ms - e->idle_since >= LIM_IDLE_MS)
+        lim_remove(l, e);
+}
+
+size_t lim_sources(const struct lim *l)
+{
+    return l->count;
+}

@@ -1,0 +1,188 @@
+/* The server's per-address limits (token buckets, connection counts, a bounded table that
+ * forgets idle sources) and the id/key files (--id-db, --authorized). */
+#include "check.h"
+#include "common/identity.h"
+#include "rendezvous/idkeys.h"
+#include "rendezvous/limits.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static struct sockaddr_storage addr(const char *ip)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    if (strchr(ip, ':')) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        inet_pton(AF_INET6, ip, &a->sin6_addr);
+    } else {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        inet_pton(AF_INET, ip, &a->sin_addr);
+    }
+    return ss;
+}
+
+static enum lim_verdict admit(struct lim *l, const char *ip, uint64_t now, struct lim_src **src)
+{
+    struct sockaddr_storage ss = addr(ip);
+    return lim_admit(l, (const struct sockaddr *)&ss, now, src);
+}
+
+static void t_bucket(void)
+{
+    struct lim_bucket b;
+    memset(&b, 0, sizeof b);
+    b.last_ms = 1000;
+    for (int i = 0; i < 5; i++)
+        CHECK_INT(lim_take(&b, 5, 1000), 0);
+    CHECK_INT(lim_take(&b, 5, 1000), -1);
+    CHECK_INT(lim_take(&b, 5, 1199), -1); /* 0.995 tokens back */
+    CHECK_INT(lim_take(&b, 5, 1200), 0);  /* one token per 200 ms */
+    CHECK_INT(lim_take(&b, 5, 1200), -1);
+    CHECK_INT(lim_take(&b, 5, 100000), 0); /* a long pause refills to the burst, no more */
+    for (int i = 0; i < 4; i++)
+        CHECK_INT(lim_take(&b, 5, 100000), 0);
+    CHECK_INT(lim_take(&b, 5, 100000), -1);
+    CHECK_INT(lim_take(&b, 0, 100000), 0); /* rate 0: no limit */
+}
+
+static void t_per_source(void)
+{
+    struct lim_cfg cfg = {.max_per_ip = 2, .rate_per_ip = 3, .max_sources = 3};
+    struct lim *l;
+    struct lim_src *a1, *a2, *a3, *b, *v6a, *v6b, *x;
+    if (!CHECK(sodium_init() >= 0)) /* the table's hash key comes from randombytes */
+        return;
+    l = lim_new(&cfg);
+    if (!CHECK(l))
+        return;
+    CHECK_INT(admit(l, "192.0.2.1", 0, &a1), LIM_OK);
+    CHECK_INT(admit(l, "192.0.2.1", 0, &a2), LIM_OK);
+    CHECK_INT(admit(l, "192.0.2.1", 0, &a3), LIM_CONNS);
+    CHECK(a3 == NULL);
+    CHECK_INT(admit(l, "192.0.2.2", 0, &b), LIM_OK); /* another address is not affected */
+    lim_release(l, a1, 10);
+    CHECK_INT(admit(l, "192.0.2.1", 10, &a1), LIM_OK); /* the 3rd token */
+    lim_release(l, a1, 20);
+    CHECK_INT(admit(l, "192.0.2.1", 20, &a1), LIM_RATE); /* bucket empty, not the cap */
+    /* IPv6 is counted per /64 */
+    CHECK_INT(admit(l, "2001:db8::1", 0, &v6a), LIM_OK);
+    CHECK_INT(admit(l, "2001:db8::ffff:2", 0, &v6b), LIM_OK);
+    CHECK(v6a == v6b);
+    CHECK_INT(lim_sources(l), 3);
+    /* the table is full: a new source is refused rather than grown */
+    CHECK_INT(admit(l, "198.51.100.9", 30, &x), LIM_FULL);
+    /* sources with no connection are forgotten a second after their last one closed */
+    lim_release(l, a2, 40);
+    lim_release(l, b, 40);
+    lim_release(l, v6a, 40);
+    lim_release(l, v6b, 40);
+    lim_expire(l, 1039);
+    CHECK_INT(lim_sources(l), 3);
+    lim_expire(l, 1040);
+    CHECK_INT(lim_sources(l), 0);
+    CHECK_INT(admit(l, "198.51.100.9", 1040, &x), LIM_OK);
+    lim_release(l, x, 1041);
+    lim_free(l);
+}
+
+static char *tmpfile_with(const char *text)
+{
+    static char path[64];
+    int fd;
+    snprintf(path, sizeof path, "/tmp/test_limits.XXXXXX");
+    fd = mkstemp(path);
+    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+        check_fail_(__FILE__, __LINE__, "cannot write %s", path);
+    if (fd >= 0)
+        close(fd);
+    return path;
+}
+
+#define K1 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+#define K2 "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
+
+static void t_files(void)
+{
+    struct ik_load_info info;
+    char err[300];
+    struct ik *t = ik_new(0);
+    char *p;
+    const unsigned char *k;
+    if (!CHECK(t))
+        return;
+    p = tmpfile_with("# operators' notes\n\n  alice\t" K1 "  \nbob " K2 "\n");
+    CHECK_INT(ik_load(t, p, IK_ALLOWLIST, false, &info, err, sizeof err), 0);
+    CHECK_INT(info.lines, 2);
+    k = ik_find(t, "alice");
+    CHECK(k && k[0] == 0 && k[31] == 31);
+    CHECK(ik_find(t, "carol") == NULL);
+    unlink(p);
+    ik_free(t);
+
+    /* errors name the line */
+    struct {
+        const char *text, *want;
+    } bad[] = {
+        {"alice " K1 "\nbob\n", ":2: expected"},
+        {"al ice " K1 "\n", ":1: the key of \"al\""},
+        {"a/b " K1 "\n", ":1: \"a/b\" is not an id"},
+        {"alice AAAA\n", ":1: the key of \"alice\""},
+        {"alice " K1 "\nalice " K2 "\n", ":2: \"alice\" is listed twice"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        t = ik_new(0);
+        p = tmpfile_with(bad[i].text);
+        err[0] = '\0';
+        CHECK_INT(ik_load(t, p, IK_ALLOWLIST, false, &info, err, sizeof err), -1);
+        CHECK_MSG(strstr(err, bad[i].want) != NULL, "case %zu: \"%s\" lacks \"%s\"", i, err,
+                  bad[i].want);
+        unlink(p);
+        ik_free(t);
+    }
+
+    /* the database: first key wins, a torn tail is dropped, and a rewrite keeps the order */
+    t = ik_new(0);
+    p = tmpfile_with("alice " K1 "\nbob " K2 "\nalice " K2 "\ncarol AQID");
+    CHECK_INT(ik_load(t, p, IK_DATABASE, false, &info, err, sizeof err), 0);
+    CHECK_INT(info.lines, 2);
+    CHECK_INT(info.dropped, 2);
+    CHECK(info.rewrite);
+    k = ik_find(t, "alice");
+    CHECK(k && k[0] == 0);
+    CHECK_INT(ik_rewrite(t, p, err, sizeof err), 0);
+    {
+        FILE *f = fopen(p, "r");
+        char buf[256] = "";
+        size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        buf[n] = '\0';
+        if (f)
+            fclose(f);
+        CHECK_STR(buf, "alice " K1 "\nbob " K2 "\n");
+    }
+    CHECK_INT(ik_add(t, "alice", ik_find(t, "bob")), IK_EXISTS);
+    unlink(p);
+    ik_free(t);
+
+    /* a bounded table refuses ids beyond its size */
+    t = ik_new(1);
+    {
+        unsigned char key[PROTO_KEY_BYTES] = {0};
+        CHECK_INT(ik_add(t, "a", key), IK_OK);
+        CHECK_INT(ik_add(t, "b", key), IK_FULL);
+    }
+    ik_free(t);
+    /* a missing database is an empty one */
+    t = ik_new(0);
+    CHECK_INT(ik_load(t, "/nonexistent/ids", IK_DATABASE, true, &info, err, sizeof err), 0);
+    CHECK_INT(ik_load(t, "/nonexistent/ids", IK_ALLOWLIST, false, &info, err, sizeof err), -1);
+    ik_free(t);
+}
+
+CHECK_MAIN(TEST(t_bucket), TEST(t_per_source), TEST(t_files))

@@ -1,0 +1,329 @@
+/* The end-to-end handshake (peer/shake.c): a full responder/initiator exchange agreeing on the
+ * stream keys, the direct-mode variant, and the attacks it must stop: a forged or missing
+ * signature, another key in place of the peer's, a shake replayed from an earlier handshake, a
+ * reflected shake, and keys that known_peers, --peer-key or the server do not vouch for. */
+#include "check.h"
+#include "peer/shake.h"
+
+#include <stdlib.h>
+
+#define SESSION "0123456789abcdef0123456789abcdef"
+
+static struct identity id_i, id_r, id_m; /* initiator (alice), responder (bob), mallory */
+
+static void ctx(struct shake_ctx *s, enum proto_role role, const struct identity *id,
+                const char *self, const char *peer)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->session, sizeof s->session, "%s", SESSION);
+    snprintf(s->self, sizeof s->self, "%s", self);
+    snprintf(s->peer, sizeof s->peer, "%s", peer);
+    snprintf(s->trust.name, sizeof s->trust.name, "%s", peer);
+    s->role = role;
+    s->ident = id;
+    shake_init(s);
+}
+
+struct line {
+    char b[PROTO_MAX_LINE];
+    size_t n; /* without the newline */
+};
+
+static struct line enc(const struct shake_ctx *s, enum proto_type t, const struct shake_peer *p)
+{
+    struct line l;
+    int n = shake_encode(s, t, p, l.b, sizeof l.b);
+    l.n = n > 0 ? (size_t)n - 1 : 0;
+    return l;
+}
+
+static enum shake_verdict ver(const struct shake_ctx *s, enum proto_type t, const struct line *l,
+                              struct shake_peer *p)
+{
+    char why[1024];
+    return shake_verify(s, t, l->b, l->n, p, why, sizeof why);
+}
+
+/* Re-encodes a line after edit changed its decoded message. */
+static struct line edit(const struct line *in, void (*fn)(struct proto_msg *))
+{
+    struct proto_msg m;
+    struct line out = {"", 0};
+    char why[200];
+    if (proto_decode(in->b, in->n, PROTO_PEER_TO_PEER, &m, why, sizeof why) != PROTO_OK)
+        return out;
+    fn(&m);
+    int n = proto_encode(&m, out.b, sizeof out.b);
+    out.n = n > 0 ? (size_t)n - 1 : 0;
+    return out;
+}
+
+/* The whole three-message exchange; returns whether both sides accepted and agreed on keys. */
+static bool exchange(struct shake_ctx *r, struct shake_ctx *i)
+{
+    struct shake_peer at_i = {0}, at_r = {0};
+    unsigned char itx[32], irx[32], rtx[32], rrx[32];
+    struct line l = enc(r, PROTO_SHAKE, NULL);
+    if (!CHECK_INT(ver(i, PROTO_SHAKE, &l, &at_i), SHAKE_OK))
+        return false;
+    l = enc(i, PROTO_SHAKE, &at_i);
+    if (!CHECK_INT(ver(r, PROTO_SHAKE, &l, &at_r), SHAKE_OK))
+        return false;
+    l = enc(r, PROTO_CONFIRM, &at_r);
+    if (!CHECK_INT(ver(i, PROTO_CONFIRM, &l, &at_i), SHAKE_OK))
+        return false;
+    CHECK(memcmp(at_i.key, r->ident->pk, 32) == 0);
+    CHECK(memcmp(at_r.key, i->ident->pk, 32) == 0);
+    CHECK(shake_keys(i, &at_i, itx, irx) == 0);
+    CHECK(shake_keys(r, &at_r, rtx, rrx) == 0);
+    CHECK(memcmp(itx, rrx, 32) == 0);
+    CHECK(memcmp(irx, rtx, 32) == 0);
+    CHECK(memcmp(itx, irx, 32) != 0);
+    return true;
+}
+
+static void t_exchange(void)
+{
+    struct shake_ctx r, i;
+    ctx(&r, PROTO_RESPONDER, &id_r, "bob", "alice");
+    ctx(&i, PROTO_INITIATOR, &id_i, "alice", "bob");
+    CHECK(exchange(&r, &i));
+    /* the lines carry what PROTOCOL.md says */
+    struct line l = enc(&r, PROTO_SHAKE, NULL);
+    CHECK(strstr(l.b, "\"key\":\"") && strstr(l.b, "\"eph\":\"") && !strstr(l.b, "\"sig\""));
+    shake_wipe(&r);
+    shake_wipe(&i);
+}
+
+static void t_initiator_needs_the_peer(void)
+{
+    struct shake_ctx i;
+    char b[PROTO_MAX_LINE];
+    ctx(&i, PROTO_INITIATOR, &id_i, "alice", "bob");
+    /* nothing to sign without the responder's shake */
+    CHECK(shake_encode(&i, PROTO_SHAKE, NULL, b, sizeof b) < 0);
+    CHECK(shake_encode(&i, PROTO_CONFIRM, NULL, b, sizeof b) < 0);
+}
+
+static void zero_sig(struct proto_msg *m)
+{
+    if (m->type == PROTO_SHAKE)
+        m->u.shake.sig[0] ^= 1;
+    else
+        m->u.confirm.sig[5] ^= 0x40;
+}
+static void drop_sig(struct proto_msg *m)
+{
+    m->u.shake.has_sig = false;
+}
+static void add_sig(struct proto_msg *m)
+{
+    m->u.shake.has_sig = true;
+}
+static void mallory_key(struct proto_msg *m)
+{
+    memcpy(m->u.shake.key, id_m.pk, 32);
+}
+static void other_eph(struct proto_msg *m)
+{
+    m->u.shake.eph[3] ^= 0x10;
+}
+static void other_to(struct proto_msg *m)
+{
+    snprintf(m->u.shake.to, sizeof m->u.shake.to, "carol");
+}
+static void other_session(struct proto_msg *m)
+{
+    m->u.shake.session[0] = 'f';
+}
+
+static void t_bad_signatures(void)
+{
+    struct shake_ctx r, i;
+    struct shake_peer at_i = {0}, at_r = {0};
+    ctx(&r, PROTO_RESPONDER, &id_r, "bob", "alice");
+    ctx(&i, PROTO_INITIATOR, &id_i, "alice", "bob");
+    struct line rs = enc(&r, PROTO_SHAKE, NULL);
+    CHECK_INT(ver(&i, PROTO_SHAKE, &rs, &at_i), SHAKE_OK);
+    struct line is = enc(&i, PROTO_SHAKE, &at_i);
+
+    struct line bad = edit(&is, zero_sig);
+    CHECK_INT(ver(&r, PROTO_SHAKE, &bad, &at_r), SHAKE_BAD);
+    bad = edit(&is, drop_sig);
+    CHECK_INT(ver(&r, PROTO_SHAKE, &bad, &at_r), SHAKE_BAD);
+    /* mallory's key in alice's signed shake: the signature does not verify under it */
+    bad = edit(&is, mallory_key);
+    CHECK_INT(ver(&r, PROTO_SHAKE, &bad, &at_r), SHAKE_BAD);
+    /* a different ephemeral key than the one signed */
+    bad = edit(&is, other_eph);
+    CHECK_INT(ver(&r, PROTO_SHAKE, &bad, &at_r), SHAKE_BAD);
+    bad = edit(&is, other_to);
+    CHECK_INT(ver(&r, PROTO_SHAKE, &bad, &at_r), SHAKE_BAD);
+    bad = edit(&is, other_session);
+    CHECK_INT(ver(&r, PROTO_SHAKE, &bad, &at_r), SHAKE_BAD);
+    CHECK(!at_r.seen);
+    /* a responder's shake never carries a signature */
+    bad = edit(&rs, add_sig);
+    struct shake_peer fresh = {0};
+    CHECK_INT(ver(&i, PROTO_SHAKE, &bad, &fresh), SHAKE_BAD);
+
+    /* the genuine shake passes; then a forged confirm does not */
+    CHECK_INT(ver(&r, PROTO_SHAKE, &is, &at_r), SHAKE_OK);
+    struct line cf = enc(&r, PROTO_CONFIRM, &at_r);
+    bad = edit(&cf, zero_sig);
+    CHECK_INT(ver(&i, PROTO_CONFIRM, &bad, &at_i), SHAKE_BAD);
+    /* a confirm signed by mallory for the same transcript */
+    struct shake_ctx m = r;
+    m.ident = &id_m;
+    struct line mc = enc(&m, PROTO_CONFIRM, &at_r);
+    CHECK_INT(ver(&i, PROTO_CONFIRM, &mc, &at_i), SHAKE_BAD);
+    CHECK_INT(ver(&i, PROTO_CONFIRM, &cf, &at_i), SHAKE_OK);
+    /* a confirm where a shake is due, and the reverse */
+    CHECK_INT(ver(&r, PROTO_SHAKE, &cf, &at_r), SHAKE_BAD);
+    CHECK_INT(ver(&i, PROTO_CONFIRM, &rs, &at_i), SHAKE_BAD);
+}
+
+/* Mallory plays the whole handshake with her own key: only trust can stop her. */
+static void t_wrong_key(void)
+{
+    struct shake_ctx r, m;
+    struct shake_peer at_m = {0}, at_r = {0};
+    ctx(&r, PROTO_RESPONDER, &id_r, "bob", "alice");
+    ctx(&m, PROTO_INITIATOR, &id_m, "alice", "bob");
+    struct line rs = enc(&r, PROTO_SHAKE, NULL);
+    CHECK_INT(ver(&m, PROTO_SHAKE, &rs, &at_m), SHAKE_OK);
+    struct line ms = enc(&m, PROTO_SHAKE, &at_m);
+
+    /* no trust information: first contact, accepted (and recorded by the caller) */
+    CHECK_INT(ver(&r, PROTO_SHAKE, &ms, &at_r), SHAKE_OK);
+
+    /* known_peers has alice's real key */
+    r.trust.nknown = 1;
+    r.trust.known[0].line = 7;
+    memcpy(r.trust.known[0].pk, id_i.pk, 32);
+    snprintf(r.trust.known_path, sizeof r.trust.known_path,
+             "/home/bob/.config/tcpunch/known_peers");
+    char why[1024];
+    at_r.seen = false;
+    CHECK_INT(shake_verify(&r, PROTO_SHAKE, ms.b, ms.n, &at_r, why, sizeof why), SHAKE_REFUSED);
+    CHECK_MSG(strstr(why, "HAS CHANGED") && strstr(why, "known_peers line 7") &&
+                  strstr(why, "delete line 7"),
+              "%s", why);
+    CHECK(!at_r.seen);
+    /* a second known key for alice that is mallory's: accepted */
+    r.trust.nknown = 2;
+    memcpy(r.trust.known[1].pk, id_m.pk, 32);
+    CHECK_INT(ver(&r, PROTO_SHAKE, &ms, &at_r), SHAKE_OK);
+
+    /* --peer-key wins over known_peers */
+    id_fingerprint(id_i.pk, r.trust.fp, sizeof r.trust.fp);
+    CHECK_INT(shake_verify(&r, PROTO_SHAKE, ms.b, ms.n, &at_r, why, sizeof why), SHAKE_REFUSED);
+    CHECK_MSG(strstr(why, "--peer-key") != NULL, "%s", why);
+    id_fingerprint(id_m.pk, r.trust.fp, sizeof r.trust.fp);
+    CHECK_INT(ver(&r, PROTO_SHAKE, &ms, &at_r), SHAKE_OK);
+
+    /* nothing known, but the server vouches for alice's registered key */
+    memset(&r.trust, 0, sizeof r.trust);
+    r.trust.server_key = true;
+    memcpy(r.trust.server_pk, id_i.pk, 32);
+    CHECK_INT(ver(&r, PROTO_SHAKE, &ms, &at_r), SHAKE_REFUSED);
+    memcpy(r.trust.server_pk, id_m.pk, 32);
+    CHECK_INT(ver(&r, PROTO_SHAKE, &ms, &at_r), SHAKE_OK);
+
+    /* the initiator checks the responder's key as soon as its shake arrives */
+    struct shake_ctx i;
+    struct shake_peer at_i = {0};
+    ctx(&i, PROTO_INITIATOR, &id_i, "alice", "bob");
+    i.trust.nknown = 1;
+    memcpy(i.trust.known[0].pk, id_m.pk, 32);
+    CHECK_INT(ver(&i, PROTO_SHAKE, &rs, &at_i), SHAKE_REFUSED);
+}
+
+/* A shake recorded from one handshake is worthless in the next: the signature covers the
+ * responder's fresh ephemeral key. */
+static void t_replay(void)
+{
+    struct shake_ctx r1, r2, i;
+    struct shake_peer at_i = {0}, at_r = {0};
+    ctx(&r1, PROTO_RESPONDER, &id_r, "bob", "alice");
+    ctx(&i, PROTO_INITIATOR, &id_i, "alice", "bob");
+    struct line rs = enc(&r1, PROTO_SHAKE, NULL);
+    CHECK_INT(ver(&i, PROTO_SHAKE, &rs, &at_i), SHAKE_OK);
+    struct line is = enc(&i, PROTO_SHAKE, &at_i);
+    CHECK_INT(ver(&r1, PROTO_SHAKE, &is, &at_r), SHAKE_OK);
+    struct line cf = enc(&r1, PROTO_CONFIRM, &at_r);
+
+    ctx(&r2, PROTO_RESPONDER, &id_r, "bob", "alice"); /* same ids and session, new eph */
+    at_r.seen = false;
+    CHECK_INT(ver(&r2, PROTO_SHAKE, &is, &at_r), SHAKE_BAD);
+
+    /* and the old confirm does not finish a new initiator's handshake */
+    struct shake_ctx i2;
+    struct shake_peer at_i2 = {0};
+    ctx(&i2, PROTO_INITIATOR, &id_i, "alice", "bob");
+    CHECK_INT(ver(&i2, PROTO_SHAKE, &rs, &at_i2), SHAKE_OK);
+    CHECK_INT(ver(&i2, PROTO_CONFIRM, &cf, &at_i2), SHAKE_BAD);
+
+    /* a responder's own shake reflected back at it */
+    struct shake_ctx d;
+    struct shake_peer at_d = {0};
+    ctx(&d, PROTO_RESPONDER, &id_r, "x", "x");
+    d.symmetric = true;
+    struct line own = enc(&d, PROTO_SHAKE, NULL);
+    CHECK_INT(ver(&d, PROTO_SHAKE, &own, &at_d), SHAKE_BAD);
+}
+
+static void t_direct(void)
+{
+    struct shake_ctx a, b;
+    struct shake_peer at_a = {0}, at_b = {0};
+    unsigned char atx[32], arx[32], btx[32], brx[32];
+    ctx(&a, PROTO_RESPONDER, &id_i, "direct", "direct");
+    ctx(&b, PROTO_RESPONDER, &id_r, "direct", "direct");
+    a.symmetric = b.symmetric = true;
+    struct line la = enc(&a, PROTO_SHAKE, NULL), lb = enc(&b, PROTO_SHAKE, NULL);
+    CHECK(!strstr(la.b, "\"sig\""));
+    CHECK_INT(ver(&a, PROTO_SHAKE, &lb, &at_a), SHAKE_OK);
+    CHECK_INT(ver(&b, PROTO_SHAKE, &la, &at_b), SHAKE_OK);
+    shake_direct_role(&a, &at_a);
+    shake_direct_role(&b, &at_b);
+    CHECK(a.role != b.role);
+    la = enc(&a, PROTO_CONFIRM, &at_a);
+    lb = enc(&b, PROTO_CONFIRM, &at_b);
+    /* each side's confirm is only valid for the other */
+    CHECK_INT(ver(&a, PROTO_CONFIRM, &la, &at_a), SHAKE_BAD);
+    CHECK_INT(ver(&a, PROTO_CONFIRM, &lb, &at_a), SHAKE_OK);
+    CHECK_INT(ver(&b, PROTO_CONFIRM, &la, &at_b), SHAKE_OK);
+    CHECK(shake_keys(&a, &at_a, atx, arx) == 0);
+    CHECK(shake_keys(&b, &at_b, btx, brx) == 0);
+    CHECK(memcmp(atx, brx, 32) == 0 && memcmp(arx, btx, 32) == 0);
+    /* a signed shake in direct mode is refused (the confirm carries the signature) */
+    struct line ls = enc(&b, PROTO_SHAKE, NULL);
+    struct line bad = edit(&ls, add_sig);
+    struct shake_peer fresh = {0};
+    CHECK_INT(ver(&a, PROTO_SHAKE, &bad, &fresh), SHAKE_BAD);
+}
+
+static void t_low_order_eph(void)
+{
+    struct shake_ctx i;
+    struct shake_peer p = {.seen = true};
+    unsigned char tx[32], rx[32];
+    ctx(&i, PROTO_INITIATOR, &id_i, "alice", "bob");
+    memset(p.eph, 0, sizeof p.eph); /* the all-zero point gives an all-zero shared secret */
+    memcpy(p.key, id_r.pk, 32);
+    CHECK(shake_keys(&i, &p, tx, rx) < 0);
+}
+
+static void t_setup(void)
+{
+    if (sodium_init() < 0)
+        exit(1);
+    crypto_sign_keypair(id_i.pk, id_i.sk);
+    crypto_sign_keypair(id_r.pk, id_r.sk);
+    crypto_sign_keypair(id_m.pk, id_m.sk);
+}
+
+CHECK_MAIN(TEST(t_setup), TEST(t_exchange), TEST(t_initiator_needs_the_peer),
+           TEST(t_bad_signatures), TEST(t_wrong_key), TEST(t_replay), TEST(t_direct),
+           TEST(t_low_order_eph))
