@@ -6,6 +6,7 @@
  * memory and CPU are read from /proc when its pid is given. Bounded: every phase has a deadline
  * and the program stops by itself. */
 #include <errno.h>
+#include <netinet/in.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,8 +23,8 @@
 #include "proto/proto.h"
 
 #define LG_BUF 1024 /* per-peer read buffer: welcome and punch lines on loopback are short */
-#define LG_CONNECTING_MAX 2000 /* connections in flight at once during registration */
-#define LG_PEERS_PER_SRC 25000 /* well under the ephemeral ports of one source address */
+#define LG_CONNECTING_MAX 256 /* in flight at once: stay under the server's listen backlog */
+#define LG_PEERS_PER_SRC 5000 /* well under the ephemeral ports of one source address */
 
 struct lg;
 
@@ -246,14 +247,26 @@ static int lg_open(struct lg *lg, unsigned idx)
     struct lg_peer *p = &lg->peer[idx];
     struct sockaddr_in src = {.sin_family = AF_INET};
     unsigned k = idx / LG_PEERS_PER_SRC;
-    int rc;
+    int rc, one = 1, fd;
     p->lg = lg;
     p->idx = idx;
     uv_tcp_init(lg->loop, &p->tcp);
-    /* 127.1.k.1 ...: every source address brings its own ephemeral ports */
+    /* 127.1.k.1 ...: every source address brings its own ephemeral ports. The port is chosen
+     * at connect() (IP_BIND_ADDRESS_NO_PORT), against the whole 4-tuple, so the TIME_WAIT
+     * sockets of an earlier run against another server port do not use the ports up. */
     src.sin_addr.s_addr = htonl(0x7f010001u + (k << 8));
-    if ((rc = uv_tcp_bind(&p->tcp, (struct sockaddr *)&src, 0)) < 0)
+    if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
+        return uv_translate_sys_error(errno);
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) {
+        rc = uv_translate_sys_error(errno);
+        close(fd);
         return rc;
+    }
+    if ((rc = uv_tcp_open(&p->tcp, fd)) < 0) {
+        close(fd);
+        return rc;
+    }
     p->creq.data = p;
     return uv_tcp_connect(&p->creq, &p->tcp, (struct sockaddr *)&lg->server, lg_on_connect);
 }

@@ -22,4 +22,19 @@ void lb_init(struct lb *lb);
  * what follows a stopping line is left to the caller), or -1 when a line exceeds LB_MAX. */
 ssize_t lb_feed(struct lb *lb, const char *data, size_t n, lb_cb cb, void *ctx);
 
+/* The same framing for servers holding many idle connections: no buffer of its own until a
+ * read ends inside a line. Whole lines are handed to the callback in place (data is modified:
+ * each newline becomes a NUL); a started line is copied to a buffer allocated then and freed
+ * when the line is complete. */
+struct lbz {
+    size_t len;
+    char *buf; /* NULL unless a line is pending */
+};
+
+void lbz_init(struct lbz *lb);
+void lbz_free(struct lbz *lb);
+
+/* As lb_feed; also -1 when out of memory. */
+ssize_t lbz_feed(struct lbz *lb, char *data, size_t n, lb_cb cb, void *ctx);
+
 #endif

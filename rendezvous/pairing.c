@@ -73,8 +73,8 @@ struct pair_plan {
 
 static bool pair_has_global6(const struct srv_conn *c)
 {
-    for (int i = 0; i < c->endpoints.n; i++)
-        if (sk_is_global6((const struct sockaddr *)&c->endpoints.ep[i]))
+    for (int i = 0; i < c->nep; i++)
+        if (sk_is_global6(&c->ep[i].sa))
             return true;
     return false;
 }
@@ -136,7 +136,7 @@ static int pair_encode(const struct srv_conn *other, enum proto_role role, const
     snprintf(m->u.punch.peer, sizeof m->u.punch.peer, "%s", other->id);
     m->u.punch.role = role;
     m->u.punch.observed = other->observed;
-    m->u.punch.endpoints = other->endpoints;
+    srv_endpoints(other, &m->u.punch.endpoints);
     m->u.punch.nat = other->nat; /* as its probe showed; unknown without one */
     /* the key it proved at hello: the peers check the shake by it */
     m->u.punch.has_key = true;

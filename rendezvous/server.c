@@ -120,6 +120,8 @@ static void srv_on_close(uv_handle_t *h)
 {
     struct srv_conn *c = h->data;
     struct srv *s = c->srv;
+    lbz_free(&c->lb);
+    free(c->ep);
     free(c);
     srv_maybe_done(s);
 }
@@ -322,9 +324,28 @@ static void srv_log_endpoints(const struct srv_conn *c)
     char ep[EP_STRLEN];
     if (!log_enabled(LOG_DEBUG))
         return;
-    for (int i = 0; i < c->endpoints.n; i++)
-        LOG_D("  %s endpoint %d: %s", c->id, i + 1,
-              ep_format((const struct sockaddr *)&c->endpoints.ep[i], ep, sizeof ep));
+    for (int i = 0; i < c->nep; i++)
+        LOG_D("  %s endpoint %d: %s", c->id, i + 1, ep_format(&c->ep[i].sa, ep, sizeof ep));
+}
+
+void srv_endpoints(const struct srv_conn *c, struct proto_eplist *out)
+{
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < c->nep; i++)
+        memcpy(&out->ep[i], &c->ep[i], ep_len(&c->ep[i].sa));
+    out->n = c->nep;
+}
+
+static int srv_keep_endpoints(struct srv_conn *c, const struct proto_eplist *l)
+{
+    if (l->n == 0)
+        return 0;
+    if (!(c->ep = calloc((size_t)l->n, sizeof *c->ep)))
+        return -1;
+    for (int i = 0; i < l->n; i++)
+        memcpy(&c->ep[i], &l->ep[i], ep_len((const struct sockaddr *)&l->ep[i]));
+    c->nep = (uint8_t)l->n;
+    return 0;
 }
 
 /* Why sa may not be offered to another peer as a candidate, or NULL when it may: the other
@@ -418,11 +439,14 @@ static void srv_on_hello(struct srv_conn *c, const struct proto_msg *m)
     }
     memcpy(c->key, m->u.hello.key, sizeof c->key);
     memcpy(c->id, m->u.hello.id, sizeof c->id);
-    c->endpoints = m->u.hello.endpoints;
+    if (srv_keep_endpoints(c, &m->u.hello.endpoints) < 0) {
+        reg_remove(c->srv->reg, m->u.hello.id, c);
+        srv_refuse(c, "server-full", "the server is out of memory", true);
+        return;
+    }
     c->path = m->u.hello.path;
     srv_set_state(c, SRV_LIVE);
-    LOG_N("register %s from %s (%d endpoint%s)", c->id, c->addr, c->endpoints.n,
-          c->endpoints.n == 1 ? "" : "s");
+    LOG_N("register %s from %s (%d endpoint%s)", c->id, c->addr, c->nep, c->nep == 1 ? "" : "s");
     srv_log_endpoints(c);
     srv_welcome(c);
 }
@@ -622,7 +646,7 @@ static void srv_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     }
     if (n == 0 || !srv_active(c))
         return; /* lingering: input is read only so that closing sends no reset */
-    used = lb_feed(&c->lb, buf->base, (size_t)n, srv_on_line, c);
+    used = lbz_feed(&c->lb, buf->base, (size_t)n, srv_on_line, c);
     if (used >= 0 && c->relay_req)
         srv_relay(c, buf->base + used, (size_t)(n - used));
     else if (used < 0) {
@@ -712,7 +736,7 @@ static void srv_on_connection(uv_stream_t *ls, int status)
     c->srv = s;
     c->probe_only = l->probe;
     snprintf(c->addr, sizeof c->addr, "?");
-    lb_init(&c->lb);
+    lbz_init(&c->lb);
     if (uv_tcp_init(s->loop, &c->tcp) != 0) {
         free(c);
         return;

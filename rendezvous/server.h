@@ -21,6 +21,7 @@
 
 struct srv;
 struct pair_pending;
+union srv_ep;
 
 struct srv_config {
     struct sockaddr_storage listen[SRV_MAX_LISTEN];
@@ -66,7 +67,10 @@ struct srv_conn {
     char id[PROTO_MAX_ID + 1]; /* "" until registered */
     char addr[EP_STRLEN];      /* observed endpoint as text, for logs */
     struct sockaddr_storage observed;
-    struct proto_eplist endpoints; /* from hello */
+    /* hello's endpoints, kept compactly: a peer lists none to a few, and a full list of
+     * sockaddr_storage would cost 1 KiB per idle peer (see srv_endpoints) */
+    union srv_ep *ep;
+    uint8_t nep;
     /* issued in welcome when a probe listener exists; a probe quoting it is ours */
     char probe_token[PROTO_TOKEN_LEN + 1];
     enum proto_nat nat;   /* learnt from a probe; the other peer's punch carries it */
@@ -84,7 +88,13 @@ struct srv_conn {
     unsigned char key[PROTO_KEY_BYTES];     /* the key it registered with */
     struct lim_src *src;                    /* counted against its source address */
     struct lim_bucket connects;             /* --connect-rate */
-    struct lb lb;
+    struct lbz lb; /* holds memory only while a line is half read */
+};
+
+union srv_ep {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
 };
 
 struct srv_listener {
@@ -139,5 +149,8 @@ void srv_refuse(struct srv_conn *c, const char *code, const char *message, bool 
 struct srv_conn *srv_find(struct srv *s, const char *id);
 /* The peer's display name for logs: "id (addr)" or "addr". */
 const char *srv_who(const struct srv_conn *c, char *buf, size_t len);
+
+/* c's hello endpoints as the protocol's list (for punch). */
+void srv_endpoints(const struct srv_conn *c, struct proto_eplist *out);
 
 #endif

@@ -3,6 +3,8 @@
 #include "check.h"
 #include "common/linebuf.h"
 
+#include <stdbool.h>
+
 #define MAXL 64
 
 struct got {
@@ -27,16 +29,29 @@ static int collect(void *ctx, char *line, size_t len)
 
 static struct got g_;
 static struct lb lb_;
+static struct lbz lbz_;
+static bool lazy_; /* run the tests on lbz_feed instead of lb_feed */
+static char copy_[4 * LB_MAX];
 
 static void reset(void)
 {
     memset(&g_, 0, sizeof g_);
     lb_init(&lb_);
+    lbz_free(&lbz_);
+}
+
+static ssize_t feedn(const char *s, size_t n)
+{
+    if (!lazy_)
+        return lb_feed(&lb_, s, n, collect, &g_);
+    /* lbz_feed writes into its input */
+    memcpy(copy_, s, n);
+    return lbz_feed(&lbz_, copy_, n, collect, &g_);
 }
 
 static ssize_t feed(const char *s)
 {
-    return lb_feed(&lb_, s, strlen(s), collect, &g_);
+    return feedn(s, strlen(s));
 }
 
 static void t_single(void)
@@ -52,7 +67,7 @@ static void t_single(void)
     /* no newline yet: nothing delivered, everything consumed */
     CHECK_INT(feed("partial"), 7);
     CHECK_INT(g_.n, 2);
-    CHECK_INT(lb_feed(&lb_, "", 0, collect, &g_), 0);
+    CHECK_INT(feedn("", 0), 0);
     CHECK_INT(g_.n, 2);
 }
 
@@ -72,7 +87,7 @@ static void t_split(void)
     reset();
     const char *text = "ab\ncd\n\nef\n";
     for (const char *p = text; *p; p++)
-        CHECK_INT(lb_feed(&lb_, p, 1, collect, &g_), 1);
+        CHECK_INT(feedn(p, 1), 1);
     if (CHECK_INT(g_.n, 4)) {
         CHECK_STR(g_.line[0], "ab");
         CHECK_STR(g_.line[1], "cd");
@@ -105,7 +120,7 @@ static void t_max_length(void)
     reset();
     memset(data, 'x', LB_MAX - 1);
     data[LB_MAX - 1] = '\n';
-    CHECK_INT(lb_feed(&lb_, data, LB_MAX, collect, &g_), LB_MAX);
+    CHECK_INT(feedn(data, LB_MAX), LB_MAX);
     if (CHECK_INT(g_.n, 1))
         CHECK_INT(g_.len[0], LB_MAX - 1);
     /* the buffer is usable again afterwards */
@@ -115,7 +130,7 @@ static void t_max_length(void)
 
     /* the same, split in two feeds, the newline alone in the second */
     reset();
-    CHECK_INT(lb_feed(&lb_, data, LB_MAX - 1, collect, &g_), LB_MAX - 1);
+    CHECK_INT(feedn(data, LB_MAX - 1), LB_MAX - 1);
     CHECK_INT(g_.n, 0);
     CHECK_INT(feed("\n"), 1);
     if (CHECK_INT(g_.n, 1))
@@ -125,22 +140,22 @@ static void t_max_length(void)
     reset();
     memset(data, 'y', LB_MAX);
     data[LB_MAX] = '\n';
-    CHECK_INT(lb_feed(&lb_, data, LB_MAX + 1, collect, &g_), -1);
+    CHECK_INT(feedn(data, LB_MAX + 1), -1);
     CHECK_INT(g_.n, 0);
     reset();
-    CHECK_INT(lb_feed(&lb_, data, LB_MAX, collect, &g_), -1);
+    CHECK_INT(feedn(data, LB_MAX), -1);
     CHECK_INT(g_.n, 0);
     /* built up over several feeds */
     reset();
-    CHECK_INT(lb_feed(&lb_, data, 2000, collect, &g_), 2000);
-    CHECK_INT(lb_feed(&lb_, data, 2095, collect, &g_), 2095);
-    CHECK_INT(lb_feed(&lb_, data, 1, collect, &g_), -1);
+    CHECK_INT(feedn(data, 2000), 2000);
+    CHECK_INT(feedn(data, 2095), 2095);
+    CHECK_INT(feedn(data, 1), -1);
     CHECK_INT(g_.n, 0);
     /* a good line followed by an overlong one in the same feed: the good one is delivered */
     reset();
     memcpy(data, "good\n", 5);
     memset(data + 5, 'z', 2 * LB_MAX);
-    CHECK_INT(lb_feed(&lb_, data, 5 + 2 * LB_MAX, collect, &g_), -1);
+    CHECK_INT(feedn(data, 5 + 2 * LB_MAX), -1);
     if (CHECK_INT(g_.n, 1))
         CHECK_STR(g_.line[0], "good");
 }
@@ -206,5 +221,39 @@ static void t_binary(void)
     }
 }
 
+/* Every framing test again on the lazy variant, which must behave the same. */
+static void t_lazy_same(void)
+{
+    lazy_ = true;
+    t_single();
+    t_split();
+    t_multiple();
+    t_max_length();
+    t_stop();
+    lazy_ = false;
+    reset();
+}
+
+/* The lazy variant holds memory only while a line is pending. */
+static void t_lazy_memory(void)
+{
+    char a[] = "one\ntwo\n", b[] = "thr", c[] = "ee\nfour\n";
+    struct lbz z;
+    struct got g;
+    memset(&g, 0, sizeof g);
+    lbz_init(&z);
+    CHECK_INT(lbz_feed(&z, a, strlen(a), collect, &g), 8);
+    CHECK(z.buf == NULL);
+    CHECK_INT(lbz_feed(&z, b, strlen(b), collect, &g), 3);
+    CHECK(z.buf != NULL);
+    CHECK_INT(lbz_feed(&z, c, strlen(c), collect, &g), 8);
+    CHECK(z.buf == NULL);
+    if (CHECK_INT(g.n, 4)) {
+        CHECK_STR(g.line[2], "three");
+        CHECK_STR(g.line[3], "four");
+    }
+    lbz_free(&z);
+}
+
 CHECK_MAIN(TEST(t_single), TEST(t_split), TEST(t_multiple), TEST(t_max_length), TEST(t_stop),
-           TEST(t_binary))
+           TEST(t_binary), TEST(t_lazy_same), TEST(t_lazy_memory))
