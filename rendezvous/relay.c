@@ -12,7 +12,7 @@
 
 #define RLY_BUCKETS 1024
 #define RLY_SWEEP_MS 1000
-#define RLY_CHUNK (64 * 1024)  /* largest read; with a rate limit, reads shrink to rate/8 */
+#define RLY_CHUNK (128 * 1024) /* largest read (64 KiB: 80 % of a socat relay, 128: 87 %); with a rate limit, reads shrink to rate/8 */
 #define RLY_PEND_MAX RLY_CHUNK /* bytes a waiting side may send before we stop reading it */
 #define RLY_LINGER_MS 2000     /* a refused waiting side gets this long to read its error */
 #define RLY_KEEPALIVE_S 60     /* notice a peer that vanished without a reset */
