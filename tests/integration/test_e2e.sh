@@ -3,7 +3,8 @@
 # of a readable secret key, trust on first use in known_peers, a changed key refused loudly
 # (exit 4), --peer-key pinning, a man in the middle that flips one byte or cuts the stream
 # (exit 5, the receiver's output a prefix of what was sent, the plaintext never on the wire),
-# and direct --plain against socat.
+# a relayed session whose every connection to the server is recorded (recorder.py): no
+# plaintext in any recorded byte, and direct --plain against socat.
 source "$(dirname "$0")/lib.sh" "$@"
 
 # ---- tcpunch id ----
@@ -159,6 +160,51 @@ check_rc "a stream cut with a clean FIN: the receiver" 5 "$RC_MB"
 check "a cut stream: connection lost, no final record" \
     grep -q "stream ended without its final record" "$WORK/cut-b.err"
 check "a cut stream: the output is a prefix of the data" prefix_of "$WORK/cut-b.out" "$WORK/big.in"
+
+# ---- the relay carries ciphertext only: every byte to and from the server, recorded ----
+# recorder.py sits between the peers and the server (they are given its address as --server),
+# so it sees every connection to the server: control, relay. The data must cross it sealed.
+python3 -c "print(''.join('SECRET-REPLY-MARKER %06d' % i for i in range(20000)))" >"$WORK/reply.in"
+PR=$(free_port)
+spawn 70 python3 "$TESTDIR/recorder.py" "$PR" "$SERVER_PORT" "$WORK/rec" "$WORK/rec.stop"
+pid_r=$!
+wait_until 5 listening "$PR" || die "recorder.py does not listen"
+B=$(uid rec-b)
+A=$(uid rec-a)
+mark=$(log_mark)
+spawn 40 "$TCPUNCH" -s "127.0.0.1:$PR" -i "$B" --relay-only listen <"$WORK/reply.in" \
+    >"$WORK/rec-b.out" 2>"$WORK/rec-b.err"
+pid_b=$!
+wait_registered "$B" "$mark"
+timeout -k 2 40 "$TCPUNCH" -s "127.0.0.1:$PR" -i "$A" connect "$B" <"$WORK/big.in" \
+    >"$WORK/rec-a.out" 2>"$WORK/rec-a.err"
+check_rc "relayed through the recorder: connect side" 0 $?
+wait "$pid_b"
+check_rc "relayed through the recorder: listen side" 0 $?
+touch "$WORK/rec.stop"
+wait "$pid_r"
+same_file "relayed through the recorder: a -> b" "$WORK/big.in" "$WORK/rec-b.out"
+same_file "relayed through the recorder: b -> a" "$WORK/reply.in" "$WORK/rec-a.out"
+check "relayed through the recorder: the path line says relay via the recorder" \
+    grep -q "connected to $B: relay via 127.0.0.1:$PR" "$WORK/rec-a.err"
+check "relayed through the recorder: the server spliced the session" \
+    grep -q "joined, splicing" <(log_since "$mark")
+# the recording is complete and readable: the control lines are there in clear, both ways,
+# and the relay connection carried at least the whole sealed stream each way
+check "the recorder saw the control traffic (hello up, welcome down) in clear" \
+    sh -c "grep -q -a -F '\"type\":\"hello\"' '$WORK'/rec/*.up && grep -q -a -F '\"type\":\"welcome\"' '$WORK'/rec/*.down"
+RELAY_DOWN=$(grep -l -a -F '"type":"relayed"' "$WORK"/rec/*.down | head -n 2)
+check "the recorder saw both relay connections" test "$(echo "$RELAY_DOWN" | grep -c .)" -eq 2
+RELAY_BYTES=0
+for f in $RELAY_DOWN; do
+    RELAY_BYTES=$((RELAY_BYTES + $(stat -c %s "${f%.down}.up") + $(stat -c %s "$f")))
+done
+check "the relay connections carried both streams ($RELAY_BYTES bytes recorded)" \
+    test "$RELAY_BYTES" -gt $((2 * ($(stat -c %s "$WORK/big.in") + $(stat -c %s "$WORK/reply.in"))))
+check "no plaintext a -> b in any recorded byte" \
+    sh -c "! grep -r -q -a SECRET-PLAINTEXT-MARKER '$WORK/rec'"
+check "no plaintext b -> a in any recorded byte" \
+    sh -c "! grep -r -q -a SECRET-REPLY-MARKER '$WORK/rec'"
 
 # ---- direct --plain talks to plain TCP programs; encrypted direct refuses them ----
 if command -v socat >/dev/null 2>&1; then
