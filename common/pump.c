@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/seal.h"
@@ -150,6 +151,13 @@ static enum pump_status pump_fill(struct pump *p, struct pump_dir *d, int fd, bo
     return p->sealed ? pump_fill_sealed(p, from_net) : pump_fill_plain(p, d, fd, from_net);
 }
 
+static uint64_t pump_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static enum pump_status pump_drain(struct pump *p, struct pump_dir *d, int fd, bool to_net)
 {
     ssize_t w = to_net ? send(fd, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL)
@@ -158,8 +166,11 @@ static enum pump_status pump_drain(struct pump *p, struct pump_dir *d, int fd, b
         d->off += (size_t)w;
         if (to_net && !p->sealed)
             p->st->sent += (uint64_t)w;
-        else if (!to_net)
+        else if (!to_net) {
+            if (!p->st->received && w > 0)
+                p->st->first_rx_us = pump_wall_us();
             p->st->received += (uint64_t)w;
+        }
         if (d->off == d->len) {
             if (to_net && p->sealed) {
                 p->st->sent += p->up_plain;

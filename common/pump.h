@@ -10,6 +10,9 @@
 struct pump_stats {
     uint64_t sent;     /* bytes from in written to the connection */
     uint64_t received; /* bytes from the connection written to out */
+    /* wall-clock time (CLOCK_REALTIME, µs) the first received byte reached out, 0 if none:
+     * benchmarks compare it with another process's start on the same host */
+    uint64_t first_rx_us;
 };
 
 enum pump_status {

@@ -29,6 +29,10 @@ int peer_pipe(const struct peer_opts *o, struct peer_link *link)
     link->fd = -1;
     LOG_I("closed: sent %llu bytes, received %llu bytes", (unsigned long long)st.sent,
           (unsigned long long)st.received);
+    if (st.first_rx_us)
+        LOG_I("first byte received at %llu.%06llu (wall clock)",
+              (unsigned long long)(st.first_rx_us / 1000000u),
+              (unsigned long long)(st.first_rx_us % 1000000u));
     switch (s) {
     case PUMP_DONE:
         rc = EXIT_DONE;

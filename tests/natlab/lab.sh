@@ -706,6 +706,8 @@ lab_run_once() {
     done
     note "alice connects:  tcpunch --server $SERVER --id $ID_A ${PEER_A_ARGS[*]:+${PEER_A_ARGS[*]} }connect $ID_B   (on $LAN_A)"
     note "punching..."
+    # wall clock at the connect command's start, for bench/run (b logs its first byte's time)
+    printf '%s\n' "$EPOCHREALTIME" >"$LAB_LOG/a.start"
     lab_peer "$HOST_A" a --id "$ID_A" "${PEER_A_ARGS[@]}" connect "$ID_B"
     pa=$LAB_PEER_PID
     wait "$pa"; RC_a=$?
@@ -758,6 +760,9 @@ lab_run_once() {
 
     local path unsol="" r
     path=$(grep -h 'connected to' "$LAB_LOG/a.err" 2>/dev/null | head -n 1)
+    local fb first
+    first=$(grep -ho 'first byte received at [0-9.]*' "$LAB_LOG/b.err" 2>/dev/null | head -n 1 | awk '{ print $NF }')
+    [ -n "$first" ] && fb=$(awk -v a="$(cat "$LAB_LOG/a.start")" -v b="$first" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
     for r in $ROUTERS; do
         unsol+=" $r:$(lab_counter "$r" inet fw unsolicited packets)"
     done
@@ -771,7 +776,7 @@ lab_run_once() {
             [ "${LAB_LOSS:-0}" -gt 0 ] && note "wan loss: dropped $lossd of $allip IPv4 packets"
             note "sent $(human "$LAB_DATA_BYTES") each way, checksums match, direct path: $direct bytes via ${ACCT_WHAT:-router-to-router} ($LAB_ACCT_A <-> $LAB_ACCT_B), $srvb bytes via rendezvous"
         fi
-        say "PASS scenario $s run $it in $(elapsed "$t0")s: direct $(human "$direct"), rendezvous $(human "$srvb"), unsolicited${unsol}$( [ "${LAB_LOSS:-0}" -gt 0 ] && echo ", loss $lossd/$allip pkts")${path:+ | ${path#*tcpunch: }}"
+        say "PASS scenario $s run $it in $(elapsed "$t0")s: direct $(human "$direct"), rendezvous $(human "$srvb"), unsolicited${unsol}$( [ "${LAB_LOSS:-0}" -gt 0 ] && echo ", loss $lossd/$allip pkts")${path:+ | ${path#*tcpunch: }}${fb:+ | first byte at b ${fb} ms after connect started}"
     else
         ok=0
         say "FAIL scenario $s run $it after $(elapsed "$t0")s:"
