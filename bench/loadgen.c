@@ -190,7 +190,8 @@ static void lg_on_line(struct lg_peer *p, const char *line)
                          seq ? atoll(seq + 6) : 0LL);
         lg_send(p, pong, (size_t)n);
     } else if (strstr(line, "\"type\":\"error\"") && !p->dead) {
-        fprintf(stderr, "loadgen: peer %u: %s\n", p->idx, line);
+        if (lg->failed < 5) /* the first few say why; the count says how many */
+            fprintf(stderr, "loadgen: peer %u: %s\n", p->idx, line);
         p->dead = true;
         lg->failed++;
     }

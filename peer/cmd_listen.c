@@ -1,5 +1,6 @@
 #include "peer/commands.h"
 #include "peer/options.h"
+#include "peer/splice.h"
 
 int cmd_listen(const struct peer_opts *o, int argc, char **argv)
 {
@@ -9,6 +10,10 @@ int cmd_listen(const struct peer_opts *o, int argc, char **argv)
         return opts_bad("listen takes no arguments (got \"%s\")", argv[0]);
     if ((rc = opts_need_server(o)) != EXIT_DONE)
         return rc;
+    if (o->forward)
+        return spl_forward(o);
+    if (o->nallow)
+        return opts_bad("%s", "--allow needs --forward HOST:PORT");
     if ((rc = peer_rendezvous(o, NULL, &link)) != EXIT_DONE)
         return rc;
     peer_report(o, &link);

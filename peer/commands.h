@@ -10,5 +10,8 @@ int cmd_chat(const struct peer_opts *o, int argc, char **argv);
 int cmd_direct(const struct peer_opts *o, int argc, char **argv);
 int cmd_natcheck(const struct peer_opts *o, int argc, char **argv);
 int cmd_id(const struct peer_opts *o, int argc, char **argv);
+int cmd_send(const struct peer_opts *o, int argc, char **argv);
+int cmd_receive(const struct peer_opts *o, int argc, char **argv);
+int cmd_config(const struct peer_opts *o, int argc, char **argv);
 
 #endif

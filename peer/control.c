@@ -43,14 +43,34 @@ enum ctl_state {
     CTL_DONE
 };
 
+struct ctl;
+
+/* One punch order being served: its engine, its relay attempt and its handshake. A one-shot
+ * control connection has at most one; listen --forward one per punch order at a time. */
+struct ctl_sess {
+    struct ctl *c;
+    struct ctl_sess *next;
+    struct punch *punch;
+    struct rl *relay;     /* the relay attempt, until it joined or failed */
+    bool relay_only;      /* this session makes no direct attempt */
+    char relay_note[400]; /* what became of the relay path, for a failure message */
+    struct shake_ctx shake;
+    struct punch_cfg cfg;   /* its candidates route the shared listener's connections */
+    struct peer_link *link; /* the caller's (one-shot) or own */
+    struct peer_link own;
+};
+
 struct ctl {
     uv_loop_t loop;
     const struct peer_opts *o;
     const char *target;
+    const struct peer_serve *serve; /* listen --forward: many sessions, NULL: one */
+    bool aux;                       /* hello.aux: an auxiliary connection (connect) */
+    bool aux_refused;               /* the server does not know aux (an older one) */
     struct peer_link *link;
     struct sockaddr_storage server;
     struct sockaddr_storage local;
-    struct sockaddr_storage local6; /* [::]:P when IPv6 candidates are offered, else zero */
+    struct sockaddr_storage local6;   /* [::]:P when IPv6 candidates are offered, else zero */
     struct sockaddr_storage observed; /* our public endpoint, as the server saw it */
     int fd;
     uv_poll_t poll; /* our own reads: recvmsg gives the kernel's arrival time of a punch */
@@ -61,14 +81,15 @@ struct ctl {
     int keepalive_s;
     int64_t ping_seq;
     uint64_t last_rx_ms;
-    struct shake_ctx shake;
-    struct prb *probe;    /* the NAT probe while it runs */
-    bool connect_waiting; /* connect goes out once the probe is done */
-    enum proto_nat nat;   /* our mapping, as the probe showed */
-    struct punch *punch;  /* while punching */
-    struct rl *relay;     /* the relay attempt, until it joined or failed */
-    bool relay_only;      /* this session makes no direct attempt */
-    char relay_note[400]; /* what became of the relay path, for a failure message */
+    struct prb *probe;     /* the NAT probe while it runs */
+    bool connect_waiting;  /* connect goes out once the probe is done */
+    enum proto_nat nat;    /* our mapping, as the probe showed */
+    struct ctl_sess *sess; /* sessions being punched */
+    /* serve mode: one listener on the shared port for all sessions (IPv4 or the control's
+     * family, IPv6): several SO_REUSEPORT listeners would split inbound SYNs among them */
+    uv_poll_t lst[2];
+    int lst_fd[2];
+    int nlst;
     int result;
     /* listen: a lost or unreachable server is waited for (peer_rendezvous tries again);
      * was_registered: an earlier attempt of this run got a welcome, registered: this one did,
@@ -98,6 +119,7 @@ static void ctl_close(struct ctl *c)
 }
 
 static void ctl_on_poll(uv_poll_t *h, int status, int events);
+static void ctl_lst_closed(uv_handle_t *h);
 
 static void ctl_end(struct ctl *c, int result)
 {
@@ -108,8 +130,15 @@ static void ctl_end(struct ctl *c, int result)
     uv_timer_stop(&c->timer);
     prb_cancel(c->probe);
     c->probe = NULL;
-    rl_cancel(c->relay);
-    c->relay = NULL;
+    /* one-shot: the relay goes with the server connection, as before; serve mode lets running
+     * sessions finish on their own (uv_run returns once they have) */
+    if (!c->serve && c->sess) {
+        rl_cancel(c->sess->relay);
+        c->sess->relay = NULL;
+    }
+    for (int i = 0; i < c->nlst; i++)
+        uv_close((uv_handle_t *)&c->lst[i], ctl_lst_closed);
+    c->nlst = 0;
     ctl_close(c);
 }
 
@@ -156,6 +185,7 @@ static void ctl_send_hello(struct ctl *c, const unsigned char *nonce)
     m.u.hello.version = PROTO_VERSION;
     memcpy(m.u.hello.id, c->o->id, sizeof m.u.hello.id);
     m.u.hello.path = c->o->path;
+    m.u.hello.aux = c->aux;
     hello_sign(c->o, nonce, &m);
     /* a server on loopback means everybody is on this host: LAN addresses add nothing */
     if (!ep_is_loopback((struct sockaddr *)&c->server)) {
@@ -169,144 +199,229 @@ static void ctl_send_hello(struct ctl *c, const unsigned char *nonce)
     ctl_send(c, &m);
 }
 
+static void ctl_sess_free(struct ctl_sess *ss)
+{
+    struct ctl_sess **pp = &ss->c->sess;
+    while (*pp && *pp != ss)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = ss->next;
+    rl_cancel(ss->relay);
+    shake_wipe(&ss->shake);
+    sodium_memzero(&ss->own, sizeof ss->own);
+    free(ss);
+}
+
 static void ctl_punch_done(struct punch *p, int status, const char *why, void *arg)
 {
-    struct ctl *c = arg;
+    struct ctl_sess *ss = arg;
+    struct ctl *c = ss->c;
     char note[400];
     (void)p;
-    c->punch = NULL;
-    if (c->relay)
-        rl_describe(c->relay, note, sizeof note);
+    ss->punch = NULL;
+    if (ss->relay)
+        rl_describe(ss->relay, note, sizeof note);
     else
-        snprintf(note, sizeof note, "%s", c->relay_note);
-    shake_wipe(&c->shake);
+        snprintf(note, sizeof note, "%s", ss->relay_note);
+    shake_wipe(&ss->shake);
     if (status == EXIT_DONE)
-        trust_record(&c->shake.trust, c->link->peer_pk);
-    if (status != EXIT_DONE && c->relay_only)
-        LOG_E("punch to %s failed: relay: %s; direct skipped: %s", c->shake.peer, note,
-              c->link->direct_why);
+        trust_record(&ss->shake.trust, ss->link->peer_pk);
+    if (status != EXIT_DONE && ss->relay_only)
+        LOG_E("punch to %s failed: relay: %s; direct skipped: %s", ss->shake.peer, note,
+              ss->link->direct_why);
     else if (status != EXIT_DONE)
-        LOG_E("punch to %s failed: direct: %s; relay: %s", c->shake.peer, why, note);
-    ctl_end(c, status);
+        LOG_E("punch to %s failed: direct: %s; relay: %s", ss->shake.peer, why, note);
+    if (!c->serve) {
+        ctl_sess_free(ss);
+        ctl_end(c, status);
+        return;
+    }
+    /* serve mode: the link (and its descriptor) is the callee's; the control connection
+     * stays for the next punch order */
+    if (status == EXIT_DONE)
+        c->serve->linked(c->serve->arg, ss->link);
+    else
+        c->serve->failed(c->serve->arg, ss->shake.peer);
+    ctl_sess_free(ss);
 }
 
 static void ctl_relay_done(struct rl *r, int status, const char *why, int fd, const char *pre,
                            size_t prelen, void *arg)
 {
-    struct ctl *c = arg;
+    struct ctl_sess *ss = arg;
     (void)r;
-    c->relay = NULL;
+    ss->relay = NULL;
     if (status == EXIT_DONE) {
-        snprintf(c->relay_note, sizeof c->relay_note, "joined, but no handshake through it");
-        if (!c->punch)
+        snprintf(ss->relay_note, sizeof ss->relay_note, "joined, but no handshake through it");
+        if (!ss->punch)
             close(fd);
         else
-            punch_adopt(c->punch, fd, "relay", pre, prelen);
+            punch_adopt(ss->punch, fd, "relay", pre, prelen);
         return;
     }
-    snprintf(c->relay_note, sizeof c->relay_note, "%s", why);
-    if (c->relay_only && c->punch)
-        punch_abort(c->punch, status, why);
+    snprintf(ss->relay_note, sizeof ss->relay_note, "%s", why);
+    if (ss->relay_only && ss->punch)
+        punch_abort(ss->punch, status, why);
     else
         LOG_W("%s; still trying direct", why);
 }
 
 /* What this session tries: direct attempts, the relay, or both. Returns 1 when the relay is
- * used, 0 when not, -1 after failing c (no path at all). */
-static int ctl_plan(struct ctl *c, const struct proto_msg *m, struct punch_cfg *cfg)
+ * used, 0 when not, -1 after logging why (no path at all). */
+static int ctl_plan(struct ctl_sess *ss, const struct proto_msg *m, struct punch_cfg *cfg)
 {
-    bool relay = m->u.punch.relay && c->o->path != PROTO_PATH_DIRECT;
+    const struct peer_opts *o = ss->c->o;
+    bool relay = m->u.punch.relay && o->path != PROTO_PATH_DIRECT;
     const char *skip = NULL;
     if (m->u.punch.no_direct)
         skip = m->u.punch.reason[0] ? m->u.punch.reason : "the server says there is no direct path";
-    else if (c->o->path == PROTO_PATH_RELAY)
+    else if (o->path == PROTO_PATH_RELAY)
         skip = "--relay-only";
-    snprintf(c->relay_note, sizeof c->relay_note, "%s",
-             c->o->path == PROTO_PATH_DIRECT ? "not used (--no-relay)"
-             : !relay                        ? "not offered by the server"
-                                             : "not tried");
+    snprintf(ss->relay_note, sizeof ss->relay_note, "%s",
+             o->path == PROTO_PATH_DIRECT ? "not used (--no-relay)"
+             : !relay                     ? "not offered by the server"
+                                          : "not tried");
     if (skip && !relay) {
-        ctl_fail(c, EXIT_PUNCH, "no path to %s: direct skipped (%s), relay not offered",
-                 m->u.punch.peer, skip);
+        LOG_E("no path to %s: direct skipped (%s), relay not offered", m->u.punch.peer, skip);
         return -1;
     }
     if (skip) {
         cfg->relay_only = true;
-        snprintf(c->link->direct_why, sizeof c->link->direct_why, "%.200s", skip);
+        snprintf(ss->link->direct_why, sizeof ss->link->direct_why, "%.200s", skip);
     }
-    c->relay_only = cfg->relay_only;
+    ss->relay_only = cfg->relay_only;
     return relay;
 }
 
 /* The relay goes to the address the control connection uses, from a fresh ephemeral port. */
-static void ctl_relay_start(struct ctl *c, const struct proto_msg *m)
+static void ctl_relay_start(struct ctl_sess *ss, const struct proto_msg *m)
 {
+    struct ctl *c = ss->c;
     char err[200];
-    uint64_t delay = c->relay_only ? 0 : c->o->direct_timeout_ms;
-    c->relay = rl_start(&c->loop, (const struct sockaddr *)&c->server, m->u.punch.session,
-                        m->u.punch.token, c->o->have_secret ? c->o->secret : NULL, delay,
-                        ctl_relay_done, c, err, sizeof err);
-    if (c->relay)
+    uint64_t delay = ss->relay_only ? 0 : c->o->direct_timeout_ms;
+    ss->relay = rl_start(&c->loop, (const struct sockaddr *)&c->server, m->u.punch.session,
+                         m->u.punch.token, c->o->have_secret ? c->o->secret : NULL, delay,
+                         ctl_relay_done, ss, err, sizeof err);
+    if (ss->relay)
         return;
-    snprintf(c->relay_note, sizeof c->relay_note, "%s", err);
-    if (c->relay_only)
-        punch_abort(c->punch, EXIT_LOCAL, err);
+    snprintf(ss->relay_note, sizeof ss->relay_note, "%s", err);
+    if (ss->relay_only)
+        punch_abort(ss->punch, EXIT_LOCAL, err);
+}
+
+/* Whether a punch order may start a session: one-shot takes one (for the peer asked for);
+ * serve mode asks its admit callback (--allow, --max-sessions), which may pin the key. */
+static bool ctl_admit(struct ctl *c, const struct proto_msg *m, char *fp, size_t fplen)
+{
+    char why[300];
+    fp[0] = '\0';
+    if (c->serve) {
+        if (c->serve->admit(c->serve->arg, m->u.punch.peer, fp, fplen, why, sizeof why))
+            return true;
+        LOG_W("refusing a session with %s: %s", m->u.punch.peer, why);
+        return false;
+    }
+    if (c->state == CTL_PUNCHING) {
+        LOG_W("ignoring a second punch order (from %s): already connecting", m->u.punch.peer);
+        return false;
+    }
+    if (c->target && strcmp(m->u.punch.peer, c->target) != 0) {
+        LOG_W("ignoring a punch order for %s while asking for %s", m->u.punch.peer, c->target);
+        return false;
+    }
+    c->state = CTL_PUNCHING;
+    uv_timer_stop(&c->timer);
+    return true;
+}
+
+/* The session's handshake context and trust; EXIT_DONE or EXIT_LOCAL. */
+static int ctl_sess_shake(struct ctl_sess *ss, const struct proto_msg *m, const char *fp)
+{
+    struct ctl *c = ss->c;
+    memcpy(ss->shake.session, m->u.punch.session, sizeof ss->shake.session);
+    memcpy(ss->shake.self, c->o->id, sizeof ss->shake.self);
+    memcpy(ss->shake.peer, m->u.punch.peer, sizeof ss->shake.peer);
+    ss->shake.role = m->u.punch.role;
+    ss->shake.ident = c->o->ident;
+    shake_init(&ss->shake);
+    if (trust_prepare(c->o, m->u.punch.peer, m->u.punch.has_key ? m->u.punch.key : NULL,
+                      &ss->shake.trust) != EXIT_DONE)
+        return EXIT_LOCAL;
+    /* --allow ID=KEY pins the key like --peer-key, for this peer only */
+    if (fp[0])
+        snprintf(ss->shake.trust.fp, sizeof ss->shake.trust.fp, "%s", fp);
+    memcpy(ss->link->peer, m->u.punch.peer, sizeof ss->link->peer);
+    return EXIT_DONE;
+}
+
+/* A session that could not start: one-shot ends with status, serve mode releases its slot. */
+static void ctl_sess_abandon(struct ctl_sess *ss, int status, const char *err)
+{
+    struct ctl *c = ss->c;
+    if (err)
+        LOG_E("%s", err);
+    if (c->serve)
+        c->serve->failed(c->serve->arg, ss->shake.peer);
+    ctl_sess_free(ss);
+    if (!c->serve)
+        ctl_end(c, status);
 }
 
 static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
 {
-    struct punch_cfg cfg;
-    char ep[EP_STRLEN], err[200];
+    struct punch_cfg *cfg;
+    struct ctl_sess *ss;
+    char ep[EP_STRLEN], err[200], fp[ID_FP_SIZE];
     int relay;
 
-    if (c->state == CTL_PUNCHING) {
-        LOG_W("ignoring a second punch order (from %s): already connecting", m->u.punch.peer);
+    if (!ctl_admit(c, m, fp, sizeof fp))
+        return;
+    if (!(ss = calloc(1, sizeof *ss))) {
+        if (c->serve)
+            c->serve->failed(c->serve->arg, m->u.punch.peer);
+        ctl_fail(c, EXIT_LOCAL, "out of memory%s%s", "", "");
         return;
     }
-    if (c->target && strcmp(m->u.punch.peer, c->target) != 0) {
-        LOG_W("ignoring a punch order for %s while asking for %s", m->u.punch.peer, c->target);
+    ss->c = c;
+    ss->link = c->serve ? &ss->own : c->link;
+    ss->own.fd = -1;
+    memcpy(ss->shake.peer, m->u.punch.peer, sizeof ss->shake.peer);
+    ss->next = c->sess;
+    c->sess = ss;
+    cfg = &ss->cfg;
+    if ((relay = ctl_plan(ss, m, cfg)) < 0) {
+        ctl_sess_abandon(ss, EXIT_PUNCH, NULL);
         return;
     }
-    c->state = CTL_PUNCHING;
-    uv_timer_stop(&c->timer);
-    memset(&cfg, 0, sizeof cfg);
-    if ((relay = ctl_plan(c, m, &cfg)) < 0)
-        return;
-    cfg.local = c->local;
-    cfg.local6 = c->local6;
-    cfg.timeout_ms = c->o->timeout_ms;
+    cfg->local = c->local;
+    cfg->local6 = c->local6;
+    cfg->timeout_ms = c->o->timeout_ms;
+    cfg->rtt_us = sk_rtt_us(c->fd);
+    cfg->shared_listener = c->serve != NULL;
     /* the server timed both orders to arrive together: aim both first SYNs at the same moment
      * after the kernel's arrival stamp, leaving time to get ready */
-    cfg.start_us = c->rx_us + (m->u.punch.start_in_us >= 0 ? (uint64_t)m->u.punch.start_in_us
-                                                           : PROTO_DEFAULT_START_IN_US);
-    if (!cfg.relay_only)
-        punch_candidates(&cfg, &m->u.punch.observed, &m->u.punch.endpoints, &c->observed);
-    memcpy(c->shake.session, m->u.punch.session, sizeof c->shake.session);
-    memcpy(c->shake.self, c->o->id, sizeof c->shake.self);
-    memcpy(c->shake.peer, m->u.punch.peer, sizeof c->shake.peer);
-    c->shake.role = m->u.punch.role;
-    c->shake.ident = c->o->ident;
-    shake_init(&c->shake);
-    if (trust_prepare(c->o, m->u.punch.peer, m->u.punch.has_key ? m->u.punch.key : NULL,
-                      &c->shake.trust) != EXIT_DONE) {
-        ctl_end(c, EXIT_LOCAL);
+    cfg->start_us = c->rx_us + (m->u.punch.start_in_us >= 0 ? (uint64_t)m->u.punch.start_in_us
+                                                            : PROTO_DEFAULT_START_IN_US);
+    if (!cfg->relay_only)
+        punch_candidates(cfg, &m->u.punch.observed, &m->u.punch.endpoints, &c->observed);
+    if (ctl_sess_shake(ss, m, fp) != EXIT_DONE) {
+        ctl_sess_abandon(ss, EXIT_LOCAL, NULL);
         return;
     }
-    cfg.shake = &c->shake;
-    memcpy(c->link->peer, m->u.punch.peer, sizeof c->link->peer);
+    cfg->shake = &ss->shake;
     LOG_I("punching to %s at %s (%d candidate%s, %s)", m->u.punch.peer,
-          ep_format((const struct sockaddr *)&m->u.punch.observed, ep, sizeof ep), cfg.ncand,
-          cfg.ncand == 1 ? "" : "s",
+          ep_format((const struct sockaddr *)&m->u.punch.observed, ep, sizeof ep), cfg->ncand,
+          cfg->ncand == 1 ? "" : "s",
           m->u.punch.role == PROTO_INITIATOR ? "initiator" : "responder");
-    ev_punching(c->o, m, &cfg);
-    for (int i = 0; i < cfg.ncand; i++)
+    ev_punching(c->o, m, cfg);
+    for (int i = 0; i < cfg->ncand; i++)
         LOG_D("candidate %d: %s (%s)", i,
-              ep_format((struct sockaddr *)&cfg.cand[i].addr, ep, sizeof ep), cfg.cand[i].kind);
-    c->punch = punch_start(&c->loop, &cfg, c->link, ctl_punch_done, c, err, sizeof err);
-    if (!c->punch)
-        ctl_fail(c, EXIT_LOCAL, "%s%s", err, "");
+              ep_format((struct sockaddr *)&cfg->cand[i].addr, ep, sizeof ep), cfg->cand[i].kind);
+    ss->punch = punch_start(&c->loop, cfg, ss->link, ctl_punch_done, ss, err, sizeof err);
+    if (!ss->punch)
+        ctl_sess_abandon(ss, EXIT_LOCAL, err);
     else if (relay)
-        ctl_relay_start(c, m);
+        ctl_relay_start(ss, m);
 }
 
 /* Refusals that go away by themselves. id-taken is one only after we had the id: our own
@@ -333,7 +448,8 @@ static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
     }
     if (strcmp(code, "peer-not-found") == 0) {
         snprintf(msg, sizeof msg,
-                 "%s is not registered on %s: is `tcpunch listen` running there with --id %s?",
+                 "%s is not registered on %s: is `tcpunch listen` (or `receive`) running there "
+                 "with --id %s?",
                  c->target ? c->target : "the peer", c->o->server, c->target ? c->target : "ID");
         ctl_fail(c, EXIT_NO_PEER, "%s%s", msg, "");
         return;
@@ -342,6 +458,14 @@ static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
         snprintf(msg, sizeof msg, "no path to %s: %s", c->target ? c->target : "the peer",
                  m->u.error.message);
         ctl_fail(c, EXIT_PUNCH, "%s%s", msg, "");
+        return;
+    }
+    if (c->aux && c->state == CTL_HELLO && strcmp(code, "bad-field") == 0) {
+        /* a server from before auxiliary connections: register the usual way instead */
+        LOG_I("the server %s does not take auxiliary connections; registering as %s", c->o->server,
+              c->o->id);
+        c->aux_refused = c->retry = true;
+        ctl_end(c, EXIT_SERVER);
         return;
     }
     if (strcmp(code, "id-taken") == 0 && !c->was_registered) {
@@ -439,6 +563,86 @@ static void ctl_probe_start(struct ctl *c, const struct proto_msg *m)
         LOG_I("probe not started, going on without it: %s", err);
 }
 
+/* Which session an inbound connection on the shared port belongs to: the one dialling that
+ * exact endpoint, else the only one dialling that host, else the only one punching at all. */
+static struct ctl_sess *ctl_route(struct ctl *c, const struct sockaddr *from)
+{
+    struct ctl_sess *host = NULL, *any = NULL;
+    int nhost = 0, nany = 0;
+    for (struct ctl_sess *ss = c->sess; ss; ss = ss->next) {
+        bool same_host = false;
+        if (!ss->punch || ss->cfg.relay_only)
+            continue;
+        any = ss;
+        nany++;
+        for (int i = 0; i < ss->cfg.ncand; i++) {
+            const struct sockaddr *cand = (const struct sockaddr *)&ss->cfg.cand[i].addr;
+            if (ep_equal(cand, from))
+                return ss;
+            same_host = same_host || ep_same_host(cand, from);
+        }
+        if (same_host) {
+            host = ss;
+            nhost++;
+        }
+    }
+    return nhost == 1 ? host : nany == 1 ? any : NULL;
+}
+
+/* The listener is polled, not uv_listen'ed: libuv would accept on its own and hold the
+ * connection in its handle, while the sessions' engines take plain descriptors. */
+static void ctl_on_inbound(uv_poll_t *h, int status, int events)
+{
+    struct ctl *c = h->data;
+    struct sockaddr_storage from;
+    struct ctl_sess *ss;
+    char ep[EP_STRLEN];
+    uv_os_fd_t lfd;
+
+    (void)events;
+    if (status < 0 || uv_fileno((uv_handle_t *)h, &lfd) != 0)
+        return;
+    for (int n = 0; n < 64; n++) { /* bounded: the loop has other work */
+        socklen_t alen = sizeof from;
+        int fd = accept4(lfd, (struct sockaddr *)&from, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        ep_unmap(&from);
+        ss = ctl_route(c, (const struct sockaddr *)&from);
+        if (!ss) {
+            LOG_D("closing an inbound connection from %s: no session expects it",
+                  ep_format((const struct sockaddr *)&from, ep, sizeof ep));
+            close(fd);
+            continue;
+        }
+        punch_adopt(ss->punch, fd, "inbound", NULL, 0);
+    }
+}
+
+static void ctl_lst_closed(uv_handle_t *h)
+{
+    struct ctl *c = h->data;
+    close(c->lst_fd[(uv_poll_t *)h - c->lst]);
+}
+
+static void ctl_listen_on(struct ctl *c, const struct sockaddr_storage *local)
+{
+    char err[200];
+    uv_poll_t *l = &c->lst[c->nlst];
+    int fd = sk_listen_reuse((const struct sockaddr *)local, 64, err, sizeof err);
+    if (fd < 0) {
+        LOG_D("no listener on the punch port: %s", err);
+        return;
+    }
+    if (uv_poll_init(&c->loop, l, fd) < 0) {
+        close(fd);
+        return;
+    }
+    l->data = c;
+    c->lst_fd[c->nlst++] = fd;
+    uv_poll_start(l, UV_READABLE, ctl_on_inbound);
+}
+
 static void ctl_on_welcome(struct ctl *c, const struct proto_msg *m)
 {
     char ep[EP_STRLEN];
@@ -458,6 +662,11 @@ static void ctl_on_welcome(struct ctl *c, const struct proto_msg *m)
           ep_format((const struct sockaddr *)&m->u.welcome.observed, ep, sizeof ep));
     ev_registered(c->o, m);
     ctl_probe_start(c, m);
+    if (c->serve) {
+        ctl_listen_on(c, &c->local);
+        if (c->local6.ss_family == AF_INET6)
+            ctl_listen_on(c, &c->local6);
+    }
     if (!c->target) {
         c->state = CTL_WAITING;
         LOG_I("waiting for a peer to connect to %s", c->o->id);
@@ -572,7 +781,10 @@ static void ctl_on_connected(struct ctl *c)
 
     getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen);
     if (err) {
-        ctl_lost(c, "cannot reach the server %s: %s", c->o->server, strerror(err));
+        ctl_lost(c,
+                 "cannot reach the server %s: %s (check the address; is tcpunch-rendezvous "
+                 "running there, its port open in the firewall?)",
+                 c->o->server, strerror(err));
         return;
     }
     sk_local(c->fd, &c->local);
@@ -620,7 +832,10 @@ static int ctl_open(struct ctl *c)
     }
     if (connect(c->fd, (struct sockaddr *)&c->server, ep_len((struct sockaddr *)&c->server)) < 0 &&
         errno != EINPROGRESS) {
-        ctl_lost(c, "cannot reach the server %s: %s", c->o->server, strerror(errno));
+        ctl_lost(c,
+                 "cannot reach the server %s: %s (check the address; is tcpunch-rendezvous "
+                 "running there, its port open in the firewall?)",
+                 c->o->server, strerror(errno));
         return EXIT_SERVER;
     }
     if (uv_poll_init(&c->loop, &c->poll, c->fd) < 0) {
@@ -636,10 +851,13 @@ static int ctl_open(struct ctl *c)
 
 /* What one attempt tells the next (peer_rendezvous). */
 struct ctl_run {
-    bool may_retry;      /* listen or chat without a peer, and no --no-retry */
-    bool was_registered; /* some attempt so far got a welcome */
-    bool registered;     /* the last attempt got a welcome */
-    bool retry;          /* the last attempt ended in a way worth another */
+    const struct peer_serve *serve; /* listen --forward */
+    bool aux;                       /* register as an auxiliary connection (hello.aux) */
+    bool may_retry;                 /* listen or chat without a peer, and no --no-retry */
+    bool was_registered;            /* some attempt so far got a welcome */
+    bool registered;                /* the last attempt got a welcome */
+    bool retry;                     /* the last attempt ended in a way worth another */
+    bool aux_refused;               /* the server does not know hello.aux */
 };
 
 /* One connection to the server: register, wait or ask, punch. */
@@ -654,10 +872,14 @@ static int ctl_attempt(const struct peer_opts *o, const char *target, struct pee
         LOG_E("out of memory");
         return EXIT_LOCAL;
     }
-    memset(link, 0, sizeof *link);
-    link->fd = -1;
+    if (link) {
+        memset(link, 0, sizeof *link);
+        link->fd = -1;
+    }
     c->o = o;
     c->target = target;
+    c->serve = run->serve;
+    c->aux = run->aux;
     c->link = link;
     c->state = CTL_CONNECTING;
     c->fd = -1;
@@ -685,8 +907,9 @@ static int ctl_attempt(const struct peer_opts *o, const char *target, struct pee
     result = c->result;
     run->registered = c->registered;
     run->retry = c->retry;
+    run->aux_refused = c->aux_refused;
     free(c);
-    if (result != EXIT_DONE && link->fd >= 0) {
+    if (result != EXIT_DONE && link && link->fd >= 0) {
         close(link->fd);
         link->fd = -1;
     }
@@ -703,19 +926,23 @@ static void ctl_sleep_ms(uint64_t ms)
 /* listen waits out a server that is down or restarting: after each lost attempt it waits
  * 1 s, 2 s, 4 s ... at most 30 s (back to 1 s after a registration), spread by +-20% so that
  * the peers of a restarted server do not all come back in the same instant. */
-int peer_rendezvous(const struct peer_opts *o, const char *target, struct peer_link *link)
+static int ctl_run_all(const struct peer_opts *o, const char *target, struct peer_link *link,
+                       struct ctl_run *run)
 {
-    struct ctl_run run = {.may_retry = !target && !o->no_retry};
     uint64_t wait = CTL_RETRY_MIN_MS;
     for (;;) {
         uint64_t ms;
         int rc;
-        run.registered = run.retry = false;
-        rc = ctl_attempt(o, target, link, &run);
-        if (!run.retry)
+        run->registered = run->retry = run->aux_refused = false;
+        rc = ctl_attempt(o, target, link, run);
+        if (run->aux_refused && run->aux) {
+            run->aux = false; /* at once: the server is there, it only spoke an older dialect */
+            continue;
+        }
+        if (!run->retry)
             return rc;
-        if (run.registered) {
-            run.was_registered = true;
+        if (run->registered) {
+            run->was_registered = true;
             wait = CTL_RETRY_MIN_MS;
         }
         ms = wait - wait / 5 + randombytes_uniform((uint32_t)(wait * 2 / 5) + 1);
@@ -723,4 +950,22 @@ int peer_rendezvous(const struct peer_opts *o, const char *target, struct peer_l
         ctl_sleep_ms(ms);
         wait = wait * 2 > CTL_RETRY_MAX_MS ? CTL_RETRY_MAX_MS : wait * 2;
     }
+}
+
+int peer_rendezvous(const struct peer_opts *o, const char *target, struct peer_link *link)
+{
+    struct ctl_run run = {.may_retry = !target && !o->no_retry};
+    return ctl_run_all(o, target, link, &run);
+}
+
+int peer_rendezvous_aux(const struct peer_opts *o, const char *target, struct peer_link *link)
+{
+    struct ctl_run run = {.aux = true};
+    return ctl_run_all(o, target, link, &run);
+}
+
+int peer_serve(const struct peer_opts *o, const struct peer_serve *sv)
+{
+    struct ctl_run run = {.serve = sv, .may_retry = !o->no_retry};
+    return ctl_run_all(o, NULL, NULL, &run);
 }

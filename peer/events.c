@@ -110,9 +110,12 @@ const char *ev_exit_code(int status)
         [EXIT_PUNCH] = "punch-failed",
         [EXIT_LOST] = "connection-lost",
         [EXIT_LOCAL] = "local",
+        [EXIT_PARTIAL] = "partial",
     };
-    return status >= 0 && (size_t)status < sizeof codes / sizeof codes[0] ? codes[status]
-                                                                          : "internal";
+    /* 7-9 (nat-check verdicts) have no entry */
+    return status >= 0 && (size_t)status < sizeof codes / sizeof codes[0] && codes[status]
+               ? codes[status]
+               : "internal";
 }
 
 static const char *ev_exit_text(int status)
@@ -125,9 +128,11 @@ static const char *ev_exit_text(int status)
         [EXIT_PUNCH] = "punch failed: no verified connection before the timeout",
         [EXIT_LOST] = "connection lost after it was established",
         [EXIT_LOCAL] = "local error",
+        [EXIT_PARTIAL] = "the receiver refused some files",
     };
-    return status >= 0 && (size_t)status < sizeof texts / sizeof texts[0] ? texts[status]
-                                                                          : "internal error";
+    return status >= 0 && (size_t)status < sizeof texts / sizeof texts[0] && texts[status]
+               ? texts[status]
+               : "internal error";
 }
 
 void ev_error(int status, const char *message)

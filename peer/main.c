@@ -17,6 +17,7 @@ static const struct {
 } commands[] = {
     {"listen", cmd_listen, true}, {"connect", cmd_connect, true},    {"chat", cmd_chat, true},
     {"direct", cmd_direct, true}, {"nat-check", cmd_natcheck, true}, {"id", cmd_id, true},
+    {"send", cmd_send, true},     {"receive", cmd_receive, true},    {"config", cmd_config, false},
 };
 
 /* Loads (or on first use creates) our identity into ident and points o at it. */
@@ -52,6 +53,11 @@ static int dispatch(struct peer_opts *o, int argc, char **argv, int first)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         if (strcmp(argv[first], commands[i].name) != 0)
             continue;
+        /* forwarding flags belong to one command each; elsewhere they would be ignored */
+        if ((o->forward || o->nallow) && commands[i].run != cmd_listen)
+            return opts_bad("--forward and --allow are for listen, not %s", argv[first]);
+        if (o->local && commands[i].run != cmd_connect)
+            return opts_bad("--local is for connect, not %s", argv[first]);
         /* encryption is never switched off by a stray flag: --plain means direct only */
         if (o->plain && commands[i].run != cmd_direct)
             return opts_bad("--plain is for direct only; %s is always encrypted", argv[first]);
@@ -65,14 +71,15 @@ static int dispatch(struct peer_opts *o, int argc, char **argv, int first)
         sodium_memzero(&ident, sizeof ident);
         return rc;
     }
-    return opts_bad("unknown command \"%s\" (listen, connect, chat, direct, nat-check, id)",
+    return opts_bad("unknown command \"%s\" (listen, connect, chat, direct, nat-check, id, send, "
+                    "receive, config)",
                     argv[first]);
 }
 
-/* Exit statuses 1-6 are failures; 7-9 are nat-check verdicts, reported on stdout. */
+/* Exit statuses 1-6 and 10 are failures; 7-9 are nat-check verdicts, reported on stdout. */
 static bool failed(int rc)
 {
-    return rc >= EXIT_USAGE && rc <= EXIT_LOCAL;
+    return (rc >= EXIT_USAGE && rc <= EXIT_LOCAL) || rc == EXIT_PARTIAL;
 }
 
 int main(int argc, char **argv)

@@ -14,6 +14,8 @@ enum { OPTS_JSON = 256 }; /* long options without a short form */
 enum { OPTS_DIRECT_TIMEOUT = 300, OPTS_NO_RELAY, OPTS_RELAY_ONLY };
 enum { OPTS_PEER_KEY = 400, OPTS_PLAIN };
 enum { OPTS_SECRET_FILE = 500, OPTS_NO_RETRY };
+enum { OPTS_DIR = 700, OPTS_FORCE };
+enum { OPTS_FORWARD = 600, OPTS_LOCAL, OPTS_ALLOW, OPTS_MAX_SESSIONS };
 
 void opts_usage(FILE *out)
 {
@@ -23,6 +25,8 @@ void opts_usage(FILE *out)
           "\n"
           "Commands:\n"
           "  listen              register, wait for one peer to connect, then pipe stdin/stdout\n"
+          "                      (--forward HOST:PORT: serve every peer, each over its own\n"
+          "                      connection to HOST:PORT)\n"
           "  connect PEER        ask the server for PEER, punch through, then pipe stdin/stdout\n"
           "  chat [PEER]         line chat with PEER (no PEER: wait for one); /quit ends it\n"
           "  direct --port LOCAL HOST:PORT\n"
@@ -34,6 +38,11 @@ void opts_usage(FILE *out)
           "                      (exit status 0, 7, 8 or 9 gives the verdict)\n"
           "  id                  print our public key and its fingerprint (creating the\n"
           "                      identity on first use); --json: as a JSON object\n"
+          "  send PEER FILE...   send files (a directory: everything in it) to PEER, which\n"
+          "                      runs receive; each is verified by checksum on arrival\n"
+          "  receive             register, wait for one sender, store its files in --dir\n"
+          "                      (never outside it; existing files only with --force)\n"
+          "  config              print the settings in effect and where each came from\n"
           "\n"
           "Options (before or after the command):\n"
           "  -s, --server HOST:PORT  rendezvous server (env TCPUNCH_SERVER)\n"
@@ -60,6 +69,20 @@ void opts_usage(FILE *out)
           "      --no-retry          listen, chat without PEER: exit 2 when the server is\n"
           "                          down or the connection to it is lost (default: keep\n"
           "                          reconnecting, 1 s doubling to 30 s)\n"
+          "      --forward HOST:PORT listen: stay registered and serve every peer that\n"
+          "                          connects, each over its own TCP connection to\n"
+          "                          HOST:PORT (many at once)\n"
+          "      --allow ID[=KEY]    listen --forward: only peer ID (repeatable), and with\n"
+          "                          KEY (a key or SHA256:... fingerprint) only that key\n"
+          "                          (default: everyone, keys as known_peers says)\n"
+          "      --local [ADDR:]PORT connect: listen on ADDR:PORT (default 127.0.0.1) and\n"
+          "                          punch a new connection to PEER for every local\n"
+          "                          client, like ssh -L; runs until SIGINT/SIGTERM\n"
+          "      --max-sessions N    --forward/--local: sessions at once (default 64);\n"
+          "                          more are refused\n"
+          "      --dir DIR           receive: store the files in DIR (default: the current\n"
+          "                          directory)\n"
+          "      --force             receive: replace existing files of the same name\n"
           "  -v, --verbose           say how the connection was made; twice: debug detail\n"
           "  -q, --quiet             print errors only\n"
           "      --json              events (registered, punching, connected, closed,\n"
@@ -85,11 +108,23 @@ void opts_usage(FILE *out)
           "  7  NAT with endpoint-independent mapping: direct connections can be punched\n"
           "  8  NAT with endpoint-dependent mapping (symmetric): a relay is needed\n"
           "  9  cannot tell: the server has no probe port, or the probe got no answer\n"
+          "  send, receive (failures as above):\n"
+          "  10 the transfer ended properly, but the receiver refused some files\n"
+          "\n"
+          "Settings: flags > environment > config file ($TCPUNCH_HOME/config, default\n"
+          "~/.config/tcpunch/config: key = value lines for server, id, port, timeout,\n"
+          "direct-timeout, relay (auto/never/only), secret-file, verbose, quiet, no-retry,\n"
+          "dir) > defaults; `tcpunch config` shows them. See tcpunch(1).\n"
           "\n"
           "Examples:\n"
           "  tcpunch -s vps.example:7000 -i bob listen > received.bin\n"
           "  tcpunch -s vps.example:7000 -i alice connect bob < file.bin\n"
-          "  tcpunch direct --port 40000 198.51.100.7:40000\n",
+          "  tcpunch direct --port 40000 198.51.100.7:40000\n"
+          "  tcpunch -s vps.example:7000 -i bob listen --forward 127.0.0.1:22 --allow alice\n"
+          "  ssh -o ProxyCommand='tcpunch -s vps.example:7000 connect %h' user@bob\n"
+          "  tcpunch -s vps.example:7000 connect bob --local 8080\n"
+          "  tcpunch receive --dir ~/incoming        (server and id from the config file)\n"
+          "  tcpunch send bob photos/ notes.txt\n",
           out);
 }
 
@@ -134,7 +169,7 @@ static void opts_default_id(char *id, size_t cap)
 
 /* --peer-key takes a key or its fingerprint; both become the fingerprint, which is what the
  * handshake compares. */
-static int opts_peer_key(const char *v, char *fp, size_t len)
+int opts_peer_key(const char *v, char *fp, size_t len)
 {
     unsigned char pk[crypto_sign_PUBLICKEYBYTES], h[crypto_hash_sha256_BYTES];
     size_t n = 0;
@@ -177,6 +212,15 @@ static int opts_load_secret(struct peer_opts *o, const char *path)
     return EXIT_DONE;
 }
 
+/* The long name of option ch, for `tcpunch config` to tell which settings the flags made. */
+static const char *opts_long_name(const struct option *longs, int ch)
+{
+    for (; longs->name; longs++)
+        if (longs->val == ch)
+            return longs->name;
+    return NULL;
+}
+
 int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
 {
     static const struct option longs[] = {
@@ -196,20 +240,36 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
         {"plain", no_argument, NULL, OPTS_PLAIN},
         {"secret-file", required_argument, NULL, OPTS_SECRET_FILE},
         {"no-retry", no_argument, NULL, OPTS_NO_RETRY},
+        {"dir", required_argument, NULL, OPTS_DIR},
+        {"force", no_argument, NULL, OPTS_FORCE},
+        {"forward", required_argument, NULL, OPTS_FORWARD},
+        {"local", required_argument, NULL, OPTS_LOCAL},
+        {"allow", required_argument, NULL, OPTS_ALLOW},
+        {"max-sessions", required_argument, NULL, OPTS_MAX_SESSIONS},
         {NULL, 0, NULL, 0}};
     const char *env, *secret_file = getenv("TCPUNCH_SECRET_FILE");
     double num;
-    int ch;
+    int ch, rc;
 
     memset(o, 0, sizeof *o);
     o->timeout_ms = 10000;
     o->direct_timeout_ms = 5000;
-    o->server = getenv("TCPUNCH_SERVER");
-    if (o->server && !o->server[0])
-        o->server = NULL;
+    o->max_sessions = PEER_DEFAULT_SESSIONS;
     opts_default_id(o->id, sizeof o->id);
+    /* flags > environment > config file > defaults */
+    if ((rc = cfg_load(o)) != EXIT_DONE)
+        return rc;
+    if ((env = getenv("TCPUNCH_SERVER")) && env[0]) {
+        o->server = env;
+        cfg_mark(o, "server", true);
+    }
     if ((env = getenv("TCPUNCH_ID")) && env[0] && opts_set_id(o, env, "TCPUNCH_ID") != EXIT_DONE)
         return EXIT_USAGE;
+    cfg_mark(o, env && env[0] ? "id" : NULL, true);
+    if (secret_file && secret_file[0])
+        cfg_mark(o, "secret-file", true);
+    else if (o->cfg.secret_file[0])
+        secret_file = o->cfg.secret_file;
 
     /* --json may follow a bad option; it must still turn that usage error into JSON */
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
@@ -252,7 +312,8 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
             break;
         case OPTS_NO_RELAY:
         case OPTS_RELAY_ONLY:
-            if (o->path != PROTO_PATH_ANY &&
+            /* the config file's relay = ... is overridden, not contradicted */
+            if (o->cfg.from[CFG_RELAY] == CFG_FROM_FLAG && o->path != PROTO_PATH_ANY &&
                 o->path != (ch == OPTS_NO_RELAY ? PROTO_PATH_DIRECT : PROTO_PATH_RELAY))
                 return opts_bad("%s", "--no-relay and --relay-only exclude each other");
             o->path = ch == OPTS_NO_RELAY ? PROTO_PATH_DIRECT : PROTO_PATH_RELAY;
@@ -272,6 +333,28 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
         case OPTS_NO_RETRY:
             o->no_retry = true;
             break;
+        case OPTS_FORWARD:
+            o->forward = optarg;
+            break;
+        case OPTS_LOCAL:
+            o->local = optarg;
+            break;
+        case OPTS_ALLOW:
+            if (o->nallow >= PEER_MAX_ALLOW)
+                return opts_bad("--allow: at most %s entries", "64");
+            o->allow[o->nallow++] = optarg;
+            break;
+        case OPTS_MAX_SESSIONS:
+            if (opts_number(optarg, 1, 4096, &num) < 0 || num != (int)num)
+                return opts_bad("--max-sessions: \"%s\" is not a number from 1 to 4096", optarg);
+            o->max_sessions = (int)num;
+            break;
+        case OPTS_DIR:
+            o->dir = optarg;
+            break;
+        case OPTS_FORCE:
+            o->force = true;
+            break;
         case 'h':
             opts_usage(stdout);
             return -1;
@@ -283,9 +366,11 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
         default:
             return opts_bad("unknown option %s", argv[optind - 1]);
         }
+        cfg_mark(o, opts_long_name(longs, ch), false);
     }
     if (optind >= argc)
-        return opts_bad("%s", "no command given (listen, connect, chat, direct, nat-check, id)");
+        return opts_bad("%s", "no command given (listen, connect, chat, direct, nat-check, id, "
+                              "send, receive, config)");
     *first = optind;
     log_init("tcpunch",
              o->quiet ? LOG_ERROR
@@ -293,6 +378,7 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
                          : o->verbose    ? LOG_INFO
                                          : LOG_NOTE), /* NOTE: the path line */
              0);
+    o->secret_file = secret_file && secret_file[0] ? secret_file : NULL;
     return opts_load_secret(o, secret_file);
 }
 

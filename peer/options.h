@@ -16,6 +16,10 @@ int opts_need_server(const struct peer_opts *o);
 /* Checks a peer id given on the command line. */
 int opts_check_peer(const struct peer_opts *o, const char *peer);
 
+/* A public key (base64) or its fingerprint (SHA256:...), as --peer-key takes it, into its
+ * fingerprint. Returns 0, or -1 when it is neither. */
+int opts_peer_key(const char *v, char *fp, size_t len);
+
 void opts_usage(FILE *out);
 
 /* Prints "tcpunch: <fmt with arg>" and the --help hint; returns EXIT_USAGE. */

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "common/identity.h"
+#include "peer/config.h"
 #include "proto/proto.h"
 
 /* Exit codes, documented in README and --help. */
@@ -23,7 +24,12 @@ enum peer_exit {
     EXIT_NAT_EIM = 7,     /* NAT with endpoint-independent mapping: punchable */
     EXIT_NAT_SYM = 8,     /* endpoint-dependent mapping (symmetric): a relay is needed */
     EXIT_NAT_UNKNOWN = 9, /* cannot tell: the server has no probe port, or it did not answer */
+    /* send/receive: the transfer ran to its end, but the receiver refused some files */
+    EXIT_PARTIAL = 10,
 };
+
+#define PEER_MAX_ALLOW 64
+#define PEER_DEFAULT_SESSIONS 64
 
 struct peer_opts {
     const char *server; /* HOST:PORT as given */
@@ -44,6 +50,18 @@ struct peer_opts {
     bool have_secret;
     unsigned char secret[32];
     bool no_retry; /* --no-retry: listen/chat give up when the server is down or lost */
+    /* receive: --dir (NULL: the current directory) and --force (replace existing files) */
+    const char *dir;
+    bool force;
+    const char *secret_file; /* --secret-file as given (NULL: none), for `tcpunch config` */
+    struct cfg cfg;          /* the config file, and where each setting came from */
+    /* forwarding (README, "Forwarding"): listen --forward HOST:PORT, its --allow ID[=KEY]
+     * entries, connect --local [ADDR:]PORT, and the sessions either keeps at once */
+    const char *forward;
+    const char *local;
+    const char *allow[PEER_MAX_ALLOW];
+    int nallow;
+    int max_sessions;
 };
 
 /* A verified connection to the other peer, out of the event loop, ready for the pump. */
@@ -70,8 +88,33 @@ struct peer_link {
  * and verifies. Returns EXIT_DONE with *link filled, or an exit code after printing why. */
 int peer_rendezvous(const struct peer_opts *o, const char *target, struct peer_link *link);
 
+/* The same for `connect`: the control connection is an auxiliary one (PROTOCOL.md, hello.aux),
+ * so that any number of them may run at once under our id, next to a `listen` of that id. */
+int peer_rendezvous_aux(const struct peer_opts *o, const char *target, struct peer_link *link);
+
+/* listen --forward: what the control connection does with each punch order. */
+struct peer_serve {
+    /* Called before anything is dialled: false refuses the session (why says why). May set fp
+     * to the fingerprint the peer's key must have ("" leaves the usual trust). */
+    bool (*admit)(void *arg, const char *peer, char *fp, size_t fplen, char *why, size_t whylen);
+    /* An admitted session ended without a link. */
+    void (*failed)(void *arg, const char *peer);
+    /* An admitted session is up: the callee copies *link and owns link->fd from now on. */
+    void (*linked)(void *arg, struct peer_link *link);
+    void *arg;
+};
+
+/* Stays registered (across server restarts, unless --no-retry) and serves every punch order
+ * addressed to us at once, each as its own session. Returns only when the server is lost for
+ * good or refused us (an exit code). */
+int peer_serve(const struct peer_opts *o, const struct peer_serve *sv);
+
 /* Pipes stdin/stdout through the link with netcat semantics; returns an exit code. */
 int peer_pipe(const struct peer_opts *o, struct peer_link *link);
+
+/* The same between the link and in/out (one socket for both: a splice; its end is passed on
+ * as shutdown(SHUT_WR)). Closes link->fd, not in or out. */
+int peer_pipe_fds(const struct peer_opts *o, struct peer_link *link, int in, int out);
 
 /* Reports how the link was made: the path line (unless -q), or the `connected` event. */
 void peer_report(const struct peer_opts *o, const struct peer_link *link);

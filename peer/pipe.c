@@ -11,6 +11,11 @@
 
 int peer_pipe(const struct peer_opts *o, struct peer_link *link)
 {
+    return peer_pipe_fds(o, link, STDIN_FILENO, STDOUT_FILENO);
+}
+
+int peer_pipe_fds(const struct peer_opts *o, struct peer_link *link, int in, int out)
+{
     struct pump_stats st;
     char err[300];
     enum pump_status s;
@@ -18,11 +23,10 @@ int peer_pipe(const struct peer_opts *o, struct peer_link *link)
 
     sk_tune_stream(link->fd);
     if (link->encrypted)
-        s = pump_run_sealed(link->fd, STDIN_FILENO, STDOUT_FILENO, link->prefill, link->prefill_len,
-                            link->tx_key, link->rx_key, &st, err, sizeof err);
+        s = pump_run_sealed(link->fd, in, out, link->prefill, link->prefill_len, link->tx_key,
+                            link->rx_key, &st, err, sizeof err);
     else
-        s = pump_run(link->fd, STDIN_FILENO, STDOUT_FILENO, link->prefill, link->prefill_len, &st,
-                     err, sizeof err);
+        s = pump_run(link->fd, in, out, link->prefill, link->prefill_len, &st, err, sizeof err);
     sodium_memzero(link->tx_key, sizeof link->tx_key);
     sodium_memzero(link->rx_key, sizeof link->rx_key);
     close(link->fd);

@@ -30,9 +30,13 @@
  * cross within a few µs), each re-dial reopens our NAT's mapping for one router round trip at a
  * new phase, and the other side's burst does the same: one of the pairs lands. */
 #define PUNCH_BURST 6
-/* A connection that completes TCP but not the handshake within this is given up and
- * re-dialled: some NATs pass the SYNs but mangle what follows. */
-#define PUNCH_STALL_MS 2500
+/* A connection that completes TCP but not the handshake within the stall time is given up and
+ * re-dialled: some NATs pass the SYNs of a simultaneous open and then lose track of the
+ * connection (Linux conntrack, after a RST crossed the SYNs, lets our packets out
+ * untranslated). The handshake needs about one round trip: the stall time is a few round
+ * trips of the control connection plus room for one retransmission, within these bounds. */
+#define PUNCH_STALL_MIN_MS 800
+#define PUNCH_STALL_MAX_MS 2500
 #define PUNCH_SWEEP_MS 250
 
 enum pc_state {
@@ -619,10 +623,16 @@ static void pu_listen(struct punch *p)
         pu_listen_on(p, &p->cfg.local6);
 }
 
+static uint64_t pu_stall_ms(const struct punch_cfg *cfg)
+{
+    uint64_t ms = 600 + 4 * (uint64_t)cfg->rtt_us / 1000;
+    return ms < PUNCH_STALL_MIN_MS ? PUNCH_STALL_MIN_MS : ms > PUNCH_STALL_MAX_MS ? PUNCH_STALL_MAX_MS : ms;
+}
+
 static bool pu_stalled(const struct pconn *c, uint64_t now)
 {
     return (c->state == PC_OFFERED || c->state == PC_SELECTED) &&
-           now - c->since_ms > PUNCH_STALL_MS;
+           now - c->since_ms > pu_stall_ms(&c->p->cfg);
 }
 
 static void pu_on_sweep(uv_timer_t *t)
@@ -680,7 +690,7 @@ struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct p
                                    ep_port((const struct sockaddr *)&cfg->cand[0].addr));
     pu_timer(p, &p->deadline, pu_on_deadline, cfg->timeout_ms, 0);
     pu_timer(p, &p->sweep, pu_on_sweep, PUNCH_SWEEP_MS, PUNCH_SWEEP_MS);
-    if (!cfg->relay_only)
+    if (!cfg->relay_only && !cfg->shared_listener)
         pu_listen(p);
     for (int i = 0; i < cfg->ncand; i++) {
         struct pconn *c = &p->att[i];

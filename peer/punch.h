@@ -23,6 +23,7 @@ struct punch_cfg {
     int ncand;
     struct punch_cand cand[PUNCH_MAX_CAND];
     uint64_t timeout_ms;
+    uint32_t rtt_us; /* of the control connection (0: unknown): scales the handshake stall time */
     /* clk_us() time of the first SYN (0: at once); both peers aim at the same instant */
     uint64_t start_us;
     /* NULL: plain TCP (direct mode) — the first connection wins, and inbound ones only from
@@ -31,6 +32,10 @@ struct punch_cfg {
     /* no direct attempt at all (punch said direct:false): no SYNs and no listener; only
      * connections given to punch_adopt compete */
     bool relay_only;
+    /* no listener of its own: the caller listens on the shared port for several engines and
+     * hands each its connections (punch_adopt, kind "inbound"); with one listener per engine
+     * the kernel would spread inbound SYNs across them */
+    bool shared_listener;
 };
 
 struct punch;

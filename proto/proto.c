@@ -15,7 +15,8 @@ static const char *const proto_nats[] = {"unknown", "independent", "dependent"};
 
 /* Fields each type may carry, "type" included; NULL-terminated. */
 static const char *const proto_fields[PROTO_TYPE_COUNT][16] = {
-    [PROTO_HELLO] = {"type", "version", "id", "endpoints", "path", "key", "sig", "admit", NULL},
+    [PROTO_HELLO] = {"type", "version", "id", "endpoints", "path", "aux", "key", "sig", "admit",
+                      NULL},
     [PROTO_WELCOME] = {"type", "version", "id", "observed", "keepalive", "relay", "probe_port",
                        "probe_token", NULL},
     [PROTO_CONNECT] = {"type", "target", NULL},
@@ -328,6 +329,7 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
         PD_TRY(pd_id(d, "id", m->u.hello.id));
         PD_TRY(pd_opt_enum(d, "path", proto_paths, 3, &k));
         m->u.hello.path = (enum proto_path)k;
+        PD_TRY(pd_opt_bool(d, "aux", &m->u.hello.aux));
         PD_TRY(pd_eplist(d, "endpoints", &m->u.hello.endpoints));
         PD_TRY(pd_opt_b64(d, "key", m->u.hello.key, PROTO_KEY_BYTES, &m->u.hello.has_key));
         PD_TRY(pd_opt_b64(d, "sig", m->u.hello.sig, PROTO_SIG_BYTES, &m->u.hello.has_sig));
@@ -527,6 +529,8 @@ static json_t *pe_build(const struct proto_msg *m)
                               m->u.hello.id, "endpoints", pe_eplist(&m->u.hello.endpoints));
         if (o && m->u.hello.path != PROTO_PATH_ANY)
             json_object_set_new(o, "path", json_string(proto_path_name(m->u.hello.path)));
+        if (o && m->u.hello.aux)
+            json_object_set_new(o, "aux", json_true());
         if (m->u.hello.has_key)
             o = pe_b64(o, "key", m->u.hello.key, PROTO_KEY_BYTES);
         if (m->u.hello.has_sig)

@@ -68,6 +68,9 @@ struct proto_msg {
             char id[PROTO_MAX_ID + 1];
             struct proto_eplist endpoints;
             enum proto_path path; /* optional, default any */
+            /* an auxiliary connection of an id that may be registered elsewhere: never a
+             * target, one session (PROTOCOL.md, "Auxiliary connections"); sent only when true */
+            bool aux;
             /* key and sig are optional on the wire only so that the server can answer their
              * absence with bad-signature; the server requires both */
             bool has_key, has_sig, has_admit;

@@ -217,6 +217,8 @@ static void pair_punch(struct srv_conn *from, struct srv_conn *to, struct pair_p
         LOG_W("punch %s: the relay cannot take another offer; direct only", session);
         pl->relay = false;
     }
+    /* an auxiliary connection exists for this one session (PROTOCOL.md, 5.1) */
+    from->aux_used = from->aux;
     n_from = pair_encode(to, PROTO_INITIATOR, session, pl, &m_from, line_from, sizeof line_from);
     n_to = pair_encode(from, PROTO_RESPONDER, session, pl, &m_to, line_to, sizeof line_to);
     if (n_from < 0 || n_to < 0) { /* cannot happen: ids and 8 endpoints fit in a line */

@@ -132,7 +132,7 @@ static void srv_on_close(uv_handle_t *h)
  * other peer's request and no timer can reach it. */
 static void srv_unpublish(struct srv_conn *c)
 {
-    if (c->state == SRV_LIVE)
+    if (c->state == SRV_LIVE && !c->aux)
         reg_remove(c->srv->reg, c->id, c);
     if (c->probe_token[0])
         reg_remove(c->srv->probes, c->probe_token, c);
@@ -424,7 +424,9 @@ static void srv_on_hello(struct srv_conn *c, const struct proto_msg *m)
     }
     if (srv_check_candidates(c, &m->u.hello.endpoints) < 0)
         return;
-    rs = reg_add(c->srv->reg, m->u.hello.id, c);
+    /* an auxiliary connection proves the same key but stays out of the registry: the id's
+     * main registration (if any) keeps being the target, and both coexist */
+    rs = m->u.hello.aux ? REG_OK : reg_add(c->srv->reg, m->u.hello.id, c);
     if (rs == REG_EXISTS) {
         snprintf(msg, sizeof msg, "%s is already registered by another connection", m->u.hello.id);
         srv_refuse(c, "id-taken", msg, true);
@@ -435,20 +437,24 @@ static void srv_on_hello(struct srv_conn *c, const struct proto_msg *m)
         return;
     }
     if ((code = gate_bind(&c->srv->gate, m->u.hello.id, m->u.hello.key, msg, sizeof msg))) {
-        reg_remove(c->srv->reg, m->u.hello.id, c);
+        if (!m->u.hello.aux)
+            reg_remove(c->srv->reg, m->u.hello.id, c);
         srv_refuse(c, code, msg, true);
         return;
     }
     memcpy(c->key, m->u.hello.key, sizeof c->key);
     memcpy(c->id, m->u.hello.id, sizeof c->id);
     if (srv_keep_endpoints(c, &m->u.hello.endpoints) < 0) {
-        reg_remove(c->srv->reg, m->u.hello.id, c);
+        if (!m->u.hello.aux)
+            reg_remove(c->srv->reg, m->u.hello.id, c);
         srv_refuse(c, "server-full", "the server is out of memory", true);
         return;
     }
     c->path = m->u.hello.path;
+    c->aux = m->u.hello.aux;
     srv_set_state(c, SRV_LIVE);
-    LOG_N("register %s from %s (%d endpoint%s)", c->id, c->addr, c->nep, c->nep == 1 ? "" : "s");
+    LOG_N("register %s%s from %s (%d endpoint%s)", c->id, c->aux ? " (auxiliary)" : "", c->addr,
+          c->nep, c->nep == 1 ? "" : "s");
     srv_log_endpoints(c);
     srv_welcome(c);
 }
@@ -506,6 +512,10 @@ static void srv_on_probe(struct srv_conn *c, const struct proto_msg *m)
 static void srv_on_connect(struct srv_conn *c, const char *target)
 {
     char msg[PROTO_MAX_TEXT];
+    if (c->aux_used) {
+        srv_refuse(c, "unexpected-type", "an auxiliary connection carries one session", true);
+        return;
+    }
     if (c->state == SRV_LIVE &&
         lim_take(&c->connects, c->srv->cfg.connect_rate, uv_now(c->srv->loop)) < 0) {
         snprintf(msg, sizeof msg, "at most %u connect requests per second; try again later",

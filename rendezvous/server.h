@@ -76,6 +76,9 @@ struct srv_conn {
     enum proto_nat nat;   /* learnt from a probe; the other peer's punch carries it */
     bool probe_only;      /* accepted on a probe listener: `probe` is the only valid line */
     enum proto_path path; /* hello.path: what this peer allows for its sessions */
+    /* hello.aux: registered but not in the registry (never a target, no id clash); may pair
+     * once (aux_used after its punch) */
+    bool aux, aux_used;
     /* a `relay` first line, handed to the relay once the bytes after it are known */
     bool relay_req;
     char relay_session[PROTO_SESSION_LEN + 1];

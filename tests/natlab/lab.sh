@@ -6,7 +6,7 @@
 #
 # Usage: lab.sh --tcpunch PATH --rendezvous PATH [options] SCENARIO...
 #   SCENARIO   a|drop b|reset c|samenat d|public e|cgnat f|loss g|portclash
-#              h|halfsym i|symmetric j|ipv6, or "all"
+#              h|halfsym i|symmetric j|ipv6 k|ssh l|forward, or "all"
 #   --repeat N     run every scenario N times (default: $REPEAT or 1); all must pass
 #   --narrate      human-readable narration (used by scripts/demo)
 #   --keep DIR     copy every run's logs into DIR
@@ -615,6 +615,115 @@ scn_g_check() {
     say "  NAT A mapped holder :$HOLD_PORT -> public :$holder_port, alice's control connection :$HOLD_PORT -> public :$ctl_port, punched connection -> public :${punch_port:-?}"
 }
 
+# ---- forwarding scenarios: their own driver (CUSTOM_RUN) instead of one listen/connect pair
+
+scn_k() {   # a real OpenSSH client and server through ProxyCommand
+    scn_a || return 1   # scenario a's topology
+    DESC="ssh -o ProxyCommand='tcpunch connect b' to a real sshd behind NAT B (listen --forward)"
+    CUSTOM_RUN=lab_run_ssh
+}
+
+scn_l() {   # listen --forward / connect --local, 5 concurrent 1 MiB connections
+    scn_a || return 1
+    DESC="listen --forward behind NAT B, connect --local behind NAT A: 5 concurrent 1 MiB echoes"
+    CUSTOM_RUN=lab_run_fwd
+}
+
+# lab_fwd_listener: b runs listen --forward 127.0.0.1:PORT (its namespace's loopback) and
+# registers; 0 when it did.
+lab_fwd_listener() {
+    local port=$1 before i
+    before=$(lab_server_conns)
+    : >"$LAB_LOG/b.in"
+    lab_peer "$HOST_B" b --id "$ID_B" listen --forward "127.0.0.1:$port"
+    lab_wait_server_conns $((before + 1)) || { say "lab: b did not connect to the server"; return 1; }
+    for ((i = 0; i < 40; i++)); do
+        grep -qE "register $ID_B from" "$LAB_LOG/server.err" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    say "lab: b never registered"
+    return 1
+}
+
+# Bytes that crossed router to router (the direct path) in this run.
+lab_fwd_direct() {
+    echo $(( $(lab_counter "$LAB_ACCT_NS" bridge acct a2b bytes) + $(lab_counter "$LAB_ACCT_NS" bridge acct b2a bytes) ))
+}
+
+lab_run_ssh() {
+    local sshd key out rc i direct
+    sshd=$(command -v sshd || echo /usr/sbin/sshd)
+    [ -x "$sshd" ] && command -v ssh >/dev/null && command -v ssh-keygen >/dev/null ||
+        { say "lab: scenario k needs openssh-server and openssh-client (scripts/deps test)"; return 1; }
+    mkdir -p /run/sshd && chmod 755 /run/sshd
+    ssh-keygen -q -t ed25519 -N "" -f "$LAB_LOG/host_key" || return 1
+    ssh-keygen -q -t ed25519 -N "" -f "$LAB_LOG/client_key" || return 1
+    cp "$LAB_LOG/client_key.pub" "$LAB_LOG/authorized_keys"
+    cat >"$LAB_LOG/sshd_config" <<EOF_SSHD
+ListenAddress 127.0.0.1:22
+HostKey $LAB_LOG/host_key
+AuthorizedKeysFile $LAB_LOG/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+PidFile none
+EOF_SSHD
+    X "$HOST_B" "$sshd" -D -e -f "$LAB_LOG/sshd_config" 2>"$LAB_LOG/sshd.err" &
+    LAB_PIDS+=($!)
+    for ((i = 0; i < 100; i++)); do
+        X "$HOST_B" ss -Htln "sport = :22" | grep -q . && break
+        sleep 0.05
+    done
+    X "$HOST_B" ss -Htln "sport = :22" | grep -q . || { say "lab: sshd does not listen in b's namespace"; sed 's/^/    /' "$LAB_LOG/sshd.err"; return 1; }
+    lab_fwd_listener 22 || return 1
+    note "ssh -o ProxyCommand='tcpunch --server $SERVER --id $ID_A connect $ID_B' root@$ID_B"
+    out=$(X "$HOST_A" env TCPUNCH_HOME="$LAB_LOG/home.a" timeout -k 5 "$LAB_PEER_TIMEOUT"         ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null         -o LogLevel=ERROR -o ConnectTimeout=20 -i "$LAB_LOG/client_key"         -o ProxyCommand="$TP_BIN --server $SERVER --id $ID_A connect %h"         "root@$ID_B" 'echo hello-from-$(cat /proc/sys/kernel/hostname)-$((6*7))'         2>"$LAB_LOG/a.err")
+    rc=$?
+    direct=$(lab_fwd_direct)
+    if [ "$rc" != 0 ] || [ "$out" != "hello-from-$(X "$HOST_B" hostname)-42" ]; then
+        say "FAIL: ssh exited $rc, output '$out'"
+        say "-- ssh/ProxyCommand stderr:"; sed 's/^/    /' "$LAB_LOG/a.err"
+        say "-- b (listen --forward) stderr:"; tail -n 30 "$LAB_LOG/b.err" | sed 's/^/    /'
+        say "-- sshd stderr:"; tail -n 20 "$LAB_LOG/sshd.err" | sed 's/^/    /'
+        return 1
+    fi
+    [ "$direct" -gt 0 ] || { say "FAIL: nothing crossed router to router"; return 1; }
+    say "  ssh through ProxyCommand printed '$out' (direct path $(human "$direct"))"
+    return 0
+}
+
+lab_run_fwd() {
+    local tool=$LAB_DIR/../integration/fwdtool.py lport=8022 rc direct i
+    command -v python3 >/dev/null || { say "lab: scenario l needs python3"; return 1; }
+    : >"$LAB_LOG/echo.count"
+    X "$HOST_B" timeout -k 2 "$LAB_PEER_TIMEOUT" python3 "$tool" echo 7777 "$LAB_LOG/echo.count" &
+    LAB_PIDS+=($!)
+    lab_fwd_listener 7777 || return 1
+    : >"$LAB_LOG/a.in"
+    lab_peer "$HOST_A" a --id "$ID_A" connect "$ID_B" --local "$lport"
+    for ((i = 0; i < 100; i++)); do
+        X "$HOST_A" ss -Htln "sport = :$lport" | grep -q . && break
+        sleep 0.05
+    done
+    X "$HOST_A" timeout -k 2 "$LAB_PEER_TIMEOUT" python3 "$tool" clients "$lport" 5 "$LAB_DATA_BYTES"         2>"$LAB_LOG/clients.err"
+    rc=$?
+    direct=$(lab_fwd_direct)
+    if [ "$rc" != 0 ] || [ "$(wc -l <"$LAB_LOG/echo.count")" != 5 ]; then
+        say "FAIL: clients exited $rc, the echo server saw $(wc -l <"$LAB_LOG/echo.count") connections (want 5)"
+        sed 's/^/    /' "$LAB_LOG/clients.err"
+        say "-- a (connect --local) stderr:"; tail -n 40 "$LAB_LOG/a.err" | sed 's/^/    /'
+        say "-- b (listen --forward) stderr:"; tail -n 40 "$LAB_LOG/b.err" | sed 's/^/    /'
+        return 1
+    fi
+    # 5 x 1 MiB each way, all of it router to router
+    [ "$direct" -ge $((10 * LAB_DATA_BYTES)) ] ||
+        { say "FAIL: only $direct bytes crossed router to router"; return 1; }
+    say "  5 concurrent connections, $(human "$LAB_DATA_BYTES") each way, intact (direct path $(human "$direct"))"
+    return 0
+}
+
 lab_scenario_fn() {
     case $1 in
         a|drop) echo a ;;
@@ -627,6 +736,8 @@ lab_scenario_fn() {
         h|halfsym) echo h ;;
         i|symmetric|sym) echo i ;;
         j|ipv6|v6) echo j ;;
+        k|ssh) echo k ;;
+        l|forward|fwd) echo l ;;
         *) return 1 ;;
     esac
 }
@@ -663,7 +774,7 @@ lab_run_once() {
     LAB_RUN="${LAB_PREFIX}${it}${s}-"
     LAB_LOG="$LAB_TMP/$s.$it"
     mkdir -p "$LAB_LOG"
-    HOST_A="" HOST_B="" ROUTERS="" WHERE_A="" WHERE_B="" ACCT_WHAT="router-to-router""" PEER_A_ARGS=() PEER_B_ARGS=() SERVER_ARGS=(--probe-listen "$SERVER_IP:$((SERVER_PORT + 1))") NC_A=7 NC_B=7 EXPECT_PATH=direct EXPECT_WHY="" PRE_HOOK="" POST_CHECK="" LAB_ACCT_NS="" RC_a="" RC_b=""
+    HOST_A="" HOST_B="" ROUTERS="" WHERE_A="" WHERE_B="" ACCT_WHAT="router-to-router""" PEER_A_ARGS=() PEER_B_ARGS=() SERVER_ARGS=(--probe-listen "$SERVER_IP:$((SERVER_PORT + 1))") NC_A=7 NC_B=7 EXPECT_PATH=direct EXPECT_WHY="" PRE_HOOK="" POST_CHECK="" CUSTOM_RUN="" LAB_ACCT_NS="" RC_a="" RC_b=""
     LAB_PORTNO=()
     head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/a.in"
     head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/b.in"
@@ -680,6 +791,20 @@ lab_run_once() {
     if ! lab_start_server; then lab_dump_failure; lab_teardown; return 1; fi
     if [ -n "$PRE_HOOK" ] && ! "$PRE_HOOK"; then lab_dump_failure; lab_teardown; return 1; fi
     if ! lab_natcheck; then lab_dump_failure; lab_teardown; return 1; fi
+    if [ -n "$CUSTOM_RUN" ]; then
+        if "$CUSTOM_RUN"; then
+            say "PASS scenario $s run $it in $(elapsed "$t0")s"
+        else
+            ok=0
+            say "FAIL scenario $s run $it after $(elapsed "$t0")s"
+            [ -s "$LAB_LOG/server.err" ] && { say "-- server stderr (last 20 lines):"; tail -n 20 "$LAB_LOG/server.err" | sed 's/^/    /'; }
+        fi
+        [ -n "$LAB_KEEP" ] && mkdir -p "$LAB_KEEP" && cp -r "$LAB_LOG" "$LAB_KEEP/" 2>/dev/null
+        lab_teardown
+        rm -rf "$LAB_LOG"
+        [ "$ok" = 1 ]
+        return
+    fi
     local pcap_pid=""
     if [ -n "${LAB_PCAP:-}" ] && command -v tcpdump >/dev/null 2>&1; then
         # debugging aid: every TCP packet on the wan, µs stamps, kept with --keep
@@ -826,7 +951,7 @@ lab_main() {
         { echo "lab.sh: --repeat must be 1..100" >&2; return 2; }
     local list=() x
     for x in "${scen[@]}"; do
-        if [ "$x" = all ]; then list+=(a b c d e f g h i j)
+        if [ "$x" = all ]; then list+=(a b c d e f g h i j k l)
         elif x=$(lab_scenario_fn "$x"); then list+=("$x")
         else echo "lab.sh: unknown scenario $x" >&2; return 2
         fi

@@ -110,6 +110,13 @@ static void t_roundtrip_hello(void)
     }
     if (roundtrip(&m, PROTO_TO_SERVER, &o))
         CHECK(same_eplist(&o.u.hello.endpoints, &m.u.hello.endpoints));
+    /* aux: sent only when true, and it survives the trip */
+    m.u.hello.aux = true;
+    if (roundtrip(&m, PROTO_TO_SERVER, &o))
+        CHECK(o.u.hello.aux);
+    m.u.hello.aux = false;
+    if (roundtrip(&m, PROTO_TO_SERVER, &o))
+        CHECK(!o.u.hello.aux);
     /* a 64-character id is the longest valid */
     memset(m.u.hello.id, 'z', PROTO_MAX_ID);
     m.u.hello.id[PROTO_MAX_ID] = '\0';
@@ -447,6 +454,10 @@ static void t_reject_missing_field(void)
     REJECT(PROTO_TO_SERVER, "{\"type\":\"hello\",\"id\":\"bob\",\"endpoints\":[]}", PROTO_E_FIELD);
     REJECT(PROTO_TO_SERVER, "{\"type\":\"hello\",\"version\":1,\"endpoints\":[]}", PROTO_E_FIELD);
     REJECT(PROTO_TO_SERVER, "{\"type\":\"hello\",\"version\":1,\"id\":\"bob\"}", PROTO_E_FIELD);
+    /* aux is a boolean, nothing else */
+    REJECT(PROTO_TO_SERVER,
+           "{\"type\":\"hello\",\"version\":1,\"id\":\"bob\",\"endpoints\":[],\"aux\":1}",
+           PROTO_E_FIELD);
     REJECT(PROTO_TO_SERVER, "{\"type\":\"connect\"}", PROTO_E_FIELD);
     REJECT(PROTO_TO_SERVER, "{\"type\":\"ping\"}", PROTO_E_FIELD);
     REJECT(PROTO_TO_PEER, "{\"type\":\"pong\"}", PROTO_E_FIELD);

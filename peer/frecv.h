@@ -1,0 +1,19 @@
+/* The receiving side of the file transfer (`tcpunch receive`): every name is checked, every
+ * file lands under the directory only, under its final name only once verified. */
+#ifndef TP_FRECV_H
+#define TP_FRECV_H
+
+#include <stdbool.h>
+
+#include "peer/peer.h"
+
+/* Opens the directory files go to (before any connection, so that a typo fails fast).
+ * Returns the descriptor, or -1 after printing why. */
+int frecv_open_dir(const char *dir);
+
+/* Receives files into dirfd until the sender's end marker. force: replace existing regular
+ * files. Returns EXIT_DONE when every file was stored, EXIT_PARTIAL when some were refused,
+ * EXIT_LOST when the connection failed (the file in progress is removed). */
+int frecv_run(const struct peer_opts *o, struct peer_link *link, int dirfd, bool force);
+
+#endif

@@ -1,0 +1,302 @@
+/* The receiving side of `tcpunch receive` (peer/frecv.c) against a hostile sender: frecv runs
+ * in a thread on one end of a socketpair, the test speaks the file protocol (peer/fproto.h) on
+ * the other with names and checksums the real sender would never send. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "common/log.h"
+#include "peer/fproto.h"
+#include "peer/frecv.h"
+
+struct rx {
+    pthread_t th;
+    struct peer_opts o;
+    struct peer_link link;
+    int dirfd;
+    bool force;
+    int rc;
+};
+
+static char tmpl[] = "/tmp/tcpunch-test-files.XXXXXX";
+static const char *root; /* the test's scratch directory; DIR is root/in */
+
+static void *rx_main(void *arg)
+{
+    struct rx *r = arg;
+    r->rc = frecv_run(&r->o, &r->link, r->dirfd, r->force);
+    return NULL;
+}
+
+/* Starts a receiver on a fresh socketpair; tx is our end, as a chan. */
+static int start(struct rx *r, struct chan *tx, bool force)
+{
+    int sv[2];
+    struct peer_link mine = {0};
+    char dir[300];
+    memset(r, 0, sizeof *r);
+    if (!CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0))
+        return -1;
+    snprintf(dir, sizeof dir, "%s/in", root);
+    r->dirfd = frecv_open_dir(dir);
+    r->force = force;
+    r->o.quiet = true;
+    r->link.fd = sv[0];
+    snprintf(r->link.peer, sizeof r->link.peer, "hostile");
+    memset(r->link.tx_key, 1, sizeof r->link.tx_key);
+    memset(r->link.rx_key, 2, sizeof r->link.rx_key);
+    mine.fd = sv[1];
+    memset(mine.tx_key, 2, sizeof mine.tx_key);
+    memset(mine.rx_key, 1, sizeof mine.rx_key);
+    if (!CHECK(r->dirfd >= 0) || !CHECK(chan_init(tx, &mine) == 0) ||
+        !CHECK(pthread_create(&r->th, NULL, rx_main, r) == 0))
+        return -1;
+    return 0;
+}
+
+static int stop(struct rx *r, struct chan *tx)
+{
+    close(tx->fd);
+    chan_free(tx);
+    pthread_join(r->th, NULL);
+    close(r->dirfd);
+    return r->rc;
+}
+
+static json_t *reply(struct chan *tx)
+{
+    json_t *m = NULL;
+    CHECK_MSG(fproto_recv(tx, &m) == 1, "no reply: %s", tx->err);
+    return m;
+}
+
+/* Offers one file; returns the receiver's first answer's "refused" text, or NULL when it
+ * accepted and (with data) stored it. sum_ok false: a wrong checksum. */
+static char *offer(struct chan *tx, const char *name, const char *data, bool sum_ok)
+{
+    unsigned char sum[FPROTO_SUM_BYTES];
+    char hex[FPROTO_SUM_HEX + 1];
+    char *refused = NULL;
+    json_t *m;
+    size_t n = strlen(data);
+    fproto_send(tx,
+                json_pack("{s:s, s:I, s:i}", "name", name, "size", (json_int_t)n, "mode", 0644));
+    m = reply(tx);
+    if (m && !json_is_true(json_object_get(m, "accept"))) {
+        refused = strdup(json_string_value(json_object_get(m, "refused")));
+        json_decref(m);
+        return refused;
+    }
+    json_decref(m);
+    chan_write(tx, data, n);
+    crypto_generichash(sum, sizeof sum, (const unsigned char *)data, n, NULL, 0);
+    sum[0] ^= sum_ok ? 0 : 1;
+    sodium_bin2hex(hex, sizeof hex, sum, sizeof sum);
+    fproto_send(tx, json_pack("{s:s}", "blake2b", hex));
+    m = reply(tx);
+    if (m && !json_is_true(json_object_get(m, "ok")))
+        refused = strdup(json_string_value(json_object_get(m, "refused")));
+    json_decref(m);
+    return refused;
+}
+
+static void begin(struct chan *tx)
+{
+    json_t *m;
+    fproto_send(tx, json_pack("{s:i, s:i, s:i}", "files", 1, "count", 1, "bytes", 10));
+    m = reply(tx);
+    CHECK(m && json_integer_value(json_object_get(m, "files")) == 1);
+    json_decref(m);
+}
+
+static void end(struct chan *tx)
+{
+    json_t *m;
+    fproto_send(tx, json_pack("{s:b}", "end", 1));
+    m = reply(tx);
+    CHECK(m && json_is_true(json_object_get(m, "end")));
+    json_decref(m);
+    CHECK(chan_finish(tx) == 0);
+    CHECK_INT(fproto_recv(tx, &m), 0);
+}
+
+static bool exists(const char *rel)
+{
+    char p[600];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s", root, rel);
+    return lstat(p, &st) == 0;
+}
+
+static void put(const char *rel, const char *text)
+{
+    char p[600];
+    FILE *f;
+    snprintf(p, sizeof p, "%s/%s", root, rel);
+    f = fopen(p, "w");
+    if (CHECK(f)) {
+        fputs(text, f);
+        fclose(f);
+    }
+}
+
+static bool holds(const char *rel, const char *text)
+{
+    char p[600], buf[256] = "";
+    FILE *f;
+    size_t n;
+    snprintf(p, sizeof p, "%s/%s", root, rel);
+    if (!(f = fopen(p, "r")))
+        return false;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return strcmp(buf, text) == 0;
+}
+
+/* No ".NAME.tcpunch-part-*" anywhere under in/. */
+static bool no_parts(void)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "test -z \"$(find '%s/in' -name '*.tcpunch-part-*')\"", root);
+    return system(cmd) == 0;
+}
+
+static bool refused_with(char *why, const char *part)
+{
+    bool ok = why && strstr(why, part);
+    if (!ok)
+        fprintf(stderr, "  refusal: %s (want \"%s\")\n", why ? why : "(accepted)", part);
+    free(why);
+    return ok;
+}
+
+static void t_names(void)
+{
+    char why[200];
+    static const char *const bad[] = {"",   "/etc/passwd", "../x",  "a/../../x", "a//b",
+                                      "a/", ".",           "a/./b", "x\ny",      "a/.."};
+    static const char *const good[] = {"x", "a/b/c.txt", "..x", ".hidden", "a b", "ü"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_MSG(!fproto_check_name(bad[i], why, sizeof why), "accepted \"%s\"", bad[i]);
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        CHECK_MSG(fproto_check_name(good[i], why, sizeof why), "refused \"%s\": %s", good[i], why);
+}
+
+static void t_refusals(void)
+{
+    struct rx r;
+    struct chan tx;
+    if (start(&r, &tx, false) < 0)
+        return;
+    begin(&tx);
+    CHECK(offer(&tx, "sub/ok.txt", "fine\n", true) == NULL);
+    CHECK(refused_with(offer(&tx, "../escape", "x", true), "inside the directory"));
+    CHECK(refused_with(offer(&tx, "/tmp/abs", "x", true), "absolute"));
+    CHECK(refused_with(offer(&tx, "link/x", "x", true), "symbolic link"));
+    CHECK(refused_with(offer(&tx, "old.txt", "new", true), "already exists"));
+    CHECK(refused_with(offer(&tx, "bad.txt", "tampered", false), "checksum"));
+    end(&tx);
+    CHECK_INT(stop(&r, &tx), EXIT_PARTIAL);
+    CHECK(holds("in/sub/ok.txt", "fine\n"));
+    CHECK(!exists("escape") && !exists("outside/x"));
+    CHECK(holds("in/old.txt", "old"));
+    CHECK(!exists("in/bad.txt"));
+    CHECK(no_parts());
+}
+
+static void t_force(void)
+{
+    struct rx r;
+    struct chan tx;
+    if (start(&r, &tx, true) < 0)
+        return;
+    begin(&tx);
+    CHECK(offer(&tx, "old.txt", "replaced", true) == NULL);
+    CHECK(refused_with(offer(&tx, "link/x", "x", true), "symbolic link"));
+    end(&tx);
+    CHECK_INT(stop(&r, &tx), EXIT_PARTIAL);
+    CHECK(holds("in/old.txt", "replaced"));
+    CHECK(!exists("outside/x"));
+}
+
+/* The connection drops inside a file: no final name, no part file, exit "lost". */
+static void t_cut(void)
+{
+    struct rx r;
+    struct chan tx;
+    json_t *m;
+    if (start(&r, &tx, false) < 0)
+        return;
+    begin(&tx);
+    fproto_send(&tx, json_pack("{s:s, s:i, s:i}", "name", "cut.bin", "size", 100000, "mode", 0644));
+    m = reply(&tx);
+    CHECK(m && json_is_true(json_object_get(m, "accept")));
+    json_decref(m);
+    chan_write(&tx, "only a little", 13);
+    shutdown(tx.fd, SHUT_WR);
+    CHECK_INT(stop(&r, &tx), EXIT_LOST);
+    CHECK(!exists("in/cut.bin"));
+    CHECK(no_parts());
+}
+
+/* Not the file protocol at all (a `connect` talking to a `receive`). */
+static void t_not_files(void)
+{
+    struct rx r;
+    struct chan tx;
+    if (start(&r, &tx, false) < 0)
+        return;
+    chan_write(&tx, "hello bob\n", 10);
+    chan_finish(&tx);
+    CHECK_INT(stop(&r, &tx), EXIT_LOST);
+}
+
+static void setup(void)
+{
+    char p[600];
+    root = mkdtemp(tmpl);
+    if (!root) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    snprintf(p, sizeof p, "%s/in", root);
+    mkdir(p, 0700);
+    snprintf(p, sizeof p, "%s/outside", root);
+    mkdir(p, 0700);
+    /* in/link -> ../outside: a receiver that follows it writes outside DIR */
+    snprintf(p, sizeof p, "%s/in/link", root);
+    if (symlink("../outside", p) < 0)
+        perror("symlink");
+    put("in/old.txt", "old");
+}
+
+static void teardown(void)
+{
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", root);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct check_test tests[] = {TEST(t_names), TEST(t_refusals), TEST(t_force),
+                                              TEST(t_cut), TEST(t_not_files)};
+    int rc;
+    if (sodium_init() < 0)
+        return 1;
+    /* a test that fails leaves the receiver's own error lines for the log */
+    log_init("test_files", LOG_ERROR, 0);
+    setup();
+    rc = check_run_(tests, sizeof tests / sizeof tests[0], argc, argv);
+    teardown();
+    return rc;
+}
