@@ -825,7 +825,8 @@ lab_run_once() {
     fi
     # give the server a moment to process b's hello (bounded)
     local i
-    for ((i = 0; i < 20; i++)); do
+    # (bounded; up to 10 s: with 5 % loss a lost challenge or hello costs a retransmission)
+    for ((i = 0; i < 200; i++)); do
         grep -qiE "regist.*\\b$ID_B\\b" "$LAB_LOG/server.err" 2>/dev/null && break
         sleep 0.05
     done
