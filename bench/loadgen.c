@@ -1,10 +1,12 @@
-/* tcpunch-loadgen: many simulated peers against one rendezvous server on loopback.
+/* tcpunch-loadgen: many simulated peers against rendezvous servers on loopback.
  *
  * Phase 1 registers N peers (source addresses spread over 127.0.0.0/8 so N may exceed the
  * ephemeral ports of one address), phase 2 has pairs ask for each other at a set rate and times
- * each introduction from the `connect` sent to both `punch` messages received. The server's
- * memory and CPU are read from /proc when its pid is given. Bounded: every phase has a deadline
- * and the program stops by itself. */
+ * each introduction from the `connect` sent to both `punch` messages received. Several servers
+ * (the instances of a cluster) share the peers round-robin, and each pair then sits on two
+ * different instances (--pairs cross, the default) or on one (--pairs same). The servers'
+ * memory and CPU are read from /proc when their pids are given. Bounded: every phase has a
+ * deadline and the program stops by itself. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <getopt.h>
@@ -20,11 +22,15 @@
 
 #include "common/auth.h"
 #include "common/endpoint.h"
+#include "common/srvlist.h"
 #include "proto/proto.h"
 
 #define LG_BUF 1024 /* per-peer read buffer: welcome and punch lines on loopback are short */
 #define LG_CONNECTING_MAX 256 /* in flight at once: stay under the server's listen backlog */
 #define LG_PEERS_PER_SRC 5000 /* well under the ephemeral ports of one source address */
+/* instances announce registrations to the cluster's directory asynchronously: introductions
+ * start this long after the last registration, so they measure introductions, not that race */
+#define LG_SETTLE_NS 500000000ull
 
 struct lg;
 
@@ -41,13 +47,21 @@ struct lg_peer {
 };
 
 struct lg_opts {
-    const char *server;
+    const char *server; /* HOST:PORT[,HOST:PORT...] */
     unsigned peers;
     unsigned rate;   /* introductions per second */
     unsigned intros; /* total introductions */
     unsigned seconds;
-    int server_pid;
+    int pid[SL_MAX]; /* the servers' pids, for /proc */
+    int npid;
+    bool same; /* --pairs same: both ends of a pair on one instance */
     bool json;
+};
+
+/* /proc readings of one server process */
+struct lg_proc {
+    long rss_base_kb, rss_reg_kb;
+    unsigned long long cpu0, cpu1;
 };
 
 struct lg {
@@ -56,7 +70,7 @@ struct lg {
      * hello, which is the cost being measured; making 100k key pairs would only slow us */
     unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
     struct lg_opts o;
-    struct sockaddr_storage server;
+    struct sl_list servers;
     struct lg_peer *peer;
     uv_timer_t tick;
     unsigned next_connect, connecting, registered, failed;
@@ -66,10 +80,10 @@ struct lg {
     uint64_t intro_t0, intro_t1;
     double credit;
     uint64_t *lat_ns;
-    unsigned *halves; /* per pair: how many of its two punches arrived */
-    long rss_base_kb, rss_reg_kb;
-    unsigned long long cpu0, cpu1;
-    int phase; /* 1 register, 2 introduce, 3 done */
+    unsigned *halves;            /* per pair: how many of its two punches arrived */
+    struct lg_proc proc[SL_MAX]; /* per pid of o.pid */
+    int phase;                   /* 1 register, 2 introduce, 3 done */
+    uint64_t settle_until;
     uint64_t deadline;
 };
 
@@ -108,7 +122,33 @@ static unsigned long long lg_cpu_ticks(int pid)
     return ut + st;
 }
 
+/* Reads every server process: when (0 base, 1 registered, 2 introduced). */
+static void lg_read_procs(struct lg *lg, int when)
+{
+    for (int i = 0; i < lg->o.npid; i++) {
+        struct lg_proc *pr = &lg->proc[i];
+        if (when == 0)
+            pr->rss_base_kb = lg_rss_kb(lg->o.pid[i]);
+        if (when == 1) {
+            pr->rss_reg_kb = lg_rss_kb(lg->o.pid[i]);
+            pr->cpu0 = lg_cpu_ticks(lg->o.pid[i]);
+        }
+        if (when == 2)
+            pr->cpu1 = lg_cpu_ticks(lg->o.pid[i]);
+    }
+}
+
 /* ---- peers ---- */
+
+/* The instance of peer idx: pair k is peers k and k + peers/2; the first halves go round-robin
+ * over the instances, the second halves too, one instance further on for cross pairs. */
+static int lg_instance(const struct lg *lg, unsigned idx)
+{
+    unsigned half = lg->o.peers / 2, k = (unsigned)lg->servers.n;
+    if (idx < half)
+        return (int)(idx % k);
+    return (int)((idx - half + (lg->o.same ? 0 : 1)) % k);
+}
 
 static void lg_id(unsigned idx, char *out, size_t len)
 {
@@ -269,7 +309,9 @@ static int lg_open(struct lg *lg, unsigned idx)
         return rc;
     }
     p->creq.data = p;
-    return uv_tcp_connect(&p->creq, &p->tcp, (struct sockaddr *)&lg->server, lg_on_connect);
+    return uv_tcp_connect(&p->creq, &p->tcp,
+                          (struct sockaddr *)&lg->servers.s[lg_instance(lg, idx)].addr,
+                          lg_on_connect);
 }
 
 /* ---- phases ---- */
@@ -331,17 +373,19 @@ static void lg_on_tick(uv_timer_t *t)
     if (lg->phase == 1) {
         lg_register_more(lg);
         if (lg->registered + lg->failed >= lg->o.peers) {
-            lg->rss_reg_kb = lg->o.server_pid ? lg_rss_kb(lg->o.server_pid) : -1;
-            lg->cpu0 = lg->o.server_pid ? lg_cpu_ticks(lg->o.server_pid) : 0;
+            lg_read_procs(lg, 1);
             lg->phase = 2;
-            lg->intro_t0 = lg->intro_t1 = now;
+            lg->settle_until = lg->servers.n > 1 ? now + LG_SETTLE_NS : now;
+            lg->intro_t0 = lg->intro_t1 = lg->settle_until;
         }
         return;
     }
+    if (lg->phase == 2 && now < lg->settle_until)
+        return;
     if (lg->phase == 2) {
         lg_introduce(lg, now);
         if (lg->sent >= lg->o.intros && lg->done + lg->busy_skips >= lg->o.intros) {
-            lg->cpu1 = lg->o.server_pid ? lg_cpu_ticks(lg->o.server_pid) : 0;
+            lg_read_procs(lg, 2);
             lg_stop(lg);
         }
     }
@@ -362,25 +406,61 @@ static double lg_pct(const uint64_t *v, unsigned n, double q)
     return v[(unsigned)((n - 1) * q)] / 1e6;
 }
 
+/* One server process's CPU, as a share of one core over the introductions (-1: unknown). */
+static double lg_cpu(const struct lg *lg, int i, double intro_s)
+{
+    const struct lg_proc *pr = &lg->proc[i];
+    if (intro_s <= 0 || pr->cpu1 < pr->cpu0)
+        return -1;
+    return (double)(pr->cpu1 - pr->cpu0) / (double)sysconf(_SC_CLK_TCK) / intro_s;
+}
+
+/* Memory of all server processes per registered peer (-1: unknown). */
+static double lg_per_peer(const struct lg *lg)
+{
+    double kb = 0;
+    if (!lg->o.npid || !lg->registered)
+        return -1;
+    for (int i = 0; i < lg->o.npid; i++) {
+        if (lg->proc[i].rss_reg_kb <= 0)
+            return -1;
+        kb += (double)(lg->proc[i].rss_reg_kb - lg->proc[i].rss_base_kb);
+    }
+    return kb * 1024.0 / lg->registered;
+}
+
+static void lg_report_json(const struct lg *lg, unsigned n, double reg_s, double intro_s,
+                           double per_peer, double cpu)
+{
+    printf("{\"peers\":%u,\"registered\":%u,\"failed\":%u,\"registrations_per_s\":%.0f,"
+           "\"intros\":%u,\"intros_per_s\":%.0f,\"skipped\":%u,\"p50_ms\":%.3f,"
+           "\"p99_ms\":%.3f,\"max_ms\":%.3f,\"rss_per_peer_bytes\":%.0f,"
+           "\"server_cpu\":%.3f,\"instances\":%d,\"pairs\":\"%s\",\"per_instance\":[",
+           lg->o.peers, lg->registered, lg->failed, reg_s > 0 ? lg->registered / reg_s : 0, n,
+           intro_s > 0 ? n / intro_s : 0, lg->busy_skips, lg_pct(lg->lat_ns, n, 0.5),
+           lg_pct(lg->lat_ns, n, 0.99), lg_pct(lg->lat_ns, n, 1), per_peer, cpu, lg->servers.n,
+           lg->o.same || lg->servers.n < 2 ? "same" : "cross");
+    for (int i = 0; i < lg->o.npid; i++)
+        printf("%s{\"pid\":%d,\"rss_kb\":%ld,\"cpu\":%.3f}", i ? "," : "", lg->o.pid[i],
+               lg->proc[i].rss_reg_kb, lg_cpu(lg, i, intro_s));
+    printf("]}\n");
+}
+
 static void lg_report(struct lg *lg)
 {
     unsigned n = lg->done < lg->o.intros ? lg->done : lg->o.intros;
     double reg_s = (lg->reg_t1 - lg->reg_t0) / 1e9, intro_s = (lg->intro_t1 - lg->intro_t0) / 1e9;
-    double per_peer = lg->rss_reg_kb > 0 && lg->registered
-                          ? (lg->rss_reg_kb - lg->rss_base_kb) * 1024.0 / lg->registered
-                          : -1;
-    double cpu = intro_s > 0 ? (lg->cpu1 - lg->cpu0) / (double)sysconf(_SC_CLK_TCK) / intro_s : -1;
+    double per_peer = lg_per_peer(lg), cpu = lg->o.npid ? 0 : -1;
+    for (int i = 0; i < lg->o.npid && cpu >= 0; i++)
+        cpu = lg_cpu(lg, i, intro_s) < 0 ? -1 : cpu + lg_cpu(lg, i, intro_s);
     qsort(lg->lat_ns, n, sizeof *lg->lat_ns, lg_cmp);
     if (lg->o.json) {
-        printf("{\"peers\":%u,\"registered\":%u,\"failed\":%u,\"registrations_per_s\":%.0f,"
-               "\"intros\":%u,\"intros_per_s\":%.0f,\"skipped\":%u,\"p50_ms\":%.3f,"
-               "\"p99_ms\":%.3f,\"max_ms\":%.3f,\"rss_per_peer_bytes\":%.0f,"
-               "\"server_cpu\":%.3f}\n",
-               lg->o.peers, lg->registered, lg->failed, reg_s > 0 ? lg->registered / reg_s : 0, n,
-               intro_s > 0 ? n / intro_s : 0, lg->busy_skips, lg_pct(lg->lat_ns, n, 0.5),
-               lg_pct(lg->lat_ns, n, 0.99), lg_pct(lg->lat_ns, n, 1), per_peer, cpu);
+        lg_report_json(lg, n, reg_s, intro_s, per_peer, cpu);
         return;
     }
+    if (lg->servers.n > 1)
+        printf("instances          %d, pairs %s\n", lg->servers.n,
+               lg->o.same ? "on one instance" : "across two instances");
     printf("peers registered   %u of %u (%u failed) in %.2f s: %.0f/s\n", lg->registered,
            lg->o.peers, lg->failed, reg_s, reg_s > 0 ? lg->registered / reg_s : 0);
     printf("introductions      %u done in %.2f s: %.0f/s (%u skipped: pair still busy)\n", n,
@@ -391,6 +471,9 @@ static void lg_report(struct lg *lg)
         printf("server memory      %.0f bytes RSS per registered peer\n", per_peer);
     if (cpu >= 0)
         printf("server CPU         %.0f %% of one core during introductions\n", cpu * 100);
+    for (int i = 0; i < lg->o.npid && lg->o.npid > 1; i++)
+        printf("  pid %-8d      RSS %ld kB, CPU %.0f %%\n", lg->o.pid[i], lg->proc[i].rss_reg_kb,
+               lg_cpu(lg, i, intro_s) * 100);
 }
 
 /* ---- setup ---- */
@@ -398,17 +481,43 @@ static void lg_report(struct lg *lg)
 static void lg_usage(FILE *f)
 {
     fprintf(f, "Usage: tcpunch-loadgen [OPTIONS]\n"
-               "Simulated peers against a tcpunch-rendezvous on loopback.\n\n"
-               "  -s, --server HOST:PORT  server (default 127.0.0.1:7000)\n"
+               "Simulated peers against tcpunch-rendezvous instances on loopback.\n\n"
+               "  -s, --server HOST:PORT[,HOST:PORT...]\n"
+               "                          server, or the instances of a cluster: peers go\n"
+               "                          round-robin over them (default 127.0.0.1:7000)\n"
+               "      --pairs cross|same  with several servers, each introduced pair sits on\n"
+               "                          two different instances (cross, the default) or on\n"
+               "                          one (same)\n"
                "  -n, --peers N           peers to register, even, >= 2 (default 1000)\n"
                "  -r, --rate N            introductions per second (default 1000)\n"
                "  -i, --intros N          introductions in total (default peers/2)\n"
                "  -t, --seconds N         stop after N seconds whatever happens (default 120)\n"
-               "  -p, --server-pid PID    read the server's RSS and CPU from /proc\n"
+               "  -p, --server-pid PID[,PID...]\n"
+               "                          read the servers' RSS and CPU from /proc\n"
+               "                          (repeatable; totals, and each with several)\n"
                "      --json              one JSON object on stdout\n"
                "  -h, --help\n\n"
                "The server needs --max-peers and a file limit above N; peers answer pings.\n"
                "Exit: 0 all registered and introduced, 1 usage, 2 some failed or timed out.\n");
+}
+
+/* -p PID[,PID...], repeatable. */
+static int lg_parse_pids(const char *arg, struct lg_opts *o)
+{
+    const char *p = arg;
+    for (;;) {
+        char *end = NULL;
+        long v = strtol(p, &end, 10);
+        if (end == p || v <= 0 || v > 1 << 22 || (*end && *end != ',') || o->npid >= SL_MAX) {
+            fprintf(stderr, "loadgen: --server-pid: \"%s\" is not a list of at most %d pids\n", arg,
+                    SL_MAX);
+            return -1;
+        }
+        o->pid[o->npid++] = (int)v;
+        if (!*end)
+            return 0;
+        p = end + 1;
+    }
 }
 
 static int lg_parse(int argc, char **argv, struct lg_opts *o)
@@ -418,9 +527,9 @@ static int lg_parse(int argc, char **argv, struct lg_opts *o)
         {"rate", required_argument, NULL, 'r'},      {"intros", required_argument, NULL, 'i'},
         {"seconds", required_argument, NULL, 't'},   {"server-pid", required_argument, NULL, 'p'},
         {"json", no_argument, NULL, 'j'},            {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        {"pairs", required_argument, NULL, 'P'},     {NULL, 0, NULL, 0}};
     int c;
-    *o = (struct lg_opts){"127.0.0.1:7000", 1000, 1000, 0, 120, 0, false};
+    *o = (struct lg_opts){.server = "127.0.0.1:7000", .peers = 1000, .rate = 1000, .seconds = 120};
     while ((c = getopt_long(argc, argv, "s:n:r:i:t:p:h", longs, NULL)) != -1) {
         switch (c) {
         case 's': o->server = optarg; break;
@@ -428,7 +537,17 @@ static int lg_parse(int argc, char **argv, struct lg_opts *o)
         case 'r': o->rate = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'i': o->intros = (unsigned)strtoul(optarg, NULL, 10); break;
         case 't': o->seconds = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 'p': o->server_pid = atoi(optarg); break;
+        case 'p':
+            if (lg_parse_pids(optarg, o) < 0)
+                return -1;
+            break;
+        case 'P':
+            if (strcmp(optarg, "same") != 0 && strcmp(optarg, "cross") != 0) {
+                fprintf(stderr, "loadgen: --pairs is cross or same, not \"%s\"\n", optarg);
+                return -1;
+            }
+            o->same = strcmp(optarg, "same") == 0;
+            break;
         case 'j': o->json = true; break;
         case 'h': lg_usage(stdout); exit(0);
         default: lg_usage(stderr); return -1;
@@ -470,7 +589,9 @@ int main(int argc, char **argv)
         return 1;
     }
     crypto_sign_keypair(lg.pk, lg.sk);
-    if (ep_resolve(lg.o.server, false, &lg.server, err, sizeof err) < 0) {
+    /* a name with several addresses stands for as many instances */
+    if (sl_check(lg.o.server, err, sizeof err) < 0 ||
+        sl_resolve(lg.o.server, &lg.servers, err, sizeof err) == 0 || err[0]) {
         fprintf(stderr, "loadgen: --server: %s\n", err);
         return 1;
     }
@@ -483,7 +604,7 @@ int main(int argc, char **argv)
         goto out;
     }
     lg.loop = uv_default_loop();
-    lg.rss_base_kb = lg.o.server_pid ? lg_rss_kb(lg.o.server_pid) : -1;
+    lg_read_procs(&lg, 0);
     lg.phase = 1;
     lg.reg_t0 = uv_hrtime();
     lg.deadline = lg.reg_t0 + (uint64_t)lg.o.seconds * 1000000000u;

@@ -110,17 +110,18 @@ int ep_check_syntax(const char *s, bool allow_zero, char *err, size_t errlen)
     return ep_split_cli(s, allow_zero, host, &pstr, &br, &port, err, errlen);
 }
 
-int ep_resolve(const char *s, bool allow_zero, struct sockaddr_storage *out, char *err,
-               size_t errlen)
+/* The resolver's answer for a command-line "HOST:PORT" (res to be freed), and its port. */
+static int ep_lookup(const char *s, bool allow_zero, struct addrinfo **res, int *port, char *err,
+                     size_t errlen)
 {
     char host[256];
     const char *pstr;
     bool br;
-    int port, rc;
-    struct addrinfo hints, *res = NULL, *pick;
+    int rc;
+    struct addrinfo hints;
 
-    memset(out, 0, sizeof *out);
-    if (ep_split_cli(s, allow_zero, host, &pstr, &br, &port, err, errlen) < 0)
+    *res = NULL;
+    if (ep_split_cli(s, allow_zero, host, &pstr, &br, port, err, errlen) < 0)
         return -1;
     memset(&hints, 0, sizeof hints);
     hints.ai_socktype = SOCK_STREAM;
@@ -130,15 +131,28 @@ int ep_resolve(const char *s, bool allow_zero, struct sockaddr_storage *out, cha
         hints.ai_flags |= AI_PASSIVE;
         hints.ai_family = AF_INET;
     }
-    rc = getaddrinfo(host[0] ? host : NULL, "1", &hints, &res);
+    rc = getaddrinfo(host[0] ? host : NULL, "1", &hints, res);
     if (rc == EAI_BADFLAGS || (rc != 0 && (hints.ai_flags & AI_ADDRCONFIG))) {
         hints.ai_flags &= ~AI_ADDRCONFIG; /* e.g. only loopback configured */
-        rc = getaddrinfo(host[0] ? host : NULL, "1", &hints, &res);
+        rc = getaddrinfo(host[0] ? host : NULL, "1", &hints, res);
     }
     if (rc != 0) {
+        *res = NULL;
         snprintf(err, errlen, "cannot resolve \"%.80s\": %s", host, gai_strerror(rc));
         return -1;
     }
+    return 0;
+}
+
+int ep_resolve(const char *s, bool allow_zero, struct sockaddr_storage *out, char *err,
+               size_t errlen)
+{
+    struct addrinfo *res, *pick;
+    int port;
+
+    memset(out, 0, sizeof *out);
+    if (ep_lookup(s, allow_zero, &res, &port, err, errlen) < 0)
+        return -1;
     /* IPv4 first: the punch needs both peers on the same family, and every NAT speaks v4 */
     for (pick = res; pick && pick->ai_family != AF_INET; pick = pick->ai_next)
         ;
@@ -148,6 +162,45 @@ int ep_resolve(const char *s, bool allow_zero, struct sockaddr_storage *out, cha
     freeaddrinfo(res);
     ep_set_port((struct sockaddr *)out, port);
     return 0;
+}
+
+/* Appends the addresses of family (any but IPv4 when v4 is false) not yet in out. */
+static int ep_collect(const struct addrinfo *res, bool v4, int port, struct sockaddr_storage *out,
+                      int n, int max)
+{
+    for (const struct addrinfo *ai = res; ai && n < max; ai = ai->ai_next) {
+        struct sockaddr_storage a;
+        bool dup = false;
+        if ((ai->ai_family == AF_INET) != v4 || ai->ai_addrlen > sizeof a)
+            continue;
+        memset(&a, 0, sizeof a);
+        memcpy(&a, ai->ai_addr, ai->ai_addrlen);
+        ep_set_port((struct sockaddr *)&a, port);
+        for (int i = 0; i < n && !dup; i++)
+            dup = ep_equal((struct sockaddr *)&out[i], (struct sockaddr *)&a);
+        if (!dup)
+            out[n++] = a;
+    }
+    return n;
+}
+
+int ep_resolve_all(const char *s, bool allow_zero, struct sockaddr_storage *out, int max, char *err,
+                   size_t errlen)
+{
+    struct addrinfo *res;
+    int port, n;
+
+    if (ep_lookup(s, allow_zero, &res, &port, err, errlen) < 0)
+        return -1;
+    /* IPv4 first, as ep_resolve picks it */
+    n = ep_collect(res, true, port, out, 0, max);
+    n = ep_collect(res, false, port, out, n, max);
+    freeaddrinfo(res);
+    if (n == 0) {
+        snprintf(err, errlen, "\"%.80s\" has no usable address", s);
+        return -1;
+    }
+    return n;
 }
 
 const char *ep_format(const struct sockaddr *sa, char *buf, size_t len)

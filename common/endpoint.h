@@ -18,6 +18,11 @@ int ep_parse(const char *s, struct sockaddr_storage *out, char *err, size_t errl
 int ep_resolve(const char *s, bool allow_zero, struct sockaddr_storage *out, char *err,
                size_t errlen);
 
+/* The same, every address of the name (a name may stand for several servers): IPv4 ones first,
+ * duplicates left out. Returns how many were written to out (1..max), or -1 with err. */
+int ep_resolve_all(const char *s, bool allow_zero, struct sockaddr_storage *out, int max, char *err,
+                   size_t errlen);
+
 /* Checks only the shape of "HOST:PORT" (no name lookup), for early usage errors. */
 int ep_check_syntax(const char *s, bool allow_zero, char *err, size_t errlen);
 

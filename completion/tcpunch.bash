@@ -81,7 +81,7 @@ _tcpunch_rendezvous()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
     case $prev in
-    --secret-file | --authorized | --id-db)
+    --secret-file | --authorized | --id-db | --redis-password-file)
         COMPREPLY=($(compgen -f -- "$cur"))
         return
         ;;
@@ -89,6 +89,7 @@ _tcpunch_rendezvous()
     COMPREPLY=($(compgen -W "--listen --probe-listen --keepalive --hello-timeout --max-peers
         --no-relay --relay-max --relay-bytes --relay-seconds --relay-rate --relay-wait
         --secret-file --authorized --id-db --max-ids --max-per-ip --rate-per-ip --connect-rate
+        --redis --redis-password-file --redis-prefix --public-address --instance-id --cluster-ttl
         --verbose --quiet --help --version" -- "$cur"))
 }
 complete -F _tcpunch_rendezvous tcpunch-rendezvous

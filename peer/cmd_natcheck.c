@@ -15,6 +15,7 @@
 #include "common/endpoint.h"
 #include "common/linebuf.h"
 #include "common/log.h"
+#include "common/srvlist.h"
 #include "common/sock.h"
 #include "peer/commands.h"
 #include "peer/events.h"
@@ -22,14 +23,18 @@
 #include "peer/options.h"
 #include "peer/probe.h"
 
-#define NC_STEP_MS 10000      /* connecting, and waiting for welcome */
-#define NC_PROBE_MS 5000      /* one-off check: more patience than the automatic probe */
-#define NC_MAX_LOCAL_ADDRS 32 /* our interface addresses compared with the observed one */
+#define NC_STEP_MS 10000        /* connecting, and waiting for welcome */
+#define NC_LIST_CONNECT_MS 3000 /* connecting to one of a list: a dead one must not stall */
+#define NC_PROBE_MS 5000        /* one-off check: more patience than the automatic probe */
+#define NC_MAX_LOCAL_ADDRS 32   /* our interface addresses compared with the observed one */
 
 struct nc {
     const struct peer_opts *o;
     int fd;
     struct sockaddr_storage server;
+    const char *name; /* the server, as messages name it */
+    bool multi;       /* one of several: failing before the welcome moves on to the next */
+    char why[800];    /* how it failed */
     struct sockaddr_storage local;    /* control connection, as bound by the kernel */
     struct sockaddr_storage observed; /* control connection, as the server saw it */
     int probe_port;                   /* 0: the server has none */
@@ -52,11 +57,20 @@ struct nc_verdict {
 
 static int nc_fail(struct nc *n, int status, const char *fmt, const char *arg)
 {
-    char msg[800];
-    snprintf(msg, sizeof msg, fmt, arg);
-    LOG_E("%s", msg);
+    snprintf(n->why, sizeof n->why, fmt, arg);
+    /* a list's next server may still do: the summary is the error (cmd_natcheck) */
+    log_msg(n->multi && status == EXIT_SERVER && !n->have_welcome ? LOG_WARN : LOG_ERROR, "%s",
+            n->why);
     n->fail = status;
     return status;
+}
+
+/* The same for messages that name the server and one more thing. */
+static int nc_fail2(struct nc *n, const char *fmt, const char *arg)
+{
+    char msg[700];
+    snprintf(msg, sizeof msg, fmt, n->name, arg);
+    return nc_fail(n, EXIT_SERVER, "%s", msg);
 }
 
 /* Waits up to ms for events on the control socket. */
@@ -89,12 +103,12 @@ static int nc_connect(struct nc *n)
         return nc_fail(n, EXIT_LOCAL, "cannot use the local port: %s", err);
     if (connect(n->fd, (struct sockaddr *)&n->server, ep_len((struct sockaddr *)&n->server)) < 0 &&
         errno != EINPROGRESS)
-        return nc_fail(n, EXIT_SERVER, "cannot reach the server: %s", strerror(errno));
-    if (nc_wait(n, POLLOUT, clk_ms() + NC_STEP_MS) <= 0)
-        return nc_fail(n, EXIT_SERVER, "cannot reach the server %s: timed out", n->o->server);
+        return nc_fail2(n, "cannot reach the server %s: %s", strerror(errno));
+    if (nc_wait(n, POLLOUT, clk_ms() + (n->multi ? NC_LIST_CONNECT_MS : NC_STEP_MS)) <= 0)
+        return nc_fail(n, EXIT_SERVER, "cannot reach the server %s: timed out", n->name);
     getsockopt(n->fd, SOL_SOCKET, SO_ERROR, &so_err, &len);
     if (so_err)
-        return nc_fail(n, EXIT_SERVER, "cannot reach the server: %s", strerror(so_err));
+        return nc_fail2(n, "cannot reach the server %s: %s", strerror(so_err));
     sk_local(n->fd, &n->local);
     return EXIT_DONE;
 }
@@ -112,7 +126,7 @@ static int nc_send_hello(struct nc *n, const unsigned char *nonce)
     hello_sign(n->o, nonce, &m);
     len = proto_encode(&m, line, sizeof line);
     if (len <= 0 || send(n->fd, line, (size_t)len, MSG_NOSIGNAL) != len)
-        return nc_fail(n, EXIT_SERVER, "cannot send to the server %s", n->o->server);
+        return nc_fail(n, EXIT_SERVER, "cannot send to the server %s", n->name);
     return EXIT_DONE;
 }
 
@@ -123,10 +137,10 @@ static void nc_on_welcome(struct nc *n, const struct proto_msg *m)
     n->observed = m->u.welcome.observed;
     n->probe_port = m->u.welcome.probe_port;
     memcpy(n->token, m->u.welcome.probe_token, sizeof n->token);
-    LOG_I("registered as %s on %s, public endpoint %s, probe port %d", m->u.welcome.id,
-          n->o->server, ep_format((const struct sockaddr *)&n->observed, ep, sizeof ep),
-          n->probe_port);
-    ev_registered(n->o, m);
+    log_msg(n->multi ? LOG_NOTE : LOG_INFO,
+            "registered as %s on %s, public endpoint %s, probe port %d", m->u.welcome.id, n->name,
+            ep_format((const struct sockaddr *)&n->observed, ep, sizeof ep), n->probe_port);
+    ev_registered(n->o, n->name, m);
 }
 
 static int nc_on_line(void *arg, char *line, size_t len)
@@ -141,7 +155,7 @@ static int nc_on_line(void *arg, char *line, size_t len)
         return 1;
     }
     if (m.type == PROTO_ERROR) {
-        snprintf(msg, sizeof msg, "server %s refused: %s (%s)", n->o->server, m.u.error.message,
+        snprintf(msg, sizeof msg, "server %s refused: %s (%s)", n->name, m.u.error.message,
                  m.u.error.code);
         nc_fail(n, EXIT_SERVER, "%s", msg);
         return 1;
@@ -166,17 +180,15 @@ static int nc_register(struct nc *n)
     while (!n->have_welcome && n->fail == EXIT_DONE) {
         ssize_t r;
         if (nc_wait(n, POLLIN, deadline) <= 0)
-            return nc_fail(n, EXIT_SERVER, "the server %s did not answer within 10 s",
-                           n->o->server);
+            return nc_fail(n, EXIT_SERVER, "the server %s did not answer within 10 s", n->name);
         r = recv(n->fd, buf, sizeof buf, MSG_DONTWAIT);
         if (r < 0 && (errno == EAGAIN || errno == EINTR))
             continue;
         if (r <= 0)
-            return nc_fail(n, EXIT_SERVER, "lost the connection to the server: %s",
-                           r == 0 ? "closed by the server" : strerror(errno));
+            return nc_fail2(n, "lost the connection to the server %s: %s",
+                            r == 0 ? "closed by the server" : strerror(errno));
         if (lb_feed(&n->lb, buf, (size_t)r, nc_on_line, n) < 0)
-            return nc_fail(n, EXIT_SERVER, "the server %s sent a line over 4096 bytes",
-                           n->o->server);
+            return nc_fail(n, EXIT_SERVER, "the server %s sent a line over 4096 bytes", n->name);
     }
     return n->fail;
 }
@@ -281,10 +293,10 @@ static void nc_print_human(const struct nc *n, const struct nc_verdict *v)
 {
     char a[EP_STRLEN], b[EP_STRLEN];
     nc_ep(&n->server, a);
-    if (strcmp(a, n->o->server) == 0)
+    if (strcmp(a, n->name) == 0)
         printf("server:          %s\n", a);
     else
-        printf("server:          %s (%s)\n", n->o->server, a);
+        printf("server:          %s (%s)\n", n->name, a);
     printf("local endpoint:  %s\n", nc_ep(&n->local, a));
     printf("public endpoint: %s (seen on the server connection)\n", nc_ep(&n->observed, a));
     if (n->probe.ok)
@@ -339,10 +351,43 @@ static int nc_run(struct nc *n)
     return v.exit;
 }
 
+/* One check against server s; failures before the welcome leave n->fail EXIT_SERVER and
+ * n->have_welcome false, for the next server to be tried. */
+static int nc_run_on(struct nc *n, const struct sl_server *s)
+{
+    if (n->fd >= 0)
+        close(n->fd);
+    n->fd = -1;
+    lb_init(&n->lb);
+    n->server = s->addr;
+    n->name = s->name;
+    n->have_challenge = n->have_welcome = n->probed = false;
+    memset(&n->probe, 0, sizeof n->probe);
+    n->fail = EXIT_DONE;
+    n->why[0] = '\0';
+    return nc_run(n);
+}
+
+/* The servers of --server in their order, until one answers (a one-shot command: one round). */
+static int nc_run_list(struct nc *n, const struct sl_list *l, char *tried, size_t len)
+{
+    int rc = EXIT_SERVER;
+    for (int i = 0; i < l->n; i++) {
+        rc = nc_run_on(n, &l->s[i]);
+        if (rc != EXIT_SERVER || n->have_welcome || !n->multi)
+            return rc;
+        sl_join(tried, len, n->why);
+    }
+    if (n->multi && l->n > 0)
+        LOG_E("no server could be used; tried: %s", tried);
+    return EXIT_SERVER;
+}
+
 int cmd_natcheck(const struct peer_opts *o, int argc, char **argv)
 {
     struct nc *n;
-    char err[300];
+    struct sl_list *l;
+    char tried[1000] = "";
     int rc;
 
     if (argc > 0)
@@ -350,22 +395,23 @@ int cmd_natcheck(const struct peer_opts *o, int argc, char **argv)
     if ((rc = opts_need_server(o)) != EXIT_DONE)
         return rc;
     n = calloc(1, sizeof *n);
-    if (!n) {
+    l = malloc(sizeof *l);
+    if (!n || !l) {
         LOG_E("out of memory");
+        free(n);
+        free(l);
         return EXIT_LOCAL;
     }
     n->o = o;
     n->fd = -1;
-    lb_init(&n->lb);
-    if (ep_resolve(o->server, false, &n->server, err, sizeof err) < 0) {
-        LOG_E("server %s", err);
-        rc = EXIT_SERVER;
-        goto out;
-    }
-    rc = nc_run(n);
-out:
+    sl_resolve(o->server, l, tried, sizeof tried);
+    n->multi = l->items > 1 || l->n > 1;
+    if (tried[0])
+        log_msg(l->n ? LOG_WARN : LOG_ERROR, "server %s", tried);
+    rc = l->n ? nc_run_list(n, l, tried, sizeof tried) : EXIT_SERVER;
     if (n->fd >= 0)
         close(n->fd); /* leaving: the server drops our registration */
     free(n);
+    free(l);
     return rc;
 }

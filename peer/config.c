@@ -8,6 +8,7 @@
 #include "common/endpoint.h"
 #include "common/identity.h"
 #include "common/log.h"
+#include "common/srvlist.h"
 #include "peer/options.h"
 #include "peer/peer.h"
 
@@ -89,8 +90,8 @@ static int cfg_set(struct peer_opts *o, int k, const char *v, const char **why)
     long n;
     switch (k) {
     case CFG_SERVER:
-        *why = "not HOST:PORT";
-        if (ep_check_syntax(v, false, err, sizeof err) < 0 || strlen(v) >= sizeof c->server)
+        *why = "not HOST:PORT or a comma-separated list of them";
+        if (sl_check(v, err, sizeof err) < 0 || strlen(v) >= sizeof c->server)
             return -1;
         snprintf(c->server, sizeof c->server, "%s", v);
         o->server = c->server;

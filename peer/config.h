@@ -32,7 +32,7 @@ struct cfg {
     bool read;           /* it existed and was read */
     unsigned char from[CFG_NKEYS];
     /* string values from the file, which the options point into */
-    char server[256];
+    char server[1024]; /* HOST:PORT, or a comma-separated list of them */
     char secret_file[PATH_MAX];
     char dir[PATH_MAX];
 };

@@ -17,6 +17,7 @@
 #include "common/endpoint.h"
 #include "common/linebuf.h"
 #include "common/log.h"
+#include "common/srvlist.h"
 #include "common/sock.h"
 #include "peer/events.h"
 #include "peer/hello.h"
@@ -27,6 +28,11 @@
 #include "peer/trust.h"
 
 #define CTL_CONNECT_TIMEOUT_MS 10000
+/* one of a list: a dead server must not stall the others for long */
+#define CTL_CONNECT_TIMEOUT_LIST_MS 3000
+/* after losing its server, a peer waits 0 to this long before the next one, so that the
+ * peers of a dead server do not all land on the next in the same instant */
+#define CTL_FAILOVER_SPREAD_MS 500
 #define CTL_ANSWER_TIMEOUT_MS 10000
 /* listen's reconnect back-off: doubling from MIN up to MAX, each wait spread by +-20% */
 #define CTL_RETRY_MIN_MS 1000
@@ -69,6 +75,9 @@ struct ctl {
     bool aux_refused;               /* the server does not know aux (an older one) */
     struct peer_link *link;
     struct sockaddr_storage server;
+    const char *name; /* the server of this attempt, as messages name it */
+    bool multi;       /* one of several servers: a short connect timeout, failing moves on */
+    char why[512];    /* how this attempt lost its server (the summary of a list) */
     struct sockaddr_storage local;
     struct sockaddr_storage local6;   /* [::]:P when IPv6 candidates are offered, else zero */
     struct sockaddr_storage observed; /* our public endpoint, as the server saw it */
@@ -151,18 +160,31 @@ static void ctl_fail(struct ctl *c, int result, const char *fmt, const char *a, 
 }
 
 /* The server is down, went away or turned us away for now. listen waits for it (another
- * attempt follows; peer_rendezvous says when), everyone else fails. */
+ * attempt follows; ctl_run_all says when), and so does a list's next server for anyone not
+ * registered yet; everyone else fails. */
 static void ctl_lost(struct ctl *c, const char *fmt, const char *a, const char *b)
 {
-    char msg[512];
-    if (!c->may_retry) {
-        ctl_fail(c, EXIT_SERVER, fmt, a, b);
+    snprintf(c->why, sizeof c->why, fmt, a, b);
+    if (!c->may_retry && !(c->multi && !c->registered)) {
+        LOG_E("%s", c->why);
+        ctl_end(c, EXIT_SERVER);
         return;
     }
-    snprintf(msg, sizeof msg, fmt, a, b);
-    LOG_W("%s", msg);
+    LOG_W("%s", c->why);
     c->retry = true;
     ctl_end(c, EXIT_SERVER);
+}
+
+/* With a list the hint comes once, after all of them (ctl_run_all). */
+static void ctl_unreachable(struct ctl *c, const char *reason)
+{
+    if (c->multi)
+        ctl_lost(c, "cannot reach the server %s: %s", c->name, reason);
+    else
+        ctl_lost(c,
+                 "cannot reach the server %s: %s (check the address; is tcpunch-rendezvous "
+                 "running there, its port open in the firewall?)",
+                 c->name, reason);
 }
 
 static int ctl_send(struct ctl *c, const struct proto_msg *m)
@@ -171,7 +193,7 @@ static int ctl_send(struct ctl *c, const struct proto_msg *m)
     int n = proto_encode(m, line, sizeof line);
     /* control lines are tiny and rare: the socket buffer takes them whole */
     if (n <= 0 || c->fd < 0 || send(c->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n) {
-        ctl_lost(c, "cannot send to the server %s%s", c->o->server, "");
+        ctl_lost(c, "cannot send to the server %s%s", c->name, "");
         return -1;
     }
     return 0;
@@ -224,8 +246,10 @@ static void ctl_punch_done(struct punch *p, int status, const char *why, void *a
     else
         snprintf(note, sizeof note, "%s", ss->relay_note);
     shake_wipe(&ss->shake);
-    if (status == EXIT_DONE)
+    if (status == EXIT_DONE) {
         trust_record(&ss->shake.trust, ss->link->peer_pk);
+        snprintf(ss->link->server, sizeof ss->link->server, "%s", c->name);
+    }
     if (status != EXIT_DONE && ss->relay_only)
         LOG_E("punch to %s failed: relay: %s; direct skipped: %s", ss->shake.peer, note,
               ss->link->direct_why);
@@ -293,13 +317,18 @@ static int ctl_plan(struct ctl_sess *ss, const struct proto_msg *m, struct punch
     return relay;
 }
 
-/* The relay goes to the address the control connection uses, from a fresh ephemeral port. */
+/* The relay goes to the address the control connection uses, or to the punch's relay_addr,
+ * from a fresh ephemeral port. */
 static void ctl_relay_start(struct ctl_sess *ss, const struct proto_msg *m)
 {
     struct ctl *c = ss->c;
     char err[200];
     uint64_t delay = ss->relay_only ? 0 : c->o->direct_timeout_ms;
-    ss->relay = rl_start(&c->loop, (const struct sockaddr *)&c->server, m->u.punch.session,
+    /* a cluster may run the session's relay on another instance (punch.relay_addr) */
+    const struct sockaddr *at = m->u.punch.has_relay_addr
+                                    ? (const struct sockaddr *)&m->u.punch.relay_addr
+                                    : (const struct sockaddr *)&c->server;
+    ss->relay = rl_start(&c->loop, at, m->u.punch.session,
                          m->u.punch.token, c->o->have_secret ? c->o->secret : NULL, delay,
                          ctl_relay_done, ss, err, sizeof err);
     if (ss->relay)
@@ -450,7 +479,7 @@ static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
         snprintf(msg, sizeof msg,
                  "%s is not registered on %s: is `tcpunch listen` (or `receive`) running there "
                  "with --id %s?",
-                 c->target ? c->target : "the peer", c->o->server, c->target ? c->target : "ID");
+                 c->target ? c->target : "the peer", c->name, c->target ? c->target : "ID");
         ctl_fail(c, EXIT_NO_PEER, "%s%s", msg, "");
         return;
     }
@@ -462,7 +491,7 @@ static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
     }
     if (c->aux && c->state == CTL_HELLO && strcmp(code, "bad-field") == 0) {
         /* a server from before auxiliary connections: register the usual way instead */
-        LOG_I("the server %s does not take auxiliary connections; registering as %s", c->o->server,
+        LOG_I("the server %s does not take auxiliary connections; registering as %s", c->name,
               c->o->id);
         c->aux_refused = c->retry = true;
         ctl_end(c, EXIT_SERVER);
@@ -470,11 +499,11 @@ static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
     }
     if (strcmp(code, "id-taken") == 0 && !c->was_registered) {
         snprintf(msg, sizeof msg, "the id \"%s\" is already online on %s; choose another with --id",
-                 c->o->id, c->o->server);
+                 c->o->id, c->name);
         ctl_fail(c, EXIT_SERVER, "%s%s", msg, "");
         return;
     }
-    snprintf(msg, sizeof msg, "server %s refused: %s (%s)", c->o->server, m->u.error.message, code);
+    snprintf(msg, sizeof msg, "server %s refused: %s (%s)", c->name, m->u.error.message, code);
     /* waiting for a challenge that never came: an older server, not a passing state */
     if (ctl_transient(code, c->was_registered) &&
         !(c->state == CTL_CHALLENGE && strcmp(code, "hello-timeout") == 0))
@@ -491,21 +520,26 @@ static void ctl_on_timer(uv_timer_t *t)
 
     switch (c->state) {
     case CTL_CONNECTING:
-        ctl_lost(c, "cannot reach the server %s: %s", c->o->server, "timed out");
+        ctl_lost(c, "cannot reach the server %s: %s", c->name, "timed out");
         break;
     case CTL_CHALLENGE:
-        /* it is sent on accept: a server that stays silent does not speak this protocol */
+        /* it is sent on accept: a server that stays silent does not speak this protocol (or
+         * hangs); a list has others */
+        if (c->multi) {
+            ctl_lost(c, "the server %s sent no challenge within %s", c->name, "10 s");
+            break;
+        }
         ctl_fail(c, EXIT_SERVER,
                  "the server %s sent no challenge within %s (an older tcpunch-rendezvous?)",
-                 c->o->server, "10 s");
+                 c->name, "10 s");
         break;
     case CTL_HELLO:
     case CTL_ASKED:
-        ctl_lost(c, "the server %s did not answer within %s", c->o->server, "10 s");
+        ctl_lost(c, "the server %s did not answer within %s", c->name, "10 s");
         break;
     case CTL_WAITING:
         if (clk_ms() - c->last_rx_ms > 2 * interval + 5000) {
-            ctl_lost(c, "the server %s stopped answering%s", c->o->server, "");
+            ctl_lost(c, "the server %s stopped answering%s", c->name, "");
             break;
         }
         memset(&m, 0, sizeof m);
@@ -655,12 +689,14 @@ static void ctl_on_welcome(struct ctl *c, const struct proto_msg *m)
     c->registered = true;
     if (c->o->path == PROTO_PATH_RELAY && !m->u.welcome.relay) {
         ctl_fail(c, EXIT_PUNCH, "the server %s does not relay, and --relay-only needs its relay%s",
-                 c->o->server, "");
+                 c->name, "");
         return;
     }
-    LOG_I("registered as %s on %s, public endpoint %s", m->u.welcome.id, c->o->server,
-          ep_format((const struct sockaddr *)&m->u.welcome.observed, ep, sizeof ep));
-    ev_registered(c->o, m);
+    /* with a list, which server took us is worth saying at the default verbosity */
+    log_msg(c->multi ? LOG_NOTE : LOG_INFO, "registered as %s on %s, public endpoint %s",
+            m->u.welcome.id, c->name,
+            ep_format((const struct sockaddr *)&m->u.welcome.observed, ep, sizeof ep));
+    ev_registered(c->o, c->name, m);
     ctl_probe_start(c, m);
     if (c->serve) {
         ctl_listen_on(c, &c->local);
@@ -764,13 +800,13 @@ static void ctl_on_readable(struct ctl *c)
             ctl_close(c);
             return;
         }
-        ctl_lost(c, "lost the connection to the server %s: %s", c->o->server,
+        ctl_lost(c, "lost the connection to the server %s: %s", c->name,
                  n == 0 ? "closed by the server" : strerror(errno));
         return;
     }
     c->last_rx_ms = clk_ms();
     if (lb_feed(&c->lb, c->rbuf, (size_t)n, ctl_on_line, c) < 0)
-        ctl_fail(c, EXIT_SERVER, "the server %s sent a line over %s bytes", c->o->server, "4096");
+        ctl_fail(c, EXIT_SERVER, "the server %s sent a line over %s bytes", c->name, "4096");
 }
 
 static void ctl_on_connected(struct ctl *c)
@@ -781,14 +817,11 @@ static void ctl_on_connected(struct ctl *c)
 
     getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen);
     if (err) {
-        ctl_lost(c,
-                 "cannot reach the server %s: %s (check the address; is tcpunch-rendezvous "
-                 "running there, its port open in the firewall?)",
-                 c->o->server, strerror(err));
+        ctl_unreachable(c, strerror(err));
         return;
     }
     sk_local(c->fd, &c->local);
-    LOG_D("connected to %s from %s", c->o->server,
+    LOG_D("connected to %s from %s", c->name,
           ep_format((struct sockaddr *)&c->local, ep, sizeof ep));
     /* punch sockets share the port on the wildcard address, like the control socket */
     port = ep_port((struct sockaddr *)&c->local);
@@ -832,10 +865,7 @@ static int ctl_open(struct ctl *c)
     }
     if (connect(c->fd, (struct sockaddr *)&c->server, ep_len((struct sockaddr *)&c->server)) < 0 &&
         errno != EINPROGRESS) {
-        ctl_lost(c,
-                 "cannot reach the server %s: %s (check the address; is tcpunch-rendezvous "
-                 "running there, its port open in the firewall?)",
-                 c->o->server, strerror(errno));
+        ctl_unreachable(c, strerror(errno));
         return EXIT_SERVER;
     }
     if (uv_poll_init(&c->loop, &c->poll, c->fd) < 0) {
@@ -845,7 +875,8 @@ static int ctl_open(struct ctl *c)
     c->poll.data = c;
     c->poll_open = true;
     uv_poll_start(&c->poll, UV_WRITABLE, ctl_on_poll);
-    uv_timer_start(&c->timer, ctl_on_timer, CTL_CONNECT_TIMEOUT_MS, 0);
+    uv_timer_start(&c->timer, ctl_on_timer,
+                   c->multi ? CTL_CONNECT_TIMEOUT_LIST_MS : CTL_CONNECT_TIMEOUT_MS, 0);
     return EXIT_DONE;
 }
 
@@ -858,6 +889,9 @@ struct ctl_run {
     bool registered;                /* the last attempt got a welcome */
     bool retry;                     /* the last attempt ended in a way worth another */
     bool aux_refused;               /* the server does not know hello.aux */
+    const struct sl_server *srv;    /* the server of the next attempt */
+    bool multi;                     /* --server named several (ctl.multi) */
+    char why[512];                  /* how the last attempt lost its server */
 };
 
 /* One connection to the server: register, wait or ask, punch. */
@@ -865,7 +899,6 @@ static int ctl_attempt(const struct peer_opts *o, const char *target, struct pee
                        struct ctl_run *run)
 {
     struct ctl *c = calloc(1, sizeof *c);
-    char err[300];
     int result;
 
     if (!c) {
@@ -885,14 +918,10 @@ static int ctl_attempt(const struct peer_opts *o, const char *target, struct pee
     c->fd = -1;
     c->may_retry = run->may_retry;
     c->was_registered = run->was_registered;
+    c->server = run->srv->addr;
+    c->name = run->srv->name;
+    c->multi = run->multi;
     lb_init(&c->lb);
-    if (ep_resolve(o->server, false, &c->server, err, sizeof err) < 0) {
-        /* a name that does not resolve now may resolve later: the network may be coming up */
-        log_msg(run->may_retry ? LOG_WARN : LOG_ERROR, "server %s", err);
-        run->retry = run->may_retry;
-        free(c);
-        return EXIT_SERVER;
-    }
     uv_loop_init(&c->loop);
     uv_timer_init(&c->loop, &c->timer);
     c->timer.data = c;
@@ -908,6 +937,7 @@ static int ctl_attempt(const struct peer_opts *o, const char *target, struct pee
     run->registered = c->registered;
     run->retry = c->retry;
     run->aux_refused = c->aux_refused;
+    snprintf(run->why, sizeof run->why, "%s", c->why);
     free(c);
     if (result != EXIT_DONE && link && link->fd >= 0) {
         close(link->fd);
@@ -923,33 +953,104 @@ static void ctl_sleep_ms(uint64_t ms)
         ;
 }
 
-/* listen waits out a server that is down or restarting: after each lost attempt it waits
- * 1 s, 2 s, 4 s ... at most 30 s (back to 1 s after a registration), spread by +-20% so that
- * the peers of a restarted server do not all come back in the same instant. */
+/* The servers of one round, resolved again for each: a name that does not resolve now may
+ * resolve later (the network may be coming up). Returns how many. */
+static int ctl_resolve(const struct peer_opts *o, struct ctl_run *run, struct sl_list *l,
+                       char *tried, size_t len)
+{
+    char skipped[600];
+    int n = sl_resolve(o->server, l, skipped, sizeof skipped);
+    run->multi = l->items > 1 || n > 1;
+    if (skipped[0]) {
+        log_msg(run->may_retry || n > 0 ? LOG_WARN : LOG_ERROR, "server %s", skipped);
+        sl_join(tried, len, skipped);
+    }
+    return n;
+}
+
+/* One attempt on server s (again without hello.aux, at once, if the server is an older one
+ * that does not know it). */
+static int ctl_try(const struct peer_opts *o, const char *target, struct peer_link *link,
+                   struct ctl_run *run, const struct sl_server *s)
+{
+    int rc;
+    run->srv = s;
+    for (;;) {
+        run->registered = run->retry = run->aux_refused = false;
+        run->why[0] = '\0';
+        rc = ctl_attempt(o, target, link, run);
+        if (!(run->aux_refused && run->aux))
+            return rc;
+        run->aux = false; /* the server is there, it only spoke an older dialect */
+    }
+}
+
+/* Rounds over the servers of --server, in their order: the first that takes us is used. A
+ * one-shot command tries one round; a waiting one (listen, receive, serve) that loses its
+ * server moves on to the next at once (a list's failover, keeping its id) and, when a whole
+ * round failed, waits 1 s, 2 s, 4 s ... at most 30 s (back to 1 s after a registration),
+ * spread by +-20% so that the peers of a restarted server do not all come back in the same
+ * instant. */
 static int ctl_run_all(const struct peer_opts *o, const char *target, struct peer_link *link,
                        struct ctl_run *run)
 {
-    uint64_t wait = CTL_RETRY_MIN_MS;
+    struct sl_list *l = malloc(sizeof *l);
+    char tried[1000] = "";
+    uint64_t wait = CTL_RETRY_MIN_MS, ms;
+    int n = 0, cur = 0, left = 0, rc = EXIT_SERVER;
+
+    if (!l) {
+        LOG_E("out of memory");
+        return EXIT_LOCAL;
+    }
     for (;;) {
-        uint64_t ms;
-        int rc;
-        run->registered = run->retry = run->aux_refused = false;
-        rc = ctl_attempt(o, target, link, run);
-        if (run->aux_refused && run->aux) {
-            run->aux = false; /* at once: the server is there, it only spoke an older dialect */
-            continue;
+        if (left == 0) { /* a new round, from the server after the one last used */
+            tried[0] = '\0';
+            n = left = ctl_resolve(o, run, l, tried, sizeof tried);
+            cur = n ? cur % n : 0;
         }
-        if (!run->retry)
-            return rc;
-        if (run->registered) {
-            run->was_registered = true;
-            wait = CTL_RETRY_MIN_MS;
+        if (left > 0) {
+            rc = ctl_try(o, target, link, run, &l->s[cur]);
+            if (!run->retry)
+                goto out;
+            sl_join(tried, sizeof tried, run->why);
+            cur = (cur + 1) % n;
+            left--;
+            if (run->registered) {
+                run->was_registered = true;
+                wait = CTL_RETRY_MIN_MS;
+            }
+            if (run->registered && run->multi) {
+                left = 0; /* a full round of the others, the next one first */
+                ms = randombytes_uniform(CTL_FAILOVER_SPREAD_MS + 1);
+                LOG_N("moving to the next server, %s, in %.1f s", l->s[cur].name,
+                      (double)ms / 1000.0);
+                ctl_sleep_ms(ms);
+                continue;
+            }
+            if (left > 0) {
+                LOG_I("trying the next server, %s", l->s[cur].name);
+                continue;
+            }
+        }
+        /* a whole round and nobody took us */
+        if (!run->may_retry) {
+            if (run->multi && n > 0)
+                LOG_E("no server could be used; tried: %s (check the addresses; is "
+                      "tcpunch-rendezvous running there, its port open in the firewall?)",
+                      tried);
+            rc = EXIT_SERVER;
+            goto out;
         }
         ms = wait - wait / 5 + randombytes_uniform((uint32_t)(wait * 2 / 5) + 1);
-        LOG_N("reconnecting to the server %s in %.1f s", o->server, (double)ms / 1000.0);
+        LOG_N("reconnecting to the server%s %s in %.1f s", run->multi ? "s" : "", o->server,
+              (double)ms / 1000.0);
         ctl_sleep_ms(ms);
         wait = wait * 2 > CTL_RETRY_MAX_MS ? CTL_RETRY_MAX_MS : wait * 2;
     }
+out:
+    free(l);
+    return rc;
 }
 
 int peer_rendezvous(const struct peer_opts *o, const char *target, struct peer_link *link)

@@ -3,6 +3,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/endpoint.h"
 #include "common/log.h"
@@ -28,12 +29,12 @@ static json_t *ev_endpoint(const struct sockaddr_storage *ss)
     return json_string(ep_format((const struct sockaddr *)ss, ep, sizeof ep));
 }
 
-void ev_registered(const struct peer_opts *o, const struct proto_msg *welcome)
+void ev_registered(const struct peer_opts *o, const char *server, const struct proto_msg *welcome)
 {
     if (!ev_wanted(o))
         return;
     ev_emit(json_pack("{s:s, s:s, s:s, s:o}", "event", "registered", "id", welcome->u.welcome.id,
-                      "server", o->server, "observed", ev_endpoint(&welcome->u.welcome.observed)));
+                      "server", server, "observed", ev_endpoint(&welcome->u.welcome.observed)));
 }
 
 void ev_punching(const struct peer_opts *o, const struct proto_msg *punch,
@@ -61,6 +62,8 @@ static void ev_connected(const struct peer_link *link)
         : link->via   ? link->via
                       : "?",
         "ms", (json_int_t)link->punch_ms, "attempts", (json_int_t)link->attempts);
+    if (ev && link->server[0])
+        json_object_set_new(ev, "server", json_string(link->server));
     if (ev && link->relayed) {
         json_object_set_new(ev, "relay", ev_endpoint(&link->relay_server));
         json_object_set_new(ev, "reason", json_string(link->direct_why));
@@ -70,23 +73,28 @@ static void ev_connected(const struct peer_link *link)
     ev_emit(ev);
 }
 
-/* The path line: how this connection was made, at the default verbosity. */
+/* The path line: how this connection was made, at the default verbosity. When --server named
+ * several, it says which one introduced us. */
 void peer_report(const struct peer_opts *o, const struct peer_link *link)
 {
-    char ep[EP_STRLEN];
+    char ep[EP_STRLEN], peer[SL_NAME + PROTO_MAX_ID + 32];
     if (o->json) {
         if (ev_wanted(o))
             ev_connected(link);
         return;
     }
+    if (link->server[0] && o->server && strcmp(link->server, o->server) != 0)
+        snprintf(peer, sizeof peer, "%s (introduced by %s)", link->peer, link->server);
+    else
+        snprintf(peer, sizeof peer, "%s", link->peer);
     if (link->relayed) {
-        LOG_N("connected to %s: relay via %s, %llu ms; direct %s: %s", link->peer,
+        LOG_N("connected to %s: relay via %s, %llu ms; direct %s: %s", peer,
               ep_format((const struct sockaddr *)&link->relay_server, ep, sizeof ep),
               (unsigned long long)link->punch_ms, link->attempts ? "failed" : "skipped",
               link->direct_why[0] ? link->direct_why : "no reason given");
         return;
     }
-    LOG_N("connected to %s: direct, %s (%s), %llu ms, %u attempt%s", link->peer,
+    LOG_N("connected to %s: direct, %s (%s), %llu ms, %u attempt%s", peer,
           ep_format((const struct sockaddr *)&link->remote, ep, sizeof ep), link->via,
           (unsigned long long)link->punch_ms, link->attempts, link->attempts == 1 ? "" : "s");
 }

@@ -9,8 +9,8 @@
 #include "peer/peer.h"
 #include "peer/punch.h"
 
-/* {"event":"registered","id":..,"server":..,"observed":..} */
-void ev_registered(const struct peer_opts *o, const struct proto_msg *welcome);
+/* {"event":"registered","id":..,"server":..,"observed":..}; server: the one of --server used */
+void ev_registered(const struct peer_opts *o, const char *server, const struct proto_msg *welcome);
 
 /* {"event":"punching","peer":..,"session":..,"role":..,"candidates":[..],"direct":..,"relay":..} */
 void ev_punching(const struct peer_opts *o, const struct proto_msg *punch,

@@ -8,6 +8,7 @@
 #include "common/endpoint.h"
 #include "common/identity.h"
 #include "common/log.h"
+#include "common/srvlist.h"
 #include "peer/options.h"
 
 enum { OPTS_JSON = 256 }; /* long options without a short form */
@@ -45,7 +46,11 @@ void opts_usage(FILE *out)
           "  config              print the settings in effect and where each came from\n"
           "\n"
           "Options (before or after the command):\n"
-          "  -s, --server HOST:PORT  rendezvous server (env TCPUNCH_SERVER)\n"
+          "  -s, --server HOST:PORT[,HOST:PORT...]\n"
+          "                          rendezvous server(s) (env TCPUNCH_SERVER): the first\n"
+          "                          that answers is used (a name with several addresses\n"
+          "                          counts as several); listen and receive move to the\n"
+          "                          next when theirs is lost, keeping their id\n"
           "  -i, --id NAME           our id, [A-Za-z0-9._-]{1,64} (env TCPUNCH_ID;\n"
           "                          default: the host name)\n"
           "  -p, --port N            local port for the server connection and the punch\n"
@@ -384,10 +389,10 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
 
 int opts_need_server(const struct peer_opts *o)
 {
-    char err[200];
+    char err[300];
     if (!o->server)
         return opts_bad("%s", "no server: give --server HOST:PORT or set TCPUNCH_SERVER");
-    if (ep_check_syntax(o->server, false, err, sizeof err) < 0)
+    if (sl_check(o->server, err, sizeof err) < 0)
         return opts_bad("server %s", err);
     return EXIT_DONE;
 }

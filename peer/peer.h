@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "common/identity.h"
+#include "common/srvlist.h"
 #include "peer/config.h"
 #include "proto/proto.h"
 
@@ -32,7 +33,7 @@ enum peer_exit {
 #define PEER_DEFAULT_SESSIONS 64
 
 struct peer_opts {
-    const char *server; /* HOST:PORT as given */
+    const char *server; /* HOST:PORT as given, or a comma-separated list of them */
     char id[PROTO_MAX_ID + 1];
     int port;            /* local port, 0 = pick */
     uint64_t timeout_ms; /* for the punch */
@@ -77,6 +78,7 @@ struct peer_link {
     bool relayed;                         /* through the server's relay, not direct */
     struct sockaddr_storage relay_server; /* the relay's endpoint, when relayed */
     char direct_why[256];                 /* relayed: why the direct path failed or was skipped */
+    char server[SL_NAME];                 /* the rendezvous that introduced us (of --server) */
     /* the end-to-end keys of the stream (PROTOCOL.md, "Encrypted stream"); !encrypted only in
      * direct --plain */
     bool encrypted;

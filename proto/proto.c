@@ -21,7 +21,7 @@ static const char *const proto_fields[PROTO_TYPE_COUNT][16] = {
                        "probe_token", NULL},
     [PROTO_CONNECT] = {"type", "target", NULL},
     [PROTO_PUNCH] = {"type", "session", "peer", "role", "observed", "endpoints", "start_in_us",
-                     "relay", "token", "direct", "reason", "nat", "key", NULL},
+                     "relay", "token", "direct", "reason", "nat", "key", "relay_addr", NULL},
     [PROTO_ERROR] = {"type", "code", "message", "fatal", NULL},
     [PROTO_PING] = {"type", "seq", NULL},
     [PROTO_PONG] = {"type", "seq", NULL},
@@ -375,6 +375,9 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
         PD_TRY(pd_opt_enum(d, "nat", proto_nats, 3, &k));
         m->u.punch.nat = (enum proto_nat)k;
         PD_TRY(pd_opt_b64(d, "key", m->u.punch.key, PROTO_KEY_BYTES, &m->u.punch.has_key));
+        m->u.punch.has_relay_addr = json_object_get(d->obj, "relay_addr") != NULL;
+        if (m->u.punch.has_relay_addr)
+            PD_TRY(pd_endpoint(d, "relay_addr", &m->u.punch.relay_addr));
         return pd_eplist(d, "endpoints", &m->u.punch.endpoints);
     }
     case PROTO_ERROR: {
@@ -573,6 +576,11 @@ static json_t *pe_build(const struct proto_msg *m)
         }
         if (m->u.punch.nat != PROTO_NAT_UNKNOWN)
             json_object_set_new(o, "nat", json_string(proto_nat_name(m->u.punch.nat)));
+        if (m->u.punch.has_relay_addr)
+            json_object_set_new(
+                o, "relay_addr",
+                json_string(
+                    ep_format((const struct sockaddr *)&m->u.punch.relay_addr, ep, sizeof ep)));
         if (m->u.punch.has_key)
             o = pe_b64(o, "key", m->u.punch.key, PROTO_KEY_BYTES);
         return o;

@@ -107,6 +107,10 @@ struct proto_msg {
              * send it */
             bool has_key;
             unsigned char key[PROTO_KEY_BYTES];
+            /* where to join the relay: a cluster instance other than the peer's own server
+             * (PROTOCOL.md, "Cluster"); absent: the server the peer is connected to */
+            bool has_relay_addr;
+            struct sockaddr_storage relay_addr;
         } punch;
         struct {
             char code[PROTO_MAX_CODE + 1];

@@ -38,6 +38,15 @@ enum {
     OPT_RATE_PER_IP,
     OPT_CONNECT_RATE
 };
+/* cluster mode, parsed by parse_cluster */
+enum {
+    OPT_REDIS = 1024,
+    OPT_REDIS_PASSWORD_FILE,
+    OPT_REDIS_PREFIX,
+    OPT_PUBLIC_ADDRESS,
+    OPT_INSTANCE_ID,
+    OPT_CLUSTER_TTL
+};
 
 /* Everything the process owns, on main's stack: no mutable globals. */
 struct app {
@@ -102,6 +111,25 @@ static void usage(FILE *f)
             "                           (default 20, also the burst; 0: no limit)\n"
             "      --connect-rate N     connect requests per second from one peer (default 5;\n"
             "                           0: no limit)\n"
+            "\n"
+            "Cluster mode (several instances acting as one; see deploy/CLUSTER.md):\n"
+            "      --redis HOST:PORT    share the directory of ids, id owners and messages\n"
+            "                           between instances through this Redis (default: none,\n"
+            "                           a single instance); needs --public-address; replaces\n"
+            "                           --id-db (owners live in Redis)\n"
+            "      --redis-password-file FILE\n"
+            "                           send AUTH with the first line of FILE (default none)\n"
+            "      --redis-prefix P     prefix of every Redis key and channel (default\n"
+            "                           " CL_DEFAULT_PREFIX ")\n"
+            "      --public-address HOST:PORT\n"
+            "                           how peers reach this instance (numeric): peers of\n"
+            "                           other instances join relays here at this address\n"
+            "      --instance-id NAME   this instance's name in the cluster (default\n"
+            "                           HOSTNAME-PUBLIC_ADDRESS)\n"
+            "      --cluster-ttl SEC    directory entries expire SEC seconds after the last\n"
+            "                           refresh (every SEC/3), so the peers of a crashed\n"
+            "                           instance disappear (default 30)\n"
+            "\n"
             "  -v, --verbose            log details of every connection and message\n"
             "  -q, --quiet              log errors only\n"
             "  -h, --help               show this help and exit\n"
@@ -116,8 +144,9 @@ static void usage(FILE *f)
             "  0  clean shutdown after SIGINT or SIGTERM\n"
             "  1  usage error (unknown option, bad value or --listen address)\n"
             "  2  cannot listen (address in use, permission denied, ...)\n"
-            "  3  a --secret-file, --id-db or --authorized file cannot be used (the\n"
-            "     message names the file and line)\n");
+            "  3  a --secret-file, --id-db, --authorized or --redis-password-file\n"
+            "     file cannot be used (the message names the file and line), or the\n"
+            "     cluster configuration is invalid\n");
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -203,6 +232,52 @@ static int parse_relay(int opt, const char *arg, struct rly_cfg *r)
     }
 }
 
+/* Cluster mode; returns 0 or the exit code of a usage error. */
+static int parse_cluster(int opt, const char *arg, struct cl_cfg *cl)
+{
+    char err[160];
+    unsigned long v;
+    switch (opt) {
+    case OPT_REDIS:
+        cl->redis = arg;
+        return 0;
+    case OPT_REDIS_PASSWORD_FILE:
+        cl->password_file = arg;
+        return 0;
+    case OPT_REDIS_PREFIX:
+        if (!*arg || strlen(arg) > CL_MAX_PREFIX || strpbrk(arg, " \t\r\n"))
+            return usage_error("--redis-prefix must be 1..64 bytes without blanks, not '%s'", arg);
+        cl->prefix = arg;
+        return 0;
+    case OPT_PUBLIC_ADDRESS:
+        if (ep_resolve(arg, false, &cl->public_addr, err, sizeof err) < 0)
+            return usage_error("invalid --public-address: %s", err);
+        return 0;
+    case OPT_INSTANCE_ID:
+        cl->instance_id = arg;
+        return 0;
+    default: /* OPT_CLUSTER_TTL */
+        if (parse_num(arg, 3, 86400, &v) < 0)
+            return usage_error("--cluster-ttl must be 3..86400 seconds, not '%s'", arg);
+        cl->ttl = (unsigned)v;
+        return 0;
+    }
+}
+
+/* The cluster flags' combinations, once all are parsed. */
+static int check_cluster(const struct srv_config *cfg, bool cluster_flags)
+{
+    if (!cfg->cluster.redis)
+        return cluster_flags ? usage_error("%s", "cluster options need --redis HOST:PORT") : -1;
+    if (cfg->cluster.public_addr.ss_family == AF_UNSPEC)
+        return usage_error("%s", "--redis needs --public-address HOST:PORT (how peers reach "
+                                 "this instance)");
+    if (cfg->gate.id_db)
+        return usage_error("%s", "--id-db and --redis exclude each other: in cluster mode the id "
+                                 "owners live in Redis");
+    return -1;
+}
+
 /* Admission and limits; returns 0 or the exit code of a usage error. */
 static int parse_gate(int opt, const char *arg, struct srv_config *cfg)
 {
@@ -284,6 +359,12 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
         {"max-per-ip", required_argument, NULL, OPT_MAX_PER_IP},
         {"rate-per-ip", required_argument, NULL, OPT_RATE_PER_IP},
         {"connect-rate", required_argument, NULL, OPT_CONNECT_RATE},
+        {"redis", required_argument, NULL, OPT_REDIS},
+        {"redis-password-file", required_argument, NULL, OPT_REDIS_PASSWORD_FILE},
+        {"redis-prefix", required_argument, NULL, OPT_REDIS_PREFIX},
+        {"public-address", required_argument, NULL, OPT_PUBLIC_ADDRESS},
+        {"instance-id", required_argument, NULL, OPT_INSTANCE_ID},
+        {"cluster-ttl", required_argument, NULL, OPT_CLUSTER_TTL},
         {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
@@ -292,9 +373,21 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
     };
     unsigned long v;
     int opt, rc;
+    bool cluster_flags = false;
 
     while ((opt = getopt_long(argc, argv, "l:vqhV", opts, NULL)) != -1) {
         switch (opt) {
+        case OPT_REDIS_PASSWORD_FILE:
+        case OPT_REDIS_PREFIX:
+        case OPT_PUBLIC_ADDRESS:
+        case OPT_INSTANCE_ID:
+        case OPT_CLUSTER_TTL:
+            cluster_flags = true;
+            /* fall through */
+        case OPT_REDIS:
+            if ((rc = parse_cluster(opt, optarg, &cfg->cluster)) != 0)
+                return rc;
+            break;
         case 'l':
             if ((rc = add_listen(cfg, optarg)) != 0)
                 return rc;
@@ -356,6 +449,8 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
     }
     if (optind < argc)
         return usage_error("unexpected argument '%s'", argv[optind]);
+    if ((rc = check_cluster(cfg, cluster_flags)) >= 0)
+        return rc;
     if (cfg->nlisten == 0) {
         cfg->listen_v6_optional = true;
         return add_listen(cfg, DEFAULT_LISTEN) == 0 && add_listen(cfg, DEFAULT_LISTEN6) == 0
@@ -427,7 +522,8 @@ int main(int argc, char **argv)
                              .gate = {.max_ids = 100000},
                              .max_per_ip = 32,
                              .rate_per_ip = 20,
-                             .connect_rate = 5};
+                             .connect_rate = 5,
+                             .cluster = {.prefix = CL_DEFAULT_PREFIX, .ttl = CL_DEFAULT_TTL}};
     enum log_level level = LOG_NOTE;
     struct app *app = NULL;
     char err[256] = "";

@@ -3,6 +3,7 @@
 #include "common/log.h"
 #include "common/rand.h"
 #include "common/sock.h"
+#include "rendezvous/cluster.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,41 +64,43 @@ void pair_cancel(struct srv_conn *c)
     c->npending = 0;
 }
 
-/* How a session may connect, decided at `connect` (PROTOCOL.md, "Choosing the path"). */
-struct pair_plan {
-    bool direct;
-    bool relay;
-    char reason[PROTO_MAX_TEXT + 1];    /* why not direct */
-    char token[2][PROTO_TOKEN_LEN + 1]; /* relay tokens: [0] initiator, [1] responder */
-};
-
-static bool pair_has_global6(const struct srv_conn *c)
+void pair_peer_of(const struct srv_conn *c, struct pair_peer *p)
 {
-    for (int i = 0; i < c->nep; i++)
-        if (sk_is_global6(&c->ep[i].sa))
+    memset(p, 0, sizeof *p);
+    memcpy(p->id, c->id, sizeof p->id);
+    p->observed = c->observed;
+    srv_endpoints(c, &p->eps);
+    p->nat = c->nat;
+    p->path = c->path;
+    p->has_key = true;
+    memcpy(p->key, c->key, sizeof p->key);
+}
+
+static bool pair_has_global6(const struct pair_peer *p)
+{
+    for (int i = 0; i < p->eps.n; i++)
+        if (sk_is_global6((const struct sockaddr *)&p->eps.ep[i]))
             return true;
     return false;
 }
 
 /* Two endpoint-dependent NATs leave no direct IPv4 path; global IPv6 addresses on both sides
  * bypass the NATs, so those peers still punch. */
-static bool pair_both_dependent(const struct srv_conn *a, const struct srv_conn *b)
+static bool pair_both_dependent(const struct pair_peer *a, const struct pair_peer *b)
 {
     return a->nat == PROTO_NAT_DEPENDENT && b->nat == PROTO_NAT_DEPENDENT &&
            !(pair_has_global6(a) && pair_has_global6(b));
 }
 
-/* Fills plan from both peers' policies and NAT mappings. Returns 0, or -1 with the no-path
- * message in msg when nothing can work. */
-static int pair_plan(const struct srv *s, const struct srv_conn *from, const struct srv_conn *to,
-                     struct pair_plan *pl, char *msg, size_t len)
+int pair_plan(bool relays, const struct pair_peer *from, const struct pair_peer *to,
+              struct pair_plan *pl, char *msg, size_t len)
 {
-    const struct srv_conn *only_relay = from->path == PROTO_PATH_RELAY ? from
-                                        : to->path == PROTO_PATH_RELAY ? to
-                                                                       : NULL;
-    const struct srv_conn *only_direct = from->path == PROTO_PATH_DIRECT ? from
-                                         : to->path == PROTO_PATH_DIRECT ? to
-                                                                         : NULL;
+    const struct pair_peer *only_relay = from->path == PROTO_PATH_RELAY ? from
+                                         : to->path == PROTO_PATH_RELAY ? to
+                                                                        : NULL;
+    const struct pair_peer *only_direct = from->path == PROTO_PATH_DIRECT ? from
+                                          : to->path == PROTO_PATH_DIRECT ? to
+                                                                          : NULL;
     bool symmetric = pair_both_dependent(from, to);
 
     memset(pl, 0, sizeof *pl);
@@ -111,8 +114,8 @@ static int pair_plan(const struct srv *s, const struct srv_conn *from, const str
     else if (symmetric)
         snprintf(pl->reason, sizeof pl->reason, "both NATs map endpoint-dependently (symmetric)");
     pl->direct = !only_relay && !symmetric;
-    pl->relay = s->cfg.relay.enabled && !only_direct;
-    if (!pl->direct && !s->cfg.relay.enabled) {
+    pl->relay = relays && !only_direct;
+    if (!pl->direct && !relays) {
         snprintf(msg, len, "%.200s, but this server does not relay", pl->reason);
         return -1;
     }
@@ -127,8 +130,9 @@ static int pair_plan(const struct srv *s, const struct srv_conn *from, const str
 }
 
 /* The punch `to` receives: everything in it describes `other`. */
-static int pair_encode(const struct srv_conn *other, enum proto_role role, const char *session,
-                       const struct pair_plan *pl, struct proto_msg *m, char *buf, size_t len)
+int pair_encode(const struct pair_peer *other, enum proto_role role, const char *session,
+                const struct pair_plan *pl, const struct sockaddr_storage *relay_addr,
+                struct proto_msg *m, char *buf, size_t len)
 {
     memset(m, 0, sizeof *m);
     m->type = PROTO_PUNCH;
@@ -136,10 +140,10 @@ static int pair_encode(const struct srv_conn *other, enum proto_role role, const
     snprintf(m->u.punch.peer, sizeof m->u.punch.peer, "%s", other->id);
     m->u.punch.role = role;
     m->u.punch.observed = other->observed;
-    srv_endpoints(other, &m->u.punch.endpoints);
+    m->u.punch.endpoints = other->eps;
     m->u.punch.nat = other->nat; /* as its probe showed; unknown without one */
     /* the key it proved at hello: the peers check the shake by it */
-    m->u.punch.has_key = true;
+    m->u.punch.has_key = other->has_key;
     memcpy(m->u.punch.key, other->key, sizeof m->u.punch.key);
     m->u.punch.start_in_us = PAIR_LEAD_US;
     m->u.punch.relay = pl->relay;
@@ -149,10 +153,14 @@ static int pair_encode(const struct srv_conn *other, enum proto_role role, const
     m->u.punch.no_direct = !pl->direct;
     if (!pl->direct)
         snprintf(m->u.punch.reason, sizeof m->u.punch.reason, "%s", pl->reason);
+    if (pl->relay && relay_addr) {
+        m->u.punch.has_relay_addr = true;
+        m->u.punch.relay_addr = *relay_addr;
+    }
     return proto_encode(m, buf, len);
 }
 
-static uint32_t pair_rtt_us(struct srv_conn *c)
+uint32_t pair_rtt_us(struct srv_conn *c)
 {
     uv_os_fd_t fd;
     if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
@@ -187,10 +195,21 @@ static int pair_delay(struct srv_conn *to, const char *session, const char *line
     return 0;
 }
 
+void pair_send_later(struct srv_conn *to, const char *session, const char *line, size_t len,
+                     uint64_t delay_us)
+{
+    uint64_t delay_ms = (delay_us + 500) / 1000;
+    if (delay_ms > PAIR_MAX_DELAY_MS)
+        delay_ms = PAIR_MAX_DELAY_MS;
+    if (delay_ms == 0 || pair_delay(to, session, line, len, delay_ms) < 0)
+        srv_send(to, line, len);
+}
+
 /* Both punches are encoded before either is sent: sending can drop a peer (overloaded),
  * and the second punch must still describe it as it was when the pair was made. */
 static void pair_punch(struct srv_conn *from, struct srv_conn *to, struct pair_plan *pl)
 {
+    struct pair_peer p_from, p_to;
     char session[PROTO_SESSION_LEN + 1];
     char line_from[PROTO_MAX_LINE], line_to[PROTO_MAX_LINE];
     struct proto_msg m_from, m_to;
@@ -219,8 +238,11 @@ static void pair_punch(struct srv_conn *from, struct srv_conn *to, struct pair_p
     }
     /* an auxiliary connection exists for this one session (PROTOCOL.md, 5.1) */
     from->aux_used = from->aux;
-    n_from = pair_encode(to, PROTO_INITIATOR, session, pl, &m_from, line_from, sizeof line_from);
-    n_to = pair_encode(from, PROTO_RESPONDER, session, pl, &m_to, line_to, sizeof line_to);
+    pair_peer_of(from, &p_from);
+    pair_peer_of(to, &p_to);
+    n_from = pair_encode(&p_to, PROTO_INITIATOR, session, pl, NULL, &m_from, line_from,
+                         sizeof line_from);
+    n_to = pair_encode(&p_from, PROTO_RESPONDER, session, pl, NULL, &m_to, line_to, sizeof line_to);
     if (n_from < 0 || n_to < 0) { /* cannot happen: ids and 8 endpoints fit in a line */
         LOG_E("punch %s: cannot encode the punch messages", session);
         srv_refuse(from, "internal", "the server cannot encode the punch", false);
@@ -269,6 +291,7 @@ void pair_connect(struct srv *s, struct srv_conn *from, const char *target)
     char msg[PROTO_MAX_TEXT];
     struct srv_conn *to;
     struct pair_plan plan;
+    struct pair_peer p_from, p_to;
 
     if (from->state != SRV_LIVE) {
         srv_refuse(from, "not-registered", "send hello before connect", true);
@@ -280,12 +303,18 @@ void pair_connect(struct srv *s, struct srv_conn *from, const char *target)
         return;
     }
     to = srv_find(s, target);
+    if (!to && s->cl) { /* maybe on another instance: cluster.c answers, now or later */
+        cl_connect(s->cl, from, target);
+        return;
+    }
     if (!to) {
         snprintf(msg, sizeof msg, "%s is not registered on this server", target);
         srv_refuse(from, "peer-not-found", msg, false);
         return;
     }
-    if (pair_plan(s, from, to, &plan, msg, sizeof msg) < 0) {
+    pair_peer_of(from, &p_from);
+    pair_peer_of(to, &p_to);
+    if (pair_plan(s->cfg.relay.enabled, &p_from, &p_to, &plan, msg, sizeof msg) < 0) {
         srv_refuse(from, "no-path", msg, false);
         return;
     }

@@ -9,9 +9,47 @@
 #define PAIR_LEAD_US PROTO_DEFAULT_START_IN_US /* time for peers to get ready to send SYNs */
 #define PAIR_MAX_PENDING 16 /* delayed punches queued for one peer; more are sent at once */
 
+/* What a punch tells about a peer and what the path decision needs of it: a local connection
+ * (pair_peer_of) or a peer on another cluster instance (cluster.c, from its introduce). */
+struct pair_peer {
+    char id[PROTO_MAX_ID + 1];
+    struct sockaddr_storage observed;
+    struct proto_eplist eps;
+    enum proto_nat nat;
+    enum proto_path path;
+    bool has_key;
+    unsigned char key[PROTO_KEY_BYTES];
+};
+
+/* How a session may connect, decided at `connect` (PROTOCOL.md, "Choosing the path"). */
+struct pair_plan {
+    bool direct;
+    bool relay;
+    char reason[PROTO_MAX_TEXT + 1];    /* why not direct */
+    char token[2][PROTO_TOKEN_LEN + 1]; /* relay tokens: [0] initiator, [1] responder */
+};
+
 /* Handles `connect` from a registered peer: self-connect and peer-not-found are answered
- * with non-fatal errors; otherwise a session is created and punches are sent. */
+ * with non-fatal errors; otherwise a session is created and punches are sent. A target held
+ * by another cluster instance is handed to cluster.c. */
 void pair_connect(struct srv *s, struct srv_conn *from, const char *target);
+
+void pair_peer_of(const struct srv_conn *c, struct pair_peer *p);
+/* Fills pl from both peers' policies and NAT mappings for a server that relays or not. Returns
+ * 0, or -1 with the no-path message in msg when nothing can work. */
+int pair_plan(bool relays, const struct pair_peer *from, const struct pair_peer *to,
+              struct pair_plan *pl, char *msg, size_t len);
+/* The punch for the peer that `other` is described to; relay_addr (NULL: none) is where the
+ * relay runs when it is not the recipient's own server. Returns the line length or -1. */
+int pair_encode(const struct pair_peer *other, enum proto_role role, const char *session,
+                const struct pair_plan *pl, const struct sockaddr_storage *relay_addr,
+                struct proto_msg *m, char *buf, size_t len);
+/* Sends line to `to` after delay_us (rounded to ms; 0: now). A punch that cannot be delayed
+ * (too many pending) is sent at once. */
+void pair_send_later(struct srv_conn *to, const char *session, const char *line, size_t len,
+                     uint64_t delay_us);
+/* The kernel's smoothed RTT of c's connection, 0 when unknown. */
+uint32_t pair_rtt_us(struct srv_conn *c);
 
 /* Cancels the delayed punches addressed to c. The server calls it when c leaves the
  * registry (closing, fatal error), before c can be freed. */

@@ -132,8 +132,9 @@ static void srv_on_close(uv_handle_t *h)
  * other peer's request and no timer can reach it. */
 static void srv_unpublish(struct srv_conn *c)
 {
-    if (c->state == SRV_LIVE && !c->aux)
-        reg_remove(c->srv->reg, c->id, c);
+    if (c->state == SRV_LIVE && !c->aux && reg_remove(c->srv->reg, c->id, c) == 0)
+        cl_withdraw(c->srv->cl, c);
+    cl_conn_gone(c->srv->cl, c);
     if (c->probe_token[0])
         reg_remove(c->srv->probes, c->probe_token, c);
     c->probe_token[0] = '\0';
@@ -407,23 +408,13 @@ static int srv_check_candidates(struct srv_conn *c, const struct proto_eplist *l
     return 0;
 }
 
-static void srv_on_hello(struct srv_conn *c, const struct proto_msg *m)
+/* The hello has passed every check but the registry and the owner binding. */
+static void srv_register(struct srv_conn *c, const struct proto_msg *m)
 {
     char msg[PROTO_MAX_TEXT];
     enum reg_status rs;
     const char *code;
 
-    if (c->state == SRV_LIVE) {
-        snprintf(msg, sizeof msg, "already registered as %s", c->id);
-        srv_refuse(c, "already-registered", msg, true);
-        return;
-    }
-    if ((code = gate_check_hello(&c->srv->gate, c->nonce, m, msg, sizeof msg))) {
-        srv_refuse(c, code, msg, true);
-        return;
-    }
-    if (srv_check_candidates(c, &m->u.hello.endpoints) < 0)
-        return;
     /* an auxiliary connection proves the same key but stays out of the registry: the id's
      * main registration (if any) keeps being the target, and both coexist */
     rs = m->u.hello.aux ? REG_OK : reg_add(c->srv->reg, m->u.hello.id, c);
@@ -457,6 +448,58 @@ static void srv_on_hello(struct srv_conn *c, const struct proto_msg *m)
           c->nep, c->nep == 1 ? "" : "s");
     srv_log_endpoints(c);
     srv_welcome(c);
+    if (!c->aux)
+        cl_announce(c->srv->cl, c);
+}
+
+void srv_hello_claimed(struct srv_conn *c, const struct proto_msg *hello, const char *code,
+                       const char *msg)
+{
+    c->claiming = false;
+    if (!srv_active(c))
+        return;
+    if (code)
+        srv_refuse(c, code, msg, true);
+    else
+        srv_register(c, hello);
+}
+
+static void srv_on_hello(struct srv_conn *c, const struct proto_msg *m)
+{
+    char msg[PROTO_MAX_TEXT];
+    const char *code;
+
+    if (c->state == SRV_LIVE || c->claiming) {
+        snprintf(msg, sizeof msg, "already registered as %s", c->claiming ? m->u.hello.id : c->id);
+        srv_refuse(c, "already-registered", msg, true);
+        return;
+    }
+    if ((code = gate_check_hello(&c->srv->gate, c->nonce, m, msg, sizeof msg))) {
+        srv_refuse(c, code, msg, true);
+        return;
+    }
+    if (srv_check_candidates(c, &m->u.hello.endpoints) < 0)
+        return;
+    /* cluster mode: an id this instance has not seen bound yet is claimed in Redis first,
+     * so that an id is owned cluster-wide (gate_check_hello has checked the known ones) */
+    if (c->srv->cl && !ik_find(c->srv->gate.owners, m->u.hello.id)) {
+        if (!m->u.hello.aux && reg_find(c->srv->reg, m->u.hello.id)) {
+            snprintf(msg, sizeof msg, "%s is already registered by another connection",
+                     m->u.hello.id);
+            srv_refuse(c, "id-taken", msg, true);
+            return;
+        }
+        if (cl_claim(c->srv->cl, c, m) < 0) {
+            srv_refuse(c, "internal",
+                       "the server cannot check id ownership now: the cluster store is "
+                       "unavailable; try again later",
+                       true);
+            return;
+        }
+        c->claiming = true;
+        return;
+    }
+    srv_register(c, m);
 }
 
 static void srv_on_ping(struct srv_conn *c, const struct proto_msg *m)
@@ -849,6 +892,8 @@ int srv_init(struct srv *s, uv_loop_t *loop, const struct srv_config *cfg, char 
     }
     if (gate_init(&s->gate, &cfg->gate, err, errlen) < 0)
         return SRV_E_CONFIG;
+    if (cfg->cluster.redis && !(s->cl = cl_new(s, loop, &cfg->cluster, err, errlen)))
+        return SRV_E_CONFIG;
     rc = uv_timer_init(loop, &s->sweep);
     if (rc < 0) {
         snprintf(err, errlen, "timer: %s", uv_strerror(rc));
@@ -964,6 +1009,7 @@ void srv_shutdown(struct srv *s, const char *why)
         srv_error(c, "server-shutdown", "the server is shutting down", true);
     while ((c = s->fresh.head))
         srv_error(c, "server-shutdown", "the server is shutting down", true);
+    cl_stop(s->cl); /* after the peers above were withdrawn from the directory */
     srv_maybe_done(s);
 }
 
@@ -991,6 +1037,8 @@ void srv_reload(struct srv *s)
 
 void srv_free(struct srv *s)
 {
+    cl_free(s->cl);
+    s->cl = NULL;
     gate_free(&s->gate);
     lim_free(s->lim);
     s->lim = NULL;

@@ -5,6 +5,7 @@
 #include "common/endpoint.h"
 #include "common/linebuf.h"
 #include "proto/proto.h"
+#include "rendezvous/cluster.h"
 #include "rendezvous/gate.h"
 #include "rendezvous/limits.h"
 #include "rendezvous/relay.h"
@@ -38,6 +39,7 @@ struct srv_config {
     unsigned max_per_ip;     /* connections open at once per source address (0: no limit) */
     unsigned rate_per_ip;    /* new connections per second per source address (0: no limit) */
     unsigned connect_rate;   /* connect requests per second per peer (0: no limit) */
+    struct cl_cfg cluster;   /* cluster.redis NULL: a single instance */
 };
 
 /* srv_init failures */
@@ -87,6 +89,8 @@ struct srv_conn {
     int npending;
     bool peer_eof; /* lingering: the peer has closed, we wait for our error line to leave */
     bool admitted; /* its first line proved the secret (or the server has none) */
+    bool claiming; /* its hello waits for the cluster's verdict on the id's owner */
+    int cl_ops;    /* cluster operations (cluster.c) that may still answer it */
     unsigned char nonce[PROTO_NONCE_BYTES]; /* this connection's challenge */
     unsigned char key[PROTO_KEY_BYTES];     /* the key it registered with */
     struct lim_src *src;                    /* counted against its source address */
@@ -115,6 +119,7 @@ struct srv {
     struct rly *rly;    /* relay sessions and offers */
     struct gate gate;   /* who may register (gate.h) */
     struct lim *lim;    /* per-source connection limits */
+    struct cl *cl;      /* cluster mode (cluster.h); NULL for a single instance */
     int probe_port;     /* announced in welcome; 0: no probe listener */
     struct srv_listener listeners[2 * SRV_MAX_LISTEN];
     int nlisteners; /* initialised handles */
@@ -153,6 +158,13 @@ void srv_refuse(struct srv_conn *c, const char *code, const char *message, bool 
 struct srv_conn *srv_find(struct srv *s, const char *id);
 /* The peer's display name for logs: "id (addr)" or "addr". */
 const char *srv_who(const struct srv_conn *c, char *buf, size_t len);
+
+/* ---- for cluster.c ---- */
+
+/* The verdict on the owner of a hello's id (cl_claim): code NULL registers c now, else c is
+ * refused with code and msg. */
+void srv_hello_claimed(struct srv_conn *c, const struct proto_msg *hello, const char *code,
+                       const char *msg);
 
 /* c's hello endpoints as the protocol's list (for punch). */
 void srv_endpoints(const struct srv_conn *c, struct proto_eplist *out);

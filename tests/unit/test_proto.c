@@ -1230,6 +1230,27 @@ static void t_roundtrip_relay(void)
         CHECK_INT(msg_.u.punch.relay, 0);
         CHECK_INT(msg_.u.punch.no_direct, 0);
     }
+
+    /* relay_addr (cluster): an endpoint, absent unless set, both address families */
+    CHECK(proto_encode(&m, line, sizeof line) > 0 && !strstr(line, "relay_addr"));
+    m.u.punch.has_relay_addr = true;
+    set_ep(&m.u.punch.relay_addr, "203.0.113.5:7000");
+    if (roundtrip(&m, PROTO_TO_PEER, &o)) {
+        CHECK_INT(o.u.punch.has_relay_addr, 1);
+        CHECK(same_ep(&o.u.punch.relay_addr, &m.u.punch.relay_addr));
+    }
+    CHECK(proto_encode(&m, line, sizeof line) > 0 &&
+          strstr(line, "\"relay_addr\":\"203.0.113.5:7000\""));
+    set_ep(&m.u.punch.relay_addr, "[2001:db8::7]:7000");
+    if (roundtrip(&m, PROTO_TO_PEER, &o))
+        CHECK(same_ep(&o.u.punch.relay_addr, &m.u.punch.relay_addr));
+    if (ACCEPT(PROTO_TO_PEER, PUNCH_HEAD "}"))
+        CHECK_INT(msg_.u.punch.has_relay_addr, 0);
+    if (ACCEPT(PROTO_TO_PEER, PUNCH_HEAD ",\"relay_addr\":\"10.0.0.1:7000\"}"))
+        CHECK_INT(msg_.u.punch.has_relay_addr, 1);
+    REJECT(PROTO_TO_PEER, PUNCH_HEAD ",\"relay_addr\":\"vps.example:7000\"}", PROTO_E_ENDPOINT);
+    REJECT(PROTO_TO_PEER, PUNCH_HEAD ",\"relay_addr\":\"10.0.0.1:0\"}", PROTO_E_ENDPOINT);
+    REJECT(PROTO_TO_PEER, PUNCH_HEAD ",\"relay_addr\":7000}", PROTO_E_FIELD);
 }
 
 #define RELAY_LINE(session, token)                                                                 \

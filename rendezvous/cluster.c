@@ -1,0 +1,998 @@
+#include "rendezvous/cluster.h"
+#include "common/clock.h"
+#include "common/endpoint.h"
+#include "common/log.h"
+#include "common/rand.h"
+#include "rendezvous/pairing.h"
+#include "rendezvous/server.h"
+
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <errno.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CL_TICK_MS 250
+#define CL_STOP_MS 1000 /* at shutdown, how long queued commands get to leave */
+#define CL_KEY_MAX (CL_MAX_PREFIX + PROTO_MAX_ID + 16)
+#define CL_CHAN_MAX (CL_MAX_PREFIX + CL_MAX_INSTANCE + 16)
+#define CL_KEY_B64 (sodium_base64_ENCODED_LEN(PROTO_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL))
+
+/* Lua, so that each read-modify-write is atomic in Redis (PROTOCOL.md, "Cluster"). */
+/* the first key to claim an id owns it cluster-wide; returns the owner */
+static const char cl_lua_claim[] = "local v = redis.call('GET', KEYS[1]) "
+                                   "if v then return v end "
+                                   "redis.call('SET', KEYS[1], ARGV[1]) return ARGV[1]";
+/* refresh a directory entry unless another instance has taken the id since */
+static const char cl_lua_refresh[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v == false or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) "
+    "return 1 end return 0";
+/* delete a directory entry only while it still names this instance */
+static const char cl_lua_withdraw[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                                      "return redis.call('DEL', KEYS[1]) end return 0";
+
+enum cl_state { CL_DOWN, CL_CONNECTING, CL_UP, CL_STOPPED };
+enum cl_kind { CL_INTRO, CL_CLAIM };
+
+/* A request waiting for Redis or another instance. Every Redis callback that may still come
+ * holds a reference, so the record outlives its answer or timeout until hiredis is done. */
+struct cl_op {
+    struct cl *cl;
+    struct cl_op *prev, *next; /* in cl->ops while not finished */
+    enum cl_kind kind;
+    bool finished;
+    int refs;
+    struct srv_conn *conn; /* NULL once it has gone */
+    uint64_t deadline_ms;
+    char session[PROTO_SESSION_LEN + 1];
+    char target[PROTO_MAX_ID + 1];
+    char where[CL_MAX_INSTANCE + 1]; /* the target's instance, once known */
+    struct proto_msg *hello;         /* CL_CLAIM: the hello to finish */
+};
+
+struct cl {
+    struct srv *srv;
+    uv_loop_t *loop;
+    unsigned ttl;
+    char host[256];
+    int port;
+    char password[256];
+    bool has_password;
+    char prefix[CL_MAX_PREFIX + 1];
+    char inst[CL_MAX_INSTANCE + 1];
+    char chan[CL_CHAN_MAX];
+    struct sockaddr_storage public_addr;
+    char public_text[EP_STRLEN];
+    redisAsyncContext *cmd, *sub;
+    enum cl_state state;
+    bool sub_ok, ping_ok, ever_up;
+    unsigned backoff_s;
+    uint64_t down_since_ms;
+    uv_timer_t tick, retry, stop;
+    int handles; /* initialised timers not yet closed */
+    bool ping_out;
+    uint64_t ping_sent_us, last_ping_ms, last_refresh_ms;
+    uint32_t redis_rtt_us;
+    struct cl_op *ops;
+    size_t nops;
+};
+
+static void cl_lost(struct cl *c, const char *why);
+static void cl_on_timer_closed(uv_handle_t *h);
+static void cl_on_message(redisAsyncContext *ac, void *r, void *privdata);
+
+/* ---- small helpers ---- */
+
+static void cl_key(const struct cl *c, const char *kind, const char *id, char *out, size_t len)
+{
+    snprintf(out, len, "%s%s:%s", c->prefix, kind, id);
+}
+
+static void cl_chan_of(const struct cl *c, const char *inst, char *out, size_t len)
+{
+    snprintf(out, len, "%sinst:%s", c->prefix, inst);
+}
+
+static bool cl_valid_inst(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > CL_MAX_INSTANCE)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr("._-:[]", *s)))
+            return false;
+    return true;
+}
+
+/* HOST:PORT or [V6]:PORT; host names are fine (hiredis resolves them). */
+static int cl_parse_hostport(const char *in, char *host, size_t hlen, int *port)
+{
+    const char *colon = strrchr(in, ':');
+    const char *h = in;
+    size_t n;
+    char *end;
+    long p;
+    if (!colon || colon == in)
+        return -1;
+    n = (size_t)(colon - in);
+    if (in[0] == '[' && n >= 2 && in[n - 1] == ']') {
+        h = in + 1;
+        n -= 2;
+    }
+    if (n == 0 || n >= hlen)
+        return -1;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    p = strtol(colon + 1, &end, 10);
+    if (*end || p < 1 || p > 65535 || colon[1] < '0' || colon[1] > '9')
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
+static int cl_read_password(struct cl *c, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    size_t n;
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open the Redis password file: %s", path, strerror(errno));
+        return -1;
+    }
+    if (!fgets(c->password, sizeof c->password, f))
+        c->password[0] = '\0';
+    fclose(f);
+    n = strcspn(c->password, "\r\n");
+    c->password[n] = '\0';
+    if (n == 0) {
+        snprintf(err, errlen, "%s: the Redis password file is empty", path);
+        return -1;
+    }
+    c->has_password = true;
+    return 0;
+}
+
+static bool cl_reply_ok(const redisReply *r)
+{
+    return r && r->type != REDIS_REPLY_ERROR;
+}
+
+/* ---- operations in flight ---- */
+
+static struct cl_op *cl_op_new(struct cl *c, enum cl_kind kind, struct srv_conn *conn)
+{
+    struct cl_op *op;
+    if (c->nops >= CL_MAX_OPS || !(op = calloc(1, sizeof *op)))
+        return NULL;
+    op->cl = c;
+    op->kind = kind;
+    op->conn = conn;
+    op->refs = 1; /* the list's */
+    op->deadline_ms = uv_now(c->loop) + CL_ANSWER_MS;
+    op->next = c->ops;
+    if (c->ops)
+        c->ops->prev = op;
+    c->ops = op;
+    c->nops++;
+    conn->cl_ops++;
+    return op;
+}
+
+static void cl_op_unref(struct cl_op *op)
+{
+    if (--op->refs > 0)
+        return;
+    free(op->hello);
+    free(op);
+}
+
+/* Takes op out of the list: nothing will answer its connection any more. */
+static void cl_op_finish(struct cl_op *op)
+{
+    struct cl *c = op->cl;
+    if (op->finished)
+        return;
+    op->finished = true;
+    if (op->prev)
+        op->prev->next = op->next;
+    else
+        c->ops = op->next;
+    if (op->next)
+        op->next->prev = op->prev;
+    c->nops--;
+    if (op->conn)
+        op->conn->cl_ops--;
+    op->conn = NULL;
+    cl_op_unref(op);
+}
+
+/* Ends op with an answer to its connection: an error for an introduction, the verdict for a
+ * claim. */
+static void cl_op_fail(struct cl_op *op, const char *code, const char *msg)
+{
+    struct srv_conn *conn = op->conn;
+    struct proto_msg *hello = op->hello;
+    if (op->finished)
+        return;
+    op->hello = NULL;
+    cl_op_finish(op);
+    if (conn && hello)
+        srv_hello_claimed(conn, hello, code, msg);
+    else if (conn)
+        srv_refuse(conn, code, msg, false);
+    free(hello);
+}
+
+static struct cl_op *cl_op_find(struct cl *c, const char *session)
+{
+    for (struct cl_op *op = c->ops; op; op = op->next)
+        if (op->kind == CL_INTRO && strcmp(op->session, session) == 0)
+            return op;
+    return NULL;
+}
+
+void cl_conn_gone(struct cl *c, struct srv_conn *conn)
+{
+    struct cl_op *op, *next;
+    if (!c || conn->cl_ops == 0)
+        return;
+    for (op = c->ops; op; op = next) {
+        next = op->next;
+        if (op->conn == conn)
+            cl_op_finish(op);
+    }
+}
+
+static void cl_fail_all(struct cl *c, const char *why)
+{
+    char msg[PROTO_MAX_TEXT];
+    while (c->ops) {
+        struct cl_op *op = c->ops;
+        if (op->kind == CL_CLAIM) {
+            snprintf(msg, sizeof msg, "the server cannot check id ownership now (%s)", why);
+            cl_op_fail(op, "internal", msg);
+        } else {
+            snprintf(msg, sizeof msg,
+                     "%s is not registered on this server, and the cluster is "
+                     "unavailable (%s)",
+                     op->target, why);
+            cl_op_fail(op, "peer-not-found", msg);
+        }
+    }
+}
+
+/* ---- the directory ---- */
+
+static void cl_announce_all(struct cl *c, bool refresh)
+{
+    char key[CL_KEY_MAX], ttl[16];
+    snprintf(ttl, sizeof ttl, "%u", c->ttl);
+    for (struct srv_conn *p = c->srv->live.head; p; p = p->next) {
+        if (p->aux)
+            continue;
+        cl_key(c, "peer", p->id, key, sizeof key);
+        if (refresh)
+            redisAsyncCommand(c->cmd, NULL, NULL, "EVAL %s 1 %s %s %s", cl_lua_refresh, key,
+                              c->inst, ttl);
+        else
+            redisAsyncCommand(c->cmd, NULL, NULL, "SET %s %s EX %u", key, c->inst, c->ttl);
+    }
+}
+
+void cl_announce(struct cl *c, const struct srv_conn *peer)
+{
+    char key[CL_KEY_MAX];
+    if (!c || c->state != CL_UP || peer->aux)
+        return;
+    /* the latest registration wins: a peer that moved here after its instance died is
+     * reachable at once, without waiting for the old entry to expire */
+    cl_key(c, "peer", peer->id, key, sizeof key);
+    redisAsyncCommand(c->cmd, NULL, NULL, "SET %s %s EX %u", key, c->inst, c->ttl);
+}
+
+void cl_withdraw(struct cl *c, const struct srv_conn *peer)
+{
+    char key[CL_KEY_MAX];
+    if (!c || c->state != CL_UP || peer->aux)
+        return;
+    cl_key(c, "peer", peer->id, key, sizeof key);
+    redisAsyncCommand(c->cmd, NULL, NULL, "EVAL %s 1 %s %s", cl_lua_withdraw, key, c->inst);
+}
+
+/* ---- ownership ---- */
+
+static void cl_on_claim(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct cl_op *op = privdata;
+    redisReply *reply = r;
+    char mine[CL_KEY_B64], msg[PROTO_MAX_TEXT];
+    (void)ac;
+    if (op->finished) {
+        cl_op_unref(op);
+        return;
+    }
+    if (!cl_reply_ok(reply) || reply->type != REDIS_REPLY_STRING) {
+        LOG_W("cluster: claiming %s: %s", op->target,
+              reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no answer from Redis");
+        cl_op_fail(op, "internal", "the server cannot check id ownership now");
+    } else {
+        sodium_bin2base64(mine, sizeof mine, op->hello->u.hello.key, PROTO_KEY_BYTES,
+                          sodium_base64_VARIANT_ORIGINAL);
+        if (strcmp(reply->str, mine) == 0) {
+            cl_op_fail(op, NULL, NULL);
+        } else {
+            snprintf(msg, sizeof msg, "%s belongs to another key", op->target);
+            cl_op_fail(op, "id-owned", msg);
+        }
+    }
+    cl_op_unref(op);
+}
+
+int cl_claim(struct cl *c, struct srv_conn *conn, const struct proto_msg *hello)
+{
+    char key[CL_KEY_MAX], b64[CL_KEY_B64];
+    struct cl_op *op;
+    if (c->state != CL_UP || !(op = cl_op_new(c, CL_CLAIM, conn)))
+        return -1;
+    if (!(op->hello = malloc(sizeof *op->hello))) {
+        cl_op_finish(op);
+        return -1;
+    }
+    *op->hello = *hello;
+    snprintf(op->target, sizeof op->target, "%s", hello->u.hello.id);
+    cl_key(c, "owner", hello->u.hello.id, key, sizeof key);
+    sodium_bin2base64(b64, sizeof b64, hello->u.hello.key, PROTO_KEY_BYTES,
+                      sodium_base64_VARIANT_ORIGINAL);
+    op->refs++;
+    if (redisAsyncCommand(c->cmd, cl_on_claim, op, "EVAL %s 1 %s %s", cl_lua_claim, key, b64) !=
+        REDIS_OK) {
+        op->refs--;
+        free(op->hello);
+        op->hello = NULL;
+        cl_op_finish(op);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- introductions: the initiator's instance ---- */
+
+static int cl_publish(struct cl *c, const char *inst, json_t *msg, redisCallbackFn *cb, void *arg)
+{
+    char chan[CL_CHAN_MAX];
+    char *text = json_dumps(msg, JSON_COMPACT);
+    int rc;
+    json_decref(msg);
+    if (!text || c->state != CL_UP) {
+        free(text);
+        return -1;
+    }
+    cl_chan_of(c, inst, chan, sizeof chan);
+    rc = redisAsyncCommand(c->cmd, cb, arg, "PUBLISH %s %s", chan, text);
+    free(text);
+    return rc == REDIS_OK ? 0 : -1;
+}
+
+static void cl_on_published(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct cl_op *op = privdata;
+    redisReply *reply = r;
+    char msg[PROTO_MAX_TEXT];
+    (void)ac;
+    if (!op->finished && (!cl_reply_ok(reply) || reply->type != REDIS_REPLY_INTEGER)) {
+        snprintf(msg, sizeof msg, "%s cannot be reached now: the cluster store failed", op->target);
+        cl_op_fail(op, "peer-not-found", msg);
+    } else if (!op->finished && reply->integer == 0) {
+        /* crashed, its directory entries not expired yet */
+        LOG_I("cluster: %s is on instance %s, which is not running", op->target, op->where);
+        snprintf(msg, sizeof msg, "%s was registered on instance %s, which is not running",
+                 op->target, op->where);
+        cl_op_fail(op, "peer-not-found", msg);
+    }
+    cl_op_unref(op);
+}
+
+/* The initiator as the target's instance will describe it to the target: a punch line (with
+ * an empty plan), so that the receiving side decodes it with the protocol's own checks. */
+static json_t *cl_introduce_msg(struct cl *c, struct cl_op *op, struct srv_conn *from)
+{
+    struct pair_peer me;
+    struct pair_plan none;
+    struct proto_msg m;
+    char line[PROTO_MAX_LINE];
+    int n;
+    memset(&none, 0, sizeof none);
+    none.direct = true;
+    pair_peer_of(from, &me);
+    n = pair_encode(&me, PROTO_RESPONDER, op->session, &none, NULL, &m, line, sizeof line);
+    if (n <= 0)
+        return NULL;
+    line[n - 1] = '\0'; /* no newline inside JSON */
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "type", "introduce", "session",
+                     op->session, "from", c->inst, "target", op->target, "peer", line, "path",
+                     proto_path_name(from->path), "rtt_us", (json_int_t)pair_rtt_us(from),
+                     "bus_rtt_us", (json_int_t)c->redis_rtt_us);
+}
+
+static void cl_on_located(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct cl_op *op = privdata;
+    struct cl *c = op->cl;
+    redisReply *reply = r;
+    char msg[PROTO_MAX_TEXT];
+    json_t *intro;
+    (void)ac;
+    if (op->finished) {
+        cl_op_unref(op);
+        return;
+    }
+    if (!cl_reply_ok(reply)) {
+        snprintf(msg, sizeof msg, "%s cannot be looked up now: the cluster store failed",
+                 op->target);
+        cl_op_fail(op, "peer-not-found", msg);
+    } else if (reply->type != REDIS_REPLY_STRING || strcmp(reply->str, c->inst) == 0 ||
+               !cl_valid_inst(reply->str)) {
+        /* our own name: a stale entry of a peer that has just left */
+        snprintf(msg, sizeof msg, "%s is not registered on any server of this cluster", op->target);
+        cl_op_fail(op, "peer-not-found", msg);
+    } else {
+        snprintf(op->where, sizeof op->where, "%s", reply->str);
+        intro = op->conn ? cl_introduce_msg(c, op, op->conn) : NULL;
+        op->refs++;
+        if (!intro || cl_publish(c, op->where, intro, cl_on_published, op) < 0) {
+            op->refs--;
+            cl_op_fail(op, "internal", "the server cannot reach the cluster now");
+        } else {
+            LOG_I("cluster: introduce %s to %s on instance %s (session %s)", op->conn->id,
+                  op->target, op->where, op->session);
+            op->deadline_ms = uv_now(c->loop) + CL_ANSWER_MS;
+        }
+    }
+    cl_op_unref(op);
+}
+
+void cl_connect(struct cl *c, struct srv_conn *from, const char *target)
+{
+    char key[CL_KEY_MAX], msg[PROTO_MAX_TEXT];
+    struct cl_op *op;
+    if (c->state != CL_UP) {
+        snprintf(msg, sizeof msg,
+                 "%s is not registered on this server, and the cluster is "
+                 "unavailable (Redis at %.64s:%d is down)",
+                 target, c->host, c->port);
+        srv_refuse(from, "peer-not-found", msg, false);
+        return;
+    }
+    if (!(op = cl_op_new(c, CL_INTRO, from))) {
+        srv_refuse(from, "rate-limited", "the server has too many introductions in flight", false);
+        return;
+    }
+    snprintf(op->target, sizeof op->target, "%s", target);
+    if (rnd_hex(op->session, PROTO_SESSION_LEN / 2) < 0) {
+        cl_op_fail(op, "internal", "the server cannot create a session now");
+        return;
+    }
+    cl_key(c, "peer", target, key, sizeof key);
+    op->refs++;
+    if (redisAsyncCommand(c->cmd, cl_on_located, op, "GET %s", key) != REDIS_OK) {
+        op->refs--;
+        cl_op_fail(op, "internal", "the server cannot reach the cluster now");
+    }
+}
+
+/* The target's instance answered: forward the punch it made for our initiator. */
+static void cl_on_answer(struct cl *c, json_t *msg)
+{
+    const char *session = json_string_value(json_object_get(msg, "session"));
+    const char *code = json_string_value(json_object_get(msg, "code"));
+    const char *text = json_string_value(json_object_get(msg, "message"));
+    const char *line = json_string_value(json_object_get(msg, "line"));
+    json_int_t delay = json_integer_value(json_object_get(msg, "delay_us"));
+    struct cl_op *op = session ? cl_op_find(c, session) : NULL;
+    struct srv_conn *conn;
+    char buf[PROTO_MAX_LINE], target[PROTO_MAX_ID + 1], where[CL_MAX_INSTANCE + 1];
+    char sess[PROTO_SESSION_LEN + 1];
+    size_t n;
+
+    if (!op || !op->conn) {
+        LOG_D("cluster: answer for unknown or expired session %s", session ? session : "?");
+        return;
+    }
+    conn = op->conn;
+    if (code) {
+        cl_op_fail(op, code, text ? text : code);
+        return;
+    }
+    n = line ? strlen(line) : 0;
+    if (n == 0 || n + 1 >= sizeof buf) {
+        cl_op_fail(op, "internal", "another server of the cluster sent a broken answer");
+        return;
+    }
+    memcpy(buf, line, n);
+    buf[n++] = '\n';
+    memcpy(sess, op->session, sizeof sess);
+    memcpy(target, op->target, sizeof target);
+    memcpy(where, op->where, sizeof where);
+    /* finished before sending: a send that drops conn must find no operation of it */
+    cl_op_finish(op);
+    conn->aux_used = conn->aux; /* an auxiliary connection carries one session */
+    LOG_N("punch sent: session %s, %s (initiator) <-> %s (responder, on instance %s), %lld us "
+          "after the answer",
+          sess, conn->id, target, where, (long long)(delay > 0 ? delay : 0));
+    pair_send_later(conn, sess, buf, n, delay > 0 ? (uint64_t)delay : 0);
+}
+
+/* ---- introductions: the target's instance ---- */
+
+static void cl_answer_error(struct cl *c, const char *to, const char *session, const char *code,
+                            const char *message)
+{
+    json_t *m = json_pack("{s:s, s:s, s:s, s:s}", "type", "answer", "session", session, "code",
+                          code, "message", message);
+    if (m)
+        cl_publish(c, to, m, NULL, NULL);
+}
+
+/* The initiator from an introduce. Returns 0, or -1 when the message is malformed. */
+static int cl_remote_peer(json_t *msg, struct pair_peer *p, uint32_t *rtt, uint32_t *bus)
+{
+    const char *line = json_string_value(json_object_get(msg, "peer"));
+    const char *path = json_string_value(json_object_get(msg, "path"));
+    struct proto_msg m;
+    char why[200];
+    if (!line || proto_decode(line, strlen(line), PROTO_TO_PEER, &m, why, sizeof why) != PROTO_OK ||
+        m.type != PROTO_PUNCH)
+        return -1;
+    memset(p, 0, sizeof *p);
+    memcpy(p->id, m.u.punch.peer, sizeof p->id);
+    p->observed = m.u.punch.observed;
+    p->eps = m.u.punch.endpoints;
+    p->nat = m.u.punch.nat;
+    p->has_key = m.u.punch.has_key;
+    memcpy(p->key, m.u.punch.key, sizeof p->key);
+    p->path = path && strcmp(path, "relay") == 0    ? PROTO_PATH_RELAY
+              : path && strcmp(path, "direct") == 0 ? PROTO_PATH_DIRECT
+                                                    : PROTO_PATH_ANY;
+    *rtt = (uint32_t)json_integer_value(json_object_get(msg, "rtt_us"));
+    *bus = (uint32_t)json_integer_value(json_object_get(msg, "bus_rtt_us"));
+    return 0;
+}
+
+/* Both punches should arrive at the same moment: the initiator's travels over the bus (half of
+ * each instance's Redis round trip) and then half the initiator's RTT; the target's only half
+ * the target's RTT. The one that would arrive first is held back by the difference. */
+static void cl_timing(uint32_t rtt_i, uint32_t rtt_t, uint32_t bus_a, uint32_t bus_b,
+                      uint64_t *delay_i, uint64_t *delay_t)
+{
+    uint64_t arr_i = (uint64_t)bus_a / 2 + bus_b / 2 + rtt_i / 2;
+    uint64_t arr_t = rtt_t / 2;
+    *delay_t = arr_i > arr_t ? arr_i - arr_t : 0;
+    *delay_i = arr_t > arr_i ? arr_t - arr_i : 0;
+}
+
+static void cl_on_introduce(struct cl *c, json_t *msg)
+{
+    const char *session = json_string_value(json_object_get(msg, "session"));
+    const char *from = json_string_value(json_object_get(msg, "from"));
+    const char *target = json_string_value(json_object_get(msg, "target"));
+    struct srv *s = c->srv;
+    struct srv_conn *to;
+    struct pair_peer pi, pt;
+    struct pair_plan pl;
+    struct proto_msg mi, mt;
+    char li[PROTO_MAX_LINE], lt[PROTO_MAX_LINE], text[PROTO_MAX_TEXT];
+    uint32_t rtt_i, bus_a;
+    uint64_t delay_i, delay_t;
+    int ni, nt;
+    json_t *ans;
+
+    if (!session || !proto_valid_session(session) || !from || !cl_valid_inst(from) || !target ||
+        !proto_valid_id(target) || cl_remote_peer(msg, &pi, &rtt_i, &bus_a) < 0) {
+        LOG_W("cluster: malformed introduce ignored");
+        return;
+    }
+    to = srv_find(s, target);
+    if (!to || to->state != SRV_LIVE) {
+        snprintf(text, sizeof text, "%s is not registered on any server of this cluster", target);
+        cl_answer_error(c, from, session, "peer-not-found", text);
+        return;
+    }
+    pair_peer_of(to, &pt);
+    if (pair_plan(s->cfg.relay.enabled, &pi, &pt, &pl, text, sizeof text) < 0) {
+        cl_answer_error(c, from, session, "no-path", text);
+        return;
+    }
+    if (pl.relay && rly_offer(s->rly, session, pi.id, pt.id, pl.token[0], pl.token[1]) < 0) {
+        if (!pl.direct) {
+            cl_answer_error(c, from, session, "no-path",
+                            "the relay has no room for another session");
+            return;
+        }
+        pl.relay = false;
+    }
+    /* the initiator joins the relay here, through the address peers know this instance by */
+    ni = pair_encode(&pt, PROTO_INITIATOR, session, &pl, &c->public_addr, &mi, li, sizeof li);
+    nt = pair_encode(&pi, PROTO_RESPONDER, session, &pl, NULL, &mt, lt, sizeof lt);
+    if (ni <= 0 || nt <= 0) {
+        cl_answer_error(c, from, session, "internal", "the server cannot encode the punch");
+        return;
+    }
+    li[ni - 1] = '\0';
+    cl_timing(rtt_i, pair_rtt_us(to), bus_a, c->redis_rtt_us, &delay_i, &delay_t);
+    ans = json_pack("{s:s, s:s, s:s, s:I}", "type", "answer", "session", session, "line", li,
+                    "delay_us", (json_int_t)delay_i);
+    if (!ans || cl_publish(c, from, ans, NULL, NULL) < 0) {
+        LOG_W("cluster: cannot answer instance %s for session %s", from, session);
+        return;
+    }
+    pair_send_later(to, session, lt, (size_t)nt, delay_t);
+    LOG_N("punch sent: session %s, %s (initiator, on instance %s) <-> %s (responder), %s %llu us "
+          "later, direct %s, relay %s",
+          session, pi.id, from, pt.id, pt.id, (unsigned long long)delay_t, pl.direct ? "yes" : "no",
+          pl.relay ? "offered" : "no");
+    if (pl.relay)
+        LOG_I("cluster: session %s relays here, at %s", session, c->public_text);
+}
+
+/* ---- the subscription ---- */
+
+static void cl_dispatch(struct cl *c, const char *payload, size_t len)
+{
+    json_error_t jerr;
+    json_t *msg = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &jerr);
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    if (!type)
+        LOG_W("cluster: a message on %s is not valid: %s", c->chan, msg ? "no type" : jerr.text);
+    else if (strcmp(type, "introduce") == 0)
+        cl_on_introduce(c, msg);
+    else if (strcmp(type, "answer") == 0)
+        cl_on_answer(c, msg);
+    else
+        LOG_D("cluster: message of unknown type %s ignored", type);
+    json_decref(msg);
+}
+
+static void cl_set_up(struct cl *c)
+{
+    if (c->state != CL_CONNECTING || !c->sub_ok || !c->ping_ok)
+        return;
+    c->state = CL_UP;
+    c->backoff_s = CL_BACKOFF_MIN_S;
+    cl_announce_all(c, false);
+    c->last_refresh_ms = uv_now(c->loop);
+    if (c->ever_up)
+        LOG_N("cluster: Redis at %s:%d is back after %llu s: rejoined as %s, %zu peers "
+              "announced",
+              c->host, c->port,
+              (unsigned long long)((uv_now(c->loop) - c->down_since_ms + 500) / 1000), c->inst,
+              c->srv->live.n);
+    else
+        LOG_N("cluster: joined via Redis at %s:%d as instance %s (public address %s, channel %s)",
+              c->host, c->port, c->inst, c->public_text, c->chan);
+    c->ever_up = true;
+}
+
+static void cl_on_message(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct cl *c = ac->data;
+    redisReply *reply = r;
+    const char *kind;
+    (void)privdata;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING)
+        return;
+    kind = reply->element[0]->str;
+    if (strcmp(kind, "subscribe") == 0) {
+        c->sub_ok = true;
+        cl_set_up(c);
+    } else if (strcmp(kind, "message") == 0 && reply->element[2]->type == REDIS_REPLY_STRING) {
+        cl_dispatch(c, reply->element[2]->str, reply->element[2]->len);
+    }
+}
+
+/* ---- the connections to Redis ---- */
+
+static void cl_on_auth(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply *reply = r;
+    (void)privdata;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        cl_lost(ac->data, reply->str); /* a wrong password: retried like an outage */
+}
+
+static void cl_on_ping(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct cl *c = ac->data;
+    (void)privdata;
+    if (!cl_reply_ok(r) || c->state == CL_DOWN || ac != c->cmd)
+        return;
+    c->ping_out = false;
+    c->redis_rtt_us = (uint32_t)(clk_us() - c->ping_sent_us);
+    if (!c->ping_ok) {
+        c->ping_ok = true;
+        cl_set_up(c);
+    }
+}
+
+static void cl_send_ping(struct cl *c)
+{
+    c->ping_out = true;
+    c->ping_sent_us = clk_us();
+    c->last_ping_ms = uv_now(c->loop);
+    redisAsyncCommand(c->cmd, cl_on_ping, NULL, "PING");
+}
+
+/* Both the connect callback (status: connected or not) and the disconnect callback: hiredis
+ * frees ac itself after either reports a failure, so it is forgotten here first. */
+static void cl_on_gone(const redisAsyncContext *ac, int status)
+{
+    struct cl *c = ac->data;
+    if (status == REDIS_OK)
+        return; /* a successful connect */
+    if (ac == c->cmd)
+        c->cmd = NULL;
+    else if (ac == c->sub)
+        c->sub = NULL;
+    else
+        return; /* freed by us already */
+    cl_lost(c, ac->errstr[0] ? ac->errstr : "connection closed");
+}
+
+static void cl_on_connect(const redisAsyncContext *ac, int status)
+{
+    cl_on_gone(ac, status);
+}
+
+static void cl_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    (void)status;
+    cl_on_gone(ac, REDIS_ERR);
+}
+
+static redisAsyncContext *cl_open(struct cl *c)
+{
+    redisAsyncContext *ac = redisAsyncConnect(c->host, c->port);
+    if (!ac)
+        return NULL;
+    if (ac->err) {
+        LOG_D("cluster: connecting to Redis at %s:%d: %s", c->host, c->port, ac->errstr);
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    ac->data = c;
+    if (redisLibuvAttach(ac, c->loop) != REDIS_OK) {
+        redisAsyncFree(ac);
+        return NULL;
+    }
+    redisAsyncSetConnectCallback(ac, cl_on_connect);
+    redisAsyncSetDisconnectCallback(ac, cl_on_disconnect);
+    if (c->has_password)
+        redisAsyncCommand(ac, cl_on_auth, NULL, "AUTH %s", c->password);
+    return ac;
+}
+
+static void cl_try(struct cl *c)
+{
+    c->state = CL_CONNECTING;
+    c->sub_ok = c->ping_ok = false;
+    c->ping_out = false;
+    c->cmd = cl_open(c);
+    c->sub = c->cmd ? cl_open(c) : NULL;
+    if (!c->cmd || !c->sub) {
+        cl_lost(c, "cannot create a connection");
+        return;
+    }
+    redisAsyncCommand(c->sub, cl_on_message, NULL, "SUBSCRIBE %s", c->chan);
+    cl_send_ping(c);
+}
+
+static void cl_on_retry(uv_timer_t *t)
+{
+    cl_try(t->data);
+}
+
+static void cl_drop_contexts(struct cl *c)
+{
+    redisAsyncContext *cmd = c->cmd, *sub = c->sub;
+    c->cmd = c->sub = NULL;
+    if (cmd)
+        redisAsyncFree(cmd);
+    if (sub)
+        redisAsyncFree(sub);
+}
+
+static void cl_lost(struct cl *c, const char *why)
+{
+    bool was_up = c->state == CL_UP;
+    char reason[200];
+    if (c->state == CL_STOPPED) {
+        cl_drop_contexts(c);
+        /* the graceful disconnect at shutdown is over: nothing keeps the loop any more */
+        if (!uv_is_closing((uv_handle_t *)&c->stop))
+            uv_close((uv_handle_t *)&c->stop, cl_on_timer_closed);
+        return;
+    }
+    if (c->state == CL_DOWN) {
+        cl_drop_contexts(c);
+        return;
+    }
+    snprintf(reason, sizeof reason, "%s", why); /* why may live in a context freed below */
+    c->state = CL_DOWN;
+    cl_drop_contexts(c);
+    cl_fail_all(c, "Redis unavailable");
+    if (was_up || (!c->ever_up && !c->down_since_ms)) {
+        /* logged once per outage; the retries that follow are debug lines */
+        LOG_W("cluster: Redis at %s:%d unavailable (%s): serving local peers only, retrying "
+              "with back-off",
+              c->host, c->port, reason);
+        c->down_since_ms = uv_now(c->loop) | 1;
+    }
+    LOG_D("cluster: next attempt to reach Redis in %u s (%s)", c->backoff_s, reason);
+    uv_timer_start(&c->retry, cl_on_retry, (uint64_t)c->backoff_s * 1000, 0);
+    c->backoff_s = c->backoff_s * 2 > CL_BACKOFF_MAX_S ? CL_BACKOFF_MAX_S : c->backoff_s * 2;
+}
+
+/* ---- the tick: health, refresh, answers overdue ---- */
+
+/* After each answer the scan starts over: answering may drop a connection, and with it
+ * other operations of the list. */
+static void cl_expire_ops(struct cl *c, uint64_t now)
+{
+    char msg[PROTO_MAX_TEXT];
+    struct cl_op *op = c->ops;
+    while (op) {
+        if (now < op->deadline_ms) {
+            op = op->next;
+            continue;
+        }
+        if (op->kind == CL_CLAIM) {
+            cl_op_fail(op, "internal", "the server cannot check id ownership now (Redis is slow)");
+            op = c->ops;
+            continue;
+        }
+        LOG_W("cluster: instance %s did not answer for %s within %d ms (session %s)",
+              op->where[0] ? op->where : "?", op->target, CL_ANSWER_MS, op->session);
+        snprintf(msg, sizeof msg,
+                 "%s is registered on instance %.100s, which did not answer within "
+                 "%d ms",
+                 op->target, op->where[0] ? op->where : "?", CL_ANSWER_MS);
+        cl_op_fail(op, "peer-not-found", msg);
+        op = c->ops;
+    }
+}
+
+static void cl_on_tick(uv_timer_t *t)
+{
+    struct cl *c = t->data;
+    uint64_t now = uv_now(c->loop);
+    cl_expire_ops(c, now);
+    if (c->state == CL_CONNECTING && c->ping_out && now - c->last_ping_ms >= CL_PING_TIMEOUT_MS) {
+        cl_lost(c, "no answer");
+        return;
+    }
+    if (c->state != CL_UP)
+        return;
+    if (c->ping_out && now - c->last_ping_ms >= CL_PING_TIMEOUT_MS) {
+        cl_lost(c, "no answer to PING");
+        return;
+    }
+    if (!c->ping_out && now - c->last_ping_ms >= CL_PING_MS)
+        cl_send_ping(c);
+    if (now - c->last_refresh_ms >= (uint64_t)c->ttl * 1000 / 3) {
+        c->last_refresh_ms = now;
+        cl_announce_all(c, true);
+    }
+}
+
+/* ---- life cycle ---- */
+
+static int cl_setup(struct cl *c, const struct cl_cfg *cfg, char *err, size_t errlen)
+{
+    char host[200] = "localhost";
+    if (cl_parse_hostport(cfg->redis, c->host, sizeof c->host, &c->port) < 0) {
+        snprintf(err, errlen, "invalid --redis address '%s' (want HOST:PORT)", cfg->redis);
+        return -1;
+    }
+    if (cfg->password_file && cl_read_password(c, cfg->password_file, err, errlen) < 0)
+        return -1;
+    if (strlen(cfg->prefix) > CL_MAX_PREFIX) {
+        snprintf(err, errlen, "--redis-prefix is longer than %d bytes", CL_MAX_PREFIX);
+        return -1;
+    }
+    snprintf(c->prefix, sizeof c->prefix, "%s", cfg->prefix);
+    c->public_addr = cfg->public_addr;
+    ep_format((const struct sockaddr *)&c->public_addr, c->public_text, sizeof c->public_text);
+    if (cfg->instance_id)
+        snprintf(c->inst, sizeof c->inst, "%s", cfg->instance_id);
+    else {
+        gethostname(host, sizeof host - 1);
+        host[sizeof host - 1] = '\0';
+        snprintf(c->inst, sizeof c->inst, "%.60s-%s", host, c->public_text);
+    }
+    if (!cl_valid_inst(c->inst)) {
+        snprintf(err, errlen, "invalid instance id '%s' (1-%d of A-Z a-z 0-9 . _ - : [ ])", c->inst,
+                 CL_MAX_INSTANCE);
+        return -1;
+    }
+    cl_chan_of(c, c->inst, c->chan, sizeof c->chan);
+    c->ttl = cfg->ttl;
+    return 0;
+}
+
+struct cl *cl_new(struct srv *s, uv_loop_t *loop, const struct cl_cfg *cfg, char *err,
+                  size_t errlen)
+{
+    struct cl *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->srv = s;
+    c->loop = loop;
+    c->backoff_s = CL_BACKOFF_MIN_S;
+    if (cl_setup(c, cfg, err, errlen) < 0) {
+        free(c);
+        return NULL;
+    }
+    uv_timer_init(loop, &c->tick);
+    uv_timer_init(loop, &c->retry);
+    uv_timer_init(loop, &c->stop);
+    c->tick.data = c->retry.data = c->stop.data = c;
+    c->handles = 3;
+    uv_timer_start(&c->tick, cl_on_tick, CL_TICK_MS, CL_TICK_MS);
+    LOG_N("cluster: instance %s, Redis at %s:%d, keys under \"%s\", directory TTL %u s", c->inst,
+          c->host, c->port, c->prefix, c->ttl);
+    cl_try(c);
+    return c;
+}
+
+static void cl_on_timer_closed(uv_handle_t *h)
+{
+    struct cl *c = h->data;
+    c->handles--;
+}
+
+static void cl_on_stop(uv_timer_t *t)
+{
+    struct cl *c = t->data;
+    cl_drop_contexts(c); /* whatever did not leave in time is dropped */
+    if (!uv_is_closing((uv_handle_t *)&c->stop))
+        uv_close((uv_handle_t *)&c->stop, cl_on_timer_closed);
+}
+
+void cl_stop(struct cl *c)
+{
+    if (!c || c->state == CL_STOPPED)
+        return;
+    c->state = CL_STOPPED;
+    cl_fail_all(c, "the server is shutting down");
+    uv_close((uv_handle_t *)&c->tick, cl_on_timer_closed);
+    uv_close((uv_handle_t *)&c->retry, cl_on_timer_closed);
+    /* a graceful disconnect sends what is queued (withdrawals) and waits for the replies;
+     * the stop timer bounds that wait when Redis hangs */
+    if (c->cmd)
+        redisAsyncDisconnect(c->cmd);
+    if (c->sub) {
+        redisAsyncContext *sub = c->sub;
+        c->sub = NULL;
+        redisAsyncFree(sub);
+    }
+    if (c->cmd)
+        uv_timer_start(&c->stop, cl_on_stop, CL_STOP_MS, 0);
+    else
+        uv_close((uv_handle_t *)&c->stop, cl_on_timer_closed);
+}
+
+void cl_free(struct cl *c)
+{
+    if (!c)
+        return;
+    sodium_memzero(c->password, sizeof c->password);
+    free(c);
+}
