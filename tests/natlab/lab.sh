@@ -6,7 +6,7 @@
 #
 # Usage: lab.sh --tcpunch PATH --rendezvous PATH [options] SCENARIO...
 #   SCENARIO   a|drop b|reset c|samenat d|public e|cgnat f|loss g|portclash
-#              h|halfsym i|symmetric j|ipv6 k|ssh l|forward, or "all"
+#              h|halfsym i|symmetric j|ipv6 k|ssh l|forward m|cluster n|cluster-relay, or "all"
 #   --repeat N     run every scenario N times (default: $REPEAT or 1); all must pass
 #   --narrate      human-readable narration (used by scripts/demo)
 #   --keep DIR     copy every run's logs into DIR
@@ -334,7 +334,9 @@ lab_public_host() {
 
 # Count of established TCP connections at the server.
 lab_server_conns() {
-    X srv ss -Htn state established "( sport = :$SERVER_PORT )" 2>/dev/null | wc -l
+    local f="" p
+    for p in $SERVER_PORT ${LAB_EXTRA_PORTS:-}; do f+="${f:+ or }sport = :$p"; done
+    X srv ss -Htn state established "( $f )" 2>/dev/null | wc -l
 }
 
 # Wait (bounded) until the server has at least N established connections.
@@ -559,6 +561,55 @@ scn_j_check() {
         { say "lab: peer a did not report a direct IPv6 connection to [2001:db8:2::2]"; return 1; }
 }
 
+# ---- a rendezvous cluster on the server host: redis-server on its loopback, the lab's server
+# (port 7000) and a second instance (port 7100) joined through it; alice registers on the first,
+# bob on the second, so every introduction crosses Redis.
+LAB_REDIS_PORT=6390
+lab_cluster() {
+    command -v redis-server >/dev/null 2>&1 || { say "lab: redis-server is not installed"; return 1; }
+    local i
+    X srv timeout -k 2 "${LAB_SERVER_TIMEOUT:-300}" redis-server --port "$LAB_REDIS_PORT" --bind 127.0.0.1 \
+        --save '' --appendonly no >"$LAB_LOG/redis.out" 2>&1 &
+    LAB_PIDS+=("$!")
+    for ((i = 0; i < 100; i++)); do
+        X srv ss -Hltn "sport = :$LAB_REDIS_PORT" 2>/dev/null | grep -q . && break
+        sleep 0.05
+    done
+    SERVER_ARGS+=(--redis "127.0.0.1:$LAB_REDIS_PORT" --public-address "$SERVER" --instance-id one)
+    X srv timeout -k 5 "${LAB_SERVER_TIMEOUT:-300}" "$RV_BIN" -v -l "$SERVER_IP:7100" \
+        --redis "127.0.0.1:$LAB_REDIS_PORT" --public-address "$SERVER_IP:7100" --instance-id two \
+        --probe-listen "$SERVER_IP:7101" \
+        >"$LAB_LOG/server2.out" 2>"$LAB_LOG/server2.err" &
+    LAB_PIDS+=("$!")
+    LAB_EXTRA_PORTS=7100
+    PEER_B_ARGS+=(--server "$SERVER_IP:7100")
+}
+
+# both instances must have taken part: alice on one, bob on two, the introduction through Redis
+scn_cluster_check() {
+    grep -qE "register $ID_A( \(auxiliary\))? from" "$LAB_LOG/server.err" ||
+        { say "lab: alice did not register on instance one"; return 1; }
+    grep -q "register $ID_B from" "$LAB_LOG/server2.err" ||
+        { say "lab: bob did not register on instance two"; return 1; }
+    grep -q "cluster: introduce $ID_A to $ID_B on instance two" "$LAB_LOG/server.err" ||
+        { say "lab: no introduction through Redis in instance one's log"; return 1; }
+}
+
+scn_m() {   # scenario a, with alice and bob on two instances of a cluster
+    scn_a || return 1
+    DESC="scenario a with alice and bob registered on two rendezvous instances joined by Redis"
+    lab_cluster || return 1
+    POST_CHECK=scn_cluster_check
+}
+
+scn_n() {   # scenario i (both symmetric), across the cluster: relayed by bob's instance
+    scn_i || return 1
+    DESC="scenario i (both NATs symmetric) across two rendezvous instances: relayed by bob's instance"
+    lab_cluster || return 1
+    RELAY_VIA="$SERVER_IP:7100"
+    POST_CHECK=scn_cluster_check
+}
+
 HOLD_PORT=${LAB_HOLD_PORT:-40000}
 scn_g() {   # another LAN host already owns public port N at the router
     DESC="another host behind alice's NAT already uses local port $HOLD_PORT to the server, so the NAT remaps alice"
@@ -736,6 +787,8 @@ lab_scenario_fn() {
         h|halfsym) echo h ;;
         i|symmetric|sym) echo i ;;
         j|ipv6|v6) echo j ;;
+        m|cluster) echo m ;;
+        n|cluster-relay) echo n ;;
         k|ssh) echo k ;;
         l|forward|fwd) echo l ;;
         *) return 1 ;;
@@ -774,7 +827,7 @@ lab_run_once() {
     LAB_RUN="${LAB_PREFIX}${it}${s}-"
     LAB_LOG="$LAB_TMP/$s.$it"
     mkdir -p "$LAB_LOG"
-    HOST_A="" HOST_B="" ROUTERS="" WHERE_A="" WHERE_B="" ACCT_WHAT="router-to-router""" PEER_A_ARGS=() PEER_B_ARGS=() SERVER_ARGS=(--probe-listen "$SERVER_IP:$((SERVER_PORT + 1))") NC_A=7 NC_B=7 EXPECT_PATH=direct EXPECT_WHY="" PRE_HOOK="" POST_CHECK="" CUSTOM_RUN="" LAB_ACCT_NS="" RC_a="" RC_b=""
+    HOST_A="" HOST_B="" ROUTERS="" WHERE_A="" WHERE_B="" ACCT_WHAT="router-to-router""" PEER_A_ARGS=() PEER_B_ARGS=() RELAY_VIA="" LAB_EXTRA_PORTS="" SERVER_ARGS=(--probe-listen "$SERVER_IP:$((SERVER_PORT + 1))") NC_A=7 NC_B=7 EXPECT_PATH=direct EXPECT_WHY="" PRE_HOOK="" POST_CHECK="" CUSTOM_RUN="" LAB_ACCT_NS="" RC_a="" RC_b=""
     LAB_PORTNO=()
     head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/a.in"
     head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/b.in"
@@ -827,7 +880,7 @@ lab_run_once() {
     local i
     # (bounded; up to 10 s: with 5 % loss a lost challenge or hello costs a retransmission)
     for ((i = 0; i < 200; i++)); do
-        grep -qiE "regist.*\\b$ID_B\\b" "$LAB_LOG/server.err" 2>/dev/null && break
+        cat "$LAB_LOG"/server*.err 2>/dev/null | grep -qiE "regist.*\\b$ID_B\\b" && break
         sleep 0.05
     done
     note "alice connects:  tcpunch --server $SERVER --id $ID_A ${PEER_A_ARGS[*]:+${PEER_A_ARGS[*]} }connect $ID_B   (on $LAN_A)"
@@ -859,8 +912,8 @@ lab_run_once() {
         [ "$srvb" -ge "$LAB_DIRECT_MIN" ] || why+=("relay: rendezvous host carried only $srvb bytes (need >= $LAB_DIRECT_MIN)")
         [ "$direct" -lt "$LAB_SERVER_MAX" ] || why+=("relay expected, but $direct bytes went router to router")
         for r in a b; do
-            grep -q "connected to .*: relay via $SERVER" "$LAB_LOG/$r.err" ||
-                why+=("peer $r did not report 'relay via $SERVER'")
+            grep -q "connected to .*: relay via ${RELAY_VIA:-$SERVER}" "$LAB_LOG/$r.err" ||
+                why+=("peer $r did not report 'relay via ${RELAY_VIA:-$SERVER}'")
             [ -z "$EXPECT_WHY" ] || grep -q "$EXPECT_WHY" "$LAB_LOG/$r.err" ||
                 why+=("peer $r did not give the reason ('$EXPECT_WHY')")
         done
@@ -952,7 +1005,7 @@ lab_main() {
         { echo "lab.sh: --repeat must be 1..100" >&2; return 2; }
     local list=() x
     for x in "${scen[@]}"; do
-        if [ "$x" = all ]; then list+=(a b c d e f g h i j k l)
+        if [ "$x" = all ]; then list+=(a b c d e f g h i j k l m n)
         elif x=$(lab_scenario_fn "$x"); then list+=("$x")
         else echo "lab.sh: unknown scenario $x" >&2; return 2
         fi
