@@ -476,10 +476,14 @@ static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
         return;
     }
     if (strcmp(code, "peer-not-found") == 0) {
+        /* a cluster says more than "not here" (an instance down, Redis unreachable): keep it */
+        bool plain = strstr(m->u.error.message, "is not registered on") != NULL;
         snprintf(msg, sizeof msg,
-                 "%s is not registered on %s: is `tcpunch listen` (or `receive`) running there "
-                 "with --id %s?",
-                 c->target ? c->target : "the peer", c->name, c->target ? c->target : "ID");
+                 "%s is not registered on %s%s%.200s%s: is `tcpunch listen` (or `receive`) "
+                 "running there with --id %s?",
+                 c->target ? c->target : "the peer", c->name, plain ? "" : " (",
+                 plain ? "" : m->u.error.message, plain ? "" : ")",
+                 c->target ? c->target : "ID");
         ctl_fail(c, EXIT_NO_PEER, "%s%s", msg, "");
         return;
     }
