@@ -1,5 +1,6 @@
 #include "common/log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/time.h>
@@ -65,10 +66,18 @@ static void log_json_line(enum log_level level, const char *msg)
 {
     static const char *const levels[] = {"error", "warning", "note", "info", "debug"};
     char esc[6 * 1024 + 8]; /* a whole 1024-byte line, every byte escaped */
-    if (level == LOG_ERROR && !log_cfg.held) {
-        snprintf(log_cfg.first_error, sizeof log_cfg.first_error, "%s", msg);
-        log_cfg.held = 1;
-        return;
+    /* forwarding sessions log from their own threads: only one of them may take the slot */
+    static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
+    if (level == LOG_ERROR) {
+        int took = 0;
+        pthread_mutex_lock(&hold_lock);
+        if (!log_cfg.held) {
+            snprintf(log_cfg.first_error, sizeof log_cfg.first_error, "%s", msg);
+            log_cfg.held = took = 1;
+        }
+        pthread_mutex_unlock(&hold_lock);
+        if (took)
+            return;
     }
     log_json_escape(msg, esc, sizeof esc);
     fprintf(stderr, "{\"event\":\"log\",\"level\":\"%s\",\"message\":\"%s\"}\n", levels[level],
