@@ -24,10 +24,15 @@
 #define CL_KEY_B64 (sodium_base64_ENCODED_LEN(PROTO_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL))
 
 /* Lua, so that each read-modify-write is atomic in Redis (PROTOCOL.md, "Cluster"). */
-/* the first key to claim an id owns it cluster-wide; returns the owner */
-static const char cl_lua_claim[] = "local v = redis.call('GET', KEYS[1]) "
-                                   "if v then return v end "
-                                   "redis.call('SET', KEYS[1], ARGV[1]) return ARGV[1]";
+/* The cluster's allowlist is the hash KEYS[2] (id -> key): while it exists, only its pairs may
+ * register ("!" otherwise). Then the first key to claim an id owns it cluster-wide; returns the
+ * owner. */
+static const char cl_lua_claim[] =
+    "if redis.call('EXISTS', KEYS[2]) == 1 and "
+    "redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[1] then return '!' end "
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v then return v end "
+    "redis.call('SET', KEYS[1], ARGV[1]) return ARGV[1]";
 /* refresh a directory entry unless another instance has taken the id since */
 static const char cl_lua_refresh[] =
     "local v = redis.call('GET', KEYS[1]) "
@@ -321,6 +326,9 @@ static void cl_on_claim(redisAsyncContext *ac, void *r, void *privdata)
         LOG_W("cluster: claiming %s: %s", op->target,
               reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no answer from Redis");
         cl_op_fail(op, "internal", "the server cannot check id ownership now");
+    } else if (strcmp(reply->str, "!") == 0) {
+        snprintf(msg, sizeof msg, "%s with this key is not on the cluster's allowlist", op->target);
+        cl_op_fail(op, "not-authorized", msg);
     } else {
         sodium_bin2base64(mine, sizeof mine, op->hello->u.hello.key, PROTO_KEY_BYTES,
                           sodium_base64_VARIANT_ORIGINAL);
@@ -336,7 +344,7 @@ static void cl_on_claim(redisAsyncContext *ac, void *r, void *privdata)
 
 int cl_claim(struct cl *c, struct srv_conn *conn, const struct proto_msg *hello)
 {
-    char key[CL_KEY_MAX], b64[CL_KEY_B64];
+    char key[CL_KEY_MAX], allow[CL_KEY_MAX], b64[CL_KEY_B64];
     struct cl_op *op;
     if (c->state != CL_UP || !(op = cl_op_new(c, CL_CLAIM, conn)))
         return -1;
@@ -347,11 +355,12 @@ int cl_claim(struct cl *c, struct srv_conn *conn, const struct proto_msg *hello)
     *op->hello = *hello;
     snprintf(op->target, sizeof op->target, "%s", hello->u.hello.id);
     cl_key(c, "owner", hello->u.hello.id, key, sizeof key);
+    snprintf(allow, sizeof allow, "%sauthorized", c->prefix);
     sodium_bin2base64(b64, sizeof b64, hello->u.hello.key, PROTO_KEY_BYTES,
                       sodium_base64_VARIANT_ORIGINAL);
     op->refs++;
-    if (redisAsyncCommand(c->cmd, cl_on_claim, op, "EVAL %s 1 %s %s", cl_lua_claim, key, b64) !=
-        REDIS_OK) {
+    if (redisAsyncCommand(c->cmd, cl_on_claim, op, "EVAL %s 2 %s %s %s %s", cl_lua_claim, key,
+                          allow, b64, hello->u.hello.id) != REDIS_OK) {
         op->refs--;
         free(op->hello);
         op->hello = NULL;
@@ -987,6 +996,11 @@ void cl_stop(struct cl *c)
         uv_timer_start(&c->stop, cl_on_stop, CL_STOP_MS, 0);
     else
         uv_close((uv_handle_t *)&c->stop, cl_on_timer_closed);
+}
+
+bool cl_is_up(const struct cl *c)
+{
+    return c && c->state == CL_UP;
 }
 
 void cl_free(struct cl *c)

@@ -60,6 +60,10 @@ void cl_connect(struct cl *c, struct srv_conn *from, const char *target);
  * Redis is unavailable (the caller refuses the hello with a passing error). */
 int cl_claim(struct cl *c, struct srv_conn *conn, const struct proto_msg *hello);
 
+/* Whether Redis answers now: while it does, every hello is checked there (ownership and the
+ * cluster's allowlist); while it does not, ids already seen here are served from memory. */
+bool cl_is_up(const struct cl *c);
+
 /* A main (non-auxiliary) registration appeared on / left this instance. */
 void cl_announce(struct cl *c, const struct srv_conn *peer);
 void cl_withdraw(struct cl *c, const struct srv_conn *peer);

@@ -480,9 +480,10 @@ static void srv_on_hello(struct srv_conn *c, const struct proto_msg *m)
     }
     if (srv_check_candidates(c, &m->u.hello.endpoints) < 0)
         return;
-    /* cluster mode: an id this instance has not seen bound yet is claimed in Redis first,
-     * so that an id is owned cluster-wide (gate_check_hello has checked the known ones) */
-    if (c->srv->cl && !ik_find(c->srv->gate.owners, m->u.hello.id)) {
+    /* cluster mode: every hello is checked in Redis while it answers (ownership cluster-wide,
+     * the cluster's allowlist); during an outage only ids already bound here are served, from
+     * memory (gate_check_hello has checked those) */
+    if (c->srv->cl && (cl_is_up(c->srv->cl) || !ik_find(c->srv->gate.owners, m->u.hello.id))) {
         if (!m->u.hello.aux && reg_find(c->srv->reg, m->u.hello.id)) {
             snprintf(msg, sizeof msg, "%s is already registered by another connection",
                      m->u.hello.id);

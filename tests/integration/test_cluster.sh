@@ -73,6 +73,39 @@ fi
 kill "$carol_pid" 2>/dev/null
 wait "$carol_pid" 2>/dev/null
 
+# ---- the cluster's allowlist lives in Redis: while the hash exists only its pairs register
+allow_key="tcpunch:authorized"
+redis-cli -p "$REDIS_PORT" HSET "$allow_key" "$carol" "$(cat "$WORK/home/$carol/identity.pub")" \
+    >/dev/null || die "redis-cli HSET failed"
+dave=$(uid dave)
+timeout -k 2 20 "$TCPUNCH" -s "127.0.0.1:${INST_PORT[B]}" -i "$dave" --no-retry listen \
+    </dev/null >/dev/null 2>"$WORK/dave.err"
+check_rc "an id missing from the cluster's allowlist (in Redis) is refused on any instance" 2 $?
+check "the refusal names the cluster's allowlist" grep -q "allowlist" "$WORK/dave.err"
+mB=$(inst_mark B)
+spawn 20 "$TCPUNCH" -s "127.0.0.1:${INST_PORT[B]}" -i "$carol" listen </dev/null >/dev/null \
+    2>"$WORK/carol3.err"
+carol_pid=$!
+if wait_until 10 inst_says B "$mB" "register $carol "; then
+    pass "a listed id with its key registers while the allowlist is in force"
+else
+    fail "carol could not register on B under the allowlist: $(cat "$WORK/carol3.err")"
+fi
+kill "$carol_pid" 2>/dev/null
+wait "$carol_pid" 2>/dev/null
+redis-cli -p "$REDIS_PORT" DEL "$allow_key" >/dev/null
+mB=$(inst_mark B)
+spawn 20 "$TCPUNCH" -s "127.0.0.1:${INST_PORT[B]}" -i "$dave" listen </dev/null >/dev/null \
+    2>"$WORK/dave2.err"
+dave_pid=$!
+if wait_until 10 inst_says B "$mB" "register $dave "; then
+    pass "without the hash, the cluster is open again"
+else
+    fail "dave could not register after the allowlist was removed: $(cat "$WORK/dave2.err")"
+fi
+kill "$dave_pid" 2>/dev/null
+wait "$dave_pid" 2>/dev/null
+
 # ---- an instance killed mid-way
 erin=$(uid erin)
 mC=$(inst_mark C)
