@@ -1,4 +1,5 @@
 #include "common/identity.h"
+#include "common/sock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -129,20 +130,6 @@ static int id_path(const char *dir, const char *name, char *out, size_t len, cha
     return 0;
 }
 
-static int id_write_all(int fd, const char *buf, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, buf, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        buf += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Writes text to a fresh temporary file next to final, mode mode, synced. */
 static int id_write_temp(const char *final, const char *text, mode_t mode, char *tmp, size_t tmplen,
                          char *err, size_t errlen)
@@ -156,7 +143,7 @@ static int id_write_temp(const char *final, const char *text, mode_t mode, char 
         snprintf(err, errlen, "cannot create a file next to %s: %s", final, strerror(errno));
         return -1;
     }
-    if (fchmod(fd, mode) < 0 || id_write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
+    if (fchmod(fd, mode) < 0 || sk_write_all(fd, text, strlen(text)) < 0 || fsync(fd) < 0) {
         snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
         close(fd);
         unlink(tmp);

@@ -71,6 +71,21 @@ int sk_set_blocking(int fd, bool blocking)
     return fcntl(fd, F_SETFL, fl);
 }
 
+int sk_write_all(int fd, const void *buf, size_t n)
+{
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
 uint32_t sk_rtt_us(int fd)
 {
     struct tcp_info ti;

@@ -17,6 +17,10 @@ int sk_listen_reuse(const struct sockaddr *local, int backlog, char *err, size_t
 int sk_local(int fd, struct sockaddr_storage *out);
 int sk_set_blocking(int fd, bool blocking);
 
+/* write() until all n bytes are out (EINTR retried), for blocking descriptors such as files.
+ * Returns 0, or -1 with errno set. */
+int sk_write_all(int fd, const void *buf, size_t n);
+
 /* RTT of a connected socket in microseconds (the kernel's minimum, else its smoothed
  * figure), 0 when unknown. */
 uint32_t sk_rtt_us(int fd);

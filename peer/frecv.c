@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/sock.h"
 #include "common/log.h"
 #include "common/rand.h"
 #include "peer/events.h"
@@ -144,15 +145,8 @@ static int frecv_body(struct frecv *r, struct frecv_file *f, unsigned char *sum)
             return -1;
         }
         crypto_generichash_update(&h, r->buf, (size_t)n);
-        for (size_t off = 0; !f->why[0] && off < (size_t)n;) {
-            ssize_t w = write(f->fd, r->buf + off, (size_t)n - off);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0)
-                snprintf(f->why, sizeof f->why, "writing: %s", strerror(errno));
-            else
-                off += (size_t)w;
-        }
+        if (!f->why[0] && sk_write_all(f->fd, r->buf, (size_t)n) < 0)
+            snprintf(f->why, sizeof f->why, "writing: %s", strerror(errno));
         left -= (uint64_t)n;
         pg_add(&r->pg, f->name, (uint64_t)n);
     }

@@ -1,5 +1,6 @@
 #include "rendezvous/idkeys.h"
 #include "common/identity.h"
+#include "common/sock.h"
 #include "rendezvous/registry.h"
 
 #include <errno.h>
@@ -212,20 +213,6 @@ int ik_load(struct ik *t, const char *path, enum ik_mode mode, bool missing_ok,
 
 /* ---- writing ---- */
 
-static int ik_write_all(int fd, const char *buf, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, buf, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        buf += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 static int ik_format(const char *id, const unsigned char *key, char *line, size_t len)
 {
     char b64[ID_PK_B64_SIZE];
@@ -260,7 +247,7 @@ int ik_rewrite(const struct ik *t, const char *path, char *err, size_t errlen)
         goto fail;
     for (const struct ik_pair *p = t->all; p; p = p->next) {
         n = ik_format(p->id, p->key, line, sizeof line);
-        if (n < 0 || ik_write_all(fd, line, (size_t)n) < 0)
+        if (n < 0 || sk_write_all(fd, line, (size_t)n) < 0)
             goto fail;
     }
     if (fsync(fd) < 0 || close(fd) < 0) {
@@ -295,7 +282,7 @@ int ik_append(int fd, const char *id, const unsigned char key[PROTO_KEY_BYTES], 
     int n = ik_format(id, key, line, sizeof line);
     /* one write per line (O_APPEND): a crash leaves at most this line torn, which the next
      * load drops */
-    if (n < 0 || ik_write_all(fd, line, (size_t)n) < 0 || fdatasync(fd) < 0) {
+    if (n < 0 || sk_write_all(fd, line, (size_t)n) < 0 || fdatasync(fd) < 0) {
         snprintf(err, errlen, "cannot record the id: %s", strerror(errno));
         return -1;
     }
