@@ -10,7 +10,6 @@ Usage: auth.py MODE ARGS...
   secret HOST PORT PROBE_PORT FILE   --secret-file FILE and --probe-listen PROBE_PORT
   limits HOST PORT                   --max-per-ip 3 --rate-per-ip 5 --connect-rate 2
 Exit status = number of failures. Every wait is bounded."""
-import json
 import os
 import signal
 import socket
@@ -46,7 +45,7 @@ def uid(base):
     return f"{base}-{os.getpid()}-{SEQ[0]}"
 
 
-class Conn:
+class Conn(tpauth.LineConn):
     """A connection whose first line (normally the challenge) is in self.first."""
 
     def __init__(self, host, port, challenge=True):
@@ -56,46 +55,6 @@ class Conn:
         self.nonce = self.first.get("nonce") if tpauth.is_challenge(self.first) else None
         if challenge and self.nonce is None:
             bad(f"first line {self.first!r}, want a challenge")
-
-    def send(self, data):
-        self.s.sendall(data.encode() if isinstance(data, str) else data)
-
-    def msg(self, obj):
-        self.send(json.dumps(obj, separators=(",", ":")) + "\n")
-
-    def line(self, timeout=5.0):
-        end = time.time() + timeout
-        while b"\n" not in self.buf:
-            left = end - time.time()
-            if left <= 0:
-                return None
-            self.s.settimeout(left)
-            try:
-                d = self.s.recv(65536)
-            except (socket.timeout, ConnectionResetError):
-                return None
-            if not d:
-                return None
-            self.buf += d
-        raw, self.buf = self.buf.split(b"\n", 1)
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return {"raw": raw}
-
-    def closed(self, timeout=3.0):
-        end = time.time() + timeout
-        while time.time() < end:
-            self.s.settimeout(max(0.01, end - time.time()))
-            try:
-                d = self.s.recv(65536)
-            except socket.timeout:
-                return False
-            except (ConnectionResetError, BrokenPipeError):
-                return True
-            if not d:
-                return True
-        return False
 
     def hello(self, ident, ident_id, **kw):
         self.msg(tpauth.hello_msg(ident, self.nonce, ident_id, **kw))

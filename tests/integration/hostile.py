@@ -119,7 +119,7 @@ class RssSampler(threading.Thread):
 
 # ---- one blocking connection ----
 
-class Conn:
+class Conn(tpauth.LineConn):
     def __init__(self, source, challenge=True, timeout=5.0):
         self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.s.bind((source, 0))
@@ -130,48 +130,6 @@ class Conn:
         self.nonce = self.first.get("nonce") if tpauth.is_challenge(self.first) else None
         if challenge and self.nonce is None:
             bad(f"{source}: first line {self.first!r}, want a challenge")
-
-    def send(self, data):
-        self.s.sendall(data.encode() if isinstance(data, str) else data)
-
-    def msg(self, obj):
-        self.send(json.dumps(obj, separators=(",", ":")) + "\n")
-
-    def line(self, timeout=5.0):
-        """The next line as a dict ({"raw": bytes} when not JSON); None on EOF/reset/timeout."""
-        end = time.time() + timeout
-        while b"\n" not in self.buf:
-            left = end - time.time()
-            if left <= 0:
-                return None
-            self.s.settimeout(left)
-            try:
-                d = self.s.recv(65536)
-            except (socket.timeout, ConnectionResetError):
-                return None
-            if not d:
-                return None
-            self.buf += d
-        raw, self.buf = self.buf.split(b"\n", 1)
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return {"raw": raw}
-
-    def closed(self, timeout=3.0):
-        """True when the server closes (EOF or reset) within timeout; unread input is dropped."""
-        end = time.time() + timeout
-        while time.time() < end:
-            self.s.settimeout(max(0.01, end - time.time()))
-            try:
-                d = self.s.recv(65536)
-            except socket.timeout:
-                return False
-            except (ConnectionResetError, BrokenPipeError):
-                return True
-            if not d:
-                return True
-        return False
 
     def close(self):
         self.s.close()

@@ -11,6 +11,9 @@ import ctypes
 import ctypes.util
 import hashlib
 import hmac
+import json
+import socket
+import time
 
 CONTEXT = b"tcpunch-hello-v1\0"
 _LIB = []
@@ -76,4 +79,53 @@ def is_challenge(m):
     try:
         return len(base64.b64decode(m.get("nonce", ""), validate=True)) == 32
     except (ValueError, TypeError):
+        return False
+
+
+class LineConn:
+    """Newline-delimited JSON over a connected socket self.s (set by the subclass), with the
+    reads bounded in time: what the raw-socket tests share."""
+
+    buf = b""
+
+    def send(self, data):
+        self.s.sendall(data.encode() if isinstance(data, str) else data)
+
+    def msg(self, obj):
+        self.send(json.dumps(obj, separators=(",", ":")) + "\n")
+
+    def line(self, timeout=5.0):
+        """The next line as a dict ({"raw": bytes} when not JSON); None on EOF/reset/timeout."""
+        end = time.time() + timeout
+        while b"\n" not in self.buf:
+            left = end - time.time()
+            if left <= 0:
+                return None
+            self.s.settimeout(left)
+            try:
+                d = self.s.recv(65536)
+            except (socket.timeout, ConnectionResetError):
+                return None
+            if not d:
+                return None
+            self.buf += d
+        raw, self.buf = self.buf.split(b"\n", 1)
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return {"raw": raw}
+
+    def closed(self, timeout=3.0):
+        """True when the server closes (EOF or reset) within timeout; unread input is dropped."""
+        end = time.time() + timeout
+        while time.time() < end:
+            self.s.settimeout(max(0.01, end - time.time()))
+            try:
+                d = self.s.recv(65536)
+            except socket.timeout:
+                return False
+            except (ConnectionResetError, BrokenPipeError):
+                return True
+            if not d:
+                return True
         return False
