@@ -1,4 +1,5 @@
 #include "common/endpoint.h"
+#include "common/addrpol.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -227,11 +228,7 @@ socklen_t ep_len(const struct sockaddr *sa)
 
 bool ep_is_loopback(const struct sockaddr *sa)
 {
-    if (sa->sa_family == AF_INET)
-        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-    if (sa->sa_family == AF_INET6)
-        return IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
-    return false;
+    return ap_is_loopback(sa);
 }
 
 int ep_port(const struct sockaddr *sa)

@@ -30,7 +30,7 @@ int ep_check_syntax(const char *s, bool allow_zero, char *err, size_t errlen);
 const char *ep_format(const struct sockaddr *sa, char *buf, size_t len);
 
 socklen_t ep_len(const struct sockaddr *sa);
-/* 127.0.0.0/8 or ::1. */
+/* 127.0.0.0/8 or ::1, also IPv4-mapped (common/addrpol decides). */
 bool ep_is_loopback(const struct sockaddr *sa);
 int ep_port(const struct sockaddr *sa);
 void ep_set_port(struct sockaddr *sa, int port);

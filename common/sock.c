@@ -1,4 +1,5 @@
 #include "common/sock.h"
+#include "common/addrpol.h"
 #include "common/endpoint.h"
 
 #include <errno.h>
@@ -112,19 +113,11 @@ void sk_tune_stream(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms);
 }
 
+/* An interface address worth offering as a candidate: unicast that another host could reach
+ * (the same policy as the candidates a peer dials, common/addrpol). */
 static bool sk_addr_usable(const struct sockaddr *sa)
 {
-    if (ep_is_loopback(sa))
-        return false;
-    if (sa->sa_family == AF_INET) {
-        uint32_t a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
-        return (a >> 16) != 0xa9fe && a != 0;
-    }
-    if (sa->sa_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        return !IN6_IS_ADDR_LINKLOCAL(a) && !IN6_IS_ADDR_UNSPECIFIED(a) && !IN6_IS_ADDR_V4MAPPED(a);
-    }
-    return false;
+    return ap_bad_candidate(sa, false) == NULL;
 }
 
 bool sk_is_global6(const struct sockaddr *sa)
@@ -153,4 +146,20 @@ int sk_local_addrs(int family, int port, struct sockaddr_storage *out, int max)
     }
     freeifaddrs(ifa_list);
     return n;
+}
+
+bool sk_is_subnet_broadcast(const struct sockaddr *sa)
+{
+    struct ifaddrs *ifa_list = NULL;
+    bool found = false;
+    if (sa->sa_family != AF_INET || getifaddrs(&ifa_list) < 0)
+        return false;
+    for (struct ifaddrs *ifa = ifa_list; ifa && !found; ifa = ifa->ifa_next)
+        found = ifa->ifa_addr && ifa->ifa_addr->sa_family == AF_INET &&
+                (ifa->ifa_flags & IFF_BROADCAST) && ifa->ifa_broadaddr &&
+                ifa->ifa_broadaddr->sa_family == AF_INET &&
+                ((const struct sockaddr_in *)ifa->ifa_broadaddr)->sin_addr.s_addr ==
+                    ((const struct sockaddr_in *)sa)->sin_addr.s_addr;
+    freeifaddrs(ifa_list);
+    return found;
 }

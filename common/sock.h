@@ -37,4 +37,8 @@ int sk_local_addrs(int family, int port, struct sockaddr_storage *out, int max);
  * without NAT, so worth offering as a candidate. */
 bool sk_is_global6(const struct sockaddr *sa);
 
+/* Whether sa (IPv4) is the broadcast address of one of this host's subnets: a datagram
+ * address, never a TCP peer (the classes every host knows are common/addrpol's). */
+bool sk_is_subnet_broadcast(const struct sockaddr *sa);
+
 #endif

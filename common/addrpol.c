@@ -1,0 +1,130 @@
+#include "common/addrpol.h"
+
+#include <netinet/in.h>
+#include <stdint.h>
+#include <string.h>
+
+/* The IPv4 address an IPv6 one stands for: mapped ::ffff:a.b.c.d and (deprecated) compatible
+ * ::a.b.c.d, but not :: and ::1, which are IPv6's own. */
+static bool ap_embedded_v4(const struct in6_addr *a6, uint32_t *v4)
+{
+    static const uint8_t zero[12];
+    uint32_t n;
+    memcpy(&n, a6->s6_addr + 12, 4);
+    n = ntohl(n);
+    if (IN6_IS_ADDR_V4MAPPED(a6) || (memcmp(a6->s6_addr, zero, 12) == 0 && n > 1)) {
+        *v4 = n;
+        return true;
+    }
+    return false;
+}
+
+static enum ap_class ap_class_v4(uint32_t a)
+{
+    if ((a >> 24) == 0)
+        return AP_UNSPEC;
+    if ((a >> 24) == 127)
+        return AP_LOOPBACK;
+    if ((a >> 16) == 0xa9fe)
+        return AP_LINKLOCAL;
+    if ((a >> 28) == 0xe)
+        return AP_MULTICAST;
+    if (a == 0xffffffffu)
+        return AP_BROADCAST;
+    if ((a >> 28) == 0xf)
+        return AP_RESERVED;
+    if ((a >> 24) == 10 || (a >> 20) == 0xac1 || (a >> 16) == 0xc0a8 || (a >> 22) == 0x191)
+        return AP_PRIVATE; /* 10/8, 172.16/12, 192.168/16, 100.64/10 */
+    return AP_GLOBAL;
+}
+
+static enum ap_class ap_class_v6(const struct in6_addr *a6)
+{
+    uint32_t v4;
+    if (ap_embedded_v4(a6, &v4))
+        return ap_class_v4(v4);
+    if (IN6_IS_ADDR_UNSPECIFIED(a6))
+        return AP_UNSPEC;
+    if (IN6_IS_ADDR_LOOPBACK(a6))
+        return AP_LOOPBACK;
+    if (IN6_IS_ADDR_MULTICAST(a6))
+        return AP_MULTICAST;
+    if (IN6_IS_ADDR_LINKLOCAL(a6))
+        return AP_LINKLOCAL;
+    if ((a6->s6_addr[0] & 0xfe) == 0xfc || IN6_IS_ADDR_SITELOCAL(a6))
+        return AP_PRIVATE;
+    return AP_GLOBAL;
+}
+
+enum ap_class ap_classify(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ap_class_v4(ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr));
+    if (sa->sa_family == AF_INET6)
+        return ap_class_v6(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+    return AP_INVALID;
+}
+
+/* The same words as the server's bad-endpoint messages (PROTOCOL.md, "Candidates"). */
+const char *ap_describe(const struct sockaddr *sa)
+{
+    uint32_t v4;
+    bool v6 = sa->sa_family == AF_INET6 &&
+              !ap_embedded_v4(&((const struct sockaddr_in6 *)sa)->sin6_addr, &v4);
+    switch (ap_classify(sa)) {
+    case AP_GLOBAL:
+        return "a global unicast address";
+    case AP_PRIVATE:
+        return v6 ? "a private (fc00::/7, fec0::/10) address"
+                  : "a private (10/8, 172.16/12, 192.168/16, 100.64/10) address";
+    case AP_LOOPBACK:
+        return "a loopback address";
+    case AP_LINKLOCAL:
+        return v6 ? "a link-local (fe80::/10) address" : "a link-local (169.254.0.0/16) address";
+    case AP_UNSPEC:
+        return v6 ? "the unspecified address ::" : "an unspecified (0.0.0.0/8) address";
+    case AP_MULTICAST:
+        return "a multicast address";
+    case AP_BROADCAST:
+        return "the broadcast address";
+    case AP_RESERVED:
+        return "a reserved (240.0.0.0/4) address";
+    default:
+        return "not an IP address";
+    }
+}
+
+bool ap_is_loopback(const struct sockaddr *sa)
+{
+    return ap_classify(sa) == AP_LOOPBACK;
+}
+
+const char *ap_bad_candidate(const struct sockaddr *sa, bool loopback_ok)
+{
+    enum ap_class k = ap_classify(sa);
+    if (k == AP_GLOBAL || k == AP_PRIVATE || (k == AP_LOOPBACK && loopback_ok))
+        return NULL;
+    return ap_describe(sa);
+}
+
+static bool ap_same_addr(const struct sockaddr *a, const struct sockaddr *b)
+{
+    if (a->sa_family != b->sa_family)
+        return false;
+    if (a->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    return a->sa_family == AF_INET6 &&
+           memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+}
+
+const char *ap_bad_relay(const struct sockaddr *relay, const struct sockaddr *server)
+{
+    enum ap_class k = ap_classify(relay);
+    if (ap_same_addr(relay, server) && k != AP_INVALID && ap_bad_candidate(relay, true) == NULL)
+        return NULL;
+    if (k == AP_GLOBAL)
+        return NULL;
+    return ap_describe(relay);
+}
