@@ -8,12 +8,19 @@ int cmd_listen(const struct peer_opts *o, int argc, char **argv)
     int rc;
     if (argc > 0)
         return opts_bad("listen takes no arguments (got \"%s\")", argv[0]);
+    if (o->forward && !o->nallow && !o->allow_anyone)
+        /* a forwarded service is reachable by whoever knows (or guesses) our id: say who */
+        return opts_bad("%s", "listen --forward serves whoever connects to our id: name the "
+                              "peers with --allow ID[=KEY] (repeatable), or give --allow-anyone");
+    if (o->nallow && o->allow_anyone)
+        return opts_bad("%s", "--allow and --allow-anyone exclude each other");
+    if (!o->forward && (o->nallow || o->allow_anyone))
+        return opts_bad("%s", o->nallow ? "--allow needs --forward HOST:PORT"
+                                        : "--allow-anyone needs --forward HOST:PORT");
     if ((rc = opts_need_server(o)) != EXIT_DONE)
         return rc;
     if (o->forward)
         return spl_forward(o);
-    if (o->nallow)
-        return opts_bad("%s", "--allow needs --forward HOST:PORT");
     if ((rc = peer_rendezvous(o, NULL, &link)) != EXIT_DONE)
         return rc;
     peer_report(o, &link);

@@ -13,6 +13,7 @@
 #include <sodium.h>
 #include <uv.h>
 
+#include "common/addrpol.h"
 #include "common/clock.h"
 #include "common/endpoint.h"
 #include "common/linebuf.h"
@@ -37,6 +38,18 @@
 /* listen's reconnect back-off: doubling from MIN up to MAX, each wait spread by +-20% */
 #define CTL_RETRY_MIN_MS 1000
 #define CTL_RETRY_MAX_MS 30000
+/* listen, receive, chat: punch orders set up at once, each until its handshake or --timeout.
+ * Enough for a stranger's orders not to crowd out the real peer's (the server's --connect-rate
+ * limits how fast anyone can make them), few enough that they cannot exhaust our descriptors
+ * (each engine holds at most a socket per candidate and PUNCH_MAX_INBOUND more). */
+#define CTL_WAIT_SETUPS 8
+
+/* How a control connection serves punch orders. */
+enum ctl_mode {
+    CTL_ONE,   /* connect, chat PEER, send: one session, with the peer asked for */
+    CTL_WAIT,  /* listen, receive, chat: sessions in parallel, the first handshake wins */
+    CTL_SERVE, /* listen --forward: every admitted session, each handed to serve->linked */
+};
 
 /* CHALLENGE: connected, waiting for the server's challenge; HELLO: hello sent */
 enum ctl_state {
@@ -52,7 +65,8 @@ enum ctl_state {
 struct ctl;
 
 /* One punch order being served: its engine, its relay attempt and its handshake. A one-shot
- * control connection has at most one; listen --forward one per punch order at a time. */
+ * control connection has at most one; a waiting one (listen, listen --forward) one per punch
+ * order at a time. */
 struct ctl_sess {
     struct ctl *c;
     struct ctl_sess *next;
@@ -70,7 +84,10 @@ struct ctl {
     uv_loop_t loop;
     const struct peer_opts *o;
     const char *target;
-    const struct peer_serve *serve; /* listen --forward: many sessions, NULL: one */
+    enum ctl_mode mode;
+    /* CTL_SERVE: what to do with each punch order; CTL_WAIT: optional admit/failed hooks */
+    const struct peer_serve *serve;
+    bool won; /* CTL_WAIT: a session completed its handshake; c->link holds it */
     bool aux;                       /* hello.aux: an auxiliary connection (connect) */
     bool aux_refused;               /* the server does not know aux (an older one) */
     struct peer_link *link;
@@ -94,7 +111,7 @@ struct ctl {
     bool connect_waiting;  /* connect goes out once the probe is done */
     enum proto_nat nat;    /* our mapping, as the probe showed */
     struct ctl_sess *sess; /* sessions being punched */
-    /* serve mode: one listener on the shared port for all sessions (IPv4 or the control's
+    /* waiting modes: one listener on the shared port for all sessions (IPv4 or the control's
      * family, IPv6): several SO_REUSEPORT listeners would split inbound SYNs among them */
     uv_poll_t lst[2];
     int lst_fd[2];
@@ -130,6 +147,15 @@ static void ctl_close(struct ctl *c)
 static void ctl_on_poll(uv_poll_t *h, int status, int events);
 static void ctl_lst_closed(uv_handle_t *h);
 
+/* The shared listener lives as long as the registration or, after that, as long as sessions
+ * still punch (a server lost in the middle of a punch does not end it). */
+static void ctl_close_listeners(struct ctl *c)
+{
+    for (int i = 0; i < c->nlst; i++)
+        uv_close((uv_handle_t *)&c->lst[i], ctl_lst_closed);
+    c->nlst = 0;
+}
+
 static void ctl_end(struct ctl *c, int result)
 {
     if (c->state == CTL_DONE)
@@ -139,15 +165,14 @@ static void ctl_end(struct ctl *c, int result)
     uv_timer_stop(&c->timer);
     prb_cancel(c->probe);
     c->probe = NULL;
-    /* one-shot: the relay goes with the server connection, as before; serve mode lets running
-     * sessions finish on their own (uv_run returns once they have) */
-    if (!c->serve && c->sess) {
+    /* one-shot: the relay goes with the server connection, as before; the waiting modes let
+     * running sessions finish on their own (uv_run returns once they have) */
+    if (c->mode == CTL_ONE && c->sess) {
         rl_cancel(c->sess->relay);
         c->sess->relay = NULL;
     }
-    for (int i = 0; i < c->nlst; i++)
-        uv_close((uv_handle_t *)&c->lst[i], ctl_lst_closed);
-    c->nlst = 0;
+    if (!c->sess)
+        ctl_close_listeners(c);
     ctl_close(c);
 }
 
@@ -223,7 +248,8 @@ static void ctl_send_hello(struct ctl *c, const unsigned char *nonce)
 
 static void ctl_sess_free(struct ctl_sess *ss)
 {
-    struct ctl_sess **pp = &ss->c->sess;
+    struct ctl *c = ss->c;
+    struct ctl_sess **pp = &c->sess;
     while (*pp && *pp != ss)
         pp = &(*pp)->next;
     if (*pp)
@@ -232,6 +258,36 @@ static void ctl_sess_free(struct ctl_sess *ss)
     shake_wipe(&ss->shake);
     sodium_memzero(&ss->own, sizeof ss->own);
     free(ss);
+    if (c->state == CTL_DONE && !c->sess)
+        ctl_close_listeners(c);
+}
+
+/* An admitted session ended without a link: its admit hook's slot goes back. */
+static void ctl_hook_failed(struct ctl *c, const char *peer)
+{
+    if (c->serve && c->serve->failed)
+        c->serve->failed(c->serve->arg, peer);
+}
+
+/* CTL_WAIT: the first session to complete its handshake is the one; every other session in
+ * setup is aborted (a stranger's, or a slower path of the same peer's). */
+static void ctl_wait_won(struct ctl *c, struct ctl_sess *ss)
+{
+    *c->link = *ss->link;
+    c->won = true;
+    ctl_sess_free(ss);
+    while ((ss = c->sess)) {
+        if (ss->punch)
+            punch_abort(ss->punch, EXIT_PUNCH, "another session completed first");
+        else
+            ctl_sess_free(ss);
+    }
+    if (c->state != CTL_DONE) {
+        ctl_end(c, EXIT_DONE);
+    } else { /* the server was lost meanwhile: the session stands all the same */
+        c->result = EXIT_DONE;
+        c->retry = false;
+    }
 }
 
 static void ctl_punch_done(struct punch *p, int status, const char *why, void *arg)
@@ -241,6 +297,12 @@ static void ctl_punch_done(struct punch *p, int status, const char *why, void *a
     char note[400];
     (void)p;
     ss->punch = NULL;
+    if (c->won) { /* aborted: another session won */
+        LOG_D("session with %s aborted: another one completed first", ss->shake.peer);
+        ctl_hook_failed(c, ss->shake.peer);
+        ctl_sess_free(ss);
+        return;
+    }
     if (ss->relay)
         rl_describe(ss->relay, note, sizeof note);
     else
@@ -250,14 +312,23 @@ static void ctl_punch_done(struct punch *p, int status, const char *why, void *a
         trust_record(&ss->shake.trust, ss->link->peer_pk);
         snprintf(ss->link->server, sizeof ss->link->server, "%s", c->name);
     }
+    /* waiting: one failed session (a stranger's, a refused key, a punch that found no path)
+     * is not the end; the next punch order may be the peer's */
     if (status != EXIT_DONE && ss->relay_only)
-        LOG_E("punch to %s failed: relay: %s; direct skipped: %s", ss->shake.peer, note,
-              ss->link->direct_why);
+        log_msg(c->mode == CTL_WAIT ? LOG_WARN : LOG_ERROR,
+                "punch to %s failed: relay: %s; direct skipped: %s%s", ss->shake.peer, note,
+                ss->link->direct_why, c->mode == CTL_WAIT ? "; still waiting" : "");
     else if (status != EXIT_DONE)
-        LOG_E("punch to %s failed: direct: %s; relay: %s", ss->shake.peer, why, note);
-    if (!c->serve) {
+        log_msg(c->mode == CTL_WAIT ? LOG_WARN : LOG_ERROR,
+                "punch to %s failed: direct: %s; relay: %s%s", ss->shake.peer, why, note,
+                c->mode == CTL_WAIT ? "; still waiting" : "");
+    if (c->mode == CTL_ONE) {
         ctl_sess_free(ss);
         ctl_end(c, status);
+        return;
+    }
+    if (status == EXIT_DONE && c->mode == CTL_WAIT) {
+        ctl_wait_won(c, ss);
         return;
     }
     /* serve mode: the link (and its descriptor) is the callee's; the control connection
@@ -265,7 +336,7 @@ static void ctl_punch_done(struct punch *p, int status, const char *why, void *a
     if (status == EXIT_DONE)
         c->serve->linked(c->serve->arg, ss->link);
     else
-        c->serve->failed(c->serve->arg, ss->shake.peer);
+        ctl_hook_failed(c, ss->shake.peer);
     ctl_sess_free(ss);
 }
 
@@ -328,6 +399,20 @@ static void ctl_relay_start(struct ctl_sess *ss, const struct proto_msg *m)
     const struct sockaddr *at = m->u.punch.has_relay_addr
                                     ? (const struct sockaddr *)&m->u.punch.relay_addr
                                     : (const struct sockaddr *)&c->server;
+    const char *bad = ap_bad_relay(at, (const struct sockaddr *)&c->server);
+    char ep[EP_STRLEN];
+    if (bad) {
+        /* only the server's own address or a global one: a lying server must not aim our
+         * relay connection (and its token line) at our own host or LAN */
+        snprintf(ss->relay_note, sizeof ss->relay_note,
+                 "refused the relay address %s: it is %s, neither the server's own address nor "
+                 "a global one",
+                 ep_format(at, ep, sizeof ep), bad);
+        LOG_W("%s", ss->relay_note);
+        if (ss->relay_only)
+            punch_abort(ss->punch, EXIT_PUNCH, ss->relay_note);
+        return;
+    }
     ss->relay = rl_start(&c->loop, at, m->u.punch.session,
                          m->u.punch.token, c->o->have_secret ? c->o->secret : NULL, delay,
                          ctl_relay_done, ss, err, sizeof err);
@@ -338,14 +423,29 @@ static void ctl_relay_start(struct ctl_sess *ss, const struct proto_msg *m)
         punch_abort(ss->punch, EXIT_LOCAL, err);
 }
 
+static int ctl_nsess(const struct ctl *c)
+{
+    int n = 0;
+    for (const struct ctl_sess *ss = c->sess; ss; ss = ss->next)
+        n++;
+    return n;
+}
+
 /* Whether a punch order may start a session: one-shot takes one (for the peer asked for);
- * serve mode asks its admit callback (--allow, --max-sessions), which may pin the key. */
+ * waiting takes up to CTL_WAIT_SETUPS at once; both waiting modes ask the admit callback
+ * (--allow, --max-sessions), which may pin the key. */
 static bool ctl_admit(struct ctl *c, const struct proto_msg *m, char *fp, size_t fplen)
 {
     char why[300];
     fp[0] = '\0';
-    if (c->serve) {
-        if (c->serve->admit(c->serve->arg, m->u.punch.peer, fp, fplen, why, sizeof why))
+    if (c->mode == CTL_WAIT && ctl_nsess(c) >= CTL_WAIT_SETUPS) {
+        LOG_W("refusing a session with %s: %d are being set up already", m->u.punch.peer,
+              CTL_WAIT_SETUPS);
+        return false;
+    }
+    if (c->mode != CTL_ONE) {
+        if (!c->serve || !c->serve->admit ||
+            c->serve->admit(c->serve->arg, m->u.punch.peer, fp, fplen, why, sizeof why))
             return true;
         LOG_W("refusing a session with %s: %s", m->u.punch.peer, why);
         return false;
@@ -383,16 +483,30 @@ static int ctl_sess_shake(struct ctl_sess *ss, const struct proto_msg *m, const 
     return EXIT_DONE;
 }
 
+/* A waiting peer turns away, before dialling anything, a peer whose registered key (the
+ * punch's word) it would refuse in the handshake anyway: a stranger knocking while we pin
+ * the real peer (--peer-key, --allow ID=KEY, known_peers). A server that lies about the key
+ * gains nothing: the handshake checks the key the connection shows. */
+static bool ctl_key_refused(struct ctl_sess *ss, const struct proto_msg *m)
+{
+    char why[1024];
+    if (ss->c->mode == CTL_ONE || !m->u.punch.has_key ||
+        shake_trust_key(&ss->shake.trust, m->u.punch.key, why, sizeof why) != SHAKE_REFUSED)
+        return false;
+    LOG_W("refusing a session with %s, by the key it registered with: %s", m->u.punch.peer, why);
+    return true;
+}
+
 /* A session that could not start: one-shot ends with status, serve mode releases its slot. */
 static void ctl_sess_abandon(struct ctl_sess *ss, int status, const char *err)
 {
     struct ctl *c = ss->c;
     if (err)
         LOG_E("%s", err);
-    if (c->serve)
-        c->serve->failed(c->serve->arg, ss->shake.peer);
+    if (c->mode != CTL_ONE)
+        ctl_hook_failed(c, ss->shake.peer);
     ctl_sess_free(ss);
-    if (!c->serve)
+    if (c->mode == CTL_ONE)
         ctl_end(c, status);
 }
 
@@ -406,13 +520,13 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
     if (!ctl_admit(c, m, fp, sizeof fp))
         return;
     if (!(ss = calloc(1, sizeof *ss))) {
-        if (c->serve)
-            c->serve->failed(c->serve->arg, m->u.punch.peer);
+        if (c->mode != CTL_ONE)
+            ctl_hook_failed(c, m->u.punch.peer);
         ctl_fail(c, EXIT_LOCAL, "out of memory%s%s", "", "");
         return;
     }
     ss->c = c;
-    ss->link = c->serve ? &ss->own : c->link;
+    ss->link = c->mode != CTL_ONE ? &ss->own : c->link;
     ss->own.fd = -1;
     memcpy(ss->shake.peer, m->u.punch.peer, sizeof ss->shake.peer);
     ss->next = c->sess;
@@ -426,7 +540,8 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
     cfg->local6 = c->local6;
     cfg->timeout_ms = c->o->timeout_ms;
     cfg->rtt_us = sk_rtt_us(c->fd);
-    cfg->shared_listener = c->serve != NULL;
+    cfg->shared_listener = c->mode != CTL_ONE;
+    cfg->loopback_ok = ep_is_loopback((const struct sockaddr *)&c->server);
     /* the server timed both orders to arrive together: aim both first SYNs at the same moment
      * after the kernel's arrival stamp, leaving time to get ready */
     cfg->start_us = c->rx_us + (m->u.punch.start_in_us >= 0 ? (uint64_t)m->u.punch.start_in_us
@@ -435,6 +550,10 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
         punch_candidates(cfg, &m->u.punch.observed, &m->u.punch.endpoints, &c->observed);
     if (ctl_sess_shake(ss, m, fp) != EXIT_DONE) {
         ctl_sess_abandon(ss, EXIT_LOCAL, NULL);
+        return;
+    }
+    if (ctl_key_refused(ss, m)) {
+        ctl_sess_abandon(ss, EXIT_PUNCH, NULL);
         return;
     }
     cfg->shake = &ss->shake;
@@ -602,17 +721,17 @@ static void ctl_probe_start(struct ctl *c, const struct proto_msg *m)
 }
 
 /* Which session an inbound connection on the shared port belongs to: the one dialling that
- * exact endpoint, else the only one dialling that host, else the only one punching at all. */
+ * exact endpoint, else the only one dialling that host. Anything else is closed before a byte
+ * is written: a connection from a host that is none of the peers' is not a peer (a NAT may
+ * change the port, not the address), and our shake would tell a stranger the session. */
 static struct ctl_sess *ctl_route(struct ctl *c, const struct sockaddr *from)
 {
-    struct ctl_sess *host = NULL, *any = NULL;
-    int nhost = 0, nany = 0;
+    struct ctl_sess *host = NULL;
+    int nhost = 0;
     for (struct ctl_sess *ss = c->sess; ss; ss = ss->next) {
         bool same_host = false;
         if (!ss->punch || ss->cfg.relay_only)
             continue;
-        any = ss;
-        nany++;
         for (int i = 0; i < ss->cfg.ncand; i++) {
             const struct sockaddr *cand = (const struct sockaddr *)&ss->cfg.cand[i].addr;
             if (ep_equal(cand, from))
@@ -624,7 +743,7 @@ static struct ctl_sess *ctl_route(struct ctl *c, const struct sockaddr *from)
             nhost++;
         }
     }
-    return nhost == 1 ? host : nany == 1 ? any : NULL;
+    return nhost == 1 ? host : NULL;
 }
 
 /* The listener is polled, not uv_listen'ed: libuv would accept on its own and hold the
@@ -648,7 +767,7 @@ static void ctl_on_inbound(uv_poll_t *h, int status, int events)
         ep_unmap(&from);
         ss = ctl_route(c, (const struct sockaddr *)&from);
         if (!ss) {
-            LOG_D("closing an inbound connection from %s: no session expects it",
+            LOG_D("closing an inbound connection from %s: no session has a candidate there",
                   ep_format((const struct sockaddr *)&from, ep, sizeof ep));
             close(fd);
             continue;
@@ -702,7 +821,7 @@ static void ctl_on_welcome(struct ctl *c, const struct proto_msg *m)
             ep_format((const struct sockaddr *)&m->u.welcome.observed, ep, sizeof ep));
     ev_registered(c->o, c->name, m);
     ctl_probe_start(c, m);
-    if (c->serve) {
+    if (c->mode != CTL_ONE) {
         ctl_listen_on(c, &c->local);
         if (c->local6.ss_family == AF_INET6)
             ctl_listen_on(c, &c->local6);
@@ -886,7 +1005,8 @@ static int ctl_open(struct ctl *c)
 
 /* What one attempt tells the next (peer_rendezvous). */
 struct ctl_run {
-    const struct peer_serve *serve; /* listen --forward */
+    enum ctl_mode mode;
+    const struct peer_serve *serve; /* CTL_SERVE's callbacks, CTL_WAIT's optional hooks */
     bool aux;                       /* register as an auxiliary connection (hello.aux) */
     bool may_retry;                 /* listen or chat without a peer, and no --no-retry */
     bool was_registered;            /* some attempt so far got a welcome */
@@ -915,6 +1035,7 @@ static int ctl_attempt(const struct peer_opts *o, const char *target, struct pee
     }
     c->o = o;
     c->target = target;
+    c->mode = run->mode;
     c->serve = run->serve;
     c->aux = run->aux;
     c->link = link;
@@ -1059,18 +1180,26 @@ out:
 
 int peer_rendezvous(const struct peer_opts *o, const char *target, struct peer_link *link)
 {
-    struct ctl_run run = {.may_retry = !target && !o->no_retry};
+    if (!target)
+        return peer_wait(o, NULL, link);
+    struct ctl_run run = {.mode = CTL_ONE};
     return ctl_run_all(o, target, link, &run);
+}
+
+int peer_wait(const struct peer_opts *o, const struct peer_serve *hooks, struct peer_link *link)
+{
+    struct ctl_run run = {.mode = CTL_WAIT, .serve = hooks, .may_retry = !o->no_retry};
+    return ctl_run_all(o, NULL, link, &run);
 }
 
 int peer_rendezvous_aux(const struct peer_opts *o, const char *target, struct peer_link *link)
 {
-    struct ctl_run run = {.aux = true};
+    struct ctl_run run = {.mode = CTL_ONE, .aux = true};
     return ctl_run_all(o, target, link, &run);
 }
 
 int peer_serve(const struct peer_opts *o, const struct peer_serve *sv)
 {
-    struct ctl_run run = {.serve = sv, .may_retry = !o->no_retry};
+    struct ctl_run run = {.mode = CTL_SERVE, .serve = sv, .may_retry = !o->no_retry};
     return ctl_run_all(o, NULL, NULL, &run);
 }

@@ -54,8 +54,9 @@ static int dispatch(struct peer_opts *o, int argc, char **argv, int first)
         if (strcmp(argv[first], commands[i].name) != 0)
             continue;
         /* forwarding flags belong to one command each; elsewhere they would be ignored */
-        if ((o->forward || o->nallow) && commands[i].run != cmd_listen)
-            return opts_bad("--forward and --allow are for listen, not %s", argv[first]);
+        if ((o->forward || o->nallow || o->allow_anyone) && commands[i].run != cmd_listen)
+            return opts_bad("--forward, --allow and --allow-anyone are for listen, not %s",
+                            argv[first]);
         if (o->local && commands[i].run != cmd_connect)
             return opts_bad("--local is for connect, not %s", argv[first]);
         /* encryption is never switched off by a stray flag: --plain means direct only */

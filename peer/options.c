@@ -16,7 +16,7 @@ enum { OPTS_DIRECT_TIMEOUT = 300, OPTS_NO_RELAY, OPTS_RELAY_ONLY };
 enum { OPTS_PEER_KEY = 400, OPTS_PLAIN };
 enum { OPTS_SECRET_FILE = 500, OPTS_NO_RETRY };
 enum { OPTS_DIR = 700, OPTS_FORCE };
-enum { OPTS_FORWARD = 600, OPTS_LOCAL, OPTS_ALLOW, OPTS_MAX_SESSIONS };
+enum { OPTS_FORWARD = 600, OPTS_LOCAL, OPTS_ALLOW, OPTS_MAX_SESSIONS, OPTS_ALLOW_ANYONE };
 
 void opts_usage(FILE *out)
 {
@@ -26,8 +26,8 @@ void opts_usage(FILE *out)
           "\n"
           "Commands:\n"
           "  listen              register, wait for one peer to connect, then pipe stdin/stdout\n"
-          "                      (--forward HOST:PORT: serve every peer, each over its own\n"
-          "                      connection to HOST:PORT)\n"
+          "                      (--forward HOST:PORT --allow ID: serve those peers, each\n"
+          "                      over its own connection to HOST:PORT)\n"
           "  connect PEER        ask the server for PEER, punch through, then pipe stdin/stdout\n"
           "  chat [PEER]         line chat with PEER (no PEER: wait for one); /quit ends it\n"
           "  direct --port LOCAL HOST:PORT\n"
@@ -74,12 +74,14 @@ void opts_usage(FILE *out)
           "      --no-retry          listen, chat without PEER: exit 2 when the server is\n"
           "                          down or the connection to it is lost (default: keep\n"
           "                          reconnecting, 1 s doubling to 30 s)\n"
-          "      --forward HOST:PORT listen: stay registered and serve every peer that\n"
-          "                          connects, each over its own TCP connection to\n"
-          "                          HOST:PORT (many at once)\n"
-          "      --allow ID[=KEY]    listen --forward: only peer ID (repeatable), and with\n"
+          "      --forward HOST:PORT listen: stay registered and serve the peers that\n"
+          "                          --allow or --allow-anyone admits, each over its own\n"
+          "                          TCP connection to HOST:PORT (many at once)\n"
+          "      --allow ID[=KEY]    listen --forward: serve peer ID (repeatable), and with\n"
           "                          KEY (a key or SHA256:... fingerprint) only that key\n"
-          "                          (default: everyone, keys as known_peers says)\n"
+          "                          (else keys as known_peers says)\n"
+          "      --allow-anyone      listen --forward: serve anyone who knows our id (one\n"
+          "                          of --allow and --allow-anyone is required)\n"
           "      --local [ADDR:]PORT connect: listen on ADDR:PORT (default 127.0.0.1) and\n"
           "                          punch a new connection to PEER for every local\n"
           "                          client, like ssh -L; runs until SIGINT/SIGTERM\n"
@@ -251,6 +253,7 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
         {"local", required_argument, NULL, OPTS_LOCAL},
         {"allow", required_argument, NULL, OPTS_ALLOW},
         {"max-sessions", required_argument, NULL, OPTS_MAX_SESSIONS},
+        {"allow-anyone", no_argument, NULL, OPTS_ALLOW_ANYONE},
         {NULL, 0, NULL, 0}};
     const char *env, *secret_file = getenv("TCPUNCH_SECRET_FILE");
     double num;
@@ -348,6 +351,9 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
             if (o->nallow >= PEER_MAX_ALLOW)
                 return opts_bad("--allow: at most %s entries", "64");
             o->allow[o->nallow++] = optarg;
+            break;
+        case OPTS_ALLOW_ANYONE:
+            o->allow_anyone = true;
             break;
         case OPTS_MAX_SESSIONS:
             if (opts_number(optarg, 1, 4096, &num) < 0 || num != (int)num)

@@ -62,6 +62,7 @@ struct peer_opts {
     const char *local;
     const char *allow[PEER_MAX_ALLOW];
     int nallow;
+    bool allow_anyone; /* --allow-anyone: --forward serves whoever knows our id */
     int max_sessions;
 };
 
@@ -86,8 +87,9 @@ struct peer_link {
     unsigned char peer_pk[crypto_sign_PUBLICKEYBYTES]; /* the peer's verified identity */
 };
 
-/* Registers with the server, asks for target (NULL: waits for someone to ask for us), punches
- * and verifies. Returns EXIT_DONE with *link filled, or an exit code after printing why. */
+/* Registers with the server, asks for target (NULL: peer_wait, waits for someone to ask for
+ * us), punches and verifies. Returns EXIT_DONE with *link filled, or an exit code after
+ * printing why. */
 int peer_rendezvous(const struct peer_opts *o, const char *target, struct peer_link *link);
 
 /* The same for `connect`: the control connection is an auxiliary one (PROTOCOL.md, hello.aux),
@@ -105,6 +107,15 @@ struct peer_serve {
     void (*linked)(void *arg, struct peer_link *link);
     void *arg;
 };
+
+/* listen, receive, chat without a peer (peer_rendezvous with no target): stays registered and
+ * sets up every punch order addressed to us, up to 8 at once, in parallel; the first session
+ * that completes its handshake is the link, the others are aborted. A session that fails (a
+ * stranger that never dials, a refused key, no path) is logged and waiting goes on. hooks may
+ * be NULL; its admit (e.g. receive --from) and failed are called as for peer_serve, linked is
+ * not used. Returns EXIT_DONE with *link filled, or an exit code when the server is lost for
+ * good or refused us. Nothing is read from stdin before it returns. */
+int peer_wait(const struct peer_opts *o, const struct peer_serve *hooks, struct peer_link *link);
 
 /* Stays registered (across server restarts, unless --no-retry) and serves every punch order
  * addressed to us at once, each as its own session. Returns only when the server is lost for

@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/addrpol.h"
 #include "common/clock.h"
 #include "common/container.h"
 #include "common/endpoint.h"
@@ -38,6 +39,10 @@
 #define PUNCH_STALL_MIN_MS 800
 #define PUNCH_STALL_MAX_MS 2500
 #define PUNCH_SWEEP_MS 250
+/* Inbound connections handled at once by one engine (relayed ones aside): enough for every
+ * candidate of the peer several times over, and a bound on the descriptors someone on the
+ * peer's host can make us hold. */
+#define PUNCH_MAX_INBOUND 16
 
 enum pc_state {
     PC_IDLE,     /* attempt: no socket (waiting to dial) */
@@ -94,6 +99,8 @@ struct punch {
     struct pconn *selected;
     struct pconn att[PUNCH_MAX_CAND];
     struct pconn *inbound;
+    int ninbound;     /* accepted connections on the inbound list (adopted relays not counted) */
+    bool key_refused; /* a connection showed a key we do not trust (and was dropped) */
     char rbuf[PROTO_MAX_LINE]; /* one handshake line and what follows it, at most */
 };
 
@@ -162,6 +169,8 @@ static void pu_inbound_closed(uv_handle_t *h)
         pp = &(*pp)->next;
     if (*pp)
         *pp = c->next;
+    if (!c->kind)
+        p->ninbound--;
     free(c);
     if (--p->handles == 0 && p->finished)
         free(p);
@@ -248,7 +257,8 @@ static void pu_failure_text(const struct punch *p, char *buf, size_t len)
         off += (size_t)n;
     }
     if (p->cfg.ncand == 0)
-        snprintf(buf, len, "no usable candidate address");
+        snprintf(buf, len, "no usable candidate address%s",
+                 p->cfg.nrefused ? " (the server's were refused, see -v)" : "");
 }
 
 /* When both peers run on one host (a NAT lab, two containers), a router-to-router trip takes
@@ -394,9 +404,17 @@ static int pu_on_line(void *ctx, char *line, size_t len)
         v = SHAKE_BAD;
     }
     if (v == SHAKE_REFUSED) {
-        /* a wrong key is not a stray connection: tell the user and stop */
-        LOG_E("%s", why);
-        pu_finish(p, EXIT_PUNCH, "the peer's key was refused");
+        /* A wrong key is worth a loud warning, but it ends this connection only: whoever
+         * reached our port first (a stranger from the peer's host, or a third party that
+         * learnt the session) must not be able to abort the real peer's attempt. The punch
+         * ends with this reason only if nothing better comes by the deadline. */
+        if (!p->key_refused)
+            LOG_E("%s", why);
+        else
+            LOG_I("dropping another connection (%s) that shows an untrusted key", pu_kind(c));
+        p->key_refused = true;
+        c->dead = true;
+        pu_close_conn(c);
         return 1;
     }
     if (v != SHAKE_OK) {
@@ -551,13 +569,26 @@ static void pu_dial(struct pconn *c)
     }
 }
 
+/* Whether an inbound connection from `from` can be the peer: it comes from the host of one of
+ * its candidates (a NAT may have changed the port, not the address). Anyone else who reaches
+ * our port is closed before a byte is written: our shake would tell them the session. */
+static bool pu_from_candidate(const struct punch *p, const struct sockaddr *from)
+{
+    for (int i = 0; i < p->cfg.ncand; i++)
+        if (ep_same_host((const struct sockaddr *)&p->cfg.cand[i].addr, from))
+            return true;
+    return false;
+}
+
 /* A connection that did not come from one of our dials: accepted by the listener, or adopted
  * (the relay). Its tcp handle is initialised and counted; the caller attaches a socket. */
 static struct pconn *pu_new_inbound(struct punch *p, const char *kind)
 {
-    struct pconn *c = calloc(1, sizeof *c);
-    if (!c)
+    struct pconn *c;
+    if (!(c = calloc(1, sizeof *c)))
         return NULL;
+    if (!kind)
+        p->ninbound++;
     c->p = p;
     c->cand = -1;
     c->kind = kind;
@@ -583,11 +614,21 @@ static void pu_on_inbound(uv_stream_t *server, int status)
         pu_close_conn(c);
         return;
     }
-    uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&from, &alen);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&from, &alen) < 0) {
+        pu_close_conn(c);
+        return;
+    }
     ep_unmap(&from);
-    /* without a handshake only the expected host may take the place of the peer */
-    if (!p->cfg.shake &&
-        !ep_same_host((struct sockaddr *)&from, (struct sockaddr *)&p->cfg.cand[0].addr)) {
+    /* without a handshake only the expected host may take the place of the peer; with one,
+     * only a host of the peer's candidates is worth our shake */
+    if (p->ninbound > PUNCH_MAX_INBOUND ||
+        (p->cfg.shake ? !pu_from_candidate(p, (struct sockaddr *)&from)
+                     : p->cfg.ncand == 0 || !ep_same_host((struct sockaddr *)&from,
+                                                          (struct sockaddr *)&p->cfg.cand[0].addr))) {
+        char ep[EP_STRLEN];
+        LOG_D("closing an inbound connection from %s: not a host of the peer's candidates, "
+              "or too many at once",
+              ep_format((struct sockaddr *)&from, ep, sizeof ep));
         pu_close_conn(c);
         return;
     }
@@ -653,7 +694,10 @@ static void pu_on_deadline(uv_timer_t *t)
 {
     struct punch *p = t->data;
     char why[1024];
-    pu_failure_text(p, why, sizeof why);
+    if (p->key_refused)
+        snprintf(why, sizeof why, "the peer's key was refused");
+    else
+        pu_failure_text(p, why, sizeof why);
     pu_finish(p, EXIT_PUNCH, why);
 }
 
@@ -708,11 +752,22 @@ struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct p
     return p;
 }
 
-/* Adopted connections live on the inbound list: closed, stalled and selected like those. */
+/* Adopted connections live on the inbound list: closed, stalled and selected like those. An
+ * "inbound" one (from a shared listener) must come from a host of the peer's candidates and
+ * counts against PUNCH_MAX_INBOUND, as if our own listener had accepted it. */
 int punch_adopt(struct punch *p, int fd, const char *kind, const char *pre, size_t prelen)
 {
+    bool inbound = strcmp(kind, "inbound") == 0;
+    struct sockaddr_storage from;
+    socklen_t alen = sizeof from;
     struct pconn *c;
-    if (p->finished || !(c = pu_new_inbound(p, kind))) {
+    if (inbound && (p->ninbound >= PUNCH_MAX_INBOUND ||
+                    getpeername(fd, (struct sockaddr *)&from, &alen) < 0 ||
+                    (ep_unmap(&from), !pu_from_candidate(p, (struct sockaddr *)&from)))) {
+        close(fd);
+        return -1;
+    }
+    if (p->finished || !(c = pu_new_inbound(p, inbound ? NULL : kind))) {
         close(fd);
         return -1;
     }
@@ -733,10 +788,31 @@ void punch_abort(struct punch *p, int status, const char *why)
     pu_finish(p, status, why);
 }
 
+/* Why the server's word must not make us dial a: loopback (unless everyone is on this host),
+ * link-local (the cloud metadata address), unspecified (0.0.0.0 reaches this host), multicast,
+ * broadcast, reserved (common/addrpol), or a local subnet's broadcast address. A lying server
+ * or someone on its path could otherwise aim our SYNs and our shake at our own services or
+ * our LAN's. */
+static const char *pu_bad_cand(const struct punch_cfg *cfg, const struct sockaddr *a)
+{
+    const char *why = ap_bad_candidate(a, cfg->loopback_ok);
+    if (!why && sk_is_subnet_broadcast(a))
+        why = "the broadcast address of a local subnet";
+    return why;
+}
+
 static void pu_add_cand(struct punch_cfg *cfg, const struct sockaddr_storage *a, const char *kind)
 {
+    const char *why;
+    char ep[EP_STRLEN];
     if (!pu_can_dial(cfg, a->ss_family) || cfg->ncand >= PUNCH_MAX_CAND)
         return;
+    if ((why = pu_bad_cand(cfg, (const struct sockaddr *)a))) {
+        LOG_I("refusing the candidate %s (%s): it is %s",
+              ep_format((const struct sockaddr *)a, ep, sizeof ep), kind, why);
+        cfg->nrefused++;
+        return;
+    }
     for (int i = 0; i < cfg->ncand; i++)
         if (ep_equal((const struct sockaddr *)&cfg->cand[i].addr, (const struct sockaddr *)a))
             return;
@@ -749,6 +825,7 @@ void punch_candidates(struct punch_cfg *cfg, const struct sockaddr_storage *obse
                       const struct proto_eplist *lan, const struct sockaddr_storage *self)
 {
     cfg->ncand = 0;
+    cfg->nrefused = 0;
     pu_add_cand(cfg, observed, "public");
     if (lan->n > 0) {
         /* A router that had to remap the control connection (its port was taken) may still

@@ -36,6 +36,10 @@ struct punch_cfg {
      * hands each its connections (punch_adopt, kind "inbound"); with one listener per engine
      * the kernel would spread inbound SYNs across them */
     bool shared_listener;
+    /* the server is on loopback, so every peer it introduces is on this host: loopback
+     * candidates are allowed (never otherwise; PROTOCOL.md, "Candidates") */
+    bool loopback_ok;
+    int nrefused; /* candidates of the punch left out by that policy (punch_candidates) */
 };
 
 struct punch;
@@ -47,9 +51,10 @@ struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct p
                           punch_done_cb done, void *arg, char *err, size_t errlen);
 
 /* Takes over fd, a connected stream that is not one of our direct attempts (a relayed
- * connection): the same handshake runs on it and it competes with the direct attempts; kind
- * names it in reports ("relay"). pre holds bytes already read from it. On failure fd is closed
- * and -1 returned. */
+ * connection, or "inbound": accepted by a shared listener): the same handshake runs on it and
+ * it competes with the direct attempts; kind names it in reports ("relay"). An inbound one is
+ * taken only from a host of the peer's candidates, and only up to a bound. pre holds bytes
+ * already read from it. On failure fd is closed and -1 returned. */
 int punch_adopt(struct punch *p, int fd, const char *kind, const char *pre, size_t prelen);
 
 /* Ends the punch now with status and why (done is called as for any end). */
@@ -57,7 +62,9 @@ void punch_abort(struct punch *p, int status, const char *why);
 
 /* Fills cfg->cand from a punch message: the peer's observed endpoint, its observed address with
  * its own port, then (when self, our observed endpoint, has the same public address: one NAT for
- * both) its LAN endpoints; other families than local's and duplicates left out. */
+ * both) its LAN endpoints; other families than local's, duplicates and addresses that no peer
+ * can have (loopback unless cfg->loopback_ok, link-local, multicast, broadcast, unspecified,
+ * reserved: common/addrpol) left out, the latter logged with -v and counted in nrefused. */
 void punch_candidates(struct punch_cfg *cfg, const struct sockaddr_storage *observed,
                       const struct proto_eplist *lan, const struct sockaddr_storage *self);
 

@@ -139,6 +139,12 @@ static enum shake_verdict shake_trusted(const struct shake_trust *t, const unsig
     return SHAKE_OK;
 }
 
+enum shake_verdict shake_trust_key(const struct shake_trust *t, const unsigned char *key,
+                                   char *why, size_t whylen)
+{
+    return shake_trusted(t, key, why, whylen);
+}
+
 static enum shake_verdict shake_check_shake(const struct shake_ctx *s, const struct proto_msg *m,
                                             struct shake_peer *peer, char *why, size_t whylen)
 {

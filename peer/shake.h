@@ -69,6 +69,12 @@ int shake_encode(const struct shake_ctx *s, enum proto_type type, const struct s
 enum shake_verdict shake_verify(const struct shake_ctx *s, enum proto_type expect, const char *line,
                                 size_t len, struct shake_peer *peer, char *why, size_t whylen);
 
+/* Whether key is trusted for the peer as t says (section 8.3 of PROTOCOL.md): SHAKE_OK, or
+ * SHAKE_REFUSED with the full warning in why. A waiting peer asks it of the key a punch order
+ * names, to turn a stranger away before dialling anything. */
+enum shake_verdict shake_trust_key(const struct shake_trust *t, const unsigned char *key,
+                                   char *why, size_t whylen);
+
 /* Direct mode: after the peer's shake, takes the role given by the two ephemeral keys (the
  * lower one initiates). */
 void shake_direct_role(struct shake_ctx *s, const struct shake_peer *peer);

@@ -1,8 +1,8 @@
 #!/bin/bash
 # End-to-end encryption and identities: `tcpunch id`, the identity files' modes and the refusal
 # of a readable secret key, trust on first use in known_peers, a changed key refused loudly
-# (exit 4), --peer-key pinning, a man in the middle that flips one byte or cuts the stream
-# (exit 5, the receiver's output a prefix of what was sent, the plaintext never on the wire),
+# (exit 4; the listen side waits on for another peer), --peer-key pinning, a man in the middle
+# that flips one byte or cuts the stream (exit 5, the receiver's output a prefix of what was sent, the plaintext never on the wire),
 # a relayed session whose every connection to the server is recorded (recorder.py): no
 # plaintext in any recorded byte, and direct --plain against socat.
 source "$(dirname "$0")/lib.sh" "$@"
@@ -54,7 +54,21 @@ mv "$WORK/home/$B" "$WORK/home/$B.old"
 kill "$SERVER_PID"
 wait "$SERVER_PID" 2>/dev/null
 start_server
-run_pair "$B" "$A" "$WORK/a.in" "$WORK/b.in" -t 3
+# bob's session fails (alice never answers his shake); a waiting listen then waits on
+mark=$(log_mark)
+spawn 60 "$TCPUNCH" -s "127.0.0.1:$SERVER_PORT" -i "$B" -t 3 listen <"$WORK/b.in" >"$WORK/b.out" \
+    2>"$WORK/b.err"
+pid_b=$!
+wait_registered "$B" "$mark"
+timeout -k 2 60 "$TCPUNCH" -s "127.0.0.1:$SERVER_PORT" -i "$A" -t 3 connect "$B" \
+    <"$WORK/a.in" >"$WORK/a.out" 2>"$WORK/a.err"
+RC_A=$?
+check "changed key: bob's session failed, he waits for the next peer" \
+    wait_until 10 grep -q "still waiting" "$WORK/b.err"
+check "changed key: bob is still waiting" kill -0 "$pid_b"
+kill "$pid_b" 2>/dev/null
+wait "$pid_b"
+RC_B=$?
 check_rc "changed key: connect side refuses" 4 "$RC_A"
 check "changed key: the warning names the file and the line to fix" \
     grep -q -E "HAS CHANGED.*known_peers line 2 .*delete line 2 of $WORK/home/$A/known_peers" \
@@ -67,7 +81,9 @@ check "changed key: alice's data never reached bob" test ! -s "$WORK/b.out"
 NEWKEY_B=$(TCPUNCH_HOME=$WORK/home/$B "$TCPUNCH" id | sed -n 's/^key: *//p')
 NEWFP_B=$(TCPUNCH_HOME=$WORK/home/$B "$TCPUNCH" id | sed -n 's/^fingerprint: *//p')
 FP_A=$(TCPUNCH_HOME=$WORK/home/$A "$TCPUNCH" id | sed -n 's/^fingerprint: *//p')
-# pinned_pair BOB_FLAGS ALICE_FLAGS: like run_pair, with flags for one side each (-t 3 on both)
+# pinned_pair BOB_FLAGS ALICE_FLAGS [waits]: like run_pair, with flags for one side each (-t 3
+# on both); with "waits" bob's session is expected to fail: he must still be waiting for another
+# peer once alice is done, and is then stopped (RC_B is his status after SIGTERM)
 pinned_pair() {
     local mark pid_b
     mark=$(log_mark)
@@ -80,6 +96,12 @@ pinned_pair() {
     timeout -k 2 30 "$TCPUNCH" -s "127.0.0.1:$SERVER_PORT" -i "$A" -t 3 $2 connect "$B" \
         <"$WORK/a.in" >"$WORK/a.out" 2>"$WORK/a.err"
     RC_A=$?
+    if [ "${3:-}" = waits ]; then
+        BOB_WAITED=no
+        wait_until 10 grep -q "still waiting\|refusing a session" "$WORK/b.err" &&
+            kill -0 "$pid_b" 2>/dev/null && BOB_WAITED=yes
+        kill "$pid_b" 2>/dev/null
+    fi
     wait "$pid_b"
     RC_B=$?
 }
@@ -94,12 +116,15 @@ pinned_pair "--peer-key $FP_A" "--peer-key $NEWFP_B"
 check_rc "--peer-key fingerprints on both sides: connect side" 0 "$RC_A"
 check_rc "--peer-key fingerprints on both sides: listen side" 0 "$RC_B"
 same_file "--peer-key fingerprints: bob -> alice" "$WORK/b.in" "$WORK/a.out"
-pinned_pair "" "--peer-key $KEY1"
+pinned_pair "" "--peer-key $KEY1" waits
 check_rc "--peer-key with someone else's key: refused" 4 "$RC_A"
+check "--peer-key mismatch on alice's side: bob waits for the next peer" test "$BOB_WAITED" = yes
 check "--peer-key mismatch: says so" grep -q "PEER KEY MISMATCH.*--peer-key" "$WORK/a.err"
 check "--peer-key mismatch: nothing on stdout" test ! -s "$WORK/a.out"
-pinned_pair "--peer-key $KEY1" "--peer-key $NEWKEY_B"
-check_rc "listen side pinned to someone else: refused" 4 "$RC_B"
+pinned_pair "--peer-key $KEY1" "--peer-key $NEWKEY_B" waits
+check_rc "listen side pinned to someone else: alice gets no connection" 4 "$RC_A"
+check "listen side pinned to someone else: refused, and bob waits for the next peer" \
+    test "$BOB_WAITED" = yes
 check "listen side pinned to someone else: says so" grep -q "PEER KEY MISMATCH" "$WORK/b.err"
 check "listen side pinned to someone else: alice's data never delivered" test ! -s "$WORK/b.out"
 timeout 10 "$TCPUNCH" -s "127.0.0.1:$SERVER_PORT" --peer-key nonsense connect x </dev/null \

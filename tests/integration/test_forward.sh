@@ -21,7 +21,7 @@ conns() { wc -l <"$WORK/echo.count"; }
 BOB=$(uid bob)
 ALICE=$(uid alice)
 mark=$(log_mark)
-spawn 170 "$TCPUNCH" -s "$SRV" -i "$BOB" -v listen --forward "127.0.0.1:$ECHO_PORT" \
+spawn 170 "$TCPUNCH" -s "$SRV" -i "$BOB" -v listen --forward "127.0.0.1:$ECHO_PORT" --allow-anyone \
     </dev/null >"$WORK/fwd.out" 2>"$WORK/fwd.err"
 FWD_PID=$!
 wait_registered "$BOB" "$mark"
@@ -105,8 +105,16 @@ kill "$PIN_PID" 2>/dev/null
 wait "$PIN_PID" 2>/dev/null
 
 # ---- usage errors ----
-"$TCPUNCH" -s "$SRV" listen --forward nonsense </dev/null >/dev/null 2>"$WORK/u1.err"
+"$TCPUNCH" -s "$SRV" listen --forward nonsense --allow-anyone </dev/null >/dev/null 2>"$WORK/u1.err"
 check_rc "--forward without a port" 1 $?
+"$TCPUNCH" -s "$SRV" listen --forward "127.0.0.1:$ECHO_PORT" </dev/null >/dev/null 2>"$WORK/u0.err"
+check_rc "--forward without --allow or --allow-anyone" 1 $?
+check "--forward without --allow: says what to give" grep -q -- "--allow-anyone" "$WORK/u0.err"
+"$TCPUNCH" -s "$SRV" listen --forward "127.0.0.1:$ECHO_PORT" --allow "$ALICE" --allow-anyone \
+    </dev/null >/dev/null 2>"$WORK/u6.err"
+check_rc "--allow with --allow-anyone" 1 $?
+"$TCPUNCH" -s "$SRV" listen --allow-anyone </dev/null >/dev/null 2>"$WORK/u7.err"
+check_rc "--allow-anyone without --forward" 1 $?
 "$TCPUNCH" -s "$SRV" chat --forward 127.0.0.1:1 </dev/null >/dev/null 2>"$WORK/u2.err"
 check_rc "--forward on another command" 1 $?
 "$TCPUNCH" -s "$SRV" listen --allow "$ALICE" </dev/null >/dev/null 2>"$WORK/u3.err"
