@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""A fake rendezvous server for the adversarial tests: it speaks just enough of PROTOCOL.md
+(challenge, welcome, punch, pong) to introduce real tcpunch peers, and lies where a test wants
+it to. It verifies nothing (a hostile server need not).
+
+Usage: fakesrv.py PORT LOG [options]
+  --observed ID=EP      welcome ID (a main registration) with this observed endpoint instead
+                        of the connection's source
+  --punch ID=FILE       after welcoming ID, send it the punch of FILE (a JSON object merged
+                        into {"type":"punch","session":..,"peer":"mallory","role":"responder",
+                        "observed":..,"endpoints":[],"start_in_us":0}); repeatable
+  --initiator-delay S   on connect: the target's punch at once, the initiator's S seconds
+                        later (default 0)
+  --lifetime S          exit after S seconds (default 60)
+Every event is a line in LOG ("hello ID", "punch ID ROLE", ...). Every wait is bounded."""
+import base64
+import json
+import os
+import socket
+import sys
+import threading
+import time
+
+PORT, LOG = int(sys.argv[1]), sys.argv[2]
+OBSERVED, PUNCHES = {}, {}
+DELAY, LIFETIME = 0.0, 60.0
+args = sys.argv[3:]
+while args:
+    opt, val = args[0], args[1]
+    args = args[2:]
+    if opt == "--observed":
+        k, v = val.split("=", 1)
+        OBSERVED[k] = v
+    elif opt == "--punch":
+        k, v = val.split("=", 1)
+        with open(v) as f:
+            PUNCHES[k] = json.load(f)
+    elif opt == "--initiator-delay":
+        DELAY = float(val)
+    elif opt == "--lifetime":
+        LIFETIME = float(val)
+    else:
+        sys.exit("fakesrv.py: unknown option " + opt)
+
+T_END = time.time() + LIFETIME
+LOCK = threading.Lock()
+PEERS = {}  # id -> Peer (main registrations)
+
+
+def log(*words):
+    with LOCK, open(LOG, "a") as f:
+        f.write(" ".join(str(w) for w in words) + "\n")
+
+
+def ep(addr):
+    host, port = addr[0], addr[1]
+    return ("[%s]:%d" % (host, port)) if ":" in host else ("%s:%d" % (host, port))
+
+
+class Peer:
+    def __init__(self, sock, addr):
+        self.s = sock
+        self.addr = addr
+        self.buf = b""
+        self.hello = None
+        self.observed = ep(addr)
+        self.wlock = threading.Lock()
+
+    def send(self, obj):
+        data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+        with self.wlock:
+            try:
+                self.s.sendall(data)
+            except OSError:
+                pass
+
+    def line(self):
+        while b"\n" not in self.buf:
+            left = T_END - time.time()
+            if left <= 0:
+                return None
+            self.s.settimeout(min(left, 1.0))
+            try:
+                d = self.s.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return None
+            if not d:
+                return None
+            self.buf += d
+        raw, self.buf = self.buf.split(b"\n", 1)
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return {}
+
+
+def punch_for(to, other, role, session):
+    return {"type": "punch", "session": session, "peer": other.hello["id"], "role": role,
+            "observed": other.observed, "endpoints": other.hello.get("endpoints", []),
+            "start_in_us": 0, "key": other.hello["key"]}
+
+
+def introduce(init, target):
+    session = os.urandom(16).hex()
+    target.send(punch_for(target, init, "responder", session))
+    log("punch", target.hello["id"], "responder", session)
+    if DELAY > 0:
+        time.sleep(DELAY)
+    init.send(punch_for(init, target, "initiator", session))
+    log("punch", init.hello["id"], "initiator", session)
+
+
+def scripted_punch(p, extra):
+    m = {"type": "punch", "session": os.urandom(16).hex(), "peer": "mallory",
+         "role": "responder", "observed": p.observed, "endpoints": [], "start_in_us": 0}
+    m.update(extra)
+    time.sleep(0.3)
+    p.send(m)
+    log("punch", p.hello["id"], m["role"], m["session"])
+
+
+def serve(sock, addr):
+    p = Peer(sock, addr)
+    p.send({"type": "challenge", "version": 1, "nonce": base64.b64encode(os.urandom(32)).decode()})
+    m = p.line()
+    if not m or m.get("type") != "hello":
+        log("no-hello", ep(addr), m)
+        sock.close()
+        return
+    p.hello = m
+    pid = m.get("id", "?")
+    aux = bool(m.get("aux"))
+    if not aux and pid in OBSERVED:
+        p.observed = OBSERVED[pid]
+    log("hello", pid, "aux" if aux else "main", ep(addr))
+    p.send({"type": "welcome", "version": 1, "id": pid, "observed": p.observed, "keepalive": 60})
+    if not aux:
+        with LOCK:
+            PEERS[pid] = p
+        if pid in PUNCHES:
+            threading.Thread(target=scripted_punch, args=(p, PUNCHES[pid]), daemon=True).start()
+    while True:
+        m = p.line()
+        if m is None:
+            break
+        t = m.get("type")
+        if t == "ping":
+            p.send({"type": "pong", "seq": m.get("seq", 0)})
+        elif t == "connect":
+            with LOCK:
+                target = PEERS.get(m.get("target"))
+            log("connect", pid, m.get("target"))
+            if target is None:
+                p.send({"type": "error", "code": "peer-not-found", "message": "not here",
+                        "fatal": False})
+            else:
+                threading.Thread(target=introduce, args=(p, target), daemon=True).start()
+    log("closed", pid)
+    sock.close()
+
+
+def main():
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", PORT))
+    srv.listen(16)
+    srv.settimeout(0.2)
+    n = 0
+    while time.time() < T_END and n < 64:
+        try:
+            c, addr = srv.accept()
+        except socket.timeout:
+            continue
+        n += 1
+        threading.Thread(target=serve, args=(c, addr), daemon=True).start()
+    srv.close()
+
+
+main()
