@@ -680,13 +680,13 @@ scn_l() {   # listen --forward / connect --local, 5 concurrent 1 MiB connections
     CUSTOM_RUN=lab_run_fwd
 }
 
-# lab_fwd_listener: b runs listen --forward 127.0.0.1:PORT (its namespace's loopback) and
-# registers; 0 when it did.
+# lab_fwd_listener: b runs listen --forward 127.0.0.1:PORT (its namespace's loopback) --allow A
+# (a is the only peer it serves) and registers; 0 when it did.
 lab_fwd_listener() {
     local port=$1 before i
     before=$(lab_server_conns)
     : >"$LAB_LOG/b.in"
-    lab_peer "$HOST_B" b --id "$ID_B" listen --forward "127.0.0.1:$port"
+    lab_peer "$HOST_B" b --id "$ID_B" listen --forward "127.0.0.1:$port" --allow "$ID_A"
     lab_wait_server_conns $((before + 1)) || { say "lab: b did not connect to the server"; return 1; }
     for ((i = 0; i < 40; i++)); do
         grep -qE "register $ID_B from" "$LAB_LOG/server.err" 2>/dev/null && return 0
