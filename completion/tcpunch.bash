@@ -19,8 +19,8 @@ _tcpunch()
     fi
     local commands="listen connect chat send receive direct nat-check id config help"
     local opts="--server --id --port --timeout --direct-timeout --no-relay --relay-only
-        --peer-key --plain --secret-file --no-retry --forward --allow --local --max-sessions
-        --dir --force --verbose --quiet --json --help --version"
+        --peer-key --plain --secret-file --no-retry --forward --allow --allow-anyone --local
+        --max-sessions --dir --force --verbose --quiet --json --help --version"
 
     case $prev in
     --dir)
