@@ -208,7 +208,6 @@ static void ctl_send_hello(struct ctl *c, const unsigned char *nonce)
     memcpy(m.u.hello.id, c->o->id, sizeof m.u.hello.id);
     m.u.hello.path = c->o->path;
     m.u.hello.aux = c->aux;
-    hello_sign(c->o, nonce, &m);
     /* a server on loopback means everybody is on this host: LAN addresses add nothing */
     if (!ep_is_loopback((struct sockaddr *)&c->server)) {
         struct proto_eplist *l = &m.u.hello.endpoints;
@@ -218,6 +217,7 @@ static void ctl_send_hello(struct ctl *c, const unsigned char *nonce)
         l->n += sk_local_addrs(c->local.ss_family, ep_port((struct sockaddr *)&c->local),
                                l->ep + l->n, PROTO_MAX_ENDPOINTS - l->n);
     }
+    hello_sign(c->o, nonce, &m); /* last: the admit covers the endpoints */
     ctl_send(c, &m);
 }
 

@@ -88,12 +88,11 @@ int gate_reload(struct gate *g, char *err, size_t errlen)
     return 0;
 }
 
-bool gate_admitted(const struct gate *g, const unsigned char *nonce, const char *line, size_t len)
+bool gate_admitted(const struct gate *g, const unsigned char *nonce, const struct proto_msg *m)
 {
-    unsigned char admit[PROTO_ADMIT_BYTES];
     if (!g->have_secret)
         return true;
-    return proto_peek_admit(line, len, admit) == 1 && auth_admit_ok(g->secret, nonce, admit);
+    return m && auth_admit_ok(g->secret, nonce, m);
 }
 
 bool gate_allowed(const struct gate *g, const char *id, const unsigned char *key)

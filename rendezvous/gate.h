@@ -35,8 +35,10 @@ void gate_free(struct gate *g);
 /* Reads the allowlist again (SIGHUP). On error the old list stays and err says why. */
 int gate_reload(struct gate *g, char *err, size_t errlen);
 
-/* The first line of a connection proves the secret (always true without one). */
-bool gate_admitted(const struct gate *g, const unsigned char *nonce, const char *line, size_t len);
+/* The first line of a connection, decoded (m; NULL when it did not decode), proves the secret
+ * with an admit made for this connection's nonce and this very line (always true without a
+ * secret). A line that does not decode cannot be checked, so with a secret it is refused. */
+bool gate_admitted(const struct gate *g, const unsigned char *nonce, const struct proto_msg *m);
 
 /* A decoded hello answering nonce: signature, allowlist, ownership. Returns NULL when it may
  * register, else the error code with the message in msg. */

@@ -578,14 +578,18 @@ static int srv_on_line(void *ctx, char *line, size_t len)
     char why[256];
     enum proto_err e;
 
-    /* a server with a secret does no other work for a stranger: not even parse errors */
-    if (!c->admitted && !gate_admitted(&c->srv->gate, c->nonce, line, len)) {
+    e = proto_decode(line, len, PROTO_TO_SERVER, &m, why, sizeof why);
+    /* a server with a secret does no other work for a stranger: not even parse errors. The
+     * admit covers the fields of its line, so the line is decoded first, and one that does not
+     * decode cannot prove anything */
+    if (!c->admitted && !gate_admitted(&c->srv->gate, c->nonce, e == PROTO_OK ? &m : NULL)) {
         srv_refuse(c, "not-admitted",
-                   "the first line must carry admit, proof of the server's secret", true);
+                   "the first line must carry admit, proof of the server's secret made for this "
+                   "connection and this line",
+                   true);
         return 1;
     }
     c->admitted = true;
-    e = proto_decode(line, len, PROTO_TO_SERVER, &m, why, sizeof why);
     if (e != PROTO_OK) {
         srv_refuse(c, proto_err_code(e), why, true);
         return 1;
