@@ -419,7 +419,8 @@ static json_t *cl_introduce_msg(struct cl *c, struct cl_op *op, struct srv_conn 
     memset(&none, 0, sizeof none);
     none.direct = true;
     pair_peer_of(from, &me);
-    n = pair_encode(&me, PROTO_RESPONDER, op->session, &none, NULL, &m, line, sizeof line);
+    /* unfiltered: the target's instance knows both observed addresses and filters */
+    n = pair_encode(&me, NULL, PROTO_RESPONDER, op->session, &none, NULL, &m, line, sizeof line);
     if (n <= 0)
         return NULL;
     line[n - 1] = '\0'; /* no newline inside JSON */
@@ -562,6 +563,8 @@ static int cl_remote_peer(json_t *msg, struct pair_peer *p, uint32_t *rtt, uint3
     memcpy(p->id, m.u.punch.peer, sizeof p->id);
     p->observed = m.u.punch.observed;
     p->eps = m.u.punch.endpoints;
+    p->has_obs6 = m.u.punch.has_observed6;
+    p->obs6 = m.u.punch.observed6;
     p->nat = m.u.punch.nat;
     p->has_key = m.u.punch.has_key;
     memcpy(p->key, m.u.punch.key, sizeof p->key);
@@ -626,8 +629,9 @@ static void cl_on_introduce(struct cl *c, json_t *msg)
         pl.relay = false;
     }
     /* the initiator joins the relay here, through the address peers know this instance by */
-    ni = pair_encode(&pt, PROTO_INITIATOR, session, &pl, &c->public_addr, &mi, li, sizeof li);
-    nt = pair_encode(&pi, PROTO_RESPONDER, session, &pl, NULL, &mt, lt, sizeof lt);
+    ni = pair_encode(&pt, &pi.observed, PROTO_INITIATOR, session, &pl, &c->public_addr, &mi, li,
+                     sizeof li);
+    nt = pair_encode(&pi, &pt.observed, PROTO_RESPONDER, session, &pl, NULL, &mt, lt, sizeof lt);
     if (ni <= 0 || nt <= 0) {
         cl_answer_error(c, from, session, "internal", "the server cannot encode the punch");
         return;

@@ -70,26 +70,21 @@ void pair_peer_of(const struct srv_conn *c, struct pair_peer *p)
     memcpy(p->id, c->id, sizeof p->id);
     p->observed = c->observed;
     srv_endpoints(c, &p->eps);
+    p->has_obs6 = c->has_seen6;
+    if (c->has_seen6)
+        memcpy(&p->obs6, &c->seen6, sizeof c->seen6);
     p->nat = c->nat;
     p->path = c->path;
     p->has_key = true;
     memcpy(p->key, c->key, sizeof p->key);
 }
 
-static bool pair_has_global6(const struct pair_peer *p)
-{
-    for (int i = 0; i < p->eps.n; i++)
-        if (sk_is_global6((const struct sockaddr *)&p->eps.ep[i]))
-            return true;
-    return false;
-}
-
-/* Two endpoint-dependent NATs leave no direct IPv4 path; global IPv6 addresses on both sides
- * bypass the NATs, so those peers still punch. */
+/* Two endpoint-dependent NATs leave no direct IPv4 path; IPv6 endpoints on both sides, proven
+ * by their probes, bypass the NATs, so those peers still punch. */
 static bool pair_both_dependent(const struct pair_peer *a, const struct pair_peer *b)
 {
     return a->nat == PROTO_NAT_DEPENDENT && b->nat == PROTO_NAT_DEPENDENT &&
-           !(pair_has_global6(a) && pair_has_global6(b));
+           !(a->has_obs6 && b->has_obs6);
 }
 
 int pair_plan(bool relays, const struct pair_peer *from, const struct pair_peer *to,
@@ -129,10 +124,51 @@ int pair_plan(bool relays, const struct pair_peer *from, const struct pair_peer 
     return 0;
 }
 
+static void pair_add_ep(struct proto_eplist *l, const struct sockaddr_storage *a)
+{
+    for (int i = 0; i < l->n; i++)
+        if (ep_equal((const struct sockaddr *)&l->ep[i], (const struct sockaddr *)a))
+            return;
+    if (l->n < PROTO_MAX_ENDPOINTS)
+        l->ep[l->n++] = *a;
+}
+
+/* What a punch lists as other's endpoints for a recipient seen at `to`. The server hands out
+ * only addresses that it observed itself or that can only lead into the recipient's own
+ * network: a self-declared endpoint is a stranger's word, and the recipient dials it (a
+ * reflection of SYNs at any host the stranger names). So: other's IPv6 endpoint when its probe
+ * proved it (also in observed6, for peers that know that field); behind the same public
+ * address, its LAN endpoints as declared (not its unproven global IPv6 ones, which reach out of
+ * that network); elsewhere only its observed address with its own local port, the guess for a
+ * NAT that keeps that port towards other destinations (PROTOCOL.md 7, "port-preserved"). */
+static void pair_endpoints_for(const struct pair_peer *other, const struct sockaddr_storage *to,
+                               struct proto_eplist *out)
+{
+    const struct sockaddr *obs = (const struct sockaddr *)&other->observed;
+    memset(out, 0, sizeof *out);
+    if (!to) {
+        *out = other->eps;
+        return;
+    }
+    if (other->eps.n > 0 && ep_port((const struct sockaddr *)&other->eps.ep[0]) != ep_port(obs)) {
+        struct sockaddr_storage guess = other->observed;
+        ep_set_port((struct sockaddr *)&guess, ep_port((const struct sockaddr *)&other->eps.ep[0]));
+        pair_add_ep(out, &guess);
+    }
+    if (other->has_obs6)
+        pair_add_ep(out, &other->obs6);
+    if (!ep_same_host(obs, (const struct sockaddr *)to))
+        return;
+    for (int i = 0; i < other->eps.n; i++)
+        if (!sk_is_global6((const struct sockaddr *)&other->eps.ep[i]))
+            pair_add_ep(out, &other->eps.ep[i]);
+}
+
 /* The punch `to` receives: everything in it describes `other`. */
-int pair_encode(const struct pair_peer *other, enum proto_role role, const char *session,
-                const struct pair_plan *pl, const struct sockaddr_storage *relay_addr,
-                struct proto_msg *m, char *buf, size_t len)
+int pair_encode(const struct pair_peer *other, const struct sockaddr_storage *to,
+                enum proto_role role, const char *session, const struct pair_plan *pl,
+                const struct sockaddr_storage *relay_addr, struct proto_msg *m, char *buf,
+                size_t len)
 {
     memset(m, 0, sizeof *m);
     m->type = PROTO_PUNCH;
@@ -140,7 +176,9 @@ int pair_encode(const struct pair_peer *other, enum proto_role role, const char 
     snprintf(m->u.punch.peer, sizeof m->u.punch.peer, "%s", other->id);
     m->u.punch.role = role;
     m->u.punch.observed = other->observed;
-    m->u.punch.endpoints = other->eps;
+    pair_endpoints_for(other, to, &m->u.punch.endpoints);
+    m->u.punch.has_observed6 = other->has_obs6;
+    m->u.punch.observed6 = other->obs6;
     m->u.punch.nat = other->nat; /* as its probe showed; unknown without one */
     /* the key it proved at hello: the peers check the shake by it */
     m->u.punch.has_key = other->has_key;
@@ -240,9 +278,10 @@ static void pair_punch(struct srv_conn *from, struct srv_conn *to, struct pair_p
     from->aux_used = from->aux;
     pair_peer_of(from, &p_from);
     pair_peer_of(to, &p_to);
-    n_from = pair_encode(&p_to, PROTO_INITIATOR, session, pl, NULL, &m_from, line_from,
-                         sizeof line_from);
-    n_to = pair_encode(&p_from, PROTO_RESPONDER, session, pl, NULL, &m_to, line_to, sizeof line_to);
+    n_from = pair_encode(&p_to, &p_from.observed, PROTO_INITIATOR, session, pl, NULL, &m_from,
+                         line_from, sizeof line_from);
+    n_to = pair_encode(&p_from, &p_to.observed, PROTO_RESPONDER, session, pl, NULL, &m_to, line_to,
+                       sizeof line_to);
     if (n_from < 0 || n_to < 0) { /* cannot happen: ids and 8 endpoints fit in a line */
         LOG_E("punch %s: cannot encode the punch messages", session);
         srv_refuse(from, "internal", "the server cannot encode the punch", false);

@@ -302,6 +302,11 @@ static void srv_issue_probe_token(struct srv_conn *c, struct proto_msg *m)
     }
     m->u.welcome.probe_port = c->srv->probe_port;
     memcpy(m->u.welcome.probe_token, c->probe_token, sizeof m->u.welcome.probe_token);
+    /* an IPv4 peer proves its IPv6 endpoint by probing from it (srv_on_probe) */
+    if (c->srv->has_probe6 && c->observed.ss_family == AF_INET) {
+        m->u.welcome.has_probe6 = true;
+        m->u.welcome.probe6 = c->srv->probe6;
+    }
 }
 
 static void srv_welcome(struct srv_conn *c)
@@ -516,6 +521,27 @@ static void srv_on_ping(struct srv_conn *c, const struct proto_msg *m)
         srv_send(c, line, (size_t)n);
 }
 
+/* A probe over IPv6 from a peer registered over IPv4: it completed a TCP handshake from that
+ * endpoint, so the endpoint is the peer's, and punches may name it (PROTOCOL.md 5.9). It says
+ * nothing about the IPv4 NAT's mapping. */
+static void srv_probe_other_family(struct srv_conn *owner, const struct srv_conn *c)
+{
+    const char *why;
+    if (c->observed.ss_family != AF_INET6) {
+        LOG_I("probe from %s: %s is registered over IPv6; nothing recorded", c->addr, owner->id);
+        return;
+    }
+    why = srv_bad_candidate((const struct sockaddr *)&c->observed,
+                            ep_is_loopback((const struct sockaddr *)&owner->observed));
+    if (why) {
+        LOG_I("probe from %s: %s, not recorded as its IPv6 endpoint: %s", c->addr, owner->id, why);
+        return;
+    }
+    memcpy(&owner->seen6, &c->observed, sizeof owner->seen6);
+    owner->has_seen6 = true;
+    LOG_I("probe from %s: the IPv6 endpoint of %s", c->addr, owner->id);
+}
+
 /* The first and only line of a probe connection: tell the prober where it came from and, when
  * its token names a registered peer, whether its NAT kept the mapping that peer's control
  * connection got. Then close gracefully: the answer must not be cut off by a reset. */
@@ -531,7 +557,9 @@ static void srv_on_probe(struct srv_conn *c, const struct proto_msg *m)
     r.u.observed.observed = c->observed;
     if (m->u.probe.token[0])
         owner = reg_find(c->srv->probes, m->u.probe.token);
-    if (owner) {
+    if (owner && owner->observed.ss_family != c->observed.ss_family) {
+        srv_probe_other_family(owner, c);
+    } else if (owner) {
         owner->nat = ep_equal((const struct sockaddr *)&owner->observed,
                               (const struct sockaddr *)&c->observed)
                          ? PROTO_NAT_INDEPENDENT
@@ -967,6 +995,11 @@ static int srv_listen_all(struct srv *s, const struct sockaddr_storage *addrs, i
         }
         if (probe && !s->probe_port)
             s->probe_port = ep_port(sa);
+        if (probe && !s->has_probe6 && sa->sa_family == AF_INET6 &&
+            !IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)sa)->sin6_addr)) {
+            s->has_probe6 = true;
+            memcpy(&s->probe6, sa, sizeof(struct sockaddr_in6));
+        }
         LOG_N("listening on %s%s", l->addr, probe ? " (probes only)" : "");
     }
     return 0;
