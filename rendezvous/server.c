@@ -1,6 +1,7 @@
 #include "rendezvous/server.h"
 #include "common/log.h"
 #include "common/rand.h"
+#include "common/sock.h"
 #include "rendezvous/pairing.h"
 #include "rendezvous/registry.h"
 
@@ -17,6 +18,7 @@
 #define SRV_BACKLOG 511
 #define SRV_TRIM_MIN 1000 /* connections: below this, what malloc keeps is not worth a trim */
 #define SRV_SWEEP_MS 500
+#define SRV_PROBE6_REFRESH_MS 60000
 #define SRV_LINGER_MS 5000      /* how long a refused peer gets to read its error and close */
 #define SRV_STOP_LINGER_MS 2000 /* the same while shutting down */
 /* sources tracked without a connection (their rate buckets refill within a second) */
@@ -30,6 +32,7 @@ struct srv_wreq {
 };
 
 static void srv_close(struct srv_conn *c);
+static void srv_probe6_refresh(struct srv *s);
 
 /* ---- connection lists ---- */
 
@@ -892,6 +895,8 @@ static void srv_on_sweep(uv_timer_t *t)
     char msg[PROTO_MAX_TEXT];
 
     lim_expire(s->lim, now);
+    if (s->probe6_port && now - s->probe6_checked_ms >= SRV_PROBE6_REFRESH_MS)
+        srv_probe6_refresh(s);
     /* Lingering ones first: the expired below join that list with since_ms = now. */
     while ((c = s->linger.head) && now - c->since_ms >= linger_ms)
         srv_drop(c, LOG_DEBUG, "the peer did not close after the error");
@@ -974,6 +979,41 @@ static void srv_log_relay(const struct rly_cfg *r)
           (unsigned long long)r->rate, r->wait);
 }
 
+/* [::]: where does an IPv4 peer find us over IPv6? At the host's first global address. */
+static void srv_probe6_refresh(struct srv *s)
+{
+    struct sockaddr_storage a[PROTO_MAX_ENDPOINTS];
+    int n = sk_local_addrs(AF_INET6, s->probe6_port, a, PROTO_MAX_ENDPOINTS);
+    bool had = s->has_probe6;
+    char ep[EP_STRLEN];
+    s->probe6_checked_ms = uv_now(s->loop);
+    s->has_probe6 = false;
+    for (int i = 0; i < n && !s->has_probe6; i++)
+        if (sk_is_global6((const struct sockaddr *)&a[i])) {
+            s->has_probe6 = true;
+            s->probe6 = a[i];
+        }
+    if (s->has_probe6 && !had)
+        LOG_I("peers on IPv4 prove their IPv6 endpoints at %s",
+              ep_format((const struct sockaddr *)&s->probe6, ep, sizeof ep));
+    else if (!s->has_probe6 && had)
+        LOG_W("no global IPv6 address on this host any more: peers on IPv4 cannot prove IPv6 "
+              "endpoints");
+}
+
+/* The first IPv6 probe listener decides what welcome.probe6 says. */
+static void srv_probe6_set(struct srv *s, const struct sockaddr *sa)
+{
+    const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)sa;
+    if (!IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr)) {
+        s->has_probe6 = true;
+        memcpy(&s->probe6, a6, sizeof *a6);
+        return;
+    }
+    s->probe6_port = ep_port(sa);
+    srv_probe6_refresh(s);
+}
+
 /* Main listeners first, then probe listeners, all in s->listeners. */
 static int srv_listen_all(struct srv *s, const struct sockaddr_storage *addrs, int n, bool probe,
                           char *err, size_t errlen)
@@ -995,11 +1035,8 @@ static int srv_listen_all(struct srv *s, const struct sockaddr_storage *addrs, i
         }
         if (probe && !s->probe_port)
             s->probe_port = ep_port(sa);
-        if (probe && !s->has_probe6 && sa->sa_family == AF_INET6 &&
-            !IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)sa)->sin6_addr)) {
-            s->has_probe6 = true;
-            memcpy(&s->probe6, sa, sizeof(struct sockaddr_in6));
-        }
+        if (probe && !s->has_probe6 && !s->probe6_port && sa->sa_family == AF_INET6)
+            srv_probe6_set(s, sa);
         LOG_N("listening on %s%s", l->addr, probe ? " (probes only)" : "");
     }
     return 0;

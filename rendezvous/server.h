@@ -125,10 +125,13 @@ struct srv {
     struct lim *lim;    /* per-source connection limits */
     struct cl *cl;      /* cluster mode (cluster.h); NULL for a single instance */
     int probe_port;     /* announced in welcome; 0: no probe listener */
-    /* the first probe listener on a specific IPv6 address, announced to IPv4 peers as
-     * welcome.probe6 (a wildcard [::] cannot be: peers could not know where to go) */
+    /* the first IPv6 probe listener, announced to IPv4 peers as welcome.probe6: its address,
+     * or for [::] (probe6_port set) the host's first global IPv6 address, looked up again
+     * every SRV_PROBE6_REFRESH_MS (addresses come and go) */
     bool has_probe6;
     struct sockaddr_storage probe6;
+    int probe6_port;
+    uint64_t probe6_checked_ms;
     struct srv_listener listeners[2 * SRV_MAX_LISTEN];
     int nlisteners; /* initialised handles */
     uv_timer_t sweep;
