@@ -1075,6 +1075,23 @@ static void t_roundtrip_welcome_probe(void)
         CHECK_INT(o.u.welcome.probe_port, 0);
         CHECK_STR(o.u.welcome.probe_token, "");
     }
+    /* the IPv6 probe listener (probe6), only with probe_port */
+    m.u.welcome.probe_port = 7001;
+    strcpy(m.u.welcome.probe_token, SESSION);
+    m.u.welcome.has_probe6 = true;
+    set_ep(&m.u.welcome.probe6, "[2001:db8::1]:7001");
+    if (roundtrip(&m, PROTO_TO_PEER, &o)) {
+        CHECK(o.u.welcome.has_probe6);
+        CHECK(same_ep(&o.u.welcome.probe6, &m.u.welcome.probe6));
+    }
+    m.u.welcome.has_probe6 = false;
+    if (roundtrip(&m, PROTO_TO_PEER, &o))
+        CHECK(!o.u.welcome.has_probe6);
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"welcome\",\"version\":1,\"id\":\"a\",\"observed\":\"1.2.3.4:5\","
+           "\"keepalive\":60,\"probe_port\":7001,\"probe_token\":\"0123456789abcdef0123456789abcdef\","
+           "\"probe6\":\"::1:7001\"}",
+           PROTO_E_ENDPOINT);
 }
 
 #define TOKEN_LIT "0123456789abcdef0123456789abcdef"
@@ -1484,7 +1501,18 @@ static void t_roundtrip_punch_key(void)
     }
     m.u.punch.has_key = false;
     if (roundtrip(&m, PROTO_TO_PEER, &o))
-        CHECK(!o.u.punch.has_key);
+        CHECK(!o.u.punch.has_key && !o.u.punch.has_observed6);
+    /* the other peer's IPv6 endpoint as the server saw it */
+    m.u.punch.has_observed6 = true;
+    set_ep(&m.u.punch.observed6, "[2001:db8:2::2]:40000");
+    if (roundtrip(&m, PROTO_TO_PEER, &o)) {
+        CHECK(o.u.punch.has_observed6);
+        CHECK(same_ep(&o.u.punch.observed6, &m.u.punch.observed6));
+    }
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"punch\",\"session\":\"0123456789abcdef0123456789abcdef\",\"peer\":\"a\","
+           "\"role\":\"initiator\",\"observed\":\"1.2.3.4:5\",\"endpoints\":[],\"observed6\":7}",
+           PROTO_E_FIELD);
     REJECT(PROTO_TO_PEER,
            "{\"type\":\"punch\",\"session\":\"0123456789abcdef0123456789abcdef\",\"peer\":\"a\","
            "\"role\":\"initiator\",\"observed\":\"1.2.3.4:5\",\"endpoints\":[],\"key\":\"x\"}",
