@@ -525,7 +525,9 @@ static bool pu_budget_left(struct pconn *c)
     const struct punch_cand *cand = &p->cfg.cand[c->cand];
     unsigned cap = cand->declared ? PUNCH_BUDGET_DECLARED : PUNCH_BUDGET_OBSERVED;
     char ep[EP_STRLEN];
-    if (c->tries < cap && p->attempts < PUNCH_BUDGET_TOTAL)
+    /* direct mode (no handshake context): its one candidate is the user's own choice, and the
+     * other side may start late in --timeout; nobody else named it */
+    if (!p->cfg.shake || (c->tries < cap && p->attempts < PUNCH_BUDGET_TOTAL))
         return true;
     if (!c->spent)
         LOG_I("no more SYNs to %s (%s): %u connection attempts, %u in this punch (at most %u per "

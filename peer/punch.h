@@ -14,7 +14,8 @@
  * the kernel's retransmissions while it is pending), bursts and stall re-dials included. The
  * other peer's self-declared endpoints may name any host: a few SYNs each, no bursts. What the
  * server observed (or the user gave) gets the retries that RST-answering NATs need, within a
- * total per punch whatever --timeout says. */
+ * total per punch whatever --timeout says. `tcpunch direct` is not budgeted: its one candidate
+ * is the user's. */
 #define PUNCH_BUDGET_DECLARED 16
 #define PUNCH_BUDGET_OBSERVED 384
 #define PUNCH_BUDGET_TOTAL 512
