@@ -594,8 +594,9 @@ static void cl_on_introduce(struct cl *c, json_t *msg)
     struct srv_conn *to;
     struct pair_peer pi, pt;
     struct pair_plan pl;
+    struct rly_party qi, qt;
     struct proto_msg mi, mt;
-    char li[PROTO_MAX_LINE], lt[PROTO_MAX_LINE], text[PROTO_MAX_TEXT];
+    char li[PROTO_MAX_LINE], lt[PROTO_MAX_LINE], text[PROTO_MAX_TEXT], why[PROTO_MAX_TEXT];
     uint32_t rtt_i, bus_a;
     uint64_t delay_i, delay_t;
     int ni, nt;
@@ -617,13 +618,23 @@ static void cl_on_introduce(struct cl *c, json_t *msg)
         cl_answer_error(c, from, session, "no-path", text);
         return;
     }
-    if (pl.relay && rly_offer(s->rly, session, pi.id, pt.id, pl.token[0], pl.token[1]) < 0) {
+    /* the quotas count the remote initiator by its id, key and the address its own instance
+     * saw; they are this instance's counts only (the relay runs here) */
+    qi.id = pi.id;
+    qi.key = pi.has_key ? pi.key : NULL;
+    qi.src = (const struct sockaddr *)&pi.observed;
+    qt.id = pt.id;
+    qt.key = pt.key;
+    qt.src = (const struct sockaddr *)&to->observed;
+    if (pl.relay && pair_offer(s->rly, session, &qi, &qt, &pl, why, sizeof why) < 0) {
+        LOG_N("cluster: session %s: %s -> %s: no relay%s: %s", session, pi.id, pt.id,
+              pl.direct ? ", direct only" : "", why);
         if (!pl.direct) {
-            cl_answer_error(c, from, session, "no-path",
-                            "the relay has no room for another session");
+            snprintf(text, sizeof text, "%.100s; and the relay refuses it: %.120s",
+                     pl.reason, why);
+            cl_answer_error(c, from, session, "no-path", text);
             return;
         }
-        pl.relay = false;
     }
     /* the initiator joins the relay here, through the address peers know this instance by */
     ni = pair_encode(&pt, PROTO_INITIATOR, session, &pl, &c->public_addr, &mi, li, sizeof li);
