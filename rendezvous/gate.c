@@ -185,15 +185,15 @@ static const char *gate_new_id_ok(struct gate *g, const char *id, const unsigned
                                   size_t len)
 {
     char who[64];
-    if (g->cfg.max_ids && ik_count(g->owners) >= g->cfg.max_ids) {
-        LOG_W("cannot bind %s: %zu ids known already (--max-ids)", id, ik_count(g->owners));
-        snprintf(msg, len, "the server knows too many ids to take a new one");
-        return "server-full";
-    }
     if (g->cfg.ids_per_key && ik_key_ids(g->owners, key) >= g->cfg.ids_per_key) {
         snprintf(msg, len, "this key owns %u ids already, the most one key may own here",
                  g->cfg.ids_per_key);
         return "too-many-ids";
+    }
+    if (g->cfg.max_ids && ik_count(g->owners) >= g->cfg.max_ids) {
+        LOG_W("cannot bind %s: %zu ids known already (--max-ids)", id, ik_count(g->owners));
+        snprintf(msg, len, "the server knows too many ids to take a new one");
+        return "server-full";
     }
     switch (limw_take(g->newids, src, g->cfg.new_ids_per_hour, now_ms)) {
     case LIM_OK:
