@@ -735,8 +735,7 @@ static void cl_on_introduce(struct cl *c, json_t *msg)
         LOG_N("cluster: session %s: %s -> %s: no relay%s: %s", session, pi.id, pt.id,
               pl.direct ? ", direct only" : "", why);
         if (!pl.direct) {
-            snprintf(text, sizeof text, "%.100s; and the relay refuses it: %.120s",
-                     pl.reason, why);
+            snprintf(text, sizeof text, "%.100s; and the relay refuses it: %.120s", pl.reason, why);
             cl_answer_error(c, from, session, "no-path", text);
             return;
         }

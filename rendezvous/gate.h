@@ -36,8 +36,8 @@ struct gate {
     struct ik *owners; /* id -> the first key that registered it */
     int db_fd;         /* --id-db opened for appending, or -1 */
     struct ik *allow;  /* --authorized; NULL without one */
-    struct limw *newids;      /* --new-ids-per-hour, per source */
-    uint64_t last_expire_ms;  /* uv_now of the last --id-expire sweep */
+    struct limw *newids;     /* --new-ids-per-hour, per source */
+    uint64_t last_expire_ms; /* uv_now of the last --id-expire sweep */
 };
 
 /* Loads the secret, the id database (rewriting it when it held a torn or repeated line) and the

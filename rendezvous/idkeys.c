@@ -387,8 +387,7 @@ int ik_load(struct ik *t, const char *path, enum ik_mode mode, bool missing_ok,
 
 /* ---- writing ---- */
 
-static int ik_format(const char *id, const unsigned char *key, int64_t seen, char *line,
-                     size_t len)
+static int ik_format(const char *id, const unsigned char *key, int64_t seen, char *line, size_t len)
 {
     char b64[ID_PK_B64_SIZE];
     if (id_pk_encode(key, b64, sizeof b64) < 0)

@@ -335,8 +335,7 @@ void limw_expire(struct limw *w, uint64_t now_ms)
     }
 }
 
-enum lim_verdict limw_take(struct limw *w, const struct sockaddr *sa, unsigned max,
-                           uint64_t now_ms)
+enum lim_verdict limw_take(struct limw *w, const struct sockaddr *sa, unsigned max, uint64_t now_ms)
 {
     unsigned char addr[16];
     uint8_t family;

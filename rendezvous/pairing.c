@@ -251,8 +251,7 @@ static void pair_punch(struct srv_conn *from, struct srv_conn *to, struct pair_p
                                 pl, why, sizeof why) < 0) {
         if (!pl->direct) {
             LOG_N("punch %s: %s -> %s: no relay: %s", session, from->id, to->id, why);
-            snprintf(msg, sizeof msg, "%.100s; and the relay refuses it: %.120s",
-                     pl->reason, why);
+            snprintf(msg, sizeof msg, "%.100s; and the relay refuses it: %.120s", pl->reason, why);
             srv_refuse(from, "no-path", msg, false);
             return;
         }

@@ -16,7 +16,7 @@
 #define RLY_SWEEP_MS 1000
 #define RLY_CHUNK (128 * 1024) /* largest read (64 KiB: 80 % of a socat relay, 128: 87 %); with a rate limit, reads shrink to rate/8 */
 #define RLY_Q_BUCKETS 4096
-#define RLY_MAX_Q 6 /* a session's distinct counts: two ids, two keys, two sources */
+#define RLY_MAX_Q 6            /* a session's distinct counts: two ids, two keys, two sources */
 #define RLY_LINGER_MS 2000     /* a refused waiting side gets this long to read its error */
 #define RLY_KEEPALIVE_S 60     /* notice a peer that vanished without a reset */
 
@@ -86,7 +86,7 @@ struct rly_sess {
     bool idle_open;
     int handles;
     uint64_t start_ms;
-    uint64_t last_byte_ms; /* the last byte either side sent */
+    uint64_t last_byte_ms;      /* the last byte either side sent */
     struct rly_q *q[RLY_MAX_Q]; /* the counts holding this session */
     int nq;
     struct rly_side side[2];
@@ -300,8 +300,9 @@ static int rly_offer_quota(struct rly *r, const struct rly_party *p0, const stru
             if (i == 0 && q[k] && r->cfg.offers_per_peer &&
                 q[k]->offers >= r->cfg.offers_per_peer) {
                 rly_q_name(q[k], name, sizeof name);
-                snprintf(why, len, "%s has %u relay offers pending already (--relay-offers-per-peer)",
-                         name, r->cfg.offers_per_peer);
+                snprintf(why, len,
+                         "%s has %u relay offers pending already (--relay-offers-per-peer)", name,
+                         r->cfg.offers_per_peer);
                 return -1;
             }
         }
@@ -965,8 +966,8 @@ static int rly_join_quota(struct rly *r, const struct rly_rec *e, const struct s
 }
 
 int rly_join(struct rly *r, const char *session, const char *token, int fd, const char *addr,
-             const struct sockaddr *sa, const char *pre, size_t prelen, char *code,
-             size_t codelen, char *msg, size_t msglen)
+             const struct sockaddr *sa, const char *pre, size_t prelen, char *code, size_t codelen,
+             char *msg, size_t msglen)
 {
     struct rly_rec *e;
     struct rly_sess *s;

@@ -57,8 +57,8 @@ int rly_offer(struct rly *r, const char *session, const struct rly_party *p0,
  * holds the bytes that followed it. Returns 0 when the relay took fd (it owns and closes it from
  * now on), or -1 with the error code and message to send (fd untouched, still the caller's). */
 int rly_join(struct rly *r, const char *session, const char *token, int fd, const char *addr,
-             const struct sockaddr *sa, const char *pre, size_t prelen, char *code,
-             size_t codelen, char *msg, size_t msglen);
+             const struct sockaddr *sa, const char *pre, size_t prelen, char *code, size_t codelen,
+             char *msg, size_t msglen);
 
 /* Spliced or waiting sessions at the moment. */
 size_t rly_active(const struct rly *r);

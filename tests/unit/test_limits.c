@@ -202,8 +202,8 @@ static void t_seen(void)
                      "carol " K1 " 7000\n");
     CHECK_INT(ik_load(t, p, IK_DATABASE, false, &info, err, sizeof err), 0);
     CHECK_INT(info.lines, 3);
-    CHECK_INT(info.touches, 1);  /* alice K1 again: a touch */
-    CHECK_INT(info.dropped, 1);  /* alice K2: another key, first key wins */
+    CHECK_INT(info.touches, 1); /* alice K1 again: a touch */
+    CHECK_INT(info.dropped, 1); /* alice K2: another key, first key wins */
     CHECK_INT(ik_seen(t, "alice", &disk), 9000);
     CHECK_INT(disk, 9000);
     CHECK_INT(ik_key_ids(t, ik_find(t, "alice")), 2); /* alice and carol */
@@ -241,7 +241,7 @@ static void t_window(void)
     CHECK_INT(limw_take(w, (struct sockaddr *)&a, 2, 20), LIM_RATE);
     CHECK_INT(limw_take(w, (struct sockaddr *)&b, 2, 30), LIM_OK);
     CHECK_INT(limw_take(w, (struct sockaddr *)&c, 2, 40), LIM_FULL);
-    CHECK_INT(limw_take(w, (struct sockaddr *)&c, 0, 40), LIM_OK); /* no limit */
+    CHECK_INT(limw_take(w, (struct sockaddr *)&c, 0, 40), LIM_OK);   /* no limit */
     CHECK_INT(limw_take(w, (struct sockaddr *)&a, 2, 1000), LIM_OK); /* a's window is over */
     CHECK_INT(limw_take(w, (struct sockaddr *)&b, 2, 1010), LIM_OK);
     CHECK_INT(limw_take(w, (struct sockaddr *)&b, 2, 1020), LIM_RATE); /* b's is not */
