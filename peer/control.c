@@ -303,10 +303,12 @@ static int ctl_plan(struct ctl_sess *ss, const struct proto_msg *m, struct punch
         skip = m->u.punch.reason[0] ? m->u.punch.reason : "the server says there is no direct path";
     else if (o->path == PROTO_PATH_RELAY)
         skip = "--relay-only";
-    snprintf(ss->relay_note, sizeof ss->relay_note, "%s",
-             o->path == PROTO_PATH_DIRECT ? "not used (--no-relay)"
-             : !relay                     ? "not offered by the server"
-                                          : "not tried");
+    /* with a direct path, reason says why the server offered no relay (a quota) */
+    snprintf(ss->relay_note, sizeof ss->relay_note, "%.200s",
+             o->path == PROTO_PATH_DIRECT                              ? "not used (--no-relay)"
+             : !relay && !m->u.punch.no_direct && m->u.punch.reason[0] ? m->u.punch.reason
+             : !relay                                                  ? "not offered by the server"
+                                                                       : "not tried");
     if (skip && !relay) {
         LOG_E("no path to %s: direct skipped (%s), relay not offered", m->u.punch.peer, skip);
         return -1;

@@ -565,10 +565,10 @@ static json_t *pe_build(const struct proto_msg *m)
             json_object_set_new(o, "relay", json_true());
             json_object_set_new(o, "token", json_string(m->u.punch.token));
         }
-        if (m->u.punch.no_direct) {
+        if (m->u.punch.no_direct)
             json_object_set_new(o, "direct", json_false());
+        if (m->u.punch.no_direct || m->u.punch.reason[0])
             json_object_set_new(o, "reason", json_string(m->u.punch.reason));
-        }
         if (m->u.punch.nat != PROTO_NAT_UNKNOWN)
             json_object_set_new(o, "nat", json_string(proto_nat_name(m->u.punch.nat)));
         if (m->u.punch.has_relay_addr)

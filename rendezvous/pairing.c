@@ -189,7 +189,7 @@ int pair_encode(const struct pair_peer *other, const struct sockaddr_storage *to
         memcpy(m->u.punch.token, pl->token[role == PROTO_INITIATOR ? 0 : 1],
                sizeof m->u.punch.token);
     m->u.punch.no_direct = !pl->direct;
-    if (!pl->direct)
+    if (!pl->direct || pl->reason[0]) /* with direct: why no relay was offered */
         snprintf(m->u.punch.reason, sizeof m->u.punch.reason, "%s", pl->reason);
     if (pl->relay && relay_addr) {
         m->u.punch.has_relay_addr = true;
@@ -243,10 +243,31 @@ void pair_send_later(struct srv_conn *to, const char *session, const char *line,
         srv_send(to, line, len);
 }
 
+static const struct rly_party *pair_party(const struct srv_conn *c, struct rly_party *p)
+{
+    p->id = c->id;
+    p->key = c->key;
+    p->src = (const struct sockaddr *)&c->observed;
+    return p;
+}
+
+int pair_offer(struct rly *r, const char *session, const struct rly_party *initiator,
+               const struct rly_party *target, struct pair_plan *pl, char *why, size_t len)
+{
+    if (rly_offer(r, session, initiator, target, pl->token[0], pl->token[1], why, len) == 0)
+        return 0;
+    pl->relay = false;
+    if (pl->direct) /* the punch tells both peers why they will get no relay */
+        snprintf(pl->reason, sizeof pl->reason, "no relay offered: %.200s", why);
+    return -1;
+}
+
 /* Both punches are encoded before either is sent: sending can drop a peer (overloaded),
  * and the second punch must still describe it as it was when the pair was made. */
 static void pair_punch(struct srv_conn *from, struct srv_conn *to, struct pair_plan *pl)
 {
+    struct rly_party p0, p1;
+    char why[PROTO_MAX_TEXT], msg[PROTO_MAX_TEXT];
     struct pair_peer p_from, p_to;
     char session[PROTO_SESSION_LEN + 1];
     char line_from[PROTO_MAX_LINE], line_to[PROTO_MAX_LINE];
@@ -264,15 +285,15 @@ static void pair_punch(struct srv_conn *from, struct srv_conn *to, struct pair_p
         srv_refuse(from, "internal", "the server cannot create a session now", false);
         return;
     }
-    if (pl->relay &&
-        rly_offer(from->srv->rly, session, from->id, to->id, pl->token[0], pl->token[1]) < 0) {
+    if (pl->relay && pair_offer(from->srv->rly, session, pair_party(from, &p0), pair_party(to, &p1),
+                                pl, why, sizeof why) < 0) {
         if (!pl->direct) {
-            LOG_W("punch %s: the relay cannot take another offer", session);
-            srv_refuse(from, "no-path", "the relay has no room for another session", false);
+            LOG_N("punch %s: %s -> %s: no relay: %s", session, from->id, to->id, why);
+            snprintf(msg, sizeof msg, "%.100s; and the relay refuses it: %.120s", pl->reason, why);
+            srv_refuse(from, "no-path", msg, false);
             return;
         }
-        LOG_W("punch %s: the relay cannot take another offer; direct only", session);
-        pl->relay = false;
+        LOG_N("punch %s: %s -> %s: no relay, direct only: %s", session, from->id, to->id, why);
     }
     /* an auxiliary connection exists for this one session (PROTOCOL.md, 5.1) */
     from->aux_used = from->aux;

@@ -27,7 +27,7 @@ struct pair_peer {
 struct pair_plan {
     bool direct;
     bool relay;
-    char reason[PROTO_MAX_TEXT + 1];    /* why not direct */
+    char reason[PROTO_MAX_TEXT + 1];    /* why not direct; with direct: why no relay */
     char token[2][PROTO_TOKEN_LEN + 1]; /* relay tokens: [0] initiator, [1] responder */
 };
 
@@ -41,6 +41,11 @@ void pair_peer_of(const struct srv_conn *c, struct pair_peer *p);
  * 0, or -1 with the no-path message in msg when nothing can work. */
 int pair_plan(bool relays, const struct pair_peer *from, const struct pair_peer *to,
               struct pair_plan *pl, char *msg, size_t len);
+/* Offers the relay for session (rly_offer). On a refusal pl->relay is cleared and, when the
+ * session still goes direct, pl->reason says why no relay was offered (the punch carries it);
+ * returns -1 with the reason in why. */
+int pair_offer(struct rly *r, const char *session, const struct rly_party *initiator,
+               const struct rly_party *target, struct pair_plan *pl, char *why, size_t len);
 /* The punch for the peer that `other` is described to, whose control connection the server
  * sees from `to` (its observed endpoint): other's self-declared endpoints go only to a peer
  * behind the same public address, others get what the server observed (PROTOCOL.md 5.4). to

@@ -435,7 +435,10 @@ static void srv_register(struct srv_conn *c, const struct proto_msg *m)
         srv_refuse(c, "server-full", "the server is out of memory", true);
         return;
     }
-    if ((code = gate_bind(&c->srv->gate, m->u.hello.id, m->u.hello.key, msg, sizeof msg))) {
+    /* in cluster mode a new id gets here only after Redis has bound it (cl_claim) */
+    if ((code = gate_bind(&c->srv->gate, m->u.hello.id, m->u.hello.key,
+                          (const struct sockaddr *)&c->observed, uv_now(c->srv->loop),
+                          c->srv->cl != NULL, msg, sizeof msg))) {
         if (!m->u.hello.aux)
             reg_remove(c->srv->reg, m->u.hello.id, c);
         srv_refuse(c, code, msg, true);
@@ -714,8 +717,9 @@ static void srv_relay(struct srv_conn *c, const char *rest, size_t restlen)
         return;
     }
     uv_read_stop((uv_stream_t *)&c->tcp);
-    if (rly_join(c->srv->rly, c->relay_session, c->relay_token, dupfd, c->addr, rest, restlen, code,
-                 sizeof code, msg, sizeof msg) < 0) {
+    if (rly_join(c->srv->rly, c->relay_session, c->relay_token, dupfd, c->addr,
+                 (const struct sockaddr *)&c->observed, rest, restlen, code, sizeof code, msg,
+                 sizeof msg) < 0) {
         close(dupfd);
         uv_read_start((uv_stream_t *)&c->tcp, srv_on_alloc, srv_on_read);
         srv_refuse(c, code, msg, true);
@@ -884,6 +888,12 @@ static void srv_trim(struct srv *s)
     }
 }
 
+/* gate_tick: a registered id never lapses */
+static bool srv_is_online(void *arg, const char *id)
+{
+    return srv_find(arg, id) != NULL;
+}
+
 static void srv_on_sweep(uv_timer_t *t)
 {
     struct srv *s = t->data;
@@ -897,6 +907,7 @@ static void srv_on_sweep(uv_timer_t *t)
     lim_expire(s->lim, now);
     if (s->probe6_port && now - s->probe6_checked_ms >= SRV_PROBE6_REFRESH_MS)
         srv_probe6_refresh(s);
+    gate_tick(&s->gate, now, srv_is_online, s);
     /* Lingering ones first: the expired below join that list with since_ms = now. */
     while ((c = s->linger.head) && now - c->since_ms >= linger_ms)
         srv_drop(c, LOG_DEBUG, "the peer did not close after the error");
