@@ -363,19 +363,20 @@ static bool ctl_admit(struct ctl *c, const struct proto_msg *m, char *fp, size_t
     return true;
 }
 
-/* The session's handshake context and trust; EXIT_DONE or EXIT_LOCAL. */
+/* The session's handshake context and trust; EXIT_DONE or trust_prepare's failure. */
 static int ctl_sess_shake(struct ctl_sess *ss, const struct proto_msg *m, const char *fp)
 {
     struct ctl *c = ss->c;
+    int rc;
     memcpy(ss->shake.session, m->u.punch.session, sizeof ss->shake.session);
     memcpy(ss->shake.self, c->o->id, sizeof ss->shake.self);
     memcpy(ss->shake.peer, m->u.punch.peer, sizeof ss->shake.peer);
     ss->shake.role = m->u.punch.role;
     ss->shake.ident = c->o->ident;
     shake_init(&ss->shake);
-    if (trust_prepare(c->o, m->u.punch.peer, m->u.punch.has_key ? m->u.punch.key : NULL,
-                      &ss->shake.trust) != EXIT_DONE)
-        return EXIT_LOCAL;
+    if ((rc = trust_prepare(c->o, m->u.punch.peer, m->u.punch.has_key ? m->u.punch.key : NULL,
+                            &ss->shake.trust)) != EXIT_DONE)
+        return rc;
     /* --allow ID=KEY pins the key like --peer-key, for this peer only */
     if (fp[0])
         snprintf(ss->shake.trust.fp, sizeof ss->shake.trust.fp, "%s", fp);
@@ -401,7 +402,7 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
     struct punch_cfg *cfg;
     struct ctl_sess *ss;
     char ep[EP_STRLEN], err[200], fp[ID_FP_SIZE];
-    int relay;
+    int relay, rc;
 
     if (!ctl_admit(c, m, fp, sizeof fp))
         return;
@@ -433,8 +434,8 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
                                                             : PROTO_DEFAULT_START_IN_US);
     if (!cfg->relay_only)
         punch_candidates(cfg, &m->u.punch.observed, &m->u.punch.endpoints, &c->observed);
-    if (ctl_sess_shake(ss, m, fp) != EXIT_DONE) {
-        ctl_sess_abandon(ss, EXIT_LOCAL, NULL);
+    if ((rc = ctl_sess_shake(ss, m, fp)) != EXIT_DONE) {
+        ctl_sess_abandon(ss, rc, NULL);
         return;
     }
     cfg->shake = &ss->shake;

@@ -9,6 +9,7 @@
 #include "common/identity.h"
 #include "common/log.h"
 #include "common/srvlist.h"
+#include "common/vis.h"
 #include "peer/options.h"
 
 enum { OPTS_JSON = 256 }; /* long options without a short form */
@@ -135,13 +136,15 @@ void opts_usage(FILE *out)
 
 int opts_bad(const char *fmt, const char *arg)
 {
+    char msg[1024], shown[VIS_SIZE(sizeof msg)];
     if (log_json()) { /* held for main's error event: stderr carries only JSON */
         log_msg(LOG_ERROR, fmt, arg);
         return EXIT_USAGE;
     }
-    fprintf(stderr, "tcpunch: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\nTry 'tcpunch --help' for more information.\n");
+    /* arguments may quote a config file or the environment: shown like every log line */
+    snprintf(msg, sizeof msg, fmt, arg);
+    fprintf(stderr, "tcpunch: %s\nTry 'tcpunch --help' for more information.\n",
+            vis_str(msg, shown, sizeof shown));
     return EXIT_USAGE;
 }
 
