@@ -71,6 +71,7 @@ struct ctl {
     const struct peer_opts *o;
     const char *target;
     const struct peer_serve *serve; /* listen --forward: many sessions, NULL: one */
+    const struct peer_serve *gate;  /* one-shot receive --from: its admit, NULL: none */
     bool aux;                       /* hello.aux: an auxiliary connection (connect) */
     bool aux_refused;               /* the server does not know aux (an older one) */
     struct peer_link *link;
@@ -356,6 +357,10 @@ static bool ctl_admit(struct ctl *c, const struct proto_msg *m, char *fp, size_t
     }
     if (c->target && strcmp(m->u.punch.peer, c->target) != 0) {
         LOG_W("ignoring a punch order for %s while asking for %s", m->u.punch.peer, c->target);
+        return false;
+    }
+    if (c->gate && !c->gate->admit(c->gate->arg, m->u.punch.peer, fp, fplen, why, sizeof why)) {
+        LOG_W("refusing a session with %s: %s", m->u.punch.peer, why);
         return false;
     }
     c->state = CTL_PUNCHING;
@@ -888,6 +893,7 @@ static int ctl_open(struct ctl *c)
 /* What one attempt tells the next (peer_rendezvous). */
 struct ctl_run {
     const struct peer_serve *serve; /* listen --forward */
+    const struct peer_serve *gate;  /* receive --from */
     bool aux;                       /* register as an auxiliary connection (hello.aux) */
     bool may_retry;                 /* listen or chat without a peer, and no --no-retry */
     bool was_registered;            /* some attempt so far got a welcome */
@@ -917,6 +923,7 @@ static int ctl_attempt(const struct peer_opts *o, const char *target, struct pee
     c->o = o;
     c->target = target;
     c->serve = run->serve;
+    c->gate = run->gate;
     c->aux = run->aux;
     c->link = link;
     c->state = CTL_CONNECTING;
@@ -1062,6 +1069,13 @@ int peer_rendezvous(const struct peer_opts *o, const char *target, struct peer_l
 {
     struct ctl_run run = {.may_retry = !target && !o->no_retry};
     return ctl_run_all(o, target, link, &run);
+}
+
+int peer_rendezvous_gate(const struct peer_opts *o, const struct peer_serve *gate,
+                         struct peer_link *link)
+{
+    struct ctl_run run = {.gate = gate, .may_retry = !o->no_retry};
+    return ctl_run_all(o, NULL, link, &run);
 }
 
 int peer_rendezvous_aux(const struct peer_opts *o, const char *target, struct peer_link *link)

@@ -16,7 +16,7 @@ enum { OPTS_JSON = 256 }; /* long options without a short form */
 enum { OPTS_DIRECT_TIMEOUT = 300, OPTS_NO_RELAY, OPTS_RELAY_ONLY };
 enum { OPTS_PEER_KEY = 400, OPTS_PLAIN };
 enum { OPTS_SECRET_FILE = 500, OPTS_NO_RETRY };
-enum { OPTS_DIR = 700, OPTS_FORCE };
+enum { OPTS_DIR = 700, OPTS_FORCE, OPTS_FROM, OPTS_FROM_ANYONE, OPTS_DOTFILES };
 enum { OPTS_FORWARD = 600, OPTS_LOCAL, OPTS_ALLOW, OPTS_MAX_SESSIONS };
 
 void opts_usage(FILE *out)
@@ -175,6 +175,30 @@ static void opts_default_id(char *id, size_t cap)
         snprintf(id, cap, "tcpunch");
 }
 
+int opts_peer_entry(const char *opt, const char *arg, char *id, char *fp, size_t fplen)
+{
+    const char *eq = strchr(arg, '=');
+    size_t idlen = eq ? (size_t)(eq - arg) : strlen(arg);
+    char msg[200];
+    fp[0] = '\0';
+    if (idlen == 0 || idlen > PROTO_MAX_ID) {
+        snprintf(msg, sizeof msg, "%s: \"%%s\" does not start with a peer id", opt);
+        return opts_bad(msg, arg);
+    }
+    memcpy(id, arg, idlen);
+    id[idlen] = '\0';
+    if (!proto_valid_id(id)) {
+        snprintf(msg, sizeof msg, "%s: \"%%s\" is not a valid peer id", opt);
+        return opts_bad(msg, id);
+    }
+    if (eq && opts_peer_key(eq + 1, fp, fplen) < 0) {
+        snprintf(msg, sizeof msg,
+                 "%s: \"%%s\" is neither a public key nor a fingerprint (SHA256:...)", opt);
+        return opts_bad(msg, eq + 1);
+    }
+    return EXIT_DONE;
+}
+
 /* --peer-key takes a key or its fingerprint; both become the fingerprint, which is what the
  * handshake compares. */
 int opts_peer_key(const char *v, char *fp, size_t len)
@@ -250,6 +274,9 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
         {"no-retry", no_argument, NULL, OPTS_NO_RETRY},
         {"dir", required_argument, NULL, OPTS_DIR},
         {"force", no_argument, NULL, OPTS_FORCE},
+        {"from", required_argument, NULL, OPTS_FROM},
+        {"from-anyone", no_argument, NULL, OPTS_FROM_ANYONE},
+        {"dotfiles", no_argument, NULL, OPTS_DOTFILES},
         {"forward", required_argument, NULL, OPTS_FORWARD},
         {"local", required_argument, NULL, OPTS_LOCAL},
         {"allow", required_argument, NULL, OPTS_ALLOW},
@@ -362,6 +389,17 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
             break;
         case OPTS_FORCE:
             o->force = true;
+            break;
+        case OPTS_FROM:
+            if (o->nfrom >= PEER_MAX_ALLOW)
+                return opts_bad("--from: at most %s entries", "64");
+            o->from[o->nfrom++] = optarg;
+            break;
+        case OPTS_FROM_ANYONE:
+            o->from_anyone = true;
+            break;
+        case OPTS_DOTFILES:
+            o->dotfiles = true;
             break;
         case 'h':
             opts_usage(stdout);
