@@ -35,10 +35,12 @@ static size_t vis_utf8(const unsigned char *s, size_t n, uint32_t *cp)
     return need;
 }
 
-/* Code points a terminal acts on or that change how the text around them reads. */
+/* Code points a terminal acts on or that change how the text around them reads. A tab only
+ * moves the cursor right to a tab stop (which only an escape sequence could move): it passes,
+ * so that a chat line keeps its tabs. */
 static int vis_hidden(uint32_t cp)
 {
-    return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) || cp == 0x200e ||
+    return (cp < 0x20 && cp != '\t') || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) || cp == 0x200e ||
            cp == 0x200f || (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
 }
 

@@ -10,7 +10,7 @@
 #define VIS_SIZE(n) (4 * (n) + 1)
 
 /* Renders the n bytes at s into out (len bytes, always NUL-terminated): printable ASCII and
- * valid UTF-8 pass; C0 controls, DEL and bytes that are not valid UTF-8 become "\xHH"; C1
+ * valid UTF-8 pass, and the tab; other C0 controls, DEL and bytes that are not valid UTF-8 become "\xHH"; C1
  * controls (U+0080-U+009F) and the invisible direction and line controls (U+200E, U+200F,
  * U+2028-U+202E, U+2066-U+2069) become "\uHHHH". Text that does not fit is cut at a character
  * boundary. Returns the length written. */
