@@ -93,7 +93,9 @@ _tcpunch_rendezvous()
     esac
     COMPREPLY=($(compgen -W "--listen --probe-listen --keepalive --hello-timeout --max-peers
         --no-relay --relay-max --relay-bytes --relay-seconds --relay-rate --relay-wait
-        --secret-file --authorized --id-db --max-ids --max-per-ip --rate-per-ip --connect-rate
+        --relay-idle --relay-per-peer --relay-per-ip --relay-offers-per-peer
+        --secret-file --authorized --id-db --max-ids --ids-per-key --new-ids-per-hour --id-expire
+        --max-per-ip --rate-per-ip --connect-rate
         --redis --redis-password-file --redis-prefix --public-address --instance-id --cluster-ttl
         --verbose --quiet --help --version" -- "$cur"))
 }

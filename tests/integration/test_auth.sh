@@ -27,7 +27,7 @@ DB=$WORK/ids.db
 OWNED=$(uid owned)
 start_server --id-db "$DB"
 raw "signatures, ownership, punch keys, candidates" basic 127.0.0.1 "$SERVER_PORT" "$OWNED"
-check "the id database records the owner" grep -q "^$OWNED $(python3 "$AUTH" keys "$OWNED" | cut -d' ' -f2)\$" "$DB"
+check "the id database records the owner (and its last-seen time)" grep -Eq "^$OWNED $(python3 "$AUTH" keys "$OWNED" | cut -d' ' -f2) [0-9]+\$" "$DB"
 check "one log line per refusal (bad-signature)" grep -q "refused .*bad-signature" "$SERVER_LOG"
 check "one log line per refusal (bad-endpoint)" grep -q "refused .*bad-endpoint: endpoint 224.0.0.1:5000 is a multicast address" "$SERVER_LOG"
 stop_server
