@@ -20,7 +20,7 @@ _tcpunch()
     local commands="listen connect chat send receive direct nat-check id config help"
     local opts="--server --id --port --timeout --direct-timeout --no-relay --relay-only
         --peer-key --plain --secret-file --no-retry --forward --allow --local --max-sessions
-        --dir --force --verbose --quiet --json --help --version"
+        --dir --force --from --from-anyone --dotfiles --verbose --quiet --json --help --version"
 
     case $prev in
     --dir)
@@ -29,6 +29,10 @@ _tcpunch()
         ;;
     --secret-file)
         COMPREPLY=($(compgen -f -- "$cur"))
+        return
+        ;;
+    --from)
+        COMPREPLY=($(compgen -W "$(_tcpunch_peers)" -- "$cur"))
         return
         ;;
     -s | --server | -i | --id | -p | --port | -t | --timeout | --direct-timeout | --peer-key | \
@@ -46,7 +50,8 @@ _tcpunch()
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
         -s | --server | -i | --id | -p | --port | -t | --timeout | --direct-timeout | \
-            --peer-key | --secret-file | --forward | --allow | --local | --max-sessions | --dir)
+            --peer-key | --secret-file | --forward | --allow | --local | --max-sessions | --dir | \
+            --from)
             ((i++))
             ;;
         -*) ;;

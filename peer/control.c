@@ -71,6 +71,7 @@ struct ctl {
     const struct peer_opts *o;
     const char *target;
     const struct peer_serve *serve; /* listen --forward: many sessions, NULL: one */
+    const struct peer_serve *gate;  /* one-shot receive --from: its admit, NULL: none */
     bool aux;                       /* hello.aux: an auxiliary connection (connect) */
     bool aux_refused;               /* the server does not know aux (an older one) */
     struct peer_link *link;
@@ -362,24 +363,29 @@ static bool ctl_admit(struct ctl *c, const struct proto_msg *m, char *fp, size_t
         LOG_W("ignoring a punch order for %s while asking for %s", m->u.punch.peer, c->target);
         return false;
     }
+    if (c->gate && !c->gate->admit(c->gate->arg, m->u.punch.peer, fp, fplen, why, sizeof why)) {
+        LOG_W("refusing a session with %s: %s", m->u.punch.peer, why);
+        return false;
+    }
     c->state = CTL_PUNCHING;
     uv_timer_stop(&c->timer);
     return true;
 }
 
-/* The session's handshake context and trust; EXIT_DONE or EXIT_LOCAL. */
+/* The session's handshake context and trust; EXIT_DONE or trust_prepare's failure. */
 static int ctl_sess_shake(struct ctl_sess *ss, const struct proto_msg *m, const char *fp)
 {
     struct ctl *c = ss->c;
+    int rc;
     memcpy(ss->shake.session, m->u.punch.session, sizeof ss->shake.session);
     memcpy(ss->shake.self, c->o->id, sizeof ss->shake.self);
     memcpy(ss->shake.peer, m->u.punch.peer, sizeof ss->shake.peer);
     ss->shake.role = m->u.punch.role;
     ss->shake.ident = c->o->ident;
     shake_init(&ss->shake);
-    if (trust_prepare(c->o, m->u.punch.peer, m->u.punch.has_key ? m->u.punch.key : NULL,
-                      &ss->shake.trust) != EXIT_DONE)
-        return EXIT_LOCAL;
+    if ((rc = trust_prepare(c->o, m->u.punch.peer, m->u.punch.has_key ? m->u.punch.key : NULL,
+                            &ss->shake.trust)) != EXIT_DONE)
+        return rc;
     /* --allow ID=KEY pins the key like --peer-key, for this peer only */
     if (fp[0])
         snprintf(ss->shake.trust.fp, sizeof ss->shake.trust.fp, "%s", fp);
@@ -405,7 +411,7 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
     struct punch_cfg *cfg;
     struct ctl_sess *ss;
     char ep[EP_STRLEN], err[200], fp[ID_FP_SIZE];
-    int relay;
+    int relay, rc;
 
     if (!ctl_admit(c, m, fp, sizeof fp))
         return;
@@ -439,8 +445,8 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
         punch_candidates(cfg, &m->u.punch.observed,
                          m->u.punch.has_observed6 ? &m->u.punch.observed6 : NULL,
                          &m->u.punch.endpoints, &c->observed);
-    if (ctl_sess_shake(ss, m, fp) != EXIT_DONE) {
-        ctl_sess_abandon(ss, EXIT_LOCAL, NULL);
+    if ((rc = ctl_sess_shake(ss, m, fp)) != EXIT_DONE) {
+        ctl_sess_abandon(ss, rc, NULL);
         return;
     }
     cfg->shake = &ss->shake;
@@ -931,6 +937,7 @@ static int ctl_open(struct ctl *c)
 /* What one attempt tells the next (peer_rendezvous). */
 struct ctl_run {
     const struct peer_serve *serve; /* listen --forward */
+    const struct peer_serve *gate;  /* receive --from */
     bool aux;                       /* register as an auxiliary connection (hello.aux) */
     bool may_retry;                 /* listen or chat without a peer, and no --no-retry */
     bool was_registered;            /* some attempt so far got a welcome */
@@ -960,6 +967,7 @@ static int ctl_attempt(const struct peer_opts *o, const char *target, struct pee
     c->o = o;
     c->target = target;
     c->serve = run->serve;
+    c->gate = run->gate;
     c->aux = run->aux;
     c->link = link;
     c->state = CTL_CONNECTING;
@@ -1105,6 +1113,13 @@ int peer_rendezvous(const struct peer_opts *o, const char *target, struct peer_l
 {
     struct ctl_run run = {.may_retry = !target && !o->no_retry};
     return ctl_run_all(o, target, link, &run);
+}
+
+int peer_rendezvous_gate(const struct peer_opts *o, const struct peer_serve *gate,
+                         struct peer_link *link)
+{
+    struct ctl_run run = {.gate = gate, .may_retry = !o->no_retry};
+    return ctl_run_all(o, NULL, link, &run);
 }
 
 int peer_rendezvous_aux(const struct peer_opts *o, const char *target, struct peer_link *link)
