@@ -57,6 +57,9 @@ static int dispatch(struct peer_opts *o, int argc, char **argv, int first)
         if ((o->forward || o->nallow || o->allow_anyone) && commands[i].run != cmd_listen)
             return opts_bad("--forward, --allow and --allow-anyone are for listen, not %s",
                             argv[first]);
+        if ((o->nfrom || o->from_anyone || o->dotfiles) && commands[i].run != cmd_receive)
+            return opts_bad("--from, --from-anyone and --dotfiles are for receive, not %s",
+                            argv[first]);
         if (o->local && commands[i].run != cmd_connect)
             return opts_bad("--local is for connect, not %s", argv[first]);
         /* encryption is never switched off by a stray flag: --plain means direct only */
