@@ -43,6 +43,11 @@
  * limits how fast anyone can make them), few enough that they cannot exhaust our descriptors
  * (each engine holds at most a socket per candidate and PUNCH_MAX_INBOUND more). */
 #define CTL_WAIT_SETUPS 8
+/* An inbound connection that no session expects yet (its punch order may still be on the way:
+ * the peer's order can arrive first) is held, without a byte written, this long at most, and
+ * this many at once; then reset as if nothing listened. */
+#define CTL_PENDING 16
+#define CTL_PENDING_MS 1000
 
 /* How a control connection serves punch orders. */
 enum ctl_mode {
@@ -118,6 +123,13 @@ struct ctl {
     uv_poll_t lst[2];
     int lst_fd[2];
     int nlst;
+    struct {
+        int fd;
+        struct sockaddr_storage from;
+        uint64_t ms;
+    } pend[CTL_PENDING];
+    int npend;
+    uv_timer_t pend_timer; /* drops pending connections after CTL_PENDING_MS */
     int result;
     /* listen: a lost or unreachable server is waited for (peer_rendezvous tries again);
      * was_registered: an earlier attempt of this run got a welcome, registered: this one did,
@@ -149,6 +161,32 @@ static void ctl_close(struct ctl *c)
 static void ctl_on_poll(uv_poll_t *h, int status, int events);
 static void ctl_lst_closed(uv_handle_t *h);
 
+/* A reset, not a FIN: to the dialler it looks like no listener, and no TIME_WAIT stays on the
+ * 4-tuple the peer may dial again. */
+static void ctl_rst_close(int fd)
+{
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+}
+
+static void ctl_pend_take(struct ctl *c, int i)
+{
+    c->pend[i] = c->pend[--c->npend];
+    if (!c->npend)
+        uv_timer_stop(&c->pend_timer);
+}
+
+static void ctl_pend_route(struct ctl *c);
+
+static void ctl_pend_drop_all(struct ctl *c)
+{
+    while (c->npend) {
+        ctl_rst_close(c->pend[0].fd);
+        ctl_pend_take(c, 0);
+    }
+}
+
 /* The shared listener lives as long as the registration or, after that, as long as sessions
  * still punch (a server lost in the middle of a punch does not end it). */
 static void ctl_close_listeners(struct ctl *c)
@@ -165,6 +203,7 @@ static void ctl_end(struct ctl *c, int result)
     c->state = CTL_DONE;
     c->result = result;
     uv_timer_stop(&c->timer);
+    ctl_pend_drop_all(c);
     prb_cancel(c->probe);
     prb_cancel(c->probe6);
     c->probe = c->probe6 = NULL;
@@ -574,10 +613,13 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
         LOG_D("candidate %d: %s (%s)", i,
               ep_format((struct sockaddr *)&cfg->cand[i].addr, ep, sizeof ep), cfg->cand[i].kind);
     ss->punch = punch_start(&c->loop, cfg, ss->link, ctl_punch_done, ss, err, sizeof err);
-    if (!ss->punch)
+    if (!ss->punch) {
         ctl_sess_abandon(ss, EXIT_LOCAL, err);
-    else if (relay)
+        return;
+    }
+    if (relay)
         ctl_relay_start(ss, m);
+    ctl_pend_route(c);
 }
 
 /* Refusals that go away by themselves. id-taken is one only after we had the id: our own
@@ -792,6 +834,52 @@ static struct ctl_sess *ctl_route(struct ctl *c, const struct sockaddr *from)
     return nhost == 1 ? host : NULL;
 }
 
+/* Pending connections that a new session has a candidate for go to it. */
+static void ctl_pend_route(struct ctl *c)
+{
+    for (int i = 0; i < c->npend;) {
+        struct ctl_sess *ss = ctl_route(c, (const struct sockaddr *)&c->pend[i].from);
+        int fd = c->pend[i].fd;
+        if (!ss) {
+            i++;
+            continue;
+        }
+        ctl_pend_take(c, i);
+        punch_adopt(ss->punch, fd, "inbound", NULL, 0);
+    }
+}
+
+static void ctl_on_pend_timer(uv_timer_t *t)
+{
+    struct ctl *c = t->data;
+    uint64_t now = clk_ms();
+    for (int i = 0; i < c->npend;) {
+        if (now - c->pend[i].ms < CTL_PENDING_MS) {
+            i++;
+            continue;
+        }
+        ctl_rst_close(c->pend[i].fd);
+        ctl_pend_take(c, i);
+    }
+}
+
+/* No session expects fd (yet): hold it a moment, or reset it. */
+static void ctl_pend_add(struct ctl *c, int fd, const struct sockaddr_storage *from)
+{
+    char ep[EP_STRLEN];
+    if (c->state == CTL_DONE || c->npend >= CTL_PENDING) {
+        LOG_D("resetting an inbound connection from %s: no session has a candidate there",
+              ep_format((const struct sockaddr *)from, ep, sizeof ep));
+        ctl_rst_close(fd);
+        return;
+    }
+    c->pend[c->npend].fd = fd;
+    c->pend[c->npend].from = *from;
+    c->pend[c->npend].ms = clk_ms();
+    if (c->npend++ == 0)
+        uv_timer_start(&c->pend_timer, ctl_on_pend_timer, 200, 200);
+}
+
 /* The listener is polled, not uv_listen'ed: libuv would accept on its own and hold the
  * connection in its handle, while the sessions' engines take plain descriptors. */
 static void ctl_on_inbound(uv_poll_t *h, int status, int events)
@@ -799,7 +887,6 @@ static void ctl_on_inbound(uv_poll_t *h, int status, int events)
     struct ctl *c = h->data;
     struct sockaddr_storage from;
     struct ctl_sess *ss;
-    char ep[EP_STRLEN];
     uv_os_fd_t lfd;
 
     (void)events;
@@ -813,9 +900,7 @@ static void ctl_on_inbound(uv_poll_t *h, int status, int events)
         ep_unmap(&from);
         ss = ctl_route(c, (const struct sockaddr *)&from);
         if (!ss) {
-            LOG_D("closing an inbound connection from %s: no session has a candidate there",
-                  ep_format((const struct sockaddr *)&from, ep, sizeof ep));
-            close(fd);
+            ctl_pend_add(c, fd, &from);
             continue;
         }
         punch_adopt(ss->punch, fd, "inbound", NULL, 0);
@@ -1096,11 +1181,14 @@ static int ctl_attempt(const struct peer_opts *o, const char *target, struct pee
     uv_loop_init(&c->loop);
     uv_timer_init(&c->loop, &c->timer);
     c->timer.data = c;
+    uv_timer_init(&c->loop, &c->pend_timer);
+    c->pend_timer.data = c;
     result = ctl_open(c);
     if (result != EXIT_DONE)
         ctl_end(c, result);
     uv_run(&c->loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&c->timer, NULL);
+    uv_close((uv_handle_t *)&c->pend_timer, NULL);
     uv_run(&c->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&c->loop) != 0)
         LOG_D("event loop still had handles at exit");

@@ -4,8 +4,8 @@
 # or it never dialled, and the real peer's order, arriving meanwhile, was ignored (exit 4 too).
 #   listen --peer-key (alice's key): a real `tcpunch connect` as mallory (another identity),
 #     then a raw stranger (stranger.py: registers, sends connect, never dials); then alice.
-#   receive with known_peers pinning carol: mallory's `send` under the id carol (its own key),
-#     then a raw stranger that is admitted (no pin for its id) and never dials, and alice's
+#   receive --from alice (where the binary has --from), with known_peers pinning carol:
+#     mallory's `send` under the id carol (its own key), then a raw stranger that is admitted (no pin for its id) and never dials, and alice's
 #     send right behind it, while the stranger's session is still being set up.
 #   chat (no pin at all): a raw stranger, and alice's chat right behind it.
 # Each time the victim must still be waiting after the stranger, and the real peer's data
@@ -62,10 +62,13 @@ chmod 700 "$WORK/home/$R"
 echo "$C $(key_of "$(uid someone-else)")" >"$WORK/home/$R/known_peers"
 chmod 600 "$WORK/home/$R/known_peers"
 head -c 100000 /dev/urandom >"$WORK/src/photo.bin"
+# receive takes files only from the senders it names, where it knows --from (older: anyone)
+FROM=()
+"$TCPUNCH_BIN" --help | grep -q -- "--from" && FROM=(--from "$A")
 echo evil >"$WORK/src/evil.txt"
 mark=$(log_mark)
-spawn 60 "$TCPUNCH" -s "$SRV" -i "$R" -t 4 -v receive --dir "$WORK/dst" >"$WORK/r.out" \
-    2>"$WORK/r.err"
+spawn 60 "$TCPUNCH" -s "$SRV" -i "$R" -t 4 -v receive "${FROM[@]}" --dir "$WORK/dst" \
+    >"$WORK/r.out" 2>"$WORK/r.err"
 pid_r=$!
 wait_registered "$R" "$mark"
 # mallory takes the id carol (nobody had it on this server) with its own identity
