@@ -925,7 +925,9 @@ static int cl_remote_peer(struct cl *c, json_t *msg, const char *sender, const c
         return -1;
     }
     loopback_ok = ep_is_loopback((const struct sockaddr *)&m.u.punch.observed);
-    bad = srv_bad_candidate((const struct sockaddr *)&m.u.punch.observed, true);
+    /* the observed address too: the relay and a NAT-mapping peer dial it */
+    if ((bad = srv_bad_candidate((const struct sockaddr *)&m.u.punch.observed, true)))
+        ep_format((const struct sockaddr *)&m.u.punch.observed, ep, sizeof ep);
     for (int i = 0; !bad && i < m.u.punch.endpoints.n; i++)
         if ((bad = srv_bad_candidate((const struct sockaddr *)&m.u.punch.endpoints.ep[i],
                                      loopback_ok)))
