@@ -1057,8 +1057,8 @@ static void cl_on_introduce(struct cl *c, json_t *msg, const char *sender)
 static void cl_dispatch(struct cl *c, const char *payload, size_t len)
 {
     unsigned char tag[crypto_auth_hmacsha512256_BYTES], want[sizeof tag];
-    const char *json = payload + 3 + CL_TAG_HEX + 1, *type, *sender;
-    size_t jlen = len - (3 + CL_TAG_HEX + 1), taglen;
+    const char *json, *type, *sender;
+    size_t jlen, taglen;
     json_error_t jerr;
     json_t *msg = NULL;
     json_int_t t;
@@ -1070,6 +1070,8 @@ static void cl_dispatch(struct cl *c, const char *payload, size_t len)
         cl_reject(c, "not a signed message of this version (%zu bytes)", len);
         return;
     }
+    json = payload + 3 + CL_TAG_HEX + 1;
+    jlen = len - (3 + CL_TAG_HEX + 1);
     cl_mac(c, c->chan, json, jlen, want);
     if (sodium_memcmp(tag, want, sizeof tag) != 0) {
         cl_reject(c, "bad MAC (not from an instance with this --cluster-secret-file)");

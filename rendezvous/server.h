@@ -19,7 +19,7 @@
 #define SRV_MAX_LISTEN 16
 #define SRV_MAX_WRITE_QUEUE (256 * 1024) /* bytes queued to one peer before it is dropped */
 #define SRV_READ_BUF (64 * 1024)
-#define SRV_MAX_HELD (2 * PROTO_MAX_LINE) /* bytes read after a hello waiting for a claim */
+#define SRV_MAX_HELD PROTO_MAX_LINE /* bytes read after a hello waiting for its claim */
 
 struct srv;
 struct pair_pending;

@@ -14,9 +14,10 @@ test_cluster_bus.sh. Speaks RESP over a loopback socket; every wait is bounded.
   busforge.py hold PORT - ID
       (PORT: an instance) registers ID with a ping in the same segment as the hello: the
       ping must not be answered before the claim's verdict (the welcome). Prints the order.
-  busforge.py replay PORT PREFIX INST
+  busforge.py replay PORT PREFIX INST [OTHER_INST]
       subscribes to INST's channel, prints READY, republishes the first introduce it sees
-      there as it was, prints its session and the number of receivers.
+      there as it was (and on OTHER_INST's channel too), prints its session and the number
+      of receivers.
 """
 import hashlib
 import hmac
@@ -187,6 +188,8 @@ def main():
         r = subscribe(port, chan(prefix, inst))
         raw, intro = wait_introduce(r, deadline)
         n = publish(port, chan(prefix, inst), raw)
+        if len(sys.argv) > 5:
+            publish(port, chan(prefix, sys.argv[5]), raw)
         print("REPLAYED", intro["session"], n, flush=True)
     else:
         sys.exit("unknown mode " + mode)

@@ -19,6 +19,18 @@ PFX=tcpunch:
 rcli() { timeout 5 redis-cli -p "$REDIS_PORT" "$@"; }
 no_injected() { ! grep -q INJECTED "$1"; }
 
+# secure by default: no cluster without its secret (exit 1), an empty secret file is exit 3
+if [ ${#CLUSTER_ARGS[@]} -gt 0 ]; then
+    timeout 5 "$RENDEZVOUS" -l "127.0.0.1:$(free_port)" --redis 127.0.0.1:1 --public-address 127.0.0.1:1 \
+        >/dev/null 2>"$WORK/opt.err"
+    check_rc "--redis without --cluster-secret-file" 1 $?
+    check "  ... says why" grep -q -- "--redis needs --cluster-secret-file" "$WORK/opt.err"
+    : >"$WORK/empty.secret"
+    timeout 5 "$RENDEZVOUS" -l "127.0.0.1:$(free_port)" --redis 127.0.0.1:1 --public-address 127.0.0.1:1 \
+        --cluster-secret-file "$WORK/empty.secret" >/dev/null 2>"$WORK/opt.err"
+    check_rc "an empty --cluster-secret-file" 3 $?
+fi
+
 head -c 65536 /dev/urandom >"$WORK/a.in"
 head -c 65536 /dev/urandom >"$WORK/b.in"
 start_redis
@@ -101,12 +113,22 @@ if [ ${#CLUSTER_ARGS[@]} -gt 0 ]; then
     pass "signed introduce with a link-local candidate: refused"
     check "signed introduce: B punched nobody for mallory" \
         sh -c "! tail -c +$((mark + 1)) '$(inst_log B)' | grep -q 'punch sent: .*mallory'"
+    # signed with another secret: the MAC does not verify
+    head -c 32 /dev/urandom >"$WORK/wrong.secret"
+    mark=$(inst_mark B)
+    timeout 10 python3 "$FORGE" introduce "$REDIS_PORT" "$PFX" B "$target" "127.0.0.1:9" \
+        "$WORK/wrong.secret" >/dev/null
+    wait_until 5 inst_says B "$mark" "rejected: bad MAC" ||
+        fail "an introduce signed with another secret: not refused for its MAC"
+    pass "an introduce signed with another secret: refused (bad MAC)"
     kill "$tpid" 2>/dev/null
     wait "$tpid" 2>/dev/null
 fi
 
 # ---- a genuine introduction A -> B still works; its introduce, captured and published again
-timeout -k 2 25 python3 "$FORGE" replay "$REDIS_PORT" "$PFX" B >"$WORK/r.out" &
+# (and on A's channel: the MAC covers the channel, so it cannot be moved either)
+markA=$(inst_mark A)
+timeout -k 2 25 python3 "$FORGE" replay "$REDIS_PORT" "$PFX" B A >"$WORK/r.out" &
 rpid=$!
 BG_PIDS+=("$rpid")
 wait_until 10 grep -q READY "$WORK/r.out" || die "the replayer never subscribed"
@@ -121,6 +143,9 @@ sleep 1
 n=$(inst_since B "$mark" | grep -c "punch sent: session $session,")
 check "the replayed introduce punched nothing more (B sent $n punch line(s) for $session)" [ "$n" = 1 ]
 check "B logged the replay" inst_says B "$mark" "rejected: .*a replay"
+check "A refused the copy moved to its channel" inst_says A "$markA" "rejected: bad MAC"
+check "A answered nothing for the moved copy" \
+    sh -c "! tail -c +$((markA + 1)) '$(inst_log A)' | grep -q 'punch sent: session $session,.*initiator, on instance'"
 # ---- a hello waiting for its claim holds what follows it (PROTOCOL.md, Cluster): a ping sent
 # in the same segment is answered after the welcome, not while Redis decides
 order=$(timeout 15 python3 "$FORGE" hold "${INST_PORT[A]}" - "$(uid holder)")
