@@ -141,8 +141,8 @@ struct cl {
     struct cl_op *ops;
     size_t nops;
     unsigned char bus_key[crypto_auth_hmacsha512256_KEYBYTES];
-    int64_t last_t_sent;  /* the "t" of the last message sent */
-    int64_t floor_t;      /* nothing older is taken: start time, or an evicted sender's last */
+    int64_t last_t_sent; /* the "t" of the last message sent */
+    int64_t floor_t;     /* nothing older is taken: start time, or an evicted sender's last */
     struct cl_sender senders[CL_MAX_SENDERS];
     size_t nsenders;
     uint64_t reject_window_ms; /* rate limit of the rejection log lines */
@@ -233,8 +233,9 @@ static int cl_read_secret(struct cl *c, const char *path, char *err, size_t errl
     unsigned char h[AUTH_KEY_BYTES];
     char why[200];
     if (!path) {
-        snprintf(err, errlen, "--redis needs --cluster-secret-file FILE (the key of the messages "
-                              "between instances)");
+        snprintf(err, errlen,
+                 "--redis needs --cluster-secret-file FILE (the key of the messages "
+                 "between instances)");
         return -1;
     }
     if (auth_secret_load(path, h, why, sizeof why) < 0) {
@@ -359,7 +360,8 @@ static bool cl_fresh(struct cl *c, const char *sender, int64_t t)
     int64_t now = cl_wall_us(), win = (int64_t)CL_BUS_FRESH_S * 1000000;
     struct cl_sender *e = NULL, *oldest = NULL;
     if (t < now - win || t > now + win) {
-        cl_reject(c, "from %s: stamped %+" PRId64 " ms from now, outside +-%d s (clock skew, "
+        cl_reject(c,
+                  "from %s: stamped %+" PRId64 " ms from now, outside +-%d s (clock skew, "
                   "or a replay)",
                   sender, (t - now) / 1000, CL_BUS_FRESH_S);
         return false;
@@ -826,8 +828,8 @@ void cl_connect(struct cl *c, struct srv_conn *from, const char *target)
  * initiator with the target, or with one of the errors an instance sends. */
 static void cl_on_answer(struct cl *c, json_t *msg, const char *sender)
 {
-    static const char *const names[] = {"type",    "sender", "t",        "session",
-                                        "code",    "message", "line",    "delay_us", NULL};
+    static const char *const names[] = {"type",    "sender", "t",        "session", "code",
+                                        "message", "line",   "delay_us", NULL};
     const char *session = cl_str(msg, "session", PROTO_SESSION_LEN);
     const char *code = cl_str(msg, "code", PROTO_MAX_CODE);
     const char *text = cl_str(msg, "message", PROTO_MAX_TEXT);
@@ -933,8 +935,8 @@ static int cl_remote_peer(struct cl *c, json_t *msg, const char *sender, const c
                                      loopback_ok)))
             ep_format((const struct sockaddr *)&m.u.punch.endpoints.ep[i], ep, sizeof ep);
     if (bad) {
-        cl_reject(c, "from %s: introduce for session %s: endpoint %s is %s", sender, session,
-                  ep, bad);
+        cl_reject(c, "from %s: introduce for session %s: endpoint %s is %s", sender, session, ep,
+                  bad);
         return -1;
     }
     memset(p, 0, sizeof *p);
@@ -973,9 +975,8 @@ static void cl_timing(uint32_t rtt_i, uint32_t rtt_t, uint32_t bus_a, uint32_t b
 
 static void cl_on_introduce(struct cl *c, json_t *msg, const char *sender)
 {
-    static const char *const names[] = {"type",   "sender", "t",      "session",    "from",
-                                        "target", "peer",   "path",   "rtt_us", "bus_rtt_us",
-                                        NULL};
+    static const char *const names[] = {"type", "sender", "t",      "session",    "from", "target",
+                                        "peer", "path",   "rtt_us", "bus_rtt_us", NULL};
     const char *session = cl_str(msg, "session", PROTO_SESSION_LEN);
     const char *from = cl_str(msg, "from", CL_MAX_INSTANCE);
     const char *target = cl_str(msg, "target", PROTO_MAX_ID);

@@ -76,7 +76,8 @@ static void usage(FILE *f)
             "Options:\n"
             "  -l, --listen HOST:PORT   address to listen on, repeatable (default " DEFAULT_LISTEN
             " and\n"
-            "                           " DEFAULT_LISTEN6 ", the latter skipped where IPv6 is off);\n"
+            "                           " DEFAULT_LISTEN6
+            ", the latter skipped where IPv6 is off);\n"
             "                           IPv6 as [ADDR]:PORT, e.g. [::]:7000 (IPv6 only)\n"
             "      --probe-listen HOST:PORT\n"
             "                           also listen here for NAT probes only, repeatable\n"
