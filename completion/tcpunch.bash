@@ -86,7 +86,7 @@ _tcpunch_rendezvous()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
     case $prev in
-    --secret-file | --authorized | --id-db | --redis-password-file)
+    --secret-file | --authorized | --id-db | --redis-password-file | --cluster-secret-file)
         COMPREPLY=($(compgen -f -- "$cur"))
         return
         ;;
@@ -96,7 +96,7 @@ _tcpunch_rendezvous()
         --relay-idle --relay-per-peer --relay-per-ip --relay-offers-per-peer
         --secret-file --authorized --id-db --max-ids --ids-per-key --new-ids-per-hour --id-expire
         --max-per-ip --rate-per-ip --connect-rate
-        --redis --redis-password-file --redis-prefix --public-address --instance-id --cluster-ttl
+        --redis --redis-password-file --cluster-secret-file --redis-prefix --public-address --instance-id --cluster-ttl
         --verbose --quiet --help --version" -- "$cur"))
 }
 complete -F _tcpunch_rendezvous tcpunch-rendezvous

@@ -49,6 +49,7 @@ enum {
 enum {
     OPT_REDIS = 1024,
     OPT_REDIS_PASSWORD_FILE,
+    OPT_CLUSTER_SECRET_FILE,
     OPT_REDIS_PREFIX,
     OPT_PUBLIC_ADDRESS,
     OPT_INSTANCE_ID,
@@ -75,7 +76,8 @@ static void usage(FILE *f)
             "Options:\n"
             "  -l, --listen HOST:PORT   address to listen on, repeatable (default " DEFAULT_LISTEN
             " and\n"
-            "                           " DEFAULT_LISTEN6 ", the latter skipped where IPv6 is off);\n"
+            "                           " DEFAULT_LISTEN6
+            ", the latter skipped where IPv6 is off);\n"
             "                           IPv6 as [ADDR]:PORT, e.g. [::]:7000 (IPv6 only)\n"
             "      --probe-listen HOST:PORT\n"
             "                           also listen here for NAT probes only, repeatable\n"
@@ -144,6 +146,11 @@ static void usage(FILE *f)
             "                           --id-db (owners live in Redis)\n"
             "      --redis-password-file FILE\n"
             "                           send AUTH with the first line of FILE (default none)\n"
+            "      --cluster-secret-file FILE\n"
+            "                           required with --redis: the same FILE on every\n"
+            "                           instance; every message between instances carries a\n"
+            "                           MAC keyed by its hash (stale > 30 s or replayed ones\n"
+            "                           are refused)\n"
             "      --redis-prefix P     prefix of every Redis key and channel (default\n"
             "                           " CL_DEFAULT_PREFIX ")\n"
             "      --public-address HOST:PORT\n"
@@ -169,7 +176,8 @@ static void usage(FILE *f)
             "  0  clean shutdown after SIGINT or SIGTERM\n"
             "  1  usage error (unknown option, bad value or --listen address)\n"
             "  2  cannot listen (address in use, permission denied, ...)\n"
-            "  3  a --secret-file, --id-db, --authorized or --redis-password-file\n"
+            "  3  a --secret-file, --id-db, --authorized, --redis-password-file or\n"
+            "     --cluster-secret-file\n"
             "     file cannot be used (the message names the file and line), or the\n"
             "     cluster configuration is invalid\n");
 }
@@ -289,6 +297,9 @@ static int parse_cluster(int opt, const char *arg, struct cl_cfg *cl)
     case OPT_REDIS_PASSWORD_FILE:
         cl->password_file = arg;
         return 0;
+    case OPT_CLUSTER_SECRET_FILE:
+        cl->secret_file = arg;
+        return 0;
     case OPT_REDIS_PREFIX:
         if (!*arg || strlen(arg) > CL_MAX_PREFIX || strpbrk(arg, " \t\r\n"))
             return usage_error("--redis-prefix must be 1..64 bytes without blanks, not '%s'", arg);
@@ -317,6 +328,10 @@ static int check_cluster(const struct srv_config *cfg, bool cluster_flags)
     if (cfg->cluster.public_addr.ss_family == AF_UNSPEC)
         return usage_error("%s", "--redis needs --public-address HOST:PORT (how peers reach "
                                  "this instance)");
+    /* whoever may PUBLISH on Redis would otherwise speak for every instance */
+    if (!cfg->cluster.secret_file)
+        return usage_error("%s", "--redis needs --cluster-secret-file FILE (the shared key that "
+                                 "authenticates the messages between instances)");
     if (cfg->gate.id_db)
         return usage_error("%s", "--id-db and --redis exclude each other: in cluster mode the id "
                                  "owners live in Redis");
@@ -428,6 +443,7 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
         {"id-expire", required_argument, NULL, OPT_ID_EXPIRE},
         {"redis", required_argument, NULL, OPT_REDIS},
         {"redis-password-file", required_argument, NULL, OPT_REDIS_PASSWORD_FILE},
+        {"cluster-secret-file", required_argument, NULL, OPT_CLUSTER_SECRET_FILE},
         {"redis-prefix", required_argument, NULL, OPT_REDIS_PREFIX},
         {"public-address", required_argument, NULL, OPT_PUBLIC_ADDRESS},
         {"instance-id", required_argument, NULL, OPT_INSTANCE_ID},
@@ -445,6 +461,7 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
     while ((opt = getopt_long(argc, argv, "l:vqhV", opts, NULL)) != -1) {
         switch (opt) {
         case OPT_REDIS_PASSWORD_FILE:
+        case OPT_CLUSTER_SECRET_FILE:
         case OPT_REDIS_PREFIX:
         case OPT_PUBLIC_ADDRESS:
         case OPT_INSTANCE_ID:

@@ -33,6 +33,7 @@ struct srv_wreq {
 
 static void srv_close(struct srv_conn *c);
 static void srv_probe6_refresh(struct srv *s);
+static void srv_unhold(struct srv_conn *c);
 
 /* ---- connection lists ---- */
 
@@ -127,6 +128,7 @@ static void srv_on_close(uv_handle_t *h)
     struct srv *s = c->srv;
     lbz_free(&c->lb);
     free(c->ep);
+    free(c->held);
     free(c);
     srv_maybe_done(s);
 }
@@ -377,7 +379,7 @@ static const char *srv_bad_v4(uint32_t a, bool loopback_ok)
     return NULL;
 }
 
-static const char *srv_bad_candidate(const struct sockaddr *sa, bool loopback_ok)
+const char *srv_bad_candidate(const struct sockaddr *sa, bool loopback_ok)
 {
     const struct in6_addr *a6;
     uint32_t v4;
@@ -466,6 +468,7 @@ static void srv_register(struct srv_conn *c, const struct proto_msg *m)
 void srv_hello_claimed(struct srv_conn *c, const struct proto_msg *hello, const char *code,
                        const char *msg)
 {
+    bool was = c->claiming;
     c->claiming = false;
     if (!srv_active(c))
         return;
@@ -473,6 +476,8 @@ void srv_hello_claimed(struct srv_conn *c, const struct proto_msg *hello, const 
         srv_refuse(c, code, msg, true);
     else
         srv_register(c, hello);
+    if (was)
+        srv_unhold(c);
 }
 
 static void srv_on_hello(struct srv_conn *c, const struct proto_msg *m)
@@ -661,6 +666,8 @@ static int srv_on_line(void *ctx, char *line, size_t len)
     switch (m.type) {
     case PROTO_HELLO:
         srv_on_hello(c, &m);
+        if (c->claiming)
+            return 1; /* what follows waits for the verdict (srv_hold) */
         break;
     case PROTO_CONNECT:
         srv_on_connect(c, m.u.connect.target);
@@ -701,6 +708,7 @@ static void srv_on_read_end(struct srv_conn *c, ssize_t status)
 }
 
 static void srv_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+static void srv_hold(struct srv_conn *c, const char *rest, size_t n);
 
 /* A `relay` first line: the connection leaves the peer path (no registry, no pings, not
  * counted as a peer) and the relay owns its socket from now on. */
@@ -729,11 +737,24 @@ static void srv_relay(struct srv_conn *c, const char *rest, size_t restlen)
     srv_close(c);
 }
 
+/* Feeds received bytes (modified in place) to the line parser. */
+static void srv_feed(struct srv_conn *c, char *data, size_t n)
+{
+    char msg[64];
+    ssize_t used = lbz_feed(&c->lb, data, n, srv_on_line, c);
+    if (used >= 0 && c->relay_req)
+        srv_relay(c, data + used, n - (size_t)used);
+    else if (used >= 0 && c->claiming)
+        srv_hold(c, data + used, n - (size_t)used);
+    else if (used < 0) {
+        snprintf(msg, sizeof msg, "a line is longer than %d bytes", PROTO_MAX_LINE);
+        srv_refuse(c, "line-too-long", msg, true);
+    }
+}
+
 static void srv_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
     struct srv_conn *c = st->data;
-    char msg[64];
-    ssize_t used;
 
     if (n < 0) {
         srv_on_read_end(c, n);
@@ -741,13 +762,39 @@ static void srv_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     }
     if (n == 0 || !srv_active(c))
         return; /* lingering: input is read only so that closing sends no reset */
-    used = lbz_feed(&c->lb, buf->base, (size_t)n, srv_on_line, c);
-    if (used >= 0 && c->relay_req)
-        srv_relay(c, buf->base + used, (size_t)(n - used));
-    else if (used < 0) {
-        snprintf(msg, sizeof msg, "a line is longer than %d bytes", PROTO_MAX_LINE);
-        srv_refuse(c, "line-too-long", msg, true);
+    srv_feed(c, buf->base, (size_t)n);
+}
+
+/* A hello waits for the cluster's verdict (PROTOCOL.md, "Cluster"): nothing after it is served
+ * before. Reading stops; the bytes already read after the hello are kept (a client sends
+ * nothing before welcome, so a little is plenty) and fed once the verdict is in. */
+static void srv_hold(struct srv_conn *c, const char *rest, size_t n)
+{
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (n == 0)
+        return;
+    if (n > SRV_MAX_HELD || !(c->held = malloc(n))) {
+        c->claiming = false; /* the verdict, when it comes, finds an inactive connection */
+        srv_refuse(c, "unexpected-type", "too much data before the server answered hello", true);
+        uv_read_start((uv_stream_t *)&c->tcp, srv_on_alloc, srv_on_read);
+        return;
     }
+    memcpy(c->held, rest, n);
+    c->nheld = n;
+}
+
+/* The verdict is in: read again, after feeding what was held. */
+static void srv_unhold(struct srv_conn *c)
+{
+    char *held = c->held;
+    size_t n = c->nheld;
+    c->held = NULL;
+    c->nheld = 0;
+    if (c->state != SRV_CLOSED)
+        uv_read_start((uv_stream_t *)&c->tcp, srv_on_alloc, srv_on_read);
+    if (held && srv_active(c))
+        srv_feed(c, held, n);
+    free(held);
 }
 
 /* ---- accepting ---- */

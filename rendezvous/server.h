@@ -19,6 +19,7 @@
 #define SRV_MAX_LISTEN 16
 #define SRV_MAX_WRITE_QUEUE (256 * 1024) /* bytes queued to one peer before it is dropped */
 #define SRV_READ_BUF (64 * 1024)
+#define SRV_MAX_HELD PROTO_MAX_LINE /* bytes read after a hello waiting for its claim */
 
 struct srv;
 struct pair_pending;
@@ -94,6 +95,8 @@ struct srv_conn {
     bool peer_eof; /* lingering: the peer has closed, we wait for our error line to leave */
     bool admitted; /* its first line proved the secret (or the server has none) */
     bool claiming; /* its hello waits for the cluster's verdict on the id's owner */
+    char *held;    /* while claiming: bytes read after the hello, served after the verdict */
+    size_t nheld;
     int cl_ops;    /* cluster operations (cluster.c) that may still answer it */
     unsigned char nonce[PROTO_NONCE_BYTES]; /* this connection's challenge */
     unsigned char key[PROTO_KEY_BYTES];     /* the key it registered with */
@@ -176,6 +179,10 @@ const char *srv_who(const struct srv_conn *c, char *buf, size_t len);
  * refused with code and msg. */
 void srv_hello_claimed(struct srv_conn *c, const struct proto_msg *hello, const char *code,
                        const char *msg);
+
+/* Why sa may not be offered to another peer as a candidate (loopback_ok: the peer is on the
+ * host of the server that saw it), or NULL when it may. */
+const char *srv_bad_candidate(const struct sockaddr *sa, bool loopback_ok);
 
 /* c's hello endpoints as the protocol's list (for punch). */
 void srv_endpoints(const struct srv_conn *c, struct proto_eplist *out);
