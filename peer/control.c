@@ -269,8 +269,7 @@ static void ctl_punch_done(struct punch *p, int status, const char *why, void *a
     ctl_sess_free(ss);
 }
 
-static void ctl_relay_done(struct rl *r, int status, const char *why, int fd, const char *pre,
-                           size_t prelen, void *arg)
+static void ctl_relay_done(struct rl *r, int status, const char *why, int fd, void *arg)
 {
     struct ctl_sess *ss = arg;
     (void)r;
@@ -280,7 +279,7 @@ static void ctl_relay_done(struct rl *r, int status, const char *why, int fd, co
         if (!ss->punch)
             close(fd);
         else
-            punch_adopt(ss->punch, fd, "relay", pre, prelen);
+            punch_adopt(ss->punch, fd, "relay");
         return;
     }
     snprintf(ss->relay_note, sizeof ss->relay_note, "%s", why);
@@ -653,7 +652,7 @@ static void ctl_on_inbound(uv_poll_t *h, int status, int events)
             close(fd);
             continue;
         }
-        punch_adopt(ss->punch, fd, "inbound", NULL, 0);
+        punch_adopt(ss->punch, fd, "inbound");
     }
 }
 
