@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -151,10 +152,15 @@ static void ctl_end(struct ctl *c, int result)
     ctl_close(c);
 }
 
-static void ctl_fail(struct ctl *c, int result, const char *fmt, const char *a, const char *b)
+static void ctl_fail(struct ctl *c, int result, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void ctl_fail(struct ctl *c, int result, const char *fmt, ...)
 {
     char msg[512];
-    snprintf(msg, sizeof msg, fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
     LOG_E("%s", msg);
     ctl_end(c, result);
 }
@@ -162,9 +168,13 @@ static void ctl_fail(struct ctl *c, int result, const char *fmt, const char *a, 
 /* The server is down, went away or turned us away for now. listen waits for it (another
  * attempt follows; ctl_run_all says when), and so does a list's next server for anyone not
  * registered yet; everyone else fails. */
-static void ctl_lost(struct ctl *c, const char *fmt, const char *a, const char *b)
+static void ctl_lost(struct ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void ctl_lost(struct ctl *c, const char *fmt, ...)
 {
-    snprintf(c->why, sizeof c->why, fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->why, sizeof c->why, fmt, ap);
+    va_end(ap);
     if (!c->may_retry && !(c->multi && !c->registered)) {
         LOG_E("%s", c->why);
         ctl_end(c, EXIT_SERVER);

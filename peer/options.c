@@ -1,4 +1,6 @@
 #include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,14 +135,18 @@ void opts_usage(FILE *out)
           out);
 }
 
-int opts_bad(const char *fmt, const char *arg)
+int opts_bad(const char *fmt, ...)
 {
+    char msg[PATH_MAX + 600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
     if (log_json()) { /* held for main's error event: stderr carries only JSON */
-        log_msg(LOG_ERROR, fmt, arg);
+        log_msg(LOG_ERROR, "%s", msg);
         return EXIT_USAGE;
     }
-    fprintf(stderr, "tcpunch: ");
-    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "tcpunch: %s", msg);
     fprintf(stderr, "\nTry 'tcpunch --help' for more information.\n");
     return EXIT_USAGE;
 }

@@ -23,6 +23,6 @@ int opts_peer_key(const char *v, char *fp, size_t len);
 void opts_usage(FILE *out);
 
 /* Prints "tcpunch: <fmt with arg>" and the --help hint; returns EXIT_USAGE. */
-int opts_bad(const char *fmt, const char *arg);
+int opts_bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif
