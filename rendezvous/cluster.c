@@ -506,7 +506,8 @@ static void cl_on_answer(struct cl *c, json_t *msg)
     struct cl_op *op = session ? cl_op_find(c, session) : NULL;
     struct srv_conn *conn;
     char buf[PROTO_MAX_LINE], target[PROTO_MAX_ID + 1], where[CL_MAX_INSTANCE + 1];
-    char sess[PROTO_SESSION_LEN + 1];
+    char sess[PROTO_SESSION_LEN + 1], why[200];
+    struct proto_msg m;
     size_t n;
 
     if (!op || !op->conn) {
@@ -519,7 +520,14 @@ static void cl_on_answer(struct cl *c, json_t *msg)
         return;
     }
     n = line ? strlen(line) : 0;
-    if (n == 0 || n + 1 >= sizeof buf) {
+    /* The line goes to our peer as it is: it must be one punch line for this very session, as
+     * the peer would decode it. Whatever wrote it into Redis is not trusted with more (a raw
+     * newline, JSON whitespace to the decoder, would make it two lines on the wire). */
+    if (n == 0 || n + 1 >= sizeof buf || memchr(line, '\n', n) ||
+        json_string_length(json_object_get(msg, "line")) != n ||
+        proto_decode(line, n, PROTO_TO_PEER, &m, why, sizeof why) != PROTO_OK ||
+        m.type != PROTO_PUNCH || strcmp(m.u.punch.session, op->session) != 0) {
+        LOG_W("cluster: a broken answer for session %s ignored", op->session);
         cl_op_fail(op, "internal", "another server of the cluster sent a broken answer");
         return;
     }

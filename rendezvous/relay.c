@@ -13,7 +13,9 @@
 #define RLY_BUCKETS 1024
 #define RLY_SWEEP_MS 1000
 #define RLY_CHUNK (128 * 1024) /* largest read (64 KiB: 80 % of a socat relay, 128: 87 %); with a rate limit, reads shrink to rate/8 */
-#define RLY_PEND_MAX RLY_CHUNK /* bytes a waiting side may send before we stop reading it */
+/* bytes a waiting side may send before we stop reading it (PROTOCOL.md, "Relay": 64 KiB);
+ * rly_on_alloc never reads past it, so it is a hard cap, not where reading stops */
+#define RLY_PEND_MAX (64 * 1024)
 #define RLY_LINGER_MS 2000     /* a refused waiting side gets this long to read its error */
 #define RLY_KEEPALIVE_S 60     /* notice a peer that vanished without a reset */
 
@@ -378,7 +380,11 @@ static void rly_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     struct rly_side *d = container_of((uv_tcp_t *)h, struct rly_side, tcp);
     size_t n = rly_chunk(d->s->r);
-    struct rly_wreq *w = rly_wreq_new(n);
+    struct rly_wreq *w;
+    /* before the splice every byte read is kept: read no more than the cap leaves room for */
+    if (d->s->state == RS_WAITING && d->pend_len < RLY_PEND_MAX && RLY_PEND_MAX - d->pend_len < n)
+        n = RLY_PEND_MAX - d->pend_len;
+    w = rly_wreq_new(n);
     (void)hint;
     *buf = w ? uv_buf_init(w->data, (unsigned)n) : uv_buf_init(NULL, 0);
 }
