@@ -32,8 +32,16 @@ def main():
     sh = Shake(ident, me, punch)
     # the victim (responder) offers its shake on every connection to its punch port, with the
     # one ephemeral key of this punch: enough to sign an answer that verifies on the relay too
-    direct = PeerConn(ep_tuple(punch["observed"]))
-    offer = direct.line(5.0)
+    # (listen --forward listens all the time and closes a connection that comes before its own
+    # punch order: dial again until the offer comes, for up to 8 s)
+    end = time.time() + 8
+    while True:
+        direct = PeerConn(ep_tuple(punch["observed"]))
+        offer = direct.line(2.0)
+        if (offer and offer.get("type") == "shake") or time.time() >= end:
+            break
+        direct.close()
+        time.sleep(0.1)
     if not offer or offer.get("type") != "shake":
         report["error"] = f"no offer on the punch port: {offer!r}"
         return finish(report, out, 1)
