@@ -278,9 +278,11 @@ static void fz_relay(const uint8_t *data, size_t size)
         fz_check_join(srv);
         fz_check_rest(fr.fd, data, size, end2);
     }
-    FZ_CHECK(fr.done || !(fz_is(data, 0, end1, PROTO_CHALLENGE) &&
-                          fz_is(data, end1, end2, PROTO_RELAYED)),
-             "a genuine challenge and `relayed` did not finish the relay client");
+    /* a genuine challenge and `relayed` must always get the client joined, whatever follows */
+    FZ_CHECK((fr.done && fr.status == EXIT_DONE) ||
+                 !(fz_is(data, 0, end1, PROTO_CHALLENGE) && fz_is(data, end1, end2, PROTO_RELAYED)),
+             "a genuine challenge and `relayed` did not get the relay client joined (%s %d)",
+             fr.done ? "status" : "not done", fr.status);
     if (fr.done && fr.status == EXIT_DONE)
         FZ_CHECK(fr.fd >= 0, "success without a descriptor");
     fz_reset(fr.fd);
