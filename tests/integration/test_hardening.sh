@@ -6,8 +6,9 @@
 #   non-executable stack, __stack_chk_fail imported (-fstack-protector-strong), FORTIFY's
 #   __*_chk functions imported (-D_FORTIFY_SOURCE=3), and the CET markings (IBT, SHSTK in
 #   .note.gnu.property, -fcf-protection).
-# args: BUILD_DIR SANITIZED(0|1) HARDEN(0|1)
-# A sanitizer build has no FORTIFY (it conflicts with ASan): that check is skipped, saying so.
+# args: BUILD_DIR SANITIZED(0|1) HARDEN(0|1) [BUILD_TYPE]
+# A sanitizer build has no FORTIFY (it conflicts with ASan), nor has a Debug build (-O0): that
+# check is then skipped, saying so.
 # The linker keeps the CET note only when every object has it, the C library's start files
 # too: where those lack it (Debian 12's glibc), no program linked there can carry it, and our
 # own objects are checked for it instead, saying so.
@@ -16,6 +17,7 @@ set -uo pipefail
 build=${1:?usage: test_hardening.sh BUILD_DIR SANITIZED HARDEN}
 sanitized=${2:-0}
 harden=${3:-1}
+build_type=${4:-}
 
 if ! command -v readelf >/dev/null 2>&1; then
     echo "SKIPPED: readelf (binutils) is not installed" >&2
@@ -74,6 +76,8 @@ check_binary() {
         bad "$name: __stack_chk_fail is not imported (no -fstack-protector-strong)"
     if [ "$sanitized" = 1 ]; then
         echo "NOTE: $name: FORTIFY check skipped: sanitizer build (FORTIFY conflicts with ASan)" >&2
+    elif [ "$build_type" = Debug ]; then
+        echo "NOTE: $name: FORTIFY check skipped: Debug build (FORTIFY needs optimisation)" >&2
     else
         local chk
         chk=$(grep -Eo 'UND __[a-z0-9_]+_chk\b' <<<"$syms" | grep -v __stack_chk | awk '{print $2}' |
