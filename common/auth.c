@@ -1,9 +1,12 @@
 #include "common/auth.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -59,16 +62,98 @@ int auth_secret_load(const char *path, unsigned char key[AUTH_KEY_BYTES], char *
     return -1;
 }
 
-void auth_admit(const unsigned char key[AUTH_KEY_BYTES], const unsigned char *nonce,
-                unsigned char admit[PROTO_ADMIT_BYTES])
+/* One field of the admit input: its length as two bytes, big-endian, then its bytes. Every
+ * field is length-prefixed, so no two different messages encode to the same bytes. */
+static void auth_field(crypto_auth_hmacsha256_state *st, const void *data, size_t len)
 {
-    crypto_auth_hmacsha256(admit, nonce, PROTO_NONCE_BYTES, key);
+    unsigned char n[2] = {(unsigned char)(len >> 8), (unsigned char)len};
+    crypto_auth_hmacsha256_update(st, n, sizeof n);
+    if (len)
+        crypto_auth_hmacsha256_update(st, data, len);
+}
+
+static void auth_str(crypto_auth_hmacsha256_state *st, const char *s, size_t max)
+{
+    auth_field(st, s, strnlen(s, max));
+}
+
+/* An endpoint as it was parsed: 4 (IPv4: 4 address bytes) or 6 (bracketed: 16 bytes), then the
+ * port, big-endian. Binary, so that two spellings of one address give one encoding. */
+static void auth_endpoint(crypto_auth_hmacsha256_state *st, const struct sockaddr_storage *ss)
+{
+    unsigned char b[1 + 16 + 2];
+    size_t n;
+    uint16_t port;
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)ss;
+        b[0] = 6;
+        memcpy(b + 1, &a6->sin6_addr, 16);
+        port = ntohs(a6->sin6_port);
+        n = 17;
+    } else {
+        const struct sockaddr_in *a4 = (const struct sockaddr_in *)ss;
+        b[0] = 4;
+        memcpy(b + 1, &a4->sin_addr, 4);
+        port = ntohs(a4->sin_port);
+        n = 5;
+    }
+    b[n] = (unsigned char)(port >> 8);
+    b[n + 1] = (unsigned char)port;
+    auth_field(st, b, n + 2);
+}
+
+static void auth_hello_fields(crypto_auth_hmacsha256_state *st, const struct proto_msg *m)
+{
+    unsigned char aux = m->u.hello.aux ? 1 : 0, count = (unsigned char)m->u.hello.endpoints.n;
+    auth_str(st, m->u.hello.id, PROTO_MAX_ID);
+    auth_field(st, m->u.hello.key, m->u.hello.has_key ? PROTO_KEY_BYTES : 0);
+    /* spelled here, not taken from proto.c: tpcommon does not link the codec */
+    auth_str(st,
+             m->u.hello.path == PROTO_PATH_DIRECT  ? "direct"
+             : m->u.hello.path == PROTO_PATH_RELAY ? "relay"
+                                                   : "any",
+             16);
+    auth_field(st, &aux, 1);
+    auth_field(st, &count, 1);
+    for (int i = 0; i < m->u.hello.endpoints.n; i++)
+        auth_endpoint(st, &m->u.hello.endpoints.ep[i]);
+}
+
+bool auth_admit(const unsigned char key[AUTH_KEY_BYTES], const unsigned char *nonce,
+                const struct proto_msg *m, unsigned char admit[PROTO_ADMIT_BYTES])
+{
+    crypto_auth_hmacsha256_state st;
+    if (m->type != PROTO_HELLO && m->type != PROTO_RELAY && m->type != PROTO_PROBE)
+        return false;
+    crypto_auth_hmacsha256_init(&st, key, AUTH_KEY_BYTES);
+    auth_str(&st, AUTH_ADMIT_CONTEXT, sizeof AUTH_ADMIT_CONTEXT);
+    auth_str(&st, m->type == PROTO_HELLO ? "hello" : m->type == PROTO_RELAY ? "relay" : "probe", 16);
+    auth_field(&st, nonce, PROTO_NONCE_BYTES);
+    if (m->type == PROTO_HELLO) {
+        auth_hello_fields(&st, m);
+    } else if (m->type == PROTO_RELAY) {
+        auth_str(&st, m->u.relay.session, PROTO_SESSION_LEN);
+        auth_str(&st, m->u.relay.token, PROTO_TOKEN_LEN);
+    } else {
+        auth_str(&st, m->u.probe.token, PROTO_TOKEN_LEN); /* "" without a token */
+    }
+    crypto_auth_hmacsha256_final(&st, admit);
+    sodium_memzero(&st, sizeof st);
+    return true;
 }
 
 bool auth_admit_ok(const unsigned char key[AUTH_KEY_BYTES], const unsigned char *nonce,
-                   const unsigned char admit[PROTO_ADMIT_BYTES])
+                   const struct proto_msg *m)
 {
-    return crypto_auth_hmacsha256_verify(admit, nonce, PROTO_NONCE_BYTES, key) == 0;
+    unsigned char want[PROTO_ADMIT_BYTES];
+    const unsigned char *got = m->type == PROTO_HELLO && m->u.hello.has_admit ? m->u.hello.admit
+                               : m->type == PROTO_RELAY && m->u.relay.has_admit ? m->u.relay.admit
+                               : m->type == PROTO_PROBE && m->u.probe.has_admit ? m->u.probe.admit
+                                                                                : NULL;
+    bool ok = got && auth_admit(key, nonce, m, want) &&
+              sodium_memcmp(want, got, PROTO_ADMIT_BYTES) == 0;
+    sodium_memzero(want, sizeof want);
+    return ok;
 }
 
 size_t auth_hello_msg(const unsigned char *nonce, const char *id,

@@ -17,12 +17,18 @@
  * unreadable or oversized file is refused. Returns 0, or -1 with the reason in err. */
 int auth_secret_load(const char *path, unsigned char key[AUTH_KEY_BYTES], char *err, size_t errlen);
 
-/* admit = HMAC-SHA-256(key, nonce). */
-void auth_admit(const unsigned char key[AUTH_KEY_BYTES], const unsigned char *nonce,
-                unsigned char admit[PROTO_ADMIT_BYTES]);
-/* Constant-time check of an admit value. */
+#define AUTH_ADMIT_CONTEXT "tcpunch-admit-v1"
+
+/* admit = HMAC-SHA-256(key, the canonical encoding of m's fields that matter, after a context
+ * string and the challenge nonce: PROTOCOL.md, "Admission"). So an admit is worth something
+ * only on its own connection and for its own line: relayed to another connection, or put into
+ * another hello (another id, key, endpoints...), it no longer matches. m is a hello, relay or
+ * probe; returns false for any other type (admit is undefined there). */
+bool auth_admit(const unsigned char key[AUTH_KEY_BYTES], const unsigned char *nonce,
+                const struct proto_msg *m, unsigned char admit[PROTO_ADMIT_BYTES]);
+/* Whether m carries the admit that auth_admit computes for it (constant-time comparison). */
 bool auth_admit_ok(const unsigned char key[AUTH_KEY_BYTES], const unsigned char *nonce,
-                   const unsigned char admit[PROTO_ADMIT_BYTES]);
+                   const struct proto_msg *m);
 
 /* The bytes a hello signature covers: "tcpunch-hello-v1" NUL nonce id. Returns their length;
  * out must hold AUTH_HELLO_MSG_MAX. */

@@ -15,8 +15,11 @@ struct kp_entry {
 };
 
 /* The keys recorded for name in path, in file order: fills up to max entries and returns how
- * many lines name has (0 when none, or when the file does not exist), or -1 with err when the
- * file cannot be read. Comment, blank and malformed lines are skipped. */
+ * many lines name has (0 when none, or when the file does not exist); -1 with err when the file
+ * cannot be read; -2 with err ("path:line: what") when a line that could be one for name cannot
+ * be read as a pin — malformed, over-long, holding a NUL, or the max+1st key for name —, since
+ * skipping it would trust the next key (fail closed). Comment and blank lines are skipped, and
+ * malformed lines that clearly name another peer. */
 int kp_find(const char *path, const char *name, struct kp_entry *out, int max, char *err,
             size_t errlen);
 

@@ -6,6 +6,8 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "common/vis.h"
+
 /* The only process-wide state: configuration written once by main, read everywhere, and in
  * JSON mode the first error, which main reports as the final error event. */
 static struct {
@@ -14,7 +16,7 @@ static struct {
     int stamp;
     int json;
     int held;
-    char first_error[1024];
+    char first_error[VIS_SIZE(1024)];
 } log_cfg = {"tcpunch", LOG_WARN, 0, 0, 0, ""};
 
 void log_init(const char *prog, enum log_level level, int stamp)
@@ -44,7 +46,7 @@ const char *log_first_error(void)
     return log_cfg.held ? log_cfg.first_error : NULL;
 }
 
-/* Escapes text as the body of a JSON string; bytes >= 0x80 pass (messages are UTF-8). */
+/* Escapes text as the body of a JSON string; bytes >= 0x80 pass (vis_mem made it valid UTF-8). */
 static void log_json_escape(const char *in, char *out, size_t len)
 {
     size_t o = 0;
@@ -65,7 +67,7 @@ static void log_json_escape(const char *in, char *out, size_t len)
 static void log_json_line(enum log_level level, const char *msg)
 {
     static const char *const levels[] = {"error", "warning", "note", "info", "debug"};
-    char esc[6 * 1024 + 8]; /* a whole 1024-byte line, every byte escaped */
+    char esc[2 * VIS_SIZE(1024) + 8]; /* after vis_mem only '"' and '\\' grow, to two bytes */
     /* forwarding sessions log from their own threads: only one of them may take the slot */
     static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
     if (level == LOG_ERROR) {
@@ -87,18 +89,20 @@ static void log_json_line(enum log_level level, const char *msg)
 void log_msg(enum log_level level, const char *fmt, ...)
 {
     static const char *const names[] = {"error", "warning", "", "", "debug"};
-    char line[1024];
+    char line[1024], shown[VIS_SIZE(1024)];
     char ts[40] = "";
     int n = 0;
     va_list ap;
 
     if (!log_enabled(level))
         return;
+    /* messages carry ids, reasons, error texts and file names from the network: every line is
+     * rendered safe for a terminal (common/vis.h), whoever formatted it */
     if (log_cfg.json) {
         va_start(ap, fmt);
         vsnprintf(line, sizeof line, fmt, ap);
         va_end(ap);
-        log_json_line(level, line);
+        log_json_line(level, vis_str(line, shown, sizeof shown));
         return;
     }
     if (log_cfg.stamp) {
@@ -116,5 +120,5 @@ void log_msg(enum log_level level, const char *fmt, ...)
         vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
     /* one fputs per line so lines from concurrent processes do not interleave */
-    fprintf(stderr, "%s\n", line);
+    fprintf(stderr, "%s\n", vis_str(line, shown, sizeof shown));
 }

@@ -20,7 +20,7 @@ _tcpunch()
     local commands="listen connect chat send receive direct nat-check id config help"
     local opts="--server --id --port --timeout --direct-timeout --no-relay --relay-only
         --peer-key --plain --secret-file --no-retry --forward --allow --local --max-sessions
-        --dir --force --verbose --quiet --json --help --version"
+        --dir --force --from --from-anyone --dotfiles --verbose --quiet --json --help --version"
 
     case $prev in
     --dir)
@@ -29,6 +29,10 @@ _tcpunch()
         ;;
     --secret-file)
         COMPREPLY=($(compgen -f -- "$cur"))
+        return
+        ;;
+    --from)
+        COMPREPLY=($(compgen -W "$(_tcpunch_peers)" -- "$cur"))
         return
         ;;
     -s | --server | -i | --id | -p | --port | -t | --timeout | --direct-timeout | --peer-key | \
@@ -46,7 +50,8 @@ _tcpunch()
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
         -s | --server | -i | --id | -p | --port | -t | --timeout | --direct-timeout | \
-            --peer-key | --secret-file | --forward | --allow | --local | --max-sessions | --dir)
+            --peer-key | --secret-file | --forward | --allow | --local | --max-sessions | --dir | \
+            --from)
             ((i++))
             ;;
         -*) ;;
@@ -88,7 +93,9 @@ _tcpunch_rendezvous()
     esac
     COMPREPLY=($(compgen -W "--listen --probe-listen --keepalive --hello-timeout --max-peers
         --no-relay --relay-max --relay-bytes --relay-seconds --relay-rate --relay-wait
-        --secret-file --authorized --id-db --max-ids --max-per-ip --rate-per-ip --connect-rate
+        --relay-idle --relay-per-peer --relay-per-ip --relay-offers-per-peer
+        --secret-file --authorized --id-db --max-ids --ids-per-key --new-ids-per-hour --id-expire
+        --max-per-ip --rate-per-ip --connect-rate
         --redis --redis-password-file --redis-prefix --public-address --instance-id --cluster-ttl
         --verbose --quiet --help --version" -- "$cur"))
 }

@@ -115,7 +115,9 @@ static void fz_punch(const struct proto_msg *m, const struct fz_state *st)
                 cfg.local6.ss_family = AF_INET6;
                 ep_set_port((struct sockaddr *)&cfg.local6, 40000);
             }
-            punch_candidates(&cfg, &m->u.punch.observed, &m->u.punch.endpoints, self);
+            punch_candidates(&cfg, &m->u.punch.observed,
+                             m->u.punch.has_observed6 ? &m->u.punch.observed6 : NULL,
+                             &m->u.punch.endpoints, self);
             fz_check_cands(&cfg, m, self);
             if (f == 1 && s == 0) {
                 int saved = fz_mute();

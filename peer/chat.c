@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/seal.h"
 #include "common/sock.h"
+#include "common/vis.h"
 #include "peer/events.h"
 
 #define CHAT_LINE 4096
@@ -48,18 +49,16 @@ static void chat_prompt(const struct chat *c)
         fputs("> ", stderr);
 }
 
-/* Prints one line from the peer; control characters are shown as '?' so a peer cannot drive
- * our terminal. */
+/* Prints one line from the peer, rendered by vis_mem: a peer cannot drive our terminal (no
+ * escape sequence, C1 control or invalid UTF-8 reaches it). */
 static void chat_show(struct chat *c)
 {
+    char peer[VIS_SIZE(PROTO_MAX_ID)], text[VIS_SIZE(CHAT_LINE)];
     if (c->tty && !c->o->json)
         fputs("\r", stderr);
-    printf("%s: ", c->link->peer);
-    for (size_t i = 0; i < c->rx_len; i++) {
-        unsigned char ch = (unsigned char)c->rx[i];
-        putchar(ch < 0x20 && ch != '\t' ? '?' : ch == 0x7f ? '?' : ch);
-    }
-    putchar('\n');
+    vis_str(c->link->peer, peer, sizeof peer);
+    vis_mem(c->rx, c->rx_len, text, sizeof text);
+    printf("%s: %s\n", peer, text);
     fflush(stdout);
     c->rx_len = 0;
     chat_prompt(c);
@@ -258,8 +257,11 @@ int chat_run(const struct peer_opts *o, struct peer_link *link)
     c->link = link;
     c->tty = isatty(STDIN_FILENO);
     sk_tune_stream(link->fd);
-    if (c->tty && !o->json)
-        fprintf(stderr, "chatting with %s; /quit or Ctrl-D to leave\n", link->peer);
+    if (c->tty && !o->json) {
+        char peer[VIS_SIZE(PROTO_MAX_ID)];
+        fprintf(stderr, "chatting with %s; /quit or Ctrl-D to leave\n",
+                vis_str(link->peer, peer, sizeof peer));
+    }
     /* chat runs only after the end-to-end handshake: always sealed */
     seal_tx_init(&c->stx, link->tx_key, c->wire);
     c->wire_len = SEAL_HEADER;

@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/srvlist.h"
 #include "common/sock.h"
+#include "common/vis.h"
 #include "peer/commands.h"
 #include "peer/events.h"
 #include "peer/hello.h"
@@ -295,7 +296,7 @@ static bool nc_port_kept(const struct nc *n)
 
 static void nc_print_human(const struct nc *n, const struct nc_verdict *v)
 {
-    char a[EP_STRLEN], b[EP_STRLEN];
+    char a[EP_STRLEN], b[EP_STRLEN], why[VIS_SIZE(sizeof v->reason)];
     nc_ep(&n->server, a);
     if (strcmp(a, n->name) == 0)
         printf("server:          %s\n", a);
@@ -307,7 +308,8 @@ static void nc_print_human(const struct nc *n, const struct nc_verdict *v)
         printf("probe endpoint:  %s (seen on probe port %d)\n", nc_ep(&n->probe.observed, b),
                n->probe_port);
     else
-        printf("probe endpoint:  none (%s)\n", v->reason);
+        /* the reason may quote the server */
+        printf("probe endpoint:  none (%s)\n", vis_str(v->reason, why, sizeof why));
     printf("NAT:             %s\n", v->nat ? "yes" : "no (the public address is our own)");
     printf("NAT mapping:     %s\n", strcmp(nc_mapping(n), "independent") == 0
                                         ? "endpoint-independent (one public port for all)"

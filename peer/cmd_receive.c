@@ -1,24 +1,92 @@
+#include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "peer/commands.h"
 #include "peer/frecv.h"
 #include "peer/options.h"
 
+/* Whose files we take: the --from entries, or anyone (--from-anyone). */
+struct rcv_from {
+    bool anyone;
+    int n;
+    struct {
+        char id[PROTO_MAX_ID + 1];
+        char fp[ID_FP_SIZE]; /* "" when no key is pinned */
+    } e[PEER_MAX_ALLOW];
+};
+
+static int rcv_find(const struct rcv_from *f, const char *peer)
+{
+    for (int i = 0; i < f->n; i++)
+        if (strcmp(f->e[i].id, peer) == 0)
+            return i;
+    return -1;
+}
+
+/* A receive that takes files from whoever knows its id lets a stranger plant .bashrc or
+ * .ssh/authorized_keys, so it must be asked for by name. */
+static int rcv_parse(const struct peer_opts *o, struct rcv_from *f)
+{
+    if (!o->nfrom && !o->from_anyone)
+        return opts_bad("%s", "receive needs --from ID[=KEY] (the senders whose files it takes, "
+                              "repeatable) or --from-anyone (files from whoever knows our id)");
+    if (o->nfrom && o->from_anyone)
+        return opts_bad("%s", "--from and --from-anyone exclude each other");
+    f->anyone = o->from_anyone;
+    for (int i = 0; i < o->nfrom; i++) {
+        if (opts_peer_entry("--from", o->from[i], f->e[f->n].id, f->e[f->n].fp,
+                            sizeof f->e[f->n].fp) != EXIT_DONE)
+            return EXIT_USAGE;
+        if (rcv_find(f, f->e[f->n].id) >= 0)
+            return opts_bad("--from: %s is listed twice", f->e[f->n].id);
+        f->n++;
+    }
+    return EXIT_DONE;
+}
+
+/* At the punch order, before anything is dialled: a named sender's pinned key becomes the only
+ * one its handshake accepts (no other key is ever recorded for it). Senders not named are
+ * still let through to the handshake, so that they can be told why they are refused (and by
+ * whom, verified) instead of timing out; frecv_refuse does that before any file frame. */
+static bool rcv_admit(void *arg, const char *peer, char *fp, size_t fplen, char *why,
+                      size_t whylen)
+{
+    const struct rcv_from *f = arg;
+    int i = rcv_find(f, peer);
+    (void)why;
+    (void)whylen;
+    snprintf(fp, fplen, "%s", i >= 0 ? f->e[i].fp : "");
+    return true;
+}
+
 int cmd_receive(const struct peer_opts *o, int argc, char **argv)
 {
+    static struct rcv_from from; /* 64 entries: not for the stack */
+    struct peer_serve gate = {.admit = rcv_admit, .arg = &from};
     struct peer_link link;
     int rc, dirfd;
     if (argc > 0)
         return opts_bad("receive takes no arguments (got \"%s\"; the directory is --dir DIR)",
                         argv[0]);
-    if ((rc = opts_need_server(o)) != EXIT_DONE)
+    if ((rc = rcv_parse(o, &from)) != EXIT_DONE || (rc = opts_need_server(o)) != EXIT_DONE)
         return rc;
     if ((dirfd = frecv_open_dir(o->dir ? o->dir : ".")) < 0)
         return EXIT_LOCAL;
-    /* like listen: one sender, then we are done */
-    if ((rc = peer_rendezvous(o, NULL, &link)) == EXIT_DONE) {
+    /* like listen: one sender, then we are done; a sender we do not take files from is
+     * refused and we wait for the next */
+    while ((rc = peer_rendezvous_gate(o, &gate, &link)) == EXIT_DONE) {
         peer_report(o, &link);
-        rc = frecv_run(o, &link, dirfd, o->force);
+        if (from.anyone || rcv_find(&from, link.peer) >= 0) {
+            rc = frecv_run(o, &link, dirfd, o->force);
+            break;
+        }
+        LOG_W("refused the files of %s: not a sender named by --from; waiting for another",
+              link.peer);
+        frecv_refuse(o, &link,
+                     "this receiver takes files only from the senders it names (--from), and "
+                     "you are not one of them");
     }
     close(dirfd);
     return rc;

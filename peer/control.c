@@ -72,6 +72,7 @@ struct ctl {
     const struct peer_opts *o;
     const char *target;
     const struct peer_serve *serve; /* listen --forward: many sessions, NULL: one */
+    const struct peer_serve *gate;  /* one-shot receive --from: its admit, NULL: none */
     bool aux;                       /* hello.aux: an auxiliary connection (connect) */
     bool aux_refused;               /* the server does not know aux (an older one) */
     struct peer_link *link;
@@ -92,6 +93,7 @@ struct ctl {
     int64_t ping_seq;
     uint64_t last_rx_ms;
     struct prb *probe;     /* the NAT probe while it runs */
+    struct prb *probe6;    /* the IPv6 proof (welcome.probe6) while it runs */
     bool connect_waiting;  /* connect goes out once the probe is done */
     enum proto_nat nat;    /* our mapping, as the probe showed */
     struct ctl_sess *sess; /* sessions being punched */
@@ -139,7 +141,8 @@ static void ctl_end(struct ctl *c, int result)
     c->result = result;
     uv_timer_stop(&c->timer);
     prb_cancel(c->probe);
-    c->probe = NULL;
+    prb_cancel(c->probe6);
+    c->probe = c->probe6 = NULL;
     /* one-shot: the relay goes with the server connection, as before; serve mode lets running
      * sessions finish on their own (uv_run returns once they have) */
     if (!c->serve && c->sess) {
@@ -218,7 +221,6 @@ static void ctl_send_hello(struct ctl *c, const unsigned char *nonce)
     memcpy(m.u.hello.id, c->o->id, sizeof m.u.hello.id);
     m.u.hello.path = c->o->path;
     m.u.hello.aux = c->aux;
-    hello_sign(c->o, nonce, &m);
     /* a server on loopback means everybody is on this host: LAN addresses add nothing */
     if (!ep_is_loopback((struct sockaddr *)&c->server)) {
         struct proto_eplist *l = &m.u.hello.endpoints;
@@ -228,6 +230,7 @@ static void ctl_send_hello(struct ctl *c, const unsigned char *nonce)
         l->n += sk_local_addrs(c->local.ss_family, ep_port((struct sockaddr *)&c->local),
                                l->ep + l->n, PROTO_MAX_ENDPOINTS - l->n);
     }
+    hello_sign(c->o, nonce, &m); /* last: the admit covers the endpoints */
     ctl_send(c, &m);
 }
 
@@ -310,10 +313,12 @@ static int ctl_plan(struct ctl_sess *ss, const struct proto_msg *m, struct punch
         skip = m->u.punch.reason[0] ? m->u.punch.reason : "the server says there is no direct path";
     else if (o->path == PROTO_PATH_RELAY)
         skip = "--relay-only";
-    snprintf(ss->relay_note, sizeof ss->relay_note, "%s",
-             o->path == PROTO_PATH_DIRECT ? "not used (--no-relay)"
-             : !relay                     ? "not offered by the server"
-                                          : "not tried");
+    /* with a direct path, reason says why the server offered no relay (a quota) */
+    snprintf(ss->relay_note, sizeof ss->relay_note, "%.200s",
+             o->path == PROTO_PATH_DIRECT                              ? "not used (--no-relay)"
+             : !relay && !m->u.punch.no_direct && m->u.punch.reason[0] ? m->u.punch.reason
+             : !relay                                                  ? "not offered by the server"
+                                                                       : "not tried");
     if (skip && !relay) {
         LOG_E("no path to %s: direct skipped (%s), relay not offered", m->u.punch.peer, skip);
         return -1;
@@ -367,24 +372,29 @@ static bool ctl_admit(struct ctl *c, const struct proto_msg *m, char *fp, size_t
         LOG_W("ignoring a punch order for %s while asking for %s", m->u.punch.peer, c->target);
         return false;
     }
+    if (c->gate && !c->gate->admit(c->gate->arg, m->u.punch.peer, fp, fplen, why, sizeof why)) {
+        LOG_W("refusing a session with %s: %s", m->u.punch.peer, why);
+        return false;
+    }
     c->state = CTL_PUNCHING;
     uv_timer_stop(&c->timer);
     return true;
 }
 
-/* The session's handshake context and trust; EXIT_DONE or EXIT_LOCAL. */
+/* The session's handshake context and trust; EXIT_DONE or trust_prepare's failure. */
 static int ctl_sess_shake(struct ctl_sess *ss, const struct proto_msg *m, const char *fp)
 {
     struct ctl *c = ss->c;
+    int rc;
     memcpy(ss->shake.session, m->u.punch.session, sizeof ss->shake.session);
     memcpy(ss->shake.self, c->o->id, sizeof ss->shake.self);
     memcpy(ss->shake.peer, m->u.punch.peer, sizeof ss->shake.peer);
     ss->shake.role = m->u.punch.role;
     ss->shake.ident = c->o->ident;
     shake_init(&ss->shake);
-    if (trust_prepare(c->o, m->u.punch.peer, m->u.punch.has_key ? m->u.punch.key : NULL,
-                      &ss->shake.trust) != EXIT_DONE)
-        return EXIT_LOCAL;
+    if ((rc = trust_prepare(c->o, m->u.punch.peer, m->u.punch.has_key ? m->u.punch.key : NULL,
+                            &ss->shake.trust)) != EXIT_DONE)
+        return rc;
     /* --allow ID=KEY pins the key like --peer-key, for this peer only */
     if (fp[0])
         snprintf(ss->shake.trust.fp, sizeof ss->shake.trust.fp, "%s", fp);
@@ -410,7 +420,7 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
     struct punch_cfg *cfg;
     struct ctl_sess *ss;
     char ep[EP_STRLEN], err[200], fp[ID_FP_SIZE];
-    int relay;
+    int relay, rc;
 
     if (!ctl_admit(c, m, fp, sizeof fp))
         return;
@@ -441,9 +451,11 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
     cfg->start_us = c->rx_us + (m->u.punch.start_in_us >= 0 ? (uint64_t)m->u.punch.start_in_us
                                                             : PROTO_DEFAULT_START_IN_US);
     if (!cfg->relay_only)
-        punch_candidates(cfg, &m->u.punch.observed, &m->u.punch.endpoints, &c->observed);
-    if (ctl_sess_shake(ss, m, fp) != EXIT_DONE) {
-        ctl_sess_abandon(ss, EXIT_LOCAL, NULL);
+        punch_candidates(cfg, &m->u.punch.observed,
+                         m->u.punch.has_observed6 ? &m->u.punch.observed6 : NULL,
+                         &m->u.punch.endpoints, &c->observed);
+    if ((rc = ctl_sess_shake(ss, m, fp)) != EXIT_DONE) {
+        ctl_sess_abandon(ss, rc, NULL);
         return;
     }
     cfg->shake = &ss->shake;
@@ -574,6 +586,16 @@ static void ctl_send_connect(struct ctl *c)
     ctl_send(c, &req);
 }
 
+/* connect goes out once both probes have ended: the server then knows our mapping and our
+ * IPv6 endpoint when it pairs us */
+static void ctl_probes_over(struct ctl *c)
+{
+    if (c->connect_waiting && !c->probe && !c->probe6 && c->state == CTL_ASKED) {
+        c->connect_waiting = false;
+        ctl_send_connect(c);
+    }
+}
+
 static void ctl_probe_done(struct prb *p, const struct prb_result *r, void *arg)
 {
     struct ctl *c = arg;
@@ -588,10 +610,37 @@ static void ctl_probe_done(struct prb *p, const struct prb_result *r, void *arg)
     } else {
         LOG_I("probe failed, going on without it: %s", r->why);
     }
-    if (c->connect_waiting && c->state == CTL_ASKED) {
-        c->connect_waiting = false;
-        ctl_send_connect(c);
-    }
+    ctl_probes_over(c);
+}
+
+static void ctl_probe6_done(struct prb *p, const struct prb_result *r, void *arg)
+{
+    struct ctl *c = arg;
+    char ep[EP_STRLEN];
+    (void)p;
+    c->probe6 = NULL;
+    if (r->ok)
+        LOG_I("IPv6 probe: the server saw us at %s; it may give that endpoint to our peers",
+              ep_format((const struct sockaddr *)&r->observed, ep, sizeof ep));
+    else
+        LOG_I("IPv6 probe failed: the server will not give our IPv6 endpoints out: %s", r->why);
+    ctl_probes_over(c);
+}
+
+/* The server passes on only IPv6 endpoints it has seen (PROTOCOL.md 5.9): when we offer IPv6
+ * candidates over an IPv4 control connection, we probe its IPv6 probe listener from [::]:P. */
+static void ctl_probe6_start(struct ctl *c, const struct proto_msg *m)
+{
+    char err[200];
+    if (!m->u.welcome.has_probe6 || m->u.welcome.probe6.ss_family != AF_INET6 ||
+        c->local6.ss_family != AF_INET6)
+        return;
+    c->probe6 = prb_start(&c->loop, (const struct sockaddr *)&c->local6,
+                          (const struct sockaddr *)&m->u.welcome.probe6, m->u.welcome.probe_token,
+                          c->o->have_secret ? c->o->secret : NULL, PRB_TIMEOUT_MS,
+                          ctl_probe6_done, c, err, sizeof err);
+    if (!c->probe6)
+        LOG_I("IPv6 probe not started, going on without it: %s", err);
 }
 
 /* The probe runs from our shared port, like the punch will, so that the server learns our
@@ -608,6 +657,7 @@ static void ctl_probe_start(struct ctl *c, const struct proto_msg *m)
                          PRB_TIMEOUT_MS, ctl_probe_done, c, err, sizeof err);
     if (!c->probe)
         LOG_I("probe not started, going on without it: %s", err);
+    ctl_probe6_start(c, m);
 }
 
 /* Which session an inbound connection on the shared port belongs to: the one dialling that
@@ -727,7 +777,7 @@ static void ctl_on_welcome(struct ctl *c, const struct proto_msg *m)
     c->state = CTL_ASKED;
     /* with our mapping known before the pairing, the server can choose the path (at most
      * PRB_TIMEOUT_MS of delay, and only when the server has a probe port) */
-    if (c->probe)
+    if (c->probe || c->probe6)
         c->connect_waiting = true;
     else
         ctl_send_connect(c);
@@ -896,6 +946,7 @@ static int ctl_open(struct ctl *c)
 /* What one attempt tells the next (peer_rendezvous). */
 struct ctl_run {
     const struct peer_serve *serve; /* listen --forward */
+    const struct peer_serve *gate;  /* receive --from */
     bool aux;                       /* register as an auxiliary connection (hello.aux) */
     bool may_retry;                 /* listen or chat without a peer, and no --no-retry */
     bool was_registered;            /* some attempt so far got a welcome */
@@ -925,6 +976,7 @@ static int ctl_attempt(const struct peer_opts *o, const char *target, struct pee
     c->o = o;
     c->target = target;
     c->serve = run->serve;
+    c->gate = run->gate;
     c->aux = run->aux;
     c->link = link;
     c->state = CTL_CONNECTING;
@@ -1070,6 +1122,13 @@ int peer_rendezvous(const struct peer_opts *o, const char *target, struct peer_l
 {
     struct ctl_run run = {.may_retry = !target && !o->no_retry};
     return ctl_run_all(o, target, link, &run);
+}
+
+int peer_rendezvous_gate(const struct peer_opts *o, const struct peer_serve *gate,
+                         struct peer_link *link)
+{
+    struct ctl_run run = {.gate = gate, .may_retry = !o->no_retry};
+    return ctl_run_all(o, NULL, link, &run);
 }
 
 int peer_rendezvous_aux(const struct peer_opts *o, const char *target, struct peer_link *link)

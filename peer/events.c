@@ -7,6 +7,7 @@
 
 #include "common/endpoint.h"
 #include "common/log.h"
+#include "common/vis.h"
 
 /* One compact object per line, written with one call so lines never interleave. */
 static void ev_emit(json_t *ev)
@@ -65,8 +66,12 @@ static void ev_connected(const struct peer_link *link)
     if (ev && link->server[0])
         json_object_set_new(ev, "server", json_string(link->server));
     if (ev && link->relayed) {
+        /* the server's words (punch.reason): JSON-escaped by jansson, and made safe for
+         * whatever prints the event to a terminal */
+        char why[VIS_SIZE(sizeof link->direct_why)];
         json_object_set_new(ev, "relay", ev_endpoint(&link->relay_server));
-        json_object_set_new(ev, "reason", json_string(link->direct_why));
+        json_object_set_new(ev, "reason",
+                            json_string(vis_str(link->direct_why, why, sizeof why)));
     } else if (ev) {
         json_object_set_new(ev, "reason", json_null());
     }

@@ -4,8 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One component: 1..FPROTO_PART_MAX bytes, not "." or "..", no control character (names are
- * printed on the receiver's terminal). */
+#include "common/vis.h"
+
+/* One component: 1..FPROTO_PART_MAX bytes, not "." or "..", no control character, C1 control,
+ * direction mark or invalid UTF-8 (names are printed on the receiver's terminal and listed by
+ * ls later). */
 static bool fproto_check_part(const char *p, size_t n, char *why, size_t len)
 {
     if (n == 0) {
@@ -26,6 +29,12 @@ static bool fproto_check_part(const char *p, size_t n, char *why, size_t len)
             snprintf(why, len, "control character in the name");
             return false;
         }
+    }
+    /* what vis_mem would have to escape: a name that shows as something else in ls */
+    if (!vis_clean(p, n)) {
+        snprintf(why, len, "a C1 control, an invisible direction mark or invalid UTF-8 in the "
+                           "name");
+        return false;
     }
     return true;
 }

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -19,6 +21,11 @@
 
 #define FRECV_BUF (128 * 1024)
 #define FRECV_PART_BASE 200 /* bytes of the final name kept in the part file's name */
+/* a refused sender gets this long, each way, to take its refusal and end its stream */
+#define FRECV_REFUSE_S 5
+/* what a sender's mode may ask for: never setuid, setgid or sticky, never group or world
+ * writable (the umask takes away more); directories we create get the same at most */
+#define FRECV_MODE_MAX 0755
 
 struct frecv {
     const struct peer_opts *o;
@@ -63,7 +70,7 @@ static int frecv_parent(struct frecv *r, struct frecv_file *f)
         int next;
         *slash = '\0';
         next = openat(cur, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (next < 0 && errno == ENOENT && mkdirat(cur, p, 0777) == 0)
+        if (next < 0 && errno == ENOENT && mkdirat(cur, p, FRECV_MODE_MAX) == 0)
             next = openat(cur, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (next < 0) {
             struct stat st;
@@ -99,6 +106,15 @@ static const char *frecv_taken(struct frecv *r, struct frecv_file *f)
     return NULL;
 }
 
+/* Whether a component of name starts with '.'. */
+static bool frecv_hidden(const char *name)
+{
+    for (const char *p = name; p; p = strchr(p, '/'), p = p ? p + 1 : NULL)
+        if (p[0] == '.')
+            return true;
+    return false;
+}
+
 /* Checks the header and prepares the part file; on refusal f->why says why. */
 static void frecv_prepare(struct frecv *r, struct frecv_file *f, json_t *hdr)
 {
@@ -113,9 +129,17 @@ static void frecv_prepare(struct frecv *r, struct frecv_file *f, json_t *hdr)
         return;
     }
     f->size = (uint64_t)json_integer_value(size);
-    f->mode = json_is_integer(mode) ? (int)(json_integer_value(mode) & 0777) : 0644;
+    f->mode = json_is_integer(mode) ? (int)(json_integer_value(mode) & FRECV_MODE_MAX) : 0644;
     if (!fproto_check_name(f->name, f->why, sizeof f->why))
         return;
+    /* .ssh/authorized_keys, .bashrc, .config/tcpunch/config: a sender could plant files that
+     * run or redirect things the next time we log in or run tcpunch */
+    if (!r->o->dotfiles && frecv_hidden(f->name)) {
+        snprintf(f->why, sizeof f->why,
+                 "a hidden name (a component starts with '.'): the receiver takes those only "
+                 "with --dotfiles");
+        return;
+    }
     if ((f->parent = frecv_parent(r, f)) < 0)
         return;
     if ((taken = frecv_taken(r, f))) {
@@ -336,5 +360,37 @@ out:
     if (r)
         free(r->buf);
     free(r);
+    return rc;
+}
+
+int frecv_refuse(const struct peer_opts *o, struct peer_link *link, const char *why)
+{
+    struct timeval tv = {.tv_sec = FRECV_REFUSE_S};
+    struct chan *ch = calloc(1, sizeof *ch);
+    json_t *m = NULL;
+    int rc = EXIT_LOST;
+    if (!ch || chan_init(ch, link) < 0) {
+        LOG_E("out of memory");
+        rc = EXIT_LOCAL;
+        goto out;
+    }
+    setsockopt(link->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(link->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    /* its opening line first, whatever it is; nothing after it is read but the end */
+    if (fproto_recv(ch, &m) > 0 && fproto_send(ch, json_pack("{s:s}", "refused", why)) == 0 &&
+        chan_finish(ch) == 0) {
+        json_decref(m);
+        m = NULL;
+        if (fproto_recv(ch, &m) == 0)
+            rc = EXIT_PARTIAL;
+    }
+    json_decref(m);
+    ev_closed(o, link->peer, 0, 0, rc);
+out:
+    if (ch)
+        chan_free(ch);
+    free(ch);
+    close(link->fd);
+    link->fd = -1;
     return rc;
 }

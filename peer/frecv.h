@@ -12,8 +12,14 @@
 int frecv_open_dir(const char *dir);
 
 /* Receives files into dirfd until the sender's end marker. force: replace existing regular
- * files. Returns EXIT_DONE when every file was stored, EXIT_PARTIAL when some were refused,
+ * files; o->dotfiles: take names with a component starting with '.'. Returns EXIT_DONE when every file was stored, EXIT_PARTIAL when some were refused,
  * EXIT_LOST when the connection failed (the file in progress is removed). */
 int frecv_run(const struct peer_opts *o, struct peer_link *link, int dirfd, bool force);
+
+/* Refuses the whole transfer of a sender we do not take files from (receive --from): reads
+ * its opening line, answers {"refused": why} and ends the stream properly, waiting a few
+ * seconds at most; nothing is written. Returns EXIT_PARTIAL when the sender took the refusal,
+ * EXIT_LOST when the connection failed first. Closes link->fd. */
+int frecv_refuse(const struct peer_opts *o, struct peer_link *link, const char *why);
 
 #endif

@@ -265,6 +265,7 @@ out:
 static int fsend_hello(struct fsend *s, size_t count, uint64_t total)
 {
     json_t *m = NULL;
+    const char *why;
     int r;
     if (fproto_send(&s->ch, json_pack("{s:i, s:I, s:I}", "files", FPROTO_VERSION, "count",
                                       (json_int_t)count, "bytes", (json_int_t)total)) < 0)
@@ -273,6 +274,20 @@ static int fsend_hello(struct fsend *s, size_t count, uint64_t total)
     if (r > 0 && json_integer_value(json_object_get(m, "files")) == FPROTO_VERSION) {
         json_decref(m);
         return EXIT_DONE;
+    }
+    why = r > 0 ? json_string_value(json_object_get(m, "refused")) : NULL;
+    if (why) {
+        /* receive --from: it does not take files from us; it ends the stream properly */
+        LOG_E("%s refused the whole transfer (%zu file%s): %s", s->link->peer, count,
+              count == 1 ? "" : "s", why);
+        json_decref(m);
+        m = NULL;
+        s->refused = (unsigned)count;
+        r = chan_finish(&s->ch) == 0 ? fproto_recv(&s->ch, &m) : -1;
+        json_decref(m);
+        if (r != 0)
+            LOG_E("ending the transfer to %s: %s", s->link->peer, s->ch.err);
+        return r == 0 ? EXIT_PARTIAL : EXIT_LOST;
     }
     json_decref(m);
     if (r < 0 && strstr(s->ch.err, "file protocol"))
@@ -301,6 +316,8 @@ static int fsend_all(struct fsend *s, const struct fsend_list *l)
 {
     char size[32], rate[32];
     int rc = fsend_hello(s, l->n, l->total);
+    if (rc == EXIT_PARTIAL)
+        return rc; /* the receiver refused us: nothing was sent */
     for (size_t i = 0; rc == EXIT_DONE && i < l->n; i++) {
         int r = fsend_one(s, &l->v[i]);
         if (r == -2)

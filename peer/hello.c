@@ -3,12 +3,15 @@
 
 #include <string.h>
 
-void hello_admit(const unsigned char *secret, const unsigned char *nonce, bool *has,
-                 unsigned char *admit)
+void hello_admit(const unsigned char *secret, const unsigned char *nonce, struct proto_msg *m)
 {
-    *has = secret != NULL;
-    if (secret)
-        auth_admit(secret, nonce, admit);
+    bool *has = m->type == PROTO_HELLO   ? &m->u.hello.has_admit
+                : m->type == PROTO_RELAY ? &m->u.relay.has_admit
+                                         : &m->u.probe.has_admit;
+    unsigned char *admit = m->type == PROTO_HELLO   ? m->u.hello.admit
+                           : m->type == PROTO_RELAY ? m->u.relay.admit
+                                                    : m->u.probe.admit;
+    *has = secret && auth_admit(secret, nonce, m, admit);
 }
 
 void hello_sign(const struct peer_opts *o, const unsigned char *nonce, struct proto_msg *hello)
@@ -18,6 +21,6 @@ void hello_sign(const struct peer_opts *o, const unsigned char *nonce, struct pr
     memcpy(hello->u.hello.key, o->ident->pk, PROTO_KEY_BYTES);
     id_sign(o->ident, msg, n, hello->u.hello.sig);
     hello->u.hello.has_key = hello->u.hello.has_sig = true;
-    hello_admit(o->have_secret ? o->secret : NULL, nonce, &hello->u.hello.has_admit,
-                hello->u.hello.admit);
+    /* the admit covers the key too: after it is set */
+    hello_admit(o->have_secret ? o->secret : NULL, nonce, hello);
 }

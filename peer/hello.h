@@ -6,13 +6,12 @@
 
 #include "peer/peer.h"
 
-/* Fills hello's key, sig and (with --secret-file) admit for the challenge nonce; the id must
- * be set already, since the signature covers it. */
+/* Fills hello's key, sig and (with --secret-file) admit for the challenge nonce. Call it last:
+ * the signature covers the id, and the admit every field of the hello (endpoints, path, aux). */
 void hello_sign(const struct peer_opts *o, const unsigned char *nonce, struct proto_msg *hello);
 
-/* The admit proof for nonce under secret (NULL: none; *has is then false). For the first line
- * of relay and probe connections, which carry no signature. */
-void hello_admit(const unsigned char *secret, const unsigned char *nonce, bool *has,
-                 unsigned char *admit);
+/* The admit proof of m (a hello, relay or probe whose fields are all set) for nonce under
+ * secret; NULL: none, m carries no admit. */
+void hello_admit(const unsigned char *secret, const unsigned char *nonce, struct proto_msg *m);
 
 #endif

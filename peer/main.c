@@ -56,6 +56,9 @@ static int dispatch(struct peer_opts *o, int argc, char **argv, int first)
         /* forwarding flags belong to one command each; elsewhere they would be ignored */
         if ((o->forward || o->nallow) && commands[i].run != cmd_listen)
             return opts_bad("--forward and --allow are for listen, not %s", argv[first]);
+        if ((o->nfrom || o->from_anyone || o->dotfiles) && commands[i].run != cmd_receive)
+            return opts_bad("--from, --from-anyone and --dotfiles are for receive, not %s",
+                            argv[first]);
         if (o->local && commands[i].run != cmd_connect)
             return opts_bad("--local is for connect, not %s", argv[first]);
         /* encryption is never switched off by a stray flag: --plain means direct only */

@@ -1,5 +1,4 @@
 #include <getopt.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,13 +10,14 @@
 #include "common/identity.h"
 #include "common/log.h"
 #include "common/srvlist.h"
+#include "common/vis.h"
 #include "peer/options.h"
 
 enum { OPTS_JSON = 256 }; /* long options without a short form */
 enum { OPTS_DIRECT_TIMEOUT = 300, OPTS_NO_RELAY, OPTS_RELAY_ONLY };
 enum { OPTS_PEER_KEY = 400, OPTS_PLAIN };
 enum { OPTS_SECRET_FILE = 500, OPTS_NO_RETRY };
-enum { OPTS_DIR = 700, OPTS_FORCE };
+enum { OPTS_DIR = 700, OPTS_FORCE, OPTS_FROM, OPTS_FROM_ANYONE, OPTS_DOTFILES };
 enum { OPTS_FORWARD = 600, OPTS_LOCAL, OPTS_ALLOW, OPTS_MAX_SESSIONS };
 
 void opts_usage(FILE *out)
@@ -43,8 +43,10 @@ void opts_usage(FILE *out)
           "                      identity on first use); --json: as a JSON object\n"
           "  send PEER FILE...   send files (a directory: everything in it) to PEER, which\n"
           "                      runs receive; each is verified by checksum on arrival\n"
-          "  receive             register, wait for one sender, store its files in --dir\n"
-          "                      (never outside it; existing files only with --force)\n"
+          "  receive --from ID[=KEY] | --from-anyone\n"
+          "                      register, wait for one sender, store its files in --dir\n"
+          "                      (never outside it; existing files only with --force;\n"
+          "                      hidden names only with --dotfiles)\n"
           "  config              print the settings in effect and where each came from\n"
           "\n"
           "Options (before or after the command):\n"
@@ -90,6 +92,14 @@ void opts_usage(FILE *out)
           "      --dir DIR           receive: store the files in DIR (default: the current\n"
           "                          directory)\n"
           "      --force             receive: replace existing files of the same name\n"
+          "      --from ID[=KEY]     receive: take files only from peer ID (repeatable), and\n"
+          "                          with KEY (a key or SHA256:... fingerprint) only under\n"
+          "                          that key; other senders are refused before any file\n"
+          "                          (their send exits 10) and receive waits for the next\n"
+          "      --from-anyone       receive: take files from whoever knows our id (one of\n"
+          "                          --from and --from-anyone is required)\n"
+          "      --dotfiles          receive: take names with a component starting with '.'\n"
+          "                          (.ssh/..., .bashrc); refused by default\n"
           "  -v, --verbose           say how the connection was made; twice: debug detail\n"
           "  -q, --quiet             print errors only\n"
           "      --json              events (registered, punching, connected, closed,\n"
@@ -116,7 +126,8 @@ void opts_usage(FILE *out)
           "  8  NAT with endpoint-dependent mapping (symmetric): a relay is needed\n"
           "  9  cannot tell: the server has no probe port, or the probe got no answer\n"
           "  send, receive (failures as above):\n"
-          "  10 the transfer ended properly, but the receiver refused some files\n"
+          "  10 the transfer ended properly, but the receiver refused some files (or\n"
+          "     all of them: a receive --from that does not take files from us)\n"
           "\n"
           "Settings: flags > environment > config file ($TCPUNCH_HOME/config, default\n"
           "~/.config/tcpunch/config: key = value lines for server, id, port, timeout,\n"
@@ -130,14 +141,14 @@ void opts_usage(FILE *out)
           "  tcpunch -s vps.example:7000 -i bob listen --forward 127.0.0.1:22 --allow alice\n"
           "  ssh -o ProxyCommand='tcpunch -s vps.example:7000 connect %h' user@bob\n"
           "  tcpunch -s vps.example:7000 connect bob --local 8080\n"
-          "  tcpunch receive --dir ~/incoming        (server and id from the config file)\n"
+          "  tcpunch receive --from alice --dir ~/incoming   (server, id from the config file)\n"
           "  tcpunch send bob photos/ notes.txt\n",
           out);
 }
 
 int opts_bad(const char *fmt, ...)
 {
-    char msg[PATH_MAX + 600];
+    char msg[1024], shown[VIS_SIZE(sizeof msg)];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
@@ -146,8 +157,9 @@ int opts_bad(const char *fmt, ...)
         log_msg(LOG_ERROR, "%s", msg);
         return EXIT_USAGE;
     }
-    fprintf(stderr, "tcpunch: %s", msg);
-    fprintf(stderr, "\nTry 'tcpunch --help' for more information.\n");
+    /* arguments may quote a config file or the environment: shown like every log line */
+    fprintf(stderr, "tcpunch: %s\nTry 'tcpunch --help' for more information.\n",
+            vis_str(msg, shown, sizeof shown));
     return EXIT_USAGE;
 }
 
@@ -176,6 +188,23 @@ static void opts_default_id(char *id, size_t cap)
     id[n] = '\0';
     if (n == 0)
         snprintf(id, cap, "tcpunch");
+}
+
+int opts_peer_entry(const char *opt, const char *arg, char *id, char *fp, size_t fplen)
+{
+    const char *eq = strchr(arg, '=');
+    size_t idlen = eq ? (size_t)(eq - arg) : strlen(arg);
+    fp[0] = '\0';
+    if (idlen == 0 || idlen > PROTO_MAX_ID)
+        return opts_bad("%s: \"%s\" does not start with a peer id", opt, arg);
+    memcpy(id, arg, idlen);
+    id[idlen] = '\0';
+    if (!proto_valid_id(id))
+        return opts_bad("%s: \"%s\" is not a valid peer id", opt, id);
+    if (eq && opts_peer_key(eq + 1, fp, fplen) < 0)
+        return opts_bad("%s: \"%s\" is neither a public key nor a fingerprint (SHA256:...)", opt,
+                        eq + 1);
+    return EXIT_DONE;
 }
 
 /* --peer-key takes a key or its fingerprint; both become the fingerprint, which is what the
@@ -253,6 +282,9 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
         {"no-retry", no_argument, NULL, OPTS_NO_RETRY},
         {"dir", required_argument, NULL, OPTS_DIR},
         {"force", no_argument, NULL, OPTS_FORCE},
+        {"from", required_argument, NULL, OPTS_FROM},
+        {"from-anyone", no_argument, NULL, OPTS_FROM_ANYONE},
+        {"dotfiles", no_argument, NULL, OPTS_DOTFILES},
         {"forward", required_argument, NULL, OPTS_FORWARD},
         {"local", required_argument, NULL, OPTS_LOCAL},
         {"allow", required_argument, NULL, OPTS_ALLOW},
@@ -365,6 +397,17 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
             break;
         case OPTS_FORCE:
             o->force = true;
+            break;
+        case OPTS_FROM:
+            if (o->nfrom >= PEER_MAX_ALLOW)
+                return opts_bad("--from: at most %s entries", "64");
+            o->from[o->nfrom++] = optarg;
+            break;
+        case OPTS_FROM_ANYONE:
+            o->from_anyone = true;
+            break;
+        case OPTS_DOTFILES:
+            o->dotfiles = true;
             break;
         case 'h':
             opts_usage(stdout);

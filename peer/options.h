@@ -20,6 +20,11 @@ int opts_check_peer(const struct peer_opts *o, const char *peer);
  * fingerprint. Returns 0, or -1 when it is neither. */
 int opts_peer_key(const char *v, char *fp, size_t len);
 
+/* An ID[=KEY] entry of option opt (--allow, --from): the id into id (PROTO_MAX_ID + 1 bytes),
+ * the fingerprint of KEY (as --peer-key takes it) into fp, "" without one. Returns EXIT_DONE,
+ * or EXIT_USAGE after saying what is wrong. */
+int opts_peer_entry(const char *opt, const char *arg, char *id, char *fp, size_t fplen);
+
 void opts_usage(FILE *out);
 
 /* Prints "tcpunch: <fmt with arg>" and the --help hint; returns EXIT_USAGE. */

@@ -54,6 +54,12 @@ struct peer_opts {
     /* receive: --dir (NULL: the current directory) and --force (replace existing files) */
     const char *dir;
     bool force;
+    /* receive: --from ID[=KEY] entries (the only senders taken), --from-anyone, and --dotfiles
+     * (take names with a component starting with '.') */
+    const char *from[PEER_MAX_ALLOW];
+    int nfrom;
+    bool from_anyone;
+    bool dotfiles;
     const char *secret_file; /* --secret-file as given (NULL: none), for `tcpunch config` */
     struct cfg cfg;          /* the config file, and where each setting came from */
     /* forwarding (README, "Forwarding"): listen --forward HOST:PORT, its --allow ID[=KEY]
@@ -105,6 +111,12 @@ struct peer_serve {
     void (*linked)(void *arg, struct peer_link *link);
     void *arg;
 };
+
+/* receive --from: like peer_rendezvous waiting for a peer, but each punch order is put to
+ * gate->admit (only that member is used) before anything is dialled; it may pin the peer's
+ * key, and a refused order leaves us waiting for the next. */
+int peer_rendezvous_gate(const struct peer_opts *o, const struct peer_serve *gate,
+                         struct peer_link *link);
 
 /* Stays registered (across server restarts, unless --no-retry) and serves every punch order
  * addressed to us at once, each as its own session. Returns only when the server is lost for

@@ -73,7 +73,7 @@ static void prb_send(struct prb *p, const unsigned char *nonce)
     m.type = PROTO_PROBE;
     m.u.probe.version = PROTO_VERSION;
     memcpy(m.u.probe.token, p->token, sizeof m.u.probe.token);
-    hello_admit(p->have_secret ? p->secret : NULL, nonce, &m.u.probe.has_admit, m.u.probe.admit);
+    hello_admit(p->have_secret ? p->secret : NULL, nonce, &m);
     n = proto_encode(&m, line, sizeof line);
     /* one short line into an empty socket buffer: it goes whole or not at all */
     if (n <= 0 || send(p->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n) {

@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "common/clock.h"
+#include "common/vis.h"
 
 #define PG_INTERVAL_MS 100
 
@@ -38,7 +39,7 @@ const char *pg_rate(uint64_t n, uint64_t ms, char *out, size_t len)
 
 static void pg_draw(struct progress *p, uint64_t now)
 {
-    char done[32], total[32], rate[32], eta[32] = "--:--";
+    char done[32], total[32], rate[32], eta[32] = "--:--", name[31];
     uint64_t ms = now - p->start_ms;
     unsigned pct = p->total ? (unsigned)(p->done * 100 / p->total) : 100;
     if (p->done > 0 && ms > 0 && p->total >= p->done) {
@@ -48,7 +49,9 @@ static void pg_draw(struct progress *p, uint64_t now)
                  (unsigned long long)(left_s % 60));
     }
     /* \r and erase-to-end-of-line: one line redrawn in place */
-    fprintf(stderr, "\r%.30s %3u%% %s / %s  %s  ETA %s\033[K", p->name ? p->name : "", pct,
+    /* the name came from the sender: rendered safe, and cut at a character boundary */
+    vis_str(p->name ? p->name : "", name, sizeof name);
+    fprintf(stderr, "\r%s %3u%% %s / %s  %s  ETA %s\033[K", name, pct,
             pg_bytes(p->done, done, sizeof done), pg_bytes(p->total, total, sizeof total),
             pg_rate(p->done, ms, rate, sizeof rate), eta);
     fflush(stderr);

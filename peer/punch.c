@@ -66,6 +66,7 @@ struct pconn {
     unsigned slot;     /* next retry slot */
     unsigned burst;    /* refused re-dials since the slot */
     bool refused;      /* the last dial was answered with RST */
+    bool spent;        /* its share of the punch budget is used up: no more dials */
     uint64_t slot_us;
     unsigned tries;
     int last_err;
@@ -173,8 +174,10 @@ static void pu_attempt_closed(uv_handle_t *h)
 {
     struct pconn *c = container_of((uv_tcp_t *)h, struct pconn, tcp);
     struct punch *p = c->p;
-    if (!p->finished && !c->dead) {
-        if (c->refused && c->burst < PUNCH_BURST) {
+    if (!p->finished && !c->dead && !c->spent) {
+        /* bursts only where the server saw the endpoint: they are for NATs that answer early
+         * SYNs with RST, and a self-declared endpoint may be anybody's host */
+        if (c->refused && c->burst < PUNCH_BURST && !p->cfg.cand[c->cand].declared) {
             c->burst++;
             pu_dial(c);
         } else {
@@ -242,9 +245,10 @@ static void pu_failure_text(const struct punch *p, char *buf, size_t len)
         const char *what = c->last_err              ? uv_strerror(c->last_err)
                            : c->state >= PC_OFFERED ? "connected, but no handshake"
                                                     : "no answer";
-        int n = snprintf(buf + off, len - off, "%s%s (%s): %s after %u attempt%s", i ? "; " : "",
+        int n = snprintf(buf + off, len - off, "%s%s (%s): %s after %u attempt%s%s", i ? "; " : "",
                          ep_format((const struct sockaddr *)&p->cfg.cand[i].addr, ep, sizeof ep),
-                         p->cfg.cand[i].kind, what, c->tries, c->tries == 1 ? "" : "s");
+                         p->cfg.cand[i].kind, what, c->tries, c->tries == 1 ? "" : "s",
+                         c->spent ? " (budget spent)" : "");
         if (n < 0)
             break;
         off += (size_t)n;
@@ -530,6 +534,27 @@ static const struct sockaddr *pu_local_for(const struct punch_cfg *cfg, int fami
     return (const struct sockaddr *)(family == cfg->local.ss_family ? &cfg->local : &cfg->local6);
 }
 
+/* Whether c may dial once more within the punch budget (punch.h); once not, it stays quiet
+ * until the deadline (connections may still come in, and the relay may still win). */
+static bool pu_budget_left(struct pconn *c)
+{
+    struct punch *p = c->p;
+    const struct punch_cand *cand = &p->cfg.cand[c->cand];
+    unsigned cap = cand->declared ? PUNCH_BUDGET_DECLARED : PUNCH_BUDGET_OBSERVED;
+    char ep[EP_STRLEN];
+    /* direct mode (no handshake context): its one candidate is the user's own choice, and the
+     * other side may start late in --timeout; nobody else named it */
+    if (!p->cfg.shake || (c->tries < cap && p->attempts < PUNCH_BUDGET_TOTAL))
+        return true;
+    if (!c->spent)
+        LOG_I("no more SYNs to %s (%s): %u connection attempts, %u in this punch (at most %u per "
+              "%s candidate, %u per punch)",
+              ep_format((const struct sockaddr *)&cand->addr, ep, sizeof ep), cand->kind, c->tries,
+              p->attempts, cap, cand->declared ? "self-declared" : "observed", PUNCH_BUDGET_TOTAL);
+    c->spent = true;
+    return false;
+}
+
 static void pu_dial(struct pconn *c)
 {
     struct punch *p = c->p;
@@ -537,7 +562,7 @@ static void pu_dial(struct pconn *c)
     char err[200];
     int fd, rc;
 
-    if (p->finished || c->dead)
+    if (p->finished || c->dead || !pu_budget_left(c))
         return;
     c->tries++;
     p->attempts++;
@@ -748,7 +773,8 @@ void punch_abort(struct punch *p, int status, const char *why)
     pu_finish(p, status, why);
 }
 
-static void pu_add_cand(struct punch_cfg *cfg, const struct sockaddr_storage *a, const char *kind)
+static void pu_add_cand(struct punch_cfg *cfg, const struct sockaddr_storage *a, const char *kind,
+                        bool declared)
 {
     if (!pu_can_dial(cfg, a->ss_family) || cfg->ncand >= PUNCH_MAX_CAND)
         return;
@@ -757,33 +783,37 @@ static void pu_add_cand(struct punch_cfg *cfg, const struct sockaddr_storage *a,
             return;
     cfg->cand[cfg->ncand].addr = *a;
     cfg->cand[cfg->ncand].kind = kind;
+    cfg->cand[cfg->ncand].declared = declared;
     cfg->ncand++;
 }
 
 void punch_candidates(struct punch_cfg *cfg, const struct sockaddr_storage *observed,
-                      const struct proto_eplist *lan, const struct sockaddr_storage *self)
+                      const struct sockaddr_storage *observed6, const struct proto_eplist *lan,
+                      const struct sockaddr_storage *self)
 {
     cfg->ncand = 0;
-    pu_add_cand(cfg, observed, "public");
+    pu_add_cand(cfg, observed, "public", false);
     if (lan->n > 0) {
         /* A router that had to remap the control connection (its port was taken) may still
          * keep the peer's own port towards us: aim there too. */
         struct sockaddr_storage guess = *observed;
         ep_set_port((struct sockaddr *)&guess, ep_port((const struct sockaddr *)&lan->ep[0]));
-        pu_add_cand(cfg, &guess, "port-preserved");
+        pu_add_cand(cfg, &guess, "port-preserved", true);
     }
     /* Global IPv6 addresses need no NAT traversal, only a stateful firewall's simultaneous
-     * open: worth a try from anywhere. */
+     * open: worth a try from anywhere. The one the server saw on the peer's probe first. */
+    if (observed6)
+        pu_add_cand(cfg, observed6, "ipv6", false);
     for (int i = 0; i < lan->n; i++)
         if (sk_is_global6((const struct sockaddr *)&lan->ep[i]))
-            pu_add_cand(cfg, &lan->ep[i], "ipv6");
+            pu_add_cand(cfg, &lan->ep[i], "ipv6", true);
     /* Private addresses only make sense behind the same public address. Elsewhere a SYN to them
      * is lost at best, and at worst its NAT mapping catches stray packets of the real attempt
      * that the peer's router let out untranslated. */
     if (!ep_same_host((const struct sockaddr *)observed, (const struct sockaddr *)self))
         return;
     for (int i = 0; i < lan->n; i++)
-        pu_add_cand(cfg, &lan->ep[i], "lan");
+        pu_add_cand(cfg, &lan->ep[i], "lan", true);
 }
 
 int punch_local6(const struct sockaddr_storage *local, struct sockaddr_storage *local6,

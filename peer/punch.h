@@ -10,9 +10,22 @@
 
 #define PUNCH_MAX_CAND (PROTO_MAX_ENDPOINTS + 2)
 
+/* What one punch may spend (PROTOCOL.md, "Punch budget"): connect() calls, each one SYN (plus
+ * the kernel's retransmissions while it is pending), bursts and stall re-dials included. The
+ * other peer's self-declared endpoints may name any host: a few SYNs each, no bursts. What the
+ * server observed (or the user gave) gets the retries that RST-answering NATs need, within a
+ * total per punch whatever --timeout says. `tcpunch direct` is not budgeted: its one candidate
+ * is the user's. */
+#define PUNCH_BUDGET_DECLARED 16
+#define PUNCH_BUDGET_OBSERVED 384
+#define PUNCH_BUDGET_TOTAL 512
+
 struct punch_cand {
     struct sockaddr_storage addr;
     const char *kind; /* "public", "port-preserved", "lan", "ipv6", "given" */
+    /* self-declared by the other peer (or guessed from its word), not observed by the server:
+     * PUNCH_BUDGET_DECLARED; false (observed, or given by the user): PUNCH_BUDGET_OBSERVED */
+    bool declared;
 };
 
 struct punch_cfg {
@@ -57,10 +70,13 @@ int punch_adopt(struct punch *p, int fd, const char *kind);
 void punch_abort(struct punch *p, int status, const char *why);
 
 /* Fills cfg->cand from a punch message: the peer's observed endpoint, its observed address with
- * its own port, then (when self, our observed endpoint, has the same public address: one NAT for
- * both) its LAN endpoints; other families than local's and duplicates left out. */
+ * its own port, its IPv6 endpoint as the server observed it (observed6, NULL: none), its global
+ * IPv6 endpoints, then (when self, our observed endpoint, has the same public address: one NAT
+ * for both) its LAN endpoints; other families than local's and duplicates left out. Only
+ * observed and observed6 count as observed for the budget. */
 void punch_candidates(struct punch_cfg *cfg, const struct sockaddr_storage *observed,
-                      const struct proto_eplist *lan, const struct sockaddr_storage *self);
+                      const struct sockaddr_storage *observed6, const struct proto_eplist *lan,
+                      const struct sockaddr_storage *self);
 
 /* For an IPv4 control connection on local: when this host has global IPv6 addresses and can
  * bind [::] on the same port, sets *local6 to that wildcard endpoint and writes the global

@@ -105,7 +105,7 @@ static void rl_send_join(struct rl *r, const unsigned char *nonce)
     m.u.relay.version = PROTO_VERSION;
     memcpy(m.u.relay.session, r->session, sizeof m.u.relay.session);
     memcpy(m.u.relay.token, r->token, sizeof m.u.relay.token);
-    hello_admit(r->have_secret ? r->secret : NULL, nonce, &m.u.relay.has_admit, m.u.relay.admit);
+    hello_admit(r->have_secret ? r->secret : NULL, nonce, &m);
     n = proto_encode(&m, line, sizeof line);
     setsockopt(r->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     /* our first bytes on a fresh connection: the send buffer takes the short line whole */

@@ -188,19 +188,10 @@ static void spl_fwd_linked(void *arg, struct peer_link *link)
 static int spl_parse_allow(struct spl_fwd *f, const char *arg)
 {
     struct spl_allow *a = &f->allow[f->nallow];
-    const char *eq = strchr(arg, '=');
-    size_t idlen = eq ? (size_t)(eq - arg) : strlen(arg);
-    if (idlen == 0 || idlen > PROTO_MAX_ID)
-        return opts_bad("--allow: \"%s\" does not start with a peer id", arg);
-    memcpy(a->id, arg, idlen);
-    a->id[idlen] = '\0';
-    if (!proto_valid_id(a->id))
-        return opts_bad("--allow: \"%s\" is not a valid peer id", a->id);
+    if (opts_peer_entry("--allow", arg, a->id, a->fp, sizeof a->fp) != EXIT_DONE)
+        return EXIT_USAGE;
     if (spl_allowed(f, a->id))
         return opts_bad("--allow: %s is listed twice", a->id);
-    if (eq && opts_peer_key(eq + 1, a->fp, sizeof a->fp) < 0)
-        return opts_bad("--allow: \"%s\" is neither a public key nor a fingerprint (SHA256:...)",
-                        eq + 1);
     f->nallow++;
     return EXIT_DONE;
 }

@@ -18,6 +18,13 @@ int trust_prepare(const struct peer_opts *o, const char *name, const unsigned ch
     }
     snprintf(t->known_path, sizeof t->known_path, "%s/known_peers", dir);
     t->nknown = kp_find(t->known_path, name, t->known, KP_MAX_KEYS, err, sizeof err);
+    if (t->nknown == -2) {
+        /* refused like a changed key: the file may hold a pin for name that we cannot read */
+        LOG_E("%s: refusing %s until this line is fixed or removed (a pin that cannot be read "
+              "must not let another key in)",
+              err, name);
+        return EXIT_PUNCH;
+    }
     if (t->nknown < 0) {
         LOG_E("%s", err);
         return EXIT_LOCAL;

@@ -8,7 +8,9 @@
 
 /* Fills t for the peer called name (an id, or HOST:PORT in direct mode): --peer-key from o, the
  * known_peers lines for name, and server_pk, the key the server says the peer registered with
- * (NULL: none). Returns EXIT_DONE, or EXIT_LOCAL after logging why. */
+ * (NULL: none). Returns EXIT_DONE; EXIT_PUNCH after logging why when known_peers has a line
+ * for name that cannot be read (refused like a changed key); EXIT_LOCAL when the file cannot be
+ * read at all. */
 int trust_prepare(const struct peer_opts *o, const char *name, const unsigned char *server_pk,
                   struct shake_trust *t);
 

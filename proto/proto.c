@@ -19,10 +19,10 @@ static const char *const proto_fields[PROTO_TYPE_COUNT][16] = {
     [PROTO_HELLO] = {"type", "version", "id", "endpoints", "path", "aux", "key", "sig", "admit",
                       NULL},
     [PROTO_WELCOME] = {"type", "version", "id", "observed", "keepalive", "relay", "probe_port",
-                       "probe_token", NULL},
+                       "probe_token", "probe6", NULL},
     [PROTO_CONNECT] = {"type", "target", NULL},
     [PROTO_PUNCH] = {"type", "session", "peer", "role", "observed", "endpoints", "start_in_us",
-                     "relay", "token", "direct", "reason", "nat", "key", "relay_addr", NULL},
+                     "relay", "token", "direct", "reason", "nat", "key", "relay_addr", "observed6", NULL},
     [PROTO_ERROR] = {"type", "code", "message", "fatal", NULL},
     [PROTO_PING] = {"type", "seq", NULL},
     [PROTO_PONG] = {"type", "seq", NULL},
@@ -351,6 +351,9 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
             PD_TRY(pd_int(d, "probe_port", 1, 65535, &n));
             m->u.welcome.probe_port = (int)n;
             PD_TRY(pd_session(d, "probe_token", m->u.welcome.probe_token));
+            m->u.welcome.has_probe6 = json_object_get(d->obj, "probe6") != NULL;
+            if (m->u.welcome.has_probe6)
+                PD_TRY(pd_endpoint(d, "probe6", &m->u.welcome.probe6));
         }
         return PROTO_OK;
     case PROTO_CONNECT:
@@ -384,6 +387,9 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
         m->u.punch.has_relay_addr = json_object_get(d->obj, "relay_addr") != NULL;
         if (m->u.punch.has_relay_addr)
             PD_TRY(pd_endpoint(d, "relay_addr", &m->u.punch.relay_addr));
+        m->u.punch.has_observed6 = json_object_get(d->obj, "observed6") != NULL;
+        if (m->u.punch.has_observed6)
+            PD_TRY(pd_endpoint(d, "observed6", &m->u.punch.observed6));
         return pd_eplist(d, "endpoints", &m->u.punch.endpoints);
     }
     case PROTO_ERROR: {
@@ -486,22 +492,6 @@ out:
     return e;
 }
 
-int proto_peek_admit(const char *line, size_t len, unsigned char out[PROTO_ADMIT_BYTES])
-{
-    json_t *o, *v;
-    int found = 0;
-    if (len >= PROTO_MAX_LINE)
-        return 0;
-    o = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
-    if (!o)
-        return 0;
-    v = json_object_get(o, "admit");
-    if (v && json_is_string(v))
-        found = pb_decode(json_string_value(v), json_string_length(v), out, PROTO_ADMIT_BYTES);
-    json_decref(o);
-    return found;
-}
-
 /* ---- encoding ---- */
 
 /* A binary member: fails the whole message (NULL) when the value cannot be built. */
@@ -557,6 +547,11 @@ static json_t *pe_build(const struct proto_msg *m)
         if (o && m->u.welcome.probe_port > 0) {
             json_object_set_new(o, "probe_port", json_integer(m->u.welcome.probe_port));
             json_object_set_new(o, "probe_token", json_string(m->u.welcome.probe_token));
+            if (m->u.welcome.has_probe6)
+                json_object_set_new(
+                    o, "probe6",
+                    json_string(
+                        ep_format((const struct sockaddr *)&m->u.welcome.probe6, ep, sizeof ep)));
         }
         return o;
     }
@@ -576,10 +571,10 @@ static json_t *pe_build(const struct proto_msg *m)
             json_object_set_new(o, "relay", json_true());
             json_object_set_new(o, "token", json_string(m->u.punch.token));
         }
-        if (m->u.punch.no_direct) {
+        if (m->u.punch.no_direct)
             json_object_set_new(o, "direct", json_false());
+        if (m->u.punch.no_direct || m->u.punch.reason[0])
             json_object_set_new(o, "reason", json_string(m->u.punch.reason));
-        }
         if (m->u.punch.nat != PROTO_NAT_UNKNOWN)
             json_object_set_new(o, "nat", json_string(proto_nat_name(m->u.punch.nat)));
         if (m->u.punch.has_relay_addr)
@@ -587,6 +582,11 @@ static json_t *pe_build(const struct proto_msg *m)
                 o, "relay_addr",
                 json_string(
                     ep_format((const struct sockaddr *)&m->u.punch.relay_addr, ep, sizeof ep)));
+        if (m->u.punch.has_observed6)
+            json_object_set_new(
+                o, "observed6",
+                json_string(
+                    ep_format((const struct sockaddr *)&m->u.punch.observed6, ep, sizeof ep)));
         if (m->u.punch.has_key)
             o = pe_b64(o, "key", m->u.punch.key, PROTO_KEY_BYTES);
         return o;

@@ -20,7 +20,7 @@
 #define PROTO_NONCE_BYTES 32 /* challenge.nonce */
 #define PROTO_KEY_BYTES 32   /* an Ed25519 public key */
 #define PROTO_SIG_BYTES 64   /* an Ed25519 signature */
-#define PROTO_ADMIT_BYTES 32 /* HMAC-SHA-256 of the nonce under the shared secret */
+#define PROTO_ADMIT_BYTES 32 /* HMAC-SHA-256 of the first line under the shared secret */
 
 enum proto_type {
     PROTO_HELLO,
@@ -86,6 +86,10 @@ struct proto_msg {
             bool relay;    /* the server relays sessions */
             int probe_port; /* 0: no probe listener */
             char probe_token[PROTO_TOKEN_LEN + 1]; /* "" when probe_port is 0 */
+            /* an IPv6 probe listener: where a peer on an IPv4 control connection proves its
+             * IPv6 endpoint (PROTOCOL.md, 5.2); only with probe_port */
+            bool has_probe6;
+            struct sockaddr_storage probe6;
         } welcome;
         struct {
             char target[PROTO_MAX_ID + 1];
@@ -111,6 +115,10 @@ struct proto_msg {
              * (PROTOCOL.md, "Cluster"); absent: the server the peer is connected to */
             bool has_relay_addr;
             struct sockaddr_storage relay_addr;
+            /* the other peer's IPv6 endpoint as the server saw it on a probe: observed, unlike
+             * the self-declared `endpoints` (PROTOCOL.md, "Punch budget") */
+            bool has_observed6;
+            struct sockaddr_storage observed6;
         } punch;
         struct {
             char code[PROTO_MAX_CODE + 1];
@@ -186,12 +194,6 @@ bool proto_valid_session(const char *s);
 /* Decodes one line (without its newline). On failure returns the error and a human reason. */
 enum proto_err proto_decode(const char *line, size_t len, enum proto_dir dir, struct proto_msg *out,
                             char *why, size_t whylen);
-
-/* The `admit` member of a line's JSON object, before anything else is checked, so that a
- * server with a shared secret can refuse a stranger before doing any other work. Returns 1 with
- * out filled, 0 when the line is not an object with a well-formed `admit` (absent, not a
- * string, bad base64 or length). */
-int proto_peek_admit(const char *line, size_t len, unsigned char out[PROTO_ADMIT_BYTES]);
 
 /* Encodes msg as one line ending in '\n'. Returns its length, or -1 if it would not fit in
  * buflen or in PROTO_MAX_LINE. */

@@ -15,24 +15,59 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CL_TICK_MS 250
 #define CL_STOP_MS 1000 /* at shutdown, how long queued commands get to leave */
 #define CL_KEY_MAX (CL_MAX_PREFIX + PROTO_MAX_ID + 16)
 #define CL_CHAN_MAX (CL_MAX_PREFIX + CL_MAX_INSTANCE + 16)
+#define CL_TOUCH_MS 3600000 /* how often registered ids' last use moves in Redis */
 #define CL_KEY_B64 (sodium_base64_ENCODED_LEN(PROTO_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL))
 
 /* Lua, so that each read-modify-write is atomic in Redis (PROTOCOL.md, "Cluster"). */
-/* The cluster's allowlist is the hash KEYS[2] (id -> key): while it exists, only its pairs may
- * register ("!" otherwise). Then the first key to claim an id owns it cluster-wide; returns the
- * owner. */
+/* The claim. KEYS: 1 owner:ID, 2 authorized, 3 keyids:KEY (the key's ids, scored by last
+ * use), 4 ids (every owned id, scored by last use), 5 newids:SOURCE (new ids from that address
+ * this hour). ARGV: 1 key, 2 id, 3 now (unix s), 4 --id-expire in s (0: never), 5 --max-ids,
+ * 6 --ids-per-key, 7 --new-ids-per-hour (0: no limit).
+ * While the hash KEYS[2] (id -> key) exists only its pairs may register ("!" otherwise). An
+ * owned id answers its owner; a new one is checked against the three limits ("#CODE", and
+ * then nothing at all has been written) before it is bound. Every claim by the owner moves
+ * the id's last use and its owner key's TTL, so an id unused for --id-expire lapses. */
 static const char cl_lua_claim[] =
     "if redis.call('EXISTS', KEYS[2]) == 1 and "
     "redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[1] then return '!' end "
+    "local now = tonumber(ARGV[3]) local exp = tonumber(ARGV[4]) "
     "local v = redis.call('GET', KEYS[1]) "
-    "if v then return v end "
-    "redis.call('SET', KEYS[1], ARGV[1]) return ARGV[1]";
+    "if v and v ~= ARGV[1] then return v end "
+    "if not v then "
+    "  local function live(k) if exp > 0 then return redis.call('ZCOUNT', k, now - exp, '+inf') "
+    "    end return redis.call('ZCARD', k) end "
+    "  local hour = tonumber(ARGV[7]) "
+    "  if tonumber(ARGV[6]) > 0 and live(KEYS[3]) >= tonumber(ARGV[6]) then "
+    "    return '#too-many-ids' end "
+    "  if tonumber(ARGV[5]) > 0 and live(KEYS[4]) >= tonumber(ARGV[5]) then "
+    "    return '#server-full' end "
+    "  if hour > 0 and tonumber(redis.call('GET', KEYS[5]) or '0') >= hour then "
+    "    return '#rate-limited' end "
+    "  if hour > 0 and redis.call('INCR', KEYS[5]) == 1 then "
+    "    redis.call('EXPIRE', KEYS[5], 3600) end "
+    "  if exp > 0 then "
+    "    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (now - exp)) "
+    "    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - exp)) end "
+    "end "
+    "if exp > 0 then redis.call('SET', KEYS[1], ARGV[1], 'EX', exp) "
+    "else redis.call('SET', KEYS[1], ARGV[1]) end "
+    "redis.call('ZADD', KEYS[4], now, ARGV[2]) redis.call('ZADD', KEYS[3], now, ARGV[2]) "
+    "if exp > 0 then redis.call('EXPIRE', KEYS[3], exp) end "
+    "return ARGV[1]";
+/* An id registered here for long: its last use moves as a claim's would (same KEYS/ARGV). */
+static const char cl_lua_touch[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "local exp = tonumber(ARGV[4]) "
+    "redis.call('ZADD', KEYS[4], ARGV[3], ARGV[2]) redis.call('ZADD', KEYS[3], ARGV[3], ARGV[2]) "
+    "if exp > 0 then redis.call('EXPIRE', KEYS[1], exp) redis.call('EXPIRE', KEYS[3], exp) end "
+    "return 1";
 /* refresh a directory entry unless another instance has taken the id since */
 static const char cl_lua_refresh[] =
     "local v = redis.call('GET', KEYS[1]) "
@@ -82,7 +117,7 @@ struct cl {
     uv_timer_t tick, retry, stop;
     int handles; /* initialised timers not yet closed */
     bool ping_out;
-    uint64_t ping_sent_us, last_ping_ms, last_refresh_ms;
+    uint64_t ping_sent_us, last_ping_ms, last_refresh_ms, last_touch_ms;
     uint32_t redis_rtt_us;
     struct cl_op *ops;
     size_t nops;
@@ -312,6 +347,25 @@ void cl_withdraw(struct cl *c, const struct srv_conn *peer)
 
 /* ---- ownership ---- */
 
+/* A new id the claim script refused for one of the limits; Redis holds nothing of it. */
+static void cl_claim_refused(struct cl_op *op, const char *code)
+{
+    const struct gate_cfg *g = &op->cl->srv->cfg.gate;
+    char msg[PROTO_MAX_TEXT];
+    LOG_N("cluster: %s refused as a new id: %s", op->target, code);
+    if (strcmp(code, "too-many-ids") == 0)
+        snprintf(msg, sizeof msg, "this key owns %u ids already, the most one key may own here",
+                 g->ids_per_key);
+    else if (strcmp(code, "rate-limited") == 0)
+        snprintf(msg, sizeof msg, "at most %u new ids per hour from one address; try again later",
+                 g->new_ids_per_hour);
+    else {
+        code = "server-full";
+        snprintf(msg, sizeof msg, "the cluster knows too many ids to take a new one");
+    }
+    cl_op_fail(op, code, msg);
+}
+
 static void cl_on_claim(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct cl_op *op = privdata;
@@ -329,6 +383,8 @@ static void cl_on_claim(redisAsyncContext *ac, void *r, void *privdata)
     } else if (strcmp(reply->str, "!") == 0) {
         snprintf(msg, sizeof msg, "%s with this key is not on the cluster's allowlist", op->target);
         cl_op_fail(op, "not-authorized", msg);
+    } else if (reply->str[0] == '#') {
+        cl_claim_refused(op, reply->str + 1);
     } else {
         sodium_bin2base64(mine, sizeof mine, op->hello->u.hello.key, PROTO_KEY_BYTES,
                           sodium_base64_VARIANT_ORIGINAL);
@@ -342,9 +398,46 @@ static void cl_on_claim(redisAsyncContext *ac, void *r, void *privdata)
     cl_op_unref(op);
 }
 
+/* KEYS and ARGV of the claim and touch scripts for id/key registered from src. */
+struct cl_claim_args {
+    char owner[CL_KEY_MAX], allow[CL_KEY_MAX], keyids[CL_KEY_MAX], ids[CL_KEY_MAX],
+        newids[CL_KEY_MAX];
+    char b64[CL_KEY_B64], now[24], exp[24], max_ids[24], per_key[24], per_hour[24];
+};
+
+static void cl_claim_args(const struct cl *c, const char *id, const unsigned char *key,
+                          const struct sockaddr *src, struct cl_claim_args *a)
+{
+    const struct gate_cfg *g = &c->srv->cfg.gate;
+    char from[64];
+    sodium_bin2base64(a->b64, sizeof a->b64, key, PROTO_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL);
+    cl_key(c, "owner", id, a->owner, sizeof a->owner);
+    snprintf(a->allow, sizeof a->allow, "%sauthorized", c->prefix);
+    cl_key(c, "keyids", a->b64, a->keyids, sizeof a->keyids);
+    snprintf(a->ids, sizeof a->ids, "%sids", c->prefix);
+    if (src)
+        lim_source_text(src, from, sizeof from);
+    else
+        snprintf(from, sizeof from, "other");
+    cl_key(c, "newids", from, a->newids, sizeof a->newids);
+    snprintf(a->now, sizeof a->now, "%lld", (long long)time(NULL));
+    snprintf(a->exp, sizeof a->exp, "%llu", (unsigned long long)g->id_expire_days * 86400ULL);
+    snprintf(a->max_ids, sizeof a->max_ids, "%zu", g->max_ids);
+    snprintf(a->per_key, sizeof a->per_key, "%u", g->ids_per_key);
+    snprintf(a->per_hour, sizeof a->per_hour, "%u", g->new_ids_per_hour);
+}
+
+static int cl_eval_claim(struct cl *c, const char *script, redisCallbackFn *cb, void *arg,
+                         const struct cl_claim_args *a, const char *id)
+{
+    return redisAsyncCommand(c->cmd, cb, arg, "EVAL %s 5 %s %s %s %s %s %s %s %s %s %s %s %s",
+                             script, a->owner, a->allow, a->keyids, a->ids, a->newids, a->b64, id,
+                             a->now, a->exp, a->max_ids, a->per_key, a->per_hour);
+}
+
 int cl_claim(struct cl *c, struct srv_conn *conn, const struct proto_msg *hello)
 {
-    char key[CL_KEY_MAX], allow[CL_KEY_MAX], b64[CL_KEY_B64];
+    struct cl_claim_args a;
     struct cl_op *op;
     if (c->state != CL_UP || !(op = cl_op_new(c, CL_CLAIM, conn)))
         return -1;
@@ -354,13 +447,10 @@ int cl_claim(struct cl *c, struct srv_conn *conn, const struct proto_msg *hello)
     }
     *op->hello = *hello;
     snprintf(op->target, sizeof op->target, "%s", hello->u.hello.id);
-    cl_key(c, "owner", hello->u.hello.id, key, sizeof key);
-    snprintf(allow, sizeof allow, "%sauthorized", c->prefix);
-    sodium_bin2base64(b64, sizeof b64, hello->u.hello.key, PROTO_KEY_BYTES,
-                      sodium_base64_VARIANT_ORIGINAL);
+    cl_claim_args(c, hello->u.hello.id, hello->u.hello.key,
+                  (const struct sockaddr *)&conn->observed, &a);
     op->refs++;
-    if (redisAsyncCommand(c->cmd, cl_on_claim, op, "EVAL %s 2 %s %s %s %s", cl_lua_claim, key,
-                          allow, b64, hello->u.hello.id) != REDIS_OK) {
+    if (cl_eval_claim(c, cl_lua_claim, cl_on_claim, op, &a, hello->u.hello.id) != REDIS_OK) {
         op->refs--;
         free(op->hello);
         op->hello = NULL;
@@ -368,6 +458,21 @@ int cl_claim(struct cl *c, struct srv_conn *conn, const struct proto_msg *hello)
         return -1;
     }
     return 0;
+}
+
+/* Ids that stay registered here for days claim nothing: once an hour their last use moves in
+ * Redis, so that --id-expire never takes the id of a peer that is online. */
+static void cl_touch_all(struct cl *c)
+{
+    struct cl_claim_args a;
+    if (!c->srv->cfg.gate.id_expire_days)
+        return;
+    for (struct srv_conn *p = c->srv->live.head; p; p = p->next) {
+        if (p->aux)
+            continue;
+        cl_claim_args(c, p->id, p->key, NULL, &a);
+        cl_eval_claim(c, cl_lua_touch, NULL, NULL, &a, p->id);
+    }
 }
 
 /* ---- introductions: the initiator's instance ---- */
@@ -419,7 +524,8 @@ static json_t *cl_introduce_msg(struct cl *c, struct cl_op *op, struct srv_conn 
     memset(&none, 0, sizeof none);
     none.direct = true;
     pair_peer_of(from, &me);
-    n = pair_encode(&me, PROTO_RESPONDER, op->session, &none, NULL, &m, line, sizeof line);
+    /* unfiltered: the target's instance knows both observed addresses and filters */
+    n = pair_encode(&me, NULL, PROTO_RESPONDER, op->session, &none, NULL, &m, line, sizeof line);
     if (n <= 0)
         return NULL;
     line[n - 1] = '\0'; /* no newline inside JSON */
@@ -570,6 +676,8 @@ static int cl_remote_peer(json_t *msg, struct pair_peer *p, uint32_t *rtt, uint3
     memcpy(p->id, m.u.punch.peer, sizeof p->id);
     p->observed = m.u.punch.observed;
     p->eps = m.u.punch.endpoints;
+    p->has_obs6 = m.u.punch.has_observed6;
+    p->obs6 = m.u.punch.observed6;
     p->nat = m.u.punch.nat;
     p->has_key = m.u.punch.has_key;
     memcpy(p->key, m.u.punch.key, sizeof p->key);
@@ -602,8 +710,9 @@ static void cl_on_introduce(struct cl *c, json_t *msg)
     struct srv_conn *to;
     struct pair_peer pi, pt;
     struct pair_plan pl;
+    struct rly_party qi, qt;
     struct proto_msg mi, mt;
-    char li[PROTO_MAX_LINE], lt[PROTO_MAX_LINE], text[PROTO_MAX_TEXT];
+    char li[PROTO_MAX_LINE], lt[PROTO_MAX_LINE], text[PROTO_MAX_TEXT], why[PROTO_MAX_TEXT];
     uint32_t rtt_i, bus_a;
     uint64_t delay_i, delay_t;
     int ni, nt;
@@ -625,17 +734,27 @@ static void cl_on_introduce(struct cl *c, json_t *msg)
         cl_answer_error(c, from, session, "no-path", text);
         return;
     }
-    if (pl.relay && rly_offer(s->rly, session, pi.id, pt.id, pl.token[0], pl.token[1]) < 0) {
+    /* the quotas count the remote initiator by its id, key and the address its own instance
+     * saw; they are this instance's counts only (the relay runs here) */
+    qi.id = pi.id;
+    qi.key = pi.has_key ? pi.key : NULL;
+    qi.src = (const struct sockaddr *)&pi.observed;
+    qt.id = pt.id;
+    qt.key = pt.key;
+    qt.src = (const struct sockaddr *)&to->observed;
+    if (pl.relay && pair_offer(s->rly, session, &qi, &qt, &pl, why, sizeof why) < 0) {
+        LOG_N("cluster: session %s: %s -> %s: no relay%s: %s", session, pi.id, pt.id,
+              pl.direct ? ", direct only" : "", why);
         if (!pl.direct) {
-            cl_answer_error(c, from, session, "no-path",
-                            "the relay has no room for another session");
+            snprintf(text, sizeof text, "%.100s; and the relay refuses it: %.120s", pl.reason, why);
+            cl_answer_error(c, from, session, "no-path", text);
             return;
         }
-        pl.relay = false;
     }
     /* the initiator joins the relay here, through the address peers know this instance by */
-    ni = pair_encode(&pt, PROTO_INITIATOR, session, &pl, &c->public_addr, &mi, li, sizeof li);
-    nt = pair_encode(&pi, PROTO_RESPONDER, session, &pl, NULL, &mt, lt, sizeof lt);
+    ni = pair_encode(&pt, &pi.observed, PROTO_INITIATOR, session, &pl, &c->public_addr, &mi, li,
+                     sizeof li);
+    nt = pair_encode(&pi, &pt.observed, PROTO_RESPONDER, session, &pl, NULL, &mt, lt, sizeof lt);
     if (ni <= 0 || nt <= 0) {
         cl_answer_error(c, from, session, "internal", "the server cannot encode the punch");
         return;
@@ -905,6 +1024,10 @@ static void cl_on_tick(uv_timer_t *t)
         c->last_refresh_ms = now;
         cl_announce_all(c, true);
     }
+    if (now - c->last_touch_ms >= CL_TOUCH_MS) {
+        c->last_touch_ms = now;
+        cl_touch_all(c);
+    }
 }
 
 /* ---- life cycle ---- */
@@ -1000,9 +1123,10 @@ void cl_stop(struct cl *c)
         c->sub = NULL;
         redisAsyncFree(sub);
     }
+    /* the disconnect may have failed at once (Redis gone): cl_lost has closed the timer */
     if (c->cmd)
         uv_timer_start(&c->stop, cl_on_stop, CL_STOP_MS, 0);
-    else
+    else if (!uv_is_closing((uv_handle_t *)&c->stop))
         uv_close((uv_handle_t *)&c->stop, cl_on_timer_closed);
 }
 

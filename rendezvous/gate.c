@@ -5,23 +5,44 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+/* The time before which an id counts as unused, or 0 without --id-expire. */
+static int64_t gate_expire_before(const struct gate *g)
+{
+    if (!g->cfg.id_expire_days)
+        return 0;
+    return (int64_t)time(NULL) - (int64_t)g->cfg.id_expire_days * GATE_DAY_S;
+}
+
+/* The file is compacted at every start that finds touches, lapsed ids, old-format lines or
+ * damage in it, so that it never grows by more than one touch per id and day of uptime. */
 static int gate_load_db(struct gate *g, char *err, size_t errlen)
 {
     struct ik_load_info info;
+    size_t lapsed = 0;
+    int64_t before = gate_expire_before(g);
     if (ik_load(g->owners, g->cfg.id_db, IK_DATABASE, true, &info, err, errlen) < 0)
         return -1;
-    if (info.rewrite) {
-        LOG_W("%s: %zu line%s dropped (a repeated id or a write cut short); rewriting it",
-              g->cfg.id_db, info.dropped, info.dropped == 1 ? "" : "s");
+    if (before)
+        lapsed = ik_expire(g->owners, before, NULL, NULL);
+    if (info.dropped)
+        LOG_W("%s: %zu line%s dropped (a repeated id or a write cut short)", g->cfg.id_db,
+              info.dropped, info.dropped == 1 ? "" : "s");
+    if (lapsed)
+        LOG_N("%s: %zu id%s unused for more than %u days lapsed (--id-expire)", g->cfg.id_db,
+              lapsed, lapsed == 1 ? "" : "s", g->cfg.id_expire_days);
+    if (info.rewrite || info.touches || lapsed) {
+        LOG_I("%s: rewriting it (%zu ids)", g->cfg.id_db, ik_count(g->owners));
         if (ik_rewrite(g->owners, g->cfg.id_db, err, errlen) < 0)
             return -1;
     }
     g->db_fd = ik_open_append(g->cfg.id_db, err, errlen);
     if (g->db_fd < 0)
         return -1;
-    LOG_N("id database %s: %zu id%s", g->cfg.id_db, info.lines, info.lines == 1 ? "" : "s");
+    LOG_N("id database %s: %zu id%s", g->cfg.id_db, ik_count(g->owners),
+          ik_count(g->owners) == 1 ? "" : "s");
     return 0;
 }
 
@@ -53,7 +74,8 @@ int gate_init(struct gate *g, const struct gate_cfg *cfg, char *err, size_t errl
         g->have_secret = true;
     }
     g->owners = ik_new(cfg->max_ids);
-    if (!g->owners) {
+    g->newids = limw_new(GATE_NEWID_SOURCES, GATE_HOUR_MS);
+    if (!g->owners || !g->newids) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -69,6 +91,8 @@ void gate_free(struct gate *g)
     sodium_memzero(g->secret, sizeof g->secret);
     ik_free(g->owners);
     ik_free(g->allow);
+    limw_free(g->newids);
+    g->newids = NULL;
     if (g->db_fd >= 0)
         close(g->db_fd);
     g->owners = g->allow = NULL;
@@ -88,12 +112,11 @@ int gate_reload(struct gate *g, char *err, size_t errlen)
     return 0;
 }
 
-bool gate_admitted(const struct gate *g, const unsigned char *nonce, const char *line, size_t len)
+bool gate_admitted(const struct gate *g, const unsigned char *nonce, const struct proto_msg *m)
 {
-    unsigned char admit[PROTO_ADMIT_BYTES];
     if (!g->have_secret)
         return true;
-    return proto_peek_admit(line, len, admit) == 1 && auth_admit_ok(g->secret, nonce, admit);
+    return m && auth_admit_ok(g->secret, nonce, m);
 }
 
 bool gate_allowed(const struct gate *g, const char *id, const unsigned char *key)
@@ -139,26 +162,129 @@ const char *gate_check_hello(const struct gate *g, const unsigned char *nonce,
     return NULL;
 }
 
-const char *gate_bind(struct gate *g, const char *id, const unsigned char *key, char *msg,
-                      size_t len)
+/* An owned id registers again: last-seen now, and on disk at most once a day (without an
+ * fdatasync: a touch lost in a crash costs a day of last-seen, not an owner). */
+static void gate_touch(struct gate *g, const char *id, const unsigned char *key)
 {
+    int64_t now = (int64_t)time(NULL), disk;
     char err[300];
-    if (ik_find(g->owners, id))
-        return NULL; /* gate_check_hello saw that it is this key */
+    ik_seen(g->owners, id, &disk);
+    ik_set_seen(g->owners, id, now, false);
+    if (g->db_fd < 0 || now - disk < GATE_DAY_S)
+        return;
+    if (ik_append(g->db_fd, id, key, now, false, err, sizeof err) < 0)
+        LOG_W("%s: %s", g->cfg.id_db, err);
+    else
+        ik_set_seen(g->owners, id, now, true);
+}
+
+/* The limits on new ids a single instance checks itself (a cluster checks them in Redis). */
+static const char *gate_new_id_ok(struct gate *g, const char *id, const unsigned char *key,
+                                  const struct sockaddr *src, uint64_t now_ms, char *msg,
+                                  size_t len)
+{
+    char who[64];
+    if (g->cfg.ids_per_key && ik_key_ids(g->owners, key) >= g->cfg.ids_per_key) {
+        snprintf(msg, len, "this key owns %u ids already, the most one key may own here",
+                 g->cfg.ids_per_key);
+        return "too-many-ids";
+    }
     if (g->cfg.max_ids && ik_count(g->owners) >= g->cfg.max_ids) {
         LOG_W("cannot bind %s: %zu ids known already (--max-ids)", id, ik_count(g->owners));
         snprintf(msg, len, "the server knows too many ids to take a new one");
         return "server-full";
     }
+    switch (limw_take(g->newids, src, g->cfg.new_ids_per_hour, now_ms)) {
+    case LIM_OK:
+        return NULL;
+    case LIM_RATE:
+        lim_source_text(src, who, sizeof who);
+        LOG_N("cannot bind %s: %s registered %u new ids within the hour (--new-ids-per-hour)", id,
+              who, g->cfg.new_ids_per_hour);
+        snprintf(msg, len, "at most %u new ids per hour from one address; try again later",
+                 g->cfg.new_ids_per_hour);
+        return "rate-limited";
+    default:
+        snprintf(msg, len, "the server tracks too many addresses registering new ids");
+        return "rate-limited";
+    }
+}
+
+const char *gate_bind(struct gate *g, const char *id, const unsigned char *key,
+                      const struct sockaddr *src, uint64_t now_ms, bool claimed, char *msg,
+                      size_t len)
+{
+    char err[300];
+    const char *code;
+    int64_t now = (int64_t)time(NULL);
+    if (ik_find(g->owners, id)) {
+        gate_touch(g, id, key); /* gate_check_hello saw that it is this key */
+        return NULL;
+    }
+    if (claimed) {
+        /* the cache of what Redis said: only for outages, and bounded like a single
+         * instance's table (full: not cached, the registration still stands) */
+        ik_add_seen(g->owners, id, key, now);
+        return NULL;
+    }
+    if ((code = gate_new_id_ok(g, id, key, src, now_ms, msg, len)))
+        return code;
+    if (g->cfg.id_db && g->db_fd < 0) {
+        snprintf(msg, len, "the server cannot record the id now");
+        return "internal";
+    }
     /* on disk before in use: a restart must never forget an owner that was announced */
-    if (g->db_fd >= 0 && ik_append(g->db_fd, id, key, err, sizeof err) < 0) {
+    if (g->db_fd >= 0 && ik_append(g->db_fd, id, key, now, true, err, sizeof err) < 0) {
         LOG_E("%s: %s", g->cfg.id_db, err);
         snprintf(msg, len, "the server cannot record the id now");
         return "internal";
     }
-    if (ik_add(g->owners, id, key) != IK_OK) {
+    if (ik_add_seen(g->owners, id, key, now) != IK_OK) {
         snprintf(msg, len, "the server is out of memory");
         return "server-full";
     }
     return NULL;
+}
+
+struct gate_keep {
+    struct gate *g;
+    bool (*online)(void *arg, const char *id);
+    void *arg;
+};
+
+/* Registered now: never lapses, and counts as seen. */
+static bool gate_keep_online(void *arg, const char *id)
+{
+    struct gate_keep *k = arg;
+    if (!k->online || !k->online(k->arg, id))
+        return false;
+    gate_touch(k->g, id, ik_find(k->g->owners, id));
+    return true;
+}
+
+void gate_tick(struct gate *g, uint64_t now_ms, bool (*online)(void *arg, const char *id),
+               void *arg)
+{
+    struct gate_keep k = {g, online, arg};
+    char err[300];
+    size_t n;
+    if (g->newids)
+        limw_expire(g->newids, now_ms);
+    if (!g->cfg.id_expire_days || now_ms - g->last_expire_ms < GATE_HOUR_MS)
+        return;
+    g->last_expire_ms = now_ms;
+    n = ik_expire(g->owners, gate_expire_before(g), gate_keep_online, &k);
+    if (!n)
+        return;
+    LOG_N("%zu id%s unused for more than %u days lapsed (--id-expire)", n, n == 1 ? "" : "s",
+          g->cfg.id_expire_days);
+    /* before any other key can take a lapsed id, the file must forget its owner */
+    if (g->db_fd >= 0 && ik_rewrite(g->owners, g->cfg.id_db, err, sizeof err) < 0)
+        LOG_E("%s", err);
+    else if (g->db_fd >= 0) {
+        close(g->db_fd);
+        g->db_fd = ik_open_append(g->cfg.id_db, err, sizeof err);
+        if (g->db_fd < 0)
+            LOG_E("%s", err);
+    }
 }

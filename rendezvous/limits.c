@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <sodium.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -82,6 +83,11 @@ void lim_free(struct lim *l)
 
 /* The part of the address that identifies a source. Returns its length, 0 for other families. */
 static size_t lim_key_of(const struct sockaddr *sa, uint8_t *family, unsigned char out[16])
+{
+    return lim_source_key(sa, family, out);
+}
+
+size_t lim_source_key(const struct sockaddr *sa, uint8_t *family, unsigned char out[16])
 {
     memset(out, 0, 16);
     *family = (uint8_t)sa->sa_family;
@@ -242,4 +248,123 @@ void lim_expire(struct lim *l, uint64_t now_ms)
 size_t lim_sources(const struct lim *l)
 {
     return l->count;
+}
+
+int lim_source_text(const struct sockaddr *sa, char *out, size_t len)
+{
+    unsigned char a[16];
+    uint8_t family;
+    if (lim_source_key(sa, &family, a) == 0)
+        return snprintf(out, len, "other");
+    if (family == AF_INET)
+        return snprintf(out, len, "%u.%u.%u.%u", a[0], a[1], a[2], a[3]);
+    return snprintf(out, len, "%02x%02x:%02x%02x:%02x%02x:%02x%02x::/64", a[0], a[1], a[2], a[3],
+                    a[4], a[5], a[6], a[7]);
+}
+
+/* ---- fixed windows (new ids per source per hour) ---- */
+
+#define LIMW_BUCKETS 4096u
+
+struct limw_src {
+    struct limw_src *hnext;
+    struct limw_src *next; /* all entries, oldest window first */
+    uint64_t start_ms;
+    uint32_t taken;
+    uint8_t family;
+    unsigned char addr[16];
+};
+
+struct limw {
+    size_t max, count;
+    uint64_t window_ms;
+    struct limw_src *bucket[LIMW_BUCKETS];
+    struct limw_src *head, *tail;
+    unsigned char key[crypto_shorthash_KEYBYTES];
+};
+
+struct limw *limw_new(size_t max_sources, uint64_t window_ms)
+{
+    struct limw *w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    w->max = max_sources;
+    w->window_ms = window_ms;
+    randombytes_buf(w->key, sizeof w->key);
+    return w;
+}
+
+void limw_free(struct limw *w)
+{
+    if (!w)
+        return;
+    while (w->head) {
+        struct limw_src *next = w->head->next;
+        free(w->head);
+        w->head = next;
+    }
+    free(w);
+}
+
+static unsigned limw_hash(const struct limw *w, uint8_t family, const unsigned char addr[16])
+{
+    unsigned char in[17], out[crypto_shorthash_BYTES];
+    uint32_t h;
+    in[0] = family;
+    memcpy(in + 1, addr, 16);
+    crypto_shorthash(out, in, sizeof in, w->key);
+    memcpy(&h, out, sizeof h);
+    return h % LIMW_BUCKETS;
+}
+
+/* Windows start in order, so the ones over are always at the head. */
+void limw_expire(struct limw *w, uint64_t now_ms)
+{
+    struct limw_src *e;
+    while ((e = w->head) && now_ms - e->start_ms >= w->window_ms) {
+        struct limw_src **pp = &w->bucket[limw_hash(w, e->family, e->addr)];
+        while (*pp && *pp != e)
+            pp = &(*pp)->hnext;
+        if (*pp)
+            *pp = e->hnext;
+        w->head = e->next;
+        if (!w->head)
+            w->tail = NULL;
+        w->count--;
+        free(e);
+    }
+}
+
+enum lim_verdict limw_take(struct limw *w, const struct sockaddr *sa, unsigned max, uint64_t now_ms)
+{
+    unsigned char addr[16];
+    uint8_t family;
+    unsigned h;
+    struct limw_src *e;
+    if (max == 0 || lim_source_key(sa, &family, addr) == 0)
+        return LIM_OK;
+    limw_expire(w, now_ms);
+    h = limw_hash(w, family, addr);
+    for (e = w->bucket[h]; e; e = e->hnext)
+        if (e->family == family && memcmp(e->addr, addr, 16) == 0)
+            break;
+    if (!e) {
+        if (w->count >= w->max || !(e = calloc(1, sizeof *e)))
+            return LIM_FULL;
+        e->family = family;
+        memcpy(e->addr, addr, 16);
+        e->start_ms = now_ms;
+        e->hnext = w->bucket[h];
+        w->bucket[h] = e;
+        if (w->tail)
+            w->tail->next = e;
+        else
+            w->head = e;
+        w->tail = e;
+        w->count++;
+    }
+    if (e->taken >= max)
+        return LIM_RATE;
+    e->taken++;
+    return LIM_OK;
 }

@@ -42,6 +42,23 @@ void lim_release(struct lim *l, struct lim_src *src, uint64_t now_ms);
 void lim_expire(struct lim *l, uint64_t now_ms);
 size_t lim_sources(const struct lim *l);
 
+/* The part of sa that names its source: family and 16 bytes (IPv4: 4, IPv6: the /64, the rest
+ * zero). Returns 0 for other families (not counted). */
+size_t lim_source_key(const struct sockaddr *sa, uint8_t *family, unsigned char out[16]);
+/* The same as text ("192.0.2.7", "2001:0db8:0000:0001::/64"), for logs and Redis keys. */
+int lim_source_text(const struct sockaddr *sa, char *out, size_t len);
+
+/* Fixed windows per source: at most max takes per window_ms, the window starting at the
+ * source's first take. Entries live one window; at most max_sources at once. */
+struct limw;
+struct limw *limw_new(size_t max_sources, uint64_t window_ms);
+void limw_free(struct limw *w);
+/* LIM_OK (counted), LIM_RATE (the window is used up) or LIM_FULL (too many sources). max 0:
+ * always LIM_OK. */
+enum lim_verdict limw_take(struct limw *w, const struct sockaddr *sa, unsigned max,
+                           uint64_t now_ms);
+void limw_expire(struct limw *w, uint64_t now_ms);
+
 /* A token bucket for any other rate (connect requests per peer): rate tokens per second, at
  * most rate of them banked. Zero-initialised means full; rate 0 never limits. */
 struct lim_bucket {

@@ -27,7 +27,11 @@ enum {
     OPT_RELAY_BYTES,
     OPT_RELAY_SECONDS,
     OPT_RELAY_RATE,
-    OPT_RELAY_WAIT
+    OPT_RELAY_WAIT,
+    OPT_RELAY_IDLE,
+    OPT_RELAY_PER_PEER,
+    OPT_RELAY_PER_IP,
+    OPT_RELAY_OFFERS
 };
 /* admission and limits, parsed by parse_gate */
 enum {
@@ -37,7 +41,10 @@ enum {
     OPT_MAX_IDS,
     OPT_MAX_PER_IP,
     OPT_RATE_PER_IP,
-    OPT_CONNECT_RATE
+    OPT_CONNECT_RATE,
+    OPT_IDS_PER_KEY,
+    OPT_NEW_IDS_PER_HOUR,
+    OPT_ID_EXPIRE
 };
 /* cluster mode, parsed by parse_cluster */
 enum {
@@ -75,7 +82,9 @@ static void usage(FILE *f)
             "                           also listen here for NAT probes only, repeatable\n"
             "                           (default none); welcome announces the first one's\n"
             "                           port, so peers (and tcpunch nat-check) can tell\n"
-            "                           whether their NAT keeps one public port per local one\n"
+            "                           whether their NAT keeps one public port per local one;\n"
+            "                           the first IPv6 one is where peers on IPv4 prove their\n"
+            "                           IPv6 address (only proven ones are passed on)\n"
             "      --keepalive SEC      drop a registered peer after SEC seconds without a\n"
             "                           message (default 60); peers ping every SEC/3\n"
             "      --hello-timeout SEC  drop a connection that has not sent hello after SEC\n"
@@ -93,6 +102,17 @@ static void usage(FILE *f)
             "                           (default 0: unlimited; K, M, G allowed)\n"
             "      --relay-wait SEC     how long the first peer at the relay waits for the\n"
             "                           second (default 30)\n"
+            "      --relay-idle SEC     cut a relayed session that carried no byte for SEC\n"
+            "                           seconds (default 300; 0: never); TCP keepalives\n"
+            "                           carry no byte: an idle ssh needs ServerAliveInterval\n"
+            "      --relay-per-peer N   relayed sessions at once per id and per key\n"
+            "                           (default 4; 0: no limit)\n"
+            "      --relay-per-ip N     relayed sessions at once per source address, IPv6\n"
+            "                           per /64 (default 8; 0: no limit)\n"
+            "      --relay-offers-per-peer N\n"
+            "                           relay offers pending (60 s each) per initiating id,\n"
+            "                           key and address (default 64; 0: no limit); beyond,\n"
+            "                           and beyond the two above, punches offer no relay\n"
             "\n"
             "Who may register (each refusal is an error line to the peer and a log line):\n"
             "      --secret-file FILE   a private server: every connection must prove that it\n"
@@ -106,6 +126,11 @@ static void usage(FILE *f)
             "                           to the first key that registers it\n"
             "      --max-ids N          owners remembered at most; beyond, new ids are\n"
             "                           refused (default 100000)\n"
+            "      --ids-per-key N      ids one key may own (default 8; 0: no limit)\n"
+            "      --new-ids-per-hour N new ids per source address per hour, IPv6 per /64\n"
+            "                           (default 20; 0: no limit)\n"
+            "      --id-expire DAYS     an id nobody registered for DAYS days loses its\n"
+            "                           owner (default 90; 0: never)\n"
             "      --max-per-ip N       connections at once from one address, IPv6 counted\n"
             "                           per /64 (default 32; 0: no limit)\n"
             "      --rate-per-ip N      new connections per second from one address\n"
@@ -229,10 +254,30 @@ static int parse_relay(int opt, const char *arg, struct rly_cfg *r)
         if (parse_size(arg, &r->rate) < 0)
             return usage_error("--relay-rate must be bytes/s like 512K or 0, not '%s'", arg);
         return 0;
-    default: /* OPT_RELAY_WAIT */
+    case OPT_RELAY_WAIT:
         if (parse_num(arg, 1, 3600, &v) < 0)
             return usage_error("--relay-wait must be 1..3600 seconds, not '%s'", arg);
         r->wait = (unsigned)v;
+        return 0;
+    case OPT_RELAY_IDLE:
+        if (parse_num(arg, 0, 31536000, &v) < 0)
+            return usage_error("--relay-idle must be 0..31536000 seconds, not '%s'", arg);
+        r->idle = (unsigned)v;
+        return 0;
+    case OPT_RELAY_PER_PEER:
+        if (parse_num(arg, 0, 1000000, &v) < 0)
+            return usage_error("--relay-per-peer must be 0..1000000 sessions, not '%s'", arg);
+        r->per_peer = (unsigned)v;
+        return 0;
+    case OPT_RELAY_PER_IP:
+        if (parse_num(arg, 0, 1000000, &v) < 0)
+            return usage_error("--relay-per-ip must be 0..1000000 sessions, not '%s'", arg);
+        r->per_ip = (unsigned)v;
+        return 0;
+    default: /* OPT_RELAY_OFFERS */
+        if (parse_num(arg, 0, RLY_MAX_OFFERS, &v) < 0)
+            return usage_error("--relay-offers-per-peer must be 0..16384 offers, not '%s'", arg);
+        r->offers_per_peer = (unsigned)v;
         return 0;
     }
 }
@@ -312,10 +357,25 @@ static int parse_gate(int opt, const char *arg, struct srv_config *cfg)
             return usage_error("--rate-per-ip must be 0..1000000 per second, not '%s'", arg);
         cfg->rate_per_ip = (unsigned)v;
         return 0;
-    default: /* OPT_CONNECT_RATE */
+    case OPT_CONNECT_RATE:
         if (parse_num(arg, 0, 1000000, &v) < 0)
             return usage_error("--connect-rate must be 0..1000000 per second, not '%s'", arg);
         cfg->connect_rate = (unsigned)v;
+        return 0;
+    case OPT_IDS_PER_KEY:
+        if (parse_num(arg, 0, 100000000, &v) < 0)
+            return usage_error("--ids-per-key must be 0..100000000, not '%s'", arg);
+        cfg->gate.ids_per_key = (unsigned)v;
+        return 0;
+    case OPT_NEW_IDS_PER_HOUR:
+        if (parse_num(arg, 0, 1000000, &v) < 0)
+            return usage_error("--new-ids-per-hour must be 0..1000000, not '%s'", arg);
+        cfg->gate.new_ids_per_hour = (unsigned)v;
+        return 0;
+    default: /* OPT_ID_EXPIRE */
+        if (parse_num(arg, 0, 36500, &v) < 0)
+            return usage_error("--id-expire must be 0..36500 days, not '%s'", arg);
+        cfg->gate.id_expire_days = (unsigned)v;
         return 0;
     }
 }
@@ -357,6 +417,10 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
         {"relay-seconds", required_argument, NULL, OPT_RELAY_SECONDS},
         {"relay-rate", required_argument, NULL, OPT_RELAY_RATE},
         {"relay-wait", required_argument, NULL, OPT_RELAY_WAIT},
+        {"relay-idle", required_argument, NULL, OPT_RELAY_IDLE},
+        {"relay-per-peer", required_argument, NULL, OPT_RELAY_PER_PEER},
+        {"relay-per-ip", required_argument, NULL, OPT_RELAY_PER_IP},
+        {"relay-offers-per-peer", required_argument, NULL, OPT_RELAY_OFFERS},
         {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
         {"id-db", required_argument, NULL, OPT_ID_DB},
         {"authorized", required_argument, NULL, OPT_AUTHORIZED},
@@ -364,6 +428,9 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
         {"max-per-ip", required_argument, NULL, OPT_MAX_PER_IP},
         {"rate-per-ip", required_argument, NULL, OPT_RATE_PER_IP},
         {"connect-rate", required_argument, NULL, OPT_CONNECT_RATE},
+        {"ids-per-key", required_argument, NULL, OPT_IDS_PER_KEY},
+        {"new-ids-per-hour", required_argument, NULL, OPT_NEW_IDS_PER_HOUR},
+        {"id-expire", required_argument, NULL, OPT_ID_EXPIRE},
         {"redis", required_argument, NULL, OPT_REDIS},
         {"redis-password-file", required_argument, NULL, OPT_REDIS_PASSWORD_FILE},
         {"redis-prefix", required_argument, NULL, OPT_REDIS_PREFIX},
@@ -407,6 +474,10 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
         case OPT_RELAY_SECONDS:
         case OPT_RELAY_RATE:
         case OPT_RELAY_WAIT:
+        case OPT_RELAY_IDLE:
+        case OPT_RELAY_PER_PEER:
+        case OPT_RELAY_PER_IP:
+        case OPT_RELAY_OFFERS:
             if ((rc = parse_relay(opt, optarg, &cfg->relay)) != 0)
                 return rc;
             break;
@@ -417,6 +488,9 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
         case OPT_MAX_PER_IP:
         case OPT_RATE_PER_IP:
         case OPT_CONNECT_RATE:
+        case OPT_IDS_PER_KEY:
+        case OPT_NEW_IDS_PER_HOUR:
+        case OPT_ID_EXPIRE:
             if ((rc = parse_gate(opt, optarg, cfg)) != 0)
                 return rc;
             break;
@@ -523,8 +597,15 @@ int main(int argc, char **argv)
                                        .max_bytes = 1ULL << 30,
                                        .max_seconds = 3600,
                                        .rate = 0,
-                                       .wait = 30},
-                             .gate = {.max_ids = 100000},
+                                       .wait = 30,
+                                       .idle = 300,
+                                       .per_peer = 4,
+                                       .per_ip = 8,
+                                       .offers_per_peer = 64},
+                             .gate = {.max_ids = 100000,
+                                      .ids_per_key = 8,
+                                      .new_ids_per_hour = 20,
+                                      .id_expire_days = 90},
                              .max_per_ip = 32,
                              .rate_per_ip = 20,
                              .connect_rate = 5,

@@ -70,26 +70,21 @@ void pair_peer_of(const struct srv_conn *c, struct pair_peer *p)
     memcpy(p->id, c->id, sizeof p->id);
     p->observed = c->observed;
     srv_endpoints(c, &p->eps);
+    p->has_obs6 = c->has_seen6;
+    if (c->has_seen6)
+        memcpy(&p->obs6, &c->seen6, sizeof c->seen6);
     p->nat = c->nat;
     p->path = c->path;
     p->has_key = true;
     memcpy(p->key, c->key, sizeof p->key);
 }
 
-static bool pair_has_global6(const struct pair_peer *p)
-{
-    for (int i = 0; i < p->eps.n; i++)
-        if (sk_is_global6((const struct sockaddr *)&p->eps.ep[i]))
-            return true;
-    return false;
-}
-
-/* Two endpoint-dependent NATs leave no direct IPv4 path; global IPv6 addresses on both sides
- * bypass the NATs, so those peers still punch. */
+/* Two endpoint-dependent NATs leave no direct IPv4 path; IPv6 endpoints on both sides, proven
+ * by their probes, bypass the NATs, so those peers still punch. */
 static bool pair_both_dependent(const struct pair_peer *a, const struct pair_peer *b)
 {
     return a->nat == PROTO_NAT_DEPENDENT && b->nat == PROTO_NAT_DEPENDENT &&
-           !(pair_has_global6(a) && pair_has_global6(b));
+           !(a->has_obs6 && b->has_obs6);
 }
 
 int pair_plan(bool relays, const struct pair_peer *from, const struct pair_peer *to,
@@ -129,10 +124,51 @@ int pair_plan(bool relays, const struct pair_peer *from, const struct pair_peer 
     return 0;
 }
 
+static void pair_add_ep(struct proto_eplist *l, const struct sockaddr_storage *a)
+{
+    for (int i = 0; i < l->n; i++)
+        if (ep_equal((const struct sockaddr *)&l->ep[i], (const struct sockaddr *)a))
+            return;
+    if (l->n < PROTO_MAX_ENDPOINTS)
+        l->ep[l->n++] = *a;
+}
+
+/* What a punch lists as other's endpoints for a recipient seen at `to`. The server hands out
+ * only addresses that it observed itself or that can only lead into the recipient's own
+ * network: a self-declared endpoint is a stranger's word, and the recipient dials it (a
+ * reflection of SYNs at any host the stranger names). So: other's IPv6 endpoint when its probe
+ * proved it (also in observed6, for peers that know that field); behind the same public
+ * address, its LAN endpoints as declared (not its unproven global IPv6 ones, which reach out of
+ * that network); elsewhere only its observed address with its own local port, the guess for a
+ * NAT that keeps that port towards other destinations (PROTOCOL.md 7, "port-preserved"). */
+static void pair_endpoints_for(const struct pair_peer *other, const struct sockaddr_storage *to,
+                               struct proto_eplist *out)
+{
+    const struct sockaddr *obs = (const struct sockaddr *)&other->observed;
+    memset(out, 0, sizeof *out);
+    if (!to) {
+        *out = other->eps;
+        return;
+    }
+    if (other->eps.n > 0 && ep_port((const struct sockaddr *)&other->eps.ep[0]) != ep_port(obs)) {
+        struct sockaddr_storage guess = other->observed;
+        ep_set_port((struct sockaddr *)&guess, ep_port((const struct sockaddr *)&other->eps.ep[0]));
+        pair_add_ep(out, &guess);
+    }
+    if (other->has_obs6)
+        pair_add_ep(out, &other->obs6);
+    if (!ep_same_host(obs, (const struct sockaddr *)to))
+        return;
+    for (int i = 0; i < other->eps.n; i++)
+        if (!sk_is_global6((const struct sockaddr *)&other->eps.ep[i]))
+            pair_add_ep(out, &other->eps.ep[i]);
+}
+
 /* The punch `to` receives: everything in it describes `other`. */
-int pair_encode(const struct pair_peer *other, enum proto_role role, const char *session,
-                const struct pair_plan *pl, const struct sockaddr_storage *relay_addr,
-                struct proto_msg *m, char *buf, size_t len)
+int pair_encode(const struct pair_peer *other, const struct sockaddr_storage *to,
+                enum proto_role role, const char *session, const struct pair_plan *pl,
+                const struct sockaddr_storage *relay_addr, struct proto_msg *m, char *buf,
+                size_t len)
 {
     memset(m, 0, sizeof *m);
     m->type = PROTO_PUNCH;
@@ -140,7 +176,9 @@ int pair_encode(const struct pair_peer *other, enum proto_role role, const char 
     snprintf(m->u.punch.peer, sizeof m->u.punch.peer, "%s", other->id);
     m->u.punch.role = role;
     m->u.punch.observed = other->observed;
-    m->u.punch.endpoints = other->eps;
+    pair_endpoints_for(other, to, &m->u.punch.endpoints);
+    m->u.punch.has_observed6 = other->has_obs6;
+    m->u.punch.observed6 = other->obs6;
     m->u.punch.nat = other->nat; /* as its probe showed; unknown without one */
     /* the key it proved at hello: the peers check the shake by it */
     m->u.punch.has_key = other->has_key;
@@ -151,7 +189,7 @@ int pair_encode(const struct pair_peer *other, enum proto_role role, const char 
         memcpy(m->u.punch.token, pl->token[role == PROTO_INITIATOR ? 0 : 1],
                sizeof m->u.punch.token);
     m->u.punch.no_direct = !pl->direct;
-    if (!pl->direct)
+    if (!pl->direct || pl->reason[0]) /* with direct: why no relay was offered */
         snprintf(m->u.punch.reason, sizeof m->u.punch.reason, "%s", pl->reason);
     if (pl->relay && relay_addr) {
         m->u.punch.has_relay_addr = true;
@@ -207,10 +245,31 @@ void pair_send_later(struct srv_conn *to, const char *session, const char *line,
         srv_send(to, line, len);
 }
 
+static const struct rly_party *pair_party(const struct srv_conn *c, struct rly_party *p)
+{
+    p->id = c->id;
+    p->key = c->key;
+    p->src = (const struct sockaddr *)&c->observed;
+    return p;
+}
+
+int pair_offer(struct rly *r, const char *session, const struct rly_party *initiator,
+               const struct rly_party *target, struct pair_plan *pl, char *why, size_t len)
+{
+    if (rly_offer(r, session, initiator, target, pl->token[0], pl->token[1], why, len) == 0)
+        return 0;
+    pl->relay = false;
+    if (pl->direct) /* the punch tells both peers why they will get no relay */
+        snprintf(pl->reason, sizeof pl->reason, "no relay offered: %.200s", why);
+    return -1;
+}
+
 /* Both punches are encoded before either is sent: sending can drop a peer (overloaded),
  * and the second punch must still describe it as it was when the pair was made. */
 static void pair_punch(struct srv_conn *from, struct srv_conn *to, struct pair_plan *pl)
 {
+    struct rly_party p0, p1;
+    char why[PROTO_MAX_TEXT], msg[PROTO_MAX_TEXT];
     struct pair_peer p_from, p_to;
     char session[PROTO_SESSION_LEN + 1];
     char line_from[PROTO_MAX_LINE], line_to[PROTO_MAX_LINE];
@@ -228,23 +287,24 @@ static void pair_punch(struct srv_conn *from, struct srv_conn *to, struct pair_p
         srv_refuse(from, "internal", "the server cannot create a session now", false);
         return;
     }
-    if (pl->relay &&
-        rly_offer(from->srv->rly, session, from->id, to->id, pl->token[0], pl->token[1]) < 0) {
+    if (pl->relay && pair_offer(from->srv->rly, session, pair_party(from, &p0), pair_party(to, &p1),
+                                pl, why, sizeof why) < 0) {
         if (!pl->direct) {
-            LOG_W("punch %s: the relay cannot take another offer", session);
-            srv_refuse(from, "no-path", "the relay has no room for another session", false);
+            LOG_N("punch %s: %s -> %s: no relay: %s", session, from->id, to->id, why);
+            snprintf(msg, sizeof msg, "%.100s; and the relay refuses it: %.120s", pl->reason, why);
+            srv_refuse(from, "no-path", msg, false);
             return;
         }
-        LOG_W("punch %s: the relay cannot take another offer; direct only", session);
-        pl->relay = false;
+        LOG_N("punch %s: %s -> %s: no relay, direct only: %s", session, from->id, to->id, why);
     }
     /* an auxiliary connection exists for this one session (PROTOCOL.md, 5.1) */
     from->aux_used = from->aux;
     pair_peer_of(from, &p_from);
     pair_peer_of(to, &p_to);
-    n_from = pair_encode(&p_to, PROTO_INITIATOR, session, pl, NULL, &m_from, line_from,
-                         sizeof line_from);
-    n_to = pair_encode(&p_from, PROTO_RESPONDER, session, pl, NULL, &m_to, line_to, sizeof line_to);
+    n_from = pair_encode(&p_to, &p_from.observed, PROTO_INITIATOR, session, pl, NULL, &m_from,
+                         line_from, sizeof line_from);
+    n_to = pair_encode(&p_from, &p_to.observed, PROTO_RESPONDER, session, pl, NULL, &m_to, line_to,
+                       sizeof line_to);
     if (n_from < 0 || n_to < 0) { /* cannot happen: ids and 8 endpoints fit in a line */
         LOG_E("punch %s: cannot encode the punch messages", session);
         srv_refuse(from, "internal", "the server cannot encode the punch", false);

@@ -3,7 +3,9 @@
 #include "common/endpoint.h"
 #include "common/log.h"
 #include "common/rand.h"
+#include "rendezvous/limits.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,16 +15,27 @@
 #define RLY_BUCKETS 1024
 #define RLY_SWEEP_MS 1000
 #define RLY_CHUNK (128 * 1024) /* largest read (64 KiB: 80 % of a socat relay, 128: 87 %); with a rate limit, reads shrink to rate/8 */
-/* bytes a waiting side may send before we stop reading it (PROTOCOL.md, "Relay": 64 KiB);
- * rly_on_alloc never reads past it, so it is a hard cap, not where reading stops */
-#define RLY_PEND_MAX (64 * 1024)
+#define RLY_Q_BUCKETS 4096
+#define RLY_MAX_Q 6            /* a session's distinct counts: two ids, two keys, two sources */
 #define RLY_LINGER_MS 2000     /* a refused waiting side gets this long to read its error */
 #define RLY_KEEPALIVE_S 60     /* notice a peer that vanished without a reset */
 
 enum rly_state { RS_WAITING, RS_SPLICED, RS_LINGER, RS_ENDED };
 
 /* Why a side is not being read; reading runs only while none applies. */
-enum { RLY_PAUSE_QUEUE = 1, RLY_PAUSE_RATE = 2, RLY_PAUSE_PEND = 4 };
+enum { RLY_PAUSE_QUEUE = 1, RLY_PAUSE_RATE = 2 };
+
+/* What the quotas count by (--relay-per-peer, --relay-offers-per-peer). */
+enum { RQ_ID = 1, RQ_KEY, RQ_SRC };
+
+/* One id, key or source address and what it holds: offers it initiated that are pending,
+ * sessions it is part of. Kept while either is non-zero. */
+struct rly_q {
+    struct rly_q *next;
+    uint32_t offers, sessions;
+    uint8_t kind, len;
+    unsigned char b[PROTO_MAX_ID + 1];
+};
 
 /* An offer: what a relay line must match. Kept until both sides joined or it expired. */
 struct rly_rec {
@@ -34,6 +47,9 @@ struct rly_rec {
     bool used[2];
     uint64_t created_ms;
     struct rly_sess *sess; /* once a side has joined */
+    struct rly_q *oq[3];   /* the initiator's id, key, source: each holds this offer */
+    unsigned char key[2][PROTO_KEY_BYTES]; /* each side's key, for the session's counts */
+    bool has_key[2];
 };
 
 struct rly_side {
@@ -51,7 +67,7 @@ struct rly_side {
     unsigned pause;
     uint64_t bytes; /* read from this side, forwarded (or to be) to the other */
     uint64_t rate_start_ms, rate_bytes;
-    char *pend; /* bytes the side sent before the splice */
+    char *pend; /* bytes the side sent before the splice, at most RLY_EARLY_MAX */
     size_t pend_len;
     char addr[EP_STRLEN];
 };
@@ -66,8 +82,13 @@ struct rly_sess {
     char id[2][PROTO_MAX_ID + 1];
     uv_timer_t timer; /* waiting: relay-wait; spliced: --relay-seconds; linger */
     bool timer_open;
+    uv_timer_t idle_timer; /* spliced: --relay-idle */
+    bool idle_open;
     int handles;
     uint64_t start_ms;
+    uint64_t last_byte_ms;      /* the last byte either side sent */
+    struct rly_q *q[RLY_MAX_Q]; /* the counts holding this session */
+    int nq;
     struct rly_side side[2];
 };
 
@@ -81,6 +102,8 @@ struct rly {
     size_t noffers;
     struct rly_sess *sessions;
     size_t nactive;
+    struct rly_q *qb[RLY_Q_BUCKETS];
+    unsigned char qkey[crypto_shorthash_KEYBYTES];
     uv_timer_t sweep;
     bool sweep_open;
     bool stopping;
@@ -96,6 +119,124 @@ struct rly_wreq {
 
 static void rly_end(struct rly_sess *s, bool reset, const char *why);
 static void rly_update_read(struct rly_side *d);
+
+/* ---- quotas: per id, per key, per source address ---- */
+
+/* Ids and keys are chosen by the peers: a keyed hash keeps them from piling into one chain. */
+static struct rly_q **rly_q_slot(struct rly *r, uint8_t kind, const unsigned char *b, size_t len)
+{
+    unsigned char in[PROTO_MAX_ID + 2], h[crypto_shorthash_BYTES];
+    uint32_t x;
+    struct rly_q **pp;
+    in[0] = kind;
+    memcpy(in + 1, b, len);
+    crypto_shorthash(h, in, len + 1, r->qkey);
+    memcpy(&x, h, sizeof x);
+    pp = &r->qb[x % RLY_Q_BUCKETS];
+    while (*pp && ((*pp)->kind != kind || (*pp)->len != len || memcmp((*pp)->b, b, len) != 0))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+/* The entry for an id, key (32 bytes) or source; created when missing unless peek. NULL: no
+ * such entry (peek), nothing to count by (no key, not an IP source) or out of memory. */
+static struct rly_q *rly_q_get(struct rly *r, uint8_t kind, const void *what, bool peek)
+{
+    unsigned char b[PROTO_MAX_ID + 1];
+    size_t len;
+    uint8_t family;
+    struct rly_q **pp, *e;
+    if (!what)
+        return NULL;
+    if (kind == RQ_ID) {
+        len = strlen(what);
+        memcpy(b, what, len);
+    } else if (kind == RQ_KEY) {
+        len = PROTO_KEY_BYTES;
+        memcpy(b, what, len);
+    } else {
+        if (lim_source_key(what, &family, b + 1) == 0)
+            return NULL;
+        b[0] = family;
+        len = 17;
+    }
+    pp = rly_q_slot(r, kind, b, len);
+    if (*pp || peek)
+        return *pp;
+    if (!(e = calloc(1, sizeof *e)))
+        return NULL;
+    e->kind = kind;
+    e->len = (uint8_t)len;
+    memcpy(e->b, b, len);
+    *pp = e;
+    return e;
+}
+
+static void rly_q_put(struct rly *r, struct rly_q *e)
+{
+    struct rly_q **pp;
+    if (!e || e->offers || e->sessions)
+        return;
+    pp = rly_q_slot(r, e->kind, e->b, e->len);
+    if (*pp == e)
+        *pp = e->next;
+    free(e);
+}
+
+static void rly_q_name(const struct rly_q *e, char *out, size_t len)
+{
+    char fp[12];
+    if (e->kind == RQ_ID)
+        snprintf(out, len, "%.*s", (int)e->len, (const char *)e->b);
+    else if (e->kind == RQ_KEY) {
+        sodium_bin2hex(fp, sizeof fp, e->b, 5);
+        snprintf(out, len, "key %s...", fp);
+    } else {
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof ss);
+        ss.ss_family = e->b[0];
+        if (e->b[0] == AF_INET)
+            memcpy(&((struct sockaddr_in *)&ss)->sin_addr, e->b + 1, 4);
+        else
+            memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, e->b + 1, 16);
+        lim_source_text((const struct sockaddr *)&ss, out, len);
+    }
+}
+
+/* Whether e may hold one more session; why says who is at the limit otherwise. */
+static bool rly_q_room(const struct rly *r, const struct rly_q *e, char *why, size_t len)
+{
+    char name[80];
+    unsigned max = e && e->kind == RQ_SRC ? r->cfg.per_ip : r->cfg.per_peer;
+    if (!e || !max || e->sessions < max)
+        return true;
+    rly_q_name(e, name, sizeof name);
+    snprintf(why, len, "%s holds %u relay sessions already (--relay-per-%s)", name, max,
+             e->kind == RQ_SRC ? "ip" : "peer");
+    return false;
+}
+
+/* Adds e to s's counts once. Returns -1 when s is counted by it already. */
+static int rly_sess_count(struct rly_sess *s, struct rly_q *e)
+{
+    if (!e)
+        return -1;
+    for (int i = 0; i < s->nq; i++)
+        if (s->q[i] == e)
+            return -1;
+    s->q[s->nq++] = e;
+    e->sessions++;
+    return 0;
+}
+
+static void rly_sess_uncount(struct rly_sess *s)
+{
+    for (int i = 0; i < s->nq; i++) {
+        s->q[i]->sessions--;
+        rly_q_put(s->r, s->q[i]);
+    }
+    s->nq = 0;
+}
 
 /* ---- offers ---- */
 
@@ -133,15 +274,51 @@ static void rly_rec_free(struct rly *r, struct rly_rec *e)
     if (e->sess)
         e->sess->rec = NULL;
     r->noffers--;
+    for (int i = 0; i < 3; i++)
+        if (e->oq[i]) {
+            e->oq[i]->offers--;
+            rly_q_put(r, e->oq[i]);
+        }
     free(e);
 }
 
-int rly_offer(struct rly *r, const char *session, const char *id0, const char *id1, char *token0,
-              char *token1)
+/* The offer-time checks: the initiator's pending offers, and the sessions either side holds
+ * already (the join checks the sessions again: offers made while under the limit may all be
+ * joined at once). */
+static int rly_offer_quota(struct rly *r, const struct rly_party *p0, const struct rly_party *p1,
+                           char *why, size_t len)
+{
+    const struct rly_party *p[2] = {p0, p1};
+    char name[80];
+    for (int i = 0; i < 2; i++) {
+        struct rly_q *q[3] = {rly_q_get(r, RQ_ID, p[i]->id, true),
+                              rly_q_get(r, RQ_KEY, p[i]->key, true),
+                              rly_q_get(r, RQ_SRC, p[i]->src, true)};
+        for (int k = 0; k < 3; k++) {
+            if (!rly_q_room(r, q[k], why, len))
+                return -1;
+            if (i == 0 && q[k] && r->cfg.offers_per_peer &&
+                q[k]->offers >= r->cfg.offers_per_peer) {
+                rly_q_name(q[k], name, sizeof name);
+                snprintf(why, len,
+                         "%s has %u relay offers pending already (--relay-offers-per-peer)", name,
+                         r->cfg.offers_per_peer);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+int rly_offer(struct rly *r, const char *session, const struct rly_party *p0,
+              const struct rly_party *p1, char *token0, char *token1, char *why, size_t whylen)
 {
     struct rly_rec *e;
     unsigned h;
+    snprintf(why, whylen, "the relay has no room for another session");
     if (!r->cfg.enabled || r->stopping || r->noffers >= RLY_MAX_OFFERS || rly_find(r, session))
+        return -1;
+    if (rly_offer_quota(r, p0, p1, why, whylen) < 0)
         return -1;
     e = calloc(1, sizeof *e);
     if (!e)
@@ -152,9 +329,22 @@ int rly_offer(struct rly *r, const char *session, const char *id0, const char *i
         return -1;
     }
     snprintf(e->session, sizeof e->session, "%s", session);
-    snprintf(e->id[0], sizeof e->id[0], "%s", id0);
-    snprintf(e->id[1], sizeof e->id[1], "%s", id1);
+    snprintf(e->id[0], sizeof e->id[0], "%s", p0->id);
+    snprintf(e->id[1], sizeof e->id[1], "%s", p1->id);
     e->created_ms = uv_now(r->loop);
+    /* counted from here on; rly_rec_free gives the counts back */
+    e->oq[0] = rly_q_get(r, RQ_ID, p0->id, false);
+    e->oq[1] = rly_q_get(r, RQ_KEY, p0->key, false);
+    e->oq[2] = rly_q_get(r, RQ_SRC, p0->src, false);
+    for (int i = 0; i < 3; i++)
+        if (e->oq[i])
+            e->oq[i]->offers++;
+    for (int i = 0; i < 2; i++) {
+        const struct rly_party *p = i ? p1 : p0;
+        e->has_key[i] = p->key != NULL;
+        if (p->key)
+            memcpy(e->key[i], p->key, PROTO_KEY_BYTES);
+    }
     h = rly_hash(session);
     e->hnext = r->bucket[h];
     r->bucket[h] = e;
@@ -274,6 +464,7 @@ static void rly_end(struct rly_sess *s, bool reset, const char *why)
         s->counted = false;
         r->nactive--;
     }
+    rly_sess_uncount(s);
     if (s->rec)
         rly_rec_free(r, s->rec);
     for (int i = 0; i < 2; i++) {
@@ -284,6 +475,7 @@ static void rly_end(struct rly_sess *s, bool reset, const char *why)
         rly_close_handle((uv_handle_t *)&d->rate_timer, &d->timer_open);
     }
     rly_close_handle((uv_handle_t *)&s->timer, &s->timer_open);
+    rly_close_handle((uv_handle_t *)&s->idle_timer, &s->idle_open);
 }
 
 /* ---- writing ---- */
@@ -328,6 +520,7 @@ static int rly_queue(struct rly_side *from, struct rly_wreq *w, size_t len)
         return -1;
     }
     from->bytes += len;
+    s->last_byte_ms = uv_now(s->r->loop);
     w->s = s;
     w->from = from->idx;
     rc = uv_write(&w->req, (uv_stream_t *)&to->tcp, &b, 1, rly_on_write);
@@ -380,11 +573,7 @@ static void rly_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     struct rly_side *d = container_of((uv_tcp_t *)h, struct rly_side, tcp);
     size_t n = rly_chunk(d->s->r);
-    struct rly_wreq *w;
-    /* before the splice every byte read is kept: read no more than the cap leaves room for */
-    if (d->s->state == RS_WAITING && d->pend_len < RLY_PEND_MAX && RLY_PEND_MAX - d->pend_len < n)
-        n = RLY_PEND_MAX - d->pend_len;
-    w = rly_wreq_new(n);
+    struct rly_wreq *w = rly_wreq_new(n);
     (void)hint;
     *buf = w ? uv_buf_init(w->data, (unsigned)n) : uv_buf_init(NULL, 0);
 }
@@ -453,10 +642,20 @@ static void rly_half_close(struct rly_side *d)
     }
 }
 
-/* Before the splice: keep what the side sends (bounded) to forward it first. */
+static void rly_refuse_waiting(struct rly_sess *s, const char *code, const char *message);
+
+/* Before the splice: keep what the side sends to forward it first. A peer should send nothing
+ * before `relayed`; more than RLY_EARLY_MAX is refused rather than buffered, so that a waiting
+ * side never costs more than that (PROTOCOL.md, section 12). */
 static void rly_keep(struct rly_side *d, const char *data, size_t n)
 {
-    char *p = realloc(d->pend, d->pend_len + n);
+    char *p, msg[PROTO_MAX_TEXT];
+    if (d->pend_len + n > RLY_EARLY_MAX) {
+        snprintf(msg, sizeof msg, "more than %d bytes sent before relayed", RLY_EARLY_MAX);
+        rly_refuse_waiting(d->s, "relay-refused", msg);
+        return;
+    }
+    p = realloc(d->pend, d->pend_len + n);
     if (!p) {
         rly_end(d->s, true, "out of memory");
         return;
@@ -464,10 +663,6 @@ static void rly_keep(struct rly_side *d, const char *data, size_t n)
     memcpy(p + d->pend_len, data, n);
     d->pend = p;
     d->pend_len += n;
-    if (d->pend_len >= RLY_PEND_MAX) {
-        d->pause |= RLY_PAUSE_PEND;
-        rly_update_read(d);
-    }
 }
 
 static void rly_on_read_end(struct rly_side *d, ssize_t n)
@@ -558,6 +753,7 @@ static void rly_refuse_waiting(struct rly_sess *s, const char *code, const char 
         s->counted = false;
         s->r->nactive--;
     }
+    rly_sess_uncount(s);
     if (s->rec)
         rly_rec_free(s->r, s->rec);
     s->state = RS_LINGER;
@@ -599,6 +795,24 @@ static void rly_on_timer(uv_timer_t *t)
     }
 }
 
+/* --relay-idle: checked lazily, so that forwarding a byte costs no timer call. */
+static void rly_on_idle(uv_timer_t *t)
+{
+    struct rly_sess *s = container_of(t, struct rly_sess, idle_timer);
+    uint64_t idle_ms = (uint64_t)s->r->cfg.idle * 1000, quiet;
+    char msg[PROTO_MAX_TEXT];
+    if (s->state != RS_SPLICED)
+        return;
+    quiet = uv_now(s->r->loop) - s->last_byte_ms;
+    if (quiet < idle_ms) {
+        uv_timer_start(&s->idle_timer, rly_on_idle, idle_ms - quiet, 0);
+        return;
+    }
+    snprintf(msg, sizeof msg, "idle limit reached: no byte for %u s (--relay-idle)",
+             s->r->cfg.idle);
+    rly_end(s, true, msg);
+}
+
 /* ---- joining ---- */
 
 static struct rly_sess *rly_sess_new(struct rly *r, struct rly_rec *e)
@@ -614,7 +828,10 @@ static struct rly_sess *rly_sess_new(struct rly *r, struct rly_rec *e)
     uv_timer_init(r->loop, &s->timer);
     s->timer.data = s;
     s->timer_open = true;
-    s->handles = 1;
+    uv_timer_init(r->loop, &s->idle_timer);
+    s->idle_timer.data = s;
+    s->idle_open = true;
+    s->handles = 2;
     s->next = r->sessions;
     if (r->sessions)
         r->sessions->prev = s;
@@ -648,8 +865,6 @@ static int rly_side_open(struct rly_sess *s, int idx, int fd, const char *addr, 
         rly_close_handle((uv_handle_t *)&d->tcp, &d->open);
         return -1;
     }
-    if (d->pend_len >= RLY_PEND_MAX)
-        d->pause |= RLY_PAUSE_PEND;
     uv_timer_init(s->r->loop, &d->rate_timer);
     d->rate_timer.data = s;
     d->timer_open = true;
@@ -672,6 +887,9 @@ static void rly_splice(struct rly_sess *s)
     uv_timer_stop(&s->timer);
     if (s->r->cfg.max_seconds)
         rly_arm(s, s->r->cfg.max_seconds * 1000);
+    s->last_byte_ms = s->start_ms;
+    if (s->r->cfg.idle)
+        uv_timer_start(&s->idle_timer, rly_on_idle, (uint64_t)s->r->cfg.idle * 1000, 0);
     LOG_N("relay %s: %s (%s) <-> %s (%s) joined, splicing", s->session, rly_who(s, 0),
           s->side[0].addr, rly_who(s, 1), s->side[1].addr);
     memset(&m, 0, sizeof m);
@@ -684,7 +902,6 @@ static void rly_splice(struct rly_sess *s)
     for (int i = 0; i < 2 && s->state == RS_SPLICED; i++) {
         struct rly_side *d = &s->side[i];
         struct rly_wreq *w;
-        d->pause &= ~(unsigned)RLY_PAUSE_PEND;
         if (!d->pend_len)
             continue;
         w = rly_wreq_new(d->pend_len);
@@ -711,14 +928,53 @@ static int rly_refuse(char *code, size_t codelen, char *msg, size_t msglen, cons
     return -1;
 }
 
+/* The counts a joining side adds to its session (the first side: both ids and keys and its
+ * source; the second: its source), in add. Returns 0, or -1 with why when one of them holds
+ * --relay-per-peer sessions already. */
+static int rly_join_quota(struct rly *r, const struct rly_rec *e, const struct sockaddr *sa,
+                          struct rly_q *add[RLY_MAX_Q], int *nadd, char *why, size_t len)
+{
+    struct rly_q *c[5] = {NULL, NULL, NULL, NULL, NULL};
+    int n = 0, rc = 0;
+    if (!e->sess) {
+        c[0] = rly_q_get(r, RQ_ID, e->id[0], false);
+        c[1] = rly_q_get(r, RQ_ID, e->id[1], false);
+        c[2] = e->has_key[0] ? rly_q_get(r, RQ_KEY, e->key[0], false) : NULL;
+        c[3] = e->has_key[1] ? rly_q_get(r, RQ_KEY, e->key[1], false) : NULL;
+    }
+    c[4] = rly_q_get(r, RQ_SRC, sa, false);
+    *nadd = 0;
+    for (int i = 0; i < 5; i++) {
+        bool dup = !c[i];
+        for (int k = 0; k < n && !dup; k++)
+            dup = add[k] == c[i];
+        for (int k = 0; e->sess && k < e->sess->nq && !dup; k++)
+            dup = e->sess->q[k] == c[i];
+        if (dup)
+            continue;
+        add[n++] = c[i];
+        if (rc == 0 && !rly_q_room(r, c[i], why, len))
+            rc = -1;
+    }
+    if (rc < 0) {
+        for (int k = 0; k < n; k++)
+            rly_q_put(r, add[k]); /* frees the ones this join created */
+        return -1;
+    }
+    *nadd = n;
+    return 0;
+}
+
 int rly_join(struct rly *r, const char *session, const char *token, int fd, const char *addr,
-             const char *pre, size_t prelen, char *code, size_t codelen, char *msg, size_t msglen)
+             const struct sockaddr *sa, const char *pre, size_t prelen, char *code, size_t codelen,
+             char *msg, size_t msglen)
 {
     struct rly_rec *e;
     struct rly_sess *s;
+    struct rly_q *add[RLY_MAX_Q];
     char text[PROTO_MAX_TEXT];
     uint64_t now = uv_now(r->loop), wait_ms, left_ms;
-    int idx;
+    int idx, nadd;
 
     if (!r->cfg.enabled)
         return rly_refuse(code, codelen, msg, msglen, "relay-disabled",
@@ -737,11 +993,22 @@ int rly_join(struct rly *r, const char *session, const char *token, int fd, cons
     if (e->used[idx])
         return rly_refuse(code, codelen, msg, msglen, "relay-refused",
                           "this token has already joined the relay");
+    if (prelen > RLY_EARLY_MAX) {
+        snprintf(text, sizeof text, "more than %d bytes sent before relayed", RLY_EARLY_MAX);
+        return rly_refuse(code, codelen, msg, msglen, "relay-refused", text);
+    }
     if (!e->sess && r->nactive >= r->cfg.max_sessions) {
         snprintf(text, sizeof text, "the relay already carries %lu sessions", r->cfg.max_sessions);
         return rly_refuse(code, codelen, msg, msglen, "relay-full", text);
     }
+    if (rly_join_quota(r, e, sa, add, &nadd, text, sizeof text) < 0) {
+        LOG_N("relay %s: refused %s (%s): %s", e->session, e->id[idx], addr, text);
+        return rly_refuse(code, codelen, msg, msglen, "relay-full", text);
+    }
     s = e->sess ? e->sess : rly_sess_new(r, e);
+    for (int i = 0; i < nadd; i++)
+        if (!s || rly_sess_count(s, add[i]) < 0)
+            rly_q_put(r, add[i]);
     if (!s || rly_side_open(s, idx, fd, addr, pre, prelen) < 0) {
         if (s && !s->side[1 - idx].open)
             rly_end(s, false, NULL);
@@ -772,6 +1039,7 @@ struct rly *rly_new(uv_loop_t *loop, const struct rly_cfg *cfg, void (*idle)(voi
         return NULL;
     r->loop = loop;
     r->cfg = *cfg;
+    randombytes_buf(r->qkey, sizeof r->qkey);
     r->idle = idle;
     r->arg = arg;
     uv_timer_init(loop, &r->sweep);
@@ -824,5 +1092,11 @@ void rly_free(struct rly *r)
         return;
     while (r->head)
         rly_rec_free(r, r->head);
+    for (unsigned i = 0; i < RLY_Q_BUCKETS; i++)
+        while (r->qb[i]) {
+            struct rly_q *next = r->qb[i]->next;
+            free(r->qb[i]);
+            r->qb[i] = next;
+        }
     free(r);
 }

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "proto/proto.h"
@@ -15,6 +16,7 @@
 #define RLY_QUEUE_LOW (RLY_QUEUE_HIGH / 2) /* ... and resume below this */
 #define RLY_OFFER_TTL_MS 60000             /* an offer expires this long after the punch */
 #define RLY_MAX_OFFERS 16384               /* offers kept at once: bounds what connect floods pin */
+#define RLY_EARLY_MAX (64 * 1024) /* bytes a side may send before `relayed`; more: refused */
 
 struct rly_cfg {
     bool enabled;
@@ -23,6 +25,18 @@ struct rly_cfg {
     uint64_t max_seconds;       /* per spliced session; 0 = unlimited */
     uint64_t rate;              /* bytes/s per direction per session; 0 = unlimited */
     unsigned wait;              /* seconds the first side waits for the second */
+    unsigned idle;              /* a spliced session with no byte for this long is cut; 0: never */
+    unsigned per_peer;          /* sessions at once per id and per key; 0: no limit */
+    unsigned per_ip;            /* sessions at once per source address (IPv6 /64); 0: none */
+    unsigned offers_per_peer;   /* pending offers per initiating id, key, source; 0: no limit */
+};
+
+/* One side of an offer as the quotas count it: its id, its key (NULL: unknown) and the address
+ * of its control connection (NULL: unknown). */
+struct rly_party {
+    const char *id;
+    const unsigned char *key;
+    const struct sockaddr *src;
 };
 
 struct rly;
@@ -31,17 +45,20 @@ struct rly;
  * has closed, so that the owner can finish its own shutdown. */
 struct rly *rly_new(uv_loop_t *loop, const struct rly_cfg *cfg, void (*idle)(void *), void *arg);
 
-/* Records an offer for session: side 0 (initiator id0) and side 1 (id1) get fresh random
- * tokens (33 bytes each, NUL-terminated). Returns 0, or -1 when the relay is disabled, full
- * of offers or out of randomness/memory. */
-int rly_offer(struct rly *r, const char *session, const char *id0, const char *id1, char *token0,
-              char *token1);
+/* Records an offer for session: side 0 (the initiator p0) and side 1 (p1) get fresh random
+ * tokens (33 bytes each, NUL-terminated). Returns 0, or -1 with the reason in why when the relay
+ * is disabled, full of offers, out of randomness/memory, or a quota is used up: p0 (its id, key
+ * or source) has offers_per_peer offers pending, or either side's id or key per_peer sessions
+ * running, or its source per_ip. */
+int rly_offer(struct rly *r, const char *session, const struct rly_party *p0,
+              const struct rly_party *p1, char *token0, char *token1, char *why, size_t whylen);
 
-/* A `relay` line arrived as the first line of a fresh connection fd; pre holds the bytes that
- * followed it. Returns 0 when the relay took fd (it owns and closes it from now on), or -1
- * with the error code and message to send (fd untouched, still the caller's). */
+/* A `relay` line arrived as the first line of a fresh connection fd from sa (addr as text); pre
+ * holds the bytes that followed it. Returns 0 when the relay took fd (it owns and closes it from
+ * now on), or -1 with the error code and message to send (fd untouched, still the caller's). */
 int rly_join(struct rly *r, const char *session, const char *token, int fd, const char *addr,
-             const char *pre, size_t prelen, char *code, size_t codelen, char *msg, size_t msglen);
+             const struct sockaddr *sa, const char *pre, size_t prelen, char *code, size_t codelen,
+             char *msg, size_t msglen);
 
 /* Spliced or waiting sessions at the moment. */
 size_t rly_active(const struct rly *r);

@@ -1,6 +1,7 @@
 #include "rendezvous/server.h"
 #include "common/log.h"
 #include "common/rand.h"
+#include "common/sock.h"
 #include "rendezvous/pairing.h"
 #include "rendezvous/registry.h"
 
@@ -17,6 +18,7 @@
 #define SRV_BACKLOG 511
 #define SRV_TRIM_MIN 1000 /* connections: below this, what malloc keeps is not worth a trim */
 #define SRV_SWEEP_MS 500
+#define SRV_PROBE6_REFRESH_MS 60000
 #define SRV_LINGER_MS 5000      /* how long a refused peer gets to read its error and close */
 #define SRV_STOP_LINGER_MS 2000 /* the same while shutting down */
 /* sources tracked without a connection (their rate buckets refill within a second) */
@@ -30,6 +32,7 @@ struct srv_wreq {
 };
 
 static void srv_close(struct srv_conn *c);
+static void srv_probe6_refresh(struct srv *s);
 
 /* ---- connection lists ---- */
 
@@ -302,6 +305,11 @@ static void srv_issue_probe_token(struct srv_conn *c, struct proto_msg *m)
     }
     m->u.welcome.probe_port = c->srv->probe_port;
     memcpy(m->u.welcome.probe_token, c->probe_token, sizeof m->u.welcome.probe_token);
+    /* an IPv4 peer proves its IPv6 endpoint by probing from it (srv_on_probe) */
+    if (c->srv->has_probe6 && c->observed.ss_family == AF_INET) {
+        m->u.welcome.has_probe6 = true;
+        m->u.welcome.probe6 = c->srv->probe6;
+    }
 }
 
 static void srv_welcome(struct srv_conn *c)
@@ -427,7 +435,10 @@ static void srv_register(struct srv_conn *c, const struct proto_msg *m)
         srv_refuse(c, "server-full", "the server is out of memory", true);
         return;
     }
-    if ((code = gate_bind(&c->srv->gate, m->u.hello.id, m->u.hello.key, msg, sizeof msg))) {
+    /* in cluster mode a new id gets here only after Redis has bound it (cl_claim) */
+    if ((code = gate_bind(&c->srv->gate, m->u.hello.id, m->u.hello.key,
+                          (const struct sockaddr *)&c->observed, uv_now(c->srv->loop),
+                          c->srv->cl != NULL, msg, sizeof msg))) {
         if (!m->u.hello.aux)
             reg_remove(c->srv->reg, m->u.hello.id, c);
         srv_refuse(c, code, msg, true);
@@ -516,6 +527,27 @@ static void srv_on_ping(struct srv_conn *c, const struct proto_msg *m)
         srv_send(c, line, (size_t)n);
 }
 
+/* A probe over IPv6 from a peer registered over IPv4: it completed a TCP handshake from that
+ * endpoint, so the endpoint is the peer's, and punches may name it (PROTOCOL.md 5.9). It says
+ * nothing about the IPv4 NAT's mapping. */
+static void srv_probe_other_family(struct srv_conn *owner, const struct srv_conn *c)
+{
+    const char *why;
+    if (c->observed.ss_family != AF_INET6) {
+        LOG_I("probe from %s: %s is registered over IPv6; nothing recorded", c->addr, owner->id);
+        return;
+    }
+    why = srv_bad_candidate((const struct sockaddr *)&c->observed,
+                            ep_is_loopback((const struct sockaddr *)&owner->observed));
+    if (why) {
+        LOG_I("probe from %s: %s, not recorded as its IPv6 endpoint: %s", c->addr, owner->id, why);
+        return;
+    }
+    memcpy(&owner->seen6, &c->observed, sizeof owner->seen6);
+    owner->has_seen6 = true;
+    LOG_I("probe from %s: the IPv6 endpoint of %s", c->addr, owner->id);
+}
+
 /* The first and only line of a probe connection: tell the prober where it came from and, when
  * its token names a registered peer, whether its NAT kept the mapping that peer's control
  * connection got. Then close gracefully: the answer must not be cut off by a reset. */
@@ -531,7 +563,9 @@ static void srv_on_probe(struct srv_conn *c, const struct proto_msg *m)
     r.u.observed.observed = c->observed;
     if (m->u.probe.token[0])
         owner = reg_find(c->srv->probes, m->u.probe.token);
-    if (owner) {
+    if (owner && owner->observed.ss_family != c->observed.ss_family) {
+        srv_probe_other_family(owner, c);
+    } else if (owner) {
         owner->nat = ep_equal((const struct sockaddr *)&owner->observed,
                               (const struct sockaddr *)&c->observed)
                          ? PROTO_NAT_INDEPENDENT
@@ -578,14 +612,18 @@ static int srv_on_line(void *ctx, char *line, size_t len)
     char why[256];
     enum proto_err e;
 
-    /* a server with a secret does no other work for a stranger: not even parse errors */
-    if (!c->admitted && !gate_admitted(&c->srv->gate, c->nonce, line, len)) {
+    e = proto_decode(line, len, PROTO_TO_SERVER, &m, why, sizeof why);
+    /* a server with a secret does no other work for a stranger: not even parse errors. The
+     * admit covers the fields of its line, so the line is decoded first, and one that does not
+     * decode cannot prove anything */
+    if (!c->admitted && !gate_admitted(&c->srv->gate, c->nonce, e == PROTO_OK ? &m : NULL)) {
         srv_refuse(c, "not-admitted",
-                   "the first line must carry admit, proof of the server's secret", true);
+                   "the first line must carry admit, proof of the server's secret made for this "
+                   "connection and this line",
+                   true);
         return 1;
     }
     c->admitted = true;
-    e = proto_decode(line, len, PROTO_TO_SERVER, &m, why, sizeof why);
     if (e != PROTO_OK) {
         srv_refuse(c, proto_err_code(e), why, true);
         return 1;
@@ -679,8 +717,9 @@ static void srv_relay(struct srv_conn *c, const char *rest, size_t restlen)
         return;
     }
     uv_read_stop((uv_stream_t *)&c->tcp);
-    if (rly_join(c->srv->rly, c->relay_session, c->relay_token, dupfd, c->addr, rest, restlen, code,
-                 sizeof code, msg, sizeof msg) < 0) {
+    if (rly_join(c->srv->rly, c->relay_session, c->relay_token, dupfd, c->addr,
+                 (const struct sockaddr *)&c->observed, rest, restlen, code, sizeof code, msg,
+                 sizeof msg) < 0) {
         close(dupfd);
         uv_read_start((uv_stream_t *)&c->tcp, srv_on_alloc, srv_on_read);
         srv_refuse(c, code, msg, true);
@@ -849,6 +888,12 @@ static void srv_trim(struct srv *s)
     }
 }
 
+/* gate_tick: a registered id never lapses */
+static bool srv_is_online(void *arg, const char *id)
+{
+    return srv_find(arg, id) != NULL;
+}
+
 static void srv_on_sweep(uv_timer_t *t)
 {
     struct srv *s = t->data;
@@ -860,6 +905,9 @@ static void srv_on_sweep(uv_timer_t *t)
     char msg[PROTO_MAX_TEXT];
 
     lim_expire(s->lim, now);
+    if (s->probe6_port && now - s->probe6_checked_ms >= SRV_PROBE6_REFRESH_MS)
+        srv_probe6_refresh(s);
+    gate_tick(&s->gate, now, srv_is_online, s);
     /* Lingering ones first: the expired below join that list with since_ms = now. */
     while ((c = s->linger.head) && now - c->since_ms >= linger_ms)
         srv_drop(c, LOG_DEBUG, "the peer did not close after the error");
@@ -942,6 +990,41 @@ static void srv_log_relay(const struct rly_cfg *r)
           (unsigned long long)r->rate, r->wait);
 }
 
+/* [::]: where does an IPv4 peer find us over IPv6? At the host's first global address. */
+static void srv_probe6_refresh(struct srv *s)
+{
+    struct sockaddr_storage a[PROTO_MAX_ENDPOINTS];
+    int n = sk_local_addrs(AF_INET6, s->probe6_port, a, PROTO_MAX_ENDPOINTS);
+    bool had = s->has_probe6;
+    char ep[EP_STRLEN];
+    s->probe6_checked_ms = uv_now(s->loop);
+    s->has_probe6 = false;
+    for (int i = 0; i < n && !s->has_probe6; i++)
+        if (sk_is_global6((const struct sockaddr *)&a[i])) {
+            s->has_probe6 = true;
+            s->probe6 = a[i];
+        }
+    if (s->has_probe6 && !had)
+        LOG_I("peers on IPv4 prove their IPv6 endpoints at %s",
+              ep_format((const struct sockaddr *)&s->probe6, ep, sizeof ep));
+    else if (!s->has_probe6 && had)
+        LOG_W("no global IPv6 address on this host any more: peers on IPv4 cannot prove IPv6 "
+              "endpoints");
+}
+
+/* The first IPv6 probe listener decides what welcome.probe6 says. */
+static void srv_probe6_set(struct srv *s, const struct sockaddr *sa)
+{
+    const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)sa;
+    if (!IN6_IS_ADDR_UNSPECIFIED(&a6->sin6_addr)) {
+        s->has_probe6 = true;
+        memcpy(&s->probe6, a6, sizeof *a6);
+        return;
+    }
+    s->probe6_port = ep_port(sa);
+    srv_probe6_refresh(s);
+}
+
 /* Main listeners first, then probe listeners, all in s->listeners. */
 static int srv_listen_all(struct srv *s, const struct sockaddr_storage *addrs, int n, bool probe,
                           char *err, size_t errlen)
@@ -963,6 +1046,8 @@ static int srv_listen_all(struct srv *s, const struct sockaddr_storage *addrs, i
         }
         if (probe && !s->probe_port)
             s->probe_port = ep_port(sa);
+        if (probe && !s->has_probe6 && !s->probe6_port && sa->sa_family == AF_INET6)
+            srv_probe6_set(s, sa);
         LOG_N("listening on %s%s", l->addr, probe ? " (probes only)" : "");
     }
     return 0;

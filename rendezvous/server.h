@@ -76,6 +76,10 @@ struct srv_conn {
     /* issued in welcome when a probe listener exists; a probe quoting it is ours */
     char probe_token[PROTO_TOKEN_LEN + 1];
     enum proto_nat nat;   /* learnt from a probe; the other peer's punch carries it */
+    /* an IPv4 peer's IPv6 endpoint, seen as the source of its probe over IPv6 (welcome.probe6):
+     * the only IPv6 endpoint of it that punches name as reachable from anywhere */
+    bool has_seen6;
+    struct sockaddr_in6 seen6;
     bool probe_only;      /* accepted on a probe listener: `probe` is the only valid line */
     enum proto_path path; /* hello.path: what this peer allows for its sessions */
     /* hello.aux: registered but not in the registry (never a target, no id clash); may pair
@@ -121,6 +125,13 @@ struct srv {
     struct lim *lim;    /* per-source connection limits */
     struct cl *cl;      /* cluster mode (cluster.h); NULL for a single instance */
     int probe_port;     /* announced in welcome; 0: no probe listener */
+    /* the first IPv6 probe listener, announced to IPv4 peers as welcome.probe6: its address,
+     * or for [::] (probe6_port set) the host's first global IPv6 address, looked up again
+     * every SRV_PROBE6_REFRESH_MS (addresses come and go) */
+    bool has_probe6;
+    struct sockaddr_storage probe6;
+    int probe6_port;
+    uint64_t probe6_checked_ms;
     struct srv_listener listeners[2 * SRV_MAX_LISTEN];
     int nlisteners; /* initialised handles */
     uv_timer_t sweep;

@@ -163,8 +163,8 @@ class RelayConn(_Conn):
             raise RuntimeError(f"no challenge from the relay: {ch!r}")
         m = {"type": "relay", "version": 1, "session": session, "token": token}
         if secret is not None:
-            from tpauth import admit
-            m["admit"] = admit(secret, ch["nonce"])
+            from tpauth import with_admit
+            with_admit(secret, ch["nonce"], m)  # the admit covers session and token
         self.msg(m)
         self.joined = None
 

@@ -231,25 +231,47 @@ def secret(host, port, probe_port, path):
     expect_error(c, c.hello(me, ident, secret=sec + b"x"), "not-admitted", "a wrong secret")
     c = Conn(host, port)
     c.send(b"garbage\n")
-    expect_error(c, c.line(), "not-admitted", "garbage: refused before it is even parsed")
+    expect_error(c, c.line(), "not-admitted", "garbage: not-admitted, not a parse error")
     old = Conn(host, port)
-    stale = tpauth.admit(sec, old.nonce)
-    old.close()
     c = Conn(host, port)
+    # the whole hello as it will be sent, but its admit made for the other connection's nonce
+    stale = tpauth.admit(sec, old.nonce, tpauth.hello_msg(me, c.nonce, ident))
+    old.close()
     expect_error(c, c.hello(me, ident, admit=stale), "not-admitted",
                  "an admit made for another connection's nonce")
+    # an admit made for another line on this very connection: other endpoints, another id
+    c = Conn(host, port)
+    other = tpauth.admit(sec, c.nonce, tpauth.hello_msg(me, c.nonce, ident,
+                                                        endpoints=["192.0.2.7:4000"]))
+    expect_error(c, c.hello(me, ident, admit=other), "not-admitted",
+                 "an admit made for the same hello with other endpoints")
+    c = Conn(host, port)
+    other = tpauth.admit(sec, c.nonce, tpauth.hello_msg(me, c.nonce, ident + "x"))
+    expect_error(c, c.hello(me, ident, admit=other), "not-admitted",
+                 "an admit made for a hello with another id")
+    c = Conn(host, port)
+    other = tpauth.admit(sec, c.nonce, tpauth.hello_msg(me, c.nonce, ident, aux=True))
+    expect_error(c, c.hello(me, ident, admit=other), "not-admitted",
+                 "an admit made for the auxiliary version of the hello")
     c = Conn(host, port)
     c.msg({"type": "relay", "version": 1, "session": "0" * 32, "token": "0" * 32})
     expect_error(c, c.line(), "not-admitted", "a relay line without admit")
     c = Conn(host, port)
-    c.msg({"type": "relay", "version": 1, "session": "0" * 32, "token": "0" * 32,
-           "admit": tpauth.admit(sec, c.nonce)})
+    relay = {"type": "relay", "version": 1, "session": "0" * 32, "token": "0" * 32}
+    c.msg(dict(relay, admit=tpauth.admit(sec, c.nonce, dict(relay, token="1" * 32))))
+    expect_error(c, c.line(), "not-admitted", "a relay line with an admit for another token")
+    c = Conn(host, port)
+    c.msg(tpauth.with_admit(sec, c.nonce, dict(relay)))
     expect_error(c, c.line(), "relay-refused", "a relay line with admit gets to the relay")
     c = Conn(host, probe_port)
     c.msg({"type": "probe", "version": 1})
     expect_error(c, c.line(), "not-admitted", "a probe without admit")
     c = Conn(host, probe_port)
-    c.msg({"type": "probe", "version": 1, "admit": tpauth.admit(sec, c.nonce)})
+    c.msg({"type": "probe", "version": 1,
+           "admit": tpauth.admit(sec, c.nonce, {"type": "probe", "token": "2" * 32})})
+    expect_error(c, c.line(), "not-admitted", "a probe whose admit was made for another token")
+    c = Conn(host, probe_port)
+    c.msg(tpauth.with_admit(sec, c.nonce, {"type": "probe", "version": 1}))
     m = c.line()
     check(isinstance(m, dict) and m.get("type") == "observed", f"a probe with admit: {m}")
     # nothing was bound by the refused hellos: another key takes the id

@@ -27,7 +27,10 @@ DB=$WORK/ids.db
 OWNED=$(uid owned)
 start_server --id-db "$DB"
 raw "signatures, ownership, punch keys, candidates" basic 127.0.0.1 "$SERVER_PORT" "$OWNED"
-check "the id database records the owner" grep -q "^$OWNED $(python3 "$AUTH" keys "$OWNED" | cut -d' ' -f2)\$" "$DB"
+# awk, not a regex: the base64 key may hold + and /
+check "the id database records the owner (and its last-seen time)" awk -v id="$OWNED" \
+    -v key="$(python3 "$AUTH" keys "$OWNED" | cut -d' ' -f2)" \
+    '$1 == id && $2 == key && $3 ~ /^[0-9]+$/ { found = 1 } END { exit !found }' "$DB"
 check "one log line per refusal (bad-signature)" grep -q "refused .*bad-signature" "$SERVER_LOG"
 check "one log line per refusal (bad-endpoint)" grep -q "refused .*bad-endpoint: endpoint 224.0.0.1:5000 is a multicast address" "$SERVER_LOG"
 stop_server

@@ -20,7 +20,8 @@ recv_send() {
     while [ "$1" != -- ]; do rflags+=("$1"); shift; done
     shift
     mark=$(log_mark)
-    spawn 120 "$TCPUNCH" -s "$SRV" -i "$B" "${rflags[@]}" receive >"$WORK/r.out" 2>"$WORK/r.err"
+    spawn 120 "$TCPUNCH" -s "$SRV" -i "$B" --from "$A" "${rflags[@]}" receive >"$WORK/r.out" \
+        2>"$WORK/r.err"
     pid=$!
     wait_registered "$B" "$mark"
     timeout -k 2 120 "$TCPUNCH" -s "$SRV" -i "$A" "${sflags[@]}" send "$B" "$@" \
@@ -81,7 +82,7 @@ check_rc "send of a missing file" 6 $?
 check "it names the file" grep -q "nonexistent: No such file" "$WORK/bad.err"
 timeout 10 "$TCPUNCH" -s "$SRV" -i "$A" send "$B" 2>"$WORK/bad.err"
 check_rc "send without FILE" 1 $?
-timeout 10 "$TCPUNCH" -s "$SRV" -i "$A" --dir "$WORK/nope" receive 2>"$WORK/bad.err"
+timeout 10 "$TCPUNCH" -s "$SRV" -i "$A" --from-anyone --dir "$WORK/nope" receive 2>"$WORK/bad.err"
 check_rc "receive into a missing --dir" 6 $?
 check "it names the directory" grep -q "nope: No such file or directory" "$WORK/bad.err"
 mkdir -p "$WORK/x1" "$WORK/x2"
@@ -95,7 +96,8 @@ check "it says which" grep -q 'would both arrive as "same"' "$WORK/bad.err"
 head -c $((20 * 1024 * 1024)) /dev/urandom >"$WORK/src/pty.bin"
 mkdir -p "$WORK/dst2"
 mark=$(log_mark)
-spawn 60 "$TCPUNCH" -s "$SRV" -i "$B" --dir "$WORK/dst2" receive >"$WORK/r.out" 2>"$WORK/r.err"
+spawn 60 "$TCPUNCH" -s "$SRV" -i "$B" --from "$A" --dir "$WORK/dst2" receive >"$WORK/r.out" \
+    2>"$WORK/r.err"
 pid=$!
 wait_registered "$B" "$mark"
 timeout -k 2 60 python3 - "$WORK/pty.out" "$TCPUNCH" -s "$SRV" -i "$A" send "$B" \
@@ -153,7 +155,7 @@ check "--relay-only overrides relay = never" grep -qE "^relay = only +# command 
 check "-t overrides timeout" grep -qE "^timeout = 3 +# command line" "$WORK/cfg.out"
 check "config's output is itself a valid config file" \
     bash -c "cp '$WORK/cfg.out' '$TCPUNCH_HOME/config' && '$TCPUNCH_BIN' config >/dev/null"
-# a transfer that needs no flags at all: server, id and dir from the config file (a new id:
+# a transfer that needs no flags but --from: server, id and dir from the config file (a new id:
 # the server binds an id to the key that first registered it, and this home has its own)
 printf 'no flags\n' >"$WORK/src/noflags.txt"
 C=$(uid cfg)
@@ -163,7 +165,7 @@ id = $C
 dir = $WORK/dst
 EOF_CFG
 mark=$(log_mark)
-spawn 60 "$TCPUNCH_BIN" receive 2>"$WORK/r.err"
+spawn 60 "$TCPUNCH_BIN" receive --from "$A" 2>"$WORK/r.err"
 pid=$!
 wait_registered "$C" "$mark"
 TCPUNCH_HOME=$WORK/home/$A timeout -k 2 60 "$TCPUNCH_BIN" -s "$SRV" -i "$A" send "$C" \

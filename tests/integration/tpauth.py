@@ -5,6 +5,7 @@ hello signature and the admit proof of a shared secret.
     ident = Identity("alice")            # deterministic: the same name gives the same key
     nonce = read_challenge(sock_file)     # or take m["nonce"] from the first line
     msg = hello_msg(ident, nonce, "alice", endpoints=[], secret=b"...")  # a dict to send
+    relay = with_admit(secret, nonce, {"type": "relay", ...})  # admit bound to the line
 """
 import base64
 import ctypes
@@ -56,19 +57,67 @@ def hello_sig(ident, nonce_b64, ident_id):
     return b64(ident.sign(CONTEXT + base64.b64decode(nonce_b64) + ident_id.encode()))
 
 
-def admit(secret, nonce_b64):
-    """admit = HMAC-SHA-256(SHA-256(secret file contents), nonce)."""
+ADMIT_CONTEXT = b"tcpunch-admit-v1"
+
+
+def _field(data):
+    """One length-prefixed field of the admit input (two bytes, big-endian, then the bytes)."""
+    return len(data).to_bytes(2, "big") + data
+
+
+def endpoint_bytes(text):
+    """An endpoint as the admit encodes it: 4 + address + port, or 6 + address + port."""
+    host, port = text.rsplit(":", 1)
+    if host.startswith("["):
+        addr = b"\x06" + socket.inet_pton(socket.AF_INET6, host[1:-1])
+    else:
+        addr = b"\x04" + socket.inet_pton(socket.AF_INET, host)
+    return addr + int(port).to_bytes(2, "big")
+
+
+def admit_input(nonce_b64, msg):
+    """The bytes the admit of the first line msg (a dict: hello, relay or probe) covers
+    (PROTOCOL.md, "Admission")."""
+    t = msg["type"]
+    data = _field(ADMIT_CONTEXT) + _field(t.encode()) + _field(base64.b64decode(nonce_b64))
+    if t == "hello":
+        eps = msg.get("endpoints", [])
+        data += _field(msg["id"].encode())
+        data += _field(base64.b64decode(msg["key"]) if "key" in msg else b"")
+        data += _field(msg.get("path", "any").encode())
+        data += _field(b"\x01" if msg.get("aux") is True else b"\x00")
+        data += _field(bytes([len(eps)]))
+        for ep in eps:
+            data += _field(endpoint_bytes(ep))
+    elif t == "relay":
+        data += _field(msg["session"].encode()) + _field(msg["token"].encode())
+    elif t == "probe":
+        data += _field(msg.get("token", "").encode())
+    else:
+        raise ValueError(f"no admit for {t}")
+    return data
+
+
+def admit(secret, nonce_b64, msg):
+    """admit = HMAC-SHA-256(SHA-256(secret file contents), admit_input(nonce, msg))."""
     key = hashlib.sha256(secret).digest()
-    return b64(hmac.new(key, base64.b64decode(nonce_b64), hashlib.sha256).digest())
+    return b64(hmac.new(key, admit_input(nonce_b64, msg), hashlib.sha256).digest())
+
+
+def with_admit(secret, nonce_b64, msg):
+    """msg (a dict) with its admit member set; returns msg."""
+    msg.pop("admit", None)
+    msg["admit"] = admit(secret, nonce_b64, msg)
+    return msg
 
 
 def hello_msg(ident, nonce_b64, ident_id, endpoints=None, secret=None, **extra):
     m = {"type": "hello", "version": 1, "id": ident_id,
          "endpoints": endpoints if endpoints is not None else [],
          "key": ident.key, "sig": hello_sig(ident, nonce_b64, ident_id)}
-    if secret is not None:
-        m["admit"] = admit(secret, nonce_b64)
     m.update(extra)
+    if secret is not None and "admit" not in extra:
+        with_admit(secret, nonce_b64, m)  # last: it covers the other fields
     return m
 
 

@@ -510,6 +510,13 @@ scn_j() {   # IPv4 unpunchable, but both have global IPv6 behind stateful firewa
     ip -n "$(N ra)" -6 route add 2001:db8:2::/64 via 2001:db8:ff::20 || return 1
     ip -n "$(N rb)" -6 route add 2001:db8:1::/64 via 2001:db8:ff::10 || return 1
     lab_v6 ha eth0 2001:db8:1::2/64 2001:db8:1::1 && lab_v6 hb eth0 2001:db8:2::2/64 2001:db8:2::1 || return 1
+    # the server passes on only IPv6 endpoints it has seen (PROTOCOL.md 5.9): it needs an IPv6
+    # address and a probe listener on it, which its welcome names (probe6); each peer probes it
+    # from [::]:P over IPv6 before it connects or waits
+    lab_v6 srv wan0 2001:db8:ff::1/64 || return 1
+    ip -n "$(N srv)" -6 route add 2001:db8:1::/64 via 2001:db8:ff::10 || return 1
+    ip -n "$(N srv)" -6 route add 2001:db8:2::/64 via 2001:db8:ff::20 || return 1
+    SERVER_ARGS+=(--probe-listen "[2001:db8:ff::1]:$((SERVER_PORT + 1))")
     HOST_A=ha HOST_B=hb PUB_A=203.0.113.10 PUB_B=203.0.113.20 LAN_A=192.168.1.2 LAN_B=192.168.2.2
     ROUTERS="ra rb"
     # the relay must not beat a working IPv6 path
@@ -559,6 +566,10 @@ lab_natcheck() {
 scn_j_check() {
     grep -q 'connected to .*: direct, \[2001:db8:2::2\]' "$LAB_LOG/a.err" ||
         { say "lab: peer a did not report a direct IPv6 connection to [2001:db8:2::2]"; return 1; }
+    # both IPv6 endpoints reached the punches because the probes over IPv6 proved them
+    grep -q 'probe from \[2001:db8:1::2\]:[0-9]*: the IPv6 endpoint of' "$LAB_LOG/server.err" &&
+        grep -q 'probe from \[2001:db8:2::2\]:[0-9]*: the IPv6 endpoint of' "$LAB_LOG/server.err" ||
+        { say "lab: the server did not see both peers' IPv6 probes"; return 1; }
 }
 
 # ---- a rendezvous cluster on the server host: redis-server on its loopback, the lab's server

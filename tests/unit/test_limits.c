@@ -164,7 +164,9 @@ static void t_files(void)
         buf[n] = '\0';
         if (f)
             fclose(f);
-        CHECK_STR(buf, "alice " K1 "\nbob " K2 "\n");
+        /* lines without a stamp count as seen at the load, and the rewrite stamps them */
+        CHECK(strncmp(buf, "alice " K1 " 1", strlen("alice " K1 " 1")) == 0);
+        CHECK(strstr(buf, "\nbob " K2 " 1") != NULL);
     }
     CHECK_INT(ik_add(t, "alice", ik_find(t, "bob")), IK_EXISTS);
     unlink(p);
@@ -185,4 +187,65 @@ static void t_files(void)
     ik_free(t);
 }
 
-CHECK_MAIN(TEST(t_bucket), TEST(t_per_source), TEST(t_files))
+/* last-seen stamps, touches, lapsing, ids per key */
+static void t_seen(void)
+{
+    struct ik_load_info info;
+    char err[300];
+    struct ik *t = ik_new(0);
+    char *p;
+    int64_t disk;
+    unsigned char key[PROTO_KEY_BYTES] = {0};
+    if (!CHECK(t))
+        return;
+    p = tmpfile_with("alice " K1 " 1000\nbob " K2 " 5000\nalice " K1 " 9000\nalice " K2 " 99999\n"
+                     "carol " K1 " 7000\n");
+    CHECK_INT(ik_load(t, p, IK_DATABASE, false, &info, err, sizeof err), 0);
+    CHECK_INT(info.lines, 3);
+    CHECK_INT(info.touches, 1); /* alice K1 again: a touch */
+    CHECK_INT(info.dropped, 1); /* alice K2: another key, first key wins */
+    CHECK_INT(ik_seen(t, "alice", &disk), 9000);
+    CHECK_INT(disk, 9000);
+    CHECK_INT(ik_key_ids(t, ik_find(t, "alice")), 2); /* alice and carol */
+    CHECK_INT(ik_expire(t, 8000, NULL, NULL), 2);     /* bob and carol lapse */
+    CHECK(ik_find(t, "bob") == NULL && ik_find(t, "carol") == NULL && ik_find(t, "alice"));
+    CHECK_INT(ik_key_ids(t, ik_find(t, "alice")), 1);
+    CHECK_INT(ik_count(t), 1);
+    CHECK_INT(ik_remove(t, "alice"), 0);
+    CHECK_INT(ik_remove(t, "alice"), -1);
+    CHECK_INT(ik_key_ids(t, key), 0);
+    unlink(p);
+    ik_free(t);
+    /* a stamp that is not a number is an error, and an allowlist takes none */
+    t = ik_new(0);
+    p = tmpfile_with("alice " K1 " soon\n");
+    CHECK_INT(ik_load(t, p, IK_DATABASE, false, &info, err, sizeof err), -1);
+    CHECK(strstr(err, ":1: the last-seen time") != NULL);
+    CHECK_INT(ik_load(t, p, IK_ALLOWLIST, false, &info, err, sizeof err), -1);
+    unlink(p);
+    ik_free(t);
+}
+
+/* new ids per source per window */
+static void t_window(void)
+{
+    struct limw *w = limw_new(2, 1000);
+    struct sockaddr_in a = {.sin_family = AF_INET}, b = a, c = a;
+    if (!CHECK(w))
+        return;
+    a.sin_addr.s_addr = htonl(0x0a000001);
+    b.sin_addr.s_addr = htonl(0x0a000002);
+    c.sin_addr.s_addr = htonl(0x0a000003);
+    CHECK_INT(limw_take(w, (struct sockaddr *)&a, 2, 0), LIM_OK);
+    CHECK_INT(limw_take(w, (struct sockaddr *)&a, 2, 10), LIM_OK);
+    CHECK_INT(limw_take(w, (struct sockaddr *)&a, 2, 20), LIM_RATE);
+    CHECK_INT(limw_take(w, (struct sockaddr *)&b, 2, 30), LIM_OK);
+    CHECK_INT(limw_take(w, (struct sockaddr *)&c, 2, 40), LIM_FULL);
+    CHECK_INT(limw_take(w, (struct sockaddr *)&c, 0, 40), LIM_OK);   /* no limit */
+    CHECK_INT(limw_take(w, (struct sockaddr *)&a, 2, 1000), LIM_OK); /* a's window is over */
+    CHECK_INT(limw_take(w, (struct sockaddr *)&b, 2, 1010), LIM_OK);
+    CHECK_INT(limw_take(w, (struct sockaddr *)&b, 2, 1020), LIM_RATE); /* b's is not */
+    limw_free(w);
+}
+
+CHECK_MAIN(TEST(t_bucket), TEST(t_per_source), TEST(t_files), TEST(t_seen), TEST(t_window))
