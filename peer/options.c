@@ -1,4 +1,5 @@
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,15 +146,18 @@ void opts_usage(FILE *out)
           out);
 }
 
-int opts_bad(const char *fmt, const char *arg)
+int opts_bad(const char *fmt, ...)
 {
     char msg[1024], shown[VIS_SIZE(sizeof msg)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
     if (log_json()) { /* held for main's error event: stderr carries only JSON */
-        log_msg(LOG_ERROR, fmt, arg);
+        log_msg(LOG_ERROR, "%s", msg);
         return EXIT_USAGE;
     }
     /* arguments may quote a config file or the environment: shown like every log line */
-    snprintf(msg, sizeof msg, fmt, arg);
     fprintf(stderr, "tcpunch: %s\nTry 'tcpunch --help' for more information.\n",
             vis_str(msg, shown, sizeof shown));
     return EXIT_USAGE;
@@ -190,23 +194,16 @@ int opts_peer_entry(const char *opt, const char *arg, char *id, char *fp, size_t
 {
     const char *eq = strchr(arg, '=');
     size_t idlen = eq ? (size_t)(eq - arg) : strlen(arg);
-    char msg[200];
     fp[0] = '\0';
-    if (idlen == 0 || idlen > PROTO_MAX_ID) {
-        snprintf(msg, sizeof msg, "%s: \"%%s\" does not start with a peer id", opt);
-        return opts_bad(msg, arg);
-    }
+    if (idlen == 0 || idlen > PROTO_MAX_ID)
+        return opts_bad("%s: \"%s\" does not start with a peer id", opt, arg);
     memcpy(id, arg, idlen);
     id[idlen] = '\0';
-    if (!proto_valid_id(id)) {
-        snprintf(msg, sizeof msg, "%s: \"%%s\" is not a valid peer id", opt);
-        return opts_bad(msg, id);
-    }
-    if (eq && opts_peer_key(eq + 1, fp, fplen) < 0) {
-        snprintf(msg, sizeof msg,
-                 "%s: \"%%s\" is neither a public key nor a fingerprint (SHA256:...)", opt);
-        return opts_bad(msg, eq + 1);
-    }
+    if (!proto_valid_id(id))
+        return opts_bad("%s: \"%s\" is not a valid peer id", opt, id);
+    if (eq && opts_peer_key(eq + 1, fp, fplen) < 0)
+        return opts_bad("%s: \"%s\" is neither a public key nor a fingerprint (SHA256:...)", opt,
+                        eq + 1);
     return EXIT_DONE;
 }
 

@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <sodium.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,10 +184,14 @@ static void usage(FILE *f)
             "     cluster configuration is invalid\n");
 }
 
-static int usage_error(const char *fmt, const char *arg)
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
 {
+    va_list ap;
     fprintf(stderr, PROG ": ");
-    fprintf(stderr, fmt, arg);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
     fprintf(stderr, "\nTry '" PROG " --help' for more information.\n");
     return EXIT_USAGE;
 }
@@ -395,7 +400,7 @@ static int add_probe_listen(struct srv_config *cfg, const char *arg)
 {
     char err[160];
     if (cfg->nprobe_listen >= SRV_MAX_LISTEN)
-        return usage_error("too many --probe-listen addresses (at most 16)", NULL);
+        return usage_error("too many --probe-listen addresses (at most %d)", SRV_MAX_LISTEN);
     if (ep_resolve(arg, false, &cfg->probe_listen[cfg->nprobe_listen], err, sizeof err) < 0)
         return usage_error("invalid --probe-listen address: %s", err);
     cfg->nprobe_listen++;
@@ -406,7 +411,7 @@ static int add_listen(struct srv_config *cfg, const char *arg)
 {
     char err[160];
     if (cfg->nlisten >= SRV_MAX_LISTEN)
-        return usage_error("too many --listen addresses (at most 16)", NULL);
+        return usage_error("too many --listen addresses (at most %d)", SRV_MAX_LISTEN);
     if (ep_resolve(arg, false, &cfg->listen[cfg->nlisten], err, sizeof err) < 0)
         return usage_error("invalid --listen address: %s", err);
     cfg->nlisten++;
