@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,6 +30,8 @@ struct rx {
 static char tmpl[] = "/tmp/tcpunch-test-files.XXXXXX";
 static bool dotfiles;         /* the receiver's --dotfiles, for the next start() */
 static bool refuse_all;       /* the next start() runs frecv_refuse instead (receive --from) */
+static unsigned max_files = 10000; /* the receiver's --max-files and --max-bytes */
+static uint64_t max_bytes;
 static const char *root; /* the test's scratch directory; DIR is root/in */
 
 static void *rx_main(void *arg)
@@ -52,6 +56,8 @@ static int start(struct rx *r, struct chan *tx, bool force)
     r->force = force;
     r->o.quiet = true;
     r->o.dotfiles = dotfiles;
+    r->o.max_files = max_files;
+    r->o.max_bytes = max_bytes;
     r->link.fd = sv[0];
     snprintf(r->link.peer, sizeof r->link.peer, "hostile");
     memset(r->link.tx_key, 1, sizeof r->link.tx_key);
@@ -120,7 +126,7 @@ static char *offer(struct chan *tx, const char *name, const char *data, bool sum
 static void begin(struct chan *tx)
 {
     json_t *m;
-    fproto_send(tx, json_pack("{s:i, s:i, s:i}", "files", 1, "count", 1, "bytes", 10));
+    fproto_send(tx, json_pack("{s:i, s:i, s:i}", "files", 1, "count", 100, "bytes", 1000000));
     m = reply(tx);
     CHECK(m && json_integer_value(json_object_get(m, "files")) == 1);
     json_decref(m);
@@ -368,6 +374,121 @@ static void t_not_files(void)
     CHECK_INT(stop(&r, &tx), EXIT_LOST);
 }
 
+/* Announces count files of bytes in all; returns the receiver's answer's "refused" text, or
+ * NULL when it took the hello. */
+static char *announce(struct chan *tx, int count, json_int_t bytes)
+{
+    json_t *m;
+    char *why = NULL;
+    fproto_send(tx, json_pack("{s:i, s:i, s:I}", "files", 1, "count", count, "bytes", bytes));
+    m = reply(tx);
+    if (m && json_integer_value(json_object_get(m, "files")) != 1)
+        why = strdup(json_string_value(json_object_get(m, "refused")) ?: "(no reason)");
+    json_decref(m);
+    return why;
+}
+
+/* After a refusal that ends the transfer: the receiver's final record comes, then ours. */
+static void ended_by_receiver(struct chan *tx)
+{
+    json_t *m = NULL;
+    CHECK_INT(fproto_recv(tx, &m), 0);
+    json_decref(m);
+    CHECK(chan_finish(tx) == 0);
+}
+
+/* --max-files, --max-bytes and the free space judge the announced totals, before any file. */
+static void t_limits(void)
+{
+    struct rx r;
+    struct chan tx;
+    max_files = 3;
+    if (start(&r, &tx, false) == 0) {
+        CHECK(refused_with(announce(&tx, 4, 10), "--max-files"));
+        ended_by_receiver(&tx);
+        CHECK_INT(stop(&r, &tx), EXIT_PARTIAL);
+    }
+    max_files = 10000;
+    max_bytes = 1000;
+    if (start(&r, &tx, false) == 0) {
+        CHECK(refused_with(announce(&tx, 1, 1001), "--max-bytes"));
+        ended_by_receiver(&tx);
+        CHECK_INT(stop(&r, &tx), EXIT_PARTIAL);
+    }
+    max_bytes = 0;
+    /* 2^62 bytes: no file system here has that much room */
+    if (start(&r, &tx, false) == 0) {
+        CHECK(refused_with(announce(&tx, 1, (json_int_t)1 << 62), "do not fit"));
+        ended_by_receiver(&tx);
+        CHECK_INT(stop(&r, &tx), EXIT_PARTIAL);
+    }
+    CHECK(!exists("in/limit.txt") && no_parts());
+}
+
+/* A sender that goes beyond what it announced: that file is refused and the transfer ends. */
+static void t_beyond_announced(void)
+{
+    struct rx r;
+    struct chan tx;
+    if (start(&r, &tx, false) == 0) {
+        CHECK(announce(&tx, 1, 100) == NULL);
+        CHECK(offer(&tx, "first.txt", "one\n", true) == NULL);
+        CHECK(refused_with(offer(&tx, "second.txt", "two\n", true), "more files than the 1"));
+        ended_by_receiver(&tx);
+        CHECK_INT(stop(&r, &tx), EXIT_PARTIAL);
+    }
+    CHECK(holds("in/first.txt", "one\n") && !exists("in/second.txt"));
+    if (start(&r, &tx, false) == 0) {
+        CHECK(announce(&tx, 2, 6) == NULL);
+        CHECK(refused_with(offer(&tx, "big.txt", "seven b", true), "more bytes than the 6 B"));
+        ended_by_receiver(&tx);
+        CHECK_INT(stop(&r, &tx), EXIT_PARTIAL);
+    }
+    CHECK(!exists("in/big.txt") && no_parts());
+}
+
+/* A write error (here EFBIG from RLIMIT_FSIZE, as ENOSPC would be) removes the part file at
+ * once, while the sender is still sending; the rest is dropped and the file refused. */
+static void t_write_error(void)
+{
+    struct rx r;
+    struct chan tx;
+    struct rlimit old, lim;
+    static char chunk[64 * 1024];
+    json_t *m;
+    bool gone_early;
+    if (start(&r, &tx, false) < 0)
+        return;
+    CHECK(announce(&tx, 1, 4 * (json_int_t)sizeof chunk) == NULL);
+    getrlimit(RLIMIT_FSIZE, &old);
+    lim = old;
+    lim.rlim_cur = 1000;
+    signal(SIGXFSZ, SIG_IGN);
+    setrlimit(RLIMIT_FSIZE, &lim);
+    fproto_send(&tx, json_pack("{s:s, s:I, s:i}", "name", "full.bin", "size",
+                               (json_int_t)(4 * sizeof chunk), "mode", 0644));
+    m = reply(&tx);
+    CHECK(m && json_is_true(json_object_get(m, "accept")));
+    json_decref(m);
+    memset(chunk, 'x', sizeof chunk);
+    chan_write(&tx, chunk, sizeof chunk);
+    /* the receiver has read (some of) the first chunk and failed to write it */
+    for (int i = 0; i < 100 && !no_parts(); i++)
+        usleep(20000);
+    gone_early = no_parts();
+    setrlimit(RLIMIT_FSIZE, &old);
+    CHECK_MSG(gone_early, "%s", "the part file stayed after the write error");
+    for (int i = 0; i < 3; i++)
+        chan_write(&tx, chunk, sizeof chunk);
+    fproto_send(&tx, json_pack("{s:s}", "blake2b", "00"));
+    m = reply(&tx);
+    CHECK(m && strstr(json_string_value(json_object_get(m, "refused")) ?: "", "writing"));
+    json_decref(m);
+    end(&tx);
+    CHECK_INT(stop(&r, &tx), EXIT_PARTIAL);
+    CHECK(!exists("in/full.bin") && no_parts());
+}
+
 static void setup(void)
 {
     char p[600];
@@ -400,7 +521,8 @@ int main(int argc, char **argv)
     static const struct check_test tests[] = {TEST(t_names), TEST(t_refusals), TEST(t_force),
                                               TEST(t_cut), TEST(t_not_files),
                                               TEST(t_dotfiles), TEST(t_modes),
-                                              TEST(t_refuse_sender)};
+                                              TEST(t_refuse_sender), TEST(t_limits),
+                                              TEST(t_beyond_announced), TEST(t_write_error)};
     int rc;
     if (sodium_init() < 0)
         return 1;
