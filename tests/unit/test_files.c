@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "peer/fproto.h"
 #include "peer/frecv.h"
+#include "peer/fsend.h"
 
 struct rx {
     pthread_t th;
@@ -489,6 +490,49 @@ static void t_write_error(void)
     CHECK(!exists("in/full.bin") && no_parts());
 }
 
+/* The sender's open: a file swapped for a symbolic link (to a key, say) or for another file
+ * between the collection and the open is not sent. */
+static void t_send_swap(void)
+{
+    struct fsend_list l;
+    struct stat st;
+    char dir[600], file[700], secret[700], other[700], why[200], buf[16] = {0};
+    char *argv[1] = {dir};
+    int fd;
+    snprintf(dir, sizeof dir, "%s/tosend", root);
+    snprintf(file, sizeof file, "%s/a.txt", dir);
+    snprintf(secret, sizeof secret, "%s/secret", root);
+    snprintf(other, sizeof other, "%s/other", dir);
+    mkdir(dir, 0700);
+    put("tosend/a.txt", "public");
+    put("secret", "PRIVATE KEY");
+    if (!CHECK_INT(fsend_collect(&l, 1, argv), EXIT_DONE) || !CHECK(l.n == 1))
+        return;
+    fd = fsend_open(&l.v[0], &st, why, sizeof why);
+    CHECK_MSG(fd >= 0, "the file as listed: %s", why);
+    if (fd >= 0)
+        close(fd);
+    /* the swap: a.txt is now a link to the secret */
+    CHECK(unlink(file) == 0 && symlink(secret, file) == 0);
+    /* what the old code did (open, following the link): the secret */
+    fd = open(file, O_RDONLY);
+    CHECK(fd >= 0 && read(fd, buf, sizeof buf - 1) > 0 && strcmp(buf, "PRIVATE KEY") == 0);
+    if (fd >= 0)
+        close(fd);
+    CHECK_INT(fsend_open(&l.v[0], &st, why, sizeof why), -1);
+    CHECK_MSG(strstr(why, "symbolic link") != NULL, "why: %s", why);
+    /* another regular file in its place, same size even */
+    put("tosend/other", "PUBLIC");
+    CHECK(unlink(file) == 0 && rename(other, file) == 0);
+    CHECK_INT(fsend_open(&l.v[0], &st, why, sizeof why), -1);
+    CHECK_MSG(strstr(why, "another file") != NULL, "why: %s", why);
+    /* a FIFO in its place: refused without blocking */
+    CHECK(unlink(file) == 0 && mkfifo(file, 0600) == 0);
+    CHECK_INT(fsend_open(&l.v[0], &st, why, sizeof why), -1);
+    CHECK_MSG(strstr(why, "regular") != NULL, "why: %s", why);
+    fsend_free(&l);
+}
+
 static void setup(void)
 {
     char p[600];
@@ -522,7 +566,8 @@ int main(int argc, char **argv)
                                               TEST(t_cut), TEST(t_not_files),
                                               TEST(t_dotfiles), TEST(t_modes),
                                               TEST(t_refuse_sender), TEST(t_limits),
-                                              TEST(t_beyond_announced), TEST(t_write_error)};
+                                              TEST(t_beyond_announced), TEST(t_write_error),
+                                              TEST(t_send_swap)};
     int rc;
     if (sodium_init() < 0)
         return 1;
