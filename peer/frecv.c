@@ -374,13 +374,17 @@ static const char *frecv_too_much(struct frecv *r, json_t *count, json_t *bytes,
 static int frecv_end_early(struct frecv *r, const char *why)
 {
     size_t drained = 0;
+    uint64_t t0;
     long n = 1;
     if (why && fproto_send(&r->ch, json_pack("{s:s}", "refused", why)) < 0)
         return EXIT_LOST;
     if (chan_finish(&r->ch) < 0)
         return EXIT_LOST;
     r->ch.stall_ms = FRECV_REFUSE_S * 1000;
-    while (drained < FRECV_DRAIN_MAX && (n = chan_read(&r->ch, r->buf, FRECV_BUF)) > 0)
+    t0 = clk_ms();
+    /* bounded in bytes and, roughly, in time: a sender that keeps sending gets no more */
+    while (drained < FRECV_DRAIN_MAX && clk_ms() - t0 < FRECV_REFUSE_S * 1000 &&
+           (n = chan_read(&r->ch, r->buf, FRECV_BUF)) > 0)
         drained += (size_t)n;
     return n == 0 ? EXIT_PARTIAL : EXIT_LOST;
 }
