@@ -20,7 +20,7 @@ _tcpunch()
     local commands="listen connect chat send receive direct nat-check id config help"
     local opts="--server --id --port --timeout --direct-timeout --no-relay --relay-only
         --peer-key --plain --secret-file --no-retry --forward --allow --local --max-sessions
-        --dir --force --from --from-anyone --dotfiles --verbose --quiet --json --help --version"
+        --dir --force --from --from-anyone --dotfiles --max-bytes --max-files --verbose --quiet --json --help --version"
 
     case $prev in
     --dir)
@@ -36,7 +36,7 @@ _tcpunch()
         return
         ;;
     -s | --server | -i | --id | -p | --port | -t | --timeout | --direct-timeout | --peer-key | \
-        --forward | --allow | --local | --max-sessions)
+        --forward | --allow | --local | --max-sessions | --max-bytes | --max-files)
         return
         ;;
     esac
@@ -51,7 +51,7 @@ _tcpunch()
         case ${words[i]} in
         -s | --server | -i | --id | -p | --port | -t | --timeout | --direct-timeout | \
             --peer-key | --secret-file | --forward | --allow | --local | --max-sessions | --dir | \
-            --from)
+            --from | --max-bytes | --max-files)
             ((i++))
             ;;
         -*) ;;
