@@ -2,7 +2,15 @@
 #ifndef TP_LOG_H
 #define TP_LOG_H
 
-enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_NOTE = 2, LOG_INFO = 3, LOG_DEBUG = 4 };
+/* LOG_SILENT, as the level given to log_init only: nothing at all (the fuzz harnesses) */
+enum log_level {
+    LOG_SILENT = -1,
+    LOG_ERROR = 0,
+    LOG_WARN = 1,
+    LOG_NOTE = 2,
+    LOG_INFO = 3,
+    LOG_DEBUG = 4
+};
 
 /* prog prefixes each line; stamp adds an ISO-8601 UTC time (servers). */
 void log_init(const char *prog, enum log_level level, int stamp);

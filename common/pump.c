@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/seal.h"
 
 /* Sealed mode: room for the records around PUMP_BUF bytes of plaintext, the stream header and
@@ -40,6 +41,7 @@ struct pump {
     unsigned char *cipher; /* net -> out: records not opened yet */
     size_t clen;
     bool final_seen; /* the peer's final record arrived */
+    uint64_t linger_ms; /* when both final records were through (0: not yet) */
 };
 
 static bool pump_dir_done(const struct pump_dir *d)
@@ -187,11 +189,30 @@ static enum pump_status pump_drain(struct pump *p, struct pump_dir *d, int fd, b
     return to_net ? PUMP_NET_LOST : PUMP_LOCAL_ERR;
 }
 
+/* poll's timeout: -1 (none: an idle session stays up, TCP keepalive finds dead peers), except
+ * once both final records are through: then all data is in, and only the peer's FIN is
+ * missing. A peer that never sends it must not hold us (or a --forward slot) for ever, so we
+ * wait PUMP_LINGER_MS for it and then end as if it had come. */
+static int pump_timeout(struct pump *p)
+{
+    uint64_t now;
+    if (!p->sealed || !p->final_seen || p->up.dst_open || !p->down.src_open)
+        return -1;
+    now = clk_ms();
+    if (!p->linger_ms)
+        p->linger_ms = now;
+    if (now - p->linger_ms >= PUMP_LINGER_MS) {
+        p->down.src_open = false; /* nothing more may come: the final record was the end */
+        return 0;
+    }
+    return (int)(PUMP_LINGER_MS - (now - p->linger_ms));
+}
+
 static enum pump_status pump_loop(struct pump *p)
 {
     for (;;) {
         struct pollfd pf[3];
-        int n = 0, i_in = -1, i_net = -1, i_out = -1;
+        int n = 0, i_in = -1, i_net = -1, i_out = -1, timeout;
         enum pump_status s = PUMP_DONE;
 
         /* records that arrived while out was busy are opened before reading more */
@@ -200,6 +221,8 @@ static enum pump_status pump_loop(struct pump *p)
         pump_finish(p);
         if (pump_dir_done(&p->up) && pump_dir_done(&p->down))
             return PUMP_DONE;
+        if ((timeout = pump_timeout(p)) == 0)
+            continue; /* the linger is over: finish */
         if (p->up.src_open && p->up.len == 0) {
             pf[n] = (struct pollfd){.fd = p->in, .events = POLLIN};
             i_in = n++;
@@ -216,7 +239,7 @@ static enum pump_status pump_loop(struct pump *p)
             pf[n] = (struct pollfd){.fd = p->out, .events = POLLOUT};
             i_out = n++;
         }
-        if (poll(pf, (nfds_t)n, -1) < 0) {
+        if (poll(pf, (nfds_t)n, timeout) < 0) {
             if (errno == EINTR)
                 continue;
             snprintf(p->err, p->errlen, "poll: %s", strerror(errno));

@@ -6,6 +6,8 @@
 #include <stdint.h>
 
 #define PUMP_BUF (128 * 1024)
+/* sealed: after both final records, the peer's FIN is waited for this long at most */
+#define PUMP_LINGER_MS 10000
 
 struct pump_stats {
     uint64_t sent;     /* bytes from in written to the connection */
@@ -32,7 +34,9 @@ enum pump_status pump_run(int net, int in, int out, const void *prefill, size_t 
  * rx_key opens what net gives (prefill included). EOF on in sends the final record before the
  * half-close; a connection that ends without the peer's final record, or a record that fails
  * authentication, is PUMP_NET_LOST with err saying which, and nothing of a failed record reaches
- * out. The counts are of plaintext. */
+ * out. Once both final records are through, the peer's FIN is waited for PUMP_LINGER_MS at most,
+ * then the pump ends with PUMP_DONE as if it had come (all data was in). There is no idle
+ * timeout otherwise. The counts are of plaintext. */
 enum pump_status pump_run_sealed(int net, int in, int out, const void *prefill, size_t prefill_len,
                                  const unsigned char *tx_key, const unsigned char *rx_key,
                                  struct pump_stats *st, char *err, size_t errlen);

@@ -20,8 +20,8 @@ _tcpunch()
     local commands="listen connect chat send receive direct nat-check id config help"
     local opts="--server --id --port --timeout --direct-timeout --no-relay --relay-only
         --peer-key --plain --secret-file --no-retry --forward --allow --allow-anyone --local
-        --max-sessions --dir --force --from --from-anyone --dotfiles --verbose --quiet --json
-        --help --version"
+        --max-sessions --dir --force --from --from-anyone --dotfiles --max-bytes --max-files
+        --verbose --quiet --json --help --version"
 
     case $prev in
     --dir)
@@ -37,7 +37,7 @@ _tcpunch()
         return
         ;;
     -s | --server | -i | --id | -p | --port | -t | --timeout | --direct-timeout | --peer-key | \
-        --forward | --allow | --local | --max-sessions)
+        --forward | --allow | --local | --max-sessions | --max-bytes | --max-files)
         return
         ;;
     esac
@@ -52,7 +52,7 @@ _tcpunch()
         case ${words[i]} in
         -s | --server | -i | --id | -p | --port | -t | --timeout | --direct-timeout | \
             --peer-key | --secret-file | --forward | --allow | --local | --max-sessions | --dir | \
-            --from)
+            --from | --max-bytes | --max-files)
             ((i++))
             ;;
         -*) ;;
@@ -87,7 +87,7 @@ _tcpunch_rendezvous()
 {
     local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD - 1]}
     case $prev in
-    --secret-file | --authorized | --id-db | --redis-password-file)
+    --secret-file | --authorized | --id-db | --redis-password-file | --cluster-secret-file)
         COMPREPLY=($(compgen -f -- "$cur"))
         return
         ;;
@@ -97,7 +97,7 @@ _tcpunch_rendezvous()
         --relay-idle --relay-per-peer --relay-per-ip --relay-offers-per-peer
         --secret-file --authorized --id-db --max-ids --ids-per-key --new-ids-per-hour --id-expire
         --max-per-ip --rate-per-ip --connect-rate
-        --redis --redis-password-file --redis-prefix --public-address --instance-id --cluster-ttl
+        --redis --redis-password-file --cluster-secret-file --redis-prefix --public-address --instance-id --cluster-ttl
         --verbose --quiet --help --version" -- "$cur"))
 }
 complete -F _tcpunch_rendezvous tcpunch-rendezvous

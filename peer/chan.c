@@ -1,6 +1,7 @@
 #include "peer/chan.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/sock.h"
 
 int chan_init(struct chan *c, struct peer_link *link)
@@ -15,6 +17,8 @@ int chan_init(struct chan *c, struct peer_link *link)
     struct timeval tv = {.tv_sec = CHAN_STALL_S};
     memset(c, 0, sizeof *c);
     c->fd = link->fd;
+    c->stall_ms = CHAN_STALL_S * 1000;
+    c->win_ms = clk_ms();
     c->wire_cap = SEAL_HEADER + seal_tx_size(SEAL_CHUNK * 8) + SEAL_OVERHEAD;
     c->wire = malloc(c->wire_cap);
     if (!c->wire)
@@ -38,6 +42,10 @@ static int chan_neterr(struct chan *c, const char *what, int e)
     if (e == EAGAIN || e == EWOULDBLOCK)
         snprintf(c->err, sizeof c->err, "connection stalled: nothing %s for %d s", what,
                  CHAN_STALL_S);
+    else if (e == ETIMEDOUT)
+        snprintf(c->err, sizeof c->err,
+                 "connection stalled: less than %d KiB %s in %d s", CHAN_PROGRESS / 1024, what,
+                 c->stall_ms / 1000);
     else
         snprintf(c->err, sizeof c->err, "connection lost: %s", strerror(e));
     return -1;
@@ -67,6 +75,29 @@ static size_t chan_prefix(struct chan *c)
     return SEAL_HEADER;
 }
 
+static void chan_new_window(struct chan *c)
+{
+    c->win_ms = clk_ms();
+    c->win_bytes = 0;
+}
+
+/* Waits for bytes to read until the progress window closes. */
+static int chan_wait(struct chan *c)
+{
+    for (;;) {
+        uint64_t now = clk_ms(), end = c->win_ms + (uint64_t)c->stall_ms;
+        struct pollfd pf = {.fd = c->fd, .events = POLLIN};
+        int r;
+        if (now >= end)
+            return chan_neterr(c, "received", ETIMEDOUT);
+        r = poll(&pf, 1, (int)(end - now));
+        if (r > 0)
+            return 0;
+        if (r < 0 && errno != EINTR)
+            return chan_neterr(c, "received", errno);
+    }
+}
+
 int chan_write(struct chan *c, const void *data, size_t n)
 {
     const unsigned char *p = data;
@@ -79,6 +110,7 @@ int chan_write(struct chan *c, const void *data, size_t n)
         p += take;
         n -= take;
     }
+    chan_new_window(c);
     return 0;
 }
 
@@ -88,6 +120,7 @@ int chan_finish(struct chan *c)
     size_t len = pre + seal_tx_final(&c->tx, c->wire + pre);
     if (chan_send_all(c, c->wire, len) < 0)
         return -1;
+    chan_new_window(c);
     shutdown(c->fd, SHUT_WR);
     return 0;
 }
@@ -106,6 +139,8 @@ static int chan_fill(struct chan *c)
         memmove(c->cin, c->cin + used, c->cin_len - used);
         c->cin_len -= used;
         if (s == SEAL_DATA || s == SEAL_FINAL) {
+            if ((c->win_bytes += plen) >= CHAN_PROGRESS)
+                chan_new_window(c);
             c->plen = plen;
             c->poff = 0;
             c->final_seen = s == SEAL_FINAL;
@@ -117,6 +152,8 @@ static int chan_fill(struct chan *c)
             snprintf(c->err, sizeof c->err, "%s", seal_strerror(s));
             return -1;
         }
+        if (chan_wait(c) < 0)
+            return -1;
         r = recv(c->fd, c->cin + c->cin_len, sizeof c->cin - c->cin_len, 0);
         if (r < 0 && errno == EINTR)
             continue;

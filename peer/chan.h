@@ -7,11 +7,17 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/seal.h"
 #include "peer/peer.h"
 
-#define CHAN_STALL_S 60 /* no progress either way for this long: the peer is gone */
+/* The peer's turn must bring CHAN_PROGRESS bytes of data, or end (our next write), within
+ * CHAN_STALL_S, and again for every CHAN_PROGRESS bytes: a sender that trickles a byte a minute
+ * cannot hold a receiver (and its part file) for ever, while a real link of 1 KiB/s passes. Empty
+ * records bring nothing and count for nothing. */
+#define CHAN_STALL_S 60
+#define CHAN_PROGRESS (64 * 1024)
 
 struct chan {
     int fd;
@@ -25,6 +31,9 @@ struct chan {
     size_t plen, poff;
     unsigned char *wire; /* sealed bytes for one write */
     size_t wire_cap;
+    int stall_ms;        /* CHAN_STALL_S by default; frecv_refuse waits less */
+    uint64_t win_ms;     /* start of the current progress window */
+    size_t win_bytes;    /* plaintext received in it */
     char err[300];
 };
 
@@ -32,11 +41,13 @@ struct chan {
  * memory). */
 int chan_init(struct chan *c, struct peer_link *link);
 
-/* Seals and sends n bytes. Returns 0, or -1 with c->err. */
+/* Seals and sends n bytes; our turn ended, so the peer's progress window starts again. Returns
+ * 0, or -1 with c->err. */
 int chan_write(struct chan *c, const void *data, size_t n);
 
 /* Up to n plaintext bytes into buf: returns how many (> 0), 0 at the clean end of the peer's
- * stream, or -1 with c->err (connection lost, stalled, or a record failed authentication). */
+ * stream, or -1 with c->err (connection lost, stalled: less than CHAN_PROGRESS bytes within
+ * stall_ms of the window's start, or a record failed authentication). */
 long chan_read(struct chan *c, void *buf, size_t n);
 
 /* One line without its '\n', NUL-terminated, at most cap-1 bytes. Returns its length, 0 at the

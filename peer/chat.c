@@ -185,8 +185,10 @@ static int chat_loop(struct chat *c)
         }
         if (c->wire_len)
             pf[0].events |= POLLOUT;
-        /* stop reading our input while the socket is backed up */
-        if (c->leaving || c->tx_len > sizeof c->tx - CHAT_LINE - 1)
+        /* stop reading our input while the socket is backed up. One read of CHAT_LINE bytes
+         * can queue up to 2 * CHAT_LINE + 1: a pending partial line of CHAT_LINE - 1 bytes
+         * flushed, then every byte read a line of its own (newlines) or part of one */
+        if (c->leaving || c->tx_len > sizeof c->tx - (2 * CHAT_LINE + 2))
             pf[1].fd = -1;
         if (c->leaving && c->final_queued && !c->wire_len && !fin_sent) {
             shutdown(c->link->fd, SHUT_WR);

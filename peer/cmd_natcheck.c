@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,9 +57,14 @@ struct nc_verdict {
     char reason[400]; /* why it cannot tell; "" otherwise */
 };
 
-static int nc_fail(struct nc *n, int status, const char *fmt, const char *arg)
+static int nc_fail(struct nc *n, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int nc_fail(struct nc *n, int status, const char *fmt, ...)
 {
-    snprintf(n->why, sizeof n->why, fmt, arg);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(n->why, sizeof n->why, fmt, ap);
+    va_end(ap);
     /* a list's next server may still do: the summary is the error (cmd_natcheck) */
     log_msg(n->multi && status == EXIT_SERVER && !n->have_welcome ? LOG_WARN : LOG_ERROR, "%s",
             n->why);
@@ -67,11 +73,9 @@ static int nc_fail(struct nc *n, int status, const char *fmt, const char *arg)
 }
 
 /* The same for messages that name the server and one more thing. */
-static int nc_fail2(struct nc *n, const char *fmt, const char *arg)
+static int nc_fail2(struct nc *n, const char *what, const char *arg)
 {
-    char msg[700];
-    snprintf(msg, sizeof msg, fmt, n->name, arg);
-    return nc_fail(n, EXIT_SERVER, "%s", msg);
+    return nc_fail(n, EXIT_SERVER, "%s the server %s: %s", what, n->name, arg);
 }
 
 /* Waits up to ms for events on the control socket. */
@@ -104,12 +108,12 @@ static int nc_connect(struct nc *n)
         return nc_fail(n, EXIT_LOCAL, "cannot use the local port: %s", err);
     if (connect(n->fd, (struct sockaddr *)&n->server, ep_len((struct sockaddr *)&n->server)) < 0 &&
         errno != EINPROGRESS)
-        return nc_fail2(n, "cannot reach the server %s: %s", strerror(errno));
+        return nc_fail2(n, "cannot reach", strerror(errno));
     if (nc_wait(n, POLLOUT, clk_ms() + (n->multi ? NC_LIST_CONNECT_MS : NC_STEP_MS)) <= 0)
         return nc_fail(n, EXIT_SERVER, "cannot reach the server %s: timed out", n->name);
     getsockopt(n->fd, SOL_SOCKET, SO_ERROR, &so_err, &len);
     if (so_err)
-        return nc_fail2(n, "cannot reach the server %s: %s", strerror(so_err));
+        return nc_fail2(n, "cannot reach", strerror(so_err));
     sk_local(n->fd, &n->local);
     return EXIT_DONE;
 }
@@ -186,7 +190,7 @@ static int nc_register(struct nc *n)
         if (r < 0 && (errno == EAGAIN || errno == EINTR))
             continue;
         if (r <= 0)
-            return nc_fail2(n, "lost the connection to the server %s: %s",
+            return nc_fail2(n, "lost the connection to",
                             r == 0 ? "closed by the server" : strerror(errno));
         if (lb_feed(&n->lb, buf, (size_t)r, nc_on_line, n) < 0)
             return nc_fail(n, EXIT_SERVER, "the server %s sent a line over 4096 bytes", n->name);

@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,11 +53,18 @@ void cfg_mark(struct peer_opts *o, const char *name, bool env)
     o->cfg.from[k] = env ? CFG_FROM_ENV : CFG_FROM_FLAG;
 }
 
-static int cfg_bad(const struct cfg *c, int line, const char *fmt, const char *arg)
+static int cfg_bad(const struct cfg *c, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int cfg_bad(const struct cfg *c, int line, const char *fmt, ...)
 {
     char msg[PATH_MAX + 400];
+    va_list ap;
     int n = snprintf(msg, sizeof msg, "%s:%d: ", c->path, line);
-    snprintf(msg + n, sizeof msg - (size_t)n, fmt, arg);
+    if (n < 0 || (size_t)n >= sizeof msg)
+        n = 0;
+    va_start(ap, fmt);
+    vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
+    va_end(ap);
     return opts_bad("%s", msg);
 }
 

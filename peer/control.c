@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -218,10 +219,15 @@ static void ctl_end(struct ctl *c, int result)
     ctl_close(c);
 }
 
-static void ctl_fail(struct ctl *c, int result, const char *fmt, const char *a, const char *b)
+static void ctl_fail(struct ctl *c, int result, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void ctl_fail(struct ctl *c, int result, const char *fmt, ...)
 {
     char msg[512];
-    snprintf(msg, sizeof msg, fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
     LOG_E("%s", msg);
     ctl_end(c, result);
 }
@@ -229,9 +235,13 @@ static void ctl_fail(struct ctl *c, int result, const char *fmt, const char *a, 
 /* The server is down, went away or turned us away for now. listen waits for it (another
  * attempt follows; ctl_run_all says when), and so does a list's next server for anyone not
  * registered yet; everyone else fails. */
-static void ctl_lost(struct ctl *c, const char *fmt, const char *a, const char *b)
+static void ctl_lost(struct ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void ctl_lost(struct ctl *c, const char *fmt, ...)
 {
-    snprintf(c->why, sizeof c->why, fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->why, sizeof c->why, fmt, ap);
+    va_end(ap);
     if (!c->may_retry && !(c->multi && !c->registered)) {
         LOG_E("%s", c->why);
         ctl_end(c, EXIT_SERVER);
@@ -382,8 +392,7 @@ static void ctl_punch_done(struct punch *p, int status, const char *why, void *a
     ctl_sess_free(ss);
 }
 
-static void ctl_relay_done(struct rl *r, int status, const char *why, int fd, const char *pre,
-                           size_t prelen, void *arg)
+static void ctl_relay_done(struct rl *r, int status, const char *why, int fd, void *arg)
 {
     struct ctl_sess *ss = arg;
     (void)r;
@@ -393,7 +402,7 @@ static void ctl_relay_done(struct rl *r, int status, const char *why, int fd, co
         if (!ss->punch)
             close(fd);
         else
-            punch_adopt(ss->punch, fd, "relay", pre, prelen);
+            punch_adopt(ss->punch, fd, "relay");
         return;
     }
     snprintf(ss->relay_note, sizeof ss->relay_note, "%s", why);
@@ -845,7 +854,7 @@ static void ctl_pend_route(struct ctl *c)
             continue;
         }
         ctl_pend_take(c, i);
-        punch_adopt(ss->punch, fd, "inbound", NULL, 0);
+        punch_adopt(ss->punch, fd, "inbound");
     }
 }
 
@@ -903,7 +912,7 @@ static void ctl_on_inbound(uv_poll_t *h, int status, int events)
             ctl_pend_add(c, fd, &from);
             continue;
         }
-        punch_adopt(ss->punch, fd, "inbound", NULL, 0);
+        punch_adopt(ss->punch, fd, "inbound");
     }
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -26,6 +27,11 @@
 /* what a sender's mode may ask for: never setuid, setgid or sticky, never group or world
  * writable (the umask takes away more); directories we create get the same at most */
 #define FRECV_MODE_MAX 0755
+/* a file must leave this much of its file system free: 1% of it, at most 1 GiB */
+#define FRECV_RESERVE_MAX (1024ull * 1024 * 1024)
+/* after ending a transfer early, at most this much of the sender's stream is read (and
+ * dropped) while waiting for its end */
+#define FRECV_DRAIN_MAX (1024 * 1024)
 
 struct frecv {
     const struct peer_opts *o;
@@ -37,6 +43,10 @@ struct frecv {
     mode_t umask;
     unsigned char *buf;
     unsigned ok, refused;
+    /* what the hello announced, and what the headers so far declared against it */
+    uint64_t bytes, declared;
+    uint64_t count, seen;
+    bool overflow; /* a header beyond the announced totals: the transfer ends after it */
 };
 
 /* One file in progress. */
@@ -115,20 +125,64 @@ static bool frecv_hidden(const char *name)
     return false;
 }
 
+/* Bytes a file on fd's file system may take: what unprivileged users may still write, less a
+ * reserve, so that a transfer never fills the disk that the rest of the system needs.
+ * UINT64_MAX when the file system does not say. */
+static uint64_t frecv_room(int fd)
+{
+    struct statvfs v;
+    uint64_t avail, reserve;
+    if (fstatvfs(fd, &v) < 0 || v.f_frsize == 0)
+        return UINT64_MAX;
+    avail = (uint64_t)v.f_bavail * v.f_frsize;
+    reserve = (uint64_t)v.f_blocks * v.f_frsize / 100;
+    reserve = reserve < FRECV_RESERVE_MAX ? reserve : FRECV_RESERVE_MAX;
+    return avail > reserve ? avail - reserve : 0;
+}
+
+/* Counts the header against what the hello announced: a sender that goes beyond it lied, and
+ * the transfer ends (r->overflow) after refusing this file. */
+static bool frecv_within(struct frecv *r, struct frecv_file *f)
+{
+    char b[32];
+    if (++r->seen > r->count) {
+        snprintf(f->why, sizeof f->why,
+                 "more files than the %llu announced: the receiver ends the transfer",
+                 (unsigned long long)r->count);
+        r->overflow = true;
+        return false;
+    }
+    if (f->size > r->bytes - r->declared) {
+        snprintf(f->why, sizeof f->why,
+                 "more bytes than the %s announced: the receiver ends the transfer",
+                 pg_bytes(r->bytes, b, sizeof b));
+        r->overflow = true;
+        return false;
+    }
+    r->declared += f->size;
+    return true;
+}
+
 /* Checks the header and prepares the part file; on refusal f->why says why. */
 static void frecv_prepare(struct frecv *r, struct frecv_file *f, json_t *hdr)
 {
     json_t *size = json_object_get(hdr, "size"), *mode = json_object_get(hdr, "mode");
     const char *taken;
-    char hex[9];
+    char hex[9], b1[32], b2[32];
+    uint64_t room;
     f->name = json_string_value(json_object_get(hdr, "name"));
     if (!f->name || strlen(f->name) != json_string_length(json_object_get(hdr, "name")) ||
         !json_is_integer(size) || json_integer_value(size) < 0) {
         snprintf(f->why, sizeof f->why, "malformed file header");
         f->name = f->name ? f->name : "(no name)";
+        /* it still counts: a stream of bad headers is not a way around the limits */
+        if (++r->seen > r->count)
+            r->overflow = true;
         return;
     }
     f->size = (uint64_t)json_integer_value(size);
+    if (!frecv_within(r, f))
+        return;
     f->mode = json_is_integer(mode) ? (int)(json_integer_value(mode) & FRECV_MODE_MAX) : 0644;
     if (!fproto_check_name(f->name, f->why, sizeof f->why))
         return;
@@ -146,6 +200,12 @@ static void frecv_prepare(struct frecv *r, struct frecv_file *f, json_t *hdr)
         snprintf(f->why, sizeof f->why, "%s", taken);
         return;
     }
+    /* before the first byte: an ENOSPC halfway would waste the whole transfer of it */
+    if (f->size > (room = frecv_room(f->parent))) {
+        snprintf(f->why, sizeof f->why, "it does not fit: %s, and %s may be used here",
+                 pg_bytes(f->size, b1, sizeof b1), pg_bytes(room, b2, sizeof b2));
+        return;
+    }
     /* hidden, unique and never mistaken for the real thing; O_EXCL: never an existing file */
     rnd_hex(hex, 4);
     snprintf(f->part, sizeof f->part, ".%.*s.tcpunch-part-%s", FRECV_PART_BASE, f->base, hex);
@@ -154,8 +214,9 @@ static void frecv_prepare(struct frecv *r, struct frecv_file *f, json_t *hdr)
         snprintf(f->why, sizeof f->why, "cannot create a file there: %s", strerror(errno));
 }
 
-/* Reads exactly f->size bytes into the part file, hashing them. A write error is remembered in
- * f->why and the rest is read and dropped, so the stream stays in step. -1: connection error. */
+/* Reads exactly f->size bytes into the part file, hashing them. At a write error (a full disk)
+ * the part file goes at once, the error is remembered in f->why, and the rest is read and
+ * dropped, so the stream stays in step. -1: connection error. */
 static int frecv_body(struct frecv *r, struct frecv_file *f, unsigned char *sum)
 {
     crypto_generichash_state h;
@@ -169,8 +230,13 @@ static int frecv_body(struct frecv *r, struct frecv_file *f, unsigned char *sum)
             return -1;
         }
         crypto_generichash_update(&h, r->buf, (size_t)n);
-        if (!f->why[0] && sk_write_all(f->fd, r->buf, (size_t)n) < 0)
+        if (!f->why[0] && sk_write_all(f->fd, r->buf, (size_t)n) < 0) {
             snprintf(f->why, sizeof f->why, "writing: %s", strerror(errno));
+            close(f->fd);
+            unlinkat(f->parent, f->part, 0);
+            f->fd = -1;
+            f->part[0] = '\0';
+        }
         left -= (uint64_t)n;
         pg_add(&r->pg, f->name, (uint64_t)n);
     }
@@ -276,14 +342,70 @@ out:
     return rc;
 }
 
+/* Why the announced totals are refused, or NULL. */
+static const char *frecv_too_much(struct frecv *r, json_t *count, json_t *bytes, char *why,
+                                  size_t len)
+{
+    char b1[32], b2[32];
+    uint64_t room;
+    if (!json_is_integer(count) || json_integer_value(count) < 0 || !json_is_integer(bytes) ||
+        json_integer_value(bytes) < 0)
+        return "the sender did not announce how many files and bytes it sends";
+    r->count = (uint64_t)json_integer_value(count);
+    r->bytes = (uint64_t)json_integer_value(bytes);
+    if (r->count > r->o->max_files)
+        snprintf(why, len, "%llu files: this receiver takes at most %u at once (--max-files)",
+                 (unsigned long long)r->count, r->o->max_files);
+    else if (r->o->max_bytes && r->bytes > r->o->max_bytes)
+        snprintf(why, len, "%s: this receiver takes at most %s at once (--max-bytes)",
+                 pg_bytes(r->bytes, b1, sizeof b1), pg_bytes(r->o->max_bytes, b2, sizeof b2));
+    else if (r->bytes > (room = frecv_room(r->dirfd)))
+        snprintf(why, len, "%s do not fit: %s may be used in the receiver's directory",
+                 pg_bytes(r->bytes, b1, sizeof b1), pg_bytes(room, b2, sizeof b2));
+    else
+        return NULL;
+    return why;
+}
+
+/* Refuses the transfer as a whole (our answer, REASON, is sent already or goes now), then
+ * ends the stream properly: our final record, and the sender's end waited for a few seconds,
+ * whatever it still sends dropped. EXIT_PARTIAL when the sender ended properly, else
+ * EXIT_LOST. */
+static int frecv_end_early(struct frecv *r, const char *why)
+{
+    size_t drained = 0;
+    uint64_t t0;
+    long n = 1;
+    if (why && fproto_send(&r->ch, json_pack("{s:s}", "refused", why)) < 0)
+        return EXIT_LOST;
+    if (chan_finish(&r->ch) < 0)
+        return EXIT_LOST;
+    r->ch.stall_ms = FRECV_REFUSE_S * 1000;
+    t0 = clk_ms();
+    /* bounded in bytes and, roughly, in time: a sender that keeps sending gets no more */
+    while (drained < FRECV_DRAIN_MAX && clk_ms() - t0 < FRECV_REFUSE_S * 1000 &&
+           (n = chan_read(&r->ch, r->buf, FRECV_BUF)) > 0)
+        drained += (size_t)n;
+    return n == 0 ? EXIT_PARTIAL : EXIT_LOST;
+}
+
 static int frecv_hello(struct frecv *r)
 {
     json_t *m = NULL;
     int n = fproto_recv(&r->ch, &m);
     json_t *v = json_object_get(m, "files");
     if (n > 0 && json_integer_value(v) == FPROTO_VERSION) {
-        pg_init(&r->pg, r->pg.bar, (uint64_t)json_integer_value(json_object_get(m, "bytes")));
+        char buf[300];
+        const char *why = frecv_too_much(r, json_object_get(m, "count"),
+                                         json_object_get(m, "bytes"), buf, sizeof buf);
         json_decref(m);
+        if (why) {
+            pg_clear(&r->pg);
+            LOG_E("refused the whole transfer of %s: %s", r->link->peer, why);
+            r->refused = 1;
+            return frecv_end_early(r, why) == EXIT_PARTIAL ? 1 : -1;
+        }
+        pg_init(&r->pg, r->pg.bar, r->bytes);
         return fproto_send(&r->ch, json_pack("{s:i}", "files", FPROTO_VERSION));
     }
     if (n > 0 && json_is_integer(v))
@@ -301,7 +423,12 @@ static int frecv_all(struct frecv *r)
 {
     char size[32];
     json_t *m = NULL;
-    if (frecv_hello(r) < 0)
+    int h = frecv_hello(r);
+    if (h > 0)
+        return EXIT_PARTIAL; /* refused as a whole: nothing was written */
+    if (h < 0 && r->refused)
+        return EXIT_LOST;
+    if (h < 0)
         goto lost;
     for (;;) {
         int n = fproto_recv(&r->ch, &m);
@@ -316,6 +443,13 @@ static int frecv_all(struct frecv *r)
         m = NULL;
         if (n < 0)
             return EXIT_LOST;
+        if (r->overflow) {
+            /* the refusal went as the answer to that header */
+            n = frecv_end_early(r, NULL);
+            LOG_N("%u file%s received from %s, %u refused; the transfer was ended early", r->ok,
+                  r->ok == 1 ? "" : "s", r->link->peer, r->refused);
+            return n;
+        }
     }
     json_decref(m);
     m = NULL;
@@ -374,6 +508,7 @@ int frecv_refuse(const struct peer_opts *o, struct peer_link *link, const char *
         rc = EXIT_LOCAL;
         goto out;
     }
+    ch->stall_ms = FRECV_REFUSE_S * 1000;
     setsockopt(link->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(link->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     /* its opening line first, whatever it is; nothing after it is read but the end */

@@ -12,8 +12,12 @@
 int frecv_open_dir(const char *dir);
 
 /* Receives files into dirfd until the sender's end marker. force: replace existing regular
- * files; o->dotfiles: take names with a component starting with '.'. Returns EXIT_DONE when every file was stored, EXIT_PARTIAL when some were refused,
- * EXIT_LOST when the connection failed (the file in progress is removed). */
+ * files; o->dotfiles: take names with a component starting with '.'; o->max_files and
+ * o->max_bytes (0: none) bound the announced totals, and so does the free space of dirfd's file
+ * system less a reserve; a sender that goes beyond what it announced ends the transfer.
+ * Returns EXIT_DONE when every file was stored, EXIT_PARTIAL when some (or the whole transfer)
+ * were refused, EXIT_LOST when the connection failed or stalled (the file in progress is
+ * removed). */
 int frecv_run(const struct peer_opts *o, struct peer_link *link, int dirfd, bool force);
 
 /* Refuses the whole transfer of a sender we do not take files from (receive --from): reads

@@ -25,10 +25,11 @@ struct fsend {
     struct chan ch;
     struct progress pg;
     unsigned char *buf;
-    unsigned ok, refused;
+    unsigned ok, refused, skipped;
 };
 
-static int fsend_add(struct fsend_list *l, const char *path, const char *name, uint64_t size)
+static int fsend_add(struct fsend_list *l, const char *path, const char *name,
+                     const struct stat *st, bool follow)
 {
     char why[200];
     if (!fproto_check_name(name, why, sizeof why)) {
@@ -50,8 +51,12 @@ static int fsend_add(struct fsend_list *l, const char *path, const char *name, u
         free(l->v[l->n].name);
         goto oom;
     }
+    l->v[l->n].dev = st->st_dev;
+    l->v[l->n].ino = st->st_ino;
+    l->v[l->n].size = (uint64_t)st->st_size;
+    l->v[l->n].follow = follow;
     l->n++;
-    l->total += size;
+    l->total += (uint64_t)st->st_size;
     return EXIT_DONE;
 oom:
     LOG_E("out of memory");
@@ -81,7 +86,7 @@ static int fsend_entry(struct fsend_list *l, const char *dir, const char *dname,
         LOG_W("skipping %s: not a regular file or directory", path);
         return EXIT_DONE;
     }
-    return fsend_add(l, path, name, (uint64_t)st.st_size);
+    return fsend_add(l, path, name, &st, false);
 }
 
 static int fsend_walk(struct fsend_list *l, const char *path, const char *name, int depth)
@@ -131,7 +136,7 @@ static int fsend_arg(struct fsend_list *l, const char *arg)
     }
     if (S_ISDIR(st.st_mode))
         return fsend_walk(l, arg, base, 0);
-    return fsend_add(l, arg, base, (uint64_t)st.st_size);
+    return fsend_add(l, arg, base, &st, true);
 }
 
 static int fsend_cmp(const void *a, const void *b)
@@ -171,6 +176,31 @@ void fsend_free(struct fsend_list *l)
     }
     free(l->v);
     memset(l, 0, sizeof *l);
+}
+
+int fsend_open(const struct fsend_file *f, struct stat *st, char *why, size_t len)
+{
+    /* O_NONBLOCK: a FIFO swapped in would block open() for ever; no effect on a file */
+    int fd = open(f->path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC |
+                               (f->follow ? 0 : O_NOFOLLOW));
+    if (fd < 0) {
+        snprintf(why, len, "%s", errno == ELOOP ? "it became a symbolic link since it was listed"
+                                                : strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, st) < 0)
+        snprintf(why, len, "%s", strerror(errno));
+    else if (!S_ISREG(st->st_mode))
+        snprintf(why, len, "no longer a regular file");
+    else if (st->st_dev != f->dev || st->st_ino != f->ino)
+        snprintf(why, len, "another file took its place since it was listed");
+    else if ((uint64_t)st->st_size != f->size)
+        snprintf(why, len, "it changed size since it was listed (%llu bytes then, %llu now)",
+                 (unsigned long long)f->size, (unsigned long long)st->st_size);
+    else
+        return fd;
+    close(fd);
+    return -1;
 }
 
 /* The receiver's answer: 1 accepted/ok, 0 refused (reason logged), -1 connection error. */
@@ -233,11 +263,14 @@ static int fsend_one(struct fsend *s, const struct fsend_file *f)
     struct stat st;
     bool local = false;
     uint64_t t0 = clk_ms();
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC), r = -1;
-    char size[32], rate[32];
-    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        LOG_E("%s: %s", f->path, fd < 0 ? strerror(errno) : "no longer a regular file");
-        goto local;
+    char size[32], rate[32], why[200];
+    int fd = fsend_open(f, &st, why, sizeof why), r = -1;
+    if (fd < 0) {
+        /* before its header: the stream stays in step, the other files still go */
+        pg_clear(&s->pg);
+        LOG_E("skipping %s: %s; not sent", f->path, why);
+        s->skipped++;
+        return 0;
     }
     if (fproto_send(&s->ch, json_pack("{s:s, s:I, s:i}", "name", f->name, "size",
                                       (json_int_t)st.st_size, "mode", (int)(st.st_mode & 0777))) <
@@ -253,9 +286,6 @@ static int fsend_one(struct fsend *s, const struct fsend_file *f)
     LOG_N("sent %s (%s, %s): verified by %s", f->name,
           pg_bytes((uint64_t)st.st_size, size, sizeof size),
           pg_rate((uint64_t)st.st_size, clk_ms() - t0, rate, sizeof rate), s->link->peer);
-    goto out;
-local:
-    local = true;
 out:
     if (fd >= 0)
         close(fd);
@@ -339,7 +369,11 @@ static int fsend_all(struct fsend *s, const struct fsend_list *l)
           s->link->peer, pg_bytes(s->pg.done, size, sizeof size),
           (double)(clk_ms() - s->pg.start_ms) / 1000.0,
           pg_rate(s->pg.done, clk_ms() - s->pg.start_ms, rate, sizeof rate));
-    return s->refused ? EXIT_PARTIAL : EXIT_DONE;
+    if (s->skipped)
+        LOG_E("%u file%s skipped: changed since they were listed", s->skipped,
+              s->skipped == 1 ? "" : "s");
+    /* a file we did not send is our failure, whatever the receiver did */
+    return s->skipped ? EXIT_LOCAL : s->refused ? EXIT_PARTIAL : EXIT_DONE;
 }
 
 int fsend_run(const struct peer_opts *o, struct peer_link *link, const struct fsend_list *l)

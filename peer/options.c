@@ -1,4 +1,6 @@
+#include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +18,8 @@ enum { OPTS_JSON = 256 }; /* long options without a short form */
 enum { OPTS_DIRECT_TIMEOUT = 300, OPTS_NO_RELAY, OPTS_RELAY_ONLY };
 enum { OPTS_PEER_KEY = 400, OPTS_PLAIN };
 enum { OPTS_SECRET_FILE = 500, OPTS_NO_RETRY };
-enum { OPTS_DIR = 700, OPTS_FORCE, OPTS_FROM, OPTS_FROM_ANYONE, OPTS_DOTFILES };
+enum { OPTS_DIR = 700, OPTS_FORCE, OPTS_FROM, OPTS_FROM_ANYONE, OPTS_DOTFILES,
+       OPTS_MAX_BYTES, OPTS_MAX_FILES };
 enum { OPTS_FORWARD = 600, OPTS_LOCAL, OPTS_ALLOW, OPTS_MAX_SESSIONS, OPTS_ALLOW_ANYONE };
 
 void opts_usage(FILE *out)
@@ -101,6 +104,12 @@ void opts_usage(FILE *out)
           "                          --from and --from-anyone is required)\n"
           "      --dotfiles          receive: take names with a component starting with '.'\n"
           "                          (.ssh/..., .bashrc); refused by default\n"
+          "      --max-bytes N       receive: refuse a transfer that announces more than N\n"
+          "                          bytes (K, M, G, T: powers of 1024; default 0: no\n"
+          "                          fixed cap); every file must also fit the free space\n"
+          "                          of --dir, less a reserve of 1% (at most 1 GiB)\n"
+          "      --max-files N       receive: refuse a transfer that announces more than N\n"
+          "                          files (default 10000)\n"
           "  -v, --verbose           say how the connection was made; twice: debug detail\n"
           "  -q, --quiet             print errors only\n"
           "      --json              events (registered, punching, connected, closed,\n"
@@ -147,18 +156,45 @@ void opts_usage(FILE *out)
           out);
 }
 
-int opts_bad(const char *fmt, const char *arg)
+int opts_bad(const char *fmt, ...)
 {
     char msg[1024], shown[VIS_SIZE(sizeof msg)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
     if (log_json()) { /* held for main's error event: stderr carries only JSON */
-        log_msg(LOG_ERROR, fmt, arg);
+        log_msg(LOG_ERROR, "%s", msg);
         return EXIT_USAGE;
     }
     /* arguments may quote a config file or the environment: shown like every log line */
-    snprintf(msg, sizeof msg, fmt, arg);
     fprintf(stderr, "tcpunch: %s\nTry 'tcpunch --help' for more information.\n",
             vis_str(msg, shown, sizeof shown));
     return EXIT_USAGE;
+}
+
+/* A byte count: decimal digits with an optional K, M, G or T (powers of 1024). */
+static int opts_size(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    unsigned shift = 0;
+    if (*s < '0' || *s > '9')
+        return -1;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno)
+        return -1;
+    if (*end) {
+        const char *u = end[0] == ' ' ? NULL : strchr("KMGT", end[0] & ~0x20);
+        if (!u || !*u || end[1])
+            return -1;
+        shift = 10 * (unsigned)(u - "KMGT" + 1);
+    }
+    if (shift && v > (UINT64_MAX >> shift))
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
 }
 
 static int opts_number(const char *s, double lo, double hi, double *out)
@@ -192,23 +228,16 @@ int opts_peer_entry(const char *opt, const char *arg, char *id, char *fp, size_t
 {
     const char *eq = strchr(arg, '=');
     size_t idlen = eq ? (size_t)(eq - arg) : strlen(arg);
-    char msg[200];
     fp[0] = '\0';
-    if (idlen == 0 || idlen > PROTO_MAX_ID) {
-        snprintf(msg, sizeof msg, "%s: \"%%s\" does not start with a peer id", opt);
-        return opts_bad(msg, arg);
-    }
+    if (idlen == 0 || idlen > PROTO_MAX_ID)
+        return opts_bad("%s: \"%s\" does not start with a peer id", opt, arg);
     memcpy(id, arg, idlen);
     id[idlen] = '\0';
-    if (!proto_valid_id(id)) {
-        snprintf(msg, sizeof msg, "%s: \"%%s\" is not a valid peer id", opt);
-        return opts_bad(msg, id);
-    }
-    if (eq && opts_peer_key(eq + 1, fp, fplen) < 0) {
-        snprintf(msg, sizeof msg,
-                 "%s: \"%%s\" is neither a public key nor a fingerprint (SHA256:...)", opt);
-        return opts_bad(msg, eq + 1);
-    }
+    if (!proto_valid_id(id))
+        return opts_bad("%s: \"%s\" is not a valid peer id", opt, id);
+    if (eq && opts_peer_key(eq + 1, fp, fplen) < 0)
+        return opts_bad("%s: \"%s\" is neither a public key nor a fingerprint (SHA256:...)", opt,
+                        eq + 1);
     return EXIT_DONE;
 }
 
@@ -290,6 +319,8 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
         {"from", required_argument, NULL, OPTS_FROM},
         {"from-anyone", no_argument, NULL, OPTS_FROM_ANYONE},
         {"dotfiles", no_argument, NULL, OPTS_DOTFILES},
+        {"max-bytes", required_argument, NULL, OPTS_MAX_BYTES},
+        {"max-files", required_argument, NULL, OPTS_MAX_FILES},
         {"forward", required_argument, NULL, OPTS_FORWARD},
         {"local", required_argument, NULL, OPTS_LOCAL},
         {"allow", required_argument, NULL, OPTS_ALLOW},
@@ -304,6 +335,7 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
     o->timeout_ms = 10000;
     o->direct_timeout_ms = 5000;
     o->max_sessions = PEER_DEFAULT_SESSIONS;
+    o->max_files = PEER_DEFAULT_MAX_FILES;
     opts_default_id(o->id, sizeof o->id);
     /* flags > environment > config file > defaults */
     if ((rc = cfg_load(o)) != EXIT_DONE)
@@ -417,6 +449,16 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
             break;
         case OPTS_DOTFILES:
             o->dotfiles = true;
+            break;
+        case OPTS_MAX_BYTES:
+            if (opts_size(optarg, &o->max_bytes) < 0)
+                return opts_bad("--max-bytes: \"%s\" is not a byte count like 500M, 2G or 0",
+                                optarg);
+            break;
+        case OPTS_MAX_FILES:
+            if (opts_number(optarg, 1, 10000000, &num) < 0 || num != (unsigned)num)
+                return opts_bad("--max-files: \"%s\" is not a number from 1 to 10000000", optarg);
+            o->max_files = (unsigned)num;
             break;
         case 'h':
             opts_usage(stdout);

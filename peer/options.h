@@ -28,6 +28,6 @@ int opts_peer_entry(const char *opt, const char *arg, char *id, char *fp, size_t
 void opts_usage(FILE *out);
 
 /* Prints "tcpunch: <fmt with arg>" and the --help hint; returns EXIT_USAGE. */
-int opts_bad(const char *fmt, const char *arg);
+int opts_bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

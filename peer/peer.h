@@ -31,6 +31,7 @@ enum peer_exit {
 
 #define PEER_MAX_ALLOW 64
 #define PEER_DEFAULT_SESSIONS 64
+#define PEER_DEFAULT_MAX_FILES 10000 /* receive --max-files */
 
 struct peer_opts {
     const char *server; /* HOST:PORT as given, or a comma-separated list of them */
@@ -60,6 +61,10 @@ struct peer_opts {
     int nfrom;
     bool from_anyone;
     bool dotfiles;
+    /* receive: --max-bytes (0: no fixed cap; free space still bounds every file) and
+     * --max-files, both for one transfer */
+    uint64_t max_bytes;
+    unsigned max_files;
     const char *secret_file; /* --secret-file as given (NULL: none), for `tcpunch config` */
     struct cfg cfg;          /* the config file, and where each setting came from */
     /* forwarding (README, "Forwarding"): listen --forward HOST:PORT, its --allow ID[=KEY]

@@ -102,7 +102,9 @@ struct punch {
     struct pconn *inbound;
     int ninbound;     /* accepted connections on the inbound list (adopted relays not counted) */
     bool key_refused; /* a connection showed a key we do not trust (and was dropped) */
-    char rbuf[PROTO_MAX_LINE]; /* one handshake line and what follows it, at most */
+    /* one read of any connection: a handshake line and what follows it, at most; the peer's
+     * data behind the winning line must fit link->prefill (checked below) */
+    char rbuf[PROTO_MAX_LINE];
 };
 
 static void pu_dial(struct pconn *c);
@@ -314,12 +316,24 @@ static void pu_finish(struct punch *p, int status, const char *why)
         pu_close_conn(c);
 }
 
+/* The peer's data behind the winning handshake line goes to link->prefill, so the engine's
+ * read buffer must never hold more than the prefill takes. */
+_Static_assert(sizeof((struct punch *)0)->rbuf <= sizeof((struct peer_link *)0)->prefill,
+               "a read of the punch engine must fit the link's prefill");
+
 static void pu_win(struct pconn *c, const char *rest, size_t restlen)
 {
     struct punch *p = c->p;
     struct peer_link *l = p->link;
     uv_os_fd_t fd;
     socklen_t alen = sizeof l->remote;
+
+    if (restlen > sizeof l->prefill) { /* cannot happen (see above); never copy past it */
+        LOG_E("dropping a connection (%s): %zu bytes behind the handshake", pu_kind(c), restlen);
+        c->dead = true;
+        pu_close_conn(c);
+        return;
+    }
 
     /* the link outlives the libuv handle, which closes its own descriptor */
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || (l->fd = dup(fd)) < 0) {
@@ -339,6 +353,9 @@ static void pu_win(struct pconn *c, const char *rest, size_t restlen)
         if (!p->cfg.relay_only)
             pu_direct_text(p, l->direct_why, sizeof l->direct_why);
     }
+    /* rest is the tail of one read into p->rbuf (pu_alloc), which is never larger than the
+     * prefill: everything the engine took off the socket fits, and what it did not read stays
+     * in the socket for the pump. Nothing else ever reaches here (punch_adopt takes no bytes). */
     l->prefill_len = restlen;
     if (restlen)
         memcpy(l->prefill, rest, restlen);
@@ -780,7 +797,7 @@ struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct p
 /* Adopted connections live on the inbound list: closed, stalled and selected like those. An
  * "inbound" one (from a shared listener) must come from a host of the peer's candidates and
  * counts against PUNCH_MAX_INBOUND, as if our own listener had accepted it. */
-int punch_adopt(struct punch *p, int fd, const char *kind, const char *pre, size_t prelen)
+int punch_adopt(struct punch *p, int fd, const char *kind)
 {
     bool inbound = strcmp(kind, "inbound") == 0;
     struct sockaddr_storage from;
@@ -803,8 +820,6 @@ int punch_adopt(struct punch *p, int fd, const char *kind, const char *pre, size
     }
     uv_tcp_nodelay(&c->tcp, 1);
     pu_begin(c);
-    if (c->tcp_open && prelen)
-        pu_feed(c, pre, prelen);
     return 0;
 }
 

@@ -66,9 +66,10 @@ struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct p
 /* Takes over fd, a connected stream that is not one of our direct attempts (a relayed
  * connection, or "inbound": accepted by a shared listener): the same handshake runs on it and
  * it competes with the direct attempts; kind names it in reports ("relay"). An inbound one is
- * taken only from a host of the peer's candidates, and only up to a bound. pre holds bytes
- * already read from it. On failure fd is closed and -1 returned. */
-int punch_adopt(struct punch *p, int fd, const char *kind, const char *pre, size_t prelen);
+ * taken only from a host of the peer's candidates, and only up to a bound. Nothing of the
+ * peer's may have been read from fd yet: the engine reads the handshake and what follows it
+ * itself, in reads that fit link->prefill. On failure fd is closed and -1 returned. */
+int punch_adopt(struct punch *p, int fd, const char *kind);
 
 /* Ends the punch now with status and why (done is called as for any end). */
 void punch_abort(struct punch *p, int status, const char *why);

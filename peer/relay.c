@@ -34,8 +34,10 @@ struct rl {
     rl_done_cb done;
     void *arg;
     size_t len;
-    /* the server's one line, and whatever the other peer sent right behind it */
-    char buf[2 * PROTO_MAX_LINE];
+    /* the server's current line, and never more: rl_on_readable takes bytes off the socket
+     * only up to the line's newline, so whatever the other peer sent behind `relayed` stays in
+     * the socket for the punch engine, which reads it as the handshake (PROTOCOL.md, "Relay") */
+    char buf[PROTO_MAX_LINE];
 };
 
 static void rl_on_closed(uv_handle_t *h)
@@ -66,19 +68,16 @@ static void rl_fail(struct rl *r, int status, const char *why)
     rl_done_cb done = r->done;
     void *arg = r->arg;
     rl_close(r, false);
-    done(r, status, why, -1, NULL, 0, arg);
+    done(r, status, why, -1, arg);
 }
 
-static void rl_succeed(struct rl *r, size_t line_end)
+static void rl_succeed(struct rl *r)
 {
     rl_done_cb done = r->done;
     void *arg = r->arg;
     int fd = r->fd;
-    char pre[sizeof r->buf];
-    size_t prelen = r->len - line_end;
-    memcpy(pre, r->buf + line_end, prelen);
     rl_close(r, true);
-    done(r, EXIT_DONE, NULL, fd, pre, prelen, arg);
+    done(r, EXIT_DONE, NULL, fd, arg);
 }
 
 /* The server refused: its codes for the relay mean this path failed, not the server. */
@@ -132,8 +131,7 @@ static void rl_on_line(struct rl *r, size_t line_len)
     } else if (m.type == PROTO_ERROR) {
         rl_on_error(r, &m);
     } else if (r->state == RL_CHALLENGE && m.type == PROTO_CHALLENGE) {
-        /* the server speaks first; nothing else can follow before our relay line */
-        r->len = 0;
+        /* the server speaks first; its next line answers our relay line */
         rl_send_join(r, m.u.challenge.nonce);
     } else if (r->state == RL_CHALLENGE) {
         snprintf(why, sizeof why, "the relay at %s answered %s, not a challenge", r->where,
@@ -145,15 +143,22 @@ static void rl_on_line(struct rl *r, size_t line_len)
         rl_fail(r, EXIT_SERVER, why);
     } else {
         LOG_I("relay: joined at %s", r->where);
-        rl_succeed(r, line_len + 1);
+        rl_succeed(r);
     }
 }
 
+/* Takes the bytes of the server's line off the socket, and not one byte more: a peek shows
+ * what has arrived, and only the part up to (and with) the first newline is read. What follows
+ * `relayed` is the other peer's, written by whoever joined the session: it must reach the punch
+ * engine untouched and through its bounded reads, not through a buffer of ours (the 8 KiB the
+ * relay client once read here could overflow the link's prefill). A line without its newline
+ * yet is read as far as it goes (it is all the server's), so the poll does not spin on it. */
 static void rl_on_readable(struct rl *r)
 {
     char why[300];
     char *nl;
-    ssize_t n = recv(r->fd, r->buf + r->len, sizeof r->buf - r->len, MSG_DONTWAIT);
+    size_t take, room = sizeof r->buf - r->len;
+    ssize_t n = recv(r->fd, r->buf + r->len, room, MSG_DONTWAIT | MSG_PEEK);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {
@@ -163,12 +168,22 @@ static void rl_on_readable(struct rl *r)
         rl_fail(r, EXIT_SERVER, why);
         return;
     }
-    r->len += (size_t)n;
-    nl = memchr(r->buf, '\n', r->len);
+    nl = memchr(r->buf + r->len, '\n', (size_t)n);
+    take = nl ? (size_t)(nl - (r->buf + r->len)) + 1 : (size_t)n;
+    /* the peeked bytes are there: this read returns exactly them */
+    if (recv(r->fd, r->buf + r->len, take, MSG_DONTWAIT) != (ssize_t)take) {
+        snprintf(why, sizeof why, "lost the relay connection to %s: %s", r->where,
+                 strerror(errno));
+        rl_fail(r, EXIT_SERVER, why);
+        return;
+    }
+    r->len += take;
     if (nl) {
-        *nl = '\0';
-        rl_on_line(r, (size_t)(nl - r->buf));
-    } else if (r->len >= PROTO_MAX_LINE) {
+        size_t line_len = r->len - 1;
+        r->buf[line_len] = '\0';
+        r->len = 0;
+        rl_on_line(r, line_len);
+    } else if (r->len >= sizeof r->buf) {
         snprintf(why, sizeof why, "the relay at %s sent a line over %d bytes", r->where,
                  PROTO_MAX_LINE);
         rl_fail(r, EXIT_SERVER, why);

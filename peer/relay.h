@@ -13,12 +13,11 @@
 
 struct rl;
 
-/* status EXIT_DONE: fd is the spliced connection (now the callee's) and pre/prelen the bytes
- * that followed `relayed`; otherwise EXIT_PUNCH (the relay refused: full, disabled, timed out)
+/* status EXIT_DONE: fd is the spliced connection (now the callee's), positioned right after
+ * the `relayed` line: nothing the other peer sent has been read from it; otherwise EXIT_PUNCH (the relay refused: full, disabled, timed out)
  * or EXIT_SERVER (the server could not be reached or went away) with why. The relay attempt
  * frees itself after this call. */
-typedef void (*rl_done_cb)(struct rl *r, int status, const char *why, int fd, const char *pre,
-                           size_t prelen, void *arg);
+typedef void (*rl_done_cb)(struct rl *r, int status, const char *why, int fd, void *arg);
 
 /* Connects to server after delay_ms (0: at once) from an ephemeral port and, once the server's
  * challenge has arrived, sends the relay line for session/token, with the admit proof when

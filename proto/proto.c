@@ -3,6 +3,7 @@
 
 #include <jansson.h>
 #include <sodium.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -113,9 +114,14 @@ struct pd {
     size_t whylen;
 };
 
-static enum proto_err pd_fail(struct pd *d, enum proto_err e, const char *fmt, const char *field)
+static enum proto_err pd_fail(struct pd *d, enum proto_err e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static enum proto_err pd_fail(struct pd *d, enum proto_err e, const char *fmt, ...)
 {
-    snprintf(d->why, d->whylen, fmt, field);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(d->why, d->whylen, fmt, ap);
+    va_end(ap);
     return e;
 }
 

@@ -1,4 +1,5 @@
 #include "rendezvous/cluster.h"
+#include "common/auth.h"
 #include "common/clock.h"
 #include "common/endpoint.h"
 #include "common/log.h"
@@ -10,7 +11,9 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +27,15 @@
 #define CL_CHAN_MAX (CL_MAX_PREFIX + CL_MAX_INSTANCE + 16)
 #define CL_TOUCH_MS 3600000 /* how often registered ids' last use moves in Redis */
 #define CL_KEY_B64 (sodium_base64_ENCODED_LEN(PROTO_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL))
+/* The bus (PROTOCOL.md, "Cluster"): "v1." HEX(MAC) "." JSON, MAC = HMAC-SHA-512-256 under a key
+ * derived from --cluster-secret-file over the context, the channel it is published on and the
+ * JSON bytes. The JSON carries its sender and "t", the sender's clock in microseconds, which
+ * grows with every message it sends: a receiver takes from each sender only larger values. */
+#define CL_BUS_CONTEXT "tcpunch-cluster-bus-v1"
+#define CL_TAG_HEX (2 * crypto_auth_hmacsha512256_BYTES)
+#define CL_MAX_DELAY_US 10000000 /* a punch held back longer than 10 s is not a timing */
+#define CL_REJECT_BURST 10       /* rejection lines logged per CL_REJECT_MS, then a count */
+#define CL_REJECT_MS 10000
 
 /* Lua, so that each read-modify-write is atomic in Redis (PROTOCOL.md, "Cluster"). */
 /* The claim. KEYS: 1 owner:ID, 2 authorized, 3 keyids:KEY (the key's ids, scored by last
@@ -96,6 +108,13 @@ struct cl_op {
     struct proto_msg *hello;         /* CL_CLAIM: the hello to finish */
 };
 
+/* The last "t" taken from one instance: anything not larger is a replay. */
+struct cl_sender {
+    char inst[CL_MAX_INSTANCE + 1];
+    int64_t last_t;
+    uint64_t seen_ms;
+};
+
 struct cl {
     struct srv *srv;
     uv_loop_t *loop;
@@ -121,6 +140,14 @@ struct cl {
     uint32_t redis_rtt_us;
     struct cl_op *ops;
     size_t nops;
+    unsigned char bus_key[crypto_auth_hmacsha512256_KEYBYTES];
+    int64_t last_t_sent; /* the "t" of the last message sent */
+    int64_t floor_t;     /* nothing older is taken: start time, or an evicted sender's last */
+    struct cl_sender senders[CL_MAX_SENDERS];
+    size_t nsenders;
+    uint64_t reject_window_ms; /* rate limit of the rejection log lines */
+    unsigned reject_logged, reject_quiet;
+    unsigned long rejected; /* bus messages refused since start */
 };
 
 static void cl_lost(struct cl *c, const char *why);
@@ -198,9 +225,174 @@ static int cl_read_password(struct cl *c, const char *path, char *err, size_t er
     return 0;
 }
 
+/* The bus key: keyed BLAKE2b of the file's SHA-256 (as --secret-file hashes its file), so that
+ * a file also used as --secret-file gives an unrelated key. */
+static int cl_read_secret(struct cl *c, const char *path, char *err, size_t errlen)
+{
+    static const unsigned char ctx[] = "tcpunch cluster bus key v1";
+    unsigned char h[AUTH_KEY_BYTES];
+    char why[200];
+    if (!path) {
+        snprintf(err, errlen,
+                 "--redis needs --cluster-secret-file FILE (the key of the messages "
+                 "between instances)");
+        return -1;
+    }
+    if (auth_secret_load(path, h, why, sizeof why) < 0) {
+        snprintf(err, errlen, "--cluster-secret-file: %s", why);
+        return -1;
+    }
+    crypto_generichash(c->bus_key, sizeof c->bus_key, h, sizeof h, ctx, sizeof ctx - 1);
+    sodium_memzero(h, sizeof h);
+    return 0;
+}
+
 static bool cl_reply_ok(const redisReply *r)
 {
     return r && r->type != REDIS_REPLY_ERROR;
+}
+
+static int64_t cl_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- the bus: every message is checked as strictly as a line from the wire ---- */
+
+static void cl_reject(struct cl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Logs why a bus message was refused: a burst of lines, then one count per period, so that
+ * a flood of forgeries cannot flood the log. */
+static void cl_reject(struct cl *c, const char *fmt, ...)
+{
+    uint64_t now = uv_now(c->loop);
+    char why[256];
+    va_list ap;
+    c->rejected++;
+    if (!c->reject_window_ms || now - c->reject_window_ms >= CL_REJECT_MS) {
+        if (c->reject_quiet)
+            LOG_W("cluster: %u more bus messages rejected (not logged)", c->reject_quiet);
+        c->reject_window_ms = now | 1;
+        c->reject_logged = c->reject_quiet = 0;
+    }
+    if (c->reject_logged >= CL_REJECT_BURST) {
+        c->reject_quiet++;
+        return;
+    }
+    c->reject_logged++;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    LOG_W("cluster: bus message on %s rejected: %s", c->chan, why);
+}
+
+/* Whether every member of o is one of the NULL-terminated names. */
+static bool cl_only(json_t *o, const char *const *names)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v)
+    {
+        const char *const *n = names;
+        while (*n && strcmp(*n, k) != 0)
+            n++;
+        if (!*n)
+            return false;
+    }
+    return true;
+}
+
+/* A string member of at most max bytes, without NUL inside; NULL otherwise. */
+static const char *cl_str(json_t *o, const char *k, size_t max)
+{
+    json_t *v = json_object_get(o, k);
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    return s && n <= max && strlen(s) == n ? s : NULL;
+}
+
+static bool cl_int(json_t *o, const char *k, json_int_t lo, json_int_t hi, json_int_t *out)
+{
+    json_t *v = json_object_get(o, k);
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return false;
+    *out = json_integer_value(v);
+    return true;
+}
+
+/* Printable ASCII only: quoted to peers and into logs. */
+static bool cl_printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            return false;
+    return true;
+}
+
+/* A punch line embedded in a bus message: exactly one line, decoded by the protocol's own
+ * rules, for session, playing role, naming peer (NULL: any). */
+static bool cl_punch_of(const char *line, enum proto_role role, const char *session,
+                        const char *peer, struct proto_msg *m, char *why, size_t whylen)
+{
+    size_t n = strlen(line);
+    if (n == 0 || n + 1 >= PROTO_MAX_LINE || strpbrk(line, "\r\n")) {
+        snprintf(why, whylen, "the punch is not one line of the protocol");
+        return false;
+    }
+    if (proto_decode(line, n, PROTO_TO_PEER, m, why, whylen) != PROTO_OK)
+        return false;
+    if (m->type != PROTO_PUNCH || m->u.punch.role != role ||
+        strcmp(m->u.punch.session, session) != 0 || (peer && strcmp(m->u.punch.peer, peer) != 0)) {
+        snprintf(why, whylen, "not the %s punch of session %s%s%s",
+                 role == PROTO_INITIATOR ? "initiator's" : "responder's", session,
+                 peer ? " with " : "", peer ? peer : "");
+        return false;
+    }
+    return true;
+}
+
+/* Takes t from sender unless it is stale, from the future or not larger than the last one
+ * taken from it (a replay). */
+static bool cl_fresh(struct cl *c, const char *sender, int64_t t)
+{
+    int64_t now = cl_wall_us(), win = (int64_t)CL_BUS_FRESH_S * 1000000;
+    struct cl_sender *e = NULL, *oldest = NULL;
+    if (t < now - win || t > now + win) {
+        cl_reject(c,
+                  "from %s: stamped %+" PRId64 " ms from now, outside +-%d s (clock skew, "
+                  "or a replay)",
+                  sender, (t - now) / 1000, CL_BUS_FRESH_S);
+        return false;
+    }
+    for (size_t i = 0; i < c->nsenders; i++) {
+        if (strcmp(c->senders[i].inst, sender) == 0)
+            e = &c->senders[i];
+        if (!oldest || c->senders[i].seen_ms < oldest->seen_ms)
+            oldest = &c->senders[i];
+    }
+    if (!e && t <= c->floor_t) {
+        cl_reject(c, "from %s: older than this instance's start (a replay)", sender);
+        return false;
+    }
+    if (e && t <= e->last_t) {
+        cl_reject(c, "from %s: sequence %" PRId64 " not after %" PRId64 " (a replay)", sender, t,
+                  e->last_t);
+        return false;
+    }
+    if (!e && c->nsenders < CL_MAX_SENDERS)
+        e = &c->senders[c->nsenders++];
+    else if (!e) {
+        /* more instances than remembered: the forgotten one's messages stay refused */
+        if (oldest->last_t > c->floor_t)
+            c->floor_t = oldest->last_t;
+        e = oldest;
+    }
+    snprintf(e->inst, sizeof e->inst, "%s", sender);
+    e->last_t = t;
+    e->seen_ms = uv_now(c->loop);
+    return true;
 }
 
 /* ---- operations in flight ---- */
@@ -477,20 +669,51 @@ static void cl_touch_all(struct cl *c)
 
 /* ---- introductions: the initiator's instance ---- */
 
+static void cl_mac(const struct cl *c, const char *chan, const char *json, size_t len,
+                   unsigned char tag[crypto_auth_hmacsha512256_BYTES])
+{
+    crypto_auth_hmacsha512256_state st;
+    crypto_auth_hmacsha512256_init(&st, c->bus_key, sizeof c->bus_key);
+    crypto_auth_hmacsha512256_update(&st, (const unsigned char *)CL_BUS_CONTEXT,
+                                     sizeof CL_BUS_CONTEXT); /* with its NUL */
+    crypto_auth_hmacsha512256_update(&st, (const unsigned char *)chan, strlen(chan) + 1);
+    crypto_auth_hmacsha512256_update(&st, (const unsigned char *)json, len);
+    crypto_auth_hmacsha512256_final(&st, tag);
+}
+
+/* Stamps msg with this instance and a fresh "t", MACs it for inst's channel and publishes. */
 static int cl_publish(struct cl *c, const char *inst, json_t *msg, redisCallbackFn *cb, void *arg)
 {
-    char chan[CL_CHAN_MAX];
-    char *text = json_dumps(msg, JSON_COMPACT);
-    int rc;
-    json_decref(msg);
-    if (!text || c->state != CL_UP) {
-        free(text);
-        return -1;
-    }
+    char chan[CL_CHAN_MAX], *text = NULL, *payload = NULL;
+    unsigned char tag[crypto_auth_hmacsha512256_BYTES];
+    int64_t t = cl_wall_us();
+    size_t n;
+    int rc = -1;
+    if (c->state != CL_UP)
+        goto cleanup;
+    c->last_t_sent = t > c->last_t_sent ? t : c->last_t_sent + 1;
+    if (json_object_set_new(msg, "sender", json_string(c->inst)) < 0 ||
+        json_object_set_new(msg, "t", json_integer((json_int_t)c->last_t_sent)) < 0 ||
+        !(text = json_dumps(msg, JSON_COMPACT)))
+        goto cleanup;
+    n = strlen(text);
+    if (3 + CL_TAG_HEX + 1 + n > CL_BUS_MAX || !(payload = malloc(3 + CL_TAG_HEX + 1 + n + 1)))
+        goto cleanup;
     cl_chan_of(c, inst, chan, sizeof chan);
-    rc = redisAsyncCommand(c->cmd, cb, arg, "PUBLISH %s %s", chan, text);
+    cl_mac(c, chan, text, n, tag);
+    memcpy(payload, "v1.", 3);
+    sodium_bin2hex(payload + 3, CL_TAG_HEX + 1, tag, sizeof tag);
+    payload[3 + CL_TAG_HEX] = '.';
+    memcpy(payload + 3 + CL_TAG_HEX + 1, text, n + 1);
+    rc = redisAsyncCommand(c->cmd, cb, arg, "PUBLISH %s %b", chan, payload,
+                           3 + CL_TAG_HEX + 1 + n) == REDIS_OK
+             ? 0
+             : -1;
+cleanup:
+    json_decref(msg);
     free(text);
-    return rc == REDIS_OK ? 0 : -1;
+    free(payload);
+    return rc;
 }
 
 static void cl_on_published(redisAsyncContext *ac, void *r, void *privdata)
@@ -601,36 +824,64 @@ void cl_connect(struct cl *c, struct srv_conn *from, const char *target)
     }
 }
 
-/* The target's instance answered: forward the punch it made for our initiator. */
-static void cl_on_answer(struct cl *c, json_t *msg)
+/* The target's instance answered: forward the punch it made for our initiator. Only the
+ * instance the introduction went to may answer, and only with that session's punch for the
+ * initiator with the target, or with one of the errors an instance sends. */
+static void cl_on_answer(struct cl *c, json_t *msg, const char *sender)
 {
-    const char *session = json_string_value(json_object_get(msg, "session"));
-    const char *code = json_string_value(json_object_get(msg, "code"));
-    const char *text = json_string_value(json_object_get(msg, "message"));
-    const char *line = json_string_value(json_object_get(msg, "line"));
-    json_int_t delay = json_integer_value(json_object_get(msg, "delay_us"));
-    struct cl_op *op = session ? cl_op_find(c, session) : NULL;
+    static const char *const names[] = {"type",    "sender", "t",        "session", "code",
+                                        "message", "line",   "delay_us", NULL};
+    const char *session = cl_str(msg, "session", PROTO_SESSION_LEN);
+    const char *code = cl_str(msg, "code", PROTO_MAX_CODE);
+    const char *text = cl_str(msg, "message", PROTO_MAX_TEXT);
+    const char *line = cl_str(msg, "line", PROTO_MAX_LINE);
+    json_int_t delay = 0;
+    struct cl_op *op;
     struct srv_conn *conn;
+    struct proto_msg m;
     char buf[PROTO_MAX_LINE], target[PROTO_MAX_ID + 1], where[CL_MAX_INSTANCE + 1];
-    char sess[PROTO_SESSION_LEN + 1];
-    size_t n;
+    char sess[PROTO_SESSION_LEN + 1], why[PROTO_MAX_TEXT];
+    int n;
 
+    if (!cl_only(msg, names) || !session || !proto_valid_session(session) ||
+        (code ? !text || line || json_object_get(msg, "delay_us")
+              : !line || json_object_get(msg, "message") ||
+                    !cl_int(msg, "delay_us", 0, CL_MAX_DELAY_US, &delay))) {
+        cl_reject(c, "from %s: a malformed answer", sender);
+        return;
+    }
+    op = cl_op_find(c, session);
     if (!op || !op->conn) {
-        LOG_D("cluster: answer for unknown or expired session %s", session ? session : "?");
+        LOG_D("cluster: answer for unknown or expired session %s", session);
         return;
     }
-    conn = op->conn;
+    if (strcmp(op->where, sender) != 0) {
+        cl_reject(c, "from %s: an answer for session %s, which went to instance %s", sender,
+                  session, op->where[0] ? op->where : "(none yet)");
+        return;
+    }
     if (code) {
-        cl_op_fail(op, code, text ? text : code);
+        if ((strcmp(code, "peer-not-found") != 0 && strcmp(code, "no-path") != 0 &&
+             strcmp(code, "internal") != 0) ||
+            !cl_printable(text)) {
+            cl_reject(c, "from %s: an answer with error code %.32s, which instances do not send",
+                      sender, cl_printable(code) ? code : "?");
+            return;
+        }
+        cl_op_fail(op, code, text);
         return;
     }
-    n = line ? strlen(line) : 0;
-    if (n == 0 || n + 1 >= sizeof buf) {
+    if (!cl_punch_of(line, PROTO_INITIATOR, session, op->target, &m, why, sizeof why)) {
+        cl_reject(c, "from %s: answer for session %s: %s", sender, session, why);
+        return;
+    }
+    /* re-encoded from the decoded message: what reaches the peer is one canonical line */
+    n = proto_encode(&m, buf, sizeof buf);
+    if (n <= 0) {
         cl_op_fail(op, "internal", "another server of the cluster sent a broken answer");
         return;
     }
-    memcpy(buf, line, n);
-    buf[n++] = '\n';
+    conn = op->conn;
     memcpy(sess, op->session, sizeof sess);
     memcpy(target, op->target, sizeof target);
     memcpy(where, op->where, sizeof where);
@@ -639,8 +890,8 @@ static void cl_on_answer(struct cl *c, json_t *msg)
     conn->aux_used = conn->aux; /* an auxiliary connection carries one session */
     LOG_N("punch sent: session %s, %s (initiator) <-> %s (responder, on instance %s), %lld us "
           "after the answer",
-          sess, conn->id, target, where, (long long)(delay > 0 ? delay : 0));
-    pair_send_later(conn, sess, buf, n, delay > 0 ? (uint64_t)delay : 0);
+          sess, conn->id, target, where, (long long)delay);
+    pair_send_later(conn, sess, buf, (size_t)n, (uint64_t)delay);
 }
 
 /* ---- introductions: the target's instance ---- */
@@ -654,16 +905,41 @@ static void cl_answer_error(struct cl *c, const char *to, const char *session, c
         cl_publish(c, to, m, NULL, NULL);
 }
 
-/* The initiator from an introduce. Returns 0, or -1 when the message is malformed. */
-static int cl_remote_peer(json_t *msg, struct pair_peer *p, uint32_t *rtt, uint32_t *bus)
+/* The initiator from an introduce, checked as its own instance checked its hello: a punch line
+ * for this session, candidates that may be offered. Returns 0, or -1 (logged) when the
+ * message is malformed. */
+static int cl_remote_peer(struct cl *c, json_t *msg, const char *sender, const char *session,
+                          struct pair_peer *p, uint32_t *rtt, uint32_t *bus)
 {
-    const char *line = json_string_value(json_object_get(msg, "peer"));
-    const char *path = json_string_value(json_object_get(msg, "path"));
+    const char *line = cl_str(msg, "peer", PROTO_MAX_LINE);
+    const char *path = cl_str(msg, "path", 16);
     struct proto_msg m;
-    char why[200];
-    if (!line || proto_decode(line, strlen(line), PROTO_TO_PEER, &m, why, sizeof why) != PROTO_OK ||
-        m.type != PROTO_PUNCH)
+    char why[PROTO_MAX_TEXT], ep[EP_STRLEN];
+    const char *bad;
+    json_int_t r, b;
+    bool loopback_ok;
+    if (!line || !path || !cl_int(msg, "rtt_us", 0, CL_MAX_DELAY_US, &r) ||
+        !cl_int(msg, "bus_rtt_us", 0, CL_MAX_DELAY_US, &b)) {
+        cl_reject(c, "from %s: a malformed introduce", sender);
         return -1;
+    }
+    if (!cl_punch_of(line, PROTO_RESPONDER, session, NULL, &m, why, sizeof why)) {
+        cl_reject(c, "from %s: introduce for session %s: %s", sender, session, why);
+        return -1;
+    }
+    loopback_ok = ep_is_loopback((const struct sockaddr *)&m.u.punch.observed);
+    /* the observed address too: the relay and a NAT-mapping peer dial it */
+    if ((bad = srv_bad_candidate((const struct sockaddr *)&m.u.punch.observed, true)))
+        ep_format((const struct sockaddr *)&m.u.punch.observed, ep, sizeof ep);
+    for (int i = 0; !bad && i < m.u.punch.endpoints.n; i++)
+        if ((bad = srv_bad_candidate((const struct sockaddr *)&m.u.punch.endpoints.ep[i],
+                                     loopback_ok)))
+            ep_format((const struct sockaddr *)&m.u.punch.endpoints.ep[i], ep, sizeof ep);
+    if (bad) {
+        cl_reject(c, "from %s: introduce for session %s: endpoint %s is %s", sender, session, ep,
+                  bad);
+        return -1;
+    }
     memset(p, 0, sizeof *p);
     memcpy(p->id, m.u.punch.peer, sizeof p->id);
     p->observed = m.u.punch.observed;
@@ -673,11 +949,18 @@ static int cl_remote_peer(json_t *msg, struct pair_peer *p, uint32_t *rtt, uint3
     p->nat = m.u.punch.nat;
     p->has_key = m.u.punch.has_key;
     memcpy(p->key, m.u.punch.key, sizeof p->key);
-    p->path = path && strcmp(path, "relay") == 0    ? PROTO_PATH_RELAY
-              : path && strcmp(path, "direct") == 0 ? PROTO_PATH_DIRECT
-                                                    : PROTO_PATH_ANY;
-    *rtt = (uint32_t)json_integer_value(json_object_get(msg, "rtt_us"));
-    *bus = (uint32_t)json_integer_value(json_object_get(msg, "bus_rtt_us"));
+    if (strcmp(path, "relay") == 0)
+        p->path = PROTO_PATH_RELAY;
+    else if (strcmp(path, "direct") == 0)
+        p->path = PROTO_PATH_DIRECT;
+    else if (strcmp(path, "any") == 0)
+        p->path = PROTO_PATH_ANY;
+    else {
+        cl_reject(c, "from %s: introduce with an unknown path", sender);
+        return -1;
+    }
+    *rtt = (uint32_t)r;
+    *bus = (uint32_t)b;
     return 0;
 }
 
@@ -693,11 +976,13 @@ static void cl_timing(uint32_t rtt_i, uint32_t rtt_t, uint32_t bus_a, uint32_t b
     *delay_i = arr_t > arr_i ? arr_t - arr_i : 0;
 }
 
-static void cl_on_introduce(struct cl *c, json_t *msg)
+static void cl_on_introduce(struct cl *c, json_t *msg, const char *sender)
 {
-    const char *session = json_string_value(json_object_get(msg, "session"));
-    const char *from = json_string_value(json_object_get(msg, "from"));
-    const char *target = json_string_value(json_object_get(msg, "target"));
+    static const char *const names[] = {"type", "sender", "t",      "session",    "from", "target",
+                                        "peer", "path",   "rtt_us", "bus_rtt_us", NULL};
+    const char *session = cl_str(msg, "session", PROTO_SESSION_LEN);
+    const char *from = cl_str(msg, "from", CL_MAX_INSTANCE);
+    const char *target = cl_str(msg, "target", PROTO_MAX_ID);
     struct srv *s = c->srv;
     struct srv_conn *to;
     struct pair_peer pi, pt;
@@ -710,11 +995,14 @@ static void cl_on_introduce(struct cl *c, json_t *msg)
     int ni, nt;
     json_t *ans;
 
-    if (!session || !proto_valid_session(session) || !from || !cl_valid_inst(from) || !target ||
-        !proto_valid_id(target) || cl_remote_peer(msg, &pi, &rtt_i, &bus_a) < 0) {
-        LOG_W("cluster: malformed introduce ignored");
+    /* answers go to the sender: "from" is the same name, kept for older readers of logs */
+    if (!cl_only(msg, names) || !session || !proto_valid_session(session) || !from ||
+        strcmp(from, sender) != 0 || !target || !proto_valid_id(target)) {
+        cl_reject(c, "from %s: a malformed introduce", sender);
         return;
     }
+    if (cl_remote_peer(c, msg, sender, session, &pi, &rtt_i, &bus_a) < 0)
+        return;
     to = srv_find(s, target);
     if (!to || to->state != SRV_LIVE) {
         snprintf(text, sizeof text, "%s is not registered on any server of this cluster", target);
@@ -770,19 +1058,47 @@ static void cl_on_introduce(struct cl *c, json_t *msg)
 
 /* ---- the subscription ---- */
 
+/* One message from the subscription: authenticated, fresh, then strictly decoded. */
 static void cl_dispatch(struct cl *c, const char *payload, size_t len)
 {
+    unsigned char tag[crypto_auth_hmacsha512256_BYTES], want[sizeof tag];
+    const char *json, *type, *sender;
+    size_t jlen, taglen;
     json_error_t jerr;
-    json_t *msg = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &jerr);
-    const char *type = json_string_value(json_object_get(msg, "type"));
-    if (!type)
-        LOG_W("cluster: a message on %s is not valid: %s", c->chan, msg ? "no type" : jerr.text);
-    else if (strcmp(type, "introduce") == 0)
-        cl_on_introduce(c, msg);
+    json_t *msg = NULL;
+    json_int_t t;
+
+    if (len > CL_BUS_MAX || len <= 3 + CL_TAG_HEX + 1 || memcmp(payload, "v1.", 3) != 0 ||
+        payload[3 + CL_TAG_HEX] != '.' ||
+        sodium_hex2bin(tag, sizeof tag, payload + 3, CL_TAG_HEX, NULL, &taglen, NULL) != 0 ||
+        taglen != sizeof tag) {
+        cl_reject(c, "not a signed message of this version (%zu bytes)", len);
+        return;
+    }
+    json = payload + 3 + CL_TAG_HEX + 1;
+    jlen = len - (3 + CL_TAG_HEX + 1);
+    cl_mac(c, c->chan, json, jlen, want);
+    if (sodium_memcmp(tag, want, sizeof tag) != 0) {
+        cl_reject(c, "bad MAC (not from an instance with this --cluster-secret-file)");
+        return;
+    }
+    msg = json_loadb(json, jlen, JSON_REJECT_DUPLICATES, &jerr);
+    type = cl_str(msg, "type", 16);
+    sender = cl_str(msg, "sender", CL_MAX_INSTANCE);
+    if (!json_is_object(msg) || !type || !sender || !cl_valid_inst(sender) ||
+        strcmp(sender, c->inst) == 0 || !cl_int(msg, "t", 1, INT64_MAX, &t)) {
+        cl_reject(c, "signed but malformed: %s", msg ? "bad type, sender or t" : jerr.text);
+        goto cleanup;
+    }
+    if (!cl_fresh(c, sender, (int64_t)t))
+        goto cleanup;
+    if (strcmp(type, "introduce") == 0)
+        cl_on_introduce(c, msg, sender);
     else if (strcmp(type, "answer") == 0)
-        cl_on_answer(c, msg);
+        cl_on_answer(c, msg, sender);
     else
-        LOG_D("cluster: message of unknown type %s ignored", type);
+        LOG_D("cluster: message of unknown type %s from %s ignored", type, sender);
+cleanup:
     json_decref(msg);
 }
 
@@ -1033,6 +1349,8 @@ static int cl_setup(struct cl *c, const struct cl_cfg *cfg, char *err, size_t er
     }
     if (cfg->password_file && cl_read_password(c, cfg->password_file, err, errlen) < 0)
         return -1;
+    if (cl_read_secret(c, cfg->secret_file, err, errlen) < 0)
+        return -1;
     if (strlen(cfg->prefix) > CL_MAX_PREFIX) {
         snprintf(err, errlen, "--redis-prefix is longer than %d bytes", CL_MAX_PREFIX);
         return -1;
@@ -1068,6 +1386,7 @@ struct cl *cl_new(struct srv *s, uv_loop_t *loop, const struct cl_cfg *cfg, char
     c->srv = s;
     c->loop = loop;
     c->backoff_s = CL_BACKOFF_MIN_S;
+    c->floor_t = cl_wall_us(); /* what was published before this start is not for us */
     if (cl_setup(c, cfg, err, errlen) < 0) {
         free(c);
         return NULL;
@@ -1132,5 +1451,6 @@ void cl_free(struct cl *c)
     if (!c)
         return;
     sodium_memzero(c->password, sizeof c->password);
+    sodium_memzero(c->bus_key, sizeof c->bus_key);
     free(c);
 }

@@ -25,6 +25,9 @@
 #define CL_MAX_OPS 4096         /* introductions and id claims in flight at once */
 #define CL_MAX_INSTANCE 128     /* bytes of an instance id */
 #define CL_MAX_PREFIX 64
+#define CL_BUS_MAX 8192    /* bytes of one bus message */
+#define CL_BUS_FRESH_S 30  /* a bus message older or newer than this is refused */
+#define CL_MAX_SENDERS 256 /* instances whose last sequence number is remembered */
 
 struct srv;
 struct srv_conn;
@@ -34,6 +37,7 @@ struct cl;
 struct cl_cfg {
     const char *redis;                   /* HOST:PORT; NULL: no cluster */
     const char *password_file;           /* first line is Redis's AUTH password; NULL: none */
+    const char *secret_file;             /* the cluster secret: every bus message carries its MAC */
     const char *prefix;                  /* of every key and channel */
     const char *instance_id;             /* NULL: hostname-PUBLIC_ADDRESS */
     struct sockaddr_storage public_addr; /* how peers reach this instance (relay_addr) */

@@ -11,6 +11,11 @@
 /* A bucket holds at most one second's worth of tokens, so a source idle this long has a full
  * one and its entry carries no information any more. */
 #define LIM_IDLE_MS 1000
+/* IPv6 sources are also counted per /48 (a site's usual allocation: 65536 /64s), with
+ * LIM_SITE_FACTOR times the per-source limits; its entries carry this pseudo family */
+#define LIM_SITE_FACTOR 8u
+#define LIM_FAM_SITE6 0xff
+#define LIM_RATE_MAX 4000000u /* lim_bucket counts milli-tokens in 32 bits */
 
 struct lim_src {
     struct lim_src *hnext;
@@ -20,8 +25,11 @@ struct lim_src {
     uint32_t conns;
     bool idle; /* on the idle list */
     uint8_t family;
-    unsigned char addr[16]; /* IPv4: 4 bytes; IPv6: the /64 prefix, rest zero */
+    unsigned char addr[16]; /* IPv4: 4 bytes; IPv6: the /64 prefix (/48: LIM_FAM_SITE6), rest 0 */
     struct lim_bucket bucket;
+    /* an IPv6 /64's /48 entry, counting the same connections: valid while conns > 0 (it then
+     * has conns > 0 itself and is never expired) */
+    struct lim_src *site;
 };
 
 struct lim {
@@ -203,29 +211,69 @@ static void lim_remove(struct lim *l, struct lim_src *e)
     free(e);
 }
 
+/* The entry of (family, addr), created when missing; NULL when the table is full. */
+static struct lim_src *lim_get(struct lim *l, uint8_t family, const unsigned char *addr,
+                               uint64_t now_ms)
+{
+    uint64_t h = lim_hash(l, family, addr);
+    struct lim_src *e = *lim_slot(l, family, addr, h);
+    return e ? e : lim_insert(l, family, addr, h, now_ms);
+}
+
+/* An entry that holds no connection waits on the idle list to be forgotten. */
+static void lim_park(struct lim *l, struct lim_src *e, uint64_t now_ms)
+{
+    if (e && e->conns == 0 && !e->idle)
+        lim_idle_push(l, e, now_ms);
+}
+
+static unsigned lim_scaled(unsigned v)
+{
+    uint64_t x = (uint64_t)v * LIM_SITE_FACTOR;
+    return x > LIM_RATE_MAX ? LIM_RATE_MAX : (unsigned)x;
+}
+
 enum lim_verdict lim_admit(struct lim *l, const struct sockaddr *sa, uint64_t now_ms,
                            struct lim_src **src)
 {
-    unsigned char addr[16];
+    unsigned char addr[16], site_addr[16] = {0};
     uint8_t family;
-    uint64_t h;
-    struct lim_src *e;
+    struct lim_src *e, *site = NULL;
+    unsigned site_max = lim_scaled(l->cfg.max_per_ip);
+    enum lim_verdict v = LIM_OK;
 
     *src = NULL;
     if (lim_key_of(sa, &family, addr) == 0)
         return LIM_OK; /* not an IP source: nothing to count it by */
     lim_expire(l, now_ms);
-    h = lim_hash(l, family, addr);
-    e = *lim_slot(l, family, addr, h);
-    if (!e && !(e = lim_insert(l, family, addr, h, now_ms)))
+    if (!(e = lim_get(l, family, addr, now_ms)))
         return LIM_FULL;
-    if (l->cfg.max_per_ip && e->conns >= l->cfg.max_per_ip)
-        return LIM_CONNS;
-    if (lim_take(&e->bucket, l->cfg.rate_per_ip, now_ms) < 0)
-        return LIM_RATE; /* a source with no connection is on the idle list already */
+    if (family == AF_INET6) {
+        memcpy(site_addr, addr, 6);
+        if (!(site = lim_get(l, LIM_FAM_SITE6, site_addr, now_ms)))
+            v = LIM_FULL;
+    }
+    if (v == LIM_OK && l->cfg.max_per_ip &&
+        (e->conns >= l->cfg.max_per_ip || (site && site->conns >= site_max)))
+        v = LIM_CONNS;
+    if (v == LIM_OK && site && lim_take(&site->bucket, lim_scaled(l->cfg.rate_per_ip), now_ms) < 0)
+        v = LIM_RATE;
+    if (v == LIM_OK && lim_take(&e->bucket, l->cfg.rate_per_ip, now_ms) < 0)
+        v = LIM_RATE;
+    if (v != LIM_OK) {
+        lim_park(l, e, now_ms); /* a fresh entry refused for its /48 */
+        lim_park(l, site, now_ms);
+        return v;
+    }
     if (e->idle)
         lim_idle_unlink(l, e);
     e->conns++;
+    if (site) {
+        if (site->idle)
+            lim_idle_unlink(l, site);
+        site->conns++;
+    }
+    e->site = site;
     *src = e;
     return LIM_OK;
 }
@@ -234,8 +282,12 @@ void lim_release(struct lim *l, struct lim_src *src, uint64_t now_ms)
 {
     if (!src || src->conns == 0)
         return;
-    if (--src->conns == 0)
+    if (src->site && src->site->conns > 0 && --src->site->conns == 0)
+        lim_idle_push(l, src->site, now_ms);
+    if (--src->conns == 0) {
+        src->site = NULL;
         lim_idle_push(l, src, now_ms);
+    }
 }
 
 void lim_expire(struct lim *l, uint64_t now_ms)

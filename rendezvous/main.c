@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <signal.h>
 #include <sodium.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,7 @@ enum {
 enum {
     OPT_REDIS = 1024,
     OPT_REDIS_PASSWORD_FILE,
+    OPT_CLUSTER_SECRET_FILE,
     OPT_REDIS_PREFIX,
     OPT_PUBLIC_ADDRESS,
     OPT_INSTANCE_ID,
@@ -75,7 +77,8 @@ static void usage(FILE *f)
             "Options:\n"
             "  -l, --listen HOST:PORT   address to listen on, repeatable (default " DEFAULT_LISTEN
             " and\n"
-            "                           " DEFAULT_LISTEN6 ", the latter skipped where IPv6 is off);\n"
+            "                           " DEFAULT_LISTEN6
+            ", the latter skipped where IPv6 is off);\n"
             "                           IPv6 as [ADDR]:PORT, e.g. [::]:7000 (IPv6 only)\n"
             "      --probe-listen HOST:PORT\n"
             "                           also listen here for NAT probes only, repeatable\n"
@@ -131,9 +134,10 @@ static void usage(FILE *f)
             "      --id-expire DAYS     an id nobody registered for DAYS days loses its\n"
             "                           owner (default 90; 0: never)\n"
             "      --max-per-ip N       connections at once from one address, IPv6 counted\n"
-            "                           per /64 (default 32; 0: no limit)\n"
+            "                           per /64 and 8x N per /48 (default 32; 0: no limit)\n"
             "      --rate-per-ip N      new connections per second from one address\n"
-            "                           (default 20, also the burst; 0: no limit)\n"
+            "                           (default 20, also the burst; IPv6 as above;\n"
+            "                           0: no limit)\n"
             "      --connect-rate N     connect requests per second from one peer (default 5;\n"
             "                           0: no limit)\n"
             "\n"
@@ -144,6 +148,11 @@ static void usage(FILE *f)
             "                           --id-db (owners live in Redis)\n"
             "      --redis-password-file FILE\n"
             "                           send AUTH with the first line of FILE (default none)\n"
+            "      --cluster-secret-file FILE\n"
+            "                           required with --redis: the same FILE on every\n"
+            "                           instance; every message between instances carries a\n"
+            "                           MAC keyed by its hash (stale > 30 s or replayed ones\n"
+            "                           are refused)\n"
             "      --redis-prefix P     prefix of every Redis key and channel (default\n"
             "                           " CL_DEFAULT_PREFIX ")\n"
             "      --public-address HOST:PORT\n"
@@ -169,15 +178,20 @@ static void usage(FILE *f)
             "  0  clean shutdown after SIGINT or SIGTERM\n"
             "  1  usage error (unknown option, bad value or --listen address)\n"
             "  2  cannot listen (address in use, permission denied, ...)\n"
-            "  3  a --secret-file, --id-db, --authorized or --redis-password-file\n"
+            "  3  a --secret-file, --id-db, --authorized, --redis-password-file or\n"
+            "     --cluster-secret-file\n"
             "     file cannot be used (the message names the file and line), or the\n"
             "     cluster configuration is invalid\n");
 }
 
-static int usage_error(const char *fmt, const char *arg)
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
 {
+    va_list ap;
     fprintf(stderr, PROG ": ");
-    fprintf(stderr, fmt, arg);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
     fprintf(stderr, "\nTry '" PROG " --help' for more information.\n");
     return EXIT_USAGE;
 }
@@ -289,6 +303,9 @@ static int parse_cluster(int opt, const char *arg, struct cl_cfg *cl)
     case OPT_REDIS_PASSWORD_FILE:
         cl->password_file = arg;
         return 0;
+    case OPT_CLUSTER_SECRET_FILE:
+        cl->secret_file = arg;
+        return 0;
     case OPT_REDIS_PREFIX:
         if (!*arg || strlen(arg) > CL_MAX_PREFIX || strpbrk(arg, " \t\r\n"))
             return usage_error("--redis-prefix must be 1..64 bytes without blanks, not '%s'", arg);
@@ -317,6 +334,10 @@ static int check_cluster(const struct srv_config *cfg, bool cluster_flags)
     if (cfg->cluster.public_addr.ss_family == AF_UNSPEC)
         return usage_error("%s", "--redis needs --public-address HOST:PORT (how peers reach "
                                  "this instance)");
+    /* whoever may PUBLISH on Redis would otherwise speak for every instance */
+    if (!cfg->cluster.secret_file)
+        return usage_error("%s", "--redis needs --cluster-secret-file FILE (the shared key that "
+                                 "authenticates the messages between instances)");
     if (cfg->gate.id_db)
         return usage_error("%s", "--id-db and --redis exclude each other: in cluster mode the id "
                                  "owners live in Redis");
@@ -379,7 +400,7 @@ static int add_probe_listen(struct srv_config *cfg, const char *arg)
 {
     char err[160];
     if (cfg->nprobe_listen >= SRV_MAX_LISTEN)
-        return usage_error("too many --probe-listen addresses (at most 16)", NULL);
+        return usage_error("too many --probe-listen addresses (at most %d)", SRV_MAX_LISTEN);
     if (ep_resolve(arg, false, &cfg->probe_listen[cfg->nprobe_listen], err, sizeof err) < 0)
         return usage_error("invalid --probe-listen address: %s", err);
     cfg->nprobe_listen++;
@@ -390,7 +411,7 @@ static int add_listen(struct srv_config *cfg, const char *arg)
 {
     char err[160];
     if (cfg->nlisten >= SRV_MAX_LISTEN)
-        return usage_error("too many --listen addresses (at most 16)", NULL);
+        return usage_error("too many --listen addresses (at most %d)", SRV_MAX_LISTEN);
     if (ep_resolve(arg, false, &cfg->listen[cfg->nlisten], err, sizeof err) < 0)
         return usage_error("invalid --listen address: %s", err);
     cfg->nlisten++;
@@ -428,6 +449,7 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
         {"id-expire", required_argument, NULL, OPT_ID_EXPIRE},
         {"redis", required_argument, NULL, OPT_REDIS},
         {"redis-password-file", required_argument, NULL, OPT_REDIS_PASSWORD_FILE},
+        {"cluster-secret-file", required_argument, NULL, OPT_CLUSTER_SECRET_FILE},
         {"redis-prefix", required_argument, NULL, OPT_REDIS_PREFIX},
         {"public-address", required_argument, NULL, OPT_PUBLIC_ADDRESS},
         {"instance-id", required_argument, NULL, OPT_INSTANCE_ID},
@@ -445,6 +467,7 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
     while ((opt = getopt_long(argc, argv, "l:vqhV", opts, NULL)) != -1) {
         switch (opt) {
         case OPT_REDIS_PASSWORD_FILE:
+        case OPT_CLUSTER_SECRET_FILE:
         case OPT_REDIS_PREFIX:
         case OPT_PUBLIC_ADDRESS:
         case OPT_INSTANCE_ID:

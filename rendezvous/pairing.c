@@ -213,6 +213,8 @@ static int pair_delay(struct srv_conn *to, const char *session, const char *line
     struct pair_pending *p;
     if (to->npending >= PAIR_MAX_PENDING)
         return -1; /* bounds the memory a connect flood can pin for 2 s */
+    if (len > sizeof p->line)
+        return -1; /* never: every caller's line is one protocol line */
     p = malloc(sizeof *p);
     if (!p)
         return -1;

@@ -67,6 +67,7 @@ struct rly_side {
     unsigned pause;
     uint64_t bytes; /* read from this side, forwarded (or to be) to the other */
     uint64_t rate_start_ms, rate_bytes;
+    size_t qcost; /* memory held by this side's bytes queued to the other (rly_wreq.cost) */
     char *pend; /* bytes the side sent before the splice, at most RLY_EARLY_MAX */
     size_t pend_len;
     char addr[EP_STRLEN];
@@ -107,13 +108,19 @@ struct rly {
     uv_timer_t sweep;
     bool sweep_open;
     bool stopping;
+    /* a read buffer that got a short read, kept for the next read of any side */
+    struct rly_wreq *spare;
+    size_t spare_len;
 };
 
-/* A read buffer that becomes the write request forwarding it: no copy. */
+/* A write request with its bytes. A long read's buffer becomes the request that forwards it
+ * (no copy); a short read is copied into one of its exact size (rly_on_read), so what a queued
+ * byte holds is bounded whatever the segment sizes: the backpressure counts `cost`. */
 struct rly_wreq {
     uv_write_t req;
     struct rly_sess *s;
-    int from; /* the side the bytes came from; they go to the other */
+    int from;    /* the side the bytes came from; they go to the other */
+    size_t cost; /* bytes allocated for this request, counted in from's qcost while queued */
     char data[];
 };
 
@@ -487,6 +494,7 @@ static void rly_on_write(uv_write_t *req, int status)
     struct rly_side *from = &s->side[w->from];
     struct rly_side *to = &s->side[1 - w->from];
     char why[160];
+    from->qcost -= w->cost;
     free(w);
     if (s->state != RS_SPLICED || status == UV_ECANCELED)
         return;
@@ -496,7 +504,8 @@ static void rly_on_write(uv_write_t *req, int status)
         return;
     }
     if ((from->pause & RLY_PAUSE_QUEUE) &&
-        uv_stream_get_write_queue_size((uv_stream_t *)&to->tcp) < RLY_QUEUE_LOW) {
+        uv_stream_get_write_queue_size((uv_stream_t *)&to->tcp) < RLY_QUEUE_LOW &&
+        from->qcost < RLY_COST_LOW) {
         from->pause &= ~(unsigned)RLY_PAUSE_QUEUE;
         rly_update_read(from);
     }
@@ -530,15 +539,25 @@ static int rly_queue(struct rly_side *from, struct rly_wreq *w, size_t len)
         rly_end(s, true, why);
         return -1;
     }
-    /* backpressure: the side that does not read stops the other from being read */
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&to->tcp) > RLY_QUEUE_HIGH)
+    from->qcost += w->cost;
+    /* backpressure: the side that does not read stops the other from being read, by the
+     * bytes waiting and by the memory they hold (many short requests) */
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&to->tcp) > RLY_QUEUE_HIGH ||
+        from->qcost > RLY_COST_HIGH)
         from->pause |= RLY_PAUSE_QUEUE;
     return 0;
 }
 
+/* malloc's own header, counted so that the cost of a 1-byte request is what it really holds */
+#define RLY_MALLOC_OVERHEAD 16
+
 static struct rly_wreq *rly_wreq_new(size_t len)
 {
-    return malloc(sizeof(struct rly_wreq) + (len ? len : 1));
+    size_t size = sizeof(struct rly_wreq) + (len ? len : 1);
+    struct rly_wreq *w = malloc(size);
+    if (w)
+        w->cost = size + RLY_MALLOC_OVERHEAD;
+    return w;
 }
 
 /* A server line (relayed, error) to side d; not counted as relayed bytes. */
@@ -556,6 +575,8 @@ static int rly_write_line(struct rly_side *d, const char *line, size_t len)
     rc = uv_write(&w->req, (uv_stream_t *)&d->tcp, &b, 1, rly_on_write);
     if (rc < 0)
         free(w);
+    else
+        d->s->side[w->from].qcost += w->cost; /* rly_on_write takes it off again */
     return rc;
 }
 
@@ -572,10 +593,45 @@ static size_t rly_chunk(const struct rly *r)
 static void rly_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     struct rly_side *d = container_of((uv_tcp_t *)h, struct rly_side, tcp);
-    size_t n = rly_chunk(d->s->r);
-    struct rly_wreq *w = rly_wreq_new(n);
+    struct rly *r = d->s->r;
+    size_t n = rly_chunk(r);
+    struct rly_wreq *w;
     (void)hint;
+    if (r->spare && r->spare_len == n) {
+        w = r->spare; /* libuv reads synchronously: one spare serves every side */
+        r->spare = NULL;
+    } else {
+        w = rly_wreq_new(n);
+    }
     *buf = w ? uv_buf_init(w->data, (unsigned)n) : uv_buf_init(NULL, 0);
+}
+
+/* A read buffer not forwarded as it is: kept for the next read (one at most), else freed. */
+static void rly_spare(struct rly *r, struct rly_wreq *w, size_t len)
+{
+    if (!w)
+        return;
+    if (r->spare) {
+        free(w);
+        return;
+    }
+    r->spare = w;
+    r->spare_len = len;
+}
+
+/* The request that forwards n bytes read into w (of len bytes): w itself when the read filled
+ * at least half of it, else an exact-size copy, w going back to the spare. NULL: no memory. */
+static struct rly_wreq *rly_fit(struct rly *r, struct rly_wreq *w, const uv_buf_t *buf, size_t n)
+{
+    size_t len = buf->len;
+    struct rly_wreq *c;
+    if (n >= len / 2)
+        return w;
+    c = rly_wreq_new(n);
+    if (c)
+        memcpy(c->data, buf->base, n);
+    rly_spare(r, w, len);
+    return c;
 }
 
 static void rly_on_rate(uv_timer_t *t)
@@ -691,13 +747,18 @@ static void rly_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     struct rly_side *d = container_of((uv_tcp_t *)st, struct rly_side, tcp);
     struct rly_wreq *w = buf->base ? container_of(buf->base, struct rly_wreq, data) : NULL;
     struct rly_sess *s = d->s;
+    struct rly *r = s->r;
 
     if (n <= 0 || s->state != RS_SPLICED) {
         if (n > 0 && s->state == RS_WAITING)
             rly_keep(d, buf->base, (size_t)n);
-        free(w);
+        rly_spare(r, w, buf->len);
         if (n < 0)
             rly_on_read_end(d, n);
+        return;
+    }
+    if (!(w = rly_fit(r, w, buf, (size_t)n))) {
+        rly_end(s, true, "out of memory");
         return;
     }
     if (rly_queue(d, w, (size_t)n) < 0)
@@ -1090,6 +1151,7 @@ void rly_free(struct rly *r)
 {
     if (!r)
         return;
+    free(r->spare);
     while (r->head)
         rly_rec_free(r, r->head);
     for (unsigned i = 0; i < RLY_Q_BUCKETS; i++)

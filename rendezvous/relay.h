@@ -14,6 +14,11 @@
 
 #define RLY_QUEUE_HIGH (256 * 1024) /* stop reading a side above this much queued to the other */
 #define RLY_QUEUE_LOW (RLY_QUEUE_HIGH / 2) /* ... and resume below this */
+/* ... or above this much memory held by what is queued (requests, buffers): short segments
+ * cost more than their bytes. Per session and direction at most RLY_COST_HIGH plus one read
+ * (RLY_CHUNK) is held; the relay's one spare read buffer adds RLY_CHUNK in all */
+#define RLY_COST_HIGH (2 * RLY_QUEUE_HIGH)
+#define RLY_COST_LOW (RLY_COST_HIGH / 2)
 #define RLY_OFFER_TTL_MS 60000             /* an offer expires this long after the punch */
 #define RLY_MAX_OFFERS 16384               /* offers kept at once: bounds what connect floods pin */
 #define RLY_EARLY_MAX (64 * 1024) /* bytes a side may send before `relayed`; more: refused */

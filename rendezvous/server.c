@@ -28,11 +28,18 @@
 struct srv_wreq {
     uv_write_t req;
     struct srv_conn *conn;
+    size_t cost; /* counted in conn->wcost while queued */
     char data[];
 };
 
+#define SRV_MALLOC_OVERHEAD 16 /* malloc's header: a short line costs what it really holds */
+
 static void srv_close(struct srv_conn *c);
 static void srv_probe6_refresh(struct srv *s);
+static void srv_unhold(struct srv_conn *c);
+static void srv_read_resume(struct srv_conn *c);
+static void srv_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static void srv_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
 
 /* ---- connection lists ---- */
 
@@ -127,6 +134,7 @@ static void srv_on_close(uv_handle_t *h)
     struct srv *s = c->srv;
     lbz_free(&c->lb);
     free(c->ep);
+    free(c->held);
     free(c);
     srv_maybe_done(s);
 }
@@ -192,6 +200,7 @@ static void srv_linger(struct srv_conn *c)
         return;
     srv_unpublish(c);
     srv_set_state(c, SRV_LINGER);
+    srv_read_resume(c); /* lingering input is read and dropped: the peer's EOF ends it */
     c->shut.data = c;
     rc = uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, srv_on_shutdown);
     if (rc < 0)
@@ -204,9 +213,15 @@ static void srv_on_write(uv_write_t *req, int status)
 {
     struct srv_wreq *w = (struct srv_wreq *)req;
     struct srv_conn *c = w->conn;
+    c->wcost -= w->cost;
     free(w);
-    if (status == 0 || status == UV_ECANCELED)
+    if (status == UV_ECANCELED)
         return;
+    if (status == 0) {
+        if (c->read_paused && c->wcost < SRV_READ_PAUSE / 2)
+            srv_read_resume(c);
+        return;
+    }
     if (c->state == SRV_LIVE)
         srv_drop(c, LOG_NOTE, "write failed: %s", uv_strerror(status));
     else if (c->state != SRV_CLOSED)
@@ -223,11 +238,15 @@ static int srv_write(struct srv_conn *c, const char *line, size_t len)
         return UV_ENOMEM;
     memcpy(w->data, line, len);
     w->conn = c;
+    w->cost = sizeof *w + len + SRV_MALLOC_OVERHEAD;
     b = uv_buf_init(w->data, (unsigned)len);
     rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, srv_on_write);
-    if (rc < 0)
+    if (rc < 0) {
         free(w);
-    return rc;
+        return rc;
+    }
+    c->wcost += w->cost;
+    return 0;
 }
 
 /* Reasons can quote what a peer sent (a type, a field name), cut at a byte count that may
@@ -268,7 +287,7 @@ int srv_send(struct srv_conn *c, const char *line, size_t len)
         return -1;
     }
     /* A peer that does not read must not make the server buffer without bound. */
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > SRV_MAX_WRITE_QUEUE) {
+    if (c->wcost > SRV_MAX_WRITE_QUEUE) {
         char who[PROTO_MAX_ID + EP_STRLEN + 4];
         LOG_N("drop %s: overloaded (more than %d KiB waiting to be written)",
               srv_who(c, who, sizeof who), SRV_MAX_WRITE_QUEUE / 1024);
@@ -377,7 +396,7 @@ static const char *srv_bad_v4(uint32_t a, bool loopback_ok)
     return NULL;
 }
 
-static const char *srv_bad_candidate(const struct sockaddr *sa, bool loopback_ok)
+const char *srv_bad_candidate(const struct sockaddr *sa, bool loopback_ok)
 {
     const struct in6_addr *a6;
     uint32_t v4;
@@ -466,6 +485,7 @@ static void srv_register(struct srv_conn *c, const struct proto_msg *m)
 void srv_hello_claimed(struct srv_conn *c, const struct proto_msg *hello, const char *code,
                        const char *msg)
 {
+    bool was = c->claiming;
     c->claiming = false;
     if (!srv_active(c))
         return;
@@ -473,6 +493,8 @@ void srv_hello_claimed(struct srv_conn *c, const struct proto_msg *hello, const 
         srv_refuse(c, code, msg, true);
     else
         srv_register(c, hello);
+    if (was)
+        srv_unhold(c);
 }
 
 static void srv_on_hello(struct srv_conn *c, const struct proto_msg *m)
@@ -519,6 +541,11 @@ static void srv_on_ping(struct srv_conn *c, const struct proto_msg *m)
     struct proto_msg pong;
     char line[PROTO_MAX_LINE];
     int n;
+    if (lim_take(&c->pings, SRV_PING_RATE, uv_now(c->srv->loop)) < 0) {
+        snprintf(line, sizeof line, "at most %d pings per second", SRV_PING_RATE);
+        srv_refuse(c, "too-many-pings", line, true);
+        return;
+    }
     memset(&pong, 0, sizeof pong);
     pong.type = PROTO_PONG;
     pong.u.ping.seq = m->u.ping.seq;
@@ -529,12 +556,19 @@ static void srv_on_ping(struct srv_conn *c, const struct proto_msg *m)
 
 /* A probe over IPv6 from a peer registered over IPv4: it completed a TCP handshake from that
  * endpoint, so the endpoint is the peer's, and punches may name it (PROTOCOL.md 5.9). It says
- * nothing about the IPv4 NAT's mapping. */
+ * nothing about the IPv4 NAT's mapping. It comes from another family by design, so nothing but
+ * the token ties it to the peer: the first proof of a registration is kept, later ones (a
+ * stranger who saw the token on the path) change nothing. */
 static void srv_probe_other_family(struct srv_conn *owner, const struct srv_conn *c)
 {
     const char *why;
     if (c->observed.ss_family != AF_INET6) {
         LOG_I("probe from %s: %s is registered over IPv6; nothing recorded", c->addr, owner->id);
+        return;
+    }
+    if (owner->has_seen6) {
+        LOG_N("probe from %s: %s has proved its IPv6 endpoint already; nothing recorded", c->addr,
+              owner->id);
         return;
     }
     why = srv_bad_candidate((const struct sockaddr *)&c->observed,
@@ -548,6 +582,47 @@ static void srv_probe_other_family(struct srv_conn *owner, const struct srv_conn
     LOG_I("probe from %s: the IPv6 endpoint of %s", c->addr, owner->id);
 }
 
+/* Whether a and b (one family) have the same address, ports aside. */
+static bool srv_same_host(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                  &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
+/* A probe of the control connection's family: it tells the NAT's mapping only when it comes
+ * from the control connection's address (a NAT maps one host to one public address; another
+ * address is someone else holding the token), and only the first SRV_MAX_PROBES count.
+ * Returns whether it was recorded. */
+static bool srv_probe_same_family(struct srv_conn *owner, const struct srv_conn *c)
+{
+    char ctl[EP_STRLEN];
+    ep_format((const struct sockaddr *)&owner->observed, ctl, sizeof ctl);
+    if (!srv_same_host(&owner->observed, &c->observed)) {
+        LOG_N("probe from %s: token of %s, whose control connection comes from %s: another "
+              "address, nothing recorded",
+              c->addr, owner->id, ctl);
+        return false;
+    }
+    if (owner->nprobes >= SRV_MAX_PROBES) {
+        LOG_N("probe from %s: %s has probed %d times already; nothing recorded", c->addr,
+              owner->id, SRV_MAX_PROBES);
+        return false;
+    }
+    owner->nprobes++;
+    owner->nat = ep_equal((const struct sockaddr *)&owner->observed,
+                          (const struct sockaddr *)&c->observed)
+                     ? PROTO_NAT_INDEPENDENT
+                     : PROTO_NAT_DEPENDENT;
+    LOG_I("probe from %s: %s, control connection from %s: mapping %s", c->addr, owner->id, ctl,
+          proto_nat_name(owner->nat));
+    return true;
+}
+
 /* The first and only line of a probe connection: tell the prober where it came from and, when
  * its token names a registered peer, whether its NAT kept the mapping that peer's control
  * connection got. Then close gracefully: the answer must not be cut off by a reset. */
@@ -555,7 +630,7 @@ static void srv_on_probe(struct srv_conn *c, const struct proto_msg *m)
 {
     struct proto_msg r;
     struct srv_conn *owner = NULL;
-    char line[PROTO_MAX_LINE], ctl[EP_STRLEN] = "";
+    char line[PROTO_MAX_LINE];
     int n;
 
     memset(&r, 0, sizeof r);
@@ -563,20 +638,12 @@ static void srv_on_probe(struct srv_conn *c, const struct proto_msg *m)
     r.u.observed.observed = c->observed;
     if (m->u.probe.token[0])
         owner = reg_find(c->srv->probes, m->u.probe.token);
-    if (owner && owner->observed.ss_family != c->observed.ss_family) {
+    if (owner && owner->observed.ss_family != c->observed.ss_family)
         srv_probe_other_family(owner, c);
-    } else if (owner) {
-        owner->nat = ep_equal((const struct sockaddr *)&owner->observed,
-                              (const struct sockaddr *)&c->observed)
-                         ? PROTO_NAT_INDEPENDENT
-                         : PROTO_NAT_DEPENDENT;
+    else if (owner && srv_probe_same_family(owner, c))
         r.u.observed.mapping = owner->nat;
-        ep_format((const struct sockaddr *)&owner->observed, ctl, sizeof ctl);
-        LOG_I("probe from %s: %s, control connection from %s: mapping %s", c->addr, owner->id, ctl,
-              proto_nat_name(owner->nat));
-    } else {
+    else if (!owner)
         LOG_I("probe from %s: %s", c->addr, m->u.probe.token[0] ? "unknown token" : "no token");
-    }
     n = proto_encode(&r, line, sizeof line);
     if (n <= 0 || srv_write(c, line, (size_t)n) < 0) {
         srv_drop(c, LOG_DEBUG, "cannot answer the probe");
@@ -661,6 +728,8 @@ static int srv_on_line(void *ctx, char *line, size_t len)
     switch (m.type) {
     case PROTO_HELLO:
         srv_on_hello(c, &m);
+        if (c->claiming)
+            return 1; /* what follows waits for the verdict (srv_hold) */
         break;
     case PROTO_CONNECT:
         srv_on_connect(c, m.u.connect.target);
@@ -686,6 +755,29 @@ static void srv_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     *buf = uv_buf_init(c->srv->rbuf, sizeof c->srv->rbuf);
 }
 
+/* Reading pauses while what we owe the peer is past SRV_READ_PAUSE: each line it sends may
+ * queue an answer, and a peer that does not read would otherwise make us hold them all. */
+static void srv_read_pause(struct srv_conn *c)
+{
+    if (c->read_paused || !srv_active(c) || c->wcost <= SRV_READ_PAUSE)
+        return;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->read_paused = true;
+}
+
+static void srv_read_resume(struct srv_conn *c)
+{
+    int rc;
+    if (!c->read_paused || c->state == SRV_CLOSED)
+        return;
+    c->read_paused = false;
+    if (c->claiming && srv_active(c))
+        return; /* a hello waits for the cluster: srv_unhold reads again */
+    rc = uv_read_start((uv_stream_t *)&c->tcp, srv_on_alloc, srv_on_read);
+    if (rc < 0)
+        srv_drop(c, LOG_WARN, "cannot read: %s", uv_strerror(rc));
+}
+
 static void srv_on_read_end(struct srv_conn *c, ssize_t status)
 {
     const char *why = status == UV_EOF ? "closed by peer" : uv_strerror((int)status);
@@ -701,6 +793,7 @@ static void srv_on_read_end(struct srv_conn *c, ssize_t status)
 }
 
 static void srv_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+static void srv_hold(struct srv_conn *c, const char *rest, size_t n);
 
 /* A `relay` first line: the connection leaves the peer path (no registry, no pings, not
  * counted as a peer) and the relay owns its socket from now on. */
@@ -729,11 +822,26 @@ static void srv_relay(struct srv_conn *c, const char *rest, size_t restlen)
     srv_close(c);
 }
 
+/* Feeds received bytes (modified in place) to the line parser. */
+static void srv_feed(struct srv_conn *c, char *data, size_t n)
+{
+    char msg[64];
+    ssize_t used = lbz_feed(&c->lb, data, n, srv_on_line, c);
+    if (used >= 0 && c->relay_req)
+        srv_relay(c, data + used, n - (size_t)used);
+    else if (used >= 0 && c->claiming)
+        srv_hold(c, data + used, n - (size_t)used);
+    else if (used < 0) {
+        snprintf(msg, sizeof msg, "a line is longer than %d bytes", PROTO_MAX_LINE);
+        srv_refuse(c, "line-too-long", msg, true);
+    } else {
+        srv_read_pause(c);
+    }
+}
+
 static void srv_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
     struct srv_conn *c = st->data;
-    char msg[64];
-    ssize_t used;
 
     if (n < 0) {
         srv_on_read_end(c, n);
@@ -741,13 +849,40 @@ static void srv_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     }
     if (n == 0 || !srv_active(c))
         return; /* lingering: input is read only so that closing sends no reset */
-    used = lbz_feed(&c->lb, buf->base, (size_t)n, srv_on_line, c);
-    if (used >= 0 && c->relay_req)
-        srv_relay(c, buf->base + used, (size_t)(n - used));
-    else if (used < 0) {
-        snprintf(msg, sizeof msg, "a line is longer than %d bytes", PROTO_MAX_LINE);
-        srv_refuse(c, "line-too-long", msg, true);
+    srv_feed(c, buf->base, (size_t)n);
+}
+
+/* A hello waits for the cluster's verdict (PROTOCOL.md, "Cluster"): nothing after it is served
+ * before. Reading stops; the bytes already read after the hello are kept (a client sends
+ * nothing before welcome, so a little is plenty) and fed once the verdict is in. */
+static void srv_hold(struct srv_conn *c, const char *rest, size_t n)
+{
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    if (n == 0)
+        return;
+    if (n > SRV_MAX_HELD || !(c->held = malloc(n))) {
+        c->claiming = false; /* the verdict, when it comes, finds an inactive connection */
+        srv_refuse(c, "unexpected-type", "too much data before the server answered hello", true);
+        uv_read_start((uv_stream_t *)&c->tcp, srv_on_alloc, srv_on_read);
+        return;
     }
+    memcpy(c->held, rest, n);
+    c->nheld = n;
+}
+
+/* The verdict is in: read again, after feeding what was held. */
+static void srv_unhold(struct srv_conn *c)
+{
+    char *held = c->held;
+    size_t n = c->nheld;
+    c->held = NULL;
+    c->nheld = 0;
+    /* reading waits on if the answers to this peer are backed up (srv_read_resume) */
+    if (c->state != SRV_CLOSED && !c->read_paused)
+        uv_read_start((uv_stream_t *)&c->tcp, srv_on_alloc, srv_on_read);
+    if (held && srv_active(c))
+        srv_feed(c, held, n);
+    free(held);
 }
 
 /* ---- accepting ---- */

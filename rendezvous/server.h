@@ -17,8 +17,19 @@
 #include <uv.h>
 
 #define SRV_MAX_LISTEN 16
-#define SRV_MAX_WRITE_QUEUE (256 * 1024) /* bytes queued to one peer before it is dropped */
+/* Memory queued to one peer (lines plus each request's own allocation) before it is dropped */
+#define SRV_MAX_WRITE_QUEUE (256 * 1024)
+/* ... and before its input stops being read (until the queue is below half of it): what a
+ * peer that does not read makes us answer waits in its own socket, not in our memory */
+#define SRV_READ_PAUSE (16 * 1024)
+/* pings per connection and second, also the burst: a peer needs one per keepalive/3 (at least
+ * 1 s); beyond → too-many-pings (fatal) */
+#define SRV_PING_RATE 10
+/* probes of the control connection's family recorded per registration (the peer sends one;
+ * one more for a retry); an IPv6 proof (probe6) is recorded once */
+#define SRV_MAX_PROBES 2
 #define SRV_READ_BUF (64 * 1024)
+#define SRV_MAX_HELD PROTO_MAX_LINE /* bytes read after a hello waiting for its claim */
 
 struct srv;
 struct pair_pending;
@@ -76,6 +87,7 @@ struct srv_conn {
     /* issued in welcome when a probe listener exists; a probe quoting it is ours */
     char probe_token[PROTO_TOKEN_LEN + 1];
     enum proto_nat nat;   /* learnt from a probe; the other peer's punch carries it */
+    uint8_t nprobes;      /* probes recorded into nat (at most SRV_MAX_PROBES) */
     /* an IPv4 peer's IPv6 endpoint, seen as the source of its probe over IPv6 (welcome.probe6):
      * the only IPv6 endpoint of it that punches name as reachable from anywhere */
     bool has_seen6;
@@ -94,11 +106,16 @@ struct srv_conn {
     bool peer_eof; /* lingering: the peer has closed, we wait for our error line to leave */
     bool admitted; /* its first line proved the secret (or the server has none) */
     bool claiming; /* its hello waits for the cluster's verdict on the id's owner */
+    char *held;    /* while claiming: bytes read after the hello, served after the verdict */
+    size_t nheld;
     int cl_ops;    /* cluster operations (cluster.c) that may still answer it */
     unsigned char nonce[PROTO_NONCE_BYTES]; /* this connection's challenge */
     unsigned char key[PROTO_KEY_BYTES];     /* the key it registered with */
     struct lim_src *src;                    /* counted against its source address */
     struct lim_bucket connects;             /* --connect-rate */
+    struct lim_bucket pings;                /* SRV_PING_RATE */
+    size_t wcost;     /* memory held by queued writes (srv_write) */
+    bool read_paused; /* wcost passed SRV_READ_PAUSE: not reading until it drains */
     struct lbz lb; /* holds memory only while a line is half read */
 };
 
@@ -176,6 +193,10 @@ const char *srv_who(const struct srv_conn *c, char *buf, size_t len);
  * refused with code and msg. */
 void srv_hello_claimed(struct srv_conn *c, const struct proto_msg *hello, const char *code,
                        const char *msg);
+
+/* Why sa may not be offered to another peer as a candidate (loopback_ok: the peer is on the
+ * host of the server that saw it), or NULL when it may. */
+const char *srv_bad_candidate(const struct sockaddr *sa, bool loopback_ok);
 
 /* c's hello endpoints as the protocol's list (for punch). */
 void srv_endpoints(const struct srv_conn *c, struct proto_eplist *out);

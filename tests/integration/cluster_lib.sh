@@ -28,6 +28,15 @@ stop_redis() {
 
 inst_log() { echo "$WORK/inst-$1.log"; }
 
+# the cluster secret every instance of a test shares (--cluster-secret-file; older servers,
+# which the adversarial tests run against too, have no such option)
+CLUSTER_SECRET="$WORK/cluster.secret"
+head -c 32 /dev/urandom >"$CLUSTER_SECRET"
+CLUSTER_ARGS=()
+if "$RENDEZVOUS" --help 2>/dev/null | grep -q -- --cluster-secret-file; then
+    CLUSTER_ARGS=(--cluster-secret-file "$CLUSTER_SECRET")
+fi
+
 # start_inst NAME [FLAGS...]: an instance on a free loopback port that clusters through Redis
 # with a 3 s directory TTL; waits until it has joined (or, with Redis down, listens).
 start_inst() {
@@ -37,7 +46,8 @@ start_inst() {
     log=$(inst_log "$name")
     timeout -k 2 150 "$RENDEZVOUS" -v -l "127.0.0.1:$port" --max-per-ip 0 --rate-per-ip 0 \
         --connect-rate 0 --redis "127.0.0.1:$REDIS_PORT" --public-address "127.0.0.1:$port" \
-        --instance-id "$name" --cluster-ttl 3 "$@" >/dev/null 2>>"$log" &
+        --instance-id "$name" --cluster-ttl 3 "${CLUSTER_ARGS[@]}" "$@" \
+        >/dev/null 2>>"$log" &
     INST_PID[$name]=$!
     INST_PORT[$name]=$port
     BG_PIDS+=($!)

@@ -32,6 +32,8 @@ timeout -k 2 150 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appen
 BG_PIDS+=($!)
 wait_until 5 listening "$RPORT" || die "redis-server does not listen on 127.0.0.1:$RPORT"
 
+head -c 32 /dev/urandom >"$WORK/cluster.secret"
+
 # start_instance N: sets PORT_N and PID_N; logs to $WORK/iN.log
 start_instance() {
     local n=$1 p
@@ -39,7 +41,8 @@ start_instance() {
     # a short directory TTL: the entries of a killed instance go within seconds
     timeout -k 2 150 "$RENDEZVOUS" -v -l "127.0.0.1:$p" --redis "127.0.0.1:$RPORT" \
         --public-address "127.0.0.1:$p" --redis-prefix "tptest$$:" --cluster-ttl 3 \
-        --max-per-ip 0 --rate-per-ip 0 --connect-rate 0 >/dev/null 2>>"$WORK/i$n.log" &
+        --cluster-secret-file "$WORK/cluster.secret" --max-per-ip 0 --rate-per-ip 0 \
+        --connect-rate 0 >/dev/null 2>>"$WORK/i$n.log" &
     printf -v "PID_$n" %s $!
     BG_PIDS+=($!)
     wait_until 5 listening "$p" || die "instance $n does not listen on 127.0.0.1:$p"

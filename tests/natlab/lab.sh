@@ -586,10 +586,12 @@ lab_cluster() {
         X srv ss -Hltn "sport = :$LAB_REDIS_PORT" 2>/dev/null | grep -q . && break
         sleep 0.05
     done
-    SERVER_ARGS+=(--redis "127.0.0.1:$LAB_REDIS_PORT" --public-address "$SERVER" --instance-id one)
+    head -c 32 /dev/urandom >"$LAB_LOG/cluster.secret"
+    SERVER_ARGS+=(--redis "127.0.0.1:$LAB_REDIS_PORT" --public-address "$SERVER" --instance-id one
+        --cluster-secret-file "$LAB_LOG/cluster.secret")
     X srv timeout -k 5 "${LAB_SERVER_TIMEOUT:-300}" "$RV_BIN" -v -l "$SERVER_IP:7100" \
         --redis "127.0.0.1:$LAB_REDIS_PORT" --public-address "$SERVER_IP:7100" --instance-id two \
-        --probe-listen "$SERVER_IP:7101" \
+        --cluster-secret-file "$LAB_LOG/cluster.secret" --probe-listen "$SERVER_IP:7101" \
         >"$LAB_LOG/server2.out" 2>"$LAB_LOG/server2.err" &
     LAB_PIDS+=("$!")
     LAB_EXTRA_PORTS=7100

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,6 +17,7 @@
 #include "common/log.h"
 #include "peer/fproto.h"
 #include "peer/frecv.h"
+#include "peer/fsend.h"
 
 struct rx {
     pthread_t th;
@@ -28,6 +31,8 @@ struct rx {
 static char tmpl[] = "/tmp/tcpunch-test-files.XXXXXX";
 static bool dotfiles;         /* the receiver's --dotfiles, for the next start() */
 static bool refuse_all;       /* the next start() runs frecv_refuse instead (receive --from) */
+static unsigned max_files = 10000; /* the receiver's --max-files and --max-bytes */
+static uint64_t max_bytes;
 static const char *root; /* the test's scratch directory; DIR is root/in */
 
 static void *rx_main(void *arg)
@@ -52,6 +57,8 @@ static int start(struct rx *r, struct chan *tx, bool force)
     r->force = force;
     r->o.quiet = true;
     r->o.dotfiles = dotfiles;
+    r->o.max_files = max_files;
+    r->o.max_bytes = max_bytes;
     r->link.fd = sv[0];
     snprintf(r->link.peer, sizeof r->link.peer, "hostile");
     memset(r->link.tx_key, 1, sizeof r->link.tx_key);
@@ -120,7 +127,7 @@ static char *offer(struct chan *tx, const char *name, const char *data, bool sum
 static void begin(struct chan *tx)
 {
     json_t *m;
-    fproto_send(tx, json_pack("{s:i, s:i, s:i}", "files", 1, "count", 1, "bytes", 10));
+    fproto_send(tx, json_pack("{s:i, s:i, s:i}", "files", 1, "count", 100, "bytes", 1000000));
     m = reply(tx);
     CHECK(m && json_integer_value(json_object_get(m, "files")) == 1);
     json_decref(m);
@@ -368,6 +375,164 @@ static void t_not_files(void)
     CHECK_INT(stop(&r, &tx), EXIT_LOST);
 }
 
+/* Announces count files of bytes in all; returns the receiver's answer's "refused" text, or
+ * NULL when it took the hello. */
+static char *announce(struct chan *tx, int count, json_int_t bytes)
+{
+    json_t *m;
+    char *why = NULL;
+    fproto_send(tx, json_pack("{s:i, s:i, s:I}", "files", 1, "count", count, "bytes", bytes));
+    m = reply(tx);
+    if (m && json_integer_value(json_object_get(m, "files")) != 1)
+        why = strdup(json_string_value(json_object_get(m, "refused")) ?: "(no reason)");
+    json_decref(m);
+    return why;
+}
+
+/* After a refusal that ends the transfer: the receiver's final record comes, then ours. */
+static void ended_by_receiver(struct chan *tx)
+{
+    json_t *m = NULL;
+    CHECK_INT(fproto_recv(tx, &m), 0);
+    json_decref(m);
+    CHECK(chan_finish(tx) == 0);
+}
+
+/* --max-files, --max-bytes and the free space judge the announced totals, before any file. */
+static void t_limits(void)
+{
+    struct rx r;
+    struct chan tx;
+    max_files = 3;
+    if (start(&r, &tx, false) == 0) {
+        CHECK(refused_with(announce(&tx, 4, 10), "--max-files"));
+        ended_by_receiver(&tx);
+        CHECK_INT(stop(&r, &tx), EXIT_PARTIAL);
+    }
+    max_files = 10000;
+    max_bytes = 1000;
+    if (start(&r, &tx, false) == 0) {
+        CHECK(refused_with(announce(&tx, 1, 1001), "--max-bytes"));
+        ended_by_receiver(&tx);
+        CHECK_INT(stop(&r, &tx), EXIT_PARTIAL);
+    }
+    max_bytes = 0;
+    /* 2^62 bytes: no file system here has that much room */
+    if (start(&r, &tx, false) == 0) {
+        CHECK(refused_with(announce(&tx, 1, (json_int_t)1 << 62), "do not fit"));
+        ended_by_receiver(&tx);
+        CHECK_INT(stop(&r, &tx), EXIT_PARTIAL);
+    }
+    CHECK(!exists("in/limit.txt") && no_parts());
+}
+
+/* A sender that goes beyond what it announced: that file is refused and the transfer ends. */
+static void t_beyond_announced(void)
+{
+    struct rx r;
+    struct chan tx;
+    if (start(&r, &tx, false) == 0) {
+        CHECK(announce(&tx, 1, 100) == NULL);
+        CHECK(offer(&tx, "first.txt", "one\n", true) == NULL);
+        CHECK(refused_with(offer(&tx, "second.txt", "two\n", true), "more files than the 1"));
+        ended_by_receiver(&tx);
+        CHECK_INT(stop(&r, &tx), EXIT_PARTIAL);
+    }
+    CHECK(holds("in/first.txt", "one\n") && !exists("in/second.txt"));
+    if (start(&r, &tx, false) == 0) {
+        CHECK(announce(&tx, 2, 6) == NULL);
+        CHECK(refused_with(offer(&tx, "big.txt", "seven b", true), "more bytes than the 6 B"));
+        ended_by_receiver(&tx);
+        CHECK_INT(stop(&r, &tx), EXIT_PARTIAL);
+    }
+    CHECK(!exists("in/big.txt") && no_parts());
+}
+
+/* A write error (here EFBIG from RLIMIT_FSIZE, as ENOSPC would be) removes the part file at
+ * once, while the sender is still sending; the rest is dropped and the file refused. */
+static void t_write_error(void)
+{
+    struct rx r;
+    struct chan tx;
+    struct rlimit old, lim;
+    static char chunk[64 * 1024];
+    json_t *m;
+    bool gone_early;
+    if (start(&r, &tx, false) < 0)
+        return;
+    CHECK(announce(&tx, 1, 4 * (json_int_t)sizeof chunk) == NULL);
+    getrlimit(RLIMIT_FSIZE, &old);
+    lim = old;
+    lim.rlim_cur = 1000;
+    signal(SIGXFSZ, SIG_IGN);
+    setrlimit(RLIMIT_FSIZE, &lim);
+    fproto_send(&tx, json_pack("{s:s, s:I, s:i}", "name", "full.bin", "size",
+                               (json_int_t)(4 * sizeof chunk), "mode", 0644));
+    m = reply(&tx);
+    CHECK(m && json_is_true(json_object_get(m, "accept")));
+    json_decref(m);
+    memset(chunk, 'x', sizeof chunk);
+    chan_write(&tx, chunk, sizeof chunk);
+    /* the receiver has read (some of) the first chunk and failed to write it */
+    for (int i = 0; i < 100 && !no_parts(); i++)
+        usleep(20000);
+    gone_early = no_parts();
+    setrlimit(RLIMIT_FSIZE, &old);
+    CHECK_MSG(gone_early, "%s", "the part file stayed after the write error");
+    for (int i = 0; i < 3; i++)
+        chan_write(&tx, chunk, sizeof chunk);
+    fproto_send(&tx, json_pack("{s:s}", "blake2b", "00"));
+    m = reply(&tx);
+    CHECK(m && strstr(json_string_value(json_object_get(m, "refused")) ?: "", "writing"));
+    json_decref(m);
+    end(&tx);
+    CHECK_INT(stop(&r, &tx), EXIT_PARTIAL);
+    CHECK(!exists("in/full.bin") && no_parts());
+}
+
+/* The sender's open: a file swapped for a symbolic link (to a key, say) or for another file
+ * between the collection and the open is not sent. */
+static void t_send_swap(void)
+{
+    struct fsend_list l;
+    struct stat st;
+    char dir[600], file[700], secret[700], other[700], why[200], buf[16] = {0};
+    char *argv[1] = {dir};
+    int fd;
+    snprintf(dir, sizeof dir, "%s/tosend", root);
+    snprintf(file, sizeof file, "%s/a.txt", dir);
+    snprintf(secret, sizeof secret, "%s/secret", root);
+    snprintf(other, sizeof other, "%s/other", dir);
+    mkdir(dir, 0700);
+    put("tosend/a.txt", "public");
+    put("secret", "PRIVATE KEY");
+    if (!CHECK_INT(fsend_collect(&l, 1, argv), EXIT_DONE) || !CHECK(l.n == 1))
+        return;
+    fd = fsend_open(&l.v[0], &st, why, sizeof why);
+    CHECK_MSG(fd >= 0, "the file as listed: %s", why);
+    if (fd >= 0)
+        close(fd);
+    /* the swap: a.txt is now a link to the secret */
+    CHECK(unlink(file) == 0 && symlink(secret, file) == 0);
+    /* what the old code did (open, following the link): the secret */
+    fd = open(file, O_RDONLY);
+    CHECK(fd >= 0 && read(fd, buf, sizeof buf - 1) > 0 && strcmp(buf, "PRIVATE KEY") == 0);
+    if (fd >= 0)
+        close(fd);
+    CHECK_INT(fsend_open(&l.v[0], &st, why, sizeof why), -1);
+    CHECK_MSG(strstr(why, "symbolic link") != NULL, "why: %s", why);
+    /* another regular file in its place, same size even */
+    put("tosend/other", "PUBLIC");
+    CHECK(unlink(file) == 0 && rename(other, file) == 0);
+    CHECK_INT(fsend_open(&l.v[0], &st, why, sizeof why), -1);
+    CHECK_MSG(strstr(why, "another file") != NULL, "why: %s", why);
+    /* a FIFO in its place: refused without blocking */
+    CHECK(unlink(file) == 0 && mkfifo(file, 0600) == 0);
+    CHECK_INT(fsend_open(&l.v[0], &st, why, sizeof why), -1);
+    CHECK_MSG(strstr(why, "regular") != NULL, "why: %s", why);
+    fsend_free(&l);
+}
+
 static void setup(void)
 {
     char p[600];
@@ -400,7 +565,9 @@ int main(int argc, char **argv)
     static const struct check_test tests[] = {TEST(t_names), TEST(t_refusals), TEST(t_force),
                                               TEST(t_cut), TEST(t_not_files),
                                               TEST(t_dotfiles), TEST(t_modes),
-                                              TEST(t_refuse_sender)};
+                                              TEST(t_refuse_sender), TEST(t_limits),
+                                              TEST(t_beyond_announced), TEST(t_write_error),
+                                              TEST(t_send_swap)};
     int rc;
     if (sodium_init() < 0)
         return 1;

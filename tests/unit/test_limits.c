@@ -54,7 +54,7 @@ static void t_bucket(void)
 
 static void t_per_source(void)
 {
-    struct lim_cfg cfg = {.max_per_ip = 2, .rate_per_ip = 3, .max_sources = 3};
+    struct lim_cfg cfg = {.max_per_ip = 2, .rate_per_ip = 3, .max_sources = 4};
     struct lim *l;
     struct lim_src *a1, *a2, *a3, *b, *v6a, *v6b, *x;
     if (!CHECK(sodium_init() >= 0)) /* the table's hash key comes from randombytes */
@@ -75,7 +75,7 @@ static void t_per_source(void)
     CHECK_INT(admit(l, "2001:db8::1", 0, &v6a), LIM_OK);
     CHECK_INT(admit(l, "2001:db8::ffff:2", 0, &v6b), LIM_OK);
     CHECK(v6a == v6b);
-    CHECK_INT(lim_sources(l), 3);
+    CHECK_INT(lim_sources(l), 4); /* the /64 and its /48 */
     /* the table is full: a new source is refused rather than grown */
     CHECK_INT(admit(l, "198.51.100.9", 30, &x), LIM_FULL);
     /* sources with no connection are forgotten a second after their last one closed */
@@ -84,11 +84,53 @@ static void t_per_source(void)
     lim_release(l, v6a, 40);
     lim_release(l, v6b, 40);
     lim_expire(l, 1039);
-    CHECK_INT(lim_sources(l), 3);
+    CHECK_INT(lim_sources(l), 4);
     lim_expire(l, 1040);
     CHECK_INT(lim_sources(l), 0);
     CHECK_INT(admit(l, "198.51.100.9", 1040, &x), LIM_OK);
     lim_release(l, x, 1041);
+    lim_free(l);
+}
+
+/* IPv6: a /48 holds 65536 /64s; together they get 8 times the limits of one */
+static void t_per_site(void)
+{
+    struct lim_cfg cfg = {.max_per_ip = 2, .rate_per_ip = 0, .max_sources = 100};
+    struct lim_cfg rcfg = {.max_per_ip = 0, .rate_per_ip = 1, .max_sources = 100};
+    struct lim_src *src[17], *x;
+    char ip[64];
+    struct lim *l = lim_new(&cfg);
+    if (!CHECK(l))
+        return;
+    for (int i = 0; i < 16; i++) {
+        snprintf(ip, sizeof ip, "2001:db8:1:%x::1", i);
+        CHECK_INT(admit(l, ip, 0, &src[i]), LIM_OK);
+    }
+    CHECK_INT(admit(l, "2001:db8:1:ff::1", 0, &x), LIM_CONNS); /* the /48 holds 16 */
+    CHECK(x == NULL);
+    CHECK_INT(admit(l, "2001:db8:2::1", 0, &x), LIM_OK); /* another /48 */
+    lim_release(l, x, 0);
+    lim_release(l, src[3], 0);
+    CHECK_INT(admit(l, "2001:db8:1:ff::1", 0, &src[16]), LIM_OK);
+    for (int i = 0; i < 17; i++)
+        if (i != 3)
+            lim_release(l, src[i], 10);
+    lim_expire(l, 1010);
+    CHECK_INT(lim_sources(l), 0); /* refused and released entries are all forgotten */
+    lim_free(l);
+
+    l = lim_new(&rcfg);
+    if (!CHECK(l))
+        return;
+    for (int i = 0; i < 8; i++) {
+        snprintf(ip, sizeof ip, "2001:db8:1:%x::1", i);
+        CHECK_INT(admit(l, ip, 0, &src[i]), LIM_OK);
+    }
+    CHECK_INT(admit(l, "2001:db8:1:ff::1", 0, &x), LIM_RATE); /* 8 per second per /48 */
+    CHECK_INT(admit(l, "2001:db8:1:ff::1", 1000, &x), LIM_OK);
+    lim_release(l, x, 1000);
+    for (int i = 0; i < 8; i++)
+        lim_release(l, src[i], 1000);
     lim_free(l);
 }
 
@@ -248,4 +290,4 @@ static void t_window(void)
     limw_free(w);
 }
 
-CHECK_MAIN(TEST(t_bucket), TEST(t_per_source), TEST(t_files), TEST(t_seen), TEST(t_window))
+CHECK_MAIN(TEST(t_bucket), TEST(t_per_source), TEST(t_per_site), TEST(t_files), TEST(t_seen), TEST(t_window))

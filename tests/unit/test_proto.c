@@ -537,12 +537,12 @@ static void t_reject_ill_typed(void)
         snprintf(line, sizeof line, "{\"type\":\"error\",\"code\":\"x\",\"message\":\"%s\"}", text);
         REJECT(PROTO_TO_PEER, line, PROTO_E_FIELD);
     }
-    const char *w = "{\"type\":\"welcome\",\"version\":1,\"id\":\"bob\",\"observed\":\"1.2.3.4:5\","
-                    "\"keepalive\":%s}";
+#define WELCOME_KA "{\"type\":\"welcome\",\"version\":1,\"id\":\"bob\",\"observed\":\"1.2.3.4:5\"," \
+                   "\"keepalive\":%s}"
     const char *bad_ka[] = {"0", "-5", "86401", "\"60\"", "60.5", "null"};
     for (size_t i = 0; i < sizeof bad_ka / sizeof bad_ka[0]; i++) {
         char line[256];
-        snprintf(line, sizeof line, w, bad_ka[i]);
+        snprintf(line, sizeof line, WELCOME_KA, bad_ka[i]);
         REJECT(PROTO_TO_PEER, line, PROTO_E_FIELD);
     }
     REJECT(PROTO_TO_PEER,

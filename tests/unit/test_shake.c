@@ -29,11 +29,14 @@ struct line {
     size_t n; /* without the newline */
 };
 
+/* proto_encode does not NUL-terminate: the line is terminated here, so that strstr on it
+ * reads the line and not stale stack bytes behind it (a signed line of an earlier test) */
 static struct line enc(const struct shake_ctx *s, enum proto_type t, const struct shake_peer *p)
 {
     struct line l;
-    int n = shake_encode(s, t, p, l.b, sizeof l.b);
+    int n = shake_encode(s, t, p, l.b, sizeof l.b - 1);
     l.n = n > 0 ? (size_t)n - 1 : 0;
+    l.b[n > 0 ? n : 0] = '\0';
     return l;
 }
 
