@@ -40,8 +40,9 @@
 /* Lua, so that each read-modify-write is atomic in Redis (PROTOCOL.md, "Cluster"). */
 /* The claim. KEYS: 1 owner:ID, 2 authorized, 3 keyids:KEY (the key's ids, scored by last
  * use), 4 ids (every owned id, scored by last use), 5 newids:SOURCE (new ids from that address
- * this hour). ARGV: 1 key, 2 id, 3 now (unix s), 4 --id-expire in s (0: never), 5 --max-ids,
- * 6 --ids-per-key, 7 --new-ids-per-hour (0: no limit).
+ * this hour), 6 newids:SITE (from its IPv6 /48). ARGV: 1 key, 2 id, 3 now (unix s),
+ * 4 --id-expire in s (0: never), 5 --max-ids, 6 --ids-per-key, 7 --new-ids-per-hour (0: no
+ * limit), 8 the /48's limit (0: not IPv6, KEYS[6] unused).
  * While the hash KEYS[2] (id -> key) exists only its pairs may register ("!" otherwise). An
  * owned id answers its owner; a new one is checked against the three limits ("#CODE", and
  * then nothing at all has been written) before it is bound. Every claim by the owner moves
@@ -60,10 +61,15 @@ static const char cl_lua_claim[] =
     "    return '#too-many-ids' end "
     "  if tonumber(ARGV[5]) > 0 and live(KEYS[4]) >= tonumber(ARGV[5]) then "
     "    return '#server-full' end "
+    "  local site = tonumber(ARGV[8]) if hour == 0 then site = 0 end "
     "  if hour > 0 and tonumber(redis.call('GET', KEYS[5]) or '0') >= hour then "
+    "    return '#rate-limited' end "
+    "  if site > 0 and tonumber(redis.call('GET', KEYS[6]) or '0') >= site then "
     "    return '#rate-limited' end "
     "  if hour > 0 and redis.call('INCR', KEYS[5]) == 1 then "
     "    redis.call('EXPIRE', KEYS[5], 3600) end "
+    "  if site > 0 and redis.call('INCR', KEYS[6]) == 1 then "
+    "    redis.call('EXPIRE', KEYS[6], 3600) end "
     "  if exp > 0 then "
     "    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (now - exp)) "
     "    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now - exp)) end "
@@ -549,8 +555,10 @@ static void cl_claim_refused(struct cl_op *op, const char *code)
         snprintf(msg, sizeof msg, "this key owns %u ids already, the most one key may own here",
                  g->ids_per_key);
     else if (strcmp(code, "rate-limited") == 0)
-        snprintf(msg, sizeof msg, "at most %u new ids per hour from one address; try again later",
-                 g->new_ids_per_hour);
+        snprintf(msg, sizeof msg,
+                 "at most %u new ids per hour from one address (%u from one IPv6 /48); try "
+                 "again later",
+                 g->new_ids_per_hour, g->new_ids_per_hour * LIM_SITE_FACTOR);
     else {
         code = "server-full";
         snprintf(msg, sizeof msg, "the cluster knows too many ids to take a new one");
@@ -593,25 +601,30 @@ static void cl_on_claim(redisAsyncContext *ac, void *r, void *privdata)
 /* KEYS and ARGV of the claim and touch scripts for id/key registered from src. */
 struct cl_claim_args {
     char owner[CL_KEY_MAX], allow[CL_KEY_MAX], keyids[CL_KEY_MAX], ids[CL_KEY_MAX],
-        newids[CL_KEY_MAX];
-    char b64[CL_KEY_B64], now[24], exp[24], max_ids[24], per_key[24], per_hour[24];
+        newids[CL_KEY_MAX], newsite[CL_KEY_MAX];
+    char b64[CL_KEY_B64], now[24], exp[24], max_ids[24], per_key[24], per_hour[24], per_site[24];
 };
 
 static void cl_claim_args(const struct cl *c, const char *id, const unsigned char *key,
                           const struct sockaddr *src, struct cl_claim_args *a)
 {
     const struct gate_cfg *g = &c->srv->cfg.gate;
-    char from[64];
+    char from[64], site[64] = "";
     sodium_bin2base64(a->b64, sizeof a->b64, key, PROTO_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL);
     cl_key(c, "owner", id, a->owner, sizeof a->owner);
     snprintf(a->allow, sizeof a->allow, "%sauthorized", c->prefix);
     cl_key(c, "keyids", a->b64, a->keyids, sizeof a->keyids);
     snprintf(a->ids, sizeof a->ids, "%sids", c->prefix);
-    if (src)
+    if (src) {
         lim_source_text(src, from, sizeof from);
-    else
+        lim_site_text(src, site, sizeof site);
+    } else
         snprintf(from, sizeof from, "other");
     cl_key(c, "newids", from, a->newids, sizeof a->newids);
+    /* one /48 holds 65536 /64s: counted as a whole too (IPv4 and others: key unused) */
+    cl_key(c, "newids", site[0] ? site : "-", a->newsite, sizeof a->newsite);
+    snprintf(a->per_site, sizeof a->per_site, "%u",
+             site[0] ? g->new_ids_per_hour * LIM_SITE_FACTOR : 0);
     snprintf(a->now, sizeof a->now, "%lld", (long long)time(NULL));
     snprintf(a->exp, sizeof a->exp, "%llu", (unsigned long long)g->id_expire_days * 86400ULL);
     snprintf(a->max_ids, sizeof a->max_ids, "%zu", g->max_ids);
@@ -622,9 +635,11 @@ static void cl_claim_args(const struct cl *c, const char *id, const unsigned cha
 static int cl_eval_claim(struct cl *c, const char *script, redisCallbackFn *cb, void *arg,
                          const struct cl_claim_args *a, const char *id)
 {
-    return redisAsyncCommand(c->cmd, cb, arg, "EVAL %s 5 %s %s %s %s %s %s %s %s %s %s %s %s",
-                             script, a->owner, a->allow, a->keyids, a->ids, a->newids, a->b64, id,
-                             a->now, a->exp, a->max_ids, a->per_key, a->per_hour);
+    return redisAsyncCommand(c->cmd, cb, arg,
+                             "EVAL %s 6 %s %s %s %s %s %s %s %s %s %s %s %s %s %s", script,
+                             a->owner, a->allow, a->keyids, a->ids, a->newids, a->newsite,
+                             a->b64, id, a->now, a->exp, a->max_ids, a->per_key, a->per_hour,
+                             a->per_site);
 }
 
 int cl_claim(struct cl *c, struct srv_conn *conn, const struct proto_msg *hello)

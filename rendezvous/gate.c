@@ -199,14 +199,17 @@ static const char *gate_new_id_ok(struct gate *g, const char *id, const unsigned
         return NULL;
     case LIM_RATE:
         lim_source_text(src, who, sizeof who);
-        LOG_N("cannot bind %s: %s registered %u new ids within the hour (--new-ids-per-hour)", id,
-              who, g->cfg.new_ids_per_hour);
-        snprintf(msg, len, "at most %u new ids per hour from one address; try again later",
-                 g->cfg.new_ids_per_hour);
+        LOG_N("cannot bind %s: %s (or its /48) registered its new ids for the hour "
+              "(--new-ids-per-hour %u)",
+              id, who, g->cfg.new_ids_per_hour);
+        snprintf(msg, len,
+                 "at most %u new ids per hour from one address (%u from one IPv6 /48); try "
+                 "again later",
+                 g->cfg.new_ids_per_hour, g->cfg.new_ids_per_hour * LIM_SITE_FACTOR);
         return "rate-limited";
     default:
-        snprintf(msg, len, "the server tracks too many addresses registering new ids");
-        return "rate-limited";
+        snprintf(msg, len, "the server is out of memory");
+        return "server-full";
     }
 }
 

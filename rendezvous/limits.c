@@ -13,7 +13,6 @@
 #define LIM_IDLE_MS 1000
 /* IPv6 sources are also counted per /48 (a site's usual allocation: 65536 /64s), with
  * LIM_SITE_FACTOR times the per-source limits; its entries carry this pseudo family */
-#define LIM_SITE_FACTOR 8u
 #define LIM_FAM_SITE6 0xff
 #define LIM_RATE_MAX 4000000u /* lim_bucket counts milli-tokens in 32 bits */
 
@@ -314,6 +313,19 @@ int lim_source_text(const struct sockaddr *sa, char *out, size_t len)
                     a[4], a[5], a[6], a[7]);
 }
 
+int lim_site_text(const struct sockaddr *sa, char *out, size_t len)
+{
+    unsigned char a[16];
+    uint8_t family;
+    if (lim_source_key(sa, &family, a) == 0 || family != AF_INET6) {
+        if (len)
+            out[0] = '\0';
+        return 0;
+    }
+    return snprintf(out, len, "%02x%02x:%02x%02x:%02x%02x::/48", a[0], a[1], a[2], a[3], a[4],
+                    a[5]);
+}
+
 /* ---- fixed windows (new ids per source per hour) ---- */
 
 #define LIMW_BUCKETS 4096u
@@ -387,36 +399,94 @@ void limw_expire(struct limw *w, uint64_t now_ms)
     }
 }
 
+static struct limw_src *limw_find(const struct limw *w, uint8_t family,
+                                  const unsigned char addr[16])
+{
+    struct limw_src *e = w->bucket[limw_hash(w, family, addr)];
+    while (e && !(e->family == family && memcmp(e->addr, addr, 16) == 0))
+        e = e->hnext;
+    return e;
+}
+
+/* Forgets the oldest window (the head), to make room. */
+static void limw_drop_head(struct limw *w)
+{
+    struct limw_src *e = w->head;
+    struct limw_src **pp = &w->bucket[limw_hash(w, e->family, e->addr)];
+    while (*pp && *pp != e)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = e->hnext;
+    w->head = e->next;
+    if (!w->head)
+        w->tail = NULL;
+    w->count--;
+    free(e);
+}
+
+static struct limw_src *limw_insert(struct limw *w, uint8_t family, const unsigned char addr[16],
+                                    uint64_t now_ms)
+{
+    unsigned h = limw_hash(w, family, addr);
+    struct limw_src *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->family = family;
+    memcpy(e->addr, addr, 16);
+    e->start_ms = now_ms;
+    e->hnext = w->bucket[h];
+    w->bucket[h] = e;
+    if (w->tail)
+        w->tail->next = e;
+    else
+        w->head = e;
+    w->tail = e;
+    w->count++;
+    return e;
+}
+
 enum lim_verdict limw_take(struct limw *w, const struct sockaddr *sa, unsigned max, uint64_t now_ms)
 {
-    unsigned char addr[16];
+    unsigned char addr[16], site_addr[16] = {0};
     uint8_t family;
-    unsigned h;
-    struct limw_src *e;
+    unsigned site_max = lim_scaled(max);
+    struct limw_src *e, *site = NULL;
+    size_t need;
     if (max == 0 || lim_source_key(sa, &family, addr) == 0)
         return LIM_OK;
     limw_expire(w, now_ms);
-    h = limw_hash(w, family, addr);
-    for (e = w->bucket[h]; e; e = e->hnext)
-        if (e->family == family && memcmp(e->addr, addr, 16) == 0)
-            break;
-    if (!e) {
-        if (w->count >= w->max || !(e = calloc(1, sizeof *e)))
-            return LIM_FULL;
-        e->family = family;
-        memcpy(e->addr, addr, 16);
-        e->start_ms = now_ms;
-        e->hnext = w->bucket[h];
-        w->bucket[h] = e;
-        if (w->tail)
-            w->tail->next = e;
-        else
-            w->head = e;
-        w->tail = e;
-        w->count++;
+    e = limw_find(w, family, addr);
+    if (family == AF_INET6) {
+        /* a /48 holds 65536 /64s: without its own window one site could take 65536 x max */
+        memcpy(site_addr, addr, 6);
+        site = limw_find(w, LIM_FAM_SITE6, site_addr);
     }
-    if (e->taken >= max)
+    if ((e && e->taken >= max) || (site && site->taken >= site_max))
         return LIM_RATE;
+    /* full: the oldest windows make room. Refusing instead would let whoever fills the table
+     * lock every new source out for an hour; a forgotten window only hands its source a fresh
+     * one, and the /48 windows bound how many sources one site can bring to push them out. */
+    need = (e ? 0 : 1) + (family == AF_INET6 && !site ? 1 : 0);
+    while (need && w->count + need > w->max && w->head) {
+        if (w->head == e)
+            e = NULL, need++;
+        else if (w->head == site)
+            site = NULL, need++;
+        limw_drop_head(w);
+    }
+    if (need && w->count + need > w->max)
+        return LIM_FULL; /* max_sources below 2 */
+    if (!e && !(e = limw_insert(w, family, addr, now_ms)))
+        return LIM_FULL;
+    if (family == AF_INET6 && !site && !(site = limw_insert(w, LIM_FAM_SITE6, site_addr, now_ms)))
+        return LIM_FULL; /* e stays, untaken: it expires with its window */
     e->taken++;
+    if (site)
+        site->taken++;
     return LIM_OK;
+}
+
+size_t limw_sources(const struct limw *w)
+{
+    return w->count;
 }

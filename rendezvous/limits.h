@@ -12,6 +12,10 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+/* IPv6 sources are also counted per /48 (a site's usual allocation: 65536 /64s), with this many
+ * times the per-source limit (connections, their rate, new ids) */
+#define LIM_SITE_FACTOR 8u
+
 struct lim_cfg {
     unsigned max_per_ip;  /* connections open at once per source (0: no limit) */
     unsigned rate_per_ip; /* new connections per second per source, also the burst (0: none) */
@@ -47,17 +51,22 @@ size_t lim_sources(const struct lim *l);
 size_t lim_source_key(const struct sockaddr *sa, uint8_t *family, unsigned char out[16]);
 /* The same as text ("192.0.2.7", "2001:0db8:0000:0001::/64"), for logs and Redis keys. */
 int lim_source_text(const struct sockaddr *sa, char *out, size_t len);
+/* An IPv6 source's /48 ("2001:0db8:0000::/48"); for any other source "" and 0. */
+int lim_site_text(const struct sockaddr *sa, char *out, size_t len);
 
 /* Fixed windows per source: at most max takes per window_ms, the window starting at the
- * source's first take. Entries live one window; at most max_sources at once. */
+ * source's first take; an IPv6 source's /48 has its own window with LIM_SITE_FACTOR x max.
+ * Entries live one window; at most max_sources at once, and when that many are tracked the
+ * oldest windows are forgotten to make room (never a refusal for everyone). */
 struct limw;
 struct limw *limw_new(size_t max_sources, uint64_t window_ms);
 void limw_free(struct limw *w);
-/* LIM_OK (counted), LIM_RATE (the window is used up) or LIM_FULL (too many sources). max 0:
- * always LIM_OK. */
+/* LIM_OK (counted), LIM_RATE (the source's or its /48's window is used up) or LIM_FULL (out of
+ * memory). max 0: always LIM_OK. */
 enum lim_verdict limw_take(struct limw *w, const struct sockaddr *sa, unsigned max,
                            uint64_t now_ms);
 void limw_expire(struct limw *w, uint64_t now_ms);
+size_t limw_sources(const struct limw *w);
 
 /* A token bucket for any other rate (connect requests per peer): rate tokens per second, at
  * most rate of them banked. Zero-initialised means full; rate 0 never limits. */

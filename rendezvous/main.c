@@ -130,7 +130,7 @@ static void usage(FILE *f)
             "                           refused (default 100000)\n"
             "      --ids-per-key N      ids one key may own (default 8; 0: no limit)\n"
             "      --new-ids-per-hour N new ids per source address per hour, IPv6 per /64\n"
-            "                           (default 20; 0: no limit)\n"
+            "                           and 8 times N per /48 (default 20; 0: no limit)\n"
             "      --id-expire DAYS     an id nobody registered for DAYS days loses its\n"
             "                           owner (default 90; 0: never)\n"
             "      --max-per-ip N       connections at once from one address, IPv6 counted\n"

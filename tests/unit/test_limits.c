@@ -2,6 +2,7 @@
  * forgets idle sources) and the id/key files (--id-db, --authorized). */
 #include "check.h"
 #include "common/identity.h"
+#include "rendezvous/gate.h"
 #include "rendezvous/idkeys.h"
 #include "rendezvous/limits.h"
 
@@ -282,12 +283,83 @@ static void t_window(void)
     CHECK_INT(limw_take(w, (struct sockaddr *)&a, 2, 10), LIM_OK);
     CHECK_INT(limw_take(w, (struct sockaddr *)&a, 2, 20), LIM_RATE);
     CHECK_INT(limw_take(w, (struct sockaddr *)&b, 2, 30), LIM_OK);
-    CHECK_INT(limw_take(w, (struct sockaddr *)&c, 2, 40), LIM_FULL);
-    CHECK_INT(limw_take(w, (struct sockaddr *)&c, 0, 40), LIM_OK);   /* no limit */
-    CHECK_INT(limw_take(w, (struct sockaddr *)&a, 2, 1000), LIM_OK); /* a's window is over */
+    CHECK_INT(limw_take(w, (struct sockaddr *)&c, 0, 40), LIM_OK); /* no limit */
     CHECK_INT(limw_take(w, (struct sockaddr *)&b, 2, 1010), LIM_OK);
-    CHECK_INT(limw_take(w, (struct sockaddr *)&b, 2, 1020), LIM_RATE); /* b's is not */
+    CHECK_INT(limw_take(w, (struct sockaddr *)&b, 2, 1020), LIM_RATE); /* b's window is not over */
+    CHECK_INT(limw_take(w, (struct sockaddr *)&a, 2, 1020), LIM_OK);   /* a's is */
     limw_free(w);
 }
 
-CHECK_MAIN(TEST(t_bucket), TEST(t_per_source), TEST(t_per_site), TEST(t_files), TEST(t_seen), TEST(t_window))
+/* A full table forgets its oldest window instead of refusing every new source (which let
+ * whoever filled it lock out all new ids for an hour). */
+static void t_window_full(void)
+{
+    struct limw *w = limw_new(64, 3600000);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    if (!CHECK(w))
+        return;
+    for (unsigned i = 0; i < 1000; i++) {
+        a.sin_addr.s_addr = htonl(0x0a000000 + i);
+        CHECK_INT(limw_take(w, (struct sockaddr *)&a, 1, i), LIM_OK);
+    }
+    CHECK(limw_sources(w) <= 64);
+    a.sin_addr.s_addr = htonl(0x0a000000 + 999); /* the newest window is kept */
+    CHECK_INT(limw_take(w, (struct sockaddr *)&a, 1, 1000), LIM_RATE);
+    limw_free(w);
+}
+
+static struct sockaddr_storage addr6_in_site(unsigned net)
+{
+    char ip[64];
+    snprintf(ip, sizeof ip, "2001:db8:1:%x::1", net);
+    return addr(ip);
+}
+
+/* One /48 holds 65536 /64s: its own window (LIM_SITE_FACTOR x max) bounds it. */
+static void t_window_site(void)
+{
+    struct limw *w = limw_new(65536, 3600000);
+    struct sockaddr_storage ss;
+    unsigned ok = 0;
+    if (!CHECK(w))
+        return;
+    for (unsigned net = 0; net < 600; net++) {
+        ss = addr6_in_site(net);
+        for (unsigned k = 0; k < 20; k++)
+            ok += limw_take(w, (struct sockaddr *)&ss, 20, net) == LIM_OK;
+    }
+    CHECK_MSG(ok == 20 * LIM_SITE_FACTOR, "600 /64s of one /48 took %u new ids, want %u", ok,
+              20 * LIM_SITE_FACTOR);
+    ss = addr("2001:db8:2::1"); /* another /48 is not affected */
+    CHECK_INT(limw_take(w, (struct sockaddr *)&ss, 20, 700), LIM_OK);
+    CHECK(limw_sources(w) < 200); /* the refused /64s left no entries */
+    limw_free(w);
+}
+
+/* gate_bind, the way a single instance binds new ids: the attack of the review (600 /64s of one
+ * /48 binding 12000 ids in an hour) gets LIM_SITE_FACTOR x --new-ids-per-hour. */
+static void t_gate_site(void)
+{
+    struct gate g;
+    struct gate_cfg cfg = {.max_ids = 100000, .new_ids_per_hour = 20};
+    char err[300], msg[300], id[64];
+    unsigned char key[32];
+    unsigned ok = 0, n = 0;
+    if (!CHECK_INT(gate_init(&g, &cfg, err, sizeof err), 0))
+        return;
+    for (unsigned net = 0; net < 600; net++) {
+        struct sockaddr_storage ss = addr6_in_site(net);
+        for (unsigned k = 0; k < 20; k++) {
+            snprintf(id, sizeof id, "squat-%u", n++);
+            randombytes_buf(key, sizeof key);
+            ok += gate_bind(&g, id, key, (struct sockaddr *)&ss, 1000 + net, false, msg,
+                            sizeof msg) == NULL;
+        }
+    }
+    CHECK_MSG(ok == 20 * LIM_SITE_FACTOR, "one /48 bound %u new ids in an hour, want %u", ok,
+              20 * LIM_SITE_FACTOR);
+    gate_free(&g);
+}
+
+CHECK_MAIN(TEST(t_bucket), TEST(t_per_source), TEST(t_per_site), TEST(t_files), TEST(t_seen), TEST(t_window),
+           TEST(t_window_full), TEST(t_window_site), TEST(t_gate_site))
