@@ -16,7 +16,7 @@
 #define RLY_SWEEP_MS 1000
 #define RLY_CHUNK (128 * 1024) /* largest read (64 KiB: 80 % of a socat relay, 128: 87 %); with a rate limit, reads shrink to rate/8 */
 #define RLY_Q_BUCKETS 4096
-#define RLY_MAX_Q 6            /* a session's distinct counts: two ids, two keys, two sources */
+#define RLY_MAX_Q 8 /* a session's distinct counts: two ids, two keys, two sources, their /48s */
 #define RLY_LINGER_MS 2000     /* a refused waiting side gets this long to read its error */
 #define RLY_KEEPALIVE_S 60     /* notice a peer that vanished without a reset */
 
@@ -25,8 +25,10 @@ enum rly_state { RS_WAITING, RS_SPLICED, RS_LINGER, RS_ENDED };
 /* Why a side is not being read; reading runs only while none applies. */
 enum { RLY_PAUSE_QUEUE = 1, RLY_PAUSE_RATE = 2 };
 
-/* What the quotas count by (--relay-per-peer, --relay-offers-per-peer). */
-enum { RQ_ID = 1, RQ_KEY, RQ_SRC };
+/* What the quotas count by (--relay-per-peer, --relay-offers-per-peer). RQ_SITE: an IPv6
+ * source's /48, which holds 65536 /64s (RQ_SRC) and so gets its own, larger, quotas. */
+enum { RQ_ID = 1, RQ_KEY, RQ_SRC, RQ_SITE };
+#define RLY_OQ 4 /* the counts an offer is held by: the initiator's id, key, source, /48 */
 
 /* One id, key or source address and what it holds: offers it initiated that are pending,
  * sessions it is part of. Kept while either is non-zero. */
@@ -47,7 +49,7 @@ struct rly_rec {
     bool used[2];
     uint64_t created_ms;
     struct rly_sess *sess; /* once a side has joined */
-    struct rly_q *oq[3];   /* the initiator's id, key, source: each holds this offer */
+    struct rly_q *oq[RLY_OQ]; /* the initiator's id, key, source, /48: each holds this offer */
     unsigned char key[2][PROTO_KEY_BYTES]; /* each side's key, for the session's counts */
     bool has_key[2];
 };
@@ -164,6 +166,10 @@ static struct rly_q *rly_q_get(struct rly *r, uint8_t kind, const void *what, bo
     } else {
         if (lim_source_key(what, &family, b + 1) == 0)
             return NULL;
+        if (kind == RQ_SITE && family != AF_INET6)
+            return NULL; /* IPv4: the address is the whole source */
+        if (kind == RQ_SITE)
+            memset(b + 1 + 6, 0, 10);
         b[0] = family;
         len = 17;
     }
@@ -206,20 +212,46 @@ static void rly_q_name(const struct rly_q *e, char *out, size_t len)
             memcpy(&((struct sockaddr_in *)&ss)->sin_addr, e->b + 1, 4);
         else
             memcpy(&((struct sockaddr_in6 *)&ss)->sin6_addr, e->b + 1, 16);
-        lim_source_text((const struct sockaddr *)&ss, out, len);
+        if (e->kind == RQ_SITE)
+            lim_site_text((const struct sockaddr *)&ss, out, len);
+        else
+            lim_source_text((const struct sockaddr *)&ss, out, len);
     }
+}
+
+/* The session quota of e. A /48 may hold LIM_SITE_FACTOR x --relay-per-ip but never more than a
+ * quarter of --relay-max-sessions (at least --relay-per-ip): otherwise 8 /64s of one site, each
+ * within its own quota, held every relay session. */
+static unsigned rly_q_max(const struct rly *r, const struct rly_q *e)
+{
+    unsigned long site, quarter;
+    if (e->kind == RQ_ID || e->kind == RQ_KEY)
+        return r->cfg.per_peer;
+    if (e->kind == RQ_SRC || !r->cfg.per_ip)
+        return r->cfg.per_ip;
+    site = (unsigned long)r->cfg.per_ip * LIM_SITE_FACTOR;
+    quarter = r->cfg.max_sessions / 4 > r->cfg.per_ip ? r->cfg.max_sessions / 4 : r->cfg.per_ip;
+    return (unsigned)(site < quarter ? site : quarter);
+}
+
+/* The pending-offer quota of e: --relay-offers-per-peer, LIM_SITE_FACTOR x that for a /48. */
+static unsigned rly_q_max_offers(const struct rly *r, const struct rly_q *e)
+{
+    if (e->kind != RQ_SITE)
+        return r->cfg.offers_per_peer;
+    return r->cfg.offers_per_peer * LIM_SITE_FACTOR;
 }
 
 /* Whether e may hold one more session; why says who is at the limit otherwise. */
 static bool rly_q_room(const struct rly *r, const struct rly_q *e, char *why, size_t len)
 {
     char name[80];
-    unsigned max = e && e->kind == RQ_SRC ? r->cfg.per_ip : r->cfg.per_peer;
+    unsigned max = e ? rly_q_max(r, e) : 0;
     if (!e || !max || e->sessions < max)
         return true;
     rly_q_name(e, name, sizeof name);
     snprintf(why, len, "%s holds %u relay sessions already (--relay-per-%s)", name, max,
-             e->kind == RQ_SRC ? "ip" : "peer");
+             e->kind == RQ_SRC || e->kind == RQ_SITE ? "ip" : "peer");
     return false;
 }
 
@@ -281,7 +313,7 @@ static void rly_rec_free(struct rly *r, struct rly_rec *e)
     if (e->sess)
         e->sess->rec = NULL;
     r->noffers--;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < RLY_OQ; i++)
         if (e->oq[i]) {
             e->oq[i]->offers--;
             rly_q_put(r, e->oq[i]);
@@ -298,18 +330,19 @@ static int rly_offer_quota(struct rly *r, const struct rly_party *p0, const stru
     const struct rly_party *p[2] = {p0, p1};
     char name[80];
     for (int i = 0; i < 2; i++) {
-        struct rly_q *q[3] = {rly_q_get(r, RQ_ID, p[i]->id, true),
-                              rly_q_get(r, RQ_KEY, p[i]->key, true),
-                              rly_q_get(r, RQ_SRC, p[i]->src, true)};
-        for (int k = 0; k < 3; k++) {
+        struct rly_q *q[RLY_OQ] = {rly_q_get(r, RQ_ID, p[i]->id, true),
+                                   rly_q_get(r, RQ_KEY, p[i]->key, true),
+                                   rly_q_get(r, RQ_SRC, p[i]->src, true),
+                                   rly_q_get(r, RQ_SITE, p[i]->src, true)};
+        for (int k = 0; k < RLY_OQ; k++) {
             if (!rly_q_room(r, q[k], why, len))
                 return -1;
             if (i == 0 && q[k] && r->cfg.offers_per_peer &&
-                q[k]->offers >= r->cfg.offers_per_peer) {
+                q[k]->offers >= rly_q_max_offers(r, q[k])) {
                 rly_q_name(q[k], name, sizeof name);
                 snprintf(why, len,
                          "%s has %u relay offers pending already (--relay-offers-per-peer)", name,
-                         r->cfg.offers_per_peer);
+                         rly_q_max_offers(r, q[k]));
                 return -1;
             }
         }
@@ -343,7 +376,8 @@ int rly_offer(struct rly *r, const char *session, const struct rly_party *p0,
     e->oq[0] = rly_q_get(r, RQ_ID, p0->id, false);
     e->oq[1] = rly_q_get(r, RQ_KEY, p0->key, false);
     e->oq[2] = rly_q_get(r, RQ_SRC, p0->src, false);
-    for (int i = 0; i < 3; i++)
+    e->oq[3] = rly_q_get(r, RQ_SITE, p0->src, false);
+    for (int i = 0; i < RLY_OQ; i++)
         if (e->oq[i])
             e->oq[i]->offers++;
     for (int i = 0; i < 2; i++) {
@@ -995,7 +1029,7 @@ static int rly_refuse(char *code, size_t codelen, char *msg, size_t msglen, cons
 static int rly_join_quota(struct rly *r, const struct rly_rec *e, const struct sockaddr *sa,
                           struct rly_q *add[RLY_MAX_Q], int *nadd, char *why, size_t len)
 {
-    struct rly_q *c[5] = {NULL, NULL, NULL, NULL, NULL};
+    struct rly_q *c[6] = {NULL, NULL, NULL, NULL, NULL, NULL};
     int n = 0, rc = 0;
     if (!e->sess) {
         c[0] = rly_q_get(r, RQ_ID, e->id[0], false);
@@ -1004,8 +1038,9 @@ static int rly_join_quota(struct rly *r, const struct rly_rec *e, const struct s
         c[3] = e->has_key[1] ? rly_q_get(r, RQ_KEY, e->key[1], false) : NULL;
     }
     c[4] = rly_q_get(r, RQ_SRC, sa, false);
+    c[5] = rly_q_get(r, RQ_SITE, sa, false);
     *nadd = 0;
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 6; i++) {
         bool dup = !c[i];
         for (int k = 0; k < n && !dup; k++)
             dup = add[k] == c[i];
