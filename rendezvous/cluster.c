@@ -277,10 +277,12 @@ static void cl_reject(struct cl *c, const char *fmt, ...)
     char why[256];
     va_list ap;
     c->rejected++;
-    if (!c->reject_window_ms || now - c->reject_window_ms >= CL_REJECT_MS) {
+    /* the period's start + 1 (0: none yet); "now | 1" was up to 1 ms ahead of now, and the
+     * unsigned difference then wrapped, starting a new period at every message */
+    if (!c->reject_window_ms || now + 1 - c->reject_window_ms >= CL_REJECT_MS) {
         if (c->reject_quiet)
             LOG_W("cluster: %u more bus messages rejected (not logged)", c->reject_quiet);
-        c->reject_window_ms = now | 1;
+        c->reject_window_ms = now + 1;
         c->reject_logged = c->reject_quiet = 0;
     }
     if (c->reject_logged >= CL_REJECT_BURST) {

@@ -35,6 +35,7 @@ struct srv_wreq {
 #define SRV_MALLOC_OVERHEAD 16 /* malloc's header: a short line costs what it really holds */
 
 static void srv_close(struct srv_conn *c);
+static void srv_refuse_flush(struct srv_conn *c);
 static void srv_probe6_refresh(struct srv *s);
 static void srv_unhold(struct srv_conn *c);
 static void srv_read_resume(struct srv_conn *c);
@@ -156,6 +157,7 @@ static void srv_close(struct srv_conn *c)
 {
     if (c->state == SRV_CLOSED)
         return;
+    srv_refuse_flush(c);
     lim_release(c->srv->lim, c->src, uv_now(c->srv->loop));
     c->src = NULL;
     srv_unpublish(c);
@@ -296,11 +298,46 @@ int srv_send(struct srv_conn *c, const char *line, size_t len)
     return 0;
 }
 
+/* The count of non-fatal refusals that were not logged, if any (a period ended, or the
+ * connection closes). */
+static void srv_refuse_flush(struct srv_conn *c)
+{
+    char who[PROTO_MAX_ID + EP_STRLEN + 4];
+    if (c->refuse_quiet)
+        LOG_N("refused %s: %u more requests (not logged)", srv_who(c, who, sizeof who),
+              c->refuse_quiet);
+    c->refuse_quiet = 0;
+}
+
+/* Whether a non-fatal refusal of c may be logged: SRV_REFUSE_LOG_BURST per period. */
+static bool srv_refuse_loggable(struct srv_conn *c)
+{
+    uint64_t now = uv_now(c->srv->loop);
+    /* the period's start + 1, so that 0 means none yet */
+    if (!c->refuse_window_ms || now + 1 - c->refuse_window_ms >= SRV_REFUSE_LOG_MS) {
+        srv_refuse_flush(c);
+        c->refuse_window_ms = now + 1;
+        c->refuse_logged = 0;
+    }
+    if (c->refuse_logged >= SRV_REFUSE_LOG_BURST) {
+        c->refuse_quiet++;
+        return false;
+    }
+    c->refuse_logged++;
+    return true;
+}
+
 void srv_refuse(struct srv_conn *c, const char *code, const char *message, bool fatal)
 {
     char who[PROTO_MAX_ID + EP_STRLEN + 4], clean[PROTO_MAX_TEXT + 1];
     if (!srv_active(c))
         return;
+    if (fatal)
+        srv_refuse_flush(c);
+    else if (!srv_refuse_loggable(c)) {
+        srv_error(c, code, message, fatal);
+        return;
+    }
     LOG_N("refused %s: %s: %s%s", srv_who(c, who, sizeof who), code,
           srv_clean(message, clean, sizeof clean), fatal ? " (closing)" : "");
     srv_error(c, code, message, fatal);
@@ -657,12 +694,26 @@ static void srv_on_probe(struct srv_conn *c, const struct proto_msg *m)
 static void srv_on_connect(struct srv_conn *c, const char *target)
 {
     char msg[PROTO_MAX_TEXT];
+    uint64_t now = uv_now(c->srv->loop), most;
     if (c->aux_used) {
         srv_refuse(c, "unexpected-type", "an auxiliary connection carries one session", true);
         return;
     }
     if (c->state == SRV_LIVE &&
-        lim_take(&c->connects, c->srv->cfg.connect_rate, uv_now(c->srv->loop)) < 0) {
+        lim_take(&c->connects, c->srv->cfg.connect_rate, now) < 0) {
+        /* a peer that keeps asking without waiting is a flood, not a client that retries */
+        if (!c->excess_window_ms || now + 1 - c->excess_window_ms >= 1000) {
+            c->excess_window_ms = now + 1; /* + 1: 0 means none yet */
+            c->excess = 0;
+        }
+        most = (uint64_t)c->srv->cfg.connect_rate * SRV_CONNECT_EXCESS;
+        if (++c->excess > (most > SRV_CONNECT_EXCESS ? most : SRV_CONNECT_EXCESS)) {
+            snprintf(msg, sizeof msg,
+                     "more than %llu connect requests beyond --connect-rate in a second",
+                     (unsigned long long)most);
+            srv_refuse(c, "rate-limited", msg, true);
+            return;
+        }
         snprintf(msg, sizeof msg, "at most %u connect requests per second; try again later",
                  c->srv->cfg.connect_rate);
         srv_refuse(c, "rate-limited", msg, false);

@@ -25,6 +25,14 @@
 /* pings per connection and second, also the burst: a peer needs one per keepalive/3 (at least
  * 1 s); beyond → too-many-pings (fatal) */
 #define SRV_PING_RATE 10
+/* non-fatal refusals logged per connection and SRV_REFUSE_LOG_MS, then only counted (one line
+ * with the count when the period ends or the connection closes): a peer can send 50,000
+ * refused `connect`s a second, which must not become 50,000 log lines */
+#define SRV_REFUSE_LOG_BURST 5
+#define SRV_REFUSE_LOG_MS 10000
+/* connect requests refused by --connect-rate within one second beyond which the peer is
+ * dropped (rate-limited, fatal): this many times --connect-rate, at least this many */
+#define SRV_CONNECT_EXCESS 10
 /* probes of the control connection's family recorded per registration (the peer sends one;
  * one more for a retry); an IPv6 proof (probe6) is recorded once */
 #define SRV_MAX_PROBES 2
@@ -114,6 +122,10 @@ struct srv_conn {
     struct lim_src *src;                    /* counted against its source address */
     struct lim_bucket connects;             /* --connect-rate */
     struct lim_bucket pings;                /* SRV_PING_RATE */
+    uint64_t refuse_window_ms;              /* SRV_REFUSE_LOG_MS period (0: none yet) */
+    unsigned refuse_logged, refuse_quiet;   /* in it: refusals logged, refusals only counted */
+    uint64_t excess_window_ms;              /* the second in which connects were refused */
+    unsigned excess;                        /* how many */
     size_t wcost;     /* memory held by queued writes (srv_write) */
     bool read_paused; /* wcost passed SRV_READ_PAUSE: not reading until it drains */
     struct lbz lb; /* holds memory only while a line is half read */
