@@ -1044,7 +1044,12 @@ static void srv_on_connection(uv_stream_t *ls, int status)
         snprintf(msg, sizeof msg, "the server already serves %lu peers", s->cfg.max_peers);
         srv_refuse(c, "server-full", msg, true);
     }
-    if (c->state == SRV_CLOSED || srv_challenge(c) < 0)
+    if (c->state == SRV_CLOSED)
+        return;
+    /* refused: lingering, the stream shut down. A challenge now would fail (EPIPE) and close at
+     * once, and a close with unread input is a reset that can cut the error line; instead its
+     * input is read and dropped until the peer's EOF or the linger timeout, as for any refusal */
+    if (srv_active(c) && srv_challenge(c) < 0)
         return;
     rc = uv_read_start((uv_stream_t *)&c->tcp, srv_on_alloc, srv_on_read);
     if (rc < 0)
