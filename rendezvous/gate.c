@@ -162,6 +162,32 @@ const char *gate_check_hello(const struct gate *g, const unsigned char *nonce,
     return NULL;
 }
 
+/* The file may not match the table any more: stop appending to it until gate_tick rewrites it
+ * (a line continued by the next append, or a lapsed owner still on disk, would be worse). */
+static void gate_db_lost(struct gate *g, const char *why)
+{
+    LOG_E("%s: %s; recording no ids until it has been rewritten", g->cfg.id_db, why);
+    if (g->db_fd >= 0)
+        close(g->db_fd);
+    g->db_fd = -1;
+    g->db_broken = true;
+}
+
+static void gate_db_repair(struct gate *g, uint64_t now_ms)
+{
+    char err[300];
+    if (!g->db_broken || (g->db_retry_ms && now_ms - g->db_retry_ms < GATE_DB_RETRY_MS))
+        return;
+    g->db_retry_ms = now_ms ? now_ms : 1;
+    if (ik_rewrite(g->owners, g->cfg.id_db, err, sizeof err) < 0 ||
+        (g->db_fd = ik_open_append(g->cfg.id_db, err, sizeof err)) < 0) {
+        LOG_E("%s (trying again in %d s)", err, GATE_DB_RETRY_MS / 1000);
+        return;
+    }
+    g->db_broken = false;
+    LOG_N("%s: rewritten (%zu ids); recording ids again", g->cfg.id_db, ik_count(g->owners));
+}
+
 /* An owned id registers again: last-seen now, and on disk at most once a day (without an
  * fdatasync: a touch lost in a crash costs a day of last-seen, not an owner). */
 static void gate_touch(struct gate *g, const char *id, const unsigned char *key)
@@ -172,10 +198,16 @@ static void gate_touch(struct gate *g, const char *id, const unsigned char *key)
     ik_set_seen(g->owners, id, now, false);
     if (g->db_fd < 0 || now - disk < GATE_DAY_S)
         return;
-    if (ik_append(g->db_fd, id, key, now, false, err, sizeof err) < 0)
-        LOG_W("%s: %s", g->cfg.id_db, err);
-    else
+    switch (ik_append(g->db_fd, id, key, now, false, err, sizeof err)) {
+    case 0:
         ik_set_seen(g->owners, id, now, true);
+        break;
+    case -1:
+        LOG_W("%s: %s", g->cfg.id_db, err);
+        break;
+    default:
+        gate_db_lost(g, err);
+    }
 }
 
 /* The limits on new ids a single instance checks itself (a cluster checks them in Redis). */
@@ -220,6 +252,7 @@ const char *gate_bind(struct gate *g, const char *id, const unsigned char *key,
     char err[300];
     const char *code;
     int64_t now = (int64_t)time(NULL);
+    int rc;
     if (ik_find(g->owners, id)) {
         gate_touch(g, id, key); /* gate_check_hello saw that it is this key */
         return NULL;
@@ -237,8 +270,11 @@ const char *gate_bind(struct gate *g, const char *id, const unsigned char *key,
         return "internal";
     }
     /* on disk before in use: a restart must never forget an owner that was announced */
-    if (g->db_fd >= 0 && ik_append(g->db_fd, id, key, now, true, err, sizeof err) < 0) {
-        LOG_E("%s: %s", g->cfg.id_db, err);
+    if (g->db_fd >= 0 && (rc = ik_append(g->db_fd, id, key, now, true, err, sizeof err)) < 0) {
+        if (rc == -1)
+            LOG_E("%s: %s", g->cfg.id_db, err);
+        else
+            gate_db_lost(g, err);
         snprintf(msg, len, "the server cannot record the id now");
         return "internal";
     }
@@ -273,6 +309,7 @@ void gate_tick(struct gate *g, uint64_t now_ms, bool (*online)(void *arg, const 
     size_t n;
     if (g->newids)
         limw_expire(g->newids, now_ms);
+    gate_db_repair(g, now_ms);
     if (!g->cfg.id_expire_days || now_ms - g->last_expire_ms < GATE_HOUR_MS)
         return;
     g->last_expire_ms = now_ms;
@@ -281,13 +318,14 @@ void gate_tick(struct gate *g, uint64_t now_ms, bool (*online)(void *arg, const 
         return;
     LOG_N("%zu id%s unused for more than %u days lapsed (--id-expire)", n, n == 1 ? "" : "s",
           g->cfg.id_expire_days);
-    /* before any other key can take a lapsed id, the file must forget its owner */
+    /* before any other key can take a lapsed id, the file must forget its owner: until it has,
+     * no new id is recorded (a restart would give a lapsed id back to its old key) */
     if (g->db_fd >= 0 && ik_rewrite(g->owners, g->cfg.id_db, err, sizeof err) < 0)
-        LOG_E("%s", err);
+        gate_db_lost(g, err);
     else if (g->db_fd >= 0) {
         close(g->db_fd);
         g->db_fd = ik_open_append(g->cfg.id_db, err, sizeof err);
         if (g->db_fd < 0)
-            LOG_E("%s", err);
+            gate_db_lost(g, err);
     }
 }

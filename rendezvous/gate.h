@@ -18,6 +18,7 @@
 #define GATE_HOUR_MS 3600000u
 #define GATE_DAY_S 86400
 #define GATE_NEWID_SOURCES 65536 /* sources whose hour of new ids is tracked at once */
+#define GATE_DB_RETRY_MS 60000
 
 struct gate_cfg {
     const char *secret_file;   /* NULL: anyone may talk to the server */
@@ -38,6 +39,11 @@ struct gate {
     struct ik *allow;  /* --authorized; NULL without one */
     struct limw *newids;     /* --new-ids-per-hour, per source */
     uint64_t last_expire_ms; /* uv_now of the last --id-expire sweep */
+    /* --id-db may not match the table (a partial append that could not be cut back, a failed
+     * rewrite after ids lapsed): nothing is appended (new ids: internal) until a rewrite
+     * succeeds, tried every GATE_DB_RETRY_MS */
+    bool db_broken;
+    uint64_t db_retry_ms;
 };
 
 /* Loads the secret, the id database (rewriting it when it held a torn or repeated line) and the

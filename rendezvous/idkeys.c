@@ -354,6 +354,16 @@ static int ik_read(struct ik *t, FILE *f, const char *path, enum ik_mode mode,
             info->rewrite = true;
             continue;
         }
+        if (rc < 0 && mode == IK_DATABASE) {
+            /* dropping it could hand its id to another key, and a torn append followed by a
+             * good one cannot be told apart for sure from a damaged owner line: the operator
+             * decides (PROTOCOL.md 13) */
+            snprintf(err, errlen,
+                     "%s:%zu: %s; the database is damaged here (a write cut short and "
+                     "continued?): fix or delete this line by hand, then start again",
+                     path, no, why);
+            return -1;
+        }
         if (rc > 0)
             rc = ik_take_pair(t, mode, id, key, seen, info, why, sizeof why);
         if (rc < 0) {
@@ -454,12 +464,24 @@ int ik_append(int fd, const char *id, const unsigned char key[PROTO_KEY_BYTES], 
               bool sync, char *err, size_t errlen)
 {
     char line[IK_LINE_MAX];
-    int n = ik_format(id, key, seen, line, sizeof line);
-    /* one write per line (O_APPEND): a crash leaves at most this line torn, which the next
-     * load drops */
-    if (n < 0 || sk_write_all(fd, line, (size_t)n) < 0 || (sync && fdatasync(fd) < 0)) {
-        snprintf(err, errlen, "cannot record the id: %s", strerror(errno));
+    int n = ik_format(id, key, seen, line, sizeof line), e;
+    struct stat st;
+    if (n < 0 || fstat(fd, &st) < 0) {
+        snprintf(err, errlen, "cannot record the id: %s", n < 0 ? "line too long" : strerror(errno));
         return -1;
     }
-    return 0;
+    /* one write per line (O_APPEND): a crash leaves at most this line torn, which the next
+     * load drops as the unterminated last line */
+    if (sk_write_all(fd, line, (size_t)n) == 0 && (!sync || fdatasync(fd) == 0))
+        return 0;
+    e = errno;
+    /* a write cut short (ENOSPC, EIO, EFBIG) must not stay: the next append would continue
+     * that line, and a broken line in the middle stops the next start */
+    if (ftruncate(fd, st.st_size) < 0) {
+        snprintf(err, errlen, "cannot record the id (%s), and cannot cut back what was written: %s",
+                 strerror(e), strerror(errno));
+        return -2;
+    }
+    snprintf(err, errlen, "cannot record the id: %s", strerror(e));
+    return -1;
 }

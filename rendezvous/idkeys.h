@@ -70,8 +70,9 @@ int ik_rewrite(struct ik *t, const char *path, char *err, size_t errlen);
 /* Opens path for appending (created 0600 when missing). Returns the descriptor or -1 with err. */
 int ik_open_append(const char *path, char *err, size_t errlen);
 /* Appends one pair with its last-seen time; sync: and waits until it is on disk (a new owner
- * must survive a crash; a touch may be lost, costing a day of last-seen at most). Returns 0 or
- * -1 with err. */
+ * must survive a crash; a touch may be lost, costing a day of last-seen at most). Returns 0;
+ * -1 with err when it failed and the file is as it was (a partial write is cut back); -2 with
+ * err when part of the line may have stayed: nothing more may be appended to fd. */
 int ik_append(int fd, const char *id, const unsigned char key[PROTO_KEY_BYTES], int64_t seen,
               bool sync, char *err, size_t errlen);
 

@@ -11,6 +11,9 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static struct sockaddr_storage addr(const char *ip)
@@ -269,6 +272,60 @@ static void t_seen(void)
     ik_free(t);
 }
 
+/* A database line that two writes ran into each other (the first cut short, the next appended
+ * to it) is refused with its line number and what to do, not guessed at: dropping it could give
+ * its id to another key. */
+static void t_db_torn_middle(void)
+{
+    struct ik_load_info info;
+    char err[400];
+    struct ik *t = ik_new(0);
+    char *p = tmpfile_with("alice " K1 " 100\n"
+                           "bob AAECAwQFBgcICQocarol " K2 " 200\n"
+                           "dave " K2 " 300\n");
+    memset(&info, 0, sizeof info);
+    CHECK_INT(ik_load(t, p, IK_DATABASE, false, &info, err, sizeof err), -1);
+    CHECK_MSG(strstr(err, ":2: ") && strstr(err, "fix or delete this line by hand"), "err: %s",
+              err);
+    unlink(p);
+    ik_free(t);
+}
+
+/* A failed append (here the file size limit: a short write, then EFBIG) leaves the file as it
+ * was, so the next append starts a line of its own and the file still loads. */
+static void t_db_failed_append(void)
+{
+    struct ik_load_info info;
+    struct rlimit old, lim;
+    char err[300];
+    unsigned char k1[32], k2[32];
+    struct ik *t = ik_new(0);
+    char *p = tmpfile_with("alice " K1 " 100\n");
+    int fd, rc;
+    struct stat st;
+    CHECK_INT(id_pk_decode(K1, k1), 0);
+    CHECK_INT(id_pk_decode(K2, k2), 0);
+    if (!CHECK((fd = ik_open_append(p, err, sizeof err)) >= 0))
+        return;
+    signal(SIGXFSZ, SIG_IGN);
+    getrlimit(RLIMIT_FSIZE, &old);
+    lim = old;
+    lim.rlim_cur = (rlim_t)(strlen("alice " K1 " 100\n") + 10); /* room for 10 bytes */
+    CHECK_INT(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    rc = ik_append(fd, "bob", k2, 200, true, err, sizeof err);
+    setrlimit(RLIMIT_FSIZE, &old);
+    CHECK_INT(rc, -1);
+    CHECK(fstat(fd, &st) == 0 && (size_t)st.st_size == strlen("alice " K1 " 100\n"));
+    CHECK_INT(ik_append(fd, "carol", k2, 300, true, err, sizeof err), 0);
+    close(fd);
+    memset(&info, 0, sizeof info);
+    CHECK_MSG(ik_load(t, p, IK_DATABASE, false, &info, err, sizeof err) == 0, "load: %s", err);
+    CHECK(ik_find(t, "alice") && ik_find(t, "carol") && !ik_find(t, "bob"));
+    CHECK(ik_find(t, "carol") && memcmp(ik_find(t, "carol"), k2, 32) == 0);
+    unlink(p);
+    ik_free(t);
+}
+
 /* new ids per source per window */
 static void t_window(void)
 {
@@ -361,5 +418,5 @@ static void t_gate_site(void)
     gate_free(&g);
 }
 
-CHECK_MAIN(TEST(t_bucket), TEST(t_per_source), TEST(t_per_site), TEST(t_files), TEST(t_seen), TEST(t_window),
+CHECK_MAIN(TEST(t_bucket), TEST(t_per_source), TEST(t_per_site), TEST(t_files), TEST(t_seen), TEST(t_window), TEST(t_db_torn_middle), TEST(t_db_failed_append),
            TEST(t_window_full), TEST(t_window_site), TEST(t_gate_site))
