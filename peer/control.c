@@ -40,9 +40,10 @@
 #define CTL_RETRY_MIN_MS 1000
 #define CTL_RETRY_MAX_MS 30000
 /* listen, receive, chat: punch orders set up at once, each until its handshake or --timeout.
- * Enough for a stranger's orders not to crowd out the real peer's (the server's --connect-rate
- * limits how fast anyone can make them), few enough that they cannot exhaust our descriptors
- * (each engine holds at most a socket per candidate and PUNCH_MAX_INBOUND more). */
+ * Few enough that they cannot exhaust our descriptors (each engine holds at most a socket per
+ * candidate and PUNCH_MAX_INBOUND more); what keeps a stranger's orders from crowding out the
+ * real peer's is CTL_WAIT_PER_ID (the server's --connect-rate limits how fast anyone can make
+ * them). */
 #define CTL_WAIT_SETUPS 8
 /* ... of which one peer id holds at most this many: a stranger's id ordering punches as fast
  * as the server lets it only churns its own sessions, never the slot of a distinct peer */
