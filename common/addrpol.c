@@ -4,16 +4,30 @@
 #include <stdint.h>
 #include <string.h>
 
-/* The IPv4 address an IPv6 one stands for: mapped ::ffff:a.b.c.d and (deprecated) compatible
- * ::a.b.c.d, but not :: and ::1, which are IPv6's own. */
+static const uint8_t ap_nat64[12] = {0, 0x64, 0xff, 0x9b};                /* 64:ff9b::/96 */
+static const uint8_t ap_nat64_local[6] = {0, 0x64, 0xff, 0x9b, 0, 1};       /* 64:ff9b:1::/48 */
+static const uint8_t ap_siit[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0}; /* ::ffff:0:0/96 */
+
+/* The IPv4 address an IPv6 one stands for: mapped ::ffff:a.b.c.d, SIIT ::ffff:0:a.b.c.d,
+ * (deprecated) compatible ::a.b.c.d (but not :: and ::1, which are IPv6's own), NAT64
+ * 64:ff9b::a.b.c.d and 64:ff9b:1::a.b.c.d (the /96 layout), and 6to4 2002:AABB:CCDD::/48. A
+ * NAT64 or 6to4 gateway on the way turns these into the IPv4 address, so they are judged as
+ * it: else a lying server could aim us at 127.0.0.1 or 169.254.169.254 behind the gateway. */
 static bool ap_embedded_v4(const struct in6_addr *a6, uint32_t *v4)
 {
     static const uint8_t zero[12];
+    const uint8_t *b = a6->s6_addr;
     uint32_t n;
-    memcpy(&n, a6->s6_addr + 12, 4);
+    memcpy(&n, b + 12, 4);
     n = ntohl(n);
-    if (IN6_IS_ADDR_V4MAPPED(a6) || (memcmp(a6->s6_addr, zero, 12) == 0 && n > 1)) {
+    if (IN6_IS_ADDR_V4MAPPED(a6) || memcmp(b, ap_siit, 12) == 0 || memcmp(b, ap_nat64, 12) == 0 ||
+        (memcmp(b, ap_nat64_local, 6) == 0 && memcmp(b + 6, zero, 6) == 0) ||
+        (memcmp(b, zero, 12) == 0 && n > 1)) {
         *v4 = n;
+        return true;
+    }
+    if (b[0] == 0x20 && b[1] == 0x02) { /* 6to4 */
+        *v4 = (uint32_t)b[2] << 24 | (uint32_t)b[3] << 16 | (uint32_t)b[4] << 8 | b[5];
         return true;
     }
     return false;
@@ -43,6 +57,10 @@ static enum ap_class ap_class_v6(const struct in6_addr *a6)
     uint32_t v4;
     if (ap_embedded_v4(a6, &v4))
         return ap_class_v4(v4);
+    /* the local-use NAT64 prefix with another layout (RFC 6052 /48-/64): where its IPv4
+     * address sits depends on the site's prefix length; never global (RFC 8215) */
+    if (memcmp(a6->s6_addr, ap_nat64_local, 6) == 0)
+        return AP_RESERVED;
     if (IN6_IS_ADDR_UNSPECIFIED(a6))
         return AP_UNSPEC;
     if (IN6_IS_ADDR_LOOPBACK(a6))

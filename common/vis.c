@@ -40,8 +40,11 @@ static size_t vis_utf8(const unsigned char *s, size_t n, uint32_t *cp)
  * so that a chat line keeps its tabs. */
 static int vis_hidden(uint32_t cp)
 {
-    return (cp < 0x20 && cp != '\t') || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) || cp == 0x200e ||
-           cp == 0x200f || (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069);
+    return (cp < 0x20 && cp != '\t') || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f) ||
+           cp == 0x061c ||                   /* Arabic letter mark: a direction mark */
+           (cp >= 0x200b && cp <= 0x200f) || /* zero-width space, non-joiner, joiner; marks */
+           (cp >= 0x2028 && cp <= 0x202e) || cp == 0x2060 || /* word joiner */
+           (cp >= 0x2066 && cp <= 0x2069) || cp == 0xfeff;   /* zero-width no-break space */
 }
 
 size_t vis_mem(const char *s, size_t n, char *out, size_t len)
@@ -60,6 +63,9 @@ size_t vis_mem(const char *s, size_t n, char *out, size_t len)
             k = 1;
         } else if (vis_hidden(cp)) {
             snprintf(esc, sizeof esc, "\\u%04x", (unsigned)cp);
+        } else if (cp == '\\') {
+            /* else a peer's literal "\x1b[2J" would read like one of our escapes */
+            snprintf(esc, sizeof esc, "\\\\");
         } else {
             piece = s + i;
         }

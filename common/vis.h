@@ -11,15 +11,17 @@
 
 /* Renders the n bytes at s into out (len bytes, always NUL-terminated): printable ASCII and
  * valid UTF-8 pass, and the tab; other C0 controls, DEL and bytes that are not valid UTF-8 become "\xHH"; C1
- * controls (U+0080-U+009F) and the invisible direction and line controls (U+200E, U+200F,
- * U+2028-U+202E, U+2066-U+2069) become "\uHHHH". Text that does not fit is cut at a character
+ * controls (U+0080-U+009F) and the invisible direction, line and zero-width characters (U+061C,
+ * U+200B-U+200F, U+2028-U+202E, U+2060, U+2066-U+2069, U+FEFF) become "\uHHHH"; a backslash
+ * becomes "\\\\", so that text that spells an escape cannot pass for one. Text that does not fit is cut at a character
  * boundary. Returns the length written. */
 size_t vis_mem(const char *s, size_t n, char *out, size_t len);
 
 /* The same for a NUL-terminated string; returns out. */
 const char *vis_str(const char *s, char *out, size_t len);
 
-/* Whether the n bytes at s would pass vis_mem unchanged (nothing to escape). */
+/* Whether the n bytes at s hold nothing vis_mem hides (a backslash is shown doubled, but is
+ * not hidden: it counts as clean). */
 int vis_clean(const char *s, size_t n);
 
 #endif

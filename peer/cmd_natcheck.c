@@ -322,7 +322,8 @@ static void nc_print_human(const struct nc *n, const struct nc_verdict *v)
 
 static void nc_print_json(const struct nc *n, const struct nc_verdict *v)
 {
-    char a[EP_STRLEN], b[EP_STRLEN], c[EP_STRLEN], d[EP_STRLEN];
+    char a[EP_STRLEN], b[EP_STRLEN], c[EP_STRLEN], d[EP_STRLEN], why[VIS_SIZE(sizeof v->reason)];
+    /* the reason may quote the server: JSON escapes C0 but passes C1 and direction marks */
     json_t *obj =
         json_pack("{s:s, s:i, s:s, s:b, s:b, s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "verdict", v->key,
                   "exit", v->exit, "message", v->text, "nat", v->nat, "port_preserved",
@@ -330,7 +331,7 @@ static void nc_print_json(const struct nc *n, const struct nc_verdict *v)
                   "observed", nc_ep(&n->observed, c), "mapping", nc_mapping(n), "probe_port",
                   n->probe_port ? json_integer(n->probe_port) : json_null(), "probe_observed",
                   n->probe.ok ? json_string(nc_ep(&n->probe.observed, d)) : json_null(), "reason",
-                  v->reason[0] ? json_string(v->reason) : json_null());
+                  v->reason[0] ? json_string(vis_str(v->reason, why, sizeof why)) : json_null());
     char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
     if (text)
         printf("%s\n", text);

@@ -47,16 +47,19 @@ static int rcv_parse(const struct peer_opts *o, struct rcv_from *f)
 }
 
 /* At the punch order, before anything is dialled: a named sender's pinned key becomes the only
- * one its handshake accepts (no other key is ever recorded for it). Senders not named are
- * still let through to the handshake, so that they can be told why they are refused (and by
- * whom, verified) instead of timing out; frecv_refuse does that before any file frame. */
+ * one its handshake accepts (no other key is ever recorded for it). A sender not named is
+ * refused right here (its connect times out): let through to the handshake, its sessions
+ * would take setup slots from the named sender, could win over hers and abort it, and its key
+ * would be recorded in known_peers. */
 static bool rcv_admit(void *arg, const char *peer, char *fp, size_t fplen, char *why,
                       size_t whylen)
 {
     const struct rcv_from *f = arg;
     int i = rcv_find(f, peer);
-    (void)why;
-    (void)whylen;
+    if (!f->anyone && i < 0) {
+        snprintf(why, whylen, "not a sender named by --from");
+        return false;
+    }
     snprintf(fp, fplen, "%s", i >= 0 ? f->e[i].fp : "");
     return true;
 }
@@ -74,8 +77,8 @@ int cmd_receive(const struct peer_opts *o, int argc, char **argv)
         return rc;
     if ((dirfd = frecv_open_dir(o->dir ? o->dir : ".")) < 0)
         return EXIT_LOCAL;
-    /* like listen: one sender, then we are done; a sender we do not take files from is
-     * refused and we wait for the next */
+    /* like listen: one sender, then we are done. rcv_admit already turned away the senders
+     * --from does not name; should one get here all the same, it is refused, not served */
     while ((rc = peer_rendezvous_gate(o, &gate, &link)) == EXIT_DONE) {
         peer_report(o, &link);
         if (from.anyone || rcv_find(&from, link.peer) >= 0) {

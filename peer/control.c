@@ -40,10 +40,14 @@
 #define CTL_RETRY_MIN_MS 1000
 #define CTL_RETRY_MAX_MS 30000
 /* listen, receive, chat: punch orders set up at once, each until its handshake or --timeout.
- * Enough for a stranger's orders not to crowd out the real peer's (the server's --connect-rate
- * limits how fast anyone can make them), few enough that they cannot exhaust our descriptors
- * (each engine holds at most a socket per candidate and PUNCH_MAX_INBOUND more). */
+ * Few enough that they cannot exhaust our descriptors (each engine holds at most a socket per
+ * candidate and PUNCH_MAX_INBOUND more); what keeps a stranger's orders from crowding out the
+ * real peer's is CTL_WAIT_PER_ID (the server's --connect-rate limits how fast anyone can make
+ * them). */
 #define CTL_WAIT_SETUPS 8
+/* ... of which one peer id holds at most this many: a stranger's id ordering punches as fast
+ * as the server lets it only churns its own sessions, never the slot of a distinct peer */
+#define CTL_WAIT_PER_ID 2
 /* An inbound connection that no session expects yet (its punch order may still be on the way:
  * the peer's order can arrive first) is held, without a byte written, this long at most, and
  * this many at once; then reset as if nothing listened. */
@@ -476,32 +480,74 @@ static void ctl_relay_start(struct ctl_sess *ss, const struct proto_msg *m)
         punch_abort(ss->punch, EXIT_LOCAL, err);
 }
 
-static int ctl_nsess(const struct ctl *c)
+static int ctl_nsess(const struct ctl *c, const char *peer)
 {
     int n = 0;
     for (const struct ctl_sess *ss = c->sess; ss; ss = ss->next)
-        n++;
+        n += !peer || strcmp(ss->shake.peer, peer) == 0;
     return n;
 }
 
+/* The oldest session in setup of peer (the list is newest first), or with peer NULL the
+ * oldest of any id holding more than one. */
+static struct ctl_sess *ctl_oldest(struct ctl *c, const char *peer)
+{
+    struct ctl_sess *old = NULL;
+    for (struct ctl_sess *ss = c->sess; ss; ss = ss->next)
+        if (peer ? strcmp(ss->shake.peer, peer) == 0 : ctl_nsess(c, ss->shake.peer) > 1)
+            old = ss;
+    return old;
+}
+
+static void ctl_evict(struct ctl *c, struct ctl_sess *ss, const char *why)
+{
+    LOG_W("dropping a session in setup with %s: %s", ss->shake.peer, why);
+    if (ss->punch) {
+        punch_abort(ss->punch, EXIT_PUNCH, why); /* ctl_punch_done frees it */
+    } else {
+        ctl_hook_failed(c, ss->shake.peer);
+        ctl_sess_free(ss);
+    }
+}
+
+/* CTL_WAIT: room for a punch order of peer. An id already holding CTL_WAIT_PER_ID gives up
+ * its oldest (the newest order is the likeliest to be answered); a full table gives up the
+ * oldest session of an id holding more than one, so that against strangers of fewer than
+ * CTL_WAIT_SETUPS / CTL_WAIT_PER_ID ids a distinct peer always gets a slot. */
+static bool ctl_wait_room(struct ctl *c, const char *peer)
+{
+    struct ctl_sess *old;
+    if (ctl_nsess(c, peer) >= CTL_WAIT_PER_ID && (old = ctl_oldest(c, peer)))
+        ctl_evict(c, old, "a newer punch order of the same id");
+    if (ctl_nsess(c, NULL) < CTL_WAIT_SETUPS)
+        return true;
+    if (!(old = ctl_oldest(c, NULL))) {
+        LOG_W("refusing a session with %s: %d are being set up already", peer, CTL_WAIT_SETUPS);
+        return false;
+    }
+    ctl_evict(c, old, "all setup slots are taken; its id holds more than one");
+    return true;
+}
+
 /* Whether a punch order may start a session: one-shot takes one (for the peer asked for);
- * waiting takes up to CTL_WAIT_SETUPS at once; both waiting modes ask the admit callback
- * (--allow, --max-sessions), which may pin the key. */
+ * waiting takes up to CTL_WAIT_SETUPS at once (ctl_wait_room); both waiting modes ask the
+ * admit callback (--allow, --max-sessions, receive --from) first, which may pin the key. A
+ * refused order takes no slot and evicts nothing. */
 static bool ctl_admit(struct ctl *c, const struct proto_msg *m, char *fp, size_t fplen)
 {
     char why[300];
     fp[0] = '\0';
-    if (c->mode == CTL_WAIT && ctl_nsess(c) >= CTL_WAIT_SETUPS) {
-        LOG_W("refusing a session with %s: %d are being set up already", m->u.punch.peer,
-              CTL_WAIT_SETUPS);
-        return false;
-    }
     if (c->mode != CTL_ONE) {
-        if (!c->serve || !c->serve->admit ||
-            c->serve->admit(c->serve->arg, m->u.punch.peer, fp, fplen, why, sizeof why))
-            return true;
-        LOG_W("refusing a session with %s: %s", m->u.punch.peer, why);
-        return false;
+        if (c->serve && c->serve->admit &&
+            !c->serve->admit(c->serve->arg, m->u.punch.peer, fp, fplen, why, sizeof why)) {
+            LOG_W("refusing a session with %s: %s", m->u.punch.peer, why);
+            return false;
+        }
+        if (c->mode == CTL_WAIT && !ctl_wait_room(c, m->u.punch.peer)) {
+            ctl_hook_failed(c, m->u.punch.peer);
+            return false;
+        }
+        return true;
     }
     if (c->state == CTL_PUNCHING) {
         LOG_W("ignoring a second punch order (from %s): already connecting", m->u.punch.peer);

@@ -42,6 +42,7 @@ static bool fproto_check_part(const char *p, size_t n, char *why, size_t len)
 bool fproto_check_name(const char *name, char *why, size_t len)
 {
     size_t n = strlen(name);
+    int depth = 0;
     if (n == 0 || n > FPROTO_NAME_MAX) {
         snprintf(why, len, "a name must be 1 to %d bytes", FPROTO_NAME_MAX);
         return false;
@@ -50,6 +51,12 @@ bool fproto_check_name(const char *name, char *why, size_t len)
         snprintf(why, len, "absolute name");
         return false;
     }
+    for (const char *q = name; (q = strchr(q, '/')); q++)
+        if (++depth >= FPROTO_DEPTH_MAX) {
+            snprintf(why, len, "more than %d components (directories and the file)",
+                     FPROTO_DEPTH_MAX);
+            return false;
+        }
     for (const char *p = name;;) {
         const char *slash = strchr(p, '/');
         size_t part = slash ? (size_t)(slash - p) : strlen(p);

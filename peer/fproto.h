@@ -12,6 +12,9 @@
 #define FPROTO_VERSION 1
 #define FPROTO_LINE 8192     /* longest control line */
 #define FPROTO_NAME_MAX 4096 /* longest name, in bytes */
+/* most components of a name (the file and 31 directories above it): each directory the
+ * receiver creates costs it an inode and a block, whatever the file's size */
+#define FPROTO_DEPTH_MAX 32
 #define FPROTO_PART_MAX 255  /* longest path component */
 #define FPROTO_SUM_BYTES 32  /* BLAKE2b-256 */
 #define FPROTO_SUM_HEX (2 * FPROTO_SUM_BYTES)

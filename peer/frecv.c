@@ -32,6 +32,11 @@
 /* after ending a transfer early, at most this much of the sender's stream is read (and
  * dropped) while waiting for its end */
 #define FRECV_DRAIN_MAX (1024 * 1024)
+/* a directory we create costs an inode and a block whatever the files in it: each counts this
+ * much against --max-bytes and the free space, and a transfer creates at most FRECV_DIRS_MAX
+ * (names have at most FPROTO_DEPTH_MAX components) */
+#define FRECV_DIR_COST 4096
+#define FRECV_DIRS_MAX 4096
 
 struct frecv {
     const struct peer_opts *o;
@@ -47,6 +52,7 @@ struct frecv {
     uint64_t bytes, declared;
     uint64_t count, seen;
     bool overflow; /* a header beyond the announced totals: the transfer ends after it */
+    uint64_t ndirs; /* directories created by this transfer */
 };
 
 /* One file in progress. */
@@ -69,8 +75,42 @@ int frecv_open_dir(const char *dir)
     return fd;
 }
 
-/* Opens (creating if needed) the directory of name below dirfd, never through a symbolic link,
- * and leaves the last component in f->base. */
+static uint64_t frecv_room(int fd);
+
+/* Why one more directory may not be created in cur for f (f->why), or true. Asked before each
+ * mkdirat: empty files in new directories would otherwise fill the disk's blocks and inodes
+ * while counting nothing against the limits. */
+static bool frecv_may_mkdir(struct frecv *r, struct frecv_file *f, int cur)
+{
+    struct statvfs v;
+    uint64_t room;
+    char b1[32];
+    if (r->ndirs >= FRECV_DIRS_MAX) {
+        snprintf(f->why, sizeof f->why,
+                 "its directories would be more than the %d a transfer may create", FRECV_DIRS_MAX);
+        return false;
+    }
+    if (r->o->max_bytes && r->declared + (r->ndirs + 1) * FRECV_DIR_COST > r->o->max_bytes) {
+        snprintf(f->why, sizeof f->why,
+                 "with its new directories (%d bytes each) the transfer exceeds --max-bytes %s",
+                 FRECV_DIR_COST, pg_bytes(r->o->max_bytes, b1, sizeof b1));
+        return false;
+    }
+    if ((room = frecv_room(cur)) < FRECV_DIR_COST || f->size > room - FRECV_DIR_COST) {
+        snprintf(f->why, sizeof f->why, "it and its new directories do not fit: %s may be used",
+                 pg_bytes(room, b1, sizeof b1));
+        return false;
+    }
+    /* inodes too, with the same 1% reserve for the rest of the system */
+    if (fstatvfs(cur, &v) == 0 && v.f_files > 0 && v.f_favail <= v.f_files / 100 + 1) {
+        snprintf(f->why, sizeof f->why, "no inodes to spare for its directories");
+        return false;
+    }
+    return true;
+}
+
+/* Opens (creating if needed, within frecv_may_mkdir) the directory of name below dirfd, never
+ * through a symbolic link, and leaves the last component in f->base. */
 static int frecv_parent(struct frecv *r, struct frecv_file *f)
 {
     char path[FPROTO_NAME_MAX + 1], *p = path, *slash;
@@ -80,8 +120,16 @@ static int frecv_parent(struct frecv *r, struct frecv_file *f)
         int next;
         *slash = '\0';
         next = openat(cur, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (next < 0 && errno == ENOENT && mkdirat(cur, p, FRECV_MODE_MAX) == 0)
-            next = openat(cur, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0 && errno == ENOENT) {
+            if (!frecv_may_mkdir(r, f, cur)) {
+                close(cur);
+                return -1;
+            }
+            if (mkdirat(cur, p, FRECV_MODE_MAX) == 0) {
+                r->ndirs++;
+                next = openat(cur, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            }
+        }
         if (next < 0) {
             struct stat st;
             bool link = fstatat(cur, p, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode);
@@ -192,6 +240,12 @@ static void frecv_prepare(struct frecv *r, struct frecv_file *f, json_t *hdr)
         snprintf(f->why, sizeof f->why,
                  "a hidden name (a component starts with '.'): the receiver takes those only "
                  "with --dotfiles");
+        return;
+    }
+    /* before any directory is made for it */
+    if (f->size > (room = frecv_room(r->dirfd))) {
+        snprintf(f->why, sizeof f->why, "it does not fit: %s, and %s may be used here",
+                 pg_bytes(f->size, b1, sizeof b1), pg_bytes(room, b2, sizeof b2));
         return;
     }
     if ((f->parent = frecv_parent(r, f)) < 0)

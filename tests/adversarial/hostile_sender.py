@@ -184,6 +184,22 @@ def main():
         out["cut"] = s.closed
         out["after_s"] = round(time.time() - t0, 1)
         out["parts"] = len(ls_parts("", args[1]))
+    elif scenario == "deep":
+        # NFILES empty files, each DEPTH components deep in a tree of its own (d0/x/x/.../f):
+        # empty files in new directories, to fill the disk with directories alone
+        nfiles, depth = int(args[0]), int(args[1])
+        s.say({"files": 1, "count": nfiles, "bytes": 0})
+        out["hello"] = s.answer()
+        out["ok"] = 0
+        out["refused"] = []
+        for i in range(nfiles):
+            name = "/".join(["d%d" % i] + ["x"] * (depth - 2) + ["f"])
+            a, v = s.send_file(name, b"")
+            if v and v.get("ok"):
+                out["ok"] += 1
+            else:
+                out["refused"].append((v or a or {}).get("refused", "?"))
+        out["end"] = s.end()
     print(json.dumps(out), flush=True)
 
 

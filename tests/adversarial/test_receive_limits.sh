@@ -9,7 +9,10 @@
 #     space is refused; a file that fits, then a disk that fills up under it: the part file
 #     goes at the first write error, while the sender is still sending;
 #  5. a sender that trickles a byte every 15 s is cut within ~60 s (less than 64 KiB in 60 s)
-#     and its part file removed.
+#     and its part file removed;
+#  6. a directory bomb: empty files at depth 2040 (5 of them made 10,206 directories, 40 MB,
+#     under --max-bytes 1) are refused with no directory made; empty files 4 deep, each in new
+#     directories, count 4 KiB per directory against --max-bytes.
 source "$(dirname "$0")/../integration/lib.sh" "$@"
 
 ADV=$(cd "$(dirname "$0")" && pwd)
@@ -119,6 +122,24 @@ else
     done
     check "the tmpfs mounts stayed private" bash -c "! grep -q tcpunch-test /proc/mounts"
 fi
+
+# 6. directories: names deeper than 32 components; new directories count against --max-bytes
+start_receive "$WORK/in6" --max-bytes 1
+hostile deep 5 2040
+receiver_done
+check "5 empty files 2040 deep: none taken" test "$(field 'd["ok"]')" = 0
+check "each refused for its depth" \
+    grep -q 'more than 32 components' <<<"$(field 'd["refused"][0]')"
+check "no directory made for them" test "$(find "$WORK/in6" -mindepth 1 | wc -l)" -eq 0
+start_receive "$WORK/in7" --max-bytes 40000
+hostile deep 5 4
+receiver_done
+# 3 new directories a file, 4096 bytes each: 3 files fit in 40000 bytes, not 4
+check "empty files in new directories: 3 of 5 taken under --max-bytes 40000" \
+    test "$(field 'd["ok"]')" = 3
+check "the 4th refused naming --max-bytes" grep -q -- '--max-bytes' <<<"$(field 'd["refused"][0]')"
+check "at most 9 directories made (40000 / 4096)" \
+    test "$(find "$WORK/in7" -mindepth 1 -type d | wc -l)" -le 9
 
 # 5. a trickle: one byte every 15 s
 start_receive "$WORK/in5"

@@ -5,8 +5,9 @@
 #   listen --peer-key (alice's key): a real `tcpunch connect` as mallory (another identity),
 #     then a raw stranger (stranger.py: registers, sends connect, never dials); then alice.
 #   receive --from alice (where the binary has --from), with known_peers pinning carol:
-#     mallory's `send` under the id carol (its own key), then a raw stranger that is admitted (no pin for its id) and never dials, and alice's
-#     send right behind it, while the stranger's session is still being set up.
+#     mallory's `send` under the id carol (its own key), then a raw stranger that never dials,
+#     and alice's send right behind it (both strangers are refused at the punch order: --from
+#     does not name them; an older binary admits the raw one, whose session is then in setup).
 #   chat (no pin at all): a raw stranger, and alice's chat right behind it.
 # Each time the victim must still be waiting after the stranger, and the real peer's data
 # must go through (both exit 0).
@@ -75,10 +76,21 @@ wait_registered "$R" "$mark"
 TCPUNCH_HOME=$WORK/home/$M timeout -k 2 20 "$TCPUNCH_BIN" -s "$SRV" -i "$C" -t 2 --no-relay \
     send "$R" "$WORK/src/evil.txt" >/dev/null 2>"$WORK/mc.err"
 check_rc "receive: mallory as carol gets no connection" 4 $?
-check "receive: refused by known_peers" grep -q "HAS CHANGED" "$WORK/r.err"
+if [ ${#FROM[@]} -gt 0 ]; then
+    # not named by --from: refused at the punch order, before the handshake
+    check "receive: refused by --from" \
+        grep -q "refusing a session with $C: not a sender named by --from" "$WORK/r.err"
+else
+    check "receive: refused by known_peers" grep -q "HAS CHANGED" "$WORK/r.err"
+fi
 check "receive: still waiting after mallory" kill -0 "$pid_r"
 raw_stranger "$R" raw2
-check "receive: the raw stranger's session is being set up" grep -q "punching to raw-" "$WORK/r.err"
+if [ ${#FROM[@]} -gt 0 ]; then
+    check "receive: the raw stranger is refused by --from" \
+        grep -q "refusing a session with raw-.*not a sender named by --from" "$WORK/r.err"
+else
+    check "receive: the raw stranger's session is being set up" grep -q "punching to raw-" "$WORK/r.err"
+fi
 timeout -k 2 30 "$TCPUNCH" -s "$SRV" -i "$A" -t 5 send "$R" "$WORK/src/photo.bin" \
     >/dev/null 2>"$WORK/as.err"
 check_rc "receive: alice sends while the raw stranger's session is being set up" 0 $?

@@ -198,6 +198,41 @@ check "no file was created under a name with a control in it" \
     test "$(find "$WORK/in" -mindepth 1 | LC_ALL=C grep -c $'[\x01-\x1f\x7f]\|\xc2[\x80-\x9f]\|\xe2\x80\xae')" -eq 0
 check "the harmless name was stored" test -f "$WORK/in/ok.txt"
 
+# 5. nat-check --json: a probe listener that answers with a hostile error; the reason (which
+# quotes it) goes to stdout, where JSON escapes C0 but would pass the C1 CSI and the RTL override
+python3 - "$ADV" "$TCPUNCH" "$WORK" <<'EOF_PY'
+import subprocess, sys, time
+sys.path.insert(0, sys.argv[1])
+from advpeer import FakeServer
+tcpunch, work = sys.argv[2], sys.argv[3]
+fs, pr = FakeServer(), FakeServer()
+with open(f"{work}/nc.out", "wb") as out, open(f"{work}/nc.err", "wb") as err:
+    p = subprocess.Popen([tcpunch, "-s", "%s:%d" % fs.addr, "-i", "victim", "--no-retry", "-t",
+                          "3", "--json", "nat-check"], stdin=subprocess.DEVNULL, stdout=out,
+                         stderr=err)
+    try:
+        peer = fs.accept(timeout=10)
+        peer.welcome(probe_port=pr.addr[1], probe_token="a" * 32)
+        q = pr.accept(timeout=10, read_hello=False)
+        q.msg({"type": "error", "code": "bad-field",
+               "message": "x\u009b31mRED \u202eevil \u061cy \u001b[2J"})
+        rc = p.wait(timeout=20)
+    except Exception as e:  # bounded: killed below
+        print(f"  nat-check: {e!r}", file=sys.stderr)
+        rc = -1
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+open(f"{work}/nc.rc", "w").write(str(rc))
+EOF_PY
+check "nat-check --json ran (exit $(cat "$WORK/nc.rc"))" grep -q '"verdict"' "$WORK/nc.out"
+check "nat-check --json: no raw C1 or direction mark on stdout" no_raw "$WORK/nc.out"
+check "nat-check --json: no raw Arabic letter mark either" \
+    bash -c "! grep -qF \"$(printf '\xd8\x9c')\" '$WORK/nc.out'"
+check "nat-check --json: the reason shows them escaped" \
+    grep -qF '\\u009b31mRED \\u202eevil \\u061cy' "$WORK/nc.out"
+
 # 4. pipe mode: stdout is the peer's bytes, escapes included, unchanged
 python3 -c '
 import sys

@@ -70,6 +70,20 @@ static void t_classes_v6(void)
     cls("[::ffff:240.0.0.1]:1", AP_RESERVED);
     cls("[::ffff:8.8.8.8]:1", AP_GLOBAL);
     cls("[::ffff:10.0.0.1]:1", AP_PRIVATE);
+    /* NAT64, SIIT and 6to4 stand for an IPv4 address too: a gateway on the way makes them it */
+    cls("[64:ff9b::127.0.0.1]:1", AP_LOOPBACK);
+    cls("[64:ff9b::169.254.169.254]:80", AP_LINKLOCAL);
+    cls("[64:ff9b::10.0.0.1]:1", AP_PRIVATE);
+    cls("[64:ff9b::8.8.8.8]:1", AP_GLOBAL);
+    cls("[64:ff9b:1::127.0.0.1]:1", AP_LOOPBACK);
+    cls("[64:ff9b:1:7f00:1::]:1", AP_RESERVED); /* another local-use layout: never global */
+    cls("[::ffff:0:127.0.0.1]:1", AP_LOOPBACK);
+    cls("[::ffff:0:169.254.169.254]:1", AP_LINKLOCAL);
+    cls("[2002:7f00:1::1]:1", AP_LOOPBACK);
+    cls("[2002:a9fe:a9fe::1]:80", AP_LINKLOCAL);
+    cls("[2002:c0a8:101::1]:1", AP_PRIVATE);
+    cls("[2002:808:808::1]:1", AP_GLOBAL);
+    cls("[2001:db8::1]:1", AP_GLOBAL);
     cls("[::127.0.0.1]:1", AP_LOOPBACK);
     cls("[::169.254.1.1]:1", AP_LINKLOCAL);
     cls("[::224.1.1.1]:1", AP_MULTICAST);

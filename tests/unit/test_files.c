@@ -209,6 +209,17 @@ static void t_names(void)
         CHECK_MSG(!fproto_check_name(bad[i], why, sizeof why), "accepted \"%s\"", bad[i]);
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         CHECK_MSG(fproto_check_name(good[i], why, sizeof why), "refused \"%s\": %s", good[i], why);
+    /* depth: 32 components pass, 33 do not (each directory costs the receiver an inode) */
+    char deep[2 * FPROTO_DEPTH_MAX + 2] = "";
+    for (int i = 0; i < FPROTO_DEPTH_MAX; i++)
+        strcat(deep, i ? "/x" : "x");
+    CHECK_MSG(fproto_check_name(deep, why, sizeof why), "refused 32 components: %s", why);
+    strcat(deep, "/x");
+    CHECK(!fproto_check_name(deep, why, sizeof why) && strstr(why, "32 components"));
+    /* zero-width and letter marks are invisible too */
+    CHECK(!fproto_check_name("a\xe2\x80\x8b" "b", why, sizeof why));
+    CHECK(!fproto_check_name("\xef\xbb\xbf" "x", why, sizeof why));
+    CHECK(!fproto_check_name("a\xd8\x9c" "b", why, sizeof why));
 }
 
 static mode_t mode_of(const char *rel)

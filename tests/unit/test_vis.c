@@ -46,6 +46,20 @@ static void t_invisible(void)
     CHECK_STR(vis("a\xe2\x80\xae" "b"), "a\\u202eb");
     CHECK_STR(vis("\xe2\x81\xa6x\xe2\x81\xa9"), "\\u2066x\\u2069");
     CHECK_STR(vis("\xe2\x80\x8f\xe2\x80\xa8"), "\\u200f\\u2028");
+    /* the Arabic letter mark, zero-width space/non-joiner/joiner, word joiner, BOM */
+    CHECK_STR(vis("a\xd8\x9c" "b"), "a\\u061cb");
+    CHECK_STR(vis("\xe2\x80\x8b\xe2\x80\x8c\xe2\x80\x8d"), "\\u200b\\u200c\\u200d");
+    CHECK_STR(vis("\xe2\x81\xa0\xef\xbb\xbf"), "\\u2060\\ufeff");
+    CHECK(!vis_clean("\xd8\x9c", 2) && !vis_clean("\xef\xbb\xbf", 3));
+}
+
+/* A backslash is doubled: a peer's literal "\x1b[2J" must not read like our escape of ESC. */
+static void t_backslash(void)
+{
+    CHECK_STR(vis("\\x1b[2J"), "\\\\x1b[2J");
+    CHECK_STR(vis("\x1b"), "\\x1b");
+    CHECK_STR(vis("a\\b"), "a\\\\b");
+    CHECK(vis_clean("a\\b", 3)); /* shown doubled, but nothing hidden: a name may have one */
 }
 
 /* Cut to fit at a character boundary, never inside an escape or a UTF-8 sequence. */
@@ -65,4 +79,4 @@ static void t_bounds(void)
 }
 
 CHECK_MAIN(TEST(t_passes), TEST(t_controls), TEST(t_invalid_utf8), TEST(t_invisible),
-           TEST(t_bounds))
+           TEST(t_backslash), TEST(t_bounds))
