@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "common/auth.h"
+#include "common/bytes.h"
 #include "common/endpoint.h"
 #include "common/identity.h"
 #include "common/log.h"
@@ -174,29 +175,6 @@ int opts_bad(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-/* A byte count: decimal digits with an optional K, M, G or T (powers of 1024). */
-static int opts_size(const char *s, uint64_t *out)
-{
-    char *end;
-    unsigned long long v;
-    unsigned shift = 0;
-    if (*s < '0' || *s > '9')
-        return -1;
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno)
-        return -1;
-    if (*end) {
-        const char *u = end[0] == ' ' ? NULL : strchr("KMGT", end[0] & ~0x20);
-        if (!u || !*u || end[1])
-            return -1;
-        shift = 10 * (unsigned)(u - "KMGT" + 1);
-    }
-    if (shift && v > (UINT64_MAX >> shift))
-        return -1;
-    *out = (uint64_t)v << shift;
-    return 0;
-}
 
 static int opts_number(const char *s, double lo, double hi, double *out)
 {
@@ -452,7 +430,7 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
             o->dotfiles = true;
             break;
         case OPTS_MAX_BYTES:
-            if (opts_size(optarg, &o->max_bytes) < 0)
+            if (bytes_parse(optarg, "KMGT", &o->max_bytes) < 0)
                 return opts_bad("--max-bytes: \"%s\" is not a byte count like 500M, 2G or 0",
                                 optarg);
             break;

@@ -1,4 +1,5 @@
 /* tcpunch-rendezvous: option parsing, signals and the event loop around server.c. */
+#include "common/bytes.h"
 #include "common/endpoint.h"
 #include "common/log.h"
 #include "rendezvous/server.h"
@@ -214,29 +215,14 @@ static int parse_num(const char *s, unsigned long lo, unsigned long hi, unsigned
     return 0;
 }
 
-/* A byte count: decimal with an optional K, M or G (powers of 1024); 0 is allowed. */
+/* A byte count with K, M or G (powers of 1024); 0 is allowed. At most 2^63-1, so that sums of
+ * counts stay far from overflowing. */
 static int parse_size(const char *s, uint64_t *out)
 {
-    char *end;
-    unsigned long long v;
-    unsigned shift = 0;
-    if (*s < '0' || *s > '9')
+    uint64_t v;
+    if (bytes_parse(s, "KMG", &v) < 0 || v > INT64_MAX)
         return -1;
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno)
-        return -1;
-    if (*end == 'K' || *end == 'k')
-        shift = 10;
-    else if (*end == 'M' || *end == 'm')
-        shift = 20;
-    else if (*end == 'G' || *end == 'g')
-        shift = 30;
-    if (shift)
-        end++;
-    if (*end || v > (UINT64_MAX >> 1) >> shift)
-        return -1;
-    *out = (uint64_t)v << shift;
+    *out = v;
     return 0;
 }
 
