@@ -655,6 +655,11 @@ int main(int argc, char **argv)
     }
     uv_run(&app->loop, UV_RUN_DEFAULT);
     stop_signals(app);
+    /* The shutdown is over but for freeing memory: closing the handles gave SIGINT and SIGTERM
+     * their default action back, and a repeated signal (`timeout` sends its SIGTERM to the
+     * whole process group too) must not turn a clean exit into a kill now. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
     uv_run(&app->loop, UV_RUN_DEFAULT); /* the signal handles' close callbacks */
     srv_free(&app->srv);
     if (uv_loop_close(&app->loop) != 0)
