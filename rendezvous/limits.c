@@ -381,34 +381,7 @@ static unsigned limw_hash(const struct limw *w, uint8_t family, const unsigned c
     return h % LIMW_BUCKETS;
 }
 
-/* Windows start in order, so the ones over are always at the head. */
-void limw_expire(struct limw *w, uint64_t now_ms)
-{
-    struct limw_src *e;
-    while ((e = w->head) && now_ms - e->start_ms >= w->window_ms) {
-        struct limw_src **pp = &w->bucket[limw_hash(w, e->family, e->addr)];
-        while (*pp && *pp != e)
-            pp = &(*pp)->hnext;
-        if (*pp)
-            *pp = e->hnext;
-        w->head = e->next;
-        if (!w->head)
-            w->tail = NULL;
-        w->count--;
-        free(e);
-    }
-}
-
-static struct limw_src *limw_find(const struct limw *w, uint8_t family,
-                                  const unsigned char addr[16])
-{
-    struct limw_src *e = w->bucket[limw_hash(w, family, addr)];
-    while (e && !(e->family == family && memcmp(e->addr, addr, 16) == 0))
-        e = e->hnext;
-    return e;
-}
-
-/* Forgets the oldest window (the head), to make room. */
+/* Forgets the oldest window (the head): it is over, or room is needed. */
 static void limw_drop_head(struct limw *w)
 {
     struct limw_src *e = w->head;
@@ -422,6 +395,22 @@ static void limw_drop_head(struct limw *w)
         w->tail = NULL;
     w->count--;
     free(e);
+}
+
+/* Windows start in order, so the ones over are always at the head. */
+void limw_expire(struct limw *w, uint64_t now_ms)
+{
+    while (w->head && now_ms - w->head->start_ms >= w->window_ms)
+        limw_drop_head(w);
+}
+
+static struct limw_src *limw_find(const struct limw *w, uint8_t family,
+                                  const unsigned char addr[16])
+{
+    struct limw_src *e = w->bucket[limw_hash(w, family, addr)];
+    while (e && !(e->family == family && memcmp(e->addr, addr, 16) == 0))
+        e = e->hnext;
+    return e;
 }
 
 static struct limw_src *limw_insert(struct limw *w, uint8_t family, const unsigned char addr[16],
