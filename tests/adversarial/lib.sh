@@ -14,6 +14,18 @@ A=$(uid alice)
 KEY_A=$(key_of "$A")
 [ -n "$KEY_A" ] || die "cannot make alice's identity"
 
+# start_receive_victim SECONDS [ARGS...]: `receive -t SECONDS -v ARGS... --dir $WORK/dst` as
+# the id $R (pid $pid_r, output r.out and r.err), registered when it returns.
+start_receive_victim() {
+    local mark secs=$1
+    shift
+    mark=$(log_mark)
+    spawn 60 "$TCPUNCH" -s "$SRV" -i "$R" -t "$secs" -v receive "$@" --dir "$WORK/dst" \
+        >"$WORK/r.out" 2>"$WORK/r.err"
+    pid_r=$!
+    wait_registered "$R" "$mark"
+}
+
 # start_chat_victim SECONDS: a `chat -t SECONDS -v` without a peer, registered as a new id $H
 # (pid $pid_h, output h.out and h.err); its stdin is a fifo held open on fd 3, so that it
 # waits until chat_victim_done.

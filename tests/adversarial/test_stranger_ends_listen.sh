@@ -58,11 +58,7 @@ head -c 100000 /dev/urandom >"$WORK/src/photo.bin"
 FROM=()
 "$TCPUNCH_BIN" --help | grep -q -- "--from" && FROM=(--from "$A")
 echo evil >"$WORK/src/evil.txt"
-mark=$(log_mark)
-spawn 60 "$TCPUNCH" -s "$SRV" -i "$R" -t 4 -v receive "${FROM[@]}" --dir "$WORK/dst" \
-    >"$WORK/r.out" 2>"$WORK/r.err"
-pid_r=$!
-wait_registered "$R" "$mark"
+start_receive_victim 4 "${FROM[@]}"
 # mallory takes the id carol (nobody had it on this server) with its own identity
 TCPUNCH_HOME=$WORK/home/$M timeout -k 2 20 "$TCPUNCH_BIN" -s "$SRV" -i "$C" -t 2 --no-relay \
     send "$R" "$WORK/src/evil.txt" >/dev/null 2>"$WORK/mc.err"

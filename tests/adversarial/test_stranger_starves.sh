@@ -24,11 +24,7 @@ head -c 50000 /dev/urandom >"$WORK/src/photo.bin"
 # (a binary without --from takes files from anyone: the starving works on it all the same)
 FROM=()
 "$TCPUNCH_BIN" --help | grep -q -- "--from" && FROM=(--from "$A=$KEY_A")
-mark=$(log_mark)
-spawn 60 "$TCPUNCH" -s "$SRV" -i "$R" -t 5 -v receive "${FROM[@]}" --dir "$WORK/dst" \
-    >"$WORK/r.out" 2>"$WORK/r.err"
-pid_r=$!
-wait_registered "$R" "$mark"
+start_receive_victim 5 "${FROM[@]}"
 starve "$R" st1
 timeout -k 2 30 "$TCPUNCH" -s "$SRV" -i "$A" -t 5 send "$R" "$WORK/src/photo.bin" \
     >/dev/null 2>"$WORK/as.err"

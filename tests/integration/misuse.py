@@ -192,28 +192,23 @@ else:
 c.close()
 
 # ---- timeouts (when the server was started with short ones) ----
+def expect_timeout(c, limit, code, what):
+    """c, saying nothing, gets the error code after limit seconds (give or take) and is closed."""
+    t0 = time.time()
+    m = c.line(timeout=limit + 5)
+    dt = time.time() - t0
+    if isinstance(m, dict) and m.get("type") == "error" and m.get("code") == code \
+            and limit - 0.5 <= dt <= limit + 3 and c.closed():
+        ok(f"{what}: {code} after {dt:.1f} s, closed")
+    else:
+        bad(f"{what}: after {dt:.1f} s got {m!r} (want {code} after ~{limit} s)")
+    c.close()
+
+
 if HELLO_TIMEOUT:
-    c = Conn()
-    t0 = time.time()
-    m = c.line(timeout=HELLO_TIMEOUT + 5)
-    dt = time.time() - t0
-    if isinstance(m, dict) and m.get("type") == "error" and m.get("code") == "hello-timeout" \
-            and HELLO_TIMEOUT - 0.5 <= dt <= HELLO_TIMEOUT + 3 and c.closed():
-        ok(f"silent connection: hello-timeout after {dt:.1f} s, closed")
-    else:
-        bad(f"silent connection: after {dt:.1f} s got {m!r} (want hello-timeout after ~{HELLO_TIMEOUT} s)")
-    c.close()
+    expect_timeout(Conn(), HELLO_TIMEOUT, "hello-timeout", "silent connection")
 if KEEPALIVE:
-    c = registered(uid("idle"))
-    t0 = time.time()
-    m = c.line(timeout=KEEPALIVE + 5)
-    dt = time.time() - t0
-    if isinstance(m, dict) and m.get("type") == "error" and m.get("code") == "keepalive-timeout" \
-            and KEEPALIVE - 0.5 <= dt <= KEEPALIVE + 3 and c.closed():
-        ok(f"idle registered peer: keepalive-timeout after {dt:.1f} s, closed")
-    else:
-        bad(f"idle peer: after {dt:.1f} s got {m!r} (want keepalive-timeout after ~{KEEPALIVE} s)")
-    c.close()
+    expect_timeout(registered(uid("idle")), KEEPALIVE, "keepalive-timeout", "idle registered peer")
 
 print(f"misuse: {R.fails} failure(s)")
 sys.exit(R.status())

@@ -117,6 +117,19 @@ def expect_relayed(c, sess, what):
     return check(m == {"type": "relayed", "session": sess}, f"{what}: relayed (got {m})")
 
 
+def relayed_pair(what_a, what_b, a_kw=None, b_kw=None):
+    """A fresh session whose two sides joined the relay (a with a_kw, b with b_kw: join's
+    socket options) and were told `relayed`: (a, b), or None when that failed."""
+    s = session()
+    if not s:
+        return None
+    sess = s[0]
+    a, b = join(sess, s[1], **(a_kw or {})), join(sess, s[2], **(b_kw or {}))
+    if not (expect_relayed(a, sess, what_a) and expect_relayed(b, sess, what_b)):
+        return None
+    return a, b
+
+
 def server_pid():
     """lib.sh runs the server under timeout(1): measure its child, the server itself."""
     try:
@@ -220,14 +233,10 @@ def t_full():
 
 
 def t_backpressure():
-    s = session()
-    if not s:
+    ab = relayed_pair("sender", "stalled reader", {"sndbuf": 65536}, {"rcvbuf": 65536})
+    if not ab:
         return
-    sess = s[0]
-    a = join(sess, s[1], sndbuf=65536)
-    b = join(sess, s[2], rcvbuf=65536)
-    if not (expect_relayed(a, sess, "sender") and expect_relayed(b, sess, "stalled reader")):
-        return
+    a, b = ab
     chunk = bytes(i % 251 for i in range(65536))
     rss0 = rss_kib()
     a.s.setblocking(False)
@@ -279,13 +288,10 @@ def t_no_path():
 # ---------------------------------------------------------------- limits
 
 def t_bytes_cut():
-    s = session()
-    if not s:
+    ab = relayed_pair("sender", "reader")
+    if not ab:
         return
-    sess = s[0]
-    a, b = join(sess, s[1]), join(sess, s[2])
-    if not (expect_relayed(a, sess, "sender") and expect_relayed(b, sess, "reader")):
-        return
+    a, b = ab
     a.s.setblocking(False)
     sent, end = 0, time.time() + 5
     while sent < 200 * 1024 and time.time() < end:
@@ -304,13 +310,10 @@ def t_bytes_cut():
 
 
 def t_seconds_cut():
-    s = session()
-    if not s:
+    ab = relayed_pair("a", "b")
+    if not ab:
         return
-    sess = s[0]
-    a, b = join(sess, s[1]), join(sess, s[2])
-    if not (expect_relayed(a, sess, "a") and expect_relayed(b, sess, "b")):
-        return
+    a, b = ab
     t0 = time.time()
     how, _ = b.drain_until_end(8)
     took = time.time() - t0
@@ -321,13 +324,10 @@ def t_seconds_cut():
 # ---------------------------------------------------------------- rate
 
 def t_rate():
-    s = session()
-    if not s:
+    ab = relayed_pair("sender", "reader")
+    if not ab:
         return
-    sess = s[0]
-    a, b = join(sess, s[1]), join(sess, s[2])
-    if not (expect_relayed(a, sess, "sender") and expect_relayed(b, sess, "reader")):
-        return
+    a, b = ab
     total = 600 * 1024
     t0 = time.time()
     import threading
