@@ -43,6 +43,7 @@ from tpauth import (  # noqa: E402  (path set just above)
     Identity, LineConn, _sodium, b64, dial, error_codes, hello_msg, is_challenge)
 
 __all__ = ["Identity", "ServerConn", "RelayConn", "PeerConn", "Shake", "Sealer", "Opener",
+           "stranger_session",
            "FakeServer", "FakePeer", "ep_tuple", "ep_str", "b64", "error_codes", "hello_msg",
            "is_challenge"]
 
@@ -232,6 +233,25 @@ class Shake:
                                    kx, ctypes.c_size_t(32))
             return out.raw
         return bind(ktx.raw), bind(krx.raw)
+
+
+def stranger_session(port, target, me):
+    """A stranger me (its own key) registers at the server 127.0.0.1:port, orders a punch to
+    target, dials target's punch port and completes the handshake as the initiator (section
+    8). Returns (server connection, peer connection, tx key, rx key); asserts each step."""
+    ident = Identity(me)
+    srv = ServerConn(("127.0.0.1", port))
+    w = srv.register(me, ident)
+    assert w and w.get("type") == "welcome", w
+    punch = srv.connect_to(target)
+    assert punch and punch.get("type") == "punch", punch
+    sh = Shake(ident, me, punch)
+    c = PeerConn(ep_tuple(punch["observed"]))
+    offer = c.line()
+    c.send(sh.answer(offer))
+    assert c.line().get("type") == "confirm"
+    tx, rx = sh.keys()
+    return srv, c, tx, rx
 
 
 def _state():
