@@ -195,6 +195,14 @@ start_server() {
     die "rendezvous would not start (see server.log)"
 }
 
+# under_timeout PID: the process that the `timeout` PID runs (timeout passes TERM on, but a
+# KILL or STOP must go to the process itself), or PID when it has no child (any more).
+under_timeout() {
+    local child
+    child=$(pgrep -P "$1" | head -n 1)
+    echo "${child:-$1}"
+}
+
 server_alive() {
     kill -0 "$SERVER_PID" 2>/dev/null
 }
