@@ -203,6 +203,20 @@ under_timeout() {
     echo "${child:-$1}"
 }
 
+# start_echo SECONDS: the service behind a forwarder in the tests, fwdtool.py's echo server on
+# 127.0.0.1:$ECHO_PORT (a free port) for SECONDS at most; it counts its connections, which
+# echo_conns prints.
+start_echo() {
+    ECHO_PORT=$(free_port) || die "no free port"
+    : >"$WORK/echo.count"
+    spawn "$1" python3 "$TESTDIR/fwdtool.py" echo "$ECHO_PORT" "$WORK/echo.count"
+    wait_until 5 listening "$ECHO_PORT" || die "the echo server does not listen"
+}
+
+echo_conns() {
+    wc -l <"$WORK/echo.count"
+}
+
 server_alive() {
     kill -0 "$SERVER_PID" 2>/dev/null
 }
