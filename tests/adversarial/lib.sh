@@ -26,6 +26,19 @@ start_receive_victim() {
     wait_registered "$R" "$mark"
 }
 
+# alice_sends: alice's `send $R $WORK/src/photo.bin`; returns its exit status.
+alice_sends() {
+    timeout -k 2 30 "$TCPUNCH" -s "$SRV" -i "$A" -t 5 send "$R" "$WORK/src/photo.bin" \
+        >/dev/null 2>"$WORK/as.err"
+}
+
+# receive_victim_done: the receive victim exits 0, with alice's file stored.
+receive_victim_done() {
+    wait "$pid_r"
+    check_rc "receive: the victim, after alice" 0 $?
+    same_file "receive: alice's file" "$WORK/src/photo.bin" "$WORK/dst/photo.bin"
+}
+
 # start_chat_victim SECONDS: a `chat -t SECONDS -v` without a peer, registered as a new id $H
 # (pid $pid_h, output h.out and h.err); its stdin is a fifo held open on fd 3, so that it
 # waits until chat_victim_done.

@@ -78,12 +78,9 @@ if [ ${#FROM[@]} -gt 0 ]; then
 else
     check "receive: the raw stranger's session is being set up" grep -q "punching to raw-" "$WORK/r.err"
 fi
-timeout -k 2 30 "$TCPUNCH" -s "$SRV" -i "$A" -t 5 send "$R" "$WORK/src/photo.bin" \
-    >/dev/null 2>"$WORK/as.err"
+alice_sends
 check_rc "receive: alice sends while the raw stranger's session is being set up" 0 $?
-wait "$pid_r"
-check_rc "receive: the victim, after alice" 0 $?
-same_file "receive: alice's file" "$WORK/src/photo.bin" "$WORK/dst/photo.bin"
+receive_victim_done
 check "receive: nothing of mallory's" test ! -e "$WORK/dst/evil.txt"
 
 # ---- chat, no pin ----

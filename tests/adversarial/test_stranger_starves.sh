@@ -26,12 +26,9 @@ FROM=()
 "$TCPUNCH_BIN" --help | grep -q -- "--from" && FROM=(--from "$A=$KEY_A")
 start_receive_victim 5 "${FROM[@]}"
 starve "$R" st1
-timeout -k 2 30 "$TCPUNCH" -s "$SRV" -i "$A" -t 5 send "$R" "$WORK/src/photo.bin" \
-    >/dev/null 2>"$WORK/as.err"
+alice_sends
 check_rc "receive: alice's send while the stranger orders 5 punches a second" 0 $?
-wait "$pid_r"
-check_rc "receive: the victim, after alice" 0 $?
-same_file "receive: alice's file" "$WORK/src/photo.bin" "$WORK/dst/photo.bin"
+receive_victim_done
 check "receive: no session was set up for the stranger" \
     bash -c "! grep -q 'punching to $S' '$WORK/r.err'"
 check "receive: the stranger is not in known_peers" \
