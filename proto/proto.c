@@ -44,22 +44,26 @@ static const unsigned proto_allowed[] = {
     [PROTO_PEER_TO_PEER] = 1u << PROTO_SHAKE | 1u << PROTO_CONFIRM,
 };
 
+enum proto_code proto_err_pc(enum proto_err e)
+{
+    static const enum proto_code codes[] = {
+        [PROTO_E_JSON] = PC_BAD_JSON,
+        [PROTO_E_MESSAGE] = PC_BAD_MESSAGE,
+        [PROTO_E_TYPE] = PC_UNKNOWN_TYPE,
+        [PROTO_E_UNEXPECTED] = PC_UNEXPECTED_TYPE,
+        [PROTO_E_FIELD] = PC_BAD_FIELD,
+        [PROTO_E_ID] = PC_BAD_ID,
+        [PROTO_E_ENDPOINT] = PC_BAD_ENDPOINT,
+        [PROTO_E_TOO_MANY] = PC_TOO_MANY_ENDPOINTS,
+        [PROTO_E_VERSION] = PC_BAD_VERSION,
+        [PROTO_E_LINE] = PC_LINE_TOO_LONG,
+    };
+    return e != PROTO_OK && (unsigned)e < sizeof codes / sizeof codes[0] ? codes[e] : PC_INTERNAL;
+}
+
 const char *proto_err_code(enum proto_err e)
 {
-    static const char *const codes[] = {
-        [PROTO_OK] = "ok",
-        [PROTO_E_JSON] = "bad-json",
-        [PROTO_E_MESSAGE] = "bad-message",
-        [PROTO_E_TYPE] = "unknown-type",
-        [PROTO_E_UNEXPECTED] = "unexpected-type",
-        [PROTO_E_FIELD] = "bad-field",
-        [PROTO_E_ID] = "bad-id",
-        [PROTO_E_ENDPOINT] = "bad-endpoint",
-        [PROTO_E_TOO_MANY] = "too-many-endpoints",
-        [PROTO_E_VERSION] = "bad-version",
-        [PROTO_E_LINE] = "line-too-long",
-    };
-    return (unsigned)e < sizeof codes / sizeof codes[0] ? codes[e] : "internal";
+    return e == PROTO_OK ? "ok" : proto_code_name(proto_err_pc(e));
 }
 
 const char *proto_type_name(enum proto_type t)
@@ -667,4 +671,10 @@ int proto_encode_error(const char *code, const char *message, bool fatal, char *
     snprintf(m.u.error.message, sizeof m.u.error.message, "%s", message);
     m.u.error.fatal = fatal;
     return proto_encode(&m, buf, buflen);
+}
+
+int proto_encode_pc(enum proto_code code, const char *message, bool fatal, char *buf,
+                    size_t buflen)
+{
+    return proto_encode_error(proto_code_name(code), message, fatal, buf, buflen);
 }

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "proto/code.h"
+
 #define PROTO_VERSION 1
 #define PROTO_MAX_LINE 4096 /* bytes, newline included */
 #define PROTO_MAX_ID 64
@@ -184,6 +186,9 @@ enum proto_err {
     PROTO_E_LINE,       /* line-too-long */
 };
 
+/* The error code a decoding failure is answered with (PC_INTERNAL for PROTO_OK or a value out
+ * of range), and its wire spelling ("ok" for PROTO_OK). */
+enum proto_code proto_err_pc(enum proto_err e);
 const char *proto_err_code(enum proto_err e);
 const char *proto_type_name(enum proto_type t);
 const char *proto_path_name(enum proto_path p);
@@ -199,7 +204,9 @@ enum proto_err proto_decode(const char *line, size_t len, enum proto_dir dir, st
  * buflen or in PROTO_MAX_LINE. */
 int proto_encode(const struct proto_msg *msg, char *buf, size_t buflen);
 
-/* Convenience: an error message line. */
+/* Convenience: an error message line. code is a wire spelling; proto_encode_pc names it. */
 int proto_encode_error(const char *code, const char *message, bool fatal, char *buf, size_t buflen);
+int proto_encode_pc(enum proto_code code, const char *message, bool fatal, char *buf,
+                    size_t buflen);
 
 #endif
