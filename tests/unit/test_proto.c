@@ -1,8 +1,8 @@
 /* Wire protocol codec: every message type round-trips, every malformed line is rejected with
  * the error code PROTOCOL.md gives it, and random garbage never crashes the decoder. */
 #include "check.h"
-#include "common/auth.h"
 #include "common/endpoint.h"
+#include "proto/auth.h"
 #include "proto/proto.h"
 
 #include <sodium.h>
