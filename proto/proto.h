@@ -17,6 +17,7 @@
 #define PROTO_MAX_CODE 32
 #define PROTO_MAX_TEXT 256
 #define PROTO_MAX_START_IN_US 1000000
+#define PROTO_MAX_KEEPALIVE_S 86400 /* welcome.keepalive: a day */
 #define PROTO_DEFAULT_START_IN_US 4000 /* punch.start_in_us when absent */
 /* Binary fields travel as standard base64 with padding (PROTOCOL.md, "Grammars"). */
 #define PROTO_NONCE_BYTES 32 /* challenge.nonce */
@@ -193,6 +194,9 @@ const char *proto_err_code(enum proto_err e);
 const char *proto_type_name(enum proto_type t);
 const char *proto_path_name(enum proto_path p);
 const char *proto_nat_name(enum proto_nat n);
+const char *proto_role_name(enum proto_role r);
+/* A path's wire spelling ("any", "direct", "relay") into *out; false for anything else. */
+bool proto_path_parse(const char *text, enum proto_path *out);
 bool proto_valid_id(const char *s);
 bool proto_valid_session(const char *s);
 

@@ -1763,6 +1763,26 @@ static void t_code_passing_md(void)
     CHECK_MSG(n == 0, "the table and PROTOCOL.md differ by %d passing codes", n);
     free(md);
 }
+static void t_names(void)
+{
+    enum proto_path p = PROTO_PATH_ANY;
+    CHECK_STR(proto_role_name(PROTO_INITIATOR), "initiator");
+    CHECK_STR(proto_role_name(PROTO_RESPONDER), "responder");
+    CHECK_STR(proto_role_name((enum proto_role)2), "?");
+    for (int i = PROTO_PATH_ANY; i <= PROTO_PATH_RELAY; i++)
+        CHECK(proto_path_parse(proto_path_name((enum proto_path)i), &p) && p == (enum proto_path)i);
+    CHECK(proto_path_parse("relay", &p) && p == PROTO_PATH_RELAY);
+    CHECK(proto_path_parse("direct", &p) && p == PROTO_PATH_DIRECT);
+    p = PROTO_PATH_DIRECT;
+    CHECK(!proto_path_parse("inbound", &p) && p == PROTO_PATH_DIRECT); /* untouched */
+    CHECK(!proto_path_parse("Relay", &p));
+    CHECK(!proto_path_parse("", &p));
+    CHECK(!proto_path_parse(NULL, &p));
+    CHECK_STR(proto_path_name((enum proto_path)3), "?");
+    CHECK_STR(proto_nat_name(PROTO_NAT_DEPENDENT), "dependent");
+    CHECK_STR(proto_nat_name((enum proto_nat)3), "?");
+}
+
 CHECK_MAIN(TEST(t_roundtrip_hello), TEST(t_roundtrip_welcome), TEST(t_roundtrip_connect),
            TEST(t_roundtrip_punch), TEST(t_roundtrip_error), TEST(t_roundtrip_ping_pong),
            TEST(t_roundtrip_shake), TEST(t_shake_crypto_fields), TEST(t_encode_limits), TEST(t_err_codes),
@@ -1776,4 +1796,4 @@ CHECK_MAIN(TEST(t_roundtrip_hello), TEST(t_roundtrip_welcome), TEST(t_roundtrip_
            TEST(t_roundtrip_relay), TEST(t_reject_relay), TEST(t_roundtrip_challenge),
            TEST(t_reject_challenge), TEST(t_roundtrip_hello_auth), TEST(t_reject_hello_auth),
            TEST(t_roundtrip_punch_key), TEST(t_admit_relay_probe), TEST(t_admit_binding), TEST(t_code_roundtrip),
-           TEST(t_code_unknown), TEST(t_code_protocol_md), TEST(t_code_passing_md))
+           TEST(t_code_unknown), TEST(t_code_protocol_md), TEST(t_code_passing_md), TEST(t_names))
