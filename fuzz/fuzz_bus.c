@@ -42,8 +42,8 @@ static void fz_round_trip(const struct bus_msg *m)
              "round trip changed the message:\n  %s\n  %s", json, n2 > 0 ? again : "");
     s = bus_seal(fz_key, "tcpunch:inst:B", json, (size_t)n, sealed, sizeof sealed);
     FZ_CHECK(s == BUS_FRAME + n, "a message of %d bytes does not seal", n);
-    FZ_CHECK(bus_open(fz_key, "tcpunch:inst:B", sealed, (size_t)s, &got, &glen, why,
-                      sizeof why) == 0 &&
+    FZ_CHECK(bus_open(fz_key, "tcpunch:inst:B", sealed, (size_t)s, &got, &glen, why, sizeof why) ==
+                     0 &&
                  glen == (size_t)n && memcmp(got, json, glen) == 0,
              "sealed message does not open: %s", why);
 }

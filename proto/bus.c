@@ -13,10 +13,9 @@ static const char *const bus_names[BUS_TYPE_COUNT] = {"introduce", "answer"};
 
 /* The members each type may carry, the envelope's included; NULL-terminated. */
 static const char *const bus_members[BUS_TYPE_COUNT][11] = {
-    [BUS_INTRODUCE] = {"type", "sender", "t", "session", "from", "target", "peer", "path",
-                       "rtt_us", "bus_rtt_us", NULL},
-    [BUS_ANSWER] = {"type", "sender", "t", "session", "code", "message", "line", "delay_us",
-                    NULL},
+    [BUS_INTRODUCE] = {"type", "sender", "t", "session", "from", "target", "peer", "path", "rtt_us",
+                       "bus_rtt_us", NULL},
+    [BUS_ANSWER] = {"type", "sender", "t", "session", "code", "message", "line", "delay_us", NULL},
 };
 
 const char *bus_type_name(enum bus_type t)
@@ -73,8 +72,8 @@ static void bus_mac(const unsigned char key[BUS_KEY_BYTES], const char *chan, co
     sodium_memzero(&st, sizeof st);
 }
 
-int bus_seal(const unsigned char key[BUS_KEY_BYTES], const char *chan, const char *json,
-             size_t len, char *out, size_t cap)
+int bus_seal(const unsigned char key[BUS_KEY_BYTES], const char *chan, const char *json, size_t len,
+             char *out, size_t cap)
 {
     unsigned char tag[BUS_TAG_BYTES];
     char hex[2 * BUS_TAG_BYTES + 1];
@@ -96,8 +95,7 @@ int bus_open(const unsigned char key[BUS_KEY_BYTES], const char *chan, const cha
     size_t taglen;
     if (len > BUS_MAX || len <= BUS_FRAME || memcmp(payload, "v1.", 3) != 0 ||
         payload[BUS_FRAME - 1] != '.' ||
-        sodium_hex2bin(tag, sizeof tag, payload + 3, 2 * BUS_TAG_BYTES, NULL, &taglen, NULL) !=
-            0 ||
+        sodium_hex2bin(tag, sizeof tag, payload + 3, 2 * BUS_TAG_BYTES, NULL, &taglen, NULL) != 0 ||
         taglen != sizeof tag) {
         snprintf(why, whylen, "not a signed message of this version (%zu bytes)", len);
         return -1;
@@ -235,15 +233,16 @@ static enum bus_err bd_answer(struct bd *d, struct bus_msg *m)
     json_int_t delay = 0;
     char why[PROTO_MAX_TEXT];
     /* either an error (code and message) or a punch (line and delay_us), never a mixture */
-    if (has_code ? !code || !text || json_object_get(d->o, "line") ||
-                       json_object_get(d->o, "delay_us")
-                 : !line || json_object_get(d->o, "message") ||
-                       !bd_int(d->o, "delay_us", 0, BUS_MAX_DELAY_US, &delay))
+    if (has_code
+            ? !code || !text || json_object_get(d->o, "line") || json_object_get(d->o, "delay_us")
+            : !line || json_object_get(d->o, "message") ||
+                  !bd_int(d->o, "delay_us", 0, BUS_MAX_DELAY_US, &delay))
         return bd_fail(d, BUS_E_BODY, "a malformed answer");
     if (has_code) {
         m->u.answer.code = proto_code_parse(code);
         if (!bus_answer_code(m->u.answer.code) || !bus_printable(text))
-            return bd_fail(d, BUS_E_CODE, "an answer with error code %.32s, which instances do not send",
+            return bd_fail(d, BUS_E_CODE,
+                           "an answer with error code %.32s, which instances do not send",
                            bus_printable(code) ? code : "?");
         bd_copy(m->u.answer.message, sizeof m->u.answer.message, text);
         return BUS_OK;
@@ -275,7 +274,8 @@ enum bus_err bus_decode(const char *json, size_t len, const char *self, struct b
     d.sender = bd_str(d.o, "sender", BUS_MAX_INSTANCE);
     if (!json_is_object(d.o) || !type || !d.sender || !bus_valid_instance(d.sender) ||
         (self && strcmp(d.sender, self) == 0) || !bd_int(d.o, "t", 1, INT64_MAX, &t)) {
-        snprintf(why, whylen, "signed but malformed: %s", d.o ? "bad type, sender or t" : jerr.text);
+        snprintf(why, whylen, "signed but malformed: %s",
+                 d.o ? "bad type, sender or t" : jerr.text);
         e = BUS_E_ENVELOPE;
         goto cleanup;
     }
@@ -326,15 +326,14 @@ static json_t *be_build(const struct bus_msg *m)
     if (!bus_valid_instance(m->sender) || m->t < 1 || !proto_valid_session(m->session))
         return NULL;
     if (m->type == BUS_INTRODUCE) {
-        if (strcmp(m->u.introduce.from, m->sender) != 0 ||
-            !proto_valid_id(m->u.introduce.target) || m->u.introduce.rtt_us > BUS_MAX_DELAY_US ||
+        if (strcmp(m->u.introduce.from, m->sender) != 0 || !proto_valid_id(m->u.introduce.target) ||
+            m->u.introduce.rtt_us > BUS_MAX_DELAY_US ||
             m->u.introduce.bus_rtt_us > BUS_MAX_DELAY_US)
             return NULL;
         o = json_pack("{s:s, s:s, s:s, s:s}", "type", t, "session", m->session, "from",
                       m->u.introduce.from, "target", m->u.introduce.target);
         if (!o || be_punch(o, "peer", &m->u.introduce.peer, PROTO_RESPONDER, m->session) < 0 ||
-            json_object_set_new(o, "path", json_string(proto_path_name(m->u.introduce.path))) <
-                0 ||
+            json_object_set_new(o, "path", json_string(proto_path_name(m->u.introduce.path))) < 0 ||
             json_object_set_new(o, "rtt_us", json_integer(m->u.introduce.rtt_us)) < 0 ||
             json_object_set_new(o, "bus_rtt_us", json_integer(m->u.introduce.bus_rtt_us)) < 0)
             goto fail;

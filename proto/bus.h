@@ -22,13 +22,13 @@
 #include "proto/auth.h"
 #include "proto/proto.h"
 
-#define BUS_MAX 8192             /* bytes of one message, framing included */
-#define BUS_MAX_INSTANCE 128     /* bytes of an instance id */
-#define BUS_MAX_TYPE 16          /* bytes of a "type" */
+#define BUS_MAX 8192              /* bytes of one message, framing included */
+#define BUS_MAX_INSTANCE 128      /* bytes of an instance id */
+#define BUS_MAX_TYPE 16           /* bytes of a "type" */
 #define BUS_MAX_DELAY_US 10000000 /* rtt_us, bus_rtt_us, delay_us: beyond 10 s it is no timing */
 #define BUS_KEY_BYTES 32
-#define BUS_TAG_BYTES 32 /* HMAC-SHA-512-256 */
-#define BUS_CONTEXT "tcpunch-cluster-bus-v1"   /* MACed with its NUL */
+#define BUS_TAG_BYTES 32                     /* HMAC-SHA-512-256 */
+#define BUS_CONTEXT "tcpunch-cluster-bus-v1" /* MACed with its NUL */
 #define BUS_KEY_CONTEXT "tcpunch cluster bus key v1"
 #define BUS_FRAME (3 + 2 * BUS_TAG_BYTES + 1) /* "v1." HEX "." before the JSON */
 
@@ -84,8 +84,8 @@ void bus_key_of(const unsigned char digest[AUTH_KEY_BYTES], unsigned char key[BU
 
 /* Frames json (len bytes) for the channel chan into out: returns the message's length, or -1
  * when it would exceed BUS_MAX or cap. out is not NUL-terminated. */
-int bus_seal(const unsigned char key[BUS_KEY_BYTES], const char *chan, const char *json,
-             size_t len, char *out, size_t cap);
+int bus_seal(const unsigned char key[BUS_KEY_BYTES], const char *chan, const char *json, size_t len,
+             char *out, size_t cap);
 /* Checks the framing and the MAC of a message received on chan (constant-time comparison);
  * on success *json and *jlen point into payload. Returns 0, or -1 with the reason in why. */
 int bus_open(const unsigned char key[BUS_KEY_BYTES], const char *chan, const char *payload,

@@ -22,7 +22,8 @@ static enum bus_err dec(const char *json)
     __extension__({                                                                                \
         const char *dj_ = (json);                                                                  \
         enum bus_err dg_ = dec(dj_);                                                               \
-        CHECK_MSG(dg_ == (e), "decode(%.300s) = %d (%s), want %d", dj_, (int)dg_, why_, (int)(e)) && \
+        CHECK_MSG(dg_ == (e), "decode(%.300s) = %d (%s), want %d", dj_, (int)dg_, why_,            \
+                  (int)(e)) &&                                                                     \
             CHECK_MSG((e) == BUS_OK || why_[0] != '\0', "decode(%.200s): no reason", dj_);         \
     })
 
@@ -279,17 +280,18 @@ static void t_reject_introduce(void)
 #define GOOD_REST "\"peer\":\"%s\",\"path\":\"any\",\"rtt_us\":0,\"bus_rtt_us\":0"
     DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\"," GOOD_REST, SESSION, line),
            BUS_OK);
-    if (DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"C\",\"target\":\"bob\"," GOOD_REST, SESSION,
-                     line),
-               BUS_E_BODY))
+    if (DEC_IS(
+            INTRO("\"session\":\"%s\",\"from\":\"C\",\"target\":\"bob\"," GOOD_REST, SESSION, line),
+            BUS_E_BODY))
         CHECK_STR(why_, "from A: a malformed introduce");
     DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\"," GOOD_REST ",\"x\":1",
                  SESSION, line),
            BUS_E_BODY); /* an unknown member */
-    DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\",\"code\":\"internal\","
-                 GOOD_REST,
-                 SESSION, line),
-           BUS_E_BODY); /* an answer's member */
+    DEC_IS(
+        INTRO(
+            "\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\",\"code\":\"internal\"," GOOD_REST,
+            SESSION, line),
+        BUS_E_BODY); /* an answer's member */
     DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\"," GOOD_REST, "0123", line),
            BUS_E_BODY);
     DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"A\",\"target\":\"b/b\"," GOOD_REST, SESSION, line),
