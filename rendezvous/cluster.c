@@ -756,8 +756,8 @@ static void cl_on_published(redisAsyncContext *ac, void *r, void *privdata)
  * an empty plan), so that the receiving side decodes it with the protocol's own checks. */
 static json_t *cl_introduce_msg(struct cl *c, struct cl_op *op, struct srv_conn *from)
 {
-    struct pair_peer me;
-    struct pair_plan none;
+    struct plan_peer me;
+    struct plan none;
     struct proto_msg m;
     char line[PROTO_MAX_LINE];
     int n;
@@ -765,13 +765,14 @@ static json_t *cl_introduce_msg(struct cl *c, struct cl_op *op, struct srv_conn 
     none.direct = true;
     pair_peer_of(from, &me);
     /* unfiltered: the target's instance knows both observed addresses and filters */
-    n = pair_encode(&me, NULL, PROTO_RESPONDER, op->session, &none, NULL, &m, line, sizeof line);
+    plan_describe(&me, NULL, PROTO_RESPONDER, op->session, &none, NULL, &m);
+    n = proto_encode(&m, line, sizeof line);
     if (n <= 0)
         return NULL;
     line[n - 1] = '\0'; /* no newline inside JSON */
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "type", "introduce", "session",
                      op->session, "from", c->inst, "target", op->target, "peer", line, "path",
-                     proto_path_name(from->path), "rtt_us", (json_int_t)pair_rtt_us(from),
+                     proto_path_name(me.path), "rtt_us", (json_int_t)me.rtt_us,
                      "bus_rtt_us", (json_int_t)c->redis_rtt_us);
 }
 
@@ -908,7 +909,8 @@ static void cl_on_answer(struct cl *c, json_t *msg, const char *sender)
     LOG_N("punch sent: session %s, %s (initiator) <-> %s (responder, on instance %s), %lld us "
           "after the answer",
           sess, conn->id, target, where, (long long)delay);
-    pair_send_later(conn, sess, buf, (size_t)n, (uint64_t)delay);
+    /* another instance's word: held back no longer than this server holds its own punches */
+    pair_send_later(conn, sess, buf, (size_t)n, plan_cap_us((uint64_t)delay));
 }
 
 /* ---- introductions: the target's instance ---- */
@@ -926,7 +928,7 @@ static void cl_answer_error(struct cl *c, const char *to, const char *session, c
  * for this session, candidates that may be offered. Returns 0, or -1 (logged) when the
  * message is malformed. */
 static int cl_remote_peer(struct cl *c, json_t *msg, const char *sender, const char *session,
-                          struct pair_peer *p, uint32_t *rtt, uint32_t *bus)
+                          struct plan_peer *p, uint32_t *bus)
 {
     const char *line = cl_str(msg, "peer", PROTO_MAX_LINE);
     const char *path = cl_str(msg, "path", 16);
@@ -976,21 +978,29 @@ static int cl_remote_peer(struct cl *c, json_t *msg, const char *sender, const c
         cl_reject(c, "from %s: introduce with an unknown path", sender);
         return -1;
     }
-    *rtt = (uint32_t)r;
+    p->rtt_us = (uint32_t)r;
     *bus = (uint32_t)b;
     return 0;
 }
 
-/* Both punches should arrive at the same moment: the initiator's travels over the bus (half of
- * each instance's Redis round trip) and then half the initiator's RTT; the target's only half
- * the target's RTT. The one that would arrive first is held back by the difference. */
-static void cl_timing(uint32_t rtt_i, uint32_t rtt_t, uint32_t bus_a, uint32_t bus_b,
-                      uint64_t *delay_i, uint64_t *delay_t)
+/* The relay for a session whose initiator is on another instance: the quotas count the remote
+ * initiator by its id, key and the address its own instance saw; they are this instance's
+ * counts only (the relay runs here). Returns 0, or -1 when the relay was the only path and
+ * refuses (msg: the no-path message). */
+static int cl_offer(struct cl *c, const char *session, const struct plan_peer *pi,
+                    const struct plan_peer *pt, struct plan *pl, char *msg, size_t len)
 {
-    uint64_t arr_i = (uint64_t)bus_a / 2 + bus_b / 2 + rtt_i / 2;
-    uint64_t arr_t = rtt_t / 2;
-    *delay_t = arr_i > arr_t ? arr_i - arr_t : 0;
-    *delay_i = arr_t > arr_i ? arr_t - arr_i : 0;
+    struct rly_party qi = {.id = pi->id, .key = pi->has_key ? pi->key : NULL,
+                           .src = (const struct sockaddr *)&pi->observed};
+    struct rly_party qt = {.id = pt->id, .key = pt->key,
+                           .src = (const struct sockaddr *)&pt->observed};
+    char why[PROTO_MAX_TEXT];
+    if (!pl->relay || rly_offer(c->srv->rly, session, &qi, &qt, pl->token[0], pl->token[1], why,
+                                sizeof why) == 0)
+        return 0;
+    LOG_N("cluster: session %s: %s -> %s: no relay%s: %s", session, pi->id, pt->id,
+          pl->direct ? ", direct only" : "", why);
+    return plan_no_relay(pl, why, msg, len);
 }
 
 static void cl_on_introduce(struct cl *c, json_t *msg, const char *sender)
@@ -1002,13 +1012,12 @@ static void cl_on_introduce(struct cl *c, json_t *msg, const char *sender)
     const char *target = cl_str(msg, "target", PROTO_MAX_ID);
     struct srv *s = c->srv;
     struct srv_conn *to;
-    struct pair_peer pi, pt;
-    struct pair_plan pl;
-    struct rly_party qi, qt;
-    struct proto_msg mi, mt;
-    char li[PROTO_MAX_LINE], lt[PROTO_MAX_LINE], text[PROTO_MAX_TEXT], why[PROTO_MAX_TEXT];
-    uint32_t rtt_i, bus_a;
-    uint64_t delay_i, delay_t;
+    struct plan_peer pi, pt;
+    struct plan pl;
+    struct plan_punches pp;
+    struct plan_route route = {.across = true, .relay_addr = &c->public_addr};
+    char li[PROTO_MAX_LINE], lt[PROTO_MAX_LINE], text[PROTO_MAX_TEXT];
+    uint32_t bus_a;
     int ni, nt;
     json_t *ans;
 
@@ -1018,7 +1027,7 @@ static void cl_on_introduce(struct cl *c, json_t *msg, const char *sender)
         cl_reject(c, "from %s: a malformed introduce", sender);
         return;
     }
-    if (cl_remote_peer(c, msg, sender, session, &pi, &rtt_i, &bus_a) < 0)
+    if (cl_remote_peer(c, msg, sender, session, &pi, &bus_a) < 0)
         return;
     to = srv_find(s, target);
     if (!to || to->state != SRV_LIVE) {
@@ -1027,48 +1036,32 @@ static void cl_on_introduce(struct cl *c, json_t *msg, const char *sender)
         return;
     }
     pair_peer_of(to, &pt);
-    if (pair_plan(s->cfg.relay.enabled, &pi, &pt, &pl, text, sizeof text) < 0) {
+    if (plan_path(s->cfg.relay.enabled, &pi, &pt, &pl, text, sizeof text) < 0 ||
+        cl_offer(c, session, &pi, &pt, &pl, text, sizeof text) < 0) {
         cl_answer_error(c, from, session, "no-path", text);
         return;
     }
-    /* the quotas count the remote initiator by its id, key and the address its own instance
-     * saw; they are this instance's counts only (the relay runs here) */
-    qi.id = pi.id;
-    qi.key = pi.has_key ? pi.key : NULL;
-    qi.src = (const struct sockaddr *)&pi.observed;
-    qt.id = pt.id;
-    qt.key = pt.key;
-    qt.src = (const struct sockaddr *)&to->observed;
-    if (pl.relay && pair_offer(s->rly, session, &qi, &qt, &pl, why, sizeof why) < 0) {
-        LOG_N("cluster: session %s: %s -> %s: no relay%s: %s", session, pi.id, pt.id,
-              pl.direct ? ", direct only" : "", why);
-        if (!pl.direct) {
-            snprintf(text, sizeof text, "%.100s; and the relay refuses it: %.120s", pl.reason, why);
-            cl_answer_error(c, from, session, "no-path", text);
-            return;
-        }
-    }
     /* the initiator joins the relay here, through the address peers know this instance by */
-    ni = pair_encode(&pt, &pi.observed, PROTO_INITIATOR, session, &pl, &c->public_addr, &mi, li,
-                     sizeof li);
-    nt = pair_encode(&pi, &pt.observed, PROTO_RESPONDER, session, &pl, NULL, &mt, lt, sizeof lt);
+    route.bus_rtt_us = bus_a + c->redis_rtt_us;
+    plan_punches(&pl, &pi, &pt, session, &route, &pp);
+    ni = proto_encode(&pp.s[PLAN_I].m, li, sizeof li);
+    nt = proto_encode(&pp.s[PLAN_T].m, lt, sizeof lt);
     if (ni <= 0 || nt <= 0) {
         cl_answer_error(c, from, session, "internal", "the server cannot encode the punch");
         return;
     }
     li[ni - 1] = '\0';
-    cl_timing(rtt_i, pair_rtt_us(to), bus_a, c->redis_rtt_us, &delay_i, &delay_t);
     ans = json_pack("{s:s, s:s, s:s, s:I}", "type", "answer", "session", session, "line", li,
-                    "delay_us", (json_int_t)delay_i);
+                    "delay_us", (json_int_t)pp.s[PLAN_I].delay_us);
     if (!ans || cl_publish(c, from, ans, NULL, NULL) < 0) {
         LOG_W("cluster: cannot answer instance %s for session %s", from, session);
         return;
     }
-    pair_send_later(to, session, lt, (size_t)nt, delay_t);
+    pair_send_later(to, session, lt, (size_t)nt, pp.s[PLAN_T].delay_us);
     LOG_N("punch sent: session %s, %s (initiator, on instance %s) <-> %s (responder), %s %llu us "
           "later, direct %s, relay %s",
-          session, pi.id, from, pt.id, pt.id, (unsigned long long)delay_t, pl.direct ? "yes" : "no",
-          pl.relay ? "offered" : "no");
+          session, pi.id, from, pt.id, pt.id, (unsigned long long)pp.s[PLAN_T].delay_us,
+          pl.direct ? "yes" : "no", pl.relay ? "offered" : "no");
     if (pl.relay)
         LOG_I("cluster: session %s relays here, at %s", session, c->public_text);
 }

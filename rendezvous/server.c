@@ -689,6 +689,34 @@ static void srv_on_probe(struct srv_conn *c, const struct proto_msg *m)
     srv_linger(c);
 }
 
+/* The local-or-remote decision: a target registered here is paired here, one that is not may
+ * be on another cluster instance (cluster.c answers, now or later). */
+static void srv_route_connect(struct srv_conn *from, const char *target)
+{
+    struct srv *s = from->srv;
+    char msg[PROTO_MAX_TEXT];
+    struct srv_conn *to;
+
+    if (from->state != SRV_LIVE) {
+        srv_refuse(from, "not-registered", "send hello before connect", true);
+        return;
+    }
+    LOG_N("connect request: %s -> %s", from->id, target);
+    if (strcmp(target, from->id) == 0) {
+        srv_refuse(from, "self-connect", "cannot connect to your own id", false);
+        return;
+    }
+    to = srv_find(s, target);
+    if (to)
+        pair_connect(s, from, to);
+    else if (s->cl)
+        cl_connect(s->cl, from, target);
+    else {
+        snprintf(msg, sizeof msg, "%s is not registered on this server", target);
+        srv_refuse(from, "peer-not-found", msg, false);
+    }
+}
+
 /* Pairing is the costliest request (a session, maybe a relay offer, two punches): a peer gets
  * --connect-rate of them per second, and a refusal leaves it registered. */
 static void srv_on_connect(struct srv_conn *c, const char *target)
@@ -719,7 +747,7 @@ static void srv_on_connect(struct srv_conn *c, const char *target)
         srv_refuse(c, "rate-limited", msg, false);
         return;
     }
-    pair_connect(c->srv, c, target);
+    srv_route_connect(c, target);
 }
 
 /* One complete line. Returns non-zero when c stopped taking messages, which ends the feed. */
@@ -1015,6 +1043,7 @@ static void srv_on_connection(uv_stream_t *ls, int status)
         return;
     }
     c->srv = s;
+    q_init(&c->pending);
     c->probe_only = l->probe;
     snprintf(c->addr, sizeof c->addr, "?");
     lbz_init(&c->lb);

@@ -4,6 +4,7 @@
 
 #include "common/endpoint.h"
 #include "common/linebuf.h"
+#include "common/queue.h"
 #include "proto/proto.h"
 #include "rendezvous/cluster.h"
 #include "rendezvous/gate.h"
@@ -109,7 +110,7 @@ struct srv_conn {
     bool relay_req;
     char relay_session[PROTO_SESSION_LEN + 1];
     char relay_token[PROTO_TOKEN_LEN + 1];
-    struct pair_pending *pending; /* delayed punches to this peer (pairing.c) */
+    struct q pending; /* delayed punches to this peer (pairing.c) */
     int npending;
     bool peer_eof; /* lingering: the peer has closed, we wait for our error line to leave */
     bool admitted; /* its first line proved the secret (or the server has none) */
