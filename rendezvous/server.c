@@ -145,8 +145,8 @@ static void srv_on_close(uv_handle_t *h)
 static void srv_unpublish(struct srv_conn *c)
 {
     if (c->state == SRV_LIVE && !c->aux && reg_remove(c->srv->reg, c->id, c) == 0)
-        cl_withdraw(c->srv->cl, c);
-    cl_conn_gone(c->srv->cl, c);
+        cl_withdraw(c->srv->cl, c->id);
+    cl_conn_gone(c->srv->cl, &c->cl);
     if (c->probe_token[0])
         reg_remove(c->srv->probes, c->probe_token, c);
     c->probe_token[0] = '\0';
@@ -516,10 +516,12 @@ static void srv_register(struct srv_conn *c, const struct proto_msg *m)
     srv_log_endpoints(c);
     srv_welcome(c);
     if (!c->aux)
-        cl_announce(c->srv->cl, c);
+        cl_announce(c->srv->cl, c->id);
 }
 
-void srv_hello_claimed(struct srv_conn *c, const struct proto_msg *hello, const char *code,
+/* The verdict on the owner of a hello's id (cl_claim): code NULL registers c now, else c is
+ * refused with code and msg. */
+static void srv_hello_claimed(struct srv_conn *c, const struct proto_msg *hello, const char *code,
                        const char *msg)
 {
     bool was = c->claiming;
@@ -560,7 +562,7 @@ static void srv_on_hello(struct srv_conn *c, const struct proto_msg *m)
             srv_refuse(c, "id-taken", msg, true);
             return;
         }
-        if (cl_claim(c->srv->cl, c, m) < 0) {
+        if (cl_claim(c->srv->cl, &c->cl, m, (const struct sockaddr *)&c->observed) < 0) {
             srv_refuse(c, "internal",
                        "the server cannot check id ownership now: the cluster store is "
                        "unavailable; try again later",
@@ -710,7 +712,7 @@ static void srv_route_connect(struct srv_conn *from, const char *target)
     if (to)
         pair_connect(s, from, to);
     else if (s->cl)
-        cl_connect(s->cl, from, target);
+        cl_connect(s->cl, &from->cl, from->id, target);
     else {
         snprintf(msg, sizeof msg, "%s is not registered on this server", target);
         srv_refuse(from, "peer-not-found", msg, false);
@@ -1044,6 +1046,7 @@ static void srv_on_connection(uv_stream_t *ls, int status)
     }
     c->srv = s;
     q_init(&c->pending);
+    cl_link_init(&c->cl);
     c->probe_only = l->probe;
     snprintf(c->addr, sizeof c->addr, "?");
     lbz_init(&c->lb);
@@ -1144,6 +1147,76 @@ static void srv_on_sweep(uv_timer_t *t)
 
 /* ---- life cycle ---- */
 
+/* ---- what cluster.c asks of the server (struct cl_user) ---- */
+
+static struct srv_conn *srv_of_link(struct cl_link *l)
+{
+    return container_of(l, struct srv_conn, cl);
+}
+
+static void srv_cl_claimed(void *data, struct cl_link *conn, const struct proto_msg *hello,
+                           const char *code, const char *msg)
+{
+    (void)data;
+    srv_hello_claimed(srv_of_link(conn), hello, code, msg);
+}
+
+static void srv_cl_refuse(void *data, struct cl_link *conn, const char *code, const char *msg)
+{
+    (void)data;
+    srv_refuse(srv_of_link(conn), code, msg, false);
+}
+
+static struct cl_link *srv_cl_find(void *data, const char *id)
+{
+    struct srv_conn *c = srv_find(data, id);
+    return c && c->state == SRV_LIVE ? &c->cl : NULL;
+}
+
+static void srv_cl_facts(void *data, struct cl_link *conn, struct plan_peer *p)
+{
+    (void)data;
+    pair_peer_of(srv_of_link(conn), p);
+}
+
+static void srv_cl_punch(void *data, struct cl_link *conn, const char *session, const char *line,
+                         size_t len, uint64_t delay_us)
+{
+    struct srv_conn *c = srv_of_link(conn);
+    (void)data;
+    c->aux_used = c->aux; /* an auxiliary connection carries one session */
+    pair_send_later(c, session, line, len, delay_us);
+}
+
+static size_t srv_cl_each_peer(void *data,
+                               void (*fn)(void *arg, const char *id, const unsigned char *key),
+                               void *arg)
+{
+    struct srv *s = data;
+    for (struct srv_conn *p = s->live.head; p; p = p->next)
+        if (!p->aux)
+            fn(arg, p->id, p->key);
+    return s->live.n;
+}
+
+static struct cl *srv_cluster_new(struct srv *s, char *err, size_t errlen)
+{
+    struct cl_user user = {
+        .data = s,
+        .gate = &s->cfg.gate,
+        .rly = s->rly,
+        .relays = s->cfg.relay.enabled,
+        .claimed = srv_cl_claimed,
+        .refuse = srv_cl_refuse,
+        .find = srv_cl_find,
+        .facts = srv_cl_facts,
+        .punch = srv_cl_punch,
+        .each_peer = srv_cl_each_peer,
+        .bad_candidate = srv_bad_candidate,
+    };
+    return cl_new(s->loop, &s->cfg.cluster, &user, err, errlen);
+}
+
 int srv_init(struct srv *s, uv_loop_t *loop, const struct srv_config *cfg, char *err, size_t errlen)
 {
     int rc;
@@ -1161,8 +1234,6 @@ int srv_init(struct srv *s, uv_loop_t *loop, const struct srv_config *cfg, char 
     }
     if (gate_init(&s->gate, &cfg->gate, err, errlen) < 0)
         return SRV_E_CONFIG;
-    if (cfg->cluster.redis && !(s->cl = cl_new(s, loop, &cfg->cluster, err, errlen)))
-        return SRV_E_CONFIG;
     rc = uv_timer_init(loop, &s->sweep);
     if (rc < 0) {
         snprintf(err, errlen, "timer: %s", uv_strerror(rc));
@@ -1176,6 +1247,9 @@ int srv_init(struct srv *s, uv_loop_t *loop, const struct srv_config *cfg, char 
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    /* last: it offers the relay above to peers of other instances */
+    if (cfg->cluster.redis && !(s->cl = srv_cluster_new(s, err, errlen)))
+        return SRV_E_CONFIG;
     return 0;
 }
 

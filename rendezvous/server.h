@@ -41,7 +41,6 @@
 #define SRV_MAX_HELD PROTO_MAX_LINE /* bytes read after a hello waiting for its claim */
 
 struct srv;
-struct pair_pending;
 union srv_ep;
 
 struct srv_config {
@@ -117,7 +116,7 @@ struct srv_conn {
     bool claiming; /* its hello waits for the cluster's verdict on the id's owner */
     char *held;    /* while claiming: bytes read after the hello, served after the verdict */
     size_t nheld;
-    int cl_ops;    /* cluster operations (cluster.c) that may still answer it */
+    struct cl_link cl; /* its cluster operations (cluster.c) that may still answer it */
     unsigned char nonce[PROTO_NONCE_BYTES]; /* this connection's challenge */
     unsigned char key[PROTO_KEY_BYTES];     /* the key it registered with */
     struct lim_src *src;                    /* counted against its source address */
@@ -199,13 +198,6 @@ void srv_refuse(struct srv_conn *c, const char *code, const char *message, bool 
 struct srv_conn *srv_find(struct srv *s, const char *id);
 /* The peer's display name for logs: "id (addr)" or "addr". */
 const char *srv_who(const struct srv_conn *c, char *buf, size_t len);
-
-/* ---- for cluster.c ---- */
-
-/* The verdict on the owner of a hello's id (cl_claim): code NULL registers c now, else c is
- * refused with code and msg. */
-void srv_hello_claimed(struct srv_conn *c, const struct proto_msg *hello, const char *code,
-                       const char *msg);
 
 /* Why sa may not be offered to another peer as a candidate (loopback_ok: the peer is on the
  * host of the server that saw it), or NULL when it may. */
