@@ -13,7 +13,7 @@
  * recipient going away cancels it: the timer never fires on a freed connection. */
 struct pair_pending {
     uv_timer_t timer;
-    struct srv_conn *to; /* NULL once cancelled */
+    struct conn *to; /* NULL once cancelled */
     struct q link;       /* in to->pending */
     char session[PROTO_SESSION_LEN + 1];
     size_t len;
@@ -36,17 +36,17 @@ static void pair_unlink(struct pair_pending *p)
 static void pair_on_timer(uv_timer_t *t)
 {
     struct pair_pending *p = t->data;
-    struct srv_conn *to = p->to;
+    struct conn *to = p->to;
     char who[PROTO_MAX_ID + EP_STRLEN + 4];
 
     pair_unlink(p);
     p->to = NULL;
-    if (srv_send(to, p->line, p->len) == 0)
-        LOG_D("punch %s: delayed punch sent to %s", p->session, srv_who(to, who, sizeof who));
+    if (conn_send(to, p->line, p->len) == 0)
+        LOG_D("punch %s: delayed punch sent to %s", p->session, conn_who(to, who, sizeof who));
     uv_close((uv_handle_t *)&p->timer, pair_on_timer_close);
 }
 
-void pair_cancel(struct srv_conn *c)
+void pair_cancel(struct conn *c)
 {
     struct q *it, *tmp;
     q_foreach_safe(it, tmp, &c->pending) {
@@ -60,7 +60,7 @@ void pair_cancel(struct srv_conn *c)
     c->npending = 0;
 }
 
-static uint32_t pair_rtt_us(struct srv_conn *c)
+static uint32_t pair_rtt_us(struct conn *c)
 {
     uv_os_fd_t fd;
     if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0)
@@ -68,12 +68,12 @@ static uint32_t pair_rtt_us(struct srv_conn *c)
     return sk_rtt_us(fd);
 }
 
-void pair_peer_of(struct srv_conn *c, struct plan_peer *p)
+void pair_peer_of(struct conn *c, struct plan_peer *p)
 {
     memset(p, 0, sizeof *p);
     memcpy(p->id, c->id, sizeof p->id);
     p->observed = c->observed;
-    srv_endpoints(c, &p->eps);
+    conn_endpoints(c, &p->eps);
     p->has_obs6 = c->has_seen6;
     if (c->has_seen6)
         memcpy(&p->obs6, &c->seen6, sizeof c->seen6);
@@ -85,7 +85,7 @@ void pair_peer_of(struct srv_conn *c, struct plan_peer *p)
 }
 
 /* Queues line for `to` delay_ms from now. Returns 0, or -1 if it could not be delayed. */
-static int pair_delay(struct srv_conn *to, const char *session, const char *line, size_t len,
+static int pair_delay(struct conn *to, const char *session, const char *line, size_t len,
                       uint64_t delay_ms)
 {
     struct pair_pending *p;
@@ -97,7 +97,7 @@ static int pair_delay(struct srv_conn *to, const char *session, const char *line
     if (!p)
         return -1;
     memset(p, 0, offsetof(struct pair_pending, line));
-    if (uv_timer_init(to->srv->loop, &p->timer) != 0) {
+    if (uv_timer_init(to->set->loop, &p->timer) != 0) {
         free(p);
         return -1;
     }
@@ -114,7 +114,7 @@ static int pair_delay(struct srv_conn *to, const char *session, const char *line
 
 /* Holds line back delay_us (rounded to ms; plan.c has capped it). Returns the delay in ms, or
  * 0 when it was not held back (no delay, or too many pending): the caller sends it now. */
-static uint64_t pair_hold(struct srv_conn *to, const char *session, const char *line, size_t len,
+static uint64_t pair_hold(struct conn *to, const char *session, const char *line, size_t len,
                           uint64_t delay_us)
 {
     uint64_t delay_ms = (delay_us + 500) / 1000;
@@ -123,14 +123,14 @@ static uint64_t pair_hold(struct srv_conn *to, const char *session, const char *
     return delay_ms;
 }
 
-void pair_send_later(struct srv_conn *to, const char *session, const char *line, size_t len,
+void pair_send_later(struct conn *to, const char *session, const char *line, size_t len,
                      uint64_t delay_us)
 {
     if (pair_hold(to, session, line, len, delay_us) == 0)
-        srv_send(to, line, len);
+        conn_send(to, line, len);
 }
 
-static const struct rly_party *pair_party(const struct srv_conn *c, struct rly_party *p)
+static const struct rly_party *pair_party(const struct conn *c, struct rly_party *p)
 {
     p->id = c->id;
     p->key = c->key;
@@ -140,17 +140,17 @@ static const struct rly_party *pair_party(const struct srv_conn *c, struct rly_p
 
 /* Offers the relay for session when the plan wants one; a refusal leaves the session direct
  * only or, when the relay was its only path, refuses the connect. Returns 0 or -1 (refused). */
-static int pair_offer(struct srv *s, struct srv_conn *from, struct srv_conn *to,
+static int pair_offer(struct rly *rly, struct conn *from, struct conn *to,
                       const char *session, struct plan *pl)
 {
     struct rly_party p0, p1;
     char why[PROTO_MAX_TEXT], msg[PROTO_MAX_TEXT];
-    if (!pl->relay || rly_offer(s->rly, session, pair_party(from, &p0), pair_party(to, &p1),
+    if (!pl->relay || rly_offer(rly, session, pair_party(from, &p0), pair_party(to, &p1),
                                 pl->token[0], pl->token[1], why, sizeof why) == 0)
         return 0;
     if (plan_no_relay(pl, why, msg, sizeof msg) < 0) {
         LOG_N("punch %s: %s -> %s: no relay: %s", session, from->id, to->id, why);
-        srv_refuse(from, "no-path", msg, false);
+        conn_refuse(from, "no-path", msg, false);
         return -1;
     }
     LOG_N("punch %s: %s -> %s: no relay, direct only: %s", session, from->id, to->id, why);
@@ -159,13 +159,13 @@ static int pair_offer(struct srv *s, struct srv_conn *from, struct srv_conn *to,
 
 /* The far copy leaves now, the near one when plan.c says. Returns the delay the second got, in
  * ms (0: sent right after the first). */
-static uint64_t pair_deliver(struct srv_conn *const conn[2], struct plan_punches *pp,
+static uint64_t pair_deliver(struct conn *const conn[2], struct plan_punches *pp,
                              char line[2][PROTO_MAX_LINE], const int n[2])
 {
     int f = pp->first, s = !pp->first;
     uint64_t sent_us = clk_us(), delay_ms;
     int len;
-    srv_send(conn[f], line[f], (size_t)n[f]);
+    conn_send(conn[f], line[f], (size_t)n[f]);
     delay_ms = pair_hold(conn[s], pp->s[s].m.u.punch.session, line[s], (size_t)n[s],
                          pp->s[s].delay_us);
     if (delay_ms > 0)
@@ -175,11 +175,11 @@ static uint64_t pair_deliver(struct srv_conn *const conn[2], struct plan_punches
     pp->s[s].m.u.punch.start_in_us = plan_lead_after(clk_us() - sent_us);
     len = proto_encode(&pp->s[s].m, line[s], PROTO_MAX_LINE);
     if (len > 0)
-        srv_send(conn[s], line[s], (size_t)len);
+        conn_send(conn[s], line[s], (size_t)len);
     return 0;
 }
 
-void pair_connect(struct srv *s, struct srv_conn *from, struct srv_conn *to)
+void pair_connect(struct rly *rly, bool relays, struct conn *from, struct conn *to)
 {
     static const struct plan_route here = {.across = false};
     char msg[PROTO_MAX_TEXT], session[PROTO_SESSION_LEN + 1];
@@ -188,22 +188,22 @@ void pair_connect(struct srv *s, struct srv_conn *from, struct srv_conn *to)
     struct plan pl;
     struct plan_peer pi, pt;
     struct plan_punches pp;
-    struct srv_conn *conn[2] = {from, to};
+    struct conn *conn[2] = {from, to};
     uint64_t delay_ms;
     int f;
 
     pair_peer_of(from, &pi);
     pair_peer_of(to, &pt);
-    if (plan_path(s->cfg.relay.enabled, &pi, &pt, &pl, msg, sizeof msg) < 0) {
-        srv_refuse(from, "no-path", msg, false);
+    if (plan_path(relays, &pi, &pt, &pl, msg, sizeof msg) < 0) {
+        conn_refuse(from, "no-path", msg, false);
         return;
     }
     if (rnd_hex(session, PROTO_SESSION_LEN / 2) < 0) {
         LOG_E("cannot create a session id: no randomness available");
-        srv_refuse(from, "internal", "the server cannot create a session now", false);
+        conn_refuse(from, "internal", "the server cannot create a session now", false);
         return;
     }
-    if (pair_offer(s, from, to, session, &pl) < 0)
+    if (pair_offer(rly, from, to, session, &pl) < 0)
         return;
     /* an auxiliary connection exists for this one session (PROTOCOL.md, 5.1) */
     from->aux_used = from->aux;
@@ -214,7 +214,7 @@ void pair_connect(struct srv *s, struct srv_conn *from, struct srv_conn *to)
     n[PLAN_T] = proto_encode(&pp.s[PLAN_T].m, line[PLAN_T], sizeof line[PLAN_T]);
     if (n[PLAN_I] < 0 || n[PLAN_T] < 0) { /* cannot happen: ids and 8 endpoints fit in a line */
         LOG_E("punch %s: cannot encode the punch messages", session);
-        srv_refuse(from, "internal", "the server cannot encode the punch", false);
+        conn_refuse(from, "internal", "the server cannot encode the punch", false);
         return;
     }
     f = pp.first;

@@ -5,23 +5,24 @@
 #define TP_PAIRING_H
 
 #include "rendezvous/plan.h"
-#include "rendezvous/server.h"
+#include "rendezvous/conn.h"
+#include "rendezvous/relay.h"
 
 #define PAIR_MAX_PENDING 16 /* delayed punches queued for one peer; more are sent at once */
 
-/* Pairs `from` with `to`, both registered here (the server has checked the request): a no-path
- * error to from, or a session and its two punches. */
-void pair_connect(struct srv *s, struct srv_conn *from, struct srv_conn *to);
+/* Pairs `from` with `to`, both registered here (the server has checked the request), on a
+ * server that relays (rly) or not: a no-path error to from, or a session and its two punches. */
+void pair_connect(struct rly *rly, bool relays, struct conn *from, struct conn *to);
 
 /* c as one side of a pair. */
-void pair_peer_of(struct srv_conn *c, struct plan_peer *p);
+void pair_peer_of(struct conn *c, struct plan_peer *p);
 /* Sends line to `to` after delay_us (rounded to ms; 0: now). A punch that cannot be delayed
  * (too many pending) is sent at once. */
-void pair_send_later(struct srv_conn *to, const char *session, const char *line, size_t len,
+void pair_send_later(struct conn *to, const char *session, const char *line, size_t len,
                      uint64_t delay_us);
 
 /* Cancels the delayed punches addressed to c. The server calls it when c leaves the
  * registry (closing, fatal error), before c can be freed. */
-void pair_cancel(struct srv_conn *c);
+void pair_cancel(struct conn *c);
 
 #endif
