@@ -174,6 +174,7 @@ static void pu_inbound_closed(uv_handle_t *h)
         *pp = c->next;
     if (!c->kind)
         p->ninbound--;
+    lb_free(&c->lb);
     free(c);
     if (--p->handles == 0 && p->finished)
         free(p);
@@ -467,7 +468,7 @@ static void pu_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 /* Handshake lines, one at a time: what follows the winning line is the peer's data. */
-static void pu_feed(struct pconn *c, const char *data, size_t n)
+static void pu_feed(struct pconn *c, char *data, size_t n)
 {
     size_t off = 0;
     while (off < n) {

@@ -102,7 +102,7 @@ static void conn_on_close(uv_handle_t *h)
 {
     struct conn *c = h->data;
     struct conn_hooks *hooks = &c->set->hooks;
-    lbz_free(&c->lb);
+    lb_free(&c->lb);
     free(c->ep);
     free(c->held);
     free(c);

@@ -98,7 +98,7 @@ struct conn {
     unsigned excess;                        /* how many */
     size_t wcost;     /* memory held by queued writes (conn_write) */
     bool read_paused; /* wcost passed CONN_READ_PAUSE: not reading until it drains */
-    struct lbz lb; /* holds memory only while a line is half read */
+    struct lb lb; /* holds memory only while a line is half read */
 };
 
 union conn_ep {

@@ -54,7 +54,6 @@ struct srv_config {
 /* srv_init failures */
 enum { SRV_E_RESOURCE = -1, SRV_E_CONFIG = -2 };
 
-
 struct srv_listener {
     uv_tcp_t tcp;
     struct srv *srv;
