@@ -1,5 +1,6 @@
 #include "rendezvous/cluster.h"
 #include "proto/auth.h"
+#include "proto/bus.h"
 #include "common/clock.h"
 #include "common/endpoint.h"
 #include "common/log.h"
@@ -14,7 +15,6 @@
 #include <hiredis/hiredis.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdarg.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -26,16 +26,9 @@
 #define CL_TICK_MS 250
 #define CL_STOP_MS 1000 /* at shutdown, how long queued commands get to leave */
 #define CL_KEY_MAX (CL_MAX_PREFIX + PROTO_MAX_ID + 16)
-#define CL_CHAN_MAX (CL_MAX_PREFIX + CL_MAX_INSTANCE + 16)
+#define CL_CHAN_MAX (CL_MAX_PREFIX + BUS_MAX_INSTANCE + 16)
 #define CL_TOUCH_MS 3600000 /* how often registered ids' last use moves in Redis */
 #define CL_KEY_B64 (sodium_base64_ENCODED_LEN(PROTO_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL))
-/* The bus (PROTOCOL.md, "Cluster"): "v1." HEX(MAC) "." JSON, MAC = HMAC-SHA-512-256 under a key
- * derived from --cluster-secret-file over the context, the channel it is published on and the
- * JSON bytes. The JSON carries its sender and "t", the sender's clock in microseconds, which
- * grows with every message it sends: a receiver takes from each sender only larger values. */
-#define CL_BUS_CONTEXT "tcpunch-cluster-bus-v1"
-#define CL_TAG_HEX (2 * crypto_auth_hmacsha512256_BYTES)
-#define CL_MAX_DELAY_US 10000000 /* a punch held back longer than 10 s is not a timing */
 #define CL_REJECT_BURST 10       /* rejection lines logged per CL_REJECT_MS, then a count */
 #define CL_REJECT_MS 10000
 
@@ -114,13 +107,13 @@ struct cl_op {
     uint64_t deadline_ms;
     char session[PROTO_SESSION_LEN + 1];
     char target[PROTO_MAX_ID + 1];
-    char where[CL_MAX_INSTANCE + 1]; /* the target's instance, once known */
+    char where[BUS_MAX_INSTANCE + 1]; /* the target's instance, once known */
     struct proto_msg *hello;         /* CL_CLAIM: the hello to finish */
 };
 
 /* The last "t" taken from one instance: anything not larger is a replay. */
 struct cl_sender {
-    char inst[CL_MAX_INSTANCE + 1];
+    char inst[BUS_MAX_INSTANCE + 1];
     int64_t last_t;
     uint64_t seen_ms;
 };
@@ -134,7 +127,7 @@ struct cl {
     char password[256];
     bool has_password;
     char prefix[CL_MAX_PREFIX + 1];
-    char inst[CL_MAX_INSTANCE + 1];
+    char inst[BUS_MAX_INSTANCE + 1];
     char chan[CL_CHAN_MAX];
     struct sockaddr_storage public_addr;
     char public_text[EP_STRLEN];
@@ -150,7 +143,7 @@ struct cl {
     uint32_t redis_rtt_us;
     struct q ops;
     size_t nops;
-    unsigned char bus_key[crypto_auth_hmacsha512256_KEYBYTES];
+    unsigned char bus_key[BUS_KEY_BYTES];
     int64_t last_t_sent; /* the "t" of the last message sent */
     int64_t floor_t;     /* nothing older is taken: start time, or an evicted sender's last */
     struct cl_sender senders[CL_MAX_SENDERS];
@@ -176,17 +169,6 @@ static void cl_chan_of(const struct cl *c, const char *inst, char *out, size_t l
     snprintf(out, len, "%sinst:%s", c->prefix, inst);
 }
 
-static bool cl_valid_inst(const char *s)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > CL_MAX_INSTANCE)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              strchr("._-:[]", *s)))
-            return false;
-    return true;
-}
 
 /* HOST:PORT or [V6]:PORT; host names are fine (hiredis resolves them). */
 static int cl_parse_hostport(const char *in, char *host, size_t hlen, int *port)
@@ -239,7 +221,6 @@ static int cl_read_password(struct cl *c, const char *path, char *err, size_t er
  * a file also used as --secret-file gives an unrelated key. */
 static int cl_read_secret(struct cl *c, const char *path, char *err, size_t errlen)
 {
-    static const unsigned char ctx[] = "tcpunch cluster bus key v1";
     unsigned char h[AUTH_KEY_BYTES];
     char why[200];
     if (!path) {
@@ -252,7 +233,7 @@ static int cl_read_secret(struct cl *c, const char *path, char *err, size_t errl
         snprintf(err, errlen, "--cluster-secret-file: %s", why);
         return -1;
     }
-    crypto_generichash(c->bus_key, sizeof c->bus_key, h, sizeof h, ctx, sizeof ctx - 1);
+    bus_key_of(h, c->bus_key);
     sodium_memzero(h, sizeof h);
     return 0;
 }
@@ -298,71 +279,6 @@ static void cl_reject(struct cl *c, const char *fmt, ...)
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
     LOG_W("cluster: bus message on %s rejected: %s", c->chan, why);
-}
-
-/* Whether every member of o is one of the NULL-terminated names. */
-static bool cl_only(json_t *o, const char *const *names)
-{
-    const char *k;
-    json_t *v;
-    json_object_foreach(o, k, v)
-    {
-        const char *const *n = names;
-        while (*n && strcmp(*n, k) != 0)
-            n++;
-        if (!*n)
-            return false;
-    }
-    return true;
-}
-
-/* A string member of at most max bytes, without NUL inside; NULL otherwise. */
-static const char *cl_str(json_t *o, const char *k, size_t max)
-{
-    json_t *v = json_object_get(o, k);
-    const char *s = json_string_value(v);
-    size_t n = json_string_length(v);
-    return s && n <= max && strlen(s) == n ? s : NULL;
-}
-
-static bool cl_int(json_t *o, const char *k, json_int_t lo, json_int_t hi, json_int_t *out)
-{
-    json_t *v = json_object_get(o, k);
-    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-        return false;
-    *out = json_integer_value(v);
-    return true;
-}
-
-/* Printable ASCII only: quoted to peers and into logs. */
-static bool cl_printable(const char *s)
-{
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
-            return false;
-    return true;
-}
-
-/* A punch line embedded in a bus message: exactly one line, decoded by the protocol's own
- * rules, for session, playing role, naming peer (NULL: any). */
-static bool cl_punch_of(const char *line, enum proto_role role, const char *session,
-                        const char *peer, struct proto_msg *m, char *why, size_t whylen)
-{
-    size_t n = strlen(line);
-    if (n == 0 || n + 1 >= PROTO_MAX_LINE || strpbrk(line, "\r\n")) {
-        snprintf(why, whylen, "the punch is not one line of the protocol");
-        return false;
-    }
-    if (proto_decode(line, n, PROTO_TO_PEER, m, why, whylen) != PROTO_OK)
-        return false;
-    if (m->type != PROTO_PUNCH || m->u.punch.role != role ||
-        strcmp(m->u.punch.session, session) != 0 || (peer && strcmp(m->u.punch.peer, peer) != 0)) {
-        snprintf(why, whylen, "not the %s punch of session %s%s%s",
-                 role == PROTO_INITIATOR ? "initiator's" : "responder's", session,
-                 peer ? " with " : "", peer ? peer : "");
-        return false;
-    }
-    return true;
 }
 
 /* Takes t from sender unless it is stale, from the future or not larger than the last one
@@ -706,51 +622,28 @@ static void cl_touch_all(struct cl *c)
 
 /* ---- introductions: the initiator's instance ---- */
 
-static void cl_mac(const struct cl *c, const char *chan, const char *json, size_t len,
-                   unsigned char tag[crypto_auth_hmacsha512256_BYTES])
-{
-    crypto_auth_hmacsha512256_state st;
-    crypto_auth_hmacsha512256_init(&st, c->bus_key, sizeof c->bus_key);
-    crypto_auth_hmacsha512256_update(&st, (const unsigned char *)CL_BUS_CONTEXT,
-                                     sizeof CL_BUS_CONTEXT); /* with its NUL */
-    crypto_auth_hmacsha512256_update(&st, (const unsigned char *)chan, strlen(chan) + 1);
-    crypto_auth_hmacsha512256_update(&st, (const unsigned char *)json, len);
-    crypto_auth_hmacsha512256_final(&st, tag);
-}
 
-/* Stamps msg with this instance and a fresh "t", MACs it for inst's channel and publishes. */
-static int cl_publish(struct cl *c, const char *inst, json_t *msg, redisCallbackFn *cb, void *arg)
+/* Stamps m with this instance and a fresh "t", MACs it for inst's channel and publishes. The
+ * bus (PROTOCOL.md, "Cluster"): a receiver takes from each sender only larger values of t. */
+static int cl_publish(struct cl *c, const char *inst, struct bus_msg *m, redisCallbackFn *cb,
+                      void *arg)
 {
-    char chan[CL_CHAN_MAX], *text = NULL, *payload = NULL;
-    unsigned char tag[crypto_auth_hmacsha512256_BYTES];
+    char chan[CL_CHAN_MAX], json[BUS_MAX], payload[BUS_MAX];
     int64_t t = cl_wall_us();
-    size_t n;
-    int rc = -1;
+    int n;
     if (c->state != CL_UP)
-        goto cleanup;
+        return -1;
     c->last_t_sent = t > c->last_t_sent ? t : c->last_t_sent + 1;
-    if (json_object_set_new(msg, "sender", json_string(c->inst)) < 0 ||
-        json_object_set_new(msg, "t", json_integer((json_int_t)c->last_t_sent)) < 0 ||
-        !(text = json_dumps(msg, JSON_COMPACT)))
-        goto cleanup;
-    n = strlen(text);
-    if (3 + CL_TAG_HEX + 1 + n > CL_BUS_MAX || !(payload = malloc(3 + CL_TAG_HEX + 1 + n + 1)))
-        goto cleanup;
+    snprintf(m->sender, sizeof m->sender, "%s", c->inst);
+    m->t = c->last_t_sent;
     cl_chan_of(c, inst, chan, sizeof chan);
-    cl_mac(c, chan, text, n, tag);
-    memcpy(payload, "v1.", 3);
-    sodium_bin2hex(payload + 3, CL_TAG_HEX + 1, tag, sizeof tag);
-    payload[3 + CL_TAG_HEX] = '.';
-    memcpy(payload + 3 + CL_TAG_HEX + 1, text, n + 1);
-    rc = redisAsyncCommand(c->cmd, cb, arg, "PUBLISH %s %b", chan, payload,
-                           3 + CL_TAG_HEX + 1 + n) == REDIS_OK
-             ? 0
-             : -1;
-cleanup:
-    json_decref(msg);
-    free(text);
-    free(payload);
-    return rc;
+    if ((n = bus_encode(m, json, sizeof json)) < 0 ||
+        (n = bus_seal(c->bus_key, chan, json, (size_t)n, payload, sizeof payload)) < 0)
+        return -1;
+    return redisAsyncCommand(c->cmd, cb, arg, "PUBLISH %s %b", chan, payload, (size_t)n) ==
+                   REDIS_OK
+               ? 0
+               : -1;
 }
 
 static void cl_on_published(redisAsyncContext *ac, void *r, void *privdata)
@@ -772,28 +665,26 @@ static void cl_on_published(redisAsyncContext *ac, void *r, void *privdata)
     cl_op_unref(op);
 }
 
-/* The initiator as the target's instance will describe it to the target: a punch line (with
- * an empty plan), so that the receiving side decodes it with the protocol's own checks. */
-static json_t *cl_introduce_msg(struct cl *c, struct cl_op *op, struct cl_link *from)
+/* The initiator as the target's instance will describe it to the target: a punch (with an
+ * empty plan), so that the receiving side decodes it with the protocol's own checks. */
+static void cl_introduce_msg(struct cl *c, struct cl_op *op, struct cl_link *from,
+                             struct bus_msg *m)
 {
     struct plan_peer me;
     struct plan none;
-    struct proto_msg m;
-    char line[PROTO_MAX_LINE];
-    int n;
     memset(&none, 0, sizeof none);
     none.direct = true;
+    memset(m, 0, sizeof *m);
+    m->type = BUS_INTRODUCE;
     c->user.facts(c->user.data, from, &me);
     /* unfiltered: the target's instance knows both observed addresses and filters */
-    plan_describe(&me, NULL, PROTO_RESPONDER, op->session, &none, NULL, &m);
-    n = proto_encode(&m, line, sizeof line);
-    if (n <= 0)
-        return NULL;
-    line[n - 1] = '\0'; /* no newline inside JSON */
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "type", "introduce", "session",
-                     op->session, "from", c->inst, "target", op->target, "peer", line, "path",
-                     proto_path_name(me.path), "rtt_us", (json_int_t)me.rtt_us,
-                     "bus_rtt_us", (json_int_t)c->redis_rtt_us);
+    plan_describe(&me, NULL, PROTO_RESPONDER, op->session, &none, NULL, &m->u.introduce.peer);
+    snprintf(m->session, sizeof m->session, "%s", op->session);
+    snprintf(m->u.introduce.from, sizeof m->u.introduce.from, "%s", c->inst);
+    snprintf(m->u.introduce.target, sizeof m->u.introduce.target, "%s", op->target);
+    m->u.introduce.path = me.path;
+    m->u.introduce.rtt_us = me.rtt_us;
+    m->u.introduce.bus_rtt_us = c->redis_rtt_us;
 }
 
 static void cl_on_located(redisAsyncContext *ac, void *r, void *privdata)
@@ -802,7 +693,7 @@ static void cl_on_located(redisAsyncContext *ac, void *r, void *privdata)
     struct cl *c = op->cl;
     redisReply *reply = r;
     char msg[PROTO_MAX_TEXT];
-    json_t *intro;
+    struct bus_msg intro;
     (void)ac;
     if (op->finished) {
         cl_op_unref(op);
@@ -813,15 +704,16 @@ static void cl_on_located(redisAsyncContext *ac, void *r, void *privdata)
                  op->target);
         cl_op_fail(op, "peer-not-found", msg);
     } else if (reply->type != REDIS_REPLY_STRING || strcmp(reply->str, c->inst) == 0 ||
-               !cl_valid_inst(reply->str)) {
+               !bus_valid_instance(reply->str)) {
         /* our own name: a stale entry of a peer that has just left */
         snprintf(msg, sizeof msg, "%s is not registered on any server of this cluster", op->target);
         cl_op_fail(op, "peer-not-found", msg);
     } else {
         snprintf(op->where, sizeof op->where, "%s", reply->str);
-        intro = op->conn ? cl_introduce_msg(c, op, op->conn) : NULL;
+        if (op->conn)
+            cl_introduce_msg(c, op, op->conn, &intro);
         op->refs++;
-        if (!intro || cl_publish(c, op->where, intro, cl_on_published, op) < 0) {
+        if (!op->conn || cl_publish(c, op->where, &intro, cl_on_published, op) < 0) {
             op->refs--;
             cl_op_fail(op, "internal", "the server cannot reach the cluster now");
         } else {
@@ -867,57 +759,35 @@ void cl_connect(struct cl *c, struct cl_link *from, const char *from_id, const c
 /* The target's instance answered: forward the punch it made for our initiator. Only the
  * instance the introduction went to may answer, and only with that session's punch for the
  * initiator with the target, or with one of the errors an instance sends. */
-static void cl_on_answer(struct cl *c, json_t *msg, const char *sender)
+static void cl_on_answer(struct cl *c, struct bus_msg *m)
 {
-    static const char *const names[] = {"type",    "sender", "t",        "session", "code",
-                                        "message", "line",   "delay_us", NULL};
-    const char *session = cl_str(msg, "session", PROTO_SESSION_LEN);
-    const char *code = cl_str(msg, "code", PROTO_MAX_CODE);
-    const char *text = cl_str(msg, "message", PROTO_MAX_TEXT);
-    const char *line = cl_str(msg, "line", PROTO_MAX_LINE);
-    json_int_t delay = 0;
     struct cl_op *op;
     struct cl_link *conn;
-    struct proto_msg m;
-    char buf[PROTO_MAX_LINE], target[PROTO_MAX_ID + 1], where[CL_MAX_INSTANCE + 1];
+    char buf[PROTO_MAX_LINE], target[PROTO_MAX_ID + 1], where[BUS_MAX_INSTANCE + 1];
     char from[PROTO_MAX_ID + 1];
-    char sess[PROTO_SESSION_LEN + 1], why[PROTO_MAX_TEXT];
+    char sess[PROTO_SESSION_LEN + 1], why[2 * PROTO_MAX_TEXT];
     int n;
 
-    if (!cl_only(msg, names) || !session || !proto_valid_session(session) ||
-        (code ? !text || line || json_object_get(msg, "delay_us")
-              : !line || json_object_get(msg, "message") ||
-                    !cl_int(msg, "delay_us", 0, CL_MAX_DELAY_US, &delay))) {
-        cl_reject(c, "from %s: a malformed answer", sender);
-        return;
-    }
-    op = cl_op_find(c, session);
+    op = cl_op_find(c, m->session);
     if (!op || !op->conn) {
-        LOG_D("cluster: answer for unknown or expired session %s", session);
+        LOG_D("cluster: answer for unknown or expired session %s", m->session);
         return;
     }
-    if (strcmp(op->where, sender) != 0) {
-        cl_reject(c, "from %s: an answer for session %s, which went to instance %s", sender,
-                  session, op->where[0] ? op->where : "(none yet)");
+    if (strcmp(op->where, m->sender) != 0) {
+        cl_reject(c, "from %s: an answer for session %s, which went to instance %s", m->sender,
+                  m->session, op->where[0] ? op->where : "(none yet)");
         return;
     }
-    if (code) {
-        if ((strcmp(code, "peer-not-found") != 0 && strcmp(code, "no-path") != 0 &&
-             strcmp(code, "internal") != 0) ||
-            !cl_printable(text)) {
-            cl_reject(c, "from %s: an answer with error code %.32s, which instances do not send",
-                      sender, cl_printable(code) ? code : "?");
-            return;
-        }
-        cl_op_fail(op, code, text);
+    if (bus_answer_is(m, op->target, why, sizeof why) != BUS_OK) {
+        cl_reject(c, "%s", why);
         return;
     }
-    if (!cl_punch_of(line, PROTO_INITIATOR, session, op->target, &m, why, sizeof why)) {
-        cl_reject(c, "from %s: answer for session %s: %s", sender, session, why);
+    if (m->u.answer.code != PC_UNKNOWN) {
+        cl_op_fail(op, proto_code_name(m->u.answer.code), m->u.answer.message);
         return;
     }
     /* re-encoded from the decoded message: what reaches the peer is one canonical line */
-    n = proto_encode(&m, buf, sizeof buf);
+    n = proto_encode(&m->u.answer.line, buf, sizeof buf);
     if (n <= 0) {
         cl_op_fail(op, "internal", "another server of the cluster sent a broken answer");
         return;
@@ -931,9 +801,9 @@ static void cl_on_answer(struct cl *c, json_t *msg, const char *sender)
     cl_op_finish(op);
     LOG_N("punch sent: session %s, %s (initiator) <-> %s (responder, on instance %s), %lld us "
           "after the answer",
-          sess, from, target, where, (long long)delay);
+          sess, from, target, where, (long long)m->u.answer.delay_us);
     /* another instance's word: held back no longer than this server holds its own punches */
-    c->user.punch(c->user.data, conn, sess, buf, (size_t)n, plan_cap_us((uint64_t)delay));
+    c->user.punch(c->user.data, conn, sess, buf, (size_t)n, plan_cap_us(m->u.answer.delay_us));
 }
 
 /* ---- introductions: the target's instance ---- */
@@ -941,68 +811,53 @@ static void cl_on_answer(struct cl *c, json_t *msg, const char *sender)
 static void cl_answer_error(struct cl *c, const char *to, const char *session, const char *code,
                             const char *message)
 {
-    json_t *m = json_pack("{s:s, s:s, s:s, s:s}", "type", "answer", "session", session, "code",
-                          code, "message", message);
-    if (m)
-        cl_publish(c, to, m, NULL, NULL);
+    struct bus_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = BUS_ANSWER;
+    snprintf(m.session, sizeof m.session, "%s", session);
+    m.u.answer.code = proto_code_parse(code);
+    snprintf(m.u.answer.message, sizeof m.u.answer.message, "%s", message);
+    cl_publish(c, to, &m, NULL, NULL);
 }
 
-/* The initiator from an introduce, checked as its own instance checked its hello: a punch line
- * for this session, candidates that may be offered. Returns 0, or -1 (logged) when the
- * message is malformed. */
-static int cl_remote_peer(struct cl *c, json_t *msg, const char *sender, const char *session,
-                          struct plan_peer *p, uint32_t *bus)
+/* The initiator from an introduce, checked as its own instance checked its hello: candidates
+ * that may be offered, then the path (path_why: bus_decode's reason when the path is unknown,
+ * else NULL). Returns 0, or -1 (logged) when the message is refused. */
+static int cl_remote_peer(struct cl *c, const struct bus_msg *bm, const char *path_why,
+                          struct plan_peer *p)
 {
-    const char *line = cl_str(msg, "peer", PROTO_MAX_LINE);
-    const char *path = cl_str(msg, "path", 16);
-    struct proto_msg m;
-    char why[PROTO_MAX_TEXT], ep[EP_STRLEN];
+    const struct proto_msg *m = &bm->u.introduce.peer;
+    char ep[EP_STRLEN];
     const char *bad;
-    json_int_t r, b;
     bool loopback_ok;
-    if (!line || !path || !cl_int(msg, "rtt_us", 0, CL_MAX_DELAY_US, &r) ||
-        !cl_int(msg, "bus_rtt_us", 0, CL_MAX_DELAY_US, &b)) {
-        cl_reject(c, "from %s: a malformed introduce", sender);
-        return -1;
-    }
-    if (!cl_punch_of(line, PROTO_RESPONDER, session, NULL, &m, why, sizeof why)) {
-        cl_reject(c, "from %s: introduce for session %s: %s", sender, session, why);
-        return -1;
-    }
-    loopback_ok = ep_is_loopback((const struct sockaddr *)&m.u.punch.observed);
+    loopback_ok = ep_is_loopback((const struct sockaddr *)&m->u.punch.observed);
     /* the observed address too: the relay and a NAT-mapping peer dial it */
-    if ((bad = c->user.bad_candidate((const struct sockaddr *)&m.u.punch.observed, true)))
-        ep_format((const struct sockaddr *)&m.u.punch.observed, ep, sizeof ep);
-    for (int i = 0; !bad && i < m.u.punch.endpoints.n; i++)
-        if ((bad = c->user.bad_candidate((const struct sockaddr *)&m.u.punch.endpoints.ep[i],
-                                     loopback_ok)))
-            ep_format((const struct sockaddr *)&m.u.punch.endpoints.ep[i], ep, sizeof ep);
+    if ((bad = c->user.bad_candidate((const struct sockaddr *)&m->u.punch.observed, true)))
+        ep_format((const struct sockaddr *)&m->u.punch.observed, ep, sizeof ep);
+    for (int i = 0; !bad && i < m->u.punch.endpoints.n; i++)
+        if ((bad = c->user.bad_candidate((const struct sockaddr *)&m->u.punch.endpoints.ep[i],
+                                         loopback_ok)))
+            ep_format((const struct sockaddr *)&m->u.punch.endpoints.ep[i], ep, sizeof ep);
     if (bad) {
-        cl_reject(c, "from %s: introduce for session %s: endpoint %s is %s", sender, session, ep,
-                  bad);
+        cl_reject(c, "from %s: introduce for session %s: endpoint %s is %s", bm->sender,
+                  bm->session, ep, bad);
+        return -1;
+    }
+    if (path_why) {
+        cl_reject(c, "%s", path_why);
         return -1;
     }
     memset(p, 0, sizeof *p);
-    memcpy(p->id, m.u.punch.peer, sizeof p->id);
-    p->observed = m.u.punch.observed;
-    p->eps = m.u.punch.endpoints;
-    p->has_obs6 = m.u.punch.has_observed6;
-    p->obs6 = m.u.punch.observed6;
-    p->nat = m.u.punch.nat;
-    p->has_key = m.u.punch.has_key;
-    memcpy(p->key, m.u.punch.key, sizeof p->key);
-    if (strcmp(path, "relay") == 0)
-        p->path = PROTO_PATH_RELAY;
-    else if (strcmp(path, "direct") == 0)
-        p->path = PROTO_PATH_DIRECT;
-    else if (strcmp(path, "any") == 0)
-        p->path = PROTO_PATH_ANY;
-    else {
-        cl_reject(c, "from %s: introduce with an unknown path", sender);
-        return -1;
-    }
-    p->rtt_us = (uint32_t)r;
-    *bus = (uint32_t)b;
+    memcpy(p->id, m->u.punch.peer, sizeof p->id);
+    p->observed = m->u.punch.observed;
+    p->eps = m->u.punch.endpoints;
+    p->has_obs6 = m->u.punch.has_observed6;
+    p->obs6 = m->u.punch.observed6;
+    p->nat = m->u.punch.nat;
+    p->has_key = m->u.punch.has_key;
+    memcpy(p->key, m->u.punch.key, sizeof p->key);
+    p->path = bm->u.introduce.path;
+    p->rtt_us = bm->u.introduce.rtt_us;
     return 0;
 }
 
@@ -1026,30 +881,22 @@ static int cl_offer(struct cl *c, const char *session, const struct plan_peer *p
     return plan_no_relay(pl, why, msg, len);
 }
 
-static void cl_on_introduce(struct cl *c, json_t *msg, const char *sender)
+/* path_why: bus_decode's reason when the path is unknown (refused after the endpoints), or
+ * NULL. */
+static void cl_on_introduce(struct cl *c, const struct bus_msg *m, const char *path_why)
 {
-    static const char *const names[] = {"type", "sender", "t",      "session",    "from", "target",
-                                        "peer", "path",   "rtt_us", "bus_rtt_us", NULL};
-    const char *session = cl_str(msg, "session", PROTO_SESSION_LEN);
-    const char *from = cl_str(msg, "from", CL_MAX_INSTANCE);
-    const char *target = cl_str(msg, "target", PROTO_MAX_ID);
+    /* answers go to the sender (bus_decode checked "from" names it too) */
+    const char *session = m->session, *from = m->sender, *target = m->u.introduce.target;
     struct cl_link *to;
     struct plan_peer pi, pt;
     struct plan pl;
     struct plan_punches pp;
     struct plan_route route = {.across = true, .relay_addr = &c->public_addr};
+    struct bus_msg ans;
     char li[PROTO_MAX_LINE], lt[PROTO_MAX_LINE], text[PROTO_MAX_TEXT];
-    uint32_t bus_a;
-    int ni, nt;
-    json_t *ans;
+    int nt;
 
-    /* answers go to the sender: "from" is the same name, kept for older readers of logs */
-    if (!cl_only(msg, names) || !session || !proto_valid_session(session) || !from ||
-        strcmp(from, sender) != 0 || !target || !proto_valid_id(target)) {
-        cl_reject(c, "from %s: a malformed introduce", sender);
-        return;
-    }
-    if (cl_remote_peer(c, msg, sender, session, &pi, &bus_a) < 0)
+    if (cl_remote_peer(c, m, path_why, &pi) < 0)
         return;
     to = c->user.find(c->user.data, target);
     if (!to) {
@@ -1064,18 +911,20 @@ static void cl_on_introduce(struct cl *c, json_t *msg, const char *sender)
         return;
     }
     /* the initiator joins the relay here, through the address peers know this instance by */
-    route.bus_rtt_us = bus_a + c->redis_rtt_us;
+    route.bus_rtt_us = m->u.introduce.bus_rtt_us + c->redis_rtt_us;
     plan_punches(&pl, &pi, &pt, session, &route, &pp);
-    ni = proto_encode(&pp.s[PLAN_I].m, li, sizeof li);
+    /* both punches must encode before either leaves: the initiator's goes out in the answer */
     nt = proto_encode(&pp.s[PLAN_T].m, lt, sizeof lt);
-    if (ni <= 0 || nt <= 0) {
+    if (proto_encode(&pp.s[PLAN_I].m, li, sizeof li) <= 0 || nt <= 0) {
         cl_answer_error(c, from, session, "internal", "the server cannot encode the punch");
         return;
     }
-    li[ni - 1] = '\0';
-    ans = json_pack("{s:s, s:s, s:s, s:I}", "type", "answer", "session", session, "line", li,
-                    "delay_us", (json_int_t)pp.s[PLAN_I].delay_us);
-    if (!ans || cl_publish(c, from, ans, NULL, NULL) < 0) {
+    memset(&ans, 0, sizeof ans);
+    ans.type = BUS_ANSWER;
+    snprintf(ans.session, sizeof ans.session, "%s", session);
+    ans.u.answer.line = pp.s[PLAN_I].m;
+    ans.u.answer.delay_us = (uint32_t)pp.s[PLAN_I].delay_us;
+    if (cl_publish(c, from, &ans, NULL, NULL) < 0) {
         LOG_W("cluster: cannot answer instance %s for session %s", from, session);
         return;
     }
@@ -1093,45 +942,31 @@ static void cl_on_introduce(struct cl *c, json_t *msg, const char *sender)
 /* One message from the subscription: authenticated, fresh, then strictly decoded. */
 static void cl_dispatch(struct cl *c, const char *payload, size_t len)
 {
-    unsigned char tag[crypto_auth_hmacsha512256_BYTES], want[sizeof tag];
-    const char *json, *type, *sender;
-    size_t jlen, taglen;
-    json_error_t jerr;
-    json_t *msg = NULL;
-    json_int_t t;
+    struct bus_msg m;
+    const char *json;
+    size_t jlen;
+    char why[2 * PROTO_MAX_TEXT];
+    enum bus_err e;
 
-    if (len > CL_BUS_MAX || len <= 3 + CL_TAG_HEX + 1 || memcmp(payload, "v1.", 3) != 0 ||
-        payload[3 + CL_TAG_HEX] != '.' ||
-        sodium_hex2bin(tag, sizeof tag, payload + 3, CL_TAG_HEX, NULL, &taglen, NULL) != 0 ||
-        taglen != sizeof tag) {
-        cl_reject(c, "not a signed message of this version (%zu bytes)", len);
+    if (bus_open(c->bus_key, c->chan, payload, len, &json, &jlen, why, sizeof why) < 0) {
+        cl_reject(c, "%s", why);
         return;
     }
-    json = payload + 3 + CL_TAG_HEX + 1;
-    jlen = len - (3 + CL_TAG_HEX + 1);
-    cl_mac(c, c->chan, json, jlen, want);
-    if (sodium_memcmp(tag, want, sizeof tag) != 0) {
-        cl_reject(c, "bad MAC (not from an instance with this --cluster-secret-file)");
+    e = bus_decode(json, jlen, c->inst, &m, why, sizeof why);
+    if (e == BUS_E_ENVELOPE) {
+        cl_reject(c, "%s", why);
         return;
     }
-    msg = json_loadb(json, jlen, JSON_REJECT_DUPLICATES, &jerr);
-    type = cl_str(msg, "type", 16);
-    sender = cl_str(msg, "sender", CL_MAX_INSTANCE);
-    if (!json_is_object(msg) || !type || !sender || !cl_valid_inst(sender) ||
-        strcmp(sender, c->inst) == 0 || !cl_int(msg, "t", 1, INT64_MAX, &t)) {
-        cl_reject(c, "signed but malformed: %s", msg ? "bad type, sender or t" : jerr.text);
-        goto cleanup;
-    }
-    if (!cl_fresh(c, sender, (int64_t)t))
-        goto cleanup;
-    if (strcmp(type, "introduce") == 0)
-        cl_on_introduce(c, msg, sender);
-    else if (strcmp(type, "answer") == 0)
-        cl_on_answer(c, msg, sender);
+    if (!cl_fresh(c, m.sender, m.t))
+        return;
+    if (e == BUS_E_TYPE)
+        LOG_D("cluster: %s", why);
+    else if (e != BUS_OK && e != BUS_E_PATH)
+        cl_reject(c, "%s", why);
+    else if (m.type == BUS_INTRODUCE)
+        cl_on_introduce(c, &m, e == BUS_E_PATH ? why : NULL);
     else
-        LOG_D("cluster: message of unknown type %s from %s ignored", type, sender);
-cleanup:
-    json_decref(msg);
+        cl_on_answer(c, &m);
 }
 
 static void cl_set_up(struct cl *c)
@@ -1399,9 +1234,9 @@ static int cl_setup(struct cl *c, const struct cl_cfg *cfg, char *err, size_t er
         host[sizeof host - 1] = '\0';
         snprintf(c->inst, sizeof c->inst, "%.60s-%s", host, c->public_text);
     }
-    if (!cl_valid_inst(c->inst)) {
+    if (!bus_valid_instance(c->inst)) {
         snprintf(err, errlen, "invalid instance id '%s' (1-%d of A-Z a-z 0-9 . _ - : [ ])", c->inst,
-                 CL_MAX_INSTANCE);
+                 BUS_MAX_INSTANCE);
         return -1;
     }
     cl_chan_of(c, c->inst, c->chan, sizeof c->chan);

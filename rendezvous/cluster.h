@@ -25,9 +25,7 @@
 #define CL_BACKOFF_MIN_S 1      /* first reconnect delay, doubled up to ... */
 #define CL_BACKOFF_MAX_S 30     /* ... this */
 #define CL_MAX_OPS 4096         /* introductions and id claims in flight at once */
-#define CL_MAX_INSTANCE 128     /* bytes of an instance id */
 #define CL_MAX_PREFIX 64
-#define CL_BUS_MAX 8192    /* bytes of one bus message */
 #define CL_BUS_FRESH_S 30  /* a bus message older or newer than this is refused */
 #define CL_MAX_SENDERS 256 /* instances whose last sequence number is remembered */
 
