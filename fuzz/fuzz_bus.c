@@ -2,8 +2,9 @@
  * it arrives after its MAC checked out (an instance's secret is no guarantee of sanity: a bug or
  * a newer version on another instance sends what it sends). It is decoded as instance "B", an
  * answer's content checked too; whatever passes must encode to JSON that decodes again to the
- * same message, re-encodes to the same bytes, and survives sealing and opening. The input also goes through bus_open as a whole
- * framed payload, whose checks run before any MAC is computed over attacker-chosen lengths. */
+ * same message, re-encodes to the same bytes, and survives sealing and opening. The input also goes
+ * through bus_open as a whole framed payload, whose checks run before any MAC is computed over
+ * attacker-chosen lengths. */
 #include "fuzz/fuzz.h"
 #include "proto/bus.h"
 

@@ -169,7 +169,6 @@ static void cl_chan_of(const struct cl *c, const char *inst, char *out, size_t l
     snprintf(out, len, "%sinst:%s", c->prefix, inst);
 }
 
-
 /* HOST:PORT or [V6]:PORT; host names are fine (hiredis resolves them). */
 static int cl_parse_hostport(const char *in, char *host, size_t hlen, int *port)
 {
@@ -370,7 +369,7 @@ static void cl_op_finish(struct cl_op *op)
 
 /* Ends op with an answer to its connection: an error for an introduction, the verdict for a
  * claim. */
-static void cl_op_fail(struct cl_op *op, const char *code, const char *msg)
+static void cl_op_fail(struct cl_op *op, enum proto_code code, const char *msg)
 {
     struct cl *c = op->cl;
     struct cl_link *conn = op->conn;
@@ -419,13 +418,13 @@ static void cl_fail_all(struct cl *c, const char *why)
     while ((op = cl_op_first(c))) {
         if (op->kind == CL_CLAIM) {
             snprintf(msg, sizeof msg, "the server cannot check id ownership now (%s)", why);
-            cl_op_fail(op, "internal", msg);
+            cl_op_fail(op, PC_INTERNAL, msg);
         } else {
             snprintf(msg, sizeof msg,
                      "%s is not registered on this server, and the cluster is "
                      "unavailable (%s)",
                      op->target, why);
-            cl_op_fail(op, "peer-not-found", msg);
+            cl_op_fail(op, PC_PEER_NOT_FOUND, msg);
         }
     }
 }
@@ -482,22 +481,24 @@ void cl_withdraw(struct cl *c, const char *id)
 
 /* ---- ownership ---- */
 
-/* A new id the claim script refused for one of the limits; Redis holds nothing of it. */
-static void cl_claim_refused(struct cl_op *op, const char *code)
+/* A new id the claim script refused for one of the limits (said: the code after its "#");
+ * Redis holds nothing of it. */
+static void cl_claim_refused(struct cl_op *op, const char *said)
 {
     const struct gate_cfg *g = op->cl->user.gate;
+    enum proto_code code = proto_code_parse(said);
     char msg[PROTO_MAX_TEXT];
-    LOG_N("cluster: %s refused as a new id: %s", op->target, code);
-    if (strcmp(code, "too-many-ids") == 0)
+    LOG_N("cluster: %s refused as a new id: %s", op->target, said);
+    if (code == PC_TOO_MANY_IDS)
         snprintf(msg, sizeof msg, "this key owns %u ids already, the most one key may own here",
                  g->ids_per_key);
-    else if (strcmp(code, "rate-limited") == 0)
+    else if (code == PC_RATE_LIMITED)
         snprintf(msg, sizeof msg,
                  "at most %u new ids per hour from one address (%u from one IPv6 /48); try "
                  "again later",
                  g->new_ids_per_hour, g->new_ids_per_hour * LIM_SITE_FACTOR);
     else {
-        code = "server-full";
+        code = PC_SERVER_FULL;
         snprintf(msg, sizeof msg, "the cluster knows too many ids to take a new one");
     }
     cl_op_fail(op, code, msg);
@@ -516,20 +517,20 @@ static void cl_on_claim(redisAsyncContext *ac, void *r, void *privdata)
     if (!cl_reply_ok(reply) || reply->type != REDIS_REPLY_STRING) {
         LOG_W("cluster: claiming %s: %s", op->target,
               reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no answer from Redis");
-        cl_op_fail(op, "internal", "the server cannot check id ownership now");
+        cl_op_fail(op, PC_INTERNAL, "the server cannot check id ownership now");
     } else if (strcmp(reply->str, "!") == 0) {
         snprintf(msg, sizeof msg, "%s with this key is not on the cluster's allowlist", op->target);
-        cl_op_fail(op, "not-authorized", msg);
+        cl_op_fail(op, PC_NOT_AUTHORIZED, msg);
     } else if (reply->str[0] == '#') {
         cl_claim_refused(op, reply->str + 1);
     } else {
         sodium_bin2base64(mine, sizeof mine, op->hello->u.hello.key, PROTO_KEY_BYTES,
                           sodium_base64_VARIANT_ORIGINAL);
         if (strcmp(reply->str, mine) == 0) {
-            cl_op_fail(op, NULL, NULL);
+            cl_op_fail(op, PC_UNKNOWN, NULL);
         } else {
             snprintf(msg, sizeof msg, "%s belongs to another key", op->target);
-            cl_op_fail(op, "id-owned", msg);
+            cl_op_fail(op, PC_ID_OWNED, msg);
         }
     }
     cl_op_unref(op);
@@ -622,7 +623,6 @@ static void cl_touch_all(struct cl *c)
 
 /* ---- introductions: the initiator's instance ---- */
 
-
 /* Stamps m with this instance and a fresh "t", MACs it for inst's channel and publishes. The
  * bus (PROTOCOL.md, "Cluster"): a receiver takes from each sender only larger values of t. */
 static int cl_publish(struct cl *c, const char *inst, struct bus_msg *m, redisCallbackFn *cb,
@@ -640,8 +640,7 @@ static int cl_publish(struct cl *c, const char *inst, struct bus_msg *m, redisCa
     if ((n = bus_encode(m, json, sizeof json)) < 0 ||
         (n = bus_seal(c->bus_key, chan, json, (size_t)n, payload, sizeof payload)) < 0)
         return -1;
-    return redisAsyncCommand(c->cmd, cb, arg, "PUBLISH %s %b", chan, payload, (size_t)n) ==
-                   REDIS_OK
+    return redisAsyncCommand(c->cmd, cb, arg, "PUBLISH %s %b", chan, payload, (size_t)n) == REDIS_OK
                ? 0
                : -1;
 }
@@ -654,13 +653,13 @@ static void cl_on_published(redisAsyncContext *ac, void *r, void *privdata)
     (void)ac;
     if (!op->finished && (!cl_reply_ok(reply) || reply->type != REDIS_REPLY_INTEGER)) {
         snprintf(msg, sizeof msg, "%s cannot be reached now: the cluster store failed", op->target);
-        cl_op_fail(op, "peer-not-found", msg);
+        cl_op_fail(op, PC_PEER_NOT_FOUND, msg);
     } else if (!op->finished && reply->integer == 0) {
         /* crashed, its directory entries not expired yet */
         LOG_I("cluster: %s is on instance %s, which is not running", op->target, op->where);
         snprintf(msg, sizeof msg, "%s was registered on instance %s, which is not running",
                  op->target, op->where);
-        cl_op_fail(op, "peer-not-found", msg);
+        cl_op_fail(op, PC_PEER_NOT_FOUND, msg);
     }
     cl_op_unref(op);
 }
@@ -702,12 +701,12 @@ static void cl_on_located(redisAsyncContext *ac, void *r, void *privdata)
     if (!cl_reply_ok(reply)) {
         snprintf(msg, sizeof msg, "%s cannot be looked up now: the cluster store failed",
                  op->target);
-        cl_op_fail(op, "peer-not-found", msg);
+        cl_op_fail(op, PC_PEER_NOT_FOUND, msg);
     } else if (reply->type != REDIS_REPLY_STRING || strcmp(reply->str, c->inst) == 0 ||
                !bus_valid_instance(reply->str)) {
         /* our own name: a stale entry of a peer that has just left */
         snprintf(msg, sizeof msg, "%s is not registered on any server of this cluster", op->target);
-        cl_op_fail(op, "peer-not-found", msg);
+        cl_op_fail(op, PC_PEER_NOT_FOUND, msg);
     } else {
         snprintf(op->where, sizeof op->where, "%s", reply->str);
         if (op->conn)
@@ -715,7 +714,7 @@ static void cl_on_located(redisAsyncContext *ac, void *r, void *privdata)
         op->refs++;
         if (!op->conn || cl_publish(c, op->where, &intro, cl_on_published, op) < 0) {
             op->refs--;
-            cl_op_fail(op, "internal", "the server cannot reach the cluster now");
+            cl_op_fail(op, PC_INTERNAL, "the server cannot reach the cluster now");
         } else {
             LOG_I("cluster: introduce %s to %s on instance %s (session %s)", op->from,
                   op->target, op->where, op->session);
@@ -734,25 +733,25 @@ void cl_connect(struct cl *c, struct cl_link *from, const char *from_id, const c
                  "%s is not registered on this server, and the cluster is "
                  "unavailable (Redis at %.64s:%d is down)",
                  target, c->host, c->port);
-        c->user.refuse(c->user.data, from, "peer-not-found", msg);
+        c->user.refuse(c->user.data, from, PC_PEER_NOT_FOUND, msg);
         return;
     }
     if (!(op = cl_op_new(c, CL_INTRO, from))) {
-        c->user.refuse(c->user.data, from, "rate-limited",
+        c->user.refuse(c->user.data, from, PC_RATE_LIMITED,
                        "the server has too many introductions in flight");
         return;
     }
     snprintf(op->target, sizeof op->target, "%s", target);
     snprintf(op->from, sizeof op->from, "%s", from_id);
     if (rnd_hex(op->session, PROTO_SESSION_LEN / 2) < 0) {
-        cl_op_fail(op, "internal", "the server cannot create a session now");
+        cl_op_fail(op, PC_INTERNAL, "the server cannot create a session now");
         return;
     }
     cl_key(c, "peer", target, key, sizeof key);
     op->refs++;
     if (redisAsyncCommand(c->cmd, cl_on_located, op, "GET %s", key) != REDIS_OK) {
         op->refs--;
-        cl_op_fail(op, "internal", "the server cannot reach the cluster now");
+        cl_op_fail(op, PC_INTERNAL, "the server cannot reach the cluster now");
     }
 }
 
@@ -783,13 +782,13 @@ static void cl_on_answer(struct cl *c, struct bus_msg *m)
         return;
     }
     if (m->u.answer.code != PC_UNKNOWN) {
-        cl_op_fail(op, proto_code_name(m->u.answer.code), m->u.answer.message);
+        cl_op_fail(op, m->u.answer.code, m->u.answer.message);
         return;
     }
     /* re-encoded from the decoded message: what reaches the peer is one canonical line */
     n = proto_encode(&m->u.answer.line, buf, sizeof buf);
     if (n <= 0) {
-        cl_op_fail(op, "internal", "another server of the cluster sent a broken answer");
+        cl_op_fail(op, PC_INTERNAL, "another server of the cluster sent a broken answer");
         return;
     }
     conn = op->conn;
@@ -808,14 +807,14 @@ static void cl_on_answer(struct cl *c, struct bus_msg *m)
 
 /* ---- introductions: the target's instance ---- */
 
-static void cl_answer_error(struct cl *c, const char *to, const char *session, const char *code,
+static void cl_answer_error(struct cl *c, const char *to, const char *session, enum proto_code code,
                             const char *message)
 {
     struct bus_msg m;
     memset(&m, 0, sizeof m);
     m.type = BUS_ANSWER;
     snprintf(m.session, sizeof m.session, "%s", session);
-    m.u.answer.code = proto_code_parse(code);
+    m.u.answer.code = code;
     snprintf(m.u.answer.message, sizeof m.u.answer.message, "%s", message);
     cl_publish(c, to, &m, NULL, NULL);
 }
@@ -901,13 +900,13 @@ static void cl_on_introduce(struct cl *c, const struct bus_msg *m, const char *p
     to = c->user.find(c->user.data, target);
     if (!to) {
         snprintf(text, sizeof text, "%s is not registered on any server of this cluster", target);
-        cl_answer_error(c, from, session, "peer-not-found", text);
+        cl_answer_error(c, from, session, PC_PEER_NOT_FOUND, text);
         return;
     }
     c->user.facts(c->user.data, to, &pt);
     if (plan_path(c->user.relays, &pi, &pt, &pl, text, sizeof text) < 0 ||
         cl_offer(c, session, &pi, &pt, &pl, text, sizeof text) < 0) {
-        cl_answer_error(c, from, session, "no-path", text);
+        cl_answer_error(c, from, session, PC_NO_PATH, text);
         return;
     }
     /* the initiator joins the relay here, through the address peers know this instance by */
@@ -916,7 +915,7 @@ static void cl_on_introduce(struct cl *c, const struct bus_msg *m, const char *p
     /* both punches must encode before either leaves: the initiator's goes out in the answer */
     nt = proto_encode(&pp.s[PLAN_T].m, lt, sizeof lt);
     if (proto_encode(&pp.s[PLAN_I].m, li, sizeof li) <= 0 || nt <= 0) {
-        cl_answer_error(c, from, session, "internal", "the server cannot encode the punch");
+        cl_answer_error(c, from, session, PC_INTERNAL, "the server cannot encode the punch");
         return;
     }
     memset(&ans, 0, sizeof ans);
@@ -1165,7 +1164,7 @@ static void cl_expire_ops(struct cl *c, uint64_t now)
             continue;
         }
         if (op->kind == CL_CLAIM) {
-            cl_op_fail(op, "internal", "the server cannot check id ownership now (Redis is slow)");
+            cl_op_fail(op, PC_INTERNAL, "the server cannot check id ownership now (Redis is slow)");
             op = cl_op_first(c);
             continue;
         }
@@ -1175,7 +1174,7 @@ static void cl_expire_ops(struct cl *c, uint64_t now)
                  "%s is registered on instance %.100s, which did not answer within "
                  "%d ms",
                  op->target, op->where[0] ? op->where : "?", CL_ANSWER_MS);
-        cl_op_fail(op, "peer-not-found", msg);
+        cl_op_fail(op, PC_PEER_NOT_FOUND, msg);
         op = cl_op_first(c);
     }
 }

@@ -579,5 +579,5 @@ static void t_seal_open(void)
 
 CHECK_MAIN(TEST(t_roundtrip_introduce), TEST(t_roundtrip_answer), TEST(t_encode_refuses),
            TEST(t_envelope), TEST(t_unknown_type), TEST(t_reject_introduce), TEST(t_reject_answer),
-           TEST(t_answer_later), TEST(t_path_later),
-           TEST(t_punch_is), TEST(t_instance), TEST(t_key), TEST(t_seal_open))
+           TEST(t_answer_later), TEST(t_path_later), TEST(t_punch_is), TEST(t_instance),
+           TEST(t_key), TEST(t_seal_open))
