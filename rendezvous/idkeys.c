@@ -261,7 +261,8 @@ static int ik_parse_line(char *line, char *id, unsigned char *key, int64_t *seen
     *sep = '\0';
     k = ik_trim(sep + 1);
     if (!proto_valid_id(s)) {
-        snprintf(why, whylen, "\"%.64s\" is not an id ([A-Za-z0-9._-]{1,64})", s);
+        snprintf(why, whylen, "\"%.*s\" is not an id ([A-Za-z0-9._-]{1,%d})", PROTO_MAX_ID, s,
+                 PROTO_MAX_ID);
         return -1;
     }
     if (seen)
