@@ -51,6 +51,24 @@ struct hmap_node *hmap_find(const struct hmap *m, uint64_t h,
     return NULL;
 }
 
+uint64_t hmap_hash_str(const struct hmap *m, const char *s)
+{
+    return hmap_hash(m, s, strlen(s));
+}
+
+struct hmap_node *hmap_find_str_(const struct hmap *m, const char *s, ptrdiff_t field_from_node)
+{
+    struct hmap_node *n;
+    uint64_t h;
+    if (!m->nbuckets)
+        return NULL;
+    h = hmap_hash_str(m, s);
+    for (n = m->buckets[hmap_slot(m, h)]; n; n = n->next)
+        if (n->hash == h && strcmp((const char *)n + field_from_node, s) == 0)
+            return n;
+    return NULL;
+}
+
 /* Doubles the table; on allocation failure the old one stays (correct, only slower). */
 static void hmap_grow(struct hmap *m)
 {

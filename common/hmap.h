@@ -58,6 +58,15 @@ void hmap_insert(struct hmap *m, struct hmap_node *n, uint64_t h);
 /* Takes n out of m; n must be in m. */
 void hmap_remove(struct hmap *m, struct hmap_node *n);
 
+/* String keys, the common case (ids, session names): the element holds its key as a
+ * NUL-terminated char array field, so no equality function is needed.
+ *   hmap_insert(&m, &e->node, hmap_hash_str(&m, e->id));
+ *   n = hmap_find_str(&m, id, struct ent, node, id); */
+uint64_t hmap_hash_str(const struct hmap *m, const char *s);
+struct hmap_node *hmap_find_str_(const struct hmap *m, const char *s, ptrdiff_t field_from_node);
+#define hmap_find_str(m, s, type, member, field)                                                   \
+    hmap_find_str_((m), (s), (ptrdiff_t)offsetof(type, field) - (ptrdiff_t)offsetof(type, member))
+
 static inline size_t hmap_count(const struct hmap *m)
 {
     return m->count;

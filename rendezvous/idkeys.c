@@ -81,19 +81,9 @@ static int ik_keyn_add(struct ik *t, const unsigned char *key, int delta)
     return 0;
 }
 
-static bool ik_id_eq(const struct hmap_node *n, const void *id)
-{
-    return strcmp(hmap_data(n, struct ik_pair, node)->id, id) == 0;
-}
-
-static uint64_t ik_id_hash(const struct ik *t, const char *id)
-{
-    return hmap_hash(&t->ids, id, strlen(id));
-}
-
 static struct ik_pair *ik_pair_find(const struct ik *t, const char *id)
 {
-    struct hmap_node *n = hmap_find(&t->ids, ik_id_hash(t, id), ik_id_eq, id);
+    struct hmap_node *n = hmap_find_str(&t->ids, id, struct ik_pair, node, id);
     return n ? hmap_data(n, struct ik_pair, node) : NULL;
 }
 
@@ -161,7 +151,7 @@ enum ik_status ik_add_seen(struct ik *t, const char *id, const unsigned char key
         free(p);
         return IK_NOMEM;
     }
-    hmap_insert(&t->ids, &p->node, ik_id_hash(t, p->id));
+    hmap_insert(&t->ids, &p->node, hmap_hash_str(&t->ids, p->id));
     q_insert_tail(&t->all, &p->link);
     return IK_OK;
 }

@@ -18,19 +18,9 @@ struct reg {
     struct hmap map; /* id -> struct reg_entry */
 };
 
-static bool reg_eq(const struct hmap_node *n, const void *id)
-{
-    return strcmp(hmap_data(n, struct reg_entry, node)->id, id) == 0;
-}
-
-static uint64_t reg_hash(const struct reg *r, const char *id)
-{
-    return hmap_hash(&r->map, id, strlen(id));
-}
-
 static struct reg_entry *reg_lookup(const struct reg *r, const char *id)
 {
-    struct hmap_node *n = hmap_find(&r->map, reg_hash(r, id), reg_eq, id);
+    struct hmap_node *n = hmap_find_str(&r->map, id, struct reg_entry, node, id);
     return n ? hmap_data(n, struct reg_entry, node) : NULL;
 }
 
@@ -69,7 +59,7 @@ enum reg_status reg_add(struct reg *r, const char *id, void *val)
         return REG_NOMEM;
     e->val = val;
     memcpy(e->id, id, len + 1);
-    hmap_insert(&r->map, &e->node, reg_hash(r, e->id));
+    hmap_insert(&r->map, &e->node, hmap_hash_str(&r->map, e->id));
     return REG_OK;
 }
 

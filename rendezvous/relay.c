@@ -287,19 +287,9 @@ static void rly_sess_uncount(struct rly_sess *s)
 
 /* ---- offers ---- */
 
-static bool rly_rec_eq(const struct hmap_node *n, const void *session)
-{
-    return strcmp(hmap_data(n, struct rly_rec, node)->session, session) == 0;
-}
-
-static uint64_t rly_hash(const struct rly *r, const char *session)
-{
-    return hmap_hash(&r->offers, session, strlen(session));
-}
-
 static struct rly_rec *rly_find(const struct rly *r, const char *session)
 {
-    struct hmap_node *n = hmap_find(&r->offers, rly_hash(r, session), rly_rec_eq, session);
+    struct hmap_node *n = hmap_find_str(&r->offers, session, struct rly_rec, node, session);
     return n ? hmap_data(n, struct rly_rec, node) : NULL;
 }
 
@@ -389,7 +379,7 @@ int rly_offer(struct rly *r, const char *session, const struct rly_party *p0,
         if (p->key)
             memcpy(e->key[i], p->key, PROTO_KEY_BYTES);
     }
-    hmap_insert(&r->offers, &e->node, rly_hash(r, e->session));
+    hmap_insert(&r->offers, &e->node, hmap_hash_str(&r->offers, e->session));
     q_insert_tail(&r->byage, &e->link);
     memcpy(token0, e->token[0], PROTO_TOKEN_LEN + 1);
     memcpy(token1, e->token[1], PROTO_TOKEN_LEN + 1);

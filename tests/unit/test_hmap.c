@@ -150,4 +150,27 @@ static void t_keys_differ(void)
     hmap_fini(&b);
 }
 
-CHECK_MAIN(TEST(t_basic), TEST(t_growth), TEST(t_iterate_remove), TEST(t_keys_differ))
+static void t_string_keys(void)
+{
+    struct hmap m;
+    struct ent a, b;
+    struct hmap_node *n;
+    if (!CHECK_INT(hmap_init(&m, 8), 0))
+        return;
+    snprintf(a.id, sizeof a.id, "alice");
+    snprintf(b.id, sizeof b.id, "bob");
+    hmap_insert(&m, &a.node, hmap_hash_str(&m, a.id));
+    hmap_insert(&m, &b.node, hmap_hash_str(&m, b.id));
+    CHECK(hmap_hash_str(&m, "alice") == h_of(&m, "alice"));
+    n = hmap_find_str(&m, "alice", struct ent, node, id);
+    CHECK(n == &a.node);
+    n = hmap_find_str(&m, "bob", struct ent, node, id);
+    CHECK(n == &b.node);
+    CHECK(hmap_find_str(&m, "alicE", struct ent, node, id) == NULL);
+    CHECK(hmap_find_str(&m, "", struct ent, node, id) == NULL);
+    hmap_remove(&m, &a.node);
+    CHECK(hmap_find_str(&m, "alice", struct ent, node, id) == NULL);
+    hmap_fini(&m);
+}
+
+CHECK_MAIN(TEST(t_basic), TEST(t_growth), TEST(t_iterate_remove), TEST(t_keys_differ), TEST(t_string_keys))
