@@ -6,7 +6,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/auth.h"
 #include "common/bytes.h"
 #include "common/endpoint.h"
 #include "common/identity.h"
@@ -14,6 +13,7 @@
 #include "common/srvlist.h"
 #include "common/vis.h"
 #include "peer/options.h"
+#include "proto/auth.h"
 
 enum { OPTS_JSON = 256 }; /* long options without a short form */
 enum { OPTS_DIRECT_TIMEOUT = 300, OPTS_NO_RELAY, OPTS_RELAY_ONLY };

@@ -63,6 +63,7 @@ struct pconn {
     struct pconn *next; /* inbound list */
     int cand;           /* -1: accepted by the listener, or adopted */
     const char *kind;   /* adopted: what it is ("relay"); NULL otherwise */
+    bool relayed;       /* adopted as the relay's connection: kind is the relay path's name */
     enum pc_state state;
     bool tcp_open; /* tcp initialised and not yet closed */
     bool dead;     /* no more retries (bad handshake) */
@@ -174,6 +175,7 @@ static void pu_inbound_closed(uv_handle_t *h)
         *pp = c->next;
     if (!c->kind)
         p->ninbound--;
+    lb_free(&c->lb);
     free(c);
     if (--p->handles == 0 && p->finished)
         free(p);
@@ -346,7 +348,7 @@ static void pu_win(struct pconn *c, const char *rest, size_t restlen)
     l->via = pu_kind(c);
     l->punch_ms = clk_ms() - p->start_ms;
     l->attempts = p->attempts;
-    l->relayed = c->kind && strcmp(c->kind, "relay") == 0;
+    l->relayed = c->relayed;
     if (l->relayed) {
         l->relay_server = l->remote;
         /* with no direct attempt the caller has put the reason in already */
@@ -467,7 +469,7 @@ static void pu_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 /* Handshake lines, one at a time: what follows the winning line is the peer's data. */
-static void pu_feed(struct pconn *c, const char *data, size_t n)
+static void pu_feed(struct pconn *c, char *data, size_t n)
 {
     size_t off = 0;
     while (off < n) {
@@ -809,10 +811,12 @@ int punch_adopt(struct punch *p, int fd, const char *kind)
         close(fd);
         return -1;
     }
+    enum proto_path path;
     if (p->finished || !(c = pu_new_inbound(p, inbound ? NULL : kind))) {
         close(fd);
         return -1;
     }
+    c->relayed = proto_path_parse(kind, &path) && path == PROTO_PATH_RELAY;
     if (uv_tcp_open(&c->tcp, fd) < 0) {
         close(fd);
         pu_close_conn(c);

@@ -1,5 +1,5 @@
 #include "rendezvous/cluster.h"
-#include "common/auth.h"
+#include "proto/auth.h"
 #include "common/clock.h"
 #include "common/endpoint.h"
 #include "common/log.h"
