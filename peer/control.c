@@ -21,6 +21,7 @@
 #include "common/log.h"
 #include "common/srvlist.h"
 #include "common/sock.h"
+#include "common/stamp.h"
 #include "peer/events.h"
 #include "peer/hello.h"
 #include "peer/peer.h"
@@ -1068,34 +1069,9 @@ static int ctl_on_line(void *arg, char *line, size_t len)
     return c->state == CTL_DONE;
 }
 
-/* Converts a CLOCK_REALTIME receive stamp to our monotonic clock. */
-static uint64_t ctl_stamp_to_mono(const struct timespec *rx)
-{
-    struct timespec real;
-    uint64_t now = clk_us(), rx_real, real_now;
-    clock_gettime(CLOCK_REALTIME, &real);
-    rx_real = (uint64_t)rx->tv_sec * 1000000u + (uint64_t)rx->tv_nsec / 1000u;
-    real_now = (uint64_t)real.tv_sec * 1000000u + (uint64_t)real.tv_nsec / 1000u;
-    if (rx_real > real_now || real_now - rx_real > now)
-        return now;
-    return now - (real_now - rx_real);
-}
-
 static ssize_t ctl_recv(struct ctl *c)
 {
-    char cbuf[CMSG_SPACE(sizeof(struct timespec))];
-    struct iovec iov = {c->rbuf, sizeof c->rbuf};
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf};
-    ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT);
-    c->rx_us = clk_us();
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); n > 0 && cm; cm = CMSG_NXTHDR(&mh, cm))
-        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
-            struct timespec ts;
-            memcpy(&ts, CMSG_DATA(cm), sizeof ts);
-            c->rx_us = ctl_stamp_to_mono(&ts);
-        }
-    return n;
+    return stamp_recv(c->fd, c->rbuf, sizeof c->rbuf, &c->rx_us);
 }
 
 static void ctl_on_readable(struct ctl *c)
