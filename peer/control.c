@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -23,6 +22,7 @@
 #include "common/sock.h"
 #include "common/stamp.h"
 #include "peer/events.h"
+#include "peer/failover.h"
 #include "peer/hello.h"
 #include "peer/peer.h"
 #include "peer/probe.h"
@@ -33,13 +33,7 @@
 #define CTL_CONNECT_TIMEOUT_MS 10000
 /* one of a list: a dead server must not stall the others for long */
 #define CTL_CONNECT_TIMEOUT_LIST_MS 3000
-/* after losing its server, a peer waits 0 to this long before the next one, so that the
- * peers of a dead server do not all land on the next in the same instant */
-#define CTL_FAILOVER_SPREAD_MS 500
 #define CTL_ANSWER_TIMEOUT_MS 10000
-/* listen's reconnect back-off: doubling from MIN up to MAX, each wait spread by +-20% */
-#define CTL_RETRY_MIN_MS 1000
-#define CTL_RETRY_MAX_MS 30000
 /* listen, receive, chat: punch orders set up at once, each until its handshake or --timeout.
  * Few enough that they cannot exhaust our descriptors (each engine holds at most a socket per
  * candidate and PUNCH_MAX_INBOUND more); what keeps a stranger's orders from crowding out the
@@ -92,7 +86,7 @@ struct ctl_sess {
 };
 
 struct ctl {
-    uv_loop_t loop;
+    uv_loop_t *loop;
     const struct peer_opts *o;
     const char *target;
     enum ctl_mode mode;
@@ -471,7 +465,7 @@ static void ctl_relay_start(struct ctl_sess *ss, const struct proto_msg *m)
             punch_abort(ss->punch, EXIT_PUNCH, ss->relay_note);
         return;
     }
-    ss->relay = rl_start(&c->loop, at, m->u.punch.session,
+    ss->relay = rl_start(c->loop, at, m->u.punch.session,
                          m->u.punch.token, c->o->have_secret ? c->o->secret : NULL, delay,
                          ctl_relay_done, ss, err, sizeof err);
     if (ss->relay)
@@ -668,7 +662,7 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
     for (int i = 0; i < cfg->ncand; i++)
         LOG_D("candidate %d: %s (%s)", i,
               ep_format((struct sockaddr *)&cfg->cand[i].addr, ep, sizeof ep), cfg->cand[i].kind);
-    ss->punch = punch_start(&c->loop, cfg, ss->link, ctl_punch_done, ss, err, sizeof err);
+    ss->punch = punch_start(c->loop, cfg, ss->link, ctl_punch_done, ss, err, sizeof err);
     if (!ss->punch) {
         ctl_sess_abandon(ss, EXIT_LOCAL, err);
         return;
@@ -676,20 +670,6 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
     if (relay)
         ctl_relay_start(ss, m);
     ctl_pend_route(c);
-}
-
-/* Refusals that go away by themselves. id-taken is one only after we had the id: our own
- * previous connection may still hold it until the server notices that it is gone. Everything
- * else (id-owned, not-authorized, not-admitted, protocol errors) would fail again. */
-static bool ctl_transient(const char *code, bool was_registered)
-{
-    static const char *const codes[] = {
-        "server-shutdown",      "keepalive-timeout", "hello-timeout", "server-full",
-        "too-many-connections", "rate-limited",      "overloaded",    "internal"};
-    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
-        if (strcmp(code, codes[i]) == 0)
-            return true;
-    return was_registered && strcmp(code, "id-taken") == 0;
 }
 
 static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
@@ -734,7 +714,7 @@ static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
     }
     snprintf(msg, sizeof msg, "server %s refused: %s (%s)", c->name, m->u.error.message, code);
     /* waiting for a challenge that never came: an older server, not a passing state */
-    if (ctl_transient(code, c->was_registered) &&
+    if (fo_transient(code, c->was_registered) &&
         !(c->state == CTL_CHALLENGE && strcmp(code, "hello-timeout") == 0))
         ctl_lost(c, "%s%s", msg, "");
     else
@@ -839,7 +819,7 @@ static void ctl_probe6_start(struct ctl *c, const struct proto_msg *m)
     if (!m->u.welcome.has_probe6 || m->u.welcome.probe6.ss_family != AF_INET6 ||
         c->local6.ss_family != AF_INET6)
         return;
-    c->probe6 = prb_start(&c->loop, (const struct sockaddr *)&c->local6,
+    c->probe6 = prb_start(c->loop, (const struct sockaddr *)&c->local6,
                           (const struct sockaddr *)&m->u.welcome.probe6, m->u.welcome.probe_token,
                           c->o->have_secret ? c->o->secret : NULL, PRB_TIMEOUT_MS,
                           ctl_probe6_done, c, err, sizeof err);
@@ -856,7 +836,7 @@ static void ctl_probe_start(struct ctl *c, const struct proto_msg *m)
     if (!m->u.welcome.probe_port)
         return;
     ep_set_port((struct sockaddr *)&to, m->u.welcome.probe_port);
-    c->probe = prb_start(&c->loop, (const struct sockaddr *)&c->local, (const struct sockaddr *)&to,
+    c->probe = prb_start(c->loop, (const struct sockaddr *)&c->local, (const struct sockaddr *)&to,
                          m->u.welcome.probe_token, c->o->have_secret ? c->o->secret : NULL,
                          PRB_TIMEOUT_MS, ctl_probe_done, c, err, sizeof err);
     if (!c->probe)
@@ -978,7 +958,7 @@ static void ctl_listen_on(struct ctl *c, const struct sockaddr_storage *local)
         LOG_D("no listener on the punch port: %s", err);
         return;
     }
-    if (uv_poll_init(&c->loop, l, fd) < 0) {
+    if (uv_poll_init(c->loop, l, fd) < 0) {
         close(fd);
         return;
     }
@@ -1153,7 +1133,7 @@ static int ctl_open(struct ctl *c)
         ctl_unreachable(c, strerror(errno));
         return EXIT_SERVER;
     }
-    if (uv_poll_init(&c->loop, &c->poll, c->fd) < 0) {
+    if (uv_poll_init(c->loop, &c->poll, c->fd) < 0) {
         LOG_E("cannot watch the server connection");
         return EXIT_LOCAL;
     }
@@ -1165,38 +1145,37 @@ static int ctl_open(struct ctl *c)
     return EXIT_DONE;
 }
 
-/* What one attempt tells the next (peer_rendezvous). */
+/* What every attempt of one command is given (the failover's callback data). */
 struct ctl_run {
+    const struct peer_opts *o;
+    const char *target;
+    struct peer_link *link;
     enum ctl_mode mode;
     const struct peer_serve *serve; /* CTL_SERVE's callbacks, CTL_WAIT's optional hooks */
     bool aux;                       /* register as an auxiliary connection (hello.aux) */
     bool may_retry;                 /* listen or chat without a peer, and no --no-retry */
-    bool was_registered;            /* some attempt so far got a welcome */
-    bool registered;                /* the last attempt got a welcome */
-    bool retry;                     /* the last attempt ended in a way worth another */
-    bool aux_refused;               /* the server does not know hello.aux */
-    const struct sl_server *srv;    /* the server of the next attempt */
-    bool multi;                     /* --server named several (ctl.multi) */
-    char why[512];                  /* how the last attempt lost its server */
 };
 
-/* One connection to the server: register, wait or ask, punch. */
-static int ctl_attempt(const struct peer_opts *o, const char *target, struct peer_link *link,
-                       struct ctl_run *run)
+/* One connection to server s, on loop: register, wait or ask, punch. Returns whether the
+ * server refused hello.aux (an older one). */
+static bool ctl_attempt(const struct ctl_run *run, uv_loop_t *loop, const struct sl_server *s,
+                        bool multi, bool was_registered, struct fo_outcome *out)
 {
     struct ctl *c = calloc(1, sizeof *c);
-    int result;
+    struct peer_link *link = run->link;
+    bool aux_refused;
 
     if (!c) {
         LOG_E("out of memory");
-        return EXIT_LOCAL;
+        out->rc = EXIT_LOCAL;
+        return false;
     }
     if (link) {
         memset(link, 0, sizeof *link);
         link->fd = -1;
     }
-    c->o = o;
-    c->target = target;
+    c->o = run->o;
+    c->target = run->target;
     c->mode = run->mode;
     c->serve = run->serve;
     c->aux = run->aux;
@@ -1204,157 +1183,73 @@ static int ctl_attempt(const struct peer_opts *o, const char *target, struct pee
     c->state = CTL_CONNECTING;
     c->fd = -1;
     c->may_retry = run->may_retry;
-    c->was_registered = run->was_registered;
-    c->server = run->srv->addr;
-    c->name = run->srv->name;
-    c->multi = run->multi;
+    c->was_registered = was_registered;
+    c->server = s->addr;
+    c->name = s->name;
+    c->multi = multi;
+    c->loop = loop;
     lb_init(&c->lb);
-    uv_loop_init(&c->loop);
-    uv_timer_init(&c->loop, &c->timer);
+    uv_timer_init(c->loop, &c->timer);
     c->timer.data = c;
-    uv_timer_init(&c->loop, &c->pend_timer);
+    uv_timer_init(c->loop, &c->pend_timer);
     c->pend_timer.data = c;
-    result = ctl_open(c);
-    if (result != EXIT_DONE)
-        ctl_end(c, result);
-    uv_run(&c->loop, UV_RUN_DEFAULT);
+    out->rc = ctl_open(c);
+    if (out->rc != EXIT_DONE)
+        ctl_end(c, out->rc);
+    /* the loop runs this attempt alone: it returns when the attempt is over */
+    uv_run(c->loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&c->timer, NULL);
     uv_close((uv_handle_t *)&c->pend_timer, NULL);
-    uv_run(&c->loop, UV_RUN_DEFAULT);
-    if (uv_loop_close(&c->loop) != 0)
-        LOG_D("event loop still had handles at exit");
-    result = c->result;
-    run->registered = c->registered;
-    run->retry = c->retry;
-    run->aux_refused = c->aux_refused;
-    snprintf(run->why, sizeof run->why, "%s", c->why);
+    uv_run(c->loop, UV_RUN_DEFAULT);
+    out->rc = c->result;
+    out->registered = c->registered;
+    out->retry = c->retry;
+    aux_refused = c->aux_refused;
+    snprintf(out->why, sizeof out->why, "%s", c->why);
     free(c);
-    if (result != EXIT_DONE && link && link->fd >= 0) {
+    if (out->rc != EXIT_DONE && link && link->fd >= 0) {
         close(link->fd);
         link->fd = -1;
     }
-    return result;
+    return aux_refused;
 }
 
-static void ctl_sleep_ms(uint64_t ms)
+/* The failover's attempt: one on server s (again without hello.aux, at once, if the server is
+ * an older one that does not know it). */
+static void ctl_try(void *data, uv_loop_t *loop, const struct sl_server *s, bool multi,
+                    bool was_registered, struct fo_outcome *out)
 {
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
-
-/* The servers of one round, resolved again for each: a name that does not resolve now may
- * resolve later (the network may be coming up). Returns how many. */
-static int ctl_resolve(const struct peer_opts *o, struct ctl_run *run, struct sl_list *l,
-                       char *tried, size_t len)
-{
-    char skipped[600];
-    int n = sl_resolve(o->server, l, skipped, sizeof skipped);
-    run->multi = l->items > 1 || n > 1;
-    if (skipped[0]) {
-        log_msg(run->may_retry || n > 0 ? LOG_WARN : LOG_ERROR, "server %s", skipped);
-        sl_join(tried, len, skipped);
-    }
-    return n;
-}
-
-/* One attempt on server s (again without hello.aux, at once, if the server is an older one
- * that does not know it). */
-static int ctl_try(const struct peer_opts *o, const char *target, struct peer_link *link,
-                   struct ctl_run *run, const struct sl_server *s)
-{
-    int rc;
-    run->srv = s;
+    struct ctl_run *run = data;
     for (;;) {
-        run->registered = run->retry = run->aux_refused = false;
-        run->why[0] = '\0';
-        rc = ctl_attempt(o, target, link, run);
-        if (!(run->aux_refused && run->aux))
-            return rc;
+        memset(out, 0, sizeof *out);
+        if (!(ctl_attempt(run, loop, s, multi, was_registered, out) && run->aux))
+            return;
         run->aux = false; /* the server is there, it only spoke an older dialect */
     }
 }
 
-/* Rounds over the servers of --server, in their order: the first that takes us is used. A
- * one-shot command tries one round; a waiting one (listen, receive, serve) that loses its
- * server moves on to the next at once (a list's failover, keeping its id) and, when a whole
- * round failed, waits 1 s, 2 s, 4 s ... at most 30 s (back to 1 s after a registration),
- * spread by +-20% so that the peers of a restarted server do not all come back in the same
- * instant. */
-static int ctl_run_all(const struct peer_opts *o, const char *target, struct peer_link *link,
-                       struct ctl_run *run)
+/* Rounds over the servers of --server (peer/failover.c): a one-shot command tries one round;
+ * a waiting one (listen, receive, serve) that loses its server moves on to the next and, when
+ * a whole round failed, waits and tries again. */
+static int ctl_run_all(struct ctl_run *run)
 {
-    struct sl_list *l = malloc(sizeof *l);
-    char tried[1000] = "";
-    uint64_t wait = CTL_RETRY_MIN_MS, ms;
-    int n = 0, cur = 0, left = 0, rc = EXIT_SERVER;
-
-    if (!l) {
-        LOG_E("out of memory");
-        return EXIT_LOCAL;
-    }
-    for (;;) {
-        if (left == 0) { /* a new round, from the server after the one last used */
-            tried[0] = '\0';
-            n = left = ctl_resolve(o, run, l, tried, sizeof tried);
-            cur = n ? cur % n : 0;
-        }
-        if (left > 0) {
-            rc = ctl_try(o, target, link, run, &l->s[cur]);
-            if (!run->retry)
-                goto out;
-            sl_join(tried, sizeof tried, run->why);
-            cur = (cur + 1) % n;
-            left--;
-            if (run->registered) {
-                run->was_registered = true;
-                wait = CTL_RETRY_MIN_MS;
-            }
-            if (run->registered && run->multi) {
-                left = 0; /* a full round of the others, the next one first */
-                ms = randombytes_uniform(CTL_FAILOVER_SPREAD_MS + 1);
-                LOG_N("moving to the next server, %s, in %.1f s", l->s[cur].name,
-                      (double)ms / 1000.0);
-                ctl_sleep_ms(ms);
-                continue;
-            }
-            if (left > 0) {
-                LOG_I("trying the next server, %s", l->s[cur].name);
-                continue;
-            }
-        }
-        /* a whole round and nobody took us */
-        if (!run->may_retry) {
-            if (run->multi && n > 0)
-                LOG_E("no server could be used; tried: %s (check the addresses; is "
-                      "tcpunch-rendezvous running there, its port open in the firewall?)",
-                      tried);
-            rc = EXIT_SERVER;
-            goto out;
-        }
-        ms = wait - wait / 5 + randombytes_uniform((uint32_t)(wait * 2 / 5) + 1);
-        LOG_N("reconnecting to the server%s %s in %.1f s", run->multi ? "s" : "", o->server,
-              (double)ms / 1000.0);
-        ctl_sleep_ms(ms);
-        wait = wait * 2 > CTL_RETRY_MAX_MS ? CTL_RETRY_MAX_MS : wait * 2;
-    }
-out:
-    free(l);
-    return rc;
+    struct fo_cbs cb = {ctl_try, run};
+    return fo_run(run->o->server, run->may_retry, &cb);
 }
 
 int peer_rendezvous(const struct peer_opts *o, const char *target, struct peer_link *link)
 {
     if (!target)
         return peer_wait(o, NULL, link);
-    struct ctl_run run = {.mode = CTL_ONE};
-    return ctl_run_all(o, target, link, &run);
+    struct ctl_run run = {.o = o, .target = target, .link = link, .mode = CTL_ONE};
+    return ctl_run_all(&run);
 }
 
 int peer_wait(const struct peer_opts *o, const struct peer_serve *hooks, struct peer_link *link)
 {
-    struct ctl_run run = {.mode = CTL_WAIT, .serve = hooks, .may_retry = !o->no_retry};
-    return ctl_run_all(o, NULL, link, &run);
+    struct ctl_run run = {
+        .o = o, .link = link, .mode = CTL_WAIT, .serve = hooks, .may_retry = !o->no_retry};
+    return ctl_run_all(&run);
 }
 
 /* receive --from: its admit hook is peer_wait's */
@@ -1366,12 +1261,13 @@ int peer_rendezvous_gate(const struct peer_opts *o, const struct peer_serve *gat
 
 int peer_rendezvous_aux(const struct peer_opts *o, const char *target, struct peer_link *link)
 {
-    struct ctl_run run = {.mode = CTL_ONE, .aux = true};
-    return ctl_run_all(o, target, link, &run);
+    struct ctl_run run = {.o = o, .target = target, .link = link, .mode = CTL_ONE, .aux = true};
+    return ctl_run_all(&run);
 }
 
 int peer_serve(const struct peer_opts *o, const struct peer_serve *sv)
 {
-    struct ctl_run run = {.mode = CTL_SERVE, .serve = sv, .may_retry = !o->no_retry};
-    return ctl_run_all(o, NULL, NULL, &run);
+    struct ctl_run run = {
+        .o = o, .mode = CTL_SERVE, .serve = sv, .may_retry = !o->no_retry};
+    return ctl_run_all(&run);
 }
