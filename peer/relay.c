@@ -12,7 +12,7 @@
 #include "common/endpoint.h"
 #include "common/log.h"
 #include "peer/hello.h"
-#include "peer/peer.h"
+#include "peer/exit.h"
 
 enum rl_state { RL_DELAY, RL_CONNECTING, RL_CHALLENGE, RL_WAITING, RL_DONE };
 
