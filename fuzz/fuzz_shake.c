@@ -22,6 +22,7 @@
 #include "peer/shake.h"
 
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define FZ_SESSION "3f9c0a7d51e24b6e8a0c1d2e3f405162"
@@ -163,17 +164,23 @@ static int fz_on_line(void *ctx, char *line, size_t len)
 /* Feeds data in reads of at most step bytes; returns false when a line exceeded the cap. */
 static bool fz_frame(const uint8_t *data, size_t size, size_t step, struct fz_lines *l)
 {
-    static struct lb lb; /* 4 KiB: static rather than on the stack of every run */
+    struct lb lb;
+    bool ok = true;
+    /* lb_feed frames in place, and the fuzzer's input is read-only */
+    char *copy = malloc(size ? size : 1);
+    FZ_CHECK(copy != NULL, "out of memory");
+    memcpy(copy, data, size);
     lb_init(&lb);
-    for (size_t off = 0; off < size;) {
+    for (size_t off = 0; off < size && ok;) {
         size_t n = size - off < step ? size - off : step;
-        ssize_t used = lb_feed(&lb, (const char *)data + off, n, fz_on_line, l);
-        if (used < 0)
-            return false;
-        FZ_CHECK((size_t)used == n, "lb_feed consumed %zd of %zu", used, n);
+        ssize_t used = lb_feed(&lb, copy + off, n, fz_on_line, l);
+        ok = used >= 0;
+        FZ_CHECK(!ok || (size_t)used == n, "lb_feed consumed %zd of %zu", used, n);
         off += n;
     }
-    return true;
+    lb_free(&lb);
+    free(copy);
+    return ok;
 }
 
 /* The genuine lines of one handshake, each passed through the side that receives it. */

@@ -30,6 +30,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -313,15 +314,21 @@ static void fz_setup(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static bool ready;
-    static struct lb lb;
+    struct lb lb;
     struct fz_state st;
+    /* lb_feed frames in place, and the fuzzer's input is read-only */
+    char *copy = malloc(size ? size : 1);
     if (!ready) {
         fz_setup();
         ready = true;
     }
+    FZ_CHECK(copy != NULL, "out of memory");
+    memcpy(copy, data, size);
     memset(&st, 0, sizeof st);
     lb_init(&lb);
-    lb_feed(&lb, (const char *)data, size, fz_on_line, &st);
+    lb_feed(&lb, copy, size, fz_on_line, &st);
+    lb_free(&lb);
+    free(copy);
     fz_relay(data, size);
     return 0;
 }

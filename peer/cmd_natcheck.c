@@ -3,7 +3,6 @@
  * and compare the two observations. The report is the command's output: stdout. */
 #include <errno.h>
 #include <jansson.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,7 +11,6 @@
 
 #include <uv.h>
 
-#include "common/clock.h"
 #include "common/endpoint.h"
 #include "common/linebuf.h"
 #include "common/log.h"
@@ -24,6 +22,7 @@
 #include "peer/hello.h"
 #include "peer/options.h"
 #include "peer/probe.h"
+#include "peer/srvconn.h"
 
 #define NC_STEP_MS 10000        /* connecting, and waiting for welcome */
 #define NC_LIST_CONNECT_MS 3000 /* connecting to one of a list: a dead one must not stall */
@@ -32,7 +31,9 @@
 
 struct nc {
     const struct peer_opts *o;
-    int fd;
+    uv_loop_t loop; /* the exchange with the server, then the probe */
+    struct sc *sc;  /* the exchange while it runs */
+    int fd;         /* the control connection after the welcome, open until we leave */
     struct sockaddr_storage server;
     const char *name; /* the server, as messages name it */
     bool multi;       /* one of several: failing before the welcome moves on to the next */
@@ -41,12 +42,10 @@ struct nc {
     struct sockaddr_storage observed; /* control connection, as the server saw it */
     int probe_port;                   /* 0: the server has none */
     char token[PROTO_TOKEN_LEN + 1];
-    bool have_challenge; /* hello has been sent in answer */
     bool have_welcome;
     int fail; /* exit status once something went wrong, else EXIT_DONE */
     struct prb_result probe;
     bool probed; /* probe holds a result (ok or not) */
-    struct lb lb;
 };
 
 struct nc_verdict {
@@ -72,130 +71,17 @@ static int nc_fail(struct nc *n, int status, const char *fmt, ...)
     return status;
 }
 
-/* The same for messages that name the server and one more thing. */
-static int nc_fail2(struct nc *n, const char *what, const char *arg)
+/* The same for messages that name the server: "<what> the server <name>: <fmt...>". */
+static int nc_fail2(struct nc *n, const char *what, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int nc_fail2(struct nc *n, const char *what, const char *fmt, ...)
 {
-    return nc_fail(n, EXIT_SERVER, "%s the server %s: %s", what, n->name, arg);
-}
-
-/* Waits up to ms for events on the control socket. */
-static int nc_wait(struct nc *n, short events, uint64_t deadline)
-{
-    struct pollfd pf = {.fd = n->fd, .events = events};
-    for (;;) {
-        uint64_t now = clk_ms();
-        int rc;
-        if (now >= deadline)
-            return 0;
-        rc = poll(&pf, 1, (int)(deadline - now));
-        if (rc >= 0 || errno != EINTR)
-            return rc;
-    }
-}
-
-static int nc_connect(struct nc *n)
-{
-    struct sockaddr_storage any;
-    char err[300];
-    int so_err = 0;
-    socklen_t len = sizeof so_err;
-
-    memset(&any, 0, sizeof any);
-    any.ss_family = n->server.ss_family;
-    ep_set_port((struct sockaddr *)&any, n->o->port);
-    n->fd = sk_open_bound((struct sockaddr *)&any, err, sizeof err);
-    if (n->fd < 0)
-        return nc_fail(n, EXIT_LOCAL, "cannot use the local port: %s", err);
-    if (connect(n->fd, (struct sockaddr *)&n->server, ep_len((struct sockaddr *)&n->server)) < 0 &&
-        errno != EINPROGRESS)
-        return nc_fail2(n, "cannot reach", strerror(errno));
-    if (nc_wait(n, POLLOUT, clk_ms() + (n->multi ? NC_LIST_CONNECT_MS : NC_STEP_MS)) <= 0)
-        return nc_fail(n, EXIT_SERVER, "cannot reach the server %s: timed out", n->name);
-    getsockopt(n->fd, SOL_SOCKET, SO_ERROR, &so_err, &len);
-    if (so_err)
-        return nc_fail2(n, "cannot reach", strerror(so_err));
-    sk_local(n->fd, &n->local);
-    return EXIT_DONE;
-}
-
-static int nc_send_hello(struct nc *n, const unsigned char *nonce)
-{
-    struct proto_msg m;
-    char line[PROTO_MAX_LINE];
-    int len;
-
-    memset(&m, 0, sizeof m);
-    m.type = PROTO_HELLO;
-    m.u.hello.version = PROTO_VERSION;
-    memcpy(m.u.hello.id, n->o->id, sizeof m.u.hello.id);
-    hello_sign(n->o, nonce, &m);
-    len = proto_encode(&m, line, sizeof line);
-    if (len <= 0 || send(n->fd, line, (size_t)len, MSG_NOSIGNAL) != len)
-        return nc_fail(n, EXIT_SERVER, "cannot send to the server %s", n->name);
-    return EXIT_DONE;
-}
-
-static void nc_on_welcome(struct nc *n, const struct proto_msg *m)
-{
-    char ep[EP_STRLEN];
-    n->have_welcome = true;
-    n->observed = m->u.welcome.observed;
-    n->probe_port = m->u.welcome.probe_port;
-    memcpy(n->token, m->u.welcome.probe_token, sizeof n->token);
-    log_msg(n->multi ? LOG_NOTE : LOG_INFO,
-            "registered as %s on %s, public endpoint %s, probe port %d", m->u.welcome.id, n->name,
-            ep_format((const struct sockaddr *)&n->observed, ep, sizeof ep), n->probe_port);
-    ev_registered(n->o, n->name, m);
-}
-
-static int nc_on_line(void *arg, char *line, size_t len)
-{
-    struct nc *n = arg;
-    struct proto_msg m;
-    char why[300], msg[600];
-    enum proto_err e = proto_decode(line, len, PROTO_TO_PEER, &m, why, sizeof why);
-
-    if (e != PROTO_OK) {
-        nc_fail(n, EXIT_SERVER, "the server sent an invalid message: %s", why);
-        return 1;
-    }
-    if (m.type == PROTO_ERROR) {
-        snprintf(msg, sizeof msg, "server %s refused: %s (%s)", n->name, m.u.error.message,
-                 m.u.error.code);
-        nc_fail(n, EXIT_SERVER, "%s", msg);
-        return 1;
-    }
-    if (m.type == PROTO_CHALLENGE && !n->have_challenge) {
-        n->have_challenge = true;
-        return nc_send_hello(n, m.u.challenge.nonce) != EXIT_DONE;
-    }
-    if (m.type == PROTO_WELCOME) {
-        nc_on_welcome(n, &m);
-        return 1;
-    }
-    return 0; /* a ping so early does not matter: we leave long before the keepalive */
-}
-
-static int nc_register(struct nc *n)
-{
-    uint64_t deadline = clk_ms() + NC_STEP_MS;
-    char buf[PROTO_MAX_LINE];
-
-    /* the server speaks first: nc_on_line answers its challenge with hello */
-    while (!n->have_welcome && n->fail == EXIT_DONE) {
-        ssize_t r;
-        if (nc_wait(n, POLLIN, deadline) <= 0)
-            return nc_fail(n, EXIT_SERVER, "the server %s did not answer within 10 s", n->name);
-        r = recv(n->fd, buf, sizeof buf, MSG_DONTWAIT);
-        if (r < 0 && (errno == EAGAIN || errno == EINTR))
-            continue;
-        if (r <= 0)
-            return nc_fail2(n, "lost the connection to",
-                            r == 0 ? "closed by the server" : strerror(errno));
-        if (lb_feed(&n->lb, buf, (size_t)r, nc_on_line, n) < 0)
-            return nc_fail(n, EXIT_SERVER, "the server %s sent a line over 4096 bytes", n->name);
-    }
-    return n->fail;
+    char detail[SC_DETAIL];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    return nc_fail(n, EXIT_SERVER, "%s the server %s: %s", what, n->name, detail);
 }
 
 static void nc_probe_done(struct prb *p, const struct prb_result *r, void *arg)
@@ -212,21 +98,128 @@ static void nc_probe(struct nc *n)
 {
     struct sockaddr_storage local, to = n->server;
     char err[200];
-    uv_loop_t loop;
 
     memset(&local, 0, sizeof local);
     local.ss_family = n->server.ss_family;
     ep_set_port((struct sockaddr *)&local, ep_port((struct sockaddr *)&n->local));
     ep_set_port((struct sockaddr *)&to, n->probe_port);
-    uv_loop_init(&loop);
-    if (!prb_start(&loop, (struct sockaddr *)&local, (struct sockaddr *)&to, n->token,
+    if (!prb_start(&n->loop, (struct sockaddr *)&local, (struct sockaddr *)&to, n->token,
                    n->o->have_secret ? n->o->secret : NULL, NC_PROBE_MS, nc_probe_done, n, err,
                    sizeof err)) {
         snprintf(n->probe.why, sizeof n->probe.why, "%s", err);
         n->probed = true;
     }
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
+}
+
+static void nc_on_connected(struct sc *sc, void *data, const struct sockaddr_storage *local)
+{
+    struct nc *n = data;
+    (void)sc;
+    n->local = *local;
+}
+
+static void nc_first(struct sc *sc, void *data, const unsigned char *nonce, struct proto_msg *m)
+{
+    struct nc *n = data;
+    (void)sc;
+    m->type = PROTO_HELLO;
+    m->u.hello.version = PROTO_VERSION;
+    memcpy(m->u.hello.id, n->o->id, sizeof m->u.hello.id);
+    hello_sign(n->o, nonce, m);
+}
+
+/* Registered: the exchange is over, its connection stays open (unread) until we leave, and
+ * the probe follows on the same loop. */
+static void nc_on_welcome(struct nc *n, const struct proto_msg *m)
+{
+    char ep[EP_STRLEN];
+    n->have_welcome = true;
+    n->observed = m->u.welcome.observed;
+    n->probe_port = m->u.welcome.probe_port;
+    memcpy(n->token, m->u.welcome.probe_token, sizeof n->token);
+    log_msg(n->multi ? LOG_NOTE : LOG_INFO,
+            "registered as %s on %s, public endpoint %s, probe port %d", m->u.welcome.id, n->name,
+            ep_format((const struct sockaddr *)&n->observed, ep, sizeof ep), n->probe_port);
+    ev_registered(n->o, n->name, m);
+    n->fd = sc_detach(n->sc);
+    n->sc = NULL;
+    if (n->probe_port)
+        nc_probe(n);
+}
+
+static void nc_on_msg(struct sc *sc, void *data, const struct proto_msg *m, uint64_t rx_us)
+{
+    struct nc *n = data;
+    (void)rx_us;
+    if (m->type == PROTO_ERROR) {
+        nc_fail(n, EXIT_SERVER, "server %s refused: %s (%s)", n->name, m->u.error.message,
+                m->u.error.code);
+        sc_close(sc);
+        n->sc = NULL;
+    } else if (m->type == PROTO_WELCOME) {
+        nc_on_welcome(n, m);
+    }
+    /* a ping so early does not matter: we leave long before the keepalive */
+}
+
+static void nc_on_fail(struct sc *sc, void *data, const struct sc_error *e)
+{
+    struct nc *n = data;
+    (void)sc;
+    n->sc = NULL;
+    switch (e->kind) {
+    case SC_FAIL_TIMEOUT:
+        if (e->phase == SC_CONNECTING)
+            nc_fail2(n, "cannot reach", "%s", e->detail);
+        else
+            nc_fail(n, EXIT_SERVER, "the server %s did not answer within %d s", n->name,
+                    NC_STEP_MS / 1000);
+        break;
+    case SC_FAIL_CLOSED:
+        nc_fail2(n, "lost the connection to", "%s", e->detail);
+        break;
+    case SC_FAIL_LONG:
+        nc_fail(n, EXIT_SERVER, "the server %s sent a line over %d bytes", n->name, LB_MAX);
+        break;
+    case SC_FAIL_INVALID:
+        nc_fail(n, EXIT_SERVER, "the server sent an invalid message: %s", e->detail);
+        break;
+    case SC_FAIL_SEND:
+        nc_fail(n, EXIT_SERVER, "cannot send to the server %s", n->name);
+        break;
+    default: /* connect: the only other failure once opened */
+        nc_fail2(n, "cannot reach", "%s", e->detail);
+        break;
+    }
+}
+
+static const struct sc_cbs nc_cbs = {
+    .connected = nc_on_connected, .first = nc_first, .msg = nc_on_msg, .fail = nc_on_fail};
+
+/* Registers from our port (the server reports the public endpoint of this connection), then
+ * probes; returns once both have ended. */
+static int nc_register(struct nc *n)
+{
+    struct sockaddr_storage any;
+    struct sc_error e;
+    struct sc_cfg cfg = {.server = (struct sockaddr *)&n->server,
+                         .local = (struct sockaddr *)&any,
+                         .connect_ms = n->multi ? NC_LIST_CONNECT_MS : NC_STEP_MS,
+                         .answer_ms = NC_STEP_MS};
+
+    memset(&any, 0, sizeof any);
+    any.ss_family = n->server.ss_family;
+    ep_set_port((struct sockaddr *)&any, n->o->port);
+    n->sc = sc_open(&n->loop, &cfg, &nc_cbs, n, &e);
+    if (!n->sc && e.kind == SC_FAIL_CONNECT)
+        return nc_fail2(n, "cannot reach", "%s", e.detail);
+    if (!n->sc && e.kind == SC_FAIL_WATCH)
+        return nc_fail(n, EXIT_LOCAL, "cannot watch the server connection: %s", e.detail);
+    if (!n->sc)
+        return nc_fail(n, EXIT_LOCAL, "cannot use the local port: %s", e.detail);
+    /* the server speaks first: nc_first answers its challenge with hello */
+    uv_run(&n->loop, UV_RUN_DEFAULT);
+    return n->fail;
 }
 
 /* Whether the server saw one of our own addresses: then nothing translated us. */
@@ -342,10 +335,8 @@ static void nc_print_json(const struct nc *n, const struct nc_verdict *v)
 static int nc_run(struct nc *n)
 {
     struct nc_verdict v;
-    if (nc_connect(n) != EXIT_DONE || nc_register(n) != EXIT_DONE)
+    if (nc_register(n) != EXIT_DONE)
         return n->fail;
-    if (n->probe_port)
-        nc_probe(n);
     if (n->probed && !n->probe.ok)
         LOG_I("probe failed: %s", n->probe.why);
     nc_judge(n, &v);
@@ -365,10 +356,9 @@ static int nc_run_on(struct nc *n, const struct sl_server *s)
     if (n->fd >= 0)
         close(n->fd);
     n->fd = -1;
-    lb_init(&n->lb);
     n->server = s->addr;
     n->name = s->name;
-    n->have_challenge = n->have_welcome = n->probed = false;
+    n->have_welcome = n->probed = false;
     memset(&n->probe, 0, sizeof n->probe);
     n->fail = EXIT_DONE;
     n->why[0] = '\0';
@@ -411,6 +401,7 @@ int cmd_natcheck(const struct peer_opts *o, int argc, char **argv)
     }
     n->o = o;
     n->fd = -1;
+    uv_loop_init(&n->loop);
     sl_resolve(o->server, l, tried, sizeof tried);
     n->multi = l->items > 1 || l->n > 1;
     if (tried[0])
@@ -418,6 +409,8 @@ int cmd_natcheck(const struct peer_opts *o, int argc, char **argv)
     rc = l->n ? nc_run_list(n, l, tried, sizeof tried) : EXIT_SERVER;
     if (n->fd >= 0)
         close(n->fd); /* leaving: the server drops our registration */
+    uv_run(&n->loop, UV_RUN_DEFAULT); /* nothing runs by now: this lets closed handles go */
+    uv_loop_close(&n->loop);
     free(n);
     free(l);
     return rc;

@@ -31,7 +31,7 @@ struct prb *prb_start(uv_loop_t *loop, const struct sockaddr *local, const struc
                       const char *token, const unsigned char *secret, uint64_t timeout_ms,
                       prb_done_cb done, void *arg, char *err, size_t errlen);
 
-/* Stops a running probe without calling done; its handles close on the next loop turn. Not
+/* Stops a running probe without calling done; its connection closes on the next loop turn. Not
  * to be called once done has run (the probe may be freed by then). */
 void prb_cancel(struct prb *p);
 

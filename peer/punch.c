@@ -171,6 +171,7 @@ static void pu_inbound_closed(uv_handle_t *h)
     q_remove(&c->node);
     if (!c->kind)
         p->ninbound--;
+    lb_free(&c->lb);
     free(c);
     if (--p->handles == 0 && p->finished)
         free(p);
@@ -469,7 +470,7 @@ static void pu_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 /* Handshake lines, one at a time: what follows the winning line is the peer's data. */
-static void pu_feed(struct pconn *c, const char *data, size_t n)
+static void pu_feed(struct pconn *c, char *data, size_t n)
 {
     size_t off = 0;
     while (off < n) {

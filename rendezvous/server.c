@@ -133,7 +133,7 @@ static void srv_on_close(uv_handle_t *h)
 {
     struct srv_conn *c = h->data;
     struct srv *s = c->srv;
-    lbz_free(&c->lb);
+    lb_free(&c->lb);
     free(c->ep);
     free(c->held);
     free(c);
@@ -877,7 +877,7 @@ static void srv_relay(struct srv_conn *c, const char *rest, size_t restlen)
 static void srv_feed(struct srv_conn *c, char *data, size_t n)
 {
     char msg[64];
-    ssize_t used = lbz_feed(&c->lb, data, n, srv_on_line, c);
+    ssize_t used = lb_feed(&c->lb, data, n, srv_on_line, c);
     if (used >= 0 && c->relay_req)
         srv_relay(c, data + used, n - (size_t)used);
     else if (used >= 0 && c->claiming)
@@ -1017,7 +1017,7 @@ static void srv_on_connection(uv_stream_t *ls, int status)
     c->srv = s;
     c->probe_only = l->probe;
     snprintf(c->addr, sizeof c->addr, "?");
-    lbz_init(&c->lb);
+    lb_init(&c->lb);
     if (uv_tcp_init(s->loop, &c->tcp) != 0) {
         free(c);
         return;

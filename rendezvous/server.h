@@ -128,7 +128,7 @@ struct srv_conn {
     unsigned excess;                        /* how many */
     size_t wcost;     /* memory held by queued writes (srv_write) */
     bool read_paused; /* wcost passed SRV_READ_PAUSE: not reading until it drains */
-    struct lbz lb; /* holds memory only while a line is half read */
+    struct lb lb; /* holds memory only while a line is half read */
 };
 
 union srv_ep {

@@ -1,5 +1,5 @@
 /* Line framing: lines split across feeds, several per feed, the 4096-byte cap (newline
- * included), and a callback that stops the feed. */
+ * included), a callback that stops the feed, and memory held only while a line is pending. */
 #include "check.h"
 #include "common/linebuf.h"
 
@@ -29,24 +29,27 @@ static int collect(void *ctx, char *line, size_t len)
 
 static struct got g_;
 static struct lb lb_;
-static struct lbz lbz_;
-static bool lazy_; /* run the tests on lbz_feed instead of lb_feed */
+static bool exact_; /* feed from a heap copy of exactly n bytes: a read past it is an error */
 static char copy_[4 * LB_MAX];
 
 static void reset(void)
 {
     memset(&g_, 0, sizeof g_);
-    lb_init(&lb_);
-    lbz_free(&lbz_);
+    lb_free(&lb_);
 }
 
 static ssize_t feedn(const char *s, size_t n)
 {
-    if (!lazy_)
-        return lb_feed(&lb_, s, n, collect, &g_);
-    /* lbz_feed writes into its input */
-    memcpy(copy_, s, n);
-    return lbz_feed(&lbz_, copy_, n, collect, &g_);
+    char *d = copy_;
+    ssize_t used;
+    /* lb_feed writes into its input */
+    if (exact_ && !(d = malloc(n ? n : 1)))
+        return -2;
+    memcpy(d, s, n);
+    used = lb_feed(&lb_, d, n, collect, &g_);
+    if (d != copy_)
+        free(d);
+    return used;
 }
 
 static ssize_t feed(const char *s)
@@ -210,7 +213,7 @@ static int collect_raw(void *ctx, char *line, size_t len)
 static void t_binary(void)
 {
     /* bytes other than newline pass through untouched, NUL and CR included */
-    const char data[] = "a\0b\xff\r\n";
+    char data[] = "a\0b\xff\r\n";
     struct lb lb;
     struct raw r = {0, 0, {0}};
     lb_init(&lb);
@@ -219,41 +222,104 @@ static void t_binary(void)
         CHECK(memcmp(r.b, "a\0b\xff\r", 5) == 0);
         CHECK(r.b[5] == '\0');
     }
+    lb_free(&lb);
 }
 
-/* Every framing test again on the lazy variant, which must behave the same. */
-static void t_lazy_same(void)
+/* Every framing test again, fed from buffers of exactly the data's size (under the sanitizer
+ * a read or write past the data is caught). */
+static void t_exact_same(void)
 {
-    lazy_ = true;
+    exact_ = true;
     t_single();
     t_split();
     t_multiple();
     t_max_length();
     t_stop();
-    lazy_ = false;
+    exact_ = false;
     reset();
 }
 
-/* The lazy variant holds memory only while a line is pending. */
+/* The framer holds memory only while a line is pending. */
 static void t_lazy_memory(void)
 {
     char a[] = "one\ntwo\n", b[] = "thr", c[] = "ee\nfour\n";
-    struct lbz z;
+    struct lb z;
     struct got g;
     memset(&g, 0, sizeof g);
-    lbz_init(&z);
-    CHECK_INT(lbz_feed(&z, a, strlen(a), collect, &g), 8);
+    lb_init(&z);
+    CHECK_INT(lb_feed(&z, a, strlen(a), collect, &g), 8);
     CHECK(z.buf == NULL);
-    CHECK_INT(lbz_feed(&z, b, strlen(b), collect, &g), 3);
+    CHECK_INT(lb_feed(&z, b, strlen(b), collect, &g), 3);
     CHECK(z.buf != NULL);
-    CHECK_INT(lbz_feed(&z, c, strlen(c), collect, &g), 8);
+    CHECK_INT(lb_feed(&z, c, strlen(c), collect, &g), 8);
     CHECK(z.buf == NULL);
     if (CHECK_INT(g.n, 4)) {
         CHECK_STR(g.line[2], "three");
         CHECK_STR(g.line[3], "four");
     }
-    lbz_free(&z);
+    lb_free(&z);
+    lb_free(&z); /* harmless twice */
+    CHECK(z.buf == NULL);
+}
+
+/* Whole lines are framed in place: the newline becomes the NUL, the callback's line points
+ * into the caller's data, and nothing is allocated. */
+static void t_in_place(void)
+{
+    char d[] = "ab\ncd\n";
+    struct lb z;
+    struct raw r = {0, 0, {0}};
+    lb_init(&z);
+    CHECK_INT(lb_feed(&z, d, 6, collect_raw, &r), 6);
+    CHECK_INT(r.n, 2);
+    CHECK(memcmp(d, "ab\0cd\0", 6) == 0);
+    CHECK(z.buf == NULL);
+}
+
+/* An overlong line leaves the framer empty, holding no memory, and ready for a fresh line
+ * (a user that forgets lb_free after the error leaks nothing). */
+static void t_overlong_resets(void)
+{
+    static char data[LB_MAX + 8];
+    struct lb z;
+    struct got g;
+    char ok[] = "ok\n";
+    memset(&g, 0, sizeof g);
+    lb_init(&z);
+    memset(data, 'q', sizeof data);
+    CHECK_INT(lb_feed(&z, data, 100, collect, &g), 100);
+    CHECK(z.buf != NULL);
+    CHECK_INT(lb_feed(&z, data, sizeof data, collect, &g), -1);
+    CHECK(z.buf == NULL);
+    CHECK_INT(z.len, 0);
+    CHECK_INT(lb_feed(&z, ok, 3, collect, &g), 3);
+    if (CHECK_INT(g.n, 1))
+        CHECK_STR(g.line[0], "ok");
+}
+
+/* A callback that stops on a copied line keeps the buffer (the owner may be gone); the next
+ * feed starts a fresh line, and lb_free releases what is left. */
+static void t_stop_copied(void)
+{
+    char a[] = "hal", b[] = "f\nnext\n", c[] = "next\n";
+    struct lb z;
+    struct got g;
+    memset(&g, 0, sizeof g);
+    g.stop_after = 1;
+    lb_init(&z);
+    CHECK_INT(lb_feed(&z, a, 3, collect, &g), 3);
+    CHECK_INT(lb_feed(&z, b, strlen(b), collect, &g), 2);
+    if (CHECK_INT(g.n, 1))
+        CHECK_STR(g.line[0], "half");
+    CHECK_INT(z.len, 0);
+    g.stop_after = 0;
+    CHECK_INT(lb_feed(&z, c, strlen(c), collect, &g), 5);
+    if (CHECK_INT(g.n, 2))
+        CHECK_STR(g.line[1], "next");
+    lb_free(&z);
+    CHECK(z.buf == NULL);
 }
 
 CHECK_MAIN(TEST(t_single), TEST(t_split), TEST(t_multiple), TEST(t_max_length), TEST(t_stop),
-           TEST(t_binary), TEST(t_lazy_same), TEST(t_lazy_memory))
+           TEST(t_binary), TEST(t_exact_same), TEST(t_lazy_memory), TEST(t_in_place),
+           TEST(t_overlong_resets), TEST(t_stop_copied))
