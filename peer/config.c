@@ -169,8 +169,7 @@ static char *cfg_trim(char *s)
 }
 
 /* One line: blank, "# comment", or "key = value" (a '#' after the value starts a comment). */
-static int cfg_line(struct peer_opts *o, char *text, int line, bool *seen, char *err,
-                    size_t errlen)
+static int cfg_line(struct peer_opts *o, char *text, int line, bool *seen, char *err, size_t errlen)
 {
     char *eq, *key, *val, *hash = strchr(text, '#');
     const char *why = "";

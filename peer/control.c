@@ -53,8 +53,8 @@ struct ctl {
     const struct peer_opts *o;
     const char *target;
     enum sess_mode mode;
-    bool aux;                       /* hello.aux: an auxiliary connection (connect) */
-    bool aux_refused;               /* the server does not know aux (an older one) */
+    bool aux;         /* hello.aux: an auxiliary connection (connect) */
+    bool aux_refused; /* the server does not know aux (an older one) */
     struct sockaddr_storage server;
     const char *name; /* the server of this attempt, as messages name it */
     bool multi;       /* one of several servers: a short connect timeout, failing moves on */
@@ -71,10 +71,10 @@ struct ctl {
     int keepalive_s;
     int64_t ping_seq;
     uint64_t last_rx_ms;
-    struct prb *probe;     /* the NAT probe while it runs */
-    struct prb *probe6;    /* the IPv6 proof (welcome.probe6) while it runs */
-    bool connect_waiting;  /* connect goes out once the probe is done */
-    enum proto_nat nat;    /* our mapping, as the probe showed */
+    struct prb *probe;    /* the NAT probe while it runs */
+    struct prb *probe6;   /* the IPv6 proof (welcome.probe6) while it runs */
+    bool connect_waiting; /* connect goes out once the probe is done */
+    enum proto_nat nat;   /* our mapping, as the probe showed */
     struct sess_set sess; /* the sessions of our punch orders */
     /* waiting modes: the shared port's listener, routing inbound connections to sessions */
     struct inb inb;
@@ -255,7 +255,7 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
         return;
     switch (sess_start(&c->sess, m, sk_rtt_us(c->fd), c->rx_us)) {
     case SESS_NOMEM:
-        ctl_fail(c, EXIT_LOCAL, "out of memory%s%s", "", "");
+        ctl_fail(c, EXIT_LOCAL, "%s", "out of memory");
         break;
     case SESS_STARTED:
         inb_route(&c->inb); /* held connections the new session has a candidate for */
@@ -280,8 +280,7 @@ static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
                  "%s is not registered on %s%s%.200s%s: is `tcpunch listen` (or `receive`) "
                  "running there with --id %s?",
                  c->target ? c->target : "the peer", c->name, plain ? "" : " (",
-                 plain ? "" : m->u.error.message, plain ? "" : ")",
-                 c->target ? c->target : "ID");
+                 plain ? "" : m->u.error.message, plain ? "" : ")", c->target ? c->target : "ID");
         ctl_fail(c, EXIT_NO_PEER, "%s%s", msg, "");
         return;
     }
@@ -328,16 +327,18 @@ static void ctl_on_timer(uv_timer_t *t)
         /* it is sent on accept: a server that stays silent does not speak this protocol (or
          * hangs); a list has others */
         if (c->multi) {
-            ctl_lost(c, "the server %s sent no challenge within %s", c->name, "10 s");
+            ctl_lost(c, "the server %s sent no challenge within %d s", c->name,
+                     CTL_ANSWER_TIMEOUT_MS / 1000);
             break;
         }
         ctl_fail(c, EXIT_SERVER,
-                 "the server %s sent no challenge within %s (an older tcpunch-rendezvous?)",
-                 c->name, "10 s");
+                 "the server %s sent no challenge within %d s (an older tcpunch-rendezvous?)",
+                 c->name, CTL_ANSWER_TIMEOUT_MS / 1000);
         break;
     case CTL_HELLO:
     case CTL_ASKED:
-        ctl_lost(c, "the server %s did not answer within %s", c->name, "10 s");
+        ctl_lost(c, "the server %s did not answer within %d s", c->name,
+                 CTL_ANSWER_TIMEOUT_MS / 1000);
         break;
     case SESS_WAITING:
         if (clk_ms() - c->last_rx_ms > 2 * interval + 5000) {
@@ -414,8 +415,8 @@ static void ctl_probe6_start(struct ctl *c, const struct proto_msg *m)
         return;
     c->probe6 = prb_start(c->loop, (const struct sockaddr *)&c->local6,
                           (const struct sockaddr *)&m->u.welcome.probe6, m->u.welcome.probe_token,
-                          c->o->have_secret ? c->o->secret : NULL, PRB_TIMEOUT_MS,
-                          ctl_probe6_done, c, err, sizeof err);
+                          c->o->have_secret ? c->o->secret : NULL, PRB_TIMEOUT_MS, ctl_probe6_done,
+                          c, err, sizeof err);
     if (!c->probe6)
         LOG_I("IPv6 probe not started, going on without it: %s", err);
 }
@@ -554,7 +555,7 @@ static void ctl_on_readable(struct ctl *c)
     }
     c->last_rx_ms = clk_ms();
     if (lb_feed(&c->lb, c->rbuf, (size_t)n, ctl_on_line, c) < 0)
-        ctl_fail(c, EXIT_SERVER, "the server %s sent a line over %s bytes", c->name, "4096");
+        ctl_fail(c, EXIT_SERVER, "the server %s sent a line over %d bytes", c->name, LB_MAX);
 }
 
 static void ctl_on_connected(struct ctl *c)
@@ -759,7 +760,6 @@ int peer_rendezvous_aux(const struct peer_opts *o, const char *target, struct pe
 
 int peer_serve(const struct peer_opts *o, const struct peer_serve *sv)
 {
-    struct ctl_run run = {
-        .o = o, .mode = SESS_SERVE, .serve = sv, .may_retry = !o->no_retry};
+    struct ctl_run run = {.o = o, .mode = SESS_SERVE, .serve = sv, .may_retry = !o->no_retry};
     return ctl_run_all(&run);
 }

@@ -8,6 +8,7 @@
 
 #include "peer/link.h"
 #include "peer/opts.h"
+#include "peer/serve.h"
 
 /* Registers with the server, asks for target (NULL: peer_wait, waits for someone to ask for
  * us), punches and verifies. Returns EXIT_DONE with *link filled, or an exit code after
@@ -17,18 +18,6 @@ int peer_rendezvous(const struct peer_opts *o, const char *target, struct peer_l
 /* The same for `connect`: the control connection is an auxiliary one (PROTOCOL.md, hello.aux),
  * so that any number of them may run at once under our id, next to a `listen` of that id. */
 int peer_rendezvous_aux(const struct peer_opts *o, const char *target, struct peer_link *link);
-
-/* listen --forward: what the control connection does with each punch order. */
-struct peer_serve {
-    /* Called before anything is dialled: false refuses the session (why says why). May set fp
-     * to the fingerprint the peer's key must have ("" leaves the usual trust). */
-    bool (*admit)(void *arg, const char *peer, char *fp, size_t fplen, char *why, size_t whylen);
-    /* An admitted session ended without a link. */
-    void (*failed)(void *arg, const char *peer);
-    /* An admitted session is up: the callee copies *link and owns link->fd from now on. */
-    void (*linked)(void *arg, struct peer_link *link);
-    void *arg;
-};
 
 /* listen, receive, chat without a peer (peer_rendezvous with no target): stays registered and
  * sets up every punch order addressed to us, up to 8 at once and 2 per peer id (a newer order

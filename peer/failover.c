@@ -76,8 +76,7 @@ static void fo_sleep(uv_loop_t *loop, uv_timer_t *t, uint64_t ms)
 
 /* The servers of one round, resolved again for each: a name that does not resolve now may
  * resolve later (the network may be coming up). */
-static void fo_resolve(struct fo *f, const char *list, struct sl_list *l, char *tried,
-                       size_t len)
+static void fo_resolve(struct fo *f, const char *list, struct sl_list *l, char *tried, size_t len)
 {
     char skipped[600];
     int n = sl_resolve(list, l, skipped, sizeof skipped);

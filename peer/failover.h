@@ -41,9 +41,9 @@ int fo_run(const char *list, bool may_retry, const struct fo_cbs *cb);
 
 /* The pure part: where a run stands, and what comes after an attempt. */
 struct fo {
-    int n;    /* servers of this round */
-    int cur;  /* the server of the next attempt */
-    int left; /* attempts left in this round */
+    int n;         /* servers of this round */
+    int cur;       /* the server of the next attempt */
+    int left;      /* attempts left in this round */
     uint64_t wait; /* the back-off of the next pause between rounds */
     bool multi;    /* the list names (or resolves to) several servers */
     bool may_retry;

@@ -36,7 +36,7 @@ struct inb {
         uint64_t ms;
     } held[INB_HOLD];
     int nheld;
-    bool holding;       /* false once inb_drop_held ran: unexpected connections are reset */
+    bool holding;     /* false once inb_drop_held ran: unexpected connections are reset */
     uv_timer_t timer; /* resets held connections after INB_HOLD_MS */
 };
 

@@ -187,9 +187,9 @@ static void sess_relay_start(struct sess *ss, const struct proto_msg *m)
             punch_abort(ss->punch, EXIT_PUNCH, ss->relay_note);
         return;
     }
-    ss->relay = rl_start(set->loop, at, m->u.punch.session,
-                         m->u.punch.token, set->o->have_secret ? set->o->secret : NULL, delay,
-                         sess_relay_done, ss, err, sizeof err);
+    ss->relay = rl_start(set->loop, at, m->u.punch.session, m->u.punch.token,
+                         set->o->have_secret ? set->o->secret : NULL, delay, sess_relay_done, ss,
+                         err, sizeof err);
     if (ss->relay)
         return;
     snprintf(ss->relay_note, sizeof ss->relay_note, "%s", err);
@@ -231,7 +231,6 @@ static bool sess_key_refused(struct sess *ss, const struct proto_msg *m)
     LOG_W("refusing a session with %s, by the key it registered with: %s", m->u.punch.peer, why);
     return true;
 }
-
 
 int sess_oldest(const char *const ids[], int n, const char *peer)
 {

@@ -12,8 +12,10 @@
 #include <uv.h>
 
 #include "common/queue.h"
-#include "peer/control.h"
+#include "peer/link.h"
+#include "peer/opts.h"
 #include "peer/punch.h"
+#include "peer/serve.h"
 #include "peer/shake.h"
 #include "proto/proto.h"
 
@@ -54,11 +56,11 @@ struct sess_set {
     enum sess_mode mode;
     /* SESS_SERVE: what to do with each session; SESS_WAIT: optional admit/failed hooks */
     const struct peer_serve *serve;
-    struct peer_link *link;                 /* SESS_ONE: the caller's; SESS_WAIT: the winner's */
-    const struct sockaddr_storage *server;  /* the rendezvous (and default relay) address */
-    const char *name;                       /* the server, as messages name it */
-    const struct sockaddr_storage *local;   /* the shared port, IPv4 (or the server's family) */
-    const struct sockaddr_storage *local6;  /* [::]:P when IPv6 candidates are offered */
+    struct peer_link *link;                  /* SESS_ONE: the caller's; SESS_WAIT: the winner's */
+    const struct sockaddr_storage *server;   /* the rendezvous (and default relay) address */
+    const char *name;                        /* the server, as messages name it */
+    const struct sockaddr_storage *local;    /* the shared port, IPv4 (or the server's family) */
+    const struct sockaddr_storage *local6;   /* [::]:P when IPv6 candidates are offered */
     const struct sockaddr_storage *observed; /* our public endpoint, as the server saw it */
     struct sess_cbs cb;
     struct q list; /* newest first */

@@ -57,8 +57,7 @@ static void t_full(void)
     CHECK_INT(sess_room(full, SESS_WAIT_SETUPS - 1, "eve", true, &v), SESS_ROOM);
 }
 
-static void add_sess(struct sess_set *set, struct sess *ss, const char *cand0,
-                     const char *cand1)
+static void add_sess(struct sess_set *set, struct sess *ss, const char *cand0, const char *cand1)
 {
     char err[100];
     memset(ss, 0, sizeof *ss);
