@@ -142,8 +142,8 @@ static void ctl_fail(struct ctl *c, int result, const char *fmt, ...)
 }
 
 /* The server is down, went away or turned us away for now. listen waits for it (another
- * attempt follows; ctl_run_all says when), and so does a list's next server for anyone not
- * registered yet; everyone else fails. */
+ * attempt follows; peer/failover.c says when), and so does a list's next server for anyone
+ * not registered yet; everyone else fails. */
 static void ctl_lost(struct ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void ctl_lost(struct ctl *c, const char *fmt, ...)
 {
@@ -161,7 +161,7 @@ static void ctl_lost(struct ctl *c, const char *fmt, ...)
     ctl_end(c, EXIT_SERVER);
 }
 
-/* With a list the hint comes once, after all of them (ctl_run_all). */
+/* With a list the hint comes once, after all of them (peer/failover.c). */
 static void ctl_unreachable(struct ctl *c, const char *reason)
 {
     if (c->multi)
@@ -438,7 +438,7 @@ static void ctl_probe_start(struct ctl *c, const struct proto_msg *m)
     ctl_probe6_start(c, m);
 }
 
-/* The shared listener's lookup: the session a connection belongs to (ctl_route). */
+/* The shared listener's lookup: the session a connection belongs to (sess_route). */
 static void *ctl_inb_lookup(void *data, const struct sockaddr *from)
 {
     struct ctl *c = data;

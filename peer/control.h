@@ -21,7 +21,7 @@ int peer_rendezvous_aux(const struct peer_opts *o, const char *target, struct pe
 
 /* listen, receive, chat without a peer (peer_rendezvous with no target): stays registered and
  * sets up every punch order addressed to us, up to 8 at once and 2 per peer id (a newer order
- * replaces an older one, see ctl_wait_room), in parallel; the first session
+ * replaces an older one, see sess_wait_room in session.c), in parallel; the first session
  * that completes its handshake is the link, the others are aborted. A session that fails (a
  * stranger that never dials, a refused key, no path) is logged and waiting goes on. hooks may
  * be NULL; its admit (e.g. receive --from) and failed are called as for peer_serve, linked is
