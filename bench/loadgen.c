@@ -20,9 +20,9 @@
 
 #include <sodium.h>
 
-#include "common/auth.h"
 #include "common/endpoint.h"
 #include "common/srvlist.h"
+#include "proto/auth.h"
 #include "proto/proto.h"
 
 #define LG_BUF 1024 /* per-peer read buffer: welcome and punch lines on loopback are short */

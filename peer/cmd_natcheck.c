@@ -238,14 +238,14 @@ static bool nc_is_local(const struct nc *n)
 }
 
 /* What the two observations say about the mapping, whatever the verdict. */
-static const char *nc_mapping(const struct nc *n)
+static enum proto_nat nc_mapping(const struct nc *n)
 {
     if (!n->probe.ok)
-        return "unknown";
+        return PROTO_NAT_UNKNOWN;
     return ep_equal((const struct sockaddr *)&n->observed,
                     (const struct sockaddr *)&n->probe.observed)
-               ? "independent"
-               : "dependent";
+               ? PROTO_NAT_INDEPENDENT
+               : PROTO_NAT_DEPENDENT;
 }
 
 static void nc_judge(const struct nc *n, struct nc_verdict *v)
@@ -254,7 +254,7 @@ static void nc_judge(const struct nc *n, struct nc_verdict *v)
     v->nat = !nc_is_local(n);
     if (!n->probe_port || !n->probe.ok) {
         v->exit = EXIT_NAT_UNKNOWN;
-        v->key = "unknown";
+        v->key = proto_nat_name(PROTO_NAT_UNKNOWN);
         v->text = "cannot tell whether the NAT keeps one public port per local port";
         if (!n->probe_port)
             snprintf(v->reason, sizeof v->reason,
@@ -265,13 +265,13 @@ static void nc_judge(const struct nc *n, struct nc_verdict *v)
         v->exit = EXIT_DONE;
         v->key = "no-nat";
         v->text = "no NAT: the server sees one of our own addresses";
-    } else if (strcmp(nc_mapping(n), "independent") == 0) {
+    } else if (nc_mapping(n) == PROTO_NAT_INDEPENDENT) {
         v->exit = EXIT_NAT_EIM;
-        v->key = "independent";
+        v->key = proto_nat_name(PROTO_NAT_INDEPENDENT);
         v->text = "NAT with endpoint-independent mapping: direct connections can be punched";
     } else {
         v->exit = EXIT_NAT_SYM;
-        v->key = "dependent";
+        v->key = proto_nat_name(PROTO_NAT_DEPENDENT);
         v->text = "NAT with endpoint-dependent mapping (symmetric): a relay is needed";
     }
 }
@@ -304,9 +304,9 @@ static void nc_print_human(const struct nc *n, const struct nc_verdict *v)
         /* the reason may quote the server */
         printf("probe endpoint:  none (%s)\n", vis_str(v->reason, why, sizeof why));
     printf("NAT:             %s\n", v->nat ? "yes" : "no (the public address is our own)");
-    printf("NAT mapping:     %s\n", strcmp(nc_mapping(n), "independent") == 0
+    printf("NAT mapping:     %s\n", nc_mapping(n) == PROTO_NAT_INDEPENDENT
                                         ? "endpoint-independent (one public port for all)"
-                                    : strcmp(nc_mapping(n), "dependent") == 0
+                                    : nc_mapping(n) == PROTO_NAT_DEPENDENT
                                         ? "endpoint-dependent (a public port per destination)"
                                         : "unknown");
     printf("port preserved:  %s\n", nc_port_kept(n) ? "yes" : "no");
@@ -321,7 +321,7 @@ static void nc_print_json(const struct nc *n, const struct nc_verdict *v)
         json_pack("{s:s, s:i, s:s, s:b, s:b, s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "verdict", v->key,
                   "exit", v->exit, "message", v->text, "nat", v->nat, "port_preserved",
                   nc_port_kept(n), "server", nc_ep(&n->server, a), "local", nc_ep(&n->local, b),
-                  "observed", nc_ep(&n->observed, c), "mapping", nc_mapping(n), "probe_port",
+                  "observed", nc_ep(&n->observed, c), "mapping", proto_nat_name(nc_mapping(n)), "probe_port",
                   n->probe_port ? json_integer(n->probe_port) : json_null(), "probe_observed",
                   n->probe.ok ? json_string(nc_ep(&n->probe.observed, d)) : json_null(), "reason",
                   v->reason[0] ? json_string(vis_str(v->reason, why, sizeof why)) : json_null());

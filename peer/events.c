@@ -49,7 +49,7 @@ void ev_punching(const struct peer_opts *o, const struct proto_msg *punch,
         json_array_append_new(cands, ev_endpoint(&cfg->cand[i].addr));
     ev_emit(json_pack("{s:s, s:s, s:s, s:s, s:o, s:b, s:b}", "event", "punching", "peer",
                       punch->u.punch.peer, "session", punch->u.punch.session, "role",
-                      punch->u.punch.role == PROTO_INITIATOR ? "initiator" : "responder",
+                      proto_role_name(punch->u.punch.role),
                       "candidates", cands, "direct", !punch->u.punch.no_direct, "relay",
                       punch->u.punch.relay));
 }
@@ -58,8 +58,8 @@ static void ev_connected(const struct peer_link *link)
 {
     json_t *ev = json_pack(
         "{s:s, s:s, s:s, s:o, s:s, s:I, s:I}", "event", "connected", "peer", link->peer, "path",
-        link->relayed ? "relay" : "direct", "remote", ev_endpoint(&link->remote), "via",
-        link->relayed ? "relay"
+        proto_path_name(link->relayed ? PROTO_PATH_RELAY : PROTO_PATH_DIRECT), "remote",
+        ev_endpoint(&link->remote), "via", link->relayed ? proto_path_name(PROTO_PATH_RELAY)
         : link->via   ? link->via
                       : "?",
         "ms", (json_int_t)link->punch_ms, "attempts", (json_int_t)link->attempts);

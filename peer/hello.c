@@ -1,5 +1,5 @@
 #include "peer/hello.h"
-#include "common/auth.h"
+#include "proto/auth.h"
 
 #include <string.h>
 

@@ -6,7 +6,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/auth.h"
 #include "common/bytes.h"
 #include "common/endpoint.h"
 #include "common/identity.h"
@@ -15,6 +14,7 @@
 #include "common/vis.h"
 #include "peer/config.h"
 #include "peer/options.h"
+#include "proto/auth.h"
 
 enum { OPTS_JSON = 256 }; /* long options without a short form */
 enum { OPTS_DIRECT_TIMEOUT = 300, OPTS_NO_RELAY, OPTS_RELAY_ONLY };

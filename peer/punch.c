@@ -64,6 +64,7 @@ struct pconn {
     struct q node; /* on the inbound list */
     int cand;           /* -1: accepted by the listener, or adopted */
     const char *kind;   /* adopted: what it is ("relay"); NULL otherwise */
+    bool relayed;       /* adopted as the relay's connection: kind is the relay path's name */
     enum pc_state state;
     bool tcp_open; /* tcp initialised and not yet closed */
     bool dead;     /* no more retries (bad handshake) */
@@ -345,7 +346,7 @@ static void pu_win(struct pconn *c, const char *rest, size_t restlen)
     l->via = pu_kind(c);
     l->punch_ms = clk_ms() - p->start_ms;
     l->attempts = p->attempts;
-    l->relayed = c->kind && strcmp(c->kind, "relay") == 0;
+    l->relayed = c->relayed;
     if (l->relayed) {
         l->relay_server = l->remote;
         /* with no direct attempt the caller has put the reason in already */
@@ -816,10 +817,12 @@ int punch_adopt(struct punch *p, int fd, const char *kind)
         close(fd);
         return -1;
     }
+    enum proto_path path;
     if (p->finished || !(c = pu_new_inbound(p, inbound ? NULL : kind))) {
         close(fd);
         return -1;
     }
+    c->relayed = proto_path_parse(kind, &path) && path == PROTO_PATH_RELAY;
     if (uv_tcp_open(&c->tcp, fd) < 0) {
         close(fd);
         pu_close_conn(c);

@@ -67,12 +67,17 @@ static void rl_fail(struct rl *r, int status, const char *fmt, ...)
 /* The server refused: its codes for the relay mean this path failed, not the server. */
 static void rl_on_error(struct rl *r, const struct proto_msg *m)
 {
-    static const char *const punch_codes[] = {"relay-refused", "relay-full", "relay-disabled",
-                                              "relay-timeout"};
     int status = EXIT_SERVER;
-    for (size_t i = 0; i < sizeof punch_codes / sizeof punch_codes[0]; i++)
-        if (strcmp(m->u.error.code, punch_codes[i]) == 0)
-            status = EXIT_PUNCH;
+    switch (proto_code_parse(m->u.error.code)) {
+    case PC_RELAY_REFUSED:
+    case PC_RELAY_FULL:
+    case PC_RELAY_DISABLED:
+    case PC_RELAY_TIMEOUT:
+        status = EXIT_PUNCH;
+        break;
+    default:
+        break;
+    }
     rl_fail(r, status, "the relay at %s refused: %s (%s)", r->where, m->u.error.message,
             m->u.error.code);
 }

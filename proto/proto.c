@@ -13,6 +13,9 @@ static const char *const proto_names[PROTO_TYPE_COUNT] = {
 
 static const char *const proto_paths[] = {"any", "direct", "relay"};
 static const char *const proto_nats[] = {"unknown", "independent", "dependent"};
+static const char *const proto_roles[] = {"initiator", "responder"};
+
+#define PROTO_COUNT(a) (sizeof a / sizeof a[0])
 
 /* Fields each type may carry, "type" included; NULL-terminated. */
 static const char *const proto_fields[PROTO_TYPE_COUNT][16] = {
@@ -44,22 +47,26 @@ static const unsigned proto_allowed[] = {
     [PROTO_PEER_TO_PEER] = 1u << PROTO_SHAKE | 1u << PROTO_CONFIRM,
 };
 
+enum proto_code proto_err_pc(enum proto_err e)
+{
+    static const enum proto_code codes[] = {
+        [PROTO_E_JSON] = PC_BAD_JSON,
+        [PROTO_E_MESSAGE] = PC_BAD_MESSAGE,
+        [PROTO_E_TYPE] = PC_UNKNOWN_TYPE,
+        [PROTO_E_UNEXPECTED] = PC_UNEXPECTED_TYPE,
+        [PROTO_E_FIELD] = PC_BAD_FIELD,
+        [PROTO_E_ID] = PC_BAD_ID,
+        [PROTO_E_ENDPOINT] = PC_BAD_ENDPOINT,
+        [PROTO_E_TOO_MANY] = PC_TOO_MANY_ENDPOINTS,
+        [PROTO_E_VERSION] = PC_BAD_VERSION,
+        [PROTO_E_LINE] = PC_LINE_TOO_LONG,
+    };
+    return e != PROTO_OK && (unsigned)e < sizeof codes / sizeof codes[0] ? codes[e] : PC_INTERNAL;
+}
+
 const char *proto_err_code(enum proto_err e)
 {
-    static const char *const codes[] = {
-        [PROTO_OK] = "ok",
-        [PROTO_E_JSON] = "bad-json",
-        [PROTO_E_MESSAGE] = "bad-message",
-        [PROTO_E_TYPE] = "unknown-type",
-        [PROTO_E_UNEXPECTED] = "unexpected-type",
-        [PROTO_E_FIELD] = "bad-field",
-        [PROTO_E_ID] = "bad-id",
-        [PROTO_E_ENDPOINT] = "bad-endpoint",
-        [PROTO_E_TOO_MANY] = "too-many-endpoints",
-        [PROTO_E_VERSION] = "bad-version",
-        [PROTO_E_LINE] = "line-too-long",
-    };
-    return (unsigned)e < sizeof codes / sizeof codes[0] ? codes[e] : "internal";
+    return e == PROTO_OK ? "ok" : proto_code_name(proto_err_pc(e));
 }
 
 const char *proto_type_name(enum proto_type t)
@@ -69,12 +76,35 @@ const char *proto_type_name(enum proto_type t)
 
 const char *proto_path_name(enum proto_path p)
 {
-    return (unsigned)p < 3 ? proto_paths[p] : "?";
+    return (unsigned)p < PROTO_COUNT(proto_paths) ? proto_paths[p] : "?";
 }
 
 const char *proto_nat_name(enum proto_nat n)
 {
-    return (unsigned)n < 3 ? proto_nats[n] : "?";
+    return (unsigned)n < PROTO_COUNT(proto_nats) ? proto_nats[n] : "?";
+}
+
+const char *proto_role_name(enum proto_role r)
+{
+    return (unsigned)r < PROTO_COUNT(proto_roles) ? proto_roles[r] : "?";
+}
+
+/* The index of text in names, or -1. */
+static int proto_lookup(const char *text, const char *const *names, int n)
+{
+    for (int i = 0; text && i < n; i++)
+        if (strcmp(text, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+bool proto_path_parse(const char *text, enum proto_path *out)
+{
+    int i = proto_lookup(text, proto_paths, (int)PROTO_COUNT(proto_paths));
+    if (i < 0)
+        return false;
+    *out = (enum proto_path)i;
+    return true;
 }
 
 bool proto_valid_id(const char *s)
@@ -145,7 +175,8 @@ static enum proto_err pd_id(struct pd *d, const char *key, char *out)
     if (e != PROTO_OK)
         return e;
     if (!proto_valid_id(tmp))
-        return pd_fail(d, PROTO_E_ID, "field \"%s\" is not an id ([A-Za-z0-9._-]{1,64})", key);
+        return pd_fail(d, PROTO_E_ID, "field \"%s\" is not an id ([A-Za-z0-9._-]{1,%d})", key,
+                       PROTO_MAX_ID);
     memcpy(out, tmp, strlen(tmp) + 1);
     return PROTO_OK;
 }
@@ -157,7 +188,8 @@ static enum proto_err pd_session(struct pd *d, const char *key, char *out)
     if (e != PROTO_OK)
         return e;
     if (!proto_valid_session(tmp))
-        return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must be 32 lowercase hex digits", key);
+        return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must be %d lowercase hex digits", key,
+                       PROTO_SESSION_LEN);
     memcpy(out, tmp, PROTO_SESSION_LEN + 1);
     return PROTO_OK;
 }
@@ -253,15 +285,14 @@ static enum proto_err pd_opt_enum(struct pd *d, const char *key, const char *con
                                   int n, int *out)
 {
     char tmp[32];
+    int i;
     if (!json_object_get(d->obj, key))
         return PROTO_OK;
     PD_TRY(pd_str(d, key, tmp, sizeof tmp));
-    for (int i = 0; i < n; i++)
-        if (strcmp(tmp, names[i]) == 0) {
-            *out = i;
-            return PROTO_OK;
-        }
-    return pd_fail(d, PROTO_E_FIELD, "field \"%s\" has an unknown value", key);
+    if ((i = proto_lookup(tmp, names, n)) < 0)
+        return pd_fail(d, PROTO_E_FIELD, "field \"%s\" has an unknown value", key);
+    *out = i;
+    return PROTO_OK;
 }
 
 static enum proto_err pd_opt_token(struct pd *d, const char *key, char *out)
@@ -333,7 +364,7 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
     case PROTO_HELLO:
         PD_TRY(pd_version(d, &m->u.hello.version));
         PD_TRY(pd_id(d, "id", m->u.hello.id));
-        PD_TRY(pd_opt_enum(d, "path", proto_paths, 3, &k));
+        PD_TRY(pd_opt_enum(d, "path", proto_paths, (int)PROTO_COUNT(proto_paths), &k));
         m->u.hello.path = (enum proto_path)k;
         PD_TRY(pd_opt_bool(d, "aux", &m->u.hello.aux));
         PD_TRY(pd_eplist(d, "endpoints", &m->u.hello.endpoints));
@@ -344,11 +375,11 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
         PD_TRY(pd_version(d, &m->u.welcome.version));
         PD_TRY(pd_id(d, "id", m->u.welcome.id));
         PD_TRY(pd_endpoint(d, "observed", &m->u.welcome.observed));
-        PD_TRY(pd_int(d, "keepalive", 1, 86400, &n));
+        PD_TRY(pd_int(d, "keepalive", 1, PROTO_MAX_KEEPALIVE_S, &n));
         m->u.welcome.keepalive = (int)n;
         PD_TRY(pd_opt_bool(d, "relay", &m->u.welcome.relay));
         if (json_object_get(d->obj, "probe_port")) {
-            PD_TRY(pd_int(d, "probe_port", 1, 65535, &n));
+            PD_TRY(pd_int(d, "probe_port", 1, UINT16_MAX, &n));
             m->u.welcome.probe_port = (int)n;
             PD_TRY(pd_session(d, "probe_token", m->u.welcome.probe_token));
             m->u.welcome.has_probe6 = json_object_get(d->obj, "probe6") != NULL;
@@ -363,12 +394,11 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
         PD_TRY(pd_session(d, "session", m->u.punch.session));
         PD_TRY(pd_id(d, "peer", m->u.punch.peer));
         PD_TRY(pd_str(d, "role", role, sizeof role));
-        if (strcmp(role, "initiator") == 0)
-            m->u.punch.role = PROTO_INITIATOR;
-        else if (strcmp(role, "responder") == 0)
-            m->u.punch.role = PROTO_RESPONDER;
-        else
-            return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must be initiator or responder", "role");
+        int r = proto_lookup(role, proto_roles, (int)PROTO_COUNT(proto_roles));
+        if (r < 0)
+            return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must be %s or %s", "role",
+                           proto_roles[PROTO_INITIATOR], proto_roles[PROTO_RESPONDER]);
+        m->u.punch.role = (enum proto_role)r;
         PD_TRY(pd_endpoint(d, "observed", &m->u.punch.observed));
         m->u.punch.start_in_us = -1;
         if (json_object_get(d->obj, "start_in_us"))
@@ -381,7 +411,7 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
         m->u.punch.no_direct = !direct;
         if (json_object_get(d->obj, "reason"))
             PD_TRY(pd_str(d, "reason", m->u.punch.reason, sizeof m->u.punch.reason));
-        PD_TRY(pd_opt_enum(d, "nat", proto_nats, 3, &k));
+        PD_TRY(pd_opt_enum(d, "nat", proto_nats, (int)PROTO_COUNT(proto_nats), &k));
         m->u.punch.nat = (enum proto_nat)k;
         PD_TRY(pd_opt_b64(d, "key", m->u.punch.key, PROTO_KEY_BYTES, &m->u.punch.has_key));
         m->u.punch.has_relay_addr = json_object_get(d->obj, "relay_addr") != NULL;
@@ -421,7 +451,7 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
         return pd_opt_b64(d, "admit", m->u.probe.admit, PROTO_ADMIT_BYTES, &m->u.probe.has_admit);
     case PROTO_OBSERVED:
         PD_TRY(pd_endpoint(d, "observed", &m->u.observed.observed));
-        PD_TRY(pd_opt_enum(d, "mapping", proto_nats, 3, &k));
+        PD_TRY(pd_opt_enum(d, "mapping", proto_nats, (int)PROTO_COUNT(proto_nats), &k));
         m->u.observed.mapping = (enum proto_nat)k;
         return PROTO_OK;
     case PROTO_RELAY:
@@ -470,10 +500,7 @@ enum proto_err proto_decode(const char *line, size_t len, enum proto_dir dir, st
         e = PROTO_E_MESSAGE;
         goto out;
     }
-    for (t = 0; t < PROTO_TYPE_COUNT; t++)
-        if (strcmp(json_string_value(type), proto_names[t]) == 0)
-            break;
-    if (t == PROTO_TYPE_COUNT) {
+    if ((t = proto_lookup(json_string_value(type), proto_names, PROTO_TYPE_COUNT)) < 0) {
         snprintf(why, whylen, "unknown message type \"%.64s\"", json_string_value(type));
         e = PROTO_E_TYPE;
         goto out;
@@ -560,7 +587,7 @@ static json_t *pe_build(const struct proto_msg *m)
     case PROTO_PUNCH: {
         json_t *o = json_pack(
             "{s:s, s:s, s:s, s:s, s:s, s:o}", "type", t, "session", m->u.punch.session, "peer",
-            m->u.punch.peer, "role", m->u.punch.role == PROTO_INITIATOR ? "initiator" : "responder",
+            m->u.punch.peer, "role", proto_role_name(m->u.punch.role),
             "observed", ep_format((const struct sockaddr *)&m->u.punch.observed, ep, sizeof ep),
             "endpoints", pe_eplist(&m->u.punch.endpoints));
         if (!o)
@@ -667,4 +694,10 @@ int proto_encode_error(const char *code, const char *message, bool fatal, char *
     snprintf(m.u.error.message, sizeof m.u.error.message, "%s", message);
     m.u.error.fatal = fatal;
     return proto_encode(&m, buf, buflen);
+}
+
+int proto_encode_pc(enum proto_code code, const char *message, bool fatal, char *buf,
+                    size_t buflen)
+{
+    return proto_encode_error(proto_code_name(code), message, fatal, buf, buflen);
 }

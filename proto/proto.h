@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "proto/code.h"
+
 #define PROTO_VERSION 1
 #define PROTO_MAX_LINE 4096 /* bytes, newline included */
 #define PROTO_MAX_ID 64
@@ -15,6 +17,7 @@
 #define PROTO_MAX_CODE 32
 #define PROTO_MAX_TEXT 256
 #define PROTO_MAX_START_IN_US 1000000
+#define PROTO_MAX_KEEPALIVE_S 86400 /* welcome.keepalive: a day */
 #define PROTO_DEFAULT_START_IN_US 4000 /* punch.start_in_us when absent */
 /* Binary fields travel as standard base64 with padding (PROTOCOL.md, "Grammars"). */
 #define PROTO_NONCE_BYTES 32 /* challenge.nonce */
@@ -184,10 +187,16 @@ enum proto_err {
     PROTO_E_LINE,       /* line-too-long */
 };
 
+/* The error code a decoding failure is answered with (PC_INTERNAL for PROTO_OK or a value out
+ * of range), and its wire spelling ("ok" for PROTO_OK). */
+enum proto_code proto_err_pc(enum proto_err e);
 const char *proto_err_code(enum proto_err e);
 const char *proto_type_name(enum proto_type t);
 const char *proto_path_name(enum proto_path p);
 const char *proto_nat_name(enum proto_nat n);
+const char *proto_role_name(enum proto_role r);
+/* A path's wire spelling ("any", "direct", "relay") into *out; false for anything else. */
+bool proto_path_parse(const char *text, enum proto_path *out);
 bool proto_valid_id(const char *s);
 bool proto_valid_session(const char *s);
 
@@ -199,7 +208,9 @@ enum proto_err proto_decode(const char *line, size_t len, enum proto_dir dir, st
  * buflen or in PROTO_MAX_LINE. */
 int proto_encode(const struct proto_msg *msg, char *buf, size_t buflen);
 
-/* Convenience: an error message line. */
+/* Convenience: an error message line. code is a wire spelling; proto_encode_pc names it. */
 int proto_encode_error(const char *code, const char *message, bool fatal, char *buf, size_t buflen);
+int proto_encode_pc(enum proto_code code, const char *message, bool fatal, char *buf,
+                    size_t buflen);
 
 #endif

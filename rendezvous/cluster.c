@@ -1,11 +1,13 @@
 #include "rendezvous/cluster.h"
-#include "common/auth.h"
+#include "proto/auth.h"
 #include "common/clock.h"
 #include "common/endpoint.h"
 #include "common/log.h"
 #include "common/rand.h"
-#include "rendezvous/pairing.h"
-#include "rendezvous/server.h"
+#include "rendezvous/gate.h"
+#include "rendezvous/limits.h"
+#include "rendezvous/plan.h"
+#include "rendezvous/relay.h"
 
 #include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
@@ -102,11 +104,13 @@ enum cl_kind { CL_INTRO, CL_CLAIM };
  * holds a reference, so the record outlives its answer or timeout until hiredis is done. */
 struct cl_op {
     struct cl *cl;
-    struct cl_op *prev, *next; /* in cl->ops while not finished */
+    struct q link;    /* in cl->ops while not finished */
+    struct q by_conn; /* in conn->ops while not finished and conn is there */
     enum cl_kind kind;
     bool finished;
     int refs;
-    struct srv_conn *conn; /* NULL once it has gone */
+    struct cl_link *conn; /* NULL once it has gone */
+    char from[PROTO_MAX_ID + 1];     /* CL_INTRO: the initiator's id */
     uint64_t deadline_ms;
     char session[PROTO_SESSION_LEN + 1];
     char target[PROTO_MAX_ID + 1];
@@ -122,7 +126,7 @@ struct cl_sender {
 };
 
 struct cl {
-    struct srv *srv;
+    struct cl_user user;
     uv_loop_t *loop;
     unsigned ttl;
     char host[256];
@@ -144,7 +148,7 @@ struct cl {
     bool ping_out;
     uint64_t ping_sent_us, last_ping_ms, last_refresh_ms, last_touch_ms;
     uint32_t redis_rtt_us;
-    struct cl_op *ops;
+    struct q ops;
     size_t nops;
     unsigned char bus_key[crypto_auth_hmacsha512256_KEYBYTES];
     int64_t last_t_sent; /* the "t" of the last message sent */
@@ -405,7 +409,12 @@ static bool cl_fresh(struct cl *c, const char *sender, int64_t t)
 
 /* ---- operations in flight ---- */
 
-static struct cl_op *cl_op_new(struct cl *c, enum cl_kind kind, struct srv_conn *conn)
+void cl_link_init(struct cl_link *l)
+{
+    q_init(&l->ops);
+}
+
+static struct cl_op *cl_op_new(struct cl *c, enum cl_kind kind, struct cl_link *conn)
 {
     struct cl_op *op;
     if (c->nops >= CL_MAX_OPS || !(op = calloc(1, sizeof *op)))
@@ -415,12 +424,9 @@ static struct cl_op *cl_op_new(struct cl *c, enum cl_kind kind, struct srv_conn 
     op->conn = conn;
     op->refs = 1; /* the list's */
     op->deadline_ms = uv_now(c->loop) + CL_ANSWER_MS;
-    op->next = c->ops;
-    if (c->ops)
-        c->ops->prev = op;
-    c->ops = op;
+    q_insert_head(&c->ops, &op->link);
+    q_insert_head(&conn->ops, &op->by_conn);
     c->nops++;
-    conn->cl_ops++;
     return op;
 }
 
@@ -439,15 +445,9 @@ static void cl_op_finish(struct cl_op *op)
     if (op->finished)
         return;
     op->finished = true;
-    if (op->prev)
-        op->prev->next = op->next;
-    else
-        c->ops = op->next;
-    if (op->next)
-        op->next->prev = op->prev;
+    q_remove(&op->link);
+    q_remove(&op->by_conn);
     c->nops--;
-    if (op->conn)
-        op->conn->cl_ops--;
     op->conn = NULL;
     cl_op_unref(op);
 }
@@ -456,44 +456,51 @@ static void cl_op_finish(struct cl_op *op)
  * claim. */
 static void cl_op_fail(struct cl_op *op, const char *code, const char *msg)
 {
-    struct srv_conn *conn = op->conn;
+    struct cl *c = op->cl;
+    struct cl_link *conn = op->conn;
     struct proto_msg *hello = op->hello;
     if (op->finished)
         return;
     op->hello = NULL;
     cl_op_finish(op);
     if (conn && hello)
-        srv_hello_claimed(conn, hello, code, msg);
+        c->user.claimed(c->user.data, conn, hello, code, msg);
     else if (conn)
-        srv_refuse(conn, code, msg, false);
+        c->user.refuse(c->user.data, conn, code, msg);
     free(hello);
 }
 
 static struct cl_op *cl_op_find(struct cl *c, const char *session)
 {
-    for (struct cl_op *op = c->ops; op; op = op->next)
+    struct q *it;
+    q_foreach(it, &c->ops) {
+        struct cl_op *op = q_data(it, struct cl_op, link);
         if (op->kind == CL_INTRO && strcmp(op->session, session) == 0)
             return op;
+    }
     return NULL;
 }
 
-void cl_conn_gone(struct cl *c, struct srv_conn *conn)
+void cl_conn_gone(struct cl *c, struct cl_link *conn)
 {
-    struct cl_op *op, *next;
-    if (!c || conn->cl_ops == 0)
+    struct q *it, *tmp;
+    if (!c)
         return;
-    for (op = c->ops; op; op = next) {
-        next = op->next;
-        if (op->conn == conn)
-            cl_op_finish(op);
-    }
+    q_foreach_safe(it, tmp, &conn->ops)
+        cl_op_finish(q_data(it, struct cl_op, by_conn));
+}
+
+static struct cl_op *cl_op_first(const struct cl *c)
+{
+    struct q *h = q_head(&c->ops);
+    return h ? q_data(h, struct cl_op, link) : NULL;
 }
 
 static void cl_fail_all(struct cl *c, const char *why)
 {
     char msg[PROTO_MAX_TEXT];
-    while (c->ops) {
-        struct cl_op *op = c->ops;
+    struct cl_op *op;
+    while ((op = cl_op_first(c))) {
         if (op->kind == CL_CLAIM) {
             snprintf(msg, sizeof msg, "the server cannot check id ownership now (%s)", why);
             cl_op_fail(op, "internal", msg);
@@ -509,39 +516,51 @@ static void cl_fail_all(struct cl *c, const char *why)
 
 /* ---- the directory ---- */
 
-static void cl_announce_all(struct cl *c, bool refresh)
-{
-    char key[CL_KEY_MAX], ttl[16];
-    snprintf(ttl, sizeof ttl, "%u", c->ttl);
-    for (struct srv_conn *p = c->srv->live.head; p; p = p->next) {
-        if (p->aux)
-            continue;
-        cl_key(c, "peer", p->id, key, sizeof key);
-        if (refresh)
-            redisAsyncCommand(c->cmd, NULL, NULL, "EVAL %s 1 %s %s %s", cl_lua_refresh, key,
-                              c->inst, ttl);
-        else
-            redisAsyncCommand(c->cmd, NULL, NULL, "SET %s %s EX %u", key, c->inst, c->ttl);
-    }
-}
-
-void cl_announce(struct cl *c, const struct srv_conn *peer)
+static void cl_set_entry(struct cl *c, const char *id)
 {
     char key[CL_KEY_MAX];
-    if (!c || c->state != CL_UP || peer->aux)
-        return;
-    /* the latest registration wins: a peer that moved here after its instance died is
-     * reachable at once, without waiting for the old entry to expire */
-    cl_key(c, "peer", peer->id, key, sizeof key);
+    cl_key(c, "peer", id, key, sizeof key);
     redisAsyncCommand(c->cmd, NULL, NULL, "SET %s %s EX %u", key, c->inst, c->ttl);
 }
 
-void cl_withdraw(struct cl *c, const struct srv_conn *peer)
+static void cl_announce_one(void *arg, const char *id, const unsigned char *key)
+{
+    (void)key;
+    cl_set_entry(arg, id);
+}
+
+static void cl_refresh_one(void *arg, const char *id, const unsigned char *key_bytes)
+{
+    struct cl *c = arg;
+    char key[CL_KEY_MAX], ttl[16];
+    (void)key_bytes;
+    snprintf(ttl, sizeof ttl, "%u", c->ttl);
+    cl_key(c, "peer", id, key, sizeof key);
+    redisAsyncCommand(c->cmd, NULL, NULL, "EVAL %s 1 %s %s %s", cl_lua_refresh, key, c->inst,
+                      ttl);
+}
+
+/* Returns the number of registered connections. */
+static size_t cl_announce_all(struct cl *c, bool refresh)
+{
+    return c->user.each_peer(c->user.data, refresh ? cl_refresh_one : cl_announce_one, c);
+}
+
+void cl_announce(struct cl *c, const char *id)
+{
+    if (!c || c->state != CL_UP)
+        return;
+    /* the latest registration wins: a peer that moved here after its instance died is
+     * reachable at once, without waiting for the old entry to expire */
+    cl_set_entry(c, id);
+}
+
+void cl_withdraw(struct cl *c, const char *id)
 {
     char key[CL_KEY_MAX];
-    if (!c || c->state != CL_UP || peer->aux)
+    if (!c || c->state != CL_UP)
         return;
-    cl_key(c, "peer", peer->id, key, sizeof key);
+    cl_key(c, "peer", id, key, sizeof key);
     redisAsyncCommand(c->cmd, NULL, NULL, "EVAL %s 1 %s %s", cl_lua_withdraw, key, c->inst);
 }
 
@@ -550,7 +569,7 @@ void cl_withdraw(struct cl *c, const struct srv_conn *peer)
 /* A new id the claim script refused for one of the limits; Redis holds nothing of it. */
 static void cl_claim_refused(struct cl_op *op, const char *code)
 {
-    const struct gate_cfg *g = &op->cl->srv->cfg.gate;
+    const struct gate_cfg *g = op->cl->user.gate;
     char msg[PROTO_MAX_TEXT];
     LOG_N("cluster: %s refused as a new id: %s", op->target, code);
     if (strcmp(code, "too-many-ids") == 0)
@@ -610,7 +629,7 @@ struct cl_claim_args {
 static void cl_claim_args(const struct cl *c, const char *id, const unsigned char *key,
                           const struct sockaddr *src, struct cl_claim_args *a)
 {
-    const struct gate_cfg *g = &c->srv->cfg.gate;
+    const struct gate_cfg *g = c->user.gate;
     char from[64], site[64] = "";
     sodium_bin2base64(a->b64, sizeof a->b64, key, PROTO_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL);
     cl_key(c, "owner", id, a->owner, sizeof a->owner);
@@ -644,7 +663,8 @@ static int cl_eval_claim(struct cl *c, const char *script, redisCallbackFn *cb, 
                              a->per_site);
 }
 
-int cl_claim(struct cl *c, struct srv_conn *conn, const struct proto_msg *hello)
+int cl_claim(struct cl *c, struct cl_link *conn, const struct proto_msg *hello,
+             const struct sockaddr *src)
 {
     struct cl_claim_args a;
     struct cl_op *op;
@@ -656,8 +676,7 @@ int cl_claim(struct cl *c, struct srv_conn *conn, const struct proto_msg *hello)
     }
     *op->hello = *hello;
     snprintf(op->target, sizeof op->target, "%s", hello->u.hello.id);
-    cl_claim_args(c, hello->u.hello.id, hello->u.hello.key,
-                  (const struct sockaddr *)&conn->observed, &a);
+    cl_claim_args(c, hello->u.hello.id, hello->u.hello.key, src, &a);
     op->refs++;
     if (cl_eval_claim(c, cl_lua_claim, cl_on_claim, op, &a, hello->u.hello.id) != REDIS_OK) {
         op->refs--;
@@ -671,17 +690,18 @@ int cl_claim(struct cl *c, struct srv_conn *conn, const struct proto_msg *hello)
 
 /* Ids that stay registered here for days claim nothing: once an hour their last use moves in
  * Redis, so that --id-expire never takes the id of a peer that is online. */
+static void cl_touch_one(void *arg, const char *id, const unsigned char *key)
+{
+    struct cl *c = arg;
+    struct cl_claim_args a;
+    cl_claim_args(c, id, key, NULL, &a);
+    cl_eval_claim(c, cl_lua_touch, NULL, NULL, &a, id);
+}
+
 static void cl_touch_all(struct cl *c)
 {
-    struct cl_claim_args a;
-    if (!c->srv->cfg.gate.id_expire_days)
-        return;
-    for (struct srv_conn *p = c->srv->live.head; p; p = p->next) {
-        if (p->aux)
-            continue;
-        cl_claim_args(c, p->id, p->key, NULL, &a);
-        cl_eval_claim(c, cl_lua_touch, NULL, NULL, &a, p->id);
-    }
+    if (c->user.gate->id_expire_days)
+        c->user.each_peer(c->user.data, cl_touch_one, c);
 }
 
 /* ---- introductions: the initiator's instance ---- */
@@ -754,24 +774,25 @@ static void cl_on_published(redisAsyncContext *ac, void *r, void *privdata)
 
 /* The initiator as the target's instance will describe it to the target: a punch line (with
  * an empty plan), so that the receiving side decodes it with the protocol's own checks. */
-static json_t *cl_introduce_msg(struct cl *c, struct cl_op *op, struct srv_conn *from)
+static json_t *cl_introduce_msg(struct cl *c, struct cl_op *op, struct cl_link *from)
 {
-    struct pair_peer me;
-    struct pair_plan none;
+    struct plan_peer me;
+    struct plan none;
     struct proto_msg m;
     char line[PROTO_MAX_LINE];
     int n;
     memset(&none, 0, sizeof none);
     none.direct = true;
-    pair_peer_of(from, &me);
+    c->user.facts(c->user.data, from, &me);
     /* unfiltered: the target's instance knows both observed addresses and filters */
-    n = pair_encode(&me, NULL, PROTO_RESPONDER, op->session, &none, NULL, &m, line, sizeof line);
+    plan_describe(&me, NULL, PROTO_RESPONDER, op->session, &none, NULL, &m);
+    n = proto_encode(&m, line, sizeof line);
     if (n <= 0)
         return NULL;
     line[n - 1] = '\0'; /* no newline inside JSON */
     return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "type", "introduce", "session",
                      op->session, "from", c->inst, "target", op->target, "peer", line, "path",
-                     proto_path_name(from->path), "rtt_us", (json_int_t)pair_rtt_us(from),
+                     proto_path_name(me.path), "rtt_us", (json_int_t)me.rtt_us,
                      "bus_rtt_us", (json_int_t)c->redis_rtt_us);
 }
 
@@ -804,7 +825,7 @@ static void cl_on_located(redisAsyncContext *ac, void *r, void *privdata)
             op->refs--;
             cl_op_fail(op, "internal", "the server cannot reach the cluster now");
         } else {
-            LOG_I("cluster: introduce %s to %s on instance %s (session %s)", op->conn->id,
+            LOG_I("cluster: introduce %s to %s on instance %s (session %s)", op->from,
                   op->target, op->where, op->session);
             op->deadline_ms = uv_now(c->loop) + CL_ANSWER_MS;
         }
@@ -812,7 +833,7 @@ static void cl_on_located(redisAsyncContext *ac, void *r, void *privdata)
     cl_op_unref(op);
 }
 
-void cl_connect(struct cl *c, struct srv_conn *from, const char *target)
+void cl_connect(struct cl *c, struct cl_link *from, const char *from_id, const char *target)
 {
     char key[CL_KEY_MAX], msg[PROTO_MAX_TEXT];
     struct cl_op *op;
@@ -821,14 +842,16 @@ void cl_connect(struct cl *c, struct srv_conn *from, const char *target)
                  "%s is not registered on this server, and the cluster is "
                  "unavailable (Redis at %.64s:%d is down)",
                  target, c->host, c->port);
-        srv_refuse(from, "peer-not-found", msg, false);
+        c->user.refuse(c->user.data, from, "peer-not-found", msg);
         return;
     }
     if (!(op = cl_op_new(c, CL_INTRO, from))) {
-        srv_refuse(from, "rate-limited", "the server has too many introductions in flight", false);
+        c->user.refuse(c->user.data, from, "rate-limited",
+                       "the server has too many introductions in flight");
         return;
     }
     snprintf(op->target, sizeof op->target, "%s", target);
+    snprintf(op->from, sizeof op->from, "%s", from_id);
     if (rnd_hex(op->session, PROTO_SESSION_LEN / 2) < 0) {
         cl_op_fail(op, "internal", "the server cannot create a session now");
         return;
@@ -854,9 +877,10 @@ static void cl_on_answer(struct cl *c, json_t *msg, const char *sender)
     const char *line = cl_str(msg, "line", PROTO_MAX_LINE);
     json_int_t delay = 0;
     struct cl_op *op;
-    struct srv_conn *conn;
+    struct cl_link *conn;
     struct proto_msg m;
     char buf[PROTO_MAX_LINE], target[PROTO_MAX_ID + 1], where[CL_MAX_INSTANCE + 1];
+    char from[PROTO_MAX_ID + 1];
     char sess[PROTO_SESSION_LEN + 1], why[PROTO_MAX_TEXT];
     int n;
 
@@ -902,13 +926,14 @@ static void cl_on_answer(struct cl *c, json_t *msg, const char *sender)
     memcpy(sess, op->session, sizeof sess);
     memcpy(target, op->target, sizeof target);
     memcpy(where, op->where, sizeof where);
+    memcpy(from, op->from, sizeof from);
     /* finished before sending: a send that drops conn must find no operation of it */
     cl_op_finish(op);
-    conn->aux_used = conn->aux; /* an auxiliary connection carries one session */
     LOG_N("punch sent: session %s, %s (initiator) <-> %s (responder, on instance %s), %lld us "
           "after the answer",
-          sess, conn->id, target, where, (long long)delay);
-    pair_send_later(conn, sess, buf, (size_t)n, (uint64_t)delay);
+          sess, from, target, where, (long long)delay);
+    /* another instance's word: held back no longer than this server holds its own punches */
+    c->user.punch(c->user.data, conn, sess, buf, (size_t)n, plan_cap_us((uint64_t)delay));
 }
 
 /* ---- introductions: the target's instance ---- */
@@ -926,7 +951,7 @@ static void cl_answer_error(struct cl *c, const char *to, const char *session, c
  * for this session, candidates that may be offered. Returns 0, or -1 (logged) when the
  * message is malformed. */
 static int cl_remote_peer(struct cl *c, json_t *msg, const char *sender, const char *session,
-                          struct pair_peer *p, uint32_t *rtt, uint32_t *bus)
+                          struct plan_peer *p, uint32_t *bus)
 {
     const char *line = cl_str(msg, "peer", PROTO_MAX_LINE);
     const char *path = cl_str(msg, "path", 16);
@@ -946,10 +971,10 @@ static int cl_remote_peer(struct cl *c, json_t *msg, const char *sender, const c
     }
     loopback_ok = ep_is_loopback((const struct sockaddr *)&m.u.punch.observed);
     /* the observed address too: the relay and a NAT-mapping peer dial it */
-    if ((bad = srv_bad_candidate((const struct sockaddr *)&m.u.punch.observed, true)))
+    if ((bad = c->user.bad_candidate((const struct sockaddr *)&m.u.punch.observed, true)))
         ep_format((const struct sockaddr *)&m.u.punch.observed, ep, sizeof ep);
     for (int i = 0; !bad && i < m.u.punch.endpoints.n; i++)
-        if ((bad = srv_bad_candidate((const struct sockaddr *)&m.u.punch.endpoints.ep[i],
+        if ((bad = c->user.bad_candidate((const struct sockaddr *)&m.u.punch.endpoints.ep[i],
                                      loopback_ok)))
             ep_format((const struct sockaddr *)&m.u.punch.endpoints.ep[i], ep, sizeof ep);
     if (bad) {
@@ -976,21 +1001,29 @@ static int cl_remote_peer(struct cl *c, json_t *msg, const char *sender, const c
         cl_reject(c, "from %s: introduce with an unknown path", sender);
         return -1;
     }
-    *rtt = (uint32_t)r;
+    p->rtt_us = (uint32_t)r;
     *bus = (uint32_t)b;
     return 0;
 }
 
-/* Both punches should arrive at the same moment: the initiator's travels over the bus (half of
- * each instance's Redis round trip) and then half the initiator's RTT; the target's only half
- * the target's RTT. The one that would arrive first is held back by the difference. */
-static void cl_timing(uint32_t rtt_i, uint32_t rtt_t, uint32_t bus_a, uint32_t bus_b,
-                      uint64_t *delay_i, uint64_t *delay_t)
+/* The relay for a session whose initiator is on another instance: the quotas count the remote
+ * initiator by its id, key and the address its own instance saw; they are this instance's
+ * counts only (the relay runs here). Returns 0, or -1 when the relay was the only path and
+ * refuses (msg: the no-path message). */
+static int cl_offer(struct cl *c, const char *session, const struct plan_peer *pi,
+                    const struct plan_peer *pt, struct plan *pl, char *msg, size_t len)
 {
-    uint64_t arr_i = (uint64_t)bus_a / 2 + bus_b / 2 + rtt_i / 2;
-    uint64_t arr_t = rtt_t / 2;
-    *delay_t = arr_i > arr_t ? arr_i - arr_t : 0;
-    *delay_i = arr_t > arr_i ? arr_t - arr_i : 0;
+    struct rly_party qi = {.id = pi->id, .key = pi->has_key ? pi->key : NULL,
+                           .src = (const struct sockaddr *)&pi->observed};
+    struct rly_party qt = {.id = pt->id, .key = pt->key,
+                           .src = (const struct sockaddr *)&pt->observed};
+    char why[PROTO_MAX_TEXT];
+    if (!pl->relay || rly_offer(c->user.rly, session, &qi, &qt, pl->token[0], pl->token[1], why,
+                                sizeof why) == 0)
+        return 0;
+    LOG_N("cluster: session %s: %s -> %s: no relay%s: %s", session, pi->id, pt->id,
+          pl->direct ? ", direct only" : "", why);
+    return plan_no_relay(pl, why, msg, len);
 }
 
 static void cl_on_introduce(struct cl *c, json_t *msg, const char *sender)
@@ -1000,15 +1033,13 @@ static void cl_on_introduce(struct cl *c, json_t *msg, const char *sender)
     const char *session = cl_str(msg, "session", PROTO_SESSION_LEN);
     const char *from = cl_str(msg, "from", CL_MAX_INSTANCE);
     const char *target = cl_str(msg, "target", PROTO_MAX_ID);
-    struct srv *s = c->srv;
-    struct srv_conn *to;
-    struct pair_peer pi, pt;
-    struct pair_plan pl;
-    struct rly_party qi, qt;
-    struct proto_msg mi, mt;
-    char li[PROTO_MAX_LINE], lt[PROTO_MAX_LINE], text[PROTO_MAX_TEXT], why[PROTO_MAX_TEXT];
-    uint32_t rtt_i, bus_a;
-    uint64_t delay_i, delay_t;
+    struct cl_link *to;
+    struct plan_peer pi, pt;
+    struct plan pl;
+    struct plan_punches pp;
+    struct plan_route route = {.across = true, .relay_addr = &c->public_addr};
+    char li[PROTO_MAX_LINE], lt[PROTO_MAX_LINE], text[PROTO_MAX_TEXT];
+    uint32_t bus_a;
     int ni, nt;
     json_t *ans;
 
@@ -1018,57 +1049,41 @@ static void cl_on_introduce(struct cl *c, json_t *msg, const char *sender)
         cl_reject(c, "from %s: a malformed introduce", sender);
         return;
     }
-    if (cl_remote_peer(c, msg, sender, session, &pi, &rtt_i, &bus_a) < 0)
+    if (cl_remote_peer(c, msg, sender, session, &pi, &bus_a) < 0)
         return;
-    to = srv_find(s, target);
-    if (!to || to->state != SRV_LIVE) {
+    to = c->user.find(c->user.data, target);
+    if (!to) {
         snprintf(text, sizeof text, "%s is not registered on any server of this cluster", target);
         cl_answer_error(c, from, session, "peer-not-found", text);
         return;
     }
-    pair_peer_of(to, &pt);
-    if (pair_plan(s->cfg.relay.enabled, &pi, &pt, &pl, text, sizeof text) < 0) {
+    c->user.facts(c->user.data, to, &pt);
+    if (plan_path(c->user.relays, &pi, &pt, &pl, text, sizeof text) < 0 ||
+        cl_offer(c, session, &pi, &pt, &pl, text, sizeof text) < 0) {
         cl_answer_error(c, from, session, "no-path", text);
         return;
     }
-    /* the quotas count the remote initiator by its id, key and the address its own instance
-     * saw; they are this instance's counts only (the relay runs here) */
-    qi.id = pi.id;
-    qi.key = pi.has_key ? pi.key : NULL;
-    qi.src = (const struct sockaddr *)&pi.observed;
-    qt.id = pt.id;
-    qt.key = pt.key;
-    qt.src = (const struct sockaddr *)&to->observed;
-    if (pl.relay && pair_offer(s->rly, session, &qi, &qt, &pl, why, sizeof why) < 0) {
-        LOG_N("cluster: session %s: %s -> %s: no relay%s: %s", session, pi.id, pt.id,
-              pl.direct ? ", direct only" : "", why);
-        if (!pl.direct) {
-            snprintf(text, sizeof text, "%.100s; and the relay refuses it: %.120s", pl.reason, why);
-            cl_answer_error(c, from, session, "no-path", text);
-            return;
-        }
-    }
     /* the initiator joins the relay here, through the address peers know this instance by */
-    ni = pair_encode(&pt, &pi.observed, PROTO_INITIATOR, session, &pl, &c->public_addr, &mi, li,
-                     sizeof li);
-    nt = pair_encode(&pi, &pt.observed, PROTO_RESPONDER, session, &pl, NULL, &mt, lt, sizeof lt);
+    route.bus_rtt_us = bus_a + c->redis_rtt_us;
+    plan_punches(&pl, &pi, &pt, session, &route, &pp);
+    ni = proto_encode(&pp.s[PLAN_I].m, li, sizeof li);
+    nt = proto_encode(&pp.s[PLAN_T].m, lt, sizeof lt);
     if (ni <= 0 || nt <= 0) {
         cl_answer_error(c, from, session, "internal", "the server cannot encode the punch");
         return;
     }
     li[ni - 1] = '\0';
-    cl_timing(rtt_i, pair_rtt_us(to), bus_a, c->redis_rtt_us, &delay_i, &delay_t);
     ans = json_pack("{s:s, s:s, s:s, s:I}", "type", "answer", "session", session, "line", li,
-                    "delay_us", (json_int_t)delay_i);
+                    "delay_us", (json_int_t)pp.s[PLAN_I].delay_us);
     if (!ans || cl_publish(c, from, ans, NULL, NULL) < 0) {
         LOG_W("cluster: cannot answer instance %s for session %s", from, session);
         return;
     }
-    pair_send_later(to, session, lt, (size_t)nt, delay_t);
+    c->user.punch(c->user.data, to, session, lt, (size_t)nt, pp.s[PLAN_T].delay_us);
     LOG_N("punch sent: session %s, %s (initiator, on instance %s) <-> %s (responder), %s %llu us "
           "later, direct %s, relay %s",
-          session, pi.id, from, pt.id, pt.id, (unsigned long long)delay_t, pl.direct ? "yes" : "no",
-          pl.relay ? "offered" : "no");
+          session, pi.id, from, pt.id, pt.id, (unsigned long long)pp.s[PLAN_T].delay_us,
+          pl.direct ? "yes" : "no", pl.relay ? "offered" : "no");
     if (pl.relay)
         LOG_I("cluster: session %s relays here, at %s", session, c->public_text);
 }
@@ -1121,18 +1136,19 @@ cleanup:
 
 static void cl_set_up(struct cl *c)
 {
+    size_t n;
     if (c->state != CL_CONNECTING || !c->sub_ok || !c->ping_ok)
         return;
     c->state = CL_UP;
     c->backoff_s = CL_BACKOFF_MIN_S;
-    cl_announce_all(c, false);
+    n = cl_announce_all(c, false);
     c->last_refresh_ms = uv_now(c->loop);
     if (c->ever_up)
         LOG_N("cluster: Redis at %s:%d is back after %llu s: rejoined as %s, %zu peers "
               "announced",
               c->host, c->port,
               (unsigned long long)((uv_now(c->loop) - c->down_since_ms + 500) / 1000), c->inst,
-              c->srv->live.n);
+              n);
     else
         LOG_N("cluster: joined via Redis at %s:%d as instance %s (public address %s, channel %s)",
               c->host, c->port, c->inst, c->public_text, c->chan);
@@ -1306,15 +1322,16 @@ static void cl_lost(struct cl *c, const char *why)
 static void cl_expire_ops(struct cl *c, uint64_t now)
 {
     char msg[PROTO_MAX_TEXT];
-    struct cl_op *op = c->ops;
+    struct cl_op *op = cl_op_first(c);
     while (op) {
         if (now < op->deadline_ms) {
-            op = op->next;
+            struct q *next = q_next(&c->ops, &op->link);
+            op = next ? q_data(next, struct cl_op, link) : NULL;
             continue;
         }
         if (op->kind == CL_CLAIM) {
             cl_op_fail(op, "internal", "the server cannot check id ownership now (Redis is slow)");
-            op = c->ops;
+            op = cl_op_first(c);
             continue;
         }
         LOG_W("cluster: instance %s did not answer for %s within %d ms (session %s)",
@@ -1324,7 +1341,7 @@ static void cl_expire_ops(struct cl *c, uint64_t now)
                  "%d ms",
                  op->target, op->where[0] ? op->where : "?", CL_ANSWER_MS);
         cl_op_fail(op, "peer-not-found", msg);
-        op = c->ops;
+        op = cl_op_first(c);
     }
 }
 
@@ -1392,16 +1409,17 @@ static int cl_setup(struct cl *c, const struct cl_cfg *cfg, char *err, size_t er
     return 0;
 }
 
-struct cl *cl_new(struct srv *s, uv_loop_t *loop, const struct cl_cfg *cfg, char *err,
-                  size_t errlen)
+struct cl *cl_new(uv_loop_t *loop, const struct cl_cfg *cfg, const struct cl_user *user,
+                  char *err, size_t errlen)
 {
     struct cl *c = calloc(1, sizeof *c);
     if (!c) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    c->srv = s;
+    c->user = *user;
     c->loop = loop;
+    q_init(&c->ops);
     c->backoff_s = CL_BACKOFF_MIN_S;
     c->floor_t = cl_wall_us(); /* what was published before this start is not for us */
     if (cl_setup(c, cfg, err, errlen) < 0) {

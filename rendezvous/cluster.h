@@ -2,12 +2,14 @@
  * directory (id -> instance, with a TTL each instance refreshes), the owner table of ids and the
  * message bus between instances (one pub/sub channel per instance). PROTOCOL.md, "Cluster".
  *
- * Without --redis none of this exists (srv->cl is NULL) and the server is a single instance.
+ * Without --redis none of this exists (no struct cl) and the server is a single instance.
  * With it, an outage of Redis never stops local service: registrations and introductions
  * between peers of this instance go on; the cluster layer reconnects with back-off and
  * re-announces every local peer when Redis is back. */
 #ifndef TP_CLUSTER_H
 #define TP_CLUSTER_H
+
+#include "common/queue.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -29,10 +31,45 @@
 #define CL_BUS_FRESH_S 30  /* a bus message older or newer than this is refused */
 #define CL_MAX_SENDERS 256 /* instances whose last sequence number is remembered */
 
-struct srv;
-struct srv_conn;
 struct proto_msg;
+struct plan_peer;
+struct gate_cfg;
+struct rly;
 struct cl;
+
+/* A connection as the cluster knows it: embedded in its user's connection struct, whose fields
+ * the cluster never sees (the user maps a link back with container_of). */
+struct cl_link {
+    struct q ops; /* the cluster operations that may still answer it */
+};
+
+/* What the cluster needs of the server that uses it, given at cl_new (hiredis/libuv style:
+ * functions plus their data). The cluster calls down into plan.c, relay.c and limits.c, and
+ * up only through these. */
+struct cl_user {
+    void *data;
+    const struct gate_cfg *gate; /* the id limits a claim applies */
+    struct rly *rly;             /* relay offers for sessions relayed here */
+    bool relays;                 /* this instance offers the relay */
+    /* the verdict on a hello's id (cl_claim): code NULL registers conn now, else it is refused
+     * with code and msg */
+    void (*claimed)(void *data, struct cl_link *conn, const struct proto_msg *hello,
+                    const char *code, const char *msg);
+    /* a non-fatal error to conn (an introduction that failed) */
+    void (*refuse)(void *data, struct cl_link *conn, const char *code, const char *msg);
+    /* the registered main peer holding id here, or NULL */
+    struct cl_link *(*find)(void *data, const char *id);
+    /* conn as one side of a pair */
+    void (*facts)(void *data, struct cl_link *conn, struct plan_peer *p);
+    /* conn's punch for session, to send delay_us from now (plan.c has capped it) */
+    void (*punch)(void *data, struct cl_link *conn, const char *session, const char *line,
+                  size_t len, uint64_t delay_us);
+    /* calls fn for every registered main peer; returns the number of registered connections */
+    size_t (*each_peer)(void *data, void (*fn)(void *arg, const char *id, const unsigned char *key),
+                        void *arg);
+    /* why sa may not be offered to a peer as a candidate, or NULL */
+    const char *(*bad_candidate)(const struct sockaddr *sa, bool loopback_ok);
+};
 
 struct cl_cfg {
     const char *redis;                   /* HOST:PORT; NULL: no cluster */
@@ -47,31 +84,34 @@ struct cl_cfg {
 /* Checks cfg (instance id, password file) and starts connecting to Redis; the server serves
  * its local peers whether or not Redis answers. Returns NULL with err on a configuration error
  * or when out of memory. */
-struct cl *cl_new(struct srv *s, uv_loop_t *loop, const struct cl_cfg *cfg, char *err,
-                  size_t errlen);
+struct cl *cl_new(uv_loop_t *loop, const struct cl_cfg *cfg, const struct cl_user *user,
+                  char *err, size_t errlen);
 /* Shutdown: lets what is queued for Redis (the withdrawals of the peers just dropped) leave,
  * for at most a second, then closes the connections and timers; the loop ends after that. */
 void cl_stop(struct cl *c);
 /* After the loop has run the closes. */
 void cl_free(struct cl *c);
 
-/* A `connect` for an id that is not registered here: ask the directory, then the instance
- * holding it. from gets its punch, or a non-fatal error, later (or at once). */
-void cl_connect(struct cl *c, struct srv_conn *from, const char *target);
+void cl_link_init(struct cl_link *l);
 
-/* Ownership of a new id (not in the local cache of owners): claims it for the hello's key
- * cluster-wide, then calls srv_hello_claimed. Returns 0 when the claim is under way, -1 when
- * Redis is unavailable (the caller refuses the hello with a passing error). */
-int cl_claim(struct cl *c, struct srv_conn *conn, const struct proto_msg *hello);
+/* A `connect` from the peer from_id for an id that is not registered here: ask the directory,
+ * then the instance holding it. from gets its punch, or a non-fatal error, later (or at once). */
+void cl_connect(struct cl *c, struct cl_link *from, const char *from_id, const char *target);
+
+/* Ownership of a new id (not in the local cache of owners) of a hello from src: claims it for
+ * the hello's key cluster-wide, then tells user->claimed. Returns 0 when the claim is under
+ * way, -1 when Redis is unavailable (the caller refuses the hello with a passing error). */
+int cl_claim(struct cl *c, struct cl_link *conn, const struct proto_msg *hello,
+             const struct sockaddr *src);
 
 /* Whether Redis answers now: while it does, every hello is checked there (ownership and the
  * cluster's allowlist); while it does not, ids already seen here are served from memory. */
 bool cl_is_up(const struct cl *c);
 
-/* A main (non-auxiliary) registration appeared on / left this instance. */
-void cl_announce(struct cl *c, const struct srv_conn *peer);
-void cl_withdraw(struct cl *c, const struct srv_conn *peer);
+/* A main (non-auxiliary) registration of id appeared on / left this instance. */
+void cl_announce(struct cl *c, const char *id);
+void cl_withdraw(struct cl *c, const char *id);
 /* conn is leaving: no answer from Redis or another instance may reach it any more. */
-void cl_conn_gone(struct cl *c, struct srv_conn *conn);
+void cl_conn_gone(struct cl *c, struct cl_link *conn);
 
 #endif

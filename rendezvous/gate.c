@@ -148,16 +148,16 @@ const char *gate_check_hello(const struct gate *g, const unsigned char *nonce,
                  m->u.hello.has_key && m->u.hello.has_sig
                      ? "the signature does not match the key and this connection's challenge"
                      : "hello needs key and sig (a signature of the challenge)");
-        return "bad-signature";
+        return proto_code_name(PC_BAD_SIGNATURE);
     }
     if (!gate_allowed(g, id, m->u.hello.key)) {
         snprintf(msg, len, "%s with this key is not authorized on this server", id);
-        return "not-authorized";
+        return proto_code_name(PC_NOT_AUTHORIZED);
     }
     owner = ik_find(g->owners, id);
     if (owner && sodium_memcmp(owner, m->u.hello.key, PROTO_KEY_BYTES) != 0) {
         snprintf(msg, len, "%s belongs to another key", id);
-        return "id-owned";
+        return proto_code_name(PC_ID_OWNED);
     }
     return NULL;
 }
@@ -219,12 +219,12 @@ static const char *gate_new_id_ok(struct gate *g, const char *id, const unsigned
     if (g->cfg.ids_per_key && ik_key_ids(g->owners, key) >= g->cfg.ids_per_key) {
         snprintf(msg, len, "this key owns %u ids already, the most one key may own here",
                  g->cfg.ids_per_key);
-        return "too-many-ids";
+        return proto_code_name(PC_TOO_MANY_IDS);
     }
     if (g->cfg.max_ids && ik_count(g->owners) >= g->cfg.max_ids) {
         LOG_W("cannot bind %s: %zu ids known already (--max-ids)", id, ik_count(g->owners));
         snprintf(msg, len, "the server knows too many ids to take a new one");
-        return "server-full";
+        return proto_code_name(PC_SERVER_FULL);
     }
     switch (limw_take(g->newids, src, g->cfg.new_ids_per_hour, now_ms)) {
     case LIM_OK:
@@ -238,10 +238,10 @@ static const char *gate_new_id_ok(struct gate *g, const char *id, const unsigned
                  "at most %u new ids per hour from one address (%u from one IPv6 /48); try "
                  "again later",
                  g->cfg.new_ids_per_hour, g->cfg.new_ids_per_hour * LIM_SITE_FACTOR);
-        return "rate-limited";
+        return proto_code_name(PC_RATE_LIMITED);
     default:
         snprintf(msg, len, "the server is out of memory");
-        return "server-full";
+        return proto_code_name(PC_SERVER_FULL);
     }
 }
 
@@ -267,7 +267,7 @@ const char *gate_bind(struct gate *g, const char *id, const unsigned char *key,
         return code;
     if (g->cfg.id_db && g->db_fd < 0) {
         snprintf(msg, len, "the server cannot record the id now");
-        return "internal";
+        return proto_code_name(PC_INTERNAL);
     }
     /* on disk before in use: a restart must never forget an owner that was announced */
     if (g->db_fd >= 0 && (rc = ik_append(g->db_fd, id, key, now, true, err, sizeof err)) < 0) {
@@ -276,11 +276,11 @@ const char *gate_bind(struct gate *g, const char *id, const unsigned char *key,
         else
             gate_db_lost(g, err);
         snprintf(msg, len, "the server cannot record the id now");
-        return "internal";
+        return proto_code_name(PC_INTERNAL);
     }
     if (ik_add_seen(g->owners, id, key, now) != IK_OK) {
         snprintf(msg, len, "the server is out of memory");
-        return "server-full";
+        return proto_code_name(PC_SERVER_FULL);
     }
     return NULL;
 }

@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "common/auth.h"
+#include "proto/auth.h"
 #include "proto/proto.h"
 #include "rendezvous/idkeys.h"
 #include "rendezvous/limits.h"

@@ -732,7 +732,7 @@ static void rly_half_close(struct rly_side *d)
     }
 }
 
-static void rly_refuse_waiting(struct rly_sess *s, const char *code, const char *message);
+static void rly_refuse_waiting(struct rly_sess *s, enum proto_code code, const char *message);
 
 /* Before the splice: keep what the side sends to forward it first. A peer should send nothing
  * before `relayed`; more than RLY_EARLY_MAX is refused rather than buffered, so that a waiting
@@ -742,7 +742,7 @@ static void rly_keep(struct rly_side *d, const char *data, size_t n)
     char *p, msg[PROTO_MAX_TEXT];
     if (d->pend_len + n > RLY_EARLY_MAX) {
         snprintf(msg, sizeof msg, "more than %d bytes sent before relayed", RLY_EARLY_MAX);
-        rly_refuse_waiting(d->s, "relay-refused", msg);
+        rly_refuse_waiting(d->s, PC_RELAY_REFUSED, msg);
         return;
     }
     p = realloc(d->pend, d->pend_len + n);
@@ -838,12 +838,12 @@ static void rly_on_linger_shutdown(uv_shutdown_t *req, int status)
 }
 
 /* A waiting side is told why (error line), gets its FIN and a moment to read it. */
-static void rly_refuse_waiting(struct rly_sess *s, const char *code, const char *message)
+static void rly_refuse_waiting(struct rly_sess *s, enum proto_code code, const char *message)
 {
     char line[PROTO_MAX_LINE];
-    int n = proto_encode_error(code, message, true, line, sizeof line);
+    int n = proto_encode_pc(code, message, true, line, sizeof line);
     LOG_N("relay %s: refused %s (%s): %s: %s", s->session, rly_who(s, s->side[0].open ? 0 : 1),
-          s->side[0].open ? s->side[0].addr : s->side[1].addr, code, message);
+          s->side[0].open ? s->side[0].addr : s->side[1].addr, proto_code_name(code), message);
     if (s->counted) {
         s->counted = false;
         s->r->nactive--;
@@ -876,7 +876,7 @@ static void rly_on_timer(uv_timer_t *t)
     case RS_WAITING: {
         int w = s->side[0].open ? 0 : 1;
         snprintf(msg, sizeof msg, "%s did not join the relay in time", rly_who(s, 1 - w));
-        rly_refuse_waiting(s, "relay-timeout", msg);
+        rly_refuse_waiting(s, PC_RELAY_TIMEOUT, msg);
         break;
     }
     case RS_SPLICED:
@@ -1015,10 +1015,10 @@ static void rly_splice(struct rly_sess *s)
         rly_update_read(&s->side[i]);
 }
 
-static int rly_refuse(char *code, size_t codelen, char *msg, size_t msglen, const char *c,
+static int rly_refuse(char *code, size_t codelen, char *msg, size_t msglen, enum proto_code c,
                       const char *m)
 {
-    snprintf(code, codelen, "%s", c);
+    snprintf(code, codelen, "%s", proto_code_name(c));
     snprintf(msg, msglen, "%s", m);
     return -1;
 }
@@ -1073,33 +1073,33 @@ int rly_join(struct rly *r, const char *session, const char *token, int fd, cons
     int idx, nadd;
 
     if (!r->cfg.enabled)
-        return rly_refuse(code, codelen, msg, msglen, "relay-disabled",
+        return rly_refuse(code, codelen, msg, msglen, PC_RELAY_DISABLED,
                           "this server does not relay");
     if (r->stopping)
-        return rly_refuse(code, codelen, msg, msglen, "server-shutdown",
+        return rly_refuse(code, codelen, msg, msglen, PC_SERVER_SHUTDOWN,
                           "the server is shutting down");
     e = rly_find(r, session);
     if (!e)
-        return rly_refuse(code, codelen, msg, msglen, "relay-refused",
+        return rly_refuse(code, codelen, msg, msglen, PC_RELAY_REFUSED,
                           "unknown or expired relay session");
     idx = rly_token_eq(token, e->token[0]) ? 0 : rly_token_eq(token, e->token[1]) ? 1 : -1;
     if (idx < 0)
-        return rly_refuse(code, codelen, msg, msglen, "relay-refused",
+        return rly_refuse(code, codelen, msg, msglen, PC_RELAY_REFUSED,
                           "wrong token for this relay session");
     if (e->used[idx])
-        return rly_refuse(code, codelen, msg, msglen, "relay-refused",
+        return rly_refuse(code, codelen, msg, msglen, PC_RELAY_REFUSED,
                           "this token has already joined the relay");
     if (prelen > RLY_EARLY_MAX) {
         snprintf(text, sizeof text, "more than %d bytes sent before relayed", RLY_EARLY_MAX);
-        return rly_refuse(code, codelen, msg, msglen, "relay-refused", text);
+        return rly_refuse(code, codelen, msg, msglen, PC_RELAY_REFUSED, text);
     }
     if (!e->sess && r->nactive >= r->cfg.max_sessions) {
         snprintf(text, sizeof text, "the relay already carries %lu sessions", r->cfg.max_sessions);
-        return rly_refuse(code, codelen, msg, msglen, "relay-full", text);
+        return rly_refuse(code, codelen, msg, msglen, PC_RELAY_FULL, text);
     }
     if (rly_join_quota(r, e, sa, add, &nadd, text, sizeof text) < 0) {
         LOG_N("relay %s: refused %s (%s): %s", e->session, e->id[idx], addr, text);
-        return rly_refuse(code, codelen, msg, msglen, "relay-full", text);
+        return rly_refuse(code, codelen, msg, msglen, PC_RELAY_FULL, text);
     }
     s = e->sess ? e->sess : rly_sess_new(r, e);
     for (int i = 0; i < nadd; i++)
@@ -1108,7 +1108,7 @@ int rly_join(struct rly *r, const char *session, const char *token, int fd, cons
     if (!s || rly_side_open(s, idx, fd, addr, pre, prelen) < 0) {
         if (s && !s->side[1 - idx].open)
             rly_end(s, false, NULL);
-        return rly_refuse(code, codelen, msg, msglen, "relay-full",
+        return rly_refuse(code, codelen, msg, msglen, PC_RELAY_FULL,
                           "the relay is out of resources");
     }
     e->used[idx] = true;
@@ -1173,7 +1173,7 @@ void rly_stop(struct rly *r)
     for (s = r->sessions; s; s = next) {
         next = s->next;
         if (s->state == RS_WAITING)
-            rly_refuse_waiting(s, "server-shutdown", "the server is shutting down");
+            rly_refuse_waiting(s, PC_SERVER_SHUTDOWN, "the server is shutting down");
         else if (s->state == RS_SPLICED) {
             rly_end(s, true, "the server is shutting down");
         }

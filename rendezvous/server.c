@@ -24,100 +24,18 @@
 /* sources tracked without a connection (their rate buckets refill within a second) */
 #define SRV_IDLE_SOURCES 65536
 
-/* A queued write owns a copy of its line, so callers may pass stack buffers. */
-struct srv_wreq {
-    uv_write_t req;
-    struct srv_conn *conn;
-    size_t cost; /* counted in conn->wcost while queued */
-    char data[];
-};
-
-#define SRV_MALLOC_OVERHEAD 16 /* malloc's header: a short line costs what it really holds */
-
-static void srv_close(struct srv_conn *c);
-static void srv_refuse_flush(struct srv_conn *c);
 static void srv_probe6_refresh(struct srv *s);
-static void srv_unhold(struct srv_conn *c);
-static void srv_read_resume(struct srv_conn *c);
+static void srv_unhold(struct conn *c);
 static void srv_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void srv_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
 
-/* ---- connection lists ---- */
-
-static struct srv_list *srv_list_of(struct srv *s, enum srv_conn_state st)
-{
-    switch (st) {
-    case SRV_HELLO:
-        return &s->fresh;
-    case SRV_LIVE:
-        return &s->live;
-    case SRV_LINGER:
-        return &s->linger;
-    default:
-        return NULL;
-    }
-}
-
-static void srv_list_push(struct srv_list *l, struct srv_conn *c)
-{
-    c->prev = l->tail;
-    c->next = NULL;
-    if (l->tail)
-        l->tail->next = c;
-    else
-        l->head = c;
-    l->tail = c;
-    l->n++;
-}
-
-static void srv_list_unlink(struct srv_list *l, struct srv_conn *c)
-{
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        l->head = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    else
-        l->tail = c->prev;
-    c->prev = c->next = NULL;
-    l->n--;
-}
-
-/* Moving to the tail with a fresh timestamp keeps every list sorted by its deadline. */
-static void srv_set_state(struct srv_conn *c, enum srv_conn_state st)
-{
-    struct srv_list *from = srv_list_of(c->srv, c->state);
-    struct srv_list *to = srv_list_of(c->srv, st);
-    if (from)
-        srv_list_unlink(from, c);
-    c->state = st;
-    c->since_ms = uv_now(c->srv->loop);
-    if (to)
-        srv_list_push(to, c);
-}
-
-static bool srv_active(const struct srv_conn *c)
-{
-    return c->state == SRV_HELLO || c->state == SRV_LIVE;
-}
-
-const char *srv_who(const struct srv_conn *c, char *buf, size_t len)
-{
-    if (c->id[0])
-        snprintf(buf, len, "%s (%s)", c->id, c->addr);
-    else
-        snprintf(buf, len, "%s", c->addr);
-    return buf;
-}
-
-/* ---- closing ---- */
+/* ---- connections leaving ---- */
 
 /* The last step of every shutdown: once no connection is left the sweep timer goes too, and
  * with the listeners already closed uv_run returns. */
 static void srv_maybe_done(struct srv *s)
 {
-    if (!s->stopping || s->fresh.n || s->live.n || s->linger.n || (s->rly && !rly_idle(s->rly)))
+    if (!s->stopping || conn_count(&s->conns) || (s->rly && !rly_idle(s->rly)))
         return;
     if (s->sweep_init && !uv_is_closing((uv_handle_t *)&s->sweep))
         uv_close((uv_handle_t *)&s->sweep, NULL);
@@ -129,221 +47,31 @@ static void srv_on_relay_idle(void *arg)
     srv_maybe_done(arg);
 }
 
-static void srv_on_close(uv_handle_t *h)
+static void srv_on_conn_closed(void *data)
 {
-    struct srv_conn *c = h->data;
-    struct srv *s = c->srv;
-    lb_free(&c->lb);
-    free(c->ep);
-    free(c->held);
-    free(c);
-    srv_maybe_done(s);
+    srv_maybe_done(data);
 }
 
-/* Takes c out of the registry and cancels punches waiting for it, so that from here on no
- * other peer's request and no timer can reach it. */
-static void srv_unpublish(struct srv_conn *c)
+/* c leaves service (conn.c's on_gone): out of the registry, the cluster's operations and the
+ * delayed punches, so that from here on no other peer's request and no timer can reach it;
+ * once closed it no longer counts against its source address. */
+static void srv_on_gone(void *data, struct conn *c, enum conn_state to)
 {
-    if (c->state == SRV_LIVE && !c->aux && reg_remove(c->srv->reg, c->id, c) == 0)
-        cl_withdraw(c->srv->cl, c);
-    cl_conn_gone(c->srv->cl, c);
+    struct srv *s = data;
+    if (to == CONN_CLOSED) {
+        lim_release(s->lim, c->src, uv_now(s->loop));
+        c->src = NULL;
+    }
+    if (c->state == CONN_LIVE && !c->aux && reg_remove(s->reg, c->id, c) == 0)
+        cl_withdraw(s->cl, c->id);
+    cl_conn_gone(s->cl, &c->cl);
     if (c->probe_token[0])
-        reg_remove(c->srv->probes, c->probe_token, c);
+        reg_remove(s->probes, c->probe_token, c);
     c->probe_token[0] = '\0';
     pair_cancel(c);
 }
 
-static void srv_close(struct srv_conn *c)
-{
-    if (c->state == SRV_CLOSED)
-        return;
-    srv_refuse_flush(c);
-    lim_release(c->srv->lim, c->src, uv_now(c->srv->loop));
-    c->src = NULL;
-    srv_unpublish(c);
-    srv_set_state(c, SRV_CLOSED);
-    uv_close((uv_handle_t *)&c->tcp, srv_on_close);
-    srv_maybe_done(c->srv);
-}
-
-static void srv_drop(struct srv_conn *c, enum log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void srv_drop(struct srv_conn *c, enum log_level level, const char *fmt, ...)
-{
-    char who[PROTO_MAX_ID + EP_STRLEN + 4], why[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    log_msg(level, "drop %s: %s", srv_who(c, who, sizeof who), why);
-    srv_close(c);
-}
-
-static void srv_on_shutdown(uv_shutdown_t *req, int status)
-{
-    struct srv_conn *c = req->data;
-    if (status == UV_ECANCELED) /* the handle is being closed already */
-        return;
-    /* Our FIN is out; keep reading until the peer's EOF, since closing with unread input
-     * would send a reset that can destroy the error line before the peer reads it. */
-    if (status < 0)
-        srv_drop(c, LOG_DEBUG, "shutdown failed: %s", uv_strerror(status));
-    else if (c->peer_eof)
-        srv_drop(c, LOG_DEBUG, "closed by peer after the error");
-}
-
-/* After a fatal error line: stop taking messages, leave the registry, and close once the
- * line has been written and the peer has closed (or SRV_LINGER_MS has passed). */
-static void srv_linger(struct srv_conn *c)
-{
-    int rc;
-    if (!srv_active(c))
-        return;
-    srv_unpublish(c);
-    srv_set_state(c, SRV_LINGER);
-    srv_read_resume(c); /* lingering input is read and dropped: the peer's EOF ends it */
-    c->shut.data = c;
-    rc = uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, srv_on_shutdown);
-    if (rc < 0)
-        srv_drop(c, LOG_DEBUG, "shutdown: %s", uv_strerror(rc));
-}
-
-/* ---- writing ---- */
-
-static void srv_on_write(uv_write_t *req, int status)
-{
-    struct srv_wreq *w = (struct srv_wreq *)req;
-    struct srv_conn *c = w->conn;
-    c->wcost -= w->cost;
-    free(w);
-    if (status == UV_ECANCELED)
-        return;
-    if (status == 0) {
-        if (c->read_paused && c->wcost < SRV_READ_PAUSE / 2)
-            srv_read_resume(c);
-        return;
-    }
-    if (c->state == SRV_LIVE)
-        srv_drop(c, LOG_NOTE, "write failed: %s", uv_strerror(status));
-    else if (c->state != SRV_CLOSED)
-        srv_drop(c, LOG_DEBUG, "write failed: %s", uv_strerror(status));
-}
-
-/* Queues a copy of line without any policy; the public srv_send adds the checks. */
-static int srv_write(struct srv_conn *c, const char *line, size_t len)
-{
-    struct srv_wreq *w = malloc(sizeof *w + len);
-    uv_buf_t b;
-    int rc;
-    if (!w)
-        return UV_ENOMEM;
-    memcpy(w->data, line, len);
-    w->conn = c;
-    w->cost = sizeof *w + len + SRV_MALLOC_OVERHEAD;
-    b = uv_buf_init(w->data, (unsigned)len);
-    rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, srv_on_write);
-    if (rc < 0) {
-        free(w);
-        return rc;
-    }
-    c->wcost += w->cost;
-    return 0;
-}
-
-/* Reasons can quote what a peer sent (a type, a field name), cut at a byte count that may
- * split a UTF-8 sequence; the encoder refuses invalid UTF-8 and a quoted newline would forge
- * a log line. Printable ASCII is safe for both. */
-static const char *srv_clean(const char *in, char *out, size_t len)
-{
-    size_t i = 0;
-    for (; in[i] && i + 1 < len; i++)
-        out[i] = (unsigned char)in[i] >= 0x20 && (unsigned char)in[i] < 0x7f ? in[i] : '?';
-    out[i] = '\0';
-    return out;
-}
-
-/* Writes an error line; a fatal one also starts the close. */
-static void srv_error(struct srv_conn *c, const char *code, const char *message, bool fatal)
-{
-    char line[PROTO_MAX_LINE], clean[PROTO_MAX_TEXT + 1];
-    int n =
-        proto_encode_error(code, srv_clean(message, clean, sizeof clean), fatal, line, sizeof line);
-    int rc = n > 0 ? srv_write(c, line, (size_t)n) : UV_EINVAL;
-    if (rc < 0) {
-        srv_drop(c, LOG_DEBUG, "cannot send error %s: %s", code, uv_strerror(rc));
-        return;
-    }
-    if (fatal)
-        srv_linger(c);
-}
-
-int srv_send(struct srv_conn *c, const char *line, size_t len)
-{
-    int rc;
-    if (!srv_active(c))
-        return -1;
-    rc = srv_write(c, line, len);
-    if (rc < 0) {
-        srv_drop(c, LOG_WARN, "cannot queue a write: %s", uv_strerror(rc));
-        return -1;
-    }
-    /* A peer that does not read must not make the server buffer without bound. */
-    if (c->wcost > SRV_MAX_WRITE_QUEUE) {
-        char who[PROTO_MAX_ID + EP_STRLEN + 4];
-        LOG_N("drop %s: overloaded (more than %d KiB waiting to be written)",
-              srv_who(c, who, sizeof who), SRV_MAX_WRITE_QUEUE / 1024);
-        srv_error(c, "overloaded", "you are not reading what the server sends", true);
-    }
-    return 0;
-}
-
-/* The count of non-fatal refusals that were not logged, if any (a period ended, or the
- * connection closes). */
-static void srv_refuse_flush(struct srv_conn *c)
-{
-    char who[PROTO_MAX_ID + EP_STRLEN + 4];
-    if (c->refuse_quiet)
-        LOG_N("refused %s: %u more requests (not logged)", srv_who(c, who, sizeof who),
-              c->refuse_quiet);
-    c->refuse_quiet = 0;
-}
-
-/* Whether a non-fatal refusal of c may be logged: SRV_REFUSE_LOG_BURST per period. */
-static bool srv_refuse_loggable(struct srv_conn *c)
-{
-    uint64_t now = uv_now(c->srv->loop);
-    /* the period's start + 1, so that 0 means none yet */
-    if (!c->refuse_window_ms || now + 1 - c->refuse_window_ms >= SRV_REFUSE_LOG_MS) {
-        srv_refuse_flush(c);
-        c->refuse_window_ms = now + 1;
-        c->refuse_logged = 0;
-    }
-    if (c->refuse_logged >= SRV_REFUSE_LOG_BURST) {
-        c->refuse_quiet++;
-        return false;
-    }
-    c->refuse_logged++;
-    return true;
-}
-
-void srv_refuse(struct srv_conn *c, const char *code, const char *message, bool fatal)
-{
-    char who[PROTO_MAX_ID + EP_STRLEN + 4], clean[PROTO_MAX_TEXT + 1];
-    if (!srv_active(c))
-        return;
-    if (fatal)
-        srv_refuse_flush(c);
-    else if (!srv_refuse_loggable(c)) {
-        srv_error(c, code, message, fatal);
-        return;
-    }
-    LOG_N("refused %s: %s: %s%s", srv_who(c, who, sizeof who), code,
-          srv_clean(message, clean, sizeof clean), fatal ? " (closing)" : "");
-    srv_error(c, code, message, fatal);
-}
-
-struct srv_conn *srv_find(struct srv *s, const char *id)
+struct conn *srv_find(struct srv *s, const char *id)
 {
     return reg_find(s->reg, id);
 }
@@ -352,7 +80,7 @@ struct srv_conn *srv_find(struct srv *s, const char *id)
 
 /* A fresh random token per registration ties a later probe connection to this peer. Without
  * one (no probe listener, no randomness, out of memory) welcome just leaves the probe out. */
-static void srv_issue_probe_token(struct srv_conn *c, struct proto_msg *m)
+static void srv_issue_probe_token(struct conn *c, struct proto_msg *m)
 {
     if (!c->srv->probe_port || rnd_hex(c->probe_token, PROTO_TOKEN_LEN / 2) < 0 ||
         reg_add(c->srv->probes, c->probe_token, c) != REG_OK) {
@@ -368,7 +96,7 @@ static void srv_issue_probe_token(struct srv_conn *c, struct proto_msg *m)
     }
 }
 
-static void srv_welcome(struct srv_conn *c)
+static void srv_welcome(struct conn *c)
 {
     struct proto_msg m;
     char line[PROTO_MAX_LINE];
@@ -383,10 +111,10 @@ static void srv_welcome(struct srv_conn *c)
     srv_issue_probe_token(c, &m);
     n = proto_encode(&m, line, sizeof line);
     if (n > 0)
-        srv_send(c, line, (size_t)n);
+        conn_send(c, line, (size_t)n);
 }
 
-static void srv_log_endpoints(const struct srv_conn *c)
+static void srv_log_endpoints(const struct conn *c)
 {
     char ep[EP_STRLEN];
     if (!log_enabled(LOG_DEBUG))
@@ -395,15 +123,8 @@ static void srv_log_endpoints(const struct srv_conn *c)
         LOG_D("  %s endpoint %d: %s", c->id, i + 1, ep_format(&c->ep[i].sa, ep, sizeof ep));
 }
 
-void srv_endpoints(const struct srv_conn *c, struct proto_eplist *out)
-{
-    memset(out, 0, sizeof *out);
-    for (int i = 0; i < c->nep; i++)
-        memcpy(&out->ep[i], &c->ep[i], ep_len(&c->ep[i].sa));
-    out->n = c->nep;
-}
 
-static int srv_keep_endpoints(struct srv_conn *c, const struct proto_eplist *l)
+static int srv_keep_endpoints(struct conn *c, const struct proto_eplist *l)
 {
     if (l->n == 0)
         return 0;
@@ -456,7 +177,7 @@ const char *srv_bad_candidate(const struct sockaddr *sa, bool loopback_ok)
 }
 
 /* Returns 0, or -1 after refusing c with bad-endpoint. */
-static int srv_check_candidates(struct srv_conn *c, const struct proto_eplist *l)
+static int srv_check_candidates(struct conn *c, const struct proto_eplist *l)
 {
     bool loopback_ok = ep_is_loopback((const struct sockaddr *)&c->observed);
     char msg[PROTO_MAX_TEXT], ep[EP_STRLEN];
@@ -465,7 +186,7 @@ static int srv_check_candidates(struct srv_conn *c, const struct proto_eplist *l
         const char *why = srv_bad_candidate(sa, loopback_ok);
         if (why) {
             snprintf(msg, sizeof msg, "endpoint %s is %s", ep_format(sa, ep, sizeof ep), why);
-            srv_refuse(c, "bad-endpoint", msg, true);
+            conn_refuse(c, "bad-endpoint", msg, true);
             return -1;
         }
     }
@@ -473,7 +194,7 @@ static int srv_check_candidates(struct srv_conn *c, const struct proto_eplist *l
 }
 
 /* The hello has passed every check but the registry and the owner binding. */
-static void srv_register(struct srv_conn *c, const struct proto_msg *m)
+static void srv_register(struct conn *c, const struct proto_msg *m)
 {
     char msg[PROTO_MAX_TEXT];
     enum reg_status rs;
@@ -484,11 +205,11 @@ static void srv_register(struct srv_conn *c, const struct proto_msg *m)
     rs = m->u.hello.aux ? REG_OK : reg_add(c->srv->reg, m->u.hello.id, c);
     if (rs == REG_EXISTS) {
         snprintf(msg, sizeof msg, "%s is already registered by another connection", m->u.hello.id);
-        srv_refuse(c, "id-taken", msg, true);
+        conn_refuse(c, "id-taken", msg, true);
         return;
     }
     if (rs != REG_OK) {
-        srv_refuse(c, "server-full", "the server is out of memory", true);
+        conn_refuse(c, "server-full", "the server is out of memory", true);
         return;
     }
     /* in cluster mode a new id gets here only after Redis has bound it (cl_claim) */
@@ -497,7 +218,7 @@ static void srv_register(struct srv_conn *c, const struct proto_msg *m)
                           c->srv->cl != NULL, msg, sizeof msg))) {
         if (!m->u.hello.aux)
             reg_remove(c->srv->reg, m->u.hello.id, c);
-        srv_refuse(c, code, msg, true);
+        conn_refuse(c, code, msg, true);
         return;
     }
     memcpy(c->key, m->u.hello.key, sizeof c->key);
@@ -505,47 +226,49 @@ static void srv_register(struct srv_conn *c, const struct proto_msg *m)
     if (srv_keep_endpoints(c, &m->u.hello.endpoints) < 0) {
         if (!m->u.hello.aux)
             reg_remove(c->srv->reg, m->u.hello.id, c);
-        srv_refuse(c, "server-full", "the server is out of memory", true);
+        conn_refuse(c, "server-full", "the server is out of memory", true);
         return;
     }
     c->path = m->u.hello.path;
     c->aux = m->u.hello.aux;
-    srv_set_state(c, SRV_LIVE);
+    conn_set_state(c, CONN_LIVE);
     LOG_N("register %s%s from %s (%d endpoint%s)", c->id, c->aux ? " (auxiliary)" : "", c->addr,
           c->nep, c->nep == 1 ? "" : "s");
     srv_log_endpoints(c);
     srv_welcome(c);
     if (!c->aux)
-        cl_announce(c->srv->cl, c);
+        cl_announce(c->srv->cl, c->id);
 }
 
-void srv_hello_claimed(struct srv_conn *c, const struct proto_msg *hello, const char *code,
+/* The verdict on the owner of a hello's id (cl_claim): code NULL registers c now, else c is
+ * refused with code and msg. */
+static void srv_hello_claimed(struct conn *c, const struct proto_msg *hello, const char *code,
                        const char *msg)
 {
     bool was = c->claiming;
     c->claiming = false;
-    if (!srv_active(c))
+    if (!conn_active(c))
         return;
     if (code)
-        srv_refuse(c, code, msg, true);
+        conn_refuse(c, code, msg, true);
     else
         srv_register(c, hello);
     if (was)
         srv_unhold(c);
 }
 
-static void srv_on_hello(struct srv_conn *c, const struct proto_msg *m)
+static void srv_on_hello(struct conn *c, const struct proto_msg *m)
 {
     char msg[PROTO_MAX_TEXT];
     const char *code;
 
-    if (c->state == SRV_LIVE || c->claiming) {
+    if (c->state == CONN_LIVE || c->claiming) {
         snprintf(msg, sizeof msg, "already registered as %s", c->claiming ? m->u.hello.id : c->id);
-        srv_refuse(c, "already-registered", msg, true);
+        conn_refuse(c, "already-registered", msg, true);
         return;
     }
     if ((code = gate_check_hello(&c->srv->gate, c->nonce, m, msg, sizeof msg))) {
-        srv_refuse(c, code, msg, true);
+        conn_refuse(c, code, msg, true);
         return;
     }
     if (srv_check_candidates(c, &m->u.hello.endpoints) < 0)
@@ -557,11 +280,11 @@ static void srv_on_hello(struct srv_conn *c, const struct proto_msg *m)
         if (!m->u.hello.aux && reg_find(c->srv->reg, m->u.hello.id)) {
             snprintf(msg, sizeof msg, "%s is already registered by another connection",
                      m->u.hello.id);
-            srv_refuse(c, "id-taken", msg, true);
+            conn_refuse(c, "id-taken", msg, true);
             return;
         }
-        if (cl_claim(c->srv->cl, c, m) < 0) {
-            srv_refuse(c, "internal",
+        if (cl_claim(c->srv->cl, &c->cl, m, (const struct sockaddr *)&c->observed) < 0) {
+            conn_refuse(c, "internal",
                        "the server cannot check id ownership now: the cluster store is "
                        "unavailable; try again later",
                        true);
@@ -573,14 +296,14 @@ static void srv_on_hello(struct srv_conn *c, const struct proto_msg *m)
     srv_register(c, m);
 }
 
-static void srv_on_ping(struct srv_conn *c, const struct proto_msg *m)
+static void srv_on_ping(struct conn *c, const struct proto_msg *m)
 {
     struct proto_msg pong;
     char line[PROTO_MAX_LINE];
     int n;
     if (lim_take(&c->pings, SRV_PING_RATE, uv_now(c->srv->loop)) < 0) {
         snprintf(line, sizeof line, "at most %d pings per second", SRV_PING_RATE);
-        srv_refuse(c, "too-many-pings", line, true);
+        conn_refuse(c, "too-many-pings", line, true);
         return;
     }
     memset(&pong, 0, sizeof pong);
@@ -588,7 +311,7 @@ static void srv_on_ping(struct srv_conn *c, const struct proto_msg *m)
     pong.u.ping.seq = m->u.ping.seq;
     n = proto_encode(&pong, line, sizeof line);
     if (n > 0)
-        srv_send(c, line, (size_t)n);
+        conn_send(c, line, (size_t)n);
 }
 
 /* A probe over IPv6 from a peer registered over IPv4: it completed a TCP handshake from that
@@ -596,7 +319,7 @@ static void srv_on_ping(struct srv_conn *c, const struct proto_msg *m)
  * nothing about the IPv4 NAT's mapping. It comes from another family by design, so nothing but
  * the token ties it to the peer: the first proof of a registration is kept, later ones (a
  * stranger who saw the token on the path) change nothing. */
-static void srv_probe_other_family(struct srv_conn *owner, const struct srv_conn *c)
+static void srv_probe_other_family(struct conn *owner, const struct conn *c)
 {
     const char *why;
     if (c->observed.ss_family != AF_INET6) {
@@ -635,7 +358,7 @@ static bool srv_same_host(const struct sockaddr_storage *a, const struct sockadd
  * from the control connection's address (a NAT maps one host to one public address; another
  * address is someone else holding the token), and only the first SRV_MAX_PROBES count.
  * Returns whether it was recorded. */
-static bool srv_probe_same_family(struct srv_conn *owner, const struct srv_conn *c)
+static bool srv_probe_same_family(struct conn *owner, const struct conn *c)
 {
     char ctl[EP_STRLEN];
     ep_format((const struct sockaddr *)&owner->observed, ctl, sizeof ctl);
@@ -663,10 +386,10 @@ static bool srv_probe_same_family(struct srv_conn *owner, const struct srv_conn 
 /* The first and only line of a probe connection: tell the prober where it came from and, when
  * its token names a registered peer, whether its NAT kept the mapping that peer's control
  * connection got. Then close gracefully: the answer must not be cut off by a reset. */
-static void srv_on_probe(struct srv_conn *c, const struct proto_msg *m)
+static void srv_on_probe(struct conn *c, const struct proto_msg *m)
 {
     struct proto_msg r;
-    struct srv_conn *owner = NULL;
+    struct conn *owner = NULL;
     char line[PROTO_MAX_LINE];
     int n;
 
@@ -682,24 +405,52 @@ static void srv_on_probe(struct srv_conn *c, const struct proto_msg *m)
     else if (!owner)
         LOG_I("probe from %s: %s", c->addr, m->u.probe.token[0] ? "unknown token" : "no token");
     n = proto_encode(&r, line, sizeof line);
-    if (n <= 0 || srv_write(c, line, (size_t)n) < 0) {
-        srv_drop(c, LOG_DEBUG, "cannot answer the probe");
+    if (n <= 0 || conn_write(c, line, (size_t)n) < 0) {
+        conn_drop(c, LOG_DEBUG, "cannot answer the probe");
         return;
     }
-    srv_linger(c);
+    conn_linger(c);
+}
+
+/* The local-or-remote decision: a target registered here is paired here, one that is not may
+ * be on another cluster instance (cluster.c answers, now or later). */
+static void srv_route_connect(struct conn *from, const char *target)
+{
+    struct srv *s = from->srv;
+    char msg[PROTO_MAX_TEXT];
+    struct conn *to;
+
+    if (from->state != CONN_LIVE) {
+        conn_refuse(from, "not-registered", "send hello before connect", true);
+        return;
+    }
+    LOG_N("connect request: %s -> %s", from->id, target);
+    if (strcmp(target, from->id) == 0) {
+        conn_refuse(from, "self-connect", "cannot connect to your own id", false);
+        return;
+    }
+    to = srv_find(s, target);
+    if (to)
+        pair_connect(s->rly, s->cfg.relay.enabled, from, to);
+    else if (s->cl)
+        cl_connect(s->cl, &from->cl, from->id, target);
+    else {
+        snprintf(msg, sizeof msg, "%s is not registered on this server", target);
+        conn_refuse(from, "peer-not-found", msg, false);
+    }
 }
 
 /* Pairing is the costliest request (a session, maybe a relay offer, two punches): a peer gets
  * --connect-rate of them per second, and a refusal leaves it registered. */
-static void srv_on_connect(struct srv_conn *c, const char *target)
+static void srv_on_connect(struct conn *c, const char *target)
 {
     char msg[PROTO_MAX_TEXT];
     uint64_t now = uv_now(c->srv->loop), most;
     if (c->aux_used) {
-        srv_refuse(c, "unexpected-type", "an auxiliary connection carries one session", true);
+        conn_refuse(c, "unexpected-type", "an auxiliary connection carries one session", true);
         return;
     }
-    if (c->state == SRV_LIVE &&
+    if (c->state == CONN_LIVE &&
         lim_take(&c->connects, c->srv->cfg.connect_rate, now) < 0) {
         /* a peer that keeps asking without waiting is a flood, not a client that retries */
         if (!c->excess_window_ms || now + 1 - c->excess_window_ms >= 1000) {
@@ -711,21 +462,21 @@ static void srv_on_connect(struct srv_conn *c, const char *target)
             snprintf(msg, sizeof msg,
                      "more than %llu connect requests beyond --connect-rate in a second",
                      (unsigned long long)most);
-            srv_refuse(c, "rate-limited", msg, true);
+            conn_refuse(c, "rate-limited", msg, true);
             return;
         }
         snprintf(msg, sizeof msg, "at most %u connect requests per second; try again later",
                  c->srv->cfg.connect_rate);
-        srv_refuse(c, "rate-limited", msg, false);
+        conn_refuse(c, "rate-limited", msg, false);
         return;
     }
-    pair_connect(c->srv, c, target);
+    srv_route_connect(c, target);
 }
 
 /* One complete line. Returns non-zero when c stopped taking messages, which ends the feed. */
 static int srv_on_line(void *ctx, char *line, size_t len)
 {
-    struct srv_conn *c = ctx;
+    struct conn *c = ctx;
     struct proto_msg m;
     char why[256];
     enum proto_err e;
@@ -735,7 +486,7 @@ static int srv_on_line(void *ctx, char *line, size_t len)
      * admit covers the fields of its line, so the line is decoded first, and one that does not
      * decode cannot prove anything */
     if (!c->admitted && !gate_admitted(&c->srv->gate, c->nonce, e == PROTO_OK ? &m : NULL)) {
-        srv_refuse(c, "not-admitted",
+        conn_refuse(c, "not-admitted",
                    "the first line must carry admit, proof of the server's secret made for this "
                    "connection and this line",
                    true);
@@ -743,26 +494,26 @@ static int srv_on_line(void *ctx, char *line, size_t len)
     }
     c->admitted = true;
     if (e != PROTO_OK) {
-        srv_refuse(c, proto_err_code(e), why, true);
+        conn_refuse(c, proto_err_code(e), why, true);
         return 1;
     }
     LOG_D("%s from %s", proto_type_name(m.type), c->id[0] ? c->id : c->addr);
-    if (c->state == SRV_LIVE)
-        srv_set_state(c, SRV_LIVE); /* any message counts as a sign of life */
+    if (c->state == CONN_LIVE)
+        conn_set_state(c, CONN_LIVE); /* any message counts as a sign of life */
     if (c->probe_only && m.type != PROTO_PROBE) {
-        srv_refuse(c, "unexpected-type", "a probe listener takes only probe", true);
+        conn_refuse(c, "unexpected-type", "a probe listener takes only probe", true);
         return 1;
     }
     if (m.type == PROTO_PROBE) {
-        if (c->state == SRV_HELLO)
+        if (c->state == CONN_HELLO)
             srv_on_probe(c, &m);
         else
-            srv_refuse(c, "unexpected-type", "probe must be the first line of a connection", true);
+            conn_refuse(c, "unexpected-type", "probe must be the first line of a connection", true);
         return 1;
     }
     if (m.type == PROTO_RELAY) {
-        if (c->state != SRV_HELLO) {
-            srv_refuse(c, "unexpected-type", "relay must be the first line of a new connection",
+        if (c->state != CONN_HELLO) {
+            conn_refuse(c, "unexpected-type", "relay must be the first line of a new connection",
                        true);
             return 1;
         }
@@ -772,8 +523,8 @@ static int srv_on_line(void *ctx, char *line, size_t len)
         memcpy(c->relay_token, m.u.relay.token, sizeof c->relay_token);
         return 1;
     }
-    if (c->state != SRV_LIVE && m.type != PROTO_HELLO) {
-        srv_refuse(c, "not-registered", "hello must be the first message", true);
+    if (c->state != CONN_LIVE && m.type != PROTO_HELLO) {
+        conn_refuse(c, "not-registered", "hello must be the first message", true);
         return 1;
     }
     switch (m.type) {
@@ -791,64 +542,44 @@ static int srv_on_line(void *ctx, char *line, size_t len)
     case PROTO_PONG:
         break; /* the server sends no pings; a pong is harmless */
     default:   /* proto_decode admits nothing else in this direction */
-        srv_refuse(c, "unexpected-type", "this message is not valid here", true);
+        conn_refuse(c, "unexpected-type", "this message is not valid here", true);
         break;
     }
-    return srv_active(c) ? 0 : 1;
+    return conn_active(c) ? 0 : 1;
 }
 
 /* ---- reading ---- */
 
 static void srv_on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-    struct srv_conn *c = h->data;
+    struct conn *c = h->data;
     (void)hint;
     *buf = uv_buf_init(c->srv->rbuf, sizeof c->srv->rbuf);
 }
 
-/* Reading pauses while what we owe the peer is past SRV_READ_PAUSE: each line it sends may
+/* Reading pauses while what we owe the peer is past CONN_READ_PAUSE: each line it sends may
  * queue an answer, and a peer that does not read would otherwise make us hold them all. */
-static void srv_read_pause(struct srv_conn *c)
-{
-    if (c->read_paused || !srv_active(c) || c->wcost <= SRV_READ_PAUSE)
-        return;
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    c->read_paused = true;
-}
 
-static void srv_read_resume(struct srv_conn *c)
-{
-    int rc;
-    if (!c->read_paused || c->state == SRV_CLOSED)
-        return;
-    c->read_paused = false;
-    if (c->claiming && srv_active(c))
-        return; /* a hello waits for the cluster: srv_unhold reads again */
-    rc = uv_read_start((uv_stream_t *)&c->tcp, srv_on_alloc, srv_on_read);
-    if (rc < 0)
-        srv_drop(c, LOG_WARN, "cannot read: %s", uv_strerror(rc));
-}
-
-static void srv_on_read_end(struct srv_conn *c, ssize_t status)
+static void srv_on_read_end(struct conn *c, ssize_t status)
 {
     const char *why = status == UV_EOF ? "closed by peer" : uv_strerror((int)status);
-    if (c->state == SRV_LINGER && status == UV_EOF &&
+    if (c->state == CONN_LINGER && status == UV_EOF &&
         uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > 0)
         c->peer_eof = true; /* closing now would discard the error line; shutdown's cb closes */
-    else if (c->state == SRV_LINGER)
-        srv_drop(c, LOG_DEBUG, "%s after the error", why);
-    else if (c->state == SRV_LIVE)
-        srv_drop(c, LOG_NOTE, "%s", why);
+    else if (c->state == CONN_LINGER)
+        conn_drop(c, LOG_DEBUG, "%s after the error", why);
+    else if (c->state == CONN_LIVE)
+        conn_drop(c, LOG_NOTE, "%s", why);
     else
-        srv_drop(c, LOG_INFO, "%s before hello", why);
+        conn_drop(c, LOG_INFO, "%s before hello", why);
 }
 
 static void srv_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
-static void srv_hold(struct srv_conn *c, const char *rest, size_t n);
+static void srv_hold(struct conn *c, const char *rest, size_t n);
 
 /* A `relay` first line: the connection leaves the peer path (no registry, no pings, not
  * counted as a peer) and the relay owns its socket from now on. */
-static void srv_relay(struct srv_conn *c, const char *rest, size_t restlen)
+static void srv_relay(struct conn *c, const char *rest, size_t restlen)
 {
     char code[PROTO_MAX_CODE + 1], msg[PROTO_MAX_TEXT + 1];
     uv_os_fd_t fd;
@@ -857,7 +588,7 @@ static void srv_relay(struct srv_conn *c, const char *rest, size_t restlen)
     c->relay_req = false;
     /* the relay gets its own descriptor; closing ours then sends nothing on the wire */
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || (dupfd = dup(fd)) < 0) {
-        srv_refuse(c, "relay-full", "the relay is out of resources", true);
+        conn_refuse(c, "relay-full", "the relay is out of resources", true);
         return;
     }
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -866,15 +597,15 @@ static void srv_relay(struct srv_conn *c, const char *rest, size_t restlen)
                  sizeof msg) < 0) {
         close(dupfd);
         uv_read_start((uv_stream_t *)&c->tcp, srv_on_alloc, srv_on_read);
-        srv_refuse(c, code, msg, true);
+        conn_refuse(c, code, msg, true);
         return;
     }
     LOG_D("connection from %s handed to the relay", c->addr);
-    srv_close(c);
+    conn_close(c);
 }
 
 /* Feeds received bytes (modified in place) to the line parser. */
-static void srv_feed(struct srv_conn *c, char *data, size_t n)
+static void srv_feed(struct conn *c, char *data, size_t n)
 {
     char msg[64];
     ssize_t used = lb_feed(&c->lb, data, n, srv_on_line, c);
@@ -884,21 +615,21 @@ static void srv_feed(struct srv_conn *c, char *data, size_t n)
         srv_hold(c, data + used, n - (size_t)used);
     else if (used < 0) {
         snprintf(msg, sizeof msg, "a line is longer than %d bytes", PROTO_MAX_LINE);
-        srv_refuse(c, "line-too-long", msg, true);
+        conn_refuse(c, "line-too-long", msg, true);
     } else {
-        srv_read_pause(c);
+        conn_read_pause(c);
     }
 }
 
 static void srv_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
-    struct srv_conn *c = st->data;
+    struct conn *c = st->data;
 
     if (n < 0) {
         srv_on_read_end(c, n);
         return;
     }
-    if (n == 0 || !srv_active(c))
+    if (n == 0 || !conn_active(c))
         return; /* lingering: input is read only so that closing sends no reset */
     srv_feed(c, buf->base, (size_t)n);
 }
@@ -906,14 +637,14 @@ static void srv_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 /* A hello waits for the cluster's verdict (PROTOCOL.md, "Cluster"): nothing after it is served
  * before. Reading stops; the bytes already read after the hello are kept (a client sends
  * nothing before welcome, so a little is plenty) and fed once the verdict is in. */
-static void srv_hold(struct srv_conn *c, const char *rest, size_t n)
+static void srv_hold(struct conn *c, const char *rest, size_t n)
 {
     uv_read_stop((uv_stream_t *)&c->tcp);
     if (n == 0)
         return;
     if (n > SRV_MAX_HELD || !(c->held = malloc(n))) {
         c->claiming = false; /* the verdict, when it comes, finds an inactive connection */
-        srv_refuse(c, "unexpected-type", "too much data before the server answered hello", true);
+        conn_refuse(c, "unexpected-type", "too much data before the server answered hello", true);
         uv_read_start((uv_stream_t *)&c->tcp, srv_on_alloc, srv_on_read);
         return;
     }
@@ -922,16 +653,16 @@ static void srv_hold(struct srv_conn *c, const char *rest, size_t n)
 }
 
 /* The verdict is in: read again, after feeding what was held. */
-static void srv_unhold(struct srv_conn *c)
+static void srv_unhold(struct conn *c)
 {
     char *held = c->held;
     size_t n = c->nheld;
     c->held = NULL;
     c->nheld = 0;
-    /* reading waits on if the answers to this peer are backed up (srv_read_resume) */
-    if (c->state != SRV_CLOSED && !c->read_paused)
+    /* reading waits on if the answers to this peer are backed up (conn_read_resume) */
+    if (c->state != CONN_CLOSED && !c->read_paused)
         uv_read_start((uv_stream_t *)&c->tcp, srv_on_alloc, srv_on_read);
-    if (held && srv_active(c))
+    if (held && conn_active(c))
         srv_feed(c, held, n);
     free(held);
 }
@@ -940,7 +671,7 @@ static void srv_unhold(struct srv_conn *c)
 
 /* A refusal at accept time costs no linger: the line goes into the empty socket buffer (or not
  * at all) and the connection closes at once, so a flood of refused connections holds nothing. */
-static void srv_turn_away(struct srv_conn *c, const char *code, const char *message)
+static void srv_turn_away(struct conn *c, const char *code, const char *message)
 {
     char line[PROTO_MAX_LINE];
     int n = proto_encode_error(code, message, true, line, sizeof line);
@@ -949,11 +680,11 @@ static void srv_turn_away(struct srv_conn *c, const char *code, const char *mess
         uv_buf_t b = uv_buf_init(line, (unsigned)n);
         uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
     }
-    srv_close(c);
+    conn_close(c);
 }
 
 /* --max-per-ip and --rate-per-ip. Returns 0, or -1 after turning c away. */
-static int srv_limit_source(struct srv_conn *c)
+static int srv_limit_source(struct conn *c)
 {
     struct srv *s = c->srv;
     char msg[PROTO_MAX_TEXT];
@@ -978,7 +709,7 @@ static int srv_limit_source(struct srv_conn *c)
 
 /* The server speaks first: a fresh nonce that the first line must answer (a hello's signature,
  * the secret's admit). Returns 0, or -1 after dropping c. */
-static int srv_challenge(struct srv_conn *c)
+static int srv_challenge(struct conn *c)
 {
     struct proto_msg m;
     char line[PROTO_MAX_LINE];
@@ -989,9 +720,9 @@ static int srv_challenge(struct srv_conn *c)
     randombytes_buf(c->nonce, sizeof c->nonce);
     memcpy(m.u.challenge.nonce, c->nonce, sizeof c->nonce);
     n = proto_encode(&m, line, sizeof line);
-    rc = n > 0 ? srv_write(c, line, (size_t)n) : UV_EINVAL;
+    rc = n > 0 ? conn_write(c, line, (size_t)n) : UV_EINVAL;
     if (rc < 0) {
-        srv_drop(c, LOG_DEBUG, "cannot send the challenge: %s", uv_strerror(rc));
+        conn_drop(c, LOG_DEBUG, "cannot send the challenge: %s", uv_strerror(rc));
         return -1;
     }
     return 0;
@@ -1001,7 +732,7 @@ static void srv_on_connection(uv_stream_t *ls, int status)
 {
     struct srv_listener *l = ls->data;
     struct srv *s = l->srv;
-    struct srv_conn *c;
+    struct conn *c;
     int len = sizeof c->observed;
     int rc;
 
@@ -1015,6 +746,9 @@ static void srv_on_connection(uv_stream_t *ls, int status)
         return;
     }
     c->srv = s;
+    c->set = &s->conns;
+    q_init(&c->pending);
+    cl_link_init(&c->cl);
     c->probe_only = l->probe;
     snprintf(c->addr, sizeof c->addr, "?");
     lb_init(&c->lb);
@@ -1023,13 +757,13 @@ static void srv_on_connection(uv_stream_t *ls, int status)
         return;
     }
     c->tcp.data = c;
-    c->state = SRV_CLOSED; /* on no list until the next line */
-    srv_set_state(c, SRV_HELLO);
+    c->state = CONN_CLOSED; /* on no list until the next line */
+    conn_set_state(c, CONN_HELLO);
     rc = uv_accept(ls, (uv_stream_t *)&c->tcp);
     if (rc == 0)
         rc = uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->observed, &len);
     if (rc < 0) {
-        srv_drop(c, LOG_INFO, "accept on %s: %s", l->addr, uv_strerror(rc));
+        conn_drop(c, LOG_INFO, "accept on %s: %s", l->addr, uv_strerror(rc));
         return;
     }
     ep_unmap(&c->observed);
@@ -1039,38 +773,38 @@ static void srv_on_connection(uv_stream_t *ls, int status)
 
     if (srv_limit_source(c) < 0)
         return;
-    if (s->fresh.n + s->live.n > s->cfg.max_peers) {
+    if (s->conns.fresh.n + s->conns.live.n > s->cfg.max_peers) {
         char msg[PROTO_MAX_TEXT];
         snprintf(msg, sizeof msg, "the server already serves %lu peers", s->cfg.max_peers);
-        srv_refuse(c, "server-full", msg, true);
+        conn_refuse(c, "server-full", msg, true);
     }
-    if (c->state == SRV_CLOSED)
+    if (c->state == CONN_CLOSED)
         return;
     /* refused: lingering, the stream shut down. A challenge now would fail (EPIPE) and close at
      * once, and a close with unread input is a reset that can cut the error line; instead its
      * input is read and dropped until the peer's EOF or the linger timeout, as for any refusal */
-    if (srv_active(c) && srv_challenge(c) < 0)
+    if (conn_active(c) && srv_challenge(c) < 0)
         return;
     rc = uv_read_start((uv_stream_t *)&c->tcp, srv_on_alloc, srv_on_read);
     if (rc < 0)
-        srv_drop(c, LOG_WARN, "cannot read: %s", uv_strerror(rc));
+        conn_drop(c, LOG_WARN, "cannot read: %s", uv_strerror(rc));
 }
 
 /* ---- timeouts ---- */
 
-static void srv_expire(struct srv_conn *c, const char *code, const char *message)
+static void srv_expire(struct conn *c, const char *code, const char *message)
 {
     char who[PROTO_MAX_ID + EP_STRLEN + 4];
-    log_msg(c->state == SRV_LIVE ? LOG_NOTE : LOG_INFO, "drop %s: %s", srv_who(c, who, sizeof who),
+    log_msg(c->state == CONN_LIVE ? LOG_NOTE : LOG_INFO, "drop %s: %s", conn_who(c, who, sizeof who),
             code);
-    srv_error(c, code, message, true);
+    conn_error(c, code, message, true);
 }
 
 /* After a flood of connections has gone, give the freed memory back to the system: malloc
  * keeps it otherwise, and a server that was attacked once would look bloated for ever. */
 static void srv_trim(struct srv *s)
 {
-    size_t n = s->fresh.n + s->live.n + s->linger.n;
+    size_t n = conn_count(&s->conns);
     if (n > s->conns_high)
         s->conns_high = n;
     if (s->conns_high >= SRV_TRIM_MIN && n < s->conns_high / 2) {
@@ -1092,7 +826,7 @@ static void srv_on_sweep(uv_timer_t *t)
     uint64_t hello_ms = (uint64_t)s->cfg.hello_timeout * 1000;
     uint64_t alive_ms = (uint64_t)s->cfg.keepalive * 1000;
     uint64_t linger_ms = s->stopping ? SRV_STOP_LINGER_MS : SRV_LINGER_MS;
-    struct srv_conn *c;
+    struct conn *c;
     char msg[PROTO_MAX_TEXT];
 
     lim_expire(s->lim, now);
@@ -1100,13 +834,13 @@ static void srv_on_sweep(uv_timer_t *t)
         srv_probe6_refresh(s);
     gate_tick(&s->gate, now, srv_is_online, s);
     /* Lingering ones first: the expired below join that list with since_ms = now. */
-    while ((c = s->linger.head) && now - c->since_ms >= linger_ms)
-        srv_drop(c, LOG_DEBUG, "the peer did not close after the error");
-    while ((c = s->fresh.head) && now - c->since_ms >= hello_ms) {
+    while ((c = conn_first(&s->conns.linger)) && now - c->since_ms >= linger_ms)
+        conn_drop(c, LOG_DEBUG, "the peer did not close after the error");
+    while ((c = conn_first(&s->conns.fresh)) && now - c->since_ms >= hello_ms) {
         snprintf(msg, sizeof msg, "no hello within %u s", s->cfg.hello_timeout);
         srv_expire(c, "hello-timeout", msg);
     }
-    while ((c = s->live.head) && now - c->since_ms >= alive_ms) {
+    while ((c = conn_first(&s->conns.live)) && now - c->since_ms >= alive_ms) {
         snprintf(msg, sizeof msg, "nothing received for %u s", s->cfg.keepalive);
         srv_expire(c, "keepalive-timeout", msg);
     }
@@ -1115,12 +849,88 @@ static void srv_on_sweep(uv_timer_t *t)
 
 /* ---- life cycle ---- */
 
+/* ---- what cluster.c asks of the server (struct cl_user) ---- */
+
+static struct conn *srv_of_link(struct cl_link *l)
+{
+    return container_of(l, struct conn, cl);
+}
+
+static void srv_cl_claimed(void *data, struct cl_link *conn, const struct proto_msg *hello,
+                           const char *code, const char *msg)
+{
+    (void)data;
+    srv_hello_claimed(srv_of_link(conn), hello, code, msg);
+}
+
+static void srv_cl_refuse(void *data, struct cl_link *conn, const char *code, const char *msg)
+{
+    (void)data;
+    conn_refuse(srv_of_link(conn), code, msg, false);
+}
+
+static struct cl_link *srv_cl_find(void *data, const char *id)
+{
+    struct conn *c = srv_find(data, id);
+    return c && c->state == CONN_LIVE ? &c->cl : NULL;
+}
+
+static void srv_cl_facts(void *data, struct cl_link *conn, struct plan_peer *p)
+{
+    (void)data;
+    pair_peer_of(srv_of_link(conn), p);
+}
+
+static void srv_cl_punch(void *data, struct cl_link *conn, const char *session, const char *line,
+                         size_t len, uint64_t delay_us)
+{
+    struct conn *c = srv_of_link(conn);
+    (void)data;
+    c->aux_used = c->aux; /* an auxiliary connection carries one session */
+    pair_send_later(c, session, line, len, delay_us);
+}
+
+static size_t srv_cl_each_peer(void *data,
+                               void (*fn)(void *arg, const char *id, const unsigned char *key),
+                               void *arg)
+{
+    struct srv *s = data;
+    for (struct conn *p = conn_first(&s->conns.live); p; p = conn_next(&s->conns.live, p))
+        if (!p->aux)
+            fn(arg, p->id, p->key);
+    return s->conns.live.n;
+}
+
+static struct cl *srv_cluster_new(struct srv *s, char *err, size_t errlen)
+{
+    struct cl_user user = {
+        .data = s,
+        .gate = &s->cfg.gate,
+        .rly = s->rly,
+        .relays = s->cfg.relay.enabled,
+        .claimed = srv_cl_claimed,
+        .refuse = srv_cl_refuse,
+        .find = srv_cl_find,
+        .facts = srv_cl_facts,
+        .punch = srv_cl_punch,
+        .each_peer = srv_cl_each_peer,
+        .bad_candidate = srv_bad_candidate,
+    };
+    return cl_new(s->loop, &s->cfg.cluster, &user, err, errlen);
+}
+
 int srv_init(struct srv *s, uv_loop_t *loop, const struct srv_config *cfg, char *err, size_t errlen)
 {
     int rc;
     struct lim_cfg lc = {cfg->max_per_ip, cfg->rate_per_ip, cfg->max_peers + SRV_IDLE_SOURCES};
+    struct conn_hooks hooks = {.data = s,
+                               .on_gone = srv_on_gone,
+                               .on_closed = srv_on_conn_closed,
+                               .on_alloc = srv_on_alloc,
+                               .on_read = srv_on_read};
     memset(s, 0, sizeof *s);
     s->loop = loop;
+    conn_set_init(&s->conns, loop, &hooks);
     s->cfg = *cfg;
     s->gate.db_fd = -1;
     s->reg = reg_new();
@@ -1131,8 +941,6 @@ int srv_init(struct srv *s, uv_loop_t *loop, const struct srv_config *cfg, char 
         return SRV_E_RESOURCE;
     }
     if (gate_init(&s->gate, &cfg->gate, err, errlen) < 0)
-        return SRV_E_CONFIG;
-    if (cfg->cluster.redis && !(s->cl = cl_new(s, loop, &cfg->cluster, err, errlen)))
         return SRV_E_CONFIG;
     rc = uv_timer_init(loop, &s->sweep);
     if (rc < 0) {
@@ -1147,6 +955,9 @@ int srv_init(struct srv *s, uv_loop_t *loop, const struct srv_config *cfg, char 
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    /* last: it offers the relay above to peers of other instances */
+    if (cfg->cluster.redis && !(s->cl = srv_cluster_new(s, err, errlen)))
+        return SRV_E_CONFIG;
     return 0;
 }
 
@@ -1255,37 +1066,38 @@ int srv_listen(struct srv *s, char *err, size_t errlen)
     return 0;
 }
 
-static void srv_close_all(struct srv_list *l)
+static void srv_close_all(struct conn_list *l)
 {
-    while (l->head)
-        srv_close(l->head);
+    struct conn *c;
+    while ((c = conn_first(l)))
+        conn_close(c);
 }
 
 void srv_shutdown(struct srv *s, const char *why)
 {
-    struct srv_conn *c;
+    struct conn *c;
 
     if (s->stopping) { /* asked again: nobody is waited for any longer */
         LOG_N("shutdown (%s again): dropping %zu connections now", why ? why : "stop",
-              s->fresh.n + s->live.n + s->linger.n);
-        srv_close_all(&s->fresh);
-        srv_close_all(&s->live);
-        srv_close_all(&s->linger);
+              conn_count(&s->conns));
+        srv_close_all(&s->conns.fresh);
+        srv_close_all(&s->conns.live);
+        srv_close_all(&s->conns.linger);
         return;
     }
     s->stopping = true;
     if (s->rly)
         rly_stop(s->rly);
     if (why)
-        LOG_N("shutdown (%s): %zu registered, %zu other connections", why, s->live.n,
-              s->fresh.n + s->linger.n);
+        LOG_N("shutdown (%s): %zu registered, %zu other connections", why, s->conns.live.n,
+              s->conns.fresh.n + s->conns.linger.n);
     for (int i = 0; i < s->nlisteners; i++)
         if (!uv_is_closing((uv_handle_t *)&s->listeners[i].tcp))
             uv_close((uv_handle_t *)&s->listeners[i].tcp, NULL);
-    while ((c = s->live.head))
-        srv_error(c, "server-shutdown", "the server is shutting down", true);
-    while ((c = s->fresh.head))
-        srv_error(c, "server-shutdown", "the server is shutting down", true);
+    while ((c = conn_first(&s->conns.live)))
+        conn_error(c, "server-shutdown", "the server is shutting down", true);
+    while ((c = conn_first(&s->conns.fresh)))
+        conn_error(c, "server-shutdown", "the server is shutting down", true);
     cl_stop(s->cl); /* after the peers above were withdrawn from the directory */
     srv_maybe_done(s);
 }
@@ -1293,7 +1105,7 @@ void srv_shutdown(struct srv *s, const char *why)
 void srv_reload(struct srv *s)
 {
     char err[300], why[PROTO_MAX_TEXT];
-    struct srv_conn *c, *next;
+    struct conn *c, *next;
     if (!s->cfg.gate.authorized) {
         LOG_N("SIGHUP: nothing to reload (no --authorized)");
         return;
@@ -1303,12 +1115,12 @@ void srv_reload(struct srv *s)
         return;
     }
     /* refusing moves c to the linger list: take the next one first */
-    for (c = s->live.head; c; c = next) {
-        next = c->next;
+    for (c = conn_first(&s->conns.live); c; c = next) {
+        next = conn_next(&s->conns.live, c);
         if (gate_allowed(&s->gate, c->id, c->key))
             continue;
         snprintf(why, sizeof why, "%s is no longer authorized on this server", c->id);
-        srv_refuse(c, "not-authorized", why, true);
+        conn_refuse(c, "not-authorized", why, true);
     }
 }
 

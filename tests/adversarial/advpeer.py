@@ -40,10 +40,12 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from tpauth import (  # noqa: E402  (path set just above)
-    Identity, LineConn, _sodium, b64, hello_msg, is_challenge)
+    Identity, LineConn, _sodium, b64, dial, error_codes, hello_msg, is_challenge)
 
 __all__ = ["Identity", "ServerConn", "RelayConn", "PeerConn", "Shake", "Sealer", "Opener",
-           "FakeServer", "ep_tuple", "ep_str", "b64", "hello_msg", "is_challenge"]
+           "stranger_session",
+           "FakeServer", "FakePeer", "ep_tuple", "ep_str", "b64", "error_codes", "hello_msg",
+           "is_challenge"]
 
 SHAKE_SIGN_PREFIX = b"tcpunch-shake-v1\0"
 SHAKE_KEYS_PREFIX = b"tcpunch-keys-v1"
@@ -64,37 +66,12 @@ def ep_str(addr):
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _dial(addr, timeout=5.0, source=None):
-    fam = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
-    s = socket.socket(fam, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    if source is not None:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(source)
-    s.connect(addr)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
+def _dial(addr, timeout=5.0, source=None, nodelay=True, rcvbuf=0):
+    # a socket bound to a source port can be rebound at once for the next attempt
+    return dial(addr, timeout, source, reuse=True, nodelay=nodelay, rcvbuf=rcvbuf)
 
 
 class _Conn(LineConn):
-    def rawline(self, timeout=5.0):
-        """The next line as bytes without its newline; None on EOF/reset/timeout."""
-        end = time.time() + timeout
-        while b"\n" not in self.buf:
-            left = end - time.time()
-            if left <= 0:
-                return None
-            self.s.settimeout(left)
-            try:
-                d = self.s.recv(65536)
-            except (socket.timeout, ConnectionResetError, OSError):
-                return None
-            if not d:
-                return None
-            self.buf += d
-        raw, self.buf = self.buf.split(b"\n", 1)
-        return raw
-
     def recv_some(self, timeout=2.0, limit=1 << 20):
         """Whatever arrives within timeout (buffered bytes first), at most limit bytes."""
         out, self.buf = self.buf, b""
@@ -113,19 +90,14 @@ class _Conn(LineConn):
             out += d
         return out
 
-    def close(self):
-        try:
-            self.s.close()
-        except OSError:
-            pass
-
 
 class ServerConn(_Conn):
-    """A control connection to a rendezvous: challenge read at once, nonce in self.nonce."""
+    """A control connection to a rendezvous: challenge read at once, nonce in self.nonce.
+    nodelay and rcvbuf: as for dial (a flooder that never reads wants a small rcvbuf)."""
 
-    def __init__(self, addr, timeout=5.0, source=None):
+    def __init__(self, addr, timeout=5.0, source=None, nodelay=True, rcvbuf=0):
         self.buf = b""
-        self.s = _dial(addr, timeout, source)
+        self.s = _dial(addr, timeout, source, nodelay, rcvbuf)
         self.challenge = self.line(timeout)
         if not is_challenge(self.challenge):
             raise RuntimeError(f"no challenge from {ep_str(addr)}: {self.challenge!r}")
@@ -135,15 +107,6 @@ class ServerConn(_Conn):
         """Signed hello; returns the server's answer (welcome or error) as a dict."""
         self.msg(hello_msg(ident, self.nonce, ident_id, endpoints, secret, **extra))
         return self.next_msg()
-
-    def next_msg(self, timeout=5.0):
-        """The next line that is not a ping (pings are answered); None on timeout/EOF."""
-        end = time.time() + timeout
-        while True:
-            m = self.line(max(0.01, end - time.time()))
-            if m is None or not isinstance(m, dict) or m.get("type") != "ping":
-                return m
-            self.msg({"type": "pong", "seq": m.get("seq", 0)})
 
     def connect_to(self, target, timeout=5.0):
         """connect -> the punch (or the error) as a dict."""
@@ -272,6 +235,25 @@ class Shake:
         return bind(ktx.raw), bind(krx.raw)
 
 
+def stranger_session(port, target, me):
+    """A stranger me (its own key) registers at the server 127.0.0.1:port, orders a punch to
+    target, dials target's punch port and completes the handshake as the initiator (section
+    8). Returns (server connection, peer connection, tx key, rx key); asserts each step."""
+    ident = Identity(me)
+    srv = ServerConn(("127.0.0.1", port))
+    w = srv.register(me, ident)
+    assert w and w.get("type") == "welcome", w
+    punch = srv.connect_to(target)
+    assert punch and punch.get("type") == "punch", punch
+    sh = Shake(ident, me, punch)
+    c = PeerConn(ep_tuple(punch["observed"]))
+    offer = c.line()
+    c.send(sh.answer(offer))
+    assert c.line().get("type") == "confirm"
+    tx, rx = sh.keys()
+    return srv, c, tx, rx
+
+
 def _state():
     lib = _sodium()
     lib.crypto_secretstream_xchacha20poly1305_statebytes.restype = ctypes.c_size_t
@@ -358,18 +340,12 @@ class FakePeer(_Conn):
         m.update(extra)
         self.msg(m)
 
-    def next_msg(self, timeout=5.0):
-        """The next line that is not a ping (pings are answered)."""
-        end = time.time() + timeout
-        while True:
-            m = self.line(max(0.01, end - time.time()))
-            if m is None or not isinstance(m, dict) or m.get("type") != "ping":
-                return m
-            self.msg({"type": "pong", "seq": m.get("seq", 0)})
-
 
 class FakeServer:
-    """A rendezvous that says whatever the test wants. Listens on host:port (port 0: free)."""
+    """A rendezvous that says whatever the test wants. Listens on host:port (port 0: free).
+    Its connections are of the class Peer (a subclass may set its own)."""
+
+    Peer = FakePeer
 
     def __init__(self, host="127.0.0.1", port=0):
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -385,7 +361,7 @@ class FakeServer:
         s, addr = self.ls.accept()
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         nonce = b64(os.urandom(32))
-        p = FakePeer(s, addr[:2], nonce)
+        p = self.Peer(s, addr[:2], nonce)
         p.msg({"type": "challenge", "version": 1, "nonce": nonce})
         if read_hello:
             p.hello = p.line(timeout)

@@ -8,14 +8,13 @@ usage: connect_flood.py PORT N DIR
 Registers, writes DIR/started, sends N connect lines within at most 3 s, then prints
 "sent S" and "code CODE" (the last error code received: rate-limited, or none) and
 "closed yes|no" (whether the server closed the connection within 5 s)."""
-import json
 import os
 import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from advpeer import Identity, ServerConn  # noqa: E402
+from advpeer import Identity, ServerConn, error_codes  # noqa: E402
 
 port, n, d = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 me = f"cf{os.getpid()}"
@@ -60,13 +59,6 @@ while time.time() < end:
         closed = "yes"
         break
     got = (got + chunk)[-8192:]
-code = "none"
-for raw in got.split(b"\n"):
-    try:
-        m = json.loads(raw)
-    except ValueError:
-        continue
-    if isinstance(m, dict) and m.get("type") == "error":
-        code = m.get("code", "?")
-print("code", code)
+codes = error_codes(got)
+print("code", codes[-1] if codes else "none")
 print("closed", closed, flush=True)

@@ -13,13 +13,15 @@ Usage: fakesrv.py PORT LOG [options]
                         later (default 0)
   --lifetime S          exit after S seconds (default 60)
 Every event is a line in LOG ("hello ID", "punch ID ROLE", ...). Every wait is bounded."""
-import base64
 import json
 import os
 import socket
 import sys
 import threading
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from advpeer import FakePeer, FakeServer, ep_str  # noqa: E402
 
 PORT, LOG = int(sys.argv[1]), sys.argv[2]
 OBSERVED, PUNCHES = {}, {}
@@ -52,48 +54,37 @@ def log(*words):
         f.write(" ".join(str(w) for w in words) + "\n")
 
 
-def ep(addr):
-    host, port = addr[0], addr[1]
-    return ("[%s]:%d" % (host, port)) if ":" in host else ("%s:%d" % (host, port))
+class Peer(FakePeer):
+    """A connection of ours: written by its own thread and by an introduction's (so one write
+    at a time, and a write to a peer that left is no error), read until the lifetime ends."""
 
-
-class Peer:
-    def __init__(self, sock, addr):
-        self.s = sock
-        self.addr = addr
-        self.buf = b""
-        self.hello = None
-        self.observed = ep(addr)
+    def __init__(self, sock, addr, nonce):
+        super().__init__(sock, addr, nonce)
+        self.observed = ep_str(addr)
         self.wlock = threading.Lock()
 
-    def send(self, obj):
-        data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+    def send(self, data):
         with self.wlock:
             try:
-                self.s.sendall(data)
+                super().send(data)
             except OSError:
                 pass
 
-    def line(self):
-        while b"\n" not in self.buf:
-            left = T_END - time.time()
-            if left <= 0:
-                return None
-            self.s.settimeout(min(left, 1.0))
-            try:
-                d = self.s.recv(65536)
-            except socket.timeout:
-                continue
-            except OSError:
-                return None
-            if not d:
-                return None
-            self.buf += d
-        raw, self.buf = self.buf.split(b"\n", 1)
+    def line(self, timeout=None):
+        """The next line as a dict ({} when not JSON); None on EOF, an error or the end of
+        the lifetime."""
+        left = T_END - time.time()
+        raw = self.rawline(left if timeout is None else min(timeout, left))
+        if raw is None:
+            return None
         try:
             return json.loads(raw)
         except ValueError:
             return {}
+
+
+class Server(FakeServer):
+    Peer = Peer
 
 
 def punch_for(to, other, role, session):
@@ -104,11 +95,11 @@ def punch_for(to, other, role, session):
 
 def introduce(init, target):
     session = os.urandom(16).hex()
-    target.send(punch_for(target, init, "responder", session))
+    target.msg(punch_for(target, init, "responder", session))
     log("punch", target.hello["id"], "responder", session)
     if DELAY > 0:
         time.sleep(DELAY)
-    init.send(punch_for(init, target, "initiator", session))
+    init.msg(punch_for(init, target, "initiator", session))
     log("punch", init.hello["id"], "initiator", session)
 
 
@@ -117,25 +108,23 @@ def scripted_punch(p, extra):
          "role": "responder", "observed": p.observed, "endpoints": [], "start_in_us": 0}
     m.update(extra)
     time.sleep(0.3)
-    p.send(m)
+    p.msg(m)
     log("punch", p.hello["id"], m["role"], m["session"])
 
 
-def serve(sock, addr):
-    p = Peer(sock, addr)
-    p.send({"type": "challenge", "version": 1, "nonce": base64.b64encode(os.urandom(32)).decode()})
+def serve(p):
     m = p.line()
     if not m or m.get("type") != "hello":
-        log("no-hello", ep(addr), m)
-        sock.close()
+        log("no-hello", ep_str(p.addr), m)
+        p.close()
         return
     p.hello = m
     pid = m.get("id", "?")
     aux = bool(m.get("aux"))
     if not aux and pid in OBSERVED:
         p.observed = OBSERVED[pid]
-    log("hello", pid, "aux" if aux else "main", ep(addr))
-    p.send({"type": "welcome", "version": 1, "id": pid, "observed": p.observed, "keepalive": 60})
+    log("hello", pid, "aux" if aux else "main", ep_str(p.addr))
+    p.welcome(id=pid, observed=p.observed)
     if not aux:
         with LOCK:
             PEERS[pid] = p
@@ -147,34 +136,30 @@ def serve(sock, addr):
             break
         t = m.get("type")
         if t == "ping":
-            p.send({"type": "pong", "seq": m.get("seq", 0)})
+            p.msg({"type": "pong", "seq": m.get("seq", 0)})
         elif t == "connect":
             with LOCK:
                 target = PEERS.get(m.get("target"))
             log("connect", pid, m.get("target"))
             if target is None:
-                p.send({"type": "error", "code": "peer-not-found", "message": "not here",
+                p.msg({"type": "error", "code": "peer-not-found", "message": "not here",
                         "fatal": False})
             else:
                 threading.Thread(target=introduce, args=(p, target), daemon=True).start()
     log("closed", pid)
-    sock.close()
+    p.close()
 
 
 def main():
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", PORT))
-    srv.listen(16)
-    srv.settimeout(0.2)
+    srv = Server(port=PORT)
     n = 0
     while time.time() < T_END and n < 64:
         try:
-            c, addr = srv.accept()
+            p = srv.accept(timeout=0.2, read_hello=False)  # the challenge is sent
         except socket.timeout:
             continue
         n += 1
-        threading.Thread(target=serve, args=(c, addr), daemon=True).start()
+        threading.Thread(target=serve, args=(p,), daemon=True).start()
     srv.close()
 
 

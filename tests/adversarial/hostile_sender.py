@@ -14,23 +14,12 @@ import sys
 import time
 
 sys.path.insert(0, sys.argv[1])
-from advpeer import Identity, ServerConn, PeerConn, Shake, Sealer, Opener, ep_tuple  # noqa: E402
+from advpeer import Opener, Sealer, stranger_session  # noqa: E402
 
 
 class Sender:
     def __init__(self, port, target, me):
-        ident = Identity(me)
-        srv = ServerConn(("127.0.0.1", port))
-        w = srv.register(me, ident)
-        assert w and w.get("type") == "welcome", w
-        punch = srv.connect_to(target)
-        assert punch and punch.get("type") == "punch", punch
-        sh = Shake(ident, me, punch)
-        self.c = PeerConn(ep_tuple(punch["observed"]))
-        offer = self.c.line()
-        self.c.send(sh.answer(offer))
-        assert self.c.line().get("type") == "confirm"
-        tx, rx = sh.keys()
+        srv, self.c, tx, rx = stranger_session(port, target, me)
         self.st, self.op = Sealer(tx), Opener(rx)
         self.got = b""
         self.final = False  # the receiver's final record came

@@ -8,51 +8,34 @@ usage: ping_flood.py PORT SERVER_PID K N DIR
 Writes DIR/started once registered; floods; prints rss_before and rss_peak (KiB); waits (at
 most 60 s) for DIR/done, then prints one "code CODE" line per connection: the first error code
 it received (none: no error line arrived)."""
-import json
 import os
-import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from advpeer import Identity, ServerConn, is_challenge  # noqa: E402
+from advpeer import Identity, ServerConn, error_codes  # noqa: E402
+from tpauth import rss_kib  # noqa: E402  (advpeer put its directory on the path)
 
 port, pid, k, n, d = (int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]),
                       sys.argv[5])
 addr = ("127.0.0.1", port)
 
 
-def rss():
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-class Flooder(ServerConn):
-    def __init__(self):
-        self.buf = b""
-        self.s = socket.socket()
-        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.s.settimeout(5)
-        self.s.connect(addr)
-        self.challenge = self.line(5)
-        if not is_challenge(self.challenge):
-            raise RuntimeError(f"no challenge: {self.challenge!r}")
-        self.nonce = self.challenge["nonce"]
+def flooder():
+    # a tiny receive buffer, so that unread pongs back up into the server at once
+    return ServerConn(addr, nodelay=False, rcvbuf=4096)
 
 
 me = f"pf{os.getpid()}"
 ident = Identity(me)
 conns = []
 for i in range(k):
-    c = Flooder()
+    c = flooder()
     w = c.register(me, ident, aux=True)
     if not w or w.get("type") != "welcome":
         sys.exit(f"registration {i} failed: {w!r}")
     conns.append(c)
-base = rss()
+base = rss_kib(pid)
 open(os.path.join(d, "started"), "w").close()
 
 ping = b"".join(b'{"type":"ping","seq":%d}\n' % i for i in range(n))
@@ -68,9 +51,9 @@ for c in conns:
             time.sleep(0.005)
         except OSError:
             break  # dropped by the server
-    peak = max(peak, rss())
+    peak = max(peak, rss_kib(pid))
 time.sleep(1)
-peak = max(peak, rss())
+peak = max(peak, rss_kib(pid))
 print("rss_before", base)
 print("rss_peak", peak, flush=True)
 
@@ -80,13 +63,5 @@ while not os.path.exists(os.path.join(d, "done")) and time.time() < end:
 for c in conns:
     c.s.setblocking(True)
     data = c.recv_some(3, 1 << 24)
-    code = "none"
-    for raw in data.split(b"\n"):
-        try:
-            m = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(m, dict) and m.get("type") == "error":
-            code = m.get("code", "?")
-            break
-    print("code", code, flush=True)
+    codes = error_codes(data)
+    print("code", codes[0] if codes else "none", flush=True)

@@ -25,45 +25,20 @@ import tpauth  # noqa: E402
 
 MODE, HOST, PORT = sys.argv[1], sys.argv[2], int(sys.argv[3])
 ARG = sys.argv[4] if len(sys.argv) > 4 else str(os.getpid())
-FAILS = 0
-SEQ = [0]
+R = tpauth.Report(f"quota {MODE}")
+ok, bad, check = R.ok, R.bad, R.check
+uid = tpauth.id_maker(ARG)
 OPEN = []
-
-
-def ok(what):
-    print(f"ok   [quota {MODE}] {what}", flush=True)
-
-
-def bad(what):
-    global FAILS
-    FAILS += 1
-    print(f"FAIL [quota {MODE}] {what}", flush=True)
-
-
-def check(cond, what):
-    (ok if cond else bad)(what)
-    return cond
-
-
-def uid(base):
-    SEQ[0] += 1
-    return f"{base}-{ARG}-{SEQ[0]}"
 
 
 class Conn(tpauth.LineConn):
     """A connection from source address src (a loopback address) that has read its challenge."""
 
     def __init__(self, src="127.0.0.1"):
-        self.buf = b""
-        self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.s.bind((src, 0))
-        self.s.settimeout(5)
-        self.s.connect((HOST, PORT))
+        super().__init__(tpauth.dial((HOST, PORT), source=(src, 0)))
         OPEN.append(self)
-        first = self.line()
-        self.nonce = first.get("nonce") if tpauth.is_challenge(first) else None
-        if self.nonce is None:
-            bad(f"first line {first!r}, want a challenge")
+        if self.read_challenge() is None:
+            bad(f"first line {self.first!r}, want a challenge")
 
     def drain_until_end(self, timeout):
         """('eof'|'reset'|'timeout', seconds until then)."""
@@ -80,9 +55,6 @@ class Conn(tpauth.LineConn):
             if not d:
                 return ("eof", time.time() - start)
         return ("timeout", timeout)
-
-    def close(self):
-        self.s.close()
 
 
 def hello(ident_id, keyname=None, src="127.0.0.1"):
@@ -383,8 +355,8 @@ def main():
         bad(f"unexpected {type(e).__name__}: {e}")
     for c in OPEN:
         c.close()
-    print(f"quota {MODE}: {FAILS} failure(s)", flush=True)
-    sys.exit(min(FAILS, 100))
+    print(f"quota {MODE}: {R.fails} failure(s)", flush=True)
+    sys.exit(R.status())
 
 
 main()

@@ -4,15 +4,10 @@
 # it without --allow ID[=KEY] or --allow-anyone is a usage error (exit 1) that says so; with
 # --allow-anyone the stranger is served (the explicit choice), with --allow only the listed peer.
 source "$(dirname "$0")/../integration/lib.sh" "$@"
-TOOL=$(cd "$(dirname "$0")/../integration" && pwd)/fwdtool.py
 command -v python3 >/dev/null || { echo "SKIPPED: python3 is needed" >&2; exit 77; }
 start_server
 SRV=127.0.0.1:$SERVER_PORT
-ECHO_PORT=$(free_port)
-: >"$WORK/echo.count"
-spawn 100 python3 "$TOOL" echo "$ECHO_PORT" "$WORK/echo.count"
-wait_until 5 listening "$ECHO_PORT" || die "the echo server does not listen"
-conns() { wc -l <"$WORK/echo.count"; }
+start_echo 100
 
 # ---- no --allow, no --allow-anyone: a usage error, at once ----
 V=$(uid fwd)
@@ -26,7 +21,7 @@ echo "stranger was here" | timeout -k 2 20 "$TCPUNCH" -s "$SRV" -i "$(uid strang
 RC_S=$?
 check "a stranger did not reach the service (its echo came back: $(head -c 40 "$WORK/s.out"))" \
     test ! -s "$WORK/s.out"
-check "the service saw no connection" test "$(conns)" -eq 0
+check "the service saw no connection" test "$(echo_conns)" -eq 0
 check "the forwarder never registered" sh -c "! grep -q -F -- 'register $V ' '$SERVER_LOG'"
 kill "$pid_v" 2>/dev/null
 wait "$pid_v"
@@ -57,11 +52,11 @@ spawn 60 "$TCPUNCH" -s "$SRV" -i "$V3" listen --forward "127.0.0.1:$ECHO_PORT" -
     </dev/null >/dev/null 2>"$WORK/v3.err"
 pid_v3=$!
 wait_registered "$V3" "$mark"
-before=$(conns)
+before=$(echo_conns)
 echo "not me" | timeout -k 2 20 "$TCPUNCH" -s "$SRV" -i "$(uid stranger)" -t 2 --no-relay \
     connect "$V3" >"$WORK/s3.out" 2>"$WORK/s3.err"
 check_rc "--allow: a stranger gets no connection" 4 $?
-check "--allow: the service saw nothing of it" test "$(conns)" -eq "$before"
+check "--allow: the service saw nothing of it" test "$(echo_conns)" -eq "$before"
 echo "alice here" | timeout -k 2 20 "$TCPUNCH" -s "$SRV" -i "$A" -t 5 connect "$V3" \
     >"$WORK/a.out" 2>"$WORK/a.err"
 check_rc "--allow: alice connects" 0 $?

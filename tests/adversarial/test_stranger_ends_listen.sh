@@ -11,17 +11,8 @@
 #   chat (no pin at all): a raw stranger, and alice's chat right behind it.
 # Each time the victim must still be waiting after the stranger, and the real peer's data
 # must go through (both exit 0).
-source "$(dirname "$0")/../integration/lib.sh" "$@"
-ADV=$(cd "$(dirname "$0")" && pwd)
-command -v python3 >/dev/null || { echo "SKIPPED: python3 is needed" >&2; exit 77; }
-start_server
-SRV=127.0.0.1:$SERVER_PORT
-
-key_of() { TCPUNCH_HOME=$WORK/home/$1 "$TCPUNCH_BIN" id | sed -n 's/^key: *//p'; }
-A=$(uid alice)
+source "$(dirname "$0")/lib.sh" "$@"
 M=$(uid mallory)
-KEY_A=$(key_of "$A")
-[ -n "$KEY_A" ] || die "cannot make alice's identity"
 
 # raw_stranger TARGET TAG: a stranger.py that holds its connection 8 s; waits for its punch
 raw_stranger() {
@@ -67,11 +58,7 @@ head -c 100000 /dev/urandom >"$WORK/src/photo.bin"
 FROM=()
 "$TCPUNCH_BIN" --help | grep -q -- "--from" && FROM=(--from "$A")
 echo evil >"$WORK/src/evil.txt"
-mark=$(log_mark)
-spawn 60 "$TCPUNCH" -s "$SRV" -i "$R" -t 4 -v receive "${FROM[@]}" --dir "$WORK/dst" \
-    >"$WORK/r.out" 2>"$WORK/r.err"
-pid_r=$!
-wait_registered "$R" "$mark"
+start_receive_victim 4 "${FROM[@]}"
 # mallory takes the id carol (nobody had it on this server) with its own identity
 TCPUNCH_HOME=$WORK/home/$M timeout -k 2 20 "$TCPUNCH_BIN" -s "$SRV" -i "$C" -t 2 --no-relay \
     send "$R" "$WORK/src/evil.txt" >/dev/null 2>"$WORK/mc.err"
@@ -91,30 +78,16 @@ if [ ${#FROM[@]} -gt 0 ]; then
 else
     check "receive: the raw stranger's session is being set up" grep -q "punching to raw-" "$WORK/r.err"
 fi
-timeout -k 2 30 "$TCPUNCH" -s "$SRV" -i "$A" -t 5 send "$R" "$WORK/src/photo.bin" \
-    >/dev/null 2>"$WORK/as.err"
+alice_sends
 check_rc "receive: alice sends while the raw stranger's session is being set up" 0 $?
-wait "$pid_r"
-check_rc "receive: the victim, after alice" 0 $?
-same_file "receive: alice's file" "$WORK/src/photo.bin" "$WORK/dst/photo.bin"
+receive_victim_done
 check "receive: nothing of mallory's" test ! -e "$WORK/dst/evil.txt"
 
 # ---- chat, no pin ----
-H=$(uid chat)
-mkfifo "$WORK/h.fifo"
-exec 3<>"$WORK/h.fifo"
-mark=$(log_mark)
-spawn 60 "$TCPUNCH" -s "$SRV" -i "$H" -t 4 -v chat <"$WORK/h.fifo" >"$WORK/h.out" \
-    2>"$WORK/h.err" 3>&-
-pid_h=$!
-wait_registered "$H" "$mark"
+start_chat_victim 4
 raw_stranger "$H" raw3
 check "chat: the raw stranger's session is being set up" grep -q "punching to raw-" "$WORK/h.err"
-printf 'hello from alice\n' | timeout -k 2 30 "$TCPUNCH" -s "$SRV" -i "$A" -t 5 chat "$H" \
-    >"$WORK/ac.out" 2>"$WORK/ac.err"
+alice_chats
 check_rc "chat: alice chats while the raw stranger's session is being set up" 0 $?
-check "chat: the victim got alice's line" grep -q -F -x "$A: hello from alice" "$WORK/h.out"
-exec 3>&-
-wait "$pid_h"
-check_rc "chat: the victim, after alice left" 0 $?
+chat_victim_done
 finish

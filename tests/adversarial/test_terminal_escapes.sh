@@ -139,20 +139,8 @@ wait_registered "$B" "$mark"
 timeout -k 2 30 python3 - "$ADV" "$SERVER_PORT" "$B" "$(uid mallory)" <<'EOF_PY'
 import hashlib, json, sys
 sys.path.insert(0, sys.argv[1])
-from advpeer import Identity, ServerConn, PeerConn, Shake, Sealer, Opener, ep_tuple
-port, target, me = int(sys.argv[2]), sys.argv[3], sys.argv[4]
-ident = Identity(me)
-srv = ServerConn(("127.0.0.1", port))
-w = srv.register(me, ident)
-assert w and w.get("type") == "welcome", w
-punch = srv.connect_to(target)
-assert punch and punch.get("type") == "punch", punch
-sh = Shake(ident, me, punch)
-c = PeerConn(ep_tuple(punch["observed"]))
-offer = c.line()
-c.send(sh.answer(offer))
-assert c.line().get("type") == "confirm"
-tx, rx = sh.keys()
+from advpeer import Sealer, Opener, stranger_session
+srv, c, tx, rx = stranger_session(int(sys.argv[2]), sys.argv[3], sys.argv[4])
 st, op = Sealer(tx), Opener(rx)
 got = b""
 c.send(st.header)

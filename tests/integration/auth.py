@@ -21,47 +21,22 @@ import tpauth  # noqa: E402
 from tpauth import Identity  # noqa: E402
 
 MODE = sys.argv[1]
-FAILS = 0
-SEQ = [0]
-
-
-def ok(what):
-    print(f"ok   [auth {MODE}] {what}", flush=True)
-
-
-def bad(what):
-    global FAILS
-    FAILS += 1
-    print(f"FAIL [auth {MODE}] {what}", flush=True)
-
-
-def check(cond, what):
-    (ok if cond else bad)(what)
-    return cond
-
-
-def uid(base):
-    SEQ[0] += 1
-    return f"{base}-{os.getpid()}-{SEQ[0]}"
+R = tpauth.Report(f"auth {MODE}")
+ok, bad, check = R.ok, R.bad, R.check
+uid = tpauth.id_maker(os.getpid())
 
 
 class Conn(tpauth.LineConn):
     """A connection whose first line (normally the challenge) is in self.first."""
 
     def __init__(self, host, port, challenge=True):
-        self.s = socket.create_connection((host, port), timeout=5)
-        self.buf = b""
-        self.first = self.line()
-        self.nonce = self.first.get("nonce") if tpauth.is_challenge(self.first) else None
-        if challenge and self.nonce is None:
+        super().__init__(socket.create_connection((host, port), timeout=5))
+        if self.read_challenge() is None and challenge:
             bad(f"first line {self.first!r}, want a challenge")
 
     def hello(self, ident, ident_id, **kw):
         self.msg(tpauth.hello_msg(ident, self.nonce, ident_id, **kw))
         return self.line()
-
-    def close(self):
-        self.s.close()
 
 
 def is_error(m, code, fatal=True):
@@ -340,8 +315,8 @@ def main():
         limits(host, port)
     else:
         sys.exit(f"unknown mode {MODE}")
-    print(f"auth {MODE}: {FAILS} failure(s)")
-    return min(FAILS, 100)
+    print(f"auth {MODE}: {R.fails} failure(s)")
+    return R.status()
 
 
 sys.exit(main())

@@ -195,6 +195,28 @@ start_server() {
     die "rendezvous would not start (see server.log)"
 }
 
+# under_timeout PID: the process that the `timeout` PID runs (timeout passes TERM on, but a
+# KILL or STOP must go to the process itself), or PID when it has no child (any more).
+under_timeout() {
+    local child
+    child=$(pgrep -P "$1" | head -n 1)
+    echo "${child:-$1}"
+}
+
+# start_echo SECONDS: the service behind a forwarder in the tests, fwdtool.py's echo server on
+# 127.0.0.1:$ECHO_PORT (a free port) for SECONDS at most; it counts its connections, which
+# echo_conns prints.
+start_echo() {
+    ECHO_PORT=$(free_port) || die "no free port"
+    : >"$WORK/echo.count"
+    spawn "$1" python3 "$TESTDIR/fwdtool.py" echo "$ECHO_PORT" "$WORK/echo.count"
+    wait_until 5 listening "$ECHO_PORT" || die "the echo server does not listen"
+}
+
+echo_conns() {
+    wc -l <"$WORK/echo.count"
+}
+
 server_alive() {
     kill -0 "$SERVER_PID" 2>/dev/null
 }

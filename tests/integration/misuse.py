@@ -14,87 +14,21 @@ import tpauth  # noqa: E402
 HOST, PORT = sys.argv[1], int(sys.argv[2])
 HELLO_TIMEOUT = float(sys.argv[3]) if len(sys.argv) > 3 else 0
 KEEPALIVE = float(sys.argv[4]) if len(sys.argv) > 4 else 0
-FAILS = 0
-SEQ = [0]
+R = tpauth.Report("misuse")
+ok, bad = R.ok, R.bad
+uid = tpauth.id_maker(lambda: int(time.time() * 1000) % 100000)
 
 
-def ok(what):
-    print(f"ok   [misuse] {what}", flush=True)
+class Conn(tpauth.LineConn):
+    # a line beyond the protocol's limit is not a valid message, even when it is JSON
+    max_line = 4096
 
-
-def bad(what):
-    global FAILS
-    FAILS += 1
-    print(f"FAIL [misuse] {what}", flush=True)
-
-
-def uid(base):
-    SEQ[0] += 1
-    return f"{base}-{int(time.time() * 1000) % 100000}-{SEQ[0]}"
-
-
-class Conn:
     def __init__(self):
-        self.s = socket.create_connection((HOST, PORT), timeout=5)
-        self.buf = b""
+        super().__init__(socket.create_connection((HOST, PORT), timeout=5))
         # the server speaks first: every connection starts with a fresh challenge
-        first = self.line()
-        self.nonce = first.get("nonce") if tpauth.is_challenge(first) else None
-        if self.nonce is None:
-            bad(f"first line {first!r}, want a challenge")
+        if self.read_challenge() is None:
+            bad(f"first line {self.first!r}, want a challenge")
             self.nonce = "A" * 43 + "="
-
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.s.sendall(data)
-
-    def msg(self, obj):
-        self.send(json.dumps(obj, separators=(",", ":")) + "\n")
-
-    def line(self, timeout=5.0):
-        """The next line as a dict, or None on EOF/timeout; ('raw', bytes) if not JSON."""
-        end = time.time() + timeout
-        while b"\n" not in self.buf:
-            left = end - time.time()
-            if left <= 0:
-                return None
-            self.s.settimeout(left)
-            try:
-                d = self.s.recv(65536)
-            except socket.timeout:
-                return None
-            except ConnectionResetError:
-                return None
-            if not d:
-                return None
-            self.buf += d
-        raw, self.buf = self.buf.split(b"\n", 1)
-        if len(raw) + 1 > 4096:
-            return ("raw", raw)
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return ("raw", raw)
-
-    def closed(self, timeout=3.0):
-        """True when the server closes the connection (EOF or reset) within timeout."""
-        end = time.time() + timeout
-        while time.time() < end:
-            self.s.settimeout(max(0.01, end - time.time()))
-            try:
-                d = self.s.recv(65536)
-            except socket.timeout:
-                return False
-            except (ConnectionResetError, BrokenPipeError):
-                return True
-            if not d:
-                return True
-            self.buf += d
-        return False
-
-    def close(self):
-        self.s.close()
 
 
 def expect_error(c, what, code, fatal):
@@ -258,28 +192,23 @@ else:
 c.close()
 
 # ---- timeouts (when the server was started with short ones) ----
-if HELLO_TIMEOUT:
-    c = Conn()
+def expect_timeout(c, limit, code, what):
+    """c, saying nothing, gets the error code after limit seconds (give or take) and is closed."""
     t0 = time.time()
-    m = c.line(timeout=HELLO_TIMEOUT + 5)
+    m = c.line(timeout=limit + 5)
     dt = time.time() - t0
-    if isinstance(m, dict) and m.get("type") == "error" and m.get("code") == "hello-timeout" \
-            and HELLO_TIMEOUT - 0.5 <= dt <= HELLO_TIMEOUT + 3 and c.closed():
-        ok(f"silent connection: hello-timeout after {dt:.1f} s, closed")
+    if isinstance(m, dict) and m.get("type") == "error" and m.get("code") == code \
+            and limit - 0.5 <= dt <= limit + 3 and c.closed():
+        ok(f"{what}: {code} after {dt:.1f} s, closed")
     else:
-        bad(f"silent connection: after {dt:.1f} s got {m!r} (want hello-timeout after ~{HELLO_TIMEOUT} s)")
-    c.close()
-if KEEPALIVE:
-    c = registered(uid("idle"))
-    t0 = time.time()
-    m = c.line(timeout=KEEPALIVE + 5)
-    dt = time.time() - t0
-    if isinstance(m, dict) and m.get("type") == "error" and m.get("code") == "keepalive-timeout" \
-            and KEEPALIVE - 0.5 <= dt <= KEEPALIVE + 3 and c.closed():
-        ok(f"idle registered peer: keepalive-timeout after {dt:.1f} s, closed")
-    else:
-        bad(f"idle peer: after {dt:.1f} s got {m!r} (want keepalive-timeout after ~{KEEPALIVE} s)")
+        bad(f"{what}: after {dt:.1f} s got {m!r} (want {code} after ~{limit} s)")
     c.close()
 
-print(f"misuse: {FAILS} failure(s)")
-sys.exit(min(FAILS, 100))
+
+if HELLO_TIMEOUT:
+    expect_timeout(Conn(), HELLO_TIMEOUT, "hello-timeout", "silent connection")
+if KEEPALIVE:
+    expect_timeout(registered(uid("idle")), KEEPALIVE, "keepalive-timeout", "idle registered peer")
+
+print(f"misuse: {R.fails} failure(s)")
+sys.exit(R.status())

@@ -8,7 +8,6 @@ Usage: relay_raw.py MODE HOST PORT SERVER_PID
   MODE rate:     server run with --relay-rate 200K
   MODE disabled: server run with --no-relay
 Exit status = number of failures. Every wait is bounded."""
-import errno
 import json
 import os
 import re
@@ -20,77 +19,22 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tpauth  # noqa: E402
 
 MODE, HOST, PORT, SERVER_PID = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-FAILS = 0
-SEQ = [0]
+R = tpauth.Report(f"relay_raw {MODE}")
+ok, bad, check = R.ok, R.bad, R.check
+uid = tpauth.id_maker(os.getpid())
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
-
-
-def ok(what):
-    print(f"ok   [relay_raw {MODE}] {what}", flush=True)
-
-
-def bad(what):
-    global FAILS
-    FAILS += 1
-    print(f"FAIL [relay_raw {MODE}] {what}", flush=True)
-
-
-def check(cond, what):
-    (ok if cond else bad)(what)
-    return cond
-
-
-def uid(base):
-    SEQ[0] += 1
-    return f"{base}-{os.getpid()}-{SEQ[0]}"
 
 
 def line_of(obj):
     return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
 
 
-class Conn:
+class Conn(tpauth.LineConn):
     def __init__(self, rcvbuf=0, sndbuf=0):
-        self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf:
-            self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        if sndbuf:
-            self.s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-        self.s.settimeout(5)
-        self.s.connect((HOST, PORT))
-        self.buf = b""
+        super().__init__(tpauth.dial((HOST, PORT), rcvbuf=rcvbuf, sndbuf=sndbuf))
         # the server speaks first, on relay connections too
-        first = self.line()
-        self.nonce = first.get("nonce") if tpauth.is_challenge(first) else None
-        if self.nonce is None:
-            bad(f"first line {first!r}, want a challenge")
-
-    def send(self, data):
-        self.s.sendall(data)
-
-    def msg(self, obj):
-        self.send(line_of(obj))
-
-    def line(self, timeout=5.0):
-        """The next line as a dict; None on EOF, reset or timeout."""
-        end = time.time() + timeout
-        while b"\n" not in self.buf:
-            left = end - time.time()
-            if left <= 0:
-                return None
-            self.s.settimeout(left)
-            try:
-                d = self.s.recv(65536)
-            except (socket.timeout, ConnectionResetError):
-                return None
-            if not d:
-                return None
-            self.buf += d
-        raw, self.buf = self.buf.split(b"\n", 1)
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return {"raw": raw}
+        if self.read_challenge() is None:
+            bad(f"first line {self.first!r}, want a challenge")
 
     def read_exact(self, n, timeout=10.0):
         """n bytes (after what line() left over), or fewer on EOF/timeout."""
@@ -125,9 +69,6 @@ class Conn:
                 return ("eof", n)
             n += len(d)
         return ("timeout", n)
-
-    def close(self):
-        self.s.close()
 
 
 def register(base, path=None):
@@ -176,6 +117,19 @@ def expect_relayed(c, sess, what):
     return check(m == {"type": "relayed", "session": sess}, f"{what}: relayed (got {m})")
 
 
+def relayed_pair(what_a, what_b, a_kw=None, b_kw=None):
+    """A fresh session whose two sides joined the relay (a with a_kw, b with b_kw: join's
+    socket options) and were told `relayed`: (a, b), or None when that failed."""
+    s = session()
+    if not s:
+        return None
+    sess = s[0]
+    a, b = join(sess, s[1], **(a_kw or {})), join(sess, s[2], **(b_kw or {}))
+    if not (expect_relayed(a, sess, what_a) and expect_relayed(b, sess, what_b)):
+        return None
+    return a, b
+
+
 def server_pid():
     """lib.sh runs the server under timeout(1): measure its child, the server itself."""
     try:
@@ -187,11 +141,7 @@ def server_pid():
 
 
 def rss_kib():
-    with open(f"/proc/{server_pid()}/status") as f:
-        for ln in f:
-            if ln.startswith("VmRSS:"):
-                return int(ln.split()[1])
-    return 0
+    return tpauth.rss_kib(server_pid())
 
 
 # ---------------------------------------------------------------- main
@@ -283,14 +233,10 @@ def t_full():
 
 
 def t_backpressure():
-    s = session()
-    if not s:
+    ab = relayed_pair("sender", "stalled reader", {"sndbuf": 65536}, {"rcvbuf": 65536})
+    if not ab:
         return
-    sess = s[0]
-    a = join(sess, s[1], sndbuf=65536)
-    b = join(sess, s[2], rcvbuf=65536)
-    if not (expect_relayed(a, sess, "sender") and expect_relayed(b, sess, "stalled reader")):
-        return
+    a, b = ab
     chunk = bytes(i % 251 for i in range(65536))
     rss0 = rss_kib()
     a.s.setblocking(False)
@@ -342,13 +288,10 @@ def t_no_path():
 # ---------------------------------------------------------------- limits
 
 def t_bytes_cut():
-    s = session()
-    if not s:
+    ab = relayed_pair("sender", "reader")
+    if not ab:
         return
-    sess = s[0]
-    a, b = join(sess, s[1]), join(sess, s[2])
-    if not (expect_relayed(a, sess, "sender") and expect_relayed(b, sess, "reader")):
-        return
+    a, b = ab
     a.s.setblocking(False)
     sent, end = 0, time.time() + 5
     while sent < 200 * 1024 and time.time() < end:
@@ -367,13 +310,10 @@ def t_bytes_cut():
 
 
 def t_seconds_cut():
-    s = session()
-    if not s:
+    ab = relayed_pair("a", "b")
+    if not ab:
         return
-    sess = s[0]
-    a, b = join(sess, s[1]), join(sess, s[2])
-    if not (expect_relayed(a, sess, "a") and expect_relayed(b, sess, "b")):
-        return
+    a, b = ab
     t0 = time.time()
     how, _ = b.drain_until_end(8)
     took = time.time() - t0
@@ -384,13 +324,10 @@ def t_seconds_cut():
 # ---------------------------------------------------------------- rate
 
 def t_rate():
-    s = session()
-    if not s:
+    ab = relayed_pair("sender", "reader")
+    if not ab:
         return
-    sess = s[0]
-    a, b = join(sess, s[1]), join(sess, s[2])
-    if not (expect_relayed(a, sess, "sender") and expect_relayed(b, sess, "reader")):
-        return
+    a, b = ab
     total = 600 * 1024
     t0 = time.time()
     import threading
@@ -433,4 +370,4 @@ for t in TESTS[MODE]:
         t()
     except Exception as e:  # a crash of one check must not hide the others
         bad(f"{t.__name__}: {type(e).__name__}: {e}")
-sys.exit(min(FAILS, 100))
+sys.exit(R.status())

@@ -25,9 +25,8 @@ start_rv() {
 # sig N SIGNAL: signals server N itself (PID_N is its `timeout`, which passes TERM on but
 # cannot pass on KILL or STOP).
 sig() {
-    local t=PID_$1 child
-    child=$(pgrep -P "${!t}" | head -n 1)
-    kill -"$2" "${child:-${!t}}"
+    local t=PID_$1
+    kill -"$2" "$(under_timeout "${!t}")"
 }
 
 in_log() { # N TEXT: server N logged TEXT

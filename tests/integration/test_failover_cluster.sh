@@ -17,9 +17,8 @@ fi
 
 # sig N SIGNAL: signals instance N itself (PID_N is its `timeout`, which cannot pass on KILL).
 sig() {
-    local t=PID_$1 child
-    child=$(pgrep -P "${!t}" | head -n 1)
-    kill -"$2" "${child:-${!t}}"
+    local t=PID_$1
+    kill -"$2" "$(under_timeout "${!t}")"
 }
 
 in_log() { # N TEXT: instance N logged TEXT

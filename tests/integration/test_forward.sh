@@ -12,11 +12,7 @@ start_server
 SRV=127.0.0.1:$SERVER_PORT
 
 # the service behind the forwarder: an echo server counting its connections
-ECHO_PORT=$(free_port)
-: >"$WORK/echo.count"
-spawn 170 python3 "$TOOL" echo "$ECHO_PORT" "$WORK/echo.count"
-wait_until 5 listening "$ECHO_PORT" || die "the echo server does not listen"
-conns() { wc -l <"$WORK/echo.count"; }
+start_echo 170
 
 BOB=$(uid bob)
 ALICE=$(uid alice)
@@ -34,7 +30,7 @@ LOCAL_PID=$!
 wait_until 5 listening "$LOCAL_PORT" || die "connect --local does not listen on $LOCAL_PORT"
 check "--forward/--local: 5 concurrent connections, 1 MiB each way, intact" \
     timeout 90 python3 "$TOOL" clients "$LOCAL_PORT" 5 1048576
-check "the forwarder opened 5 connections to the service" test "$(conns)" -eq 5
+check "the forwarder opened 5 connections to the service" test "$(echo_conns)" -eq 5
 check "5 auxiliary registrations of $ALICE" \
     test "$(grep -c "register $ALICE (auxiliary)" "$SERVER_LOG")" -ge 5
 check "--local: nothing on stdout" test ! -s "$WORK/local.out"
@@ -63,7 +59,7 @@ forwarder() {
     local id=$1 tag=$2 mark
     shift 2
     mark=$(log_mark)
-    before=$(conns)
+    before=$(echo_conns)
     spawn 120 "$TCPUNCH" -s "$SRV" -i "$id" listen --forward "127.0.0.1:$ECHO_PORT" "$@" \
         </dev/null >"$WORK/$tag.out" 2>"$WORK/$tag.err"
     FWD2_PID=$!
@@ -80,7 +76,7 @@ echo hi | timeout -k 2 30 "$TCPUNCH" -s "$SRV" -i "$STRANGER" -t 1.5 --no-relay 
 check_rc "--allow: a peer not listed gets no connection" 4 $?
 check "--allow: the refusal is logged" grep -q "refusing a session with $STRANGER: not allowed" \
     "$WORK/guard.err"
-check "--allow: the service saw nothing" test "$(conns)" -eq "$before"
+check "--allow: the service saw nothing" test "$(echo_conns)" -eq "$before"
 echo hi | timeout -k 2 30 "$TCPUNCH" -s "$SRV" -i "$ALICE" connect "$GUARD" >"$WORK/al.out" \
     2>"$WORK/al.err"
 check_rc "--allow: the listed peer connects" 0 $?
@@ -99,7 +95,7 @@ echo hi | timeout -k 2 30 "$TCPUNCH" -s "$SRV" -i "$ALICE" -t 2 --no-relay conne
     >"$WORK/pa.out" 2>"$WORK/pa.err"
 check_rc "--allow ID=KEY: the right id with another key gets no connection" 4 $?
 check "--allow ID=KEY: the forwarder says the key was refused" grep -q "KEY" "$WORK/pin.err"
-check "--allow ID=KEY: the service saw nothing" test "$(conns)" -eq "$before"
+check "--allow ID=KEY: the service saw nothing" test "$(echo_conns)" -eq "$before"
 check "--allow ID=KEY: the forwarder keeps serving" kill -0 "$PIN_PID"
 kill "$PIN_PID" 2>/dev/null
 wait "$PIN_PID" 2>/dev/null

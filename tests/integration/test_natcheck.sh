@@ -135,18 +135,6 @@ def first_line(s):
         sys.exit("FAIL: first line %r, want a challenge" % m)
     return m["nonce"]
 
-def ask(s, msg):
-    """The first request on a fresh connection: its challenge comes first."""
-    first_line(s)
-    s.sendall(json.dumps(msg).encode() + b"\n")
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return json.loads(data)
-
 def ask_more(s, msg):
     """ask on a connection whose challenge has been read already."""
     s.sendall(json.dumps(msg).encode() + b"\n")
@@ -157,6 +145,11 @@ def ask_more(s, msg):
             break
         data += chunk
     return json.loads(data)
+
+def ask(s, msg):
+    """The first request on a fresh connection: its challenge comes first."""
+    first_line(s)
+    return ask_more(s, msg)
 
 def expect(cond, what):
     if not cond:

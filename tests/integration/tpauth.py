@@ -6,12 +6,21 @@ hello signature and the admit proof of a shared secret.
     nonce = read_challenge(sock_file)     # or take m["nonce"] from the first line
     msg = hello_msg(ident, nonce, "alice", endpoints=[], secret=b"...")  # a dict to send
     relay = with_admit(secret, nonce, {"type": "relay", ...})  # admit bound to the line
+
+And what every raw-socket test script shares, so that none keeps its own copy:
+
+    R = Report("auth basic")              # R.ok / R.bad / R.check print tagged lines, R.fails
+    uid = id_maker(os.getpid())           # uid("alice") -> "alice-PID-1", "alice-PID-2", ...
+    c = LineConn(dial(("127.0.0.1", port), source=("127.0.0.2", 0)))
+    c.read_challenge()                    # c.first, and c.nonce (None when not a challenge)
+    m = c.line()                          # the next line as a dict, bounded in time
 """
 import base64
 import ctypes
 import ctypes.util
 import hashlib
 import hmac
+import itertools
 import json
 import socket
 import time
@@ -131,11 +140,93 @@ def is_challenge(m):
         return False
 
 
+class Report:
+    """The "ok   [TAG] what" and "FAIL [TAG] what" lines of a checking script, and the count
+    of failures that becomes its exit status."""
+
+    def __init__(self, tag):
+        self.tag = tag
+        self.fails = 0
+
+    def ok(self, what):
+        print(f"ok   [{self.tag}] {what}", flush=True)
+
+    def bad(self, what):
+        self.fails += 1
+        print(f"FAIL [{self.tag}] {what}", flush=True)
+
+    def check(self, cond, what):
+        (self.ok if cond else self.bad)(what)
+        return cond
+
+    def status(self):
+        """The exit status: the failures, at most 100 (a shell status is one byte)."""
+        return min(self.fails, 100)
+
+
+def id_maker(tag):
+    """uid(base) -> "base-TAG-N" with N counting up from 1, so that the ids of one run differ
+    from each other and from other runs'. tag: a string or number, or a function called for
+    each id (a tag that changes with the time)."""
+    seq = itertools.count(1)
+    return lambda base: f"{base}-{tag() if callable(tag) else tag}-{next(seq)}"
+
+
+def dial(addr, timeout=5.0, source=None, reuse=False, nodelay=False, rcvbuf=0, sndbuf=0):
+    """A TCP connection to addr (host, port), IPv6 when the host has a colon: bound first to
+    source (host, port) if given (with SO_REUSEADDR if reuse), with the buffer sizes set
+    before the connect (they decide the window), TCP_NODELAY if nodelay."""
+    s = socket.socket(socket.AF_INET6 if ":" in addr[0] else socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    if sndbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    if source is not None:
+        if reuse:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(source)
+    s.connect(addr)
+    if nodelay:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def rss_kib(pid):
+    """VmRSS of process pid in KiB (0 when /proc does not say)."""
+    with open(f"/proc/{pid}/status") as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1])
+    return 0
+
+
+def error_codes(data):
+    """The codes of the error lines in data (bytes, newline-delimited JSON), in order; "?" for
+    an error without one. Other lines and pieces that are not JSON are passed over."""
+    codes = []
+    for raw in data.split(b"\n"):
+        try:
+            m = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(m, dict) and m.get("type") == "error":
+            codes.append(m.get("code", "?"))
+    return codes
+
+
 class LineConn:
-    """Newline-delimited JSON over a connected socket self.s (set by the subclass), with the
-    reads bounded in time: what the raw-socket tests share."""
+    """Newline-delimited JSON over a connected socket self.s (given, or set by the subclass),
+    with the reads bounded in time: what the raw-socket tests share."""
 
     buf = b""
+    # a line longer than this (with its newline) is returned as {"raw": bytes} even when it
+    # is JSON, for the tests that check what the server sends stays within its line limit
+    max_line = 0
+
+    def __init__(self, sock=None):
+        self.s = sock
+        self.buf = b""
 
     def send(self, data):
         self.s.sendall(data.encode() if isinstance(data, str) else data)
@@ -143,8 +234,8 @@ class LineConn:
     def msg(self, obj):
         self.send(json.dumps(obj, separators=(",", ":")) + "\n")
 
-    def line(self, timeout=5.0):
-        """The next line as a dict ({"raw": bytes} when not JSON); None on EOF/reset/timeout."""
+    def _next_line(self, timeout, errors):
+        """The next line as bytes without its newline; None on EOF, timeout, or errors."""
         end = time.time() + timeout
         while b"\n" not in self.buf:
             left = end - time.time()
@@ -153,16 +244,46 @@ class LineConn:
             self.s.settimeout(left)
             try:
                 d = self.s.recv(65536)
-            except (socket.timeout, ConnectionResetError):
+            except errors:
                 return None
             if not d:
                 return None
             self.buf += d
         raw, self.buf = self.buf.split(b"\n", 1)
+        return raw
+
+    def rawline(self, timeout=5.0):
+        """The next line as bytes without its newline; None on EOF/reset/timeout or any other
+        socket error."""
+        return self._next_line(timeout, OSError)
+
+    def line(self, timeout=5.0):
+        """The next line as a dict ({"raw": bytes} when not JSON); None on EOF/reset/timeout."""
+        raw = self._next_line(timeout, (socket.timeout, ConnectionResetError))
+        if raw is None:
+            return None
+        if self.max_line and len(raw) + 1 > self.max_line:
+            return {"raw": raw}
         try:
             return json.loads(raw)
         except ValueError:
             return {"raw": raw}
+
+    def read_challenge(self, timeout=5.0):
+        """Reads the first line into self.first; returns self.nonce, the challenge's nonce, or
+        None when the first line is not a well-formed challenge."""
+        self.first = self.line(timeout)
+        self.nonce = self.first.get("nonce") if is_challenge(self.first) else None
+        return self.nonce
+
+    def next_msg(self, timeout=5.0):
+        """The next line that is not a ping (pings are answered); None on timeout/EOF."""
+        end = time.time() + timeout
+        while True:
+            m = self.line(max(0.01, end - time.time()))
+            if m is None or not isinstance(m, dict) or m.get("type") != "ping":
+                return m
+            self.msg({"type": "pong", "seq": m.get("seq", 0)})
 
     def closed(self, timeout=3.0):
         """True when the server closes (EOF or reset) within timeout; unread input is dropped."""
@@ -178,3 +299,9 @@ class LineConn:
             if not d:
                 return True
         return False
+
+    def close(self):
+        try:
+            self.s.close()
+        except OSError:
+            pass

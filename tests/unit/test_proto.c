@@ -1,13 +1,14 @@
 /* Wire protocol codec: every message type round-trips, every malformed line is rejected with
  * the error code PROTOCOL.md gives it, and random garbage never crashes the decoder. */
 #include "check.h"
-#include "common/auth.h"
 #include "common/endpoint.h"
+#include "proto/auth.h"
 #include "proto/proto.h"
 
 #include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static char why_[512];
 static struct proto_msg msg_;
@@ -1627,6 +1628,161 @@ static void t_admit_relay_probe(void)
     REJECT(PROTO_TO_SERVER, "{\"type\":\"probe\",\"version\":1,\"admit\":\"AA==\"}", PROTO_E_FIELD);
 
 }
+/* ---- error codes (proto/code.c) ---- */
+
+static void t_code_roundtrip(void)
+{
+    for (int c = PC_UNKNOWN + 1; c < PC_COUNT; c++) {
+        const char *name = proto_code_name((enum proto_code)c);
+        CHECK_MSG(strcmp(name, "?") != 0, "code %d has no name", c);
+        CHECK_MSG(proto_code_parse(name) == (enum proto_code)c, "%s does not parse back", name);
+        CHECK_MSG(strlen(name) <= PROTO_MAX_CODE, "%s is longer than a code may be", name);
+        for (int d = PC_UNKNOWN + 1; d < c; d++)
+            CHECK_MSG(strcmp(name, proto_code_name((enum proto_code)d)) != 0, "%s twice", name);
+    }
+    CHECK_STR(proto_code_name(PC_SERVER_FULL), "server-full");
+    CHECK_STR(proto_code_name(PC_RELAY_FULL), "relay-full");
+    CHECK_INT(proto_code_parse("too-many-connections"), PC_TOO_MANY_CONNECTIONS);
+    /* each decoding failure answers with its own code */
+    for (int e = PROTO_E_JSON; e <= PROTO_E_LINE; e++)
+        CHECK_STR(proto_code_name(proto_err_pc((enum proto_err)e)), proto_err_code((enum proto_err)e));
+    CHECK_INT(proto_err_pc(PROTO_E_LINE), PC_LINE_TOO_LONG);
+    CHECK_INT(proto_err_pc(PROTO_OK), PC_INTERNAL);
+    CHECK_INT(proto_code_fatal(PC_PEER_NOT_FOUND), PC_NONFATAL);
+    CHECK_INT(proto_code_fatal(PC_RATE_LIMITED), PC_EITHER);
+    CHECK_INT(proto_code_fatal(PC_ID_OWNED), PC_FATAL);
+    CHECK(proto_code_passing(PC_SERVER_SHUTDOWN));
+    CHECK(!proto_code_passing(PC_ID_TAKEN)); /* only after a registration: the peer's call */
+    CHECK(!proto_code_passing(PC_NOT_AUTHORIZED));
+}
+
+static void t_code_unknown(void)
+{
+    CHECK_INT(proto_code_parse("no-such-code"), PC_UNKNOWN);
+    CHECK_INT(proto_code_parse(""), PC_UNKNOWN);
+    CHECK_INT(proto_code_parse(NULL), PC_UNKNOWN);
+    CHECK_INT(proto_code_parse("Server-Full"), PC_UNKNOWN); /* codes are case-sensitive */
+    CHECK_INT(proto_code_parse("server-full "), PC_UNKNOWN);
+    CHECK_INT(proto_code_parse("?"), PC_UNKNOWN);
+    CHECK_STR(proto_code_name(PC_UNKNOWN), "?");
+    CHECK_STR(proto_code_name(PC_COUNT), "?");
+    CHECK_STR(proto_code_name((enum proto_code)-1), "?");
+    CHECK_INT(proto_code_fatal(PC_UNKNOWN), PC_FATAL); /* as a missing "fatal" */
+    CHECK(!proto_code_passing(PC_UNKNOWN));
+    CHECK(!proto_code_passing(PC_COUNT));
+}
+
+/* PROTOCOL.md as the reference: its table in section 9 and the table in proto/code.c list the
+ * same codes with the same "Fatal" column, and its list of passing reasons (section 13) is the
+ * table's. */
+static char *md_read(void)
+{
+    FILE *f = fopen(TP_PROTOCOL_MD, "r");
+    char *buf = NULL;
+    long n;
+    if (!CHECK_MSG(f != NULL, "cannot open %s", TP_PROTOCOL_MD))
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 &&
+        (buf = calloc(1, (size_t)n + 1)) && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    CHECK(buf != NULL);
+    return buf;
+}
+
+static void t_code_protocol_md(void)
+{
+    char *md = md_read(), *sec, *end, *line, *save = NULL;
+    bool seen[PC_COUNT] = {false};
+    int rows = 0;
+    if (!md)
+        return;
+    sec = strstr(md, "\n## 9. Errors");
+    end = sec ? strstr(sec + 1, "\n## ") : NULL;
+    if (!CHECK(sec && end)) {
+        free(md);
+        return;
+    }
+    *end = '\0';
+    for (line = strtok_r(sec, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char code[PROTO_MAX_CODE + 2], fatal[16];
+        enum proto_code c;
+        enum proto_code_fatal want;
+        if (sscanf(line, "| `%33[a-z-]` | %15[^|]", code, fatal) != 2)
+            continue;
+        rows++;
+        c = proto_code_parse(code);
+        if (!CHECK_MSG(c != PC_UNKNOWN, "PROTOCOL.md's code %s is not in the table", code))
+            continue;
+        CHECK_MSG(!seen[c], "PROTOCOL.md lists %s twice", code);
+        seen[c] = true;
+        want = strncmp(fatal, "yes", 3) == 0      ? PC_FATAL
+               : strncmp(fatal, "**no**", 6) == 0 ? PC_NONFATAL
+                                                  : PC_EITHER;
+        CHECK_MSG(strncmp(fatal, "see text", 8) == 0 || want != PC_EITHER,
+                  "%s: unknown Fatal column \"%s\"", code, fatal);
+        CHECK_MSG(proto_code_fatal(c) == want, "%s: fatal %d in the table, %d in PROTOCOL.md",
+                  code, (int)proto_code_fatal(c), (int)want);
+    }
+    CHECK_INT(rows, PC_COUNT - 1);
+    for (int c = PC_UNKNOWN + 1; c < PC_COUNT; c++)
+        CHECK_MSG(seen[c], "%s is missing from PROTOCOL.md's table",
+                  proto_code_name((enum proto_code)c));
+    free(md);
+}
+
+static void t_code_passing_md(void)
+{
+    char *md = md_read(), *p, *end;
+    int n = 0;
+    if (!md)
+        return;
+    p = strstr(md, "with a passing reason (");
+    end = p ? strstr(p, "or `id-taken`") : NULL;
+    if (!CHECK(p && end)) {
+        free(md);
+        return;
+    }
+    *end = '\0';
+    while ((p = strchr(p, '`'))) {
+        char code[PROTO_MAX_CODE + 2];
+        if (sscanf(p, "`%33[a-z-]`", code) == 1) {
+            CHECK_MSG(proto_code_passing(proto_code_parse(code)), "%s is passing in PROTOCOL.md",
+                      code);
+            n++;
+        }
+        p = strchr(p + 1, '`');
+        if (!p)
+            break;
+        p++;
+    }
+    for (int c = PC_UNKNOWN + 1; c < PC_COUNT; c++)
+        n -= proto_code_passing((enum proto_code)c);
+    CHECK_MSG(n == 0, "the table and PROTOCOL.md differ by %d passing codes", n);
+    free(md);
+}
+static void t_names(void)
+{
+    enum proto_path p = PROTO_PATH_ANY;
+    CHECK_STR(proto_role_name(PROTO_INITIATOR), "initiator");
+    CHECK_STR(proto_role_name(PROTO_RESPONDER), "responder");
+    CHECK_STR(proto_role_name((enum proto_role)2), "?");
+    for (int i = PROTO_PATH_ANY; i <= PROTO_PATH_RELAY; i++)
+        CHECK(proto_path_parse(proto_path_name((enum proto_path)i), &p) && p == (enum proto_path)i);
+    CHECK(proto_path_parse("relay", &p) && p == PROTO_PATH_RELAY);
+    CHECK(proto_path_parse("direct", &p) && p == PROTO_PATH_DIRECT);
+    p = PROTO_PATH_DIRECT;
+    CHECK(!proto_path_parse("inbound", &p) && p == PROTO_PATH_DIRECT); /* untouched */
+    CHECK(!proto_path_parse("Relay", &p));
+    CHECK(!proto_path_parse("", &p));
+    CHECK(!proto_path_parse(NULL, &p));
+    CHECK_STR(proto_path_name((enum proto_path)3), "?");
+    CHECK_STR(proto_nat_name(PROTO_NAT_DEPENDENT), "dependent");
+    CHECK_STR(proto_nat_name((enum proto_nat)3), "?");
+}
+
 CHECK_MAIN(TEST(t_roundtrip_hello), TEST(t_roundtrip_welcome), TEST(t_roundtrip_connect),
            TEST(t_roundtrip_punch), TEST(t_roundtrip_error), TEST(t_roundtrip_ping_pong),
            TEST(t_roundtrip_shake), TEST(t_shake_crypto_fields), TEST(t_encode_limits), TEST(t_err_codes),
@@ -1639,4 +1795,5 @@ CHECK_MAIN(TEST(t_roundtrip_hello), TEST(t_roundtrip_welcome), TEST(t_roundtrip_
            TEST(t_roundtrip_observed), TEST(t_roundtrip_welcome_probe), TEST(t_reject_probe),
            TEST(t_roundtrip_relay), TEST(t_reject_relay), TEST(t_roundtrip_challenge),
            TEST(t_reject_challenge), TEST(t_roundtrip_hello_auth), TEST(t_reject_hello_auth),
-           TEST(t_roundtrip_punch_key), TEST(t_admit_relay_probe), TEST(t_admit_binding))
+           TEST(t_roundtrip_punch_key), TEST(t_admit_relay_probe), TEST(t_admit_binding), TEST(t_code_roundtrip),
+           TEST(t_code_unknown), TEST(t_code_protocol_md), TEST(t_code_passing_md), TEST(t_names))

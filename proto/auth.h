@@ -1,7 +1,7 @@
 /* Registration proof and admission, shared by peers and the server (PROTOCOL.md, "Challenge"):
  * the bytes a hello signature covers, and the `admit` proof of a shared secret. */
-#ifndef TP_AUTH_H
-#define TP_AUTH_H
+#ifndef TP_PROTO_AUTH_H
+#define TP_PROTO_AUTH_H
 
 #include <stdbool.h>
 #include <stddef.h>

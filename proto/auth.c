@@ -1,4 +1,4 @@
-#include "common/auth.h"
+#include "proto/auth.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -107,12 +107,7 @@ static void auth_hello_fields(crypto_auth_hmacsha256_state *st, const struct pro
     unsigned char aux = m->u.hello.aux ? 1 : 0, count = (unsigned char)m->u.hello.endpoints.n;
     auth_str(st, m->u.hello.id, PROTO_MAX_ID);
     auth_field(st, m->u.hello.key, m->u.hello.has_key ? PROTO_KEY_BYTES : 0);
-    /* spelled here, not taken from proto.c: tpcommon does not link the codec */
-    auth_str(st,
-             m->u.hello.path == PROTO_PATH_DIRECT  ? "direct"
-             : m->u.hello.path == PROTO_PATH_RELAY ? "relay"
-                                                   : "any",
-             16);
+    auth_str(st, proto_path_name(m->u.hello.path), 16);
     auth_field(st, &aux, 1);
     auth_field(st, &count, 1);
     for (int i = 0; i < m->u.hello.endpoints.n; i++)
@@ -127,7 +122,7 @@ bool auth_admit(const unsigned char key[AUTH_KEY_BYTES], const unsigned char *no
         return false;
     crypto_auth_hmacsha256_init(&st, key, AUTH_KEY_BYTES);
     auth_str(&st, AUTH_ADMIT_CONTEXT, sizeof AUTH_ADMIT_CONTEXT);
-    auth_str(&st, m->type == PROTO_HELLO ? "hello" : m->type == PROTO_RELAY ? "relay" : "probe", 16);
+    auth_str(&st, proto_type_name(m->type), 16);
     auth_field(&st, nonce, PROTO_NONCE_BYTES);
     if (m->type == PROTO_HELLO) {
         auth_hello_fields(&st, m);

@@ -1,0 +1,376 @@
+#include "proto/bus.h"
+
+#include <jansson.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+_Static_assert(BUS_TAG_BYTES == crypto_auth_hmacsha512256_BYTES, "bus tag size");
+_Static_assert(BUS_KEY_BYTES == crypto_auth_hmacsha512256_KEYBYTES, "bus key size");
+
+static const char *const bus_names[BUS_TYPE_COUNT] = {"introduce", "answer"};
+
+/* The members each type may carry, the envelope's included; NULL-terminated. */
+static const char *const bus_members[BUS_TYPE_COUNT][11] = {
+    [BUS_INTRODUCE] = {"type", "sender", "t", "session", "from", "target", "peer", "path", "rtt_us",
+                       "bus_rtt_us", NULL},
+    [BUS_ANSWER] = {"type", "sender", "t", "session", "code", "message", "line", "delay_us", NULL},
+};
+
+const char *bus_type_name(enum bus_type t)
+{
+    return (unsigned)t < BUS_TYPE_COUNT ? bus_names[t] : "?";
+}
+
+bool bus_valid_instance(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > BUS_MAX_INSTANCE)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr("._-:[]", *s)))
+            return false;
+    return true;
+}
+
+bool bus_answer_code(enum proto_code c)
+{
+    return c == PC_PEER_NOT_FOUND || c == PC_NO_PATH || c == PC_INTERNAL;
+}
+
+/* Printable ASCII only: an answer's message is quoted to peers and into logs. */
+static bool bus_printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+            return false;
+    return true;
+}
+
+/* ---- framing ---- */
+
+void bus_key_of(const unsigned char digest[AUTH_KEY_BYTES], unsigned char key[BUS_KEY_BYTES])
+{
+    crypto_generichash(key, BUS_KEY_BYTES, digest, AUTH_KEY_BYTES,
+                       (const unsigned char *)BUS_KEY_CONTEXT, sizeof BUS_KEY_CONTEXT - 1);
+}
+
+/* tag = HMAC-SHA-512-256(K, BUS_CONTEXT NUL chan NUL json): the channel is covered, so a
+ * message cannot be moved to another instance's channel. */
+static void bus_mac(const unsigned char key[BUS_KEY_BYTES], const char *chan, const char *json,
+                    size_t len, unsigned char tag[BUS_TAG_BYTES])
+{
+    crypto_auth_hmacsha512256_state st;
+    crypto_auth_hmacsha512256_init(&st, key, BUS_KEY_BYTES);
+    crypto_auth_hmacsha512256_update(&st, (const unsigned char *)BUS_CONTEXT,
+                                     sizeof BUS_CONTEXT); /* with its NUL */
+    crypto_auth_hmacsha512256_update(&st, (const unsigned char *)chan, strlen(chan) + 1);
+    crypto_auth_hmacsha512256_update(&st, (const unsigned char *)json, len);
+    crypto_auth_hmacsha512256_final(&st, tag);
+    sodium_memzero(&st, sizeof st);
+}
+
+int bus_seal(const unsigned char key[BUS_KEY_BYTES], const char *chan, const char *json, size_t len,
+             char *out, size_t cap)
+{
+    unsigned char tag[BUS_TAG_BYTES];
+    char hex[2 * BUS_TAG_BYTES + 1];
+    if (BUS_FRAME + len > BUS_MAX || BUS_FRAME + len > cap)
+        return -1;
+    bus_mac(key, chan, json, len, tag);
+    sodium_bin2hex(hex, sizeof hex, tag, sizeof tag);
+    memcpy(out, "v1.", 3);
+    memcpy(out + 3, hex, 2 * BUS_TAG_BYTES);
+    out[BUS_FRAME - 1] = '.';
+    memcpy(out + BUS_FRAME, json, len);
+    return (int)(BUS_FRAME + len);
+}
+
+int bus_open(const unsigned char key[BUS_KEY_BYTES], const char *chan, const char *payload,
+             size_t len, const char **json, size_t *jlen, char *why, size_t whylen)
+{
+    unsigned char tag[BUS_TAG_BYTES], want[BUS_TAG_BYTES];
+    size_t taglen;
+    if (len > BUS_MAX || len <= BUS_FRAME || memcmp(payload, "v1.", 3) != 0 ||
+        payload[BUS_FRAME - 1] != '.' ||
+        sodium_hex2bin(tag, sizeof tag, payload + 3, 2 * BUS_TAG_BYTES, NULL, &taglen, NULL) != 0 ||
+        taglen != sizeof tag) {
+        snprintf(why, whylen, "not a signed message of this version (%zu bytes)", len);
+        return -1;
+    }
+    bus_mac(key, chan, payload + BUS_FRAME, len - BUS_FRAME, want);
+    if (sodium_memcmp(tag, want, sizeof tag) != 0) {
+        snprintf(why, whylen, "bad MAC (not from an instance with this --cluster-secret-file)");
+        return -1;
+    }
+    *json = payload + BUS_FRAME;
+    *jlen = len - BUS_FRAME;
+    return 0;
+}
+
+/* ---- the embedded punch ---- */
+
+bool bus_punch_is(const struct proto_msg *m, enum proto_role role, const char *session,
+                  const char *peer, char *why, size_t whylen)
+{
+    if (m->type == PROTO_PUNCH && m->u.punch.role == role &&
+        strcmp(m->u.punch.session, session) == 0 && (!peer || strcmp(m->u.punch.peer, peer) == 0))
+        return true;
+    snprintf(why, whylen, "not the %s punch of session %s%s%s",
+             role == PROTO_INITIATOR ? "initiator's" : "responder's", session, peer ? " with " : "",
+             peer ? peer : "");
+    return false;
+}
+
+bool bus_punch_of(const char *line, enum proto_role role, const char *session, const char *peer,
+                  struct proto_msg *m, char *why, size_t whylen)
+{
+    size_t n = strlen(line);
+    if (n == 0 || n + 1 >= PROTO_MAX_LINE || strpbrk(line, "\r\n")) {
+        snprintf(why, whylen, "the punch is not one line of the protocol");
+        return false;
+    }
+    if (proto_decode(line, n, PROTO_TO_PEER, m, why, whylen) != PROTO_OK)
+        return false;
+    return bus_punch_is(m, role, session, peer, why, whylen);
+}
+
+/* ---- decoding ---- */
+
+struct bd {
+    json_t *o;
+    const char *sender;
+    char *why;
+    size_t whylen;
+};
+
+static enum bus_err bd_fail(struct bd *d, enum bus_err e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static enum bus_err bd_fail(struct bd *d, enum bus_err e, const char *fmt, ...)
+{
+    va_list ap;
+    int n = snprintf(d->why, d->whylen, "from %s: ", d->sender);
+    if (n >= 0 && (size_t)n < d->whylen) {
+        va_start(ap, fmt);
+        vsnprintf(d->why + n, d->whylen - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return e;
+}
+
+/* A string member of at most max bytes, without NUL inside; NULL otherwise (absent too). */
+static const char *bd_str(json_t *o, const char *k, size_t max)
+{
+    json_t *v = json_object_get(o, k);
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v);
+    return s && n <= max && strlen(s) == n ? s : NULL;
+}
+
+static bool bd_int(json_t *o, const char *k, json_int_t lo, json_int_t hi, json_int_t *out)
+{
+    json_t *v = json_object_get(o, k);
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+        return false;
+    *out = json_integer_value(v);
+    return true;
+}
+
+/* Whether every member of o is one the type may carry. */
+static bool bd_only(json_t *o, enum bus_type t)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v)
+    {
+        const char *const *n = bus_members[t];
+        while (*n && strcmp(*n, k) != 0)
+            n++;
+        if (!*n)
+            return false;
+    }
+    return true;
+}
+
+static void bd_copy(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src);
+}
+
+static enum bus_err bd_introduce(struct bd *d, struct bus_msg *m)
+{
+    const char *from = bd_str(d->o, "from", BUS_MAX_INSTANCE);
+    const char *target = bd_str(d->o, "target", PROTO_MAX_ID);
+    const char *peer = bd_str(d->o, "peer", PROTO_MAX_LINE);
+    const char *path = bd_str(d->o, "path", BUS_MAX_TYPE);
+    json_int_t rtt, bus;
+    char why[PROTO_MAX_TEXT];
+    /* answers go to the sender: "from" is the same name, kept for older readers of logs */
+    if (!from || strcmp(from, m->sender) != 0 || !target || !proto_valid_id(target) || !peer ||
+        !path || !bd_int(d->o, "rtt_us", 0, BUS_MAX_DELAY_US, &rtt) ||
+        !bd_int(d->o, "bus_rtt_us", 0, BUS_MAX_DELAY_US, &bus))
+        return bd_fail(d, BUS_E_BODY, "a malformed introduce");
+    bd_copy(m->u.introduce.from, sizeof m->u.introduce.from, from);
+    bd_copy(m->u.introduce.target, sizeof m->u.introduce.target, target);
+    m->u.introduce.rtt_us = (uint32_t)rtt;
+    m->u.introduce.bus_rtt_us = (uint32_t)bus;
+    if (!bus_punch_of(peer, PROTO_RESPONDER, m->session, NULL, &m->u.introduce.peer, why,
+                      sizeof why))
+        return bd_fail(d, BUS_E_PUNCH, "introduce for session %s: %s", m->session, why);
+    if (!proto_path_parse(path, &m->u.introduce.path))
+        return bd_fail(d, BUS_E_PATH, "introduce with an unknown path");
+    return BUS_OK;
+}
+
+static enum bus_err bd_answer(struct bd *d, struct bus_msg *m)
+{
+    bool has_code = json_object_get(d->o, "code") != NULL;
+    const char *code = bd_str(d->o, "code", PROTO_MAX_CODE);
+    const char *text = bd_str(d->o, "message", PROTO_MAX_TEXT);
+    const char *line = bd_str(d->o, "line", PROTO_MAX_LINE);
+    json_int_t delay = 0;
+    char why[PROTO_MAX_TEXT];
+    /* either an error (code and message) or a punch (line and delay_us), never a mixture */
+    if (has_code
+            ? !code || !text || json_object_get(d->o, "line") || json_object_get(d->o, "delay_us")
+            : !line || json_object_get(d->o, "message") ||
+                  !bd_int(d->o, "delay_us", 0, BUS_MAX_DELAY_US, &delay))
+        return bd_fail(d, BUS_E_BODY, "a malformed answer");
+    if (has_code) {
+        m->u.answer.code = proto_code_parse(code);
+        if (!bus_answer_code(m->u.answer.code) || !bus_printable(text))
+            return bd_fail(d, BUS_E_CODE,
+                           "an answer with error code %.32s, which instances do not send",
+                           bus_printable(code) ? code : "?");
+        bd_copy(m->u.answer.message, sizeof m->u.answer.message, text);
+        return BUS_OK;
+    }
+    m->u.answer.delay_us = (uint32_t)delay;
+    if (!bus_punch_of(line, PROTO_INITIATOR, m->session, NULL, &m->u.answer.line, why, sizeof why))
+        return bd_fail(d, BUS_E_PUNCH, "answer for session %s: %s", m->session, why);
+    return BUS_OK;
+}
+
+enum bus_err bus_decode(const char *json, size_t len, const char *self, struct bus_msg *out,
+                        char *why, size_t whylen)
+{
+    json_error_t jerr;
+    struct bd d = {NULL, NULL, why, whylen};
+    const char *type, *session;
+    json_int_t t;
+    enum bus_err e = BUS_OK;
+    int k;
+
+    memset(out, 0, sizeof *out);
+    if (len > BUS_MAX - BUS_FRAME) {
+        snprintf(why, whylen, "signed but malformed: %zu bytes of JSON (at most %d)", len,
+                 BUS_MAX - BUS_FRAME);
+        return BUS_E_ENVELOPE;
+    }
+    d.o = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+    type = bd_str(d.o, "type", BUS_MAX_TYPE);
+    d.sender = bd_str(d.o, "sender", BUS_MAX_INSTANCE);
+    if (!json_is_object(d.o) || !type || !d.sender || !bus_valid_instance(d.sender) ||
+        (self && strcmp(d.sender, self) == 0) || !bd_int(d.o, "t", 1, INT64_MAX, &t)) {
+        snprintf(why, whylen, "signed but malformed: %s",
+                 d.o ? "bad type, sender or t" : jerr.text);
+        e = BUS_E_ENVELOPE;
+        goto cleanup;
+    }
+    bd_copy(out->sender, sizeof out->sender, d.sender);
+    out->t = (int64_t)t;
+    for (k = 0; k < BUS_TYPE_COUNT && strcmp(type, bus_names[k]) != 0; k++)
+        ;
+    if (k == BUS_TYPE_COUNT) {
+        snprintf(why, whylen, "message of unknown type %s from %s ignored", type, d.sender);
+        e = BUS_E_TYPE;
+        goto cleanup;
+    }
+    out->type = (enum bus_type)k;
+    session = bd_str(d.o, "session", PROTO_SESSION_LEN);
+    if (!bd_only(d.o, out->type) || !session || !proto_valid_session(session)) {
+        e = bd_fail(&d, BUS_E_BODY, "a malformed %s", bus_names[k]);
+        goto cleanup;
+    }
+    bd_copy(out->session, sizeof out->session, session);
+    e = out->type == BUS_INTRODUCE ? bd_introduce(&d, out) : bd_answer(&d, out);
+cleanup:
+    json_decref(d.o);
+    return e;
+}
+
+/* ---- encoding ---- */
+
+/* The punch as a JSON string member: one line, its newline dropped, that bus_punch_of takes
+ * back (so one byte shorter than the longest protocol line). */
+static int be_punch(json_t *o, const char *key, const struct proto_msg *p, enum proto_role role,
+                    const char *session)
+{
+    char line[PROTO_MAX_LINE], why[PROTO_MAX_TEXT];
+    int n;
+    if (!bus_punch_is(p, role, session, NULL, why, sizeof why))
+        return -1;
+    n = proto_encode(p, line, sizeof line);
+    if (n <= 0 || n >= PROTO_MAX_LINE)
+        return -1;
+    line[n - 1] = '\0';
+    return json_object_set_new(o, key, json_string(line));
+}
+
+static json_t *be_build(const struct bus_msg *m)
+{
+    const char *t = bus_type_name(m->type);
+    json_t *o;
+    if (!bus_valid_instance(m->sender) || m->t < 1 || !proto_valid_session(m->session))
+        return NULL;
+    if (m->type == BUS_INTRODUCE) {
+        if (strcmp(m->u.introduce.from, m->sender) != 0 || !proto_valid_id(m->u.introduce.target) ||
+            m->u.introduce.rtt_us > BUS_MAX_DELAY_US ||
+            m->u.introduce.bus_rtt_us > BUS_MAX_DELAY_US)
+            return NULL;
+        o = json_pack("{s:s, s:s, s:s, s:s}", "type", t, "session", m->session, "from",
+                      m->u.introduce.from, "target", m->u.introduce.target);
+        if (!o || be_punch(o, "peer", &m->u.introduce.peer, PROTO_RESPONDER, m->session) < 0 ||
+            json_object_set_new(o, "path", json_string(proto_path_name(m->u.introduce.path))) < 0 ||
+            json_object_set_new(o, "rtt_us", json_integer(m->u.introduce.rtt_us)) < 0 ||
+            json_object_set_new(o, "bus_rtt_us", json_integer(m->u.introduce.bus_rtt_us)) < 0)
+            goto fail;
+    } else if (m->type == BUS_ANSWER && m->u.answer.code != PC_UNKNOWN) {
+        if (!bus_answer_code(m->u.answer.code) || !bus_printable(m->u.answer.message))
+            return NULL;
+        o = json_pack("{s:s, s:s, s:s, s:s}", "type", t, "session", m->session, "code",
+                      proto_code_name(m->u.answer.code), "message", m->u.answer.message);
+    } else if (m->type == BUS_ANSWER) {
+        if (m->u.answer.delay_us > BUS_MAX_DELAY_US)
+            return NULL;
+        o = json_pack("{s:s, s:s}", "type", t, "session", m->session);
+        if (!o || be_punch(o, "line", &m->u.answer.line, PROTO_INITIATOR, m->session) < 0 ||
+            json_object_set_new(o, "delay_us", json_integer(m->u.answer.delay_us)) < 0)
+            goto fail;
+    } else {
+        return NULL;
+    }
+    if (!o || json_object_set_new(o, "sender", json_string(m->sender)) < 0 ||
+        json_object_set_new(o, "t", json_integer((json_int_t)m->t)) < 0)
+        goto fail;
+    return o;
+fail:
+    json_decref(o);
+    return NULL;
+}
+
+int bus_encode(const struct bus_msg *m, char *out, size_t cap)
+{
+    json_t *o = be_build(m);
+    size_t n, max = cap < BUS_MAX - BUS_FRAME + 1 ? cap : BUS_MAX - BUS_FRAME + 1;
+    if (!o)
+        return -1;
+    n = json_dumpb(o, out, max, JSON_COMPACT);
+    json_decref(o);
+    if (n == 0 || n + 1 > max) /* room for the NUL */
+        return -1;
+    out[n] = '\0';
+    return (int)n;
+}

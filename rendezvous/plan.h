@@ -1,0 +1,100 @@
+/* The pure rules of pairing: which path a session may take (PROTOCOL.md 5.4, "Choosing the
+ * path"), what each peer's punch says about the other, and who waits how long so that both
+ * punches arrive together (section 6, step 3; across cluster instances section 16, step 4).
+ *
+ * No event loop, no sockets, no server structs: the facts of both sides go in, the decision and
+ * two (message, delay) pairs come out. The callers (pairing.c for two peers of this instance,
+ * cluster.c for a pair across instances) offer the relay, encode and deliver. */
+#ifndef TP_PLAN_H
+#define TP_PLAN_H
+
+#include "proto/proto.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define PLAN_MAX_DELAY_US (2000 * 1000)        /* cap on the head start given to the farther peer */
+#define PLAN_LEAD_US PROTO_DEFAULT_START_IN_US /* time for peers to get ready to send SYNs */
+
+/* One side of a pair as the decision and its punch need it: a local connection or a peer on
+ * another cluster instance (from its introduce). */
+struct plan_peer {
+    char id[PROTO_MAX_ID + 1];
+    struct sockaddr_storage observed;
+    struct proto_eplist eps; /* its hello endpoints: self-declared, passed on only as plan_describe says */
+    bool has_obs6;           /* its IPv6 endpoint, seen by a probe: observed by the server */
+    struct sockaddr_storage obs6;
+    enum proto_nat nat;
+    enum proto_path path;
+    bool has_key;
+    unsigned char key[PROTO_KEY_BYTES];
+    uint32_t rtt_us; /* smoothed RTT of its control connection, 0 when unknown */
+};
+
+/* How a session may connect. */
+struct plan {
+    bool direct;
+    bool relay;
+    char reason[PROTO_MAX_TEXT + 1];    /* why not direct; with direct: why no relay */
+    char token[2][PROTO_TOKEN_LEN + 1]; /* relay tokens: [0] initiator, [1] responder */
+};
+
+/* The path decision from both peers' policies and NAT mappings, for a server that relays or
+ * not. Returns 0, or -1 with the no-path message in msg when nothing can work. */
+int plan_path(bool relays, const struct plan_peer *i, const struct plan_peer *t, struct plan *pl,
+              char *msg, size_t len);
+
+/* The relay was wanted (pl->relay) but refused the offer for `why`: the session goes direct only
+ * (returns 0, pl->reason tells both peers why no relay) or, when the relay was the only path,
+ * returns -1 with the no-path message in msg. */
+int plan_no_relay(struct plan *pl, const char *why, char *msg, size_t len);
+
+/* The punch for the peer that `other` is described to, whose control connection the server
+ * sees from `to` (its observed endpoint): other's self-declared endpoints go only to a peer
+ * behind the same public address, others get what the server observed (PROTOCOL.md 5.4). to
+ * NULL describes other unfiltered (a cluster's introduce: the target's instance filters).
+ * relay_addr (NULL: none) is where the relay runs when it is not the recipient's own server. */
+void plan_describe(const struct plan_peer *other, const struct sockaddr_storage *to,
+                   enum proto_role role, const char *session, const struct plan *pl,
+                   const struct sockaddr_storage *relay_addr, struct proto_msg *m);
+
+enum { PLAN_I = 0, PLAN_T = 1 }; /* the initiator's and the target's punch */
+
+struct plan_send {
+    struct proto_msg m; /* the punch, to encode */
+    uint64_t delay_us;  /* hold it back this long (capped at PLAN_MAX_DELAY_US) */
+    /* it leaves right after the other over this same server: when it is not held back, the
+     * time the first send took comes off its lead (plan_lead_after) */
+    bool second;
+};
+
+struct plan_punches {
+    struct plan_send s[2]; /* [PLAN_I], [PLAN_T] */
+    int first;             /* which one goes out first */
+};
+
+/* How the initiator's punch travels: from this server (a local pair), or across instances. */
+struct plan_route {
+    bool across; /* the initiator is on another cluster instance */
+    /* across: the round trip of the bus the initiator's punch takes before its own server
+     * sends it (the sum of both instances' Redis round trips), and where the initiator joins
+     * the relay (this instance's public address) */
+    uint32_t bus_rtt_us;
+    const struct sockaddr_storage *relay_addr;
+};
+
+/* Both punches of a session planned by pl. */
+void plan_punches(const struct plan *pl, const struct plan_peer *i, const struct plan_peer *t,
+                  const char *session, const struct plan_route *route, struct plan_punches *out);
+
+/* A delay as the server may apply it: at most PLAN_MAX_DELAY_US. Also for a delay another
+ * instance asks for. */
+uint64_t plan_cap_us(uint64_t us);
+
+/* The lead of a punch sent gap_us after its pair's first copy left: both first SYNs should
+ * still leave together. */
+int64_t plan_lead_after(uint64_t gap_us);
+
+#endif

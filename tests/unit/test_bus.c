@@ -1,0 +1,517 @@
+/* The cluster bus (proto/bus.c): framing and MAC, the envelope, each type decoded strictly
+ * (PROTOCOL.md, "Cluster"), and encoding that decodes back to the same message. */
+#include "check.h"
+#include "common/endpoint.h"
+#include "proto/bus.h"
+
+#include <sodium.h>
+#include <stdio.h>
+
+static const char SESSION[] = "0123456789abcdef0123456789abcdef";
+static const char OTHER[] = "fedcba9876543210fedcba9876543210";
+static char why_[512];
+static struct bus_msg msg_;
+
+static enum bus_err dec(const char *json)
+{
+    why_[0] = '\0';
+    return bus_decode(json, strlen(json), "B", &msg_, why_, sizeof why_);
+}
+
+#define DEC_IS(json, e)                                                                            \
+    __extension__({                                                                                \
+        const char *dj_ = (json);                                                                  \
+        enum bus_err dg_ = dec(dj_);                                                               \
+        CHECK_MSG(dg_ == (e), "decode(%.300s) = %d (%s), want %d", dj_, (int)dg_, why_,            \
+                  (int)(e)) &&                                                                     \
+            CHECK_MSG((e) == BUS_OK || why_[0] != '\0', "decode(%.200s): no reason", dj_);         \
+    })
+
+static void punch_of(struct proto_msg *m, enum proto_role role, const char *session)
+{
+    char err[128];
+    memset(m, 0, sizeof *m);
+    m->type = PROTO_PUNCH;
+    snprintf(m->u.punch.session, sizeof m->u.punch.session, "%s", session);
+    snprintf(m->u.punch.peer, sizeof m->u.punch.peer, "%s", "alice");
+    m->u.punch.role = role;
+    m->u.punch.start_in_us = -1;
+    ep_parse("198.51.100.7:51000", &m->u.punch.observed, err, sizeof err);
+    m->u.punch.endpoints.n = 1;
+    ep_parse("10.0.0.5:51000", &m->u.punch.endpoints.ep[0], err, sizeof err);
+}
+
+/* A punch line as JSON string contents (its quotes escaped). */
+static void punch_json(enum proto_role role, const char *session, char *out, size_t cap)
+{
+    struct proto_msg m;
+    char line[PROTO_MAX_LINE];
+    int n;
+    size_t o = 0;
+    punch_of(&m, role, session);
+    n = proto_encode(&m, line, sizeof line);
+    for (int i = 0; i < n - 1 && o + 2 < cap; i++) {
+        if (line[i] == '"')
+            out[o++] = '\\';
+        out[o++] = line[i];
+    }
+    out[o] = '\0';
+}
+
+static void intro_msg(struct bus_msg *m)
+{
+    memset(m, 0, sizeof *m);
+    m->type = BUS_INTRODUCE;
+    strcpy(m->sender, "A");
+    m->t = 1700000000000000;
+    strcpy(m->session, SESSION);
+    strcpy(m->u.introduce.from, "A");
+    strcpy(m->u.introduce.target, "bob");
+    punch_of(&m->u.introduce.peer, PROTO_RESPONDER, SESSION);
+    m->u.introduce.path = PROTO_PATH_RELAY;
+    m->u.introduce.rtt_us = 1500;
+    m->u.introduce.bus_rtt_us = 300;
+}
+
+/* encode -> decode -> encode gives the same bytes; the decoded message in msg_. */
+static bool roundtrip(const struct bus_msg *m, char *json, size_t cap)
+{
+    char again[BUS_MAX];
+    int n = bus_encode(m, json, cap), n2;
+    if (!CHECK(n > 0) || !CHECK_INT(strlen(json), n))
+        return false;
+    if (!CHECK_MSG(dec(json) == BUS_OK, "own encoding %s rejected: %s", json, why_))
+        return false;
+    n2 = bus_encode(&msg_, again, sizeof again);
+    return CHECK_INT(n2, n) && CHECK_STR(again, json);
+}
+
+static void t_roundtrip_introduce(void)
+{
+    struct bus_msg m;
+    char json[BUS_MAX], line[PROTO_MAX_LINE];
+    intro_msg(&m);
+    if (!roundtrip(&m, json, sizeof json))
+        return;
+    CHECK_INT(msg_.type, BUS_INTRODUCE);
+    CHECK_STR(msg_.sender, "A");
+    CHECK_INT(msg_.t, 1700000000000000);
+    CHECK_STR(msg_.session, SESSION);
+    CHECK_STR(msg_.u.introduce.from, "A");
+    CHECK_STR(msg_.u.introduce.target, "bob");
+    CHECK_INT(msg_.u.introduce.path, PROTO_PATH_RELAY);
+    CHECK_INT(msg_.u.introduce.rtt_us, 1500);
+    CHECK_INT(msg_.u.introduce.bus_rtt_us, 300);
+    CHECK_INT(msg_.u.introduce.peer.u.punch.role, PROTO_RESPONDER);
+    CHECK_STR(msg_.u.introduce.peer.u.punch.peer, "alice");
+    CHECK_INT(msg_.u.introduce.peer.u.punch.endpoints.n, 1);
+    /* the members in the order the cluster has always sent them, sender and t last */
+    punch_json(PROTO_RESPONDER, SESSION, line, sizeof line);
+    {
+        char want[BUS_MAX];
+        snprintf(want, sizeof want,
+                 "{\"type\":\"introduce\",\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\","
+                 "\"peer\":\"%s\",\"path\":\"relay\",\"rtt_us\":1500,\"bus_rtt_us\":300,"
+                 "\"sender\":\"A\",\"t\":1700000000000000}",
+                 SESSION, line);
+        CHECK_STR(json, want);
+    }
+    m.u.introduce.rtt_us = BUS_MAX_DELAY_US;
+    m.u.introduce.path = PROTO_PATH_ANY;
+    if (roundtrip(&m, json, sizeof json))
+        CHECK_INT(msg_.u.introduce.path, PROTO_PATH_ANY);
+}
+
+static void t_roundtrip_answer(void)
+{
+    struct bus_msg m;
+    char json[BUS_MAX], want[BUS_MAX], line[PROTO_MAX_LINE];
+    memset(&m, 0, sizeof m);
+    m.type = BUS_ANSWER;
+    strcpy(m.sender, "inst-B:[::1]");
+    m.t = 42;
+    strcpy(m.session, SESSION);
+    punch_of(&m.u.answer.line, PROTO_INITIATOR, SESSION);
+    m.u.answer.delay_us = 2000000;
+    if (roundtrip(&m, json, sizeof json)) {
+        CHECK_INT(msg_.u.answer.code, PC_UNKNOWN);
+        CHECK_INT(msg_.u.answer.delay_us, 2000000);
+        CHECK_INT(msg_.u.answer.line.u.punch.role, PROTO_INITIATOR);
+        punch_json(PROTO_INITIATOR, SESSION, line, sizeof line);
+        snprintf(want, sizeof want,
+                 "{\"type\":\"answer\",\"session\":\"%s\",\"line\":\"%s\",\"delay_us\":2000000,"
+                 "\"sender\":\"inst-B:[::1]\",\"t\":42}",
+                 SESSION, line);
+        CHECK_STR(json, want);
+    }
+    m.u.answer.code = PC_NO_PATH;
+    strcpy(m.u.answer.message, "no path: both say direct");
+    if (roundtrip(&m, json, sizeof json)) {
+        CHECK_INT(msg_.u.answer.code, PC_NO_PATH);
+        CHECK_STR(msg_.u.answer.message, "no path: both say direct");
+        snprintf(want, sizeof want,
+                 "{\"type\":\"answer\",\"session\":\"%s\",\"code\":\"no-path\",\"message\":"
+                 "\"no path: both say direct\",\"sender\":\"inst-B:[::1]\",\"t\":42}",
+                 SESSION);
+        CHECK_STR(json, want);
+    }
+    m.u.answer.code = PC_PEER_NOT_FOUND;
+    CHECK(roundtrip(&m, json, sizeof json));
+    m.u.answer.code = PC_INTERNAL;
+    CHECK(roundtrip(&m, json, sizeof json));
+}
+
+/* What bus_encode refuses: anything bus_decode would refuse. */
+static void t_encode_refuses(void)
+{
+    struct bus_msg m;
+    char json[BUS_MAX];
+    intro_msg(&m);
+    strcpy(m.u.introduce.from, "C"); /* from must be the sender */
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+    intro_msg(&m);
+    m.t = 0;
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+    intro_msg(&m);
+    strcpy(m.sender, "a b");
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+    intro_msg(&m);
+    m.session[0] = 'X';
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+    intro_msg(&m);
+    m.u.introduce.bus_rtt_us = BUS_MAX_DELAY_US + 1;
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+    intro_msg(&m);
+    m.u.introduce.peer.u.punch.role = PROTO_INITIATOR; /* the initiator is described as responder */
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+    intro_msg(&m);
+    strcpy(m.u.introduce.peer.u.punch.session, OTHER);
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+    intro_msg(&m);
+    CHECK_INT(bus_encode(&m, json, 40), -1); /* does not fit */
+    memset(&m, 0, sizeof m);
+    m.type = BUS_ANSWER;
+    strcpy(m.sender, "A");
+    m.t = 1;
+    strcpy(m.session, SESSION);
+    m.u.answer.code = PC_SERVER_FULL; /* not one instances send */
+    strcpy(m.u.answer.message, "x");
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+    m.u.answer.code = PC_NO_PATH;
+    strcpy(m.u.answer.message, "tab\there");
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+    m.u.answer.code = PC_UNKNOWN; /* a punch answer without its punch */
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+    m.type = BUS_TYPE_COUNT;
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+}
+
+static void t_envelope(void)
+{
+    static const char *const bad[] = {
+        "not json",
+        "[1,2]",
+        "{}",
+        "{\"sender\":\"A\",\"t\":1}",
+        "{\"type\":\"answer\",\"t\":1}",
+        "{\"type\":\"answer\",\"sender\":\"A\"}",
+        "{\"type\":5,\"sender\":\"A\",\"t\":1}",
+        "{\"type\":\"answerxxxxxxxxxxxx\",\"sender\":\"A\",\"t\":1}", /* type longer than 16 */
+        "{\"type\":\"answer\",\"sender\":\"\",\"t\":1}",
+        "{\"type\":\"answer\",\"sender\":\"a b\",\"t\":1}",
+        "{\"type\":\"answer\",\"sender\":\"a/b\",\"t\":1}",
+        "{\"type\":\"answer\",\"sender\":\"B\",\"t\":1}", /* the receiver itself */
+        "{\"type\":\"answer\",\"sender\":\"A\",\"t\":0}",
+        "{\"type\":\"answer\",\"sender\":\"A\",\"t\":-5}",
+        "{\"type\":\"answer\",\"sender\":\"A\",\"t\":1.5}",
+        "{\"type\":\"answer\",\"sender\":\"A\",\"t\":\"1\"}",
+        "{\"type\":\"answer\",\"sender\":\"A\",\"sender\":\"C\",\"t\":1}", /* duplicate */
+        "{\"type\":\"answer\",\"sender\":\"A\\u0000\",\"t\":1}",
+    };
+    char big[BUS_MAX + 16];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        if (DEC_IS(bad[i], BUS_E_ENVELOPE))
+            CHECK_MSG(strncmp(why_, "signed but malformed: ", 22) == 0, "%s", why_);
+    /* sender of 128 bytes is an instance id, 129 is not */
+    {
+        char s[BUS_MAX_INSTANCE + 2], json[400];
+        memset(s, 'x', sizeof s - 1);
+        s[sizeof s - 1] = '\0';
+        snprintf(json, sizeof json, "{\"type\":\"nope\",\"sender\":\"%s\",\"t\":1}", s);
+        DEC_IS(json, BUS_E_ENVELOPE);
+        s[BUS_MAX_INSTANCE] = '\0';
+        snprintf(json, sizeof json, "{\"type\":\"nope\",\"sender\":\"%s\",\"t\":1}", s);
+        DEC_IS(json, BUS_E_TYPE);
+    }
+    /* more JSON than a message may hold */
+    memset(big, ' ', sizeof big);
+    {
+        static const char head[] = "{\"type\":\"nope\",\"sender\":\"A\",\"t\":1}";
+        memcpy(big, head, sizeof head - 1);
+    }
+    CHECK_INT(bus_decode(big, BUS_MAX - BUS_FRAME + 1, NULL, &msg_, why_, sizeof why_),
+              BUS_E_ENVELOPE);
+    CHECK_INT(bus_decode(big, BUS_MAX - BUS_FRAME, NULL, &msg_, why_, sizeof why_), BUS_E_TYPE);
+    /* without self, any valid sender */
+    {
+        static const char any[] = "{\"type\":\"x\",\"sender\":\"B\",\"t\":1}";
+        CHECK_INT(bus_decode(any, sizeof any - 1, NULL, &msg_, why_, sizeof why_), BUS_E_TYPE);
+    }
+}
+
+static void t_unknown_type(void)
+{
+    if (DEC_IS("{\"type\":\"gossip\",\"sender\":\"A\",\"t\":77,\"extra\":[1]}", BUS_E_TYPE)) {
+        /* the envelope is decoded: the receiver takes t before it ignores the message */
+        CHECK_STR(msg_.sender, "A");
+        CHECK_INT(msg_.t, 77);
+        CHECK_STR(why_, "message of unknown type gossip from A ignored");
+    }
+}
+
+static void t_reject_introduce(void)
+{
+    char line[PROTO_MAX_LINE], wrong[2 * PROTO_MAX_LINE + 8], json[3 * BUS_MAX];
+    punch_json(PROTO_RESPONDER, SESSION, line, sizeof line);
+#define INTRO(fmt, ...)                                                                            \
+    (snprintf(json, sizeof json, "{\"type\":\"introduce\",\"sender\":\"A\",\"t\":9," fmt "}",      \
+              __VA_ARGS__),                                                                        \
+     json)
+#define GOOD_REST "\"peer\":\"%s\",\"path\":\"any\",\"rtt_us\":0,\"bus_rtt_us\":0"
+    DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\"," GOOD_REST, SESSION, line),
+           BUS_OK);
+    if (DEC_IS(
+            INTRO("\"session\":\"%s\",\"from\":\"C\",\"target\":\"bob\"," GOOD_REST, SESSION, line),
+            BUS_E_BODY))
+        CHECK_STR(why_, "from A: a malformed introduce");
+    DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\"," GOOD_REST ",\"x\":1",
+                 SESSION, line),
+           BUS_E_BODY); /* an unknown member */
+    DEC_IS(
+        INTRO(
+            "\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\",\"code\":\"internal\"," GOOD_REST,
+            SESSION, line),
+        BUS_E_BODY); /* an answer's member */
+    DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\"," GOOD_REST, "0123", line),
+           BUS_E_BODY);
+    DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"A\",\"target\":\"b/b\"," GOOD_REST, SESSION, line),
+           BUS_E_BODY);
+    DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\",\"peer\":\"%s\","
+                 "\"path\":\"any\",\"rtt_us\":10000001,\"bus_rtt_us\":0",
+                 SESSION, line),
+           BUS_E_BODY);
+    DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\",\"peer\":\"%s\","
+                 "\"path\":\"any\",\"rtt_us\":0,\"bus_rtt_us\":-1",
+                 SESSION, line),
+           BUS_E_BODY);
+    DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\",\"peer\":\"%s\","
+                 "\"path\":\"any\",\"rtt_us\":0",
+                 SESSION, line),
+           BUS_E_BODY);
+    DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\",\"peer\":%d,"
+                 "\"path\":\"any\",\"rtt_us\":0,\"bus_rtt_us\":0",
+                 SESSION, 5),
+           BUS_E_BODY);
+    /* the embedded punch: another role, another session, not one line, not a punch */
+    punch_json(PROTO_INITIATOR, SESSION, wrong, sizeof wrong);
+    if (DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\"," GOOD_REST, SESSION,
+                     wrong),
+               BUS_E_PUNCH)) {
+        char want[200];
+        snprintf(want, sizeof want,
+                 "from A: introduce for session %s: not the responder's punch of session %s",
+                 SESSION, SESSION);
+        CHECK_STR(why_, want);
+    }
+    punch_json(PROTO_RESPONDER, OTHER, wrong, sizeof wrong);
+    DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\"," GOOD_REST, SESSION, wrong),
+           BUS_E_PUNCH);
+    snprintf(wrong, sizeof wrong, "%s\\n%s", line, line);
+    DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\"," GOOD_REST, SESSION, wrong),
+           BUS_E_PUNCH);
+    DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\"," GOOD_REST, SESSION, ""),
+           BUS_E_PUNCH);
+    DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\"," GOOD_REST, SESSION,
+                 "{\\\"type\\\":\\\"ping\\\",\\\"seq\\\":1}"),
+           BUS_E_PUNCH);
+    if (DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\",\"peer\":\"%s\","
+                     "\"path\":\"sideways\",\"rtt_us\":0,\"bus_rtt_us\":0",
+                     SESSION, line),
+               BUS_E_PATH))
+        CHECK_STR(why_, "from A: introduce with an unknown path");
+    DEC_IS(INTRO("\"session\":\"%s\",\"from\":\"A\",\"target\":\"bob\",\"peer\":\"%s\","
+                 "\"path\":\"Relay\",\"rtt_us\":0,\"bus_rtt_us\":0",
+                 SESSION, line),
+           BUS_E_PATH);
+#undef INTRO
+#undef GOOD_REST
+}
+
+static void t_reject_answer(void)
+{
+    char line[PROTO_MAX_LINE], wrong[2 * PROTO_MAX_LINE + 8], json[3 * BUS_MAX];
+    punch_json(PROTO_INITIATOR, SESSION, line, sizeof line);
+#define ANS(fmt, ...)                                                                              \
+    (snprintf(json, sizeof json,                                                                   \
+              "{\"type\":\"answer\",\"sender\":\"A\",\"t\":9,\"session\":\"%s\"," fmt "}",         \
+              SESSION, __VA_ARGS__),                                                               \
+     json)
+    DEC_IS(ANS("\"line\":\"%s\",\"delay_us\":0", line), BUS_OK);
+    DEC_IS(ANS("\"code\":\"%s\",\"message\":\"gone\"", "peer-not-found"), BUS_OK);
+    /* a mixture of the two forms, or half of one */
+    if (DEC_IS(ANS("\"line\":\"%s\",\"delay_us\":0,\"code\":\"internal\"", line), BUS_E_BODY))
+        CHECK_STR(why_, "from A: a malformed answer");
+    DEC_IS(ANS("\"line\":\"%s\",\"delay_us\":0,\"message\":\"x\"", line), BUS_E_BODY);
+    DEC_IS(ANS("\"code\":\"internal\",\"message\":\"x\",\"delay_us\":%d", 0), BUS_E_BODY);
+    DEC_IS(ANS("\"code\":\"%s\"", "internal"), BUS_E_BODY);
+    DEC_IS(ANS("\"line\":\"%s\"", line), BUS_E_BODY);
+    DEC_IS(ANS("\"line\":\"%s\",\"delay_us\":10000001", line), BUS_E_BODY);
+    DEC_IS(ANS("\"line\":\"%s\",\"delay_us\":-1", line), BUS_E_BODY);
+    DEC_IS(ANS("\"line\":\"%s\",\"delay_us\":0,\"target\":\"bob\"", line), BUS_E_BODY);
+    DEC_IS(ANS("\"code\":%d,\"message\":\"x\"", 7), BUS_E_BODY);
+    DEC_IS(ANS("\"code\":\"internal\",\"message\":%d", 7), BUS_E_BODY);
+    /* codes an instance never sends, and messages that are not printable */
+    if (DEC_IS(ANS("\"code\":\"%s\",\"message\":\"x\"", "INJECTED-CODE"), BUS_E_CODE))
+        CHECK_STR(why_, "from A: an answer with error code INJECTED-CODE, which instances do not "
+                        "send");
+    DEC_IS(ANS("\"code\":\"%s\",\"message\":\"x\"", "server-full"), BUS_E_CODE);
+    if (DEC_IS(ANS("\"code\":\"%s\",\"message\":\"x\"", "bad\\u0007code"), BUS_E_CODE))
+        CHECK_STR(why_, "from A: an answer with error code ?, which instances do not send");
+    DEC_IS(ANS("\"code\":\"no-path\",\"message\":\"%s\"", "new\\nline"), BUS_E_CODE);
+    DEC_IS(ANS("\"code\":\"no-path\",\"message\":\"%s\"", "caf\\u00e9"), BUS_E_CODE);
+    /* the punch: the initiator's, of this session */
+    punch_json(PROTO_RESPONDER, SESSION, wrong, sizeof wrong);
+    if (DEC_IS(ANS("\"line\":\"%s\",\"delay_us\":0", wrong), BUS_E_PUNCH))
+        CHECK(strncmp(why_, "from A: answer for session ", 27) == 0);
+    punch_json(PROTO_INITIATOR, OTHER, wrong, sizeof wrong);
+    DEC_IS(ANS("\"line\":\"%s\",\"delay_us\":0", wrong), BUS_E_PUNCH);
+    DEC_IS(ANS("\"line\":\"%s\",\"delay_us\":0", "not a line"), BUS_E_PUNCH);
+    snprintf(wrong, sizeof wrong, "%s\\r", line);
+    DEC_IS(ANS("\"line\":\"%s\",\"delay_us\":0", wrong), BUS_E_PUNCH);
+#undef ANS
+}
+
+static void t_punch_is(void)
+{
+    struct proto_msg m;
+    char why[200];
+    punch_of(&m, PROTO_INITIATOR, SESSION);
+    CHECK(bus_punch_is(&m, PROTO_INITIATOR, SESSION, "alice", why, sizeof why));
+    CHECK(bus_punch_is(&m, PROTO_INITIATOR, SESSION, NULL, why, sizeof why));
+    if (CHECK(!bus_punch_is(&m, PROTO_INITIATOR, SESSION, "bob", why, sizeof why))) {
+        char want[200];
+        snprintf(want, sizeof want, "not the initiator's punch of session %s with bob", SESSION);
+        CHECK_STR(why, want);
+    }
+    CHECK(!bus_punch_is(&m, PROTO_RESPONDER, SESSION, NULL, why, sizeof why));
+    CHECK(!bus_punch_is(&m, PROTO_INITIATOR, OTHER, NULL, why, sizeof why));
+    m.type = PROTO_PING;
+    CHECK(!bus_punch_is(&m, PROTO_INITIATOR, SESSION, NULL, why, sizeof why));
+}
+
+static void t_instance(void)
+{
+    char s[BUS_MAX_INSTANCE + 2];
+    CHECK(bus_valid_instance("host-1.example:[2001:db8::1]:7000"));
+    CHECK(bus_valid_instance("A_b"));
+    CHECK(!bus_valid_instance(""));
+    CHECK(!bus_valid_instance("a b"));
+    CHECK(!bus_valid_instance("a/b"));
+    CHECK(!bus_valid_instance("caf\xc3\xa9"));
+    memset(s, 'i', sizeof s - 1);
+    s[sizeof s - 1] = '\0';
+    CHECK(!bus_valid_instance(s));
+    s[BUS_MAX_INSTANCE] = '\0';
+    CHECK(bus_valid_instance(s));
+    CHECK(bus_answer_code(PC_PEER_NOT_FOUND) && bus_answer_code(PC_NO_PATH) &&
+          bus_answer_code(PC_INTERNAL));
+    CHECK(!bus_answer_code(PC_SERVER_FULL) && !bus_answer_code(PC_UNKNOWN));
+    CHECK_STR(bus_type_name(BUS_INTRODUCE), "introduce");
+    CHECK_STR(bus_type_name(BUS_ANSWER), "answer");
+    CHECK_STR(bus_type_name(BUS_TYPE_COUNT), "?");
+}
+
+static void key_of(unsigned char key[BUS_KEY_BYTES], unsigned char fill)
+{
+    unsigned char digest[AUTH_KEY_BYTES];
+    memset(digest, fill, sizeof digest);
+    bus_key_of(digest, key);
+}
+
+static void t_key(void)
+{
+    unsigned char digest[AUTH_KEY_BYTES], key[BUS_KEY_BYTES], want[BUS_KEY_BYTES];
+    static const unsigned char ctx[] = "tcpunch cluster bus key v1";
+    memset(digest, 7, sizeof digest);
+    bus_key_of(digest, key);
+    /* PROTOCOL.md: K = BLAKE2b-256(key = "tcpunch cluster bus key v1", SHA-256(secret file)) */
+    crypto_generichash(want, sizeof want, digest, sizeof digest, ctx, sizeof ctx - 1);
+    CHECK(memcmp(key, want, sizeof key) == 0);
+    CHECK(memcmp(digest, key, sizeof key) != 0);
+}
+
+static void t_seal_open(void)
+{
+    unsigned char key[BUS_KEY_BYTES], other[BUS_KEY_BYTES], tag[BUS_TAG_BYTES];
+    const char *json = "{\"type\":\"answer\"}", *got = NULL;
+    char out[BUS_MAX], hex[2 * BUS_TAG_BYTES + 1], why[200];
+    size_t jlen = 0, len = strlen(json);
+    int n;
+    crypto_auth_hmacsha512256_state st;
+    key_of(key, 1);
+    key_of(other, 2);
+    n = bus_seal(key, "tcpunch:inst:B", json, len, out, sizeof out);
+    if (!CHECK_INT(n, BUS_FRAME + len))
+        return;
+    CHECK(memcmp(out, "v1.", 3) == 0 && out[BUS_FRAME - 1] == '.');
+    CHECK(memcmp(out + BUS_FRAME, json, len) == 0);
+    /* the tag as PROTOCOL.md defines it, computed here independently */
+    crypto_auth_hmacsha512256_init(&st, key, sizeof key);
+    crypto_auth_hmacsha512256_update(&st, (const unsigned char *)"tcpunch-cluster-bus-v1", 23);
+    crypto_auth_hmacsha512256_update(&st, (const unsigned char *)"tcpunch:inst:B", 15);
+    crypto_auth_hmacsha512256_update(&st, (const unsigned char *)json, len);
+    crypto_auth_hmacsha512256_final(&st, tag);
+    sodium_bin2hex(hex, sizeof hex, tag, sizeof tag);
+    CHECK(memcmp(out + 3, hex, 2 * BUS_TAG_BYTES) == 0);
+
+    CHECK_INT(bus_open(key, "tcpunch:inst:B", out, (size_t)n, &got, &jlen, why, sizeof why), 0);
+    CHECK(got == out + BUS_FRAME && jlen == len);
+    /* another channel, another key, one flipped bit: bad MAC */
+    CHECK_INT(bus_open(key, "tcpunch:inst:A", out, (size_t)n, &got, &jlen, why, sizeof why), -1);
+    CHECK(strncmp(why, "bad MAC", 7) == 0);
+    CHECK_INT(bus_open(other, "tcpunch:inst:B", out, (size_t)n, &got, &jlen, why, sizeof why), -1);
+    out[n - 2] ^= 1;
+    CHECK_INT(bus_open(key, "tcpunch:inst:B", out, (size_t)n, &got, &jlen, why, sizeof why), -1);
+    out[n - 2] ^= 1;
+    out[10] = out[10] == 'a' ? 'b' : 'a';
+    CHECK_INT(bus_open(key, "tcpunch:inst:B", out, (size_t)n, &got, &jlen, why, sizeof why), -1);
+    out[10] = 'G'; /* not hex */
+    CHECK_INT(bus_open(key, "tcpunch:inst:B", out, (size_t)n, &got, &jlen, why, sizeof why), -1);
+    CHECK(strncmp(why, "not a signed message of this version", 36) == 0);
+    /* the framing: version, separator, length */
+    n = bus_seal(key, "c", json, len, out, sizeof out);
+    out[1] = '2';
+    CHECK_INT(bus_open(key, "c", out, (size_t)n, &got, &jlen, why, sizeof why), -1);
+    out[1] = '1';
+    out[BUS_FRAME - 1] = ':';
+    CHECK_INT(bus_open(key, "c", out, (size_t)n, &got, &jlen, why, sizeof why), -1);
+    out[BUS_FRAME - 1] = '.';
+    CHECK_INT(bus_open(key, "c", out, BUS_FRAME, &got, &jlen, why, sizeof why), -1); /* no JSON */
+    CHECK_INT(bus_open(key, "c", out, (size_t)n, &got, &jlen, why, sizeof why), 0);
+    /* at most BUS_MAX bytes, both ways */
+    {
+        static char big[BUS_MAX + 1], sealed[BUS_MAX + 64];
+        memset(big, 'x', sizeof big);
+        CHECK_INT(bus_seal(key, "c", big, BUS_MAX - BUS_FRAME, sealed, sizeof sealed), BUS_MAX);
+        CHECK_INT(bus_open(key, "c", sealed, BUS_MAX, &got, &jlen, why, sizeof why), 0);
+        CHECK_INT(bus_seal(key, "c", big, BUS_MAX - BUS_FRAME + 1, sealed, sizeof sealed), -1);
+        CHECK_INT(bus_seal(key, "c", big, 10, sealed, BUS_FRAME + 9), -1); /* cap */
+        n = bus_seal(key, "c", big, BUS_MAX - BUS_FRAME, sealed, sizeof sealed);
+        sealed[BUS_MAX] = 'x';
+        CHECK_INT(bus_open(key, "c", sealed, BUS_MAX + 1, &got, &jlen, why, sizeof why), -1);
+    }
+}
+
+CHECK_MAIN(TEST(t_roundtrip_introduce), TEST(t_roundtrip_answer), TEST(t_encode_refuses),
+           TEST(t_envelope), TEST(t_unknown_type), TEST(t_reject_introduce), TEST(t_reject_answer),
+           TEST(t_punch_is), TEST(t_instance), TEST(t_key), TEST(t_seal_open))
