@@ -8,6 +8,7 @@
 #define TP_ADDRPOL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 enum ap_class {
@@ -22,8 +23,23 @@ enum ap_class {
     AP_INVALID,   /* not IPv4 or IPv6 */
 };
 
-/* The class of sa's address (the port is ignored). */
+/* The class of sa's address (the port is ignored), an IPv6 address that carries an IPv4 one
+ * judged as that IPv4 address: what a socket dialling it reaches. */
 enum ap_class ap_classify(const struct sockaddr *sa);
+/* The class of the address as written: only an IPv4-mapped ::ffff:a.b.c.d is judged as its
+ * IPv4 address, every other IPv6 address by its own prefix (the server's rule, ap_bad_offer). */
+enum ap_class ap_classify_plain(const struct sockaddr *sa);
+
+/* The IPv4 address (host order) sa is, or stands for as an IPv6 address (mapped, SIIT,
+ * compatible, NAT64, 6to4). Returns false when it carries none. */
+bool ap_v4_of(const struct sockaddr *sa, uint32_t *v4);
+/* Inside AP_PRIVATE: carrier-grade NAT space, 100.64.0.0/10 (also as an IPv6 form of it). */
+bool ap_is_cgnat(const struct sockaddr *sa);
+/* Inside AP_GLOBAL: the documentation ranges 192.0.2/24, 198.51.100/24, 203.0.113/24 (labs use
+ * them as public addresses) and 2001:db8::/32. */
+bool ap_is_documentation(const struct sockaddr *sa);
+/* A global unicast IPv6 address (2000::/3): reachable from other networks without NAT. */
+bool ap_is_global6(const struct sockaddr *sa);
 
 /* "a link-local (169.254.0.0/16) address" and so on, for messages; family-aware. */
 const char *ap_describe(const struct sockaddr *sa);
@@ -35,6 +51,19 @@ bool ap_is_loopback(const struct sockaddr *sa);
  * and so every peer it introduces, is on this host). The rendezvous server applies the same
  * rule to hello endpoints. */
 const char *ap_bad_candidate(const struct sockaddr *sa, bool loopback_ok);
+
+/* The server's rule for a candidate it offers to another peer (a hello endpoint, the observed
+ * address, a probe's IPv6 address), NULL when it may: the class as written (ap_classify_plain),
+ * so NAT64, 6to4 and compatible forms pass, which the peer's own rule (ap_bad_candidate) then
+ * refuses to dial; the words are those of the bad-endpoint error (PROTOCOL.md, "Candidates"). */
+const char *ap_bad_offer(const struct sockaddr *sa, bool loopback_ok);
+
+/* Whether an interface address of this host is worth offering as a candidate: the peer's dial
+ * rule without loopback (sk_local_addrs). */
+bool ap_local_usable(const struct sockaddr *sa);
+
+/* Whether a and b are the same IP address (ports ignored; other families never). */
+bool ap_same_host(const struct sockaddr *a, const struct sockaddr *b);
 
 /* Why relay (a punch's relay_addr) must not be joined, NULL when it may: it must be the server's
  * own address (another port of it: another instance on the same host) or a globally routable

@@ -9,6 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define EP_PORT_MAX 65535
+#define EP_HOST_MAX 256  /* a command-line host name, with its NUL (DNS names are shorter) */
+#define EP_QUOTE_MAX 80  /* how much of a bad argument a message quotes */
+
 static int ep_parse_port(const char *s, bool allow_zero, int *port)
 {
     long v = 0;
@@ -19,7 +23,7 @@ static int ep_parse_port(const char *s, bool allow_zero, int *port)
             return -1;
         v = v * 10 + (*p - '0');
     }
-    if (v > 65535 || (v == 0 && !allow_zero))
+    if (v > EP_PORT_MAX || (v == 0 && !allow_zero))
         return -1;
     *port = (int)v;
     return 0;
@@ -60,11 +64,12 @@ int ep_parse(const char *s, struct sockaddr_storage *out, char *err, size_t errl
     int port;
     memset(out, 0, sizeof *out);
     if (ep_split(s, host, sizeof host, &pstr, &br) < 0) {
-        snprintf(err, errlen, "endpoint \"%.80s\" is not HOST:PORT", s);
+        snprintf(err, errlen, "endpoint \"%.*s\" is not HOST:PORT", EP_QUOTE_MAX, s);
         return -1;
     }
     if (ep_parse_port(pstr, false, &port) < 0) {
-        snprintf(err, errlen, "endpoint \"%.80s\" has a bad port (1..65535)", s);
+        snprintf(err, errlen, "endpoint \"%.*s\" has a bad port (1..%d)", EP_QUOTE_MAX, s,
+                 EP_PORT_MAX);
         return -1;
     }
     if (br) {
@@ -82,21 +87,22 @@ int ep_parse(const char *s, struct sockaddr_storage *out, char *err, size_t errl
     }
     return 0;
 bad_addr:
-    snprintf(err, errlen, "endpoint \"%.80s\" has no numeric IPv4 or [IPv6] address", s);
+    snprintf(err, errlen, "endpoint \"%.*s\" has no numeric IPv4 or [IPv6] address", EP_QUOTE_MAX,
+             s);
     return -1;
 }
 
-/* Splits a command-line "HOST:PORT" into host (256 bytes) and a checked port. */
+/* Splits a command-line "HOST:PORT" into host (EP_HOST_MAX bytes) and a checked port. */
 static int ep_split_cli(const char *s, bool allow_zero, char *host, const char **pstr, bool *br,
                         int *port, char *err, size_t errlen)
 {
-    if (ep_split(s, host, 256, pstr, br) < 0) {
-        snprintf(err, errlen, "\"%.80s\" is not HOST:PORT (IPv6 as [ADDR]:PORT)", s);
+    if (ep_split(s, host, EP_HOST_MAX, pstr, br) < 0) {
+        snprintf(err, errlen, "\"%.*s\" is not HOST:PORT (IPv6 as [ADDR]:PORT)", EP_QUOTE_MAX, s);
         return -1;
     }
     if (ep_parse_port(*pstr, allow_zero, port) < 0) {
-        snprintf(err, errlen, "\"%.80s\": port must be a number %s..65535", s,
-                 allow_zero ? "0" : "1");
+        snprintf(err, errlen, "\"%.*s\": port must be a number %d..%d", EP_QUOTE_MAX, s,
+                 allow_zero ? 0 : 1, EP_PORT_MAX);
         return -1;
     }
     return 0;
@@ -104,7 +110,7 @@ static int ep_split_cli(const char *s, bool allow_zero, char *host, const char *
 
 int ep_check_syntax(const char *s, bool allow_zero, char *err, size_t errlen)
 {
-    char host[256];
+    char host[EP_HOST_MAX];
     const char *pstr;
     bool br;
     int port;
@@ -115,7 +121,7 @@ int ep_check_syntax(const char *s, bool allow_zero, char *err, size_t errlen)
 static int ep_lookup(const char *s, bool allow_zero, struct addrinfo **res, int *port, char *err,
                      size_t errlen)
 {
-    char host[256];
+    char host[EP_HOST_MAX];
     const char *pstr;
     bool br;
     int rc;
@@ -139,7 +145,7 @@ static int ep_lookup(const char *s, bool allow_zero, struct addrinfo **res, int 
     }
     if (rc != 0) {
         *res = NULL;
-        snprintf(err, errlen, "cannot resolve \"%.80s\": %s", host, gai_strerror(rc));
+        snprintf(err, errlen, "cannot resolve \"%.*s\": %s", EP_QUOTE_MAX, host, gai_strerror(rc));
         return -1;
     }
     return 0;
@@ -198,7 +204,7 @@ int ep_resolve_all(const char *s, bool allow_zero, struct sockaddr_storage *out,
     n = ep_collect(res, false, port, out, n, max);
     freeaddrinfo(res);
     if (n == 0) {
-        snprintf(err, errlen, "\"%.80s\" has no usable address", s);
+        snprintf(err, errlen, "\"%.*s\" has no usable address", EP_QUOTE_MAX, s);
         return -1;
     }
     return n;
@@ -250,15 +256,7 @@ void ep_set_port(struct sockaddr *sa, int port)
 
 bool ep_same_host(const struct sockaddr *a, const struct sockaddr *b)
 {
-    if (a->sa_family != b->sa_family)
-        return false;
-    if (a->sa_family == AF_INET)
-        return ((const struct sockaddr_in *)a)->sin_addr.s_addr ==
-               ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-    if (a->sa_family == AF_INET6)
-        return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-                      &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
-    return false;
+    return ap_same_host(a, b);
 }
 
 bool ep_equal(const struct sockaddr *a, const struct sockaddr *b)

@@ -113,20 +113,9 @@ void sk_tune_stream(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms);
 }
 
-/* An interface address worth offering as a candidate: unicast that another host could reach
- * (the same policy as the candidates a peer dials, common/addrpol). */
-static bool sk_addr_usable(const struct sockaddr *sa)
-{
-    return ap_bad_candidate(sa, false) == NULL;
-}
-
 bool sk_is_global6(const struct sockaddr *sa)
 {
-    const uint8_t *a;
-    if (sa->sa_family != AF_INET6)
-        return false;
-    a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
-    return (a[0] & 0xe0) == 0x20;
+    return ap_is_global6(sa);
 }
 
 int sk_local_addrs(int family, int port, struct sockaddr_storage *out, int max)
@@ -137,7 +126,7 @@ int sk_local_addrs(int family, int port, struct sockaddr_storage *out, int max)
         return 0;
     for (struct ifaddrs *ifa = ifa_list; ifa && n < max; ifa = ifa->ifa_next) {
         if (!ifa->ifa_addr || ifa->ifa_addr->sa_family != family || !(ifa->ifa_flags & IFF_UP) ||
-            (ifa->ifa_flags & IFF_LOOPBACK) || !sk_addr_usable(ifa->ifa_addr))
+            (ifa->ifa_flags & IFF_LOOPBACK) || !ap_local_usable(ifa->ifa_addr))
             continue;
         memset(&out[n], 0, sizeof out[n]);
         memcpy(&out[n], ifa->ifa_addr, ep_len(ifa->ifa_addr));

@@ -34,7 +34,8 @@ void sk_tune_stream(int fd);
 int sk_local_addrs(int family, int port, struct sockaddr_storage *out, int max);
 
 /* Whether sa is a global unicast IPv6 address (2000::/3): reachable from other networks
- * without NAT, so worth offering as a candidate. */
+ * without NAT, so worth offering as a candidate. A name kept for its callers; the rule is
+ * common/addrpol's ap_is_global6. */
 bool sk_is_global6(const struct sockaddr *sa);
 
 /* Whether sa (IPv4) is the broadcast address of one of this host's subnets: a datagram

@@ -1,7 +1,8 @@
 #include "rendezvous/idkeys.h"
+#include "common/hmap.h"
 #include "common/identity.h"
+#include "common/queue.h"
 #include "common/sock.h"
-#include "rendezvous/registry.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,17 +10,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sodium.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define IK_LINE_MAX 512 /* an id, a key, a time and generous blanks */
-#define IK_KEY_BUCKETS 4096u
+#define IK_MIN_BUCKETS 64u
 #define IK_MAX_SEEN 253402300799LL /* 9999-12-31: a larger stamp is a corrupt line */
 
 struct ik_pair {
-    struct ik_pair *prev, *next; /* all pairs, oldest first: the registry does not iterate */
+    struct hmap_node node; /* in ik.ids */
+    struct q link;         /* in ik.all */
     unsigned char key[PROTO_KEY_BYTES];
     char id[PROTO_MAX_ID + 1];
     int64_t seen;      /* last registration, unix seconds */
@@ -28,57 +29,62 @@ struct ik_pair {
 
 /* How many ids each key owns (--ids-per-key). */
 struct ik_keyn {
-    struct ik_keyn *next;
+    struct hmap_node node;
     unsigned char key[PROTO_KEY_BYTES];
     size_t n;
 };
 
+/* Ids and keys are chosen by whoever registers: the tables' keyed hash (common/hmap) keeps them
+ * from piling into one chain. */
 struct ik {
-    struct reg *reg; /* id -> struct ik_pair */
-    struct ik_pair *all, *last;
+    struct hmap ids;  /* id -> struct ik_pair */
+    struct q all;     /* every pair, oldest first: ik_rewrite writes them in this order */
+    struct hmap keyn; /* key -> struct ik_keyn */
     size_t max;
-    struct ik_keyn *keyn[IK_KEY_BUCKETS];
-    unsigned char hkey[crypto_shorthash_KEYBYTES];
 };
 
-/* Keys are chosen by whoever registers: a keyed hash keeps them from piling into one chain. */
-static struct ik_keyn **ik_keyn_slot(struct ik *t, const unsigned char *key)
+static bool ik_keyn_eq(const struct hmap_node *n, const void *key)
 {
-    unsigned char h[crypto_shorthash_BYTES];
-    uint32_t b;
-    struct ik_keyn **pp;
-    crypto_shorthash(h, key, PROTO_KEY_BYTES, t->hkey);
-    memcpy(&b, h, sizeof b);
-    pp = &t->keyn[b % IK_KEY_BUCKETS];
-    while (*pp && memcmp((*pp)->key, key, PROTO_KEY_BYTES) != 0)
-        pp = &(*pp)->next;
-    return pp;
+    return memcmp(hmap_data(n, struct ik_keyn, node)->key, key, PROTO_KEY_BYTES) == 0;
+}
+
+static struct ik_keyn *ik_keyn_find(const struct ik *t, const unsigned char *key, uint64_t h)
+{
+    struct hmap_node *n = hmap_find(&t->keyn, h, ik_keyn_eq, key);
+    return n ? hmap_data(n, struct ik_keyn, node) : NULL;
 }
 
 size_t ik_key_ids(const struct ik *t, const unsigned char key[PROTO_KEY_BYTES])
 {
-    struct ik_keyn **pp = ik_keyn_slot((struct ik *)t, key);
-    return *pp ? (*pp)->n : 0;
+    struct ik_keyn *e = ik_keyn_find(t, key, hmap_hash(&t->keyn, key, PROTO_KEY_BYTES));
+    return e ? e->n : 0;
 }
 
 static int ik_keyn_add(struct ik *t, const unsigned char *key, int delta)
 {
-    struct ik_keyn **pp = ik_keyn_slot(t, key), *e = *pp;
+    uint64_t h = hmap_hash(&t->keyn, key, PROTO_KEY_BYTES);
+    struct ik_keyn *e = ik_keyn_find(t, key, h);
     if (!e && delta > 0) {
         if (!(e = calloc(1, sizeof *e)))
             return -1;
         memcpy(e->key, key, PROTO_KEY_BYTES);
-        *pp = e;
+        hmap_insert(&t->keyn, &e->node, h);
     }
     if (!e)
         return 0;
     if (delta > 0)
         e->n++;
     else if (e->n && --e->n == 0) {
-        *pp = e->next;
+        hmap_remove(&t->keyn, &e->node);
         free(e);
     }
     return 0;
+}
+
+static struct ik_pair *ik_pair_find(const struct ik *t, const char *id)
+{
+    struct hmap_node *n = hmap_find_str(&t->ids, id, struct ik_pair, node, id);
+    return n ? hmap_data(n, struct ik_pair, node) : NULL;
 }
 
 struct ik *ik_new(size_t max)
@@ -87,9 +93,9 @@ struct ik *ik_new(size_t max)
     if (!t)
         return NULL;
     t->max = max;
-    randombytes_buf(t->hkey, sizeof t->hkey);
-    t->reg = reg_new();
-    if (!t->reg) {
+    q_init(&t->all);
+    if (hmap_init(&t->ids, IK_MIN_BUCKETS) < 0 || hmap_init(&t->keyn, IK_MIN_BUCKETS) < 0) {
+        hmap_fini(&t->ids);
         free(t);
         return NULL;
     }
@@ -98,32 +104,28 @@ struct ik *ik_new(size_t max)
 
 void ik_free(struct ik *t)
 {
+    struct q *it, *tmp;
+    struct hmap_node *n, *ntmp;
     if (!t)
         return;
-    while (t->all) {
-        struct ik_pair *next = t->all->next;
-        free(t->all);
-        t->all = next;
-    }
-    for (unsigned i = 0; i < IK_KEY_BUCKETS; i++)
-        while (t->keyn[i]) {
-            struct ik_keyn *next = t->keyn[i]->next;
-            free(t->keyn[i]);
-            t->keyn[i] = next;
-        }
-    reg_free(t->reg);
+    q_foreach_safe(it, tmp, &t->all)
+        free(q_data(it, struct ik_pair, link));
+    hmap_foreach_safe(n, ntmp, &t->keyn)
+        free(hmap_data(n, struct ik_keyn, node));
+    hmap_fini(&t->ids);
+    hmap_fini(&t->keyn);
     free(t);
 }
 
 const unsigned char *ik_find(const struct ik *t, const char *id)
 {
-    const struct ik_pair *p = reg_find(t->reg, id);
+    const struct ik_pair *p = ik_pair_find(t, id);
     return p ? p->key : NULL;
 }
 
 size_t ik_count(const struct ik *t)
 {
-    return reg_count(t->reg);
+    return hmap_count(&t->ids);
 }
 
 enum ik_status ik_add(struct ik *t, const char *id, const unsigned char key[PROTO_KEY_BYTES])
@@ -135,10 +137,9 @@ enum ik_status ik_add_seen(struct ik *t, const char *id, const unsigned char key
                            int64_t seen)
 {
     struct ik_pair *p;
-    enum reg_status rs;
-    if (reg_find(t->reg, id))
+    if (ik_pair_find(t, id))
         return IK_EXISTS;
-    if (t->max && reg_count(t->reg) >= t->max)
+    if (t->max && hmap_count(&t->ids) >= t->max)
         return IK_FULL;
     p = calloc(1, sizeof *p);
     if (!p)
@@ -150,39 +151,22 @@ enum ik_status ik_add_seen(struct ik *t, const char *id, const unsigned char key
         free(p);
         return IK_NOMEM;
     }
-    rs = reg_add(t->reg, p->id, p);
-    if (rs != REG_OK) {
-        ik_keyn_add(t, key, -1);
-        free(p);
-        return rs == REG_EXISTS ? IK_EXISTS : IK_NOMEM;
-    }
-    p->prev = t->last;
-    if (t->last)
-        t->last->next = p;
-    else
-        t->all = p;
-    t->last = p;
+    hmap_insert(&t->ids, &p->node, hmap_hash_str(&t->ids, p->id));
+    q_insert_tail(&t->all, &p->link);
     return IK_OK;
 }
 
 static void ik_unlink(struct ik *t, struct ik_pair *p)
 {
-    reg_remove(t->reg, p->id, p);
+    hmap_remove(&t->ids, &p->node);
     ik_keyn_add(t, p->key, -1);
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        t->all = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    else
-        t->last = p->prev;
+    q_remove(&p->link);
     free(p);
 }
 
 int ik_remove(struct ik *t, const char *id)
 {
-    struct ik_pair *p = reg_find(t->reg, id);
+    struct ik_pair *p = ik_pair_find(t, id);
     if (!p)
         return -1;
     ik_unlink(t, p);
@@ -191,7 +175,7 @@ int ik_remove(struct ik *t, const char *id)
 
 int64_t ik_seen(const struct ik *t, const char *id, int64_t *on_disk)
 {
-    const struct ik_pair *p = reg_find(t->reg, id);
+    const struct ik_pair *p = ik_pair_find(t, id);
     if (on_disk)
         *on_disk = p ? p->seen_disk : 0;
     return p ? p->seen : 0;
@@ -199,7 +183,7 @@ int64_t ik_seen(const struct ik *t, const char *id, int64_t *on_disk)
 
 void ik_set_seen(struct ik *t, const char *id, int64_t seen, bool on_disk)
 {
-    struct ik_pair *p = reg_find(t->reg, id);
+    struct ik_pair *p = ik_pair_find(t, id);
     if (!p)
         return;
     if (seen > p->seen)
@@ -211,9 +195,9 @@ void ik_set_seen(struct ik *t, const char *id, int64_t seen, bool on_disk)
 size_t ik_expire(struct ik *t, int64_t before, bool (*keep)(void *arg, const char *id), void *arg)
 {
     size_t n = 0;
-    struct ik_pair *p = t->all, *next;
-    for (; p; p = next) {
-        next = p->next;
+    struct q *it, *tmp;
+    q_foreach_safe(it, tmp, &t->all) {
+        struct ik_pair *p = q_data(it, struct ik_pair, link);
         if (p->seen >= before || (keep && keep(arg, p->id)))
             continue;
         ik_unlink(t, p);
@@ -267,7 +251,8 @@ static int ik_parse_line(char *line, char *id, unsigned char *key, int64_t *seen
     *sep = '\0';
     k = ik_trim(sep + 1);
     if (!proto_valid_id(s)) {
-        snprintf(why, whylen, "\"%.64s\" is not an id ([A-Za-z0-9._-]{1,64})", s);
+        snprintf(why, whylen, "\"%.*s\" is not an id ([A-Za-z0-9._-]{1,%d})", PROTO_MAX_ID, s,
+                 PROTO_MAX_ID);
         return -1;
     }
     if (seen)
@@ -421,6 +406,7 @@ static void ik_sync_dir(const char *path)
 int ik_rewrite(struct ik *t, const char *path, char *err, size_t errlen)
 {
     char tmp[4096], line[IK_LINE_MAX];
+    struct q *it;
     int fd, n;
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
         snprintf(err, errlen, "%s: path too long", path);
@@ -429,7 +415,8 @@ int ik_rewrite(struct ik *t, const char *path, char *err, size_t errlen)
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         goto fail;
-    for (struct ik_pair *p = t->all; p; p = p->next) {
+    q_foreach(it, &t->all) {
+        struct ik_pair *p = q_data(it, struct ik_pair, link);
         n = ik_format(p->id, p->key, p->seen, line, sizeof line);
         if (n < 0 || sk_write_all(fd, line, (size_t)n) < 0)
             goto fail;

@@ -1,7 +1,8 @@
 #include "rendezvous/limits.h"
+#include "common/hmap.h"
+#include "common/queue.h"
 
 #include <netinet/in.h>
-#include <sodium.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,13 +17,14 @@
 #define LIM_FAM_SITE6 0xff
 #define LIM_RATE_MAX 4000000u /* lim_bucket counts milli-tokens in 32 bits */
 
+/* What a table entry is found by: the family (or LIM_FAM_SITE6) and the 16 address bytes. */
+#define LIM_KEY_LEN 17
+
 struct lim_src {
-    struct lim_src *hnext;
-    struct lim_src *prev, *next; /* on the idle list while conns == 0, oldest first */
-    uint64_t hash;
+    struct hmap_node node;
+    struct q idle; /* on the idle list (linked) while conns == 0, oldest first */
     uint64_t idle_since;
     uint32_t conns;
-    bool idle; /* on the idle list */
     uint8_t family;
     unsigned char addr[16]; /* IPv4: 4 bytes; IPv6: the /64 prefix (/48: LIM_FAM_SITE6), rest 0 */
     struct lim_bucket bucket;
@@ -31,14 +33,20 @@ struct lim_src {
     struct lim_src *site;
 };
 
+/* Sources choose their addresses (an IPv6 /48 holds 65536 /64s): the tables' keyed hash
+ * (common/hmap) keeps them from piling into one chain. */
 struct lim {
     struct lim_cfg cfg;
-    struct lim_src **buckets;
-    size_t nbuckets; /* a power of two */
-    size_t count;
-    struct lim_src *idle_head, *idle_tail;
-    unsigned char key[crypto_shorthash_KEYBYTES];
+    struct hmap map; /* (family, addr) -> struct lim_src */
+    struct q idle;   /* entries without a connection, oldest first */
 };
+
+/* The table key of (family, addr). */
+static void lim_key(unsigned char out[LIM_KEY_LEN], uint8_t family, const unsigned char addr[16])
+{
+    out[0] = family;
+    memcpy(out + 1, addr, 16);
+}
 
 int lim_take(struct lim_bucket *b, unsigned rate, uint64_t now_ms)
 {
@@ -60,31 +68,22 @@ struct lim *lim_new(const struct lim_cfg *cfg)
     if (!l)
         return NULL;
     l->cfg = *cfg;
-    l->nbuckets = LIM_MIN_BUCKETS;
-    l->buckets = calloc(l->nbuckets, sizeof *l->buckets);
-    if (!l->buckets) {
+    q_init(&l->idle);
+    if (hmap_init(&l->map, LIM_MIN_BUCKETS) < 0) {
         free(l);
         return NULL;
     }
-    /* sources choose their addresses (an IPv6 /48 holds 65536 /64s): a keyed hash keeps them
-     * from piling into one chain */
-    randombytes_buf(l->key, sizeof l->key);
     return l;
 }
 
 void lim_free(struct lim *l)
 {
+    struct hmap_node *it, *tmp;
     if (!l)
         return;
-    for (size_t i = 0; i < l->nbuckets; i++) {
-        struct lim_src *e = l->buckets[i];
-        while (e) {
-            struct lim_src *next = e->hnext;
-            free(e);
-            e = next;
-        }
-    }
-    free(l->buckets);
+    hmap_foreach_safe(it, tmp, &l->map)
+        free(hmap_data(it, struct lim_src, node));
+    hmap_fini(&l->map);
     free(l);
 }
 
@@ -109,104 +108,50 @@ size_t lim_source_key(const struct sockaddr *sa, uint8_t *family, unsigned char 
     return 0;
 }
 
-static uint64_t lim_hash(const struct lim *l, uint8_t family, const unsigned char addr[16])
+/* Whether an entry's (family, addr) is the table key k. */
+static bool lim_key_eq(uint8_t family, const unsigned char addr[16], const unsigned char *k)
 {
-    unsigned char in[17], out[crypto_shorthash_BYTES];
-    uint64_t h;
-    in[0] = family;
-    memcpy(in + 1, addr, 16);
-    crypto_shorthash(out, in, sizeof in, l->key);
-    memcpy(&h, out, sizeof h);
-    return h;
+    return family == k[0] && memcmp(addr, k + 1, 16) == 0;
 }
 
-static void lim_idle_unlink(struct lim *l, struct lim_src *e)
+static bool lim_eq(const struct hmap_node *n, const void *key)
 {
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        l->idle_head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        l->idle_tail = e->prev;
-    e->prev = e->next = NULL;
-    e->idle = false;
+    const struct lim_src *e = hmap_data(n, struct lim_src, node);
+    return lim_key_eq(e->family, e->addr, key);
+}
+
+static void lim_idle_unlink(struct lim_src *e)
+{
+    q_remove(&e->idle);
 }
 
 static void lim_idle_push(struct lim *l, struct lim_src *e, uint64_t now_ms)
 {
     e->idle_since = now_ms;
-    e->idle = true;
-    e->prev = l->idle_tail;
-    e->next = NULL;
-    if (l->idle_tail)
-        l->idle_tail->next = e;
-    else
-        l->idle_head = e;
-    l->idle_tail = e;
+    q_insert_tail(&l->idle, &e->idle);
 }
 
-/* Doubles the table; on allocation failure the old one stays (correct, only slower). */
-static void lim_grow(struct lim *l)
-{
-    size_t n = l->nbuckets * 2;
-    struct lim_src **b = calloc(n, sizeof *b);
-    if (!b)
-        return;
-    for (size_t i = 0; i < l->nbuckets; i++) {
-        struct lim_src *e = l->buckets[i];
-        while (e) {
-            struct lim_src *next = e->hnext;
-            e->hnext = b[e->hash & (n - 1)];
-            b[e->hash & (n - 1)] = e;
-            e = next;
-        }
-    }
-    free(l->buckets);
-    l->buckets = b;
-    l->nbuckets = n;
-}
-
-static struct lim_src **lim_slot(const struct lim *l, uint8_t family, const unsigned char *addr,
-                                 uint64_t h)
-{
-    struct lim_src **pp = &l->buckets[h & (l->nbuckets - 1)];
-    for (; *pp; pp = &(*pp)->hnext)
-        if ((*pp)->hash == h && (*pp)->family == family && memcmp((*pp)->addr, addr, 16) == 0)
-            break;
-    return pp;
-}
-
-static struct lim_src *lim_insert(struct lim *l, uint8_t family, const unsigned char *addr,
-                                  uint64_t h, uint64_t now_ms)
+static struct lim_src *lim_insert(struct lim *l, const unsigned char key[LIM_KEY_LEN], uint64_t h,
+                                  uint64_t now_ms)
 {
     struct lim_src *e;
-    if (l->count >= l->cfg.max_sources)
+    if (hmap_count(&l->map) >= l->cfg.max_sources)
         return NULL;
     e = calloc(1, sizeof *e);
     if (!e)
         return NULL;
-    e->hash = h;
-    e->family = family;
-    memcpy(e->addr, addr, 16);
+    q_init(&e->idle);
+    e->family = key[0];
+    memcpy(e->addr, key + 1, 16);
     e->bucket.last_ms = now_ms;
-    e->hnext = l->buckets[h & (l->nbuckets - 1)];
-    l->buckets[h & (l->nbuckets - 1)] = e;
-    l->count++;
-    if (l->count > l->nbuckets - l->nbuckets / 4)
-        lim_grow(l);
+    hmap_insert(&l->map, &e->node, h);
     return e;
 }
 
 static void lim_remove(struct lim *l, struct lim_src *e)
 {
-    struct lim_src **pp = lim_slot(l, e->family, e->addr, e->hash);
-    if (*pp == e)
-        *pp = e->hnext;
-    if (e->idle)
-        lim_idle_unlink(l, e);
-    l->count--;
+    hmap_remove(&l->map, &e->node);
+    lim_idle_unlink(e);
     free(e);
 }
 
@@ -214,15 +159,19 @@ static void lim_remove(struct lim *l, struct lim_src *e)
 static struct lim_src *lim_get(struct lim *l, uint8_t family, const unsigned char *addr,
                                uint64_t now_ms)
 {
-    uint64_t h = lim_hash(l, family, addr);
-    struct lim_src *e = *lim_slot(l, family, addr, h);
-    return e ? e : lim_insert(l, family, addr, h, now_ms);
+    unsigned char key[LIM_KEY_LEN];
+    uint64_t h;
+    struct hmap_node *n;
+    lim_key(key, family, addr);
+    h = hmap_hash(&l->map, key, sizeof key);
+    n = hmap_find(&l->map, h, lim_eq, key);
+    return n ? hmap_data(n, struct lim_src, node) : lim_insert(l, key, h, now_ms);
 }
 
 /* An entry that holds no connection waits on the idle list to be forgotten. */
 static void lim_park(struct lim *l, struct lim_src *e, uint64_t now_ms)
 {
-    if (e && e->conns == 0 && !e->idle)
+    if (e && e->conns == 0 && !q_linked(&e->idle))
         lim_idle_push(l, e, now_ms);
 }
 
@@ -264,12 +213,10 @@ enum lim_verdict lim_admit(struct lim *l, const struct sockaddr *sa, uint64_t no
         lim_park(l, site, now_ms);
         return v;
     }
-    if (e->idle)
-        lim_idle_unlink(l, e);
+    lim_idle_unlink(e);
     e->conns++;
     if (site) {
-        if (site->idle)
-            lim_idle_unlink(l, site);
+        lim_idle_unlink(site);
         site->conns++;
     }
     e->site = site;
@@ -291,14 +238,18 @@ void lim_release(struct lim *l, struct lim_src *src, uint64_t now_ms)
 
 void lim_expire(struct lim *l, uint64_t now_ms)
 {
-    struct lim_src *e;
-    while ((e = l->idle_head) && now_ms - e->idle_since >= LIM_IDLE_MS)
+    struct q *it;
+    while ((it = q_head(&l->idle))) {
+        struct lim_src *e = q_data(it, struct lim_src, idle);
+        if (now_ms - e->idle_since < LIM_IDLE_MS)
+            break;
         lim_remove(l, e);
+    }
 }
 
 size_t lim_sources(const struct lim *l)
 {
-    return l->count;
+    return hmap_count(&l->map);
 }
 
 int lim_source_text(const struct sockaddr *sa, char *out, size_t len)
@@ -328,11 +279,11 @@ int lim_site_text(const struct sockaddr *sa, char *out, size_t len)
 
 /* ---- fixed windows (new ids per source per hour) ---- */
 
-#define LIMW_BUCKETS 4096u
+#define LIMW_MIN_BUCKETS 64u
 
 struct limw_src {
-    struct limw_src *hnext;
-    struct limw_src *next; /* all entries, oldest window first */
+    struct hmap_node node;
+    struct q link; /* all entries, oldest window first */
     uint64_t start_ms;
     uint32_t taken;
     uint8_t family;
@@ -340,11 +291,10 @@ struct limw_src {
 };
 
 struct limw {
-    size_t max, count;
+    size_t max;
     uint64_t window_ms;
-    struct limw_src *bucket[LIMW_BUCKETS];
-    struct limw_src *head, *tail;
-    unsigned char key[crypto_shorthash_KEYBYTES];
+    struct hmap map; /* (family, addr) -> struct limw_src */
+    struct q all;    /* oldest window first */
 };
 
 struct limw *limw_new(size_t max_sources, uint64_t window_ms)
@@ -354,92 +304,85 @@ struct limw *limw_new(size_t max_sources, uint64_t window_ms)
         return NULL;
     w->max = max_sources;
     w->window_ms = window_ms;
-    randombytes_buf(w->key, sizeof w->key);
+    q_init(&w->all);
+    if (hmap_init(&w->map, LIMW_MIN_BUCKETS) < 0) {
+        free(w);
+        return NULL;
+    }
     return w;
 }
 
 void limw_free(struct limw *w)
 {
+    struct q *it, *tmp;
     if (!w)
         return;
-    while (w->head) {
-        struct limw_src *next = w->head->next;
-        free(w->head);
-        w->head = next;
-    }
+    q_foreach_safe(it, tmp, &w->all)
+        free(q_data(it, struct limw_src, link));
+    hmap_fini(&w->map);
     free(w);
 }
 
-static unsigned limw_hash(const struct limw *w, uint8_t family, const unsigned char addr[16])
+static bool limw_eq(const struct hmap_node *n, const void *key)
 {
-    unsigned char in[17], out[crypto_shorthash_BYTES];
-    uint32_t h;
-    in[0] = family;
-    memcpy(in + 1, addr, 16);
-    crypto_shorthash(out, in, sizeof in, w->key);
-    memcpy(&h, out, sizeof h);
-    return h % LIMW_BUCKETS;
+    const struct limw_src *e = hmap_data(n, struct limw_src, node);
+    return lim_key_eq(e->family, e->addr, key);
+}
+
+static struct limw_src *limw_head(const struct limw *w)
+{
+    struct q *it = q_head(&w->all);
+    return it ? q_data(it, struct limw_src, link) : NULL;
 }
 
 /* Forgets the oldest window (the head): it is over, or room is needed. */
 static void limw_drop_head(struct limw *w)
 {
-    struct limw_src *e = w->head;
-    struct limw_src **pp = &w->bucket[limw_hash(w, e->family, e->addr)];
-    while (*pp && *pp != e)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = e->hnext;
-    w->head = e->next;
-    if (!w->head)
-        w->tail = NULL;
-    w->count--;
+    struct limw_src *e = limw_head(w);
+    hmap_remove(&w->map, &e->node);
+    q_remove(&e->link);
     free(e);
 }
 
 /* Windows start in order, so the ones over are always at the head. */
 void limw_expire(struct limw *w, uint64_t now_ms)
 {
-    while (w->head && now_ms - w->head->start_ms >= w->window_ms)
+    struct limw_src *e;
+    while ((e = limw_head(w)) && now_ms - e->start_ms >= w->window_ms)
         limw_drop_head(w);
 }
 
 static struct limw_src *limw_find(const struct limw *w, uint8_t family,
                                   const unsigned char addr[16])
 {
-    struct limw_src *e = w->bucket[limw_hash(w, family, addr)];
-    while (e && !(e->family == family && memcmp(e->addr, addr, 16) == 0))
-        e = e->hnext;
-    return e;
+    unsigned char key[LIM_KEY_LEN];
+    struct hmap_node *n;
+    lim_key(key, family, addr);
+    n = hmap_find(&w->map, hmap_hash(&w->map, key, sizeof key), limw_eq, key);
+    return n ? hmap_data(n, struct limw_src, node) : NULL;
 }
 
 static struct limw_src *limw_insert(struct limw *w, uint8_t family, const unsigned char addr[16],
                                     uint64_t now_ms)
 {
-    unsigned h = limw_hash(w, family, addr);
+    unsigned char key[LIM_KEY_LEN];
     struct limw_src *e = calloc(1, sizeof *e);
     if (!e)
         return NULL;
     e->family = family;
     memcpy(e->addr, addr, 16);
     e->start_ms = now_ms;
-    e->hnext = w->bucket[h];
-    w->bucket[h] = e;
-    if (w->tail)
-        w->tail->next = e;
-    else
-        w->head = e;
-    w->tail = e;
-    w->count++;
+    lim_key(key, family, addr);
+    hmap_insert(&w->map, &e->node, hmap_hash(&w->map, key, sizeof key));
+    q_insert_tail(&w->all, &e->link);
     return e;
 }
-
 enum lim_verdict limw_take(struct limw *w, const struct sockaddr *sa, unsigned max, uint64_t now_ms)
 {
     unsigned char addr[16], site_addr[16] = {0};
     uint8_t family;
     unsigned site_max = lim_scaled(max);
-    struct limw_src *e, *site = NULL;
+    struct limw_src *e, *site = NULL, *head;
     size_t need;
     if (max == 0 || lim_source_key(sa, &family, addr) == 0)
         return LIM_OK;
@@ -456,14 +399,14 @@ enum lim_verdict limw_take(struct limw *w, const struct sockaddr *sa, unsigned m
      * lock every new source out for an hour; a forgotten window only hands its source a fresh
      * one, and the /48 windows bound how many sources one site can bring to push them out. */
     need = (e ? 0 : 1) + (family == AF_INET6 && !site ? 1 : 0);
-    while (need && w->count + need > w->max && w->head) {
-        if (w->head == e)
+    while (need && hmap_count(&w->map) + need > w->max && (head = limw_head(w))) {
+        if (head == e)
             e = NULL, need++;
-        else if (w->head == site)
+        else if (head == site)
             site = NULL, need++;
         limw_drop_head(w);
     }
-    if (need && w->count + need > w->max)
+    if (need && hmap_count(&w->map) + need > w->max)
         return LIM_FULL; /* max_sources below 2 */
     if (!e && !(e = limw_insert(w, family, addr, now_ms)))
         return LIM_FULL;
@@ -477,5 +420,5 @@ enum lim_verdict limw_take(struct limw *w, const struct sockaddr *sa, unsigned m
 
 size_t limw_sources(const struct limw *w)
 {
-    return w->count;
+    return hmap_count(&w->map);
 }

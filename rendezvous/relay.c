@@ -1,7 +1,9 @@
 #include "rendezvous/relay.h"
 #include "common/container.h"
 #include "common/endpoint.h"
+#include "common/hmap.h"
 #include "common/log.h"
+#include "common/queue.h"
 #include "common/rand.h"
 #include "rendezvous/limits.h"
 
@@ -12,10 +14,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define RLY_BUCKETS 1024
+#define RLY_MIN_BUCKETS 64u
 #define RLY_SWEEP_MS 1000
 #define RLY_CHUNK (128 * 1024) /* largest read (64 KiB: 80 % of a socat relay, 128: 87 %); with a rate limit, reads shrink to rate/8 */
-#define RLY_Q_BUCKETS 4096
 #define RLY_MAX_Q 8 /* a session's distinct counts: two ids, two keys, two sources, their /48s */
 #define RLY_LINGER_MS 2000     /* a refused waiting side gets this long to read its error */
 #define RLY_KEEPALIVE_S 60     /* notice a peer that vanished without a reset */
@@ -33,7 +34,7 @@ enum { RQ_ID = 1, RQ_KEY, RQ_SRC, RQ_SITE };
 /* One id, key or source address and what it holds: offers it initiated that are pending,
  * sessions it is part of. Kept while either is non-zero. */
 struct rly_q {
-    struct rly_q *next;
+    struct hmap_node node;
     uint32_t offers, sessions;
     uint8_t kind, len;
     unsigned char b[PROTO_MAX_ID + 1];
@@ -41,8 +42,8 @@ struct rly_q {
 
 /* An offer: what a relay line must match. Kept until both sides joined or it expired. */
 struct rly_rec {
-    struct rly_rec *hnext;
-    struct rly_rec *prev, *next; /* all offers, oldest first */
+    struct hmap_node node; /* in rly.offers, by session */
+    struct q link;         /* in rly.byage */
     char session[PROTO_SESSION_LEN + 1];
     char id[2][PROTO_MAX_ID + 1];
     char token[2][PROTO_TOKEN_LEN + 1];
@@ -78,7 +79,7 @@ struct rly_side {
 struct rly_sess {
     struct rly *r;
     struct rly_rec *rec; /* NULL once spliced: nothing can join any more */
-    struct rly_sess *prev, *next;
+    struct q link;       /* in rly.sessions */
     enum rly_state state;
     bool counted; /* in r->nactive */
     char session[PROTO_SESSION_LEN + 1];
@@ -100,13 +101,13 @@ struct rly {
     struct rly_cfg cfg;
     void (*idle)(void *);
     void *arg;
-    struct rly_rec *bucket[RLY_BUCKETS];
-    struct rly_rec *head, *tail;
-    size_t noffers;
-    struct rly_sess *sessions;
+    /* sessions, ids and keys are chosen by the peers: the tables' keyed hash (common/hmap)
+     * keeps them from piling into one chain */
+    struct hmap offers; /* session -> struct rly_rec */
+    struct q byage;     /* every offer, oldest first */
+    struct q sessions;  /* struct rly_sess, newest first */
     size_t nactive;
-    struct rly_q *qb[RLY_Q_BUCKETS];
-    unsigned char qkey[crypto_shorthash_KEYBYTES];
+    struct hmap quotas; /* (kind, bytes) -> struct rly_q */
     uv_timer_t sweep;
     bool sweep_open;
     bool stopping;
@@ -131,20 +132,27 @@ static void rly_update_read(struct rly_side *d);
 
 /* ---- quotas: per id, per key, per source address ---- */
 
-/* Ids and keys are chosen by the peers: a keyed hash keeps them from piling into one chain. */
-static struct rly_q **rly_q_slot(struct rly *r, uint8_t kind, const unsigned char *b, size_t len)
+/* What a count is found by: its kind and len bytes (an id, a key, a source's family and
+ * address). */
+struct rly_qkey {
+    uint8_t kind;
+    size_t len;
+    const unsigned char *b;
+};
+
+static bool rly_q_eq(const struct hmap_node *n, const void *key)
 {
-    unsigned char in[PROTO_MAX_ID + 2], h[crypto_shorthash_BYTES];
-    uint32_t x;
-    struct rly_q **pp;
+    const struct rly_q *e = hmap_data(n, struct rly_q, node);
+    const struct rly_qkey *k = key;
+    return e->kind == k->kind && e->len == k->len && memcmp(e->b, k->b, k->len) == 0;
+}
+
+static uint64_t rly_q_hash(const struct rly *r, uint8_t kind, const unsigned char *b, size_t len)
+{
+    unsigned char in[PROTO_MAX_ID + 2];
     in[0] = kind;
     memcpy(in + 1, b, len);
-    crypto_shorthash(h, in, len + 1, r->qkey);
-    memcpy(&x, h, sizeof x);
-    pp = &r->qb[x % RLY_Q_BUCKETS];
-    while (*pp && ((*pp)->kind != kind || (*pp)->len != len || memcmp((*pp)->b, b, len) != 0))
-        pp = &(*pp)->next;
-    return pp;
+    return hmap_hash(&r->quotas, in, len + 1);
 }
 
 /* The entry for an id, key (32 bytes) or source; created when missing unless peek. NULL: no
@@ -154,7 +162,9 @@ static struct rly_q *rly_q_get(struct rly *r, uint8_t kind, const void *what, bo
     unsigned char b[PROTO_MAX_ID + 1];
     size_t len;
     uint8_t family;
-    struct rly_q **pp, *e;
+    uint64_t h;
+    struct hmap_node *n;
+    struct rly_q *e;
     if (!what)
         return NULL;
     if (kind == RQ_ID) {
@@ -173,26 +183,24 @@ static struct rly_q *rly_q_get(struct rly *r, uint8_t kind, const void *what, bo
         b[0] = family;
         len = 17;
     }
-    pp = rly_q_slot(r, kind, b, len);
-    if (*pp || peek)
-        return *pp;
+    h = rly_q_hash(r, kind, b, len);
+    n = hmap_find(&r->quotas, h, rly_q_eq, &(struct rly_qkey){kind, len, b});
+    if (n || peek)
+        return n ? hmap_data(n, struct rly_q, node) : NULL;
     if (!(e = calloc(1, sizeof *e)))
         return NULL;
     e->kind = kind;
     e->len = (uint8_t)len;
     memcpy(e->b, b, len);
-    *pp = e;
+    hmap_insert(&r->quotas, &e->node, h);
     return e;
 }
 
 static void rly_q_put(struct rly *r, struct rly_q *e)
 {
-    struct rly_q **pp;
     if (!e || e->offers || e->sessions)
         return;
-    pp = rly_q_slot(r, e->kind, e->b, e->len);
-    if (*pp == e)
-        *pp = e->next;
+    hmap_remove(&r->quotas, &e->node);
     free(e);
 }
 
@@ -279,40 +287,25 @@ static void rly_sess_uncount(struct rly_sess *s)
 
 /* ---- offers ---- */
 
-static unsigned rly_hash(const char *session)
-{
-    unsigned h = 2166136261u;
-    for (; *session; session++)
-        h = (h ^ (unsigned char)*session) * 16777619u;
-    return h % RLY_BUCKETS;
-}
-
 static struct rly_rec *rly_find(const struct rly *r, const char *session)
 {
-    struct rly_rec *e = r->bucket[rly_hash(session)];
-    while (e && strcmp(e->session, session) != 0)
-        e = e->hnext;
-    return e;
+    struct hmap_node *n = hmap_find_str(&r->offers, session, struct rly_rec, node, session);
+    return n ? hmap_data(n, struct rly_rec, node) : NULL;
+}
+
+/* The oldest offer, NULL when there is none. */
+static struct rly_rec *rly_oldest(const struct rly *r)
+{
+    struct q *it = q_head(&r->byage);
+    return it ? q_data(it, struct rly_rec, link) : NULL;
 }
 
 static void rly_rec_free(struct rly *r, struct rly_rec *e)
 {
-    struct rly_rec **pp = &r->bucket[rly_hash(e->session)];
-    while (*pp && *pp != e)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = e->hnext;
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        r->head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        r->tail = e->prev;
+    hmap_remove(&r->offers, &e->node);
+    q_remove(&e->link);
     if (e->sess)
         e->sess->rec = NULL;
-    r->noffers--;
     for (int i = 0; i < RLY_OQ; i++)
         if (e->oq[i]) {
             e->oq[i]->offers--;
@@ -354,9 +347,9 @@ int rly_offer(struct rly *r, const char *session, const struct rly_party *p0,
               const struct rly_party *p1, char *token0, char *token1, char *why, size_t whylen)
 {
     struct rly_rec *e;
-    unsigned h;
     snprintf(why, whylen, "the relay has no room for another session");
-    if (!r->cfg.enabled || r->stopping || r->noffers >= RLY_MAX_OFFERS || rly_find(r, session))
+    if (!r->cfg.enabled || r->stopping || hmap_count(&r->offers) >= RLY_MAX_OFFERS ||
+        rly_find(r, session))
         return -1;
     if (rly_offer_quota(r, p0, p1, why, whylen) < 0)
         return -1;
@@ -386,16 +379,8 @@ int rly_offer(struct rly *r, const char *session, const struct rly_party *p0,
         if (p->key)
             memcpy(e->key[i], p->key, PROTO_KEY_BYTES);
     }
-    h = rly_hash(session);
-    e->hnext = r->bucket[h];
-    r->bucket[h] = e;
-    e->prev = r->tail;
-    if (r->tail)
-        r->tail->next = e;
-    else
-        r->head = e;
-    r->tail = e;
-    r->noffers++;
+    hmap_insert(&r->offers, &e->node, hmap_hash_str(&r->offers, e->session));
+    q_insert_tail(&r->byage, &e->link);
     memcpy(token0, e->token[0], PROTO_TOKEN_LEN + 1);
     memcpy(token1, e->token[1], PROTO_TOKEN_LEN + 1);
     return 0;
@@ -407,9 +392,11 @@ static void rly_on_sweep(uv_timer_t *t)
 {
     struct rly *r = t->data;
     uint64_t now = uv_now(r->loop);
-    struct rly_rec *e = r->head, *next;
-    for (; e && now - e->created_ms >= RLY_OFFER_TTL_MS; e = next) {
-        next = e->next;
+    struct q *it, *tmp;
+    q_foreach_safe(it, tmp, &r->byage) {
+        struct rly_rec *e = q_data(it, struct rly_rec, link);
+        if (now - e->created_ms < RLY_OFFER_TTL_MS)
+            break;
         if (!e->sess) {
             LOG_I("relay %s: offer expired, nobody joined", e->session);
             rly_rec_free(r, e);
@@ -430,7 +417,7 @@ static bool rly_token_eq(const char *a, const char *b)
 
 static void rly_maybe_idle(struct rly *r)
 {
-    if (r->stopping && !r->sweep_open && !r->sessions && r->idle)
+    if (r->stopping && !r->sweep_open && q_empty(&r->sessions) && r->idle)
         r->idle(r->arg);
 }
 
@@ -439,12 +426,7 @@ static void rly_sess_unref(struct rly_sess *s)
     struct rly *r = s->r;
     if (--s->handles > 0 || s->state != RS_ENDED)
         return;
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        r->sessions = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    q_remove(&s->link);
     free(s->side[0].pend);
     free(s->side[1].pend);
     free(s);
@@ -927,10 +909,7 @@ static struct rly_sess *rly_sess_new(struct rly *r, struct rly_rec *e)
     s->idle_timer.data = s;
     s->idle_open = true;
     s->handles = 2;
-    s->next = r->sessions;
-    if (r->sessions)
-        r->sessions->prev = s;
-    r->sessions = s;
+    q_insert_head(&r->sessions, &s->link);
     s->counted = true;
     r->nactive++;
     e->sess = s;
@@ -1135,7 +1114,13 @@ struct rly *rly_new(uv_loop_t *loop, const struct rly_cfg *cfg, void (*idle)(voi
         return NULL;
     r->loop = loop;
     r->cfg = *cfg;
-    randombytes_buf(r->qkey, sizeof r->qkey);
+    q_init(&r->byage);
+    q_init(&r->sessions);
+    if (hmap_init(&r->offers, RLY_MIN_BUCKETS) < 0 || hmap_init(&r->quotas, RLY_MIN_BUCKETS) < 0) {
+        hmap_fini(&r->offers);
+        free(r);
+        return NULL;
+    }
     r->idle = idle;
     r->arg = arg;
     uv_timer_init(loop, &r->sweep);
@@ -1153,7 +1138,7 @@ size_t rly_active(const struct rly *r)
 
 bool rly_idle(const struct rly *r)
 {
-    return r->stopping && !r->sweep_open && !r->sessions;
+    return r->stopping && !r->sweep_open && q_empty(&r->sessions);
 }
 
 static void rly_on_sweep_closed(uv_handle_t *h)
@@ -1164,14 +1149,15 @@ static void rly_on_sweep_closed(uv_handle_t *h)
 
 void rly_stop(struct rly *r)
 {
-    struct rly_sess *s, *next;
+    struct rly_rec *e;
+    struct q *it, *tmp;
     if (r->stopping)
         return;
     r->stopping = true;
-    while (r->head)
-        rly_rec_free(r, r->head);
-    for (s = r->sessions; s; s = next) {
-        next = s->next;
+    while ((e = rly_oldest(r)))
+        rly_rec_free(r, e);
+    q_foreach_safe(it, tmp, &r->sessions) {
+        struct rly_sess *s = q_data(it, struct rly_sess, link);
         if (s->state == RS_WAITING)
             rly_refuse_waiting(s, PC_SERVER_SHUTDOWN, "the server is shutting down");
         else if (s->state == RS_SPLICED) {
@@ -1184,16 +1170,16 @@ void rly_stop(struct rly *r)
 
 void rly_free(struct rly *r)
 {
+    struct rly_rec *e;
+    struct hmap_node *it, *tmp;
     if (!r)
         return;
     free(r->spare);
-    while (r->head)
-        rly_rec_free(r, r->head);
-    for (unsigned i = 0; i < RLY_Q_BUCKETS; i++)
-        while (r->qb[i]) {
-            struct rly_q *next = r->qb[i]->next;
-            free(r->qb[i]);
-            r->qb[i] = next;
-        }
+    while ((e = rly_oldest(r)))
+        rly_rec_free(r, e);
+    hmap_foreach_safe(it, tmp, &r->quotas)
+        free(hmap_data(it, struct rly_q, node));
+    hmap_fini(&r->offers);
+    hmap_fini(&r->quotas);
     free(r);
 }

@@ -65,7 +65,8 @@ int rly_join(struct rly *r, const char *session, const char *token, int fd, cons
              const struct sockaddr *sa, const char *pre, size_t prelen, char *code, size_t codelen,
              char *msg, size_t msglen);
 
-/* Spliced or waiting sessions at the moment. */
+/* Spliced or waiting sessions at the moment. Only tests/unit/test_relay.c calls it today; it
+ * stays for Phase 11's metrics, which report the active relay sessions. */
 size_t rly_active(const struct rly *r);
 
 /* After rly_stop: true once nothing of the relay keeps the loop busy. */

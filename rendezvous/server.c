@@ -1,4 +1,5 @@
 #include "rendezvous/server.h"
+#include "common/addrpol.h"
 #include "common/log.h"
 #include "common/rand.h"
 #include "common/sock.h"
@@ -136,44 +137,11 @@ static int srv_keep_endpoints(struct conn *c, const struct proto_eplist *l)
     return 0;
 }
 
-/* Why sa may not be offered to another peer as a candidate, or NULL when it may: the other
- * peer dials every candidate, so only a unicast address that could be this peer is allowed
- * (PROTOCOL.md, "Candidates"). */
-static const char *srv_bad_v4(uint32_t a, bool loopback_ok)
-{
-    if ((a >> 24) == 0)
-        return "an unspecified (0.0.0.0/8) address";
-    if ((a >> 24) == 127 && !loopback_ok)
-        return "a loopback address, from a peer that is not on the server's host";
-    if ((a >> 16) == 0xa9fe)
-        return "a link-local (169.254.0.0/16) address";
-    if ((a >> 28) == 0xe)
-        return "a multicast address";
-    if ((a >> 28) == 0xf)
-        return "a broadcast or reserved (240.0.0.0/4) address";
-    return NULL;
-}
-
+/* The rule lives in common/addrpol (ap_bad_offer), with the peer's and the local address
+ * list's. */
 const char *srv_bad_candidate(const struct sockaddr *sa, bool loopback_ok)
 {
-    const struct in6_addr *a6;
-    uint32_t v4;
-    if (sa->sa_family == AF_INET)
-        return srv_bad_v4(ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr), loopback_ok);
-    a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-    if (IN6_IS_ADDR_V4MAPPED(a6)) {
-        memcpy(&v4, a6->s6_addr + 12, 4);
-        return srv_bad_v4(ntohl(v4), loopback_ok);
-    }
-    if (IN6_IS_ADDR_UNSPECIFIED(a6))
-        return "the unspecified address ::";
-    if (IN6_IS_ADDR_LOOPBACK(a6) && !loopback_ok)
-        return "a loopback address, from a peer that is not on the server's host";
-    if (IN6_IS_ADDR_MULTICAST(a6))
-        return "a multicast address";
-    if (IN6_IS_ADDR_LINKLOCAL(a6))
-        return "a link-local (fe80::/10) address";
-    return NULL;
+    return ap_bad_offer(sa, loopback_ok);
 }
 
 /* Returns 0, or -1 after refusing c with bad-endpoint. */

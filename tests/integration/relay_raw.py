@@ -294,19 +294,24 @@ def t_bytes_cut():
     a, b = ab
     a.s.setblocking(False)
     sent, end = 0, time.time() + 5
+    # a reset seen by send() is consumed there: a later recv() then reads EOF, so it counts here
+    send_reset = False
     while sent < 200 * 1024 and time.time() < end:
         try:
             sent += a.s.send(b"x" * 8192)
         except BlockingIOError:
             time.sleep(0.01)
         except (ConnectionResetError, BrokenPipeError):
+            send_reset = True
             break
     how, n = b.drain_until_end(5)
     check(how == "reset", f"a --relay-bytes cut reaches the reader as a reset, not EOF ({how})")
     check(n <= 100 * 1024, f"no more than the limit got through ({n} bytes)")
     a.s.setblocking(True)
     how_a, _ = a.drain_until_end(5)
-    check(how_a == "reset", f"the sender is reset too ({how_a})")
+    if send_reset and how_a == "eof":
+        how_a = "reset (seen by send)"
+    check(how_a.startswith("reset"), f"the sender is reset too ({how_a})")
 
 
 def t_seconds_cut():
