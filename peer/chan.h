@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "common/seal.h"
-#include "peer/peer.h"
+#include "peer/link.h"
 
 /* The peer's turn must bring CHAN_PROGRESS bytes of data, or end (our next write), within
  * CHAN_STALL_S, and again for every CHAN_PROGRESS bytes: a sender that trickles a byte a minute

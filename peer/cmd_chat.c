@@ -1,6 +1,8 @@
 #include "peer/chat.h"
 #include "peer/commands.h"
 #include "peer/options.h"
+#include "peer/control.h"
+#include "peer/events.h"
 
 int cmd_chat(const struct peer_opts *o, int argc, char **argv)
 {

@@ -1,6 +1,7 @@
 #include <stdio.h>
 
 #include "peer/commands.h"
+#include "peer/config.h"
 #include "peer/options.h"
 
 int cmd_config(const struct peer_opts *o, int argc, char **argv)

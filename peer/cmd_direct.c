@@ -12,6 +12,8 @@
 #include "peer/dshake.h"
 #include "peer/options.h"
 #include "peer/punch.h"
+#include "peer/pipe.h"
+#include "peer/events.h"
 
 struct direct_state {
     int status;

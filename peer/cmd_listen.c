@@ -1,6 +1,9 @@
 #include "peer/commands.h"
 #include "peer/options.h"
 #include "peer/splice.h"
+#include "peer/control.h"
+#include "peer/pipe.h"
+#include "peer/events.h"
 
 int cmd_listen(const struct peer_opts *o, int argc, char **argv)
 {

@@ -6,6 +6,8 @@
 #include "peer/commands.h"
 #include "peer/frecv.h"
 #include "peer/options.h"
+#include "peer/control.h"
+#include "peer/events.h"
 
 /* Whose files we take: the --from entries, or anyone (--from-anyone). */
 struct rcv_from {

@@ -1,7 +1,7 @@
 #ifndef TP_COMMANDS_H
 #define TP_COMMANDS_H
 
-#include "peer/peer.h"
+#include "peer/opts.h"
 
 /* Each command gets the parsed options and its own arguments; returns an exit code. */
 int cmd_listen(const struct peer_opts *o, int argc, char **argv);

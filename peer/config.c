@@ -10,8 +10,7 @@
 #include "common/identity.h"
 #include "common/log.h"
 #include "common/srvlist.h"
-#include "peer/options.h"
-#include "peer/peer.h"
+#include "peer/exit.h"
 
 #define CFG_LINE 4096
 
@@ -53,19 +52,20 @@ void cfg_mark(struct peer_opts *o, const char *name, bool env)
     o->cfg.from[k] = env ? CFG_FROM_ENV : CFG_FROM_FLAG;
 }
 
-static int cfg_bad(const struct cfg *c, int line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int cfg_bad(const struct cfg *c, int line, const char *fmt, ...)
+/* A refusal of the file, "FILE:LINE: why", into err (the caller prints it, as usage errors
+ * are printed); returns EXIT_USAGE. */
+static int cfg_bad(char *err, size_t errlen, const struct cfg *c, int line, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int cfg_bad(char *err, size_t errlen, const struct cfg *c, int line, const char *fmt, ...)
 {
-    char msg[PATH_MAX + 400];
     va_list ap;
-    int n = snprintf(msg, sizeof msg, "%s:%d: ", c->path, line);
-    if (n < 0 || (size_t)n >= sizeof msg)
+    int n = snprintf(err, errlen, "%s:%d: ", c->path, line);
+    if (n < 0 || (size_t)n >= errlen)
         n = 0;
     va_start(ap, fmt);
-    vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
+    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
     va_end(ap);
-    return opts_bad("%s", msg);
+    return EXIT_USAGE;
 }
 
 static int cfg_seconds(const char *v, double lo, double hi, uint64_t *ms)
@@ -169,7 +169,7 @@ static char *cfg_trim(char *s)
 }
 
 /* One line: blank, "# comment", or "key = value" (a '#' after the value starts a comment). */
-static int cfg_line(struct peer_opts *o, char *text, int line, bool *seen)
+static int cfg_line(struct peer_opts *o, char *text, int line, bool *seen, char *err, size_t errlen)
 {
     char *eq, *key, *val, *hash = strchr(text, '#');
     const char *why = "";
@@ -180,35 +180,35 @@ static int cfg_line(struct peer_opts *o, char *text, int line, bool *seen)
     if (!key[0])
         return EXIT_DONE;
     if (!(eq = strchr(key, '=')))
-        return cfg_bad(&o->cfg, line, "\"%s\" is not key = value", key);
+        return cfg_bad(err, errlen, &o->cfg, line, "\"%s\" is not key = value", key);
     *eq = '\0';
     key = cfg_trim(key);
     val = cfg_trim(eq + 1);
     if ((k = cfg_key_of(key)) < 0 || strcmp(key, cfg_names[k]) != 0)
-        return cfg_bad(&o->cfg, line,
+        return cfg_bad(err, errlen, &o->cfg, line,
                        "unknown key \"%s\" (server, id, port, timeout, direct-timeout, relay, "
                        "secret-file, verbose, quiet, no-retry, dir)",
                        key);
     if (seen[k])
-        return cfg_bad(&o->cfg, line, "%s is set twice", key);
+        return cfg_bad(err, errlen, &o->cfg, line, "%s is set twice", key);
     seen[k] = true;
     if (cfg_set(o, k, val, &why) < 0) {
         char msg[600];
         snprintf(msg, sizeof msg, "%s = \"%.200s\": %s", key, val, why);
-        return cfg_bad(&o->cfg, line, "%s", msg);
+        return cfg_bad(err, errlen, &o->cfg, line, "%s", msg);
     }
     o->cfg.from[k] = CFG_FROM_FILE;
     return EXIT_DONE;
 }
 
-int cfg_load(struct peer_opts *o)
+int cfg_load(struct peer_opts *o, char *err, size_t errlen)
 {
-    char dir[PATH_MAX - 8], err[300], text[CFG_LINE];
+    char dir[PATH_MAX - 8], text[CFG_LINE];
     bool seen[CFG_NKEYS] = {false};
     int line = 0, rc = EXIT_DONE;
     FILE *f;
     /* no home: no config file, and the identity will say what is wrong */
-    if (id_home(NULL, dir, sizeof dir, err, sizeof err) < 0)
+    if (id_home(NULL, dir, sizeof dir, err, errlen) < 0)
         return EXIT_DONE;
     snprintf(o->cfg.path, sizeof o->cfg.path, "%s/config", dir);
     if (!(f = fopen(o->cfg.path, "r"))) {
@@ -221,9 +221,9 @@ int cfg_load(struct peer_opts *o)
     while (rc == EXIT_DONE && fgets(text, sizeof text, f)) {
         line++;
         if (!strchr(text, '\n') && !feof(f))
-            rc = cfg_bad(&o->cfg, line, "line over %s bytes", "4095");
+            rc = cfg_bad(err, errlen, &o->cfg, line, "line over %d bytes", CFG_LINE - 1);
         else
-            rc = cfg_line(o, text, line, seen);
+            rc = cfg_line(o, text, line, seen, err, errlen);
     }
     fclose(f);
     return rc;

@@ -4,43 +4,17 @@
 #ifndef TP_CONFIG_H
 #define TP_CONFIG_H
 
-#include <limits.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
-struct peer_opts;
-
-enum cfg_key {
-    CFG_SERVER,
-    CFG_ID,
-    CFG_PORT,
-    CFG_TIMEOUT,
-    CFG_DIRECT_TIMEOUT,
-    CFG_RELAY,
-    CFG_SECRET_FILE,
-    CFG_VERBOSE,
-    CFG_QUIET,
-    CFG_NO_RETRY,
-    CFG_DIR,
-    CFG_NKEYS
-};
-
-enum cfg_from { CFG_FROM_DEFAULT, CFG_FROM_FILE, CFG_FROM_ENV, CFG_FROM_FLAG };
-
-struct cfg {
-    char path[PATH_MAX]; /* the config file ("" when there is no home directory) */
-    bool read;           /* it existed and was read */
-    unsigned char from[CFG_NKEYS];
-    /* string values from the file, which the options point into */
-    char server[1024]; /* HOST:PORT, or a comma-separated list of them */
-    char secret_file[PATH_MAX];
-    char dir[PATH_MAX];
-};
+#include "peer/opts.h"
 
 /* Reads the config file into o (after the built-in defaults, before the environment). A
- * missing file is no error. Returns EXIT_DONE, EXIT_USAGE after printing FILE:LINE and why, or
- * EXIT_LOCAL when the file exists but cannot be read. */
-int cfg_load(struct peer_opts *o);
+ * missing file is no error. Returns EXIT_DONE, EXIT_USAGE with "FILE:LINE: why" in err (for the
+ * caller to print as a usage error), or EXIT_LOCAL after printing why the file that exists
+ * cannot be read. */
+int cfg_load(struct peer_opts *o, char *err, size_t errlen);
 
 /* Records that the option with this long name (e.g. "timeout", "no-relay") was given as a flag,
  * or, env set, by the environment. */

@@ -5,7 +5,9 @@
 #ifndef TP_DSHAKE_H
 #define TP_DSHAKE_H
 
-#include "peer/peer.h"
+#include "peer/exit.h"
+#include "peer/link.h"
+#include "peer/opts.h"
 
 /* Runs the handshake on link->fd (at most DSH_TIMEOUT_MS) with the peer known as name; fills the
  * link's keys and prefill. Returns EXIT_DONE, EXIT_PUNCH after logging why, or EXIT_LOCAL. */

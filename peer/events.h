@@ -6,7 +6,8 @@
 
 #include <stdint.h>
 
-#include "peer/peer.h"
+#include "peer/link.h"
+#include "peer/opts.h"
 #include "peer/punch.h"
 
 /* {"event":"registered","id":..,"server":..,"observed":..}; server: the one of --server used */
@@ -26,5 +27,8 @@ void ev_error(int status, const char *message);
 
 /* The short code of an error exit status ("server", "punch-failed", ...). */
 const char *ev_exit_code(int status);
+
+/* Reports how the link was made: the path line (unless -q), or the `connected` event. */
+void peer_report(const struct peer_opts *o, const struct peer_link *link);
 
 #endif

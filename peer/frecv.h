@@ -5,7 +5,9 @@
 
 #include <stdbool.h>
 
-#include "peer/peer.h"
+#include "peer/exit.h"
+#include "peer/link.h"
+#include "peer/opts.h"
 
 /* Opens the directory files go to (before any connection, so that a typo fails fast).
  * Returns the descriptor, or -1 after printing why. */

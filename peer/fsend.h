@@ -7,7 +7,9 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
-#include "peer/peer.h"
+#include "peer/exit.h"
+#include "peer/link.h"
+#include "peer/opts.h"
 
 struct fsend_file {
     char *path; /* where we read it */

@@ -4,7 +4,7 @@
 
 #include <stdbool.h>
 
-#include "peer/peer.h"
+#include "peer/opts.h"
 
 /* Fills hello's key, sig and (with --secret-file) admit for the challenge nonce. Call it last:
  * the signature covers the id, and the admit every field of the hello (endpoints, path, aux). */

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/srvlist.h"
 #include "common/vis.h"
+#include "peer/config.h"
 #include "peer/options.h"
 #include "proto/auth.h"
 
@@ -307,6 +308,7 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
         {"allow-anyone", no_argument, NULL, OPTS_ALLOW_ANYONE},
         {NULL, 0, NULL, 0}};
     const char *env, *secret_file = getenv("TCPUNCH_SECRET_FILE");
+    char cfg_err[PATH_MAX + 400];
     double num;
     int ch, rc;
 
@@ -317,8 +319,8 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
     o->max_files = PEER_DEFAULT_MAX_FILES;
     opts_default_id(o->id, sizeof o->id);
     /* flags > environment > config file > defaults */
-    if ((rc = cfg_load(o)) != EXIT_DONE)
-        return rc;
+    if ((rc = cfg_load(o, cfg_err, sizeof cfg_err)) != EXIT_DONE)
+        return rc == EXIT_USAGE ? opts_bad("%s", cfg_err) : rc;
     if ((env = getenv("TCPUNCH_SERVER")) && env[0]) {
         o->server = env;
         cfg_mark(o, "server", true);

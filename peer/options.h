@@ -3,7 +3,8 @@
 
 #include <stdio.h>
 
-#include "peer/peer.h"
+#include "peer/exit.h"
+#include "peer/opts.h"
 
 /* Parses options (before or after the command) and the environment into o; leaves the command
  * and its arguments in argv[*first .. argc-1]. Returns EXIT_DONE, EXIT_USAGE after printing why,

@@ -7,7 +7,8 @@
 #include "common/pump.h"
 #include "common/sock.h"
 #include "peer/events.h"
-#include "peer/peer.h"
+#include "peer/exit.h"
+#include "peer/pipe.h"
 
 int peer_pipe(const struct peer_opts *o, struct peer_link *link)
 {

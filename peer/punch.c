@@ -14,6 +14,7 @@
 #include "common/endpoint.h"
 #include "common/linebuf.h"
 #include "common/log.h"
+#include "common/queue.h"
 #include "common/sock.h"
 
 /* Retries after a refusal (RST) happen on a grid of slots counted from the moment the punch
@@ -60,7 +61,7 @@ struct pconn {
     uv_connect_t creq;
     uv_timer_t retry;
     struct punch *p;
-    struct pconn *next; /* inbound list */
+    struct q node; /* on the inbound list */
     int cand;           /* -1: accepted by the listener, or adopted */
     const char *kind;   /* adopted: what it is ("relay"); NULL otherwise */
     bool relayed;       /* adopted as the relay's connection: kind is the relay path's name */
@@ -100,7 +101,7 @@ struct punch {
     cpu_set_t cpus; /* the affinity to restore after the punch */
     struct pconn *selected;
     struct pconn att[PUNCH_MAX_CAND];
-    struct pconn *inbound;
+    struct q inbound; /* accepted and adopted connections, newest first */
     int ninbound;     /* accepted connections on the inbound list (adopted relays not counted) */
     bool key_refused; /* a connection showed a key we do not trust (and was dropped) */
     /* one read of any connection: a handshake line and what follows it, at most; the peer's
@@ -168,11 +169,7 @@ static void pu_inbound_closed(uv_handle_t *h)
 {
     struct pconn *c = container_of((uv_tcp_t *)h, struct pconn, tcp);
     struct punch *p = c->p;
-    struct pconn **pp = &p->inbound;
-    while (*pp && *pp != c)
-        pp = &(*pp)->next;
-    if (*pp)
-        *pp = c->next;
+    q_remove(&c->node);
     if (!c->kind)
         p->ninbound--;
     lb_free(&c->lb);
@@ -301,6 +298,7 @@ static void pu_unpin(struct punch *p)
 
 static void pu_finish(struct punch *p, int status, const char *why)
 {
+    struct q *it;
     if (p->finished)
         return;
     p->finished = true;
@@ -314,8 +312,8 @@ static void pu_finish(struct punch *p, int status, const char *why)
         uv_close((uv_handle_t *)&p->att[i].retry, pu_handle_closed);
         pu_close_conn(&p->att[i]);
     }
-    for (struct pconn *c = p->inbound; c; c = c->next)
-        pu_close_conn(c);
+    q_foreach(it, &p->inbound)
+        pu_close_conn(q_data(it, struct pconn, node));
 }
 
 /* The peer's data behind the winning handshake line goes to link->prefill, so the engine's
@@ -393,16 +391,20 @@ static void pu_select(struct pconn *c)
 
 static void pu_select_spare(struct punch *p)
 {
+    struct q *it;
     for (int i = 0; i < p->cfg.ncand; i++)
         if (p->att[i].state == PC_VERIFIED) {
             pu_select(&p->att[i]);
             return;
         }
-    for (struct pconn *c = p->inbound; c; c = c->next)
+    q_foreach(it, &p->inbound)
+    {
+        struct pconn *c = q_data(it, struct pconn, node);
         if (c->state == PC_VERIFIED) {
             pu_select(c);
             return;
         }
+    }
 }
 
 static int pu_on_line(void *ctx, char *line, size_t len)
@@ -640,8 +642,7 @@ static struct pconn *pu_new_inbound(struct punch *p, const char *kind)
     c->tcp.data = p;
     p->handles++;
     c->tcp_open = true;
-    c->next = p->inbound;
-    p->inbound = c;
+    q_insert_head(&p->inbound, &c->node);
     return c;
 }
 
@@ -724,14 +725,18 @@ static void pu_on_sweep(uv_timer_t *t)
 {
     struct punch *p = t->data;
     uint64_t now = clk_ms();
+    struct q *it;
     for (int i = 0; i < p->cfg.ncand; i++)
         if (pu_stalled(&p->att[i], now)) {
             LOG_D("re-dialling %s: the handshake stalled", pu_kind(&p->att[i]));
             pu_close_conn(&p->att[i]);
         }
-    for (struct pconn *c = p->inbound; c; c = c->next)
+    q_foreach(it, &p->inbound)
+    {
+        struct pconn *c = q_data(it, struct pconn, node);
         if (pu_stalled(c, now))
             pu_close_conn(c);
+    }
 }
 
 static void pu_on_deadline(uv_timer_t *t)
@@ -762,6 +767,7 @@ struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct p
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    q_init(&p->inbound);
     p->loop = loop;
     p->cfg = *cfg;
     p->link = link;

@@ -5,7 +5,8 @@
 
 #include <uv.h>
 
-#include "peer/peer.h"
+#include "peer/exit.h"
+#include "peer/link.h"
 #include "peer/shake.h"
 
 #define PUNCH_MAX_CAND (PROTO_MAX_ENDPOINTS + 2)

@@ -11,7 +11,7 @@
 #include "common/linebuf.h"
 #include "common/log.h"
 #include "peer/hello.h"
-#include "peer/peer.h"
+#include "peer/exit.h"
 #include "peer/srvconn.h"
 
 enum rl_state { RL_DELAY, RL_OPEN, RL_DONE };

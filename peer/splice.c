@@ -15,6 +15,9 @@
 #include "common/log.h"
 #include "common/sock.h"
 #include "peer/options.h"
+#include "peer/control.h"
+#include "peer/pipe.h"
+#include "peer/events.h"
 
 /* ---- shared pieces ---- */
 

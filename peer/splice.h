@@ -9,7 +9,8 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#include "peer/peer.h"
+#include "peer/link.h"
+#include "peer/opts.h"
 
 /* How long a session waits for the local TCP connection (forward) to be accepted. */
 #define SPL_DIAL_TIMEOUT_MS 10000

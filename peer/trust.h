@@ -3,7 +3,8 @@
 #ifndef TP_TRUST_H
 #define TP_TRUST_H
 
-#include "peer/peer.h"
+#include "peer/exit.h"
+#include "peer/opts.h"
 #include "peer/shake.h"
 
 /* Fills t for the peer called name (an id, or HOST:PORT in direct mode): --peer-key from o, the

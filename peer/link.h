@@ -1,0 +1,37 @@
+/* The established link: a verified connection to the other peer, how it was made, and the
+ * keys of its stream. */
+#ifndef TP_LINK_H
+#define TP_LINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <sodium.h>
+
+#include "common/srvlist.h"
+#include "proto/proto.h"
+
+/* A verified connection to the other peer, out of the event loop, ready for the pump. */
+struct peer_link {
+    int fd;
+    char peer[PROTO_MAX_ID + 1];
+    struct sockaddr_storage remote;
+    const char *via;   /* which candidate won: "public", "port-preserved", "lan", "inbound" */
+    uint64_t punch_ms; /* from the punch order to the handshake done */
+    unsigned attempts; /* connect() calls made */
+    size_t prefill_len;
+    char prefill[PROTO_MAX_LINE];         /* peer data that arrived with the handshake */
+    bool relayed;                         /* through the server's relay, not direct */
+    struct sockaddr_storage relay_server; /* the relay's endpoint, when relayed */
+    char direct_why[256];                 /* relayed: why the direct path failed or was skipped */
+    char server[SL_NAME];                 /* the rendezvous that introduced us (of --server) */
+    /* the end-to-end keys of the stream (PROTOCOL.md, "Encrypted stream"); !encrypted only in
+     * direct --plain */
+    bool encrypted;
+    unsigned char tx_key[crypto_kx_SESSIONKEYBYTES], rx_key[crypto_kx_SESSIONKEYBYTES];
+    unsigned char peer_pk[crypto_sign_PUBLICKEYBYTES]; /* the peer's verified identity */
+};
+
+#endif

@@ -1,0 +1,468 @@
+#include "peer/session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "common/addrpol.h"
+#include "common/endpoint.h"
+#include "common/log.h"
+#include "peer/events.h"
+#include "peer/exit.h"
+#include "peer/relay.h"
+#include "peer/trust.h"
+
+void sess_init(struct sess_set *set)
+{
+    q_init(&set->list);
+    set->won = false;
+}
+
+bool sess_any(const struct sess_set *set)
+{
+    return !q_empty(&set->list);
+}
+
+static void sess_free(struct sess *ss)
+{
+    struct sess_set *set = ss->set;
+    q_remove(&ss->node);
+    rl_cancel(ss->relay);
+    shake_wipe(&ss->shake);
+    sodium_memzero(&ss->own, sizeof ss->own);
+    free(ss);
+    if (!sess_any(set))
+        set->cb.idle(set->cb.data);
+}
+
+/* An admitted session ended without a link: its admit hook's slot goes back. */
+static void sess_hook_failed(struct sess_set *set, const char *peer)
+{
+    if (set->serve && set->serve->failed)
+        set->serve->failed(set->serve->arg, peer);
+}
+
+/* SESS_WAIT: the first session to complete its handshake is the one; every other session in
+ * setup is aborted (a stranger's, or a slower path of the same peer's). */
+static void sess_wait_won(struct sess_set *set, struct sess *ss)
+{
+    struct q *it;
+    *set->link = *ss->link;
+    set->won = true;
+    sess_free(ss);
+    while ((it = q_head(&set->list))) {
+        ss = q_data(it, struct sess, node);
+        if (ss->punch)
+            punch_abort(ss->punch, EXIT_PUNCH, "another session completed first");
+        else
+            sess_free(ss);
+    }
+    set->cb.won(set->cb.data);
+}
+
+static void sess_punch_done(struct punch *p, int status, const char *why, void *arg)
+{
+    struct sess *ss = arg;
+    struct sess_set *set = ss->set;
+    char note[400];
+    (void)p;
+    ss->punch = NULL;
+    if (set->won) { /* aborted: another session won */
+        LOG_D("session with %s aborted: another one completed first", ss->shake.peer);
+        sess_hook_failed(set, ss->shake.peer);
+        sess_free(ss);
+        return;
+    }
+    if (ss->relay)
+        rl_describe(ss->relay, note, sizeof note);
+    else
+        snprintf(note, sizeof note, "%s", ss->relay_note);
+    shake_wipe(&ss->shake);
+    if (status == EXIT_DONE) {
+        trust_record(&ss->shake.trust, ss->link->peer_pk);
+        snprintf(ss->link->server, sizeof ss->link->server, "%s", set->name);
+    }
+    /* waiting: one failed session (a stranger's, a refused key, a punch that found no path)
+     * is not the end; the next punch order may be the peer's */
+    if (status != EXIT_DONE && ss->relay_only)
+        log_msg(set->mode == SESS_WAIT ? LOG_WARN : LOG_ERROR,
+                "punch to %s failed: relay: %s; direct skipped: %s%s", ss->shake.peer, note,
+                ss->link->direct_why, set->mode == SESS_WAIT ? "; still waiting" : "");
+    else if (status != EXIT_DONE)
+        log_msg(set->mode == SESS_WAIT ? LOG_WARN : LOG_ERROR,
+                "punch to %s failed: direct: %s; relay: %s%s", ss->shake.peer, why, note,
+                set->mode == SESS_WAIT ? "; still waiting" : "");
+    if (set->mode == SESS_ONE) {
+        sess_free(ss);
+        set->cb.ended(set->cb.data, status);
+        return;
+    }
+    if (status == EXIT_DONE && set->mode == SESS_WAIT) {
+        sess_wait_won(set, ss);
+        return;
+    }
+    /* serve mode: the link (and its descriptor) is the callee's; the control connection
+     * stays for the next punch order */
+    if (status == EXIT_DONE)
+        set->serve->linked(set->serve->arg, ss->link);
+    else
+        sess_hook_failed(set, ss->shake.peer);
+    sess_free(ss);
+}
+
+static void sess_relay_done(struct rl *r, int status, const char *why, int fd, void *arg)
+{
+    struct sess *ss = arg;
+    (void)r;
+    ss->relay = NULL;
+    if (status == EXIT_DONE) {
+        snprintf(ss->relay_note, sizeof ss->relay_note, "joined, but no handshake through it");
+        if (!ss->punch)
+            close(fd);
+        else
+            punch_adopt(ss->punch, fd, "relay");
+        return;
+    }
+    snprintf(ss->relay_note, sizeof ss->relay_note, "%s", why);
+    if (ss->relay_only && ss->punch)
+        punch_abort(ss->punch, status, why);
+    else
+        LOG_W("%s; still trying direct", why);
+}
+
+/* What this session tries: direct attempts, the relay, or both. Returns 1 when the relay is
+ * used, 0 when not, -1 after logging why (no path at all). */
+static int sess_plan(struct sess *ss, const struct proto_msg *m, struct punch_cfg *cfg)
+{
+    const struct peer_opts *o = ss->set->o;
+    bool relay = m->u.punch.relay && o->path != PROTO_PATH_DIRECT;
+    const char *skip = NULL;
+    if (m->u.punch.no_direct)
+        skip = m->u.punch.reason[0] ? m->u.punch.reason : "the server says there is no direct path";
+    else if (o->path == PROTO_PATH_RELAY)
+        skip = "--relay-only";
+    /* with a direct path, reason says why the server offered no relay (a quota) */
+    snprintf(ss->relay_note, sizeof ss->relay_note, "%.200s",
+             o->path == PROTO_PATH_DIRECT                              ? "not used (--no-relay)"
+             : !relay && !m->u.punch.no_direct && m->u.punch.reason[0] ? m->u.punch.reason
+             : !relay                                                  ? "not offered by the server"
+                                                                       : "not tried");
+    if (skip && !relay) {
+        LOG_E("no path to %s: direct skipped (%s), relay not offered", m->u.punch.peer, skip);
+        return -1;
+    }
+    if (skip) {
+        cfg->relay_only = true;
+        snprintf(ss->link->direct_why, sizeof ss->link->direct_why, "%.200s", skip);
+    }
+    ss->relay_only = cfg->relay_only;
+    return relay;
+}
+
+/* The relay goes to the address the control connection uses, or to the punch's relay_addr,
+ * from a fresh ephemeral port. */
+static void sess_relay_start(struct sess *ss, const struct proto_msg *m)
+{
+    struct sess_set *set = ss->set;
+    char err[200];
+    uint64_t delay = ss->relay_only ? 0 : set->o->direct_timeout_ms;
+    /* a cluster may run the session's relay on another instance (punch.relay_addr) */
+    const struct sockaddr *at = m->u.punch.has_relay_addr
+                                    ? (const struct sockaddr *)&m->u.punch.relay_addr
+                                    : (const struct sockaddr *)set->server;
+    const char *bad = ap_bad_relay(at, (const struct sockaddr *)set->server);
+    char ep[EP_STRLEN];
+    if (bad) {
+        /* only the server's own address or a global one: a lying server must not aim our
+         * relay connection (and its token line) at our own host or LAN */
+        snprintf(ss->relay_note, sizeof ss->relay_note,
+                 "refused the relay address %s: it is %s, neither the server's own address nor "
+                 "a global one",
+                 ep_format(at, ep, sizeof ep), bad);
+        LOG_W("%s", ss->relay_note);
+        if (ss->relay_only)
+            punch_abort(ss->punch, EXIT_PUNCH, ss->relay_note);
+        return;
+    }
+    ss->relay = rl_start(set->loop, at, m->u.punch.session, m->u.punch.token,
+                         set->o->have_secret ? set->o->secret : NULL, delay, sess_relay_done, ss,
+                         err, sizeof err);
+    if (ss->relay)
+        return;
+    snprintf(ss->relay_note, sizeof ss->relay_note, "%s", err);
+    if (ss->relay_only)
+        punch_abort(ss->punch, EXIT_LOCAL, err);
+}
+
+/* The session's handshake context and trust; EXIT_DONE or trust_prepare's failure. */
+static int sess_shake(struct sess *ss, const struct proto_msg *m, const char *fp)
+{
+    struct sess_set *set = ss->set;
+    int rc;
+    memcpy(ss->shake.session, m->u.punch.session, sizeof ss->shake.session);
+    memcpy(ss->shake.self, set->o->id, sizeof ss->shake.self);
+    memcpy(ss->shake.peer, m->u.punch.peer, sizeof ss->shake.peer);
+    ss->shake.role = m->u.punch.role;
+    ss->shake.ident = set->o->ident;
+    shake_init(&ss->shake);
+    if ((rc = trust_prepare(set->o, m->u.punch.peer, m->u.punch.has_key ? m->u.punch.key : NULL,
+                            &ss->shake.trust)) != EXIT_DONE)
+        return rc;
+    /* --allow ID=KEY pins the key like --peer-key, for this peer only */
+    if (fp[0])
+        snprintf(ss->shake.trust.fp, sizeof ss->shake.trust.fp, "%s", fp);
+    memcpy(ss->link->peer, m->u.punch.peer, sizeof ss->link->peer);
+    return EXIT_DONE;
+}
+
+/* A waiting peer turns away, before dialling anything, a peer whose registered key (the
+ * punch's word) it would refuse in the handshake anyway: a stranger knocking while we pin
+ * the real peer (--peer-key, --allow ID=KEY, known_peers). A server that lies about the key
+ * gains nothing: the handshake checks the key the connection shows. */
+static bool sess_key_refused(struct sess *ss, const struct proto_msg *m)
+{
+    char why[1024];
+    if (ss->set->mode == SESS_ONE || !m->u.punch.has_key ||
+        shake_trust_key(&ss->shake.trust, m->u.punch.key, why, sizeof why) != SHAKE_REFUSED)
+        return false;
+    LOG_W("refusing a session with %s, by the key it registered with: %s", m->u.punch.peer, why);
+    return true;
+}
+
+int sess_oldest(const char *const ids[], int n, const char *peer)
+{
+    int old = -1;
+    for (int i = 0; i < n; i++) {
+        int same = 0;
+        if (peer) {
+            if (strcmp(ids[i], peer) == 0)
+                old = i;
+            continue;
+        }
+        for (int j = 0; j < n; j++)
+            same += strcmp(ids[i], ids[j]) == 0;
+        if (same > 1)
+            old = i;
+    }
+    return old;
+}
+
+enum sess_room sess_room(const char *const ids[], int n, const char *peer, bool same_done,
+                         int *victim)
+{
+    int mine = 0;
+    for (int i = 0; i < n; i++)
+        mine += strcmp(ids[i], peer) == 0;
+    if (!same_done && mine >= SESS_WAIT_PER_ID && (*victim = sess_oldest(ids, n, peer)) >= 0)
+        return SESS_EVICT_SAME;
+    if (n < SESS_WAIT_SETUPS)
+        return SESS_ROOM;
+    *victim = sess_oldest(ids, n, NULL);
+    return *victim < 0 ? SESS_REFUSE : SESS_EVICT_FULL;
+}
+
+/* The peer ids of the sessions (newest first) into ids and ss, at most max; returns how many. */
+static int sess_ids(struct sess_set *set, const char *ids[], struct sess *all[], int max)
+{
+    struct q *it;
+    int n = 0;
+    q_foreach(it, &set->list)
+    {
+        if (n == max)
+            break;
+        all[n] = q_data(it, struct sess, node);
+        ids[n] = all[n]->shake.peer;
+        n++;
+    }
+    return n;
+}
+
+static void sess_evict(struct sess *ss, const char *why)
+{
+    LOG_W("dropping a session in setup with %s: %s", ss->shake.peer, why);
+    if (ss->punch) {
+        punch_abort(ss->punch, EXIT_PUNCH, why); /* sess_punch_done frees it */
+    } else {
+        sess_hook_failed(ss->set, ss->shake.peer);
+        sess_free(ss);
+    }
+}
+
+/* SESS_WAIT: room for a punch order of peer. An id already holding SESS_WAIT_PER_ID gives up
+ * its oldest (the newest order is the likeliest to be answered); a full table gives up the
+ * oldest session of an id holding more than one, so that against strangers of fewer than
+ * SESS_WAIT_SETUPS / SESS_WAIT_PER_ID ids a distinct peer always gets a slot. */
+static bool sess_wait_room(struct sess_set *set, const char *peer)
+{
+    /* the set never holds more than SESS_WAIT_SETUPS in this mode: room is made first */
+    const char *ids[SESS_WAIT_SETUPS + 1];
+    struct sess *all[SESS_WAIT_SETUPS + 1];
+    int victim = -1, n = sess_ids(set, ids, all, SESS_WAIT_SETUPS + 1);
+    enum sess_room r = sess_room(ids, n, peer, false, &victim);
+    if (r == SESS_EVICT_SAME) {
+        sess_evict(all[victim], "a newer punch order of the same id");
+        n = sess_ids(set, ids, all, SESS_WAIT_SETUPS + 1);
+        r = sess_room(ids, n, peer, true, &victim);
+    }
+    switch (r) {
+    case SESS_REFUSE:
+        LOG_W("refusing a session with %s: %d are being set up already", peer, SESS_WAIT_SETUPS);
+        return false;
+    case SESS_EVICT_FULL:
+        sess_evict(all[victim], "all setup slots are taken; its id holds more than one");
+        return true;
+    default:
+        return true;
+    }
+}
+
+/* Whether a punch order may start a session in the waiting modes: both ask the admit callback
+ * (--allow, --max-sessions, receive --from) first, which may pin the key; SESS_WAIT takes up
+ * to SESS_WAIT_SETUPS at once (sess_wait_room). A refused order takes no slot and evicts
+ * nothing. (One-shot admission is the control connection's: the peer it asked for, once.) */
+static bool sess_admit(struct sess_set *set, const struct proto_msg *m, char *fp, size_t fplen)
+{
+    char why[300];
+    fp[0] = '\0';
+    if (set->mode == SESS_ONE)
+        return true;
+    if (set->serve && set->serve->admit &&
+        !set->serve->admit(set->serve->arg, m->u.punch.peer, fp, fplen, why, sizeof why)) {
+        LOG_W("refusing a session with %s: %s", m->u.punch.peer, why);
+        return false;
+    }
+    if (set->mode == SESS_WAIT && !sess_wait_room(set, m->u.punch.peer)) {
+        sess_hook_failed(set, m->u.punch.peer);
+        return false;
+    }
+    return true;
+}
+
+/* A session that could not start: one-shot ends with status, serve mode releases its slot. */
+static enum sess_start sess_abandon(struct sess *ss, int status, const char *err)
+{
+    struct sess_set *set = ss->set;
+    if (err)
+        LOG_E("%s", err);
+    if (set->mode != SESS_ONE)
+        sess_hook_failed(set, ss->shake.peer);
+    sess_free(ss);
+    if (set->mode == SESS_ONE)
+        set->cb.ended(set->cb.data, status);
+    return SESS_NONE;
+}
+
+/* The engine's configuration from the order: candidates, timing, the shared listener. */
+static void sess_punch_cfg(struct sess *ss, const struct proto_msg *m, uint32_t rtt_us,
+                           uint64_t rx_us)
+{
+    struct sess_set *set = ss->set;
+    struct punch_cfg *cfg = &ss->cfg;
+    cfg->local = *set->local;
+    cfg->local6 = *set->local6;
+    cfg->timeout_ms = set->o->timeout_ms;
+    cfg->rtt_us = rtt_us;
+    cfg->shared_listener = set->mode != SESS_ONE;
+    cfg->loopback_ok = ep_is_loopback((const struct sockaddr *)set->server);
+    /* the server timed both orders to arrive together: aim both first SYNs at the same moment
+     * after the kernel's arrival stamp, leaving time to get ready */
+    cfg->start_us = rx_us + (m->u.punch.start_in_us >= 0 ? (uint64_t)m->u.punch.start_in_us
+                                                         : PROTO_DEFAULT_START_IN_US);
+    if (!cfg->relay_only)
+        punch_candidates(cfg, &m->u.punch.observed,
+                         m->u.punch.has_observed6 ? &m->u.punch.observed6 : NULL,
+                         &m->u.punch.endpoints, set->observed);
+}
+
+enum sess_start sess_start(struct sess_set *set, const struct proto_msg *m, uint32_t rtt_us,
+                           uint64_t rx_us)
+{
+    struct punch_cfg *cfg;
+    struct sess *ss;
+    char ep[EP_STRLEN], err[200], fp[ID_FP_SIZE];
+    int relay, rc;
+
+    if (!sess_admit(set, m, fp, sizeof fp))
+        return SESS_NONE;
+    if (!(ss = calloc(1, sizeof *ss))) {
+        if (set->mode != SESS_ONE)
+            sess_hook_failed(set, m->u.punch.peer);
+        return SESS_NOMEM;
+    }
+    ss->set = set;
+    ss->link = set->mode != SESS_ONE ? &ss->own : set->link;
+    ss->own.fd = -1;
+    memcpy(ss->shake.peer, m->u.punch.peer, sizeof ss->shake.peer);
+    q_insert_head(&set->list, &ss->node);
+    cfg = &ss->cfg;
+    if ((relay = sess_plan(ss, m, cfg)) < 0)
+        return sess_abandon(ss, EXIT_PUNCH, NULL);
+    sess_punch_cfg(ss, m, rtt_us, rx_us);
+    if ((rc = sess_shake(ss, m, fp)) != EXIT_DONE)
+        return sess_abandon(ss, rc, NULL);
+    if (sess_key_refused(ss, m))
+        return sess_abandon(ss, EXIT_PUNCH, NULL);
+    cfg->shake = &ss->shake;
+    LOG_I("punching to %s at %s (%d candidate%s, %s)", m->u.punch.peer,
+          ep_format((const struct sockaddr *)&m->u.punch.observed, ep, sizeof ep), cfg->ncand,
+          cfg->ncand == 1 ? "" : "s",
+          m->u.punch.role == PROTO_INITIATOR ? "initiator" : "responder");
+    ev_punching(set->o, m, cfg);
+    for (int i = 0; i < cfg->ncand; i++)
+        LOG_D("candidate %d: %s (%s)", i,
+              ep_format((struct sockaddr *)&cfg->cand[i].addr, ep, sizeof ep), cfg->cand[i].kind);
+    ss->punch = punch_start(set->loop, cfg, ss->link, sess_punch_done, ss, err, sizeof err);
+    if (!ss->punch)
+        return sess_abandon(ss, EXIT_LOCAL, err);
+    if (relay)
+        sess_relay_start(ss, m);
+    return SESS_STARTED;
+}
+
+void sess_cancel_relays(struct sess_set *set)
+{
+    struct q *it;
+    q_foreach(it, &set->list)
+    {
+        struct sess *ss = q_data(it, struct sess, node);
+        rl_cancel(ss->relay);
+        ss->relay = NULL;
+    }
+}
+
+/* The one dialling that exact endpoint, else the only one dialling that host. Anything else is
+ * closed before a byte is written: a connection from a host that is none of the peers' is not
+ * a peer (a NAT may change the port, not the address), and our shake would tell a stranger the
+ * session. */
+struct sess *sess_route(struct sess_set *set, const struct sockaddr *from)
+{
+    struct sess *host = NULL;
+    struct q *it;
+    int nhost = 0;
+    q_foreach(it, &set->list)
+    {
+        struct sess *ss = q_data(it, struct sess, node);
+        bool same_host = false;
+        if (!ss->punch || ss->cfg.relay_only)
+            continue;
+        for (int i = 0; i < ss->cfg.ncand; i++) {
+            const struct sockaddr *cand = (const struct sockaddr *)&ss->cfg.cand[i].addr;
+            if (ep_equal(cand, from))
+                return ss;
+            same_host = same_host || ep_same_host(cand, from);
+        }
+        if (same_host) {
+            host = ss;
+            nhost++;
+        }
+    }
+    return nhost == 1 ? host : NULL;
+}
+
+void sess_adopt(struct sess *ss, int fd)
+{
+    punch_adopt(ss->punch, fd, "inbound");
+}

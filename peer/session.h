@@ -1,0 +1,123 @@
+/* The sessions of a control connection: one per punch order, each with its handshake context,
+ * its punch engine and its relay attempt. The waiting modes' limits on sessions in setup and
+ * their eviction live here. The control connection starts sessions (sess_start) and hears of
+ * their ends through callbacks; a session never sees the control connection. */
+#ifndef TP_SESSION_H
+#define TP_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <uv.h>
+
+#include "common/queue.h"
+#include "peer/link.h"
+#include "peer/opts.h"
+#include "peer/punch.h"
+#include "peer/serve.h"
+#include "peer/shake.h"
+#include "proto/proto.h"
+
+/* listen, receive, chat: punch orders set up at once, each until its handshake or --timeout.
+ * Few enough that they cannot exhaust our descriptors (each engine holds at most a socket per
+ * candidate and PUNCH_MAX_INBOUND more); what keeps a stranger's orders from crowding out the
+ * real peer's is SESS_WAIT_PER_ID (the server's --connect-rate limits how fast anyone can make
+ * them). */
+#define SESS_WAIT_SETUPS 8
+/* ... of which one peer id holds at most this many: a stranger's id ordering punches as fast
+ * as the server lets it only churns its own sessions, never the slot of a distinct peer */
+#define SESS_WAIT_PER_ID 2
+
+/* How a control connection serves punch orders. */
+enum sess_mode {
+    SESS_ONE,   /* connect, chat PEER, send: one session, with the peer asked for */
+    SESS_WAIT,  /* listen, receive, chat: sessions in parallel, the first handshake wins */
+    SESS_SERVE, /* listen --forward: every admitted session, each handed to serve->linked */
+};
+
+struct sess_cbs {
+    /* SESS_ONE: the session ended, with *link filled when status is EXIT_DONE (or it could not
+     * start: status says why). */
+    void (*ended)(void *data, int status);
+    /* SESS_WAIT: a session completed its handshake first: *link holds it, the others are
+     * being aborted. */
+    void (*won)(void *data);
+    /* The last session is gone. */
+    void (*idle)(void *data);
+    void *data;
+};
+
+/* All sessions of one control connection, and what they are given. The pointers are the
+ * control connection's and outlive the set. */
+struct sess_set {
+    uv_loop_t *loop;
+    const struct peer_opts *o;
+    enum sess_mode mode;
+    /* SESS_SERVE: what to do with each session; SESS_WAIT: optional admit/failed hooks */
+    const struct peer_serve *serve;
+    struct peer_link *link;                  /* SESS_ONE: the caller's; SESS_WAIT: the winner's */
+    const struct sockaddr_storage *server;   /* the rendezvous (and default relay) address */
+    const char *name;                        /* the server, as messages name it */
+    const struct sockaddr_storage *local;    /* the shared port, IPv4 (or the server's family) */
+    const struct sockaddr_storage *local6;   /* [::]:P when IPv6 candidates are offered */
+    const struct sockaddr_storage *observed; /* our public endpoint, as the server saw it */
+    struct sess_cbs cb;
+    struct q list; /* newest first */
+    bool won;      /* SESS_WAIT: a session completed its handshake */
+};
+
+/* One punch order being served. */
+struct sess {
+    struct q node;
+    struct sess_set *set;
+    struct punch *punch;
+    struct rl *relay;     /* the relay attempt, until it joined or failed */
+    bool relay_only;      /* this session makes no direct attempt */
+    char relay_note[400]; /* what became of the relay path, for a failure message */
+    struct shake_ctx shake;
+    struct punch_cfg cfg;   /* its candidates route the shared listener's connections */
+    struct peer_link *link; /* the caller's (one-shot) or own */
+    struct peer_link own;
+};
+
+void sess_init(struct sess_set *set);
+
+enum sess_start {
+    SESS_STARTED, /* a session punches */
+    SESS_NONE,    /* refused or could not start (logged; one-shot: cb.ended was called) */
+    SESS_NOMEM,   /* out of memory: the caller ends */
+};
+
+/* A session for punch order m (the waiting modes admit it first: hooks, SESS_WAIT's limits),
+ * timed from the order's arrival rx_us (monotonic), with the control connection's RTT. */
+enum sess_start sess_start(struct sess_set *set, const struct proto_msg *m, uint32_t rtt_us,
+                           uint64_t rx_us);
+
+bool sess_any(const struct sess_set *set);
+
+/* One-shot, the server connection gone: the relay attempt goes with it. */
+void sess_cancel_relays(struct sess_set *set);
+
+/* Which session an inbound connection on the shared port belongs to (NULL: none). */
+struct sess *sess_route(struct sess_set *set, const struct sockaddr *from);
+
+/* Hands an accepted connection to the session's engine. */
+void sess_adopt(struct sess *ss, int fd);
+
+/* The pure part of SESS_WAIT's limits: room for a punch order of peer among n sessions in
+ * setup whose ids are ids[0..n-1], newest first. */
+enum sess_room {
+    SESS_ROOM,       /* there is room */
+    SESS_EVICT_SAME, /* peer holds SESS_WAIT_PER_ID already: *victim, its oldest, goes first */
+    SESS_EVICT_FULL, /* all slots taken: *victim, the oldest of an id holding more than one */
+    SESS_REFUSE,     /* all slots taken by distinct ids: the order is refused */
+};
+enum sess_room sess_room(const char *const ids[], int n, const char *peer, bool same_done,
+                         int *victim);
+
+/* The oldest index (the list is newest first) whose id is peer, or with peer NULL the oldest
+ * of an id holding more than one; -1 when there is none. */
+int sess_oldest(const char *const ids[], int n, const char *peer);
+
+#endif

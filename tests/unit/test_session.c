@@ -1,0 +1,107 @@
+/* The sessions' pure decisions: the waiting modes' setup limits (which session gives way to a
+ * new punch order, and when an order is refused) and the routing of an inbound connection on
+ * the shared port to the session that dials its endpoint or host. */
+#include <string.h>
+
+#include "check.h"
+#include "common/endpoint.h"
+#include "peer/session.h"
+
+static void t_oldest(void)
+{
+    const char *ids[] = {"bob", "eve", "bob", "mal", "eve"}; /* newest first */
+    CHECK_INT(sess_oldest(ids, 5, "bob"), 2);
+    CHECK_INT(sess_oldest(ids, 5, "mal"), 3);
+    CHECK_INT(sess_oldest(ids, 5, "zed"), -1);
+    /* of the ids holding more than one, the oldest session */
+    CHECK_INT(sess_oldest(ids, 5, NULL), 4);
+    const char *distinct[] = {"a", "b", "c"};
+    CHECK_INT(sess_oldest(distinct, 3, NULL), -1);
+}
+
+static void t_room(void)
+{
+    int v = -7;
+    const char *few[] = {"eve", "bob"};
+    CHECK_INT(sess_room(few, 2, "alice", false, &v), SESS_ROOM);
+    CHECK_INT(sess_room(few, 0, "alice", false, &v), SESS_ROOM);
+    /* an id holding SESS_WAIT_PER_ID gives up its oldest, even with room to spare */
+    const char *two[] = {"eve", "bob", "eve"};
+    CHECK_INT(sess_room(two, 3, "eve", false, &v), SESS_EVICT_SAME);
+    CHECK_INT(v, 2);
+    CHECK_INT(sess_room(two, 3, "eve", true, &v), SESS_ROOM);
+    CHECK_INT(sess_room(two, 3, "bob", false, &v), SESS_ROOM);
+}
+
+static void t_full(void)
+{
+    int v = -7;
+    const char *full[SESS_WAIT_SETUPS], *distinct[SESS_WAIT_SETUPS];
+    static char names[SESS_WAIT_SETUPS][8];
+    for (int i = 0; i < SESS_WAIT_SETUPS; i++) {
+        snprintf(names[i], sizeof names[i], "p%d", i);
+        distinct[i] = names[i];
+        full[i] = names[i];
+    }
+    /* all slots held by distinct ids: a distinct newcomer is refused */
+    CHECK_INT(sess_room(distinct, SESS_WAIT_SETUPS, "alice", false, &v), SESS_REFUSE);
+    /* ... and an id holding one takes no second slot from another */
+    CHECK_INT(sess_room(distinct, SESS_WAIT_SETUPS, "p3", false, &v), SESS_REFUSE);
+    /* one id holds two: its oldest gives way to the distinct newcomer */
+    full[1] = full[5] = "eve";
+    CHECK_INT(sess_room(full, SESS_WAIT_SETUPS, "alice", false, &v), SESS_EVICT_FULL);
+    CHECK_INT(v, 5);
+    /* eve again: first her own oldest goes (the full table's rule is asked after it) */
+    CHECK_INT(sess_room(full, SESS_WAIT_SETUPS, "eve", false, &v), SESS_EVICT_SAME);
+    CHECK_INT(v, 5);
+    CHECK_INT(sess_room(full, SESS_WAIT_SETUPS - 1, "eve", true, &v), SESS_ROOM);
+}
+
+static void add_sess(struct sess_set *set, struct sess *ss, const char *cand0, const char *cand1)
+{
+    char err[100];
+    memset(ss, 0, sizeof *ss);
+    ss->set = set;
+    ss->punch = (struct punch *)ss; /* an engine runs; sess_route never looks inside */
+    CHECK_INT(ep_parse(cand0, &ss->cfg.cand[0].addr, err, sizeof err), 0);
+    ss->cfg.ncand = 1;
+    if (cand1) {
+        CHECK_INT(ep_parse(cand1, &ss->cfg.cand[1].addr, err, sizeof err), 0);
+        ss->cfg.ncand = 2;
+    }
+    q_insert_head(&set->list, &ss->node);
+}
+
+static const struct sockaddr *at(const char *s, struct sockaddr_storage *ss)
+{
+    char err[100];
+    CHECK_INT(ep_parse(s, ss, err, sizeof err), 0);
+    return (const struct sockaddr *)ss;
+}
+
+static void t_route(void)
+{
+    struct sess_set set;
+    struct sess a, b, c;
+    struct sockaddr_storage x;
+    memset(&set, 0, sizeof set);
+    sess_init(&set);
+    add_sess(&set, &a, "198.51.100.7:4000", "10.0.0.7:4000");
+    add_sess(&set, &b, "203.0.113.9:5000", NULL);
+    /* the exact endpoint, then the only session dialling that host (a NAT may move the port) */
+    CHECK(sess_route(&set, at("10.0.0.7:4000", &x)) == &a);
+    CHECK(sess_route(&set, at("203.0.113.9:6001", &x)) == &b);
+    /* a host that none dials is nobody's */
+    CHECK(sess_route(&set, at("192.0.2.1:4000", &x)) == NULL);
+    /* two sessions dialling one host: only the exact endpoint tells them apart */
+    add_sess(&set, &c, "203.0.113.9:5001", NULL);
+    CHECK(sess_route(&set, at("203.0.113.9:6001", &x)) == NULL);
+    CHECK(sess_route(&set, at("203.0.113.9:5001", &x)) == &c);
+    /* a relay-only session, or one whose engine is over, takes no inbound connection */
+    c.cfg.relay_only = true;
+    CHECK(sess_route(&set, at("203.0.113.9:5001", &x)) == &b);
+    b.punch = NULL;
+    CHECK(sess_route(&set, at("203.0.113.9:5000", &x)) == NULL);
+}
+
+CHECK_MAIN(TEST(t_oldest), TEST(t_room), TEST(t_full), TEST(t_route))
