@@ -182,6 +182,9 @@ static void pu_attempt_closed(uv_handle_t *h)
 {
     struct pconn *c = container_of((uv_tcp_t *)h, struct pconn, tcp);
     struct punch *p = c->p;
+    /* a started line (the answerer sent half of one and closed) holds the framer's buffer, and
+     * the next dial from this pconn starts with lb_init */
+    lb_free(&c->lb);
     if (!p->finished && !c->dead && !c->spent) {
         /* bursts only where the server saw the endpoint: they are for NATs that answer early
          * SYNs with RST, and a self-declared endpoint may be anybody's host */

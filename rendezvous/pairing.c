@@ -117,7 +117,9 @@ static int pair_delay(struct conn *to, const char *session, const char *line, si
 static uint64_t pair_hold(struct conn *to, const char *session, const char *line, size_t len,
                           uint64_t delay_us)
 {
-    uint64_t delay_ms = (delay_us + 500) / 1000;
+    /* every caller has capped it already (plan_timing, cl_on_answer); capping here too keeps the
+     * bound where the punch is held, whoever calls next */
+    uint64_t delay_ms = (plan_cap_us(delay_us) + 500) / 1000;
     if (delay_ms == 0 || pair_delay(to, session, line, len, delay_ms) < 0)
         return 0;
     return delay_ms;
