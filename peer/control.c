@@ -263,13 +263,13 @@ static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
                  "running there with --id %s?",
                  c->target ? c->target : "the peer", c->name, plain ? "" : " (",
                  plain ? "" : m->u.error.message, plain ? "" : ")", c->target ? c->target : "ID");
-        ctl_fail(c, EXIT_NO_PEER, "%s%s", msg, "");
+        ctl_fail(c, EXIT_NO_PEER, "%s", msg);
         return;
     }
     if (pc == PC_NO_PATH) {
         snprintf(msg, sizeof msg, "no path to %s: %s", c->target ? c->target : "the peer",
                  m->u.error.message);
-        ctl_fail(c, EXIT_PUNCH, "%s%s", msg, "");
+        ctl_fail(c, EXIT_PUNCH, "%s", msg);
         return;
     }
     if (c->aux && c->state == CTL_HELLO && pc == PC_BAD_FIELD) {
@@ -283,16 +283,16 @@ static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
     if (pc == PC_ID_TAKEN && !c->was_registered) {
         snprintf(msg, sizeof msg, "the id \"%s\" is already online on %s; choose another with --id",
                  c->o->id, c->name);
-        ctl_fail(c, EXIT_SERVER, "%s%s", msg, "");
+        ctl_fail(c, EXIT_SERVER, "%s", msg);
         return;
     }
     snprintf(msg, sizeof msg, "server %s refused: %s (%s)", c->name, m->u.error.message, code);
     /* waiting for a challenge that never came: an older server, not a passing state */
     if (fo_transient(code, c->was_registered) &&
         !(c->state == CTL_CHALLENGE && pc == PC_HELLO_TIMEOUT))
-        ctl_lost(c, "%s%s", msg, "");
+        ctl_lost(c, "%s", msg);
     else
-        ctl_fail(c, EXIT_SERVER, "%s%s", msg, "");
+        ctl_fail(c, EXIT_SERVER, "%s", msg);
 }
 
 /* The waiting modes' keepalive: a ping every third of it, and a server silent for two rounds
@@ -422,8 +422,8 @@ static void ctl_on_welcome(struct ctl *c, const struct proto_msg *m)
     c->observed = m->u.welcome.observed;
     c->registered = true;
     if (c->o->path == PROTO_PATH_RELAY && !m->u.welcome.relay) {
-        ctl_fail(c, EXIT_PUNCH, "the server %s does not relay, and --relay-only needs its relay%s",
-                 c->name, "");
+        ctl_fail(c, EXIT_PUNCH, "the server %s does not relay, and --relay-only needs its relay",
+                 c->name);
         return;
     }
     /* with a list, which server took us is worth saying at the default verbosity */
