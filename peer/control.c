@@ -1,15 +1,15 @@
 /* The control connection to the rendezvous: register, ask for a peer, wait for the punch order,
- * then hand over to the punch engine. */
+ * then hand over to the punch engine. The exchange itself (connect from the shared port,
+ * challenge, framing, kernel receive stamps, its deadlines) is peer/srvconn's; this file holds
+ * the control protocol's rules on top of it. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <sodium.h>
 #include <uv.h>
 
-#include "common/addrpol.h"
 #include "common/clock.h"
 #include "common/endpoint.h"
 #include "common/linebuf.h" /* LB_MAX, in a message */
@@ -24,10 +24,8 @@
 #include "peer/control.h"
 #include "peer/probe.h"
 #include "peer/punch.h"
-#include "peer/relay.h"
 #include "peer/session.h"
 #include "peer/srvconn.h"
-#include "peer/trust.h"
 #include "proto/code.h"
 
 #define CTL_CONNECT_TIMEOUT_MS 10000
