@@ -1,9 +1,10 @@
 /* libFuzzer harness for the cluster bus (proto/bus.c). Every input is the JSON of one message as
  * it arrives after its MAC checked out (an instance's secret is no guarantee of sanity: a bug or
- * a newer version on another instance sends what it sends). It is decoded as instance "B";
- * whatever decodes must encode to JSON that decodes again to the same message, re-encodes to the
- * same bytes, and survives sealing and opening. The input also goes through bus_open as a whole
- * framed payload, whose checks run before any MAC is computed over attacker-chosen lengths. */
+ * a newer version on another instance sends what it sends). It is decoded as instance "B", an
+ * answer's content checked too; whatever passes must encode to JSON that decodes again to the
+ * same message, re-encodes to the same bytes, and survives sealing and opening. The input also goes
+ * through bus_open as a whole framed payload, whose checks run before any MAC is computed over
+ * attacker-chosen lengths. */
 #include "fuzz/fuzz.h"
 #include "proto/bus.h"
 
@@ -33,6 +34,8 @@ static void fz_round_trip(const struct bus_msg *m)
     FZ_CHECK(n > 0, "%s from %s decoded but does not encode", bus_type_name(m->type), m->sender);
     FZ_CHECK((size_t)n == strlen(json), "encoding of %d bytes holds a NUL", n);
     e = bus_decode(json, (size_t)n, "B", &m2, why, sizeof why);
+    if (e == BUS_OK && m2.type == BUS_ANSWER)
+        e = bus_answer_is(&m2, NULL, why, sizeof why);
     FZ_CHECK(e == BUS_OK, "own encoding %s rejected (%d): %s", json, (int)e, why);
     FZ_CHECK(m2.type == m->type && m2.t == m->t && strcmp(m2.sender, m->sender) == 0 &&
                  strcmp(m2.session, m->session) == 0,
@@ -58,6 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     memset(why, 0x5a, sizeof why);
     e = bus_decode((const char *)data, size, "B", &m, why, sizeof why);
+    if (e == BUS_OK && m.type == BUS_ANSWER) /* as the receiver does once the session is its */
+        e = bus_answer_is(&m, NULL, why, sizeof why);
     if (e == BUS_OK)
         fz_round_trip(&m);
     else

@@ -146,17 +146,38 @@ struct bd {
     size_t whylen;
 };
 
+/* The reason, "from SENDER: " and fmt's text, in why; returns e. */
+static enum bus_err bus_vfail(char *why, size_t whylen, const char *sender, enum bus_err e,
+                              const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+static enum bus_err bus_vfail(char *why, size_t whylen, const char *sender, enum bus_err e,
+                              const char *fmt, va_list ap)
+{
+    int n = snprintf(why, whylen, "from %s: ", sender);
+    if (n >= 0 && (size_t)n < whylen)
+        vsnprintf(why + n, whylen - (size_t)n, fmt, ap);
+    return e;
+}
+
+static enum bus_err bus_fail(char *why, size_t whylen, const char *sender, enum bus_err e,
+                             const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static enum bus_err bus_fail(char *why, size_t whylen, const char *sender, enum bus_err e,
+                             const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    e = bus_vfail(why, whylen, sender, e, fmt, ap);
+    va_end(ap);
+    return e;
+}
+
 static enum bus_err bd_fail(struct bd *d, enum bus_err e, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static enum bus_err bd_fail(struct bd *d, enum bus_err e, const char *fmt, ...)
 {
     va_list ap;
-    int n = snprintf(d->why, d->whylen, "from %s: ", d->sender);
-    if (n >= 0 && (size_t)n < d->whylen) {
-        va_start(ap, fmt);
-        vsnprintf(d->why + n, d->whylen - (size_t)n, fmt, ap);
-        va_end(ap);
-    }
+    va_start(ap, fmt);
+    e = bus_vfail(d->why, d->whylen, d->sender, e, fmt, ap);
+    va_end(ap);
     return e;
 }
 
@@ -226,30 +247,43 @@ static enum bus_err bd_introduce(struct bd *d, struct bus_msg *m)
 
 static enum bus_err bd_answer(struct bd *d, struct bus_msg *m)
 {
-    bool has_code = json_object_get(d->o, "code") != NULL;
     const char *code = bd_str(d->o, "code", PROTO_MAX_CODE);
     const char *text = bd_str(d->o, "message", PROTO_MAX_TEXT);
     const char *line = bd_str(d->o, "line", PROTO_MAX_LINE);
     json_int_t delay = 0;
-    char why[PROTO_MAX_TEXT];
-    /* either an error (code and message) or a punch (line and delay_us), never a mixture */
-    if (has_code
-            ? !code || !text || json_object_get(d->o, "line") || json_object_get(d->o, "delay_us")
-            : !line || json_object_get(d->o, "message") ||
-                  !bd_int(d->o, "delay_us", 0, BUS_MAX_DELAY_US, &delay))
+    /* either an error (code and message) or a punch (line and delay_us), never a mixture; a
+     * "code" that is no string of a code's length counts as absent */
+    if (code ? !text || json_object_get(d->o, "line") || json_object_get(d->o, "delay_us")
+             : !line || json_object_get(d->o, "message") ||
+                   !bd_int(d->o, "delay_us", 0, BUS_MAX_DELAY_US, &delay))
         return bd_fail(d, BUS_E_BODY, "a malformed answer");
-    if (has_code) {
-        m->u.answer.code = proto_code_parse(code);
-        if (!bus_answer_code(m->u.answer.code) || !bus_printable(text))
-            return bd_fail(d, BUS_E_CODE,
-                           "an answer with error code %.32s, which instances do not send",
-                           bus_printable(code) ? code : "?");
+    if (code) {
+        bd_copy(m->u.answer.code_text, sizeof m->u.answer.code_text, code);
         bd_copy(m->u.answer.message, sizeof m->u.answer.message, text);
+    } else {
+        bd_copy(m->u.answer.line_text, sizeof m->u.answer.line_text, line);
+        m->u.answer.delay_us = (uint32_t)delay;
+    }
+    return BUS_OK;
+}
+
+enum bus_err bus_answer_is(struct bus_msg *m, const char *peer, char *why, size_t whylen)
+{
+    const char *code = m->u.answer.code_text;
+    char inner[PROTO_MAX_TEXT];
+    if (code[0]) {
+        m->u.answer.code = proto_code_parse(code);
+        if (!bus_answer_code(m->u.answer.code) || !bus_printable(m->u.answer.message))
+            return bus_fail(why, whylen, m->sender, BUS_E_CODE,
+                            "an answer with error code %.32s, which instances do not send",
+                            bus_printable(code) ? code : "?");
         return BUS_OK;
     }
-    m->u.answer.delay_us = (uint32_t)delay;
-    if (!bus_punch_of(line, PROTO_INITIATOR, m->session, NULL, &m->u.answer.line, why, sizeof why))
-        return bd_fail(d, BUS_E_PUNCH, "answer for session %s: %s", m->session, why);
+    m->u.answer.code = PC_UNKNOWN;
+    if (!bus_punch_of(m->u.answer.line_text, PROTO_INITIATOR, m->session, peer, &m->u.answer.line,
+                      inner, sizeof inner))
+        return bus_fail(why, whylen, m->sender, BUS_E_PUNCH, "answer for session %s: %s",
+                        m->session, inner);
     return BUS_OK;
 }
 

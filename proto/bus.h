@@ -5,8 +5,9 @@
  *
  *   bus_seal / bus_open       the framing "v1." HEX(tag) "." JSON and its MAC;
  *   bus_encode / bus_decode   the JSON: the envelope (type, sender, t) and each type's members;
- *   bus_punch_is              what an embedded punch line must be (also the caller's check that
- *                             an answer names the target it asked for).
+ *   bus_answer_is             what an answer says (an error code instances send, or the punch of
+ *                             the initiator with the target asked for), checked once the receiver
+ *                             knows the session is one it asked about.
  *
  * What needs the receiver's state stays with the receiver: whether t is fresh and larger than
  * the sender's last, whether an answer's session is pending and comes from the instance the
@@ -50,6 +51,10 @@ struct bus_msg {
             uint32_t rtt_us, bus_rtt_us;
         } introduce;
         struct {
+            /* as received: bus_decode checks their form, bus_answer_is what they say (and
+             * fills code or line); bus_encode does not read them. code_text "": a punch. */
+            char code_text[PROTO_MAX_CODE + 1];
+            char line_text[PROTO_MAX_LINE + 1];
             /* PC_UNKNOWN: a punch in line; else one of the codes instances send
              * (bus_answer_code) with message */
             enum proto_code code;
@@ -69,7 +74,8 @@ enum bus_err {
     BUS_E_TYPE,     /* a type this version does not know: ignored, not refused */
     BUS_E_BODY,     /* a member missing, unknown, ill-typed or out of range */
     BUS_E_PUNCH,    /* the embedded punch line is not this session's punch of its role */
-    BUS_E_PATH,     /* introduce.path is not any, direct or relay */
+    BUS_E_PATH,     /* introduce.path is not any, direct or relay; the rest of the introduce is
+                     * decoded, so that the receiver can check its endpoints first */
     BUS_E_CODE,     /* answer.code is not one instances send, or its message is not printable */
 };
 
@@ -97,9 +103,15 @@ int bus_open(const unsigned char key[BUS_KEY_BYTES], const char *chan, const cha
 int bus_encode(const struct bus_msg *m, char *out, size_t cap);
 /* Decodes and validates the JSON of a message; self (NULL: none) is the receiver's instance id,
  * which no sender may claim. On failure why holds the reason as the receiver logs it ("from
- * SENDER: ..." once the sender is known). */
+ * SENDER: ..." once the sender is known). Of an answer only the form is checked (never
+ * BUS_E_CODE or BUS_E_PUNCH): an answer for a session the receiver never asked about is
+ * ignored, whatever it says. */
 enum bus_err bus_decode(const char *json, size_t len, const char *self, struct bus_msg *out,
                         char *why, size_t whylen);
+/* What a decoded answer says: an error code instances send with a printable message (in
+ * m->u.answer.code), or the initiator's punch of m->session naming peer (NULL: any; in
+ * m->u.answer.line). BUS_OK, or BUS_E_CODE / BUS_E_PUNCH with the reason in why. */
+enum bus_err bus_answer_is(struct bus_msg *m, const char *peer, char *why, size_t whylen);
 
 /* Whether line is exactly one protocol line that decodes (as sent to a peer) to a punch for
  * session, playing role, naming peer (NULL: any); the punch in *m. Otherwise why says what. */

@@ -10,6 +10,7 @@
 #define TP_CLUSTER_H
 
 #include "common/queue.h"
+#include "proto/code.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -25,9 +26,7 @@
 #define CL_BACKOFF_MIN_S 1      /* first reconnect delay, doubled up to ... */
 #define CL_BACKOFF_MAX_S 30     /* ... this */
 #define CL_MAX_OPS 4096         /* introductions and id claims in flight at once */
-#define CL_MAX_INSTANCE 128     /* bytes of an instance id */
 #define CL_MAX_PREFIX 64
-#define CL_BUS_MAX 8192    /* bytes of one bus message */
 #define CL_BUS_FRESH_S 30  /* a bus message older or newer than this is refused */
 #define CL_MAX_SENDERS 256 /* instances whose last sequence number is remembered */
 
@@ -51,12 +50,12 @@ struct cl_user {
     const struct gate_cfg *gate; /* the id limits a claim applies */
     struct rly *rly;             /* relay offers for sessions relayed here */
     bool relays;                 /* this instance offers the relay */
-    /* the verdict on a hello's id (cl_claim): code NULL registers conn now, else it is refused
-     * with code and msg */
+    /* the verdict on a hello's id (cl_claim): code PC_UNKNOWN registers conn now, else it is
+     * refused with code and msg */
     void (*claimed)(void *data, struct cl_link *conn, const struct proto_msg *hello,
-                    const char *code, const char *msg);
+                    enum proto_code code, const char *msg);
     /* a non-fatal error to conn (an introduction that failed) */
-    void (*refuse)(void *data, struct cl_link *conn, const char *code, const char *msg);
+    void (*refuse)(void *data, struct cl_link *conn, enum proto_code code, const char *msg);
     /* the registered main peer holding id here, or NULL */
     struct cl_link *(*find)(void *data, const char *id);
     /* conn as one side of a pair */

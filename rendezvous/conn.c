@@ -215,14 +215,14 @@ const char *conn_clean(const char *in, char *out, size_t len)
 }
 
 /* Writes an error line; a fatal one also starts the close. */
-void conn_error(struct conn *c, const char *code, const char *message, bool fatal)
+void conn_error(struct conn *c, enum proto_code code, const char *message, bool fatal)
 {
     char line[PROTO_MAX_LINE], clean[PROTO_MAX_TEXT + 1];
     int n =
-        proto_encode_error(code, conn_clean(message, clean, sizeof clean), fatal, line, sizeof line);
+        proto_encode_pc(code, conn_clean(message, clean, sizeof clean), fatal, line, sizeof line);
     int rc = n > 0 ? conn_write(c, line, (size_t)n) : UV_EINVAL;
     if (rc < 0) {
-        conn_drop(c, LOG_DEBUG, "cannot send error %s: %s", code, uv_strerror(rc));
+        conn_drop(c, LOG_DEBUG, "cannot send error %s: %s", proto_code_name(code), uv_strerror(rc));
         return;
     }
     if (fatal)
@@ -244,7 +244,7 @@ int conn_send(struct conn *c, const char *line, size_t len)
         char who[PROTO_MAX_ID + EP_STRLEN + 4];
         LOG_N("drop %s: overloaded (more than %d KiB waiting to be written)",
               conn_who(c, who, sizeof who), CONN_MAX_WRITE_QUEUE / 1024);
-        conn_error(c, "overloaded", "you are not reading what the server sends", true);
+        conn_error(c, PC_OVERLOADED, "you are not reading what the server sends", true);
     }
     return 0;
 }
@@ -278,7 +278,7 @@ static bool conn_refuse_loggable(struct conn *c)
     return true;
 }
 
-void conn_refuse(struct conn *c, const char *code, const char *message, bool fatal)
+void conn_refuse(struct conn *c, enum proto_code code, const char *message, bool fatal)
 {
     char who[PROTO_MAX_ID + EP_STRLEN + 4], clean[PROTO_MAX_TEXT + 1];
     if (!conn_active(c))
@@ -289,7 +289,7 @@ void conn_refuse(struct conn *c, const char *code, const char *message, bool fat
         conn_error(c, code, message, fatal);
         return;
     }
-    LOG_N("refused %s: %s: %s%s", conn_who(c, who, sizeof who), code,
+    LOG_N("refused %s: %s: %s%s", conn_who(c, who, sizeof who), proto_code_name(code),
           conn_clean(message, clean, sizeof clean), fatal ? " (closing)" : "");
     conn_error(c, code, message, fatal);
 }

@@ -147,9 +147,9 @@ const char *conn_who(const struct conn *c, char *buf, size_t len);
 int conn_send(struct conn *c, const char *line, size_t len);
 /* Sends an error line and logs "refused". A fatal error also closes the connection once the
  * line has been written (the connection stays allocated until then). */
-void conn_refuse(struct conn *c, const char *code, const char *message, bool fatal);
+void conn_refuse(struct conn *c, enum proto_code code, const char *message, bool fatal);
 /* Writes an error line without logging it; a fatal one also starts the close. */
-void conn_error(struct conn *c, const char *code, const char *message, bool fatal);
+void conn_error(struct conn *c, enum proto_code code, const char *message, bool fatal);
 /* Queues a copy of line without any policy (conn_send adds the checks); a libuv error code. */
 int conn_write(struct conn *c, const char *line, size_t len);
 /* Reasons can quote what a peer sent: printable ASCII only. */

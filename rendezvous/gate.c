@@ -138,8 +138,8 @@ static bool gate_signed(const unsigned char *nonce, const struct proto_msg *m)
     return id_verify(m->u.hello.key, buf, n, m->u.hello.sig);
 }
 
-const char *gate_check_hello(const struct gate *g, const unsigned char *nonce,
-                             const struct proto_msg *m, char *msg, size_t len)
+enum proto_code gate_check_hello(const struct gate *g, const unsigned char *nonce,
+                                 const struct proto_msg *m, char *msg, size_t len)
 {
     const char *id = m->u.hello.id;
     const unsigned char *owner;
@@ -148,18 +148,18 @@ const char *gate_check_hello(const struct gate *g, const unsigned char *nonce,
                  m->u.hello.has_key && m->u.hello.has_sig
                      ? "the signature does not match the key and this connection's challenge"
                      : "hello needs key and sig (a signature of the challenge)");
-        return proto_code_name(PC_BAD_SIGNATURE);
+        return PC_BAD_SIGNATURE;
     }
     if (!gate_allowed(g, id, m->u.hello.key)) {
         snprintf(msg, len, "%s with this key is not authorized on this server", id);
-        return proto_code_name(PC_NOT_AUTHORIZED);
+        return PC_NOT_AUTHORIZED;
     }
     owner = ik_find(g->owners, id);
     if (owner && sodium_memcmp(owner, m->u.hello.key, PROTO_KEY_BYTES) != 0) {
         snprintf(msg, len, "%s belongs to another key", id);
-        return proto_code_name(PC_ID_OWNED);
+        return PC_ID_OWNED;
     }
-    return NULL;
+    return PC_UNKNOWN;
 }
 
 /* The file may not match the table any more: stop appending to it until gate_tick rewrites it
@@ -211,24 +211,24 @@ static void gate_touch(struct gate *g, const char *id, const unsigned char *key)
 }
 
 /* The limits on new ids a single instance checks itself (a cluster checks them in Redis). */
-static const char *gate_new_id_ok(struct gate *g, const char *id, const unsigned char *key,
-                                  const struct sockaddr *src, uint64_t now_ms, char *msg,
-                                  size_t len)
+static enum proto_code gate_new_id_ok(struct gate *g, const char *id, const unsigned char *key,
+                                      const struct sockaddr *src, uint64_t now_ms, char *msg,
+                                      size_t len)
 {
     char who[64];
     if (g->cfg.ids_per_key && ik_key_ids(g->owners, key) >= g->cfg.ids_per_key) {
         snprintf(msg, len, "this key owns %u ids already, the most one key may own here",
                  g->cfg.ids_per_key);
-        return proto_code_name(PC_TOO_MANY_IDS);
+        return PC_TOO_MANY_IDS;
     }
     if (g->cfg.max_ids && ik_count(g->owners) >= g->cfg.max_ids) {
         LOG_W("cannot bind %s: %zu ids known already (--max-ids)", id, ik_count(g->owners));
         snprintf(msg, len, "the server knows too many ids to take a new one");
-        return proto_code_name(PC_SERVER_FULL);
+        return PC_SERVER_FULL;
     }
     switch (limw_take(g->newids, src, g->cfg.new_ids_per_hour, now_ms)) {
     case LIM_OK:
-        return NULL;
+        return PC_UNKNOWN;
     case LIM_RATE:
         lim_source_text(src, who, sizeof who);
         LOG_N("cannot bind %s: %s (or its /48) registered its new ids for the hour "
@@ -238,36 +238,36 @@ static const char *gate_new_id_ok(struct gate *g, const char *id, const unsigned
                  "at most %u new ids per hour from one address (%u from one IPv6 /48); try "
                  "again later",
                  g->cfg.new_ids_per_hour, g->cfg.new_ids_per_hour * LIM_SITE_FACTOR);
-        return proto_code_name(PC_RATE_LIMITED);
+        return PC_RATE_LIMITED;
     default:
         snprintf(msg, len, "the server is out of memory");
-        return proto_code_name(PC_SERVER_FULL);
+        return PC_SERVER_FULL;
     }
 }
 
-const char *gate_bind(struct gate *g, const char *id, const unsigned char *key,
-                      const struct sockaddr *src, uint64_t now_ms, bool claimed, char *msg,
-                      size_t len)
+enum proto_code gate_bind(struct gate *g, const char *id, const unsigned char *key,
+                          const struct sockaddr *src, uint64_t now_ms, bool claimed, char *msg,
+                          size_t len)
 {
     char err[300];
-    const char *code;
+    enum proto_code code;
     int64_t now = (int64_t)time(NULL);
     int rc;
     if (ik_find(g->owners, id)) {
         gate_touch(g, id, key); /* gate_check_hello saw that it is this key */
-        return NULL;
+        return PC_UNKNOWN;
     }
     if (claimed) {
         /* the cache of what Redis said: only for outages, and bounded like a single
          * instance's table (full: not cached, the registration still stands) */
         ik_add_seen(g->owners, id, key, now);
-        return NULL;
+        return PC_UNKNOWN;
     }
-    if ((code = gate_new_id_ok(g, id, key, src, now_ms, msg, len)))
+    if ((code = gate_new_id_ok(g, id, key, src, now_ms, msg, len)) != PC_UNKNOWN)
         return code;
     if (g->cfg.id_db && g->db_fd < 0) {
         snprintf(msg, len, "the server cannot record the id now");
-        return proto_code_name(PC_INTERNAL);
+        return PC_INTERNAL;
     }
     /* on disk before in use: a restart must never forget an owner that was announced */
     if (g->db_fd >= 0 && (rc = ik_append(g->db_fd, id, key, now, true, err, sizeof err)) < 0) {
@@ -276,13 +276,13 @@ const char *gate_bind(struct gate *g, const char *id, const unsigned char *key,
         else
             gate_db_lost(g, err);
         snprintf(msg, len, "the server cannot record the id now");
-        return proto_code_name(PC_INTERNAL);
+        return PC_INTERNAL;
     }
     if (ik_add_seen(g->owners, id, key, now) != IK_OK) {
         snprintf(msg, len, "the server is out of memory");
-        return proto_code_name(PC_SERVER_FULL);
+        return PC_SERVER_FULL;
     }
-    return NULL;
+    return PC_UNKNOWN;
 }
 
 struct gate_keep {

@@ -59,10 +59,10 @@ int gate_reload(struct gate *g, char *err, size_t errlen);
  * secret). A line that does not decode cannot be checked, so with a secret it is refused. */
 bool gate_admitted(const struct gate *g, const unsigned char *nonce, const struct proto_msg *m);
 
-/* A decoded hello answering nonce: signature, allowlist, ownership. Returns NULL when it may
- * register, else the error code with the message in msg. */
-const char *gate_check_hello(const struct gate *g, const unsigned char *nonce,
-                             const struct proto_msg *hello, char *msg, size_t len);
+/* A decoded hello answering nonce: signature, allowlist, ownership. Returns PC_UNKNOWN (no
+ * code) when it may register, else the error code with the message in msg. */
+enum proto_code gate_check_hello(const struct gate *g, const unsigned char *nonce,
+                                 const struct proto_msg *hello, char *msg, size_t len);
 
 /* Whether id/key may still register (the allowlist may have changed). */
 bool gate_allowed(const struct gate *g, const char *id, const unsigned char *key);
@@ -70,11 +70,11 @@ bool gate_allowed(const struct gate *g, const char *id, const unsigned char *key
 /* Makes key the owner of id when it has none (written to --id-db first), after --max-ids,
  * --ids-per-key and --new-ids-per-hour (src: where the hello came from); an owned id is
  * touched (last-seen now). claimed: the cluster has bound it already, with those checks done
- * in Redis; only the local cache is updated. Returns NULL, or the error code with the message
- * in msg. */
-const char *gate_bind(struct gate *g, const char *id, const unsigned char *key,
-                      const struct sockaddr *src, uint64_t now_ms, bool claimed, char *msg,
-                      size_t len);
+ * in Redis; only the local cache is updated. Returns PC_UNKNOWN (no code), or the error code
+ * with the message in msg. */
+enum proto_code gate_bind(struct gate *g, const char *id, const unsigned char *key,
+                          const struct sockaddr *src, uint64_t now_ms, bool claimed, char *msg,
+                          size_t len);
 
 /* Called often (the server's sweep); once an hour lets ids unused for --id-expire days lapse
  * (rewriting --id-db when any did). online(arg, id) keeps the ids registered at the moment. */

@@ -150,7 +150,7 @@ static int pair_offer(struct rly *rly, struct conn *from, struct conn *to,
         return 0;
     if (plan_no_relay(pl, why, msg, sizeof msg) < 0) {
         LOG_N("punch %s: %s -> %s: no relay: %s", session, from->id, to->id, why);
-        conn_refuse(from, "no-path", msg, false);
+        conn_refuse(from, PC_NO_PATH, msg, false);
         return -1;
     }
     LOG_N("punch %s: %s -> %s: no relay, direct only: %s", session, from->id, to->id, why);
@@ -195,12 +195,12 @@ void pair_connect(struct rly *rly, bool relays, struct conn *from, struct conn *
     pair_peer_of(from, &pi);
     pair_peer_of(to, &pt);
     if (plan_path(relays, &pi, &pt, &pl, msg, sizeof msg) < 0) {
-        conn_refuse(from, "no-path", msg, false);
+        conn_refuse(from, PC_NO_PATH, msg, false);
         return;
     }
     if (rnd_hex(session, PROTO_SESSION_LEN / 2) < 0) {
         LOG_E("cannot create a session id: no randomness available");
-        conn_refuse(from, "internal", "the server cannot create a session now", false);
+        conn_refuse(from, PC_INTERNAL, "the server cannot create a session now", false);
         return;
     }
     if (pair_offer(rly, from, to, session, &pl) < 0)
@@ -214,7 +214,7 @@ void pair_connect(struct rly *rly, bool relays, struct conn *from, struct conn *
     n[PLAN_T] = proto_encode(&pp.s[PLAN_T].m, line[PLAN_T], sizeof line[PLAN_T]);
     if (n[PLAN_I] < 0 || n[PLAN_T] < 0) { /* cannot happen: ids and 8 endpoints fit in a line */
         LOG_E("punch %s: cannot encode the punch messages", session);
-        conn_refuse(from, "internal", "the server cannot encode the punch", false);
+        conn_refuse(from, PC_INTERNAL, "the server cannot encode the punch", false);
         return;
     }
     f = pp.first;

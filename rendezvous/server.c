@@ -154,7 +154,7 @@ static int srv_check_candidates(struct conn *c, const struct proto_eplist *l)
         const char *why = srv_bad_candidate(sa, loopback_ok);
         if (why) {
             snprintf(msg, sizeof msg, "endpoint %s is %s", ep_format(sa, ep, sizeof ep), why);
-            conn_refuse(c, "bad-endpoint", msg, true);
+            conn_refuse(c, PC_BAD_ENDPOINT, msg, true);
             return -1;
         }
     }
@@ -166,24 +166,24 @@ static void srv_register(struct conn *c, const struct proto_msg *m)
 {
     char msg[PROTO_MAX_TEXT];
     enum reg_status rs;
-    const char *code;
+    enum proto_code code;
 
     /* an auxiliary connection proves the same key but stays out of the registry: the id's
      * main registration (if any) keeps being the target, and both coexist */
     rs = m->u.hello.aux ? REG_OK : reg_add(c->srv->reg, m->u.hello.id, c);
     if (rs == REG_EXISTS) {
         snprintf(msg, sizeof msg, "%s is already registered by another connection", m->u.hello.id);
-        conn_refuse(c, "id-taken", msg, true);
+        conn_refuse(c, PC_ID_TAKEN, msg, true);
         return;
     }
     if (rs != REG_OK) {
-        conn_refuse(c, "server-full", "the server is out of memory", true);
+        conn_refuse(c, PC_SERVER_FULL, "the server is out of memory", true);
         return;
     }
     /* in cluster mode a new id gets here only after Redis has bound it (cl_claim) */
     if ((code = gate_bind(&c->srv->gate, m->u.hello.id, m->u.hello.key,
                           (const struct sockaddr *)&c->observed, uv_now(c->srv->loop),
-                          c->srv->cl != NULL, msg, sizeof msg))) {
+                          c->srv->cl != NULL, msg, sizeof msg)) != PC_UNKNOWN) {
         if (!m->u.hello.aux)
             reg_remove(c->srv->reg, m->u.hello.id, c);
         conn_refuse(c, code, msg, true);
@@ -194,7 +194,7 @@ static void srv_register(struct conn *c, const struct proto_msg *m)
     if (srv_keep_endpoints(c, &m->u.hello.endpoints) < 0) {
         if (!m->u.hello.aux)
             reg_remove(c->srv->reg, m->u.hello.id, c);
-        conn_refuse(c, "server-full", "the server is out of memory", true);
+        conn_refuse(c, PC_SERVER_FULL, "the server is out of memory", true);
         return;
     }
     c->path = m->u.hello.path;
@@ -208,16 +208,16 @@ static void srv_register(struct conn *c, const struct proto_msg *m)
         cl_announce(c->srv->cl, c->id);
 }
 
-/* The verdict on the owner of a hello's id (cl_claim): code NULL registers c now, else c is
- * refused with code and msg. */
-static void srv_hello_claimed(struct conn *c, const struct proto_msg *hello, const char *code,
-                       const char *msg)
+/* The verdict on the owner of a hello's id (cl_claim): code PC_UNKNOWN registers c now, else
+ * c is refused with code and msg. */
+static void srv_hello_claimed(struct conn *c, const struct proto_msg *hello, enum proto_code code,
+                              const char *msg)
 {
     bool was = c->claiming;
     c->claiming = false;
     if (!conn_active(c))
         return;
-    if (code)
+    if (code != PC_UNKNOWN)
         conn_refuse(c, code, msg, true);
     else
         srv_register(c, hello);
@@ -228,14 +228,14 @@ static void srv_hello_claimed(struct conn *c, const struct proto_msg *hello, con
 static void srv_on_hello(struct conn *c, const struct proto_msg *m)
 {
     char msg[PROTO_MAX_TEXT];
-    const char *code;
+    enum proto_code code;
 
     if (c->state == CONN_LIVE || c->claiming) {
         snprintf(msg, sizeof msg, "already registered as %s", c->claiming ? m->u.hello.id : c->id);
-        conn_refuse(c, "already-registered", msg, true);
+        conn_refuse(c, PC_ALREADY_REGISTERED, msg, true);
         return;
     }
-    if ((code = gate_check_hello(&c->srv->gate, c->nonce, m, msg, sizeof msg))) {
+    if ((code = gate_check_hello(&c->srv->gate, c->nonce, m, msg, sizeof msg)) != PC_UNKNOWN) {
         conn_refuse(c, code, msg, true);
         return;
     }
@@ -248,14 +248,14 @@ static void srv_on_hello(struct conn *c, const struct proto_msg *m)
         if (!m->u.hello.aux && reg_find(c->srv->reg, m->u.hello.id)) {
             snprintf(msg, sizeof msg, "%s is already registered by another connection",
                      m->u.hello.id);
-            conn_refuse(c, "id-taken", msg, true);
+            conn_refuse(c, PC_ID_TAKEN, msg, true);
             return;
         }
         if (cl_claim(c->srv->cl, &c->cl, m, (const struct sockaddr *)&c->observed) < 0) {
-            conn_refuse(c, "internal",
-                       "the server cannot check id ownership now: the cluster store is "
-                       "unavailable; try again later",
-                       true);
+            conn_refuse(c, PC_INTERNAL,
+                        "the server cannot check id ownership now: the cluster store is "
+                        "unavailable; try again later",
+                        true);
             return;
         }
         c->claiming = true;
@@ -271,7 +271,7 @@ static void srv_on_ping(struct conn *c, const struct proto_msg *m)
     int n;
     if (lim_take(&c->pings, SRV_PING_RATE, uv_now(c->srv->loop)) < 0) {
         snprintf(line, sizeof line, "at most %d pings per second", SRV_PING_RATE);
-        conn_refuse(c, "too-many-pings", line, true);
+        conn_refuse(c, PC_TOO_MANY_PINGS, line, true);
         return;
     }
     memset(&pong, 0, sizeof pong);
@@ -389,12 +389,12 @@ static void srv_route_connect(struct conn *from, const char *target)
     struct conn *to;
 
     if (from->state != CONN_LIVE) {
-        conn_refuse(from, "not-registered", "send hello before connect", true);
+        conn_refuse(from, PC_NOT_REGISTERED, "send hello before connect", true);
         return;
     }
     LOG_N("connect request: %s -> %s", from->id, target);
     if (strcmp(target, from->id) == 0) {
-        conn_refuse(from, "self-connect", "cannot connect to your own id", false);
+        conn_refuse(from, PC_SELF_CONNECT, "cannot connect to your own id", false);
         return;
     }
     to = srv_find(s, target);
@@ -404,7 +404,7 @@ static void srv_route_connect(struct conn *from, const char *target)
         cl_connect(s->cl, &from->cl, from->id, target);
     else {
         snprintf(msg, sizeof msg, "%s is not registered on this server", target);
-        conn_refuse(from, "peer-not-found", msg, false);
+        conn_refuse(from, PC_PEER_NOT_FOUND, msg, false);
     }
 }
 
@@ -415,7 +415,7 @@ static void srv_on_connect(struct conn *c, const char *target)
     char msg[PROTO_MAX_TEXT];
     uint64_t now = uv_now(c->srv->loop), most;
     if (c->aux_used) {
-        conn_refuse(c, "unexpected-type", "an auxiliary connection carries one session", true);
+        conn_refuse(c, PC_UNEXPECTED_TYPE, "an auxiliary connection carries one session", true);
         return;
     }
     if (c->state == CONN_LIVE &&
@@ -430,12 +430,12 @@ static void srv_on_connect(struct conn *c, const char *target)
             snprintf(msg, sizeof msg,
                      "more than %llu connect requests beyond --connect-rate in a second",
                      (unsigned long long)most);
-            conn_refuse(c, "rate-limited", msg, true);
+            conn_refuse(c, PC_RATE_LIMITED, msg, true);
             return;
         }
         snprintf(msg, sizeof msg, "at most %u connect requests per second; try again later",
                  c->srv->cfg.connect_rate);
-        conn_refuse(c, "rate-limited", msg, false);
+        conn_refuse(c, PC_RATE_LIMITED, msg, false);
         return;
     }
     srv_route_connect(c, target);
@@ -454,35 +454,36 @@ static int srv_on_line(void *ctx, char *line, size_t len)
      * admit covers the fields of its line, so the line is decoded first, and one that does not
      * decode cannot prove anything */
     if (!c->admitted && !gate_admitted(&c->srv->gate, c->nonce, e == PROTO_OK ? &m : NULL)) {
-        conn_refuse(c, "not-admitted",
-                   "the first line must carry admit, proof of the server's secret made for this "
-                   "connection and this line",
-                   true);
+        conn_refuse(c, PC_NOT_ADMITTED,
+                    "the first line must carry admit, proof of the server's secret made for this "
+                    "connection and this line",
+                    true);
         return 1;
     }
     c->admitted = true;
     if (e != PROTO_OK) {
-        conn_refuse(c, proto_err_code(e), why, true);
+        conn_refuse(c, proto_err_pc(e), why, true);
         return 1;
     }
     LOG_D("%s from %s", proto_type_name(m.type), c->id[0] ? c->id : c->addr);
     if (c->state == CONN_LIVE)
         conn_set_state(c, CONN_LIVE); /* any message counts as a sign of life */
     if (c->probe_only && m.type != PROTO_PROBE) {
-        conn_refuse(c, "unexpected-type", "a probe listener takes only probe", true);
+        conn_refuse(c, PC_UNEXPECTED_TYPE, "a probe listener takes only probe", true);
         return 1;
     }
     if (m.type == PROTO_PROBE) {
         if (c->state == CONN_HELLO)
             srv_on_probe(c, &m);
         else
-            conn_refuse(c, "unexpected-type", "probe must be the first line of a connection", true);
+            conn_refuse(c, PC_UNEXPECTED_TYPE, "probe must be the first line of a connection",
+                        true);
         return 1;
     }
     if (m.type == PROTO_RELAY) {
         if (c->state != CONN_HELLO) {
-            conn_refuse(c, "unexpected-type", "relay must be the first line of a new connection",
-                       true);
+            conn_refuse(c, PC_UNEXPECTED_TYPE, "relay must be the first line of a new connection",
+                        true);
             return 1;
         }
         /* joined in srv_on_read, which knows the bytes that followed this line */
@@ -492,7 +493,7 @@ static int srv_on_line(void *ctx, char *line, size_t len)
         return 1;
     }
     if (c->state != CONN_LIVE && m.type != PROTO_HELLO) {
-        conn_refuse(c, "not-registered", "hello must be the first message", true);
+        conn_refuse(c, PC_NOT_REGISTERED, "hello must be the first message", true);
         return 1;
     }
     switch (m.type) {
@@ -510,7 +511,7 @@ static int srv_on_line(void *ctx, char *line, size_t len)
     case PROTO_PONG:
         break; /* the server sends no pings; a pong is harmless */
     default:   /* proto_decode admits nothing else in this direction */
-        conn_refuse(c, "unexpected-type", "this message is not valid here", true);
+        conn_refuse(c, PC_UNEXPECTED_TYPE, "this message is not valid here", true);
         break;
     }
     return conn_active(c) ? 0 : 1;
@@ -556,7 +557,7 @@ static void srv_relay(struct conn *c, const char *rest, size_t restlen)
     c->relay_req = false;
     /* the relay gets its own descriptor; closing ours then sends nothing on the wire */
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0 || (dupfd = dup(fd)) < 0) {
-        conn_refuse(c, "relay-full", "the relay is out of resources", true);
+        conn_refuse(c, PC_RELAY_FULL, "the relay is out of resources", true);
         return;
     }
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -565,7 +566,7 @@ static void srv_relay(struct conn *c, const char *rest, size_t restlen)
                  sizeof msg) < 0) {
         close(dupfd);
         uv_read_start((uv_stream_t *)&c->tcp, srv_on_alloc, srv_on_read);
-        conn_refuse(c, code, msg, true);
+        conn_refuse(c, proto_code_parse(code), msg, true);
         return;
     }
     LOG_D("connection from %s handed to the relay", c->addr);
@@ -583,7 +584,7 @@ static void srv_feed(struct conn *c, char *data, size_t n)
         srv_hold(c, data + used, n - (size_t)used);
     else if (used < 0) {
         snprintf(msg, sizeof msg, "a line is longer than %d bytes", PROTO_MAX_LINE);
-        conn_refuse(c, "line-too-long", msg, true);
+        conn_refuse(c, PC_LINE_TOO_LONG, msg, true);
     } else {
         conn_read_pause(c);
     }
@@ -612,7 +613,7 @@ static void srv_hold(struct conn *c, const char *rest, size_t n)
         return;
     if (n > SRV_MAX_HELD || !(c->held = malloc(n))) {
         c->claiming = false; /* the verdict, when it comes, finds an inactive connection */
-        conn_refuse(c, "unexpected-type", "too much data before the server answered hello", true);
+        conn_refuse(c, PC_UNEXPECTED_TYPE, "too much data before the server answered hello", true);
         uv_read_start((uv_stream_t *)&c->tcp, srv_on_alloc, srv_on_read);
         return;
     }
@@ -639,11 +640,11 @@ static void srv_unhold(struct conn *c)
 
 /* A refusal at accept time costs no linger: the line goes into the empty socket buffer (or not
  * at all) and the connection closes at once, so a flood of refused connections holds nothing. */
-static void srv_turn_away(struct conn *c, const char *code, const char *message)
+static void srv_turn_away(struct conn *c, enum proto_code code, const char *message)
 {
     char line[PROTO_MAX_LINE];
-    int n = proto_encode_error(code, message, true, line, sizeof line);
-    LOG_N("refused %s: %s: %s (closing)", c->addr, code, message);
+    int n = proto_encode_pc(code, message, true, line, sizeof line);
+    LOG_N("refused %s: %s: %s (closing)", c->addr, proto_code_name(code), message);
     if (n > 0) {
         uv_buf_t b = uv_buf_init(line, (unsigned)n);
         uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -662,15 +663,15 @@ static int srv_limit_source(struct conn *c)
     case LIM_CONNS:
         snprintf(msg, sizeof msg, "at most %u connections at once from one address",
                  s->cfg.max_per_ip);
-        srv_turn_away(c, "too-many-connections", msg);
+        srv_turn_away(c, PC_TOO_MANY_CONNECTIONS, msg);
         return -1;
     case LIM_RATE:
         snprintf(msg, sizeof msg, "at most %u new connections per second from one address",
                  s->cfg.rate_per_ip);
-        srv_turn_away(c, "rate-limited", msg);
+        srv_turn_away(c, PC_RATE_LIMITED, msg);
         return -1;
     default:
-        srv_turn_away(c, "too-many-connections", "the server tracks too many addresses now");
+        srv_turn_away(c, PC_TOO_MANY_CONNECTIONS, "the server tracks too many addresses now");
         return -1;
     }
 }
@@ -744,7 +745,7 @@ static void srv_on_connection(uv_stream_t *ls, int status)
     if (s->conns.fresh.n + s->conns.live.n > s->cfg.max_peers) {
         char msg[PROTO_MAX_TEXT];
         snprintf(msg, sizeof msg, "the server already serves %lu peers", s->cfg.max_peers);
-        conn_refuse(c, "server-full", msg, true);
+        conn_refuse(c, PC_SERVER_FULL, msg, true);
     }
     if (c->state == CONN_CLOSED)
         return;
@@ -760,11 +761,11 @@ static void srv_on_connection(uv_stream_t *ls, int status)
 
 /* ---- timeouts ---- */
 
-static void srv_expire(struct conn *c, const char *code, const char *message)
+static void srv_expire(struct conn *c, enum proto_code code, const char *message)
 {
     char who[PROTO_MAX_ID + EP_STRLEN + 4];
-    log_msg(c->state == CONN_LIVE ? LOG_NOTE : LOG_INFO, "drop %s: %s", conn_who(c, who, sizeof who),
-            code);
+    log_msg(c->state == CONN_LIVE ? LOG_NOTE : LOG_INFO, "drop %s: %s",
+            conn_who(c, who, sizeof who), proto_code_name(code));
     conn_error(c, code, message, true);
 }
 
@@ -806,11 +807,11 @@ static void srv_on_sweep(uv_timer_t *t)
         conn_drop(c, LOG_DEBUG, "the peer did not close after the error");
     while ((c = conn_first(&s->conns.fresh)) && now - c->since_ms >= hello_ms) {
         snprintf(msg, sizeof msg, "no hello within %u s", s->cfg.hello_timeout);
-        srv_expire(c, "hello-timeout", msg);
+        srv_expire(c, PC_HELLO_TIMEOUT, msg);
     }
     while ((c = conn_first(&s->conns.live)) && now - c->since_ms >= alive_ms) {
         snprintf(msg, sizeof msg, "nothing received for %u s", s->cfg.keepalive);
-        srv_expire(c, "keepalive-timeout", msg);
+        srv_expire(c, PC_KEEPALIVE_TIMEOUT, msg);
     }
     srv_trim(s);
 }
@@ -825,13 +826,13 @@ static struct conn *srv_of_link(struct cl_link *l)
 }
 
 static void srv_cl_claimed(void *data, struct cl_link *conn, const struct proto_msg *hello,
-                           const char *code, const char *msg)
+                           enum proto_code code, const char *msg)
 {
     (void)data;
     srv_hello_claimed(srv_of_link(conn), hello, code, msg);
 }
 
-static void srv_cl_refuse(void *data, struct cl_link *conn, const char *code, const char *msg)
+static void srv_cl_refuse(void *data, struct cl_link *conn, enum proto_code code, const char *msg)
 {
     (void)data;
     conn_refuse(srv_of_link(conn), code, msg, false);
@@ -1063,9 +1064,9 @@ void srv_shutdown(struct srv *s, const char *why)
         if (!uv_is_closing((uv_handle_t *)&s->listeners[i].tcp))
             uv_close((uv_handle_t *)&s->listeners[i].tcp, NULL);
     while ((c = conn_first(&s->conns.live)))
-        conn_error(c, "server-shutdown", "the server is shutting down", true);
+        conn_error(c, PC_SERVER_SHUTDOWN, "the server is shutting down", true);
     while ((c = conn_first(&s->conns.fresh)))
-        conn_error(c, "server-shutdown", "the server is shutting down", true);
+        conn_error(c, PC_SERVER_SHUTDOWN, "the server is shutting down", true);
     cl_stop(s->cl); /* after the peers above were withdrawn from the directory */
     srv_maybe_done(s);
 }
@@ -1088,7 +1089,7 @@ void srv_reload(struct srv *s)
         if (gate_allowed(&s->gate, c->id, c->key))
             continue;
         snprintf(why, sizeof why, "%s is no longer authorized on this server", c->id);
-        conn_refuse(c, "not-authorized", why, true);
+        conn_refuse(c, PC_NOT_AUTHORIZED, why, true);
     }
 }
 

@@ -12,10 +12,15 @@ static const char OTHER[] = "fedcba9876543210fedcba9876543210";
 static char why_[512];
 static struct bus_msg msg_;
 
+/* As the receiver takes a message: decoded, and an answer's content checked (with any peer). */
 static enum bus_err dec(const char *json)
 {
+    enum bus_err e;
     why_[0] = '\0';
-    return bus_decode(json, strlen(json), "B", &msg_, why_, sizeof why_);
+    e = bus_decode(json, strlen(json), "B", &msg_, why_, sizeof why_);
+    if (e == BUS_OK && msg_.type == BUS_ANSWER)
+        e = bus_answer_is(&msg_, NULL, why_, sizeof why_);
+    return e;
 }
 
 #define DEC_IS(json, e)                                                                            \
@@ -391,6 +396,66 @@ static void t_reject_answer(void)
 #undef ANS
 }
 
+/* An answer's content waits for bus_answer_is: the receiver first looks its session up (an
+ * answer for a session never asked about is ignored, whatever it says), then checks it names
+ * the target it asked for. */
+static void t_answer_later(void)
+{
+    char line[PROTO_MAX_LINE], json[3 * BUS_MAX], want[300];
+    punch_json(PROTO_INITIATOR, SESSION, line, sizeof line);
+    snprintf(json, sizeof json,
+             "{\"type\":\"answer\",\"sender\":\"A\",\"t\":9,\"session\":\"%s\","
+             "\"code\":\"server-full\",\"message\":\"x\"}",
+             SESSION);
+    if (CHECK_INT(bus_decode(json, strlen(json), "B", &msg_, why_, sizeof why_), BUS_OK)) {
+        CHECK_STR(msg_.session, SESSION);
+        CHECK_STR(msg_.u.answer.code_text, "server-full");
+        CHECK_INT(bus_answer_is(&msg_, "alice", why_, sizeof why_), BUS_E_CODE);
+    }
+    snprintf(json, sizeof json,
+             "{\"type\":\"answer\",\"sender\":\"A\",\"t\":9,\"session\":\"%s\","
+             "\"line\":\"%s\",\"delay_us\":5}",
+             SESSION, line);
+    if (!CHECK_INT(bus_decode(json, strlen(json), "B", &msg_, why_, sizeof why_), BUS_OK))
+        return;
+    CHECK_INT(msg_.u.answer.delay_us, 5);
+    CHECK_INT(bus_answer_is(&msg_, "bob", why_, sizeof why_), BUS_E_PUNCH);
+    snprintf(want, sizeof want,
+             "from A: answer for session %s: not the initiator's punch of session %s with bob",
+             SESSION, SESSION);
+    CHECK_STR(why_, want);
+    if (CHECK_INT(bus_answer_is(&msg_, "alice", why_, sizeof why_), BUS_OK)) {
+        CHECK_INT(msg_.u.answer.code, PC_UNKNOWN);
+        CHECK_STR(msg_.u.answer.line.u.punch.peer, "alice");
+    }
+    /* a "code" that is not a code's string is no error answer: the punch is what counts */
+    snprintf(json, sizeof json,
+             "{\"type\":\"answer\",\"sender\":\"A\",\"t\":9,\"session\":\"%s\","
+             "\"code\":7,\"line\":\"%s\",\"delay_us\":0}",
+             SESSION, line);
+    DEC_IS(json, BUS_OK);
+    CHECK_INT(msg_.u.answer.code, PC_UNKNOWN);
+}
+
+/* An unknown path leaves the rest decoded: the receiver refuses bad endpoints before it. */
+static void t_path_later(void)
+{
+    char line[PROTO_MAX_LINE], json[3 * BUS_MAX];
+    punch_json(PROTO_RESPONDER, SESSION, line, sizeof line);
+    snprintf(json, sizeof json,
+             "{\"type\":\"introduce\",\"sender\":\"A\",\"t\":9,\"session\":\"%s\","
+             "\"from\":\"A\",\"target\":\"bob\",\"peer\":\"%s\",\"path\":\"up\","
+             "\"rtt_us\":7,\"bus_rtt_us\":8}",
+             SESSION, line);
+    if (DEC_IS(json, BUS_E_PATH)) {
+        CHECK_STR(msg_.u.introduce.target, "bob");
+        CHECK_INT(msg_.u.introduce.rtt_us, 7);
+        CHECK_INT(msg_.u.introduce.bus_rtt_us, 8);
+        CHECK_STR(msg_.u.introduce.peer.u.punch.peer, "alice");
+        CHECK_INT(msg_.u.introduce.peer.u.punch.endpoints.n, 1);
+    }
+}
+
 static void t_punch_is(void)
 {
     struct proto_msg m;
@@ -514,4 +579,5 @@ static void t_seal_open(void)
 
 CHECK_MAIN(TEST(t_roundtrip_introduce), TEST(t_roundtrip_answer), TEST(t_encode_refuses),
            TEST(t_envelope), TEST(t_unknown_type), TEST(t_reject_introduce), TEST(t_reject_answer),
-           TEST(t_punch_is), TEST(t_instance), TEST(t_key), TEST(t_seal_open))
+           TEST(t_answer_later), TEST(t_path_later), TEST(t_punch_is), TEST(t_instance),
+           TEST(t_key), TEST(t_seal_open))

@@ -410,7 +410,7 @@ static void t_gate_site(void)
             snprintf(id, sizeof id, "squat-%u", n++);
             randombytes_buf(key, sizeof key);
             ok += gate_bind(&g, id, key, (struct sockaddr *)&ss, 1000 + net, false, msg,
-                            sizeof msg) == NULL;
+                            sizeof msg) == PC_UNKNOWN;
         }
     }
     CHECK_MSG(ok == 20 * LIM_SITE_FACTOR, "one /48 bound %u new ids in an hour, want %u", ok,

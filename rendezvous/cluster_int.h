@@ -1,0 +1,134 @@
+/* The cluster's private header: what its files share, with the cl__ prefix of names that
+ * leave a file but not the module. The files point one way, top to bottom:
+ *
+ *   cl_redis.c  the connections to Redis, their life cycle and the tick (cl_new, cl_stop)
+ *   cl_claim.c  the directory (id -> instance) and the ownership of ids   } side by side,
+ *   cl_intro.c  the bus and introductions between instances, both sides  } neither calls the other
+ *   cluster.c   operations in flight (claims, introductions) and small helpers
+ *
+ * cluster.h, the module's face, goes with cluster.c at the bottom; this header extends it for
+ * the four files and is included after it (it does not include it itself, so that the face
+ * stays the lowest layer: every file of the module and its users rely on it). */
+#ifndef TP_CLUSTER_INT_H
+#define TP_CLUSTER_INT_H
+
+#ifndef TP_CLUSTER_H
+#error "include rendezvous/cluster.h before rendezvous/cluster_int.h"
+#endif
+
+#include "common/endpoint.h"
+#include "proto/bus.h"
+#include "proto/proto.h"
+
+#include <hiredis/async.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#define CL_KEY_MAX (CL_MAX_PREFIX + PROTO_MAX_ID + 16)
+#define CL_CHAN_MAX (CL_MAX_PREFIX + BUS_MAX_INSTANCE + 16)
+
+enum cl_state { CL_DOWN, CL_CONNECTING, CL_UP, CL_STOPPED };
+enum cl_kind { CL_INTRO, CL_CLAIM };
+
+/* A request waiting for Redis or another instance. Every Redis callback that may still come
+ * holds a reference, so the record outlives its answer or timeout until hiredis is done. */
+struct cl_op {
+    struct cl *cl;
+    struct q link;    /* in cl->ops while not finished */
+    struct q by_conn; /* in conn->ops while not finished and conn is there */
+    enum cl_kind kind;
+    bool finished;
+    int refs;
+    struct cl_link *conn;        /* NULL once it has gone */
+    char from[PROTO_MAX_ID + 1]; /* CL_INTRO: the initiator's id */
+    uint64_t deadline_ms;
+    char session[PROTO_SESSION_LEN + 1];
+    char target[PROTO_MAX_ID + 1];
+    char where[BUS_MAX_INSTANCE + 1]; /* the target's instance, once known */
+    struct proto_msg *hello;          /* CL_CLAIM: the hello to finish */
+};
+
+/* The last "t" taken from one instance: anything not larger is a replay. */
+struct cl_sender {
+    char inst[BUS_MAX_INSTANCE + 1];
+    int64_t last_t;
+    uint64_t seen_ms;
+};
+
+struct cl {
+    struct cl_user user;
+    uv_loop_t *loop;
+    unsigned ttl;
+    char host[256];
+    int port;
+    char password[256];
+    bool has_password;
+    char prefix[CL_MAX_PREFIX + 1];
+    char inst[BUS_MAX_INSTANCE + 1];
+    char chan[CL_CHAN_MAX];
+    struct sockaddr_storage public_addr;
+    char public_text[EP_STRLEN];
+    redisAsyncContext *cmd, *sub;
+    enum cl_state state;
+    bool sub_ok, ping_ok, ever_up;
+    unsigned backoff_s;
+    uint64_t down_since_ms;
+    uv_timer_t tick, retry, stop;
+    int handles; /* initialised timers not yet closed */
+    bool ping_out;
+    uint64_t ping_sent_us, last_ping_ms, last_refresh_ms, last_touch_ms;
+    uint32_t redis_rtt_us;
+    struct q ops;
+    size_t nops;
+    unsigned char bus_key[BUS_KEY_BYTES];
+    int64_t last_t_sent; /* the "t" of the last message sent */
+    int64_t floor_t;     /* nothing older is taken: start time, or an evicted sender's last */
+    struct cl_sender senders[CL_MAX_SENDERS];
+    size_t nsenders;
+    uint64_t reject_window_ms; /* rate limit of the rejection log lines */
+    unsigned reject_logged, reject_quiet;
+    unsigned long rejected; /* bus messages refused since start */
+};
+
+/* ---- cluster.c ---- */
+
+/* prefix KIND ":" id, a Redis key of this cluster */
+void cl__key(const struct cl *c, const char *kind, const char *id, char *out, size_t len);
+/* the bus channel of instance inst */
+void cl__chan_of(const struct cl *c, const char *inst, char *out, size_t len);
+bool cl__reply_ok(const redisReply *r);
+/* the wall clock in microseconds, the bus's "t" */
+int64_t cl__wall_us(void);
+
+/* A new operation of conn, in the lists with the lists' reference; NULL when there are
+ * CL_MAX_OPS already or no memory. */
+struct cl_op *cl__op_new(struct cl *c, enum cl_kind kind, struct cl_link *conn);
+void cl__op_unref(struct cl_op *op);
+/* Takes op out of the lists: nothing will answer its connection any more. */
+void cl__op_finish(struct cl_op *op);
+/* Ends op with an answer to its connection (code PC_UNKNOWN: a claim's "registers"). */
+void cl__op_fail(struct cl_op *op, enum proto_code code, const char *msg);
+/* The introduction of session, or NULL. */
+struct cl_op *cl__op_find(struct cl *c, const char *session);
+/* Ends every operation: the cluster cannot answer them (why: the reason in the messages). */
+void cl__fail_all(struct cl *c, const char *why);
+/* Ends the operations whose deadline has passed. */
+void cl__expire_ops(struct cl *c, uint64_t now);
+
+/* ---- cl_claim.c ---- */
+
+/* Sets (or, refresh: refreshes unless another instance has taken it) the directory entry of
+ * every registered peer; returns their number. */
+size_t cl__announce_all(struct cl *c, bool refresh);
+/* Moves the last use of every registered id in Redis (--id-expire). */
+void cl__touch_all(struct cl *c);
+
+/* ---- cl_intro.c ---- */
+
+/* One message from the subscription: authenticated, fresh, then strictly decoded. */
+void cl__dispatch(struct cl *c, const char *payload, size_t len);
+
+#endif
