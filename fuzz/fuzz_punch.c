@@ -223,7 +223,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
              strerror(errno));
     p = punch_start(&fz_loop, &cfg, &r.link, fz_done, &r, err, sizeof err);
     FZ_CHECK(p != NULL, "punch_start: %s", err);
-    FZ_CHECK(punch_adopt(p, sv[0], "relay") == 0, "punch_adopt failed");
+    FZ_CHECK(punch_adopt(p, sv[0], PUNCH_ADOPT_RELAY) == 0, "punch_adopt failed");
     if (genuine)
         fz_genuine(sv[1], role);
     fz_send(sv[1], stream, slen);

@@ -1,26 +1,21 @@
 /* The control connection to the rendezvous: register, ask for a peer, wait for the punch order,
- * then hand over to the punch engine. */
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
+ * then hand over to the punch engine. The exchange itself (connect from the shared port,
+ * challenge, framing, kernel receive stamps, its deadlines) is peer/srvconn's; this file holds
+ * the control protocol's rules on top of it. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <sodium.h>
 #include <uv.h>
 
-#include "common/addrpol.h"
 #include "common/clock.h"
 #include "common/endpoint.h"
-#include "common/linebuf.h"
+#include "common/linebuf.h" /* LB_MAX, in a message */
 #include "common/log.h"
 #include "common/srvlist.h"
 #include "common/sock.h"
-#include "common/stamp.h"
 #include "peer/events.h"
 #include "peer/failover.h"
 #include "peer/hello.h"
@@ -29,9 +24,9 @@
 #include "peer/control.h"
 #include "peer/probe.h"
 #include "peer/punch.h"
-#include "peer/relay.h"
 #include "peer/session.h"
-#include "peer/trust.h"
+#include "peer/srvconn.h"
+#include "proto/code.h"
 
 #define CTL_CONNECT_TIMEOUT_MS 10000
 /* one of a list: a dead server must not stall the others for long */
@@ -62,12 +57,9 @@ struct ctl {
     struct sockaddr_storage local;
     struct sockaddr_storage local6;   /* [::]:P when IPv6 candidates are offered, else zero */
     struct sockaddr_storage observed; /* our public endpoint, as the server saw it */
-    int fd;
-    uv_poll_t poll; /* our own reads: recvmsg gives the kernel's arrival time of a punch */
-    bool poll_open;
-    uv_timer_t timer;
+    struct sc *sc;    /* the exchange with the server (peer/srvconn.c) while it is open */
+    uv_timer_t timer; /* the keepalive; srvconn keeps the exchange's own deadlines */
     enum ctl_state state;
-    struct lb lb;
     int keepalive_s;
     int64_t ping_seq;
     uint64_t last_rx_ms;
@@ -83,30 +75,13 @@ struct ctl {
      * was_registered: an earlier attempt of this run got a welcome, registered: this one did,
      * retry: this one ended in a way worth another */
     bool may_retry, was_registered, registered, retry;
-    uint64_t rx_us; /* monotonic arrival time of the bytes being parsed */
-    char rbuf[16384];
 };
-
-static void ctl_poll_closed(uv_handle_t *h)
-{
-    struct ctl *c = h->data;
-    close(c->fd);
-    c->fd = -1;
-}
 
 static void ctl_close(struct ctl *c)
 {
-    if (!c->poll_open) {
-        if (c->fd >= 0)
-            close(c->fd);
-        c->fd = -1;
-        return;
-    }
-    c->poll_open = false;
-    uv_close((uv_handle_t *)&c->poll, ctl_poll_closed);
+    sc_close(c->sc);
+    c->sc = NULL;
 }
-
-static void ctl_on_poll(uv_poll_t *h, int status, int events);
 
 static void ctl_end(struct ctl *c, int result)
 {
@@ -173,38 +148,42 @@ static void ctl_unreachable(struct ctl *c, const char *reason)
                  c->name, reason);
 }
 
+static void ctl_send_failed(struct ctl *c)
+{
+    ctl_lost(c, "cannot send to the server %s", c->name);
+}
+
 static int ctl_send(struct ctl *c, const struct proto_msg *m)
 {
-    char line[PROTO_MAX_LINE];
-    int n = proto_encode(m, line, sizeof line);
-    /* control lines are tiny and rare: the socket buffer takes them whole */
-    if (n <= 0 || c->fd < 0 || send(c->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n) {
-        ctl_lost(c, "cannot send to the server %s%s", c->name, "");
+    if (!c->sc || sc_send(c->sc, m) < 0) {
+        ctl_send_failed(c);
         return -1;
     }
     return 0;
 }
 
-static void ctl_send_hello(struct ctl *c, const unsigned char *nonce)
+/* srvconn's first: the challenge came; hello answers it (srvconn sends it). */
+static void ctl_on_first(struct sc *sc, void *data, const unsigned char *nonce, struct proto_msg *m)
 {
-    struct proto_msg m;
-    memset(&m, 0, sizeof m);
-    m.type = PROTO_HELLO;
-    m.u.hello.version = PROTO_VERSION;
-    memcpy(m.u.hello.id, c->o->id, sizeof m.u.hello.id);
-    m.u.hello.path = c->o->path;
-    m.u.hello.aux = c->aux;
+    struct ctl *c = data;
+    (void)sc;
+    c->last_rx_ms = clk_ms();
+    c->state = CTL_HELLO;
+    m->type = PROTO_HELLO;
+    m->u.hello.version = PROTO_VERSION;
+    memcpy(m->u.hello.id, c->o->id, sizeof m->u.hello.id);
+    m->u.hello.path = c->o->path;
+    m->u.hello.aux = c->aux;
     /* a server on loopback means everybody is on this host: LAN addresses add nothing */
     if (!ep_is_loopback((struct sockaddr *)&c->server)) {
-        struct proto_eplist *l = &m.u.hello.endpoints;
+        struct proto_eplist *l = &m->u.hello.endpoints;
         /* global IPv6 first: an IPv4 host may have many LAN addresses, and those only help
          * behind the same NAT, while a global IPv6 address is a path from anywhere */
         l->n = punch_local6(&c->local, &c->local6, l->ep, 2);
         l->n += sk_local_addrs(c->local.ss_family, ep_port((struct sockaddr *)&c->local),
                                l->ep + l->n, PROTO_MAX_ENDPOINTS - l->n);
     }
-    hello_sign(c->o, nonce, &m); /* last: the admit covers the endpoints */
-    ctl_send(c, &m);
+    hello_sign(c->o, nonce, m); /* last: the admit covers the endpoints */
 }
 
 /* A session ended without a server connection left to end: the listener goes with the last. */
@@ -245,15 +224,15 @@ static bool ctl_admit_one(struct ctl *c, const struct proto_msg *m)
         return false;
     }
     c->state = CTL_PUNCHING;
-    uv_timer_stop(&c->timer);
+    sc_timeout(c->sc, 0); /* the answer came */
     return true;
 }
 
-static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
+static void ctl_on_punch(struct ctl *c, const struct proto_msg *m, uint64_t rx_us)
 {
     if (c->mode == SESS_ONE && !ctl_admit_one(c, m))
         return;
-    switch (sess_start(&c->sess, m, sk_rtt_us(c->fd), c->rx_us)) {
+    switch (sess_start(&c->sess, m, sk_rtt_us(sc_fd(c->sc)), rx_us)) {
     case SESS_NOMEM:
         ctl_fail(c, EXIT_LOCAL, "%s", "out of memory");
         break;
@@ -268,12 +247,13 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m)
 static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
 {
     const char *code = m->u.error.code;
+    enum proto_code pc = proto_code_parse(code);
     char msg[500]; /* ctl_fail prints it into 512 bytes */
     if (c->state == CTL_PUNCHING) {
         LOG_I("server: %s (%s)", m->u.error.message, code);
         return;
     }
-    if (strcmp(code, "peer-not-found") == 0) {
+    if (pc == PC_PEER_NOT_FOUND) {
         /* a cluster says more than "not here" (an instance down, Redis unreachable): keep it */
         bool plain = strstr(m->u.error.message, "is not registered on") != NULL;
         snprintf(msg, sizeof msg,
@@ -281,16 +261,16 @@ static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
                  "running there with --id %s?",
                  c->target ? c->target : "the peer", c->name, plain ? "" : " (",
                  plain ? "" : m->u.error.message, plain ? "" : ")", c->target ? c->target : "ID");
-        ctl_fail(c, EXIT_NO_PEER, "%s%s", msg, "");
+        ctl_fail(c, EXIT_NO_PEER, "%s", msg);
         return;
     }
-    if (strcmp(code, "no-path") == 0) {
+    if (pc == PC_NO_PATH) {
         snprintf(msg, sizeof msg, "no path to %s: %s", c->target ? c->target : "the peer",
                  m->u.error.message);
-        ctl_fail(c, EXIT_PUNCH, "%s%s", msg, "");
+        ctl_fail(c, EXIT_PUNCH, "%s", msg);
         return;
     }
-    if (c->aux && c->state == CTL_HELLO && strcmp(code, "bad-field") == 0) {
+    if (c->aux && c->state == CTL_HELLO && pc == PC_BAD_FIELD) {
         /* a server from before auxiliary connections: register the usual way instead */
         LOG_I("the server %s does not take auxiliary connections; registering as %s", c->name,
               c->o->id);
@@ -298,61 +278,39 @@ static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
         ctl_end(c, EXIT_SERVER);
         return;
     }
-    if (strcmp(code, "id-taken") == 0 && !c->was_registered) {
+    if (pc == PC_ID_TAKEN && !c->was_registered) {
         snprintf(msg, sizeof msg, "the id \"%s\" is already online on %s; choose another with --id",
                  c->o->id, c->name);
-        ctl_fail(c, EXIT_SERVER, "%s%s", msg, "");
+        ctl_fail(c, EXIT_SERVER, "%s", msg);
         return;
     }
     snprintf(msg, sizeof msg, "server %s refused: %s (%s)", c->name, m->u.error.message, code);
     /* waiting for a challenge that never came: an older server, not a passing state */
     if (fo_transient(code, c->was_registered) &&
-        !(c->state == CTL_CHALLENGE && strcmp(code, "hello-timeout") == 0))
-        ctl_lost(c, "%s%s", msg, "");
+        !(c->state == CTL_CHALLENGE && pc == PC_HELLO_TIMEOUT))
+        ctl_lost(c, "%s", msg);
     else
-        ctl_fail(c, EXIT_SERVER, "%s%s", msg, "");
+        ctl_fail(c, EXIT_SERVER, "%s", msg);
 }
 
-static void ctl_on_timer(uv_timer_t *t)
+/* The waiting modes' keepalive: a ping every third of it, and a server silent for two rounds
+ * and more is gone. */
+static void ctl_on_keepalive(uv_timer_t *t)
 {
     struct ctl *c = t->data;
     struct proto_msg m;
     uint64_t interval = (uint64_t)c->keepalive_s * 1000 / 3;
 
-    switch (c->state) {
-    case CTL_CONNECTING:
-        ctl_lost(c, "cannot reach the server %s: %s", c->name, "timed out");
-        break;
-    case CTL_CHALLENGE:
-        /* it is sent on accept: a server that stays silent does not speak this protocol (or
-         * hangs); a list has others */
-        if (c->multi) {
-            ctl_lost(c, "the server %s sent no challenge within %d s", c->name,
-                     CTL_ANSWER_TIMEOUT_MS / 1000);
-            break;
-        }
-        ctl_fail(c, EXIT_SERVER,
-                 "the server %s sent no challenge within %d s (an older tcpunch-rendezvous?)",
-                 c->name, CTL_ANSWER_TIMEOUT_MS / 1000);
-        break;
-    case CTL_HELLO:
-    case CTL_ASKED:
-        ctl_lost(c, "the server %s did not answer within %d s", c->name,
-                 CTL_ANSWER_TIMEOUT_MS / 1000);
-        break;
-    case SESS_WAITING:
-        if (clk_ms() - c->last_rx_ms > 2 * interval + 5000) {
-            ctl_lost(c, "the server %s stopped answering%s", c->name, "");
-            break;
-        }
-        memset(&m, 0, sizeof m);
-        m.type = PROTO_PING;
-        m.u.ping.seq = ++c->ping_seq;
-        ctl_send(c, &m);
-        break;
-    default:
-        break;
+    if (c->state != SESS_WAITING)
+        return;
+    if (clk_ms() - c->last_rx_ms > 2 * interval + 5000) {
+        ctl_lost(c, "the server %s stopped answering", c->name);
+        return;
     }
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_PING;
+    m.u.ping.seq = ++c->ping_seq;
+    ctl_send(c, &m);
 }
 
 static void ctl_send_connect(struct ctl *c)
@@ -462,8 +420,8 @@ static void ctl_on_welcome(struct ctl *c, const struct proto_msg *m)
     c->observed = m->u.welcome.observed;
     c->registered = true;
     if (c->o->path == PROTO_PATH_RELAY && !m->u.welcome.relay) {
-        ctl_fail(c, EXIT_PUNCH, "the server %s does not relay, and --relay-only needs its relay%s",
-                 c->name, "");
+        ctl_fail(c, EXIT_PUNCH, "the server %s does not relay, and --relay-only needs its relay",
+                 c->name);
         return;
     }
     /* with a list, which server took us is worth saying at the default verbosity */
@@ -480,8 +438,9 @@ static void ctl_on_welcome(struct ctl *c, const struct proto_msg *m)
     if (!c->target) {
         c->state = SESS_WAITING;
         LOG_I("waiting for a peer to connect to %s", c->o->id);
+        sc_timeout(c->sc, 0); /* the answer came: from now on the keepalive watches */
         /* ping often enough that the server never sees us silent for a whole keepalive */
-        uv_timer_start(&c->timer, ctl_on_timer, (uint64_t)c->keepalive_s * 1000 / 3,
+        uv_timer_start(&c->timer, ctl_on_keepalive, (uint64_t)c->keepalive_s * 1000 / 3,
                        (uint64_t)c->keepalive_s * 1000 / 3);
         return;
     }
@@ -494,31 +453,22 @@ static void ctl_on_welcome(struct ctl *c, const struct proto_msg *m)
         ctl_send_connect(c);
 }
 
-static int ctl_on_line(void *arg, char *line, size_t len)
+/* srvconn's msg: every line of the server after the challenge (and any before it). */
+static void ctl_on_msg(struct sc *sc, void *data, const struct proto_msg *msg, uint64_t rx_us)
 {
-    struct ctl *c = arg;
-    struct proto_msg m;
-    char why[300];
-    enum proto_err e = proto_decode(line, len, PROTO_TO_PEER, &m, why, sizeof why);
-    if (e != PROTO_OK) {
-        ctl_fail(c, EXIT_SERVER, "the server sent an invalid message (%s): %s", proto_err_code(e),
-                 why);
-        return 1;
-    }
+    struct ctl *c = data;
+    struct proto_msg m = *msg;
+    (void)sc;
+    c->last_rx_ms = clk_ms();
     switch (m.type) {
-    case PROTO_CHALLENGE:
-        if (c->state == CTL_CHALLENGE) {
-            c->state = CTL_HELLO;
-            ctl_send_hello(c, m.u.challenge.nonce);
-        } else {
-            LOG_W("ignoring an unexpected challenge");
-        }
+    case PROTO_CHALLENGE: /* the first one went to ctl_on_first */
+        LOG_W("ignoring an unexpected challenge");
         break;
     case PROTO_WELCOME:
         ctl_on_welcome(c, &m);
         break;
     case PROTO_PUNCH:
-        ctl_on_punch(c, &m);
+        ctl_on_punch(c, &m, rx_us);
         break;
     case PROTO_ERROR:
         ctl_on_error(c, &m);
@@ -530,103 +480,116 @@ static int ctl_on_line(void *arg, char *line, size_t len)
     default: /* pong: liveness is already noted */
         break;
     }
-    return c->state == CTL_DONE;
 }
 
-static ssize_t ctl_recv(struct ctl *c)
+static void ctl_on_connected(struct sc *sc, void *data, const struct sockaddr_storage *local)
 {
-    return stamp_recv(c->fd, c->rbuf, sizeof c->rbuf, &c->rx_us);
-}
-
-static void ctl_on_readable(struct ctl *c)
-{
-    ssize_t n = ctl_recv(c);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
-    if (n <= 0) {
-        if (c->state == CTL_PUNCHING) {
-            /* the server is no longer needed for this session */
-            ctl_close(c);
-            return;
-        }
-        ctl_lost(c, "lost the connection to the server %s: %s", c->name,
-                 n == 0 ? "closed by the server" : strerror(errno));
-        return;
-    }
-    c->last_rx_ms = clk_ms();
-    if (lb_feed(&c->lb, c->rbuf, (size_t)n, ctl_on_line, c) < 0)
-        ctl_fail(c, EXIT_SERVER, "the server %s sent a line over %d bytes", c->name, LB_MAX);
-}
-
-static void ctl_on_connected(struct ctl *c)
-{
+    struct ctl *c = data;
     char ep[EP_STRLEN];
-    int err = 0, one = 1, port;
-    socklen_t elen = sizeof err;
-
-    getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen);
-    if (err) {
-        ctl_unreachable(c, strerror(err));
-        return;
-    }
-    sk_local(c->fd, &c->local);
+    int port = ep_port((const struct sockaddr *)local);
+    (void)sc;
     LOG_D("connected to %s from %s", c->name,
-          ep_format((struct sockaddr *)&c->local, ep, sizeof ep));
+          ep_format((const struct sockaddr *)local, ep, sizeof ep));
     /* punch sockets share the port on the wildcard address, like the control socket */
-    port = ep_port((struct sockaddr *)&c->local);
     memset(&c->local, 0, sizeof c->local);
     c->local.ss_family = c->server.ss_family;
     ep_set_port((struct sockaddr *)&c->local, port);
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
     /* the server speaks first: hello answers its challenge */
     c->state = CTL_CHALLENGE;
     c->last_rx_ms = clk_ms();
-    uv_timer_start(&c->timer, ctl_on_timer, CTL_ANSWER_TIMEOUT_MS, 0);
-    uv_poll_start(&c->poll, UV_READABLE, ctl_on_poll);
 }
 
-static void ctl_on_poll(uv_poll_t *h, int status, int events)
+/* The server sent no challenge: it is sent on accept, so a server that stays silent does not
+ * speak this protocol (or hangs); a list has others. */
+static void ctl_no_challenge(struct ctl *c)
 {
-    struct ctl *c = h->data;
-    if (c->state == CTL_DONE)
-        return;
-    if (c->state == CTL_CONNECTING) {
-        if (status < 0 || (events & UV_WRITABLE))
-            ctl_on_connected(c);
-        return;
-    }
-    ctl_on_readable(c);
+    if (c->multi)
+        ctl_lost(c, "the server %s sent no challenge within %d s", c->name,
+                 CTL_ANSWER_TIMEOUT_MS / 1000);
+    else
+        ctl_fail(c, EXIT_SERVER,
+                 "the server %s sent no challenge within %d s (an older tcpunch-rendezvous?)",
+                 c->name, CTL_ANSWER_TIMEOUT_MS / 1000);
 }
+
+static void ctl_on_timeout(struct ctl *c, enum sc_phase phase)
+{
+    switch (phase) {
+    case SC_CONNECTING:
+        ctl_lost(c, "cannot reach the server %s: %s", c->name, "timed out");
+        break;
+    case SC_CHALLENGE:
+        ctl_no_challenge(c);
+        break;
+    default: /* hello or connect sent */
+        ctl_lost(c, "the server %s did not answer within %d s", c->name,
+                 CTL_ANSWER_TIMEOUT_MS / 1000);
+        break;
+    }
+}
+
+/* srvconn's fail: the connection is closed already. */
+static void ctl_on_fail(struct sc *sc, void *data, const struct sc_error *e)
+{
+    struct ctl *c = data;
+    (void)sc;
+    c->sc = NULL;
+    switch (e->kind) {
+    case SC_FAIL_CONNECT:
+        ctl_unreachable(c, e->detail);
+        break;
+    case SC_FAIL_TIMEOUT:
+        ctl_on_timeout(c, e->phase);
+        break;
+    case SC_FAIL_CLOSED:
+        /* punching: the server is no longer needed for this session */
+        if (c->state != CTL_PUNCHING)
+            ctl_lost(c, "lost the connection to the server %s: %s", c->name, e->detail);
+        break;
+    case SC_FAIL_LONG:
+        ctl_fail(c, EXIT_SERVER, "the server %s sent a line over %d bytes", c->name, LB_MAX);
+        break;
+    case SC_FAIL_INVALID:
+        ctl_fail(c, EXIT_SERVER, "the server sent an invalid message (%s): %s",
+                 proto_err_code(e->perr), e->detail);
+        break;
+    case SC_FAIL_SEND:
+    default: /* SOCKET and WATCH come only from sc_open */
+        ctl_send_failed(c);
+        break;
+    }
+}
+
+static const struct sc_cbs ctl_sc_cbs = {
+    .connected = ctl_on_connected, .first = ctl_on_first, .msg = ctl_on_msg, .fail = ctl_on_fail};
 
 static int ctl_open(struct ctl *c)
 {
-    char err[300];
-    struct sockaddr_storage any;
+    struct sockaddr_storage any = {.ss_family = c->server.ss_family};
+    /* SC_STAMP: a punch's kernel arrival time goes into the RTT the punch engine waits by */
+    struct sc_cfg cfg = {.server = (const struct sockaddr *)&c->server,
+                         .local = (const struct sockaddr *)&any,
+                         .connect_ms =
+                             c->multi ? CTL_CONNECT_TIMEOUT_LIST_MS : CTL_CONNECT_TIMEOUT_MS,
+                         .answer_ms = CTL_ANSWER_TIMEOUT_MS,
+                         .flags = SC_STAMP};
+    struct sc_error e;
 
-    memset(&any, 0, sizeof any);
-    any.ss_family = c->server.ss_family;
-    ep_set_port((struct sockaddr *)&any, c->o->port);
-    c->fd = sk_open_bound((struct sockaddr *)&any, err, sizeof err);
-    if (c->fd < 0) {
-        LOG_E("cannot use local port %d: %s", c->o->port, err);
-        return EXIT_LOCAL;
-    }
-    if (connect(c->fd, (struct sockaddr *)&c->server, ep_len((struct sockaddr *)&c->server)) < 0 &&
-        errno != EINPROGRESS) {
-        ctl_unreachable(c, strerror(errno));
+    ep_set_port((struct sockaddr *)&any, c->o->port); /* the shared punch port, on the wildcard */
+    c->sc = sc_open(c->loop, &cfg, &ctl_sc_cbs, c, &e);
+    if (c->sc)
+        return EXIT_DONE;
+    switch (e.kind) {
+    case SC_FAIL_CONNECT:
+        ctl_unreachable(c, e.detail);
         return EXIT_SERVER;
-    }
-    if (uv_poll_init(c->loop, &c->poll, c->fd) < 0) {
+    case SC_FAIL_WATCH:
         LOG_E("cannot watch the server connection");
         return EXIT_LOCAL;
+    default:
+        LOG_E("cannot use local port %d: %s", c->o->port, e.detail);
+        return EXIT_LOCAL;
     }
-    c->poll.data = c;
-    c->poll_open = true;
-    uv_poll_start(&c->poll, UV_WRITABLE, ctl_on_poll);
-    uv_timer_start(&c->timer, ctl_on_timer,
-                   c->multi ? CTL_CONNECT_TIMEOUT_LIST_MS : CTL_CONNECT_TIMEOUT_MS, 0);
-    return EXIT_DONE;
 }
 
 /* What every attempt of one command is given (the failover's callback data). */
@@ -663,7 +626,6 @@ static bool ctl_attempt(const struct ctl_run *run, uv_loop_t *loop, const struct
     c->mode = run->mode;
     c->aux = run->aux;
     c->state = CTL_CONNECTING;
-    c->fd = -1;
     c->may_retry = run->may_retry;
     c->was_registered = was_registered;
     c->server = s->addr;
@@ -682,7 +644,6 @@ static bool ctl_attempt(const struct ctl_run *run, uv_loop_t *loop, const struct
                                 .observed = &c->observed,
                                 .cb = {ctl_sess_ended, ctl_sess_won, ctl_sess_idle, c}};
     sess_init(&c->sess);
-    lb_init(&c->lb);
     uv_timer_init(c->loop, &c->timer);
     c->timer.data = c;
     inb_init(&c->inb, c->loop, &(struct inb_cbs){ctl_inb_lookup, ctl_inb_adopt, c});

@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "peer/exit.h"
+#include "proto/code.h"
 
 void fo_init(struct fo *f, bool may_retry)
 {
@@ -52,13 +53,8 @@ uint64_t fo_pause_ms(struct fo *f, uint32_t (*uniform)(uint32_t n))
 
 bool fo_transient(const char *code, bool was_registered)
 {
-    static const char *const codes[] = {
-        "server-shutdown",      "keepalive-timeout", "hello-timeout", "server-full",
-        "too-many-connections", "rate-limited",      "overloaded",    "internal"};
-    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
-        if (strcmp(code, codes[i]) == 0)
-            return true;
-    return was_registered && strcmp(code, "id-taken") == 0;
+    enum proto_code pc = proto_code_parse(code);
+    return proto_code_passing(pc) || (was_registered && pc == PC_ID_TAKEN);
 }
 
 static void fo_woke(uv_timer_t *t)

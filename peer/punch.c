@@ -808,9 +808,9 @@ struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct p
 /* Adopted connections live on the inbound list: closed, stalled and selected like those. An
  * "inbound" one (from a shared listener) must come from a host of the peer's candidates and
  * counts against PUNCH_MAX_INBOUND, as if our own listener had accepted it. */
-int punch_adopt(struct punch *p, int fd, const char *kind)
+int punch_adopt(struct punch *p, int fd, enum punch_adopt_kind kind)
 {
-    bool inbound = strcmp(kind, "inbound") == 0;
+    bool inbound = kind == PUNCH_ADOPT_INBOUND;
     struct sockaddr_storage from;
     socklen_t alen = sizeof from;
     struct pconn *c;
@@ -820,12 +820,12 @@ int punch_adopt(struct punch *p, int fd, const char *kind)
         close(fd);
         return -1;
     }
-    enum proto_path path;
-    if (p->finished || !(c = pu_new_inbound(p, inbound ? NULL : kind))) {
+    const char *kind_name = inbound ? NULL : proto_path_name(PROTO_PATH_RELAY);
+    if (p->finished || !(c = pu_new_inbound(p, kind_name))) {
         close(fd);
         return -1;
     }
-    c->relayed = proto_path_parse(kind, &path) && path == PROTO_PATH_RELAY;
+    c->relayed = !inbound;
     if (uv_tcp_open(&c->tcp, fd) < 0) {
         close(fd);
         pu_close_conn(c);

@@ -47,7 +47,7 @@ struct punch_cfg {
      * connections given to punch_adopt compete */
     bool relay_only;
     /* no listener of its own: the caller listens on the shared port for several engines and
-     * hands each its connections (punch_adopt, kind "inbound"); with one listener per engine
+     * hands each its connections (punch_adopt, PUNCH_ADOPT_INBOUND); with one listener per engine
      * the kernel would spread inbound SYNs across them */
     bool shared_listener;
     /* the server is on loopback, so every peer it introduces is on this host: loopback
@@ -64,13 +64,19 @@ typedef void (*punch_done_cb)(struct punch *p, int status, const char *why, void
 struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct peer_link *link,
                           punch_done_cb done, void *arg, char *err, size_t errlen);
 
+/* What a connection given to punch_adopt is. */
+enum punch_adopt_kind {
+    PUNCH_ADOPT_INBOUND, /* accepted by a shared listener (reported as "inbound") */
+    PUNCH_ADOPT_RELAY,   /* joined through the server's relay (reported as the path's name) */
+};
+
 /* Takes over fd, a connected stream that is not one of our direct attempts (a relayed
- * connection, or "inbound": accepted by a shared listener): the same handshake runs on it and
- * it competes with the direct attempts; kind names it in reports ("relay"). An inbound one is
- * taken only from a host of the peer's candidates, and only up to a bound. Nothing of the
- * peer's may have been read from fd yet: the engine reads the handshake and what follows it
- * itself, in reads that fit link->prefill. On failure fd is closed and -1 returned. */
-int punch_adopt(struct punch *p, int fd, const char *kind);
+ * connection, or an inbound one accepted by a shared listener): the same handshake runs on it
+ * and it competes with the direct attempts. An inbound one is taken only from a host of the
+ * peer's candidates, and only up to a bound. Nothing of the peer's may have been read from fd
+ * yet: the engine reads the handshake and what follows it itself, in reads that fit
+ * link->prefill. On failure fd is closed and -1 returned. */
+int punch_adopt(struct punch *p, int fd, enum punch_adopt_kind kind);
 
 /* Ends the punch now with status and why (done is called as for any end). */
 void punch_abort(struct punch *p, int status, const char *why);

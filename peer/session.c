@@ -123,7 +123,7 @@ static void sess_relay_done(struct rl *r, int status, const char *why, int fd, v
         if (!ss->punch)
             close(fd);
         else
-            punch_adopt(ss->punch, fd, "relay");
+            punch_adopt(ss->punch, fd, PUNCH_ADOPT_RELAY);
         return;
     }
     snprintf(ss->relay_note, sizeof ss->relay_note, "%s", why);
@@ -408,8 +408,7 @@ enum sess_start sess_start(struct sess_set *set, const struct proto_msg *m, uint
     cfg->shake = &ss->shake;
     LOG_I("punching to %s at %s (%d candidate%s, %s)", m->u.punch.peer,
           ep_format((const struct sockaddr *)&m->u.punch.observed, ep, sizeof ep), cfg->ncand,
-          cfg->ncand == 1 ? "" : "s",
-          m->u.punch.role == PROTO_INITIATOR ? "initiator" : "responder");
+          cfg->ncand == 1 ? "" : "s", proto_role_name(m->u.punch.role));
     ev_punching(set->o, m, cfg);
     for (int i = 0; i < cfg->ncand; i++)
         LOG_D("candidate %d: %s (%s)", i,
@@ -464,5 +463,5 @@ struct sess *sess_route(struct sess_set *set, const struct sockaddr *from)
 
 void sess_adopt(struct sess *ss, int fd)
 {
-    punch_adopt(ss->punch, fd, "inbound");
+    punch_adopt(ss->punch, fd, PUNCH_ADOPT_INBOUND);
 }

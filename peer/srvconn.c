@@ -8,13 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/clock.h"
 #include "common/endpoint.h"
 #include "common/linebuf.h"
 #include "common/sock.h"
+#include "common/stamp.h"
 
 struct sc {
     uv_poll_t poll; /* our own reads: a peek, or recvmsg for the kernel's stamp */
@@ -66,19 +66,6 @@ static void sc_fail(struct sc *sc, enum sc_fail kind, enum proto_err perr, const
     sc->cbs->fail(sc, sc->data, &e);
 }
 
-/* Converts a CLOCK_REALTIME receive stamp to our monotonic clock. */
-static uint64_t sc_stamp_to_mono(const struct timespec *rx)
-{
-    struct timespec real;
-    uint64_t now = clk_us(), rx_real, real_now;
-    clock_gettime(CLOCK_REALTIME, &real);
-    rx_real = (uint64_t)rx->tv_sec * 1000000u + (uint64_t)rx->tv_nsec / 1000u;
-    real_now = (uint64_t)real.tv_sec * 1000000u + (uint64_t)real.tv_nsec / 1000u;
-    if (rx_real > real_now || real_now - rx_real > now)
-        return now;
-    return now - (real_now - rx_real);
-}
-
 /* One read into rbuf (flags: MSG_PEEK or 0), noting the arrival time. */
 static ssize_t sc_recv(struct sc *sc, size_t len, int flags)
 {
@@ -97,7 +84,7 @@ static ssize_t sc_recv(struct sc *sc, size_t len, int flags)
         if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
             struct timespec ts;
             memcpy(&ts, CMSG_DATA(cm), sizeof ts);
-            sc->rx_us = sc_stamp_to_mono(&ts);
+            sc->rx_us = stamp_to_mono(&ts);
         }
     return n;
 }
@@ -254,8 +241,8 @@ static int sc_socket(const struct sc_cfg *cfg, struct sc_error *err)
     return fd;
 }
 
-struct sc *sc_open(uv_loop_t *loop, const struct sc_cfg *cfg, const struct sc_cbs *cbs,
-                   void *data, struct sc_error *err)
+struct sc *sc_open(uv_loop_t *loop, const struct sc_cfg *cfg, const struct sc_cbs *cbs, void *data,
+                   struct sc_error *err)
 {
     struct sc *sc = calloc(1, sizeof *sc);
     int rc;
