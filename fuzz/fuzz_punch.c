@@ -19,6 +19,7 @@
  *
  * Keys are fixed (constant seeds), so signed lines and crashes reproduce. */
 #include "fuzz/fuzz.h"
+#include "fuzz/fz_shake.h"
 #include "common/log.h"
 #include "peer/punch.h"
 #include "peer/shake.h"
@@ -42,27 +43,10 @@ struct fz_run {
     struct peer_link link;
 };
 
-static void fz_identity(struct identity *id, char c)
-{
-    unsigned char seed[crypto_sign_SEEDBYTES];
-    memset(seed, c, sizeof seed);
-    crypto_sign_seed_keypair(id->pk, id->sk, seed);
-}
-
-/* alice initiates, bob responds; the ephemeral keys come from fixed seeds (see the top) */
+/* alice initiates, bob responds; the ephemeral keys come from fixed seeds (fz_shake.h) */
 static void fz_ctx(struct shake_ctx *s, enum proto_role role)
 {
-    bool init = role == PROTO_INITIATOR;
-    unsigned char seed[crypto_kx_SEEDBYTES];
-    memset(s, 0, sizeof *s);
-    memset(seed, init ? 'a' : 'b', sizeof seed);
-    crypto_kx_seed_keypair(s->eph_pk, s->eph_sk, seed);
-    snprintf(s->session, sizeof s->session, "%s", FZ_SESSION);
-    snprintf(s->self, sizeof s->self, "%s", init ? "alice" : "bob");
-    snprintf(s->peer, sizeof s->peer, "%s", init ? "bob" : "alice");
-    s->role = role;
-    s->ident = init ? &fz_id_alice : &fz_id_bob;
-    snprintf(s->trust.name, sizeof s->trust.name, "%s", s->peer);
+    fz_shake_ctx(s, role, FZ_SESSION, &fz_id_alice, &fz_id_bob);
 }
 
 static void fz_done(struct punch *p, int status, const char *why, void *arg)

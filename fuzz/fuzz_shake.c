@@ -18,6 +18,7 @@
  * The framing is done twice, once with the whole input in one read and once in small reads,
  * and both must give the same lines: a line split across reads must not change. */
 #include "fuzz/fuzz.h"
+#include "fuzz/fz_shake.h"
 #include "common/linebuf.h"
 #include "peer/shake.h"
 
@@ -34,30 +35,10 @@ static struct shake_ctx fz_alice[FZ_TRUST_COUNT]; /* the initiator, by how it tr
 static struct shake_ctx fz_bob, fz_alice_sym, fz_bob_sym;
 static struct shake_peer fz_bob_seen, fz_alice_seen; /* what a genuine shake showed each side */
 
-static void fz_identity(struct identity *id, char c)
-{
-    unsigned char seed[crypto_sign_SEEDBYTES];
-    memset(seed, c, sizeof seed);
-    crypto_sign_seed_keypair(id->pk, id->sk, seed);
-}
-
-/* shake_init makes a random ephemeral key; it is replaced by a fixed one (see the top). */
 static void fz_ctx(struct shake_ctx *s, enum proto_role role, bool symmetric)
 {
-    bool init = role == PROTO_INITIATOR;
-    unsigned char seed[crypto_kx_SEEDBYTES];
-
-    memset(s, 0, sizeof *s);
-    shake_init(s);
-    memset(seed, init ? 'a' : 'b', sizeof seed);
-    crypto_kx_seed_keypair(s->eph_pk, s->eph_sk, seed);
-    snprintf(s->session, sizeof s->session, "%s", FZ_SESSION);
-    snprintf(s->self, sizeof s->self, "%s", init ? "alice" : "bob");
-    snprintf(s->peer, sizeof s->peer, "%s", init ? "bob" : "alice");
-    s->role = role;
+    fz_shake_ctx(s, role, FZ_SESSION, &fz_id_alice, &fz_id_bob);
     s->symmetric = symmetric;
-    s->ident = init ? &fz_id_alice : &fz_id_bob;
-    snprintf(s->trust.name, sizeof s->trust.name, "%s", s->peer);
 }
 
 /* Alice's contexts, one per kind of trust in bob's key; the known_peers one holds eve's key,
