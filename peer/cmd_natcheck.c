@@ -1,6 +1,9 @@
 /* nat-check: what does our NAT do to one local port? Register (the server reports the public
  * endpoint of the control connection), probe the server's probe port from the same local port,
- * and compare the two observations. The report is the command's output: stdout. */
+ * and compare the two observations. When they differ (a new mapping per destination), a few more
+ * probes from fresh local ports, one after another, show how the NAT picks its ports: in small
+ * steps (sequential) or not (random); natkind.c judges. The report is the command's output:
+ * stdout. */
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -20,6 +23,7 @@
 #include "peer/commands.h"
 #include "peer/events.h"
 #include "peer/hello.h"
+#include "peer/natkind.h"
 #include "peer/options.h"
 #include "peer/probe.h"
 #include "peer/srvconn.h"
@@ -28,6 +32,11 @@
 #define NC_LIST_CONNECT_MS 3000 /* connecting to one of a list: a dead one must not stall */
 #define NC_PROBE_MS 5000        /* one-off check: more patience than the automatic probe */
 #define NC_MAX_LOCAL_ADDRS 32   /* our interface addresses compared with the observed one */
+/* behind a NAT that maps per destination: this many more probes from fresh local ports, one at
+ * a time, each within PRB_TIMEOUT_MS; the first that fails ends them (at most 3 connections and
+ * 6 s more; README, nat-check) */
+#define NC_EXTRA_PROBES 3
+#define NC_EXTRA_MS PRB_TIMEOUT_MS
 
 struct nc {
     const struct peer_opts *o;
@@ -46,6 +55,10 @@ struct nc {
     int fail; /* exit status once something went wrong, else EXIT_DONE */
     struct prb_result probe;
     bool probed; /* probe holds a result (ok or not) */
+    /* the probes from fresh local ports, in the order made; nextra answered them */
+    struct sockaddr_storage extra[NC_EXTRA_PROBES];
+    int nextra;
+    char extra_why[320]; /* why the last one tried got no answer; "" when all did */
 };
 
 struct nc_verdict {
@@ -53,7 +66,12 @@ struct nc_verdict {
     const char *key;  /* "no-nat", "independent", "dependent", "unknown" */
     const char *text; /* one human sentence */
     bool nat;
-    char reason[400]; /* why it cannot tell; "" otherwise */
+    char reason[400];       /* why it cannot tell; "" otherwise */
+    struct nk_obs obs;      /* the public ports of the mappings, in the order made */
+    struct nk_verdict kind; /* easy / hard-sequential / hard-random / unknown */
+    char kind_text[700];    /* the kind's sentence as printed (unknown: with the reason) */
+    enum nk_path with[2];   /* a punch with an easy [0] and a hard [1] peer */
+    const char *with_text[2];
 };
 
 static int nc_fail(struct nc *n, int status, const char *fmt, ...)
@@ -84,12 +102,48 @@ static int nc_fail2(struct nc *n, const char *what, const char *fmt, ...)
     return nc_fail(n, EXIT_SERVER, "%s the server %s: %s", what, n->name, detail);
 }
 
+static void nc_extra(struct nc *n);
+
+static void nc_extra_done(struct prb *p, const struct prb_result *r, void *arg)
+{
+    struct nc *n = arg;
+    (void)p;
+    if (!r->ok) {
+        snprintf(n->extra_why, sizeof n->extra_why, "%s", r->why);
+        LOG_I("probe %d from a fresh port failed: %s", n->nextra + 1, r->why);
+        return;
+    }
+    n->extra[n->nextra++] = r->observed;
+    if (n->nextra < NC_EXTRA_PROBES)
+        nc_extra(n);
+}
+
+/* One more probe from a fresh local port (the kernel's choice), without a token: it is not our
+ * registration's (the server records nothing for it, PROTOCOL.md 5.9), it only shows the
+ * public port of one more new mapping. */
+static void nc_extra(struct nc *n)
+{
+    struct sockaddr_storage to = n->server;
+    char err[200];
+    ep_set_port((struct sockaddr *)&to, n->probe_port);
+    if (!prb_start(&n->loop, NULL, (struct sockaddr *)&to, "",
+                   n->o->have_secret ? n->o->secret : NULL, NC_EXTRA_MS, nc_extra_done, n, err,
+                   sizeof err)) {
+        snprintf(n->extra_why, sizeof n->extra_why, "%s", err);
+        LOG_I("probe %d from a fresh port failed: %s", n->nextra + 1, err);
+    }
+}
+
 static void nc_probe_done(struct prb *p, const struct prb_result *r, void *arg)
 {
     struct nc *n = arg;
     (void)p;
     n->probe = *r;
     n->probed = true;
+    /* a new mapping for the second destination: how does the NAT pick its ports? */
+    if (r->ok &&
+        !ep_equal((const struct sockaddr *)&n->observed, (const struct sockaddr *)&r->observed))
+        nc_extra(n);
 }
 
 /* The probe leaves from the control connection's port while that connection stays open, so
@@ -248,6 +302,47 @@ static enum proto_nat nc_mapping(const struct nc *n)
                : PROTO_NAT_DEPENDENT;
 }
 
+/* The mappings in the order they were made: the control connection, the probe from its port,
+ * then the probes from fresh ports; with their public ports, for natkind.c. */
+static void nc_observations(const struct nc *n, bool nat, struct nk_obs *o)
+{
+    const struct sockaddr *first = (const struct sockaddr *)&n->observed;
+    const struct sockaddr_storage *seen[2 + NC_EXTRA_PROBES];
+    int k = 0;
+
+    memset(o, 0, sizeof *o);
+    o->nat = nat;
+    o->local_port = ep_port((const struct sockaddr *)&n->local);
+    seen[k++] = &n->observed;
+    if (n->probe.ok) {
+        seen[k++] = &n->probe.observed;
+        for (int i = 0; i < n->nextra; i++)
+            seen[k++] = &n->extra[i];
+    }
+    for (int i = 0; i < k && i < NK_MAX_MAPS; i++) {
+        o->port[i] = ep_port((const struct sockaddr *)seen[i]);
+        o->other_addr[i] = !ep_same_host((const struct sockaddr *)seen[i], first);
+        o->n = i + 1;
+    }
+}
+
+/* The kind of side we are, and what that means for a punch with each kind of peer. */
+static void nc_kind(const struct nc *n, struct nc_verdict *v)
+{
+    nc_observations(n, v->nat, &v->obs);
+    nk_classify(&v->obs, &v->kind);
+    if (v->kind.kind == NK_UNKNOWN && v->obs.n == 1 && v->reason[0])
+        /* no second destination: the probe's reason says why */
+        snprintf(v->kind_text, sizeof v->kind_text, "unknown: %s", v->reason);
+    else if (v->kind.kind == NK_UNKNOWN && n->extra_why[0])
+        snprintf(v->kind_text, sizeof v->kind_text, "%s; a probe from a fresh port: %s",
+                 v->kind.text, n->extra_why);
+    else
+        snprintf(v->kind_text, sizeof v->kind_text, "%s", v->kind.text);
+    v->with[0] = nk_punch(v->kind.side, NK_SIDE_EASY, &v->with_text[0]);
+    v->with[1] = nk_punch(v->kind.side, NK_SIDE_HARD, &v->with_text[1]);
+}
+
 static void nc_judge(const struct nc *n, struct nc_verdict *v)
 {
     memset(v, 0, sizeof *v);
@@ -274,6 +369,7 @@ static void nc_judge(const struct nc *n, struct nc_verdict *v)
         v->key = proto_nat_name(PROTO_NAT_DEPENDENT);
         v->text = "NAT with endpoint-dependent mapping (symmetric): a relay is needed";
     }
+    nc_kind(n, v);
 }
 
 static const char *nc_ep(const struct sockaddr_storage *ss, char *buf)
@@ -290,6 +386,7 @@ static bool nc_port_kept(const struct nc *n)
 static void nc_print_human(const struct nc *n, const struct nc_verdict *v)
 {
     char a[EP_STRLEN], b[EP_STRLEN], why[VIS_SIZE(sizeof v->reason)];
+    char kind[VIS_SIZE(sizeof v->kind_text)];
     nc_ep(&n->server, a);
     if (strcmp(a, n->name) == 0)
         printf("server:          %s\n", a);
@@ -311,6 +408,10 @@ static void nc_print_human(const struct nc *n, const struct nc_verdict *v)
                                         : "unknown");
     printf("port preserved:  %s\n", nc_port_kept(n) ? "yes" : "no");
     printf("verdict:         %s (exit %d)\n", v->text, v->exit);
+    /* the reasons may quote the server */
+    printf("NAT kind:        %s\n", vis_str(v->kind_text, kind, sizeof kind));
+    printf("with easy peer:  %s\n", v->with_text[0]);
+    printf("with hard peer:  %s\n", v->with_text[1]);
 }
 
 static void nc_print_json(const struct nc *n, const struct nc_verdict *v)
@@ -325,6 +426,25 @@ static void nc_print_json(const struct nc *n, const struct nc_verdict *v)
                   n->probe_port ? json_integer(n->probe_port) : json_null(), "probe_observed",
                   n->probe.ok ? json_string(nc_ep(&n->probe.observed, d)) : json_null(), "reason",
                   v->reason[0] ? json_string(vis_str(v->reason, why, sizeof why)) : json_null());
+    char kind[VIS_SIZE(sizeof v->kind_text)], kwhy[VIS_SIZE(sizeof v->kind_text)];
+    json_t *ports = json_array(), *more;
+    for (int i = 0; ports && i < v->obs.n; i++)
+        json_array_append_new(ports, json_integer(v->obs.port[i]));
+    /* "unknown: <why>": the reason alone */
+    if (v->kind.kind == NK_UNKNOWN)
+        vis_str(v->kind_text + strlen("unknown: "), kwhy, sizeof kwhy);
+    more =
+        json_pack("{s:s, s:s, s:s?, s:O?, s:{s:s, s:s}, s:{s:s, s:s}}", "kind",
+                  nk_name(v->kind.kind), "kind_message", vis_str(v->kind_text, kind, sizeof kind),
+                  "kind_reason", v->kind.kind == NK_UNKNOWN ? kwhy : NULL, "ports", ports,
+                  "with_easy", "path", nk_path_name(v->with[0]), "message", v->with_text[0],
+                  "with_hard", "path", nk_path_name(v->with[1]), "message", v->with_text[1]);
+    json_decref(ports);
+    if (!more || !ports || (obj && json_object_update(obj, more) != 0)) {
+        json_decref(obj);
+        obj = NULL;
+    }
+    json_decref(more);
     char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
     if (text)
         printf("%s\n", text);
@@ -360,6 +480,8 @@ static int nc_run_on(struct nc *n, const struct sl_server *s)
     n->name = s->name;
     n->have_welcome = n->probed = false;
     memset(&n->probe, 0, sizeof n->probe);
+    n->nextra = 0;
+    n->extra_why[0] = '\0';
     n->fail = EXIT_DONE;
     n->why[0] = '\0';
     return nc_run(n);

@@ -64,7 +64,8 @@ T -s "127.0.0.1:$SERVER_PORT" -i "$(uid nc)" nat-check --json >"$WORK/j9.out" 2>
 check_rc "nat-check --json, server without a probe port" 9 $?
 if json_check "$WORK/j9.out" 'o["verdict"] == "unknown"' 'o["exit"] == 9' \
     'o["probe_port"] is None' 'o["probe_observed"] is None' 'o["mapping"] == "unknown"' \
-    '"probe" in o["reason"]' 'o["nat"] is False' 'o["observed"] == o["local"]'; then
+    '"probe" in o["reason"]' 'o["nat"] is False' 'o["observed"] == o["local"]' \
+    'o["kind"] == "easy"' 'len(o["ports"]) == 1'; then
     pass "exit 9: --json report"
 else
     fail "exit 9: --json report"
@@ -86,6 +87,11 @@ check "exit 0: mapping endpoint-independent" grep -q "^NAT mapping: *endpoint-in
     "$WORK/n0.out"
 check "exit 0: port preserved" grep -q "^port preserved: *yes" "$WORK/n0.out"
 check "exit 0: nothing on stderr" test ! -s "$WORK/n0.err"
+check "exit 0: NAT kind easy, no NAT" grep -q "^NAT kind: *easy: no NAT" "$WORK/n0.out"
+check "exit 0: with an easy peer, direct" grep -q "^with easy peer: *direct" "$WORK/n0.out"
+check "exit 0: with a hard peer, relayed" \
+    grep -q "^with hard peer: *relayed (the server cannot predict the port)$" "$WORK/n0.out"
+check "exit 0: nothing claims birthday punching" eval '! grep -qi "birthday\|planned" "$WORK/n0.out"'
 LOCAL=$(sed -n 's/^local endpoint: *//p' "$WORK/n0.out")
 PUBLIC=$(sed -n 's/^public endpoint: *\([^ ]*\).*/\1/p' "$WORK/n0.out")
 check "exit 0: the public endpoint is the local one ($LOCAL)" test -n "$LOCAL" -a "$LOCAL" = "$PUBLIC"
@@ -98,7 +104,9 @@ check_rc "nat-check --json on loopback" 0 $?
 if json_check "$WORK/j0.out" 'o["verdict"] == "no-nat"' 'o["exit"] == 0' 'o["nat"] is False' \
     'o["mapping"] == "independent"' "o['probe_port'] == $PROBE_PORT" \
     'o["observed"] == o["local"] == o["probe_observed"]' 'o["port_preserved"] is True' \
-    'o["reason"] is None' "o['server'] == '127.0.0.1:$SERVER_PORT'" 'isinstance(o["message"], str)'; then
+    'o["reason"] is None' "o['server'] == '127.0.0.1:$SERVER_PORT'" 'isinstance(o["message"], str)' \
+    'o["kind"] == "easy"' 'o["kind_reason"] is None' 'o["ports"] == [int(o["local"].rsplit(":", 1)[1])] * 2' \
+    'o["with_easy"]["path"] == "direct"' 'o["with_hard"]["path"] == "relay"'; then
     pass "exit 0: --json report"
 else
     fail "exit 0: --json report"
@@ -214,4 +222,178 @@ else
     fail "probe listener protocol"
 fi
 check "the server is still running" server_alive
+
+# ---- behind a NAT that maps per destination, as a fake server tells it: the probes from fresh
+# ports (bounded, without a token) and the kind of side. natfake.py MAIN PROBE LOG W ANSWER...:
+# every welcome says we come from 198.51.100.7:W; the probe answers of one registration give
+# the ports of the list in turn ("x": close unanswered). It logs "hello ID" and
+# "probe TOKEN|- SOURCE-PORT" per connection.
+cat >"$WORK/natfake.py" <<'EOF'
+import base64, json, os, socket, sys, threading, time
+main_port, probe_port, log, welcome = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+answers = sys.argv[5:]
+END = time.time() + 60
+state = {"next": 0}
+lock = threading.Lock()
+
+def note(text):
+    with lock, open(log, "a") as f:
+        f.write(text + "\n")
+
+def send(c, m):
+    c.sendall(json.dumps(m).encode() + b"\n")
+
+def readline(c):
+    data = b""
+    while not data.endswith(b"\n") and time.time() < END:
+        try:
+            chunk = c.recv(1)
+        except socket.timeout:
+            continue
+        if not chunk:
+            return None
+        data += chunk
+    return json.loads(data) if data.endswith(b"\n") else None
+
+def serve(c, is_probe):
+    c.settimeout(0.5)
+    with c:
+        send(c, {"type": "challenge", "version": 1,
+                 "nonce": base64.b64encode(os.urandom(32)).decode()})
+        m = readline(c)
+        if m is None:
+            return
+        if not is_probe:
+            with lock:
+                state["next"] = 0
+            note("hello %s" % m.get("id"))
+            send(c, {"type": "welcome", "version": 1, "id": m["id"],
+                     "observed": "198.51.100.7:" + welcome, "keepalive": 60,
+                     "probe_port": probe_port, "probe_token": "5" * 32})
+            while time.time() < END and readline(c) is not None:
+                pass
+            return
+        with lock:
+            i = state["next"]
+            state["next"] += 1
+        note("probe %s %d" % (m.get("token") or "-", c.getpeername()[1]))
+        if i < len(answers) and answers[i] != "x":
+            send(c, {"type": "observed", "observed": "198.51.100.7:" + answers[i]})
+            while time.time() < END and readline(c) is not None:
+                pass
+
+def accept(port, is_probe):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
+    s.listen(16)
+    s.settimeout(0.2)
+    while time.time() < END:
+        try:
+            c, _ = s.accept()
+        except socket.timeout:
+            continue
+        threading.Thread(target=serve, args=(c, is_probe), daemon=True).start()
+
+threading.Thread(target=accept, args=(probe_port, True), daemon=True).start()
+accept(main_port, False)
+EOF
+
+FAKE_PID=
+# natfake W ANSWER...: (re)starts the fake server; sets FAKE_PORT
+natfake() {
+    if [ -n "$FAKE_PID" ]; then
+        kill "$FAKE_PID" 2>/dev/null
+        wait "$FAKE_PID" 2>/dev/null
+    fi
+    FAKE_PORT=$(free_port)
+    FAKE_PROBE=$(free_port)
+    while [ "$FAKE_PROBE" = "$FAKE_PORT" ]; do FAKE_PROBE=$(free_port); done
+    : >"$WORK/fake.log"
+    spawn 60 python3 "$WORK/natfake.py" "$FAKE_PORT" "$FAKE_PROBE" "$WORK/fake.log" "$@" \
+        >/dev/null 2>"$WORK/fake.err"
+    FAKE_PID=$!
+    wait_until 5 listening "$FAKE_PORT" && wait_until 5 listening "$FAKE_PROBE" ||
+        die "the fake server does not listen"
+}
+# fake_probes FILE: the probe connections the fake saw ("TOKEN PORT" a line); FILE is the
+# human report, whose local endpoint says the control connection's port
+fake_probes() { sed -n 's/^probe //p' "$WORK/fake.log"; }
+ctl_port() { sed -n 's/^local endpoint: *.*:\([0-9]*\)$/\1/p' "$1"; }
+# probes_ok FILE COUNT: COUNT probe connections; the first from the control connection's port
+# with the token, every other from a fresh port of its own and without a token
+probes_ok() {
+    local ctl n=0 token port seen=" "
+    ctl=$(ctl_port "$1")
+    [ -n "$ctl" ] || return 1
+    while read -r token port; do
+        n=$((n + 1))
+        if [ $n = 1 ]; then
+            [ "$token" = "$(printf '5%.0s' $(seq 32))" ] && [ "$port" = "$ctl" ] || return 1
+        else
+            [ "$token" = - ] && [ "$port" != "$ctl" ] || return 1
+            case $seen in *" $port "*) return 1 ;; esac
+        fi
+        seen="$seen$port "
+    done < <(fake_probes)
+    [ $n = "$2" ]
+}
+
+# sequential: four small steps
+natfake 20001 20002 20003 20004 20005
+T -s "127.0.0.1:$FAKE_PORT" -i "$(uid nc)" nat-check >"$WORK/hs.out" 2>"$WORK/hs.err"
+check_rc "nat-check behind a sequential NAT (fake)" 8 $?
+check "sequential: the verdict line as before" grep -q "^verdict: *NAT with endpoint-dependent mapping (symmetric): a relay is needed (exit 8)" "$WORK/hs.out"
+check "sequential: NAT kind hard, port sequential" grep -q "^NAT kind: *hard: a new mapping per destination, port sequential (steps of at most 1; public ports 20001, 20002, 20003, 20004, 20005)$" "$WORK/hs.out"
+check "sequential: with an easy peer, relayed" grep -q "^with easy peer: *relayed (the server cannot predict the port)$" "$WORK/hs.out"
+check "sequential: with a hard peer, relayed" grep -q "^with hard peer: *relayed (both map per destination)$" "$WORK/hs.out"
+check "sequential: the verdict line comes before the new lines (existing line order kept)" \
+    test "$(sed -n 8p "$WORK/hs.out" | cut -c1-8)" = "verdict:"
+check "sequential: 4 probes, the 3 after the first from fresh ports without the token ($(fake_probes | tr '\n' ' '))" \
+    probes_ok "$WORK/hs.out" 4
+check "sequential: nothing on stderr" test ! -s "$WORK/hs.err"
+T -s "127.0.0.1:$FAKE_PORT" -i "$(uid nc)" --json nat-check >"$WORK/hsj.out" 2>/dev/null
+check_rc "nat-check --json behind a sequential NAT (fake)" 8 $?
+if json_check "$WORK/hsj.out" 'o["verdict"] == "dependent"' 'o["kind"] == "hard-sequential"' \
+    'o["ports"] == [20001, 20002, 20003, 20004, 20005]' 'o["kind_reason"] is None' \
+    'o["kind_message"].startswith("hard: a new mapping per destination, port sequential")' \
+    'o["with_easy"] == {"path": "relay", "message": "relayed (the server cannot predict the port)"}' \
+    'o["with_hard"]["path"] == "relay"' 'o["mapping"] == "dependent"' 'o["nat"] is True'; then
+    pass "sequential: --json report"
+else
+    fail "sequential: --json report"
+fi
+
+# random (masquerade random): large steps
+natfake 33017 8011 50122 1999 47010
+T -s "127.0.0.1:$FAKE_PORT" -i "$(uid nc)" --json nat-check >"$WORK/hrj.out" 2>/dev/null
+check_rc "nat-check --json behind a random NAT (fake)" 8 $?
+if json_check "$WORK/hrj.out" 'o["kind"] == "hard-random"' \
+    'o["ports"] == [33017, 8011, 50122, 1999, 47010]' \
+    'o["kind_message"].startswith("hard: a new mapping per destination, port random")' \
+    'o["with_easy"]["path"] == o["with_hard"]["path"] == "relay"'; then
+    pass "random: --json report"
+else
+    fail "random: --json report"
+fi
+
+# a fresh-port probe unanswered: no more are tried, and the kind cannot be told
+natfake 20001 20002 20003 x 20005
+T -s "127.0.0.1:$FAKE_PORT" -i "$(uid nc)" nat-check >"$WORK/hu.out" 2>"$WORK/hu.err"
+check_rc "nat-check, a fresh-port probe unanswered (fake)" 8 $?
+check "unanswered: NAT kind unknown, with why" grep -q "^NAT kind: *unknown: a new mapping per destination, but 3 mappings seen (4 needed): cannot tell random from sequential ports.*a probe from a fresh port: " "$WORK/hu.out"
+check "unanswered: still relayed with either peer" grep -q "^with easy peer: *relayed" "$WORK/hu.out"
+check "unanswered: 3 probes, none after the failed one ($(fake_probes | tr '\n' ' '))" \
+    probes_ok "$WORK/hu.out" 3
+
+# easy, the port changed: no probes from fresh ports
+natfake 61001 61001
+T -s "127.0.0.1:$FAKE_PORT" -i "$(uid nc)" nat-check >"$WORK/he.out" 2>"$WORK/he.err"
+check_rc "nat-check behind an EIM NAT that changes the port (fake)" 7 $?
+check "EIM: NAT kind easy, port changed" grep -q "^NAT kind: *easy: one mapping for all destinations, port changed$" "$WORK/he.out"
+check "EIM: with an easy peer, direct" grep -q "^with easy peer: *direct" "$WORK/he.out"
+check "EIM: with a hard peer, relayed" grep -q "^with hard peer: *relayed (the server cannot predict the port)$" "$WORK/he.out"
+check "EIM: one probe only ($(fake_probes | tr '\n' ' '))" probes_ok "$WORK/he.out" 1
+kill "$FAKE_PID" 2>/dev/null
+wait "$FAKE_PID" 2>/dev/null
 finish
