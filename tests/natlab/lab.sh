@@ -546,9 +546,11 @@ scn_i_norelay() {
     note "with --no-relay: exit 4, $(grep -i 'symmetric\|endpoint-dependent' "$LAB_LOG/na.err" | head -n 1)"
 }
 
-# nat-check from both peers' hosts before the run: the verdict must match the topology
+# nat-check from both peers' hosts before the run: the verdict must match the topology, and
+# the kind of side too: easy behind the port-keeping NATs and without one, hard with random
+# ports behind the symmetric ones (masquerade random)
 lab_natcheck() {
-    local tag host want rc
+    local tag host want rc kind
     for tag in a b; do
         if [ $tag = a ]; then host=$HOST_A want=$NC_A; else host=$HOST_B want=$NC_B; fi
         X "$host" env TCPUNCH_HOME="$LAB_LOG/home.nc$tag" timeout -k 2 20 "$TP_BIN" --server "$SERVER" --id "nc$tag" nat-check \
@@ -559,7 +561,13 @@ lab_natcheck() {
             sed 's/^/    /' "$LAB_LOG/nc$tag.out" "$LAB_LOG/nc$tag.err"
             return 1
         fi
-        note "nat-check on $tag's host: $(grep '^verdict' "$LAB_LOG/nc$tag.out")"
+        case $want in 0 | 7) kind=easy ;; 8) kind='hard: .*port random' ;; *) kind= ;; esac
+        if [ -n "$kind" ] && ! grep -q "^NAT kind: *$kind" "$LAB_LOG/nc$tag.out"; then
+            say "lab: nat-check on $tag's host: NAT kind is not \"$kind\":"
+            sed 's/^/    /' "$LAB_LOG/nc$tag.out" "$LAB_LOG/nc$tag.err"
+            return 1
+        fi
+        note "nat-check on $tag's host: $(grep '^verdict' "$LAB_LOG/nc$tag.out"); $(grep '^NAT kind' "$LAB_LOG/nc$tag.out")"
     done
 }
 
