@@ -1130,14 +1130,14 @@ lab_run_once() {
         sleep 0.3
     fi
 
-    local before pa pb
+    local before pa pb early=""
     before=$(lab_server_conns)
     note "bob waits:       tcpunch --server $SERVER --id $ID_B listen   (on $LAN_B)"
     lab_peer "$HOST_B" b --id "$ID_B" "${PEER_B_ARGS[@]}" listen
     pb=$LAB_PEER_PID
     if ! lab_wait_server_conns $((before + 1)); then
         say "lab: listener b did not connect to the server"
-        ok=0
+        early="listener b was not connected to the server within 5 s"   # a FAIL line, not a PASS
     fi
     # give the server a moment to process b's hello (bounded)
     local i
@@ -1158,6 +1158,7 @@ lab_run_once() {
 
     # ---- verification
     local why=() r sa sb oa ob srvb d1 d2 direct lossd allip
+    [ -z "$early" ] || why+=("$early")
     [ "$RC_a" = 0 ] || why+=("peer a exited $RC_a")
     [ "$RC_b" = 0 ] || why+=("peer b exited $RC_b")
     sa=$(sha256sum <"$LAB_LOG/a.in" | cut -d' ' -f1)
