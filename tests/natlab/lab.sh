@@ -6,17 +6,25 @@
 #
 # Usage: lab.sh --tcpunch PATH --rendezvous PATH [options] SCENARIO...
 #   SCENARIO   a|drop b|reset c|samenat d|public e|cgnat f|loss g|portclash
-#              h|halfsym i|symmetric j|ipv6 k|ssh l|forward m|cluster n|cluster-relay, or "all"
+#              h|halfsym i|symmetric j|ipv6 k|ssh l|forward m|cluster n|cluster-relay
+#              o|hard-drop p|hard-reset q|hard-cgnat, or "all"
 #   --repeat N     run every scenario N times (default: $REPEAT or 1); all must pass
 #   --narrate      human-readable narration (used by scripts/demo)
 #   --keep DIR     copy every run's logs into DIR
 #   --cleanup-stale  only remove namespaces left by dead lab runs, then exit
+# Environment: LAB_WAN=routed|bridge  the internet's shape (default routed, see lab_wan);
+#   LAB_ICMP_RATELIMIT=MS  the wan router's net.ipv4.icmp_ratelimit (default: the kernel's)
 # Exit: 0 all passed, 1 a run failed, 2 usage, 77 skipped (not root, no netns, no nft).
+# Every PASS line says how many TCP SYNs each router sent out of its wan0 during the attempt
+# ("SYNs out ra:N (M to the server) ...", counted by nft from the peers' start).
 #
 # Topology (documentation / private ranges only, nothing leaves the namespaces):
-#   wan ns: bridge br0 203.0.113.254/24 (no forwarding: bogons die silently here)
+#   wan ns: the internet, 203.0.113.0/24: a router (203.0.113.254) with one point-to-point
+#           link per attachment that forwards and decrements TTL, private destinations
+#           blackholed (LAB_WAN=routed, the default); or a bridge br0 without forwarding
+#           (LAB_WAN=bridge); the new scenarios o..q always use the router
 #   srv ns: 203.0.113.1, runs tcpunch-rendezvous -l 203.0.113.1:7000
-#   routers: wan0 on br0 (203.0.113.10, .20, .40 ...), lan0 bridge 192.168.x.1/24,
+#   routers: wan0 to the wan (203.0.113.10, .20, .40 ...), lan0 bridge 192.168.x.1/24,
 #            ip_forward=1, nft masquerade (port-preserving), a firewall policy
 #   hosts:   192.168.x.y behind a router, default route via the router
 # Everything is named ${LAB_PREFIX}<run>-<name> with LAB_PREFIX=tpl<pid>-, so
@@ -45,6 +53,7 @@ RV_BIN=${RV_BIN:-}
 SERVER_IP=203.0.113.1
 SERVER_PORT=7000
 SERVER="$SERVER_IP:$SERVER_PORT"
+SERVER_IP6=2001:db8:ff::1   # the server's IPv6 address where a scenario gives it one (j)
 ID_A=${LAB_ID_A:-a}    # the connecting peer ("alice" in the narration)
 ID_B=${LAB_ID_B:-b}    # the listening peer ("bob")
 
@@ -161,6 +170,9 @@ declare -A LAB_PORTNO
 # lab_link UPNS BRIDGE NS IFNAME ADDR/PLEN: a veth from bridge BRIDGE in UPNS to NS.
 lab_link() {
     local upns=$1 br=$2 ns=$3 ifn=$4 addr=$5 k port
+    if [ "$upns" = wan ] && [ "$WAN_MODE" = routed ]; then
+        lab_wan_port "$ns" "$ifn" "$addr"; return
+    fi
     k=${LAB_PORTNO[$upns]:-0}; LAB_PORTNO[$upns]=$((k + 1))
     port="p$k"
     ip -n "$(N "$upns")" link add "$port" type veth peer name "$ifn" netns "$(N "$ns")" || return 1
@@ -172,35 +184,123 @@ lab_link() {
     ip -n "$(N "$ns")" link set "$ifn" up
 }
 
-# The internet: one bridge, no forwarding (packets for private addresses are dropped).
-lab_wan() {
+# The internet, in one of two shapes (LAB_WAN, default routed; a scenario may pass its own):
+#   routed - the wan namespace is a ROUTER: every attached namespace (site router, server, public
+#            host) has its own point-to-point veth to it, so every packet between two of them is
+#            forwarded there and its TTL decremented; a packet leaving a site with TTL 1 dies
+#            there and draws an ICMP time-exceeded (from 203.0.113.254). The attachments keep
+#            their 203.0.113.x/24 addresses: the wan router holds 203.0.113.254 and answers ARP
+#            (proxy ARP, no delay) and, in scenario j, neighbour solicitations (proxy NDP) for
+#            every attached address. Private destinations are blackholed (die silently).
+#   bridge - the wan namespace is one bridge br0, no forwarding (the lab before Phase 9):
+#            attachments reach each other at layer 2, no hop between sites.
+LAB_WAN=${LAB_WAN:-routed}
+WAN_MODE=""
+declare -A LAB_WANPORT    # "ns/ifname" of an attachment -> its port in the wan namespace
+declare -A LAB_WAN6       # IPv6 address of an attachment -> its port (routed, proxy NDP)
+lab_wan() {   # lab_wan [routed|bridge]
+    WAN_MODE=${1:-$LAB_WAN}
     lab_ns wan || return 1
-    ip -n "$(N wan)" link add br0 type bridge || return 1
-    ip -n "$(N wan)" link set br0 type bridge stp_state 0 forward_delay 0 2>/dev/null
-    ip -n "$(N wan)" addr add 203.0.113.254/24 dev br0
-    ip -n "$(N wan)" link set br0 up
-    X wan sysctl -qw net.ipv4.ip_forward=0
+    case $WAN_MODE in
+        bridge)
+            ip -n "$(N wan)" link add br0 type bridge || return 1
+            ip -n "$(N wan)" link set br0 type bridge stp_state 0 forward_delay 0 2>/dev/null
+            ip -n "$(N wan)" addr add 203.0.113.254/24 dev br0
+            ip -n "$(N wan)" link set br0 up
+            X wan sysctl -qw net.ipv4.ip_forward=0
+            ;;
+        routed)
+            ip -n "$(N wan)" addr add 203.0.113.254/32 dev lo || return 1
+            X wan sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0 \
+                net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.all.send_redirects=0 \
+                net.ipv4.conf.default.send_redirects=0 ${LAB_ICMP_RATELIMIT:+net.ipv4.icmp_ratelimit=$LAB_ICMP_RATELIMIT} \
+                net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
+                >/dev/null || return 1
+            local r
+            for r in 10.0.0.0/8 172.16.0.0/12 192.168.0.0/16 100.64.0.0/10; do
+                ip -n "$(N wan)" route add blackhole "$r" || return 1
+            done
+            # evidence for the TTL checks: time-exceeded messages the wan router sent
+            X wan nft -f - <<'EOF' || return 1
+table inet internet {
+    counter ttlx {}
+    chain o { type filter hook output priority 0; policy accept; icmp type time-exceeded counter name ttlx; }
+}
+EOF
+            ;;
+        *) say "lab: bad wan mode $WAN_MODE"; return 1 ;;
+    esac
 }
 
-# Direct-path accounting on bridge BR in namespace NS between addresses A and B;
-# LOSS (percent, 0 = none) drops random IPv4 frames crossing that bridge.
+# lab_wan_port NS IFNAME ADDR/PLEN: routed wan: a point-to-point veth from the wan router to NS,
+# a host route to ADDR through it, proxy ARP on it.
+lab_wan_port() {
+    local ns=$1 ifn=$2 addr=$3 k port
+    k=${LAB_PORTNO[wan]:-0}; LAB_PORTNO[wan]=$((k + 1))
+    port="p$k"
+    ip -n "$(N wan)" link add "$port" type veth peer name "$ifn" netns "$(N "$ns")" || return 1
+    X wan sysctl -qw "net.ipv4.conf.$port.proxy_arp=1" "net.ipv4.neigh.$port.proxy_delay=0" \
+        "net.ipv4.conf.$port.rp_filter=0" >/dev/null || return 1
+    ip -n "$(N "$ns")" addr add "$addr" dev "$ifn" || return 1
+    ip -n "$(N wan)" link set "$port" gso_max_segs 1 2>/dev/null
+    ip -n "$(N "$ns")" link set "$ifn" gso_max_segs 1 2>/dev/null
+    ip -n "$(N wan)" link set "$port" up || return 1
+    ip -n "$(N "$ns")" link set "$ifn" up || return 1
+    ip -n "$(N wan)" route add "${addr%/*}/32" dev "$port" || return 1
+    LAB_WANPORT[$ns/$ifn]=$port
+}
+
+# lab_wan_v6 NS IFNAME ADDR/PLEN: routed wan: NS's IPv6 address on its wan link is reachable
+# from every other attachment (host route, proxy NDP both ways). No-op on a bridged wan.
+lab_wan_v6() {
+    local port=${LAB_WANPORT[$1/$2]:-} a=${3%/*} o
+    [ "$WAN_MODE" = routed ] && [ -n "$port" ] || return 0
+    # no duplicate address detection first (before IPv6 comes up anywhere): a tentative
+    # link-local address cannot resolve neighbours
+    X wan sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0 \
+        "net.ipv6.conf.$port.accept_dad=0" >/dev/null || return 1
+    X wan sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.all.forwarding=1 \
+        "net.ipv6.conf.$port.disable_ipv6=0" "net.ipv6.conf.$port.forwarding=1" \
+        "net.ipv6.conf.$port.proxy_ndp=1" "net.ipv6.neigh.$port.proxy_delay=0" >/dev/null || return 1
+    ip -n "$(N wan)" -6 route add "$a/128" dev "$port" || return 1
+    for o in "${!LAB_WAN6[@]}"; do
+        ip -n "$(N wan)" -6 neigh add proxy "$o" dev "$port" || return 1
+        ip -n "$(N wan)" -6 neigh add proxy "$a" dev "${LAB_WAN6[$o]}" || return 1
+    done
+    LAB_WAN6[$a]=$port
+}
+
+# lab_wan_route6 PREFIX VIA: routed wan: the wan router routes PREFIX to the attachment VIA
+# (an address given to lab_v6 on a wan link). No-op on a bridged wan (on-link there).
+lab_wan_route6() {
+    [ "$WAN_MODE" = routed ] || return 0
+    ip -n "$(N wan)" -6 route add "$1" via "$2" dev "${LAB_WAN6[$2]}"
+}
+
+# Direct-path accounting in namespace NS between addresses A and B: on bridge BR (the LAN
+# switch of scenario c, the bridged wan), or on the routed wan router's forward hook (BR br0
+# there means "the wan"); LOSS (percent, 0 = none) drops random IPv4 packets crossing it.
+# Sets LAB_ACCT_FAM (the nft family of table acct) for lab_counter.
 lab_acct() {   # lab_acct NS BR A B LOSS [A6 B6]  (A6/B6: the same hosts' IPv6 addresses)
-    local ns=$1 br=$2 a=$3 b=$4 loss=${5:-0} a6=${6:-} b6=${7:-} lossrule="" v6rules=""
+    local ns=$1 br=$2 a=$3 b=$4 loss=${5:-0} a6=${6:-} b6=${7:-} lossrule="" v6rules="" fam=bridge ipm="meta protocol ip"
+    if [ "$ns" = wan ] && [ "$WAN_MODE" = routed ]; then
+        fam=inet ipm="meta nfproto ipv4"
+    fi
     if [ "$loss" -gt 0 ]; then
-        lossrule="meta protocol ip numgen random mod 100 < $loss counter name lossdrop drop;"
+        lossrule="$ipm numgen random mod 100 < $loss counter name lossdrop drop;"
     fi
     if [ -n "$a6" ]; then
         v6rules="ip6 saddr $a6 ip6 daddr $b6 counter name a2b; ip6 saddr $b6 ip6 daddr $a6 counter name b2a;"
     fi
     X "$ns" nft -f - <<EOF || return 1
-table bridge acct {
+table $fam acct {
     counter allip {}
     counter lossdrop {}
     counter a2b {}
     counter b2a {}
     chain fw {
         type filter hook forward priority -200; policy accept;
-        meta protocol ip counter name allip
+        $ipm counter name allip
         $lossrule
         ip saddr $a ip daddr $b counter name a2b
         ip saddr $b ip daddr $a counter name b2a
@@ -208,7 +308,7 @@ table bridge acct {
     }
 }
 EOF
-    LAB_ACCT_NS=$ns LAB_ACCT_A=$a LAB_ACCT_B=$b LAB_LOSS=$loss
+    LAB_ACCT_NS=$ns LAB_ACCT_A=$a LAB_ACCT_B=$b LAB_LOSS=$loss LAB_ACCT_FAM=$fam
 }
 
 # lab_v6 NS DEV ADDR/PLEN [DEFAULT-GATEWAY]: IPv6 on (the lab turns it off everywhere else);
@@ -224,6 +324,7 @@ lab_v6() {
     X "$ns" sysctl -qw "net.ipv6.conf.$dev.disable_ipv6=0" >/dev/null || return 1
     X "$ns" sysctl -qw net.ipv6.conf.all.accept_ra=0 >/dev/null
     ip -n "$(N "$ns")" addr add "$addr" dev "$dev" nodad || return 1
+    lab_wan_v6 "$ns" "$dev" "$addr" || return 1
     [ -z "$gw" ] || ip -n "$(N "$ns")" -6 route add default via "$gw" || return 1
 }
 
@@ -272,6 +373,8 @@ lab_start_server() {
 #           open  - no firewall (the kernel still RSTs closed ports)
 #   MAPPING: eim       - masquerade, keeps a local port's mapping for every destination (default)
 #            symmetric - masquerade random: a new public port per destination
+# Every router counts the TCP SYNs (SYN without ACK) it sends out of wan0 (table inet syn:
+# synout all, synsrv those to the rendezvous host); see lab_syns.
 lab_router() {
     local name=$1 upns=$2 upbr=$3 wan=$4 gw=$5 lan=$6 policy=$7 mapping=${8:-eim} rule masq
     lab_ns "$name" || return 1
@@ -298,6 +401,16 @@ lab_router() {
     X "$name" nft -f - <<EOF || return 1
 table ip nat {
     chain post { type nat hook postrouting priority srcnat; policy accept; oifname "wan0" $masq; }
+}
+table inet syn {
+    counter synout {}
+    counter synsrv {}
+    chain post {
+        type filter hook postrouting priority 300; policy accept;
+        oifname "wan0" tcp flags & (syn | ack) == syn counter name synout
+        oifname "wan0" ip daddr $SERVER_IP tcp flags & (syn | ack) == syn counter name synsrv
+        oifname "wan0" ip6 daddr $SERVER_IP6 tcp flags & (syn | ack) == syn counter name synsrv
+    }
 }
 table inet fw {
     counter unsolicited {}
@@ -374,6 +487,70 @@ lab_holder() {
 # conntrack entries of a router (evidence for the mapping checks)
 lab_conntrack() { X "$1" cat /proc/net/nf_conntrack 2>/dev/null; }
 
+# ---- SYN counts: TCP SYNs (without ACK) each router sent out of its wan0 during the attempt,
+# i.e. since lab_syn_mark (lab_run_once calls it right before the peers start, after nat-check)
+declare -A LAB_SYN_BASE
+lab_syn_mark() {
+    local r
+    LAB_SYN_BASE=()
+    for r in $ROUTERS; do
+        LAB_SYN_BASE[$r]=$(lab_counter "$r" inet syn synout packets)
+        LAB_SYN_BASE[$r/srv]=$(lab_counter "$r" inet syn synsrv packets)
+    done
+}
+# lab_syns ROUTER [srv]: SYNs ROUTER sent towards the internet in this attempt (srv: of them,
+# those to the rendezvous host). For scenarios' POST_CHECKs as well as the PASS line.
+lab_syns() {
+    local r=$1 c=synout k=$1
+    [ "${2:-}" = srv ] && c=synsrv k=$1/srv
+    echo $(( $(lab_counter "$r" inet syn "$c" packets) - ${LAB_SYN_BASE[$k]:-0} ))
+}
+# "ra:12 (3 to the server) rb:4 (3 to the server)" for every router of the scenario
+lab_syn_summary() {
+    local r out=""
+    for r in $ROUTERS; do out+="${out:+ }$r:$(lab_syns "$r") ($(lab_syns "$r" srv) to the server)"; done
+    printf '%s' "$out"
+}
+
+# ---- TTL on the routed wan: lab_ttl_check HOST NATS TARGET [rst]
+# From HOST (behind NATS NAT routers) a TCP SYN to TARGET:9 with IP TTL NATS+1, so that it
+# leaves the last NAT with TTL 1: it must die at the wan router (connect fails with
+# EHOSTUNREACH, the wan router counts a time-exceeded, TARGET's router sees nothing). With
+# "rst", TARGET's router answers unsolicited SYNs with RST: a SYN with TTL 64 must draw one
+# (ECONNREFUSED), so the first result is the TTL's doing and not the target's silence.
+LAB_TTL_PY='import errno, socket, sys
+s = socket.socket()
+s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, int(sys.argv[3]))
+s.settimeout(3)
+e = s.connect_ex((sys.argv[1], int(sys.argv[2])))
+print(errno.errorcode.get(e, e))'
+lab_ttl_check() {
+    local host=$1 nats=$2 target=$3 rst=${4:-} r tx0 tx1 u0 u1 tr=""
+    command -v python3 >/dev/null || { say "lab: the TTL check needs python3"; return 1; }
+    [ "$WAN_MODE" = routed ] || { say "lab: the TTL check needs the routed wan"; return 1; }
+    for r in $ROUTERS; do
+        [ "$(X "$r" ip -4 -o addr show dev wan0 2>/dev/null | awk '{ print $4 }')" = "$target/24" ] && tr=$r
+    done
+    [ -n "$tr" ] || { say "lab: no router of this scenario has $target"; return 1; }
+    tx0=$(lab_counter wan inet internet ttlx packets)
+    u0=$(lab_counter "$tr" inet fw unsolicited packets)
+    r=$(X "$host" timeout -k 1 10 python3 -c "$LAB_TTL_PY" "$target" 9 $((nats + 1)) 2>&1)
+    tx1=$(lab_counter wan inet internet ttlx packets)
+    u1=$(lab_counter "$tr" inet fw unsolicited packets)
+    if [ "$r" != EHOSTUNREACH ] || [ "$tx1" -le "$tx0" ] || [ "$u1" != "$u0" ]; then
+        say "lab: a SYN with TTL $((nats + 1)) from $host to $target:9 gave '$r', wan time-exceeded $tx0 -> $tx1, unsolicited at $tr $u0 -> $u1 (want EHOSTUNREACH, +1, unchanged)"
+        return 1
+    fi
+    note "TTL: a SYN leaving the last NAT with TTL 1 died at the wan router (time-exceeded, connect: $r)"
+    if [ -n "$rst" ]; then
+        r=$(X "$host" timeout -k 1 10 python3 -c "$LAB_TTL_PY" "$target" 9 64 2>&1)
+        [ "$r" = ECONNREFUSED ] ||
+            { say "lab: a SYN with TTL 64 from $host to $target:9 gave '$r', not ECONNREFUSED (an RST)"; return 1; }
+        note "TTL: the same SYN with TTL 64 reached $tr and drew an RST (connect: $r)"
+    fi
+    return 0
+}
+
 # ---------------------------------------------------------------- scenarios
 # Each scenario function builds its topology and sets:
 #   HOST_A HOST_B   namespaces of the connecting peer "a" and the listener "b"
@@ -381,8 +558,8 @@ lab_conntrack() { X "$1" cat /proc/net/nf_conntrack 2>/dev/null; }
 #   PUB_A PUB_B     what the server sees as the peers' public addresses (for narration)
 # and calls lab_acct for the direct-path counters.
 
-lab_base() {   # wan + rendezvous host
-    lab_wan && lab_server_host
+lab_base() {   # wan + rendezvous host: lab_base [routed|bridge] (default: $LAB_WAN)
+    lab_wan "${1:-}" && lab_server_host
 }
 
 scn_a() {   # both routers drop unsolicited inbound
@@ -513,9 +690,10 @@ scn_j() {   # IPv4 unpunchable, but both have global IPv6 behind stateful firewa
     # the server passes on only IPv6 endpoints it has seen (PROTOCOL.md 5.9): it needs an IPv6
     # address and a probe listener on it, which its welcome names (probe6); each peer probes it
     # from [::]:P over IPv6 before it connects or waits
-    lab_v6 srv wan0 2001:db8:ff::1/64 || return 1
+    lab_v6 srv wan0 "$SERVER_IP6/64" || return 1
     ip -n "$(N srv)" -6 route add 2001:db8:1::/64 via 2001:db8:ff::10 || return 1
     ip -n "$(N srv)" -6 route add 2001:db8:2::/64 via 2001:db8:ff::20 || return 1
+    lab_wan_route6 2001:db8:1::/64 2001:db8:ff::10 && lab_wan_route6 2001:db8:2::/64 2001:db8:ff::20 || return 1
     SERVER_ARGS+=(--probe-listen "[2001:db8:ff::1]:$((SERVER_PORT + 1))")
     HOST_A=ha HOST_B=hb PUB_A=203.0.113.10 PUB_B=203.0.113.20 LAN_A=192.168.1.2 LAN_B=192.168.2.2
     ROUTERS="ra rb"
@@ -631,6 +809,68 @@ scn_n() {   # scenario i (both symmetric), across the cluster: relayed by bob's 
     POST_CHECK=scn_cluster_check
 }
 
+# ---- Phase 9 (birthday punching) scenarios: a hard NAT (masquerade random) meets an easy one,
+# always across the routed wan, so that a SYN's TTL decides whether it reaches the other site.
+# Today's expectation is the relay after a failed punch; each says it on its lab_expect line
+# (Phase 9: "lab_expect direct").
+lab_expect() { EXPECT_PATH=$1 EXPECT_WHY=${2:-}; }   # lab_expect direct|relay [REASON]
+
+scn_o() {   # hard vs easy that drops unsolicited inbound, through the wan router
+    DESC="alice behind a HARD NAT (masquerade random), bob behind an easy NAT that drops unsolicited inbound, a router between"
+    lab_base routed || return 1
+    lab_router ra wan br0 203.0.113.10/24 203.0.113.254 192.168.1.1/24 drop symmetric || return 1
+    lab_router rb wan br0 203.0.113.20/24 203.0.113.254 192.168.2.1/24 drop || return 1
+    lab_host ha ra 192.168.1.2/24 192.168.1.1 || return 1
+    lab_host hb rb 192.168.2.2/24 192.168.2.1 || return 1
+    HOST_A=ha HOST_B=hb PUB_A=203.0.113.10 PUB_B=203.0.113.20 LAN_A=192.168.1.2 LAN_B=192.168.2.2
+    ROUTERS="ra rb"
+    PEER_A_ARGS=(--direct-timeout 2) PEER_B_ARGS=(--direct-timeout 2)
+    lab_expect relay "direct failed"   # Phase 9: lab_expect direct
+    NC_A=8
+    PRE_HOOK="lab_ttl_check ha 1 203.0.113.20"
+    WHERE_A="behind hard NAT A (public 203.0.113.10, a random port per destination)"
+    WHERE_B="behind easy NAT B (public 203.0.113.20, drops unsolicited inbound)"
+    lab_acct wan br0 203.0.113.10 203.0.113.20 0
+}
+
+scn_p() {   # hard vs easy that answers unsolicited SYNs with RST
+    DESC="alice behind a HARD NAT (masquerade random), bob behind an easy NAT that answers unsolicited SYNs with RST, a router between"
+    lab_base routed || return 1
+    lab_router ra wan br0 203.0.113.10/24 203.0.113.254 192.168.1.1/24 drop symmetric || return 1
+    lab_router rb wan br0 203.0.113.20/24 203.0.113.254 192.168.2.1/24 reset || return 1
+    lab_host ha ra 192.168.1.2/24 192.168.1.1 || return 1
+    lab_host hb rb 192.168.2.2/24 192.168.2.1 || return 1
+    HOST_A=ha HOST_B=hb PUB_A=203.0.113.10 PUB_B=203.0.113.20 LAN_A=192.168.1.2 LAN_B=192.168.2.2
+    ROUTERS="ra rb"
+    PEER_A_ARGS=(--direct-timeout 2) PEER_B_ARGS=(--direct-timeout 2)
+    lab_expect relay "direct failed"   # Phase 9: lab_expect direct
+    NC_A=8
+    PRE_HOOK="lab_ttl_check ha 1 203.0.113.20 rst"
+    WHERE_A="behind hard NAT A (public 203.0.113.10, a random port per destination)"
+    WHERE_B="behind easy NAT B (public 203.0.113.20, RSTs unsolicited SYNs)"
+    lab_acct wan br0 203.0.113.10 203.0.113.20 0
+}
+
+scn_q() {   # a hard carrier-grade NAT in front of an easy home router, vs easy
+    DESC="alice behind an easy home NAT behind a HARD carrier-grade NAT (100.64.0.0/10, masquerade random), bob behind an easy NAT, a router between"
+    lab_base routed || return 1
+    lab_router cgn wan br0 203.0.113.40/24 203.0.113.254 100.64.0.1/10 drop symmetric || return 1
+    lab_router ra cgn lan0 100.64.0.2/10 100.64.0.1 192.168.1.1/24 drop || return 1
+    lab_router rb wan br0 203.0.113.20/24 203.0.113.254 192.168.2.1/24 drop || return 1
+    lab_host ha ra 192.168.1.2/24 192.168.1.1 || return 1
+    lab_host hb rb 192.168.2.2/24 192.168.2.1 || return 1
+    HOST_A=ha HOST_B=hb PUB_A=203.0.113.40 PUB_B=203.0.113.20 LAN_A=192.168.1.2 LAN_B=192.168.2.2
+    ROUTERS="cgn ra rb"
+    PEER_A_ARGS=(--direct-timeout 2) PEER_B_ARGS=(--direct-timeout 2)
+    lab_expect relay "direct failed"   # Phase 9: lab_expect direct
+    NC_A=8
+    PRE_HOOK="lab_ttl_check ha 2 203.0.113.20"
+    WHERE_A="behind easy home NAT A (100.64.0.2) behind hard carrier-grade NAT (public 203.0.113.40)"
+    WHERE_B="behind easy NAT B (public 203.0.113.20, drops unsolicited inbound)"
+    ACCT_WHAT="CGN-to-router"
+    lab_acct wan br0 203.0.113.40 203.0.113.20 0
+}
+
 HOLD_PORT=${LAB_HOLD_PORT:-40000}
 scn_g() {   # another LAN host already owns public port N at the router
     DESC="another host behind alice's NAT already uses local port $HOLD_PORT to the server, so the NAT remaps alice"
@@ -719,7 +959,7 @@ lab_fwd_listener() {
 
 # Bytes that crossed router to router (the direct path) in this run.
 lab_fwd_direct() {
-    echo $(( $(lab_counter "$LAB_ACCT_NS" bridge acct a2b bytes) + $(lab_counter "$LAB_ACCT_NS" bridge acct b2a bytes) ))
+    echo $(( $(lab_counter "$LAB_ACCT_NS" "$LAB_ACCT_FAM" acct a2b bytes) + $(lab_counter "$LAB_ACCT_NS" "$LAB_ACCT_FAM" acct b2a bytes) ))
 }
 
 lab_run_ssh() {
@@ -812,6 +1052,9 @@ lab_scenario_fn() {
         n|cluster-relay) echo n ;;
         k|ssh) echo k ;;
         l|forward|fwd) echo l ;;
+        o|hard-drop) echo o ;;
+        p|hard-reset) echo p ;;
+        q|hard-cgnat) echo q ;;
         *) return 1 ;;
     esac
 }
@@ -848,8 +1091,8 @@ lab_run_once() {
     LAB_RUN="${LAB_PREFIX}${it}${s}-"
     LAB_LOG="$LAB_TMP/$s.$it"
     mkdir -p "$LAB_LOG"
-    HOST_A="" HOST_B="" ROUTERS="" WHERE_A="" WHERE_B="" ACCT_WHAT="router-to-router""" PEER_A_ARGS=() PEER_B_ARGS=() RELAY_VIA="" LAB_EXTRA_PORTS="" SERVER_ARGS=(--probe-listen "$SERVER_IP:$((SERVER_PORT + 1))") NC_A=7 NC_B=7 EXPECT_PATH=direct EXPECT_WHY="" PRE_HOOK="" POST_CHECK="" CUSTOM_RUN="" LAB_ACCT_NS="" RC_a="" RC_b=""
-    LAB_PORTNO=()
+    HOST_A="" HOST_B="" ROUTERS="" WHERE_A="" WHERE_B="" ACCT_WHAT="router-to-router""" PEER_A_ARGS=() PEER_B_ARGS=() RELAY_VIA="" LAB_EXTRA_PORTS="" SERVER_ARGS=(--probe-listen "$SERVER_IP:$((SERVER_PORT + 1))") NC_A=7 NC_B=7 EXPECT_PATH=direct EXPECT_WHY="" PRE_HOOK="" POST_CHECK="" CUSTOM_RUN="" LAB_ACCT_NS="" LAB_ACCT_FAM=bridge RC_a="" RC_b="" WAN_MODE=""
+    LAB_PORTNO=() LAB_WANPORT=() LAB_WAN6=() LAB_SYN_BASE=()
     head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/a.in"
     head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/b.in"
 
@@ -859,15 +1102,21 @@ lab_run_once() {
         return 1
     fi
     note "topology: $DESC"
-    note "the 'internet' is a bridge on 203.0.113.0/24; nothing leaves the lab's namespaces"
+    if [ "$WAN_MODE" = routed ]; then
+        note "the 'internet' is 203.0.113.0/24 behind one router (203.0.113.254) that forwards and decrements TTL; nothing leaves the lab's namespaces"
+    else
+        note "the 'internet' is a bridge on 203.0.113.0/24; nothing leaves the lab's namespaces"
+    fi
     note "alice: $LAN_A ${WHERE_A:-}"
     note "bob:   $LAN_B ${WHERE_B:-}"
     if ! lab_start_server; then lab_dump_failure; lab_teardown; return 1; fi
-    if [ -n "$PRE_HOOK" ] && ! "$PRE_HOOK"; then lab_dump_failure; lab_teardown; return 1; fi
+    # PRE_HOOK is a command line (a function and its arguments): split on purpose
+    if [ -n "$PRE_HOOK" ] && ! $PRE_HOOK; then lab_dump_failure; lab_teardown; return 1; fi
     if ! lab_natcheck; then lab_dump_failure; lab_teardown; return 1; fi
+    lab_syn_mark
     if [ -n "$CUSTOM_RUN" ]; then
         if "$CUSTOM_RUN"; then
-            say "PASS scenario $s run $it in $(elapsed "$t0")s"
+            say "PASS scenario $s run $it in $(elapsed "$t0")s: SYNs out $(lab_syn_summary)"
         else
             ok=0
             say "FAIL scenario $s run $it after $(elapsed "$t0")s"
@@ -882,20 +1131,21 @@ lab_run_once() {
     local pcap_pid=""
     if [ -n "${LAB_PCAP:-}" ] && command -v tcpdump >/dev/null 2>&1; then
         # debugging aid: every TCP packet on the wan, µs stamps, kept with --keep
-        X wan tcpdump -i br0 -n -U -s 128 -w "$LAB_LOG/wan.pcap" tcp or icmp6 2>/dev/null &
+        local pif=br0; [ "$WAN_MODE" = routed ] && pif=any
+        X wan tcpdump -i "$pif" -n -U -s 128 -w "$LAB_LOG/wan.pcap" tcp or icmp6 2>/dev/null &
         pcap_pid=$!
         LAB_PIDS+=("$pcap_pid")
         sleep 0.3
     fi
 
-    local before pa pb
+    local before pa pb early=""
     before=$(lab_server_conns)
     note "bob waits:       tcpunch --server $SERVER --id $ID_B listen   (on $LAN_B)"
     lab_peer "$HOST_B" b --id "$ID_B" "${PEER_B_ARGS[@]}" listen
     pb=$LAB_PEER_PID
     if ! lab_wait_server_conns $((before + 1)); then
         say "lab: listener b did not connect to the server"
-        ok=0
+        early="listener b was not connected to the server within 5 s"   # a FAIL line, not a PASS
     fi
     # give the server a moment to process b's hello (bounded)
     local i
@@ -916,6 +1166,7 @@ lab_run_once() {
 
     # ---- verification
     local why=() r sa sb oa ob srvb d1 d2 direct lossd allip
+    [ -z "$early" ] || why+=("$early")
     [ "$RC_a" = 0 ] || why+=("peer a exited $RC_a")
     [ "$RC_b" = 0 ] || why+=("peer b exited $RC_b")
     sa=$(sha256sum <"$LAB_LOG/a.in" | cut -d' ' -f1)
@@ -925,8 +1176,8 @@ lab_run_once() {
     [ "$oa" = "$sb" ] || why+=("a received $(stat -c %s "$LAB_LOG/a.out") bytes, sha256 differs from b's input")
     [ "$ob" = "$sa" ] || why+=("b received $(stat -c %s "$LAB_LOG/b.out") bytes, sha256 differs from a's input")
     srvb=$(( $(lab_counter srv inet acct rin bytes) + $(lab_counter srv inet acct rout bytes) ))
-    d1=$(lab_counter "$LAB_ACCT_NS" bridge acct a2b bytes)
-    d2=$(lab_counter "$LAB_ACCT_NS" bridge acct b2a bytes)
+    d1=$(lab_counter "$LAB_ACCT_NS" "$LAB_ACCT_FAM" acct a2b bytes)
+    d2=$(lab_counter "$LAB_ACCT_NS" "$LAB_ACCT_FAM" acct b2a bytes)
     direct=$((d1 + d2))
     if [ "$EXPECT_PATH" = relay ]; then
         # the data must have gone through the rendezvous host, and both peers must say so
@@ -943,8 +1194,8 @@ lab_run_once() {
         [ "$direct" -ge "$LAB_DIRECT_MIN" ] || why+=("direct path carried only $direct bytes (need >= $LAB_DIRECT_MIN)")
     fi
     if [ "${LAB_LOSS:-0}" -gt 0 ]; then
-        lossd=$(lab_counter "$LAB_ACCT_NS" bridge acct lossdrop packets)
-        allip=$(lab_counter "$LAB_ACCT_NS" bridge acct allip packets)
+        lossd=$(lab_counter "$LAB_ACCT_NS" "$LAB_ACCT_FAM" acct lossdrop packets)
+        allip=$(lab_counter "$LAB_ACCT_NS" "$LAB_ACCT_FAM" acct allip packets)
         if [ "$lossd" -le 0 ]; then
             why+=("loss rule dropped nothing")
         else
@@ -958,7 +1209,8 @@ lab_run_once() {
         "$POST_CHECK" || why+=("scenario check failed")
     fi
 
-    local path unsol="" r
+    local path unsol="" r syns
+    syns=$(lab_syn_summary); LAB_SYNS=$syns
     path=$(grep -h 'connected to' "$LAB_LOG/a.err" 2>/dev/null | head -n 1)
     local fb first
     first=$(grep -ho 'first byte received at [0-9.]*' "$LAB_LOG/b.err" 2>/dev/null | head -n 1 | awk '{ print $NF }')
@@ -973,15 +1225,16 @@ lab_run_once() {
             pathb=$(grep -h 'connected to' "$LAB_LOG/b.err" 2>/dev/null | head -n 1)
             [ -n "$pathb" ] && note "bob:   ${pathb#*tcpunch: }"
             note "unsolicited inbound packets stopped by the routers:$unsol"
+            [ -n "$syns" ] && note "TCP SYNs the routers sent towards the internet: $syns"
             [ "${LAB_LOSS:-0}" -gt 0 ] && note "wan loss: dropped $lossd of $allip IPv4 packets"
             note "sent $(human "$LAB_DATA_BYTES") each way, checksums match, direct path: $direct bytes via ${ACCT_WHAT:-router-to-router} ($LAB_ACCT_A <-> $LAB_ACCT_B), $srvb bytes via rendezvous"
         fi
-        say "PASS scenario $s run $it in $(elapsed "$t0")s: direct $(human "$direct"), rendezvous $(human "$srvb"), unsolicited${unsol}$( [ "${LAB_LOSS:-0}" -gt 0 ] && echo ", loss $lossd/$allip pkts")${path:+ | ${path#*tcpunch: }}${fb:+ | first byte at b ${fb} ms after connect started}"
+        say "PASS scenario $s run $it in $(elapsed "$t0")s: direct $(human "$direct"), rendezvous $(human "$srvb"), unsolicited${unsol}, SYNs out $syns$( [ "${LAB_LOSS:-0}" -gt 0 ] && echo ", loss $lossd/$allip pkts")${path:+ | ${path#*tcpunch: }}${fb:+ | first byte at b ${fb} ms after connect started}"
     else
         ok=0
         say "FAIL scenario $s run $it after $(elapsed "$t0")s:"
         for r in "${why[@]}"; do say "   - $r"; done
-        say "   counters: direct $direct bytes ($LAB_ACCT_A->$LAB_ACCT_B $d1, back $d2), rendezvous $srvb bytes, unsolicited$unsol"
+        say "   counters: direct $direct bytes ($LAB_ACCT_A->$LAB_ACCT_B $d1, back $d2), rendezvous $srvb bytes, unsolicited$unsol, SYNs out $syns"
         lab_dump_failure
     fi
     if [ -n "$LAB_KEEP" ]; then
@@ -1024,10 +1277,10 @@ lab_main() {
     [ ${#scen[@]} -gt 0 ] || { echo "lab.sh: no scenario given" >&2; lab_usage >&2; return 2; }
     [[ "$repeat" =~ ^[0-9]+$ ]] && [ "$repeat" -ge 1 ] && [ "$repeat" -le 100 ] ||
         { echo "lab.sh: --repeat must be 1..100" >&2; return 2; }
-    local list=() x
+    local list=() x f
     for x in "${scen[@]}"; do
-        if [ "$x" = all ]; then list+=(a b c d e f g h i j k l m n)
-        elif x=$(lab_scenario_fn "$x"); then list+=("$x")
+        if [ "$x" = all ]; then list+=(a b c d e f g h i j k l m n o p q)
+        elif f=$(lab_scenario_fn "$x"); then list+=("$f")
         else echo "lab.sh: unknown scenario $x" >&2; return 2
         fi
     done
