@@ -454,7 +454,7 @@ def main():
             r.add_argument("--ttl", type=int, default=0)
             r.add_argument("--restore", type=int, default=64)
             r.add_argument("--listen", action="store_true")
-            r.add_argument("--pace", type=float, default=0.5)
+            r.add_argument("--pace", type=float, default=1.0)
             r.add_argument("--life", type=float, default=0.6)
             r.add_argument("--easy-delay", type=float, default=0.05)
             r.add_argument("--window", type=float, default=3.0)

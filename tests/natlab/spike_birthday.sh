@@ -56,19 +56,19 @@ table ip spike {
     counter icmp_te_out {}
     counter icmp_te_in {}
     counter fwd_syn {}
-    chain pre {
+    chain spre {
         type filter hook prerouting priority -300; policy accept;
         iifname "wan0" tcp flags & (syn | ack) == syn counter name syn_in
         iifname "wan0" tcp flags & rst == rst counter name rst_in
         iifname "wan0" icmp type time-exceeded counter name icmp_te_in
     }
-    chain fwd {
+    chain sfwd {
         type filter hook forward priority 300; policy accept;
         iifname "wan0" tcp flags & (syn | ack) == syn counter name syn_in_fwd
         iifname "wan0" tcp flags & (syn | ack) == syn | ack counter name synack_in
         tcp flags & (syn | ack) == syn counter name fwd_syn
     }
-    chain post {
+    chain spost {
         type filter hook postrouting priority 300; policy accept;
         oifname "wan0" tcp flags & (syn | ack) == syn counter name syn_out
         oifname "wan0" tcp flags & (syn | ack) == syn | ack counter name synack_out
