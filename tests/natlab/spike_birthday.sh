@@ -141,6 +141,11 @@ sp_run lowttl-reset reset --k 256 --m 1024 --ttl 2 --restore 64
 sp_run listen-lowttl-drop drop --k 256 --m 1024 --ttl 2 --restore 64 --listen
 sp_run listen-lowttl-reset reset --k 256 --m 1024 --ttl 2 --restore 64 --listen
 sp_run listen-ttl64-reset reset --k 256 --m 1024 --listen
+# guess order: the ports Linux's masquerade random favours (1024-2047) first
+sp_run lowfirst-256-1024 drop --k 256 --m 1024 --ttl 2 --restore 64 --order low-first
+sp_run lowfirst-128-1024 drop --k 128 --m 1024 --ttl 2 --restore 64 --order low-first
+# RST-answering easy NAT, guesses paced over 0.5 s (before the hard side's first retransmission)
+sp_run lowttl-reset-pace05 reset --k 256 --m 1024 --ttl 2 --restore 64 --pace 0.5
 python3 "$PY" table "$OUT"/*.jsonl >"$OUT/table.md"
 cat "$OUT/table.md" >&2
 say "spike: done in $(elapsed "$T0") s, results in $OUT"
