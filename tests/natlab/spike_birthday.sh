@@ -21,6 +21,9 @@
 set -u
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB_SOURCED=1
+# the spike builds its own routers between the sites on plain bridges: lab.sh's routed wan
+# (its default since Phase 9 began) would add a hop and its own filtering to this topology
+LAB_WAN=${LAB_WAN:-bridge}
 # shellcheck source=lab.sh
 . "$HERE/lab.sh"
 
