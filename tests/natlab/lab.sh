@@ -815,11 +815,15 @@ scn_n() {   # scenario i (both symmetric), across the cluster: relayed by bob's 
 # (Phase 9: "lab_expect direct").
 lab_expect() { EXPECT_PATH=$1 EXPECT_WHY=${2:-}; }   # lab_expect direct|relay [REASON]
 
-scn_o() {   # hard vs easy that drops unsolicited inbound, through the wan router
-    DESC="alice behind a HARD NAT (masquerade random), bob behind an easy NAT that drops unsolicited inbound, a router between"
+# o and p: alice behind a hard NAT, bob behind an easy one whose policy for unsolicited inbound
+# is $1 (drop | reset); $2 is what lab_ttl_check expects of a full-TTL SYN ("" or rst), $3 how
+# bob's NAT answers, for DESC and the narration.
+lab_hard_vs_easy() {
+    local policy=$1 ttl_full=$2 answers=$3
+    DESC="alice behind a HARD NAT (masquerade random), bob behind an easy NAT that $answers, a router between"
     lab_base routed || return 1
     lab_router ra wan br0 203.0.113.10/24 203.0.113.254 192.168.1.1/24 drop symmetric || return 1
-    lab_router rb wan br0 203.0.113.20/24 203.0.113.254 192.168.2.1/24 drop || return 1
+    lab_router rb wan br0 203.0.113.20/24 203.0.113.254 192.168.2.1/24 "$policy" || return 1
     lab_host ha ra 192.168.1.2/24 192.168.1.1 || return 1
     lab_host hb rb 192.168.2.2/24 192.168.2.1 || return 1
     HOST_A=ha HOST_B=hb PUB_A=203.0.113.10 PUB_B=203.0.113.20 LAN_A=192.168.1.2 LAN_B=192.168.2.2
@@ -827,28 +831,18 @@ scn_o() {   # hard vs easy that drops unsolicited inbound, through the wan route
     PEER_A_ARGS=(--direct-timeout 2) PEER_B_ARGS=(--direct-timeout 2)
     lab_expect relay "direct failed"   # Phase 9: lab_expect direct
     NC_A=8
-    PRE_HOOK="lab_ttl_check ha 1 203.0.113.20"
+    PRE_HOOK="lab_ttl_check ha 1 203.0.113.20${ttl_full:+ $ttl_full}"
     WHERE_A="behind hard NAT A (public 203.0.113.10, a random port per destination)"
-    WHERE_B="behind easy NAT B (public 203.0.113.20, drops unsolicited inbound)"
+    WHERE_B="behind easy NAT B (public 203.0.113.20, $answers)"
     lab_acct wan br0 203.0.113.10 203.0.113.20 0
 }
 
+scn_o() {   # hard vs easy that drops unsolicited inbound, through the wan router
+    lab_hard_vs_easy drop "" "drops unsolicited inbound"
+}
+
 scn_p() {   # hard vs easy that answers unsolicited SYNs with RST
-    DESC="alice behind a HARD NAT (masquerade random), bob behind an easy NAT that answers unsolicited SYNs with RST, a router between"
-    lab_base routed || return 1
-    lab_router ra wan br0 203.0.113.10/24 203.0.113.254 192.168.1.1/24 drop symmetric || return 1
-    lab_router rb wan br0 203.0.113.20/24 203.0.113.254 192.168.2.1/24 reset || return 1
-    lab_host ha ra 192.168.1.2/24 192.168.1.1 || return 1
-    lab_host hb rb 192.168.2.2/24 192.168.2.1 || return 1
-    HOST_A=ha HOST_B=hb PUB_A=203.0.113.10 PUB_B=203.0.113.20 LAN_A=192.168.1.2 LAN_B=192.168.2.2
-    ROUTERS="ra rb"
-    PEER_A_ARGS=(--direct-timeout 2) PEER_B_ARGS=(--direct-timeout 2)
-    lab_expect relay "direct failed"   # Phase 9: lab_expect direct
-    NC_A=8
-    PRE_HOOK="lab_ttl_check ha 1 203.0.113.20 rst"
-    WHERE_A="behind hard NAT A (public 203.0.113.10, a random port per destination)"
-    WHERE_B="behind easy NAT B (public 203.0.113.20, RSTs unsolicited SYNs)"
-    lab_acct wan br0 203.0.113.10 203.0.113.20 0
+    lab_hard_vs_easy reset rst "answers unsolicited SYNs with RST"
 }
 
 scn_q() {   # a hard carrier-grade NAT in front of an easy home router, vs easy
