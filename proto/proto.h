@@ -24,6 +24,14 @@
 #define PROTO_KEY_BYTES 32   /* an Ed25519 public key */
 #define PROTO_SIG_BYTES 64   /* an Ed25519 signature */
 #define PROTO_ADMIT_BYTES 32 /* HMAC-SHA-256 of the first line under the shared secret */
+/* Birthday punching through an endpoint-dependent NAT (PROTOCOL.md, "Birthday punching"):
+ * the ranges a plan's fields must lie in; a value outside is bad-field. */
+#define PROTO_BDAY_MAX_K 512        /* hard side: sockets, one SYN each */
+#define PROTO_BDAY_MAX_M 4096       /* easy side: guesses, one SYN each */
+#define PROTO_BDAY_MAX_TTL 16       /* hard side: TTL of the first SYN; 0 = the peer chooses */
+#define PROTO_BDAY_MIN_PACE_MS 100  /* easy side: the guesses are spread over pace_ms */
+#define PROTO_BDAY_MAX_PACE_MS 2000
+#define PROTO_BDAY_MAX_DELAY_US 200000 /* easy side: starts this long after t0 */
 
 enum proto_type {
     PROTO_HELLO,
@@ -56,6 +64,34 @@ enum proto_path { PROTO_PATH_ANY, PROTO_PATH_DIRECT, PROTO_PATH_RELAY };
 /* How a NAT maps one local endpoint towards different destinations (RFC 4787). */
 enum proto_nat { PROTO_NAT_UNKNOWN, PROTO_NAT_INDEPENDENT, PROTO_NAT_DEPENDENT };
 
+/* A peer's part in a birthday punch (punch.birthday.role): "hard" behind the endpoint-dependent
+ * NAT opens k mappings towards the easy peer; "easy" guesses m ports of the hard NAT. */
+enum proto_bday_role { PROTO_BDAY_HARD, PROTO_BDAY_EASY };
+
+/* hello.birthday: the peer's own limits; absent (has false) from peers that do not take part or
+ * to servers that did not offer "birthday" in their challenge. k or m 0: the peer never takes
+ * part (--birthday-k 0). */
+struct proto_bday_caps {
+    bool has;
+    int k; /* 0..PROTO_BDAY_MAX_K */
+    int m; /* 0..PROTO_BDAY_MAX_M */
+};
+
+/* punch.birthday: the server's plan (PROTOCOL.md, "Birthday punching"). */
+struct proto_bday {
+    enum proto_bday_role role;
+    /* hard: the easy peer's public endpoint; easy: the hard peer's public address (its port is
+     * not used). Peers refuse a plan whose target address is not the punch's observed one. */
+    struct sockaddr_storage target;
+    int k;             /* 1..PROTO_BDAY_MAX_K: the hard side's sockets */
+    int m;             /* 1..PROTO_BDAY_MAX_M: the easy side's guesses */
+    int ttl;           /* 0..PROTO_BDAY_MAX_TTL */
+    int pace_ms;       /* PROTO_BDAY_MIN_PACE_MS..PROTO_BDAY_MAX_PACE_MS */
+    int port_lo;       /* 1..65535, port_lo <= port_hi: the range the easy side guesses in */
+    int port_hi;
+    int easy_delay_us; /* 0..PROTO_BDAY_MAX_DELAY_US */
+};
+
 #define PROTO_TOKEN_LEN PROTO_SESSION_LEN /* same grammar: 32 lowercase hex digits */
 
 struct proto_eplist {
@@ -80,6 +116,7 @@ struct proto_msg {
             unsigned char key[PROTO_KEY_BYTES];
             unsigned char sig[PROTO_SIG_BYTES];
             unsigned char admit[PROTO_ADMIT_BYTES];
+            struct proto_bday_caps birthday; /* optional: only to servers that offered it */
         } hello;
         struct {
             int version;
@@ -122,6 +159,9 @@ struct proto_msg {
              * the self-declared `endpoints` (PROTOCOL.md, "Punch budget") */
             bool has_observed6;
             struct sockaddr_storage observed6;
+            /* a birthday plan: only to peers whose hello carried birthday, IPv4 only */
+            bool has_birthday;
+            struct proto_bday birthday;
         } punch;
         struct {
             char code[PROTO_MAX_CODE + 1];
@@ -168,6 +208,8 @@ struct proto_msg {
         struct {
             int version;
             unsigned char nonce[PROTO_NONCE_BYTES];
+            /* challenge.features (an array of strings, unknown ones ignored): "birthday" */
+            bool feat_birthday;
         } challenge;
     } u;
 };
