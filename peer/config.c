@@ -27,6 +27,8 @@ static const char *const cfg_names[CFG_NKEYS] = {
     [CFG_QUIET] = "quiet",
     [CFG_NO_RETRY] = "no-retry",
     [CFG_DIR] = "dir",
+    [CFG_BIRTHDAY_K] = "birthday-k",
+    [CFG_BIRTHDAY_M] = "birthday-m",
 };
 
 static int cfg_key_of(const char *name)
@@ -152,6 +154,16 @@ static int cfg_set(struct peer_opts *o, int k, const char *v, const char **why)
     case CFG_QUIET:
         *why = "not true or false";
         return cfg_bool(v, &o->quiet);
+    case CFG_BIRTHDAY_K:
+    case CFG_BIRTHDAY_M: {
+        bool is_k = k == CFG_BIRTHDAY_K;
+        *why = is_k ? "not a number from 0 to 512" : "not a number from 0 to 4096";
+        n = strtol(v, &end, 10);
+        if (!v[0] || *end || n < 0 || n > (is_k ? PROTO_BDAY_MAX_K : PROTO_BDAY_MAX_M))
+            return -1;
+        *(is_k ? &o->birthday_k : &o->birthday_m) = (int)n;
+        return 0;
+    }
     default: /* CFG_NO_RETRY */
         *why = "not true or false";
         return cfg_bool(v, &o->no_retry);
@@ -187,7 +199,7 @@ static int cfg_line(struct peer_opts *o, char *text, int line, bool *seen, char 
     if ((k = cfg_key_of(key)) < 0 || strcmp(key, cfg_names[k]) != 0)
         return cfg_bad(err, errlen, &o->cfg, line,
                        "unknown key \"%s\" (server, id, port, timeout, direct-timeout, relay, "
-                       "secret-file, verbose, quiet, no-retry, dir)",
+                       "secret-file, verbose, quiet, no-retry, dir, birthday-k, birthday-m)",
                        key);
     if (seen[k])
         return cfg_bad(err, errlen, &o->cfg, line, "%s is set twice", key);
@@ -269,4 +281,8 @@ void cfg_show(const struct peer_opts *o, FILE *out)
     cfg_row(o, out, CFG_QUIET, o->quiet ? "true" : "false");
     cfg_row(o, out, CFG_NO_RETRY, o->no_retry ? "true" : "false");
     cfg_row(o, out, CFG_DIR, o->dir ? o->dir : ".");
+    snprintf(v, sizeof v, "%d", o->birthday_k);
+    cfg_row(o, out, CFG_BIRTHDAY_K, v);
+    snprintf(v, sizeof v, "%d", o->birthday_m);
+    cfg_row(o, out, CFG_BIRTHDAY_M, v);
 }

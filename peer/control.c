@@ -19,6 +19,7 @@
 #include "peer/events.h"
 #include "peer/failover.h"
 #include "peer/hello.h"
+#include "peer/hops.h"
 #include "peer/inbound.h"
 #include "peer/exit.h"
 #include "peer/control.h"
@@ -67,6 +68,12 @@ struct ctl {
     struct prb *probe6;   /* the IPv6 proof (welcome.probe6) while it runs */
     bool connect_waiting; /* connect goes out once the probe is done */
     enum proto_nat nat;   /* our mapping, as the probe showed */
+    /* behind a hard NAT: the TTL scan towards the server (peer/hops.c) while it runs, and the
+     * TTL it found for a birthday punch's first SYNs (0 until then) */
+    struct hops *hops;
+    int bday_ttl;
+    bool hops_held;         /* connect waits for the scan too (it fits in the probe's time) */
+    uint64_t probe_start_ms; /* when the probe started */
     struct sess_set sess; /* the sessions of our punch orders */
     /* waiting modes: the shared port's listener, routing inbound connections to sessions */
     struct inb inb;
@@ -94,6 +101,8 @@ static void ctl_end(struct ctl *c, int result)
     prb_cancel(c->probe);
     prb_cancel(c->probe6);
     c->probe = c->probe6 = NULL;
+    hops_cancel(c->hops);
+    c->hops = NULL;
     /* one-shot: the relay goes with the server connection, as before; the waiting modes let
      * running sessions finish on their own (uv_run returns once they have) */
     if (c->mode == SESS_ONE)
@@ -166,7 +175,6 @@ static int ctl_send(struct ctl *c, const struct proto_msg *m)
 static void ctl_on_first(struct sc *sc, void *data, const unsigned char *nonce, struct proto_msg *m)
 {
     struct ctl *c = data;
-    (void)sc;
     c->last_rx_ms = clk_ms();
     c->state = CTL_HELLO;
     m->type = PROTO_HELLO;
@@ -183,7 +191,12 @@ static void ctl_on_first(struct sc *sc, void *data, const unsigned char *nonce, 
         l->n += sk_local_addrs(c->local.ss_family, ep_port((struct sockaddr *)&c->local),
                                l->ep + l->n, PROTO_MAX_ENDPOINTS - l->n);
     }
-    hello_sign(c->o, nonce, m); /* last: the admit covers the endpoints */
+    /* birthday punching (PROTOCOL.md, "Birthday punching"): our limits, only to a server that
+     * offered it, and only when we take part at all */
+    if (sc_feat_birthday(sc) && c->o->birthday_k > 0 && c->o->birthday_m > 0)
+        m->u.hello.birthday = (struct proto_bday_caps){
+            .has = true, .k = c->o->birthday_k, .m = c->o->birthday_m};
+    hello_sign(c->o, nonce, m); /* last: the admit covers the endpoints and birthday */
 }
 
 /* A session ended without a server connection left to end: the listener goes with the last. */
@@ -326,10 +339,41 @@ static void ctl_send_connect(struct ctl *c)
  * IPv6 endpoint when it pairs us */
 static void ctl_probes_over(struct ctl *c)
 {
-    if (c->connect_waiting && !c->probe && !c->probe6 && c->state == CTL_ASKED) {
+    if (c->connect_waiting && !c->probe && !c->probe6 && !(c->hops && c->hops_held) &&
+        c->state == CTL_ASKED) {
         c->connect_waiting = false;
         ctl_send_connect(c);
     }
+}
+
+static void ctl_hops_done(struct hops *h, const struct hops_result *r, void *arg)
+{
+    struct ctl *c = arg;
+    (void)h;
+    c->hops = NULL;
+    c->bday_ttl = r->ttl;
+    LOG_I("birthday: first SYNs will leave with TTL %d (%s)", r->ttl, r->why);
+    ctl_probes_over(c);
+}
+
+/* Behind a hard NAT we may be told to open a birthday punch's mappings, with SYNs that die
+ * past our outermost NAT: how far that is, measured once per server connection, after the
+ * probe (its verdict says whether we are hard). A connect that waits for the probe waits for
+ * the scan too, but only when the scan's longest wait still fits in the time the probe may
+ * take (PRB_TIMEOUT_MS from its start): the scan never delays connect beyond what the probe
+ * could have; a punch that comes first uses HOPS_DEFAULT_TTL. IPv4 only, like birthday
+ * punching. */
+static void ctl_hops_start(struct ctl *c)
+{
+    char err[200];
+    if (c->hops || c->bday_ttl || c->server.ss_family != AF_INET || c->o->birthday_k == 0 ||
+        c->o->birthday_m == 0)
+        return;
+    c->hops = hops_start(c->loop, (const struct sockaddr *)&c->server, ctl_hops_done, c, err,
+                         sizeof err);
+    if (!c->hops)
+        LOG_I("birthday: no TTL scan (%s); a punch would use TTL %d", err, HOPS_DEFAULT_TTL);
+    c->hops_held = c->hops && clk_ms() - c->probe_start_ms + HOPS_WAIT_MS <= PRB_TIMEOUT_MS;
 }
 
 static void ctl_probe_done(struct prb *p, const struct prb_result *r, void *arg)
@@ -343,6 +387,8 @@ static void ctl_probe_done(struct prb *p, const struct prb_result *r, void *arg)
         LOG_I("probe: the probe port saw us as %s, NAT mapping %s",
               ep_format((const struct sockaddr *)&r->observed, ep, sizeof ep),
               proto_nat_name(r->mapping));
+        if (r->mapping == PROTO_NAT_DEPENDENT)
+            ctl_hops_start(c);
     } else {
         LOG_I("probe failed, going on without it: %s", r->why);
     }
@@ -388,6 +434,7 @@ static void ctl_probe_start(struct ctl *c, const struct proto_msg *m)
     if (!m->u.welcome.probe_port)
         return;
     ep_set_port((struct sockaddr *)&to, m->u.welcome.probe_port);
+    c->probe_start_ms = clk_ms();
     c->probe = prb_start(c->loop, (const struct sockaddr *)&c->local, (const struct sockaddr *)&to,
                          m->u.welcome.probe_token, c->o->have_secret ? c->o->secret : NULL,
                          PRB_TIMEOUT_MS, ctl_probe_done, c, err, sizeof err);
@@ -642,6 +689,8 @@ static bool ctl_attempt(const struct ctl_run *run, uv_loop_t *loop, const struct
                                 .local = &c->local,
                                 .local6 = &c->local6,
                                 .observed = &c->observed,
+                                .nat = &c->nat,
+                                .bday_ttl = &c->bday_ttl,
                                 .cb = {ctl_sess_ended, ctl_sess_won, ctl_sess_idle, c}};
     sess_init(&c->sess);
     uv_timer_init(c->loop, &c->timer);

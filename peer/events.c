@@ -65,6 +65,15 @@ static void ev_connected(const struct peer_link *link)
         "ms", (json_int_t)link->punch_ms, "attempts", (json_int_t)link->attempts);
     if (ev && link->server[0])
         json_object_set_new(ev, "server", json_string(link->server));
+    if (ev && link->birthday && !link->relayed) {
+        /* easy: the winning guess was the bday_n-th of bday_of; hard: our socket bday_n of
+         * bday_of met the other side's guess (how many it sent we do not know) */
+        json_object_set_new(ev, "guesses",
+                            link->bday_easy ? json_integer(link->bday_n) : json_null());
+        if (!link->bday_easy)
+            json_object_set_new(ev, "socket", json_integer(link->bday_n));
+        json_object_set_new(ev, "of", json_integer(link->bday_of));
+    }
     if (ev && link->relayed) {
         /* the server's words (punch.reason): JSON-escaped by jansson, and made safe for
          * whatever prints the event to a terminal */
@@ -82,7 +91,7 @@ static void ev_connected(const struct peer_link *link)
  * several, it says which one introduced us. */
 void peer_report(const struct peer_opts *o, const struct peer_link *link)
 {
-    char ep[EP_STRLEN], peer[SL_NAME + PROTO_MAX_ID + 32];
+    char ep[EP_STRLEN], peer[SL_NAME + PROTO_MAX_ID + 32], via[64];
     if (o->json) {
         if (ev_wanted(o))
             ev_connected(link);
@@ -99,8 +108,15 @@ void peer_report(const struct peer_opts *o, const struct peer_link *link)
               link->direct_why[0] ? link->direct_why : "no reason given");
         return;
     }
+    if (link->birthday && link->bday_easy)
+        snprintf(via, sizeof via, "birthday, %d guess%s of %d", link->bday_n,
+                 link->bday_n == 1 ? "" : "es", link->bday_of);
+    else if (link->birthday)
+        snprintf(via, sizeof via, "birthday, socket %d of %d", link->bday_n, link->bday_of);
+    else
+        snprintf(via, sizeof via, "%s", link->via ? link->via : "?");
     LOG_N("connected to %s: direct, %s (%s), %llu ms, %u attempt%s", peer,
-          ep_format((const struct sockaddr *)&link->remote, ep, sizeof ep), link->via,
+          ep_format((const struct sockaddr *)&link->remote, ep, sizeof ep), via,
           (unsigned long long)link->punch_ms, link->attempts, link->attempts == 1 ? "" : "s");
 }
 

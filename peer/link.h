@@ -18,9 +18,15 @@ struct peer_link {
     int fd;
     char peer[PROTO_MAX_ID + 1];
     struct sockaddr_storage remote;
-    const char *via;   /* which candidate won: "public", "port-preserved", "lan", "inbound" */
+    /* which candidate won: "public", "port-preserved", "lan", "inbound", "birthday" */
+    const char *via;
     uint64_t punch_ms; /* from the punch order to the handshake done */
-    unsigned attempts; /* connect() calls made */
+    unsigned attempts; /* connect() calls made (a birthday punch's SYNs included) */
+    /* via "birthday": our role, and which of our sockets (hard) or guesses (easy) met the
+     * other side, bday_n (1-based) of bday_of */
+    bool birthday;
+    bool bday_easy;
+    int bday_n, bday_of;
     size_t prefill_len;
     char prefill[PROTO_MAX_LINE];         /* peer data that arrived with the handshake */
     bool relayed;                         /* through the server's relay, not direct */

@@ -23,6 +23,7 @@ enum { OPTS_SECRET_FILE = 500, OPTS_NO_RETRY };
 enum { OPTS_DIR = 700, OPTS_FORCE, OPTS_FROM, OPTS_FROM_ANYONE, OPTS_DOTFILES,
        OPTS_MAX_BYTES, OPTS_MAX_FILES };
 enum { OPTS_FORWARD = 600, OPTS_LOCAL, OPTS_ALLOW, OPTS_MAX_SESSIONS, OPTS_ALLOW_ANYONE };
+enum { OPTS_BIRTHDAY_K = 800, OPTS_BIRTHDAY_M };
 
 void opts_usage(FILE *out)
 {
@@ -85,6 +86,13 @@ void opts_usage(FILE *out)
           "      --no-retry          listen, chat without PEER: exit 2 when the server is\n"
           "                          down or the connection to it is lost (default: keep\n"
           "                          reconnecting, 1 s doubling to 30 s)\n"
+          "      --birthday-k N      birthday punching, behind a hard NAT (a new port per\n"
+          "                          destination) meeting an easy one: open at most N\n"
+          "                          sockets, one SYN each (default 256, 0 to 512; 0: do\n"
+          "                          not take part, the server relays such pairs)\n"
+          "      --birthday-m N      ... behind the easy NAT: send at most N guesses at\n"
+          "                          the hard NAT's ports, one SYN each, within a second\n"
+          "                          (default 1024, 0 to 4096; 0: do not take part)\n"
           "      --forward HOST:PORT listen: stay registered and serve the peers that\n"
           "                          --allow or --allow-anyone admits, each over its own\n"
           "                          TCP connection to HOST:PORT (many at once)\n"
@@ -148,7 +156,7 @@ void opts_usage(FILE *out)
           "Settings: flags > environment > config file ($TCPUNCH_HOME/config, default\n"
           "~/.config/tcpunch/config: key = value lines for server, id, port, timeout,\n"
           "direct-timeout, relay (auto/never/only), secret-file, verbose, quiet, no-retry,\n"
-          "dir) > defaults; `tcpunch config` shows them. See tcpunch(1).\n"
+          "dir, birthday-k, birthday-m) > defaults; `tcpunch config` shows them. See tcpunch(1).\n"
           "\n"
           "Examples:\n"
           "  tcpunch -s vps.example:7000 -i bob listen > received.bin\n"
@@ -309,6 +317,8 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
         {"allow", required_argument, NULL, OPTS_ALLOW},
         {"max-sessions", required_argument, NULL, OPTS_MAX_SESSIONS},
         {"allow-anyone", no_argument, NULL, OPTS_ALLOW_ANYONE},
+        {"birthday-k", required_argument, NULL, OPTS_BIRTHDAY_K},
+        {"birthday-m", required_argument, NULL, OPTS_BIRTHDAY_M},
         {NULL, 0, NULL, 0}};
     const char *env, *secret_file = getenv("TCPUNCH_SECRET_FILE");
     char cfg_err[PATH_MAX + 400];
@@ -320,6 +330,8 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
     o->direct_timeout_ms = 5000;
     o->max_sessions = PEER_DEFAULT_SESSIONS;
     o->max_files = PEER_DEFAULT_MAX_FILES;
+    o->birthday_k = PEER_DEFAULT_BIRTHDAY_K;
+    o->birthday_m = PEER_DEFAULT_BIRTHDAY_M;
     opts_default_id(o->id, sizeof o->id);
     /* flags > environment > config file > defaults */
     if ((rc = cfg_load(o, cfg_err, sizeof cfg_err)) != EXIT_DONE)
@@ -416,6 +428,18 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
             if (opts_number(optarg, 1, 4096, &num) < 0 || num != (int)num)
                 return opts_bad("--max-sessions: \"%s\" is not a number from 1 to 4096", optarg);
             o->max_sessions = (int)num;
+            break;
+        case OPTS_BIRTHDAY_K:
+            if (opts_number(optarg, 0, PROTO_BDAY_MAX_K, &num) < 0 || num != (int)num)
+                return opts_bad("--birthday-k: \"%s\" is not a number from 0 to %d", optarg,
+                                PROTO_BDAY_MAX_K);
+            o->birthday_k = (int)num;
+            break;
+        case OPTS_BIRTHDAY_M:
+            if (opts_number(optarg, 0, PROTO_BDAY_MAX_M, &num) < 0 || num != (int)num)
+                return opts_bad("--birthday-m: \"%s\" is not a number from 0 to %d", optarg,
+                                PROTO_BDAY_MAX_M);
+            o->birthday_m = (int)num;
             break;
         case OPTS_DIR:
             o->dir = optarg;

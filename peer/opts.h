@@ -22,6 +22,8 @@ enum cfg_key {
     CFG_QUIET,
     CFG_NO_RETRY,
     CFG_DIR,
+    CFG_BIRTHDAY_K,
+    CFG_BIRTHDAY_M,
     CFG_NKEYS
 };
 
@@ -40,6 +42,10 @@ struct cfg {
 #define PEER_MAX_ALLOW 64
 #define PEER_DEFAULT_SESSIONS 64
 #define PEER_DEFAULT_MAX_FILES 10000 /* receive --max-files */
+/* --birthday-k, --birthday-m: what we spend on one birthday punch at most (PROTOCOL.md,
+ * "Birthday punching"); the caps are the protocol's */
+#define PEER_DEFAULT_BIRTHDAY_K 256
+#define PEER_DEFAULT_BIRTHDAY_M 1024
 
 struct peer_opts {
     const char *server; /* HOST:PORT as given, or a comma-separated list of them */
@@ -83,6 +89,10 @@ struct peer_opts {
     int nallow;
     bool allow_anyone; /* --allow-anyone: --forward serves whoever knows our id */
     int max_sessions;
+    /* birthday punching: the sockets we open behind a hard NAT (k, 0..PROTO_BDAY_MAX_K) and
+     * the guesses we send behind an easy one (m, 0..PROTO_BDAY_MAX_M); 0 in either: we do not
+     * take part (hello.birthday is not sent) */
+    int birthday_k, birthday_m;
 };
 
 #endif

@@ -63,8 +63,10 @@ struct pconn {
     struct punch *p;
     struct q node; /* on the inbound list */
     int cand;           /* -1: accepted by the listener, or adopted */
-    const char *kind;   /* adopted: what it is ("relay"); NULL otherwise */
+    const char *kind;   /* adopted: what it is ("relay", "birthday"); NULL otherwise */
     bool relayed;       /* adopted as the relay's connection: kind is the relay path's name */
+    bool bday;          /* adopted from the birthday engine */
+    int bday_index;     /* ... its socket or guess */
     enum pc_state state;
     bool tcp_open; /* tcp initialised and not yet closed */
     bool dead;     /* no more retries (bad handshake) */
@@ -103,6 +105,9 @@ struct punch {
     struct pconn att[PUNCH_MAX_CAND];
     struct q inbound; /* accepted and adopted connections, newest first */
     int ninbound;     /* accepted connections on the inbound list (adopted relays not counted) */
+    int nbday;        /* birthday connections on the inbound list */
+    unsigned bday_established; /* birthday connections adopted */
+    char note[200];   /* birthday: what it came to (punch_note) */
     bool key_refused; /* a connection showed a key we do not trust (and was dropped) */
     /* one read of any connection: a handshake line and what follows it, at most; the peer's
      * data behind the winning line must fit link->prefill (checked below) */
@@ -170,7 +175,9 @@ static void pu_inbound_closed(uv_handle_t *h)
     struct pconn *c = container_of((uv_tcp_t *)h, struct pconn, tcp);
     struct punch *p = c->p;
     q_remove(&c->node);
-    if (!c->kind)
+    if (c->bday)
+        p->nbday--;
+    else if (!c->kind)
         p->ninbound--;
     lb_free(&c->lb);
     free(c);
@@ -228,8 +235,8 @@ static const char *pu_kind(const struct pconn *c)
     return c->cand < 0 ? "inbound" : c->p->cfg.cand[c->cand].kind;
 }
 
-/* What the direct attempts came to, for the report of a relayed connection. */
-static void pu_direct_text(const struct punch *p, char *buf, size_t len)
+/* What our own candidates came to, for the report of a relayed connection. */
+static void pu_cand_text(const struct punch *p, char *buf, size_t len)
 {
     double secs = (double)(clk_ms() - p->start_ms) / 1000.0;
     if (p->cfg.ncand == 0)
@@ -246,7 +253,7 @@ static void pu_direct_text(const struct punch *p, char *buf, size_t len)
 }
 
 /* Summarises why no candidate worked, for the user. */
-static void pu_failure_text(const struct punch *p, char *buf, size_t len)
+static void pu_cand_failure(const struct punch *p, char *buf, size_t len)
 {
     char ep[EP_STRLEN];
     size_t off = 0;
@@ -267,6 +274,37 @@ static void pu_failure_text(const struct punch *p, char *buf, size_t len)
     if (p->cfg.ncand == 0)
         snprintf(buf, len, "no usable candidate address%s",
                  p->cfg.nrefused ? " (the server's were refused, see -v)" : "");
+}
+
+/* A birthday punch's note, and what our candidates (IPv6 ones: the IPv4 ones are left out)
+ * came to when there are any: own is pu_cand_text or pu_cand_failure. */
+static void pu_with_note(const struct punch *p, char *buf, size_t len,
+                         void (*own)(const struct punch *, char *, size_t))
+{
+    char cands[700], shook[80] = "";
+    if (!p->cfg.birthday) {
+        own(p, buf, len);
+        return;
+    }
+    if (p->bday_established)
+        snprintf(shook, sizeof shook, "; %u connection%s but no handshake", p->bday_established,
+                 p->bday_established == 1 ? "" : "s");
+    if (p->cfg.ncand == 0) {
+        snprintf(buf, len, "%s%s", p->note, shook);
+        return;
+    }
+    own(p, cands, sizeof cands);
+    snprintf(buf, len, "%s%s; %s", p->note, shook, cands);
+}
+
+static void pu_direct_text(const struct punch *p, char *buf, size_t len)
+{
+    pu_with_note(p, buf, len, pu_cand_text);
+}
+
+static void pu_failure_text(const struct punch *p, char *buf, size_t len)
+{
+    pu_with_note(p, buf, len, pu_cand_failure);
 }
 
 /* When both peers run on one host (a NAT lab, two containers), a router-to-router trip takes
@@ -350,6 +388,8 @@ static void pu_win(struct pconn *c, const char *rest, size_t restlen)
     l->punch_ms = clk_ms() - p->start_ms;
     l->attempts = p->attempts;
     l->relayed = c->relayed;
+    l->birthday = c->bday;
+    l->bday_n = c->bday ? c->bday_index + 1 : 0;
     if (l->relayed) {
         l->relay_server = l->remote;
         /* with no direct attempt the caller has put the reason in already */
@@ -623,6 +663,9 @@ static void pu_dial(struct pconn *c)
  * our port is closed before a byte is written: our shake would tell them the session. */
 static bool pu_from_candidate(const struct punch *p, const struct sockaddr *from)
 {
+    /* a birthday punch's target is the peer's public address, left out of the candidates */
+    if (p->cfg.birthday && ep_same_host((const struct sockaddr *)&p->cfg.bday_target, from))
+        return true;
     for (int i = 0; i < p->cfg.ncand; i++)
         if (ep_same_host((const struct sockaddr *)&p->cfg.cand[i].addr, from))
             return true;
@@ -778,6 +821,7 @@ struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct p
     p->arg = arg;
     p->start_ms = clk_ms();
     p->t0_us = cfg->start_us > clk_us() ? cfg->start_us : clk_us();
+    snprintf(p->note, sizeof p->note, "birthday: no connection yet");
     /* the default 50 us timer slack would blur the aim at t0 */
     prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
     /* direct mode has no roles: the lower port takes the first CPU, as seen from both ends */
@@ -805,12 +849,27 @@ struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct p
     return p;
 }
 
+/* A birthday connection: only from the target's address (the engine dials nothing else; this
+ * is the engine's word checked), within PUNCH_MAX_BIRTHDAY. */
+static bool pu_bday_ok(const struct punch *p, int fd)
+{
+    struct sockaddr_storage from;
+    socklen_t alen = sizeof from;
+    if (!p->cfg.birthday || p->nbday >= PUNCH_MAX_BIRTHDAY ||
+        getpeername(fd, (struct sockaddr *)&from, &alen) < 0)
+        return false;
+    ep_unmap(&from);
+    return ep_same_host((const struct sockaddr *)&p->cfg.bday_target,
+                        (const struct sockaddr *)&from);
+}
+
 /* Adopted connections live on the inbound list: closed, stalled and selected like those. An
  * "inbound" one (from a shared listener) must come from a host of the peer's candidates and
- * counts against PUNCH_MAX_INBOUND, as if our own listener had accepted it. */
-int punch_adopt(struct punch *p, int fd, enum punch_adopt_kind kind)
+ * counts against PUNCH_MAX_INBOUND, as if our own listener had accepted it; a birthday one
+ * (pu_bday_ok) counts against PUNCH_MAX_BIRTHDAY. */
+int punch_adopt_index(struct punch *p, int fd, enum punch_adopt_kind kind, int index)
 {
-    bool inbound = kind == PUNCH_ADOPT_INBOUND;
+    bool inbound = kind == PUNCH_ADOPT_INBOUND, bday = kind == PUNCH_ADOPT_BIRTHDAY;
     struct sockaddr_storage from;
     socklen_t alen = sizeof from;
     struct pconn *c;
@@ -820,12 +879,23 @@ int punch_adopt(struct punch *p, int fd, enum punch_adopt_kind kind)
         close(fd);
         return -1;
     }
-    const char *kind_name = inbound ? NULL : proto_path_name(PROTO_PATH_RELAY);
+    if (bday && !pu_bday_ok(p, fd)) {
+        LOG_D("closing a birthday connection: not from the target, or too many at once");
+        close(fd);
+        return -1;
+    }
+    const char *kind_name = inbound ? NULL : bday ? "birthday" : proto_path_name(PROTO_PATH_RELAY);
     if (p->finished || !(c = pu_new_inbound(p, kind_name))) {
         close(fd);
         return -1;
     }
-    c->relayed = !inbound;
+    c->relayed = kind == PUNCH_ADOPT_RELAY;
+    if (bday) {
+        c->bday = true;
+        c->bday_index = index;
+        p->nbday++;
+        p->bday_established++;
+    }
     if (uv_tcp_open(&c->tcp, fd) < 0) {
         close(fd);
         pu_close_conn(c);
@@ -836,9 +906,29 @@ int punch_adopt(struct punch *p, int fd, enum punch_adopt_kind kind)
     return 0;
 }
 
+int punch_adopt(struct punch *p, int fd, enum punch_adopt_kind kind)
+{
+    return punch_adopt_index(p, fd, kind, -1);
+}
+
 void punch_abort(struct punch *p, int status, const char *why)
 {
     pu_finish(p, status, why);
+}
+
+void punch_note(struct punch *p, const char *note)
+{
+    snprintf(p->note, sizeof p->note, "%s", note);
+}
+
+bool punch_bday_over(struct punch *p, bool end)
+{
+    char why[1024];
+    if (!end || p->finished || p->cfg.ncand > 0 || !q_empty(&p->inbound))
+        return false;
+    pu_failure_text(p, why, sizeof why);
+    pu_finish(p, EXIT_PUNCH, why);
+    return true;
 }
 
 /* Why the server's word must not make us dial a: loopback (unless everyone is on this host),

@@ -54,6 +54,12 @@ struct punch_cfg {
      * candidates are allowed (never otherwise; PROTOCOL.md, "Candidates") */
     bool loopback_ok;
     int nrefused; /* candidates of the punch left out by that policy (punch_candidates) */
+    /* a birthday punch (peer/bday.c) runs beside this engine: its connections come through
+     * punch_adopt (PUNCH_ADOPT_BIRTHDAY), only from bday_target's address, and it says how it
+     * went with punch_note; the caller has left the IPv4 candidates out. With no candidate
+     * left the engine waits for them until the deadline, as for inbound ones. */
+    bool birthday;
+    struct sockaddr_storage bday_target;
 };
 
 struct punch;
@@ -68,7 +74,14 @@ struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct p
 enum punch_adopt_kind {
     PUNCH_ADOPT_INBOUND, /* accepted by a shared listener (reported as "inbound") */
     PUNCH_ADOPT_RELAY,   /* joined through the server's relay (reported as the path's name) */
+    /* completed by the birthday engine (reported as direct, "birthday"): taken only from the
+     * address of cfg->bday_target, up to PUNCH_MAX_BIRTHDAY at once */
+    PUNCH_ADOPT_BIRTHDAY,
 };
+
+/* Birthday connections handshaking at once: a hit is one connection, more than a few at once
+ * is nobody's plan. */
+#define PUNCH_MAX_BIRTHDAY 16
 
 /* Takes over fd, a connected stream that is not one of our direct attempts (a relayed
  * connection, or an inbound one accepted by a shared listener): the same handshake runs on it
@@ -77,6 +90,18 @@ enum punch_adopt_kind {
  * yet: the engine reads the handshake and what follows it itself, in reads that fit
  * link->prefill. On failure fd is closed and -1 returned. */
 int punch_adopt(struct punch *p, int fd, enum punch_adopt_kind kind);
+/* punch_adopt, with the birthday engine's index of the connection (its socket or guess),
+ * which the link reports when it wins (link->bday_n = index + 1). */
+int punch_adopt_index(struct punch *p, int fd, enum punch_adopt_kind kind, int index);
+
+/* Birthday: what the attempt came to so far, for the failure texts (the punch's why, and
+ * link->direct_why of a relayed link): "birthday: none of 1024 guesses met ...". */
+void punch_note(struct punch *p, const char *note);
+
+/* Birthday: the attempt is over without a winner. With no candidate of our own left and no
+ * connection handshaking, the engine has nothing more to wait for: when end is true it ends
+ * now (EXIT_PUNCH, the note as why) rather than at the deadline. Returns whether it ended. */
+bool punch_bday_over(struct punch *p, bool end);
 
 /* Ends the punch now with status and why (done is called as for any end). */
 void punch_abort(struct punch *p, int status, const char *why);

@@ -192,6 +192,12 @@ struct rl *rl_start(uv_loop_t *loop, const struct sockaddr *server, const char *
     return r;
 }
 
+void rl_now(struct rl *r)
+{
+    if (r && r->state == RL_DELAY)
+        uv_timer_start(&r->timer, rl_on_timer, 0, 0);
+}
+
 void rl_cancel(struct rl *r)
 {
     if (r && r->state != RL_DONE)

@@ -26,6 +26,10 @@ struct rl *rl_start(uv_loop_t *loop, const struct sockaddr *server, const char *
                     const char *token, const unsigned char *secret, uint64_t delay_ms,
                     rl_done_cb done, void *arg, char *err, size_t errlen);
 
+/* Opens an attempt still waiting for its delay now (the direct path is known to have failed);
+ * otherwise nothing. */
+void rl_now(struct rl *r);
+
 /* Stops an attempt that has not called done yet; done will not be called. */
 void rl_cancel(struct rl *r);
 

@@ -10,10 +10,34 @@
 #include "common/addrpol.h"
 #include "common/endpoint.h"
 #include "common/log.h"
+#include "common/sock.h"
+#include "peer/bdplan.h"
 #include "peer/events.h"
 #include "peer/exit.h"
+#include "peer/hops.h"
 #include "peer/relay.h"
 #include "peer/trust.h"
+
+/* Birthday punches of this process running now: one at a time (PROTOCOL.md, "Birthday
+ * punching"), whatever the mode or the number of server connections. */
+static int sess_bday_running;
+
+/* The attempt no longer counts as running: its window is over, or it was stopped. */
+static void sess_bday_release(struct sess *ss)
+{
+    if (ss->bday_live) {
+        ss->bday_live = false;
+        sess_bday_running--;
+    }
+}
+
+/* At any end of the punch (a winner, a failure, an abort): every birthday socket closes now. */
+static void sess_bday_end(struct sess *ss)
+{
+    sess_bday_release(ss);
+    bday_stop(ss->bday);
+    ss->bday = NULL;
+}
 
 void sess_init(struct sess_set *set)
 {
@@ -30,6 +54,7 @@ static void sess_free(struct sess *ss)
 {
     struct sess_set *set = ss->set;
     q_remove(&ss->node);
+    sess_bday_end(ss);
     rl_cancel(ss->relay);
     shake_wipe(&ss->shake);
     sodium_memzero(&ss->own, sizeof ss->own);
@@ -63,6 +88,25 @@ static void sess_wait_won(struct sess_set *set, struct sess *ss)
     set->cb.won(set->cb.data);
 }
 
+/* A birthday punch's part in the link: its SYNs count as attempts, and when one of its
+ * connections won, the path line says which socket or guess of how many. */
+static void sess_bday_link(struct sess *ss, int status)
+{
+    struct peer_link *l = ss->link;
+    struct bday_stats st;
+    if (!ss->bday)
+        return;
+    bday_get_stats(ss->bday, &st);
+    l->attempts += (unsigned)st.sent;
+    if (status != EXIT_DONE || !l->birthday)
+        return;
+    l->bday_easy = ss->bplan.role == PROTO_BDAY_EASY;
+    l->bday_of = st.planned;
+    LOG_I("birthday: %s %d of %d won (%d sent, %d connected, %d refused, %d ended by ICMP)",
+          l->bday_easy ? "guess" : "socket", l->bday_n, st.planned, st.sent, st.connected,
+          st.refused, st.icmp);
+}
+
 static void sess_punch_done(struct punch *p, int status, const char *why, void *arg)
 {
     struct sess *ss = arg;
@@ -70,6 +114,9 @@ static void sess_punch_done(struct punch *p, int status, const char *why, void *
     char note[400];
     (void)p;
     ss->punch = NULL;
+    /* the first handshake ends the punch: the other birthday sockets close at once */
+    sess_bday_link(ss, status);
+    sess_bday_end(ss);
     if (set->won) { /* aborted: another session won */
         LOG_D("session with %s aborted: another one completed first", ss->shake.peer);
         sess_hook_failed(set, ss->shake.peer);
@@ -377,6 +424,125 @@ static void sess_punch_cfg(struct sess *ss, const struct proto_msg *m, uint32_t 
                          &m->u.punch.endpoints, set->observed);
 }
 
+/* A connection of the birthday engine: the handshake decides, as for any other. */
+static void sess_bday_conn(struct bday *b, int fd, int index, void *arg)
+{
+    struct sess *ss = arg;
+    (void)b;
+    if (!ss->punch) {
+        close(fd);
+        return;
+    }
+    LOG_I("birthday: %s %d connected; handshaking",
+          ss->bplan.role == PROTO_BDAY_EASY ? "guess" : "socket", index + 1);
+    punch_adopt_index(ss->punch, fd, PUNCH_ADOPT_BIRTHDAY, index);
+}
+
+/* The window is over with no winner yet (a winner ends the punch, which stops the engine). */
+static void sess_bday_over(struct bday *b, void *arg)
+{
+    struct sess *ss = arg;
+    struct bday_stats st;
+    char note[200];
+    bday_get_stats(b, &st);
+    sess_bday_release(ss);
+    bdplan_summary(&ss->bplan, &st, note, sizeof note);
+    if (!ss->punch)
+        return;
+    punch_note(ss->punch, note);
+    if (st.connected > 0 || ss->cfg.ncand > 0)
+        return; /* a connection may still finish its handshake, or a candidate may answer */
+    /* nothing direct is left: the relay need not wait for --direct-timeout, and without one
+     * the punch has failed (it would only wait for its deadline) */
+    if (ss->relay) {
+        LOG_I("%s; opening the relay now", note);
+        rl_now(ss->relay);
+    } else if (!ss->relay_only) {
+        punch_bday_over(ss->punch, true);
+    }
+}
+
+/* Takes part in the punch's birthday plan, when it has one and we accept it (bdplan_check;
+ * refused: logged, and the ordinary punch goes on). Started, the punch leaves its IPv4
+ * candidates out: the hard side's first socket is the observed-endpoint candidate, and the
+ * easy side's dial at the hard side's observed port would only be one more guess. */
+static void sess_bday_begin(struct sess *ss, const struct proto_msg *m)
+{
+    struct sess_set *set = ss->set;
+    struct punch_cfg *cfg = &ss->cfg;
+    const struct proto_bday *plan = &m->u.punch.birthday;
+    struct bdplan_ctx ctx = {.observed = &m->u.punch.observed,
+                             .verdict = set->nat ? *set->nat : PROTO_NAT_UNKNOWN,
+                             .loopback_ok = cfg->loopback_ok,
+                             .cap_k = set->o->birthday_k,
+                             .cap_m = set->o->birthday_m,
+                             .busy = sess_bday_running > 0};
+    struct bday_cfg bc;
+    const char *ttl_from;
+    char why[300], err[200], ep[EP_STRLEN];
+    int n = 0;
+
+    if (!m->u.punch.has_birthday || cfg->relay_only)
+        return;
+    if (!bdplan_check(plan, &ctx, &ss->bplan, why, sizeof why)) {
+        LOG_W("refusing the birthday punch with %s: %s; punching as usual", m->u.punch.peer, why);
+        return;
+    }
+    if (set->local->ss_family != AF_INET ||
+        sk_is_subnet_broadcast((const struct sockaddr *)&plan->target)) {
+        LOG_W("refusing the birthday punch with %s: %s; punching as usual", m->u.punch.peer,
+              set->local->ss_family != AF_INET ? "our server connection is not IPv4"
+                                               : "its target is a local subnet's broadcast "
+                                                 "address");
+        return;
+    }
+    memset(&bc, 0, sizeof bc);
+    bc.role = ss->bplan.role;
+    bc.target = ss->bplan.target;
+    /* easy: the guesses leave from the shared port, whose mapping the other side's SYNs aim at;
+     * hard: each socket from its own ephemeral port, each one mapping */
+    if (bc.role == PROTO_BDAY_EASY)
+        bc.local = *set->local;
+    else
+        bc.local.ss_family = AF_INET;
+    bc.k = ss->bplan.k;
+    bc.m = ss->bplan.m;
+    ttl_from = ss->bplan.ttl ? "the server's" : set->bday_ttl && *set->bday_ttl ? "measured"
+                                                                                : "default";
+    bc.ttl = ss->bplan.ttl                  ? ss->bplan.ttl
+             : set->bday_ttl && *set->bday_ttl ? *set->bday_ttl
+                                               : HOPS_DEFAULT_TTL;
+    bc.pace_ms = ss->bplan.pace_ms;
+    bc.port_lo = ss->bplan.port_lo;
+    bc.port_hi = ss->bplan.port_hi;
+    bc.start_us = cfg->start_us;
+    bc.easy_delay_us = (uint64_t)ss->bplan.easy_delay_us;
+    ss->bday = bday_start(set->loop, &bc, sess_bday_conn, sess_bday_over, ss, err, sizeof err);
+    if (!ss->bday) {
+        LOG_W("birthday punch with %s not started (%s); punching as usual", m->u.punch.peer, err);
+        return;
+    }
+    ss->bday_live = true;
+    sess_bday_running++;
+    if (bc.role == PROTO_BDAY_HARD)
+        LOG_I("birthday punch with %s: we are the hard side, %d sockets towards %s, first SYNs "
+              "with TTL %d (%s)",
+              m->u.punch.peer, bc.k, ep_format((const struct sockaddr *)&bc.target, ep, sizeof ep),
+              bc.ttl, ttl_from);
+    else
+        LOG_I("birthday punch with %s: we are the easy side, %d guesses at ports %d-%d of %s "
+              "over %d ms",
+              m->u.punch.peer, bc.m, bc.port_lo, bc.port_hi,
+              ep_format((const struct sockaddr *)&bc.target, ep, sizeof ep), bc.pace_ms);
+    /* the birthday engine is the IPv4 path; IPv6 candidates stay */
+    for (int i = 0; i < cfg->ncand; i++)
+        if (cfg->cand[i].addr.ss_family != AF_INET)
+            cfg->cand[n++] = cfg->cand[i];
+    cfg->ncand = n;
+    cfg->birthday = true;
+    cfg->bday_target = ss->bplan.target;
+}
+
 enum sess_start sess_start(struct sess_set *set, const struct proto_msg *m, uint32_t rtt_us,
                            uint64_t rx_us)
 {
@@ -406,6 +572,7 @@ enum sess_start sess_start(struct sess_set *set, const struct proto_msg *m, uint
     if (sess_key_refused(ss, m))
         return sess_abandon(ss, EXIT_PUNCH, NULL);
     cfg->shake = &ss->shake;
+    sess_bday_begin(ss, m);
     LOG_I("punching to %s at %s (%d candidate%s, %s)", m->u.punch.peer,
           ep_format((const struct sockaddr *)&m->u.punch.observed, ep, sizeof ep), cfg->ncand,
           cfg->ncand == 1 ? "" : "s", proto_role_name(m->u.punch.role));
@@ -447,6 +614,12 @@ struct sess *sess_route(struct sess_set *set, const struct sockaddr *from)
         bool same_host = false;
         if (!ss->punch || ss->cfg.relay_only)
             continue;
+        /* a birthday punch's target is the peer's public address (no candidate of its own) */
+        if (ss->cfg.birthday && ep_same_host((const struct sockaddr *)&ss->cfg.bday_target, from)) {
+            host = ss;
+            nhost++;
+            continue;
+        }
         for (int i = 0; i < ss->cfg.ncand; i++) {
             const struct sockaddr *cand = (const struct sockaddr *)&ss->cfg.cand[i].addr;
             if (ep_equal(cand, from))

@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "common/queue.h"
+#include "peer/bday.h"
 #include "peer/link.h"
 #include "peer/opts.h"
 #include "peer/punch.h"
@@ -62,6 +63,10 @@ struct sess_set {
     const struct sockaddr_storage *local;    /* the shared port, IPv4 (or the server's family) */
     const struct sockaddr_storage *local6;   /* [::]:P when IPv6 candidates are offered */
     const struct sockaddr_storage *observed; /* our public endpoint, as the server saw it */
+    /* our mapping as the probe showed it (a birthday plan's role must match it), and the TTL
+     * the hops scan found for a hard side's first SYNs (0: not known yet, HOPS_DEFAULT_TTL) */
+    const enum proto_nat *nat;
+    const int *bday_ttl;
     struct sess_cbs cb;
     struct q list; /* newest first */
     bool won;      /* SESS_WAIT: a session completed its handshake */
@@ -79,6 +84,11 @@ struct sess {
     struct punch_cfg cfg;   /* its candidates route the shared listener's connections */
     struct peer_link *link; /* the caller's (one-shot) or own */
     struct peer_link own;
+    /* the birthday punch beside the engine (peer/bday.c), from start until the punch ends,
+     * with the plan as we took it (capped), and whether it still counts as running */
+    struct bday *bday;
+    struct proto_bday bplan;
+    bool bday_live;
 };
 
 void sess_init(struct sess_set *set);

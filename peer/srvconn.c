@@ -28,6 +28,7 @@ struct sc {
     void *data;
     struct lb lb;
     uint64_t rx_us; /* arrival time of the bytes being framed */
+    bool feat_birthday; /* the challenge listed "birthday" */
     char rbuf[16384];
 };
 
@@ -133,12 +134,14 @@ static int sc_on_line(void *arg, char *line, size_t len)
     struct proto_msg m;
     char why[SC_DETAIL];
     enum proto_err e = proto_decode(line, len, PROTO_TO_PEER, &m, why, sizeof why);
-    if (e != PROTO_OK)
+    if (e != PROTO_OK) {
         sc_fail(sc, SC_FAIL_INVALID, e, "%s", why);
-    else if (sc->phase == SC_CHALLENGE && m.type == PROTO_CHALLENGE)
+    } else if (sc->phase == SC_CHALLENGE && m.type == PROTO_CHALLENGE) {
+        sc->feat_birthday = m.u.challenge.feat_birthday;
         sc_answer(sc, m.u.challenge.nonce); /* the server speaks first */
-    else
+    } else {
         sc->cbs->msg(sc, sc->data, &m, sc->rx_us);
+    }
     /* a callback that ended the exchange stops the framing: in SC_PEEK mode nothing was read
      * behind this line anyway */
     return sc->phase == SC_CLOSED;
@@ -315,6 +318,11 @@ enum sc_phase sc_phase(const struct sc *sc)
 int sc_fd(const struct sc *sc)
 {
     return sc->fd;
+}
+
+bool sc_feat_birthday(const struct sc *sc)
+{
+    return sc->feat_birthday;
 }
 
 int sc_detach(struct sc *sc)

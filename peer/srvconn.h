@@ -10,6 +10,7 @@
 #ifndef TP_PEER_SRVCONN_H
 #define TP_PEER_SRVCONN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <uv.h>
@@ -95,6 +96,9 @@ void sc_timeout(struct sc *sc, uint64_t ms);
 
 enum sc_phase sc_phase(const struct sc *sc);
 int sc_fd(const struct sc *sc);
+/* Whether the server's challenge offered birthday punching (challenge.features); false before
+ * it came. `first` may ask it. */
+bool sc_feat_birthday(const struct sc *sc);
 
 /* Ends the exchange and hands the descriptor over: the loop no longer watches it, nothing
  * unread has been taken off it, and the caller closes it. */
