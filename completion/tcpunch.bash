@@ -21,7 +21,7 @@ _tcpunch()
     local opts="--server --id --port --timeout --direct-timeout --no-relay --relay-only
         --peer-key --plain --secret-file --no-retry --forward --allow --allow-anyone --local
         --max-sessions --dir --force --from --from-anyone --dotfiles --max-bytes --max-files
-        --verbose --quiet --json --help --version"
+        --birthday-k --birthday-m --verbose --quiet --json --help --version"
 
     case $prev in
     --dir)
@@ -37,7 +37,8 @@ _tcpunch()
         return
         ;;
     -s | --server | -i | --id | -p | --port | -t | --timeout | --direct-timeout | --peer-key | \
-        --forward | --allow | --local | --max-sessions | --max-bytes | --max-files)
+        --forward | --allow | --local | --max-sessions | --max-bytes | --max-files | --birthday-k | \
+        --birthday-m)
         return
         ;;
     esac
@@ -52,7 +53,7 @@ _tcpunch()
         case ${words[i]} in
         -s | --server | -i | --id | -p | --port | -t | --timeout | --direct-timeout | \
             --peer-key | --secret-file | --forward | --allow | --local | --max-sessions | --dir | \
-            --from | --max-bytes | --max-files)
+            --from | --max-bytes | --max-files | --birthday-k | --birthday-m)
             ((i++))
             ;;
         -*) ;;
