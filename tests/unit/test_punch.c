@@ -7,8 +7,13 @@
  * The test plays that answerer on loopback: ROUNDS punches, each of whose attempt reads a
  * started line and then the answerer's EOF. What the engine leaves allocated must not grow by
  * a line buffer per round (mallinfo2 in a plain build; a sanitizer build's leak check reports
- * the same buffers at exit). */
+ * the same buffers at exit).
+ *
+ * And the engine's side of a birthday punch (t_bday_adopt): which connections it adopts, and
+ * that it waits for them with no candidate of its own. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -142,4 +147,114 @@ static void t_attempt_line_freed(void)
     close(lfd);
 }
 
-CHECK_MAIN(TEST(t_attempt_line_freed))
+/* A connected socket to the listener at `at` (its peer address: 127.0.0.1), and its accepted
+ * other end in *other. */
+static int dial(int lfd, const struct sockaddr_in *at, int *other)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct pollfd pf = {.fd = lfd, .events = POLLIN};
+    *other = -1;
+    if (fd < 0 || connect(fd, (const struct sockaddr *)at, sizeof *at) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    if (poll(&pf, 1, 1000) > 0)
+        *other = accept(lfd, NULL, NULL);
+    return fd;
+}
+
+static struct punch *bday_punch(uv_loop_t *loop, const char *target, struct peer_link *link,
+                                struct run *r)
+{
+    static struct shake_ctx ctx;
+    struct punch_cfg cfg;
+    char err[200];
+    memset(&ctx, 0, sizeof ctx);
+    ctx.role = PROTO_INITIATOR; /* sends nothing first */
+    memset(&cfg, 0, sizeof cfg);
+    memset(link, 0, sizeof *link);
+    link->fd = -1;
+    cfg.local.ss_family = AF_INET;
+    cfg.ncand = 0; /* a birthday punch: the IPv4 candidates left out */
+    cfg.loopback_ok = true;
+    cfg.shared_listener = true;
+    cfg.timeout_ms = 60000;
+    cfg.shake = &ctx;
+    cfg.birthday = true;
+    struct sockaddr_in *t = (struct sockaddr_in *)&cfg.bday_target;
+    t->sin_family = AF_INET;
+    inet_pton(AF_INET, target, &t->sin_addr);
+    return punch_start(loop, &cfg, link, on_done, r, err, sizeof err);
+}
+
+/* Birthday connections: taken only from the target's address and up to PUNCH_MAX_BIRTHDAY at
+ * once; with no candidate the engine waits for them (it does not fail for having none), and
+ * the window's end with nothing handshaking ends it with the birthday's note as the reason. */
+static void t_bday_adopt(void)
+{
+    uv_loop_t loop;
+    struct sockaddr_in at = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof at;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), other[PUNCH_MAX_BIRTHDAY + 1];
+    struct peer_link link;
+    struct run r = {0};
+    struct punch *p;
+    int fd, n = 0;
+
+    CHECK(sodium_init() >= 0);
+    log_init("test_punch", LOG_SILENT, 0);
+    CHECK(lfd >= 0);
+    CHECK_INT(bind(lfd, (struct sockaddr *)&at, sizeof at), 0);
+    CHECK_INT(listen(lfd, 64), 0);
+    CHECK_INT(getsockname(lfd, (struct sockaddr *)&at, &alen), 0);
+    CHECK_INT(uv_loop_init(&loop), 0);
+
+    /* the target is 127.0.0.2: a connection from 127.0.0.1 is somebody else's */
+    p = bday_punch(&loop, "127.0.0.2", &link, &r);
+    if (!CHECK(p != NULL))
+        return;
+    fd = dial(lfd, &at, &other[0]);
+    CHECK(fd >= 0);
+    CHECK_INT(punch_adopt_index(p, fd, PUNCH_ADOPT_BIRTHDAY, 3), -1);
+    CHECK(fcntl(fd, F_GETFD) < 0); /* closed */
+    if (other[0] >= 0)
+        close(other[0]);
+    /* nothing to dial, nothing handshaking: not over before the birthday says so */
+    turn_for(&loop, 300);
+    CHECK(!r.done);
+    punch_note(p, "birthday: none of 1024 guesses met one of 256 mappings");
+    CHECK(!punch_bday_over(p, false)); /* end false: the caller still waits (a relay) */
+    CHECK(!r.done);
+    CHECK(punch_bday_over(p, true));
+    CHECK(r.done);
+    CHECK_INT(r.status, EXIT_PUNCH);
+    uv_run(&loop, UV_RUN_DEFAULT);
+
+    /* the target is us: taken, up to the bound */
+    memset(&r, 0, sizeof r);
+    p = bday_punch(&loop, "127.0.0.1", &link, &r);
+    if (!CHECK(p != NULL))
+        return;
+    for (int i = 0; i <= PUNCH_MAX_BIRTHDAY; i++) {
+        fd = dial(lfd, &at, &other[i]);
+        if (!CHECK(fd >= 0))
+            break;
+        if (punch_adopt_index(p, fd, PUNCH_ADOPT_BIRTHDAY, i) == 0)
+            n++;
+    }
+    CHECK_INT(n, PUNCH_MAX_BIRTHDAY);
+    /* connections are handshaking: the window's end does not cut them off */
+    CHECK(!punch_bday_over(p, true));
+    CHECK(!r.done);
+    punch_abort(p, EXIT_PUNCH, "the test ends it");
+    CHECK(r.done);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    for (int i = 0; i <= PUNCH_MAX_BIRTHDAY; i++)
+        if (other[i] >= 0)
+            close(other[i]);
+    CHECK_INT(uv_loop_close(&loop), 0);
+    close(lfd);
+}
+
+CHECK_MAIN(TEST(t_attempt_line_freed), TEST(t_bday_adopt))
