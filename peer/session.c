@@ -1,5 +1,6 @@
 #include "peer/session.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -529,11 +530,11 @@ static void sess_bday_begin(struct sess *ss, const struct proto_msg *m)
               "with TTL %d (%s)",
               m->u.punch.peer, bc.k, ep_format((const struct sockaddr *)&bc.target, ep, sizeof ep),
               bc.ttl, ttl_from);
-    else
+    else if (inet_ntop(AF_INET, &((const struct sockaddr_in *)&bc.target)->sin_addr, ep,
+                       sizeof ep))
         LOG_I("birthday punch with %s: we are the easy side, %d guesses at ports %d-%d of %s "
               "over %d ms",
-              m->u.punch.peer, bc.m, bc.port_lo, bc.port_hi,
-              ep_format((const struct sockaddr *)&bc.target, ep, sizeof ep), bc.pace_ms);
+              m->u.punch.peer, bc.m, bc.port_lo, bc.port_hi, ep, bc.pace_ms);
     /* the birthday engine is the IPv4 path; IPv6 candidates stay */
     for (int i = 0; i < cfg->ncand; i++)
         if (cfg->cand[i].addr.ss_family != AF_INET)

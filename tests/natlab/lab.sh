@@ -640,8 +640,8 @@ scn_f() {   # scenario a with 5 % random loss on the wan
     DESC="scenario a (dropping NATs) with ${LAB_LOSS_PERCENT:-5}% random IPv4 loss on the wan"
 }
 
-scn_h() {   # one symmetric NAT: the punch fails, then the relay
-    DESC="alice behind a SYMMETRIC NAT, bob behind a normal home NAT: the punch fails, then the relay"
+scn_h() {   # one symmetric NAT, no birthday punching: the punch fails, then the relay
+    DESC="alice behind a SYMMETRIC NAT (--birthday-k 0), bob behind a normal home NAT: the punch fails, then the relay"
     lab_base || return 1
     lab_router ra wan br0 203.0.113.10/24 203.0.113.254 192.168.1.1/24 drop symmetric || return 1
     lab_router rb wan br0 203.0.113.20/24 203.0.113.254 192.168.2.1/24 drop || return 1
@@ -649,7 +649,9 @@ scn_h() {   # one symmetric NAT: the punch fails, then the relay
     lab_host hb rb 192.168.2.2/24 192.168.2.1 || return 1
     HOST_A=ha HOST_B=hb PUB_A=203.0.113.10 PUB_B=203.0.113.20 LAN_A=192.168.1.2 LAN_B=192.168.2.2
     ROUTERS="ra rb"
-    PEER_A_ARGS=(--direct-timeout 2) PEER_B_ARGS=(--direct-timeout 2)
+    # without birthday punching (alice does not take part): the case of a peer with
+    # --birthday-k 0, or of a server or peer without it; scenario o is the same pair with it
+    PEER_A_ARGS=(--direct-timeout 2 --birthday-k 0) PEER_B_ARGS=(--direct-timeout 2)
     EXPECT_PATH=relay EXPECT_WHY="direct failed"
     NC_A=8
     WHERE_A="behind symmetric NAT A (public 203.0.113.10)"
@@ -811,8 +813,8 @@ scn_n() {   # scenario i (both symmetric), across the cluster: relayed by bob's 
 
 # ---- Phase 9 (birthday punching) scenarios: a hard NAT (masquerade random) meets an easy one,
 # always across the routed wan, so that a SYN's TTL decides whether it reaches the other site.
-# Today's expectation is the relay after a failed punch; each says it on its lab_expect line
-# (Phase 9: "lab_expect direct").
+# Each goes direct by birthday punching (Phase 9): alice's sockets open her NAT's mappings with
+# SYNs that die at the wan router, bob's guesses meet one; each says so on its lab_expect line.
 lab_expect() { EXPECT_PATH=$1 EXPECT_WHY=${2:-}; }   # lab_expect direct|relay [REASON]
 
 # o and p: alice behind a hard NAT, bob behind an easy one whose policy for unsolicited inbound
@@ -829,7 +831,7 @@ lab_hard_vs_easy() {
     HOST_A=ha HOST_B=hb PUB_A=203.0.113.10 PUB_B=203.0.113.20 LAN_A=192.168.1.2 LAN_B=192.168.2.2
     ROUTERS="ra rb"
     PEER_A_ARGS=(--direct-timeout 2) PEER_B_ARGS=(--direct-timeout 2)
-    lab_expect relay "direct failed"   # Phase 9: lab_expect direct
+    lab_expect direct   # by birthday punching (docs/design/birthday.md)
     NC_A=8
     PRE_HOOK="lab_ttl_check ha 1 203.0.113.20${ttl_full:+ $ttl_full}"
     WHERE_A="behind hard NAT A (public 203.0.113.10, a random port per destination)"
@@ -856,7 +858,7 @@ scn_q() {   # a hard carrier-grade NAT in front of an easy home router, vs easy
     HOST_A=ha HOST_B=hb PUB_A=203.0.113.40 PUB_B=203.0.113.20 LAN_A=192.168.1.2 LAN_B=192.168.2.2
     ROUTERS="cgn ra rb"
     PEER_A_ARGS=(--direct-timeout 2) PEER_B_ARGS=(--direct-timeout 2)
-    lab_expect relay "direct failed"   # Phase 9: lab_expect direct
+    lab_expect direct   # by birthday punching (docs/design/birthday.md)
     NC_A=8
     PRE_HOOK="lab_ttl_check ha 2 203.0.113.20"
     WHERE_A="behind easy home NAT A (100.64.0.2) behind hard carrier-grade NAT (public 203.0.113.40)"
