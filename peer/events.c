@@ -41,17 +41,22 @@ void ev_registered(const struct peer_opts *o, const char *server, const struct p
 void ev_punching(const struct peer_opts *o, const struct proto_msg *punch,
                  const struct punch_cfg *cfg)
 {
-    json_t *cands;
+    json_t *cands, *ev;
     if (!ev_wanted(o))
         return;
     cands = json_array();
     for (int i = 0; cands && i < cfg->ncand; i++)
         json_array_append_new(cands, ev_endpoint(&cfg->cand[i].addr));
-    ev_emit(json_pack("{s:s, s:s, s:s, s:s, s:o, s:b, s:b}", "event", "punching", "peer",
-                      punch->u.punch.peer, "session", punch->u.punch.session, "role",
-                      proto_role_name(punch->u.punch.role),
-                      "candidates", cands, "direct", !punch->u.punch.no_direct, "relay",
-                      punch->u.punch.relay));
+    ev = json_pack("{s:s, s:s, s:s, s:s, s:o, s:b, s:b}", "event", "punching", "peer",
+                   punch->u.punch.peer, "session", punch->u.punch.session, "role",
+                   proto_role_name(punch->u.punch.role), "candidates", cands, "direct",
+                   !punch->u.punch.no_direct, "relay", punch->u.punch.relay);
+    /* a birthday punch we take part in: our role (its connections are not candidates) */
+    if (ev && cfg->birthday)
+        json_object_set_new(ev, "birthday",
+                            json_string(punch->u.punch.birthday.role == PROTO_BDAY_EASY ? "easy"
+                                                                                        : "hard"));
+    ev_emit(ev);
 }
 
 static void ev_connected(const struct peer_link *link)
