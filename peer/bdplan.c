@@ -39,8 +39,8 @@ static bool bp_ranges(const struct proto_bday *p, char *why, size_t len)
         return bp_refuse(why, len, "pace_ms %d is outside %d-%d", p->pace_ms,
                          PROTO_BDAY_MIN_PACE_MS, PROTO_BDAY_MAX_PACE_MS);
     if (!bp_in(p->port_lo, 1, 65535) || !bp_in(p->port_hi, p->port_lo, 65535))
-        return bp_refuse(why, len, "its ports [%d, %d] are not a range inside 1-65535",
-                         p->port_lo, p->port_hi);
+        return bp_refuse(why, len, "its ports [%d, %d] are not a range inside 1-65535", p->port_lo,
+                         p->port_hi);
     if (!bp_in(p->easy_delay_us, 0, PROTO_BDAY_MAX_DELAY_US))
         return bp_refuse(why, len, "easy_delay_us %d is outside 0-%d", p->easy_delay_us,
                          PROTO_BDAY_MAX_DELAY_US);
@@ -92,7 +92,8 @@ bool bdplan_check(const struct proto_bday *plan, const struct bdplan_ctx *ctx,
 }
 
 /* Appends to buf (of len, holding a string) what fmt says. */
-static void bp_add(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void bp_add(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void bp_add(char *buf, size_t len, const char *fmt, ...)
 {
     size_t off = strlen(buf);
@@ -115,7 +116,8 @@ void bdplan_summary(const struct proto_bday *plan, const struct bday_stats *st, 
     buf[0] = '\0';
     if (st->connected > 0)
         bp_add(buf, len, "birthday: %d %s sent, %d connected", st->sent,
-               easy ? (st->sent == 1 ? "guess" : "guesses") : (st->sent == 1 ? "socket" : "sockets"),
+               easy ? (st->sent == 1 ? "guess" : "guesses")
+                    : (st->sent == 1 ? "socket" : "sockets"),
                st->connected);
     else
         bp_add(buf, len, "birthday: none of %d guess%s met one of %d mapping%s", guesses,

@@ -72,9 +72,9 @@ struct ctl {
      * TTL it found for a birthday punch's first SYNs (0 until then) */
     struct hops *hops;
     int bday_ttl;
-    bool hops_held;         /* connect waits for the scan too (it fits in the probe's time) */
+    bool hops_held;          /* connect waits for the scan too (it fits in the probe's time) */
     uint64_t probe_start_ms; /* when the probe started */
-    struct sess_set sess; /* the sessions of our punch orders */
+    struct sess_set sess;    /* the sessions of our punch orders */
     /* waiting modes: the shared port's listener, routing inbound connections to sessions */
     struct inb inb;
     int result;
@@ -194,8 +194,8 @@ static void ctl_on_first(struct sc *sc, void *data, const unsigned char *nonce, 
     /* birthday punching (PROTOCOL.md, "Birthday punching"): our limits, only to a server that
      * offered it, and only when we take part at all */
     if (sc_feat_birthday(sc) && c->o->birthday_k > 0 && c->o->birthday_m > 0)
-        m->u.hello.birthday = (struct proto_bday_caps){
-            .has = true, .k = c->o->birthday_k, .m = c->o->birthday_m};
+        m->u.hello.birthday =
+            (struct proto_bday_caps){.has = true, .k = c->o->birthday_k, .m = c->o->birthday_m};
     hello_sign(c->o, nonce, m); /* last: the admit covers the endpoints and birthday */
 }
 
@@ -369,8 +369,8 @@ static void ctl_hops_start(struct ctl *c)
     if (c->hops || c->bday_ttl || c->server.ss_family != AF_INET || c->o->birthday_k == 0 ||
         c->o->birthday_m == 0)
         return;
-    c->hops = hops_start(c->loop, (const struct sockaddr *)&c->server, ctl_hops_done, c, err,
-                         sizeof err);
+    c->hops =
+        hops_start(c->loop, (const struct sockaddr *)&c->server, ctl_hops_done, c, err, sizeof err);
     if (!c->hops)
         LOG_I("birthday: no TTL scan (%s); a punch would use TTL %d", err, HOPS_DEFAULT_TTL);
     c->hops_held = c->hops && clk_ms() - c->probe_start_ms + HOPS_WAIT_MS <= PRB_TIMEOUT_MS;

@@ -53,9 +53,9 @@ void ev_punching(const struct peer_opts *o, const struct proto_msg *punch,
                    !punch->u.punch.no_direct, "relay", punch->u.punch.relay);
     /* a birthday punch we take part in: our role (its connections are not candidates) */
     if (ev && cfg->birthday)
-        json_object_set_new(ev, "birthday",
-                            json_string(punch->u.punch.birthday.role == PROTO_BDAY_EASY ? "easy"
-                                                                                        : "hard"));
+        json_object_set_new(
+            ev, "birthday",
+            json_string(punch->u.punch.birthday.role == PROTO_BDAY_EASY ? "easy" : "hard"));
     ev_emit(ev);
 }
 

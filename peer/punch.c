@@ -61,12 +61,12 @@ struct pconn {
     uv_connect_t creq;
     uv_timer_t retry;
     struct punch *p;
-    struct q node; /* on the inbound list */
-    int cand;           /* -1: accepted by the listener, or adopted */
-    const char *kind;   /* adopted: what it is ("relay", "birthday"); NULL otherwise */
-    bool relayed;       /* adopted as the relay's connection: kind is the relay path's name */
-    bool bday;          /* adopted from the birthday engine */
-    int bday_index;     /* ... its socket or guess */
+    struct q node;    /* on the inbound list */
+    int cand;         /* -1: accepted by the listener, or adopted */
+    const char *kind; /* adopted: what it is ("relay", "birthday"); NULL otherwise */
+    bool relayed;     /* adopted as the relay's connection: kind is the relay path's name */
+    bool bday;        /* adopted from the birthday engine */
+    int bday_index;   /* ... its socket or guess */
     enum pc_state state;
     bool tcp_open; /* tcp initialised and not yet closed */
     bool dead;     /* no more retries (bad handshake) */
@@ -105,10 +105,10 @@ struct punch {
     struct pconn att[PUNCH_MAX_CAND];
     struct q inbound; /* accepted and adopted connections, newest first */
     int ninbound;     /* accepted connections on the inbound list (adopted relays not counted) */
-    int nbday;        /* birthday connections on the inbound list */
+    int nbday;                 /* birthday connections on the inbound list */
     unsigned bday_established; /* birthday connections adopted */
-    char note[200];   /* birthday: what it came to (punch_note) */
-    bool key_refused; /* a connection showed a key we do not trust (and was dropped) */
+    char note[200];            /* birthday: what it came to (punch_note) */
+    bool key_refused;          /* a connection showed a key we do not trust (and was dropped) */
     /* one read of any connection: a handshake line and what follows it, at most; the peer's
      * data behind the winning line must fit link->prefill (checked below) */
     char rbuf[PROTO_MAX_LINE];

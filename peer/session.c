@@ -508,9 +508,10 @@ static void sess_bday_begin(struct sess *ss, const struct proto_msg *m)
         bc.local.ss_family = AF_INET;
     bc.k = ss->bplan.k;
     bc.m = ss->bplan.m;
-    ttl_from = ss->bplan.ttl ? "the server's" : set->bday_ttl && *set->bday_ttl ? "measured"
-                                                                                : "default";
-    bc.ttl = ss->bplan.ttl                  ? ss->bplan.ttl
+    ttl_from = ss->bplan.ttl                     ? "the server's"
+               : set->bday_ttl && *set->bday_ttl ? "measured"
+                                                 : "default";
+    bc.ttl = ss->bplan.ttl                     ? ss->bplan.ttl
              : set->bday_ttl && *set->bday_ttl ? *set->bday_ttl
                                                : HOPS_DEFAULT_TTL;
     bc.pace_ms = ss->bplan.pace_ms;
@@ -530,8 +531,7 @@ static void sess_bday_begin(struct sess *ss, const struct proto_msg *m)
               "with TTL %d (%s)",
               m->u.punch.peer, bc.k, ep_format((const struct sockaddr *)&bc.target, ep, sizeof ep),
               bc.ttl, ttl_from);
-    else if (inet_ntop(AF_INET, &((const struct sockaddr_in *)&bc.target)->sin_addr, ep,
-                       sizeof ep))
+    else if (inet_ntop(AF_INET, &((const struct sockaddr_in *)&bc.target)->sin_addr, ep, sizeof ep))
         LOG_I("birthday punch with %s: we are the easy side, %d guesses at ports %d-%d of %s "
               "over %d ms",
               m->u.punch.peer, bc.m, bc.port_lo, bc.port_hi, ep, bc.pace_ms);

@@ -27,7 +27,7 @@ struct sc {
     const struct sc_cbs *cbs;
     void *data;
     struct lb lb;
-    uint64_t rx_us; /* arrival time of the bytes being framed */
+    uint64_t rx_us;     /* arrival time of the bytes being framed */
     bool feat_birthday; /* the challenge listed "birthday" */
     char rbuf[16384];
 };

@@ -22,8 +22,13 @@ static struct sockaddr_storage observed;
 /* A plan the server might send the hard side, all fields valid, aimed at observed. */
 static struct proto_bday hard_plan(void)
 {
-    struct proto_bday p = {.role = PROTO_BDAY_HARD, .k = 256, .m = 1024, .ttl = 0,
-                           .pace_ms = 800, .port_lo = 1024, .port_hi = 65535,
+    struct proto_bday p = {.role = PROTO_BDAY_HARD,
+                           .k = 256,
+                           .m = 1024,
+                           .ttl = 0,
+                           .pace_ms = 800,
+                           .port_lo = 1024,
+                           .port_hi = 65535,
                            .easy_delay_us = 50000};
     p.target = addr("203.0.113.20:40000");
     return p;
@@ -32,8 +37,12 @@ static struct proto_bday hard_plan(void)
 static struct bdplan_ctx ctx_for(enum proto_nat verdict)
 {
     observed = addr("203.0.113.20:40000");
-    return (struct bdplan_ctx){.observed = &observed, .verdict = verdict, .loopback_ok = false,
-                               .cap_k = 256, .cap_m = 1024, .busy = false};
+    return (struct bdplan_ctx){.observed = &observed,
+                               .verdict = verdict,
+                               .loopback_ok = false,
+                               .cap_k = 256,
+                               .cap_m = 1024,
+                               .busy = false};
 }
 
 /* Refused, and why says what (a word of it). */
@@ -145,10 +154,10 @@ static void t_role_verdict(void)
 static void t_target_kind(void)
 {
     static const char *const bad[][2] = {
-        {"192.168.1.5:4000", "private"},    {"10.0.0.1:4000", "private"},
-        {"100.64.0.9:4000", "private"},     {"127.0.0.1:4000", "loopback"},
+        {"192.168.1.5:4000", "private"},      {"10.0.0.1:4000", "private"},
+        {"100.64.0.9:4000", "private"},       {"127.0.0.1:4000", "loopback"},
         {"169.254.169.254:80", "link-local"}, {"0.0.0.0:4000", "unspecified"},
-        {"224.0.0.1:4000", "multicast"},    {"255.255.255.255:4000", "broadcast"},
+        {"224.0.0.1:4000", "multicast"},      {"255.255.255.255:4000", "broadcast"},
         {"240.0.0.1:4000", "reserved"},
     };
     struct proto_bday out;
@@ -180,14 +189,30 @@ enum field { F_K, F_M, F_TTL, F_PACE, F_LO, F_HI, F_DELAY, F_ROLE };
 static void set_field(struct proto_bday *p, enum field f, int v)
 {
     switch (f) {
-    case F_K: p->k = v; break;
-    case F_M: p->m = v; break;
-    case F_TTL: p->ttl = v; break;
-    case F_PACE: p->pace_ms = v; break;
-    case F_LO: p->port_lo = v; break;
-    case F_HI: p->port_hi = v; break;
-    case F_DELAY: p->easy_delay_us = v; break;
-    case F_ROLE: p->role = (enum proto_bday_role)v; break;
+    case F_K:
+        p->k = v;
+        break;
+    case F_M:
+        p->m = v;
+        break;
+    case F_TTL:
+        p->ttl = v;
+        break;
+    case F_PACE:
+        p->pace_ms = v;
+        break;
+    case F_LO:
+        p->port_lo = v;
+        break;
+    case F_HI:
+        p->port_hi = v;
+        break;
+    case F_DELAY:
+        p->easy_delay_us = v;
+        break;
+    case F_ROLE:
+        p->role = (enum proto_bday_role)v;
+        break;
     }
 }
 
