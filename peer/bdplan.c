@@ -56,6 +56,8 @@ bool bdplan_check(const struct proto_bday *plan, const struct bdplan_ctx *ctx,
 
     if (ctx->cap_k <= 0 || ctx->cap_m <= 0)
         return bp_refuse(why, whylen, "we do not take part (--birthday-k or --birthday-m is 0)");
+    if (!ctx->announced)
+        return bp_refuse(why, whylen, "we did not announce birthday punching to this server");
     if (ctx->busy)
         return bp_refuse(why, whylen, "another birthday punch of ours is running");
     if (!bp_ranges(plan, why, whylen))

@@ -23,6 +23,8 @@ struct bdplan_ctx {
     bool loopback_ok;
     /* our --birthday-k and --birthday-m: what we spend at most; 0 in either: we never take part */
     int cap_k, cap_m;
+    /* our hello carried birthday (the server offered it): a plan is only for peers that did */
+    bool announced;
     /* a birthday punch of this process is running: one at a time */
     bool busy;
 };

@@ -73,6 +73,7 @@ struct ctl {
     struct hops *hops;
     int bday_ttl;
     bool hops_held;          /* connect waits for the scan too (it fits in the probe's time) */
+    bool bday_announced;     /* our hello carried birthday */
     uint64_t probe_start_ms; /* when the probe started */
     struct sess_set sess;    /* the sessions of our punch orders */
     /* waiting modes: the shared port's listener, routing inbound connections to sessions */
@@ -193,7 +194,8 @@ static void ctl_on_first(struct sc *sc, void *data, const unsigned char *nonce, 
     }
     /* birthday punching (PROTOCOL.md, "Birthday punching"): our limits, only to a server that
      * offered it, and only when we take part at all */
-    if (sc_feat_birthday(sc) && c->o->birthday_k > 0 && c->o->birthday_m > 0)
+    c->bday_announced = sc_feat_birthday(sc) && c->o->birthday_k > 0 && c->o->birthday_m > 0;
+    if (c->bday_announced)
         m->u.hello.birthday =
             (struct proto_bday_caps){.has = true, .k = c->o->birthday_k, .m = c->o->birthday_m};
     hello_sign(c->o, nonce, m); /* last: the admit covers the endpoints and birthday */
@@ -691,6 +693,7 @@ static bool ctl_attempt(const struct ctl_run *run, uv_loop_t *loop, const struct
                                 .observed = &c->observed,
                                 .nat = &c->nat,
                                 .bday_ttl = &c->bday_ttl,
+                                .bday_announced = &c->bday_announced,
                                 .cb = {ctl_sess_ended, ctl_sess_won, ctl_sess_idle, c}};
     sess_init(&c->sess);
     uv_timer_init(c->loop, &c->timer);

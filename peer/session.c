@@ -477,6 +477,7 @@ static void sess_bday_begin(struct sess *ss, const struct proto_msg *m)
                              .loopback_ok = cfg->loopback_ok,
                              .cap_k = set->o->birthday_k,
                              .cap_m = set->o->birthday_m,
+                             .announced = set->bday_announced && *set->bday_announced,
                              .busy = sess_bday_running > 0};
     struct bday_cfg bc;
     const char *ttl_from;

@@ -42,6 +42,7 @@ static struct bdplan_ctx ctx_for(enum proto_nat verdict)
                                .loopback_ok = false,
                                .cap_k = 256,
                                .cap_m = 1024,
+                               .announced = true,
                                .busy = false};
 }
 
@@ -120,6 +121,10 @@ static void t_not_taking_part(void)
     c = ctx_for(PROTO_NAT_DEPENDENT);
     c.cap_m = 0;
     refused(&p, &c, "--birthday-m");
+    /* a plan for a peer whose hello did not carry birthday (the server had not offered it) */
+    c = ctx_for(PROTO_NAT_DEPENDENT);
+    c.announced = false;
+    refused(&p, &c, "did not announce");
 }
 
 /* The server must not aim our SYNs at a third party. */
