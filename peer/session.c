@@ -20,22 +20,18 @@
 #include "peer/trust.h"
 
 /* Birthday punches of this process running now: one at a time (PROTOCOL.md, "Birthday
- * punching"), whatever the mode or the number of server connections. */
+ * punching"), whatever the mode or the number of server connections. One runs from its start
+ * until its punch ends (a winner, a failure, the relay), not only while its sockets are open:
+ * a server cannot make us open one window right after the other within one punch's time. */
 static int sess_bday_running;
 
-/* The attempt no longer counts as running: its window is over, or it was stopped. */
-static void sess_bday_release(struct sess *ss)
-{
-    if (ss->bday_live) {
-        ss->bday_live = false;
-        sess_bday_running--;
-    }
-}
-
-/* At any end of the punch (a winner, a failure, an abort): every birthday socket closes now. */
+/* At any end of the punch (a winner, a failure, an abort): every birthday socket closes now,
+ * and the attempt no longer counts as running. */
 static void sess_bday_end(struct sess *ss)
 {
-    sess_bday_release(ss);
+    if (!ss->bday)
+        return;
+    sess_bday_running--;
     bday_stop(ss->bday);
     ss->bday = NULL;
 }
@@ -446,7 +442,6 @@ static void sess_bday_over(struct bday *b, void *arg)
     struct bday_stats st;
     char note[200];
     bday_get_stats(b, &st);
-    sess_bday_release(ss);
     bdplan_summary(&ss->bplan, &st, note, sizeof note);
     if (!ss->punch)
         return;
@@ -525,7 +520,6 @@ static void sess_bday_begin(struct sess *ss, const struct proto_msg *m)
         LOG_W("birthday punch with %s not started (%s); punching as usual", m->u.punch.peer, err);
         return;
     }
-    ss->bday_live = true;
     sess_bday_running++;
     if (bc.role == PROTO_BDAY_HARD)
         LOG_I("birthday punch with %s: we are the hard side, %d sockets towards %s, first SYNs "
@@ -575,9 +569,10 @@ enum sess_start sess_start(struct sess_set *set, const struct proto_msg *m, uint
         return sess_abandon(ss, EXIT_PUNCH, NULL);
     cfg->shake = &ss->shake;
     sess_bday_begin(ss, m);
-    LOG_I("punching to %s at %s (%d candidate%s, %s)", m->u.punch.peer,
+    LOG_I("punching to %s at %s (%d candidate%s%s, %s)", m->u.punch.peer,
           ep_format((const struct sockaddr *)&m->u.punch.observed, ep, sizeof ep), cfg->ncand,
-          cfg->ncand == 1 ? "" : "s", proto_role_name(m->u.punch.role));
+          cfg->ncand == 1 ? "" : "s", cfg->birthday ? " and a birthday punch" : "",
+          proto_role_name(m->u.punch.role));
     ev_punching(set->o, m, cfg);
     for (int i = 0; i < cfg->ncand; i++)
         LOG_D("candidate %d: %s (%s)", i,

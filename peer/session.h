@@ -85,11 +85,10 @@ struct sess {
     struct punch_cfg cfg;   /* its candidates route the shared listener's connections */
     struct peer_link *link; /* the caller's (one-shot) or own */
     struct peer_link own;
-    /* the birthday punch beside the engine (peer/bday.c), from start until the punch ends,
-     * with the plan as we took it (capped), and whether it still counts as running */
+    /* the birthday punch beside the engine (peer/bday.c), from its start until the punch ends
+     * (counted as running meanwhile), with the plan as we took it (capped) */
     struct bday *bday;
     struct proto_bday bplan;
-    bool bday_live;
 };
 
 void sess_init(struct sess_set *set);

@@ -346,6 +346,7 @@ class FakeServer:
     Its connections are of the class Peer (a subclass may set its own)."""
 
     Peer = FakePeer
+    features = None  # challenge.features to offer (a list of strings), None: the member absent
 
     def __init__(self, host="127.0.0.1", port=0):
         fam = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -362,7 +363,10 @@ class FakeServer:
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         nonce = b64(os.urandom(32))
         p = self.Peer(s, addr[:2], nonce)
-        p.msg({"type": "challenge", "version": 1, "nonce": nonce})
+        ch = {"type": "challenge", "version": 1, "nonce": nonce}
+        if self.features is not None:
+            ch["features"] = self.features
+        p.msg(ch)
         if read_hello:
             p.hello = p.line(timeout)
         return p

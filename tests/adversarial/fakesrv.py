@@ -8,7 +8,15 @@ Usage: fakesrv.py PORT LOG [options]
                         of the connection's source
   --punch ID=FILE       after welcoming ID, send it the punch of FILE (a JSON object merged
                         into {"type":"punch","session":..,"peer":"mallory","role":"responder",
-                        "observed":..,"endpoints":[],"start_in_us":0}); repeatable
+                        "observed":..,"endpoints":[],"start_in_us":0}); repeatable, also for
+                        one ID (its punches then follow each other --punch-gap S apart)
+  --punch-delay S       the first scripted punch this long after the welcome (default 0.3)
+  --punch-gap S         (default 0.05)
+  --features LIST       challenge.features, comma-separated (e.g. birthday)
+  --probe-port P        a probe listener on P: a welcome names it (probe_port, probe_token)
+                        and a probe is answered with `observed` and the --mapping of its peer
+  --mapping ID=MAP      what the probe says of ID's NAT (independent, dependent); needs
+                        --probe-port
   --initiator-delay S   on connect: the target's punch at once, the initiator's S seconds
                         later (default 0)
   --lifetime S          exit after S seconds (default 60)
@@ -24,8 +32,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from advpeer import FakePeer, FakeServer, ep_str  # noqa: E402
 
 PORT, LOG = int(sys.argv[1]), sys.argv[2]
-OBSERVED, PUNCHES = {}, {}
+OBSERVED, PUNCHES, MAPPING, TOKENS = {}, {}, {}, {}
 DELAY, LIFETIME = 0.0, 60.0
+PUNCH_DELAY, PUNCH_GAP, FEATURES, PROBE_PORT = 0.3, 0.05, None, 0
 args = sys.argv[3:]
 while args:
     opt, val = args[0], args[1]
@@ -36,7 +45,18 @@ while args:
     elif opt == "--punch":
         k, v = val.split("=", 1)
         with open(v) as f:
-            PUNCHES[k] = json.load(f)
+            PUNCHES.setdefault(k, []).append(json.load(f))
+    elif opt == "--punch-delay":
+        PUNCH_DELAY = float(val)
+    elif opt == "--punch-gap":
+        PUNCH_GAP = float(val)
+    elif opt == "--features":
+        FEATURES = val.split(",")
+    elif opt == "--probe-port":
+        PROBE_PORT = int(val)
+    elif opt == "--mapping":
+        k, v = val.split("=", 1)
+        MAPPING[k] = v
     elif opt == "--initiator-delay":
         DELAY = float(val)
     elif opt == "--lifetime":
@@ -85,6 +105,7 @@ class Peer(FakePeer):
 
 class Server(FakeServer):
     Peer = Peer
+    features = FEATURES
 
 
 def punch_for(to, other, role, session):
@@ -103,13 +124,44 @@ def introduce(init, target):
     log("punch", init.hello["id"], "initiator", session)
 
 
-def scripted_punch(p, extra):
-    m = {"type": "punch", "session": os.urandom(16).hex(), "peer": "mallory",
-         "role": "responder", "observed": p.observed, "endpoints": [], "start_in_us": 0}
-    m.update(extra)
-    time.sleep(0.3)
-    p.msg(m)
-    log("punch", p.hello["id"], m["role"], m["session"])
+def scripted_punch(p, extras):
+    time.sleep(PUNCH_DELAY)
+    for i, extra in enumerate(extras):
+        m = {"type": "punch", "session": os.urandom(16).hex(), "peer": "mallory",
+             "role": "responder", "observed": p.observed, "endpoints": [], "start_in_us": 0}
+        m.update(extra)
+        if i:
+            time.sleep(PUNCH_GAP)
+        p.msg(m)
+        log("punch", p.hello["id"], m["role"], m["session"])
+
+
+def serve_probe(p):
+    """One probe connection: its line, then `observed` with the mapping its token's peer has."""
+    m = p.line(timeout=5)
+    if not m or m.get("type") != "probe":
+        log("no-probe", ep_str(p.addr), m)
+    else:
+        pid = TOKENS.get(m.get("token", ""), "?")
+        ans = {"type": "observed", "observed": ep_str(p.addr)}
+        if pid in MAPPING:
+            ans["mapping"] = MAPPING[pid]
+        p.msg(ans)
+        log("probe", pid, MAPPING.get(pid, "-"))
+    p.close()
+
+
+def probes():
+    srv = Server(port=PROBE_PORT)
+    n = 0
+    while time.time() < T_END and n < 64:
+        try:
+            p = srv.accept(timeout=0.2, read_hello=False)
+        except socket.timeout:
+            continue
+        n += 1
+        threading.Thread(target=serve_probe, args=(p,), daemon=True).start()
+    srv.close()
 
 
 def serve(p):
@@ -123,8 +175,16 @@ def serve(p):
     aux = bool(m.get("aux"))
     if not aux and pid in OBSERVED:
         p.observed = OBSERVED[pid]
-    log("hello", pid, "aux" if aux else "main", ep_str(p.addr))
-    p.welcome(id=pid, observed=p.observed)
+    bd = m.get("birthday")
+    log("hello", pid, "aux" if aux else "main", ep_str(p.addr),
+        "birthday=%s/%s" % (bd.get("k"), bd.get("m")) if isinstance(bd, dict) else "")
+    extra = {}
+    if PROBE_PORT and not aux:
+        token = os.urandom(16).hex()
+        with LOCK:
+            TOKENS[token] = pid
+        extra = {"probe_port": PROBE_PORT, "probe_token": token}
+    p.welcome(id=pid, observed=p.observed, **extra)
     if not aux:
         with LOCK:
             PEERS[pid] = p
@@ -151,6 +211,8 @@ def serve(p):
 
 
 def main():
+    if PROBE_PORT:
+        threading.Thread(target=probes, daemon=True).start()
     srv = Server(port=PORT)
     n = 0
     while time.time() < T_END and n < 64:
