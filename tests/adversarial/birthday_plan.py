@@ -21,8 +21,6 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from advpeer import Identity, ServerConn, is_challenge  # noqa: E402
 
-port, pport = int(sys.argv[1]), int(sys.argv[2])
-addr, paddr = ("127.0.0.1", port), ("127.0.0.1", pport)
 tag = os.getpid()
 
 
@@ -40,7 +38,7 @@ def reusable(source):
 
 
 class Ctl(ServerConn):
-    def __init__(self, host):
+    def __init__(self, host, addr):
         self.buf = b""
         self.s = reusable((host, 0))
         self.s.connect(addr)
@@ -50,7 +48,7 @@ class Ctl(ServerConn):
         self.nonce = self.challenge["nonce"]
 
 
-def probe(source, token):
+def probe(source, token, paddr):
     c = ServerConn.__new__(ServerConn)
     c.buf = b""
     c.s = reusable(source)
@@ -66,16 +64,17 @@ def probe(source, token):
     return r.get("mapping", "none")
 
 
-def peer(name, host, hard, caps):
-    """A registered peer: its control connection, id, mapping and observed endpoint."""
-    c = Ctl(host)
+def peer(name, host, hard, caps, srv):
+    """A registered peer at srv = (port, probe port): its control connection, id, mapping and
+    observed endpoint."""
+    c = Ctl(host, ("127.0.0.1", srv[0]))
     pid = f"{name}{tag}"
     extra = {"birthday": caps} if caps else {}
     w = c.register(pid, Identity(pid), **extra)
     if not w or w.get("type") != "welcome" or "probe_token" not in w:
         sys.exit(f"{name} not registered with a probe token: {w!r}")
     src = (host, 0) if hard else c.s.getsockname()
-    got = probe(src, w["probe_token"])
+    got = probe(src, w["probe_token"], ("127.0.0.1", srv[1]))
     say(f"mapping-{name}", got)
     c.pid, c.observed = pid, w["observed"]
     return c
@@ -103,11 +102,12 @@ def desc(p, observed_other):
 
 
 def main():
-    hard = peer("hard", "127.0.0.1", True, {"k": 200, "m": 1000})
-    easy = peer("easy", "127.0.0.2", False, {"k": 300, "m": 900})
-    easy2 = peer("easyb", "127.0.0.3", False, {"k": 256, "m": 1024})
-    hard2 = peer("hardb", "127.0.0.1", True, {"k": 64, "m": 64})
-    nocaps = peer("nocaps", "127.0.0.1", True, None)
+    srv = (int(sys.argv[1]), int(sys.argv[2]))
+    hard = peer("hard", "127.0.0.1", True, {"k": 200, "m": 1000}, srv)
+    easy = peer("easy", "127.0.0.2", False, {"k": 300, "m": 900}, srv)
+    easy2 = peer("easyb", "127.0.0.3", False, {"k": 256, "m": 1024}, srv)
+    hard2 = peer("hardb", "127.0.0.1", True, {"k": 64, "m": 64}, srv)
+    nocaps = peer("nocaps", "127.0.0.1", True, None, srv)
 
     pa, pb = punch_pair(hard, easy)
     say("plan-hard", desc(pa, easy.observed))
@@ -142,4 +142,5 @@ def main():
     say("later-easy", desc(pb, hard.observed))
 
 
-main()
+if __name__ == "__main__":
+    main()
