@@ -45,6 +45,7 @@
  * batches by a 50 ms sweep of their age). */
 #define BD_EASY_TICK_MS 5
 #define BD_SWEEP_MS 50
+#define BD_EASY_SLACK_US (2 * BD_EASY_TICK_MS * 1000)
 
 enum bd_state { BS_UNUSED, BS_LIVE, BS_DONE };
 
@@ -310,6 +311,7 @@ static void bd_count_err(struct bday *b, int err, bool sent)
     case ENETDOWN:
     case ENONET:
     case EPROTO:
+    case ENOPROTOOPT:
         /* refused on the spot (no route) is no ICMP and no SYN */
         if (sent)
             b->st.icmp++;
@@ -541,7 +543,13 @@ static void bd_easy_tick(struct bday *b)
         b->sweep_from++;
     }
     if (!b->sending_done && now >= b->begin_us) {
-        uint64_t el = now - b->begin_us;
+        uint64_t el = now - b->begin_us, due = bday_guess_at_us(b->next, b->n, b->cfg.pace_ms);
+        /* a late tick (a busy loop, a start already past) sends what is due within the slack
+         * and shifts the rest: the guesses are never denser than the pace, plus the slack */
+        if (el > due + BD_EASY_SLACK_US) {
+            b->begin_us += el - due - BD_EASY_SLACK_US;
+            el = due + BD_EASY_SLACK_US;
+        }
         while (b->next < b->n && bday_guess_at_us(b->next, b->n, b->cfg.pace_ms) <= el) {
             int i = b->next++;
             bd_easy_dial(b, &b->slot[i], b->order[i]);
