@@ -156,6 +156,7 @@ struct run {
     int nover;
     int late; /* callbacks after bday_stop */
     bool stop_in_conn;
+    bool stop_in_over;
     bool stopped;
     int ttl_bad; /* handed-over sockets whose IP_TTL is not the default */
     int ttl_def;
@@ -195,6 +196,10 @@ static void run_over(struct bday *b, void *arg)
     r->nover++;
     r->t_over = clk_us();
     uv_timer_stop(&r->at);
+    if (r->stop_in_over) {
+        bday_stop(r->b);
+        r->stopped = true;
+    }
 }
 
 static void run_guard(uv_timer_t *t)
@@ -221,8 +226,7 @@ static void run_stop_at(uv_timer_t *t)
 /* Starts cfg, runs the loop to its end (stop_after_ms > 0: bday_stop then), stops it, runs the
  * closes. Returns false when bday_start refused. After it, bday_get_stats is no longer valid:
  * *st holds the stats read before the stop. */
-static bool run(struct run *r, const struct bday_cfg *cfg, int stop_after_ms,
-                struct bday_stats *st)
+static bool run(struct run *r, const struct bday_cfg *cfg, int stop_after_ms, struct bday_stats *st)
 {
     char err[200] = "";
     r->ttl_def = default_ttl();
@@ -588,7 +592,8 @@ static void t_easy_hit(void)
     CHECK_INT(drain(above, NULL, 0), 0);
     /* over comes right after the window's last guess went out or the hit (no live guesses
      * left on loopback): within 50 ms delay + 200 ms pace + a sweep (slack for a busy machine) */
-    CHECK_MSG(r.t_over - r.t0 < 1000000, "over after %llu us", (unsigned long long)(r.t_over - r.t0));
+    CHECK_MSG(r.t_over - r.t0 < 1000000, "over after %llu us",
+              (unsigned long long)(r.t_over - r.t0));
     run_close_conns(&r);
     CHECK_INT(count_fds(), base);
     close(lst);
@@ -814,6 +819,16 @@ static void t_hard_refused(void)
     CHECK_INT(st.winner_index, -1);
     CHECK(r.t_over - r.t0 < 500000);
     CHECK_INT(count_fds(), base);
+
+    /* the same, stopped from inside the over callback (called from a socket's poll callback) */
+    memset(&r, 0, sizeof r);
+    r.stop_in_over = true;
+    cfg = hard_cfg(port, 8, 2, 100);
+    if (!run(&r, &cfg, 0, &st))
+        return;
+    CHECK_INT(r.nover, 1);
+    CHECK_INT(r.late, 0);
+    CHECK_INT(count_fds(), base);
 }
 
 /* SYNs dropped (full listener): the k sockets stay in SYN_SENT until the window's end at
@@ -866,7 +881,7 @@ static void t_refuses(void)
     do {                                                                                           \
         c = (cfgexpr);                                                                             \
         err[0] = 0;                                                                                \
-        CHECK(bday_start(&loop, &c, run_conn, run_over, NULL, err, sizeof err) == NULL);          \
+        CHECK(bday_start(&loop, &c, run_conn, run_over, NULL, err, sizeof err) == NULL);           \
         CHECK(err[0] != 0);                                                                        \
     } while (0)
     c = hard_cfg(4000, PROTO_BDAY_MAX_K + 1, 2, 100);
@@ -970,7 +985,7 @@ static void t_fit_limit(void)
 }
 
 CHECK_MAIN(TEST(t_order_linux_range), TEST(t_order_low_inside), TEST(t_order_no_low),
-           TEST(t_order_bounds), TEST(t_order_deterministic), TEST(t_order_spread),
-           TEST(t_pacing), TEST(t_live), TEST(t_fit), TEST(t_refuses), TEST(t_easy_hit),
-           TEST(t_easy_stop), TEST(t_easy_sweep), TEST(t_hard_connect), TEST(t_hard_ttl_wire), TEST(t_hard_stop_in_conn),
-           TEST(t_hard_refused), TEST(t_hard_window), TEST(t_fit_limit))
+           TEST(t_order_bounds), TEST(t_order_deterministic), TEST(t_order_spread), TEST(t_pacing),
+           TEST(t_live), TEST(t_fit), TEST(t_refuses), TEST(t_easy_hit), TEST(t_easy_stop),
+           TEST(t_easy_sweep), TEST(t_hard_connect), TEST(t_hard_ttl_wire),
+           TEST(t_hard_stop_in_conn), TEST(t_hard_refused), TEST(t_hard_window), TEST(t_fit_limit))
