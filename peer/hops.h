@@ -36,6 +36,10 @@ void hops_cancel(struct hops *h); /* NULL is a no-op; no callback after */
 /* The pure rule: given for each TTL 1..n whether an ICMP time exceeded came back and from
  * which IPv4 address (from[i] for TTL i+1, family 0 when none), the TTL to use. */
 struct hops_result hops_choose(const struct sockaddr_storage *from, int n);
+/* The same, knowing also that the server itself answered (ICMP port unreachable) at TTL
+ * dest_ttl (0 = it never did): only the TTLs below it count, and with no global router before
+ * it, dest_ttl is the choice (hops.c has the whole rule). hops_choose is dest_ttl 0. */
+struct hops_result hops_choose_dest(const struct sockaddr_storage *from, int n, int dest_ttl);
 
 /* Whether an IPv4 address is one a NAT's inside may have: 10/8, 172.16/12, 192.168/16,
  * 100.64/10 (RFC 6598, carrier NAT), 169.254/16, 127/8. Documentation ranges count as global
