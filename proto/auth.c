@@ -112,6 +112,17 @@ static void auth_hello_fields(crypto_auth_hmacsha256_state *st, const struct pro
     auth_field(st, &count, 1);
     for (int i = 0; i < m->u.hello.endpoints.n; i++)
         auth_endpoint(st, &m->u.hello.endpoints.ep[i]);
+    /* hello.birthday, only when present: without it the input is what it was before the
+     * member existed, so that older peers and servers agree on the admit. With it, a name and
+     * k, m as two bytes each, big-endian (both are below 65536). */
+    if (m->u.hello.birthday.has) {
+        unsigned k = (unsigned)m->u.hello.birthday.k & 0xffffu;
+        unsigned mm = (unsigned)m->u.hello.birthday.m & 0xffffu;
+        unsigned char b[4] = {(unsigned char)(k >> 8), (unsigned char)k, (unsigned char)(mm >> 8),
+                              (unsigned char)mm};
+        auth_str(st, "birthday", 16);
+        auth_field(st, b, sizeof b);
+    }
 }
 
 bool auth_admit(const unsigned char key[AUTH_KEY_BYTES], const unsigned char *nonce,

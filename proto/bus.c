@@ -12,9 +12,9 @@ _Static_assert(BUS_KEY_BYTES == crypto_auth_hmacsha512256_KEYBYTES, "bus key siz
 static const char *const bus_names[BUS_TYPE_COUNT] = {"introduce", "answer"};
 
 /* The members each type may carry, the envelope's included; NULL-terminated. */
-static const char *const bus_members[BUS_TYPE_COUNT][11] = {
+static const char *const bus_members[BUS_TYPE_COUNT][12] = {
     [BUS_INTRODUCE] = {"type", "sender", "t", "session", "from", "target", "peer", "path", "rtt_us",
-                       "bus_rtt_us", NULL},
+                       "bus_rtt_us", "birthday", NULL},
     [BUS_ANSWER] = {"type", "sender", "t", "session", "code", "message", "line", "delay_us", NULL},
 };
 
@@ -220,6 +220,22 @@ static void bd_copy(char *dst, size_t cap, const char *src)
     snprintf(dst, cap, "%s", src);
 }
 
+/* introduce.birthday: absent, or exactly {"k": 0..PROTO_BDAY_MAX_K, "m": 0..PROTO_BDAY_MAX_M}. */
+static bool bd_bday_caps(json_t *o, struct proto_bday_caps *out)
+{
+    json_t *v = json_object_get(o, "birthday");
+    json_int_t k, m;
+    out->has = v != NULL;
+    if (!v)
+        return true;
+    if (!json_is_object(v) || json_object_size(v) != 2 || !bd_int(v, "k", 0, PROTO_BDAY_MAX_K, &k) ||
+        !bd_int(v, "m", 0, PROTO_BDAY_MAX_M, &m))
+        return false;
+    out->k = (int)k;
+    out->m = (int)m;
+    return true;
+}
+
 static enum bus_err bd_introduce(struct bd *d, struct bus_msg *m)
 {
     const char *from = bd_str(d->o, "from", BUS_MAX_INSTANCE);
@@ -231,7 +247,8 @@ static enum bus_err bd_introduce(struct bd *d, struct bus_msg *m)
     /* answers go to the sender: "from" is the same name, kept for older readers of logs */
     if (!from || strcmp(from, m->sender) != 0 || !target || !proto_valid_id(target) || !peer ||
         !path || !bd_int(d->o, "rtt_us", 0, BUS_MAX_DELAY_US, &rtt) ||
-        !bd_int(d->o, "bus_rtt_us", 0, BUS_MAX_DELAY_US, &bus))
+        !bd_int(d->o, "bus_rtt_us", 0, BUS_MAX_DELAY_US, &bus) ||
+        !bd_bday_caps(d->o, &m->u.introduce.bday))
         return bd_fail(d, BUS_E_BODY, "a malformed introduce");
     bd_copy(m->u.introduce.from, sizeof m->u.introduce.from, from);
     bd_copy(m->u.introduce.target, sizeof m->u.introduce.target, target);
@@ -362,14 +379,21 @@ static json_t *be_build(const struct bus_msg *m)
     if (m->type == BUS_INTRODUCE) {
         if (strcmp(m->u.introduce.from, m->sender) != 0 || !proto_valid_id(m->u.introduce.target) ||
             m->u.introduce.rtt_us > BUS_MAX_DELAY_US ||
-            m->u.introduce.bus_rtt_us > BUS_MAX_DELAY_US)
+            m->u.introduce.bus_rtt_us > BUS_MAX_DELAY_US ||
+            (m->u.introduce.bday.has &&
+             (m->u.introduce.bday.k < 0 || m->u.introduce.bday.k > PROTO_BDAY_MAX_K ||
+              m->u.introduce.bday.m < 0 || m->u.introduce.bday.m > PROTO_BDAY_MAX_M)))
             return NULL;
         o = json_pack("{s:s, s:s, s:s, s:s}", "type", t, "session", m->session, "from",
                       m->u.introduce.from, "target", m->u.introduce.target);
         if (!o || be_punch(o, "peer", &m->u.introduce.peer, PROTO_RESPONDER, m->session) < 0 ||
             json_object_set_new(o, "path", json_string(proto_path_name(m->u.introduce.path))) < 0 ||
             json_object_set_new(o, "rtt_us", json_integer(m->u.introduce.rtt_us)) < 0 ||
-            json_object_set_new(o, "bus_rtt_us", json_integer(m->u.introduce.bus_rtt_us)) < 0)
+            json_object_set_new(o, "bus_rtt_us", json_integer(m->u.introduce.bus_rtt_us)) < 0 ||
+            (m->u.introduce.bday.has &&
+             json_object_set_new(o, "birthday",
+                                 json_pack("{s:i, s:i}", "k", m->u.introduce.bday.k, "m",
+                                           m->u.introduce.bday.m)) < 0))
             goto fail;
     } else if (m->type == BUS_ANSWER && m->u.answer.code != PC_UNKNOWN) {
         if (!bus_answer_code(m->u.answer.code) || !bus_printable(m->u.answer.message))

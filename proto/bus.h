@@ -49,6 +49,9 @@ struct bus_msg {
             struct proto_msg peer;
             enum proto_path path;
             uint32_t rtt_us, bus_rtt_us;
+            /* the initiator's hello.birthday (optional member "birthday": {"k", "m"}), sent
+             * only while its instance would let it take part in a birthday punch now */
+            struct proto_bday_caps bday;
         } introduce;
         struct {
             /* as received: bus_decode checks their form, bus_answer_is what they say (and

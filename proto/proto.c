@@ -14,18 +14,20 @@ static const char *const proto_names[PROTO_TYPE_COUNT] = {
 static const char *const proto_paths[] = {"any", "direct", "relay"};
 static const char *const proto_nats[] = {"unknown", "independent", "dependent"};
 static const char *const proto_roles[] = {"initiator", "responder"};
+static const char *const proto_bday_roles[] = {"hard", "easy"};
 
 #define PROTO_COUNT(a) (sizeof a / sizeof a[0])
 
 /* Fields each type may carry, "type" included; NULL-terminated. */
-static const char *const proto_fields[PROTO_TYPE_COUNT][16] = {
+static const char *const proto_fields[PROTO_TYPE_COUNT][17] = {
     [PROTO_HELLO] = {"type", "version", "id", "endpoints", "path", "aux", "key", "sig", "admit",
-                      NULL},
+                      "birthday", NULL},
     [PROTO_WELCOME] = {"type", "version", "id", "observed", "keepalive", "relay", "probe_port",
                        "probe_token", "probe6", NULL},
     [PROTO_CONNECT] = {"type", "target", NULL},
     [PROTO_PUNCH] = {"type", "session", "peer", "role", "observed", "endpoints", "start_in_us",
-                     "relay", "token", "direct", "reason", "nat", "key", "relay_addr", "observed6", NULL},
+                     "relay", "token", "direct", "reason", "nat", "key", "relay_addr", "observed6",
+                     "birthday", NULL},
     [PROTO_ERROR] = {"type", "code", "message", "fatal", NULL},
     [PROTO_PING] = {"type", "seq", NULL},
     [PROTO_PONG] = {"type", "seq", NULL},
@@ -35,7 +37,7 @@ static const char *const proto_fields[PROTO_TYPE_COUNT][16] = {
     [PROTO_OBSERVED] = {"type", "observed", "mapping", NULL},
     [PROTO_RELAY] = {"type", "version", "session", "token", "admit", NULL},
     [PROTO_RELAYED] = {"type", "session", NULL},
-    [PROTO_CHALLENGE] = {"type", "version", "nonce", NULL},
+    [PROTO_CHALLENGE] = {"type", "version", "nonce", "features", NULL},
 };
 
 static const unsigned proto_allowed[] = {
@@ -89,6 +91,11 @@ const char *proto_role_name(enum proto_role r)
     return (unsigned)r < PROTO_COUNT(proto_roles) ? proto_roles[r] : "?";
 }
 
+const char *proto_bday_role_name(enum proto_bday_role r)
+{
+    return (unsigned)r < PROTO_COUNT(proto_bday_roles) ? proto_bday_roles[r] : "?";
+}
+
 /* The index of text in names, or -1. */
 static int proto_lookup(const char *text, const char *const *names, int n)
 {
@@ -104,6 +111,15 @@ bool proto_path_parse(const char *text, enum proto_path *out)
     if (i < 0)
         return false;
     *out = (enum proto_path)i;
+    return true;
+}
+
+bool proto_bday_role_parse(const char *text, enum proto_bday_role *out)
+{
+    int i = proto_lookup(text, proto_bday_roles, (int)PROTO_COUNT(proto_bday_roles));
+    if (i < 0)
+        return false;
+    *out = (enum proto_bday_role)i;
     return true;
 }
 
@@ -356,7 +372,152 @@ static enum proto_err pd_fields(struct pd *d, enum proto_type t, bool strict)
     return PROTO_OK;
 }
 
-static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
+/* ---- birthday punching (PROTOCOL.md, "Birthday punching") ---- */
+
+#define PROTO_MAX_FEATURES 16   /* challenge.features entries */
+#define PROTO_MAX_FEATURE_LEN 32 /* bytes of one feature name */
+
+/* The members an object inside a message may carry; NULL-terminated. */
+static const char *const proto_bday_caps_members[] = {"k", "m", NULL};
+static const char *const proto_bday_members[] = {"role",    "target", "k",     "m",
+                                                 "ttl",     "pace_ms", "ports", "easy_delay_us",
+                                                 NULL};
+
+/* The object member key of d's message as a sub-decoder (the same reason buffer), or a
+ * bad-field when it is there but not an object. *has: whether it is there. */
+static enum proto_err pd_sub(struct pd *d, const char *key, struct pd *sub, bool *has)
+{
+    json_t *v = json_object_get(d->obj, key);
+    *has = v != NULL;
+    *sub = (struct pd){v, d->why, d->whylen};
+    if (v && !json_is_object(v))
+        return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must be an object", key);
+    return PROTO_OK;
+}
+
+/* Inside a strict message an object takes only its own members, as the message does. */
+static enum proto_err pd_members(struct pd *sub, const char *key, const char *const *names,
+                                 bool strict)
+{
+    const char *k;
+    json_t *v;
+    if (!strict)
+        return PROTO_OK;
+    json_object_foreach(sub->obj, k, v)
+    {
+        const char *const *n = names;
+        while (*n && strcmp(*n, k) != 0)
+            n++;
+        if (!*n)
+            return pd_fail(sub, PROTO_E_FIELD, "unknown member \"%.64s\" in \"%s\"", k, key);
+    }
+    return PROTO_OK;
+}
+
+/* Puts "in KEY: " before the reason a member's check gave. */
+static enum proto_err pd_in(struct pd *d, const char *key, enum proto_err e)
+{
+    char inner[PROTO_MAX_TEXT];
+    if (e == PROTO_OK)
+        return e;
+    snprintf(inner, sizeof inner, "%s", d->why);
+    snprintf(d->why, d->whylen, "in \"%s\": %s", key, inner);
+    return e;
+}
+
+static enum proto_err pd_int_to(struct pd *d, const char *key, int64_t lo, int64_t hi, int *out)
+{
+    int64_t v;
+    PD_TRY(pd_int(d, key, lo, hi, &v));
+    *out = (int)v;
+    return PROTO_OK;
+}
+
+/* challenge.features: a short array of short strings; names this side does not know are
+ * skipped, so that a server can offer more than an older peer knows. */
+static enum proto_err pd_features(struct pd *d, bool *birthday)
+{
+    json_t *v = json_object_get(d->obj, "features"), *item;
+    size_t i;
+    if (!v)
+        return PROTO_OK;
+    if (!json_is_array(v) || json_array_size(v) > PROTO_MAX_FEATURES)
+        return pd_fail(d, PROTO_E_FIELD, "field \"features\" must be an array of at most %d strings",
+                       PROTO_MAX_FEATURES);
+    json_array_foreach(v, i, item)
+    {
+        const char *s = json_string_value(item);
+        if (!s || json_string_length(item) > PROTO_MAX_FEATURE_LEN ||
+            strlen(s) != json_string_length(item))
+            return pd_fail(d, PROTO_E_FIELD,
+                           "field \"features\" must hold strings of at most %d bytes",
+                           PROTO_MAX_FEATURE_LEN);
+        if (strcmp(s, "birthday") == 0)
+            *birthday = true;
+    }
+    return PROTO_OK;
+}
+
+/* hello.birthday: {"k": K, "m": M}, the peer's own limits. */
+static enum proto_err pd_bday_caps(struct pd *d, struct proto_bday_caps *out)
+{
+    struct pd sub;
+    PD_TRY(pd_sub(d, "birthday", &sub, &out->has));
+    if (!out->has)
+        return PROTO_OK;
+    PD_TRY(pd_in(d, "birthday", pd_members(&sub, "birthday", proto_bday_caps_members, true)));
+    PD_TRY(pd_in(d, "birthday", pd_int_to(&sub, "k", 0, PROTO_BDAY_MAX_K, &out->k)));
+    return pd_in(d, "birthday", pd_int_to(&sub, "m", 0, PROTO_BDAY_MAX_M, &out->m));
+}
+
+/* "ports": [lo, hi], 1 <= lo <= hi <= 65535. */
+static enum proto_err pd_ports(struct pd *d, int *lo, int *hi)
+{
+    json_t *v = json_object_get(d->obj, "ports");
+    json_t *a = json_array_get(v, 0), *b = json_array_get(v, 1);
+    if (!v)
+        return pd_fail(d, PROTO_E_FIELD, "missing field \"ports\"");
+    if (!json_is_array(v) || json_array_size(v) != 2 || !json_is_integer(a) ||
+        !json_is_integer(b) || json_integer_value(a) < 1 ||
+        json_integer_value(a) > json_integer_value(b) || json_integer_value(b) > UINT16_MAX)
+        return pd_fail(d, PROTO_E_FIELD,
+                       "field \"ports\" must be [lo, hi] with 1 <= lo <= hi <= 65535");
+    *lo = (int)json_integer_value(a);
+    *hi = (int)json_integer_value(b);
+    return PROTO_OK;
+}
+
+static enum proto_err pd_bday_fields(struct pd *s, struct proto_bday *b, bool strict)
+{
+    char role[16];
+    PD_TRY(pd_members(s, "birthday", proto_bday_members, strict));
+    PD_TRY(pd_str(s, "role", role, sizeof role));
+    if (!proto_bday_role_parse(role, &b->role))
+        return pd_fail(s, PROTO_E_FIELD, "field \"role\" must be %s or %s",
+                       proto_bday_roles[PROTO_BDAY_HARD], proto_bday_roles[PROTO_BDAY_EASY]);
+    PD_TRY(pd_endpoint(s, "target", &b->target));
+    if (b->target.ss_family != AF_INET)
+        return pd_fail(s, PROTO_E_FIELD, "field \"target\" must be an IPv4 endpoint");
+    PD_TRY(pd_int_to(s, "k", 1, PROTO_BDAY_MAX_K, &b->k));
+    PD_TRY(pd_int_to(s, "m", 1, PROTO_BDAY_MAX_M, &b->m));
+    PD_TRY(pd_int_to(s, "ttl", 0, PROTO_BDAY_MAX_TTL, &b->ttl));
+    PD_TRY(pd_int_to(s, "pace_ms", PROTO_BDAY_MIN_PACE_MS, PROTO_BDAY_MAX_PACE_MS, &b->pace_ms));
+    PD_TRY(pd_ports(s, &b->port_lo, &b->port_hi));
+    return pd_int_to(s, "easy_delay_us", 0, PROTO_BDAY_MAX_DELAY_US, &b->easy_delay_us);
+}
+
+/* punch.birthday: the server's plan; every member is required and checked against its range,
+ * members this side does not know are skipped like the message's own (strict false). */
+static enum proto_err pd_bday(struct pd *d, bool *has, struct proto_bday *out, bool strict)
+{
+    struct pd sub;
+    PD_TRY(pd_sub(d, "birthday", &sub, has));
+    if (!*has)
+        return PROTO_OK;
+    return pd_in(d, "birthday", pd_bday_fields(&sub, out, strict));
+}
+
+static enum proto_err pd_body(struct pd *d, struct proto_msg *m, bool strict)
 {
     int64_t n;
     int k = 0;
@@ -370,6 +531,7 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
         PD_TRY(pd_eplist(d, "endpoints", &m->u.hello.endpoints));
         PD_TRY(pd_opt_b64(d, "key", m->u.hello.key, PROTO_KEY_BYTES, &m->u.hello.has_key));
         PD_TRY(pd_opt_b64(d, "sig", m->u.hello.sig, PROTO_SIG_BYTES, &m->u.hello.has_sig));
+        PD_TRY(pd_bday_caps(d, &m->u.hello.birthday));
         return pd_opt_b64(d, "admit", m->u.hello.admit, PROTO_ADMIT_BYTES, &m->u.hello.has_admit);
     case PROTO_WELCOME:
         PD_TRY(pd_version(d, &m->u.welcome.version));
@@ -420,6 +582,7 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
         m->u.punch.has_observed6 = json_object_get(d->obj, "observed6") != NULL;
         if (m->u.punch.has_observed6)
             PD_TRY(pd_endpoint(d, "observed6", &m->u.punch.observed6));
+        PD_TRY(pd_bday(d, &m->u.punch.has_birthday, &m->u.punch.birthday, strict));
         return pd_eplist(d, "endpoints", &m->u.punch.endpoints);
     }
     case PROTO_ERROR: {
@@ -463,6 +626,7 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m)
         return pd_session(d, "session", m->u.relayed.session);
     case PROTO_CHALLENGE:
         PD_TRY(pd_version(d, &m->u.challenge.version));
+        PD_TRY(pd_features(d, &m->u.challenge.feat_birthday));
         return pd_b64(d, "nonce", m->u.challenge.nonce, PROTO_NONCE_BYTES);
     default:
         return PROTO_E_TYPE;
@@ -513,7 +677,7 @@ enum proto_err proto_decode(const char *line, size_t len, enum proto_dir dir, st
     out->type = (enum proto_type)t;
     e = pd_fields(&d, out->type, dir != PROTO_TO_PEER);
     if (e == PROTO_OK)
-        e = pd_body(&d, out);
+        e = pd_body(&d, out, dir != PROTO_TO_PEER);
 out:
     json_decref(d.obj);
     return e;
@@ -545,6 +709,31 @@ static json_t *pe_eplist(const struct proto_eplist *l)
     return a;
 }
 
+static json_t *pe_bday_caps(const struct proto_bday_caps *c)
+{
+    return json_pack("{s:i, s:i}", "k", c->k, "m", c->m);
+}
+
+static json_t *pe_bday(const struct proto_bday *b)
+{
+    char ep[EP_STRLEN];
+    return json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:[i, i], s:i}", "role",
+                     proto_bday_role_name(b->role), "target",
+                     ep_format((const struct sockaddr *)&b->target, ep, sizeof ep), "k", b->k,
+                     "m", b->m, "ttl", b->ttl, "pace_ms", b->pace_ms, "ports", b->port_lo,
+                     b->port_hi, "easy_delay_us", b->easy_delay_us);
+}
+
+/* A member built by pe_bday*: fails the whole message (NULL) when it could not be built. */
+static json_t *pe_obj(json_t *o, const char *key, json_t *v)
+{
+    if (!o || !v || json_object_set_new(o, key, v) != 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 static json_t *pe_build(const struct proto_msg *m)
 {
     char ep[EP_STRLEN];
@@ -561,6 +750,8 @@ static json_t *pe_build(const struct proto_msg *m)
             o = pe_b64(o, "key", m->u.hello.key, PROTO_KEY_BYTES);
         if (m->u.hello.has_sig)
             o = pe_b64(o, "sig", m->u.hello.sig, PROTO_SIG_BYTES);
+        if (m->u.hello.birthday.has)
+            o = pe_obj(o, "birthday", pe_bday_caps(&m->u.hello.birthday));
         if (m->u.hello.has_admit)
             o = pe_b64(o, "admit", m->u.hello.admit, PROTO_ADMIT_BYTES);
         return o;
@@ -616,6 +807,8 @@ static json_t *pe_build(const struct proto_msg *m)
                     ep_format((const struct sockaddr *)&m->u.punch.observed6, ep, sizeof ep)));
         if (m->u.punch.has_key)
             o = pe_b64(o, "key", m->u.punch.key, PROTO_KEY_BYTES);
+        if (m->u.punch.has_birthday)
+            o = pe_obj(o, "birthday", pe_bday(&m->u.punch.birthday));
         return o;
     }
     case PROTO_ERROR:
@@ -662,9 +855,13 @@ static json_t *pe_build(const struct proto_msg *m)
     }
     case PROTO_RELAYED:
         return json_pack("{s:s, s:s}", "type", t, "session", m->u.relayed.session);
-    case PROTO_CHALLENGE:
-        return pe_b64(json_pack("{s:s, s:i}", "type", t, "version", PROTO_VERSION), "nonce",
-                      m->u.challenge.nonce, PROTO_NONCE_BYTES);
+    case PROTO_CHALLENGE: {
+        json_t *o = pe_b64(json_pack("{s:s, s:i}", "type", t, "version", PROTO_VERSION), "nonce",
+                           m->u.challenge.nonce, PROTO_NONCE_BYTES);
+        if (m->u.challenge.feat_birthday)
+            o = pe_obj(o, "features", json_pack("[s]", "birthday"));
+        return o;
+    }
     default:
         return NULL;
     }

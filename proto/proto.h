@@ -237,6 +237,10 @@ const char *proto_type_name(enum proto_type t);
 const char *proto_path_name(enum proto_path p);
 const char *proto_nat_name(enum proto_nat n);
 const char *proto_role_name(enum proto_role r);
+/* punch.birthday.role's wire spelling ("hard", "easy"; "?" out of range), and back (false for
+ * anything else). */
+const char *proto_bday_role_name(enum proto_bday_role r);
+bool proto_bday_role_parse(const char *text, enum proto_bday_role *out);
 /* A path's wire spelling ("any", "direct", "relay") into *out; false for anything else. */
 bool proto_path_parse(const char *text, enum proto_path *out);
 bool proto_valid_id(const char *s);

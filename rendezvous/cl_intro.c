@@ -154,6 +154,10 @@ static void cl_introduce_msg(struct cl *c, struct cl_op *op, struct cl_link *fro
     snprintf(m->u.introduce.target, sizeof m->u.introduce.target, "%s", op->target);
     m->u.introduce.path = me.path;
     m->u.introduce.rtt_us = me.rtt_us;
+    /* its caps only while it may take part now: the target's instance cannot know when it had
+     * its last plan */
+    if (!me.bday_recent)
+        m->u.introduce.bday = me.bday;
     m->u.introduce.bus_rtt_us = c->redis_rtt_us;
 }
 
@@ -269,6 +273,12 @@ static void cl_on_answer(struct cl *c, struct bus_msg *m)
     memcpy(from, op->from, sizeof from);
     /* finished before sending: a send that drops conn must find no operation of it */
     cl__op_finish(op);
+    if (m->u.answer.line.u.punch.has_birthday) {
+        c->user.bday_planned(c->user.data, conn);
+        LOG_I("punch %s: birthday: %s (%s) <-> %s (on instance %s), K %d, M %d", sess, from,
+              proto_bday_role_name(m->u.answer.line.u.punch.birthday.role), target, where,
+              m->u.answer.line.u.punch.birthday.k, m->u.answer.line.u.punch.birthday.m);
+    }
     LOG_N("punch sent: session %s, %s (initiator) <-> %s (responder, on instance %s), %lld us "
           "after the answer",
           sess, from, target, where, (long long)m->u.answer.delay_us);
@@ -328,6 +338,7 @@ static int cl_remote_peer(struct cl *c, const struct bus_msg *bm, const char *pa
     memcpy(p->key, m->u.punch.key, sizeof p->key);
     p->path = bm->u.introduce.path;
     p->rtt_us = bm->u.introduce.rtt_us;
+    p->bday = bm->u.introduce.bday;
     return 0;
 }
 
@@ -381,6 +392,13 @@ static void cl_on_introduce(struct cl *c, const struct bus_msg *m, const char *p
         cl_answer_error(c, from, session, PC_NO_PATH, text);
         return;
     }
+    if (plan_birthday(&(struct plan_bday_cfg){c->user.bday_k_max, c->user.bday_m_max}, &pi, &pt,
+                      &pl)) {
+        c->user.bday_planned(c->user.data, to);
+        LOG_I("punch %s: birthday: %s (%s, on instance %s) <-> %s (%s), K %d, M %d", session,
+              pi.id, pl.bday_hard == PLAN_I ? "hard" : "easy", from, pt.id,
+              pl.bday_hard == PLAN_T ? "hard" : "easy", pl.bday_k, pl.bday_m);
+    }
     /* the initiator joins the relay here, through the address peers know this instance by */
     route.bus_rtt_us = m->u.introduce.bus_rtt_us + c->redis_rtt_us;
     plan_punches(&pl, &pi, &pt, session, &route, &pp);
@@ -401,9 +419,9 @@ static void cl_on_introduce(struct cl *c, const struct bus_msg *m, const char *p
     }
     c->user.punch(c->user.data, to, session, lt, (size_t)nt, pp.s[PLAN_T].delay_us);
     LOG_N("punch sent: session %s, %s (initiator, on instance %s) <-> %s (responder), %s %llu us "
-          "later, direct %s, relay %s",
+          "later, direct %s%s, relay %s",
           session, pi.id, from, pt.id, pt.id, (unsigned long long)pp.s[PLAN_T].delay_us,
-          pl.direct ? "yes" : "no", pl.relay ? "offered" : "no");
+          pl.direct ? "yes" : "no", pl.bday ? " (birthday)" : "", pl.relay ? "offered" : "no");
     if (pl.relay)
         LOG_I("cluster: session %s relays here, at %s", session, c->public_text);
 }

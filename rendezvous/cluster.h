@@ -50,6 +50,7 @@ struct cl_user {
     const struct gate_cfg *gate; /* the id limits a claim applies */
     struct rly *rly;             /* relay offers for sessions relayed here */
     bool relays;                 /* this instance offers the relay */
+    int bday_k_max, bday_m_max;  /* its caps on a birthday plan (plan.h; 0: never) */
     /* the verdict on a hello's id (cl_claim): code PC_UNKNOWN registers conn now, else it is
      * refused with code and msg */
     void (*claimed)(void *data, struct cl_link *conn, const struct proto_msg *hello,
@@ -63,6 +64,9 @@ struct cl_user {
     /* conn's punch for session, to send delay_us from now (plan.c has capped it) */
     void (*punch)(void *data, struct cl_link *conn, const char *session, const char *line,
                   size_t len, uint64_t delay_us);
+    /* conn got a birthday plan (in a punch of this instance or one forwarded from another):
+     * none more for it for a while (PLAN_BDAY_GAP_MS) */
+    void (*bday_planned)(void *data, struct cl_link *conn);
     /* calls fn for every registered main peer; returns the number of registered connections */
     size_t (*each_peer)(void *data, void (*fn)(void *arg, const char *id, const unsigned char *key),
                         void *arg);

@@ -72,6 +72,10 @@ struct conn {
     struct sockaddr_in6 seen6;
     bool probe_only;      /* accepted on a probe listener: `probe` is the only valid line */
     enum proto_path path; /* hello.path: what this peer allows for its sessions */
+    struct proto_bday_caps bday; /* hello.birthday: its limits for a birthday punch */
+    /* uv_now of its last birthday plan (pairing.c), if bday_planned: one per PLAN_BDAY_GAP_MS */
+    bool bday_planned;
+    uint64_t bday_ms;
     /* hello.aux: registered but not in the registry (never a target, no id clash); may pair
      * once (aux_used after its punch) */
     bool aux, aux_used;

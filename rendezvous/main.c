@@ -43,6 +43,8 @@ enum {
     OPT_MAX_PER_IP,
     OPT_RATE_PER_IP,
     OPT_CONNECT_RATE,
+    OPT_BDAY_K_MAX,
+    OPT_BDAY_M_MAX,
     OPT_IDS_PER_KEY,
     OPT_NEW_IDS_PER_HOUR,
     OPT_ID_EXPIRE
@@ -118,6 +120,12 @@ static void usage(FILE *f)
             "                           key and address, 8 times N per IPv6 /48 (default\n"
             "                           64; 0: no limit); beyond it and the two above,\n"
             "                           punches offer no relay\n"
+            "      --birthday-k-max N   birthday punching (a peer behind an endpoint-\n"
+            "                           dependent NAT meets one behind an independent NAT):\n"
+            "                           at most N sockets on the hard side (default 256,\n"
+            "                           at most 512; 0: never plan birthday punching)\n"
+            "      --birthday-m-max N   ... and at most N guesses on the easy side (default\n"
+            "                           1024, at most 4096; 0: never)\n"
             "\n"
             "Who may register (each refusal is an error line to the peer and a log line):\n"
             "      --secret-file FILE   a private server: every connection must prove that it\n"
@@ -433,6 +441,8 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
         {"max-per-ip", required_argument, NULL, OPT_MAX_PER_IP},
         {"rate-per-ip", required_argument, NULL, OPT_RATE_PER_IP},
         {"connect-rate", required_argument, NULL, OPT_CONNECT_RATE},
+        {"birthday-k-max", required_argument, NULL, OPT_BDAY_K_MAX},
+        {"birthday-m-max", required_argument, NULL, OPT_BDAY_M_MAX},
         {"ids-per-key", required_argument, NULL, OPT_IDS_PER_KEY},
         {"new-ids-per-hour", required_argument, NULL, OPT_NEW_IDS_PER_HOUR},
         {"id-expire", required_argument, NULL, OPT_ID_EXPIRE},
@@ -500,6 +510,18 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
         case OPT_ID_EXPIRE:
             if ((rc = parse_gate(opt, optarg, cfg)) != 0)
                 return rc;
+            break;
+        case OPT_BDAY_K_MAX:
+            if (parse_num(optarg, 0, PLAN_BDAY_K_CAP, &v) < 0)
+                return usage_error("--birthday-k-max must be 0..%d sockets, not '%s'",
+                                   PLAN_BDAY_K_CAP, optarg);
+            cfg->bday.k_max = (int)v;
+            break;
+        case OPT_BDAY_M_MAX:
+            if (parse_num(optarg, 0, PLAN_BDAY_M_CAP, &v) < 0)
+                return usage_error("--birthday-m-max must be 0..%d guesses, not '%s'",
+                                   PLAN_BDAY_M_CAP, optarg);
+            cfg->bday.m_max = (int)v;
             break;
         case OPT_KEEPALIVE:
             if (parse_num(optarg, 1, 86400, &v) < 0)
@@ -616,6 +638,7 @@ int main(int argc, char **argv)
                              .max_per_ip = 32,
                              .rate_per_ip = 20,
                              .connect_rate = 5,
+                             .bday = {PLAN_BDAY_K_MAX, PLAN_BDAY_M_MAX},
                              .cluster = {.prefix = CL_DEFAULT_PREFIX, .ttl = CL_DEFAULT_TTL}};
     enum log_level level = LOG_NOTE;
     struct app *app = NULL;

@@ -82,6 +82,14 @@ void pair_peer_of(struct conn *c, struct plan_peer *p)
     p->has_key = true;
     memcpy(p->key, c->key, sizeof p->key);
     p->rtt_us = pair_rtt_us(c);
+    p->bday = c->bday;
+    p->bday_recent = c->bday_planned && uv_now(c->set->loop) - c->bday_ms < PLAN_BDAY_GAP_MS;
+}
+
+void pair_bday_mark(struct conn *c)
+{
+    c->bday_planned = true;
+    c->bday_ms = uv_now(c->set->loop);
 }
 
 /* Queues line for `to` delay_ms from now. Returns 0, or -1 if it could not be delayed. */
@@ -181,7 +189,8 @@ static uint64_t pair_deliver(struct conn *const conn[2], struct plan_punches *pp
     return 0;
 }
 
-void pair_connect(struct rly *rly, bool relays, struct conn *from, struct conn *to)
+void pair_connect(struct rly *rly, bool relays, const struct plan_bday_cfg *bday,
+                  struct conn *from, struct conn *to)
 {
     static const struct plan_route here = {.across = false};
     char msg[PROTO_MAX_TEXT], session[PROTO_SESSION_LEN + 1];
@@ -207,6 +216,13 @@ void pair_connect(struct rly *rly, bool relays, struct conn *from, struct conn *
     }
     if (pair_offer(rly, from, to, session, &pl) < 0)
         return;
+    if (plan_birthday(bday, &pi, &pt, &pl)) {
+        pair_bday_mark(from);
+        pair_bday_mark(to);
+        LOG_I("punch %s: birthday: %s (%s) <-> %s (%s), K %d, M %d", session, pi.id,
+              pl.bday_hard == PLAN_I ? "hard" : "easy", pt.id,
+              pl.bday_hard == PLAN_T ? "hard" : "easy", pl.bday_k, pl.bday_m);
+    }
     /* an auxiliary connection exists for this one session (PROTOCOL.md, 5.1) */
     from->aux_used = from->aux;
     /* Both punches are encoded before either is sent: sending can drop a peer (overloaded),
@@ -222,9 +238,10 @@ void pair_connect(struct rly *rly, bool relays, struct conn *from, struct conn *
     f = pp.first;
     delay_ms = pair_deliver(conn, &pp, line, n);
     LOG_N("punch sent: session %s, %s (initiator) <-> %s (responder), %s first, %s %llu ms "
-          "later (rtt %.1f / %.1f ms), direct %s, relay %s",
+          "later (rtt %.1f / %.1f ms), direct %s%s, relay %s",
           session, pi.id, pt.id, f == PLAN_I ? pi.id : pt.id, f == PLAN_I ? pt.id : pi.id,
           (unsigned long long)delay_ms, (f == PLAN_I ? pi : pt).rtt_us / 1000.0,
           (f == PLAN_I ? pt : pi).rtt_us / 1000.0, pl.direct ? "yes" : "no",
+          pl.bday ? " (birthday)" : "",
           pl.relay ? "offered" : "no");
 }

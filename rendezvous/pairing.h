@@ -12,10 +12,13 @@
 
 /* Pairs `from` with `to`, both registered here (the server has checked the request), on a
  * server that relays (rly) or not: a no-path error to from, or a session and its two punches. */
-void pair_connect(struct rly *rly, bool relays, struct conn *from, struct conn *to);
+void pair_connect(struct rly *rly, bool relays, const struct plan_bday_cfg *bday,
+                  struct conn *from, struct conn *to);
 
 /* c as one side of a pair. */
 void pair_peer_of(struct conn *c, struct plan_peer *p);
+/* c got a birthday plan now: it gets none in the next PLAN_BDAY_GAP_MS. */
+void pair_bday_mark(struct conn *c);
 /* Sends line to `to` after delay_us (rounded to ms; 0: now). A punch that cannot be delayed
  * (too many pending) is sent at once. */
 void pair_send_later(struct conn *to, const char *session, const char *line, size_t len,

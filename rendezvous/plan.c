@@ -52,6 +52,43 @@ int plan_path(bool relays, const struct plan_peer *i, const struct plan_peer *t,
     return 0;
 }
 
+static int plan_min(int a, int b)
+{
+    return a < b ? a : b;
+}
+
+/* One side as birthday needs it: announced, K and M above 0, no plan lately, not relay only,
+ * its control connection over IPv4. */
+static bool plan_bday_able(const struct plan_peer *p)
+{
+    return p->bday.has && p->bday.k > 0 && p->bday.m > 0 && !p->bday_recent &&
+           p->path != PROTO_PATH_RELAY && p->observed.ss_family == AF_INET;
+}
+
+bool plan_birthday(const struct plan_bday_cfg *cfg, const struct plan_peer *i,
+                   const struct plan_peer *t, struct plan *pl)
+{
+    const struct plan_peer *hard, *easy;
+    if (!pl->direct || cfg->k_max <= 0 || cfg->m_max <= 0 || !plan_bday_able(i) ||
+        !plan_bday_able(t))
+        return false;
+    if (i->nat == PROTO_NAT_DEPENDENT && t->nat == PROTO_NAT_INDEPENDENT)
+        hard = i, easy = t;
+    else if (t->nat == PROTO_NAT_DEPENDENT && i->nat == PROTO_NAT_INDEPENDENT)
+        hard = t, easy = i;
+    else
+        return false;
+    /* one public address: one NAT, the LAN candidates work; IPv6 on both: the ordinary punch */
+    if (ep_same_host((const struct sockaddr *)&i->observed, (const struct sockaddr *)&t->observed) ||
+        (i->has_obs6 && t->has_obs6))
+        return false;
+    pl->bday = true;
+    pl->bday_hard = hard == i ? 0 : 1;
+    pl->bday_k = plan_min(plan_min(cfg->k_max, PROTO_BDAY_MAX_K), hard->bday.k);
+    pl->bday_m = plan_min(plan_min(cfg->m_max, PROTO_BDAY_MAX_M), easy->bday.m);
+    return true;
+}
+
 int plan_no_relay(struct plan *pl, const char *why, char *msg, size_t len)
 {
     pl->relay = false;
@@ -133,6 +170,22 @@ void plan_describe(const struct plan_peer *other, const struct sockaddr_storage 
     if (pl->relay && relay_addr) {
         m->u.punch.has_relay_addr = true;
         m->u.punch.relay_addr = *relay_addr;
+    }
+    if (pl->bday) {
+        /* both copies aim at `other`'s observed endpoint: the hard side dials the easy side's
+         * mapping, the easy side guesses ports of the hard side's address (its port unused) */
+        struct proto_bday *b = &m->u.punch.birthday;
+        int me = role == PROTO_INITIATOR ? 0 : 1;
+        m->u.punch.has_birthday = true;
+        b->role = me == pl->bday_hard ? PROTO_BDAY_HARD : PROTO_BDAY_EASY;
+        b->target = other->observed;
+        b->k = pl->bday_k;
+        b->m = pl->bday_m;
+        b->ttl = PLAN_BDAY_TTL;
+        b->pace_ms = PLAN_BDAY_PACE_MS;
+        b->port_lo = PLAN_BDAY_PORT_LO;
+        b->port_hi = PLAN_BDAY_PORT_HI;
+        b->easy_delay_us = PLAN_BDAY_EASY_DELAY_US;
     }
 }
 

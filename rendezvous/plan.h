@@ -18,6 +18,22 @@
 #define PLAN_MAX_DELAY_US (2000 * 1000)        /* cap on the head start given to the farther peer */
 #define PLAN_LEAD_US PROTO_DEFAULT_START_IN_US /* time for peers to get ready to send SYNs */
 
+/* Birthday punching (PROTOCOL.md, "Birthday punching"): the server's caps on K and M (its
+ * --birthday-k-max / --birthday-m-max: defaults, and the most a flag may give), and the plan's
+ * fixed parts. */
+#define PLAN_BDAY_K_MAX 256
+#define PLAN_BDAY_M_MAX 1024
+#define PLAN_BDAY_K_CAP PROTO_BDAY_MAX_K
+#define PLAN_BDAY_M_CAP PROTO_BDAY_MAX_M
+#define PLAN_BDAY_TTL 0 /* the hard side finds its own */
+#define PLAN_BDAY_PACE_MS 800
+#define PLAN_BDAY_PORT_LO 1024
+#define PLAN_BDAY_PORT_HI 65535
+#define PLAN_BDAY_EASY_DELAY_US 50000
+/* a peer that had a birthday plan less than this long ago gets none now: a peer re-issuing
+ * connect cannot make another one send K or M SYNs per connect */
+#define PLAN_BDAY_GAP_MS 10000
+
 /* One side of a pair as the decision and its punch need it: a local connection or a peer on
  * another cluster instance (from its introduce). */
 struct plan_peer {
@@ -31,6 +47,16 @@ struct plan_peer {
     bool has_key;
     unsigned char key[PROTO_KEY_BYTES];
     uint32_t rtt_us; /* smoothed RTT of its control connection, 0 when unknown */
+    struct proto_bday_caps bday; /* its hello.birthday (has false: never takes part) */
+    /* it had a birthday plan within PLAN_BDAY_GAP_MS: none now (its connection keeps the
+     * time; plan.c only reads the verdict) */
+    bool bday_recent;
+};
+
+/* The server's limits on a birthday plan; 0 for either: it never plans one. */
+struct plan_bday_cfg {
+    int k_max; /* 0..PLAN_BDAY_K_CAP */
+    int m_max; /* 0..PLAN_BDAY_M_CAP */
 };
 
 /* How a session may connect. */
@@ -39,12 +65,26 @@ struct plan {
     bool relay;
     char reason[PROTO_MAX_TEXT + 1];    /* why not direct; with direct: why no relay */
     char token[2][PROTO_TOKEN_LEN + 1]; /* relay tokens: [0] initiator, [1] responder */
+    /* a birthday punch (plan_birthday): direct is true, and both punches carry the plan */
+    bool bday;
+    int bday_hard;      /* the side behind the endpoint-dependent NAT: 0 initiator, 1 target */
+    int bday_k, bday_m; /* the hard side's sockets, the easy side's guesses */
 };
 
 /* The path decision from both peers' policies and NAT mappings, for a server that relays or
  * not. Returns 0, or -1 with the no-path message in msg when nothing can work. */
 int plan_path(bool relays, const struct plan_peer *i, const struct plan_peer *t, struct plan *pl,
               char *msg, size_t len);
+
+/* Whether the pair gets a birthday punch (PROTOCOL.md 5.4, the birthday row): a direct plan
+ * (plan_path's) between one peer behind an endpoint-dependent NAT and one behind an independent
+ * one (both probed), both announcing K and M above 0 and neither with a recent plan, neither
+ * asking for relay only, on IPv4 from two different public addresses, not both with an IPv6
+ * endpoint; and a server whose caps are above 0. Then fills pl's birthday plan (K the smaller
+ * of the server's cap and the hard peer's k, M the same of the easy peer's m) and returns
+ * true; otherwise leaves pl as it was. */
+bool plan_birthday(const struct plan_bday_cfg *cfg, const struct plan_peer *i,
+                   const struct plan_peer *t, struct plan *pl);
 
 /* The relay was wanted (pl->relay) but refused the offer for `why`: the session goes direct only
  * (returns 0, pl->reason tells both peers why no relay) or, when the relay was the only path,

@@ -198,6 +198,7 @@ static void srv_register(struct conn *c, const struct proto_msg *m)
         return;
     }
     c->path = m->u.hello.path;
+    c->bday = m->u.hello.birthday;
     c->aux = m->u.hello.aux;
     conn_set_state(c, CONN_LIVE);
     LOG_N("register %s%s from %s (%d endpoint%s)", c->id, c->aux ? " (auxiliary)" : "", c->addr,
@@ -399,7 +400,7 @@ static void srv_route_connect(struct conn *from, const char *target)
     }
     to = srv_find(s, target);
     if (to)
-        pair_connect(s->rly, s->cfg.relay.enabled, from, to);
+        pair_connect(s->rly, s->cfg.relay.enabled, &s->cfg.bday, from, to);
     else if (s->cl)
         cl_connect(s->cl, &from->cl, from->id, target);
     else {
@@ -686,6 +687,8 @@ static int srv_challenge(struct conn *c)
     memset(&m, 0, sizeof m);
     m.type = PROTO_CHALLENGE;
     m.u.challenge.version = PROTO_VERSION;
+    /* a peer sends hello.birthday only to a server that offers it (PROTOCOL.md, "Birthday") */
+    m.u.challenge.feat_birthday = c->srv->cfg.bday.k_max > 0 && c->srv->cfg.bday.m_max > 0;
     randombytes_buf(c->nonce, sizeof c->nonce);
     memcpy(m.u.challenge.nonce, c->nonce, sizeof c->nonce);
     n = proto_encode(&m, line, sizeof line);
@@ -859,6 +862,12 @@ static void srv_cl_punch(void *data, struct cl_link *conn, const char *session, 
     pair_send_later(c, session, line, len, delay_us);
 }
 
+static void srv_cl_bday_planned(void *data, struct cl_link *conn)
+{
+    (void)data;
+    pair_bday_mark(srv_of_link(conn));
+}
+
 static size_t srv_cl_each_peer(void *data,
                                void (*fn)(void *arg, const char *id, const unsigned char *key),
                                void *arg)
@@ -877,6 +886,9 @@ static struct cl *srv_cluster_new(struct srv *s, char *err, size_t errlen)
         .gate = &s->cfg.gate,
         .rly = s->rly,
         .relays = s->cfg.relay.enabled,
+        .bday_k_max = s->cfg.bday.k_max,
+        .bday_m_max = s->cfg.bday.m_max,
+        .bday_planned = srv_cl_bday_planned,
         .claimed = srv_cl_claimed,
         .refuse = srv_cl_refuse,
         .find = srv_cl_find,

@@ -10,6 +10,7 @@
 #include "rendezvous/conn.h"
 #include "rendezvous/gate.h"
 #include "rendezvous/limits.h"
+#include "rendezvous/plan.h"
 #include "rendezvous/relay.h"
 
 #include <stdbool.h>
@@ -48,6 +49,7 @@ struct srv_config {
     unsigned max_per_ip;     /* connections open at once per source address (0: no limit) */
     unsigned rate_per_ip;    /* new connections per second per source address (0: no limit) */
     unsigned connect_rate;   /* connect requests per second per peer (0: no limit) */
+    struct plan_bday_cfg bday; /* --birthday-k-max, --birthday-m-max (0: never birthday) */
     struct cl_cfg cluster;   /* cluster.redis NULL: a single instance */
 };
 

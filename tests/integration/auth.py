@@ -65,7 +65,10 @@ def register(host, port, ident_id, ident=None, **kw):
 def t_challenge(host, port):
     a, b = Conn(host, port), Conn(host, port)
     check(a.nonce and b.nonce and a.nonce != b.nonce, "every connection gets a fresh 32-byte nonce")
-    check(set(a.first) == {"type", "version", "nonce"}, f"challenge members: {sorted(a.first)}")
+    check(set(a.first) == {"type", "version", "nonce", "features"},
+          f"challenge members: {sorted(a.first)}")
+    # the default server plans birthday punches (PROTOCOL.md section 17)
+    check(a.first.get("features") == ["birthday"], f"challenge features: {a.first.get('features')}")
     a.close()
     b.close()
 

@@ -98,6 +98,11 @@ def admit_input(nonce_b64, msg):
         data += _field(bytes([len(eps)]))
         for ep in eps:
             data += _field(endpoint_bytes(ep))
+        bd = msg.get("birthday")
+        if isinstance(bd, dict):  # only when present: without it, the input of before
+            data += _field(b"birthday")
+            data += _field(int(bd.get("k", 0)).to_bytes(2, "big") +
+                           int(bd.get("m", 0)).to_bytes(2, "big"))
     elif t == "relay":
         data += _field(msg["session"].encode()) + _field(msg["token"].encode())
     elif t == "probe":

@@ -577,7 +577,84 @@ static void t_seal_open(void)
     }
 }
 
+/* introduce.birthday: the initiator's hello.birthday across instances, optional, strict, and
+ * under the MAC as every member. */
+static void t_bday_introduce(void)
+{
+    struct bus_msg m;
+    char json[BUS_MAX], line[PROTO_MAX_LINE], big[3 * BUS_MAX], sealed[BUS_MAX];
+    unsigned char key[BUS_KEY_BYTES];
+    const char *got;
+    size_t jlen;
+    intro_msg(&m);
+    /* absent: the encoding of before, and has false */
+    if (roundtrip(&m, json, sizeof json))
+        CHECK(!msg_.u.introduce.bday.has && !strstr(json, "birthday"));
+    m.u.introduce.bday = (struct proto_bday_caps){true, 256, 1024};
+    if (roundtrip(&m, json, sizeof json)) {
+        CHECK(msg_.u.introduce.bday.has);
+        CHECK_INT(msg_.u.introduce.bday.k, 256);
+        CHECK_INT(msg_.u.introduce.bday.m, 1024);
+        CHECK(strstr(json, "\"bus_rtt_us\":300,\"birthday\":{\"k\":256,\"m\":1024},\"sender\"") !=
+              NULL);
+    }
+    m.u.introduce.bday = (struct proto_bday_caps){true, 0, PROTO_BDAY_MAX_M};
+    if (roundtrip(&m, json, sizeof json))
+        CHECK(msg_.u.introduce.bday.k == 0 && msg_.u.introduce.bday.m == 4096);
+    m.u.introduce.bday = (struct proto_bday_caps){true, PROTO_BDAY_MAX_K, 0};
+    if (roundtrip(&m, json, sizeof json))
+        CHECK(msg_.u.introduce.bday.k == 512 && msg_.u.introduce.bday.m == 0);
+    /* out of range: not encoded */
+    m.u.introduce.bday = (struct proto_bday_caps){true, 513, 1};
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+    m.u.introduce.bday = (struct proto_bday_caps){true, 1, 4097};
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+    m.u.introduce.bday = (struct proto_bday_caps){true, -1, 1};
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+
+    punch_json(PROTO_RESPONDER, SESSION, line, sizeof line);
+#define INTRO_B(bd)                                                                                \
+    (snprintf(big, sizeof big,                                                                     \
+              "{\"type\":\"introduce\",\"sender\":\"A\",\"t\":9,\"session\":\"%s\",\"from\":\"A\"," \
+              "\"target\":\"bob\",\"peer\":\"%s\",\"path\":\"any\",\"rtt_us\":0,\"bus_rtt_us\":0," \
+              "\"birthday\":" bd "}",                                                              \
+              SESSION, line),                                                                      \
+     big)
+    if (DEC_IS(INTRO_B("{\"m\":3,\"k\":2}"), BUS_OK))
+        CHECK(msg_.u.introduce.bday.has && msg_.u.introduce.bday.k == 2 &&
+              msg_.u.introduce.bday.m == 3);
+    DEC_IS(INTRO_B("{\"k\":513,\"m\":1}"), BUS_E_BODY);
+    DEC_IS(INTRO_B("{\"k\":-1,\"m\":1}"), BUS_E_BODY);
+    DEC_IS(INTRO_B("{\"k\":1,\"m\":4097}"), BUS_E_BODY);
+    DEC_IS(INTRO_B("{\"k\":1}"), BUS_E_BODY);
+    DEC_IS(INTRO_B("{\"m\":1}"), BUS_E_BODY);
+    DEC_IS(INTRO_B("{}"), BUS_E_BODY);
+    DEC_IS(INTRO_B("{\"k\":1,\"m\":1,\"ttl\":2}"), BUS_E_BODY);
+    DEC_IS(INTRO_B("{\"k\":\"1\",\"m\":1}"), BUS_E_BODY);
+    DEC_IS(INTRO_B("{\"k\":1.0,\"m\":1}"), BUS_E_BODY);
+    DEC_IS(INTRO_B("[1,1]"), BUS_E_BODY);
+    DEC_IS(INTRO_B("null"), BUS_E_BODY);
+    DEC_IS(INTRO_B("true"), BUS_E_BODY);
+#undef INTRO_B
+    /* sealed, the caps are under the MAC: changing k breaks it */
+    memset(key, 7, sizeof key);
+    intro_msg(&m);
+    m.u.introduce.bday = (struct proto_bday_caps){true, 256, 1024};
+    int n = bus_encode(&m, json, sizeof json);
+    CHECK(n > 0);
+    n = bus_seal(key, "chan", json, (size_t)n, sealed, sizeof sealed);
+    CHECK(n > 0);
+    CHECK_INT(bus_open(key, "chan", sealed, (size_t)n, &got, &jlen, why_, sizeof why_), 0);
+    {
+        char *k = memmem(sealed, (size_t)n, "\"k\":256", 7);
+        if (CHECK(k != NULL)) {
+            k[6] = '5'; /* 255 */
+            CHECK_INT(bus_open(key, "chan", sealed, (size_t)n, &got, &jlen, why_, sizeof why_), -1);
+        }
+    }
+}
+
 CHECK_MAIN(TEST(t_roundtrip_introduce), TEST(t_roundtrip_answer), TEST(t_encode_refuses),
            TEST(t_envelope), TEST(t_unknown_type), TEST(t_reject_introduce), TEST(t_reject_answer),
            TEST(t_answer_later), TEST(t_path_later), TEST(t_punch_is), TEST(t_instance),
-           TEST(t_key), TEST(t_seal_open))
+           TEST(t_key), TEST(t_seal_open), TEST(t_bday_introduce))

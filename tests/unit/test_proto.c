@@ -1763,6 +1763,369 @@ static void t_code_passing_md(void)
     CHECK_MSG(n == 0, "the table and PROTOCOL.md differ by %d passing codes", n);
     free(md);
 }
+/* ---- birthday punching: challenge.features, hello.birthday, punch.birthday ---- */
+
+#define HELLO_B(extra)                                                                             \
+    "{\"type\":\"hello\",\"version\":1,\"id\":\"b\",\"endpoints\":[]" extra "}"
+#define BD_OK                                                                                      \
+    "\"role\":\"hard\",\"target\":\"198.51.100.7:51000\",\"k\":256,\"m\":1024,\"ttl\":0,"         \
+    "\"pace_ms\":800,\"ports\":[1024,65535],\"easy_delay_us\":50000"
+#define PUNCH_B(bd)                                                                                \
+    "{\"type\":\"punch\",\"session\":\"0123456789abcdef0123456789abcdef\",\"peer\":\"alice\","    \
+    "\"role\":\"initiator\",\"observed\":\"198.51.100.7:51000\",\"endpoints\":[]"                 \
+    ",\"birthday\":{" bd "}}"
+#define CHAL_F(f) "{\"type\":\"challenge\",\"version\":1,\"nonce\":\"" B64_32A "\"" f "}"
+
+/* proto_encode into line, NUL-terminated for strstr; > 0 on success. */
+static int enc_z(const struct proto_msg *m, char *line, size_t cap)
+{
+    int n = proto_encode(m, line, cap - 1);
+    line[n > 0 ? n : 0] = '\0';
+    return n;
+}
+
+static void t_bday_features(void)
+{
+    struct proto_msg m, o;
+    char line[PROTO_MAX_LINE];
+    int n;
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_CHALLENGE;
+    fill(m.u.challenge.nonce, PROTO_NONCE_BYTES, 0);
+    /* no feature: today's line, without the member */
+    n = enc_z(&m, line, sizeof line);
+    CHECK(n > 0 && !strstr(line, "features"));
+    m.u.challenge.feat_birthday = true;
+    n = enc_z(&m, line, sizeof line);
+    CHECK(n > 0 && strstr(line, "\"features\":[\"birthday\"]"));
+    if (roundtrip(&m, PROTO_TO_PEER, &o))
+        CHECK(o.u.challenge.feat_birthday);
+    ACCEPT(PROTO_TO_PEER, CHAL_F(""));
+    CHECK(!msg_.u.challenge.feat_birthday);
+    ACCEPT(PROTO_TO_PEER, CHAL_F(",\"features\":[]"));
+    CHECK(!msg_.u.challenge.feat_birthday);
+    /* unknown names are skipped, wherever "birthday" stands */
+    ACCEPT(PROTO_TO_PEER, CHAL_F(",\"features\":[\"later\",\"birthday\",\"x\"]"));
+    CHECK(msg_.u.challenge.feat_birthday);
+    ACCEPT(PROTO_TO_PEER, CHAL_F(",\"features\":[\"later\"]"));
+    CHECK(!msg_.u.challenge.feat_birthday);
+    /* 16 entries, 32 bytes each: the most */
+    ACCEPT(PROTO_TO_PEER, CHAL_F(",\"features\":[\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\","
+                                 "\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"birthday\"]"));
+    CHECK(msg_.u.challenge.feat_birthday);
+    ACCEPT(PROTO_TO_PEER, CHAL_F(",\"features\":[\"0123456789abcdef0123456789abcdef\"]"));
+    REJECT(PROTO_TO_PEER,
+           CHAL_F(",\"features\":[\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\","
+                  "\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"a\",\"birthday\"]"),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, CHAL_F(",\"features\":[\"0123456789abcdef0123456789abcdefX\"]"),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, CHAL_F(",\"features\":\"birthday\""), PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, CHAL_F(",\"features\":{\"birthday\":true}"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, CHAL_F(",\"features\":[1]"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, CHAL_F(",\"features\":[\"birthday\",null]"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, CHAL_F(",\"features\":[\"birth\\u0000day\"]"), PROTO_E_JSON);
+    REJECT(PROTO_TO_PEER, CHAL_F(",\"features\":null"), PROTO_E_FIELD);
+}
+
+static void t_bday_hello(void)
+{
+    struct proto_msg m, o;
+    char line[PROTO_MAX_LINE];
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_HELLO;
+    strcpy(m.u.hello.id, "bob");
+    CHECK(enc_z(&m, line, sizeof line) > 0 && !strstr(line, "birthday"));
+    if (roundtrip(&m, PROTO_TO_SERVER, &o))
+        CHECK(!o.u.hello.birthday.has);
+    m.u.hello.birthday = (struct proto_bday_caps){true, 256, 1024};
+    CHECK(enc_z(&m, line, sizeof line) > 0 &&
+          strstr(line, "\"birthday\":{\"k\":256,\"m\":1024}"));
+    if (roundtrip(&m, PROTO_TO_SERVER, &o))
+        CHECK(o.u.hello.birthday.has && o.u.hello.birthday.k == 256 &&
+              o.u.hello.birthday.m == 1024);
+    /* the edges of both ranges; 0 = the peer does not take part, still announced */
+    m.u.hello.birthday = (struct proto_bday_caps){true, 0, 0};
+    if (roundtrip(&m, PROTO_TO_SERVER, &o))
+        CHECK(o.u.hello.birthday.has && o.u.hello.birthday.k == 0 && o.u.hello.birthday.m == 0);
+    m.u.hello.birthday = (struct proto_bday_caps){true, PROTO_BDAY_MAX_K, PROTO_BDAY_MAX_M};
+    if (roundtrip(&m, PROTO_TO_SERVER, &o))
+        CHECK(o.u.hello.birthday.k == 512 && o.u.hello.birthday.m == 4096);
+    ACCEPT(PROTO_TO_SERVER, HELLO_B(",\"birthday\":{\"m\":1,\"k\":512}"));
+    CHECK(msg_.u.hello.birthday.has && msg_.u.hello.birthday.k == 512 &&
+          msg_.u.hello.birthday.m == 1);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"birthday\":{\"k\":513,\"m\":1024}"), PROTO_E_FIELD);
+    CHECK(strstr(why_, "birthday") && strstr(why_, "\"k\""));
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"birthday\":{\"k\":-1,\"m\":1024}"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"birthday\":{\"k\":256,\"m\":4097}"), PROTO_E_FIELD);
+    CHECK(strstr(why_, "\"m\""));
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"birthday\":{\"k\":256,\"m\":-1}"), PROTO_E_FIELD);
+    /* missing and extra members, wrong types */
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"birthday\":{\"k\":256}"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"birthday\":{\"m\":256}"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"birthday\":{}"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"birthday\":{\"k\":1,\"m\":1,\"ttl\":2}"), PROTO_E_FIELD);
+    CHECK(strstr(why_, "ttl"));
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"birthday\":{\"k\":\"256\",\"m\":1}"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"birthday\":{\"k\":1.5,\"m\":1}"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"birthday\":{\"k\":true,\"m\":1}"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"birthday\":[256,1024]"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"birthday\":true"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"birthday\":null"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"birthday\":{\"k\":1,\"m\":1,\"k\":2}"), PROTO_E_JSON);
+}
+
+static struct proto_msg bday_punch(void)
+{
+    struct proto_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_PUNCH;
+    strcpy(m.u.punch.session, SESSION);
+    strcpy(m.u.punch.peer, "alice");
+    set_ep(&m.u.punch.observed, "198.51.100.7:51000");
+    m.u.punch.start_in_us = 50000;
+    m.u.punch.has_birthday = true;
+    m.u.punch.birthday = (struct proto_bday){.role = PROTO_BDAY_EASY,
+                                             .k = 256,
+                                             .m = 1024,
+                                             .ttl = 0,
+                                             .pace_ms = 800,
+                                             .port_lo = 1024,
+                                             .port_hi = 65535,
+                                             .easy_delay_us = 50000};
+    set_ep(&m.u.punch.birthday.target, "198.51.100.7:51000");
+    return m;
+}
+
+static void t_bday_punch_roundtrip(void)
+{
+    struct proto_msg m = bday_punch(), o;
+    char line[PROTO_MAX_LINE];
+    const struct proto_bday *b = &o.u.punch.birthday;
+    CHECK(enc_z(&m, line, sizeof line) > 0 &&
+          strstr(line, "\"birthday\":{\"role\":\"easy\",\"target\":\"198.51.100.7:51000\","
+                       "\"k\":256,\"m\":1024,\"ttl\":0,\"pace_ms\":800,\"ports\":[1024,65535],"
+                       "\"easy_delay_us\":50000}"));
+    if (roundtrip(&m, PROTO_TO_PEER, &o)) {
+        CHECK(o.u.punch.has_birthday);
+        CHECK_INT(b->role, PROTO_BDAY_EASY);
+        CHECK(same_ep(&b->target, &m.u.punch.birthday.target));
+        CHECK(b->k == 256 && b->m == 1024 && b->ttl == 0 && b->pace_ms == 800);
+        CHECK(b->port_lo == 1024 && b->port_hi == 65535 && b->easy_delay_us == 50000);
+    }
+    /* the other edge of every range */
+    m.u.punch.birthday = (struct proto_bday){.role = PROTO_BDAY_HARD,
+                                             .k = 1,
+                                             .m = 1,
+                                             .ttl = PROTO_BDAY_MAX_TTL,
+                                             .pace_ms = PROTO_BDAY_MIN_PACE_MS,
+                                             .port_lo = 1,
+                                             .port_hi = 1,
+                                             .easy_delay_us = 0};
+    set_ep(&m.u.punch.birthday.target, "203.0.113.9:1");
+    if (roundtrip(&m, PROTO_TO_PEER, &o)) {
+        CHECK_INT(b->role, PROTO_BDAY_HARD);
+        CHECK(b->k == 1 && b->m == 1 && b->ttl == 16 && b->pace_ms == 100);
+        CHECK(b->port_lo == 1 && b->port_hi == 1 && b->easy_delay_us == 0);
+    }
+    m.u.punch.birthday.k = PROTO_BDAY_MAX_K;
+    m.u.punch.birthday.m = PROTO_BDAY_MAX_M;
+    m.u.punch.birthday.pace_ms = PROTO_BDAY_MAX_PACE_MS;
+    m.u.punch.birthday.easy_delay_us = PROTO_BDAY_MAX_DELAY_US;
+    m.u.punch.birthday.port_hi = 65535;
+    if (roundtrip(&m, PROTO_TO_PEER, &o))
+        CHECK(b->k == 512 && b->m == 4096 && b->pace_ms == 2000 && b->easy_delay_us == 200000 &&
+              b->port_hi == 65535);
+    /* absent: not in the line, has_birthday false */
+    m.u.punch.has_birthday = false;
+    CHECK(enc_z(&m, line, sizeof line) > 0 && !strstr(line, "birthday"));
+    if (roundtrip(&m, PROTO_TO_PEER, &o))
+        CHECK(!o.u.punch.has_birthday);
+    /* the longest punch with a plan still fits a line */
+    m = bday_punch();
+    memset(m.u.punch.peer, 'z', PROTO_MAX_ID);
+    m.u.punch.peer[PROTO_MAX_ID] = '\0';
+    m.u.punch.relay = true;
+    strcpy(m.u.punch.token, SESSION);
+    m.u.punch.has_key = true;
+    m.u.punch.has_relay_addr = m.u.punch.has_observed6 = true;
+    set_ep(&m.u.punch.relay_addr, "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe]:65535");
+    set_ep(&m.u.punch.observed6, "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe]:65535");
+    memset(m.u.punch.reason, 'r', PROTO_MAX_TEXT);
+    m.u.punch.endpoints.n = PROTO_MAX_ENDPOINTS;
+    for (int i = 0; i < PROTO_MAX_ENDPOINTS; i++)
+        set_ep(&m.u.punch.endpoints.ep[i], "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe]:65535");
+    if (roundtrip(&m, PROTO_TO_PEER, &o))
+        CHECK(o.u.punch.has_birthday);
+}
+
+static void t_bday_punch_reject(void)
+{
+    ACCEPT(PROTO_TO_PEER, PUNCH_B(BD_OK));
+    CHECK(msg_.u.punch.has_birthday && msg_.u.punch.birthday.role == PROTO_BDAY_HARD);
+    /* members a later server adds are skipped, as in the punch itself */
+    ACCEPT(PROTO_TO_PEER, PUNCH_B(BD_OK ",\"later\":[1,2]"));
+    CHECK(msg_.u.punch.has_birthday && msg_.u.punch.birthday.m == 1024);
+    /* every range, one past each edge */
+    static const char *const bad[] = {
+        "\"k\":0", "\"k\":513", "\"m\":0", "\"m\":4097", "\"ttl\":-1", "\"ttl\":17",
+        "\"pace_ms\":99", "\"pace_ms\":2001", "\"easy_delay_us\":-1", "\"easy_delay_us\":200001",
+        "\"ports\":[0,65535]", "\"ports\":[1024,65536]", "\"ports\":[2000,1999]",
+        "\"ports\":[1024]", "\"ports\":[1024,2048,4096]", "\"ports\":\"1024-65535\"",
+        "\"ports\":[1024,\"2048\"]", "\"ports\":[1024.5,2048]", "\"role\":\"medium\"",
+        "\"role\":\"Hard\"", "\"role\":1", "\"k\":\"256\"", "\"m\":null", "\"ttl\":0.5",
+        "\"pace_ms\":true"};
+    static const char *const members[] = {"role", "target", "k",     "m",
+                                          "ttl",  "pace_ms", "ports", "easy_delay_us"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        /* the bad value replaces its member in the good plan */
+        char bd[512], line[1024], name[32];
+        const char *colon = strchr(bad[i], ':');
+        snprintf(name, sizeof name, "%.*s", (int)(colon - bad[i]), bad[i]);
+        bd[0] = '\0';
+        for (size_t j = 0; j < sizeof members / sizeof members[0]; j++) {
+            char q[40];
+            snprintf(q, sizeof q, "\"%s\"", members[j]);
+            if (strcmp(q, name) == 0) {
+                snprintf(bd + strlen(bd), sizeof bd - strlen(bd), "%s%s", j ? "," : "", bad[i]);
+                continue;
+            }
+            const char *at = strstr(BD_OK, q), *end = at + strlen(q) + 1;
+            int depth = 0;
+            while (*end && (depth || *end != ',')) {
+                depth += *end == '[' ? 1 : *end == ']' ? -1 : 0;
+                end++;
+            }
+            snprintf(bd + strlen(bd), sizeof bd - strlen(bd), "%s%.*s", j ? "," : "",
+                     (int)(end - at), at);
+        }
+        snprintf(line, sizeof line,
+                 "{\"type\":\"punch\",\"session\":\"%s\",\"peer\":\"alice\",\"role\":\"initiator\","
+                 "\"observed\":\"198.51.100.7:51000\",\"endpoints\":[],\"birthday\":{%s}}",
+                 SESSION, bd);
+        REJECT(PROTO_TO_PEER, line, PROTO_E_FIELD);
+        CHECK_MSG(strstr(why_, "birthday") != NULL, "%s: reason %s", bad[i], why_);
+    }
+    /* each member missing */
+    for (size_t j = 0; j < sizeof members / sizeof members[0]; j++) {
+        char bd[512] = "", line[1024], q[40];
+        int first = 1;
+        for (size_t k = 0; k < sizeof members / sizeof members[0]; k++) {
+            if (k == j)
+                continue;
+            snprintf(q, sizeof q, "\"%s\"", members[k]);
+            const char *at = strstr(BD_OK, q), *end = at + strlen(q) + 1;
+            int depth = 0;
+            while (*end && (depth || *end != ',')) {
+                depth += *end == '[' ? 1 : *end == ']' ? -1 : 0;
+                end++;
+            }
+            snprintf(bd + strlen(bd), sizeof bd - strlen(bd), "%s%.*s", first ? "" : ",",
+                     (int)(end - at), at);
+            first = 0;
+        }
+        snprintf(line, sizeof line,
+                 "{\"type\":\"punch\",\"session\":\"%s\",\"peer\":\"alice\",\"role\":\"initiator\","
+                 "\"observed\":\"198.51.100.7:51000\",\"endpoints\":[],\"birthday\":{%s}}",
+                 SESSION, bd);
+        enum proto_err want = PROTO_E_FIELD;
+        REJECT(PROTO_TO_PEER, line, want);
+        CHECK_MSG(strstr(why_, members[j]) != NULL, "missing %s: reason %s", members[j], why_);
+    }
+    /* the target: an IPv4 endpoint as other endpoints are written */
+    REJECT(PROTO_TO_PEER,
+           PUNCH_B("\"role\":\"hard\",\"target\":\"[2001:db8::1]:51000\",\"k\":256,\"m\":1024,"
+                   "\"ttl\":0,\"pace_ms\":800,\"ports\":[1024,65535],\"easy_delay_us\":50000"),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER,
+           PUNCH_B("\"role\":\"hard\",\"target\":\"[::ffff:198.51.100.7]:51000\",\"k\":256,"
+                   "\"m\":1024,\"ttl\":0,\"pace_ms\":800,\"ports\":[1024,65535],"
+                   "\"easy_delay_us\":50000"),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER,
+           PUNCH_B("\"role\":\"hard\",\"target\":\"198.51.100.7\",\"k\":256,\"m\":1024,"
+                   "\"ttl\":0,\"pace_ms\":800,\"ports\":[1024,65535],\"easy_delay_us\":50000"),
+           PROTO_E_ENDPOINT);
+    REJECT(PROTO_TO_PEER,
+           PUNCH_B("\"role\":\"hard\",\"target\":51000,\"k\":256,\"m\":1024,"
+                   "\"ttl\":0,\"pace_ms\":800,\"ports\":[1024,65535],\"easy_delay_us\":50000"),
+           PROTO_E_FIELD);
+    /* not an object */
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"punch\",\"session\":\"0123456789abcdef0123456789abcdef\",\"peer\":\"a\","
+           "\"role\":\"initiator\",\"observed\":\"198.51.100.7:51000\",\"endpoints\":[],"
+           "\"birthday\":true}",
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER,
+           "{\"type\":\"punch\",\"session\":\"0123456789abcdef0123456789abcdef\",\"peer\":\"a\","
+           "\"role\":\"initiator\",\"observed\":\"198.51.100.7:51000\",\"endpoints\":[],"
+           "\"birthday\":[]}",
+           PROTO_E_FIELD);
+}
+
+static void t_bday_admit(void)
+{
+    unsigned char key[AUTH_KEY_BYTES], nonce[PROTO_NONCE_BYTES], a[PROTO_ADMIT_BYTES],
+        b[PROTO_ADMIT_BYTES];
+    /* the vector of t_admit_binding: a hello without birthday keeps today's admit */
+    const char *hello_hex = "2fe837a76bab018f1e42b1241d68ce6470ae17d09f0a605b16b3e382c10d053a";
+    char why[200];
+    struct proto_msg m, o;
+    crypto_hash_sha256(key, (const unsigned char *)"test-secret\n", 12);
+    fill(nonce, sizeof nonce, 0);
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_HELLO;
+    strcpy(m.u.hello.id, "bob");
+    m.u.hello.has_key = true;
+    fill(m.u.hello.key, PROTO_KEY_BYTES, 0);
+    CHECK(ep_parse("10.0.1.2:40000", &m.u.hello.endpoints.ep[0], why, sizeof why) == 0);
+    CHECK(ep_parse("[2001:db8::7]:7000", &m.u.hello.endpoints.ep[1], why, sizeof why) == 0);
+    m.u.hello.endpoints.n = 2;
+    CHECK(admit_is(&m, key, hello_hex));
+    /* has false: k and m are not read */
+    o = m;
+    o.u.hello.birthday.k = 7;
+    o.u.hello.birthday.m = 9;
+    CHECK(admit_is(&o, key, hello_hex));
+    /* present, it is covered: adding it, and each of k and m, change the admit */
+    o = m;
+    o.u.hello.birthday = (struct proto_bday_caps){true, 256, 1024};
+    CHECK(!admit_is(&o, key, hello_hex));
+    CHECK(auth_admit(key, nonce, &o, a));
+    o.u.hello.birthday.k = 255;
+    CHECK(auth_admit(key, nonce, &o, b) && memcmp(a, b, sizeof a) != 0);
+    o.u.hello.birthday = (struct proto_bday_caps){true, 256, 1023};
+    CHECK(auth_admit(key, nonce, &o, b) && memcmp(a, b, sizeof a) != 0);
+    /* k and m do not trade places */
+    o.u.hello.birthday = (struct proto_bday_caps){true, 1024, 256};
+    CHECK(auth_admit(key, nonce, &o, b) && memcmp(a, b, sizeof a) != 0);
+    /* {0, 0} is still a birthday member, not its absence */
+    o.u.hello.birthday = (struct proto_bday_caps){true, 0, 0};
+    CHECK(!admit_is(&o, key, hello_hex));
+    /* the same caps again: the same admit; and a line stripped of the member fails */
+    o.u.hello.birthday = (struct proto_bday_caps){true, 256, 1024};
+    CHECK(auth_admit(key, nonce, &o, b) && memcmp(a, b, sizeof a) == 0);
+    o.u.hello.has_admit = auth_admit(key, nonce, &o, o.u.hello.admit);
+    CHECK(auth_admit_ok(key, nonce, &o));
+    o.u.hello.birthday.has = false;
+    CHECK(!auth_admit_ok(key, nonce, &o));
+    o.u.hello.birthday = (struct proto_bday_caps){true, 512, 1024};
+    CHECK(!auth_admit_ok(key, nonce, &o));
+}
+
+static void t_bday_names(void)
+{
+    enum proto_bday_role r = PROTO_BDAY_EASY;
+    CHECK_STR(proto_bday_role_name(PROTO_BDAY_HARD), "hard");
+    CHECK_STR(proto_bday_role_name(PROTO_BDAY_EASY), "easy");
+    CHECK_STR(proto_bday_role_name((enum proto_bday_role)2), "?");
+    CHECK(proto_bday_role_parse("hard", &r) && r == PROTO_BDAY_HARD);
+    CHECK(proto_bday_role_parse("easy", &r) && r == PROTO_BDAY_EASY);
+    CHECK(!proto_bday_role_parse("initiator", &r) && r == PROTO_BDAY_EASY);
+    CHECK(!proto_bday_role_parse("", &r));
+    CHECK(!proto_bday_role_parse(NULL, &r));
+}
+
 static void t_names(void)
 {
     enum proto_path p = PROTO_PATH_ANY;
@@ -1796,4 +2159,6 @@ CHECK_MAIN(TEST(t_roundtrip_hello), TEST(t_roundtrip_welcome), TEST(t_roundtrip_
            TEST(t_roundtrip_relay), TEST(t_reject_relay), TEST(t_roundtrip_challenge),
            TEST(t_reject_challenge), TEST(t_roundtrip_hello_auth), TEST(t_reject_hello_auth),
            TEST(t_roundtrip_punch_key), TEST(t_admit_relay_probe), TEST(t_admit_binding), TEST(t_code_roundtrip),
-           TEST(t_code_unknown), TEST(t_code_protocol_md), TEST(t_code_passing_md), TEST(t_names))
+           TEST(t_code_unknown), TEST(t_code_protocol_md), TEST(t_code_passing_md), TEST(t_names),
+           TEST(t_bday_features), TEST(t_bday_hello), TEST(t_bday_punch_roundtrip),
+           TEST(t_bday_punch_reject), TEST(t_bday_admit), TEST(t_bday_names))
