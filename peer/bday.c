@@ -45,6 +45,7 @@
  * batches by a 50 ms sweep of their age). */
 #define BD_EASY_TICK_MS 5
 #define BD_SWEEP_MS 50
+#define BD_EASY_SLACK_US (2 * BD_EASY_TICK_MS * 1000)
 
 enum bd_state { BS_UNUSED, BS_LIVE, BS_DONE };
 
@@ -75,9 +76,9 @@ struct bday {
     int next;           /* next slot to dial */
     int sweep_from;     /* easy: slots below this are all done */
     int live;
-    uint64_t begin_us;  /* hard: t0; easy: t0 + easy_delay_us */
-    int ttl_default;    /* hard: what IP_TTL reads on a fresh socket */
-    bool sending_done;  /* no more connect() will be made */
+    uint64_t begin_us; /* hard: t0; easy: t0 + easy_delay_us */
+    int ttl_default;   /* hard: what IP_TTL reads on a fresh socket */
+    bool sending_done; /* no more connect() will be made */
     bool over_called;
     bool stopped;
 };
@@ -239,8 +240,8 @@ static int bd_fit_fds(const struct bday_cfg *cfg, int want, bool *fitted)
     need = open + BDAY_FD_RESERVE + sockets;
     if (need > got && (rl.rlim_max == RLIM_INFINITY || (long)rl.rlim_max > got)) {
         struct rlimit nr = rl;
-        long to = rl.rlim_max == RLIM_INFINITY || need <= (long)rl.rlim_max ? need
-                                                                            : (long)rl.rlim_max;
+        long to =
+            rl.rlim_max == RLIM_INFINITY || need <= (long)rl.rlim_max ? need : (long)rl.rlim_max;
         nr.rlim_cur = (rlim_t)to;
         if (setrlimit(RLIMIT_NOFILE, &nr) == 0) {
             LOG_D("birthday: descriptor limit raised from %ld to %ld", got, to);
@@ -310,6 +311,7 @@ static void bd_count_err(struct bday *b, int err, bool sent)
     case ENETDOWN:
     case ENONET:
     case EPROTO:
+    case ENOPROTOOPT:
         /* refused on the spot (no route) is no ICMP and no SYN */
         if (sent)
             b->st.icmp++;
@@ -541,7 +543,13 @@ static void bd_easy_tick(struct bday *b)
         b->sweep_from++;
     }
     if (!b->sending_done && now >= b->begin_us) {
-        uint64_t el = now - b->begin_us;
+        uint64_t el = now - b->begin_us, due = bday_guess_at_us(b->next, b->n, b->cfg.pace_ms);
+        /* a late tick (a busy loop, a start already past) sends what is due within the slack
+         * and shifts the rest: the guesses are never denser than the pace, plus the slack */
+        if (el > due + BD_EASY_SLACK_US) {
+            b->begin_us += el - due - BD_EASY_SLACK_US;
+            el = due + BD_EASY_SLACK_US;
+        }
         while (b->next < b->n && bday_guess_at_us(b->next, b->n, b->cfg.pace_ms) <= el) {
             int i = b->next++;
             bd_easy_dial(b, &b->slot[i], b->order[i]);
@@ -726,6 +734,20 @@ struct bday *bday_start(uv_loop_t *loop, const struct bday_cfg *cfg, bday_conn_c
     }
 
     b->begin_us = cfg->start_us + (cfg->role == PROTO_BDAY_EASY ? cfg->easy_delay_us : 0);
+    if (log_enabled(LOG_DEBUG)) {
+        char ep[EP_STRLEN];
+        ep_format((const struct sockaddr *)&cfg->target, ep, sizeof ep);
+        if (cfg->role == PROTO_BDAY_HARD)
+            LOG_D("birthday (hard): %d sockets to %s, first SYN with TTL %d (then %d), closed "
+                  "%d ms after t0",
+                  b->n, ep, cfg->ttl, b->ttl_default, cfg->pace_ms + BDAY_HARD_GRACE_MS);
+        else
+            LOG_D("birthday (easy): %d guesses in %d-%d of %s from port %d over %d ms, %llu us "
+                  "after t0",
+                  b->n, cfg->port_lo, cfg->port_hi, ep,
+                  ntohs(((const struct sockaddr_in *)&cfg->local)->sin_port), cfg->pace_ms,
+                  (unsigned long long)cfg->easy_delay_us);
+    }
     uv_timer_init(loop, &b->tick);
     uv_timer_init(loop, &b->end);
     b->tick.data = b->end.data = b;
