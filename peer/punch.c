@@ -921,13 +921,17 @@ void punch_note(struct punch *p, const char *note)
     snprintf(p->note, sizeof p->note, "%s", note);
 }
 
-bool punch_bday_over(struct punch *p, bool end)
+bool punch_bday_over(struct punch *p, uint64_t after_ms)
 {
-    char why[1024];
-    if (!end || p->finished || p->cfg.ncand > 0 || !q_empty(&p->inbound))
+    struct q *it;
+    if (p->finished || p->cfg.ncand > 0 || uv_timer_get_due_in(&p->deadline) <= after_ms)
         return false;
-    pu_failure_text(p, why, sizeof why);
-    pu_finish(p, EXIT_PUNCH, why);
+    q_foreach(it, &p->inbound)
+    {
+        if (q_data(it, struct pconn, node)->relayed)
+            return false; /* the relay joined: its handshake has the time it always had */
+    }
+    uv_timer_start(&p->deadline, pu_on_deadline, after_ms, 0);
     return true;
 }
 

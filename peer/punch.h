@@ -98,10 +98,13 @@ int punch_adopt_index(struct punch *p, int fd, enum punch_adopt_kind kind, int i
  * link->direct_why of a relayed link): "birthday: none of 1024 guesses met ...". */
 void punch_note(struct punch *p, const char *note);
 
-/* Birthday: the attempt is over without a winner. With no candidate of our own left and no
- * connection handshaking, the engine has nothing more to wait for: when end is true it ends
- * now (EXIT_PUNCH, the note as why) rather than at the deadline. Returns whether it ended. */
-bool punch_bday_over(struct punch *p, bool end);
+/* Birthday: our side of the attempt is over without a winner. With no candidate of our own
+ * left, the engine has nothing to wait for but the connections that may still come (the other
+ * side's window may end later) or finish their handshake: its deadline is brought forward to
+ * after_ms from now (never put back), where it ends as at any deadline (EXIT_PUNCH, the note
+ * in the reason); not while a relayed connection is handshaking. Returns whether the deadline
+ * moved. */
+bool punch_bday_over(struct punch *p, uint64_t after_ms);
 
 /* Ends the punch now with status and why (done is called as for any end). */
 void punch_abort(struct punch *p, int status, const char *why);

@@ -9,6 +9,7 @@
 #include <sodium.h>
 
 #include "common/addrpol.h"
+#include "common/clock.h"
 #include "common/endpoint.h"
 #include "common/log.h"
 #include "common/sock.h"
@@ -24,6 +25,10 @@
  * until its punch ends (a winner, a failure, the relay), not only while its sockets are open:
  * a server cannot make us open one window right after the other within one punch's time. */
 static int sess_bday_running;
+
+/* After the birthday window (the hard side's, the longer one), time for a last connection's
+ * handshake before a punch without a relay gives up. */
+#define SESS_BDAY_SHAKE_MS 500
 
 /* At any end of the punch (a winner, a failure, an abort): every birthday socket closes now,
  * and the attempt no longer counts as running. */
@@ -448,13 +453,16 @@ static void sess_bday_over(struct bday *b, void *arg)
     punch_note(ss->punch, note);
     if (st.connected > 0 || ss->cfg.ncand > 0)
         return; /* a connection may still finish its handshake, or a candidate may answer */
-    /* nothing direct is left: the relay need not wait for --direct-timeout, and without one
-     * the punch has failed (it would only wait for its deadline) */
+    /* nothing direct is left but what the other side's window may still bring: the relay need
+     * not wait for --direct-timeout, and without one the punch fails once that window is over
+     * (plus a handshake's time) rather than at --timeout */
     if (ss->relay) {
         LOG_I("%s; opening the relay now", note);
         rl_now(ss->relay);
-    } else if (!ss->relay_only) {
-        punch_bday_over(ss->punch, true);
+    } else {
+        uint64_t now = clk_us(), end = ss->cfg.start_us + (uint64_t)ss->bplan.pace_ms * 1000 +
+                                       (uint64_t)(BDAY_HARD_GRACE_MS + SESS_BDAY_SHAKE_MS) * 1000;
+        punch_bday_over(ss->punch, end > now ? (end - now) / 1000 : 0);
     }
 }
 

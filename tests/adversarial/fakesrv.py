@@ -17,6 +17,9 @@ Usage: fakesrv.py PORT LOG [options]
                         and a probe is answered with `observed` and the --mapping of its peer
   --mapping ID=MAP      what the probe says of ID's NAT (independent, dependent); needs
                         --probe-port
+  --birthday K          on connect: a birthday plan in both punches, the initiator hard (K
+                        sockets towards the target's observed endpoint), the target easy (one
+                        guess at port 1 of the initiator's address)
   --initiator-delay S   on connect: the target's punch at once, the initiator's S seconds
                         later (default 0)
   --lifetime S          exit after S seconds (default 60)
@@ -34,7 +37,7 @@ from advpeer import FakePeer, FakeServer, ep_str  # noqa: E402
 PORT, LOG = int(sys.argv[1]), sys.argv[2]
 OBSERVED, PUNCHES, MAPPING, TOKENS = {}, {}, {}, {}
 DELAY, LIFETIME = 0.0, 60.0
-PUNCH_DELAY, PUNCH_GAP, FEATURES, PROBE_PORT = 0.3, 0.05, None, 0
+PUNCH_DELAY, PUNCH_GAP, FEATURES, PROBE_PORT, BIRTHDAY_K = 0.3, 0.05, None, 0, 0
 args = sys.argv[3:]
 while args:
     opt, val = args[0], args[1]
@@ -54,6 +57,8 @@ while args:
         FEATURES = val.split(",")
     elif opt == "--probe-port":
         PROBE_PORT = int(val)
+    elif opt == "--birthday":
+        BIRTHDAY_K = int(val)
     elif opt == "--mapping":
         k, v = val.split("=", 1)
         MAPPING[k] = v
@@ -114,13 +119,23 @@ def punch_for(to, other, role, session):
             "start_in_us": 0, "key": other.hello["key"]}
 
 
+def birthday(role, other):
+    return {"role": role, "target": other.observed, "k": BIRTHDAY_K, "m": 1, "ttl": 0,
+            "pace_ms": 100, "ports": [1, 1], "easy_delay_us": 0}
+
+
 def introduce(init, target):
     session = os.urandom(16).hex()
-    target.msg(punch_for(target, init, "responder", session))
+    pt = punch_for(target, init, "responder", session)
+    pi = punch_for(init, target, "initiator", session)
+    if BIRTHDAY_K:
+        pt["birthday"] = birthday("easy", init)
+        pi["birthday"] = birthday("hard", target)
+    target.msg(pt)
     log("punch", target.hello["id"], "responder", session)
     if DELAY > 0:
         time.sleep(DELAY)
-    init.msg(punch_for(init, target, "initiator", session))
+    init.msg(pi)
     log("punch", init.hello["id"], "initiator", session)
 
 
@@ -179,7 +194,7 @@ def serve(p):
     log("hello", pid, "aux" if aux else "main", ep_str(p.addr),
         "birthday=%s/%s" % (bd.get("k"), bd.get("m")) if isinstance(bd, dict) else "")
     extra = {}
-    if PROBE_PORT and not aux:
+    if PROBE_PORT:
         token = os.urandom(16).hex()
         with LOCK:
             TOKENS[token] = pid
