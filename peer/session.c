@@ -530,14 +530,14 @@ static void sess_bday_begin(struct sess *ss, const struct proto_msg *m)
     }
     sess_bday_running++;
     if (bc.role == PROTO_BDAY_HARD)
-        LOG_I("birthday punch with %s: we are the hard side, %d sockets towards %s, first SYNs "
+        LOG_I("birthday punch with %s: we are the hard side, %d socket%s towards %s, first SYNs "
               "with TTL %d (%s)",
-              m->u.punch.peer, bc.k, ep_format((const struct sockaddr *)&bc.target, ep, sizeof ep),
-              bc.ttl, ttl_from);
+              m->u.punch.peer, bc.k, bc.k == 1 ? "" : "s",
+              ep_format((const struct sockaddr *)&bc.target, ep, sizeof ep), bc.ttl, ttl_from);
     else if (inet_ntop(AF_INET, &((const struct sockaddr_in *)&bc.target)->sin_addr, ep, sizeof ep))
-        LOG_I("birthday punch with %s: we are the easy side, %d guesses at ports %d-%d of %s "
+        LOG_I("birthday punch with %s: we are the easy side, %d guess%s at ports %d-%d of %s "
               "over %d ms",
-              m->u.punch.peer, bc.m, bc.port_lo, bc.port_hi, ep, bc.pace_ms);
+              m->u.punch.peer, bc.m, bc.m == 1 ? "" : "es", bc.port_lo, bc.port_hi, ep, bc.pace_ms);
     /* the birthday engine is the IPv4 path; IPv6 candidates stay */
     for (int i = 0; i < cfg->ncand; i++)
         if (cfg->cand[i].addr.ss_family != AF_INET)

@@ -45,7 +45,7 @@ check "both announced birthday punching (alice with her --birthday-k 4)" \
            grep -q 'hello $B main .* birthday=256/1024' '$WORK/fake.log'"
 check "alice took the hard role, her k capped from 8 to 4" \
     grep -q 'we are the hard side, 4 sockets towards 127.0.0.1' "$WORK/a.err"
-check "bob took the easy role" grep -q 'we are the easy side, 1 guesses at ports 1-1 of 127.0.0.1' "$WORK/b.err"
+check "bob took the easy role" grep -q 'we are the easy side, 1 guess at ports 1-1 of 127.0.0.1' "$WORK/b.err"
 check "alice's punching event names her birthday role" \
     grep -q '"event":"punching".*"birthday":"hard"' "$WORK/a.err"
 ev=$(grep '"event":"connected"' "$WORK/a.err")
