@@ -188,5 +188,29 @@ check "the error names the key and what it wants" \
 printf 'just words\n' >"$TCPUNCH_HOME/config"
 "$TCPUNCH_BIN" config >/dev/null 2>"$WORK/cfg.err"
 check_rc "a line without =" 1 $?
+# birthday punching's limits: in the file, overridden by a flag, each checked for its range
+printf 'birthday-k = 0\nbirthday-m = 100\n' >"$TCPUNCH_HOME/config"
+"$TCPUNCH_BIN" --birthday-m 7 config >"$WORK/cfg.out" 2>"$WORK/cfg.err"
+check_rc "birthday-k and birthday-m in the file" 0 $?
+check "birthday-k from the file" grep -qE '^birthday-k = 0 +# config file$' "$WORK/cfg.out"
+check "birthday-m from the command line" grep -qE '^birthday-m = 7 +# command line$' "$WORK/cfg.out"
+printf 'birthday-k = 513\n' >"$TCPUNCH_HOME/config"
+"$TCPUNCH_BIN" config >/dev/null 2>"$WORK/cfg.err"
+check_rc "birthday-k above 512 in the file" 1 $?
+check "... names the range" grep -qF 'config:1: birthday-k = "513": not a number from 0 to 512' \
+    "$WORK/cfg.err"
+: >"$TCPUNCH_HOME/config"
+for bad in "--birthday-k 513" "--birthday-k -1" "--birthday-k 1.5" "--birthday-m 4097" \
+    "--birthday-m x"; do
+    # shellcheck disable=SC2086
+    "$TCPUNCH_BIN" $bad config >/dev/null 2>"$WORK/cfg.err"
+    check_rc "$bad" 1 $?
+    check "$bad: the error names the range" grep -qE -- "${bad% *}: .* is not a number from 0 to (512|4096)" \
+        "$WORK/cfg.err"
+done
+"$TCPUNCH_BIN" config >"$WORK/cfg.out" 2>&1
+check "the defaults: birthday-k 256, birthday-m 1024" \
+    sh -c "grep -qE '^birthday-k = 256 +# default$' '$WORK/cfg.out' &&
+           grep -qE '^birthday-m = 1024 +# default$' '$WORK/cfg.out'"
 unset TCPUNCH_HOME
 finish
