@@ -104,4 +104,31 @@ static void t_route(void)
     CHECK(sess_route(&set, at("203.0.113.9:5000", &x)) == NULL);
 }
 
-CHECK_MAIN(TEST(t_oldest), TEST(t_room), TEST(t_full), TEST(t_route))
+/* A birthday session has no IPv4 candidate (the engine is its IPv4 path): what comes from its
+ * target's address (any port: the other side's NAT picks it) is its own, unless another
+ * session dials that host too. */
+static void t_route_birthday(void)
+{
+    struct sess_set set;
+    struct sess a, b;
+    struct sockaddr_storage x;
+    char err[100];
+    memset(&set, 0, sizeof set);
+    sess_init(&set);
+    add_sess(&set, &a, "[2001:db8::7]:4000", NULL); /* an IPv6 candidate stays */
+    a.cfg.birthday = true;
+    CHECK_INT(ep_parse("203.0.113.10:1", &a.cfg.bday_target, err, sizeof err), 0);
+    CHECK(sess_route(&set, at("203.0.113.10:1534", &x)) == &a);
+    CHECK(sess_route(&set, at("[2001:db8::7]:4000", &x)) == &a);
+    CHECK(sess_route(&set, at("203.0.113.11:1534", &x)) == NULL);
+    /* without the birthday, that address is nobody's */
+    a.cfg.birthday = false;
+    CHECK(sess_route(&set, at("203.0.113.10:1534", &x)) == NULL);
+    a.cfg.birthday = true;
+    /* another session dialling the same host: neither can claim it by host */
+    add_sess(&set, &b, "203.0.113.10:5000", NULL);
+    CHECK(sess_route(&set, at("203.0.113.10:1534", &x)) == NULL);
+    CHECK(sess_route(&set, at("203.0.113.10:5000", &x)) == &b);
+}
+
+CHECK_MAIN(TEST(t_oldest), TEST(t_room), TEST(t_full), TEST(t_route), TEST(t_route_birthday))
