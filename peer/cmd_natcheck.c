@@ -52,7 +52,8 @@ struct nc {
     int probe_port;                   /* 0: the server has none */
     char token[PROTO_TOKEN_LEN + 1];
     bool have_welcome;
-    int fail; /* exit status once something went wrong, else EXIT_DONE */
+    bool srv_birthday; /* the server's challenge offered birthday punching */
+    int fail;          /* exit status once something went wrong, else EXIT_DONE */
     struct prb_result probe;
     bool probed; /* probe holds a result (ok or not) */
     /* the probes from fresh local ports, in the order made; nextra answered them */
@@ -71,7 +72,7 @@ struct nc_verdict {
     struct nk_verdict kind; /* easy / hard-sequential / hard-random / unknown */
     char kind_text[700];    /* the kind's sentence as printed (unknown: with the reason) */
     enum nk_path with[2];   /* a punch with an easy [0] and a hard [1] peer */
-    const char *with_text[2];
+    char with_text[2][240];
 };
 
 static int nc_fail(struct nc *n, int status, const char *fmt, ...)
@@ -195,6 +196,7 @@ static void nc_on_welcome(struct nc *n, const struct proto_msg *m)
             "registered as %s on %s, public endpoint %s, probe port %d", m->u.welcome.id, n->name,
             ep_format((const struct sockaddr *)&n->observed, ep, sizeof ep), n->probe_port);
     ev_registered(n->o, n->name, m);
+    n->srv_birthday = sc_feat_birthday(n->sc);
     n->fd = sc_detach(n->sc);
     n->sc = NULL;
     if (n->probe_port)
@@ -326,9 +328,27 @@ static void nc_observations(const struct nc *n, bool nat, struct nk_obs *o)
     }
 }
 
+/* Whether a birthday punch can be planned for us (PROTOCOL.md 17, "When the server plans it"):
+ * our own --birthday-k/-m, the server's offer, a control connection over IPv4. */
+static void nc_bday(const struct nc *n, struct nk_bday_cfg *b)
+{
+    b->k = n->o->birthday_k;
+    b->m = n->o->birthday_m;
+    if (b->k <= 0 || b->m <= 0)
+        b->state = NK_BDAY_OFF;
+    else if (!n->srv_birthday)
+        b->state = NK_BDAY_NO_SRV;
+    else if (n->observed.ss_family != AF_INET)
+        b->state = NK_BDAY_NO_IPV4;
+    else
+        b->state = NK_BDAY_ON;
+}
+
 /* The kind of side we are, and what that means for a punch with each kind of peer. */
 static void nc_kind(const struct nc *n, struct nc_verdict *v)
 {
+    struct nk_bday_cfg b;
+    nc_bday(n, &b);
     nc_observations(n, v->nat, &v->obs);
     nk_classify(&v->obs, &v->kind);
     if (v->kind.kind == NK_UNKNOWN && v->obs.n == 1 && v->reason[0])
@@ -339,8 +359,8 @@ static void nc_kind(const struct nc *n, struct nc_verdict *v)
                  v->kind.text, n->extra_why);
     else
         snprintf(v->kind_text, sizeof v->kind_text, "%s", v->kind.text);
-    v->with[0] = nk_punch(v->kind.side, NK_SIDE_EASY, &v->with_text[0]);
-    v->with[1] = nk_punch(v->kind.side, NK_SIDE_HARD, &v->with_text[1]);
+    v->with[0] = nk_punch(v->kind.side, NK_SIDE_EASY, &b, v->with_text[0], sizeof v->with_text[0]);
+    v->with[1] = nk_punch(v->kind.side, NK_SIDE_HARD, &b, v->with_text[1], sizeof v->with_text[1]);
 }
 
 static void nc_judge(const struct nc *n, struct nc_verdict *v)
@@ -367,7 +387,8 @@ static void nc_judge(const struct nc *n, struct nc_verdict *v)
     } else {
         v->exit = EXIT_NAT_SYM;
         v->key = proto_nat_name(PROTO_NAT_DEPENDENT);
-        v->text = "NAT with endpoint-dependent mapping (symmetric): a relay is needed";
+        v->text = "NAT with endpoint-dependent mapping (symmetric): a relay is needed, except "
+                  "with an easy peer (birthday punching)";
     }
     nc_kind(n, v);
 }
@@ -478,7 +499,7 @@ static int nc_run_on(struct nc *n, const struct sl_server *s)
     n->fd = -1;
     n->server = s->addr;
     n->name = s->name;
-    n->have_welcome = n->probed = false;
+    n->have_welcome = n->probed = n->srv_birthday = false;
     memset(&n->probe, 0, sizeof n->probe);
     n->nextra = 0;
     n->extra_why[0] = '\0';

@@ -12,7 +12,8 @@ enum peer_exit {
     EXIT_LOCAL = 6,   /* stdin/stdout or another local error */
     /* nat-check verdicts (0 above: no NAT) */
     EXIT_NAT_EIM = 7,     /* NAT with endpoint-independent mapping: punchable */
-    EXIT_NAT_SYM = 8,     /* endpoint-dependent mapping (symmetric): a relay is needed */
+    EXIT_NAT_SYM = 8,     /* endpoint-dependent mapping (symmetric): a relay, or birthday
+                           * punching with an easy peer */
     EXIT_NAT_UNKNOWN = 9, /* cannot tell: the server has no probe port, or it did not answer */
     /* send/receive: the transfer ran to its end, but the receiver refused some files */
     EXIT_PARTIAL = 10,

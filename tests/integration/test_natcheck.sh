@@ -3,6 +3,8 @@
 # "no NAT" (exit 0: the server sees our own address); without a probe port it cannot tell
 # (exit 9); --json prints one JSON object on stdout with the documented fields; the probe
 # listener takes only `probe`, and a probe with a registered peer's token gets its mapping.
+# The last lines (with easy / hard peer) follow birthday punching: our --birthday-k/-m, the
+# server's offer (challenge.features), the kind of side.
 source "$(dirname "$0")/lib.sh" "$@"
 
 T() { timeout -k 2 30 "$TCPUNCH" "$@"; }
@@ -52,8 +54,8 @@ else
     fail "unreachable: one error event on stderr"
 fi
 
-# ---- a server without a probe port: cannot tell (9) ----
-start_server
+# ---- a server without a probe port: cannot tell (9); it plans no birthday punch either ----
+start_server --birthday-k-max 0
 ID=$(uid nc)
 T -s "127.0.0.1:$SERVER_PORT" -i "$ID" nat-check >"$WORK/n9.out" 2>"$WORK/n9.err"
 check_rc "nat-check, server without a probe port" 9 $?
@@ -65,7 +67,8 @@ check_rc "nat-check --json, server without a probe port" 9 $?
 if json_check "$WORK/j9.out" 'o["verdict"] == "unknown"' 'o["exit"] == 9' \
     'o["probe_port"] is None' 'o["probe_observed"] is None' 'o["mapping"] == "unknown"' \
     '"probe" in o["reason"]' 'o["nat"] is False' 'o["observed"] == o["local"]' \
-    'o["kind"] == "easy"' 'len(o["ports"]) == 1'; then
+    'o["kind"] == "easy"' 'len(o["ports"]) == 1' \
+    'o["with_hard"] == {"path": "relay", "message": "relayed (this server does not offer birthday punching)"}'; then
     pass "exit 9: --json report"
 else
     fail "exit 9: --json report"
@@ -89,9 +92,20 @@ check "exit 0: port preserved" grep -q "^port preserved: *yes" "$WORK/n0.out"
 check "exit 0: nothing on stderr" test ! -s "$WORK/n0.err"
 check "exit 0: NAT kind easy, no NAT" grep -q "^NAT kind: *easy: no NAT" "$WORK/n0.out"
 check "exit 0: with an easy peer, direct" grep -q "^with easy peer: *direct" "$WORK/n0.out"
-check "exit 0: with a hard peer, relayed" \
-    grep -q "^with hard peer: *relayed (the server cannot predict the port)$" "$WORK/n0.out"
-check "exit 0: nothing claims birthday punching" eval '! grep -qi "birthday\|planned" "$WORK/n0.out"'
+check "exit 0: with a hard peer, direct by birthday punching (the server offers it)" \
+    grep -q "^with hard peer: *direct by birthday punching when the peer takes part too (we guess the hard NAT's ports: ~98% per attempt, at most 1536 SYNs), else relayed$" "$WORK/n0.out"
+check "exit 0: nothing says relayed with an easy peer" eval '! grep -q "^with easy peer: .*relay" "$WORK/n0.out"'
+# our M counts in the chance and the SYNs; 0 turns it off here
+T -s "127.0.0.1:$SERVER_PORT" -i "$(uid nc)" --birthday-m 2048 nat-check >"$WORK/nm.out" 2>/dev/null
+check "--birthday-m 2048: the chance and the SYNs follow our M" \
+    grep -q "^with hard peer: *direct by birthday punching .*~99.97% per attempt, at most 2560 SYNs" "$WORK/nm.out"
+for flag in "--birthday-k 0" "--birthday-m 0"; do
+    T -s "127.0.0.1:$SERVER_PORT" -i "$(uid nc)" $flag nat-check >"$WORK/noff.out" 2>/dev/null
+    check_rc "nat-check $flag on loopback" 0 $?
+    check "$flag: with a hard peer, relayed: off here" \
+        grep -q "^with hard peer: *relayed (birthday punching is off here: --birthday-k or --birthday-m is 0)$" "$WORK/noff.out"
+    check "$flag: with an easy peer, still direct" grep -q "^with easy peer: *direct (" "$WORK/noff.out"
+done
 LOCAL=$(sed -n 's/^local endpoint: *//p' "$WORK/n0.out")
 PUBLIC=$(sed -n 's/^public endpoint: *\([^ ]*\).*/\1/p' "$WORK/n0.out")
 check "exit 0: the public endpoint is the local one ($LOCAL)" test -n "$LOCAL" -a "$LOCAL" = "$PUBLIC"
@@ -106,7 +120,8 @@ if json_check "$WORK/j0.out" 'o["verdict"] == "no-nat"' 'o["exit"] == 0' 'o["nat
     'o["observed"] == o["local"] == o["probe_observed"]' 'o["port_preserved"] is True' \
     'o["reason"] is None' "o['server'] == '127.0.0.1:$SERVER_PORT'" 'isinstance(o["message"], str)' \
     'o["kind"] == "easy"' 'o["kind_reason"] is None' 'o["ports"] == [int(o["local"].rsplit(":", 1)[1])] * 2' \
-    'o["with_easy"]["path"] == "direct"' 'o["with_hard"]["path"] == "relay"'; then
+    'o["with_easy"]["path"] == "direct"' 'o["with_hard"]["path"] == "birthday"' \
+    'o["with_hard"]["message"].startswith("direct by birthday punching when the peer takes part too (")'; then
     pass "exit 0: --json report"
 else
     fail "exit 0: --json report"
@@ -227,7 +242,8 @@ check "the server is still running" server_alive
 # ports (bounded, without a token) and the kind of side. natfake.py MAIN PROBE LOG W ANSWER...:
 # every welcome says we come from 198.51.100.7:W; the probe answers of one registration give
 # the ports of the list in turn ("x": close unanswered). It logs "hello ID" and
-# "probe TOKEN|- SOURCE-PORT" per connection.
+# "probe TOKEN|- SOURCE-PORT" per connection. With FAKE_BIRTHDAY=1 in its environment its
+# challenges offer birthday punching (features ["birthday"]), else they offer nothing.
 cat >"$WORK/natfake.py" <<'EOF'
 import base64, json, os, socket, sys, threading, time
 main_port, probe_port, log, welcome = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -258,8 +274,11 @@ def readline(c):
 def serve(c, is_probe):
     c.settimeout(0.5)
     with c:
-        send(c, {"type": "challenge", "version": 1,
-                 "nonce": base64.b64encode(os.urandom(32)).decode()})
+        challenge = {"type": "challenge", "version": 1,
+                     "nonce": base64.b64encode(os.urandom(32)).decode()}
+        if os.environ.get("FAKE_BIRTHDAY") == "1":
+            challenge["features"] = ["birthday"]
+        send(c, challenge)
         m = readline(c)
         if m is None:
             return
@@ -339,50 +358,58 @@ probes_ok() {
     [ $n = "$2" ]
 }
 
-# sequential: four small steps
-natfake 20001 20002 20003 20004 20005
+# sequential: four small steps; the fake offers birthday punching
+FAKE_BIRTHDAY=1 natfake 20001 20002 20003 20004 20005
 T -s "127.0.0.1:$FAKE_PORT" -i "$(uid nc)" nat-check >"$WORK/hs.out" 2>"$WORK/hs.err"
 check_rc "nat-check behind a sequential NAT (fake)" 8 $?
-check "sequential: the verdict line as before" grep -q "^verdict: *NAT with endpoint-dependent mapping (symmetric): a relay is needed (exit 8)" "$WORK/hs.out"
+check "sequential: the verdict line" grep -q "^verdict: *NAT with endpoint-dependent mapping (symmetric): a relay is needed, except with an easy peer (birthday punching) (exit 8)$" "$WORK/hs.out"
 check "sequential: NAT kind hard, port sequential" grep -q "^NAT kind: *hard: a new mapping per destination, port sequential (steps of at most 1; public ports 20001, 20002, 20003, 20004, 20005)$" "$WORK/hs.out"
-check "sequential: with an easy peer, relayed" grep -q "^with easy peer: *relayed (the server cannot predict the port)$" "$WORK/hs.out"
-check "sequential: with a hard peer, relayed" grep -q "^with hard peer: *relayed (both map per destination)$" "$WORK/hs.out"
+check "sequential: with an easy peer, direct by birthday punching" grep -q "^with easy peer: *direct by birthday punching when the peer takes part too (we open 256 mappings with low-TTL SYNs, the peer guesses their ports: ~98% per attempt), else relayed$" "$WORK/hs.out"
+check "sequential: with a hard peer, relayed" grep -q "^with hard peer: *relayed (both map per destination: birthday punching would need some 170,000 guesses)$" "$WORK/hs.out"
 check "sequential: the verdict line comes before the new lines (existing line order kept)" \
     test "$(sed -n 8p "$WORK/hs.out" | cut -c1-8)" = "verdict:"
 check "sequential: 4 probes, the 3 after the first from fresh ports without the token ($(fake_probes | tr '\n' ' '))" \
     probes_ok "$WORK/hs.out" 4
 check "sequential: nothing on stderr" test ! -s "$WORK/hs.err"
-T -s "127.0.0.1:$FAKE_PORT" -i "$(uid nc)" --json nat-check >"$WORK/hsj.out" 2>/dev/null
+T -s "127.0.0.1:$FAKE_PORT" -i "$(uid nc)" --birthday-k 64 --json nat-check >"$WORK/hsj.out" 2>/dev/null
 check_rc "nat-check --json behind a sequential NAT (fake)" 8 $?
 if json_check "$WORK/hsj.out" 'o["verdict"] == "dependent"' 'o["kind"] == "hard-sequential"' \
     'o["ports"] == [20001, 20002, 20003, 20004, 20005]' 'o["kind_reason"] is None' \
     'o["kind_message"].startswith("hard: a new mapping per destination, port sequential")' \
-    'o["with_easy"] == {"path": "relay", "message": "relayed (the server cannot predict the port)"}' \
+    'o["message"] == "NAT with endpoint-dependent mapping (symmetric): a relay is needed, except with an easy peer (birthday punching)"' \
+    'o["with_easy"]["path"] == "birthday"' \
+    '"we open 64 mappings with low-TTL SYNs, the peer guesses their ports: ~64% per attempt" in o["with_easy"]["message"]' \
     'o["with_hard"]["path"] == "relay"' 'o["mapping"] == "dependent"' 'o["nat"] is True'; then
     pass "sequential: --json report"
 else
     fail "sequential: --json report"
 fi
 
-# random (masquerade random): large steps
+T -s "127.0.0.1:$FAKE_PORT" -i "$(uid nc)" --birthday-k 0 nat-check >"$WORK/hsoff.out" 2>/dev/null
+check_rc "nat-check --birthday-k 0 behind a sequential NAT (fake)" 8 $?
+check "--birthday-k 0: with an easy peer, relayed: off here" grep -q "^with easy peer: *relayed (birthday punching is off here: --birthday-k or --birthday-m is 0)$" "$WORK/hsoff.out"
+
+# random (masquerade random): large steps; a fake that does not offer birthday punching
 natfake 33017 8011 50122 1999 47010
 T -s "127.0.0.1:$FAKE_PORT" -i "$(uid nc)" --json nat-check >"$WORK/hrj.out" 2>/dev/null
 check_rc "nat-check --json behind a random NAT (fake)" 8 $?
 if json_check "$WORK/hrj.out" 'o["kind"] == "hard-random"' \
     'o["ports"] == [33017, 8011, 50122, 1999, 47010]' \
     'o["kind_message"].startswith("hard: a new mapping per destination, port random")' \
-    'o["with_easy"]["path"] == o["with_hard"]["path"] == "relay"'; then
-    pass "random: --json report"
+    'o["with_easy"] == {"path": "relay", "message": "relayed (this server does not offer birthday punching)"}' \
+    'o["with_hard"]["path"] == "relay"'; then
+    pass "random: --json report (the server offers no birthday punching: relayed)"
 else
-    fail "random: --json report"
+    fail "random: --json report (the server offers no birthday punching: relayed)"
 fi
 
 # a fresh-port probe unanswered: no more are tried, and the kind cannot be told
-natfake 20001 20002 20003 x 20005
+FAKE_BIRTHDAY=1 natfake 20001 20002 20003 x 20005
 T -s "127.0.0.1:$FAKE_PORT" -i "$(uid nc)" nat-check >"$WORK/hu.out" 2>"$WORK/hu.err"
 check_rc "nat-check, a fresh-port probe unanswered (fake)" 8 $?
 check "unanswered: NAT kind unknown, with why" grep -q "^NAT kind: *unknown: a new mapping per destination, but 3 mappings seen (4 needed): cannot tell random from sequential ports.*a probe from a fresh port: " "$WORK/hu.out"
-check "unanswered: still relayed with either peer" grep -q "^with easy peer: *relayed" "$WORK/hu.out"
+check "unanswered: mapping per destination, so hard: birthday with an easy peer" grep -q "^with easy peer: *direct by birthday punching" "$WORK/hu.out"
+check "unanswered: relayed with a hard peer" grep -q "^with hard peer: *relayed (both map" "$WORK/hu.out"
 check "unanswered: 3 probes, none after the failed one ($(fake_probes | tr '\n' ' '))" \
     probes_ok "$WORK/hu.out" 3
 
@@ -392,7 +419,7 @@ T -s "127.0.0.1:$FAKE_PORT" -i "$(uid nc)" nat-check >"$WORK/he.out" 2>"$WORK/he
 check_rc "nat-check behind an EIM NAT that changes the port (fake)" 7 $?
 check "EIM: NAT kind easy, port changed" grep -q "^NAT kind: *easy: one mapping for all destinations, port changed$" "$WORK/he.out"
 check "EIM: with an easy peer, direct" grep -q "^with easy peer: *direct" "$WORK/he.out"
-check "EIM: with a hard peer, relayed" grep -q "^with hard peer: *relayed (the server cannot predict the port)$" "$WORK/he.out"
+check "EIM: with a hard peer, relayed (this fake offers no birthday punching)" grep -q "^with hard peer: *relayed (this server does not offer birthday punching)$" "$WORK/he.out"
 check "EIM: one probe only ($(fake_probes | tr '\n' ' '))" probes_ok "$WORK/he.out" 1
 kill "$FAKE_PID" 2>/dev/null
 wait "$FAKE_PID" 2>/dev/null

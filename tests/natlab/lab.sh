@@ -731,26 +731,65 @@ scn_i_norelay() {
 
 # nat-check from both peers' hosts before the run: the verdict must match the topology, and
 # the kind of side too: easy behind the port-keeping NATs and without one, hard with random
-# ports behind the symmetric ones (masquerade random)
+# ports behind the symmetric ones (masquerade random); and the two last lines what a punch with
+# each kind of peer gives: easy/easy direct, easy/hard by birthday punching (relayed when this
+# peer's --birthday-k/-m of the scenario is 0, or the server's --birthday-k-max/-m-max), hard/hard
+# relayed.
 lab_natcheck() {
-    local tag host want rc kind
+    local tag host want rc kind bday with_easy with_hard i
+    local -a args bargs
     for tag in a b; do
-        if [ $tag = a ]; then host=$HOST_A want=$NC_A; else host=$HOST_B want=$NC_B; fi
-        X "$host" env TCPUNCH_HOME="$LAB_LOG/home.nc$tag" timeout -k 2 20 "$TP_BIN" --server "$SERVER" --id "nc$tag" nat-check \
-            >"$LAB_LOG/nc$tag.out" 2>"$LAB_LOG/nc$tag.err" </dev/null
+        if [ $tag = a ]; then
+            host=$HOST_A want=$NC_A args=("${PEER_A_ARGS[@]}")
+        else
+            host=$HOST_B want=$NC_B args=("${PEER_B_ARGS[@]}")
+        fi
+        # this peer's birthday flags, as it runs in the scenario; the server's caps
+        bargs=() bday="direct by birthday punching when the peer takes part too ("
+        for ((i = 0; i < ${#args[@]}; i++)); do
+            case ${args[i]} in
+            --birthday-k | --birthday-m)
+                bargs+=("${args[i]}" "${args[i + 1]}")
+                [ "${args[i + 1]}" = 0 ] && bday="relayed (birthday punching is off here: "
+                ;;
+            esac
+        done
+        for ((i = 0; i < ${#SERVER_ARGS[@]}; i++)); do
+            case ${SERVER_ARGS[i]} in
+            --birthday-k-max | --birthday-m-max)
+                [ "${SERVER_ARGS[i + 1]}" = 0 ] &&
+                    [ "${bday#relayed (birthday punching is off}" = "$bday" ] &&
+                    bday="relayed (this server does not offer birthday punching)"
+                ;;
+            esac
+        done
+        X "$host" env TCPUNCH_HOME="$LAB_LOG/home.nc$tag" timeout -k 2 20 "$TP_BIN" --server "$SERVER" --id "nc$tag" \
+            "${bargs[@]}" nat-check >"$LAB_LOG/nc$tag.out" 2>"$LAB_LOG/nc$tag.err" </dev/null
         rc=$?
         if [ "$rc" != "$want" ]; then
             say "lab: nat-check on $tag's host exited $rc, expected $want:"
             sed 's/^/    /' "$LAB_LOG/nc$tag.out" "$LAB_LOG/nc$tag.err"
             return 1
         fi
-        case $want in 0 | 7) kind=easy ;; 8) kind='hard: .*port random' ;; *) kind= ;; esac
+        case $want in
+        0 | 7) kind=easy with_easy="direct (" with_hard=$bday ;;
+        8) kind='hard: .*port random' with_easy=$bday with_hard="relayed (both map per destination" ;;
+        *) kind='' with_easy='' with_hard='' ;;
+        esac
         if [ -n "$kind" ] && ! grep -q "^NAT kind: *$kind" "$LAB_LOG/nc$tag.out"; then
             say "lab: nat-check on $tag's host: NAT kind is not \"$kind\":"
             sed 's/^/    /' "$LAB_LOG/nc$tag.out" "$LAB_LOG/nc$tag.err"
             return 1
         fi
-        note "nat-check on $tag's host: $(grep '^verdict' "$LAB_LOG/nc$tag.out"); $(grep '^NAT kind' "$LAB_LOG/nc$tag.out")"
+        if [ -n "$with_easy" ] && ! { grep -qF "with easy peer:  $with_easy" "$LAB_LOG/nc$tag.out" &&
+            grep -qF "with hard peer:  $with_hard" "$LAB_LOG/nc$tag.out"; }; then
+            say "lab: nat-check on $tag's host: want \"with easy peer:  $with_easy...\" and \"with hard peer:  $with_hard...\":"
+            sed 's/^/    /' "$LAB_LOG/nc$tag.out" "$LAB_LOG/nc$tag.err"
+            return 1
+        fi
+        note "nat-check on $tag's host${bargs[*]:+ (${bargs[*]})}: $(grep '^verdict' "$LAB_LOG/nc$tag.out"); $(grep '^NAT kind' "$LAB_LOG/nc$tag.out")"
+        note "    $(grep '^with easy peer' "$LAB_LOG/nc$tag.out")"
+        note "    $(grep '^with hard peer' "$LAB_LOG/nc$tag.out")"
     done
 }
 

@@ -1,6 +1,6 @@
 /* natkind.c: the kind of NAT side from tables of observed ports (the control connection, the
  * probe from the same local port, probes from fresh ports, in that order), and what a punch with
- * each kind of peer means today. */
+ * each kind of peer means today, birthday punching on or not. */
 #include "check.h"
 #include "peer/natkind.h"
 
@@ -130,37 +130,112 @@ static void t_names(void)
     CHECK_STR(nk_name(NK_UNKNOWN), "unknown");
     CHECK_STR(nk_path_name(NK_PATH_DIRECT), "direct");
     CHECK_STR(nk_path_name(NK_PATH_RELAY), "relay");
+    CHECK_STR(nk_path_name(NK_PATH_BIRTHDAY), "birthday");
     CHECK_STR(nk_path_name(NK_PATH_UNKNOWN), "unknown");
 }
 
-/* every pair of sides: today's path, and a sentence that says it (never a planned feature) */
+/* 1 - C(R-k, m) / C(R, m), R = 64,512: the numbers of PROTOCOL.md 17 and the design's table */
+static void t_chance(void)
+{
+    double p = nk_bday_chance(256, 1024);
+    CHECK_MSG(p > 0.983 && p < 0.984, "256/1024: %f, want ~98.3%%", p);
+    p = nk_bday_chance(256, 2048);
+    CHECK_MSG(p > 0.9997 && p < 0.9998, "256/2048: %f, want ~99.97%%", p);
+    p = nk_bday_chance(128, 1024);
+    CHECK_MSG(p > 0.871 && p < 0.872, "128/1024: %f, want ~87.1%%", p);
+    p = nk_bday_chance(1, 1);
+    CHECK_MSG(p > 1.0 / 64513 && p < 1.0 / 64511, "1/1: %g, want 1/64512", p);
+    CHECK_MSG(nk_bday_chance(0, 1024) == 0.0 && nk_bday_chance(256, 0) == 0.0, "0: no chance");
+    CHECK_MSG(nk_bday_chance(64512, 1) == 1.0 && nk_bday_chance(64000, 600) == 1.0,
+              "every port taken or guessed: certain");
+    CHECK_MSG(nk_bday_chance(512, 4096) <= 1.0 && nk_bday_chance(512, 4096) > 0.99999,
+              "the caps: %f", nk_bday_chance(512, 4096));
+}
+
+/* every pair of sides, in every state of birthday punching: today's path, and a sentence that
+ * says it; its first word is the path's */
 static void t_punch(void)
 {
+    static const struct nk_bday_cfg on = {NK_BDAY_ON, 256, 1024}, off = {NK_BDAY_OFF, 0, 1024},
+                                    nosrv = {NK_BDAY_NO_SRV, 256, 1024},
+                                    nov4 = {NK_BDAY_NO_IPV4, 256, 1024},
+                                    big = {NK_BDAY_ON, 512, 2048}, one = {NK_BDAY_ON, 1, 64};
     static const struct {
         enum nk_side us, peer;
+        const struct nk_bday_cfg *b;
         enum nk_path path;
         const char *text;
     } pairs[] = {
-        {NK_SIDE_EASY, NK_SIDE_EASY, NK_PATH_DIRECT, "direct"},
-        {NK_SIDE_EASY, NK_SIDE_HARD, NK_PATH_RELAY, "relayed (the server cannot predict the port)"},
-        {NK_SIDE_HARD, NK_SIDE_EASY, NK_PATH_RELAY, "relayed (the server cannot predict the port)"},
-        {NK_SIDE_HARD, NK_SIDE_HARD, NK_PATH_RELAY, "relayed (both map per destination)"},
-        {NK_SIDE_UNKNOWN, NK_SIDE_EASY, NK_PATH_UNKNOWN, "direct if our NAT keeps one mapping"},
-        {NK_SIDE_UNKNOWN, NK_SIDE_HARD, NK_PATH_RELAY, "relayed"},
-        {NK_SIDE_EASY, NK_SIDE_UNKNOWN, NK_PATH_UNKNOWN, "direct if the peer's NAT"},
-        {NK_SIDE_HARD, NK_SIDE_UNKNOWN, NK_PATH_RELAY, "relayed"},
-        {NK_SIDE_UNKNOWN, NK_SIDE_UNKNOWN, NK_PATH_UNKNOWN, "unknown"},
+        {NK_SIDE_EASY, NK_SIDE_EASY, &on, NK_PATH_DIRECT, "direct (both keep one mapping"},
+        {NK_SIDE_EASY, NK_SIDE_EASY, &off, NK_PATH_DIRECT, "direct (both keep one mapping"},
+        /* the easy side guesses: our M, the peer's default K 256 */
+        {NK_SIDE_EASY, NK_SIDE_HARD, &on, NK_PATH_BIRTHDAY,
+         "direct by birthday punching when the peer takes part too (we guess the hard NAT's "
+         "ports: ~98% per attempt, at most 1536 SYNs), else relayed"},
+        {NK_SIDE_EASY, NK_SIDE_HARD, &big, NK_PATH_BIRTHDAY,
+         "~99.97% per attempt, at most 2560 SYNs"},
+        {NK_SIDE_EASY, NK_SIDE_HARD, &one, NK_PATH_BIRTHDAY, "~22% per attempt, at most 576 SYNs"},
+        /* the hard side opens the mappings: our K, the peer's default M 1024 */
+        {NK_SIDE_HARD, NK_SIDE_EASY, &on, NK_PATH_BIRTHDAY,
+         "direct by birthday punching when the peer takes part too (we open 256 mappings with "
+         "low-TTL SYNs, the peer guesses their ports: ~98% per attempt), else relayed"},
+        {NK_SIDE_HARD, NK_SIDE_EASY, &big, NK_PATH_BIRTHDAY,
+         "512 mappings with low-TTL SYNs, the peer guesses their ports: ~99.97%"},
+        {NK_SIDE_HARD, NK_SIDE_EASY, &one, NK_PATH_BIRTHDAY, "we open 1 mapping with"},
+        /* birthday punching not to be had: relayed, saying why */
+        {NK_SIDE_EASY, NK_SIDE_HARD, &off, NK_PATH_RELAY,
+         "relayed (birthday punching is off here: --birthday-k or --birthday-m is 0)"},
+        {NK_SIDE_HARD, NK_SIDE_EASY, &off, NK_PATH_RELAY,
+         "relayed (birthday punching is off here: --birthday-k or --birthday-m is 0)"},
+        {NK_SIDE_HARD, NK_SIDE_EASY, &nosrv, NK_PATH_RELAY,
+         "relayed (this server does not offer birthday punching)"},
+        {NK_SIDE_EASY, NK_SIDE_HARD, &nosrv, NK_PATH_RELAY, "does not offer"},
+        {NK_SIDE_HARD, NK_SIDE_EASY, &nov4, NK_PATH_RELAY,
+         "relayed (birthday punching needs the server reached over IPv4)"},
+        {NK_SIDE_EASY, NK_SIDE_HARD, &nov4, NK_PATH_RELAY, "over IPv4"},
+        /* two hard sides: relayed whatever the state */
+        {NK_SIDE_HARD, NK_SIDE_HARD, &on, NK_PATH_RELAY,
+         "relayed (both map per destination: birthday punching would need some 170,000 guesses)"},
+        {NK_SIDE_HARD, NK_SIDE_HARD, &off, NK_PATH_RELAY, "relayed (both map per destination"},
+        /* an unknown side */
+        {NK_SIDE_UNKNOWN, NK_SIDE_EASY, &on, NK_PATH_UNKNOWN,
+         "direct if our NAT keeps one mapping"},
+        {NK_SIDE_UNKNOWN, NK_SIDE_HARD, &on, NK_PATH_RELAY, "needs our mapping known"},
+        {NK_SIDE_EASY, NK_SIDE_UNKNOWN, &on, NK_PATH_UNKNOWN, "direct if the peer's NAT"},
+        {NK_SIDE_HARD, NK_SIDE_UNKNOWN, &on, NK_PATH_UNKNOWN,
+         "unknown: by birthday punching if the peer's NAT keeps one mapping, else relayed"},
+        {NK_SIDE_HARD, NK_SIDE_UNKNOWN, &off, NK_PATH_RELAY, "is off here"},
+        {NK_SIDE_UNKNOWN, NK_SIDE_UNKNOWN, &on, NK_PATH_UNKNOWN, "unknown"},
+    };
+    static const char *const first[] = {
+        [NK_PATH_UNKNOWN] = "unknown",
+        [NK_PATH_DIRECT] = "direct (",
+        [NK_PATH_RELAY] = "relayed (",
+        [NK_PATH_BIRTHDAY] = "direct by birthday punching when the peer takes part too (",
     };
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
-        const char *text = NULL;
-        enum nk_path p = nk_punch(pairs[i].us, pairs[i].peer, &text);
-        CHECK_MSG(p == pairs[i].path, "pair %zu: path %s", i, nk_path_name(p));
-        if (!CHECK(text != NULL))
+        char text[240];
+        enum nk_path p;
+        memset(text, 'x', sizeof text);
+        p = nk_punch(pairs[i].us, pairs[i].peer, pairs[i].b, text, sizeof text);
+        CHECK_MSG(p == pairs[i].path, "pair %zu: path %s, want %s", i, nk_path_name(p),
+                  nk_path_name(pairs[i].path));
+        if (!CHECK_MSG(memchr(text, '\0', sizeof text) != NULL && strlen(text) < sizeof text - 1,
+                       "pair %zu: the sentence fills the buffer", i))
             continue;
-        CHECK_MSG(strstr(text, pairs[i].text) != NULL, "pair %zu: \"%s\"", i, text);
-        CHECK_MSG(strstr(text, "birthday") == NULL && strstr(text, "planned") == NULL,
-                  "pair %zu claims what does not exist: \"%s\"", i, text);
+        CHECK_MSG(strstr(text, pairs[i].text) != NULL, "pair %zu: \"%s\" lacks \"%s\"", i, text,
+                  pairs[i].text);
+        CHECK_MSG(strncmp(text, first[p], strlen(first[p])) == 0, "pair %zu: \"%s\"", i, text);
+        /* only the birthday path promises a direct connection by it */
+        CHECK_MSG((p == NK_PATH_BIRTHDAY) == (strstr(text, "direct by birthday") != NULL),
+                  "pair %zu: \"%s\"", i, text);
+    }
+    /* a short buffer truncates, never overruns */
+    {
+        char small[8];
+        nk_punch(NK_SIDE_HARD, NK_SIDE_EASY, &on, small, sizeof small);
+        CHECK_STR(small, "direct ");
     }
 }
 
-CHECK_MAIN(TEST(t_table), TEST(t_steps), TEST(t_names), TEST(t_punch))
+CHECK_MAIN(TEST(t_table), TEST(t_steps), TEST(t_names), TEST(t_chance), TEST(t_punch))
