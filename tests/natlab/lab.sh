@@ -380,6 +380,7 @@ lab_start_server() {
 # synout all, synsrv those to the rendezvous host); see lab_syns.
 lab_router() {
     local name=$1 upns=$2 upbr=$3 wan=$4 gw=$5 lan=$6 policy=$7 mapping=${8:-eim} rule masq
+    LAB_UPSTREAM[$name]=$upns
     lab_ns "$name" || return 1
     lab_link "$upns" "$upbr" "$name" wan0 "$wan" || return 1
     ip -n "$(N "$name")" link add lan0 type bridge || return 1
@@ -493,6 +494,7 @@ lab_conntrack() { X "$1" cat /proc/net/nf_conntrack 2>/dev/null; }
 # ---- SYN counts: TCP SYNs (without ACK) each router sent out of its wan0 during the attempt,
 # i.e. since lab_syn_mark (lab_run_once calls it right before the peers start, after nat-check)
 declare -A LAB_SYN_BASE
+declare -A LAB_UPSTREAM   # router -> the namespace its wan0 leads to (wan, or an outer NAT)
 lab_syn_mark() {
     local r
     LAB_SYN_BASE=()
@@ -508,10 +510,15 @@ lab_syns() {
     [ "${2:-}" = srv ] && c=synsrv k=$1/srv
     echo $(( $(lab_counter "$r" inet syn "$c" packets) - ${LAB_SYN_BASE[$k]:-0} ))
 }
-# "ra:12 (3 to the server) rb:4 (3 to the server)" for every router of the scenario
+# "ra:12 (3 to the server) rb:4 (3 to the server)" for every router of the scenario; a router
+# behind another NAT says so ("(3 to the server, behind cgn)"): its SYNs are counted again by
+# the outer one, so a total over the sites counts only the others
 lab_syn_summary() {
-    local r out=""
-    for r in $ROUTERS; do out+="${out:+ }$r:$(lab_syns "$r") ($(lab_syns "$r" srv) to the server)"; done
+    local r out="" up
+    for r in $ROUTERS; do
+        up=${LAB_UPSTREAM[$r]:-wan}
+        out+="${out:+ }$r:$(lab_syns "$r") ($(lab_syns "$r" srv) to the server$([ "$up" = wan ] || printf ', behind %s' "$up"))"
+    done
     printf '%s' "$out"
 }
 
@@ -1130,7 +1137,7 @@ lab_run_once() {
     LAB_LOG="$LAB_TMP/$s.$it"
     mkdir -p "$LAB_LOG"
     HOST_A="" HOST_B="" ROUTERS="" WHERE_A="" WHERE_B="" ACCT_WHAT="router-to-router""" PEER_A_ARGS=() PEER_B_ARGS=() RELAY_VIA="" LAB_EXTRA_PORTS="" SERVER_ARGS=(--probe-listen "$SERVER_IP:$((SERVER_PORT + 1))") NC_A=7 NC_B=7 EXPECT_PATH=direct EXPECT_WHY="" PRE_HOOK="" POST_CHECK="" CUSTOM_RUN="" LAB_ACCT_NS="" LAB_ACCT_FAM=bridge RC_a="" RC_b="" WAN_MODE=""
-    LAB_PORTNO=() LAB_WANPORT=() LAB_WAN6=() LAB_SYN_BASE=()
+    LAB_PORTNO=() LAB_WANPORT=() LAB_WAN6=() LAB_SYN_BASE=() LAB_UPSTREAM=()
     head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/a.in"
     head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/b.in"
 
@@ -1256,6 +1263,10 @@ lab_run_once() {
     local path unsol="" r syns
     syns=$(lab_syn_summary); LAB_SYNS=$syns
     path=$(grep -h 'connected to' "$LAB_LOG/a.err" 2>/dev/null | head -n 1)
+    # a birthday punch: the other side's line says how many guesses (or which socket) it took
+    local pb_bday
+    pb_bday=$(grep -h 'connected to .*(birthday' "$LAB_LOG/b.err" 2>/dev/null | head -n 1)
+    [ -n "$pb_bday" ] && path+=" | b: ${pb_bday#*tcpunch: }"
     local fb first
     first=$(grep -ho 'first byte received at [0-9.]*' "$LAB_LOG/b.err" 2>/dev/null | head -n 1 | awk '{ print $NF }')
     [ -n "$first" ] && fb=$(awk -v a="$(cat "$LAB_LOG/a.start")" -v b="$first" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
