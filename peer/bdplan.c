@@ -62,8 +62,8 @@ bool bdplan_check(const struct proto_bday *plan, const struct bdplan_ctx *ctx,
         return bp_refuse(why, whylen, "another birthday punch of ours is running");
     /* counted from the last start, not the last end: an attempt ended early (its session
      * evicted, aborted, won) makes no room for the next */
-    if (ctx->started && (ctx->now_us < ctx->last_start_us ||
-                         ctx->now_us - ctx->last_start_us < BDPLAN_GAP_US))
+    if (ctx->started &&
+        (ctx->now_us < ctx->last_start_us || ctx->now_us - ctx->last_start_us < BDPLAN_GAP_US))
         return bp_refuse(why, whylen,
                          "our last birthday punch started %llu ms ago (one per %d s at most)",
                          (unsigned long long)((ctx->now_us - ctx->last_start_us) / 1000),

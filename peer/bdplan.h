@@ -48,10 +48,9 @@ struct bdplan_ctx {
 };
 
 /* Checks plan. Accepted: true, *out is the plan with the count we spend capped to ours (hard:
- * k to cap_k, easy: m to cap_m; the other side's count, only informational, is left; a ttl of 1 raised
- * to BDPLAN_MIN_TTL). Refused:
- * false with the reason in why (a sentence fragment: "its target 198.51.100.7 is not the
- * peer's observed address 203.0.113.20"). */
+ * k to cap_k, easy: m to cap_m; the other side's count, only informational, is left; a ttl of 1
+ * raised to BDPLAN_MIN_TTL). Refused: false with the reason in why (a sentence fragment: "its
+ * target 198.51.100.7 is not the peer's observed address 203.0.113.20"). */
 bool bdplan_check(const struct proto_bday *plan, const struct bdplan_ctx *ctx,
                   struct proto_bday *out, char *why, size_t whylen);
 

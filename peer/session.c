@@ -508,7 +508,8 @@ static void sess_bday_begin(struct sess *ss, const struct proto_msg *m)
                              /* a test switch: see struct bdplan_ctx */
                              .loopback_ok = cfg->loopback_ok && lo_env && !strcmp(lo_env, "1"),
                              .now_us = now,
-                             .last_start_us = sess_bday_nstarts ? sess_bday_starts[sess_bday_newest] : 0,
+                             .last_start_us =
+                                 sess_bday_nstarts ? sess_bday_starts[sess_bday_newest] : 0,
                              .started = sess_bday_nstarts > 0,
                              .starts_hour = sess_bday_starts_within(now, BDPLAN_HOUR_US),
                              .cap_k = set->o->birthday_k,

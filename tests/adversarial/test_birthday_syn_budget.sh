@@ -60,22 +60,22 @@ HID=$(uid bd-hard)
 EID=$(uid bd-easy)
 FPORT=$(free_port)
 PPORT=$(free_port)
-spawn 40 python3 "$ADV/fakesrv.py" "$FPORT" "$WORK/fake.log" --features birthday \
-    --probe-port "$PPORT" --punch-delay 1.0 --lifetime 30 \
+spawn 60 python3 "$ADV/fakesrv.py" "$FPORT" "$WORK/fake.log" --features birthday \
+    --probe-port "$PPORT" --punch-delay 1.0 --lifetime 50 \
     --mapping "$HID=dependent" --mapping "$EID=independent" \
     --punch "$HID=$WORK/hard.json" --punch "$EID=$WORK/easy.json"
 wait_until 5 listening "$FPORT" || die "fakesrv.py does not listen"
 wait_until 5 listening "$PPORT" || die "no probe port"
 
 # hard: pace 2000 keeps the sockets to t0 + 3.5 s, past the kernel's 1 s, 2 s, 3 s (linear)
-spawn 20 "$TCPUNCH" -s "127.0.0.1:$FPORT" -i "$HID" -t 8 -v listen </dev/null \
+spawn 40 "$TCPUNCH" -s "127.0.0.1:$FPORT" -i "$HID" -t 8 -v listen </dev/null \
     >"$WORK/hard.out" 2>"$WORK/hard.err"
 HARD=$!
-spawn 20 "$TCPUNCH" -s "127.0.0.1:$FPORT" -i "$EID" -p "$LPORT" -t 8 -v listen </dev/null \
+spawn 40 "$TCPUNCH" -s "127.0.0.1:$FPORT" -i "$EID" -p "$LPORT" -t 8 -v listen </dev/null \
     >"$WORK/easy.out" 2>"$WORK/easy.err"
 EASY=$!
 took() { grep -qs "we are the hard side" "$WORK/hard.err" && grep -qs "we are the easy side" "$WORK/easy.err"; }
-wait_until 10 took || { cat "$WORK/hard.err" "$WORK/easy.err" >&2; die "the plans were not taken"; }
+wait_until 25 took || { cat "$WORK/hard.err" "$WORK/easy.err" >&2; die "the plans were not taken"; }
 sleep 6
 kill "$HARD" "$EASY" 2>/dev/null
 wait "$HARD" "$EASY" 2>/dev/null

@@ -1056,7 +1056,6 @@ static void t_fit_limit(void)
 CHECK_MAIN(TEST(t_order_linux_range), TEST(t_order_low_inside), TEST(t_order_no_low),
            TEST(t_order_bounds), TEST(t_order_deterministic), TEST(t_order_spread), TEST(t_pacing),
            TEST(t_live), TEST(t_fit), TEST(t_refuses), TEST(t_easy_hit), TEST(t_easy_goes_on),
-           TEST(t_easy_stop),
-           TEST(t_easy_sweep), TEST(t_hard_connect), TEST(t_hard_ttl_wire),
-           TEST(t_hard_stop_in_conn), TEST(t_hard_refused), TEST(t_hard_window), TEST(t_hard_close_time),
-           TEST(t_fit_limit))
+           TEST(t_easy_stop), TEST(t_easy_sweep), TEST(t_hard_connect), TEST(t_hard_ttl_wire),
+           TEST(t_hard_stop_in_conn), TEST(t_hard_refused), TEST(t_hard_window),
+           TEST(t_hard_close_time), TEST(t_fit_limit))

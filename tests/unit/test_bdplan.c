@@ -185,8 +185,9 @@ static void t_target_kind(void)
     p = hard_plan();
     p.target = addr("127.0.0.1:4000");
     observed = p.target;
-    refused(&p, &c, "a scan of our own ports; allowed only in tests, with "
-                    "TCPUNCH_TEST_BIRTHDAY_LOOPBACK=1");
+    refused(&p, &c,
+            "a scan of our own ports; allowed only in tests, with "
+            "TCPUNCH_TEST_BIRTHDAY_LOOPBACK=1");
     /* the test switch (and the server on loopback: everybody is on this host) */
     c.loopback_ok = true;
     CHECK(bdplan_check(&p, &c, &out, why, sizeof why));
