@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
+#include <netinet/tcp.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,6 +160,12 @@ uint64_t bday_guess_at_us(int i, int m, int pace_ms)
     return (uint64_t)i * (uint64_t)pace_ms * 1000u / (uint64_t)m;
 }
 
+uint64_t bday_hard_close_ms(int pace_ms)
+{
+    uint64_t ms = (uint64_t)(pace_ms > 0 ? pace_ms : 0) + BDAY_HARD_GRACE_MS;
+    return ms < BDAY_HARD_MAX_LIFE_MS ? ms : BDAY_HARD_MAX_LIFE_MS;
+}
+
 /* A guess lives BDAY_GUESS_LIFE_MS and is closed by the next tick after that (BD_EASY_TICK_MS
  * while guesses are still going out, when the peak is): any window of LIFE + TICK holds at
  * most floor(window * m / pace) + 1 of the evenly spaced send times. */
@@ -225,7 +232,10 @@ static long bd_fds_open(long limit)
 }
 
 /* Raises RLIMIT_NOFILE's soft limit to what the attempt needs (at most the hard limit), then
- * fits k or m into what there is. Returns the count to plan, 0 when nothing fits. */
+ * fits k or m into what there is. Returns the count to plan, 0 when nothing fits. The raised
+ * limit is left raised after the attempt, on purpose: it is still within the hard limit the
+ * process was given, descriptors are only used when opened, and lowering it again would race
+ * with whatever else opened descriptors meanwhile (nothing is gained by restoring it). */
 static int bd_fit_fds(const struct bday_cfg *cfg, int want, bool *fitted)
 {
     struct rlimit rl;
@@ -305,6 +315,11 @@ static void bd_count_err(struct bday *b, int err, bool sent)
     case ECONNREFUSED:
         b->st.refused++;
         break;
+    case ETIMEDOUT:
+        /* a hard socket the kernel gave up (TCP_SYNCNT 1): expired, as at our own close */
+        if (!sent || b->cfg.role != PROTO_BDAY_HARD)
+            b->st.other_err++;
+        break;
     case EHOSTUNREACH:
     case ENETUNREACH:
     case EHOSTDOWN:
@@ -374,12 +389,9 @@ static void bd_on_poll(uv_poll_t *h, int status, int events)
     bd_end(s, true);
     b->st.connected++;
     b->st.winner_index = index;
-    /* design section 7: at the first completion the easy side sends no more guesses (the live
-     * ones stay until their age or bday_stop) */
-    if (b->cfg.role == PROTO_BDAY_EASY && !b->sending_done) {
-        b->sending_done = true;
-        uv_timer_set_repeat(&b->tick, BD_SWEEP_MS);
-    }
+    /* the easy side goes on guessing: a completed connection is not yet the peer (a service
+     * listening on the hard NAT's address, a forged SYN,ACK); only its handshake says so, and
+     * the punch stops the engine when one wins */
     if (b->conn)
         b->conn(b, fd, index, b->arg);
     else
@@ -448,6 +460,14 @@ static void bd_hard_dial(struct bday *b, struct bsock *s)
     if (b->cfg.local.ss_family == AF_INET &&
         bind(fd, (const struct sockaddr *)&b->cfg.local, sizeof(struct sockaddr_in)) < 0) {
         LOG_D("birthday: bind: %s", strerror(errno));
+        b->st.other_err++;
+        close(fd);
+        return;
+    }
+    /* the kernel gives the socket up 3 s after its first SYN whatever tcp_syn_retries says
+     * (bday.h, BDAY_HARD_MAX_LIFE_MS: our own close comes first): without it, not sent */
+    if (setsockopt(fd, IPPROTO_TCP, TCP_SYNCNT, &(int){1}, sizeof(int)) < 0) {
+        LOG_D("birthday: TCP_SYNCNT 1: %s", strerror(errno));
         b->st.other_err++;
         close(fd);
         return;
@@ -673,6 +693,11 @@ static bool bd_probe(struct bday *b, char *err, size_t errlen)
         close(fd);
         return false;
     }
+    if (setsockopt(fd, IPPROTO_TCP, TCP_SYNCNT, &(int){1}, sizeof(int)) < 0) {
+        snprintf(err, errlen, "birthday: TCP_SYNCNT 1: %s", strerror(errno));
+        close(fd);
+        return false;
+    }
     if (setsockopt(fd, IPPROTO_IP, IP_TTL, &b->cfg.ttl, sizeof b->cfg.ttl) < 0) {
         snprintf(err, errlen, "birthday: IP_TTL %d: %s", b->cfg.ttl, strerror(errno));
         close(fd);
@@ -740,7 +765,7 @@ struct bday *bday_start(uv_loop_t *loop, const struct bday_cfg *cfg, bday_conn_c
         if (cfg->role == PROTO_BDAY_HARD)
             LOG_D("birthday (hard): %d sockets to %s, first SYN with TTL %d (then %d), closed "
                   "%d ms after t0",
-                  b->n, ep, cfg->ttl, b->ttl_default, cfg->pace_ms + BDAY_HARD_GRACE_MS);
+                  b->n, ep, cfg->ttl, b->ttl_default, (int)bday_hard_close_ms(cfg->pace_ms));
         else
             LOG_D("birthday (easy): %d guesses in %d-%d of %s from port %d over %d ms, %llu us "
                   "after t0",
@@ -758,7 +783,7 @@ struct bday *bday_start(uv_loop_t *loop, const struct bday_cfg *cfg, bday_conn_c
     uv_timer_start(&b->tick, bd_on_tick, at,
                    cfg->role == PROTO_BDAY_HARD ? BD_HARD_TICK_MS : BD_EASY_TICK_MS);
     if (cfg->role == PROTO_BDAY_HARD) {
-        uint64_t end_us = cfg->start_us + ((uint64_t)cfg->pace_ms + BDAY_HARD_GRACE_MS) * 1000u;
+        uint64_t end_us = cfg->start_us + bday_hard_close_ms(cfg->pace_ms) * 1000u;
         uv_timer_start(&b->end, bd_on_end, end_us > now ? (end_us - now + 999) / 1000 : 0, 0);
     }
     return b;

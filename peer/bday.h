@@ -4,11 +4,13 @@
  * IP TTL (it opens a mapping in our NATs and dies before the other NAT) and the normal TTL set
  * back at once; the easy side dials m guesses at ports of the hard NAT's address from the shared
  * port, paced over pace_ms, each closed before its first retransmission. Every connection that
- * completes is handed to the caller (which runs the handshake on it); the caller stops the
- * engine when one has won, which closes every other socket at once.
+ * completes is handed to the caller (which runs the handshake on it), and the guessing goes on
+ * (a completed connection may be anyone's: only the handshake says it is the peer's); the
+ * caller stops the engine when one has won, which closes every other socket at once.
  *
  * The engine never sends to anything but cfg->target's address, never more than k (hard) or m
- * (easy) connect() calls, and closes every socket within its window: it ends by itself. */
+ * (easy) connect() calls, never more than 2 SYNs per hard socket (TCP_SYNCNT 1) or 1 per guess,
+ * and closes every socket within its window: it ends by itself. */
 #ifndef TP_BDAY_H
 #define TP_BDAY_H
 
@@ -23,9 +25,16 @@
 /* Each guess lives this long: closed before the kernel's first SYN retransmission (1 s), so a
  * guess costs exactly one SYN. */
 #define BDAY_GUESS_LIFE_MS 600
-/* The hard sockets live until t0 + pace + this: past one retransmission of theirs (at 1 s),
- * before the second (3 s). */
+/* The hard sockets live until t0 + pace + BDAY_HARD_GRACE_MS, but never past t0 +
+ * BDAY_HARD_MAX_LIFE_MS (bday_hard_close_ms): each sends its first SYN (low TTL) and one
+ * retransmission (normal TTL) 1 s later, and is closed before the next, which Linux 6.7+ sends
+ * 2 s after the first (net.ipv4.tcp_syn_linear_timeouts, default 4: the first retransmissions
+ * 1 s apart; the classic backoff sends it at 3 s). Each also has TCP_SYNCNT 1: the kernel gives
+ * it up by itself 3 s after its first SYN (measured on 6.18 with linear timeouts: SYNs at 0, 1
+ * and 2 s, then ETIMEDOUT at 3 s; with the classic backoff: 0 and 1 s), so even a close delayed
+ * by a stalled loop costs one SYN more at most. So a hard socket sends 2 SYNs. */
 #define BDAY_HARD_GRACE_MS 1500
+#define BDAY_HARD_MAX_LIFE_MS 1800
 /* Descriptors left for everything else when the engine raises or fits RLIMIT_NOFILE. */
 #define BDAY_FD_RESERVE 64
 
@@ -87,6 +96,10 @@ int bday_guess_order(int lo, int hi, int n, uint16_t *out, uint32_t (*rnd)(void 
 
 /* When guess i of m goes out, in microseconds after the easy side's start: evenly over pace_ms. */
 uint64_t bday_guess_at_us(int i, int m, int pace_ms);
+
+/* When the hard sockets are closed, in ms after t0: pace_ms + BDAY_HARD_GRACE_MS, at most
+ * BDAY_HARD_MAX_LIFE_MS. */
+uint64_t bday_hard_close_ms(int pace_ms);
 
 /* Most guesses alive at once for m guesses over pace_ms, each living BDAY_GUESS_LIFE_MS. */
 int bday_live_guesses(int m, int pace_ms);

@@ -60,6 +60,17 @@ bool bdplan_check(const struct proto_bday *plan, const struct bdplan_ctx *ctx,
         return bp_refuse(why, whylen, "we did not announce birthday punching to this server");
     if (ctx->busy)
         return bp_refuse(why, whylen, "another birthday punch of ours is running");
+    /* counted from the last start, not the last end: an attempt ended early (its session
+     * evicted, aborted, won) makes no room for the next */
+    if (ctx->started &&
+        (ctx->now_us < ctx->last_start_us || ctx->now_us - ctx->last_start_us < BDPLAN_GAP_US))
+        return bp_refuse(why, whylen,
+                         "our last birthday punch started %llu ms ago (one per %d s at most)",
+                         (unsigned long long)((ctx->now_us - ctx->last_start_us) / 1000),
+                         PROTO_BDAY_GAP_MS / 1000);
+    if (ctx->starts_hour >= BDPLAN_MAX_PER_HOUR)
+        return bp_refuse(why, whylen, "we started %d birthday punches within the hour (%d at most)",
+                         ctx->starts_hour, BDPLAN_MAX_PER_HOUR);
     if (!bp_ranges(plan, why, whylen))
         return false;
     /* only the role our own probe measured: a server (or someone on its path) must not make an
@@ -77,6 +88,12 @@ bool bdplan_check(const struct proto_bday *plan, const struct bdplan_ctx *ctx,
     if (target->sa_family != AF_INET)
         return bp_refuse(why, whylen, "its target is not an IPv4 address");
     cls = ap_classify(target);
+    if (cls == AP_LOOPBACK && !ctx->loopback_ok)
+        return bp_refuse(why, whylen,
+                         "its target %s is a loopback address (a scan of our own ports; allowed "
+                         "only in tests, with TCPUNCH_TEST_BIRTHDAY_LOOPBACK=1 and a server on "
+                         "loopback)",
+                         ep_format(target, ep, sizeof ep));
     if (!(cls == AP_GLOBAL || (cls == AP_LOOPBACK && ctx->loopback_ok)))
         return bp_refuse(why, whylen, "its target %s is %s, not a global unicast one",
                          ep_format(target, ep, sizeof ep), ap_describe(target));
@@ -90,6 +107,8 @@ bool bdplan_check(const struct proto_bday *plan, const struct bdplan_ctx *ctx,
         out->k = ctx->cap_k;
     if (plan->role == PROTO_BDAY_EASY && out->m > ctx->cap_m)
         out->m = ctx->cap_m;
+    if (out->ttl > 0 && out->ttl < BDPLAN_MIN_TTL)
+        out->ttl = BDPLAN_MIN_TTL;
     return true;
 }
 

@@ -7,10 +7,22 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #include "peer/bday.h"
 #include "proto/proto.h"
+
+/* A peer starts no birthday punch within PROTO_BDAY_GAP_MS (10 s) of its last start, however
+ * that one ended (a winner, a failure, its session evicted or aborted): the server's rule of one
+ * plan per pair per 10 s, kept by the peer itself, so that a lying server cannot restart the
+ * burst by ordering punch after punch. And at most BDPLAN_MAX_PER_HOUR starts in any hour. */
+#define BDPLAN_GAP_US ((uint64_t)PROTO_BDAY_GAP_MS * 1000u)
+#define BDPLAN_MAX_PER_HOUR 60
+#define BDPLAN_HOUR_US (3600ull * 1000000ull)
+/* The hard side's first SYN gets at least this TTL: 1 dies at our own NAT (a dependent verdict
+ * means one NAT hop at least), and opens no mapping there */
+#define BDPLAN_MIN_TTL 2
 
 /* What the plan is checked against. */
 struct bdplan_ctx {
@@ -18,8 +30,9 @@ struct bdplan_ctx {
     const struct sockaddr_storage *observed;
     /* our own mapping, as our probe measured it: we take only the role we measured */
     enum proto_nat verdict;
-    /* the server is on loopback (every peer it introduces is on this host): a loopback target
-     * is allowed, as punch_candidates allows loopback candidates */
+    /* a loopback target is allowed: only for tests (the session sets it when the server is on
+     * loopback AND TCPUNCH_TEST_BIRTHDAY_LOOPBACK=1 is set; a lying server reached through
+     * `ssh -L` is on loopback too, and a birthday at 127.0.0.1 is a scan of our own ports) */
     bool loopback_ok;
     /* our --birthday-k and --birthday-m: what we spend at most; 0 in either: we never take part */
     int cap_k, cap_m;
@@ -27,12 +40,17 @@ struct bdplan_ctx {
     bool announced;
     /* a birthday punch of this process is running: one at a time */
     bool busy;
+    /* clk_us() now, and of this process's last birthday start (started: 0 when none yet) */
+    uint64_t now_us, last_start_us;
+    bool started;
+    /* this process's birthday starts within the last BDPLAN_HOUR_US */
+    int starts_hour;
 };
 
 /* Checks plan. Accepted: true, *out is the plan with the count we spend capped to ours (hard:
- * k to cap_k, easy: m to cap_m; the other side's count, only informational, is left). Refused:
- * false with the reason in why (a sentence fragment: "its target 198.51.100.7 is not the
- * peer's observed address 203.0.113.20"). */
+ * k to cap_k, easy: m to cap_m; the other side's count, only informational, is left; a ttl of 1
+ * raised to BDPLAN_MIN_TTL). Refused: false with the reason in why (a sentence fragment: "its
+ * target 198.51.100.7 is not the peer's observed address 203.0.113.20"). */
 bool bdplan_check(const struct proto_bday *plan, const struct bdplan_ctx *ctx,
                   struct proto_bday *out, char *why, size_t whylen);
 

@@ -916,6 +916,24 @@ void punch_abort(struct punch *p, int status, const char *why)
     pu_finish(p, status, why);
 }
 
+int punch_adopted_pending(const struct punch *p, enum punch_adopt_kind kind)
+{
+    const struct q *it;
+    int n = 0;
+    if (!p || p->finished)
+        return 0;
+    q_foreach(it, &p->inbound)
+    {
+        const struct pconn *c = q_data(it, struct pconn, node);
+        bool of = kind == PUNCH_ADOPT_BIRTHDAY ? c->bday
+                  : kind == PUNCH_ADOPT_RELAY  ? c->relayed
+                                               : !c->kind;
+        if (of && c->tcp_open)
+            n++;
+    }
+    return n;
+}
+
 void punch_note(struct punch *p, const char *note)
 {
     snprintf(p->note, sizeof p->note, "%s", note);

@@ -94,6 +94,12 @@ int punch_adopt(struct punch *p, int fd, enum punch_adopt_kind kind);
  * which the link reports when it wins (link->bday_n = index + 1). */
 int punch_adopt_index(struct punch *p, int fd, enum punch_adopt_kind kind, int index);
 
+/* Connections of kind adopted and still handshaking (on the engine's list, not yet closed): for
+ * the birthday, whether a connection the engine handed over may still win. A connection that
+ * failed or stalled in its handshake has left the list; one the engine refused (not from the
+ * target, or past PUNCH_MAX_BIRTHDAY) never joined it. 0 after the punch finished. */
+int punch_adopted_pending(const struct punch *p, enum punch_adopt_kind kind);
+
 /* Birthday: what the attempt came to so far, for the failure texts (the punch's why, and
  * link->direct_why of a relayed link): "birthday: none of 1024 guesses met ...". */
 void punch_note(struct punch *p, const char *note);

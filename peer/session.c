@@ -25,6 +25,29 @@
  * until its punch ends (a winner, a failure, the relay), not only while its sockets are open:
  * a server cannot make us open one window right after the other within one punch's time. */
 static int sess_bday_running;
+/* The starts of this process's birthday punches (clk_us), the newest BDPLAN_MAX_PER_HOUR: the
+ * last one refuses any plan within PROTO_BDAY_GAP_MS, all of them more than BDPLAN_MAX_PER_HOUR
+ * in an hour (bdplan_check), however each attempt ended */
+static uint64_t sess_bday_starts[BDPLAN_MAX_PER_HOUR];
+static int sess_bday_nstarts; /* recorded so far, capped at BDPLAN_MAX_PER_HOUR */
+static int sess_bday_newest;  /* index of the newest */
+
+static void sess_bday_started(uint64_t now)
+{
+    sess_bday_newest = sess_bday_nstarts ? (sess_bday_newest + 1) % BDPLAN_MAX_PER_HOUR : 0;
+    sess_bday_starts[sess_bday_newest] = now;
+    if (sess_bday_nstarts < BDPLAN_MAX_PER_HOUR)
+        sess_bday_nstarts++;
+}
+
+static int sess_bday_starts_within(uint64_t now, uint64_t span)
+{
+    int n = 0;
+    for (int i = 0; i < sess_bday_nstarts; i++)
+        if (now - sess_bday_starts[i] < span)
+            n++;
+    return n;
+}
 
 /* After the birthday window (the hard side's, the longer one), time for a last connection's
  * handshake before a punch without a relay gives up. */
@@ -435,7 +458,7 @@ static void sess_bday_conn(struct bday *b, int fd, int index, void *arg)
         close(fd);
         return;
     }
-    LOG_I("birthday: %s %d connected; handshaking",
+    LOG_D("birthday: %s %d connected; handshaking",
           ss->bplan.role == PROTO_BDAY_EASY ? "guess" : "socket", index + 1);
     punch_adopt_index(ss->punch, fd, PUNCH_ADOPT_BIRTHDAY, index);
 }
@@ -451,8 +474,10 @@ static void sess_bday_over(struct bday *b, void *arg)
     if (!ss->punch)
         return;
     punch_note(ss->punch, note);
-    if (st.connected > 0 || ss->cfg.ncand > 0)
-        return; /* a connection may still finish its handshake, or a candidate may answer */
+    /* a birthday connection may still finish its handshake, or a candidate may answer (one
+     * that completed TCP and failed its handshake, a decoy's, counts for nothing) */
+    if (punch_adopted_pending(ss->punch, PUNCH_ADOPT_BIRTHDAY) > 0 || ss->cfg.ncand > 0)
+        return;
     /* nothing direct is left but what the other side's window may still bring: the relay need
      * not wait for --direct-timeout, and without one the punch fails once that window is over
      * (plus a handshake's time) rather than at --timeout */
@@ -460,8 +485,9 @@ static void sess_bday_over(struct bday *b, void *arg)
         LOG_I("%s; opening the relay now", note);
         rl_now(ss->relay);
     } else {
-        uint64_t now = clk_us(), end = ss->cfg.start_us + (uint64_t)ss->bplan.pace_ms * 1000 +
-                                       (uint64_t)(BDAY_HARD_GRACE_MS + SESS_BDAY_SHAKE_MS) * 1000;
+        uint64_t now = clk_us(),
+                 end = ss->cfg.start_us +
+                       (bday_hard_close_ms(ss->bplan.pace_ms) + SESS_BDAY_SHAKE_MS) * 1000;
         punch_bday_over(ss->punch, end > now ? (end - now) / 1000 : 0);
     }
 }
@@ -475,9 +501,17 @@ static void sess_bday_begin(struct sess *ss, const struct proto_msg *m)
     struct sess_set *set = ss->set;
     struct punch_cfg *cfg = &ss->cfg;
     const struct proto_bday *plan = &m->u.punch.birthday;
+    const char *lo_env = getenv("TCPUNCH_TEST_BIRTHDAY_LOOPBACK");
+    uint64_t now = clk_us();
     struct bdplan_ctx ctx = {.observed = &m->u.punch.observed,
                              .verdict = set->nat ? *set->nat : PROTO_NAT_UNKNOWN,
-                             .loopback_ok = cfg->loopback_ok,
+                             /* a test switch: see struct bdplan_ctx */
+                             .loopback_ok = cfg->loopback_ok && lo_env && !strcmp(lo_env, "1"),
+                             .now_us = now,
+                             .last_start_us =
+                                 sess_bday_nstarts ? sess_bday_starts[sess_bday_newest] : 0,
+                             .started = sess_bday_nstarts > 0,
+                             .starts_hour = sess_bday_starts_within(now, BDPLAN_HOUR_US),
                              .cap_k = set->o->birthday_k,
                              .cap_m = set->o->birthday_m,
                              .announced = set->bday_announced && *set->bday_announced,
@@ -518,6 +552,8 @@ static void sess_bday_begin(struct sess *ss, const struct proto_msg *m)
     bc.ttl = ss->bplan.ttl                     ? ss->bplan.ttl
              : set->bday_ttl && *set->bday_ttl ? *set->bday_ttl
                                                : HOPS_DEFAULT_TTL;
+    if (bc.ttl < BDPLAN_MIN_TTL)
+        bc.ttl = BDPLAN_MIN_TTL;
     bc.pace_ms = ss->bplan.pace_ms;
     bc.port_lo = ss->bplan.port_lo;
     bc.port_hi = ss->bplan.port_hi;
@@ -529,6 +565,7 @@ static void sess_bday_begin(struct sess *ss, const struct proto_msg *m)
         return;
     }
     sess_bday_running++;
+    sess_bday_started(now);
     if (bc.role == PROTO_BDAY_HARD)
         LOG_I("birthday punch with %s: we are the hard side, %d socket%s towards %s, first SYNs "
               "with TTL %d (%s)",

@@ -32,6 +32,10 @@
 #define PROTO_BDAY_MIN_PACE_MS 100  /* easy side: the guesses are spread over pace_ms */
 #define PROTO_BDAY_MAX_PACE_MS 2000
 #define PROTO_BDAY_MAX_DELAY_US 200000 /* easy side: starts this long after t0 */
+/* At most one birthday plan per this long: the server gives a pair none within it of the last
+ * (rendezvous/plan.h, PLAN_BDAY_GAP_MS), and a peer starts none within it of its own last start,
+ * whatever the server says (peer/bdplan.h) */
+#define PROTO_BDAY_GAP_MS 10000
 
 enum proto_type {
     PROTO_HELLO,

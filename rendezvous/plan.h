@@ -32,7 +32,7 @@
 #define PLAN_BDAY_EASY_DELAY_US 50000
 /* a peer that had a birthday plan less than this long ago gets none now: a peer re-issuing
  * connect cannot make another one send K or M SYNs per connect */
-#define PLAN_BDAY_GAP_MS 10000
+#define PLAN_BDAY_GAP_MS PROTO_BDAY_GAP_MS
 
 /* One side of a pair as the decision and its punch need it: a local connection or a peer on
  * another cluster instance (from its introduce). */

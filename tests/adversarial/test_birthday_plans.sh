@@ -25,6 +25,8 @@ if [ -z "${TP_IN_NETNS:-}" ]; then
 fi
 ip link set lo up || { echo "SKIPPED: cannot bring lo up in the namespace" >&2; exit 77; }
 source "$(dirname "$0")/../integration/lib.sh" "$@"
+# birthday targets on loopback are refused unless this test-only switch is set (tcpunch(1))
+export TCPUNCH_TEST_BIRTHDAY_LOOPBACK=1
 ADV=$(cd "$(dirname "$0")" && pwd)
 command -v python3 >/dev/null || { echo "SKIPPED: python3 is needed" >&2; exit 77; }
 

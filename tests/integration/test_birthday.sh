@@ -10,6 +10,8 @@
 # bob's path line says inbound. (The lab's scenarios o, p and q are the real proof: there the
 # guesses meet the hard NAT's mappings.)
 source "$(dirname "$0")/lib.sh" "$@"
+# birthday targets on loopback are refused unless this test-only switch is set (tcpunch(1))
+export TCPUNCH_TEST_BIRTHDAY_LOOPBACK=1
 ADV=$(cd "$TESTDIR/../adversarial" && pwd)
 command -v python3 >/dev/null || { echo "SKIPPED: python3 is needed" >&2; exit 77; }
 

@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -602,6 +603,53 @@ static void t_easy_hit(void)
     close(shared);
 }
 
+/* A completed connection is not yet the peer (a service on the hard NAT's address, a forged
+ * SYN,ACK): the guessing goes on after it. Two listeners at the ends of the range: both
+ * connect, and every guess goes out (before, the first completion ended the guessing). */
+static void t_easy_goes_on(void)
+{
+    int lo, a, z, shared, base;
+    struct run r;
+    struct bday_stats st;
+    struct bday_cfg cfg;
+    if (!CHECK(free_range(200, &lo)))
+        return;
+    a = listen_at(lo, 16);
+    z = listen_at(lo + 199, 16);
+    shared = listen_at(0, 16);
+    if (!CHECK(a >= 0 && z >= 0 && shared >= 0))
+        return;
+    base = count_fds();
+    memset(&r, 0, sizeof r);
+    cfg = easy_cfg(port_of(shared, false), lo, lo + 199, 200, 200);
+    if (!run(&r, &cfg, 0, &st))
+        return;
+    CHECK_INT(r.nconn, 2);
+    CHECK_INT(r.nover, 1);
+    CHECK_INT(st.sent, 200);
+    CHECK_INT(st.connected, 2);
+    CHECK_INT(st.refused, 198);
+    CHECK_INT(drain(a, NULL, 0), 1);
+    CHECK_INT(drain(z, NULL, 0), 1);
+    run_close_conns(&r);
+    CHECK_INT(count_fds(), base);
+    close(a);
+    close(z);
+    close(shared);
+}
+
+/* The hard sockets' close time: pace + grace, never past BDAY_HARD_MAX_LIFE_MS (under 2 s:
+ * the second retransmission of a kernel with tcp_syn_linear_timeouts). */
+static void t_hard_close_time(void)
+{
+    CHECK_INT(bday_hard_close_ms(0), BDAY_HARD_GRACE_MS);
+    CHECK_INT(bday_hard_close_ms(100), 1600);
+    CHECK_INT(bday_hard_close_ms(300), 1800);
+    CHECK_INT(bday_hard_close_ms(800), BDAY_HARD_MAX_LIFE_MS);
+    CHECK_INT(bday_hard_close_ms(PROTO_BDAY_MAX_PACE_MS), BDAY_HARD_MAX_LIFE_MS);
+    _Static_assert(BDAY_HARD_MAX_LIFE_MS < 2000, "closed before the 2 s retransmission");
+}
+
 /* Stopped within the window, with a guess live (its SYN dropped by a full listener in the
  * range): no callback, every socket closed. */
 static void t_easy_stop(void)
@@ -764,6 +812,13 @@ static void t_hard_connect(void)
             for (int j = i + 1; j < 4; j++)
                 CHECK(p[i] != p[j]);
     }
+    /* each with TCP_SYNCNT 1: one retransmission, whatever the kernel's default */
+    for (int i = 0; i < 4 && i < r.nconn; i++) {
+        int v = -1;
+        socklen_t vl = sizeof v;
+        CHECK(getsockopt(r.fds[i], IPPROTO_TCP, TCP_SYNCNT, &v, &vl) == 0);
+        CHECK_INT(v, 1);
+    }
     /* over once the four were handed over, not at the end of the window (1.6 s) */
     CHECK(r.t_over - r.t0 < 800000);
     n = drain(lst, NULL, 0);
@@ -855,6 +910,20 @@ static void t_hard_window(void)
     CHECK_INT(st.refused + st.icmp + st.other_err, 0);
     CHECK_MSG(took >= BDAY_HARD_GRACE_MS * 1000 && took < (BDAY_HARD_GRACE_MS + 400) * 1000,
               "over after %llu us", (unsigned long long)took);
+    CHECK_INT(count_fds(), base);
+
+    /* the longest pace: closed at t0 + BDAY_HARD_MAX_LIFE_MS (before a linear-timeout kernel's
+     * second retransmission at 2 s), not at t0 + 2000 + 1500 */
+    memset(&r, 0, sizeof r);
+    cfg = hard_cfg(port_of(full, false), 8, 2, PROTO_BDAY_MAX_PACE_MS);
+    if (!run(&r, &cfg, 0, &st))
+        return;
+    took = r.t_over - cfg.start_us;
+    CHECK_INT(r.nover, 1);
+    CHECK_INT(st.sent, 8);
+    CHECK_INT(st.refused + st.icmp + st.other_err, 0);
+    CHECK_MSG(took >= BDAY_HARD_MAX_LIFE_MS * 1000 && took < 1990000, "over after %llu us",
+              (unsigned long long)took);
     CHECK_INT(count_fds(), base);
 
     memset(&r, 0, sizeof r);
@@ -986,6 +1055,7 @@ static void t_fit_limit(void)
 
 CHECK_MAIN(TEST(t_order_linux_range), TEST(t_order_low_inside), TEST(t_order_no_low),
            TEST(t_order_bounds), TEST(t_order_deterministic), TEST(t_order_spread), TEST(t_pacing),
-           TEST(t_live), TEST(t_fit), TEST(t_refuses), TEST(t_easy_hit), TEST(t_easy_stop),
-           TEST(t_easy_sweep), TEST(t_hard_connect), TEST(t_hard_ttl_wire),
-           TEST(t_hard_stop_in_conn), TEST(t_hard_refused), TEST(t_hard_window), TEST(t_fit_limit))
+           TEST(t_live), TEST(t_fit), TEST(t_refuses), TEST(t_easy_hit), TEST(t_easy_goes_on),
+           TEST(t_easy_stop), TEST(t_easy_sweep), TEST(t_hard_connect), TEST(t_hard_ttl_wire),
+           TEST(t_hard_stop_in_conn), TEST(t_hard_refused), TEST(t_hard_window),
+           TEST(t_hard_close_time), TEST(t_fit_limit))

@@ -155,7 +155,8 @@ static void t_role_verdict(void)
     refused(&p, &c, "makes us easy");
 }
 
-/* Global unicast IPv4 only; loopback only with the server on loopback. */
+/* Global unicast IPv4 only; loopback only in tests (the session sets loopback_ok only with the
+ * server on loopback and TCPUNCH_TEST_BIRTHDAY_LOOPBACK=1). */
 static void t_target_kind(void)
 {
     static const char *const bad[][2] = {
@@ -180,10 +181,14 @@ static void t_target_kind(void)
     p.target = addr("[2001:db8::1]:4000");
     observed = p.target;
     refused(&p, &c, "not an IPv4 address");
-    /* the server on loopback: everybody is on this host */
+    /* loopback without the test switch: refused, saying why */
     p = hard_plan();
     p.target = addr("127.0.0.1:4000");
     observed = p.target;
+    refused(&p, &c,
+            "a scan of our own ports; allowed only in tests, with "
+            "TCPUNCH_TEST_BIRTHDAY_LOOPBACK=1");
+    /* the test switch (and the server on loopback: everybody is on this host) */
     c.loopback_ok = true;
     CHECK(bdplan_check(&p, &c, &out, why, sizeof why));
 }
@@ -274,6 +279,71 @@ static void t_busy(void)
     refused(&p, &c, "another birthday punch");
 }
 
+/* At most one start per PROTO_BDAY_GAP_MS, counted from the last start however it ended (a
+ * lying server evicting the session must not make room for the next burst), and at most
+ * BDPLAN_MAX_PER_HOUR starts an hour. */
+static void t_gap(void)
+{
+    struct proto_bday p = hard_plan(), out;
+    struct bdplan_ctx c = ctx_for(PROTO_NAT_DEPENDENT);
+    char why[300];
+    const uint64_t t = 5000000000ull; /* some monotonic now */
+    CHECK_INT(BDPLAN_GAP_US, 10000000);
+    CHECK_INT(PROTO_BDAY_GAP_MS, 10000);
+    /* never started: whatever the clock says */
+    c.now_us = 1;
+    c.last_start_us = 0;
+    c.started = false;
+    CHECK(bdplan_check(&p, &c, &out, why, sizeof why));
+    /* started, even at clock 0: the flag says so, not the value */
+    c.started = true;
+    c.now_us = 30000;
+    c.last_start_us = 0;
+    refused(&p, &c, "our last birthday punch started 30 ms ago (one per 10 s at most)");
+    c.now_us = t;
+    c.last_start_us = t - 30000;
+    refused(&p, &c, "started 30 ms ago");
+    c.last_start_us = t - BDPLAN_GAP_US + 1;
+    refused(&p, &c, "one per 10 s");
+    c.last_start_us = t - BDPLAN_GAP_US;
+    CHECK(bdplan_check(&p, &c, &out, why, sizeof why));
+    /* a clock before the last start (it cannot be: refused, not wrapped into "long ago") */
+    c.last_start_us = t + 5;
+    refused(&p, &c, "one per 10 s");
+    /* the easy side too */
+    p = hard_plan();
+    p.role = PROTO_BDAY_EASY;
+    c = ctx_for(PROTO_NAT_INDEPENDENT);
+    c.started = true;
+    c.now_us = t;
+    c.last_start_us = t - 9999999;
+    refused(&p, &c, "one per 10 s");
+    /* the hour */
+    c.last_start_us = t - BDPLAN_GAP_US;
+    c.starts_hour = BDPLAN_MAX_PER_HOUR - 1;
+    CHECK(bdplan_check(&p, &c, &out, why, sizeof why));
+    c.starts_hour = BDPLAN_MAX_PER_HOUR;
+    refused(&p, &c, "we started 60 birthday punches within the hour (60 at most)");
+}
+
+/* TTL 1 dies at our own NAT: raised to BDPLAN_MIN_TTL; 0 (the peer chooses) and more stay. */
+static void t_ttl_floor(void)
+{
+    struct proto_bday p = hard_plan(), out;
+    struct bdplan_ctx c = ctx_for(PROTO_NAT_DEPENDENT);
+    char why[300];
+    p.ttl = 1;
+    CHECK(bdplan_check(&p, &c, &out, why, sizeof why));
+    CHECK_INT(out.ttl, BDPLAN_MIN_TTL);
+    CHECK_INT(BDPLAN_MIN_TTL, 2);
+    p.ttl = 0;
+    CHECK(bdplan_check(&p, &c, &out, why, sizeof why));
+    CHECK_INT(out.ttl, 0);
+    p.ttl = 5;
+    CHECK(bdplan_check(&p, &c, &out, why, sizeof why));
+    CHECK_INT(out.ttl, 5);
+}
+
 static void t_summary(void)
 {
     struct proto_bday p = hard_plan();
@@ -303,4 +373,4 @@ static void t_summary(void)
 
 CHECK_MAIN(TEST(t_accept_hard), TEST(t_accept_easy), TEST(t_caps), TEST(t_not_taking_part),
            TEST(t_target_not_observed), TEST(t_role_verdict), TEST(t_target_kind), TEST(t_ranges),
-           TEST(t_busy), TEST(t_summary))
+           TEST(t_busy), TEST(t_gap), TEST(t_ttl_floor), TEST(t_summary))

@@ -198,6 +198,7 @@ static void t_bday_adopt(void)
     struct sockaddr_in at = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t alen = sizeof at;
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), other[PUNCH_MAX_BIRTHDAY + 1];
+    int mine[PUNCH_MAX_BIRTHDAY + 1], extra = -1;
     struct peer_link link;
     struct run r = {0};
     struct punch *p;
@@ -219,6 +220,7 @@ static void t_bday_adopt(void)
     CHECK(fd >= 0);
     CHECK_INT(punch_adopt_index(p, fd, PUNCH_ADOPT_BIRTHDAY, 3), -1);
     CHECK(fcntl(fd, F_GETFD) < 0); /* closed */
+    CHECK_INT(punch_adopted_pending(p, PUNCH_ADOPT_BIRTHDAY), 0);
     if (other[0] >= 0)
         close(other[0]);
     /* nothing to dial, nothing handshaking: not over before the birthday says so */
@@ -245,16 +247,35 @@ static void t_bday_adopt(void)
         fd = dial(lfd, &at, &other[i]);
         if (!CHECK(fd >= 0))
             break;
+        mine[i] = fd;
         if (punch_adopt_index(p, fd, PUNCH_ADOPT_BIRTHDAY, i) == 0)
             n++;
     }
     CHECK_INT(n, PUNCH_MAX_BIRTHDAY);
+    /* the 17th is closed, not queued: it holds no descriptor and blocks nothing */
+    CHECK(fcntl(mine[PUNCH_MAX_BIRTHDAY], F_GETFD) < 0);
+    CHECK_INT(punch_adopted_pending(p, PUNCH_ADOPT_BIRTHDAY), PUNCH_MAX_BIRTHDAY);
+    CHECK_INT(punch_adopted_pending(p, PUNCH_ADOPT_RELAY), 0);
+    /* one that fails its handshake (the other end closes: a decoy that answered TCP) leaves
+     * its slot: pending drops, and the next connection is taken */
+    close(other[0]);
+    other[0] = -1;
+    turn_for(&loop, 200);
+    CHECK(!r.done);
+    CHECK_INT(punch_adopted_pending(p, PUNCH_ADOPT_BIRTHDAY), PUNCH_MAX_BIRTHDAY - 1);
+    fd = dial(lfd, &at, &extra);
+    CHECK(fd >= 0);
+    CHECK_INT(punch_adopt_index(p, fd, PUNCH_ADOPT_BIRTHDAY, 99), 0);
+    CHECK_INT(punch_adopted_pending(p, PUNCH_ADOPT_BIRTHDAY), PUNCH_MAX_BIRTHDAY);
     punch_abort(p, EXIT_PUNCH, "the test ends it");
     CHECK(r.done);
+    CHECK_INT(punch_adopted_pending(p, PUNCH_ADOPT_BIRTHDAY), 0);
     uv_run(&loop, UV_RUN_DEFAULT);
     for (int i = 0; i <= PUNCH_MAX_BIRTHDAY; i++)
         if (other[i] >= 0)
             close(other[i]);
+    if (extra >= 0)
+        close(extra);
     CHECK_INT(uv_loop_close(&loop), 0);
     close(lfd);
 }
