@@ -64,8 +64,8 @@ int rbuf_init_at(struct rbuf *rb, size_t cap, uint64_t start);
 void rbuf_free(struct rbuf *rb);
 
 /* Appends up to n bytes of data at end: returns how many it took, never more than rbuf_room()
- * (backpressure: the rest stays with the caller, nothing is dropped). -1 only when memory ran
- * out before a byte was taken; a partial count means the next call may return -1. */
+ * (backpressure: the rest stays with the caller, nothing is dropped). -1 when the storage had to
+ * grow and memory ran out; nothing was taken then. */
 ssize_t rbuf_write(struct rbuf *rb, const void *data, size_t n);
 
 /* Lends out the free space right after end, for read(2) straight into the buffer: *ptr, *len is

@@ -1,8 +1,9 @@
 /* The sender's resend buffer (common/rbuf.c): every operation at its edges (empty, full, the
  * ring's wrap with reserve/commit and peek spans, acks at, below and beyond the end, peeks
  * outside [acked, end)), the capacity's limits, the offsets' limit at 2^64, the memory policy
- * (what is allocated after N bytes), and long seeded random runs cross-checked byte for byte
- * against the plain-array model of fuzz/fz_rbuf.h, wrapping the ring thousands of times. */
+ * (what is allocated after N bytes), memory running out, and long seeded random runs cross-checked
+ * byte for byte against the plain-array model of fuzz/fz_rbuf.h, wrapping the ring thousands of
+ * times. */
 #include "check.h"
 #include "common/rbuf.h"
 #include "fuzz/fz_rbuf.h"
@@ -13,6 +14,20 @@
 #define MiB (1024u * 1024)
 
 static unsigned char pat_[4 * MiB]; /* test data: pat_[i] for the byte at offset i */
+
+/* Out of memory on demand: the test links with -Wl,--wrap=malloc (tests/unit/CMakeLists.txt), so
+ * every malloc of rbuf.c comes here; fail_malloc_ > 0 makes that many calls fail. */
+void *__real_malloc(size_t n);
+void *__wrap_malloc(size_t n);
+static int fail_malloc_;
+void *__wrap_malloc(size_t n)
+{
+    if (fail_malloc_ > 0) {
+        fail_malloc_--;
+        return NULL;
+    }
+    return __real_malloc(n);
+}
 
 static void setup_pattern(void)
 {
@@ -443,6 +458,58 @@ static void t_offset_limit(void)
     rbuf_free(&rb);
 }
 
+/* Memory running out at each place the buffer allocates: the call fails, nothing changes, and
+ * the same call succeeds once memory is back. */
+static void t_enomem(void)
+{
+    struct rbuf rb;
+    unsigned char *w;
+    size_t n;
+
+    setup_pattern();
+    rbuf_init(&rb, RBUF_DEFAULT);
+    fail_malloc_ = 1;
+    CHECK_INT(rbuf_write(&rb, pat_, 10), -1); /* the first allocation */
+    CHECK_INT(fail_malloc_, 0);               /* (the wrapper was reached) */
+    CHECK_INT(rbuf_end(&rb), 0);
+    CHECK_INT(rbuf_storage(&rb), 0);
+    fail_malloc_ = 1;
+    CHECK_INT(rbuf_reserve(&rb, &w, &n), -1);
+    CHECK(w == NULL);
+    CHECK_INT(n, 0);
+    CHECK_INT(rbuf_commit(&rb, 1), -1);
+    CHECK_INT(rbuf_write(&rb, pat_, 10), 10);
+
+    /* growth of a full, wrapped ring */
+    rbuf_ack(&rb, 10);
+    rbuf_write(&rb, pat_ + 10, 50000);
+    rbuf_ack(&rb, 40000);
+    CHECK_INT(rbuf_write(&rb, pat_ + 50010, RBUF_STEP - 10010), RBUF_STEP - 10010);
+    CHECK_INT(rbuf_used(&rb), RBUF_STEP);
+    fail_malloc_ = 1;
+    CHECK_INT(rbuf_write(&rb, pat_ + rbuf_end(&rb), 1), -1);
+    fail_malloc_ = 1;
+    CHECK_INT(rbuf_reserve(&rb, &w, &n), -1);
+    CHECK_INT(rbuf_storage(&rb), RBUF_STEP);
+    CHECK_INT(rbuf_used(&rb), RBUF_STEP);
+    CHECK(held_is_pattern(&rb, 40000, 2));
+    CHECK_INT(rbuf_write(&rb, pat_ + rbuf_end(&rb), 1 * MiB), 1 * MiB);
+    CHECK_INT(rbuf_storage(&rb), 2 * MiB);
+    CHECK(held_is_pattern(&rb, 40000, 2));
+
+    /* a trim that would move the bytes to a smaller ring */
+    rbuf_ack(&rb, rbuf_end(&rb) - 1000);
+    fail_malloc_ = 1;
+    CHECK_INT(rbuf_trim(&rb), -1);
+    CHECK_INT(rbuf_storage(&rb), 2 * MiB);
+    CHECK(held_is_pattern(&rb, rbuf_acked(&rb), 2));
+    CHECK_INT(rbuf_trim(&rb), 0);
+    CHECK_INT(rbuf_storage(&rb), RBUF_STEP);
+    CHECK(held_is_pattern(&rb, rbuf_acked(&rb), 2));
+    fail_malloc_ = 0;
+    rbuf_free(&rb);
+}
+
 struct cfg {
     size_t cap;
     uint64_t start;
@@ -599,4 +666,5 @@ static void t_random_model(void)
 
 CHECK_MAIN(TEST(t_init_limits), TEST(t_empty), TEST(t_write_peek), TEST(t_full_backpressure),
            TEST(t_ack), TEST(t_wrap_spans), TEST(t_ack_during_reserve), TEST(t_growth_policy),
-           TEST(t_growth_moves_wrapped), TEST(t_trim), TEST(t_offset_limit), TEST(t_random_model))
+           TEST(t_growth_moves_wrapped), TEST(t_trim), TEST(t_offset_limit), TEST(t_enomem),
+           TEST(t_random_model))
