@@ -24,12 +24,14 @@
  * Memory policy: the capacity (the flag, RBUF_DEFAULT) bounds the bytes held, and the storage
  * follows the bytes actually held, not the flag. Nothing is allocated until the first byte is
  * written; the first allocation is RBUF_STEP (64 KiB), and whenever the held bytes would not fit
- * the storage doubles, up to the capacity (its last step may be smaller than a double). After N
- * bytes written and none acknowledged it is therefore min(cap, the smallest 64 KiB * 2^k >= N);
- * with a peer that acknowledges as it receives, about the bytes in flight. Acknowledgements never
- * free storage (a busy stream empties its buffer many times a second and would allocate again
- * each time); rbuf_trim gives it back, and the session layer calls it when the stream has gone
- * quiet, so an idle session costs sizeof(struct rbuf) and nothing else. */
+ * the storage moves to the smallest step that holds them, the steps being 64 KiB * 2^k up to the
+ * capacity, which is the last step (it need not be a power of two). After N bytes written and
+ * none acknowledged it is therefore min(cap, the smallest 64 KiB * 2^k >= N); with a peer that
+ * acknowledges as it receives, about the bytes in flight. While the bytes move, both rings exist
+ * for that moment: less than twice the capacity (1.5 times but for the move to the last step).
+ * Acks never free storage (a busy stream empties its buffer many times a second and would
+ * allocate again each time); rbuf_trim gives it back, and the session layer calls it when the
+ * stream has gone quiet, so an idle session costs sizeof(struct rbuf) and nothing else. */
 #ifndef TP_RBUF_H
 #define TP_RBUF_H
 
