@@ -100,7 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                    2 * RBUF_MIN, 3 * RBUF_MIN, 3 * RBUF_MIN + 7, 4 * RBUF_MIN};
     static const uint64_t starts[4] = {0, ((uint64_t)1 << 32) - 5, (uint64_t)1 << 63,
                                        UINT64_MAX - 300000};
-    static unsigned char buf[1u << 17];
+    static unsigned char buf[4 * RBUF_MIN]; /* the largest capacity: a whole lent span fits */
     struct fz_in in = {data, size};
     struct rbuf rb;
     struct fz_model m;
@@ -144,7 +144,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (flag & 1)
                 k = n;
             fz_fill(&seed, buf, k);
-            memcpy(w, buf, k);
+            if (k) /* w is NULL when nothing was lent */
+                memcpy(w, buf, k);
             FZ_CHECK(rbuf_commit(&rb, k) == 0, "op %d: commit of %zu of %zu lent refused", op, k,
                      n);
             fz_model_append(&m, buf, k);

@@ -555,7 +555,8 @@ static uint64_t random_run(const struct cfg *c)
             fz_fill(&s, data, k < sizeof data ? k : sizeof data);
             if (k > sizeof data)
                 k = sizeof data;
-            memcpy(w, data, k);
+            if (k) /* w is NULL when nothing was lent */
+                memcpy(w, data, k);
             bad |= !CHECK_INT(rbuf_commit(&rb, k), 0);
             fz_model_append(&m, data, k);
             m.reserved -= k;
