@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 /* Offset off lives at buf[off % size]. The position is derived from the offset, not kept, so
  * there is no head index to get out of step with acked, and moving the bytes to a ring of
  * another size is one loop (rbuf_move). The division costs nothing next to the system call
@@ -35,6 +37,8 @@ void rbuf_free(struct rbuf *rb)
 {
     /* no bytes held without storage to hold them: peek and the ring's arithmetic rely on it */
     rb->acked = rb->end;
+    if (rb->buf)
+        sodium_memzero(rb->buf, rb->size);
     free(rb->buf);
     rb->buf = NULL;
     rb->size = 0;
@@ -106,6 +110,8 @@ static int rbuf_move(struct rbuf *rb, size_t size)
         memcpy(nb + to, old.buf + from, n);
         off += n;
     }
+    if (old.buf)
+        sodium_memzero(old.buf, old.size);
     free(old.buf);
     return 0;
 }
@@ -176,8 +182,9 @@ int rbuf_ack(struct rbuf *rb, uint64_t off)
 {
     if (off > rb->end)
         return -1;
-    if (off > rb->acked)
-        rb->acked = off;
+    if (off < rb->acked)
+        return 1;
+    rb->acked = off;
     return 0;
 }
 

@@ -62,7 +62,8 @@ int rbuf_init_at(struct rbuf *rb, size_t cap, uint64_t start);
 
 /* Frees the storage, and with it the held bytes: they count as gone (acked = end), and the
  * buffer stays usable, empty, its offsets going on from end. Harmless on a buffer that never
- * held anything, and twice. */
+ * held anything, and twice. Every ring is wiped before it is freed (here, in rbuf_trim and when
+ * the bytes move to a bigger ring): it held the user's plaintext. */
 void rbuf_free(struct rbuf *rb);
 
 /* Appends up to n bytes of data at end: returns how many it took, never more than rbuf_room()
@@ -81,9 +82,11 @@ int rbuf_reserve(struct rbuf *rb, unsigned char **ptr, size_t *len);
  * exceeds what is still reserved. */
 int rbuf_commit(struct rbuf *rb, size_t n);
 
-/* The peer received everything below off: those bytes go. 0; an offset at or below acked is a
- * no-op (0). -1 when off is beyond end: the peer acknowledges bytes never sent (a lying or broken
- * peer), and nothing changes. */
+/* The peer received everything below off: those bytes go. 0 (off == acked included: nothing
+ * new); 1 when off is below acked, a stale ack, ignored; -1 when off is beyond end: the peer
+ * acknowledges bytes never written (a lying or broken peer), and nothing changes. The buffer
+ * knows what was written, not what was sent: a session that keeps its send cursor refuses an
+ * ack beyond what it ever sent itself, before it gets here. */
 int rbuf_ack(struct rbuf *rb, uint64_t off);
 
 /* Lends out held bytes from off, for (re)sending: *ptr, *len is the contiguous span from off

@@ -104,8 +104,9 @@ static inline int fz_model_ack(struct fz_model *m, uint64_t off)
 {
     if (off > m->end)
         return -1;
-    if (off > m->acked)
-        m->acked = off;
+    if (off < m->acked)
+        return 1;
+    m->acked = off;
     return 0;
 }
 

@@ -1,9 +1,9 @@
 /* The sender's resend buffer (common/rbuf.c): every operation at its edges (empty, full, the
  * ring's wrap with reserve/commit and peek spans, acks at, below and beyond the end, peeks
  * outside [acked, end)), the capacity's limits, the offsets' limit at 2^64, the memory policy
- * (what is allocated after N bytes), memory running out, and long seeded random runs cross-checked
- * byte for byte against the plain-array model of fuzz/fz_rbuf.h, wrapping the ring thousands of
- * times. */
+ * (what is allocated after N bytes), memory running out, rings wiped when freed, and long seeded
+ * random runs cross-checked byte for byte against the plain-array model of fuzz/fz_rbuf.h, wrapping
+ * the ring thousands of times. */
 #include "check.h"
 #include "common/rbuf.h"
 #include "fuzz/fz_rbuf.h"
@@ -15,11 +15,17 @@
 
 static unsigned char pat_[4 * MiB]; /* test data: pat_[i] for the byte at offset i */
 
-/* Out of memory on demand: the test links with -Wl,--wrap=malloc (tests/unit/CMakeLists.txt), so
- * every malloc of rbuf.c comes here; fail_malloc_ > 0 makes that many calls fail. */
+/* Out of memory on demand, and a look at each ring as it is freed: the test links with
+ * -Wl,--wrap=malloc,--wrap=free (tests/unit/CMakeLists.txt), so rbuf.c's calls come here.
+ * fail_malloc_ > 0 makes that many mallocs fail; a free of watch_ checks it was wiped. */
 void *__real_malloc(size_t n);
 void *__wrap_malloc(size_t n);
+void __real_free(void *p);
+void __wrap_free(void *p);
 static int fail_malloc_;
+static const unsigned char *watch_;
+static size_t watch_len_;
+static int watch_freed_, watch_dirty_;
 void *__wrap_malloc(size_t n)
 {
     if (fail_malloc_ > 0) {
@@ -27,6 +33,23 @@ void *__wrap_malloc(size_t n)
         return NULL;
     }
     return __real_malloc(n);
+}
+void __wrap_free(void *p)
+{
+    if (p && p == watch_) {
+        watch_freed_++;
+        for (size_t i = 0; i < watch_len_; i++)
+            watch_dirty_ += watch_[i] != 0;
+        watch_ = NULL;
+    }
+    __real_free(p);
+}
+
+static void watch(const struct rbuf *rb)
+{
+    watch_ = rb->buf;
+    watch_len_ = rb->size;
+    watch_freed_ = watch_dirty_ = 0;
 }
 
 static void setup_pattern(void)
@@ -176,9 +199,10 @@ static void t_ack(void)
     CHECK_INT(rbuf_used(&rb), 1000);
     CHECK_INT(rbuf_ack(&rb, 300), 0);
     CHECK_INT(rbuf_acked(&rb), 300);
-    CHECK_INT(rbuf_ack(&rb, 299), 0); /* below: a no-op */
-    CHECK_INT(rbuf_ack(&rb, 0), 0);
-    CHECK_INT(rbuf_ack(&rb, 300), 0);
+    CHECK_INT(rbuf_ack(&rb, 299), 1); /* below: stale, a no-op */
+    CHECK_INT(rbuf_ack(&rb, 0), 1);
+    CHECK_INT(rbuf_acked(&rb), 300);
+    CHECK_INT(rbuf_ack(&rb, 300), 0); /* at acked: nothing new, not stale */
     CHECK_INT(rbuf_acked(&rb), 300);
     CHECK_INT(rbuf_used(&rb), 700);
     CHECK(held_is_pattern(&rb, 300, 1));
@@ -510,6 +534,39 @@ static void t_enomem(void)
     rbuf_free(&rb);
 }
 
+/* The user's plaintext does not outlive the ring it was in: every ring is wiped when it is freed
+ * (the bytes moved to a bigger or smaller one, trimmed away, or the buffer freed). */
+static void t_wipe(void)
+{
+    struct rbuf rb;
+
+    setup_pattern();
+    rbuf_init(&rb, RBUF_DEFAULT);
+    rbuf_write(&rb, pat_, RBUF_STEP); /* full: every byte of the ring is the user's */
+    watch(&rb);
+    CHECK_INT(rbuf_write(&rb, pat_ + RBUF_STEP, 10), 10); /* moves to 128 KiB */
+    CHECK_INT(watch_freed_, 1);
+    CHECK_INT(watch_dirty_, 0);
+    CHECK(held_is_pattern(&rb, 0, 1));
+    rbuf_ack(&rb, RBUF_STEP);
+    watch(&rb);
+    CHECK_INT(rbuf_trim(&rb), 0); /* 10 bytes held: back to 64 KiB */
+    CHECK_INT(watch_freed_, 1);
+    CHECK_INT(watch_dirty_, 0);
+    CHECK(held_is_pattern(&rb, RBUF_STEP, 1));
+    watch(&rb);
+    rbuf_free(&rb); /* with bytes held */
+    CHECK_INT(watch_freed_, 1);
+    CHECK_INT(watch_dirty_, 0);
+    rbuf_write(&rb, pat_, 1000);
+    rbuf_ack(&rb, rbuf_end(&rb));
+    watch(&rb);
+    CHECK_INT(rbuf_trim(&rb), 0); /* empty: all of it goes */
+    CHECK_INT(watch_freed_, 1);
+    CHECK_INT(watch_dirty_, 0);
+    watch_ = NULL;
+}
+
 struct cfg {
     size_t cap;
     uint64_t start;
@@ -668,4 +725,4 @@ static void t_random_model(void)
 CHECK_MAIN(TEST(t_init_limits), TEST(t_empty), TEST(t_write_peek), TEST(t_full_backpressure),
            TEST(t_ack), TEST(t_wrap_spans), TEST(t_ack_during_reserve), TEST(t_growth_policy),
            TEST(t_growth_moves_wrapped), TEST(t_trim), TEST(t_offset_limit), TEST(t_enomem),
-           TEST(t_random_model))
+           TEST(t_wipe), TEST(t_random_model))
