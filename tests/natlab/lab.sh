@@ -18,6 +18,8 @@
 #   LAB_ICMP_RATELIMIT=MS  the wan router's net.ipv4.icmp_ratelimit (default: the kernel's)
 #   LAB_CUT_BYTES, LAB_CUT_AT, LAB_CUT_RATE, LAB_CUT_SECONDS, LAB_CUT_PEER_TIMEOUT: the path
 #                  cuts' transfer size, cut point, wan shaping, blackhole length, peers' cap
+#                  (the cuts themselves: lab_cut_reboot, lab_cut_roam, lab_cut_blackhole,
+#                  lab_cut_relay, lab_run_cut, lab_cut_expect, described at "path cuts")
 #   LAB_MIN_DIRECT_PCT=P  tally: a run of a direct scenario that the relay delivered (both
 #                  peers saying so) is a RELAY line, not a failure; the scenario passes when
 #                  every run delivered and at least P% went direct (for --repeat trials)
