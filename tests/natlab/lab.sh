@@ -7,13 +7,19 @@
 # Usage: lab.sh --tcpunch PATH --rendezvous PATH [options] SCENARIO...
 #   SCENARIO   a|drop b|reset c|samenat d|public e|cgnat f|loss g|portclash
 #              h|halfsym i|symmetric j|ipv6 k|ssh l|forward m|cluster n|cluster-relay
-#              o|hard-drop p|hard-reset q|hard-cgnat, or "all"
+#              o|hard-drop p|hard-reset q|hard-cgnat, and the path cuts (Phase 10, see
+#              "path cuts" below): r|cut-reboot s|cut-roam t|cut-drop10 u|cut-relay
+#              v|cut-relay-file w|cut-reboot-strict; or "all"
 #   --repeat N     run every scenario N times (default: $REPEAT or 1); all must pass
 #   --narrate      human-readable narration (used by scripts/demo)
 #   --keep DIR     copy every run's logs into DIR
 #   --cleanup-stale  only remove namespaces left by dead lab runs, then exit
 # Environment: LAB_WAN=routed|bridge  the internet's shape (default routed, see lab_wan);
 #   LAB_ICMP_RATELIMIT=MS  the wan router's net.ipv4.icmp_ratelimit (default: the kernel's)
+#   LAB_CUT_BYTES, LAB_CUT_AT, LAB_CUT_RATE, LAB_CUT_SECONDS, LAB_CUT_PEER_TIMEOUT: the path
+#                  cuts' transfer size, cut point, wan shaping, blackhole length, peers' cap
+#                  (the cuts themselves: lab_cut_reboot, lab_cut_roam, lab_cut_blackhole,
+#                  lab_cut_relay, lab_run_cut, lab_cut_expect, described at "path cuts")
 #   LAB_MIN_DIRECT_PCT=P  tally: a run of a direct scenario that the relay delivered (both
 #                  peers saying so) is a RELAY line, not a failure; the scenario passes when
 #                  every run delivered and at least P% went direct (for --repeat trials)
@@ -1081,6 +1087,311 @@ lab_run_fwd() {
     return 0
 }
 
+# ---- path cuts (Phase 10, docs/design/cuts.md): a long transfer, the path cut under it.
+# Cut primitives act on the running run and are bounded in time; what they leave (an nft table,
+# a timer job, a moved link) goes with the run's namespaces and LAB_PIDS in lab_teardown.
+#   lab_cut_reboot ROUTER [strict] the router "reboots": its conntrack table is flushed
+#                                  (conntrack -F; without the conntrack tool, the same
+#                                  ctnetlink flush from python3, also with LAB_CUT_CT_PY=1);
+#                                  strict: from then on it
+#                                  picks up no connection it did not see open
+#                                  (nf_conntrack_tcp_loose=0)
+#   lab_cut_roam HOST ROUTER ADDR/PLEN GATEWAY
+#                                  HOST's link moves to ROUTER's LAN with a new address (ROUTER
+#                                  may be its own: another address in the same LAN); the old
+#                                  address is gone with the old link
+#   lab_cut_blackhole ROUTER SECONDS
+#                                  ROUTER silently drops everything it forwards for SECONDS
+#                                  (1..120), then forwards again (a timer job in LAB_PIDS)
+#   lab_cut_relay [ADDR]           the server kills the relayed connection of ADDR (default:
+#                                  alice's public address) with ss -K (SOCK_DESTROY: needs
+#                                  CONFIG_INET_DIAG_DESTROY; the run fails without it)
+# Scenarios r..v drive them with lab_run_cut (CUSTOM_RUN): LAB_CUT_BYTES each way (default
+# 24 MiB; the issue's proof is 100 MiB), shaped to LAB_CUT_RATE on every router's wan0 (default
+# 40mbit) so the transfer lasts; CUT_CMD runs once b has received LAB_CUT_AT bytes (default
+# 4 MiB); lab_cut_expect says what must follow.
+LAB_CUT_BYTES=${LAB_CUT_BYTES:-$((24 * 1048576))}
+LAB_CUT_AT=${LAB_CUT_AT:-$((4 * 1048576))}
+LAB_CUT_RATE=${LAB_CUT_RATE:-40mbit}
+LAB_CUT_SECONDS=${LAB_CUT_SECONDS:-10}
+LAB_CUT_PEER_TIMEOUT=${LAB_CUT_PEER_TIMEOUT:-120}   # the peers' hard cap in a cut scenario
+
+# ctnetlink IPCTNL_MSG_CT_DELETE without a tuple: flush every entry (what conntrack -F sends)
+LAB_CT_FLUSH_PY='import socket, struct, sys
+s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)  # NETLINK_NETFILTER
+s.send(struct.pack("=IHHIIBBH", 20, (1 << 8) | 2, 1 | 4, 1, 0, 0, 0, 0))
+r = s.recv(4096)
+e = struct.unpack("=i", r[16:20])[0] if struct.unpack("=H", r[4:6])[0] == 2 else -1
+sys.exit(0 if e == 0 else 1)'
+
+lab_cut_reboot() {   # ROUTER [strict]
+    local r=$1 how=${2:-} n
+    n=$(lab_conntrack "$r" | grep -c ' tcp ')
+    if [ "$how" = strict ]; then
+        # a router that tracks only connections it saw open: no pickup of a mid-stream packet
+        X "$r" sysctl -qw net.netfilter.nf_conntrack_tcp_loose=0 >/dev/null ||
+            { say "lab: cannot turn off conntrack pickup on $r"; return 1; }
+    fi
+    if [ -z "${LAB_CUT_CT_PY:-}" ] && command -v conntrack >/dev/null 2>&1; then
+        X "$r" conntrack -F >/dev/null 2>&1 || { say "lab: conntrack -F failed on $r"; return 1; }
+    else
+        X "$r" python3 -c "$LAB_CT_FLUSH_PY" || { say "lab: the ctnetlink flush failed on $r"; return 1; }
+    fi
+    LAB_CUT_NOTE="$r's conntrack flushed ($n TCP entries${how:+, no pickup})"
+}
+
+lab_cut_roam() {   # HOST ROUTER ADDR/PLEN GATEWAY
+    local h=$1 r=$2 addr=$3 gw=$4 old
+    old=$(X "$h" ip -4 -o addr show dev eth0 2>/dev/null | awk '{ print $4 }')
+    ip -n "$(N "$h")" link del eth0 || { say "lab: cannot take $h's link down"; return 1; }
+    lab_link "$r" lan0 "$h" eth0 "$addr" || { say "lab: cannot attach $h to $r"; return 1; }
+    ip -n "$(N "$h")" route add default via "$gw" || return 1
+    LAB_CUT_NOTE="$h moved from $old to $addr behind $r"
+}
+
+lab_cut_blackhole() {   # ROUTER SECONDS
+    local r=$1 secs=$2
+    [[ "$secs" =~ ^[0-9]+$ ]] && [ "$secs" -ge 1 ] && [ "$secs" -le 120 ] ||
+        { say "lab: blackhole seconds must be 1..120, not '$secs'"; return 1; }
+    X "$r" nft -f - <<'EOF' || { say "lab: cannot add the blackhole on $r"; return 1; }
+table inet labcut {
+    counter dropped {}
+    chain fw { type filter hook forward priority -400; policy accept; counter name dropped drop; }
+}
+EOF
+    # the timer job: TERM (lab_teardown) ends its sleep too; the table dies with the namespace
+    (
+        sp=""
+        trap '[ -n "$sp" ] && kill "$sp" 2>/dev/null; exit 0' TERM
+        sleep "$secs" & sp=$!
+        wait "$sp"
+        X "$r" nft delete table inet labcut
+    ) &
+    LAB_CUT_JOB=$!
+    LAB_PIDS+=("$LAB_CUT_JOB")
+    LAB_CUT_NOTE="$r drops everything it forwards for $secs s"
+}
+
+# The server's established connection (on its listening ports) from ADDR with the most bytes
+# received: the relayed one (the control connection carries little). Prints "ADDR PORT BYTES".
+lab_relay_leg() {
+    local addr=$1 f="" p
+    for p in $SERVER_PORT ${LAB_EXTRA_PORTS:-}; do f+="${f:+ or }sport = :$p"; done
+    X srv ss -Htni state established "( $f ) and dst $addr" 2>/dev/null | awk '
+        /^[0-9A-Za-z]/ { n = split($NF, a, ":"); peer = a[n]; next }
+        { b = 0; for (i = 1; i <= NF; i++) if ($i ~ /^bytes_received:/) { sub("bytes_received:", "", $i); b = $i }
+          if (peer != "" && b >= best) { best = b; port = peer }; peer = "" }
+        END { if (port != "") print port, best }' | sed "s/^/$addr /"
+}
+
+lab_cut_relay() {   # [ADDR]
+    local addr=${1:-$PUB_A} leg port bytes i
+    leg=$(lab_relay_leg "$addr")
+    read -r _ port bytes <<<"$leg"
+    [ -n "${port:-}" ] || { say "lab: no connection from $addr at the server"; return 1; }
+    X srv ss -K state established dst "$addr" dport = ":$port" >/dev/null 2>&1
+    for ((i = 0; i < 20; i++)); do
+        [ -z "$(X srv ss -Htn state established dst "$addr" dport = ":$port")" ] && break
+        sleep 0.05
+    done
+    # (an nft rule on the server that answers the connection's packets with resets was tried
+    # instead: the resets do not end it, both sides time out after 60 s; docs/design/cuts.md)
+    [ -z "$(X srv ss -Htn state established dst "$addr" dport = ":$port")" ] ||
+        { say "lab: ss -K did not kill $addr:$port at the server (a kernel without CONFIG_INET_DIAG_DESTROY?)"; return 1; }
+    LAB_CUT_NOTE="relayed connection $addr:$port killed at the server by ss -K (had $bytes bytes in)"
+}
+
+# lab_cut_expect lost|intact RC_A RC_B SECONDS [MESSAGE-REGEX]: what follows the cut.
+#   lost   - the transfer does not complete: a and b exit RC_A and RC_B, each within SECONDS
+#            of the cut, each stderr matching MESSAGE-REGEX; what each wrote out is a prefix of
+#            what the other sent, shorter than all of it
+#   intact - both exit 0 (RC_A RC_B: 0 0) within SECONDS, everything arrived, checksums match
+lab_cut_expect() { CUT_EXPECT=$1 CUT_RC_A=$2 CUT_RC_B=$3 CUT_WITHIN=$4 CUT_MSG=${5:-}; }
+
+# file size or 0
+lab_size() { stat -c %s "$1" 2>/dev/null || echo 0; }
+
+# The bytes b has received so far: its stdout, or (CUT_FILE) the part file in its --dir
+lab_cut_progress() {
+    if [ -n "${CUT_FILE:-}" ]; then
+        find "$LAB_LOG/rdir" -maxdepth 1 -type f -printf '%s\n' 2>/dev/null | awk '{ s += $1 } END { print s + 0 }'
+    else
+        lab_size "$LAB_LOG/b.out"
+    fi
+}
+
+lab_run_cut() {
+    local LAB_PEER_TIMEOUT=$LAB_CUT_PEER_TIMEOUT   # seen by lab_peer (dynamic scope)
+    local r before i pa pb t_start t_cut ta="" tb="" rca="" rcb="" why=() now_s
+    local total=$LAB_CUT_BYTES at=$LAB_CUT_AT got=0 maxgot g outa outb ma mb
+    [ "$at" -lt "$total" ] || { say "lab: LAB_CUT_AT ($at) must be below LAB_CUT_BYTES ($total)"; return 1; }
+    head -c "$total" /dev/urandom >"$LAB_LOG/a.in"
+    head -c "$total" /dev/urandom >"$LAB_LOG/b.in"
+    for r in $ROUTERS; do
+        tc -n "$(N "$r")" qdisc add dev wan0 root tbf rate "$LAB_CUT_RATE" burst 32kb latency 50ms ||
+            { say "lab: cannot shape $r's wan0 (tc tbf)"; return 1; }
+    done
+    before=$(lab_server_conns)
+    if [ -n "${CUT_FILE:-}" ]; then
+        mkdir -p "$LAB_LOG/rdir"
+        : >"$LAB_LOG/b.in"
+        lab_peer "$HOST_B" b --id "$ID_B" "${PEER_B_ARGS[@]}" receive --from "$ID_A" --dir "$LAB_LOG/rdir"
+    else
+        lab_peer "$HOST_B" b --id "$ID_B" "${PEER_B_ARGS[@]}" listen
+    fi
+    pb=$LAB_PEER_PID
+    lab_wait_server_conns $((before + 1)) || { say "lab: b did not connect to the server"; return 1; }
+    for ((i = 0; i < 200; i++)); do
+        grep -qE "register $ID_B( \(auxiliary\))? from" "$LAB_LOG"/server*.err 2>/dev/null && break
+        sleep 0.05
+    done
+    t_start=$(now)
+    if [ -n "${CUT_FILE:-}" ]; then
+        : >"$LAB_LOG/a.in.empty"
+        mv "$LAB_LOG/a.in" "$LAB_LOG/data.bin"
+        mv "$LAB_LOG/a.in.empty" "$LAB_LOG/a.in"
+        lab_peer "$HOST_A" a --id "$ID_A" "${PEER_A_ARGS[@]}" send "$ID_B" "$LAB_LOG/data.bin"
+    else
+        lab_peer "$HOST_A" a --id "$ID_A" "${PEER_A_ARGS[@]}" connect "$ID_B"
+    fi
+    pa=$LAB_PEER_PID
+    # the cut once b has LAB_CUT_AT bytes (bounded: 30 s), while both still run
+    for ((i = 0; i < 600; i++)); do
+        got=$(lab_cut_progress)
+        [ "$got" -ge "$at" ] && break
+        kill -0 "$pa" 2>/dev/null && kill -0 "$pb" 2>/dev/null || break
+        sleep 0.05
+    done
+    if [ "$got" -lt "$at" ] || ! kill -0 "$pa" 2>/dev/null || ! kill -0 "$pb" 2>/dev/null; then
+        say "FAIL: no cut: b had $got bytes (want $at) after $(elapsed "$t_start") s, a $(kill -0 "$pa" 2>/dev/null && echo running || echo gone), b $(kill -0 "$pb" 2>/dev/null && echo running || echo gone)"
+        lab_cut_dump; return 1
+    fi
+    LAB_CUT_NOTE=""
+    t_cut=$(now)
+    # CUT_CMD is a command line (a function and its arguments): split on purpose
+    if ! $CUT_CMD; then say "FAIL: the cut ($CUT_CMD) failed"; lab_cut_dump; return 1; fi
+    note "cut after $(human "$got") at b, $(elapsed "$t_start") s into the transfer: $LAB_CUT_NOTE"
+    # both peers' ends, each timed from the cut (0.1 s steps), bounded by their own hard cap
+    maxgot=$got
+    for ((i = 0; i < (LAB_PEER_TIMEOUT + 10) * 10; i++)); do
+        if [ -n "${CUT_FILE:-}" ]; then   # the part file goes when receive gives up: its peak
+            g=$(lab_cut_progress); [ "$g" -le "$maxgot" ] || maxgot=$g
+        fi
+        if [ -z "$ta" ] && ! kill -0 "$pa" 2>/dev/null; then wait "$pa"; rca=$?; ta=$(elapsed "$t_cut"); fi
+        if [ -z "$tb" ] && ! kill -0 "$pb" 2>/dev/null; then wait "$pb"; rcb=$?; tb=$(elapsed "$t_cut"); fi
+        [ -n "$ta" ] && [ -n "$tb" ] && break
+        sleep 0.1
+    done
+    RC_a=$rca RC_b=$rcb
+    now_s=$(elapsed "$t_cut")
+    [ -n "$ta" ] || why+=("peer a still ran ${now_s} s after the cut")
+    [ -n "$tb" ] || why+=("peer b still ran ${now_s} s after the cut")
+    outa=$(lab_size "$LAB_LOG/a.out") outb=$(lab_size "$LAB_LOG/b.out")
+    [ -z "${CUT_FILE:-}" ] || outb=$maxgot
+    ma=$(grep -h 'tcpunch.*\(lost\|reset\|stalled\|timed out\|ended\)' "$LAB_LOG/a.err" | tail -n 1)
+    mb=$(grep -h 'tcpunch.*\(lost\|reset\|stalled\|timed out\|ended\)' "$LAB_LOG/b.err" | tail -n 1)
+    [ "$rca" = "$CUT_RC_A" ] || why+=("peer a exited ${rca:-?}, expected $CUT_RC_A")
+    [ "$rcb" = "$CUT_RC_B" ] || why+=("peer b exited ${rcb:-?}, expected $CUT_RC_B")
+    [ -n "$ta" ] && awk -v t="$ta" -v m="$CUT_WITHIN" 'BEGIN { exit !(t > m) }' &&
+        why+=("peer a ended $ta s after the cut, expected within $CUT_WITHIN s")
+    [ -n "$tb" ] && awk -v t="$tb" -v m="$CUT_WITHIN" 'BEGIN { exit !(t > m) }' &&
+        why+=("peer b ended $tb s after the cut, expected within $CUT_WITHIN s")
+    for r in a b; do
+        grep -q "connected to .*: ${EXPECT_PATH}" "$LAB_LOG/$r.err" ||
+            why+=("peer $r did not report a $EXPECT_PATH connection before the cut")
+    done
+    case $CUT_EXPECT in
+        lost)
+            if [ -n "$CUT_MSG" ]; then
+                grep -qE "$CUT_MSG" "$LAB_LOG/a.err" || why+=("peer a's stderr has no line matching '$CUT_MSG'")
+                grep -qE "$CUT_MSG" "$LAB_LOG/b.err" || why+=("peer b's stderr has no line matching '$CUT_MSG'")
+            fi
+            if [ -n "${CUT_FILE:-}" ]; then
+                # nothing under the final name, no part file left behind
+                [ ! -e "$LAB_LOG/rdir/data.bin" ] || why+=("receive left the partial file under its final name")
+                [ -z "$(ls -A "$LAB_LOG/rdir")" ] || why+=("receive left files behind: $(ls -A "$LAB_LOG/rdir" | tr '\n' ' ')")
+            else
+                [ "$outb" -lt "$total" ] || why+=("b received all $outb bytes: the transfer completed")
+                cmp -s -n "$outb" "$LAB_LOG/b.out" "$LAB_LOG/a.in" || why+=("b's $outb bytes are not a prefix of a's input")
+                cmp -s -n "$outa" "$LAB_LOG/a.out" "$LAB_LOG/b.in" || why+=("a's $outa bytes are not a prefix of b's input")
+            fi
+            ;;
+        intact)
+            if [ -n "${CUT_FILE:-}" ]; then
+                cmp -s "$LAB_LOG/rdir/data.bin" "$LAB_LOG/data.bin" || why+=("the received file differs from the sent one")
+            else
+                cmp -s "$LAB_LOG/b.out" "$LAB_LOG/a.in" || why+=("b received $outb bytes, not a's $total intact")
+                cmp -s "$LAB_LOG/a.out" "$LAB_LOG/b.in" || why+=("a received $outa bytes, not b's $total intact")
+            fi
+            ;;
+        *) why+=("bad cut expectation '$CUT_EXPECT'") ;;
+    esac
+    LAB_CUT_RESULT="cut at $(human "$got"): a exit ${rca:-?} after ${ta:-?} s, b exit ${rcb:-?} after ${tb:-?} s; delivered to b $(human "$outb"), to a $(human "$outa") of $(human "$total")"
+    if [ ${#why[@]} -gt 0 ]; then
+        say "FAIL: $LAB_CUT_RESULT ($LAB_CUT_NOTE)"
+        for r in "${why[@]}"; do say "   - $r"; done
+        lab_cut_dump
+        return 1
+    fi
+    say "  $LAB_CUT_RESULT ($LAB_CUT_NOTE)"
+    [ -n "$ma" ] && say "  a: ${ma#*tcpunch: }"
+    [ -n "$mb" ] && say "  b: ${mb#*tcpunch: }"
+    return 0
+}
+
+lab_cut_dump() {
+    local f
+    for f in a b; do
+        say "-- peer $f exit=$(eval echo "\${RC_$f:-?}") stderr (last 25 lines):"
+        tail -n 25 "$LAB_LOG/$f.err" 2>/dev/null | sed 's/^/    /'
+    done
+    say "-- conntrack/relay: server connections $(lab_server_conns)"
+}
+
+scn_r() {   # scenario a, bob's router reboots mid-transfer (conntrack flushed)
+    scn_a || return 1
+    DESC="scenario a, a $(human "$LAB_CUT_BYTES") transfer each way; bob's NAT reboots (conntrack flushed) after $(human "$LAB_CUT_AT")"
+    CUSTOM_RUN=lab_run_cut CUT_CMD="lab_cut_reboot rb"
+    lab_cut_expect intact 0 0 40   # Phase 10: the transfer survives
+}
+
+scn_w() {   # scenario r with a router that picks up no mid-stream connection after its reboot
+    scn_a || return 1
+    DESC="scenario a, a $(human "$LAB_CUT_BYTES") transfer each way; bob's NAT reboots after $(human "$LAB_CUT_AT") and then tracks only connections it saw open"
+    CUSTOM_RUN=lab_run_cut CUT_CMD="lab_cut_reboot rb strict"
+    lab_cut_expect lost 5 5 75 'connection lost'   # Phase 10: the transfer survives
+}
+
+scn_s() {   # scenario a, alice roams to a second LAN behind another router mid-transfer
+    scn_a || return 1
+    lab_router rc wan br0 203.0.113.30/24 203.0.113.254 192.168.3.1/24 drop || return 1
+    ROUTERS="ra rb rc"
+    DESC="scenario a, a $(human "$LAB_CUT_BYTES") transfer each way; after $(human "$LAB_CUT_AT") alice roams to a LAN behind another NAT (203.0.113.30), her old address gone"
+    CUSTOM_RUN=lab_run_cut CUT_CMD="lab_cut_roam ha rc 192.168.3.2/24 192.168.3.1"
+    lab_cut_expect lost 5 5 75 'connection lost'   # Phase 10: the transfer survives
+}
+
+scn_t() {   # scenario a, alice's router drops everything for LAB_CUT_SECONDS mid-transfer
+    scn_a || return 1
+    DESC="scenario a, a $(human "$LAB_CUT_BYTES") transfer each way; after $(human "$LAB_CUT_AT") alice's NAT silently drops everything for $LAB_CUT_SECONDS s"
+    CUSTOM_RUN=lab_run_cut CUT_CMD="lab_cut_blackhole ra $LAB_CUT_SECONDS"
+    lab_cut_expect intact 0 0 60   # Phase 10: the transfer survives
+}
+
+scn_u() {   # scenario i (relayed), the server kills the relayed connection mid-transfer
+    scn_i || return 1
+    DESC="scenario i (relayed at once), a $(human "$LAB_CUT_BYTES") transfer each way; after $(human "$LAB_CUT_AT") the server kills alice's relayed connection"
+    CUSTOM_RUN=lab_run_cut CUT_CMD="lab_cut_relay"
+    lab_cut_expect lost 5 5 10 'connection lost'   # Phase 10: the transfer survives
+}
+
+scn_v() {   # scenario u with a file: send/receive, the relayed connection killed
+    scn_u || return 1
+    DESC="scenario i (relayed), send of a $(human "$LAB_CUT_BYTES") file; after $(human "$LAB_CUT_AT") at the receiver the server kills alice's relayed connection"
+    CUT_FILE=1
+    lab_cut_expect lost 5 5 10 'connection lost'   # Phase 10: the transfer survives
+}
+
 lab_scenario_fn() {
     case $1 in
         a|drop) echo a ;;
@@ -1100,6 +1411,12 @@ lab_scenario_fn() {
         o|hard-drop) echo o ;;
         p|hard-reset) echo p ;;
         q|hard-cgnat) echo q ;;
+        r|cut-reboot) echo r ;;
+        s|cut-roam) echo s ;;
+        t|cut-drop10|cut-drop) echo t ;;
+        u|cut-relay) echo u ;;
+        v|cut-relay-file) echo v ;;
+        w|cut-reboot-strict) echo w ;;
         *) return 1 ;;
     esac
 }
@@ -1337,7 +1654,7 @@ lab_main() {
         { echo "lab.sh: --repeat must be 1..100" >&2; return 2; }
     local list=() x f
     for x in "${scen[@]}"; do
-        if [ "$x" = all ]; then list+=(a b c d e f g h i j k l m n o p q)
+        if [ "$x" = all ]; then list+=(a b c d e f g h i j k l m n o p q r s t u v w)
         elif f=$(lab_scenario_fn "$x"); then list+=("$f")
         else echo "lab.sh: unknown scenario $x" >&2; return 2
         fi
