@@ -40,10 +40,23 @@ size_t seal_tx_final(struct seal_tx *t, unsigned char *out)
     return seal_record(t, NULL, 0, crypto_secretstream_xchacha20poly1305_TAG_FINAL, out);
 }
 
+size_t seal_tx_ctl(struct seal_tx *t, const void *plain, size_t n, unsigned char *out)
+{
+    if (n == 0 || n > SEAL_CHUNK)
+        return 0;
+    return seal_record(t, plain, n, crypto_secretstream_xchacha20poly1305_TAG_PUSH, out);
+}
+
 void seal_rx_init(struct seal_rx *r, const unsigned char *key)
 {
     memset(r, 0, sizeof *r);
     memcpy(r->key, key, sizeof r->key);
+}
+
+void seal_rx_init_session(struct seal_rx *r, const unsigned char *key)
+{
+    seal_rx_init(r, key);
+    r->session = true;
 }
 
 enum seal_status seal_rx_next(struct seal_rx *r, const unsigned char *in, size_t avail,
@@ -84,7 +97,16 @@ enum seal_status seal_rx_next(struct seal_rx *r, const unsigned char *in, size_t
         r->final = true;
         return SEAL_FINAL;
     }
-    return SEAL_DATA;
+    if (!r->session) /* legacy: every other tag is data, as it always was */
+        return SEAL_DATA;
+    if (tag == crypto_secretstream_xchacha20poly1305_TAG_MESSAGE)
+        return SEAL_DATA;
+    if (tag == crypto_secretstream_xchacha20poly1305_TAG_PUSH)
+        return SEAL_CTL;
+    /* authentic, but not ours to release: wipe it so no caller can use it by mistake */
+    sodium_memzero(plain, *plen);
+    *plen = 0;
+    return SEAL_BAD_TAG;
 }
 
 const char *seal_strerror(enum seal_status s)
@@ -94,6 +116,8 @@ const char *seal_strerror(enum seal_status s)
         return "authentication failed: data was modified in transit";
     case SEAL_BAD_LENGTH:
         return "authentication failed: data was modified in transit (bad record length)";
+    case SEAL_BAD_TAG:
+        return "protocol error: a record of an unknown kind";
     case SEAL_AFTER_FINAL:
         return "authentication failed: data was modified in transit (bytes after the final "
                "record)";

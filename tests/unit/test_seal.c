@@ -1,7 +1,9 @@
 /* The encrypted record stream: round trips of many sizes fed in arbitrary pieces, the final
  * record, and every kind of damage — a flipped byte anywhere, a cut stream, a dropped or
  * repeated record, bytes after the end, the wrong key — refused without releasing any byte of
- * the damaged record. */
+ * the damaged record. Control records (TAG_PUSH, issue 15): SEAL_CTL from a session receiver,
+ * data from a legacy one as before, every other tag refused by a session receiver, the limits of
+ * seal_tx_ctl. */
 #include "check.h"
 #include "common/seal.h"
 
@@ -238,6 +240,202 @@ static void t_reorder_and_extra(void)
     free(s.buf);
 }
 
+/* One record with any tag, as a sender other than seal.c could make it. */
+static size_t raw_record(struct seal_tx *t, const unsigned char *p, size_t n, unsigned char tag,
+                         unsigned char *out)
+{
+    unsigned long long clen = 0;
+    crypto_secretstream_xchacha20poly1305_push(&t->st, out + 2, &clen, p, n, NULL, 0, tag);
+    out[0] = (unsigned char)(clen >> 8);
+    out[1] = (unsigned char)clen;
+    return (size_t)clen + 2;
+}
+
+struct rec {
+    enum seal_status st;
+    size_t len;
+    unsigned char plain[SEAL_CHUNK];
+};
+
+/* Opens buf record by record, fed in pieces of max_piece bytes; up to max records, returns how
+ * many statuses other than SEAL_NEED it saw (it stops after the first error). */
+static size_t open_records(struct seal_rx *rx, const unsigned char *buf, size_t len,
+                           size_t max_piece, struct rec *recs, size_t max)
+{
+    unsigned char *acc = malloc(len + 1);
+    size_t acc_len = 0, fed = 0, n = 0;
+    while (fed < len && n < max) {
+        size_t piece = len - fed < max_piece ? len - fed : max_piece;
+        memcpy(acc + acc_len, buf + fed, piece);
+        acc_len += piece;
+        fed += piece;
+        while (n < max) {
+            size_t used, plen = 12345;
+            memset(recs[n].plain, 0xaa, sizeof recs[n].plain);
+            enum seal_status st = seal_rx_next(rx, acc, acc_len, &used, recs[n].plain, &plen);
+            memmove(acc, acc + used, acc_len - used);
+            acc_len -= used;
+            if (st == SEAL_NEED)
+                break;
+            recs[n].st = st;
+            recs[n].len = plen;
+            n++;
+            if (st != SEAL_DATA && st != SEAL_CTL && st != SEAL_FINAL) {
+                free(acc);
+                return n;
+            }
+        }
+    }
+    free(acc);
+    return n;
+}
+
+/* data, control, data, control of a whole chunk, final: a session receiver sees each kind, a
+ * legacy receiver (today's pump, chan, chat) sees data only, the same bytes in the same order. */
+static void t_ctl_records(void)
+{
+    static unsigned char buf[SEAL_HEADER + 4 * SEAL_REC_MAX + SEAL_OVERHEAD];
+    static struct rec recs[8];
+    unsigned char d1[100], ctl[9] = {0x01, 0, 0, 0, 0, 0, 0, 0x01, 0x2c};
+    static unsigned char d2[SEAL_CHUNK], c2[SEAL_CHUNK];
+    struct seal_tx tx;
+    struct seal_rx rx;
+    size_t len = SEAL_HEADER, k;
+    fill(d1, sizeof d1, 11);
+    fill(d2, sizeof d2, 12);
+    fill(c2, sizeof c2, 13);
+    seal_tx_init(&tx, key_a, buf);
+    len += seal_tx_data(&tx, d1, sizeof d1, buf + len);
+    k = seal_tx_ctl(&tx, ctl, sizeof ctl, buf + len);
+    /* on the wire a control record is a record like any other: length field n + ABYTES */
+    CHECK_INT(k, sizeof ctl + SEAL_OVERHEAD);
+    CHECK_INT(buf[len] << 8 | buf[len + 1], sizeof ctl + SEAL_ABYTES);
+    len += k;
+    len += seal_tx_data(&tx, d2, sizeof d2, buf + len);
+    k = seal_tx_ctl(&tx, c2, sizeof c2, buf + len);
+    CHECK_INT(k, SEAL_REC_MAX);
+    len += k;
+    len += seal_tx_final(&tx, buf + len);
+
+    const size_t pieces[] = {1, 13, 4096, sizeof buf};
+    for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++) {
+        seal_rx_init_session(&rx, key_a);
+        if (!CHECK_INT(open_records(&rx, buf, len, pieces[i], recs, 8), 5))
+            continue;
+        CHECK_INT(recs[0].st, SEAL_DATA);
+        CHECK(recs[0].len == sizeof d1 && memcmp(recs[0].plain, d1, sizeof d1) == 0);
+        CHECK_INT(recs[1].st, SEAL_CTL);
+        CHECK(recs[1].len == sizeof ctl && memcmp(recs[1].plain, ctl, sizeof ctl) == 0);
+        CHECK_INT(recs[2].st, SEAL_DATA);
+        CHECK(recs[2].len == sizeof d2 && memcmp(recs[2].plain, d2, sizeof d2) == 0);
+        CHECK_INT(recs[3].st, SEAL_CTL);
+        CHECK(recs[3].len == sizeof c2 && memcmp(recs[3].plain, c2, sizeof c2) == 0);
+        CHECK_INT(recs[4].st, SEAL_FINAL);
+        CHECK_INT(recs[4].len, 0);
+
+        /* legacy: today's behaviour, every record but the final is data */
+        seal_rx_init(&rx, key_a);
+        if (!CHECK_INT(open_records(&rx, buf, len, pieces[i], recs, 8), 5))
+            continue;
+        for (int r = 0; r < 4; r++)
+            CHECK_INT(recs[r].st, SEAL_DATA);
+        CHECK(recs[1].len == sizeof ctl && memcmp(recs[1].plain, ctl, sizeof ctl) == 0);
+        CHECK(recs[3].len == sizeof c2 && memcmp(recs[3].plain, c2, sizeof c2) == 0);
+        CHECK_INT(recs[4].st, SEAL_FINAL);
+    }
+
+    /* a damaged control record fails like a data record, and releases nothing */
+    size_t at = SEAL_HEADER + sizeof d1 + SEAL_OVERHEAD + 2 + 3;
+    buf[at] ^= 0x10;
+    seal_rx_init_session(&rx, key_a);
+    CHECK_INT(open_records(&rx, buf, len, 4096, recs, 8), 2);
+    CHECK_INT(recs[0].st, SEAL_DATA);
+    CHECK_INT(recs[1].st, SEAL_BAD_AUTH);
+    CHECK_INT(recs[1].len, 0);
+    buf[at] ^= 0x10;
+}
+
+/* seal_tx_ctl seals one record of 1..SEAL_CHUNK bytes; outside that it seals nothing and leaves
+ * the stream as it was (the next record still opens). */
+static void t_ctl_limits(void)
+{
+    static unsigned char buf[SEAL_HEADER + 3 * SEAL_REC_MAX], big[SEAL_CHUNK + 1];
+    static struct rec recs[4];
+    unsigned char one = 0x42;
+    struct seal_tx tx;
+    struct seal_rx rx;
+    size_t len = SEAL_HEADER;
+    seal_tx_init(&tx, key_a, buf);
+    memset(buf + len, 0x5a, 64);
+    CHECK_INT(seal_tx_ctl(&tx, &one, 0, buf + len), 0);
+    CHECK_INT(seal_tx_ctl(&tx, big, sizeof big, buf + len), 0);
+    CHECK_INT(buf[len], 0x5a); /* nothing written */
+    len += seal_tx_ctl(&tx, &one, 1, buf + len);
+    CHECK_INT(len, SEAL_HEADER + 1 + SEAL_OVERHEAD);
+    len += seal_tx_data(&tx, &one, 1, buf + len);
+    seal_rx_init_session(&rx, key_a);
+    CHECK_INT(open_records(&rx, buf, len, 7, recs, 4), 2);
+    CHECK_INT(recs[0].st, SEAL_CTL);
+    CHECK(recs[0].len == 1 && recs[0].plain[0] == 0x42);
+    CHECK_INT(recs[1].st, SEAL_DATA);
+    CHECK(recs[1].len == 1 && recs[1].plain[0] == 0x42);
+}
+
+/* Every tag a session stream does not carry (TAG_REKEY, combinations, unknown bytes) is refused
+ * with SEAL_BAD_TAG, authentic or not, without releasing its bytes; a legacy stream keeps
+ * taking them for data, as today (and goes on after a TAG_REKEY: libsodium rekeys both ends). */
+static void t_ctl_tags(void)
+{
+    static unsigned char buf[SEAL_HEADER + 4 * (SEAL_OVERHEAD + 32)];
+    static struct rec recs[4];
+    const unsigned char tags[] = {0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x80, 0xfe, 0xff};
+    unsigned char p[32];
+    fill(p, sizeof p, 14);
+    for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++) {
+        struct seal_tx tx;
+        struct seal_rx rx;
+        size_t len = SEAL_HEADER;
+        seal_tx_init(&tx, key_a, buf);
+        len += raw_record(&tx, p, sizeof p, tags[i], buf + len);
+        len += seal_tx_data(&tx, p, 5, buf + len);
+
+        seal_rx_init_session(&rx, key_a);
+        size_t n = open_records(&rx, buf, len, 9, recs, 4);
+        switch (tags[i]) {
+        case 0x00:
+        case 0x01:
+            CHECK_INT(n, 2);
+            CHECK_INT(recs[0].st, tags[i] ? SEAL_CTL : SEAL_DATA);
+            CHECK(recs[0].len == sizeof p && memcmp(recs[0].plain, p, sizeof p) == 0);
+            CHECK_INT(recs[1].st, SEAL_DATA);
+            break;
+        case 0x03:
+            /* the final, then the data record is a byte after it */
+            CHECK_INT(n, 2);
+            CHECK_INT(recs[0].st, SEAL_FINAL);
+            CHECK_INT(recs[1].st, SEAL_AFTER_FINAL);
+            break;
+        default:
+            CHECK_MSG(n == 1 && recs[0].st == SEAL_BAD_TAG && recs[0].len == 0,
+                      "tag 0x%02x: %zu records, status %d", tags[i], n, (int)recs[0].st);
+            /* the buffer was wiped: nothing of the record left in it */
+            CHECK(memcmp(recs[0].plain, p, 4) != 0);
+        }
+
+        seal_rx_init(&rx, key_a);
+        n = open_records(&rx, buf, len, 9, recs, 4);
+        if (tags[i] == 0x03) {
+            CHECK_INT(recs[0].st, SEAL_FINAL);
+            continue;
+        }
+        CHECK_MSG(n == 2 && recs[0].st == SEAL_DATA && recs[1].st == SEAL_DATA,
+                  "legacy, tag 0x%02x: %zu records, status %d", tags[i], n, (int)recs[0].st);
+        CHECK(recs[0].len == sizeof p && memcmp(recs[0].plain, p, sizeof p) == 0);
+        CHECK(recs[1].len == 5 && memcmp(recs[1].plain, p, 5) == 0);
+    }
+    CHECK(strstr(seal_strerror(SEAL_BAD_TAG), "protocol error") != NULL);
+}
+
 static void t_setup(void)
 {
     if (sodium_init() < 0)
@@ -247,4 +445,5 @@ static void t_setup(void)
 }
 
 CHECK_MAIN(TEST(t_setup), TEST(t_roundtrip), TEST(t_record_sizes), TEST(t_tamper),
-           TEST(t_truncated), TEST(t_reorder_and_extra))
+           TEST(t_truncated), TEST(t_reorder_and_extra), TEST(t_ctl_records),
+           TEST(t_ctl_limits), TEST(t_ctl_tags))
