@@ -445,5 +445,5 @@ static void t_setup(void)
 }
 
 CHECK_MAIN(TEST(t_setup), TEST(t_roundtrip), TEST(t_record_sizes), TEST(t_tamper),
-           TEST(t_truncated), TEST(t_reorder_and_extra), TEST(t_ctl_records),
-           TEST(t_ctl_limits), TEST(t_ctl_tags))
+           TEST(t_truncated), TEST(t_reorder_and_extra), TEST(t_ctl_records), TEST(t_ctl_limits),
+           TEST(t_ctl_tags))
