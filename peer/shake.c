@@ -5,7 +5,7 @@
 
 #define SHAKE_SIGN_PREFIX "tcpunch-shake-v1" /* with its NUL */
 #define SHAKE_KEYS_PREFIX "tcpunch-keys-v1"  /* without */
-#define SHAKE_RS_PREFIX "tcpunch-resume-v1" /* without */
+#define SHAKE_RS_PREFIX "tcpunch-resume-v1"  /* without */
 #define SHAKE_TRANSCRIPT_MAX 512
 
 void shake_init(struct shake_ctx *s)

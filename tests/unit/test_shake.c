@@ -451,5 +451,4 @@ static void t_setup(void)
 
 CHECK_MAIN(TEST(t_setup), TEST(t_exchange), TEST(t_initiator_needs_the_peer),
            TEST(t_bad_signatures), TEST(t_wrong_key), TEST(t_replay), TEST(t_direct),
-           TEST(t_low_order_eph), TEST(t_vector),
-           TEST(t_resumption_secret))
+           TEST(t_low_order_eph), TEST(t_vector), TEST(t_resumption_secret))
