@@ -23,8 +23,8 @@
 
 static unsigned char fz_rs[SHAKE_RS_BYTES];
 static struct rshake_ctx fz_alice, fz_bob;
-static struct rshake_peer fz_offer_seen;      /* alice's view after bob's genuine offer */
-static char fz_line[3][PROTO_MAX_LINE];       /* offer, answer, resumed: genuine */
+static struct rshake_peer fz_offer_seen; /* alice's view after bob's genuine offer */
+static char fz_line[3][PROTO_MAX_LINE];  /* offer, answer, resumed: genuine */
 static int fz_len[3];
 
 static void fz_ctx(struct rshake_ctx *c, enum proto_role role, unsigned char seed, uint64_t rx)
@@ -52,15 +52,15 @@ static void fz_setup(void)
     fz_ctx(&fz_alice, PROTO_INITIATOR, 0x01, 4096);
     fz_ctx(&fz_bob, PROTO_RESPONDER, 0x02, 65536);
     fz_len[0] = rshake_encode(&fz_bob, RSHAKE_RESUME, NULL, fz_line[0], sizeof fz_line[0]);
-    FZ_CHECK(fz_len[0] > 0 && rshake_verify(&fz_alice, RSHAKE_RESUME, fz_line[0],
-                                            (size_t)fz_len[0] - 1, &fz_offer_seen, why,
-                                            sizeof why) == SHAKE_OK,
+    FZ_CHECK(fz_len[0] > 0 &&
+                 rshake_verify(&fz_alice, RSHAKE_RESUME, fz_line[0], (size_t)fz_len[0] - 1,
+                               &fz_offer_seen, why, sizeof why) == SHAKE_OK,
              "genuine offer: %s", why);
-    fz_len[1] = rshake_encode(&fz_alice, RSHAKE_RESUME, &fz_offer_seen, fz_line[1],
-                              sizeof fz_line[1]);
-    FZ_CHECK(fz_len[1] > 0 && rshake_verify(&fz_bob, RSHAKE_RESUME, fz_line[1],
-                                            (size_t)fz_len[1] - 1, &at_r, why,
-                                            sizeof why) == SHAKE_OK,
+    fz_len[1] =
+        rshake_encode(&fz_alice, RSHAKE_RESUME, &fz_offer_seen, fz_line[1], sizeof fz_line[1]);
+    FZ_CHECK(fz_len[1] > 0 &&
+                 rshake_verify(&fz_bob, RSHAKE_RESUME, fz_line[1], (size_t)fz_len[1] - 1, &at_r,
+                               why, sizeof why) == SHAKE_OK,
              "genuine answer: %s", why);
     fz_len[2] = rshake_encode(&fz_bob, RSHAKE_RESUMED, &at_r, fz_line[2], sizeof fz_line[2]);
     FZ_CHECK(fz_len[2] > 0, "genuine resumed");

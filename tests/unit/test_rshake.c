@@ -584,6 +584,93 @@ static void t_low_order(void)
     CHECK(rshake_keys(&i, &p, tx, rx) < 0);
 }
 
+/* ---- the formulas of design 4.4, recomputed here from their definitions ---- */
+
+static size_t put(unsigned char *m, size_t off, const void *p, size_t n)
+{
+    memcpy(m + off, p, n);
+    return off + n;
+}
+
+static size_t put_be(unsigned char *m, size_t off, uint64_t v)
+{
+    for (int k = 7; k >= 0; k--)
+        m[off++] = (unsigned char)(v >> (8 * k));
+    return off;
+}
+
+static void line_b64(const struct line *l, const char *key, unsigned char *out)
+{
+    json_t *o = json_loadb(l->b, l->n, 0, NULL);
+    const char *t = json_string_value(json_object_get(o, key));
+    CHECK(t && sodium_base642bin(out, 32, t, strlen(t), NULL, NULL, NULL,
+                                 sodium_base64_VARIANT_ORIGINAL) == 0);
+    json_decref(o);
+}
+
+static void t_formulas(void)
+{
+    struct rshake_ctx r, i;
+    struct rshake_peer at_i = {0}, at_r = {0};
+    unsigned char m[512], want[32], got[32], kx_rx[32], kx_tx[32], tx[32], rx[32];
+    size_t off, common;
+    const uint64_t rx_i = 0x0010203040506070ull, rx_r = 77; /* below RSHAKE_RX_MAX */
+    struct line l;
+
+    ctx(&r, PROTO_RESPONDER, S1, rs_a, 6, rx_r); /* offers epoch 7 */
+    ctx(&i, PROTO_INITIATOR, S1, rs_a, 2, rx_i);
+    r.gone = true;
+    l = enc(&r, RSHAKE_RESUME, NULL);
+    CHECK_INT(ver(&i, RSHAKE_RESUME, &l, &at_i), SHAKE_OK);
+    l = enc(&i, RSHAKE_RESUME, &at_i);
+    CHECK_INT(ver(&r, RSHAKE_RESUME, &l, &at_r), SHAKE_OK);
+
+    /* "tcpunch-rmac-v1" || letter || S || root || e(8) || id_I \0 || id_R \0 || E_R || E_I */
+    off = put(m, 0, "tcpunch-rmac-v1", 15);
+    off = put(m, off, "I", 1);
+    off = put(m, off, S1, 32);
+    off = put(m, off, ROOT, 32);
+    off = put_be(m, off, 7);
+    off = put(m, off, "alice", 6);
+    off = put(m, off, "bob", 4);
+    off = put(m, off, r.eph_pk, 32);
+    off = put(m, off, i.eph_pk, 32);
+    common = off;
+    off = put_be(m, off, rx_i);
+    crypto_generichash(want, 32, m, off, rs_a, 32);
+    line_b64(&l, "mac", got);
+    CHECK(memcmp(got, want, 32) == 0); /* MAC_I */
+
+    m[15] = 'R';
+    off = put_be(m, common, rx_i);
+    off = put_be(m, off, rx_r);
+    m[off++] = 1; /* gone */
+    crypto_generichash(want, 32, m, off, rs_a, 32);
+    l = enc(&r, RSHAKE_RESUMED, &at_r);
+    line_b64(&l, "mac", got);
+    CHECK(memcmp(got, want, 32) == 0); /* MAC_R */
+    CHECK_INT(ver(&i, RSHAKE_RESUMED, &l, &at_i), SHAKE_OK);
+    CHECK(at_i.gone && at_i.rx == rx_r);
+
+    /* tx = BLAKE2b-256(key = RS, "tcpunch-keys-r1" || kx_tx || root || S || e(8) || E_I || E_R) */
+    CHECK(rshake_keys(&i, &at_i, tx, rx) == 0);
+    CHECK(crypto_kx_client_session_keys(kx_rx, kx_tx, i.eph_pk, i.eph_sk, r.eph_pk) == 0);
+    const unsigned char *kx[2] = {kx_tx, kx_rx}, *out[2] = {tx, rx};
+    for (int k = 0; k < 2; k++) {
+        off = put(m, 0, "tcpunch-keys-r1", 15);
+        off = put(m, off, kx[k], 32);
+        off = put(m, off, ROOT, 32);
+        off = put(m, off, S1, 32);
+        off = put_be(m, off, 7);
+        off = put(m, off, i.eph_pk, 32);
+        off = put(m, off, r.eph_pk, 32);
+        crypto_generichash(want, 32, m, off, rs_a, 32);
+        CHECK(memcmp(out[k], want, 32) == 0);
+    }
+    rshake_wipe(&r);
+    rshake_wipe(&i);
+}
+
 static void t_setup(void)
 {
     if (sodium_init() < 0)
@@ -594,4 +681,4 @@ static void t_setup(void)
 
 CHECK_MAIN(TEST(t_setup), TEST(t_exchange), TEST(t_from_shake), TEST(t_epochs), TEST(t_replay),
            TEST(t_reflection), TEST(t_wrong_rs), TEST(t_tamper), TEST(t_strict), TEST(t_gone),
-           TEST(t_low_order))
+           TEST(t_low_order), TEST(t_formulas))
