@@ -5,6 +5,7 @@
 
 #define SHAKE_SIGN_PREFIX "tcpunch-shake-v1" /* with its NUL */
 #define SHAKE_KEYS_PREFIX "tcpunch-keys-v1"  /* without */
+#define SHAKE_RS_PREFIX "tcpunch-resume-v1"  /* without */
 #define SHAKE_TRANSCRIPT_MAX 512
 
 void shake_init(struct shake_ctx *s)
@@ -213,34 +214,50 @@ void shake_direct_role(struct shake_ctx *s, const struct shake_peer *peer)
 }
 
 /* Each crypto_kx key is hashed with the whole exchange: both ephemeral and both identity keys
- * and the session, so the stream keys belong to this handshake only. */
-static void shake_bind(const struct shake_ctx *s, const struct shake_peer *p,
-                       const unsigned char *kx, unsigned char *out)
+ * and the session, so the stream keys belong to this handshake only. The resumption secret is
+ * the same transcript under its own label, keyed with both crypto_kx keys (initiator's tx then
+ * rx, so both sides use the same 64 bytes). */
+static void shake_bind(const struct shake_ctx *s, const struct shake_peer *p, const char *prefix,
+                       const unsigned char *kx, size_t kxlen, unsigned char *out)
 {
     bool init = s->role == PROTO_INITIATOR;
     unsigned char t[SHAKE_TRANSCRIPT_MAX];
     size_t off = 0;
-    off = shake_put(t, off, SHAKE_KEYS_PREFIX, sizeof SHAKE_KEYS_PREFIX - 1);
+    off = shake_put(t, off, prefix, strlen(prefix));
     off = shake_put(t, off, s->session, PROTO_SESSION_LEN);
     off = shake_put(t, off, init ? s->eph_pk : p->eph, crypto_kx_PUBLICKEYBYTES);
     off = shake_put(t, off, init ? p->eph : s->eph_pk, crypto_kx_PUBLICKEYBYTES);
     off = shake_put(t, off, init ? s->ident->pk : p->key, crypto_sign_PUBLICKEYBYTES);
     off = shake_put(t, off, init ? p->key : s->ident->pk, crypto_sign_PUBLICKEYBYTES);
-    crypto_generichash(out, crypto_kx_SESSIONKEYBYTES, t, off, kx, crypto_kx_SESSIONKEYBYTES);
+    crypto_generichash(out, crypto_kx_SESSIONKEYBYTES, t, off, kx, kxlen);
+    sodium_memzero(t, sizeof t);
 }
 
 int shake_keys(const struct shake_ctx *s, const struct shake_peer *peer, unsigned char *tx,
                unsigned char *rx)
 {
+    return shake_keys_rs(s, peer, tx, rx, NULL);
+}
+
+int shake_keys_rs(const struct shake_ctx *s, const struct shake_peer *peer, unsigned char *tx,
+                  unsigned char *rx, unsigned char *rs)
+{
     unsigned char ktx[crypto_kx_SESSIONKEYBYTES], krx[crypto_kx_SESSIONKEYBYTES];
-    int rc = s->role == PROTO_INITIATOR
-                 ? crypto_kx_client_session_keys(krx, ktx, s->eph_pk, s->eph_sk, peer->eph)
-                 : crypto_kx_server_session_keys(krx, ktx, s->eph_pk, s->eph_sk, peer->eph);
+    unsigned char both[2 * crypto_kx_SESSIONKEYBYTES];
+    bool init = s->role == PROTO_INITIATOR;
+    int rc = init ? crypto_kx_client_session_keys(krx, ktx, s->eph_pk, s->eph_sk, peer->eph)
+                  : crypto_kx_server_session_keys(krx, ktx, s->eph_pk, s->eph_sk, peer->eph);
     if (rc == 0) {
-        shake_bind(s, peer, ktx, tx);
-        shake_bind(s, peer, krx, rx);
+        shake_bind(s, peer, SHAKE_KEYS_PREFIX, ktx, sizeof ktx, tx);
+        shake_bind(s, peer, SHAKE_KEYS_PREFIX, krx, sizeof krx, rx);
+        if (rs) {
+            memcpy(both, init ? ktx : krx, crypto_kx_SESSIONKEYBYTES);
+            memcpy(both + crypto_kx_SESSIONKEYBYTES, init ? krx : ktx, crypto_kx_SESSIONKEYBYTES);
+            shake_bind(s, peer, SHAKE_RS_PREFIX, both, sizeof both, rs);
+        }
     }
     sodium_memzero(ktx, sizeof ktx);
     sodium_memzero(krx, sizeof krx);
+    sodium_memzero(both, sizeof both);
     return rc == 0 ? 0 : -1;
 }

@@ -84,4 +84,13 @@ void shake_direct_role(struct shake_ctx *s, const struct shake_peer *peer);
 int shake_keys(const struct shake_ctx *s, const struct shake_peer *peer, unsigned char *tx,
                unsigned char *rx);
 
+/* shake_keys, and also the session's resumption secret rs (SHAKE_RS_BYTES; none when rs is NULL)
+ * for the resume handshake of later connections (docs/design/resume.md 4.2, peer/rshake.h): both
+ * sides of one handshake get the same rs, every handshake another. tx and rx are exactly
+ * shake_keys's. The caller keeps rs with the session (locked memory) and wipes it at the end;
+ * nothing of it goes on the wire. Dormant: no caller asks for it yet. */
+#define SHAKE_RS_BYTES 32
+int shake_keys_rs(const struct shake_ctx *s, const struct shake_peer *peer, unsigned char *tx,
+                  unsigned char *rx, unsigned char *rs);
+
 #endif

@@ -318,6 +318,128 @@ static void t_low_order_eph(void)
     CHECK(shake_keys(&i, &p, tx, rx) < 0);
 }
 
+static void hex(const unsigned char *b, size_t n, char *out)
+{
+    for (size_t k = 0; k < n; k++)
+        snprintf(out + 2 * k, 3, "%02x", b[k]);
+}
+
+/* Fixed identities and ephemeral keys: the stream keys are what today's peers derive (recorded
+ * from the code before the resumption secret was added), so adding RS changed nothing on the
+ * wire or in the keys. */
+static void vec_ctx(struct shake_ctx *s, enum proto_role role, struct identity *id,
+                    unsigned char idseed, unsigned char ephseed, const char *self, const char *peer)
+{
+    unsigned char seed[32];
+    memset(seed, idseed, sizeof seed);
+    crypto_sign_seed_keypair(id->pk, id->sk, seed);
+    ctx(s, role, id, self, peer);
+    memset(seed, ephseed, sizeof seed);
+    crypto_kx_seed_keypair(s->eph_pk, s->eph_sk, seed);
+}
+
+#define VEC_I_TX "a28d73f82bc4658c3e784a063d64a4e7e21f8d14559c6056da5ecea338557cfd"
+#define VEC_I_RX "a9bd19dbbf71e301074429a1dd803393ef8d551c82136dc19d760f6cf8f87f7c"
+
+static void t_vector(void)
+{
+    static struct identity vi, vr;
+    struct shake_ctx i, r;
+    struct shake_peer at_i = {.seen = true}, at_r = {.seen = true};
+    unsigned char itx[32], irx[32], rtx[32], rrx[32];
+    char h[65];
+    vec_ctx(&i, PROTO_INITIATOR, &vi, 0x11, 0x33, "alice", "bob");
+    vec_ctx(&r, PROTO_RESPONDER, &vr, 0x22, 0x44, "bob", "alice");
+    memcpy(at_i.key, vr.pk, 32);
+    memcpy(at_i.eph, r.eph_pk, 32);
+    memcpy(at_r.key, vi.pk, 32);
+    memcpy(at_r.eph, i.eph_pk, 32);
+    CHECK(shake_keys(&i, &at_i, itx, irx) == 0);
+    CHECK(shake_keys(&r, &at_r, rtx, rrx) == 0);
+    hex(itx, 32, h);
+    CHECK_STR(h, VEC_I_TX);
+    hex(irx, 32, h);
+    CHECK_STR(h, VEC_I_RX);
+    CHECK(memcmp(itx, rrx, 32) == 0 && memcmp(irx, rtx, 32) == 0);
+    shake_wipe(&i);
+    shake_wipe(&r);
+}
+
+/* The resumption secret (design resume.md 4.2): the same on both sides of one handshake,
+ * recomputed here from its definition, another for every handshake, and none of the stream
+ * keys; asking for it leaves tx/rx as the vector has them. */
+static void t_resumption_secret(void)
+{
+    static struct identity vi, vr;
+    struct shake_ctx i, r;
+    struct shake_peer at_i = {.seen = true}, at_r = {.seen = true};
+    unsigned char itx[32], irx[32], rtx[32], rrx[32], irs[SHAKE_RS_BYTES], rrs[SHAKE_RS_BYTES];
+    unsigned char ck_rx[32], ck_tx[32], key[64], msg[512], want[32];
+    size_t off = 0;
+    char h[65];
+    vec_ctx(&i, PROTO_INITIATOR, &vi, 0x11, 0x33, "alice", "bob");
+    vec_ctx(&r, PROTO_RESPONDER, &vr, 0x22, 0x44, "bob", "alice");
+    memcpy(at_i.key, vr.pk, 32);
+    memcpy(at_i.eph, r.eph_pk, 32);
+    memcpy(at_r.key, vi.pk, 32);
+    memcpy(at_r.eph, i.eph_pk, 32);
+    CHECK(shake_keys_rs(&i, &at_i, itx, irx, irs) == 0);
+    CHECK(shake_keys_rs(&r, &at_r, rtx, rrx, rrs) == 0);
+    hex(itx, 32, h);
+    CHECK_STR(h, VEC_I_TX);
+    hex(irx, 32, h);
+    CHECK_STR(h, VEC_I_RX);
+    CHECK(memcmp(irs, rrs, 32) == 0);
+    CHECK(memcmp(irs, itx, 32) != 0 && memcmp(irs, irx, 32) != 0);
+    /* RS = BLAKE2b-256(key = kx_I_tx || kx_I_rx, "tcpunch-resume-v1" || session || eph_I ||
+     * eph_R || key_I || key_R) */
+    CHECK(crypto_kx_client_session_keys(ck_rx, ck_tx, i.eph_pk, i.eph_sk, r.eph_pk) == 0);
+    memcpy(key, ck_tx, 32);
+    memcpy(key + 32, ck_rx, 32);
+    memcpy(msg, "tcpunch-resume-v1", 17), off = 17;
+    memcpy(msg + off, SESSION, 32), off += 32;
+    memcpy(msg + off, i.eph_pk, 32), off += 32;
+    memcpy(msg + off, r.eph_pk, 32), off += 32;
+    memcpy(msg + off, vi.pk, 32), off += 32;
+    memcpy(msg + off, vr.pk, 32), off += 32;
+    crypto_generichash(want, 32, msg, off, key, sizeof key);
+    CHECK(memcmp(irs, want, 32) == 0);
+
+    /* another handshake (fresh ephemeral keys), or another session id: another RS */
+    unsigned char rs2[32], rs3[32], t2[32], r2[32];
+    struct shake_ctx i2 = i;
+    shake_init(&i2);
+    memcpy(at_r.eph, i2.eph_pk, 32);
+    CHECK(shake_keys_rs(&i2, &at_i, t2, r2, rs2) == 0);
+    CHECK(memcmp(rs2, irs, 32) != 0);
+    struct shake_ctx i3 = i;
+    snprintf(i3.session, sizeof i3.session, "%s", "fedcba9876543210fedcba9876543210");
+    CHECK(shake_keys_rs(&i3, &at_i, t2, r2, rs3) == 0);
+    CHECK(memcmp(rs3, irs, 32) != 0 && memcmp(rs3, rs2, 32) != 0);
+
+    /* a real exchange: both sides agree on RS */
+    struct shake_ctx a, b;
+    struct shake_peer at_a = {0}, at_b = {0};
+    ctx(&b, PROTO_RESPONDER, &id_r, "bob", "alice");
+    ctx(&a, PROTO_INITIATOR, &id_i, "alice", "bob");
+    struct line l = enc(&b, PROTO_SHAKE, NULL);
+    CHECK_INT(ver(&a, PROTO_SHAKE, &l, &at_a), SHAKE_OK);
+    l = enc(&a, PROTO_SHAKE, &at_a);
+    CHECK_INT(ver(&b, PROTO_SHAKE, &l, &at_b), SHAKE_OK);
+    CHECK(shake_keys_rs(&a, &at_a, itx, irx, irs) == 0);
+    CHECK(shake_keys_rs(&b, &at_b, rtx, rrx, rrs) == 0);
+    CHECK(memcmp(irs, rrs, 32) == 0 && memcmp(irs, rs2, 32) != 0);
+    CHECK(memcmp(itx, rrx, 32) == 0);
+    /* the low-order point gives no RS either */
+    memset(at_a.eph, 0, 32);
+    CHECK(shake_keys_rs(&a, &at_a, itx, irx, irs) < 0);
+    shake_wipe(&i);
+    shake_wipe(&i2);
+    shake_wipe(&r);
+    shake_wipe(&a);
+    shake_wipe(&b);
+}
+
 static void t_setup(void)
 {
     if (sodium_init() < 0)
@@ -329,4 +451,4 @@ static void t_setup(void)
 
 CHECK_MAIN(TEST(t_setup), TEST(t_exchange), TEST(t_initiator_needs_the_peer),
            TEST(t_bad_signatures), TEST(t_wrong_key), TEST(t_replay), TEST(t_direct),
-           TEST(t_low_order_eph))
+           TEST(t_low_order_eph), TEST(t_vector), TEST(t_resumption_secret))
