@@ -503,7 +503,8 @@ static uint64_t rs_ack_at(const struct rsess *s)
         return UINT64_MAX;
     if (s->ack_now || rs_rx_offset(s) - s->rx_acked >= s->p.ack_step)
         return 0;
-    uint64_t a = s->last_data_ms + s->p.ack_delay_ms, b = s->first_unacked_ms + s->p.ack_max_delay_ms;
+    uint64_t a = s->last_data_ms + s->p.ack_delay_ms,
+             b = s->first_unacked_ms + s->p.ack_max_delay_ms;
     return a < b ? a : b;
 }
 
@@ -683,7 +684,7 @@ enum rs_state rs_state(const struct rsess *s)
 
 const char *rs_state_name(enum rs_state st)
 {
-    static const char *const names[] = {"NEW",    "ACTIVE", "MOVING", "SUSPENDED",
+    static const char *const names[] = {"NEW",    "ACTIVE", "MOVING",  "SUSPENDED",
                                         "ENDING", "DONE",   "ABORTED", "FAILED"};
     return (unsigned)st < sizeof names / sizeof names[0] ? names[st] : "?";
 }

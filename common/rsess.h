@@ -30,24 +30,26 @@
 
 #include "common/rbuf.h"
 
-#define RS_HEARTBEAT_MS 5000u   /* H: an ACK after this long with nothing sent (4.3) */
-#define RS_DEAD_MS 15000u       /* D: a connection read from that was silent this long failed */
-#define RS_ACK_DELAY_MS 20u     /* a delayed ACK: this long after the last data record */
-#define RS_ACK_MAX_DELAY_MS 200u /* and never later than this after the first unacknowledged byte */
-#define RS_ACK_STEP (256u * 1024) /* an ACK every this many bytes received (the ring's cache cost) */
-#define RS_LINGER_MS 10000u     /* ENDING: the peer's TAG_FINAL or EOF waited for (PUMP_LINGER_MS) */
-#define RS_RESUME_MS 120000u    /* SUSPENDED: --resume-timeout's default */
-#define RS_ABORT_GONE 5          /* ABORT's reason "gone" (4.3) */
+#define RS_HEARTBEAT_MS 5000u    /* H: an ACK after this long with nothing sent (4.3) */
+#define RS_DEAD_MS 15000u        /* D: a connection read from that was silent this long failed */
+#define RS_ACK_DELAY_MS 20u      /* a delayed ACK: this long after the last data record */
+#define RS_ACK_MAX_DELAY_MS 200u /* and never later than this after the first unacknowledged byte  \
+                                  */
+#define RS_ACK_STEP                                                                                \
+    (256u * 1024)            /* an ACK every this many bytes received (the ring's cache cost) */
+#define RS_LINGER_MS 10000u  /* ENDING: the peer's TAG_FINAL or EOF waited for (PUMP_LINGER_MS) */
+#define RS_RESUME_MS 120000u /* SUSPENDED: --resume-timeout's default */
+#define RS_ABORT_GONE 5      /* ABORT's reason "gone" (4.3) */
 #define RS_LAST_OFFSET (UINT64_MAX - 1) /* offsets of data stay below this: end + 1 (FIN) fits */
 
 struct rs_params {
-    uint64_t ack_step;     /* bytes received since the last ACK that make one due (> 0) */
-    uint32_t ack_delay_ms; /* after the last data record, an ACK for what is unacknowledged */
+    uint64_t ack_step;         /* bytes received since the last ACK that make one due (> 0) */
+    uint32_t ack_delay_ms;     /* after the last data record, an ACK for what is unacknowledged */
     uint32_t ack_max_delay_ms; /* after the first unacknowledged byte at most */
-    uint32_t heartbeat_ms; /* H */
-    uint32_t dead_ms;      /* D */
-    uint32_t linger_ms;    /* ENDING's wait */
-    uint32_t resume_ms;    /* SUSPENDED -> FAILED; 0: a failure is final at once */
+    uint32_t heartbeat_ms;     /* H */
+    uint32_t dead_ms;          /* D */
+    uint32_t linger_ms;        /* ENDING's wait */
+    uint32_t resume_ms;        /* SUSPENDED -> FAILED; 0: a failure is final at once */
 };
 void rs_params_default(struct rs_params *p);
 
@@ -65,8 +67,8 @@ enum rs_ctl_type {
 struct rs_ctl {
     enum rs_ctl_type type;
     uint64_t off;
-    uint32_t epoch;  /* MOVE */
-    uint8_t reason;  /* ABORT */
+    uint32_t epoch; /* MOVE */
+    uint8_t reason; /* ABORT */
 };
 
 /* table 5.4's states, RS_NEW before the first connection */
@@ -124,32 +126,32 @@ struct rsess {
 
     /* our direction: the ring holds [acked, end); sent is the cursor of the current connection */
     struct rbuf tx;
-    uint64_t sent, high;        /* high: the most ever sent on any connection */
-    bool fin;                   /* the source ended at rbuf_end */
-    bool fin_sent_conn;         /* FIN went out on the current connection */
-    bool fin_ever_sent;         /* ... on any connection: an ACK of end + 1 is valid */
+    uint64_t sent, high; /* high: the most ever sent on any connection */
+    bool fin;            /* the source ended at rbuf_end */
+    bool fin_sent_conn;  /* FIN went out on the current connection */
+    bool fin_ever_sent;  /* ... on any connection: an ACK of end + 1 is valid */
     bool fin_acked;
     bool at_due, move_due, final_due, final_sent, abort_due;
-    uint8_t abort_reason;       /* ours (abort_due) or the peer's (RS_ABORTED, peer_aborted) */
+    uint8_t abort_reason; /* ours (abort_due) or the peer's (RS_ABORTED, peer_aborted) */
     bool peer_aborted;
-    uint64_t move_end;          /* our MOVE's end */
-    uint64_t last_tx_ms;        /* something went out on the current connection */
+    uint64_t move_end;   /* our MOVE's end */
+    uint64_t last_tx_ms; /* something went out on the current connection */
 
     /* the peer's direction */
-    uint64_t rx;                /* bytes taken: the next byte to deliver */
-    uint64_t rx_acked;          /* the last ACK we sent (rx + 1 once the FIN was taken) */
-    uint64_t conn_off;          /* offset of the next data record on the connection read */
-    bool conn_known;            /* conn_off is known: epoch 0, or an AT was read */
-    bool gap_ok;                /* a gap on this connection is answered with RESEND (4.6 step 4) */
-    bool gap_drop;              /* dropping until the next AT */
+    uint64_t rx;       /* bytes taken: the next byte to deliver */
+    uint64_t rx_acked; /* the last ACK we sent (rx + 1 once the FIN was taken) */
+    uint64_t conn_off; /* offset of the next data record on the connection read */
+    bool conn_known;   /* conn_off is known: epoch 0, or an AT was read */
+    bool gap_ok;       /* a gap on this connection is answered with RESEND (4.6 step 4) */
+    bool gap_drop;     /* dropping until the next AT */
     bool resend_due;
     bool peer_fin;
     uint64_t peer_end;
-    bool ack_now;               /* an ACK at once: the FIN taken, or ENDING */
-    uint32_t wait_epoch;        /* the peer moved on to this epoch, not handed over yet (0: none) */
-    uint64_t last_rx_ms;        /* something was read on the connection read from */
+    bool ack_now;        /* an ACK at once: the FIN taken, or ENDING */
+    uint32_t wait_epoch; /* the peer moved on to this epoch, not handed over yet (0: none) */
+    uint64_t last_rx_ms; /* something was read on the connection read from */
     uint64_t last_data_ms, first_unacked_ms;
-    uint64_t deadline_ms;       /* SUSPENDED: resume deadline; ENDING after FINAL: linger */
+    uint64_t deadline_ms; /* SUSPENDED: resume deadline; ENDING after FINAL: linger */
 };
 
 /* An unconnected session (RS_NEW) whose directions start at tx_start (ours) and rx_start (the
@@ -175,7 +177,7 @@ int rs_upgrade(struct rsess *s, uint32_t epoch, uint64_t peer_rx, uint64_t now_m
  * ENDING); the old one during MOVING -> ACTIVE(d), its gap answered by a RESEND; a draining one:
  * just gone. Closing the socket(s) is the caller's. Returns the new state. */
 enum rs_state rs_conn_failed(struct rsess *s, uint32_t epoch, uint64_t now_ms);
-void rs_give_up(struct rsess *s);           /* MB_GIVE_UP: SUSPENDED -> FAILED */
+void rs_give_up(struct rsess *s);               /* MB_GIVE_UP: SUSPENDED -> FAILED */
 void rs_abort(struct rsess *s, uint8_t reason); /* local error or signal: ABORT due, RS_ABORTED */
 /* A resume answered `gone` (4.4: the peer's tombstone) while SUSPENDED. ended: the tombstone is of
  * a session that ended deliberately (DONE after ENDING) and peer_rx is its final rx. DONE when that
@@ -227,10 +229,11 @@ const char *rs_state_name(enum rs_state st); /* "ACTIVE", as table 5.4 */
 /* The connection to read from: true and its epoch, false when none (suspended, or waiting for
  * the connection the peer's MOVE named). */
 bool rs_reading(const struct rsess *s, uint32_t *epoch);
-uint64_t rs_rx_offset(const struct rsess *s); /* rx, +1 once the peer's FIN is taken: for ACK, the resume handshake */
-uint64_t rs_rx(const struct rsess *s);        /* bytes of the peer's taken */
+uint64_t rs_rx_offset(
+    const struct rsess *s); /* rx, +1 once the peer's FIN is taken: for ACK, the resume handshake */
+uint64_t rs_rx(const struct rsess *s); /* bytes of the peer's taken */
 uint64_t rs_tx_sent_off(const struct rsess *s);
 uint64_t rs_tx_acked(const struct rsess *s);
-bool rs_peer_eof(const struct rsess *s);      /* the peer's FIN taken: close our output */
+bool rs_peer_eof(const struct rsess *s); /* the peer's FIN taken: close our output */
 
 #endif

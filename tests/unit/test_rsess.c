@@ -17,7 +17,7 @@
     __extension__({                                                                                \
         uint64_t ua_ = (a), ub_ = (b);                                                             \
         ua_ == ub_ ? 1                                                                             \
-                   : check_fail_(__FILE__, __LINE__, "%s == %s: %" PRIu64 " != %" PRIu64, #a, #b, \
+                   : check_fail_(__FILE__, __LINE__, "%s == %s: %" PRIu64 " != %" PRIu64, #a, #b,  \
                                  ua_, ub_);                                                        \
     })
 
@@ -352,7 +352,7 @@ static void t_fin_end(void)
     active0(&s);
     put(&s, 100);
     rs_tx_eof(&s);
-    CHECK_INT(rs_tx_room(&s), 0); /* nothing after the EOF */
+    CHECK_INT(rs_tx_room(&s), 0);                       /* nothing after the EOF */
     CHECK_INT(rs_tick(&s, now_, true) & RS_ACT_FIN, 0); /* data first */
     send_all(&s);
     CHECK_INT(rs_next_timeout(&s, now_, true), 0);
@@ -364,7 +364,7 @@ static void t_fin_end(void)
     CHECK_INT(rs_on_ctl(&s, 0, &(struct rs_ctl){.type = RS_CTL_ACK, .off = 102}, now_), -1);
     CHECK_INT(rs_on_ctl(&s, 0, &(struct rs_ctl){.type = RS_CTL_ACK, .off = 101}, now_), 0);
     CHECK_INT(rs_on_ctl(&s, 0, &(struct rs_ctl){.type = RS_CTL_ACK, .off = 100}, now_), 1);
-    CHECK_INT(rs_state(&s), RS_ACTIVE); /* the peer's FIN is missing */
+    CHECK_INT(rs_state(&s), RS_ACTIVE);      /* the peer's FIN is missing */
     CHECK_INT(rs_on_final(&s, 0, now_), -1); /* TAG_FINAL before the end, without MOVE */
     CHECK_INT(rs_on_data(&s, 0, 50, &skip, &take, now_), RS_RX_DELIVER);
     CHECK_INT(rs_on_ctl(&s, 0, &(struct rs_ctl){.type = RS_CTL_FIN, .off = 49}, now_), -1);
@@ -525,7 +525,7 @@ static void t_move(void)
     rs_tx_peek(&s, &p, &len);
     rs_tx_sent(&s, 200, now_);
     CHECK_INT(rs_on_data(&s, 0, 70, &skip, &take, now_), RS_RX_DELIVER);
-    CHECK_INT(rs_upgrade(&s, 0, 0, now_), -1); /* not a newer epoch */
+    CHECK_INT(rs_upgrade(&s, 0, 0, now_), -1);   /* not a newer epoch */
     CHECK_INT(rs_upgrade(&s, 1, 201, now_), -1); /* the handshake's rx a lie */
     CHECK_INT(rs_upgrade(&s, 1, 50, now_), 0);
     CHECK_INT(rs_state(&s), RS_MOVING);
@@ -545,7 +545,7 @@ static void t_move(void)
         CHECK_U64(c.off, 200);
     CHECK_U64(send_all(&s), 100); /* on d, from X */
     uint32_t e;
-    CHECK(rs_reading(&s, &e) && e == 0); /* c until the peer's MOVE */
+    CHECK(rs_reading(&s, &e) && e == 0);                               /* c until the peer's MOVE */
     CHECK_INT(rs_on_data(&s, 1, 10, &skip, &take, now_), RS_RX_ERROR); /* d is not read yet */
     CHECK_INT(rs_on_data(&s, 0, 30, &skip, &take, now_), RS_RX_DELIVER);
     /* an ACK on c still counts */
@@ -559,7 +559,7 @@ static void t_move(void)
               0);
     CHECK_INT(rs_state(&s), RS_ACTIVE);
     CHECK(rs_reading(&s, &e) && e == 1);
-    CHECK(rs_conn_open(&s, 0)); /* draining */
+    CHECK(rs_conn_open(&s, 0));                                        /* draining */
     CHECK_INT(rs_on_data(&s, 0, 10, &skip, &take, now_), RS_RX_ERROR); /* nothing after MOVE */
     CHECK_INT(rs_on_eof(&s, 0, now_), -1); /* EOF before its TAG_FINAL */
     CHECK_INT(rs_on_final(&s, 0, now_), 0);
@@ -588,7 +588,7 @@ static void t_move(void)
     CHECK_INT(rs_on_eof(&s, 0, now_), 0); /* half closed: we go on writing to c */
     CHECK(rs_conn_open(&s, 0));
     put(&s, 5);
-    CHECK_U64(send_all(&s), 5); /* still on c */
+    CHECK_U64(send_all(&s), 5);                /* still on c */
     CHECK_INT(rs_upgrade(&s, 2, 0, now_), -1); /* the peer named 3 */
     CHECK_INT(rs_upgrade(&s, 3, 0, now_), 0);
     CHECK(rs_reading(&s, &e) && e == 3);
@@ -778,7 +778,7 @@ static void t_timeout(void)
 enum rec_kind { REC_DATA, REC_CTL, REC_FINAL };
 struct rec {
     enum rec_kind kind;
-    uint64_t off;   /* REC_DATA: the offset it was sealed at (never told to the receiver) */
+    uint64_t off; /* REC_DATA: the offset it was sealed at (never told to the receiver) */
     size_t len;
     struct rs_ctl c;
 };
@@ -797,7 +797,8 @@ struct side {
     uint64_t got;   /* bytes delivered */
 };
 static struct queue q_[2][2]; /* [side][slot] */
-static long n_cuts_, n_moves_, n_cfail_, n_dup_, n_drop_, n_done_, n_gone_; /* what the runs went through */
+static long n_cuts_, n_moves_, n_cfail_, n_dup_, n_drop_, n_done_,
+    n_gone_; /* what the runs went through */
 static uint64_t rng_ = 1;
 static unsigned rnd(unsigned n)
 {
@@ -993,8 +994,8 @@ static void t_sim(void)
                     memset(&q_[0][i], 0, sizeof q_[0][i]);
                     memset(&q_[1][i], 0, sizeof q_[1][i]);
                 }
-            } else if (ev < 6 && moves < 8 && sa == RS_ACTIVE && sb == RS_ACTIVE &&
-                       !a.s.old.open && !b.s.old.open) {
+            } else if (ev < 6 && moves < 8 && sa == RS_ACTIVE && sb == RS_ACTIVE && !a.s.old.open &&
+                       !b.s.old.open) {
                 /* an upgrade: a new connection d in the free slot, handed to both */
                 int ds = a.open[0] ? 1 : 0;
                 if (a.open[ds] || b.open[ds])
@@ -1051,7 +1052,8 @@ static void t_sim(void)
                 /* the one that ended answers the resume from its tombstone: gone */
                 struct side *z = sa == RS_DONE ? &b : &a;
                 if (getenv("RS_DEBUG"))
-                    fprintf(stderr, "gone: fin %d sent %d acked %" PRIu64 " end %" PRIu64
+                    fprintf(stderr,
+                            "gone: fin %d sent %d acked %" PRIu64 " end %" PRIu64
                             " finacked %d peer_fin %d rx %" PRIu64 " peer_end %" PRIu64 "\n",
                             z->s.fin, z->s.fin_ever_sent, rbuf_acked(rs_ring(&z->s)),
                             rbuf_end(rs_ring(&z->s)), z->s.fin_acked, z->s.peer_fin, z->s.rx,
@@ -1085,9 +1087,11 @@ static void t_sim(void)
         if (rs_state(&a.s) == RS_DONE && rs_state(&b.s) == RS_DONE)
             n_done_++;
         if (!bad && !(rs_state(&a.s) == RS_DONE && rs_state(&b.s) == RS_DONE))
-            fprintf(stderr, "seed %u: not done: %s/%s after %d steps, got %" PRIu64 "/%" PRIu64
-                    " %" PRIu64 "/%" PRIu64 "\n", seed, rs_state_name(rs_state(&a.s)),
-                    rs_state_name(rs_state(&b.s)), steps, a.got, b.total, b.got, a.total);
+            fprintf(stderr,
+                    "seed %u: not done: %s/%s after %d steps, got %" PRIu64 "/%" PRIu64 " %" PRIu64
+                    "/%" PRIu64 "\n",
+                    seed, rs_state_name(rs_state(&a.s)), rs_state_name(rs_state(&b.s)), steps,
+                    a.got, b.total, b.got, a.total);
         if (!bad) {
             CHECK_MSG(a.got == b.total && b.got == a.total,
                       "seed %u: got %" PRIu64 "/%" PRIu64 " and %" PRIu64 "/%" PRIu64
@@ -1098,14 +1102,15 @@ static void t_sim(void)
         rs_free(&a.s);
         rs_free(&b.s);
     }
-    fprintf(stderr, "sim: %ld cuts, %ld moves, %ld c lost in a move, %ld records with duplicates, "
-                    "%ld dropped after a gap, %ld ended by a tombstone's gone, %ld of %u runs DONE on "
-                    "both sides\n",
+    fprintf(stderr,
+            "sim: %ld cuts, %ld moves, %ld c lost in a move, %ld records with duplicates, "
+            "%ld dropped after a gap, %ld ended by a tombstone's gone, %ld of %u runs DONE on "
+            "both sides\n",
             n_cuts_, n_moves_, n_cfail_, n_dup_, n_drop_, n_gone_, n_done_, seeds);
     CHECK(n_cuts_ > 100 && n_moves_ > 50 && n_cfail_ > 10 && n_dup_ > 100 && n_drop_ > 0);
     CHECK_INT(n_done_, seeds);
 }
 
-CHECK_MAIN(TEST(t_init), TEST(t_acks), TEST(t_ack_cadence), TEST(t_heartbeat_dead),
-           TEST(t_resume), TEST(t_suspended_end), TEST(t_fin_end), TEST(t_abort), TEST(t_gone), TEST(t_move),
+CHECK_MAIN(TEST(t_init), TEST(t_acks), TEST(t_ack_cadence), TEST(t_heartbeat_dead), TEST(t_resume),
+           TEST(t_suspended_end), TEST(t_fin_end), TEST(t_abort), TEST(t_gone), TEST(t_move),
            TEST(t_move_c_fails), TEST(t_resend), TEST(t_edges), TEST(t_timeout), TEST(t_sim))
