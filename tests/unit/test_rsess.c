@@ -3,7 +3,8 @@
  * ACTIVE, the MOVE lost with c, d failing, ENDING, ABORTED), the ACK cadence (step, delay, max
  * delay, heartbeat), the dead timer and its hold while not reading, a resume from an offset
  * (duplicates skipped exactly, gaps refused), the lying peer's ACKs, RESENDs and handshake
- * offsets, FIN and ABORT ends, offsets near 2^64, rs_next_timeout, and seeded random runs of two
+ * offsets, FIN and ABORT ends, a tombstone's `gone`, the records no state accepts, offsets near
+ * 2^64, rs_next_timeout, and seeded random runs of two
  * sessions over a simulated wire that loses every connection many times, checking that each side
  * receives the other's bytes exactly once and in order. */
 #include "check.h"
@@ -291,6 +292,7 @@ static void t_resume(void)
         CHECK_U64(c.off, 2500);
     }
     CHECK_U64(send_all(&s), 2500); /* 2500..5000 again, the right bytes (send_all checks) */
+    now_ += 1000;                  /* past any delayed ACK, before the heartbeat */
     CHECK_INT(rs_tick(&s, now_, true) & RS_ACT_ACK, 0); /* the handshake told our rx */
 
     /* the peer's side: data before its AT is refused */
@@ -657,6 +659,48 @@ static void t_move_c_fails(void)
     CHECK(!rs_conn_open(&s, 1));
     CHECK_INT(rs_attach(&s, 1, 0, now_), -1); /* a resume takes a new epoch */
     CHECK_INT(rs_attach(&s, 2, 0, now_), 0);
+    rs_free(&s);
+}
+
+/* what no state accepts: upgrades outside ACTIVE, records on unknown connections, a MOVE or a
+ * TAG_FINAL where none may be */
+static void t_refusals(void)
+{
+    struct rsess s;
+    size_t skip, take;
+    active0(&s);
+    CHECK_INT(rs_on_data(&s, 5, 10, &skip, &take, now_), RS_RX_ERROR);
+    CHECK_INT(rs_on_data(&s, 0, 0, &skip, &take, now_), RS_RX_ERROR);
+    CHECK_INT(rs_on_final(&s, 5, now_), -1);
+    CHECK_INT(rs_on_eof(&s, 0, now_), -1);
+    CHECK_INT(rs_upgrade(&s, 1, 0, now_), 0);
+    CHECK_INT(rs_on_final(&s, 1, now_), -1); /* on d, before anything */
+    CHECK_INT(rs_on_final(&s, 0, now_), -1); /* on c before the peer's MOVE */
+    rs_conn_failed(&s, 1, now_);
+    CHECK_INT(rs_upgrade(&s, 2, 0, now_), -1); /* SUSPENDED takes rs_attach */
+    CHECK_INT(rs_on_ctl(&s, 1, &(struct rs_ctl){.type = RS_CTL_ACK, .off = 0}, now_), -1);
+    rs_free(&s);
+
+    /* a MOVE in the middle of a gap's drop */
+    active0(&s);
+    rs_on_data(&s, 0, 10, &skip, &take, now_);
+    rs_upgrade(&s, 1, 0, now_);
+    rs_conn_failed(&s, 0, now_);
+    rs_on_ctl(&s, 1, &(struct rs_ctl){.type = RS_CTL_AT, .off = 20}, now_);
+    CHECK_INT(rs_on_ctl(&s, 1, &(struct rs_ctl){.type = RS_CTL_MOVE, .off = 20, .epoch = 2}, now_),
+              -1);
+    rs_free(&s);
+
+    /* ENDING takes no upgrade, no RESEND */
+    active0(&s);
+    rs_tx_eof(&s);
+    due_send(&s, RS_ACT_FIN, NULL);
+    rs_on_ctl(&s, 0, &(struct rs_ctl){.type = RS_CTL_FIN, .off = 0}, now_);
+    rs_on_ctl(&s, 0, &(struct rs_ctl){.type = RS_CTL_ACK, .off = 1}, now_);
+    CHECK_INT(rs_state(&s), RS_ENDING);
+    CHECK_INT(rs_upgrade(&s, 1, 1, now_), -1);
+    CHECK_INT(rs_on_ctl(&s, 0, &(struct rs_ctl){.type = RS_CTL_RESEND, .off = 0}, now_), -1);
+    CHECK_INT(rs_tick(&s, now_, true) & (RS_ACT_AT | RS_ACT_FIN | RS_ACT_RESEND), 0);
     rs_free(&s);
 }
 
@@ -1113,4 +1157,5 @@ static void t_sim(void)
 
 CHECK_MAIN(TEST(t_init), TEST(t_acks), TEST(t_ack_cadence), TEST(t_heartbeat_dead), TEST(t_resume),
            TEST(t_suspended_end), TEST(t_fin_end), TEST(t_abort), TEST(t_gone), TEST(t_move),
-           TEST(t_move_c_fails), TEST(t_resend), TEST(t_edges), TEST(t_timeout), TEST(t_sim))
+           TEST(t_move_c_fails), TEST(t_refusals), TEST(t_resend), TEST(t_edges), TEST(t_timeout),
+           TEST(t_sim))
