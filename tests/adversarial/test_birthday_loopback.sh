@@ -7,15 +7,7 @@
 # Here: a hard plan, k 8, at a local listener, from a fake server on 127.0.0.1: refused without
 # the switch (no burst: the listener sees at most the ordinary punch's dials), taken with it.
 # Runs in a network namespace of its own (unshare -n, root): SKIPPED without.
-if [ -z "${TP_IN_NETNS:-}" ]; then
-    if [ "$(id -u)" -ne 0 ] || ! command -v unshare >/dev/null || ! command -v ip >/dev/null ||
-        ! unshare -n true 2>/dev/null; then
-        echo "SKIPPED: needs root, unshare and ip for a private network namespace" >&2
-        exit 77
-    fi
-    TP_IN_NETNS=1 exec unshare -n bash "$0" "$@"
-fi
-ip link set lo up || { echo "SKIPPED: cannot bring lo up in the namespace" >&2; exit 77; }
+source "$(dirname "$0")/ownns.sh" "$@"
 source "$(dirname "$0")/../integration/lib.sh" "$@"
 unset TCPUNCH_TEST_BIRTHDAY_LOOPBACK
 ADV=$(cd "$(dirname "$0")" && pwd)

@@ -9,15 +9,7 @@
 # Here: 21 orders of a hard plan, k 8, 30 ms apart, to one waiting peer: one burst, the others
 # refused for the gap.
 # Runs in a network namespace of its own (unshare -n, root): SKIPPED without.
-if [ -z "${TP_IN_NETNS:-}" ]; then
-    if [ "$(id -u)" -ne 0 ] || ! command -v unshare >/dev/null || ! command -v ip >/dev/null ||
-        ! unshare -n true 2>/dev/null; then
-        echo "SKIPPED: needs root, unshare and ip for a private network namespace" >&2
-        exit 77
-    fi
-    TP_IN_NETNS=1 exec unshare -n bash "$0" "$@"
-fi
-ip link set lo up || { echo "SKIPPED: cannot bring lo up in the namespace" >&2; exit 77; }
+source "$(dirname "$0")/ownns.sh" "$@"
 source "$(dirname "$0")/../integration/lib.sh" "$@"
 # birthday targets on loopback are refused unless this test-only switch is set (tcpunch(1))
 export TCPUNCH_TEST_BIRTHDAY_LOOPBACK=1

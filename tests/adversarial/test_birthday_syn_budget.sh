@@ -12,15 +12,8 @@
 #   easy  a plan of m 1024 over 1024 ports, counted and dropped: exactly 1024 SYNs.
 # So the documented worst case per plan, 256 x 2 + 1024 = 1536, holds. SYNS_ONLY=1 prints the
 # counts. Runs in a network namespace of its own (unshare -n, root; nft): SKIPPED without.
-if [ -z "${TP_IN_NETNS:-}" ]; then
-    if [ "$(id -u)" -ne 0 ] || ! command -v unshare >/dev/null || ! command -v ip >/dev/null ||
-        ! command -v nft >/dev/null || ! unshare -n true 2>/dev/null; then
-        echo "SKIPPED: needs root, unshare, ip and nft for a private network namespace" >&2
-        exit 77
-    fi
-    TP_IN_NETNS=1 exec unshare -n bash "$0" "$@"
-fi
-ip link set lo up || { echo "SKIPPED: cannot bring lo up in the namespace" >&2; exit 77; }
+NEED=nft
+source "$(dirname "$0")/ownns.sh" "$@"
 source "$(dirname "$0")/../integration/lib.sh" "$@"
 # birthday targets on loopback are refused unless this test-only switch is set (tcpunch(1))
 export TCPUNCH_TEST_BIRTHDAY_LOOPBACK=1

@@ -10,15 +10,7 @@
 # relay_addr is the server's own address (another port) must join it there.
 # Runs in a network namespace of its own (unshare -n, root), so that whatever the peer dials
 # never leaves this host: without root or unshare it is SKIPPED.
-if [ -z "${TP_IN_NETNS:-}" ]; then
-    if [ "$(id -u)" -ne 0 ] || ! command -v unshare >/dev/null || ! command -v ip >/dev/null ||
-        ! unshare -n true 2>/dev/null; then
-        echo "SKIPPED: needs root, unshare and ip for a private network namespace" >&2
-        exit 77
-    fi
-    TP_IN_NETNS=1 exec unshare -n bash "$0" "$@"
-fi
-ip link set lo up || { echo "SKIPPED: cannot bring lo up in the namespace" >&2; exit 77; }
+source "$(dirname "$0")/ownns.sh" "$@"
 source "$(dirname "$0")/../integration/lib.sh" "$@"
 ADV=$(cd "$(dirname "$0")" && pwd)
 command -v python3 >/dev/null || { echo "SKIPPED: python3 is needed" >&2; exit 77; }
