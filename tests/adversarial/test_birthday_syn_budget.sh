@@ -22,10 +22,23 @@ command -v python3 >/dev/null || { echo "SKIPPED: python3 is needed" >&2; exit 7
 
 K=256
 M=1024
-GLO=40000
-GHI=$((GLO + M - 1))
 DPORT=$(free_port)
 LPORT=$(free_port)
+FPORT=$(free_port)
+PPORT=$(free_port)
+# the easy side's guess range must hold none of the ports the peers talk to: the nft rule below
+# drops LPORT's SYNs into it, and free_port draws from 20000-60000 (a server on 40647 once fell
+# in a fixed 40000-41023 and the easy peer could not register)
+GLO=""
+for lo in 21000 25000 29000 33000 37000 41000 45000 49000 53000 57000; do
+    clash=0
+    for p in "$DPORT" "$LPORT" "$FPORT" "$PPORT"; do
+        [ "$p" -ge "$lo" ] && [ "$p" -le $((lo + M - 1)) ] && clash=1
+    done
+    [ "$clash" = 0 ] && { GLO=$lo; break; }
+done
+[ -n "$GLO" ] || die "no guess range free of the test's ports"
+GHI=$((GLO + M - 1))
 nft -f - <<NFT || { echo "SKIPPED: nft cannot add a table" >&2; exit 77; }
 table inet tpbudget {
     chain cin {
@@ -51,8 +64,6 @@ json.dump({"observed": "127.0.0.1:" + lo, "endpoints": [], "key": key,
 PY
 HID=$(uid bd-hard)
 EID=$(uid bd-easy)
-FPORT=$(free_port)
-PPORT=$(free_port)
 spawn 60 python3 "$ADV/fakesrv.py" "$FPORT" "$WORK/fake.log" --features birthday \
     --probe-port "$PPORT" --punch-delay 1.0 --lifetime 50 \
     --mapping "$HID=dependent" --mapping "$EID=independent" \
