@@ -38,6 +38,19 @@ struct peer_link {
     bool encrypted;
     unsigned char tx_key[crypto_kx_SESSIONKEYBYTES], rx_key[crypto_kx_SESSIONKEYBYTES];
     unsigned char peer_pk[crypto_sign_PUBLICKEYBYTES]; /* the peer's verified identity */
+    /* The session layer (PROTOCOL.md section 18, docs/design/resume.md): on when both shakes
+     * carried shake.resume (epoch 0), or always on a link made by a resume handshake. */
+    bool resume;
+    enum proto_role role;             /* the session's roles (the shake's) */
+    char root[PROTO_SESSION_LEN + 1]; /* the session's root id: epoch 0's punch.session */
+    unsigned char rs[32];             /* resumption secret (SHAKE_RS_BYTES); wiped with the keys */
+    uint64_t resume_ms;               /* effective --resume-timeout: min of both sides */
+    uint64_t peer_buf;                /* the peer's shake.resume.buf */
+    /* a link made by a resume handshake (peer/rshake): its epoch (>= 1), the peer's receive
+     * offset from it, and whether the peer answered `gone` (its session ended) */
+    uint32_t epoch;
+    uint64_t peer_rx;
+    bool gone;
 };
 
 #endif

@@ -43,8 +43,9 @@
 
 #include <uv.h>
 
-#define MB_CAP 64 /* messages per direction */
+#define MB_CAP 16 /* messages per direction (a session exchanges a handful at a time) */
 #define MB_WHY 256
+#define MB_PREFILL 4096 /* PROTO_MAX_LINE: what a handshake read can leave behind */
 
 enum mb_kind {
     MB_CONN = 1, /* path -> data: a connection to attach (epoch 0, a resume, or an upgrade) */
@@ -66,6 +67,9 @@ struct mb_conn {
     unsigned char tx[32], rx[32]; /* stream keys: wiped in the box when taken or at close */
     uint64_t peer_rx;
     bool upgrade;
+    /* the peer's bytes that arrived behind the handshake's last line (the stream's start) */
+    size_t prefill_len;
+    unsigned char prefill[MB_PREFILL];
 };
 
 struct mb_msg {

@@ -46,6 +46,9 @@ struct cfg {
  * "Birthday punching"); the caps are the protocol's */
 #define PEER_DEFAULT_BIRTHDAY_K 256
 #define PEER_DEFAULT_BIRTHDAY_M 1024
+/* --resume-timeout (s) and --resume-buffer (bytes): docs/design/resume.md 4.3 */
+#define PEER_DEFAULT_RESUME_TIMEOUT 120
+#define PEER_DEFAULT_RESUME_BUFFER (8u * 1024 * 1024)
 
 struct peer_opts {
     const char *server; /* HOST:PORT as given, or a comma-separated list of them */
@@ -93,6 +96,10 @@ struct peer_opts {
      * the guesses we send behind an easy one (m, 0..PROTO_BDAY_MAX_M); 0 in either: we do not
      * take part (hello.birthday is not sent) */
     int birthday_k, birthday_m;
+    /* sessions that survive their connection (README, "Resuming"): --resume-timeout SEC (0: the
+     * session layer is off, today's stream), --resume-buffer BYTES (the resend ring) */
+    uint32_t resume_timeout_s;
+    uint64_t resume_buffer;
 };
 
 #endif

@@ -7,6 +7,7 @@
 
 #include "peer/exit.h"
 #include "peer/link.h"
+#include "peer/rshake.h"
 #include "peer/shake.h"
 
 #define PUNCH_MAX_CAND (PROTO_MAX_ENDPOINTS + 2)
@@ -60,6 +61,11 @@ struct punch_cfg {
      * left the engine waits for them until the deadline, as for inbound ones. */
     bool birthday;
     struct sockaddr_storage bday_target;
+    /* Resume mode (docs/design/resume.md 4.4): every connection runs the resume lines of
+     * peer/rshake under this context instead of the shake (shake is then NULL). The winner's link
+     * gets the epoch's keys, link->epoch, link->peer_rx and link->gone; resume->rx is what we
+     * announce and must not change during the punch. Not owned. */
+    const struct rshake_ctx *resume;
 };
 
 struct punch;

@@ -44,6 +44,7 @@ static const struct pc_entry pc_table[PC_COUNT] = {
     [PC_TOO_MANY_CONNECTIONS] = {"too-many-connections", PC_FATAL, true},
     [PC_RATE_LIMITED] = {"rate-limited", PC_EITHER, true},
     [PC_INTERNAL] = {"internal", PC_EITHER, true},
+    [PC_REPLACED] = {"replaced", PC_FATAL, false},
 };
 
 static const struct pc_entry *pc_get(enum proto_code c)

@@ -43,6 +43,7 @@ enum proto_code {
     PC_TOO_MANY_CONNECTIONS,
     PC_RATE_LIMITED,
     PC_INTERNAL,
+    PC_REPLACED, /* replaced: a newer connection with the same key took the id (fatal) */
     PC_COUNT
 };
 

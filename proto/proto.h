@@ -81,6 +81,27 @@ struct proto_bday_caps {
     int m; /* 0..PROTO_BDAY_MAX_M */
 };
 
+/* Sessions that survive their connection (PROTOCOL.md section 18, docs/design/resume.md 4.1).
+ * End-to-end features a peer announces in hello.features (an array of at most
+ * PROTO_MAX_FEATURES strings of 1..PROTO_MAX_FEATURE_LEN bytes; unknown ones are accepted and
+ * ignored, duplicates refused) and the server copies into the other peer's punch.peer_features:
+ * a bit per feature this version knows. Sent only to servers whose challenge listed "resume". */
+#define PROTO_FEAT_RESUME 0x1u
+#define PROTO_MAX_FEATURES 16
+#define PROTO_MAX_FEATURE_LEN 32
+/* shake.resume {v, buf, timeout}: the sender's session layer (--resume-buffer, --resume-timeout).
+ * v is 1; buf in [PROTO_RESUME_BUF_MIN, PROTO_RESUME_BUF_MAX] bytes; timeout 1..3600 s. */
+#define PROTO_RESUME_V 1
+#define PROTO_RESUME_BUF_MIN (64u * 1024)
+#define PROTO_RESUME_BUF_MAX (1024u * 1024 * 1024)
+#define PROTO_RESUME_TIMEOUT_MAX 3600
+struct proto_resume_caps {
+    bool has;
+    int v;
+    uint64_t buf;     /* bytes */
+    uint32_t timeout; /* seconds */
+};
+
 /* punch.birthday: the server's plan (PROTOCOL.md, "Birthday punching"). */
 struct proto_bday {
     enum proto_bday_role role;
@@ -121,6 +142,14 @@ struct proto_msg {
             unsigned char sig[PROTO_SIG_BYTES];
             unsigned char admit[PROTO_ADMIT_BYTES];
             struct proto_bday_caps birthday; /* optional: only to servers that offered it */
+            /* hello.features as PROTO_FEAT_* bits (0: absent); only to servers that offered
+             * "resume" */
+            uint32_t features;
+            /* hello.replace: this id was held by a connection of ours that is gone; the server
+             * gives the id to this connection when the key is the same (the old one gets the
+             * fatal error `replaced`); sent only when true, only to servers that offered
+             * "resume" */
+            bool replace;
         } hello;
         struct {
             int version;
@@ -137,6 +166,9 @@ struct proto_msg {
         } welcome;
         struct {
             char target[PROTO_MAX_ID + 1];
+            /* connect.resume: the root session id of a session to resume ("" absent); the
+             * server passes it unchanged into both punches as punch.resume */
+            char resume[PROTO_SESSION_LEN + 1];
         } connect;
         struct {
             char session[PROTO_SESSION_LEN + 1];
@@ -166,6 +198,10 @@ struct proto_msg {
             /* a birthday plan: only to peers whose hello carried birthday, IPv4 only */
             bool has_birthday;
             struct proto_bday birthday;
+            /* the other peer's hello.features (PROTO_FEAT_* bits; absent: 0) */
+            uint32_t peer_features;
+            /* the connect's resume root ("" absent): this punch resumes that session */
+            char resume[PROTO_SESSION_LEN + 1];
         } punch;
         struct {
             char code[PROTO_MAX_CODE + 1];
@@ -184,6 +220,8 @@ struct proto_msg {
             unsigned char eph[PROTO_KEY_BYTES]; /* the sender's fresh crypto_kx (X25519) key */
             bool has_sig;                       /* the initiator's shake is signed */
             unsigned char sig[PROTO_SIG_BYTES];
+            /* shake.resume: the sender's session layer; covered by both signatures */
+            struct proto_resume_caps resume;
         } shake;
         struct {
             char session[PROTO_SESSION_LEN + 1];
@@ -212,8 +250,10 @@ struct proto_msg {
         struct {
             int version;
             unsigned char nonce[PROTO_NONCE_BYTES];
-            /* challenge.features (an array of strings, unknown ones ignored): "birthday" */
+            /* challenge.features (an array of strings, unknown ones ignored): "birthday",
+             * "resume" */
             bool feat_birthday;
+            bool feat_resume;
         } challenge;
     } u;
 };

@@ -1,0 +1,57 @@
+/* The path side of a resumable session (docs/design/resume.md 4.5, 5.1): a thread with its own
+ * libuv loop that waits on the session's mailbox. On MB_LOST from the data plane (rpump) it finds
+ * the peer again within the resume timeout and hands the verified connection over as MB_CONN:
+ *   - the initiator (the side that sent the first connect) re-punches: a fresh auxiliary control
+ *     connection to the server that introduced us (then the rest of --server), a connect with
+ *     `resume` = the root, the punch engine in resume mode (peer/rshake lines), backoff as
+ *     peer/resume.h's tables;
+ *   - the responder makes itself reachable: a control connection registering its id with
+ *     hello.replace, which takes only punch orders with punch.resume = the root from the
+ *     session's peer id and key (anything else is refused before anything is dialled).
+ * Past the deadline it pushes MB_GIVE_UP. On MB_ENDED it stops. */
+#ifndef TP_RPATH_H
+#define TP_RPATH_H
+
+#include <stdint.h>
+
+#include "common/srvlist.h"
+#include "peer/mbox.h"
+#include "peer/link.h"
+#include "peer/opts.h"
+
+struct rpath_cfg {
+    const struct peer_opts *o; /* must outlive the path side */
+    enum proto_role role;      /* the session's */
+    char root[PROTO_SESSION_LEN + 1];
+    char peer[PROTO_MAX_ID + 1];
+    unsigned char peer_key[32]; /* the peer's verified identity key */
+    unsigned char rs[32];       /* copied; wiped at rpath_stop */
+    char server[SL_NAME];       /* the rendezvous that introduced us: tried first */
+    uint64_t timeout_ms;        /* the effective resume timeout */
+};
+
+struct rpath;
+
+/* Starts the thread (its loop, the mailbox). NULL with errno when it cannot. */
+struct rpath *rpath_start(const struct rpath_cfg *c);
+/* The mailbox the data plane uses (valid until rpath_stop). */
+struct mbox *rpath_mbox(struct rpath *r);
+/* After the data plane returned (it pushed MB_ENDED): stops whatever runs, joins the thread,
+ * closes the mailbox, wipes and frees. */
+void rpath_stop(struct rpath *r);
+
+/* One resume attempt's connection, blocking (run on the path thread): the initiator's
+ * re-punch or the responder's wait, through control.c in resume mode. rx and last_epoch are the
+ * data plane's at the failure. EXIT_DONE with link filled (link->epoch, peer_rx, gone, keys,
+ * prefill), or another exit code with why. cancel: polled; non-zero stops the attempt. */
+struct resume_link_cfg {
+    const struct rpath_cfg *c;
+    uint64_t rx;
+    uint32_t last_epoch;
+    uint64_t deadline_ms; /* clk_ms() after which the attempt gives up */
+    const volatile int *cancel;
+};
+int peer_resume_link(const struct resume_link_cfg *r, struct peer_link *link, char *why,
+                     size_t whylen);
+
+#endif
