@@ -17,6 +17,8 @@ enum peer_exit {
     EXIT_NAT_UNKNOWN = 9, /* cannot tell: the server has no probe port, or it did not answer */
     /* send/receive: the transfer ran to its end, but the receiver refused some files */
     EXIT_PARTIAL = 10,
+    /* a resumable session lost its connection and no new one came within --resume-timeout */
+    EXIT_NOT_RESUMED = 11,
 };
 
 #endif

@@ -46,7 +46,7 @@ enum rpump_status {
     RPUMP_DONE,    /* both directions ended deliberately: exit 0 */
     RPUMP_ABORTED, /* the peer ended the session (ABORT or `gone`), or a protocol error was
                       final: exit 5 */
-    RPUMP_LOCAL,   /* reading in or writing out failed: exit 4, ABORT sent best effort */
+    RPUMP_LOCAL,   /* reading in or writing out failed: exit 6, ABORT sent best effort */
     RPUMP_FAILED,  /* lost and not resumed within the resume timeout (or MB_GIVE_UP): exit 11 */
     RPUMP_SIGNAL,  /* SIGINT/SIGTERM/SIGHUP: ABORT sent best effort */
 };
@@ -57,6 +57,13 @@ struct rpump_stats {
     uint64_t resent;         /* bytes sealed again after resumes */
     unsigned resumes;
 };
+
+/* MB_LOST, as rpump pushes it: conn.peer_rx is OUR receive offset (rs_rx_offset: what the resume
+ * handshake announces), conn.epoch the newest epoch attached (the handshake's last_epoch), why
+ * the failure; conn.fd -1. MB_CONN answers it: fd, epoch (above every earlier one), keys, the
+ * peer's rx from the handshake (peer_rx), prefill; a connection rs_attach refuses (a lying
+ * peer_rx) is closed and MB_LOST pushed again. MB_CONN with upgrade set (relay first, 4.6) moves
+ * a live session. */
 
 /* Runs the session from its first connection (epoch 0: first->epoch 0, first->peer_rx 0) until
  * it ends. mb is the session's mailbox (the path side holds the other end); first's fd and keys
