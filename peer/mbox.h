@@ -41,6 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/socket.h>
 #include <uv.h>
 
 #define MB_CAP 16 /* messages per direction (a session exchanges a handful at a time) */
@@ -67,6 +68,11 @@ struct mb_conn {
     unsigned char tx[32], rx[32]; /* stream keys: wiped in the box when taken or at close */
     uint64_t peer_rx;
     bool upgrade;
+    /* how the path side made it, for the `resumed` line and event: relayed or direct, the
+     * remote endpoint (the relay's when relayed), the winning candidate's kind ("public", ...) */
+    bool relayed;
+    struct sockaddr_storage remote;
+    char via[16];
     /* the peer's bytes that arrived behind the handshake's last line (the stream's start) */
     size_t prefill_len;
     unsigned char prefill[MB_PREFILL];
