@@ -8,6 +8,7 @@
 #include "common/endpoint.h"
 #include "common/log.h"
 #include "common/vis.h"
+#include "peer/rpump.h"
 
 /* One compact object per line, written with one call so lines never interleave. */
 static void ev_emit(json_t *ev)
@@ -134,6 +135,40 @@ void ev_closed(const struct peer_opts *o, const char *peer, uint64_t sent, uint6
                       (json_int_t)sent, "received", (json_int_t)received, "status", status));
 }
 
+void ev_suspended(const struct peer_opts *o, const char *peer, const char *why, uint64_t tx,
+                  uint64_t rx)
+{
+    if (!ev_wanted(o))
+        return;
+    ev_emit(json_pack("{s:s, s:s, s:s, s:I, s:I}", "event", "suspended", "peer", peer, "why",
+                      why ? why : "", "tx", (json_int_t)tx, "rx", (json_int_t)rx));
+}
+
+/* "resumed with bob after 3200 ms via direct, 203.0.113.30:51000 (public); resent 412 KiB" */
+void ev_resumed(const struct peer_opts *o, const char *peer, const struct rpump_event *e)
+{
+    const struct mb_conn *c = e->conn;
+    const char *via = c && c->relayed ? "relay" : "direct";
+    char ep[EP_STRLEN] = "?";
+    if (c && c->remote.ss_family)
+        ep_format((const struct sockaddr *)&c->remote, ep, sizeof ep);
+    if (o->json) {
+        if (!ev_wanted(o))
+            return;
+        json_t *ev = json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:I}", "event", "resumed", "peer",
+                               peer, "ms", (json_int_t)e->ms, "via", via, "remote", ep, "epoch",
+                               (json_int_t)e->epoch, "resent", (json_int_t)e->resent);
+        ev_emit(ev);
+        return;
+    }
+    if (c && !c->relayed && c->via[0])
+        LOG_N("resumed with %s after %llu ms via direct, %s (%s); resent %llu bytes", peer,
+              (unsigned long long)e->ms, ep, c->via, (unsigned long long)e->resent);
+    else
+        LOG_N("resumed with %s after %llu ms via %s, %s; resent %llu bytes", peer,
+              (unsigned long long)e->ms, via, ep, (unsigned long long)e->resent);
+}
+
 const char *ev_exit_code(int status)
 {
     static const char *const codes[] = {
@@ -145,6 +180,7 @@ const char *ev_exit_code(int status)
         [EXIT_LOST] = "connection-lost",
         [EXIT_LOCAL] = "local",
         [EXIT_PARTIAL] = "partial",
+        [EXIT_NOT_RESUMED] = "not-resumed",
     };
     /* 7-9 (nat-check verdicts) have no entry */
     return status >= 0 && (size_t)status < sizeof codes / sizeof codes[0] && codes[status]
@@ -163,6 +199,7 @@ static const char *ev_exit_text(int status)
         [EXIT_LOST] = "connection lost after it was established",
         [EXIT_LOCAL] = "local error",
         [EXIT_PARTIAL] = "the receiver refused some files",
+        [EXIT_NOT_RESUMED] = "the connection was lost and not resumed within --resume-timeout",
     };
     return status >= 0 && (size_t)status < sizeof texts / sizeof texts[0] && texts[status]
                ? texts[status]

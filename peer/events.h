@@ -21,6 +21,16 @@ void ev_punching(const struct peer_opts *o, const struct proto_msg *punch,
 void ev_closed(const struct peer_opts *o, const char *peer, uint64_t sent, uint64_t received,
                int status);
 
+/* {"event":"suspended","peer":..,"why":..,"tx":N,"rx":N}: a resumable session lost its
+ * connection (tx: our bytes the peer acknowledged, rx: the peer's bytes we hold) */
+void ev_suspended(const struct peer_opts *o, const char *peer, const char *why, uint64_t tx,
+                  uint64_t rx);
+
+/* The `resumed` line (unless -q) or {"event":"resumed","peer":..,"ms":N,"via":"direct"|"relay",
+ * "remote":..,"epoch":N,"resent":N} */
+struct rpump_event;
+void ev_resumed(const struct peer_opts *o, const char *peer, const struct rpump_event *e);
+
 /* {"event":"error","code":..,"message":..,"exit":N}: the program's last line when it fails.
  * message NULL: a generic one for the exit status. */
 void ev_error(int status, const char *message);
