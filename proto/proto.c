@@ -803,6 +803,7 @@ static json_t *pe_bday(const struct proto_bday *b)
 /* A feature list (hello.features, punch.peer_features): the known names of bits, in bit order;
  * NULL when no known bit is set, so that nothing is encoded. */
 #define PE_FEAT_KNOWN ((1u << PROTO_COUNT(proto_feat_names)) - 1)
+_Static_assert(PE_FEAT_KNOWN == PROTO_FEAT_KNOWN, "a PROTO_FEAT_* bit without its name");
 static json_t *pe_feat_list(uint32_t bits)
 {
     json_t *a = NULL;

@@ -2388,6 +2388,11 @@ static void t_sess_admit(void)
     o = m;
     o.u.hello.features = PROTO_FEAT_RESUME;
     CHECK(!admit_is(&o, key, hello_hex) && auth_admit(key, nonce, &o, a));
+    /* bits without a name are neither encoded nor admitted: the server never sees them */
+    o.u.hello.features = PROTO_FEAT_RESUME | 0x80000000u;
+    CHECK(auth_admit(key, nonce, &o, b) && memcmp(a, b, sizeof a) == 0);
+    o.u.hello.features = 0x80000000u;
+    CHECK(admit_is(&o, key, hello_hex));
     o.u.hello.features = 0;
     o.u.hello.replace = true;
     CHECK(!admit_is(&o, key, hello_hex) && auth_admit(key, nonce, &o, b));
