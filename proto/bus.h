@@ -52,6 +52,11 @@ struct bus_msg {
             /* the initiator's hello.birthday (optional member "birthday": {"k", "m"}), sent
              * only while its instance would let it take part in a birthday punch now */
             struct proto_bday_caps bday;
+            /* the initiator's hello.features (optional member "features": an array of
+             * strings, as in hello), PROTO_FEAT_* bits, 0: absent */
+            uint32_t features;
+            /* the connect's resume root (optional member "resume"; "": absent) */
+            char resume[PROTO_SESSION_LEN + 1];
         } introduce;
         struct {
             /* as received: bus_decode checks their form, bus_answer_is what they say (and

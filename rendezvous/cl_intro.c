@@ -149,6 +149,11 @@ static void cl_introduce_msg(struct cl *c, struct cl_op *op, struct cl_link *fro
     c->user.facts(c->user.data, from, &me);
     /* unfiltered: the target's instance knows both observed addresses and filters */
     plan_describe(&me, NULL, PROTO_RESPONDER, op->session, &none, NULL, &m->u.introduce.peer);
+    /* the initiator's features and the resume root travel as introduce members of their own
+     * (as birthday does): the embedded punch stays what it was, and B plans with them */
+    m->u.introduce.peer.u.punch.peer_features = 0;
+    m->u.introduce.features = me.features;
+    snprintf(m->u.introduce.resume, sizeof m->u.introduce.resume, "%s", op->resume);
     snprintf(m->session, sizeof m->session, "%s", op->session);
     snprintf(m->u.introduce.from, sizeof m->u.introduce.from, "%s", c->inst);
     snprintf(m->u.introduce.target, sizeof m->u.introduce.target, "%s", op->target);
@@ -199,7 +204,8 @@ static void cl_on_located(redisAsyncContext *ac, void *r, void *privdata)
     cl__op_unref(op);
 }
 
-void cl_connect(struct cl *c, struct cl_link *from, const char *from_id, const char *target)
+void cl_connect(struct cl *c, struct cl_link *from, const char *from_id, const char *target,
+                const char *resume)
 {
     char key[CL_KEY_MAX], msg[PROTO_MAX_TEXT];
     struct cl_op *op;
@@ -218,6 +224,7 @@ void cl_connect(struct cl *c, struct cl_link *from, const char *from_id, const c
     }
     snprintf(op->target, sizeof op->target, "%s", target);
     snprintf(op->from, sizeof op->from, "%s", from_id);
+    snprintf(op->resume, sizeof op->resume, "%s", resume);
     if (rnd_hex(op->session, PROTO_SESSION_LEN / 2) < 0) {
         cl__op_fail(op, PC_INTERNAL, "the server cannot create a session now");
         return;
@@ -339,6 +346,7 @@ static int cl_remote_peer(struct cl *c, const struct bus_msg *bm, const char *pa
     p->path = bm->u.introduce.path;
     p->rtt_us = bm->u.introduce.rtt_us;
     p->bday = bm->u.introduce.bday;
+    p->features = bm->u.introduce.features;
     return 0;
 }
 
@@ -392,6 +400,8 @@ static void cl_on_introduce(struct cl *c, const struct bus_msg *m, const char *p
         cl_answer_error(c, from, session, PC_NO_PATH, text);
         return;
     }
+    /* into both punches, the initiator's (in the answer) and the target's */
+    snprintf(pl.resume, sizeof pl.resume, "%s", m->u.introduce.resume);
     if (plan_birthday(&(struct plan_bday_cfg){c->user.bday_k_max, c->user.bday_m_max}, &pi, &pt,
                       &pl)) {
         c->user.bday_planned(c->user.data, to);

@@ -98,8 +98,10 @@ void cl_free(struct cl *c);
 void cl_link_init(struct cl_link *l);
 
 /* A `connect` from the peer from_id for an id that is not registered here: ask the directory,
- * then the instance holding it. from gets its punch, or a non-fatal error, later (or at once). */
-void cl_connect(struct cl *c, struct cl_link *from, const char *from_id, const char *target);
+ * then the instance holding it. from gets its punch, or a non-fatal error, later (or at once).
+ * resume: the connect's resume root ("" none), carried in the introduce into both punches. */
+void cl_connect(struct cl *c, struct cl_link *from, const char *from_id, const char *target,
+                const char *resume);
 
 /* Ownership of a new id (not in the local cache of owners) of a hello from src: claims it for
  * the hello's key cluster-wide, then tells user->claimed. Returns 0 when the claim is under
