@@ -9,13 +9,14 @@
 _Static_assert(BUS_TAG_BYTES == crypto_auth_hmacsha512256_BYTES, "bus tag size");
 _Static_assert(BUS_KEY_BYTES == crypto_auth_hmacsha512256_KEYBYTES, "bus key size");
 
-static const char *const bus_names[BUS_TYPE_COUNT] = {"introduce", "answer"};
+static const char *const bus_names[BUS_TYPE_COUNT] = {"introduce", "answer", "replace"};
 
 /* The members each type may carry, the envelope's included; NULL-terminated. */
 static const char *const bus_members[BUS_TYPE_COUNT][16] = {
     [BUS_INTRODUCE] = {"type", "sender", "t", "session", "from", "target", "peer", "path", "rtt_us",
                        "bus_rtt_us", "birthday", "features", "resume", NULL},
     [BUS_ANSWER] = {"type", "sender", "t", "session", "code", "message", "line", "delay_us", NULL},
+    [BUS_REPLACE] = {"type", "sender", "t", "id", "key", NULL},
 };
 
 const char *bus_type_name(enum bus_type t)
@@ -316,6 +317,23 @@ static enum bus_err bd_introduce(struct bd *d, struct bus_msg *m)
     return BUS_OK;
 }
 
+/* replace: an id and the key it was registered with, standard base64 of exactly
+ * PROTO_KEY_BYTES (the canonical spelling only). */
+static enum bus_err bd_replace(struct bd *d, struct bus_msg *m)
+{
+    const char *id = bd_str(d->o, "id", PROTO_MAX_ID);
+    const char *key = bd_str(d->o, "key", 2 * PROTO_KEY_BYTES);
+    size_t len = key ? strlen(key) : 0, got = 0;
+    if (!id || !proto_valid_id(id) || !key ||
+        len != sodium_base64_ENCODED_LEN(PROTO_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL) - 1 ||
+        sodium_base642bin(m->u.replace.key, PROTO_KEY_BYTES, key, len, NULL, &got, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        got != PROTO_KEY_BYTES)
+        return bd_fail(d, BUS_E_BODY, "a malformed replace");
+    bd_copy(m->u.replace.id, sizeof m->u.replace.id, id);
+    return BUS_OK;
+}
+
 static enum bus_err bd_answer(struct bd *d, struct bus_msg *m)
 {
     const char *code = bd_str(d->o, "code", PROTO_MAX_CODE);
@@ -394,6 +412,11 @@ enum bus_err bus_decode(const char *json, size_t len, const char *self, struct b
         goto cleanup;
     }
     out->type = (enum bus_type)k;
+    if (out->type == BUS_REPLACE) { /* belongs to no session */
+        e = bd_only(d.o, out->type) ? bd_replace(&d, out)
+                                    : bd_fail(&d, BUS_E_BODY, "a malformed replace");
+        goto cleanup;
+    }
     session = bd_str(d.o, "session", PROTO_SESSION_LEN);
     if (!bd_only(d.o, out->type) || !session || !proto_valid_session(session)) {
         e = bd_fail(&d, BUS_E_BODY, "a malformed %s", bus_names[k]);
@@ -453,9 +476,17 @@ static json_t *be_build(const struct bus_msg *m)
 {
     const char *t = bus_type_name(m->type);
     json_t *o;
-    if (!bus_valid_instance(m->sender) || m->t < 1 || !proto_valid_session(m->session))
+    char b64[sodium_base64_ENCODED_LEN(PROTO_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL)];
+    if (!bus_valid_instance(m->sender) || m->t < 1 ||
+        (m->type != BUS_REPLACE && !proto_valid_session(m->session)))
         return NULL;
-    if (m->type == BUS_INTRODUCE) {
+    if (m->type == BUS_REPLACE) {
+        if (!proto_valid_id(m->u.replace.id))
+            return NULL;
+        sodium_bin2base64(b64, sizeof b64, m->u.replace.key, PROTO_KEY_BYTES,
+                          sodium_base64_VARIANT_ORIGINAL);
+        o = json_pack("{s:s, s:s, s:s}", "type", t, "id", m->u.replace.id, "key", b64);
+    } else if (m->type == BUS_INTRODUCE) {
         if (strcmp(m->u.introduce.from, m->sender) != 0 || !proto_valid_id(m->u.introduce.target) ||
             m->u.introduce.rtt_us > BUS_MAX_DELAY_US ||
             m->u.introduce.bus_rtt_us > BUS_MAX_DELAY_US ||

@@ -239,7 +239,10 @@ static void srv_register(struct conn *c, const struct proto_msg *m)
           c->nep, c->nep == 1 ? "" : "s");
     srv_log_endpoints(c);
     srv_welcome(c);
-    if (!c->aux)
+    /* with replace, the id's holder on another instance is told to let go (cl_announce_replace) */
+    if (!c->aux && m->u.hello.replace && c->srv->cfg.resume)
+        cl_announce_replace(c->srv->cl, c->id, c->key);
+    else if (!c->aux)
         cl_announce(c->srv->cl, c->id);
 }
 
@@ -908,6 +911,25 @@ static void srv_cl_bday_planned(void *data, struct cl_link *conn)
     pair_bday_mark(srv_of_link(conn));
 }
 
+/* Another instance registered id with key for a hello with replace: this instance's holder of
+ * id with that key is the same peer's older connection (cl_announce_replace). */
+static void srv_cl_replaced(void *data, const char *id, const unsigned char *key, const char *by)
+{
+    struct srv *s = data;
+    struct conn *old = reg_find(s->reg, id);
+    char msg[PROTO_MAX_TEXT];
+    if (!old || sodium_memcmp(old->key, key, sizeof old->key) != 0) {
+        LOG_I("cluster: %s moved to instance %s; no registration of it here with that key", id,
+              by);
+        return;
+    }
+    LOG_N("replace %s: the connection from %s gives way to one on instance %s (same key)", id,
+          old->addr, by);
+    snprintf(msg, sizeof msg, "a newer connection registered %s with the same key on instance %s",
+             id, by);
+    conn_refuse(old, PC_REPLACED, msg, true);
+}
+
 static size_t srv_cl_each_peer(void *data,
                                void (*fn)(void *arg, const char *id, const unsigned char *key),
                                void *arg)
@@ -935,6 +957,7 @@ static struct cl *srv_cluster_new(struct srv *s, char *err, size_t errlen)
         .facts = srv_cl_facts,
         .punch = srv_cl_punch,
         .each_peer = srv_cl_each_peer,
+        .replaced = srv_cl_replaced,
         .bad_candidate = srv_bad_candidate,
     };
     return cl_new(s->loop, &s->cfg.cluster, &user, err, errlen);
