@@ -74,6 +74,7 @@ struct ctl {
     int bday_ttl;
     bool hops_held;          /* connect waits for the scan too (it fits in the probe's time) */
     bool bday_announced;     /* our hello carried birthday */
+    bool resume_announced;   /* our hello carried features ["resume"] */
     uint64_t probe_start_ms; /* when the probe started */
     struct sess_set sess;    /* the sessions of our punch orders */
     /* waiting modes: the shared port's listener, routing inbound connections to sessions */
@@ -198,7 +199,8 @@ static void ctl_on_first(struct sc *sc, void *data, const unsigned char *nonce, 
     if (c->bday_announced)
         m->u.hello.birthday =
             (struct proto_bday_caps){.has = true, .k = c->o->birthday_k, .m = c->o->birthday_m};
-    hello_sign(c->o, nonce, m); /* last: the admit covers the endpoints and birthday */
+    c->resume_announced = hello_features(c->o, sc_feat_resume(sc), m);
+    hello_sign(c->o, nonce, m); /* last: the admit covers the endpoints, birthday, features */
 }
 
 /* A session ended without a server connection left to end: the listener goes with the last. */
@@ -703,6 +705,7 @@ static bool ctl_attempt(const struct ctl_run *run, uv_loop_t *loop, const struct
                                 .nat = &c->nat,
                                 .bday_ttl = &c->bday_ttl,
                                 .bday_announced = &c->bday_announced,
+                                .resume_announced = &c->resume_announced,
                                 .cb = {ctl_sess_ended, ctl_sess_won, ctl_sess_idle, c}};
     sess_init(&c->sess);
     uv_timer_init(c->loop, &c->timer);
