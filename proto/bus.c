@@ -301,8 +301,7 @@ static enum bus_err bd_introduce(struct bd *d, struct bus_msg *m)
     if (!from || strcmp(from, m->sender) != 0 || !target || !proto_valid_id(target) || !peer ||
         !path || !bd_int(d->o, "rtt_us", 0, BUS_MAX_DELAY_US, &rtt) ||
         !bd_int(d->o, "bus_rtt_us", 0, BUS_MAX_DELAY_US, &bus) ||
-        !bd_bday_caps(d->o, &m->u.introduce.bday) ||
-        !bd_features(d->o, &m->u.introduce.features) ||
+        !bd_bday_caps(d->o, &m->u.introduce.bday) || !bd_features(d->o, &m->u.introduce.features) ||
         !bd_resume(d->o, m->u.introduce.resume, sizeof m->u.introduce.resume))
         return bd_fail(d, BUS_E_BODY, "a malformed introduce");
     bd_copy(m->u.introduce.from, sizeof m->u.introduce.from, from);

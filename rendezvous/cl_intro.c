@@ -489,8 +489,8 @@ void cl_announce_replace(struct cl *c, const char *id, const unsigned char *key)
     memcpy(tk->key, key, sizeof tk->key);
     snprintf(ttl, sizeof ttl, "%u", c->ttl);
     cl__key(c, "peer", id, dkey, sizeof dkey);
-    if (redisAsyncCommand(c->cmd, cl_on_taken, tk, "EVAL %s 1 %s %s %s", cl_lua_take, dkey,
-                          c->inst, ttl) != REDIS_OK)
+    if (redisAsyncCommand(c->cmd, cl_on_taken, tk, "EVAL %s 1 %s %s %s", cl_lua_take, dkey, c->inst,
+                          ttl) != REDIS_OK)
         free(tk);
 }
 

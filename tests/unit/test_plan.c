@@ -506,8 +506,7 @@ static void t_resume_members(void)
     CHECK_STR(pp.s[PLAN_T].m.u.punch.resume, root);
 }
 
-CHECK_MAIN(TEST(t_table), TEST(t_v6_one_side), TEST(t_relay_refused),
-           TEST(t_timing_local), TEST(t_delay_cap), TEST(t_timing_across), TEST(t_punch_contents),
-           TEST(t_lead_after), TEST(t_bday_rule), TEST(t_bday_conditions),
-           TEST(t_bday_hard_hard), TEST(t_bday_minima), TEST(t_bday_copies),
-           TEST(t_resume_members))
+CHECK_MAIN(TEST(t_table), TEST(t_v6_one_side), TEST(t_relay_refused), TEST(t_timing_local),
+           TEST(t_delay_cap), TEST(t_timing_across), TEST(t_punch_contents), TEST(t_lead_after),
+           TEST(t_bday_rule), TEST(t_bday_conditions), TEST(t_bday_hard_hard), TEST(t_bday_minima),
+           TEST(t_bday_copies), TEST(t_resume_members))
