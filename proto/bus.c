@@ -241,7 +241,7 @@ static bool bd_bday_caps(json_t *o, struct proto_bday_caps *out)
  * hello.features (proto.c). */
 static const char *const bus_feat_names[] = {"resume"};
 #define BUS_NFEAT (sizeof bus_feat_names / sizeof bus_feat_names[0])
-#define BUS_FEAT_KNOWN ((1u << BUS_NFEAT) - 1)
+_Static_assert(((1u << BUS_NFEAT) - 1) == PROTO_FEAT_KNOWN, "a name for every known feature bit");
 
 /* One name of a feature list: 1..PROTO_MAX_FEATURE_LEN bytes, not earlier in the list. */
 static bool bd_feat_item(json_t *a, size_t i)
@@ -461,7 +461,7 @@ static json_t *be_features(uint32_t bits)
 /* introduce's optional members of resumable sessions, each only when present. */
 static int be_resume_members(json_t *o, const struct bus_msg *m)
 {
-    if ((m->u.introduce.features & BUS_FEAT_KNOWN) &&
+    if ((m->u.introduce.features & PROTO_FEAT_KNOWN) &&
         json_object_set_new(o, "features", be_features(m->u.introduce.features)) < 0)
         return -1;
     if (m->u.introduce.resume[0] &&
