@@ -246,6 +246,191 @@ static void t_resume_refused(void)
     no_win("an old epoch", S1, ROOT1, rs_a, 1);
 }
 
+/* A connected pair of loopback sockets: *mine for the test, the other end returned (for
+ * punch_adopt, as the relay's connection would be). */
+static int tcp_pair(int *mine)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), fd = -1;
+    *mine = -1;
+    if (lfd < 0)
+        return -1;
+    if (bind(lfd, (struct sockaddr *)&a, sizeof a) == 0 && listen(lfd, 1) == 0 &&
+        getsockname(lfd, (struct sockaddr *)&a, &alen) == 0 &&
+        (*mine = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0 &&
+        connect(*mine, (struct sockaddr *)&a, sizeof a) == 0)
+        fd = accept(lfd, NULL, NULL);
+    close(lfd);
+    return fd;
+}
+
+/* A relay-only engine (no candidate, no listener): only adopted connections compete. */
+static void relay_side(struct side *s, enum proto_role role, uint32_t last)
+{
+    side_init(s, role, S1, ROOT1, rs_a, last, 0, 0, 4000);
+    s->cfg.ncand = 0;
+    s->cfg.relay_only = true;
+}
+
+/* The relayed connection runs the resume lines too: two relay-only engines joined by one
+ * connection, handed to each with punch_adopt, both win on it. */
+static void t_resume_relayed(void)
+{
+    static struct side ini, resp;
+    uv_loop_t loop;
+    char err[200];
+    struct punch *pi, *pr;
+    int a, b;
+    uint64_t end;
+
+    setup();
+    relay_side(&ini, PROTO_INITIATOR, 0);
+    relay_side(&resp, PROTO_RESPONDER, 0);
+    ini.say = resp.say = NULL;
+    CHECK_INT(uv_loop_init(&loop), 0);
+    pi = punch_start(&loop, &ini.cfg, &ini.link, on_done, &ini, err, sizeof err);
+    pr = punch_start(&loop, &resp.cfg, &resp.link, on_done, &resp, err, sizeof err);
+    b = tcp_pair(&a);
+    CHECK(pi && pr && a >= 0 && b >= 0);
+    CHECK_INT(punch_adopt(pi, a, PUNCH_ADOPT_RELAY), 0);
+    CHECK_INT(punch_adopt(pr, b, PUNCH_ADOPT_RELAY), 0);
+    end = clk_ms() + 5000;
+    while ((!ini.done || !resp.done) && clk_ms() < end) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    CHECK_MSG(ini.status == EXIT_DONE, "initiator: %d %s", ini.status, ini.why);
+    CHECK_MSG(resp.status == EXIT_DONE, "responder: %d %s", resp.status, resp.why);
+    CHECK(ini.link.relayed && resp.link.relayed);
+    CHECK(ini.link.resume && resp.link.resume);
+    CHECK_INT(ini.link.epoch, 1);
+    CHECK_INT(ini.link.peer_rx, RX_R);
+    CHECK_INT(resp.link.peer_rx, RX_I);
+    CHECK(memcmp(ini.link.tx_key, resp.link.rx_key, sizeof ini.link.tx_key) == 0);
+    CHECK(memcmp(ini.link.rx_key, resp.link.tx_key, sizeof ini.link.rx_key) == 0);
+    if (!ini.done)
+        punch_abort(pi, EXIT_PUNCH, "the test ends it");
+    if (!resp.done)
+        punch_abort(pr, EXIT_PUNCH, "the test ends it");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_INT(uv_loop_close(&loop), 0);
+    close_links(&ini, &resp);
+}
+
+/* One line from fd (the engine's, on loop), without its newline, within ms; 0: none. */
+static size_t line_from(uv_loop_t *loop, int fd, char *buf, size_t len, int ms)
+{
+    size_t have = 0;
+    uint64_t end = clk_ms() + (uint64_t)ms;
+    while (clk_ms() < end && have < len - 1) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        ssize_t n;
+        uv_run(loop, UV_RUN_NOWAIT);
+        if (poll(&pf, 1, 2) <= 0)
+            continue;
+        if ((n = recv(fd, buf + have, 1, 0)) <= 0) /* one byte at a time: never past the line */
+            return 0;
+        if (buf[have] == '\n') {
+            buf[have] = '\0';
+            return have;
+        }
+        have += (size_t)n;
+    }
+    return 0;
+}
+
+static void send_line(int fd, const struct rshake_ctx *c, enum rshake_type t,
+                      const struct rshake_peer *p)
+{
+    char line[PROTO_MAX_LINE];
+    int n = rshake_encode(c, t, p, line, sizeof line);
+    CHECK(n > 0 && send(fd, line, (size_t)n, MSG_NOSIGNAL) == n);
+}
+
+/* The initiator engine against a scripted responder on three relayed connections: a bad line
+ * drops its connection only; the first valid offer is answered (selected), the second kept as a
+ * spare and answered only when the selected one fails; the spare's `resumed` wins, with the keys
+ * the scripted responder derives for that connection. */
+static void t_resume_spare(void)
+{
+    static struct side ini;
+    struct rshake_ctx r[3];
+    struct rshake_peer rp[3];
+    unsigned char tx[32], rx[32];
+    char line[PROTO_MAX_LINE + 1], why[256];
+    uv_loop_t loop;
+    int mine[3], theirs[3];
+    struct punch *p;
+    char err[200];
+    uint64_t end;
+
+    setup();
+    relay_side(&ini, PROTO_INITIATOR, 0);
+    ini.say = NULL;
+    CHECK_INT(uv_loop_init(&loop), 0);
+    p = punch_start(&loop, &ini.cfg, &ini.link, on_done, &ini, err, sizeof err);
+    CHECK(p != NULL);
+    for (int i = 0; i < 3; i++) {
+        memset(&r[i], 0, sizeof r[i]);
+        snprintf(r[i].session, sizeof r[i].session, "%s", S1);
+        snprintf(r[i].root, sizeof r[i].root, "%s", ROOT1);
+        snprintf(r[i].self, sizeof r[i].self, "bob");
+        snprintf(r[i].peer, sizeof r[i].peer, "alice");
+        r[i].role = PROTO_RESPONDER;
+        r[i].rs = rs_a;
+        r[i].rx = RX_R + (uint64_t)i;
+        rshake_init(&r[i]);
+        memset(&rp[i], 0, sizeof rp[i]);
+        theirs[i] = tcp_pair(&mine[i]);
+        CHECK(theirs[i] >= 0 && mine[i] >= 0);
+        CHECK_INT(punch_adopt(p, theirs[i], PUNCH_ADOPT_RELAY), 0);
+    }
+    /* 0: garbage, dropped (EOF on our end); the punch goes on */
+    CHECK(send(mine[0], "{\"type\":\"shake\"}\n", 17, MSG_NOSIGNAL) == 17);
+    CHECK_INT(line_from(&loop, mine[0], line, sizeof line, 2000), 0);
+    CHECK_INT(punch_adopted_pending(p, PUNCH_ADOPT_RELAY), 2);
+    /* 1: a valid offer, answered at once */
+    send_line(mine[1], &r[1], RSHAKE_RESUME, NULL);
+    CHECK(line_from(&loop, mine[1], line, sizeof line, 2000) > 0);
+    CHECK_INT(rshake_verify(&r[1], RSHAKE_RESUME, line, strlen(line), &rp[1], why, sizeof why),
+              SHAKE_OK);
+    CHECK_INT(rp[1].rx, RX_I);
+    /* 2: a valid offer while 1 is selected: a spare, not answered */
+    send_line(mine[2], &r[2], RSHAKE_RESUME, NULL);
+    CHECK_INT(line_from(&loop, mine[2], line, sizeof line, 300), 0);
+    CHECK(!ini.done);
+    /* 1 fails: the spare is answered */
+    close(mine[1]);
+    mine[1] = -1;
+    CHECK(line_from(&loop, mine[2], line, sizeof line, 2000) > 0);
+    CHECK_INT(rshake_verify(&r[2], RSHAKE_RESUME, line, strlen(line), &rp[2], why, sizeof why),
+              SHAKE_OK);
+    send_line(mine[2], &r[2], RSHAKE_RESUMED, &rp[2]);
+    end = clk_ms() + 2000;
+    while (!ini.done && clk_ms() < end) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    CHECK_MSG(ini.status == EXIT_DONE, "initiator: %d %s", ini.status, ini.why);
+    CHECK_INT(ini.link.peer_rx, RX_R + 2);
+    CHECK_INT(ini.link.epoch, 1);
+    CHECK_INT(rshake_keys(&r[2], &rp[2], tx, rx), 0);
+    CHECK(memcmp(ini.link.tx_key, rx, sizeof rx) == 0);
+    CHECK(memcmp(ini.link.rx_key, tx, sizeof tx) == 0);
+    if (!ini.done)
+        punch_abort(p, EXIT_PUNCH, "the test ends it");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_INT(uv_loop_close(&loop), 0);
+    for (int i = 0; i < 3; i++) {
+        rshake_wipe(&r[i]);
+        if (mine[i] >= 0)
+            close(mine[i]);
+    }
+    if (ini.link.fd >= 0)
+        close(ini.link.fd);
+}
+
 /* Each test may run alone (by name): the first to run sets up. */
 static void setup(void)
 {
@@ -259,4 +444,5 @@ static void setup(void)
     randombytes_buf(rs_b, sizeof rs_b);
 }
 
-CHECK_MAIN(TEST(t_resume_won), TEST(t_resume_gone), TEST(t_resume_refused))
+CHECK_MAIN(TEST(t_resume_won), TEST(t_resume_gone), TEST(t_resume_refused),
+           TEST(t_resume_relayed), TEST(t_resume_spare))
