@@ -830,9 +830,10 @@ static void pu_on_inbound(uv_stream_t *server, int status)
     /* without a handshake only the expected host may take the place of the peer; with one,
      * only a host of the peer's candidates is worth our shake */
     if (p->ninbound > PUNCH_MAX_INBOUND ||
-        (pu_secure(&p->cfg) ? !pu_from_candidate(p, (struct sockaddr *)&from)
-                     : p->cfg.ncand == 0 || !ep_same_host((struct sockaddr *)&from,
-                                                          (struct sockaddr *)&p->cfg.cand[0].addr))) {
+        (pu_secure(&p->cfg)
+             ? !pu_from_candidate(p, (struct sockaddr *)&from)
+             : p->cfg.ncand == 0 || !ep_same_host((struct sockaddr *)&from,
+                                                  (struct sockaddr *)&p->cfg.cand[0].addr))) {
         char ep[EP_STRLEN];
         LOG_D("closing an inbound connection from %s: not a host of the peer's candidates, "
               "or too many at once",

@@ -444,5 +444,5 @@ static void setup(void)
     randombytes_buf(rs_b, sizeof rs_b);
 }
 
-CHECK_MAIN(TEST(t_resume_won), TEST(t_resume_gone), TEST(t_resume_refused),
-           TEST(t_resume_relayed), TEST(t_resume_spare))
+CHECK_MAIN(TEST(t_resume_won), TEST(t_resume_gone), TEST(t_resume_refused), TEST(t_resume_relayed),
+           TEST(t_resume_spare))
