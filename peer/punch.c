@@ -552,9 +552,10 @@ static bool pr_begin(struct pconn *c)
     return c->rctx.role != PROTO_RESPONDER || pr_send(c, RSHAKE_RESUME);
 }
 
-/* The exchange on c verified: the link gets what the caller resumes the session with (the
- * rest, remote, via, prefill ..., pu_win fills as for the shake). Only the winner gets here,
- * and the punch ends right after, so writing into the link now is writing the winner's. */
+/* The exchange on c verified: the link gets what the caller resumes the session with (fd,
+ * remote, via, prefill ... pu_win fills as for the shake). Only a connection about to win gets
+ * here and the punch ends right after; should the responder's `resumed` not go out, a later
+ * winner overwrites all of it, as the shake's keys are overwritten. */
 static bool pr_fill_link(struct pconn *c)
 {
     struct peer_link *l = c->p->link;
