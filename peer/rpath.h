@@ -19,6 +19,8 @@
 #include "peer/link.h"
 #include "peer/opts.h"
 
+struct resume_link_cfg;
+
 struct rpath_cfg {
     const struct peer_opts *o; /* must outlive the path side */
     enum proto_role role;      /* the session's */
@@ -28,6 +30,10 @@ struct rpath_cfg {
     unsigned char rs[32];       /* copied; wiped at rpath_stop */
     char server[SL_NAME];       /* the rendezvous that introduced us: tried first */
     uint64_t timeout_ms;        /* the effective resume timeout */
+    /* One attempt (NULL: peer_resume_link). Replaceable so that tests script the attempts; it
+     * runs on a thread of its own, the path loop stays free to take MB_ENDED meanwhile. */
+    int (*attempt)(const struct resume_link_cfg *r, struct peer_link *link, char *why,
+                   size_t whylen);
 };
 
 struct rpath;
