@@ -77,6 +77,7 @@ struct ctl {
     int bday_ttl;
     bool hops_held;          /* connect waits for the scan too (it fits in the probe's time) */
     bool bday_announced;     /* our hello carried birthday */
+    bool resume_announced;   /* our hello carried features ["resume"] */
     uint64_t probe_start_ms; /* when the probe started */
     struct sess_set sess;    /* the sessions of our punch orders */
     /* waiting modes: the shared port's listener, routing inbound connections to sessions */
@@ -216,13 +217,15 @@ static void ctl_on_first(struct sc *sc, void *data, const unsigned char *nonce, 
     if (c->bday_announced)
         m->u.hello.birthday =
             (struct proto_bday_caps){.has = true, .k = c->o->birthday_k, .m = c->o->birthday_m};
-    /* resuming: our session layer, and (responder) the id our lost registration may still
-     * hold, taken over from it; only to a server that offered resume */
+    c->resume_announced = hello_features(c->o, sc_feat_resume(sc), m);
+    /* resuming: our session layer whatever the options say (the session has it), and
+     * (responder) the id our lost registration may still hold, taken over from it; only to a
+     * server that offered resume */
     if (c->rsm && sc_feat_resume(sc)) {
-        m->u.hello.features = PROTO_FEAT_RESUME;
+        m->u.hello.features |= PROTO_FEAT_RESUME;
         m->u.hello.replace = c->rsm->c->role == PROTO_RESPONDER;
     }
-    hello_sign(c->o, nonce, m); /* last: the admit covers the endpoints and birthday */
+    hello_sign(c->o, nonce, m); /* last: the admit covers the endpoints, birthday, features */
 }
 
 /* A session ended without a server connection left to end: the listener goes with the last. */
@@ -804,6 +807,7 @@ static bool ctl_attempt(const struct ctl_run *run, uv_loop_t *loop, const struct
                                 .nat = &c->nat,
                                 .bday_ttl = &c->bday_ttl,
                                 .bday_announced = &c->bday_announced,
+                                .resume_announced = &c->resume_announced,
                                 .cb = {ctl_sess_ended, ctl_sess_won, ctl_sess_idle, c}};
     sess_init(&c->sess);
     uv_timer_init(c->loop, &c->timer);

@@ -450,6 +450,27 @@ static void pu_select_spare(struct punch *p)
     }
 }
 
+/* The stream keys of the handshake's winner; when both shakes carried shake.resume, also the
+ * link's session part (resume.md 4.1, 4.2): the roles, the root (this punch's session id), the
+ * resumption secret, the effective timeout (the smaller one) and the peer's ring size. */
+static int pu_keys(struct punch *p, const struct pconn *c)
+{
+    const struct shake_ctx *s = p->cfg.shake;
+    struct peer_link *l = p->link;
+    uint32_t t;
+    if (!shake_resume_on(s, &c->peer))
+        return shake_keys(s, &c->peer, l->tx_key, l->rx_key);
+    if (shake_keys_rs(s, &c->peer, l->tx_key, l->rx_key, l->rs) < 0)
+        return -1;
+    t = s->resume.timeout < c->peer.resume.timeout ? s->resume.timeout : c->peer.resume.timeout;
+    l->resume = true;
+    l->role = s->role;
+    memcpy(l->root, s->session, sizeof l->root);
+    l->resume_ms = (uint64_t)t * 1000;
+    l->peer_buf = c->peer.resume.buf;
+    return 0;
+}
+
 static int pu_on_line(void *ctx, char *line, size_t len)
 {
     struct pconn *c = ctx;
@@ -466,8 +487,7 @@ static int pu_on_line(void *ctx, char *line, size_t len)
         v = shake_verify(p->cfg.shake, expect, line, len, &c->peer, why, sizeof why);
     /* the stream keys are made where the handshake ends: the responder on the initiator's
      * shake, the initiator on the confirm */
-    if (v == SHAKE_OK && (!initiator || c->state == PC_SELECTED) &&
-        shake_keys(p->cfg.shake, &c->peer, p->link->tx_key, p->link->rx_key) < 0) {
+    if (v == SHAKE_OK && (!initiator || c->state == PC_SELECTED) && pu_keys(p, c) < 0) {
         snprintf(why, sizeof why, "the peer's ephemeral key is unusable");
         v = SHAKE_BAD;
     }

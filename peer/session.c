@@ -274,6 +274,21 @@ static void sess_relay_start(struct sess *ss, const struct proto_msg *m)
         punch_abort(ss->punch, EXIT_LOCAL, err);
 }
 
+/* The session layer's part of the handshake (resume.md 4.1): our shake.resume when our hello
+ * announced "resume", and whether the punch says the peer's did too (punch.peer_features);
+ * shake.c decides from these who sends it. Not announced: all zero, today's handshake. */
+static void sess_shake_resume(struct sess *ss, const struct proto_msg *m)
+{
+    const struct sess_set *set = ss->set;
+    if (!set->resume_announced || !*set->resume_announced)
+        return;
+    ss->shake.resume = (struct proto_resume_caps){.has = true,
+                                                  .v = PROTO_RESUME_V,
+                                                  .buf = set->o->resume_buffer,
+                                                  .timeout = set->o->resume_timeout_s};
+    ss->shake.resume_listed = (m->u.punch.peer_features & PROTO_FEAT_RESUME) != 0;
+}
+
 /* The session's handshake context and trust; EXIT_DONE or trust_prepare's failure. */
 static int sess_shake(struct sess *ss, const struct proto_msg *m, const char *fp)
 {
@@ -284,6 +299,7 @@ static int sess_shake(struct sess *ss, const struct proto_msg *m, const char *fp
     memcpy(ss->shake.peer, m->u.punch.peer, sizeof ss->shake.peer);
     ss->shake.role = m->u.punch.role;
     ss->shake.ident = set->o->ident;
+    sess_shake_resume(ss, m);
     shake_init(&ss->shake);
     if ((rc = trust_prepare(set->o, m->u.punch.peer, m->u.punch.has_key ? m->u.punch.key : NULL,
                             &ss->shake.trust)) != EXIT_DONE)

@@ -87,7 +87,8 @@ struct sess_set {
      * the hops scan found for a hard side's first SYNs (0: not known yet, HOPS_DEFAULT_TTL) */
     const enum proto_nat *nat;
     const int *bday_ttl;
-    const bool *bday_announced; /* our hello carried birthday */
+    const bool *bday_announced;   /* our hello carried birthday */
+    const bool *resume_announced; /* our hello carried features ["resume"] */
     struct sess_cbs cb;
     const struct sess_resume *resume; /* resume mode (NULL: the shake, as always) */
     struct q list; /* newest first */

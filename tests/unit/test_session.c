@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "peer/hello.h"
 #include "common/endpoint.h"
 #include "peer/session.h"
 
@@ -180,5 +181,32 @@ static void t_resume_refused(void)
     CHECK_STR(why, "its role is not ours in the session");
 }
 
+/* hello.features (resume.md 4.1): ["resume"] only to a server that offered it, only with the
+ * session layer on; otherwise the hello is today's. */
+static void t_hello_features(void)
+{
+    struct peer_opts o;
+    struct proto_msg m;
+    memset(&o, 0, sizeof o);
+    memset(&m, 0, sizeof m);
+    o.resume_timeout_s = PEER_DEFAULT_RESUME_TIMEOUT;
+    o.resume_buffer = PEER_DEFAULT_RESUME_BUFFER;
+    CHECK(!hello_features(&o, false, &m) && m.u.hello.features == 0);
+    CHECK(hello_features(&o, true, &m) && m.u.hello.features == PROTO_FEAT_RESUME);
+    memset(&m, 0, sizeof m);
+    o.resume_timeout_s = 0; /* --resume-timeout 0: nothing announced */
+    CHECK(!hello_features(&o, true, &m) && m.u.hello.features == 0);
+    o.resume_timeout_s = PROTO_RESUME_TIMEOUT_MAX;
+    CHECK(hello_features(&o, true, &m));
+    memset(&m, 0, sizeof m);
+    o.resume_timeout_s = PROTO_RESUME_TIMEOUT_MAX + 1; /* outside the protocol's range */
+    CHECK(!hello_features(&o, true, &m) && m.u.hello.features == 0);
+    o.resume_timeout_s = 1;
+    o.resume_buffer = PROTO_RESUME_BUF_MIN - 1;
+    CHECK(!hello_features(&o, true, &m));
+    o.resume_buffer = PROTO_RESUME_BUF_MAX;
+    CHECK(hello_features(&o, true, &m));
+}
+
 CHECK_MAIN(TEST(t_oldest), TEST(t_room), TEST(t_full), TEST(t_route), TEST(t_route_birthday),
-           TEST(t_resume_refused))
+           TEST(t_resume_refused), TEST(t_hello_features))
