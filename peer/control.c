@@ -307,6 +307,14 @@ static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
     const char *code = m->u.error.code;
     enum proto_code pc = proto_code_parse(code);
     char msg[500]; /* ctl_fail prints it into 512 bytes */
+    /* before the punching case: a newer connection of ours holds the id, so this process is
+     * superseded whatever it is doing, and reconnecting would only take the id back from it */
+    if (pc == PC_REPLACED) {
+        ctl_fail(c, EXIT_SERVER,
+                 "another connection of ours (same key) took the id %s on %s; not reconnecting",
+                 c->o->id, c->name);
+        return;
+    }
     if (c->state == CTL_PUNCHING) {
         LOG_I("server: %s (%s)", m->u.error.message, code);
         return;
