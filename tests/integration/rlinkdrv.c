@@ -8,7 +8,14 @@
  * (base64, as `tcpunch id` shows it), RS_HEX the resumption secret (64 hex digits), RX our
  * receive offset, SECONDS the attempt's deadline. Prints one line on stdout:
  *   rc=N epoch=E peer_rx=R gone=G tx=H rx=H why=...
- * with H the first 8 bytes of BLAKE2b(key) in hex (the two sides' tx and rx must cross). */
+ * with H the first 8 bytes of BLAKE2b(key) in hex (the two sides' tx and rx must cross).
+ *
+ * ROLE rpath-initiator|rpath-responder runs the attempt the way a session does: rpath_start,
+ * MB_LOST (RX, LAST_EPOCH), then the first message towards the data plane (MB_CONN: rc=0 and
+ * the connection's fields; MB_GIVE_UP: rc=its status, why), MB_ENDED and rpath_stop; SECONDS is
+ * the resume timeout. With RLINKDRV_END_MS=N it pushes MB_ENDED N ms after MB_LOST instead of
+ * waiting. Both add stop_ms= (how long rpath_stop took). */
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,9 +39,12 @@ static void key_hash(const unsigned char *k, char *out)
 }
 
 static int parse_session(char **a, struct rpath_cfg *c, uint64_t *rx, uint32_t *epoch,
-                         uint64_t *secs)
+                         uint64_t *secs, bool *via_rpath)
 {
     size_t n = 0;
+    *via_rpath = !strncmp(a[0], "rpath-", 6);
+    if (*via_rpath)
+        a[0] += 6;
     if (!strcmp(a[0], "initiator"))
         c->role = PROTO_INITIATOR;
     else if (!strcmp(a[0], "responder"))
@@ -56,6 +66,52 @@ static int parse_session(char **a, struct rpath_cfg *c, uint64_t *rx, uint32_t *
     return 0;
 }
 
+static void push(struct rpath *r, enum mb_kind k, uint64_t rx, uint32_t epoch)
+{
+    struct mb_msg m;
+    memset(&m, 0, sizeof m);
+    m.kind = k;
+    m.conn.fd = -1;
+    m.conn.peer_rx = rx;
+    m.conn.epoch = epoch;
+    snprintf(m.why, sizeof m.why, "a test driver's MB_LOST");
+    if (mb_to_path(rpath_mbox(r), &m) != 0)
+        fprintf(stderr, "rlinkdrv: the mailbox is full\n");
+}
+
+/* The session's way: the path thread, MB_LOST, its answer. */
+static int via_rpath(const struct rpath_cfg *c, uint64_t rx, uint32_t epoch, uint64_t secs)
+{
+    struct rpath *r = rpath_start(c);
+    struct mb_msg m;
+    const char *end = getenv("RLINKDRV_END_MS");
+    char tx[17] = "-", rxh[17] = "-";
+    int rc = EXIT_LOCAL;
+    if (!r)
+        return EXIT_LOCAL;
+    memset(&m, 0, sizeof m);
+    m.conn.fd = -1;
+    push(r, MB_LOST, rx, epoch);
+    struct pollfd p = {.fd = mb_fd(rpath_mbox(r)), .events = POLLIN};
+    int wait_ms = end ? atoi(end) : (int)(secs * 1000 + 10000);
+    if (poll(&p, 1, wait_ms) == 1 && mb_take(rpath_mbox(r), MB_DATA, &m))
+        rc = m.kind == MB_CONN ? EXIT_DONE : m.status;
+    if (m.kind == MB_CONN) {
+        key_hash(m.conn.tx, tx);
+        key_hash(m.conn.rx, rxh);
+    }
+    push(r, MB_ENDED, 0, 0);
+    uint64_t t0 = clk_ms();
+    rpath_stop(r);
+    printf("rc=%d epoch=%u peer_rx=%llu gone=0 tx=%s rx=%s stop_ms=%llu why=%s\n", rc,
+           m.conn.epoch, (unsigned long long)m.conn.peer_rx, tx, rxh,
+           (unsigned long long)(clk_ms() - t0), m.why);
+    if (m.kind == MB_CONN && m.conn.fd >= 0)
+        close(m.conn.fd);
+    sodium_memzero(&m, sizeof m);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     struct peer_opts o;
@@ -65,14 +121,14 @@ int main(int argc, char **argv)
     uint64_t rx, secs;
     uint32_t epoch;
     char err[512], why[512] = "", tx[17], rxh[17];
-    bool created;
+    bool created, rp;
     int first = 0, rc = opts_parse(argc, argv, &o, &first);
 
     if (rc != EXIT_DONE || sodium_init() < 0)
         return EXIT_USAGE;
     signal(SIGPIPE, SIG_IGN);
     memset(&c, 0, sizeof c);
-    if (argc - first != 8 || parse_session(argv + first, &c, &rx, &epoch, &secs) != 0) {
+    if (argc - first != 8 || parse_session(argv + first, &c, &rx, &epoch, &secs, &rp) != 0) {
         fprintf(stderr, "usage: rlinkdrv [options] ROLE ROOT PEER PEER_KEY RS_HEX RX "
                         "LAST_EPOCH SECONDS\n");
         return EXIT_USAGE;
@@ -84,6 +140,11 @@ int main(int argc, char **argv)
     o.ident = &ident;
     c.o = &o;
     c.timeout_ms = secs * 1000;
+    if (rp) {
+        rc = via_rpath(&c, rx, epoch, secs);
+        sodium_memzero(&ident, sizeof ident);
+        return rc;
+    }
     int cancel = 0;
     struct resume_link_cfg r = {.c = &c,
                                 .rx = rx,

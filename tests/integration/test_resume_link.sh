@@ -92,4 +92,37 @@ refused "another key" "its key is not the session's peer's" "$ROOT" "$A" "$KB"
 A2=$(uid rx)
 refused "another peer id" "it comes from another peer" "$ROOT" "$A2" "$KA"
 
+# ---- 4. the same through the path thread (rpath): MB_LOST in, MB_CONN / MB_GIVE_UP out
+spawn 30 "$DRV" -v -s "$SRV" -i "$B" rpath-responder "$ROOT" "$A" "$KA" "$RS" 11 1 20 \
+    >"$WORK/r4.out" 2>"$WORK/r4.err"
+R4=$!
+sleep 0.5
+timeout -k 2 30 "$DRV" -v -s "$SRV" -i "$A" rpath-initiator "$ROOT" "$B" "$KB" "$RS" 22 1 20 \
+    >"$WORK/i4.out" 2>"$WORK/i4.err"
+check_rc "rpath: the initiator got MB_CONN" 0 $?
+wait "$R4"
+check_rc "rpath: the responder got MB_CONN" 0 $?
+check "rpath: epoch 2, rx both ways" \
+    test "$(field "$WORK/i4.out" epoch)/$(field "$WORK/i4.out" peer_rx)/$(field "$WORK/r4.out" peer_rx)" = 2/11/22
+check "rpath: the keys cross" test "$(field "$WORK/i4.out" tx)" = "$(field "$WORK/r4.out" rx)"
+
+# nobody answers: MB_GIVE_UP with exit 11 once the resume timeout (3 s) is over
+t0=$(date +%s%N)
+timeout -k 2 30 "$DRV" -s "$SRV" -i "$A" rpath-initiator "$ROOT" "$B" "$KB" "$RS" 0 1 3 \
+    >"$WORK/i5.out" 2>"$WORK/i5.err"
+check_rc "rpath: not resumed: MB_GIVE_UP 11" 11 $?
+el=$((($(date +%s%N) - t0) / 1000000))
+check "rpath: it gave up after the 3 s (took $el ms)" test "$el" -ge 2900 -a "$el" -lt 9000
+check "rpath: and says so" grep -q "why=the connection to $B was lost and not resumed within 3 s" \
+    "$WORK/i5.out"
+
+# MB_ENDED while an attempt runs (asking again, or waiting registered): stopped at once
+for role in initiator responder; do
+    RLINKDRV_END_MS=1500 timeout -k 2 30 "$DRV" -s "$SRV" -i "$A" rpath-$role "$ROOT" "$B" "$KB" \
+        "$RS" 0 1 60 >"$WORK/e-$role.out" 2>"$WORK/e-$role.err"
+    st=$(field "$WORK/e-$role.out" stop_ms)
+    check "rpath $role: MB_ENDED during an attempt stops it within 1 s (took ${st:-?} ms)" \
+        test "${st:-99999}" -lt 1000
+done
+
 finish
