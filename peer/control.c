@@ -955,6 +955,7 @@ int peer_resume_link(const struct resume_link_cfg *r, struct peer_link *link, ch
         out.rc = EXIT_LOCAL;
         goto done;
     }
+    snprintf(why, whylen, "the resume was cancelled or its time is over");
     for (int i = 0; i < n && !*r->cancel && clk_ms() < r->deadline_ms; i++) {
         uint64_t left = r->deadline_ms - clk_ms();
         o.timeout_ms = rc->o->timeout_ms < left ? rc->o->timeout_ms : left;
