@@ -961,8 +961,9 @@ int peer_resume_link(const struct resume_link_cfg *r, struct peer_link *link, ch
         o.timeout_ms = rc->o->timeout_ms < left ? rc->o->timeout_ms : left;
         ctl_try(&run, &loop, &l->s[i], n > 1, false, &out);
         snprintf(why, whylen, "%s", out.why[0] ? out.why : "the punch failed");
-        /* only a server lost or unusable moves on to the next within this attempt */
-        if (!out.retry)
+        /* only a server lost, unreachable or unusable (no resume offered, a refusal) moves on
+         * to the next within this attempt (design 4.5: "lost the server: the next server") */
+        if (out.rc != EXIT_SERVER)
             break;
     }
     uv_run(&loop, UV_RUN_DEFAULT);

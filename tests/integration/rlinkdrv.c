@@ -14,7 +14,8 @@
  * MB_LOST (RX, LAST_EPOCH), then the first message towards the data plane (MB_CONN: rc=0 and
  * the connection's fields; MB_GIVE_UP: rc=its status, why), MB_ENDED and rpath_stop; SECONDS is
  * the resume timeout. With RLINKDRV_END_MS=N it pushes MB_ENDED N ms after MB_LOST instead of
- * waiting. Both add stop_ms= (how long rpath_stop took). */
+ * waiting. Both add stop_ms= (how long rpath_stop took). RLINKDRV_SERVER names the server
+ * that introduced us (rpath_cfg.server: tried first). */
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -140,6 +141,8 @@ int main(int argc, char **argv)
     o.ident = &ident;
     c.o = &o;
     c.timeout_ms = secs * 1000;
+    /* the server that introduced us (tried first), as a link names it */
+    snprintf(c.server, sizeof c.server, "%s", getenv("RLINKDRV_SERVER") ? getenv("RLINKDRV_SERVER") : "");
     if (rp) {
         rc = via_rpath(&c, rx, epoch, secs);
         sodium_memzero(&ident, sizeof ident);

@@ -37,8 +37,10 @@ R1=$!
 wait_until 10 registered_since "gives way" "$mark" || fail "the server did not log a replace"
 wait "$STALE"
 check_rc "the stale listen was replaced: exit 2" 2 $?
-timeout -k 2 30 "$DRV" -v -s "$SRV" -i "$A" initiator "$ROOT" "$B" "$KB" "$RS" 2000 3 20 \
-    >"$WORK/i1.out" 2>"$WORK/i1.err"
+# the server that introduced us is tried first: the dead one listed before it is not
+DEAD=$(free_port) || die "no free port"
+RLINKDRV_SERVER=$SRV timeout -k 2 30 "$DRV" -v -s "127.0.0.1:$DEAD,$SRV" -i "$A" initiator \
+    "$ROOT" "$B" "$KB" "$RS" 2000 3 20 >"$WORK/i1.out" 2>"$WORK/i1.err"
 check_rc "initiator: resumed (exit 0)" 0 $?
 wait "$R1"
 check_rc "responder: resumed (exit 0)" 0 $?
@@ -49,13 +51,16 @@ check "the initiator's tx is the responder's rx" \
     test "$(field "$WORK/i1.out" tx)" = "$(field "$WORK/r1.out" rx)"
 check "and the other way" test "$(field "$WORK/i1.out" rx)" = "$(field "$WORK/r1.out" tx)"
 check "the keys are not zero" test "$(field "$WORK/i1.out" tx)" != "$(field "$WORK/i1.out" rx)"
+check "the introducing server first (the dead one not tried)" \
+    sh -c "! grep -q 'cannot reach the server 127.0.0.1:$DEAD' '$WORK/i1.err'"
 check "the server passed the resume root on" grep -q "resuming $ROOT" "$SERVER_LOG"
 # what section 3 looks for: a responder that takes the order logs its punch
 check "the responder logged its punch" grep -q "punching to $A" "$WORK/r1.err"
 
 # ---- 2. the initiator first: peer-not-found, asked again on the same connection
-timeout -k 2 30 "$DRV" -v -s "$SRV" -i "$A" initiator "$ROOT" "$B" "$KB" "$RS" 5 7 20 \
-    >"$WORK/i2.out" 2>"$WORK/i2.err" &
+# (with a dead server listed first: the attempt moves on to the next within itself)
+timeout -k 2 30 "$DRV" -v -s "127.0.0.1:$DEAD,$SRV" -i "$A" initiator "$ROOT" "$B" "$KB" "$RS" \
+    5 7 20 >"$WORK/i2.out" 2>"$WORK/i2.err" &
 I2=$!
 BG_PIDS+=($I2)
 wait_until 10 grep -q "asking again" "$WORK/i2.err" || fail "the initiator did not ask again"
@@ -67,6 +72,8 @@ check_rc "initiator first: resumed once the responder came" 0 $?
 wait "$R2"
 check_rc "and the responder" 0 $?
 check "epoch 8" test "$(field "$WORK/i2.out" epoch)/$(field "$WORK/r2.out" epoch)" = 8/8
+check "the dead server was tried, then the next" grep -q "cannot reach the server 127.0.0.1:$DEAD" \
+    "$WORK/i2.err"
 check "one auxiliary connection only (asked again on it)" \
     test "$(grep -c "registered as" "$WORK/i2.err")" -eq 1
 
