@@ -63,7 +63,7 @@ timeout -k 2 30 "$DRV" -v -s "127.0.0.1:$DEAD,$SRV" -i "$A" initiator "$ROOT" "$
     5 7 20 >"$WORK/i2.out" 2>"$WORK/i2.err" &
 I2=$!
 BG_PIDS+=($I2)
-wait_until 10 grep -q "asking again" "$WORK/i2.err" || fail "the initiator did not ask again"
+wait_until 10 grep -qs "asking again" "$WORK/i2.err" || fail "the initiator did not ask again"
 spawn 30 "$DRV" -v -s "$SRV" -i "$B" responder "$ROOT" "$A" "$KA" "$RS" 6 7 20 \
     >"$WORK/r2.out" 2>"$WORK/r2.err"
 R2=$!
