@@ -743,7 +743,7 @@ struct ctl_run {
 static void ctl_on_watch(uv_timer_t *t)
 {
     struct ctl *c = t->data;
-    const char *why = *c->rsm->cancel                  ? "the resume was cancelled"
+    const char *why = *c->rsm->cancel                   ? "the resume was cancelled"
                       : clk_ms() >= c->rsm->deadline_ms ? "the resume timeout passed"
                                                         : NULL;
     if (!why || c->state == CTL_DONE)

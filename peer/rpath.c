@@ -25,22 +25,22 @@ struct rpath {
     struct rpath_cfg c; /* c.rs wiped at rpath_stop */
     uv_loop_t loop;
     struct mbox mb;
-    uv_timer_t wait;       /* between attempts */
-    uv_timer_t deadline;   /* the resume deadline: cancels a running attempt */
-    uv_async_t done;       /* the attempt's thread finished */
-    uv_async_t stop;       /* rpath_stop without MB_ENDED (the data plane could not push it) */
-    pthread_t thread;      /* the path thread */
-    pthread_t worker;      /* the running attempt */
-    bool working;          /* an attempt's thread runs (or is not joined yet) */
-    bool suspended;        /* between MB_LOST and MB_CONN / MB_GIVE_UP */
-    bool ended;            /* MB_ENDED (or rpath_stop): no more attempts, the loop stops */
-    volatile int cancel;   /* polled by the attempt */
-    uint64_t lost_ms;      /* clk_ms() of the MB_LOST: the deadline counts from it */
-    uint64_t rx;           /* our receive offset at the failure (MB_LOST's conn.peer_rx) */
-    uint32_t last_epoch;   /* the newest epoch attached (MB_LOST's conn.epoch) */
-    int failures;          /* attempts failed in this suspension: the index into the waits */
+    uv_timer_t wait;           /* between attempts */
+    uv_timer_t deadline;       /* the resume deadline: cancels a running attempt */
+    uv_async_t done;           /* the attempt's thread finished */
+    uv_async_t stop;           /* rpath_stop without MB_ENDED (the data plane could not push it) */
+    pthread_t thread;          /* the path thread */
+    pthread_t worker;          /* the running attempt */
+    bool working;              /* an attempt's thread runs (or is not joined yet) */
+    bool suspended;            /* between MB_LOST and MB_CONN / MB_GIVE_UP */
+    bool ended;                /* MB_ENDED (or rpath_stop): no more attempts, the loop stops */
+    volatile int cancel;       /* polled by the attempt */
+    uint64_t lost_ms;          /* clk_ms() of the MB_LOST: the deadline counts from it */
+    uint64_t rx;               /* our receive offset at the failure (MB_LOST's conn.peer_rx) */
+    uint32_t last_epoch;       /* the newest epoch attached (MB_LOST's conn.epoch) */
+    int failures;              /* attempts failed in this suspension: the index into the waits */
     struct resume_link_cfg rl; /* the running attempt's input */
-    int rc;                /* the attempt's result, its link and why */
+    int rc;                    /* the attempt's result, its link and why */
     struct peer_link link;
     char why[MB_WHY];
 };
@@ -128,8 +128,8 @@ static void start_attempt(struct rpath *r)
     r->rl = (struct resume_link_cfg){.c = &r->c,
                                      .rx = r->rx,
                                      .last_epoch = r->last_epoch,
-                                     .deadline_ms = now + resume_left_ms(now, r->lost_ms,
-                                                                         r->c.timeout_ms),
+                                     .deadline_ms =
+                                         now + resume_left_ms(now, r->lost_ms, r->c.timeout_ms),
                                      .cancel = &r->cancel};
     int rc = pthread_create(&r->worker, NULL, attempt_main, r);
     if (rc != 0) {

@@ -54,13 +54,13 @@ struct sess_cbs {
  * session, each engine running the resume lines (peer/rshake) instead of the shake. The
  * pointers are the path side's and outlive the set. */
 struct sess_resume {
-    const char *root;             /* the session's root id */
-    const char *peer;             /* the session's peer id */
+    const char *root;              /* the session's root id */
+    const char *peer;              /* the session's peer id */
     const unsigned char *peer_key; /* its verified identity key (32 bytes) */
-    enum proto_role role;         /* the session's roles */
-    const unsigned char *rs;      /* the resumption secret (SHAKE_RS_BYTES) */
-    uint32_t last_epoch;          /* the newest epoch attached */
-    uint64_t rx;                  /* our receive offset, announced in the resume line */
+    enum proto_role role;          /* the session's roles */
+    const unsigned char *rs;       /* the resumption secret (SHAKE_RS_BYTES) */
+    uint32_t last_epoch;           /* the newest epoch attached */
+    uint64_t rx;                   /* our receive offset, announced in the resume line */
 };
 
 /* Whether punch order m is not one of that session's resumes: punch.resume is its root,

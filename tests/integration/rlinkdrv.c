@@ -104,9 +104,8 @@ static int via_rpath(const struct rpath_cfg *c, uint64_t rx, uint32_t epoch, uin
     push(r, MB_ENDED, 0, 0);
     uint64_t t0 = clk_ms();
     rpath_stop(r);
-    printf("rc=%d epoch=%u peer_rx=%llu gone=0 tx=%s rx=%s stop_ms=%llu why=%s\n", rc,
-           m.conn.epoch, (unsigned long long)m.conn.peer_rx, tx, rxh,
-           (unsigned long long)(clk_ms() - t0), m.why);
+    printf("rc=%d epoch=%u peer_rx=%llu gone=0 tx=%s rx=%s stop_ms=%llu why=%s\n", rc, m.conn.epoch,
+           (unsigned long long)m.conn.peer_rx, tx, rxh, (unsigned long long)(clk_ms() - t0), m.why);
     if (m.kind == MB_CONN && m.conn.fd >= 0)
         close(m.conn.fd);
     sodium_memzero(&m, sizeof m);
@@ -142,7 +141,8 @@ int main(int argc, char **argv)
     c.o = &o;
     c.timeout_ms = secs * 1000;
     /* the server that introduced us (tried first), as a link names it */
-    snprintf(c.server, sizeof c.server, "%s", getenv("RLINKDRV_SERVER") ? getenv("RLINKDRV_SERVER") : "");
+    snprintf(c.server, sizeof c.server, "%s",
+             getenv("RLINKDRV_SERVER") ? getenv("RLINKDRV_SERVER") : "");
     if (rp) {
         rc = via_rpath(&c, rx, epoch, secs);
         sodium_memzero(&ident, sizeof ident);

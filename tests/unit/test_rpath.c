@@ -51,10 +51,10 @@ static int count_fds(void)
 
 /* The script: what each attempt returns. */
 enum step_kind {
-    S_FAIL,      /* returns rc at once */
-    S_CONN,      /* EXIT_DONE with a socketpair end, keys, epoch */
-    S_GONE,      /* EXIT_DONE with gone set (and an fd the path side must close) */
-    S_BLOCK,     /* waits for cancel, then returns EXIT_PUNCH */
+    S_FAIL,  /* returns rc at once */
+    S_CONN,  /* EXIT_DONE with a socketpair end, keys, epoch */
+    S_GONE,  /* EXIT_DONE with gone set (and an fd the path side must close) */
+    S_BLOCK, /* waits for cancel, then returns EXIT_PUNCH */
 };
 
 struct step {
@@ -68,7 +68,7 @@ static struct {
     const struct step *steps;
     int nsteps;
     int calls;
-    uint64_t at[MAX_CALLS];   /* clk_ms() of each call */
+    uint64_t at[MAX_CALLS]; /* clk_ms() of each call */
     uint64_t rx[MAX_CALLS];
     uint32_t epoch[MAX_CALLS];
     uint64_t deadline[MAX_CALLS];
@@ -229,8 +229,8 @@ static void t_conn(void)
 static void t_retries(void)
 {
     int fds0 = count_fds();
-    static const struct step s[] = {{S_FAIL, EXIT_NO_PEER}, {S_FAIL, EXIT_NO_PEER},
-                                    {S_FAIL, EXIT_NO_PEER}, {S_CONN, 0}};
+    static const struct step s[] = {
+        {S_FAIL, EXIT_NO_PEER}, {S_FAIL, EXIT_NO_PEER}, {S_FAIL, EXIT_NO_PEER}, {S_CONN, 0}};
     script(s, 4);
     struct rpath_cfg c = cfg_of(20000);
     struct rpath *r = rpath_start(&c);
