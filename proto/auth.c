@@ -108,7 +108,7 @@ static void auth_endpoint(crypto_auth_hmacsha256_state *st, const struct sockadd
  * kept); replace is the name alone. */
 static void auth_session_fields(crypto_auth_hmacsha256_state *st, const struct proto_msg *m)
 {
-    uint32_t f = m->u.hello.features;
+    uint32_t f = m->u.hello.features & PROTO_FEAT_KNOWN; /* as proto_encode writes them */
     if (f) {
         unsigned char b[4] = {(unsigned char)(f >> 24), (unsigned char)(f >> 16),
                               (unsigned char)(f >> 8), (unsigned char)f};

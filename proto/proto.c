@@ -21,7 +21,7 @@ static const char *const proto_bday_roles[] = {"hard", "easy"};
 /* Fields each type may carry, "type" included; NULL-terminated. */
 static const char *const proto_fields[PROTO_TYPE_COUNT][20] = {
     [PROTO_HELLO] = {"type", "version", "id", "endpoints", "path", "aux", "key", "sig", "admit",
-                      "birthday", "features", "replace", NULL},
+                     "birthday", "features", "replace", NULL},
     [PROTO_WELCOME] = {"type", "version", "id", "observed", "keepalive", "relay", "probe_port",
                        "probe_token", "probe6", NULL},
     [PROTO_CONNECT] = {"type", "target", "resume", NULL},
@@ -490,8 +490,8 @@ static enum proto_err pd_feat_list(struct pd *d, const char *key, uint32_t *out)
     if (!v)
         return PROTO_OK;
     if (!json_is_array(v) || json_array_size(v) > PROTO_MAX_FEATURES)
-        return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must be an array of at most %d strings",
-                       key, PROTO_MAX_FEATURES);
+        return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must be an array of at most %d strings", key,
+                       PROTO_MAX_FEATURES);
     for (size_t i = 0; i < json_array_size(v); i++) {
         PD_TRY(pd_feat_item(d, key, v, i));
         int b = proto_lookup(json_string_value(json_array_get(v, i)), proto_feat_names,
@@ -803,6 +803,7 @@ static json_t *pe_bday(const struct proto_bday *b)
 /* A feature list (hello.features, punch.peer_features): the known names of bits, in bit order;
  * NULL when no known bit is set, so that nothing is encoded. */
 #define PE_FEAT_KNOWN ((1u << PROTO_COUNT(proto_feat_names)) - 1)
+_Static_assert(PE_FEAT_KNOWN == PROTO_FEAT_KNOWN, "a PROTO_FEAT_* bit without its name");
 static json_t *pe_feat_list(uint32_t bits)
 {
     json_t *a = NULL;
@@ -987,8 +988,8 @@ static json_t *pe_build(const struct proto_msg *m)
         json_t *o = pe_b64(json_pack("{s:s, s:i}", "type", t, "version", PROTO_VERSION), "nonce",
                            m->u.challenge.nonce, PROTO_NONCE_BYTES);
         if (m->u.challenge.feat_birthday || m->u.challenge.feat_resume)
-            o = pe_obj(o, "features", pe_chal_features(m->u.challenge.feat_birthday,
-                                                       m->u.challenge.feat_resume));
+            o = pe_obj(o, "features",
+                       pe_chal_features(m->u.challenge.feat_birthday, m->u.challenge.feat_resume));
         return o;
     }
     default:

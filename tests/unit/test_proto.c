@@ -2131,7 +2131,7 @@ static void t_bday_names(void)
 
 #define CONNECT_R(extra) "{\"type\":\"connect\",\"target\":\"alice\"" extra "}"
 #define PUNCH_R(extra)                                                                             \
-    "{\"type\":\"punch\",\"session\":\"0123456789abcdef0123456789abcdef\",\"peer\":\"alice\","    \
+    "{\"type\":\"punch\",\"session\":\"0123456789abcdef0123456789abcdef\",\"peer\":\"alice\","     \
     "\"role\":\"initiator\",\"observed\":\"198.51.100.7:51000\",\"endpoints\":[]" extra "}"
 #define SHAKE_R(extra)                                                                             \
     "{\"type\":\"shake\",\"version\":1,\"session\":\"0123456789abcdef0123456789abcdef\","          \
@@ -2199,9 +2199,10 @@ static void t_sess_hello(void)
     CHECK(msg_.u.hello.features == PROTO_FEAT_RESUME);
     ACCEPT(PROTO_TO_SERVER, HELLO_B(",\"features\":[\"12345678901234567890123456789012\"]"));
     /* each bad value */
-    REJECT(PROTO_TO_SERVER, HELLO_B(",\"features\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\","
-                                    "\"8\",\"9\",\"10\",\"11\",\"12\",\"13\",\"14\",\"15\","
-                                    "\"16\",\"resume\"]"),
+    REJECT(PROTO_TO_SERVER,
+           HELLO_B(",\"features\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\","
+                   "\"8\",\"9\",\"10\",\"11\",\"12\",\"13\",\"14\",\"15\","
+                   "\"16\",\"resume\"]"),
            PROTO_E_FIELD);
     REJECT(PROTO_TO_SERVER, HELLO_B(",\"features\":[\"123456789012345678901234567890123\"]"),
            PROTO_E_FIELD);
@@ -2278,9 +2279,10 @@ static void t_sess_punch(void)
     REJECT(PROTO_TO_PEER, PUNCH_R(",\"peer_features\":[\"\"]"), PROTO_E_FIELD);
     REJECT(PROTO_TO_PEER, PUNCH_R(",\"peer_features\":[true]"), PROTO_E_FIELD);
     REJECT(PROTO_TO_PEER, PUNCH_R(",\"peer_features\":\"resume\""), PROTO_E_FIELD);
-    REJECT(PROTO_TO_PEER, PUNCH_R(",\"peer_features\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\","
-                                  "\"7\",\"8\",\"9\",\"10\",\"11\",\"12\",\"13\",\"14\",\"15\","
-                                  "\"16\",\"17\"]"),
+    REJECT(PROTO_TO_PEER,
+           PUNCH_R(",\"peer_features\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\","
+                   "\"7\",\"8\",\"9\",\"10\",\"11\",\"12\",\"13\",\"14\",\"15\","
+                   "\"16\",\"17\"]"),
            PROTO_E_FIELD);
     REJECT(PROTO_TO_PEER, PUNCH_R(",\"peer_features\":[\"123456789012345678901234567890123\"]"),
            PROTO_E_FIELD);
@@ -2318,8 +2320,8 @@ static void t_sess_shake(void)
         CHECK(o.u.shake.resume.buf == 8u << 20 && o.u.shake.resume.timeout == 120);
     }
     /* the ends of the ranges, signed or not */
-    m.u.shake.resume = (struct proto_resume_caps){true, 1, PROTO_RESUME_BUF_MAX,
-                                                  PROTO_RESUME_TIMEOUT_MAX};
+    m.u.shake.resume =
+        (struct proto_resume_caps){true, 1, PROTO_RESUME_BUF_MAX, PROTO_RESUME_TIMEOUT_MAX};
     m.u.shake.has_sig = true;
     memset(m.u.shake.sig, 0x11, sizeof m.u.shake.sig);
     if (roundtrip(&m, PROTO_PEER_TO_PEER, &o))
@@ -2361,8 +2363,8 @@ static void t_sess_shake(void)
         REJECT(PROTO_PEER_TO_PEER, l, PROTO_E_FIELD);
         CHECK_MSG(strstr(why_, "resume") != NULL, "%s: reason %s", bad[i], why_);
     }
-    REJECT(PROTO_PEER_TO_PEER,
-           SHAKE_R(",\"resume\":{\"v\":1,\"buf\":65536,\"timeout\":5,\"v\":1}"), PROTO_E_JSON);
+    REJECT(PROTO_PEER_TO_PEER, SHAKE_R(",\"resume\":{\"v\":1,\"buf\":65536,\"timeout\":5,\"v\":1}"),
+           PROTO_E_JSON);
 }
 
 static void t_sess_admit(void)
@@ -2388,6 +2390,11 @@ static void t_sess_admit(void)
     o = m;
     o.u.hello.features = PROTO_FEAT_RESUME;
     CHECK(!admit_is(&o, key, hello_hex) && auth_admit(key, nonce, &o, a));
+    /* bits without a name are neither encoded nor admitted: the server never sees them */
+    o.u.hello.features = PROTO_FEAT_RESUME | 0x80000000u;
+    CHECK(auth_admit(key, nonce, &o, b) && memcmp(a, b, sizeof a) == 0);
+    o.u.hello.features = 0x80000000u;
+    CHECK(admit_is(&o, key, hello_hex));
     o.u.hello.features = 0;
     o.u.hello.replace = true;
     CHECK(!admit_is(&o, key, hello_hex) && auth_admit(key, nonce, &o, b));
@@ -2432,19 +2439,19 @@ static void t_names(void)
 
 CHECK_MAIN(TEST(t_roundtrip_hello), TEST(t_roundtrip_welcome), TEST(t_roundtrip_connect),
            TEST(t_roundtrip_punch), TEST(t_roundtrip_error), TEST(t_roundtrip_ping_pong),
-           TEST(t_roundtrip_shake), TEST(t_shake_crypto_fields), TEST(t_encode_limits), TEST(t_err_codes),
-           TEST(t_reject_not_json), TEST(t_reject_not_object), TEST(t_reject_type),
-           TEST(t_reject_direction), TEST(t_reject_missing_field), TEST(t_reject_ill_typed),
-           TEST(t_unknown_fields), TEST(t_reject_bad_id), TEST(t_reject_bad_endpoint),
-           TEST(t_reject_too_many), TEST(t_reject_version), TEST(t_line_length),
-           TEST(t_reject_duplicates), TEST(t_reject_nul), TEST(t_reject_nested),
-           TEST(t_reject_session), TEST(t_reject_role), TEST(t_fuzz), TEST(t_roundtrip_probe),
-           TEST(t_roundtrip_observed), TEST(t_roundtrip_welcome_probe), TEST(t_reject_probe),
-           TEST(t_roundtrip_relay), TEST(t_reject_relay), TEST(t_roundtrip_challenge),
-           TEST(t_reject_challenge), TEST(t_roundtrip_hello_auth), TEST(t_reject_hello_auth),
-           TEST(t_roundtrip_punch_key), TEST(t_admit_relay_probe), TEST(t_admit_binding), TEST(t_code_roundtrip),
-           TEST(t_code_unknown), TEST(t_code_protocol_md), TEST(t_code_passing_md), TEST(t_names),
-           TEST(t_bday_features), TEST(t_bday_hello), TEST(t_bday_punch_roundtrip),
-           TEST(t_bday_punch_reject), TEST(t_bday_admit), TEST(t_bday_names),
-           TEST(t_sess_challenge), TEST(t_sess_hello), TEST(t_sess_connect), TEST(t_sess_punch),
-           TEST(t_sess_shake), TEST(t_sess_admit))
+           TEST(t_roundtrip_shake), TEST(t_shake_crypto_fields), TEST(t_encode_limits),
+           TEST(t_err_codes), TEST(t_reject_not_json), TEST(t_reject_not_object),
+           TEST(t_reject_type), TEST(t_reject_direction), TEST(t_reject_missing_field),
+           TEST(t_reject_ill_typed), TEST(t_unknown_fields), TEST(t_reject_bad_id),
+           TEST(t_reject_bad_endpoint), TEST(t_reject_too_many), TEST(t_reject_version),
+           TEST(t_line_length), TEST(t_reject_duplicates), TEST(t_reject_nul),
+           TEST(t_reject_nested), TEST(t_reject_session), TEST(t_reject_role), TEST(t_fuzz),
+           TEST(t_roundtrip_probe), TEST(t_roundtrip_observed), TEST(t_roundtrip_welcome_probe),
+           TEST(t_reject_probe), TEST(t_roundtrip_relay), TEST(t_reject_relay),
+           TEST(t_roundtrip_challenge), TEST(t_reject_challenge), TEST(t_roundtrip_hello_auth),
+           TEST(t_reject_hello_auth), TEST(t_roundtrip_punch_key), TEST(t_admit_relay_probe),
+           TEST(t_admit_binding), TEST(t_code_roundtrip), TEST(t_code_unknown),
+           TEST(t_code_protocol_md), TEST(t_code_passing_md), TEST(t_names), TEST(t_bday_features),
+           TEST(t_bday_hello), TEST(t_bday_punch_roundtrip), TEST(t_bday_punch_reject),
+           TEST(t_bday_admit), TEST(t_bday_names), TEST(t_sess_challenge), TEST(t_sess_hello),
+           TEST(t_sess_connect), TEST(t_sess_punch), TEST(t_sess_shake), TEST(t_sess_admit))

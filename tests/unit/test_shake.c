@@ -444,10 +444,10 @@ static void t_resumption_secret(void)
  * before shake.resume existed: without the member both signatures cover exactly today's bytes,
  * so a peer of this version and an older one verify each other. */
 #define VEC_I_SIG                                                                                  \
-    "7bf025af007492fbf213bdb22bbadd571d5212b812d36fdd18b1051fde9e3b00"                            \
+    "7bf025af007492fbf213bdb22bbadd571d5212b812d36fdd18b1051fde9e3b00"                             \
     "d4e8e74144918a46e47228ec09d0d21c8df360ba91f0defb21618bb9e87aaf0e"
 #define VEC_R_SIG                                                                                  \
-    "48beb283c8f5eb025728ceb050b3a1a64780ce2555c37eb43788c772c0567571"                            \
+    "48beb283c8f5eb025728ceb050b3a1a64780ce2555c37eb43788c772c0567571"                             \
     "41f1a15f88086322061a553bbaaa4b8680441db681facfe83a7813b7db2fd00a"
 
 static void vec_sigs(struct shake_ctx *i, struct shake_ctx *r, struct shake_peer *at_i,
@@ -667,6 +667,6 @@ static void t_setup(void)
 
 CHECK_MAIN(TEST(t_setup), TEST(t_exchange), TEST(t_initiator_needs_the_peer),
            TEST(t_bad_signatures), TEST(t_wrong_key), TEST(t_replay), TEST(t_direct),
-           TEST(t_low_order_eph), TEST(t_vector), TEST(t_resumption_secret),
-           TEST(t_vector_sigs), TEST(t_resume_combinations), TEST(t_resume_tampered),
-           TEST(t_resume_vector), TEST(t_resume_direct))
+           TEST(t_low_order_eph), TEST(t_vector), TEST(t_resumption_secret), TEST(t_vector_sigs),
+           TEST(t_resume_combinations), TEST(t_resume_tampered), TEST(t_resume_vector),
+           TEST(t_resume_direct))
