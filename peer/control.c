@@ -307,16 +307,17 @@ static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
     const char *code = m->u.error.code;
     enum proto_code pc = proto_code_parse(code);
     char msg[500]; /* ctl_fail prints it into 512 bytes */
-    /* before the punching case: a newer connection of ours holds the id, so this process is
-     * superseded whatever it is doing, and reconnecting would only take the id back from it */
+    if (c->state == CTL_PUNCHING) {
+        /* the server is no longer needed for this session (even after `replaced`) */
+        LOG_I("server: %s (%s)", m->u.error.message, code);
+        return;
+    }
+    /* a newer connection of ours holds the id: this one is superseded, and reconnecting would
+     * only take the id back from it (so ctl_fail, never ctl_lost) */
     if (pc == PC_REPLACED) {
         ctl_fail(c, EXIT_SERVER,
                  "another connection of ours (same key) took the id %s on %s; not reconnecting",
                  c->o->id, c->name);
-        return;
-    }
-    if (c->state == CTL_PUNCHING) {
-        LOG_I("server: %s (%s)", m->u.error.message, code);
         return;
     }
     if (pc == PC_PEER_NOT_FOUND && c->rsm && c->state == CTL_ASKED) {

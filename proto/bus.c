@@ -241,7 +241,7 @@ static bool bd_bday_caps(json_t *o, struct proto_bday_caps *out)
  * hello.features (proto.c). */
 static const char *const bus_feat_names[] = {"resume"};
 #define BUS_NFEAT (sizeof bus_feat_names / sizeof bus_feat_names[0])
-#define BUS_FEAT_KNOWN ((1u << BUS_NFEAT) - 1)
+_Static_assert(((1u << BUS_NFEAT) - 1) == PROTO_FEAT_KNOWN, "a name for every known feature bit");
 
 /* One name of a feature list: 1..PROTO_MAX_FEATURE_LEN bytes, not earlier in the list. */
 static bool bd_feat_item(json_t *a, size_t i)
@@ -301,8 +301,7 @@ static enum bus_err bd_introduce(struct bd *d, struct bus_msg *m)
     if (!from || strcmp(from, m->sender) != 0 || !target || !proto_valid_id(target) || !peer ||
         !path || !bd_int(d->o, "rtt_us", 0, BUS_MAX_DELAY_US, &rtt) ||
         !bd_int(d->o, "bus_rtt_us", 0, BUS_MAX_DELAY_US, &bus) ||
-        !bd_bday_caps(d->o, &m->u.introduce.bday) ||
-        !bd_features(d->o, &m->u.introduce.features) ||
+        !bd_bday_caps(d->o, &m->u.introduce.bday) || !bd_features(d->o, &m->u.introduce.features) ||
         !bd_resume(d->o, m->u.introduce.resume, sizeof m->u.introduce.resume))
         return bd_fail(d, BUS_E_BODY, "a malformed introduce");
     bd_copy(m->u.introduce.from, sizeof m->u.introduce.from, from);
@@ -462,7 +461,7 @@ static json_t *be_features(uint32_t bits)
 /* introduce's optional members of resumable sessions, each only when present. */
 static int be_resume_members(json_t *o, const struct bus_msg *m)
 {
-    if ((m->u.introduce.features & BUS_FEAT_KNOWN) &&
+    if ((m->u.introduce.features & PROTO_FEAT_KNOWN) &&
         json_object_set_new(o, "features", be_features(m->u.introduce.features)) < 0)
         return -1;
     if (m->u.introduce.resume[0] &&

@@ -429,9 +429,10 @@ static void cl_on_introduce(struct cl *c, const struct bus_msg *m, const char *p
     }
     c->user.punch(c->user.data, to, session, lt, (size_t)nt, pp.s[PLAN_T].delay_us);
     LOG_N("punch sent: session %s, %s (initiator, on instance %s) <-> %s (responder), %s %llu us "
-          "later, direct %s%s, relay %s",
+          "later, direct %s%s, relay %s%s%s",
           session, pi.id, from, pt.id, pt.id, (unsigned long long)pp.s[PLAN_T].delay_us,
-          pl.direct ? "yes" : "no", pl.bday ? " (birthday)" : "", pl.relay ? "offered" : "no");
+          pl.direct ? "yes" : "no", pl.bday ? " (birthday)" : "", pl.relay ? "offered" : "no",
+          pl.resume[0] ? ", resuming " : "", pl.resume);
     if (pl.relay)
         LOG_I("cluster: session %s relays here, at %s", session, c->public_text);
 }
@@ -488,8 +489,8 @@ void cl_announce_replace(struct cl *c, const char *id, const unsigned char *key)
     memcpy(tk->key, key, sizeof tk->key);
     snprintf(ttl, sizeof ttl, "%u", c->ttl);
     cl__key(c, "peer", id, dkey, sizeof dkey);
-    if (redisAsyncCommand(c->cmd, cl_on_taken, tk, "EVAL %s 1 %s %s %s", cl_lua_take, dkey,
-                          c->inst, ttl) != REDIS_OK)
+    if (redisAsyncCommand(c->cmd, cl_on_taken, tk, "EVAL %s 1 %s %s %s", cl_lua_take, dkey, c->inst,
+                          ttl) != REDIS_OK)
         free(tk);
 }
 

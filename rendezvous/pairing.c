@@ -190,8 +190,8 @@ static uint64_t pair_deliver(struct conn *const conn[2], struct plan_punches *pp
     return 0;
 }
 
-void pair_connect(struct rly *rly, bool relays, const struct plan_bday_cfg *bday,
-                  struct conn *from, struct conn *to, const char *resume)
+void pair_connect(struct rly *rly, bool relays, const struct plan_bday_cfg *bday, struct conn *from,
+                  struct conn *to, const char *resume)
 {
     static const struct plan_route here = {.across = false};
     char msg[PROTO_MAX_TEXT], session[PROTO_SESSION_LEN + 1];
@@ -244,6 +244,6 @@ void pair_connect(struct rly *rly, bool relays, const struct plan_bday_cfg *bday
           session, pi.id, pt.id, f == PLAN_I ? pi.id : pt.id, f == PLAN_I ? pt.id : pi.id,
           (unsigned long long)delay_ms, (f == PLAN_I ? pi : pt).rtt_us / 1000.0,
           (f == PLAN_I ? pt : pi).rtt_us / 1000.0, pl.direct ? "yes" : "no",
-          pl.bday ? " (birthday)" : "",
-          pl.relay ? "offered" : "no", pl.resume[0] ? ", resuming " : "", pl.resume);
+          pl.bday ? " (birthday)" : "", pl.relay ? "offered" : "no",
+          pl.resume[0] ? ", resuming " : "", pl.resume);
 }

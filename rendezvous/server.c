@@ -185,8 +185,8 @@ static bool srv_replace_local(struct conn *c, const struct proto_msg *m)
     char msg[PROTO_MAX_TEXT];
     if (!old)
         return false;
-    LOG_N("replace %s: the connection from %s gives way to the one from %s (same key)",
-          old->id, old->addr, c->addr);
+    LOG_N("replace %s: the connection from %s gives way to the one from %s (same key)", old->id,
+          old->addr, c->addr);
     snprintf(msg, sizeof msg, "a newer connection registered %s with the same key", old->id);
     conn_refuse(old, PC_REPLACED, msg, true);
     return reg_find(c->srv->reg, m->u.hello.id) == NULL;
@@ -283,8 +283,7 @@ static void srv_on_hello(struct conn *c, const struct proto_msg *m)
      * the cluster's allowlist); during an outage only ids already bound here are served, from
      * memory (gate_check_hello has checked those) */
     if (c->srv->cl && (cl_is_up(c->srv->cl) || !ik_find(c->srv->gate.owners, m->u.hello.id))) {
-        if (!m->u.hello.aux && reg_find(c->srv->reg, m->u.hello.id) &&
-            !srv_replaceable(c, m)) {
+        if (!m->u.hello.aux && reg_find(c->srv->reg, m->u.hello.id) && !srv_replaceable(c, m)) {
             snprintf(msg, sizeof msg, "%s is already registered by another connection",
                      m->u.hello.id);
             conn_refuse(c, PC_ID_TAKEN, msg, true);
@@ -919,8 +918,7 @@ static void srv_cl_replaced(void *data, const char *id, const unsigned char *key
     struct conn *old = reg_find(s->reg, id);
     char msg[PROTO_MAX_TEXT];
     if (!old || sodium_memcmp(old->key, key, sizeof old->key) != 0) {
-        LOG_I("cluster: %s moved to instance %s; no registration of it here with that key", id,
-              by);
+        LOG_I("cluster: %s moved to instance %s; no registration of it here with that key", id, by);
         return;
     }
     LOG_N("replace %s: the connection from %s gives way to one on instance %s (same key)", id,

@@ -6,6 +6,7 @@ number of failed checks.
 
   resume_srv.py local HOST PORT        a server with its defaults (resume offered)
   resume_srv.py off HOST PORT          a server started with --no-resume
+  resume_srv.py secret HOST PORT FILE  a server with --secret-file FILE: admit covers the members
   resume_srv.py cluster HOST PORT_A PORT_B   two instances of one cluster
   resume_srv.py fakeserver PORT COUNT_FILE   a server that welcomes, then says `replaced`
 """
@@ -148,6 +149,25 @@ def t_replace(host, port, port2, offered):
         x.close()
 
 
+def t_secret(host, port, path):
+    """With a secret, the admit covers features and replace: the right one registers (and the
+    replace works), one made without them is not admitted."""
+    sec = open(path, "rb").read()
+    me = uid("sec")
+    ident = Identity(me)
+    c = Conn(host, port)
+    m = tpauth.hello_msg(ident, c.nonce, me)  # admit over the members without features
+    m["admit"] = tpauth.admit(sec, c.nonce, m)
+    m["features"] = ["resume"]
+    c.msg(m)
+    R.check(is_error(c.next_msg(), "not-admitted"), "an admit that does not cover features: refused")
+    c.close()
+    old = register(host, port, me, ident, features=["resume"], secret=sec)
+    new = register(host, port, me, ident, features=["resume"], replace=True, secret=sec)
+    R.check(is_error(old.next_msg(3.0), "replaced"), "with a secret, replace works the same")
+    new.close()
+
+
 def fakeserver(port, count_file):
     """Welcomes every peer, then tells it `replaced`; counts the connections in count_file."""
     ls = socket.socket()
@@ -193,6 +213,8 @@ def main():
         t_challenge(host, port, False)
         t_features_off(host, port)
         t_replace(host, port, port, False)
+    elif MODE == "secret":
+        t_secret(host, port, sys.argv[4])
     elif MODE == "cluster":
         port2 = int(sys.argv[4])
         t_features(host, port, port2)

@@ -25,5 +25,6 @@ else
 fi
 check "B told A to close the replaced registration" \
     inst_says B "$mB" "cluster: rep-[0-9-]+ \(replace\) was on instance A: told it to close"
+check "B logs the punch that resumes" inst_says B "$mB" "punch sent: .*on instance A.*, resuming 0123456789abcdef"
 check "A closed it" inst_says A "$mA" "replace rep-[0-9-]+: the connection from .* gives way to one on instance B"
 finish

@@ -34,6 +34,12 @@ start_server --no-resume
 raw "--no-resume: nothing offered, nothing passed on, replace ignored" off 127.0.0.1 "$SERVER_PORT"
 stop_server
 
+head -c 32 /dev/urandom >"$WORK/secret"
+start_server --secret-file "$WORK/secret"
+raw "with a secret: the admit covers features and replace" secret 127.0.0.1 "$SERVER_PORT" \
+    "$WORK/secret"
+stop_server
+
 check "--help documents --no-resume" sh -c "'$RENDEZVOUS' --help | grep -q -- --no-resume"
 
 # ---- the peer told `replaced`: says so, exits 2 (EXIT_SERVER), does not reconnect

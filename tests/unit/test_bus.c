@@ -669,7 +669,7 @@ static void t_resume_introduce(void)
     if (roundtrip(&m, json, sizeof json)) {
         CHECK_INT(msg_.u.introduce.features, PROTO_FEAT_RESUME);
         CHECK_STR(msg_.u.introduce.resume, OTHER);
-        CHECK(strstr(json, "\"bus_rtt_us\":300,\"features\":[\"resume\"],\"resume\":\"" ) != NULL);
+        CHECK(strstr(json, "\"bus_rtt_us\":300,\"features\":[\"resume\"],\"resume\":\"") != NULL);
     }
     /* bits this version has no name for are not sent */
     m.u.introduce.features = 0x80u;
@@ -681,11 +681,12 @@ static void t_resume_introduce(void)
 
     punch_json(PROTO_RESPONDER, SESSION, line, sizeof line);
 #define INTRO_R(extra)                                                                             \
-    (snprintf(big, sizeof big,                                                                     \
-              "{\"type\":\"introduce\",\"sender\":\"A\",\"t\":9,\"session\":\"%s\",\"from\":\"A\"," \
-              "\"target\":\"bob\",\"peer\":\"%s\",\"path\":\"any\",\"rtt_us\":0,\"bus_rtt_us\":0," \
-              extra "}",                                                                           \
-              SESSION, line),                                                                      \
+    (snprintf(                                                                                     \
+         big, sizeof big,                                                                          \
+         "{\"type\":\"introduce\",\"sender\":\"A\",\"t\":9,\"session\":\"%s\",\"from\":\"A\","     \
+         "\"target\":\"bob\",\"peer\":\"%s\",\"path\":\"any\",\"rtt_us\":0,\"bus_rtt_us\":"        \
+         "0," extra "}",                                                                           \
+         SESSION, line),                                                                           \
      big)
     if (DEC_IS(INTRO_R("\"features\":[\"x-later\",\"resume\"]"), BUS_OK))
         CHECK_INT(msg_.u.introduce.features, PROTO_FEAT_RESUME);
@@ -722,31 +723,36 @@ static void t_replace(void)
         CHECK_INT(msg_.type, BUS_REPLACE);
         CHECK_STR(msg_.u.replace.id, "bob");
         CHECK(msg_.u.replace.key[0] == 1 && msg_.u.replace.key[PROTO_KEY_BYTES - 1] == 1);
-        CHECK_STR(json, "{\"type\":\"replace\",\"id\":\"bob\",\"key\":\"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB"
-                        "AQEBAQEBAQE=\",\"sender\":\"A\",\"t\":5}");
+        CHECK_STR(json,
+                  "{\"type\":\"replace\",\"id\":\"bob\",\"key\":\"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB"
+                  "AQEBAQEBAQE=\",\"sender\":\"A\",\"t\":5}");
     }
     CHECK_STR(bus_type_name(BUS_REPLACE), "replace");
     strcpy(m.u.replace.id, "");
     CHECK_INT(bus_encode(&m, json, sizeof json), -1);
-    DEC_IS("{\"type\":\"replace\",\"sender\":\"A\",\"t\":5,\"id\":\"bob\",\"key\":\"AQEBAQEBAQEBAQEBAQ"
-           "EBAQEBAQEBAQEBAQEBAQEBAQE=\"}",
-           BUS_OK);
+    DEC_IS(
+        "{\"type\":\"replace\",\"sender\":\"A\",\"t\":5,\"id\":\"bob\",\"key\":\"AQEBAQEBAQEBAQEBAQ"
+        "EBAQEBAQEBAQEBAQEBAQEBAQE=\"}",
+        BUS_OK);
     DEC_IS("{\"type\":\"replace\",\"sender\":\"A\",\"t\":5,\"id\":\"bob\"}", BUS_E_BODY);
-    DEC_IS("{\"type\":\"replace\",\"sender\":\"A\",\"t\":5,\"key\":\"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB"
-           "AQEBAQEBAQE=\"}",
-           BUS_E_BODY);
+    DEC_IS(
+        "{\"type\":\"replace\",\"sender\":\"A\",\"t\":5,\"key\":\"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB"
+        "AQEBAQEBAQE=\"}",
+        BUS_E_BODY);
     DEC_IS("{\"type\":\"replace\",\"sender\":\"A\",\"t\":5,\"id\":\"bob\",\"key\":\"AQEB\"}",
            BUS_E_BODY);
-    DEC_IS("{\"type\":\"replace\",\"sender\":\"A\",\"t\":5,\"id\":\"b o b\",\"key\":\"AQEBAQEBAQEBAQEB"
-           "AQEBAQEBAQEBAQEBAQEBAQEBAQE=\"}",
-           BUS_E_BODY);
-    DEC_IS("{\"type\":\"replace\",\"sender\":\"A\",\"t\":5,\"id\":\"bob\",\"key\":\"AQEBAQEBAQEBAQEB"
-           "AQEBAQEBAQEBAQEBAQEBAQEBAQE=\",\"session\":\"0123456789abcdef0123456789abcdef\"}",
-           BUS_E_BODY);
+    DEC_IS(
+        "{\"type\":\"replace\",\"sender\":\"A\",\"t\":5,\"id\":\"b o b\",\"key\":\"AQEBAQEBAQEBAQEB"
+        "AQEBAQEBAQEBAQEBAQEBAQEBAQE=\"}",
+        BUS_E_BODY);
+    DEC_IS(
+        "{\"type\":\"replace\",\"sender\":\"A\",\"t\":5,\"id\":\"bob\",\"key\":\"AQEBAQEBAQEBAQEB"
+        "AQEBAQEBAQEBAQEBAQEBAQEBAQE=\",\"session\":\"0123456789abcdef0123456789abcdef\"}",
+        BUS_E_BODY);
 }
 
 CHECK_MAIN(TEST(t_roundtrip_introduce), TEST(t_roundtrip_answer), TEST(t_encode_refuses),
            TEST(t_envelope), TEST(t_unknown_type), TEST(t_reject_introduce), TEST(t_reject_answer),
            TEST(t_answer_later), TEST(t_path_later), TEST(t_punch_is), TEST(t_instance),
-           TEST(t_key), TEST(t_seal_open), TEST(t_bday_introduce),
-           TEST(t_resume_introduce), TEST(t_replace))
+           TEST(t_key), TEST(t_seal_open), TEST(t_bday_introduce), TEST(t_resume_introduce),
+           TEST(t_replace))
