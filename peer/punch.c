@@ -572,9 +572,10 @@ static bool pr_begin(struct pconn *c)
     return c->rctx.role != PROTO_RESPONDER || pr_send(c, RSHAKE_RESUME);
 }
 
-/* The exchange on c verified: the link gets what the caller resumes the session with (the
- * rest, remote, via, prefill ..., pu_win fills as for the shake). Only the winner gets here,
- * and the punch ends right after, so writing into the link now is writing the winner's. */
+/* The exchange on c verified: the link gets what the caller resumes the session with (fd,
+ * remote, via, prefill ... pu_win fills as for the shake). Only a connection about to win gets
+ * here and the punch ends right after; should the responder's `resumed` not go out, a later
+ * winner overwrites all of it, as the shake's keys are overwritten. */
 static bool pr_fill_link(struct pconn *c)
 {
     struct peer_link *l = c->p->link;
@@ -634,6 +635,22 @@ static int pr_on_line(void *ctx, char *line, size_t len)
         pu_select(c);
     }
     return 1;
+}
+
+/* A resume punch that could never win is refused before a SYN: with both contexts the engine
+ * would not know which lines to speak, and past the last epoch the responder has nothing to
+ * offer and the initiator could accept nothing. */
+static bool pr_cfg_ok(const struct punch_cfg *cfg, char *err, size_t errlen)
+{
+    if (cfg->shake) {
+        snprintf(err, errlen, "a punch runs the shake or the resume lines, not both");
+        return false;
+    }
+    if (rshake_next_epoch(cfg->resume) == 0) {
+        snprintf(err, errlen, "the session has no epoch left to resume with");
+        return false;
+    }
+    return true;
 }
 
 /* ---- end of resume mode ---- */
@@ -946,8 +963,10 @@ static void pu_timer(struct punch *p, uv_timer_t *t, uv_timer_cb cb, uint64_t af
 struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct peer_link *link,
                           punch_done_cb done, void *arg, char *err, size_t errlen)
 {
-    struct punch *p = calloc(1, sizeof *p);
-    if (!p) {
+    struct punch *p;
+    if (cfg->resume && !pr_cfg_ok(cfg, err, errlen))
+        return NULL;
+    if (!(p = calloc(1, sizeof *p))) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }

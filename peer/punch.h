@@ -74,7 +74,9 @@ struct punch_cfg {
      * `resumed`. Anything else closes that connection only; stall times, re-dials, budgets and
      * the inbound checks are the shake's. The winner's link also gets resume = true,
      * encrypted, role and root (not rs, nor peer_pk: the caller's session holds them), and the
-     * usual fd, remote, via, prefill, relayed. The caller raises last_epoch afterwards. */
+     * usual fd, remote, via, prefill, relayed. The caller raises last_epoch afterwards.
+     * punch_start refuses (NULL, err) a resume punch with shake set too, or with no epoch left
+     * (last_epoch UINT32_MAX). */
     const struct rshake_ctx *resume;
 };
 

@@ -5,8 +5,13 @@
  * rx), at epoch last_epoch + 1, each link holding the other side's announced offset, and the
  * bytes that arrived behind the last line in the prefill. With another RS, another root, another
  * session id, or an initiator that has already accepted a later epoch, nobody wins: every
- * connection is refused and both punches fail at their deadline. TPRESUME_VERBOSE=1 shows the
- * engines' logs (why each connection was dropped). */
+ * connection is refused and both punches fail at their deadline. The relayed connection
+ * (punch_adopt) runs the same lines; against a scripted responder the initiator keeps a second
+ * valid offer as a spare and answers it when the selected connection fails, a bad line drops its
+ * connection only, and data behind `resumed` beyond one read is split between the prefill and
+ * the socket without a byte lost. A punch that cannot win (no epoch left, both contexts) is
+ * refused by punch_start. TPRESUME_VERBOSE=1 shows the engines' logs (why each connection was
+ * dropped). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -348,6 +353,20 @@ static void send_line(int fd, const struct rshake_ctx *c, enum rshake_type t,
     CHECK(n > 0 && send(fd, line, (size_t)n, MSG_NOSIGNAL) == n);
 }
 
+/* The scripted responder's context for one connection (its own ephemeral). */
+static void responder_ctx(struct rshake_ctx *r, uint64_t rx)
+{
+    memset(r, 0, sizeof *r);
+    snprintf(r->session, sizeof r->session, "%s", S1);
+    snprintf(r->root, sizeof r->root, "%s", ROOT1);
+    snprintf(r->self, sizeof r->self, "bob");
+    snprintf(r->peer, sizeof r->peer, "alice");
+    r->role = PROTO_RESPONDER;
+    r->rs = rs_a;
+    r->rx = rx;
+    rshake_init(r);
+}
+
 /* The initiator engine against a scripted responder on three relayed connections: a bad line
  * drops its connection only; the first valid offer is answered (selected), the second kept as a
  * spare and answered only when the selected one fails; the spare's `resumed` wins, with the keys
@@ -372,15 +391,7 @@ static void t_resume_spare(void)
     p = punch_start(&loop, &ini.cfg, &ini.link, on_done, &ini, err, sizeof err);
     CHECK(p != NULL);
     for (int i = 0; i < 3; i++) {
-        memset(&r[i], 0, sizeof r[i]);
-        snprintf(r[i].session, sizeof r[i].session, "%s", S1);
-        snprintf(r[i].root, sizeof r[i].root, "%s", ROOT1);
-        snprintf(r[i].self, sizeof r[i].self, "bob");
-        snprintf(r[i].peer, sizeof r[i].peer, "alice");
-        r[i].role = PROTO_RESPONDER;
-        r[i].rs = rs_a;
-        r[i].rx = RX_R + (uint64_t)i;
-        rshake_init(&r[i]);
+        responder_ctx(&r[i], RX_R + (uint64_t)i);
         memset(&rp[i], 0, sizeof rp[i]);
         theirs[i] = tcp_pair(&mine[i]);
         CHECK(theirs[i] >= 0 && mine[i] >= 0);
@@ -431,6 +442,95 @@ static void t_resume_spare(void)
         close(ini.link.fd);
 }
 
+/* More peer data behind `resumed` than one read of the engine (and the link's prefill) takes:
+ * the prefill holds the first part, the socket the rest, nothing lost or doubled. */
+static void t_resume_prefill(void)
+{
+    static struct side ini;
+    static char data[3 * PROTO_MAX_LINE], got[sizeof data], buf[PROTO_MAX_LINE + 1];
+    struct rshake_ctx r;
+    struct rshake_peer rp;
+    char why[256], line[PROTO_MAX_LINE];
+    uv_loop_t loop;
+    int mine, theirs, n;
+    size_t have = 0;
+    struct punch *p;
+    char err[200];
+    uint64_t end;
+
+    setup();
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (char)('a' + i % 23);
+    relay_side(&ini, PROTO_INITIATOR, 0);
+    ini.say = NULL;
+    responder_ctx(&r, RX_R);
+    memset(&rp, 0, sizeof rp);
+    CHECK_INT(uv_loop_init(&loop), 0);
+    p = punch_start(&loop, &ini.cfg, &ini.link, on_done, &ini, err, sizeof err);
+    theirs = tcp_pair(&mine);
+    CHECK(p && mine >= 0 && theirs >= 0);
+    CHECK_INT(punch_adopt(p, theirs, PUNCH_ADOPT_RELAY), 0);
+    send_line(mine, &r, RSHAKE_RESUME, NULL);
+    CHECK(line_from(&loop, mine, buf, sizeof buf, 2000) > 0);
+    CHECK_INT(rshake_verify(&r, RSHAKE_RESUME, buf, strlen(buf), &rp, why, sizeof why), SHAKE_OK);
+    /* resumed and the data in one send: the engine's read ends inside the data */
+    n = rshake_encode(&r, RSHAKE_RESUMED, &rp, line, sizeof line);
+    CHECK(n > 0);
+    memmove(data, line, (size_t)n); /* the stream: the line, then data */
+    CHECK(send(mine, data, sizeof data, MSG_NOSIGNAL) == (ssize_t)sizeof data);
+    end = clk_ms() + 2000;
+    while (!ini.done && clk_ms() < end) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    CHECK_MSG(ini.status == EXIT_DONE, "initiator: %d %s", ini.status, ini.why);
+    if (ini.status == EXIT_DONE) {
+        CHECK(ini.link.prefill_len > 0 && ini.link.prefill_len <= sizeof ini.link.prefill);
+        memcpy(got, ini.link.prefill, ini.link.prefill_len);
+        have = ini.link.prefill_len;
+        while (have < sizeof data - (size_t)n) {
+            size_t k = read_for(ini.link.fd, got + have, sizeof data - (size_t)n - have, 1000);
+            if (k == 0)
+                break;
+            have += k;
+        }
+        CHECK_INT(have, sizeof data - (size_t)n);
+        CHECK(memcmp(got, data + n, sizeof data - (size_t)n) == 0);
+    }
+    if (!ini.done)
+        punch_abort(p, EXIT_PUNCH, "the test ends it");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_INT(uv_loop_close(&loop), 0);
+    rshake_wipe(&r);
+    close(mine);
+    if (ini.link.fd >= 0)
+        close(ini.link.fd);
+}
+
+/* A resume punch that cannot win is refused at the start: past the last epoch, or with the
+ * shake's context too. */
+static void t_resume_cfg(void)
+{
+    static struct side s;
+    struct shake_ctx shake;
+    uv_loop_t loop;
+    char err[200] = "";
+
+    setup();
+    CHECK_INT(uv_loop_init(&loop), 0);
+    relay_side(&s, PROTO_RESPONDER, UINT32_MAX);
+    CHECK(punch_start(&loop, &s.cfg, &s.link, on_done, &s, err, sizeof err) == NULL);
+    CHECK(strstr(err, "epoch") != NULL);
+    relay_side(&s, PROTO_INITIATOR, 0);
+    memset(&shake, 0, sizeof shake);
+    s.cfg.shake = &shake;
+    err[0] = '\0';
+    CHECK(punch_start(&loop, &s.cfg, &s.link, on_done, &s, err, sizeof err) == NULL);
+    CHECK(strstr(err, "not both") != NULL);
+    CHECK(!s.done);
+    CHECK_INT(uv_loop_close(&loop), 0);
+}
+
 /* Each test may run alone (by name): the first to run sets up. */
 static void setup(void)
 {
@@ -445,4 +545,4 @@ static void setup(void)
 }
 
 CHECK_MAIN(TEST(t_resume_won), TEST(t_resume_gone), TEST(t_resume_refused), TEST(t_resume_relayed),
-           TEST(t_resume_spare))
+           TEST(t_resume_spare), TEST(t_resume_prefill), TEST(t_resume_cfg))
