@@ -739,12 +739,18 @@ struct ctl_run {
     const struct resume_link_cfg *rsm; /* resume mode (peer_resume_link), else NULL */
 };
 
+/* The path thread sets it (atomically) while the attempt's thread polls it. */
+static bool ctl_cancelled(const struct resume_link_cfg *r)
+{
+    return __atomic_load_n(r->cancel, __ATOMIC_ACQUIRE) != 0;
+}
+
 /* Resume mode: the attempt ends when the path side cancels it or the deadline passes,
  * whatever it is doing (registering, waiting, punching). */
 static void ctl_on_watch(uv_timer_t *t)
 {
     struct ctl *c = t->data;
-    const char *why = *c->rsm->cancel                   ? "the resume was cancelled"
+    const char *why = ctl_cancelled(c->rsm)             ? "the resume was cancelled"
                       : clk_ms() >= c->rsm->deadline_ms ? "the resume timeout passed"
                                                         : NULL;
     if (!why || c->state == CTL_DONE)
@@ -957,7 +963,7 @@ int peer_resume_link(const struct resume_link_cfg *r, struct peer_link *link, ch
         goto done;
     }
     snprintf(why, whylen, "the resume was cancelled or its time is over");
-    for (int i = 0; i < n && !*r->cancel && clk_ms() < r->deadline_ms; i++) {
+    for (int i = 0; i < n && !ctl_cancelled(r) && clk_ms() < r->deadline_ms; i++) {
         uint64_t left = r->deadline_ms - clk_ms();
         o.timeout_ms = rc->o->timeout_ms < left ? rc->o->timeout_ms : left;
         ctl_try(&run, &loop, &l->s[i], n > 1, false, &out);

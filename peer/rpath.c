@@ -154,7 +154,8 @@ static void on_deadline(uv_timer_t *t)
     if (!r->suspended)
         return;
     if (r->working) {
-        r->cancel = 1; /* its result then gives up (on_done) */
+        /* atomic: the attempt's thread polls it; its result then gives up (on_done) */
+        __atomic_store_n(&r->cancel, 1, __ATOMIC_RELEASE);
         return;
     }
     give_up_deadline(r);
@@ -227,7 +228,7 @@ static void on_lost(struct rpath *r, const struct mb_msg *m)
 static void finish(struct rpath *r)
 {
     r->ended = true;
-    r->cancel = 1;
+    __atomic_store_n(&r->cancel, 1, __ATOMIC_RELEASE);
     r->suspended = false;
     uv_timer_stop(&r->wait);
     uv_timer_stop(&r->deadline);

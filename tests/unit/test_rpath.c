@@ -124,10 +124,10 @@ static int scripted(const struct resume_link_cfg *r, struct peer_link *link, cha
     pthread_mutex_unlock(&sc.mu);
     if (s.k == S_BLOCK) {
         uint64_t t0 = clk_ms();
-        while (!*r->cancel && clk_ms() - t0 < 10000)
+        while (!__atomic_load_n(r->cancel, __ATOMIC_ACQUIRE) && clk_ms() - t0 < 10000)
             usleep(2000);
         pthread_mutex_lock(&sc.mu);
-        sc.saw_cancel = *r->cancel != 0;
+        sc.saw_cancel = __atomic_load_n(r->cancel, __ATOMIC_ACQUIRE) != 0;
         sc.cancel_at = clk_ms();
         pthread_mutex_unlock(&sc.mu);
         snprintf(why, whylen, "cancelled");
