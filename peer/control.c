@@ -94,6 +94,7 @@ struct ctl {
     struct sess_resume sres;
     uv_timer_t watch;
     int not_found;
+    bool replacing; /* a newer resume order is taking over: the old session's end is not ours */
 };
 
 /* Errors that end a resume attempt are not the session's end (rpath tries again): -v. */
@@ -239,7 +240,10 @@ static void ctl_sess_idle(void *data)
 /* One-shot: the session's end is ours. */
 static void ctl_sess_ended(void *data, int status)
 {
-    ctl_end(data, status);
+    struct ctl *c = data;
+    if (c->replacing) /* resume mode: a newer order takes over (ctl_resume_replace) */
+        return;
+    ctl_end(c, status);
 }
 
 /* SESS_WAIT: the first handshake is the link. */
@@ -282,11 +286,24 @@ static bool ctl_resume_refused(struct ctl *c, const struct proto_msg *m)
     return true;
 }
 
+/* Resume mode, a valid order while one is being punched: the newer one replaces it (design
+ * 4.5: the newest is the one the peer is answering; the peer gave the older up, perhaps after
+ * its punch failed early, and asked again). The one-shot session ends without ending us. */
+static void ctl_resume_replace(struct ctl *c, const struct proto_msg *m)
+{
+    LOG_I("a newer resume order from %s replaces the one being punched", m->u.punch.peer);
+    c->replacing = true;
+    sess_abort(&c->sess, "a newer resume order replaced it");
+    c->replacing = false;
+}
+
 static void ctl_on_punch(struct ctl *c, const struct proto_msg *m, uint64_t rx_us)
 {
     if (ctl_resume_refused(c, m))
         return;
-    if (c->mode == SESS_ONE && !ctl_admit_one(c, m))
+    if (c->rsm && c->state == CTL_PUNCHING)
+        ctl_resume_replace(c, m); /* admitted already: the session starts below */
+    else if (c->mode == SESS_ONE && !ctl_admit_one(c, m))
         return;
     switch (sess_start(&c->sess, m, sk_rtt_us(sc_fd(c->sc)), rx_us)) {
     case SESS_NOMEM:

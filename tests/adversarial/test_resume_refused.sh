@@ -4,8 +4,9 @@
 # registered, sends it resume punch orders it must turn away before dialling anything: one
 # with no resume root (a fresh session), one of another session, one from another peer id,
 # one with another key than the session's peer's, one with the wrong role. Each names a
-# candidate endpoint where a listener counts connections: none may come. A last, valid order
-# names another listener, which must be dialled (so the counting would have seen a dial).
+# candidate endpoint where a listener counts connections: none may come. Then a valid order
+# names another listener, which must be dialled (so the counting would have seen a dial), and
+# a newer valid order a third one: it replaces the one being punched (the peer asked again).
 source "$(dirname "$0")/../integration/lib.sh" "$@"
 ADV=$(cd "$(dirname "$0")" && pwd)
 command -v python3 >/dev/null || { echo "SKIPPED: python3 is needed" >&2; exit 77; }
@@ -44,7 +45,10 @@ PBAD=$(free_port) || die "no free port"
 counter "$PBAD" "$WORK/bad.count"
 PGOOD=$(free_port) || die "no free port"
 counter "$PGOOD" "$WORK/good.count"
-wait_until 5 listening "$PBAD" && wait_until 5 listening "$PGOOD" || die "no counters"
+PNEW=$(free_port) || die "no free port"
+counter "$PNEW" "$WORK/new.count"
+wait_until 5 listening "$PBAD" && wait_until 5 listening "$PGOOD" && wait_until 5 listening "$PNEW" ||
+    die "no counters"
 
 order() { # FILE PEER ROLE RESUME KEY PORT
     printf '{"peer":"%s","role":"%s","resume":"%s","key":"%s","observed":"127.0.0.1:%s"}\n' \
@@ -56,13 +60,14 @@ order "$WORK/p3.json" "$(uid eve)" responder "$ROOT" "$KA" "$PBAD"
 order "$WORK/p4.json" "$A" responder "$ROOT" "$KM" "$PBAD"
 order "$WORK/p5.json" "$A" initiator "$ROOT" "$KA" "$PBAD"
 order "$WORK/p6.json" "$A" responder "$ROOT" "$KA" "$PGOOD"
+order "$WORK/p7.json" "$A" responder "$ROOT" "$KA" "$PNEW"
 # fakesrv.py's --punch JSON is merged into its punch, so "resume":"" must not be sent: drop it
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d.pop("resume"); json.dump(d, open(sys.argv[1], "w"))' \
     "$WORK/p1.json"
 
 FPORT=$(free_port) || die "no free port"
 P=()
-for i in 1 2 3 4 5 6; do P+=(--punch "$B=$WORK/p$i.json"); done
+for i in 1 2 3 4 5 6 7; do P+=(--punch "$B=$WORK/p$i.json"); done
 spawn 40 python3 "$ADV/fakesrv.py" "$FPORT" "$WORK/fake.log" --features resume \
     --punch-delay 0.5 --punch-gap 0.4 "${P[@]}" --lifetime 30
 wait_until 5 listening "$FPORT" || die "fakesrv.py does not listen"
@@ -70,7 +75,7 @@ timeout -k 2 30 "$DRV" -v -s "127.0.0.1:$FPORT" -i "$B" responder "$ROOT" "$A" "
     >"$WORK/r.out" 2>"$WORK/r.err"
 RC=$?
 check "the responder registered its id (not aux)" grep -q "hello $B main" "$WORK/fake.log"
-check "all six orders were sent" test "$(grep -c "^punch $B" "$WORK/fake.log")" -eq 6
+check "all seven orders were sent" test "$(grep -c "^punch $B" "$WORK/fake.log")" -eq 7
 for why in "it resumes no session" "it resumes another session" "it comes from another peer" \
     "its key is not the session's peer's" "its role is not ours in the session"; do
     check "refused: $why" grep -q "refusing a punch order .*: $why" "$WORK/r.err"
@@ -79,5 +84,7 @@ check "no refused order was dialled ($(cat "$WORK/bad.count") connections)" \
     test "$(cat "$WORK/bad.count")" -eq 0
 check "the valid order was dialled ($(cat "$WORK/good.count") connections)" \
     test "$(cat "$WORK/good.count")" -gt 0
+check "the newer valid order replaced it" grep -q "a newer resume order from $A replaces" "$WORK/r.err"
+check "and was dialled ($(cat "$WORK/new.count") connections)" test "$(cat "$WORK/new.count")" -gt 0
 check "the attempt did not resume (nobody ran the resume lines): rc $RC" test "$RC" -ne 0
 finish
