@@ -266,23 +266,32 @@ static void *path_main(void *arg)
 /* Everything but the thread: the loop, the box, the handles. -1 with errno, nothing left. */
 static int open_loop(struct rpath *r)
 {
-    int rc = uv_loop_init(&r->loop);
-    if (rc != 0)
-        goto fail;
-    if (mb_init(&r->mb, &r->loop, on_path, r) != 0) {
-        int e = errno;
-        uv_loop_close(&r->loop);
-        errno = e;
+    int rc = uv_loop_init(&r->loop), e;
+    if (rc != 0) {
+        errno = -rc;
         return -1;
     }
-    uv_timer_init(&r->loop, &r->wait);
+    if ((rc = uv_async_init(&r->loop, &r->done, on_done)) != 0)
+        goto no_done;
+    if ((rc = uv_async_init(&r->loop, &r->stop, on_stop)) != 0)
+        goto no_stop;
+    if (mb_init(&r->mb, &r->loop, on_path, r) != 0) {
+        rc = -errno;
+        goto no_box;
+    }
+    uv_timer_init(&r->loop, &r->wait); /* cannot fail */
     uv_timer_init(&r->loop, &r->deadline);
-    uv_async_init(&r->loop, &r->done, on_done);
-    uv_async_init(&r->loop, &r->stop, on_stop);
     r->wait.data = r->deadline.data = r->done.data = r->stop.data = r;
     return 0;
-fail:
-    errno = -rc;
+no_box:
+    uv_close((uv_handle_t *)&r->stop, NULL);
+no_stop:
+    uv_close((uv_handle_t *)&r->done, NULL);
+    uv_run(&r->loop, UV_RUN_DEFAULT); /* the close callbacks */
+no_done:
+    e = -rc;
+    uv_loop_close(&r->loop);
+    errno = e;
     return -1;
 }
 
