@@ -8,7 +8,9 @@
  *     known_peers, the key from the punch): the trust checks and the refusal warnings;
  *   - bob (responder) reading alice's signed answer: the signature check;
  *   - alice reading bob's signed confirm, with and without having seen bob's shake;
- *   - both sides of direct mode (unsigned shakes, roles from the keys).
+ *   - both sides of direct mode (unsigned shakes, roles from the keys);
+ *   - the same exchange with shake.resume on both sides (PROTOCOL.md section 18): alice reading
+ *     bob's offer and confirm, bob reading alice's answer, whose signatures cover both members.
  *
  * A line that passes goes on to shake_keys, which must cope with any ephemeral key (low-order
  * points included). All keys are fixed, derived from constant seeds: a crash must reproduce, and
@@ -34,6 +36,9 @@ static struct identity fz_id_alice, fz_id_bob, fz_id_eve;
 static struct shake_ctx fz_alice[FZ_TRUST_COUNT]; /* the initiator, by how it trusts bob */
 static struct shake_ctx fz_bob, fz_alice_sym, fz_bob_sym;
 static struct shake_peer fz_bob_seen, fz_alice_seen; /* what a genuine shake showed each side */
+/* both speak resume (bob's punch listed it), and what their genuine shakes showed */
+static struct shake_ctx fz_alice_res, fz_bob_res;
+static struct shake_peer fz_bob_res_seen, fz_alice_res_seen;
 
 static void fz_ctx(struct shake_ctx *s, enum proto_role role, bool symmetric)
 {
@@ -113,6 +118,12 @@ static void fz_check_line(const char *line, size_t len)
     fz_verify(&fz_alice_sym, PROTO_SHAKE, line, len, &p, true); /* direct mode */
     p = fz_alice_seen;
     fz_verify(&fz_bob_sym, PROTO_CONFIRM, line, len, &p, false);
+    memset(&p, 0, sizeof p);
+    fz_verify(&fz_alice_res, PROTO_SHAKE, line, len, &p, true); /* a resume offer */
+    memset(&p, 0, sizeof p);
+    fz_verify(&fz_bob_res, PROTO_SHAKE, line, len, &p, true); /* an answer with resume */
+    p = fz_bob_res_seen;
+    fz_verify(&fz_alice_res, PROTO_CONFIRM, line, len, &p, false);
 }
 
 /* What the framing delivered: a count and a running FNV-1a hash over lengths and bytes. */
@@ -165,7 +176,18 @@ static bool fz_frame(const uint8_t *data, size_t size, size_t step, struct fz_li
 }
 
 /* The genuine lines of one handshake, each passed through the side that receives it. */
-enum { FZ_OFFER, FZ_ANSWER, FZ_CONFIRM, FZ_SYM_ALICE, FZ_SYM_BOB, FZ_SYM_CONFIRM, FZ_NLINES };
+enum {
+    FZ_OFFER,
+    FZ_ANSWER,
+    FZ_CONFIRM,
+    FZ_SYM_ALICE,
+    FZ_SYM_BOB,
+    FZ_SYM_CONFIRM,
+    FZ_RES_OFFER,
+    FZ_RES_ANSWER,
+    FZ_RES_CONFIRM,
+    FZ_NLINES
+};
 static char fz_line[FZ_NLINES][PROTO_MAX_LINE];
 static int fz_len[FZ_NLINES];
 
@@ -183,6 +205,37 @@ static void fz_expect(const struct shake_ctx *s, enum proto_type t, int i, struc
     enum shake_verdict v =
         shake_verify(s, t, fz_line[i], (size_t)fz_len[i] - 1, p, why, sizeof why);
     FZ_CHECK(v == want, "%s: verdict %d, want %d (%s)", what, (int)v, (int)want, why);
+}
+
+/* The exchange with shake.resume on both sides: genuine lines that pass, and the signatures'
+ * coverage of the members (bob's member changed on the way: alice's answer fails at bob). */
+static void fz_setup_resume(void)
+{
+    static const struct proto_resume_caps a = {true, PROTO_RESUME_V, 1u << 20, 60};
+    static const struct proto_resume_caps b = {true, PROTO_RESUME_V, 8u << 20, 120};
+    struct shake_peer p;
+    fz_ctx(&fz_alice_res, PROTO_INITIATOR, false);
+    fz_ctx(&fz_bob_res, PROTO_RESPONDER, false);
+    fz_alice_res.resume = a;
+    fz_bob_res.resume = b;
+    fz_bob_res.resume_listed = true;
+    fz_encode(FZ_RES_OFFER, &fz_bob_res, PROTO_SHAKE, NULL);
+    memset(&fz_bob_res_seen, 0, sizeof fz_bob_res_seen);
+    fz_expect(&fz_alice_res, PROTO_SHAKE, FZ_RES_OFFER, &fz_bob_res_seen, SHAKE_OK,
+              "bob's resume offer");
+    FZ_CHECK(fz_bob_res_seen.resume.has, "bob's offer lost its resume member");
+    fz_encode(FZ_RES_ANSWER, &fz_alice_res, PROTO_SHAKE, &fz_bob_res_seen);
+    memset(&fz_alice_res_seen, 0, sizeof fz_alice_res_seen);
+    fz_expect(&fz_bob_res, PROTO_SHAKE, FZ_RES_ANSWER, &fz_alice_res_seen, SHAKE_OK,
+              "alice's resume answer");
+    fz_encode(FZ_RES_CONFIRM, &fz_bob_res, PROTO_CONFIRM, &fz_alice_res_seen);
+    p = fz_bob_res_seen;
+    fz_expect(&fz_alice_res, PROTO_CONFIRM, FZ_RES_CONFIRM, &p, SHAKE_OK, "bob's resume confirm");
+    FZ_CHECK(shake_resume_on(&fz_alice_res, &p) && shake_resume_on(&fz_bob_res, &fz_alice_res_seen),
+             "the layer is not on after a resume exchange");
+    /* the plain answer is not valid where bob sent resume (its signature lacks both blocks) */
+    memset(&p, 0, sizeof p);
+    fz_expect(&fz_bob_res, PROTO_SHAKE, FZ_ANSWER, &p, SHAKE_BAD, "a plain answer to bob_res");
 }
 
 /* Sets the contexts up, and checks that a genuine handshake passes: a change to shake_ctx that
@@ -228,6 +281,7 @@ static void fz_setup(void)
     fz_encode(FZ_SYM_CONFIRM, &fz_alice_sym, PROTO_CONFIRM, &p);
     p = fz_alice_seen;
     fz_expect(&fz_bob_sym, PROTO_CONFIRM, FZ_SYM_CONFIRM, &p, SHAKE_OK, "direct: alice's confirm");
+    fz_setup_resume();
 }
 
 /* Called by regress_main.c for --write-seeds: the genuine lines, alone and as whole streams. */
@@ -243,6 +297,9 @@ int fuzz_write_seeds(const char *dir)
         {"answer-confirm", {FZ_ANSWER, FZ_CONFIRM, -1}},
         {"direct-alice", {FZ_SYM_ALICE, -1, -1}},
         {"direct-bob-confirm", {FZ_SYM_BOB, FZ_SYM_CONFIRM, -1}},
+        {"resume-offer", {FZ_RES_OFFER, -1, -1}},
+        {"resume-answer", {FZ_RES_ANSWER, -1, -1}},
+        {"resume-answer-confirm", {FZ_RES_ANSWER, FZ_RES_CONFIRM, -1}},
     };
     fz_setup();
     for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/srvlist.h"
 #include "peer/exit.h"
+#include "peer/options.h"
 
 #define CFG_LINE 4096
 
@@ -29,6 +30,8 @@ static const char *const cfg_names[CFG_NKEYS] = {
     [CFG_DIR] = "dir",
     [CFG_BIRTHDAY_K] = "birthday-k",
     [CFG_BIRTHDAY_M] = "birthday-m",
+    [CFG_RESUME_TIMEOUT] = "resume-timeout",
+    [CFG_RESUME_BUFFER] = "resume-buffer",
 };
 
 static int cfg_key_of(const char *name)
@@ -164,6 +167,12 @@ static int cfg_set(struct peer_opts *o, int k, const char *v, const char **why)
         *(is_k ? &o->birthday_k : &o->birthday_m) = (int)n;
         return 0;
     }
+    case CFG_RESUME_TIMEOUT:
+        *why = "not a number of seconds from 0 to 3600";
+        return opts_resume_timeout(v, &o->resume_timeout_s);
+    case CFG_RESUME_BUFFER:
+        *why = "not a size from 64K to 1G";
+        return opts_resume_buffer(v, &o->resume_buffer);
     default: /* CFG_NO_RETRY */
         *why = "not true or false";
         return cfg_bool(v, &o->no_retry);
@@ -199,7 +208,8 @@ static int cfg_line(struct peer_opts *o, char *text, int line, bool *seen, char 
     if ((k = cfg_key_of(key)) < 0 || strcmp(key, cfg_names[k]) != 0)
         return cfg_bad(err, errlen, &o->cfg, line,
                        "unknown key \"%s\" (server, id, port, timeout, direct-timeout, relay, "
-                       "secret-file, verbose, quiet, no-retry, dir, birthday-k, birthday-m)",
+                       "secret-file, verbose, quiet, no-retry, dir, birthday-k, birthday-m, "
+                       "resume-timeout, resume-buffer)",
                        key);
     if (seen[k])
         return cfg_bad(err, errlen, &o->cfg, line, "%s is set twice", key);
@@ -248,6 +258,20 @@ static const char *const cfg_from_text[] = {
     [CFG_FROM_FLAG] = "command line",
 };
 
+/* A byte count in the largest unit that holds it exactly, as --resume-buffer takes it. */
+static void cfg_size(uint64_t n, char *out, size_t cap)
+{
+    static const char units[] = "GMK";
+    for (int i = 0; i < 3; i++) {
+        uint64_t u = 1ull << (10 * (3 - i));
+        if (n && n % u == 0) {
+            snprintf(out, cap, "%llu%c", (unsigned long long)(n / u), units[i]);
+            return;
+        }
+    }
+    snprintf(out, cap, "%llu", (unsigned long long)n);
+}
+
 static void cfg_row(const struct peer_opts *o, FILE *out, int k, const char *val)
 {
     char left[400];
@@ -285,4 +309,8 @@ void cfg_show(const struct peer_opts *o, FILE *out)
     cfg_row(o, out, CFG_BIRTHDAY_K, v);
     snprintf(v, sizeof v, "%d", o->birthday_m);
     cfg_row(o, out, CFG_BIRTHDAY_M, v);
+    snprintf(v, sizeof v, "%u", (unsigned)o->resume_timeout_s);
+    cfg_row(o, out, CFG_RESUME_TIMEOUT, v);
+    cfg_size(o->resume_buffer, v, sizeof v);
+    cfg_row(o, out, CFG_RESUME_BUFFER, v);
 }

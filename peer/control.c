@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
 #include <uv.h>
 
 #include "common/clock.h"
@@ -25,6 +26,8 @@
 #include "peer/control.h"
 #include "peer/probe.h"
 #include "peer/punch.h"
+#include "peer/resume.h"
+#include "peer/rpath.h"
 #include "peer/session.h"
 #include "peer/srvconn.h"
 #include "proto/code.h"
@@ -74,6 +77,7 @@ struct ctl {
     int bday_ttl;
     bool hops_held;          /* connect waits for the scan too (it fits in the probe's time) */
     bool bday_announced;     /* our hello carried birthday */
+    bool resume_announced;   /* our hello carried features ["resume"] */
     uint64_t probe_start_ms; /* when the probe started */
     struct sess_set sess;    /* the sessions of our punch orders */
     /* waiting modes: the shared port's listener, routing inbound connections to sessions */
@@ -83,7 +87,21 @@ struct ctl {
      * was_registered: an earlier attempt of this run got a welcome, registered: this one did,
      * retry: this one ended in a way worth another */
     bool may_retry, was_registered, registered, retry;
+    /* resume mode (peer_resume_link; NULL otherwise): the suspended session this connection
+     * serves, the engine's view of it, a timer polling cancel and the deadline, and the
+     * peer-not-found answers so far (the initiator asks again on c->timer) */
+    const struct resume_link_cfg *rsm;
+    struct sess_resume sres;
+    uv_timer_t watch;
+    int not_found;
+    bool replacing; /* a newer resume order is taking over: the old session's end is not ours */
 };
+
+/* Errors that end a resume attempt are not the session's end (rpath tries again): -v. */
+static enum log_level ctl_err_level(const struct ctl *c)
+{
+    return c->rsm ? LOG_INFO : LOG_ERROR;
+}
 
 static void ctl_close(struct ctl *c)
 {
@@ -98,6 +116,8 @@ static void ctl_end(struct ctl *c, int result)
     c->state = CTL_DONE;
     c->result = result;
     uv_timer_stop(&c->timer);
+    if (c->rsm)
+        uv_timer_stop(&c->watch);
     inb_drop_held(&c->inb);
     prb_cancel(c->probe);
     prb_cancel(c->probe6);
@@ -122,7 +142,7 @@ static void ctl_fail(struct ctl *c, int result, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    LOG_E("%s", msg);
+    log_msg(ctl_err_level(c), "%s", msg);
     ctl_end(c, result);
 }
 
@@ -137,7 +157,7 @@ static void ctl_lost(struct ctl *c, const char *fmt, ...)
     vsnprintf(c->why, sizeof c->why, fmt, ap);
     va_end(ap);
     if (!c->may_retry && !(c->multi && !c->registered)) {
-        LOG_E("%s", c->why);
+        log_msg(ctl_err_level(c), "%s", c->why);
         ctl_end(c, EXIT_SERVER);
         return;
     }
@@ -198,7 +218,15 @@ static void ctl_on_first(struct sc *sc, void *data, const unsigned char *nonce, 
     if (c->bday_announced)
         m->u.hello.birthday =
             (struct proto_bday_caps){.has = true, .k = c->o->birthday_k, .m = c->o->birthday_m};
-    hello_sign(c->o, nonce, m); /* last: the admit covers the endpoints and birthday */
+    c->resume_announced = hello_features(c->o, sc_feat_resume(sc), m);
+    /* resuming: our session layer whatever the options say (the session has it), and
+     * (responder) the id our lost registration may still hold, taken over from it; only to a
+     * server that offered resume */
+    if (c->rsm && sc_feat_resume(sc)) {
+        m->u.hello.features |= PROTO_FEAT_RESUME;
+        m->u.hello.replace = c->rsm->c->role == PROTO_RESPONDER;
+    }
+    hello_sign(c->o, nonce, m); /* last: the admit covers the endpoints, birthday, features */
 }
 
 /* A session ended without a server connection left to end: the listener goes with the last. */
@@ -212,7 +240,10 @@ static void ctl_sess_idle(void *data)
 /* One-shot: the session's end is ours. */
 static void ctl_sess_ended(void *data, int status)
 {
-    ctl_end(data, status);
+    struct ctl *c = data;
+    if (c->replacing) /* resume mode: a newer order takes over (ctl_resume_replace) */
+        return;
+    ctl_end(c, status);
 }
 
 /* SESS_WAIT: the first handshake is the link. */
@@ -243,9 +274,36 @@ static bool ctl_admit_one(struct ctl *c, const struct proto_msg *m)
     return true;
 }
 
+/* Resume mode takes only the suspended session's resume orders (design 4.5, 4.8): anything
+ * else is turned away before anything is dialled. */
+static bool ctl_resume_refused(struct ctl *c, const struct proto_msg *m)
+{
+    char why[100];
+    if (!c->rsm || !sess_resume_refused(&c->sres, m, why, sizeof why))
+        return false;
+    LOG_I("refusing a punch order from %s while resuming the session with %s: %s",
+          m->u.punch.peer, c->sres.peer, why);
+    return true;
+}
+
+/* Resume mode, a valid order while one is being punched: the newer one replaces it (design
+ * 4.5: the newest is the one the peer is answering; the peer gave the older up, perhaps after
+ * its punch failed early, and asked again). The one-shot session ends without ending us. */
+static void ctl_resume_replace(struct ctl *c, const struct proto_msg *m)
+{
+    LOG_I("a newer resume order from %s replaces the one being punched", m->u.punch.peer);
+    c->replacing = true;
+    sess_abort(&c->sess, "a newer resume order replaced it");
+    c->replacing = false;
+}
+
 static void ctl_on_punch(struct ctl *c, const struct proto_msg *m, uint64_t rx_us)
 {
-    if (c->mode == SESS_ONE && !ctl_admit_one(c, m))
+    if (ctl_resume_refused(c, m))
+        return;
+    if (c->rsm && c->state == CTL_PUNCHING)
+        ctl_resume_replace(c, m); /* admitted already: the session starts below */
+    else if (c->mode == SESS_ONE && !ctl_admit_one(c, m))
         return;
     switch (sess_start(&c->sess, m, sk_rtt_us(sc_fd(c->sc)), rx_us)) {
     case SESS_NOMEM:
@@ -259,13 +317,28 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m, uint64_t rx_u
     }
 }
 
+static void ctl_resume_not_found(struct ctl *c);
+
 static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
 {
     const char *code = m->u.error.code;
     enum proto_code pc = proto_code_parse(code);
     char msg[500]; /* ctl_fail prints it into 512 bytes */
     if (c->state == CTL_PUNCHING) {
+        /* the server is no longer needed for this session (even after `replaced`) */
         LOG_I("server: %s (%s)", m->u.error.message, code);
+        return;
+    }
+    /* a newer connection of ours holds the id: this one is superseded, and reconnecting would
+     * only take the id back from it (so ctl_fail, never ctl_lost) */
+    if (pc == PC_REPLACED) {
+        ctl_fail(c, EXIT_SERVER,
+                 "another connection of ours (same key) took the id %s on %s; not reconnecting",
+                 c->o->id, c->name);
+        return;
+    }
+    if (pc == PC_PEER_NOT_FOUND && c->rsm && c->state == CTL_ASKED) {
+        ctl_resume_not_found(c);
         return;
     }
     if (pc == PC_PEER_NOT_FOUND) {
@@ -334,7 +407,31 @@ static void ctl_send_connect(struct ctl *c)
     memset(&req, 0, sizeof req);
     req.type = PROTO_CONNECT;
     snprintf(req.u.connect.target, sizeof req.u.connect.target, "%s", c->target);
+    if (c->rsm)
+        snprintf(req.u.connect.resume, sizeof req.u.connect.resume, "%s", c->sres.root);
     ctl_send(c, &req);
+}
+
+static void ctl_on_reask(uv_timer_t *t)
+{
+    struct ctl *c = t->data;
+    if (c->state != CTL_ASKED || !c->sc)
+        return;
+    sc_timeout(c->sc, CTL_ANSWER_TIMEOUT_MS);
+    ctl_send_connect(c);
+}
+
+/* The resuming initiator's ASK got peer-not-found: the responder may still be registering
+ * again (its failure detection runs within D of ours), so ask again on this connection after
+ * resume.h's waits (250 ms, 500 ms, 1 s, then every 2 s) rather than giving the attempt up;
+ * the deadline (watch) ends it. */
+static void ctl_resume_not_found(struct ctl *c)
+{
+    uint64_t w = resume_next_ms(c->not_found++, true, randombytes_random());
+    LOG_I("%s is not registered on %s yet; asking again in %llu ms", c->target, c->name,
+          (unsigned long long)w);
+    sc_timeout(c->sc, 0); /* the answer came; the next connect restarts it */
+    uv_timer_start(&c->timer, ctl_on_reask, w, 0);
 }
 
 /* connect goes out once both probes have ended: the server then knows our mapping and our
@@ -468,6 +565,11 @@ static void ctl_on_welcome(struct ctl *c, const struct proto_msg *m)
     c->keepalive_s = m->u.welcome.keepalive;
     c->observed = m->u.welcome.observed;
     c->registered = true;
+    /* without it the server neither passes connect.resume on nor takes replace: another may */
+    if (c->rsm && !sc_feat_resume(c->sc)) {
+        ctl_lost(c, "the server %s does not offer resumable sessions", c->name);
+        return;
+    }
     if (c->o->path == PROTO_PATH_RELAY && !m->u.welcome.relay) {
         ctl_fail(c, EXIT_PUNCH, "the server %s does not relay, and --relay-only needs its relay",
                  c->name);
@@ -477,7 +579,8 @@ static void ctl_on_welcome(struct ctl *c, const struct proto_msg *m)
     log_msg(c->multi ? LOG_NOTE : LOG_INFO, "registered as %s on %s, public endpoint %s",
             m->u.welcome.id, c->name,
             ep_format((const struct sockaddr *)&m->u.welcome.observed, ep, sizeof ep));
-    ev_registered(c->o, c->name, m);
+    if (!c->rsm) /* a resume's events are the data plane's (suspended, resumed) */
+        ev_registered(c->o, c->name, m);
     ctl_probe_start(c, m);
     if (c->mode != SESS_ONE) {
         inb_listen(&c->inb, &c->local);
@@ -650,7 +753,49 @@ struct ctl_run {
     const struct peer_serve *serve; /* SESS_SERVE's callbacks, SESS_WAIT's optional hooks */
     bool aux;                       /* register as an auxiliary connection (hello.aux) */
     bool may_retry;                 /* listen or chat without a peer, and no --no-retry */
+    const struct resume_link_cfg *rsm; /* resume mode (peer_resume_link), else NULL */
 };
+
+/* The path thread sets it (atomically) while the attempt's thread polls it. */
+static bool ctl_cancelled(const struct resume_link_cfg *r)
+{
+    return __atomic_load_n(r->cancel, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* Resume mode: the attempt ends when the path side cancels it or the deadline passes,
+ * whatever it is doing (registering, waiting, punching). */
+static void ctl_on_watch(uv_timer_t *t)
+{
+    struct ctl *c = t->data;
+    const char *why = ctl_cancelled(c->rsm)             ? "the resume was cancelled"
+                      : clk_ms() >= c->rsm->deadline_ms ? "the resume timeout passed"
+                                                        : NULL;
+    if (!why || c->state == CTL_DONE)
+        return;
+    LOG_D("resume attempt on %s ends: %s", c->name, why);
+    snprintf(c->why, sizeof c->why, "%s", why);
+    sess_abort(&c->sess, why); /* one-shot: its end is ctl_end's */
+    ctl_end(c, EXIT_PUNCH);
+}
+
+#define CTL_WATCH_MS 50 /* how soon a cancel is seen */
+
+static void ctl_resume_init(struct ctl *c, const struct resume_link_cfg *r)
+{
+    const struct rpath_cfg *rc = r->c;
+    c->rsm = r;
+    c->sres = (struct sess_resume){.root = rc->root,
+                                   .peer = rc->peer,
+                                   .peer_key = rc->peer_key,
+                                   .role = rc->role,
+                                   .rs = rc->rs,
+                                   .last_epoch = r->last_epoch,
+                                   .rx = r->rx};
+    c->sess.resume = &c->sres;
+    uv_timer_init(c->loop, &c->watch);
+    c->watch.data = c;
+    uv_timer_start(&c->watch, ctl_on_watch, CTL_WATCH_MS, CTL_WATCH_MS);
+}
 
 /* One connection to server s, on loop: register, wait or ask, punch. Returns whether the
  * server refused hello.aux (an older one). */
@@ -694,10 +839,13 @@ static bool ctl_attempt(const struct ctl_run *run, uv_loop_t *loop, const struct
                                 .nat = &c->nat,
                                 .bday_ttl = &c->bday_ttl,
                                 .bday_announced = &c->bday_announced,
+                                .resume_announced = &c->resume_announced,
                                 .cb = {ctl_sess_ended, ctl_sess_won, ctl_sess_idle, c}};
     sess_init(&c->sess);
     uv_timer_init(c->loop, &c->timer);
     c->timer.data = c;
+    if (run->rsm)
+        ctl_resume_init(c, run->rsm);
     inb_init(&c->inb, c->loop, &(struct inb_cbs){ctl_inb_lookup, ctl_inb_adopt, c});
     out->rc = ctl_open(c);
     if (out->rc != EXIT_DONE)
@@ -705,6 +853,8 @@ static bool ctl_attempt(const struct ctl_run *run, uv_loop_t *loop, const struct
     /* the loop runs this attempt alone: it returns when the attempt is over */
     uv_run(c->loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&c->timer, NULL);
+    if (c->rsm)
+        uv_close((uv_handle_t *)&c->watch, NULL);
     inb_free(&c->inb);
     uv_run(c->loop, UV_RUN_DEFAULT);
     out->rc = c->result;
@@ -775,4 +925,74 @@ int peer_serve(const struct peer_opts *o, const struct peer_serve *sv)
 {
     struct ctl_run run = {.o = o, .mode = SESS_SERVE, .serve = sv, .may_retry = !o->no_retry};
     return ctl_run_all(&run);
+}
+
+/* The servers of o->server with the one that introduced us (its name, as link->server holds
+ * it) first, the others in their order. 0 when none resolved. */
+static int ctl_resume_servers(const struct rpath_cfg *c, struct sl_list *l)
+{
+    char skipped[512] = "";
+    if (sl_resolve(c->o->server, l, skipped, sizeof skipped) == 0)
+        return 0;
+    for (int i = 1; i < l->n; i++) {
+        if (strcmp(l->s[i].name, c->server) != 0)
+            continue;
+        struct sl_server first = l->s[i];
+        memmove(&l->s[1], &l->s[0], (size_t)i * sizeof l->s[0]);
+        l->s[0] = first;
+        break;
+    }
+    return l->n;
+}
+
+/* One resume attempt (rpath.h): one round over the servers, the one that introduced us first.
+ * The initiator registers an auxiliary connection from a new local port (a new NAT mapping),
+ * asks with connect.resume and, while answered peer-not-found, asks again on it (resume.h's
+ * waits); the responder registers its id with replace and waits for the resume order. Either
+ * takes one valid resume punch order and returns its result: a failed punch, or a server
+ * lost before one, returns so that rpath waits per the punch table and registers again. */
+int peer_resume_link(const struct resume_link_cfg *r, struct peer_link *link, char *why,
+                     size_t whylen)
+{
+    const struct rpath_cfg *rc = r->c;
+    struct peer_opts o = *rc->o;
+    struct sl_list *l = malloc(sizeof *l);
+    bool initiator = rc->role == PROTO_INITIATOR;
+    struct ctl_run run = {.o = &o,
+                          .target = initiator ? rc->peer : NULL,
+                          .link = link,
+                          .mode = SESS_ONE,
+                          .aux = initiator,
+                          .rsm = r};
+    struct fo_outcome out = {.rc = EXIT_SERVER};
+    uv_loop_t loop;
+    int n;
+
+    snprintf(why, whylen, "no server to resume through");
+    if (!l)
+        return EXIT_LOCAL;
+    if (initiator)
+        o.port = 0; /* a fresh port: whatever broke the old path may have been its mapping */
+    if ((n = ctl_resume_servers(rc, l)) == 0)
+        goto done;
+    if (uv_loop_init(&loop) != 0) {
+        out.rc = EXIT_LOCAL;
+        goto done;
+    }
+    snprintf(why, whylen, "the resume was cancelled or its time is over");
+    for (int i = 0; i < n && !ctl_cancelled(r) && clk_ms() < r->deadline_ms; i++) {
+        uint64_t left = r->deadline_ms - clk_ms();
+        o.timeout_ms = rc->o->timeout_ms < left ? rc->o->timeout_ms : left;
+        ctl_try(&run, &loop, &l->s[i], n > 1, false, &out);
+        snprintf(why, whylen, "%s", out.why[0] ? out.why : "the punch failed");
+        /* only a server lost, unreachable or unusable (no resume offered, a refusal) moves on
+         * to the next within this attempt (design 4.5: "lost the server: the next server") */
+        if (out.rc != EXIT_SERVER)
+            break;
+    }
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+done:
+    free(l);
+    return out.rc;
 }

@@ -14,6 +14,16 @@ void hello_admit(const unsigned char *secret, const unsigned char *nonce, struct
     *has = secret && auth_admit(secret, nonce, m, admit);
 }
 
+bool hello_features(const struct peer_opts *o, bool offered, struct proto_msg *hello)
+{
+    bool on = offered && o->resume_timeout_s > 0 &&
+              o->resume_timeout_s <= PROTO_RESUME_TIMEOUT_MAX &&
+              o->resume_buffer >= PROTO_RESUME_BUF_MIN && o->resume_buffer <= PROTO_RESUME_BUF_MAX;
+    if (on)
+        hello->u.hello.features |= PROTO_FEAT_RESUME;
+    return on;
+}
+
 void hello_sign(const struct peer_opts *o, const unsigned char *nonce, struct proto_msg *hello)
 {
     unsigned char msg[AUTH_HELLO_MSG_MAX];

@@ -24,6 +24,7 @@ enum { OPTS_DIR = 700, OPTS_FORCE, OPTS_FROM, OPTS_FROM_ANYONE, OPTS_DOTFILES,
        OPTS_MAX_BYTES, OPTS_MAX_FILES };
 enum { OPTS_FORWARD = 600, OPTS_LOCAL, OPTS_ALLOW, OPTS_MAX_SESSIONS, OPTS_ALLOW_ANYONE };
 enum { OPTS_BIRTHDAY_K = 800, OPTS_BIRTHDAY_M };
+enum { OPTS_RESUME_TIMEOUT = 900, OPTS_RESUME_BUFFER };
 
 void opts_usage(FILE *out)
 {
@@ -93,6 +94,16 @@ void opts_usage(FILE *out)
           "      --birthday-m N      ... behind the easy NAT: send at most N guesses at\n"
           "                          the hard NAT's ports, one SYN each, within a second\n"
           "                          (default 1024, 0 to 4096; 0: do not take part)\n"
+          "      --resume-timeout SEC\n"
+          "                          sessions that survive their connection, where the\n"
+          "                          server and the peer offer it: keep a session whose\n"
+          "                          connection broke for up to SEC seconds and resume it\n"
+          "                          (the smaller of both sides'; default 120, 0 to 3600;\n"
+          "                          0: off, nothing announced, the stream as before)\n"
+          "      --resume-buffer SIZE\n"
+          "                          ... keep up to SIZE bytes sent but not yet\n"
+          "                          acknowledged, to resend after a resume (K, M, G:\n"
+          "                          powers of 1024; default 8M, 64K to 1G)\n"
           "      --forward HOST:PORT listen: stay registered and serve the peers that\n"
           "                          --allow or --allow-anyone admits, each over its own\n"
           "                          TCP connection to HOST:PORT (many at once)\n"
@@ -157,7 +168,8 @@ void opts_usage(FILE *out)
           "Settings: flags > environment > config file ($TCPUNCH_HOME/config, default\n"
           "~/.config/tcpunch/config: key = value lines for server, id, port, timeout,\n"
           "direct-timeout, relay (auto/never/only), secret-file, verbose, quiet, no-retry,\n"
-          "dir, birthday-k, birthday-m) > defaults; `tcpunch config` shows them. See tcpunch(1).\n"
+          "dir, birthday-k, birthday-m, resume-timeout, resume-buffer) > defaults; `tcpunch\n"
+          "config` shows them. See tcpunch(1).\n"
           "\n"
           "Examples:\n"
           "  tcpunch -s vps.example:7000 -i bob listen > received.bin\n"
@@ -194,6 +206,25 @@ static int opts_number(const char *s, double lo, double hi, double *out)
     char *end = NULL;
     double v = strtod(s, &end);
     if (!s[0] || !end || *end || !(v >= lo && v <= hi))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int opts_resume_timeout(const char *s, uint32_t *out)
+{
+    double v;
+    if (opts_number(s, 0, PROTO_RESUME_TIMEOUT_MAX, &v) < 0 || v != (uint32_t)v)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+/* The ring's size is the protocol's shake.resume.buf: its range, not merely a byte count. */
+int opts_resume_buffer(const char *s, uint64_t *out)
+{
+    uint64_t v;
+    if (bytes_parse(s, "KMG", &v) < 0 || v < PROTO_RESUME_BUF_MIN || v > PROTO_RESUME_BUF_MAX)
         return -1;
     *out = v;
     return 0;
@@ -320,6 +351,8 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
         {"allow-anyone", no_argument, NULL, OPTS_ALLOW_ANYONE},
         {"birthday-k", required_argument, NULL, OPTS_BIRTHDAY_K},
         {"birthday-m", required_argument, NULL, OPTS_BIRTHDAY_M},
+        {"resume-timeout", required_argument, NULL, OPTS_RESUME_TIMEOUT},
+        {"resume-buffer", required_argument, NULL, OPTS_RESUME_BUFFER},
         {NULL, 0, NULL, 0}};
     const char *env, *secret_file = getenv("TCPUNCH_SECRET_FILE");
     char cfg_err[PATH_MAX + 400];
@@ -333,6 +366,8 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
     o->max_files = PEER_DEFAULT_MAX_FILES;
     o->birthday_k = PEER_DEFAULT_BIRTHDAY_K;
     o->birthday_m = PEER_DEFAULT_BIRTHDAY_M;
+    o->resume_timeout_s = PEER_DEFAULT_RESUME_TIMEOUT;
+    o->resume_buffer = PEER_DEFAULT_RESUME_BUFFER;
     opts_default_id(o->id, sizeof o->id);
     /* flags > environment > config file > defaults */
     if ((rc = cfg_load(o, cfg_err, sizeof cfg_err)) != EXIT_DONE)
@@ -441,6 +476,16 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
                 return opts_bad("--birthday-m: \"%s\" is not a number from 0 to %d", optarg,
                                 PROTO_BDAY_MAX_M);
             o->birthday_m = (int)num;
+            break;
+        case OPTS_RESUME_TIMEOUT:
+            if (opts_resume_timeout(optarg, &o->resume_timeout_s) < 0)
+                return opts_bad("--resume-timeout: \"%s\" is not a number of seconds from 0 "
+                                "to %d",
+                                optarg, PROTO_RESUME_TIMEOUT_MAX);
+            break;
+        case OPTS_RESUME_BUFFER:
+            if (opts_resume_buffer(optarg, &o->resume_buffer) < 0)
+                return opts_bad("--resume-buffer: \"%s\" is not a size from 64K to 1G", optarg);
             break;
         case OPTS_DIR:
             o->dir = optarg;

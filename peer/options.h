@@ -26,6 +26,12 @@ int opts_peer_key(const char *v, char *fp, size_t len);
  * or EXIT_USAGE after saying what is wrong. */
 int opts_peer_entry(const char *opt, const char *arg, char *id, char *fp, size_t fplen);
 
+/* --resume-timeout SEC (whole seconds, 0 to PROTO_RESUME_TIMEOUT_MAX) and --resume-buffer SIZE
+ * (K, M, G suffixes; PROTO_RESUME_BUF_MIN to _MAX), as the flags and the config file take
+ * them. 0, or -1 when the value is not valid. */
+int opts_resume_timeout(const char *s, uint32_t *out);
+int opts_resume_buffer(const char *s, uint64_t *out);
+
 void opts_usage(FILE *out);
 
 /* Prints "tcpunch: <fmt with arg>" and the --help hint; returns EXIT_USAGE. */

@@ -24,6 +24,8 @@ enum cfg_key {
     CFG_DIR,
     CFG_BIRTHDAY_K,
     CFG_BIRTHDAY_M,
+    CFG_RESUME_TIMEOUT,
+    CFG_RESUME_BUFFER,
     CFG_NKEYS
 };
 

@@ -81,6 +81,10 @@ struct pconn {
     int last_err;
     struct lb lb;
     struct shake_peer peer; /* what this connection showed of the peer */
+    /* resume mode: this connection's copy of cfg.resume with its own ephemeral key (wiped at
+     * close), and what the connection showed of the peer's attempt */
+    struct rshake_ctx rctx;
+    struct rshake_peer rpeer;
 };
 
 struct punch {
@@ -117,6 +121,21 @@ struct punch {
 static void pu_dial(struct pconn *c);
 static void pu_select_spare(struct punch *p);
 static void pu_close_conn(struct pconn *c);
+static int pr_on_line(void *ctx, char *line, size_t len);
+static bool pr_send(struct pconn *c, enum rshake_type t);
+static bool pr_begin(struct pconn *c);
+
+/* Whether connections run a handshake (the shake, or the resume lines), not direct plain TCP. */
+static bool pu_secure(const struct punch_cfg *cfg)
+{
+    return cfg->shake || cfg->resume;
+}
+
+/* The session's role, from whichever handshake runs (pu_secure). */
+static enum proto_role pu_role(const struct punch_cfg *cfg)
+{
+    return cfg->shake ? cfg->shake->role : cfg->resume->role;
+}
 
 static void pu_on_retry(uv_timer_t *t)
 {
@@ -220,6 +239,8 @@ static void pu_close_conn(struct pconn *c)
     }
     c->tcp_open = false;
     c->state = PC_IDLE;
+    if (p->cfg.resume) /* the ephemeral secret of this connection's attempt */
+        rshake_wipe(&c->rctx);
     uv_close((uv_handle_t *)&c->tcp, c->cand < 0 ? pu_inbound_closed : pu_attempt_closed);
     if (p->selected == c) {
         p->selected = NULL;
@@ -423,7 +444,7 @@ static bool pu_send(struct pconn *c, enum proto_type type)
 static void pu_select(struct pconn *c)
 {
     struct punch *p = c->p;
-    if (!pu_send(c, PROTO_SHAKE)) {
+    if (!(p->cfg.resume ? pr_send(c, RSHAKE_RESUME) : pu_send(c, PROTO_SHAKE))) {
         pu_close_conn(c);
         return;
     }
@@ -450,6 +471,27 @@ static void pu_select_spare(struct punch *p)
     }
 }
 
+/* The stream keys of the handshake's winner; when both shakes carried shake.resume, also the
+ * link's session part (resume.md 4.1, 4.2): the roles, the root (this punch's session id), the
+ * resumption secret, the effective timeout (the smaller one) and the peer's ring size. */
+static int pu_keys(struct punch *p, const struct pconn *c)
+{
+    const struct shake_ctx *s = p->cfg.shake;
+    struct peer_link *l = p->link;
+    uint32_t t;
+    if (!shake_resume_on(s, &c->peer))
+        return shake_keys(s, &c->peer, l->tx_key, l->rx_key);
+    if (shake_keys_rs(s, &c->peer, l->tx_key, l->rx_key, l->rs) < 0)
+        return -1;
+    t = s->resume.timeout < c->peer.resume.timeout ? s->resume.timeout : c->peer.resume.timeout;
+    l->resume = true;
+    l->role = s->role;
+    memcpy(l->root, s->session, sizeof l->root);
+    l->resume_ms = (uint64_t)t * 1000;
+    l->peer_buf = c->peer.resume.buf;
+    return 0;
+}
+
 static int pu_on_line(void *ctx, char *line, size_t len)
 {
     struct pconn *c = ctx;
@@ -466,8 +508,7 @@ static int pu_on_line(void *ctx, char *line, size_t len)
         v = shake_verify(p->cfg.shake, expect, line, len, &c->peer, why, sizeof why);
     /* the stream keys are made where the handshake ends: the responder on the initiator's
      * shake, the initiator on the confirm */
-    if (v == SHAKE_OK && (!initiator || c->state == PC_SELECTED) &&
-        shake_keys(p->cfg.shake, &c->peer, p->link->tx_key, p->link->rx_key) < 0) {
+    if (v == SHAKE_OK && (!initiator || c->state == PC_SELECTED) && pu_keys(p, c) < 0) {
         snprintf(why, sizeof why, "the peer's ephemeral key is unusable");
         v = SHAKE_BAD;
     }
@@ -506,6 +547,114 @@ static int pu_on_line(void *ctx, char *line, size_t len)
     return 1;
 }
 
+/* ---- Resume mode (cfg.resume; docs/design/resume.md 4.4) ----
+ * The same connections, states and timing as the shake, with the resume lines of peer/rshake:
+ * PC_OFFERED is the table's UP (initiator) and R_OFFERED (responder: its offer sent),
+ * PC_VERIFIED is I_SPARE, PC_SELECTED is I_SELECTED. Each connection has its own copy of the
+ * context with its own ephemeral key, so no two connections ever derive the same keys and a
+ * line recorded on one verifies on no other. */
+
+/* Sends our line of type t on c; like pu_send, the first data on the connection. */
+static bool pr_send(struct pconn *c, enum rshake_type t)
+{
+    char line[PROTO_MAX_LINE];
+    int n = rshake_encode(&c->rctx, t, &c->rpeer, line, sizeof line);
+    uv_buf_t b = uv_buf_init(line, n > 0 ? (unsigned)n : 0);
+    return n > 0 && uv_try_write((uv_stream_t *)&c->tcp, &b, 1) == n;
+}
+
+/* A connection is up: its own attempt (fresh ephemeral key); the responder offers at once. */
+static bool pr_begin(struct pconn *c)
+{
+    c->rctx = *c->p->cfg.resume;
+    rshake_init(&c->rctx);
+    memset(&c->rpeer, 0, sizeof c->rpeer);
+    return c->rctx.role != PROTO_RESPONDER || pr_send(c, RSHAKE_RESUME);
+}
+
+/* The exchange on c verified: the link gets what the caller resumes the session with (fd,
+ * remote, via, prefill ... pu_win fills as for the shake). Only a connection about to win gets
+ * here and the punch ends right after; should the responder's `resumed` not go out, a later
+ * winner overwrites all of it, as the shake's keys are overwritten. */
+static bool pr_fill_link(struct pconn *c)
+{
+    struct peer_link *l = c->p->link;
+    if (rshake_keys(&c->rctx, &c->rpeer, l->tx_key, l->rx_key) < 0)
+        return false;
+    l->encrypted = true;
+    l->resume = true;
+    l->role = c->rctx.role;
+    snprintf(l->root, sizeof l->root, "%s", c->rctx.root);
+    l->epoch = c->rpeer.epoch;
+    l->peer_rx = c->rpeer.rx;
+    l->gone = c->rpeer.gone;
+    return true;
+}
+
+static void pr_drop(struct pconn *c, const char *why)
+{
+    LOG_I("dropping a connection (%s): %s", pu_kind(c), why);
+    c->dead = true;
+    pu_close_conn(c);
+}
+
+/* One resume line on c (the table of resume.md 4.4): anything but the expected valid line
+ * ends this connection only. */
+static int pr_on_line(void *ctx, char *line, size_t len)
+{
+    struct pconn *c = ctx;
+    struct punch *p = c->p;
+    bool initiator = c->rctx.role == PROTO_INITIATOR;
+    bool done = !initiator || c->state == PC_SELECTED; /* the line that ends the exchange */
+    enum rshake_type expect = c->state == PC_SELECTED ? RSHAKE_RESUMED : RSHAKE_RESUME;
+    char why[512];
+
+    c->line_done = true;
+    if (c->state == PC_VERIFIED) {
+        pr_drop(c, "unexpected data before selection");
+        return 1;
+    }
+    if (rshake_verify(&c->rctx, expect, line, len, &c->rpeer, why, sizeof why) != SHAKE_OK) {
+        pr_drop(c, why);
+        return 1;
+    }
+    if (done && !pr_fill_link(c)) {
+        pr_drop(c, "the peer's ephemeral key is unusable");
+        return 1;
+    }
+    if (!initiator) {
+        if (pr_send(c, RSHAKE_RESUMED))
+            c->state = PC_WON;
+        else
+            pu_close_conn(c);
+    } else if (c->state == PC_SELECTED) {
+        c->state = PC_WON;
+    } else if (p->selected) {
+        c->state = PC_VERIFIED;
+    } else {
+        pu_select(c);
+    }
+    return 1;
+}
+
+/* A resume punch that could never win is refused before a SYN: with both contexts the engine
+ * would not know which lines to speak, and past the last epoch the responder has nothing to
+ * offer and the initiator could accept nothing. */
+static bool pr_cfg_ok(const struct punch_cfg *cfg, char *err, size_t errlen)
+{
+    if (cfg->shake) {
+        snprintf(err, errlen, "a punch runs the shake or the resume lines, not both");
+        return false;
+    }
+    if (rshake_next_epoch(cfg->resume) == 0) {
+        snprintf(err, errlen, "the session has no epoch left to resume with");
+        return false;
+    }
+    return true;
+}
+
+/* ---- end of resume mode ---- */
+
 static void pu_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct pconn *c = container_of((uv_tcp_t *)h, struct pconn, tcp);
@@ -520,7 +669,7 @@ static void pu_feed(struct pconn *c, char *data, size_t n)
     while (off < n) {
         ssize_t used;
         c->line_done = false;
-        used = lb_feed(&c->lb, data + off, n - off, pu_on_line, c);
+        used = lb_feed(&c->lb, data + off, n - off, c->p->cfg.resume ? pr_on_line : pu_on_line, c);
         if (used < 0) {
             c->dead = true;
             pu_close_conn(c);
@@ -553,7 +702,7 @@ static void pu_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 static void pu_begin(struct pconn *c)
 {
     struct punch *p = c->p;
-    if (!p->cfg.shake) {
+    if (!pu_secure(&p->cfg)) {
         pu_win(c, NULL, 0);
         return;
     }
@@ -561,7 +710,12 @@ static void pu_begin(struct pconn *c)
     memset(&c->peer, 0, sizeof c->peer);
     c->state = PC_OFFERED;
     c->since_ms = clk_ms();
-    if (p->cfg.shake->role == PROTO_RESPONDER && !pu_send(c, PROTO_SHAKE)) {
+    if (p->cfg.resume) {
+        if (!pr_begin(c)) {
+            pu_close_conn(c);
+            return;
+        }
+    } else if (p->cfg.shake->role == PROTO_RESPONDER && !pu_send(c, PROTO_SHAKE)) {
         pu_close_conn(c);
         return;
     }
@@ -609,7 +763,7 @@ static bool pu_budget_left(struct pconn *c)
     char ep[EP_STRLEN];
     /* direct mode (no handshake context): its one candidate is the user's own choice, and the
      * other side may start late in --timeout; nobody else named it */
-    if (!p->cfg.shake || (c->tries < cap && p->attempts < PUNCH_BUDGET_TOTAL))
+    if (!pu_secure(&p->cfg) || (c->tries < cap && p->attempts < PUNCH_BUDGET_TOTAL))
         return true;
     if (!c->spent)
         LOG_I("no more SYNs to %s (%s): %u connection attempts, %u in this punch (at most %u per "
@@ -713,9 +867,10 @@ static void pu_on_inbound(uv_stream_t *server, int status)
     /* without a handshake only the expected host may take the place of the peer; with one,
      * only a host of the peer's candidates is worth our shake */
     if (p->ninbound > PUNCH_MAX_INBOUND ||
-        (p->cfg.shake ? !pu_from_candidate(p, (struct sockaddr *)&from)
-                     : p->cfg.ncand == 0 || !ep_same_host((struct sockaddr *)&from,
-                                                          (struct sockaddr *)&p->cfg.cand[0].addr))) {
+        (pu_secure(&p->cfg)
+             ? !pu_from_candidate(p, (struct sockaddr *)&from)
+             : p->cfg.ncand == 0 || !ep_same_host((struct sockaddr *)&from,
+                                                  (struct sockaddr *)&p->cfg.cand[0].addr))) {
         char ep[EP_STRLEN];
         LOG_D("closing an inbound connection from %s: not a host of the peer's candidates, "
               "or too many at once",
@@ -808,8 +963,10 @@ static void pu_timer(struct punch *p, uv_timer_t *t, uv_timer_cb cb, uint64_t af
 struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct peer_link *link,
                           punch_done_cb done, void *arg, char *err, size_t errlen)
 {
-    struct punch *p = calloc(1, sizeof *p);
-    if (!p) {
+    struct punch *p;
+    if (cfg->resume && !pr_cfg_ok(cfg, err, errlen))
+        return NULL;
+    if (!(p = calloc(1, sizeof *p))) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
@@ -825,7 +982,7 @@ struct punch *punch_start(uv_loop_t *loop, const struct punch_cfg *cfg, struct p
     /* the default 50 us timer slack would blur the aim at t0 */
     prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
     /* direct mode has no roles: the lower port takes the first CPU, as seen from both ends */
-    pu_pin(p, cfg->shake ? cfg->shake->role == PROTO_INITIATOR
+    pu_pin(p, pu_secure(cfg) ? pu_role(cfg) == PROTO_INITIATOR
                          : cfg->ncand == 0 ||
                                ep_port((const struct sockaddr *)&cfg->local) <=
                                    ep_port((const struct sockaddr *)&cfg->cand[0].addr));

@@ -41,8 +41,8 @@ struct punch_cfg {
     uint32_t rtt_us; /* of the control connection (0: unknown): scales the handshake stall time */
     /* clk_us() time of the first SYN (0: at once); both peers aim at the same instant */
     uint64_t start_us;
-    /* NULL: plain TCP (direct mode) — the first connection wins, and inbound ones only from
-     * the host of cand[0]. */
+    /* NULL (and resume NULL): plain TCP (direct mode) — the first connection wins, and inbound
+     * ones only from the host of cand[0]. */
     const struct shake_ctx *shake;
     /* no direct attempt at all (punch said direct:false): no SYNs and no listener; only
      * connections given to punch_adopt compete */
@@ -64,7 +64,19 @@ struct punch_cfg {
     /* Resume mode (docs/design/resume.md 4.4): every connection runs the resume lines of
      * peer/rshake under this context instead of the shake (shake is then NULL). The winner's link
      * gets the epoch's keys, link->epoch, link->peer_rx and link->gone; resume->rx is what we
-     * announce and must not change during the punch. Not owned. */
+     * announce and must not change during the punch. Not owned.
+     * As built: every connection (direct attempts, inbound, birthday and relayed ones given to
+     * punch_adopt) gets its own copy of the context with a fresh ephemeral key (rshake_init),
+     * wiped when the connection closes. The responder sends its offer (epoch last_epoch + 1) on
+     * each connection as soon as it is up and wins on the first one whose answer verifies (it
+     * sends `resumed`); the initiator answers the first valid offer and keeps later ones as
+     * spares, answered in turn if the answered connection fails, and wins on a valid
+     * `resumed`. Anything else closes that connection only; stall times, re-dials, budgets and
+     * the inbound checks are the shake's. The winner's link also gets resume = true,
+     * encrypted, role and root (not rs, nor peer_pk: the caller's session holds them), and the
+     * usual fd, remote, via, prefill, relayed. The caller raises last_epoch afterwards.
+     * punch_start refuses (NULL, err) a resume punch with shake set too, or with no epoch left
+     * (last_epoch UINT32_MAX). */
     const struct rshake_ctx *resume;
 };
 

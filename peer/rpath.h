@@ -8,7 +8,12 @@
  *   - the responder makes itself reachable: a control connection registering its id with
  *     hello.replace, which takes only punch orders with punch.resume = the root from the
  *     session's peer id and key (anything else is refused before anything is dialled).
- * Past the deadline it pushes MB_GIVE_UP. On MB_ENDED it stops. */
+ * Past the deadline it pushes MB_GIVE_UP. On MB_ENDED it stops.
+ *
+ * As built (docs/design/resume.md 4.5, "As built: the path side"): each attempt runs on a thread
+ * of its own (the path loop stays free to take MB_ENDED and cancel it); a failed attempt waits
+ * resume_next_ms (the ASK table when it returned EXIT_NO_PEER, else the punch table), capped by
+ * the deadline. Dormant: no command starts a path side yet. */
 #ifndef TP_RPATH_H
 #define TP_RPATH_H
 
@@ -19,6 +24,8 @@
 #include "peer/link.h"
 #include "peer/opts.h"
 
+struct resume_link_cfg;
+
 struct rpath_cfg {
     const struct peer_opts *o; /* must outlive the path side */
     enum proto_role role;      /* the session's */
@@ -28,6 +35,10 @@ struct rpath_cfg {
     unsigned char rs[32];       /* copied; wiped at rpath_stop */
     char server[SL_NAME];       /* the rendezvous that introduced us: tried first */
     uint64_t timeout_ms;        /* the effective resume timeout */
+    /* One attempt (NULL: peer_resume_link). Replaceable so that tests script the attempts; it
+     * runs on a thread of its own, the path loop stays free to take MB_ENDED meanwhile. */
+    int (*attempt)(const struct resume_link_cfg *r, struct peer_link *link, char *why,
+                   size_t whylen);
 };
 
 struct rpath;

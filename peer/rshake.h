@@ -9,7 +9,8 @@
  * Each side brings a fresh crypto_kx key per attempt (rshake_init); the MACs cover both of
  * them, the new punch's session id, the root id, the epoch, both ids, the sender's role letter
  * and the offsets, so a recorded line verifies nowhere else and a reflected one not at all.
- * Pure logic, no I/O, like shake.h. Dormant: nothing sends these lines yet.
+ * Pure logic, no I/O, like shake.h. The punch engine's resume mode (punch.h, cfg.resume) sends
+ * them; nothing sets cfg.resume yet.
  *
  * The lines are encoded and decoded here with jansson rather than through proto/ (no PROTO_*
  * types for them yet); the rules are proto's: at most PROTO_MAX_LINE bytes with the newline,

@@ -82,6 +82,7 @@ static void sess_free(struct sess *ss)
     sess_bday_end(ss);
     rl_cancel(ss->relay);
     shake_wipe(&ss->shake);
+    rshake_wipe(&ss->rshake);
     sodium_memzero(&ss->own, sizeof ss->own);
     free(ss);
     if (!sess_any(set))
@@ -153,18 +154,22 @@ static void sess_punch_done(struct punch *p, int status, const char *why, void *
     else
         snprintf(note, sizeof note, "%s", ss->relay_note);
     shake_wipe(&ss->shake);
-    if (status == EXIT_DONE) {
+    /* a resume proves the session's RS, not a key: trust was settled at epoch 0 */
+    if (status == EXIT_DONE && !set->resume)
         trust_record(&ss->shake.trust, ss->link->peer_pk);
+    if (status == EXIT_DONE) {
         snprintf(ss->link->server, sizeof ss->link->server, "%s", set->name);
     }
     /* waiting: one failed session (a stranger's, a refused key, a punch that found no path)
-     * is not the end; the next punch order may be the peer's */
+     * is not the end; the next punch order may be the peer's; nor is a failed resume punch
+     * (the path side tries again) */
+    enum log_level lv = set->mode == SESS_WAIT || set->resume ? LOG_WARN : LOG_ERROR;
     if (status != EXIT_DONE && ss->relay_only)
-        log_msg(set->mode == SESS_WAIT ? LOG_WARN : LOG_ERROR,
+        log_msg(lv,
                 "punch to %s failed: relay: %s; direct skipped: %s%s", ss->shake.peer, note,
                 ss->link->direct_why, set->mode == SESS_WAIT ? "; still waiting" : "");
     else if (status != EXIT_DONE)
-        log_msg(set->mode == SESS_WAIT ? LOG_WARN : LOG_ERROR,
+        log_msg(lv,
                 "punch to %s failed: direct: %s; relay: %s%s", ss->shake.peer, why, note,
                 set->mode == SESS_WAIT ? "; still waiting" : "");
     if (set->mode == SESS_ONE) {
@@ -269,6 +274,21 @@ static void sess_relay_start(struct sess *ss, const struct proto_msg *m)
         punch_abort(ss->punch, EXIT_LOCAL, err);
 }
 
+/* The session layer's part of the handshake (resume.md 4.1): our shake.resume when our hello
+ * announced "resume", and whether the punch says the peer's did too (punch.peer_features);
+ * shake.c decides from these who sends it. Not announced: all zero, today's handshake. */
+static void sess_shake_resume(struct sess *ss, const struct proto_msg *m)
+{
+    const struct sess_set *set = ss->set;
+    if (!set->resume_announced || !*set->resume_announced)
+        return;
+    ss->shake.resume = (struct proto_resume_caps){.has = true,
+                                                  .v = PROTO_RESUME_V,
+                                                  .buf = set->o->resume_buffer,
+                                                  .timeout = set->o->resume_timeout_s};
+    ss->shake.resume_listed = (m->u.punch.peer_features & PROTO_FEAT_RESUME) != 0;
+}
+
 /* The session's handshake context and trust; EXIT_DONE or trust_prepare's failure. */
 static int sess_shake(struct sess *ss, const struct proto_msg *m, const char *fp)
 {
@@ -279,6 +299,7 @@ static int sess_shake(struct sess *ss, const struct proto_msg *m, const char *fp
     memcpy(ss->shake.peer, m->u.punch.peer, sizeof ss->shake.peer);
     ss->shake.role = m->u.punch.role;
     ss->shake.ident = set->o->ident;
+    sess_shake_resume(ss, m);
     shake_init(&ss->shake);
     if ((rc = trust_prepare(set->o, m->u.punch.peer, m->u.punch.has_key ? m->u.punch.key : NULL,
                             &ss->shake.trust)) != EXIT_DONE)
@@ -288,6 +309,49 @@ static int sess_shake(struct sess *ss, const struct proto_msg *m, const char *fp
         snprintf(ss->shake.trust.fp, sizeof ss->shake.trust.fp, "%s", fp);
     memcpy(ss->link->peer, m->u.punch.peer, sizeof ss->link->peer);
     return EXIT_DONE;
+}
+
+bool sess_resume_refused(const struct sess_resume *r, const struct proto_msg *m, char *why,
+                         size_t whylen)
+{
+    const char *bad = NULL;
+    if (!m->u.punch.resume[0])
+        bad = "it resumes no session";
+    else if (strcmp(m->u.punch.resume, r->root) != 0)
+        bad = "it resumes another session";
+    else if (strcmp(m->u.punch.peer, r->peer) != 0)
+        bad = "it comes from another peer";
+    else if (!m->u.punch.has_key)
+        bad = "it carries no key";
+    else if (sodium_memcmp(m->u.punch.key, r->peer_key, sizeof m->u.punch.key) != 0)
+        bad = "its key is not the session's peer's";
+    else if (m->u.punch.role != r->role)
+        bad = "its role is not ours in the session";
+    if (!bad)
+        return false;
+    snprintf(why, whylen, "%s", bad);
+    return true;
+}
+
+/* Resume mode: the engine runs the resume lines under this session's context; the punch's
+ * own session id is the new S, everything else is the suspended session's. */
+static void sess_rshake(struct sess *ss, const struct proto_msg *m)
+{
+    const struct sess_resume *r = ss->set->resume;
+    struct rshake_ctx *x = &ss->rshake;
+    memcpy(x->session, m->u.punch.session, sizeof x->session);
+    snprintf(x->root, sizeof x->root, "%s", r->root);
+    memcpy(x->self, ss->set->o->id, sizeof x->self);
+    snprintf(x->peer, sizeof x->peer, "%s", r->peer);
+    x->role = r->role;
+    x->rs = r->rs;
+    x->last_epoch = r->last_epoch;
+    x->rx = r->rx;
+    x->gone = false;
+    rshake_init(x);
+    memcpy(ss->link->peer, m->u.punch.peer, sizeof ss->link->peer);
+    ss->cfg.resume = x;
+    ss->cfg.shake = NULL;
 }
 
 /* A waiting peer turns away, before dialling anything, a peer whose registered key (the
@@ -608,17 +672,22 @@ enum sess_start sess_start(struct sess_set *set, const struct proto_msg *m, uint
     if ((relay = sess_plan(ss, m, cfg)) < 0)
         return sess_abandon(ss, EXIT_PUNCH, NULL);
     sess_punch_cfg(ss, m, rtt_us, rx_us);
-    if ((rc = sess_shake(ss, m, fp)) != EXIT_DONE)
-        return sess_abandon(ss, rc, NULL);
-    if (sess_key_refused(ss, m))
-        return sess_abandon(ss, EXIT_PUNCH, NULL);
-    cfg->shake = &ss->shake;
+    if (set->resume) {
+        sess_rshake(ss, m);
+    } else {
+        if ((rc = sess_shake(ss, m, fp)) != EXIT_DONE)
+            return sess_abandon(ss, rc, NULL);
+        if (sess_key_refused(ss, m))
+            return sess_abandon(ss, EXIT_PUNCH, NULL);
+        cfg->shake = &ss->shake;
+    }
     sess_bday_begin(ss, m);
     LOG_I("punching to %s at %s (%d candidate%s%s, %s)", m->u.punch.peer,
           ep_format((const struct sockaddr *)&m->u.punch.observed, ep, sizeof ep), cfg->ncand,
           cfg->ncand == 1 ? "" : "s", cfg->birthday ? " and a birthday punch" : "",
           proto_role_name(m->u.punch.role));
-    ev_punching(set->o, m, cfg);
+    if (!set->resume) /* a resume's events are the data plane's (suspended, resumed) */
+        ev_punching(set->o, m, cfg);
     for (int i = 0; i < cfg->ncand; i++)
         LOG_D("candidate %d: %s (%s)", i,
               ep_format((struct sockaddr *)&cfg->cand[i].addr, ep, sizeof ep), cfg->cand[i].kind);
@@ -628,6 +697,19 @@ enum sess_start sess_start(struct sess_set *set, const struct proto_msg *m, uint
     if (relay)
         sess_relay_start(ss, m);
     return SESS_STARTED;
+}
+
+void sess_abort(struct sess_set *set, const char *why)
+{
+    struct q *it;
+    /* each abort ends its session at once (sess_punch_done frees it): take the head again */
+    while ((it = q_head(&set->list))) {
+        struct sess *ss = q_data(it, struct sess, node);
+        if (ss->punch)
+            punch_abort(ss->punch, EXIT_PUNCH, why);
+        else
+            sess_free(ss);
+    }
 }
 
 void sess_cancel_relays(struct sess_set *set)

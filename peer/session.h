@@ -16,6 +16,7 @@
 #include "peer/link.h"
 #include "peer/opts.h"
 #include "peer/punch.h"
+#include "peer/rshake.h"
 #include "peer/serve.h"
 #include "peer/shake.h"
 #include "proto/proto.h"
@@ -49,6 +50,25 @@ struct sess_cbs {
     void *data;
 };
 
+/* Resume mode (docs/design/resume.md 4.5): the set serves only resume punches of one suspended
+ * session, each engine running the resume lines (peer/rshake) instead of the shake. The
+ * pointers are the path side's and outlive the set. */
+struct sess_resume {
+    const char *root;              /* the session's root id */
+    const char *peer;              /* the session's peer id */
+    const unsigned char *peer_key; /* its verified identity key (32 bytes) */
+    enum proto_role role;          /* the session's roles */
+    const unsigned char *rs;       /* the resumption secret (SHAKE_RS_BYTES) */
+    uint32_t last_epoch;           /* the newest epoch attached */
+    uint64_t rx;                   /* our receive offset, announced in the resume line */
+};
+
+/* Whether punch order m is not one of that session's resumes: punch.resume is its root,
+ * punch.peer its peer, punch.key its peer's key and punch.role its role. True with why:
+ * refuse it before anything is dialled (a stranger, or a lying server, cannot make us dial). */
+bool sess_resume_refused(const struct sess_resume *r, const struct proto_msg *m, char *why,
+                         size_t whylen);
+
 /* All sessions of one control connection, and what they are given. The pointers are the
  * control connection's and outlive the set. */
 struct sess_set {
@@ -67,8 +87,10 @@ struct sess_set {
      * the hops scan found for a hard side's first SYNs (0: not known yet, HOPS_DEFAULT_TTL) */
     const enum proto_nat *nat;
     const int *bday_ttl;
-    const bool *bday_announced; /* our hello carried birthday */
+    const bool *bday_announced;   /* our hello carried birthday */
+    const bool *resume_announced; /* our hello carried features ["resume"] */
     struct sess_cbs cb;
+    const struct sess_resume *resume; /* resume mode (NULL: the shake, as always) */
     struct q list; /* newest first */
     bool won;      /* SESS_WAIT: a session completed its handshake */
 };
@@ -82,6 +104,7 @@ struct sess {
     bool relay_only;      /* this session makes no direct attempt */
     char relay_note[400]; /* what became of the relay path, for a failure message */
     struct shake_ctx shake;
+    struct rshake_ctx rshake; /* resume mode: the engine's context (cfg.resume) */
     struct punch_cfg cfg;   /* its candidates route the shared listener's connections */
     struct peer_link *link; /* the caller's (one-shot) or own */
     struct peer_link own;
@@ -105,6 +128,9 @@ enum sess_start sess_start(struct sess_set *set, const struct proto_msg *m, uint
                            uint64_t rx_us);
 
 bool sess_any(const struct sess_set *set);
+
+/* Aborts every session (their punches end with EXIT_PUNCH and why): a cancelled resume. */
+void sess_abort(struct sess_set *set, const char *why);
 
 /* One-shot, the server connection gone: the relay attempt goes with it. */
 void sess_cancel_relays(struct sess_set *set);

@@ -29,11 +29,58 @@ static size_t shake_put(unsigned char *out, size_t off, const void *p, size_t n)
     return off + n;
 }
 
+/* Our shake.resume, or NULL when we send none (4.1 "Acceptance"): the responder speaks first
+ * and sends it iff its punch listed the feature; the initiator answers in kind, so stripping
+ * one punch's copy cannot make the two sides disagree. */
+static const struct proto_resume_caps *shake_our_resume(const struct shake_ctx *s,
+                                                        const struct shake_peer *p)
+{
+    if (s->symmetric || !s->resume.has)
+        return NULL;
+    if (s->role == PROTO_RESPONDER)
+        return s->resume_listed ? &s->resume : NULL;
+    return p && p->resume.has ? &s->resume : NULL;
+}
+
+bool shake_resume_on(const struct shake_ctx *s, const struct shake_peer *peer)
+{
+    return peer->resume.has && shake_our_resume(s, peer) != NULL;
+}
+
+/* "resume" || v (1 byte) || buf (8, big-endian) || timeout (4, big-endian); nothing when r
+ * is NULL, so a transcript without the member is today's. */
+static size_t shake_put_resume(unsigned char *out, size_t off, const struct proto_resume_caps *r)
+{
+    unsigned char b[1 + 8 + 4];
+    if (!r)
+        return off;
+    b[0] = (unsigned char)r->v;
+    for (int k = 0; k < 8; k++)
+        b[1 + k] = (unsigned char)(r->buf >> (56 - 8 * k));
+    for (int k = 0; k < 4; k++)
+        b[9 + k] = (unsigned char)(r->timeout >> (24 - 8 * k));
+    off = shake_put(out, off, "resume", 6);
+    return shake_put(out, off, b, sizeof b);
+}
+
+/* After today's bytes, the responder's shake.resume then the initiator's, each when present:
+ * both signatures cover what both sides sent, so a relay that strips or changes either one
+ * breaks the handshake instead of silently turning the session layer off. */
+static size_t shake_put_resumes(const struct shake_ctx *s, const struct shake_peer *p,
+                                unsigned char *out, size_t off)
+{
+    const struct proto_resume_caps *ours = shake_our_resume(s, p);
+    const struct proto_resume_caps *theirs = p->resume.has ? &p->resume : NULL;
+    bool init = s->role == PROTO_INITIATOR;
+    off = shake_put_resume(out, off, init ? theirs : ours);
+    return shake_put_resume(out, off, init ? ours : theirs);
+}
+
 /* What a signature covers: "tcpunch-shake-v1\0" || session || signer role letter || the other
  * side's eph || the signer's eph || the other's identity key || the signer's || the other's
- * id "\0" || the signer's id "\0". Each side signs the other's fresh key, which makes a replayed
- * signature useless, and both identities, so a signature cannot be passed off as made for
- * another peer. */
+ * id "\0" || the signer's id "\0", then the shake.resume blocks when present
+ * (shake_put_resumes). Each side signs the other's fresh key, which makes a replayed signature
+ * useless, and both identities, so a signature cannot be passed off as made for another peer. */
 static size_t shake_transcript(const struct shake_ctx *s, const struct shake_peer *p, bool by_self,
                                unsigned char *out)
 {
@@ -55,7 +102,8 @@ static size_t shake_transcript(const struct shake_ctx *s, const struct shake_pee
     off = shake_put(out, off, key_o, crypto_sign_PUBLICKEYBYTES);
     off = shake_put(out, off, key_s, crypto_sign_PUBLICKEYBYTES);
     off = shake_put(out, off, id_o, strlen(id_o) + 1);
-    return shake_put(out, off, id_s, strlen(id_s) + 1);
+    off = shake_put(out, off, id_s, strlen(id_s) + 1);
+    return shake_put_resumes(s, p, out, off);
 }
 
 static void shake_sign(const struct shake_ctx *s, const struct shake_peer *p, unsigned char *sig)
@@ -90,9 +138,11 @@ int shake_encode(const struct shake_ctx *s, enum proto_type type, const struct s
     memcpy(m.u.shake.to, s->peer, sizeof m.u.shake.to);
     memcpy(m.u.shake.key, s->ident->pk, sizeof m.u.shake.key);
     memcpy(m.u.shake.eph, s->eph_pk, sizeof m.u.shake.eph);
+    if (!s->symmetric && s->role == PROTO_INITIATOR && (!peer || !peer->seen))
+        return -1;
+    if (shake_our_resume(s, peer))
+        m.u.shake.resume = *shake_our_resume(s, peer);
     if (!s->symmetric && s->role == PROTO_INITIATOR) {
-        if (!peer || !peer->seen)
-            return -1;
         m.u.shake.has_sig = true;
         shake_sign(s, peer, m.u.shake.sig);
     }
@@ -165,6 +215,13 @@ static enum shake_verdict shake_check_shake(const struct shake_ctx *s, const str
     if (m->u.shake.has_sig != want_sig) {
         snprintf(why, whylen, "a %s shake %s", want_sig ? "initiator's" : "responder's",
                  want_sig ? "without its signature" : "with a signature");
+        return SHAKE_BAD;
+    }
+    /* direct mode announces nothing (4.1): a member there is not part of the handshake */
+    if (!s->symmetric)
+        got.resume = m->u.shake.resume;
+    if (want_sig && got.resume.has && !shake_our_resume(s, NULL)) {
+        snprintf(why, whylen, "the initiator's shake.resume answers none of ours");
         return SHAKE_BAD;
     }
     memcpy(got.key, m->u.shake.key, sizeof got.key);

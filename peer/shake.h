@@ -36,6 +36,13 @@ struct shake_ctx {
     const struct identity *ident;
     unsigned char eph_pk[crypto_kx_PUBLICKEYBYTES], eph_sk[crypto_kx_SECRETKEYBYTES];
     struct shake_trust trust;
+    /* The session layer (docs/design/resume.md 4.1, PROTOCOL.md section 18): our shake.resume
+     * (has: our hello announced "resume"; v, buf, timeout: ours), and for the responder whether
+     * the punch's peer_features listed it too. The responder sends shake.resume iff both; the
+     * initiator iff the responder's shake carried it (and resume.has); never in direct mode.
+     * All zero: today's handshake byte for byte. */
+    struct proto_resume_caps resume;
+    bool resume_listed;
 };
 
 /* What one connection has shown of the peer. */
@@ -43,6 +50,7 @@ struct shake_peer {
     bool seen; /* a valid shake arrived */
     unsigned char key[crypto_sign_PUBLICKEYBYTES];
     unsigned char eph[crypto_kx_PUBLICKEYBYTES];
+    struct proto_resume_caps resume; /* the peer's shake.resume (has false: absent) */
 };
 
 enum shake_verdict {
@@ -78,6 +86,10 @@ enum shake_verdict shake_trust_key(const struct shake_trust *t, const unsigned c
 /* Direct mode: after the peer's shake, takes the role given by the two ephemeral keys (the
  * lower one initiates). */
 void shake_direct_role(struct shake_ctx *s, const struct shake_peer *peer);
+
+/* Whether the session layer is on after a handshake with peer: both shakes carried
+ * shake.resume. */
+bool shake_resume_on(const struct shake_ctx *s, const struct shake_peer *peer);
 
 /* The two stream keys for the peer of a finished handshake. -1 when the peer's ephemeral key is
  * unusable (a low-order point). */

@@ -29,6 +29,7 @@ struct sc {
     struct lb lb;
     uint64_t rx_us;     /* arrival time of the bytes being framed */
     bool feat_birthday; /* the challenge listed "birthday" */
+    bool feat_resume;   /* the challenge listed "resume" */
     char rbuf[16384];
 };
 
@@ -138,6 +139,7 @@ static int sc_on_line(void *arg, char *line, size_t len)
         sc_fail(sc, SC_FAIL_INVALID, e, "%s", why);
     } else if (sc->phase == SC_CHALLENGE && m.type == PROTO_CHALLENGE) {
         sc->feat_birthday = m.u.challenge.feat_birthday;
+        sc->feat_resume = m.u.challenge.feat_resume;
         sc_answer(sc, m.u.challenge.nonce); /* the server speaks first */
     } else {
         sc->cbs->msg(sc, sc->data, &m, sc->rx_us);
@@ -323,6 +325,11 @@ int sc_fd(const struct sc *sc)
 bool sc_feat_birthday(const struct sc *sc)
 {
     return sc->feat_birthday;
+}
+
+bool sc_feat_resume(const struct sc *sc)
+{
+    return sc->feat_resume;
 }
 
 int sc_detach(struct sc *sc)

@@ -99,6 +99,9 @@ int sc_fd(const struct sc *sc);
 /* Whether the server's challenge offered birthday punching (challenge.features); false before
  * it came. `first` may ask it. */
 bool sc_feat_birthday(const struct sc *sc);
+/* Whether it offered sessions that survive their connection ("resume", PROTOCOL.md section
+ * 18): only then may the hello carry features or replace. */
+bool sc_feat_resume(const struct sc *sc);
 
 /* Ends the exchange and hands the descriptor over: the loop no longer watches it, nothing
  * unread has been taken off it, and the caller closes it. */

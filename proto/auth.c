@@ -102,6 +102,23 @@ static void auth_endpoint(crypto_auth_hmacsha256_state *st, const struct sockadd
     auth_field(st, b, n + 2);
 }
 
+/* hello.features and hello.replace (PROTOCOL.md section 18), each only when present, after
+ * birthday, for the same reason: a name, then the PROTO_FEAT_* bits as four bytes big-endian
+ * (the bits, not the names: the server checks what it decoded, and unknown names are not
+ * kept); replace is the name alone. */
+static void auth_session_fields(crypto_auth_hmacsha256_state *st, const struct proto_msg *m)
+{
+    uint32_t f = m->u.hello.features & PROTO_FEAT_KNOWN; /* as proto_encode writes them */
+    if (f) {
+        unsigned char b[4] = {(unsigned char)(f >> 24), (unsigned char)(f >> 16),
+                              (unsigned char)(f >> 8), (unsigned char)f};
+        auth_str(st, "features", 16);
+        auth_field(st, b, sizeof b);
+    }
+    if (m->u.hello.replace)
+        auth_str(st, "replace", 16);
+}
+
 static void auth_hello_fields(crypto_auth_hmacsha256_state *st, const struct proto_msg *m)
 {
     unsigned char aux = m->u.hello.aux ? 1 : 0, count = (unsigned char)m->u.hello.endpoints.n;
@@ -123,6 +140,7 @@ static void auth_hello_fields(crypto_auth_hmacsha256_state *st, const struct pro
         auth_str(st, "birthday", 16);
         auth_field(st, b, sizeof b);
     }
+    auth_session_fields(st, m);
 }
 
 bool auth_admit(const unsigned char key[AUTH_KEY_BYTES], const unsigned char *nonce,

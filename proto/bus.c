@@ -9,13 +9,14 @@
 _Static_assert(BUS_TAG_BYTES == crypto_auth_hmacsha512256_BYTES, "bus tag size");
 _Static_assert(BUS_KEY_BYTES == crypto_auth_hmacsha512256_KEYBYTES, "bus key size");
 
-static const char *const bus_names[BUS_TYPE_COUNT] = {"introduce", "answer"};
+static const char *const bus_names[BUS_TYPE_COUNT] = {"introduce", "answer", "replace"};
 
 /* The members each type may carry, the envelope's included; NULL-terminated. */
-static const char *const bus_members[BUS_TYPE_COUNT][12] = {
+static const char *const bus_members[BUS_TYPE_COUNT][16] = {
     [BUS_INTRODUCE] = {"type", "sender", "t", "session", "from", "target", "peer", "path", "rtt_us",
-                       "bus_rtt_us", "birthday", NULL},
+                       "bus_rtt_us", "birthday", "features", "resume", NULL},
     [BUS_ANSWER] = {"type", "sender", "t", "session", "code", "message", "line", "delay_us", NULL},
+    [BUS_REPLACE] = {"type", "sender", "t", "id", "key", NULL},
 };
 
 const char *bus_type_name(enum bus_type t)
@@ -236,6 +237,58 @@ static bool bd_bday_caps(json_t *o, struct proto_bday_caps *out)
     return true;
 }
 
+/* The end-to-end feature names this version knows: bit i is PROTO_FEAT_* (1u << i), as in
+ * hello.features (proto.c). */
+static const char *const bus_feat_names[] = {"resume"};
+#define BUS_NFEAT (sizeof bus_feat_names / sizeof bus_feat_names[0])
+_Static_assert(((1u << BUS_NFEAT) - 1) == PROTO_FEAT_KNOWN, "a name for every known feature bit");
+
+/* One name of a feature list: 1..PROTO_MAX_FEATURE_LEN bytes, not earlier in the list. */
+static bool bd_feat_item(json_t *a, size_t i)
+{
+    const char *s = json_string_value(json_array_get(a, i));
+    size_t n = json_string_length(json_array_get(a, i));
+    if (!s || n == 0 || n > PROTO_MAX_FEATURE_LEN || strlen(s) != n)
+        return false;
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(s, json_string_value(json_array_get(a, j))) == 0)
+            return false; /* duplicates are refused, as in hello */
+    return true;
+}
+
+/* introduce.features: absent, or an array of at most PROTO_MAX_FEATURES names, as the
+ * initiator's hello.features; unknown names are ignored, so a newer instance may list more. */
+static bool bd_features(json_t *o, uint32_t *out)
+{
+    json_t *a = json_object_get(o, "features");
+    *out = 0;
+    if (!a)
+        return true;
+    if (!json_is_array(a) || json_array_size(a) > PROTO_MAX_FEATURES)
+        return false;
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        if (!bd_feat_item(a, i))
+            return false;
+        for (size_t k = 0; k < BUS_NFEAT; k++)
+            if (strcmp(json_string_value(json_array_get(a, i)), bus_feat_names[k]) == 0)
+                *out |= 1u << k;
+    }
+    return true;
+}
+
+/* introduce.resume: absent, or a root session id (session grammar). */
+static bool bd_resume(json_t *o, char *out, size_t cap)
+{
+    const char *s = bd_str(o, "resume", PROTO_SESSION_LEN);
+    out[0] = '\0';
+    if (!json_object_get(o, "resume"))
+        return true;
+    if (!s || !proto_valid_session(s))
+        return false;
+    bd_copy(out, cap, s);
+    return true;
+}
+
 static enum bus_err bd_introduce(struct bd *d, struct bus_msg *m)
 {
     const char *from = bd_str(d->o, "from", BUS_MAX_INSTANCE);
@@ -248,7 +301,8 @@ static enum bus_err bd_introduce(struct bd *d, struct bus_msg *m)
     if (!from || strcmp(from, m->sender) != 0 || !target || !proto_valid_id(target) || !peer ||
         !path || !bd_int(d->o, "rtt_us", 0, BUS_MAX_DELAY_US, &rtt) ||
         !bd_int(d->o, "bus_rtt_us", 0, BUS_MAX_DELAY_US, &bus) ||
-        !bd_bday_caps(d->o, &m->u.introduce.bday))
+        !bd_bday_caps(d->o, &m->u.introduce.bday) || !bd_features(d->o, &m->u.introduce.features) ||
+        !bd_resume(d->o, m->u.introduce.resume, sizeof m->u.introduce.resume))
         return bd_fail(d, BUS_E_BODY, "a malformed introduce");
     bd_copy(m->u.introduce.from, sizeof m->u.introduce.from, from);
     bd_copy(m->u.introduce.target, sizeof m->u.introduce.target, target);
@@ -259,6 +313,23 @@ static enum bus_err bd_introduce(struct bd *d, struct bus_msg *m)
         return bd_fail(d, BUS_E_PUNCH, "introduce for session %s: %s", m->session, why);
     if (!proto_path_parse(path, &m->u.introduce.path))
         return bd_fail(d, BUS_E_PATH, "introduce with an unknown path");
+    return BUS_OK;
+}
+
+/* replace: an id and the key it was registered with, standard base64 of exactly
+ * PROTO_KEY_BYTES (the canonical spelling only). */
+static enum bus_err bd_replace(struct bd *d, struct bus_msg *m)
+{
+    const char *id = bd_str(d->o, "id", PROTO_MAX_ID);
+    const char *key = bd_str(d->o, "key", 2 * PROTO_KEY_BYTES);
+    size_t len = key ? strlen(key) : 0, got = 0;
+    if (!id || !proto_valid_id(id) || !key ||
+        len != sodium_base64_ENCODED_LEN(PROTO_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL) - 1 ||
+        sodium_base642bin(m->u.replace.key, PROTO_KEY_BYTES, key, len, NULL, &got, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        got != PROTO_KEY_BYTES)
+        return bd_fail(d, BUS_E_BODY, "a malformed replace");
+    bd_copy(m->u.replace.id, sizeof m->u.replace.id, id);
     return BUS_OK;
 }
 
@@ -340,6 +411,11 @@ enum bus_err bus_decode(const char *json, size_t len, const char *self, struct b
         goto cleanup;
     }
     out->type = (enum bus_type)k;
+    if (out->type == BUS_REPLACE) { /* belongs to no session */
+        e = bd_only(d.o, out->type) ? bd_replace(&d, out)
+                                    : bd_fail(&d, BUS_E_BODY, "a malformed replace");
+        goto cleanup;
+    }
     session = bd_str(d.o, "session", PROTO_SESSION_LEN);
     if (!bd_only(d.o, out->type) || !session || !proto_valid_session(session)) {
         e = bd_fail(&d, BUS_E_BODY, "a malformed %s", bus_names[k]);
@@ -370,13 +446,46 @@ static int be_punch(json_t *o, const char *key, const struct proto_msg *p, enum 
     return json_object_set_new(o, key, json_string(line));
 }
 
+/* A feature list: the known names of bits, in bit order. */
+static json_t *be_features(uint32_t bits)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < BUS_NFEAT; i++)
+        if ((bits & (1u << i)) && json_array_append_new(a, json_string(bus_feat_names[i])) < 0) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
+}
+
+/* introduce's optional members of resumable sessions, each only when present. */
+static int be_resume_members(json_t *o, const struct bus_msg *m)
+{
+    if ((m->u.introduce.features & PROTO_FEAT_KNOWN) &&
+        json_object_set_new(o, "features", be_features(m->u.introduce.features)) < 0)
+        return -1;
+    if (m->u.introduce.resume[0] &&
+        (!proto_valid_session(m->u.introduce.resume) ||
+         json_object_set_new(o, "resume", json_string(m->u.introduce.resume)) < 0))
+        return -1;
+    return 0;
+}
+
 static json_t *be_build(const struct bus_msg *m)
 {
     const char *t = bus_type_name(m->type);
     json_t *o;
-    if (!bus_valid_instance(m->sender) || m->t < 1 || !proto_valid_session(m->session))
+    char b64[sodium_base64_ENCODED_LEN(PROTO_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL)];
+    if (!bus_valid_instance(m->sender) || m->t < 1 ||
+        (m->type != BUS_REPLACE && !proto_valid_session(m->session)))
         return NULL;
-    if (m->type == BUS_INTRODUCE) {
+    if (m->type == BUS_REPLACE) {
+        if (!proto_valid_id(m->u.replace.id))
+            return NULL;
+        sodium_bin2base64(b64, sizeof b64, m->u.replace.key, PROTO_KEY_BYTES,
+                          sodium_base64_VARIANT_ORIGINAL);
+        o = json_pack("{s:s, s:s, s:s}", "type", t, "id", m->u.replace.id, "key", b64);
+    } else if (m->type == BUS_INTRODUCE) {
         if (strcmp(m->u.introduce.from, m->sender) != 0 || !proto_valid_id(m->u.introduce.target) ||
             m->u.introduce.rtt_us > BUS_MAX_DELAY_US ||
             m->u.introduce.bus_rtt_us > BUS_MAX_DELAY_US ||
@@ -393,7 +502,8 @@ static json_t *be_build(const struct bus_msg *m)
             (m->u.introduce.bday.has &&
              json_object_set_new(o, "birthday",
                                  json_pack("{s:i, s:i}", "k", m->u.introduce.bday.k, "m",
-                                           m->u.introduce.bday.m)) < 0))
+                                           m->u.introduce.bday.m)) < 0) ||
+            be_resume_members(o, m) < 0)
             goto fail;
     } else if (m->type == BUS_ANSWER && m->u.answer.code != PC_UNKNOWN) {
         if (!bus_answer_code(m->u.answer.code) || !bus_printable(m->u.answer.message))

@@ -33,13 +33,13 @@
 #define BUS_KEY_CONTEXT "tcpunch cluster bus key v1"
 #define BUS_FRAME (3 + 2 * BUS_TAG_BYTES + 1) /* "v1." HEX "." before the JSON */
 
-enum bus_type { BUS_INTRODUCE, BUS_ANSWER, BUS_TYPE_COUNT };
+enum bus_type { BUS_INTRODUCE, BUS_ANSWER, BUS_REPLACE, BUS_TYPE_COUNT };
 
 struct bus_msg {
     enum bus_type type;
     char sender[BUS_MAX_INSTANCE + 1];
     int64_t t; /* the sender's clock in microseconds, strictly growing; >= 1 */
-    char session[PROTO_SESSION_LEN + 1];
+    char session[PROTO_SESSION_LEN + 1]; /* "" in a replace, which belongs to no session */
     union {
         struct {
             char from[BUS_MAX_INSTANCE + 1]; /* equal to sender */
@@ -52,6 +52,11 @@ struct bus_msg {
             /* the initiator's hello.birthday (optional member "birthday": {"k", "m"}), sent
              * only while its instance would let it take part in a birthday punch now */
             struct proto_bday_caps bday;
+            /* the initiator's hello.features (optional member "features": an array of
+             * strings, as in hello), PROTO_FEAT_* bits, 0: absent */
+            uint32_t features;
+            /* the connect's resume root (optional member "resume"; "": absent) */
+            char resume[PROTO_SESSION_LEN + 1];
         } introduce;
         struct {
             /* as received: bus_decode checks their form, bus_answer_is what they say (and
@@ -65,6 +70,12 @@ struct bus_msg {
             struct proto_msg line; /* the initiator's punch of this session */
             uint32_t delay_us;
         } answer;
+        struct {
+            /* a hello with replace registered id with key on the sender: the receiver closes
+             * its own registration of id with that key (error replaced), if it has one */
+            char id[PROTO_MAX_ID + 1];
+            unsigned char key[PROTO_KEY_BYTES];
+        } replace;
     } u;
 };
 

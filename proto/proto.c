@@ -19,19 +19,20 @@ static const char *const proto_bday_roles[] = {"hard", "easy"};
 #define PROTO_COUNT(a) (sizeof a / sizeof a[0])
 
 /* Fields each type may carry, "type" included; NULL-terminated. */
-static const char *const proto_fields[PROTO_TYPE_COUNT][17] = {
+static const char *const proto_fields[PROTO_TYPE_COUNT][20] = {
     [PROTO_HELLO] = {"type", "version", "id", "endpoints", "path", "aux", "key", "sig", "admit",
-                      "birthday", NULL},
+                     "birthday", "features", "replace", NULL},
     [PROTO_WELCOME] = {"type", "version", "id", "observed", "keepalive", "relay", "probe_port",
                        "probe_token", "probe6", NULL},
-    [PROTO_CONNECT] = {"type", "target", NULL},
+    [PROTO_CONNECT] = {"type", "target", "resume", NULL},
     [PROTO_PUNCH] = {"type", "session", "peer", "role", "observed", "endpoints", "start_in_us",
                      "relay", "token", "direct", "reason", "nat", "key", "relay_addr", "observed6",
-                     "birthday", NULL},
+                     "birthday", "peer_features", "resume", NULL},
     [PROTO_ERROR] = {"type", "code", "message", "fatal", NULL},
     [PROTO_PING] = {"type", "seq", NULL},
     [PROTO_PONG] = {"type", "seq", NULL},
-    [PROTO_SHAKE] = {"type", "version", "session", "from", "to", "key", "eph", "sig", NULL},
+    [PROTO_SHAKE] = {"type", "version", "session", "from", "to", "key", "eph", "sig", "resume",
+                     NULL},
     [PROTO_CONFIRM] = {"type", "session", "sig", NULL},
     [PROTO_PROBE] = {"type", "version", "token", "admit", NULL},
     [PROTO_OBSERVED] = {"type", "observed", "mapping", NULL},
@@ -374,9 +375,6 @@ static enum proto_err pd_fields(struct pd *d, enum proto_type t, bool strict)
 
 /* ---- birthday punching (PROTOCOL.md, "Birthday punching") ---- */
 
-#define PROTO_MAX_FEATURES 16   /* challenge.features entries */
-#define PROTO_MAX_FEATURE_LEN 32 /* bytes of one feature name */
-
 /* The members an object inside a message may carry; NULL-terminated. */
 static const char *const proto_bday_caps_members[] = {"k", "m", NULL};
 static const char *const proto_bday_members[] = {"role",    "target", "k",     "m",
@@ -433,9 +431,10 @@ static enum proto_err pd_int_to(struct pd *d, const char *key, int64_t lo, int64
     return PROTO_OK;
 }
 
-/* challenge.features: a short array of short strings; names this side does not know are
- * skipped, so that a server can offer more than an older peer knows. */
-static enum proto_err pd_features(struct pd *d, bool *birthday)
+/* challenge.features: a short array of short strings (PROTO_MAX_FEATURES of at most
+ * PROTO_MAX_FEATURE_LEN bytes, proto.h); names this side does not know are skipped, so that a
+ * server can offer more than an older peer knows. */
+static enum proto_err pd_features(struct pd *d, bool *birthday, bool *resume)
 {
     json_t *v = json_object_get(d->obj, "features"), *item;
     size_t i;
@@ -454,8 +453,79 @@ static enum proto_err pd_features(struct pd *d, bool *birthday)
                            PROTO_MAX_FEATURE_LEN);
         if (strcmp(s, "birthday") == 0)
             *birthday = true;
+        if (strcmp(s, "resume") == 0)
+            *resume = true;
     }
     return PROTO_OK;
+}
+
+/* ---- sessions (PROTOCOL.md section 18, docs/design/resume.md 4.1) ---- */
+
+/* The end-to-end feature names this version knows; bit i is PROTO_FEAT_* (1u << i). */
+static const char *const proto_feat_names[] = {"resume"};
+static const char *const proto_resume_members[] = {"v", "buf", "timeout", NULL};
+
+/* One entry of an end-to-end feature list: 1..PROTO_MAX_FEATURE_LEN bytes, no NUL, not the
+ * same as an earlier entry (a list means a set; a repeated name is a sender's bug). */
+static enum proto_err pd_feat_item(struct pd *d, const char *key, json_t *list, size_t i)
+{
+    json_t *item = json_array_get(list, i);
+    const char *s = json_string_value(item);
+    size_t n = json_string_length(item);
+    if (!s || n == 0 || n > PROTO_MAX_FEATURE_LEN || strlen(s) != n)
+        return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must hold strings of 1 to %d bytes", key,
+                       PROTO_MAX_FEATURE_LEN);
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(s, json_string_value(json_array_get(list, j))) == 0)
+            return pd_fail(d, PROTO_E_FIELD, "field \"%s\" names \"%.32s\" twice", key, s);
+    return PROTO_OK;
+}
+
+/* hello.features and punch.peer_features: the known names as PROTO_FEAT_* bits (absent: 0);
+ * unknown names are accepted and skipped, so that a newer peer can announce more. */
+static enum proto_err pd_feat_list(struct pd *d, const char *key, uint32_t *out)
+{
+    json_t *v = json_object_get(d->obj, key);
+    *out = 0;
+    if (!v)
+        return PROTO_OK;
+    if (!json_is_array(v) || json_array_size(v) > PROTO_MAX_FEATURES)
+        return pd_fail(d, PROTO_E_FIELD, "field \"%s\" must be an array of at most %d strings", key,
+                       PROTO_MAX_FEATURES);
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        PD_TRY(pd_feat_item(d, key, v, i));
+        int b = proto_lookup(json_string_value(json_array_get(v, i)), proto_feat_names,
+                             (int)PROTO_COUNT(proto_feat_names));
+        if (b >= 0)
+            *out |= 1u << b;
+    }
+    return PROTO_OK;
+}
+
+static enum proto_err pd_resume_fields(struct pd *s, struct proto_resume_caps *r)
+{
+    int64_t v;
+    PD_TRY(pd_members(s, "resume", proto_resume_members, true));
+    PD_TRY(pd_int(s, "v", 0, INT32_MAX, &v));
+    if (v != PROTO_RESUME_V)
+        return pd_fail(s, PROTO_E_FIELD, "field \"v\" must be %d", PROTO_RESUME_V);
+    r->v = (int)v;
+    PD_TRY(pd_int(s, "buf", PROTO_RESUME_BUF_MIN, PROTO_RESUME_BUF_MAX, &v));
+    r->buf = (uint64_t)v;
+    PD_TRY(pd_int(s, "timeout", 1, PROTO_RESUME_TIMEOUT_MAX, &v));
+    r->timeout = (uint32_t)v;
+    return PROTO_OK;
+}
+
+/* shake.resume {v, buf, timeout}: exactly these members, each in its range (the shake is
+ * strict: a value the signature covers has one meaning only). */
+static enum proto_err pd_resume(struct pd *d, struct proto_resume_caps *out)
+{
+    struct pd sub;
+    PD_TRY(pd_sub(d, "resume", &sub, &out->has));
+    if (!out->has)
+        return PROTO_OK;
+    return pd_in(d, "resume", pd_resume_fields(&sub, out));
 }
 
 /* hello.birthday: {"k": K, "m": M}, the peer's own limits. */
@@ -532,6 +602,8 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m, bool strict)
         PD_TRY(pd_opt_b64(d, "key", m->u.hello.key, PROTO_KEY_BYTES, &m->u.hello.has_key));
         PD_TRY(pd_opt_b64(d, "sig", m->u.hello.sig, PROTO_SIG_BYTES, &m->u.hello.has_sig));
         PD_TRY(pd_bday_caps(d, &m->u.hello.birthday));
+        PD_TRY(pd_feat_list(d, "features", &m->u.hello.features));
+        PD_TRY(pd_opt_bool(d, "replace", &m->u.hello.replace));
         return pd_opt_b64(d, "admit", m->u.hello.admit, PROTO_ADMIT_BYTES, &m->u.hello.has_admit);
     case PROTO_WELCOME:
         PD_TRY(pd_version(d, &m->u.welcome.version));
@@ -550,6 +622,7 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m, bool strict)
         }
         return PROTO_OK;
     case PROTO_CONNECT:
+        PD_TRY(pd_opt_token(d, "resume", m->u.connect.resume));
         return pd_id(d, "target", m->u.connect.target);
     case PROTO_PUNCH: {
         char role[16];
@@ -583,6 +656,8 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m, bool strict)
         if (m->u.punch.has_observed6)
             PD_TRY(pd_endpoint(d, "observed6", &m->u.punch.observed6));
         PD_TRY(pd_bday(d, &m->u.punch.has_birthday, &m->u.punch.birthday, strict));
+        PD_TRY(pd_feat_list(d, "peer_features", &m->u.punch.peer_features));
+        PD_TRY(pd_opt_token(d, "resume", m->u.punch.resume));
         return pd_eplist(d, "endpoints", &m->u.punch.endpoints);
     }
     case PROTO_ERROR: {
@@ -604,6 +679,7 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m, bool strict)
         PD_TRY(pd_id(d, "to", m->u.shake.to));
         PD_TRY(pd_b64(d, "key", m->u.shake.key, PROTO_KEY_BYTES));
         PD_TRY(pd_b64(d, "eph", m->u.shake.eph, PROTO_KEY_BYTES));
+        PD_TRY(pd_resume(d, &m->u.shake.resume));
         return pd_opt_b64(d, "sig", m->u.shake.sig, PROTO_SIG_BYTES, &m->u.shake.has_sig);
     case PROTO_CONFIRM:
         PD_TRY(pd_session(d, "session", m->u.confirm.session));
@@ -626,7 +702,7 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m, bool strict)
         return pd_session(d, "session", m->u.relayed.session);
     case PROTO_CHALLENGE:
         PD_TRY(pd_version(d, &m->u.challenge.version));
-        PD_TRY(pd_features(d, &m->u.challenge.feat_birthday));
+        PD_TRY(pd_features(d, &m->u.challenge.feat_birthday, &m->u.challenge.feat_resume));
         return pd_b64(d, "nonce", m->u.challenge.nonce, PROTO_NONCE_BYTES);
     default:
         return PROTO_E_TYPE;
@@ -724,10 +800,49 @@ static json_t *pe_bday(const struct proto_bday *b)
                      b->port_hi, "easy_delay_us", b->easy_delay_us);
 }
 
+/* A feature list (hello.features, punch.peer_features): the known names of bits, in bit order;
+ * NULL when no known bit is set, so that nothing is encoded. */
+#define PE_FEAT_KNOWN ((1u << PROTO_COUNT(proto_feat_names)) - 1)
+_Static_assert(PE_FEAT_KNOWN == PROTO_FEAT_KNOWN, "a PROTO_FEAT_* bit without its name");
+static json_t *pe_feat_list(uint32_t bits)
+{
+    json_t *a = NULL;
+    for (size_t i = 0; i < PROTO_COUNT(proto_feat_names); i++) {
+        if (!(bits & (1u << i)))
+            continue;
+        if (!a && !(a = json_array()))
+            return NULL;
+        json_array_append_new(a, json_string(proto_feat_names[i]));
+    }
+    return a;
+}
+
+static json_t *pe_resume(const struct proto_resume_caps *r)
+{
+    return json_pack("{s:i, s:I, s:I}", "v", r->v, "buf", (json_int_t)r->buf, "timeout",
+                     (json_int_t)r->timeout);
+}
+
+/* challenge.features: today's ["birthday"] stays byte for byte what it was. */
+static json_t *pe_chal_features(bool birthday, bool resume)
+{
+    json_t *a = json_array();
+    if (a && birthday)
+        json_array_append_new(a, json_string("birthday"));
+    if (a && resume)
+        json_array_append_new(a, json_string("resume"));
+    return a;
+}
+
 /* A member built by pe_bday*: fails the whole message (NULL) when it could not be built. */
 static json_t *pe_obj(json_t *o, const char *key, json_t *v)
 {
-    if (!o || !v || json_object_set_new(o, key, v) != 0) {
+    if (!o || !v) {
+        json_decref(v);
+        json_decref(o);
+        return NULL;
+    }
+    if (json_object_set_new(o, key, v) != 0) {
         json_decref(o);
         return NULL;
     }
@@ -752,6 +867,10 @@ static json_t *pe_build(const struct proto_msg *m)
             o = pe_b64(o, "sig", m->u.hello.sig, PROTO_SIG_BYTES);
         if (m->u.hello.birthday.has)
             o = pe_obj(o, "birthday", pe_bday_caps(&m->u.hello.birthday));
+        if (m->u.hello.features & PE_FEAT_KNOWN)
+            o = pe_obj(o, "features", pe_feat_list(m->u.hello.features));
+        if (o && m->u.hello.replace)
+            json_object_set_new(o, "replace", json_true());
         if (m->u.hello.has_admit)
             o = pe_b64(o, "admit", m->u.hello.admit, PROTO_ADMIT_BYTES);
         return o;
@@ -773,8 +892,12 @@ static json_t *pe_build(const struct proto_msg *m)
         }
         return o;
     }
-    case PROTO_CONNECT:
-        return json_pack("{s:s, s:s}", "type", t, "target", m->u.connect.target);
+    case PROTO_CONNECT: {
+        json_t *o = json_pack("{s:s, s:s}", "type", t, "target", m->u.connect.target);
+        if (o && m->u.connect.resume[0])
+            json_object_set_new(o, "resume", json_string(m->u.connect.resume));
+        return o;
+    }
     case PROTO_PUNCH: {
         json_t *o = json_pack(
             "{s:s, s:s, s:s, s:s, s:s, s:o}", "type", t, "session", m->u.punch.session, "peer",
@@ -809,6 +932,10 @@ static json_t *pe_build(const struct proto_msg *m)
             o = pe_b64(o, "key", m->u.punch.key, PROTO_KEY_BYTES);
         if (m->u.punch.has_birthday)
             o = pe_obj(o, "birthday", pe_bday(&m->u.punch.birthday));
+        if (m->u.punch.peer_features & PE_FEAT_KNOWN)
+            o = pe_obj(o, "peer_features", pe_feat_list(m->u.punch.peer_features));
+        if (o && m->u.punch.resume[0])
+            json_object_set_new(o, "resume", json_string(m->u.punch.resume));
         return o;
     }
     case PROTO_ERROR:
@@ -823,6 +950,8 @@ static json_t *pe_build(const struct proto_msg *m)
                       m->u.shake.session, "from", m->u.shake.from, "to", m->u.shake.to);
         o = pe_b64(o, "key", m->u.shake.key, PROTO_KEY_BYTES);
         o = pe_b64(o, "eph", m->u.shake.eph, PROTO_KEY_BYTES);
+        if (m->u.shake.resume.has)
+            o = pe_obj(o, "resume", pe_resume(&m->u.shake.resume));
         if (m->u.shake.has_sig)
             o = pe_b64(o, "sig", m->u.shake.sig, PROTO_SIG_BYTES);
         return o;
@@ -858,8 +987,9 @@ static json_t *pe_build(const struct proto_msg *m)
     case PROTO_CHALLENGE: {
         json_t *o = pe_b64(json_pack("{s:s, s:i}", "type", t, "version", PROTO_VERSION), "nonce",
                            m->u.challenge.nonce, PROTO_NONCE_BYTES);
-        if (m->u.challenge.feat_birthday)
-            o = pe_obj(o, "features", json_pack("[s]", "birthday"));
+        if (m->u.challenge.feat_birthday || m->u.challenge.feat_resume)
+            o = pe_obj(o, "features",
+                       pe_chal_features(m->u.challenge.feat_birthday, m->u.challenge.feat_resume));
         return o;
     }
     default:

@@ -87,6 +87,7 @@ struct proto_bday_caps {
  * ignored, duplicates refused) and the server copies into the other peer's punch.peer_features:
  * a bit per feature this version knows. Sent only to servers whose challenge listed "resume". */
 #define PROTO_FEAT_RESUME 0x1u
+#define PROTO_FEAT_KNOWN PROTO_FEAT_RESUME /* every bit above: what is encoded and admitted */
 #define PROTO_MAX_FEATURES 16
 #define PROTO_MAX_FEATURE_LEN 32
 /* shake.resume {v, buf, timeout}: the sender's session layer (--resume-buffer, --resume-timeout).

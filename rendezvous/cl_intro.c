@@ -149,6 +149,11 @@ static void cl_introduce_msg(struct cl *c, struct cl_op *op, struct cl_link *fro
     c->user.facts(c->user.data, from, &me);
     /* unfiltered: the target's instance knows both observed addresses and filters */
     plan_describe(&me, NULL, PROTO_RESPONDER, op->session, &none, NULL, &m->u.introduce.peer);
+    /* the initiator's features and the resume root travel as introduce members of their own
+     * (as birthday does): the embedded punch stays what it was, and B plans with them */
+    m->u.introduce.peer.u.punch.peer_features = 0;
+    m->u.introduce.features = me.features;
+    snprintf(m->u.introduce.resume, sizeof m->u.introduce.resume, "%s", op->resume);
     snprintf(m->session, sizeof m->session, "%s", op->session);
     snprintf(m->u.introduce.from, sizeof m->u.introduce.from, "%s", c->inst);
     snprintf(m->u.introduce.target, sizeof m->u.introduce.target, "%s", op->target);
@@ -199,7 +204,8 @@ static void cl_on_located(redisAsyncContext *ac, void *r, void *privdata)
     cl__op_unref(op);
 }
 
-void cl_connect(struct cl *c, struct cl_link *from, const char *from_id, const char *target)
+void cl_connect(struct cl *c, struct cl_link *from, const char *from_id, const char *target,
+                const char *resume)
 {
     char key[CL_KEY_MAX], msg[PROTO_MAX_TEXT];
     struct cl_op *op;
@@ -218,6 +224,7 @@ void cl_connect(struct cl *c, struct cl_link *from, const char *from_id, const c
     }
     snprintf(op->target, sizeof op->target, "%s", target);
     snprintf(op->from, sizeof op->from, "%s", from_id);
+    snprintf(op->resume, sizeof op->resume, "%s", resume);
     if (rnd_hex(op->session, PROTO_SESSION_LEN / 2) < 0) {
         cl__op_fail(op, PC_INTERNAL, "the server cannot create a session now");
         return;
@@ -339,6 +346,7 @@ static int cl_remote_peer(struct cl *c, const struct bus_msg *bm, const char *pa
     p->path = bm->u.introduce.path;
     p->rtt_us = bm->u.introduce.rtt_us;
     p->bday = bm->u.introduce.bday;
+    p->features = bm->u.introduce.features;
     return 0;
 }
 
@@ -392,6 +400,8 @@ static void cl_on_introduce(struct cl *c, const struct bus_msg *m, const char *p
         cl_answer_error(c, from, session, PC_NO_PATH, text);
         return;
     }
+    /* into both punches, the initiator's (in the answer) and the target's */
+    snprintf(pl.resume, sizeof pl.resume, "%s", m->u.introduce.resume);
     if (plan_birthday(&(struct plan_bday_cfg){c->user.bday_k_max, c->user.bday_m_max}, &pi, &pt,
                       &pl)) {
         c->user.bday_planned(c->user.data, to);
@@ -419,11 +429,77 @@ static void cl_on_introduce(struct cl *c, const struct bus_msg *m, const char *p
     }
     c->user.punch(c->user.data, to, session, lt, (size_t)nt, pp.s[PLAN_T].delay_us);
     LOG_N("punch sent: session %s, %s (initiator, on instance %s) <-> %s (responder), %s %llu us "
-          "later, direct %s%s, relay %s",
+          "later, direct %s%s, relay %s%s%s",
           session, pi.id, from, pt.id, pt.id, (unsigned long long)pp.s[PLAN_T].delay_us,
-          pl.direct ? "yes" : "no", pl.bday ? " (birthday)" : "", pl.relay ? "offered" : "no");
+          pl.direct ? "yes" : "no", pl.bday ? " (birthday)" : "", pl.relay ? "offered" : "no",
+          pl.resume[0] ? ", resuming " : "", pl.resume);
     if (pl.relay)
         LOG_I("cluster: session %s relays here, at %s", session, c->public_text);
+}
+
+/* ---- replace: a registration moved here from another instance ---- */
+
+/* The directory entry set as cl_announce sets it, answering the instance it named before (nil:
+ * none). Here and not in cl_claim.c: what it is for is the bus message that follows. */
+static const char cl_lua_take[] = "local v = redis.call('GET', KEYS[1]) "
+                                  "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return v";
+
+struct cl_take {
+    struct cl *cl;
+    char id[PROTO_MAX_ID + 1];
+    unsigned char key[PROTO_KEY_BYTES];
+};
+
+static void cl_on_taken(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct cl_take *tk = privdata;
+    struct cl *c = tk->cl;
+    redisReply *reply = r;
+    struct bus_msg m;
+    (void)ac;
+    /* no earlier holder, or this instance (a local replace has withdrawn it already) */
+    if (!cl__reply_ok(reply) || reply->type != REDIS_REPLY_STRING ||
+        strcmp(reply->str, c->inst) == 0 || !bus_valid_instance(reply->str))
+        goto cleanup;
+    memset(&m, 0, sizeof m);
+    m.type = BUS_REPLACE;
+    snprintf(m.u.replace.id, sizeof m.u.replace.id, "%s", tk->id);
+    memcpy(m.u.replace.key, tk->key, sizeof m.u.replace.key);
+    if (cl_publish(c, reply->str, &m, NULL, NULL) < 0)
+        LOG_W("cluster: cannot tell instance %s that %s registered here", reply->str, tk->id);
+    else
+        LOG_N("cluster: %s (replace) was on instance %s: told it to close that registration",
+              tk->id, reply->str);
+cleanup:
+    free(tk);
+}
+
+void cl_announce_replace(struct cl *c, const char *id, const unsigned char *key)
+{
+    char dkey[CL_KEY_MAX], ttl[16];
+    struct cl_take *tk;
+    if (!c || c->state != CL_UP)
+        return;
+    if (!(tk = calloc(1, sizeof *tk))) {
+        cl_announce(c, id); /* the old holder then stays until its keepalive, as before */
+        return;
+    }
+    tk->cl = c;
+    snprintf(tk->id, sizeof tk->id, "%s", id);
+    memcpy(tk->key, key, sizeof tk->key);
+    snprintf(ttl, sizeof ttl, "%u", c->ttl);
+    cl__key(c, "peer", id, dkey, sizeof dkey);
+    if (redisAsyncCommand(c->cmd, cl_on_taken, tk, "EVAL %s 1 %s %s %s", cl_lua_take, dkey, c->inst,
+                          ttl) != REDIS_OK)
+        free(tk);
+}
+
+/* Another instance took id for a hello with replace: only an instance (the bus MAC) says so,
+ * and the server closes its registration only when the key is the one it holds. */
+static void cl_on_replace(struct cl *c, const struct bus_msg *m)
+{
+    LOG_I("cluster: instance %s took %s (replace)", m->sender, m->u.replace.id);
+    c->user.replaced(c->user.data, m->u.replace.id, m->u.replace.key, m->sender);
 }
 
 /* One message from the subscription: authenticated, fresh, then strictly decoded. */
@@ -452,6 +528,8 @@ void cl__dispatch(struct cl *c, const char *payload, size_t len)
         cl_reject(c, "%s", why);
     else if (m.type == BUS_INTRODUCE)
         cl_on_introduce(c, &m, e == BUS_E_PATH ? why : NULL);
+    else if (m.type == BUS_REPLACE)
+        cl_on_replace(c, &m);
     else
         cl_on_answer(c, &m);
 }

@@ -70,6 +70,9 @@ struct cl_user {
     /* calls fn for every registered main peer; returns the number of registered connections */
     size_t (*each_peer)(void *data, void (*fn)(void *arg, const char *id, const unsigned char *key),
                         void *arg);
+    /* another instance (by) registered id with key for a hello with replace: the main
+     * registration of id here, if it has that key, is closed with `replaced` */
+    void (*replaced)(void *data, const char *id, const unsigned char *key, const char *by);
     /* why sa may not be offered to a peer as a candidate, or NULL */
     const char *(*bad_candidate)(const struct sockaddr *sa, bool loopback_ok);
 };
@@ -98,8 +101,10 @@ void cl_free(struct cl *c);
 void cl_link_init(struct cl_link *l);
 
 /* A `connect` from the peer from_id for an id that is not registered here: ask the directory,
- * then the instance holding it. from gets its punch, or a non-fatal error, later (or at once). */
-void cl_connect(struct cl *c, struct cl_link *from, const char *from_id, const char *target);
+ * then the instance holding it. from gets its punch, or a non-fatal error, later (or at once).
+ * resume: the connect's resume root ("" none), carried in the introduce into both punches. */
+void cl_connect(struct cl *c, struct cl_link *from, const char *from_id, const char *target,
+                const char *resume);
 
 /* Ownership of a new id (not in the local cache of owners) of a hello from src: claims it for
  * the hello's key cluster-wide, then tells user->claimed. Returns 0 when the claim is under
@@ -114,6 +119,10 @@ bool cl_is_up(const struct cl *c);
 /* A main (non-auxiliary) registration of id appeared on / left this instance. */
 void cl_announce(struct cl *c, const char *id);
 void cl_withdraw(struct cl *c, const char *id);
+/* cl_announce for a hello with replace (key: the key it proved): when the directory named
+ * another instance for id, that instance is told (bus `replace`) to close its registration of
+ * id with that key. */
+void cl_announce_replace(struct cl *c, const char *id, const unsigned char *key);
 /* conn is leaving: no answer from Redis or another instance may reach it any more. */
 void cl_conn_gone(struct cl *c, struct cl_link *conn);
 

@@ -47,6 +47,7 @@ struct cl_op {
     uint64_t deadline_ms;
     char session[PROTO_SESSION_LEN + 1];
     char target[PROTO_MAX_ID + 1];
+    char resume[PROTO_SESSION_LEN + 1]; /* CL_INTRO: connect.resume ("" none) */
     char where[BUS_MAX_INSTANCE + 1]; /* the target's instance, once known */
     struct proto_msg *hello;          /* CL_CLAIM: the hello to finish */
 };

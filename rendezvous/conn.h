@@ -73,6 +73,7 @@ struct conn {
     bool probe_only;      /* accepted on a probe listener: `probe` is the only valid line */
     enum proto_path path; /* hello.path: what this peer allows for its sessions */
     struct proto_bday_caps bday; /* hello.birthday: its limits for a birthday punch */
+    uint32_t features; /* hello.features (PROTO_FEAT_*), kept only while resume is offered */
     /* uv_now of its last birthday plan (pairing.c), if bday_planned: one per PLAN_BDAY_GAP_MS */
     bool bday_planned;
     uint64_t bday_ms;

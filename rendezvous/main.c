@@ -45,6 +45,7 @@ enum {
     OPT_CONNECT_RATE,
     OPT_BDAY_K_MAX,
     OPT_BDAY_M_MAX,
+    OPT_NO_RESUME,
     OPT_IDS_PER_KEY,
     OPT_NEW_IDS_PER_HOUR,
     OPT_ID_EXPIRE
@@ -126,6 +127,9 @@ static void usage(FILE *f)
             "                           at most 512; 0: never plan birthday punching)\n"
             "      --birthday-m-max N   ... and at most N guesses on the easy side (default\n"
             "                           1024, at most 4096; 0: never)\n"
+            "      --no-resume          do not offer resumable sessions (challenge without\n"
+            "                           \"resume\"): hello.features, hello.replace and\n"
+            "                           connect.resume are then ignored\n"
             "\n"
             "Who may register (each refusal is an error line to the peer and a log line):\n"
             "      --secret-file FILE   a private server: every connection must prove that it\n"
@@ -443,6 +447,7 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
         {"connect-rate", required_argument, NULL, OPT_CONNECT_RATE},
         {"birthday-k-max", required_argument, NULL, OPT_BDAY_K_MAX},
         {"birthday-m-max", required_argument, NULL, OPT_BDAY_M_MAX},
+        {"no-resume", no_argument, NULL, OPT_NO_RESUME},
         {"ids-per-key", required_argument, NULL, OPT_IDS_PER_KEY},
         {"new-ids-per-hour", required_argument, NULL, OPT_NEW_IDS_PER_HOUR},
         {"id-expire", required_argument, NULL, OPT_ID_EXPIRE},
@@ -522,6 +527,9 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
                 return usage_error("--birthday-m-max must be 0..%d guesses, not '%s'",
                                    PLAN_BDAY_M_CAP, optarg);
             cfg->bday.m_max = (int)v;
+            break;
+        case OPT_NO_RESUME:
+            cfg->resume = false;
             break;
         case OPT_KEEPALIVE:
             if (parse_num(optarg, 1, 86400, &v) < 0)
@@ -639,6 +647,7 @@ int main(int argc, char **argv)
                              .rate_per_ip = 20,
                              .connect_rate = 5,
                              .bday = {PLAN_BDAY_K_MAX, PLAN_BDAY_M_MAX},
+                             .resume = true,
                              .cluster = {.prefix = CL_DEFAULT_PREFIX, .ttl = CL_DEFAULT_TTL}};
     enum log_level level = LOG_NOTE;
     struct app *app = NULL;

@@ -83,6 +83,7 @@ void pair_peer_of(struct conn *c, struct plan_peer *p)
     memcpy(p->key, c->key, sizeof p->key);
     p->rtt_us = pair_rtt_us(c);
     p->bday = c->bday;
+    p->features = c->features;
     p->bday_recent = c->bday_planned && uv_now(c->set->loop) - c->bday_ms < PLAN_BDAY_GAP_MS;
 }
 
@@ -189,8 +190,8 @@ static uint64_t pair_deliver(struct conn *const conn[2], struct plan_punches *pp
     return 0;
 }
 
-void pair_connect(struct rly *rly, bool relays, const struct plan_bday_cfg *bday,
-                  struct conn *from, struct conn *to)
+void pair_connect(struct rly *rly, bool relays, const struct plan_bday_cfg *bday, struct conn *from,
+                  struct conn *to, const char *resume)
 {
     static const struct plan_route here = {.across = false};
     char msg[PROTO_MAX_TEXT], session[PROTO_SESSION_LEN + 1];
@@ -209,6 +210,7 @@ void pair_connect(struct rly *rly, bool relays, const struct plan_bday_cfg *bday
         conn_refuse(from, PC_NO_PATH, msg, false);
         return;
     }
+    snprintf(pl.resume, sizeof pl.resume, "%s", resume);
     if (rnd_hex(session, PROTO_SESSION_LEN / 2) < 0) {
         LOG_E("cannot create a session id: no randomness available");
         conn_refuse(from, PC_INTERNAL, "the server cannot create a session now", false);
@@ -238,10 +240,10 @@ void pair_connect(struct rly *rly, bool relays, const struct plan_bday_cfg *bday
     f = pp.first;
     delay_ms = pair_deliver(conn, &pp, line, n);
     LOG_N("punch sent: session %s, %s (initiator) <-> %s (responder), %s first, %s %llu ms "
-          "later (rtt %.1f / %.1f ms), direct %s%s, relay %s",
+          "later (rtt %.1f / %.1f ms), direct %s%s, relay %s%s%s",
           session, pi.id, pt.id, f == PLAN_I ? pi.id : pt.id, f == PLAN_I ? pt.id : pi.id,
           (unsigned long long)delay_ms, (f == PLAN_I ? pi : pt).rtt_us / 1000.0,
           (f == PLAN_I ? pt : pi).rtt_us / 1000.0, pl.direct ? "yes" : "no",
-          pl.bday ? " (birthday)" : "",
-          pl.relay ? "offered" : "no");
+          pl.bday ? " (birthday)" : "", pl.relay ? "offered" : "no",
+          pl.resume[0] ? ", resuming " : "", pl.resume);
 }

@@ -11,9 +11,10 @@
 #define PAIR_MAX_PENDING 16 /* delayed punches queued for one peer; more are sent at once */
 
 /* Pairs `from` with `to`, both registered here (the server has checked the request), on a
- * server that relays (rly) or not: a no-path error to from, or a session and its two punches. */
-void pair_connect(struct rly *rly, bool relays, const struct plan_bday_cfg *bday,
-                  struct conn *from, struct conn *to);
+ * server that relays (rly) or not: a no-path error to from, or a session and its two punches.
+ * resume: the connect's resume root ("" none), passed into both punches. */
+void pair_connect(struct rly *rly, bool relays, const struct plan_bday_cfg *bday, struct conn *from,
+                  struct conn *to, const char *resume);
 
 /* c as one side of a pair. */
 void pair_peer_of(struct conn *c, struct plan_peer *p);

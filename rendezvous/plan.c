@@ -171,6 +171,9 @@ void plan_describe(const struct plan_peer *other, const struct sockaddr_storage 
         m->u.punch.has_relay_addr = true;
         m->u.punch.relay_addr = *relay_addr;
     }
+    /* resumable sessions: what the other announced, and the session this punch resumes */
+    m->u.punch.peer_features = other->features;
+    memcpy(m->u.punch.resume, pl->resume, sizeof m->u.punch.resume);
     if (pl->bday) {
         /* both copies aim at `other`'s observed endpoint: the hard side dials the easy side's
          * mapping, the easy side guesses ports of the hard side's address (its port unused) */

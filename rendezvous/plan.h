@@ -51,6 +51,9 @@ struct plan_peer {
     /* it had a birthday plan within PLAN_BDAY_GAP_MS: none now (its connection keeps the
      * time; plan.c only reads the verdict) */
     bool bday_recent;
+    /* its hello.features (PROTO_FEAT_* bits; 0: none, or the server does not offer resume):
+     * the other peer's punch carries them as peer_features */
+    uint32_t features;
 };
 
 /* The server's limits on a birthday plan; 0 for either: it never plans one. */
@@ -69,6 +72,9 @@ struct plan {
     bool bday;
     int bday_hard;      /* the side behind the endpoint-dependent NAT: 0 initiator, 1 target */
     int bday_k, bday_m; /* the hard side's sockets, the easy side's guesses */
+    /* connect.resume, set by the caller after plan_path ("" none): both punches carry it
+     * unchanged as punch.resume; the server checks nothing more for it (resume.md 4.5) */
+    char resume[PROTO_SESSION_LEN + 1];
 };
 
 /* The path decision from both peers' policies and NAT mappings, for a server that relays or

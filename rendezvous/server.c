@@ -161,6 +161,37 @@ static int srv_check_candidates(struct conn *c, const struct proto_eplist *l)
     return 0;
 }
 
+/* The connection of this instance that a hello with replace takes the id from: the id's holder
+ * when it registered with the hello's key (the hello's signature has proved that key), or NULL
+ * (no replace, a different key, resume not offered: id-taken as before). */
+static struct conn *srv_replaceable(struct conn *c, const struct proto_msg *m)
+{
+    struct conn *old;
+    if (!m->u.hello.replace || m->u.hello.aux || !c->srv->cfg.resume)
+        return NULL;
+    old = reg_find(c->srv->reg, m->u.hello.id);
+    if (!old || old == c || sodium_memcmp(old->key, m->u.hello.key, sizeof old->key) != 0)
+        return NULL;
+    return old;
+}
+
+/* hello.replace (PROTOCOL.md 18): the old holder is this peer's own connection that is gone
+ * or superseded (a router reboot leaves it open here until the keepalive). It gets `replaced`
+ * and leaves the registry at once (srv_on_gone), so that the id is free for c. Returns
+ * whether it was replaced. */
+static bool srv_replace_local(struct conn *c, const struct proto_msg *m)
+{
+    struct conn *old = srv_replaceable(c, m);
+    char msg[PROTO_MAX_TEXT];
+    if (!old)
+        return false;
+    LOG_N("replace %s: the connection from %s gives way to the one from %s (same key)", old->id,
+          old->addr, c->addr);
+    snprintf(msg, sizeof msg, "a newer connection registered %s with the same key", old->id);
+    conn_refuse(old, PC_REPLACED, msg, true);
+    return reg_find(c->srv->reg, m->u.hello.id) == NULL;
+}
+
 /* The hello has passed every check but the registry and the owner binding. */
 static void srv_register(struct conn *c, const struct proto_msg *m)
 {
@@ -171,6 +202,8 @@ static void srv_register(struct conn *c, const struct proto_msg *m)
     /* an auxiliary connection proves the same key but stays out of the registry: the id's
      * main registration (if any) keeps being the target, and both coexist */
     rs = m->u.hello.aux ? REG_OK : reg_add(c->srv->reg, m->u.hello.id, c);
+    if (rs == REG_EXISTS && srv_replace_local(c, m))
+        rs = reg_add(c->srv->reg, m->u.hello.id, c);
     if (rs == REG_EXISTS) {
         snprintf(msg, sizeof msg, "%s is already registered by another connection", m->u.hello.id);
         conn_refuse(c, PC_ID_TAKEN, msg, true);
@@ -199,13 +232,17 @@ static void srv_register(struct conn *c, const struct proto_msg *m)
     }
     c->path = m->u.hello.path;
     c->bday = m->u.hello.birthday;
+    c->features = c->srv->cfg.resume ? m->u.hello.features : 0;
     c->aux = m->u.hello.aux;
     conn_set_state(c, CONN_LIVE);
     LOG_N("register %s%s from %s (%d endpoint%s)", c->id, c->aux ? " (auxiliary)" : "", c->addr,
           c->nep, c->nep == 1 ? "" : "s");
     srv_log_endpoints(c);
     srv_welcome(c);
-    if (!c->aux)
+    /* with replace, the id's holder on another instance is told to let go (cl_announce_replace) */
+    if (!c->aux && m->u.hello.replace && c->srv->cfg.resume)
+        cl_announce_replace(c->srv->cl, c->id, c->key);
+    else if (!c->aux)
         cl_announce(c->srv->cl, c->id);
 }
 
@@ -246,7 +283,7 @@ static void srv_on_hello(struct conn *c, const struct proto_msg *m)
      * the cluster's allowlist); during an outage only ids already bound here are served, from
      * memory (gate_check_hello has checked those) */
     if (c->srv->cl && (cl_is_up(c->srv->cl) || !ik_find(c->srv->gate.owners, m->u.hello.id))) {
-        if (!m->u.hello.aux && reg_find(c->srv->reg, m->u.hello.id)) {
+        if (!m->u.hello.aux && reg_find(c->srv->reg, m->u.hello.id) && !srv_replaceable(c, m)) {
             snprintf(msg, sizeof msg, "%s is already registered by another connection",
                      m->u.hello.id);
             conn_refuse(c, PC_ID_TAKEN, msg, true);
@@ -383,7 +420,7 @@ static void srv_on_probe(struct conn *c, const struct proto_msg *m)
 
 /* The local-or-remote decision: a target registered here is paired here, one that is not may
  * be on another cluster instance (cluster.c answers, now or later). */
-static void srv_route_connect(struct conn *from, const char *target)
+static void srv_route_connect(struct conn *from, const char *target, const char *resume)
 {
     struct srv *s = from->srv;
     char msg[PROTO_MAX_TEXT];
@@ -393,16 +430,17 @@ static void srv_route_connect(struct conn *from, const char *target)
         conn_refuse(from, PC_NOT_REGISTERED, "send hello before connect", true);
         return;
     }
-    LOG_N("connect request: %s -> %s", from->id, target);
+    LOG_N("connect request: %s -> %s%s%s", from->id, target, resume[0] ? ", resuming " : "",
+          resume);
     if (strcmp(target, from->id) == 0) {
         conn_refuse(from, PC_SELF_CONNECT, "cannot connect to your own id", false);
         return;
     }
     to = srv_find(s, target);
     if (to)
-        pair_connect(s->rly, s->cfg.relay.enabled, &s->cfg.bday, from, to);
+        pair_connect(s->rly, s->cfg.relay.enabled, &s->cfg.bday, from, to, resume);
     else if (s->cl)
-        cl_connect(s->cl, &from->cl, from->id, target);
+        cl_connect(s->cl, &from->cl, from->id, target, resume);
     else {
         snprintf(msg, sizeof msg, "%s is not registered on this server", target);
         conn_refuse(from, PC_PEER_NOT_FOUND, msg, false);
@@ -411,7 +449,7 @@ static void srv_route_connect(struct conn *from, const char *target)
 
 /* Pairing is the costliest request (a session, maybe a relay offer, two punches): a peer gets
  * --connect-rate of them per second, and a refusal leaves it registered. */
-static void srv_on_connect(struct conn *c, const char *target)
+static void srv_on_connect(struct conn *c, const struct proto_msg *m)
 {
     char msg[PROTO_MAX_TEXT];
     uint64_t now = uv_now(c->srv->loop), most;
@@ -439,7 +477,9 @@ static void srv_on_connect(struct conn *c, const char *target)
         conn_refuse(c, PC_RATE_LIMITED, msg, false);
         return;
     }
-    srv_route_connect(c, target);
+    /* connect.resume passes unchanged into both punches (resume.md 4.5); a server that does
+     * not offer resume (--no-resume) plans the punch as for any connect */
+    srv_route_connect(c, m->u.connect.target, c->srv->cfg.resume ? m->u.connect.resume : "");
 }
 
 /* One complete line. Returns non-zero when c stopped taking messages, which ends the feed. */
@@ -504,7 +544,7 @@ static int srv_on_line(void *ctx, char *line, size_t len)
             return 1; /* what follows waits for the verdict (srv_hold) */
         break;
     case PROTO_CONNECT:
-        srv_on_connect(c, m.u.connect.target);
+        srv_on_connect(c, &m);
         break;
     case PROTO_PING:
         srv_on_ping(c, &m);
@@ -689,6 +729,8 @@ static int srv_challenge(struct conn *c)
     m.u.challenge.version = PROTO_VERSION;
     /* a peer sends hello.birthday only to a server that offers it (PROTOCOL.md, "Birthday") */
     m.u.challenge.feat_birthday = c->srv->cfg.bday.k_max > 0 && c->srv->cfg.bday.m_max > 0;
+    /* ... and hello.features / hello.replace / connect.resume only to one that offers resume */
+    m.u.challenge.feat_resume = c->srv->cfg.resume;
     randombytes_buf(c->nonce, sizeof c->nonce);
     memcpy(m.u.challenge.nonce, c->nonce, sizeof c->nonce);
     n = proto_encode(&m, line, sizeof line);
@@ -868,6 +910,24 @@ static void srv_cl_bday_planned(void *data, struct cl_link *conn)
     pair_bday_mark(srv_of_link(conn));
 }
 
+/* Another instance registered id with key for a hello with replace: this instance's holder of
+ * id with that key is the same peer's older connection (cl_announce_replace). */
+static void srv_cl_replaced(void *data, const char *id, const unsigned char *key, const char *by)
+{
+    struct srv *s = data;
+    struct conn *old = reg_find(s->reg, id);
+    char msg[PROTO_MAX_TEXT];
+    if (!old || sodium_memcmp(old->key, key, sizeof old->key) != 0) {
+        LOG_I("cluster: %s moved to instance %s; no registration of it here with that key", id, by);
+        return;
+    }
+    LOG_N("replace %s: the connection from %s gives way to one on instance %s (same key)", id,
+          old->addr, by);
+    snprintf(msg, sizeof msg, "a newer connection registered %s with the same key on instance %s",
+             id, by);
+    conn_refuse(old, PC_REPLACED, msg, true);
+}
+
 static size_t srv_cl_each_peer(void *data,
                                void (*fn)(void *arg, const char *id, const unsigned char *key),
                                void *arg)
@@ -895,6 +955,7 @@ static struct cl *srv_cluster_new(struct srv *s, char *err, size_t errlen)
         .facts = srv_cl_facts,
         .punch = srv_cl_punch,
         .each_peer = srv_cl_each_peer,
+        .replaced = srv_cl_replaced,
         .bad_candidate = srv_bad_candidate,
     };
     return cl_new(s->loop, &s->cfg.cluster, &user, err, errlen);

@@ -50,6 +50,7 @@ struct srv_config {
     unsigned rate_per_ip;    /* new connections per second per source address (0: no limit) */
     unsigned connect_rate;   /* connect requests per second per peer (0: no limit) */
     struct plan_bday_cfg bday; /* --birthday-k-max, --birthday-m-max (0: never birthday) */
+    bool resume;               /* offer resume in challenge.features (--no-resume: false) */
     struct cl_cfg cluster;   /* cluster.redis NULL: a single instance */
 };
 

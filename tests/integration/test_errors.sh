@@ -48,6 +48,46 @@ usage_error "server without port" -s 127.0.0.1 listen
 usage_error "direct without --port" direct 127.0.0.1:9
 usage_error "direct without target" -p 4000 direct
 
+# sessions that survive their connection: every bad value is a usage error naming the range
+for bad in "--resume-timeout 3601" "--resume-timeout -1" "--resume-timeout 1.5" \
+    "--resume-timeout x" "--resume-timeout ''" "--resume-buffer 63K" "--resume-buffer 65535" \
+    "--resume-buffer 2G" "--resume-buffer 1T" "--resume-buffer 8X" "--resume-buffer -1"; do
+    eval "set -- $bad"
+    usage_error "$bad" -s 127.0.0.1:7000 -i a "$1" "$2" listen
+    check "$bad: the error names the range" grep -qE -- \
+        "$1: .* (seconds from 0 to 3600|size from 64K to 1G)" "$WORK/u.err"
+done
+# ... their values in `tcpunch config`: defaults, flags, the config file, a bad file value
+export TCPUNCH_HOME=$WORK/rhome
+mkdir -p "$TCPUNCH_HOME"
+T config >"$WORK/c.out" 2>"$WORK/c.err"
+check_rc "config" 0 $?
+check "the defaults: resume-timeout 120, resume-buffer 8M" \
+    sh -c "grep -qE '^resume-timeout = 120 +# default$' '$WORK/c.out' &&
+           grep -qE '^resume-buffer = 8M +# default$' '$WORK/c.out'"
+T --resume-timeout 0 --resume-buffer 65536 config >"$WORK/c.out" 2>"$WORK/c.err"
+check_rc "config with --resume-timeout 0 --resume-buffer 65536" 0 $?
+check "--resume-timeout 0 from the command line" \
+    grep -qE '^resume-timeout = 0 +# command line$' "$WORK/c.out"
+check "--resume-buffer 65536 shown as 64K" grep -qE '^resume-buffer = 64K +# command line$' \
+    "$WORK/c.out"
+printf 'resume-timeout = 3600\nresume-buffer = 1G\n' >"$TCPUNCH_HOME/config"
+T --resume-buffer 3m config >"$WORK/c.out" 2>"$WORK/c.err"
+check_rc "resume-timeout and resume-buffer in the file" 0 $?
+check "resume-timeout from the file" grep -qE '^resume-timeout = 3600 +# config file$' \
+    "$WORK/c.out"
+check "resume-buffer: the flag overrides the file" \
+    grep -qE '^resume-buffer = 3M +# command line$' "$WORK/c.out"
+printf 'resume-buffer = 2G\n' >"$TCPUNCH_HOME/config"
+T config >"$WORK/c.out" 2>"$WORK/c.err"
+check_rc "resume-buffer above 1G in the file" 1 $?
+check "... names the file, line and range" \
+    grep -qF 'config:1: resume-buffer = "2G": not a size from 64K to 1G' "$WORK/c.err"
+printf 'resume-timeout = 1.5\n' >"$TCPUNCH_HOME/config"
+T config >"$WORK/c.out" 2>"$WORK/c.err"
+check_rc "resume-timeout 1.5 in the file" 1 $?
+unset TCPUNCH_HOME
+
 # no server given anywhere
 env -u TCPUNCH_SERVER timeout -k 2 30 "$TCPUNCH" -i a listen </dev/null >"$WORK/u.out" 2>"$WORK/u.err"
 check_rc "listen without -s or TCPUNCH_SERVER" 1 $?

@@ -103,6 +103,12 @@ def admit_input(nonce_b64, msg):
             data += _field(b"birthday")
             data += _field(int(bd.get("k", 0)).to_bytes(2, "big") +
                            int(bd.get("m", 0)).to_bytes(2, "big"))
+        # hello.features as the bits of the names the server knows, then replace (section 13)
+        bits = 1 if "resume" in (msg.get("features") or []) else 0
+        if bits:
+            data += _field(b"features") + _field(bits.to_bytes(4, "big"))
+        if msg.get("replace") is True:
+            data += _field(b"replace")
     elif t == "relay":
         data += _field(msg["session"].encode()) + _field(msg["token"].encode())
     elif t == "probe":

@@ -654,7 +654,105 @@ static void t_bday_introduce(void)
     }
 }
 
+/* introduce.features and introduce.resume (resumable sessions): optional, absent as before,
+ * strict like hello's list (unknown names ignored, duplicates refused). */
+static void t_resume_introduce(void)
+{
+    struct bus_msg m;
+    char json[BUS_MAX], line[PROTO_MAX_LINE], big[3 * BUS_MAX];
+    intro_msg(&m);
+    if (roundtrip(&m, json, sizeof json))
+        CHECK(!msg_.u.introduce.features && !msg_.u.introduce.resume[0] &&
+              !strstr(json, "features") && !strstr(json, "resume"));
+    m.u.introduce.features = PROTO_FEAT_RESUME;
+    strcpy(m.u.introduce.resume, OTHER);
+    if (roundtrip(&m, json, sizeof json)) {
+        CHECK_INT(msg_.u.introduce.features, PROTO_FEAT_RESUME);
+        CHECK_STR(msg_.u.introduce.resume, OTHER);
+        CHECK(strstr(json, "\"bus_rtt_us\":300,\"features\":[\"resume\"],\"resume\":\"") != NULL);
+    }
+    /* bits this version has no name for are not sent */
+    m.u.introduce.features = 0x80u;
+    m.u.introduce.resume[0] = '\0';
+    if (roundtrip(&m, json, sizeof json))
+        CHECK(!strstr(json, "features") && msg_.u.introduce.features == 0);
+    strcpy(m.u.introduce.resume, "not-a-session");
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+
+    punch_json(PROTO_RESPONDER, SESSION, line, sizeof line);
+#define INTRO_R(extra)                                                                             \
+    (snprintf(                                                                                     \
+         big, sizeof big,                                                                          \
+         "{\"type\":\"introduce\",\"sender\":\"A\",\"t\":9,\"session\":\"%s\",\"from\":\"A\","     \
+         "\"target\":\"bob\",\"peer\":\"%s\",\"path\":\"any\",\"rtt_us\":0,\"bus_rtt_us\":"        \
+         "0," extra "}",                                                                           \
+         SESSION, line),                                                                           \
+     big)
+    if (DEC_IS(INTRO_R("\"features\":[\"x-later\",\"resume\"]"), BUS_OK))
+        CHECK_INT(msg_.u.introduce.features, PROTO_FEAT_RESUME);
+    if (DEC_IS(INTRO_R("\"features\":[]"), BUS_OK))
+        CHECK_INT(msg_.u.introduce.features, 0);
+    DEC_IS(INTRO_R("\"features\":[\"resume\",\"resume\"]"), BUS_E_BODY);
+    DEC_IS(INTRO_R("\"features\":[\"\"]"), BUS_E_BODY);
+    DEC_IS(INTRO_R("\"features\":[\"123456789012345678901234567890123\"]"), BUS_E_BODY);
+    DEC_IS(INTRO_R("\"features\":[1]"), BUS_E_BODY);
+    DEC_IS(INTRO_R("\"features\":\"resume\""), BUS_E_BODY);
+    DEC_IS(INTRO_R("\"features\":[\"a\",\"b\",\"c\",\"d\",\"e\",\"f\",\"g\",\"h\",\"i\",\"j\","
+                   "\"k\",\"l\",\"m\",\"n\",\"o\",\"p\",\"q\"]"),
+           BUS_E_BODY);
+    if (DEC_IS(INTRO_R("\"resume\":\"fedcba9876543210fedcba9876543210\""), BUS_OK))
+        CHECK_STR(msg_.u.introduce.resume, OTHER);
+    DEC_IS(INTRO_R("\"resume\":\"xyz\""), BUS_E_BODY);
+    DEC_IS(INTRO_R("\"resume\":\"\""), BUS_E_BODY);
+    DEC_IS(INTRO_R("\"resume\":7"), BUS_E_BODY);
+#undef INTRO_R
+}
+
+/* replace: an id and its key, no session; strict. */
+static void t_replace(void)
+{
+    struct bus_msg m;
+    char json[BUS_MAX];
+    memset(&m, 0, sizeof m);
+    m.type = BUS_REPLACE;
+    strcpy(m.sender, "A");
+    m.t = 5;
+    strcpy(m.u.replace.id, "bob");
+    memset(m.u.replace.key, 1, sizeof m.u.replace.key);
+    if (roundtrip(&m, json, sizeof json)) {
+        CHECK_INT(msg_.type, BUS_REPLACE);
+        CHECK_STR(msg_.u.replace.id, "bob");
+        CHECK(msg_.u.replace.key[0] == 1 && msg_.u.replace.key[PROTO_KEY_BYTES - 1] == 1);
+        CHECK_STR(json,
+                  "{\"type\":\"replace\",\"id\":\"bob\",\"key\":\"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB"
+                  "AQEBAQEBAQE=\",\"sender\":\"A\",\"t\":5}");
+    }
+    CHECK_STR(bus_type_name(BUS_REPLACE), "replace");
+    strcpy(m.u.replace.id, "");
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+    DEC_IS(
+        "{\"type\":\"replace\",\"sender\":\"A\",\"t\":5,\"id\":\"bob\",\"key\":\"AQEBAQEBAQEBAQEBAQ"
+        "EBAQEBAQEBAQEBAQEBAQEBAQE=\"}",
+        BUS_OK);
+    DEC_IS("{\"type\":\"replace\",\"sender\":\"A\",\"t\":5,\"id\":\"bob\"}", BUS_E_BODY);
+    DEC_IS(
+        "{\"type\":\"replace\",\"sender\":\"A\",\"t\":5,\"key\":\"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB"
+        "AQEBAQEBAQE=\"}",
+        BUS_E_BODY);
+    DEC_IS("{\"type\":\"replace\",\"sender\":\"A\",\"t\":5,\"id\":\"bob\",\"key\":\"AQEB\"}",
+           BUS_E_BODY);
+    DEC_IS(
+        "{\"type\":\"replace\",\"sender\":\"A\",\"t\":5,\"id\":\"b o b\",\"key\":\"AQEBAQEBAQEBAQEB"
+        "AQEBAQEBAQEBAQEBAQEBAQEBAQE=\"}",
+        BUS_E_BODY);
+    DEC_IS(
+        "{\"type\":\"replace\",\"sender\":\"A\",\"t\":5,\"id\":\"bob\",\"key\":\"AQEBAQEBAQEBAQEB"
+        "AQEBAQEBAQEBAQEBAQEBAQEBAQE=\",\"session\":\"0123456789abcdef0123456789abcdef\"}",
+        BUS_E_BODY);
+}
+
 CHECK_MAIN(TEST(t_roundtrip_introduce), TEST(t_roundtrip_answer), TEST(t_encode_refuses),
            TEST(t_envelope), TEST(t_unknown_type), TEST(t_reject_introduce), TEST(t_reject_answer),
            TEST(t_answer_later), TEST(t_path_later), TEST(t_punch_is), TEST(t_instance),
-           TEST(t_key), TEST(t_seal_open), TEST(t_bday_introduce))
+           TEST(t_key), TEST(t_seal_open), TEST(t_bday_introduce), TEST(t_resume_introduce),
+           TEST(t_replace))

@@ -479,7 +479,34 @@ static void t_bday_copies(void)
     }
 }
 
-CHECK_MAIN(TEST(t_table), TEST(t_v6_one_side), TEST(t_relay_refused),
-           TEST(t_timing_local), TEST(t_delay_cap), TEST(t_timing_across), TEST(t_punch_contents),
-           TEST(t_lead_after), TEST(t_bday_rule), TEST(t_bday_conditions),
-           TEST(t_bday_hard_hard), TEST(t_bday_minima), TEST(t_bday_copies))
+/* Resumable sessions: each punch carries the OTHER peer's features, both the plan's resume root
+ * (none: absent in both). */
+static void t_resume_members(void)
+{
+    struct plan_peer i = peer("alice", ANY, IND, "192.0.2.1:1000");
+    struct plan_peer t = peer("bob", ANY, IND, "198.51.100.2:2000");
+    static const char root[] = "fedcba9876543210fedcba9876543210";
+    struct plan_punches pp;
+    struct plan pl;
+    char msg[PROTO_MAX_TEXT];
+
+    i.features = PROTO_FEAT_RESUME;
+    plan_of(&i, &t, &here, &pp);
+    CHECK_INT(pp.s[PLAN_I].m.u.punch.peer_features, 0);
+    CHECK_INT(pp.s[PLAN_T].m.u.punch.peer_features, PROTO_FEAT_RESUME);
+    CHECK_STR(pp.s[PLAN_I].m.u.punch.resume, "");
+    CHECK_STR(pp.s[PLAN_T].m.u.punch.resume, "");
+    CHECK_INT(plan_path(true, &i, &t, &pl, msg, sizeof msg), 0);
+    CHECK_STR(pl.resume, ""); /* plan_path starts it empty: the caller sets it */
+    memcpy(pl.resume, root, sizeof pl.resume);
+    plan_punches(&pl, &t, &i, "00112233445566778899aabbccddeeff", &here, &pp);
+    CHECK_INT(pp.s[PLAN_I].m.u.punch.peer_features, PROTO_FEAT_RESUME);
+    CHECK_INT(pp.s[PLAN_T].m.u.punch.peer_features, 0);
+    CHECK_STR(pp.s[PLAN_I].m.u.punch.resume, root);
+    CHECK_STR(pp.s[PLAN_T].m.u.punch.resume, root);
+}
+
+CHECK_MAIN(TEST(t_table), TEST(t_v6_one_side), TEST(t_relay_refused), TEST(t_timing_local),
+           TEST(t_delay_cap), TEST(t_timing_across), TEST(t_punch_contents), TEST(t_lead_after),
+           TEST(t_bday_rule), TEST(t_bday_conditions), TEST(t_bday_hard_hard), TEST(t_bday_minima),
+           TEST(t_bday_copies), TEST(t_resume_members))

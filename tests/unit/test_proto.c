@@ -2126,6 +2126,297 @@ static void t_bday_names(void)
     CHECK(!proto_bday_role_parse(NULL, &r));
 }
 
+/* ---- sessions: challenge "resume", hello.features/replace, connect/punch resume,
+ * punch.peer_features, shake.resume (PROTOCOL.md section 18) ---- */
+
+#define CONNECT_R(extra) "{\"type\":\"connect\",\"target\":\"alice\"" extra "}"
+#define PUNCH_R(extra)                                                                             \
+    "{\"type\":\"punch\",\"session\":\"0123456789abcdef0123456789abcdef\",\"peer\":\"alice\","     \
+    "\"role\":\"initiator\",\"observed\":\"198.51.100.7:51000\",\"endpoints\":[]" extra "}"
+#define SHAKE_R(extra)                                                                             \
+    "{\"type\":\"shake\",\"version\":1,\"session\":\"0123456789abcdef0123456789abcdef\","          \
+    "\"from\":\"a\",\"to\":\"b\",\"key\":\"" B64_32A "\",\"eph\":\"" B64_32A "\"" extra "}"
+
+static void t_sess_challenge(void)
+{
+    struct proto_msg m, o;
+    char line[PROTO_MAX_LINE];
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_CHALLENGE;
+    fill(m.u.challenge.nonce, PROTO_NONCE_BYTES, 0);
+    m.u.challenge.feat_resume = true;
+    CHECK(enc_z(&m, line, sizeof line) > 0 && strstr(line, "\"features\":[\"resume\"]"));
+    if (roundtrip(&m, PROTO_TO_PEER, &o))
+        CHECK(o.u.challenge.feat_resume && !o.u.challenge.feat_birthday);
+    m.u.challenge.feat_birthday = true;
+    CHECK(enc_z(&m, line, sizeof line) > 0 &&
+          strstr(line, "\"features\":[\"birthday\",\"resume\"]"));
+    if (roundtrip(&m, PROTO_TO_PEER, &o))
+        CHECK(o.u.challenge.feat_resume && o.u.challenge.feat_birthday);
+    /* birthday alone: today's line */
+    m.u.challenge.feat_resume = false;
+    CHECK(enc_z(&m, line, sizeof line) > 0 && strstr(line, "\"features\":[\"birthday\"]}"));
+    ACCEPT(PROTO_TO_PEER, CHAL_F(",\"features\":[\"x\",\"resume\"]"));
+    CHECK(msg_.u.challenge.feat_resume && !msg_.u.challenge.feat_birthday);
+    ACCEPT(PROTO_TO_PEER, CHAL_F(",\"features\":[\"resumex\",\"Resume\"]"));
+    CHECK(!msg_.u.challenge.feat_resume);
+}
+
+static void t_sess_hello(void)
+{
+    struct proto_msg m, o;
+    char line[PROTO_MAX_LINE], today[PROTO_MAX_LINE];
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_HELLO;
+    strcpy(m.u.hello.id, "bob");
+    /* absent: today's line byte for byte */
+    CHECK(enc_z(&m, today, sizeof today) > 0);
+    CHECK_STR(today, "{\"type\":\"hello\",\"version\":1,\"id\":\"bob\",\"endpoints\":[]}\n");
+    m.u.hello.features = PROTO_FEAT_RESUME;
+    CHECK(enc_z(&m, line, sizeof line) > 0 && strstr(line, "\"features\":[\"resume\"]"));
+    if (roundtrip(&m, PROTO_TO_SERVER, &o))
+        CHECK(o.u.hello.features == PROTO_FEAT_RESUME && !o.u.hello.replace);
+    m.u.hello.replace = true;
+    CHECK(enc_z(&m, line, sizeof line) > 0 && strstr(line, "\"replace\":true"));
+    if (roundtrip(&m, PROTO_TO_SERVER, &o))
+        CHECK(o.u.hello.features == PROTO_FEAT_RESUME && o.u.hello.replace);
+    /* bits this version has no name for are not encoded */
+    m.u.hello.features = 0x80000000u;
+    m.u.hello.replace = false;
+    CHECK(enc_z(&m, line, sizeof line) > 0 && strcmp(line, today) == 0);
+    /* unknown names accepted and skipped; [] and false are absence */
+    ACCEPT(PROTO_TO_SERVER, HELLO_B(",\"features\":[\"later\",\"resume\",\"x\"]"));
+    CHECK(msg_.u.hello.features == PROTO_FEAT_RESUME);
+    ACCEPT(PROTO_TO_SERVER, HELLO_B(",\"features\":[\"later\"]"));
+    CHECK(msg_.u.hello.features == 0);
+    ACCEPT(PROTO_TO_SERVER, HELLO_B(",\"features\":[]"));
+    CHECK(msg_.u.hello.features == 0);
+    ACCEPT(PROTO_TO_SERVER, HELLO_B(",\"replace\":false"));
+    CHECK(!msg_.u.hello.replace);
+    ACCEPT(PROTO_TO_SERVER, HELLO_B(",\"features\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\","
+                                    "\"8\",\"9\",\"10\",\"11\",\"12\",\"13\",\"14\",\"15\","
+                                    "\"resume\"]"));
+    CHECK(msg_.u.hello.features == PROTO_FEAT_RESUME);
+    ACCEPT(PROTO_TO_SERVER, HELLO_B(",\"features\":[\"12345678901234567890123456789012\"]"));
+    /* each bad value */
+    REJECT(PROTO_TO_SERVER,
+           HELLO_B(",\"features\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\","
+                   "\"8\",\"9\",\"10\",\"11\",\"12\",\"13\",\"14\",\"15\","
+                   "\"16\",\"resume\"]"),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"features\":[\"123456789012345678901234567890123\"]"),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"features\":[\"\"]"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"features\":[\"resume\",\"resume\"]"), PROTO_E_FIELD);
+    CHECK(strstr(why_, "twice") != NULL);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"features\":[\"x\",\"y\",\"x\"]"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"features\":[\"a\\u0000b\"]"), PROTO_E_JSON);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"features\":[1]"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"features\":[null]"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"features\":[[\"resume\"]]"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"features\":\"resume\""), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"features\":{\"resume\":true}"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"features\":null"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"replace\":1"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"replace\":\"true\""), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, HELLO_B(",\"replace\":null"), PROTO_E_FIELD);
+}
+
+static void t_sess_connect(void)
+{
+    struct proto_msg m, o;
+    char line[PROTO_MAX_LINE];
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_CONNECT;
+    strcpy(m.u.connect.target, "alice");
+    CHECK(enc_z(&m, line, sizeof line) > 0);
+    CHECK_STR(line, "{\"type\":\"connect\",\"target\":\"alice\"}\n");
+    strcpy(m.u.connect.resume, SESSION);
+    CHECK(enc_z(&m, line, sizeof line) > 0 &&
+          strstr(line, "\"resume\":\"0123456789abcdef0123456789abcdef\""));
+    if (roundtrip(&m, PROTO_TO_SERVER, &o)) {
+        CHECK_STR(o.u.connect.resume, SESSION);
+        CHECK_STR(o.u.connect.target, "alice");
+    }
+    REJECT(PROTO_TO_SERVER, CONNECT_R(",\"resume\":\"0123456789ABCDEF0123456789abcdef\""),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, CONNECT_R(",\"resume\":\"0123456789abcdef0123456789abcde\""),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, CONNECT_R(",\"resume\":\"0123456789abcdef0123456789abcdef0\""),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, CONNECT_R(",\"resume\":\"\""), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, CONNECT_R(",\"resume\":1"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, CONNECT_R(",\"resume\":null"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, CONNECT_R(",\"resume\":true"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, CONNECT_R(",\"resumes\":\"0123456789abcdef0123456789abcdef\""),
+           PROTO_E_FIELD);
+}
+
+static void t_sess_punch(void)
+{
+    struct proto_msg m = bday_punch(), o;
+    char line[PROTO_MAX_LINE], today[PROTO_MAX_LINE];
+    m.u.punch.has_birthday = false;
+    CHECK(enc_z(&m, today, sizeof today) > 0 && !strstr(today, "resume") &&
+          !strstr(today, "peer_features"));
+    m.u.punch.peer_features = PROTO_FEAT_RESUME;
+    CHECK(enc_z(&m, line, sizeof line) > 0 && strstr(line, "\"peer_features\":[\"resume\"]"));
+    if (roundtrip(&m, PROTO_TO_PEER, &o))
+        CHECK(o.u.punch.peer_features == PROTO_FEAT_RESUME && !o.u.punch.resume[0]);
+    strcpy(m.u.punch.resume, SESSION);
+    if (roundtrip(&m, PROTO_TO_PEER, &o)) {
+        CHECK(o.u.punch.peer_features == PROTO_FEAT_RESUME);
+        CHECK_STR(o.u.punch.resume, SESSION);
+    }
+    m.u.punch.peer_features = 0x40u; /* no name: not encoded */
+    m.u.punch.resume[0] = '\0';
+    CHECK(enc_z(&m, line, sizeof line) > 0 && strcmp(line, today) == 0);
+    ACCEPT(PROTO_TO_PEER, PUNCH_R(",\"peer_features\":[\"soon\",\"resume\"]"));
+    CHECK(msg_.u.punch.peer_features == PROTO_FEAT_RESUME);
+    ACCEPT(PROTO_TO_PEER, PUNCH_R(",\"peer_features\":[]"));
+    CHECK(msg_.u.punch.peer_features == 0);
+    REJECT(PROTO_TO_PEER, PUNCH_R(",\"peer_features\":[\"resume\",\"resume\"]"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, PUNCH_R(",\"peer_features\":[\"\"]"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, PUNCH_R(",\"peer_features\":[true]"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, PUNCH_R(",\"peer_features\":\"resume\""), PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER,
+           PUNCH_R(",\"peer_features\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\","
+                   "\"7\",\"8\",\"9\",\"10\",\"11\",\"12\",\"13\",\"14\",\"15\","
+                   "\"16\",\"17\"]"),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, PUNCH_R(",\"peer_features\":[\"123456789012345678901234567890123\"]"),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, PUNCH_R(",\"resume\":\"0123456789abcdef\""), PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, PUNCH_R(",\"resume\":\"0123456789abcdeg0123456789abcdef\""),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, PUNCH_R(",\"resume\":42"), PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, PUNCH_R(",\"resume\":{}"), PROTO_E_FIELD);
+}
+
+static struct proto_msg sess_shake(void)
+{
+    struct proto_msg m;
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_SHAKE;
+    m.u.shake.version = PROTO_VERSION;
+    strcpy(m.u.shake.session, SESSION);
+    strcpy(m.u.shake.from, "bob");
+    strcpy(m.u.shake.to, "alice");
+    fill(m.u.shake.key, PROTO_KEY_BYTES, 0);
+    fill(m.u.shake.eph, PROTO_KEY_BYTES, 1);
+    return m;
+}
+
+static void t_sess_shake(void)
+{
+    struct proto_msg m = sess_shake(), o;
+    char line[PROTO_MAX_LINE], today[PROTO_MAX_LINE];
+    CHECK(enc_z(&m, today, sizeof today) > 0 && !strstr(today, "resume"));
+    m.u.shake.resume = (struct proto_resume_caps){true, 1, 8u << 20, 120};
+    CHECK(enc_z(&m, line, sizeof line) > 0 &&
+          strstr(line, "\"resume\":{\"v\":1,\"buf\":8388608,\"timeout\":120}"));
+    if (roundtrip(&m, PROTO_PEER_TO_PEER, &o)) {
+        CHECK(o.u.shake.resume.has && o.u.shake.resume.v == 1);
+        CHECK(o.u.shake.resume.buf == 8u << 20 && o.u.shake.resume.timeout == 120);
+    }
+    /* the ends of the ranges, signed or not */
+    m.u.shake.resume =
+        (struct proto_resume_caps){true, 1, PROTO_RESUME_BUF_MAX, PROTO_RESUME_TIMEOUT_MAX};
+    m.u.shake.has_sig = true;
+    memset(m.u.shake.sig, 0x11, sizeof m.u.shake.sig);
+    if (roundtrip(&m, PROTO_PEER_TO_PEER, &o))
+        CHECK(o.u.shake.resume.buf == PROTO_RESUME_BUF_MAX &&
+              o.u.shake.resume.timeout == PROTO_RESUME_TIMEOUT_MAX && o.u.shake.has_sig);
+    m.u.shake.resume = (struct proto_resume_caps){true, 1, PROTO_RESUME_BUF_MIN, 1};
+    if (roundtrip(&m, PROTO_PEER_TO_PEER, &o))
+        CHECK(o.u.shake.resume.buf == PROTO_RESUME_BUF_MIN && o.u.shake.resume.timeout == 1);
+    ACCEPT(PROTO_PEER_TO_PEER, SHAKE_R(",\"resume\":{\"timeout\":5,\"buf\":65536,\"v\":1}"));
+    CHECK(msg_.u.shake.resume.has && msg_.u.shake.resume.timeout == 5);
+    ACCEPT(PROTO_PEER_TO_PEER, SHAKE_R(""));
+    CHECK(!msg_.u.shake.resume.has);
+    static const char *const bad[] = {
+        ",\"resume\":{\"v\":2,\"buf\":65536,\"timeout\":5}",
+        ",\"resume\":{\"v\":0,\"buf\":65536,\"timeout\":5}",
+        ",\"resume\":{\"v\":\"1\",\"buf\":65536,\"timeout\":5}",
+        ",\"resume\":{\"v\":1.0,\"buf\":65536,\"timeout\":5}",
+        ",\"resume\":{\"v\":1,\"buf\":65535,\"timeout\":5}",
+        ",\"resume\":{\"v\":1,\"buf\":1073741825,\"timeout\":5}",
+        ",\"resume\":{\"v\":1,\"buf\":-1,\"timeout\":5}",
+        ",\"resume\":{\"v\":1,\"buf\":65536.5,\"timeout\":5}",
+        ",\"resume\":{\"v\":1,\"buf\":\"65536\",\"timeout\":5}",
+        ",\"resume\":{\"v\":1,\"buf\":65536,\"timeout\":0}",
+        ",\"resume\":{\"v\":1,\"buf\":65536,\"timeout\":3601}",
+        ",\"resume\":{\"v\":1,\"buf\":65536,\"timeout\":-5}",
+        ",\"resume\":{\"v\":1,\"buf\":65536,\"timeout\":true}",
+        ",\"resume\":{\"buf\":65536,\"timeout\":5}",
+        ",\"resume\":{\"v\":1,\"timeout\":5}",
+        ",\"resume\":{\"v\":1,\"buf\":65536}",
+        ",\"resume\":{\"v\":1,\"buf\":65536,\"timeout\":5,\"x\":1}",
+        ",\"resume\":{}",
+        ",\"resume\":[1,65536,5]",
+        ",\"resume\":true",
+        ",\"resume\":null",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char l[512];
+        snprintf(l, sizeof l, SHAKE_R("%s"), bad[i]);
+        REJECT(PROTO_PEER_TO_PEER, l, PROTO_E_FIELD);
+        CHECK_MSG(strstr(why_, "resume") != NULL, "%s: reason %s", bad[i], why_);
+    }
+    REJECT(PROTO_PEER_TO_PEER, SHAKE_R(",\"resume\":{\"v\":1,\"buf\":65536,\"timeout\":5,\"v\":1}"),
+           PROTO_E_JSON);
+}
+
+static void t_sess_admit(void)
+{
+    unsigned char key[AUTH_KEY_BYTES], nonce[PROTO_NONCE_BYTES], a[PROTO_ADMIT_BYTES],
+        b[PROTO_ADMIT_BYTES];
+    /* the vector of t_admit_binding: absent members keep today's admit */
+    const char *hello_hex = "2fe837a76bab018f1e42b1241d68ce6470ae17d09f0a605b16b3e382c10d053a";
+    char why[200];
+    struct proto_msg m, o;
+    crypto_hash_sha256(key, (const unsigned char *)"test-secret\n", 12);
+    fill(nonce, sizeof nonce, 0);
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_HELLO;
+    strcpy(m.u.hello.id, "bob");
+    m.u.hello.has_key = true;
+    fill(m.u.hello.key, PROTO_KEY_BYTES, 0);
+    CHECK(ep_parse("10.0.1.2:40000", &m.u.hello.endpoints.ep[0], why, sizeof why) == 0);
+    CHECK(ep_parse("[2001:db8::7]:7000", &m.u.hello.endpoints.ep[1], why, sizeof why) == 0);
+    m.u.hello.endpoints.n = 2;
+    CHECK(admit_is(&m, key, hello_hex));
+    /* features and replace are each covered, and not the same input */
+    o = m;
+    o.u.hello.features = PROTO_FEAT_RESUME;
+    CHECK(!admit_is(&o, key, hello_hex) && auth_admit(key, nonce, &o, a));
+    /* bits without a name are neither encoded nor admitted: the server never sees them */
+    o.u.hello.features = PROTO_FEAT_RESUME | 0x80000000u;
+    CHECK(auth_admit(key, nonce, &o, b) && memcmp(a, b, sizeof a) == 0);
+    o.u.hello.features = 0x80000000u;
+    CHECK(admit_is(&o, key, hello_hex));
+    o.u.hello.features = 0;
+    o.u.hello.replace = true;
+    CHECK(!admit_is(&o, key, hello_hex) && auth_admit(key, nonce, &o, b));
+    CHECK(memcmp(a, b, sizeof a) != 0);
+    o.u.hello.features = PROTO_FEAT_RESUME;
+    CHECK(auth_admit(key, nonce, &o, b) && memcmp(a, b, sizeof a) != 0);
+    /* stripping either one from a line the admit covered fails the check */
+    o.u.hello.has_admit = auth_admit(key, nonce, &o, o.u.hello.admit);
+    CHECK(auth_admit_ok(key, nonce, &o));
+    o.u.hello.replace = false;
+    CHECK(!auth_admit_ok(key, nonce, &o));
+    o.u.hello.replace = true;
+    o.u.hello.features = 0;
+    CHECK(!auth_admit_ok(key, nonce, &o));
+    /* with birthday: still distinct from birthday alone */
+    o = m;
+    o.u.hello.birthday = (struct proto_bday_caps){true, 256, 1024};
+    CHECK(auth_admit(key, nonce, &o, a));
+    o.u.hello.features = PROTO_FEAT_RESUME;
+    CHECK(auth_admit(key, nonce, &o, b) && memcmp(a, b, sizeof a) != 0);
+}
+
 static void t_names(void)
 {
     enum proto_path p = PROTO_PATH_ANY;
@@ -2148,17 +2439,19 @@ static void t_names(void)
 
 CHECK_MAIN(TEST(t_roundtrip_hello), TEST(t_roundtrip_welcome), TEST(t_roundtrip_connect),
            TEST(t_roundtrip_punch), TEST(t_roundtrip_error), TEST(t_roundtrip_ping_pong),
-           TEST(t_roundtrip_shake), TEST(t_shake_crypto_fields), TEST(t_encode_limits), TEST(t_err_codes),
-           TEST(t_reject_not_json), TEST(t_reject_not_object), TEST(t_reject_type),
-           TEST(t_reject_direction), TEST(t_reject_missing_field), TEST(t_reject_ill_typed),
-           TEST(t_unknown_fields), TEST(t_reject_bad_id), TEST(t_reject_bad_endpoint),
-           TEST(t_reject_too_many), TEST(t_reject_version), TEST(t_line_length),
-           TEST(t_reject_duplicates), TEST(t_reject_nul), TEST(t_reject_nested),
-           TEST(t_reject_session), TEST(t_reject_role), TEST(t_fuzz), TEST(t_roundtrip_probe),
-           TEST(t_roundtrip_observed), TEST(t_roundtrip_welcome_probe), TEST(t_reject_probe),
-           TEST(t_roundtrip_relay), TEST(t_reject_relay), TEST(t_roundtrip_challenge),
-           TEST(t_reject_challenge), TEST(t_roundtrip_hello_auth), TEST(t_reject_hello_auth),
-           TEST(t_roundtrip_punch_key), TEST(t_admit_relay_probe), TEST(t_admit_binding), TEST(t_code_roundtrip),
-           TEST(t_code_unknown), TEST(t_code_protocol_md), TEST(t_code_passing_md), TEST(t_names),
-           TEST(t_bday_features), TEST(t_bday_hello), TEST(t_bday_punch_roundtrip),
-           TEST(t_bday_punch_reject), TEST(t_bday_admit), TEST(t_bday_names))
+           TEST(t_roundtrip_shake), TEST(t_shake_crypto_fields), TEST(t_encode_limits),
+           TEST(t_err_codes), TEST(t_reject_not_json), TEST(t_reject_not_object),
+           TEST(t_reject_type), TEST(t_reject_direction), TEST(t_reject_missing_field),
+           TEST(t_reject_ill_typed), TEST(t_unknown_fields), TEST(t_reject_bad_id),
+           TEST(t_reject_bad_endpoint), TEST(t_reject_too_many), TEST(t_reject_version),
+           TEST(t_line_length), TEST(t_reject_duplicates), TEST(t_reject_nul),
+           TEST(t_reject_nested), TEST(t_reject_session), TEST(t_reject_role), TEST(t_fuzz),
+           TEST(t_roundtrip_probe), TEST(t_roundtrip_observed), TEST(t_roundtrip_welcome_probe),
+           TEST(t_reject_probe), TEST(t_roundtrip_relay), TEST(t_reject_relay),
+           TEST(t_roundtrip_challenge), TEST(t_reject_challenge), TEST(t_roundtrip_hello_auth),
+           TEST(t_reject_hello_auth), TEST(t_roundtrip_punch_key), TEST(t_admit_relay_probe),
+           TEST(t_admit_binding), TEST(t_code_roundtrip), TEST(t_code_unknown),
+           TEST(t_code_protocol_md), TEST(t_code_passing_md), TEST(t_names), TEST(t_bday_features),
+           TEST(t_bday_hello), TEST(t_bday_punch_roundtrip), TEST(t_bday_punch_reject),
+           TEST(t_bday_admit), TEST(t_bday_names), TEST(t_sess_challenge), TEST(t_sess_hello),
+           TEST(t_sess_connect), TEST(t_sess_punch), TEST(t_sess_shake), TEST(t_sess_admit))

@@ -280,4 +280,125 @@ static void t_bday_adopt(void)
     close(lfd);
 }
 
-CHECK_MAIN(TEST(t_attempt_line_freed), TEST(t_bday_adopt))
+/* Reads one line (up to its newline) from fd while the loop turns; its length, or -1. */
+static int read_line(uv_loop_t *loop, int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    while (n + 1 < cap) {
+        if (!turn_until(loop, fd, POLLIN, 2000) || read(fd, buf + n, 1) != 1)
+            return -1;
+        if (buf[n++] == '\n')
+            return (int)n;
+    }
+    return -1;
+}
+
+/* The engine as the initiator against a responder played here (peer/shake.c on our end of a
+ * loopback connection), with shake.resume offered by both (on) or by the responder only: when
+ * both shakes carried it, the winner's link holds the session part (resume.md 4.1, 4.2), else
+ * none of it; the keys agree either way. */
+static void resume_round(bool init_speaks)
+{
+    static struct identity ii, ir;
+    static struct shake_ctx ctx, resp;
+    struct sockaddr_in at = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof at;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), fd = -1, n;
+    struct shake_peer at_r = {0};
+    unsigned char tx[32], rx[32], rs[32];
+    struct punch_cfg cfg;
+    struct peer_link link;
+    struct run r = {0};
+    struct punch *p;
+    uv_loop_t loop;
+    char line[PROTO_MAX_LINE], err[200];
+
+    crypto_sign_keypair(ii.pk, ii.sk);
+    crypto_sign_keypair(ir.pk, ir.sk);
+    memset(&ctx, 0, sizeof ctx);
+    memset(&resp, 0, sizeof resp);
+    snprintf(ctx.session, sizeof ctx.session, "0123456789abcdef0123456789abcdef");
+    memcpy(resp.session, ctx.session, sizeof resp.session);
+    snprintf(ctx.self, sizeof ctx.self, "alice");
+    snprintf(ctx.peer, sizeof ctx.peer, "bob");
+    snprintf(resp.self, sizeof resp.self, "bob");
+    snprintf(resp.peer, sizeof resp.peer, "alice");
+    ctx.role = PROTO_INITIATOR;
+    resp.role = PROTO_RESPONDER;
+    ctx.ident = &ii;
+    resp.ident = &ir;
+    if (init_speaks)
+        ctx.resume = (struct proto_resume_caps){true, PROTO_RESUME_V, 1u << 20, 300};
+    resp.resume = (struct proto_resume_caps){true, PROTO_RESUME_V, 8u << 20, 120};
+    resp.resume_listed = true;
+    shake_init(&ctx);
+    shake_init(&resp);
+
+    CHECK(lfd >= 0);
+    CHECK_INT(bind(lfd, (struct sockaddr *)&at, sizeof at), 0);
+    CHECK_INT(listen(lfd, 4), 0);
+    CHECK_INT(getsockname(lfd, (struct sockaddr *)&at, &alen), 0);
+    CHECK_INT(uv_loop_init(&loop), 0);
+    memset(&cfg, 0, sizeof cfg);
+    memset(&link, 0, sizeof link);
+    link.fd = -1;
+    cfg.local.ss_family = AF_INET;
+    cfg.ncand = 1;
+    memcpy(&cfg.cand[0].addr, &at, sizeof at);
+    cfg.cand[0].kind = "public";
+    cfg.loopback_ok = true;
+    cfg.shared_listener = true;
+    cfg.timeout_ms = 10000;
+    cfg.shake = &ctx;
+    p = punch_start(&loop, &cfg, &link, on_done, &r, err, sizeof err);
+    CHECK(p != NULL);
+    if (p && turn_until(&loop, lfd, POLLIN, 2000))
+        fd = accept(lfd, NULL, NULL);
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        n = shake_encode(&resp, PROTO_SHAKE, NULL, line, sizeof line);
+        CHECK(n > 0 && send(fd, line, (size_t)n, MSG_NOSIGNAL) == n);
+        n = read_line(&loop, fd, line, sizeof line);
+        CHECK(n > 0);
+        CHECK(n > 0 && shake_verify(&resp, PROTO_SHAKE, line, (size_t)n - 1, &at_r, err,
+                                    sizeof err) == SHAKE_OK);
+        CHECK(at_r.resume.has == init_speaks);
+        n = shake_encode(&resp, PROTO_CONFIRM, &at_r, line, sizeof line);
+        CHECK(n > 0 && send(fd, line, (size_t)n, MSG_NOSIGNAL) == n);
+        for (int k = 0; k < 200 && !r.done; k++)
+            turn_for(&loop, 10);
+    }
+    CHECK_MSG(r.done && r.status == EXIT_DONE, "punch: %d %s", r.status, r.why);
+    CHECK(shake_keys_rs(&resp, &at_r, tx, rx, rs) == 0);
+    CHECK(memcmp(link.tx_key, rx, 32) == 0 && memcmp(link.rx_key, tx, 32) == 0);
+    CHECK(link.resume == init_speaks);
+    if (init_speaks) {
+        CHECK(link.role == PROTO_INITIATOR);
+        CHECK_STR(link.root, ctx.session);
+        CHECK(memcmp(link.rs, rs, 32) == 0);
+        CHECK(link.resume_ms == 120000); /* the smaller of 300 and 120 s */
+        CHECK(link.peer_buf == 8u << 20);
+    } else {
+        CHECK(!link.root[0] && link.resume_ms == 0 && link.peer_buf == 0);
+    }
+    if (!r.done && p)
+        punch_abort(p, EXIT_PUNCH, "the test ends it");
+    uv_run(&loop, UV_RUN_DEFAULT);
+    if (link.fd >= 0)
+        close(link.fd);
+    if (fd >= 0)
+        close(fd);
+    close(lfd);
+    CHECK_INT(uv_loop_close(&loop), 0);
+    shake_wipe(&ctx);
+    shake_wipe(&resp);
+}
+
+static void t_resume_link(void)
+{
+    log_init("test_punch", LOG_SILENT, 0);
+    resume_round(true);
+    resume_round(false);
+}
+
+CHECK_MAIN(TEST(t_attempt_line_freed), TEST(t_bday_adopt), TEST(t_resume_link))

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "peer/hello.h"
 #include "common/endpoint.h"
 #include "peer/session.h"
 
@@ -131,4 +132,81 @@ static void t_route_birthday(void)
     CHECK(sess_route(&set, at("203.0.113.10:5000", &x)) == &b);
 }
 
-CHECK_MAIN(TEST(t_oldest), TEST(t_room), TEST(t_full), TEST(t_route), TEST(t_route_birthday))
+/* Resume mode's gate: only the suspended session's resume, from its peer, with its key and role;
+ * every other order is refused (before the engine would dial anything), each for its reason. */
+static void t_resume_refused(void)
+{
+    unsigned char key[32], rs[32];
+    memset(key, 0x11, sizeof key);
+    memset(rs, 0x22, sizeof rs);
+    const char *root = "0123456789abcdef0123456789abcdef";
+    struct sess_resume r = {.root = root, .peer = "bob", .peer_key = key,
+                            .role = PROTO_RESPONDER, .rs = rs, .last_epoch = 2, .rx = 9};
+    struct proto_msg good, m;
+    char why[100];
+    memset(&good, 0, sizeof good);
+    good.type = PROTO_PUNCH;
+    snprintf(good.u.punch.peer, sizeof good.u.punch.peer, "bob");
+    snprintf(good.u.punch.resume, sizeof good.u.punch.resume, "%s", root);
+    snprintf(good.u.punch.session, sizeof good.u.punch.session, "%s",
+             "fedcba9876543210fedcba9876543210");
+    good.u.punch.has_key = true;
+    memcpy(good.u.punch.key, key, sizeof key);
+    good.u.punch.role = PROTO_RESPONDER;
+    CHECK(!sess_resume_refused(&r, &good, why, sizeof why));
+
+    m = good;
+    m.u.punch.resume[0] = '\0'; /* a fresh punch order, not a resume */
+    CHECK(sess_resume_refused(&r, &m, why, sizeof why));
+    CHECK_STR(why, "it resumes no session");
+    m = good;
+    m.u.punch.resume[31] = '0'; /* another session's root */
+    CHECK(sess_resume_refused(&r, &m, why, sizeof why));
+    CHECK_STR(why, "it resumes another session");
+    m = good;
+    snprintf(m.u.punch.peer, sizeof m.u.punch.peer, "mallory");
+    CHECK(sess_resume_refused(&r, &m, why, sizeof why));
+    CHECK_STR(why, "it comes from another peer");
+    m = good;
+    m.u.punch.has_key = false;
+    CHECK(sess_resume_refused(&r, &m, why, sizeof why));
+    CHECK_STR(why, "it carries no key");
+    m = good;
+    m.u.punch.key[31] ^= 1;
+    CHECK(sess_resume_refused(&r, &m, why, sizeof why));
+    CHECK_STR(why, "its key is not the session's peer's");
+    m = good;
+    m.u.punch.role = PROTO_INITIATOR;
+    CHECK(sess_resume_refused(&r, &m, why, sizeof why));
+    CHECK_STR(why, "its role is not ours in the session");
+}
+
+/* hello.features (resume.md 4.1): ["resume"] only to a server that offered it, only with the
+ * session layer on; otherwise the hello is today's. */
+static void t_hello_features(void)
+{
+    struct peer_opts o;
+    struct proto_msg m;
+    memset(&o, 0, sizeof o);
+    memset(&m, 0, sizeof m);
+    o.resume_timeout_s = PEER_DEFAULT_RESUME_TIMEOUT;
+    o.resume_buffer = PEER_DEFAULT_RESUME_BUFFER;
+    CHECK(!hello_features(&o, false, &m) && m.u.hello.features == 0);
+    CHECK(hello_features(&o, true, &m) && m.u.hello.features == PROTO_FEAT_RESUME);
+    memset(&m, 0, sizeof m);
+    o.resume_timeout_s = 0; /* --resume-timeout 0: nothing announced */
+    CHECK(!hello_features(&o, true, &m) && m.u.hello.features == 0);
+    o.resume_timeout_s = PROTO_RESUME_TIMEOUT_MAX;
+    CHECK(hello_features(&o, true, &m));
+    memset(&m, 0, sizeof m);
+    o.resume_timeout_s = PROTO_RESUME_TIMEOUT_MAX + 1; /* outside the protocol's range */
+    CHECK(!hello_features(&o, true, &m) && m.u.hello.features == 0);
+    o.resume_timeout_s = 1;
+    o.resume_buffer = PROTO_RESUME_BUF_MIN - 1;
+    CHECK(!hello_features(&o, true, &m));
+    o.resume_buffer = PROTO_RESUME_BUF_MAX;
+    CHECK(hello_features(&o, true, &m));
+}
+
+CHECK_MAIN(TEST(t_oldest), TEST(t_room), TEST(t_full), TEST(t_route), TEST(t_route_birthday),
+           TEST(t_resume_refused), TEST(t_hello_features))

@@ -440,6 +440,222 @@ static void t_resumption_secret(void)
     shake_wipe(&b);
 }
 
+/* The signatures of today's handshake with the fixed keys of t_vector, recorded from the code
+ * before shake.resume existed: without the member both signatures cover exactly today's bytes,
+ * so a peer of this version and an older one verify each other. */
+#define VEC_I_SIG                                                                                  \
+    "7bf025af007492fbf213bdb22bbadd571d5212b812d36fdd18b1051fde9e3b00"                             \
+    "d4e8e74144918a46e47228ec09d0d21c8df360ba91f0defb21618bb9e87aaf0e"
+#define VEC_R_SIG                                                                                  \
+    "48beb283c8f5eb025728ceb050b3a1a64780ce2555c37eb43788c772c0567571"                             \
+    "41f1a15f88086322061a553bbaaa4b8680441db681facfe83a7813b7db2fd00a"
+
+static void vec_sigs(struct shake_ctx *i, struct shake_ctx *r, struct shake_peer *at_i,
+                     struct shake_peer *at_r, char *isig, char *rsig)
+{
+    struct proto_msg m;
+    char why[200];
+    struct line l = enc(r, PROTO_SHAKE, NULL);
+    CHECK_INT(ver(i, PROTO_SHAKE, &l, at_i), SHAKE_OK);
+    l = enc(i, PROTO_SHAKE, at_i);
+    CHECK_INT(ver(r, PROTO_SHAKE, &l, at_r), SHAKE_OK);
+    CHECK(proto_decode(l.b, l.n, PROTO_PEER_TO_PEER, &m, why, sizeof why) == PROTO_OK);
+    hex(m.u.shake.sig, 64, isig);
+    l = enc(r, PROTO_CONFIRM, at_r);
+    CHECK_INT(ver(i, PROTO_CONFIRM, &l, at_i), SHAKE_OK);
+    CHECK(proto_decode(l.b, l.n, PROTO_PEER_TO_PEER, &m, why, sizeof why) == PROTO_OK);
+    hex(m.u.confirm.sig, 64, rsig);
+}
+
+static void t_vector_sigs(void)
+{
+    static struct identity vi, vr;
+    struct shake_ctx i, r;
+    struct shake_peer at_i = {0}, at_r = {0};
+    char isig[129], rsig[129];
+    vec_ctx(&i, PROTO_INITIATOR, &vi, 0x11, 0x33, "alice", "bob");
+    vec_ctx(&r, PROTO_RESPONDER, &vr, 0x22, 0x44, "bob", "alice");
+    vec_sigs(&i, &r, &at_i, &at_r, isig, rsig);
+    CHECK_STR(isig, VEC_I_SIG);
+    CHECK_STR(rsig, VEC_R_SIG);
+    shake_wipe(&i);
+    shake_wipe(&r);
+}
+
+/* ---- shake.resume (docs/design/resume.md 4.1, PROTOCOL.md section 18) ---- */
+
+static const struct proto_resume_caps caps_r = {true, PROTO_RESUME_V, 8u << 20, 120};
+static const struct proto_resume_caps caps_i = {true, PROTO_RESUME_V, 1u << 20, 30};
+
+static void strip_resume(struct proto_msg *m)
+{
+    m->u.shake.resume.has = false;
+}
+static void bump_buf(struct proto_msg *m)
+{
+    m->u.shake.resume.buf += 1;
+}
+static void bump_timeout(struct proto_msg *m)
+{
+    m->u.shake.resume.timeout -= 1;
+}
+static void keep(struct proto_msg *m)
+{
+    (void)m;
+}
+static void add_resume(struct proto_msg *m)
+{
+    m->u.shake.resume = caps_i;
+}
+
+/* One combination: the responder speaks resume (r_has) and its punch listed the initiator's
+ * feature (listed); the initiator speaks it (i_has). Who sends, and whether the layer is on,
+ * follow 4.1 "Acceptance"; the handshake and its keys work in every case. */
+static void resume_case(bool r_has, bool listed, bool i_has)
+{
+    struct shake_ctx r, i;
+    struct shake_peer at_i = {0}, at_r = {0};
+    unsigned char itx[32], irx[32], rtx[32], rrx[32];
+    bool r_sends = r_has && listed, i_sends = i_has && r_sends;
+    ctx(&r, PROTO_RESPONDER, &id_r, "bob", "alice");
+    ctx(&i, PROTO_INITIATOR, &id_i, "alice", "bob");
+    if (r_has)
+        r.resume = caps_r;
+    r.resume_listed = listed;
+    if (i_has)
+        i.resume = caps_i;
+    i.resume_listed = true; /* the initiator does not look at its punch */
+    struct line l = enc(&r, PROTO_SHAKE, NULL);
+    CHECK_MSG((strstr(l.b, "\"resume\":{") != NULL) == r_sends, "case %d%d%d: %s", r_has, listed,
+              i_has, l.b);
+    CHECK_INT(ver(&i, PROTO_SHAKE, &l, &at_i), SHAKE_OK);
+    CHECK(at_i.resume.has == r_sends);
+    l = enc(&i, PROTO_SHAKE, &at_i);
+    CHECK_MSG((strstr(l.b, "\"resume\":{") != NULL) == i_sends, "case %d%d%d: %s", r_has, listed,
+              i_has, l.b);
+    CHECK_INT(ver(&r, PROTO_SHAKE, &l, &at_r), SHAKE_OK);
+    CHECK(at_r.resume.has == i_sends);
+    l = enc(&r, PROTO_CONFIRM, &at_r);
+    CHECK_INT(ver(&i, PROTO_CONFIRM, &l, &at_i), SHAKE_OK);
+    CHECK_MSG(shake_resume_on(&i, &at_i) == i_sends && shake_resume_on(&r, &at_r) == i_sends,
+              "case %d%d%d: on %d/%d", r_has, listed, i_has, shake_resume_on(&i, &at_i),
+              shake_resume_on(&r, &at_r));
+    if (i_sends) {
+        CHECK(at_i.resume.buf == caps_r.buf && at_i.resume.timeout == caps_r.timeout);
+        CHECK(at_r.resume.buf == caps_i.buf && at_r.resume.timeout == caps_i.timeout);
+    }
+    CHECK(shake_keys(&i, &at_i, itx, irx) == 0 && shake_keys(&r, &at_r, rtx, rrx) == 0);
+    CHECK(memcmp(itx, rrx, 32) == 0 && memcmp(irx, rtx, 32) == 0);
+    shake_wipe(&r);
+    shake_wipe(&i);
+}
+
+static void t_resume_combinations(void)
+{
+    for (int k = 0; k < 8; k++)
+        resume_case(k & 4, k & 2, k & 1);
+}
+
+/* Both on; one of the two shakes goes through f on the way (a relay in the middle). */
+static enum shake_verdict resume_tampered(bool on_resp, void (*f)(struct proto_msg *))
+{
+    struct shake_ctx r, i;
+    struct shake_peer at_i = {0}, at_r = {0};
+    enum shake_verdict v;
+    ctx(&r, PROTO_RESPONDER, &id_r, "bob", "alice");
+    ctx(&i, PROTO_INITIATOR, &id_i, "alice", "bob");
+    r.resume = caps_r;
+    r.resume_listed = true;
+    i.resume = caps_i;
+    struct line l = enc(&r, PROTO_SHAKE, NULL);
+    if (on_resp)
+        l = edit(&l, f);
+    CHECK_INT(ver(&i, PROTO_SHAKE, &l, &at_i), SHAKE_OK);
+    l = enc(&i, PROTO_SHAKE, &at_i);
+    if (!on_resp)
+        l = edit(&l, f);
+    v = ver(&r, PROTO_SHAKE, &l, &at_r);
+    if (v == SHAKE_OK) {
+        l = enc(&r, PROTO_CONFIRM, &at_r);
+        v = ver(&i, PROTO_CONFIRM, &l, &at_i);
+    }
+    shake_wipe(&r);
+    shake_wipe(&i);
+    return v;
+}
+
+static void t_resume_tampered(void)
+{
+    static void (*const fns[])(struct proto_msg *) = {strip_resume, bump_buf, bump_timeout};
+    for (size_t k = 0; k < sizeof fns / sizeof fns[0]; k++) {
+        CHECK_MSG(resume_tampered(true, fns[k]) == SHAKE_BAD, "responder's, edit %zu", k);
+        CHECK_MSG(resume_tampered(false, fns[k]) == SHAKE_BAD, "initiator's, edit %zu", k);
+    }
+    /* re-encoded unchanged, the same run passes: the edits are what fails it */
+    CHECK_INT(resume_tampered(true, keep), SHAKE_OK);
+    CHECK_INT(resume_tampered(false, keep), SHAKE_OK);
+    /* an initiator's shake.resume where the responder sent none is refused, signed or not */
+    struct shake_ctx r, i;
+    struct shake_peer at_i = {0}, at_r = {0};
+    ctx(&r, PROTO_RESPONDER, &id_r, "bob", "alice");
+    ctx(&i, PROTO_INITIATOR, &id_i, "alice", "bob");
+    r.resume = caps_r; /* speaks it, but the punch did not list it: sends none */
+    i.resume = caps_i;
+    struct line l = enc(&r, PROTO_SHAKE, NULL);
+    CHECK(!strstr(l.b, "resume"));
+    CHECK_INT(ver(&i, PROTO_SHAKE, &l, &at_i), SHAKE_OK);
+    l = enc(&i, PROTO_SHAKE, &at_i);
+    CHECK(!strstr(l.b, "resume"));
+    l = edit(&l, add_resume);
+    CHECK_INT(ver(&r, PROTO_SHAKE, &l, &at_r), SHAKE_BAD);
+    shake_wipe(&r);
+    shake_wipe(&i);
+}
+
+/* With shake.resume on, the signatures are other than today's vector (the blocks are covered);
+ * with the caps set but nothing sent (the punch did not list it), they are today's. */
+static void t_resume_vector(void)
+{
+    static struct identity vi, vr;
+    struct shake_ctx i, r;
+    struct shake_peer at_i = {0}, at_r = {0};
+    char isig[129], rsig[129];
+    vec_ctx(&i, PROTO_INITIATOR, &vi, 0x11, 0x33, "alice", "bob");
+    vec_ctx(&r, PROTO_RESPONDER, &vr, 0x22, 0x44, "bob", "alice");
+    i.resume = caps_i;
+    r.resume = caps_r;
+    vec_sigs(&i, &r, &at_i, &at_r, isig, rsig);
+    CHECK_STR(isig, VEC_I_SIG);
+    CHECK_STR(rsig, VEC_R_SIG);
+    r.resume_listed = true;
+    memset(&at_i, 0, sizeof at_i);
+    memset(&at_r, 0, sizeof at_r);
+    vec_sigs(&i, &r, &at_i, &at_r, isig, rsig);
+    CHECK(strcmp(isig, VEC_I_SIG) != 0 && strcmp(rsig, VEC_R_SIG) != 0);
+    CHECK(shake_resume_on(&i, &at_i) && shake_resume_on(&r, &at_r));
+    shake_wipe(&i);
+    shake_wipe(&r);
+}
+
+/* Direct mode announces nothing and ignores a shake.resume it is shown. */
+static void t_resume_direct(void)
+{
+    struct shake_ctx a, b;
+    struct shake_peer at_a = {0};
+    ctx(&a, PROTO_RESPONDER, &id_i, "direct", "direct");
+    ctx(&b, PROTO_RESPONDER, &id_r, "direct", "direct");
+    a.symmetric = b.symmetric = true;
+    a.resume = b.resume = caps_r;
+    a.resume_listed = b.resume_listed = true;
+    struct line lb = enc(&b, PROTO_SHAKE, NULL);
+    CHECK(!strstr(lb.b, "resume"));
+    lb = edit(&lb, add_resume);
+    CHECK_INT(ver(&a, PROTO_SHAKE, &lb, &at_a), SHAKE_OK);
+    CHECK(!at_a.resume.has && !shake_resume_on(&a, &at_a));
+    shake_wipe(&a);
+    shake_wipe(&b);
+}
+
 static void t_setup(void)
 {
     if (sodium_init() < 0)
@@ -451,4 +667,6 @@ static void t_setup(void)
 
 CHECK_MAIN(TEST(t_setup), TEST(t_exchange), TEST(t_initiator_needs_the_peer),
            TEST(t_bad_signatures), TEST(t_wrong_key), TEST(t_replay), TEST(t_direct),
-           TEST(t_low_order_eph), TEST(t_vector), TEST(t_resumption_secret))
+           TEST(t_low_order_eph), TEST(t_vector), TEST(t_resumption_secret), TEST(t_vector_sigs),
+           TEST(t_resume_combinations), TEST(t_resume_tampered), TEST(t_resume_vector),
+           TEST(t_resume_direct))
