@@ -465,12 +465,14 @@ static void rst_poll_conn(struct rstream *r, struct rst_conn *c, struct pollfd *
     c->pi = -1;
     if (c->fd < 0)
         return;
+    /* a connection not read (our output is blocked, or its turn has not come) is still polled
+     * with no events: a reset shows as POLLERR/POLLHUP at once, not at the next heartbeat */
     pf[*n] = (struct pollfd){.fd = c->fd, .events = 0};
     if (rst_want_read(r, c))
         pf[*n].events |= POLLIN;
     if (rst_pending(c) > 0)
         pf[*n].events |= POLLOUT;
-    if (pf[*n].events == 0)
+    if (pf[*n].events == 0 && (c->eof || c->hup))
         pf[*n].fd = -1; /* else a hung-up socket would wake poll for ever */
     c->pi = (*n)++;
 }
@@ -490,13 +492,33 @@ int rst_pollfds(struct rstream *r, struct pollfd *pf, uint64_t now_ms, int *time
     return n;
 }
 
+/* POLLERR or POLLHUP on a connection we did not read: reset (or closed both ways) before its
+ * end, unless we shut our half ourselves (then it is the end's: stop polling it) */
+static void rst_conn_hup(struct rstream *r, struct rst_conn *c, short ev, uint64_t now)
+{
+    int e = 0;
+    socklen_t el = sizeof e;
+    if (ev & POLLERR) {
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &e, &el);
+        rst_fail(r, c, now, "connection lost", strerror(e ? e : ECONNRESET));
+    } else if (!c->shut) {
+        rst_fail(r, c, now, "connection lost", "hung up");
+    } else {
+        c->hup = true;
+    }
+}
+
 static void rst_conn_io(struct rstream *r, struct rst_conn *c, const struct pollfd *pf,
                         uint64_t now)
 {
     if (!pf || c->pi < 0 || c->fd < 0)
         return;
-    short ev = pf[c->pi].revents;
+    short ev = pf[c->pi].revents, want = pf[c->pi].events;
     int fd = c->fd;
+    if (!(want & POLLIN) && (ev & (POLLERR | POLLHUP))) {
+        rst_conn_hup(r, c, ev, now);
+        return;
+    }
     if ((ev & (POLLIN | POLLHUP | POLLERR)) && c->ilen < RST_IN_CAP && !c->eof)
         rst_read(r, c, now);
     if (c->fd == fd && (ev & (POLLOUT | POLLERR)))

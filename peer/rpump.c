@@ -137,10 +137,10 @@ static void rpump_lost(struct rpump *p, uint64_t now)
     snprintf(p->lost_why, sizeof p->lost_why, "%s", rst_why(&p->rs));
     if (!p->lost_ms)
         p->lost_ms = now ? now : 1;
-    rpump_push_lost(p);
     struct rpump_event e = {.kind = RPUMP_SUSPENDED, .why = p->lost_why, .epoch = p->last_epoch,
                             .tx = rs_tx_acked(s), .rx = rs_rx(s)};
-    rpump_event(p, &e);
+    rpump_event(p, &e); /* before the path side hears of it: the event's line comes first */
+    rpump_push_lost(p);
 }
 
 static int rpump_attach(struct rpump *p, struct mb_conn *k, bool upgrade, uint64_t now)
