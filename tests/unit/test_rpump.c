@@ -714,14 +714,16 @@ static void t_bench(void)
 {
     const char *e = getenv("TCPUNCH_RPUMP_BENCH");
     uint64_t len = 1024ull * MIB;
+    if (e && atoi(e) > 1)
+        len = (uint64_t)atoi(e) * MIB; /* TCPUNCH_RPUMP_BENCH=256: 256 MiB */
     if (!e || !*e) {
         printf("t_bench: by hand only (TCPUNCH_RPUMP_BENCH=1)\n");
         return;
     }
     for (int k = 0; k < 2; k++) {
         double a = bench_legacy(len), b = bench_rpump(len);
-        fprintf(stderr, "bench: 1 GiB one way: pump_run_sealed %.0f MiB/s, rpump %.0f MiB/s (%.1f %%)\n",
-                a, b, 100.0 * b / a);
+        fprintf(stderr, "bench: %" PRIu64 " MiB one way: pump_run_sealed %.0f MiB/s, rpump %.0f MiB/s (%.1f %%)\n",
+                len / MIB, a, b, 100.0 * b / a);
     }
 }
 
