@@ -197,6 +197,8 @@ struct run {
     uint32_t epoch;
     unsigned reconnects;
     uint64_t pause_ms; /* side 1's sink pauses at start for this long */
+    uint64_t upgrade_at; /* side 1's sink count at which both get MB_CONN with upgrade */
+    bool upgraded;
     bool stale;        /* MB_CONN's peer_rx is the acknowledged offset, not the peer's rx */
     uint64_t stale_gap; /* bytes the peers hold that will come again (duplicates) */
 };
@@ -312,6 +314,24 @@ static void forge(struct run *r)
     r->forged = true;
 }
 
+/* relay first, then direct (4.6): a second connection handed over while the first still works */
+static void upgrade(struct run *r)
+{
+    struct side *a = &r->s[0], *b = &r->s[1];
+    struct mb_msg ma, mbm;
+    memset(&ma, 0, sizeof ma);
+    memset(&mbm, 0, sizeof mbm);
+    ma.kind = mbm.kind = MB_CONN;
+    close(a->dup); /* only the test's references: the old connection stays up */
+    close(b->dup);
+    make_conn(a, b, &ma.conn, &mbm.conn, ++r->epoch);
+    ma.conn.upgrade = mbm.conn.upgrade = true;
+    ma.conn.peer_rx = mbm.conn.peer_rx = 0; /* a stale ACK: valid, changes nothing */
+    CHECK(mb_to_data(&a->mb, &ma) == 0);
+    CHECK(mb_to_data(&b->mb, &mbm) == 0);
+    r->upgraded = true;
+}
+
 static void path_step(struct run *r)
 {
     uint64_t got1 = __atomic_load_n(&r->s[1].got, __ATOMIC_SEQ_CST);
@@ -322,6 +342,8 @@ static void path_step(struct run *r)
         cut(&r->s[0], &r->s[1]);
         r->ci++;
     }
+    if (r->upgrade_at && !r->upgraded && got1 >= r->upgrade_at)
+        upgrade(r);
     if (r->forge_at && !r->forged && got0 >= r->forge_at && r->s[1].dup >= 0)
         forge(r);
     path_answer(r);
@@ -462,6 +484,27 @@ static void t_many_cuts(void)
     CHECK_INT(r.reconnects, 5);
     CHECK_INT(r.s[0].st.resumes, 5);
     CHECK_INT(r.s[1].st.resumes, 5);
+    run_free(&r);
+}
+
+/* A live session moves to a second connection (MOVE, TAG_FINAL on the old one, AT on the new):
+ * no failure, no resume, nothing resent, both outputs exact; then a cut of the new one resumes. */
+static void t_upgrade(void)
+{
+    struct run r;
+    run_init(&r, RBUF_DEFAULT, 8 * MIB, 8 * MIB);
+    r.upgrade_at = 2 * MIB;
+    r.cuts[0] = 5 * MIB;
+    r.ncuts = 1;
+    CHECK_INT(run_go(&r), 0);
+    CHECK(r.upgraded);
+    check_complete(&r);
+    CHECK_INT(r.reconnects, 1); /* the cut only: the move was not a failure */
+    for (int i = 0; i < 2; i++) {
+        CHECK_INT(r.s[i].suspended_ev, 1);
+        CHECK_INT(r.s[i].resumed_ev, 2); /* the upgrade, then the resume */
+        CHECK_INT(r.s[i].st.resumes, 1);
+    }
     run_free(&r);
 }
 
@@ -727,7 +770,7 @@ static void t_bench(void)
     }
 }
 
-CHECK_MAIN(TEST(t_both_ways), TEST(t_cut_resume), TEST(t_many_cuts), TEST(t_stale_rx),
+CHECK_MAIN(TEST(t_both_ways), TEST(t_cut_resume), TEST(t_many_cuts), TEST(t_stale_rx), TEST(t_upgrade),
            TEST(t_backpressure),
            TEST(t_give_up), TEST(t_resume_timeout), TEST(t_forged), TEST(t_peer_abort),
            TEST(t_one_way), TEST(t_bench))
