@@ -136,6 +136,18 @@ int rst_tx_space(struct rstream *r, unsigned char **ptr, size_t *len)
     return 0;
 }
 
+bool rst_tx_want(struct rstream *r)
+{
+    enum rs_state st = rs_state(&r->s);
+    if (rs_tx_room(&r->s) == 0)
+        return false;
+    if (st != RS_ACTIVE && st != RS_MOVING)
+        return true; /* suspended: the ring buffers what the source gives, until it is full */
+    /* live: only a little ahead of what went out, so that the bytes are sealed while they are
+     * still in the cache (a ring filled far ahead costs a cache miss per line on both ends) */
+    return rbuf_end(rs_ring(&r->s)) - rs_tx_sent_off(&r->s) < RST_BUF;
+}
+
 void rst_tx_commit(struct rstream *r, size_t n)
 {
     rbuf_commit(rs_ring(&r->s), n);

@@ -100,6 +100,9 @@ int rst_attach(struct rstream *r, const struct rst_attach *a, uint64_t now_ms);
 /* The ring's free span for the source: *len 0 when the ring is full (do not read). -1 no memory. */
 int rst_tx_space(struct rstream *r, unsigned char **ptr, size_t *len);
 void rst_tx_commit(struct rstream *r, size_t n);
+/* whether to poll the source now: the ring has room and, on a live connection, not much is
+ * waiting to be sealed already (suspended: until the ring is full) */
+bool rst_tx_want(struct rstream *r);
 void rst_tx_eof(struct rstream *r);
 
 /* Received bytes waiting to be written out: their length (0: none). */

@@ -297,7 +297,7 @@ static int rpump_on_ev(struct rpump *p, enum rst_ev ev, uint64_t now, enum rpump
 
 static bool rpump_want_in(struct rpump *p)
 {
-    return p->src_open && !p->done && rs_tx_room(rst_sess(&p->rs)) > 0;
+    return p->src_open && !p->done && rst_tx_want(&p->rs);
 }
 
 static enum rpump_status rpump_loop(struct rpump *p)

@@ -753,6 +753,13 @@ static double bench_rpump(uint64_t len)
     return (double)len / MIB / ((double)dt / 1e6);
 }
 
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void t_bench(void)
 {
     const char *e = getenv("TCPUNCH_RPUMP_BENCH");
@@ -764,7 +771,9 @@ static void t_bench(void)
         return;
     }
     for (int k = 0; k < 2; k++) {
-        double a = bench_legacy(len), b = bench_rpump(len);
+        double c0 = cpu_s(), a = bench_legacy(len), c1 = cpu_s(), b = bench_rpump(len),
+               c2 = cpu_s();
+        fprintf(stderr, "bench: CPU s: pump_run_sealed %.2f, rpump %.2f\n", c1 - c0, c2 - c1);
         fprintf(stderr, "bench: %" PRIu64 " MiB one way: pump_run_sealed %.0f MiB/s, rpump %.0f MiB/s (%.1f %%)\n",
                 len / MIB, a, b, 100.0 * b / a);
     }
