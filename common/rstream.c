@@ -16,6 +16,7 @@
 #define RST_CTL_ROOM (8 * (SF_MAX + SEAL_OVERHEAD))
 #define RST_OUT_CAP (SEAL_HEADER + RST_BUF + (RST_BUF / SEAL_CHUNK + 1) * SEAL_OVERHEAD + RST_CTL_ROOM)
 #define RST_IN_CAP (RST_BUF + SEAL_REC_MAX)
+#define RST_STUCK_MS 50 /* poll's timeout while what is due waits for room in the output */
 
 static bool rst_transient(int e)
 {
@@ -97,6 +98,7 @@ static void rst_conn_start(struct rst_conn *c, const struct rst_attach *a)
     if (a->prefill_len)
         memcpy(c->in, a->prefill, a->prefill_len);
     c->ilen = a->prefill_len;
+    c->blocked = a->prefill_len > 0;
     fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
 }
 
@@ -282,11 +284,14 @@ static int rst_open_one(struct rstream *r, struct rst_conn *c, size_t *off, uint
     bool data = rst_data_conn(r, c);
     unsigned char *plain;
     size_t used, plen;
-    if (data && !rst_down_room(r))
+    if (data && !rst_down_room(r)) {
+        c->blocked = true; /* whole records may wait here: open them once out drained */
         return 0;
+    }
     plain = data ? r->down + r->dlen : r->scratch;
     enum seal_status st = seal_rx_next(&c->rx, c->in + *off, c->ilen - *off, &used, plain, &plen);
     *off += used;
+    c->blocked = false;
     switch (st) {
     case SEAL_NEED:
         return 0;
@@ -489,16 +494,28 @@ static void rst_poll_conn(struct rstream *r, struct rst_conn *c, struct pollfd *
     c->pi = (*n)++;
 }
 
+/* a connection whose output cannot take what is due until POLLOUT (the records due stay due,
+ * and rs_next_timeout keeps saying 0) */
+static bool rst_out_stuck(const struct rstream *r, const struct rst_conn *c)
+{
+    if (c->fd < 0 || rst_pending(c) == 0)
+        return false;
+    return rst_pending(c) + RST_CTL_ROOM > RST_OUT_CAP || rs_state(&r->s) == RS_DONE;
+}
+
 int rst_pollfds(struct rstream *r, struct pollfd *pf, uint64_t now_ms, int *timeout)
 {
     int n = 0;
     rst_poll_conn(r, &r->cur, pf, &n);
     rst_poll_conn(r, &r->old, pf, &n);
     int t = rs_next_timeout(&r->s, now_ms, rst_reading_now(r));
+    if (t == 0 && (rst_out_stuck(r, &r->cur) || rst_out_stuck(r, &r->old)))
+        t = RST_STUCK_MS; /* POLLOUT wakes us; the timers only need a look now and then */
     if (r->lost || r->aborted)
         t = 0;
-    if (rst_data_conn(r, &r->cur) && r->cur.ilen > 0 && rst_reading_now(r))
-        t = 0; /* records left over (prefill, a full down buffer earlier) */
+    if (rst_data_conn(r, &r->cur) && r->cur.blocked && rst_reading_now(r))
+        t = 0; /* records left over (prefill, a full down buffer earlier); not for a part of
+                  one (SEAL_NEED): that waits for POLLIN */
     if (t >= 0 && (*timeout < 0 || t < *timeout))
         *timeout = t;
     return n;

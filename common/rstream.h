@@ -60,6 +60,7 @@ struct rst_conn {
     bool final_out; /* our TAG_FINAL is in out: shutdown(SHUT_WR) once it is sent */
     bool shut;      /* shutdown(SHUT_WR) done */
     bool hup;       /* POLLHUP after our shutdown: no more polling */
+    bool blocked;   /* records not opened for want of room (or prefill): open without POLLIN */
     bool moved_in;  /* the peer's MOVE was read here: only its TAG_FINAL and EOF follow */
     int pi;         /* its index in the last rst_pollfds, -1 none */
 };
