@@ -627,6 +627,32 @@ static void t_peer_abort(void)
     run_free(&r);
 }
 
+/* SIGTERM mid-transfer: both data planes (the handler is the process's) end SIGNAL after their
+ * ABORT; the handlers are given back when the last one returns */
+static void t_signal(void)
+{
+    struct run r;
+    struct sigaction sa;
+    run_init(&r, RBUF_DEFAULT, 64 * MIB, 64 * MIB);
+    r.pause_ms = 1; /* side 1's output stalls: the run cannot end before the signal */
+    run_start(&r);
+    r.pause_ms = 0;
+    uint64_t t0 = clk_ms();
+    while (__atomic_load_n(&r.s[0].got, __ATOMIC_SEQ_CST) < MIB && clk_ms() - t0 < 10000)
+        usleep(1000);
+    CHECK(kill(getpid(), SIGTERM) == 0);
+    __atomic_store_n(&r.s[1].paused, 0, __ATOMIC_SEQ_CST);
+    CHECK_INT(run_wait(&r), 0);
+    for (int i = 0; i < 2; i++) {
+        CHECK_MSG(r.s[i].rc == RPUMP_SIGNAL, "side %d: %d (%s)", i, r.s[i].rc, r.s[i].err);
+        CHECK(strstr(r.s[i].err, "signal") != NULL);
+        CHECK(r.s[i].ended);
+    }
+    CHECK(sigaction(SIGTERM, NULL, &sa) == 0);
+    CHECK(sa.sa_handler == SIG_DFL);
+    run_free(&r);
+}
+
 /* one direction only, the other side's source empty at once: FIN both ways, DONE */
 static void t_one_way(void)
 {
@@ -781,5 +807,5 @@ static void t_bench(void)
 
 CHECK_MAIN(TEST(t_both_ways), TEST(t_cut_resume), TEST(t_many_cuts), TEST(t_stale_rx), TEST(t_upgrade),
            TEST(t_backpressure),
-           TEST(t_give_up), TEST(t_resume_timeout), TEST(t_forged), TEST(t_peer_abort),
+           TEST(t_give_up), TEST(t_resume_timeout), TEST(t_forged), TEST(t_peer_abort), TEST(t_signal),
            TEST(t_one_way), TEST(t_bench))
