@@ -653,6 +653,38 @@ static void t_signal(void)
     run_free(&r);
 }
 
+/* --forward's local side: one socket for in and out (splice): our end is shutdown(SHUT_WR), the
+ * local peer's half-close is our FIN; a cut in the middle resumes */
+static void t_splice(void)
+{
+    struct run r;
+    run_init(&r, RBUF_DEFAULT, 4 * MIB, 3 * MIB);
+    for (int i = 0; i < 2; i++) {
+        struct side *s = &r.s[i];
+        close(s->in_r);
+        close(s->out_w);
+        /* the feeder writes and the sink reads the local peer's end, in_w == out_r */
+        close(s->out_r);
+        int l[2];
+        CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, l) == 0);
+        close(s->in_w);
+        s->in_w = s->out_r = l[0];
+        s->in_r = s->out_w = l[1];
+        s->cfg.splice = true;
+    }
+    r.cuts[0] = MIB;
+    r.ncuts = 1;
+    CHECK_INT(run_go(&r), 0);
+    check_complete(&r);
+    CHECK_INT(r.s[0].st.resumes, 1);
+    for (int i = 0; i < 2; i++) { /* in_w and out_r are one fd: run_free closes it once */
+        close(r.s[i].in_r);
+        r.s[i].in_r = r.s[i].out_w = dup(r.s[i].in_w);
+        r.s[i].out_r = -1;
+    }
+    run_free(&r);
+}
+
 /* one direction only, the other side's source empty at once: FIN both ways, DONE */
 static void t_one_way(void)
 {
@@ -807,5 +839,5 @@ static void t_bench(void)
 
 CHECK_MAIN(TEST(t_both_ways), TEST(t_cut_resume), TEST(t_many_cuts), TEST(t_stale_rx), TEST(t_upgrade),
            TEST(t_backpressure),
-           TEST(t_give_up), TEST(t_resume_timeout), TEST(t_forged), TEST(t_peer_abort), TEST(t_signal),
+           TEST(t_give_up), TEST(t_resume_timeout), TEST(t_forged), TEST(t_peer_abort), TEST(t_signal), TEST(t_splice),
            TEST(t_one_way), TEST(t_bench))
