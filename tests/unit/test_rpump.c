@@ -194,6 +194,7 @@ struct run {
     unsigned ncuts, ci;
     uint64_t forge_at; /* side 0's sink count at which garbage goes into side 1's end */
     bool forged;
+    unsigned forge_n, forges; /* forge again on each new connection, forge_n times in all */
     uint32_t epoch;
     unsigned reconnects;
     uint64_t pause_ms; /* side 1's sink pauses at start for this long */
@@ -311,7 +312,8 @@ static void forge(struct run *r)
     CHECK(done > 0);
     close(r->s[0].dup);
     r->s[0].dup = -1;
-    r->forged = true;
+    r->forges++;
+    r->forged = r->forges >= (r->forge_n ? r->forge_n : 1);
 }
 
 /* relay first, then direct (4.6): a second connection handed over while the first still works */
@@ -344,7 +346,8 @@ static void path_step(struct run *r)
     }
     if (r->upgrade_at && !r->upgraded && got1 >= r->upgrade_at)
         upgrade(r);
-    if (r->forge_at && !r->forged && got0 >= r->forge_at && r->s[1].dup >= 0)
+    if (r->forge_at && !r->forged && got0 >= r->forge_at * (r->forges + 1) && r->s[1].dup >= 0 &&
+        r->s[0].dup >= 0)
         forge(r);
     path_answer(r);
 }
@@ -611,6 +614,27 @@ static void t_forged(void)
     run_free(&r);
 }
 
+/* the third forged record of a session ends it (ABORTED, exit 5): an attacker on the path can
+ * always cut, but not make us resume for ever; the peer, whose connection just went, gives up
+ * at its (short) resume deadline */
+static void t_forged_thrice(void)
+{
+    struct run r;
+    run_init(&r, RBUF_DEFAULT, 16 * MIB, 16 * MIB);
+    r.forge_at = MIB;
+    r.forge_n = 3;
+    r.s[1].cfg.params.resume_ms = 500;
+    CHECK_INT(run_go(&r), 0);
+    CHECK_INT(r.forges, 3);
+    CHECK_MSG(r.s[0].rc == RPUMP_ABORTED, "side 0: %d (%s)", r.s[0].rc, r.s[0].err);
+    CHECK(strstr(r.s[0].err, "authentication") != NULL);
+    CHECK_INT(r.s[0].ended_status, 5);
+    CHECK_INT(r.s[0].st.resumes, 2);
+    CHECK_MSG(r.s[1].rc == RPUMP_FAILED, "side 1: %d (%s)", r.s[1].rc, r.s[1].err);
+    CHECK(!r.s[0].bad && !r.s[1].bad);
+    run_free(&r);
+}
+
 /* side 0's output fails (its reader is gone): side 0 ends LOCAL and sends ABORT, side 1 ends
  * ABORTED with the reason */
 static void t_peer_abort(void)
@@ -839,5 +863,5 @@ static void t_bench(void)
 
 CHECK_MAIN(TEST(t_both_ways), TEST(t_cut_resume), TEST(t_many_cuts), TEST(t_stale_rx), TEST(t_upgrade),
            TEST(t_backpressure),
-           TEST(t_give_up), TEST(t_resume_timeout), TEST(t_forged), TEST(t_peer_abort), TEST(t_signal), TEST(t_splice),
+           TEST(t_give_up), TEST(t_resume_timeout), TEST(t_forged), TEST(t_forged_thrice), TEST(t_peer_abort), TEST(t_signal), TEST(t_splice),
            TEST(t_one_way), TEST(t_bench))
