@@ -313,6 +313,7 @@ static int rst_open_one(struct rstream *r, struct rst_conn *c, size_t *off, uint
         rst_fail(r, c, now, "connection lost", "protocol error: a final record");
         return -1;
     case SEAL_BAD_AUTH:
+    case SEAL_BAD_LENGTH: /* a forged length field: no genuine peer sends one either */
         if (++r->bad_auth >= RST_AUTH_FAILS)
             r->aborted = true;
         /* fall through */
@@ -564,8 +565,8 @@ static void rst_drop_old(struct rstream *r)
 static enum rst_ev rst_verdict(struct rstream *r)
 {
     if (r->aborted) {
-        snprintf(r->why, sizeof r->why, "%u records failed authentication: the session ends",
-                 r->bad_auth);
+        snprintf(r->why, sizeof r->why,
+                 "%u records failed authentication (forged): the session ends", r->bad_auth);
         r->aborted = false;
         rs_abort(&r->s, SF_ABORT_GONE); /* the failed connection took the ABORT's chance */
         return RST_ABORTED;

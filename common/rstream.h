@@ -32,7 +32,7 @@
 #define RST_BUF (128u * 1024) /* plaintext per direction buffered, as PUMP_BUF */
 #define RST_WHY 256
 #define RST_MAX_FDS 2     /* rst_pollfds adds at most this many */
-#define RST_AUTH_FAILS 3  /* records failing authentication in one session: then it ends */
+#define RST_AUTH_FAILS 3  /* forged records (authentication, length) in one session: it ends */
 #define RST_PREFILL 4096  /* the most prefill rst_attach takes */
 
 /* A connection handed over (mb_conn's fields, which peer/ copies in). */

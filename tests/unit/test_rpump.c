@@ -65,6 +65,7 @@ struct side {
     uint64_t lost_rx;
     int ended_status;
     unsigned suspended_ev, resumed_ev;
+    char last_why[256];    /* the last SUSPENDED event's */
     uint64_t susp_tx;      /* atomic: what was acknowledged of ours at the last failure */
     int write_fail;        /* the sink closes its end at once: rpump's writes fail */
 };
@@ -73,6 +74,7 @@ static void on_event(void *arg, const struct rpump_event *e)
 {
     struct side *s = arg;
     if (e->kind == RPUMP_SUSPENDED) {
+        snprintf(s->last_why, sizeof s->last_why, "%s", e->why);
         __atomic_store_n(&s->susp_tx, e->tx, __ATOMIC_SEQ_CST);
         __atomic_add_fetch(&s->suspended_ev, 1, __ATOMIC_SEQ_CST);
     }
@@ -626,7 +628,8 @@ static void t_forged_thrice(void)
     r.s[1].cfg.params.resume_ms = 500;
     CHECK_INT(run_go(&r), 0);
     CHECK_INT(r.forges, 3);
-    CHECK_MSG(r.s[0].rc == RPUMP_ABORTED, "side 0: %d (%s)", r.s[0].rc, r.s[0].err);
+    CHECK_MSG(r.s[0].rc == RPUMP_ABORTED, "side 0: %d (%s), last failure: %s", r.s[0].rc,
+              r.s[0].err, r.s[0].last_why);
     CHECK(strstr(r.s[0].err, "authentication") != NULL);
     CHECK_INT(r.s[0].ended_status, 5);
     CHECK_INT(r.s[0].st.resumes, 2);
