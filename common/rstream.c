@@ -18,6 +18,9 @@
 #define RST_IN_CAP (RST_BUF + SEAL_REC_MAX)
 #define RST_STUCK_MS 50 /* poll's timeout while what is due waits for room in the output */
 
+static void rst_fail(struct rstream *r, struct rst_conn *c, uint64_t now, const char *what,
+                     const char *detail);
+
 static bool rst_transient(int e)
 {
     return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
@@ -122,6 +125,12 @@ int rst_attach(struct rstream *r, const struct rst_attach *a, uint64_t now_ms)
     rst_conn_start(&r->cur, a);
     r->lost = false;
     return 0;
+}
+
+void rst_cut(struct rstream *r, const char *why, uint64_t now_ms)
+{
+    if (r->cur.fd >= 0)
+        rst_fail(r, &r->cur, now_ms, why, NULL);
 }
 
 int rst_tx_space(struct rstream *r, unsigned char **ptr, size_t *len)

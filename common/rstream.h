@@ -98,6 +98,10 @@ void rst_free(struct rstream *r);
  * state, stale epoch, a lying peer_rx, too much prefill, no memory): fd not taken, caller closes. */
 int rst_attach(struct rstream *r, const struct rst_attach *a, uint64_t now_ms);
 
+/* The current connection counts as failed now (closed with RST; RST_LOST follows unless an
+ * rst_attach comes first): the path side learnt it first, e.g. the peer resumed already. */
+void rst_cut(struct rstream *r, const char *why, uint64_t now_ms);
+
 /* The ring's free span for the source: *len 0 when the ring is full (do not read). -1 no memory. */
 int rst_tx_space(struct rstream *r, unsigned char **ptr, size_t *len);
 void rst_tx_commit(struct rstream *r, size_t n);

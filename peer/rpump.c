@@ -171,10 +171,15 @@ static void rpump_on_conn(struct rpump *p, struct mb_msg *m, uint64_t now)
 {
     enum rs_state st = rs_state(rst_sess(&p->rs));
     bool upgrade = m->conn.upgrade && st != RS_SUSPENDED;
+    if (!m->conn.upgrade && (st == RS_ACTIVE || st == RS_MOVING) && m->conn.fd >= 0) {
+        /* 5.4 "MB_CONN, c failed meanwhile": the peer resumed before we saw c fail */
+        rst_cut(&p->rs, "connection lost (the peer resumed on a new one)", now);
+        p->lost_ms = now;
+    }
     if (m->conn.fd < 0 || rpump_attach(p, &m->conn, upgrade, now) < 0) {
         if (m->conn.fd >= 0)
             close(m->conn.fd);
-        if (rs_state(rst_sess(&p->rs)) == RS_SUSPENDED) {
+        if (rs_state(rst_sess(&p->rs)) == RS_SUSPENDED && !p->rs.lost) { /* else RST_LOST does */
             snprintf(p->lost_why, sizeof p->lost_why, "the new connection was refused");
             rpump_push_lost(p);
         }
