@@ -571,6 +571,20 @@ static void rst_drop_old(struct rstream *r)
         rst_close(&r->old, false);
 }
 
+/* An idle session gives its ring's storage back (rbuf.h's memory policy): nothing held, nothing
+ * written for a heartbeat's time. The next byte allocates the first step again. */
+static void rst_trim(struct rstream *r, uint64_t now)
+{
+    struct rbuf *rb = rs_ring(&r->s);
+    if (rbuf_end(rb) != r->trim_end) {
+        r->trim_end = rbuf_end(rb);
+        r->trim_ms = now;
+        return;
+    }
+    if (rbuf_storage(rb) && rbuf_used(rb) == 0 && now - r->trim_ms >= r->s.p.heartbeat_ms)
+        rbuf_trim(rb);
+}
+
 static enum rst_ev rst_verdict(struct rstream *r)
 {
     if (r->aborted) {
@@ -618,6 +632,7 @@ enum rst_ev rst_handle(struct rstream *r, const struct pollfd *pf, uint64_t now_
     rst_send(r, &r->cur, now_ms);
     rst_send(r, &r->old, now_ms);
     rst_drop_old(r);
+    rst_trim(r, now_ms);
     return rst_verdict(r);
 }
 

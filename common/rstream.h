@@ -82,6 +82,7 @@ struct rstream { /* members private; public only so that callers can embed it */
     uint64_t high;          /* the highest offset ever sealed */
     uint64_t resent;        /* bytes sealed again (below high) */
     uint64_t rx_total;      /* bytes taken into down */
+    uint64_t trim_end, trim_ms; /* the ring's end when last seen moving, and when */
     unsigned bad_auth;
     bool lost;    /* an RST_LOST not reported yet */
     bool aborted; /* too many forged records */
