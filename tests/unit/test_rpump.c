@@ -818,6 +818,9 @@ static double bench_rpump(uint64_t len)
     struct run r;
     pthread_t tf, ts;
     run_init(&r, RBUF_DEFAULT, len, 0);
+    const char *step = getenv("TCPUNCH_RPUMP_BENCH_ACK"); /* ack_step in KiB, to compare */
+    for (int i = 0; i < 2 && step && atoi(step) > 0; i++)
+        r.s[i].cfg.params.ack_step = (uint64_t)atoi(step) * 1024;
     make_conn(&r.s[0], &r.s[1], &r.s[0].first, &r.s[1].first, 0);
     shutdown(r.s[1].in_w, SHUT_WR);
     uint64_t t0 = clk_us();
@@ -856,9 +859,16 @@ static void t_bench(void)
         return;
     }
     for (int k = 0; k < 2; k++) {
-        double c0 = cpu_s(), a = bench_legacy(len), c1 = cpu_s(), b = bench_rpump(len),
-               c2 = cpu_s();
-        fprintf(stderr, "bench: CPU s: pump_run_sealed %.2f, rpump %.2f\n", c1 - c0, c2 - c1);
+        /* the order alternates: the machine's load changes under a run */
+        double a, b, ca, cb, c0 = cpu_s();
+        if (k % 2 == 0) {
+            a = bench_legacy(len), ca = cpu_s() - c0, c0 = cpu_s();
+            b = bench_rpump(len), cb = cpu_s() - c0;
+        } else {
+            b = bench_rpump(len), cb = cpu_s() - c0, c0 = cpu_s();
+            a = bench_legacy(len), ca = cpu_s() - c0;
+        }
+        fprintf(stderr, "bench: CPU s: pump_run_sealed %.2f, rpump %.2f\n", ca, cb);
         fprintf(stderr, "bench: %" PRIu64 " MiB one way: pump_run_sealed %.0f MiB/s, rpump %.0f MiB/s (%.1f %%)\n",
                 len / MIB, a, b, 100.0 * b / a);
     }
