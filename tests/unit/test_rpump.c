@@ -68,6 +68,7 @@ struct side {
     char last_why[256];    /* the last SUSPENDED event's */
     uint64_t susp_tx;      /* atomic: what was acknowledged of ours at the last failure */
     int write_fail;        /* the sink closes its end at once: rpump's writes fail */
+    uint64_t hold_at;      /* atomic: the feeder stops at this offset while it is set */
 };
 
 static void on_event(void *arg, const struct rpump_event *e)
@@ -89,6 +90,13 @@ static void *feeder_main(void *arg)
     uint64_t off = 0;
     while (off < s->len) {
         size_t n = s->len - off < sizeof buf ? (size_t)(s->len - off) : sizeof buf;
+        uint64_t hold = __atomic_load_n(&s->hold_at, __ATOMIC_SEQ_CST);
+        if (hold && off >= hold) { /* held here until the test lets go */
+            usleep(1000);
+            continue;
+        }
+        if (hold && n > hold - off)
+            n = (size_t)(hold - off);
         gen(s->seed, off, buf, n);
         size_t done = 0;
         while (done < n) {
@@ -513,6 +521,47 @@ static void t_upgrade(void)
     run_free(&r);
 }
 
+/* MB_CONN, not an upgrade, while the data plane still thinks its connection works (5.4 "c
+ * failed meanwhile": the peer resumed first): the old one is cut, the new one carries on, no
+ * MB_LOST is asked for. Offsets are exact because both sides are quiet at that moment. */
+static void t_resume_while_active(void)
+{
+    struct run r;
+    run_init(&r, RBUF_DEFAULT, 4 * MIB, 3 * MIB);
+    for (int i = 0; i < 2; i++)
+        r.s[i].hold_at = MIB;
+    run_start(&r);
+    uint64_t t0 = clk_ms();
+    while ((__atomic_load_n(&r.s[0].got, __ATOMIC_SEQ_CST) < MIB ||
+            __atomic_load_n(&r.s[1].got, __ATOMIC_SEQ_CST) < MIB) &&
+           clk_ms() - t0 < 10000)
+        usleep(1000);
+    usleep(200 * 1000); /* the delayed ACKs */
+    struct mb_msg ma, mbm;
+    memset(&ma, 0, sizeof ma);
+    memset(&mbm, 0, sizeof mbm);
+    ma.kind = mbm.kind = MB_CONN;
+    close(r.s[0].dup);
+    close(r.s[1].dup);
+    make_conn(&r.s[0], &r.s[1], &ma.conn, &mbm.conn, ++r.epoch);
+    ma.conn.peer_rx = mbm.conn.peer_rx = MIB; /* each side holds all of the other's so far */
+    CHECK(mb_to_data(&r.s[0].mb, &ma) == 0);
+    CHECK(mb_to_data(&r.s[1].mb, &mbm) == 0);
+    usleep(50 * 1000);
+    for (int i = 0; i < 2; i++)
+        __atomic_store_n(&r.s[i].hold_at, 0, __ATOMIC_SEQ_CST);
+    CHECK_INT(run_wait(&r), 0);
+    check_complete(&r);
+    for (int i = 0; i < 2; i++) {
+        CHECK_INT(r.s[i].st.resumes, 1);
+        CHECK_INT(r.s[i].resumed_ev, 1);
+    }
+    /* the first to take its MB_CONN cuts the old connection; the other may see that cut (then
+     * suspends, and resumes with its MB_CONN) before its own: never both */
+    CHECK(r.s[0].suspended_ev + r.s[1].suspended_ev < 2);
+    run_free(&r);
+}
+
 /* The resumes name an older (acknowledged) offset than the peer's rx: bytes it already holds
  * come again and are skipped byte-exactly, no duplicate reaches the output. */
 static void t_stale_rx(void)
@@ -874,7 +923,7 @@ static void t_bench(void)
     }
 }
 
-CHECK_MAIN(TEST(t_both_ways), TEST(t_cut_resume), TEST(t_many_cuts), TEST(t_stale_rx), TEST(t_upgrade),
+CHECK_MAIN(TEST(t_both_ways), TEST(t_cut_resume), TEST(t_many_cuts), TEST(t_stale_rx), TEST(t_upgrade), TEST(t_resume_while_active),
            TEST(t_backpressure),
            TEST(t_give_up), TEST(t_resume_timeout), TEST(t_forged), TEST(t_forged_thrice), TEST(t_peer_abort), TEST(t_signal), TEST(t_splice),
            TEST(t_one_way), TEST(t_bench))
