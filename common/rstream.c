@@ -14,7 +14,8 @@
 /* room kept at the end of an output buffer for the control records of one fill (ACK, AT,
  * RESEND, FIN, MOVE, ABORT and a TAG_FINAL each), so data never crowds them out */
 #define RST_CTL_ROOM (8 * (SF_MAX + SEAL_OVERHEAD))
-#define RST_OUT_CAP (SEAL_HEADER + RST_BUF + (RST_BUF / SEAL_CHUNK + 1) * SEAL_OVERHEAD + RST_CTL_ROOM)
+#define RST_OUT_CAP                                                                                \
+    (SEAL_HEADER + RST_BUF + (RST_BUF / SEAL_CHUNK + 1) * SEAL_OVERHEAD + RST_CTL_ROOM)
 #define RST_IN_CAP (RST_BUF + SEAL_REC_MAX)
 #define RST_STUCK_MS 50 /* poll's timeout while what is due waits for room in the output */
 
@@ -257,15 +258,14 @@ static int rst_take_ctl(struct rstream *r, struct rst_conn *c, const unsigned ch
     struct sf_ctl f;
     if (sf_decode(p, n, &f) < 0)
         return -1;
-    struct rs_ctl k = {.type = (enum rs_ctl_type)f.type, .off = f.off, .epoch = f.epoch,
-                       .reason = f.reason};
+    struct rs_ctl k = {
+        .type = (enum rs_ctl_type)f.type, .off = f.off, .epoch = f.epoch, .reason = f.reason};
     if (rs_on_ctl(&r->s, c->epoch, &k, now) < 0)
         return -1;
     if (k.type == RS_CTL_MOVE)
         c->moved_in = true;
     if (k.type == RS_CTL_ABORT)
-        snprintf(r->why, sizeof r->why, "the peer ended the session (%s)",
-                 sf_abort_str(k.reason));
+        snprintf(r->why, sizeof r->why, "the peer ended the session (%s)", sf_abort_str(k.reason));
     return 0;
 }
 
@@ -385,8 +385,8 @@ static size_t rst_pending(const struct rst_conn *c)
 
 static void rst_seal_ctl(struct rst_conn *c, const struct rs_ctl *k)
 {
-    struct sf_ctl f = {.type = (enum sf_type)k->type, .off = k->off, .epoch = k->epoch,
-                       .reason = k->reason};
+    struct sf_ctl f = {
+        .type = (enum sf_type)k->type, .off = k->off, .epoch = k->epoch, .reason = k->reason};
     unsigned char pl[SF_MAX];
     size_t n = sf_encode(&f, pl);
     if (n)

@@ -31,13 +31,13 @@
 
 #define RST_BUF (128u * 1024) /* plaintext per direction buffered, as PUMP_BUF */
 #define RST_WHY 256
-#define RST_MAX_FDS 2     /* rst_pollfds adds at most this many */
-#define RST_AUTH_FAILS 3  /* forged records (authentication, length) in one session: it ends */
-#define RST_PREFILL 4096  /* the most prefill rst_attach takes */
+#define RST_MAX_FDS 2    /* rst_pollfds adds at most this many */
+#define RST_AUTH_FAILS 3 /* forged records (authentication, length) in one session: it ends */
+#define RST_PREFILL 4096 /* the most prefill rst_attach takes */
 
 /* A connection handed over (mb_conn's fields, which peer/ copies in). */
 struct rst_attach {
-    int fd;                  /* taken by rst_attach on success */
+    int fd; /* taken by rst_attach on success */
     uint32_t epoch;
     const unsigned char *tx; /* SEAL_KEYBYTES: what we seal with */
     const unsigned char *rx; /* SEAL_KEYBYTES: what we open with */
@@ -78,10 +78,10 @@ struct rstream { /* members private; public only so that callers can embed it */
     struct rst_conn cur, old;
     unsigned char *down; /* received plaintext: [doff, dlen) to write out */
     size_t dlen, doff;
-    unsigned char *scratch; /* plaintext of records of a connection not read for data */
-    uint64_t high;          /* the highest offset ever sealed */
-    uint64_t resent;        /* bytes sealed again (below high) */
-    uint64_t rx_total;      /* bytes taken into down */
+    unsigned char *scratch;     /* plaintext of records of a connection not read for data */
+    uint64_t high;              /* the highest offset ever sealed */
+    uint64_t resent;            /* bytes sealed again (below high) */
+    uint64_t rx_total;          /* bytes taken into down */
     uint64_t trim_end, trim_ms; /* the ring's end when last seen moving, and when */
     unsigned bad_auth;
     bool lost;    /* an RST_LOST not reported yet */
@@ -96,7 +96,8 @@ int rst_init(struct rstream *r, const struct rs_params *p, size_t ring, uint64_t
 void rst_free(struct rstream *r);
 
 /* 0: the connection is the session's (fd taken; its stream header queued); -1: refused (wrong
- * state, stale epoch, a lying peer_rx, too much prefill, no memory): fd not taken, caller closes. */
+ * state, stale epoch, a lying peer_rx, too much prefill, no memory): fd not taken, caller closes.
+ */
 int rst_attach(struct rstream *r, const struct rst_attach *a, uint64_t now_ms);
 
 /* The current connection counts as failed now (closed with RST; RST_LOST follows unless an

@@ -92,7 +92,8 @@ static size_t fz_op(struct fz_peer *p, const uint8_t *d, size_t n, size_t i)
         i += len;
     } else if (op == 4) {
         if (p->len > 0)
-            p->buf[p->len - 1 - (b % (p->len < 64 ? p->len : 64))] ^= (unsigned char)(1u << (b % 8));
+            p->buf[p->len - 1 - (b % (p->len < 64 ? p->len : 64))] ^=
+                (unsigned char)(1u << (b % 8));
     } else {
         i -= has_b;
     }
@@ -148,8 +149,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         i = fz_op(&p, data, size, i);
 
     size_t pre = p.len < 1000 ? p.len : 1000; /* a prefill, as a handshake leaves behind */
-    struct rst_attach a = {.fd = sv[0], .epoch = 0, .tx = fz_k_ours, .rx = fz_k_peer,
-                           .prefill = p.buf, .prefill_len = pre};
+    struct rst_attach a = {.fd = sv[0],
+                           .epoch = 0,
+                           .tx = fz_k_ours,
+                           .rx = fz_k_peer,
+                           .prefill = p.buf,
+                           .prefill_len = pre};
     FZ_CHECK(rst_attach(&r, &a, now) == 0, "epoch 0 refused");
     fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
     size_t sent = pre;

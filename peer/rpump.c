@@ -137,17 +137,25 @@ static void rpump_lost(struct rpump *p, uint64_t now)
     snprintf(p->lost_why, sizeof p->lost_why, "%s", rst_why(&p->rs));
     if (!p->lost_ms)
         p->lost_ms = now ? now : 1;
-    struct rpump_event e = {.kind = RPUMP_SUSPENDED, .why = p->lost_why, .epoch = p->last_epoch,
-                            .tx = rs_tx_acked(s), .rx = rs_rx(s)};
+    struct rpump_event e = {.kind = RPUMP_SUSPENDED,
+                            .why = p->lost_why,
+                            .epoch = p->last_epoch,
+                            .tx = rs_tx_acked(s),
+                            .rx = rs_rx(s)};
     rpump_event(p, &e); /* before the path side hears of it: the event's line comes first */
     rpump_push_lost(p);
 }
 
 static int rpump_attach(struct rpump *p, struct mb_conn *k, bool upgrade, uint64_t now)
 {
-    struct rst_attach a = {.fd = k->fd, .epoch = k->epoch, .tx = k->tx, .rx = k->rx,
-                           .peer_rx = k->peer_rx, .upgrade = upgrade,
-                           .prefill = k->prefill, .prefill_len = k->prefill_len};
+    struct rst_attach a = {.fd = k->fd,
+                           .epoch = k->epoch,
+                           .tx = k->tx,
+                           .rx = k->rx,
+                           .peer_rx = k->peer_rx,
+                           .upgrade = upgrade,
+                           .prefill = k->prefill,
+                           .prefill_len = k->prefill_len};
     uint64_t high = p->rs.high;
     if (rst_attach(&p->rs, &a, now) < 0)
         return -1;
@@ -155,10 +163,12 @@ static int rpump_attach(struct rpump *p, struct mb_conn *k, bool upgrade, uint64
     if (k->epoch == 0)
         return 0;
     p->st->resumes += upgrade ? 0 : 1;
-    struct rpump_event e = {.kind = RPUMP_RESUMED, .epoch = k->epoch,
+    struct rpump_event e = {.kind = RPUMP_RESUMED,
+                            .epoch = k->epoch,
                             .ms = p->lost_ms && !upgrade ? now - p->lost_ms : 0,
                             .resent = high > k->peer_rx ? high - k->peer_rx : 0,
-                            .tx = rs_tx_acked(rst_sess(&p->rs)), .rx = rs_rx(rst_sess(&p->rs))};
+                            .tx = rs_tx_acked(rst_sess(&p->rs)),
+                            .rx = rs_rx(rst_sess(&p->rs))};
     p->lost_ms = 0;
     rpump_event(p, &e);
     return 0;
@@ -386,11 +396,17 @@ static void rpump_ended(struct mbox *mb, enum rpump_status s, const char *why)
 }
 
 enum rpump_status rpump_run(const struct rpump_cfg *c, struct mbox *mb, int in, int out,
-                            struct mb_conn *first, struct rpump_stats *st, char *err,
-                            size_t errlen)
+                            struct mb_conn *first, struct rpump_stats *st, char *err, size_t errlen)
 {
-    struct rpump p = {.c = c, .mb = mb, .in = in, .out = out, .st = st, .err = err,
-                      .errlen = errlen, .src_open = true, .out_open = true};
+    struct rpump p = {.c = c,
+                      .mb = mb,
+                      .in = in,
+                      .out = out,
+                      .st = st,
+                      .err = err,
+                      .errlen = errlen,
+                      .src_open = true,
+                      .out_open = true};
     enum rpump_status s = RPUMP_LOCAL;
     bool sig = false;
 

@@ -54,21 +54,21 @@ struct side {
     enum rpump_status rc;
     struct rpump_stats st;
     char err[256];
-    uint64_t len, seed;    /* what the feeder sends */
+    uint64_t len, seed;           /* what the feeder sends */
     uint64_t peer_len, peer_seed; /* what the sink must receive */
-    uint64_t fed, got;     /* atomics: bytes the feeder wrote, the sink checked */
-    int paused;            /* atomic: the sink does not read */
-    int bad;               /* atomic: the sink saw a wrong byte or too many */
+    uint64_t fed, got;            /* atomics: bytes the feeder wrote, the sink checked */
+    int paused;                   /* atomic: the sink does not read */
+    int bad;                      /* atomic: the sink saw a wrong byte or too many */
     uint64_t bad_at;
-    int dup;               /* the test's dup of this side's end of the current connection */
+    int dup; /* the test's dup of this side's end of the current connection */
     bool lost, ended;
     uint64_t lost_rx;
     int ended_status;
     unsigned suspended_ev, resumed_ev;
-    char last_why[256];    /* the last SUSPENDED event's */
-    uint64_t susp_tx;      /* atomic: what was acknowledged of ours at the last failure */
-    int write_fail;        /* the sink closes its end at once: rpump's writes fail */
-    uint64_t hold_at;      /* atomic: the feeder stops at this offset while it is set */
+    char last_why[256]; /* the last SUSPENDED event's */
+    uint64_t susp_tx;   /* atomic: what was acknowledged of ours at the last failure */
+    int write_fail;     /* the sink closes its end at once: rpump's writes fail */
+    uint64_t hold_at;   /* atomic: the feeder stops at this offset while it is set */
 };
 
 static void on_event(void *arg, const struct rpump_event *e)
@@ -78,8 +78,7 @@ static void on_event(void *arg, const struct rpump_event *e)
         snprintf(s->last_why, sizeof s->last_why, "%s", e->why);
         __atomic_store_n(&s->susp_tx, e->tx, __ATOMIC_SEQ_CST);
         __atomic_add_fetch(&s->suspended_ev, 1, __ATOMIC_SEQ_CST);
-    }
-    else
+    } else
         __atomic_add_fetch(&s->resumed_ev, 1, __ATOMIC_SEQ_CST);
 }
 
@@ -154,8 +153,7 @@ static void *sink_main(void *arg)
 static void *pump_main(void *arg)
 {
     struct side *s = arg;
-    s->rc = rpump_run(&s->cfg, &s->mb, s->in_r, s->out_w, &s->first, &s->st, s->err,
-                      sizeof s->err);
+    s->rc = rpump_run(&s->cfg, &s->mb, s->in_r, s->out_w, &s->first, &s->st, s->err, sizeof s->err);
     return NULL;
 }
 
@@ -207,10 +205,10 @@ struct run {
     unsigned forge_n, forges; /* forge again on each new connection, forge_n times in all */
     uint32_t epoch;
     unsigned reconnects;
-    uint64_t pause_ms; /* side 1's sink pauses at start for this long */
+    uint64_t pause_ms;   /* side 1's sink pauses at start for this long */
     uint64_t upgrade_at; /* side 1's sink count at which both get MB_CONN with upgrade */
     bool upgraded;
-    bool stale;        /* MB_CONN's peer_rx is the acknowledged offset, not the peer's rx */
+    bool stale;         /* MB_CONN's peer_rx is the acknowledged offset, not the peer's rx */
     uint64_t stale_gap; /* bytes the peers hold that will come again (duplicates) */
 };
 
@@ -918,12 +916,14 @@ static void t_bench(void)
             a = bench_legacy(len), ca = cpu_s() - c0;
         }
         fprintf(stderr, "bench: CPU s: pump_run_sealed %.2f, rpump %.2f\n", ca, cb);
-        fprintf(stderr, "bench: %" PRIu64 " MiB one way: pump_run_sealed %.0f MiB/s, rpump %.0f MiB/s (%.1f %%)\n",
+        fprintf(stderr,
+                "bench: %" PRIu64
+                " MiB one way: pump_run_sealed %.0f MiB/s, rpump %.0f MiB/s (%.1f %%)\n",
                 len / MIB, a, b, 100.0 * b / a);
     }
 }
 
-CHECK_MAIN(TEST(t_both_ways), TEST(t_cut_resume), TEST(t_many_cuts), TEST(t_stale_rx), TEST(t_upgrade), TEST(t_resume_while_active),
-           TEST(t_backpressure),
-           TEST(t_give_up), TEST(t_resume_timeout), TEST(t_forged), TEST(t_forged_thrice), TEST(t_peer_abort), TEST(t_signal), TEST(t_splice),
-           TEST(t_one_way), TEST(t_bench))
+CHECK_MAIN(TEST(t_both_ways), TEST(t_cut_resume), TEST(t_many_cuts), TEST(t_stale_rx),
+           TEST(t_upgrade), TEST(t_resume_while_active), TEST(t_backpressure), TEST(t_give_up),
+           TEST(t_resume_timeout), TEST(t_forged), TEST(t_forged_thrice), TEST(t_peer_abort),
+           TEST(t_signal), TEST(t_splice), TEST(t_one_way), TEST(t_bench))

@@ -93,8 +93,8 @@ static void t_refused_attach(void)
     CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, x) == 0);
     struct rst_attach r1 = {.fd = x[0], .epoch = 1, .tx = k_ab, .rx = k_ba};
     CHECK_INT(rst_attach(&a, &r1, 1000), -1); /* ACTIVE: only an upgrade */
-    struct rst_attach r2 = {.fd = x[0], .epoch = 1, .tx = k_ab, .rx = k_ba, .upgrade = true,
-                            .peer_rx = 5};
+    struct rst_attach r2 = {
+        .fd = x[0], .epoch = 1, .tx = k_ab, .rx = k_ba, .upgrade = true, .peer_rx = 5};
     CHECK_INT(rst_attach(&a, &r2, 1000), -1); /* peer_rx beyond what was ever sent */
     CHECK(fcntl(x[0], F_GETFD) >= 0);
     CHECK_INT(rs_state(rst_sess(&a)), RS_ACTIVE);
