@@ -299,8 +299,9 @@ static int rpump_on_ev(struct rpump *p, enum rst_ev ev, uint64_t now, enum rpump
         return 0;
     case RST_FAILED:
         if (p->lost_why[0] && rs_state(rst_sess(&p->rs)) == RS_FAILED)
-            snprintf(p->err, p->errlen, "the connection was lost and not resumed within %u s (%s)",
-                     p->c->params.resume_ms / 1000, p->lost_why);
+            snprintf(p->err, p->errlen,
+                     "the connection was lost and not resumed within %.3g s (%s)",
+                     p->c->params.resume_ms / 1000.0, p->lost_why);
         else
             snprintf(p->err, p->errlen, "%s", rst_why(&p->rs));
         *s = RPUMP_FAILED;

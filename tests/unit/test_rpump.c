@@ -648,6 +648,27 @@ static void t_resume_timeout(void)
     run_free(&r);
 }
 
+/* --resume-timeout 0: a failure is final at once, no MB_LOST, no SUSPENDED event */
+static void t_no_resume(void)
+{
+    struct run r;
+    run_init(&r, RBUF_DEFAULT, 4 * MIB, 4 * MIB);
+    r.mode = PATH_SILENT;
+    r.cuts[0] = MIB;
+    r.ncuts = 1;
+    for (int i = 0; i < 2; i++)
+        r.s[i].cfg.params.resume_ms = 0;
+    CHECK_INT(run_go(&r), 0);
+    for (int i = 0; i < 2; i++) {
+        CHECK_MSG(r.s[i].rc == RPUMP_FAILED, "side %d: %d (%s)", i, r.s[i].rc, r.s[i].err);
+        CHECK(strstr(r.s[i].err, "connection lost") != NULL);
+        CHECK_INT(r.s[i].suspended_ev, 0);
+        CHECK(!r.s[i].lost);
+        CHECK_INT(r.s[i].ended_status, 11);
+    }
+    run_free(&r);
+}
+
 /* garbage inside side 1's records: side 0's connection fails (forged record), the session
  * resumes, both outputs are exact */
 static void t_forged(void)
@@ -925,5 +946,5 @@ static void t_bench(void)
 
 CHECK_MAIN(TEST(t_both_ways), TEST(t_cut_resume), TEST(t_many_cuts), TEST(t_stale_rx),
            TEST(t_upgrade), TEST(t_resume_while_active), TEST(t_backpressure), TEST(t_give_up),
-           TEST(t_resume_timeout), TEST(t_forged), TEST(t_forged_thrice), TEST(t_peer_abort),
-           TEST(t_signal), TEST(t_splice), TEST(t_one_way), TEST(t_bench))
+           TEST(t_resume_timeout), TEST(t_no_resume), TEST(t_forged), TEST(t_forged_thrice),
+           TEST(t_peer_abort), TEST(t_signal), TEST(t_splice), TEST(t_one_way), TEST(t_bench))
