@@ -1,12 +1,15 @@
 /* peer/rpump on common/rstream: two data planes (threads) joined by socketpairs as connections,
  * a fake path side (this test's main loop, draining MB_PATH) that answers MB_LOST with a new
  * socketpair, local sides fed and checked byte by byte against a generator (a gap, a duplicate
- * or a corrupted byte fails at its offset). Cuts, forged records, backpressure, give-up, abort.
+ * or a corrupted byte fails at its offset). Cuts and resumes (one, several, from a stale offset,
+ * while still active), an upgrade, backpressure, give-up and the resume deadline, forged records,
+ * the peer's abort, a signal, one local socket for both ends.
  *
  * TCPUNCH_RPUMP_BENCH=1 test_rpump t_bench: 1 GiB one way through rpump and through
  * pump_run_sealed, MiB/s of each on stderr (no timing asserts). */
 #include "check.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -24,6 +27,20 @@
 #include "peer/rpump.h"
 
 #define MIB (1024u * 1024)
+
+static int count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the DIR's own */
+}
 
 /* --- the data: byte at offset off of stream seed ------------------------------------------- */
 
@@ -486,6 +503,10 @@ static void t_cut_resume(void)
 static void t_many_cuts(void)
 {
     struct run r;
+    uv_loop_t l; /* libuv's process-wide signal lock pipe comes with the first loop: first */
+    CHECK(uv_loop_init(&l) == 0);
+    uv_loop_close(&l);
+    int fds = count_fds();
     run_init(&r, RBUF_DEFAULT, 6 * MIB, 6 * MIB);
     for (unsigned i = 0; i < 5; i++)
         r.cuts[i] = (uint64_t)(i + 1) * MIB;
@@ -496,6 +517,7 @@ static void t_many_cuts(void)
     CHECK_INT(r.s[0].st.resumes, 5);
     CHECK_INT(r.s[1].st.resumes, 5);
     run_free(&r);
+    CHECK_INT(count_fds(), fds); /* every connection closed, the signal pipe too */
 }
 
 /* A live session moves to a second connection (MOVE, TAG_FINAL on the old one, AT on the new):
