@@ -29,8 +29,16 @@ static void pipe_event(void *arg, const struct rpump_event *e)
 {
     const struct pipe_ctx *pc = arg;
     if (e->kind == RPUMP_SUSPENDED) {
-        LOG_N("connection to %s lost (%s); resuming for up to %llu s", pc->link->peer,
-              e->why ? e->why : "?", (unsigned long long)(pc->link->resume_ms / 1000));
+        /* rstream says "connection lost (DETAIL)": the line names the peer, so DETAIL alone */
+        const char *why = e->why ? e->why : "?";
+        size_t n = strlen(why), pre = strlen("connection lost (");
+        int len = (int)n;
+        if (n > pre + 1 && strncmp(why, "connection lost (", pre) == 0 && why[n - 1] == ')') {
+            why += pre;
+            len = (int)(n - pre - 1);
+        }
+        LOG_N("connection to %s lost (%.*s); resuming for up to %llu s", pc->link->peer, len, why,
+              (unsigned long long)(pc->link->resume_ms / 1000));
         ev_suspended(pc->o, pc->link->peer, e->why, e->tx, e->rx);
         return;
     }
@@ -94,6 +102,9 @@ static int pipe_resumable(const struct peer_opts *o, struct peer_link *link, int
     rcfg.ring = o->resume_buffer ? o->resume_buffer : PEER_DEFAULT_RESUME_BUFFER;
     rs_params_default(&rcfg.params);
     rcfg.params.resume_ms = (uint32_t)link->resume_ms;
+    /* an ACK at least every eighth of the peer's ring, or a small ring stalls on delayed ACKs */
+    if (link->peer_buf / 8 && link->peer_buf / 8 < rcfg.params.ack_step)
+        rcfg.params.ack_step = link->peer_buf / 8;
     rcfg.event = pipe_event;
     rcfg.arg = &pc;
     rcfg.splice = in == out;

@@ -90,6 +90,9 @@ static void hand_over(struct rpath *r)
         n = sizeof m.conn.prefill; /* cannot happen: both are a protocol line's size */
     memcpy(m.conn.prefill, r->link.prefill, n);
     m.conn.prefill_len = n;
+    m.conn.relayed = r->link.relayed;
+    m.conn.remote = r->link.relayed ? r->link.relay_server : r->link.remote;
+    snprintf(m.conn.via, sizeof m.conn.via, "%s", r->link.via ? r->link.via : "");
     if (mb_to_data(&r->mb, &m) == 0) {
         r->link.fd = -1; /* the box's now */
         r->suspended = false;

@@ -168,7 +168,8 @@ static int rpump_attach(struct rpump *p, struct mb_conn *k, bool upgrade, uint64
                             .ms = p->lost_ms && !upgrade ? now - p->lost_ms : 0,
                             .resent = high > k->peer_rx ? high - k->peer_rx : 0,
                             .tx = rs_tx_acked(rst_sess(&p->rs)),
-                            .rx = rs_rx(rst_sess(&p->rs))};
+                            .rx = rs_rx(rst_sess(&p->rs)),
+                            .conn = k};
     p->lost_ms = 0;
     rpump_event(p, &e);
     return 0;
@@ -203,7 +204,10 @@ static void rpump_mailbox(struct rpump *p, uint64_t now)
         if (m.kind == MB_CONN) {
             rpump_on_conn(p, &m, now);
         } else if (m.kind == MB_GIVE_UP) {
-            rs_give_up(rst_sess(&p->rs));
+            if (m.status == EXIT_LOST) /* the peer's `gone`: its session ended, ours too */
+                rs_on_gone(rst_sess(&p->rs), false, 0);
+            else
+                rs_give_up(rst_sess(&p->rs));
             snprintf(p->lost_why, sizeof p->lost_why, "%s", m.why[0] ? m.why : "given up");
         }
         sodium_memzero(&m, sizeof m);

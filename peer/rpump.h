@@ -30,6 +30,7 @@ struct rpump_event {
     uint32_t epoch;
     uint64_t resent;
     uint64_t tx, rx; /* session offsets: ours sent and acknowledged, the peer's received */
+    const struct mb_conn *conn; /* RESUMED: the connection attached (how it was made) */
 };
 
 struct rpump_cfg {
@@ -64,6 +65,9 @@ struct rpump_stats {
  * peer's rx from the handshake (peer_rx), prefill; a connection rs_attach refuses (a lying
  * peer_rx) is closed and MB_LOST pushed again. MB_CONN with upgrade set (relay first, 4.6) moves
  * a live session. */
+
+/* MB_GIVE_UP's status: EXIT_LOST (5) when the peer answered the resume with `gone` (its session
+ * ended: RPUMP_ABORTED), anything else RPUMP_FAILED. */
 
 /* Runs the session from its first connection (epoch 0: first->epoch 0, first->peer_rx 0) until
  * it ends. mb is the session's mailbox (the path side holds the other end); first's fd and keys
