@@ -71,6 +71,13 @@ static int dispatch(struct peer_opts *o, int argc, char **argv, int first)
         if (commands[i].ident && !(o->plain && commands[i].run == cmd_direct) &&
             (rc = load_identity(o, &ident)) != EXIT_DONE)
             return rc;
+        /* the session layer (README, "Sessions that survive their connection") runs the pipe
+         * of connect and listen; the other streams (chat, files, forwarding) are not built on it
+         * yet, so they must not announce it: their peer would expect its records */
+        if (commands[i].run != cmd_connect && commands[i].run != cmd_listen)
+            o->resume_timeout_s = 0;
+        if (o->forward || o->local)
+            o->resume_timeout_s = 0;
         rc = commands[i].run(o, argc - first - 1, argv + first + 1);
         sodium_memzero(&ident, sizeof ident);
         return rc;
@@ -80,10 +87,10 @@ static int dispatch(struct peer_opts *o, int argc, char **argv, int first)
                     argv[first]);
 }
 
-/* Exit statuses 1-6 and 10 are failures; 7-9 are nat-check verdicts, reported on stdout. */
+/* Exit statuses 1-6, 10 and 11 are failures; 7-9 are nat-check verdicts, reported on stdout. */
 static bool failed(int rc)
 {
-    return (rc >= EXIT_USAGE && rc <= EXIT_LOCAL) || rc == EXIT_PARTIAL;
+    return (rc >= EXIT_USAGE && rc <= EXIT_LOCAL) || rc == EXIT_PARTIAL || rc == EXIT_NOT_RESUMED;
 }
 
 int main(int argc, char **argv)
