@@ -23,10 +23,16 @@ head -c 1000000 "$1"; sleep "${SLOW_PAUSE:-3}"; tail -c +1000001 "$1"
 EOS
 chmod +x "$WORK/slow"
 
-# The peer-to-peer connection's local port on alice's side (any of its two ends will do): an
-# established TCP connection of a tcpunch process that is not to the server.
+# alice's tcpunch: timeout -> bash -> (slow, tcpunch)
+alice_pid() { pgrep -x -P "$(under_timeout "$PA")" tcpunch | head -n 1; }
+
+# The peer-to-peer connection's local port on alice's side: an established TCP connection of
+# alice's own process (never another test's: ctest runs several at once) not to the server.
 p2p_port() {
-    ss -Htnp state established 2>/dev/null | grep '"tcpunch"' | grep -v ":$SERVER_PORT\b" |
+    local pid
+    pid=$(alice_pid)
+    [ -n "$pid" ] || return 0
+    ss -Htnp state established 2>/dev/null | grep -F "pid=$pid," | grep -v ":$SERVER_PORT\b" |
         awk '{ n = split($3, a, ":"); print a[n]; exit }'
 }
 have_p2p() { [ -n "$(p2p_port)" ]; }
