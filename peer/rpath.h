@@ -39,6 +39,9 @@ struct rpath_cfg {
      * runs on a thread of its own, the path loop stays free to take MB_ENDED meanwhile. */
     int (*attempt)(const struct resume_link_cfg *r, struct peer_link *link, char *why,
                    size_t whylen);
+    /* The attempt's own state (the attempt reads r->c->attempt_arg): a serving responder's
+     * attempt (peer/rwait.h) waits there for the link its control connection punched. */
+    void *attempt_arg;
 };
 
 struct rpath;
