@@ -29,6 +29,7 @@ struct rwait {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* a link was given */
     struct rwait_ent *head;
+    unsigned suspensions; /* attempts begun, under mu */
 };
 
 #define RWAIT_POLL_MS 50 /* how soon a cancel or the deadline is seen */
@@ -143,6 +144,15 @@ static void publish(struct rwait_ent *e, const struct resume_link_cfg *r)
     sr->last_epoch = r->last_epoch;
     sr->rx = r->rx;
     e->waiting = true;
+    e->t->suspensions++;
+}
+
+unsigned rwait_suspensions(struct rwait *t)
+{
+    pthread_mutex_lock(&t->mu);
+    unsigned n = t->suspensions;
+    pthread_mutex_unlock(&t->mu);
+    return n;
 }
 
 static bool over(const struct resume_link_cfg *r)

@@ -34,6 +34,9 @@ void rwait_remove(struct rwait_ent *e);
 int rwait_attempt(const struct resume_link_cfg *r, struct peer_link *link, char *why,
                   size_t whylen);
 
+/* How many suspensions began so far (serve->suspensions). */
+unsigned rwait_suspensions(struct rwait *t);
+
 /* The suspended session with this root, waiting for a resume: *sr filled, true; false with
  * why when none is (a stranger's root, or not suspended now). */
 bool rwait_find(struct rwait *t, const char *root, struct serve_resume *sr, char *why,

@@ -37,6 +37,11 @@ struct peer_serve {
                         size_t whylen);
     /* The resume punch for root won: the callee owns link->fd (and its keys) from now on. */
     void (*resumed)(void *arg, const char *root, struct peer_link *link);
+    /* How many times a session of ours was suspended so far (NULL: never asked). A new one
+     * makes the control connection check at once that its server still answers: the path loss
+     * may have taken the control connection too (a router reboot), and the resume order comes
+     * only through a live registration. */
+    unsigned (*suspensions)(void *arg);
     void *arg;
 };
 

@@ -174,6 +174,12 @@ static void spl_fwd_resumed(void *arg, const char *root, struct peer_link *link)
     rwait_give(f->rw, root, link);
 }
 
+static unsigned spl_fwd_suspensions(void *arg)
+{
+    struct spl_fwd *f = arg;
+    return rwait_suspensions(f->rw);
+}
+
 static void *spl_fwd_thread(void *arg)
 {
     struct spl_fwd_job *j = arg;
@@ -236,6 +242,7 @@ int spl_forward(const struct peer_opts *o)
                             .linked = spl_fwd_linked,
                             .resume_find = spl_fwd_resume_find,
                             .resumed = spl_fwd_resumed,
+                            .suspensions = spl_fwd_suspensions,
                             .arg = f};
     char err[300], ep[EP_STRLEN];
     int rc = EXIT_DONE;
