@@ -21,7 +21,7 @@ struct rwait_ent;
 
 /* NULL with errno when out of memory. Lives until the process ends (threads hold it). */
 struct rwait *rwait_new(void);
-/* Only before any entry was added (a usage error ends the command). */
+/* Only with no entry left (a usage error ends the command; the tests). */
 void rwait_free(struct rwait *t);
 /* An entry for one forwarded session (NULL when out of memory); idle until its attempt runs. */
 struct rwait_ent *rwait_add(struct rwait *t);
