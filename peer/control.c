@@ -450,7 +450,9 @@ static void ctl_on_alive(uv_timer_t *t)
 static void ctl_alive_init(struct ctl *c)
 {
     const struct peer_serve *sv = c->sess.serve;
-    if (c->mode != SESS_SERVE || !sv || !sv->suspensions)
+    /* without retries (--no-retry) a lost server ends the forwarder: no check then, the
+     * keepalive decides as before */
+    if (c->mode != SESS_SERVE || !sv || !sv->suspensions || !c->may_retry)
         return;
     c->seen_susp = sv->suspensions(sv->arg); /* earlier suspensions were another connection's */
     uv_timer_init(c->loop, &c->alive);
