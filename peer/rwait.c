@@ -19,9 +19,9 @@
 struct rwait_ent {
     struct rwait_ent *next;
     struct rwait *t;
-    bool waiting;            /* its attempt runs: resume orders for root are taken */
-    struct serve_resume sr;  /* valid while waiting */
-    bool has_link;           /* a won link not taken by the attempt yet */
+    bool waiting;           /* its attempt runs: resume orders for root are taken */
+    struct serve_resume sr; /* valid while waiting */
+    bool has_link;          /* a won link not taken by the attempt yet */
     struct peer_link link;
 };
 
@@ -172,8 +172,7 @@ static void wait_a_little(struct rwait *t)
     pthread_cond_timedwait(&t->cv, &t->mu, &ts);
 }
 
-int rwait_attempt(const struct resume_link_cfg *r, struct peer_link *link, char *why,
-                  size_t whylen)
+int rwait_attempt(const struct resume_link_cfg *r, struct peer_link *link, char *why, size_t whylen)
 {
     struct rwait_ent *e = r->c->attempt_arg;
     int rc = EXIT_PUNCH;

@@ -41,8 +41,11 @@ static void att_start(struct att *a, struct rwait_ent *e, const char *root, uint
     memset(a->c.rs, 0x5e, sizeof a->c.rs);
     a->c.role = PROTO_RESPONDER;
     a->c.attempt_arg = e;
-    a->r = (struct resume_link_cfg){
-        .c = &a->c, .rx = 4242, .last_epoch = 3, .deadline_ms = clk_ms() + ms, .cancel = &a->cancel};
+    a->r = (struct resume_link_cfg){.c = &a->c,
+                                    .rx = 4242,
+                                    .last_epoch = 3,
+                                    .deadline_ms = clk_ms() + ms,
+                                    .cancel = &a->cancel};
     a->link.fd = -1;
     a->rc = -1;
     pthread_create(&a->t, NULL, att_main, a);
