@@ -36,6 +36,11 @@
 /* one of a list: a dead server must not stall the others for long */
 #define CTL_CONNECT_TIMEOUT_LIST_MS 3000
 #define CTL_ANSWER_TIMEOUT_MS 10000
+/* SESS_SERVE: a session was suspended, so the path to the server may be gone too: a ping
+ * unanswered this long means the registration is dead (the keepalive would take 2/3 of it and
+ * more), and we register again (with replace) for the resume order to reach us */
+#define CTL_ALIVE_MS 3000
+#define CTL_ALIVE_POLL_MS 250
 /* CHALLENGE: connected, waiting for the server's challenge; HELLO: hello sent */
 enum ctl_state {
     CTL_CONNECTING,
@@ -95,6 +100,12 @@ struct ctl {
     uv_timer_t watch;
     int not_found;
     bool replacing; /* a newer resume order is taking over: the old session's end is not ours */
+    /* SESS_SERVE with serve->suspensions: the poll (alive), the count last seen, and when the
+     * check's ping went out (0: no check running) */
+    uv_timer_t alive;
+    bool alive_on;
+    unsigned seen_susp;
+    uint64_t alive_ping_ms;
 };
 
 /* Errors that end a resume attempt are not the session's end (rpath tries again): -v. */
@@ -118,6 +129,8 @@ static void ctl_end(struct ctl *c, int result)
     uv_timer_stop(&c->timer);
     if (c->rsm)
         uv_timer_stop(&c->watch);
+    if (c->alive_on)
+        uv_timer_stop(&c->alive);
     inb_drop_held(&c->inb);
     prb_cancel(c->probe);
     prb_cancel(c->probe6);
@@ -226,6 +239,11 @@ static void ctl_on_first(struct sc *sc, void *data, const unsigned char *nonce, 
         m->u.hello.features |= PROTO_FEAT_RESUME;
         m->u.hello.replace = c->rsm->c->role == PROTO_RESPONDER;
     }
+    /* listen --forward registering again: our lost registration (a router reboot leaves it
+     * open at the server until its keepalive) is taken over at once, so that the resume orders
+     * of our suspended sessions reach this connection */
+    if (c->mode == SESS_SERVE && c->was_registered && c->resume_announced)
+        m->u.hello.replace = true;
     hello_sign(c->o, nonce, m); /* last: the admit covers the endpoints, birthday, features */
 }
 
@@ -399,6 +417,48 @@ static void ctl_on_keepalive(uv_timer_t *t)
     m.type = PROTO_PING;
     m.u.ping.seq = ++c->ping_seq;
     ctl_send(c, &m);
+}
+
+/* SESS_SERVE: a new suspension starts a check (a ping); a check unanswered for CTL_ALIVE_MS
+ * loses the server (ctl_lost: registering again follows). */
+static void ctl_on_alive(uv_timer_t *t)
+{
+    struct ctl *c = t->data;
+    unsigned n = c->sess.serve->suspensions(c->sess.serve->arg);
+    uint64_t now = clk_ms();
+    struct proto_msg m;
+
+    if (c->state != SESS_WAITING)
+        return;
+    if (c->alive_ping_ms && c->last_rx_ms >= c->alive_ping_ms) {
+        c->alive_ping_ms = 0; /* answered: the registration stands */
+    } else if (c->alive_ping_ms && now - c->alive_ping_ms > CTL_ALIVE_MS) {
+        ctl_lost(c, "the server %s did not answer within %d s after a session was suspended",
+                 c->name, CTL_ALIVE_MS / 1000);
+        return;
+    }
+    if (n == c->seen_susp || c->alive_ping_ms)
+        return;
+    c->seen_susp = n;
+    c->alive_ping_ms = now;
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_PING;
+    m.u.ping.seq = ++c->ping_seq;
+    ctl_send(c, &m);
+}
+
+static void ctl_alive_init(struct ctl *c)
+{
+    const struct peer_serve *sv = c->sess.serve;
+    /* without retries (--no-retry) a lost server ends the forwarder: no check then, the
+     * keepalive decides as before */
+    if (c->mode != SESS_SERVE || !sv || !sv->suspensions || !c->may_retry)
+        return;
+    c->seen_susp = sv->suspensions(sv->arg); /* earlier suspensions were another connection's */
+    uv_timer_init(c->loop, &c->alive);
+    c->alive.data = c;
+    c->alive_on = true;
+    uv_timer_start(&c->alive, ctl_on_alive, CTL_ALIVE_POLL_MS, CTL_ALIVE_POLL_MS);
 }
 
 static void ctl_send_connect(struct ctl *c)
@@ -844,6 +904,7 @@ static bool ctl_attempt(const struct ctl_run *run, uv_loop_t *loop, const struct
     sess_init(&c->sess);
     uv_timer_init(c->loop, &c->timer);
     c->timer.data = c;
+    ctl_alive_init(c);
     if (run->rsm)
         ctl_resume_init(c, run->rsm);
     inb_init(&c->inb, c->loop, &(struct inb_cbs){ctl_inb_lookup, ctl_inb_adopt, c});
@@ -853,6 +914,8 @@ static bool ctl_attempt(const struct ctl_run *run, uv_loop_t *loop, const struct
     /* the loop runs this attempt alone: it returns when the attempt is over */
     uv_run(c->loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&c->timer, NULL);
+    if (c->alive_on)
+        uv_close((uv_handle_t *)&c->alive, NULL);
     if (c->rsm)
         uv_close((uv_handle_t *)&c->watch, NULL);
     inb_free(&c->inb);

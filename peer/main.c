@@ -72,12 +72,11 @@ static int dispatch(struct peer_opts *o, int argc, char **argv, int first)
             (rc = load_identity(o, &ident)) != EXIT_DONE)
             return rc;
         /* the session layer (README, "Sessions that survive their connection") runs the pipe
-         * of connect and listen; the other streams (chat, files, forwarding) are not built on it
-         * yet, so they must not announce it: their peer would expect its records */
+         * of connect and listen, forwarding included (listen --forward, connect --local); the
+         * other streams (chat, files) are not built on it yet, so they must not announce it:
+         * their peer would expect its records */
         if (commands[i].run == cmd_chat || commands[i].run == cmd_send ||
             commands[i].run == cmd_receive)
-            o->resume_timeout_s = 0;
-        if (o->forward || o->local)
             o->resume_timeout_s = 0;
         rc = commands[i].run(o, argc - first - 1, argv + first + 1);
         sodium_memzero(&ident, sizeof ident);

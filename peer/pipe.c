@@ -63,7 +63,8 @@ static int pipe_status(enum rpump_status s)
 
 /* A session whose shakes both carried shake.resume (PROTOCOL.md section 18): the data plane
  * (rpump) on this thread, the path side (rpath) on its own, meeting at the mailbox. */
-static int pipe_resumable(const struct peer_opts *o, struct peer_link *link, int in, int out)
+static int pipe_resumable(const struct peer_opts *o, struct peer_link *link, int in, int out,
+                          const struct pipe_path *pp)
 {
     struct rpath_cfg pcfg;
     struct rpump_cfg rcfg;
@@ -84,6 +85,10 @@ static int pipe_resumable(const struct peer_opts *o, struct peer_link *link, int
     memcpy(pcfg.rs, link->rs, sizeof pcfg.rs);
     snprintf(pcfg.server, sizeof pcfg.server, "%s", link->server);
     pcfg.timeout_ms = link->resume_ms;
+    if (pp) {
+        pcfg.attempt = pp->attempt;
+        pcfg.attempt_arg = pp->arg;
+    }
     sodium_memzero(link->rs, sizeof link->rs);
 
     memset(&first, 0, sizeof first);
@@ -137,6 +142,12 @@ static int pipe_resumable(const struct peer_opts *o, struct peer_link *link, int
 
 int peer_pipe_fds(const struct peer_opts *o, struct peer_link *link, int in, int out)
 {
+    return peer_pipe_fds_path(o, link, in, out, NULL);
+}
+
+int peer_pipe_fds_path(const struct peer_opts *o, struct peer_link *link, int in, int out,
+                       const struct pipe_path *pp)
+{
     struct pump_stats st;
     char err[300];
     enum pump_status s;
@@ -144,7 +155,7 @@ int peer_pipe_fds(const struct peer_opts *o, struct peer_link *link, int in, int
 
     sk_tune_stream(link->fd);
     if (link->encrypted && link->resume)
-        return pipe_resumable(o, link, in, out);
+        return pipe_resumable(o, link, in, out, pp);
     if (link->encrypted)
         s = pump_run_sealed(link->fd, in, out, link->prefill, link->prefill_len, link->tx_key,
                             link->rx_key, &st, err, sizeof err);

@@ -5,11 +5,25 @@
 #include "peer/link.h"
 #include "peer/opts.h"
 
+struct resume_link_cfg;
+
 /* Pipes stdin/stdout through the link with netcat semantics; returns an exit code. */
 int peer_pipe(const struct peer_opts *o, struct peer_link *link);
 
 /* The same between the link and in/out (one socket for both: a splice; its end is passed on
  * as shutdown(SHUT_WR)). Closes link->fd, not in or out. */
 int peer_pipe_fds(const struct peer_opts *o, struct peer_link *link, int in, int out);
+
+/* How a resumable session's path side finds the peer again (rpath_cfg.attempt and
+ * attempt_arg; attempt NULL: peer_resume_link, the usual). */
+struct pipe_path {
+    int (*attempt)(const struct resume_link_cfg *r, struct peer_link *link, char *why,
+                   size_t whylen);
+    void *arg;
+};
+
+/* peer_pipe_fds with the path side's attempt given (pp NULL: the usual). */
+int peer_pipe_fds_path(const struct peer_opts *o, struct peer_link *link, int in, int out,
+                       const struct pipe_path *pp);
 
 #endif

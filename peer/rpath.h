@@ -13,7 +13,8 @@
  * As built (docs/design/resume.md 4.5, "As built: the path side"): each attempt runs on a thread
  * of its own (the path loop stays free to take MB_ENDED and cancel it); a failed attempt waits
  * resume_next_ms (the ASK table when it returned EXIT_NO_PEER, else the punch table), capped by
- * the deadline. Dormant: no command starts a path side yet. */
+ * the deadline. connect/listen pipes and forwarding start it; listen --forward's responder
+ * does not register (its serve loop stays registered): its attempt is peer/rwait's. */
 #ifndef TP_RPATH_H
 #define TP_RPATH_H
 
@@ -39,6 +40,9 @@ struct rpath_cfg {
      * runs on a thread of its own, the path loop stays free to take MB_ENDED meanwhile. */
     int (*attempt)(const struct resume_link_cfg *r, struct peer_link *link, char *why,
                    size_t whylen);
+    /* The attempt's own state (the attempt reads r->c->attempt_arg): a serving responder's
+     * attempt (peer/rwait.h) waits there for the link its control connection punched. */
+    void *attempt_arg;
 };
 
 struct rpath;

@@ -83,6 +83,7 @@ static void sess_free(struct sess *ss)
     rl_cancel(ss->relay);
     shake_wipe(&ss->shake);
     rshake_wipe(&ss->rshake);
+    sodium_memzero(&ss->sr, sizeof ss->sr);
     sodium_memzero(&ss->own, sizeof ss->own);
     free(ss);
     if (!sess_any(set))
@@ -94,6 +95,13 @@ static void sess_hook_failed(struct sess_set *set, const char *peer)
 {
     if (set->serve && set->serve->failed)
         set->serve->failed(set->serve->arg, peer);
+}
+
+/* The same for a session: a served resume took no slot, so it gives none back. */
+static void sess_failed(struct sess *ss)
+{
+    if (!ss->serve_resume)
+        sess_hook_failed(ss->set, ss->shake.peer);
 }
 
 /* SESS_WAIT: the first session to complete its handshake is the one; every other session in
@@ -145,7 +153,7 @@ static void sess_punch_done(struct punch *p, int status, const char *why, void *
     sess_bday_end(ss);
     if (set->won) { /* aborted: another session won */
         LOG_D("session with %s aborted: another one completed first", ss->shake.peer);
-        sess_hook_failed(set, ss->shake.peer);
+        sess_failed(ss);
         sess_free(ss);
         return;
     }
@@ -155,7 +163,7 @@ static void sess_punch_done(struct punch *p, int status, const char *why, void *
         snprintf(note, sizeof note, "%s", ss->relay_note);
     shake_wipe(&ss->shake);
     /* a resume proves the session's RS, not a key: trust was settled at epoch 0 */
-    if (status == EXIT_DONE && !set->resume)
+    if (status == EXIT_DONE && !ss->res)
         trust_record(&ss->shake.trust, ss->link->peer_pk);
     if (status == EXIT_DONE) {
         snprintf(ss->link->server, sizeof ss->link->server, "%s", set->name);
@@ -163,7 +171,7 @@ static void sess_punch_done(struct punch *p, int status, const char *why, void *
     /* waiting: one failed session (a stranger's, a refused key, a punch that found no path)
      * is not the end; the next punch order may be the peer's; nor is a failed resume punch
      * (the path side tries again) */
-    enum log_level lv = set->mode == SESS_WAIT || set->resume ? LOG_WARN : LOG_ERROR;
+    enum log_level lv = set->mode == SESS_WAIT || ss->res ? LOG_WARN : LOG_ERROR;
     if (status != EXIT_DONE && ss->relay_only)
         log_msg(lv,
                 "punch to %s failed: relay: %s; direct skipped: %s%s", ss->shake.peer, note,
@@ -183,10 +191,12 @@ static void sess_punch_done(struct punch *p, int status, const char *why, void *
     }
     /* serve mode: the link (and its descriptor) is the callee's; the control connection
      * stays for the next punch order */
-    if (status == EXIT_DONE)
+    if (status == EXIT_DONE && ss->serve_resume)
+        set->serve->resumed(set->serve->arg, ss->sr.root, ss->link);
+    else if (status == EXIT_DONE)
         set->serve->linked(set->serve->arg, ss->link);
     else
-        sess_hook_failed(set, ss->shake.peer);
+        sess_failed(ss);
     sess_free(ss);
 }
 
@@ -337,7 +347,7 @@ bool sess_resume_refused(const struct sess_resume *r, const struct proto_msg *m,
  * own session id is the new S, everything else is the suspended session's. */
 static void sess_rshake(struct sess *ss, const struct proto_msg *m)
 {
-    const struct sess_resume *r = ss->set->resume;
+    const struct sess_resume *r = ss->res;
     struct rshake_ctx *x = &ss->rshake;
     memcpy(x->session, m->u.punch.session, sizeof x->session);
     snprintf(x->root, sizeof x->root, "%s", r->root);
@@ -422,7 +432,7 @@ static void sess_evict(struct sess *ss, const char *why)
     if (ss->punch) {
         punch_abort(ss->punch, EXIT_PUNCH, why); /* sess_punch_done frees it */
     } else {
-        sess_hook_failed(ss->set, ss->shake.peer);
+        sess_failed(ss);
         sess_free(ss);
     }
 }
@@ -484,7 +494,7 @@ static enum sess_start sess_abandon(struct sess *ss, int status, const char *err
     if (err)
         LOG_E("%s", err);
     if (set->mode != SESS_ONE)
-        sess_hook_failed(set, ss->shake.peer);
+        sess_failed(ss);
     sess_free(ss);
     if (set->mode == SESS_ONE)
         set->cb.ended(set->cb.data, status);
@@ -648,22 +658,70 @@ static void sess_bday_begin(struct sess *ss, const struct proto_msg *m)
     cfg->bday_target = ss->bplan.target;
 }
 
+/* SESS_SERVE, an order with punch.resume (design 4.5, "A resume order is routed by
+ * punch.resume"): only the suspended session with that root takes it, and only from that
+ * session's peer, key and role; anything else is refused before anything is dialled. The
+ * order never reaches admit: it takes no --max-sessions slot and dials no --forward target. */
+static bool sess_serve_found(struct sess_set *set, const struct proto_msg *m,
+                             struct serve_resume *sr)
+{
+    char why[200] = "no session of ours is suspended";
+    bool ok = set->serve && set->serve->resume_find &&
+              set->serve->resume_find(set->serve->arg, m->u.punch.resume, sr, why, sizeof why);
+    if (ok) {
+        struct sess_resume r = {.root = sr->root,
+                                .peer = sr->peer,
+                                .peer_key = sr->peer_key,
+                                .role = sr->role};
+        ok = !sess_resume_refused(&r, m, why, sizeof why);
+    }
+    if (!ok) {
+        LOG_I("refusing a resume order from %s: %s", m->u.punch.peer, why);
+        sodium_memzero(sr, sizeof *sr);
+    }
+    return ok;
+}
+
+/* The session's resume context: the set's, or the served order's own copy. */
+static void sess_resume_ctx(struct sess *ss, const struct serve_resume *sr)
+{
+    if (!sr) {
+        ss->res = ss->set->resume;
+        return;
+    }
+    ss->sr = *sr;
+    ss->serve_resume = true;
+    ss->sres = (struct sess_resume){.root = ss->sr.root,
+                                    .peer = ss->sr.peer,
+                                    .peer_key = ss->sr.peer_key,
+                                    .role = ss->sr.role,
+                                    .rs = ss->sr.rs,
+                                    .last_epoch = ss->sr.last_epoch,
+                                    .rx = ss->sr.rx};
+    ss->res = &ss->sres;
+}
+
 enum sess_start sess_start(struct sess_set *set, const struct proto_msg *m, uint32_t rtt_us,
                            uint64_t rx_us)
 {
     struct punch_cfg *cfg;
     struct sess *ss;
+    struct serve_resume sr;
     char ep[EP_STRLEN], err[200], fp[ID_FP_SIZE];
+    bool served = set->mode == SESS_SERVE && m->u.punch.resume[0];
     int relay, rc;
 
-    if (!sess_admit(set, m, fp, sizeof fp))
+    if (served ? !sess_serve_found(set, m, &sr) : !sess_admit(set, m, fp, sizeof fp))
         return SESS_NONE;
     if (!(ss = calloc(1, sizeof *ss))) {
-        if (set->mode != SESS_ONE)
+        if (set->mode != SESS_ONE && !served)
             sess_hook_failed(set, m->u.punch.peer);
+        sodium_memzero(&sr, sizeof sr);
         return SESS_NOMEM;
     }
     ss->set = set;
+    sess_resume_ctx(ss, served ? &sr : NULL);
+    sodium_memzero(&sr, sizeof sr);
     ss->link = set->mode != SESS_ONE ? &ss->own : set->link;
     ss->own.fd = -1;
     memcpy(ss->shake.peer, m->u.punch.peer, sizeof ss->shake.peer);
@@ -672,7 +730,7 @@ enum sess_start sess_start(struct sess_set *set, const struct proto_msg *m, uint
     if ((relay = sess_plan(ss, m, cfg)) < 0)
         return sess_abandon(ss, EXIT_PUNCH, NULL);
     sess_punch_cfg(ss, m, rtt_us, rx_us);
-    if (set->resume) {
+    if (ss->res) {
         sess_rshake(ss, m);
     } else {
         if ((rc = sess_shake(ss, m, fp)) != EXIT_DONE)
@@ -686,7 +744,7 @@ enum sess_start sess_start(struct sess_set *set, const struct proto_msg *m, uint
           ep_format((const struct sockaddr *)&m->u.punch.observed, ep, sizeof ep), cfg->ncand,
           cfg->ncand == 1 ? "" : "s", cfg->birthday ? " and a birthday punch" : "",
           proto_role_name(m->u.punch.role));
-    if (!set->resume) /* a resume's events are the data plane's (suspended, resumed) */
+    if (!ss->res) /* a resume's events are the data plane's (suspended, resumed) */
         ev_punching(set->o, m, cfg);
     for (int i = 0; i < cfg->ncand; i++)
         LOG_D("candidate %d: %s (%s)", i,

@@ -105,6 +105,13 @@ struct sess {
     char relay_note[400]; /* what became of the relay path, for a failure message */
     struct shake_ctx shake;
     struct rshake_ctx rshake; /* resume mode: the engine's context (cfg.resume) */
+    /* resume mode: the set's (peer_resume_link) or, serving (listen --forward), this order's
+     * own: sres points into sr, a copy of the suspended session's state (serve->resume_find),
+     * and the session takes no admit slot */
+    const struct sess_resume *res;
+    struct sess_resume sres;
+    struct serve_resume sr;
+    bool serve_resume;
     struct punch_cfg cfg;   /* its candidates route the shared listener's connections */
     struct peer_link *link; /* the caller's (one-shot) or own */
     struct peer_link own;
@@ -122,7 +129,8 @@ enum sess_start {
     SESS_NOMEM,   /* out of memory: the caller ends */
 };
 
-/* A session for punch order m (the waiting modes admit it first: hooks, SESS_WAIT's limits),
+/* A session for punch order m (the waiting modes admit it first: hooks, SESS_WAIT's limits;
+ * SESS_SERVE routes an order with punch.resume to serve->resume_find instead),
  * timed from the order's arrival rx_us (monotonic), with the control connection's RTT. */
 enum sess_start sess_start(struct sess_set *set, const struct proto_msg *m, uint32_t rtt_us,
                            uint64_t rx_us);

@@ -18,6 +18,7 @@
 #include "peer/control.h"
 #include "peer/pipe.h"
 #include "peer/events.h"
+#include "peer/rwait.h"
 
 /* ---- shared pieces ---- */
 
@@ -101,6 +102,7 @@ struct spl_allow {
 struct spl_fwd {
     const struct peer_opts *o;
     struct sockaddr_storage to;
+    struct rwait *rw; /* the suspended sessions, for resume orders on our control connection */
     struct spl_slots slots;
     int nallow;
     struct spl_allow allow[PEER_MAX_ALLOW];
@@ -145,6 +147,39 @@ static void spl_fwd_failed(void *arg, const char *peer)
     spl_give(&f->slots);
 }
 
+/* A resumable session's path side waits in f->rw (peer/rwait.h) for the resume order our
+ * control connection takes; it never registers again, and the local connection fd stays. */
+static void spl_fwd_run(struct spl_fwd *f, struct peer_link *link, int fd)
+{
+    struct rwait_ent *e = NULL;
+    struct pipe_path pp = {rwait_attempt, NULL};
+    if (link->encrypted && link->resume && !(e = rwait_add(f->rw)))
+        LOG_W("session with %s: out of memory; it cannot be resumed", link->peer);
+    pp.arg = e;
+    peer_pipe_fds_path(f->o, link, fd, fd, &pp);
+    close(fd);
+    rwait_remove(e);
+}
+
+static bool spl_fwd_resume_find(void *arg, const char *root, struct serve_resume *sr, char *why,
+                                size_t whylen)
+{
+    struct spl_fwd *f = arg;
+    return rwait_find(f->rw, root, sr, why, whylen);
+}
+
+static void spl_fwd_resumed(void *arg, const char *root, struct peer_link *link)
+{
+    struct spl_fwd *f = arg;
+    rwait_give(f->rw, root, link);
+}
+
+static unsigned spl_fwd_suspensions(void *arg)
+{
+    struct spl_fwd *f = arg;
+    return rwait_suspensions(f->rw);
+}
+
 static void *spl_fwd_thread(void *arg)
 {
     struct spl_fwd_job *j = arg;
@@ -162,7 +197,7 @@ static void *spl_fwd_thread(void *arg)
     } else {
         LOG_I("session with %s: forwarding to %s", j->link.peer,
               ep_format((const struct sockaddr *)&f->to, ep, sizeof ep));
-        spl_run(f->o, &j->link, fd);
+        spl_fwd_run(f, &j->link, fd);
     }
     sodium_memzero(&j->link, sizeof j->link);
     free(j);
@@ -202,7 +237,13 @@ static int spl_parse_allow(struct spl_fwd *f, const char *arg)
 int spl_forward(const struct peer_opts *o)
 {
     struct spl_fwd *f = calloc(1, sizeof *f);
-    struct peer_serve sv = {spl_fwd_admit, spl_fwd_failed, spl_fwd_linked, f};
+    struct peer_serve sv = {.admit = spl_fwd_admit,
+                            .failed = spl_fwd_failed,
+                            .linked = spl_fwd_linked,
+                            .resume_find = spl_fwd_resume_find,
+                            .resumed = spl_fwd_resumed,
+                            .suspensions = spl_fwd_suspensions,
+                            .arg = f};
     char err[300], ep[EP_STRLEN];
     int rc = EXIT_DONE;
 
@@ -212,6 +253,11 @@ int spl_forward(const struct peer_opts *o)
     }
     f->o = o;
     f->slots.max = o->max_sessions;
+    if (!(f->rw = rwait_new())) {
+        LOG_E("out of memory");
+        rc = EXIT_LOCAL;
+        goto out;
+    }
     for (int i = 0; i < o->nallow && rc == EXIT_DONE; i++)
         rc = spl_parse_allow(f, o->allow[i]);
     if (rc != EXIT_DONE)
@@ -229,6 +275,7 @@ int spl_forward(const struct peer_opts *o)
     /* threads still splicing hold f: it lives until the process ends */
     return peer_serve(o, &sv);
 out:
+    rwait_free(f->rw);
     free(f);
     return rc;
 }

@@ -7,6 +7,9 @@
   fwdtool.py clients PORT N BYTES  N concurrent clients of 127.0.0.1:PORT, each sends BYTES
                                    random bytes, half-closes and expects them back intact.
                                    Exit 0 when all N got their bytes back, 1 otherwise.
+  fwdtool.py lines PORT N MS OUT  a client of 127.0.0.1:PORT sending the lines 1..N, one every
+                                   MS ms, then half-closing; what comes back goes to OUT. Exit 0
+                                   when exactly those N lines came back, in order.
 Every socket has a timeout: nothing here can hang a test.
 """
 import hashlib
@@ -14,6 +17,7 @@ import os
 import socket
 import sys
 import threading
+import time
 
 TIMEOUT = 60
 
@@ -91,9 +95,41 @@ def clients(port, n, nbytes):
     return 1 if bad else 0
 
 
+def lines(port, n, ms, out):
+    want = "".join("%d\n" % i for i in range(1, n + 1)).encode()
+    got = bytearray()
+    c = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+
+    def sender():
+        try:
+            for i in range(1, n + 1):
+                c.sendall(b"%d\n" % i)
+                time.sleep(ms / 1000.0)
+            c.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=sender, daemon=True)
+    t.start()
+    try:
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            got += d
+    except OSError as e:
+        print("lines: %s after %d bytes" % (e, len(got)), file=sys.stderr)
+    c.close()
+    with open(out, "wb") as f:
+        f.write(got)
+    return 0 if bytes(got) == want else 1
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "echo":
         echo(int(sys.argv[2]), sys.argv[3])
+    elif sys.argv[1] == "lines":
+        sys.exit(lines(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]))
     elif sys.argv[1] == "clients":
         sys.exit(clients(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))
     else:

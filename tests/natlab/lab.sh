@@ -9,7 +9,8 @@
 #              h|halfsym i|symmetric j|ipv6 k|ssh l|forward m|cluster n|cluster-relay
 #              o|hard-drop p|hard-reset q|hard-cgnat, and the path cuts (Phase 10, see
 #              "path cuts" below): r|cut-reboot s|cut-roam t|cut-drop10 u|cut-relay
-#              v|cut-relay-file w|cut-reboot-strict; or "all"
+#              v|cut-relay-file w|cut-reboot-strict y|ssh-reboot (k with a 30 s
+#              command under a strict reboot of bob's NAT); or "all"
 #   --repeat N     run every scenario N times (default: $REPEAT or 1); all must pass
 #   --narrate      human-readable narration (used by scripts/demo)
 #   --keep DIR     copy every run's logs into DIR
@@ -986,6 +987,12 @@ scn_k() {   # a real OpenSSH client and server through ProxyCommand
     CUSTOM_RUN=lab_run_ssh
 }
 
+scn_y() {   # scenario k with a 30 s command, bob's router reboots (strict) under it
+    scn_a || return 1
+    DESC="ssh through ProxyCommand to sshd behind NAT B (listen --forward) runs 30 s; bob's NAT reboots after 5 s and then tracks only connections it saw open"
+    CUSTOM_RUN=lab_run_ssh_cut
+}
+
 scn_l() {   # listen --forward / connect --local, 5 concurrent 1 MiB connections
     scn_a || return 1
     DESC="listen --forward behind NAT B, connect --local behind NAT A: 5 concurrent 1 MiB echoes"
@@ -1014,7 +1021,79 @@ lab_fwd_direct() {
 }
 
 lab_run_ssh() {
-    local sshd key out rc i direct
+    local out rc direct
+    lab_ssh_up || return 1
+    note "ssh -o ProxyCommand='tcpunch --server $SERVER --id $ID_A connect $ID_B' root@$ID_B"
+    out=$(lab_ssh 'echo hello-from-$(cat /proc/sys/kernel/hostname)-$((6*7))')
+    rc=$?
+    direct=$(lab_fwd_direct)
+    if [ "$rc" != 0 ] || [ "$out" != "hello-from-$(X "$HOST_B" hostname)-42" ]; then
+        say "FAIL: ssh exited $rc, output '$out'"
+        lab_ssh_dump
+        return 1
+    fi
+    [ "$direct" -gt 0 ] || { say "FAIL: nothing crossed router to router"; return 1; }
+    say "  ssh through ProxyCommand printed '$out' (direct path $(human "$direct"))"
+    return 0
+}
+
+# lab_ssh COMMAND: ssh from a through ProxyCommand (tcpunch connect) to b's sshd, running
+# COMMAND; its stdout is ours, its stderr (the ProxyCommand's included) $LAB_LOG/a.err.
+lab_ssh() {
+    X "$HOST_A" env TCPUNCH_HOME="$LAB_LOG/home.a" timeout -k 5 "$LAB_PEER_TIMEOUT" \
+        ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+        -o LogLevel=ERROR -o ConnectTimeout=20 -i "$LAB_LOG/client_key" \
+        -o ProxyCommand="$TP_BIN --server $SERVER --id $ID_A connect %h" \
+        "root@$ID_B" "$1" 2>"$LAB_LOG/a.err"
+}
+
+lab_ssh_dump() {
+    say "-- ssh/ProxyCommand stderr:"; sed 's/^/    /' "$LAB_LOG/a.err"
+    say "-- b (listen --forward) stderr:"; tail -n 30 "$LAB_LOG/b.err" | sed 's/^/    /'
+    say "-- sshd stderr:"; tail -n 20 "$LAB_LOG/sshd.err" | sed 's/^/    /'
+}
+
+# Scenario y: ssh runs a 30 s command (a line a second); after 5 lines bob's router reboots
+# and then picks up no mid-stream connection (lab_cut_reboot rb strict). Every line must come,
+# in order, ssh must exit 0, and each side must have resumed once.
+lab_run_ssh_cut() {
+    local LAB_PEER_TIMEOUT=$LAB_CUT_PEER_TIMEOUT   # seen by lab_peer and lab_ssh
+    local pid rc i na nb why=()
+    lab_ssh_up || return 1
+    note "ssh ... root@$ID_B 'for i in \$(seq 30); do echo \$i; sleep 1; done'; rb reboots (strict) after 5 lines"
+    lab_ssh 'for i in $(seq 30); do echo $i; sleep 1; done' >"$LAB_LOG/ssh.out" &
+    pid=$!
+    LAB_PIDS+=("$pid")
+    for ((i = 0; i < 400; i++)); do
+        [ "$(wc -l <"$LAB_LOG/ssh.out")" -ge 5 ] && break
+        sleep 0.05
+    done
+    [ "$(wc -l <"$LAB_LOG/ssh.out")" -ge 5 ] || { say "FAIL: ssh printed no 5 lines in 20 s"; lab_ssh_dump; return 1; }
+    lab_cut_reboot rb strict || return 1
+    wait "$pid"
+    rc=$?
+    na=$(grep -c 'resumed with' "$LAB_LOG/a.err")
+    nb=$(grep -c 'resumed with' "$LAB_LOG/b.err")
+    [ "$rc" = 0 ] || why+=("ssh exited $rc")
+    [ "$(seq 30)" = "$(cat "$LAB_LOG/ssh.out")" ] ||
+        why+=("ssh printed $(wc -l <"$LAB_LOG/ssh.out") lines, not 1..30 in order: $(tr '\n' ' ' <"$LAB_LOG/ssh.out")")
+    [ "$na" = 1 ] || why+=("the ProxyCommand logged $na 'resumed with' lines, not 1")
+    [ "$nb" = 1 ] || why+=("listen --forward logged $nb 'resumed with' lines, not 1")
+    if [ ${#why[@]} -gt 0 ]; then
+        say "FAIL: ($LAB_CUT_NOTE)"
+        for i in "${why[@]}"; do say "   - $i"; done
+        lab_ssh_dump
+        return 1
+    fi
+    say "  ssh printed 1..30 in order across the cut, exit 0 ($LAB_CUT_NOTE)"
+    say "  a: RESUMED $(grep -h 'resumed with' "$LAB_LOG/a.err" | sed 's/.*tcpunch: //')"
+    say "  b: RESUMED $(grep -h 'resumed with' "$LAB_LOG/b.err" | sed 's/.*tcpunch: //')"
+    return 0
+}
+
+# sshd in b's namespace on 127.0.0.1:22 and b's listen --forward to it, registered.
+lab_ssh_up() {
+    local sshd i
     sshd=$(command -v sshd || echo /usr/sbin/sshd)
     [ -x "$sshd" ] && command -v ssh >/dev/null && command -v ssh-keygen >/dev/null ||
         { say "lab: scenario k needs openssh-server and openssh-client (scripts/deps test)"; return 1; }
@@ -1040,21 +1119,7 @@ EOF_SSHD
         sleep 0.05
     done
     X "$HOST_B" ss -Htln "sport = :22" | grep -q . || { say "lab: sshd does not listen in b's namespace"; sed 's/^/    /' "$LAB_LOG/sshd.err"; return 1; }
-    lab_fwd_listener 22 || return 1
-    note "ssh -o ProxyCommand='tcpunch --server $SERVER --id $ID_A connect $ID_B' root@$ID_B"
-    out=$(X "$HOST_A" env TCPUNCH_HOME="$LAB_LOG/home.a" timeout -k 5 "$LAB_PEER_TIMEOUT"         ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null         -o LogLevel=ERROR -o ConnectTimeout=20 -i "$LAB_LOG/client_key"         -o ProxyCommand="$TP_BIN --server $SERVER --id $ID_A connect %h"         "root@$ID_B" 'echo hello-from-$(cat /proc/sys/kernel/hostname)-$((6*7))'         2>"$LAB_LOG/a.err")
-    rc=$?
-    direct=$(lab_fwd_direct)
-    if [ "$rc" != 0 ] || [ "$out" != "hello-from-$(X "$HOST_B" hostname)-42" ]; then
-        say "FAIL: ssh exited $rc, output '$out'"
-        say "-- ssh/ProxyCommand stderr:"; sed 's/^/    /' "$LAB_LOG/a.err"
-        say "-- b (listen --forward) stderr:"; tail -n 30 "$LAB_LOG/b.err" | sed 's/^/    /'
-        say "-- sshd stderr:"; tail -n 20 "$LAB_LOG/sshd.err" | sed 's/^/    /'
-        return 1
-    fi
-    [ "$direct" -gt 0 ] || { say "FAIL: nothing crossed router to router"; return 1; }
-    say "  ssh through ProxyCommand printed '$out' (direct path $(human "$direct"))"
-    return 0
+    lab_fwd_listener 22
 }
 
 lab_run_fwd() {
@@ -1431,6 +1496,7 @@ lab_scenario_fn() {
         u|cut-relay) echo u ;;
         v|cut-relay-file) echo v ;;
         w|cut-reboot-strict) echo w ;;
+        y|ssh-reboot) echo y ;;
         *) return 1 ;;
     esac
 }

@@ -181,6 +181,85 @@ static void t_resume_refused(void)
     CHECK_STR(why, "its role is not ours in the session");
 }
 
+/* SESS_SERVE (listen --forward): an order with punch.resume goes to serve->resume_find, never
+ * to admit (no --max-sessions slot) nor failed; a root no session of ours waits with, or a
+ * known root from another peer, key or role, starts nothing (nothing dialled). */
+static int srv_admits, srv_fails, srv_finds;
+static bool srv_admit(void *arg, const char *peer, char *fp, size_t fplen, char *why,
+                      size_t whylen)
+{
+    (void)arg, (void)peer, (void)fp, (void)fplen;
+    snprintf(why, whylen, "the test refuses it");
+    srv_admits++;
+    return false;
+}
+static void srv_failed(void *arg, const char *peer)
+{
+    (void)arg, (void)peer;
+    srv_fails++;
+}
+static bool srv_find(void *arg, const char *root, struct serve_resume *sr, char *why,
+                     size_t whylen)
+{
+    (void)arg;
+    srv_finds++;
+    if (strcmp(root, "0123456789abcdef0123456789abcdef") != 0) {
+        snprintf(why, whylen, "none");
+        return false;
+    }
+    memset(sr, 0, sizeof *sr);
+    snprintf(sr->root, sizeof sr->root, "%s", root);
+    snprintf(sr->peer, sizeof sr->peer, "bob");
+    memset(sr->peer_key, 0x11, sizeof sr->peer_key);
+    sr->role = PROTO_RESPONDER;
+    return true;
+}
+
+static void t_serve_resume_refused(void)
+{
+    struct peer_serve sv = {.admit = srv_admit, .failed = srv_failed, .resume_find = srv_find};
+    struct sess_set set;
+    struct proto_msg good, m;
+    memset(&set, 0, sizeof set);
+    set.mode = SESS_SERVE;
+    set.serve = &sv;
+    sess_init(&set);
+    memset(&good, 0, sizeof good);
+    good.type = PROTO_PUNCH;
+    snprintf(good.u.punch.peer, sizeof good.u.punch.peer, "bob");
+    snprintf(good.u.punch.resume, sizeof good.u.punch.resume, "%s",
+             "0123456789abcdef0123456789abcdef");
+    good.u.punch.has_key = true;
+    memset(good.u.punch.key, 0x11, sizeof good.u.punch.key);
+    good.u.punch.role = PROTO_RESPONDER;
+
+    m = good;
+    m.u.punch.resume[0] = 'f'; /* a root nobody waits with */
+    CHECK(sess_start(&set, &m, 0, 0) == SESS_NONE);
+    m = good;
+    snprintf(m.u.punch.peer, sizeof m.u.punch.peer, "mallory");
+    CHECK(sess_start(&set, &m, 0, 0) == SESS_NONE);
+    m = good;
+    m.u.punch.key[0] ^= 1;
+    CHECK(sess_start(&set, &m, 0, 0) == SESS_NONE);
+    m = good;
+    m.u.punch.role = PROTO_INITIATOR;
+    CHECK(sess_start(&set, &m, 0, 0) == SESS_NONE);
+    CHECK_INT(srv_finds, 4);
+    CHECK_INT(srv_admits, 0);
+    CHECK_INT(srv_fails, 0);
+    CHECK(!sess_any(&set));
+    /* without the hook every resume order is refused as well */
+    sv.resume_find = NULL;
+    CHECK(sess_start(&set, &good, 0, 0) == SESS_NONE);
+    CHECK_INT(srv_admits, 0);
+    /* an order without punch.resume is an ordinary one: admit decides (and refuses here) */
+    m = good;
+    m.u.punch.resume[0] = '\0';
+    CHECK(sess_start(&set, &m, 0, 0) == SESS_NONE);
+    CHECK_INT(srv_admits, 1);
+}
+
 /* hello.features (resume.md 4.1): ["resume"] only to a server that offered it, only with the
  * session layer on; otherwise the hello is today's. */
 static void t_hello_features(void)
@@ -209,4 +288,4 @@ static void t_hello_features(void)
 }
 
 CHECK_MAIN(TEST(t_oldest), TEST(t_room), TEST(t_full), TEST(t_route), TEST(t_route_birthday),
-           TEST(t_resume_refused), TEST(t_hello_features))
+           TEST(t_resume_refused), TEST(t_serve_resume_refused), TEST(t_hello_features))
