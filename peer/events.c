@@ -169,6 +169,25 @@ void ev_resumed(const struct peer_opts *o, const char *peer, const struct rpump_
               (unsigned long long)e->ms, via, ep, (unsigned long long)e->resent);
 }
 
+void ev_upgraded(const struct peer_opts *o, const char *peer, const struct rpump_event *e)
+{
+    const struct mb_conn *c = e->conn;
+    const char *via = c && c->via[0] ? c->via : "direct";
+    char ep[EP_STRLEN] = "?";
+    if (c && c->remote.ss_family)
+        ep_format((const struct sockaddr *)&c->remote, ep, sizeof ep);
+    if (o->json) {
+        if (!ev_wanted(o))
+            return;
+        json_t *ev = json_pack("{s:s, s:s, s:I, s:s, s:s}", "event", "upgraded", "peer", peer,
+                               "ms", (json_int_t)e->ms, "remote", ep, "via", via);
+        ev_emit(ev);
+        return;
+    }
+    LOG_N("%s: relay, upgraded to direct after %llu ms (%s, %s)", peer, (unsigned long long)e->ms,
+          ep, via);
+}
+
 const char *ev_exit_code(int status)
 {
     static const char *const codes[] = {

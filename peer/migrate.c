@@ -63,3 +63,11 @@ const char *migrate_why_str(enum migrate_why why)
     }
     return "?";
 }
+
+int64_t migrate_upgrade_wait_ms(int failed)
+{
+    static const int64_t waits[MIGRATE_UPGRADE_TRIES - 1] = {1000, 5000};
+    if (failed < 1 || failed >= MIGRATE_UPGRADE_TRIES)
+        return MIGRATE_UPGRADE_NO_MORE;
+    return waits[failed - 1];
+}

@@ -210,7 +210,19 @@ static void t_give_up(void)
     CHECK_INT(resume_left_ms(UINT64_MAX - 1, 0, UINT64_MAX), 1);
 }
 
+/* The upgrade's attempts: 3 in all, 1 s then 5 s between them, none after the third. */
+static void t_upgrade_waits(void)
+{
+    CHECK_INT(MIGRATE_UPGRADE_TRIES, 3);
+    CHECK(migrate_upgrade_wait_ms(0) == MIGRATE_UPGRADE_NO_MORE); /* nothing failed yet */
+    CHECK(migrate_upgrade_wait_ms(1) == 1000);
+    CHECK(migrate_upgrade_wait_ms(2) == 5000);
+    CHECK(migrate_upgrade_wait_ms(3) == MIGRATE_UPGRADE_NO_MORE);
+    CHECK(migrate_upgrade_wait_ms(99) == MIGRATE_UPGRADE_NO_MORE);
+    CHECK(migrate_upgrade_wait_ms(-1) == MIGRATE_UPGRADE_NO_MORE);
+}
+
 CHECK_MAIN(TEST(t_grace_auto), TEST(t_grace_floor), TEST(t_grace_unknown), TEST(t_grace_cap),
            TEST(t_grace_huge), TEST(t_grace_override), TEST(t_relay_first_yes),
            TEST(t_relay_first_each_no), TEST(t_why_str), TEST(t_next_tables), TEST(t_next_jitter),
-           TEST(t_give_up))
+           TEST(t_give_up), TEST(t_upgrade_waits))
