@@ -107,6 +107,15 @@ void peer_report(const struct peer_opts *o, const struct peer_link *link)
         snprintf(peer, sizeof peer, "%s (introduced by %s)", link->peer, link->server);
     else
         snprintf(peer, sizeof peer, "%s", link->peer);
+    if (link->relayed && link->resume && link->upgrade_wanted) {
+        /* relay first: the session moves to direct when an upgrade succeeds (pipe.c) */
+        LOG_N("connected to %s: relay via %s, %llu ms (relay first); direct not up yet (%s): "
+              "upgrading when it is",
+              peer, ep_format((const struct sockaddr *)&link->relay_server, ep, sizeof ep),
+              (unsigned long long)link->punch_ms,
+              link->direct_why[0] ? link->direct_why : "no reason given");
+        return;
+    }
     if (link->relayed) {
         LOG_N("connected to %s: relay via %s, %llu ms; direct %s: %s", peer,
               ep_format((const struct sockaddr *)&link->relay_server, ep, sizeof ep),
