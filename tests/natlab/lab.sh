@@ -1467,10 +1467,11 @@ lab_run_x() {
     [ "$rcb" = 0 ] || why+=("peer b exited ${rcb:-? (still running)}, expected 0")
     cmp -s "$LAB_LOG/b.out" "$LAB_LOG/a.in" || why+=("b received $(lab_size "$LAB_LOG/b.out") bytes, not a's $LAB_X_BYTES intact")
     cmp -s "$LAB_LOG/a.out" "$LAB_LOG/b.in" || why+=("a received $(lab_size "$LAB_LOG/a.out") bytes, not b's $LAB_X_BYTES intact")
-    for r in a b; do
-        grep -q "connected to .*: relay via" "$LAB_LOG/$r.err" || why+=("peer $r did not start on the relay")
-        grep -q "relay, upgraded to direct after" "$LAB_LOG/$r.err" || why+=("peer $r did not upgrade to direct")
-    done
+    # a says it in lines, b (--json) in events
+    grep -q "connected to .*: relay via .*(relay first)" "$LAB_LOG/a.err" || why+=("peer a did not start on the relay")
+    grep -q "relay, upgraded to direct after" "$LAB_LOG/a.err" || why+=("peer a did not upgrade to direct")
+    grep -q '"event":"connected".*"path":"relay"' "$LAB_LOG/b.err" || why+=("peer b has no connected event on the relay")
+    grep -q '"event":"upgraded".*"ms":[0-9]' "$LAB_LOG/b.err" || why+=("peer b has no upgraded event")
     # the server's relay: it carried bytes, and ended without a reset
     rel=$(grep -h "relay .* ended.* after .* bytes" "$LAB_LOG"/server*.err | tail -n 1)
     [ -n "$rel" ] || why+=("the server logged no relay session that carried bytes")
@@ -1488,18 +1489,19 @@ lab_run_x() {
     fi
     say "  $(human "$LAB_X_BYTES") each way intact; a done after $ta s, b after $tb s; router to router $(human $((d1 + d2)))"
     say "  server: ${rel#*relay }"
-    for r in a b; do
-        line=$(grep -h "connected to .*: relay via" "$LAB_LOG/$r.err" | tail -n 1)
-        say "  $r: FIRST ${line#*tcpunch: }"
-        line=$(grep -h "relay, upgraded to direct after" "$LAB_LOG/$r.err" | tail -n 1)
-        say "  $r: UPGRADED ${line#*tcpunch: }"
-    done
+    line=$(grep -h "connected to .*: relay via" "$LAB_LOG/a.err" | tail -n 1)
+    say "  a: FIRST ${line#*tcpunch: }"
+    line=$(grep -h "relay, upgraded to direct after" "$LAB_LOG/a.err" | tail -n 1)
+    say "  a: UPGRADED ${line#*tcpunch: }"
+    say "  b: FIRST $(grep -h '"event":"connected"' "$LAB_LOG/b.err" | tail -n 1)"
+    say "  b: UPGRADED $(grep -h '"event":"upgraded"' "$LAB_LOG/b.err" | tail -n 1)"
     return 0
 }
 
 scn_x() {   # scenario a, the direct path slowed: relay first, then the upgrade to direct
     scn_a || return 1
     DESC="scenario a, the wan router drops router-to-router SYNs for the first $LAB_X_DROP s of the punch; a $(human "$LAB_X_BYTES") transfer each way starts on the relay and moves to direct"
+    PEER_B_ARGS=(--json)   # b's events prove the JSON side (connected, upgraded)
     CUSTOM_RUN=lab_run_x
 }
 
