@@ -37,7 +37,8 @@ struct rpath_cfg {
     uint64_t timeout_ms;        /* the effective resume timeout */
     /* relay first (docs/design/resume.md 4.6, as built): epoch 0 is relayed and was joined
      * early; at the start the path side tries to upgrade the live session to direct (a resume
-     * order, direct-only, handed over as MB_CONN with upgrade), up to MIGRATE_UPGRADE_TRIES times (peer/migrate.h) */
+     * order, direct-only, handed over as MB_CONN with upgrade), up to MIGRATE_UPGRADE_TRIES
+     * times (peer/migrate.h) */
     bool upgrade;
     /* One attempt (NULL: peer_resume_link). Replaceable so that tests script the attempts; it
      * runs on a thread of its own, the path loop stays free to take MB_ENDED meanwhile. */
