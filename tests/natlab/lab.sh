@@ -1223,7 +1223,7 @@ lab_cut_progress() {
 
 lab_run_cut() {
     local LAB_PEER_TIMEOUT=$LAB_CUT_PEER_TIMEOUT   # seen by lab_peer (dynamic scope)
-    local r before i pa pb t_start t_cut ta="" tb="" rca="" rcb="" why=() now_s
+    local r before i pa pb t_start t_cut ta="" tb="" rca="" rcb="" why=() now_s tra="" trb=""
     local total=$LAB_CUT_BYTES at=$LAB_CUT_AT got=0 maxgot g outa outb ma mb
     [ "$at" -lt "$total" ] || { say "lab: LAB_CUT_AT ($at) must be below LAB_CUT_BYTES ($total)"; return 1; }
     head -c "$total" /dev/urandom >"$LAB_LOG/a.in"
@@ -1278,6 +1278,9 @@ lab_run_cut() {
         if [ -n "${CUT_FILE:-}" ]; then   # the part file goes when receive gives up: its peak
             g=$(lab_cut_progress); [ "$g" -le "$maxgot" ] || maxgot=$g
         fi
+        # time to resume: from the cut to the first `resumed with` line of each side
+        [ -n "$tra" ] || ! grep -q 'resumed with' "$LAB_LOG/a.err" 2>/dev/null || tra=$(elapsed "$t_cut")
+        [ -n "$trb" ] || ! grep -q 'resumed with' "$LAB_LOG/b.err" 2>/dev/null || trb=$(elapsed "$t_cut")
         if [ -z "$ta" ] && ! kill -0 "$pa" 2>/dev/null; then wait "$pa"; rca=$?; ta=$(elapsed "$t_cut"); fi
         if [ -z "$tb" ] && ! kill -0 "$pb" 2>/dev/null; then wait "$pb"; rcb=$?; tb=$(elapsed "$t_cut"); fi
         [ -n "$ta" ] && [ -n "$tb" ] && break
@@ -1341,6 +1344,7 @@ lab_run_cut() {
     say "  $LAB_CUT_RESULT ($LAB_CUT_NOTE)"
     [ -n "$ma" ] && say "  a: ${ma#*tcpunch: }"
     [ -n "$mb" ] && say "  b: ${mb#*tcpunch: }"
+    [ -z "$tra$trb" ] || say "  resumed ${tra:-?} s (a) and ${trb:-?} s (b) after the cut"
     # the resumes, with their times (bench/run cut reads these lines)
     for r in a b; do
         grep -h 'resumed with' "$LAB_LOG/$r.err" | while IFS= read -r line; do
