@@ -44,6 +44,10 @@ struct migrate_when {
     bool self_resume; /* our hello announced "resume" (the server offered it, --resume-timeout > 0)
                        */
     bool peer_resume; /* punch.peer_features has "resume" */
+    /* the punch carries a birthday plan (punch.birthday). As built, an upgrade is a new punch,
+     * and the server plans no second birthday punch within PROTO_BDAY_GAP_MS: relay first
+     * would trade the plan's likely direct path for the relay, so today's timing */
+    bool birthday;
 };
 
 /* Why relay first does not apply (MIGRATE_YES when it does); the first reason in this order. */
@@ -57,6 +61,8 @@ enum migrate_why {
     MIGRATE_NO_SELF_RESUME, /* resume not announced by us (or --resume-timeout 0) */
     MIGRATE_NO_PEER_RESUME, /* the peer did not announce resume: a relayed stream could never move
                              */
+    MIGRATE_BIRTHDAY,       /* a birthday plan: its window is longer than any grace, and an
+                               upgrade could not birthday-punch again for 10 s */
 };
 
 enum migrate_why migrate_relay_first_why(const struct migrate_when *w);

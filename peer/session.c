@@ -264,7 +264,9 @@ static uint64_t sess_relay_delay(struct sess *ss, const struct proto_msg *m)
         .relay_only = o->path == PROTO_PATH_RELAY,
         .direct_first = o->direct_first,
         .self_resume = set->resume_announced && *set->resume_announced && o->resume_timeout_s > 0,
-        .peer_resume = (m->u.punch.peer_features & PROTO_FEAT_RESUME) != 0};
+        .peer_resume = (m->u.punch.peer_features & PROTO_FEAT_RESUME) != 0,
+        /* the plan, not whether we took part: both sides see the same punch, so decide alike */
+        .birthday = m->u.punch.has_birthday};
     enum migrate_why why;
     uint64_t grace;
     if (ss->relay_only)

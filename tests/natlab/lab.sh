@@ -21,6 +21,8 @@
 #                  cuts' transfer size, cut point, wan shaping, blackhole length, peers' cap
 #                  (the cuts themselves: lab_cut_reboot, lab_cut_roam, lab_cut_blackhole,
 #                  lab_cut_relay, lab_run_cut, lab_cut_expect, described at "path cuts")
+#   LAB_RELAY_FIRST=1  peers without --direct-first in every scenario (default: only in x, the
+#                  others prove the punch itself, with today's timing)
 #   LAB_MIN_DIRECT_PCT=P  tally: a run of a direct scenario that the relay delivered (both
 #                  peers saying so) is a RELAY line, not a failure; the scenario passes when
 #                  every run delivered and at least P% went direct (for --repeat trials)
@@ -479,6 +481,10 @@ lab_peer() {
     local ns=$1 tag=$2; shift 2
     local extra=()
     [ -n "$LAB_PUNCH_TIMEOUT" ] && extra+=(--timeout "$LAB_PUNCH_TIMEOUT")
+    # the scenarios prove the punch itself (a slow punch would otherwise start on the relay and
+    # move later): today's timing, except where a scenario is about relay first (x) or
+    # LAB_RELAY_FIRST=1 asks for it everywhere
+    [ "${LAB_RELAY_FIRST:-0}" = 1 ] || [ "${RELAY_FIRST:-0}" = 1 ] || extra+=(--direct-first)
     # shellcheck disable=SC2086
     # each peer its own identity, never the invoking user's ~/.config/tcpunch
     X "$ns" env TCPUNCH_HOME="$LAB_LOG/home.$tag" timeout -k 5 "$LAB_PEER_TIMEOUT" "$TP_BIN" $LAB_VERBOSE --server "$SERVER" "${extra[@]}" "$@" \
@@ -1506,6 +1512,7 @@ scn_x() {   # scenario a, the direct path slowed: relay first, then the upgrade 
     scn_a || return 1
     DESC="scenario a, the wan router drops router-to-router SYNs for the first $LAB_X_DROP s of the punch; a $(human "$LAB_X_BYTES") transfer each way starts on the relay and moves to direct"
     PEER_B_ARGS=(--json)   # b's events prove the JSON side (connected, upgraded)
+    RELAY_FIRST=1          # no --direct-first (lab_peer)
     CUSTOM_RUN=lab_run_x
 }
 
@@ -1571,7 +1578,7 @@ lab_run_once() {
     LAB_RUN="${LAB_PREFIX}${it}${s}-"
     LAB_LOG="$LAB_TMP/$s.$it"
     mkdir -p "$LAB_LOG"
-    HOST_A="" HOST_B="" ROUTERS="" WHERE_A="" WHERE_B="" ACCT_WHAT="router-to-router""" PEER_A_ARGS=() PEER_B_ARGS=() RELAY_VIA="" LAB_EXTRA_PORTS="" SERVER_ARGS=(--probe-listen "$SERVER_IP:$((SERVER_PORT + 1))") NC_A=7 NC_B=7 EXPECT_PATH=direct EXPECT_WHY="" PRE_HOOK="" POST_CHECK="" CUSTOM_RUN="" LAB_ACCT_NS="" LAB_ACCT_FAM=bridge RC_a="" RC_b="" WAN_MODE=""
+    HOST_A="" HOST_B="" ROUTERS="" WHERE_A="" WHERE_B="" ACCT_WHAT="router-to-router""" PEER_A_ARGS=() PEER_B_ARGS=() RELAY_VIA="" LAB_EXTRA_PORTS="" SERVER_ARGS=(--probe-listen "$SERVER_IP:$((SERVER_PORT + 1))") NC_A=7 NC_B=7 RELAY_FIRST=0 EXPECT_PATH=direct EXPECT_WHY="" PRE_HOOK="" POST_CHECK="" CUSTOM_RUN="" LAB_ACCT_NS="" LAB_ACCT_FAM=bridge RC_a="" RC_b="" WAN_MODE=""
     LAB_PORTNO=() LAB_WANPORT=() LAB_WAN6=() LAB_SYN_BASE=() LAB_UPSTREAM=()
     head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/a.in"
     head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/b.in"

@@ -117,6 +117,9 @@ static void t_relay_first_each_no(void)
     w = all_yes(), w.peer_resume = false;
     CHECK(!migrate_relay_first(&w));
     CHECK_INT(migrate_relay_first_why(&w), MIGRATE_NO_PEER_RESUME);
+    w = all_yes(), w.birthday = true;
+    CHECK(!migrate_relay_first(&w));
+    CHECK_INT(migrate_relay_first_why(&w), MIGRATE_BIRTHDAY);
 
     /* all off: the first reason in the documented order */
     w = (struct migrate_when){.no_relay = true, .relay_only = true, .direct_first = true};
@@ -134,6 +137,7 @@ static void t_why_str(void)
     CHECK_STR(migrate_why_str(MIGRATE_DIRECT_FIRST), "--direct-first");
     CHECK_STR(migrate_why_str(MIGRATE_NO_SELF_RESUME), "resume not announced");
     CHECK_STR(migrate_why_str(MIGRATE_NO_PEER_RESUME), "the peer has no resume");
+    CHECK_STR(migrate_why_str(MIGRATE_BIRTHDAY), "a birthday punch");
     CHECK_STR(migrate_why_str((enum migrate_why)99), "?");
 }
 
