@@ -21,8 +21,8 @@ _tcpunch()
     local opts="--server --id --port --timeout --direct-timeout --no-relay --relay-only
         --peer-key --plain --secret-file --no-retry --forward --allow --allow-anyone --local
         --max-sessions --dir --force --from --from-anyone --dotfiles --max-bytes --max-files
-        --birthday-k --birthday-m --resume-timeout --resume-buffer --verbose --quiet --json --help
-        --version"
+        --birthday-k --birthday-m --resume-timeout --resume-buffer --relay-grace --direct-first
+        --verbose --quiet --json --help --version"
 
     case $prev in
     --dir)
@@ -39,7 +39,7 @@ _tcpunch()
         ;;
     -s | --server | -i | --id | -p | --port | -t | --timeout | --direct-timeout | --peer-key | \
         --forward | --allow | --local | --max-sessions | --max-bytes | --max-files | --birthday-k | \
-        --birthday-m | --resume-timeout | --resume-buffer)
+        --birthday-m | --resume-timeout | --resume-buffer | --relay-grace)
         return
         ;;
     esac
@@ -55,7 +55,7 @@ _tcpunch()
         -s | --server | -i | --id | -p | --port | -t | --timeout | --direct-timeout | \
             --peer-key | --secret-file | --forward | --allow | --local | --max-sessions | --dir | \
             --from | --max-bytes | --max-files | --birthday-k | --birthday-m | --resume-timeout | \
-            --resume-buffer)
+            --resume-buffer | --relay-grace)
             ((i++))
             ;;
         -*) ;;

@@ -32,6 +32,8 @@ static const char *const cfg_names[CFG_NKEYS] = {
     [CFG_BIRTHDAY_M] = "birthday-m",
     [CFG_RESUME_TIMEOUT] = "resume-timeout",
     [CFG_RESUME_BUFFER] = "resume-buffer",
+    [CFG_RELAY_GRACE] = "relay-grace",
+    [CFG_DIRECT_FIRST] = "direct-first",
 };
 
 static int cfg_key_of(const char *name)
@@ -173,6 +175,12 @@ static int cfg_set(struct peer_opts *o, int k, const char *v, const char **why)
     case CFG_RESUME_BUFFER:
         *why = "not a size from 64K to 1G";
         return opts_resume_buffer(v, &o->resume_buffer);
+    case CFG_RELAY_GRACE:
+        *why = "not auto or a number of ms from 0 to 60000";
+        return opts_relay_grace(v, &o->relay_grace_ms);
+    case CFG_DIRECT_FIRST:
+        *why = "not true or false";
+        return cfg_bool(v, &o->direct_first);
     default: /* CFG_NO_RETRY */
         *why = "not true or false";
         return cfg_bool(v, &o->no_retry);
@@ -209,7 +217,7 @@ static int cfg_line(struct peer_opts *o, char *text, int line, bool *seen, char 
         return cfg_bad(err, errlen, &o->cfg, line,
                        "unknown key \"%s\" (server, id, port, timeout, direct-timeout, relay, "
                        "secret-file, verbose, quiet, no-retry, dir, birthday-k, birthday-m, "
-                       "resume-timeout, resume-buffer)",
+                       "resume-timeout, resume-buffer, relay-grace, direct-first)",
                        key);
     if (seen[k])
         return cfg_bad(err, errlen, &o->cfg, line, "%s is set twice", key);
@@ -313,4 +321,10 @@ void cfg_show(const struct peer_opts *o, FILE *out)
     cfg_row(o, out, CFG_RESUME_TIMEOUT, v);
     cfg_size(o->resume_buffer, v, sizeof v);
     cfg_row(o, out, CFG_RESUME_BUFFER, v);
+    if (o->relay_grace_ms < 0)
+        snprintf(v, sizeof v, "auto");
+    else
+        snprintf(v, sizeof v, "%lld", (long long)o->relay_grace_ms);
+    cfg_row(o, out, CFG_RELAY_GRACE, v);
+    cfg_row(o, out, CFG_DIRECT_FIRST, o->direct_first ? "true" : "false");
 }

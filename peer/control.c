@@ -850,7 +850,8 @@ static void ctl_resume_init(struct ctl *c, const struct resume_link_cfg *r)
                                    .role = rc->role,
                                    .rs = rc->rs,
                                    .last_epoch = r->last_epoch,
-                                   .rx = r->rx};
+                                   .rx = r->rx,
+                                   .direct_only = r->direct_only};
     c->sess.resume = &c->sres;
     uv_timer_init(c->loop, &c->watch);
     c->watch.data = c;

@@ -107,6 +107,15 @@ void peer_report(const struct peer_opts *o, const struct peer_link *link)
         snprintf(peer, sizeof peer, "%s (introduced by %s)", link->peer, link->server);
     else
         snprintf(peer, sizeof peer, "%s", link->peer);
+    if (link->relayed && link->resume && link->upgrade_wanted) {
+        /* relay first: the session moves to direct when an upgrade succeeds (pipe.c) */
+        LOG_N("connected to %s: relay via %s, %llu ms (relay first); direct not up yet (%s): "
+              "upgrading when it is",
+              peer, ep_format((const struct sockaddr *)&link->relay_server, ep, sizeof ep),
+              (unsigned long long)link->punch_ms,
+              link->direct_why[0] ? link->direct_why : "no reason given");
+        return;
+    }
     if (link->relayed) {
         LOG_N("connected to %s: relay via %s, %llu ms; direct %s: %s", peer,
               ep_format((const struct sockaddr *)&link->relay_server, ep, sizeof ep),
@@ -167,6 +176,25 @@ void ev_resumed(const struct peer_opts *o, const char *peer, const struct rpump_
     else
         LOG_N("resumed with %s after %llu ms via %s, %s; resent %llu bytes", peer,
               (unsigned long long)e->ms, via, ep, (unsigned long long)e->resent);
+}
+
+void ev_upgraded(const struct peer_opts *o, const char *peer, const struct rpump_event *e)
+{
+    const struct mb_conn *c = e->conn;
+    const char *via = c && c->via[0] ? c->via : "direct";
+    char ep[EP_STRLEN] = "?";
+    if (c && c->remote.ss_family)
+        ep_format((const struct sockaddr *)&c->remote, ep, sizeof ep);
+    if (o->json) {
+        if (!ev_wanted(o))
+            return;
+        json_t *ev = json_pack("{s:s, s:s, s:I, s:s, s:s}", "event", "upgraded", "peer", peer,
+                               "ms", (json_int_t)e->ms, "remote", ep, "via", via);
+        ev_emit(ev);
+        return;
+    }
+    LOG_N("%s: relay, upgraded to direct after %llu ms (%s, %s)", peer, (unsigned long long)e->ms,
+          ep, via);
 }
 
 const char *ev_exit_code(int status)

@@ -30,6 +30,10 @@ void ev_suspended(const struct peer_opts *o, const char *peer, const char *why, 
  * "remote":..,"epoch":N,"resent":N} */
 struct rpump_event;
 void ev_resumed(const struct peer_opts *o, const char *peer, const struct rpump_event *e);
+/* relay first, then direct: the live session moved to a direct connection after e->ms (from
+ * the session's start); the line "PEER: relay, upgraded to direct after N ms (EP, VIA)", or
+ * the event `upgraded` {peer, ms, remote, via} */
+void ev_upgraded(const struct peer_opts *o, const char *peer, const struct rpump_event *e);
 
 /* {"event":"error","code":..,"message":..,"exit":N}: the program's last line when it fails.
  * message NULL: a generic one for the exit status. */

@@ -46,6 +46,9 @@ struct peer_link {
     unsigned char rs[32];             /* resumption secret (SHAKE_RS_BYTES); wiped with the keys */
     uint64_t resume_ms;               /* effective --resume-timeout: min of both sides */
     uint64_t peer_buf;                /* the peer's shake.resume.buf */
+    /* relay first applied at epoch 0 (docs/design/resume.md 4.6, as built): the relay was
+     * joined after the grace, so a relayed epoch 0 is upgraded to direct by the path side */
+    bool upgrade_wanted;
     /* a link made by a resume handshake (peer/rshake): its epoch (>= 1), the peer's receive
      * offset from it, and whether the peer answered `gone` (its session ended) */
     uint32_t epoch;

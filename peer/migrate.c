@@ -33,6 +33,8 @@ enum migrate_why migrate_relay_first_why(const struct migrate_when *w)
         return MIGRATE_NO_SELF_RESUME;
     if (!w->peer_resume)
         return MIGRATE_NO_PEER_RESUME;
+    if (w->birthday)
+        return MIGRATE_BIRTHDAY;
     return MIGRATE_YES;
 }
 
@@ -60,6 +62,16 @@ const char *migrate_why_str(enum migrate_why why)
         return "resume not announced";
     case MIGRATE_NO_PEER_RESUME:
         return "the peer has no resume";
+    case MIGRATE_BIRTHDAY:
+        return "a birthday punch";
     }
     return "?";
+}
+
+int64_t migrate_upgrade_wait_ms(int failed)
+{
+    static const int64_t waits[MIGRATE_UPGRADE_TRIES - 1] = {1000, 5000};
+    if (failed < 1 || failed >= MIGRATE_UPGRADE_TRIES)
+        return MIGRATE_UPGRADE_NO_MORE;
+    return waits[failed - 1];
 }

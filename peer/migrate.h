@@ -44,6 +44,10 @@ struct migrate_when {
     bool self_resume; /* our hello announced "resume" (the server offered it, --resume-timeout > 0)
                        */
     bool peer_resume; /* punch.peer_features has "resume" */
+    /* the punch carries a birthday plan (punch.birthday). As built, an upgrade is a new punch,
+     * and the server plans no second birthday punch within PROTO_BDAY_GAP_MS: relay first
+     * would trade the plan's likely direct path for the relay, so today's timing */
+    bool birthday;
 };
 
 /* Why relay first does not apply (MIGRATE_YES when it does); the first reason in this order. */
@@ -57,12 +61,23 @@ enum migrate_why {
     MIGRATE_NO_SELF_RESUME, /* resume not announced by us (or --resume-timeout 0) */
     MIGRATE_NO_PEER_RESUME, /* the peer did not announce resume: a relayed stream could never move
                              */
+    MIGRATE_BIRTHDAY,       /* a birthday plan: its window is longer than any grace, and an
+                               upgrade could not birthday-punch again for 10 s */
 };
 
 enum migrate_why migrate_relay_first_why(const struct migrate_when *w);
 /* Relay first applies: join the relay after migrate_grace_ms and keep punching for an upgrade.
  * false: today's timing (relay at --direct-timeout, if at all). */
 bool migrate_relay_first(const struct migrate_when *w);
+/* The upgrade's attempts (as built, resume.md 4.6): at most MIGRATE_UPGRADE_TRIES (DCUtR's
+ * 3), the second 1 s after the first failed, the third 5 s after the second: a direct path
+ * slowed by loss usually comes within seconds, and a failed attempt costs a control connection
+ * and a punch. The wait before the next attempt after `failed` failed ones (1..), or
+ * MIGRATE_UPGRADE_NO_MORE when the session stays on the relay. */
+#define MIGRATE_UPGRADE_TRIES 3
+#define MIGRATE_UPGRADE_NO_MORE (-1)
+int64_t migrate_upgrade_wait_ms(int failed);
+
 /* A few words for -v ("relay first", "no relay offered", ...); never NULL. */
 const char *migrate_why_str(enum migrate_why why);
 

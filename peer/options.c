@@ -13,6 +13,7 @@
 #include "common/srvlist.h"
 #include "common/vis.h"
 #include "peer/config.h"
+#include "peer/migrate.h"
 #include "peer/options.h"
 #include "proto/auth.h"
 
@@ -24,7 +25,7 @@ enum { OPTS_DIR = 700, OPTS_FORCE, OPTS_FROM, OPTS_FROM_ANYONE, OPTS_DOTFILES,
        OPTS_MAX_BYTES, OPTS_MAX_FILES };
 enum { OPTS_FORWARD = 600, OPTS_LOCAL, OPTS_ALLOW, OPTS_MAX_SESSIONS, OPTS_ALLOW_ANYONE };
 enum { OPTS_BIRTHDAY_K = 800, OPTS_BIRTHDAY_M };
-enum { OPTS_RESUME_TIMEOUT = 900, OPTS_RESUME_BUFFER };
+enum { OPTS_RESUME_TIMEOUT = 900, OPTS_RESUME_BUFFER, OPTS_RELAY_GRACE, OPTS_DIRECT_FIRST };
 
 void opts_usage(FILE *out)
 {
@@ -104,6 +105,12 @@ void opts_usage(FILE *out)
           "                          ... keep up to SIZE bytes sent but not yet\n"
           "                          acknowledged, to resend after a resume (K, M, G:\n"
           "                          powers of 1024; default 8M, 64K to 1G)\n"
+          "      --relay-grace MS    connect, listen: relay first, then direct: when the\n"
+          "                          server offers a relay and both sides resume, join it\n"
+          "                          after MS ms (default: 2 server round trips, 50 ms at\n"
+          "                          least; 0 to 60000) and move to direct when it comes\n"
+          "      --direct-first      ... wait --direct-timeout for direct, as before; no\n"
+          "                          upgrade\n"
           "      --forward HOST:PORT listen: stay registered and serve the peers that\n"
           "                          --allow or --allow-anyone admits, each over its own\n"
           "                          TCP connection to HOST:PORT (many at once)\n"
@@ -171,8 +178,8 @@ void opts_usage(FILE *out)
           "Settings: flags > environment > config file ($TCPUNCH_HOME/config, default\n"
           "~/.config/tcpunch/config: key = value lines for server, id, port, timeout,\n"
           "direct-timeout, relay (auto/never/only), secret-file, verbose, quiet, no-retry,\n"
-          "dir, birthday-k, birthday-m, resume-timeout, resume-buffer) > defaults; `tcpunch\n"
-          "config` shows them. See tcpunch(1).\n"
+          "dir, birthday-k, birthday-m, resume-timeout, resume-buffer, relay-grace,\n"
+          "direct-first) > defaults; `tcpunch config` shows them. See tcpunch(1).\n"
           "\n"
           "Examples:\n"
           "  tcpunch -s vps.example:7000 -i bob listen > received.bin\n"
@@ -220,6 +227,20 @@ int opts_resume_timeout(const char *s, uint32_t *out)
     if (opts_number(s, 0, PROTO_RESUME_TIMEOUT_MAX, &v) < 0 || v != (uint32_t)v)
         return -1;
     *out = (uint32_t)v;
+    return 0;
+}
+
+/* --relay-grace: whole ms, 0..PEER_RELAY_GRACE_MAX ("auto" in a config file: automatic) */
+int opts_relay_grace(const char *s, int64_t *out)
+{
+    double v;
+    if (strcmp(s, "auto") == 0) {
+        *out = MIGRATE_GRACE_AUTO;
+        return 0;
+    }
+    if (opts_number(s, 0, PEER_RELAY_GRACE_MAX, &v) < 0 || v != (int64_t)v)
+        return -1;
+    *out = (int64_t)v;
     return 0;
 }
 
@@ -356,6 +377,8 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
         {"birthday-m", required_argument, NULL, OPTS_BIRTHDAY_M},
         {"resume-timeout", required_argument, NULL, OPTS_RESUME_TIMEOUT},
         {"resume-buffer", required_argument, NULL, OPTS_RESUME_BUFFER},
+        {"relay-grace", required_argument, NULL, OPTS_RELAY_GRACE},
+        {"direct-first", no_argument, NULL, OPTS_DIRECT_FIRST},
         {NULL, 0, NULL, 0}};
     const char *env, *secret_file = getenv("TCPUNCH_SECRET_FILE");
     char cfg_err[PATH_MAX + 400];
@@ -371,6 +394,7 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
     o->birthday_m = PEER_DEFAULT_BIRTHDAY_M;
     o->resume_timeout_s = PEER_DEFAULT_RESUME_TIMEOUT;
     o->resume_buffer = PEER_DEFAULT_RESUME_BUFFER;
+    o->relay_grace_ms = MIGRATE_GRACE_AUTO;
     opts_default_id(o->id, sizeof o->id);
     /* flags > environment > config file > defaults */
     if ((rc = cfg_load(o, cfg_err, sizeof cfg_err)) != EXIT_DONE)
@@ -489,6 +513,14 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
         case OPTS_RESUME_BUFFER:
             if (opts_resume_buffer(optarg, &o->resume_buffer) < 0)
                 return opts_bad("--resume-buffer: \"%s\" is not a size from 64K to 1G", optarg);
+            break;
+        case OPTS_RELAY_GRACE:
+            if (opts_relay_grace(optarg, &o->relay_grace_ms) < 0)
+                return opts_bad("--relay-grace: \"%s\" is not a number of ms from 0 to %d",
+                                optarg, PEER_RELAY_GRACE_MAX);
+            break;
+        case OPTS_DIRECT_FIRST:
+            o->direct_first = true;
             break;
         case OPTS_DIR:
             o->dir = optarg;

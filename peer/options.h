@@ -30,6 +30,8 @@ int opts_peer_entry(const char *opt, const char *arg, char *id, char *fp, size_t
  * (K, M, G suffixes; PROTO_RESUME_BUF_MIN to _MAX), as the flags and the config file take
  * them. 0, or -1 when the value is not valid. */
 int opts_resume_timeout(const char *s, uint32_t *out);
+/* --relay-grace MS (0..PEER_RELAY_GRACE_MAX) or "auto" (MIGRATE_GRACE_AUTO); -1 when bad */
+int opts_relay_grace(const char *s, int64_t *out);
 int opts_resume_buffer(const char *s, uint64_t *out);
 
 void opts_usage(FILE *out);

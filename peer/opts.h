@@ -26,6 +26,8 @@ enum cfg_key {
     CFG_BIRTHDAY_M,
     CFG_RESUME_TIMEOUT,
     CFG_RESUME_BUFFER,
+    CFG_RELAY_GRACE,
+    CFG_DIRECT_FIRST,
     CFG_NKEYS
 };
 
@@ -51,6 +53,8 @@ struct cfg {
 /* --resume-timeout (s) and --resume-buffer (bytes): docs/design/resume.md 4.3 */
 #define PEER_DEFAULT_RESUME_TIMEOUT 120
 #define PEER_DEFAULT_RESUME_BUFFER (8u * 1024 * 1024)
+/* --relay-grace MS: at most a minute (--direct-timeout caps it anyway) */
+#define PEER_RELAY_GRACE_MAX 60000
 
 struct peer_opts {
     const char *server; /* HOST:PORT as given, or a comma-separated list of them */
@@ -102,6 +106,11 @@ struct peer_opts {
      * session layer is off, today's stream), --resume-buffer BYTES (the resend ring) */
     uint32_t resume_timeout_s;
     uint64_t resume_buffer;
+    /* relay first, then direct (README, "Relay first"; docs/design/resume.md 4.6):
+     * --relay-grace MS (MIGRATE_GRACE_AUTO, -1: automatic) and --direct-first (today's timing,
+     * no upgrade) */
+    int64_t relay_grace_ms;
+    bool direct_first;
 };
 
 #endif

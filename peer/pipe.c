@@ -42,7 +42,10 @@ static void pipe_event(void *arg, const struct rpump_event *e)
         ev_suspended(pc->o, pc->link->peer, e->why, e->tx, e->rx);
         return;
     }
-    ev_resumed(pc->o, pc->link->peer, e);
+    if (e->kind == RPUMP_UPGRADED)
+        ev_upgraded(pc->o, pc->link->peer, e);
+    else
+        ev_resumed(pc->o, pc->link->peer, e);
 }
 
 static int pipe_status(enum rpump_status s)
@@ -89,6 +92,8 @@ static int pipe_resumable(const struct peer_opts *o, struct peer_link *link, int
         pcfg.attempt = pp->attempt;
         pcfg.attempt_arg = pp->arg;
     }
+    /* relay first applied and the relay won epoch 0: move to direct when it comes */
+    pcfg.upgrade = link->relayed && link->upgrade_wanted;
     sodium_memzero(link->rs, sizeof link->rs);
 
     memset(&first, 0, sizeof first);
@@ -127,9 +132,11 @@ static int pipe_resumable(const struct peer_opts *o, struct peer_link *link, int
     rpath_stop(rp);
     sodium_memzero(&first, sizeof first);
     rc = pipe_status(s);
-    LOG_I("closed: sent %llu bytes, received %llu bytes, %u resume%s, %llu bytes resent",
+    LOG_I("closed: sent %llu bytes, received %llu bytes, %u resume%s, %u upgrade%s, %llu bytes "
+          "resent",
           (unsigned long long)st.sent, (unsigned long long)st.received, st.resumes,
-          st.resumes == 1 ? "" : "s", (unsigned long long)st.resent);
+          st.resumes == 1 ? "" : "s", st.upgrades, st.upgrades == 1 ? "" : "s",
+          (unsigned long long)st.resent);
     if (st.first_rx_us)
         LOG_I("first byte received at %llu.%06llu (wall clock)",
               (unsigned long long)(st.first_rx_us / 1000000u),

@@ -19,6 +19,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "peer/exit.h"
+#include "peer/migrate.h"
 #include "peer/resume.h"
 
 struct rpath {
@@ -39,6 +40,12 @@ struct rpath {
     uint64_t rx;               /* our receive offset at the failure (MB_LOST's conn.peer_rx) */
     uint32_t last_epoch;       /* the newest epoch attached (MB_LOST's conn.epoch) */
     int failures;              /* attempts failed in this suspension: the index into the waits */
+    /* the upgrade (rpath.h, cfg.upgrade): the running attempt is one, how many failed, and
+     * the timer between them; a loss or the session's end stops upgrading for good */
+    bool upgrading;
+    bool upgrade_over;
+    int up_failed;
+    uv_timer_t up_wait;
     struct resume_link_cfg rl; /* the running attempt's input */
     int rc;                    /* the attempt's result, its link and why */
     struct peer_link link;
@@ -77,9 +84,10 @@ static void give_up_deadline(struct rpath *r)
 }
 
 /* The attempt's link becomes MB_CONN; the box owns fd and keys from here, ours are wiped. */
-static void hand_over(struct rpath *r)
+static void hand_over(struct rpath *r, bool upgrade)
 {
     struct mb_msg m = {.kind = MB_CONN};
+    m.conn.upgrade = upgrade;
     m.conn.fd = r->link.fd;
     m.conn.epoch = r->link.epoch;
     memcpy(m.conn.tx, r->link.tx_key, sizeof m.conn.tx);
@@ -116,6 +124,84 @@ static void *attempt_main(void *arg)
 
 static void finish(struct rpath *r);
 static void retry_later(struct rpath *r, bool not_found);
+static void start_attempt(struct rpath *r);
+
+/* --- the upgrade (relay first, docs/design/resume.md 4.6 "As built") ---------------------
+ * A resume order for the live session, direct-only, through peer_resume_link: the initiator
+ * asks, the responder re-registers with replace and waits for it, both at once. A won
+ * connection goes to the data plane as MB_CONN with upgrade (rpump moves the session off the
+ * relay). A failure changes nothing for the session: it stays on the relay. */
+
+/* Long enough for a registration and a whole punch (--timeout), bounded so that a peer that
+ * does not take part (--direct-first there) costs a few asks, not the session's life. */
+static uint64_t up_deadline(const struct rpath *r, uint64_t now)
+{
+    return now + r->c.o->timeout_ms + RESUME_NF_EVERY_MS;
+}
+
+static void up_start(struct rpath *r)
+{
+    uint64_t now = clk_ms();
+    if (r->ended || r->suspended || r->working || r->upgrade_over)
+        return;
+    memset(&r->link, 0, sizeof r->link);
+    r->link.fd = -1;
+    r->why[0] = '\0';
+    r->cancel = 0;
+    /* rx 0: a stale ACK the peer takes as "nothing new" (rs_upgrade), and epoch 0 the only
+     * one attached: the upgrade is epoch 1 */
+    r->rl = (struct resume_link_cfg){.c = &r->c,
+                                     .rx = 0,
+                                     .last_epoch = 0,
+                                     .deadline_ms = up_deadline(r, now),
+                                     .cancel = &r->cancel,
+                                     .direct_only = true};
+    int rc = pthread_create(&r->worker, NULL, attempt_main, r);
+    if (rc != 0) {
+        LOG_D("upgrade: cannot start an attempt: %s; staying on the relay", strerror(rc));
+        r->upgrade_over = true;
+        return;
+    }
+    LOG_D("upgrade: attempt %d of %d to move the session with %s to direct", r->up_failed + 1,
+          MIGRATE_UPGRADE_TRIES, r->c.peer);
+    r->working = r->upgrading = true;
+}
+
+static void on_up_wait(uv_timer_t *t)
+{
+    up_start(t->data);
+}
+
+/* The upgrade attempt returned (its thread joined). */
+static void up_done(struct rpath *r)
+{
+    r->upgrading = false;
+    if (r->suspended) {
+        /* lost meanwhile (on_lost cancelled us): the resume takes over; whatever the upgrade
+         * won is dropped (the peer sees it fail and resumes too) */
+        wipe_link(&r->link);
+        r->cancel = 0;
+        r->upgrade_over = true;
+        start_attempt(r);
+        return;
+    }
+    if (r->rc == EXIT_DONE && !r->link.gone && !r->link.relayed) {
+        r->upgrade_over = true;
+        hand_over(r, true);
+        return;
+    }
+    wipe_link(&r->link);
+    int64_t w = migrate_upgrade_wait_ms(++r->up_failed);
+    if (w == MIGRATE_UPGRADE_NO_MORE) {
+        LOG_I("upgrade to direct with %s failed %d times (%s); staying on the relay", r->c.peer,
+              r->up_failed, r->why[0] ? r->why : "no reason");
+        r->upgrade_over = true;
+        return;
+    }
+    LOG_D("upgrade: attempt failed (%s); next in %lld ms", r->why[0] ? r->why : "no reason",
+          (long long)w);
+    uv_timer_start(&r->up_wait, on_up_wait, (uint64_t)w, 0);
+}
 
 /* The next attempt, unless the deadline passed. */
 static void start_attempt(struct rpath *r)
@@ -193,13 +279,17 @@ static void on_done(uv_async_t *a)
         finish(r);
         return;
     }
+    if (r->upgrading) {
+        up_done(r);
+        return;
+    }
     if (r->rc == EXIT_DONE && r->link.gone) {
         char why[MB_WHY];
         snprintf(why, sizeof why, "%s has ended this session", r->c.peer);
         wipe_link(&r->link);
         give_up(r, EXIT_LOST, why);
     } else if (r->rc == EXIT_DONE) {
-        hand_over(r);
+        hand_over(r, false);
         if (r->suspended) /* the mailbox refused it: try again */
             retry_later(r, false);
     } else {
@@ -220,10 +310,18 @@ static void on_lost(struct rpath *r, const struct mb_msg *m)
     r->rx = m->conn.peer_rx;
     r->last_epoch = m->conn.epoch;
     r->failures = 0;
-    r->cancel = 0;
+    if (!r->working)
+        r->cancel = 0;
     LOG_D("resume: lost (%s); looking for %s for up to %llu ms", m->why, r->c.peer,
           (unsigned long long)r->c.timeout_ms);
     uv_timer_start(&r->deadline, on_deadline, r->c.timeout_ms, 0);
+    uv_timer_stop(&r->up_wait);
+    r->upgrade_over = true; /* the resume may come direct anyway; no upgrade after a loss */
+    if (r->working && r->upgrading) {
+        /* the upgrade's thread stops soon; up_done starts the resume */
+        __atomic_store_n(&r->cancel, 1, __ATOMIC_RELEASE);
+        return;
+    }
     start_attempt(r);
 }
 
@@ -235,6 +333,7 @@ static void finish(struct rpath *r)
     r->suspended = false;
     uv_timer_stop(&r->wait);
     uv_timer_stop(&r->deadline);
+    uv_timer_stop(&r->up_wait);
     if (!r->working)
         uv_stop(&r->loop);
 }
@@ -284,7 +383,8 @@ static int open_loop(struct rpath *r)
     }
     uv_timer_init(&r->loop, &r->wait); /* cannot fail */
     uv_timer_init(&r->loop, &r->deadline);
-    r->wait.data = r->deadline.data = r->done.data = r->stop.data = r;
+    uv_timer_init(&r->loop, &r->up_wait);
+    r->wait.data = r->deadline.data = r->done.data = r->stop.data = r->up_wait.data = r;
     return 0;
 no_box:
     uv_close((uv_handle_t *)&r->stop, NULL);
@@ -309,6 +409,7 @@ static void close_loop(struct rpath *r)
 {
     uv_close((uv_handle_t *)&r->wait, NULL);
     uv_close((uv_handle_t *)&r->deadline, NULL);
+    uv_close((uv_handle_t *)&r->up_wait, NULL);
     uv_close((uv_handle_t *)&r->done, NULL);
     uv_close((uv_handle_t *)&r->stop, NULL);
     mb_close(&r->mb, on_closed);
@@ -325,6 +426,11 @@ struct rpath *rpath_start(const struct rpath_cfg *c)
     r->link.fd = -1;
     if (open_loop(r) != 0)
         goto fail;
+    /* the upgrade starts with the session (both sides at once); the timer runs once the path
+     * thread's loop does (pthread_create orders this before it) */
+    r->upgrade_over = !c->upgrade;
+    if (c->upgrade)
+        uv_timer_start(&r->up_wait, on_up_wait, 0, 0);
     int rc = pthread_create(&r->thread, NULL, path_main, r);
     if (rc != 0) {
         close_loop(r);

@@ -36,6 +36,11 @@ struct rpath_cfg {
     unsigned char rs[32];       /* copied; wiped at rpath_stop */
     char server[SL_NAME];       /* the rendezvous that introduced us: tried first */
     uint64_t timeout_ms;        /* the effective resume timeout */
+    /* relay first (docs/design/resume.md 4.6, as built): epoch 0 is relayed and was joined
+     * early; at the start the path side tries to upgrade the live session to direct (a resume
+     * order, direct-only, handed over as MB_CONN with upgrade), up to MIGRATE_UPGRADE_TRIES
+     * times (peer/migrate.h) */
+    bool upgrade;
     /* One attempt (NULL: peer_resume_link). Replaceable so that tests script the attempts; it
      * runs on a thread of its own, the path loop stays free to take MB_ENDED meanwhile. */
     int (*attempt)(const struct resume_link_cfg *r, struct peer_link *link, char *why,
@@ -65,6 +70,7 @@ struct resume_link_cfg {
     uint32_t last_epoch;
     uint64_t deadline_ms; /* clk_ms() after which the attempt gives up */
     const volatile int *cancel;
+    bool direct_only; /* an upgrade: ignore a relay offer, give up on a punch without direct */
 };
 int peer_resume_link(const struct resume_link_cfg *r, struct peer_link *link, char *why,
                      size_t whylen);

@@ -34,6 +34,7 @@ struct rpump {
     bool lost_pending; /* MB_LOST to push (the mailbox was full) */
     char lost_why[MB_WHY];
     uint64_t lost_ms; /* when the current connection failed (0: not suspended) */
+    uint64_t start_ms; /* when epoch 0 was attached: an upgrade's ms counts from it */
     uint32_t last_epoch;
     bool done; /* the session is DONE: only our output is left to finish */
 };
@@ -163,9 +164,13 @@ static int rpump_attach(struct rpump *p, struct mb_conn *k, bool upgrade, uint64
     if (k->epoch == 0)
         return 0;
     p->st->resumes += upgrade ? 0 : 1;
-    struct rpump_event e = {.kind = RPUMP_RESUMED,
+    p->st->upgrades += upgrade ? 1 : 0;
+    /* an upgrade is no recovery: its ms is the session's age (from epoch 0's attach) */
+    struct rpump_event e = {.kind = upgrade ? RPUMP_UPGRADED : RPUMP_RESUMED,
                             .epoch = k->epoch,
-                            .ms = p->lost_ms && !upgrade ? now - p->lost_ms : 0,
+                            .ms = upgrade      ? now - p->start_ms
+                                  : p->lost_ms ? now - p->lost_ms
+                                               : 0,
                             .resent = high > k->peer_rx ? high - k->peer_rx : 0,
                             .tx = rs_tx_acked(rst_sess(&p->rs)),
                             .rx = rs_rx(rst_sess(&p->rs)),
@@ -427,7 +432,8 @@ enum rpump_status rpump_run(const struct rpump_cfg *c, struct mbox *mb, int in, 
         goto out;
     }
     sig = true;
-    if (rpump_attach(&p, first, false, clk_ms()) < 0) {
+    p.start_ms = clk_ms();
+    if (rpump_attach(&p, first, false, p.start_ms) < 0) {
         snprintf(err, errlen, "the first connection was refused");
         goto out;
     }

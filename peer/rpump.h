@@ -21,6 +21,8 @@ enum rpump_ev_kind {
     RPUMP_SUSPENDED, /* the current connection failed: why, tx, rx */
     RPUMP_RESUMED,   /* a new connection carries the session: ms (since the failure), epoch,
                         resent (bytes sent again) */
+    RPUMP_UPGRADED,  /* a live session moved to a new connection (relay first, then direct):
+                        ms since epoch 0 was attached, epoch, conn */
 };
 
 struct rpump_event {
@@ -30,7 +32,7 @@ struct rpump_event {
     uint32_t epoch;
     uint64_t resent;
     uint64_t tx, rx; /* session offsets: ours sent and acknowledged, the peer's received */
-    const struct mb_conn *conn; /* RESUMED: the connection attached (how it was made) */
+    const struct mb_conn *conn; /* RESUMED, UPGRADED: the connection attached (how it was made) */
 };
 
 struct rpump_cfg {
@@ -57,6 +59,7 @@ struct rpump_stats {
     uint64_t first_rx_us;    /* clk_wall_us() of the first byte written out (0: none) */
     uint64_t resent;         /* bytes sealed again after resumes */
     unsigned resumes;
+    unsigned upgrades; /* live moves (MB_CONN with upgrade) */
 };
 
 /* MB_LOST, as rpump pushes it: conn.peer_rx is OUR receive offset (rs_rx_offset: what the resume

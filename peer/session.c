@@ -17,6 +17,7 @@
 #include "peer/events.h"
 #include "peer/exit.h"
 #include "peer/hops.h"
+#include "peer/migrate.h"
 #include "peer/relay.h"
 #include "peer/trust.h"
 
@@ -227,6 +228,16 @@ static int sess_plan(struct sess *ss, const struct proto_msg *m, struct punch_cf
     const struct peer_opts *o = ss->set->o;
     bool relay = m->u.punch.relay && o->path != PROTO_PATH_DIRECT;
     const char *skip = NULL;
+    if (ss->set->resume && ss->set->resume->direct_only) {
+        /* an upgrade (4.6): the session already runs on the relay; only direct helps */
+        if (m->u.punch.no_direct) {
+            LOG_I("upgrade to direct with %s: the server says there is no direct path (%s)",
+                  m->u.punch.peer, m->u.punch.reason[0] ? m->u.punch.reason : "no reason");
+            return -1;
+        }
+        snprintf(ss->relay_note, sizeof ss->relay_note, "not used (an upgrade)");
+        return 0;
+    }
     if (m->u.punch.no_direct)
         skip = m->u.punch.reason[0] ? m->u.punch.reason : "the server says there is no direct path";
     else if (o->path == PROTO_PATH_RELAY)
@@ -249,13 +260,48 @@ static int sess_plan(struct sess *ss, const struct proto_msg *m, struct punch_cf
     return relay;
 }
 
+/* Relay first (docs/design/resume.md 4.6): the relay is joined after the grace rather than
+ * --direct-timeout when both sides resume (only then can a relayed stream move to direct
+ * later), and the link remembers it so that the path side upgrades a relayed epoch 0. */
+static uint64_t sess_relay_delay(struct sess *ss, const struct proto_msg *m)
+{
+    const struct sess_set *set = ss->set;
+    const struct peer_opts *o = set->o;
+    struct migrate_when w = {
+        .relay_offered = true, /* sess_relay_start runs only then */
+        .direct_punch = !ss->relay_only,
+        .no_relay = o->path == PROTO_PATH_DIRECT,
+        .relay_only = o->path == PROTO_PATH_RELAY,
+        .direct_first = o->direct_first,
+        .self_resume = set->resume_announced && *set->resume_announced && o->resume_timeout_s > 0,
+        .peer_resume = (m->u.punch.peer_features & PROTO_FEAT_RESUME) != 0,
+        /* the plan, not whether we took part: both sides see the same punch, so decide alike */
+        .birthday = m->u.punch.has_birthday};
+    enum migrate_why why;
+    uint64_t grace;
+    if (ss->relay_only)
+        return 0;
+    if (set->resume) /* a resume's relay keeps its timing; the upgrade is direct-only */
+        return o->direct_timeout_ms;
+    why = migrate_relay_first_why(&w);
+    if (why != MIGRATE_YES) {
+        LOG_D("relay at --direct-timeout (%s)", migrate_why_str(why));
+        return o->direct_timeout_ms;
+    }
+    grace = migrate_grace_ms(ss->cfg.rtt_us, o->direct_timeout_ms, o->relay_grace_ms);
+    ss->link->upgrade_wanted = true;
+    LOG_I("relay first: joining the relay in %llu ms unless direct is up; then upgrading",
+          (unsigned long long)grace);
+    return grace;
+}
+
 /* The relay goes to the address the control connection uses, or to the punch's relay_addr,
  * from a fresh ephemeral port. */
 static void sess_relay_start(struct sess *ss, const struct proto_msg *m)
 {
     struct sess_set *set = ss->set;
     char err[200];
-    uint64_t delay = ss->relay_only ? 0 : set->o->direct_timeout_ms;
+    uint64_t delay = sess_relay_delay(ss, m);
     /* a cluster may run the session's relay on another instance (punch.relay_addr) */
     const struct sockaddr *at = m->u.punch.has_relay_addr
                                     ? (const struct sockaddr *)&m->u.punch.relay_addr

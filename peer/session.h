@@ -61,6 +61,9 @@ struct sess_resume {
     const unsigned char *rs;       /* the resumption secret (SHAKE_RS_BYTES) */
     uint32_t last_epoch;           /* the newest epoch attached */
     uint64_t rx;                   /* our receive offset, announced in the resume line */
+    /* an upgrade of a live relayed session (4.6, as built): the relay offer is ignored and a
+     * punch without a direct path ends the attempt at once */
+    bool direct_only;
 };
 
 /* Whether punch order m is not one of that session's resumes: punch.resume is its root,

@@ -86,6 +86,32 @@ check "... names the file, line and range" \
 printf 'resume-timeout = 1.5\n' >"$TCPUNCH_HOME/config"
 T config >"$WORK/c.out" 2>"$WORK/c.err"
 check_rc "resume-timeout 1.5 in the file" 1 $?
+# relay first: --relay-grace MS (0..60000, "auto"), --direct-first; their config keys
+rm -f "$TCPUNCH_HOME/config"
+for bad in "--relay-grace 60001" "--relay-grace -1" "--relay-grace 1.5" "--relay-grace x"; do
+    eval "set -- $bad"
+    usage_error "$bad" -s 127.0.0.1:7000 -i a "$1" "$2" listen
+    check "$bad: the error names the range" grep -qE -- \
+        "$1: .* ms from 0 to 60000" "$WORK/u.err"
+done
+T config >"$WORK/c.out" 2>"$WORK/c.err"
+check "the defaults: relay-grace auto, direct-first false" \
+    sh -c "grep -qE '^relay-grace = auto +# default$' '$WORK/c.out' &&
+           grep -qE '^direct-first = false +# default$' '$WORK/c.out'"
+T --relay-grace 0 --direct-first config >"$WORK/c.out" 2>"$WORK/c.err"
+check "--relay-grace 0 --direct-first from the command line" \
+    sh -c "grep -qE '^relay-grace = 0 +# command line$' '$WORK/c.out' &&
+           grep -qE '^direct-first = true +# command line$' '$WORK/c.out'"
+printf 'relay-grace = 300\ndirect-first = true\n' >"$TCPUNCH_HOME/config"
+T config >"$WORK/c.out" 2>"$WORK/c.err"
+check "relay-grace and direct-first from the file" \
+    sh -c "grep -qE '^relay-grace = 300 +# config file$' '$WORK/c.out' &&
+           grep -qE '^direct-first = true +# config file$' '$WORK/c.out'"
+printf 'relay-grace = soon\n' >"$TCPUNCH_HOME/config"
+T config >"$WORK/c.out" 2>"$WORK/c.err"
+check_rc "relay-grace soon in the file" 1 $?
+check "... names the file, line and range" \
+    grep -qF 'config:1: relay-grace = "soon": not auto or a number of ms from 0 to 60000' "$WORK/c.err"
 unset TCPUNCH_HOME
 
 # no server given anywhere

@@ -9,8 +9,9 @@
 #              h|halfsym i|symmetric j|ipv6 k|ssh l|forward m|cluster n|cluster-relay
 #              o|hard-drop p|hard-reset q|hard-cgnat, and the path cuts (Phase 10, see
 #              "path cuts" below): r|cut-reboot s|cut-roam t|cut-drop10 u|cut-relay
-#              v|cut-relay-file w|cut-reboot-strict y|ssh-reboot (k with a 30 s
-#              command under a strict reboot of bob's NAT); or "all"
+#              v|cut-relay-file w|cut-reboot-strict x|relay-first (relay first, then
+#              the upgrade to direct) y|ssh-reboot (k with a 30 s command under a strict
+#              reboot of bob's NAT); or "all"
 #   --repeat N     run every scenario N times (default: $REPEAT or 1); all must pass
 #   --narrate      human-readable narration (used by scripts/demo)
 #   --keep DIR     copy every run's logs into DIR
@@ -21,6 +22,8 @@
 #                  cuts' transfer size, cut point, wan shaping, blackhole length, peers' cap
 #                  (the cuts themselves: lab_cut_reboot, lab_cut_roam, lab_cut_blackhole,
 #                  lab_cut_relay, lab_run_cut, lab_cut_expect, described at "path cuts")
+#   LAB_RELAY_FIRST=1  peers without --direct-first in every scenario (default: only in x, the
+#                  others prove the punch itself, with today's timing)
 #   LAB_MIN_DIRECT_PCT=P  tally: a run of a direct scenario that the relay delivered (both
 #                  peers saying so) is a RELAY line, not a failure; the scenario passes when
 #                  every run delivered and at least P% went direct (for --repeat trials)
@@ -479,6 +482,10 @@ lab_peer() {
     local ns=$1 tag=$2; shift 2
     local extra=()
     [ -n "$LAB_PUNCH_TIMEOUT" ] && extra+=(--timeout "$LAB_PUNCH_TIMEOUT")
+    # the scenarios prove the punch itself (a slow punch would otherwise start on the relay and
+    # move later): today's timing, except where a scenario is about relay first (x) or
+    # LAB_RELAY_FIRST=1 asks for it everywhere
+    [ "${LAB_RELAY_FIRST:-0}" = 1 ] || [ "${RELAY_FIRST:-0}" = 1 ] || extra+=(--direct-first)
     # shellcheck disable=SC2086
     # each peer its own identity, never the invoking user's ~/.config/tcpunch
     X "$ns" env TCPUNCH_HOME="$LAB_LOG/home.$tag" timeout -k 5 "$LAB_PEER_TIMEOUT" "$TP_BIN" $LAB_VERBOSE --server "$SERVER" "${extra[@]}" "$@" \
@@ -1471,6 +1478,109 @@ scn_v() {   # scenario u with a file: send/receive, the relayed connection kille
     lab_cut_expect lost 5 5 10 'connection lost'   # Phase 10: files are not resumable yet
 }
 
+# ---- relay first, then direct (Phase 10, docs/design/resume.md 4.6): scenario x.
+# The wan router drops every TCP SYN between the two routers for LAB_X_DROP seconds from the
+# punch's start (a punch slowed by loss), then forwards them again (a bounded timer job). The
+# relay wins epoch 0 after the grace; the path side upgrades the live session once a direct
+# connection completes. LAB_X_BYTES each way, shaped like the cuts (LAB_CUT_RATE) so that the
+# transfer outlasts the drop.
+LAB_X_BYTES=${LAB_X_BYTES:-$((24 * 1048576))}
+LAB_X_DROP=${LAB_X_DROP:-1.5}
+
+lab_x_syn_drop() {   # the SYN drop on the wan router, and the job that lifts it
+    [ "$WAN_MODE" = routed ] || { say "lab: scenario x needs the routed wan"; return 1; }
+    X wan nft -f - <<EOF || { say "lab: cannot add the SYN drop on the wan router"; return 1; }
+table inet labx {
+    counter syndrop {}
+    chain fw {
+        type filter hook forward priority -300; policy accept;
+        ip saddr { $PUB_A, $PUB_B } ip daddr { $PUB_A, $PUB_B } tcp flags & (syn | ack) == syn counter name syndrop drop
+    }
+}
+EOF
+    # the timer job: TERM (lab_teardown) ends its sleep too; the table dies with the namespace
+    (
+        sp=""
+        trap '[ -n "$sp" ] && kill "$sp" 2>/dev/null; exit 0' TERM
+        sleep "$LAB_X_DROP" & sp=$!
+        wait "$sp"
+        X wan nft delete table inet labx
+    ) &
+    LAB_X_JOB=$!
+    LAB_PIDS+=("$LAB_X_JOB")
+}
+
+lab_run_x() {
+    local LAB_PEER_TIMEOUT=$LAB_CUT_PEER_TIMEOUT   # seen by lab_peer (dynamic scope)
+    local r before i pa pb t_start ta="" tb="" rca="" rcb="" why=() rel d1 d2 line
+    head -c "$LAB_X_BYTES" /dev/urandom >"$LAB_LOG/a.in"
+    head -c "$LAB_X_BYTES" /dev/urandom >"$LAB_LOG/b.in"
+    for r in $ROUTERS; do
+        tc -n "$(N "$r")" qdisc add dev wan0 root tbf rate "$LAB_CUT_RATE" burst 32kb latency 50ms ||
+            { say "lab: cannot shape $r's wan0 (tc tbf)"; return 1; }
+    done
+    before=$(lab_server_conns)
+    lab_peer "$HOST_B" b --id "$ID_B" "${PEER_B_ARGS[@]}" listen
+    pb=$LAB_PEER_PID
+    lab_wait_server_conns $((before + 1)) || { say "lab: b did not connect to the server"; return 1; }
+    for ((i = 0; i < 200; i++)); do
+        grep -qE "register $ID_B from" "$LAB_LOG"/server*.err 2>/dev/null && break
+        sleep 0.05
+    done
+    lab_x_syn_drop || return 1
+    t_start=$(now)
+    lab_peer "$HOST_A" a --id "$ID_A" "${PEER_A_ARGS[@]}" connect "$ID_B"
+    pa=$LAB_PEER_PID
+    for ((i = 0; i < (LAB_PEER_TIMEOUT + 10) * 10; i++)); do
+        if [ -z "$ta" ] && ! kill -0 "$pa" 2>/dev/null; then wait "$pa"; rca=$?; ta=$(elapsed "$t_start"); fi
+        if [ -z "$tb" ] && ! kill -0 "$pb" 2>/dev/null; then wait "$pb"; rcb=$?; tb=$(elapsed "$t_start"); fi
+        [ -n "$ta" ] && [ -n "$tb" ] && break
+        sleep 0.1
+    done
+    RC_a=$rca RC_b=$rcb
+    [ "$rca" = 0 ] || why+=("peer a exited ${rca:-? (still running)}, expected 0")
+    [ "$rcb" = 0 ] || why+=("peer b exited ${rcb:-? (still running)}, expected 0")
+    cmp -s "$LAB_LOG/b.out" "$LAB_LOG/a.in" || why+=("b received $(lab_size "$LAB_LOG/b.out") bytes, not a's $LAB_X_BYTES intact")
+    cmp -s "$LAB_LOG/a.out" "$LAB_LOG/b.in" || why+=("a received $(lab_size "$LAB_LOG/a.out") bytes, not b's $LAB_X_BYTES intact")
+    # a says it in lines, b (--json) in events
+    grep -q "connected to .*: relay via .*(relay first)" "$LAB_LOG/a.err" || why+=("peer a did not start on the relay")
+    grep -q "relay, upgraded to direct after" "$LAB_LOG/a.err" || why+=("peer a did not upgrade to direct")
+    grep -q '"event":"connected".*"path":"relay"' "$LAB_LOG/b.err" || why+=("peer b has no connected event on the relay")
+    grep -q '"event":"upgraded".*"ms":[0-9]' "$LAB_LOG/b.err" || why+=("peer b has no upgraded event")
+    # the server's relay: it carried bytes, and ended without a reset
+    rel=$(grep -h "relay .* ended.* after .* bytes" "$LAB_LOG"/server*.err | tail -n 1)
+    [ -n "$rel" ] || why+=("the server logged no relay session that carried bytes")
+    case $rel in *"(reset)"*) why+=("the relay ended with a reset: $rel") ;; esac
+    d1=$(echo "$rel" | sed -n 's/.*: [^ ]* -> [^ ]* \([0-9]*\) bytes, .*/\1/p')
+    [ "${d1:-0}" -gt 0 ] || why+=("the relay carried no bytes: $rel")
+    d1=$(lab_counter "$LAB_ACCT_NS" "$LAB_ACCT_FAM" acct a2b bytes)
+    d2=$(lab_counter "$LAB_ACCT_NS" "$LAB_ACCT_FAM" acct b2a bytes)
+    [ $((d1 + d2)) -ge "$LAB_DIRECT_MIN" ] || why+=("only $((d1 + d2)) bytes went router to router after the upgrade")
+    if [ ${#why[@]} -gt 0 ]; then
+        say "FAIL: relay first: a exit ${rca:-?} after ${ta:-?} s, b exit ${rcb:-?} after ${tb:-?} s"
+        for r in "${why[@]}"; do say "   - $r"; done
+        lab_cut_dump
+        return 1
+    fi
+    say "  $(human "$LAB_X_BYTES") each way intact; a done after $ta s, b after $tb s; router to router $(human $((d1 + d2)))"
+    say "  server: ${rel#*relay }"
+    line=$(grep -h "connected to .*: relay via" "$LAB_LOG/a.err" | tail -n 1)
+    say "  a: FIRST ${line#*tcpunch: }"
+    line=$(grep -h "relay, upgraded to direct after" "$LAB_LOG/a.err" | tail -n 1)
+    say "  a: UPGRADED ${line#*tcpunch: }"
+    say "  b: FIRST $(grep -h '"event":"connected"' "$LAB_LOG/b.err" | tail -n 1)"
+    say "  b: UPGRADED $(grep -h '"event":"upgraded"' "$LAB_LOG/b.err" | tail -n 1)"
+    return 0
+}
+
+scn_x() {   # scenario a, the direct path slowed: relay first, then the upgrade to direct
+    scn_a || return 1
+    DESC="scenario a, the wan router drops router-to-router SYNs for the first $LAB_X_DROP s of the punch; a $(human "$LAB_X_BYTES") transfer each way starts on the relay and moves to direct"
+    PEER_B_ARGS=(--json)   # b's events prove the JSON side (connected, upgraded)
+    RELAY_FIRST=1          # no --direct-first (lab_peer)
+    CUSTOM_RUN=lab_run_x
+}
+
 lab_scenario_fn() {
     case $1 in
         a|drop) echo a ;;
@@ -1496,6 +1606,7 @@ lab_scenario_fn() {
         u|cut-relay) echo u ;;
         v|cut-relay-file) echo v ;;
         w|cut-reboot-strict) echo w ;;
+        x|relay-first) echo x ;;
         y|ssh-reboot) echo y ;;
         *) return 1 ;;
     esac
@@ -1533,7 +1644,7 @@ lab_run_once() {
     LAB_RUN="${LAB_PREFIX}${it}${s}-"
     LAB_LOG="$LAB_TMP/$s.$it"
     mkdir -p "$LAB_LOG"
-    HOST_A="" HOST_B="" ROUTERS="" WHERE_A="" WHERE_B="" ACCT_WHAT="router-to-router""" PEER_A_ARGS=() PEER_B_ARGS=() RELAY_VIA="" LAB_EXTRA_PORTS="" SERVER_ARGS=(--probe-listen "$SERVER_IP:$((SERVER_PORT + 1))") NC_A=7 NC_B=7 EXPECT_PATH=direct EXPECT_WHY="" PRE_HOOK="" POST_CHECK="" CUSTOM_RUN="" LAB_ACCT_NS="" LAB_ACCT_FAM=bridge RC_a="" RC_b="" WAN_MODE=""
+    HOST_A="" HOST_B="" ROUTERS="" WHERE_A="" WHERE_B="" ACCT_WHAT="router-to-router""" PEER_A_ARGS=() PEER_B_ARGS=() RELAY_VIA="" LAB_EXTRA_PORTS="" SERVER_ARGS=(--probe-listen "$SERVER_IP:$((SERVER_PORT + 1))") NC_A=7 NC_B=7 RELAY_FIRST=0 EXPECT_PATH=direct EXPECT_WHY="" PRE_HOOK="" POST_CHECK="" CUSTOM_RUN="" LAB_ACCT_NS="" LAB_ACCT_FAM=bridge RC_a="" RC_b="" WAN_MODE=""
     LAB_PORTNO=() LAB_WANPORT=() LAB_WAN6=() LAB_SYN_BASE=() LAB_UPSTREAM=()
     head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/a.in"
     head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/b.in"
@@ -1734,7 +1845,7 @@ lab_main() {
         { echo "lab.sh: --repeat must be 1..100" >&2; return 2; }
     local list=() x f
     for x in "${scen[@]}"; do
-        if [ "$x" = all ]; then list+=(a b c d e f g h i j k l m n o p q r s t u v w)
+        if [ "$x" = all ]; then list+=(a b c d e f g h i j k l m n o p q r s t u v w x)
         elif f=$(lab_scenario_fn "$x"); then list+=("$f")
         else echo "lab.sh: unknown scenario $x" >&2; return 2
         fi

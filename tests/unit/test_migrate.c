@@ -117,6 +117,9 @@ static void t_relay_first_each_no(void)
     w = all_yes(), w.peer_resume = false;
     CHECK(!migrate_relay_first(&w));
     CHECK_INT(migrate_relay_first_why(&w), MIGRATE_NO_PEER_RESUME);
+    w = all_yes(), w.birthday = true;
+    CHECK(!migrate_relay_first(&w));
+    CHECK_INT(migrate_relay_first_why(&w), MIGRATE_BIRTHDAY);
 
     /* all off: the first reason in the documented order */
     w = (struct migrate_when){.no_relay = true, .relay_only = true, .direct_first = true};
@@ -134,6 +137,7 @@ static void t_why_str(void)
     CHECK_STR(migrate_why_str(MIGRATE_DIRECT_FIRST), "--direct-first");
     CHECK_STR(migrate_why_str(MIGRATE_NO_SELF_RESUME), "resume not announced");
     CHECK_STR(migrate_why_str(MIGRATE_NO_PEER_RESUME), "the peer has no resume");
+    CHECK_STR(migrate_why_str(MIGRATE_BIRTHDAY), "a birthday punch");
     CHECK_STR(migrate_why_str((enum migrate_why)99), "?");
 }
 
@@ -210,7 +214,19 @@ static void t_give_up(void)
     CHECK_INT(resume_left_ms(UINT64_MAX - 1, 0, UINT64_MAX), 1);
 }
 
+/* The upgrade's attempts: 3 in all, 1 s then 5 s between them, none after the third. */
+static void t_upgrade_waits(void)
+{
+    CHECK_INT(MIGRATE_UPGRADE_TRIES, 3);
+    CHECK(migrate_upgrade_wait_ms(0) == MIGRATE_UPGRADE_NO_MORE); /* nothing failed yet */
+    CHECK(migrate_upgrade_wait_ms(1) == 1000);
+    CHECK(migrate_upgrade_wait_ms(2) == 5000);
+    CHECK(migrate_upgrade_wait_ms(3) == MIGRATE_UPGRADE_NO_MORE);
+    CHECK(migrate_upgrade_wait_ms(99) == MIGRATE_UPGRADE_NO_MORE);
+    CHECK(migrate_upgrade_wait_ms(-1) == MIGRATE_UPGRADE_NO_MORE);
+}
+
 CHECK_MAIN(TEST(t_grace_auto), TEST(t_grace_floor), TEST(t_grace_unknown), TEST(t_grace_cap),
            TEST(t_grace_huge), TEST(t_grace_override), TEST(t_relay_first_yes),
            TEST(t_relay_first_each_no), TEST(t_why_str), TEST(t_next_tables), TEST(t_next_jitter),
-           TEST(t_give_up))
+           TEST(t_give_up), TEST(t_upgrade_waits))

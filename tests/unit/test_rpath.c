@@ -12,6 +12,8 @@
 
 #include "common/clock.h"
 #include "peer/exit.h"
+#include "peer/migrate.h"
+#include "peer/opts.h"
 #include "peer/resume.h"
 #include "peer/rpath.h"
 
@@ -72,6 +74,7 @@ static struct {
     uint64_t rx[MAX_CALLS];
     uint32_t epoch[MAX_CALLS];
     uint64_t deadline[MAX_CALLS];
+    bool direct_only[MAX_CALLS];
     bool saw_cancel;
     uint64_t cancel_at;
     int other_end; /* the socketpair end the test keeps (S_CONN) */
@@ -117,6 +120,7 @@ static int scripted(const struct resume_link_cfg *r, struct peer_link *link, cha
         sc.rx[i] = r->rx;
         sc.epoch[i] = r->last_epoch;
         sc.deadline[i] = r->deadline_ms;
+        sc.direct_only[i] = r->direct_only;
     }
     struct step s = i < sc.nsteps ? sc.steps[i] : (struct step){S_FAIL, EXIT_PUNCH};
     if (s.k == S_CONN || s.k == S_GONE)
@@ -443,5 +447,129 @@ static void t_lost_again(void)
     CHECK_INT(count_fds(), fds0);
 }
 
+/* The calls so far (the attempt's thread writes them). */
+static int calls_now(void)
+{
+    pthread_mutex_lock(&sc.mu);
+    int n = sc.calls;
+    pthread_mutex_unlock(&sc.mu);
+    return n;
+}
+
+/* Relay first (cfg.upgrade): without any MB_LOST the path side tries to upgrade at once,
+ * direct-only, rx 0 and epoch 0; a failed attempt is retried after 1 s; the won connection is
+ * MB_CONN with upgrade set. */
+static void t_upgrade(void)
+{
+    int fds0 = count_fds();
+    static const struct step s[] = {{S_FAIL, EXIT_PUNCH}, {S_CONN, 0}, {S_CONN, 0}};
+    static struct peer_opts o = {.timeout_ms = 3000};
+    script(s, 3);
+    struct rpath_cfg c = cfg_of(10000);
+    c.o = &o;
+    c.upgrade = true;
+    uint64_t t0 = clk_ms();
+    struct rpath *r = rpath_start(&c);
+    if (!CHECK(r))
+        return;
+    struct mb_msg m;
+    if (CHECK(wait_data(r, 5000, &m))) {
+        CHECK_INT(m.kind, MB_CONN);
+        CHECK(m.conn.upgrade);
+        CHECK(m.conn.fd >= 0);
+        close(m.conn.fd);
+        close(sc.other_end);
+    }
+    CHECK_INT(sc.calls, 2);
+    CHECK(sc.at[0] - t0 < 1000); /* at once */
+    for (int i = 0; i < 2; i++) {
+        CHECK(sc.direct_only[i]);
+        CHECK_INT(sc.rx[i], 0);
+        CHECK_INT(sc.epoch[i], 0);
+        /* bounded by --timeout (plus a registration's time), not the resume timeout */
+        CHECK(sc.deadline[i] <= sc.at[i] + 3000 + RESUME_NF_EVERY_MS);
+    }
+    CHECK(sc.at[1] - sc.at[0] + 5 >= (uint64_t)migrate_upgrade_wait_ms(1));
+    CHECK(sc.at[1] - sc.at[0] <= (uint64_t)migrate_upgrade_wait_ms(1) + 1500);
+    /* a later loss is an ordinary resume: not direct-only */
+    push_lost(r, 77, 1);
+    if (CHECK(wait_data(r, 5000, &m))) {
+        CHECK_INT(m.kind, MB_CONN);
+        CHECK(!m.conn.upgrade);
+        close(m.conn.fd);
+    }
+    CHECK_INT(sc.calls, 3);
+    CHECK(!sc.direct_only[2]);
+    CHECK_INT(sc.rx[2], 77);
+    push_ended(r);
+    rpath_stop(r);
+    close(sc.other_end);
+    CHECK_INT(count_fds(), fds0);
+}
+
+/* Three failed upgrades, 1 s and 5 s apart, then none: the session stays where it is, and
+ * nothing is pushed to the data plane. */
+static void t_upgrade_gives_up(void)
+{
+    int fds0 = count_fds();
+    static const struct step s[] = {
+        {S_FAIL, EXIT_PUNCH}, {S_FAIL, EXIT_NO_PEER}, {S_FAIL, EXIT_PUNCH}, {S_CONN, 0}};
+    static struct peer_opts o = {.timeout_ms = 1000};
+    script(s, 4);
+    struct rpath_cfg c = cfg_of(60000);
+    c.o = &o;
+    c.upgrade = true;
+    struct rpath *r = rpath_start(&c);
+    if (!CHECK(r))
+        return;
+    struct mb_msg m;
+    CHECK(!wait_data(r, 8500, &m)); /* 0 + 1 s + 5 s, and then some */
+    CHECK_INT(calls_now(), MIGRATE_UPGRADE_TRIES);
+    if (sc.calls >= 3) {
+        CHECK(sc.at[2] - sc.at[1] + 5 >= (uint64_t)migrate_upgrade_wait_ms(2));
+        CHECK(sc.at[2] - sc.at[1] <= (uint64_t)migrate_upgrade_wait_ms(2) + 1500);
+    }
+    push_ended(r);
+    rpath_stop(r);
+    CHECK_INT(count_fds(), fds0);
+}
+
+/* A loss while an upgrade runs: the upgrade is cancelled and the ordinary resume takes over
+ * (not direct-only, with the loss's rx); no upgrade after it. */
+static void t_upgrade_lost(void)
+{
+    int fds0 = count_fds();
+    static const struct step s[] = {{S_BLOCK, 0}, {S_CONN, 0}};
+    static struct peer_opts o = {.timeout_ms = 5000};
+    script(s, 2);
+    struct rpath_cfg c = cfg_of(20000);
+    c.o = &o;
+    c.upgrade = true;
+    struct rpath *r = rpath_start(&c);
+    if (!CHECK(r))
+        return;
+    for (int i = 0; i < 500 && calls_now() == 0; i++)
+        usleep(2000);
+    push_lost(r, 99, 0);
+    struct mb_msg m;
+    if (CHECK(wait_data(r, 5000, &m))) {
+        CHECK_INT(m.kind, MB_CONN);
+        CHECK(!m.conn.upgrade);
+        close(m.conn.fd);
+    }
+    CHECK(sc.saw_cancel);
+    CHECK_INT(sc.calls, 2);
+    CHECK(sc.direct_only[0]);
+    CHECK(!sc.direct_only[1]);
+    CHECK_INT(sc.rx[1], 99);
+    usleep(1500 * 1000); /* no upgrade retry after the loss */
+    CHECK_INT(calls_now(), 2);
+    push_ended(r);
+    rpath_stop(r);
+    close(sc.other_end);
+    CHECK_INT(count_fds(), fds0);
+}
+
 CHECK_MAIN(TEST(t_conn), TEST(t_retries), TEST(t_deadline), TEST(t_gone),
-           TEST(t_ended_during_attempt), TEST(t_lost_again))
+           TEST(t_ended_during_attempt), TEST(t_lost_again), TEST(t_upgrade),
+           TEST(t_upgrade_gives_up), TEST(t_upgrade_lost))

@@ -81,7 +81,7 @@ struct side {
     bool lost, ended;
     uint64_t lost_rx;
     int ended_status;
-    unsigned suspended_ev, resumed_ev;
+    unsigned suspended_ev, resumed_ev, upgraded_ev;
     char last_why[256]; /* the last SUSPENDED event's */
     uint64_t susp_tx;   /* atomic: what was acknowledged of ours at the last failure */
     int write_fail;     /* the sink closes its end at once: rpump's writes fail */
@@ -95,7 +95,9 @@ static void on_event(void *arg, const struct rpump_event *e)
         snprintf(s->last_why, sizeof s->last_why, "%s", e->why);
         __atomic_store_n(&s->susp_tx, e->tx, __ATOMIC_SEQ_CST);
         __atomic_add_fetch(&s->suspended_ev, 1, __ATOMIC_SEQ_CST);
-    } else
+    } else if (e->kind == RPUMP_UPGRADED)
+        __atomic_add_fetch(&s->upgraded_ev, 1, __ATOMIC_SEQ_CST);
+    else
         __atomic_add_fetch(&s->resumed_ev, 1, __ATOMIC_SEQ_CST);
 }
 
@@ -535,8 +537,10 @@ static void t_upgrade(void)
     CHECK_INT(r.reconnects, 1); /* the cut only: the move was not a failure */
     for (int i = 0; i < 2; i++) {
         CHECK_INT(r.s[i].suspended_ev, 1);
-        CHECK_INT(r.s[i].resumed_ev, 2); /* the upgrade, then the resume */
+        CHECK_INT(r.s[i].upgraded_ev, 1); /* the upgrade (RPUMP_UPGRADED), then the resume */
+        CHECK_INT(r.s[i].resumed_ev, 1);
         CHECK_INT(r.s[i].st.resumes, 1);
+        CHECK_INT(r.s[i].st.upgrades, 1);
     }
     run_free(&r);
 }
