@@ -10,6 +10,8 @@ Usage: fakesrv.py PORT LOG [options]
                         into {"type":"punch","session":..,"peer":"mallory","role":"responder",
                         "observed":..,"endpoints":[],"start_in_us":0}); repeatable, also for
                         one ID (its punches then follow each other --punch-gap S apart)
+  --punch-aux yes       the --punch orders go to an auxiliary registration too (a resuming
+                        initiator's); without it only to a main one
   --punch-delay S       the first scripted punch this long after the welcome (default 0.3)
   --punch-gap S         (default 0.05)
   --features LIST       challenge.features, comma-separated (e.g. birthday)
@@ -38,6 +40,7 @@ PORT, LOG = int(sys.argv[1]), sys.argv[2]
 OBSERVED, PUNCHES, MAPPING, TOKENS = {}, {}, {}, {}
 DELAY, LIFETIME = 0.0, 60.0
 PUNCH_DELAY, PUNCH_GAP, FEATURES, PROBE_PORT, BIRTHDAY_K = 0.3, 0.05, None, 0, 0
+PUNCH_AUX = False
 args = sys.argv[3:]
 while args:
     opt, val = args[0], args[1]
@@ -49,6 +52,8 @@ while args:
         k, v = val.split("=", 1)
         with open(v) as f:
             PUNCHES.setdefault(k, []).append(json.load(f))
+    elif opt == "--punch-aux":
+        PUNCH_AUX = val == "yes"
     elif opt == "--punch-delay":
         PUNCH_DELAY = float(val)
     elif opt == "--punch-gap":
@@ -203,8 +208,8 @@ def serve(p):
     if not aux:
         with LOCK:
             PEERS[pid] = p
-        if pid in PUNCHES:
-            threading.Thread(target=scripted_punch, args=(p, PUNCHES[pid]), daemon=True).start()
+    if (not aux or PUNCH_AUX) and pid in PUNCHES:
+        threading.Thread(target=scripted_punch, args=(p, PUNCHES[pid]), daemon=True).start()
     while True:
         m = p.line()
         if m is None:
