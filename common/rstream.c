@@ -284,6 +284,10 @@ static int rst_take_data(struct rstream *r, struct rst_conn *c, unsigned char *p
         memmove(p, p + skip, take);
     r->dlen += take;
     r->rx_total += take;
+    /* new authentic bytes: the path carries the session again, so forged records counted so
+     * far were someone's injection that a resume got past (AUDIT.md, Phase 10 finding 1) */
+    if (take > 0)
+        r->bad_auth = 0;
     return 0;
 }
 

@@ -32,7 +32,11 @@
 #define RST_BUF (128u * 1024) /* plaintext per direction buffered, as PUMP_BUF */
 #define RST_WHY 256
 #define RST_MAX_FDS 2    /* rst_pollfds adds at most this many */
-#define RST_AUTH_FAILS 3 /* forged records (authentication, length) in one session: it ends */
+/* forged records (authentication, length) with no new authentic data between them: the session
+ * ends (exit 5). Each one fails its connection (a resume follows); new data from the peer resets
+ * the count, so an injection on the path costs a resume, and only an attacker who keeps every new
+ * connection from carrying data ends the session early, which cutting each one also does. */
+#define RST_AUTH_FAILS 3
 #define RST_PREFILL 4096 /* the most prefill rst_attach takes */
 
 /* A connection handed over (mb_conn's fields, which peer/ copies in). */
