@@ -72,9 +72,12 @@ static int dispatch(struct peer_opts *o, int argc, char **argv, int first)
             (rc = load_identity(o, &ident)) != EXIT_DONE)
             return rc;
         /* the session layer (README, "Sessions that survive their connection") runs the pipe
-         * of connect and listen; the other streams (chat, files, forwarding) are not built on it
-         * yet, so they must not announce it: their peer would expect its records */
-        if (commands[i].run != cmd_connect && commands[i].run != cmd_listen)
+         * of connect and listen, and chat and files over the session bridge (peer/bridge.h);
+         * the other streams (direct, forwarding) are not built on it, so they must not announce
+         * it: their peer would expect its records */
+        if (commands[i].run != cmd_connect && commands[i].run != cmd_listen &&
+            commands[i].run != cmd_chat && commands[i].run != cmd_send &&
+            commands[i].run != cmd_receive)
             o->resume_timeout_s = 0;
         if (o->forward || o->local)
             o->resume_timeout_s = 0;

@@ -2,6 +2,8 @@
 #ifndef TP_PIPE_H
 #define TP_PIPE_H
 
+#include <stdbool.h>
+
 #include "peer/link.h"
 #include "peer/opts.h"
 
@@ -11,5 +13,13 @@ int peer_pipe(const struct peer_opts *o, struct peer_link *link);
 /* The same between the link and in/out (one socket for both: a splice; its end is passed on
  * as shutdown(SHUT_WR)). Closes link->fd, not in or out. */
 int peer_pipe_fds(const struct peer_opts *o, struct peer_link *link, int in, int out);
+
+/* Runs a resumable session (link->encrypted && link->resume) between the link and one local
+ * socket fd, for the bridge (peer/bridge.h): hook (may be NULL) is called on the session's
+ * thread after each suspension (true) and resume (false) is logged; no closed event (the user
+ * of the bridge sends it). Closes link->fd, not fd. */
+typedef void (*pipe_hook)(void *arg, bool suspended);
+int peer_pipe_session(const struct peer_opts *o, struct peer_link *link, int fd, pipe_hook hook,
+                      void *arg);
 
 #endif
