@@ -114,9 +114,13 @@ bool bridge_failed(const struct bridge *b)
 int bridge_end(struct peer_link *link, int rc)
 {
     struct bridge *b = link->bridge;
+    bool early;
     int brc;
     if (!b)
         return rc;
+    /* a session that failed before we let go of it is why the user failed (a signal, an
+     * ABORT from the peer): its status is the truth, not the user's view of it */
+    early = bridge_failed(b);
     /* our end closed is the session's FIN (or, with bytes it did not read, its ABORT) */
     if (link->fd >= 0)
         close(link->fd);
@@ -127,7 +131,7 @@ int bridge_end(struct peer_link *link, int rc)
     sodium_memzero(&b->link, sizeof b->link);
     free(b);
     link->bridge = NULL;
-    if (brc == EXIT_NOT_RESUMED)
+    if (brc == EXIT_NOT_RESUMED || early)
         return brc;
     return rc != EXIT_DONE ? rc : brc;
 }

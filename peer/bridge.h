@@ -37,8 +37,9 @@ bool bridge_paused(const struct bridge *b, uint64_t since_ms);
 bool bridge_failed(const struct bridge *b);
 
 /* Closes the user's end, waits for the session to end (it delivers what is left) and frees it.
- * Returns the exit status of the whole: 11 when the session was not resumed, else the user's
- * rc when it failed, else the session's. Without a bridge returns rc. */
+ * Returns the exit status of the whole: the session's when it was not resumed (11) or failed
+ * before this call (a signal: 6, the peer's ABORT: 5), else the user's rc when it failed, else
+ * the session's. Without a bridge returns rc. */
 int bridge_end(struct peer_link *link, int rc);
 
 #endif
