@@ -1,8 +1,10 @@
 #!/bin/bash
 # Files and chat over a resumable session (docs/design/resume.md 4.7, the session bridge):
-# a send whose peer-to-peer connection is cut (ss -K) mid-transfer resumes and completes with
-# the same checksum; chat lines typed before and after a cut all arrive; a send whose receiver
-# is killed -9 ends with exit 11 (not resumed) at the sender within its --resume-timeout.
+# a send whose peer-to-peer connection is cut (ss -K) mid-transfer, then suspended for 20 s,
+# resumes and completes with the same checksum; chat lines typed before and after a cut all
+# arrive; a send whose receiver is killed -9 ends with exit 11 (not resumed) at the sender
+# within its --resume-timeout, and one whose sender is killed -9 ends the receiver with 11,
+# its part file removed.
 # The cut lands mid-transfer deterministically: the receiver is stopped (SIGSTOP) as soon as
 # the transfer started, so the sender blocks with most of the file unsent; the connection is
 # cut while it is stopped, then it goes on (SIGCONT).
@@ -39,8 +41,8 @@ peer_port() {
         '$3 !~ s"$" && $4 !~ s"$" {n = split($3, a, ":"); print a[n]; exit}'
 }
 
-# cut PID: resets PID's peer-to-peer connection (both ends see it fail)
-cut() {
+# cut_link PID: resets PID's peer-to-peer connection (both ends see it fail)
+cut_link() {
     local port
     port=$(peer_port "$1")
     [ -n "$port" ] || die "no peer-to-peer connection of pid $1 to cut"
@@ -75,8 +77,9 @@ sleep 0.5
 got=$(stat -c %s "$part")
 check "the receiver was stopped mid-transfer ($got of $((48 * 1024 * 1024)) bytes)" \
     test "$got" -lt $((48 * 1024 * 1024))
-cut "$(under_timeout "$PID_S")"
-sleep 2 # suspended for a while: the stall rules must not fire
+cut_link "$(under_timeout "$PID_S")"
+# suspended for 20 s (the receiver cannot answer while stopped): the transfer must wait, not end
+sleep 20
 kill -CONT "$REAL_R"
 wait "$PID_S"
 check_rc "send cut mid-transfer: exit 0" 0 $?
@@ -86,6 +89,8 @@ same_file "big.bin after the cut" "$WORK/src/big.bin" "$WORK/dst/big.bin"
 check "the sender logged the resume" grep -q "resumed with" "$WORK/s.err"
 check "the receiver logged the resume" grep -q "resumed with" "$WORK/r.err"
 check "the sender logged the loss" grep -q "lost (.*); resuming for up to" "$WORK/s.err"
+ms=$(sed -n 's/.*resumed with .* after \([0-9]*\) ms.*/\1/p' "$WORK/s.err" | head -n 1)
+check "the session resumed after the 20 s suspension (${ms:-?} ms)" test "${ms:-0}" -ge 20000
 check "no part file left" test -z "$(find "$WORK/dst" -name '*.tcpunch-part-*')"
 
 # ---- 2. chat: lines before and after a cut arrive
@@ -103,7 +108,7 @@ spawn 60 "$TCPUNCH" -v -s "$SRV" -i "$C" chat "$D" <"$WORK/c.fifo" >"$WORK/c.out
 PID_C=$!
 echo "before the cut" >&3
 wait_until 15 grep -q -F -x "$C: before the cut" "$WORK/d.out" || fail "the first line did not arrive"
-cut "$(under_timeout "$PID_C")"
+cut_link "$(under_timeout "$PID_C")"
 echo "typed while cut" >&3
 wait_until 20 grep -q "resumed with" "$WORK/c.err" || fail "chat: no resume logged"
 echo "after the resume" >&4
@@ -148,5 +153,33 @@ t=$(($(date +%s) - t0))
 check "the sender gave up within about its resume timeout (${t} s)" test "$t" -le 10
 check "no file under the final name" test ! -e "$WORK/dst3/big.bin"
 wait "$PID_R3" 2>/dev/null
+
+# ---- 4. the sender killed -9: the receiver exits 11 and removes its part file
+B4=$(uid k4recv)
+A4=$(uid k4send)
+mkdir -p "$WORK/dst4"
+mark=$(log_mark)
+spawn 60 "$TCPUNCH" -v -s "$SRV" -i "$B4" --from "$A4" --dir "$WORK/dst4" --resume-timeout 3 \
+    receive >"$WORK/r4.out" 2>"$WORK/r4.err"
+PID_R4=$!
+wait_registered "$B4" "$mark"
+spawn 60 "$TCPUNCH" -v -s "$SRV" -i "$A4" --resume-timeout 3 send "$B4" "$WORK/src/big.bin" \
+    >"$WORK/s4.out" 2>"$WORK/s4.err"
+PID_S4=$!
+REAL_R4=$(under_timeout "$PID_R4")
+for _ in $(seq 1 2000); do
+    [ -n "$(find "$WORK/dst4" -name '*.tcpunch-part-*' 2>/dev/null)" ] && break
+    sleep 0.005
+done
+kill -STOP "$REAL_R4"
+sleep 0.3
+kill -9 "$(under_timeout "$PID_S4")"
+kill -CONT "$REAL_R4"
+wait "$PID_R4"
+check_rc "receive whose sender was killed: exit 11 (not resumed)" 11 $?
+check "the receiver logged that it was not resumed" grep -q "not resumed" "$WORK/r4.err"
+check "no part file left" test -z "$(find "$WORK/dst4" -name '*.tcpunch-part-*')"
+check "no file under the final name" test ! -e "$WORK/dst4/big.bin"
+wait "$PID_S4" 2>/dev/null
 
 finish
