@@ -2,7 +2,8 @@
 # Files and chat over a resumable session (docs/design/resume.md 4.7, the session bridge):
 # a send whose peer-to-peer connection is cut (ss -K) mid-transfer, then suspended for 20 s,
 # resumes and completes with the same checksum; chat lines typed before and after a cut all
-# arrive; a send whose receiver is killed -9 ends with exit 11 (not resumed) at the sender
+# arrive, and on a terminal the chat says `-- connection lost, resuming --` / `-- resumed --`;
+# a send whose receiver is killed -9 ends with exit 11 (not resumed) at the sender
 # within its --resume-timeout, and one whose sender is killed -9 ends the receiver with 11,
 # its part file removed.
 # The cut lands mid-transfer deterministically: the receiver is stopped (SIGSTOP) as soon as
@@ -125,6 +126,58 @@ check_rc "chat: the other side: exit 0" 0 $?
 exec 4>&-
 check "chat: the lines arrive once each, in order" test "$(cat "$WORK/d.out")" = \
     "$(printf '%s\n%s' "$C: before the cut" "$C: typed while cut")"
+
+# ---- 2b. chat on a terminal says so: `-- connection lost, resuming --`, `-- resumed --`
+E=$(uid rchat-e)
+F=$(uid rchat-f)
+mkfifo "$WORK/f.fifo"
+exec 5<>"$WORK/f.fifo"
+mark=$(log_mark)
+spawn 60 "$TCPUNCH" -v -s "$SRV" -i "$F" chat <"$WORK/f.fifo" >"$WORK/f.out" 2>"$WORK/f.err" 5>&-
+PID_F=$!
+wait_registered "$F" "$mark"
+# E's stdin and stderr are a pty; the script types a line, waits for GO, then types /quit
+timeout -k 2 60 python3 - "$WORK/e.tty" "$WORK/go" "$TCPUNCH" -v -s "$SRV" -i "$E" chat "$F" \
+    >"$WORK/e.out" <<'EOF_PY' &
+import os, pty, select, subprocess, sys, time
+out, go, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+master, slave = pty.openpty()
+p = subprocess.Popen(cmd, stdin=slave, stderr=slave)
+os.close(slave)
+os.write(master, b"on a terminal\n")
+data, quit_sent, end = b"", False, time.time() + 50
+while time.time() < end:
+    if not quit_sent and os.path.exists(go):
+        os.write(master, b"/quit\n")
+        quit_sent = True
+    r, _, _ = select.select([master], [], [], 0.1)
+    if r:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        data += chunk
+open(out, "wb").write(data)
+sys.exit(p.wait())
+EOF_PY
+PID_E=$!
+BG_PIDS+=($PID_E)
+wait_until 15 grep -q -F "$E: on a terminal" "$WORK/f.out" || fail "the tty chat's line did not arrive"
+cut_link "$(under_timeout "$PID_F")"
+wait_until 20 grep -q "resumed with" "$WORK/f.err" || fail "the tty chat: no resume logged"
+sleep 0.5
+touch "$WORK/go"
+wait "$PID_E"
+check_rc "the tty chat after /quit: exit 0" 0 $?
+exec 5>&-
+wait "$PID_F"
+check "the tty chat printed -- connection lost, resuming --" \
+    grep -q -F -- "-- connection lost, resuming --" "$WORK/e.tty"
+check "the tty chat printed -- resumed --" grep -q -F -- "-- resumed --" "$WORK/e.tty"
+check "the chat without a terminal printed neither" \
+    sh -c "! grep -q -F -- '-- resumed --' '$WORK/f.err'"
 
 # ---- 3. the receiver killed -9: not resumed, exit 11 at the sender within its timeout
 B3=$(uid krecv)
