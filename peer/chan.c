@@ -42,7 +42,7 @@ int chan_init(struct chan *c, struct peer_link *link)
 static int chan_neterr(struct chan *c, const char *what, int e)
 {
     if (bridge_failed(c->br))
-        snprintf(c->err, sizeof c->err, "connection lost: the session was not resumed");
+        snprintf(c->err, sizeof c->err, "the session ended before the transfer did");
     else if (e == EAGAIN || e == EWOULDBLOCK)
         snprintf(c->err, sizeof c->err, "connection stalled: nothing %s for %d s", what,
                  CHAN_STALL_S);
