@@ -11,12 +11,14 @@
 
 #include "common/clock.h"
 #include "common/sock.h"
+#include "peer/bridge.h"
 
 int chan_init(struct chan *c, struct peer_link *link)
 {
     struct timeval tv = {.tv_sec = CHAN_STALL_S};
     memset(c, 0, sizeof *c);
     c->fd = link->fd;
+    c->br = link->bridge;
     c->stall_ms = CHAN_STALL_S * 1000;
     c->win_ms = clk_ms();
     c->wire_cap = SEAL_HEADER + seal_tx_size(SEAL_CHUNK * 8) + SEAL_OVERHEAD;
@@ -39,7 +41,9 @@ int chan_init(struct chan *c, struct peer_link *link)
 
 static int chan_neterr(struct chan *c, const char *what, int e)
 {
-    if (e == EAGAIN || e == EWOULDBLOCK)
+    if (bridge_failed(c->br))
+        snprintf(c->err, sizeof c->err, "the session ended before the transfer did");
+    else if (e == EAGAIN || e == EWOULDBLOCK)
         snprintf(c->err, sizeof c->err, "connection stalled: nothing %s for %d s", what,
                  CHAN_STALL_S);
     else if (e == ETIMEDOUT)
@@ -53,10 +57,16 @@ static int chan_neterr(struct chan *c, const char *what, int e)
 
 static int chan_send_all(struct chan *c, const unsigned char *p, size_t n)
 {
+    uint64_t since = clk_ms();
     while (n > 0) {
         ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
+        /* the session was suspended while we waited: its resume timeout, not ours, applies */
+        if (w < 0 && errno == EAGAIN && bridge_paused(c->br, since)) {
+            since = clk_ms();
+            continue;
+        }
         if (w < 0)
             return chan_neterr(c, "sent", errno);
         p += w;
@@ -88,6 +98,11 @@ static int chan_wait(struct chan *c)
         uint64_t now = clk_ms(), end = c->win_ms + (uint64_t)c->stall_ms;
         struct pollfd pf = {.fd = c->fd, .events = POLLIN};
         int r;
+        if (now >= end && bridge_paused(c->br, c->win_ms)) {
+            /* a suspension is not the peer's stall: the window starts again */
+            chan_new_window(c);
+            continue;
+        }
         if (now >= end)
             return chan_neterr(c, "received", ETIMEDOUT);
         r = poll(&pf, 1, (int)(end - now));
@@ -101,6 +116,12 @@ static int chan_wait(struct chan *c)
 int chan_write(struct chan *c, const void *data, size_t n)
 {
     const unsigned char *p = data;
+    if (c->br) {
+        if (chan_send_all(c, p, n) < 0)
+            return -1;
+        chan_new_window(c);
+        return 0;
+    }
     while (n > 0) {
         size_t take = n < SEAL_CHUNK * 8 ? n : SEAL_CHUNK * 8;
         size_t pre = chan_prefix(c);
@@ -116,8 +137,16 @@ int chan_write(struct chan *c, const void *data, size_t n)
 
 int chan_finish(struct chan *c)
 {
-    size_t pre = chan_prefix(c);
-    size_t len = pre + seal_tx_final(&c->tx, c->wire + pre);
+    size_t pre, len;
+    if (c->br) {
+        /* the plain stream's end is the session's FIN: rstream makes it the final record */
+        chan_new_window(c);
+        if (shutdown(c->fd, SHUT_WR) < 0)
+            return chan_neterr(c, "sent", errno);
+        return 0;
+    }
+    pre = chan_prefix(c);
+    len = pre + seal_tx_final(&c->tx, c->wire + pre);
     if (chan_send_all(c, c->wire, len) < 0)
         return -1;
     chan_new_window(c);
@@ -125,10 +154,39 @@ int chan_finish(struct chan *c)
     return 0;
 }
 
+/* Over the bridge: the next bytes of the plain stream into plain. 1: data, 0: the peer's end
+ * (the session's FIN), -1: error (the end of a session that was not resumed included). */
+static int chan_fill_plain(struct chan *c)
+{
+    for (;;) {
+        ssize_t r;
+        if (c->final_seen)
+            return 0;
+        if (chan_wait(c) < 0)
+            return -1;
+        r = recv(c->fd, c->plain, sizeof c->plain, 0);
+        if (r < 0 && (errno == EINTR || errno == EAGAIN))
+            continue; /* chan_wait decides about stalls, the socket's timeout does not */
+        if (r < 0 || (r == 0 && bridge_failed(c->br)))
+            return chan_neterr(c, "received", r < 0 ? errno : ECONNRESET);
+        if (r == 0) {
+            c->final_seen = true;
+            return 0;
+        }
+        if ((c->win_bytes += (size_t)r) >= CHAN_PROGRESS)
+            chan_new_window(c);
+        c->plen = (size_t)r;
+        c->poff = 0;
+        return 1;
+    }
+}
+
 /* Opens the next record into plain, reading from the socket as needed. 1: data (maybe 0
  * bytes), 0: the final record, -1: error. */
 static int chan_fill(struct chan *c)
 {
+    if (c->br)
+        return chan_fill_plain(c);
     for (;;) {
         size_t used = 0, plen = 0;
         enum seal_status s;

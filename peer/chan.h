@@ -21,6 +21,9 @@
 
 struct chan {
     int fd;
+    /* over the session bridge (peer/bridge.h): fd is a plain stream, rstream seals it, and a
+     * suspension of the session pauses the stall rules (the resume timeout bounds it) */
+    struct bridge *br;
     struct seal_tx tx;
     struct seal_rx rx;
     bool header_sent; /* our stream header went out with the first write */
@@ -37,8 +40,8 @@ struct chan {
     char err[300];
 };
 
-/* Takes over the link: its keys (wiped there), socket and prefill. Returns 0, or -1 (out of
- * memory). */
+/* Takes over the link: its keys (wiped there), socket and prefill; with link->bridge, its
+ * plain local end. Returns 0, or -1 (out of memory). */
 int chan_init(struct chan *c, struct peer_link *link);
 
 /* Seals and sends n bytes; our turn ended, so the peer's progress window starts again. Returns

@@ -13,6 +13,7 @@
 #include "common/seal.h"
 #include "common/sock.h"
 #include "common/vis.h"
+#include "peer/bridge.h"
 #include "peer/events.h"
 
 #define CHAT_LINE 4096
@@ -40,6 +41,9 @@ struct chat {
     size_t cin_len;
     bool final_queued; /* our final record is in wire (or sent) */
     bool final_seen;   /* the peer's final record arrived */
+    /* over the session bridge (peer/bridge.h): a plain stream, rstream seals the records and
+     * the stream's end is the final record */
+    bool plain;
 };
 
 static void chat_prompt(const struct chat *c)
@@ -113,13 +117,20 @@ static void chat_received(struct chat *c, const char *data, size_t n)
 static int chat_flush(struct chat *c)
 {
     ssize_t w;
+    if (c->wire_len == 0 && c->tx_len > 0 && c->plain) {
+        memcpy(c->wire, c->tx, c->tx_len);
+        c->wire_len = c->tx_len;
+        c->sent += c->tx_len;
+        c->tx_len = 0;
+    }
     if (c->wire_len == 0 && c->tx_len > 0) {
         c->wire_len = seal_tx_data(&c->stx, c->tx, c->tx_len, c->wire);
         c->sent += c->tx_len;
         c->tx_len = 0;
     }
     if (c->wire_len == 0 && c->leaving && !c->final_queued) {
-        c->wire_len = seal_tx_final(&c->stx, c->wire);
+        /* plain: the shutdown that follows is the end */
+        c->wire_len = c->plain ? 0 : seal_tx_final(&c->stx, c->wire);
         c->final_queued = true;
     }
     if (c->wire_len == 0)
@@ -138,6 +149,11 @@ static int chat_open(struct chat *c)
     unsigned char plain[SEAL_CHUNK];
     size_t off = 0, used, plen;
     enum seal_status s;
+    if (c->plain) {
+        chat_received(c, (const char *)c->cin, c->cin_len);
+        c->cin_len = 0;
+        return 0;
+    }
     do {
         s = seal_rx_next(&c->srx, c->cin + off, c->cin_len - off, &used, plain, &plen);
         off += used;
@@ -210,6 +226,10 @@ static int chat_loop(struct chat *c)
             if (r == 0) {
                 if (c->rx_len)
                     chat_show(c);
+                /* plain: the end is the peer's, unless the session was lost (logged) */
+                if (c->plain && bridge_failed(c->link->bridge))
+                    return EXIT_LOST;
+                c->final_seen = c->final_seen || c->plain;
                 if (!c->final_seen) {
                     LOG_E("connection to %s lost (stream ended without its final record)",
                           c->link->peer);
@@ -256,15 +276,21 @@ int chat_run(const struct peer_opts *o, struct peer_link *link)
     c->o = o;
     c->link = link;
     c->tty = isatty(STDIN_FILENO);
+    /* a resumable session: the chat runs over the bridge's plain stream */
+    if (bridge_start(o, link, c->tty, peer_pipe_session) < 0) {
+        rc = EXIT_LOCAL;
+        goto out;
+    }
+    c->plain = link->bridge != NULL;
     sk_tune_stream(link->fd);
     if (c->tty && !o->json) {
         char peer[VIS_SIZE(PROTO_MAX_ID)];
         fprintf(stderr, "chatting with %s; /quit or Ctrl-D to leave\n",
                 vis_str(link->peer, peer, sizeof peer));
     }
-    /* chat runs only after the end-to-end handshake: always sealed */
+    /* chat runs only after the end-to-end handshake: always sealed, here or by the session */
     seal_tx_init(&c->stx, link->tx_key, c->wire);
-    c->wire_len = SEAL_HEADER;
+    c->wire_len = c->plain ? 0 : SEAL_HEADER;
     seal_rx_init(&c->srx, link->rx_key);
     sodium_memzero(link->tx_key, sizeof link->tx_key);
     sodium_memzero(link->rx_key, sizeof link->rx_key);
@@ -272,9 +298,12 @@ int chat_run(const struct peer_opts *o, struct peer_link *link)
     c->cin_len = link->prefill_len;
     chat_prompt(c);
     rc = chat_open(c) < 0 ? EXIT_LOST : chat_loop(c);
-    close(link->fd);
-    link->fd = -1;
+    rc = bridge_end(link, rc);
     ev_closed(o, link->peer, c->sent, c->received, rc);
+out:
+    if (link->fd >= 0)
+        close(link->fd);
+    link->fd = -1;
     sodium_memzero(c, sizeof *c);
     free(c);
     return rc;

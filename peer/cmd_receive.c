@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "peer/bridge.h"
 #include "peer/commands.h"
 #include "peer/frecv.h"
 #include "peer/options.h"
@@ -83,6 +84,13 @@ int cmd_receive(const struct peer_opts *o, int argc, char **argv)
      * --from does not name; should one get here all the same, it is refused, not served */
     while ((rc = peer_rendezvous_gate(o, &gate, &link)) == EXIT_DONE) {
         peer_report(o, &link);
+        /* a resumable session: the file protocol (or the refusal) runs over the bridge */
+        if (bridge_start(o, &link, false, peer_pipe_session) < 0) {
+            if (link.fd >= 0)
+                close(link.fd);
+            rc = EXIT_LOCAL;
+            break;
+        }
         if (from.anyone || rcv_find(&from, link.peer) >= 0) {
             rc = frecv_run(o, &link, dirfd, o->force);
             break;

@@ -1,3 +1,6 @@
+#include <unistd.h>
+
+#include "peer/bridge.h"
 #include "peer/commands.h"
 #include "peer/fsend.h"
 #include "peer/options.h"
@@ -20,6 +23,13 @@ int cmd_send(const struct peer_opts *o, int argc, char **argv)
     if ((rc = peer_rendezvous(o, argv[0], &link)) != EXIT_DONE)
         goto out;
     peer_report(o, &link);
+    /* a resumable session: the file protocol runs over the bridge's plain stream */
+    if (bridge_start(o, &link, false, peer_pipe_session) < 0) {
+        if (link.fd >= 0)
+            close(link.fd);
+        rc = EXIT_LOCAL;
+        goto out;
+    }
     rc = fsend_run(o, &link, &files);
 out:
     fsend_free(&files);

@@ -1,4 +1,5 @@
 #include "peer/frecv.h"
+#include "peer/bridge.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -526,7 +527,11 @@ int frecv_run(const struct peer_opts *o, struct peer_link *link, int dirfd, bool
 {
     struct frecv *r = calloc(1, sizeof *r);
     int rc = EXIT_LOCAL;
-    if (!r || !(r->buf = malloc(FRECV_BUF)) || chan_init(&r->ch, link) < 0) {
+    if (!r || !(r->buf = malloc(FRECV_BUF))) {
+        LOG_E("out of memory");
+        goto out;
+    }
+    if (chan_init(&r->ch, link) < 0) {
         LOG_E("out of memory");
         goto out;
     }
@@ -540,10 +545,13 @@ int frecv_run(const struct peer_opts *o, struct peer_link *link, int dirfd, bool
     pg_init(&r->pg, isatty(STDERR_FILENO) && !o->quiet && !o->json, 0);
     rc = frecv_all(r);
     pg_clear(&r->pg);
+    rc = bridge_end(link, rc);
     ev_closed(o, link->peer, 0, r->pg.done, rc);
     chan_free(&r->ch);
 out:
-    close(link->fd);
+    rc = bridge_end(link, rc);
+    if (link->fd >= 0)
+        close(link->fd);
     link->fd = -1;
     if (r)
         free(r->buf);
@@ -556,12 +564,12 @@ int frecv_refuse(const struct peer_opts *o, struct peer_link *link, const char *
     struct timeval tv = {.tv_sec = FRECV_REFUSE_S};
     struct chan *ch = calloc(1, sizeof *ch);
     json_t *m = NULL;
-    int rc = EXIT_LOST;
+    int rc = EXIT_LOCAL;
     if (!ch || chan_init(ch, link) < 0) {
         LOG_E("out of memory");
-        rc = EXIT_LOCAL;
         goto out;
     }
+    rc = EXIT_LOST;
     ch->stall_ms = FRECV_REFUSE_S * 1000;
     setsockopt(link->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(link->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
@@ -574,12 +582,15 @@ int frecv_refuse(const struct peer_opts *o, struct peer_link *link, const char *
             rc = EXIT_PARTIAL;
     }
     json_decref(m);
+    rc = bridge_end(link, rc);
     ev_closed(o, link->peer, 0, 0, rc);
 out:
+    rc = bridge_end(link, rc);
     if (ch)
         chan_free(ch);
     free(ch);
-    close(link->fd);
+    if (link->fd >= 0)
+        close(link->fd);
     link->fd = -1;
     return rc;
 }

@@ -1,4 +1,5 @@
 #include "peer/fsend.h"
+#include "peer/bridge.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -380,7 +381,11 @@ int fsend_run(const struct peer_opts *o, struct peer_link *link, const struct fs
 {
     struct fsend *s = calloc(1, sizeof *s);
     int rc = EXIT_LOCAL;
-    if (!s || !(s->buf = malloc(FSEND_BUF)) || chan_init(&s->ch, link) < 0) {
+    if (!s || !(s->buf = malloc(FSEND_BUF))) {
+        LOG_E("out of memory");
+        goto out;
+    }
+    if (chan_init(&s->ch, link) < 0) {
         LOG_E("out of memory");
         goto out;
     }
@@ -389,10 +394,13 @@ int fsend_run(const struct peer_opts *o, struct peer_link *link, const struct fs
     pg_init(&s->pg, isatty(STDERR_FILENO) && !o->quiet && !o->json, l->total);
     rc = fsend_all(s, l);
     pg_clear(&s->pg);
+    rc = bridge_end(link, rc);
     ev_closed(o, link->peer, s->pg.done, 0, rc);
     chan_free(&s->ch);
 out:
-    close(link->fd);
+    rc = bridge_end(link, rc);
+    if (link->fd >= 0)
+        close(link->fd);
     link->fd = -1;
     if (s)
         free(s->buf);

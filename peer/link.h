@@ -54,6 +54,9 @@ struct peer_link {
     uint32_t epoch;
     uint64_t peer_rx;
     bool gone;
+    /* set by bridge_start (peer/bridge.h): fd is the local end of the session bridge, a plain
+     * stream that chan.c and chat.c use without seal */
+    struct bridge *bridge;
 };
 
 #endif

@@ -71,13 +71,9 @@ static int dispatch(struct peer_opts *o, int argc, char **argv, int first)
         if (commands[i].ident && !(o->plain && commands[i].run == cmd_direct) &&
             (rc = load_identity(o, &ident)) != EXIT_DONE)
             return rc;
-        /* the session layer (README, "Sessions that survive their connection") runs the pipe
-         * of connect and listen, forwarding included (listen --forward, connect --local); the
-         * other streams (chat, files) are not built on it yet, so they must not announce it:
-         * their peer would expect its records */
-        if (commands[i].run == cmd_chat || commands[i].run == cmd_send ||
-            commands[i].run == cmd_receive)
-            o->resume_timeout_s = 0;
+        /* the session layer (README, "Sessions that survive their connection") carries every
+         * stream made through a server: connect/listen (forwarding included), chat and files
+         * (over peer/bridge.h); direct has no server to announce it through */
         rc = commands[i].run(o, argc - first - 1, argv + first + 1);
         sodium_memzero(&ident, sizeof ident);
         return rc;

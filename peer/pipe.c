@@ -22,6 +22,8 @@ int peer_pipe(const struct peer_opts *o, struct peer_link *link)
 struct pipe_ctx {
     const struct peer_opts *o;
     const struct peer_link *link;
+    pipe_hook hook; /* the bridge's (may be NULL) */
+    void *hook_arg;
 };
 
 /* The data plane's events (on its thread): the lines a user reads, and --json events. */
@@ -40,12 +42,17 @@ static void pipe_event(void *arg, const struct rpump_event *e)
         LOG_N("connection to %s lost (%.*s); resuming for up to %llu s", pc->link->peer, len, why,
               (unsigned long long)(pc->link->resume_ms / 1000));
         ev_suspended(pc->o, pc->link->peer, e->why, e->tx, e->rx);
+        if (pc->hook)
+            pc->hook(pc->hook_arg, true);
         return;
     }
-    if (e->kind == RPUMP_UPGRADED)
+    if (e->kind == RPUMP_UPGRADED) {
         ev_upgraded(pc->o, pc->link->peer, e);
-    else
-        ev_resumed(pc->o, pc->link->peer, e);
+        return; /* not a resume: the stream never paused */
+    }
+    ev_resumed(pc->o, pc->link->peer, e);
+    if (pc->hook)
+        pc->hook(pc->hook_arg, false);
 }
 
 static int pipe_status(enum rpump_status s)
@@ -67,12 +74,11 @@ static int pipe_status(enum rpump_status s)
 /* A session whose shakes both carried shake.resume (PROTOCOL.md section 18): the data plane
  * (rpump) on this thread, the path side (rpath) on its own, meeting at the mailbox. */
 static int pipe_resumable(const struct peer_opts *o, struct peer_link *link, int in, int out,
-                          const struct pipe_path *pp)
+                          const struct pipe_path *pp, struct pipe_ctx *pc)
 {
     struct rpath_cfg pcfg;
     struct rpump_cfg rcfg;
     struct rpump_stats st = {0};
-    struct pipe_ctx pc = {o, link};
     struct mb_conn first;
     struct rpath *rp;
     char err[300] = "";
@@ -116,7 +122,7 @@ static int pipe_resumable(const struct peer_opts *o, struct peer_link *link, int
     if (link->peer_buf / 8 && link->peer_buf / 8 < rcfg.params.ack_step)
         rcfg.params.ack_step = link->peer_buf / 8;
     rcfg.event = pipe_event;
-    rcfg.arg = &pc;
+    rcfg.arg = pc;
     rcfg.splice = in == out;
 
     rp = rpath_start(&pcfg);
@@ -125,7 +131,8 @@ static int pipe_resumable(const struct peer_opts *o, struct peer_link *link, int
         LOG_E("cannot start the session's path side: %s", strerror(errno));
         close(first.fd);
         sodium_memzero(&first, sizeof first);
-        ev_closed(o, link->peer, 0, 0, EXIT_LOCAL);
+        if (!pc->hook)
+            ev_closed(o, link->peer, 0, 0, EXIT_LOCAL);
         return EXIT_LOCAL;
     }
     s = rpump_run(&rcfg, rpath_mbox(rp), in, out, &first, &st, err, sizeof err);
@@ -143,8 +150,18 @@ static int pipe_resumable(const struct peer_opts *o, struct peer_link *link, int
               (unsigned long long)(st.first_rx_us % 1000000u));
     if (rc != EXIT_DONE)
         LOG_E("%s", err[0] ? err : "the session failed");
-    ev_closed(o, link->peer, st.sent, st.received, rc);
+    /* over the bridge, the user of the stream (files, chat) tells how it ended */
+    if (!pc->hook)
+        ev_closed(o, link->peer, st.sent, st.received, rc);
     return rc;
+}
+
+int peer_pipe_session(const struct peer_opts *o, struct peer_link *link, int fd, pipe_hook hook,
+                      void *arg)
+{
+    struct pipe_ctx pc = {o, link, hook, arg};
+    sk_tune_stream(link->fd);
+    return pipe_resumable(o, link, fd, fd, NULL, &pc);
 }
 
 int peer_pipe_fds(const struct peer_opts *o, struct peer_link *link, int in, int out)
@@ -161,8 +178,10 @@ int peer_pipe_fds_path(const struct peer_opts *o, struct peer_link *link, int in
     int rc;
 
     sk_tune_stream(link->fd);
-    if (link->encrypted && link->resume)
-        return pipe_resumable(o, link, in, out, pp);
+    if (link->encrypted && link->resume) {
+        struct pipe_ctx pc = {o, link, NULL, NULL};
+        return pipe_resumable(o, link, in, out, pp, &pc);
+    }
     if (link->encrypted)
         s = pump_run_sealed(link->fd, in, out, link->prefill, link->prefill_len, link->tx_key,
                             link->rx_key, &st, err, sizeof err);

@@ -2,6 +2,8 @@
 #ifndef TP_PIPE_H
 #define TP_PIPE_H
 
+#include <stdbool.h>
+
 #include "peer/link.h"
 #include "peer/opts.h"
 
@@ -25,5 +27,13 @@ struct pipe_path {
 /* peer_pipe_fds with the path side's attempt given (pp NULL: the usual). */
 int peer_pipe_fds_path(const struct peer_opts *o, struct peer_link *link, int in, int out,
                        const struct pipe_path *pp);
+
+/* Runs a resumable session (link->encrypted && link->resume) between the link and one local
+ * socket fd, for the bridge (peer/bridge.h): hook (may be NULL) is called on the session's
+ * thread after each suspension (true) and resume (false) is logged; no closed event (the user
+ * of the bridge sends it). Closes link->fd, not fd. */
+typedef void (*pipe_hook)(void *arg, bool suspended);
+int peer_pipe_session(const struct peer_opts *o, struct peer_link *link, int fd, pipe_hook hook,
+                      void *arg);
 
 #endif

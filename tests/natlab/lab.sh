@@ -1475,7 +1475,7 @@ scn_v() {   # scenario u with a file: send/receive, the relayed connection kille
     scn_u || return 1
     DESC="scenario i (relayed), send of a $(human "$LAB_CUT_BYTES") file; after $(human "$LAB_CUT_AT") at the receiver the server kills alice's relayed connection"
     CUT_FILE=1
-    lab_cut_expect lost 5 5 10 'connection lost'   # Phase 10: files are not resumable yet
+    lab_cut_expect intact 0 0 40 'resumed with'   # Phase 10: the session bridge resumes the transfer
 }
 
 # ---- relay first, then direct (Phase 10, docs/design/resume.md 4.6): scenario x.
