@@ -1691,7 +1691,13 @@ lab_run_once() {
         sleep 0.3
     fi
 
-    local before pa pb early=""
+    local before pa pb early="" i
+    # nat-check's connections may still be closing (a lost FIN under loss, scenario f): they must
+    # not count as bob's (bounded: 3 s)
+    for ((i = 0; i < 60; i++)); do
+        [ "$(lab_server_conns)" -eq 0 ] && break
+        sleep 0.05
+    done
     before=$(lab_server_conns)
     note "bob waits:       tcpunch --server $SERVER --id $ID_B listen   (on $LAN_B)"
     lab_peer "$HOST_B" b --id "$ID_B" "${PEER_B_ARGS[@]}" listen
