@@ -1,6 +1,7 @@
 #include "peer/bridge.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -13,10 +14,14 @@
 #include "common/log.h"
 #include "peer/exit.h"
 
+/* how long the peer may take to end its direction after ours ended (PUMP_LINGER_MS's value) */
+#define BRIDGE_LINGER_MS 10000u
+
 struct bridge {
     const struct peer_opts *o;
     struct peer_link link; /* the session thread's copy: the user's link->fd is the local end */
     int fd;                /* the session's end of the socketpair */
+    int stop[2];           /* bridge_end writes stop[1]: the session thread's rpump ends */
     pthread_t thread;
     bridge_run run;
     bool chat_lines;
@@ -40,7 +45,7 @@ static void bridge_hook(void *arg, bool suspended)
 static void *bridge_main(void *arg)
 {
     struct bridge *b = arg;
-    int rc = b->run(b->o, &b->link, b->fd, bridge_hook, b);
+    int rc = b->run(b->o, &b->link, b->fd, b->stop[0], bridge_hook, b);
     atomic_store(&b->rc, rc);
     /* ended before the close: a user that sees its stream end can then tell a lost session
      * from the peer's orderly end */
@@ -70,7 +75,10 @@ int bridge_start(const struct peer_opts *o, struct peer_link *link, bool chat_li
     if (!link->encrypted || !link->resume)
         return 0;
     b = calloc(1, sizeof *b);
-    if (!b || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+    if (b)
+        b->stop[0] = b->stop[1] = -1;
+    if (!b || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
+        pipe2(b->stop, O_CLOEXEC) < 0) {
         LOG_E("cannot start the session bridge: %s", strerror(errno));
         goto fail;
     }
@@ -95,8 +103,13 @@ fail:
         close(sv[0]);
     if (sv[1] >= 0)
         close(sv[1]);
-    if (b)
+    if (b) {
+        if (b->stop[0] >= 0)
+            close(b->stop[0]);
+        if (b->stop[1] >= 0)
+            close(b->stop[1]);
         sodium_memzero(&b->link, sizeof b->link);
+    }
     free(b);
     return -1;
 }
@@ -111,10 +124,33 @@ bool bridge_failed(const struct bridge *b)
     return b && atomic_load(&b->ended) && atomic_load(&b->rc) != EXIT_DONE;
 }
 
+/* After the user let go: the session delivers what is left and ends once the peer ends its
+ * direction too. A peer that never does (heartbeats keep the connection alive) would hold us for
+ * ever, so it gets BRIDGE_LINGER_MS, counted again after each resume and not while suspended (the
+ * resume timeout bounds that); then the session is stopped. True when it had to be. */
+static bool bridge_wait(struct bridge *b)
+{
+    uint64_t start = clk_ms();
+    while (!atomic_load(&b->ended)) {
+        uint64_t since = atomic_load(&b->resumed_ms);
+        if (since < start)
+            since = start;
+        if (!atomic_load(&b->suspended) && clk_ms() - since >= BRIDGE_LINGER_MS) {
+            LOG_W("%s did not end the session within %u s of ours; ending it", b->link.peer,
+                  (unsigned)(BRIDGE_LINGER_MS / 1000));
+            if (write(b->stop[1], "x", 1) < 0)
+                LOG_W("cannot stop the session: %s", strerror(errno));
+            return true;
+        }
+        usleep(20 * 1000);
+    }
+    return false;
+}
+
 int bridge_end(struct peer_link *link, int rc)
 {
     struct bridge *b = link->bridge;
-    bool early;
+    bool early, stopped;
     int brc;
     if (!b)
         return rc;
@@ -125,12 +161,17 @@ int bridge_end(struct peer_link *link, int rc)
     if (link->fd >= 0)
         close(link->fd);
     link->fd = -1;
+    stopped = bridge_wait(b);
     pthread_join(b->thread, NULL);
     brc = atomic_load(&b->rc);
     close(b->fd);
+    close(b->stop[0]);
+    close(b->stop[1]);
     sodium_memzero(&b->link, sizeof b->link);
     free(b);
     link->bridge = NULL;
+    if (stopped) /* our side is complete; only the peer's end never came */
+        return rc;
     if (brc == EXIT_NOT_RESUMED || early)
         return brc;
     return rc != EXIT_DONE ? rc : brc;

@@ -18,7 +18,7 @@ struct bridge;
 
 /* How the session thread runs the session: peer_pipe_session (a test may pass its own). */
 typedef int (*bridge_run)(const struct peer_opts *o, struct peer_link *link, int fd,
-                          pipe_hook hook, void *arg);
+                          int stop_fd, pipe_hook hook, void *arg);
 
 /* When link->encrypted && link->resume: takes the link (its socket, keys, prefill) for the
  * session thread, which runs run, and puts the local end in link->fd with link->bridge set;

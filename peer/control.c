@@ -237,7 +237,11 @@ static void ctl_on_first(struct sc *sc, void *data, const unsigned char *nonce, 
      * server that offered resume */
     if (c->rsm && sc_feat_resume(sc)) {
         m->u.hello.features |= PROTO_FEAT_RESUME;
-        m->u.hello.replace = c->rsm->c->role == PROTO_RESPONDER;
+        /* not for an upgrade (relay first): the session is alive, our old registration was
+         * closed at the link, and a replace would throw out another process of ours that holds
+         * the id now (a second listen with the same key); without it an upgrade to an id in use
+         * just fails, and the session stays on the relay */
+        m->u.hello.replace = c->rsm->c->role == PROTO_RESPONDER && !c->rsm->direct_only;
     }
     /* listen --forward registering again: our lost registration (a router reboot leaves it
      * open at the server until its keepalive) is taken over at once, so that the resume orders

@@ -46,12 +46,14 @@
 
 #define MB_CAP 16 /* messages per direction (a session exchanges a handful at a time) */
 #define MB_WHY 256
+#define MB_LOST_REFUSED 1 /* MB_LOST's status: rs_attach refused the MB_CONN just given */
 #define MB_PREFILL 4096 /* PROTO_MAX_LINE: what a handshake read can leave behind */
 
 enum mb_kind {
     MB_CONN = 1, /* path -> data: a connection to attach (epoch 0, a resume, or an upgrade) */
     MB_GIVE_UP,  /* path -> data: no connection will come (status, why) */
-    MB_LOST,     /* data -> path: the current connection failed; find another */
+    MB_LOST,     /* data -> path: the current connection failed; find another (status
+                    MB_LOST_REFUSED: the connection handed over was refused, same suspension) */
     MB_ENDED,    /* data -> path: the session ended (status: exit code, why) */
 };
 

@@ -24,6 +24,7 @@ struct pipe_ctx {
     const struct peer_link *link;
     pipe_hook hook; /* the bridge's (may be NULL) */
     void *hook_arg;
+    int stop_fd; /* the bridge's (-1: none) */
 };
 
 /* The data plane's events (on its thread): the lines a user reads, and --json events. */
@@ -124,6 +125,8 @@ static int pipe_resumable(const struct peer_opts *o, struct peer_link *link, int
     rcfg.event = pipe_event;
     rcfg.arg = pc;
     rcfg.splice = in == out;
+    rcfg.has_stop = pc->stop_fd >= 0;
+    rcfg.stop_fd = pc->stop_fd;
 
     rp = rpath_start(&pcfg);
     sodium_memzero(pcfg.rs, sizeof pcfg.rs);
@@ -156,10 +159,10 @@ static int pipe_resumable(const struct peer_opts *o, struct peer_link *link, int
     return rc;
 }
 
-int peer_pipe_session(const struct peer_opts *o, struct peer_link *link, int fd, pipe_hook hook,
-                      void *arg)
+int peer_pipe_session(const struct peer_opts *o, struct peer_link *link, int fd, int stop_fd,
+                      pipe_hook hook, void *arg)
 {
-    struct pipe_ctx pc = {o, link, hook, arg};
+    struct pipe_ctx pc = {o, link, hook, arg, stop_fd};
     sk_tune_stream(link->fd);
     return pipe_resumable(o, link, fd, fd, NULL, &pc);
 }
@@ -179,7 +182,7 @@ int peer_pipe_fds_path(const struct peer_opts *o, struct peer_link *link, int in
 
     sk_tune_stream(link->fd);
     if (link->encrypted && link->resume) {
-        struct pipe_ctx pc = {o, link, NULL, NULL};
+        struct pipe_ctx pc = {o, link, NULL, NULL, -1};
         return pipe_resumable(o, link, in, out, pp, &pc);
     }
     if (link->encrypted)

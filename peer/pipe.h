@@ -31,9 +31,10 @@ int peer_pipe_fds_path(const struct peer_opts *o, struct peer_link *link, int in
 /* Runs a resumable session (link->encrypted && link->resume) between the link and one local
  * socket fd, for the bridge (peer/bridge.h): hook (may be NULL) is called on the session's
  * thread after each suspension (true) and resume (false) is logged; no closed event (the user
- * of the bridge sends it). Closes link->fd, not fd. */
+ * of the bridge sends it). stop_fd (-1: none) readable ends the session at once (rpump_cfg
+ * has_stop). Closes link->fd, not fd, nor stop_fd. */
 typedef void (*pipe_hook)(void *arg, bool suspended);
-int peer_pipe_session(const struct peer_opts *o, struct peer_link *link, int fd, pipe_hook hook,
-                      void *arg);
+int peer_pipe_session(const struct peer_opts *o, struct peer_link *link, int fd, int stop_fd,
+                      pipe_hook hook, void *arg);
 
 #endif

@@ -305,6 +305,21 @@ static void on_lost(struct rpath *r, const struct mb_msg *m)
 {
     if (r->suspended)
         return; /* already looking (a repeated MB_LOST changes nothing for the attempt) */
+    if (m->status == MB_LOST_REFUSED && r->lost_ms) {
+        /* the connection we handed over was refused (a lying offset): the same suspension, its
+         * deadline and its waits go on; a fresh deadline per refusal would never end */
+        uint64_t now = clk_ms();
+        r->suspended = true;
+        if (resume_give_up(now, r->lost_ms, r->c.timeout_ms)) {
+            give_up_deadline(r);
+            return;
+        }
+        uv_timer_start(&r->deadline, on_deadline, resume_left_ms(now, r->lost_ms, r->c.timeout_ms),
+                       0);
+        snprintf(r->why, sizeof r->why, "the resumed connection was refused");
+        retry_later(r, false);
+        return;
+    }
     r->suspended = true;
     r->lost_ms = clk_ms();
     r->rx = m->conn.peer_rx;

@@ -32,6 +32,7 @@ struct rpump {
     size_t errlen;
     bool src_open, out_open;
     bool lost_pending; /* MB_LOST to push (the mailbox was full) */
+    bool refused;      /* that MB_LOST follows a refused MB_CONN (MB_LOST_REFUSED) */
     char lost_why[MB_WHY];
     uint64_t lost_ms; /* when the current connection failed (0: not suspended) */
     uint64_t start_ms; /* when epoch 0 was attached: an upgrade's ms counts from it */
@@ -128,6 +129,7 @@ static void rpump_push_lost(struct rpump *p)
     m.conn.fd = -1;
     m.conn.epoch = p->last_epoch;
     m.conn.peer_rx = rs_rx_offset(rst_sess(&p->rs));
+    m.status = p->refused ? MB_LOST_REFUSED : 0;
     snprintf(m.why, sizeof m.why, "%s", p->lost_why);
     p->lost_pending = mb_to_path(p->mb, &m) < 0;
 }
@@ -136,6 +138,7 @@ static void rpump_lost(struct rpump *p, uint64_t now)
 {
     struct rsess *s = rst_sess(&p->rs);
     snprintf(p->lost_why, sizeof p->lost_why, "%s", rst_why(&p->rs));
+    p->refused = false;
     if (!p->lost_ms)
         p->lost_ms = now ? now : 1;
     struct rpump_event e = {.kind = RPUMP_SUSPENDED,
@@ -160,6 +163,7 @@ static int rpump_attach(struct rpump *p, struct mb_conn *k, bool upgrade, uint64
     uint64_t high = p->rs.high;
     if (rst_attach(&p->rs, &a, now) < 0)
         return -1;
+    p->refused = false;
     p->last_epoch = k->epoch;
     if (k->epoch == 0)
         return 0;
@@ -197,6 +201,9 @@ static void rpump_on_conn(struct rpump *p, struct mb_msg *m, uint64_t now)
             close(m->conn.fd);
         if (rs_state(rst_sess(&p->rs)) == RS_SUSPENDED && !p->rs.lost) { /* else RST_LOST does */
             snprintf(p->lost_why, sizeof p->lost_why, "the new connection was refused");
+            /* the same suspension goes on: its deadline must not start again, or a peer whose
+             * resumes lie about its offset would keep us re-punching for ever */
+            p->refused = true; /* until an attach or a loss of a live connection */
             rpump_push_lost(p);
         }
     }
@@ -329,8 +336,8 @@ static enum rpump_status rpump_loop(struct rpump *p)
 {
     enum rpump_status s = RPUMP_DONE;
     for (;;) {
-        struct pollfd pf[4 + RST_MAX_FDS];
-        int n = 0, i_in = -1, i_out = -1, i_mb, i_sig, base, timeout = -1;
+        struct pollfd pf[5 + RST_MAX_FDS];
+        int n = 0, i_in = -1, i_out = -1, i_mb, i_sig, i_stop = -1, base, timeout = -1;
         const unsigned char *dummy;
         uint64_t now = clk_ms();
 
@@ -352,6 +359,10 @@ static enum rpump_status rpump_loop(struct rpump *p)
         i_mb = n++;
         pf[n] = (struct pollfd){.fd = rpump_sigpipe[0], .events = POLLIN};
         i_sig = n++;
+        if (p->c->has_stop) {
+            pf[n] = (struct pollfd){.fd = p->c->stop_fd, .events = POLLIN};
+            i_stop = n++;
+        }
         base = n;
         n += rst_pollfds(&p->rs, pf + base, now, &timeout);
         if (p->lost_pending && (timeout < 0 || timeout > (int)RPUMP_RETRY_MS))
@@ -365,6 +376,11 @@ static enum rpump_status rpump_loop(struct rpump *p)
             snprintf(p->err, p->errlen, "interrupted by signal %d", (int)rpump_signo);
             rst_abort(&p->rs, SF_ABORT_SIGNAL, RPUMP_ABORT_WAIT_MS);
             return RPUMP_SIGNAL;
+        }
+        if (i_stop >= 0 && pf[i_stop].revents) {
+            snprintf(p->err, p->errlen, "the peer did not end the session in time; ended it");
+            rst_abort(&p->rs, SF_ABORT_READ, RPUMP_ABORT_WAIT_MS);
+            return RPUMP_LOCAL;
         }
         now = clk_ms();
         if (i_in >= 0 && pf[i_in].revents && rpump_read_in(p, &s) < 0)

@@ -43,6 +43,10 @@ struct rpump_cfg {
     void *arg;
     /* a socket as both in and out: the end of our direction is shutdown(out, SHUT_WR) */
     bool splice;
+    /* has_stop: stop_fd becoming readable ends the session at once (ABORT sent best effort,
+     * RPUMP_LOCAL): the bridge's bound on a peer that never ends its direction */
+    bool has_stop;
+    int stop_fd;
 };
 
 enum rpump_status {

@@ -169,6 +169,20 @@ static void push_lost(struct rpath *r, uint64_t rx, uint32_t epoch)
     CHECK_INT(mb_to_path(rpath_mbox(r), &m), 0);
 }
 
+/* the data plane refused the connection just handed over (rpump: a lying offset) */
+static void push_refused(struct rpath *r, uint64_t rx, uint32_t epoch)
+{
+    struct mb_msg m;
+    memset(&m, 0, sizeof m);
+    m.kind = MB_LOST;
+    m.status = MB_LOST_REFUSED;
+    m.conn.fd = -1;
+    m.conn.peer_rx = rx;
+    m.conn.epoch = epoch;
+    snprintf(m.why, sizeof m.why, "the new connection was refused");
+    CHECK_INT(mb_to_path(rpath_mbox(r), &m), 0);
+}
+
 static void push_ended(struct rpath *r)
 {
     struct mb_msg m;
@@ -570,6 +584,52 @@ static void t_upgrade_lost(void)
     CHECK_INT(count_fds(), fds0);
 }
 
-CHECK_MAIN(TEST(t_conn), TEST(t_retries), TEST(t_deadline), TEST(t_gone),
+/* The data plane refuses every resumed connection (a peer whose resumes lie about its offset):
+ * the refusals belong to the same suspension, so its deadline (1 s) still ends it with exit 11,
+ * after waits between the attempts (the punch table: 0, 1000 ms: at most a few connections), not
+ * dozens of re-punches (found by review: the deadline started again at each refusal). */
+static void t_refused_loop(void)
+{
+    struct step st[32];
+    for (int i = 0; i < 32; i++)
+        st[i] = (struct step){S_CONN, 0};
+    script(st, 32);
+    struct rpath_cfg c = cfg_of(1000);
+    struct rpath *r = rpath_start(&c);
+    if (!CHECK(r))
+        return;
+    push_lost(r, 10, 1);
+    uint64_t t0 = clk_ms();
+    bool gave_up = false;
+    int conns = 0, status = -1;
+    struct mb_msg m;
+    while (clk_ms() - t0 < 5000 && !gave_up) {
+        if (!wait_data(r, 200, &m))
+            continue;
+        if (m.kind == MB_GIVE_UP) {
+            gave_up = true;
+            status = m.status;
+            break;
+        }
+        if (m.kind == MB_CONN) {
+            conns++;
+            close(m.conn.fd);
+            pthread_mutex_lock(&sc.mu);
+            if (sc.other_end >= 0)
+                close(sc.other_end);
+            sc.other_end = -1;
+            pthread_mutex_unlock(&sc.mu);
+            push_refused(r, 10, 1);
+        }
+    }
+    CHECK(gave_up);
+    CHECK_INT(status, EXIT_NOT_RESUMED);
+    CHECK_MSG(clk_ms() - t0 < 2500, "gave up after %llu ms", (unsigned long long)(clk_ms() - t0));
+    CHECK_MSG(conns >= 1 && conns <= 4, "%d connections handed over", conns);
+    push_ended(r);
+    rpath_stop(r);
+}
+
+CHECK_MAIN(TEST(t_conn), TEST(t_refused_loop), TEST(t_retries), TEST(t_deadline), TEST(t_gone),
            TEST(t_ended_during_attempt), TEST(t_lost_again), TEST(t_upgrade),
            TEST(t_upgrade_gives_up), TEST(t_upgrade_lost))
