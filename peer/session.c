@@ -747,6 +747,37 @@ static void sess_resume_ctx(struct sess *ss, const struct serve_resume *sr)
     ss->res = &ss->sres;
 }
 
+/* listen --forward: the resume punches running for served sessions. One per root, the newest
+ * (the one the peer is answering) replacing an older; and at most SESS_MAX_SERVED_RESUMES in
+ * all, so that a lying server naming a suspended session's peer cannot make us run punches
+ * without bound (found by review). false: refuse this order. */
+#define SESS_MAX_SERVED_RESUMES 16
+static bool sess_served_room(struct sess_set *set, const char *root)
+{
+    struct sess *older = NULL;
+    struct q *it;
+    int n = 0;
+    q_foreach(it, &set->list)
+    {
+        struct sess *ss = q_data(it, struct sess, node);
+        if (!ss->serve_resume)
+            continue;
+        n++;
+        if (ss->punch && strcmp(ss->sr.root, root) == 0)
+            older = ss;
+    }
+    if (older) {
+        /* sess_punch_done frees it (and takes it off the list) */
+        punch_abort(older->punch, EXIT_PUNCH, "a newer resume order for this session came");
+        return true;
+    }
+    if (n >= SESS_MAX_SERVED_RESUMES) {
+        LOG_D("refusing a resume order: %d resume punches run already", n);
+        return false;
+    }
+    return true;
+}
+
 enum sess_start sess_start(struct sess_set *set, const struct proto_msg *m, uint32_t rtt_us,
                            uint64_t rx_us)
 {
@@ -759,6 +790,10 @@ enum sess_start sess_start(struct sess_set *set, const struct proto_msg *m, uint
 
     if (served ? !sess_serve_found(set, m, &sr) : !sess_admit(set, m, fp, sizeof fp))
         return SESS_NONE;
+    if (served && !sess_served_room(set, sr.root)) {
+        sodium_memzero(&sr, sizeof sr);
+        return SESS_NONE;
+    }
     if (!(ss = calloc(1, sizeof *ss))) {
         if (set->mode != SESS_ONE && !served)
             sess_hook_failed(set, m->u.punch.peer);
