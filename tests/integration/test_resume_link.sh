@@ -81,10 +81,12 @@ check "one auxiliary connection only (asked again on it)" \
 refused() { # WHAT EXPECTED_WHY RESPONDER_ARGS...
     local what=$1 why=$2
     shift 2
+    # the mark before the responder starts: taken after, its registration could be missed and
+    # the wait time out (a failure seen under load in CI)
+    mark=$(log_mark)
     spawn 30 "$DRV" -v -s "$SRV" -i "$B" responder "$@" "$RS" 0 1 6 >"$WORK/r3.out" 2>"$WORK/r3.err"
     local r=$!
-    mark=$(log_mark)
-    wait_until 10 registered_since "$B" "$mark"
+    wait_until 10 registered_since "$B" "$mark" || fail "$what: the responder did not register"
     sleep 0.3
     timeout -k 2 20 "$DRV" -s "$SRV" -i "$A" initiator "$ROOT" "$B" "$KB" "$RS" 0 1 4 \
         >"$WORK/i3.out" 2>"$WORK/i3.err"
