@@ -492,6 +492,25 @@ static int pu_keys(struct punch *p, const struct pconn *c)
     return 0;
 }
 
+/* A valid line arrived on c, of the shake or of a resume: the responder has answered it
+ * (answered: its reply went out) and wins there; the initiator wins on its selected connection,
+ * keeps c as a spare while another is selected, or selects it. */
+static void pu_verified(struct pconn *c, bool initiator, bool answered)
+{
+    if (!initiator) {
+        if (answered)
+            c->state = PC_WON;
+        else
+            pu_close_conn(c);
+    } else if (c->state == PC_SELECTED) {
+        c->state = PC_WON;
+    } else if (c->p->selected) {
+        c->state = PC_VERIFIED;
+    } else {
+        pu_select(c);
+    }
+}
+
 static int pu_on_line(void *ctx, char *line, size_t len)
 {
     struct pconn *c = ctx;
@@ -532,18 +551,7 @@ static int pu_on_line(void *ctx, char *line, size_t len)
         pu_close_conn(c);
         return 1;
     }
-    if (!initiator) {
-        if (pu_send(c, PROTO_CONFIRM))
-            c->state = PC_WON;
-        else
-            pu_close_conn(c);
-    } else if (c->state == PC_SELECTED) {
-        c->state = PC_WON;
-    } else if (p->selected) {
-        c->state = PC_VERIFIED;
-    } else {
-        pu_select(c);
-    }
+    pu_verified(c, initiator, !initiator && pu_send(c, PROTO_CONFIRM));
     return 1;
 }
 
@@ -603,7 +611,6 @@ static void pr_drop(struct pconn *c, const char *why)
 static int pr_on_line(void *ctx, char *line, size_t len)
 {
     struct pconn *c = ctx;
-    struct punch *p = c->p;
     bool initiator = c->rctx.role == PROTO_INITIATOR;
     bool done = !initiator || c->state == PC_SELECTED; /* the line that ends the exchange */
     enum rshake_type expect = c->state == PC_SELECTED ? RSHAKE_RESUMED : RSHAKE_RESUME;
@@ -622,18 +629,7 @@ static int pr_on_line(void *ctx, char *line, size_t len)
         pr_drop(c, "the peer's ephemeral key is unusable");
         return 1;
     }
-    if (!initiator) {
-        if (pr_send(c, RSHAKE_RESUMED))
-            c->state = PC_WON;
-        else
-            pu_close_conn(c);
-    } else if (c->state == PC_SELECTED) {
-        c->state = PC_WON;
-    } else if (p->selected) {
-        c->state = PC_VERIFIED;
-    } else {
-        pu_select(c);
-    }
+    pu_verified(c, initiator, !initiator && pr_send(c, RSHAKE_RESUMED));
     return 1;
 }
 
