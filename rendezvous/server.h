@@ -10,6 +10,7 @@
 #include "rendezvous/conn.h"
 #include "rendezvous/gate.h"
 #include "rendezvous/limits.h"
+#include "rendezvous/metrics.h"
 #include "rendezvous/plan.h"
 #include "rendezvous/relay.h"
 
@@ -87,6 +88,7 @@ struct srv {
     bool sweep_init;
     size_t conns_high; /* most connections at once since memory was last handed back */
     bool stopping;
+    struct mtr mtr; /* the counters of metrics.h (--metrics-listen serves them) */
     struct conn_set conns; /* every connection, by state */
     char rbuf[SRV_READ_BUF]; /* reads are handled synchronously, so one buffer serves all */
 };

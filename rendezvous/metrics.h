@@ -1,0 +1,102 @@
+/* The server's counters (deploy/METRICS.md): plain numbers the server and its modules bump as
+ * things happen, and the pure renderer of the Prometheus text exposition format over them plus
+ * the gauges read at scrape time. No event loop, no sockets, no server structs: the HTTP side
+ * (mhttp.c) asks its user for the text, and the user (server.c) fills a struct mtr_view.
+ *
+ * Every label set is closed (enums below, PC_COUNT codes, the NAT kinds), so no peer can grow
+ * the exposition by what it sends. */
+#ifndef TP_METRICS_H
+#define TP_METRICS_H
+
+#include "proto/code.h"
+#include "proto/proto.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* An introduction's path decision (plan.c): label `path` of tcpunch_introductions_total. */
+enum mtr_path {
+    MTR_PATH_DIRECT,      /* a punch, with the relay offered as the fallback */
+    MTR_PATH_DIRECT_ONLY, /* a punch, no relay (the server does not relay, or refused the offer) */
+    MTR_PATH_BIRTHDAY,    /* a birthday punch (either with or without a relay fallback) */
+    MTR_PATH_RELAY,       /* relay at once, no punch */
+    MTR_PATH_NONE,        /* no path: the connect was answered with no-path */
+    MTR_PATH_COUNT
+};
+
+/* A peer's traversal report (PROTOCOL.md, "Traversal reports"): label `result`. */
+enum mtr_result { MTR_RES_DIRECT, MTR_RES_RELAY, MTR_RES_FAILED, MTR_RES_COUNT };
+
+/* The unordered pair of both sides' NAT mappings as the server knew them at the punch
+ * (proto_nat: unknown, independent, dependent): label `nat_pair`, 6 values. */
+#define MTR_NAT_KINDS 3
+#define MTR_NAT_PAIRS 6
+
+/* tcpunch_punch_duration_seconds: upper bounds of the histogram's buckets, in ms (+Inf is
+ * implied after the last) */
+#define MTR_LAT_BUCKETS 10
+static const uint32_t mtr_lat_bounds_ms[MTR_LAT_BUCKETS] = {50,   100,  250,   500,   1000,
+                                                             2500, 5000, 10000, 30000, 60000};
+
+struct mtr {
+    uint64_t accepted;               /* connections accepted on the main listeners */
+    uint64_t registrations;          /* welcomes sent (aux connections included) */
+    uint64_t replaced;               /* ids taken over by hello.replace (local or cluster) */
+    uint64_t errors[PC_COUNT];       /* error lines sent, by code (refusals, fatal or not) */
+    uint64_t intros[MTR_PATH_COUNT]; /* introductions this instance planned, by decision */
+    uint64_t probes[MTR_NAT_KINDS];  /* probes recorded, by the mapping they showed */
+    /* traversal reports accepted */
+    uint64_t results[MTR_RES_COUNT][MTR_NAT_PAIRS];
+    uint64_t lat_count[MTR_RES_COUNT][MTR_LAT_BUCKETS + 1]; /* per bucket, not cumulative */
+    uint64_t lat_sum_ms[MTR_RES_COUNT];
+    uint64_t cl_intro_in, cl_intro_out; /* cluster: introduce messages received / sent */
+};
+
+static inline unsigned mtr_nat_pair(enum proto_nat a, enum proto_nat b)
+{
+    unsigned x = (unsigned)a < MTR_NAT_KINDS ? (unsigned)a : 0;
+    unsigned y = (unsigned)b < MTR_NAT_KINDS ? (unsigned)b : 0;
+    if (x > y) {
+        unsigned t = x;
+        x = y;
+        y = t;
+    }
+    /* (0,0) (0,1) (0,2) (1,1) (1,2) (2,2) */
+    return x == 0 ? y : x == 1 ? 2 + y : 5;
+}
+
+static inline void mtr_error(struct mtr *m, enum proto_code c)
+{
+    if (m && (unsigned)c < PC_COUNT)
+        m->errors[c]++;
+}
+
+static inline void mtr_intro(struct mtr *m, enum mtr_path p)
+{
+    if (m && (unsigned)p < MTR_PATH_COUNT)
+        m->intros[p]++;
+}
+
+static inline void mtr_probe(struct mtr *m, enum proto_nat n)
+{
+    if (m && (unsigned)n < MTR_NAT_KINDS)
+        m->probes[n]++;
+}
+
+/* One accepted traversal report: result, the pair's NAT kinds (the server's view at the punch),
+ * and the report's ms. */
+static inline void mtr_punch_result(struct mtr *m, enum mtr_result r, enum proto_nat a,
+                                    enum proto_nat b, uint32_t ms)
+{
+    int i = 0;
+    if (!m || (unsigned)r >= MTR_RES_COUNT)
+        return;
+    m->results[r][mtr_nat_pair(a, b)]++;
+    while (i < MTR_LAT_BUCKETS && ms > mtr_lat_bounds_ms[i])
+        i++;
+    m->lat_count[r][i]++;
+    m->lat_sum_ms[r] += ms;
+}
+
+#endif
