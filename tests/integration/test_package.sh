@@ -3,7 +3,7 @@
 # temporary directory, its contents and control fields checked, installed with `dpkg -i`, the
 # installed programs run from /usr/bin, the installed server started as the tcpunch user with
 # a peer registering to it, then `dpkg --purge` and everything checked gone.
-# args: BUILD_DIR
+# args: BUILD_DIR [SANITIZED(0|1)]
 # Needs root, dpkg-deb and cpack; it refuses (SKIPPED, 77) wherever a tcpunch of any origin is
 # already installed (the package, the binaries in /usr/bin, the tcpunch user, /var/lib/tcpunch),
 # since the purge at the end would remove it. A trap purges the package on any failure.
@@ -11,6 +11,7 @@ set -uo pipefail
 
 build=${1:?usage: test_package.sh BUILD_DIR}
 build=$(cd "$build" && pwd)
+sanitized=${2:-0}
 TEST_NAME=test_package
 FAILS=0
 
@@ -18,6 +19,7 @@ skip() {
     echo "SKIPPED: $*" >&2
     exit 77
 }
+[ "$sanitized" = 0 ] || skip "a sanitizer build: its binaries are not packaged"
 [ "$(id -u)" -eq 0 ] || skip "needs root (dpkg -i)"
 for t in dpkg dpkg-deb cpack setpriv; do
     command -v "$t" >/dev/null 2>&1 || skip "$t is not installed"
