@@ -7,6 +7,7 @@
 # Needs root, dpkg-deb and cpack; it refuses (SKIPPED, 77) wherever a tcpunch of any origin is
 # already installed (the package, the binaries in /usr/bin, the tcpunch user, /var/lib/tcpunch),
 # since the purge at the end would remove it. A trap purges the package on any failure.
+# shellcheck disable=SC2317,SC2016 # helpers called through check and the trap; bash -c bodies
 set -uo pipefail
 
 build=${1:?usage: test_package.sh BUILD_DIR}
