@@ -165,16 +165,32 @@ for s in postinst prerm postrm; do
     check "control has $s, executable" grep -q -E "^ +[0-9]+ bytes, +[0-9]+ lines +\* +$s " "$WORK/info"
 done
 
-# the ELF files: stripped (policy), hardening kept (PIE, BIND_NOW)
+# the ELF files: stripped (policy), and the hardening of the build kept: the same markings as
+# the binary in the build tree (test_hardening.sh checks that one against the build's flags)
 mkdir -p "$WORK/x"
 dpkg-deb -x "$deb" "$WORK/x" || die "dpkg-deb -x failed"
+hardening() { # ELF: the hardening markings it carries, one word each
+    # (readelf's output kept first: grep -q ending a pipe early fails it under pipefail)
+    local h d l sy n
+    h=$(readelf -hW "$1") d=$(readelf -dW "$1") l=$(readelf -lW "$1")
+    sy=$(readelf --dyn-syms -W "$1") n=$(readelf -nW "$1")
+    grep -q 'Type: *DYN' <<<"$h" && echo pie
+    grep -q -E 'BIND_NOW|FLAGS_1.*NOW' <<<"$d" && echo bind-now
+    grep -q GNU_RELRO <<<"$l" && echo relro
+    grep -q -E 'GNU_STACK.* RW ' <<<"$l" && echo noexecstack
+    grep -q __stack_chk_fail <<<"$sy" && echo stack-protector
+    grep -q -E '__[a-z]+_chk' <<<"$sy" && echo fortify
+    grep -q 'IBT, SHSTK' <<<"$n" && echo cet
+}
 if command -v readelf >/dev/null 2>&1; then
     for b in tcpunch tcpunch-rendezvous; do
         f=$WORK/x/usr/bin/$b
         check "$b is stripped (no .symtab, no .debug_*)" \
             bash -c "! readelf -SW '$f' | grep -q -E '\\.symtab|\\.debug_'"
-        check "$b is still PIE with BIND_NOW" \
-            bash -c "readelf -hW '$f' | grep -q 'DYN' && readelf -dW '$f' | grep -q -E 'BIND_NOW|FLAGS_1.*NOW'"
+        want=$(hardening "$build/$b" | tr '\n' ' ')
+        got=$(hardening "$f" | tr '\n' ' ')
+        check "$b keeps the build's hardening ($got)" [ "$got" = "$want" ]
+        check "$b is PIE" grep -q pie <<<"$got"
     done
 fi
 unit=$WORK/x/usr/lib/systemd/system/tcpunch-rendezvous.service
