@@ -271,6 +271,15 @@ else
 fi
 check "still one tcpunch user, same uid" [ "$(getent passwd tcpunch | cut -d: -f3)" = "$pw_uid" ]
 
+# an upgrade's path (prerm upgrade, postinst configure OLD-VERSION): the same .deb again
+if dpkg -i "$deb" >"$WORK/reinstall.log" 2>&1; then
+    pass "dpkg -i the same package again (the upgrade's scripts)"
+else
+    fail "dpkg -i a second time: $(cat "$WORK/reinstall.log")"
+fi
+check "the upgrade says nothing of enabling (only a first install does)" \
+    bash -c "! grep -q 'not enabled' '$WORK/reinstall.log'"
+
 # the units parse
 if command -v systemd-analyze >/dev/null 2>&1; then
     # the template needs an instance to be verified
@@ -317,7 +326,16 @@ wait "$peer" 2>/dev/null
 wait "$srv" 2>/dev/null
 PIDS=()
 
-# --- purge ---
+# --- remove, then purge ---
+if dpkg -r tcpunch >"$WORK/remove.log" 2>&1; then
+    pass "dpkg -r tcpunch"
+else
+    die "dpkg -r failed: $(cat "$WORK/remove.log")"
+fi
+check "dpkg -r removed /usr/bin/tcpunch-rendezvous" [ ! -e /usr/bin/tcpunch-rendezvous ]
+check "dpkg -r removed the unit" [ ! -e /usr/lib/systemd/system/tcpunch-rendezvous.service ]
+check "dpkg -r keeps the tcpunch user (a purge removes it)" getent passwd tcpunch
+check "dpkg -r keeps /var/lib/tcpunch (the --id-db)" [ -d /var/lib/tcpunch ]
 if dpkg --purge tcpunch >"$WORK/purge.log" 2>&1; then
     INSTALLED=0
     pass "dpkg --purge tcpunch"
