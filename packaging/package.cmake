@@ -3,31 +3,15 @@
 # after its install() rules; the systemd units of TCPUNCH_UNITS are made and installed here.
 
 # --- systemd units -------------------------------------------------------------------------
-# deploy/ holds the units for a hand install from source (/usr/local/bin, DynamicUser=). The
-# package installs the same units, hardening and all, with two differences made here rather
-# than kept by hand in a second copy that would drift: the paths of this prefix, and the
-# static `tcpunch` system user the package's postinst creates (an operator can chown files to
-# it: --authorized, the Redis password of the cluster template). DynamicUser= implied
-# RemoveIPC=; a static user has to say it.
 # The paths are the package's (prefix /usr), whatever this build's CMAKE_INSTALL_PREFIX.
 set(TCPUNCH_PKG_PREFIX /usr)
 set(TCPUNCH_SYSTEMD_UNITDIR "lib/systemd/system" CACHE STRING
     "Where the systemd units are installed, relative to the prefix")
+include(${CMAKE_CURRENT_LIST_DIR}/unit.cmake)
 foreach(u ${TCPUNCH_UNITS})
   get_filename_component(_name ${u} NAME)
-  file(READ ${CMAKE_SOURCE_DIR}/${u} _unit)
-  string(REPLACE "/usr/local/bin/" "${TCPUNCH_PKG_PREFIX}/${CMAKE_INSTALL_BINDIR}/" _unit "${_unit}")
-  string(REPLACE "/usr/local/share/doc/tcpunch" "${TCPUNCH_PKG_PREFIX}/${CMAKE_INSTALL_DOCDIR}" _unit "${_unit}")
-  string(REPLACE "DynamicUser=yes" "User=tcpunch\nGroup=tcpunch\nRemoveIPC=yes" _unit "${_unit}")
-  # a service that would still run as a dynamic user, or as root, is a build error
-  if(_unit MATCHES "\\[Service\\]" AND NOT _unit MATCHES "\nUser=tcpunch\n")
-    message(FATAL_ERROR "${u}: no DynamicUser=yes nor User=tcpunch line; packaging/package.cmake "
-                        "cannot make the packaged unit run as the tcpunch user")
-  endif()
-  if(_unit MATCHES "/usr/local/")
-    message(FATAL_ERROR "${u}: a /usr/local/ path packaging/package.cmake does not translate")
-  endif()
-  file(WRITE ${CMAKE_BINARY_DIR}/units/${_name} "${_unit}")
+  tcpunch_package_unit(${CMAKE_SOURCE_DIR}/${u} ${CMAKE_BINARY_DIR}/units/${_name}
+                       ${TCPUNCH_PKG_PREFIX} ${CMAKE_INSTALL_BINDIR} ${CMAKE_INSTALL_DOCDIR})
   set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/${u})
   # Component "systemd", left out of a plain `cmake --install` (its units want the user only
   # the package creates; from source, deploy/ has the unit to copy). The package has them.
