@@ -40,7 +40,6 @@ if getent passwd tcpunch >/dev/null || getent group tcpunch >/dev/null; then
 fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tcpunch-$TEST_NAME.XXXXXX")
-chmod 0755 "$WORK" # the tcpunch user reads nothing here, but the peer's home is below
 INSTALLED=0
 PIDS=()
 
