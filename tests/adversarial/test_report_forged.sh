@@ -41,6 +41,9 @@ check "... and not counted" [ "$(counted "$P-x" "$S")" -eq 0 ]
 check "the victims' session counts their two reports only" \
     [ "$(grep -c -E "report from [^ ]+ \([^)]*\): session $S " "$SERVER_LOG")" -eq 2 ]
 check "a peer's first report on its own session is counted" [ "$(counted "$P-a" "$S2")" -eq 1 ]
+check "it is counted with the server's view of the NAT kinds (none probed), not the claim" \
+    grep -q -E "report from $P-a \([^)]*\): session $S2 direct via public, 1 attempt, 5 ms, nat unknown/unknown \(says independent\)" \
+    "$SERVER_LOG"
 check "its partner's too, on its own connection" \
     grep -q -E "report from $P-b \([^)]*\): session $S2 relay via relay" "$SERVER_LOG"
 check "the second report on its own session was refused (already reported)" \
