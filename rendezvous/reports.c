@@ -28,7 +28,7 @@ void rpt_note_line(struct conn *c, const char *session, const char *line, size_t
 
 static enum mtr_result rpt_result(enum proto_result r)
 {
-    return r == PROTO_RES_DIRECT ? MTR_RES_DIRECT
+    return r == PROTO_RES_DIRECT  ? MTR_RES_DIRECT
            : r == PROTO_RES_RELAY ? MTR_RES_RELAY
                                   : MTR_RES_FAILED;
 }
@@ -42,9 +42,9 @@ void rpt_recv(struct conn *c, struct mtr *mtr, const struct proto_msg *m)
 {
     char who[PROTO_MAX_ID + EP_STRLEN + 4];
     enum proto_nat self = PROTO_NAT_UNKNOWN, peer = PROTO_NAT_UNKNOWN;
-    enum rt_verdict v = c->rt ? rt_take(c->rt, m->u.report.session, uv_now(c->set->loop), &self,
-                                        &peer)
-                              : RT_UNKNOWN;
+    enum rt_verdict v =
+        c->rt ? rt_take(c->rt, m->u.report.session, uv_now(c->set->loop), &self, &peer)
+              : RT_UNKNOWN;
     if (v != RT_OK) {
         mtr_report_rejected(mtr, rpt_rej(v));
         /* a flood of them is one line per CONN_REFUSE_LOG_MS beyond the first few */
@@ -56,8 +56,8 @@ void rpt_recv(struct conn *c, struct mtr *mtr, const struct proto_msg *m)
     /* the pair's NAT kinds are the server's view at the punch, never the report's claim */
     mtr_punch_result(mtr, rpt_result(m->u.report.result), self, peer, m->u.report.ms);
     LOG_I("report from %s: session %s %s via %s, %d attempt%s, %u ms, nat %s/%s (says %s)",
-          conn_who(c, who, sizeof who), m->u.report.session,
-          proto_result_name(m->u.report.result), proto_cand_name(m->u.report.candidate),
-          m->u.report.attempts, m->u.report.attempts == 1 ? "" : "s", (unsigned)m->u.report.ms,
-          proto_nat_name(self), proto_nat_name(peer), proto_nat_name(m->u.report.nat));
+          conn_who(c, who, sizeof who), m->u.report.session, proto_result_name(m->u.report.result),
+          proto_cand_name(m->u.report.candidate), m->u.report.attempts,
+          m->u.report.attempts == 1 ? "" : "s", (unsigned)m->u.report.ms, proto_nat_name(self),
+          proto_nat_name(peer), proto_nat_name(m->u.report.nat));
 }

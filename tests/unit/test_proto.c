@@ -2441,17 +2441,23 @@ static void t_names(void)
 
 #define REP_S "\"session\":\"0123456789abcdef0123456789abcdef\""
 #define REP(f) "{\"type\":\"report\"," REP_S f "}"
-#define REP_OK ",\"result\":\"direct\",\"candidate\":\"public\",\"attempts\":3,\"ms\":120,\"nat\":\"independent\""
+#define Q(x) "\"" x "\""
+/* a report with these members' values (JSON tokens) */
+#define REPF(r, c, a, ms, nat)                                                                     \
+    REP(",\"result\":" r ",\"candidate\":" c ",\"attempts\":" a ",\"ms\":" ms ",\"nat\":" nat)
+#define REP_OK ",\"result\":\"direct\",\"candidate\":\"public\",\"attempts\":3,\"ms\":120," \
+               "\"nat\":\"independent\""
 
 static void t_report_roundtrip(void)
 {
     static const struct {
         enum proto_result r;
         enum proto_cand c;
-    } fit[] = {{PROTO_RES_DIRECT, PROTO_CAND_PUBLIC},       {PROTO_RES_DIRECT, PROTO_CAND_PORT_PRESERVED},
-               {PROTO_RES_DIRECT, PROTO_CAND_LAN},          {PROTO_RES_DIRECT, PROTO_CAND_IPV6},
-               {PROTO_RES_DIRECT, PROTO_CAND_INBOUND},      {PROTO_RES_DIRECT, PROTO_CAND_BIRTHDAY},
-               {PROTO_RES_RELAY, PROTO_CAND_RELAY},         {PROTO_RES_FAILED, PROTO_CAND_NONE}};
+    } fit[] = {
+        {PROTO_RES_DIRECT, PROTO_CAND_PUBLIC},  {PROTO_RES_DIRECT, PROTO_CAND_PORT_PRESERVED},
+        {PROTO_RES_DIRECT, PROTO_CAND_LAN},     {PROTO_RES_DIRECT, PROTO_CAND_IPV6},
+        {PROTO_RES_DIRECT, PROTO_CAND_INBOUND}, {PROTO_RES_DIRECT, PROTO_CAND_BIRTHDAY},
+        {PROTO_RES_RELAY, PROTO_CAND_RELAY},    {PROTO_RES_FAILED, PROTO_CAND_NONE}};
     struct proto_msg m, o;
     char line[PROTO_MAX_LINE];
     for (size_t i = 0; i < sizeof fit / sizeof fit[0]; i++) {
@@ -2478,7 +2484,8 @@ static void t_report_roundtrip(void)
     m.u.report.attempts = PROTO_REPORT_MAX_ATTEMPTS;
     m.u.report.ms = PROTO_REPORT_MAX_MS;
     if (roundtrip(&m, PROTO_TO_SERVER, &o))
-        CHECK(o.u.report.attempts == PROTO_REPORT_MAX_ATTEMPTS && o.u.report.ms == PROTO_REPORT_MAX_MS);
+        CHECK(o.u.report.attempts == PROTO_REPORT_MAX_ATTEMPTS &&
+              o.u.report.ms == PROTO_REPORT_MAX_MS);
     CHECK(enc_z(&m, line, sizeof line) > 0);
     CHECK(strstr(line, "\"result\":\"failed\"") && strstr(line, "\"candidate\":\"none\""));
     ACCEPT(PROTO_TO_SERVER, REP(REP_OK));
@@ -2487,60 +2494,46 @@ static void t_report_roundtrip(void)
 
 static void t_report_reject(void)
 {
+    static const char *const bad[] = {
+        /* every member is required */
+        "{\"type\":\"report\",\"result\":\"direct\",\"candidate\":\"public\",\"attempts\":3,"
+        "\"ms\":120,\"nat\":\"independent\"}",
+        REP(",\"candidate\":\"public\",\"attempts\":3,\"ms\":1,\"nat\":\"unknown\""),
+        REP(",\"result\":\"direct\",\"attempts\":3,\"ms\":1,\"nat\":\"unknown\""),
+        REP(",\"result\":\"direct\",\"candidate\":\"lan\",\"ms\":1,\"nat\":\"unknown\""),
+        REP(",\"result\":\"direct\",\"candidate\":\"lan\",\"attempts\":1,\"nat\":\"unknown\""),
+        REP(",\"result\":\"direct\",\"candidate\":\"lan\",\"attempts\":1,\"ms\":1"),
+        /* unknown members, as for every message to a server */
+        REP(REP_OK ",\"peer\":\"bob\""),
+        /* closed sets */
+        REPF(Q("Direct"), Q("public"), "3", "1", Q("unknown")),
+        REPF(Q("direct"), Q("given"), "3", "1", Q("unknown")),
+        REPF(Q("direct"), Q("public"), "3", "1", Q("symmetric")),
+        REPF("1", Q("public"), "3", "1", Q("unknown")),
+        REPF(Q("direct"), "null", "3", "1", Q("unknown")),
+        /* bounds */
+        REPF(Q("direct"), Q("public"), "-1", "1", Q("unknown")),
+        REPF(Q("direct"), Q("public"), "8193", "1", Q("unknown")),
+        REPF(Q("direct"), Q("public"), "1", "600001", Q("unknown")),
+        REPF(Q("direct"), Q("public"), "1", "-5", Q("unknown")),
+        REPF(Q("direct"), Q("public"), "1.5", "1", Q("unknown")),
+        REPF(Q("direct"), Q("public"), "1", "\"7\"", Q("unknown")),
+        /* the candidate must fit the result */
+        REPF(Q("direct"), Q("relay"), "1", "1", Q("unknown")),
+        REPF(Q("direct"), Q("none"), "1", "1", Q("unknown")),
+        REPF(Q("relay"), Q("public"), "1", "1", Q("unknown")),
+        REPF(Q("relay"), Q("none"), "1", "1", Q("unknown")),
+        REPF(Q("failed"), Q("relay"), "1", "1", Q("unknown")),
+        REPF(Q("failed"), Q("lan"), "1", "1", Q("unknown")),
+        /* the session's grammar */
+        "{\"type\":\"report\",\"session\":\"0123456789ABCDEF0123456789abcdef\"" REP_OK "}",
+        "{\"type\":\"report\",\"session\":\"0123\"" REP_OK "}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        REJECT(PROTO_TO_SERVER, bad[i], PROTO_E_FIELD);
     /* a server never sends one, peers never to each other */
     REJECT(PROTO_TO_PEER, REP(REP_OK), PROTO_E_UNEXPECTED);
     REJECT(PROTO_PEER_TO_PEER, REP(REP_OK), PROTO_E_UNEXPECTED);
-    /* every member is required */
-    REJECT(PROTO_TO_SERVER,
-           "{\"type\":\"report\",\"result\":\"direct\",\"candidate\":\"public\",\"attempts\":3,"
-           "\"ms\":120,\"nat\":\"independent\"}",
-           PROTO_E_FIELD);
-    REJECT(PROTO_TO_SERVER, REP(",\"candidate\":\"public\",\"attempts\":3,\"ms\":1,\"nat\":\"unknown\""),
-           PROTO_E_FIELD);
-    REJECT(PROTO_TO_SERVER, REP(",\"result\":\"direct\",\"attempts\":3,\"ms\":1,\"nat\":\"unknown\""),
-           PROTO_E_FIELD);
-    REJECT(PROTO_TO_SERVER, REP(",\"result\":\"direct\",\"candidate\":\"lan\",\"ms\":1,\"nat\":\"unknown\""),
-           PROTO_E_FIELD);
-    REJECT(PROTO_TO_SERVER, REP(",\"result\":\"direct\",\"candidate\":\"lan\",\"attempts\":1,\"nat\":\"unknown\""),
-           PROTO_E_FIELD);
-    REJECT(PROTO_TO_SERVER, REP(",\"result\":\"direct\",\"candidate\":\"lan\",\"attempts\":1,\"ms\":1"),
-           PROTO_E_FIELD);
-    /* unknown members, as for every message to a server */
-    REJECT(PROTO_TO_SERVER, REP(REP_OK ",\"peer\":\"bob\""), PROTO_E_FIELD);
-    /* closed sets */
-    REJECT(PROTO_TO_SERVER, REP(",\"result\":\"Direct\",\"candidate\":\"public\",\"attempts\":3,\"ms\":1,\"nat\":\"unknown\""),
-           PROTO_E_FIELD);
-    REJECT(PROTO_TO_SERVER, REP(",\"result\":\"direct\",\"candidate\":\"given\",\"attempts\":3,\"ms\":1,\"nat\":\"unknown\""),
-           PROTO_E_FIELD);
-    REJECT(PROTO_TO_SERVER, REP(",\"result\":\"direct\",\"candidate\":\"public\",\"attempts\":3,\"ms\":1,\"nat\":\"symmetric\""),
-           PROTO_E_FIELD);
-    REJECT(PROTO_TO_SERVER, REP(",\"result\":1,\"candidate\":\"public\",\"attempts\":3,\"ms\":1,\"nat\":\"unknown\""),
-           PROTO_E_FIELD);
-    /* bounds */
-    REJECT(PROTO_TO_SERVER, REP(",\"result\":\"direct\",\"candidate\":\"public\",\"attempts\":-1,\"ms\":1,\"nat\":\"unknown\""),
-           PROTO_E_FIELD);
-    REJECT(PROTO_TO_SERVER, REP(",\"result\":\"direct\",\"candidate\":\"public\",\"attempts\":8193,\"ms\":1,\"nat\":\"unknown\""),
-           PROTO_E_FIELD);
-    REJECT(PROTO_TO_SERVER, REP(",\"result\":\"direct\",\"candidate\":\"public\",\"attempts\":1,\"ms\":600001,\"nat\":\"unknown\""),
-           PROTO_E_FIELD);
-    REJECT(PROTO_TO_SERVER, REP(",\"result\":\"direct\",\"candidate\":\"public\",\"attempts\":1,\"ms\":-5,\"nat\":\"unknown\""),
-           PROTO_E_FIELD);
-    REJECT(PROTO_TO_SERVER, REP(",\"result\":\"direct\",\"candidate\":\"public\",\"attempts\":1.5,\"ms\":1,\"nat\":\"unknown\""),
-           PROTO_E_FIELD);
-    /* the candidate must fit the result */
-    REJECT(PROTO_TO_SERVER, REP(",\"result\":\"direct\",\"candidate\":\"relay\",\"attempts\":1,\"ms\":1,\"nat\":\"unknown\""),
-           PROTO_E_FIELD);
-    REJECT(PROTO_TO_SERVER, REP(",\"result\":\"direct\",\"candidate\":\"none\",\"attempts\":1,\"ms\":1,\"nat\":\"unknown\""),
-           PROTO_E_FIELD);
-    REJECT(PROTO_TO_SERVER, REP(",\"result\":\"relay\",\"candidate\":\"public\",\"attempts\":1,\"ms\":1,\"nat\":\"unknown\""),
-           PROTO_E_FIELD);
-    REJECT(PROTO_TO_SERVER, REP(",\"result\":\"failed\",\"candidate\":\"relay\",\"attempts\":1,\"ms\":1,\"nat\":\"unknown\""),
-           PROTO_E_FIELD);
-    /* the session's grammar */
-    REJECT(PROTO_TO_SERVER,
-           "{\"type\":\"report\",\"session\":\"0123456789ABCDEF0123456789abcdef\"" REP_OK "}",
-           PROTO_E_FIELD);
-    REJECT(PROTO_TO_SERVER, "{\"type\":\"report\",\"session\":\"0123\"" REP_OK "}", PROTO_E_FIELD);
 }
 
 static void t_report_feature(void)

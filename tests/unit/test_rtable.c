@@ -46,7 +46,7 @@ static void t_expiry(void)
     rt_note(&t, s2, UNK, IND, 1000);
     CHECK_INT(rt_take(&t, s, 1000 + RT_TTL_MS + 1, &a, &b), RT_EXPIRED);
     CHECK_INT(rt_take(&t, s, 1000 + RT_TTL_MS + 2, &a, &b), RT_AGAIN); /* spent */
-    CHECK_INT(rt_take(&t, s2, 1000 + RT_TTL_MS, &a, &b), RT_OK); /* the bound itself is in */
+    CHECK_INT(rt_take(&t, s2, 1000 + RT_TTL_MS, &a, &b), RT_OK);       /* the bound itself is in */
     CHECK(a == UNK && b == IND);
 }
 
@@ -71,7 +71,7 @@ static void t_eviction(void)
     CHECK_INT(rt_take(&t, s[2], 80, &a, &b), RT_AGAIN);
     CHECK_INT(rt_take(&t, s[RT_SLOTS + 1], 80, &a, &b), RT_OK);
     /* out-of-range kinds are stored as unknown */
-    rt_note(&t, s[0], (enum proto_nat)9, (enum proto_nat)-1, 90);
+    rt_note(&t, s[0], (enum proto_nat)9, (enum proto_nat) - 1, 90);
     CHECK_INT(rt_take(&t, s[0], 91, &a, &b), RT_OK);
     CHECK(a == UNK && b == UNK);
     CHECK_STR(rt_verdict_name(RT_AGAIN), "already reported");
