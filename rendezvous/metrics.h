@@ -44,7 +44,7 @@ static const uint32_t mtr_lat_bounds_ms[MTR_LAT_BUCKETS] = {50,   100,  250,   5
 enum mtr_rej {
     MTR_REJ_UNKNOWN, /* no punch of this connection had that session (or it was evicted) */
     MTR_REJ_AGAIN,   /* that session was reported already on this connection */
-    MTR_REJ_EXPIRED, /* the punch was longer ago than RPT_TTL_MS */
+    MTR_REJ_EXPIRED, /* the punch was longer ago than RT_TTL_MS (rtable.h) */
     MTR_REJ_COUNT
 };
 
