@@ -19,7 +19,7 @@ _tcpunch()
     fi
     local commands="listen connect chat send receive direct nat-check id config help"
     local opts="--server --id --port --timeout --direct-timeout --no-relay --relay-only
-        --peer-key --plain --secret-file --no-retry --forward --allow --allow-anyone --local
+        --peer-key --plain --secret-file --no-retry --no-report --forward --allow --allow-anyone --local
         --max-sessions --dir --force --from --from-anyone --dotfiles --max-bytes --max-files
         --birthday-k --birthday-m --resume-timeout --resume-buffer --relay-grace --direct-first
         --verbose --quiet --json --help --version"

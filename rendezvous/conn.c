@@ -105,6 +105,7 @@ static void conn_on_close(uv_handle_t *h)
     lb_free(&c->lb);
     free(c->ep);
     free(c->held);
+    free(c->rt); /* reports.c's table: plain memory */
     free(c);
     hooks->on_closed(hooks->data);
 }
@@ -276,6 +277,11 @@ static bool conn_refuse_loggable(struct conn *c)
     }
     c->refuse_logged++;
     return true;
+}
+
+bool conn_log_quota(struct conn *c)
+{
+    return conn_refuse_loggable(c);
 }
 
 void conn_refuse(struct conn *c, enum proto_code code, const char *message, bool fatal)

@@ -32,6 +32,7 @@
 
 struct srv;
 struct conn;
+struct rt_tab;
 
 enum conn_state {
     CONN_HELLO,  /* accepted, waiting for hello */
@@ -84,6 +85,7 @@ struct conn {
     bool relay_req;
     char relay_session[PROTO_SESSION_LEN + 1];
     char relay_token[PROTO_TOKEN_LEN + 1];
+    struct rt_tab *rt; /* the sessions it was punched into, for its reports (reports.c) */
     struct q pending; /* delayed punches to this peer (pairing.c) */
     int npending;
     bool peer_eof; /* lingering: the peer has closed, we wait for our error line to leave */
@@ -157,6 +159,9 @@ void conn_refuse(struct conn *c, enum proto_code code, const char *message, bool
 void conn_error(struct conn *c, enum proto_code code, const char *message, bool fatal);
 /* Queues a copy of line without any policy (conn_send adds the checks); a libuv error code. */
 int conn_write(struct conn *c, const char *line, size_t len);
+/* Whether a line about something c sent that was turned away may be logged now: the same
+ * CONN_REFUSE_LOG_BURST per CONN_REFUSE_LOG_MS as refusals, the rest counted into one line. */
+bool conn_log_quota(struct conn *c);
 /* Reasons can quote what a peer sent: printable ASCII only. */
 const char *conn_clean(const char *in, char *out, size_t len);
 

@@ -39,6 +39,15 @@ enum mtr_result { MTR_RES_DIRECT, MTR_RES_RELAY, MTR_RES_FAILED, MTR_RES_COUNT }
 static const uint32_t mtr_lat_bounds_ms[MTR_LAT_BUCKETS] = {50,   100,  250,   500,   1000,
                                                              2500, 5000, 10000, 30000, 60000};
 
+/* Why a traversal report was not counted (rendezvous/reports.h): label `reason` of
+ * tcpunch_punch_reports_rejected_total. */
+enum mtr_rej {
+    MTR_REJ_UNKNOWN, /* no punch of this connection had that session (or it was evicted) */
+    MTR_REJ_AGAIN,   /* that session was reported already on this connection */
+    MTR_REJ_EXPIRED, /* the punch was longer ago than RT_TTL_MS (rtable.h) */
+    MTR_REJ_COUNT
+};
+
 struct mtr {
     uint64_t accepted;               /* connections accepted on the main listeners */
     uint64_t registrations;          /* welcomes sent (aux connections included) */
@@ -51,6 +60,7 @@ struct mtr {
     uint64_t lat_count[MTR_RES_COUNT][MTR_LAT_BUCKETS + 1]; /* per bucket, not cumulative */
     uint64_t lat_sum_ms[MTR_RES_COUNT];
     uint64_t cl_intro_in, cl_intro_out; /* cluster: introduce messages received / sent */
+    uint64_t reports_rejected[MTR_REJ_COUNT]; /* traversal reports not counted, by reason */
 };
 
 static inline unsigned mtr_nat_pair(enum proto_nat a, enum proto_nat b)
@@ -97,6 +107,12 @@ static inline void mtr_punch_result(struct mtr *m, enum mtr_result r, enum proto
         i++;
     m->lat_count[r][i]++;
     m->lat_sum_ms[r] += ms;
+}
+
+static inline void mtr_report_rejected(struct mtr *m, enum mtr_rej r)
+{
+    if (m && (unsigned)r < MTR_REJ_COUNT)
+        m->reports_rejected[r]++;
 }
 
 #endif

@@ -4,6 +4,7 @@
 #include "common/queue.h"
 #include "common/rand.h"
 #include "common/sock.h"
+#include "rendezvous/reports.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,6 +238,9 @@ void pair_connect(struct rly *rly, bool relays, const struct plan_bday_cfg *bday
         conn_refuse(from, PC_INTERNAL, "the server cannot encode the punch", false);
         return;
     }
+    /* each side may report on this session once (PROTOCOL.md, "Traversal reports") */
+    rpt_note(from, session, pi.nat, pt.nat);
+    rpt_note(to, session, pt.nat, pi.nat);
     f = pp.first;
     delay_ms = pair_deliver(conn, &pp, line, n);
     LOG_N("punch sent: session %s, %s (initiator) <-> %s (responder), %s first, %s %llu ms "

@@ -5,6 +5,7 @@
 #include "common/sock.h"
 #include "rendezvous/pairing.h"
 #include "rendezvous/registry.h"
+#include "rendezvous/reports.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -551,6 +552,9 @@ static int srv_on_line(void *ctx, char *line, size_t len)
         break;
     case PROTO_PONG:
         break; /* the server sends no pings; a pong is harmless */
+    case PROTO_REPORT:
+        rpt_recv(c, &c->srv->mtr, &m); /* answered with nothing */
+        break;
     default:   /* proto_decode admits nothing else in this direction */
         conn_refuse(c, PC_UNEXPECTED_TYPE, "this message is not valid here", true);
         break;
@@ -731,6 +735,8 @@ static int srv_challenge(struct conn *c)
     m.u.challenge.feat_birthday = c->srv->cfg.bday.k_max > 0 && c->srv->cfg.bday.m_max > 0;
     /* ... and hello.features / hello.replace / connect.resume only to one that offers resume */
     m.u.challenge.feat_resume = c->srv->cfg.resume;
+    /* ... and a report only to one that takes them (PROTOCOL.md, "Traversal reports") */
+    m.u.challenge.feat_report = true;
     randombytes_buf(c->nonce, sizeof c->nonce);
     memcpy(m.u.challenge.nonce, c->nonce, sizeof c->nonce);
     n = proto_encode(&m, line, sizeof line);
@@ -901,6 +907,7 @@ static void srv_cl_punch(void *data, struct cl_link *conn, const char *session, 
     struct conn *c = srv_of_link(conn);
     (void)data;
     c->aux_used = c->aux; /* an auxiliary connection carries one session */
+    rpt_note_line(c, session, line, len);
     pair_send_later(c, session, line, len, delay_us);
 }
 

@@ -73,7 +73,7 @@ check "it completes commands (\"$out\")" test "$out" = "receive "
 out=$(complete_words tcpunch -s x:1 se | tr '\n' ' ')
 check "it completes commands after options (\"$out\")" test "$out" = "send "
 out=$(complete_words tcpunch --no | tr '\n' ' ')
-check "it completes options (\"$out\")" test "$out" = "--no-relay --no-retry "
+check "it completes options (\"$out\")" test "$out" = "--no-relay --no-retry --no-report "
 out=$(complete_words tcpunch send bob- | tr '\n' ' ')
 check "it completes peers from known_peers (\"$out\")" test "$out" = "bob-desktop bob-laptop "
 mkdir -p "$WORK/cwd/sub"
