@@ -107,6 +107,7 @@ struct rly {
     struct q byage;     /* every offer, oldest first */
     struct q sessions;  /* struct rly_sess, newest first */
     size_t nactive;
+    uint64_t nsessions, nbytes; /* rly_stats */
     struct hmap quotas; /* (kind, bytes) -> struct rly_q */
     uv_timer_t sweep;
     bool sweep_open;
@@ -545,6 +546,7 @@ static int rly_queue(struct rly_side *from, struct rly_wreq *w, size_t len)
         return -1;
     }
     from->bytes += len;
+    s->r->nbytes += len;
     s->last_byte_ms = uv_now(s->r->loop);
     w->s = s;
     w->from = from->idx;
@@ -912,6 +914,7 @@ static struct rly_sess *rly_sess_new(struct rly *r, struct rly_rec *e)
     q_insert_head(&r->sessions, &s->link);
     s->counted = true;
     r->nactive++;
+    r->nsessions++;
     e->sess = s;
     return s;
 }
@@ -1134,6 +1137,13 @@ struct rly *rly_new(uv_loop_t *loop, const struct rly_cfg *cfg, void (*idle)(voi
 size_t rly_active(const struct rly *r)
 {
     return r->nactive;
+}
+
+void rly_stats(const struct rly *r, struct rly_stats *out)
+{
+    out->active = r->nactive;
+    out->sessions = r->nsessions;
+    out->bytes = r->nbytes;
 }
 
 bool rly_idle(const struct rly *r)
