@@ -108,6 +108,7 @@ struct rly {
     struct q sessions;  /* struct rly_sess, newest first */
     size_t nactive;
     uint64_t nsessions, nbytes; /* rly_stats */
+    uint64_t nerrors[PC_COUNT];
     struct hmap quotas; /* (kind, bytes) -> struct rly_q */
     uv_timer_t sweep;
     bool sweep_open;
@@ -828,6 +829,8 @@ static void rly_refuse_waiting(struct rly_sess *s, enum proto_code code, const c
     int n = proto_encode_pc(code, message, true, line, sizeof line);
     LOG_N("relay %s: refused %s (%s): %s: %s", s->session, rly_who(s, s->side[0].open ? 0 : 1),
           s->side[0].open ? s->side[0].addr : s->side[1].addr, proto_code_name(code), message);
+    if ((unsigned)code < PC_COUNT)
+        s->r->nerrors[code]++;
     if (s->counted) {
         s->counted = false;
         s->r->nactive--;
@@ -1144,6 +1147,7 @@ void rly_stats(const struct rly *r, struct rly_stats *out)
     out->active = r->nactive;
     out->sessions = r->nsessions;
     out->bytes = r->nbytes;
+    out->errors = r->nerrors;
 }
 
 bool rly_idle(const struct rly *r)

@@ -74,6 +74,7 @@ struct rly_stats {
     size_t active;     /* rly_active */
     uint64_t sessions; /* sessions started (a first side joined) */
     uint64_t bytes;    /* bytes forwarded, both directions */
+    const uint64_t *errors; /* error lines sent on relay connections, PC_COUNT of them by code */
 };
 void rly_stats(const struct rly *r, struct rly_stats *out);
 

@@ -90,8 +90,18 @@ static void smx_view(struct smx *x, struct mtr_view *v)
 
 static size_t smx_render(void *data, char *buf, size_t cap)
 {
+    struct smx *x = data;
     struct mtr_view v;
-    smx_view(data, &v);
+    struct mtr m = x->s->mtr;
+    struct rly_stats rs = {0};
+    smx_view(x, &v);
+    /* the relay's own error lines (relay-timeout, server-shutdown to a waiting side) */
+    if (x->s->rly) {
+        rly_stats(x->s->rly, &rs);
+        for (int c = 0; c < PC_COUNT; c++)
+            m.errors[c] += rs.errors[c];
+    }
+    v.m = &m;
     return mtr_render(&v, buf, cap);
 }
 

@@ -151,10 +151,47 @@ wait "$pid_b" 2>/dev/null
 
 check "/healthz still 200 before SIGTERM" \
     test "$(curl -s -o /dev/null -w '%{http_code}' "$MX/healthz")" = 200
+
+# a peer that registers and then never reads nor closes: after SIGTERM the server waits for it
+# (server-shutdown, then its linger: it closes 1.5 s after the error), and meanwhile the metrics port says it drains
+cat >"$WORK/holder.py" <<'HOLDER'
+import json, socket, sys, time
+import tpauth
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+f = s.makefile("rb")
+nonce = json.loads(f.readline())["nonce"]
+hello = tpauth.hello_msg(tpauth.Identity(sys.argv[2]), nonce, sys.argv[2])
+s.sendall((json.dumps(hello) + "\n").encode())
+f.readline()
+s.settimeout(15)
+f.readline()  # server-shutdown, after the SIGTERM
+time.sleep(1.5)
+HOLDER
+hid=$(uid mx-hold)
+mark=$(log_mark)
+PYTHONPATH="$TESTDIR" spawn 20 python3 "$WORK/holder.py" "$SERVER_PORT" "$hid" >/dev/null 2>&1
+wait_registered "$hid" "$mark"
 kill -TERM "$SERVER_PID"
+draining() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$MX/healthz")" = 503 ]; }
+check "/healthz answers 503 while the server stops" wait_until 2 draining
+check "... and /metrics says tcpunch_draining 1" \
+    grep -q '^tcpunch_draining 1$' <(curl -s --max-time 2 "$MX/metrics")
+check "... and its body says draining" test "$(curl -s "$MX/healthz")" = draining
 wait "$SERVER_PID"
 check_rc "the server stops cleanly with the metrics port open" 0 $?
 check "the metrics port is closed after the exit" bash -c "! curl -s --max-time 2 '$MX/healthz'"
+
+# ---- IPv6 loopback, where the host has it ----
+if ip -6 addr show dev lo 2>/dev/null | grep -q "::1"; then
+    start_server --metrics-listen "[::1]:$MX_PORT"
+    wait_until 5 listening "$MX_PORT" || fail "nothing listens on [::1]:$MX_PORT"
+    check "--metrics-listen [::1]:PORT serves /metrics" \
+        grep -q '^tcpunch_registrations_total 0$' <(curl -s -g --max-time 5 "http://[::1]:$MX_PORT/metrics")
+    kill -TERM "$SERVER_PID"
+    wait "$SERVER_PID"
+else
+    echo "(no ::1 on lo: the IPv6 metrics listener is not tried)"
+fi
 
 # ---- the option ----
 timeout 5 "$RENDEZVOUS" -l 127.0.0.1:1 --metrics-listen nonsense 2>"$WORK/u.err"
