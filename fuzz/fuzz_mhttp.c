@@ -15,8 +15,8 @@ static void fz_check_req(const struct mh_req *r)
     FZ_CHECK(n < sizeof r->path, "path not terminated");
     FZ_CHECK(n >= 1 && r->path[0] == '/', "path \"%s\" does not start with /", r->path);
     for (size_t i = 0; i < n; i++)
-        FZ_CHECK(r->path[i] > ' ' && r->path[i] < 0x7f && r->path[i] != '?',
-                 "byte %d in the path", r->path[i]);
+        FZ_CHECK(r->path[i] > ' ' && r->path[i] < 0x7f && r->path[i] != '?', "byte %d in the path",
+                 r->path[i]);
     FZ_CHECK(r->method == MH_GET || r->method == MH_HEAD || r->method == MH_OTHER, "method %d",
              (int)r->method);
     st = mh_route(r, true, &page);
@@ -48,8 +48,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         vp = mh_parse(buf, cuts[i], max, &part);
         if (vp == MH_OK || vp == MH_BAD) {
             FZ_CHECK(vp == v, "verdict %d at %zu bytes, %d at %zu", vp, cuts[i], v, size);
-            FZ_CHECK(vp != MH_OK || (part.method == full.method &&
-                                     strcmp(part.path, full.path) == 0),
+            FZ_CHECK(vp != MH_OK ||
+                         (part.method == full.method && strcmp(part.path, full.path) == 0),
                      "the request changed with more bytes");
         }
         if (v == MH_MORE)

@@ -52,8 +52,8 @@ static void mtr_one(struct mtr_out *o, const char *name, const char *type, const
 
 const char *mtr_path_name(enum mtr_path p)
 {
-    static const char *const names[MTR_PATH_COUNT] = {"direct", "direct_only", "birthday",
-                                                       "relay", "none"};
+    static const char *const names[MTR_PATH_COUNT] = {"direct", "direct_only", "birthday", "relay",
+                                                      "none"};
     return (unsigned)p < MTR_PATH_COUNT ? names[p] : "?";
 }
 

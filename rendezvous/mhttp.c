@@ -42,8 +42,7 @@ static enum mh_verdict mh_request_line(const char *line, size_t n, struct mh_req
     if (plen > MH_MAX_PATH || i >= n || line[i] != ' ')
         return MH_BAD;
     i++;
-    if (n - i != 8 || memcmp(line + i, "HTTP/1.", 7) != 0 || line[i + 7] < '0' ||
-        line[i + 7] > '9')
+    if (n - i != 8 || memcmp(line + i, "HTTP/1.", 7) != 0 || line[i + 7] < '0' || line[i + 7] > '9')
         return MH_BAD;
     if (m == 3 && memcmp(line, "GET", 3) == 0)
         out->method = MH_GET;
@@ -239,8 +238,8 @@ static char *mh_render(struct mh *m, size_t *len)
 
 static void mh_respond(struct mh_conn *c, int status, bool head_only, int page)
 {
-    const char *ctype = page == 1 ? "text/plain; version=0.0.4; charset=utf-8"
-                                  : "text/plain; charset=utf-8";
+    const char *ctype =
+        page == 1 ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain; charset=utf-8";
     char hdr[256], *body = NULL, small[64];
     size_t blen = 0;
     int hlen;
@@ -253,7 +252,9 @@ static void mh_respond(struct mh_conn *c, int status, bool head_only, int page)
     }
     if (!body) {
         snprintf(small, sizeof small, "%s\n",
-                 status == 200 ? "ok" : status == 503 ? "draining" : mh_reason(status));
+                 status == 200   ? "ok"
+                 : status == 503 ? "draining"
+                                 : mh_reason(status));
         blen = strlen(small);
     }
     hlen = snprintf(hdr, sizeof hdr,

@@ -171,7 +171,9 @@ hid=$(uid mx-hold)
 mark=$(log_mark)
 PYTHONPATH="$TESTDIR" spawn 20 python3 "$WORK/holder.py" "$SERVER_PORT" "$hid" >/dev/null 2>&1
 wait_registered "$hid" "$mark"
-kill -TERM "$SERVER_PID"
+# to the server itself: `timeout` would pass the signal on and also send it to its process
+# group, and a second SIGTERM drops the remaining peers at once
+kill -TERM "$(under_timeout "$SERVER_PID")"
 draining() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$MX/healthz")" = 503 ]; }
 check "/healthz answers 503 while the server stops" wait_until 2 draining
 check "... and /metrics says tcpunch_draining 1" \

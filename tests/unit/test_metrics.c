@@ -111,8 +111,8 @@ static int t_grammar(const char *s)
                 return -1;
             CHECK(strcmp(t, "counter") == 0 || strcmp(t, "gauge") == 0 ||
                   strcmp(t, "histogram") == 0);
-            if (strcmp(t, "counter") == 0 && !CHECK(strlen(f) > 6 &&
-                                                     strcmp(f + strlen(f) - 6, "_total") == 0))
+            if (strcmp(t, "counter") == 0 &&
+                !CHECK(strlen(f) > 6 && strcmp(f + strlen(f) - 6, "_total") == 0))
                 fprintf(stderr, "  counter %s\n", f);
             snprintf(key, sizeof key, " %s ", f);
             if (!CHECK(strstr(seen, key) == NULL))
@@ -156,8 +156,13 @@ static bool t_has(const char *s, const char *prefix)
 static void t_render_grammar(void)
 {
     struct mtr m = {0};
-    struct mtr_view v = {.m = &m, .version = "1.2.3", .rss_bytes = 4096, .open_fds = 7,
-                         .cluster = true, .redis_up = true, .redis_rtt_s = 0.0005};
+    struct mtr_view v = {.m = &m,
+                         .version = "1.2.3",
+                         .rss_bytes = 4096,
+                         .open_fds = 7,
+                         .cluster = true,
+                         .redis_up = true,
+                         .redis_rtt_s = 0.0005};
     size_t n;
     m.errors[PC_ID_TAKEN] = 3;
     mtr_punch_result(&m, MTR_RES_DIRECT, PROTO_NAT_INDEPENDENT, PROTO_NAT_DEPENDENT, 120);
@@ -259,8 +264,7 @@ static void t_histogram(void)
     CHECK(t_value(text, "tcpunch_punch_duration_seconds_bucket{result=\"relay\",le=\"+Inf\"}") ==
           9);
     CHECK(t_value(text, "tcpunch_punch_duration_seconds_count{result=\"relay\"}") == 9);
-    CHECK(t_value(text, "tcpunch_punch_duration_seconds_sum{result=\"relay\"}") ==
-          sum_ms / 1000.0);
+    CHECK(t_value(text, "tcpunch_punch_duration_seconds_sum{result=\"relay\"}") == sum_ms / 1000.0);
     CHECK(t_value(text, "tcpunch_punch_results_total{result=\"relay\",nat_pair=\"dependent-"
                         "dependent\"}") == 9);
     CHECK(t_value(text, "tcpunch_punch_duration_seconds_count{result=\"failed\"}") == 1);
@@ -390,6 +394,6 @@ static void t_parse_large(void)
     CHECK_INT(mh_parse(head, MH_MAX_HEAD, MH_MAX_HEAD, &r), MH_OK);
 }
 
-CHECK_MAIN(TEST(t_render_grammar), TEST(t_render_all_labels), TEST(t_nat_pairs),
-           TEST(t_histogram), TEST(t_render_cut), TEST(t_paths), TEST(t_parse_ok),
-           TEST(t_parse_routes), TEST(t_parse_bad), TEST(t_parse_large))
+CHECK_MAIN(TEST(t_render_grammar), TEST(t_render_all_labels), TEST(t_nat_pairs), TEST(t_histogram),
+           TEST(t_render_cut), TEST(t_paths), TEST(t_parse_ok), TEST(t_parse_routes),
+           TEST(t_parse_bad), TEST(t_parse_large))
