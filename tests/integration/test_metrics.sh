@@ -10,7 +10,8 @@ command -v curl >/dev/null || {
 }
 
 MX_PORT=$(free_port) || die "no free port"
-start_server --metrics-listen "127.0.0.1:$MX_PORT"
+PROBE_PORT=$(free_port) || die "no free port"
+start_server --metrics-listen "127.0.0.1:$MX_PORT" --probe-listen "127.0.0.1:$PROBE_PORT"
 wait_until 5 listening "$MX_PORT" || die "the metrics port does not listen"
 MX=http://127.0.0.1:$MX_PORT
 
@@ -78,6 +79,14 @@ scrape
 delta "a listener online" 'tcpunch_peers_online{family="ipv4"}' 1
 delta "a listener online" 'tcpunch_connections{state="live"}' 1
 delta "a listener registered" tcpunch_registrations_total 1
+# it probes the probe port from its control connection's port: on loopback nothing maps it
+probed() {
+    scrape && [ "$(metric 'tcpunch_probes_total{mapping="independent"}')" = \
+        "$(($(was 'tcpunch_probes_total{mapping="independent"}') + 1))" ]
+}
+check "the listener's probe counts as mapping independent" wait_until 5 probed
+delta "the listener's probe" 'tcpunch_probes_total{mapping="dependent"}' 0
+delta "probes are not main-port registrations" tcpunch_registrations_total 1
 timeout -k 2 60 "$TCPUNCH" -s "127.0.0.1:$SERVER_PORT" -i "$(uid mx-a)" connect "$bid" \
     <"$WORK/a.in" >"$WORK/a.out" 2>"$WORK/a.err"
 check_rc "direct pair: connect side" 0 $?
