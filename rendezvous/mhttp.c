@@ -130,6 +130,7 @@ struct mh_conn {
     int handles;
     bool answered; /* a response was queued: further input is read and dropped */
     bool counted;  /* in m->nconns */
+    bool peer_eof; /* the client half-closed after its request: close once the answer is out */
     char *out;     /* the response while it is being written */
     size_t len;
     char buf[MH_MAX_HEAD];
@@ -180,8 +181,8 @@ static void mh_on_write(uv_write_t *req, int status)
     struct mh_conn *c = req->data;
     free(c->out);
     c->out = NULL;
-    if (status < 0 || uv_is_closing((uv_handle_t *)&c->tcp)) {
-        mh_conn_close(c);
+    if (status < 0 || uv_is_closing((uv_handle_t *)&c->tcp) || c->peer_eof) {
+        mh_conn_close(c); /* nothing unread is left when the peer's EOF came: no reset */
         return;
     }
     /* FIN now; closing with unread input would be a reset that can cut the answer */
@@ -238,8 +239,8 @@ static char *mh_render(struct mh *m, size_t *len)
 
 static void mh_respond(struct mh_conn *c, int status, bool head_only, int page)
 {
-    const char *ctype =
-        page == 1 ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain; charset=utf-8";
+    const char *ctype = page == 1 && status == 200 ? "text/plain; version=0.0.4; charset=utf-8"
+                                                   : "text/plain; charset=utf-8";
     char hdr[256], *body = NULL, small[64];
     size_t blen = 0;
     int hlen;
@@ -298,6 +299,12 @@ static void mh_on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     struct mh_req req;
     int status, page;
     (void)b;
+    if (n == UV_EOF && c->out) {
+        /* a client that half-closes after its request still gets the whole answer */
+        c->peer_eof = true;
+        uv_read_stop(s);
+        return;
+    }
     if (n < 0) {
         mh_conn_close(c);
         return;

@@ -124,6 +124,22 @@ report(status(data) == 400, f"a TLS ClientHello: {status(data)}")
 data, _ = request(b"GET /metrics HTTP/1.1\r\n\r\n")
 report(status(data) == 200 and b"tcpunch_registrations_total" in data,
        f"a plain GET still works: {status(data)}")
+# a client that half-closes after its request, with a tiny receive buffer: the whole answer
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+s.settimeout(3)
+s.connect(MX)
+s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+s.shutdown(socket.SHUT_WR)
+time.sleep(0.3)
+data, closed = read_all(s, 1 << 20, time.time() + 3)
+s.close()
+hdr, _, body = data.partition(b"\r\n\r\n")
+clen = [ln.split(b":")[1].strip() for ln in hdr.split(b"\r\n")
+        if ln.lower().startswith(b"content-length:")]
+report(status(data) == 200 and clen and int(clen[0]) == len(body) and closed,
+       f"half-closed client: {status(data)}, {len(body)} of {clen[0].decode() if clen else '?'} "
+       "bytes, then closed")
 main_port_serves("after the other paths")
 
 # 4. 200 connections at once, sending nothing: beyond the 16 allowed, closed at once
