@@ -95,7 +95,7 @@ _tcpunch_rendezvous()
         return
         ;;
     esac
-    COMPREPLY=($(compgen -W "--listen --probe-listen --keepalive --hello-timeout --max-peers
+    COMPREPLY=($(compgen -W "--listen --probe-listen --metrics-listen --keepalive --hello-timeout --max-peers
         --no-relay --relay-max --relay-bytes --relay-seconds --relay-rate --relay-wait
         --relay-idle --relay-per-peer --relay-per-ip --relay-offers-per-peer
         --birthday-k-max --birthday-m-max

@@ -1,4 +1,5 @@
 #include "rendezvous/conn.h"
+#include "rendezvous/metrics.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,9 +32,11 @@ static struct conn_list *conn_list_of(struct conn_set *set, enum conn_state st)
     }
 }
 
-void conn_set_init(struct conn_set *set, uv_loop_t *loop, const struct conn_hooks *hooks)
+void conn_set_init(struct conn_set *set, uv_loop_t *loop, const struct conn_hooks *hooks,
+                   struct mtr *mtr)
 {
     set->loop = loop;
+    set->mtr = mtr;
     q_init(&set->fresh.q);
     q_init(&set->live.q);
     q_init(&set->linger.q);
@@ -226,6 +229,7 @@ void conn_error(struct conn *c, enum proto_code code, const char *message, bool 
         conn_drop(c, LOG_DEBUG, "cannot send error %s: %s", proto_code_name(code), uv_strerror(rc));
         return;
     }
+    mtr_error(c->set->mtr, code);
     if (fatal)
         conn_linger(c);
 }

@@ -33,6 +33,7 @@
 struct srv;
 struct conn;
 struct rt_tab;
+struct mtr;
 
 enum conn_state {
     CONN_HELLO,  /* accepted, waiting for hello */
@@ -130,11 +131,13 @@ struct conn_hooks {
 
 struct conn_set {
     uv_loop_t *loop;
+    struct mtr *mtr; /* the server's counters (metrics.h): error lines sent, by code; or NULL */
     struct conn_list fresh, live, linger;
     struct conn_hooks hooks;
 };
 
-void conn_set_init(struct conn_set *set, uv_loop_t *loop, const struct conn_hooks *hooks);
+void conn_set_init(struct conn_set *set, uv_loop_t *loop, const struct conn_hooks *hooks,
+                   struct mtr *mtr);
 /* The oldest connection of a list and the one after c, NULL at the end. */
 struct conn *conn_first(const struct conn_list *l);
 struct conn *conn_next(const struct conn_list *l, const struct conn *c);

@@ -112,8 +112,8 @@ static void srv_welcome(struct conn *c)
     m.u.welcome.relay = c->srv->cfg.relay.enabled;
     srv_issue_probe_token(c, &m);
     n = proto_encode(&m, line, sizeof line);
-    if (n > 0)
-        conn_send(c, line, (size_t)n);
+    if (n > 0 && conn_send(c, line, (size_t)n) == 0)
+        c->srv->mtr.registrations++;
 }
 
 static void srv_log_endpoints(const struct conn *c)
@@ -190,6 +190,7 @@ static bool srv_replace_local(struct conn *c, const struct proto_msg *m)
           old->addr, c->addr);
     snprintf(msg, sizeof msg, "a newer connection registered %s with the same key", old->id);
     conn_refuse(old, PC_REPLACED, msg, true);
+    c->srv->mtr.replaced++;
     return reg_find(c->srv->reg, m->u.hello.id) == NULL;
 }
 
@@ -416,6 +417,7 @@ static void srv_on_probe(struct conn *c, const struct proto_msg *m)
         conn_drop(c, LOG_DEBUG, "cannot answer the probe");
         return;
     }
+    mtr_probe(&c->srv->mtr, r.u.observed.mapping);
     conn_linger(c);
 }
 
@@ -692,7 +694,8 @@ static void srv_turn_away(struct conn *c, enum proto_code code, const char *mess
     LOG_N("refused %s: %s: %s (closing)", c->addr, proto_code_name(code), message);
     if (n > 0) {
         uv_buf_t b = uv_buf_init(line, (unsigned)n);
-        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (uv_try_write((uv_stream_t *)&c->tcp, &b, 1) > 0)
+            mtr_error(&c->srv->mtr, code);
     }
     conn_close(c);
 }
@@ -786,6 +789,8 @@ static void srv_on_connection(uv_stream_t *ls, int status)
         conn_drop(c, LOG_INFO, "accept on %s: %s", l->addr, uv_strerror(rc));
         return;
     }
+    if (!l->probe)
+        s->mtr.accepted++;
     ep_unmap(&c->observed);
     ep_format((const struct sockaddr *)&c->observed, c->addr, sizeof c->addr);
     uv_tcp_nodelay(&c->tcp, 1); /* punches must leave at once, their timing matters */
@@ -933,6 +938,7 @@ static void srv_cl_replaced(void *data, const char *id, const unsigned char *key
     snprintf(msg, sizeof msg, "a newer connection registered %s with the same key on instance %s",
              id, by);
     conn_refuse(old, PC_REPLACED, msg, true);
+    s->mtr.replaced++;
 }
 
 static size_t srv_cl_each_peer(void *data,
@@ -963,6 +969,7 @@ static struct cl *srv_cluster_new(struct srv *s, char *err, size_t errlen)
         .punch = srv_cl_punch,
         .each_peer = srv_cl_each_peer,
         .replaced = srv_cl_replaced,
+        .mtr = &s->mtr,
         .bad_candidate = srv_bad_candidate,
     };
     return cl_new(s->loop, &s->cfg.cluster, &user, err, errlen);
@@ -979,7 +986,7 @@ int srv_init(struct srv *s, uv_loop_t *loop, const struct srv_config *cfg, char 
                                .on_read = srv_on_read};
     memset(s, 0, sizeof *s);
     s->loop = loop;
-    conn_set_init(&s->conns, loop, &hooks);
+    conn_set_init(&s->conns, loop, &hooks, &s->mtr);
     s->cfg = *cfg;
     s->gate.db_fd = -1;
     s->reg = reg_new();

@@ -137,7 +137,7 @@ for f in /usr/share/man/man1/tcpunch.1.gz /usr/share/man/man8/tcpunch-rendezvous
     /usr/share/bash-completion/completions/tcpunch /usr/share/bash-completion/completions/tcpunch-rendezvous \
     /usr/lib/systemd/system/tcpunch-rendezvous.service /usr/lib/systemd/system/tcpunch-rendezvous@.service \
     /usr/share/doc/tcpunch/README.md /usr/share/doc/tcpunch/PROTOCOL.md /usr/share/doc/tcpunch/VPS.md \
-    /usr/share/doc/tcpunch/CLUSTER.md /usr/share/doc/tcpunch/copyright; do
+    /usr/share/doc/tcpunch/CLUSTER.md /usr/share/doc/tcpunch/METRICS.md /usr/share/doc/tcpunch/copyright; do
     check "contains $f (0644)" has "$f" '-rw-r--r--'
 done
 if grep -E -q '/tests?/|/fuzz|/bench|rlinkdrv|\.a$|/usr/local' "$WORK/contents"; then
