@@ -29,6 +29,19 @@ snap() {
 was() {
     awk -v k="$1" '$1 == k { print $2; exit }' "$WORK/m0.txt"
 }
+# sumdelta DESCRIPTION 'NAME{LABEL="V"' WANT: the samples starting so (every other label) moved by
+# exactly WANT in all since snap
+sumof() { awk -v k="$1" 'index($1, k) == 1 { s += $2 } END { print s + 0 }' "$2"; }
+sumdelta() {
+    local now before
+    now=$(sumof "$2" "$WORK/m.txt")
+    before=$(sumof "$2" "$WORK/m0.txt")
+    if [ "$((now - before))" -eq "$3" ]; then
+        pass "$1: $2...} $before -> $now"
+    else
+        fail "$1: $2...} $before -> $now, want +$3"
+    fi
+}
 # delta DESCRIPTION 'NAME{LABELS}' WANT: the value moved by exactly WANT since snap
 delta() {
     local now before
@@ -101,6 +114,10 @@ delta "direct pair" 'tcpunch_introductions_total{path="direct"}' 1
 delta "direct pair" 'tcpunch_introductions_total{path="relay"}' 0
 delta "direct pair" tcpunch_relay_sessions_total 0
 delta "direct pair: both gone" 'tcpunch_peers_online{family="ipv4"}' 0
+# both peers report the outcome (PROTOCOL.md, "Traversal reports")
+sumdelta "direct pair: both reports" 'tcpunch_punch_results_total{result="direct",' 2
+sumdelta "direct pair: no relay report" 'tcpunch_punch_results_total{result="relay",' 0
+sumdelta "direct pair: the histogram" 'tcpunch_punch_duration_seconds_count{result="direct"' 2
 check "direct pair: at least two connections accepted" \
     test "$(($(metric tcpunch_connections_accepted_total) - $(was tcpunch_connections_accepted_total)))" -ge 2
 
@@ -125,6 +142,8 @@ delta "relayed pair" 'tcpunch_introductions_total{path="relay"}' 1
 delta "relayed pair" 'tcpunch_introductions_total{path="direct"}' 0
 delta "relayed pair" tcpunch_relay_sessions_total 1
 delta "relayed pair: over" tcpunch_relay_sessions_active 0
+sumdelta "relayed pair: both reports" 'tcpunch_punch_results_total{result="relay",' 2
+sumdelta "relayed pair: no direct report" 'tcpunch_punch_results_total{result="direct",' 0
 check "relayed pair: at least the 128 KiB both ways counted as relayed bytes" \
     test "$(($(metric tcpunch_relay_bytes_total) - $(was tcpunch_relay_bytes_total)))" -ge 131072
 
