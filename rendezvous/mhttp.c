@@ -115,7 +115,10 @@ struct mh {
     struct mh_user user;
     struct q conns;
     size_t nconns;
-    int handles; /* open handles of m itself (the listener); freed at 0 with no conns */
+    /* open handles of m itself (the listener) and of the connections closed uncounted (over
+     * the cap): freed at 0 with no conns. libuv runs close callbacks newest first, so an
+     * uncounted close from the iteration of mh_close runs after all the others: m must wait. */
+    int handles;
     bool closing;
     char addr[EP_STRLEN];
 };
@@ -151,6 +154,8 @@ static void mh_conn_closed(uv_handle_t *h)
     if (c->counted) {
         q_remove(&c->link);
         m->nconns--;
+    } else {
+        m->handles--;
     }
     free(c->out);
     free(c);
@@ -347,6 +352,7 @@ static void mh_on_connection(uv_stream_t *ls, int status)
     uv_unref((uv_handle_t *)&c->tcp);
     if (uv_accept(ls, (uv_stream_t *)&c->tcp) < 0 || m->nconns >= MH_MAX_CONNS) {
         /* over the limit: accepted only to be closed, so the backlog never fills */
+        m->handles++;
         uv_close((uv_handle_t *)&c->tcp, mh_conn_closed);
         return;
     }
