@@ -2,16 +2,16 @@
 
 #include "rendezvous/metrics.h"
 #include "rendezvous/mhttp.h"
+#include "rendezvous/procself.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <unistd.h>
 
-/* /proc is read at most this often: counting /proc/self/fd costs one entry per peer, and a
- * scraper that asks in a loop must not turn that into work for the server's loop */
+/* /proc is read at most this often, so that a scraper that asks in a loop never turns it into
+ * work for the server's loop (each read is bounded too: procself.h) */
 #define SMX_PROC_MS 1000
 
 struct smx {
@@ -22,41 +22,14 @@ struct smx {
     uint64_t rss, fds;
 };
 
-static uint64_t smx_rss(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long long size = 0, rss = 0;
-    long page = sysconf(_SC_PAGESIZE);
-    int n;
-    if (!f)
-        return 0;
-    n = fscanf(f, "%llu %llu", &size, &rss);
-    fclose(f);
-    return n == 2 && page > 0 ? rss * (uint64_t)page : 0;
-}
-
-static uint64_t smx_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    uint64_t n = 0;
-    if (!d)
-        return 0;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n > 0 ? n - 1 : 0; /* the directory's own descriptor */
-}
-
 static void smx_proc(struct smx *x)
 {
     uint64_t now = uv_now(x->s->loop);
     if (x->proc_ms && now + 1 - x->proc_ms < SMX_PROC_MS)
         return;
     x->proc_ms = now + 1;
-    x->rss = smx_rss();
-    x->fds = smx_fds();
+    x->rss = ps_rss_bytes();
+    x->fds = ps_open_fds();
 }
 
 static void smx_view(struct smx *x, struct mtr_view *v)
