@@ -41,6 +41,7 @@ void conn_set_init(struct conn_set *set, uv_loop_t *loop, const struct conn_hook
     q_init(&set->live.q);
     q_init(&set->linger.q);
     set->fresh.n = set->live.n = set->linger.n = 0;
+    set->peers[0] = set->peers[1] = 0;
     set->hooks = *hooks;
 }
 
@@ -61,20 +62,33 @@ size_t conn_count(const struct conn_set *set)
     return set->fresh.n + set->live.n + set->linger.n;
 }
 
+/* c's slot in set->peers, or NULL when it is not counted there */
+static size_t *conn_peer_slot(struct conn *c)
+{
+    if (c->state != CONN_LIVE || c->aux)
+        return NULL;
+    return &c->set->peers[c->observed.ss_family == AF_INET6 ? 1 : 0];
+}
+
 void conn_set_state(struct conn *c, enum conn_state st)
 {
     struct conn_list *from = conn_list_of(c->set, c->state);
     struct conn_list *to = conn_list_of(c->set, st);
+    size_t *slot = conn_peer_slot(c);
     if (from) {
         q_remove(&c->link);
         from->n--;
     }
+    if (slot)
+        (*slot)--;
     c->state = st;
     c->since_ms = uv_now(c->set->loop);
     if (to) {
         q_insert_tail(&to->q, &c->link);
         to->n++;
     }
+    if ((slot = conn_peer_slot(c)))
+        (*slot)++;
 }
 
 bool conn_active(const struct conn *c)

@@ -133,6 +133,9 @@ struct conn_set {
     uv_loop_t *loop;
     struct mtr *mtr; /* the server's counters (metrics.h): error lines sent, by code; or NULL */
     struct conn_list fresh, live, linger;
+    /* live and not auxiliary, by the family of observed ([1]: IPv6): kept as they move, so
+     * that a metrics scrape never walks every peer */
+    size_t peers[2];
     struct conn_hooks hooks;
 };
 
@@ -145,7 +148,8 @@ size_t conn_count(const struct conn_set *set);
 
 /* c's hello endpoints as the protocol's list (for punch). */
 void conn_endpoints(const struct conn *c, struct proto_eplist *out);
-/* Moving to the tail with a fresh timestamp keeps every list sorted by its deadline. */
+/* Moving to the tail with a fresh timestamp keeps every list sorted by its deadline. c->aux
+ * and c->observed must be set before c becomes CONN_LIVE and stay as they are while it is. */
 void conn_set_state(struct conn *c, enum conn_state st);
 /* Accepted or registered: not lingering nor closed. */
 bool conn_active(const struct conn *c);
