@@ -25,14 +25,14 @@ static struct rt_slot *rt_find(struct rt_tab *t, const unsigned char *sid)
     return NULL;
 }
 
-/* A free slot, else the oldest punch's. */
+/* A free slot, else the one noted first. */
 static struct rt_slot *rt_victim(struct rt_tab *t)
 {
     struct rt_slot *v = &t->s[0];
     for (int i = 0; i < RT_SLOTS; i++) {
         if (!t->s[i].used)
             return &t->s[i];
-        if (t->s[i].at_ms < v->at_ms)
+        if (t->s[i].order < v->order)
             v = &t->s[i];
     }
     return v;
@@ -48,6 +48,7 @@ void rt_note(struct rt_tab *t, const char *session, enum proto_nat self, enum pr
     s = rt_victim(t);
     memcpy(s->sid, sid, sizeof s->sid);
     s->at_ms = now_ms;
+    s->order = t->noted++;
     s->nat_self = (uint8_t)((unsigned)self <= PROTO_NAT_DEPENDENT ? self : PROTO_NAT_UNKNOWN);
     s->nat_peer = (uint8_t)((unsigned)peer <= PROTO_NAT_DEPENDENT ? peer : PROTO_NAT_UNKNOWN);
     s->used = true;

@@ -19,12 +19,16 @@
 struct rt_slot {
     unsigned char sid[PROTO_SESSION_LEN / 2]; /* the session id, as bytes */
     uint64_t at_ms;                           /* when the punch was sent */
+    uint64_t order;                           /* rt_tab.noted when it was noted */
     uint8_t nat_self, nat_peer;               /* enum proto_nat, the server's view then */
     bool used, reported;
 };
 
 struct rt_tab {
     struct rt_slot s[RT_SLOTS];
+    /* punches noted so far: the eviction order, since punches of one loop iteration share
+     * uv_now's millisecond (at_ms cannot tell the oldest of them) */
+    uint64_t noted;
 };
 
 enum rt_verdict {

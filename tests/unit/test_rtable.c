@@ -78,4 +78,22 @@ static void t_eviction(void)
     CHECK_STR(rt_verdict_name(RT_UNKNOWN), "unknown session");
 }
 
-CHECK_MAIN(TEST(t_once), TEST(t_expiry), TEST(t_eviction))
+/* Punches in one loop iteration share uv_now's millisecond: the table still keeps the 4 newest
+ * (in the order they were noted), not the first 3 plus whichever came last. */
+static void t_eviction_same_ms(void)
+{
+    struct rt_tab t = {0};
+    char s[RT_SLOTS + 3][PROTO_SESSION_LEN + 1];
+    enum proto_nat a, b;
+    for (int i = 0; i < RT_SLOTS + 3; i++) {
+        sid(s[i], 200 + i);
+        rt_note(&t, s[i], IND, IND, 1000);
+    }
+    for (int i = 0; i < 3; i++)
+        CHECK_MSG(rt_take(&t, s[i], 1001, &a, &b) == RT_UNKNOWN, "s[%d] kept, an older one", i);
+    for (int i = 3; i < RT_SLOTS + 3; i++)
+        CHECK_MSG(rt_take(&t, s[i], 1001, &a, &b) == RT_OK, "s[%d] evicted, one of the 4 newest",
+                  i);
+}
+
+CHECK_MAIN(TEST(t_once), TEST(t_expiry), TEST(t_eviction), TEST(t_eviction_same_ms))
