@@ -218,28 +218,32 @@ static const char *mh_reason(int status)
     }
 }
 
-/* The /metrics text in a buffer of its own, grown once to the size the renderer asked for. */
+/* The /metrics text in a buffer of its own, grown once to the size the renderer asked for.
+ * A text over MH_MAX_BODY is never served cut: a cut last sample would be a wrong number that
+ * a scraper takes as right, so the scrape fails (NULL: 500) instead. */
 static char *mh_render(struct mh *m, size_t *len)
 {
     size_t cap = 32 * 1024, need;
-    char *b = malloc(cap);
+    char *b = malloc(cap), *nb;
     if (!b)
         return NULL;
     need = m->user.render(m->user.data, b, cap);
     if (need >= cap) {
-        char *nb;
-        cap = (need < MH_MAX_BODY ? need : MH_MAX_BODY - 1) + 1;
-        if (!(nb = realloc(b, cap))) {
-            free(b);
-            return NULL;
-        }
+        if (need >= MH_MAX_BODY)
+            goto fail;
+        cap = need + 1;
+        if (!(nb = realloc(b, cap)))
+            goto fail;
         b = nb;
-        need = m->user.render(m->user.data, b, cap);
-        if (need >= cap)
-            need = cap - 1;
+        if ((need = m->user.render(m->user.data, b, cap)) >= cap)
+            goto fail;
     }
     *len = need;
     return b;
+fail:
+    LOG_E("metrics: the page needs %zu bytes, over the limit or out of memory: answered 500", need);
+    free(b);
+    return NULL;
 }
 
 static void mh_respond(struct mh_conn *c, int status, bool head_only, int page)

@@ -19,7 +19,7 @@
 #define MH_MAX_CONNS 16           /* metrics connections at once */
 #define MH_HEAD_TIMEOUT_MS 5000   /* to send the whole head */
 #define MH_LINGER_MS 2000         /* after the response, for the client's EOF */
-#define MH_MAX_BODY (1024 * 1024) /* the renderer's text is cut to this (it is ~20 KiB) */
+#define MH_MAX_BODY (1024 * 1024) /* a longer text is answered 500 (it is ~10 KiB) */
 
 /* ---- the pure request parser ---- */
 
