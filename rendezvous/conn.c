@@ -62,33 +62,34 @@ size_t conn_count(const struct conn_set *set)
     return set->fresh.n + set->live.n + set->linger.n;
 }
 
-/* c's slot in set->peers, or NULL when it is not counted there */
-static size_t *conn_peer_slot(struct conn *c)
+/* set->peers follows c: the slot it was counted in is remembered, so that it is uncounted
+ * from there whatever changed since */
+static void conn_count_peer(struct conn *c)
 {
-    if (c->state != CONN_LIVE || c->aux)
-        return NULL;
-    return &c->set->peers[c->observed.ss_family == AF_INET6 ? 1 : 0];
+    if (c->peer_slot)
+        c->set->peers[c->peer_slot - 1]--;
+    c->peer_slot = 0;
+    if (c->state == CONN_LIVE && !c->aux) {
+        c->peer_slot = c->observed.ss_family == AF_INET6 ? 2 : 1;
+        c->set->peers[c->peer_slot - 1]++;
+    }
 }
 
 void conn_set_state(struct conn *c, enum conn_state st)
 {
     struct conn_list *from = conn_list_of(c->set, c->state);
     struct conn_list *to = conn_list_of(c->set, st);
-    size_t *slot = conn_peer_slot(c);
     if (from) {
         q_remove(&c->link);
         from->n--;
     }
-    if (slot)
-        (*slot)--;
     c->state = st;
     c->since_ms = uv_now(c->set->loop);
     if (to) {
         q_insert_tail(&to->q, &c->link);
         to->n++;
     }
-    if ((slot = conn_peer_slot(c)))
-        (*slot)++;
+    conn_count_peer(c);
 }
 
 bool conn_active(const struct conn *c)

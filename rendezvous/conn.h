@@ -82,6 +82,7 @@ struct conn {
     /* hello.aux: registered but not in the registry (never a target, no id clash); may pair
      * once (aux_used after its punch) */
     bool aux, aux_used;
+    uint8_t peer_slot; /* 1 + its index in set->peers while counted there; 0: not counted */
     /* a `relay` first line, handed to the relay once the bytes after it are known */
     bool relay_req;
     char relay_session[PROTO_SESSION_LEN + 1];
@@ -149,7 +150,7 @@ size_t conn_count(const struct conn_set *set);
 /* c's hello endpoints as the protocol's list (for punch). */
 void conn_endpoints(const struct conn *c, struct proto_eplist *out);
 /* Moving to the tail with a fresh timestamp keeps every list sorted by its deadline. c->aux
- * and c->observed must be set before c becomes CONN_LIVE and stay as they are while it is. */
+ * and c->observed must be set before c becomes CONN_LIVE (set->peers counts it by them). */
 void conn_set_state(struct conn *c, enum conn_state st);
 /* Accepted or registered: not lingering nor closed. */
 bool conn_active(const struct conn *c);
