@@ -102,6 +102,8 @@ bool sc_feat_birthday(const struct sc *sc);
 /* Whether it offered sessions that survive their connection ("resume", PROTOCOL.md section
  * 18): only then may the hello carry features or replace. */
 bool sc_feat_resume(const struct sc *sc);
+/* The server takes hello.replace: its challenge listed "replace" or "resume" (PROTOCOL.md 5.1). */
+bool sc_feat_replace(const struct sc *sc);
 
 /* Ends the exchange and hands the descriptor over: the loop no longer watches it, nothing
  * unread has been taken off it, and the caller closes it. */

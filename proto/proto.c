@@ -434,7 +434,7 @@ static enum proto_err pd_int_to(struct pd *d, const char *key, int64_t lo, int64
 /* challenge.features: a short array of short strings (PROTO_MAX_FEATURES of at most
  * PROTO_MAX_FEATURE_LEN bytes, proto.h); names this side does not know are skipped, so that a
  * server can offer more than an older peer knows. */
-static enum proto_err pd_features(struct pd *d, bool *birthday, bool *resume)
+static enum proto_err pd_features(struct pd *d, bool *birthday, bool *resume, bool *replace)
 {
     json_t *v = json_object_get(d->obj, "features"), *item;
     size_t i;
@@ -455,6 +455,8 @@ static enum proto_err pd_features(struct pd *d, bool *birthday, bool *resume)
             *birthday = true;
         if (strcmp(s, "resume") == 0)
             *resume = true;
+        if (strcmp(s, "replace") == 0)
+            *replace = true;
     }
     return PROTO_OK;
 }
@@ -702,7 +704,8 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m, bool strict)
         return pd_session(d, "session", m->u.relayed.session);
     case PROTO_CHALLENGE:
         PD_TRY(pd_version(d, &m->u.challenge.version));
-        PD_TRY(pd_features(d, &m->u.challenge.feat_birthday, &m->u.challenge.feat_resume));
+        PD_TRY(pd_features(d, &m->u.challenge.feat_birthday, &m->u.challenge.feat_resume,
+                           &m->u.challenge.feat_replace));
         return pd_b64(d, "nonce", m->u.challenge.nonce, PROTO_NONCE_BYTES);
     default:
         return PROTO_E_TYPE;
@@ -824,13 +827,15 @@ static json_t *pe_resume(const struct proto_resume_caps *r)
 }
 
 /* challenge.features: today's ["birthday"] stays byte for byte what it was. */
-static json_t *pe_chal_features(bool birthday, bool resume)
+static json_t *pe_chal_features(bool birthday, bool resume, bool replace)
 {
     json_t *a = json_array();
     if (a && birthday)
         json_array_append_new(a, json_string("birthday"));
     if (a && resume)
         json_array_append_new(a, json_string("resume"));
+    if (a && replace)
+        json_array_append_new(a, json_string("replace"));
     return a;
 }
 
@@ -987,9 +992,11 @@ static json_t *pe_build(const struct proto_msg *m)
     case PROTO_CHALLENGE: {
         json_t *o = pe_b64(json_pack("{s:s, s:i}", "type", t, "version", PROTO_VERSION), "nonce",
                            m->u.challenge.nonce, PROTO_NONCE_BYTES);
-        if (m->u.challenge.feat_birthday || m->u.challenge.feat_resume)
+        if (m->u.challenge.feat_birthday || m->u.challenge.feat_resume ||
+            m->u.challenge.feat_replace)
             o = pe_obj(o, "features",
-                       pe_chal_features(m->u.challenge.feat_birthday, m->u.challenge.feat_resume));
+                       pe_chal_features(m->u.challenge.feat_birthday, m->u.challenge.feat_resume,
+                                        m->u.challenge.feat_replace));
         return o;
     }
     default:

@@ -20,7 +20,7 @@
 
 enum { EXIT_USAGE = 1, EXIT_LISTEN = 2, EXIT_CONFIG = 3 };
 
-enum { OPT_KEEPALIVE = 256, OPT_HELLO_TIMEOUT, OPT_MAX_PEERS, OPT_PROBE_LISTEN };
+enum { OPT_KEEPALIVE = 256, OPT_HELLO_TIMEOUT, OPT_MAX_PEERS, OPT_PROBE_LISTEN, OPT_DRAIN };
 /* the relay's options, parsed by parse_relay */
 enum {
     OPT_NO_RELAY = 512,
@@ -97,6 +97,12 @@ static void usage(FILE *f)
             "                           seconds (default 10)\n"
             "      --max-peers N        refuse connections beyond N at once, registered or\n"
             "                           not yet (default 100000)\n"
+            "      --drain SEC          on SIGTERM or SIGINT, drain: stop accepting, tell the\n"
+            "                           registered peers to go (spread over min(SEC/2, 3) s;\n"
+            "                           with a --server list they move to the next server),\n"
+            "                           let relayed sessions finish, exit once all are gone\n"
+            "                           or after SEC seconds (1..86400; default: no drain,\n"
+            "                           every peer is told at once and relays are cut)\n"
             "      --no-relay           do not relay sessions whose direct path fails\n"
             "      --relay-max N        relay at most N sessions at once (default 64)\n"
             "      --relay-bytes N      cut a relayed session after N bytes, both directions\n"
@@ -128,8 +134,8 @@ static void usage(FILE *f)
             "      --birthday-m-max N   ... and at most N guesses on the easy side (default\n"
             "                           1024, at most 4096; 0: never)\n"
             "      --no-resume          do not offer resumable sessions (challenge without\n"
-            "                           \"resume\"): hello.features, hello.replace and\n"
-            "                           connect.resume are then ignored\n"
+            "                           \"resume\"): hello.features and connect.resume are\n"
+            "                           then ignored (hello.replace is still taken)\n"
             "\n"
             "Who may register (each refusal is an error line to the peer and a log line):\n"
             "      --secret-file FILE   a private server: every connection must prove that it\n"
@@ -186,8 +192,11 @@ static void usage(FILE *f)
             "  -V, --version            show the version and exit\n"
             "\n"
             "Logs go to stderr, one line per event, with a UTC timestamp.\n"
-            "SIGINT or SIGTERM: tell every peer server-shutdown and exit; a second one\n"
-            "drops the remaining peers at once. SIGHUP: read --authorized again (a bad\n"
+            "SIGINT or SIGTERM: tell every peer server-shutdown and exit (with --drain:\n"
+            "drain first, see above); a second one drops the remaining peers and relays\n"
+            "at once. Started by systemd with socket activation (LISTEN_FDS, LISTEN_PID),\n"
+            "it serves the sockets passed (a name \"probe\" in LISTEN_FDNAMES: a probe\n"
+            "listener) instead of binding --listen. SIGHUP: read --authorized again (a bad\n"
             "file keeps the old list) and drop registered peers it no longer lists.\n"
             "\n"
             "Exit status:\n"
@@ -428,6 +437,7 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
         {"hello-timeout", required_argument, NULL, OPT_HELLO_TIMEOUT},
         {"max-peers", required_argument, NULL, OPT_MAX_PEERS},
         {"probe-listen", required_argument, NULL, OPT_PROBE_LISTEN},
+        {"drain", required_argument, NULL, OPT_DRAIN},
         {"no-relay", no_argument, NULL, OPT_NO_RELAY},
         {"relay-max", required_argument, NULL, OPT_RELAY_MAX},
         {"relay-bytes", required_argument, NULL, OPT_RELAY_BYTES},
@@ -530,6 +540,11 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
             break;
         case OPT_NO_RESUME:
             cfg->resume = false;
+            break;
+        case OPT_DRAIN:
+            if (parse_num(optarg, 1, 86400, &v) < 0)
+                return usage_error("--drain must be 1..86400 seconds, not '%s'", optarg);
+            cfg->drain = (unsigned)v;
             break;
         case OPT_KEEPALIVE:
             if (parse_num(optarg, 1, 86400, &v) < 0)
