@@ -2,6 +2,7 @@
 #include "common/bytes.h"
 #include "common/endpoint.h"
 #include "common/log.h"
+#include "common/sdlisten.h"
 #include "rendezvous/server.h"
 
 #include <errno.h>
@@ -676,6 +677,15 @@ int main(int argc, char **argv)
         LOG_E("libsodium cannot be initialised");
         return EXIT_LISTEN;
     }
+    /* systemd socket activation: its sockets instead of --listen / --probe-listen */
+    cfg.nactivated = sdl_take(cfg.activated, (int)(sizeof cfg.activated / sizeof cfg.activated[0]),
+                              err, sizeof err);
+    if (cfg.nactivated < 0) {
+        LOG_E("socket activation: %s", err);
+        return EXIT_LISTEN;
+    }
+    if (cfg.nactivated > 0 && cfg.nprobe_listen > 0)
+        LOG_W("socket activation: --probe-listen ignored (name a socket \"probe\" instead)");
     /* a peer that vanished mid-write must cost an EPIPE, not the process */
     signal(SIGPIPE, SIG_IGN);
 

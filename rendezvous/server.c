@@ -1111,10 +1111,50 @@ static int srv_listen_all(struct srv *s, const struct sockaddr_storage *addrs, i
     return 0;
 }
 
+/* Socket activation: the sockets systemd keeps open across restarts (sdlisten.h has checked
+ * each is a listening TCP socket), main ones and "probe" ones, in the order passed. */
+static int srv_listen_activated(struct srv *s, char *err, size_t errlen)
+{
+    for (int i = 0; i < s->cfg.nactivated; i++) {
+        struct srv_listener *l = &s->listeners[s->nlisteners];
+        struct sockaddr_storage bound;
+        int len = sizeof bound, rc = uv_tcp_init(s->loop, &l->tcp);
+        if (rc < 0)
+            goto fail;
+        s->nlisteners++;
+        l->tcp.data = l;
+        l->srv = s;
+        l->probe = s->cfg.activated[i].probe;
+        rc = uv_tcp_open(&l->tcp, s->cfg.activated[i].fd);
+        if (rc == 0)
+            rc = uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &len);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)&l->tcp, SRV_BACKLOG, srv_on_connection);
+        if (rc < 0)
+            goto fail;
+        ep_format((const struct sockaddr *)&bound, l->addr, sizeof l->addr);
+        if (l->probe && !s->probe_port)
+            s->probe_port = ep_port((const struct sockaddr *)&bound);
+        if (l->probe && !s->has_probe6 && !s->probe6_port && bound.ss_family == AF_INET6)
+            srv_probe6_set(s, (const struct sockaddr *)&bound);
+        LOG_N("listening on %s%s (socket activation, fd %d)", l->addr,
+              l->probe ? " (probes only)" : "", s->cfg.activated[i].fd);
+        continue;
+    fail:
+        snprintf(err, errlen, "cannot listen on the socket passed as fd %d: %s",
+                 s->cfg.activated[i].fd, uv_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
 int srv_listen(struct srv *s, char *err, size_t errlen)
 {
-    if (srv_listen_all(s, s->cfg.listen, s->cfg.nlisten, false, err, errlen) < 0 ||
-        srv_listen_all(s, s->cfg.probe_listen, s->cfg.nprobe_listen, true, err, errlen) < 0)
+    if (s->cfg.nactivated > 0) {
+        if (srv_listen_activated(s, err, errlen) < 0)
+            return -1;
+    } else if (srv_listen_all(s, s->cfg.listen, s->cfg.nlisten, false, err, errlen) < 0 ||
+               srv_listen_all(s, s->cfg.probe_listen, s->cfg.nprobe_listen, true, err, errlen) < 0)
         return -1;
     LOG_I("keepalive %u s, hello timeout %u s, at most %lu peers", s->cfg.keepalive,
           s->cfg.hello_timeout, s->cfg.max_peers);

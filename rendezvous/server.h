@@ -5,6 +5,7 @@
 #include "common/endpoint.h"
 #include "common/linebuf.h"
 #include "common/queue.h"
+#include "common/sdlisten.h"
 #include "proto/proto.h"
 #include "rendezvous/cluster.h"
 #include "rendezvous/conn.h"
@@ -53,6 +54,10 @@ struct srv_config {
     struct plan_bday_cfg bday; /* --birthday-k-max, --birthday-m-max (0: never birthday) */
     bool resume;               /* offer resume in challenge.features (--no-resume: false) */
     unsigned drain;            /* --drain SEC: the first SIGTERM drains (0: stops at once) */
+    /* systemd socket activation (sdlisten.h): listening sockets served instead of binding
+     * listen and probe_listen (nactivated 0: none passed) */
+    struct sdl_fd activated[2 * SRV_MAX_LISTEN];
+    int nactivated;
     struct cl_cfg cluster;   /* cluster.redis NULL: a single instance */
 };
 
