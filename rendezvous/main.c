@@ -592,6 +592,14 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
     return -1;
 }
 
+static bool activated_probe(const struct srv_config *cfg)
+{
+    for (int i = 0; i < cfg->nactivated; i++)
+        if (cfg->activated[i].probe)
+            return true;
+    return false;
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct app *app = h->data;
@@ -684,8 +692,12 @@ int main(int argc, char **argv)
         LOG_E("socket activation: %s", err);
         return EXIT_LISTEN;
     }
-    if (cfg.nactivated > 0 && cfg.nprobe_listen > 0)
-        LOG_W("socket activation: --probe-listen ignored (name a socket \"probe\" instead)");
+    if (cfg.nactivated > 0)
+        LOG_I("socket activation: %d sockets passed; --listen and --probe-listen are not bound",
+              cfg.nactivated);
+    if (cfg.nactivated > 0 && cfg.nprobe_listen > 0 && !activated_probe(&cfg))
+        LOG_W("socket activation: no socket named \"probe\" (FileDescriptorName=probe): no "
+              "probe listener");
     /* a peer that vanished mid-write must cost an EPIPE, not the process */
     signal(SIGPIPE, SIG_IGN);
 
