@@ -32,6 +32,12 @@ waiting() {
     wait_registered "$1" "$mark"
 }
 
+# stop_pair: the cut pair's peers are not what is tested (a cut session may wait to resume)
+stop_pair() {
+    kill "$PID_A" "$PID_B" 2>/dev/null
+    wait "$PID_A" "$PID_B" 2>/dev/null
+}
+
 # gone_within SECONDS PID: PID has exited within SECONDS
 gone_within() {
     wait_until "$1" bash -c "! kill -0 $2 2>/dev/null"
@@ -91,8 +97,7 @@ else
 fi
 wait "$SERVER_PID"
 check_rc "the stopped server" 0 $?
-wait "$PID_A" 2>/dev/null
-wait "$PID_B" 2>/dev/null
+stop_pair
 check "without --drain the relayed pipe was cut" bash -c "! cmp -s '$WORK/a.in' '$WORK/n-b.out'"
 
 # ---- --drain 2: the relay still runs at SEC and is cut then; the exit is still 0 ----
@@ -110,8 +115,7 @@ wait "$SERVER_PID"
 check_rc "the server after its drain deadline" 0 $?
 check "it says the drain time is over and cuts the relay" \
     grep -q "drain: 2 s are over: cutting 1 relayed sessions" <(log_since "$mark")
-wait "$PID_A" 2>/dev/null
-wait "$PID_B" 2>/dev/null
+stop_pair
 
 # ---- --drain 30 and a second SIGTERM: it ends at once ----
 start_server --drain 30 --relay-rate 200K
@@ -129,7 +133,6 @@ else
 fi
 wait "$SERVER_PID"
 check_rc "the server after two SIGTERMs" 0 $?
-wait "$PID_A" 2>/dev/null
-wait "$PID_B" 2>/dev/null
+stop_pair
 
 finish
