@@ -126,6 +126,14 @@ def t_replace(host, port, port2, offered):
     c.close()
     if port != port2 and old.next_msg(0.5) is not None:
         R.bad("the old connection heard something after the refused replace")
+    # an auxiliary connection never replaces: it registers aside, the old one keeps the id
+    c = Conn(host, port2)
+    m = c.hello(ident, me, aux=True, replace=True)
+    R.check(isinstance(m, dict) and m.get("type") == "welcome",
+            f"an auxiliary hello with replace registers aside ({m})")
+    R.check(old.next_msg(0.5) is None and not old.closed(0.3),
+            "and the old connection keeps the id (aux never replaces)")
+    c.close()
     new = Conn(host, port2)
     m = new.hello(ident, me, replace=True)
     # offered or not (--no-resume): replace is taken alike, the challenge lists "replace"
