@@ -1263,8 +1263,8 @@ static int srv_drain_start(struct srv *s, const char *why)
     if (s->rly)
         rly_drain(s->rly);
     srv_tell_all(&s->conns.fresh); /* not registered yet: nothing to move */
-    LOG_N("drain (%s): %zu registered peers told to go over %.1f s; relayed sessions get %u s",
-          why, s->drain.total, (double)s->drain.spread_ms / 1000.0, s->cfg.drain);
+    LOG_N("drain (%s): %zu registered peers told to go over %.1f s; relayed sessions get %u s", why,
+          s->drain.total, (double)s->drain.spread_ms / 1000.0, s->cfg.drain);
     uv_timer_start(&s->drain.timer, srv_on_drain_tick, RST_TICK_MS, RST_TICK_MS);
     return 0;
 }

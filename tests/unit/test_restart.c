@@ -37,12 +37,12 @@ static void t_drain_schedule(void)
     CHECK_INT(rst_spread_ms(86400), RST_SPREAD_MAX_MS);
     CHECK_INT(rst_due(0, 3000, 0), 0);
     CHECK_INT(rst_due(8, 3000, 0), 0);
-    CHECK_INT(rst_due(8, 3000, 20), 1);     /* rounded up: the first goes at the first tick */
-    CHECK_INT(rst_due(8, 3000, 1500), 4);   /* linear */
+    CHECK_INT(rst_due(8, 3000, 20), 1);   /* rounded up: the first goes at the first tick */
+    CHECK_INT(rst_due(8, 3000, 1500), 4); /* linear */
     CHECK_INT(rst_due(8, 3000, 2999), 8);
     CHECK_INT(rst_due(8, 3000, 3000), 8);
-    CHECK_INT(rst_due(8, 3000, 99999), 8);  /* never more than there are */
-    CHECK_INT(rst_due(8, 0, 0), 8);         /* no window: all at once */
+    CHECK_INT(rst_due(8, 3000, 99999), 8); /* never more than there are */
+    CHECK_INT(rst_due(8, 0, 0), 8);        /* no window: all at once */
     CHECK_INT(rst_due(100000, 3000, 30), 1000);
     /* monotonic over the window */
     size_t prev = 0;
@@ -80,8 +80,8 @@ static void t_sdl_parse(void)
     CHECK_INT(sdl_parse("42", "-1", NULL, 42, fds, SDL_MAX_FDS, err, sizeof err), -1);
     CHECK_INT(sdl_parse("42", "x", NULL, 42, fds, SDL_MAX_FDS, err, sizeof err), -1);
     CHECK_INT(sdl_parse("42", "33", NULL, 42, fds, SDL_MAX_FDS, err, sizeof err), -1);
-    CHECK_INT(sdl_parse("42", "99999999999999999999", NULL, 42, fds, SDL_MAX_FDS, err,
-                        sizeof err), -1);
+    CHECK_INT(sdl_parse("42", "99999999999999999999", NULL, 42, fds, SDL_MAX_FDS, err, sizeof err),
+              -1);
     CHECK_INT(sdl_parse("42", "3", NULL, 42, fds, 2, err, sizeof err), -1); /* room for 2 */
     CHECK_INT(sdl_parse("42", "2", "main", 42, fds, SDL_MAX_FDS, err, sizeof err), -1);
     CHECK_INT(sdl_parse("42", "1", "a:b", 42, fds, SDL_MAX_FDS, err, sizeof err), -1);
