@@ -19,7 +19,7 @@ _tcpunch()
     fi
     local commands="listen connect chat send receive direct nat-check id config help"
     local opts="--server --id --port --timeout --direct-timeout --no-relay --relay-only
-        --peer-key --plain --secret-file --no-retry --forward --allow --allow-anyone --local
+        --peer-key --plain --secret-file --no-retry --no-report --forward --allow --allow-anyone --local
         --max-sessions --dir --force --from --from-anyone --dotfiles --max-bytes --max-files
         --birthday-k --birthday-m --resume-timeout --resume-buffer --relay-grace --direct-first
         --verbose --quiet --json --help --version"
@@ -95,7 +95,7 @@ _tcpunch_rendezvous()
         return
         ;;
     esac
-    COMPREPLY=($(compgen -W "--listen --probe-listen --keepalive --hello-timeout --max-peers --drain
+    COMPREPLY=($(compgen -W "--listen --probe-listen --metrics-listen --keepalive --hello-timeout --max-peers --drain
         --no-relay --relay-max --relay-bytes --relay-seconds --relay-rate --relay-wait
         --relay-idle --relay-per-peer --relay-per-ip --relay-offers-per-peer
         --birthday-k-max --birthday-m-max --no-resume

@@ -34,6 +34,7 @@ static const char *const cfg_names[CFG_NKEYS] = {
     [CFG_RESUME_BUFFER] = "resume-buffer",
     [CFG_RELAY_GRACE] = "relay-grace",
     [CFG_DIRECT_FIRST] = "direct-first",
+    [CFG_NO_REPORT] = "no-report",
 };
 
 static int cfg_key_of(const char *name)
@@ -181,6 +182,9 @@ static int cfg_set(struct peer_opts *o, int k, const char *v, const char **why)
     case CFG_DIRECT_FIRST:
         *why = "not true or false";
         return cfg_bool(v, &o->direct_first);
+    case CFG_NO_REPORT:
+        *why = "not true or false";
+        return cfg_bool(v, &o->no_report);
     default: /* CFG_NO_RETRY */
         *why = "not true or false";
         return cfg_bool(v, &o->no_retry);
@@ -217,7 +221,7 @@ static int cfg_line(struct peer_opts *o, char *text, int line, bool *seen, char 
         return cfg_bad(err, errlen, &o->cfg, line,
                        "unknown key \"%s\" (server, id, port, timeout, direct-timeout, relay, "
                        "secret-file, verbose, quiet, no-retry, dir, birthday-k, birthday-m, "
-                       "resume-timeout, resume-buffer, relay-grace, direct-first)",
+                       "resume-timeout, resume-buffer, relay-grace, direct-first, no-report)",
                        key);
     if (seen[k])
         return cfg_bad(err, errlen, &o->cfg, line, "%s is set twice", key);
@@ -327,4 +331,5 @@ void cfg_show(const struct peer_opts *o, FILE *out)
         snprintf(v, sizeof v, "%lld", (long long)o->relay_grace_ms);
     cfg_row(o, out, CFG_RELAY_GRACE, v);
     cfg_row(o, out, CFG_DIRECT_FIRST, o->direct_first ? "true" : "false");
+    cfg_row(o, out, CFG_NO_REPORT, o->no_report ? "true" : "false");
 }

@@ -2,6 +2,7 @@
  * then hand over to the punch engine. The exchange itself (connect from the shared port,
  * challenge, framing, kernel receive stamps, its deadlines) is peer/srvconn's; this file holds
  * the control protocol's rules on top of it. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,6 +261,24 @@ static void ctl_sess_idle(void *data)
     struct ctl *c = data;
     if (c->state == CTL_DONE)
         inb_close(&c->inb);
+}
+
+/* A session's traversal report (PROTOCOL.md, "Traversal reports"): only to a server that asked
+ * for them in its challenge, never with --no-report, and never at the session's cost: written
+ * at once (sc_send does not wait) before the caller closes the connection, a failure only
+ * logged at -v. Written straight to srvconn: ctl_send's failure would lose the server. */
+static void ctl_sess_report(void *data, const struct proto_msg *m)
+{
+    struct ctl *c = data;
+    if (c->o->no_report || !c->sc || !sc_feat_report(c->sc))
+        return;
+    if (sc_send(c->sc, m) < 0) {
+        LOG_I("report on session %s not sent: %s", m->u.report.session, strerror(errno));
+        return;
+    }
+    LOG_I("report sent: session %s %s via %s, %d attempt%s, %u ms", m->u.report.session,
+          proto_result_name(m->u.report.result), proto_cand_name(m->u.report.candidate),
+          m->u.report.attempts, m->u.report.attempts == 1 ? "" : "s", (unsigned)m->u.report.ms);
 }
 
 /* One-shot: the session's end is ours. */
@@ -908,7 +927,8 @@ static bool ctl_attempt(const struct ctl_run *run, uv_loop_t *loop, const struct
                                 .bday_ttl = &c->bday_ttl,
                                 .bday_announced = &c->bday_announced,
                                 .resume_announced = &c->resume_announced,
-                                .cb = {ctl_sess_ended, ctl_sess_won, ctl_sess_idle, c}};
+                                .cb = {ctl_sess_ended, ctl_sess_won, ctl_sess_idle, c,
+                                       ctl_sess_report}};
     sess_init(&c->sess);
     uv_timer_init(c->loop, &c->timer);
     c->timer.data = c;

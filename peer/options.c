@@ -25,7 +25,13 @@ enum { OPTS_DIR = 700, OPTS_FORCE, OPTS_FROM, OPTS_FROM_ANYONE, OPTS_DOTFILES,
        OPTS_MAX_BYTES, OPTS_MAX_FILES };
 enum { OPTS_FORWARD = 600, OPTS_LOCAL, OPTS_ALLOW, OPTS_MAX_SESSIONS, OPTS_ALLOW_ANYONE };
 enum { OPTS_BIRTHDAY_K = 800, OPTS_BIRTHDAY_M };
-enum { OPTS_RESUME_TIMEOUT = 900, OPTS_RESUME_BUFFER, OPTS_RELAY_GRACE, OPTS_DIRECT_FIRST };
+enum {
+    OPTS_RESUME_TIMEOUT = 900,
+    OPTS_RESUME_BUFFER,
+    OPTS_RELAY_GRACE,
+    OPTS_DIRECT_FIRST,
+    OPTS_NO_REPORT
+};
 
 void opts_usage(FILE *out)
 {
@@ -88,6 +94,9 @@ void opts_usage(FILE *out)
           "      --no-retry          listen, chat without PEER: exit 2 when the server is\n"
           "                          down or the connection to it is lost (default: keep\n"
           "                          reconnecting, 1 s doubling to 30 s)\n"
+          "      --no-report         tell the server nothing of how our punches ended (by\n"
+          "                          default each introduction's result, direct, relay or\n"
+          "                          failed, goes to a server that asks for it)\n"
           "      --birthday-k N      birthday punching, behind a hard NAT (a new port per\n"
           "                          destination) meeting an easy one: open at most N\n"
           "                          sockets, one SYN each (default 256, 0 to 512; 0: do\n"
@@ -180,7 +189,7 @@ void opts_usage(FILE *out)
           "~/.config/tcpunch/config: key = value lines for server, id, port, timeout,\n"
           "direct-timeout, relay (auto/never/only), secret-file, verbose, quiet, no-retry,\n"
           "dir, birthday-k, birthday-m, resume-timeout, resume-buffer, relay-grace,\n"
-          "direct-first) > defaults; `tcpunch config` shows them. See tcpunch(1).\n"
+          "direct-first, no-report) > defaults; `tcpunch config` shows them. See tcpunch(1).\n"
           "\n"
           "Examples:\n"
           "  tcpunch -s vps.example:7000 -i bob listen > received.bin\n"
@@ -362,6 +371,7 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
         {"plain", no_argument, NULL, OPTS_PLAIN},
         {"secret-file", required_argument, NULL, OPTS_SECRET_FILE},
         {"no-retry", no_argument, NULL, OPTS_NO_RETRY},
+        {"no-report", no_argument, NULL, OPTS_NO_REPORT},
         {"dir", required_argument, NULL, OPTS_DIR},
         {"force", no_argument, NULL, OPTS_FORCE},
         {"from", required_argument, NULL, OPTS_FROM},
@@ -522,6 +532,9 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
             break;
         case OPTS_DIRECT_FIRST:
             o->direct_first = true;
+            break;
+        case OPTS_NO_REPORT:
+            o->no_report = true;
             break;
         case OPTS_DIR:
             o->dir = optarg;

@@ -28,6 +28,7 @@ enum cfg_key {
     CFG_RESUME_BUFFER,
     CFG_RELAY_GRACE,
     CFG_DIRECT_FIRST,
+    CFG_NO_REPORT,
     CFG_NKEYS
 };
 
@@ -75,6 +76,7 @@ struct peer_opts {
     bool have_secret;
     unsigned char secret[32];
     bool no_retry; /* --no-retry: listen/chat give up when the server is down or lost */
+    bool no_report; /* --no-report: no traversal reports to the server (PROTOCOL.md) */
     /* receive: --dir (NULL: the current directory) and --force (replace existing files) */
     const char *dir;
     bool force;

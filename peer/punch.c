@@ -383,6 +383,11 @@ static void pu_finish(struct punch *p, int status, const char *why)
 _Static_assert(sizeof((struct punch *)0)->rbuf <= sizeof((struct peer_link *)0)->prefill,
                "a read of the punch engine must fit the link's prefill");
 
+unsigned punch_attempts(const struct punch *p)
+{
+    return p ? p->attempts : 0;
+}
+
 static void pu_win(struct pconn *c, const char *rest, size_t restlen)
 {
     struct punch *p = c->p;

@@ -132,6 +132,8 @@ bool punch_bday_over(struct punch *p, uint64_t after_ms);
 
 /* Ends the punch now with status and why (done is called as for any end). */
 void punch_abort(struct punch *p, int status, const char *why);
+/* connect() calls made so far (a traversal report's attempts; valid in the done callback). */
+unsigned punch_attempts(const struct punch *p);
 
 /* Fills cfg->cand from a punch message: the peer's observed endpoint, its observed address with
  * its own port, its IPv6 endpoint as the server observed it (observed6, NULL: none), its global

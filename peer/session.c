@@ -115,6 +115,7 @@ static void sess_wait_won(struct sess_set *set, struct sess *ss)
     sess_free(ss);
     while ((it = q_head(&set->list))) {
         ss = q_data(it, struct sess, node);
+        ss->no_report = true;
         if (ss->punch)
             punch_abort(ss->punch, EXIT_PUNCH, "another session completed first");
         else
@@ -133,6 +134,7 @@ static void sess_bday_link(struct sess *ss, int status)
         return;
     bday_get_stats(ss->bday, &st);
     l->attempts += (unsigned)st.sent;
+    ss->bday_sent = (unsigned)st.sent;
     if (status != EXIT_DONE || !l->birthday)
         return;
     l->bday_easy = ss->bplan.role == PROTO_BDAY_EASY;
@@ -142,16 +144,57 @@ static void sess_bday_link(struct sess *ss, int status)
           st.refused, st.icmp);
 }
 
+void sess_report_of(const char *session, int status, const struct peer_link *l, uint64_t ms,
+                    unsigned attempts, enum proto_nat nat, struct proto_msg *out)
+{
+    memset(out, 0, sizeof *out);
+    out->type = PROTO_REPORT;
+    snprintf(out->u.report.session, sizeof out->u.report.session, "%s", session);
+    out->u.report.nat = (unsigned)nat <= PROTO_NAT_DEPENDENT ? nat : PROTO_NAT_UNKNOWN;
+    if (status == EXIT_DONE) {
+        attempts = l->attempts;
+        ms = l->punch_ms;
+        out->u.report.result = l->relayed ? PROTO_RES_RELAY : PROTO_RES_DIRECT;
+        out->u.report.candidate = l->relayed ? PROTO_CAND_RELAY : proto_cand_of(l->via);
+        /* a winner of a kind the protocol does not name (none here: punch.c's kinds are its
+         * set) still went direct: "public" is the nearest truthful word */
+        if (!l->relayed && out->u.report.candidate == PROTO_CAND_NONE)
+            out->u.report.candidate = PROTO_CAND_PUBLIC;
+    } else {
+        out->u.report.result = PROTO_RES_FAILED;
+        out->u.report.candidate = PROTO_CAND_NONE;
+    }
+    /* clamped to the message's bounds: a report never fails to encode */
+    out->u.report.attempts =
+        (int)(attempts < PROTO_REPORT_MAX_ATTEMPTS ? attempts : PROTO_REPORT_MAX_ATTEMPTS);
+    out->u.report.ms = (uint32_t)(ms < PROTO_REPORT_MAX_MS ? ms : PROTO_REPORT_MAX_MS);
+}
+
+/* The punch's outcome to the control connection (cb.report), before anything else hears of
+ * the session's end: a one-shot control connection closes right after. */
+static void sess_report(struct sess *ss, struct punch *p, int status)
+{
+    struct sess_set *set = ss->set;
+    struct proto_msg m;
+    bool upgrade = ss->res && set->resume && set->resume->direct_only;
+    if (!set->cb.report || ss->no_report || set->won || !ss->sid[0] ||
+        (upgrade && status != EXIT_DONE))
+        return;
+    sess_report_of(ss->sid, status, ss->link, clk_ms() - ss->order_ms,
+                   punch_attempts(p) + ss->bday_sent, set->nat ? *set->nat : PROTO_NAT_UNKNOWN, &m);
+    set->cb.report(set->cb.data, &m);
+}
+
 static void sess_punch_done(struct punch *p, int status, const char *why, void *arg)
 {
     struct sess *ss = arg;
     struct sess_set *set = ss->set;
     char note[400];
-    (void)p;
     ss->punch = NULL;
     /* the first handshake ends the punch: the other birthday sockets close at once */
     sess_bday_link(ss, status);
     sess_bday_end(ss);
+    sess_report(ss, p, status);
     if (set->won) { /* aborted: another session won */
         LOG_D("session with %s aborted: another one completed first", ss->shake.peer);
         sess_failed(ss);
@@ -768,6 +811,7 @@ static bool sess_served_room(struct sess_set *set, const char *root)
     }
     if (older) {
         /* sess_punch_done frees it (and takes it off the list) */
+        older->no_report = true;
         punch_abort(older->punch, EXIT_PUNCH, "a newer resume order for this session came");
         return true;
     }
@@ -801,6 +845,8 @@ enum sess_start sess_start(struct sess_set *set, const struct proto_msg *m, uint
         return SESS_NOMEM;
     }
     ss->set = set;
+    ss->order_ms = clk_ms() - (clk_us() > rx_us ? (clk_us() - rx_us) / 1000 : 0);
+    memcpy(ss->sid, m->u.punch.session, sizeof ss->sid);
     sess_resume_ctx(ss, served ? &sr : NULL);
     sodium_memzero(&sr, sizeof sr);
     ss->link = set->mode != SESS_ONE ? &ss->own : set->link;
@@ -844,6 +890,7 @@ void sess_abort(struct sess_set *set, const char *why)
     /* each abort ends its session at once (sess_punch_done frees it): take the head again */
     while ((it = q_head(&set->list))) {
         struct sess *ss = q_data(it, struct sess, node);
+        ss->no_report = true; /* a cancel or a newer order: no traversal outcome */
         if (ss->punch)
             punch_abort(ss->punch, EXIT_PUNCH, why);
         else

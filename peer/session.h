@@ -48,7 +48,18 @@ struct sess_cbs {
     /* The last session is gone. */
     void (*idle)(void *data);
     void *data;
+    /* A session's outcome as a traversal report (PROTOCOL.md, "Traversal reports"), called
+     * once its punch has ended and before any of the above for it: the control connection is
+     * still open. Optional (NULL). Not called for a session aborted by another one, by a newer
+     * resume order or by a cancelled resume, nor for a failed upgrade attempt (the session
+     * stays on the relay its first introduction reported). */
+    void (*report)(void *data, const struct proto_msg *m);
 };
+
+/* The report of a punch that ended with status (EXIT_DONE: *l is the link), ms after its order,
+ * with attempts connect() calls when it failed, our own mapping nat: a PROTO_REPORT in *out. */
+void sess_report_of(const char *session, int status, const struct peer_link *l, uint64_t ms,
+                    unsigned attempts, enum proto_nat nat, struct proto_msg *out);
 
 /* Resume mode (docs/design/resume.md 4.5): the set serves only resume punches of one suspended
  * session, each engine running the resume lines (peer/rshake) instead of the shake. The
@@ -122,6 +133,12 @@ struct sess {
      * (counted as running meanwhile), with the plan as we took it (capped) */
     struct bday *bday;
     struct proto_bday bplan;
+    /* its report: the order's session and arrival (clk_ms), and no_report when its end is no
+     * traversal outcome (aborted for another session, a newer resume order, a cancel) */
+    char sid[PROTO_SESSION_LEN + 1];
+    uint64_t order_ms;
+    unsigned bday_sent; /* the birthday punch's SYNs, counted as attempts */
+    bool no_report;
 };
 
 void sess_init(struct sess_set *set);

@@ -30,6 +30,7 @@ struct sc {
     uint64_t rx_us;     /* arrival time of the bytes being framed */
     bool feat_birthday; /* the challenge listed "birthday" */
     bool feat_resume;   /* the challenge listed "resume" */
+    bool feat_report;   /* the challenge listed "report" */
     bool feat_replace;  /* ... "replace" (or "resume": a server that takes hello.replace) */
     char rbuf[16384];
 };
@@ -141,6 +142,7 @@ static int sc_on_line(void *arg, char *line, size_t len)
     } else if (sc->phase == SC_CHALLENGE && m.type == PROTO_CHALLENGE) {
         sc->feat_birthday = m.u.challenge.feat_birthday;
         sc->feat_resume = m.u.challenge.feat_resume;
+        sc->feat_report = m.u.challenge.feat_report;
         sc->feat_replace = m.u.challenge.feat_replace || m.u.challenge.feat_resume;
         sc_answer(sc, m.u.challenge.nonce); /* the server speaks first */
     } else {
@@ -327,6 +329,11 @@ int sc_fd(const struct sc *sc)
 bool sc_feat_birthday(const struct sc *sc)
 {
     return sc->feat_birthday;
+}
+
+bool sc_feat_report(const struct sc *sc)
+{
+    return sc->feat_report;
 }
 
 bool sc_feat_resume(const struct sc *sc)

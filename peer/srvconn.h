@@ -102,6 +102,9 @@ bool sc_feat_birthday(const struct sc *sc);
 /* Whether it offered sessions that survive their connection ("resume", PROTOCOL.md section
  * 18): only then may the hello carry features or replace. */
 bool sc_feat_resume(const struct sc *sc);
+/* Whether it takes traversal reports ("report", PROTOCOL.md "Traversal reports"): only then
+ * may a report be sent (an older server refuses the type, fatally). */
+bool sc_feat_report(const struct sc *sc);
 /* The server takes hello.replace: its challenge listed "replace" or "resume" (PROTOCOL.md 5.1). */
 bool sc_feat_replace(const struct sc *sc);
 

@@ -9,12 +9,15 @@
 
 static const char *const proto_names[PROTO_TYPE_COUNT] = {
     "hello", "welcome", "connect", "punch",    "error", "ping",    "pong",
-    "shake", "confirm", "probe",   "observed", "relay", "relayed", "challenge"};
+    "shake", "confirm", "probe",   "observed", "relay", "relayed", "challenge", "report"};
 
 static const char *const proto_paths[] = {"any", "direct", "relay"};
 static const char *const proto_nats[] = {"unknown", "independent", "dependent"};
 static const char *const proto_roles[] = {"initiator", "responder"};
 static const char *const proto_bday_roles[] = {"hard", "easy"};
+static const char *const proto_results[PROTO_RES_COUNT] = {"direct", "relay", "failed"};
+static const char *const proto_cands[PROTO_CAND_COUNT] = {
+    "none", "public", "port-preserved", "lan", "ipv6", "inbound", "birthday", "relay"};
 
 #define PROTO_COUNT(a) (sizeof a / sizeof a[0])
 
@@ -39,11 +42,13 @@ static const char *const proto_fields[PROTO_TYPE_COUNT][20] = {
     [PROTO_RELAY] = {"type", "version", "session", "token", "admit", NULL},
     [PROTO_RELAYED] = {"type", "session", NULL},
     [PROTO_CHALLENGE] = {"type", "version", "nonce", "features", NULL},
+    [PROTO_REPORT] = {"type", "session", "result", "candidate", "attempts", "ms", "nat", NULL},
 };
 
 static const unsigned proto_allowed[] = {
     [PROTO_TO_SERVER] = 1u << PROTO_HELLO | 1u << PROTO_CONNECT | 1u << PROTO_PING |
-                        1u << PROTO_PONG | 1u << PROTO_PROBE | 1u << PROTO_RELAY,
+                        1u << PROTO_PONG | 1u << PROTO_PROBE | 1u << PROTO_RELAY |
+                        1u << PROTO_REPORT,
     [PROTO_TO_PEER] = 1u << PROTO_WELCOME | 1u << PROTO_PUNCH | 1u << PROTO_ERROR |
                       1u << PROTO_PING | 1u << PROTO_PONG | 1u << PROTO_OBSERVED |
                       1u << PROTO_RELAYED | 1u << PROTO_CHALLENGE,
@@ -113,6 +118,22 @@ bool proto_path_parse(const char *text, enum proto_path *out)
         return false;
     *out = (enum proto_path)i;
     return true;
+}
+
+const char *proto_result_name(enum proto_result r)
+{
+    return (unsigned)r < PROTO_COUNT(proto_results) ? proto_results[r] : "?";
+}
+
+const char *proto_cand_name(enum proto_cand c)
+{
+    return (unsigned)c < PROTO_COUNT(proto_cands) ? proto_cands[c] : "?";
+}
+
+enum proto_cand proto_cand_of(const char *kind)
+{
+    int i = proto_lookup(kind, proto_cands, (int)PROTO_COUNT(proto_cands));
+    return i < 0 ? PROTO_CAND_NONE : (enum proto_cand)i;
 }
 
 bool proto_bday_role_parse(const char *text, enum proto_bday_role *out)
@@ -434,7 +455,8 @@ static enum proto_err pd_int_to(struct pd *d, const char *key, int64_t lo, int64
 /* challenge.features: a short array of short strings (PROTO_MAX_FEATURES of at most
  * PROTO_MAX_FEATURE_LEN bytes, proto.h); names this side does not know are skipped, so that a
  * server can offer more than an older peer knows. */
-static enum proto_err pd_features(struct pd *d, bool *birthday, bool *resume, bool *replace)
+static enum proto_err pd_features(struct pd *d, bool *birthday, bool *resume, bool *report,
+                                  bool *replace)
 {
     json_t *v = json_object_get(d->obj, "features"), *item;
     size_t i;
@@ -455,6 +477,8 @@ static enum proto_err pd_features(struct pd *d, bool *birthday, bool *resume, bo
             *birthday = true;
         if (strcmp(s, "resume") == 0)
             *resume = true;
+        if (strcmp(s, "report") == 0)
+            *report = true;
         if (strcmp(s, "replace") == 0)
             *replace = true;
     }
@@ -589,6 +613,43 @@ static enum proto_err pd_bday(struct pd *d, bool *has, struct proto_bday *out, b
     return pd_in(d, "birthday", pd_bday_fields(&sub, out, strict));
 }
 
+/* A required member naming one of names into *out. */
+static enum proto_err pd_enum(struct pd *d, const char *key, const char *const *names, int n,
+                              int *out)
+{
+    if (!json_object_get(d->obj, key))
+        return pd_fail(d, PROTO_E_FIELD, "missing field \"%s\"", key);
+    return pd_opt_enum(d, key, names, n, out);
+}
+
+/* report (PROTOCOL.md, "Traversal reports"): every member required, each in its closed set or
+ * range, and the candidate must fit the result (direct: a punch's kind; relay: relay; failed:
+ * none), so that one outcome has one spelling. */
+static enum proto_err pd_report(struct pd *d, struct proto_msg *m)
+{
+    int64_t n;
+    int r = 0, c = 0, k = 0;
+    bool fits;
+    PD_TRY(pd_session(d, "session", m->u.report.session));
+    PD_TRY(pd_enum(d, "result", proto_results, (int)PROTO_COUNT(proto_results), &r));
+    PD_TRY(pd_enum(d, "candidate", proto_cands, (int)PROTO_COUNT(proto_cands), &c));
+    PD_TRY(pd_int(d, "attempts", 0, PROTO_REPORT_MAX_ATTEMPTS, &n));
+    m->u.report.attempts = (int)n;
+    PD_TRY(pd_int(d, "ms", 0, PROTO_REPORT_MAX_MS, &n));
+    m->u.report.ms = (uint32_t)n;
+    PD_TRY(pd_enum(d, "nat", proto_nats, (int)PROTO_COUNT(proto_nats), &k));
+    m->u.report.result = (enum proto_result)r;
+    m->u.report.candidate = (enum proto_cand)c;
+    m->u.report.nat = (enum proto_nat)k;
+    fits = r == PROTO_RES_DIRECT  ? c != PROTO_CAND_NONE && c != PROTO_CAND_RELAY
+           : r == PROTO_RES_RELAY ? c == PROTO_CAND_RELAY
+                                  : c == PROTO_CAND_NONE;
+    if (!fits)
+        return pd_fail(d, PROTO_E_FIELD, "candidate \"%s\" does not fit result \"%s\"",
+                       proto_cands[c], proto_results[r]);
+    return PROTO_OK;
+}
+
 static enum proto_err pd_body(struct pd *d, struct proto_msg *m, bool strict)
 {
     int64_t n;
@@ -705,8 +766,10 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m, bool strict)
     case PROTO_CHALLENGE:
         PD_TRY(pd_version(d, &m->u.challenge.version));
         PD_TRY(pd_features(d, &m->u.challenge.feat_birthday, &m->u.challenge.feat_resume,
-                           &m->u.challenge.feat_replace));
+                           &m->u.challenge.feat_report, &m->u.challenge.feat_replace));
         return pd_b64(d, "nonce", m->u.challenge.nonce, PROTO_NONCE_BYTES);
+    case PROTO_REPORT:
+        return pd_report(d, m);
     default:
         return PROTO_E_TYPE;
     }
@@ -827,13 +890,15 @@ static json_t *pe_resume(const struct proto_resume_caps *r)
 }
 
 /* challenge.features: today's ["birthday"] stays byte for byte what it was. */
-static json_t *pe_chal_features(bool birthday, bool resume, bool replace)
+static json_t *pe_chal_features(bool birthday, bool resume, bool report, bool replace)
 {
     json_t *a = json_array();
     if (a && birthday)
         json_array_append_new(a, json_string("birthday"));
     if (a && resume)
         json_array_append_new(a, json_string("resume"));
+    if (a && report)
+        json_array_append_new(a, json_string("report"));
     if (a && replace)
         json_array_append_new(a, json_string("replace"));
     return a;
@@ -993,12 +1058,18 @@ static json_t *pe_build(const struct proto_msg *m)
         json_t *o = pe_b64(json_pack("{s:s, s:i}", "type", t, "version", PROTO_VERSION), "nonce",
                            m->u.challenge.nonce, PROTO_NONCE_BYTES);
         if (m->u.challenge.feat_birthday || m->u.challenge.feat_resume ||
-            m->u.challenge.feat_replace)
+            m->u.challenge.feat_report || m->u.challenge.feat_replace)
             o = pe_obj(o, "features",
                        pe_chal_features(m->u.challenge.feat_birthday, m->u.challenge.feat_resume,
-                                        m->u.challenge.feat_replace));
+                                        m->u.challenge.feat_report, m->u.challenge.feat_replace));
         return o;
     }
+    case PROTO_REPORT:
+        return json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:s}", "type", t, "session",
+                         m->u.report.session, "result", proto_result_name(m->u.report.result),
+                         "candidate", proto_cand_name(m->u.report.candidate), "attempts",
+                         m->u.report.attempts, "ms", (json_int_t)m->u.report.ms, "nat",
+                         proto_nat_name(m->u.report.nat));
     default:
         return NULL;
     }

@@ -52,6 +52,7 @@ enum proto_type {
     PROTO_RELAY,
     PROTO_RELAYED,
     PROTO_CHALLENGE,
+    PROTO_REPORT,
     PROTO_TYPE_COUNT
 };
 
@@ -117,6 +118,28 @@ struct proto_bday {
     int port_hi;
     int easy_delay_us; /* 0..PROTO_BDAY_MAX_DELAY_US */
 };
+
+/* report (PROTOCOL.md, "Traversal reports"): a peer's account of one introduction, sent only
+ * to a server whose challenge listed "report". The result and the candidate are closed sets
+ * (the server counts them into labelled metrics: nothing a peer sends may grow them). */
+enum proto_result { PROTO_RES_DIRECT, PROTO_RES_RELAY, PROTO_RES_FAILED, PROTO_RES_COUNT };
+/* which candidate won: punch.c's kinds, plus "relay" (relayed) and "none" (failed) */
+enum proto_cand {
+    PROTO_CAND_NONE,
+    PROTO_CAND_PUBLIC,
+    PROTO_CAND_PORT_PRESERVED,
+    PROTO_CAND_LAN,
+    PROTO_CAND_IPV6,
+    PROTO_CAND_INBOUND,
+    PROTO_CAND_BIRTHDAY,
+    PROTO_CAND_RELAY,
+    PROTO_CAND_COUNT
+};
+/* report.attempts: connect() calls of the punch and its birthday SYNs (PUNCH_BUDGET_TOTAL plus
+ * PROTO_BDAY_MAX_M fit) */
+#define PROTO_REPORT_MAX_ATTEMPTS 8192
+/* report.ms: from the punch order to the outcome; a punch ends long before (--timeout) */
+#define PROTO_REPORT_MAX_MS 600000
 
 #define PROTO_TOKEN_LEN PROTO_SESSION_LEN /* same grammar: 32 lowercase hex digits */
 
@@ -255,8 +278,18 @@ struct proto_msg {
              * "resume", "replace" (hello.replace is honoured without resume too) */
             bool feat_birthday;
             bool feat_resume;
+            bool feat_report; /* "report": the server takes traversal reports */
             bool feat_replace;
         } challenge;
+        struct {
+            char session[PROTO_SESSION_LEN + 1]; /* the punch's session */
+            enum proto_result result;
+            /* direct: the winner's kind (not none, not relay); relay: relay; failed: none */
+            enum proto_cand candidate;
+            int attempts; /* 0..PROTO_REPORT_MAX_ATTEMPTS */
+            uint32_t ms;  /* 0..PROTO_REPORT_MAX_MS */
+            enum proto_nat nat; /* the reporter's own mapping, as its probe found */
+        } report;
     } u;
 };
 
@@ -289,6 +322,11 @@ const char *proto_bday_role_name(enum proto_bday_role r);
 bool proto_bday_role_parse(const char *text, enum proto_bday_role *out);
 /* A path's wire spelling ("any", "direct", "relay") into *out; false for anything else. */
 bool proto_path_parse(const char *text, enum proto_path *out);
+/* report.result's and report.candidate's wire spellings ("?" out of range), and a candidate
+ * kind's enum (punch.c's names; NULL or anything else: PROTO_CAND_NONE). */
+const char *proto_result_name(enum proto_result r);
+const char *proto_cand_name(enum proto_cand c);
+enum proto_cand proto_cand_of(const char *kind);
 bool proto_valid_id(const char *s);
 bool proto_valid_session(const char *s);
 

@@ -6,6 +6,7 @@
 #include "rendezvous/cluster_int.h"
 #include "common/log.h"
 #include "common/rand.h"
+#include "rendezvous/metrics.h"
 #include "rendezvous/plan.h"
 #include "rendezvous/relay.h"
 
@@ -198,6 +199,8 @@ static void cl_on_located(redisAsyncContext *ac, void *r, void *privdata)
         } else {
             LOG_I("cluster: introduce %s to %s on instance %s (session %s)", op->from, op->target,
                   op->where, op->session);
+            if (c->user.mtr)
+                c->user.mtr->cl_intro_out++;
             op->deadline_ms = uv_now(c->loop) + CL_ANSWER_MS;
         }
     }
@@ -386,6 +389,8 @@ static void cl_on_introduce(struct cl *c, const struct bus_msg *m, const char *p
     char li[PROTO_MAX_LINE], lt[PROTO_MAX_LINE], text[PROTO_MAX_TEXT];
     int nt;
 
+    if (c->user.mtr)
+        c->user.mtr->cl_intro_in++;
     if (cl_remote_peer(c, m, path_why, &pi) < 0)
         return;
     to = c->user.find(c->user.data, target);
@@ -397,6 +402,7 @@ static void cl_on_introduce(struct cl *c, const struct bus_msg *m, const char *p
     c->user.facts(c->user.data, to, &pt);
     if (plan_path(c->user.relays, &pi, &pt, &pl, text, sizeof text) < 0 ||
         cl_offer(c, session, &pi, &pt, &pl, text, sizeof text) < 0) {
+        mtr_intro(c->user.mtr, MTR_PATH_NONE);
         cl_answer_error(c, from, session, PC_NO_PATH, text);
         return;
     }
@@ -428,6 +434,7 @@ static void cl_on_introduce(struct cl *c, const struct bus_msg *m, const char *p
         return;
     }
     c->user.punch(c->user.data, to, session, lt, (size_t)nt, pp.s[PLAN_T].delay_us);
+    mtr_intro(c->user.mtr, mtr_path_of(pl.direct, pl.relay, pl.bday));
     LOG_N("punch sent: session %s, %s (initiator, on instance %s) <-> %s (responder), %s %llu us "
           "later, direct %s%s, relay %s%s%s",
           session, pi.id, from, pt.id, pt.id, (unsigned long long)pp.s[PLAN_T].delay_us,

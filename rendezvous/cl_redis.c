@@ -417,6 +417,11 @@ bool cl_is_up(const struct cl *c)
     return c && c->state == CL_UP;
 }
 
+uint32_t cl_redis_rtt_us(const struct cl *c)
+{
+    return c ? c->redis_rtt_us : 0;
+}
+
 void cl_free(struct cl *c)
 {
     if (!c)

@@ -18,6 +18,8 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+struct mtr;
+
 #define CL_DEFAULT_PREFIX "tcpunch:"
 #define CL_DEFAULT_TTL 30       /* seconds a directory entry lives without a refresh */
 #define CL_ANSWER_MS 2000       /* how long an instance waits for another to answer */
@@ -73,6 +75,8 @@ struct cl_user {
     /* another instance (by) registered id with key for a hello with replace: the main
      * registration of id here, if it has that key, is closed with `replaced` */
     void (*replaced)(void *data, const char *id, const unsigned char *key, const char *by);
+    /* the server's counters (metrics.h): introductions planned here, introduce in/out */
+    struct mtr *mtr;
     /* why sa may not be offered to a peer as a candidate, or NULL */
     const char *(*bad_candidate)(const struct sockaddr *sa, bool loopback_ok);
 };
@@ -115,6 +119,8 @@ int cl_claim(struct cl *c, struct cl_link *conn, const struct proto_msg *hello,
 /* Whether Redis answers now: while it does, every hello is checked there (ownership and the
  * cluster's allowlist); while it does not, ids already seen here are served from memory. */
 bool cl_is_up(const struct cl *c);
+/* The round trip of the last PING to Redis in microseconds (0: none answered yet). */
+uint32_t cl_redis_rtt_us(const struct cl *c);
 
 /* A main (non-auxiliary) registration of id appeared on / left this instance. */
 void cl_announce(struct cl *c, const char *id);

@@ -1,4 +1,5 @@
 #include "rendezvous/conn.h"
+#include "rendezvous/metrics.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -31,9 +32,11 @@ static struct conn_list *conn_list_of(struct conn_set *set, enum conn_state st)
     }
 }
 
-void conn_set_init(struct conn_set *set, uv_loop_t *loop, const struct conn_hooks *hooks)
+void conn_set_init(struct conn_set *set, uv_loop_t *loop, const struct conn_hooks *hooks,
+                   struct mtr *mtr)
 {
     set->loop = loop;
+    set->mtr = mtr;
     q_init(&set->fresh.q);
     q_init(&set->live.q);
     q_init(&set->linger.q);
@@ -105,6 +108,7 @@ static void conn_on_close(uv_handle_t *h)
     lb_free(&c->lb);
     free(c->ep);
     free(c->held);
+    free(c->rt); /* reports.c's table: plain memory */
     free(c);
     hooks->on_closed(hooks->data);
 }
@@ -225,6 +229,7 @@ void conn_error(struct conn *c, enum proto_code code, const char *message, bool 
         conn_drop(c, LOG_DEBUG, "cannot send error %s: %s", proto_code_name(code), uv_strerror(rc));
         return;
     }
+    mtr_error(c->set->mtr, code);
     if (fatal)
         conn_linger(c);
 }
@@ -276,6 +281,11 @@ static bool conn_refuse_loggable(struct conn *c)
     }
     c->refuse_logged++;
     return true;
+}
+
+bool conn_log_quota(struct conn *c)
+{
+    return conn_refuse_loggable(c);
 }
 
 void conn_refuse(struct conn *c, enum proto_code code, const char *message, bool fatal)

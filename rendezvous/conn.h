@@ -33,6 +33,8 @@
 
 struct srv;
 struct conn;
+struct rt_tab;
+struct mtr;
 
 enum conn_state {
     CONN_HELLO,  /* accepted, waiting for hello */
@@ -85,6 +87,7 @@ struct conn {
     bool relay_req;
     char relay_session[PROTO_SESSION_LEN + 1];
     char relay_token[PROTO_TOKEN_LEN + 1];
+    struct rt_tab *rt; /* the sessions it was punched into, for its reports (reports.c) */
     struct q pending; /* delayed punches to this peer (pairing.c) */
     int npending;
     bool peer_eof; /* lingering: the peer has closed, we wait for our error line to leave */
@@ -130,11 +133,13 @@ struct conn_hooks {
 
 struct conn_set {
     uv_loop_t *loop;
+    struct mtr *mtr; /* the server's counters (metrics.h): error lines sent, by code; or NULL */
     struct conn_list fresh, live, linger;
     struct conn_hooks hooks;
 };
 
-void conn_set_init(struct conn_set *set, uv_loop_t *loop, const struct conn_hooks *hooks);
+void conn_set_init(struct conn_set *set, uv_loop_t *loop, const struct conn_hooks *hooks,
+                   struct mtr *mtr);
 /* The oldest connection of a list and the one after c, NULL at the end. */
 struct conn *conn_first(const struct conn_list *l);
 struct conn *conn_next(const struct conn_list *l, const struct conn *c);
@@ -159,6 +164,9 @@ void conn_refuse(struct conn *c, enum proto_code code, const char *message, bool
 void conn_error(struct conn *c, enum proto_code code, const char *message, bool fatal);
 /* Queues a copy of line without any policy (conn_send adds the checks); a libuv error code. */
 int conn_write(struct conn *c, const char *line, size_t len);
+/* Whether a line about something c sent that was turned away may be logged now: the same
+ * CONN_REFUSE_LOG_BURST per CONN_REFUSE_LOG_MS as refusals, the rest counted into one line. */
+bool conn_log_quota(struct conn *c);
 /* Reasons can quote what a peer sent: printable ASCII only. */
 const char *conn_clean(const char *in, char *out, size_t len);
 

@@ -4,6 +4,7 @@
 #include "common/log.h"
 #include "common/sdlisten.h"
 #include "rendezvous/server.h"
+#include "rendezvous/srv_metrics.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -21,7 +22,14 @@
 
 enum { EXIT_USAGE = 1, EXIT_LISTEN = 2, EXIT_CONFIG = 3 };
 
-enum { OPT_KEEPALIVE = 256, OPT_HELLO_TIMEOUT, OPT_MAX_PEERS, OPT_PROBE_LISTEN, OPT_DRAIN };
+enum {
+    OPT_KEEPALIVE = 256,
+    OPT_HELLO_TIMEOUT,
+    OPT_MAX_PEERS,
+    OPT_PROBE_LISTEN,
+    OPT_METRICS_LISTEN,
+    OPT_DRAIN
+};
 /* the relay's options, parsed by parse_relay */
 enum {
     OPT_NO_RELAY = 512,
@@ -68,6 +76,7 @@ struct app {
     struct srv srv;
     uv_signal_t sigint, sigterm, sighup;
     bool signals;
+    struct smx *metrics; /* --metrics-listen; NULL: off */
 };
 
 static void usage(FILE *f)
@@ -92,6 +101,11 @@ static void usage(FILE *f)
             "                           whether their NAT keeps one public port per local one;\n"
             "                           the first IPv6 one is where peers on IPv4 prove their\n"
             "                           IPv6 address (only proven ones are passed on)\n"
+            "      --metrics-listen HOST:PORT\n"
+            "                           serve Prometheus metrics on GET /metrics and a health\n"
+            "                           check on GET /healthz (503 once stopping) at this\n"
+            "                           address, e.g. 127.0.0.1:9700 or [::1]:9700 (default:\n"
+            "                           off; see deploy/METRICS.md)\n"
             "      --keepalive SEC      drop a registered peer after SEC seconds without a\n"
             "                           message (default 60); peers ping every SEC/3\n"
             "      --hello-timeout SEC  drop a connection that has not sent hello after SEC\n"
@@ -203,7 +217,8 @@ static void usage(FILE *f)
             "Exit status:\n"
             "  0  clean shutdown after SIGINT or SIGTERM\n"
             "  1  usage error (unknown option, bad value or --listen address)\n"
-            "  2  cannot listen (address in use, permission denied, ...)\n"
+            "  2  cannot listen (address in use, permission denied, ...), --metrics-listen\n"
+            "     included\n"
             "  3  a --secret-file, --id-db, --authorized, --redis-password-file or\n"
             "     --cluster-secret-file\n"
             "     file cannot be used (the message names the file and line), or the\n"
@@ -430,7 +445,8 @@ static int add_listen(struct srv_config *cfg, const char *arg)
 }
 
 /* Returns -1 to go on, or the exit code. */
-static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_level *level)
+static int parse_args(int argc, char **argv, struct srv_config *cfg, struct sockaddr_storage *mx,
+                      enum log_level *level)
 {
     static const struct option opts[] = {
         {"listen", required_argument, NULL, 'l'},
@@ -438,6 +454,7 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
         {"hello-timeout", required_argument, NULL, OPT_HELLO_TIMEOUT},
         {"max-peers", required_argument, NULL, OPT_MAX_PEERS},
         {"probe-listen", required_argument, NULL, OPT_PROBE_LISTEN},
+        {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
         {"drain", required_argument, NULL, OPT_DRAIN},
         {"no-relay", no_argument, NULL, OPT_NO_RELAY},
         {"relay-max", required_argument, NULL, OPT_RELAY_MAX},
@@ -501,6 +518,12 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, enum log_le
             if ((rc = add_probe_listen(cfg, optarg)) != 0)
                 return rc;
             break;
+        case OPT_METRICS_LISTEN: {
+            char err[160];
+            if (ep_resolve(optarg, false, mx, err, sizeof err) < 0)
+                return usage_error("invalid --metrics-listen address: %s", err);
+            break;
+        }
         case OPT_NO_RELAY:
         case OPT_RELAY_MAX:
         case OPT_RELAY_BYTES:
@@ -676,7 +699,8 @@ int main(int argc, char **argv)
     enum log_level level = LOG_NOTE;
     struct app *app = NULL;
     char err[256] = "";
-    int rc = parse_args(argc, argv, &cfg, &level);
+    struct sockaddr_storage mx = {0}; /* --metrics-listen (ss_family 0: none) */
+    int rc = parse_args(argc, argv, &cfg, &mx, &level);
 
     if (rc >= 0)
         return rc;
@@ -717,13 +741,17 @@ int main(int argc, char **argv)
         LOG_E("%s", err);
         rc = EXIT_CONFIG;
         srv_shutdown(&app->srv, NULL);
-    } else if (rc < 0 || srv_listen(&app->srv, err, sizeof err) < 0 || start_signals(app) < 0) {
+    } else if (rc < 0 || srv_listen(&app->srv, err, sizeof err) < 0 ||
+               (mx.ss_family && !(app->metrics = smx_start(&app->srv, (struct sockaddr *)&mx, err,
+                                                            sizeof err))) ||
+               start_signals(app) < 0) {
         LOG_E("%s", err[0] ? err : "cannot set up signal handling");
         rc = EXIT_LISTEN;
         srv_shutdown(&app->srv, NULL);
     }
     uv_run(&app->loop, UV_RUN_DEFAULT);
     stop_signals(app);
+    smx_stop(app->metrics); /* it served until now, a drain included (its handles are unref'd) */
     /* The shutdown is over but for freeing memory: closing the handles gave SIGINT and SIGTERM
      * their default action back, and a repeated signal (`timeout` sends its SIGTERM to the
      * whole process group too) must not turn a clean exit into a kill now. */

@@ -39,6 +39,15 @@ enum mtr_result { MTR_RES_DIRECT, MTR_RES_RELAY, MTR_RES_FAILED, MTR_RES_COUNT }
 static const uint32_t mtr_lat_bounds_ms[MTR_LAT_BUCKETS] = {50,   100,  250,   500,   1000,
                                                              2500, 5000, 10000, 30000, 60000};
 
+/* Why a traversal report was not counted (rendezvous/reports.h): label `reason` of
+ * tcpunch_punch_reports_rejected_total. */
+enum mtr_rej {
+    MTR_REJ_UNKNOWN, /* no punch of this connection had that session (or it was evicted) */
+    MTR_REJ_AGAIN,   /* that session was reported already on this connection */
+    MTR_REJ_EXPIRED, /* the punch was longer ago than RT_TTL_MS (rtable.h) */
+    MTR_REJ_COUNT
+};
+
 struct mtr {
     uint64_t accepted;               /* connections accepted on the main listeners */
     uint64_t registrations;          /* welcomes sent (aux connections included) */
@@ -51,6 +60,7 @@ struct mtr {
     uint64_t lat_count[MTR_RES_COUNT][MTR_LAT_BUCKETS + 1]; /* per bucket, not cumulative */
     uint64_t lat_sum_ms[MTR_RES_COUNT];
     uint64_t cl_intro_in, cl_intro_out; /* cluster: introduce messages received / sent */
+    uint64_t reports_rejected[MTR_REJ_COUNT]; /* traversal reports not counted, by reason */
 };
 
 static inline unsigned mtr_nat_pair(enum proto_nat a, enum proto_nat b)
@@ -98,5 +108,57 @@ static inline void mtr_punch_result(struct mtr *m, enum mtr_result r, enum proto
     m->lat_count[r][i]++;
     m->lat_sum_ms[r] += ms;
 }
+
+static inline void mtr_report_rejected(struct mtr *m, enum mtr_rej r)
+{
+    if (m && (unsigned)r < MTR_REJ_COUNT)
+        m->reports_rejected[r]++;
+}
+
+/* An introduction's decision as the path label: a birthday punch first (it is also direct),
+ * then a punch with or without the relay behind it, then the relay alone. */
+static inline enum mtr_path mtr_path_of(bool direct, bool relay, bool bday)
+{
+    if (bday)
+        return MTR_PATH_BIRTHDAY;
+    if (direct)
+        return relay ? MTR_PATH_DIRECT : MTR_PATH_DIRECT_ONLY;
+    return relay ? MTR_PATH_RELAY : MTR_PATH_NONE;
+}
+
+/* ---- the exposition (metrics.c) ---- */
+
+enum { MTR_FAM_IPV4, MTR_FAM_IPV6, MTR_FAMS };
+enum { MTR_CONN_HELLO, MTR_CONN_LIVE, MTR_CONN_LINGER, MTR_CONN_STATES };
+
+/* The counters plus the gauges read at scrape time by the server (server glue: srv_metrics.c).
+ * A value that could not be read (rss_bytes, open_fds 0) is left out of the text. */
+struct mtr_view {
+    const struct mtr *m;
+    uint64_t peers[MTR_FAMS];        /* registered peers online, by their control address */
+    uint64_t conns[MTR_CONN_STATES]; /* connections by state */
+    uint64_t max_peers;
+    uint64_t relay_active, relay_total, relay_bytes;
+    uint64_t rss_bytes, open_fds;
+    bool cluster;      /* cluster mode: the tcpunch_cluster_* lines are there */
+    bool redis_up;
+    double redis_rtt_s; /* the last PING's round trip (0: none yet) */
+    bool draining;      /* the server is stopping: /healthz says 503 */
+    const char *version;
+    double start_time_s; /* Unix time */
+};
+
+/* Names of the closed label sets (tests and docs list them from here). */
+const char *mtr_path_name(enum mtr_path p);
+const char *mtr_result_name(enum mtr_result r);
+const char *mtr_rej_name(enum mtr_rej r);
+const char *mtr_nat_pair_name(unsigned pair);
+const char *mtr_family_name(int fam);
+const char *mtr_conn_state_name(int st);
+
+/* Writes the Prometheus text exposition format (version 0.0.4) of v into buf (cap bytes, NUL
+ * terminated when cap > 0), like snprintf: returns the length the whole text needs, so a
+ * result >= cap means it was cut and a buffer of result + 1 bytes will hold it. */
+size_t mtr_render(const struct mtr_view *v, char *buf, size_t cap);
 
 #endif

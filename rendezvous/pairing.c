@@ -4,6 +4,8 @@
 #include "common/queue.h"
 #include "common/rand.h"
 #include "common/sock.h"
+#include "rendezvous/reports.h"
+#include "rendezvous/metrics.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,6 +163,7 @@ static int pair_offer(struct rly *rly, struct conn *from, struct conn *to,
         return 0;
     if (plan_no_relay(pl, why, msg, sizeof msg) < 0) {
         LOG_N("punch %s: %s -> %s: no relay: %s", session, from->id, to->id, why);
+        mtr_intro(from->set->mtr, MTR_PATH_NONE);
         conn_refuse(from, PC_NO_PATH, msg, false);
         return -1;
     }
@@ -207,6 +210,7 @@ void pair_connect(struct rly *rly, bool relays, const struct plan_bday_cfg *bday
     pair_peer_of(from, &pi);
     pair_peer_of(to, &pt);
     if (plan_path(relays, &pi, &pt, &pl, msg, sizeof msg) < 0) {
+        mtr_intro(from->set->mtr, MTR_PATH_NONE);
         conn_refuse(from, PC_NO_PATH, msg, false);
         return;
     }
@@ -237,7 +241,11 @@ void pair_connect(struct rly *rly, bool relays, const struct plan_bday_cfg *bday
         conn_refuse(from, PC_INTERNAL, "the server cannot encode the punch", false);
         return;
     }
+    /* each side may report on this session once (PROTOCOL.md, "Traversal reports") */
+    rpt_note(from, session, pi.nat, pt.nat);
+    rpt_note(to, session, pt.nat, pi.nat);
     f = pp.first;
+    mtr_intro(from->set->mtr, mtr_path_of(pl.direct, pl.relay, pl.bday));
     delay_ms = pair_deliver(conn, &pp, line, n);
     LOG_N("punch sent: session %s, %s (initiator) <-> %s (responder), %s first, %s %llu ms "
           "later (rtt %.1f / %.1f ms), direct %s%s, relay %s%s%s",

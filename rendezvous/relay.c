@@ -107,6 +107,8 @@ struct rly {
     struct q byage;     /* every offer, oldest first */
     struct q sessions;  /* struct rly_sess, newest first */
     size_t nactive;
+    uint64_t nsessions, nbytes; /* rly_stats */
+    uint64_t nerrors[PC_COUNT];
     struct hmap quotas; /* (kind, bytes) -> struct rly_q */
     uv_timer_t sweep;
     bool sweep_open;
@@ -548,6 +550,7 @@ static int rly_queue(struct rly_side *from, struct rly_wreq *w, size_t len)
         return -1;
     }
     from->bytes += len;
+    s->r->nbytes += len;
     s->last_byte_ms = uv_now(s->r->loop);
     w->s = s;
     w->from = from->idx;
@@ -829,6 +832,8 @@ static void rly_refuse_waiting(struct rly_sess *s, enum proto_code code, const c
     int n = proto_encode_pc(code, message, true, line, sizeof line);
     LOG_N("relay %s: refused %s (%s): %s: %s", s->session, rly_who(s, s->side[0].open ? 0 : 1),
           s->side[0].open ? s->side[0].addr : s->side[1].addr, proto_code_name(code), message);
+    if ((unsigned)code < PC_COUNT)
+        s->r->nerrors[code]++;
     if (s->counted) {
         s->counted = false;
         s->r->nactive--;
@@ -915,6 +920,7 @@ static struct rly_sess *rly_sess_new(struct rly *r, struct rly_rec *e)
     q_insert_head(&r->sessions, &s->link);
     s->counted = true;
     r->nactive++;
+    r->nsessions++;
     e->sess = s;
     return s;
 }
@@ -1137,6 +1143,14 @@ struct rly *rly_new(uv_loop_t *loop, const struct rly_cfg *cfg, void (*idle)(voi
 size_t rly_active(const struct rly *r)
 {
     return r->nactive;
+}
+
+void rly_stats(const struct rly *r, struct rly_stats *out)
+{
+    out->active = r->nactive;
+    out->sessions = r->nsessions;
+    out->bytes = r->nbytes;
+    out->errors = r->nerrors;
 }
 
 bool rly_idle(const struct rly *r)

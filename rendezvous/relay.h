@@ -69,6 +69,15 @@ int rly_join(struct rly *r, const char *session, const char *token, int fd, cons
  * stays for Phase 11's metrics, which report the active relay sessions. */
 size_t rly_active(const struct rly *r);
 
+/* Totals since rly_new, for the server's metrics. */
+struct rly_stats {
+    size_t active;     /* rly_active */
+    uint64_t sessions; /* sessions started (a first side joined) */
+    uint64_t bytes;    /* bytes forwarded, both directions */
+    const uint64_t *errors; /* error lines sent on relay connections, PC_COUNT of them by code */
+};
+void rly_stats(const struct rly *r, struct rly_stats *out);
+
 /* After rly_stop: true once nothing of the relay keeps the loop busy. */
 bool rly_idle(const struct rly *r);
 

@@ -5,6 +5,7 @@
 #include "common/sock.h"
 #include "rendezvous/pairing.h"
 #include "rendezvous/registry.h"
+#include "rendezvous/reports.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -111,8 +112,8 @@ static void srv_welcome(struct conn *c)
     m.u.welcome.relay = c->srv->cfg.relay.enabled;
     srv_issue_probe_token(c, &m);
     n = proto_encode(&m, line, sizeof line);
-    if (n > 0)
-        conn_send(c, line, (size_t)n);
+    if (n > 0 && conn_send(c, line, (size_t)n) == 0)
+        c->srv->mtr.registrations++;
 }
 
 static void srv_log_endpoints(const struct conn *c)
@@ -199,6 +200,7 @@ static bool srv_replace_local(struct conn *c, const struct proto_msg *m)
           old->addr, c->addr);
     snprintf(msg, sizeof msg, "a newer connection registered %s with the same key", old->id);
     conn_refuse(old, PC_REPLACED, msg, true);
+    c->srv->mtr.replaced++;
     return reg_find(c->srv->reg, m->u.hello.id) == NULL;
 }
 
@@ -427,6 +429,7 @@ static void srv_on_probe(struct conn *c, const struct proto_msg *m)
         conn_drop(c, LOG_DEBUG, "cannot answer the probe");
         return;
     }
+    mtr_probe(&c->srv->mtr, r.u.observed.mapping);
     conn_linger(c);
 }
 
@@ -563,6 +566,9 @@ static int srv_on_line(void *ctx, char *line, size_t len)
         break;
     case PROTO_PONG:
         break; /* the server sends no pings; a pong is harmless */
+    case PROTO_REPORT:
+        rpt_recv(c, &c->srv->mtr, &m); /* answered with nothing */
+        break;
     default:   /* proto_decode admits nothing else in this direction */
         conn_refuse(c, PC_UNEXPECTED_TYPE, "this message is not valid here", true);
         break;
@@ -700,7 +706,8 @@ static void srv_turn_away(struct conn *c, enum proto_code code, const char *mess
     LOG_N("refused %s: %s: %s (closing)", c->addr, proto_code_name(code), message);
     if (n > 0) {
         uv_buf_t b = uv_buf_init(line, (unsigned)n);
-        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (uv_try_write((uv_stream_t *)&c->tcp, &b, 1) > 0)
+            mtr_error(&c->srv->mtr, code);
     }
     conn_close(c);
 }
@@ -743,6 +750,8 @@ static int srv_challenge(struct conn *c)
     m.u.challenge.feat_birthday = c->srv->cfg.bday.k_max > 0 && c->srv->cfg.bday.m_max > 0;
     /* ... and hello.features / connect.resume only to one that offers resume */
     m.u.challenge.feat_resume = c->srv->cfg.resume;
+    /* ... and a report only to one that takes them (PROTOCOL.md, "Traversal reports") */
+    m.u.challenge.feat_report = true;
     /* hello.replace is taken whatever --no-resume says (PROTOCOL.md 5.1) */
     m.u.challenge.feat_replace = true;
     randombytes_buf(c->nonce, sizeof c->nonce);
@@ -794,6 +803,8 @@ static void srv_on_connection(uv_stream_t *ls, int status)
         conn_drop(c, LOG_INFO, "accept on %s: %s", l->addr, uv_strerror(rc));
         return;
     }
+    if (!l->probe)
+        s->mtr.accepted++;
     ep_unmap(&c->observed);
     ep_format((const struct sockaddr *)&c->observed, c->addr, sizeof c->addr);
     uv_tcp_nodelay(&c->tcp, 1); /* punches must leave at once, their timing matters */
@@ -915,6 +926,7 @@ static void srv_cl_punch(void *data, struct cl_link *conn, const char *session, 
     struct conn *c = srv_of_link(conn);
     (void)data;
     c->aux_used = c->aux; /* an auxiliary connection carries one session */
+    rpt_note_line(c, session, line, len);
     pair_send_later(c, session, line, len, delay_us);
 }
 
@@ -940,6 +952,7 @@ static void srv_cl_replaced(void *data, const char *id, const unsigned char *key
     snprintf(msg, sizeof msg, "a newer connection registered %s with the same key on instance %s",
              id, by);
     conn_refuse(old, PC_REPLACED, msg, true);
+    s->mtr.replaced++;
 }
 
 static size_t srv_cl_each_peer(void *data,
@@ -970,6 +983,7 @@ static struct cl *srv_cluster_new(struct srv *s, char *err, size_t errlen)
         .punch = srv_cl_punch,
         .each_peer = srv_cl_each_peer,
         .replaced = srv_cl_replaced,
+        .mtr = &s->mtr,
         .bad_candidate = srv_bad_candidate,
     };
     return cl_new(s->loop, &s->cfg.cluster, &user, err, errlen);
@@ -986,7 +1000,7 @@ int srv_init(struct srv *s, uv_loop_t *loop, const struct srv_config *cfg, char 
                                .on_read = srv_on_read};
     memset(s, 0, sizeof *s);
     s->loop = loop;
-    conn_set_init(&s->conns, loop, &hooks);
+    conn_set_init(&s->conns, loop, &hooks, &s->mtr);
     s->cfg = *cfg;
     s->gate.db_fd = -1;
     s->reg = reg_new();

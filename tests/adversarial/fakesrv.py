@@ -25,7 +25,8 @@ Usage: fakesrv.py PORT LOG [options]
   --initiator-delay S   on connect: the target's punch at once, the initiator's S seconds
                         later (default 0)
   --lifetime S          exit after S seconds (default 60)
-Every event is a line in LOG ("hello ID", "punch ID ROLE", ...). Every wait is bounded."""
+Every event is a line in LOG ("hello ID", "punch ID ROLE", "report ID SESSION RESULT CAND",
+...). Every wait is bounded."""
 import json
 import os
 import socket
@@ -217,6 +218,8 @@ def serve(p):
         t = m.get("type")
         if t == "ping":
             p.msg({"type": "pong", "seq": m.get("seq", 0)})
+        elif t == "report":
+            log("report", pid, m.get("session"), m.get("result"), m.get("candidate"))
         elif t == "connect":
             with LOCK:
                 target = PEERS.get(m.get("target"))

@@ -73,7 +73,7 @@ check "it completes commands (\"$out\")" test "$out" = "receive "
 out=$(complete_words tcpunch -s x:1 se | tr '\n' ' ')
 check "it completes commands after options (\"$out\")" test "$out" = "send "
 out=$(complete_words tcpunch --no | tr '\n' ' ')
-check "it completes options (\"$out\")" test "$out" = "--no-relay --no-retry "
+check "it completes options (\"$out\")" test "$out" = "--no-relay --no-retry --no-report "
 out=$(complete_words tcpunch send bob- | tr '\n' ' ')
 check "it completes peers from known_peers (\"$out\")" test "$out" = "bob-desktop bob-laptop "
 mkdir -p "$WORK/cwd/sub"
@@ -85,11 +85,20 @@ unset TCPUNCH_HOME
 if [ -f "$BUILD/cmake_install.cmake" ] && command -v cmake >/dev/null; then
     cmake --install "$BUILD" --prefix "$WORK/inst" >"$WORK/install.log" 2>&1
     check_rc "cmake --install" 0 $?
-    for f in bin/tcpunch share/man/man1/tcpunch.1 share/man/man8/tcpunch-rendezvous.8 \
+    for f in bin/tcpunch share/man/man1/tcpunch.1.gz share/man/man8/tcpunch-rendezvous.8.gz \
         share/bash-completion/completions/tcpunch \
-        share/bash-completion/completions/tcpunch-rendezvous; do
+        share/bash-completion/completions/tcpunch-rendezvous share/doc/tcpunch/README.md; do
         check "installed $f" test -s "$WORK/inst/$f"
     done
+    # gzip -9n at build time: the page itself, no name or timestamp in the header
+    for m in man1/tcpunch.1 man8/tcpunch-rendezvous.8; do
+        check "installed $m.gz is man/${m#*/}, compressed" \
+            cmp -s <(gzip -dc "$WORK/inst/share/man/$m.gz") "$SRC/man/${m#*/}"
+        check "$m.gz carries no timestamp" \
+            test "$(od -An -tu4 -j4 -N4 "$WORK/inst/share/man/$m.gz" | tr -d ' ')" = 0
+    done
+    # the units are the package's (they need its tcpunch user): not in a plain install
+    check "a plain install has no systemd units" test ! -e "$WORK/inst/lib/systemd"
 else
     pass "no build tree next to the binary: install not checked"
 fi

@@ -12,6 +12,10 @@
 #              v|cut-relay-file w|cut-reboot-strict x|relay-first (relay first, then
 #              the upgrade to direct) y|ssh-reboot (k with a 30 s command under a strict
 #              reboot of bob's NAT); or "all"
+#   Every server serves its Prometheus metrics on its host's loopback (--metrics-listen
+#   127.0.0.1:9700, a cluster's second instance 9701); a, i and m check after each run that
+#   the counters moved as they should (a direct pair and a refused hello; a relayed pair; a
+#   pair across the cluster, then a Redis outage).
 #   --repeat N     run every scenario N times (default: $REPEAT or 1); all must pass
 #   --narrate      human-readable narration (used by scripts/demo)
 #   --keep DIR     copy every run's logs into DIR
@@ -823,6 +827,101 @@ scn_j_check() {
         { say "lab: the server did not see both peers' IPv6 probes"; return 1; }
 }
 
+# ---- the server's Prometheus metrics (--metrics-listen on the rendezvous host's loopback),
+# scraped after the run: every counter the run should have moved moved by what it should
+LAB_MX_PORT=9700
+lab_scrape() {   # lab_scrape PORT FILE
+    X srv python3 -c 'import sys, urllib.request
+sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \
+        "http://127.0.0.1:$1/metrics" >"$2" 2>/dev/null
+}
+lab_mx() { awk -v k="$1" '$1 == k { print $2; exit }' "$2"; }   # lab_mx 'NAME{LABELS}' FILE
+lab_mxsum() { awk -v k="$1" 'index($1, k) == 1 { s += $2 } END { print s + 0 }' "$2"; }
+lab_mx_is() {   # lab_mx_is WHAT VALUE OP WANT
+    if [ -n "$2" ] && [ "$2" "$3" "$4" ]; then
+        note "metrics: $1 = $2"
+        return 0
+    fi
+    say "lab: metrics: $1 is ${2:-absent}, want $3 $4"
+    return 1
+}
+# lab_mx_wait PORT FILE PREFIX WANT: scrape until the samples starting with PREFIX sum to WANT
+# (the peers' reports may still be on their way when both peers have exited; bounded: 5 s)
+lab_mx_wait() {
+    local i
+    for ((i = 0; i < 50; i++)); do
+        lab_scrape "$1" "$2" && [ "$(lab_mxsum "$3" "$2")" = "$4" ] && return 0
+        sleep 0.1
+    done
+    lab_scrape "$1" "$2"
+}
+lab_mx_direct() {   # a direct pair, then a hello refused for a held id
+    local f=$LAB_LOG/metrics.txt ok=0 p1 rc
+    lab_mx_wait "$LAB_MX_PORT" "$f" 'tcpunch_punch_results_total{result="direct",' 2
+    lab_mx_is "direct reports (both peers)" "$(lab_mxsum 'tcpunch_punch_results_total{result="direct",' "$f")" -eq 2 || ok=1
+    lab_mx_is "... between two independent mappings" "$(lab_mx 'tcpunch_punch_results_total{result="direct",nat_pair="independent-independent"}' "$f")" -eq 2 || ok=1
+    lab_mx_is "relay reports" "$(lab_mxsum 'tcpunch_punch_results_total{result="relay",' "$f")" -eq 0 || ok=1
+    lab_mx_is "introductions planned direct" "$(lab_mx 'tcpunch_introductions_total{path="direct"}' "$f")" -eq 1 || ok=1
+    lab_mx_is "introductions in all" "$(lab_mxsum 'tcpunch_introductions_total{' "$f")" -eq 1 || ok=1
+    lab_mx_is "relay sessions" "$(lab_mx tcpunch_relay_sessions_total "$f")" -eq 0 || ok=1
+    lab_mx_is "registrations" "$(lab_mx tcpunch_registrations_total "$f")" -ge 2 || ok=1
+    lab_mx_is "probes showing an independent mapping" "$(lab_mx 'tcpunch_probes_total{mapping="independent"}' "$f")" -ge 2 || ok=1
+    lab_mx_is "probes showing a dependent mapping" "$(lab_mx 'tcpunch_probes_total{mapping="dependent"}' "$f")" -eq 0 || ok=1
+    # a hello for an id another key holds is refused, and counted by its code
+    : >"$LAB_LOG/sq1.in"; : >"$LAB_LOG/sq2.in"
+    lab_peer "$HOST_B" sq1 --id squat listen
+    p1=$LAB_PEER_PID
+    lab_mx_wait "$LAB_MX_PORT" "$f" tcpunch_registrations_total "$(( $(lab_mx tcpunch_registrations_total "$f") + 1 ))"
+    local before
+    before=$(( $(lab_mx 'tcpunch_errors_sent_total{code="id-taken"}' "$f") + $(lab_mx 'tcpunch_errors_sent_total{code="id-owned"}' "$f") ))
+    lab_peer "$HOST_A" sq2 --id squat listen
+    wait "$LAB_PEER_PID"; rc=$?
+    kill "$p1" 2>/dev/null; wait "$p1" 2>/dev/null
+    lab_mx_is "exit of a listen whose id another key holds" "$rc" -ne 0 || ok=1
+    lab_scrape "$LAB_MX_PORT" "$f"
+    lab_mx_is "refusals id-taken + id-owned" "$(( $(lab_mx 'tcpunch_errors_sent_total{code="id-taken"}' "$f") + $(lab_mx 'tcpunch_errors_sent_total{code="id-owned"}' "$f") - before ))" -eq 1 || ok=1
+    return $ok
+}
+lab_mx_relay() {   # a pair the server relays at once (both NATs symmetric)
+    local f=$LAB_LOG/metrics.txt ok=0
+    lab_mx_wait "$LAB_MX_PORT" "$f" 'tcpunch_punch_results_total{result="relay",' 2
+    lab_mx_is "relay reports (both peers)" "$(lab_mxsum 'tcpunch_punch_results_total{result="relay",' "$f")" -eq 2 || ok=1
+    lab_mx_is "... between two dependent mappings" "$(lab_mx 'tcpunch_punch_results_total{result="relay",nat_pair="dependent-dependent"}' "$f")" -eq 2 || ok=1
+    lab_mx_is "direct reports" "$(lab_mxsum 'tcpunch_punch_results_total{result="direct",' "$f")" -eq 0 || ok=1
+    lab_mx_is "introductions planned relay" "$(lab_mx 'tcpunch_introductions_total{path="relay"}' "$f")" -eq 1 || ok=1
+    lab_mx_is "relay sessions" "$(lab_mx tcpunch_relay_sessions_total "$f")" -eq 1 || ok=1
+    lab_mx_is "relay sessions active" "$(lab_mx tcpunch_relay_sessions_active "$f")" -eq 0 || ok=1
+    lab_mx_is "relayed bytes (both ways)" "$(lab_mx tcpunch_relay_bytes_total "$f")" -ge $((2 * LAB_DATA_BYTES)) || ok=1
+    lab_mx_is "probes showing a dependent mapping" "$(lab_mx 'tcpunch_probes_total{mapping="dependent"}' "$f")" -ge 2 || ok=1
+    return $ok
+}
+lab_mx_cluster() {   # alice on instance one, bob on two; then Redis goes away
+    local f1=$LAB_LOG/metrics1.txt f2=$LAB_LOG/metrics2.txt ok=0
+    lab_mx_wait "$LAB_MX_PORT" "$f1" 'tcpunch_punch_results_total{result="direct",' 1
+    lab_mx_wait "$((LAB_MX_PORT + 1))" "$f2" 'tcpunch_punch_results_total{result="direct",' 1
+    lab_mx_is "one: alice's direct report" "$(lab_mxsum 'tcpunch_punch_results_total{result="direct",' "$f1")" -eq 1 || ok=1
+    lab_mx_is "two: bob's direct report" "$(lab_mxsum 'tcpunch_punch_results_total{result="direct",' "$f2")" -eq 1 || ok=1
+    lab_mx_is "one: introductions sent over the bus" "$(lab_mx 'tcpunch_cluster_introductions_total{direction="out"}' "$f1")" -eq 1 || ok=1
+    lab_mx_is "two: introductions received over the bus" "$(lab_mx 'tcpunch_cluster_introductions_total{direction="in"}' "$f2")" -eq 1 || ok=1
+    lab_mx_is "two: introductions planned direct" "$(lab_mx 'tcpunch_introductions_total{path="direct"}' "$f2")" -eq 1 || ok=1
+    lab_mx_is "one: Redis up" "$(lab_mx tcpunch_cluster_redis_up "$f1")" -eq 1 || ok=1
+    lab_mx_is "two: Redis up" "$(lab_mx tcpunch_cluster_redis_up "$f2")" -eq 1 || ok=1
+    # an outage of Redis: both instances say so (bounded: 15 s). The PID lab_cluster has is
+    # the subshell X ran in, so redis-server is stopped by its own command, which reaches only
+    # the one on this run's rendezvous host
+    X srv redis-cli -p "$LAB_REDIS_PORT" shutdown nosave >/dev/null 2>&1
+    local t_end=$((SECONDS + 15))
+    while [ "$SECONDS" -lt "$t_end" ]; do
+        lab_scrape "$LAB_MX_PORT" "$f1" && lab_scrape "$((LAB_MX_PORT + 1))" "$f2" &&
+            [ "$(lab_mx tcpunch_cluster_redis_up "$f1")" = 0 ] &&
+            [ "$(lab_mx tcpunch_cluster_redis_up "$f2")" = 0 ] && break
+        sleep 0.1
+    done
+    lab_mx_is "one: Redis down after the outage" "$(lab_mx tcpunch_cluster_redis_up "$f1")" -eq 0 || ok=1
+    lab_mx_is "two: Redis down after the outage" "$(lab_mx tcpunch_cluster_redis_up "$f2")" -eq 0 || ok=1
+    return $ok
+}
+
 # ---- a rendezvous cluster on the server host: redis-server on its loopback, the lab's server
 # (port 7000) and a second instance (port 7100) joined through it; alice registers on the first,
 # bob on the second, so every introduction crosses Redis.
@@ -843,6 +942,7 @@ lab_cluster() {
     X srv timeout -k 5 "${LAB_SERVER_TIMEOUT:-300}" "$RV_BIN" -v -l "$SERVER_IP:7100" \
         --redis "127.0.0.1:$LAB_REDIS_PORT" --public-address "$SERVER_IP:7100" --instance-id two \
         --cluster-secret-file "$LAB_LOG/cluster.secret" --probe-listen "$SERVER_IP:7101" \
+        --metrics-listen "127.0.0.1:$((LAB_MX_PORT + 1))" \
         >"$LAB_LOG/server2.out" 2>"$LAB_LOG/server2.err" &
     LAB_PIDS+=("$!")
     LAB_EXTRA_PORTS=7100
@@ -863,7 +963,7 @@ scn_m() {   # scenario a, with alice and bob on two instances of a cluster
     scn_a || return 1
     DESC="scenario a with alice and bob registered on two rendezvous instances joined by Redis"
     lab_cluster || return 1
-    POST_CHECK=scn_cluster_check
+    POST_CHECK=scn_cluster_check MX_CHECK=lab_mx_cluster
 }
 
 scn_n() {   # scenario i (both symmetric), across the cluster: relayed by bob's instance
@@ -1644,7 +1744,7 @@ lab_run_once() {
     LAB_RUN="${LAB_PREFIX}${it}${s}-"
     LAB_LOG="$LAB_TMP/$s.$it"
     mkdir -p "$LAB_LOG"
-    HOST_A="" HOST_B="" ROUTERS="" WHERE_A="" WHERE_B="" ACCT_WHAT="router-to-router""" PEER_A_ARGS=() PEER_B_ARGS=() RELAY_VIA="" LAB_EXTRA_PORTS="" SERVER_ARGS=(--probe-listen "$SERVER_IP:$((SERVER_PORT + 1))") NC_A=7 NC_B=7 RELAY_FIRST=0 EXPECT_PATH=direct EXPECT_WHY="" PRE_HOOK="" POST_CHECK="" CUSTOM_RUN="" LAB_ACCT_NS="" LAB_ACCT_FAM=bridge RC_a="" RC_b="" WAN_MODE=""
+    HOST_A="" HOST_B="" ROUTERS="" WHERE_A="" WHERE_B="" ACCT_WHAT="router-to-router""" PEER_A_ARGS=() PEER_B_ARGS=() RELAY_VIA="" LAB_EXTRA_PORTS="" SERVER_ARGS=(--probe-listen "$SERVER_IP:$((SERVER_PORT + 1))" --metrics-listen "127.0.0.1:$LAB_MX_PORT") NC_A=7 NC_B=7 RELAY_FIRST=0 EXPECT_PATH=direct EXPECT_WHY="" PRE_HOOK="" MX_CHECK="" POST_CHECK="" CUSTOM_RUN="" LAB_ACCT_NS="" LAB_ACCT_FAM=bridge RC_a="" RC_b="" WAN_MODE=""
     LAB_PORTNO=() LAB_WANPORT=() LAB_WAN6=() LAB_SYN_BASE=() LAB_UPSTREAM=()
     head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/a.in"
     head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/b.in"
@@ -1654,6 +1754,11 @@ lab_run_once() {
         lab_teardown
         return 1
     fi
+    # the metrics checks of the plain scenarios (scenarios built on them have their own runs)
+    case $s in
+        a) MX_CHECK=lab_mx_direct ;;
+        i) MX_CHECK=lab_mx_relay ;;
+    esac
     note "topology: $DESC"
     if [ "$WAN_MODE" = routed ]; then
         note "the 'internet' is 203.0.113.0/24 behind one router (203.0.113.254) that forwards and decrements TTL; nothing leaves the lab's namespaces"
@@ -1769,6 +1874,9 @@ lab_run_once() {
                 why+=("loss rule dropped $lossd of $allip packets, not ~${LAB_LOSS}%")
             fi
         fi
+    fi
+    if [ -n "$MX_CHECK" ] && [ ${#why[@]} -eq 0 ]; then
+        "$MX_CHECK" || why+=("the server's metrics did not move as they should")
     fi
     if [ -n "$POST_CHECK" ] && [ ${#why[@]} -eq 0 ]; then
         "$POST_CHECK" || why+=("scenario check failed")

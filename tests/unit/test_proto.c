@@ -2450,6 +2450,136 @@ static void t_names(void)
     CHECK_STR(proto_nat_name((enum proto_nat)3), "?");
 }
 
+/* ---- traversal reports (PROTOCOL.md, "Traversal reports") ---- */
+
+#define REP_S "\"session\":\"0123456789abcdef0123456789abcdef\""
+#define REP(f) "{\"type\":\"report\"," REP_S f "}"
+#define Q(x) "\"" x "\""
+/* a report with these members' values (JSON tokens) */
+#define REPF(r, c, a, ms, nat)                                                                     \
+    REP(",\"result\":" r ",\"candidate\":" c ",\"attempts\":" a ",\"ms\":" ms ",\"nat\":" nat)
+#define REP_OK ",\"result\":\"direct\",\"candidate\":\"public\",\"attempts\":3,\"ms\":120," \
+               "\"nat\":\"independent\""
+
+static void t_report_roundtrip(void)
+{
+    static const struct {
+        enum proto_result r;
+        enum proto_cand c;
+    } fit[] = {
+        {PROTO_RES_DIRECT, PROTO_CAND_PUBLIC},  {PROTO_RES_DIRECT, PROTO_CAND_PORT_PRESERVED},
+        {PROTO_RES_DIRECT, PROTO_CAND_LAN},     {PROTO_RES_DIRECT, PROTO_CAND_IPV6},
+        {PROTO_RES_DIRECT, PROTO_CAND_INBOUND}, {PROTO_RES_DIRECT, PROTO_CAND_BIRTHDAY},
+        {PROTO_RES_RELAY, PROTO_CAND_RELAY},    {PROTO_RES_FAILED, PROTO_CAND_NONE}};
+    struct proto_msg m, o;
+    char line[PROTO_MAX_LINE];
+    for (size_t i = 0; i < sizeof fit / sizeof fit[0]; i++) {
+        memset(&m, 0, sizeof m);
+        m.type = PROTO_REPORT;
+        memcpy(m.u.report.session, SESSION, sizeof SESSION);
+        m.u.report.result = fit[i].r;
+        m.u.report.candidate = fit[i].c;
+        m.u.report.attempts = (int)i * 1000;
+        m.u.report.ms = (uint32_t)i * 80000;
+        m.u.report.nat = (enum proto_nat)(i % 3);
+        if (!roundtrip(&m, PROTO_TO_SERVER, &o))
+            continue;
+        CHECK_STR(o.u.report.session, SESSION);
+        CHECK_INT(o.u.report.result, fit[i].r);
+        CHECK_INT(o.u.report.candidate, fit[i].c);
+        CHECK_INT(o.u.report.attempts, (int)i * 1000);
+        CHECK_INT(o.u.report.ms, i * 80000);
+        CHECK_INT(o.u.report.nat, i % 3);
+    }
+    /* the bounds themselves */
+    m.u.report.result = PROTO_RES_FAILED;
+    m.u.report.candidate = PROTO_CAND_NONE;
+    m.u.report.attempts = PROTO_REPORT_MAX_ATTEMPTS;
+    m.u.report.ms = PROTO_REPORT_MAX_MS;
+    if (roundtrip(&m, PROTO_TO_SERVER, &o))
+        CHECK(o.u.report.attempts == PROTO_REPORT_MAX_ATTEMPTS &&
+              o.u.report.ms == PROTO_REPORT_MAX_MS);
+    CHECK(enc_z(&m, line, sizeof line) > 0);
+    CHECK(strstr(line, "\"result\":\"failed\"") && strstr(line, "\"candidate\":\"none\""));
+    ACCEPT(PROTO_TO_SERVER, REP(REP_OK));
+    CHECK_INT(msg_.u.report.attempts, 3);
+}
+
+static void t_report_reject(void)
+{
+    static const char *const bad[] = {
+        /* every member is required */
+        "{\"type\":\"report\",\"result\":\"direct\",\"candidate\":\"public\",\"attempts\":3,"
+        "\"ms\":120,\"nat\":\"independent\"}",
+        REP(",\"candidate\":\"public\",\"attempts\":3,\"ms\":1,\"nat\":\"unknown\""),
+        REP(",\"result\":\"direct\",\"attempts\":3,\"ms\":1,\"nat\":\"unknown\""),
+        REP(",\"result\":\"direct\",\"candidate\":\"lan\",\"ms\":1,\"nat\":\"unknown\""),
+        REP(",\"result\":\"direct\",\"candidate\":\"lan\",\"attempts\":1,\"nat\":\"unknown\""),
+        REP(",\"result\":\"direct\",\"candidate\":\"lan\",\"attempts\":1,\"ms\":1"),
+        /* unknown members, as for every message to a server */
+        REP(REP_OK ",\"peer\":\"bob\""),
+        /* closed sets */
+        REPF(Q("Direct"), Q("public"), "3", "1", Q("unknown")),
+        REPF(Q("direct"), Q("given"), "3", "1", Q("unknown")),
+        REPF(Q("direct"), Q("public"), "3", "1", Q("symmetric")),
+        REPF("1", Q("public"), "3", "1", Q("unknown")),
+        REPF(Q("direct"), "null", "3", "1", Q("unknown")),
+        /* bounds */
+        REPF(Q("direct"), Q("public"), "-1", "1", Q("unknown")),
+        REPF(Q("direct"), Q("public"), "8193", "1", Q("unknown")),
+        REPF(Q("direct"), Q("public"), "1", "600001", Q("unknown")),
+        REPF(Q("direct"), Q("public"), "1", "-5", Q("unknown")),
+        REPF(Q("direct"), Q("public"), "1.5", "1", Q("unknown")),
+        REPF(Q("direct"), Q("public"), "1", "\"7\"", Q("unknown")),
+        /* the candidate must fit the result */
+        REPF(Q("direct"), Q("relay"), "1", "1", Q("unknown")),
+        REPF(Q("direct"), Q("none"), "1", "1", Q("unknown")),
+        REPF(Q("relay"), Q("public"), "1", "1", Q("unknown")),
+        REPF(Q("relay"), Q("none"), "1", "1", Q("unknown")),
+        REPF(Q("failed"), Q("relay"), "1", "1", Q("unknown")),
+        REPF(Q("failed"), Q("lan"), "1", "1", Q("unknown")),
+        /* the session's grammar */
+        "{\"type\":\"report\",\"session\":\"0123456789ABCDEF0123456789abcdef\"" REP_OK "}",
+        "{\"type\":\"report\",\"session\":\"0123\"" REP_OK "}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        REJECT(PROTO_TO_SERVER, bad[i], PROTO_E_FIELD);
+    /* a server never sends one, peers never to each other */
+    REJECT(PROTO_TO_PEER, REP(REP_OK), PROTO_E_UNEXPECTED);
+    REJECT(PROTO_PEER_TO_PEER, REP(REP_OK), PROTO_E_UNEXPECTED);
+}
+
+static void t_report_feature(void)
+{
+    struct proto_msg m, o;
+    char line[PROTO_MAX_LINE];
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_CHALLENGE;
+    fill(m.u.challenge.nonce, PROTO_NONCE_BYTES, 0);
+    m.u.challenge.feat_report = true;
+    CHECK(enc_z(&m, line, sizeof line) > 0 && strstr(line, "\"features\":[\"report\"]"));
+    if (roundtrip(&m, PROTO_TO_PEER, &o))
+        CHECK(o.u.challenge.feat_report && !o.u.challenge.feat_resume);
+    m.u.challenge.feat_birthday = m.u.challenge.feat_resume = true;
+    CHECK(enc_z(&m, line, sizeof line) > 0 &&
+          strstr(line, "\"features\":[\"birthday\",\"resume\",\"report\"]"));
+    /* without it, today's lines */
+    m.u.challenge.feat_report = false;
+    CHECK(enc_z(&m, line, sizeof line) > 0 &&
+          strstr(line, "\"features\":[\"birthday\",\"resume\"]}"));
+    ACCEPT(PROTO_TO_PEER, CHAL_F(",\"features\":[\"reports\",\"Report\"]"));
+    CHECK(!msg_.u.challenge.feat_report);
+    /* names */
+    CHECK_STR(proto_result_name(PROTO_RES_RELAY), "relay");
+    CHECK_STR(proto_result_name(PROTO_RES_COUNT), "?");
+    CHECK_STR(proto_cand_name(PROTO_CAND_PORT_PRESERVED), "port-preserved");
+    CHECK_STR(proto_cand_name(PROTO_CAND_COUNT), "?");
+    CHECK_INT(proto_cand_of("inbound"), PROTO_CAND_INBOUND);
+    CHECK_INT(proto_cand_of("birthday"), PROTO_CAND_BIRTHDAY);
+    CHECK_INT(proto_cand_of("given"), PROTO_CAND_NONE);
+    CHECK_INT(proto_cand_of(NULL), PROTO_CAND_NONE);
+}
+
 CHECK_MAIN(TEST(t_roundtrip_hello), TEST(t_roundtrip_welcome), TEST(t_roundtrip_connect),
            TEST(t_roundtrip_punch), TEST(t_roundtrip_error), TEST(t_roundtrip_ping_pong),
            TEST(t_roundtrip_shake), TEST(t_shake_crypto_fields), TEST(t_encode_limits),
@@ -2467,4 +2597,5 @@ CHECK_MAIN(TEST(t_roundtrip_hello), TEST(t_roundtrip_welcome), TEST(t_roundtrip_
            TEST(t_code_protocol_md), TEST(t_code_passing_md), TEST(t_names), TEST(t_bday_features),
            TEST(t_bday_hello), TEST(t_bday_punch_roundtrip), TEST(t_bday_punch_reject),
            TEST(t_bday_admit), TEST(t_bday_names), TEST(t_sess_challenge), TEST(t_sess_hello),
-           TEST(t_sess_connect), TEST(t_sess_punch), TEST(t_sess_shake), TEST(t_sess_admit))
+           TEST(t_sess_connect), TEST(t_sess_punch), TEST(t_sess_shake), TEST(t_sess_admit),
+           TEST(t_report_roundtrip), TEST(t_report_reject), TEST(t_report_feature))

@@ -114,8 +114,19 @@ static void t_sessions(void)
     }
     CHECK_MSG(ok == 16, "one /48 holds %u of the relay's 64 sessions, want 16 (a quarter)", ok);
     CHECK_INT(rly_active(r), ok);
-    rly_stop(r);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    {
+        struct rly_stats st;
+        rly_stats(r, &st); /* the metrics' view: every joined side is a started session */
+        CHECK_INT(st.active, ok);
+        CHECK_INT(st.sessions, ok);
+        CHECK_INT(st.bytes, 0);
+        rly_stop(r);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        rly_stats(r, &st); /* each waiting side was told server-shutdown */
+        CHECK_INT(st.active, 0);
+        CHECK_INT(st.sessions, ok);
+        CHECK_INT(st.errors[PC_SERVER_SHUTDOWN], ok);
+    }
     rly_free(r);
     uv_loop_close(&loop);
     for (unsigned i = 0; i < n; i++)

@@ -6,6 +6,7 @@
 #include "check.h"
 #include "peer/hello.h"
 #include "common/endpoint.h"
+#include "peer/exit.h"
 #include "peer/session.h"
 
 static void t_oldest(void)
@@ -287,5 +288,49 @@ static void t_hello_features(void)
     CHECK(hello_features(&o, true, &m));
 }
 
+/* sess_report_of: a punch's end as its traversal report (PROTOCOL.md 5.14, 19) */
+static void t_report_of(void)
+{
+    static const char sid[] = "0123456789abcdef0123456789abcdef";
+    struct peer_link l;
+    struct proto_msg m;
+    memset(&l, 0, sizeof l);
+    l.via = "lan";
+    l.attempts = 3;
+    l.punch_ms = 42;
+    sess_report_of(sid, EXIT_DONE, &l, 999, 77, PROTO_NAT_INDEPENDENT, &m);
+    CHECK_INT(m.type, PROTO_REPORT);
+    CHECK_STR(m.u.report.session, sid);
+    CHECK_INT(m.u.report.result, PROTO_RES_DIRECT);
+    CHECK_INT(m.u.report.candidate, PROTO_CAND_LAN);
+    CHECK_INT(m.u.report.attempts, 3); /* the link's, not the caller's count */
+    CHECK_INT(m.u.report.ms, 42);
+    CHECK_INT(m.u.report.nat, PROTO_NAT_INDEPENDENT);
+    /* relayed: the candidate is the relay, whatever the link's via says */
+    l.relayed = true;
+    l.via = "relay";
+    sess_report_of(sid, EXIT_DONE, &l, 0, 0, PROTO_NAT_DEPENDENT, &m);
+    CHECK_INT(m.u.report.result, PROTO_RES_RELAY);
+    CHECK_INT(m.u.report.candidate, PROTO_CAND_RELAY);
+    /* a direct winner of a kind the protocol does not name is still direct */
+    l.relayed = false;
+    l.via = "given";
+    sess_report_of(sid, EXIT_DONE, &l, 0, 0, PROTO_NAT_UNKNOWN, &m);
+    CHECK_INT(m.u.report.result, PROTO_RES_DIRECT);
+    CHECK_INT(m.u.report.candidate, PROTO_CAND_PUBLIC);
+    /* failed: no candidate, the caller's attempts and ms, clamped to the message's bounds */
+    sess_report_of(sid, EXIT_PUNCH, &l, 10 * (uint64_t)PROTO_REPORT_MAX_MS, 100000,
+                   (enum proto_nat)7, &m);
+    CHECK_INT(m.u.report.result, PROTO_RES_FAILED);
+    CHECK_INT(m.u.report.candidate, PROTO_CAND_NONE);
+    CHECK_INT(m.u.report.attempts, PROTO_REPORT_MAX_ATTEMPTS);
+    CHECK_INT(m.u.report.ms, PROTO_REPORT_MAX_MS);
+    CHECK_INT(m.u.report.nat, PROTO_NAT_UNKNOWN);
+    /* and it always encodes */
+    char line[PROTO_MAX_LINE];
+    CHECK(proto_encode(&m, line, sizeof line) > 0);
+}
+
 CHECK_MAIN(TEST(t_oldest), TEST(t_room), TEST(t_full), TEST(t_route), TEST(t_route_birthday),
-           TEST(t_resume_refused), TEST(t_serve_resume_refused), TEST(t_hello_features))
+           TEST(t_resume_refused), TEST(t_serve_resume_refused), TEST(t_hello_features),
+           TEST(t_report_of))

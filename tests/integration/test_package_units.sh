@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# packaging/unit.cmake, the packaged copies of deploy/'s systemd units, as a script on fixtures
+# (no root, no build): the deploy/ units come out with the package's paths and the tcpunch
+# user, their hardening untouched; a unit the package cannot translate faithfully is refused.
+# args: SOURCE_DIR
+set -uo pipefail
+
+src=${1:?usage: test_package_units.sh SOURCE_DIR}
+TEST_NAME=test_package_units
+FAILS=0
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/tcpunch-$TEST_NAME.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+
+fail() {
+    echo "FAIL [$TEST_NAME]: $*" >&2
+    FAILS=$((FAILS + 1))
+}
+pass() {
+    echo "ok   [$TEST_NAME]: $*"
+}
+# unit IN OUT: runs the script; its exit status
+unit() {
+    cmake -DIN="$1" -DOUT="$2" -P "$src/packaging/unit.cmake" >"$WORK/cmake.log" 2>&1
+}
+
+# the real units
+for u in deploy/tcpunch-rendezvous.service deploy/cluster/tcpunch-rendezvous@.service; do
+    out=$WORK/$(basename "$u")
+    if ! unit "$src/$u" "$out"; then
+        fail "$u is refused: $(cat "$WORK/cmake.log")"
+        continue
+    fi
+    pass "$u translates"
+    if ! grep -q -x 'User=tcpunch' "$out" || ! grep -q -x 'Group=tcpunch' "$out"; then
+        fail "$u: no User=tcpunch and Group=tcpunch"
+    fi
+    grep -q '^DynamicUser' "$out" && fail "$u: DynamicUser= left"
+    grep -q '/usr/local' "$out" && fail "$u: a /usr/local path left"
+    grep -q '^ExecStart=/usr/bin/tcpunch-rendezvous ' "$out" || fail "$u: ExecStart is not /usr/bin's"
+    # every other line as in deploy/: the hardening is the same
+    diff <(grep -v -E '^(User|Group|RemoveIPC|DynamicUser|ExecStart|Documentation)=' "$src/$u") \
+        <(grep -v -E '^(User|Group|RemoveIPC|DynamicUser|ExecStart|Documentation)=' "$out") >"$WORK/diff" ||
+        fail "$u: lines other than the user, paths differ: $(head -5 "$WORK/diff")"
+done
+grep -q -x 'RemoveIPC=yes' "$WORK/tcpunch-rendezvous.service" ||
+    fail "the dynamic user's implied RemoveIPC= is not said"
+
+# refused, each for its reason: each would ship a unit that differs from what it says
+refused() { # NAME REASON UNIT-TEXT
+    printf '%b' "$3" >"$WORK/$1.service"
+    if unit "$WORK/$1.service" "$WORK/$1.out"; then
+        fail "$1.service was translated, should be refused ($2)"
+    elif [ -e "$WORK/$1.out" ]; then
+        fail "$1.service refused, but written"
+    elif ! grep -q -F -- "$2" <<<"$(tr '\n' ' ' <"$WORK/cmake.log" | tr -s ' ')"; then
+        fail "$1.service refused for another reason than \"$2\": $(cat "$WORK/cmake.log")"
+    else
+        pass "$1.service refused: $2"
+    fi
+}
+refused nouser "no DynamicUser=yes nor User=tcpunch" \
+    '[Service]\nExecStart=/usr/local/bin/tcpunch-rendezvous\n'
+refused root "User=root: the package's units run as tcpunch" \
+    '[Service]\nExecStart=/usr/local/bin/tcpunch-rendezvous\nUser=tcpunch\nUser=root\n'
+refused group "Group=adm: the package's units run as tcpunch" \
+    '[Service]\nExecStart=/usr/local/bin/tcpunch-rendezvous\nDynamicUser=yes\nGroup=adm\n'
+refused sbin "a /usr/local/ path packaging/unit.cmake does not translate" \
+    '[Service]\nExecStart=/usr/local/sbin/tcpunch-rendezvous\nDynamicUser=yes\n'
+# a unit without [Service] (a .socket) passes through
+printf '[Socket]\nListenStream=7000\n[Install]\nWantedBy=sockets.target\n' >"$WORK/t.socket"
+if unit "$WORK/t.socket" "$WORK/t.socket.out" && cmp -s "$WORK/t.socket" "$WORK/t.socket.out"; then
+    pass "a .socket unit passes through unchanged"
+else
+    fail "a .socket unit did not pass through: $(cat "$WORK/cmake.log")"
+fi
+
+if [ "$FAILS" -gt 0 ]; then
+    echo "$TEST_NAME: $FAILS failure(s)" >&2
+    exit 1
+fi
+echo "$TEST_NAME: all passed"
