@@ -69,7 +69,7 @@ def t_challenge(host, port):
           f"challenge members: {sorted(a.first)}")
     # the default server plans birthday punches (PROTOCOL.md section 17) and offers resumable
     # sessions (section 18)
-    check(a.first.get("features") == ["birthday", "resume"],
+    check(a.first.get("features") == ["birthday", "resume", "replace"],
           f"challenge features: {a.first.get('features')}")
     a.close()
     b.close()
