@@ -47,7 +47,8 @@ head -c 1048576 /dev/urandom >"$WORK/a.in"
 head -c 1048576 /dev/urandom >"$WORK/b.in"
 
 # ---- --drain 10: the relayed pipe (about 5 s at 200 KiB/s) finishes across the SIGTERM ----
-start_server --drain 10 --relay-rate 200K
+MPORT=$(free_port) || die "no free port"
+start_server --drain 10 --relay-rate 200K --metrics-listen "127.0.0.1:$MPORT"
 W=$(uid waiter)
 waiting "$W"
 slow_relay d
@@ -60,6 +61,15 @@ if wait_until 2 bash -c "! ss -Htln 'sport = :$SERVER_PORT' | grep -q ."; then
     pass "draining: the listener is closed"
 else
     fail "draining: still listening on $SERVER_PORT"
+fi
+healthz() { curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$MPORT/healthz"; }
+if command -v curl >/dev/null; then
+    code=$(healthz)
+    if [ "$code" = 503 ]; then
+        pass "draining: /healthz answers 503 (load balancers stop sending)"
+    else
+        fail "draining: /healthz answers $code, want 503"
+    fi
 fi
 wait_until 5 grep -q "server-shutdown" "$WORK/$W.err" && pass "the waiting listen was told server-shutdown" ||
     fail "the waiting listen was not told server-shutdown"
