@@ -244,10 +244,13 @@ static void ctl_on_first(struct sc *sc, void *data, const unsigned char *nonce, 
          * just fails, and the session stays on the relay */
         m->u.hello.replace = c->rsm->c->role == PROTO_RESPONDER && !c->rsm->direct_only;
     }
-    /* listen --forward registering again: our lost registration (a router reboot leaves it
-     * open at the server until its keepalive) is taken over at once, so that the resume orders
-     * of our suspended sessions reach this connection */
-    if (c->mode == SESS_SERVE && c->was_registered && c->resume_announced)
+    /* the waiting modes (listen, receive, chat waiting) take the id from an older connection
+     * of the same key, on a fresh start too: a process killed and started again (or a router
+     * reboot) leaves that one open at the server until its keepalive, and the id would be
+     * "already online" until then; for listen --forward it is also how the resume orders of
+     * our suspended sessions reach this connection. Another key is still refused. Only to a
+     * server that takes it ("replace", or "resume" from servers before it) */
+    if (c->mode != SESS_ONE && !c->aux && !c->rsm && sc_feat_replace(sc))
         m->u.hello.replace = true;
     hello_sign(c->o, nonce, m); /* last: the admit covers the endpoints, birthday, features */
 }

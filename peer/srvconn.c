@@ -31,6 +31,7 @@ struct sc {
     bool feat_birthday; /* the challenge listed "birthday" */
     bool feat_resume;   /* the challenge listed "resume" */
     bool feat_report;   /* the challenge listed "report" */
+    bool feat_replace;  /* ... "replace" (or "resume": a server that takes hello.replace) */
     char rbuf[16384];
 };
 
@@ -142,6 +143,7 @@ static int sc_on_line(void *arg, char *line, size_t len)
         sc->feat_birthday = m.u.challenge.feat_birthday;
         sc->feat_resume = m.u.challenge.feat_resume;
         sc->feat_report = m.u.challenge.feat_report;
+        sc->feat_replace = m.u.challenge.feat_replace || m.u.challenge.feat_resume;
         sc_answer(sc, m.u.challenge.nonce); /* the server speaks first */
     } else {
         sc->cbs->msg(sc, sc->data, &m, sc->rx_us);
@@ -337,6 +339,11 @@ bool sc_feat_report(const struct sc *sc)
 bool sc_feat_resume(const struct sc *sc)
 {
     return sc->feat_resume;
+}
+
+bool sc_feat_replace(const struct sc *sc)
+{
+    return sc->feat_replace;
 }
 
 int sc_detach(struct sc *sc)

@@ -105,6 +105,8 @@ bool sc_feat_resume(const struct sc *sc);
 /* Whether it takes traversal reports ("report", PROTOCOL.md "Traversal reports"): only then
  * may a report be sent (an older server refuses the type, fatally). */
 bool sc_feat_report(const struct sc *sc);
+/* The server takes hello.replace: its challenge listed "replace" or "resume" (PROTOCOL.md 5.1). */
+bool sc_feat_replace(const struct sc *sc);
 
 /* Ends the exchange and hands the descriptor over: the loop no longer watches it, nothing
  * unread has been taken off it, and the caller closes it. */

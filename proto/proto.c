@@ -455,7 +455,8 @@ static enum proto_err pd_int_to(struct pd *d, const char *key, int64_t lo, int64
 /* challenge.features: a short array of short strings (PROTO_MAX_FEATURES of at most
  * PROTO_MAX_FEATURE_LEN bytes, proto.h); names this side does not know are skipped, so that a
  * server can offer more than an older peer knows. */
-static enum proto_err pd_features(struct pd *d, bool *birthday, bool *resume, bool *report)
+static enum proto_err pd_features(struct pd *d, bool *birthday, bool *resume, bool *report,
+                                  bool *replace)
 {
     json_t *v = json_object_get(d->obj, "features"), *item;
     size_t i;
@@ -478,6 +479,8 @@ static enum proto_err pd_features(struct pd *d, bool *birthday, bool *resume, bo
             *resume = true;
         if (strcmp(s, "report") == 0)
             *report = true;
+        if (strcmp(s, "replace") == 0)
+            *replace = true;
     }
     return PROTO_OK;
 }
@@ -763,7 +766,7 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m, bool strict)
     case PROTO_CHALLENGE:
         PD_TRY(pd_version(d, &m->u.challenge.version));
         PD_TRY(pd_features(d, &m->u.challenge.feat_birthday, &m->u.challenge.feat_resume,
-                           &m->u.challenge.feat_report));
+                           &m->u.challenge.feat_report, &m->u.challenge.feat_replace));
         return pd_b64(d, "nonce", m->u.challenge.nonce, PROTO_NONCE_BYTES);
     case PROTO_REPORT:
         return pd_report(d, m);
@@ -887,7 +890,7 @@ static json_t *pe_resume(const struct proto_resume_caps *r)
 }
 
 /* challenge.features: today's ["birthday"] stays byte for byte what it was. */
-static json_t *pe_chal_features(bool birthday, bool resume, bool report)
+static json_t *pe_chal_features(bool birthday, bool resume, bool report, bool replace)
 {
     json_t *a = json_array();
     if (a && birthday)
@@ -896,6 +899,8 @@ static json_t *pe_chal_features(bool birthday, bool resume, bool report)
         json_array_append_new(a, json_string("resume"));
     if (a && report)
         json_array_append_new(a, json_string("report"));
+    if (a && replace)
+        json_array_append_new(a, json_string("replace"));
     return a;
 }
 
@@ -1053,10 +1058,10 @@ static json_t *pe_build(const struct proto_msg *m)
         json_t *o = pe_b64(json_pack("{s:s, s:i}", "type", t, "version", PROTO_VERSION), "nonce",
                            m->u.challenge.nonce, PROTO_NONCE_BYTES);
         if (m->u.challenge.feat_birthday || m->u.challenge.feat_resume ||
-            m->u.challenge.feat_report)
+            m->u.challenge.feat_report || m->u.challenge.feat_replace)
             o = pe_obj(o, "features",
                        pe_chal_features(m->u.challenge.feat_birthday, m->u.challenge.feat_resume,
-                                        m->u.challenge.feat_report));
+                                        m->u.challenge.feat_report, m->u.challenge.feat_replace));
         return o;
     }
     case PROTO_REPORT:

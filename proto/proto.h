@@ -275,10 +275,11 @@ struct proto_msg {
             int version;
             unsigned char nonce[PROTO_NONCE_BYTES];
             /* challenge.features (an array of strings, unknown ones ignored): "birthday",
-             * "resume" */
+             * "resume", "replace" (hello.replace is honoured without resume too) */
             bool feat_birthday;
             bool feat_resume;
             bool feat_report; /* "report": the server takes traversal reports */
+            bool feat_replace;
         } challenge;
         struct {
             char session[PROTO_SESSION_LEN + 1]; /* the punch's session */

@@ -12,6 +12,7 @@
 #include "proto/proto.h"
 #include "rendezvous/cluster.h"
 #include "rendezvous/limits.h"
+#include "rendezvous/restart.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -101,6 +102,7 @@ struct conn {
     struct lim_src *src;                    /* counted against its source address */
     struct lim_bucket connects;             /* --connect-rate */
     struct lim_bucket pings;                /* SRV_PING_RATE (server.h) */
+    struct rst_bucket replaces; /* hello.replace of this id, handed on to the next holder */
     uint64_t refuse_window_ms;              /* CONN_REFUSE_LOG_MS period (0: none yet) */
     unsigned refuse_logged, refuse_quiet;   /* in it: refusals logged, refusals only counted */
     uint64_t excess_window_ms;              /* the second in which connects were refused */

@@ -2,6 +2,7 @@
 #include "common/bytes.h"
 #include "common/endpoint.h"
 #include "common/log.h"
+#include "common/sdlisten.h"
 #include "rendezvous/server.h"
 #include "rendezvous/srv_metrics.h"
 
@@ -21,7 +22,14 @@
 
 enum { EXIT_USAGE = 1, EXIT_LISTEN = 2, EXIT_CONFIG = 3 };
 
-enum { OPT_KEEPALIVE = 256, OPT_HELLO_TIMEOUT, OPT_MAX_PEERS, OPT_PROBE_LISTEN, OPT_METRICS_LISTEN };
+enum {
+    OPT_KEEPALIVE = 256,
+    OPT_HELLO_TIMEOUT,
+    OPT_MAX_PEERS,
+    OPT_PROBE_LISTEN,
+    OPT_METRICS_LISTEN,
+    OPT_DRAIN
+};
 /* the relay's options, parsed by parse_relay */
 enum {
     OPT_NO_RELAY = 512,
@@ -104,6 +112,12 @@ static void usage(FILE *f)
             "                           seconds (default 10)\n"
             "      --max-peers N        refuse connections beyond N at once, registered or\n"
             "                           not yet (default 100000)\n"
+            "      --drain SEC          on SIGTERM or SIGINT, drain: stop accepting, tell the\n"
+            "                           registered peers to go (spread over min(SEC/2, 3) s;\n"
+            "                           with a --server list they move to the next server),\n"
+            "                           let relayed sessions finish, exit once all are gone\n"
+            "                           or after SEC seconds (1..86400; default: no drain,\n"
+            "                           every peer is told at once and relays are cut)\n"
             "      --no-relay           do not relay sessions whose direct path fails\n"
             "      --relay-max N        relay at most N sessions at once (default 64)\n"
             "      --relay-bytes N      cut a relayed session after N bytes, both directions\n"
@@ -135,8 +149,8 @@ static void usage(FILE *f)
             "      --birthday-m-max N   ... and at most N guesses on the easy side (default\n"
             "                           1024, at most 4096; 0: never)\n"
             "      --no-resume          do not offer resumable sessions (challenge without\n"
-            "                           \"resume\"): hello.features, hello.replace and\n"
-            "                           connect.resume are then ignored\n"
+            "                           \"resume\"): hello.features and connect.resume are\n"
+            "                           then ignored (hello.replace is still taken)\n"
             "\n"
             "Who may register (each refusal is an error line to the peer and a log line):\n"
             "      --secret-file FILE   a private server: every connection must prove that it\n"
@@ -193,8 +207,11 @@ static void usage(FILE *f)
             "  -V, --version            show the version and exit\n"
             "\n"
             "Logs go to stderr, one line per event, with a UTC timestamp.\n"
-            "SIGINT or SIGTERM: tell every peer server-shutdown and exit; a second one\n"
-            "drops the remaining peers at once. SIGHUP: read --authorized again (a bad\n"
+            "SIGINT or SIGTERM: tell every peer server-shutdown and exit (with --drain:\n"
+            "drain first, see above); a second one drops the remaining peers and relays\n"
+            "at once. Started by systemd with socket activation (LISTEN_FDS, LISTEN_PID),\n"
+            "it serves the sockets passed (a name \"probe\" in LISTEN_FDNAMES: a probe\n"
+            "listener) instead of binding --listen. SIGHUP: read --authorized again (a bad\n"
             "file keeps the old list) and drop registered peers it no longer lists.\n"
             "\n"
             "Exit status:\n"
@@ -438,6 +455,7 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, struct sock
         {"max-peers", required_argument, NULL, OPT_MAX_PEERS},
         {"probe-listen", required_argument, NULL, OPT_PROBE_LISTEN},
         {"metrics-listen", required_argument, NULL, OPT_METRICS_LISTEN},
+        {"drain", required_argument, NULL, OPT_DRAIN},
         {"no-relay", no_argument, NULL, OPT_NO_RELAY},
         {"relay-max", required_argument, NULL, OPT_RELAY_MAX},
         {"relay-bytes", required_argument, NULL, OPT_RELAY_BYTES},
@@ -547,6 +565,11 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, struct sock
         case OPT_NO_RESUME:
             cfg->resume = false;
             break;
+        case OPT_DRAIN:
+            if (parse_num(optarg, 1, 86400, &v) < 0)
+                return usage_error("--drain must be 1..86400 seconds, not '%s'", optarg);
+            cfg->drain = (unsigned)v;
+            break;
         case OPT_KEEPALIVE:
             if (parse_num(optarg, 1, 86400, &v) < 0)
                 return usage_error("--keepalive must be 1..86400 seconds, not '%s'", optarg);
@@ -590,6 +613,14 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, struct sock
                    : EXIT_USAGE;
     }
     return -1;
+}
+
+static bool activated_probe(const struct srv_config *cfg)
+{
+    for (int i = 0; i < cfg->nactivated; i++)
+        if (cfg->activated[i].probe)
+            return true;
+    return false;
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -678,6 +709,19 @@ int main(int argc, char **argv)
         LOG_E("libsodium cannot be initialised");
         return EXIT_LISTEN;
     }
+    /* systemd socket activation: its sockets instead of --listen / --probe-listen */
+    cfg.nactivated = sdl_take(cfg.activated, (int)(sizeof cfg.activated / sizeof cfg.activated[0]),
+                              err, sizeof err);
+    if (cfg.nactivated < 0) {
+        LOG_E("socket activation: %s", err);
+        return EXIT_LISTEN;
+    }
+    if (cfg.nactivated > 0)
+        LOG_I("socket activation: %d sockets passed; --listen and --probe-listen are not bound",
+              cfg.nactivated);
+    if (cfg.nactivated > 0 && cfg.nprobe_listen > 0 && !activated_probe(&cfg))
+        LOG_W("socket activation: no socket named \"probe\" (FileDescriptorName=probe): no "
+              "probe listener");
     /* a peer that vanished mid-write must cost an EPIPE, not the process */
     signal(SIGPIPE, SIG_IGN);
 

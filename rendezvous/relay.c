@@ -113,6 +113,7 @@ struct rly {
     uv_timer_t sweep;
     bool sweep_open;
     bool stopping;
+    bool draining; /* rly_drain: no new offers, the sessions run on */
     /* a read buffer that got a short read, kept for the next read of any side */
     struct rly_wreq *spare;
     size_t spare_len;
@@ -350,7 +351,9 @@ int rly_offer(struct rly *r, const char *session, const struct rly_party *p0,
 {
     struct rly_rec *e;
     snprintf(why, whylen, "the relay has no room for another session");
-    if (!r->cfg.enabled || r->stopping || hmap_count(&r->offers) >= RLY_MAX_OFFERS ||
+    if (r->draining)
+        snprintf(why, whylen, "the server is shutting down");
+    if (!r->cfg.enabled || r->stopping || r->draining || hmap_count(&r->offers) >= RLY_MAX_OFFERS ||
         rly_find(r, session))
         return -1;
     if (rly_offer_quota(r, p0, p1, why, whylen) < 0)
@@ -1159,6 +1162,11 @@ static void rly_on_sweep_closed(uv_handle_t *h)
 {
     struct rly *r = h->data;
     rly_maybe_idle(r);
+}
+
+void rly_drain(struct rly *r)
+{
+    r->draining = true;
 }
 
 void rly_stop(struct rly *r)

@@ -81,6 +81,10 @@ void rly_stats(const struct rly *r, struct rly_stats *out);
 /* After rly_stop: true once nothing of the relay keeps the loop busy. */
 bool rly_idle(const struct rly *r);
 
+/* A drain (--drain): new offers are refused from now on; the sessions already spliced or
+ * waiting go on until they end or rly_stop cuts them (rly_active tells how many are left). */
+void rly_drain(struct rly *r);
+
 /* Server shutdown: waiting sides get server-shutdown, spliced sessions are reset, offers are
  * dropped; idle is called when every handle has closed (possibly from within this call). */
 void rly_stop(struct rly *r);

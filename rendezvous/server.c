@@ -37,7 +37,7 @@ static void srv_on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
  * with the listeners already closed uv_run returns. */
 static void srv_maybe_done(struct srv *s)
 {
-    if (!s->stopping || conn_count(&s->conns) || (s->rly && !rly_idle(s->rly)))
+    if (!s->stopping || s->drain.on || conn_count(&s->conns) || (s->rly && !rly_idle(s->rly)))
         return;
     if (s->sweep_init && !uv_is_closing((uv_handle_t *)&s->sweep))
         uv_close((uv_handle_t *)&s->sweep, NULL);
@@ -164,11 +164,12 @@ static int srv_check_candidates(struct conn *c, const struct proto_eplist *l)
 
 /* The connection of this instance that a hello with replace takes the id from: the id's holder
  * when it registered with the hello's key (the hello's signature has proved that key), or NULL
- * (no replace, a different key, resume not offered: id-taken as before). */
+ * (no replace, an auxiliary connection, a different key: id-taken as before). Honoured with
+ * --no-resume too (challenge.features "replace"): a restarted listen needs it. */
 static struct conn *srv_replaceable(struct conn *c, const struct proto_msg *m)
 {
     struct conn *old;
-    if (!m->u.hello.replace || m->u.hello.aux || !c->srv->cfg.resume)
+    if (!m->u.hello.replace || m->u.hello.aux)
         return NULL;
     old = reg_find(c->srv->reg, m->u.hello.id);
     if (!old || old == c || sodium_memcmp(old->key, m->u.hello.key, sizeof old->key) != 0)
@@ -186,6 +187,15 @@ static bool srv_replace_local(struct conn *c, const struct proto_msg *m)
     char msg[PROTO_MAX_TEXT];
     if (!old)
         return false;
+    /* the key's owner only, but in a loop each replace costs a signature check, a refusal and
+     * (cluster) a bus message: the id's bucket goes from holder to holder */
+    if (rst_replace_take(&old->replaces, uv_now(c->srv->loop)) < 0) {
+        snprintf(msg, sizeof msg, "%s was replaced more than %d times in a row; try again in %d s",
+                 old->id, RST_REPLACE_BURST, RST_REPLACE_EVERY_MS / 1000);
+        conn_refuse(c, PC_RATE_LIMITED, msg, true);
+        return false;
+    }
+    c->replaces = old->replaces;
     LOG_N("replace %s: the connection from %s gives way to the one from %s (same key)", old->id,
           old->addr, c->addr);
     snprintf(msg, sizeof msg, "a newer connection registered %s with the same key", old->id);
@@ -206,6 +216,8 @@ static void srv_register(struct conn *c, const struct proto_msg *m)
     rs = m->u.hello.aux ? REG_OK : reg_add(c->srv->reg, m->u.hello.id, c);
     if (rs == REG_EXISTS && srv_replace_local(c, m))
         rs = reg_add(c->srv->reg, m->u.hello.id, c);
+    if (!conn_active(c)) /* refused by srv_replace_local (replaced too often) */
+        return;
     if (rs == REG_EXISTS) {
         snprintf(msg, sizeof msg, "%s is already registered by another connection", m->u.hello.id);
         conn_refuse(c, PC_ID_TAKEN, msg, true);
@@ -242,7 +254,7 @@ static void srv_register(struct conn *c, const struct proto_msg *m)
     srv_log_endpoints(c);
     srv_welcome(c);
     /* with replace, the id's holder on another instance is told to let go (cl_announce_replace) */
-    if (!c->aux && m->u.hello.replace && c->srv->cfg.resume)
+    if (!c->aux && m->u.hello.replace)
         cl_announce_replace(c->srv->cl, c->id, c->key);
     else if (!c->aux)
         cl_announce(c->srv->cl, c->id);
@@ -736,10 +748,12 @@ static int srv_challenge(struct conn *c)
     m.u.challenge.version = PROTO_VERSION;
     /* a peer sends hello.birthday only to a server that offers it (PROTOCOL.md, "Birthday") */
     m.u.challenge.feat_birthday = c->srv->cfg.bday.k_max > 0 && c->srv->cfg.bday.m_max > 0;
-    /* ... and hello.features / hello.replace / connect.resume only to one that offers resume */
+    /* ... and hello.features / connect.resume only to one that offers resume */
     m.u.challenge.feat_resume = c->srv->cfg.resume;
     /* ... and a report only to one that takes them (PROTOCOL.md, "Traversal reports") */
     m.u.challenge.feat_report = true;
+    /* hello.replace is taken whatever --no-resume says (PROTOCOL.md 5.1) */
+    m.u.challenge.feat_replace = true;
     randombytes_buf(c->nonce, sizeof c->nonce);
     memcpy(m.u.challenge.nonce, c->nonce, sizeof c->nonce);
     n = proto_encode(&m, line, sizeof line);
@@ -1111,10 +1125,50 @@ static int srv_listen_all(struct srv *s, const struct sockaddr_storage *addrs, i
     return 0;
 }
 
+/* Socket activation: the sockets systemd keeps open across restarts (sdlisten.h has checked
+ * each is a listening TCP socket), main ones and "probe" ones, in the order passed. */
+static int srv_listen_activated(struct srv *s, char *err, size_t errlen)
+{
+    for (int i = 0; i < s->cfg.nactivated; i++) {
+        struct srv_listener *l = &s->listeners[s->nlisteners];
+        struct sockaddr_storage bound;
+        int len = sizeof bound, rc = uv_tcp_init(s->loop, &l->tcp);
+        if (rc < 0)
+            goto fail;
+        s->nlisteners++;
+        l->tcp.data = l;
+        l->srv = s;
+        l->probe = s->cfg.activated[i].probe;
+        rc = uv_tcp_open(&l->tcp, s->cfg.activated[i].fd);
+        if (rc == 0)
+            rc = uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &len);
+        if (rc == 0)
+            rc = uv_listen((uv_stream_t *)&l->tcp, SRV_BACKLOG, srv_on_connection);
+        if (rc < 0)
+            goto fail;
+        ep_format((const struct sockaddr *)&bound, l->addr, sizeof l->addr);
+        if (l->probe && !s->probe_port)
+            s->probe_port = ep_port((const struct sockaddr *)&bound);
+        if (l->probe && !s->has_probe6 && !s->probe6_port && bound.ss_family == AF_INET6)
+            srv_probe6_set(s, (const struct sockaddr *)&bound);
+        LOG_N("listening on %s%s (socket activation, fd %d)", l->addr,
+              l->probe ? " (probes only)" : "", s->cfg.activated[i].fd);
+        continue;
+    fail:
+        snprintf(err, errlen, "cannot listen on the socket passed as fd %d: %s",
+                 s->cfg.activated[i].fd, uv_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
 int srv_listen(struct srv *s, char *err, size_t errlen)
 {
-    if (srv_listen_all(s, s->cfg.listen, s->cfg.nlisten, false, err, errlen) < 0 ||
-        srv_listen_all(s, s->cfg.probe_listen, s->cfg.nprobe_listen, true, err, errlen) < 0)
+    if (s->cfg.nactivated > 0) {
+        if (srv_listen_activated(s, err, errlen) < 0)
+            return -1;
+    } else if (srv_listen_all(s, s->cfg.listen, s->cfg.nlisten, false, err, errlen) < 0 ||
+               srv_listen_all(s, s->cfg.probe_listen, s->cfg.nprobe_listen, true, err, errlen) < 0)
         return -1;
     LOG_I("keepalive %u s, hello timeout %u s, at most %lu peers", s->cfg.keepalive,
           s->cfg.hello_timeout, s->cfg.max_peers);
@@ -1129,33 +1183,126 @@ static void srv_close_all(struct conn_list *l)
         conn_close(c);
 }
 
-void srv_shutdown(struct srv *s, const char *why)
+static void srv_close_listeners(struct srv *s)
+{
+    for (int i = 0; i < s->nlisteners; i++)
+        if (!uv_is_closing((uv_handle_t *)&s->listeners[i].tcp))
+            uv_close((uv_handle_t *)&s->listeners[i].tcp, NULL);
+}
+
+static void srv_tell_all(struct conn_list *l)
 {
     struct conn *c;
+    while ((c = conn_first(l)))
+        conn_error(c, PC_SERVER_SHUTDOWN, "the server is shutting down", true);
+}
 
+/* The end of every shutdown, drained or not: relays cut, every peer told, the cluster left. */
+static void srv_stop_now(struct srv *s)
+{
+    s->stopping = true;
+    if (s->rly)
+        rly_stop(s->rly);
+    srv_close_listeners(s);
+    srv_tell_all(&s->conns.live);
+    srv_tell_all(&s->conns.fresh);
+    cl_stop(s->cl); /* after the peers above were withdrawn from the directory */
+    srv_maybe_done(s);
+}
+
+/* The drain's timer goes; what is left is srv_stop_now's. */
+static void srv_drain_end(struct srv *s)
+{
+    if (!s->drain.on)
+        return;
+    s->drain.on = false;
+    uv_close((uv_handle_t *)&s->drain.timer, NULL);
+}
+
+/* Done when every peer was told and has gone and no relayed session is left; in cluster mode
+ * not before RST_MOVE_GRACE_MS after the last goodbye, the time the peers take to register
+ * on another instance (their own spread included). */
+static bool srv_drained(const struct srv *s, uint64_t elapsed_ms)
+{
+    if (s->drain.told < s->drain.total || s->conns.live.n || s->conns.fresh.n ||
+        (s->rly && rly_active(s->rly)))
+        return false;
+    return !s->cl || elapsed_ms >= s->drain.spread_ms + RST_MOVE_GRACE_MS;
+}
+
+static void srv_on_drain_tick(uv_timer_t *t)
+{
+    struct srv *s = t->data;
+    uint64_t elapsed = uv_now(s->loop) - s->drain.start_ms;
+    size_t due = rst_due(s->drain.total, s->drain.spread_ms, elapsed);
+    struct conn *c;
+
+    while (s->drain.told < due && (c = conn_first(&s->conns.live))) {
+        conn_error(c, PC_SERVER_SHUTDOWN, "the server is shutting down", true);
+        s->drain.told++;
+    }
+    if (s->drain.told >= s->drain.total)
+        srv_tell_all(&s->conns.live); /* registered meanwhile (a claim that was answered) */
+    if (elapsed >= (uint64_t)s->cfg.drain * 1000) {
+        LOG_N("drain: %u s are over: cutting %zu relayed sessions, dropping %zu connections",
+              s->cfg.drain, s->rly ? rly_active(s->rly) : 0, conn_count(&s->conns));
+        srv_drain_end(s);
+        srv_stop_now(s);
+        srv_close_all(&s->conns.linger);
+        return;
+    }
+    if (srv_drained(s, elapsed)) {
+        LOG_N("drain: done after %.1f s (%zu peers told to go)", (double)elapsed / 1000.0,
+              s->drain.told);
+        srv_drain_end(s);
+        srv_stop_now(s);
+    }
+}
+
+/* --drain: nothing new (no connection, no relay offer), the peers told to go over a spread
+ * (srv_on_drain_tick), relayed sessions left to finish. Returns -1 when it cannot start (no
+ * timer): the caller stops at once. */
+static int srv_drain_start(struct srv *s, const char *why)
+{
+    if (uv_timer_init(s->loop, &s->drain.timer) < 0)
+        return -1;
+    s->drain.timer.data = s;
+    s->drain.on = true;
+    s->stopping = true; /* /healthz answers 503 from here on */
+    s->drain.start_ms = uv_now(s->loop);
+    s->drain.spread_ms = rst_spread_ms(s->cfg.drain);
+    s->drain.total = s->conns.live.n;
+    s->drain.told = 0;
+    srv_close_listeners(s);
+    if (s->rly)
+        rly_drain(s->rly);
+    srv_tell_all(&s->conns.fresh); /* not registered yet: nothing to move */
+    LOG_N("drain (%s): %zu registered peers told to go over %.1f s; relayed sessions get %u s", why,
+          s->drain.total, (double)s->drain.spread_ms / 1000.0, s->cfg.drain);
+    uv_timer_start(&s->drain.timer, srv_on_drain_tick, RST_TICK_MS, RST_TICK_MS);
+    return 0;
+}
+
+void srv_shutdown(struct srv *s, const char *why)
+{
     if (s->stopping) { /* asked again: nobody is waited for any longer */
         LOG_N("shutdown (%s again): dropping %zu connections now", why ? why : "stop",
               conn_count(&s->conns));
+        if (s->drain.on) {
+            srv_drain_end(s);
+            srv_stop_now(s);
+        }
         srv_close_all(&s->conns.fresh);
         srv_close_all(&s->conns.live);
         srv_close_all(&s->conns.linger);
         return;
     }
-    s->stopping = true;
-    if (s->rly)
-        rly_stop(s->rly);
+    if (why && s->cfg.drain && srv_drain_start(s, why) == 0)
+        return;
     if (why)
         LOG_N("shutdown (%s): %zu registered, %zu other connections", why, s->conns.live.n,
               s->conns.fresh.n + s->conns.linger.n);
-    for (int i = 0; i < s->nlisteners; i++)
-        if (!uv_is_closing((uv_handle_t *)&s->listeners[i].tcp))
-            uv_close((uv_handle_t *)&s->listeners[i].tcp, NULL);
-    while ((c = conn_first(&s->conns.live)))
-        conn_error(c, PC_SERVER_SHUTDOWN, "the server is shutting down", true);
-    while ((c = conn_first(&s->conns.fresh)))
-        conn_error(c, PC_SERVER_SHUTDOWN, "the server is shutting down", true);
-    cl_stop(s->cl); /* after the peers above were withdrawn from the directory */
-    srv_maybe_done(s);
+    srv_stop_now(s);
 }
 
 void srv_reload(struct srv *s)

@@ -5,6 +5,7 @@
 #include "common/endpoint.h"
 #include "common/linebuf.h"
 #include "common/queue.h"
+#include "common/sdlisten.h"
 #include "proto/proto.h"
 #include "rendezvous/cluster.h"
 #include "rendezvous/conn.h"
@@ -52,6 +53,11 @@ struct srv_config {
     unsigned connect_rate;   /* connect requests per second per peer (0: no limit) */
     struct plan_bday_cfg bday; /* --birthday-k-max, --birthday-m-max (0: never birthday) */
     bool resume;               /* offer resume in challenge.features (--no-resume: false) */
+    unsigned drain;            /* --drain SEC: the first SIGTERM drains (0: stops at once) */
+    /* systemd socket activation (sdlisten.h): listening sockets served instead of binding
+     * listen and probe_listen (nactivated 0: none passed) */
+    struct sdl_fd activated[2 * SRV_MAX_LISTEN];
+    int nactivated;
     struct cl_cfg cluster;   /* cluster.redis NULL: a single instance */
 };
 
@@ -88,6 +94,14 @@ struct srv {
     bool sweep_init;
     size_t conns_high; /* most connections at once since memory was last handed back */
     bool stopping;
+    /* --drain under way (srv_shutdown): peers told to go drain.told of drain.total, over
+     * drain.spread_ms from drain.start_ms, on a timer of RST_TICK_MS */
+    struct {
+        uv_timer_t timer;
+        bool on;
+        uint64_t start_ms, spread_ms;
+        size_t total, told;
+    } drain;
     struct mtr mtr; /* the counters of metrics.h (--metrics-listen serves them) */
     struct conn_set conns; /* every connection, by state */
     char rbuf[SRV_READ_BUF]; /* reads are handled synchronously, so one buffer serves all */
@@ -102,7 +116,10 @@ int srv_init(struct srv *s, uv_loop_t *loop, const struct srv_config *cfg, char 
 int srv_listen(struct srv *s, char *err, size_t errlen);
 /* Stops accepting, sends server-shutdown to every peer and closes every handle once they
  * are gone; uv_run then returns. A second call drops the remaining peers at once.
- * why (e.g. the signal name) is logged; NULL logs nothing (start-up failure). */
+ * why (e.g. the signal name) is logged; NULL logs nothing (start-up failure). With --drain
+ * (and why set) it drains first: s->stopping at once, the listeners closed, the peers told
+ * over a spread, relayed sessions let finish, everything else once they are done or after
+ * --drain seconds. */
 void srv_shutdown(struct srv *s, const char *why);
 /* SIGHUP: reads --authorized again and drops registered peers it no longer lists. */
 void srv_reload(struct srv *s);

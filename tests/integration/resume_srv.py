@@ -65,6 +65,7 @@ def t_challenge(host, port, offered):
         R.check("resume" in feats, f"the challenge lists resume: {c.first}")
     else:
         R.check("resume" not in feats, f"--no-resume: the challenge does not list it: {c.first}")
+    R.check("replace" in feats, f"the challenge lists replace, resume or not: {c.first}")
     c.close()
 
 
@@ -104,7 +105,8 @@ def t_features_off(host, port):
 
 
 def t_replace(host, port, port2, offered):
-    """replace with the same key takes the id (the old connection gets replaced); another
+    """replace with the same key takes the id (the old connection gets replaced), with or
+    without resume offered (offered: the server was started without --no-resume); another
     key, or no replace, gets id-taken. port2: where the newer connection registers."""
     me = uid("rep")
     ident = Identity(me)
@@ -124,13 +126,17 @@ def t_replace(host, port, port2, offered):
     c.close()
     if port != port2 and old.next_msg(0.5) is not None:
         R.bad("the old connection heard something after the refused replace")
+    # an auxiliary connection never replaces: it registers aside, the old one keeps the id
+    c = Conn(host, port2)
+    m = c.hello(ident, me, aux=True, replace=True)
+    R.check(isinstance(m, dict) and m.get("type") == "welcome",
+            f"an auxiliary hello with replace registers aside ({m})")
+    R.check(old.next_msg(0.5) is None and not old.closed(0.3),
+            "and the old connection keeps the id (aux never replaces)")
+    c.close()
     new = Conn(host, port2)
     m = new.hello(ident, me, replace=True)
-    if not offered:
-        R.check(is_error(m, "id-taken"), f"--no-resume: replace is ignored, id-taken ({m})")
-        R.check(old.next_msg(1.0) is None and not old.closed(0.5),
-                "--no-resume: the old connection stays")
-        return
+    # offered or not (--no-resume): replace is taken alike, the challenge lists "replace"
     R.check(isinstance(m, dict) and m.get("type") == "welcome",
             f"replace with the same key: the new connection registers ({m})")
     m = old.next_msg(3.0)

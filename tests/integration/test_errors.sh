@@ -157,7 +157,8 @@ RC=$?
 check "connect to our own id fails (exit $RC)" test "$RC" -ne 0
 check "and says why" test -s "$WORK/s.err"
 
-# id taken: a listener holds the id, a second listener with the same id is refused
+# id taken: a listener holds the id, a second listener with the same id and another key is
+# refused (with the same key it would take the id over: test_restart.sh)
 TAKEN=$(uid taken)
 # the listener's stdin is a fifo held open (read-write, so opening it never blocks) on fd 3
 mkfifo "$WORK/hold.fifo"
@@ -166,8 +167,9 @@ spawn 60 "$TCPUNCH" -s "127.0.0.1:$SERVER_PORT" -i "$TAKEN" listen <"$WORK/hold.
     >"$WORK/hold.out" 2>"$WORK/hold.err" 3>&-
 PID_HOLD=$!
 wait_registered "$TAKEN"
-T -s "127.0.0.1:$SERVER_PORT" -i "$TAKEN" listen </dev/null >"$WORK/t.out" 2>"$WORK/t.err" 3>&-
-check_rc "second listener with the same id" 2 $?
+TCPUNCH_HOME=$WORK/home/other-$TAKEN T -s "127.0.0.1:$SERVER_PORT" -i "$TAKEN" listen </dev/null \
+    >"$WORK/t.out" 2>"$WORK/t.err" 3>&-
+check_rc "second listener with the same id, another key" 2 $?
 check "the message mentions the id \"$TAKEN\"" grep -q -F -- "$TAKEN" "$WORK/t.err"
 check "the first listener is still waiting" kill -0 "$PID_HOLD"
 

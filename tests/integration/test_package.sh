@@ -136,6 +136,7 @@ done
 for f in /usr/share/man/man1/tcpunch.1.gz /usr/share/man/man8/tcpunch-rendezvous.8.gz \
     /usr/share/bash-completion/completions/tcpunch /usr/share/bash-completion/completions/tcpunch-rendezvous \
     /usr/lib/systemd/system/tcpunch-rendezvous.service /usr/lib/systemd/system/tcpunch-rendezvous@.service \
+    /usr/lib/systemd/system/tcpunch-rendezvous.socket /usr/lib/systemd/system/tcpunch-rendezvous-probe.socket \
     /usr/share/doc/tcpunch/README.md /usr/share/doc/tcpunch/PROTOCOL.md /usr/share/doc/tcpunch/VPS.md \
     /usr/share/doc/tcpunch/CLUSTER.md /usr/share/doc/tcpunch/METRICS.md /usr/share/doc/tcpunch/copyright; do
     check "contains $f (0644)" has "$f" '-rw-r--r--'
@@ -343,8 +344,8 @@ else
 fi
 check "dpkg no longer knows tcpunch" bash -c '! dpkg -s tcpunch >/dev/null 2>&1'
 for f in /usr/bin/tcpunch /usr/bin/tcpunch-rendezvous /usr/lib/systemd/system/tcpunch-rendezvous.service \
-    /usr/lib/systemd/system/tcpunch-rendezvous@.service /usr/share/man/man1/tcpunch.1.gz \
-    /usr/share/doc/tcpunch /var/lib/tcpunch; do
+    /usr/lib/systemd/system/tcpunch-rendezvous@.service /usr/lib/systemd/system/tcpunch-rendezvous.socket \
+    /usr/share/man/man1/tcpunch.1.gz /usr/share/doc/tcpunch /var/lib/tcpunch; do
     check "$f is gone" bash -c "[ ! -e '$f' ]"
 done
 check "the tcpunch user is gone" bash -c '! getent passwd tcpunch >/dev/null'

@@ -2160,6 +2160,19 @@ static void t_sess_challenge(void)
     CHECK(msg_.u.challenge.feat_resume && !msg_.u.challenge.feat_birthday);
     ACCEPT(PROTO_TO_PEER, CHAL_F(",\"features\":[\"resumex\",\"Resume\"]"));
     CHECK(!msg_.u.challenge.feat_resume);
+    /* "replace" (hello.replace taken without resume): last, alone or with the others */
+    m.u.challenge.feat_birthday = false;
+    m.u.challenge.feat_replace = true;
+    CHECK(enc_z(&m, line, sizeof line) > 0 && strstr(line, "\"features\":[\"replace\"]}"));
+    if (roundtrip(&m, PROTO_TO_PEER, &o))
+        CHECK(o.u.challenge.feat_replace && !o.u.challenge.feat_resume);
+    m.u.challenge.feat_resume = m.u.challenge.feat_birthday = true;
+    CHECK(enc_z(&m, line, sizeof line) > 0 &&
+          strstr(line, "\"features\":[\"birthday\",\"resume\",\"replace\"]}"));
+    ACCEPT(PROTO_TO_PEER, CHAL_F(",\"features\":[\"resume\"]"));
+    CHECK(!msg_.u.challenge.feat_replace); /* an older server: the peer infers it from resume */
+    ACCEPT(PROTO_TO_PEER, CHAL_F(",\"features\":[\"replaced\"]"));
+    CHECK(!msg_.u.challenge.feat_replace);
 }
 
 static void t_sess_hello(void)
