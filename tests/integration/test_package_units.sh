@@ -74,6 +74,22 @@ else
     fail "a .socket unit did not pass through: $(cat "$WORK/cmake.log")"
 fi
 
+# the maintainer scripts stop every unit the package ships that can be running: a socket left
+# active after a remove keeps its port bound in PID 1, for a service that is gone
+units=$(sed -n '/^set(TCPUNCH_UNITS/,/)/p' "$src/CMakeLists.txt" | grep -o -E '[A-Za-z0-9_@.-]+\.(socket|service)')
+[ -n "$units" ] || fail "no TCPUNCH_UNITS in CMakeLists.txt"
+for u in $units; do
+    case $u in
+    *@.service) want="${u%@.service}@\*.service" ;;
+    *) want=$u ;;
+    esac
+    if grep -q -E -- "(^|[ '])$want([ ';]|$)" "$src/packaging/prerm"; then
+        pass "prerm stops $u on remove"
+    else
+        fail "prerm does not stop $u on remove"
+    fi
+done
+
 if [ "$FAILS" -gt 0 ]; then
     echo "$TEST_NAME: $FAILS failure(s)" >&2
     exit 1
