@@ -169,4 +169,19 @@ check "it logs the drain as done, not as over" grep -q "drain: done after" <(log
 kill "$PID_L1" "$PID_L2" "$PID_L3" 2>/dev/null
 wait "$PID_L1" "$PID_L2" "$PID_L3" 2>/dev/null
 
+# ---- a relayed session with one side waiting: nobody can join it any more ----
+start_server --drain 10
+t0=$(date +%s%3N)
+timeout -k 2 30 python3 "$(dirname "$0")/relay_raw.py" drain 127.0.0.1 "$SERVER_PORT" "$SERVER_PID"
+check_rc "relay_raw.py drain" 0 $?
+gone_within 12 "$SERVER_PID"
+t1=$(date +%s%3N)
+if [ $((t1 - t0)) -lt 7000 ]; then
+    pass "a lone relay side does not hold the drain (gone $((t1 - t0)) ms after the start)"
+else
+    fail "the server drained $((t1 - t0)) ms, held by a relay side nobody can join (--drain 10)"
+fi
+wait "$SERVER_PID"
+check_rc "the server drained with a lone relay side" 0 $?
+
 finish
