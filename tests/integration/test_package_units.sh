@@ -90,6 +90,24 @@ for u in $units; do
     fi
 done
 
+# every server unit drains on stop, and systemd waits for the drain: TimeoutStopSec above
+# --drain (or the SIGKILL cuts the relayed sessions the drain is for), SIGTERM to the server only
+for u in $units; do
+    case $u in *.service) ;; *) continue ;; esac
+    f=$(find "$src/deploy" -name "$u" | head -n 1)
+    drain=$(sed -n '/^ExecStart=/,/^[^ ]/p' "$f" | grep -o -E -- '--drain [0-9]+' | grep -o -E '[0-9]+$')
+    stop=$(sed -n 's/^TimeoutStopSec=\([0-9]*\)s\{0,1\}$/\1/p' "$f")
+    if [ -z "$drain" ]; then
+        fail "$u: no --drain SEC on its ExecStart (a stop would cut every relayed session)"
+    elif [ -z "$stop" ] || [ "$stop" -le "$drain" ]; then
+        fail "$u: TimeoutStopSec=${stop:-unset} is not above --drain $drain"
+    elif ! grep -q -x 'KillMode=mixed' "$f"; then
+        fail "$u: --drain $drain without KillMode=mixed"
+    else
+        pass "$u drains on stop (--drain $drain, TimeoutStopSec=${stop}s, KillMode=mixed)"
+    fi
+done
+
 if [ "$FAILS" -gt 0 ]; then
     echo "$TEST_NAME: $FAILS failure(s)" >&2
     exit 1
