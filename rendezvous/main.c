@@ -623,6 +623,14 @@ static bool activated_probe(const struct srv_config *cfg)
     return false;
 }
 
+static int activated_main(const struct srv_config *cfg)
+{
+    int n = 0;
+    for (int i = 0; i < cfg->nactivated; i++)
+        n += !cfg->activated[i].probe;
+    return n;
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct app *app = h->data;
@@ -719,6 +727,12 @@ int main(int argc, char **argv)
     if (cfg.nactivated > 0)
         LOG_I("socket activation: %d sockets passed; --listen and --probe-listen are not bound",
               cfg.nactivated);
+    if (cfg.nactivated > 0 && activated_main(&cfg) == 0) {
+        /* probe listeners alone: up and healthy to systemd, and no peer could ever register */
+        LOG_E("socket activation: every socket passed is named \"probe\": no main listener "
+              "(FileDescriptorName=probe belongs to the probe sockets only)");
+        return EXIT_LISTEN;
+    }
     if (cfg.nactivated > 0 && cfg.nprobe_listen > 0 && !activated_probe(&cfg))
         LOG_W("socket activation: no socket named \"probe\" (FileDescriptorName=probe): no "
               "probe listener");

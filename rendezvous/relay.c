@@ -1166,7 +1166,17 @@ static void rly_on_sweep_closed(uv_handle_t *h)
 
 void rly_drain(struct rly *r)
 {
+    struct q *it, *tmp;
     r->draining = true;
+    /* nobody joins any more (the server's listeners are closed, its fresh connections told to
+     * go): a side waiting for its other one would only hold the drain until --relay-wait or
+     * SEC, then hear the same server-shutdown. It hears it now, and can go elsewhere. */
+    q_foreach_safe(it, tmp, &r->sessions) {
+        struct rly_sess *s = q_data(it, struct rly_sess, link);
+        if (s->state == RS_WAITING)
+            rly_refuse_waiting(s, PC_SERVER_SHUTDOWN,
+                               "the server is shutting down: the other side can no longer join");
+    }
 }
 
 void rly_stop(struct rly *r)

@@ -81,8 +81,9 @@ void rly_stats(const struct rly *r, struct rly_stats *out);
 /* After rly_stop: true once nothing of the relay keeps the loop busy. */
 bool rly_idle(const struct rly *r);
 
-/* A drain (--drain): new offers are refused from now on; the sessions already spliced or
- * waiting go on until they end or rly_stop cuts them (rly_active tells how many are left). */
+/* A drain (--drain): new offers are refused from now on; the sessions already spliced go on
+ * until they end or rly_stop cuts them (rly_active tells how many are left). A side waiting
+ * for its other one gets server-shutdown at once: the server takes no joins any more. */
 void rly_drain(struct rly *r);
 
 /* Server shutdown: waiting sides get server-shutdown, spliced sessions are reset, offers are

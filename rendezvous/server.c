@@ -1219,13 +1219,13 @@ static void srv_drain_end(struct srv *s)
     uv_close((uv_handle_t *)&s->drain.timer, NULL);
 }
 
-/* Done when every peer was told and has gone and no relayed session is left; in cluster mode
- * not before RST_MOVE_GRACE_MS after the last goodbye, the time the peers take to register
- * on another instance (their own spread included). */
+/* Done when every peer has gone (told, or left on its own: drain.told may never reach
+ * drain.total then) and no relayed session is left; in cluster mode not before
+ * RST_MOVE_GRACE_MS after the last goodbye, the time the peers take to register on another
+ * instance (their own spread included). */
 static bool srv_drained(const struct srv *s, uint64_t elapsed_ms)
 {
-    if (s->drain.told < s->drain.total || s->conns.live.n || s->conns.fresh.n ||
-        (s->rly && rly_active(s->rly)))
+    if (s->conns.live.n || s->conns.fresh.n || (s->rly && rly_active(s->rly)))
         return false;
     return !s->cl || elapsed_ms >= s->drain.spread_ms + RST_MOVE_GRACE_MS;
 }

@@ -7,10 +7,12 @@ Usage: relay_raw.py MODE HOST PORT SERVER_PID
   MODE limits:   server run with --relay-bytes 100K --relay-seconds 2
   MODE rate:     server run with --relay-rate 200K
   MODE disabled: server run with --no-relay
+  MODE drain:    server run with --drain 10 (it is sent SIGTERM here)
 Exit status = number of failures. Every wait is bounded."""
 import json
 import os
 import re
+import signal
 import socket
 import sys
 import time
@@ -362,12 +364,31 @@ def t_disabled():
           f"a relay-only peer on a server without relay: no-path ({m})")
 
 
+def t_drain_waiting():
+    """A lone side waits for its other one; the server drains. Nothing can join a draining
+    server (its listeners are closed): the lone side is told server-shutdown at once, instead of
+    holding the drain until --relay-wait (30 s) or --drain (10 s)."""
+    s = session()
+    if not s:
+        return
+    c = join(s[0], s[1])
+    time.sleep(0.5)  # joined and waiting
+    t0 = time.time()
+    os.kill(server_pid(), signal.SIGTERM)
+    m = c.line(8.0)
+    took = time.time() - t0
+    code = m.get("code") if m else None
+    check(code == "server-shutdown", f"the waiting side gets server-shutdown (got {m})")
+    check(took < 2.0, f"at the drain's start, not at its end (took {took:.1f} s)")
+
+
 TESTS = {
     "main": [t_offer, t_refusals, t_no_path, t_splice_half_close, t_full, t_backpressure,
              t_silent_gets_hello_timeout, t_wait_timeout],
     "limits": [t_bytes_cut, t_seconds_cut],
     "rate": [t_rate],
     "disabled": [t_disabled],
+    "drain": [t_drain_waiting],
 }
 
 for t in TESTS[MODE]:

@@ -8,8 +8,9 @@ sdlaunch.py serve PORT PIDFILE GAPFILE -- SERVER ARGS...
     writing GAPFILE and a pause in which connections queue in the backlog it keeps) a new one on
     the same socket. Exits when the server exits other than by a restart.
 sdlaunch.py bad KIND -- SERVER ARGS...
-    runs SERVER with fd 3 a socket that is no listening TCP socket (KIND: udp or unbound) and
-    the variables set; its exit status is the server's.
+    runs SERVER with fd 3 a socket that is no listening TCP socket (KIND: udp or unbound), or
+    (probeonly) a listening one named "probe" alone, and the variables set; its exit status is
+    the server's.
 sdlaunch.py otherpid -- SERVER ARGS...
     sets LISTEN_PID to another process's pid: the server must ignore the variables.
 """
@@ -47,11 +48,17 @@ def main():
         signal.signal(signal.SIGUSR1, usr1)
         sys.exit(serve_loop(port, pidfile, gapfile, argv, restart_pending))
     if mode == "bad":
+        names = "main"
         if sys.argv[2] == "udp":
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        elif sys.argv[2] == "probeonly":  # a good socket, but named probe: no main listener
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            s.listen(8)
+            names = "probe"
         else:
             s = socket.socket()
-        pid = run(s, argv)
+        pid = run(s, argv, names)
         _, status = os.waitpid(pid, 0)
         sys.exit(os.waitstatus_to_exitcode(status))
     if mode == "otherpid":  # exec'd in place: the server is this process, LISTEN_PID is not

@@ -145,4 +145,43 @@ wait "$SERVER_PID"
 check_rc "the server after two SIGTERMs" 0 $?
 stop_pair
 
+# ---- peers that leave on their own during the spread: the drain ends when nobody is left ----
+# (it waited for --drain SEC when a registered peer went before its turn: told never reached
+# the count taken at the SIGTERM)
+start_server --drain 15
+for k in 1 2 3; do
+    waiting "$(uid "leave$k")"
+    eval "PID_L$k=$PID_W"
+done
+mark=$(log_mark)
+t0=$(date +%s%3N)
+kill -TERM "$(under_timeout "$SERVER_PID")"
+# two of the three go at once (before the spread of 3 s reaches them); the third is told
+kill -KILL "$(under_timeout "$PID_L2")" "$(under_timeout "$PID_L3")" 2>/dev/null
+if gone_within 8 "$SERVER_PID"; then
+    pass "the drain ends once every peer has gone ($(($(date +%s%3N) - t0)) ms, not --drain 15)"
+else
+    fail "the server still drains 8 s after SIGTERM with no peer left"
+fi
+wait "$SERVER_PID"
+check_rc "the server drained of peers that left" 0 $?
+check "it logs the drain as done, not as over" grep -q "drain: done after" <(log_since "$mark")
+kill "$PID_L1" "$PID_L2" "$PID_L3" 2>/dev/null
+wait "$PID_L1" "$PID_L2" "$PID_L3" 2>/dev/null
+
+# ---- a relayed session with one side waiting: nobody can join it any more ----
+start_server --drain 10
+t0=$(date +%s%3N)
+timeout -k 2 30 python3 "$(dirname "$0")/relay_raw.py" drain 127.0.0.1 "$SERVER_PORT" "$SERVER_PID"
+check_rc "relay_raw.py drain" 0 $?
+gone_within 12 "$SERVER_PID"
+t1=$(date +%s%3N)
+if [ $((t1 - t0)) -lt 7000 ]; then
+    pass "a lone relay side does not hold the drain (gone $((t1 - t0)) ms after the start)"
+else
+    fail "the server drained $((t1 - t0)) ms, held by a relay side nobody can join (--drain 10)"
+fi
+wait "$SERVER_PID"
+check_rc "the server drained with a lone relay side" 0 $?
+
 finish

@@ -74,6 +74,40 @@ else
     fail "a .socket unit did not pass through: $(cat "$WORK/cmake.log")"
 fi
 
+# the maintainer scripts stop every unit the package ships that can be running: a socket left
+# active after a remove keeps its port bound in PID 1, for a service that is gone
+units=$(sed -n '/^set(TCPUNCH_UNITS/,/)/p' "$src/CMakeLists.txt" | grep -o -E '[A-Za-z0-9_@.-]+\.(socket|service)')
+[ -n "$units" ] || fail "no TCPUNCH_UNITS in CMakeLists.txt"
+for u in $units; do
+    case $u in
+    *@.service) want="${u%@.service}@\*.service" ;;
+    *) want=$u ;;
+    esac
+    if grep -q -E -- "(^|[ '])$want([ ';]|$)" "$src/packaging/prerm"; then
+        pass "prerm stops $u on remove"
+    else
+        fail "prerm does not stop $u on remove"
+    fi
+done
+
+# every server unit drains on stop, and systemd waits for the drain: TimeoutStopSec above
+# --drain (or the SIGKILL cuts the relayed sessions the drain is for), SIGTERM to the server only
+for u in $units; do
+    case $u in *.service) ;; *) continue ;; esac
+    f=$(find "$src/deploy" -name "$u" | head -n 1)
+    drain=$(sed -n '/^ExecStart=/,/^[^ ]/p' "$f" | grep -o -E -- '--drain [0-9]+' | grep -o -E '[0-9]+$')
+    stop=$(sed -n 's/^TimeoutStopSec=\([0-9]*\)s\{0,1\}$/\1/p' "$f")
+    if [ -z "$drain" ]; then
+        fail "$u: no --drain SEC on its ExecStart (a stop would cut every relayed session)"
+    elif [ -z "$stop" ] || [ "$stop" -le "$drain" ]; then
+        fail "$u: TimeoutStopSec=${stop:-unset} is not above --drain $drain"
+    elif ! grep -q -x 'KillMode=mixed' "$f"; then
+        fail "$u: --drain $drain without KillMode=mixed"
+    else
+        pass "$u drains on stop (--drain $drain, TimeoutStopSec=${stop}s, KillMode=mixed)"
+    fi
+done
+
 if [ "$FAILS" -gt 0 ]; then
     echo "$TEST_NAME: $FAILS failure(s)" >&2
     exit 1

@@ -88,6 +88,13 @@ for kind in udp unbound; do
         grep -q "socket activation: fd 3 is not a listening stream socket" "$WORK/bad-$kind.err"
 done
 
+# ---- only a "probe" socket: no main listener, peers could never register ----
+timeout -k 2 10 python3 "$TESTDIR/sdlaunch.py" bad probeonly -- "$RENDEZVOUS" \
+    2>"$WORK/bad-probeonly.err"
+check_rc "only a socket named probe" 2 $?
+check "only a socket named probe: a clear error" \
+    grep -q "socket activation: every socket passed is named \"probe\"" "$WORK/bad-probeonly.err"
+
 # ---- LISTEN_PID of another process: the variables are not for us, --listen is bound ----
 P2=$(free_port) || die "no free port"
 spawn 20 python3 "$TESTDIR/sdlaunch.py" otherpid -- "$RENDEZVOUS" -l "127.0.0.1:$P2" \
