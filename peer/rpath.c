@@ -260,8 +260,14 @@ static void retry_later(struct rpath *r, bool not_found)
     }
     uint64_t w = resume_next_ms(r->failures++, not_found, randombytes_random());
     uint64_t left = resume_left_ms(now, r->lost_ms, r->c.timeout_ms);
-    if (w > left)
-        w = left; /* the deadline timer gives up first */
+    if (w >= left) {
+        /* the deadline comes first: its timer (running while suspended) gives up. A wait cut to
+         * `left` would be due at the same moment, and measured from the loop's cached time it
+         * could fire before the deadline's timer and start one more attempt of a few ms */
+        LOG_D("resume: attempt failed (%s); the deadline comes before the next",
+              r->why[0] ? r->why : "no reason");
+        return;
+    }
     LOG_D("resume: attempt failed (%s); next in %llu ms", r->why[0] ? r->why : "no reason",
           (unsigned long long)w);
     uv_timer_start(&r->wait, on_wait, w, 0);
