@@ -283,8 +283,12 @@ int cpace_finish(struct cpace *c, const uint8_t peer_share[CPACE_SHARE_BYTES],
     const uint8_t *ya, *yb, *ada, *adb;
     size_t ada_len, adb_len;
     int rc = -1;
-    if (!c || !peer_share || !isk)
+    if (!c)
         return -1;
+    if (!peer_share || !isk) {
+        cpace_wipe(c);
+        return -1;
+    }
     if (c->state != CPACE_STARTED || !cp_ok(peer_ad, peer_ad_len, CPACE_AD_MAX))
         goto out;
     /* Our own share coming back: in the initiator-responder setting an honest peer's share
@@ -328,7 +332,7 @@ out:
 
 int cpace_tag(const struct cpace *c, uint8_t tag[CPACE_TAG_BYTES])
 {
-    if (!c || c->state != CPACE_DONE)
+    if (!c || !tag || c->state != CPACE_DONE)
         return -1;
     memcpy(tag, c->own_tag, CPACE_TAG_BYTES);
     return 0;

@@ -395,6 +395,11 @@ static void t_bounds(void)
     CHECK_INT(cpace_start(&a, CPACE_INITIATOR, &in, s), -1);
     in = vin(V_PRS, "ADa");
     CHECK_INT(cpace_start(&a, (enum cpace_role)7, &in, s), -1);
+    /* no key buffer: refused, and the run is over */
+    in = vin(V_PRS, "ADa");
+    CHECK_INT(cpace_start(&a, CPACE_INITIATOR, &in, s), 0);
+    CHECK_INT(cpace_finish(&a, s, NULL, 0, NULL), -1);
+    CHECK(sodium_is_zero((const uint8_t *)&a, sizeof a));
     /* finish without start */
     cpace_wipe(&a);
     CHECK_INT(cpace_finish(&a, s, NULL, 0, isk), -1);
