@@ -11,7 +11,7 @@
 
 #define RZC_FLAGS (SPLICE_F_NONBLOCK | SPLICE_F_MOVE)
 
-int rzc_open(struct rzc_pipe *p, size_t need)
+int rzc_open(struct rzc_pipe *p, size_t need, size_t want)
 {
     int fds[2], size, err;
     p->rd = p->wr = -1;
@@ -21,10 +21,14 @@ int rzc_open(struct rzc_pipe *p, size_t need)
     p->rd = fds[0];
     p->wr = fds[1];
     size = fcntl(p->wr, F_GETPIPE_SZ);
-    /* over /proc/sys/fs/pipe-user-pages-soft the kernel hands out one-page pipes: still
-     * correct, only more system calls per byte */
-    if (size > 0 && (size_t)size < need && need <= (1u << 20))
-        size = fcntl(p->wr, F_SETPIPE_SZ, (int)need);
+    /* larger pipes mean fewer system calls per byte; past /proc/sys/fs/pipe-max-size or the
+     * user's pipe-user-pages-soft the kernel refuses (or hands out one-page pipes), which is
+     * still correct as long as what must go in first fits */
+    if (size > 0 && (size_t)size < want && want <= (1u << 20)) {
+        int grown = fcntl(p->wr, F_SETPIPE_SZ, (int)want);
+        if (grown > 0)
+            size = grown;
+    }
     if (size <= 0 || (size_t)size < need) {
         err = size < 0 ? -errno : -ENOSPC;
         rzc_close(p);
@@ -139,7 +143,7 @@ bool rzc_probe(char *why, size_t len)
     snprintf(why, len, "splice works");
     if (rzc_pair(&a, &b) < 0)
         return true;
-    if (rzc_open(&p, 1) < 0)
+    if (rzc_open(&p, 1, 0) < 0)
         goto out;
     pf.fd = b;
     pf.events = POLLIN;

@@ -19,10 +19,10 @@ struct rzc_pipe {
     size_t size; /* its capacity in bytes (F_GETPIPE_SZ) */
 };
 
-/* A nonblocking pipe able to hold at least need bytes (F_SETPIPE_SZ when the default is
- * smaller). Returns 0, or -errno (EMFILE, ENFILE: out of descriptors; EPERM: over the user's
- * pipe-user-pages limit) with p closed. */
-int rzc_open(struct rzc_pipe *p, size_t need);
+/* A nonblocking pipe of want bytes if the kernel agrees (F_SETPIPE_SZ), else of its default
+ * size, able to hold at least need bytes. Returns 0, or -errno (EMFILE, ENFILE: out of
+ * descriptors; ENOSPC: need does not fit) with p closed. */
+int rzc_open(struct rzc_pipe *p, size_t need, size_t want);
 void rzc_close(struct rzc_pipe *p);
 
 /* Puts n bytes (a server line, bytes read before the splice) into the pipe, ahead of what is

@@ -9,7 +9,8 @@ Usage: relay_splice.py MODE HOST PORT SERVER_PID
   MODE rate:    server run with --relay-rate 1M
   MODE idle:    server run with --relay-idle 2
   MODE fdlimit: server run with a low RLIMIT_NOFILE and --relay-max 40
-  MODE bench:   SIZE bytes a -> b through the relay; prints "seconds" (bench/run relay)
+  MODE bench:   $RELAY_BENCH_SIZE bytes a -> b through the relay, prints the seconds (bench/run
+                relay); with RELAY_BENCH_PLAIN=P1,P2 through a socat relay on those ports
 Exit status = number of failures. Every loop is bounded in count and time."""
 import hashlib
 import json
@@ -334,35 +335,62 @@ def t_fdlimit():
 
 # ---------------------------------------------------------------- bench
 
+def plain_pair(spec):
+    """For a socat relay (bench/run): "P1,P2", the sender dials P1 first, then the receiver P2
+    (socat listens there once P1 has its client); retried for 5 s."""
+    p1, p2 = (int(x) for x in spec.split(","))
+    a = socket.create_connection((HOST, p1), timeout=5)
+    end = time.time() + 5
+    while True:
+        try:
+            b = socket.create_connection((HOST, p2), timeout=5)
+            break
+        except OSError:
+            if time.time() > end:
+                raise
+            time.sleep(0.05)
+    a.settimeout(60)
+    b.settimeout(60)
+    return a, b, None
+
+
+def ticks():
+    """utime + stime of the relay process (the server, or socat), in clock ticks."""
+    with open(f"/proc/{server_pid()}/stat") as f:
+        v = f.read().rsplit(")", 1)[1].split()
+    return int(v[11]) + int(v[12])
+
+
 def bench(size):
-    p = pair()
+    """Prints the seconds and the relay's CPU ticks for size bytes a -> b, both measured up to
+    the last byte received (socat exits at the EOF that follows)."""
+    plain = os.environ.get("RELAY_BENCH_PLAIN")
+    p = plain_pair(plain) if plain else pair()
     if not p:
         return
     a, b, _ = p
     buf = bytearray(1 << 20)
-    done = []
 
     def push():
         left, mv = size, memoryview(bytes(1 << 20))
         while left > 0:
             left -= a.send(mv[:min(left, len(mv))])
         a.shutdown(socket.SHUT_WR)
-        done.append(1)
-    t0 = time.time()
+    c0, t0 = ticks(), time.time()
     th = threading.Thread(target=push)
     th.start()
     got = 0
-    while True:
+    while got < size:
         n = b.recv_into(buf)
         if not n:
             break
         got += n
-    took = time.time() - t0
+    took, used = time.time() - t0, ticks() - c0
     th.join(10)
     if got != size:
         bad(f"bench: {got} of {size} bytes")
         return
-    print(f"{took:.3f}", flush=True)
+    print(f"{took:.3f} {used}", flush=True)
 
 
 if MODE == "bench":

@@ -61,7 +61,7 @@ static void t_through(void)
     CHECK(rzc_probe((char[80]){0}, 80));
     if (!CHECK(pair(&a, &b) == 0 && pair(&c, &d) == 0))
         return;
-    CHECK_INT(rzc_open(&p, 100), 0);
+    CHECK_INT(rzc_open(&p, 100, 0), 0);
     CHECK(p.size >= 4096 && p.held == 0);
     CHECK_INT(rzc_fill(&p, b, 1000), -EAGAIN); /* nothing sent yet */
     CHECK_INT(rzc_put(&p, "hi", 2), 0);
@@ -104,7 +104,7 @@ static void t_full(void)
     int rounds = 0;
     if (!CHECK(pair(&a, &b) == 0))
         return;
-    CHECK_INT(rzc_open(&p, 1), 0);
+    CHECK_INT(rzc_open(&p, 1, 0), 0);
     memset(big, 'x', sizeof big);
     while (p.held + sizeof big <= p.size)
         CHECK_INT(rzc_put(&p, big, sizeof big), 0);
