@@ -9,6 +9,7 @@ Usage: relay_splice.py MODE HOST PORT SERVER_PID
   MODE rate:    server run with --relay-rate 1M
   MODE idle:    server run with --relay-idle 2
   MODE fdlimit: server run with a low RLIMIT_NOFILE and --relay-max 40
+  MODE hostile: server run with --relay-max 5 (tests/adversarial/test_relay_splice_hostile.sh)
   MODE bench:   $RELAY_BENCH_SIZE bytes a -> b through the relay, prints the seconds (bench/run
                 relay); with RELAY_BENCH_PLAIN=P1,P2 through a socat relay on those ports
 Exit status = number of failures. Every loop is bounded in count and time."""
@@ -333,6 +334,55 @@ def t_fdlimit():
         b.close()
 
 
+# ---------------------------------------------------------------- hostile
+
+def t_hostile(nsess=4):
+    """What a hostile client holding --relay-max 4 spliced sessions makes the server spend:
+    descriptors (6 a session, none kept after), CPU while every receiver stalls and every
+    sender dribbles single bytes (a pipe holds buffers, not bytes), and after resets mid-stream."""
+    base = nfds()
+    ss = [pair(rcvbuf=4096, sndbuf=4096) for _ in range(nsess)]
+    if not all(ss):
+        return
+    held = nfds() - base
+    # each session: 2 control connections, 2 relay sockets, 2 pipes of 2 ends (and a moment's
+    # slack: a connection the server is just closing)
+    check(held <= nsess * 8 + 2, f"{nsess} spliced sessions hold {held} descriptors (at most {nsess * 8} + 2)")
+    for a, b, _ in ss:
+        a.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        a.setblocking(False)
+    c0, t0, sent = cpu_s(), time.time(), 0
+    while time.time() - t0 < 3 and sent < 400000:
+        for a, b, _ in ss:
+            try:
+                sent += a.send(b"d")
+            except BlockingIOError:
+                pass
+        time.sleep(0.0005)
+    time.sleep(0.5)
+    used, took = cpu_s() - c0, time.time() - t0
+    check(used < 0.25 * took,
+          f"dribbling into {nsess} stalled sessions costs the server little CPU ({used:.2f} s in {took:.1f} s, {sent} sends)")
+    for i, (a, b, _) in enumerate(ss):  # resets from either side, with bytes in the pipes
+        x = a if i % 2 else b
+        x.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        x.close()
+    for i, (a, b, _) in enumerate(ss):
+        y = b if i % 2 else a
+        y.setblocking(True)
+        how, _ = end_of(y, 10)
+        check(how == "reset", f"session {i}: the reset reaches the other side as one ({how})")
+        y.close()
+    ss.clear()
+    time.sleep(1.0)
+    n = nfds()
+    check(n <= base + 2, f"after the resets every socket and pipe is closed ({base} -> {n} fds)")
+    p = pair()  # and the relay still splices a fresh session
+    if p:
+        p[0].sendall(b"after")
+        check(recv_all(p[1], 5, 5)[0] == b"after", "a fresh session still carries bytes")
+
+
 # ---------------------------------------------------------------- bench
 
 def plain_pair(spec):
@@ -404,6 +454,7 @@ TESTS = {
     "rate": [t_rate],
     "idle": [t_idle],
     "fdlimit": [t_fdlimit],
+    "hostile": [t_hostile],
 }
 base_fds = nfds()
 for t in TESTS[MODE]:
