@@ -352,13 +352,14 @@ def t_hostile(nsess=4):
         a.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         a.setblocking(False)
     c0, t0, sent = cpu_s(), time.time(), 0
-    while time.time() - t0 < 3 and sent < 400000:
+    # each 1-byte segment fills a buffer of the server's send queue towards b (thousands of
+    # them), then a pipe slot: the pipe is full with a few bytes in it, while a stays readable
+    while time.time() - t0 < 4 and sent < 400000:
         for a, b, _ in ss:
             try:
                 sent += a.send(b"d")
             except BlockingIOError:
                 pass
-        time.sleep(0.0005)
     time.sleep(0.5)
     used, took = cpu_s() - c0, time.time() - t0
     check(used < 0.25 * took,
