@@ -36,7 +36,7 @@
 #ifndef RLY_PIPE_SIZE
 #define RLY_PIPE_SIZE (256 * 1024)
 #endif
-#define RLY_PUMP_ROUNDS 8 /* fill/drain rounds per wakeup of a spliced session: others get a turn */
+#define RLY_PUMP_ROUNDS 8 /* fill/drain rounds per wakeup of a spliced session, then others */
 
 enum rly_state { RS_WAITING, RS_SPLICED, RS_LINGER, RS_ENDED };
 
@@ -96,7 +96,7 @@ struct rly_side {
     uv_poll_t poll;
     bool poll_open;
     int fd;
-    int pevents;          /* what poll waits for now */
+    int pevents;         /* what poll waits for now */
     struct rzc_pipe out; /* this side's bytes on their way to the other */
 };
 
@@ -139,8 +139,8 @@ struct rly {
     bool sweep_open;
     bool stopping;
     bool draining; /* rly_drain: no new offers, the sessions run on */
-    bool zc_ok;        /* splice(2) is used (not --relay-copy, and rzc_probe said it works) */
-    char zc_why[120];  /* why not, when not */
+    bool zc_ok;       /* splice(2) is used (not --relay-copy, and rzc_probe said it works) */
+    char zc_why[120]; /* why not, when not */
     /* a read buffer that got a short read, kept for the next read of any side */
     struct rly_wreq *spare;
     size_t spare_len;
