@@ -1031,6 +1031,20 @@ static bool rly_zc_fds(void)
     return open + RZC_FDS_PER_SESSION + 2 + RLY_FD_RESERVE <= rl.rlim_cur;
 }
 
+/* Says at start when --relay-max spliced sessions cannot all have their pipes within the soft
+ * RLIMIT_NOFILE: 2 sockets and RZC_FDS_PER_SESSION pipe ends each, RLY_FD_RESERVE kept free.
+ * Those beyond copy (rly_zc_fds); control connections need descriptors too. */
+static void rly_zc_budget(const struct rly_cfg *cfg)
+{
+    struct rlimit rl;
+    uint64_t need = (uint64_t)cfg->max_sessions * (2 + RZC_FDS_PER_SESSION) + RLY_FD_RESERVE;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || need <= rl.rlim_cur)
+        return;
+    LOG_W("relay: --relay-max %lu spliced sessions need up to %llu descriptors, the limit is %llu "
+          "(ulimit -n): sessions beyond it copy through user space",
+          cfg->max_sessions, (unsigned long long)need, (unsigned long long)rl.rlim_cur);
+}
+
 /* Ends s for a system call that failed with err on side d ("read from", "write to"...): a
  * reset, as a failed read or write on the copy path. Returns -1. */
 static int rly_zc_fail(struct rly_sess *s, const char *what, const struct rly_side *d, int err)
@@ -1440,6 +1454,8 @@ struct rly *rly_new(uv_loop_t *loop, const struct rly_cfg *cfg, void (*idle)(voi
         r->zc_ok = rzc_probe(r->zc_why, sizeof r->zc_why);
         if (!r->zc_ok)
             LOG_W("relay: %s: relayed bytes are copied through user space", r->zc_why);
+        else
+            rly_zc_budget(cfg);
     }
     return r;
 }

@@ -53,6 +53,12 @@ else
     echo "SKIPPED: descriptor-limit case (no prlimit)" >&2
 fi
 
+# at start: a warning when --relay-max spliced sessions would not fit the descriptor limit
+port=$(free_port) || die "no free port"
+(ulimit -Sn 200; timeout -k 1 1 "$RENDEZVOUS" -l "127.0.0.1:$port" --relay-max 40) 2>"$WORK/budget.err"
+check "a --relay-max beyond the descriptor limit is warned about at start" \
+    grep -q "relay-max 40 spliced sessions need up to 304 descriptors, the limit is 200" "$WORK/budget.err"
+
 # which system calls move the bytes: splice, and none with --relay-copy
 strace_count() { # SERVER-FLAGS...: splice calls while 8 MiB cross the relay
     local out=$WORK/strace.out st
