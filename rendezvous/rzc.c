@@ -102,13 +102,21 @@ size_t rzc_want(size_t room, size_t chunk, bool capped, uint64_t left)
     return n;
 }
 
-/* A connected loopback pair: *a the connecting end, *b the accepted one. -1 when it cannot be
- * made here. */
+/* Waits up to a second for events on fd. */
+static bool rzc_wait(int fd, short events)
+{
+    struct pollfd pf = {.fd = fd, .events = events};
+    return poll(&pf, 1, 1000) == 1 && (pf.revents & events);
+}
+
+/* A connected loopback pair: *a the connecting end, *b the accepted one, both nonblocking (a
+ * firewall that drops loopback must not hold the server's start for a SYN timeout). -1 when it
+ * cannot be made here within a second or two. */
 static int rzc_pair(int *a, int *b)
 {
     struct sockaddr_in sa;
     socklen_t sl = sizeof sa;
-    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), rc = -1;
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), rc = -1, err = 0;
     *a = *b = -1;
     if (l < 0)
         return -1;
@@ -118,16 +126,19 @@ static int rzc_pair(int *a, int *b)
     if (bind(l, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(l, 1) < 0 ||
         getsockname(l, (struct sockaddr *)&sa, &sl) < 0)
         goto out;
-    if ((*a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-        connect(*a, (struct sockaddr *)&sa, sizeof sa) < 0 ||
-        (*b = accept4(l, NULL, NULL, SOCK_CLOEXEC)) < 0)
+    if ((*a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
+        goto out;
+    if (connect(*a, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS)
+        goto out;
+    sl = sizeof err;
+    if (!rzc_wait(*a, POLLOUT) || getsockopt(*a, SOL_SOCKET, SO_ERROR, &err, &sl) < 0 || err ||
+        !rzc_wait(l, POLLIN) || (*b = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) < 0)
         goto out;
     rc = 0;
 out:
     close(l);
-    if (rc < 0) {
-        if (*a >= 0)
-            close(*a);
+    if (rc < 0 && *a >= 0) {
+        close(*a);
         *a = -1;
     }
     return rc;
@@ -136,7 +147,6 @@ out:
 bool rzc_probe(char *why, size_t len)
 {
     struct rzc_pipe p;
-    struct pollfd pf;
     int a, b, err = 0;
     ssize_t n;
     bool ok = true;
@@ -145,9 +155,7 @@ bool rzc_probe(char *why, size_t len)
         return true;
     if (rzc_open(&p, 1, 0) < 0)
         goto out;
-    pf.fd = b;
-    pf.events = POLLIN;
-    if (send(a, "x", 1, MSG_NOSIGNAL) == 1 && poll(&pf, 1, 1000) == 1) {
+    if (send(a, "x", 1, MSG_NOSIGNAL) == 1 && rzc_wait(b, POLLIN)) {
         n = rzc_fill(&p, b, 1);
         err = n < 0 ? (int)-n : 0;
         if (err == EINVAL || err == ENOSYS || err == EPERM || err == EOPNOTSUPP) {
