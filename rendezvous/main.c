@@ -41,7 +41,8 @@ enum {
     OPT_RELAY_IDLE,
     OPT_RELAY_PER_PEER,
     OPT_RELAY_PER_IP,
-    OPT_RELAY_OFFERS
+    OPT_RELAY_OFFERS,
+    OPT_RELAY_COPY
 };
 /* admission and limits, parsed by parse_gate */
 enum {
@@ -142,6 +143,9 @@ static void usage(FILE *f)
             "                           key and address, 8 times N per IPv6 /48 (default\n"
             "                           64; 0: no limit); beyond it and the two above,\n"
             "                           punches offer no relay\n"
+            "      --relay-copy         copy relayed bytes through user space instead of\n"
+            "                           splice(2) (the default moves them socket -> pipe ->\n"
+            "                           socket in the kernel, 4 more descriptors a session)\n"
             "      --birthday-k-max N   birthday punching (a peer behind an endpoint-\n"
             "                           dependent NAT meets one behind an independent NAT):\n"
             "                           at most N sockets on the hard side (default 256,\n"
@@ -270,6 +274,9 @@ static int parse_relay(int opt, const char *arg, struct rly_cfg *r)
     switch (opt) {
     case OPT_NO_RELAY:
         r->enabled = false;
+        return 0;
+    case OPT_RELAY_COPY:
+        r->copy = true;
         return 0;
     case OPT_RELAY_MAX:
         if (parse_num(arg, 1, 1000000, &v) < 0)
@@ -466,6 +473,7 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, struct sock
         {"relay-per-peer", required_argument, NULL, OPT_RELAY_PER_PEER},
         {"relay-per-ip", required_argument, NULL, OPT_RELAY_PER_IP},
         {"relay-offers-per-peer", required_argument, NULL, OPT_RELAY_OFFERS},
+        {"relay-copy", no_argument, NULL, OPT_RELAY_COPY},
         {"secret-file", required_argument, NULL, OPT_SECRET_FILE},
         {"id-db", required_argument, NULL, OPT_ID_DB},
         {"authorized", required_argument, NULL, OPT_AUTHORIZED},
@@ -534,6 +542,7 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, struct sock
         case OPT_RELAY_PER_PEER:
         case OPT_RELAY_PER_IP:
         case OPT_RELAY_OFFERS:
+        case OPT_RELAY_COPY:
             if ((rc = parse_relay(opt, optarg, &cfg->relay)) != 0)
                 return rc;
             break;

@@ -6,11 +6,16 @@
 #include "common/queue.h"
 #include "common/rand.h"
 #include "rendezvous/limits.h"
+#include "rendezvous/procself.h"
+#include "rendezvous/rzc.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,11 +25,23 @@
 #define RLY_MAX_Q 8 /* a session's distinct counts: two ids, two keys, two sources, their /48s */
 #define RLY_LINGER_MS 2000     /* a refused waiting side gets this long to read its error */
 #define RLY_KEEPALIVE_S 60     /* notice a peer that vanished without a reset */
+/* descriptors left free for accepts and control connections: below this many, a new spliced
+ * session copies instead of taking its RZC_FDS_PER_SESSION pipe ends */
+#define RLY_FD_RESERVE 64
+/* each direction's pipe, when the kernel grants it (else its default, 64 KiB): what a stalled
+ * receiver lets the relay hold besides the socket buffers, RLY_QUEUE_HIGH as on the copy path.
+ * 256 KiB against 64: about 20 % less CPU per byte. Pipe pages count against the user's
+ * /proc/sys/fs/pipe-user-pages-soft (16384 pages): 128 pages a session, so the default
+ * --relay-max 64 fits; beyond it the kernel refuses to grow pipes and sessions use 64 KiB ones */
+#ifndef RLY_PIPE_SIZE
+#define RLY_PIPE_SIZE (256 * 1024)
+#endif
+#define RLY_PUMP_ROUNDS 8 /* fill/drain rounds per wakeup of a spliced session, then others */
 
 enum rly_state { RS_WAITING, RS_SPLICED, RS_LINGER, RS_ENDED };
 
 /* Why a side is not being read; reading runs only while none applies. */
-enum { RLY_PAUSE_QUEUE = 1, RLY_PAUSE_RATE = 2 };
+enum { RLY_PAUSE_QUEUE = 1, RLY_PAUSE_RATE = 2, RLY_PAUSE_PIPE = 4 };
 
 /* What the quotas count by (--relay-per-peer, --relay-offers-per-peer). RQ_SITE: an IPv6
  * source's /48, which holds 65536 /64s (RQ_SRC) and so gets its own, larger, quotas. */
@@ -74,6 +91,13 @@ struct rly_side {
     char *pend; /* bytes the side sent before the splice, at most RLY_EARLY_MAX */
     size_t pend_len;
     char addr[EP_STRLEN];
+    /* the zero-copy path (rly_zc_start): the socket, a dup of tcp's, is watched by poll alone
+     * (tcp is closed by then: libuv allows one watcher per descriptor) */
+    uv_poll_t poll;
+    bool poll_open;
+    int fd;
+    int pevents;         /* what poll waits for now */
+    struct rzc_pipe out; /* this side's bytes on their way to the other */
 };
 
 struct rly_sess {
@@ -89,6 +113,7 @@ struct rly_sess {
     uv_timer_t idle_timer; /* spliced: --relay-idle */
     bool idle_open;
     int handles;
+    bool zc; /* spliced in the kernel (rly_zc_start), not copied */
     uint64_t start_ms;
     uint64_t last_byte_ms;      /* the last byte either side sent */
     struct rly_q *q[RLY_MAX_Q]; /* the counts holding this session */
@@ -114,6 +139,8 @@ struct rly {
     bool sweep_open;
     bool stopping;
     bool draining; /* rly_drain: no new offers, the sessions run on */
+    bool zc_ok;       /* splice(2) is used (not --relay-copy, and rzc_probe said it works) */
+    char zc_why[120]; /* why not, when not */
     /* a read buffer that got a short read, kept for the next read of any side */
     struct rly_wreq *spare;
     size_t spare_len;
@@ -459,6 +486,20 @@ static void rly_abort_side(struct rly_side *d)
     uv_os_fd_t fd;
     if (d->open && uv_fileno((uv_handle_t *)&d->tcp, &fd) == 0)
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    if (d->poll_open)
+        setsockopt(d->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+}
+
+/* A spliced side's socket and pipe. uv_close stops the watcher at once (it leaves epoll), so
+ * the descriptor can go right after. */
+static void rly_zc_close(struct rly_side *d)
+{
+    if (!d->poll_open)
+        return;
+    rly_close_handle((uv_handle_t *)&d->poll, &d->poll_open);
+    close(d->fd);
+    d->fd = -1;
+    rzc_close(&d->out);
 }
 
 static const char *rly_who(const struct rly_sess *s, int i)
@@ -500,6 +541,7 @@ static void rly_end(struct rly_sess *s, bool reset, const char *why)
         if (reset)
             rly_abort_side(d);
         rly_close_handle((uv_handle_t *)&d->tcp, &d->open);
+        rly_zc_close(d);
         rly_close_handle((uv_handle_t *)&d->rate_timer, &d->timer_open);
     }
     rly_close_handle((uv_handle_t *)&s->timer, &s->timer_open);
@@ -532,18 +574,14 @@ static void rly_on_write(uv_write_t *req, int status)
     }
 }
 
-/* Queues w (len bytes from `from`) to the other side; takes w. Returns -1 after ending s. */
-static int rly_queue(struct rly_side *from, struct rly_wreq *w, size_t len)
+/* len more bytes from `from`, to be forwarded: counted, or the session cut (a reset) when they
+ * would take it past --relay-bytes. Returns -1 after ending s. Both paths count here. */
+static int rly_count(struct rly_side *from, size_t len)
 {
     struct rly_sess *s = from->s;
-    struct rly_side *to = &s->side[1 - from->idx];
     uint64_t max = s->r->cfg.max_bytes;
-    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
     char why[160];
-    int rc;
-
     if (max && s->side[0].bytes + s->side[1].bytes + len > max) {
-        free(w);
         snprintf(why, sizeof why, "byte limit reached (--relay-bytes %llu)",
                  (unsigned long long)max);
         rly_end(s, true, why);
@@ -552,6 +590,22 @@ static int rly_queue(struct rly_side *from, struct rly_wreq *w, size_t len)
     from->bytes += len;
     s->r->nbytes += len;
     s->last_byte_ms = uv_now(s->r->loop);
+    return 0;
+}
+
+/* Queues w (len bytes from `from`) to the other side; takes w. Returns -1 after ending s. */
+static int rly_queue(struct rly_side *from, struct rly_wreq *w, size_t len)
+{
+    struct rly_sess *s = from->s;
+    struct rly_side *to = &s->side[1 - from->idx];
+    uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
+    char why[160];
+    int rc;
+
+    if (rly_count(from, len) < 0) {
+        free(w);
+        return -1;
+    }
     w->s = s;
     w->from = from->idx;
     rc = uv_write(&w->req, (uv_stream_t *)&to->tcp, &b, 1, rly_on_write);
@@ -656,11 +710,16 @@ static struct rly_wreq *rly_fit(struct rly *r, struct rly_wreq *w, const uv_buf_
     return c;
 }
 
+static void rly_zc_pump(struct rly_sess *s);
+
 static void rly_on_rate(uv_timer_t *t)
 {
     struct rly_side *d = container_of(t, struct rly_side, rate_timer);
     d->pause &= ~(unsigned)RLY_PAUSE_RATE;
-    rly_update_read(d);
+    if (d->s->zc)
+        rly_zc_pump(d->s);
+    else
+        rly_update_read(d);
 }
 
 /* Token bucket without burst credit: n more bytes from d are due at start + bytes/rate; reading
@@ -931,6 +990,8 @@ static int rly_side_open(struct rly_sess *s, int idx, int fd, const char *addr, 
     struct rly_side *d = &s->side[idx];
     d->s = s;
     d->idx = idx;
+    d->fd = -1;
+    d->out.rd = d->out.wr = -1;
     snprintf(d->addr, sizeof d->addr, "%s", addr);
     if (prelen) {
         d->pend = malloc(prelen);
@@ -957,6 +1018,256 @@ static int rly_side_open(struct rly_sess *s, int idx, int fd, const char *addr, 
     return 0;
 }
 
+/* ---- the zero-copy path: splice socket -> pipe -> socket (rendezvous/rzc.h) ---- */
+
+/* Whether a session may take its pipes: the descriptors open, the pipe ends, the two dups
+ * that exist for a moment and RLY_FD_RESERVE within the soft RLIMIT_NOFILE. */
+static bool rly_zc_fds(void)
+{
+    struct rlimit rl;
+    uint64_t open = ps_open_fds();
+    if (!open || getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return true; /* unknown: pipe2's EMFILE still tells */
+    return open + RZC_FDS_PER_SESSION + 2 + RLY_FD_RESERVE <= rl.rlim_cur;
+}
+
+/* Says at start when --relay-max spliced sessions cannot all have their pipes within the soft
+ * RLIMIT_NOFILE: 2 sockets and RZC_FDS_PER_SESSION pipe ends each, RLY_FD_RESERVE kept free.
+ * Those beyond copy (rly_zc_fds); control connections need descriptors too. */
+static void rly_zc_budget(const struct rly_cfg *cfg)
+{
+    struct rlimit rl;
+    uint64_t need = (uint64_t)cfg->max_sessions * (2 + RZC_FDS_PER_SESSION) + RLY_FD_RESERVE;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || need <= rl.rlim_cur)
+        return;
+    LOG_W("relay: --relay-max %lu spliced sessions need up to %llu descriptors, the limit is %llu "
+          "(ulimit -n): sessions beyond it copy through user space",
+          cfg->max_sessions, (unsigned long long)need, (unsigned long long)rl.rlim_cur);
+}
+
+/* Ends s for a system call that failed with err on side d ("read from", "write to"...): a
+ * reset, as a failed read or write on the copy path. Returns -1. */
+static int rly_zc_fail(struct rly_sess *s, const char *what, const struct rly_side *d, int err)
+{
+    char why[200];
+    if (err == EINVAL || err == ENOSYS) {
+        /* the probe passed but this socket refuses: later sessions copy */
+        s->r->zc_ok = false;
+        snprintf(s->r->zc_why, sizeof s->r->zc_why, "splice: %s", strerror(err));
+        LOG_W("relay: splice failed (%s): later sessions copy", strerror(err));
+    }
+    snprintf(why, sizeof why, "%s %s: %s", what, rly_who(s, d->idx), strerror(err));
+    rly_end(s, true, why);
+    return -1;
+}
+
+/* One direction, from a to the other side b: drain a's pipe into b, pass a's FIN on once the
+ * pipe is empty, then fill the pipe from a. Returns -1 after ending s, else 1 when something
+ * moved, 0 when nothing could. */
+static int rly_zc_dir(struct rly_side *a)
+{
+    struct rly_sess *s = a->s;
+    struct rly_side *b = &s->side[1 - a->idx];
+    uint64_t max = s->r->cfg.max_bytes, total = s->side[0].bytes + s->side[1].bytes;
+    int moved = 0;
+    ssize_t n;
+
+    if (a->out.held) {
+        n = rzc_drain(&a->out, b->fd);
+        if (n > 0) {
+            moved = 1;
+            a->pause &= ~(unsigned)RLY_PAUSE_PIPE; /* room again: the fill may try once more */
+        } else if (n != -EAGAIN) {
+            return rly_zc_fail(s, "write to", b, (int)-n);
+        }
+    }
+    if (!a->out.held && a->eof && !b->shut_sent) {
+        b->shut_sent = true;
+        if (shutdown(b->fd, SHUT_WR) < 0)
+            return rly_zc_fail(s, "shutdown towards", b, errno);
+        b->shut_done = true;
+        if (s->side[0].shut_done && s->side[1].shut_done) {
+            rly_end(s, false, "both sides closed");
+            return -1;
+        }
+        moved = 1;
+    }
+    if (a->eof || a->pause || a->out.held >= a->out.size)
+        return moved;
+    n = rzc_fill(&a->out, a->fd,
+                 rzc_want(a->out.size - a->out.held, rly_chunk(s->r), max != 0,
+                          max > total ? max - total : 0));
+    if (n > 0) {
+        if (rly_count(a, (size_t)n) < 0)
+            return -1;
+        rly_rate(a, (size_t)n);
+        return 1;
+    }
+    if (n == 0) {
+        a->eof = true; /* its FIN follows the bytes still in the pipe */
+        return 1;
+    }
+    if (n != -EAGAIN)
+        return rly_zc_fail(s, "read from", a, (int)-n);
+    /* EAGAIN: a's socket is empty, or the pipe is full of short segments before its byte
+     * count says so (a pipe holds a number of buffers, not of bytes). While it holds bytes,
+     * the fill waits for the drain to make room; polling a for reading meanwhile would spin
+     * on a socket that stays readable */
+    if (a->out.held)
+        a->pause |= RLY_PAUSE_PIPE;
+    return moved;
+}
+
+static void rly_on_poll(uv_poll_t *h, int status, int events);
+
+/* What each side's socket waits for: readable while its pipe may be filled, writable while the
+ * other side's pipe holds bytes for it. Nothing: not watched (no wakeup for a socket at EOF). */
+static void rly_zc_arm(struct rly_sess *s)
+{
+    char why[160];
+    for (int i = 0; i < 2; i++) {
+        struct rly_side *d = &s->side[i], *o = &s->side[1 - i];
+        int ev = 0, rc;
+        if (!d->eof && !d->pause && d->out.held < d->out.size)
+            ev |= UV_READABLE;
+        if (o->out.held)
+            ev |= UV_WRITABLE;
+        if (ev == d->pevents)
+            continue;
+        d->pevents = ev;
+        rc = ev ? uv_poll_start(&d->poll, ev, rly_on_poll) : uv_poll_stop(&d->poll);
+        if (rc < 0) {
+            snprintf(why, sizeof why, "poll %s: %s", rly_who(s, i), uv_strerror(rc));
+            rly_end(s, true, why);
+            return;
+        }
+    }
+}
+
+/* Moves what can move, both directions, a bounded number of rounds, then waits for what
+ * blocked. */
+static void rly_zc_pump(struct rly_sess *s)
+{
+    for (int round = 0; round < RLY_PUMP_ROUNDS && s->state == RS_SPLICED; round++) {
+        int m0 = rly_zc_dir(&s->side[0]), m1;
+        if (m0 < 0 || (m1 = rly_zc_dir(&s->side[1])) < 0)
+            return;
+        if (!m0 && !m1)
+            break;
+    }
+    if (s->state == RS_SPLICED)
+        rly_zc_arm(s);
+}
+
+static void rly_on_poll(uv_poll_t *h, int status, int events)
+{
+    struct rly_side *d = container_of(h, struct rly_side, poll);
+    struct rly_sess *s = d->s;
+    int err = 0;
+    socklen_t len = sizeof err;
+    (void)events;
+    if (s->state != RS_SPLICED)
+        return;
+    if (status < 0) {
+        /* POLLERR (libuv says EBADF and stops the watcher): a reset, passed on as one. The
+         * error is read here, so a later splice could no longer tell it from an EOF */
+        if (getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || !err)
+            err = ECONNRESET;
+        rly_zc_fail(s, "connection with", d, err);
+        return;
+    }
+    rly_zc_pump(s);
+}
+
+/* Moves s to the zero-copy path. Each side's socket leaves its uv_tcp_t for a dup watched by
+ * a uv_poll_t, and gets a pipe towards the other side that first holds what the other side
+ * hears before any spliced byte: `relayed` (line, n bytes), then what this side sent early.
+ * Returns 0, or -1 with why when something is missing (descriptors, pipe pages, a watcher):
+ * then nothing changed and the session copies. */
+static int rly_zc_start(struct rly_sess *s, const char *line, size_t n, char *why, size_t len)
+{
+    struct rly *r = s->r;
+    struct rzc_pipe p[2] = {{-1, -1, 0, 0}, {-1, -1, 0, 0}};
+    int fd[2] = {-1, -1}, err = 0, polls = 0;
+    uv_os_fd_t ofd;
+
+    if (!rly_zc_fds()) {
+        snprintf(why, len, "fewer than %d descriptors left", RZC_FDS_PER_SESSION + RLY_FD_RESERVE);
+        return -1;
+    }
+    for (int i = 0; i < 2 && !err; i++) {
+        struct rly_side *d = &s->side[i];
+        if (uv_fileno((uv_handle_t *)&d->tcp, &ofd) != 0)
+            err = EBADF;
+        else if ((fd[i] = fcntl(ofd, F_DUPFD_CLOEXEC, 0)) < 0)
+            err = errno;
+        else if ((err = -rzc_open(&p[i], n + d->pend_len, RLY_PIPE_SIZE)) == 0 &&
+                 (err = -rzc_put(&p[i], line, n)) == 0)
+            err = -rzc_put(&p[i], d->pend, d->pend_len);
+    }
+    for (int i = 0; i < 2 && !err; i++) {
+        struct rly_side *d = &s->side[i];
+        int rc = uv_poll_init(r->loop, &d->poll, fd[i]);
+        if (rc < 0) {
+            err = -rc;
+            break;
+        }
+        d->poll.data = s;
+        d->poll_open = true;
+        s->handles++;
+        polls++;
+    }
+    if (err) {
+        snprintf(why, len, "%s", strerror(err));
+        for (int i = 0; i < polls; i++)
+            rly_close_handle((uv_handle_t *)&s->side[i].poll, &s->side[i].poll_open);
+        for (int i = 0; i < 2; i++) {
+            rzc_close(&p[i]);
+            if (fd[i] >= 0)
+                close(fd[i]);
+        }
+        return -1;
+    }
+    for (int i = 0; i < 2; i++) {
+        struct rly_side *d = &s->side[i];
+        rly_close_handle((uv_handle_t *)&d->tcp, &d->open); /* closes ofd; fd keeps the socket */
+        d->reading = false;
+        d->fd = fd[i];
+        d->out = p[i];
+        d->pevents = 0;
+    }
+    s->zc = true;
+    return 0;
+}
+
+/* The zero-copy splice of s, when this relay splices and s can have its pipes: the early
+ * bytes counted as the copy path counts them, then the first fill and drain. Returns 0 when s
+ * is spliced in the kernel (or ended), -1 when it is to copy. */
+static int rly_splice_zc(struct rly_sess *s, const char *line, size_t n)
+{
+    char why[160];
+    if (!s->r->zc_ok) {
+        LOG_I("relay %s: copying through user space (%s)", s->session,
+              s->r->cfg.copy ? "--relay-copy" : s->r->zc_why);
+        return -1;
+    }
+    if (rly_zc_start(s, line, n, why, sizeof why) < 0) {
+        LOG_I("relay %s: copying through user space (no pipe: %s)", s->session, why);
+        return -1;
+    }
+    LOG_I("relay %s: splicing in the kernel (zero copy)", s->session);
+    for (int i = 0; i < 2; i++) {
+        struct rly_side *d = &s->side[i];
+        if (d->pend_len && rly_count(d, d->pend_len) < 0)
+            return 0;
+        free(d->pend);
+        d->pend = NULL;
+        d->pend_len = 0;
+    }
+    rly_zc_pump(s);
+    return 0;
+}
+
 /* Both sides are here: `relayed` to each, then what each sent early, then the bytes. */
 static void rly_splice(struct rly_sess *s)
 {
@@ -979,6 +1290,8 @@ static void rly_splice(struct rly_sess *s)
     m.type = PROTO_RELAYED;
     memcpy(m.u.relayed.session, s->session, sizeof m.u.relayed.session);
     n = proto_encode(&m, line, sizeof line);
+    if (n > 0 && rly_splice_zc(s, line, (size_t)n) == 0)
+        return;
     for (int i = 0; i < 2 && s->state == RS_SPLICED; i++)
         if (n <= 0 || rly_write_line(&s->side[i], line, (size_t)n) < 0)
             rly_end(s, true, "cannot write relayed");
@@ -1137,6 +1450,13 @@ struct rly *rly_new(uv_loop_t *loop, const struct rly_cfg *cfg, void (*idle)(voi
     r->sweep_open = true;
     uv_timer_start(&r->sweep, rly_on_sweep, RLY_SWEEP_MS, RLY_SWEEP_MS);
     uv_unref((uv_handle_t *)&r->sweep); /* only sessions should keep the loop running */
+    if (cfg->enabled && !cfg->copy) {
+        r->zc_ok = rzc_probe(r->zc_why, sizeof r->zc_why);
+        if (!r->zc_ok)
+            LOG_W("relay: %s: relayed bytes are copied through user space", r->zc_why);
+        else
+            rly_zc_budget(cfg);
+    }
     return r;
 }
 

@@ -34,6 +34,7 @@ struct rly_cfg {
     unsigned per_peer;          /* sessions at once per id and per key; 0: no limit */
     unsigned per_ip;            /* sessions at once per source address (IPv6 /64); 0: none */
     unsigned offers_per_peer;   /* pending offers per initiating id, key, source; 0: no limit */
+    bool copy; /* --relay-copy: copy relayed bytes through user space, never splice(2) */
 };
 
 /* One side of an offer as the quotas count it: its id, its key (NULL: unknown) and the address
@@ -46,7 +47,10 @@ struct rly_party {
 
 struct rly;
 
-/* Returns NULL when out of memory. idle is called (once stopping) when the last relay handle
+/* Returns NULL when out of memory. Unless cfg->copy, it checks once that splice(2) works on a
+ * TCP socket here (rendezvous/rzc.h): spliced sessions then move their bytes in the kernel,
+ * each with a pipe per direction (RZC_FDS_PER_SESSION more descriptors), and copy as before
+ * when a pipe cannot be had. idle is called (once stopping) when the last relay handle
  * has closed, so that the owner can finish its own shutdown. */
 struct rly *rly_new(uv_loop_t *loop, const struct rly_cfg *cfg, void (*idle)(void *), void *arg);
 

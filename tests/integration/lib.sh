@@ -174,6 +174,11 @@ spawn() {
 
 # Starts the rendezvous server on a free loopback port; sets SERVER_PORT, SERVER_PID,
 # SERVER_LOG. Extra arguments go to the server.
+# TCPUNCH_TEST_RELAY_COPY=1 (the *.copy tests in CTest): every server copies relayed bytes
+# through user space (--relay-copy) instead of splicing them, so the relay tests cover both paths
+RELAY_PATH_ARGS=()
+[ "${TCPUNCH_TEST_RELAY_COPY:-0}" = 1 ] && RELAY_PATH_ARGS=(--relay-copy)
+
 start_server() {
     local try
     SERVER_LOG=$WORK/server.log
@@ -181,7 +186,8 @@ start_server() {
         SERVER_PORT=$(free_port) || die "no free port"
         # all peers of a test come from 127.0.0.1: per-address limits only where a test sets them
         timeout -k 2 120 "$RENDEZVOUS" -v -l "127.0.0.1:$SERVER_PORT" --max-per-ip 0 \
-            --rate-per-ip 0 --connect-rate 0 "$@" >"$WORK/server.out" 2>>"$SERVER_LOG" &
+            --rate-per-ip 0 --connect-rate 0 "${RELAY_PATH_ARGS[@]}" "$@" >"$WORK/server.out" \
+            2>>"$SERVER_LOG" &
         SERVER_PID=$!
         BG_PIDS+=($SERVER_PID)
         if wait_until 5 listening "$SERVER_PORT"; then

@@ -46,6 +46,13 @@ for side in listen connect; do
     check "--relay-only on the $side side: listen side's stderr says relay" says_relay "$WORK/b.err"
     check "--relay-only on the $side side: the server spliced the session" \
         grep -q "joined, splicing" <(log_since "$PAIR_MARK")
+    if [ "${TCPUNCH_TEST_RELAY_COPY:-0}" = 1 ]; then
+        check "--relay-only on the $side side: the bytes were copied (--relay-copy)" \
+            grep -q "copying through user space (--relay-copy)" <(log_since "$PAIR_MARK")
+    else
+        check "--relay-only on the $side side: the bytes were spliced in the kernel" \
+            grep -q "splicing in the kernel (zero copy)" <(log_since "$PAIR_MARK")
+    fi
     check "--relay-only on the $side side: the server logged a clean end with byte counts" \
         grep -q -E "ended after .* [0-9]{7} bytes.* [0-9]{7} bytes: both sides closed" \
         <(log_since "$PAIR_MARK")
