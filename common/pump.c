@@ -301,8 +301,13 @@ static enum pump_status pump_loop(struct pump *p)
             snprintf(p->err, p->errlen, "poll: %s", strerror(errno));
             return PUMP_LOCAL_ERR;
         }
-        if (i_in >= 0 && pf[i_in].revents)
+        if (i_in >= 0 && pf[i_in].revents) {
             s = pump_fill(p, &p->up, p->in, false);
+            /* the socket is non-blocking and rarely full: send now rather than after one more
+             * poll (a full one gives EAGAIN, and POLLOUT is waited for as before) */
+            if (s == PUMP_DONE && p->up.len > 0)
+                s = pump_drain(p, &p->up, p->net, true);
+        }
         if (s == PUMP_DONE && (pf[i_net].revents & (POLLIN | POLLHUP | POLLERR)) &&
             p->down.src_open && p->down.len == 0 && !p->down.blocked)
             s = pump_fill(p, &p->down, p->net, true);
