@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -18,11 +19,17 @@
  * the final record. */
 #define PUMP_SEAL_SLACK ((PUMP_BUF / SEAL_CHUNK + 1) * SEAL_OVERHEAD + SEAL_HEADER + SEAL_OVERHEAD)
 
+/* Plain mode moves a direction whose local end is a pipe with splice(2), pipe <-> socket in the
+ * kernel: no copy through buf, and the pipe itself is the direction's bounded buffer. */
+#define PUMP_SPLICE_MAX (1024 * 1024) /* asked per splice call; a pipe holds less */
+
 struct pump_dir {
     char *buf;
     size_t len, off;
     bool src_open; /* more may come from the source */
     bool dst_open; /* destination not yet closed */
+    bool splice;   /* plain mode: splice(2) moves this direction once buf is empty */
+    bool blocked;  /* splice: the last call could not go on; wait until dst takes more */
 };
 
 struct pump {
@@ -129,9 +136,58 @@ static enum pump_status pump_fill_sealed(struct pump *p, bool from_net)
     return pump_open(p);
 }
 
+static uint64_t pump_wall_us(void);
+
+/* One splice(2) of the direction d (buf empty) from src to dst. Both ends non-blocking (the
+ * socket is O_NONBLOCK, the pipe side SPLICE_F_NONBLOCK): EAGAIN means the pipe was empty or
+ * dst full, and the direction then waits for dst (an empty source only costs one wake-up).
+ * A kernel that cannot splice these two (EINVAL) leaves the direction to read/write. */
+static enum pump_status pump_splice(struct pump *p, struct pump_dir *d, int src, int dst,
+                                    bool from_net)
+{
+    ssize_t r = splice(src, NULL, dst, NULL, PUMP_SPLICE_MAX, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    d->blocked = false;
+    if (r > 0) {
+        p->st->spliced += (uint64_t)r;
+        if (from_net) {
+            if (!p->st->received)
+                p->st->first_rx_us = pump_wall_us();
+            p->st->received += (uint64_t)r;
+        } else {
+            p->st->sent += (uint64_t)r;
+        }
+        return PUMP_DONE;
+    }
+    if (r == 0) {
+        d->src_open = false;
+        return PUMP_DONE;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        d->blocked = true;
+        return PUMP_DONE;
+    }
+    if (errno == EINTR)
+        return PUMP_DONE;
+    if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) {
+        d->splice = false;
+        return PUMP_DONE;
+    }
+    /* from the net, only a full stop of out (EPIPE) is ours; to the net, every error is the
+     * connection's (reading a pipe does not fail) */
+    if (from_net && errno == EPIPE) {
+        snprintf(p->err, p->errlen, "writing output: %s", strerror(errno));
+        return PUMP_LOCAL_ERR;
+    }
+    snprintf(p->err, p->errlen, "connection lost: %s", strerror(errno));
+    return PUMP_NET_LOST;
+}
+
 static enum pump_status pump_fill_plain(struct pump *p, struct pump_dir *d, int fd, bool from_net)
 {
-    ssize_t r = read(fd, d->buf, PUMP_BUF);
+    ssize_t r;
+    if (d->splice)
+        return pump_splice(p, d, fd, from_net ? p->out : p->net, from_net);
+    r = read(fd, d->buf, PUMP_BUF);
     if (r > 0) {
         d->len = (size_t)r;
         d->off = 0;
@@ -223,19 +279,19 @@ static enum pump_status pump_loop(struct pump *p)
             return PUMP_DONE;
         if ((timeout = pump_timeout(p)) == 0)
             continue; /* the linger is over: finish */
-        if (p->up.src_open && p->up.len == 0) {
+        if (p->up.src_open && p->up.len == 0 && !p->up.blocked) {
             pf[n] = (struct pollfd){.fd = p->in, .events = POLLIN};
             i_in = n++;
         }
         pf[n] = (struct pollfd){.fd = p->net, .events = 0};
-        if (p->up.len > 0)
+        if (p->up.len > 0 || p->up.blocked)
             pf[n].events |= POLLOUT;
-        if (p->down.src_open && p->down.len == 0)
+        if (p->down.src_open && p->down.len == 0 && !p->down.blocked)
             pf[n].events |= POLLIN;
         if (pf[n].events == 0)
             pf[n].fd = -1; /* else a hung-up socket would wake poll forever */
         i_net = n++;
-        if (p->down.len > 0) {
+        if (p->down.len > 0 || p->down.blocked) {
             pf[n] = (struct pollfd){.fd = p->out, .events = POLLOUT};
             i_out = n++;
         }
@@ -245,18 +301,33 @@ static enum pump_status pump_loop(struct pump *p)
             snprintf(p->err, p->errlen, "poll: %s", strerror(errno));
             return PUMP_LOCAL_ERR;
         }
-        if (i_in >= 0 && pf[i_in].revents)
+        if (i_in >= 0 && pf[i_in].revents) {
             s = pump_fill(p, &p->up, p->in, false);
+            /* the socket is non-blocking and rarely full: send now rather than after one more
+             * poll (a full one gives EAGAIN, and POLLOUT is waited for as before) */
+            if (s == PUMP_DONE && p->up.len > 0)
+                s = pump_drain(p, &p->up, p->net, true);
+        }
         if (s == PUMP_DONE && (pf[i_net].revents & (POLLIN | POLLHUP | POLLERR)) &&
-            p->down.src_open && p->down.len == 0)
+            p->down.src_open && p->down.len == 0 && !p->down.blocked)
             s = pump_fill(p, &p->down, p->net, true);
         if (s == PUMP_DONE && (pf[i_net].revents & (POLLOUT | POLLERR)) && p->up.len > 0)
             s = pump_drain(p, &p->up, p->net, true);
-        if (s == PUMP_DONE && i_out >= 0 && pf[i_out].revents)
+        else if (s == PUMP_DONE && (pf[i_net].revents & (POLLOUT | POLLERR)) && p->up.blocked)
+            s = pump_fill(p, &p->up, p->in, false); /* the socket takes more: splice again */
+        if (s == PUMP_DONE && i_out >= 0 && pf[i_out].revents && p->down.len > 0)
             s = pump_drain(p, &p->down, p->out, false);
+        else if (s == PUMP_DONE && i_out >= 0 && pf[i_out].revents && p->down.blocked)
+            s = pump_fill(p, &p->down, p->net, true); /* out takes more: splice again */
         if (s != PUMP_DONE)
             return s;
     }
+}
+
+static bool pump_is(int fd, mode_t type)
+{
+    struct stat sb;
+    return fstat(fd, &sb) == 0 && (sb.st_mode & S_IFMT) == type;
 }
 
 enum pump_status pump_run(int net, int in, int out, const void *prefill, size_t prefill_len,
@@ -277,6 +348,9 @@ enum pump_status pump_run(int net, int in, int out, const void *prefill, size_t 
         memcpy(p.down.buf, prefill, prefill_len);
         p.down.len = prefill_len;
     }
+    /* a pipe on the local side and a socket on the other: splice (the prefill goes by write) */
+    p.up.splice = in != out && pump_is(in, S_IFIFO) && pump_is(net, S_IFSOCK);
+    p.down.splice = in != out && pump_is(out, S_IFIFO) && pump_is(net, S_IFSOCK);
     fcntl(net, F_SETFL, fcntl(net, F_GETFL) | O_NONBLOCK);
     s = pump_loop(&p);
 out:

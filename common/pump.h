@@ -15,6 +15,9 @@ struct pump_stats {
     /* wall-clock time (CLOCK_REALTIME, µs) the first received byte reached out, 0 if none:
      * benchmarks compare it with another process's start on the same host */
     uint64_t first_rx_us;
+    /* of sent + received, the bytes pump_run moved by splice(2), kernel to kernel (a direction
+     * whose local end is a pipe; a file, a tty or the same socket both ways go by read/write) */
+    uint64_t spliced;
 };
 
 enum pump_status {

@@ -200,6 +200,7 @@ static void bulk(int net[2])
     CHECK(r_remote.len == MIB && memcmp(r_remote.buf, up, MIB) == 0);
     CHECK_INT(st.sent, MIB);
     CHECK_INT(st.received, MIB);
+    CHECK_INT(st.spliced, 2 * MIB); /* pipes on the local side: both directions by splice */
     close(in[0]);
     close(out[0]); /* out[1] was closed by the pump */
     close(net[0]);
@@ -532,6 +533,51 @@ static void t_same_in_out(void)
     free(r_remote.buf);
 }
 
+/* stdin and stdout regular files (splice needs a pipe on one end): read/write, same bytes. */
+static void t_bulk_files(void)
+{
+    int net[2], in = -1, out = -1;
+    size_t n = 3 * MIB + 123;
+    unsigned char *up = malloc(n), *down = malloc(n), *got = malloc(n);
+    struct writer w_remote;
+    struct reader r_remote;
+    struct pump_stats st;
+    char err[256] = "";
+    enum pump_status s;
+    FILE *fi = tmpfile(), *fo = tmpfile();
+
+    if (!CHECK(up && down && got && fi && fo) ||
+        !CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, net) == 0))
+        goto out;
+    fill(up, n, 7);
+    fill(down, n, 8);
+    in = fileno(fi);
+    out = dup(fileno(fo)); /* the pump closes out at the end */
+    CHECK(write(in, up, n) == (ssize_t)n && lseek(in, 0, SEEK_SET) == 0);
+    start_writer(&w_remote, net[1], down, n, AW_SHUT, NULL);
+    start_reader(&r_remote, net[1], n);
+    s = pump_run(net[0], in, out, NULL, 0, &st, err, sizeof err);
+    CHECK_MSG(s == PUMP_DONE, "pump_run = %d: %s", (int)s, err);
+    pthread_join(w_remote.th, NULL);
+    pthread_join(r_remote.th, NULL);
+    CHECK(r_remote.len == n && memcmp(r_remote.buf, up, n) == 0);
+    CHECK(pread(fileno(fo), got, n, 0) == (ssize_t)n && memcmp(got, down, n) == 0);
+    CHECK_INT(st.sent, n);
+    CHECK_INT(st.received, n);
+    CHECK_INT(st.spliced, 0);
+    free(r_remote.buf);
+    close(net[0]);
+    close(net[1]);
+out:
+    if (fi)
+        fclose(fi);
+    if (fo)
+        fclose(fo);
+    free(up);
+    free(down);
+    free(got);
+}
+
 /* A hung pump must fail the test rather than hang ctest; a closed pipe must be an error, not
  * a signal. */
 __attribute__((constructor)) static void setup(void)
@@ -542,4 +588,5 @@ __attribute__((constructor)) static void setup(void)
 
 CHECK_MAIN(TEST(t_bulk_socketpair), TEST(t_bulk_tcp), TEST(t_half_close_stdin_socketpair),
            TEST(t_half_close_stdin_tcp), TEST(t_half_close_net), TEST(t_prefill),
-           TEST(t_reset_idle), TEST(t_reset_busy), TEST(t_stdout_closed), TEST(t_same_in_out))
+           TEST(t_reset_idle), TEST(t_reset_busy), TEST(t_stdout_closed), TEST(t_same_in_out),
+           TEST(t_bulk_files))
