@@ -14,6 +14,7 @@
 
 #include "common/clock.h"
 #include "common/seal.h"
+#include "common/sock.h"
 
 /* Sealed mode: room for the records around PUMP_BUF bytes of plaintext, the stream header and
  * the final record. */
@@ -66,7 +67,7 @@ static void pump_finish(struct pump *p)
     if (pump_dir_done(&p->down) && p->down.dst_open) {
         /* closing stdout is how a pipeline reader learns the stream ended */
         if (p->out != p->in)
-            close(p->out);
+            sk_close_keep_std(p->out);
         else
             shutdown(p->out, SHUT_WR);
         p->down.dst_open = false;

@@ -175,6 +175,34 @@ static void rs_move_done(struct rsess *s)
     rs_check_end(s);
 }
 
+/* The current connection is gone: SUSPENDED until a resume (FAILED at once with resume_ms 0). */
+static enum rs_state rs_suspend(struct rsess *s, uint64_t now_ms)
+{
+    s->cur.open = false;
+    s->old.open = false;
+    s->at_due = s->move_due = s->resend_due = s->ack_now = false;
+    s->wait_epoch = 0;
+    s->gap_drop = false;
+    s->d_lost = false;
+    if (s->p.resume_ms == 0) {
+        s->state = RS_FAILED;
+    } else {
+        s->state = RS_SUSPENDED;
+        s->deadline_ms = now_ms + s->p.resume_ms;
+    }
+    return s->state;
+}
+
+/* MOVING, d failed before the peer's MOVE: whether c may still bring the session's end. A peer
+ * whose session is ending (both FINs done) takes no new connection (rs_upgrade refuses it) and
+ * ends on c; for that it must have acknowledged our FIN and sent its own, so we hold its FIN and
+ * sent ours. A d that failed otherwise suspends at once: c carries no more data of ours. */
+static bool rs_end_on_c_possible(const struct rsess *s)
+{
+    return s->state == RS_MOVING && s->old.open && !s->old.moved_in && rs_peer_eof(s) &&
+           s->fin_ever_sent;
+}
+
 enum rs_state rs_conn_failed(struct rsess *s, uint32_t epoch, uint64_t now_ms)
 {
     s->now = now_ms;
@@ -186,6 +214,8 @@ enum rs_state rs_conn_failed(struct rsess *s, uint32_t epoch, uint64_t now_ms)
         return s->state;
     if (s->old.open && epoch == s->old.epoch) {
         bool had_move = s->old.moved_in;
+        if (s->d_lost) /* c was all that was left and brought no end */
+            return rs_suspend(s, now_ms);
         s->old.open = false;
         s->move_due = false; /* lost with c: the peer learns it from our AT on d */
         if (s->state == RS_MOVING) {
@@ -198,18 +228,15 @@ enum rs_state rs_conn_failed(struct rsess *s, uint32_t epoch, uint64_t now_ms)
     }
     if (!s->cur.open || epoch != s->cur.epoch)
         return s->state; /* not a connection of ours (any more) */
-    s->cur.open = false;
-    s->old.open = false;
-    s->at_due = s->move_due = s->resend_due = s->ack_now = false;
-    s->wait_epoch = 0;
-    s->gap_drop = false;
-    if (s->p.resume_ms == 0) {
-        s->state = RS_FAILED;
-    } else {
-        s->state = RS_SUSPENDED;
-        s->deadline_ms = now_ms + s->p.resume_ms;
+    if (rs_end_on_c_possible(s)) {
+        /* the peer may have refused d at its end: MOVING goes on, c read for what it brings
+         * (rs_on_final: the end; its MOVE or its failure: SUSPENDED); nothing is sent any more */
+        s->cur.open = false;
+        s->d_lost = true;
+        s->at_due = s->move_due = s->resend_due = s->ack_now = false;
+        return s->state;
     }
-    return s->state;
+    return rs_suspend(s, now_ms);
 }
 
 void rs_give_up(struct rsess *s)
@@ -326,6 +353,14 @@ static int rs_on_move(struct rsess *s, uint32_t epoch, uint64_t end, uint32_t ne
 {
     if (s->gap_drop || !s->conn_known || end != s->conn_off || next <= epoch)
         return -1;
+    if (s->d_lost)
+        return -1; /* the peer moved to d, which failed: c fails too, SUSPENDED */
+    if (s->state == RS_ENDING && epoch == s->cur.epoch && !s->cur.moved_in) {
+        /* the peer moved to a connection our side refused (ENDING: nothing left to carry); the
+         * TAG_FINAL that follows here ends the session as the peer's end would */
+        s->cur.moved_in = true;
+        return 0;
+    }
     if (s->state == RS_MOVING && s->old.open && epoch == s->old.epoch) {
         if (next != s->cur.epoch)
             return -1;
@@ -412,6 +447,15 @@ int rs_on_final(struct rsess *s, uint32_t epoch, uint64_t now_ms)
     if (!rs_heard(s, epoch, now_ms) || !rs_live(s))
         return -1;
     struct rs_conn_st *k = s->old.open && s->old.epoch == epoch ? &s->old : &s->cur;
+    if (s->state == RS_MOVING && k == &s->old && !k->moved_in && s->fin_acked && rs_peer_eof(s)) {
+        /* the peer ended the session on c without moving: it refused d, which carries nothing
+         * then; both directions are through, so the session is (5.4 "MOVING | peer's end on c") */
+        k->final_in = true;
+        s->cur.open = false;
+        s->d_lost = false;
+        s->state = RS_DONE;
+        return 0;
+    }
     if (!k->moved_in && !(s->state == RS_ENDING && k == &s->cur))
         return -1; /* TAG_FINAL without MOVE, before the session's end */
     k->final_in = true;
@@ -707,4 +751,9 @@ uint64_t rs_tx_acked(const struct rsess *s)
 bool rs_peer_eof(const struct rsess *s)
 {
     return s->peer_fin && s->rx == s->peer_end;
+}
+
+bool rs_d_lost(const struct rsess *s)
+{
+    return s->d_lost;
 }

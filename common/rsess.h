@@ -149,6 +149,9 @@ struct rsess {
     uint64_t peer_end;
     bool ack_now;        /* an ACK at once: the FIN taken, or ENDING */
     uint32_t wait_epoch; /* the peer moved on to this epoch, not handed over yet (0: none) */
+    /* MOVING, d failed before the peer's MOVE with both FINs sent: c is read on for the peer's
+     * end (it may have ended there and never taken d); nothing more is sent (rs_conn_failed) */
+    bool d_lost;
     uint64_t last_rx_ms; /* something was read on the connection read from */
     uint64_t last_data_ms, first_unacked_ms;
     uint64_t deadline_ms; /* SUSPENDED: resume deadline; ENDING after FINAL: linger */
@@ -174,8 +177,10 @@ int rs_upgrade(struct rsess *s, uint32_t epoch, uint64_t peer_rx, uint64_t now_m
 
 /* The connection of this epoch failed (error, RS_ACT_DEAD, a protocol error, an EOF rs_on_eof
  * refused). Table 5.4: the current one -> SUSPENDED (FAILED at once with resume_ms 0; DONE in
- * ENDING); the old one during MOVING -> ACTIVE(d), its gap answered by a RESEND; a draining one:
- * just gone. Closing the socket(s) is the caller's. Returns the new state. */
+ * ENDING), except d during MOVING before the peer's MOVE once both FINs are sent: MOVING stays,
+ * c is read on for the peer's end (rs_on_final), anything else there suspends; the old one during
+ * MOVING -> ACTIVE(d), its gap answered by a RESEND (SUSPENDED when d failed first); a draining
+ * one: just gone. Closing the socket(s) is the caller's. Returns the new state. */
 enum rs_state rs_conn_failed(struct rsess *s, uint32_t epoch, uint64_t now_ms);
 void rs_give_up(struct rsess *s);               /* MB_GIVE_UP: SUSPENDED -> FAILED */
 void rs_abort(struct rsess *s, uint8_t reason); /* local error or signal: ABORT due, RS_ABORTED */
@@ -194,7 +199,9 @@ enum rs_rx rs_on_data(struct rsess *s, uint32_t epoch, size_t len, size_t *skip,
  * error (an ACK or RESEND beyond what was ever sent, a FIN or MOVE not at the connection's
  * offset, an AT above rx where no gap may be, ...). ABORT -> RS_ABORTED (0). */
 int rs_on_ctl(struct rsess *s, uint32_t epoch, const struct rs_ctl *c, uint64_t now_ms);
-/* The peer's TAG_FINAL: valid after its MOVE on that connection or once both FINs are done. */
+/* The peer's TAG_FINAL: valid after its MOVE on that connection or once both FINs are done; on c
+ * during MOVING without the peer's MOVE, with both FINs done, the peer ended the session on c
+ * and never took d: DONE. */
 int rs_on_final(struct rsess *s, uint32_t epoch, uint64_t now_ms);
 /* EOF: 0 when expected (after the peer's TAG_FINAL, or in ENDING), -1 when it is a failure (the
  * caller calls rs_conn_failed). */
@@ -234,6 +241,8 @@ uint64_t rs_rx_offset(
 uint64_t rs_rx(const struct rsess *s); /* bytes of the peer's taken */
 uint64_t rs_tx_sent_off(const struct rsess *s);
 uint64_t rs_tx_acked(const struct rsess *s);
+/* MOVING with d failed: c is read for the peer's end only (rs_conn_failed) */
+bool rs_d_lost(const struct rsess *s);
 bool rs_peer_eof(const struct rsess *s); /* the peer's FIN taken: close our output */
 
 #endif

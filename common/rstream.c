@@ -132,6 +132,10 @@ void rst_cut(struct rstream *r, const char *why, uint64_t now_ms)
 {
     if (r->cur.fd >= 0)
         rst_fail(r, &r->cur, now_ms, why, NULL);
+    if (rs_d_lost(&r->s) && r->old.fd >= 0) { /* c read on after d failed: the peer resumed */
+        rst_fail(r, &r->old, now_ms, why, NULL);
+        snprintf(r->why, sizeof r->why, "%s", why);
+    }
 }
 
 int rst_tx_space(struct rstream *r, unsigned char **ptr, size_t *len)
@@ -236,20 +240,26 @@ static bool rst_want_read(const struct rstream *r, const struct rst_conn *c)
     return c->moved_in;
 }
 
-/* Table 5.4's "connection failed": the session decides what it means, the socket goes at once. */
+/* Table 5.4's "connection failed": the session decides what it means, the socket goes at once.
+ * A d that failed during a move may leave c to be read for the peer's end (rsess d_lost): its
+ * reason is kept for the suspension that follows when c brings none. */
 static void rst_fail(struct rstream *r, struct rst_conn *c, uint64_t now, const char *what,
                      const char *detail)
 {
-    bool was_cur = c == &r->cur;
+    bool was_cur = c == &r->cur, was_d_lost = rs_d_lost(&r->s);
     enum rs_state st = rs_conn_failed(&r->s, c->epoch, now);
     rst_close(c, true);
-    if (was_cur && (st == RS_SUSPENDED || st == RS_FAILED)) {
+    bool lost = st == RS_SUSPENDED || st == RS_FAILED;
+    /* the current one, or c after d was lost (c was the session's last connection) */
+    if (!(was_cur && (lost || rs_d_lost(&r->s))) && !(was_d_lost && lost))
+        return;
+    if (!was_d_lost) { /* d's failure is the reason, also when c brought no end after it */
         if (detail)
             snprintf(r->why, sizeof r->why, "%s (%s)", what, detail);
         else
             snprintf(r->why, sizeof r->why, "%s", what);
-        r->lost = st == RS_SUSPENDED;
     }
+    r->lost = st == RS_SUSPENDED;
 }
 
 static int rst_take_ctl(struct rstream *r, struct rst_conn *c, const unsigned char *p, size_t n,

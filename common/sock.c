@@ -53,6 +53,18 @@ int sk_listen_reuse(const struct sockaddr *local, int backlog, char *err, size_t
     return fd;
 }
 
+int sk_close_keep_std(int fd)
+{
+    if (fd > STDERR_FILENO)
+        return close(fd);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0)
+        return close(fd); /* no /dev/null: the end still has to reach the reader */
+    int rc = dup2(null, fd) < 0 ? close(fd) : 0; /* dup2 closes fd's old description */
+    close(null);
+    return rc;
+}
+
 int sk_local(int fd, struct sockaddr_storage *out)
 {
     socklen_t len = sizeof *out;

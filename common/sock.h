@@ -15,6 +15,12 @@ int sk_open_bound(const struct sockaddr *local, char *err, size_t errlen);
 int sk_listen_reuse(const struct sockaddr *local, int backlog, char *err, size_t errlen);
 
 int sk_local(int fd, struct sockaddr_storage *out);
+
+/* Closes fd, as a reader of its pipe or file learns the stream ended; a standard descriptor
+ * (0-2) is pointed at /dev/null instead, so that its number stays taken: a socket opened later
+ * (a resume, an upgrade on another thread) would get it otherwise, and libuv aborts on a handle
+ * below 3 (uv__close asserts fd > STDERR_FILENO). 0, or -1 with errno from close. */
+int sk_close_keep_std(int fd);
 int sk_set_blocking(int fd, bool blocking);
 
 /* write() until all n bytes are out (EINTR retried), for blocking descriptors such as files.

@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "common/rstream.h"
 #include "common/sframe.h"
+#include "common/sock.h"
 #include "peer/exit.h"
 
 #define RPUMP_ABORT_WAIT_MS 500 /* ABORT is best effort: this long for it to leave */
@@ -236,7 +237,7 @@ static void rpump_close_out(struct rpump *p)
     if (p->c->splice || p->out == p->in)
         shutdown(p->out, SHUT_WR);
     else
-        close(p->out);
+        sk_close_keep_std(p->out);
     p->out_open = false;
 }
 

@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -164,10 +165,11 @@ static int tcp_pair(int sv[2])
 /* ---- tests ---- */
 
 /* 1 MiB each way between a pipe pair (stdin/stdout) and net (socketpair or TCP); net[0] is
- * pumped, net[1] is the remote peer. */
-static void bulk(int net[2])
+ * pumped, net[1] is the remote peer. std_out: the output is on fd 0 (a standard descriptor, as
+ * stdout's 1): its end must leave the number taken (at /dev/null) while the reader sees EOF. */
+static void bulk_to(int net[2], bool std_out)
 {
-    int in[2], out[2];
+    int in[2], out[2], saved = -1;
     unsigned char *up = malloc(MIB), *down = malloc(MIB);
     struct writer w_in, w_remote;
     struct reader r_out, r_remote;
@@ -184,12 +186,27 @@ static void bulk(int net[2])
     start_reader(&r_out, out[0], MIB);
     start_reader(&r_remote, net[1], MIB);
 
+    if (std_out) {
+        saved = dup(0);
+        CHECK(saved > 2 && dup2(out[1], 0) == 0);
+        close(out[1]);
+        out[1] = 0;
+    }
     s = pump_run(net[0], in[0], out[1], NULL, 0, &st, err, sizeof err);
     CHECK_MSG(s == PUMP_DONE, "pump_run = %d: %s", (int)s, err);
     pthread_join(w_in.th, NULL);
     pthread_join(w_remote.th, NULL);
     pthread_join(r_out.th, NULL);
     pthread_join(r_remote.th, NULL);
+    if (std_out) {
+        CHECK_MSG(fcntl(0, F_GETFD) >= 0, "fd 0 was closed at the end");
+        int k = socket(AF_INET, SOCK_STREAM, 0);
+        CHECK_MSG(k > STDERR_FILENO, "a new socket got fd %d", k);
+        if (k >= 0)
+            close(k);
+        dup2(saved, 0);
+        close(saved);
+    }
     CHECK_INT(w_in.written, MIB);
     CHECK_INT(w_remote.written, MIB);
     CHECK_INT(r_out.len, MIB);
@@ -211,11 +228,25 @@ static void bulk(int net[2])
     free(down);
 }
 
+static void bulk(int net[2])
+{
+    bulk_to(net, false);
+}
+
 static void t_bulk_socketpair(void)
 {
     int net[2];
     if (CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, net) == 0))
         bulk(net);
+}
+
+/* a closed standard descriptor goes to the next socket opened, and libuv aborts on handles
+ * below 3 (uv__close asserts fd > STDERR_FILENO): test_relay "--direct-timeout 0", exit 134 */
+static void t_std_output_kept(void)
+{
+    int net[2];
+    if (CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, net) == 0))
+        bulk_to(net, true);
 }
 
 static void t_bulk_tcp(void)
@@ -589,4 +620,4 @@ __attribute__((constructor)) static void setup(void)
 CHECK_MAIN(TEST(t_bulk_socketpair), TEST(t_bulk_tcp), TEST(t_half_close_stdin_socketpair),
            TEST(t_half_close_stdin_tcp), TEST(t_half_close_net), TEST(t_prefill),
            TEST(t_reset_idle), TEST(t_reset_busy), TEST(t_stdout_closed), TEST(t_same_in_out),
-           TEST(t_bulk_files))
+           TEST(t_bulk_files), TEST(t_std_output_kept))

@@ -999,7 +999,34 @@ static void t_bench(void)
     }
 }
 
+/* An output on a standard descriptor (tcpunch's stdout is 1; 0 stands in for it here): its end
+ * points the number at /dev/null rather than closing it, the sink still sees EOF. A closed 1 went
+ * to the next socket opened (an upgrade's or a resume's, on the path thread), and libuv aborted
+ * closing it: uv__close asserts fd > STDERR_FILENO (test_relay "--direct-timeout 0", exit 134). */
+static void t_std_output_kept(void)
+{
+    struct run r;
+    int saved = dup(0);
+    if (!CHECK(saved > 2))
+        return;
+    run_init(&r, RBUF_DEFAULT, 100000, 70001);
+    CHECK(dup2(r.s[1].out_w, 0) == 0);
+    close(r.s[1].out_w);
+    r.s[1].out_w = 0;
+    CHECK_INT(run_go(&r), 0);
+    check_complete(&r); /* the sink's EOF included */
+    CHECK_MSG(fcntl(0, F_GETFD) >= 0, "fd 0 was closed at the session's end");
+    int k = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK_MSG(k > STDERR_FILENO, "a new socket got fd %d", k);
+    if (k >= 0)
+        close(k);
+    r.s[1].out_w = saved; /* run_free closes it; 0 gets stdin back */
+    CHECK(dup2(saved, 0) == 0);
+    run_free(&r);
+}
+
 CHECK_MAIN(TEST(t_both_ways), TEST(t_cut_resume), TEST(t_many_cuts), TEST(t_stale_rx),
            TEST(t_upgrade), TEST(t_resume_while_active), TEST(t_backpressure), TEST(t_give_up),
            TEST(t_resume_timeout), TEST(t_no_resume), TEST(t_forged), TEST(t_forged_progress), TEST(t_forged_thrice),
-           TEST(t_peer_abort), TEST(t_signal), TEST(t_splice), TEST(t_one_way), TEST(t_bench))
+           TEST(t_peer_abort), TEST(t_signal), TEST(t_splice), TEST(t_one_way),
+           TEST(t_std_output_kept), TEST(t_bench))

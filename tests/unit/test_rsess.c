@@ -1,10 +1,10 @@
 /* The session state machine (common/rsess.c) with a fake clock: every pure row of table 5.4 of
  * docs/design/resume.md (ACTIVE -> SUSPENDED -> ACTIVE as a resume or FAILED, ACTIVE -> MOVING ->
- * ACTIVE, the MOVE lost with c, d failing, ENDING, ABORTED), the ACK cadence (step, delay, max
- * delay, heartbeat), the dead timer and its hold while not reading, a resume from an offset
- * (duplicates skipped exactly, gaps refused), the lying peer's ACKs, RESENDs and handshake
- * offsets, FIN and ABORT ends, a tombstone's `gone`, the records no state accepts, offsets near
- * 2^64, rs_next_timeout, and seeded random runs of two
+ * ACTIVE, the MOVE lost with c, d failing, an upgrade racing the end (the peer ends on c),
+ * ENDING, ABORTED), the ACK cadence (step, delay, max delay, heartbeat), the dead timer and its
+ * hold while not reading, a resume from an offset (duplicates skipped exactly, gaps refused),
+ * the lying peer's ACKs, RESENDs and handshake offsets, FIN and ABORT ends, a tombstone's `gone`,
+ * the records no state accepts, offsets near 2^64, rs_next_timeout, and seeded random runs of two
  * sessions over a simulated wire that loses every connection many times, checking that each side
  * receives the other's bytes exactly once and in order. */
 #include "check.h"
@@ -662,6 +662,127 @@ static void t_move_c_fails(void)
     rs_free(&s);
 }
 
+/* Y: 100 bytes and our FIN out, the peer's 50 and its FIN read and acknowledged, our FIN not yet
+ * acknowledged (the peer's ACK is on its way): ACTIVE, and an upgrade now moves to d */
+static void moving_at_end(struct rsess *s)
+{
+    size_t skip, take;
+    active0(s);
+    put(s, 100);
+    rs_tx_eof(s);
+    send_all(s);
+    due_send(s, RS_ACT_FIN, NULL);
+    rs_on_data(s, 0, 50, &skip, &take, now_);
+    rs_on_ctl(s, 0, &(struct rs_ctl){.type = RS_CTL_FIN, .off = 50}, now_);
+    due_send(s, RS_ACT_ACK, NULL);
+    CHECK_INT(rs_state(s), RS_ACTIVE);
+    CHECK_INT(rs_upgrade(s, 1, 0, now_), 0);
+    CHECK_INT(rs_state(s), RS_MOVING);
+}
+
+/* The upgrade racing the session's end (test_relay "--direct-timeout 0", 2 runs in 5): the peer
+ * reached ENDING on c (our FIN acknowledged, its FIN acknowledged by us), so it refuses d and
+ * closes it, while we, still waiting for the ACK of our FIN, moved. The peer's ACK and TAG_FINAL
+ * come on c without a MOVE: the session is DONE on both sides, whichever of d's failure and c's
+ * end we see first, instead of a suspension that waits for a resume nobody will send. */
+static void t_move_peer_ended(void)
+{
+    struct rsess s, x;
+    struct rs_ctl c;
+    size_t skip, take;
+    uint32_t e;
+
+    /* d fails first: MOVING goes on, c is read for the peer's end, nothing is sent */
+    moving_at_end(&s);
+    due_send(&s, RS_ACT_MOVE, NULL);
+    CHECK_INT(rs_conn_failed(&s, 1, now_), RS_MOVING);
+    CHECK(rs_d_lost(&s));
+    CHECK(rs_reading(&s, &e) && e == 0);
+    CHECK(!rs_conn_open(&s, 1));
+    CHECK(rs_conn_open(&s, 0));
+    now_ += RS_HEARTBEAT_MS;
+    CHECK_INT(rs_tick(&s, now_, true) & (RS_ACT_ACK | RS_ACT_AT | RS_ACT_MOVE), 0);
+    CHECK_INT(rs_on_ctl(&s, 0, &(struct rs_ctl){.type = RS_CTL_ACK, .off = 101}, now_), 0);
+    CHECK_INT(rs_state(&s), RS_MOVING);
+    CHECK_INT(rs_on_final(&s, 0, now_), 0);
+    CHECK_INT(rs_state(&s), RS_DONE);
+    CHECK_INT(rs_tick(&s, now_, true), RS_ACT_DONE);
+    CHECK_INT(rs_on_eof(&s, 0, now_), 0);
+    rs_free(&s);
+
+    /* c's end first (d not failed yet, our MOVE still due): DONE, no MOVE goes out */
+    moving_at_end(&s);
+    CHECK_INT(rs_on_ctl(&s, 0, &(struct rs_ctl){.type = RS_CTL_ACK, .off = 101}, now_), 0);
+    CHECK_INT(rs_on_final(&s, 0, now_), 0);
+    CHECK_INT(rs_state(&s), RS_DONE);
+    CHECK_INT(rs_tick(&s, now_, true), RS_ACT_DONE);
+    CHECK_INT(rs_conn_failed(&s, 1, now_), RS_DONE);
+    rs_free(&s);
+
+    /* a TAG_FINAL on c without MOVE while our FIN is not acknowledged: still a protocol error */
+    moving_at_end(&s);
+    CHECK_INT(rs_on_final(&s, 0, now_), -1);
+    rs_free(&s);
+
+    /* d failed, then the peer's MOVE on c: it did take d, which is gone: c fails, SUSPENDED */
+    moving_at_end(&s);
+    due_send(&s, RS_ACT_MOVE, NULL);
+    rs_conn_failed(&s, 1, now_);
+    CHECK_INT(rs_on_ctl(&s, 0, &(struct rs_ctl){.type = RS_CTL_MOVE, .off = 50, .epoch = 1}, now_),
+              -1);
+    CHECK_INT(rs_conn_failed(&s, 0, now_), RS_SUSPENDED);
+    CHECK(!rs_d_lost(&s));
+    CHECK_INT(rs_attach(&s, 2, 101, now_), 0); /* the resume ends it there */
+    CHECK_INT(rs_state(&s), RS_ENDING);
+    rs_free(&s);
+
+    /* d failed, then c ends without its end (EOF), or stays silent: SUSPENDED, as before */
+    for (int k = 0; k < 2; k++) {
+        moving_at_end(&s);
+        due_send(&s, RS_ACT_MOVE, NULL);
+        rs_conn_failed(&s, 1, now_);
+        if (k == 0) {
+            CHECK_INT(rs_on_eof(&s, 0, now_), -1);
+        } else {
+            now_ += RS_DEAD_MS;
+            CHECK(rs_tick(&s, now_, true) & RS_ACT_DEAD);
+        }
+        CHECK_INT(rs_conn_failed(&s, 0, now_), RS_SUSPENDED);
+        rs_free(&s);
+    }
+
+    /* d failing before both FINs are through suspends at once (c carries no more of ours) */
+    active0(&s);
+    put(&s, 10);
+    send_all(&s);
+    rs_on_data(&s, 0, 5, &skip, &take, now_);
+    rs_upgrade(&s, 1, 0, now_);
+    CHECK_INT(rs_conn_failed(&s, 1, now_), RS_SUSPENDED);
+    rs_free(&s);
+
+    /* the other side, X: ENDING refuses d; our MOVE read there is taken, its TAG_FINAL ends */
+    active0(&x);
+    put(&x, 50);
+    rs_tx_eof(&x);
+    send_all(&x);
+    due_send(&x, RS_ACT_FIN, NULL);
+    rs_on_data(&x, 0, 100, &skip, &take, now_);
+    rs_on_ctl(&x, 0, &(struct rs_ctl){.type = RS_CTL_FIN, .off = 100}, now_);
+    rs_on_ctl(&x, 0, &(struct rs_ctl){.type = RS_CTL_ACK, .off = 51}, now_);
+    CHECK_INT(rs_state(&x), RS_ENDING);
+    CHECK_INT(rs_upgrade(&x, 1, 0, now_), -1);
+    CHECK(due_send(&x, RS_ACT_ACK, &c) && c.off == 101);
+    CHECK(due_send(&x, RS_ACT_FINAL, NULL));
+    CHECK_INT(rs_on_ctl(&x, 0, &(struct rs_ctl){.type = RS_CTL_MOVE, .off = 99, .epoch = 1}, now_),
+              -1); /* not at the offset */
+    CHECK_INT(rs_on_ctl(&x, 0, &(struct rs_ctl){.type = RS_CTL_MOVE, .off = 100, .epoch = 1}, now_),
+              0);
+    CHECK_INT(rs_state(&x), RS_ENDING);
+    CHECK_INT(rs_on_final(&x, 0, now_), 0);
+    CHECK_INT(rs_state(&x), RS_DONE);
+    rs_free(&x);
+}
+
 /* what no state accepts: upgrades outside ACTIVE, records on unknown connections, a MOVE or a
  * TAG_FINAL where none may be */
 static void t_refusals(void)
@@ -1157,5 +1278,5 @@ static void t_sim(void)
 
 CHECK_MAIN(TEST(t_init), TEST(t_acks), TEST(t_ack_cadence), TEST(t_heartbeat_dead), TEST(t_resume),
            TEST(t_suspended_end), TEST(t_fin_end), TEST(t_abort), TEST(t_gone), TEST(t_move),
-           TEST(t_move_c_fails), TEST(t_refusals), TEST(t_resend), TEST(t_edges), TEST(t_timeout),
-           TEST(t_sim))
+           TEST(t_move_c_fails), TEST(t_move_peer_ended), TEST(t_refusals), TEST(t_resend),
+           TEST(t_edges), TEST(t_timeout), TEST(t_sim))

@@ -1,6 +1,7 @@
 /* common/rstream on its own: two engines in one thread over a socketpair, driven by hand with a
  * fake clock (no rpump, no mailbox): bytes through the ring, an idle ring given back, a refused
- * attach leaves the fd to the caller, a dead connection detected by the clock. */
+ * attach leaves the fd to the caller, a dead connection detected by the clock, an upgrade the
+ * peer refused at its session's end (the move ends on c). */
 #include "check.h"
 
 #include <fcntl.h>
@@ -126,4 +127,70 @@ static void t_dead(void)
     rst_free(&b);
 }
 
-CHECK_MAIN(TEST(t_ring_and_trim), TEST(t_refused_attach), TEST(t_dead))
+/* n bytes into e's ring, then its EOF */
+static void put_eof(struct rstream *e, size_t n)
+{
+    unsigned char *sp;
+    size_t room;
+    CHECK(rst_tx_space(e, &sp, &room) == 0 && room >= n);
+    memset(sp, 0x5a, n);
+    rst_tx_commit(e, n);
+    rst_tx_eof(e);
+}
+
+/* one rst_handle of e after a poll that does not wait */
+static enum rst_ev step(struct rstream *e, uint64_t now)
+{
+    struct pollfd pf[RST_MAX_FDS];
+    int t = -1, n = rst_pollfds(e, pf, now, &t);
+    poll(pf, (nfds_t)n, 0);
+    enum rst_ev v = rst_handle(e, pf, now);
+    const unsigned char *p;
+    rst_rx_consume(e, rst_rx_peek(e, &p));
+    return v;
+}
+
+/* The upgrade racing the end (test_relay "--direct-timeout 0"): b (X) reached ENDING on c, so
+ * its data plane refuses the upgrade and closes d, while a (Y), its FIN not acknowledged yet,
+ * moved. a must end with b's ACK and TAG_FINAL on c (RST_DONE), not suspend (RST_LOST: a
+ * resume the ended peer never answers, 120 s); b takes a's MOVE and TAG_FINAL as its end, no
+ * protocol error. With our MOVE out before d hangs up (move_out) or not. */
+static void t_upgrade_refused_at_end(void)
+{
+    for (int move_out = 0; move_out < 2; move_out++) {
+        struct rstream a, b;
+        int sv[2], y[2];
+        uint64_t now = 1000;
+        pair(&a, &b, NULL, sv);
+        put_eof(&b, 50);
+        CHECK_INT(step(&b, now), RST_OK); /* its data and FIN out */
+        put_eof(&a, 100);
+        CHECK_INT(step(&a, now), RST_OK); /* b's FIN read and acknowledged, our data and FIN out */
+        CHECK_INT(step(&b, now), RST_OK);
+        CHECK_INT(rs_state(rst_sess(&b)), RS_ENDING); /* its ACK and TAG_FINAL on c for a */
+        CHECK_INT(rs_state(rst_sess(&a)), RS_ACTIVE);
+        CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, y) == 0);
+        struct rst_attach ua = {.fd = y[0], .epoch = 1, .tx = k_ab, .rx = k_ba, .upgrade = true};
+        struct rst_attach ub = {.fd = y[1], .epoch = 1, .tx = k_ba, .rx = k_ab, .upgrade = true};
+        CHECK_INT(rst_attach(&a, &ua, now), 0);
+        CHECK_INT(rst_attach(&b, &ub, now), -1); /* ENDING: refused, closed (rpump_on_conn) */
+        close(y[1]);
+        if (move_out)
+            CHECK_INT(rst_handle(&a, NULL, now), RST_OK); /* MOVE, TAG_FINAL on c; AT on d */
+        enum rst_ev va = RST_OK;
+        for (int k = 0; k < 10 && va == RST_OK; k++)
+            va = step(&a, now);
+        CHECK_INT(va, RST_DONE);
+        CHECK_INT(rs_state(rst_sess(&a)), RS_DONE);
+        enum rst_ev vb = RST_OK;
+        for (int k = 0; k < 10 && vb == RST_OK; k++)
+            vb = step(&b, now);
+        CHECK_INT(vb, RST_DONE);
+        CHECK_MSG(strstr(rst_why(&b), "protocol") == NULL, "b: %s", rst_why(&b));
+        rst_free(&a);
+        rst_free(&b);
+    }
+}
+
+CHECK_MAIN(TEST(t_ring_and_trim), TEST(t_refused_attach), TEST(t_dead),
+           TEST(t_upgrade_refused_at_end))
