@@ -38,6 +38,8 @@
  * start this long after the last registration, so they measure introductions, not that race */
 #define LG_SETTLE_NS 500000000ull
 #define LG_MAX_ROUNDS 4 /* --pairs same,cross,...: introduction rounds one after the other */
+/* a round whose last introductions have had no answer for this long ends: they count as lost */
+#define LG_LOST_NS 5000000000ull
 
 struct lg;
 
@@ -48,8 +50,10 @@ struct lg_peer {
     unsigned idx;
     bool registered;
     bool dead;
+    bool in_flight; /* counted in lg->connecting: connecting or not yet welcomed */
     uint64_t intro_t0; /* uv_hrtime of the pending introduction this peer is part of, 0: none */
     unsigned pair;     /* the pair of that introduction */
+    struct lg_peer *mate; /* and its other end */
     size_t len;
     char buf[LG_BUF];
 };
@@ -87,7 +91,8 @@ struct lg {
     unsigned next_connect, connecting, registered, failed;
     uint64_t reg_t0, reg_t1;
     /* introductions */
-    unsigned sent, done, busy_skips;
+    unsigned sent, done, busy_skips, intro_failed;
+    uint64_t last_progress;
     uint64_t intro_t0, intro_t1;
     double credit;
     int round;
@@ -95,7 +100,7 @@ struct lg {
     unsigned *halves;            /* per pair: how many of its two punches arrived */
     struct lg_proc proc[SL_MAX]; /* per pid of o.pid */
     struct lg_round {
-        unsigned n, skipped;
+        unsigned n, skipped, failed, lost;
         double secs, p50, p99, max, cpu;
     } res[LG_MAX_ROUNDS];
     int phase;                   /* 1 register, 2 introduce, 3 done, 4 wait for --sync */
@@ -206,15 +211,43 @@ static void lg_sync_write(const struct lg *lg, const char *name, const uint64_t 
         fprintf(stderr, "loadgen: %s: %s\n", path, strerror(errno));
 }
 
+/* p's introduction, if one is open, cannot end: counted as failed, its pair free again. */
+static void lg_intro_fail(struct lg_peer *p)
+{
+    struct lg *lg = p->lg;
+    if (!p->intro_t0)
+        return;
+    p->intro_t0 = 0;
+    if (p->mate)
+        p->mate->intro_t0 = 0;
+    lg->halves[p->pair] = 0;
+    lg->intro_failed++;
+    lg->last_progress = uv_hrtime();
+}
+
+/* p is of no more use (an error, its connection gone): counted once. */
+static void lg_dead(struct lg_peer *p)
+{
+    if (p->dead)
+        return;
+    p->dead = true;
+    p->lg->failed++;
+    /* a refused registration frees its place among those in flight, or a few hundred refusals
+     * would stop the registration phase */
+    if (p->in_flight) {
+        p->in_flight = false;
+        p->lg->connecting--;
+    }
+    lg_intro_fail(p);
+}
+
 static void lg_send(struct lg_peer *p, const char *line, size_t n)
 {
     uv_buf_t b = uv_buf_init((char *)line, (unsigned)n);
     /* lines are short and the socket buffer is empty or nearly so; a partial write is a
      * failure of the run, counted, not retried */
-    if (uv_try_write((uv_stream_t *)&p->tcp, &b, 1) != (int)n && !p->dead) {
-        p->dead = true;
-        p->lg->failed++;
-    }
+    if (uv_try_write((uv_stream_t *)&p->tcp, &b, 1) != (int)n)
+        lg_dead(p);
 }
 
 /* The answer to the server's challenge: a hello signed over its nonce. */
@@ -229,8 +262,7 @@ static void lg_send_hello(struct lg_peer *p, const char *challenge)
             PROTO_OK ||
         c.type != PROTO_CHALLENGE) {
         fprintf(stderr, "loadgen: peer %u: bad challenge: %s\n", p->idx, why);
-        p->dead = true;
-        p->lg->failed++;
+        lg_dead(p);
         return;
     }
     memset(&m, 0, sizeof m);
@@ -258,7 +290,7 @@ static void lg_intro_half(struct lg *lg, struct lg_peer *p)
     if (lg->done < lg->o.intros)
         lg->lat_ns[lg->done] = uv_hrtime() - t0;
     lg->done++;
-    lg->intro_t1 = uv_hrtime();
+    lg->intro_t1 = lg->last_progress = uv_hrtime();
 }
 
 static void lg_on_line(struct lg_peer *p, const char *line)
@@ -269,6 +301,7 @@ static void lg_on_line(struct lg_peer *p, const char *line)
     } else if (strstr(line, "\"type\":\"welcome\"") && !p->registered) {
         p->registered = true;
         lg->registered++;
+        p->in_flight = false;
         lg->connecting--;
         lg->reg_t1 = uv_hrtime();
     } else if (strstr(line, "\"type\":\"punch\"")) {
@@ -281,10 +314,10 @@ static void lg_on_line(struct lg_peer *p, const char *line)
                          seq ? atoll(seq + 6) : 0LL);
         lg_send(p, pong, (size_t)n);
     } else if (strstr(line, "\"type\":\"error\"") && !p->dead) {
-        if (lg->failed < 5) /* the first few say why; the count says how many */
-            fprintf(stderr, "loadgen: peer %u: %s\n", p->idx, line);
-        p->dead = true;
-        lg->failed++;
+        /* the first few of each kind say why; the counts say how many */
+        if (p->intro_t0 ? lg->intro_failed < 5 : lg->failed < 5)
+            fprintf(stderr, "loadgen: peer %u%s: %s\n", lg->o.base + p->idx, p->intro_t0 ? " (introduction)" : "", line);
+        lg_dead(p);
     }
 }
 
@@ -301,10 +334,7 @@ static void lg_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     char *start, *nl;
     (void)buf;
     if (nread < 0) {
-        if (!p->dead) {
-            p->dead = true;
-            p->lg->failed++;
-        }
+        lg_dead(p);
         uv_read_stop(s);
         return;
     }
@@ -326,9 +356,7 @@ static void lg_on_connect(uv_connect_t *req, int status)
 {
     struct lg_peer *p = req->data;
     if (status < 0) {
-        p->dead = true;
-        p->lg->failed++;
-        p->lg->connecting--;
+        lg_dead(p);
         return;
     }
     uv_read_start((uv_stream_t *)&p->tcp, lg_alloc, lg_on_read);
@@ -377,6 +405,7 @@ static void lg_register_more(struct lg *lg)
             lg->failed++;
             continue;
         }
+        lg->peer[lg->next_connect - 1].in_flight = true;
         lg->connecting++;
     }
 }
@@ -402,6 +431,8 @@ static void lg_introduce(struct lg *lg, uint64_t now)
         n = snprintf(line, sizeof line, "{\"type\":\"connect\",\"target\":\"%s\"}\n", target);
         a->intro_t0 = b->intro_t0 = now;
         a->pair = b->pair = pair;
+        a->mate = b;
+        b->mate = a;
         lg_send(a, line, (size_t)n);
         lg->sent++;
     }
@@ -452,6 +483,8 @@ static void lg_round_end(struct lg *lg)
     qsort(lg->lat_ns, n, sizeof *lg->lat_ns, lg_cmp);
     r->n = n;
     r->skipped = lg->busy_skips;
+    r->failed = lg->intro_failed;
+    r->lost = lg->o.intros - lg->busy_skips - lg->intro_failed - n;
     r->secs = (lg->intro_t1 - lg->intro_t0) / 1e9;
     r->p50 = lg_pct(lg->lat_ns, n, 0.5);
     r->p99 = lg_pct(lg->lat_ns, n, 0.99);
@@ -464,7 +497,8 @@ static void lg_round_end(struct lg *lg)
 /* Round lg->round begins now, or (--sync) once DIR/go.ROUND exists. */
 static void lg_round_begin(struct lg *lg, uint64_t now)
 {
-    lg->sent = lg->done = lg->busy_skips = 0;
+    lg->sent = lg->done = lg->busy_skips = lg->intro_failed = 0;
+    lg->last_progress = now;
     lg->credit = 0;
     lg->phase = lg->o.sync ? 4 : 2;
     lg->intro_t0 = lg->intro_t1 = lg->settle_until = now;
@@ -498,7 +532,7 @@ static void lg_on_tick(uv_timer_t *t)
         snprintf(path, sizeof path, "%s/go.%d", lg->o.sync, lg->round);
         if (lg_exists(path)) {
             lg->phase = 2;
-            lg->intro_t0 = lg->intro_t1 = now;
+            lg->intro_t0 = lg->intro_t1 = lg->last_progress = now;
             lg_read_procs(lg, 3);
         }
         return;
@@ -507,7 +541,9 @@ static void lg_on_tick(uv_timer_t *t)
         return;
     if (lg->phase == 2) {
         lg_introduce(lg, now);
-        if (lg->sent >= lg->o.intros && lg->done + lg->busy_skips >= lg->o.intros) {
+        unsigned ended = lg->done + lg->busy_skips + lg->intro_failed;
+        if (lg->sent >= lg->o.intros &&
+            (ended >= lg->o.intros || now - lg->last_progress > LG_LOST_NS)) {
             lg_round_end(lg);
             if (++lg->round < lg->o.rounds)
                 lg_round_begin(lg, now);
@@ -552,10 +588,10 @@ static void lg_report_json(const struct lg *lg, double reg_s, double per_peer)
     for (int i = 0; i < lg->o.rounds; i++) {
         const struct lg_round *r = &lg->res[i];
         printf("%s{\"pairs\":\"%s\",\"intros\":%u,\"secs\":%.3f,\"intros_per_s\":%.0f,"
-               "\"skipped\":%u,\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
-               "\"server_cpu\":%.3f}",
+               "\"skipped\":%u,\"failed\":%u,\"lost\":%u,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
+               "\"max_ms\":%.3f,\"server_cpu\":%.3f}",
                i ? "," : "", lg_pairs_name(lg, i), r->n, r->secs, r->secs > 0 ? r->n / r->secs : 0,
-               r->skipped, r->p50, r->p99, r->max, r->cpu);
+               r->skipped, r->failed, r->lost, r->p50, r->p99, r->max, r->cpu);
     }
     printf("],\"per_instance\":[");
     for (int i = 0; i < lg->o.npid; i++)
@@ -578,8 +614,9 @@ static void lg_report(struct lg *lg)
     for (int i = 0; i < lg->o.rounds; i++) {
         const struct lg_round *r = &lg->res[i];
         printf("introductions      %s pairs: %u done in %.2f s: %.0f/s (%u skipped: pair still "
-               "busy)\n",
-               lg_pairs_name(lg, i), r->n, r->secs, r->secs > 0 ? r->n / r->secs : 0, r->skipped);
+               "busy; %u failed, %u lost)\n",
+               lg_pairs_name(lg, i), r->n, r->secs, r->secs > 0 ? r->n / r->secs : 0, r->skipped,
+               r->failed, r->lost);
         printf("latency            p50 %.3f ms, p99 %.3f ms, max %.3f ms\n", r->p50, r->p99,
                r->max);
         if (r->cpu >= 0)
