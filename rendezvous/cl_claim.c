@@ -67,11 +67,15 @@ static const char cl_lua_touch[] =
     "if exp > 0 then redis.call('EXPIRE', KEYS[1], exp) redis.call('EXPIRE', KEYS[3], exp) end "
     "return 1";
 
-/* refresh a directory entry unless another instance has taken the id since */
+/* Refresh directory entries (KEYS, up to CL_REFRESH_BATCH) unless another instance has taken
+ * the id since; returns how many. One script for many entries: a sweep of every peer each
+ * ttl/3 s was one EVAL per peer, 100,000 commands every 10 s at 100,000 peers, and the sweep of
+ * one instance sat in Redis's queue ahead of the claims of new registrations until they timed
+ * out (BENCHMARKS.md, "100,000 peers"). */
 static const char cl_lua_refresh[] =
-    "local v = redis.call('GET', KEYS[1]) "
-    "if v == false or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) "
-    "return 1 end return 0";
+    "local n = 0 for i = 1, #KEYS do local v = redis.call('GET', KEYS[i]) "
+    "if v == false or v == ARGV[1] then redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[2]) "
+    "n = n + 1 end end return n";
 
 /* delete a directory entry only while it still names this instance */
 static const char cl_lua_withdraw[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
@@ -92,20 +96,65 @@ static void cl_announce_one(void *arg, const char *id, const unsigned char *key)
     cl_set_entry(arg, id);
 }
 
+/* The directory entries of one refresh script, gathered during a sweep. */
+struct cl_batch {
+    struct cl *c;
+    size_t n;
+    char keys[CL_REFRESH_BATCH][CL_KEY_MAX];
+};
+
+/* EVAL script n KEYS... inst ttl: one command for the batch. */
+static void cl_batch_flush(struct cl_batch *b)
+{
+    const char *argv[CL_REFRESH_BATCH + 5];
+    size_t argvlen[CL_REFRESH_BATCH + 5];
+    char nkeys[24], ttl[16];
+    int argc = 0;
+    if (!b->n)
+        return;
+    snprintf(nkeys, sizeof nkeys, "%zu", b->n);
+    snprintf(ttl, sizeof ttl, "%u", b->c->ttl);
+    argv[argc++] = "EVAL";
+    argv[argc++] = cl_lua_refresh;
+    argv[argc++] = nkeys;
+    for (size_t i = 0; i < b->n; i++)
+        argv[argc++] = b->keys[i];
+    argv[argc++] = b->c->inst;
+    argv[argc++] = ttl;
+    for (int i = 0; i < argc; i++)
+        argvlen[i] = strlen(argv[i]);
+    redisAsyncCommandArgv(b->c->cmd, NULL, NULL, argc, argv, argvlen);
+    b->n = 0;
+}
+
 static void cl_refresh_one(void *arg, const char *id, const unsigned char *key_bytes)
 {
-    struct cl *c = arg;
-    char key[CL_KEY_MAX], ttl[16];
+    struct cl_batch *b = arg;
     (void)key_bytes;
-    snprintf(ttl, sizeof ttl, "%u", c->ttl);
-    cl__key(c, "peer", id, key, sizeof key);
-    redisAsyncCommand(c->cmd, NULL, NULL, "EVAL %s 1 %s %s %s", cl_lua_refresh, key, c->inst, ttl);
+    cl__key(b->c, "peer", id, b->keys[b->n], sizeof b->keys[b->n]);
+    if (++b->n == CL_REFRESH_BATCH)
+        cl_batch_flush(b);
 }
 
 /* Returns the number of registered connections. */
 size_t cl__announce_all(struct cl *c, bool refresh)
 {
-    return c->user.each_peer(c->user.data, refresh ? cl_refresh_one : cl_announce_one, c);
+    struct cl_batch *b;
+    size_t n;
+    if (!refresh)
+        return c->user.each_peer(c->user.data, cl_announce_one, c);
+    /* ~18 KiB for the length of one sweep; without it the entries lapse and come back with the
+     * next sweep that finds memory (a lookup meanwhile says "not found", as for an outage) */
+    if (!(b = malloc(sizeof *b))) {
+        LOG_W("cluster: no memory to refresh the directory entries");
+        return 0;
+    }
+    b->c = c;
+    b->n = 0;
+    n = c->user.each_peer(c->user.data, cl_refresh_one, b);
+    cl_batch_flush(b);
+    free(b);
+    return n;
 }
 
 void cl_announce(struct cl *c, const char *id)
