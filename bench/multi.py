@@ -14,7 +14,6 @@ introductions in all of them at once and merges their latencies. One JSON object
 Bounded: every wait has a deadline, and the load generators are killed (by pid) on the way out.
 """
 import argparse
-import glob
 import json
 import os
 import shutil
@@ -64,17 +63,18 @@ def pct(v, q):
     return v[int((len(v) - 1) * q)] / 1e6 if v else 0.0
 
 
-def wait_files(pattern, count, procs, deadline, what):
+def wait_files(paths, procs, deadline, what):
+    """Waits until every process has written its file (paths[i] for procs[i])."""
     while True:
-        if len(glob.glob(pattern)) >= count:
+        missing = [i for i, f in enumerate(paths) if not os.path.exists(f)]
+        if not missing:
             return
         # a process that wrote its last file may exit before the others have written theirs;
-        # one that failed, or all gone with files missing, end the wait
-        failed = [p for p in procs if p.poll() not in (None, 0)]
-        gone = all(p.poll() is not None for p in procs)
-        if (failed or gone) and len(glob.glob(pattern)) < count:
+        # one gone without its file ends the wait
+        gone = [i for i in missing if procs[i].poll() is not None]
+        if gone and not os.path.exists(paths[gone[0]]):
             raise RuntimeError(f"{what}: a load generator exited early "
-                               f"(status {(failed or procs)[0].returncode})")
+                               f"(status {procs[gone[0]].returncode})")
         if time.time() > deadline:
             raise RuntimeError(f"{what}: timed out")
         time.sleep(0.01)
@@ -111,7 +111,8 @@ def main():
                    "-i", str(max(1, a.intros // a.procs)), "--pairs", a.pairs,
                    "--base", str(i * per), "--sync", sync, "-t", str(a.seconds), "--json"]
             procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE))
-        wait_files(f"{sync}/ready.*[0-9]", a.procs, procs, t_end, "registration")
+        bases = [i * per for i in range(a.procs)]
+        wait_files([f"{sync}/ready.{b}" for b in bases], procs, t_end, "registration")
         t_reg = time.time() - t0
         # the instances announce their registrations to Redis asynchronously: let them finish
         time.sleep(1.0)
@@ -132,12 +133,12 @@ def main():
             rc0 = cpu_s(a.redis_pid) if a.redis_pid else 0
             open(f"{sync}/go.{r}", "w").close()
             g0 = time.time()
-            wait_files(f"{sync}/lat-{r}.*[0-9]", a.procs, procs, t_end, f"round {r} ({kind})")
+            wait_files([f"{sync}/lat-{r}.{b}" for b in bases], procs, t_end, f"round {r} ({kind})")
             secs = time.time() - g0
             c1 = [cpu_s(p) for p in pids]
             rc1 = cpu_s(a.redis_pid) if a.redis_pid else 0
             lat = []
-            for f in glob.glob(f"{sync}/lat-{r}.*[0-9]"):
+            for f in [f"{sync}/lat-{r}.{b}" for b in bases]:
                 with open(f) as fh:
                     lat += [int(x) for x in fh if x.strip()]
             lat.sort()
