@@ -32,7 +32,7 @@
 #include "proto/proto.h"
 
 #define LG_BUF 1024 /* per-peer read buffer: welcome and punch lines on loopback are short */
-#define LG_CONNECTING_MAX 256 /* in flight at once: stay under the server's listen backlog */
+#define LG_CONNECTING_MAX 256 /* --in-flight default: stay under the server's listen backlog */
 #define LG_PEERS_PER_SRC 5000 /* well under the ephemeral ports of one source address */
 /* instances announce registrations to the cluster's directory asynchronously: introductions
  * start this long after the last registration, so they measure introductions, not that race */
@@ -53,6 +53,7 @@ struct lg_peer {
     bool in_flight; /* counted in lg->connecting: connecting or not yet welcomed */
     uint64_t intro_t0; /* uv_hrtime of the pending introduction this peer is part of, 0: none */
     unsigned pair;     /* the pair of that introduction */
+    uint64_t reg_t0;   /* uv_hrtime of its connect() */
     struct lg_peer *mate; /* and its other end */
     size_t len;
     char buf[LG_BUF];
@@ -61,9 +62,11 @@ struct lg_peer {
 struct lg_opts {
     const char *server; /* HOST:PORT[,HOST:PORT...] */
     unsigned peers;
-    unsigned rate;   /* introductions per second */
+    unsigned rate[LG_MAX_ROUNDS]; /* introductions per second, per round */
+    int nrates;
     unsigned intros; /* total introductions */
     unsigned seconds;
+    unsigned in_flight; /* registrations under way at once */
     int pid[SL_MAX]; /* the servers' pids, for /proc */
     int npid;
     bool same[LG_MAX_ROUNDS]; /* per round: both ends of a pair on one instance */
@@ -97,6 +100,7 @@ struct lg {
     double credit;
     int round;
     uint64_t *lat_ns;
+    uint64_t *reg_ns; /* per registration: connect() to welcome */
     unsigned *halves;            /* per pair: how many of its two punches arrived */
     struct lg_proc proc[SL_MAX]; /* per pid of o.pid */
     struct lg_round {
@@ -300,6 +304,7 @@ static void lg_on_line(struct lg_peer *p, const char *line)
         lg_send_hello(p, line);
     } else if (strstr(line, "\"type\":\"welcome\"") && !p->registered) {
         p->registered = true;
+        lg->reg_ns[lg->registered] = uv_hrtime() - p->reg_t0;
         lg->registered++;
         p->in_flight = false;
         lg->connecting--;
@@ -388,6 +393,7 @@ static int lg_open(struct lg *lg, unsigned idx)
         return rc;
     }
     p->creq.data = p;
+    p->reg_t0 = uv_hrtime();
     return uv_tcp_connect(&p->creq, &p->tcp,
                           (struct sockaddr *)&lg->servers.s[lg_instance(lg, idx)].addr,
                           lg_on_connect);
@@ -397,7 +403,7 @@ static int lg_open(struct lg *lg, unsigned idx)
 
 static void lg_register_more(struct lg *lg)
 {
-    while (lg->next_connect < lg->o.peers && lg->connecting < LG_CONNECTING_MAX) {
+    while (lg->next_connect < lg->o.peers && lg->connecting < lg->o.in_flight) {
         int rc = lg_open(lg, lg->next_connect);
         lg->next_connect++;
         if (rc < 0) {
@@ -414,7 +420,7 @@ static void lg_introduce(struct lg *lg, uint64_t now)
 {
     unsigned half = lg->o.peers / 2;
     char line[160], target[PROTO_MAX_ID + 1];
-    lg->credit += lg->o.rate / 1000.0;
+    lg->credit += lg->o.rate[lg->round] / 1000.0;
     while (lg->credit >= 1 && lg->sent < lg->o.intros) {
         unsigned pair = lg->sent % half;
         struct lg_peer *a = &lg->peer[pair],
@@ -520,7 +526,8 @@ static void lg_on_tick(uv_timer_t *t)
         if (lg->registered + lg->failed >= lg->o.peers) {
             lg_read_procs(lg, 1);
             if (lg->o.sync)
-                lg_sync_write(lg, "ready", NULL, 0);
+                lg_sync_write(lg, "ready", lg->reg_ns, lg->registered);
+            qsort(lg->reg_ns, lg->registered, sizeof *lg->reg_ns, lg_cmp);
             lg_round_begin(lg, now);
             /* alone, the instances get their moment to announce what registered */
             if (!lg->o.sync && lg->servers.n > 1)
@@ -580,11 +587,13 @@ static void lg_report_json(const struct lg *lg, double reg_s, double per_peer)
     printf("{\"peers\":%u,\"base\":%u,\"registered\":%u,\"failed\":%u,"
            "\"registrations_per_s\":%.0f,\"intros\":%u,\"intros_per_s\":%.0f,\"skipped\":%u,"
            "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"rss_per_peer_bytes\":%.0f,"
-           "\"server_cpu\":%.3f,\"instances\":%d,\"pairs\":\"%s\",\"rounds\":[",
+           "\"server_cpu\":%.3f,\"instances\":%d,\"pairs\":\"%s\",\"reg_p50_ms\":%.3f,"
+           "\"reg_p99_ms\":%.3f,\"reg_max_ms\":%.3f,\"rounds\":[",
            lg->o.peers, lg->o.base, lg->registered, lg->failed,
            reg_s > 0 ? lg->registered / reg_s : 0, r0->n, r0->secs > 0 ? r0->n / r0->secs : 0,
            r0->skipped, r0->p50, r0->p99, r0->max, per_peer, r0->cpu, lg->servers.n,
-           lg_pairs_name(lg, 0));
+           lg_pairs_name(lg, 0), lg_pct(lg->reg_ns, lg->registered, 0.5),
+           lg_pct(lg->reg_ns, lg->registered, 0.99), lg_pct(lg->reg_ns, lg->registered, 1));
     for (int i = 0; i < lg->o.rounds; i++) {
         const struct lg_round *r = &lg->res[i];
         printf("%s{\"pairs\":\"%s\",\"intros\":%u,\"secs\":%.3f,\"intros_per_s\":%.0f,"
@@ -611,6 +620,9 @@ static void lg_report(struct lg *lg)
         printf("instances          %d\n", lg->servers.n);
     printf("peers registered   %u of %u (%u failed) in %.2f s: %.0f/s\n", lg->registered,
            lg->o.peers, lg->failed, reg_s, reg_s > 0 ? lg->registered / reg_s : 0);
+    printf("registration       p50 %.3f ms, p99 %.3f ms, max %.3f ms (connect to welcome)\n",
+           lg_pct(lg->reg_ns, lg->registered, 0.5), lg_pct(lg->reg_ns, lg->registered, 0.99),
+           lg_pct(lg->reg_ns, lg->registered, 1));
     for (int i = 0; i < lg->o.rounds; i++) {
         const struct lg_round *r = &lg->res[i];
         printf("introductions      %s pairs: %u done in %.2f s: %.0f/s (%u skipped: pair still "
@@ -645,13 +657,16 @@ static void lg_usage(FILE *f)
                "      --base N            number of this process's first peer (ids, source\n"
                "                          addresses), for several processes (default 0)\n"
                "      --sync DIR          one of several processes: once registered, write\n"
-               "                          DIR/ready.BASE; start round R once DIR/go.R exists;\n"
+               "                          DIR/ready.BASE (registration times, ns, a line\n"
+               "                          each); start round R once DIR/go.R exists;\n"
                "                          after it write its latencies (ns, a line each) to\n"
                "                          DIR/lat-R.BASE\n"
                "  -n, --peers N           peers to register, even, >= 2 (default 1000)\n"
-               "  -r, --rate N            introductions per second (default 1000)\n"
+               "  -r, --rate N[,N...]     introductions per second (default 1000); a list\n"
+               "                          gives each round of --pairs its own\n"
                "  -i, --intros N          introductions in total (default peers/2)\n"
                "  -t, --seconds N         stop after N seconds whatever happens (default 120)\n"
+               "      --in-flight N       registrations under way at once (default 256)\n"
                "  -p, --server-pid PID[,PID...]\n"
                "                          read the servers' RSS and CPU from /proc\n"
                "                          (repeatable; totals, and each with several)\n"
@@ -674,6 +689,27 @@ static int lg_parse_pids(const char *arg, struct lg_opts *o)
             return -1;
         }
         o->pid[o->npid++] = (int)v;
+        if (!*end)
+            return 0;
+        p = end + 1;
+    }
+}
+
+/* -r N[,N...]: the rate of every round, or of each. */
+static int lg_parse_rates(const char *arg, struct lg_opts *o)
+{
+    const char *p = arg;
+    o->nrates = 0;
+    for (;;) {
+        char *end = NULL;
+        unsigned long v = strtoul(p, &end, 10);
+        if (end == p || v < 1 || v > 10000000 || (*end && *end != ',') ||
+            o->nrates >= LG_MAX_ROUNDS) {
+            fprintf(stderr, "loadgen: --rate: \"%s\" is not a list of at most %d rates\n", arg,
+                    LG_MAX_ROUNDS);
+            return -1;
+        }
+        o->rate[o->nrates++] = (unsigned)v;
         if (!*end)
             return 0;
         p = end + 1;
@@ -708,15 +744,20 @@ static int lg_parse(int argc, char **argv, struct lg_opts *o)
         {"seconds", required_argument, NULL, 't'},   {"server-pid", required_argument, NULL, 'p'},
         {"json", no_argument, NULL, 'j'},            {"help", no_argument, NULL, 'h'},
         {"pairs", required_argument, NULL, 'P'},     {"base", required_argument, NULL, 'B'},
-        {"sync", required_argument, NULL, 'S'},      {NULL, 0, NULL, 0}};
+        {"sync", required_argument, NULL, 'S'},      {"in-flight", required_argument, NULL, 'F'},
+        {NULL, 0, NULL, 0}};
     int c;
     *o = (struct lg_opts){
-        .server = "127.0.0.1:7000", .peers = 1000, .rate = 1000, .seconds = 120, .rounds = 1};
+        .server = "127.0.0.1:7000", .peers = 1000, .rate = {1000}, .seconds = 120, .rounds = 1,
+        .in_flight = LG_CONNECTING_MAX};
     while ((c = getopt_long(argc, argv, "s:n:r:i:t:p:h", longs, NULL)) != -1) {
         switch (c) {
         case 's': o->server = optarg; break;
         case 'n': o->peers = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 'r': o->rate = (unsigned)strtoul(optarg, NULL, 10); break;
+        case 'r':
+            if (lg_parse_rates(optarg, o) < 0)
+                return -1;
+            break;
         case 'i': o->intros = (unsigned)strtoul(optarg, NULL, 10); break;
         case 't': o->seconds = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'p':
@@ -729,13 +770,19 @@ static int lg_parse(int argc, char **argv, struct lg_opts *o)
             break;
         case 'B': o->base = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'S': o->sync = optarg; break;
+        case 'F': o->in_flight = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'j': o->json = true; break;
         case 'h': lg_usage(stdout); exit(0);
         default: lg_usage(stderr); return -1;
         }
     }
-    if (o->peers < 2 || o->peers % 2 || o->peers > 2000000 || o->rate < 1 || o->seconds < 1) {
-        fprintf(stderr, "loadgen: --peers must be even and 2..2000000, --rate and --seconds >= 1\n");
+    /* one rate for every round, or one per round */
+    for (int i = o->nrates; i < LG_MAX_ROUNDS; i++)
+        o->rate[i] = o->rate[o->nrates ? o->nrates - 1 : 0];
+    if (o->peers < 2 || o->peers % 2 || o->peers > 2000000 || o->rate[0] < 1 ||
+        o->seconds < 1 || o->in_flight < 1 || (o->nrates > 1 && o->nrates != o->rounds)) {
+        fprintf(stderr, "loadgen: --peers must be even and 2..2000000, --rate, --seconds and "
+                        "--in-flight >= 1, and a list of rates has one per round of --pairs\n");
         return -1;
     }
     /* ids are lg%07u, and each 5000 peers have a source address 127.1.k.1 (k < 256) */
@@ -785,7 +832,8 @@ int main(int argc, char **argv)
     lg.peer = calloc(lg.o.peers, sizeof *lg.peer);
     lg.lat_ns = calloc(lg.o.intros, sizeof *lg.lat_ns);
     lg.halves = calloc(lg.o.peers / 2, sizeof *lg.halves);
-    if (!lg.peer || !lg.lat_ns || !lg.halves) {
+    lg.reg_ns = calloc(lg.o.peers, sizeof *lg.reg_ns);
+    if (!lg.peer || !lg.lat_ns || !lg.halves || !lg.reg_ns) {
         fprintf(stderr, "loadgen: out of memory\n");
         goto out;
     }
@@ -806,5 +854,6 @@ out:
     free(lg.peer);
     free(lg.lat_ns);
     free(lg.halves);
+    free(lg.reg_ns);
     return rc;
 }

@@ -89,7 +89,7 @@ def main():
     ap.add_argument("--redis-pid", type=int, default=0)
     ap.add_argument("--procs", type=int, required=True)
     ap.add_argument("--peers", type=int, required=True)
-    ap.add_argument("--rate", type=int, required=True)
+    ap.add_argument("--rate", required=True, help="per second in all, one or one per round")
     ap.add_argument("--intros", type=int, required=True)
     ap.add_argument("--pairs", default="same,cross")
     ap.add_argument("--seconds", type=int, default=300)
@@ -107,13 +107,21 @@ def main():
         mem0 = int(redis_info(a.redis_port, "memory")["used_memory"])
         t0 = time.time()
         for i in range(a.procs):
-            cmd = [a.loadgen, "-s", a.servers, "-n", str(per), "-r", str(max(1, a.rate // a.procs)),
+            rates = ",".join(str(max(1, int(x) // a.procs)) for x in a.rate.split(","))
+            cmd = [a.loadgen, "-s", a.servers, "-n", str(per), "-r", rates,
                    "-i", str(max(1, a.intros // a.procs)), "--pairs", a.pairs,
                    "--base", str(i * per), "--sync", sync, "-t", str(a.seconds), "--json"]
             procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE))
         bases = [i * per for i in range(a.procs)]
         wait_files([f"{sync}/ready.{b}" for b in bases], procs, t_end, "registration")
         t_reg = time.time() - t0
+        reg = []
+        for b in bases:
+            with open(f"{sync}/ready.{b}") as fh:
+                reg += [int(x) for x in fh if x.strip()]
+        reg.sort()
+        result.update(reg_p50_ms=round(pct(reg, 0.5), 3), reg_p99_ms=round(pct(reg, 0.99), 3),
+                      reg_max_ms=round(pct(reg, 1), 3))
         # the instances announce their registrations to Redis asynchronously: let them finish
         time.sleep(1.0)
         rss1 = [rss_kb(p) for p in pids]
@@ -128,6 +136,8 @@ def main():
                       redis_used_memory=mem1,
                       redis_keys=keys.get("db0", ""))
         result["rounds"] = []
+        offered = a.rate.split(",")
+        offered += offered[-1:] * (len(rounds) - len(offered))
         for r, kind in enumerate(rounds):
             c0 = [cpu_s(p) for p in pids]
             rc0 = cpu_s(a.redis_pid) if a.redis_pid else 0
@@ -143,7 +153,7 @@ def main():
                     lat += [int(x) for x in fh if x.strip()]
             lat.sort()
             result["rounds"].append({
-                "pairs": kind, "intros": len(lat), "secs": round(secs, 3),
+                "pairs": kind, "offered": int(offered[r]), "intros": len(lat), "secs": round(secs, 3),
                 "intros_per_s": round(len(lat) / secs) if secs > 0 else 0,
                 "p50_ms": round(pct(lat, 0.5), 3), "p99_ms": round(pct(lat, 0.99), 3),
                 "max_ms": round(pct(lat, 1), 3),
