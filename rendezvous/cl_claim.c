@@ -200,6 +200,22 @@ static void cl_claim_refused(struct cl_op *op, const char *said)
     cl__op_fail(op, code, msg);
 }
 
+static int cl_send_claim(struct cl_op *op);
+
+/* A claim sent by SHA that Redis no longer knows (its script cache flushed): sent again whole,
+ * and the script loaded again for those that follow. */
+static bool cl_claim_noscript(struct cl_op *op, const redisReply *reply)
+{
+    struct cl *c = op->cl;
+    if (!op->by_sha || !reply || reply->type != REDIS_REPLY_ERROR ||
+        strncmp(reply->str, "NOSCRIPT", 8) != 0 || c->state != CL_UP)
+        return false;
+    LOG_N("cluster: Redis forgot the claim script: loading it again");
+    c->claim_sha[0] = '\0';
+    cl__load_scripts(c);
+    return cl_send_claim(op) == 0;
+}
+
 static void cl_on_claim(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct cl_op *op = privdata;
@@ -208,6 +224,10 @@ static void cl_on_claim(redisAsyncContext *ac, void *r, void *privdata)
     (void)ac;
     if (op->finished) {
         cl__op_unref(op);
+        return;
+    }
+    if (cl_claim_noscript(op, reply)) {
+        cl__op_unref(op); /* this answer's reference; the new command holds its own */
         return;
     }
     if (!cl__reply_ok(reply) || reply->type != REDIS_REPLY_STRING) {
@@ -266,19 +286,54 @@ static void cl_claim_args(const struct cl *c, const char *id, const unsigned cha
     snprintf(a->per_hour, sizeof a->per_hour, "%u", g->new_ids_per_hour);
 }
 
-static int cl_eval_claim(struct cl *c, const char *script, redisCallbackFn *cb, void *arg,
-                         const struct cl_claim_args *a, const char *id)
+/* EVAL script, or EVALSHA sha when sha is given (Redis has the script cached). */
+static int cl_eval_claim(struct cl *c, const char *script, const char *sha, redisCallbackFn *cb,
+                         void *arg, const struct cl_claim_args *a, const char *id)
 {
-    return redisAsyncCommand(c->cmd, cb, arg, "EVAL %s 6 %s %s %s %s %s %s %s %s %s %s %s %s %s %s",
-                             script, a->owner, a->allow, a->keyids, a->ids, a->newids, a->newsite,
-                             a->b64, id, a->now, a->exp, a->max_ids, a->per_key, a->per_hour,
-                             a->per_site);
+    return redisAsyncCommand(c->cmd, cb, arg, "%s %s 6 %s %s %s %s %s %s %s %s %s %s %s %s %s %s",
+                             sha ? "EVALSHA" : "EVAL", sha ? sha : script, a->owner, a->allow,
+                             a->keyids, a->ids, a->newids, a->newsite, a->b64, id, a->now, a->exp,
+                             a->max_ids, a->per_key, a->per_hour, a->per_site);
+}
+
+static void cl_on_script_loaded(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct cl *c = ac->data;
+    redisReply *reply = r;
+    (void)privdata;
+    if (reply && reply->type == REDIS_REPLY_STRING && reply->len == 40 && ac == c->cmd)
+        snprintf(c->claim_sha, sizeof c->claim_sha, "%s", reply->str);
+}
+
+/* The claim script is 1.4 KB: sent whole with every registration, Redis hashed it each time
+ * (SHA1 was 7 % of its CPU while 100,000 peers registered, BENCHMARKS.md "100,000 peers"). */
+void cl__load_scripts(struct cl *c)
+{
+    if (c->cmd)
+        redisAsyncCommand(c->cmd, cl_on_script_loaded, NULL, "SCRIPT LOAD %s", cl_lua_claim);
+}
+
+/* Sends op's claim, with a reference for the answer; -1: not sent (op untouched). */
+static int cl_send_claim(struct cl_op *op)
+{
+    struct cl *c = op->cl;
+    struct cl_claim_args a;
+    const struct sockaddr *src =
+        op->src.ss_family != AF_UNSPEC ? (const struct sockaddr *)&op->src : NULL;
+    cl_claim_args(c, op->hello->u.hello.id, op->hello->u.hello.key, src, &a);
+    op->by_sha = c->claim_sha[0] != '\0';
+    op->refs++;
+    if (cl_eval_claim(c, cl_lua_claim, op->by_sha ? c->claim_sha : NULL, cl_on_claim, op, &a,
+                      op->hello->u.hello.id) != REDIS_OK) {
+        op->refs--;
+        return -1;
+    }
+    return 0;
 }
 
 int cl_claim(struct cl *c, struct cl_link *conn, const struct proto_msg *hello,
              const struct sockaddr *src)
 {
-    struct cl_claim_args a;
     struct cl_op *op;
     if (c->state != CL_UP || !(op = cl__op_new(c, CL_CLAIM, conn)))
         return -1;
@@ -288,10 +343,11 @@ int cl_claim(struct cl *c, struct cl_link *conn, const struct proto_msg *hello,
     }
     *op->hello = *hello;
     snprintf(op->target, sizeof op->target, "%s", hello->u.hello.id);
-    cl_claim_args(c, hello->u.hello.id, hello->u.hello.key, src, &a);
-    op->refs++;
-    if (cl_eval_claim(c, cl_lua_claim, cl_on_claim, op, &a, hello->u.hello.id) != REDIS_OK) {
-        op->refs--;
+    op->src.ss_family = AF_UNSPEC;
+    if (src)
+        memcpy(&op->src, src,
+               src->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    if (cl_send_claim(op) < 0) {
         free(op->hello);
         op->hello = NULL;
         cl__op_finish(op);
@@ -307,7 +363,7 @@ static void cl_touch_one(void *arg, const char *id, const unsigned char *key)
     struct cl *c = arg;
     struct cl_claim_args a;
     cl_claim_args(c, id, key, NULL, &a);
-    cl_eval_claim(c, cl_lua_touch, NULL, NULL, &a, id);
+    cl_eval_claim(c, cl_lua_touch, NULL, NULL, NULL, &a, id);
 }
 
 void cl__touch_all(struct cl *c)

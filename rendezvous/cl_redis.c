@@ -230,6 +230,8 @@ static void cl_try(struct cl *c)
         return;
     }
     redisAsyncCommand(c->sub, cl_on_message, NULL, "SUBSCRIBE %s", c->chan);
+    /* ahead of every claim on this connection: Redis runs its commands in order */
+    cl__load_scripts(c);
     cl_send_ping(c);
 }
 

@@ -50,6 +50,8 @@ struct cl_op {
     char resume[PROTO_SESSION_LEN + 1]; /* CL_INTRO: connect.resume ("" none) */
     char where[BUS_MAX_INSTANCE + 1]; /* the target's instance, once known */
     struct proto_msg *hello;          /* CL_CLAIM: the hello to finish */
+    struct sockaddr_storage src;      /* CL_CLAIM: where it came from (AF_UNSPEC: unknown) */
+    bool by_sha;                      /* CL_CLAIM: sent as EVALSHA */
 };
 
 /* The last "t" taken from one instance: anything not larger is a replay. */
@@ -92,6 +94,7 @@ struct cl {
     uint64_t reject_window_ms; /* rate limit of the rejection log lines */
     unsigned reject_logged, reject_quiet;
     unsigned long rejected; /* bus messages refused since start */
+    char claim_sha[48];     /* the claim script's SHA1 in Redis's cache ("": send it whole) */
 };
 
 /* ---- cluster.c ---- */
@@ -126,6 +129,8 @@ void cl__expire_ops(struct cl *c, uint64_t now);
 size_t cl__announce_all(struct cl *c, bool refresh);
 /* Moves the last use of every registered id in Redis (--id-expire). */
 void cl__touch_all(struct cl *c);
+/* Loads the claim script into Redis's script cache (a fresh connection, before its claims). */
+void cl__load_scripts(struct cl *c);
 
 /* ---- cl_intro.c ---- */
 
