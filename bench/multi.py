@@ -93,6 +93,7 @@ def main():
     ap.add_argument("--intros", type=int, required=True)
     ap.add_argument("--pairs", default="same,cross")
     ap.add_argument("--seconds", type=int, default=300)
+    ap.add_argument("--in-flight", type=int, default=256, help="registrations under way per process")
     a = ap.parse_args()
 
     pids = [int(p) for p in a.pids.split(",")]
@@ -101,7 +102,8 @@ def main():
     sync = tempfile.mkdtemp(prefix="tcpunch-multi.")
     procs = []
     t_end = time.time() + a.seconds
-    result = {"procs": a.procs, "peers": per * a.procs, "instances": len(pids)}
+    result = {"procs": a.procs, "peers": per * a.procs, "instances": len(pids),
+              "in_flight": a.in_flight * a.procs}
     try:
         rss0 = [rss_kb(p) for p in pids]
         mem0 = int(redis_info(a.redis_port, "memory")["used_memory"])
@@ -110,7 +112,8 @@ def main():
             rates = ",".join(str(max(1, int(x) // a.procs)) for x in a.rate.split(","))
             cmd = [a.loadgen, "-s", a.servers, "-n", str(per), "-r", rates,
                    "-i", str(max(1, a.intros // a.procs)), "--pairs", a.pairs,
-                   "--base", str(i * per), "--sync", sync, "-t", str(a.seconds), "--json"]
+                   "--base", str(i * per), "--sync", sync, "-t", str(a.seconds), "--json",
+                   "--in-flight", str(a.in_flight)]
             procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE))
         bases = [i * per for i in range(a.procs)]
         wait_files([f"{sync}/ready.{b}" for b in bases], procs, t_end, "registration")
