@@ -131,11 +131,11 @@ def main():
         info = redis_info(a.redis_port, "memory")
         mem1 = int(info["used_memory"])
         keys = redis_info(a.redis_port, "keyspace")
+        n = max(1, len(reg))  # per peer registered (the ready files list each one's time)
         result.update(registration_s=round(t_reg, 3),
                       rss_kb=rss1,
-                      rss_per_peer_bytes=round(sum(rss1) * 1024 / result["peers"]
-                                               - sum(rss0) * 1024 / result["peers"]),
-                      redis_bytes_per_peer=round((mem1 - mem0) / result["peers"]),
+                      rss_per_peer_bytes=round((sum(rss1) - sum(rss0)) * 1024 / n),
+                      redis_bytes_per_peer=round((mem1 - mem0) / n),
                       redis_used_memory=mem1,
                       redis_keys=keys.get("db0", ""))
         result["rounds"] = []
