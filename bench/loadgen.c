@@ -50,10 +50,10 @@ struct lg_peer {
     unsigned idx;
     bool registered;
     bool dead;
-    bool in_flight; /* counted in lg->connecting: connecting or not yet welcomed */
-    uint64_t intro_t0; /* uv_hrtime of the pending introduction this peer is part of, 0: none */
-    unsigned pair;     /* the pair of that introduction */
-    uint64_t reg_t0;   /* uv_hrtime of its connect() */
+    bool in_flight;       /* counted in lg->connecting: connecting or not yet welcomed */
+    uint64_t intro_t0;    /* uv_hrtime of the pending introduction this peer is part of, 0: none */
+    unsigned pair;        /* the pair of that introduction */
+    uint64_t reg_t0;      /* uv_hrtime of its connect() */
     struct lg_peer *mate; /* and its other end */
     size_t len;
     char buf[LG_BUF];
@@ -321,7 +321,8 @@ static void lg_on_line(struct lg_peer *p, const char *line)
     } else if (strstr(line, "\"type\":\"error\"") && !p->dead) {
         /* the first few of each kind say why; the counts say how many */
         if (p->intro_t0 ? lg->intro_failed < 5 : lg->failed < 5)
-            fprintf(stderr, "loadgen: peer %u%s: %s\n", lg->o.base + p->idx, p->intro_t0 ? " (introduction)" : "", line);
+            fprintf(stderr, "loadgen: peer %u%s: %s\n", lg->o.base + p->idx,
+                    p->intro_t0 ? " (introduction)" : "", line);
         lg_dead(p);
     }
 }
@@ -725,7 +726,8 @@ static int lg_parse_pairs(const char *arg, struct lg_opts *o)
         size_t n = strcspn(p, ",");
         bool same = n == 4 && strncmp(p, "same", 4) == 0;
         if ((!same && !(n == 5 && strncmp(p, "cross", 5) == 0)) || o->rounds >= LG_MAX_ROUNDS) {
-            fprintf(stderr, "loadgen: --pairs is a list of at most %d of cross and same, not \"%s\"\n",
+            fprintf(stderr,
+                    "loadgen: --pairs is a list of at most %d of cross and same, not \"%s\"\n",
                     LG_MAX_ROUNDS, arg);
             return -1;
         }

@@ -346,7 +346,8 @@ int cl_claim(struct cl *c, struct cl_link *conn, const struct proto_msg *hello,
     op->src.ss_family = AF_UNSPEC;
     if (src)
         memcpy(&op->src, src,
-               src->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+               src->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                          : sizeof(struct sockaddr_in));
     if (cl_send_claim(op) < 0) {
         free(op->hello);
         op->hello = NULL;

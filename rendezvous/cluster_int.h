@@ -48,10 +48,10 @@ struct cl_op {
     char session[PROTO_SESSION_LEN + 1];
     char target[PROTO_MAX_ID + 1];
     char resume[PROTO_SESSION_LEN + 1]; /* CL_INTRO: connect.resume ("" none) */
-    char where[BUS_MAX_INSTANCE + 1]; /* the target's instance, once known */
-    struct proto_msg *hello;          /* CL_CLAIM: the hello to finish */
-    struct sockaddr_storage src;      /* CL_CLAIM: where it came from (AF_UNSPEC: unknown) */
-    bool by_sha;                      /* CL_CLAIM: sent as EVALSHA */
+    char where[BUS_MAX_INSTANCE + 1];   /* the target's instance, once known */
+    struct proto_msg *hello;            /* CL_CLAIM: the hello to finish */
+    struct sockaddr_storage src;        /* CL_CLAIM: where it came from (AF_UNSPEC: unknown) */
+    bool by_sha;                        /* CL_CLAIM: sent as EVALSHA */
 };
 
 /* The last "t" taken from one instance: anything not larger is a replay. */
