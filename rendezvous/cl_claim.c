@@ -83,78 +83,144 @@ static const char cl_lua_withdraw[] = "if redis.call('GET', KEYS[1]) == ARGV[1] 
 
 /* ---- the directory ---- */
 
-static void cl_set_entry(struct cl *c, const char *id)
+static void cl_set_entry(struct cl *c, redisAsyncContext *ac, const char *id)
 {
     char key[CL_KEY_MAX];
     cl__key(c, "peer", id, key, sizeof key);
-    redisAsyncCommand(c->cmd, NULL, NULL, "SET %s %s EX %u", key, c->inst, c->ttl);
+    redisAsyncCommand(ac, NULL, NULL, "SET %s %s EX %u", key, c->inst, c->ttl);
 }
 
 static void cl_announce_one(void *arg, const char *id, const unsigned char *key)
 {
+    struct cl *c = arg;
     (void)key;
-    cl_set_entry(arg, id);
+    cl_set_entry(c, c->bulk, id);
 }
 
-/* The directory entries of one refresh script, gathered during a sweep. */
-struct cl_batch {
-    struct cl *c;
-    size_t n;
-    char keys[CL_REFRESH_BATCH][CL_KEY_MAX];
+/* A refresh of the directory: the ids registered here when it began, renewed CL_REFRESH_BATCH
+ * per script and a share per tick. All at once, one instance's 16,666 peers were 130 scripts in
+ * a burst every 10 s: Redis served them before the lookups and bus messages of introductions,
+ * whose p99 across instances was 0.8 s at 2,000/s (0.12 s with no refresh at all; BENCHMARKS.md,
+ * "100,000 peers"). An id that left since the sweep began is skipped, so that its withdrawn
+ * entry is not set again. */
+struct cl_sweep {
+    char (*ids)[PROTO_MAX_ID + 1];
+    size_t n, cap, next;
+    unsigned ticks_left;
+    bool oom;
+    char keys[CL_REFRESH_BATCH][CL_KEY_MAX]; /* the batch being built */
 };
 
-/* EVAL script n KEYS... inst ttl: one command for the batch. */
-static void cl_batch_flush(struct cl_batch *b)
+/* EVAL script n KEYS... inst ttl: one command for n entries of the sweep's batch. */
+static void cl_sweep_flush(struct cl *c, struct cl_sweep *sw, size_t n)
 {
     const char *argv[CL_REFRESH_BATCH + 5];
     size_t argvlen[CL_REFRESH_BATCH + 5];
     char nkeys[24], ttl[16];
     int argc = 0;
-    if (!b->n)
+    if (!n)
         return;
-    snprintf(nkeys, sizeof nkeys, "%zu", b->n);
-    snprintf(ttl, sizeof ttl, "%u", b->c->ttl);
+    snprintf(nkeys, sizeof nkeys, "%zu", n);
+    snprintf(ttl, sizeof ttl, "%u", c->ttl);
     argv[argc++] = "EVAL";
     argv[argc++] = cl_lua_refresh;
     argv[argc++] = nkeys;
-    for (size_t i = 0; i < b->n; i++)
-        argv[argc++] = b->keys[i];
-    argv[argc++] = b->c->inst;
+    for (size_t i = 0; i < n; i++)
+        argv[argc++] = sw->keys[i];
+    argv[argc++] = c->inst;
     argv[argc++] = ttl;
     for (int i = 0; i < argc; i++)
         argvlen[i] = strlen(argv[i]);
-    redisAsyncCommandArgv(b->c->cmd, NULL, NULL, argc, argv, argvlen);
-    b->n = 0;
+    redisAsyncCommandArgv(c->bulk, NULL, NULL, argc, argv, argvlen);
 }
 
-static void cl_refresh_one(void *arg, const char *id, const unsigned char *key_bytes)
+static void cl_sweep_add(void *arg, const char *id, const unsigned char *key_bytes)
 {
-    struct cl_batch *b = arg;
+    struct cl_sweep *sw = arg;
     (void)key_bytes;
-    cl__key(b->c, "peer", id, b->keys[b->n], sizeof b->keys[b->n]);
-    if (++b->n == CL_REFRESH_BATCH)
-        cl_batch_flush(b);
+    if (sw->oom)
+        return;
+    if (sw->n == sw->cap) {
+        size_t cap = sw->cap ? sw->cap * 2 : 1024;
+        void *ids = realloc(sw->ids, cap * sizeof *sw->ids);
+        if (!ids) {
+            sw->oom = true;
+            return;
+        }
+        sw->ids = ids;
+        sw->cap = cap;
+    }
+    snprintf(sw->ids[sw->n++], sizeof sw->ids[0], "%s", id);
+}
+
+void cl__sweep_end(struct cl *c)
+{
+    if (!c->sweep)
+        return;
+    free(c->sweep->ids);
+    free(c->sweep);
+    c->sweep = NULL;
+}
+
+void cl__sweep_step(struct cl *c)
+{
+    struct cl_sweep *sw = c->sweep;
+    size_t batches, send;
+    if (!sw)
+        return;
+    if (!c->bulk) {
+        cl__sweep_end(c);
+        return;
+    }
+    batches = (sw->n - sw->next + CL_REFRESH_BATCH - 1) / CL_REFRESH_BATCH;
+    send = sw->ticks_left > 1 ? (batches + sw->ticks_left - 1) / sw->ticks_left : batches;
+    while (send-- > 0 && sw->next < sw->n) {
+        size_t k = 0;
+        for (; sw->next < sw->n && k < CL_REFRESH_BATCH; sw->next++)
+            if (c->user.find(c->user.data, sw->ids[sw->next]))
+                cl__key(c, "peer", sw->ids[sw->next], sw->keys[k++], sizeof sw->keys[0]);
+        cl_sweep_flush(c, sw, k);
+    }
+    if (sw->ticks_left > 0)
+        sw->ticks_left--;
+    if (sw->next >= sw->n)
+        cl__sweep_end(c);
+}
+
+void cl__sweep_start(struct cl *c, unsigned ticks)
+{
+    struct cl_sweep *sw;
+    if (c->sweep) { /* not done within its share of the interval: the rest goes now */
+        c->sweep->ticks_left = 0;
+        cl__sweep_step(c);
+        cl__sweep_end(c);
+    }
+    if (!c->bulk)
+        return;
+    /* without memory the entries lapse, and come back with the next sweep that finds some (a
+     * lookup meanwhile says "not found", as for an outage) */
+    if (!(sw = calloc(1, sizeof *sw))) {
+        LOG_W("cluster: no memory to refresh the directory entries");
+        return;
+    }
+    c->user.each_peer(c->user.data, cl_sweep_add, sw);
+    if (sw->oom) {
+        LOG_W("cluster: no memory to refresh the directory entries");
+        free(sw->ids);
+        free(sw);
+        return;
+    }
+    sw->ticks_left = ticks ? ticks : 1;
+    c->sweep = sw;
+    cl__sweep_step(c);
 }
 
 /* Returns the number of registered connections. */
-size_t cl__announce_all(struct cl *c, bool refresh)
+size_t cl__announce_all(struct cl *c)
 {
-    struct cl_batch *b;
-    size_t n;
-    if (!refresh)
-        return c->user.each_peer(c->user.data, cl_announce_one, c);
-    /* ~18 KiB for the length of one sweep; without it the entries lapse and come back with the
-     * next sweep that finds memory (a lookup meanwhile says "not found", as for an outage) */
-    if (!(b = malloc(sizeof *b))) {
-        LOG_W("cluster: no memory to refresh the directory entries");
+    if (!c->bulk)
         return 0;
-    }
-    b->c = c;
-    b->n = 0;
-    n = c->user.each_peer(c->user.data, cl_refresh_one, b);
-    cl_batch_flush(b);
-    free(b);
-    return n;
+    return c->user.each_peer(c->user.data, cl_announce_one, c);
 }
 
 void cl_announce(struct cl *c, const char *id)
@@ -163,7 +229,7 @@ void cl_announce(struct cl *c, const char *id)
         return;
     /* the latest registration wins: a peer that moved here after its instance died is
      * reachable at once, without waiting for the old entry to expire */
-    cl_set_entry(c, id);
+    cl_set_entry(c, c->cmd, id);
 }
 
 void cl_withdraw(struct cl *c, const char *id)
@@ -286,11 +352,12 @@ static void cl_claim_args(const struct cl *c, const char *id, const unsigned cha
     snprintf(a->per_hour, sizeof a->per_hour, "%u", g->new_ids_per_hour);
 }
 
-/* EVAL script, or EVALSHA sha when sha is given (Redis has the script cached). */
-static int cl_eval_claim(struct cl *c, const char *script, const char *sha, redisCallbackFn *cb,
-                         void *arg, const struct cl_claim_args *a, const char *id)
+/* EVAL script, or EVALSHA sha when sha is given (Redis has the script cached), on ac. */
+static int cl_eval_claim(redisAsyncContext *ac, const char *script, const char *sha,
+                         redisCallbackFn *cb, void *arg, const struct cl_claim_args *a,
+                         const char *id)
 {
-    return redisAsyncCommand(c->cmd, cb, arg, "%s %s 6 %s %s %s %s %s %s %s %s %s %s %s %s %s %s",
+    return redisAsyncCommand(ac, cb, arg, "%s %s 6 %s %s %s %s %s %s %s %s %s %s %s %s %s %s",
                              sha ? "EVALSHA" : "EVAL", sha ? sha : script, a->owner, a->allow,
                              a->keyids, a->ids, a->newids, a->newsite, a->b64, id, a->now, a->exp,
                              a->max_ids, a->per_key, a->per_hour, a->per_site);
@@ -323,7 +390,7 @@ static int cl_send_claim(struct cl_op *op)
     cl_claim_args(c, op->hello->u.hello.id, op->hello->u.hello.key, src, &a);
     op->by_sha = c->claim_sha[0] != '\0';
     op->refs++;
-    if (cl_eval_claim(c, cl_lua_claim, op->by_sha ? c->claim_sha : NULL, cl_on_claim, op, &a,
+    if (cl_eval_claim(c->cmd, cl_lua_claim, op->by_sha ? c->claim_sha : NULL, cl_on_claim, op, &a,
                       op->hello->u.hello.id) != REDIS_OK) {
         op->refs--;
         return -1;
@@ -364,11 +431,11 @@ static void cl_touch_one(void *arg, const char *id, const unsigned char *key)
     struct cl *c = arg;
     struct cl_claim_args a;
     cl_claim_args(c, id, key, NULL, &a);
-    cl_eval_claim(c, cl_lua_touch, NULL, NULL, NULL, &a, id);
+    cl_eval_claim(c->bulk, cl_lua_touch, NULL, NULL, NULL, &a, id);
 }
 
 void cl__touch_all(struct cl *c)
 {
-    if (c->user.gate->id_expire_days)
+    if (c->user.gate->id_expire_days && c->bulk)
         c->user.each_peer(c->user.data, cl_touch_one, c);
 }

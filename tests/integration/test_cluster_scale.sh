@@ -7,7 +7,8 @@
 # (an operator, a failover to a replica without the script) a claim answered NOSCRIPT is sent
 # again whole and the script loaded again: 20 more peers all register.
 #
-# The directory refresh: every ttl/3 s an instance renews the entries of all its peers.
+# The directory refresh (spread over half its interval, one script per 128 entries, on a
+# connection of its own): every ttl/3 s an instance renews the entries of all its peers.
 # That sweep was one Redis command per peer (100,000 commands every 10 s at 100,000 peers, and
 # one instance's sweep queued ahead of the claims of new registrations until they timed out,
 # BENCHMARKS.md "100,000 peers"). Now one script renews CL_REFRESH_BATCH (128) entries:
@@ -75,4 +76,9 @@ check "after SCRIPT FLUSH: 20 of 20 registered ($(wc -l <"$WORK/sync2/ready.1000
 check "the instance loaded the script again" inst_says A "$mark" "forgot the claim script"
 kill "$LG_PID" "$LG2_PID" 2>/dev/null
 wait "$LG_PID" "$LG2_PID" 2>/dev/null
+# the peers left: their entries are withdrawn, and a refresh spread over ticks (which took its
+# list of ids when it began) sets none of them again; only the other instance's entry is left
+sleep 2.5
+got=$(entries)
+check "the $((N + 20)) peers left: 1 entry left, not set again by a sweep (got $got)" test "$got" = 1
 finish
