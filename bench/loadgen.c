@@ -6,7 +6,12 @@
  * (the instances of a cluster) share the peers round-robin, and each pair then sits on two
  * different instances (--pairs cross, the default) or on one (--pairs same). The servers'
  * memory and CPU are read from /proc when their pids are given. Bounded: every phase has a
- * deadline and the program stops by itself. */
+ * deadline and the program stops by itself.
+ *
+ * One process holds one descriptor per peer, so a count above the file limit is split over
+ * cooperating processes (--base, --sync DIR): each owns a range of peer numbers (ids and source
+ * addresses) and its pairs, so it times its own introductions; they meet at files in DIR
+ * between the phases (bench/multi.py drives them and merges what they report). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <getopt.h>
@@ -15,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -26,11 +32,14 @@
 #include "proto/proto.h"
 
 #define LG_BUF 1024 /* per-peer read buffer: welcome and punch lines on loopback are short */
-#define LG_CONNECTING_MAX 256 /* in flight at once: stay under the server's listen backlog */
+#define LG_CONNECTING_MAX 256 /* --in-flight default: stay under the server's listen backlog */
 #define LG_PEERS_PER_SRC 5000 /* well under the ephemeral ports of one source address */
 /* instances announce registrations to the cluster's directory asynchronously: introductions
  * start this long after the last registration, so they measure introductions, not that race */
 #define LG_SETTLE_NS 500000000ull
+#define LG_MAX_ROUNDS 4 /* --pairs same,cross,...: introduction rounds one after the other */
+/* a round whose last introductions have had no answer for this long ends: they count as lost */
+#define LG_LOST_NS 5000000000ull
 
 struct lg;
 
@@ -41,7 +50,11 @@ struct lg_peer {
     unsigned idx;
     bool registered;
     bool dead;
-    uint64_t intro_t0; /* uv_hrtime of the pending introduction this peer is part of, 0: none */
+    bool in_flight;       /* counted in lg->connecting: connecting or not yet welcomed */
+    uint64_t intro_t0;    /* uv_hrtime of the pending introduction this peer is part of, 0: none */
+    unsigned pair;        /* the pair of that introduction */
+    uint64_t reg_t0;      /* uv_hrtime of its connect() */
+    struct lg_peer *mate; /* and its other end */
     size_t len;
     char buf[LG_BUF];
 };
@@ -49,12 +62,17 @@ struct lg_peer {
 struct lg_opts {
     const char *server; /* HOST:PORT[,HOST:PORT...] */
     unsigned peers;
-    unsigned rate;   /* introductions per second */
+    unsigned rate[LG_MAX_ROUNDS]; /* introductions per second, per round */
+    int nrates;
     unsigned intros; /* total introductions */
     unsigned seconds;
+    unsigned in_flight; /* registrations under way at once */
     int pid[SL_MAX]; /* the servers' pids, for /proc */
     int npid;
-    bool same; /* --pairs same: both ends of a pair on one instance */
+    bool same[LG_MAX_ROUNDS]; /* per round: both ends of a pair on one instance */
+    int rounds;
+    unsigned base;    /* --base: the number of this process's first peer */
+    const char *sync; /* --sync DIR: one of several cooperating processes */
     bool json;
 };
 
@@ -76,13 +94,20 @@ struct lg {
     unsigned next_connect, connecting, registered, failed;
     uint64_t reg_t0, reg_t1;
     /* introductions */
-    unsigned sent, done, busy_skips;
+    unsigned sent, done, busy_skips, intro_failed;
+    uint64_t last_progress;
     uint64_t intro_t0, intro_t1;
     double credit;
+    int round;
     uint64_t *lat_ns;
+    uint64_t *reg_ns; /* per registration: connect() to welcome */
     unsigned *halves;            /* per pair: how many of its two punches arrived */
     struct lg_proc proc[SL_MAX]; /* per pid of o.pid */
-    int phase;                   /* 1 register, 2 introduce, 3 done */
+    struct lg_round {
+        unsigned n, skipped, failed, lost;
+        double secs, p50, p99, max, cpu;
+    } res[LG_MAX_ROUNDS];
+    int phase;                   /* 1 register, 2 introduce, 3 done, 4 wait for --sync */
     uint64_t settle_until;
     uint64_t deadline;
 };
@@ -122,17 +147,17 @@ static unsigned long long lg_cpu_ticks(int pid)
     return ut + st;
 }
 
-/* Reads every server process: when (0 base, 1 registered, 2 introduced). */
+/* Reads every server process: when (0 base, 1 registered, 2 introduced, 3 a round begins). */
 static void lg_read_procs(struct lg *lg, int when)
 {
     for (int i = 0; i < lg->o.npid; i++) {
         struct lg_proc *pr = &lg->proc[i];
         if (when == 0)
             pr->rss_base_kb = lg_rss_kb(lg->o.pid[i]);
-        if (when == 1) {
+        if (when == 1)
             pr->rss_reg_kb = lg_rss_kb(lg->o.pid[i]);
+        if (when == 1 || when == 3)
             pr->cpu0 = lg_cpu_ticks(lg->o.pid[i]);
-        }
         if (when == 2)
             pr->cpu1 = lg_cpu_ticks(lg->o.pid[i]);
     }
@@ -140,19 +165,84 @@ static void lg_read_procs(struct lg *lg, int when)
 
 /* ---- peers ---- */
 
-/* The instance of peer idx: pair k is peers k and k + peers/2; the first halves go round-robin
- * over the instances, the second halves too, one instance further on for cross pairs. */
+/* The instance of peer idx: the first half of the peers goes round-robin over the instances,
+ * the second half too, so that peers m and m + peers/2 share one. */
 static int lg_instance(const struct lg *lg, unsigned idx)
 {
     unsigned half = lg->o.peers / 2, k = (unsigned)lg->servers.n;
-    if (idx < half)
-        return (int)(idx % k);
-    return (int)((idx - half + (lg->o.same ? 0 : 1)) % k);
+    return (int)((idx < half ? idx : idx - half) % k);
 }
 
-static void lg_id(unsigned idx, char *out, size_t len)
+/* The other end of pair m (whose first end is peer m): on the same instance, or (cross) on the
+ * next one, whatever the round; with one server both are the same. */
+static unsigned lg_partner(unsigned half, unsigned m, bool same)
 {
-    snprintf(out, len, "lg%07u", idx);
+    return half + (same ? m : (m + 1) % half);
+}
+
+static void lg_id(const struct lg *lg, unsigned idx, char *out, size_t len)
+{
+    snprintf(out, len, "lg%07u", lg->o.base + idx);
+}
+
+/* --sync: DIR/NAME.BASE, the file by which this process tells the others where it stands */
+static void lg_sync_path(const struct lg *lg, const char *name, char *out, size_t len)
+{
+    snprintf(out, len, "%s/%s.%u", lg->o.sync, name, lg->o.base);
+}
+
+static bool lg_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Writes the file, whole or not at all (written aside, then renamed): the reader never sees a
+ * part. text may be NULL (an empty marker). */
+static void lg_sync_write(const struct lg *lg, const char *name, const uint64_t *lat, unsigned n)
+{
+    char path[4096], tmp[4200];
+    FILE *f;
+    lg_sync_path(lg, name, path, sizeof path);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (!(f = fopen(tmp, "w"))) {
+        fprintf(stderr, "loadgen: %s: %s\n", tmp, strerror(errno));
+        return;
+    }
+    for (unsigned i = 0; i < n; i++)
+        fprintf(f, "%" PRIu64 "\n", lat[i]);
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        fprintf(stderr, "loadgen: %s: %s\n", path, strerror(errno));
+}
+
+/* p's introduction, if one is open, cannot end: counted as failed, its pair free again. */
+static void lg_intro_fail(struct lg_peer *p)
+{
+    struct lg *lg = p->lg;
+    if (!p->intro_t0)
+        return;
+    p->intro_t0 = 0;
+    if (p->mate)
+        p->mate->intro_t0 = 0;
+    lg->halves[p->pair] = 0;
+    lg->intro_failed++;
+    lg->last_progress = uv_hrtime();
+}
+
+/* p is of no more use (an error, its connection gone): counted once. */
+static void lg_dead(struct lg_peer *p)
+{
+    if (p->dead)
+        return;
+    p->dead = true;
+    p->lg->failed++;
+    /* a refused registration frees its place among those in flight, or a few hundred refusals
+     * would stop the registration phase */
+    if (p->in_flight) {
+        p->in_flight = false;
+        p->lg->connecting--;
+    }
+    lg_intro_fail(p);
 }
 
 static void lg_send(struct lg_peer *p, const char *line, size_t n)
@@ -160,10 +250,8 @@ static void lg_send(struct lg_peer *p, const char *line, size_t n)
     uv_buf_t b = uv_buf_init((char *)line, (unsigned)n);
     /* lines are short and the socket buffer is empty or nearly so; a partial write is a
      * failure of the run, counted, not retried */
-    if (uv_try_write((uv_stream_t *)&p->tcp, &b, 1) != (int)n && !p->dead) {
-        p->dead = true;
-        p->lg->failed++;
-    }
+    if (uv_try_write((uv_stream_t *)&p->tcp, &b, 1) != (int)n)
+        lg_dead(p);
 }
 
 /* The answer to the server's challenge: a hello signed over its nonce. */
@@ -178,14 +266,13 @@ static void lg_send_hello(struct lg_peer *p, const char *challenge)
             PROTO_OK ||
         c.type != PROTO_CHALLENGE) {
         fprintf(stderr, "loadgen: peer %u: bad challenge: %s\n", p->idx, why);
-        p->dead = true;
-        p->lg->failed++;
+        lg_dead(p);
         return;
     }
     memset(&m, 0, sizeof m);
     m.type = PROTO_HELLO;
     m.u.hello.version = PROTO_VERSION;
-    lg_id(p->idx, m.u.hello.id, sizeof m.u.hello.id);
+    lg_id(p->lg, p->idx, m.u.hello.id, sizeof m.u.hello.id);
     mlen = auth_hello_msg(c.u.challenge.nonce, m.u.hello.id, msg);
     memcpy(m.u.hello.key, p->lg->pk, sizeof p->lg->pk);
     crypto_sign_detached(m.u.hello.sig, NULL, msg, mlen, p->lg->sk);
@@ -196,7 +283,7 @@ static void lg_send_hello(struct lg_peer *p, const char *challenge)
 
 static void lg_intro_half(struct lg *lg, struct lg_peer *p)
 {
-    unsigned half = lg->o.peers / 2, pair = p->idx % half;
+    unsigned pair = p->pair;
     uint64_t t0 = p->intro_t0;
     if (!t0)
         return;
@@ -207,7 +294,7 @@ static void lg_intro_half(struct lg *lg, struct lg_peer *p)
     if (lg->done < lg->o.intros)
         lg->lat_ns[lg->done] = uv_hrtime() - t0;
     lg->done++;
-    lg->intro_t1 = uv_hrtime();
+    lg->intro_t1 = lg->last_progress = uv_hrtime();
 }
 
 static void lg_on_line(struct lg_peer *p, const char *line)
@@ -217,7 +304,9 @@ static void lg_on_line(struct lg_peer *p, const char *line)
         lg_send_hello(p, line);
     } else if (strstr(line, "\"type\":\"welcome\"") && !p->registered) {
         p->registered = true;
+        lg->reg_ns[lg->registered] = uv_hrtime() - p->reg_t0;
         lg->registered++;
+        p->in_flight = false;
         lg->connecting--;
         lg->reg_t1 = uv_hrtime();
     } else if (strstr(line, "\"type\":\"punch\"")) {
@@ -230,10 +319,11 @@ static void lg_on_line(struct lg_peer *p, const char *line)
                          seq ? atoll(seq + 6) : 0LL);
         lg_send(p, pong, (size_t)n);
     } else if (strstr(line, "\"type\":\"error\"") && !p->dead) {
-        if (lg->failed < 5) /* the first few say why; the count says how many */
-            fprintf(stderr, "loadgen: peer %u: %s\n", p->idx, line);
-        p->dead = true;
-        lg->failed++;
+        /* the first few of each kind say why; the counts say how many */
+        if (p->intro_t0 ? lg->intro_failed < 5 : lg->failed < 5)
+            fprintf(stderr, "loadgen: peer %u%s: %s\n", lg->o.base + p->idx,
+                    p->intro_t0 ? " (introduction)" : "", line);
+        lg_dead(p);
     }
 }
 
@@ -250,10 +340,7 @@ static void lg_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     char *start, *nl;
     (void)buf;
     if (nread < 0) {
-        if (!p->dead) {
-            p->dead = true;
-            p->lg->failed++;
-        }
+        lg_dead(p);
         uv_read_stop(s);
         return;
     }
@@ -275,9 +362,7 @@ static void lg_on_connect(uv_connect_t *req, int status)
 {
     struct lg_peer *p = req->data;
     if (status < 0) {
-        p->dead = true;
-        p->lg->failed++;
-        p->lg->connecting--;
+        lg_dead(p);
         return;
     }
     uv_read_start((uv_stream_t *)&p->tcp, lg_alloc, lg_on_read);
@@ -287,7 +372,7 @@ static int lg_open(struct lg *lg, unsigned idx)
 {
     struct lg_peer *p = &lg->peer[idx];
     struct sockaddr_in src = {.sin_family = AF_INET};
-    unsigned k = idx / LG_PEERS_PER_SRC;
+    unsigned k = (lg->o.base + idx) / LG_PEERS_PER_SRC;
     int rc, one = 1, fd;
     p->lg = lg;
     p->idx = idx;
@@ -309,6 +394,7 @@ static int lg_open(struct lg *lg, unsigned idx)
         return rc;
     }
     p->creq.data = p;
+    p->reg_t0 = uv_hrtime();
     return uv_tcp_connect(&p->creq, &p->tcp,
                           (struct sockaddr *)&lg->servers.s[lg_instance(lg, idx)].addr,
                           lg_on_connect);
@@ -318,7 +404,7 @@ static int lg_open(struct lg *lg, unsigned idx)
 
 static void lg_register_more(struct lg *lg)
 {
-    while (lg->next_connect < lg->o.peers && lg->connecting < LG_CONNECTING_MAX) {
+    while (lg->next_connect < lg->o.peers && lg->connecting < lg->o.in_flight) {
         int rc = lg_open(lg, lg->next_connect);
         lg->next_connect++;
         if (rc < 0) {
@@ -326,6 +412,7 @@ static void lg_register_more(struct lg *lg)
             lg->failed++;
             continue;
         }
+        lg->peer[lg->next_connect - 1].in_flight = true;
         lg->connecting++;
     }
 }
@@ -334,10 +421,11 @@ static void lg_introduce(struct lg *lg, uint64_t now)
 {
     unsigned half = lg->o.peers / 2;
     char line[160], target[PROTO_MAX_ID + 1];
-    lg->credit += lg->o.rate / 1000.0;
+    lg->credit += lg->o.rate[lg->round] / 1000.0;
     while (lg->credit >= 1 && lg->sent < lg->o.intros) {
         unsigned pair = lg->sent % half;
-        struct lg_peer *a = &lg->peer[pair], *b = &lg->peer[pair + half];
+        struct lg_peer *a = &lg->peer[pair],
+                       *b = &lg->peer[lg_partner(half, pair, lg->o.same[lg->round])];
         int n;
         lg->credit -= 1;
         if (a->intro_t0 || b->intro_t0 || a->dead || b->dead) {
@@ -346,9 +434,12 @@ static void lg_introduce(struct lg *lg, uint64_t now)
             lg->sent++;
             continue;
         }
-        lg_id(b->idx, target, sizeof target);
+        lg_id(lg, b->idx, target, sizeof target);
         n = snprintf(line, sizeof line, "{\"type\":\"connect\",\"target\":\"%s\"}\n", target);
         a->intro_t0 = b->intro_t0 = now;
+        a->pair = b->pair = pair;
+        a->mate = b;
+        b->mate = a;
         lg_send(a, line, (size_t)n);
         lg->sent++;
     }
@@ -361,37 +452,7 @@ static void lg_stop(struct lg *lg)
     uv_stop(lg->loop);
 }
 
-static void lg_on_tick(uv_timer_t *t)
-{
-    struct lg *lg = t->data;
-    uint64_t now = uv_hrtime();
-    if (now > lg->deadline) {
-        fprintf(stderr, "loadgen: deadline reached in phase %d\n", lg->phase);
-        lg_stop(lg);
-        return;
-    }
-    if (lg->phase == 1) {
-        lg_register_more(lg);
-        if (lg->registered + lg->failed >= lg->o.peers) {
-            lg_read_procs(lg, 1);
-            lg->phase = 2;
-            lg->settle_until = lg->servers.n > 1 ? now + LG_SETTLE_NS : now;
-            lg->intro_t0 = lg->intro_t1 = lg->settle_until;
-        }
-        return;
-    }
-    if (lg->phase == 2 && now < lg->settle_until)
-        return;
-    if (lg->phase == 2) {
-        lg_introduce(lg, now);
-        if (lg->sent >= lg->o.intros && lg->done + lg->busy_skips >= lg->o.intros) {
-            lg_read_procs(lg, 2);
-            lg_stop(lg);
-        }
-    }
-}
-
-/* ---- report ---- */
+/* ---- figures ---- */
 
 static int lg_cmp(const void *a, const void *b)
 {
@@ -415,6 +476,93 @@ static double lg_cpu(const struct lg *lg, int i, double intro_s)
     return (double)(pr->cpu1 - pr->cpu0) / (double)sysconf(_SC_CLK_TCK) / intro_s;
 }
 
+/* The figures of the round just done (its latencies told to the others first, with --sync). */
+static void lg_round_end(struct lg *lg)
+{
+    struct lg_round *r = &lg->res[lg->round];
+    unsigned n = lg->done < lg->o.intros ? lg->done : lg->o.intros;
+    char name[32];
+    lg_read_procs(lg, 2);
+    if (lg->o.sync) {
+        snprintf(name, sizeof name, "lat-%d", lg->round);
+        lg_sync_write(lg, name, lg->lat_ns, n);
+    }
+    qsort(lg->lat_ns, n, sizeof *lg->lat_ns, lg_cmp);
+    r->n = n;
+    r->skipped = lg->busy_skips;
+    r->failed = lg->intro_failed;
+    r->lost = lg->o.intros - lg->busy_skips - lg->intro_failed - n;
+    r->secs = (lg->intro_t1 - lg->intro_t0) / 1e9;
+    r->p50 = lg_pct(lg->lat_ns, n, 0.5);
+    r->p99 = lg_pct(lg->lat_ns, n, 0.99);
+    r->max = lg_pct(lg->lat_ns, n, 1);
+    r->cpu = lg->o.npid ? 0 : -1;
+    for (int i = 0; i < lg->o.npid && r->cpu >= 0; i++)
+        r->cpu = lg_cpu(lg, i, r->secs) < 0 ? -1 : r->cpu + lg_cpu(lg, i, r->secs);
+}
+
+/* Round lg->round begins now, or (--sync) once DIR/go.ROUND exists. */
+static void lg_round_begin(struct lg *lg, uint64_t now)
+{
+    lg->sent = lg->done = lg->busy_skips = lg->intro_failed = 0;
+    lg->last_progress = now;
+    lg->credit = 0;
+    lg->phase = lg->o.sync ? 4 : 2;
+    lg->intro_t0 = lg->intro_t1 = lg->settle_until = now;
+    lg_read_procs(lg, 3);
+}
+
+static void lg_on_tick(uv_timer_t *t)
+{
+    struct lg *lg = t->data;
+    uint64_t now = uv_hrtime();
+    char path[4096];
+    if (now > lg->deadline) {
+        fprintf(stderr, "loadgen: deadline reached in phase %d\n", lg->phase);
+        lg_stop(lg);
+        return;
+    }
+    if (lg->phase == 1) {
+        lg_register_more(lg);
+        if (lg->registered + lg->failed >= lg->o.peers) {
+            lg_read_procs(lg, 1);
+            if (lg->o.sync)
+                lg_sync_write(lg, "ready", lg->reg_ns, lg->registered);
+            qsort(lg->reg_ns, lg->registered, sizeof *lg->reg_ns, lg_cmp);
+            lg_round_begin(lg, now);
+            /* alone, the instances get their moment to announce what registered */
+            if (!lg->o.sync && lg->servers.n > 1)
+                lg->settle_until = lg->intro_t0 = lg->intro_t1 = now + LG_SETTLE_NS;
+        }
+        return;
+    }
+    if (lg->phase == 4) {
+        snprintf(path, sizeof path, "%s/go.%d", lg->o.sync, lg->round);
+        if (lg_exists(path)) {
+            lg->phase = 2;
+            lg->intro_t0 = lg->intro_t1 = lg->last_progress = now;
+            lg_read_procs(lg, 3);
+        }
+        return;
+    }
+    if (lg->phase == 2 && now < lg->settle_until)
+        return;
+    if (lg->phase == 2) {
+        lg_introduce(lg, now);
+        unsigned ended = lg->done + lg->busy_skips + lg->intro_failed;
+        if (lg->sent >= lg->o.intros &&
+            (ended >= lg->o.intros || now - lg->last_progress > LG_LOST_NS)) {
+            lg_round_end(lg);
+            if (++lg->round < lg->o.rounds)
+                lg_round_begin(lg, now);
+            else
+                lg_stop(lg);
+        }
+    }
+}
+
+/* ---- report ---- */
+
 /* Memory of all server processes per registered peer (-1: unknown). */
 static double lg_per_peer(const struct lg *lg)
 {
@@ -429,51 +577,69 @@ static double lg_per_peer(const struct lg *lg)
     return kb * 1024.0 / lg->registered;
 }
 
-static void lg_report_json(const struct lg *lg, unsigned n, double reg_s, double intro_s,
-                           double per_peer, double cpu)
+static const char *lg_pairs_name(const struct lg *lg, int round)
 {
-    printf("{\"peers\":%u,\"registered\":%u,\"failed\":%u,\"registrations_per_s\":%.0f,"
-           "\"intros\":%u,\"intros_per_s\":%.0f,\"skipped\":%u,\"p50_ms\":%.3f,"
-           "\"p99_ms\":%.3f,\"max_ms\":%.3f,\"rss_per_peer_bytes\":%.0f,"
-           "\"server_cpu\":%.3f,\"instances\":%d,\"pairs\":\"%s\",\"per_instance\":[",
-           lg->o.peers, lg->registered, lg->failed, reg_s > 0 ? lg->registered / reg_s : 0, n,
-           intro_s > 0 ? n / intro_s : 0, lg->busy_skips, lg_pct(lg->lat_ns, n, 0.5),
-           lg_pct(lg->lat_ns, n, 0.99), lg_pct(lg->lat_ns, n, 1), per_peer, cpu, lg->servers.n,
-           lg->o.same || lg->servers.n < 2 ? "same" : "cross");
+    return lg->o.same[round] || lg->servers.n < 2 ? "same" : "cross";
+}
+
+static void lg_report_json(const struct lg *lg, double reg_s, double per_peer)
+{
+    const struct lg_round *r0 = &lg->res[0];
+    printf("{\"peers\":%u,\"base\":%u,\"registered\":%u,\"failed\":%u,"
+           "\"registrations_per_s\":%.0f,\"intros\":%u,\"intros_per_s\":%.0f,\"skipped\":%u,"
+           "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"rss_per_peer_bytes\":%.0f,"
+           "\"server_cpu\":%.3f,\"instances\":%d,\"pairs\":\"%s\",\"reg_p50_ms\":%.3f,"
+           "\"reg_p99_ms\":%.3f,\"reg_max_ms\":%.3f,\"rounds\":[",
+           lg->o.peers, lg->o.base, lg->registered, lg->failed,
+           reg_s > 0 ? lg->registered / reg_s : 0, r0->n, r0->secs > 0 ? r0->n / r0->secs : 0,
+           r0->skipped, r0->p50, r0->p99, r0->max, per_peer, r0->cpu, lg->servers.n,
+           lg_pairs_name(lg, 0), lg_pct(lg->reg_ns, lg->registered, 0.5),
+           lg_pct(lg->reg_ns, lg->registered, 0.99), lg_pct(lg->reg_ns, lg->registered, 1));
+    for (int i = 0; i < lg->o.rounds; i++) {
+        const struct lg_round *r = &lg->res[i];
+        printf("%s{\"pairs\":\"%s\",\"intros\":%u,\"secs\":%.3f,\"intros_per_s\":%.0f,"
+               "\"skipped\":%u,\"failed\":%u,\"lost\":%u,\"p50_ms\":%.3f,\"p99_ms\":%.3f,"
+               "\"max_ms\":%.3f,\"server_cpu\":%.3f}",
+               i ? "," : "", lg_pairs_name(lg, i), r->n, r->secs, r->secs > 0 ? r->n / r->secs : 0,
+               r->skipped, r->failed, r->lost, r->p50, r->p99, r->max, r->cpu);
+    }
+    printf("],\"per_instance\":[");
     for (int i = 0; i < lg->o.npid; i++)
         printf("%s{\"pid\":%d,\"rss_kb\":%ld,\"cpu\":%.3f}", i ? "," : "", lg->o.pid[i],
-               lg->proc[i].rss_reg_kb, lg_cpu(lg, i, intro_s));
+               lg->proc[i].rss_reg_kb, lg_cpu(lg, i, lg->res[lg->o.rounds - 1].secs));
     printf("]}\n");
 }
 
 static void lg_report(struct lg *lg)
 {
-    unsigned n = lg->done < lg->o.intros ? lg->done : lg->o.intros;
-    double reg_s = (lg->reg_t1 - lg->reg_t0) / 1e9, intro_s = (lg->intro_t1 - lg->intro_t0) / 1e9;
-    double per_peer = lg_per_peer(lg), cpu = lg->o.npid ? 0 : -1;
-    for (int i = 0; i < lg->o.npid && cpu >= 0; i++)
-        cpu = lg_cpu(lg, i, intro_s) < 0 ? -1 : cpu + lg_cpu(lg, i, intro_s);
-    qsort(lg->lat_ns, n, sizeof *lg->lat_ns, lg_cmp);
+    double reg_s = (lg->reg_t1 - lg->reg_t0) / 1e9, per_peer = lg_per_peer(lg);
     if (lg->o.json) {
-        lg_report_json(lg, n, reg_s, intro_s, per_peer, cpu);
+        lg_report_json(lg, reg_s, per_peer);
         return;
     }
     if (lg->servers.n > 1)
-        printf("instances          %d, pairs %s\n", lg->servers.n,
-               lg->o.same ? "on one instance" : "across two instances");
+        printf("instances          %d\n", lg->servers.n);
     printf("peers registered   %u of %u (%u failed) in %.2f s: %.0f/s\n", lg->registered,
            lg->o.peers, lg->failed, reg_s, reg_s > 0 ? lg->registered / reg_s : 0);
-    printf("introductions      %u done in %.2f s: %.0f/s (%u skipped: pair still busy)\n", n,
-           intro_s, intro_s > 0 ? n / intro_s : 0, lg->busy_skips);
-    printf("latency            p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
-           lg_pct(lg->lat_ns, n, 0.5), lg_pct(lg->lat_ns, n, 0.99), lg_pct(lg->lat_ns, n, 1));
+    printf("registration       p50 %.3f ms, p99 %.3f ms, max %.3f ms (connect to welcome)\n",
+           lg_pct(lg->reg_ns, lg->registered, 0.5), lg_pct(lg->reg_ns, lg->registered, 0.99),
+           lg_pct(lg->reg_ns, lg->registered, 1));
+    for (int i = 0; i < lg->o.rounds; i++) {
+        const struct lg_round *r = &lg->res[i];
+        printf("introductions      %s pairs: %u done in %.2f s: %.0f/s (%u skipped: pair still "
+               "busy; %u failed, %u lost)\n",
+               lg_pairs_name(lg, i), r->n, r->secs, r->secs > 0 ? r->n / r->secs : 0, r->skipped,
+               r->failed, r->lost);
+        printf("latency            p50 %.3f ms, p99 %.3f ms, max %.3f ms\n", r->p50, r->p99,
+               r->max);
+        if (r->cpu >= 0)
+            printf("server CPU         %.0f %% of one core during introductions\n", r->cpu * 100);
+    }
     if (per_peer >= 0)
         printf("server memory      %.0f bytes RSS per registered peer\n", per_peer);
-    if (cpu >= 0)
-        printf("server CPU         %.0f %% of one core during introductions\n", cpu * 100);
     for (int i = 0; i < lg->o.npid && lg->o.npid > 1; i++)
-        printf("  pid %-8d      RSS %ld kB, CPU %.0f %%\n", lg->o.pid[i], lg->proc[i].rss_reg_kb,
-               lg_cpu(lg, i, intro_s) * 100);
+        printf("  pid %-8d      RSS %ld kB, CPU %.0f %% (last round)\n", lg->o.pid[i],
+               lg->proc[i].rss_reg_kb, lg_cpu(lg, i, lg->res[lg->o.rounds - 1].secs) * 100);
 }
 
 /* ---- setup ---- */
@@ -485,13 +651,23 @@ static void lg_usage(FILE *f)
                "  -s, --server HOST:PORT[,HOST:PORT...]\n"
                "                          server, or the instances of a cluster: peers go\n"
                "                          round-robin over them (default 127.0.0.1:7000)\n"
-               "      --pairs cross|same  with several servers, each introduced pair sits on\n"
-               "                          two different instances (cross, the default) or on\n"
-               "                          one (same)\n"
+               "      --pairs P[,P...]    P cross or same: with several servers, each introduced\n"
+               "                          pair sits on two different instances (cross, the\n"
+               "                          default) or on one (same); a list runs a round of\n"
+               "                          introductions of each kind, one after the other\n"
+               "      --base N            number of this process's first peer (ids, source\n"
+               "                          addresses), for several processes (default 0)\n"
+               "      --sync DIR          one of several processes: once registered, write\n"
+               "                          DIR/ready.BASE (registration times, ns, a line\n"
+               "                          each); start round R once DIR/go.R exists;\n"
+               "                          after it write its latencies (ns, a line each) to\n"
+               "                          DIR/lat-R.BASE\n"
                "  -n, --peers N           peers to register, even, >= 2 (default 1000)\n"
-               "  -r, --rate N            introductions per second (default 1000)\n"
+               "  -r, --rate N[,N...]     introductions per second (default 1000); a list\n"
+               "                          gives each round of --pairs its own\n"
                "  -i, --intros N          introductions in total (default peers/2)\n"
                "  -t, --seconds N         stop after N seconds whatever happens (default 120)\n"
+               "      --in-flight N       registrations under way at once (default 256)\n"
                "  -p, --server-pid PID[,PID...]\n"
                "                          read the servers' RSS and CPU from /proc\n"
                "                          (repeatable; totals, and each with several)\n"
@@ -520,6 +696,48 @@ static int lg_parse_pids(const char *arg, struct lg_opts *o)
     }
 }
 
+/* -r N[,N...]: the rate of every round, or of each. */
+static int lg_parse_rates(const char *arg, struct lg_opts *o)
+{
+    const char *p = arg;
+    o->nrates = 0;
+    for (;;) {
+        char *end = NULL;
+        unsigned long v = strtoul(p, &end, 10);
+        if (end == p || v < 1 || v > 10000000 || (*end && *end != ',') ||
+            o->nrates >= LG_MAX_ROUNDS) {
+            fprintf(stderr, "loadgen: --rate: \"%s\" is not a list of at most %d rates\n", arg,
+                    LG_MAX_ROUNDS);
+            return -1;
+        }
+        o->rate[o->nrates++] = (unsigned)v;
+        if (!*end)
+            return 0;
+        p = end + 1;
+    }
+}
+
+/* --pairs cross|same[,...]: the kinds of the rounds. */
+static int lg_parse_pairs(const char *arg, struct lg_opts *o)
+{
+    const char *p = arg;
+    o->rounds = 0;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        bool same = n == 4 && strncmp(p, "same", 4) == 0;
+        if ((!same && !(n == 5 && strncmp(p, "cross", 5) == 0)) || o->rounds >= LG_MAX_ROUNDS) {
+            fprintf(stderr,
+                    "loadgen: --pairs is a list of at most %d of cross and same, not \"%s\"\n",
+                    LG_MAX_ROUNDS, arg);
+            return -1;
+        }
+        o->same[o->rounds++] = same;
+        if (!p[n])
+            return 0;
+        p += n + 1;
+    }
+}
+
 static int lg_parse(int argc, char **argv, struct lg_opts *o)
 {
     static const struct option longs[] = {
@@ -527,14 +745,21 @@ static int lg_parse(int argc, char **argv, struct lg_opts *o)
         {"rate", required_argument, NULL, 'r'},      {"intros", required_argument, NULL, 'i'},
         {"seconds", required_argument, NULL, 't'},   {"server-pid", required_argument, NULL, 'p'},
         {"json", no_argument, NULL, 'j'},            {"help", no_argument, NULL, 'h'},
-        {"pairs", required_argument, NULL, 'P'},     {NULL, 0, NULL, 0}};
+        {"pairs", required_argument, NULL, 'P'},     {"base", required_argument, NULL, 'B'},
+        {"sync", required_argument, NULL, 'S'},      {"in-flight", required_argument, NULL, 'F'},
+        {NULL, 0, NULL, 0}};
     int c;
-    *o = (struct lg_opts){.server = "127.0.0.1:7000", .peers = 1000, .rate = 1000, .seconds = 120};
+    *o = (struct lg_opts){
+        .server = "127.0.0.1:7000", .peers = 1000, .rate = {1000}, .seconds = 120, .rounds = 1,
+        .in_flight = LG_CONNECTING_MAX};
     while ((c = getopt_long(argc, argv, "s:n:r:i:t:p:h", longs, NULL)) != -1) {
         switch (c) {
         case 's': o->server = optarg; break;
         case 'n': o->peers = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 'r': o->rate = (unsigned)strtoul(optarg, NULL, 10); break;
+        case 'r':
+            if (lg_parse_rates(optarg, o) < 0)
+                return -1;
+            break;
         case 'i': o->intros = (unsigned)strtoul(optarg, NULL, 10); break;
         case 't': o->seconds = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'p':
@@ -542,19 +767,29 @@ static int lg_parse(int argc, char **argv, struct lg_opts *o)
                 return -1;
             break;
         case 'P':
-            if (strcmp(optarg, "same") != 0 && strcmp(optarg, "cross") != 0) {
-                fprintf(stderr, "loadgen: --pairs is cross or same, not \"%s\"\n", optarg);
+            if (lg_parse_pairs(optarg, o) < 0)
                 return -1;
-            }
-            o->same = strcmp(optarg, "same") == 0;
             break;
+        case 'B': o->base = (unsigned)strtoul(optarg, NULL, 10); break;
+        case 'S': o->sync = optarg; break;
+        case 'F': o->in_flight = (unsigned)strtoul(optarg, NULL, 10); break;
         case 'j': o->json = true; break;
         case 'h': lg_usage(stdout); exit(0);
         default: lg_usage(stderr); return -1;
         }
     }
-    if (o->peers < 2 || o->peers % 2 || o->peers > 2000000 || o->rate < 1 || o->seconds < 1) {
-        fprintf(stderr, "loadgen: --peers must be even and 2..2000000, --rate and --seconds >= 1\n");
+    /* one rate for every round, or one per round */
+    for (int i = o->nrates; i < LG_MAX_ROUNDS; i++)
+        o->rate[i] = o->rate[o->nrates ? o->nrates - 1 : 0];
+    if (o->peers < 2 || o->peers % 2 || o->peers > 2000000 || o->rate[0] < 1 ||
+        o->seconds < 1 || o->in_flight < 1 || (o->nrates > 1 && o->nrates != o->rounds)) {
+        fprintf(stderr, "loadgen: --peers must be even and 2..2000000, --rate, --seconds and "
+                        "--in-flight >= 1, and a list of rates has one per round of --pairs\n");
+        return -1;
+    }
+    /* ids are lg%07u, and each 5000 peers have a source address 127.1.k.1 (k < 256) */
+    if (o->base > 1000000 || o->base + o->peers > 1000000) {
+        fprintf(stderr, "loadgen: --base plus --peers must stay within 1000000\n");
         return -1;
     }
     if (!o->intros)
@@ -599,7 +834,8 @@ int main(int argc, char **argv)
     lg.peer = calloc(lg.o.peers, sizeof *lg.peer);
     lg.lat_ns = calloc(lg.o.intros, sizeof *lg.lat_ns);
     lg.halves = calloc(lg.o.peers / 2, sizeof *lg.halves);
-    if (!lg.peer || !lg.lat_ns || !lg.halves) {
+    lg.reg_ns = calloc(lg.o.peers, sizeof *lg.reg_ns);
+    if (!lg.peer || !lg.lat_ns || !lg.halves || !lg.reg_ns) {
         fprintf(stderr, "loadgen: out of memory\n");
         goto out;
     }
@@ -613,12 +849,13 @@ int main(int argc, char **argv)
     uv_timer_start(&lg.tick, lg_on_tick, 0, 1);
     uv_run(lg.loop, UV_RUN_DEFAULT);
     lg_report(&lg);
-    rc = lg.registered == lg.o.peers && lg.done + lg.busy_skips >= lg.o.intros ? 0 : 2;
+    rc = lg.registered == lg.o.peers && lg.round == lg.o.rounds ? 0 : 2;
 out:
     /* the process ends here: the kernel closes every socket at once, which is also the fastest
      * way to let the server see 100k peers leave */
     free(lg.peer);
     free(lg.lat_ns);
     free(lg.halves);
+    free(lg.reg_ns);
     return rc;
 }

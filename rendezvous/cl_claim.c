@@ -67,11 +67,15 @@ static const char cl_lua_touch[] =
     "if exp > 0 then redis.call('EXPIRE', KEYS[1], exp) redis.call('EXPIRE', KEYS[3], exp) end "
     "return 1";
 
-/* refresh a directory entry unless another instance has taken the id since */
+/* Refresh directory entries (KEYS, up to CL_REFRESH_BATCH) unless another instance has taken
+ * the id since; returns how many. One script for many entries: a sweep of every peer each
+ * ttl/3 s was one EVAL per peer, 100,000 commands every 10 s at 100,000 peers, and the sweep of
+ * one instance sat in Redis's queue ahead of the claims of new registrations until they timed
+ * out (BENCHMARKS.md, "100,000 peers"). */
 static const char cl_lua_refresh[] =
-    "local v = redis.call('GET', KEYS[1]) "
-    "if v == false or v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) "
-    "return 1 end return 0";
+    "local n = 0 for i = 1, #KEYS do local v = redis.call('GET', KEYS[i]) "
+    "if v == false or v == ARGV[1] then redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[2]) "
+    "n = n + 1 end end return n";
 
 /* delete a directory entry only while it still names this instance */
 static const char cl_lua_withdraw[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
@@ -79,33 +83,144 @@ static const char cl_lua_withdraw[] = "if redis.call('GET', KEYS[1]) == ARGV[1] 
 
 /* ---- the directory ---- */
 
-static void cl_set_entry(struct cl *c, const char *id)
+static void cl_set_entry(struct cl *c, redisAsyncContext *ac, const char *id)
 {
     char key[CL_KEY_MAX];
     cl__key(c, "peer", id, key, sizeof key);
-    redisAsyncCommand(c->cmd, NULL, NULL, "SET %s %s EX %u", key, c->inst, c->ttl);
+    redisAsyncCommand(ac, NULL, NULL, "SET %s %s EX %u", key, c->inst, c->ttl);
 }
 
 static void cl_announce_one(void *arg, const char *id, const unsigned char *key)
 {
+    struct cl *c = arg;
     (void)key;
-    cl_set_entry(arg, id);
+    cl_set_entry(c, c->bulk, id);
 }
 
-static void cl_refresh_one(void *arg, const char *id, const unsigned char *key_bytes)
+/* A refresh of the directory: the ids registered here when it began, renewed CL_REFRESH_BATCH
+ * per script and a share per tick. All at once, one instance's 16,666 peers were 130 scripts in
+ * a burst every 10 s: Redis served them before the lookups and bus messages of introductions,
+ * whose p99 across instances was 0.8 s at 2,000/s (0.12 s with no refresh at all; BENCHMARKS.md,
+ * "100,000 peers"). An id that left since the sweep began is skipped, so that its withdrawn
+ * entry is not set again. */
+struct cl_sweep {
+    char (*ids)[PROTO_MAX_ID + 1];
+    size_t n, cap, next;
+    unsigned ticks_left;
+    bool oom;
+    char keys[CL_REFRESH_BATCH][CL_KEY_MAX]; /* the batch being built */
+};
+
+/* EVAL script n KEYS... inst ttl: one command for n entries of the sweep's batch. */
+static void cl_sweep_flush(struct cl *c, struct cl_sweep *sw, size_t n)
 {
-    struct cl *c = arg;
-    char key[CL_KEY_MAX], ttl[16];
-    (void)key_bytes;
+    const char *argv[CL_REFRESH_BATCH + 5];
+    size_t argvlen[CL_REFRESH_BATCH + 5];
+    char nkeys[24], ttl[16];
+    int argc = 0;
+    if (!n)
+        return;
+    snprintf(nkeys, sizeof nkeys, "%zu", n);
     snprintf(ttl, sizeof ttl, "%u", c->ttl);
-    cl__key(c, "peer", id, key, sizeof key);
-    redisAsyncCommand(c->cmd, NULL, NULL, "EVAL %s 1 %s %s %s", cl_lua_refresh, key, c->inst, ttl);
+    argv[argc++] = "EVAL";
+    argv[argc++] = cl_lua_refresh;
+    argv[argc++] = nkeys;
+    for (size_t i = 0; i < n; i++)
+        argv[argc++] = sw->keys[i];
+    argv[argc++] = c->inst;
+    argv[argc++] = ttl;
+    for (int i = 0; i < argc; i++)
+        argvlen[i] = strlen(argv[i]);
+    redisAsyncCommandArgv(c->bulk, NULL, NULL, argc, argv, argvlen);
+}
+
+static void cl_sweep_add(void *arg, const char *id, const unsigned char *key_bytes)
+{
+    struct cl_sweep *sw = arg;
+    (void)key_bytes;
+    if (sw->oom)
+        return;
+    if (sw->n == sw->cap) {
+        size_t cap = sw->cap ? sw->cap * 2 : 1024;
+        void *ids = realloc(sw->ids, cap * sizeof *sw->ids);
+        if (!ids) {
+            sw->oom = true;
+            return;
+        }
+        sw->ids = ids;
+        sw->cap = cap;
+    }
+    snprintf(sw->ids[sw->n++], sizeof sw->ids[0], "%s", id);
+}
+
+void cl__sweep_end(struct cl *c)
+{
+    if (!c->sweep)
+        return;
+    free(c->sweep->ids);
+    free(c->sweep);
+    c->sweep = NULL;
+}
+
+void cl__sweep_step(struct cl *c)
+{
+    struct cl_sweep *sw = c->sweep;
+    size_t batches, send;
+    if (!sw)
+        return;
+    if (!c->bulk) {
+        cl__sweep_end(c);
+        return;
+    }
+    batches = (sw->n - sw->next + CL_REFRESH_BATCH - 1) / CL_REFRESH_BATCH;
+    send = sw->ticks_left > 1 ? (batches + sw->ticks_left - 1) / sw->ticks_left : batches;
+    while (send-- > 0 && sw->next < sw->n) {
+        size_t k = 0;
+        for (; sw->next < sw->n && k < CL_REFRESH_BATCH; sw->next++)
+            if (c->user.find(c->user.data, sw->ids[sw->next]))
+                cl__key(c, "peer", sw->ids[sw->next], sw->keys[k++], sizeof sw->keys[0]);
+        cl_sweep_flush(c, sw, k);
+    }
+    if (sw->ticks_left > 0)
+        sw->ticks_left--;
+    if (sw->next >= sw->n)
+        cl__sweep_end(c);
+}
+
+void cl__sweep_start(struct cl *c, unsigned ticks)
+{
+    struct cl_sweep *sw;
+    if (c->sweep) { /* not done within its share of the interval: the rest goes now */
+        c->sweep->ticks_left = 0;
+        cl__sweep_step(c);
+        cl__sweep_end(c);
+    }
+    if (!c->bulk)
+        return;
+    /* without memory the entries lapse, and come back with the next sweep that finds some (a
+     * lookup meanwhile says "not found", as for an outage) */
+    if (!(sw = calloc(1, sizeof *sw))) {
+        LOG_W("cluster: no memory to refresh the directory entries");
+        return;
+    }
+    c->user.each_peer(c->user.data, cl_sweep_add, sw);
+    if (sw->oom) {
+        LOG_W("cluster: no memory to refresh the directory entries");
+        free(sw->ids);
+        free(sw);
+        return;
+    }
+    sw->ticks_left = ticks ? ticks : 1;
+    c->sweep = sw;
+    cl__sweep_step(c);
 }
 
 /* Returns the number of registered connections. */
-size_t cl__announce_all(struct cl *c, bool refresh)
+size_t cl__announce_all(struct cl *c)
 {
-    return c->user.each_peer(c->user.data, refresh ? cl_refresh_one : cl_announce_one, c);
+    if (!c->bulk)
+        return 0;
+    return c->user.each_peer(c->user.data, cl_announce_one, c);
 }
 
 void cl_announce(struct cl *c, const char *id)
@@ -114,7 +229,7 @@ void cl_announce(struct cl *c, const char *id)
         return;
     /* the latest registration wins: a peer that moved here after its instance died is
      * reachable at once, without waiting for the old entry to expire */
-    cl_set_entry(c, id);
+    cl_set_entry(c, c->cmd, id);
 }
 
 void cl_withdraw(struct cl *c, const char *id)
@@ -151,6 +266,22 @@ static void cl_claim_refused(struct cl_op *op, const char *said)
     cl__op_fail(op, code, msg);
 }
 
+static int cl_send_claim(struct cl_op *op);
+
+/* A claim sent by SHA that Redis no longer knows (its script cache flushed): sent again whole,
+ * and the script loaded again for those that follow. */
+static bool cl_claim_noscript(struct cl_op *op, const redisReply *reply)
+{
+    struct cl *c = op->cl;
+    if (!op->by_sha || !reply || reply->type != REDIS_REPLY_ERROR ||
+        strncmp(reply->str, "NOSCRIPT", 8) != 0 || c->state != CL_UP)
+        return false;
+    LOG_N("cluster: Redis forgot the claim script: loading it again");
+    c->claim_sha[0] = '\0';
+    cl__load_scripts(c);
+    return cl_send_claim(op) == 0;
+}
+
 static void cl_on_claim(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct cl_op *op = privdata;
@@ -159,6 +290,10 @@ static void cl_on_claim(redisAsyncContext *ac, void *r, void *privdata)
     (void)ac;
     if (op->finished) {
         cl__op_unref(op);
+        return;
+    }
+    if (cl_claim_noscript(op, reply)) {
+        cl__op_unref(op); /* this answer's reference; the new command holds its own */
         return;
     }
     if (!cl__reply_ok(reply) || reply->type != REDIS_REPLY_STRING) {
@@ -217,19 +352,55 @@ static void cl_claim_args(const struct cl *c, const char *id, const unsigned cha
     snprintf(a->per_hour, sizeof a->per_hour, "%u", g->new_ids_per_hour);
 }
 
-static int cl_eval_claim(struct cl *c, const char *script, redisCallbackFn *cb, void *arg,
-                         const struct cl_claim_args *a, const char *id)
+/* EVAL script, or EVALSHA sha when sha is given (Redis has the script cached), on ac. */
+static int cl_eval_claim(redisAsyncContext *ac, const char *script, const char *sha,
+                         redisCallbackFn *cb, void *arg, const struct cl_claim_args *a,
+                         const char *id)
 {
-    return redisAsyncCommand(c->cmd, cb, arg, "EVAL %s 6 %s %s %s %s %s %s %s %s %s %s %s %s %s %s",
-                             script, a->owner, a->allow, a->keyids, a->ids, a->newids, a->newsite,
-                             a->b64, id, a->now, a->exp, a->max_ids, a->per_key, a->per_hour,
-                             a->per_site);
+    return redisAsyncCommand(ac, cb, arg, "%s %s 6 %s %s %s %s %s %s %s %s %s %s %s %s %s %s",
+                             sha ? "EVALSHA" : "EVAL", sha ? sha : script, a->owner, a->allow,
+                             a->keyids, a->ids, a->newids, a->newsite, a->b64, id, a->now, a->exp,
+                             a->max_ids, a->per_key, a->per_hour, a->per_site);
+}
+
+static void cl_on_script_loaded(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct cl *c = ac->data;
+    redisReply *reply = r;
+    (void)privdata;
+    if (reply && reply->type == REDIS_REPLY_STRING && reply->len == 40 && ac == c->cmd)
+        snprintf(c->claim_sha, sizeof c->claim_sha, "%s", reply->str);
+}
+
+/* The claim script is 1.4 KB: sent whole with every registration, Redis hashed it each time
+ * (SHA1 was 7 % of its CPU while 100,000 peers registered, BENCHMARKS.md "100,000 peers"). */
+void cl__load_scripts(struct cl *c)
+{
+    if (c->cmd)
+        redisAsyncCommand(c->cmd, cl_on_script_loaded, NULL, "SCRIPT LOAD %s", cl_lua_claim);
+}
+
+/* Sends op's claim, with a reference for the answer; -1: not sent (op untouched). */
+static int cl_send_claim(struct cl_op *op)
+{
+    struct cl *c = op->cl;
+    struct cl_claim_args a;
+    const struct sockaddr *src =
+        op->src.ss_family != AF_UNSPEC ? (const struct sockaddr *)&op->src : NULL;
+    cl_claim_args(c, op->hello->u.hello.id, op->hello->u.hello.key, src, &a);
+    op->by_sha = c->claim_sha[0] != '\0';
+    op->refs++;
+    if (cl_eval_claim(c->cmd, cl_lua_claim, op->by_sha ? c->claim_sha : NULL, cl_on_claim, op, &a,
+                      op->hello->u.hello.id) != REDIS_OK) {
+        op->refs--;
+        return -1;
+    }
+    return 0;
 }
 
 int cl_claim(struct cl *c, struct cl_link *conn, const struct proto_msg *hello,
              const struct sockaddr *src)
 {
-    struct cl_claim_args a;
     struct cl_op *op;
     if (c->state != CL_UP || !(op = cl__op_new(c, CL_CLAIM, conn)))
         return -1;
@@ -239,10 +410,12 @@ int cl_claim(struct cl *c, struct cl_link *conn, const struct proto_msg *hello,
     }
     *op->hello = *hello;
     snprintf(op->target, sizeof op->target, "%s", hello->u.hello.id);
-    cl_claim_args(c, hello->u.hello.id, hello->u.hello.key, src, &a);
-    op->refs++;
-    if (cl_eval_claim(c, cl_lua_claim, cl_on_claim, op, &a, hello->u.hello.id) != REDIS_OK) {
-        op->refs--;
+    op->src.ss_family = AF_UNSPEC;
+    if (src)
+        memcpy(&op->src, src,
+               src->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                          : sizeof(struct sockaddr_in));
+    if (cl_send_claim(op) < 0) {
         free(op->hello);
         op->hello = NULL;
         cl__op_finish(op);
@@ -258,11 +431,11 @@ static void cl_touch_one(void *arg, const char *id, const unsigned char *key)
     struct cl *c = arg;
     struct cl_claim_args a;
     cl_claim_args(c, id, key, NULL, &a);
-    cl_eval_claim(c, cl_lua_touch, NULL, NULL, &a, id);
+    cl_eval_claim(c->bulk, cl_lua_touch, NULL, NULL, NULL, &a, id);
 }
 
 void cl__touch_all(struct cl *c)
 {
-    if (c->user.gate->id_expire_days)
+    if (c->user.gate->id_expire_days && c->bulk)
         c->user.each_peer(c->user.data, cl_touch_one, c);
 }

@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #define CL_TICK_MS 250
+/* a refresh of the directory is spread over half of its interval (ttl/3) */
+#define CL_SWEEP_TICKS(ttl) ((unsigned)((uint64_t)(ttl) * 1000 / 3 / 2 / CL_TICK_MS))
 #define CL_STOP_MS 1000     /* at shutdown, how long queued commands get to leave */
 #define CL_TOUCH_MS 3600000 /* how often registered ids' last use moves in Redis */
 
@@ -105,8 +107,13 @@ static void cl_set_up(struct cl *c)
         return;
     c->state = CL_UP;
     c->backoff_s = CL_BACKOFF_MIN_S;
-    n = cl__announce_all(c, false);
+    n = cl__announce_all(c);
     c->last_refresh_ms = uv_now(c->loop);
+    /* the first touch an hour after joining, not at the first tick: from 0 it came at once on
+     * any host up for an hour, one script per peer just registered (each claim had moved its
+     * id's last use already) */
+    if (!c->ever_up)
+        c->last_touch_ms = uv_now(c->loop);
     if (c->ever_up)
         LOG_N("cluster: Redis at %s:%d is back after %llu s: rejoined as %s, %zu peers "
               "announced",
@@ -180,6 +187,8 @@ static void cl_on_gone(const redisAsyncContext *ac, int status)
         c->cmd = NULL;
     else if (ac == c->sub)
         c->sub = NULL;
+    else if (ac == c->bulk)
+        c->bulk = NULL;
     else
         return; /* freed by us already */
     cl_lost(c, ac->errstr[0] ? ac->errstr : "connection closed");
@@ -225,11 +234,14 @@ static void cl_try(struct cl *c)
     c->ping_out = false;
     c->cmd = cl_open(c);
     c->sub = c->cmd ? cl_open(c) : NULL;
-    if (!c->cmd || !c->sub) {
+    c->bulk = c->sub ? cl_open(c) : NULL;
+    if (!c->cmd || !c->sub || !c->bulk) {
         cl_lost(c, "cannot create a connection");
         return;
     }
     redisAsyncCommand(c->sub, cl_on_message, NULL, "SUBSCRIBE %s", c->chan);
+    /* ahead of every claim on this connection: Redis runs its commands in order */
+    cl__load_scripts(c);
     cl_send_ping(c);
 }
 
@@ -240,8 +252,11 @@ static void cl_on_retry(uv_timer_t *t)
 
 static void cl_drop_contexts(struct cl *c)
 {
-    redisAsyncContext *cmd = c->cmd, *sub = c->sub;
-    c->cmd = c->sub = NULL;
+    redisAsyncContext *cmd = c->cmd, *sub = c->sub, *bulk = c->bulk;
+    c->cmd = c->sub = c->bulk = NULL;
+    cl__sweep_end(c);
+    if (bulk)
+        redisAsyncFree(bulk);
     if (cmd)
         redisAsyncFree(cmd);
     if (sub)
@@ -300,7 +315,9 @@ static void cl_on_tick(uv_timer_t *t)
         cl_send_ping(c);
     if (now - c->last_refresh_ms >= (uint64_t)c->ttl * 1000 / 3) {
         c->last_refresh_ms = now;
-        cl__announce_all(c, true);
+        cl__sweep_start(c, CL_SWEEP_TICKS(c->ttl));
+    } else {
+        cl__sweep_step(c);
     }
     if (now - c->last_touch_ms >= CL_TOUCH_MS) {
         c->last_touch_ms = now;
@@ -405,6 +422,13 @@ void cl_stop(struct cl *c)
         c->sub = NULL;
         redisAsyncFree(sub);
     }
+    /* what a sweep left queued renews entries the withdrawals are about to delete */
+    if (c->bulk) {
+        redisAsyncContext *bulk = c->bulk;
+        c->bulk = NULL;
+        redisAsyncFree(bulk);
+    }
+    cl__sweep_end(c);
     /* the disconnect may have failed at once (Redis gone): cl_lost has closed the timer */
     if (c->cmd)
         uv_timer_start(&c->stop, cl_on_stop, CL_STOP_MS, 0);
@@ -426,6 +450,7 @@ void cl_free(struct cl *c)
 {
     if (!c)
         return;
+    cl__sweep_end(c);
     sodium_memzero(c->password, sizeof c->password);
     sodium_memzero(c->bus_key, sizeof c->bus_key);
     free(c);

@@ -28,6 +28,7 @@ struct mtr;
 #define CL_BACKOFF_MIN_S 1      /* first reconnect delay, doubled up to ... */
 #define CL_BACKOFF_MAX_S 30     /* ... this */
 #define CL_MAX_OPS 4096         /* introductions and id claims in flight at once */
+#define CL_REFRESH_BATCH 128    /* directory entries refreshed by one Redis command */
 #define CL_MAX_PREFIX 64
 #define CL_BUS_FRESH_S 30  /* a bus message older or newer than this is refused */
 #define CL_MAX_SENDERS 256 /* instances whose last sequence number is remembered */

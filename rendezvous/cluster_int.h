@@ -48,9 +48,13 @@ struct cl_op {
     char session[PROTO_SESSION_LEN + 1];
     char target[PROTO_MAX_ID + 1];
     char resume[PROTO_SESSION_LEN + 1]; /* CL_INTRO: connect.resume ("" none) */
-    char where[BUS_MAX_INSTANCE + 1]; /* the target's instance, once known */
-    struct proto_msg *hello;          /* CL_CLAIM: the hello to finish */
+    char where[BUS_MAX_INSTANCE + 1];   /* the target's instance, once known */
+    struct proto_msg *hello;            /* CL_CLAIM: the hello to finish */
+    struct sockaddr_storage src;        /* CL_CLAIM: where it came from (AF_UNSPEC: unknown) */
+    bool by_sha;                        /* CL_CLAIM: sent as EVALSHA */
 };
+
+struct cl_sweep; /* cl_claim.c: a refresh of the directory under way */
 
 /* The last "t" taken from one instance: anything not larger is a replay. */
 struct cl_sender {
@@ -72,7 +76,10 @@ struct cl {
     char chan[CL_CHAN_MAX];
     struct sockaddr_storage public_addr;
     char public_text[EP_STRLEN];
-    redisAsyncContext *cmd, *sub;
+    /* cmd: claims, lookups, the bus's PUBLISH; sub: the subscription; bulk: the sweeps over
+     * every peer (refresh, touch), whose hundreds of commands would otherwise queue in cmd
+     * ahead of claims and introductions (Redis serves its clients in turn) */
+    redisAsyncContext *cmd, *sub, *bulk;
     enum cl_state state;
     bool sub_ok, ping_ok, ever_up;
     unsigned backoff_s;
@@ -92,6 +99,8 @@ struct cl {
     uint64_t reject_window_ms; /* rate limit of the rejection log lines */
     unsigned reject_logged, reject_quiet;
     unsigned long rejected; /* bus messages refused since start */
+    char claim_sha[48];     /* the claim script's SHA1 in Redis's cache ("": send it whole) */
+    struct cl_sweep *sweep; /* the refresh under way, or NULL */
 };
 
 /* ---- cluster.c ---- */
@@ -121,11 +130,19 @@ void cl__expire_ops(struct cl *c, uint64_t now);
 
 /* ---- cl_claim.c ---- */
 
-/* Sets (or, refresh: refreshes unless another instance has taken it) the directory entry of
- * every registered peer; returns their number. */
-size_t cl__announce_all(struct cl *c, bool refresh);
+/* Sets the directory entry of every registered peer; returns their number. */
+size_t cl__announce_all(struct cl *c);
+/* Begins a refresh of every registered peer's entry (unless another instance has taken it),
+ * spread over the next `ticks` calls of cl__sweep_step; one under way is finished first. */
+void cl__sweep_start(struct cl *c, unsigned ticks);
+/* Sends this tick's share of the refresh under way. */
+void cl__sweep_step(struct cl *c);
+/* Drops the refresh under way (Redis lost, the cluster stopping). */
+void cl__sweep_end(struct cl *c);
 /* Moves the last use of every registered id in Redis (--id-expire). */
 void cl__touch_all(struct cl *c);
+/* Loads the claim script into Redis's script cache (a fresh connection, before its claims). */
+void cl__load_scripts(struct cl *c);
 
 /* ---- cl_intro.c ---- */
 
