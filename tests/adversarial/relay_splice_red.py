@@ -7,6 +7,7 @@ Usage: relay_splice_red.py MODE HOST PORT SERVER_PID
                the fix the session stalled with the server polling a readable socket in a busy
                loop, and a FIN after the mark passed on as an EOF that dropped the bytes after
                it. Now: the bytes a plain read gives arrive, the server spends no CPU waiting.
+  MODE carry:  one session, 1 MiB each way intact (test_relay_splice_red.sh: small pipes).
 Exit status = number of failures. Every loop is bounded in count and time."""
 import json
 import os
@@ -134,7 +135,22 @@ def t_urgent():
     b.close()
 
 
-TESTS = {"urgent": [t_urgent]}
+def t_carry():
+    """One session carries 1 MiB each way intact (whichever path the server chose)."""
+    p = pair()
+    if not p:
+        return
+    a, b, _ = p
+    for x, y, name in ((a, b, "a -> b"), (b, a, "b -> a")):
+        blob = os.urandom(1 << 20)
+        x.sendall(blob)
+        got, how = read_for(y, len(blob), 15)
+        check(got == blob, f"{name}: 1 MiB intact ({len(got)} bytes, {how})")
+    a.close()
+    b.close()
+
+
+TESTS = {"urgent": [t_urgent], "carry": [t_carry]}
 for t in TESTS[MODE]:
     try:
         t()
