@@ -7,6 +7,8 @@ Usage: relay_splice_red.py MODE HOST PORT SERVER_PID
                the fix the session stalled with the server polling a readable socket in a busy
                loop, and a FIN after the mark passed on as an EOF that dropped the bytes after
                it. Now: the bytes a plain read gives arrive, the server spends no CPU waiting.
+  MODE ends:   every way a spliced session ends gives its descriptors back (server flags:
+               --relay-bytes 1M --relay-idle 2).
   MODE carry:  one session, 1 MiB each way intact (test_relay_splice_red.sh: small pipes).
 Exit status = number of failures. Every loop is bounded in count and time."""
 import json
@@ -150,7 +152,72 @@ def t_carry():
     b.close()
 
 
-TESTS = {"urgent": [t_urgent], "carry": [t_carry]}
+def nfds():
+    return len(os.listdir(f"/proc/{server_pid()}/fd"))
+
+
+def t_ends():
+    """Every way a spliced session ends gives its sockets and pipes back (server run with
+    --relay-bytes 1M --relay-idle 2): the byte cap, the idle cut, a reset from either side, a
+    close from both, urgent data then a reset."""
+    base = nfds()
+    ends = []
+
+    def cap(a, b):
+        a.sendall(os.urandom(1 << 19))
+        try:
+            a.sendall(os.urandom(1 << 20))
+        except OSError:
+            pass
+
+    def rst(x):
+        x.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        x.sendall(b"bye")
+
+    def closes(a, b):
+        a.shutdown(socket.SHUT_WR)
+        b.shutdown(socket.SHUT_WR)
+
+    def urg_rst(a, b):
+        a.send(b"U", socket.MSG_OOB)
+        rst(a)
+
+    for name, how in (("byte cap", cap), ("idle cut", None),
+                      ("reset by a", lambda a, b: rst(a)), ("reset by b", lambda a, b: rst(b)),
+                      ("both close", closes), ("urgent data, then a reset", urg_rst)):
+        p = pair()
+        if not p:
+            return
+        a, b, ctl = p
+        if how:
+            how(a, b)
+        ends.append((name, a, b, ctl))
+        if name in ("reset by a", "urgent data, then a reset"):
+            a.close()
+        if name == "reset by b":
+            b.close()
+    time.sleep(3.5)  # past the idle cut
+    mid = nfds()
+    for name, a, b, ctl in ends:
+        for x in (a, b):
+            try:
+                x.close()
+            except OSError:
+                pass
+    time.sleep(0.5)
+    # the control connections of the 14 peers stay open until here
+    check(mid <= base + 2 * len(ends) + 2,
+          f"{len(ends)} ended sessions hold no socket or pipe ({base} -> {mid} fds, "
+          f"{2 * len(ends)} of them the peers' control connections)")
+    for name, a, b, ctl in ends:
+        for c in ctl:
+            c.s.close()
+    time.sleep(0.5)
+    n = nfds()
+    check(n <= base + 2, f"then every descriptor is back ({base} -> {n})")
+
+
+TESTS = {"urgent": [t_urgent], "carry": [t_carry], "ends": [t_ends]}
 for t in TESTS[MODE]:
     try:
         t()

@@ -2,6 +2,7 @@
 # A relayed peer against the relay's splice(2) path (relay_splice_red.py): socket tricks a
 # plain read absorbs and splice may not. urgent: TCP urgent data (MSG_OOB) mid-stream, where
 # splice stops; before the fix the session stalled and the server spun on the readable socket.
+# ends: every way a spliced session ends gives its sockets and pipes back.
 # Run on both paths (adversarial.relay_splice_red.copy: --relay-copy through lib.sh).
 source "$(dirname "$0")/../integration/lib.sh"
 
@@ -21,6 +22,7 @@ hostile() { # MODE SERVER-FLAGS...
 }
 
 hostile urgent
+hostile ends --relay-bytes 1M --relay-idle 2 --relay-per-peer 0 --relay-per-ip 0 --new-ids-per-hour 0
 
 # small pipes: past the user's pipe-user-pages-soft (spent by pipe_pages_hog.py, as many
 # sessions or any other process of the server's user would) new pipes have 2 pages and cannot
