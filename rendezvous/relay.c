@@ -1194,6 +1194,36 @@ static void rly_on_poll(uv_poll_t *h, int status, int events)
     rly_zc_pump(s);
 }
 
+/* Side d's part of rly_zc_start: a dup of its socket in *fd and its pipe in *p, holding
+ * `relayed` (line, n bytes) and then what d sent early. Returns 0 or an errno value; whatever
+ * was made stays in *fd and *p for the caller to close. */
+static int rly_zc_side(struct rly_side *d, const char *line, size_t n, int *fd,
+                       struct rzc_pipe *p)
+{
+    uv_os_fd_t ofd;
+    int err;
+    if (uv_fileno((uv_handle_t *)&d->tcp, &ofd) != 0)
+        return EBADF;
+    if ((*fd = fcntl(ofd, F_DUPFD_CLOEXEC, 0)) < 0)
+        return errno;
+    if ((err = -rzc_open(p, n + d->pend_len, RLY_PIPE_SIZE)) != 0 || (err = rly_zc_big(p)) != 0 ||
+        (err = -rzc_put(p, line, n)) != 0)
+        return err;
+    return -rzc_put(p, d->pend, d->pend_len);
+}
+
+/* A poll watcher for side d's dup fd. Returns 0 or an errno value. */
+static int rly_zc_watch(struct rly_side *d, int fd)
+{
+    int rc = uv_poll_init(d->s->r->loop, &d->poll, fd);
+    if (rc < 0)
+        return -rc;
+    d->poll.data = d->s;
+    d->poll_open = true;
+    d->s->handles++;
+    return 0;
+}
+
 /* Moves s to the zero-copy path. Each side's socket leaves its uv_tcp_t for a dup watched by
  * a uv_poll_t, and gets a pipe towards the other side that first holds what the other side
  * hears before any spliced byte: `relayed` (line, n bytes), then what this side sent early.
@@ -1201,49 +1231,19 @@ static void rly_on_poll(uv_poll_t *h, int status, int events)
  * then nothing changed and the session copies. */
 static int rly_zc_start(struct rly_sess *s, const char *line, size_t n, char *why, size_t len)
 {
-    struct rly *r = s->r;
     struct rzc_pipe p[2] = {{-1, -1, 0, 0}, {-1, -1, 0, 0}};
-    int fd[2] = {-1, -1}, err = 0, polls = 0;
-    uv_os_fd_t ofd;
+    int fd[2] = {-1, -1}, err = 0;
 
     if (!rly_zc_fds()) {
         snprintf(why, len, "fewer than %d descriptors left", RZC_FDS_PER_SESSION + RLY_FD_RESERVE);
         return -1;
     }
-    for (int i = 0; i < 2 && !err; i++) {
-        struct rly_side *d = &s->side[i];
-        if (uv_fileno((uv_handle_t *)&d->tcp, &ofd) != 0)
-            err = EBADF;
-        else if ((fd[i] = fcntl(ofd, F_DUPFD_CLOEXEC, 0)) < 0)
-            err = errno;
-        else if ((err = -rzc_open(&p[i], n + d->pend_len, RLY_PIPE_SIZE)) == 0 &&
-                 (err = rly_zc_big(&p[i])) == 0 && (err = -rzc_put(&p[i], line, n)) == 0)
-            err = -rzc_put(&p[i], d->pend, d->pend_len);
-    }
-    for (int i = 0; i < 2 && !err; i++) {
-        struct rly_side *d = &s->side[i];
-        int rc = uv_poll_init(r->loop, &d->poll, fd[i]);
-        if (rc < 0) {
-            err = -rc;
-            break;
-        }
-        d->poll.data = s;
-        d->poll_open = true;
-        s->handles++;
-        polls++;
-    }
-    if (err) {
-        snprintf(why, len, "%s", err == ENOBUFS ? "pipes of less than 64 KiB (the user's "
-                 "pipe-user-pages-soft is spent)" : strerror(err));
-        for (int i = 0; i < polls; i++)
-            rly_close_handle((uv_handle_t *)&s->side[i].poll, &s->side[i].poll_open);
-        for (int i = 0; i < 2; i++) {
-            rzc_close(&p[i]);
-            if (fd[i] >= 0)
-                close(fd[i]);
-        }
-        return -1;
-    }
+    for (int i = 0; i < 2 && !err; i++)
+        err = rly_zc_side(&s->side[i], line, n, &fd[i], &p[i]);
+    for (int i = 0; i < 2 && !err; i++)
+        err = rly_zc_watch(&s->side[i], fd[i]);
+    if (err)
+        goto fail;
     for (int i = 0; i < 2; i++) {
         struct rly_side *d = &s->side[i];
         rly_close_handle((uv_handle_t *)&d->tcp, &d->open); /* closes ofd; fd keeps the socket */
@@ -1254,6 +1254,18 @@ static int rly_zc_start(struct rly_sess *s, const char *line, size_t n, char *wh
     }
     s->zc = true;
     return 0;
+
+fail:
+    snprintf(why, len, "%s", err == ENOBUFS ? "pipes of less than 64 KiB (the user's "
+             "pipe-user-pages-soft is spent)" : strerror(err));
+    for (int i = 0; i < 2; i++) {
+        /* uv_close takes the watcher out of epoll at once: its fd may go right after */
+        rly_close_handle((uv_handle_t *)&s->side[i].poll, &s->side[i].poll_open);
+        rzc_close(&p[i]);
+        if (fd[i] >= 0)
+            close(fd[i]);
+    }
+    return -1;
 }
 
 /* The zero-copy splice of s, when this relay splices and s can have its pipes: the early
