@@ -32,10 +32,16 @@
  * receiver lets the relay hold besides the socket buffers, RLY_QUEUE_HIGH as on the copy path.
  * 256 KiB against 64: about 20 % less CPU per byte. Pipe pages count against the user's
  * /proc/sys/fs/pipe-user-pages-soft (16384 pages): 128 pages a session, so the default
- * --relay-max 64 fits; beyond it the kernel refuses to grow pipes and sessions use 64 KiB ones */
+ * --relay-max 64 fits; beyond it the kernel refuses to grow pipes (256 pages) and then gives
+ * out 2-page ones, which RLY_PIPE_MIN turns down */
 #ifndef RLY_PIPE_SIZE
 #define RLY_PIPE_SIZE (256 * 1024)
 #endif
+/* the smallest pipe worth splicing through: the kernel's default. Past the user's
+ * pipe-user-pages-soft new pipes get 2 pages (8 KiB) and cannot grow; through those splice
+ * cost about 1.3 times the copy's CPU per byte (256 MiB: 35-44 ticks against 30-31), so such a
+ * session copies */
+#define RLY_PIPE_MIN (64 * 1024)
 #define RLY_PUMP_ROUNDS 8 /* fill/drain rounds per wakeup of a spliced session, then others */
 
 enum rly_state { RS_WAITING, RS_SPLICED, RS_LINGER, RS_ENDED };
@@ -1020,6 +1026,15 @@ static int rly_side_open(struct rly_sess *s, int idx, int fd, const char *addr, 
 
 /* ---- the zero-copy path: splice socket -> pipe -> socket (rendezvous/rzc.h) ---- */
 
+/* 0 when p is big enough to splice through (RLY_PIPE_MIN), else ENOBUFS with p closed. */
+static int rly_zc_big(struct rzc_pipe *p)
+{
+    if (p->size >= RLY_PIPE_MIN)
+        return 0;
+    rzc_close(p);
+    return ENOBUFS;
+}
+
 /* Whether a session may take its pipes: the descriptors open, the pipe ends, the two dups
  * that exist for a moment and RLY_FD_RESERVE within the soft RLIMIT_NOFILE. */
 static bool rly_zc_fds(void)
@@ -1179,6 +1194,36 @@ static void rly_on_poll(uv_poll_t *h, int status, int events)
     rly_zc_pump(s);
 }
 
+/* Side d's part of rly_zc_start: a dup of its socket in *fd and its pipe in *p, holding
+ * `relayed` (line, n bytes) and then what d sent early. Returns 0 or an errno value; whatever
+ * was made stays in *fd and *p for the caller to close. */
+static int rly_zc_side(struct rly_side *d, const char *line, size_t n, int *fd,
+                       struct rzc_pipe *p)
+{
+    uv_os_fd_t ofd;
+    int err;
+    if (uv_fileno((uv_handle_t *)&d->tcp, &ofd) != 0)
+        return EBADF;
+    if ((*fd = fcntl(ofd, F_DUPFD_CLOEXEC, 0)) < 0)
+        return errno;
+    if ((err = -rzc_open(p, n + d->pend_len, RLY_PIPE_SIZE)) != 0 || (err = rly_zc_big(p)) != 0 ||
+        (err = -rzc_put(p, line, n)) != 0)
+        return err;
+    return -rzc_put(p, d->pend, d->pend_len);
+}
+
+/* A poll watcher for side d's dup fd. Returns 0 or an errno value. */
+static int rly_zc_watch(struct rly_side *d, int fd)
+{
+    int rc = uv_poll_init(d->s->r->loop, &d->poll, fd);
+    if (rc < 0)
+        return -rc;
+    d->poll.data = d->s;
+    d->poll_open = true;
+    d->s->handles++;
+    return 0;
+}
+
 /* Moves s to the zero-copy path. Each side's socket leaves its uv_tcp_t for a dup watched by
  * a uv_poll_t, and gets a pipe towards the other side that first holds what the other side
  * hears before any spliced byte: `relayed` (line, n bytes), then what this side sent early.
@@ -1186,48 +1231,19 @@ static void rly_on_poll(uv_poll_t *h, int status, int events)
  * then nothing changed and the session copies. */
 static int rly_zc_start(struct rly_sess *s, const char *line, size_t n, char *why, size_t len)
 {
-    struct rly *r = s->r;
     struct rzc_pipe p[2] = {{-1, -1, 0, 0}, {-1, -1, 0, 0}};
-    int fd[2] = {-1, -1}, err = 0, polls = 0;
-    uv_os_fd_t ofd;
+    int fd[2] = {-1, -1}, err = 0;
 
     if (!rly_zc_fds()) {
         snprintf(why, len, "fewer than %d descriptors left", RZC_FDS_PER_SESSION + RLY_FD_RESERVE);
         return -1;
     }
-    for (int i = 0; i < 2 && !err; i++) {
-        struct rly_side *d = &s->side[i];
-        if (uv_fileno((uv_handle_t *)&d->tcp, &ofd) != 0)
-            err = EBADF;
-        else if ((fd[i] = fcntl(ofd, F_DUPFD_CLOEXEC, 0)) < 0)
-            err = errno;
-        else if ((err = -rzc_open(&p[i], n + d->pend_len, RLY_PIPE_SIZE)) == 0 &&
-                 (err = -rzc_put(&p[i], line, n)) == 0)
-            err = -rzc_put(&p[i], d->pend, d->pend_len);
-    }
-    for (int i = 0; i < 2 && !err; i++) {
-        struct rly_side *d = &s->side[i];
-        int rc = uv_poll_init(r->loop, &d->poll, fd[i]);
-        if (rc < 0) {
-            err = -rc;
-            break;
-        }
-        d->poll.data = s;
-        d->poll_open = true;
-        s->handles++;
-        polls++;
-    }
-    if (err) {
-        snprintf(why, len, "%s", strerror(err));
-        for (int i = 0; i < polls; i++)
-            rly_close_handle((uv_handle_t *)&s->side[i].poll, &s->side[i].poll_open);
-        for (int i = 0; i < 2; i++) {
-            rzc_close(&p[i]);
-            if (fd[i] >= 0)
-                close(fd[i]);
-        }
-        return -1;
-    }
+    for (int i = 0; i < 2 && !err; i++)
+        err = rly_zc_side(&s->side[i], line, n, &fd[i], &p[i]);
+    for (int i = 0; i < 2 && !err; i++)
+        err = rly_zc_watch(&s->side[i], fd[i]);
+    if (err)
+        goto fail;
     for (int i = 0; i < 2; i++) {
         struct rly_side *d = &s->side[i];
         rly_close_handle((uv_handle_t *)&d->tcp, &d->open); /* closes ofd; fd keeps the socket */
@@ -1238,6 +1254,18 @@ static int rly_zc_start(struct rly_sess *s, const char *line, size_t n, char *wh
     }
     s->zc = true;
     return 0;
+
+fail:
+    snprintf(why, len, "%s", err == ENOBUFS ? "pipes of less than 64 KiB (the user's "
+             "pipe-user-pages-soft is spent)" : strerror(err));
+    for (int i = 0; i < 2; i++) {
+        /* uv_close takes the watcher out of epoll at once: its fd may go right after */
+        rly_close_handle((uv_handle_t *)&s->side[i].poll, &s->side[i].poll_open);
+        rzc_close(&p[i]);
+        if (fd[i] >= 0)
+            close(fd[i]);
+    }
+    return -1;
 }
 
 /* The zero-copy splice of s, when this relay splices and s can have its pipes: the early

@@ -6,10 +6,14 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define RZC_FLAGS (SPLICE_F_NONBLOCK | SPLICE_F_MOVE)
+/* bytes read past TCP urgent data by recv(2) (rzc_past_mark): within PIPE_BUF, so that one
+ * write(2) into an empty pipe takes them all */
+#define RZC_MARK_MAX 4096
 
 int rzc_open(struct rzc_pipe *p, size_t need, size_t want)
 {
@@ -66,15 +70,47 @@ int rzc_put(struct rzc_pipe *p, const void *b, size_t n)
     return 0;
 }
 
+/* splice(2) never passes TCP urgent data (a byte sent with MSG_OOB): tcp_read_sock stops at
+ * the urgent mark, so a socket with bytes after the mark stays readable and splice answers
+ * EAGAIN forever (a busy poll loop and a stalled session), or 0 once a FIN has come (an EOF
+ * that drops what follows the mark). recv(2) steps over the urgent byte, as the copy path's
+ * reads do, and clears the mark; the bytes it returns go into the pipe by write(2). Returns
+ * their count (> 0), 0 when fd is not at the mark (splice's answer stands), or -errno:
+ * -EAGAIN when the pipe must empty first or the urgent byte was all there was. */
+static ssize_t rzc_past_mark(struct rzc_pipe *p, int fd, size_t max)
+{
+    char buf[RZC_MARK_MAX];
+    int at = 0, rc;
+    ssize_t n;
+    if (ioctl(fd, SIOCATMARK, &at) < 0 || !at)
+        return 0;
+    if (p->held)
+        return -EAGAIN; /* an empty pipe takes RZC_MARK_MAX bytes in one write, always */
+    do
+        n = recv(fd, buf, max < sizeof buf ? max : sizeof buf, MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0)
+        return n < 0 ? -errno : 0; /* 0: the FIN right after the urgent byte, splice tells */
+    if ((rc = rzc_put(p, buf, (size_t)n)) < 0)
+        return rc == -EAGAIN ? -EIO : rc; /* never: the bytes would be lost */
+    return n;
+}
+
 ssize_t rzc_fill(struct rzc_pipe *p, int fd, size_t max)
 {
-    ssize_t n;
+    ssize_t n, m;
     do
         n = splice(fd, NULL, p->wr, NULL, max, RZC_FLAGS);
     while (n < 0 && errno == EINTR);
     if (n < 0)
-        return -errno;
-    p->held += (size_t)n;
+        n = -errno;
+    else
+        p->held += (size_t)n;
+    if (n == 0 || n == -EAGAIN) {
+        m = rzc_past_mark(p, fd, max);
+        if (m != 0)
+            return m;
+    }
     return n;
 }
 

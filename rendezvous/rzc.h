@@ -30,7 +30,8 @@ void rzc_close(struct rzc_pipe *p);
 int rzc_put(struct rzc_pipe *p, const void *b, size_t n);
 
 /* At most max bytes (max > 0) from socket fd into the pipe. Returns the count (> 0), 0 at the
- * socket's EOF, or -errno: -EAGAIN when the socket had nothing or the pipe is full. */
+ * socket's EOF, or -errno: -EAGAIN when the socket had nothing or the pipe is full. TCP urgent
+ * data (MSG_OOB), where splice stops, is stepped over as a plain read would. */
 ssize_t rzc_fill(struct rzc_pipe *p, int fd, size_t max);
 
 /* What the pipe holds, towards socket fd. Returns the count moved (> 0; held shrinks by it), 0
