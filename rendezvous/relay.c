@@ -1061,11 +1061,15 @@ static void rly_zc_budget(const struct rly_cfg *cfg)
 }
 
 /* Ends s for a system call that failed with err on side d ("read from", "write to"...): a
- * reset, as a failed read or write on the copy path. Returns -1. */
-static int rly_zc_fail(struct rly_sess *s, const char *what, const struct rly_side *d, int err)
+ * reset, as a failed read or write on the copy path. Returns -1. spliced: err came from
+ * splice(2) itself; only then can EINVAL or ENOSYS mean a kernel that refuses to splice this
+ * socket (an EINVAL from shutdown or from a socket's pending error says nothing about splice,
+ * and must not turn splicing off for everyone). */
+static int rly_zc_fail(struct rly_sess *s, const char *what, const struct rly_side *d, int err,
+                       bool spliced)
 {
     char why[200];
-    if (err == EINVAL || err == ENOSYS) {
+    if (spliced && (err == EINVAL || err == ENOSYS)) {
         /* the probe passed but this socket refuses: later sessions copy */
         s->r->zc_ok = false;
         snprintf(s->r->zc_why, sizeof s->r->zc_why, "splice: %s", strerror(err));
@@ -1093,13 +1097,13 @@ static int rly_zc_dir(struct rly_side *a)
             moved = 1;
             a->pause &= ~(unsigned)RLY_PAUSE_PIPE; /* room again: the fill may try once more */
         } else if (n != -EAGAIN) {
-            return rly_zc_fail(s, "write to", b, (int)-n);
+            return rly_zc_fail(s, "write to", b, (int)-n, true);
         }
     }
     if (!a->out.held && a->eof && !b->shut_sent) {
         b->shut_sent = true;
         if (shutdown(b->fd, SHUT_WR) < 0)
-            return rly_zc_fail(s, "shutdown towards", b, errno);
+            return rly_zc_fail(s, "shutdown towards", b, errno, false);
         b->shut_done = true;
         if (s->side[0].shut_done && s->side[1].shut_done) {
             rly_end(s, false, "both sides closed");
@@ -1123,7 +1127,7 @@ static int rly_zc_dir(struct rly_side *a)
         return 1;
     }
     if (n != -EAGAIN)
-        return rly_zc_fail(s, "read from", a, (int)-n);
+        return rly_zc_fail(s, "read from", a, (int)-n, true);
     /* EAGAIN: a's socket is empty, or the pipe is full of short segments before its byte
      * count says so (a pipe holds a number of buffers, not of bytes). While it holds bytes,
      * the fill waits for the drain to make room; polling a for reading meanwhile would spin
@@ -1188,7 +1192,7 @@ static void rly_on_poll(uv_poll_t *h, int status, int events)
          * error is read here, so a later splice could no longer tell it from an EOF */
         if (getsockopt(d->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || !err)
             err = ECONNRESET;
-        rly_zc_fail(s, "connection with", d, err);
+        rly_zc_fail(s, "connection with", d, err, false);
         return;
     }
     rly_zc_pump(s);
