@@ -711,7 +711,9 @@ static void t_no_resume(void)
 static void t_forged(void)
 {
     struct run r;
-    run_init(&r, RBUF_DEFAULT, 6 * MIB, 6 * MIB);
+    /* 32 MiB: with 6 the forge (at 2 MiB out) could land after the final record, the sender
+     * being up to a ring plus socket buffers ahead (t_forged_progress) */
+    run_init(&r, RBUF_DEFAULT, 32 * MIB, 32 * MIB);
     r.forge_at = 2 * MIB;
     CHECK_INT(run_go(&r), 0);
     CHECK(r.forged);
@@ -727,7 +729,11 @@ static void t_forged(void)
 static void t_forged_progress(void)
 {
     struct run r;
-    run_init(&r, RBUF_DEFAULT, 6 * MIB, 6 * MIB);
+    /* 32 MiB, not 6: the sender may run a ring (8 MiB) plus socket buffers ahead of what side 0
+     * has written out, so with 6 MiB the 4th forge (at 4 MiB out) could land after the stream's
+     * final record, cost no resume, and fail the count (CI, ASan: 3 != 4). With 32 MiB every
+     * forge lands inside the stream */
+    run_init(&r, RBUF_DEFAULT, 32 * MIB, 32 * MIB);
     r.forge_at = MIB;
     r.forge_n = 4;
     CHECK_INT(run_go(&r), 0);
