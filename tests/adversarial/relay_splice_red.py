@@ -11,86 +11,24 @@ Usage: relay_splice_red.py MODE HOST PORT SERVER_PID
                --relay-bytes 1M --relay-idle 2).
   MODE carry:  one session, 1 MiB each way intact (test_relay_splice_red.sh: small pipes).
 Exit status = number of failures. Every loop is bounded in count and time."""
-import json
 import os
 import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+import relaylib  # noqa: E402
 import tpauth  # noqa: E402
 
 MODE, HOST, PORT, SERVER_PID = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 R = tpauth.Report(f"relay_splice_red {MODE}")
 ok, bad, check = R.ok, R.bad, R.check
 uid = tpauth.id_maker(os.getpid())
-
-
-def server_pid():
-    """lib.sh runs the server under timeout(1): the server is its child."""
-    try:
-        with open(f"/proc/{SERVER_PID}/task/{SERVER_PID}/children") as f:
-            kids = f.read().split()
-        return int(kids[0]) if kids else SERVER_PID
-    except OSError:
-        return SERVER_PID
-
-
-def cpu_s():
-    """utime + stime of the server, in seconds."""
-    with open(f"/proc/{server_pid()}/stat") as f:
-        v = f.read().rsplit(")", 1)[1].split()
-    return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def register(base):
-    c = tpauth.LineConn(tpauth.dial((HOST, PORT)))
-    c.read_challenge()
-    ident = uid(base)
-    c.msg(tpauth.hello_msg(tpauth.Identity(ident), c.nonce, ident))
-    c.welcome = c.line()
-    c.id = ident
-    return c
+SRV = relaylib.server_pid(SERVER_PID)  # the server itself, measured
 
 
 def pair():
-    """A relayed session: (a, b, controls), a and b plain sockets past `relayed`, or None."""
-    a, b = register("ha"), register("hb")
-    a.msg({"type": "connect", "target": b.id})
-    pa, pb = a.line(), b.line()
-    if not (pa and pb and pa.get("token") and pb.get("token")):
-        bad(f"no relay offer: {pa} / {pb}")
-        return None
-    out = []
-    for tok in (pa["token"], pb["token"]):
-        c = tpauth.LineConn(tpauth.dial((HOST, PORT)))
-        c.read_challenge()
-        c.send((json.dumps({"type": "relay", "version": 1, "session": pa["session"],
-                            "token": tok}) + "\n").encode())
-        out.append(c)
-    for c in out:
-        m = c.line(10)
-        if m != {"type": "relayed", "session": pa["session"]}:
-            bad(f"no relayed line: {m}")
-            return None
-    return out[0].s, out[1].s, (a, b)
-
-
-def read_for(s, n, timeout):
-    """Up to n bytes within timeout: (bytes, how) with how 'full', 'eof', 'reset', 'timeout'."""
-    out, end = bytearray(), time.time() + timeout
-    while len(out) < n and time.time() < end:
-        s.settimeout(max(0.05, end - time.time()))
-        try:
-            d = s.recv(n - len(out))
-        except socket.timeout:
-            return bytes(out), "timeout"
-        except ConnectionResetError:
-            return bytes(out), "reset"
-        if not d:
-            return bytes(out), "eof"
-        out += d
-    return bytes(out), "full"
+    return relaylib.pair((HOST, PORT), uid("ha"), uid("hb"), bad)
 
 
 def t_urgent():
@@ -103,13 +41,13 @@ def t_urgent():
     a, b, _ = p
     a.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     a.sendall(b"before")
-    got, how = read_for(b, 6, 5)
+    got, how = relaylib.recv_for(b, 6, 5)
     check(got == b"before", f"bytes before any urgent data arrive ({got!r}, {how})")
-    c0, t0, intact = cpu_s(), time.time(), True
+    c0, t0, intact = relaylib.cpu_s(SRV), time.time(), True
     for urg, data in ((b"X", b"after the mark"), (b"Y", b"more"), (b"Z", b"last")):
         a.send(urg, socket.MSG_OOB)
         a.sendall(data)
-        got, how = read_for(b, len(data), 3)
+        got, how = relaylib.recv_for(b, len(data), 3)
         if got != data:
             bad(f"urgent data mid-stream: the bytes after the mark arrive ({got!r} of {data!r}, "
                 f"{how})")
@@ -118,7 +56,7 @@ def t_urgent():
     if intact:
         ok("urgent data mid-stream (3 times): the bytes after each mark arrive, the urgent ones not")
     time.sleep(2.0)
-    used, took = cpu_s() - c0, time.time() - t0
+    used, took = relaylib.cpu_s(SRV) - c0, time.time() - t0
     check(used < 0.2 * took, f"a side that sent urgent data costs the server no CPU "
           f"({used:.2f} s in {took:.1f} s)")
     if not intact:
@@ -127,11 +65,11 @@ def t_urgent():
     a.send(b"U", socket.MSG_OOB)
     a.send(b"tail")
     a.shutdown(socket.SHUT_WR)
-    got, how = read_for(b, 5, 5)
+    got, how = relaylib.recv_for(b, 5, 5)
     check(got == b"tail" and how == "eof",
           f"urgent data, bytes, FIN: the bytes, then EOF ({got!r}, {how})")
     b.sendall(b"back")
-    got, how = read_for(a, 4, 5)
+    got, how = relaylib.recv_for(a, 4, 5)
     check(got == b"back", f"the other direction still carries bytes ({got!r}, {how})")
     a.close()
     b.close()
@@ -146,21 +84,17 @@ def t_carry():
     for x, y, name in ((a, b, "a -> b"), (b, a, "b -> a")):
         blob = os.urandom(1 << 20)
         x.sendall(blob)
-        got, how = read_for(y, len(blob), 15)
+        got, how = relaylib.recv_for(y, len(blob), 15)
         check(got == blob, f"{name}: 1 MiB intact ({len(got)} bytes, {how})")
     a.close()
     b.close()
-
-
-def nfds():
-    return len(os.listdir(f"/proc/{server_pid()}/fd"))
 
 
 def t_ends():
     """Every way a spliced session ends gives its sockets and pipes back (server run with
     --relay-bytes 1M --relay-idle 2): the byte cap, the idle cut, a reset from either side, a
     close from both, urgent data then a reset."""
-    base = nfds()
+    base = relaylib.nfds(SRV)
     ends = []
 
     def cap(a, b):
@@ -197,7 +131,7 @@ def t_ends():
         if name == "reset by b":
             b.close()
     time.sleep(3.5)  # past the idle cut
-    mid = nfds()
+    mid = relaylib.nfds(SRV)
     for name, a, b, ctl in ends:
         for x in (a, b):
             try:
@@ -213,7 +147,7 @@ def t_ends():
         for c in ctl:
             c.s.close()
     time.sleep(0.5)
-    n = nfds()
+    n = relaylib.nfds(SRV)
     check(n <= base + 2, f"then every descriptor is back ({base} -> {n})")
 
 

@@ -18,6 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import relaylib  # noqa: E402
 import tpauth  # noqa: E402
 
 MODE, HOST, PORT, SERVER_PID = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -132,18 +133,8 @@ def relayed_pair(what_a, what_b, a_kw=None, b_kw=None):
     return a, b
 
 
-def server_pid():
-    """lib.sh runs the server under timeout(1): measure its child, the server itself."""
-    try:
-        with open(f"/proc/{SERVER_PID}/task/{SERVER_PID}/children") as f:
-            kids = f.read().split()
-        return int(kids[0]) if kids else SERVER_PID
-    except OSError:
-        return SERVER_PID
-
-
 def rss_kib():
-    return tpauth.rss_kib(server_pid())
+    return tpauth.rss_kib(relaylib.server_pid(SERVER_PID))
 
 
 # ---------------------------------------------------------------- main
@@ -374,7 +365,7 @@ def t_drain_waiting():
     c = join(s[0], s[1])
     time.sleep(0.5)  # joined and waiting
     t0 = time.time()
-    os.kill(server_pid(), signal.SIGTERM)
+    os.kill(relaylib.server_pid(SERVER_PID), signal.SIGTERM)
     m = c.line(8.0)
     took = time.time() - t0
     code = m.get("code") if m else None

@@ -14,7 +14,6 @@ Usage: relay_splice.py MODE HOST PORT SERVER_PID
                 relay); with RELAY_BENCH_PLAIN=P1,P2 through a socat relay on those ports
 Exit status = number of failures. Every loop is bounded in count and time."""
 import hashlib
-import json
 import os
 import random
 import socket
@@ -23,6 +22,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import relaylib  # noqa: E402
 import tpauth  # noqa: E402
 
 MODE, HOST, PORT, SERVER_PID = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -31,81 +31,11 @@ COPY_PATH = os.environ.get("TCPUNCH_TEST_RELAY_COPY") == "1"
 R = tpauth.Report(f"relay_splice {MODE}")
 ok, bad, check = R.ok, R.bad, R.check
 uid = tpauth.id_maker(os.getpid())
-
-
-def server_pid():
-    """lib.sh runs the server under timeout(1): the server is its child."""
-    try:
-        with open(f"/proc/{SERVER_PID}/task/{SERVER_PID}/children") as f:
-            kids = f.read().split()
-        return int(kids[0]) if kids else SERVER_PID
-    except OSError:
-        return SERVER_PID
-
-
-def cpu_s():
-    """utime + stime of the server, in seconds."""
-    with open(f"/proc/{server_pid()}/stat") as f:
-        v = f.read().rsplit(")", 1)[1].split()
-    return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def nfds():
-    return len(os.listdir(f"/proc/{server_pid()}/fd"))
-
-
-def register(base):
-    c = tpauth.LineConn(tpauth.dial((HOST, PORT)))
-    c.read_challenge()
-    ident = uid(base)
-    c.msg(tpauth.hello_msg(tpauth.Identity(ident), c.nonce, ident))
-    c.welcome = c.line()
-    c.id = ident
-    return c
+SRV = relaylib.server_pid(SERVER_PID)  # the server itself, measured
 
 
 def pair(rcvbuf=0, sndbuf=0):
-    """A relayed session: (a, b, controls), a and b plain sockets past `relayed`, or None."""
-    a, b = register("sa"), register("sb")
-    a.msg({"type": "connect", "target": b.id})
-    pa, pb = a.line(), b.line()
-    if not (pa and pb and pa.get("token") and pb.get("token")):
-        bad(f"no relay offer: {pa} / {pb}")
-        return None
-    out = []
-    for tok, kw in ((pa["token"], {"sndbuf": sndbuf}), (pb["token"], {"rcvbuf": rcvbuf})):
-        c = tpauth.LineConn(tpauth.dial((HOST, PORT), **kw))
-        c.read_challenge()
-        c.send((json.dumps({"type": "relay", "version": 1, "session": pa["session"],
-                            "token": tok}) + "\n").encode())
-        out.append(c)
-    for c in out:
-        m = c.line(10)
-        if m != {"type": "relayed", "session": pa["session"]}:
-            bad(f"no relayed line: {m}")
-            return None
-        if c.buf:
-            bad(f"bytes after relayed before anyone sent any: {c.buf!r}")
-            return None
-        c.s.settimeout(20)
-    return out[0].s, out[1].s, (a, b)
-
-
-def recv_all(s, n, timeout=30.0):
-    """Up to n bytes; stops at EOF, a reset or the deadline. (bytes, how)"""
-    out, end = bytearray(), time.time() + timeout
-    while len(out) < n and time.time() < end:
-        s.settimeout(max(0.05, end - time.time()))
-        try:
-            d = s.recv(min(1 << 20, n - len(out)))
-        except socket.timeout:
-            return bytes(out), "timeout"
-        except ConnectionResetError:
-            return bytes(out), "reset"
-        if not d:
-            return bytes(out), "eof"
-        out += d
-    return bytes(out), "full"
+    return relaylib.pair((HOST, PORT), uid("sa"), uid("sb"), bad, rcvbuf, sndbuf)
 
 
 def end_of(s, timeout=10.0):
@@ -148,9 +78,9 @@ def t_both_ways():
     ta.start()
     tb.start()
     got = {}
-    tr = threading.Thread(target=lambda: got.setdefault("a", recv_all(a, len(db), 60)))
+    tr = threading.Thread(target=lambda: got.setdefault("a", relaylib.recv_for(a, len(db), 60)))
     tr.start()
-    got["b"] = recv_all(b, len(da), 60)
+    got["b"] = relaylib.recv_for(b, len(da), 60)
     tr.join(65)
     ta.join(5)
     tb.join(5)
@@ -174,14 +104,14 @@ def t_half_close(first):
     done = []
     th = threading.Thread(target=lambda: (sender(x, blob, done), x.shutdown(socket.SHUT_WR)))
     th.start()
-    got, how = recv_all(y, len(blob) + 1, 30)
+    got, how = relaylib.recv_for(y, len(blob) + 1, 30)
     th.join(10)
     check(got == blob and how == "eof",
           f"{first} -> other: 3 MiB then {first}'s FIN as a clean EOF ({len(got)} bytes, {how})")
     back = os.urandom(2 << 20)
     th = threading.Thread(target=lambda: (sender(y, back, done), y.shutdown(socket.SHUT_WR)))
     th.start()
-    got, how = recv_all(x, len(back) + 1, 30)
+    got, how = relaylib.recv_for(x, len(back) + 1, 30)
     th.join(10)
     check(got == back and how == "eof",
           f"after {first}'s FIN the other direction carries 2 MiB and its own FIN ({len(got)}, {how})")
@@ -212,7 +142,7 @@ def t_stalled(secs=3.0):
     a, b, _ = p
     a.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     a.setblocking(False)
-    rss0, sent, chunk = tpauth.rss_kib(server_pid()), 0, b"s" * 65536
+    rss0, sent, chunk = tpauth.rss_kib(SRV), 0, b"s" * 65536
     end = time.time() + 4
     while sent < (256 << 20) and time.time() < end:
         try:
@@ -222,15 +152,15 @@ def t_stalled(secs=3.0):
     # what the kernel's socket buffers hold on the way (tcp_rmem autotunes up to 32 MiB here), not 256
     check(sent < 64 << 20, f"the sender blocks when the receiver never reads ({sent >> 10} KiB taken)")
     # now single bytes, each its own segment: a pipe holds buffers, not bytes
-    c0, t0, tiny = cpu_s(), time.time(), 0
+    c0, t0, tiny = relaylib.cpu_s(SRV), time.time(), 0
     while time.time() - t0 < secs and tiny < 200000:
         try:
             tiny += a.send(b"t")
         except BlockingIOError:
             time.sleep(0.001)
     time.sleep(0.5)
-    used, took = cpu_s() - c0, time.time() - t0
-    grew = tpauth.rss_kib(server_pid()) - rss0
+    used, took = relaylib.cpu_s(SRV) - c0, time.time() - t0
+    grew = tpauth.rss_kib(SRV) - rss0
     check(grew < 16384, f"the server's RSS stays flat (grew {grew} KiB)")
     check(used < 0.25 * took, f"a stalled session costs the server no CPU ({used:.2f} s in {took:.1f} s)")
     a.setblocking(True)
@@ -240,7 +170,7 @@ def t_stalled(secs=3.0):
 
 def t_fds_back(base):
     time.sleep(1.0)
-    n = nfds()
+    n = relaylib.nfds(SRV)
     check(n <= base + 2, f"every session's sockets and pipes are closed at its end ({base} -> {n} fds)")
 
 
@@ -254,7 +184,7 @@ def t_bytes_cap():
     done = []
     th = threading.Thread(target=sender, args=(a, os.urandom(3 << 20), done))
     th.start()
-    got, how = recv_all(b, 3 << 20, 15)
+    got, how = relaylib.recv_for(b, 3 << 20, 15)
     th.join(15)
     check(how == "reset", f"--relay-bytes 1M: the reader sees a reset ({how})")
     check(len(got) <= 1 << 20, f"no byte past the cap gets through ({len(got)} of at most {1 << 20})")
@@ -274,7 +204,7 @@ def t_rate():
     th.start()
     marks, got = [], 0
     while got < total and time.time() - t0 < 15:
-        d, how = recv_all(b, min(1 << 18, total - got), 15 - (time.time() - t0))
+        d, how = relaylib.recv_for(b, min(1 << 18, total - got), 15 - (time.time() - t0))
         got += len(d)
         marks.append((time.time() - t0, got))
         if how in ("eof", "reset", "timeout"):
@@ -297,7 +227,7 @@ def t_idle():
     a, b, _ = p
     for _ in range(6):  # a byte every 0.5 s for 3 s: never idle for 2 s
         a.sendall(b"k")
-        d, how = recv_all(b, 1, 3)
+        d, how = relaylib.recv_for(b, 1, 3)
         if d != b"k":
             bad(f"a trickle is forwarded ({d!r}, {how})")
             return
@@ -323,12 +253,12 @@ def t_fdlimit():
     for i, (a, b, _) in enumerate(sessions):
         blob = os.urandom(65536 + i)
         a.sendall(blob)
-        got, how = recv_all(b, len(blob), 10)
+        got, how = relaylib.recv_for(b, len(blob), 10)
         if got != blob:
             bad(f"session {i} under a tight descriptor limit: bytes intact ({len(got)}, {how})")
             return
     ok("14 sessions under a tight descriptor limit carry their bytes intact")
-    c = register("late")
+    c = relaylib.register((HOST, PORT), uid("late"))
     check(c.welcome and c.welcome.get("type") == "welcome",
           f"a new peer still registers ({c.welcome})")
     for a, b, ctl in sessions:
@@ -342,18 +272,18 @@ def t_hostile(nsess=4):
     """What a hostile client holding --relay-max 4 spliced sessions makes the server spend:
     descriptors (6 a session, none kept after), CPU while every receiver stalls and every
     sender dribbles single bytes (a pipe holds buffers, not bytes), and after resets mid-stream."""
-    base = nfds()
+    base = relaylib.nfds(SRV)
     ss = [pair(rcvbuf=4096, sndbuf=4096) for _ in range(nsess)]
     if not all(ss):
         return
-    held = nfds() - base
+    held = relaylib.nfds(SRV) - base
     # each session: 2 control connections, 2 relay sockets, 2 pipes of 2 ends (and a moment's
     # slack: a connection the server is just closing)
     check(held <= nsess * 8 + 2, f"{nsess} spliced sessions hold {held} descriptors (at most {nsess * 8} + 2)")
     for a, b, _ in ss:
         a.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         a.setblocking(False)
-    c0, t0, sent = cpu_s(), time.time(), 0
+    c0, t0, sent = relaylib.cpu_s(SRV), time.time(), 0
     # each 1-byte segment fills a buffer of the server's send queue towards b (thousands of
     # them), then a pipe slot: the pipe is full with a few bytes in it, while a stays readable
     while time.time() - t0 < 4 and sent < 400000:
@@ -362,7 +292,7 @@ def t_hostile(nsess=4):
                 sent += a.send(b"d")
             except BlockingIOError:
                 pass
-    used = cpu_s() - c0
+    used = relaylib.cpu_s(SRV) - c0
     # the work per segment is real (a wakeup, a splice in, one out), as on the copy path: bound
     # it per send, loosely (ASan, a shared machine)
     check(used < max(0.5, sent * 100e-6),
@@ -370,9 +300,9 @@ def t_hostile(nsess=4):
     # then nothing is sent: the sockets may stay readable with bytes the full pipes cannot take,
     # and a relay polling them for reading would spin now
     time.sleep(0.3)
-    c1, t1 = cpu_s(), time.time()
+    c1, t1 = relaylib.cpu_s(SRV), time.time()
     time.sleep(2.0)
-    idle, took = cpu_s() - c1, time.time() - t1
+    idle, took = relaylib.cpu_s(SRV) - c1, time.time() - t1
     check(idle < 0.1 * took, f"stalled sessions cost no CPU once the dribble stops ({idle:.2f} s in {took:.1f} s)")
     for i, (a, b, _) in enumerate(ss):  # resets from either side, with bytes in the pipes
         x = a if i % 2 else b
@@ -393,12 +323,12 @@ def t_hostile(nsess=4):
         y.close()
     ss.clear()
     time.sleep(1.0)
-    n = nfds()
+    n = relaylib.nfds(SRV)
     check(n <= base + 2, f"after the resets every socket and pipe is closed ({base} -> {n} fds)")
     p = pair()  # and the relay still splices a fresh session
     if p:
         p[0].sendall(b"after")
-        check(recv_all(p[1], 5, 5)[0] == b"after", "a fresh session still carries bytes")
+        check(relaylib.recv_for(p[1], 5, 5)[0] == b"after", "a fresh session still carries bytes")
 
 
 # ---------------------------------------------------------------- bench
@@ -424,7 +354,7 @@ def plain_pair(spec):
 
 def ticks():
     """utime + stime of the relay process (the server, or socat), in clock ticks."""
-    with open(f"/proc/{server_pid()}/stat") as f:
+    with open(f"/proc/{SRV}/stat") as f:
         v = f.read().rsplit(")", 1)[1].split()
     return int(v[11]) + int(v[12])
 
@@ -474,7 +404,7 @@ TESTS = {
     "fdlimit": [t_fdlimit],
     "hostile": [t_hostile],
 }
-base_fds = nfds()
+base_fds = relaylib.nfds(SRV)
 for t in TESTS[MODE]:
     try:
         t()
