@@ -113,6 +113,14 @@ struct peer_opts {
      * no upgrade) */
     int64_t relay_grace_ms;
     bool direct_first;
+    /* wormhole codes (README, "Codes"; docs/design/wormhole.md 6.3): --code (send, listen:
+     * make a code; connect: the argument is a code), --code-words N (2 or 3: the words of a
+     * code we make; 0: not given, 2), --remember (after a code exchange, record the peer in
+     * known_peers), and send --to PEER (the PEER reading of `send`, whatever is on disk) */
+    bool code;
+    unsigned code_words;
+    bool remember;
+    const char *send_to;
 };
 
 #endif

@@ -355,3 +355,36 @@ void whex_wipe(struct whex *x)
     sodium_memzero(x, sizeof *x);
     x->state = WHEX_S_END;
 }
+
+/* What the user typed the code into, or made it with, for a message on a mode mismatch. */
+static const char *whex_mode_cmd(enum whex_role role, enum whad_mode mode)
+{
+    if (role == WHEX_MAKER)
+        return mode == WHAD_FILE ? "`tcpunch send`" : "`tcpunch listen --code`";
+    return mode == WHAD_FILE ? "`tcpunch receive CODE`" : "`tcpunch connect --code CODE`";
+}
+
+enum whex_end whex_check_ad(enum whex_role role, enum whad_mode mode, const uint8_t *ad,
+                            size_t len, struct whex_peer *p, char *why, size_t whylen)
+{
+    enum whad_mode theirs;
+    char err[200];
+    enum whex_role other = role == WHEX_MAKER ? WHEX_CLAIMER : WHEX_MAKER;
+    if (whad_parse(ad, len, role == WHEX_MAKER ? WHAD_CLAIMER : WHAD_MAKER, &theirs, p->id,
+                   p->key, err, sizeof err) < 0) {
+        snprintf(why, whylen, "the other side's PAKE data is not valid: %s", err);
+        return WHEX_BAD_AD;
+    }
+    if (theirs != mode) {
+        if (role == WHEX_CLAIMER)
+            snprintf(why, whylen, "this code was made for %s (the other side ran %s)",
+                     whex_mode_cmd(role, theirs), whex_mode_cmd(other, theirs));
+        else
+            snprintf(why, whylen, "the other side typed the code into %s, which does not go "
+                     "with %s",
+                     whex_mode_cmd(other, theirs), whex_mode_cmd(role, mode));
+        sodium_memzero(p, sizeof *p);
+        return WHEX_MODE;
+    }
+    return WHEX_OK;
+}

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "peer/whad.h"
 #include "proto/cpace.h"
 #include "proto/proto.h"
 #include "proto/wcode.h"
@@ -154,5 +155,11 @@ const struct whex_peer *whex_peer(const struct whex *x);
 const uint8_t *whex_bind(const struct whex *x);
 /* Wipes every secret (the words, the PAKE state, the binding key). */
 void whex_wipe(struct whex *x);
+
+/* The check_ad of a real run (peer/whad): the other side's AD must be a valid one of the other
+ * role, for our mode (a file code is not taken by connect --code, nor a pipe code by receive):
+ * WHEX_OK with *p, WHEX_BAD_AD or WHEX_MODE with why for the user. */
+enum whex_end whex_check_ad(enum whex_role role, enum whad_mode mode, const uint8_t *ad,
+                            size_t len, struct whex_peer *p, char *why, size_t whylen);
 
 #endif

@@ -8,6 +8,7 @@
  * the state machine treats them as opaque bytes and asks its check_ad callback, whose real
  * form (whex_check_ad over peer/whad) has its own tests below. */
 #include "tests/unit/check.h"
+#include "peer/whcmd.h"
 #include "peer/whex.h"
 
 #include <sodium.h>
@@ -600,7 +601,167 @@ static void t_mode(void)
     CHECK_INT(a.end, WHEX_PEER_WRONG);
 }
 
-CHECK_MAIN(TEST(t_decide_table), TEST(t_init_refuses), TEST(t_honest), TEST(t_three_words),
+/* whex_check_ad over real ADs (peer/whad): the other role's AD for our mode passes with its
+ * id and key; our own role's (a reflection), another mode, garbage are refused. */
+static void t_check_ad(void)
+{
+    uint8_t ad[CPACE_AD_MAX], key[32];
+    struct whex_peer p;
+    char why[300];
+    int n;
+    if (sodium_init() < 0)
+        abort();
+    randombytes_buf(key, sizeof key);
+    n = whad_encode(ad, sizeof ad, WHAD_CLAIMER, WHAD_FILE, "bob", key);
+    if (!CHECK(n > 0))
+        return;
+    CHECK_INT(whex_check_ad(WHEX_MAKER, WHAD_FILE, ad, (size_t)n, &p, why, sizeof why), WHEX_OK);
+    CHECK_STR(p.id, "bob");
+    CHECK(memcmp(p.key, key, 32) == 0);
+    /* the claimer's AD to the claimer: reflected */
+    CHECK_INT(whex_check_ad(WHEX_CLAIMER, WHAD_FILE, ad, (size_t)n, &p, why, sizeof why),
+              WHEX_BAD_AD);
+    /* a file code typed into connect --code */
+    CHECK_INT(whex_check_ad(WHEX_MAKER, WHAD_PIPE, ad, (size_t)n, &p, why, sizeof why), WHEX_MODE);
+    CHECK(strstr(why, "receive CODE") != NULL);
+    CHECK(sodium_is_zero(p.key, sizeof p.key));
+    n = whad_encode(ad, sizeof ad, WHAD_MAKER, WHAD_FILE, "alice", key);
+    CHECK_INT(whex_check_ad(WHEX_CLAIMER, WHAD_PIPE, ad, (size_t)n, &p, why, sizeof why),
+              WHEX_MODE);
+    CHECK(strstr(why, "made for `tcpunch receive CODE`") != NULL);
+    CHECK_INT(whex_check_ad(WHEX_CLAIMER, WHAD_FILE, ad, (size_t)n - 1, &p, why, sizeof why),
+              WHEX_BAD_AD);
+    CHECK_INT(whex_check_ad(WHEX_CLAIMER, WHAD_FILE, ad, 0, &p, why, sizeof why), WHEX_BAD_AD);
+}
+
+/* A full run with real ADs: the claimer typed a file code into connect --code. It refuses
+ * before its PAKE runs (no share of it reaches the maker) and burns the code; the maker hears
+ * code-wrong. */
+struct real {
+    struct side s;
+    enum whex_role role;
+    enum whad_mode mode;
+};
+static enum whex_end real_check(void *arg, const uint8_t *ad, size_t len, struct whex_peer *p,
+                                char *why, size_t whylen)
+{
+    struct real *r = arg;
+    return whex_check_ad(r->role, r->mode, ad, len, p, why, whylen);
+}
+
+static void real_init(struct real *r, enum whex_role role, enum whad_mode mode, const char *id,
+                      const struct wcode *code)
+{
+    uint8_t ad[CPACE_AD_MAX];
+    memset(r, 0, sizeof *r);
+    r->role = role;
+    r->mode = mode;
+    randombytes_buf(r->s.key, sizeof r->s.key);
+    int n = whad_encode(ad, sizeof ad, role == WHEX_MAKER ? WHAD_MAKER : WHAD_CLAIMER, mode, id,
+                        r->s.key);
+    struct whex_cfg cfg = {
+        .role = role, .nwords = 2, .code = code, .ad = ad, .ad_len = n > 0 ? (size_t)n : 0};
+    static struct whex_cbs cb[2];
+    struct whex_cbs *c = &cb[role];
+    *c = (struct whex_cbs){s_send, s_code, s_end, real_check, r};
+    CHECK_INT(whex_init(&r->s.x, &cfg, c), 0);
+}
+
+/* s_send etc. take the struct side: real's first member */
+static void real_run(enum whad_mode made, enum whad_mode typed, struct real *a, struct real *b)
+{
+    struct mbox box;
+    struct wcode c;
+    char err[200];
+    real_init(a, WHEX_MAKER, made, "alice", NULL);
+    whex_start(&a->s.x);
+    srv_open(&box, &a->s, 31);
+    CHECK_INT(wcode_parse(a->s.code, &c, err, sizeof err), 0);
+    real_init(b, WHEX_CLAIMER, typed, "bob", &c);
+    whex_start(&b->s.x);
+    srv_claim(&box, &b->s);
+    for (int i = 0; i < 6 && (srv_relay(&b->s, &a->s) | srv_relay(&a->s, &b->s));)
+        i++;
+}
+
+static void t_real_ads(void)
+{
+    struct real a, b;
+    real_run(WHAD_PIPE, WHAD_PIPE, &a, &b);
+    CHECK_INT(a.s.end, WHEX_OK);
+    CHECK_INT(b.s.end, WHEX_OK);
+    if (CHECK(whex_confirmed(&a.s.x) && whex_confirmed(&b.s.x))) {
+        CHECK_STR(whex_peer(&a.s.x)->id, "bob");
+        CHECK_STR(whex_peer(&b.s.x)->id, "alice");
+        CHECK(memcmp(whex_peer(&b.s.x)->key, a.s.key, 32) == 0);
+    }
+    real_run(WHAD_FILE, WHAD_PIPE, &a, &b);
+    CHECK_INT(b.s.end, WHEX_MODE);
+    CHECK_INT(a.s.end, WHEX_PEER_WRONG);
+    CHECK(!whex_confirmed(&a.s.x) && !whex_confirmed(&b.s.x));
+}
+
+/* send's two readings (wormhole.md 6.3) */
+static void t_send_reading(void)
+{
+    /* --to and --code decide whatever exists */
+    CHECK_INT(whcmd_send_reading(false, true, 2, true, true), WHCMD_SEND_PEER);
+    CHECK_INT(whcmd_send_reading(true, false, 2, false, true), WHCMD_SEND_CODE);
+    /* an existing first argument is a file; a note when it could have been a peer */
+    CHECK_INT(whcmd_send_reading(false, false, 1, true, true), WHCMD_SEND_CODE);
+    CHECK_INT(whcmd_send_reading(false, false, 2, true, true), WHCMD_SEND_CODE_NOTE);
+    CHECK_INT(whcmd_send_reading(false, false, 2, true, false), WHCMD_SEND_CODE);
+    /* no such file: the peer, as before codes */
+    CHECK_INT(whcmd_send_reading(false, false, 2, false, true), WHCMD_SEND_PEER);
+    CHECK_INT(whcmd_send_reading(false, false, 1, false, true), WHCMD_SEND_PEER);
+}
+
+static void t_code_arg(void)
+{
+    struct wcode c;
+    char err[200], text[WCODE_TEXT_MAX];
+    char *one[] = {"7-guitar-ribbon"}, *three[] = {"7", "Guitar", "ribbon"},
+         *typo[] = {"7-guitar-ribon"}, *four[] = {"7", "acorn", "acorn", "acorn", "acorn"};
+    char big[400];
+    char *longs[] = {big};
+    CHECK_INT(whcmd_code_arg(1, one, &c, err, sizeof err), 0);
+    CHECK_INT(c.channel, 7);
+    CHECK_INT(whcmd_code_arg(3, three, &c, err, sizeof err), 0);
+    wcode_format(&c, text, sizeof text);
+    CHECK_STR(text, "7-guitar-ribbon");
+    CHECK_INT(whcmd_code_arg(1, typo, &c, err, sizeof err), -1);
+    CHECK(strstr(err, "spelling") != NULL);
+    CHECK_INT(whcmd_code_arg(5, four, &c, err, sizeof err), -1);
+    CHECK_INT(whcmd_code_arg(0, one, &c, err, sizeof err), -1);
+    /* longer than the parser reads: refused whole, never cut into something valid */
+    memset(big, ' ', sizeof big);
+    memcpy(big + 300, "7-guitar-ribbon", 15);
+    big[sizeof big - 1] = '\0';
+    CHECK_INT(whcmd_code_arg(1, longs, &c, err, sizeof err), -1);
+}
+
+static void t_opts_misfit(void)
+{
+    struct peer_opts o;
+    memset(&o, 0, sizeof o);
+    CHECK(whcmd_opts_misfit(&o, WHCMD_NONE) == NULL);
+    CHECK(whcmd_opts_misfit(&o, WHCMD_CLAIM) == NULL);
+    o.code_words = 3;
+    CHECK(whcmd_opts_misfit(&o, WHCMD_MAKE) == NULL);
+    CHECK(whcmd_opts_misfit(&o, WHCMD_CLAIM) != NULL);
+    CHECK(whcmd_opts_misfit(&o, WHCMD_NONE) != NULL);
+    o.code_words = 0;
+    o.remember = true;
+    CHECK(whcmd_opts_misfit(&o, WHCMD_NONE) != NULL);
+    CHECK(whcmd_opts_misfit(&o, WHCMD_CLAIM) == NULL);
+    o.remember = false;
+    snprintf(o.peer_fp, sizeof o.peer_fp, "SHA256:x");
+    CHECK(whcmd_opts_misfit(&o, WHCMD_MAKE) != NULL);
+    CHECK(whcmd_opts_misfit(&o, WHCMD_NONE) == NULL);
+}
+
+CHECK_MAIN(TEST(t_check_ad), TEST(t_real_ads), TEST(t_send_reading), TEST(t_code_arg),
+           TEST(t_opts_misfit), TEST(t_decide_table), TEST(t_init_refuses), TEST(t_honest), TEST(t_three_words),
            TEST(t_wrong_code), TEST(t_swapped_posts), TEST(t_swapped_crosswise),
            TEST(t_reflect_post), TEST(t_reflect_answer), TEST(t_substituted_ad),
            TEST(t_bad_share), TEST(t_out_of_turn), TEST(t_errors), TEST(t_mode))
