@@ -40,7 +40,7 @@ done
 check "the completion knows every option of --help${missing:+ (lacks$missing)}" \
     test -z "$missing"
 missing=
-for code in 0 1 2 3 4 5 6 10; do
+for code in 0 1 2 3 4 5 6 10 12 13; do
     grep -qE "^\.B $code\$" "$SRC/man/tcpunch.1" || missing="$missing $code"
 done
 check "tcpunch.1 lists every exit status${missing:+ (lacks$missing)}" test -z "$missing"
