@@ -113,6 +113,11 @@ struct peer_opts {
      * no upgrade) */
     int64_t relay_grace_ms;
     bool direct_first;
+    /* a wormhole code's binding key (32 bytes: cpace_binding_key(ISK, "tcpunch session v1"),
+     * docs/design/wormhole.md 6.3), set by the command after a code exchange for the session
+     * with the code's peer; NULL: none. The sessions' handshakes (shake_ctx.code_bind) are
+     * bound to it. The command owns and wipes the bytes. */
+    const unsigned char *code_bind;
 };
 
 #endif
