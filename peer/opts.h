@@ -121,6 +121,11 @@ struct peer_opts {
     unsigned code_words;
     bool remember;
     const char *send_to;
+    /* a wormhole code's binding key (32 bytes: cpace_binding_key(ISK, "tcpunch session v1"),
+     * docs/design/wormhole.md 6.3), set by the command after a code exchange for the session
+     * with the code's peer; NULL: none. The sessions' handshakes (shake_ctx.code_bind) are
+     * bound to it. The command owns and wipes the bytes. */
+    const unsigned char *code_bind;
 };
 
 #endif

@@ -398,6 +398,7 @@ static int sess_shake(struct sess *ss, const struct proto_msg *m, const char *fp
     memcpy(ss->shake.peer, m->u.punch.peer, sizeof ss->shake.peer);
     ss->shake.role = m->u.punch.role;
     ss->shake.ident = set->o->ident;
+    ss->shake.code_bind = set->o->code_bind; /* NULL: no code, today's handshake */
     sess_shake_resume(ss, m);
     shake_init(&ss->shake);
     if ((rc = trust_prepare(set->o, m->u.punch.peer, m->u.punch.has_key ? m->u.punch.key : NULL,

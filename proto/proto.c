@@ -45,7 +45,7 @@ static const char *const proto_fields[PROTO_TYPE_COUNT][20] = {
     [PROTO_PING] = {"type", "seq", NULL},
     [PROTO_PONG] = {"type", "seq", NULL},
     [PROTO_SHAKE] = {"type", "version", "session", "from", "to", "key", "eph", "sig", "resume",
-                     NULL},
+                     "code", NULL},
     [PROTO_CONFIRM] = {"type", "session", "sig", NULL},
     [PROTO_PROBE] = {"type", "version", "token", "admit", NULL},
     [PROTO_OBSERVED] = {"type", "observed", "mapping", NULL},
@@ -839,6 +839,10 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m, bool strict)
         PD_TRY(pd_b64(d, "key", m->u.shake.key, PROTO_KEY_BYTES));
         PD_TRY(pd_b64(d, "eph", m->u.shake.eph, PROTO_KEY_BYTES));
         PD_TRY(pd_resume(d, &m->u.shake.resume));
+        /* one spelling: absent, or true (false would be a second way to say "no code") */
+        PD_TRY(pd_opt_bool(d, "code", &m->u.shake.code));
+        if (json_object_get(d->obj, "code") && !m->u.shake.code)
+            return pd_fail(d, PROTO_E_FIELD, "field \"code\" must be true when present");
         return pd_opt_b64(d, "sig", m->u.shake.sig, PROTO_SIG_BYTES, &m->u.shake.has_sig);
     case PROTO_CONFIRM:
         PD_TRY(pd_session(d, "session", m->u.confirm.session));
@@ -1164,6 +1168,8 @@ static json_t *pe_build(const struct proto_msg *m)
         o = pe_b64(o, "eph", m->u.shake.eph, PROTO_KEY_BYTES);
         if (m->u.shake.resume.has)
             o = pe_obj(o, "resume", pe_resume(&m->u.shake.resume));
+        if (m->u.shake.code)
+            o = pe_obj(o, "code", json_true());
         if (m->u.shake.has_sig)
             o = pe_b64(o, "sig", m->u.shake.sig, PROTO_SIG_BYTES);
         return o;

@@ -264,6 +264,9 @@ struct proto_msg {
             unsigned char sig[PROTO_SIG_BYTES];
             /* shake.resume: the sender's session layer; covered by both signatures */
             struct proto_resume_caps resume;
+            /* shake.code: the session comes from a wormhole code and its keys are bound to
+             * it (PROTOCOL.md 8.4); on the wire only as true; covered by both signatures */
+            bool code;
         } shake;
         struct {
             char session[PROTO_SESSION_LEN + 1];

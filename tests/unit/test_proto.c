@@ -2381,6 +2381,44 @@ static void t_sess_shake(void)
            PROTO_E_JSON);
 }
 
+/* shake.code (PROTOCOL.md 5.7, 8.4): absent is today's line byte for byte; present only as
+ * true, so one shake has one spelling */
+static void t_shake_code(void)
+{
+    struct proto_msg m = sess_shake(), o;
+    char line[PROTO_MAX_LINE], today[PROTO_MAX_LINE];
+    CHECK(enc_z(&m, today, sizeof today) > 0 && !strstr(today, "code"));
+    m.u.shake.code = true;
+    CHECK(enc_z(&m, line, sizeof line) > 0 && strstr(line, ",\"code\":true"));
+    if (roundtrip(&m, PROTO_PEER_TO_PEER, &o))
+        CHECK(o.u.shake.code && !o.u.shake.resume.has && !o.u.shake.has_sig);
+    /* with the other optional members, signed */
+    m.u.shake.resume = (struct proto_resume_caps){true, 1, 8u << 20, 120};
+    m.u.shake.has_sig = true;
+    memset(m.u.shake.sig, 0x5a, sizeof m.u.shake.sig);
+    if (roundtrip(&m, PROTO_PEER_TO_PEER, &o))
+        CHECK(o.u.shake.code && o.u.shake.resume.has && o.u.shake.has_sig);
+    m.u.shake.code = false;
+    if (roundtrip(&m, PROTO_PEER_TO_PEER, &o))
+        CHECK(!o.u.shake.code && o.u.shake.resume.has);
+    ACCEPT(PROTO_PEER_TO_PEER, SHAKE_R(",\"code\":true"));
+    CHECK(msg_.u.shake.code);
+    ACCEPT(PROTO_PEER_TO_PEER, SHAKE_R(""));
+    CHECK(!msg_.u.shake.code);
+    REJECT(PROTO_PEER_TO_PEER, SHAKE_R(",\"code\":false"), PROTO_E_FIELD);
+    REJECT(PROTO_PEER_TO_PEER, SHAKE_R(",\"code\":1"), PROTO_E_FIELD);
+    REJECT(PROTO_PEER_TO_PEER, SHAKE_R(",\"code\":\"true\""), PROTO_E_FIELD);
+    REJECT(PROTO_PEER_TO_PEER, SHAKE_R(",\"code\":null"), PROTO_E_FIELD);
+    REJECT(PROTO_PEER_TO_PEER, SHAKE_R(",\"code\":{}"), PROTO_E_FIELD);
+    REJECT(PROTO_PEER_TO_PEER, SHAKE_R(",\"code\":true,\"code\":true"), PROTO_E_JSON);
+    REJECT(PROTO_PEER_TO_PEER, SHAKE_R(",\"Code\":true"), PROTO_E_FIELD);
+    /* only in a shake: the confirm keeps its strict member list */
+    REJECT(PROTO_PEER_TO_PEER,
+           "{\"type\":\"confirm\",\"session\":\"0123456789abcdef0123456789abcdef\","
+           "\"sig\":\"" B64_64A "\",\"code\":true}",
+           PROTO_E_FIELD);
+}
+
 static void t_sess_admit(void)
 {
     unsigned char key[AUTH_KEY_BYTES], nonce[PROTO_NONCE_BYTES], a[PROTO_ADMIT_BYTES],
@@ -2917,6 +2955,7 @@ CHECK_MAIN(TEST(t_roundtrip_hello), TEST(t_roundtrip_welcome), TEST(t_roundtrip_
            TEST(t_code_protocol_md), TEST(t_code_passing_md), TEST(t_names), TEST(t_bday_features),
            TEST(t_bday_hello), TEST(t_bday_punch_roundtrip), TEST(t_bday_punch_reject),
            TEST(t_bday_admit), TEST(t_bday_names), TEST(t_sess_challenge), TEST(t_sess_hello),
-           TEST(t_sess_connect), TEST(t_sess_punch), TEST(t_sess_shake), TEST(t_sess_admit),
-           TEST(t_report_roundtrip), TEST(t_report_reject), TEST(t_report_feature),
-           TEST(t_codemsg_roundtrip), TEST(t_codemsg_reject), TEST(t_codemsg_feature))
+           TEST(t_sess_connect), TEST(t_sess_punch), TEST(t_sess_shake), TEST(t_shake_code),
+           TEST(t_sess_admit), TEST(t_report_roundtrip), TEST(t_report_reject),
+           TEST(t_report_feature), TEST(t_codemsg_roundtrip), TEST(t_codemsg_reject),
+           TEST(t_codemsg_feature))
