@@ -118,6 +118,9 @@ struct peer_opts {
      * with the code's peer; NULL: none. The sessions' handshakes (shake_ctx.code_bind) are
      * bound to it. The command owns and wipes the bytes. */
     const unsigned char *code_bind;
+    /* --remember: after a session bound to a code, record the peer's key in known_peers
+     * (trust_remember); without it a code session records nothing */
+    bool remember;
 };
 
 #endif

@@ -2635,5 +2635,6 @@ CHECK_MAIN(TEST(t_roundtrip_hello), TEST(t_roundtrip_welcome), TEST(t_roundtrip_
            TEST(t_code_protocol_md), TEST(t_code_passing_md), TEST(t_names), TEST(t_bday_features),
            TEST(t_bday_hello), TEST(t_bday_punch_roundtrip), TEST(t_bday_punch_reject),
            TEST(t_bday_admit), TEST(t_bday_names), TEST(t_sess_challenge), TEST(t_sess_hello),
-           TEST(t_sess_connect), TEST(t_sess_punch), TEST(t_sess_shake), TEST(t_shake_code), TEST(t_sess_admit),
-           TEST(t_report_roundtrip), TEST(t_report_reject), TEST(t_report_feature))
+           TEST(t_sess_connect), TEST(t_sess_punch), TEST(t_sess_shake), TEST(t_sess_admit),
+           TEST(t_report_roundtrip), TEST(t_report_reject), TEST(t_report_feature),
+           TEST(t_shake_code))
