@@ -767,6 +767,7 @@ static void ctl_code_ok(struct ctl *c, struct ctl_code *k)
     snprintf(k->peer, sizeof k->peer, "%s", p->id);
     snprintf(k->o.peer_fp, sizeof k->o.peer_fp, "%s", fp);
     memcpy(k->bind, whex_bind(&k->x), sizeof k->bind);
+    k->o.code_bind = k->bind; /* every session of this run is the code's */
     LOG_I("code confirmed: the other side is %s, key %s", k->peer, fp);
     if (k->role == WHEX_MAKER) {
         sc_timeout(c->sc, 0);

@@ -208,7 +208,8 @@ static void sess_punch_done(struct punch *p, int status, const char *why, void *
     shake_wipe(&ss->shake);
     /* a resume proves the session's RS, not a key: trust was settled at epoch 0 */
     if (status == EXIT_DONE && !ss->res)
-        trust_record(&ss->shake.trust, ss->link->peer_pk);
+        trust_after_shake(&ss->shake.trust, ss->link->peer_pk, ss->shake.code_bind != NULL,
+                          set->o->remember);
     if (status == EXIT_DONE) {
         snprintf(ss->link->server, sizeof ss->link->server, "%s", set->name);
     }
