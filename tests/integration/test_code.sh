@@ -9,7 +9,7 @@
 source "$(dirname "$0")/lib.sh" "$@"
 
 WORDS=$TESTDIR/../../proto/words.txt
-start_server
+start_server --code-rate 0 # every peer of the test is 127.0.0.1
 SRV=127.0.0.1:$SERVER_PORT
 
 # wait_code FILE: waits (10 s) for the maker's "Code: ..." line in FILE; sets CODE.
