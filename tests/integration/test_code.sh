@@ -188,4 +188,36 @@ wait "$PID_M" 2>/dev/null
 dead=$(free_port)
 timeout -k 2 20 "$TCPUNCH" -s "127.0.0.1:$dead" -i "$B" receive 7-guitar-ribbon 2>"$WORK/d.err"
 check_rc "receive CODE with no server" 2 $?
+
+# --- a broken or lying mailbox (codesrv.py): clear exits, bounded waits, the code burned
+# fake MODE EXPECT SECONDS_AT_MOST COMMAND...: the peer against codesrv.py MODE
+fake() {
+    local mode=$1 want=$2 most=$3 port start rc
+    shift 3
+    port=$(free_port)
+    spawn 70 python3 "$TESTDIR/codesrv.py" "$mode" "$port" "$WORK/fake-$mode.rec"
+    wait_until 5 listening "$port" || die "codesrv.py $mode does not listen"
+    start=$(date +%s)
+    timeout -k 2 70 "$TCPUNCH" -s "127.0.0.1:$port" -i "$B" "$@" </dev/null >/dev/null \
+        2>"$WORK/fake-$mode.err"
+    rc=$?
+    check_rc "a mailbox that is $mode" "$want" "$rc"
+    check "... within $most s" test $(($(date +%s) - start)) -le "$most"
+}
+fake nocode 2 10 receive 5-acorn-zipper
+check "it says the server has no codes" grep -q "does not support codes" "$WORK/fake-nocode.err"
+fake silent 2 40 receive 5-acorn-zipper
+check "it says the server did not answer" grep -q "did not answer the code exchange" \
+    "$WORK/fake-silent.err"
+fake silent 2 20 listen --code
+fake badad 12 10 receive 5-acorn-zipper
+check "a hostile AD is refused, the code burned" grep -qx "code-abort 5" "$WORK/fake-badad.rec"
+check "... without a share of ours" bash -c "! grep -q code-answer '$WORK/fake-badad.rec'"
+fake reflect 12 10 send "$WORK/src/tree/a.txt"
+check "the maker's own post reflected is refused, the code burned" \
+    grep -qx "code-abort 5" "$WORK/fake-reflect.rec"
+check "... and no tag of ours goes out" bash -c "! grep -q code-confirm '$WORK/fake-reflect.rec'"
+fake early 2 10 receive 5-acorn-zipper
+check "a confirm out of turn breaks the exchange" grep -q "broke the code exchange" \
+    "$WORK/fake-early.err"
 finish
