@@ -51,6 +51,8 @@
 #define CTL_CODE_STEP_MS 30000
 #define CTL_CODE_GRACE_MS 35000
 #define CTL_CODE_ORDER_MS 30000
+/* ... and after a failed session with the claimer, this long for a newer one to start */
+#define CTL_CODE_AFTER_FAIL_MS 2000
 /* CHALLENGE: connected, waiting for the server's challenge; HELLO: hello sent */
 enum ctl_state {
     CTL_CONNECTING,
@@ -78,6 +80,7 @@ struct ctl_code {
     unsigned ttl_s;              /* maker: the code's life, as code-opened said */
     struct peer_serve gate;      /* maker: the punch orders it takes (the claimer's only) */
     struct ctl *c;               /* the attempt running */
+    bool sess_failed;            /* maker: a session with the claimer failed */
 };
 
 struct ctl {
@@ -858,8 +861,11 @@ static void ctl_on_code_timer(uv_timer_t *t)
         ctl_code_arm(c, 1000);
         return;
     }
-    ctl_fail(c, EXIT_PUNCH, "%s did not connect within %llu s of the code exchange", k->peer,
-             (unsigned long long)(c->o->timeout_ms + CTL_CODE_ORDER_MS) / 1000);
+    if (k->sess_failed)
+        ctl_fail(c, EXIT_PUNCH, "the connection with %s failed; the code is used up", k->peer);
+    else
+        ctl_fail(c, EXIT_PUNCH, "%s did not connect within %llu s of the code exchange",
+                 k->peer, (unsigned long long)(c->o->timeout_ms + CTL_CODE_ORDER_MS) / 1000);
 }
 
 static void ctl_code_arm(struct ctl *c, uint64_t ms)
@@ -960,13 +966,17 @@ static bool ctl_code_admit(void *arg, const char *peer, char *fp, size_t fplen, 
     return true;
 }
 
-/* One code, one session: a failed punch with the claimer ends the maker (the claimer has
- * given up too: its one-shot punch failed). */
+/* One code, one session: a failed punch with the claimer ends the maker soon (the claimer
+ * has given up too: its one-shot punch failed), unless a newer order of it is being served
+ * (it replaced the one that failed): the deadline checks that. */
 static void ctl_code_sess_failed(void *arg, const char *peer)
 {
     struct ctl_code *k = arg;
-    if (k->c && k->c->state != CTL_DONE && !k->c->sess.won)
-        ctl_fail(k->c, EXIT_PUNCH, "the connection with %s failed; the code is used up", peer);
+    (void)peer;
+    if (!k->c || k->c->state == CTL_DONE || k->c->sess.won)
+        return;
+    k->sess_failed = true;
+    ctl_code_arm(k->c, CTL_CODE_AFTER_FAIL_MS);
 }
 
 static void ctl_on_welcome(struct ctl *c, const struct proto_msg *m)
