@@ -1,6 +1,7 @@
 #include "peer/events.h"
 
 #include <jansson.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,8 +250,12 @@ void ev_code(const struct peer_opts *o, const char *code, unsigned ttl_s, const 
                     hint, code, (ttl_s + 59) / 60);
         return;
     }
-    ev_emit(json_pack("{s:s, s:s, s:i, s:s}", "event", "code", "code", code, "ttl", (int)ttl_s,
-                      "command", hint));
+    /* message: the human line, so that what reads "Code: ..." reads both forms */
+    char line[64];
+    snprintf(line, sizeof line, "Code: %s", code);
+    ev_emit(json_pack("{s:s, s:s, s:i, s:s, s:s}", "event", "code", "code", code, "ttl",
+                      (int)ttl_s, "command", hint, "message", line));
+    sodium_memzero(line, sizeof line);
 }
 
 void ev_error(int status, const char *message)

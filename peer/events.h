@@ -37,7 +37,8 @@ void ev_upgraded(const struct peer_opts *o, const char *peer, const struct rpump
 
 /* The code a maker made (README, "Codes"): "Code: 7-guitar-ribbon" alone on its line and
  * the hint (hint is the other side's command, "tcpunch receive"), or with --json the event
- * {"event":"code","code":..,"ttl":S,"command":..}. Shown even with -q: it is the run's point. */
+ * {"event":"code","code":..,"ttl":S,"command":..,"message":"Code: .."}. Shown even with -q: it
+ * is the run's point. */
 void ev_code(const struct peer_opts *o, const char *code, unsigned ttl_s, const char *hint);
 
 /* {"event":"error","code":..,"message":..,"exit":N}: the program's last line when it fails.

@@ -175,7 +175,7 @@ BG_PIDS+=($PID_M)
 has_event() { grep -q '"event":"code"' "$WORK/n.err"; }
 check "--json: the code event" wait_until 10 has_event
 check "--json: the event carries the code and the command" \
-    grep -qE '"event":"code","code":"[0-9]+-[a-z]+-[a-z]+","ttl":[0-9]+,"command":"tcpunch receive"' \
+    grep -qE '"event":"code","code":"[0-9]+-[a-z]+-[a-z]+","ttl":[0-9]+,"command":"tcpunch receive","message":"Code: [0-9]+-[a-z]+-[a-z]+"' \
     "$WORK/n.err"
 check "the ambiguous first argument is noted, with the way to the other reading" \
     grep -q 'sent as a file, with a code; to send to the peer bob instead: tcpunch send --to bob' \
