@@ -701,6 +701,61 @@ static void t_real_ads(void)
     CHECK(!whex_confirmed(&a.s.x) && !whex_confirmed(&b.s.x));
 }
 
+/* A server that sends anything at all: random kinds, channels (ours or not), sids, shares,
+ * ADs (real ones of the other side among them) and tags, up to 6 messages, 3000 runs of each
+ * role. Neither side may ever confirm (that needs the words), each ends at most once, sends
+ * nothing after its end and only its own role's messages, and never reads past an AD. */
+static void t_random_server(void)
+{
+    int ends = 0;
+    for (int run = 0; run < 6000; run++) {
+        enum whex_role role = run % 2 ? WHEX_CLAIMER : WHEX_MAKER;
+        struct wcode c;
+        char err[200];
+        struct real r;
+        CHECK_INT(wcode_parse("42-acorn-zipper", &c, err, sizeof err), 0);
+        real_init(&r, role, WHAD_FILE, "me", &c);
+        whex_start(&r.s.x);
+        int n = 1 + (int)randombytes_uniform(6), sent_at_end = -1;
+        for (int i = 0; i < n; i++) {
+            struct whex_msg m;
+            randombytes_buf(&m, sizeof m);
+            m.kind = (enum whex_kind)randombytes_uniform(WHEX_KIND_COUNT);
+            m.channel = randombytes_uniform(2) ? 42 : randombytes_uniform(1000000);
+            m.ad_len = randombytes_uniform(CPACE_AD_MAX + 1);
+            if (randombytes_uniform(2)) {
+                int k = whad_encode(m.ad, sizeof m.ad,
+                                    role == WHEX_MAKER ? WHAD_CLAIMER : WHAD_MAKER, WHAD_FILE,
+                                    "other", m.share);
+                m.ad_len = k > 0 ? (size_t)k : 0;
+            }
+            if (r.s.ends && sent_at_end < 0)
+                sent_at_end = r.s.nq;
+            whex_feed(&r.s.x, &m);
+        }
+        if (r.s.ends && sent_at_end < 0)
+            sent_at_end = r.s.nq;
+        ends += r.s.ends > 0;
+        if (!CHECK(!whex_confirmed(&r.s.x)) || !CHECK(r.s.end != WHEX_OK || !r.s.ends) ||
+            !CHECK(r.s.ends <= 1))
+            return;
+        for (int i = 0; i < r.s.nq; i++) {
+            enum whex_kind k = r.s.q[i].kind;
+            bool mine = role == WHEX_MAKER ? (k == WHEX_OPEN || k == WHEX_POST ||
+                                              k == WHEX_CONFIRM || k == WHEX_ABORT)
+                                           : (k == WHEX_CLAIM || k == WHEX_ANSWER ||
+                                              k == WHEX_ABORT);
+            if (!CHECK(mine) || !CHECK(k != WHEX_CONFIRM))
+                return;
+        }
+        /* nothing goes out after the end but the one abort that ends it */
+        if (sent_at_end >= 0 && !CHECK(r.s.nq == sent_at_end))
+            return;
+        whex_wipe(&r.s.x);
+    }
+    CHECK(ends > 1000); /* the runs did reach ends, not only ignores */
+}
+
 /* send's two readings (wormhole.md 6.3) */
 static void t_send_reading(void)
 {
@@ -760,7 +815,7 @@ static void t_opts_misfit(void)
     CHECK(whcmd_opts_misfit(&o, WHCMD_NONE) == NULL);
 }
 
-CHECK_MAIN(TEST(t_check_ad), TEST(t_real_ads), TEST(t_send_reading), TEST(t_code_arg),
+CHECK_MAIN(TEST(t_check_ad), TEST(t_real_ads), TEST(t_random_server), TEST(t_send_reading), TEST(t_code_arg),
            TEST(t_opts_misfit), TEST(t_decide_table), TEST(t_init_refuses), TEST(t_honest), TEST(t_three_words),
            TEST(t_wrong_code), TEST(t_swapped_posts), TEST(t_swapped_crosswise),
            TEST(t_reflect_post), TEST(t_reflect_answer), TEST(t_substituted_ad),
