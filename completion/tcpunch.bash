@@ -22,9 +22,18 @@ _tcpunch()
         --peer-key --plain --secret-file --no-retry --no-report --forward --allow --allow-anyone --local
         --max-sessions --dir --force --from --from-anyone --dotfiles --max-bytes --max-files
         --birthday-k --birthday-m --resume-timeout --resume-buffer --relay-grace --direct-first
+        --code --code-words --remember --to
         --verbose --quiet --json --help --version"
 
     case $prev in
+    --code-words)
+        COMPREPLY=($(compgen -W "2 3" -- "$cur"))
+        return
+        ;;
+    --to)
+        COMPREPLY=($(compgen -W "$(_tcpunch_peers)" -- "$cur"))
+        return
+        ;;
     --dir)
         COMPREPLY=($(compgen -d -- "$cur"))
         return
@@ -49,14 +58,19 @@ _tcpunch()
     fi
 
     # the command and how many arguments follow it, options (and their values) left out
-    local i cmd= nargs=0
+    local i cmd= nargs=0 code=
     for ((i = 1; i < cword; i++)); do
         case ${words[i]} in
         -s | --server | -i | --id | -p | --port | -t | --timeout | --direct-timeout | \
             --peer-key | --secret-file | --forward | --allow | --local | --max-sessions | --dir | \
             --from | --max-bytes | --max-files | --birthday-k | --birthday-m | --resume-timeout | \
-            --resume-buffer | --relay-grace)
+            --resume-buffer | --relay-grace | --code-words)
             ((i++))
+            ;;
+        --code | --to)
+            # send: every argument is a FILE (--to takes the peer); connect: a CODE follows
+            code=1
+            [ "${words[i]}" = --to ] && ((i++))
             ;;
         -*) ;;
         *)
@@ -73,11 +87,13 @@ _tcpunch()
         COMPREPLY=($(compgen -W "$commands" -- "$cur"))
         ;;
     connect | chat)
-        [ "$nargs" -eq 0 ] && COMPREPLY=($(compgen -W "$(_tcpunch_peers)" -- "$cur"))
+        [ "$nargs" -eq 0 ] && [ -z "$code" ] &&
+            COMPREPLY=($(compgen -W "$(_tcpunch_peers)" -- "$cur"))
         ;;
     send)
-        if [ "$nargs" -eq 0 ]; then
-            COMPREPLY=($(compgen -W "$(_tcpunch_peers)" -- "$cur"))
+        # the first argument is a PEER or, when it exists, a FILE (send FILE... makes a code)
+        if [ "$nargs" -eq 0 ] && [ -z "$code" ]; then
+            COMPREPLY=($(compgen -W "$(_tcpunch_peers)" -- "$cur") $(compgen -f -- "$cur"))
         else
             COMPREPLY=($(compgen -f -- "$cur"))
         fi
@@ -98,7 +114,7 @@ _tcpunch_rendezvous()
     COMPREPLY=($(compgen -W "--listen --probe-listen --metrics-listen --keepalive --hello-timeout --max-peers --drain
         --no-relay --relay-max --relay-bytes --relay-seconds --relay-rate --relay-wait
         --relay-idle --relay-per-peer --relay-per-ip --relay-offers-per-peer
-        --birthday-k-max --birthday-m-max --no-resume
+        --birthday-k-max --birthday-m-max --no-resume --code-ttl --code-max --code-rate --no-code
         --secret-file --authorized --id-db --max-ids --ids-per-key --new-ids-per-hour --id-expire
         --max-per-ip --rate-per-ip --connect-rate
         --redis --redis-password-file --cluster-secret-file --redis-prefix --public-address --instance-id --cluster-ttl

@@ -10,7 +10,9 @@
  *   - alice reading bob's signed confirm, with and without having seen bob's shake;
  *   - both sides of direct mode (unsigned shakes, roles from the keys);
  *   - the same exchange with shake.resume on both sides (PROTOCOL.md section 18): alice reading
- *     bob's offer and confirm, bob reading alice's answer, whose signatures cover both members.
+ *     bob's offer and confirm, bob reading alice's answer, whose signatures cover both members;
+ *   - the same bound to a wormhole code (shake.code, PROTOCOL.md 8.4): a shake whose "code" is
+ *     not the reader's is refused, and the keys of one that passes mix the binding in.
  *
  * A line that passes goes on to shake_keys, which must cope with any ephemeral key (low-order
  * points included). All keys are fixed, derived from constant seeds: a crash must reproduce, and
@@ -39,6 +41,10 @@ static struct shake_peer fz_bob_seen, fz_alice_seen; /* what a genuine shake sho
 /* both speak resume (bob's punch listed it), and what their genuine shakes showed */
 static struct shake_ctx fz_alice_res, fz_bob_res;
 static struct shake_peer fz_bob_res_seen, fz_alice_res_seen;
+/* both bound to the same code, and what their genuine shakes showed */
+static const unsigned char fz_bind[SHAKE_BIND_BYTES] = "fuzz_shake: a code binding key.";
+static struct shake_ctx fz_alice_code, fz_bob_code;
+static struct shake_peer fz_bob_code_seen, fz_alice_code_seen;
 
 static void fz_ctx(struct shake_ctx *s, enum proto_role role, bool symmetric)
 {
@@ -124,6 +130,14 @@ static void fz_check_line(const char *line, size_t len)
     fz_verify(&fz_bob_res, PROTO_SHAKE, line, len, &p, true); /* an answer with resume */
     p = fz_bob_res_seen;
     fz_verify(&fz_alice_res, PROTO_CONFIRM, line, len, &p, false);
+    memset(&p, 0, sizeof p);
+    fz_verify(&fz_alice_code, PROTO_SHAKE, line, len, &p, true); /* an offer bound to a code */
+    FZ_CHECK(!p.seen || p.code, "alice took an offer without the code");
+    memset(&p, 0, sizeof p);
+    fz_verify(&fz_bob_code, PROTO_SHAKE, line, len, &p, true); /* an answer bound to it */
+    FZ_CHECK(!p.seen || p.code, "bob took an answer without the code");
+    p = fz_bob_code_seen;
+    fz_verify(&fz_alice_code, PROTO_CONFIRM, line, len, &p, false);
 }
 
 /* What the framing delivered: a count and a running FNV-1a hash over lengths and bytes. */
@@ -186,6 +200,9 @@ enum {
     FZ_RES_OFFER,
     FZ_RES_ANSWER,
     FZ_RES_CONFIRM,
+    FZ_CODE_OFFER,
+    FZ_CODE_ANSWER,
+    FZ_CODE_CONFIRM,
     FZ_NLINES
 };
 static char fz_line[FZ_NLINES][PROTO_MAX_LINE];
@@ -238,6 +255,39 @@ static void fz_setup_resume(void)
     fz_expect(&fz_bob_res, PROTO_SHAKE, FZ_ANSWER, &p, SHAKE_BAD, "a plain answer to bob_res");
 }
 
+/* The exchange bound to a code: genuine lines that pass and agree on keys, and the plain lines
+ * refused by the code contexts (and the code lines by the plain ones) like a changed key. */
+static void fz_setup_code(void)
+{
+    unsigned char atx[32], arx[32], btx[32], brx[32];
+    struct shake_peer p;
+    fz_ctx(&fz_alice_code, PROTO_INITIATOR, false);
+    fz_ctx(&fz_bob_code, PROTO_RESPONDER, false);
+    fz_alice_code.code_bind = fz_bob_code.code_bind = fz_bind;
+    fz_encode(FZ_CODE_OFFER, &fz_bob_code, PROTO_SHAKE, NULL);
+    memset(&fz_bob_code_seen, 0, sizeof fz_bob_code_seen);
+    fz_expect(&fz_alice_code, PROTO_SHAKE, FZ_CODE_OFFER, &fz_bob_code_seen, SHAKE_OK,
+              "bob's code offer");
+    fz_encode(FZ_CODE_ANSWER, &fz_alice_code, PROTO_SHAKE, &fz_bob_code_seen);
+    memset(&fz_alice_code_seen, 0, sizeof fz_alice_code_seen);
+    fz_expect(&fz_bob_code, PROTO_SHAKE, FZ_CODE_ANSWER, &fz_alice_code_seen, SHAKE_OK,
+              "alice's code answer");
+    fz_encode(FZ_CODE_CONFIRM, &fz_bob_code, PROTO_CONFIRM, &fz_alice_code_seen);
+    p = fz_bob_code_seen;
+    fz_expect(&fz_alice_code, PROTO_CONFIRM, FZ_CODE_CONFIRM, &p, SHAKE_OK, "bob's code confirm");
+    FZ_CHECK(shake_keys(&fz_alice_code, &p, atx, arx) == 0 &&
+                 shake_keys(&fz_bob_code, &fz_alice_code_seen, btx, brx) == 0 &&
+                 memcmp(atx, brx, 32) == 0 && memcmp(arx, btx, 32) == 0,
+             "the code exchange does not agree on keys");
+    memset(&p, 0, sizeof p);
+    fz_expect(&fz_alice_code, PROTO_SHAKE, FZ_OFFER, &p, SHAKE_REFUSED, "a plain offer, code");
+    memset(&p, 0, sizeof p);
+    fz_expect(&fz_bob_code, PROTO_SHAKE, FZ_ANSWER, &p, SHAKE_REFUSED, "a plain answer, code");
+    memset(&p, 0, sizeof p);
+    fz_expect(&fz_alice[FZ_TRUST_NONE], PROTO_SHAKE, FZ_CODE_OFFER, &p, SHAKE_REFUSED,
+              "a code offer, plain");
+}
+
 /* Sets the contexts up, and checks that a genuine handshake passes: a change to shake_ctx that
  * this file does not follow then fails loudly instead of fuzzing only the rejection paths. */
 static void fz_setup(void)
@@ -282,6 +332,7 @@ static void fz_setup(void)
     p = fz_alice_seen;
     fz_expect(&fz_bob_sym, PROTO_CONFIRM, FZ_SYM_CONFIRM, &p, SHAKE_OK, "direct: alice's confirm");
     fz_setup_resume();
+    fz_setup_code();
 }
 
 /* Called by regress_main.c for --write-seeds: the genuine lines, alone and as whole streams. */
@@ -300,6 +351,9 @@ int fuzz_write_seeds(const char *dir)
         {"resume-offer", {FZ_RES_OFFER, -1, -1}},
         {"resume-answer", {FZ_RES_ANSWER, -1, -1}},
         {"resume-answer-confirm", {FZ_RES_ANSWER, FZ_RES_CONFIRM, -1}},
+        {"code-offer", {FZ_CODE_OFFER, -1, -1}},
+        {"code-answer", {FZ_CODE_ANSWER, -1, -1}},
+        {"code-answer-confirm", {FZ_CODE_ANSWER, FZ_CODE_CONFIRM, -1}},
     };
     fz_setup();
     for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {

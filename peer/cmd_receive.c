@@ -9,6 +9,7 @@
 #include "peer/options.h"
 #include "peer/control.h"
 #include "peer/events.h"
+#include "peer/whcmd.h"
 
 /* Whose files we take: the --from entries, or anyone (--from-anyone). */
 struct rcv_from {
@@ -67,15 +68,56 @@ static bool rcv_admit(void *arg, const char *peer, char *fp, size_t fplen, char 
     return true;
 }
 
+/* receive CODE: the code names the sender (its id and key come out of the exchange), so
+ * --from has nothing to add; a typo is a usage error before anything touches the network. */
+static int rcv_code(const struct peer_opts *o, int argc, char **argv)
+{
+    struct wcode code;
+    struct peer_link link;
+    char err[300];
+    const char *misfit = whcmd_opts_misfit(o, WHCMD_CLAIM);
+    int rc, dirfd;
+    if (misfit)
+        return opts_bad("%s", misfit);
+    if (o->nfrom || o->from_anyone)
+        return opts_bad("%s", "--from and --from-anyone are not for receive CODE: the code "
+                              "names the sender");
+    if (whcmd_code_arg(argc, argv, &code, err, sizeof err) < 0)
+        return opts_bad("%s", err);
+    if ((rc = opts_need_server(o)) != EXIT_DONE)
+        goto out;
+    if ((dirfd = frecv_open_dir(o->dir ? o->dir : ".")) < 0) {
+        rc = EXIT_LOCAL;
+        goto out;
+    }
+    rc = peer_code_claim(o, false, &code, &link);
+    if (rc == EXIT_DONE) {
+        peer_report(o, &link);
+        if (bridge_start(o, &link, false, peer_pipe_session) < 0) {
+            if (link.fd >= 0)
+                close(link.fd);
+            rc = EXIT_LOCAL;
+        } else {
+            rc = frecv_run(o, &link, dirfd, o->force);
+        }
+    }
+    close(dirfd);
+out:
+    wcode_wipe(&code);
+    return rc;
+}
+
 int cmd_receive(const struct peer_opts *o, int argc, char **argv)
 {
     static struct rcv_from from; /* 64 entries: not for the stack */
     struct peer_serve gate = {.admit = rcv_admit, .arg = &from};
     struct peer_link link;
+    const char *misfit = whcmd_opts_misfit(o, WHCMD_NONE);
     int rc, dirfd;
     if (argc > 0)
-        return opts_bad("receive takes no arguments (got \"%s\"; the directory is --dir DIR)",
-                        argv[0]);
+        return rcv_code(o, argc, argv);
+    if (misfit)
+        return opts_bad("%s", misfit);
     if ((rc = rcv_parse(o, &from)) != EXIT_DONE || (rc = opts_need_server(o)) != EXIT_DONE)
         return rc;
     if ((dirfd = frecv_open_dir(o->dir ? o->dir : ".")) < 0)

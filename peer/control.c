@@ -31,6 +31,8 @@
 #include "peer/rpath.h"
 #include "peer/session.h"
 #include "peer/srvconn.h"
+#include "peer/whad.h"
+#include "peer/whex.h"
 #include "proto/code.h"
 
 #define CTL_CONNECT_TIMEOUT_MS 10000
@@ -42,6 +44,15 @@
  * more), and we register again (with replace) for the resume order to reach us */
 #define CTL_ALIVE_MS 3000
 #define CTL_ALIVE_POLL_MS 250
+/* codes (wormhole.md 6.3): the claimer waits this long for each answer of the mailbox (its
+ * WH_STEP_MS: the server gives up an exchange after as long), the maker past its code's ttl
+ * this much more for the server's word, and after a confirmed exchange --timeout and this
+ * much for the claimer's punch order */
+#define CTL_CODE_STEP_MS 30000
+#define CTL_CODE_GRACE_MS 35000
+#define CTL_CODE_ORDER_MS 30000
+/* ... and after a failed session with the claimer, this long for a newer one to start */
+#define CTL_CODE_AFTER_FAIL_MS 2000
 /* CHALLENGE: connected, waiting for the server's challenge; HELLO: hello sent */
 enum ctl_state {
     CTL_CONNECTING,
@@ -49,8 +60,27 @@ enum ctl_state {
     CTL_HELLO,
     SESS_WAITING,
     CTL_ASKED,
+    CTL_CODE, /* the claimer: registered, the code exchange running */
     CTL_PUNCHING,
     CTL_DONE
+};
+
+struct ctl;
+
+/* A code run (wormhole.md 6.3), shared by its attempts: the command's options, to which a
+ * confirmed exchange adds the pin and the binding; the exchange; what it confirmed. */
+struct ctl_code {
+    struct peer_opts o;
+    enum whex_role role;
+    enum whad_mode mode;
+    struct wcode code; /* claimer: as typed */
+    struct whex x;
+    uint8_t bind[CPACE_BIND_BYTES];
+    char peer[PROTO_MAX_ID + 1]; /* the other side, once confirmed */
+    unsigned ttl_s;              /* maker: the code's life, as code-opened said */
+    struct peer_serve gate;      /* maker: the punch orders it takes (the claimer's only) */
+    struct ctl *c;               /* the attempt running */
+    bool sess_failed;            /* maker: a session with the claimer failed */
 };
 
 struct ctl {
@@ -107,6 +137,10 @@ struct ctl {
     bool alive_on;
     unsigned seen_susp;
     uint64_t alive_ping_ms;
+    /* a code run (NULL otherwise), and its deadlines: the maker's for the server's word on its
+     * code, then for the claimer's punch order */
+    struct ctl_code *code;
+    uv_timer_t code_timer;
 };
 
 /* Errors that end a resume attempt are not the session's end (rpath tries again): -v. */
@@ -128,6 +162,7 @@ static void ctl_end(struct ctl *c, int result)
     c->state = CTL_DONE;
     c->result = result;
     uv_timer_stop(&c->timer);
+    uv_timer_stop(&c->code_timer);
     if (c->rsm)
         uv_timer_stop(&c->watch);
     if (c->alive_on)
@@ -341,9 +376,11 @@ static void ctl_resume_replace(struct ctl *c, const struct proto_msg *m)
     c->replacing = false;
 }
 
+static bool ctl_code_refuses(struct ctl *c, const struct proto_msg *m);
+
 static void ctl_on_punch(struct ctl *c, const struct proto_msg *m, uint64_t rx_us)
 {
-    if (ctl_resume_refused(c, m))
+    if (ctl_resume_refused(c, m) || ctl_code_refuses(c, m))
         return;
     if (c->rsm && c->state == CTL_PUNCHING)
         ctl_resume_replace(c, m); /* admitted already: the session starts below */
@@ -362,12 +399,15 @@ static void ctl_on_punch(struct ctl *c, const struct proto_msg *m, uint64_t rx_u
 }
 
 static void ctl_resume_not_found(struct ctl *c);
+static bool ctl_code_error(struct ctl *c, enum proto_code pc);
 
 static void ctl_on_error(struct ctl *c, const struct proto_msg *m)
 {
     const char *code = m->u.error.code;
     enum proto_code pc = proto_code_parse(code);
     char msg[500]; /* ctl_fail prints it into 512 bytes */
+    if (ctl_code_error(c, pc))
+        return;
     if (c->state == CTL_PUNCHING) {
         /* the server is no longer needed for this session (even after `replaced`) */
         LOG_I("server: %s (%s)", m->u.error.message, code);
@@ -641,6 +681,304 @@ static void ctl_inb_adopt(void *data, void *sess, int fd)
     sess_adopt(sess, fd);
 }
 
+/* --- codes (wormhole.md 6.3): the exchange runs in peer/whex; this is its wire and its ends */
+
+/* A code-* message of the server as the exchange takes it (its members as proto.c decoded
+ * them: sizes already checked). */
+static void ctl_code_from_wire(const struct proto_msg *m, struct whex_msg *w)
+{
+    static const enum whex_kind kinds[PROTO_TYPE_COUNT] = {
+        [PROTO_CODE_OPENED] = WHEX_OPENED,   [PROTO_CODE_CLAIMED] = WHEX_CLAIMED,
+        [PROTO_CODE_ANSWER] = WHEX_ANSWER,   [PROTO_CODE_CONFIRM] = WHEX_CONFIRM,
+        [PROTO_CODE_OPEN] = WHEX_OPEN,       [PROTO_CODE_POST] = WHEX_POST,
+        [PROTO_CODE_CLAIM] = WHEX_CLAIM,     [PROTO_CODE_ABORT] = WHEX_ABORT};
+    memset(w, 0, sizeof *w);
+    w->kind = kinds[m->type];
+    w->channel = m->u.code.channel > 0 ? (uint32_t)m->u.code.channel : 0;
+    w->ttl = m->u.code.ttl > 0 ? (uint32_t)m->u.code.ttl : 0;
+    memcpy(w->sid, m->u.code.sid, sizeof w->sid);
+    memcpy(w->share, m->u.code.share, sizeof w->share);
+    w->ad_len = m->u.code.ad_len <= sizeof w->ad ? m->u.code.ad_len : 0;
+    memcpy(w->ad, m->u.code.ad, w->ad_len);
+    memcpy(w->tag, m->u.code.tag, sizeof w->tag);
+}
+
+static void ctl_code_to_wire(const struct whex_msg *w, struct proto_msg *m)
+{
+    static const enum proto_type types[WHEX_KIND_COUNT] = {
+        [WHEX_OPEN] = PROTO_CODE_OPEN,       [WHEX_POST] = PROTO_CODE_POST,
+        [WHEX_CLAIM] = PROTO_CODE_CLAIM,     [WHEX_ANSWER] = PROTO_CODE_ANSWER,
+        [WHEX_CONFIRM] = PROTO_CODE_CONFIRM, [WHEX_ABORT] = PROTO_CODE_ABORT};
+    memset(m, 0, sizeof *m);
+    m->type = types[w->kind];
+    m->u.code.channel = (int)w->channel;
+    memcpy(m->u.code.share, w->share, sizeof m->u.code.share);
+    m->u.code.ad_len = w->ad_len;
+    memcpy(m->u.code.ad, w->ad, w->ad_len);
+    memcpy(m->u.code.tag, w->tag, sizeof m->u.code.tag);
+}
+
+/* whex's send: each step of the claimer waits CTL_CODE_STEP_MS for the server's answer, the
+ * maker's code-open the usual answer time (the claim, later, may take the code's ttl) */
+static void ctl_code_send(void *arg, const struct whex_msg *w)
+{
+    struct ctl_code *k = arg;
+    struct ctl *c = k->c;
+    struct proto_msg m;
+    if (!c || c->state == CTL_DONE)
+        return;
+    ctl_code_to_wire(w, &m);
+    if (ctl_send(c, &m) < 0)
+        return;
+    if (w->kind == WHEX_CLAIM || w->kind == WHEX_ANSWER)
+        sc_timeout(c->sc, CTL_CODE_STEP_MS);
+    else if (w->kind == WHEX_OPEN)
+        sc_timeout(c->sc, CTL_ANSWER_TIMEOUT_MS);
+    sodium_memzero(&m, sizeof m);
+}
+
+static void ctl_code_show(void *arg, const char *text)
+{
+    struct ctl_code *k = arg;
+    if (k->c && k->c->state != CTL_DONE)
+        ev_code(&k->o, text, k->ttl_s,
+                k->mode == WHAD_FILE ? "tcpunch receive" : "tcpunch connect --code");
+}
+
+static enum whex_end ctl_code_check_ad(void *arg, const uint8_t *ad, size_t len,
+                                       struct whex_peer *p, char *why, size_t whylen)
+{
+    struct ctl_code *k = arg;
+    return whex_check_ad(k->role, k->mode, ad, len, p, why, whylen);
+}
+
+static void ctl_code_arm(struct ctl *c, uint64_t ms);
+
+/* Confirmed: the other side's key is pinned (as --peer-key), the binding goes to the
+ * handshake, and the claimer asks for the maker; the maker waits for that order. */
+static void ctl_code_ok(struct ctl *c, struct ctl_code *k)
+{
+    const struct whex_peer *p = whex_peer(&k->x);
+    char fp[ID_FP_SIZE];
+    id_fingerprint(p->key, fp, sizeof fp);
+    if (strcmp(p->id, c->o->id) == 0) {
+        /* the server would refuse the connect (self-connect): say what to change */
+        ctl_fail(c, EXIT_USAGE, "both sides use the id \"%s\"; give one of them another --id",
+                 p->id);
+        return;
+    }
+    snprintf(k->peer, sizeof k->peer, "%s", p->id);
+    snprintf(k->o.peer_fp, sizeof k->o.peer_fp, "%s", fp);
+    memcpy(k->bind, whex_bind(&k->x), sizeof k->bind);
+    k->o.code_bind = k->bind; /* every session of this run is the code's */
+    LOG_I("code confirmed: the other side is %s, key %s", k->peer, fp);
+    if (k->role == WHEX_MAKER) {
+        sc_timeout(c->sc, 0);
+        ctl_code_arm(c, c->o->timeout_ms + CTL_CODE_ORDER_MS);
+        return;
+    }
+    c->target = k->peer;
+    c->state = CTL_ASKED;
+    sc_timeout(c->sc, CTL_ANSWER_TIMEOUT_MS);
+    if (c->probe || c->probe6 || (c->hops && c->hops_held))
+        c->connect_waiting = true;
+    else
+        ctl_send_connect(c);
+}
+
+/* What went wrong, for the user, by side: exit 12 (burned), 13 (no such code), 2, 6. */
+static void ctl_code_failed_end(struct ctl *c, struct ctl_code *k, enum whex_end e,
+                                const char *why)
+{
+    bool maker = k->role == WHEX_MAKER;
+    switch (e) {
+    case WHEX_WRONG:
+        LOG_I("code exchange: %s", why);
+        ctl_fail(c, EXIT_CODE_FAILED, "%s",
+                 maker ? "wrong code: someone typed a wrong code (or guessed); the code is "
+                         "burned, make a new one"
+                       : "wrong code: it does not match the other side's (a typo?); the code "
+                         "is burned, ask for a new one");
+        break;
+    case WHEX_BAD_AD:
+    case WHEX_MODE:
+        ctl_fail(c, EXIT_CODE_FAILED, "%s; the code is burned, %s", why,
+                 maker ? "make a new one" : "ask for a new one");
+        break;
+    case WHEX_PEER_WRONG:
+        ctl_fail(c, EXIT_CODE_FAILED, "the other side found the code wrong (%s); the code is "
+                 "burned, %s", why, maker ? "make a new one" : "ask for a new one");
+        break;
+    case WHEX_UNKNOWN:
+        ctl_fail(c, EXIT_NO_CODE, "%s", "no such code: it expired, was already used, or was "
+                                        "never made; ask for a new one");
+        break;
+    case WHEX_EXPIRED:
+        ctl_fail(c, EXIT_NO_CODE, "%s",
+                 maker ? "the code expired (unused, or its exchange took too long); make a new "
+                         "one"
+                       : "the code exchange did not finish in time; ask for a new code");
+        break;
+    case WHEX_SERVER:
+        ctl_fail(c, EXIT_SERVER, "the server %s broke the code exchange: %s", c->name, why);
+        break;
+    default:
+        ctl_fail(c, EXIT_LOCAL, "code exchange: %s", why);
+        break;
+    }
+}
+
+static void ctl_code_end(void *arg, enum whex_end e, const char *why)
+{
+    struct ctl_code *k = arg;
+    struct ctl *c = k->c;
+    if (!c || c->state == CTL_DONE)
+        return;
+    if (e == WHEX_OK) {
+        ctl_code_ok(c, k);
+        return;
+    }
+    /* the maker, confirmed, heard the claimer refuse our tag: no session may stand */
+    if (k->peer[0])
+        sess_abort(&c->sess, "the code exchange failed after all");
+    ctl_code_failed_end(c, k, e, why);
+}
+
+/* The maker's deadlines: the server's word on the code (its ttl and a grace), then the
+ * claimer's punch order (one running may finish: the punch has its own --timeout). */
+static void ctl_on_code_timer(uv_timer_t *t)
+{
+    struct ctl *c = t->data;
+    struct ctl_code *k = c->code;
+    if (c->state == CTL_DONE)
+        return;
+    if (!whex_confirmed(&k->x)) {
+        ctl_fail(c, EXIT_NO_CODE, "the code expired unused (the server %s said nothing in "
+                 "%u s); make a new one", c->name, k->ttl_s + CTL_CODE_GRACE_MS / 1000);
+        return;
+    }
+    if (sess_any(&c->sess)) {
+        ctl_code_arm(c, 1000);
+        return;
+    }
+    if (k->sess_failed)
+        ctl_fail(c, EXIT_PUNCH, "the connection with %s failed; the code is used up", k->peer);
+    else
+        ctl_fail(c, EXIT_PUNCH, "%s did not connect within %llu s of the code exchange",
+                 k->peer, (unsigned long long)(c->o->timeout_ms + CTL_CODE_ORDER_MS) / 1000);
+}
+
+static void ctl_code_arm(struct ctl *c, uint64_t ms)
+{
+    uv_timer_start(&c->code_timer, ctl_on_code_timer, ms, 0);
+}
+
+/* After welcome: the maker opens a channel (and waits, registered, as listen does), the
+ * claimer claims the one typed. */
+static void ctl_code_begin(struct ctl *c)
+{
+    struct ctl_code *k = c->code;
+    uint8_t ad[WHAD_MAX_BYTES];
+    struct whex_cbs cb = {ctl_code_send, ctl_code_show, ctl_code_end, ctl_code_check_ad, k};
+    struct whex_cfg cfg = {.role = k->role,
+                           .nwords = k->o.code_words ? k->o.code_words : WCODE_WORDS_MIN,
+                           .code = &k->code,
+                           .ad = ad};
+    int n;
+    if (!sc_feat_code(c->sc)) {
+        ctl_fail(c, EXIT_SERVER,
+                 "the server %s does not support codes (tcpunch-rendezvous too old or --no-code)",
+                 c->name);
+        return;
+    }
+    n = whad_encode(ad, sizeof ad, k->role == WHEX_MAKER ? WHAD_MAKER : WHAD_CLAIMER, k->mode,
+                    c->o->id, c->o->ident->pk);
+    cfg.ad_len = n > 0 ? (size_t)n : 0;
+    whex_wipe(&k->x);
+    if (n <= 0 || whex_init(&k->x, &cfg, &cb) < 0) {
+        ctl_fail(c, EXIT_LOCAL, "%s", "cannot set up the code exchange");
+        return;
+    }
+    k->c = c;
+    if (k->role == WHEX_CLAIMER)
+        c->state = CTL_CODE;
+    whex_start(&k->x);
+}
+
+static void ctl_code_msg(struct ctl *c, const struct proto_msg *m)
+{
+    struct whex_msg w;
+    if (!c->code) {
+        LOG_W("ignoring an unexpected %s", proto_type_name(m->type));
+        return;
+    }
+    ctl_code_from_wire(m, &w);
+    if (w.kind == WHEX_OPENED && c->code->role == WHEX_MAKER && whex_live(&c->code->x)) {
+        c->code->ttl_s = w.ttl < PROTO_CODE_TTL_MAX ? w.ttl : PROTO_CODE_TTL_MAX;
+        sc_timeout(c->sc, 0); /* the answer came: the code lives its ttl from now */
+        ctl_code_arm(c, (uint64_t)c->code->ttl_s * 1000 + CTL_CODE_GRACE_MS);
+    }
+    whex_feed(&c->code->x, &w);
+    sodium_memzero(&w, sizeof w);
+}
+
+/* The mailbox's errors belong to the exchange while it runs (and the maker's late code-wrong
+ * after it): true when taken. */
+static bool ctl_code_error(struct ctl *c, enum proto_code pc)
+{
+    static const struct {
+        enum proto_code pc;
+        enum whex_kind k;
+    } map[] = {{PC_CODE_UNKNOWN, WHEX_E_UNKNOWN},
+               {PC_CODE_EXPIRED, WHEX_E_EXPIRED},
+               {PC_CODE_WRONG, WHEX_E_WRONG}};
+    if (!c->code)
+        return false;
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {
+        if (map[i].pc != pc)
+            continue;
+        whex_feed(&c->code->x, &(struct whex_msg){.kind = map[i].k});
+        return true;
+    }
+    return false;
+}
+
+/* Before a confirmed exchange nobody is punched to: not the server's choice of peer, not a
+ * stranger who knows our id (the maker's gate then takes only the claimer's id). */
+static bool ctl_code_refuses(struct ctl *c, const struct proto_msg *m)
+{
+    if (!c->code || whex_confirmed(&c->code->x))
+        return false;
+    LOG_W("refusing a punch order from %s: no code exchange is confirmed", m->u.punch.peer);
+    return true;
+}
+
+/* The maker's gate (as receive --from ID=KEY's): only the confirmed claimer, its key pinned. */
+static bool ctl_code_admit(void *arg, const char *peer, char *fp, size_t fplen, char *why,
+                           size_t whylen)
+{
+    struct ctl_code *k = arg;
+    if (!whex_confirmed(&k->x) || strcmp(peer, k->peer) != 0) {
+        snprintf(why, whylen, "not the peer that typed our code");
+        return false;
+    }
+    snprintf(fp, fplen, "%s", k->o.peer_fp);
+    return true;
+}
+
+/* One code, one session: a failed punch with the claimer ends the maker soon (the claimer
+ * has given up too: its one-shot punch failed), unless a newer order of it is being served
+ * (it replaced the one that failed): the deadline checks that. */
+static void ctl_code_sess_failed(void *arg, const char *peer)
+{
+    struct ctl_code *k = arg;
+    (void)peer;
+    if (!k->c || k->c->state == CTL_DONE || k->c->sess.won)
+        return;
+    k->sess_failed = true;
+    ctl_code_arm(k->c, CTL_CODE_AFTER_FAIL_MS);
+}
+
 static void ctl_on_welcome(struct ctl *c, const struct proto_msg *m)
 {
     char ep[EP_STRLEN];
@@ -673,6 +1011,10 @@ static void ctl_on_welcome(struct ctl *c, const struct proto_msg *m)
         if (c->local6.ss_family == AF_INET6)
             inb_listen(&c->inb, &c->local6);
     }
+    if (c->code && c->code->role == WHEX_CLAIMER) {
+        ctl_code_begin(c); /* connect follows a confirmed exchange */
+        return;
+    }
     if (!c->target) {
         c->state = SESS_WAITING;
         LOG_I("waiting for a peer to connect to %s", c->o->id);
@@ -680,6 +1022,8 @@ static void ctl_on_welcome(struct ctl *c, const struct proto_msg *m)
         /* ping often enough that the server never sees us silent for a whole keepalive */
         uv_timer_start(&c->timer, ctl_on_keepalive, (uint64_t)c->keepalive_s * 1000 / 3,
                        (uint64_t)c->keepalive_s * 1000 / 3);
+        if (c->code)
+            ctl_code_begin(c);
         return;
     }
     c->state = CTL_ASKED;
@@ -710,6 +1054,12 @@ static void ctl_on_msg(struct sc *sc, void *data, const struct proto_msg *msg, u
         break;
     case PROTO_ERROR:
         ctl_on_error(c, &m);
+        break;
+    case PROTO_CODE_OPENED:
+    case PROTO_CODE_CLAIMED:
+    case PROTO_CODE_ANSWER:
+    case PROTO_CODE_CONFIRM:
+        ctl_code_msg(c, &m);
         break;
     case PROTO_PING:
         m.type = PROTO_PONG;
@@ -759,9 +1109,13 @@ static void ctl_on_timeout(struct ctl *c, enum sc_phase phase)
     case SC_CHALLENGE:
         ctl_no_challenge(c);
         break;
-    default: /* hello or connect sent */
-        ctl_lost(c, "the server %s did not answer within %d s", c->name,
-                 CTL_ANSWER_TIMEOUT_MS / 1000);
+    default: /* hello, connect or a code step sent */
+        if (c->code && whex_live(&c->code->x))
+            ctl_fail(c, EXIT_SERVER, "the server %s did not answer the code exchange in time",
+                     c->name);
+        else
+            ctl_lost(c, "the server %s did not answer within %d s", c->name,
+                     CTL_ANSWER_TIMEOUT_MS / 1000);
         break;
     }
 }
@@ -840,6 +1194,7 @@ struct ctl_run {
     bool aux;                       /* register as an auxiliary connection (hello.aux) */
     bool may_retry;                 /* listen or chat without a peer, and no --no-retry */
     const struct resume_link_cfg *rsm; /* resume mode (peer_resume_link), else NULL */
+    struct ctl_code *code;             /* a code run, else NULL */
 };
 
 /* The path thread sets it (atomically) while the attempt's thread polls it. */
@@ -902,7 +1257,8 @@ static bool ctl_attempt(const struct ctl_run *run, uv_loop_t *loop, const struct
         memset(link, 0, sizeof *link);
         link->fd = -1;
     }
-    c->o = run->o;
+    c->o = run->code ? &run->code->o : run->o;
+    c->code = run->code;
     c->target = run->target;
     c->mode = run->mode;
     c->aux = run->aux;
@@ -914,7 +1270,7 @@ static bool ctl_attempt(const struct ctl_run *run, uv_loop_t *loop, const struct
     c->multi = multi;
     c->loop = loop;
     c->sess = (struct sess_set){.loop = loop,
-                                .o = run->o,
+                                .o = c->o,
                                 .mode = run->mode,
                                 .serve = run->serve,
                                 .link = link,
@@ -932,6 +1288,8 @@ static bool ctl_attempt(const struct ctl_run *run, uv_loop_t *loop, const struct
     sess_init(&c->sess);
     uv_timer_init(c->loop, &c->timer);
     c->timer.data = c;
+    uv_timer_init(c->loop, &c->code_timer);
+    c->code_timer.data = c;
     ctl_alive_init(c);
     if (run->rsm)
         ctl_resume_init(c, run->rsm);
@@ -942,6 +1300,9 @@ static bool ctl_attempt(const struct ctl_run *run, uv_loop_t *loop, const struct
     /* the loop runs this attempt alone: it returns when the attempt is over */
     uv_run(c->loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&c->timer, NULL);
+    uv_close((uv_handle_t *)&c->code_timer, NULL);
+    if (run->code)
+        run->code->c = NULL; /* the exchange's callbacks find no attempt from now on */
     if (c->alive_on)
         uv_close((uv_handle_t *)&c->alive, NULL);
     if (c->rsm)
@@ -1010,6 +1371,48 @@ int peer_rendezvous_aux(const struct peer_opts *o, const char *target, struct pe
 {
     struct ctl_run run = {.o = o, .target = target, .link = link, .mode = SESS_ONE, .aux = true};
     return ctl_run_all(&run);
+}
+
+/* One code run: the options copied (the exchange adds the pin and the binding), no retry (a
+ * code lives on its server and dies with the connection), and every secret wiped after. */
+static int ctl_code_run(const struct peer_opts *o, enum whex_role role, bool pipe,
+                        const struct wcode *code, struct peer_link *link)
+{
+    struct ctl_code *k = sodium_malloc(sizeof *k);
+    struct ctl_run run = {.link = link, .mode = role == WHEX_MAKER ? SESS_WAIT : SESS_ONE,
+                          .aux = role == WHEX_CLAIMER};
+    int rc;
+    if (!k) {
+        LOG_E("out of memory");
+        return EXIT_LOCAL;
+    }
+    memset(k, 0, sizeof *k);
+    k->o = *o;
+    k->o.no_retry = true;
+    k->role = role;
+    k->mode = pipe ? WHAD_PIPE : WHAD_FILE;
+    if (code)
+        k->code = *code;
+    k->gate = (struct peer_serve){.admit = ctl_code_admit, .failed = ctl_code_sess_failed, .arg = k};
+    k->x.state = WHEX_S_END;
+    run.o = &k->o;
+    run.code = k;
+    run.serve = role == WHEX_MAKER ? &k->gate : NULL;
+    rc = ctl_run_all(&run);
+    whex_wipe(&k->x);
+    sodium_free(k); /* sodium_free wipes the rest */
+    return rc;
+}
+
+int peer_code_make(const struct peer_opts *o, bool pipe, struct peer_link *link)
+{
+    return ctl_code_run(o, WHEX_MAKER, pipe, NULL, link);
+}
+
+int peer_code_claim(const struct peer_opts *o, bool pipe, const struct wcode *code,
+                    struct peer_link *link)
+{
+    return ctl_code_run(o, WHEX_CLAIMER, pipe, code, link);
 }
 
 int peer_serve(const struct peer_opts *o, const struct peer_serve *sv)

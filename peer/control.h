@@ -9,6 +9,7 @@
 #include "peer/link.h"
 #include "peer/opts.h"
 #include "peer/serve.h"
+#include "proto/wcode.h"
 
 /* Registers with the server, asks for target (NULL: peer_wait, waits for someone to ask for
  * us), punches and verifies. Returns EXIT_DONE with *link filled, or an exit code after
@@ -33,6 +34,19 @@ int peer_wait(const struct peer_opts *o, const struct peer_serve *hooks, struct 
  * leaves us waiting for the next). */
 int peer_rendezvous_gate(const struct peer_opts *o, const struct peer_serve *gate,
                          struct peer_link *link);
+
+/* First contact with a one-time code (README, "Codes"; docs/design/wormhole.md 6.3). The
+ * maker (send FILE..., listen --code) registers, opens a channel at the server's mailbox,
+ * shows the code and waits; after a confirmed exchange it takes a punch order only from the
+ * claimer's id, the claimer's key pinned. The claimer (receive CODE, connect --code CODE)
+ * registers as an auxiliary connection, claims the channel and, confirmed, asks for the
+ * maker's id on the same connection, the maker's key pinned. Both bind the handshake to the
+ * code. pipe: a code for listen/connect, else for send/receive. Returns EXIT_DONE with *link,
+ * or an exit code (EXIT_CODE_FAILED, EXIT_NO_CODE, EXIT_SERVER, ...) after printing why. A
+ * code lives on one server and dies with the connection: neither retries after registering. */
+int peer_code_make(const struct peer_opts *o, bool pipe, struct peer_link *link);
+int peer_code_claim(const struct peer_opts *o, bool pipe, const struct wcode *code,
+                    struct peer_link *link);
 
 /* Stays registered (across server restarts, unless --no-retry) and serves every punch order
  * addressed to us at once, each as its own session. Returns only when the server is lost for

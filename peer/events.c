@@ -1,6 +1,7 @@
 #include "peer/events.h"
 
 #include <jansson.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,6 +210,8 @@ const char *ev_exit_code(int status)
         [EXIT_LOCAL] = "local",
         [EXIT_PARTIAL] = "partial",
         [EXIT_NOT_RESUMED] = "not-resumed",
+        [EXIT_CODE_FAILED] = "code-failed",
+        [EXIT_NO_CODE] = "no-code",
     };
     /* 7-9 (nat-check verdicts) have no entry */
     return status >= 0 && (size_t)status < sizeof codes / sizeof codes[0] && codes[status]
@@ -228,10 +231,31 @@ static const char *ev_exit_text(int status)
         [EXIT_LOCAL] = "local error",
         [EXIT_PARTIAL] = "the receiver refused some files",
         [EXIT_NOT_RESUMED] = "the connection was lost and not resumed within --resume-timeout",
+        [EXIT_CODE_FAILED] = "the code exchange failed: a wrong code; the code is burned",
+        [EXIT_NO_CODE] = "no such code: it expired, was already used, or was never made",
     };
     return status >= 0 && (size_t)status < sizeof texts / sizeof texts[0] && texts[status]
                ? texts[status]
                : "internal error";
+}
+
+void ev_code(const struct peer_opts *o, const char *code, unsigned ttl_s, const char *hint)
+{
+    if (!o->json) {
+        /* the code is what this run is for: shown even with -q, alone on its line so that a
+         * script (or a test) can read it */
+        fprintf(stderr, "Code: %s\n", code);
+        if (!o->quiet)
+            fprintf(stderr, "On the other machine: %s %s (the code works once, for %u min)\n",
+                    hint, code, (ttl_s + 59) / 60);
+        return;
+    }
+    /* message: the human line, so that what reads "Code: ..." reads both forms */
+    char line[64];
+    snprintf(line, sizeof line, "Code: %s", code);
+    ev_emit(json_pack("{s:s, s:s, s:i, s:s, s:s}", "event", "code", "code", code, "ttl",
+                      (int)ttl_s, "command", hint, "message", line));
+    sodium_memzero(line, sizeof line);
 }
 
 void ev_error(int status, const char *message)

@@ -35,6 +35,12 @@ void ev_resumed(const struct peer_opts *o, const char *peer, const struct rpump_
  * the event `upgraded` {peer, ms, remote, via} */
 void ev_upgraded(const struct peer_opts *o, const char *peer, const struct rpump_event *e);
 
+/* The code a maker made (README, "Codes"): "Code: 7-guitar-ribbon" alone on its line and
+ * the hint (hint is the other side's command, "tcpunch receive"), or with --json the event
+ * {"event":"code","code":..,"ttl":S,"command":..,"message":"Code: .."}. Shown even with -q: it
+ * is the run's point. */
+void ev_code(const struct peer_opts *o, const char *code, unsigned ttl_s, const char *hint);
+
 /* {"event":"error","code":..,"message":..,"exit":N}: the program's last line when it fails.
  * message NULL: a generic one for the exit status. */
 void ev_error(int status, const char *message);

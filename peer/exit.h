@@ -19,6 +19,10 @@ enum peer_exit {
     EXIT_PARTIAL = 10,
     /* a resumable session lost its connection and no new one came within --resume-timeout */
     EXIT_NOT_RESUMED = 11,
+    /* wormhole codes: the code exchange failed (a wrong code or a guess, on either side; the
+     * code is burned), and no such code (never made, expired, already used) */
+    EXIT_CODE_FAILED = 12,
+    EXIT_NO_CODE = 13,
 };
 
 #endif

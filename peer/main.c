@@ -62,6 +62,13 @@ static int dispatch(struct peer_opts *o, int argc, char **argv, int first)
                             argv[first]);
         if (o->local && commands[i].run != cmd_connect)
             return opts_bad("--local is for connect, not %s", argv[first]);
+        if (o->code && commands[i].run != cmd_send && commands[i].run != cmd_listen &&
+            commands[i].run != cmd_connect)
+            return opts_bad("--code is for send, listen and connect, not %s (receive takes "
+                            "the code as its argument)",
+                            argv[first]);
+        if (o->send_to && commands[i].run != cmd_send)
+            return opts_bad("--to is for send, not %s", argv[first]);
         /* encryption is never switched off by a stray flag: --plain means direct only */
         if (o->plain && commands[i].run != cmd_direct)
             return opts_bad("--plain is for direct only; %s is always encrypted", argv[first]);
@@ -83,10 +90,10 @@ static int dispatch(struct peer_opts *o, int argc, char **argv, int first)
                     argv[first]);
 }
 
-/* Exit statuses 1-6, 10 and 11 are failures; 7-9 are nat-check verdicts, reported on stdout. */
+/* Exit statuses 1-6 and 10-13 are failures; 7-9 are nat-check verdicts, reported on stdout. */
 static bool failed(int rc)
 {
-    return (rc >= EXIT_USAGE && rc <= EXIT_LOCAL) || rc == EXIT_PARTIAL || rc == EXIT_NOT_RESUMED;
+    return (rc >= EXIT_USAGE && rc <= EXIT_LOCAL) || (rc >= EXIT_PARTIAL && rc <= EXIT_NO_CODE);
 }
 
 int main(int argc, char **argv)

@@ -16,6 +16,7 @@
 #include "peer/migrate.h"
 #include "peer/options.h"
 #include "proto/auth.h"
+#include "proto/wcode.h"
 
 enum { OPTS_JSON = 256 }; /* long options without a short form */
 enum { OPTS_DIRECT_TIMEOUT = 300, OPTS_NO_RELAY, OPTS_RELAY_ONLY };
@@ -32,6 +33,7 @@ enum {
     OPTS_DIRECT_FIRST,
     OPTS_NO_REPORT
 };
+enum { OPTS_CODE = 1000, OPTS_CODE_WORDS, OPTS_REMEMBER, OPTS_TO };
 
 void opts_usage(FILE *out)
 {
@@ -59,10 +61,18 @@ void opts_usage(FILE *out)
           "                      identity on first use); --json: as a JSON object\n"
           "  send PEER FILE...   send files (a directory: everything in it) to PEER, which\n"
           "                      runs receive; each is verified by checksum on arrival\n"
+          "  send FILE...        no PEER: print a one-time code (Code: 7-guitar-ribbon),\n"
+          "                      wait for `receive CODE` on the other machine, then send\n"
+          "                      (the first argument is a FILE when it exists, else the\n"
+          "                      PEER; --code or --to PEER say which)\n"
           "  receive --from ID[=KEY] | --from-anyone\n"
           "                      register, wait for one sender, store its files in --dir\n"
           "                      (never outside it; existing files only with --force;\n"
           "                      hidden names only with --dotfiles)\n"
+          "  receive CODE        take the files of the `send FILE...` that printed CODE\n"
+          "  listen --code       print a one-time code, wait for `connect --code CODE`,\n"
+          "                      then pipe stdin/stdout\n"
+          "  connect --code CODE join the `listen --code` that printed CODE, then pipe\n"
           "  config              print the settings in effect and where each came from\n"
           "\n"
           "Options (before or after the command):\n"
@@ -151,12 +161,23 @@ void opts_usage(FILE *out)
           "                          reserve of 1% (at most 1 GiB)\n"
           "      --max-files N       receive: refuse a transfer that announces more than N\n"
           "                          files (default 10000)\n"
+          "      --code              send, listen: make a one-time code (send: even when the\n"
+          "                          first argument could be a PEER); connect: the argument\n"
+          "                          is a CODE. A code is good for one try: a wrong one\n"
+          "                          burns it on both sides (exit 12)\n"
+          "      --code-words N      the words of a code we make: 2 (default, 16 bits) or 3\n"
+          "                          (24 bits)\n"
+          "      --remember          with a code: record the peer's id and key in known_peers\n"
+          "                          once the connection is verified, so that the next time\n"
+          "                          needs no code (send PEER FILE, receive --from ID)\n"
+          "      --to PEER           send: the peer to send to, even when a file of that name\n"
+          "                          exists (send --to PEER FILE...)\n"
           "  -v, --verbose           say how the connection was made; twice: debug detail\n"
           "  -q, --quiet             print errors only\n"
           "      --json              events (registered, punching, connected, suspended,\n"
-          "                          resumed, upgraded, closed, error) as JSON lines on\n"
-          "                          stderr; nat-check prints its report as one\n"
-          "                          JSON object on stdout\n"
+          "                          resumed, upgraded, closed, error; code: the code we\n"
+          "                          made) as JSON lines on stderr; nat-check prints its\n"
+          "                          report as one JSON object on stdout\n"
           "  -h, --help              show this help\n"
           "  -V, --version           show the version\n"
           "\n"
@@ -184,6 +205,10 @@ void opts_usage(FILE *out)
           "     all of them: an older receive --from that did not take our files)\n"
           "  resumable sessions (failures as above):\n"
           "  11 the connection was lost and no new one came within --resume-timeout\n"
+          "  codes (failures as above):\n"
+          "  12 the code exchange failed: a wrong code (or a guess) on either side;\n"
+          "     the code is burned, make a new one\n"
+          "  13 no such code: it expired, was already used, or was never made\n"
           "\n"
           "Settings: flags > environment > config file ($TCPUNCH_HOME/config, default\n"
           "~/.config/tcpunch/config: key = value lines for server, id, port, timeout,\n"
@@ -390,6 +415,10 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
         {"resume-buffer", required_argument, NULL, OPTS_RESUME_BUFFER},
         {"relay-grace", required_argument, NULL, OPTS_RELAY_GRACE},
         {"direct-first", no_argument, NULL, OPTS_DIRECT_FIRST},
+        {"code", no_argument, NULL, OPTS_CODE},
+        {"code-words", required_argument, NULL, OPTS_CODE_WORDS},
+        {"remember", no_argument, NULL, OPTS_REMEMBER},
+        {"to", required_argument, NULL, OPTS_TO},
         {NULL, 0, NULL, 0}};
     const char *env, *secret_file = getenv("TCPUNCH_SECRET_FILE");
     char cfg_err[PATH_MAX + 400];
@@ -535,6 +564,22 @@ int opts_parse(int argc, char **argv, struct peer_opts *o, int *first)
             break;
         case OPTS_NO_REPORT:
             o->no_report = true;
+            break;
+        case OPTS_CODE:
+            o->code = true;
+            break;
+        case OPTS_CODE_WORDS:
+            if (opts_number(optarg, WCODE_WORDS_MIN, WCODE_WORDS_MAX, &num) < 0 ||
+                num != (unsigned)num)
+                return opts_bad("--code-words: \"%s\" is not %d or %d", optarg, WCODE_WORDS_MIN,
+                                WCODE_WORDS_MAX);
+            o->code_words = (unsigned)num;
+            break;
+        case OPTS_REMEMBER:
+            o->remember = true;
+            break;
+        case OPTS_TO:
+            o->send_to = optarg;
             break;
         case OPTS_DIR:
             o->dir = optarg;

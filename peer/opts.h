@@ -113,6 +113,21 @@ struct peer_opts {
      * no upgrade) */
     int64_t relay_grace_ms;
     bool direct_first;
+    /* wormhole codes (README, "Codes"; docs/design/wormhole.md 6.3): --code (send, listen:
+     * make a code; connect: the argument is a code), --code-words N (2 or 3: the words of a
+     * code we make; 0: not given, 2), and send --to PEER (the PEER reading of `send`, whatever
+     * is on disk); --remember is below */
+    bool code;
+    unsigned code_words;
+    const char *send_to;
+    /* a wormhole code's binding key (32 bytes: cpace_binding_key(ISK, "tcpunch session v1"),
+     * docs/design/wormhole.md 6.3), set by the command after a code exchange for the session
+     * with the code's peer; NULL: none. The sessions' handshakes (shake_ctx.code_bind) are
+     * bound to it. The command owns and wipes the bytes. */
+    const unsigned char *code_bind;
+    /* --remember: after a session bound to a code, record the peer's key in known_peers
+     * (trust_remember); without it a code session records nothing */
+    bool remember;
 };
 
 #endif

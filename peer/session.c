@@ -208,7 +208,8 @@ static void sess_punch_done(struct punch *p, int status, const char *why, void *
     shake_wipe(&ss->shake);
     /* a resume proves the session's RS, not a key: trust was settled at epoch 0 */
     if (status == EXIT_DONE && !ss->res)
-        trust_record(&ss->shake.trust, ss->link->peer_pk);
+        trust_after_shake(&ss->shake.trust, ss->link->peer_pk, ss->shake.code_bind != NULL,
+                          set->o->remember);
     if (status == EXIT_DONE) {
         snprintf(ss->link->server, sizeof ss->link->server, "%s", set->name);
     }
@@ -398,6 +399,7 @@ static int sess_shake(struct sess *ss, const struct proto_msg *m, const char *fp
     memcpy(ss->shake.peer, m->u.punch.peer, sizeof ss->shake.peer);
     ss->shake.role = m->u.punch.role;
     ss->shake.ident = set->o->ident;
+    ss->shake.code_bind = set->o->code_bind; /* NULL: no code, today's handshake */
     sess_shake_resume(ss, m);
     shake_init(&ss->shake);
     if ((rc = trust_prepare(set->o, m->u.punch.peer, m->u.punch.has_key ? m->u.punch.key : NULL,

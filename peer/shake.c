@@ -3,9 +3,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "proto/cpace.h"
+
+_Static_assert(SHAKE_BIND_BYTES == CPACE_BIND_BYTES, "the binding key is CPace's");
+
 #define SHAKE_SIGN_PREFIX "tcpunch-shake-v1" /* with its NUL */
 #define SHAKE_KEYS_PREFIX "tcpunch-keys-v1"  /* without */
 #define SHAKE_RS_PREFIX "tcpunch-resume-v1"  /* without */
+#define SHAKE_CODE_LABEL "code"              /* without: a signed block, and the keys' suffix */
 #define SHAKE_TRANSCRIPT_MAX 512
 
 void shake_init(struct shake_ctx *s)
@@ -42,6 +47,13 @@ static const struct proto_resume_caps *shake_our_resume(const struct shake_ctx *
     return p && p->resume.has ? &s->resume : NULL;
 }
 
+/* Whether this handshake is bound to a wormhole code: our shake says "code" exactly then, and
+ * the peer's must say the same. Direct mode has no code (no server, no mailbox). */
+static bool shake_our_code(const struct shake_ctx *s)
+{
+    return !s->symmetric && s->code_bind != NULL;
+}
+
 bool shake_resume_on(const struct shake_ctx *s, const struct shake_peer *peer)
 {
     return peer->resume.has && shake_our_resume(s, peer) != NULL;
@@ -76,11 +88,27 @@ static size_t shake_put_resumes(const struct shake_ctx *s, const struct shake_pe
     return shake_put_resume(out, off, init ? ours : theirs);
 }
 
+/* After the resume blocks, "code" (4 bytes) for each shake that said "code", the responder's
+ * then the initiator's, as for shake.resume: nothing without it, so a handshake without a code
+ * signs today's bytes. The binding key itself is not signed: it goes into the stream keys. */
+static size_t shake_put_codes(const struct shake_ctx *s, const struct shake_peer *p,
+                              unsigned char *out, size_t off)
+{
+    bool ours = shake_our_code(s), theirs = p->code;
+    bool init = s->role == PROTO_INITIATOR;
+    if (init ? theirs : ours)
+        off = shake_put(out, off, SHAKE_CODE_LABEL, strlen(SHAKE_CODE_LABEL));
+    if (init ? ours : theirs)
+        off = shake_put(out, off, SHAKE_CODE_LABEL, strlen(SHAKE_CODE_LABEL));
+    return off;
+}
+
 /* What a signature covers: "tcpunch-shake-v1\0" || session || signer role letter || the other
  * side's eph || the signer's eph || the other's identity key || the signer's || the other's
  * id "\0" || the signer's id "\0", then the shake.resume blocks when present
- * (shake_put_resumes). Each side signs the other's fresh key, which makes a replayed signature
- * useless, and both identities, so a signature cannot be passed off as made for another peer. */
+ * (shake_put_resumes), then the "code" blocks (shake_put_codes). Each side signs the other's fresh
+ * key, which makes a replayed signature useless, and both identities, so a signature cannot be
+ * passed off as made for another peer. */
 static size_t shake_transcript(const struct shake_ctx *s, const struct shake_peer *p, bool by_self,
                                unsigned char *out)
 {
@@ -103,7 +131,8 @@ static size_t shake_transcript(const struct shake_ctx *s, const struct shake_pee
     off = shake_put(out, off, key_s, crypto_sign_PUBLICKEYBYTES);
     off = shake_put(out, off, id_o, strlen(id_o) + 1);
     off = shake_put(out, off, id_s, strlen(id_s) + 1);
-    return shake_put_resumes(s, p, out, off);
+    off = shake_put_resumes(s, p, out, off);
+    return shake_put_codes(s, p, out, off);
 }
 
 static void shake_sign(const struct shake_ctx *s, const struct shake_peer *p, unsigned char *sig)
@@ -142,6 +171,7 @@ int shake_encode(const struct shake_ctx *s, enum proto_type type, const struct s
         return -1;
     if (shake_our_resume(s, peer))
         m.u.shake.resume = *shake_our_resume(s, peer);
+    m.u.shake.code = shake_our_code(s);
     if (!s->symmetric && s->role == PROTO_INITIATOR) {
         m.u.shake.has_sig = true;
         shake_sign(s, peer, m.u.shake.sig);
@@ -190,6 +220,29 @@ static enum shake_verdict shake_trusted(const struct shake_trust *t, const unsig
     return SHAKE_OK;
 }
 
+/* A shake whose "code" is not ours is refused like a changed key (exit status 4): with a code,
+ * a shake without it comes from someone who did not run the code's PAKE with us (or strips
+ * the member); without one, a shake saying "code" is not the session we are in. Checked before
+ * the signature, as the key is on the responder's unsigned shake; the signature covers it too. */
+static enum shake_verdict shake_code_ok(const struct shake_ctx *s, bool theirs, char *why,
+                                        size_t whylen)
+{
+    if (theirs == shake_our_code(s))
+        return SHAKE_OK;
+    if (!theirs)
+        snprintf(why, whylen,
+                 "CODE MISMATCH: %s's handshake is not bound to the code we exchanged (its shake "
+                 "has no \"code\"). Someone who did not take part in the code exchange may be "
+                 "intercepting the connection (man-in-the-middle); connection refused",
+                 s->trust.name);
+    else
+        snprintf(why, whylen,
+                 "CODE MISMATCH: %s's handshake says it comes from a code exchange, but this "
+                 "session has none; connection refused",
+                 s->trust.name);
+    return SHAKE_REFUSED;
+}
+
 enum shake_verdict shake_trust_key(const struct shake_trust *t, const unsigned char *key,
                                    char *why, size_t whylen)
 {
@@ -218,12 +271,16 @@ static enum shake_verdict shake_check_shake(const struct shake_ctx *s, const str
         return SHAKE_BAD;
     }
     /* direct mode announces nothing (4.1): a member there is not part of the handshake */
-    if (!s->symmetric)
+    if (!s->symmetric) {
         got.resume = m->u.shake.resume;
+        got.code = m->u.shake.code;
+    }
     if (want_sig && got.resume.has && !shake_our_resume(s, NULL)) {
         snprintf(why, whylen, "the initiator's shake.resume answers none of ours");
         return SHAKE_BAD;
     }
+    if ((v = shake_code_ok(s, got.code, why, whylen)) != SHAKE_OK)
+        return v;
     memcpy(got.key, m->u.shake.key, sizeof got.key);
     memcpy(got.eph, m->u.shake.eph, sizeof got.eph);
     if (want_sig && !shake_sig_ok(s, &got, m->u.shake.sig)) {
@@ -273,7 +330,9 @@ void shake_direct_role(struct shake_ctx *s, const struct shake_peer *peer)
 /* Each crypto_kx key is hashed with the whole exchange: both ephemeral and both identity keys
  * and the session, so the stream keys belong to this handshake only. The resumption secret is
  * the same transcript under its own label, keyed with both crypto_kx keys (initiator's tx then
- * rx, so both sides use the same 64 bytes). */
+ * rx, so both sides use the same 64 bytes). With a code, "code" || its binding key ends the
+ * transcript of both: an ephemeral exchange alone (the server's, in the middle of two shakes
+ * it could sign for) gives neither the stream keys nor RS; without one the bytes are today's. */
 static void shake_bind(const struct shake_ctx *s, const struct shake_peer *p, const char *prefix,
                        const unsigned char *kx, size_t kxlen, unsigned char *out)
 {
@@ -286,6 +345,10 @@ static void shake_bind(const struct shake_ctx *s, const struct shake_peer *p, co
     off = shake_put(t, off, init ? p->eph : s->eph_pk, crypto_kx_PUBLICKEYBYTES);
     off = shake_put(t, off, init ? s->ident->pk : p->key, crypto_sign_PUBLICKEYBYTES);
     off = shake_put(t, off, init ? p->key : s->ident->pk, crypto_sign_PUBLICKEYBYTES);
+    if (shake_our_code(s)) {
+        off = shake_put(t, off, SHAKE_CODE_LABEL, strlen(SHAKE_CODE_LABEL));
+        off = shake_put(t, off, s->code_bind, SHAKE_BIND_BYTES);
+    }
     crypto_generichash(out, crypto_kx_SESSIONKEYBYTES, t, off, kx, kxlen);
     sodium_memzero(t, sizeof t);
 }
@@ -302,8 +365,12 @@ int shake_keys_rs(const struct shake_ctx *s, const struct shake_peer *peer, unsi
     unsigned char ktx[crypto_kx_SESSIONKEYBYTES], krx[crypto_kx_SESSIONKEYBYTES];
     unsigned char both[2 * crypto_kx_SESSIONKEYBYTES];
     bool init = s->role == PROTO_INITIATOR;
-    int rc = init ? crypto_kx_client_session_keys(krx, ktx, s->eph_pk, s->eph_sk, peer->eph)
-                  : crypto_kx_server_session_keys(krx, ktx, s->eph_pk, s->eph_sk, peer->eph);
+    int rc;
+    /* keys for a peer whose "code" is not ours would be keys nobody shares: refuse outright */
+    if (peer->code != shake_our_code(s))
+        return -1;
+    rc = init ? crypto_kx_client_session_keys(krx, ktx, s->eph_pk, s->eph_sk, peer->eph)
+              : crypto_kx_server_session_keys(krx, ktx, s->eph_pk, s->eph_sk, peer->eph);
     if (rc == 0) {
         shake_bind(s, peer, SHAKE_KEYS_PREFIX, ktx, sizeof ktx, tx);
         shake_bind(s, peer, SHAKE_KEYS_PREFIX, krx, sizeof krx, rx);

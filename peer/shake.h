@@ -43,7 +43,19 @@ struct shake_ctx {
      * All zero: today's handshake byte for byte. */
     struct proto_resume_caps resume;
     bool resume_listed;
+    /* A wormhole code's binding key (SHAKE_BIND_BYTES, docs/design/wormhole.md 6.3: both
+     * sides' cpace_binding_key of the code exchange's ISK), or NULL: no code, today's handshake
+     * byte for byte. When set, our shake carries "code": true, the peer's must too (a shake
+     * that differs is refused like a changed key: SHAKE_REFUSED), both signatures cover both
+     * members, and the stream keys and the resumption secret mix the key in (PROTOCOL.md 8.4,
+     * 18.2), so only the two sides that ran the code's PAKE can read or write the stream, not
+     * the server nor anyone else holding an identity key. Never in direct mode (symmetric:
+     * ignored, as a shake's "code" is there). The caller owns the bytes, keeps them until
+     * shake_keys and wipes them. */
+    const unsigned char *code_bind;
 };
+
+#define SHAKE_BIND_BYTES 32 /* CPACE_BIND_BYTES */
 
 /* What one connection has shown of the peer. */
 struct shake_peer {
@@ -51,12 +63,14 @@ struct shake_peer {
     unsigned char key[crypto_sign_PUBLICKEYBYTES];
     unsigned char eph[crypto_kx_PUBLICKEYBYTES];
     struct proto_resume_caps resume; /* the peer's shake.resume (has false: absent) */
+    bool code;                       /* the peer's shake said "code": true */
 };
 
 enum shake_verdict {
     SHAKE_OK,
     SHAKE_BAD,     /* not the expected valid message: drop this connection */
-    SHAKE_REFUSED, /* the peer's key is not the trusted one: end the whole attempt */
+    SHAKE_REFUSED, /* the peer's key is not the trusted one, or its shake says "code" where we
+                    * have none or the other way round: end the whole attempt */
 };
 
 /* Makes the fresh ephemeral key pair; the rest of s is the caller's to fill. */
@@ -91,16 +105,19 @@ void shake_direct_role(struct shake_ctx *s, const struct shake_peer *peer);
  * shake.resume. */
 bool shake_resume_on(const struct shake_ctx *s, const struct shake_peer *peer);
 
-/* The two stream keys for the peer of a finished handshake. -1 when the peer's ephemeral key is
- * unusable (a low-order point). */
+/* The two stream keys for the peer of a finished handshake, bound to s->code_bind when set.
+ * -1 when the peer's ephemeral key is unusable (a low-order point), or when the peer's "code"
+ * is not what s->code_bind says (shake_verify refuses that first). */
 int shake_keys(const struct shake_ctx *s, const struct shake_peer *peer, unsigned char *tx,
                unsigned char *rx);
 
 /* shake_keys, and also the session's resumption secret rs (SHAKE_RS_BYTES; none when rs is NULL)
  * for the resume handshake of later connections (docs/design/resume.md 4.2, peer/rshake.h): both
- * sides of one handshake get the same rs, every handshake another. tx and rx are exactly
- * shake_keys's. The caller keeps rs with the session (locked memory) and wipes it at the end;
- * nothing of it goes on the wire. Dormant: no caller asks for it yet. */
+ * sides of one handshake get the same rs, every handshake another; with s->code_bind, rs is
+ * bound to the code as the stream keys are (it derives from the crypto_kx keys, not from tx and
+ * rx, so the binding is mixed into it too). tx and rx are exactly shake_keys's. The caller keeps rs
+ * with the session (locked memory) and wipes it at the end; nothing of it goes on the wire.
+ * Dormant: no caller asks for it yet. */
 #define SHAKE_RS_BYTES 32
 int shake_keys_rs(const struct shake_ctx *s, const struct shake_peer *peer, unsigned char *tx,
                   unsigned char *rx, unsigned char *rs);

@@ -32,6 +32,7 @@ struct sc {
     bool feat_resume;   /* the challenge listed "resume" */
     bool feat_report;   /* the challenge listed "report" */
     bool feat_replace;  /* ... "replace" (or "resume": a server that takes hello.replace) */
+    bool feat_code;     /* ... "code": the wormhole mailbox */
     char rbuf[16384];
 };
 
@@ -144,6 +145,7 @@ static int sc_on_line(void *arg, char *line, size_t len)
         sc->feat_resume = m.u.challenge.feat_resume;
         sc->feat_report = m.u.challenge.feat_report;
         sc->feat_replace = m.u.challenge.feat_replace || m.u.challenge.feat_resume;
+        sc->feat_code = m.u.challenge.feat_code;
         sc_answer(sc, m.u.challenge.nonce); /* the server speaks first */
     } else {
         sc->cbs->msg(sc, sc->data, &m, sc->rx_us);
@@ -344,6 +346,11 @@ bool sc_feat_resume(const struct sc *sc)
 bool sc_feat_replace(const struct sc *sc)
 {
     return sc->feat_replace;
+}
+
+bool sc_feat_code(const struct sc *sc)
+{
+    return sc->feat_code;
 }
 
 int sc_detach(struct sc *sc)

@@ -107,6 +107,8 @@ bool sc_feat_resume(const struct sc *sc);
 bool sc_feat_report(const struct sc *sc);
 /* The server takes hello.replace: its challenge listed "replace" or "resume" (PROTOCOL.md 5.1). */
 bool sc_feat_replace(const struct sc *sc);
+/* Whether it has the wormhole mailbox ("code", PROTOCOL.md section 20). */
+bool sc_feat_code(const struct sc *sc);
 
 /* Ends the exchange and hands the descriptor over: the loop no longer watches it, nothing
  * unread has been taken off it, and the caller closes it. */

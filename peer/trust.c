@@ -55,3 +55,56 @@ void trust_record(const struct shake_trust *t, const unsigned char *pk)
     }
     LOG_N("new peer %s, key %s, recorded in %s", t->name, fp, t->known_path);
 }
+
+enum trust_remember trust_remember(const struct shake_trust *t, const unsigned char *pk, char *msg,
+                                   size_t msglen)
+{
+    struct kp_entry known[KP_MAX_KEYS];
+    char fp[ID_FP_SIZE], err[600];
+    int n = kp_find(t->known_path, t->name, known, KP_MAX_KEYS, err, sizeof err);
+    id_fingerprint(pk, fp, sizeof fp);
+    if (n < 0) {
+        snprintf(msg, msglen, "%s not recorded: %s", t->name, err);
+        return TRUST_REM_ERROR;
+    }
+    if (n > 0 && kp_match(known, n < KP_MAX_KEYS ? n : KP_MAX_KEYS, pk) >= 0) {
+        snprintf(msg, msglen, "%s with key %s is already in %s", t->name, fp, t->known_path);
+        return TRUST_REM_KNOWN;
+    }
+    if (n > 0) {
+        snprintf(msg, msglen,
+                 "known_peers already has another key for %s (%s line %d); not changed (remove "
+                 "the line to replace it)",
+                 t->name, t->known_path, known[0].line);
+        return TRUST_REM_OTHER;
+    }
+    if (kp_add(t->known_path, t->name, pk, err, sizeof err) < 0) {
+        snprintf(msg, msglen, "%s, key %s, not recorded: %s", t->name, fp, err);
+        return TRUST_REM_ERROR;
+    }
+    snprintf(msg, msglen, "remembered %s, key %s (authenticated by the code), in %s", t->name, fp,
+             t->known_path);
+    return TRUST_REM_ADDED;
+}
+
+void trust_after_shake(const struct shake_trust *t, const unsigned char *pk, bool code,
+                       bool remember)
+{
+    char msg[1400];
+    if (!code) {
+        trust_record(t, pk);
+        return;
+    }
+    if (!remember)
+        return;
+    switch (trust_remember(t, pk, msg, sizeof msg)) {
+    case TRUST_REM_ADDED:
+    case TRUST_REM_KNOWN:
+        LOG_N("%s", msg);
+        break;
+    case TRUST_REM_OTHER:
+    case TRUST_REM_ERROR:
+        LOG_W("%s", msg);
+        break;
+    }
+}

@@ -19,4 +19,33 @@ int trust_prepare(const struct peer_opts *o, const char *name, const unsigned ch
  * and its fingerprint printed, like ssh's first contact. */
 void trust_record(const struct shake_trust *t, const unsigned char *pk);
 
+/* What trust_remember did. */
+enum trust_remember {
+    TRUST_REM_ADDED, /* the line "name key" was appended: the peer had none */
+    TRUST_REM_KNOWN, /* the peer already has a line with this key: nothing to do */
+    TRUST_REM_OTHER, /* the peer has lines, none with this key: left alone (the user decides) */
+    TRUST_REM_ERROR, /* the file could not be read or written, or has a line for the peer that
+                      * cannot be read: not changed */
+};
+
+/* --remember after a handshake bound to a wormhole code (docs/design/wormhole.md 6.3): records
+ * pk, the key the code exchange authenticated (the peer's AD key, pinned in the handshake), for
+ * t->name in t->known_path, as trust on first use would but authenticated by the code, so the
+ * next session needs no code. The file is read again first (a code may have waited minutes
+ * since trust_prepare), and only a peer without any line gets one: another key already recorded
+ * is never overwritten, since it may be the real peer's and the code only vouches for this
+ * session. msg gets one line for the user in every case (the fingerprint and file for ADDED;
+ * for OTHER "known_peers already has another key for NAME (FILE line N); not changed (remove
+ * the line to replace it)"), which the caller logs: a note for ADDED and KNOWN, a warning for
+ * OTHER and ERROR. Writing goes through kp_add, as trust_record's does. */
+enum trust_remember trust_remember(const struct shake_trust *t, const unsigned char *pk, char *msg,
+                                   size_t msglen);
+
+/* The same, as session.c does it at the end of a verified handshake: for a session bound to a
+ * code (code true), trust_remember when remember, else nothing (a code session is pinned to
+ * the code's key and records nothing unless asked); any other session trust_record. Logs the
+ * outcome. */
+void trust_after_shake(const struct shake_trust *t, const unsigned char *pk, bool code,
+                       bool remember);
+
 #endif

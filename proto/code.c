@@ -13,7 +13,7 @@ static const struct pc_entry pc_table[PC_COUNT] = {
     [PC_BAD_JSON] = {"bad-json", PC_FATAL, false},
     [PC_BAD_MESSAGE] = {"bad-message", PC_FATAL, false},
     [PC_UNKNOWN_TYPE] = {"unknown-type", PC_FATAL, false},
-    [PC_UNEXPECTED_TYPE] = {"unexpected-type", PC_FATAL, false},
+    [PC_UNEXPECTED_TYPE] = {"unexpected-type", PC_EITHER, false}, /* non-fatal for code-* */
     [PC_BAD_FIELD] = {"bad-field", PC_FATAL, false},
     [PC_BAD_ID] = {"bad-id", PC_FATAL, false},
     [PC_BAD_ENDPOINT] = {"bad-endpoint", PC_FATAL, false},
@@ -28,7 +28,7 @@ static const struct pc_entry pc_table[PC_COUNT] = {
     [PC_HELLO_TIMEOUT] = {"hello-timeout", PC_FATAL, true},
     [PC_KEEPALIVE_TIMEOUT] = {"keepalive-timeout", PC_FATAL, true},
     [PC_SERVER_SHUTDOWN] = {"server-shutdown", PC_FATAL, true},
-    [PC_SERVER_FULL] = {"server-full", PC_FATAL, true},
+    [PC_SERVER_FULL] = {"server-full", PC_EITHER, true}, /* non-fatal for code-open */
     [PC_TOO_MANY_IDS] = {"too-many-ids", PC_FATAL, false},
     [PC_OVERLOADED] = {"overloaded", PC_FATAL, true},
     [PC_TOO_MANY_PINGS] = {"too-many-pings", PC_FATAL, false},
@@ -45,6 +45,9 @@ static const struct pc_entry pc_table[PC_COUNT] = {
     [PC_RATE_LIMITED] = {"rate-limited", PC_EITHER, true},
     [PC_INTERNAL] = {"internal", PC_EITHER, true},
     [PC_REPLACED] = {"replaced", PC_FATAL, false},
+    [PC_CODE_UNKNOWN] = {"code-unknown", PC_NONFATAL, false},
+    [PC_CODE_EXPIRED] = {"code-expired", PC_NONFATAL, false},
+    [PC_CODE_WRONG] = {"code-wrong", PC_NONFATAL, false},
 };
 
 static const struct pc_entry *pc_get(enum proto_code c)

@@ -44,6 +44,10 @@ enum proto_code {
     PC_RATE_LIMITED,
     PC_INTERNAL,
     PC_REPLACED, /* replaced: a newer connection with the same key took the id (fatal) */
+    /* wormhole codes (PROTOCOL.md section 20), all non-fatal */
+    PC_CODE_UNKNOWN, /* no such code: never made, expired, already claimed, maker gone */
+    PC_CODE_EXPIRED, /* the channel lived its ttl unclaimed, or the exchange took too long */
+    PC_CODE_WRONG,   /* the other side aborted (found the code wrong) or left mid-exchange */
     PC_COUNT
 };
 

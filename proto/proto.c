@@ -1,5 +1,6 @@
 #include "proto/proto.h"
 #include "common/endpoint.h"
+#include "proto/cpace.h"
 
 #include <jansson.h>
 #include <sodium.h>
@@ -8,8 +9,17 @@
 #include <string.h>
 
 static const char *const proto_names[PROTO_TYPE_COUNT] = {
-    "hello", "welcome", "connect", "punch",    "error", "ping",    "pong",
-    "shake", "confirm", "probe",   "observed", "relay", "relayed", "challenge", "report"};
+    "hello",      "welcome",      "connect",     "punch",        "error",       "ping",
+    "pong",       "shake",        "confirm",     "probe",        "observed",    "relay",
+    "relayed",    "challenge",    "report",      "code-open",    "code-opened", "code-post",
+    "code-claim", "code-claimed", "code-answer", "code-confirm", "code-abort"};
+
+/* The server relays the CPace bytes unchanged: the wire's sizes are the PAKE's. */
+_Static_assert(PROTO_CODE_SHARE_BYTES == CPACE_SHARE_BYTES, "code share size");
+_Static_assert(PROTO_CODE_TAG_BYTES == CPACE_TAG_BYTES, "code tag size");
+_Static_assert(PROTO_CODE_AD_MAX == CPACE_AD_MAX, "code ad size");
+_Static_assert(PROTO_CODE_SID_BYTES <= CPACE_SID_MAX, "code sid size");
+_Static_assert(PROTO_TYPE_COUNT <= 32, "proto_allowed is a 32-bit mask per direction");
 
 static const char *const proto_paths[] = {"any", "direct", "relay"};
 static const char *const proto_nats[] = {"unknown", "independent", "dependent"};
@@ -35,7 +45,7 @@ static const char *const proto_fields[PROTO_TYPE_COUNT][20] = {
     [PROTO_PING] = {"type", "seq", NULL},
     [PROTO_PONG] = {"type", "seq", NULL},
     [PROTO_SHAKE] = {"type", "version", "session", "from", "to", "key", "eph", "sig", "resume",
-                     NULL},
+                     "code", NULL},
     [PROTO_CONFIRM] = {"type", "session", "sig", NULL},
     [PROTO_PROBE] = {"type", "version", "token", "admit", NULL},
     [PROTO_OBSERVED] = {"type", "observed", "mapping", NULL},
@@ -43,15 +53,26 @@ static const char *const proto_fields[PROTO_TYPE_COUNT][20] = {
     [PROTO_RELAYED] = {"type", "session", NULL},
     [PROTO_CHALLENGE] = {"type", "version", "nonce", "features", NULL},
     [PROTO_REPORT] = {"type", "session", "result", "candidate", "attempts", "ms", "nat", NULL},
+    [PROTO_CODE_OPEN] = {"type", "ttl", NULL},
+    [PROTO_CODE_OPENED] = {"type", "channel", "sid", "ttl", NULL},
+    [PROTO_CODE_POST] = {"type", "channel", "share", "ad", NULL},
+    [PROTO_CODE_CLAIM] = {"type", "channel", NULL},
+    [PROTO_CODE_CLAIMED] = {"type", "channel", "sid", "share", "ad", NULL},
+    [PROTO_CODE_ANSWER] = {"type", "channel", "share", "ad", "tag", NULL},
+    [PROTO_CODE_CONFIRM] = {"type", "channel", "tag", NULL},
+    [PROTO_CODE_ABORT] = {"type", "channel", NULL},
 };
 
 static const unsigned proto_allowed[] = {
     [PROTO_TO_SERVER] = 1u << PROTO_HELLO | 1u << PROTO_CONNECT | 1u << PROTO_PING |
                         1u << PROTO_PONG | 1u << PROTO_PROBE | 1u << PROTO_RELAY |
-                        1u << PROTO_REPORT,
+                        1u << PROTO_REPORT | 1u << PROTO_CODE_OPEN | 1u << PROTO_CODE_POST |
+                        1u << PROTO_CODE_CLAIM | 1u << PROTO_CODE_ANSWER |
+                        1u << PROTO_CODE_CONFIRM | 1u << PROTO_CODE_ABORT,
     [PROTO_TO_PEER] = 1u << PROTO_WELCOME | 1u << PROTO_PUNCH | 1u << PROTO_ERROR |
                       1u << PROTO_PING | 1u << PROTO_PONG | 1u << PROTO_OBSERVED |
-                      1u << PROTO_RELAYED | 1u << PROTO_CHALLENGE,
+                      1u << PROTO_RELAYED | 1u << PROTO_CHALLENGE | 1u << PROTO_CODE_OPENED |
+                      1u << PROTO_CODE_CLAIMED | 1u << PROTO_CODE_ANSWER | 1u << PROTO_CODE_CONFIRM,
     [PROTO_PEER_TO_PEER] = 1u << PROTO_SHAKE | 1u << PROTO_CONFIRM,
 };
 
@@ -340,31 +361,54 @@ static enum proto_err pd_opt_token(struct pd *d, const char *key, char *out)
     return pd_session(d, key, out);
 }
 
-/* Standard base64 with padding that decodes to exactly n bytes. Only the canonical spelling is
- * accepted (re-encoding must give the same text), so one value has one form on the wire. */
-static bool pb_decode(const char *text, size_t len, unsigned char *out, size_t n)
+/* The longest binary member (code ad) and its base64 text with the NUL. */
+#define PB_MAX_BYTES PROTO_CODE_AD_MAX
+#define PB_MAX_TEXT sodium_base64_ENCODED_LEN(PB_MAX_BYTES, sodium_base64_VARIANT_ORIGINAL)
+_Static_assert(PROTO_SIG_BYTES <= PB_MAX_BYTES, "the longest binary member");
+
+/* Standard base64 with padding that decodes to min..max bytes (*got of them; max <=
+ * PB_MAX_BYTES). Only the canonical spelling is accepted (re-encoding must give the same text),
+ * so one value has one form on the wire. The length is checked before anything is decoded. */
+static bool pb_decode(const char *text, size_t len, unsigned char *out, size_t min, size_t max,
+                      size_t *got)
 {
-    char again[PROTO_SIG_BYTES * 2];
-    size_t got = 0;
-    if (len != sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL) - 1 ||
-        sodium_base642bin(out, n, text, len, NULL, &got, NULL, sodium_base64_VARIANT_ORIGINAL) !=
+    char again[PB_MAX_TEXT];
+    *got = 0;
+    if (len < sodium_base64_ENCODED_LEN(min, sodium_base64_VARIANT_ORIGINAL) - 1 ||
+        len > sodium_base64_ENCODED_LEN(max, sodium_base64_VARIANT_ORIGINAL) - 1 ||
+        strlen(text) != len ||
+        sodium_base642bin(out, max, text, len, NULL, got, NULL, sodium_base64_VARIANT_ORIGINAL) !=
             0 ||
-        got != n)
+        *got < min || *got > max)
         return false;
-    sodium_bin2base64(again, sizeof again, out, n, sodium_base64_VARIANT_ORIGINAL);
+    sodium_bin2base64(again, sizeof again, out, *got, sodium_base64_VARIANT_ORIGINAL);
     return strcmp(again, text) == 0;
 }
 
-static enum proto_err pd_b64(struct pd *d, const char *key, unsigned char *out, size_t n)
+/* A required binary member of min..max bytes; *got its length. */
+static enum proto_err pd_b64_range(struct pd *d, const char *key, unsigned char *out, size_t min,
+                                   size_t max, size_t *got)
 {
     json_t *v = json_object_get(d->obj, key);
     if (!v)
         return pd_fail(d, PROTO_E_FIELD, "missing field \"%s\"", key);
-    if (!json_is_string(v) || !pb_decode(json_string_value(v), json_string_length(v), out, n)) {
-        snprintf(d->why, d->whylen, "field \"%s\" must be %zu bytes in standard base64", key, n);
+    if (!json_is_string(v) ||
+        !pb_decode(json_string_value(v), json_string_length(v), out, min, max, got)) {
+        if (min == max)
+            snprintf(d->why, d->whylen, "field \"%s\" must be %zu bytes in standard base64", key,
+                     min);
+        else
+            snprintf(d->why, d->whylen, "field \"%s\" must be %zu to %zu bytes in standard base64",
+                     key, min, max);
         return PROTO_E_FIELD;
     }
     return PROTO_OK;
+}
+
+static enum proto_err pd_b64(struct pd *d, const char *key, unsigned char *out, size_t n)
+{
+    size_t got;
+    return pd_b64_range(d, key, out, n, n, &got);
 }
 
 /* An optional binary field: *has tells whether it was there. */
@@ -456,7 +500,7 @@ static enum proto_err pd_int_to(struct pd *d, const char *key, int64_t lo, int64
  * PROTO_MAX_FEATURE_LEN bytes, proto.h); names this side does not know are skipped, so that a
  * server can offer more than an older peer knows. */
 static enum proto_err pd_features(struct pd *d, bool *birthday, bool *resume, bool *report,
-                                  bool *replace)
+                                  bool *replace, bool *code)
 {
     json_t *v = json_object_get(d->obj, "features"), *item;
     size_t i;
@@ -481,6 +525,8 @@ static enum proto_err pd_features(struct pd *d, bool *birthday, bool *resume, bo
             *report = true;
         if (strcmp(s, "replace") == 0)
             *replace = true;
+        if (strcmp(s, "code") == 0)
+            *code = true;
     }
     return PROTO_OK;
 }
@@ -650,6 +696,56 @@ static enum proto_err pd_report(struct pd *d, struct proto_msg *m)
     return PROTO_OK;
 }
 
+/* ---- wormhole codes (PROTOCOL.md section 20) ---- */
+
+/* Which members each code-* type carries beyond "type" (its proto_fields row says the same for
+ * the strict check; these say what is required and encoded). */
+enum { PC_M_CHANNEL = 1, PC_M_SID = 2, PC_M_SHARE = 4, PC_M_AD = 8, PC_M_TAG = 16, PC_M_TTL = 32 };
+static unsigned pd_code_members(enum proto_type t)
+{
+    switch (t) {
+    case PROTO_CODE_OPENED:
+        return PC_M_CHANNEL | PC_M_SID | PC_M_TTL;
+    case PROTO_CODE_POST:
+        return PC_M_CHANNEL | PC_M_SHARE | PC_M_AD;
+    case PROTO_CODE_CLAIMED:
+        return PC_M_CHANNEL | PC_M_SID | PC_M_SHARE | PC_M_AD;
+    case PROTO_CODE_ANSWER:
+        return PC_M_CHANNEL | PC_M_SHARE | PC_M_AD | PC_M_TAG;
+    case PROTO_CODE_CONFIRM:
+        return PC_M_CHANNEL | PC_M_TAG;
+    case PROTO_CODE_CLAIM:
+    case PROTO_CODE_ABORT:
+        return PC_M_CHANNEL;
+    default: /* code-open: only the optional ttl */
+        return 0;
+    }
+}
+
+/* Every member a code-* type carries is required, except code-open's ttl. */
+static enum proto_err pd_code(struct pd *d, struct proto_msg *m)
+{
+    unsigned want = pd_code_members(m->type);
+    int64_t n;
+    if (want & PC_M_CHANNEL) {
+        PD_TRY(pd_int(d, "channel", 1, PROTO_CODE_CHANNEL_MAX, &n));
+        m->u.code.channel = (int)n;
+    }
+    if ((want & PC_M_TTL) || (m->type == PROTO_CODE_OPEN && json_object_get(d->obj, "ttl"))) {
+        PD_TRY(pd_int(d, "ttl", 1, PROTO_CODE_TTL_MAX, &n));
+        m->u.code.ttl = (int)n;
+    }
+    if (want & PC_M_SID)
+        PD_TRY(pd_b64(d, "sid", m->u.code.sid, PROTO_CODE_SID_BYTES));
+    if (want & PC_M_SHARE)
+        PD_TRY(pd_b64(d, "share", m->u.code.share, PROTO_CODE_SHARE_BYTES));
+    if (want & PC_M_AD)
+        PD_TRY(pd_b64_range(d, "ad", m->u.code.ad, 1, PROTO_CODE_AD_MAX, &m->u.code.ad_len));
+    if (want & PC_M_TAG)
+        PD_TRY(pd_b64(d, "tag", m->u.code.tag, PROTO_CODE_TAG_BYTES));
+    return PROTO_OK;
+}
+
 static enum proto_err pd_body(struct pd *d, struct proto_msg *m, bool strict)
 {
     int64_t n;
@@ -743,6 +839,10 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m, bool strict)
         PD_TRY(pd_b64(d, "key", m->u.shake.key, PROTO_KEY_BYTES));
         PD_TRY(pd_b64(d, "eph", m->u.shake.eph, PROTO_KEY_BYTES));
         PD_TRY(pd_resume(d, &m->u.shake.resume));
+        /* one spelling: absent, or true (false would be a second way to say "no code") */
+        PD_TRY(pd_opt_bool(d, "code", &m->u.shake.code));
+        if (json_object_get(d->obj, "code") && !m->u.shake.code)
+            return pd_fail(d, PROTO_E_FIELD, "field \"code\" must be true when present");
         return pd_opt_b64(d, "sig", m->u.shake.sig, PROTO_SIG_BYTES, &m->u.shake.has_sig);
     case PROTO_CONFIRM:
         PD_TRY(pd_session(d, "session", m->u.confirm.session));
@@ -766,10 +866,20 @@ static enum proto_err pd_body(struct pd *d, struct proto_msg *m, bool strict)
     case PROTO_CHALLENGE:
         PD_TRY(pd_version(d, &m->u.challenge.version));
         PD_TRY(pd_features(d, &m->u.challenge.feat_birthday, &m->u.challenge.feat_resume,
-                           &m->u.challenge.feat_report, &m->u.challenge.feat_replace));
+                           &m->u.challenge.feat_report, &m->u.challenge.feat_replace,
+                           &m->u.challenge.feat_code));
         return pd_b64(d, "nonce", m->u.challenge.nonce, PROTO_NONCE_BYTES);
     case PROTO_REPORT:
         return pd_report(d, m);
+    case PROTO_CODE_OPEN:
+    case PROTO_CODE_OPENED:
+    case PROTO_CODE_POST:
+    case PROTO_CODE_CLAIM:
+    case PROTO_CODE_CLAIMED:
+    case PROTO_CODE_ANSWER:
+    case PROTO_CODE_CONFIRM:
+    case PROTO_CODE_ABORT:
+        return pd_code(d, m);
     default:
         return PROTO_E_TYPE;
     }
@@ -830,9 +940,11 @@ out:
 /* A binary member: fails the whole message (NULL) when the value cannot be built. */
 static json_t *pe_b64(json_t *o, const char *key, const unsigned char *bin, size_t n)
 {
-    char text[PROTO_SIG_BYTES * 2];
-    if (!o)
+    char text[PB_MAX_TEXT];
+    if (!o || n > PB_MAX_BYTES) {
+        json_decref(o);
         return NULL;
+    }
     sodium_bin2base64(text, sizeof text, bin, n, sodium_base64_VARIANT_ORIGINAL);
     if (json_object_set_new(o, key, json_string(text)) != 0) {
         json_decref(o);
@@ -890,7 +1002,7 @@ static json_t *pe_resume(const struct proto_resume_caps *r)
 }
 
 /* challenge.features: today's ["birthday"] stays byte for byte what it was. */
-static json_t *pe_chal_features(bool birthday, bool resume, bool report, bool replace)
+static json_t *pe_chal_features(bool birthday, bool resume, bool report, bool replace, bool code)
 {
     json_t *a = json_array();
     if (a && birthday)
@@ -901,6 +1013,8 @@ static json_t *pe_chal_features(bool birthday, bool resume, bool report, bool re
         json_array_append_new(a, json_string("report"));
     if (a && replace)
         json_array_append_new(a, json_string("replace"));
+    if (a && code)
+        json_array_append_new(a, json_string("code"));
     return a;
 }
 
@@ -917,6 +1031,38 @@ static json_t *pe_obj(json_t *o, const char *key, json_t *v)
         return NULL;
     }
     return o;
+}
+
+/* A code-* message: the members its type carries (pd_code_members); NULL when a value is out of
+ * its range, so that nothing the decoder would refuse is ever sent. */
+static json_t *pe_code(const struct proto_msg *m, const char *t)
+{
+    unsigned want = pd_code_members(m->type);
+    json_t *o = json_pack("{s:s}", "type", t);
+    bool ttl = (want & PC_M_TTL) || (m->type == PROTO_CODE_OPEN && m->u.code.ttl != 0);
+    if ((want & PC_M_CHANNEL) &&
+        (m->u.code.channel < 1 || m->u.code.channel > PROTO_CODE_CHANNEL_MAX))
+        goto fail;
+    if (ttl && (m->u.code.ttl < 1 || m->u.code.ttl > PROTO_CODE_TTL_MAX))
+        goto fail;
+    if ((want & PC_M_AD) && (m->u.code.ad_len < 1 || m->u.code.ad_len > PROTO_CODE_AD_MAX))
+        goto fail;
+    if (o && (want & PC_M_CHANNEL))
+        json_object_set_new(o, "channel", json_integer(m->u.code.channel));
+    if (o && ttl)
+        json_object_set_new(o, "ttl", json_integer(m->u.code.ttl));
+    if (want & PC_M_SID)
+        o = pe_b64(o, "sid", m->u.code.sid, PROTO_CODE_SID_BYTES);
+    if (want & PC_M_SHARE)
+        o = pe_b64(o, "share", m->u.code.share, PROTO_CODE_SHARE_BYTES);
+    if (want & PC_M_AD)
+        o = pe_b64(o, "ad", m->u.code.ad, m->u.code.ad_len);
+    if (want & PC_M_TAG)
+        o = pe_b64(o, "tag", m->u.code.tag, PROTO_CODE_TAG_BYTES);
+    return o;
+fail:
+    json_decref(o);
+    return NULL;
 }
 
 static json_t *pe_build(const struct proto_msg *m)
@@ -1022,6 +1168,8 @@ static json_t *pe_build(const struct proto_msg *m)
         o = pe_b64(o, "eph", m->u.shake.eph, PROTO_KEY_BYTES);
         if (m->u.shake.resume.has)
             o = pe_obj(o, "resume", pe_resume(&m->u.shake.resume));
+        if (m->u.shake.code)
+            o = pe_obj(o, "code", json_true());
         if (m->u.shake.has_sig)
             o = pe_b64(o, "sig", m->u.shake.sig, PROTO_SIG_BYTES);
         return o;
@@ -1058,10 +1206,11 @@ static json_t *pe_build(const struct proto_msg *m)
         json_t *o = pe_b64(json_pack("{s:s, s:i}", "type", t, "version", PROTO_VERSION), "nonce",
                            m->u.challenge.nonce, PROTO_NONCE_BYTES);
         if (m->u.challenge.feat_birthday || m->u.challenge.feat_resume ||
-            m->u.challenge.feat_report || m->u.challenge.feat_replace)
+            m->u.challenge.feat_report || m->u.challenge.feat_replace || m->u.challenge.feat_code)
             o = pe_obj(o, "features",
                        pe_chal_features(m->u.challenge.feat_birthday, m->u.challenge.feat_resume,
-                                        m->u.challenge.feat_report, m->u.challenge.feat_replace));
+                                        m->u.challenge.feat_report, m->u.challenge.feat_replace,
+                                        m->u.challenge.feat_code));
         return o;
     }
     case PROTO_REPORT:
@@ -1070,6 +1219,15 @@ static json_t *pe_build(const struct proto_msg *m)
                          "candidate", proto_cand_name(m->u.report.candidate), "attempts",
                          m->u.report.attempts, "ms", (json_int_t)m->u.report.ms, "nat",
                          proto_nat_name(m->u.report.nat));
+    case PROTO_CODE_OPEN:
+    case PROTO_CODE_OPENED:
+    case PROTO_CODE_POST:
+    case PROTO_CODE_CLAIM:
+    case PROTO_CODE_CLAIMED:
+    case PROTO_CODE_ANSWER:
+    case PROTO_CODE_CONFIRM:
+    case PROTO_CODE_ABORT:
+        return pe_code(m, t);
     default:
         return NULL;
     }

@@ -53,6 +53,15 @@ enum proto_type {
     PROTO_RELAYED,
     PROTO_CHALLENGE,
     PROTO_REPORT,
+    /* wormhole codes (PROTOCOL.md section 20): the mailbox's messages */
+    PROTO_CODE_OPEN,
+    PROTO_CODE_OPENED,
+    PROTO_CODE_POST,
+    PROTO_CODE_CLAIM,
+    PROTO_CODE_CLAIMED,
+    PROTO_CODE_ANSWER,  /* both directions: claimer -> server -> maker, unchanged */
+    PROTO_CODE_CONFIRM, /* both directions: maker -> server -> claimer, unchanged */
+    PROTO_CODE_ABORT,
     PROTO_TYPE_COUNT
 };
 
@@ -140,6 +149,15 @@ enum proto_cand {
 #define PROTO_REPORT_MAX_ATTEMPTS 8192
 /* report.ms: from the punch order to the outcome; a punch ends long before (--timeout) */
 #define PROTO_REPORT_MAX_MS 600000
+
+/* Wormhole codes (PROTOCOL.md section 20, docs/design/wormhole.md 6.1). The byte sizes are
+ * CPace's (proto/cpace.h; proto.c checks they agree): the server relays them unchanged. */
+#define PROTO_CODE_CHANNEL_MAX 999999 /* channel: 1..this, the number the code starts with */
+#define PROTO_CODE_SID_BYTES 16       /* code-opened.sid, code-claimed.sid */
+#define PROTO_CODE_SHARE_BYTES 32     /* a CPace share (CPACE_SHARE_BYTES) */
+#define PROTO_CODE_AD_MAX 256   /* ad: 1..this many bytes (CPACE_AD_MAX), opaque to the server */
+#define PROTO_CODE_TAG_BYTES 64 /* a CPace confirmation tag (CPACE_TAG_BYTES) */
+#define PROTO_CODE_TTL_MAX 3600 /* code-open.ttl, code-opened.ttl: 1..this seconds */
 
 #define PROTO_TOKEN_LEN PROTO_SESSION_LEN /* same grammar: 32 lowercase hex digits */
 
@@ -246,6 +264,9 @@ struct proto_msg {
             unsigned char sig[PROTO_SIG_BYTES];
             /* shake.resume: the sender's session layer; covered by both signatures */
             struct proto_resume_caps resume;
+            /* shake.code: the session comes from a wormhole code and its keys are bound to
+             * it (PROTOCOL.md 8.4); on the wire only as true; covered by both signatures */
+            bool code;
         } shake;
         struct {
             char session[PROTO_SESSION_LEN + 1];
@@ -280,6 +301,7 @@ struct proto_msg {
             bool feat_resume;
             bool feat_report; /* "report": the server takes traversal reports */
             bool feat_replace;
+            bool feat_code; /* "code": the server has the wormhole mailbox (section 20) */
         } challenge;
         struct {
             char session[PROTO_SESSION_LEN + 1]; /* the punch's session */
@@ -290,6 +312,17 @@ struct proto_msg {
             uint32_t ms;  /* 0..PROTO_REPORT_MAX_MS */
             enum proto_nat nat; /* the reporter's own mapping, as its probe found */
         } report;
+        /* every code-* message (PROTOCOL.md section 20); which members a type carries is
+         * proto.c's table, the others stay zero */
+        struct {
+            int channel; /* 1..PROTO_CODE_CHANNEL_MAX; 0 in code-open */
+            int ttl;     /* code-open: 0 when absent, else 1..PROTO_CODE_TTL_MAX; code-opened */
+            unsigned char sid[PROTO_CODE_SID_BYTES];
+            unsigned char share[PROTO_CODE_SHARE_BYTES];
+            size_t ad_len; /* 1..PROTO_CODE_AD_MAX where the type carries ad */
+            unsigned char ad[PROTO_CODE_AD_MAX];
+            unsigned char tag[PROTO_CODE_TAG_BYTES];
+        } code;
     } u;
 };
 

@@ -40,7 +40,7 @@ done
 check "the completion knows every option of --help${missing:+ (lacks$missing)}" \
     test -z "$missing"
 missing=
-for code in 0 1 2 3 4 5 6 10; do
+for code in 0 1 2 3 4 5 6 10 12 13; do
     grep -qE "^\.B $code\$" "$SRC/man/tcpunch.1" || missing="$missing $code"
 done
 check "tcpunch.1 lists every exit status${missing:+ (lacks$missing)}" test -z "$missing"
@@ -79,6 +79,14 @@ check "it completes peers from known_peers (\"$out\")" test "$out" = "bob-deskto
 mkdir -p "$WORK/cwd/sub"
 out=$(cd "$WORK/cwd" && complete_words tcpunch receive --dir s | tr '\n' ' ')
 check "it completes directories for --dir (\"$out\")" test "$out" = "sub "
+out=$(complete_words tcpunch --code-words "" | tr '\n' ' ')
+check "it completes --code-words (\"$out\")" test "$out" = "2 3 "
+: >"$WORK/cwd/bob-notes.txt"
+out=$(cd "$WORK/cwd" && complete_words tcpunch send --code bob- | tr '\n' ' ')
+check "send --code completes files, not peers (\"$out\")" test "$out" = "bob-notes.txt "
+out=$(cd "$WORK/cwd" && complete_words tcpunch send bob- | sort | tr '\n' ' ')
+check "send's first argument: peers and files (\"$out\")" \
+    test "$out" = "bob-desktop bob-laptop bob-notes.txt "
 unset TCPUNCH_HOME
 
 # cmake --install puts the man pages and the completion where man and bash look

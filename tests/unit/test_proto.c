@@ -6,6 +6,7 @@
 #include "proto/proto.h"
 
 #include <sodium.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -2380,6 +2381,44 @@ static void t_sess_shake(void)
            PROTO_E_JSON);
 }
 
+/* shake.code (PROTOCOL.md 5.7, 8.4): absent is today's line byte for byte; present only as
+ * true, so one shake has one spelling */
+static void t_shake_code(void)
+{
+    struct proto_msg m = sess_shake(), o;
+    char line[PROTO_MAX_LINE], today[PROTO_MAX_LINE];
+    CHECK(enc_z(&m, today, sizeof today) > 0 && !strstr(today, "code"));
+    m.u.shake.code = true;
+    CHECK(enc_z(&m, line, sizeof line) > 0 && strstr(line, ",\"code\":true"));
+    if (roundtrip(&m, PROTO_PEER_TO_PEER, &o))
+        CHECK(o.u.shake.code && !o.u.shake.resume.has && !o.u.shake.has_sig);
+    /* with the other optional members, signed */
+    m.u.shake.resume = (struct proto_resume_caps){true, 1, 8u << 20, 120};
+    m.u.shake.has_sig = true;
+    memset(m.u.shake.sig, 0x5a, sizeof m.u.shake.sig);
+    if (roundtrip(&m, PROTO_PEER_TO_PEER, &o))
+        CHECK(o.u.shake.code && o.u.shake.resume.has && o.u.shake.has_sig);
+    m.u.shake.code = false;
+    if (roundtrip(&m, PROTO_PEER_TO_PEER, &o))
+        CHECK(!o.u.shake.code && o.u.shake.resume.has);
+    ACCEPT(PROTO_PEER_TO_PEER, SHAKE_R(",\"code\":true"));
+    CHECK(msg_.u.shake.code);
+    ACCEPT(PROTO_PEER_TO_PEER, SHAKE_R(""));
+    CHECK(!msg_.u.shake.code);
+    REJECT(PROTO_PEER_TO_PEER, SHAKE_R(",\"code\":false"), PROTO_E_FIELD);
+    REJECT(PROTO_PEER_TO_PEER, SHAKE_R(",\"code\":1"), PROTO_E_FIELD);
+    REJECT(PROTO_PEER_TO_PEER, SHAKE_R(",\"code\":\"true\""), PROTO_E_FIELD);
+    REJECT(PROTO_PEER_TO_PEER, SHAKE_R(",\"code\":null"), PROTO_E_FIELD);
+    REJECT(PROTO_PEER_TO_PEER, SHAKE_R(",\"code\":{}"), PROTO_E_FIELD);
+    REJECT(PROTO_PEER_TO_PEER, SHAKE_R(",\"code\":true,\"code\":true"), PROTO_E_JSON);
+    REJECT(PROTO_PEER_TO_PEER, SHAKE_R(",\"Code\":true"), PROTO_E_FIELD);
+    /* only in a shake: the confirm keeps its strict member list */
+    REJECT(PROTO_PEER_TO_PEER,
+           "{\"type\":\"confirm\",\"session\":\"0123456789abcdef0123456789abcdef\","
+           "\"sig\":\"" B64_64A "\",\"code\":true}",
+           PROTO_E_FIELD);
+}
+
 static void t_sess_admit(void)
 {
     unsigned char key[AUTH_KEY_BYTES], nonce[PROTO_NONCE_BYTES], a[PROTO_ADMIT_BYTES],
@@ -2580,6 +2619,325 @@ static void t_report_feature(void)
     CHECK_INT(proto_cand_of(NULL), PROTO_CAND_NONE);
 }
 
+/* ---- wormhole codes (PROTOCOL.md section 20) ---- */
+
+/* n bytes of first, first+1, ... in standard base64 into out (static, for one use at a time) */
+static const char *b64_of(char *out, size_t cap, size_t n, unsigned char first)
+{
+    unsigned char bin[PROTO_CODE_AD_MAX + 2];
+    fill(bin, n, first);
+    return sodium_bin2base64(out, cap, bin, n, sodium_base64_VARIANT_ORIGINAL);
+}
+
+/* A code-* line: snprintf into a static buffer. */
+static const char *cline(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *cline(const char *fmt, ...)
+{
+    static char line[PROTO_MAX_LINE * 2];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    return line;
+}
+
+static void code_fill(struct proto_msg *m, enum proto_type t)
+{
+    memset(m, 0, sizeof *m);
+    m->type = t;
+    m->u.code.channel = 7;
+    m->u.code.ttl = 600;
+    fill(m->u.code.sid, PROTO_CODE_SID_BYTES, 1);
+    fill(m->u.code.share, PROTO_CODE_SHARE_BYTES, 2);
+    m->u.code.ad_len = 70;
+    fill(m->u.code.ad, m->u.code.ad_len, 3);
+    fill(m->u.code.tag, PROTO_CODE_TAG_BYTES, 4);
+}
+
+/* a code-answer's members, as the server forwards them */
+static int code_same(const struct proto_msg *a, const struct proto_msg *b)
+{
+    return a->u.code.channel == b->u.code.channel && a->u.code.ad_len == b->u.code.ad_len &&
+           memcmp(a->u.code.ad, b->u.code.ad, a->u.code.ad_len) == 0 &&
+           memcmp(a->u.code.share, b->u.code.share, PROTO_CODE_SHARE_BYTES) == 0 &&
+           memcmp(a->u.code.tag, b->u.code.tag, PROTO_CODE_TAG_BYTES) == 0;
+}
+
+static void t_codemsg_roundtrip(void)
+{
+    static const struct {
+        enum proto_type t;
+        enum proto_dir dir;
+    } rt[] = {
+        {PROTO_CODE_OPENED, PROTO_TO_PEER},    {PROTO_CODE_POST, PROTO_TO_SERVER},
+        {PROTO_CODE_CLAIM, PROTO_TO_SERVER},   {PROTO_CODE_CLAIMED, PROTO_TO_PEER},
+        {PROTO_CODE_ANSWER, PROTO_TO_SERVER},  {PROTO_CODE_ANSWER, PROTO_TO_PEER},
+        {PROTO_CODE_CONFIRM, PROTO_TO_SERVER}, {PROTO_CODE_CONFIRM, PROTO_TO_PEER},
+        {PROTO_CODE_ABORT, PROTO_TO_SERVER},
+    };
+    struct proto_msg m, o;
+    char line[PROTO_MAX_LINE];
+    for (size_t i = 0; i < sizeof rt / sizeof rt[0]; i++) {
+        enum proto_type t = rt[i].t;
+        code_fill(&m, t);
+        if (!roundtrip(&m, rt[i].dir, &o))
+            continue;
+        CHECK_INT(o.u.code.channel, 7);
+        if (t == PROTO_CODE_OPENED)
+            CHECK(o.u.code.ttl == 600 && memcmp(o.u.code.sid, m.u.code.sid, 16) == 0);
+        if (t == PROTO_CODE_CLAIMED)
+            CHECK(memcmp(o.u.code.sid, m.u.code.sid, 16) == 0 &&
+                  memcmp(o.u.code.share, m.u.code.share, 32) == 0 && o.u.code.ad_len == 70 &&
+                  memcmp(o.u.code.ad, m.u.code.ad, 70) == 0);
+        if (t == PROTO_CODE_ANSWER)
+            CHECK(o.u.code.ad_len == 70 && memcmp(o.u.code.ad, m.u.code.ad, 70) == 0 &&
+                  memcmp(o.u.code.tag, m.u.code.tag, 64) == 0 &&
+                  memcmp(o.u.code.share, m.u.code.share, 32) == 0);
+        if (t == PROTO_CODE_CONFIRM)
+            CHECK(memcmp(o.u.code.tag, m.u.code.tag, 64) == 0 && o.u.code.ad_len == 0);
+    }
+    /* code-open: ttl only when given */
+    code_fill(&m, PROTO_CODE_OPEN);
+    m.u.code.ttl = 0;
+    CHECK(enc_z(&m, line, sizeof line) > 0 && strcmp(line, "{\"type\":\"code-open\"}\n") == 0);
+    if (roundtrip(&m, PROTO_TO_SERVER, &o))
+        CHECK_INT(o.u.code.ttl, 0);
+    m.u.code.ttl = PROTO_CODE_TTL_MAX;
+    if (roundtrip(&m, PROTO_TO_SERVER, &o))
+        CHECK_INT(o.u.code.ttl, PROTO_CODE_TTL_MAX);
+    /* the extremes of every range: channel 1 and 999999, ad of 1 and 256 bytes */
+    code_fill(&m, PROTO_CODE_ANSWER);
+    m.u.code.channel = PROTO_CODE_CHANNEL_MAX;
+    m.u.code.ad_len = PROTO_CODE_AD_MAX;
+    fill(m.u.code.ad, PROTO_CODE_AD_MAX, 9);
+    if (roundtrip(&m, PROTO_TO_PEER, &o))
+        CHECK(o.u.code.channel == PROTO_CODE_CHANNEL_MAX && code_same(&m, &o));
+    m.u.code.channel = 1;
+    m.u.code.ad_len = 1;
+    if (roundtrip(&m, PROTO_TO_SERVER, &o))
+        CHECK(o.u.code.channel == 1 && code_same(&m, &o));
+    /* the byte sizes on the wire */
+    code_fill(&m, PROTO_CODE_CLAIMED);
+    m.u.code.ad_len = 1;
+    CHECK(enc_z(&m, line, sizeof line) > 0 &&
+          strcmp(line,
+                 "{\"type\":\"code-claimed\",\"channel\":7,\"sid\":\"AQIDBAUGBwgJCgsMDQ4PEA==\","
+                 "\"share\":\"AgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4fICE=\",\"ad\":\"Aw==\"}\n") ==
+              0);
+    /* an encoder never writes what the decoder refuses */
+    code_fill(&m, PROTO_CODE_POST);
+    m.u.code.channel = 0;
+    CHECK_INT(enc_z(&m, line, sizeof line), -1);
+    m.u.code.channel = PROTO_CODE_CHANNEL_MAX + 1;
+    CHECK_INT(enc_z(&m, line, sizeof line), -1);
+    code_fill(&m, PROTO_CODE_POST);
+    m.u.code.ad_len = 0;
+    CHECK_INT(enc_z(&m, line, sizeof line), -1);
+    m.u.code.ad_len = PROTO_CODE_AD_MAX + 1;
+    CHECK_INT(enc_z(&m, line, sizeof line), -1);
+    code_fill(&m, PROTO_CODE_OPENED);
+    m.u.code.ttl = 0;
+    CHECK_INT(enc_z(&m, line, sizeof line), -1);
+    code_fill(&m, PROTO_CODE_OPEN);
+    m.u.code.ttl = PROTO_CODE_TTL_MAX + 1;
+    CHECK_INT(enc_z(&m, line, sizeof line), -1);
+    /* the longest line the mailbox sends fits a line */
+    code_fill(&m, PROTO_CODE_ANSWER);
+    m.u.code.channel = PROTO_CODE_CHANNEL_MAX;
+    m.u.code.ad_len = PROTO_CODE_AD_MAX;
+    CHECK(enc_z(&m, line, sizeof line) > 0 && strlen(line) < 700);
+}
+
+static void t_codemsg_reject(void)
+{
+    char sid[64], share[64], ad[400], tag[128], big[400], s15[64], s17[64], sh31[64], sh33[64];
+    char t63[128], t65[128];
+    b64_of(sid, sizeof sid, 16, 1);
+    b64_of(share, sizeof share, 32, 2);
+    b64_of(ad, sizeof ad, 5, 3);
+    b64_of(tag, sizeof tag, 64, 4);
+    b64_of(big, sizeof big, PROTO_CODE_AD_MAX + 1, 5);
+    b64_of(s15, sizeof s15, 15, 1);
+    b64_of(s17, sizeof s17, 17, 1);
+    b64_of(sh31, sizeof sh31, 31, 1);
+    b64_of(sh33, sizeof sh33, 33, 1);
+    b64_of(t63, sizeof t63, 63, 1);
+    b64_of(t65, sizeof t65, 65, 1);
+
+    /* the good lines, for the record */
+    ACCEPT(PROTO_TO_SERVER, "{\"type\":\"code-open\"}");
+    ACCEPT(PROTO_TO_SERVER, "{\"type\":\"code-open\",\"ttl\":1}");
+    ACCEPT(PROTO_TO_SERVER, "{\"type\":\"code-claim\",\"channel\":999999}");
+    ACCEPT(PROTO_TO_SERVER, cline("{\"type\":\"code-post\",\"channel\":1,\"share\":\"%s\","
+                                  "\"ad\":\"%s\"}",
+                                  share, ad));
+    CHECK(msg_.u.code.ad_len == 5 && msg_.u.code.ad[4] == 7);
+    ACCEPT(PROTO_TO_PEER, cline("{\"type\":\"code-opened\",\"channel\":12,\"sid\":\"%s\","
+                                "\"ttl\":600}",
+                                sid));
+    /* a server may add members (a peer tolerates them, as for every server message) */
+    ACCEPT(PROTO_TO_PEER, cline("{\"type\":\"code-opened\",\"channel\":12,\"sid\":\"%s\","
+                                "\"ttl\":600,\"later\":1}",
+                                sid));
+
+    static const char *const chan_bad[] = {"0",    "-1",   "1000000", "1.0",       "\"7\"",
+                                           "true", "null", "1e3",     "4294967303"};
+    for (size_t i = 0; i < sizeof chan_bad / sizeof chan_bad[0]; i++) {
+        REJECT(PROTO_TO_SERVER, cline("{\"type\":\"code-claim\",\"channel\":%s}", chan_bad[i]),
+               PROTO_E_FIELD);
+        REJECT(PROTO_TO_SERVER, cline("{\"type\":\"code-abort\",\"channel\":%s}", chan_bad[i]),
+               PROTO_E_FIELD);
+        REJECT(PROTO_TO_PEER,
+               cline("{\"type\":\"code-confirm\",\"channel\":%s,\"tag\":\"%s\"}", chan_bad[i], tag),
+               PROTO_E_FIELD);
+    }
+    /* every member is required */
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"code-claim\"}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, cline("{\"type\":\"code-post\",\"channel\":1,\"share\":\"%s\"}", share),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, cline("{\"type\":\"code-post\",\"channel\":1,\"ad\":\"%s\"}", ad),
+           PROTO_E_FIELD);
+    REJECT(
+        PROTO_TO_SERVER,
+        cline("{\"type\":\"code-answer\",\"channel\":1,\"share\":\"%s\",\"ad\":\"%s\"}", share, ad),
+        PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"code-confirm\",\"channel\":1}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, cline("{\"type\":\"code-opened\",\"channel\":1,\"sid\":\"%s\"}", sid),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"code-opened\",\"channel\":1,\"ttl\":9}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER,
+           cline("{\"type\":\"code-claimed\",\"channel\":1,\"share\":\"%s\",\"ad\":\"%s\"}", share,
+                 ad),
+           PROTO_E_FIELD);
+    /* ttl */
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"code-open\",\"ttl\":0}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"code-open\",\"ttl\":3601}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"code-open\",\"ttl\":\"60\"}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER,
+           cline("{\"type\":\"code-opened\",\"channel\":1,\"sid\":\"%s\",\"ttl\":0}", sid),
+           PROTO_E_FIELD);
+    /* lengths */
+    REJECT(PROTO_TO_PEER,
+           cline("{\"type\":\"code-opened\",\"channel\":1,\"sid\":\"%s\",\"ttl\":9}", s15),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER,
+           cline("{\"type\":\"code-opened\",\"channel\":1,\"sid\":\"%s\",\"ttl\":9}", s17),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER,
+           cline("{\"type\":\"code-post\",\"channel\":1,\"share\":\"%s\",\"ad\":\"%s\"}", sh31, ad),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER,
+           cline("{\"type\":\"code-post\",\"channel\":1,\"share\":\"%s\",\"ad\":\"%s\"}", sh33, ad),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER,
+           cline("{\"type\":\"code-post\",\"channel\":1,\"share\":\"%s\",\"ad\":\"\"}", share),
+           PROTO_E_FIELD);
+    REJECT(
+        PROTO_TO_SERVER,
+        cline("{\"type\":\"code-post\",\"channel\":1,\"share\":\"%s\",\"ad\":\"%s\"}", share, big),
+        PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, cline("{\"type\":\"code-confirm\",\"channel\":1,\"tag\":\"%s\"}", t63),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, cline("{\"type\":\"code-confirm\",\"channel\":1,\"tag\":\"%s\"}", t65),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_PEER,
+           cline("{\"type\":\"code-answer\",\"channel\":1,\"share\":\"%s\",\"ad\":"
+                 "\"%s\",\"tag\":\"%s\"}",
+                 share, big, tag),
+           PROTO_E_FIELD);
+    /* non-canonical base64: spare bits set, no padding, URL alphabet, blanks, not a string */
+    static const char *const ad_bad[] = {"Aw==x", "Ax==",  "Aw",    "Aw=",     "A===",
+                                         "-_8=",  "Aw ==", " Aw==", "Aw==\\n", "QUJD\\r\\nREVG"};
+    for (size_t i = 0; i < sizeof ad_bad / sizeof ad_bad[0]; i++)
+        REJECT(PROTO_TO_SERVER,
+               cline("{\"type\":\"code-post\",\"channel\":1,\"share\":\"%s\",\"ad\":\"%s\"}", share,
+                     ad_bad[i]),
+               PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER,
+           cline("{\"type\":\"code-post\",\"channel\":1,\"share\":\"%s\",\"ad\":[1]}", share),
+           PROTO_E_FIELD);
+    share[42] = 'B'; /* 32 bytes leave 2 spare bits in the last character */
+    REJECT(
+        PROTO_TO_SERVER,
+        cline("{\"type\":\"code-post\",\"channel\":1,\"share\":\"%s\",\"ad\":\"%s\"}", share, ad),
+        PROTO_E_FIELD);
+    b64_of(share, sizeof share, 32, 2);
+    tag[85] = 'B'; /* 64 bytes: 4 spare bits */
+    REJECT(PROTO_TO_SERVER, cline("{\"type\":\"code-confirm\",\"channel\":1,\"tag\":\"%s\"}", tag),
+           PROTO_E_FIELD);
+    b64_of(tag, sizeof tag, 64, 4);
+    /* unknown members, and members of another code-* type, are refused towards the server */
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"code-open\",\"channel\":5}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"code-claim\",\"channel\":5,\"ttl\":10}", PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER, cline("{\"type\":\"code-abort\",\"channel\":5,\"tag\":\"%s\"}", tag),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER,
+           cline("{\"type\":\"code-post\",\"channel\":1,\"share\":\"%s\",\"ad\":\"%s\",\"sid\":"
+                 "\"%s\"}",
+                 share, ad, sid),
+           PROTO_E_FIELD);
+    REJECT(PROTO_TO_SERVER,
+           cline("{\"type\":\"code-confirm\",\"channel\":1,\"tag\":\"%s\","
+                 "\"why\":\"x\"}",
+                 tag),
+           PROTO_E_FIELD);
+    /* direction: what only the server sends, what only a peer sends, nothing peer-to-peer */
+    REJECT(PROTO_TO_SERVER,
+           cline("{\"type\":\"code-opened\",\"channel\":1,\"sid\":\"%s\","
+                 "\"ttl\":9}",
+                 sid),
+           PROTO_E_UNEXPECTED);
+    REJECT(PROTO_TO_SERVER,
+           cline("{\"type\":\"code-claimed\",\"channel\":1,\"sid\":\"%s\",\"share\":\"%s\",\"ad\":"
+                 "\"%s\"}",
+                 sid, share, ad),
+           PROTO_E_UNEXPECTED);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"code-open\"}", PROTO_E_UNEXPECTED);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"code-claim\",\"channel\":1}", PROTO_E_UNEXPECTED);
+    REJECT(PROTO_TO_PEER, "{\"type\":\"code-abort\",\"channel\":1}", PROTO_E_UNEXPECTED);
+    REJECT(
+        PROTO_TO_PEER,
+        cline("{\"type\":\"code-post\",\"channel\":1,\"share\":\"%s\",\"ad\":\"%s\"}", share, ad),
+        PROTO_E_UNEXPECTED);
+    REJECT(PROTO_PEER_TO_PEER, "{\"type\":\"code-open\"}", PROTO_E_UNEXPECTED);
+    REJECT(PROTO_PEER_TO_PEER,
+           cline("{\"type\":\"code-confirm\",\"channel\":1,\"tag\":\"%s\"}", tag),
+           PROTO_E_UNEXPECTED);
+    /* type names are exact */
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"code_open\"}", PROTO_E_TYPE);
+    REJECT(PROTO_TO_SERVER, "{\"type\":\"Code-open\"}", PROTO_E_TYPE);
+}
+
+static void t_codemsg_feature(void)
+{
+    struct proto_msg m, o;
+    char line[PROTO_MAX_LINE];
+    memset(&m, 0, sizeof m);
+    m.type = PROTO_CHALLENGE;
+    fill(m.u.challenge.nonce, PROTO_NONCE_BYTES, 0);
+    m.u.challenge.feat_code = true;
+    CHECK(enc_z(&m, line, sizeof line) > 0 && strstr(line, "\"features\":[\"code\"]"));
+    if (roundtrip(&m, PROTO_TO_PEER, &o))
+        CHECK(o.u.challenge.feat_code && !o.u.challenge.feat_report);
+    m.u.challenge.feat_report = m.u.challenge.feat_replace = true;
+    CHECK(enc_z(&m, line, sizeof line) > 0 &&
+          strstr(line, "\"features\":[\"report\",\"replace\",\"code\"]"));
+    ACCEPT(PROTO_TO_PEER, CHAL_F(",\"features\":[\"codes\",\"Code\"]"));
+    CHECK(!msg_.u.challenge.feat_code);
+    ACCEPT(PROTO_TO_PEER, CHAL_F(",\"features\":[\"code\"]"));
+    CHECK(msg_.u.challenge.feat_code);
+    /* the new error codes: non-fatal, not passing (a code does not come back by waiting) */
+    CHECK_STR(proto_code_name(PC_CODE_UNKNOWN), "code-unknown");
+    CHECK_STR(proto_code_name(PC_CODE_EXPIRED), "code-expired");
+    CHECK_STR(proto_code_name(PC_CODE_WRONG), "code-wrong");
+    for (int c = PC_CODE_UNKNOWN; c <= PC_CODE_WRONG; c++) {
+        CHECK_INT(proto_code_fatal((enum proto_code)c), PC_NONFATAL);
+        CHECK(!proto_code_passing((enum proto_code)c));
+    }
+    CHECK_STR(proto_type_name(PROTO_CODE_ABORT), "code-abort");
+    CHECK_STR(proto_type_name(PROTO_CODE_OPENED), "code-opened");
+}
+
 CHECK_MAIN(TEST(t_roundtrip_hello), TEST(t_roundtrip_welcome), TEST(t_roundtrip_connect),
            TEST(t_roundtrip_punch), TEST(t_roundtrip_error), TEST(t_roundtrip_ping_pong),
            TEST(t_roundtrip_shake), TEST(t_shake_crypto_fields), TEST(t_encode_limits),
@@ -2597,5 +2955,7 @@ CHECK_MAIN(TEST(t_roundtrip_hello), TEST(t_roundtrip_welcome), TEST(t_roundtrip_
            TEST(t_code_protocol_md), TEST(t_code_passing_md), TEST(t_names), TEST(t_bday_features),
            TEST(t_bday_hello), TEST(t_bday_punch_roundtrip), TEST(t_bday_punch_reject),
            TEST(t_bday_admit), TEST(t_bday_names), TEST(t_sess_challenge), TEST(t_sess_hello),
-           TEST(t_sess_connect), TEST(t_sess_punch), TEST(t_sess_shake), TEST(t_sess_admit),
-           TEST(t_report_roundtrip), TEST(t_report_reject), TEST(t_report_feature))
+           TEST(t_sess_connect), TEST(t_sess_punch), TEST(t_sess_shake), TEST(t_shake_code),
+           TEST(t_sess_admit), TEST(t_report_roundtrip), TEST(t_report_reject),
+           TEST(t_report_feature), TEST(t_codemsg_roundtrip), TEST(t_codemsg_reject),
+           TEST(t_codemsg_feature))

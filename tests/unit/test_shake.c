@@ -3,6 +3,7 @@
  * signature, another key in place of the peer's, a shake replayed from an earlier handshake, a
  * reflected shake, and keys that known_peers, --peer-key or the server do not vouch for. */
 #include "check.h"
+#include "common/seal.h"
 #include "peer/shake.h"
 
 #include <stdlib.h>
@@ -656,6 +657,307 @@ static void t_resume_direct(void)
     shake_wipe(&b);
 }
 
+/* ---- shake.code: a handshake bound to a wormhole code (PROTOCOL.md 8.2, 8.4, 18.2;
+ * docs/design/wormhole.md 6.3) ---- */
+
+static const unsigned char bind_a[SHAKE_BIND_BYTES] = {
+    0x55, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
+    0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f};
+static unsigned char bind_b[SHAKE_BIND_BYTES]; /* bind_a with one bit flipped */
+
+static void strip_code(struct proto_msg *m)
+{
+    m->u.shake.code = false;
+}
+
+static void add_code(struct proto_msg *m)
+{
+    m->u.shake.code = true;
+}
+
+/* One sealed record from tx opened by a receiver under rx: whether it authenticated. */
+static bool record_opens(const unsigned char *tx, const unsigned char *rx)
+{
+    struct seal_tx t;
+    struct seal_rx r;
+    unsigned char wire[SEAL_HEADER + 64], plain[SEAL_CHUNK];
+    size_t n, used, plen, off = 0;
+    enum seal_status st;
+    seal_tx_init(&t, tx, wire);
+    n = SEAL_HEADER + seal_tx_data(&t, "hello", 5, wire + SEAL_HEADER);
+    seal_rx_init(&r, rx);
+    do {
+        st = seal_rx_next(&r, wire + off, n - off, &used, plain, &plen);
+        off += used;
+    } while (st == SEAL_NEED && used > 0 && off < n);
+    return st == SEAL_DATA && plen == 5 && memcmp(plain, "hello", 5) == 0;
+}
+
+/* A full exchange with r's and i's bindings as given; the keys both sides derive, and the RS. */
+static bool code_run(const unsigned char *rb, const unsigned char *ib, unsigned char *itx,
+                     unsigned char *irx, unsigned char *rtx, unsigned char *rrx, unsigned char *irs,
+                     unsigned char *rrs)
+{
+    struct shake_ctx r, i;
+    struct shake_peer at_i = {0}, at_r = {0};
+    bool ok = false;
+    ctx(&r, PROTO_RESPONDER, &id_r, "bob", "alice");
+    ctx(&i, PROTO_INITIATOR, &id_i, "alice", "bob");
+    r.code_bind = rb;
+    i.code_bind = ib;
+    struct line l = enc(&r, PROTO_SHAKE, NULL);
+    if (!CHECK(strstr(l.b, ",\"code\":true") != NULL) ||
+        !CHECK_INT(ver(&i, PROTO_SHAKE, &l, &at_i), SHAKE_OK))
+        goto out;
+    l = enc(&i, PROTO_SHAKE, &at_i);
+    if (!CHECK(strstr(l.b, ",\"code\":true") != NULL) ||
+        !CHECK_INT(ver(&r, PROTO_SHAKE, &l, &at_r), SHAKE_OK))
+        goto out;
+    l = enc(&r, PROTO_CONFIRM, &at_r);
+    if (!CHECK_INT(ver(&i, PROTO_CONFIRM, &l, &at_i), SHAKE_OK))
+        goto out;
+    CHECK(at_i.code && at_r.code);
+    ok = CHECK(shake_keys_rs(&i, &at_i, itx, irx, irs) == 0) &&
+         CHECK(shake_keys_rs(&r, &at_r, rtx, rrx, rrs) == 0);
+out:
+    shake_wipe(&r);
+    shake_wipe(&i);
+    return ok;
+}
+
+/* The same binding on both sides: one pair of keys and one RS, and a record passes; another
+ * binding on one side (a wrong PAKE key, a server that ran its own exchange with each side):
+ * the handshake itself passes (the flag is all it shows), but every key differs and the first
+ * record fails authentication, in both directions. */
+static void t_code_keys(void)
+{
+    unsigned char itx[32], irx[32], rtx[32], rrx[32], irs[32], rrs[32];
+    memcpy(bind_b, bind_a, sizeof bind_b);
+    bind_b[31] ^= 0x80;
+    if (code_run(bind_a, bind_a, itx, irx, rtx, rrx, irs, rrs)) {
+        CHECK(memcmp(itx, rrx, 32) == 0 && memcmp(irx, rtx, 32) == 0);
+        CHECK(memcmp(irs, rrs, 32) == 0);
+        CHECK(record_opens(itx, rrx) && record_opens(rtx, irx));
+    }
+    if (code_run(bind_a, bind_b, itx, irx, rtx, rrx, irs, rrs)) {
+        CHECK(memcmp(itx, rrx, 32) != 0 && memcmp(irx, rtx, 32) != 0);
+        CHECK(memcmp(irs, rrs, 32) != 0);
+        CHECK(!record_opens(itx, rrx) && !record_opens(rtx, irx));
+    }
+}
+
+/* With the fixed keys of t_vector: no binding gives today's keys (VEC_I_TX, VEC_I_RX); a
+ * binding gives the keys and RS PROTOCOL.md 8.4 and 18.2 define, recomputed here from the
+ * text: the old transcript, then "code" || bind. */
+static void t_code_vector(void)
+{
+    static struct identity vi, vr;
+    struct shake_ctx i, r;
+    struct shake_peer at_i = {.seen = true, .code = true}, at_r = {.seen = true, .code = true};
+    unsigned char itx[32], irx[32], rtx[32], rrx[32], irs[32], rrs[32];
+    unsigned char ck_rx[32], ck_tx[32], both[64], msg[512], want[32];
+    size_t off = 0;
+    char h[65];
+    vec_ctx(&i, PROTO_INITIATOR, &vi, 0x11, 0x33, "alice", "bob");
+    vec_ctx(&r, PROTO_RESPONDER, &vr, 0x22, 0x44, "bob", "alice");
+    memcpy(at_i.key, vr.pk, 32);
+    memcpy(at_i.eph, r.eph_pk, 32);
+    memcpy(at_r.key, vi.pk, 32);
+    memcpy(at_r.eph, i.eph_pk, 32);
+    i.code_bind = r.code_bind = bind_a;
+    CHECK(shake_keys_rs(&i, &at_i, itx, irx, irs) == 0);
+    CHECK(shake_keys_rs(&r, &at_r, rtx, rrx, rrs) == 0);
+    CHECK(memcmp(itx, rrx, 32) == 0 && memcmp(irx, rtx, 32) == 0 && memcmp(irs, rrs, 32) == 0);
+    hex(itx, 32, h);
+    CHECK(strcmp(h, VEC_I_TX) != 0);
+    /* tx = BLAKE2b-256(key = kx_tx, "tcpunch-keys-v1" || session || eph_I || eph_R || key_I ||
+     * key_R || "code" || bind), rx with kx_rx, RS under its label keyed with both */
+    CHECK(crypto_kx_client_session_keys(ck_rx, ck_tx, i.eph_pk, i.eph_sk, r.eph_pk) == 0);
+    memcpy(msg, "tcpunch-keys-v1", 15), off = 15;
+    memcpy(msg + off, SESSION, 32), off += 32;
+    memcpy(msg + off, i.eph_pk, 32), off += 32;
+    memcpy(msg + off, r.eph_pk, 32), off += 32;
+    memcpy(msg + off, vi.pk, 32), off += 32;
+    memcpy(msg + off, vr.pk, 32), off += 32;
+    memcpy(msg + off, "code", 4), off += 4;
+    memcpy(msg + off, bind_a, 32), off += 32;
+    crypto_generichash(want, 32, msg, off, ck_tx, 32);
+    CHECK(memcmp(itx, want, 32) == 0);
+    crypto_generichash(want, 32, msg, off, ck_rx, 32);
+    CHECK(memcmp(irx, want, 32) == 0);
+    /* without the suffix: exactly today's vector */
+    crypto_generichash(want, 32, msg, off - 36, ck_tx, 32);
+    hex(want, 32, h);
+    CHECK_STR(h, VEC_I_TX);
+    memmove(msg + 17, msg + 15, off - 15), off += 2;
+    memcpy(msg, "tcpunch-resume-v1", 17);
+    memcpy(both, ck_tx, 32);
+    memcpy(both + 32, ck_rx, 32);
+    crypto_generichash(want, 32, msg, off, both, 64);
+    CHECK(memcmp(irs, want, 32) == 0);
+    /* no binding on either side: today's keys, byte for byte */
+    i.code_bind = r.code_bind = NULL;
+    at_i.code = at_r.code = false;
+    CHECK(shake_keys(&i, &at_i, itx, irx) == 0);
+    hex(itx, 32, h);
+    CHECK_STR(h, VEC_I_TX);
+    hex(irx, 32, h);
+    CHECK_STR(h, VEC_I_RX);
+    /* keys are never made for a peer whose "code" is not ours */
+    at_i.code = true;
+    CHECK(shake_keys(&i, &at_i, itx, irx) < 0);
+    i.code_bind = bind_a;
+    at_i.code = false;
+    CHECK(shake_keys_rs(&i, &at_i, itx, irx, irs) < 0);
+    shake_wipe(&i);
+    shake_wipe(&r);
+}
+
+/* The signatures of a code handshake are not today's (the blocks are covered); without a
+ * binding they are today's vector. */
+static void t_code_vector_sigs(void)
+{
+    static struct identity vi, vr;
+    struct shake_ctx i, r;
+    struct shake_peer at_i = {0}, at_r = {0};
+    char isig[129], rsig[129];
+    vec_ctx(&i, PROTO_INITIATOR, &vi, 0x11, 0x33, "alice", "bob");
+    vec_ctx(&r, PROTO_RESPONDER, &vr, 0x22, 0x44, "bob", "alice");
+    i.code_bind = r.code_bind = bind_a;
+    vec_sigs(&i, &r, &at_i, &at_r, isig, rsig);
+    CHECK(strcmp(isig, VEC_I_SIG) != 0 && strcmp(rsig, VEC_R_SIG) != 0);
+    i.code_bind = r.code_bind = NULL;
+    memset(&at_i, 0, sizeof at_i);
+    memset(&at_r, 0, sizeof at_r);
+    vec_sigs(&i, &r, &at_i, &at_r, isig, rsig);
+    CHECK_STR(isig, VEC_I_SIG);
+    CHECK_STR(rsig, VEC_R_SIG);
+    shake_wipe(&i);
+    shake_wipe(&r);
+}
+
+/* A shake whose "code" is not what we expect is refused like a changed key (SHAKE_REFUSED, exit
+ * 4), on either side: one side has a code and the other none, or a meddler strips or adds the
+ * member on the way. rb/ib: the bindings; fr/fi: edits of the responder's and the initiator's
+ * shake on the way. Returns the first verdict that is not SHAKE_OK, and which side gave it. */
+static enum shake_verdict code_case(const unsigned char *rb, const unsigned char *ib,
+                                    void (*fr)(struct proto_msg *), void (*fi)(struct proto_msg *),
+                                    char *at, char *why, size_t whylen)
+{
+    struct shake_ctx r, i;
+    struct shake_peer at_i = {0}, at_r = {0};
+    enum shake_verdict v;
+    ctx(&r, PROTO_RESPONDER, &id_r, "bob", "alice");
+    ctx(&i, PROTO_INITIATOR, &id_i, "alice", "bob");
+    r.code_bind = rb;
+    i.code_bind = ib;
+    struct line l = enc(&r, PROTO_SHAKE, NULL);
+    if (fr)
+        l = edit(&l, fr);
+    *at = 'I';
+    if ((v = shake_verify(&i, PROTO_SHAKE, l.b, l.n, &at_i, why, whylen)) != SHAKE_OK)
+        goto out;
+    l = enc(&i, PROTO_SHAKE, &at_i);
+    if (fi)
+        l = edit(&l, fi);
+    *at = 'R';
+    if ((v = shake_verify(&r, PROTO_SHAKE, l.b, l.n, &at_r, why, whylen)) != SHAKE_OK)
+        goto out;
+    l = enc(&r, PROTO_CONFIRM, &at_r);
+    *at = 'C';
+    v = shake_verify(&i, PROTO_CONFIRM, l.b, l.n, &at_i, why, whylen);
+out:
+    shake_wipe(&r);
+    shake_wipe(&i);
+    return v;
+}
+
+static void t_code_mismatch(void)
+{
+    char why[1024], at;
+    /* the responder has a code, the initiator none: the initiator refuses the first line */
+    CHECK_INT(code_case(bind_a, NULL, NULL, NULL, &at, why, sizeof why), SHAKE_REFUSED);
+    CHECK(at == 'I' && strstr(why, "CODE MISMATCH") && strstr(why, "has none"));
+    /* the initiator has a code, the responder none */
+    CHECK_INT(code_case(NULL, bind_a, NULL, NULL, &at, why, sizeof why), SHAKE_REFUSED);
+    CHECK(at == 'I' && strstr(why, "CODE MISMATCH") && strstr(why, "not bound"));
+    /* both have it; a meddler strips it from the responder's shake, or from the initiator's */
+    CHECK_INT(code_case(bind_a, bind_a, strip_code, NULL, &at, why, sizeof why), SHAKE_REFUSED);
+    CHECK(at == 'I' && strstr(why, "not bound"));
+    CHECK_INT(code_case(bind_a, bind_a, NULL, strip_code, &at, why, sizeof why), SHAKE_REFUSED);
+    CHECK(at == 'R' && strstr(why, "not bound"));
+    /* neither has one; a meddler adds it to either shake */
+    CHECK_INT(code_case(NULL, NULL, add_code, NULL, &at, why, sizeof why), SHAKE_REFUSED);
+    CHECK(at == 'I');
+    CHECK_INT(code_case(NULL, NULL, NULL, add_code, &at, why, sizeof why), SHAKE_REFUSED);
+    CHECK(at == 'R');
+    /* re-encoded unchanged, the same runs pass: the edits are what fails them */
+    CHECK_INT(code_case(bind_a, bind_a, keep, keep, &at, why, sizeof why), SHAKE_OK);
+    CHECK_INT(code_case(NULL, NULL, keep, keep, &at, why, sizeof why), SHAKE_OK);
+    /* different bindings show nothing in the handshake: the keys tell (t_code_keys) */
+    CHECK_INT(code_case(bind_a, bind_b, NULL, NULL, &at, why, sizeof why), SHAKE_OK);
+}
+
+/* Both signatures cover the member, so stripping it is caught even by a side that would not
+ * look at the flag: the initiator's signed shake with "code" stripped does not verify for a
+ * responder without a code (which would take a shake without it), and the responder's confirm
+ * of a code handshake does not verify for an initiator that believes there was none. */
+static void t_code_signed(void)
+{
+    struct shake_ctx r, i, r0, i0;
+    struct shake_peer at_i = {0}, at_r = {0}, at_r0 = {0}, at_i0;
+    char why[1024];
+    ctx(&r, PROTO_RESPONDER, &id_r, "bob", "alice");
+    ctx(&i, PROTO_INITIATOR, &id_i, "alice", "bob");
+    r.code_bind = i.code_bind = bind_a;
+    struct line l = enc(&r, PROTO_SHAKE, NULL);
+    CHECK_INT(ver(&i, PROTO_SHAKE, &l, &at_i), SHAKE_OK);
+    l = enc(&i, PROTO_SHAKE, &at_i);
+    struct line stripped = edit(&l, strip_code);
+    CHECK(stripped.n > 0 && !strstr(stripped.b, "code"));
+    r0 = r;
+    r0.code_bind = NULL;
+    CHECK_INT(shake_verify(&r0, PROTO_SHAKE, stripped.b, stripped.n, &at_r0, why, sizeof why),
+              SHAKE_BAD);
+    CHECK(strstr(why, "signature") != NULL);
+    /* the real responder takes the real line and confirms */
+    CHECK_INT(ver(&r, PROTO_SHAKE, &l, &at_r), SHAKE_OK);
+    l = enc(&r, PROTO_CONFIRM, &at_r);
+    i0 = i;
+    i0.code_bind = NULL;
+    at_i0 = at_i;
+    at_i0.code = false;
+    CHECK_INT(shake_verify(&i0, PROTO_CONFIRM, l.b, l.n, &at_i0, why, sizeof why), SHAKE_BAD);
+    CHECK_INT(ver(&i, PROTO_CONFIRM, &l, &at_i), SHAKE_OK);
+    shake_wipe(&r);
+    shake_wipe(&i);
+}
+
+/* Direct mode has no code: a binding set there is not announced or mixed in, and a "code" it is
+ * shown is ignored, as shake.resume is. */
+static void t_code_direct(void)
+{
+    struct shake_ctx a, b;
+    struct shake_peer at_a = {0}, at_b = {0};
+    unsigned char atx[32], arx[32], btx[32], brx[32];
+    ctx(&a, PROTO_RESPONDER, &id_i, "direct", "direct");
+    ctx(&b, PROTO_RESPONDER, &id_r, "direct", "direct");
+    a.symmetric = b.symmetric = true;
+    a.code_bind = bind_a;
+    struct line la = enc(&a, PROTO_SHAKE, NULL), lb = enc(&b, PROTO_SHAKE, NULL);
+    CHECK(!strstr(la.b, "code") && !strstr(lb.b, "code"));
+    lb = edit(&lb, add_code);
+    CHECK_INT(ver(&a, PROTO_SHAKE, &lb, &at_a), SHAKE_OK);
+    CHECK_INT(ver(&b, PROTO_SHAKE, &la, &at_b), SHAKE_OK);
+    CHECK(!at_a.code && !at_b.code);
+    shake_direct_role(&a, &at_a);
+    shake_direct_role(&b, &at_b);
+    CHECK(shake_keys(&a, &at_a, atx, arx) == 0 && shake_keys(&b, &at_b, btx, brx) == 0);
+    CHECK(memcmp(atx, brx, 32) == 0 && memcmp(arx, btx, 32) == 0);
+    shake_wipe(&a);
+    shake_wipe(&b);
+}
+
 static void t_setup(void)
 {
     if (sodium_init() < 0)
@@ -669,4 +971,5 @@ CHECK_MAIN(TEST(t_setup), TEST(t_exchange), TEST(t_initiator_needs_the_peer),
            TEST(t_bad_signatures), TEST(t_wrong_key), TEST(t_replay), TEST(t_direct),
            TEST(t_low_order_eph), TEST(t_vector), TEST(t_resumption_secret), TEST(t_vector_sigs),
            TEST(t_resume_combinations), TEST(t_resume_tampered), TEST(t_resume_vector),
-           TEST(t_resume_direct))
+           TEST(t_resume_direct), TEST(t_code_keys), TEST(t_code_vector), TEST(t_code_vector_sigs),
+           TEST(t_code_mismatch), TEST(t_code_signed), TEST(t_code_direct))
