@@ -32,17 +32,30 @@ struct mtr;
 #define CL_MAX_PREFIX 64
 #define CL_BUS_FRESH_S 30  /* a bus message older or newer than this is refused */
 #define CL_MAX_SENDERS 256 /* instances whose last sequence number is remembered */
+/* wormhole codes (cl_code.c) */
+#define CL_CODE_TRIES 8 /* numbers drawn for one code-open before server-full */
+/* a channel's directory key outlives its ttl by the mailbox's step (30 s after the claim) and
+ * its DONE linger (30 s) plus a margin: a claimed channel keeps its number until it is deleted,
+ * so no instance hands the number out again while it lives (a key of ttl + 30 s could lapse
+ * under a channel claimed late) */
+#define CL_CODE_KEY_SLACK_S 90
+#define CL_CODE_MAX_PROXIES 4096 /* claims of this instance's peers held on other instances */
+#define CL_CODE_STEP_MS 30000    /* the mailbox's deadline after a claim (wh.h WH_STEP_MS) */
+#define CL_CODE_DONE_MS 30000    /* how long a confirmed channel lingers for a late abort */
+#define CL_CODE_GRACE_MS 5000    /* on top of those: the maker's instance says so first */
 
 struct proto_msg;
 struct plan_peer;
 struct gate_cfg;
 struct rly;
 struct cl;
+struct cl_px;
 
 /* A connection as the cluster knows it: embedded in its user's connection struct, whose fields
  * the cluster never sees (the user maps a link back with container_of). */
 struct cl_link {
-    struct q ops; /* the cluster operations that may still answer it */
+    struct q ops;     /* the cluster operations that may still answer it */
+    struct cl_px *px; /* its claim of a code held on another instance, or NULL */
 };
 
 /* What the cluster needs of the server that uses it, given at cl_new (hiredis/libuv style:
@@ -80,6 +93,29 @@ struct cl_user {
     struct mtr *mtr;
     /* why sa may not be offered to a peer as a candidate, or NULL */
     const char *(*bad_candidate)(const struct sockaddr *sa, bool loopback_ok);
+
+    /* -- wormhole codes (cl_code.c): the server's mailbox; NULL code_draw: no codes -- */
+    /* a channel number free on this instance, drawn at random, for the attempt-th try of one
+     * code-open (0..CL_CODE_TRIES-1: later tries may draw from a wider range); 0: none free */
+    uint32_t (*code_draw)(void *data, unsigned attempt);
+    /* the answer to cl_code_open: channel is now this instance's cluster-wide (code
+     * PC_UNKNOWN), or the open is refused with code and msg (non-fatal). A reserved channel
+     * that conn no longer wants must be given back with cl_code_release. */
+    void (*code_reserved)(void *data, struct cl_link *conn, uint32_t channel, enum proto_code code,
+                          const char *msg);
+    /* for the mailbox here: a line of the claimer ref on instance inst for channel, one of
+     * code-claim, code-answer or code-abort with that channel (proto/bus.c checked it); m NULL:
+     * that claimer has gone. Answers go back with cl_code_to_claimer(inst, ref, channel). */
+    void (*code_remote)(void *data, const char *inst, uint64_t ref, uint32_t channel,
+                        const struct proto_msg *m);
+    /* for conn, whose claim is held on another instance: a line of the maker's mailbox there,
+     * code-claimed, code-confirm or an error of the mailbox's (checked and decoded: the
+     * server sends it re-encoded) */
+    void (*code_deliver)(void *data, struct cl_link *conn, const struct proto_msg *m);
+    /* calls fn for every live channel of this instance with the seconds left of its ttl (a
+     * Redis that restarted during an outage lost their keys: they are set again on rejoin) */
+    void (*code_each)(void *data, void (*fn)(void *arg, uint32_t channel, unsigned left_s),
+                      void *arg);
 };
 
 struct cl_cfg {
@@ -130,7 +166,33 @@ void cl_withdraw(struct cl *c, const char *id);
  * another instance for id, that instance is told (bus `replace`) to close its registration of
  * id with that key. */
 void cl_announce_replace(struct cl *c, const char *id, const unsigned char *key);
-/* conn is leaving: no answer from Redis or another instance may reach it any more. */
+/* conn is leaving: no answer from Redis or another instance may reach it any more; its claim
+ * held on another instance, if any, is given up there. */
 void cl_conn_gone(struct cl *c, struct cl_link *conn);
+
+/* ---- wormhole codes (cl_code.c; PROTOCOL.md 20, "In a cluster") ----
+ * The maker's instance holds a channel's state; Redis only says which instance that is. */
+
+/* A code-open of conn: draws numbers (user->code_draw) until one is free cluster-wide (SET NX),
+ * at most CL_CODE_TRIES; the answer comes through user->code_reserved, at once when Redis is
+ * down (overloaded) or later. key_ttl: the channel's ttl in seconds. */
+void cl_code_open(struct cl *c, struct cl_link *conn, unsigned key_ttl);
+/* A channel of this instance has ended: its directory key goes, if it still names us. */
+void cl_code_release(struct cl *c, uint32_t channel);
+/* A code-claim of conn (m) for a channel that is not on this instance: asks the directory,
+ * then the holder's instance over the bus; what comes back goes through user->code_deliver,
+ * a refusal here (unknown, overloaded) through user->refuse. */
+void cl_code_claim(struct cl *c, struct cl_link *conn, const struct proto_msg *m);
+/* Whether conn holds a claim on another instance (it may then neither open nor claim). */
+bool cl_code_busy(const struct cl *c, const struct cl_link *conn);
+/* A line of conn (code-answer, code-abort, or another code-* line) for a channel it claimed
+ * on another instance: passed on, or refused with unexpected-type. Returns -1 (nothing done)
+ * when conn holds no claim there for that channel: the caller handles the line itself. */
+int cl_code_forward(struct cl *c, struct cl_link *conn, const struct proto_msg *m);
+/* From the mailbox here to the claimer ref on instance inst: m (code-claimed, code-confirm
+ * or an error), or NULL: the channel has ended, nothing more will come. -1: not sent (the
+ * cluster is down): the caller takes that claimer as gone. */
+int cl_code_to_claimer(struct cl *c, const char *inst, uint64_t ref, uint32_t channel,
+                       const struct proto_msg *m);
 
 #endif

@@ -3,8 +3,11 @@
  *
  *   cl_redis.c  the connections to Redis, their life cycle and the tick (cl_new, cl_stop)
  *   cl_claim.c  the directory (id -> instance) and the ownership of ids   } side by side,
- *   cl_intro.c  the bus and introductions between instances, both sides  } neither calls the other
- *   cluster.c   operations in flight (claims, introductions) and small helpers
+ *   cl_intro.c  the bus's dispatch and introductions between instances   } neither calls the
+ *   cl_code.c   wormhole codes: their numbers in Redis, claims across    } other, but the
+ *               instances                                                } dispatch hands code
+ *                                                                        } messages to cl_code.c
+ *   cluster.c   operations in flight (claims, introductions), publishing and small helpers
  *
  * cluster.h, the module's face, goes with cluster.c at the bottom; this header extends it for
  * the four files and is included after it (it does not include it itself, so that the face
@@ -31,7 +34,7 @@
 #define CL_CHAN_MAX (CL_MAX_PREFIX + BUS_MAX_INSTANCE + 16)
 
 enum cl_state { CL_DOWN, CL_CONNECTING, CL_UP, CL_STOPPED };
-enum cl_kind { CL_INTRO, CL_CLAIM };
+enum cl_kind { CL_INTRO, CL_CLAIM, CL_CODE_OPEN };
 
 /* A request waiting for Redis or another instance. Every Redis callback that may still come
  * holds a reference, so the record outlives its answer or timeout until hiredis is done. */
@@ -52,6 +55,8 @@ struct cl_op {
     struct proto_msg *hello;            /* CL_CLAIM: the hello to finish */
     struct sockaddr_storage src;        /* CL_CLAIM: where it came from (AF_UNSPEC: unknown) */
     bool by_sha;                        /* CL_CLAIM: sent as EVALSHA */
+    uint32_t channel;                   /* CL_CODE_OPEN: the number being tried */
+    unsigned attempt, key_ttl;          /* CL_CODE_OPEN: tries so far; the key's EX */
 };
 
 struct cl_sweep; /* cl_claim.c: a refresh of the directory under way */
@@ -101,6 +106,10 @@ struct cl {
     unsigned long rejected; /* bus messages refused since start */
     char claim_sha[48];     /* the claim script's SHA1 in Redis's cache ("": send it whole) */
     struct cl_sweep *sweep; /* the refresh under way, or NULL */
+    char code_sha[48];      /* the code release script's SHA1 ("": send it whole) */
+    struct q pxs;           /* claims of local peers held on other instances (cl_code.c) */
+    size_t npx;
+    uint64_t next_ref; /* the last claim ref handed out */
 };
 
 /* ---- cluster.c ---- */
@@ -128,6 +137,12 @@ void cl__fail_all(struct cl *c, const char *why);
 /* Ends the operations whose deadline has passed. */
 void cl__expire_ops(struct cl *c, uint64_t now);
 
+/* Logs why a bus message was refused, rate-limited (counted in c->rejected). */
+void cl__reject(struct cl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Stamps m with this instance and a fresh "t", MACs it for inst's channel and publishes (cb
+ * gets the number of receivers). -1: not sent (Redis down, m not valid). */
+int cl__publish(struct cl *c, const char *inst, struct bus_msg *m, redisCallbackFn *cb, void *arg);
+
 /* ---- cl_claim.c ---- */
 
 /* Sets the directory entry of every registered peer; returns their number. */
@@ -148,5 +163,21 @@ void cl__load_scripts(struct cl *c);
 
 /* One message from the subscription: authenticated, fresh, then strictly decoded. */
 void cl__dispatch(struct cl *c, const char *payload, size_t len);
+
+/* ---- cl_code.c ---- */
+
+/* A `code` message, authenticated, fresh and decoded (cl__dispatch). */
+void cl__code_on_bus(struct cl *c, const struct bus_msg *m);
+/* Sets the directory keys of every live channel here again (NX: another instance that took a
+ * number while Redis had forgotten it keeps it). */
+void cl__code_announce_all(struct cl *c);
+/* Loads the release script (a fresh connection, before its first release). */
+void cl__code_load_scripts(struct cl *c);
+/* Ends the proxies whose deadline has passed. */
+void cl__code_expire(struct cl *c, uint64_t now);
+/* Ends every proxy: the bus is gone (why: for the claimers' messages). */
+void cl__code_fail_all(struct cl *c, const char *why);
+/* conn is leaving: its proxy, if any, is given up (the maker's instance told). */
+void cl__code_conn_gone(struct cl *c, struct cl_link *conn);
 
 #endif

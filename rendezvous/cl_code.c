@@ -1,0 +1,543 @@
+/* Wormhole codes across instances (PROTOCOL.md 20, "In a cluster"; docs/design/wormhole.md
+ * 6.2). The maker's instance holds a channel's whole state machine (wh.c); Redis is only the
+ * directory of channel numbers, `P code:N` naming the instance that holds N, set with NX so
+ * that no number is handed out twice while it lives. A claimer on another instance reaches
+ * the maker's mailbox through a proxy here: its claim and its lines go over the bus as `code`
+ * messages to the maker's instance, whose lines come back the same way, each checked and
+ * decoded by proto/bus.c and re-encoded by the server before a peer sees it.
+ *
+ * A remote claimer gains nothing a local one lacks: one proxy per connection, a bounded table
+ * (CL_CODE_MAX_PROXIES), deadlines no longer than the mailbox's own, lines passed on only in
+ * the order the exchange allows and only from the instance the claim went to. */
+#include "rendezvous/cluster.h"
+#include "rendezvous/cluster_int.h"
+#include "common/log.h"
+
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* delete a channel's key only while it still names this instance: after an outage another
+ * instance may hold the number */
+static const char cl_lua_code_release[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+                                          "return redis.call('DEL', KEYS[1]) end return 0";
+
+/* LOOKUP: the directory asked; WAIT: the claim sent, nothing back yet; CLAIMED: code-claimed
+ * passed on, the answer may follow; DONE: code-confirm passed on, a late abort may follow. */
+enum cl_px_state { CL_PX_LOOKUP, CL_PX_WAIT, CL_PX_CLAIMED, CL_PX_DONE };
+
+/* A local claimer whose channel lives on another instance. */
+struct cl_px {
+    struct cl *cl;
+    struct q link;        /* in cl->pxs while live */
+    struct cl_link *conn; /* the claimer; NULL once ended */
+    enum cl_px_state state;
+    int refs; /* the list's while live, and one per Redis callback still to come */
+    uint64_t ref;
+    uint32_t channel;
+    uint64_t deadline_ms;
+    char where[BUS_MAX_INSTANCE + 1]; /* the maker's instance, once known */
+};
+
+static void cl_code_key(const struct cl *c, uint32_t channel, char *out, size_t len)
+{
+    char n[16];
+    snprintf(n, sizeof n, "%" PRIu32, channel);
+    cl__key(c, "code", n, out, len);
+}
+
+/* ---- the directory of channel numbers ---- */
+
+static void cl_on_code_script_loaded(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct cl *c = ac->data;
+    redisReply *reply = r;
+    (void)privdata;
+    if (reply && reply->type == REDIS_REPLY_STRING && reply->len == 40 && ac == c->cmd)
+        snprintf(c->code_sha, sizeof c->code_sha, "%s", reply->str);
+}
+
+void cl__code_load_scripts(struct cl *c)
+{
+    if (c->cmd)
+        redisAsyncCommand(c->cmd, cl_on_code_script_loaded, NULL, "SCRIPT LOAD %s",
+                          cl_lua_code_release);
+}
+
+static void cl_send_release(struct cl *c, uint32_t channel, bool by_sha);
+
+/* A release sent by SHA that Redis no longer knows (its script cache flushed): sent whole. */
+static void cl_on_released(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct cl *c = ac->data;
+    redisReply *reply = r;
+    if (!reply || reply->type != REDIS_REPLY_ERROR || strncmp(reply->str, "NOSCRIPT", 8) != 0 ||
+        c->state != CL_UP)
+        return;
+    c->code_sha[0] = '\0';
+    cl__code_load_scripts(c);
+    cl_send_release(c, (uint32_t)(uintptr_t)privdata, false);
+}
+
+static void cl_send_release(struct cl *c, uint32_t channel, bool by_sha)
+{
+    char key[CL_KEY_MAX];
+    cl_code_key(c, channel, key, sizeof key);
+    if (by_sha)
+        redisAsyncCommand(c->cmd, cl_on_released, (void *)(uintptr_t)channel, "EVALSHA %s 1 %s %s",
+                          c->code_sha, key, c->inst);
+    else
+        redisAsyncCommand(c->cmd, NULL, NULL, "EVAL %s 1 %s %s", cl_lua_code_release, key, c->inst);
+}
+
+void cl_code_release(struct cl *c, uint32_t channel)
+{
+    /* while Redis is down the key expires by itself (CL_CODE_KEY_SLACK_S after the ttl) */
+    if (!c || c->state != CL_UP || !c->cmd)
+        return;
+    cl_send_release(c, channel, c->code_sha[0] != '\0');
+}
+
+static void cl_on_reannounced(redisAsyncContext *ac, void *r, void *privdata)
+{
+    redisReply *reply = r;
+    (void)ac;
+    if (reply && reply->type == REDIS_REPLY_NIL)
+        LOG_W("cluster: code channel %" PRIu32 " was taken by another instance during the "
+              "outage: claims from other instances go there",
+              (uint32_t)(uintptr_t)privdata);
+}
+
+static void cl_code_reannounce(void *arg, uint32_t channel, unsigned left_s)
+{
+    struct cl *c = arg;
+    char key[CL_KEY_MAX];
+    cl_code_key(c, channel, key, sizeof key);
+    redisAsyncCommand(c->cmd, cl_on_reannounced, (void *)(uintptr_t)channel, "SET %s %s NX EX %u",
+                      key, c->inst, left_s + CL_CODE_KEY_SLACK_S);
+}
+
+void cl__code_announce_all(struct cl *c)
+{
+    if (c->user.code_each && c->cmd)
+        c->user.code_each(c->user.data, cl_code_reannounce, c);
+}
+
+static int cl_code_try(struct cl_op *op);
+
+/* SET NX answered: OK is ours, nil is another channel's (of any instance): draw again. */
+static void cl_on_reserved(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct cl_op *op = privdata;
+    struct cl *c = op->cl;
+    redisReply *reply = r;
+    bool ok = reply && reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "OK") == 0;
+    (void)ac;
+    if (op->finished) {
+        /* its maker left, or it timed out: a number reserved meanwhile is given back */
+        if (ok)
+            cl_code_release(c, op->channel);
+    } else if (ok) {
+        LOG_D("cluster: code channel %" PRIu32 " reserved (try %u)", op->channel, op->attempt + 1);
+        cl__op_fail(op, PC_UNKNOWN, NULL);
+    } else if (!cl__reply_ok(reply) || reply->type != REDIS_REPLY_NIL) {
+        LOG_W("cluster: reserving code channel %" PRIu32 ": %s", op->channel,
+              reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no answer from Redis");
+        cl__op_fail(op, PC_OVERLOADED, "the server cannot make a code now");
+    } else if (++op->attempt >= CL_CODE_TRIES || cl_code_try(op) < 0) {
+        LOG_N("cluster: no free code channel after %u tries", op->attempt);
+        cl__op_fail(op, PC_SERVER_FULL, "no free code number in the cluster now; try again later");
+    }
+    cl__op_unref(op);
+}
+
+/* Draws a number and sends its SET NX, with a reference for the answer; -1: none sent. */
+static int cl_code_try(struct cl_op *op)
+{
+    struct cl *c = op->cl;
+    char key[CL_KEY_MAX];
+    if (!(op->channel = c->user.code_draw(c->user.data, op->attempt)))
+        return -1;
+    cl_code_key(c, op->channel, key, sizeof key);
+    op->refs++;
+    if (redisAsyncCommand(c->cmd, cl_on_reserved, op, "SET %s %s NX EX %u", key, c->inst,
+                          op->key_ttl + CL_CODE_KEY_SLACK_S) != REDIS_OK) {
+        op->refs--;
+        return -1;
+    }
+    return 0;
+}
+
+void cl_code_open(struct cl *c, struct cl_link *conn, unsigned key_ttl)
+{
+    struct cl_op *op;
+    if (c->state != CL_UP) {
+        c->user.code_reserved(c->user.data, conn, 0, PC_OVERLOADED,
+                              "the server cannot make a code now: the cluster's store is "
+                              "unavailable");
+        return;
+    }
+    if (!(op = cl__op_new(c, CL_CODE_OPEN, conn))) {
+        c->user.code_reserved(c->user.data, conn, 0, PC_OVERLOADED,
+                              "the server has too many requests in flight");
+        return;
+    }
+    op->key_ttl = key_ttl;
+    if (cl_code_try(op) < 0)
+        cl__op_fail(op, PC_SERVER_FULL, "no free code number now; try again later");
+}
+
+/* ---- the claimer's side: proxies ---- */
+
+static void cl_px_unref(struct cl_px *px)
+{
+    if (--px->refs == 0)
+        free(px);
+}
+
+/* Out of the table: nothing more reaches its claimer, nothing more goes out for it. */
+static void cl_px_end(struct cl_px *px)
+{
+    struct cl *c = px->cl;
+    if (!px->conn)
+        return;
+    q_remove(&px->link);
+    c->npx--;
+    px->conn->px = NULL;
+    px->conn = NULL;
+    cl_px_unref(px);
+}
+
+/* The bus message for px's channel from this (the claimer's) instance: line, or NULL (gone). */
+static int cl_px_send(struct cl_px *px, const struct proto_msg *line, redisCallbackFn *cb)
+{
+    struct cl *c = px->cl;
+    struct bus_msg m;
+    int rc;
+    memset(&m, 0, sizeof m);
+    m.type = BUS_CODE;
+    snprintf(m.u.code.claimer, sizeof m.u.code.claimer, "%s", c->inst);
+    m.u.code.ref = px->ref;
+    m.u.code.channel = px->channel;
+    m.u.code.gone = line == NULL;
+    if (line)
+        m.u.code.line = *line;
+    if (cb)
+        px->refs++;
+    rc = cl__publish(c, px->where, &m, cb, px);
+    if (rc < 0 && cb)
+        px->refs--;
+    return rc;
+}
+
+/* Ends px with a refusal to its claimer (non-fatal). */
+static void cl_px_refuse(struct cl_px *px, enum proto_code code, const char *msg)
+{
+    struct cl *c = px->cl;
+    struct cl_link *conn = px->conn;
+    if (!conn)
+        return;
+    cl_px_end(px);
+    c->user.refuse(c->user.data, conn, code, msg);
+}
+
+/* Ends px, telling the maker's instance when the claim may have reached it. */
+static void cl_px_give_up(struct cl_px *px)
+{
+    if (px->conn && px->state != CL_PX_LOOKUP)
+        cl_px_send(px, NULL, NULL);
+    cl_px_end(px);
+}
+
+static const char cl_msg_unknown[] =
+    "no such code: it expired, was already used, or was never made";
+
+static void cl_on_claim_published(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct cl_px *px = privdata;
+    redisReply *reply = r;
+    (void)ac;
+    if (px->conn && px->state == CL_PX_WAIT &&
+        (!cl__reply_ok(reply) || reply->type != REDIS_REPLY_INTEGER))
+        cl_px_refuse(px, PC_OVERLOADED, "the server cannot reach the cluster now");
+    else if (px->conn && px->state == CL_PX_WAIT && reply->integer == 0) {
+        /* crashed, its keys not expired yet: its channels went with it */
+        LOG_I("cluster: code channel %" PRIu32 " is on instance %s, which is not running",
+              px->channel, px->where);
+        cl_px_refuse(px, PC_CODE_UNKNOWN, cl_msg_unknown);
+    }
+    cl_px_unref(px);
+}
+
+/* The directory named the channel's instance: the claim goes there. */
+static void cl_on_code_located(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct cl_px *px = privdata;
+    struct cl *c = px->cl;
+    redisReply *reply = r;
+    struct proto_msg claim;
+    (void)ac;
+    if (!px->conn) {
+        cl_px_unref(px);
+        return;
+    }
+    if (!cl__reply_ok(reply)) {
+        cl_px_refuse(px, PC_OVERLOADED, "the server cannot look the code up now");
+    } else if (reply->type != REDIS_REPLY_STRING || strcmp(reply->str, c->inst) == 0 ||
+               !bus_valid_instance(reply->str)) {
+        /* none, or our own name: a channel of ours that has just ended (a live one is local,
+         * and the server has looked there first) */
+        cl_px_refuse(px, PC_CODE_UNKNOWN, cl_msg_unknown);
+    } else {
+        snprintf(px->where, sizeof px->where, "%s", reply->str);
+        bus_code_claim_of(px->channel, &claim);
+        px->state = CL_PX_WAIT;
+        px->deadline_ms = uv_now(c->loop) + CL_ANSWER_MS;
+        if (cl_px_send(px, &claim, cl_on_claim_published) < 0)
+            cl_px_refuse(px, PC_OVERLOADED, "the server cannot reach the cluster now");
+        else
+            LOG_I("cluster: claim of code channel %" PRIu32 " sent to instance %s (ref %" PRIu64
+                  ")",
+                  px->channel, px->where, px->ref);
+    }
+    cl_px_unref(px);
+}
+
+void cl_code_claim(struct cl *c, struct cl_link *conn, const struct proto_msg *m)
+{
+    char key[CL_KEY_MAX];
+    struct cl_px *px;
+    uint32_t channel = bus_code_channel(m);
+    if (conn->px) { /* the server checks first; one claim per connection all the same */
+        c->user.refuse(c->user.data, conn, PC_UNEXPECTED_TYPE,
+                       "this connection has claimed a code already");
+        return;
+    }
+    if (c->state != CL_UP) {
+        c->user.refuse(c->user.data, conn, PC_OVERLOADED,
+                       "the server cannot look the code up now: the cluster's store is "
+                       "unavailable");
+        return;
+    }
+    if (c->npx >= CL_CODE_MAX_PROXIES || !(px = calloc(1, sizeof *px))) {
+        c->user.refuse(c->user.data, conn, PC_OVERLOADED,
+                       "the server has too many code claims in flight");
+        return;
+    }
+    px->cl = c;
+    px->conn = conn;
+    px->refs = 1; /* the list's */
+    px->ref = ++c->next_ref;
+    px->channel = channel;
+    px->state = CL_PX_LOOKUP;
+    px->deadline_ms = uv_now(c->loop) + CL_ANSWER_MS;
+    q_insert_tail(&c->pxs, &px->link);
+    c->npx++;
+    conn->px = px;
+    cl_code_key(c, channel, key, sizeof key);
+    px->refs++;
+    if (redisAsyncCommand(c->cmd, cl_on_code_located, px, "GET %s", key) != REDIS_OK) {
+        px->refs--;
+        cl_px_refuse(px, PC_OVERLOADED, "the server cannot look the code up now");
+    }
+}
+
+bool cl_code_busy(const struct cl *c, const struct cl_link *conn)
+{
+    return c && conn->px;
+}
+
+int cl_code_forward(struct cl *c, struct cl_link *conn, const struct proto_msg *m)
+{
+    struct cl_px *px = conn->px;
+    enum proto_type t = m->type;
+    if (!c || !px || bus_code_channel(m) != px->channel)
+        return -1;
+    /* an answer only to a claimed channel, an abort while the maker may still hear it; the
+     * maker's mailbox checks the state again, this only keeps nonsense off the bus */
+    if (!(t == PROTO_CODE_ANSWER && px->state == CL_PX_CLAIMED) &&
+        !(t == PROTO_CODE_ABORT && px->state != CL_PX_LOOKUP)) {
+        c->user.refuse(c->user.data, conn, PC_UNEXPECTED_TYPE,
+                       "not a line this side of the code exchange may send now");
+        return 0;
+    }
+    if (cl_px_send(px, m, NULL) < 0) {
+        cl_px_refuse(px, PC_OVERLOADED, "the server cannot reach the cluster now");
+        return 0;
+    }
+    if (t == PROTO_CODE_ABORT) /* the channel is burned: nothing more comes for it */
+        cl_px_end(px);
+    return 0;
+}
+
+void cl__code_conn_gone(struct cl *c, struct cl_link *conn)
+{
+    if (c && conn->px)
+        cl_px_give_up(conn->px);
+}
+
+static struct cl_px *cl_px_first(const struct cl *c)
+{
+    struct q *h = q_head(&c->pxs);
+    return h ? q_data(h, struct cl_px, link) : NULL;
+}
+
+void cl__code_fail_all(struct cl *c, const char *why)
+{
+    char msg[PROTO_MAX_TEXT];
+    struct cl_px *px;
+    snprintf(msg, sizeof msg, "the server lost the cluster mid-exchange (%s)", why);
+    while ((px = cl_px_first(c))) {
+        if (px->state == CL_PX_DONE) /* confirmed: the claimer has all it needs */
+            cl_px_end(px);
+        else
+            cl_px_refuse(px, PC_OVERLOADED, msg);
+    }
+}
+
+/* As in cl__expire_ops, the scan starts over after each answer: answering may drop a
+ * connection, and with it another proxy. */
+void cl__code_expire(struct cl *c, uint64_t now)
+{
+    struct cl_px *px = cl_px_first(c);
+    char msg[PROTO_MAX_TEXT];
+    while (px) {
+        if (now < px->deadline_ms) {
+            struct q *next = q_next(&c->pxs, &px->link);
+            px = next ? q_data(next, struct cl_px, link) : NULL;
+            continue;
+        }
+        if (px->state == CL_PX_LOOKUP) {
+            cl_px_refuse(px, PC_OVERLOADED,
+                         "the server cannot look the code up now (Redis is slow)");
+        } else if (px->state == CL_PX_WAIT) {
+            LOG_W("cluster: instance %s did not answer the claim of code channel %" PRIu32
+                  " within %d ms",
+                  px->where, px->channel, CL_ANSWER_MS);
+            cl_px_send(px, NULL, NULL); /* a claim that arrives late is given up */
+            snprintf(msg, sizeof msg, "%s (its server, %.100s, did not answer)", cl_msg_unknown,
+                     px->where);
+            cl_px_refuse(px, PC_CODE_UNKNOWN, msg);
+        } else if (px->state == CL_PX_CLAIMED) {
+            /* the maker's instance says code-expired at CL_CODE_STEP_MS; this one is silent */
+            cl_px_send(px, NULL, NULL);
+            cl_px_refuse(px, PC_CODE_EXPIRED,
+                         "the code exchange did not finish in time; the code is burned");
+        } else {
+            cl_px_end(px);
+        }
+        px = cl_px_first(c);
+    }
+}
+
+/* ---- the bus ---- */
+
+static struct cl_px *cl_px_find(struct cl *c, uint64_t ref)
+{
+    struct q *it;
+    q_foreach(it, &c->pxs)
+    {
+        struct cl_px *px = q_data(it, struct cl_px, link);
+        if (px->ref == ref)
+            return px;
+    }
+    return NULL;
+}
+
+/* A line of the maker's mailbox for a local claimer: passed on in the exchange's order only. */
+static void cl_px_from_maker(struct cl *c, struct cl_px *px, const struct bus_msg *m)
+{
+    const struct proto_msg *l = &m->u.code.line;
+    struct cl_link *conn = px->conn;
+    enum proto_code code;
+    if (m->u.code.gone) {
+        /* the channel ended there without a word for us: the claimer must not wait on */
+        if (px->state == CL_PX_WAIT)
+            cl_px_refuse(px, PC_CODE_UNKNOWN, cl_msg_unknown);
+        else if (px->state == CL_PX_CLAIMED)
+            cl_px_refuse(px, PC_CODE_WRONG, "the other side left; the code is burned");
+        else
+            cl_px_end(px);
+        return;
+    }
+    if (l->type == PROTO_CODE_CLAIMED && px->state == CL_PX_WAIT) {
+        px->state = CL_PX_CLAIMED;
+        px->deadline_ms = uv_now(c->loop) + CL_CODE_STEP_MS + CL_CODE_GRACE_MS;
+    } else if (l->type == PROTO_CODE_CONFIRM && px->state == CL_PX_CLAIMED) {
+        px->state = CL_PX_DONE;
+        px->deadline_ms = uv_now(c->loop) + CL_CODE_DONE_MS + CL_CODE_GRACE_MS;
+    } else if (l->type == PROTO_ERROR) {
+        code = proto_code_parse(l->u.error.code);
+        /* each of these ends the exchange for the claimer; unexpected-type does not */
+        if (code != PC_UNEXPECTED_TYPE)
+            cl_px_end(px);
+    } else {
+        cl__reject(c, "from %s: %s for code channel %" PRIu32 " out of turn", m->sender,
+                   proto_type_name(l->type), px->channel);
+        return;
+    }
+    c->user.code_deliver(c->user.data, conn, l);
+}
+
+void cl__code_on_bus(struct cl *c, const struct bus_msg *m)
+{
+    struct cl_px *px;
+    if (m->u.code.to_maker) {
+        if (!c->user.code_remote) {
+            LOG_D("cluster: code message from %s, but codes are off here", m->sender);
+            return;
+        }
+        c->user.code_remote(c->user.data, m->sender, m->u.code.ref, m->u.code.channel,
+                            m->u.code.gone ? NULL : &m->u.code.line);
+        return;
+    }
+    px = cl_px_find(c, m->u.code.ref);
+    if (!px) {
+        /* ended here (its claimer left, or it timed out): the maker's side learns it now
+         * rather than at its own deadline; a gone is never answered, so this cannot loop */
+        struct bus_msg g;
+        LOG_D("cluster: code message from %s for an unknown claim ref %" PRIu64, m->sender,
+              m->u.code.ref);
+        if (m->u.code.gone)
+            return;
+        memset(&g, 0, sizeof g);
+        g.type = BUS_CODE;
+        snprintf(g.u.code.claimer, sizeof g.u.code.claimer, "%s", c->inst);
+        g.u.code.ref = m->u.code.ref;
+        g.u.code.channel = m->u.code.channel;
+        g.u.code.gone = true;
+        cl__publish(c, m->sender, &g, NULL, NULL);
+        return;
+    }
+    /* only the instance the claim went to speaks for the channel */
+    if (px->state == CL_PX_LOOKUP || strcmp(px->where, m->sender) != 0 ||
+        px->channel != m->u.code.channel) {
+        cl__reject(c,
+                   "from %s: a code message for claim ref %" PRIu64 " (channel %" PRIu32
+                   "), which went to %s for channel %" PRIu32,
+                   m->sender, m->u.code.ref, m->u.code.channel,
+                   px->where[0] ? px->where : "(none yet)", px->channel);
+        return;
+    }
+    cl_px_from_maker(c, px, m);
+}
+
+int cl_code_to_claimer(struct cl *c, const char *inst, uint64_t ref, uint32_t channel,
+                       const struct proto_msg *line)
+{
+    struct bus_msg m;
+    if (!c || !bus_valid_instance(inst))
+        return -1;
+    memset(&m, 0, sizeof m);
+    m.type = BUS_CODE;
+    snprintf(m.u.code.claimer, sizeof m.u.code.claimer, "%s", inst);
+    m.u.code.ref = ref;
+    m.u.code.channel = channel;
+    m.u.code.gone = line == NULL;
+    if (line)
+        m.u.code.line = *line;
+    return cl__publish(c, inst, &m, NULL, NULL);
+}
