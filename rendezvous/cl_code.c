@@ -126,68 +126,50 @@ void cl__code_announce_all(struct cl *c)
         c->user.code_each(c->user.data, cl_code_reannounce, c);
 }
 
-static int cl_code_try(struct cl_op *op);
-
-/* SET NX answered: OK is ours, nil is another channel's (of any instance): draw again. */
+/* SET NX answered: OK is ours, nil is another channel's (of any instance). */
 static void cl_on_reserved(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct cl_op *op = privdata;
     struct cl *c = op->cl;
     redisReply *reply = r;
     bool ok = reply && reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "OK") == 0;
+    uint32_t channel = op->channel;
+    uint64_t serial = op->serial;
     (void)ac;
     if (op->finished) {
-        /* its maker left, or it timed out: a number reserved meanwhile is given back */
+        /* it timed out (answered "down"): a number reserved meanwhile is given back */
         if (ok)
             cl_code_release(c, op->channel);
     } else if (ok) {
-        LOG_D("cluster: code channel %" PRIu32 " reserved (try %u)", op->channel, op->attempt + 1);
         cl__op_fail(op, PC_UNKNOWN, NULL);
-    } else if (!cl__reply_ok(reply) || reply->type != REDIS_REPLY_NIL) {
-        LOG_W("cluster: reserving code channel %" PRIu32 ": %s", op->channel,
+    } else if (cl__reply_ok(reply) && reply->type == REDIS_REPLY_NIL) {
+        cl__op_finish(op);
+        c->user.code_reserved(c->user.data, channel, serial, CL_CODE_TAKEN);
+    } else {
+        LOG_W("cluster: reserving code channel %" PRIu32 ": %s", channel,
               reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no answer from Redis");
-        cl__op_fail(op, PC_OVERLOADED, "the server cannot make a code now");
-    } else if (++op->attempt >= CL_CODE_TRIES || cl_code_try(op) < 0) {
-        LOG_N("cluster: no free code channel after %u tries", op->attempt);
-        cl__op_fail(op, PC_SERVER_FULL, "no free code number in the cluster now; try again later");
+        cl__op_fail(op, PC_OVERLOADED, NULL);
     }
     cl__op_unref(op);
 }
 
-/* Draws a number and sends its SET NX, with a reference for the answer; -1: none sent. */
-static int cl_code_try(struct cl_op *op)
+int cl_code_reserve(struct cl *c, uint32_t channel, uint64_t serial, unsigned ttl_s)
 {
-    struct cl *c = op->cl;
     char key[CL_KEY_MAX];
-    if (!(op->channel = c->user.code_draw(c->user.data, op->attempt)))
+    struct cl_op *op;
+    if (!c || c->state != CL_UP || !(op = cl__op_new(c, CL_CODE_OPEN, NULL)))
         return -1;
-    cl_code_key(c, op->channel, key, sizeof key);
+    op->channel = channel;
+    op->serial = serial;
+    cl_code_key(c, channel, key, sizeof key);
     op->refs++;
     if (redisAsyncCommand(c->cmd, cl_on_reserved, op, "SET %s %s NX EX %u", key, c->inst,
-                          op->key_ttl + CL_CODE_KEY_SLACK_S) != REDIS_OK) {
+                          ttl_s + CL_CODE_KEY_SLACK_S) != REDIS_OK) {
         op->refs--;
+        cl__op_finish(op);
         return -1;
     }
     return 0;
-}
-
-void cl_code_open(struct cl *c, struct cl_link *conn, unsigned key_ttl)
-{
-    struct cl_op *op;
-    if (c->state != CL_UP) {
-        c->user.code_reserved(c->user.data, conn, 0, PC_OVERLOADED,
-                              "the server cannot make a code now: the cluster's store is "
-                              "unavailable");
-        return;
-    }
-    if (!(op = cl__op_new(c, CL_CODE_OPEN, conn))) {
-        c->user.code_reserved(c->user.data, conn, 0, PC_OVERLOADED,
-                              "the server has too many requests in flight");
-        return;
-    }
-    op->key_ttl = key_ttl;
-    if (cl_code_try(op) < 0)
-        cl__op_fail(op, PC_SERVER_FULL, "no free code number now; try again later");
 }
 
 /* ---- the claimer's side: proxies ---- */
@@ -204,11 +186,15 @@ static void cl_px_end(struct cl_px *px)
     struct cl *c = px->cl;
     if (!px->conn)
         return;
+    struct cl_link *conn = px->conn;
     q_remove(&px->link);
     c->npx--;
-    px->conn->px = NULL;
+    conn->px = NULL;
     px->conn = NULL;
     cl_px_unref(px);
+    /* before any last line goes out: that send may drop the connection */
+    if (c->user.code_ended)
+        c->user.code_ended(c->user.data, conn);
 }
 
 /* The bus message for px's channel from this (the claimer's) instance: line, or NULL (gone). */
@@ -306,11 +292,10 @@ static void cl_on_code_located(redisAsyncContext *ac, void *r, void *privdata)
     cl_px_unref(px);
 }
 
-void cl_code_claim(struct cl *c, struct cl_link *conn, const struct proto_msg *m)
+void cl_code_claim(struct cl *c, struct cl_link *conn, uint32_t channel)
 {
     char key[CL_KEY_MAX];
     struct cl_px *px;
-    uint32_t channel = bus_code_channel(m);
     if (conn->px) { /* the server checks first; one claim per connection all the same */
         c->user.refuse(c->user.data, conn, PC_UNEXPECTED_TYPE,
                        "this connection has claimed a code already");
@@ -368,15 +353,23 @@ int cl_code_forward(struct cl *c, struct cl_link *conn, const struct proto_msg *
         cl_px_refuse(px, PC_OVERLOADED, "the server cannot reach the cluster now");
         return 0;
     }
-    if (t == PROTO_CODE_ABORT) /* the channel is burned: nothing more comes for it */
+    if (t == PROTO_CODE_ABORT) { /* the channel is burned: nothing more comes for it */
         cl_px_end(px);
+        if (c->user.code_penalize)
+            c->user.code_penalize(c->user.data, conn);
+    }
     return 0;
 }
 
-void cl__code_conn_gone(struct cl *c, struct cl_link *conn)
+void cl_code_gone(struct cl *c, struct cl_link *conn)
 {
-    if (c && conn->px)
-        cl_px_give_up(conn->px);
+    /* leaving mid-exchange costs as a local claimer's leaving does (wh.c) */
+    bool exchange = conn->px && conn->px->state == CL_PX_CLAIMED;
+    if (!c || !conn->px)
+        return;
+    cl_px_give_up(conn->px);
+    if (exchange && c->user.code_penalize)
+        c->user.code_penalize(c->user.data, conn);
 }
 
 static struct cl_px *cl_px_first(const struct cl *c)
@@ -474,6 +467,8 @@ static void cl_px_from_maker(struct cl *c, struct cl_px *px, const struct bus_ms
         /* each of these ends the exchange for the claimer; unexpected-type does not */
         if (code != PC_UNEXPECTED_TYPE)
             cl_px_end(px);
+        if (code == PC_CODE_WRONG && c->user.code_penalize)
+            c->user.code_penalize(c->user.data, conn);
     } else {
         cl__reject(c, "from %s: %s for code channel %" PRIu32 " out of turn", m->sender,
                    proto_type_name(l->type), px->channel);
@@ -526,9 +521,10 @@ void cl__code_on_bus(struct cl *c, const struct bus_msg *m)
 }
 
 int cl_code_to_claimer(struct cl *c, const char *inst, uint64_t ref, uint32_t channel,
-                       const struct proto_msg *line)
+                       const char *line, size_t len)
 {
     struct bus_msg m;
+    char why[PROTO_MAX_TEXT] = "not one line";
     if (!c || !bus_valid_instance(inst))
         return -1;
     memset(&m, 0, sizeof m);
@@ -537,7 +533,13 @@ int cl_code_to_claimer(struct cl *c, const char *inst, uint64_t ref, uint32_t ch
     m.u.code.ref = ref;
     m.u.code.channel = channel;
     m.u.code.gone = line == NULL;
-    if (line)
-        m.u.code.line = *line;
+    /* the mailbox's own line, decoded as the claimer's instance will: bus_encode then checks
+     * it may go to a claimer at all */
+    if (line &&
+        (len < 2 || line[len - 1] != '\n' ||
+         proto_decode(line, len - 1, PROTO_TO_PEER, &m.u.code.line, why, sizeof why) != PROTO_OK)) {
+        LOG_W("cluster: a line for a claimer on %s does not decode: %s", inst, why);
+        return -1;
+    }
     return cl__publish(c, inst, &m, NULL, NULL);
 }

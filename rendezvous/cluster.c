@@ -109,7 +109,10 @@ struct cl_op *cl__op_new(struct cl *c, enum cl_kind kind, struct cl_link *conn)
     op->refs = 1; /* the list's */
     op->deadline_ms = uv_now(c->loop) + CL_ANSWER_MS;
     q_insert_head(&c->ops, &op->link);
-    q_insert_head(&conn->ops, &op->by_conn);
+    if (conn)
+        q_insert_head(&conn->ops, &op->by_conn);
+    else
+        q_init(&op->by_conn);
     c->nops++;
     return op;
 }
@@ -137,7 +140,7 @@ void cl__op_finish(struct cl_op *op)
 }
 
 /* Ends op with an answer to its connection: an error for an introduction, the verdict for a
- * claim, the channel or the refusal for a code-open. */
+ * claim; for a code number's reservation its answer (PC_UNKNOWN: reserved, else down). */
 void cl__op_fail(struct cl_op *op, enum proto_code code, const char *msg)
 {
     struct cl *c = op->cl;
@@ -145,12 +148,14 @@ void cl__op_fail(struct cl_op *op, enum proto_code code, const char *msg)
     struct proto_msg *hello = op->hello;
     enum cl_kind kind = op->kind;
     uint32_t channel = op->channel;
+    uint64_t serial = op->serial;
     if (op->finished)
         return;
     op->hello = NULL;
     cl__op_finish(op);
-    if (conn && kind == CL_CODE_OPEN)
-        c->user.code_reserved(c->user.data, conn, code == PC_UNKNOWN ? channel : 0, code, msg);
+    if (kind == CL_CODE_OPEN) /* a reservation belongs to no connection */
+        c->user.code_reserved(c->user.data, channel, serial,
+                              code == PC_UNKNOWN ? CL_CODE_OK : CL_CODE_DOWN);
     else if (conn && hello)
         c->user.claimed(c->user.data, conn, hello, code, msg);
     else if (conn)
@@ -176,7 +181,7 @@ void cl_conn_gone(struct cl *c, struct cl_link *conn)
     if (!c)
         return;
     q_foreach_safe(it, tmp, &conn->ops) cl__op_finish(q_data(it, struct cl_op, by_conn));
-    cl__code_conn_gone(c, conn);
+    cl_code_gone(c, conn);
 }
 
 static struct cl_op *cl_op_first(const struct cl *c)

@@ -33,7 +33,6 @@ struct mtr;
 #define CL_BUS_FRESH_S 30  /* a bus message older or newer than this is refused */
 #define CL_MAX_SENDERS 256 /* instances whose last sequence number is remembered */
 /* wormhole codes (cl_code.c) */
-#define CL_CODE_TRIES 8 /* numbers drawn for one code-open before server-full */
 /* a channel's directory key outlives its ttl by the mailbox's step (30 s after the claim) and
  * its DONE linger (30 s) plus a margin: a claimed channel keeps its number until it is deleted,
  * so no instance hands the number out again while it lives (a key of ttl + 30 s could lapse
@@ -50,6 +49,13 @@ struct gate_cfg;
 struct rly;
 struct cl;
 struct cl_px;
+
+/* The directory's answer to a reservation of a code number (cl_code_reserve). */
+enum cl_code_res {
+    CL_CODE_OK,    /* the number is this instance's cluster-wide */
+    CL_CODE_TAKEN, /* another channel (of any instance) holds it: draw again */
+    CL_CODE_DOWN,  /* Redis failed or is slow: the open is refused (overloaded) */
+};
 
 /* A connection as the cluster knows it: embedded in its user's connection struct, whose fields
  * the cluster never sees (the user maps a link back with container_of). */
@@ -94,15 +100,9 @@ struct cl_user {
     /* why sa may not be offered to a peer as a candidate, or NULL */
     const char *(*bad_candidate)(const struct sockaddr *sa, bool loopback_ok);
 
-    /* -- wormhole codes (cl_code.c): the server's mailbox; NULL code_draw: no codes -- */
-    /* a channel number free on this instance, drawn at random, for the attempt-th try of one
-     * code-open (0..CL_CODE_TRIES-1: later tries may draw from a wider range); 0: none free */
-    uint32_t (*code_draw)(void *data, unsigned attempt);
-    /* the answer to cl_code_open: channel is now this instance's cluster-wide (code
-     * PC_UNKNOWN), or the open is refused with code and msg (non-fatal). A reserved channel
-     * that conn no longer wants must be given back with cl_code_release. */
-    void (*code_reserved)(void *data, struct cl_link *conn, uint32_t channel, enum proto_code code,
-                          const char *msg);
+    /* -- wormhole codes (cl_code.c): the server's mailbox; NULL code_reserved: no codes -- */
+    /* the answer to cl_code_reserve(channel, serial) */
+    void (*code_reserved)(void *data, uint32_t channel, uint64_t serial, enum cl_code_res r);
     /* for the mailbox here: a line of the claimer ref on instance inst for channel, one of
      * code-claim, code-answer or code-abort with that channel (proto/bus.c checked it); m NULL:
      * that claimer has gone. Answers go back with cl_code_to_claimer(inst, ref, channel). */
@@ -112,6 +112,11 @@ struct cl_user {
      * code-claimed, code-confirm or an error of the mailbox's (checked and decoded: the
      * server sends it re-encoded) */
     void (*code_deliver)(void *data, struct cl_link *conn, const struct proto_msg *m);
+    /* conn's claim held on another instance has ended (after its last line or refusal) */
+    void (*code_ended)(void *data, struct cl_link *conn);
+    /* conn's claim held on another instance failed (code-wrong, or its own abort): its source
+     * pays the mailbox's extra cost here, where its limits are counted */
+    void (*code_penalize)(void *data, struct cl_link *conn);
     /* calls fn for every live channel of this instance with the seconds left of its ttl (a
      * Redis that restarted during an outage lost their keys: they are set again on rejoin) */
     void (*code_each)(void *data, void (*fn)(void *arg, uint32_t channel, unsigned left_s),
@@ -173,26 +178,32 @@ void cl_conn_gone(struct cl *c, struct cl_link *conn);
 /* ---- wormhole codes (cl_code.c; PROTOCOL.md 20, "In a cluster") ----
  * The maker's instance holds a channel's state; Redis only says which instance that is. */
 
-/* A code-open of conn: draws numbers (user->code_draw) until one is free cluster-wide (SET NX),
- * at most CL_CODE_TRIES; the answer comes through user->code_reserved, at once when Redis is
- * down (overloaded) or later. key_ttl: the channel's ttl in seconds. */
-void cl_code_open(struct cl *c, struct cl_link *conn, unsigned key_ttl);
+/* Reserves channel cluster-wide for a new channel of this instance (serial: the attempt, given
+ * back in the answer): SET NX with an expiry of ttl_s + CL_CODE_KEY_SLACK_S. The answer comes
+ * through user->code_reserved; -1: Redis is down, nothing sent (the open is refused). */
+int cl_code_reserve(struct cl *c, uint32_t channel, uint64_t serial, unsigned ttl_s);
 /* A channel of this instance has ended: its directory key goes, if it still names us. */
 void cl_code_release(struct cl *c, uint32_t channel);
-/* A code-claim of conn (m) for a channel that is not on this instance: asks the directory,
- * then the holder's instance over the bus; what comes back goes through user->code_deliver,
- * a refusal here (unknown, overloaded) through user->refuse. */
-void cl_code_claim(struct cl *c, struct cl_link *conn, const struct proto_msg *m);
+/* A code-claim of conn for a channel that is not on this instance (its source's limits taken
+ * already): asks the directory, then the holder's instance over the bus; what comes back goes
+ * through user->code_deliver, a refusal here (unknown, overloaded) through user->refuse, and
+ * user->code_ended follows the last of them. */
+void cl_code_claim(struct cl *c, struct cl_link *conn, uint32_t channel);
+/* conn is leaving: its claim held on another instance, if any, is given up there (also done by
+ * cl_conn_gone; harmless twice). */
+void cl_code_gone(struct cl *c, struct cl_link *conn);
 /* Whether conn holds a claim on another instance (it may then neither open nor claim). */
 bool cl_code_busy(const struct cl *c, const struct cl_link *conn);
 /* A line of conn (code-answer, code-abort, or another code-* line) for a channel it claimed
  * on another instance: passed on, or refused with unexpected-type. Returns -1 (nothing done)
  * when conn holds no claim there for that channel: the caller handles the line itself. */
 int cl_code_forward(struct cl *c, struct cl_link *conn, const struct proto_msg *m);
-/* From the mailbox here to the claimer ref on instance inst: m (code-claimed, code-confirm
- * or an error), or NULL: the channel has ended, nothing more will come. -1: not sent (the
- * cluster is down): the caller takes that claimer as gone. */
+/* From the mailbox here to the claimer ref on instance inst: line (len bytes, its newline
+ * included: code-claimed, code-confirm or a non-fatal error, decoded again and checked as the
+ * receiver will), or NULL: the channel has ended, nothing more will come. -1: not sent (the
+ * cluster is down, or the line may not go to a claimer): the caller takes that claimer as
+ * gone. */
 int cl_code_to_claimer(struct cl *c, const char *inst, uint64_t ref, uint32_t channel,
-                       const struct proto_msg *m);
+                       const char *line, size_t len);
 
 #endif

@@ -55,8 +55,8 @@ struct cl_op {
     struct proto_msg *hello;            /* CL_CLAIM: the hello to finish */
     struct sockaddr_storage src;        /* CL_CLAIM: where it came from (AF_UNSPEC: unknown) */
     bool by_sha;                        /* CL_CLAIM: sent as EVALSHA */
-    uint32_t channel;                   /* CL_CODE_OPEN: the number being tried */
-    unsigned attempt, key_ttl;          /* CL_CODE_OPEN: tries so far; the key's EX */
+    uint32_t channel;                   /* CL_CODE_OPEN: the number reserved */
+    uint64_t serial;                    /* CL_CODE_OPEN: the mailbox's attempt */
 };
 
 struct cl_sweep; /* cl_claim.c: a refresh of the directory under way */
@@ -122,8 +122,8 @@ bool cl__reply_ok(const redisReply *r);
 /* the wall clock in microseconds, the bus's "t" */
 int64_t cl__wall_us(void);
 
-/* A new operation of conn, in the lists with the lists' reference; NULL when there are
- * CL_MAX_OPS already or no memory. */
+/* A new operation of conn (NULL: of nobody, a code number's reservation), in the lists with
+ * the lists' reference; NULL when there are CL_MAX_OPS already or no memory. */
 struct cl_op *cl__op_new(struct cl *c, enum cl_kind kind, struct cl_link *conn);
 void cl__op_unref(struct cl_op *op);
 /* Takes op out of the lists: nothing will answer its connection any more. */
@@ -177,7 +177,5 @@ void cl__code_load_scripts(struct cl *c);
 void cl__code_expire(struct cl *c, uint64_t now);
 /* Ends every proxy: the bus is gone (why: for the claimers' messages). */
 void cl__code_fail_all(struct cl *c, const char *why);
-/* conn is leaving: its proxy, if any, is given up (the maker's instance told). */
-void cl__code_conn_gone(struct cl *c, struct cl_link *conn);
 
 #endif
