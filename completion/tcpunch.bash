@@ -98,7 +98,7 @@ _tcpunch_rendezvous()
     COMPREPLY=($(compgen -W "--listen --probe-listen --metrics-listen --keepalive --hello-timeout --max-peers --drain
         --no-relay --relay-max --relay-bytes --relay-seconds --relay-rate --relay-wait
         --relay-idle --relay-per-peer --relay-per-ip --relay-offers-per-peer
-        --birthday-k-max --birthday-m-max --no-resume
+        --birthday-k-max --birthday-m-max --no-resume --code-ttl --code-max --code-rate --no-code
         --secret-file --authorized --id-db --max-ids --ids-per-key --new-ids-per-hour --id-expire
         --max-per-ip --rate-per-ip --connect-rate
         --redis --redis-password-file --cluster-secret-file --redis-prefix --public-address --instance-id --cluster-ttl

@@ -13,6 +13,7 @@
 #include "rendezvous/cluster.h"
 #include "rendezvous/limits.h"
 #include "rendezvous/restart.h"
+#include "rendezvous/wh.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -97,6 +98,7 @@ struct conn {
     char *held;    /* while claiming: bytes read after the hello, served after the verdict */
     size_t nheld;
     struct cl_link cl; /* its cluster operations (cluster.c) that may still answer it */
+    struct wh_link wh; /* its side of a wormhole channel (wh.h), set up at registration */
     unsigned char nonce[PROTO_NONCE_BYTES]; /* this connection's challenge */
     unsigned char key[PROTO_KEY_BYTES];     /* the key it registered with */
     struct lim_src *src;                    /* counted against its source address */

@@ -60,6 +60,8 @@ enum {
     OPT_NEW_IDS_PER_HOUR,
     OPT_ID_EXPIRE
 };
+/* the wormhole mailbox, parsed by parse_code */
+enum { OPT_CODE_TTL = 1280, OPT_CODE_MAX, OPT_CODE_RATE, OPT_NO_CODE };
 /* cluster mode, parsed by parse_cluster */
 enum {
     OPT_REDIS = 1024,
@@ -155,6 +157,17 @@ static void usage(FILE *f)
             "      --no-resume          do not offer resumable sessions (challenge without\n"
             "                           \"resume\"): hello.features and connect.resume are\n"
             "                           then ignored (hello.replace is still taken)\n"
+            "\n"
+            "Wormhole codes (tcpunch send/receive with a code; PROTOCOL.md section 20):\n"
+            "      --code-ttl SEC       a code channel lives SEC seconds unclaimed (10..3600,\n"
+            "                           default 600; a peer may ask for less)\n"
+            "      --code-max N         open code channels at most (1..100000, default\n"
+            "                           10000); beyond, code-open gets server-full\n"
+            "      --code-rate N        code opens and claims per minute from one address,\n"
+            "                           IPv6 per /64 (default 20, burst N/2 but at least 5;\n"
+            "                           0: no limit); a failed exchange costs its claimer 2\n"
+            "                           more; at most 4 open channels per address\n"
+            "      --no-code            no code mailbox (challenge without \"code\")\n"
             "\n"
             "Who may register (each refusal is an error line to the peer and a log line):\n"
             "      --secret-file FILE   a private server: every connection must prove that it\n"
@@ -377,6 +390,33 @@ static int check_cluster(const struct srv_config *cfg, bool cluster_flags)
     return -1;
 }
 
+/* The wormhole mailbox's options; returns 0 or the exit code of a usage error. */
+static int parse_code(int opt, const char *arg, struct wh_cfg *code)
+{
+    unsigned long v;
+    switch (opt) {
+    case OPT_CODE_TTL:
+        if (parse_num(arg, WH_TTL_MIN, WH_TTL_MAX, &v) < 0)
+            return usage_error("--code-ttl must be %d..%d seconds, not '%s'", WH_TTL_MIN,
+                               WH_TTL_MAX, arg);
+        code->ttl_s = (unsigned)v;
+        return 0;
+    case OPT_CODE_MAX:
+        if (parse_num(arg, 1, WH_MAX_MAX, &v) < 0)
+            return usage_error("--code-max must be 1..%d channels, not '%s'", WH_MAX_MAX, arg);
+        code->max = (unsigned)v;
+        return 0;
+    case OPT_CODE_RATE:
+        if (parse_num(arg, 0, 100000, &v) < 0)
+            return usage_error("--code-rate must be 0..100000 per minute, not '%s'", arg);
+        code->rate = (unsigned)v;
+        return 0;
+    default: /* OPT_NO_CODE */
+        code->enabled = false;
+        return 0;
+    }
+}
+
 /* Admission and limits; returns 0 or the exit code of a usage error. */
 static int parse_gate(int opt, const char *arg, struct srv_config *cfg)
 {
@@ -484,6 +524,10 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, struct sock
         {"birthday-k-max", required_argument, NULL, OPT_BDAY_K_MAX},
         {"birthday-m-max", required_argument, NULL, OPT_BDAY_M_MAX},
         {"no-resume", no_argument, NULL, OPT_NO_RESUME},
+        {"code-ttl", required_argument, NULL, OPT_CODE_TTL},
+        {"code-max", required_argument, NULL, OPT_CODE_MAX},
+        {"code-rate", required_argument, NULL, OPT_CODE_RATE},
+        {"no-code", no_argument, NULL, OPT_NO_CODE},
         {"ids-per-key", required_argument, NULL, OPT_IDS_PER_KEY},
         {"new-ids-per-hour", required_argument, NULL, OPT_NEW_IDS_PER_HOUR},
         {"id-expire", required_argument, NULL, OPT_ID_EXPIRE},
@@ -573,6 +617,13 @@ static int parse_args(int argc, char **argv, struct srv_config *cfg, struct sock
             break;
         case OPT_NO_RESUME:
             cfg->resume = false;
+            break;
+        case OPT_CODE_TTL:
+        case OPT_CODE_MAX:
+        case OPT_CODE_RATE:
+        case OPT_NO_CODE:
+            if ((rc = parse_code(opt, optarg, &cfg->code)) != 0)
+                return rc;
             break;
         case OPT_DRAIN:
             if (parse_num(optarg, 1, 86400, &v) < 0)
@@ -690,29 +741,28 @@ static int start_signals(struct app *app)
 
 int main(int argc, char **argv)
 {
-    struct srv_config cfg = {.keepalive = 60,
-                             .hello_timeout = 10,
-                             .max_peers = 100000,
-                             .relay = {.enabled = true,
-                                       .max_sessions = 64,
-                                       .max_bytes = 1ULL << 30,
-                                       .max_seconds = 3600,
-                                       .rate = 0,
-                                       .wait = 30,
-                                       .idle = 300,
-                                       .per_peer = 4,
-                                       .per_ip = 8,
-                                       .offers_per_peer = 64},
-                             .gate = {.max_ids = 100000,
-                                      .ids_per_key = 8,
-                                      .new_ids_per_hour = 20,
-                                      .id_expire_days = 90},
-                             .max_per_ip = 32,
-                             .rate_per_ip = 20,
-                             .connect_rate = 5,
-                             .bday = {PLAN_BDAY_K_MAX, PLAN_BDAY_M_MAX},
-                             .resume = true,
-                             .cluster = {.prefix = CL_DEFAULT_PREFIX, .ttl = CL_DEFAULT_TTL}};
+    struct srv_config cfg = {
+        .keepalive = 60,
+        .hello_timeout = 10,
+        .max_peers = 100000,
+        .relay = {.enabled = true,
+                  .max_sessions = 64,
+                  .max_bytes = 1ULL << 30,
+                  .max_seconds = 3600,
+                  .rate = 0,
+                  .wait = 30,
+                  .idle = 300,
+                  .per_peer = 4,
+                  .per_ip = 8,
+                  .offers_per_peer = 64},
+        .gate = {.max_ids = 100000, .ids_per_key = 8, .new_ids_per_hour = 20, .id_expire_days = 90},
+        .max_per_ip = 32,
+        .rate_per_ip = 20,
+        .connect_rate = 5,
+        .bday = {PLAN_BDAY_K_MAX, PLAN_BDAY_M_MAX},
+        .resume = true,
+        .code = {true, WH_TTL_DEFAULT, WH_MAX_DEFAULT, WH_RATE_DEFAULT},
+        .cluster = {.prefix = CL_DEFAULT_PREFIX, .ttl = CL_DEFAULT_TTL}};
     enum log_level level = LOG_NOTE;
     struct app *app = NULL;
     char err[256] = "";

@@ -57,6 +57,13 @@ const char *mtr_path_name(enum mtr_path p)
     return (unsigned)p < MTR_PATH_COUNT ? names[p] : "?";
 }
 
+const char *mtr_code_end_name(int how)
+{
+    static const char *const names[MTR_CODE_ENDS] = {"confirmed", "wrong", "expired",
+                                                     "unknown_claim", "gone"};
+    return how >= 0 && how < MTR_CODE_ENDS ? names[how] : "?";
+}
+
 const char *mtr_rej_name(enum mtr_rej r)
 {
     static const char *const names[MTR_REJ_COUNT] = {"unknown", "again", "expired"};
@@ -189,6 +196,20 @@ static void mtr_results(struct mtr_out *o, const struct mtr *m)
                  mtr_rej_name((enum mtr_rej)r), m->reports_rejected[r]);
 }
 
+static void mtr_codes(struct mtr_out *o, const struct mtr_view *v)
+{
+    mtr_one(o, "tcpunch_codes_opened_total", "counter",
+            "Wormhole code channels opened (code-opened sent).", v->m->codes_opened);
+    mtr_one(o, "tcpunch_codes_claimed_total", "counter",
+            "Wormhole code channels claimed (code-claimed sent).", v->m->codes_claimed);
+    mtr_head(o, "tcpunch_codes_ended_total", "counter",
+             "Wormhole code channels ended: confirmed, wrong (aborted), expired, gone (a side "
+             "left); unknown_claim counts claims answered code-unknown.");
+    for (int h = 0; h < MTR_CODE_ENDS; h++)
+        mtr_u64l(o, "tcpunch_codes_ended_total", "how", mtr_code_end_name(h), v->m->codes_ended[h]);
+    mtr_one(o, "tcpunch_codes_open", "gauge", "Wormhole code channels open now.", v->codes_open);
+}
+
 static void mtr_cluster(struct mtr_out *o, const struct mtr_view *v)
 {
     if (!v->cluster)
@@ -232,6 +253,7 @@ size_t mtr_render(const struct mtr_view *v, char *buf, size_t cap)
     mtr_counters(&o, w.m);
     mtr_relay(&o, &w);
     mtr_results(&o, w.m);
+    mtr_codes(&o, &w);
     mtr_cluster(&o, &w);
     mtr_process(&o, &w);
     return o.len;

@@ -48,6 +48,9 @@ enum mtr_rej {
     MTR_REJ_COUNT
 };
 
+/* tcpunch_codes_ended_total{how}: confirmed, wrong, expired, unknown_claim, gone (wh.h) */
+#define MTR_CODE_ENDS 5
+
 struct mtr {
     uint64_t accepted;               /* connections accepted on the main listeners */
     uint64_t registrations;          /* welcomes sent (aux connections included) */
@@ -61,6 +64,10 @@ struct mtr {
     uint64_t lat_sum_ms[MTR_RES_COUNT];
     uint64_t cl_intro_in, cl_intro_out; /* cluster: introduce messages received / sent */
     uint64_t reports_rejected[MTR_REJ_COUNT]; /* traversal reports not counted, by reason */
+    /* wormhole codes (rendezvous/wh.c): channels opened (code-opened sent), claimed, ended by
+     * how (wh.h's enum wh_end, in its order: label `how`) */
+    uint64_t codes_opened, codes_claimed;
+    uint64_t codes_ended[MTR_CODE_ENDS];
 };
 
 static inline unsigned mtr_nat_pair(enum proto_nat a, enum proto_nat b)
@@ -144,6 +151,7 @@ struct mtr_view {
     bool redis_up;
     double redis_rtt_s; /* the last PING's round trip (0: none yet) */
     bool draining;      /* the server is stopping: /healthz says 503 */
+    uint64_t codes_open; /* wormhole channels open now (wh_open_count) */
     const char *version;
     double start_time_s; /* Unix time */
 };
@@ -152,6 +160,7 @@ struct mtr_view {
 const char *mtr_path_name(enum mtr_path p);
 const char *mtr_result_name(enum mtr_result r);
 const char *mtr_rej_name(enum mtr_rej r);
+const char *mtr_code_end_name(int how); /* "confirmed", ... ("?" out of range) */
 const char *mtr_nat_pair_name(unsigned pair);
 const char *mtr_family_name(int fam);
 const char *mtr_conn_state_name(int st);

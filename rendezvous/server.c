@@ -67,6 +67,7 @@ static void srv_on_gone(void *data, struct conn *c, enum conn_state to)
     if (c->state == CONN_LIVE && !c->aux && reg_remove(s->reg, c->id, c) == 0)
         cl_withdraw(s->cl, c->id);
     cl_conn_gone(s->cl, &c->cl);
+    wh_gone(s->wh, &c->wh, uv_now(s->loop)); /* its channel burns, its other side is told */
     if (c->probe_token[0])
         reg_remove(s->probes, c->probe_token, c);
     c->probe_token[0] = '\0';
@@ -204,6 +205,20 @@ static bool srv_replace_local(struct conn *c, const struct proto_msg *m)
     return reg_find(c->srv->reg, m->u.hello.id) == NULL;
 }
 
+/* ---- the wormhole mailbox's sides (wh.h): a registered connection ---- */
+
+static void srv_wh_send(struct wh_link *l, const char *line, size_t len)
+{
+    conn_send(container_of(l, struct conn, wh), line, len);
+}
+
+static void srv_wh_refuse(struct wh_link *l, enum proto_code code, const char *msg, bool fatal)
+{
+    conn_refuse(container_of(l, struct conn, wh), code, msg, fatal);
+}
+
+static const struct wh_link_ops srv_wh_ops = {.send = srv_wh_send, .refuse = srv_wh_refuse};
+
 /* The hello has passed every check but the registry and the owner binding. */
 static void srv_register(struct conn *c, const struct proto_msg *m)
 {
@@ -248,6 +263,7 @@ static void srv_register(struct conn *c, const struct proto_msg *m)
     c->bday = m->u.hello.birthday;
     c->features = c->srv->cfg.resume ? m->u.hello.features : 0;
     c->aux = m->u.hello.aux;
+    wh_link_init(&c->wh, &srv_wh_ops, c->id, (const struct sockaddr *)&c->observed, c->aux, false);
     conn_set_state(c, CONN_LIVE);
     LOG_N("register %s%s from %s (%d endpoint%s)", c->id, c->aux ? " (auxiliary)" : "", c->addr,
           c->nep, c->nep == 1 ? "" : "s");
@@ -569,6 +585,14 @@ static int srv_on_line(void *ctx, char *line, size_t len)
     case PROTO_REPORT:
         rpt_recv(c, &c->srv->mtr, &m); /* answered with nothing */
         break;
+    case PROTO_CODE_OPEN:
+    case PROTO_CODE_POST:
+    case PROTO_CODE_CLAIM:
+    case PROTO_CODE_ANSWER:
+    case PROTO_CODE_CONFIRM:
+    case PROTO_CODE_ABORT:
+        wh_msg(c->srv->wh, &c->wh, &m, uv_now(c->srv->loop));
+        break;
     default:   /* proto_decode admits nothing else in this direction */
         conn_refuse(c, PC_UNEXPECTED_TYPE, "this message is not valid here", true);
         break;
@@ -754,6 +778,8 @@ static int srv_challenge(struct conn *c)
     m.u.challenge.feat_report = true;
     /* hello.replace is taken whatever --no-resume says (PROTOCOL.md 5.1) */
     m.u.challenge.feat_replace = true;
+    /* ... and code-* only to one with the mailbox (PROTOCOL.md 20) */
+    m.u.challenge.feat_code = wh_enabled(c->srv->wh);
     randombytes_buf(c->nonce, sizeof c->nonce);
     memcpy(m.u.challenge.nonce, c->nonce, sizeof c->nonce);
     n = proto_encode(&m, line, sizeof line);
@@ -869,6 +895,7 @@ static void srv_on_sweep(uv_timer_t *t)
     char msg[PROTO_MAX_TEXT];
 
     lim_expire(s->lim, now);
+    wh_tick(s->wh, now);
     if (s->probe6_port && now - s->probe6_checked_ms >= SRV_PROBE6_REFRESH_MS)
         srv_probe6_refresh(s);
     gate_tick(&s->gate, now, srv_is_online, s);
@@ -1006,7 +1033,8 @@ int srv_init(struct srv *s, uv_loop_t *loop, const struct srv_config *cfg, char 
     s->reg = reg_new();
     s->probes = reg_new();
     s->lim = lim_new(&lc);
-    if (!s->reg || !s->probes || !s->lim) {
+    s->wh = wh_new(&cfg->code, &s->mtr, uv_now(loop));
+    if (!s->reg || !s->probes || !s->lim || !s->wh) {
         snprintf(err, errlen, "out of memory");
         return SRV_E_RESOURCE;
     }
@@ -1334,6 +1362,8 @@ void srv_free(struct srv *s)
     gate_free(&s->gate);
     lim_free(s->lim);
     s->lim = NULL;
+    wh_free(s->wh);
+    s->wh = NULL;
     reg_free(s->reg);
     reg_free(s->probes);
     rly_free(s->rly);

@@ -14,6 +14,7 @@
 #include "rendezvous/metrics.h"
 #include "rendezvous/plan.h"
 #include "rendezvous/relay.h"
+#include "rendezvous/wh.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -59,6 +60,7 @@ struct srv_config {
     struct sdl_fd activated[2 * SRV_MAX_LISTEN];
     int nactivated;
     struct cl_cfg cluster;   /* cluster.redis NULL: a single instance */
+    struct wh_cfg code; /* the wormhole mailbox: --code-ttl, --code-max, --code-rate, --no-code */
 };
 
 /* srv_init failures */
@@ -80,6 +82,7 @@ struct srv {
     struct gate gate;   /* who may register (gate.h) */
     struct lim *lim;    /* per-source connection limits */
     struct cl *cl;      /* cluster mode (cluster.h); NULL for a single instance */
+    struct wh *wh;      /* the wormhole mailbox (wh.h) */
     int probe_port;     /* announced in welcome; 0: no probe listener */
     /* the first IPv6 probe listener, announced to IPv4 peers as welcome.probe6: its address,
      * or for [::] (probe6_port set) the host's first global IPv6 address, looked up again

@@ -57,6 +57,7 @@ static void smx_view(struct smx *x, struct mtr_view *v)
     v->redis_up = cl_is_up(s->cl);
     v->redis_rtt_s = cl_redis_rtt_us(s->cl) / 1e6;
     v->draining = s->stopping;
+    v->codes_open = s->wh ? wh_open_count(s->wh) : 0;
     v->version = TCPUNCH_VERSION;
     v->start_time_s = x->start_s;
 }
