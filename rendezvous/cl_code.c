@@ -1,4 +1,4 @@
-/* Wormhole codes across instances (PROTOCOL.md 20, "In a cluster"; docs/design/wormhole.md
+/* Wormhole codes across instances (PROTOCOL.md 20.5, "In a cluster"; docs/design/wormhole.md
  * 6.2). The maker's instance holds a channel's whole state machine (wh.c); Redis is only the
  * directory of channel numbers, `P code:N` naming the instance that holds N, set with NX so
  * that no number is handed out twice while it lives. A claimer on another instance reaches
@@ -51,6 +51,45 @@ static void cl_code_key(const struct cl *c, uint32_t channel, char *out, size_t 
 
 /* ---- the directory of channel numbers ---- */
 
+/* A number this instance holds in the directory: Redis forgets everything when it restarts,
+ * and the channels here outlive an outage, so their keys are set again on rejoin. */
+struct cl_num {
+    struct hmap_node node;
+    uint32_t channel;
+    uint64_t expires_ms; /* its key's expiry as set */
+};
+
+static bool cl_num_eq(const struct hmap_node *n, const void *key)
+{
+    return hmap_data(n, struct cl_num, node)->channel == *(const uint32_t *)key;
+}
+
+static struct cl_num *cl_num_find(struct cl *c, uint32_t channel)
+{
+    struct hmap_node *n =
+        hmap_find(&c->nums, hmap_hash(&c->nums, &channel, sizeof channel), cl_num_eq, &channel);
+    return n ? hmap_data(n, struct cl_num, node) : NULL;
+}
+
+/* Without memory (or past the bound) the number is simply not set again after an outage. */
+static void cl_num_add(struct cl *c, uint32_t channel, unsigned key_ttl_s)
+{
+    struct cl_num *e = cl_num_find(c, channel);
+    if (!e && (hmap_count(&c->nums) >= CL_CODE_MAX_NUMS || !(e = calloc(1, sizeof *e))))
+        return;
+    if (!e->channel) {
+        e->channel = channel;
+        hmap_insert(&c->nums, &e->node, hmap_hash(&c->nums, &channel, sizeof channel));
+    }
+    e->expires_ms = uv_now(c->loop) + (uint64_t)key_ttl_s * 1000;
+}
+
+static void cl_num_drop(struct cl *c, struct cl_num *e)
+{
+    hmap_remove(&c->nums, &e->node);
+    free(e);
+}
+
 static void cl_on_code_script_loaded(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct cl *c = ac->data;
@@ -95,8 +134,13 @@ static void cl_send_release(struct cl *c, uint32_t channel, bool by_sha)
 
 void cl_code_release(struct cl *c, uint32_t channel)
 {
+    struct cl_num *e;
+    if (!c)
+        return;
+    if ((e = cl_num_find(c, channel)))
+        cl_num_drop(c, e);
     /* while Redis is down the key expires by itself (CL_CODE_KEY_SLACK_S after the ttl) */
-    if (!c || c->state != CL_UP || !c->cmd)
+    if (c->state != CL_UP || !c->cmd)
         return;
     cl_send_release(c, channel, c->code_sha[0] != '\0');
 }
@@ -111,19 +155,32 @@ static void cl_on_reannounced(redisAsyncContext *ac, void *r, void *privdata)
               (uint32_t)(uintptr_t)privdata);
 }
 
-static void cl_code_reannounce(void *arg, uint32_t channel, unsigned left_s)
-{
-    struct cl *c = arg;
-    char key[CL_KEY_MAX];
-    cl_code_key(c, channel, key, sizeof key);
-    redisAsyncCommand(c->cmd, cl_on_reannounced, (void *)(uintptr_t)channel, "SET %s %s NX EX %u",
-                      key, c->inst, left_s + CL_CODE_KEY_SLACK_S);
-}
-
 void cl__code_announce_all(struct cl *c)
 {
-    if (c->user.code_each && c->cmd)
-        c->user.code_each(c->user.data, cl_code_reannounce, c);
+    struct hmap_node *it, *tmp;
+    uint64_t now = uv_now(c->loop);
+    char key[CL_KEY_MAX];
+    if (!c->cmd)
+        return;
+    hmap_foreach_safe(it, tmp, &c->nums)
+    {
+        struct cl_num *e = hmap_data(it, struct cl_num, node);
+        if (e->expires_ms <= now) {
+            cl_num_drop(c, e);
+            continue;
+        }
+        cl_code_key(c, e->channel, key, sizeof key);
+        redisAsyncCommand(c->cmd, cl_on_reannounced, (void *)(uintptr_t)e->channel,
+                          "SET %s %s NX EX %u", key, c->inst,
+                          (unsigned)((e->expires_ms - now + 999) / 1000));
+    }
+}
+
+void cl__code_free(struct cl *c)
+{
+    struct hmap_node *it, *tmp;
+    hmap_foreach_safe(it, tmp, &c->nums) cl_num_drop(c, hmap_data(it, struct cl_num, node));
+    hmap_fini(&c->nums);
 }
 
 /* SET NX answered: OK is ours, nil is another channel's (of any instance). */
@@ -141,6 +198,7 @@ static void cl_on_reserved(redisAsyncContext *ac, void *r, void *privdata)
         if (ok)
             cl_code_release(c, op->channel);
     } else if (ok) {
+        cl_num_add(c, channel, op->key_ttl);
         cl__op_fail(op, PC_UNKNOWN, NULL);
     } else if (cl__reply_ok(reply) && reply->type == REDIS_REPLY_NIL) {
         cl__op_finish(op);
@@ -161,10 +219,11 @@ int cl_code_reserve(struct cl *c, uint32_t channel, uint64_t serial, unsigned tt
         return -1;
     op->channel = channel;
     op->serial = serial;
+    op->key_ttl = ttl_s + CL_CODE_KEY_SLACK_S;
     cl_code_key(c, channel, key, sizeof key);
     op->refs++;
     if (redisAsyncCommand(c->cmd, cl_on_reserved, op, "SET %s %s NX EX %u", key, c->inst,
-                          ttl_s + CL_CODE_KEY_SLACK_S) != REDIS_OK) {
+                          op->key_ttl) != REDIS_OK) {
         op->refs--;
         cl__op_finish(op);
         return -1;

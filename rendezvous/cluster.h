@@ -39,6 +39,7 @@ struct mtr;
  * under a channel claimed late) */
 #define CL_CODE_KEY_SLACK_S 90
 #define CL_CODE_MAX_PROXIES 4096 /* claims of this instance's peers held on other instances */
+#define CL_CODE_MAX_NUMS 100000  /* numbers remembered for a rejoin (the mailbox's --code-max) */
 #define CL_CODE_STEP_MS 30000    /* the mailbox's deadline after a claim (wh.h WH_STEP_MS) */
 #define CL_CODE_DONE_MS 30000    /* how long a confirmed channel lingers for a late abort */
 #define CL_CODE_GRACE_MS 5000    /* on top of those: the maker's instance says so first */
@@ -117,10 +118,6 @@ struct cl_user {
     /* conn's claim held on another instance failed (code-wrong, or its own abort): its source
      * pays the mailbox's extra cost here, where its limits are counted */
     void (*code_penalize)(void *data, struct cl_link *conn);
-    /* calls fn for every live channel of this instance with the seconds left of its ttl (a
-     * Redis that restarted during an outage lost their keys: they are set again on rejoin) */
-    void (*code_each)(void *data, void (*fn)(void *arg, uint32_t channel, unsigned left_s),
-                      void *arg);
 };
 
 struct cl_cfg {
@@ -175,7 +172,7 @@ void cl_announce_replace(struct cl *c, const char *id, const unsigned char *key)
  * held on another instance, if any, is given up there. */
 void cl_conn_gone(struct cl *c, struct cl_link *conn);
 
-/* ---- wormhole codes (cl_code.c; PROTOCOL.md 20, "In a cluster") ----
+/* ---- wormhole codes (cl_code.c; PROTOCOL.md 20.5, "In a cluster") ----
  * The maker's instance holds a channel's state; Redis only says which instance that is. */
 
 /* Reserves channel cluster-wide for a new channel of this instance (serial: the attempt, given

@@ -20,6 +20,7 @@
 #endif
 
 #include "common/endpoint.h"
+#include "common/hmap.h"
 #include "proto/bus.h"
 #include "proto/proto.h"
 
@@ -57,6 +58,7 @@ struct cl_op {
     bool by_sha;                        /* CL_CLAIM: sent as EVALSHA */
     uint32_t channel;                   /* CL_CODE_OPEN: the number reserved */
     uint64_t serial;                    /* CL_CODE_OPEN: the mailbox's attempt */
+    unsigned key_ttl;                   /* CL_CODE_OPEN: the key's EX in seconds */
 };
 
 struct cl_sweep; /* cl_claim.c: a refresh of the directory under way */
@@ -110,6 +112,7 @@ struct cl {
     struct q pxs;           /* claims of local peers held on other instances (cl_code.c) */
     size_t npx;
     uint64_t next_ref; /* the last claim ref handed out */
+    struct hmap nums;  /* the numbers this instance holds in the directory (struct cl_num) */
 };
 
 /* ---- cluster.c ---- */
@@ -168,9 +171,11 @@ void cl__dispatch(struct cl *c, const char *payload, size_t len);
 
 /* A `code` message, authenticated, fresh and decoded (cl__dispatch). */
 void cl__code_on_bus(struct cl *c, const struct bus_msg *m);
-/* Sets the directory keys of every live channel here again (NX: another instance that took a
- * number while Redis had forgotten it keeps it). */
+/* Sets the directory keys of every number held here again (NX: another instance that took one
+ * while Redis had forgotten it keeps it); forgets those past their expiry. */
 void cl__code_announce_all(struct cl *c);
+/* Forgets every number (cl_free). */
+void cl__code_free(struct cl *c);
 /* Loads the release script (a fresh connection, before its first release). */
 void cl__code_load_scripts(struct cl *c);
 /* Ends the proxies whose deadline has passed. */
