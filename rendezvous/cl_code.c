@@ -26,8 +26,11 @@ static const char cl_lua_code_release[] = "if redis.call('GET', KEYS[1]) == ARGV
                                           "return redis.call('DEL', KEYS[1]) end return 0";
 
 /* LOOKUP: the directory asked; WAIT: the claim sent, nothing back yet; CLAIMED: code-claimed
- * passed on, the answer may follow; DONE: code-confirm passed on, a late abort may follow. */
-enum cl_px_state { CL_PX_LOOKUP, CL_PX_WAIT, CL_PX_CLAIMED, CL_PX_DONE };
+ * passed on, the answer may follow; ANSWERED: the answer passed on, the confirm may follow;
+ * DONE: code-confirm passed on, a late abort may follow. As the mailbox's states (wh.h): a line
+ * out of turn stays here, so that a claimer cannot make the bus carry what the maker's mailbox
+ * would refuse anyway. */
+enum cl_px_state { CL_PX_LOOKUP, CL_PX_WAIT, CL_PX_CLAIMED, CL_PX_ANSWERED, CL_PX_DONE };
 
 /* A local claimer whose channel lives on another instance. */
 struct cl_px {
@@ -412,6 +415,8 @@ int cl_code_forward(struct cl *c, struct cl_link *conn, const struct proto_msg *
         cl_px_refuse(px, PC_OVERLOADED, "the server cannot reach the cluster now");
         return 0;
     }
+    if (t == PROTO_CODE_ANSWER)
+        px->state = CL_PX_ANSWERED;
     if (t == PROTO_CODE_ABORT) { /* the channel is burned: nothing more comes for it */
         cl_px_end(px);
         if (c->user.code_penalize)
@@ -423,7 +428,8 @@ int cl_code_forward(struct cl *c, struct cl_link *conn, const struct proto_msg *
 void cl_code_gone(struct cl *c, struct cl_link *conn)
 {
     /* leaving mid-exchange costs as a local claimer's leaving does (wh.c) */
-    bool exchange = conn->px && conn->px->state == CL_PX_CLAIMED;
+    bool exchange =
+        conn->px && (conn->px->state == CL_PX_CLAIMED || conn->px->state == CL_PX_ANSWERED);
     if (!c || !conn->px)
         return;
     cl_px_give_up(conn->px);
@@ -473,7 +479,7 @@ void cl__code_expire(struct cl *c, uint64_t now)
             snprintf(msg, sizeof msg, "%s (its server, %.100s, did not answer)", cl_msg_unknown,
                      px->where);
             cl_px_refuse(px, PC_CODE_UNKNOWN, msg);
-        } else if (px->state == CL_PX_CLAIMED) {
+        } else if (px->state == CL_PX_CLAIMED || px->state == CL_PX_ANSWERED) {
             /* the maker's instance says code-expired at CL_CODE_STEP_MS; this one is silent */
             cl_px_send(px, NULL, NULL);
             cl_px_refuse(px, PC_CODE_EXPIRED,
@@ -509,7 +515,7 @@ static void cl_px_from_maker(struct cl *c, struct cl_px *px, const struct bus_ms
         /* the channel ended there without a word for us: the claimer must not wait on */
         if (px->state == CL_PX_WAIT)
             cl_px_refuse(px, PC_CODE_UNKNOWN, cl_msg_unknown);
-        else if (px->state == CL_PX_CLAIMED)
+        else if (px->state == CL_PX_CLAIMED || px->state == CL_PX_ANSWERED)
             cl_px_refuse(px, PC_CODE_WRONG, "the other side left; the code is burned");
         else
             cl_px_end(px);
@@ -518,7 +524,7 @@ static void cl_px_from_maker(struct cl *c, struct cl_px *px, const struct bus_ms
     if (l->type == PROTO_CODE_CLAIMED && px->state == CL_PX_WAIT) {
         px->state = CL_PX_CLAIMED;
         px->deadline_ms = uv_now(c->loop) + CL_CODE_STEP_MS + CL_CODE_GRACE_MS;
-    } else if (l->type == PROTO_CODE_CONFIRM && px->state == CL_PX_CLAIMED) {
+    } else if (l->type == PROTO_CODE_CONFIRM && px->state == CL_PX_ANSWERED) {
         px->state = CL_PX_DONE;
         px->deadline_ms = uv_now(c->loop) + CL_CODE_DONE_MS + CL_CODE_GRACE_MS;
     } else if (l->type == PROTO_ERROR) {

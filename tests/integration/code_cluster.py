@@ -104,6 +104,11 @@ def exchange():
     c.msg(ans)
     m = maker.expect()
     R.check(m == ans, f"the maker on A gets the answer from B unchanged ({str(m)[:80]})")
+    # a second answer stays on B: the bus carries only what the exchange allows
+    c.msg(ans)
+    m = c.expect()
+    R.check(is_err(m, "unexpected-type") and "this side" in m.get("message", ""),
+            f"a second answer is refused by B itself ({m})")
     conf = {"type": "code-confirm", "channel": n, "tag": b64(os.urandom(64))}
     maker.msg(conf)
     m = c.expect()
