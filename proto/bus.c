@@ -88,6 +88,29 @@ bool bus_code_line_ok(const struct proto_msg *m, bool to_maker, uint32_t channel
     return m->type == PROTO_CODE_CLAIMED || m->type == PROTO_CODE_CONFIRM;
 }
 
+/* The exchange's order, one step each: code-claimed once after the claim, the claimer's answer
+ * once after it, code-confirm once after that; errors of the mailbox at any time after the
+ * claim (all but unexpected-type end it); the claimer's abort at any time after the claim. */
+int bus_code_next(enum bus_code_state st, bool from_maker, const struct proto_msg *m)
+{
+    enum proto_code c;
+    if (st == BUS_CS_LOOKUP || st == BUS_CS_END)
+        return -1;
+    if (!from_maker) {
+        if (m->type == PROTO_CODE_ANSWER && st == BUS_CS_CLAIMED)
+            return BUS_CS_ANSWERED;
+        return m->type == PROTO_CODE_ABORT ? BUS_CS_END : -1;
+    }
+    if (m->type == PROTO_CODE_CLAIMED && st == BUS_CS_WAIT)
+        return BUS_CS_CLAIMED;
+    if (m->type == PROTO_CODE_CONFIRM && st == BUS_CS_ANSWERED)
+        return BUS_CS_DONE;
+    if (m->type != PROTO_ERROR)
+        return -1;
+    c = proto_code_parse(m->u.error.code);
+    return c == PC_UNEXPECTED_TYPE ? (int)st : BUS_CS_END;
+}
+
 /* ---- framing ---- */
 
 void bus_key_of(const unsigned char digest[AUTH_KEY_BYTES], unsigned char key[BUS_KEY_BYTES])

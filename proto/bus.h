@@ -146,6 +146,23 @@ enum bus_err bus_decode(const char *json, size_t len, const char *self, struct b
  * m->u.answer.line). BUS_OK, or BUS_E_CODE / BUS_E_PUNCH with the reason in why. */
 enum bus_err bus_answer_is(struct bus_msg *m, const char *peer, char *why, size_t whylen);
 
+/* A claim held on another instance as the claimer's instance follows it (PROTOCOL.md 20.5):
+ * looking the number up, the claim sent, code-claimed passed on, the answer passed on,
+ * code-confirm passed on; END: nothing more passes. */
+enum bus_code_state {
+    BUS_CS_LOOKUP,
+    BUS_CS_WAIT,
+    BUS_CS_CLAIMED,
+    BUS_CS_ANSWERED,
+    BUS_CS_DONE,
+    BUS_CS_END
+};
+/* What line m does to a claim in st: from_maker, a line of the maker's mailbox for the claimer
+ * (as bus_code_line_ok admits them); else the claimer's own line for the maker. Returns the
+ * next state (BUS_CS_END: the claim is over once m has passed), or -1: m is out of turn and
+ * does not pass. */
+int bus_code_next(enum bus_code_state st, bool from_maker, const struct proto_msg *m);
+
 /* Whether m may travel in a `code` message (towards the maker or the claimer) for channel. */
 bool bus_code_line_ok(const struct proto_msg *m, bool to_maker, uint32_t channel);
 /* The channel of a code-* message (0: none, or not a code-* message). */

@@ -25,19 +25,16 @@
 static const char cl_lua_code_release[] = "if redis.call('GET', KEYS[1]) == ARGV[1] then "
                                           "return redis.call('DEL', KEYS[1]) end return 0";
 
-/* LOOKUP: the directory asked; WAIT: the claim sent, nothing back yet; CLAIMED: code-claimed
- * passed on, the answer may follow; ANSWERED: the answer passed on, the confirm may follow;
- * DONE: code-confirm passed on, a late abort may follow. As the mailbox's states (wh.h): a line
- * out of turn stays here, so that a claimer cannot make the bus carry what the maker's mailbox
- * would refuse anyway. */
-enum cl_px_state { CL_PX_LOOKUP, CL_PX_WAIT, CL_PX_CLAIMED, CL_PX_ANSWERED, CL_PX_DONE };
+/* The states of a proxy are proto/bus.h's BUS_CS_*, its steps bus_code_next's: a line out of
+ * turn stays here, so that a claimer cannot make the bus carry what the maker's mailbox would
+ * refuse anyway, nor another instance make a claimer see lines out of the exchange's order. */
 
 /* A local claimer whose channel lives on another instance. */
 struct cl_px {
     struct cl *cl;
     struct q link;        /* in cl->pxs while live */
     struct cl_link *conn; /* the claimer; NULL once ended */
-    enum cl_px_state state;
+    enum bus_code_state state;
     int refs; /* the list's while live, and one per Redis callback still to come */
     uint64_t ref;
     uint32_t channel;
@@ -295,7 +292,7 @@ static void cl_px_refuse(struct cl_px *px, enum proto_code code, const char *msg
 /* Ends px, telling the maker's instance when the claim may have reached it. */
 static void cl_px_give_up(struct cl_px *px)
 {
-    if (px->conn && px->state != CL_PX_LOOKUP)
+    if (px->conn && px->state != BUS_CS_LOOKUP)
         cl_px_send(px, NULL, NULL);
     cl_px_end(px);
 }
@@ -308,10 +305,10 @@ static void cl_on_claim_published(redisAsyncContext *ac, void *r, void *privdata
     struct cl_px *px = privdata;
     redisReply *reply = r;
     (void)ac;
-    if (px->conn && px->state == CL_PX_WAIT &&
+    if (px->conn && px->state == BUS_CS_WAIT &&
         (!cl__reply_ok(reply) || reply->type != REDIS_REPLY_INTEGER))
         cl_px_refuse(px, PC_OVERLOADED, "the server cannot reach the cluster now");
-    else if (px->conn && px->state == CL_PX_WAIT && reply->integer == 0) {
+    else if (px->conn && px->state == BUS_CS_WAIT && reply->integer == 0) {
         /* crashed, its keys not expired yet: its channels went with it */
         LOG_I("cluster: code channel %" PRIu32 " is on instance %s, which is not running",
               px->channel, px->where);
@@ -342,7 +339,7 @@ static void cl_on_code_located(redisAsyncContext *ac, void *r, void *privdata)
     } else {
         snprintf(px->where, sizeof px->where, "%s", reply->str);
         bus_code_claim_of(px->channel, &claim);
-        px->state = CL_PX_WAIT;
+        px->state = BUS_CS_WAIT;
         px->deadline_ms = uv_now(c->loop) + CL_ANSWER_MS;
         if (cl_px_send(px, &claim, cl_on_claim_published) < 0)
             cl_px_refuse(px, PC_OVERLOADED, "the server cannot reach the cluster now");
@@ -379,7 +376,7 @@ void cl_code_claim(struct cl *c, struct cl_link *conn, uint32_t channel)
     px->refs = 1; /* the list's */
     px->ref = ++c->next_ref;
     px->channel = channel;
-    px->state = CL_PX_LOOKUP;
+    px->state = BUS_CS_LOOKUP;
     px->deadline_ms = uv_now(c->loop) + CL_ANSWER_MS;
     q_insert_tail(&c->pxs, &px->link);
     c->npx++;
@@ -400,13 +397,11 @@ bool cl_code_busy(const struct cl *c, const struct cl_link *conn)
 int cl_code_forward(struct cl *c, struct cl_link *conn, const struct proto_msg *m)
 {
     struct cl_px *px = conn->px;
-    enum proto_type t = m->type;
+    int next;
     if (!c || !px || bus_code_channel(m) != px->channel)
         return -1;
-    /* an answer only to a claimed channel, an abort while the maker may still hear it; the
-     * maker's mailbox checks the state again, this only keeps nonsense off the bus */
-    if (!(t == PROTO_CODE_ANSWER && px->state == CL_PX_CLAIMED) &&
-        !(t == PROTO_CODE_ABORT && px->state != CL_PX_LOOKUP)) {
+    /* the maker's mailbox checks the state again; this keeps what it would refuse off the bus */
+    if ((next = bus_code_next(px->state, false, m)) < 0) {
         c->user.refuse(c->user.data, conn, PC_UNEXPECTED_TYPE,
                        "not a line this side of the code exchange may send now");
         return 0;
@@ -415,9 +410,8 @@ int cl_code_forward(struct cl *c, struct cl_link *conn, const struct proto_msg *
         cl_px_refuse(px, PC_OVERLOADED, "the server cannot reach the cluster now");
         return 0;
     }
-    if (t == PROTO_CODE_ANSWER)
-        px->state = CL_PX_ANSWERED;
-    if (t == PROTO_CODE_ABORT) { /* the channel is burned: nothing more comes for it */
+    px->state = (enum bus_code_state)next;
+    if (next == BUS_CS_END) { /* an abort: the channel is burned, nothing more comes for it */
         cl_px_end(px);
         if (c->user.code_penalize)
             c->user.code_penalize(c->user.data, conn);
@@ -429,7 +423,7 @@ void cl_code_gone(struct cl *c, struct cl_link *conn)
 {
     /* leaving mid-exchange costs as a local claimer's leaving does (wh.c) */
     bool exchange =
-        conn->px && (conn->px->state == CL_PX_CLAIMED || conn->px->state == CL_PX_ANSWERED);
+        conn->px && (conn->px->state == BUS_CS_CLAIMED || conn->px->state == BUS_CS_ANSWERED);
     if (!c || !conn->px)
         return;
     cl_px_give_up(conn->px);
@@ -449,7 +443,7 @@ void cl__code_fail_all(struct cl *c, const char *why)
     struct cl_px *px;
     snprintf(msg, sizeof msg, "the server lost the cluster mid-exchange (%s)", why);
     while ((px = cl_px_first(c))) {
-        if (px->state == CL_PX_DONE) /* confirmed: the claimer has all it needs */
+        if (px->state == BUS_CS_DONE) /* confirmed: the claimer has all it needs */
             cl_px_end(px);
         else
             cl_px_refuse(px, PC_OVERLOADED, msg);
@@ -468,10 +462,10 @@ void cl__code_expire(struct cl *c, uint64_t now)
             px = next ? q_data(next, struct cl_px, link) : NULL;
             continue;
         }
-        if (px->state == CL_PX_LOOKUP) {
+        if (px->state == BUS_CS_LOOKUP) {
             cl_px_refuse(px, PC_OVERLOADED,
                          "the server cannot look the code up now (Redis is slow)");
-        } else if (px->state == CL_PX_WAIT) {
+        } else if (px->state == BUS_CS_WAIT) {
             LOG_W("cluster: instance %s did not answer the claim of code channel %" PRIu32
                   " within %d ms",
                   px->where, px->channel, CL_ANSWER_MS);
@@ -479,7 +473,7 @@ void cl__code_expire(struct cl *c, uint64_t now)
             snprintf(msg, sizeof msg, "%s (its server, %.100s, did not answer)", cl_msg_unknown,
                      px->where);
             cl_px_refuse(px, PC_CODE_UNKNOWN, msg);
-        } else if (px->state == CL_PX_CLAIMED || px->state == CL_PX_ANSWERED) {
+        } else if (px->state == BUS_CS_CLAIMED || px->state == BUS_CS_ANSWERED) {
             /* the maker's instance says code-expired at CL_CODE_STEP_MS; this one is silent */
             cl_px_send(px, NULL, NULL);
             cl_px_refuse(px, PC_CODE_EXPIRED,
@@ -510,34 +504,30 @@ static void cl_px_from_maker(struct cl *c, struct cl_px *px, const struct bus_ms
 {
     const struct proto_msg *l = &m->u.code.line;
     struct cl_link *conn = px->conn;
-    enum proto_code code;
+    int next;
     if (m->u.code.gone) {
         /* the channel ended there without a word for us: the claimer must not wait on */
-        if (px->state == CL_PX_WAIT)
+        if (px->state == BUS_CS_WAIT)
             cl_px_refuse(px, PC_CODE_UNKNOWN, cl_msg_unknown);
-        else if (px->state == CL_PX_CLAIMED || px->state == CL_PX_ANSWERED)
+        else if (px->state == BUS_CS_CLAIMED || px->state == BUS_CS_ANSWERED)
             cl_px_refuse(px, PC_CODE_WRONG, "the other side left; the code is burned");
         else
             cl_px_end(px);
         return;
     }
-    if (l->type == PROTO_CODE_CLAIMED && px->state == CL_PX_WAIT) {
-        px->state = CL_PX_CLAIMED;
-        px->deadline_ms = uv_now(c->loop) + CL_CODE_STEP_MS + CL_CODE_GRACE_MS;
-    } else if (l->type == PROTO_CODE_CONFIRM && px->state == CL_PX_ANSWERED) {
-        px->state = CL_PX_DONE;
-        px->deadline_ms = uv_now(c->loop) + CL_CODE_DONE_MS + CL_CODE_GRACE_MS;
-    } else if (l->type == PROTO_ERROR) {
-        code = proto_code_parse(l->u.error.code);
-        /* each of these ends the exchange for the claimer; unexpected-type does not */
-        if (code != PC_UNEXPECTED_TYPE)
-            cl_px_end(px);
-        if (code == PC_CODE_WRONG && c->user.code_penalize)
-            c->user.code_penalize(c->user.data, conn);
-    } else {
+    if ((next = bus_code_next(px->state, true, l)) < 0) {
         cl__reject(c, "from %s: %s for code channel %" PRIu32 " out of turn", m->sender,
                    proto_type_name(l->type), px->channel);
         return;
+    }
+    px->state = (enum bus_code_state)next;
+    if (next == BUS_CS_CLAIMED || next == BUS_CS_DONE)
+        px->deadline_ms = uv_now(c->loop) + CL_CODE_GRACE_MS +
+                          (next == BUS_CS_CLAIMED ? CL_CODE_STEP_MS : CL_CODE_DONE_MS);
+    if (next == BUS_CS_END) {
+        cl_px_end(px);
+        if (proto_code_parse(l->u.error.code) == PC_CODE_WRONG && c->user.code_penalize)
+            c->user.code_penalize(c->user.data, conn);
     }
     c->user.code_deliver(c->user.data, conn, l);
 }
@@ -573,7 +563,7 @@ void cl__code_on_bus(struct cl *c, const struct bus_msg *m)
         return;
     }
     /* only the instance the claim went to speaks for the channel */
-    if (px->state == CL_PX_LOOKUP || strcmp(px->where, m->sender) != 0 ||
+    if (px->state == BUS_CS_LOOKUP || strcmp(px->where, m->sender) != 0 ||
         px->channel != m->u.code.channel) {
         cl__reject(c,
                    "from %s: a code message for claim ref %" PRIu64 " (channel %" PRIu32

@@ -991,6 +991,48 @@ static void t_code_helpers(void)
     CHECK_INT(bus_code_channel(&m), 0);
 }
 
+/* The exchange's order as the claimer's instance follows it (PROTOCOL.md 20.5). */
+static void t_code_next(void)
+{
+    struct proto_msg claimed, confirm, answer, abort_, err, unexpected, post;
+    memset(&claimed, 0, sizeof claimed);
+    claimed.type = PROTO_CODE_CLAIMED;
+    confirm = answer = abort_ = post = err = unexpected = claimed;
+    confirm.type = PROTO_CODE_CONFIRM;
+    answer.type = PROTO_CODE_ANSWER;
+    abort_.type = PROTO_CODE_ABORT;
+    post.type = PROTO_CODE_POST;
+    err.type = unexpected.type = PROTO_ERROR;
+    strcpy(err.u.error.code, "code-wrong");
+    strcpy(unexpected.u.error.code, "unexpected-type");
+    /* the whole way, in order */
+    CHECK_INT(bus_code_next(BUS_CS_WAIT, true, &claimed), BUS_CS_CLAIMED);
+    CHECK_INT(bus_code_next(BUS_CS_CLAIMED, false, &answer), BUS_CS_ANSWERED);
+    CHECK_INT(bus_code_next(BUS_CS_ANSWERED, true, &confirm), BUS_CS_DONE);
+    CHECK_INT(bus_code_next(BUS_CS_DONE, false, &abort_), BUS_CS_END);
+    /* each step only once, and not early */
+    CHECK_INT(bus_code_next(BUS_CS_CLAIMED, true, &claimed), -1);
+    CHECK_INT(bus_code_next(BUS_CS_ANSWERED, false, &answer), -1);
+    CHECK_INT(bus_code_next(BUS_CS_WAIT, false, &answer), -1);
+    CHECK_INT(bus_code_next(BUS_CS_CLAIMED, true, &confirm), -1);
+    CHECK_INT(bus_code_next(BUS_CS_DONE, true, &confirm), -1);
+    CHECK_INT(bus_code_next(BUS_CS_WAIT, true, &confirm), -1);
+    /* errors: any time after the claim; unexpected-type changes nothing */
+    for (int st = BUS_CS_WAIT; st <= BUS_CS_DONE; st++) {
+        CHECK_INT(bus_code_next((enum bus_code_state)st, true, &err), BUS_CS_END);
+        CHECK_INT(bus_code_next((enum bus_code_state)st, true, &unexpected), st);
+        CHECK_INT(bus_code_next((enum bus_code_state)st, false, &abort_), BUS_CS_END);
+        CHECK_INT(bus_code_next((enum bus_code_state)st, false, &confirm), -1);
+        CHECK_INT(bus_code_next((enum bus_code_state)st, false, &post), -1);
+        CHECK_INT(bus_code_next((enum bus_code_state)st, true, &answer), -1);
+    }
+    /* nothing before the claim has gone out, nothing after the end */
+    CHECK_INT(bus_code_next(BUS_CS_LOOKUP, true, &claimed), -1);
+    CHECK_INT(bus_code_next(BUS_CS_LOOKUP, false, &abort_), -1);
+    CHECK_INT(bus_code_next(BUS_CS_END, true, &err), -1);
+    CHECK_INT(bus_code_next(BUS_CS_END, false, &abort_), -1);
+}
+
 #undef CODE
 
 CHECK_MAIN(TEST(t_roundtrip_introduce), TEST(t_roundtrip_answer), TEST(t_encode_refuses),
@@ -998,4 +1040,4 @@ CHECK_MAIN(TEST(t_roundtrip_introduce), TEST(t_roundtrip_answer), TEST(t_encode_
            TEST(t_answer_later), TEST(t_path_later), TEST(t_punch_is), TEST(t_instance),
            TEST(t_key), TEST(t_seal_open), TEST(t_bday_introduce), TEST(t_resume_introduce),
            TEST(t_replace), TEST(t_roundtrip_code), TEST(t_reject_code),
-           TEST(t_encode_refuses_code), TEST(t_code_helpers))
+           TEST(t_encode_refuses_code), TEST(t_code_helpers), TEST(t_code_next))
