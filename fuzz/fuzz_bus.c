@@ -35,6 +35,16 @@ static void fz_code(const struct bus_msg *m)
     FZ_CHECK(m->u.code.gone ||
                  bus_code_line_ok(&m->u.code.line, m->u.code.to_maker, m->u.code.channel),
              "code message with a %s line taken", proto_type_name(m->u.code.line.type));
+    if (m->u.code.gone)
+        return;
+    /* the order it may pass in: a step forward, the end, or nothing; never back */
+    for (int st = BUS_CS_LOOKUP; st <= BUS_CS_END; st++) {
+        int next = bus_code_next((enum bus_code_state)st, !m->u.code.to_maker, &m->u.code.line);
+        FZ_CHECK(next == -1 || (next >= st && next <= BUS_CS_END && st != BUS_CS_LOOKUP &&
+                                st != BUS_CS_END),
+                 "%s moves a claim from state %d to %d", proto_type_name(m->u.code.line.type),
+                 st, next);
+    }
 }
 
 static void fz_round_trip(const struct bus_msg *m)
