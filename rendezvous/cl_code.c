@@ -15,7 +15,6 @@
 
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -63,6 +63,15 @@ def key_gone(n, wait=3.0):
     return False
 
 
+def cmdstat(name):
+    """How many times Redis ran command name (INFO commandstats)."""
+    info = redis("INFO", "commandstats").decode()
+    for ln in info.splitlines():
+        if ln.startswith(f"cmdstat_{name}:"):
+            return int(ln.split("calls=", 1)[1].split(",", 1)[0])
+    return 0
+
+
 def is_err(m, code):
     return m.get("type") == "error" and m.get("code") == code and m.get("fatal") is False
 
@@ -150,6 +159,14 @@ def abort():
         m = maker.expect()
         R.check(is_err(m, "code-wrong"), f"the claimer's abort on B reaches the maker on A as code-wrong ({m})")
         R.check(key_gone(n), f"channel {n} left the directory after the abort")
+    # Redis forgot its scripts (SCRIPT FLUSH, a failover): a release answered NOSCRIPT is sent
+    # again whole
+    redis("SCRIPT", "FLUSH")
+    maker = Peer("A", "maker")
+    n, o, post = open_code(maker)
+    time.sleep(0.1)
+    maker.msg({"type": "code-abort", "channel": n})  # withdrawn before any claim
+    R.check(key_gone(n), f"after SCRIPT FLUSH, channel {n} still left the directory")
     # the maker on A aborts after the answer: the claimer on B hears code-wrong
     maker = Peer("A", "maker")
     n, o, post = open_code(maker)
@@ -236,10 +253,16 @@ def distinct():
             f"(handed out twice: {sorted(dup.items())[:5]})")
     wrong = [n for n, who in got.items() if redis("GET", key_of(n)) != who[0].encode()]
     R.check(not wrong, f"the directory names the holder of every channel (wrong: {wrong[:5]})")
+    sha0, eval0 = cmdstat("evalsha"), cmdstat("eval")
     for p in peers:
         p.s.close()
     left = [n for n in got if not key_gone(n, 0.5)]
     R.check(not left, f"every number left the directory with its maker (left: {left[:5]})")
+    sha, ev = cmdstat("evalsha") - sha0, cmdstat("eval") - eval0
+    # (each peer's unregistration is one EVAL of its own, cl_withdraw)
+    R.check(sha >= len(peers) and ev < len(peers) + 10,
+            f"the releases ran the cached script by SHA: {sha} EVALSHA, {ev} EVAL for "
+            f"{len(peers)} releases and unregistrations")
 
 
 def sign(msg, chan_inst, secret_path):
