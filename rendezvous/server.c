@@ -1205,6 +1205,12 @@ int srv_listen(struct srv *s, char *err, size_t errlen)
     LOG_I("keepalive %u s, hello timeout %u s, at most %lu peers", s->cfg.keepalive,
           s->cfg.hello_timeout, s->cfg.max_peers);
     srv_log_relay(&s->cfg.relay);
+    if (s->cfg.code.enabled)
+        LOG_I("codes: channels live %u s, at most %u open, %u opens and claims a minute per "
+              "address (0: unlimited)",
+              s->cfg.code.ttl_s, s->cfg.code.max, s->cfg.code.rate);
+    else
+        LOG_I("codes disabled (--no-code)");
     return 0;
 }
 

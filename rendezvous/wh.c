@@ -225,7 +225,15 @@ static struct wh_src *wh_src_get(struct wh *w, const struct sockaddr *sa, uint64
         s = hmap_data(n, struct wh_src, node);
         goto touch;
     }
-    /* entries with channels are bounded by --code-max; the others by this */
+    /* entries with channels are bounded by --code-max, the others by WH_MAX_SOURCES: when
+     * that many are tracked the one idle longest is forgotten (its source starts afresh)
+     * rather than every new source refused */
+    if (hmap_count(&w->srcs) >= WH_MAX_SOURCES + (size_t)w->cfg.max && q_head(&w->idle)) {
+        struct wh_src *old = q_data(q_head(&w->idle), struct wh_src, idle);
+        q_remove(&old->idle);
+        hmap_remove(&w->srcs, &old->node);
+        free(old);
+    }
     if (hmap_count(&w->srcs) >= WH_MAX_SOURCES + (size_t)w->cfg.max ||
         !(s = calloc(1, sizeof *s))) {
         *full = true;

@@ -156,7 +156,36 @@ void wh_link_init(struct wh_link *l, const struct wh_link_ops *ops, const char *
                   const struct sockaddr *src, bool aux, bool remote);
 
 /* ---- the cluster's hooks (rendezvous/cl_code.c wires them; NULL members: a single
- * instance) ---- */
+ * instance) ----
+ *
+ * The maker's instance runs the whole state machine (wormhole.md 6.2); Redis is only the
+ * directory of numbers. How cl_code.c plugs in (server.c owns s->wh and calls wh_set_dir once
+ * the cluster exists):
+ *
+ * - Directory: reserve() does SET <prefix>code:<N> <instance> NX EX <ttl+30> (WH_DIR_PENDING,
+ *   answered with wh_dir_reserved(w, N, serial, OK | TAKEN | DOWN, now) when Redis replies;
+ *   TAKEN draws another number, at most WH_DRAWS tries, then server-full; DOWN: overloaded).
+ *   release() is the compare-and-delete; it is called for every channel that had a number,
+ *   a pending one included (Redis runs one connection's commands in order).
+ * - Claimer's instance: claim_elsewhere() gets every claim of a number not held here (the
+ *   claimer's token is taken already). Return true and set claimer->proxy (a proxy entry, ref
+ *   -> claimer), GET the number, and pass the claim over the bus to the holder; if the number
+ *   is absent, refuse the link code-unknown yourself and wh_link_unproxy() it. While proxy is
+ *   set every code-* line of the link goes to forward() (to be sent over the bus) and its
+ *   connection's end to forward_gone() (proxy is cleared by the mailbox then). Lines and
+ *   errors coming back over the bus go to the link's ops (send / refuse); when the remote
+ *   channel ended (an error, or DONE's time) call wh_link_unproxy(). A failed exchange's
+ *   penalty arrives over the bus: wh_penalize_source(w, link->src, now).
+ * - Maker's instance: a bus claim becomes a remote link, embedded in the cluster's own entry:
+ *   wh_link_init(&e->link, &remote_ops, claimer_id, NULL, false, true), then
+ *   wh_msg(w, &e->link, &claim, now); later bus lines of that claimer: wh_msg(w, &e->link,
+ *   &m, now); its instance reporting it gone: wh_gone(w, &e->link, now). remote_ops.send and
+ *   .refuse put the line or error on the bus to (instance, ref); .penalize sends the penalty
+ *   back; .released is where e may be freed (the mailbox holds no pointer to it any more;
+ *   until then it must stay valid). A claim that was refused (code-unknown, rate-limited:
+ *   e->link.chan is still NULL when wh_msg returns) never gets .released: free e then.
+ *   A remote link has no source (its limits are its own instance's), never opens, and is
+ *   refused like a local one out of turn. */
 
 enum wh_dir_result {
     WH_DIR_OK,      /* the number is ours cluster-wide */
