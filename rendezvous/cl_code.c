@@ -31,8 +31,9 @@ static const char cl_lua_code_release[] = "if redis.call('GET', KEYS[1]) == ARGV
 /* A local claimer whose channel lives on another instance. */
 struct cl_px {
     struct cl *cl;
-    struct q link;        /* in cl->pxs while live */
-    struct cl_link *conn; /* the claimer; NULL once ended */
+    struct q link;         /* in cl->pxs while live */
+    struct hmap_node node; /* in cl->px_refs by ref while live */
+    struct cl_link *conn;  /* the claimer; NULL once ended */
     enum bus_code_state state;
     int refs; /* the list's while live, and one per Redis callback still to come */
     uint64_t ref;
@@ -180,6 +181,7 @@ void cl__code_free(struct cl *c)
     struct hmap_node *it, *tmp;
     hmap_foreach_safe(it, tmp, &c->nums) cl_num_drop(c, hmap_data(it, struct cl_num, node));
     hmap_fini(&c->nums);
+    hmap_fini(&c->px_refs); /* its proxies all ended at cl_stop */
 }
 
 /* SET NX answered: OK is ours, nil is another channel's (of any instance). */
@@ -246,6 +248,7 @@ static void cl_px_end(struct cl_px *px)
         return;
     struct cl_link *conn = px->conn;
     q_remove(&px->link);
+    hmap_remove(&c->px_refs, &px->node);
     c->npx--;
     conn->px = NULL;
     px->conn = NULL;
@@ -378,6 +381,7 @@ void cl_code_claim(struct cl *c, struct cl_link *conn, uint32_t channel)
     px->state = BUS_CS_LOOKUP;
     px->deadline_ms = uv_now(c->loop) + CL_ANSWER_MS;
     q_insert_tail(&c->pxs, &px->link);
+    hmap_insert(&c->px_refs, &px->node, hmap_hash(&c->px_refs, &px->ref, sizeof px->ref));
     c->npx++;
     conn->px = px;
     cl_code_key(c, channel, key, sizeof key);
@@ -486,16 +490,17 @@ void cl__code_expire(struct cl *c, uint64_t now)
 
 /* ---- the bus ---- */
 
+static bool cl_px_eq(const struct hmap_node *n, const void *key)
+{
+    return hmap_data(n, struct cl_px, node)->ref == *(const uint64_t *)key;
+}
+
+/* By hash: every code message towards a claimer looks its ref up. */
 static struct cl_px *cl_px_find(struct cl *c, uint64_t ref)
 {
-    struct q *it;
-    q_foreach(it, &c->pxs)
-    {
-        struct cl_px *px = q_data(it, struct cl_px, link);
-        if (px->ref == ref)
-            return px;
-    }
-    return NULL;
+    struct hmap_node *n =
+        hmap_find(&c->px_refs, hmap_hash(&c->px_refs, &ref, sizeof ref), cl_px_eq, &ref);
+    return n ? hmap_data(n, struct cl_px, node) : NULL;
 }
 
 /* A line of the maker's mailbox for a local claimer: passed on in the exchange's order only. */

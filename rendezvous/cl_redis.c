@@ -381,14 +381,16 @@ struct cl *cl_new(uv_loop_t *loop, const struct cl_cfg *cfg, const struct cl_use
      * this one (the bus's freshness floor refuses those messages already) */
     c->next_ref = ((uint64_t)randombytes_random() << 20) | randombytes_uniform(1u << 20);
     c->backoff_s = CL_BACKOFF_MIN_S;
-    if (hmap_init(&c->nums, 64) < 0) {
+    if (hmap_init(&c->nums, 64) < 0 || hmap_init(&c->px_refs, 64) < 0) {
         snprintf(err, errlen, "out of memory");
+        hmap_fini(&c->nums);
         free(c);
         return NULL;
     }
     c->floor_t = cl__wall_us(); /* what was published before this start is not for us */
     if (cl_setup(c, cfg, err, errlen) < 0) {
         hmap_fini(&c->nums);
+        hmap_fini(&c->px_refs);
         free(c);
         return NULL;
     }

@@ -110,6 +110,7 @@ struct cl {
     struct cl_sweep *sweep; /* the refresh under way, or NULL */
     char code_sha[48];      /* the code release script's SHA1 ("": send it whole) */
     struct q pxs;           /* claims of local peers held on other instances (cl_code.c) */
+    struct hmap px_refs;    /* the same, by ref */
     size_t npx;
     uint64_t next_ref; /* the last claim ref handed out */
     struct hmap nums;  /* the numbers this instance holds in the directory (struct cl_num) */

@@ -1059,7 +1059,10 @@ int srv_init(struct srv *s, uv_loop_t *loop, const struct srv_config *cfg, char 
     /* last: it offers the relay above to peers of other instances */
     if (cfg->cluster.redis && !(s->cl = srv_cluster_new(s, err, errlen)))
         return SRV_E_CONFIG;
-    srv_code_wire(s);
+    if (srv_code_wire(s) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return SRV_E_RESOURCE;
+    }
     return 0;
 }
 

@@ -12,7 +12,7 @@
  * PROTOCOL.md 20.5, "In a cluster". */
 #include "rendezvous/srv_code.h"
 #include "common/log.h"
-#include "common/queue.h"
+#include "common/hmap.h"
 #include "proto/bus.h"
 #include "rendezvous/conn.h"
 #include "rendezvous/server.h"
@@ -26,7 +26,7 @@
 struct srv_rlink {
     struct wh_link wh;
     struct srv *srv;
-    struct q link; /* in srv->rlinks */
+    struct hmap_node node; /* in srv->rlinks by (inst, ref) */
     char inst[BUS_MAX_INSTANCE + 1];
     uint64_t ref;
     uint32_t channel;
@@ -124,22 +124,39 @@ static void srv_code_penalize(void *data, struct cl_link *l)
 
 /* ---- claimers on other instances ---- */
 
+struct srv_rlink_key {
+    const char *inst;
+    uint64_t ref;
+};
+
+static uint64_t srv_rlink_hash(const struct hmap *m, const char *inst, uint64_t ref)
+{
+    char k[BUS_MAX_INSTANCE + 1 + sizeof ref];
+    size_t n = strlen(inst);
+    memcpy(k, inst, n + 1); /* with its NUL: no two (inst, ref) give the same bytes */
+    memcpy(k + n + 1, &ref, sizeof ref);
+    return hmap_hash(m, k, n + 1 + sizeof ref);
+}
+
+static bool srv_rlink_eq(const struct hmap_node *n, const void *key)
+{
+    const struct srv_rlink *r = hmap_data(n, struct srv_rlink, node);
+    const struct srv_rlink_key *k = key;
+    return r->ref == k->ref && strcmp(r->inst, k->inst) == 0;
+}
+
+/* By hash: every code message towards the maker looks its claimer up. */
 static struct srv_rlink *srv_rlink_find(struct srv *s, const char *inst, uint64_t ref)
 {
-    struct q *it;
-    q_foreach(it, &s->rlinks)
-    {
-        struct srv_rlink *r = q_data(it, struct srv_rlink, link);
-        if (r->ref == ref && strcmp(r->inst, inst) == 0)
-            return r;
-    }
-    return NULL;
+    struct srv_rlink_key k = {inst, ref};
+    struct hmap_node *n =
+        hmap_find(&s->rlinks, srv_rlink_hash(&s->rlinks, inst, ref), srv_rlink_eq, &k);
+    return n ? hmap_data(n, struct srv_rlink, node) : NULL;
 }
 
 static void srv_rlink_free(struct srv_rlink *r)
 {
-    q_remove(&r->link);
-    r->srv->nrlinks--;
+    hmap_remove(&r->srv->rlinks, &r->node);
     free(r);
 }
 
@@ -207,7 +224,7 @@ static void srv_rlink_claim(struct srv *s, const char *inst, uint64_t ref,
     struct srv_rlink *r;
     char id[PROTO_MAX_ID + 1];
     /* the same claim twice (a buggy instance): the first one stands */
-    if (srv_rlink_find(s, inst, ref) || s->nrlinks >= SRV_CODE_MAX_REMOTE ||
+    if (srv_rlink_find(s, inst, ref) || hmap_count(&s->rlinks) >= SRV_CODE_MAX_REMOTE ||
         !(r = calloc(1, sizeof *r))) {
         LOG_I("code %d: claim from instance %s (ref %" PRIu64 ") dropped", m->u.code.channel, inst,
               ref);
@@ -217,8 +234,7 @@ static void srv_rlink_claim(struct srv *s, const char *inst, uint64_t ref,
     snprintf(r->inst, sizeof r->inst, "%s", inst);
     r->ref = ref;
     r->channel = (uint32_t)m->u.code.channel;
-    q_insert_tail(&s->rlinks, &r->link);
-    s->nrlinks++;
+    hmap_insert(&s->rlinks, &r->node, srv_rlink_hash(&s->rlinks, r->inst, r->ref));
     /* for logs: which instance, which claim */
     snprintf(id, sizeof id, "%.40s#%" PRIu64, inst, ref);
     wh_link_init(&r->wh, &srv_rlink_ops, id, NULL, false, true);
@@ -256,7 +272,7 @@ void srv_code_user(struct cl_user *u)
     u->code_penalize = srv_code_penalize;
 }
 
-void srv_code_wire(struct srv *s)
+int srv_code_wire(struct srv *s)
 {
     struct wh_dir dir = {.data = s,
                          .reserve = srv_code_reserve,
@@ -264,17 +280,16 @@ void srv_code_wire(struct srv *s)
                          .claim_elsewhere = srv_code_claim_elsewhere,
                          .forward = srv_code_forward,
                          .forward_gone = srv_code_forward_gone};
-    q_init(&s->rlinks);
-    s->nrlinks = 0;
+    if (hmap_init(&s->rlinks, 64) < 0)
+        return -1;
     if (s->cl && wh_enabled(s->wh))
         wh_set_dir(s->wh, &dir);
+    return 0;
 }
 
 void srv_code_free(struct srv *s)
 {
-    struct q *h;
-    if (!s->rlinks.next) /* srv_init failed before srv_code_wire */
-        return;
-    while ((h = q_head(&s->rlinks)))
-        srv_rlink_free(q_data(h, struct srv_rlink, link));
+    struct hmap_node *it, *tmp;
+    hmap_foreach_safe(it, tmp, &s->rlinks) free(hmap_data(it, struct srv_rlink, node));
+    hmap_fini(&s->rlinks);
 }

@@ -14,8 +14,9 @@ struct srv;
 
 /* The cl_user callbacks of the mailbox, before cl_new. */
 void srv_code_user(struct cl_user *u);
-/* After cl_new and wh_new: the mailbox's directory is the cluster's (with a cluster). */
-void srv_code_wire(struct srv *s);
+/* After cl_new and wh_new: the mailbox's directory is the cluster's (with a cluster). -1: out
+ * of memory. */
+int srv_code_wire(struct srv *s);
 /* At srv_free: the remote claimers' sides (the mailbox is freed already). */
 void srv_code_free(struct srv *s);
 
