@@ -4,7 +4,8 @@
  * answer's content checked too; whatever passes must encode to JSON that decodes again to the
  * same message, re-encodes to the same bytes, and survives sealing and opening. The input also goes
  * through bus_open as a whole framed payload, whose checks run before any MAC is computed over
- * attacker-chosen lengths. */
+ * attacker-chosen lengths. A `code` message that passes carries only a line its direction
+ * allows, for its own channel, and towards a claimer only this instance's. */
 #include "fuzz/fuzz.h"
 #include "proto/bus.h"
 
@@ -19,6 +20,31 @@ static void fz_failure(enum bus_err e, const char *why, size_t whylen, const str
     if (e != BUS_E_ENVELOPE) /* the receiver takes t before it looks further */
         FZ_CHECK(bus_valid_instance(m->sender) && strcmp(m->sender, "B") != 0 && m->t >= 1,
                  "error %d without a decoded envelope", (int)e);
+}
+
+static void fz_code(const struct bus_msg *m)
+{
+    if (m->type != BUS_CODE)
+        return;
+    FZ_CHECK(m->u.code.to_maker == (strcmp(m->u.code.claimer, m->sender) == 0),
+             "code message direction wrong");
+    FZ_CHECK(m->u.code.to_maker || strcmp(m->u.code.claimer, "B") == 0,
+             "code message for another instance's claimer %s taken", m->u.code.claimer);
+    FZ_CHECK(m->u.code.ref >= 1 && m->u.code.ref <= BUS_MAX_REF && m->u.code.channel >= 1,
+             "code message ref or channel out of range");
+    FZ_CHECK(m->u.code.gone ||
+                 bus_code_line_ok(&m->u.code.line, m->u.code.to_maker, m->u.code.channel),
+             "code message with a %s line taken", proto_type_name(m->u.code.line.type));
+    if (m->u.code.gone)
+        return;
+    /* the order it may pass in: a step forward, the end, or nothing; never back */
+    for (int st = BUS_CS_LOOKUP; st <= BUS_CS_END; st++) {
+        int next = bus_code_next((enum bus_code_state)st, !m->u.code.to_maker, &m->u.code.line);
+        FZ_CHECK(next == -1 || (next >= st && next <= BUS_CS_END && st != BUS_CS_LOOKUP &&
+                                st != BUS_CS_END),
+                 "%s moves a claim from state %d to %d", proto_type_name(m->u.code.line.type),
+                 st, next);
+    }
 }
 
 static void fz_round_trip(const struct bus_msg *m)
@@ -63,9 +89,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     e = bus_decode((const char *)data, size, "B", &m, why, sizeof why);
     if (e == BUS_OK && m.type == BUS_ANSWER) /* as the receiver does once the session is its */
         e = bus_answer_is(&m, NULL, why, sizeof why);
-    if (e == BUS_OK)
+    if (e == BUS_OK) {
+        fz_code(&m);
         fz_round_trip(&m);
-    else
+    } else
         fz_failure(e, why, sizeof why, &m);
 
     memset(why, 0x5a, sizeof why);

@@ -9,7 +9,7 @@
 _Static_assert(BUS_TAG_BYTES == crypto_auth_hmacsha512256_BYTES, "bus tag size");
 _Static_assert(BUS_KEY_BYTES == crypto_auth_hmacsha512256_KEYBYTES, "bus key size");
 
-static const char *const bus_names[BUS_TYPE_COUNT] = {"introduce", "answer", "replace"};
+static const char *const bus_names[BUS_TYPE_COUNT] = {"introduce", "answer", "replace", "code"};
 
 /* The members each type may carry, the envelope's included; NULL-terminated. */
 static const char *const bus_members[BUS_TYPE_COUNT][16] = {
@@ -17,6 +17,7 @@ static const char *const bus_members[BUS_TYPE_COUNT][16] = {
                        "bus_rtt_us", "birthday", "features", "resume", NULL},
     [BUS_ANSWER] = {"type", "sender", "t", "session", "code", "message", "line", "delay_us", NULL},
     [BUS_REPLACE] = {"type", "sender", "t", "id", "key", NULL},
+    [BUS_CODE] = {"type", "sender", "t", "claimer", "ref", "channel", "line", "gone", NULL},
 };
 
 const char *bus_type_name(enum bus_type t)
@@ -48,6 +49,66 @@ static bool bus_printable(const char *s)
         if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
             return false;
     return true;
+}
+
+/* ---- code messages: which lines travel ---- */
+
+uint32_t bus_code_channel(const struct proto_msg *m)
+{
+    return m->type >= PROTO_CODE_OPEN && m->type <= PROTO_CODE_ABORT && m->u.code.channel > 0
+               ? (uint32_t)m->u.code.channel
+               : 0;
+}
+
+void bus_code_claim_of(uint32_t channel, struct proto_msg *m)
+{
+    memset(m, 0, sizeof *m);
+    m->type = PROTO_CODE_CLAIM;
+    m->u.code.channel = (int)channel;
+}
+
+/* Towards the maker only what a claimer may send; towards the claimer only what the mailbox
+ * sends a claimer: its post, the maker's tag, or one of its non-fatal errors. Anything else
+ * (a code-post, a punch, a fatal error) would let one instance make a peer on another see
+ * what no local exchange shows it. */
+bool bus_code_line_ok(const struct proto_msg *m, bool to_maker, uint32_t channel)
+{
+    enum proto_code c;
+    if (m->type == PROTO_ERROR && !to_maker) {
+        c = proto_code_parse(m->u.error.code);
+        return !m->u.error.fatal && bus_printable(m->u.error.message) &&
+               (c == PC_CODE_UNKNOWN || c == PC_CODE_EXPIRED || c == PC_CODE_WRONG ||
+                c == PC_UNEXPECTED_TYPE);
+    }
+    if (bus_code_channel(m) != channel || channel == 0)
+        return false;
+    if (to_maker)
+        return m->type == PROTO_CODE_CLAIM || m->type == PROTO_CODE_ANSWER ||
+               m->type == PROTO_CODE_ABORT;
+    return m->type == PROTO_CODE_CLAIMED || m->type == PROTO_CODE_CONFIRM;
+}
+
+/* The exchange's order, one step each: code-claimed once after the claim, the claimer's answer
+ * once after it, code-confirm once after that; errors of the mailbox at any time after the
+ * claim (all but unexpected-type end it); the claimer's abort at any time after the claim. */
+int bus_code_next(enum bus_code_state st, bool from_maker, const struct proto_msg *m)
+{
+    enum proto_code c;
+    if (st == BUS_CS_LOOKUP || st == BUS_CS_END)
+        return -1;
+    if (!from_maker) {
+        if (m->type == PROTO_CODE_ANSWER && st == BUS_CS_CLAIMED)
+            return BUS_CS_ANSWERED;
+        return m->type == PROTO_CODE_ABORT ? BUS_CS_END : -1;
+    }
+    if (m->type == PROTO_CODE_CLAIMED && st == BUS_CS_WAIT)
+        return BUS_CS_CLAIMED;
+    if (m->type == PROTO_CODE_CONFIRM && st == BUS_CS_ANSWERED)
+        return BUS_CS_DONE;
+    if (m->type != PROTO_ERROR)
+        return -1;
+    c = proto_code_parse(m->u.error.code);
+    return c == PC_UNEXPECTED_TYPE ? (int)st : BUS_CS_END;
 }
 
 /* ---- framing ---- */
@@ -333,6 +394,48 @@ static enum bus_err bd_replace(struct bd *d, struct bus_msg *m)
     return BUS_OK;
 }
 
+/* code: the claimer's instance, the claim's ref, the channel, and a line or "gone": true. The
+ * line is decoded as its receiver would take it from a peer (towards the maker: as a server
+ * decodes a claimer's line) or from a server (towards the claimer). */
+static enum bus_err bd_code(struct bd *d, struct bus_msg *m, const char *self)
+{
+    const char *claimer = bd_str(d->o, "claimer", BUS_MAX_INSTANCE);
+    const char *line = bd_str(d->o, "line", PROTO_MAX_LINE);
+    json_t *gone = json_object_get(d->o, "gone");
+    json_int_t ref, ch;
+    char why[PROTO_MAX_TEXT];
+    size_t n;
+    if (!claimer || !bus_valid_instance(claimer) || !bd_int(d->o, "ref", 1, BUS_MAX_REF, &ref) ||
+        !bd_int(d->o, "channel", 1, PROTO_CODE_CHANNEL_MAX, &ch) ||
+        (gone ? !json_is_true(gone) || json_object_get(d->o, "line") : !line))
+        return bd_fail(d, BUS_E_BODY, "a malformed code message");
+    bd_copy(m->u.code.claimer, sizeof m->u.code.claimer, claimer);
+    m->u.code.ref = (uint64_t)ref;
+    m->u.code.channel = (uint32_t)ch;
+    m->u.code.to_maker = strcmp(claimer, m->sender) == 0;
+    m->u.code.gone = gone != NULL;
+    /* towards a claimer: ours, or the message went astray */
+    if (!m->u.code.to_maker && self && strcmp(claimer, self) != 0)
+        return bd_fail(d, BUS_E_BODY, "a code message for the claimers of instance %s", claimer);
+    if (gone)
+        return BUS_OK;
+    n = strlen(line);
+    if (n == 0 || n + 1 >= PROTO_MAX_LINE || strpbrk(line, "\r\n"))
+        return bd_fail(d, BUS_E_BODY, "a code message whose line is not one line");
+    if (proto_decode(line, n, m->u.code.to_maker ? PROTO_TO_SERVER : PROTO_TO_PEER, &m->u.code.line,
+                     why, sizeof why) != PROTO_OK)
+        return bd_fail(d, BUS_E_BODY, "a code message for channel %u: %s", (unsigned)ch, why);
+    if (!bus_code_line_ok(&m->u.code.line, m->u.code.to_maker, m->u.code.channel)) {
+        const struct proto_msg *l = &m->u.code.line;
+        bool err = l->type == PROTO_ERROR;
+        return bd_fail(d, BUS_E_BODY, "a code message for channel %u: %s%s%s is not for the %s",
+                       (unsigned)ch, proto_type_name(l->type), err ? " " : "",
+                       err ? (bus_printable(l->u.error.code) ? l->u.error.code : "?") : "",
+                       m->u.code.to_maker ? "maker" : "claimer");
+    }
+    return BUS_OK;
+}
+
 static enum bus_err bd_answer(struct bd *d, struct bus_msg *m)
 {
     const char *code = bd_str(d->o, "code", PROTO_MAX_CODE);
@@ -411,9 +514,10 @@ enum bus_err bus_decode(const char *json, size_t len, const char *self, struct b
         goto cleanup;
     }
     out->type = (enum bus_type)k;
-    if (out->type == BUS_REPLACE) { /* belongs to no session */
-        e = bd_only(d.o, out->type) ? bd_replace(&d, out)
-                                    : bd_fail(&d, BUS_E_BODY, "a malformed replace");
+    if (out->type == BUS_REPLACE || out->type == BUS_CODE) { /* belong to no session */
+        e = !bd_only(d.o, out->type)   ? bd_fail(&d, BUS_E_BODY, "a malformed %s", type)
+            : out->type == BUS_REPLACE ? bd_replace(&d, out)
+                                       : bd_code(&d, out, self);
         goto cleanup;
     }
     session = bd_str(d.o, "session", PROTO_SESSION_LEN);
@@ -471,14 +575,50 @@ static int be_resume_members(json_t *o, const struct bus_msg *m)
     return 0;
 }
 
+/* A code message: the line as one protocol line without its newline, checked as bd_code
+ * checks it (the direction from whether the claimer is the sender). */
+static json_t *be_code(const struct bus_msg *m)
+{
+    const char *t = bus_type_name(m->type);
+    bool to_maker = strcmp(m->u.code.claimer, m->sender) == 0;
+    char line[PROTO_MAX_LINE];
+    json_t *o;
+    int n = 0;
+    if (!bus_valid_instance(m->u.code.claimer) || m->u.code.ref < 1 ||
+        m->u.code.ref > BUS_MAX_REF || m->u.code.channel < 1 ||
+        m->u.code.channel > PROTO_CODE_CHANNEL_MAX)
+        return NULL;
+    if (!m->u.code.gone) {
+        if (!bus_code_line_ok(&m->u.code.line, to_maker, m->u.code.channel))
+            return NULL;
+        n = proto_encode(&m->u.code.line, line, sizeof line);
+        if (n <= 1 || n >= PROTO_MAX_LINE)
+            return NULL;
+        line[n - 1] = '\0';
+    }
+    o = json_pack("{s:s, s:s, s:I, s:i}", "type", t, "claimer", m->u.code.claimer, "ref",
+                  (json_int_t)m->u.code.ref, "channel", (int)m->u.code.channel);
+    if (!o ||
+        json_object_set_new(o, m->u.code.gone ? "gone" : "line",
+                            m->u.code.gone ? json_true() : json_string(line)) < 0 ||
+        json_object_set_new(o, "sender", json_string(m->sender)) < 0 ||
+        json_object_set_new(o, "t", json_integer((json_int_t)m->t)) < 0) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
 static json_t *be_build(const struct bus_msg *m)
 {
     const char *t = bus_type_name(m->type);
     json_t *o;
     char b64[sodium_base64_ENCODED_LEN(PROTO_KEY_BYTES, sodium_base64_VARIANT_ORIGINAL)];
     if (!bus_valid_instance(m->sender) || m->t < 1 ||
-        (m->type != BUS_REPLACE && !proto_valid_session(m->session)))
+        (m->type != BUS_REPLACE && m->type != BUS_CODE && !proto_valid_session(m->session)))
         return NULL;
+    if (m->type == BUS_CODE)
+        return be_code(m);
     if (m->type == BUS_REPLACE) {
         if (!proto_valid_id(m->u.replace.id))
             return NULL;

@@ -33,7 +33,9 @@
 #define BUS_KEY_CONTEXT "tcpunch cluster bus key v1"
 #define BUS_FRAME (3 + 2 * BUS_TAG_BYTES + 1) /* "v1." HEX "." before the JSON */
 
-enum bus_type { BUS_INTRODUCE, BUS_ANSWER, BUS_REPLACE, BUS_TYPE_COUNT };
+#define BUS_MAX_REF ((UINT64_C(1) << 53) - 1) /* a code claim's ref: exact in any JSON reader */
+
+enum bus_type { BUS_INTRODUCE, BUS_ANSWER, BUS_REPLACE, BUS_CODE, BUS_TYPE_COUNT };
 
 struct bus_msg {
     enum bus_type type;
@@ -76,6 +78,23 @@ struct bus_msg {
             char id[PROTO_MAX_ID + 1];
             unsigned char key[PROTO_KEY_BYTES];
         } replace;
+        struct {
+            /* a wormhole code's exchange between the claimer's instance and the maker's
+             * (which holds the channel): the claimer's instance, which is the sender towards
+             * the maker and the receiver towards the claimer; the claim's ref there */
+            char claimer[BUS_MAX_INSTANCE + 1];
+            uint64_t ref; /* 1..BUS_MAX_REF */
+            uint32_t channel;
+            bool to_maker; /* claimer is the sender (decoded; bus_encode derives it too) */
+            /* no line: the side that sent it has gone (the claimer left; the channel ended) */
+            bool gone;
+            /* else one line: towards the maker the claimer's code-claim, code-answer or
+             * code-abort, as a server decodes it; towards the claimer code-claimed or
+             * code-confirm, or a non-fatal error code-unknown, code-expired, code-wrong or
+             * unexpected-type with a printable message, as a peer decodes it. Its channel is
+             * the message's. Decoded: the receiver re-encodes it, never passes the bytes. */
+            struct proto_msg line;
+        } code;
     } u;
 };
 
@@ -126,6 +145,30 @@ enum bus_err bus_decode(const char *json, size_t len, const char *self, struct b
  * m->u.answer.code), or the initiator's punch of m->session naming peer (NULL: any; in
  * m->u.answer.line). BUS_OK, or BUS_E_CODE / BUS_E_PUNCH with the reason in why. */
 enum bus_err bus_answer_is(struct bus_msg *m, const char *peer, char *why, size_t whylen);
+
+/* A claim held on another instance as the claimer's instance follows it (PROTOCOL.md 20.5):
+ * looking the number up, the claim sent, code-claimed passed on, the answer passed on,
+ * code-confirm passed on; END: nothing more passes. */
+enum bus_code_state {
+    BUS_CS_LOOKUP,
+    BUS_CS_WAIT,
+    BUS_CS_CLAIMED,
+    BUS_CS_ANSWERED,
+    BUS_CS_DONE,
+    BUS_CS_END
+};
+/* What line m does to a claim in st: from_maker, a line of the maker's mailbox for the claimer
+ * (as bus_code_line_ok admits them); else the claimer's own line for the maker. Returns the
+ * next state (BUS_CS_END: the claim is over once m has passed), or -1: m is out of turn and
+ * does not pass. */
+int bus_code_next(enum bus_code_state st, bool from_maker, const struct proto_msg *m);
+
+/* Whether m may travel in a `code` message (towards the maker or the claimer) for channel. */
+bool bus_code_line_ok(const struct proto_msg *m, bool to_maker, uint32_t channel);
+/* The channel of a code-* message (0: none, or not a code-* message). */
+uint32_t bus_code_channel(const struct proto_msg *m);
+/* The code-claim of channel, as a claimer's instance sends it on. */
+void bus_code_claim_of(uint32_t channel, struct proto_msg *m);
 
 /* Whether line is exactly one protocol line that decodes (as sent to a peer) to a punch for
  * session, playing role, naming peer (NULL: any); the punch in *m. Otherwise why says what. */

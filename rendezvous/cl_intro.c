@@ -17,39 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CL_REJECT_BURST 10 /* rejection lines logged per CL_REJECT_MS, then a count */
-#define CL_REJECT_MS 10000
-
 /* ---- the bus: every message is checked as strictly as a line from the wire ---- */
-
-static void cl_reject(struct cl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Logs why a bus message was refused: a burst of lines, then one count per period, so that
- * a flood of forgeries cannot flood the log. */
-static void cl_reject(struct cl *c, const char *fmt, ...)
-{
-    uint64_t now = uv_now(c->loop);
-    char why[256];
-    va_list ap;
-    c->rejected++;
-    /* the period's start + 1 (0: none yet); "now | 1" was up to 1 ms ahead of now, and the
-     * unsigned difference then wrapped, starting a new period at every message */
-    if (!c->reject_window_ms || now + 1 - c->reject_window_ms >= CL_REJECT_MS) {
-        if (c->reject_quiet)
-            LOG_W("cluster: %u more bus messages rejected (not logged)", c->reject_quiet);
-        c->reject_window_ms = now + 1;
-        c->reject_logged = c->reject_quiet = 0;
-    }
-    if (c->reject_logged >= CL_REJECT_BURST) {
-        c->reject_quiet++;
-        return;
-    }
-    c->reject_logged++;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    LOG_W("cluster: bus message on %s rejected: %s", c->chan, why);
-}
 
 /* Takes t from sender unless it is stale, from the future or not larger than the last one
  * taken from it (a replay). */
@@ -58,10 +26,10 @@ static bool cl_fresh(struct cl *c, const char *sender, int64_t t)
     int64_t now = cl__wall_us(), win = (int64_t)CL_BUS_FRESH_S * 1000000;
     struct cl_sender *e = NULL, *oldest = NULL;
     if (t < now - win || t > now + win) {
-        cl_reject(c,
-                  "from %s: stamped %+" PRId64 " ms from now, outside +-%d s (clock skew, "
-                  "or a replay)",
-                  sender, (t - now) / 1000, CL_BUS_FRESH_S);
+        cl__reject(c,
+                   "from %s: stamped %+" PRId64 " ms from now, outside +-%d s (clock skew, "
+                   "or a replay)",
+                   sender, (t - now) / 1000, CL_BUS_FRESH_S);
         return false;
     }
     for (size_t i = 0; i < c->nsenders; i++) {
@@ -71,12 +39,12 @@ static bool cl_fresh(struct cl *c, const char *sender, int64_t t)
             oldest = &c->senders[i];
     }
     if (!e && t <= c->floor_t) {
-        cl_reject(c, "from %s: older than this instance's start (a replay)", sender);
+        cl__reject(c, "from %s: older than this instance's start (a replay)", sender);
         return false;
     }
     if (e && t <= e->last_t) {
-        cl_reject(c, "from %s: sequence %" PRId64 " not after %" PRId64 " (a replay)", sender, t,
-                  e->last_t);
+        cl__reject(c, "from %s: sequence %" PRId64 " not after %" PRId64 " (a replay)", sender, t,
+                   e->last_t);
         return false;
     }
     if (!e && c->nsenders < CL_MAX_SENDERS)
@@ -94,28 +62,6 @@ static bool cl_fresh(struct cl *c, const char *sender, int64_t t)
 }
 
 /* ---- introductions: the initiator's instance ---- */
-
-/* Stamps m with this instance and a fresh "t", MACs it for inst's channel and publishes. The
- * bus (PROTOCOL.md, "Cluster"): a receiver takes from each sender only larger values of t. */
-static int cl_publish(struct cl *c, const char *inst, struct bus_msg *m, redisCallbackFn *cb,
-                      void *arg)
-{
-    char chan[CL_CHAN_MAX], json[BUS_MAX], payload[BUS_MAX];
-    int64_t t = cl__wall_us();
-    int n;
-    if (c->state != CL_UP)
-        return -1;
-    c->last_t_sent = t > c->last_t_sent ? t : c->last_t_sent + 1;
-    snprintf(m->sender, sizeof m->sender, "%s", c->inst);
-    m->t = c->last_t_sent;
-    cl__chan_of(c, inst, chan, sizeof chan);
-    if ((n = bus_encode(m, json, sizeof json)) < 0 ||
-        (n = bus_seal(c->bus_key, chan, json, (size_t)n, payload, sizeof payload)) < 0)
-        return -1;
-    return redisAsyncCommand(c->cmd, cb, arg, "PUBLISH %s %b", chan, payload, (size_t)n) == REDIS_OK
-               ? 0
-               : -1;
-}
 
 static void cl_on_published(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -193,7 +139,7 @@ static void cl_on_located(redisAsyncContext *ac, void *r, void *privdata)
         if (op->conn)
             cl_introduce_msg(c, op, op->conn, &intro);
         op->refs++;
-        if (!op->conn || cl_publish(c, op->where, &intro, cl_on_published, op) < 0) {
+        if (!op->conn || cl__publish(c, op->where, &intro, cl_on_published, op) < 0) {
             op->refs--;
             cl__op_fail(op, PC_INTERNAL, "the server cannot reach the cluster now");
         } else {
@@ -258,12 +204,12 @@ static void cl_on_answer(struct cl *c, struct bus_msg *m)
         return;
     }
     if (strcmp(op->where, m->sender) != 0) {
-        cl_reject(c, "from %s: an answer for session %s, which went to instance %s", m->sender,
-                  m->session, op->where[0] ? op->where : "(none yet)");
+        cl__reject(c, "from %s: an answer for session %s, which went to instance %s", m->sender,
+                   m->session, op->where[0] ? op->where : "(none yet)");
         return;
     }
     if (bus_answer_is(m, op->target, why, sizeof why) != BUS_OK) {
-        cl_reject(c, "%s", why);
+        cl__reject(c, "%s", why);
         return;
     }
     if (m->u.answer.code != PC_UNKNOWN) {
@@ -307,7 +253,7 @@ static void cl_answer_error(struct cl *c, const char *to, const char *session, e
     snprintf(m.session, sizeof m.session, "%s", session);
     m.u.answer.code = code;
     snprintf(m.u.answer.message, sizeof m.u.answer.message, "%s", message);
-    cl_publish(c, to, &m, NULL, NULL);
+    cl__publish(c, to, &m, NULL, NULL);
 }
 
 /* The initiator from an introduce, checked as its own instance checked its hello: candidates
@@ -329,12 +275,12 @@ static int cl_remote_peer(struct cl *c, const struct bus_msg *bm, const char *pa
                                          loopback_ok)))
             ep_format((const struct sockaddr *)&m->u.punch.endpoints.ep[i], ep, sizeof ep);
     if (bad) {
-        cl_reject(c, "from %s: introduce for session %s: endpoint %s is %s", bm->sender,
-                  bm->session, ep, bad);
+        cl__reject(c, "from %s: introduce for session %s: endpoint %s is %s", bm->sender,
+                   bm->session, ep, bad);
         return -1;
     }
     if (path_why) {
-        cl_reject(c, "%s", path_why);
+        cl__reject(c, "%s", path_why);
         return -1;
     }
     memset(p, 0, sizeof *p);
@@ -429,7 +375,7 @@ static void cl_on_introduce(struct cl *c, const struct bus_msg *m, const char *p
     snprintf(ans.session, sizeof ans.session, "%s", session);
     ans.u.answer.line = pp.s[PLAN_I].m;
     ans.u.answer.delay_us = (uint32_t)pp.s[PLAN_I].delay_us;
-    if (cl_publish(c, from, &ans, NULL, NULL) < 0) {
+    if (cl__publish(c, from, &ans, NULL, NULL) < 0) {
         LOG_W("cluster: cannot answer instance %s for session %s", from, session);
         return;
     }
@@ -472,7 +418,7 @@ static void cl_on_taken(redisAsyncContext *ac, void *r, void *privdata)
     m.type = BUS_REPLACE;
     snprintf(m.u.replace.id, sizeof m.u.replace.id, "%s", tk->id);
     memcpy(m.u.replace.key, tk->key, sizeof m.u.replace.key);
-    if (cl_publish(c, reply->str, &m, NULL, NULL) < 0)
+    if (cl__publish(c, reply->str, &m, NULL, NULL) < 0)
         LOG_W("cluster: cannot tell instance %s that %s registered here", reply->str, tk->id);
     else
         LOG_N("cluster: %s (replace) was on instance %s: told it to close that registration",
@@ -519,12 +465,12 @@ void cl__dispatch(struct cl *c, const char *payload, size_t len)
     enum bus_err e;
 
     if (bus_open(c->bus_key, c->chan, payload, len, &json, &jlen, why, sizeof why) < 0) {
-        cl_reject(c, "%s", why);
+        cl__reject(c, "%s", why);
         return;
     }
     e = bus_decode(json, jlen, c->inst, &m, why, sizeof why);
     if (e == BUS_E_ENVELOPE) {
-        cl_reject(c, "%s", why);
+        cl__reject(c, "%s", why);
         return;
     }
     if (!cl_fresh(c, m.sender, m.t))
@@ -532,11 +478,13 @@ void cl__dispatch(struct cl *c, const char *payload, size_t len)
     if (e == BUS_E_TYPE)
         LOG_D("cluster: %s", why);
     else if (e != BUS_OK && e != BUS_E_PATH)
-        cl_reject(c, "%s", why);
+        cl__reject(c, "%s", why);
     else if (m.type == BUS_INTRODUCE)
         cl_on_introduce(c, &m, e == BUS_E_PATH ? why : NULL);
     else if (m.type == BUS_REPLACE)
         cl_on_replace(c, &m);
+    else if (m.type == BUS_CODE)
+        cl__code_on_bus(c, &m);
     else
         cl_on_answer(c, &m);
 }

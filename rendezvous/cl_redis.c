@@ -108,6 +108,7 @@ static void cl_set_up(struct cl *c)
     c->state = CL_UP;
     c->backoff_s = CL_BACKOFF_MIN_S;
     n = cl__announce_all(c);
+    cl__code_announce_all(c);
     c->last_refresh_ms = uv_now(c->loop);
     /* the first touch an hour after joining, not at the first tick: from 0 it came at once on
      * any host up for an hour, one script per peer just registered (each claim had moved its
@@ -242,6 +243,7 @@ static void cl_try(struct cl *c)
     redisAsyncCommand(c->sub, cl_on_message, NULL, "SUBSCRIBE %s", c->chan);
     /* ahead of every claim on this connection: Redis runs its commands in order */
     cl__load_scripts(c);
+    cl__code_load_scripts(c);
     cl_send_ping(c);
 }
 
@@ -301,6 +303,7 @@ static void cl_on_tick(uv_timer_t *t)
     struct cl *c = t->data;
     uint64_t now = uv_now(c->loop);
     cl__expire_ops(c, now);
+    cl__code_expire(c, now);
     if (c->state == CL_CONNECTING && c->ping_out && now - c->last_ping_ms >= CL_PING_TIMEOUT_MS) {
         cl_lost(c, "no answer");
         return;
@@ -373,9 +376,21 @@ struct cl *cl_new(uv_loop_t *loop, const struct cl_cfg *cfg, const struct cl_use
     c->user = *user;
     c->loop = loop;
     q_init(&c->ops);
+    q_init(&c->pxs);
+    /* claim refs start at random: a ref of the instance before a restart names no claim of
+     * this one (the bus's freshness floor refuses those messages already) */
+    c->next_ref = ((uint64_t)randombytes_random() << 20) | randombytes_uniform(1u << 20);
     c->backoff_s = CL_BACKOFF_MIN_S;
+    if (hmap_init(&c->nums, 64) < 0 || hmap_init(&c->px_refs, 64) < 0) {
+        snprintf(err, errlen, "out of memory");
+        hmap_fini(&c->nums);
+        free(c);
+        return NULL;
+    }
     c->floor_t = cl__wall_us(); /* what was published before this start is not for us */
     if (cl_setup(c, cfg, err, errlen) < 0) {
+        hmap_fini(&c->nums);
+        hmap_fini(&c->px_refs);
         free(c);
         return NULL;
     }
@@ -451,6 +466,7 @@ void cl_free(struct cl *c)
     if (!c)
         return;
     cl__sweep_end(c);
+    cl__code_free(c);
     sodium_memzero(c->password, sizeof c->password);
     sodium_memzero(c->bus_key, sizeof c->bus_key);
     free(c);

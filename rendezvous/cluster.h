@@ -32,17 +32,37 @@ struct mtr;
 #define CL_MAX_PREFIX 64
 #define CL_BUS_FRESH_S 30  /* a bus message older or newer than this is refused */
 #define CL_MAX_SENDERS 256 /* instances whose last sequence number is remembered */
+/* wormhole codes (cl_code.c) */
+/* a channel's directory key outlives its ttl by the mailbox's step (30 s after the claim) and
+ * its DONE linger (30 s) plus a margin: a claimed channel keeps its number until it is deleted,
+ * so no instance hands the number out again while it lives (a key of ttl + 30 s could lapse
+ * under a channel claimed late) */
+#define CL_CODE_KEY_SLACK_S 90
+#define CL_CODE_MAX_PROXIES 4096 /* claims of this instance's peers held on other instances */
+#define CL_CODE_MAX_NUMS 100000  /* numbers remembered for a rejoin (the mailbox's --code-max) */
+#define CL_CODE_STEP_MS 30000    /* the mailbox's deadline after a claim (wh.h WH_STEP_MS) */
+#define CL_CODE_DONE_MS 30000    /* how long a confirmed channel lingers for a late abort */
+#define CL_CODE_GRACE_MS 5000    /* on top of those: the maker's instance says so first */
 
 struct proto_msg;
 struct plan_peer;
 struct gate_cfg;
 struct rly;
 struct cl;
+struct cl_px;
+
+/* The directory's answer to a reservation of a code number (cl_code_reserve). */
+enum cl_code_res {
+    CL_CODE_OK,    /* the number is this instance's cluster-wide */
+    CL_CODE_TAKEN, /* another channel (of any instance) holds it: draw again */
+    CL_CODE_DOWN,  /* Redis failed or is slow: the open is refused (overloaded) */
+};
 
 /* A connection as the cluster knows it: embedded in its user's connection struct, whose fields
  * the cluster never sees (the user maps a link back with container_of). */
 struct cl_link {
-    struct q ops; /* the cluster operations that may still answer it */
+    struct q ops;     /* the cluster operations that may still answer it */
+    struct cl_px *px; /* its claim of a code held on another instance, or NULL */
 };
 
 /* What the cluster needs of the server that uses it, given at cl_new (hiredis/libuv style:
@@ -80,6 +100,24 @@ struct cl_user {
     struct mtr *mtr;
     /* why sa may not be offered to a peer as a candidate, or NULL */
     const char *(*bad_candidate)(const struct sockaddr *sa, bool loopback_ok);
+
+    /* -- wormhole codes (cl_code.c): the server's mailbox; NULL code_reserved: no codes -- */
+    /* the answer to cl_code_reserve(channel, serial) */
+    void (*code_reserved)(void *data, uint32_t channel, uint64_t serial, enum cl_code_res r);
+    /* for the mailbox here: a line of the claimer ref on instance inst for channel, one of
+     * code-claim, code-answer or code-abort with that channel (proto/bus.c checked it); m NULL:
+     * that claimer has gone. Answers go back with cl_code_to_claimer(inst, ref, channel). */
+    void (*code_remote)(void *data, const char *inst, uint64_t ref, uint32_t channel,
+                        const struct proto_msg *m);
+    /* for conn, whose claim is held on another instance: a line of the maker's mailbox there,
+     * code-claimed, code-confirm or an error of the mailbox's (checked and decoded: the
+     * server sends it re-encoded) */
+    void (*code_deliver)(void *data, struct cl_link *conn, const struct proto_msg *m);
+    /* conn's claim held on another instance has ended (after its last line or refusal) */
+    void (*code_ended)(void *data, struct cl_link *conn);
+    /* conn's claim held on another instance failed (code-wrong, or its own abort): its source
+     * pays the mailbox's extra cost here, where its limits are counted */
+    void (*code_penalize)(void *data, struct cl_link *conn);
 };
 
 struct cl_cfg {
@@ -130,7 +168,39 @@ void cl_withdraw(struct cl *c, const char *id);
  * another instance for id, that instance is told (bus `replace`) to close its registration of
  * id with that key. */
 void cl_announce_replace(struct cl *c, const char *id, const unsigned char *key);
-/* conn is leaving: no answer from Redis or another instance may reach it any more. */
+/* conn is leaving: no answer from Redis or another instance may reach it any more; its claim
+ * held on another instance, if any, is given up there. */
 void cl_conn_gone(struct cl *c, struct cl_link *conn);
+
+/* ---- wormhole codes (cl_code.c; PROTOCOL.md 20.5, "In a cluster") ----
+ * The maker's instance holds a channel's state; Redis only says which instance that is. */
+
+/* Reserves channel cluster-wide for a new channel of this instance (serial: the attempt, given
+ * back in the answer): SET NX with an expiry of ttl_s + CL_CODE_KEY_SLACK_S. The answer comes
+ * through user->code_reserved; -1: Redis is down, nothing sent (the open is refused). */
+int cl_code_reserve(struct cl *c, uint32_t channel, uint64_t serial, unsigned ttl_s);
+/* A channel of this instance has ended: its directory key goes, if it still names us. */
+void cl_code_release(struct cl *c, uint32_t channel);
+/* A code-claim of conn for a channel that is not on this instance (its source's limits taken
+ * already): asks the directory, then the holder's instance over the bus; what comes back goes
+ * through user->code_deliver, a refusal here (unknown, overloaded) through user->refuse, and
+ * user->code_ended follows the last of them. */
+void cl_code_claim(struct cl *c, struct cl_link *conn, uint32_t channel);
+/* conn is leaving: its claim held on another instance, if any, is given up there (also done by
+ * cl_conn_gone; harmless twice). */
+void cl_code_gone(struct cl *c, struct cl_link *conn);
+/* Whether conn holds a claim on another instance (it may then neither open nor claim). */
+bool cl_code_busy(const struct cl *c, const struct cl_link *conn);
+/* A line of conn (code-answer, code-abort, or another code-* line) for a channel it claimed
+ * on another instance: passed on, or refused with unexpected-type. Returns -1 (nothing done)
+ * when conn holds no claim there for that channel: the caller handles the line itself. */
+int cl_code_forward(struct cl *c, struct cl_link *conn, const struct proto_msg *m);
+/* From the mailbox here to the claimer ref on instance inst: line (len bytes, its newline
+ * included: code-claimed, code-confirm or a non-fatal error, decoded again and checked as the
+ * receiver will), or NULL: the channel has ended, nothing more will come. -1: not sent (the
+ * cluster is down, or the line may not go to a claimer): the caller takes that claimer as
+ * gone. */
+int cl_code_to_claimer(struct cl *c, const char *inst, uint64_t ref, uint32_t channel,
+                       const char *line, size_t len);
 
 #endif

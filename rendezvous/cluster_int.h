@@ -3,8 +3,11 @@
  *
  *   cl_redis.c  the connections to Redis, their life cycle and the tick (cl_new, cl_stop)
  *   cl_claim.c  the directory (id -> instance) and the ownership of ids   } side by side,
- *   cl_intro.c  the bus and introductions between instances, both sides  } neither calls the other
- *   cluster.c   operations in flight (claims, introductions) and small helpers
+ *   cl_intro.c  the bus's dispatch and introductions between instances   } neither calls the
+ *   cl_code.c   wormhole codes: their numbers in Redis, claims across    } other, but the
+ *               instances                                                } dispatch hands code
+ *                                                                        } messages to cl_code.c
+ *   cluster.c   operations in flight (claims, introductions), publishing and small helpers
  *
  * cluster.h, the module's face, goes with cluster.c at the bottom; this header extends it for
  * the four files and is included after it (it does not include it itself, so that the face
@@ -17,6 +20,7 @@
 #endif
 
 #include "common/endpoint.h"
+#include "common/hmap.h"
 #include "proto/bus.h"
 #include "proto/proto.h"
 
@@ -31,7 +35,7 @@
 #define CL_CHAN_MAX (CL_MAX_PREFIX + BUS_MAX_INSTANCE + 16)
 
 enum cl_state { CL_DOWN, CL_CONNECTING, CL_UP, CL_STOPPED };
-enum cl_kind { CL_INTRO, CL_CLAIM };
+enum cl_kind { CL_INTRO, CL_CLAIM, CL_CODE_OPEN };
 
 /* A request waiting for Redis or another instance. Every Redis callback that may still come
  * holds a reference, so the record outlives its answer or timeout until hiredis is done. */
@@ -52,6 +56,9 @@ struct cl_op {
     struct proto_msg *hello;            /* CL_CLAIM: the hello to finish */
     struct sockaddr_storage src;        /* CL_CLAIM: where it came from (AF_UNSPEC: unknown) */
     bool by_sha;                        /* CL_CLAIM: sent as EVALSHA */
+    uint32_t channel;                   /* CL_CODE_OPEN: the number reserved */
+    uint64_t serial;                    /* CL_CODE_OPEN: the mailbox's attempt */
+    unsigned key_ttl;                   /* CL_CODE_OPEN: the key's EX in seconds */
 };
 
 struct cl_sweep; /* cl_claim.c: a refresh of the directory under way */
@@ -101,6 +108,12 @@ struct cl {
     unsigned long rejected; /* bus messages refused since start */
     char claim_sha[48];     /* the claim script's SHA1 in Redis's cache ("": send it whole) */
     struct cl_sweep *sweep; /* the refresh under way, or NULL */
+    char code_sha[48];      /* the code release script's SHA1 ("": send it whole) */
+    struct q pxs;           /* claims of local peers held on other instances (cl_code.c) */
+    struct hmap px_refs;    /* the same, by ref */
+    size_t npx;
+    uint64_t next_ref; /* the last claim ref handed out */
+    struct hmap nums;  /* the numbers this instance holds in the directory (struct cl_num) */
 };
 
 /* ---- cluster.c ---- */
@@ -113,8 +126,8 @@ bool cl__reply_ok(const redisReply *r);
 /* the wall clock in microseconds, the bus's "t" */
 int64_t cl__wall_us(void);
 
-/* A new operation of conn, in the lists with the lists' reference; NULL when there are
- * CL_MAX_OPS already or no memory. */
+/* A new operation of conn (NULL: of nobody, a code number's reservation), in the lists with
+ * the lists' reference; NULL when there are CL_MAX_OPS already or no memory. */
 struct cl_op *cl__op_new(struct cl *c, enum cl_kind kind, struct cl_link *conn);
 void cl__op_unref(struct cl_op *op);
 /* Takes op out of the lists: nothing will answer its connection any more. */
@@ -127,6 +140,12 @@ struct cl_op *cl__op_find(struct cl *c, const char *session);
 void cl__fail_all(struct cl *c, const char *why);
 /* Ends the operations whose deadline has passed. */
 void cl__expire_ops(struct cl *c, uint64_t now);
+
+/* Logs why a bus message was refused, rate-limited (counted in c->rejected). */
+void cl__reject(struct cl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Stamps m with this instance and a fresh "t", MACs it for inst's channel and publishes (cb
+ * gets the number of receivers). -1: not sent (Redis down, m not valid). */
+int cl__publish(struct cl *c, const char *inst, struct bus_msg *m, redisCallbackFn *cb, void *arg);
 
 /* ---- cl_claim.c ---- */
 
@@ -148,5 +167,21 @@ void cl__load_scripts(struct cl *c);
 
 /* One message from the subscription: authenticated, fresh, then strictly decoded. */
 void cl__dispatch(struct cl *c, const char *payload, size_t len);
+
+/* ---- cl_code.c ---- */
+
+/* A `code` message, authenticated, fresh and decoded (cl__dispatch). */
+void cl__code_on_bus(struct cl *c, const struct bus_msg *m);
+/* Sets the directory keys of every number held here again (NX: another instance that took one
+ * while Redis had forgotten it keeps it); forgets those past their expiry. */
+void cl__code_announce_all(struct cl *c);
+/* Forgets every number (cl_free). */
+void cl__code_free(struct cl *c);
+/* Loads the release script (a fresh connection, before its first release). */
+void cl__code_load_scripts(struct cl *c);
+/* Ends the proxies whose deadline has passed. */
+void cl__code_expire(struct cl *c, uint64_t now);
+/* Ends every proxy: the bus is gone (why: for the claimers' messages). */
+void cl__code_fail_all(struct cl *c, const char *why);
 
 #endif

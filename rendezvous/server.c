@@ -1,4 +1,5 @@
 #include "rendezvous/server.h"
+#include "rendezvous/srv_code.h"
 #include "common/addrpol.h"
 #include "common/log.h"
 #include "common/rand.h"
@@ -1013,6 +1014,8 @@ static struct cl *srv_cluster_new(struct srv *s, char *err, size_t errlen)
         .mtr = &s->mtr,
         .bad_candidate = srv_bad_candidate,
     };
+    if (wh_enabled(s->wh)) /* the mailbox's channels and claims across instances */
+        srv_code_user(&user);
     return cl_new(s->loop, &s->cfg.cluster, &user, err, errlen);
 }
 
@@ -1056,6 +1059,10 @@ int srv_init(struct srv *s, uv_loop_t *loop, const struct srv_config *cfg, char 
     /* last: it offers the relay above to peers of other instances */
     if (cfg->cluster.redis && !(s->cl = srv_cluster_new(s, err, errlen)))
         return SRV_E_CONFIG;
+    if (srv_code_wire(s) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return SRV_E_RESOURCE;
+    }
     return 0;
 }
 
@@ -1370,6 +1377,7 @@ void srv_free(struct srv *s)
     s->lim = NULL;
     wh_free(s->wh);
     s->wh = NULL;
+    srv_code_free(s);
     reg_free(s->reg);
     reg_free(s->probes);
     rly_free(s->rly);

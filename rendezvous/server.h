@@ -3,6 +3,7 @@
 #define TP_SERVER_H
 
 #include "common/endpoint.h"
+#include "common/hmap.h"
 #include "common/linebuf.h"
 #include "common/queue.h"
 #include "common/sdlisten.h"
@@ -83,6 +84,7 @@ struct srv {
     struct lim *lim;    /* per-source connection limits */
     struct cl *cl;      /* cluster mode (cluster.h); NULL for a single instance */
     struct wh *wh;      /* the wormhole mailbox (wh.h) */
+    struct hmap rlinks; /* claimers on other instances of channels here (srv_code.c) */
     int probe_port;     /* announced in welcome; 0: no probe listener */
     /* the first IPv6 probe listener, announced to IPv4 peers as welcome.probe6: its address,
      * or for [::] (probe6_port set) the host's first global IPv6 address, looked up again

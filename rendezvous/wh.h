@@ -162,7 +162,7 @@ void wh_link_init(struct wh_link *l, const struct wh_link_ops *ops, const char *
  * directory of numbers. How cl_code.c plugs in (server.c owns s->wh and calls wh_set_dir once
  * the cluster exists):
  *
- * - Directory: reserve() does SET <prefix>code:<N> <instance> NX EX <ttl+30> (WH_DIR_PENDING,
+ * - Directory: reserve() does SET <prefix>code:<N> <instance> NX EX <ttl+90> (WH_DIR_PENDING,
  *   answered with wh_dir_reserved(w, N, serial, OK | TAKEN | DOWN, now) when Redis replies;
  *   TAKEN draws another number, at most WH_DRAWS tries, then server-full; DOWN: overloaded).
  *   release() is the compare-and-delete; it is called for every channel that had a number,
@@ -175,13 +175,14 @@ void wh_link_init(struct wh_link *l, const struct wh_link_ops *ops, const char *
  *   connection's end to forward_gone() (proxy is cleared by the mailbox then). Lines and
  *   errors coming back over the bus go to the link's ops (send / refuse); when the remote
  *   channel ended (an error, or DONE's time) call wh_link_unproxy(). A failed exchange's
- *   penalty arrives over the bus: wh_penalize_source(w, link->src, now).
+ *   penalty is charged here, where the claimer's own abort and any code-wrong pass:
+ *   wh_penalize_source(w, link->src, now) (no bus message carries it; wormhole.md 6.2).
  * - Maker's instance: a bus claim becomes a remote link, embedded in the cluster's own entry:
  *   wh_link_init(&e->link, &remote_ops, claimer_id, NULL, false, true), then
  *   wh_msg(w, &e->link, &claim, now); later bus lines of that claimer: wh_msg(w, &e->link,
  *   &m, now); its instance reporting it gone: wh_gone(w, &e->link, now). remote_ops.send and
- *   .refuse put the line or error on the bus to (instance, ref); .penalize sends the penalty
- *   back; .released is where e may be freed (the mailbox holds no pointer to it any more;
+ *   .refuse put the line or error on the bus to (instance, ref); .penalize does nothing
+ *   (the claimer's instance charges it); .released is where e may be freed (the mailbox holds no pointer to it any more;
  *   until then it must stay valid). A claim that was refused (code-unknown, rate-limited:
  *   e->link.chan is still NULL when wh_msg returns) never gets .released: free e then.
  *   A remote link has no source (its limits are its own instance's), never opens, and is

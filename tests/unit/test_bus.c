@@ -751,8 +751,293 @@ static void t_replace(void)
         BUS_E_BODY);
 }
 
+/* ---- code: a wormhole code's exchange between the claimer's instance and the maker's ---- */
+
+#define SHARE_B64 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+#define SID_B64 "ZmVkY2JhOTg3NjU0MzIxMA=="
+#define AD_B64 "YWQ="
+#define TAG_B64                                                                                    \
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=="
+
+/* A code message from instance from (the claimer when it is "A", the maker when it is "M")
+ * with the given members after type. */
+#define CODE(fmt, ...)                                                                             \
+    (snprintf(json_, sizeof json_, "{\"type\":\"code\",\"sender\":\"%s\",\"t\":9," fmt "}",        \
+              __VA_ARGS__),                                                                        \
+     json_)
+static char json_[3 * BUS_MAX];
+
+/* A line as proto_decode takes it (dir) into m; false if it does not decode. */
+static bool line_of(const char *line, enum proto_dir dir, struct proto_msg *m)
+{
+    char why[200];
+    return CHECK_MSG(proto_decode(line, strlen(line), dir, m, why, sizeof why) == PROTO_OK,
+                     "%s: %s", line, why);
+}
+
+static void code_msg(struct bus_msg *m, const char *sender, const char *claimer, const char *line,
+                     enum proto_dir dir)
+{
+    memset(m, 0, sizeof *m);
+    m->type = BUS_CODE;
+    strcpy(m->sender, sender);
+    m->t = 77;
+    strcpy(m->u.code.claimer, claimer);
+    m->u.code.ref = 123456789;
+    m->u.code.channel = 42;
+    if (line)
+        line_of(line, dir, &m->u.code.line);
+    else
+        m->u.code.gone = true;
+}
+
+static void t_roundtrip_code(void)
+{
+    static const char *const to_maker[] = {
+        "{\"type\":\"code-claim\",\"channel\":42}",
+        "{\"type\":\"code-answer\",\"channel\":42,\"share\":\"" SHARE_B64 "\",\"ad\":\"" AD_B64
+        "\",\"tag\":\"" TAG_B64 "\"}",
+        "{\"type\":\"code-abort\",\"channel\":42}",
+    };
+    static const char *const to_claimer[] = {
+        "{\"type\":\"code-claimed\",\"channel\":42,\"sid\":\"" SID_B64 "\",\"share\":\"" SHARE_B64
+        "\",\"ad\":\"" AD_B64 "\"}",
+        "{\"type\":\"code-confirm\",\"channel\":42,\"tag\":\"" TAG_B64 "\"}",
+        "{\"type\":\"error\",\"code\":\"code-wrong\",\"message\":\"burned\",\"fatal\":false}",
+        "{\"type\":\"error\",\"code\":\"code-unknown\",\"message\":\"no\",\"fatal\":false}",
+        "{\"type\":\"error\",\"code\":\"code-expired\",\"message\":\"late\",\"fatal\":false}",
+        "{\"type\":\"error\",\"code\":\"unexpected-type\",\"message\":\"no\",\"fatal\":false}",
+    };
+    struct bus_msg m;
+    char json[BUS_MAX];
+    for (size_t i = 0; i < sizeof to_maker / sizeof to_maker[0]; i++) {
+        /* from the claimer's instance A (the claimer) to the maker's, B */
+        code_msg(&m, "A", "A", to_maker[i], PROTO_TO_SERVER);
+        if (roundtrip(&m, json, sizeof json)) {
+            CHECK(msg_.u.code.to_maker && !msg_.u.code.gone);
+            CHECK_INT(msg_.u.code.line.type, m.u.code.line.type);
+        }
+    }
+    for (size_t i = 0; i < sizeof to_claimer / sizeof to_claimer[0]; i++) {
+        /* from the maker's instance A to the claimer's, B (the receiver) */
+        code_msg(&m, "A", "B", to_claimer[i], PROTO_TO_PEER);
+        if (roundtrip(&m, json, sizeof json)) {
+            CHECK(!msg_.u.code.to_maker);
+            CHECK_INT(msg_.u.code.line.type, m.u.code.line.type);
+            CHECK_STR(msg_.u.code.claimer, "B");
+        }
+    }
+    /* the form on the wire, and the maker's bytes kept */
+    code_msg(&m, "A", "B", to_claimer[0], PROTO_TO_PEER);
+    if (roundtrip(&m, json, sizeof json)) {
+        CHECK_STR(json, "{\"type\":\"code\",\"claimer\":\"B\",\"ref\":123456789,\"channel\":42,"
+                        "\"line\":\"{\\\"type\\\":\\\"code-claimed\\\",\\\"channel\\\":42,"
+                        "\\\"sid\\\":\\\"" SID_B64 "\\\",\\\"share\\\":\\\"" SHARE_B64
+                        "\\\",\\\"ad\\\":\\\"" AD_B64 "\\\"}\",\"sender\":\"A\",\"t\":77}");
+        CHECK(memcmp(msg_.u.code.line.u.code.share, m.u.code.line.u.code.share,
+                     PROTO_CODE_SHARE_BYTES) == 0);
+        CHECK_INT(msg_.u.code.ref, 123456789);
+        CHECK_INT(msg_.u.code.channel, 42);
+    }
+    /* gone, both ways */
+    code_msg(&m, "A", "A", NULL, PROTO_TO_SERVER);
+    if (roundtrip(&m, json, sizeof json)) {
+        CHECK(msg_.u.code.gone && msg_.u.code.to_maker);
+        CHECK_STR(json, "{\"type\":\"code\",\"claimer\":\"A\",\"ref\":123456789,\"channel\":42,"
+                        "\"gone\":true,\"sender\":\"A\",\"t\":77}");
+    }
+    code_msg(&m, "A", "B", NULL, PROTO_TO_PEER);
+    if (roundtrip(&m, json, sizeof json))
+        CHECK(msg_.u.code.gone && !msg_.u.code.to_maker);
+    m.u.code.ref = BUS_MAX_REF;
+    m.u.code.channel = 999999;
+    CHECK(roundtrip(&m, json, sizeof json));
+    CHECK_STR(bus_type_name(BUS_CODE), "code");
+}
+
+static void t_reject_code(void)
+{
+    static const char claim[] = "{\\\"type\\\":\\\"code-claim\\\",\\\"channel\\\":42}";
+    static const char claimed[] =
+        "{\\\"type\\\":\\\"code-claimed\\\",\\\"channel\\\":42,\\\"sid\\\":\\\"" SID_B64
+        "\\\",\\\"share\\\":\\\"" SHARE_B64 "\\\",\\\"ad\\\":\\\"" AD_B64 "\\\"}";
+    DEC_IS(CODE("\"claimer\":\"A\",\"ref\":1,\"channel\":42,\"line\":\"%s\"", "A", claim), BUS_OK);
+    DEC_IS(CODE("\"claimer\":\"B\",\"ref\":1,\"channel\":42,\"line\":\"%s\"", "A", claimed),
+           BUS_OK);
+    /* the envelope's and the body's members, each missing, out of range or extra */
+    if (DEC_IS(CODE("\"ref\":1,\"channel\":42,\"line\":\"%s\"", "A", claim), BUS_E_BODY))
+        CHECK_STR(why_, "from A: a malformed code message");
+    DEC_IS(CODE("\"claimer\":\"A\",\"channel\":42,\"line\":\"%s\"", "A", claim), BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"A\",\"ref\":1,\"line\":\"%s\"", "A", claim), BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"A\",\"ref\":1,\"channel\":42%s", "A", ""), BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"A\",\"ref\":0,\"channel\":42,\"line\":\"%s\"", "A", claim),
+           BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"A\",\"ref\":9007199254740992,\"channel\":42,\"line\":\"%s\"", "A",
+                claim),
+           BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"A\",\"ref\":\"1\",\"channel\":42,\"line\":\"%s\"", "A", claim),
+           BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"A\",\"ref\":1,\"channel\":0,\"gone\":true%s", "A", ""), BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"A\",\"ref\":1,\"channel\":1000000,\"gone\":true%s", "A", ""),
+           BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"a b\",\"ref\":1,\"channel\":4,\"gone\":true%s", "A", ""),
+           BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"A\",\"ref\":1,\"channel\":42,\"gone\":false%s", "A", ""),
+           BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"A\",\"ref\":1,\"channel\":42,\"gone\":1%s", "A", ""), BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"A\",\"ref\":1,\"channel\":42,\"gone\":true,\"line\":\"%s\"", "A",
+                claim),
+           BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"A\",\"ref\":1,\"channel\":42,\"line\":\"%s\",\"x\":1", "A", claim),
+           BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"A\",\"ref\":1,\"channel\":42,\"line\":\"%s\",\"session\":\"%s\"",
+                "A", claim, SESSION),
+           BUS_E_BODY);
+    /* towards a claimer that is neither the sender nor this instance (B) */
+    if (DEC_IS(CODE("\"claimer\":\"C\",\"ref\":1,\"channel\":42,\"gone\":true%s", "A", ""),
+               BUS_E_BODY))
+        CHECK_STR(why_, "from A: a code message for the claimers of instance C");
+    /* the line: not one line, not decoding, another channel, a type the direction does not
+     * carry (a post to the maker, a claimed to the maker, a claim to the claimer, a punch) */
+    DEC_IS(
+        CODE("\"claimer\":\"A\",\"ref\":1,\"channel\":42,\"line\":\"%s\\n%s\"", "A", claim, claim),
+        BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"A\",\"ref\":1,\"channel\":42,\"line\":\"%s\"", "A", ""), BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"A\",\"ref\":1,\"channel\":42,\"line\":\"%s\"", "A", "{\\\"type"),
+           BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"A\",\"ref\":1,\"channel\":43,\"line\":\"%s\"", "A", claim),
+           BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"A\",\"ref\":1,\"channel\":42,\"line\":\"%s\"", "A",
+                "{\\\"type\\\":\\\"code-post\\\",\\\"channel\\\":42,\\\"share\\\":\\\"" SHARE_B64
+                "\\\",\\\"ad\\\":\\\"" AD_B64 "\\\"}"),
+           BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"A\",\"ref\":1,\"channel\":42,\"line\":\"%s\"", "A", claimed),
+           BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"B\",\"ref\":1,\"channel\":42,\"line\":\"%s\"", "A", claim),
+           BUS_E_BODY); /* not a line a server sends */
+    /* lines both directions know, each on the wrong side: an answer to the claimer, a
+     * confirm to the maker */
+    if (DEC_IS(
+            CODE("\"claimer\":\"B\",\"ref\":1,\"channel\":42,\"line\":\"%s\"", "A",
+                 "{\\\"type\\\":\\\"code-answer\\\",\\\"channel\\\":42,\\\"share\\\":\\\"" SHARE_B64
+                 "\\\",\\\"ad\\\":\\\"" AD_B64 "\\\",\\\"tag\\\":\\\"" TAG_B64 "\\\"}"),
+            BUS_E_BODY))
+        CHECK_STR(why_, "from A: a code message for channel 42: code-answer is not for the "
+                        "claimer");
+    DEC_IS(CODE("\"claimer\":\"A\",\"ref\":1,\"channel\":42,\"line\":\"%s\"", "A",
+                "{\\\"type\\\":\\\"code-confirm\\\",\\\"channel\\\":42,\\\"tag\\\":\\\"" TAG_B64
+                "\\\"}"),
+           BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"B\",\"ref\":1,\"channel\":42,\"line\":\"%s\"", "A",
+                "{\\\"type\\\":\\\"ping\\\",\\\"seq\\\":1}"),
+           BUS_E_BODY);
+    /* errors towards the claimer: only the mailbox's, non-fatal, printable */
+    DEC_IS(CODE("\"claimer\":\"B\",\"ref\":1,\"channel\":42,\"line\":\"%s\"", "A",
+                "{\\\"type\\\":\\\"error\\\",\\\"code\\\":\\\"code-wrong\\\",\\\"message\\\":"
+                "\\\"x\\\",\\\"fatal\\\":true}"),
+           BUS_E_BODY);
+    if (DEC_IS(CODE("\"claimer\":\"B\",\"ref\":1,\"channel\":42,\"line\":\"%s\"", "A",
+                    "{\\\"type\\\":\\\"error\\\",\\\"code\\\":\\\"internal\\\",\\\"message\\\":"
+                    "\\\"x\\\",\\\"fatal\\\":false}"),
+               BUS_E_BODY))
+        CHECK_STR(why_, "from A: a code message for channel 42: error internal is not for the "
+                        "claimer");
+    DEC_IS(CODE("\"claimer\":\"B\",\"ref\":1,\"channel\":42,\"line\":\"%s\"", "A",
+                "{\\\"type\\\":\\\"error\\\",\\\"code\\\":\\\"code-wrong\\\",\\\"message\\\":"
+                "\\\"\\\\u001b[2J\\\",\\\"fatal\\\":false}"),
+           BUS_E_BODY);
+    DEC_IS(CODE("\"claimer\":\"A\",\"ref\":1,\"channel\":42,\"line\":\"%s\"", "A",
+                "{\\\"type\\\":\\\"error\\\",\\\"code\\\":\\\"code-wrong\\\",\\\"message\\\":"
+                "\\\"x\\\",\\\"fatal\\\":false}"),
+           BUS_E_BODY); /* an error towards the maker: not a claimer's line */
+}
+
+/* What bus_encode refuses for code: what bus_decode would. */
+static void t_encode_refuses_code(void)
+{
+    struct bus_msg m;
+    char json[BUS_MAX];
+    code_msg(&m, "A", "A", "{\"type\":\"code-claim\",\"channel\":42}", PROTO_TO_SERVER);
+    m.u.code.ref = 0;
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+    m.u.code.ref = BUS_MAX_REF + 1;
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+    m.u.code.ref = 1;
+    m.u.code.channel = 43; /* not the line's */
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+    m.u.code.channel = 42;
+    strcpy(m.u.code.claimer, "B"); /* a claim towards a claimer */
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+    strcpy(m.u.code.claimer, "a b");
+    m.u.code.gone = true;
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+    strcpy(m.u.code.claimer, "A");
+    m.u.code.channel = 0;
+    CHECK_INT(bus_encode(&m, json, sizeof json), -1);
+    m.u.code.channel = 1;
+    CHECK(bus_encode(&m, json, sizeof json) > 0);
+}
+
+static void t_code_helpers(void)
+{
+    struct proto_msg m;
+    bus_code_claim_of(77, &m);
+    CHECK_INT(m.type, PROTO_CODE_CLAIM);
+    CHECK_INT(bus_code_channel(&m), 77);
+    CHECK(bus_code_line_ok(&m, true, 77));
+    CHECK(!bus_code_line_ok(&m, true, 78));
+    CHECK(!bus_code_line_ok(&m, false, 77));
+    m.type = PROTO_PING;
+    CHECK_INT(bus_code_channel(&m), 0);
+}
+
+/* The exchange's order as the claimer's instance follows it (PROTOCOL.md 20.5). */
+static void t_code_next(void)
+{
+    struct proto_msg claimed, confirm, answer, abort_, err, unexpected, post;
+    memset(&claimed, 0, sizeof claimed);
+    claimed.type = PROTO_CODE_CLAIMED;
+    confirm = answer = abort_ = post = err = unexpected = claimed;
+    confirm.type = PROTO_CODE_CONFIRM;
+    answer.type = PROTO_CODE_ANSWER;
+    abort_.type = PROTO_CODE_ABORT;
+    post.type = PROTO_CODE_POST;
+    err.type = unexpected.type = PROTO_ERROR;
+    strcpy(err.u.error.code, "code-wrong");
+    strcpy(unexpected.u.error.code, "unexpected-type");
+    /* the whole way, in order */
+    CHECK_INT(bus_code_next(BUS_CS_WAIT, true, &claimed), BUS_CS_CLAIMED);
+    CHECK_INT(bus_code_next(BUS_CS_CLAIMED, false, &answer), BUS_CS_ANSWERED);
+    CHECK_INT(bus_code_next(BUS_CS_ANSWERED, true, &confirm), BUS_CS_DONE);
+    CHECK_INT(bus_code_next(BUS_CS_DONE, false, &abort_), BUS_CS_END);
+    /* each step only once, and not early */
+    CHECK_INT(bus_code_next(BUS_CS_CLAIMED, true, &claimed), -1);
+    CHECK_INT(bus_code_next(BUS_CS_ANSWERED, false, &answer), -1);
+    CHECK_INT(bus_code_next(BUS_CS_WAIT, false, &answer), -1);
+    CHECK_INT(bus_code_next(BUS_CS_CLAIMED, true, &confirm), -1);
+    CHECK_INT(bus_code_next(BUS_CS_DONE, true, &confirm), -1);
+    CHECK_INT(bus_code_next(BUS_CS_WAIT, true, &confirm), -1);
+    /* errors: any time after the claim; unexpected-type changes nothing */
+    for (int st = BUS_CS_WAIT; st <= BUS_CS_DONE; st++) {
+        CHECK_INT(bus_code_next((enum bus_code_state)st, true, &err), BUS_CS_END);
+        CHECK_INT(bus_code_next((enum bus_code_state)st, true, &unexpected), st);
+        CHECK_INT(bus_code_next((enum bus_code_state)st, false, &abort_), BUS_CS_END);
+        CHECK_INT(bus_code_next((enum bus_code_state)st, false, &confirm), -1);
+        CHECK_INT(bus_code_next((enum bus_code_state)st, false, &post), -1);
+        CHECK_INT(bus_code_next((enum bus_code_state)st, true, &answer), -1);
+    }
+    /* nothing before the claim has gone out, nothing after the end */
+    CHECK_INT(bus_code_next(BUS_CS_LOOKUP, true, &claimed), -1);
+    CHECK_INT(bus_code_next(BUS_CS_LOOKUP, false, &abort_), -1);
+    CHECK_INT(bus_code_next(BUS_CS_END, true, &err), -1);
+    CHECK_INT(bus_code_next(BUS_CS_END, false, &abort_), -1);
+}
+
+#undef CODE
+
 CHECK_MAIN(TEST(t_roundtrip_introduce), TEST(t_roundtrip_answer), TEST(t_encode_refuses),
            TEST(t_envelope), TEST(t_unknown_type), TEST(t_reject_introduce), TEST(t_reject_answer),
            TEST(t_answer_later), TEST(t_path_later), TEST(t_punch_is), TEST(t_instance),
            TEST(t_key), TEST(t_seal_open), TEST(t_bday_introduce), TEST(t_resume_introduce),
-           TEST(t_replace))
+           TEST(t_replace), TEST(t_roundtrip_code), TEST(t_reject_code),
+           TEST(t_encode_refuses_code), TEST(t_code_helpers), TEST(t_code_next))
