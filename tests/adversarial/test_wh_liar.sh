@@ -12,6 +12,10 @@
 #   ad-a / ad-b      the maker's / the claimer's AD replaced with the server's id and key
 #   confirm-random   a confirm that is not the maker's (random)
 #   confirm-reflect  the claimer's own tag sent back as the maker's confirm
+#   split            a server that learned the code runs one PAKE with each side (each with
+#                    the other's real AD: both confirm the real party), then introduces them:
+#                    the two runs' keys differ, and the handshake's binding to the PAKE key
+#                    must stop the session (no file, neither side exits 0)
 #   mitm             the exchange is honest, then the introduction puts an impostor (mallory's
 #                    key, the other's id) before each side: both refuse it, neither connects
 # The positive control (--lie honest): the same peers through the same fake server exchange the
@@ -23,12 +27,14 @@ command -v python3 >/dev/null || { echo "SKIPPED: python3 is needed" >&2; exit 7
 head -c 65536 /dev/urandom >"$WORK/f1.bin"
 head -c 65536 /dev/urandom >"$WORK/f2.bin"
 
-# liar MODE: a fresh whliar.py on a free port; sets LPORT, LLOG
+# liar MODE: a fresh whliar.py on a free port; sets LPORT, LLOG (split: it reads the words
+# from $WORK/words when a claim comes)
 liar() {
     LPORT=$(free_port) || die "no free port"
     LLOG=$WORK/liar-$1.log
     : >"$LLOG"
     spawn 100 python3 "$ADV/whliar.py" "$LPORT" "$LLOG" --lie "$1" --lifetime 90 \
+        --words-file "$WORK/words" \
         >"$WORK/liar-$1.out" 2>&1
     LIAR_PID=$!
     wait_until 5 listening "$LPORT" || die "whliar.py does not listen"
@@ -51,9 +57,10 @@ exchange_claim() {
     RV_PID=$!
 }
 
-# both_fail MODE TAG MK_PID RV_PID WANT: both exit WANT (12), neither connects, nothing arrives
+# both_fail MODE TAG MK_PID RV_PID WANT [LINKED]: both exit WANT (12; any: not 0), neither
+# connects (unless LINKED: a path line may come before the session fails), nothing arrives
 both_fail() {
-    local mode=$1 tag=$2 mk=$3 rv=$4 want=$5 rcm rcr
+    local mode=$1 tag=$2 mk=$3 rv=$4 want=$5 linked=${6:-} rcm rcr
     wh_wait "$rv" 50
     rcr=$?
     wh_wait "$mk" 50
@@ -65,8 +72,10 @@ both_fail() {
         check_rc "$mode: the maker" "$want" "$rcm"
         check_rc "$mode: the receiver" "$want" "$rcr"
     fi
-    wh_not_connected "$WORK/$tag-m.err" "$mode: the maker"
-    wh_not_connected "$WORK/$tag-r.err" "$mode: the receiver"
+    if [ -z "$linked" ]; then
+        wh_not_connected "$WORK/$tag-m.err" "$mode: the maker"
+        wh_not_connected "$WORK/$tag-r.err" "$mode: the receiver"
+    fi
     check "$mode: nothing arrived" test -z "$(ls -A "$WORK/$tag-dst")"
 }
 
@@ -127,6 +136,18 @@ for mode in reflect reflect-relabel ad-a ad-b confirm-random confirm-reflect; do
 done
 wh_said "$WORK/ad-a-m.err" "wrong code" "ad-a: the maker calls it a wrong code"
 wh_said "$WORK/confirm-random-r.err" "wrong" "confirm-random: the receiver calls it wrong"
+
+# ---- split: a server that knows the code runs two PAKEs; only the binding stops it
+liar split
+exchange_start split sp "$WORK/f1.bin"
+wh_words "$CODE_sp" >"$WORK/words"
+exchange_claim sp
+both_fail split sp "$MK_PID" "$RV_PID" any 1
+check "split: both sides confirmed the liar's runs (each believes the real other party)" \
+    grep -q 'lie split: both sides confirmed' "$LLOG"
+check "split: the claimer asked for the maker (the introduction happened)" grep -q '^connect ' "$LLOG"
+pass "split: the maker said: $(grep -E 'error|refus' "$WORK/sp-m.err" | tail -n 1 | cut -c1-200)"
+pass "split: the receiver said: $(grep -E 'error|refus' "$WORK/sp-r.err" | tail -n 1 | cut -c1-200)"
 
 # ---- mitm at the introduction: impostors with the server's key
 liar mitm

@@ -5,7 +5,7 @@ messages of 6.1 between a maker and a claimer, and lies where --lie says. It can
 nothing that needs the code: it knows no words (the test never tells it), so whatever it forges
 is what a server that sees every byte can forge.
 
-Usage: whliar.py PORT LOG --lie MODE [--lifetime S]
+Usage: whliar.py PORT LOG --lie MODE [--lifetime S] [--words-file FILE]
   MODE
   honest          no lie: the positive control (the exchange and the introduction succeed)
   swap            two concurrent exchanges crossed: a claimer of channel N1 gets the post of
@@ -25,6 +25,11 @@ Usage: whliar.py PORT LOG --lie MODE [--lifetime S]
                   key (an impostor dials the maker's punch port with the claimer's id), and to
                   the claimer, "the maker" with mallory's key (an impostor listens where the
                   punch sends it): each side must refuse the key its code did not authenticate
+  split           a server that learned the code (--words-file: the words, read at the claim)
+                  runs two PAKEs, one with each side, each with the other side's real AD, so
+                  that both confirm the real other party; then it introduces them honestly.
+                  The two runs have different keys: only the handshake's binding to the PAKE
+                  key (wormhole.md 6.3) stops the session
 A code-abort from either side is told to the other as code-wrong (the liar is honest about
 failures, so that each side's own checks are what the test sees). Every event is a line in LOG
 ("open N", "claim N ID", "lie ...", "abort N SIDE", "connect ID TARGET", "impostor ...
@@ -42,16 +47,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from advpeer import FakePeer, FakeServer, PeerConn, Shake, ep_str, ep_tuple  # noqa: E402
-from whlib import Identity, b64, make_ad, parse_ad, unb64  # noqa: E402
+from whlib import Cpace, Identity, b64, code_ci, code_prs, make_ad, parse_ad, unb64  # noqa: E402
 
 PORT, LOG = int(sys.argv[1]), sys.argv[2]
-LIE, LIFETIME = "honest", 90.0
+LIE, LIFETIME, WORDS_FILE = "honest", 90.0, None
 a = sys.argv[3:]
 while a:
     if a[0] == "--lie":
         LIE = a[1]
     elif a[0] == "--lifetime":
         LIFETIME = float(a[1])
+    elif a[0] == "--words-file":
+        WORDS_FILE = a[1]
     else:
         sys.exit("whliar.py: unknown option " + a[0])
     a = a[2:]
@@ -169,6 +176,16 @@ def on_claim(p, m):
         tch["claimer"], tch["claimer_channel"] = p, n
         CLAIMS[p] = target
     ad = tch["ad"]
+    if LIE == "split":
+        with open(WORDS_FILE) as f:
+            words = f.read().split()[0].split("-")
+        tch["prs"] = code_prs(words)
+        # towards the claimer the liar is the maker (A), with the maker's real AD
+        tch["to_claimer"] = Cpace("A", tch["prs"], code_ci(n), tch["sid"], tch["ad"])
+        p.msg({"type": "code-claimed", "channel": n, "sid": b64(tch["sid"]),
+               "share": b64(tch["to_claimer"].share), "ad": b64(ad)})
+        log("lie split: the claimer of", n, "gets the liar's own share")
+        return
     if LIE == "ad-a":
         ad = relabel(ad, "A", "mallory", MALLORY.pk.raw)
         log("lie ad-a: the claimer of", n, "gets mallory's AD")
@@ -191,6 +208,21 @@ def on_answer(p, m):
         p.msg({"type": "code-confirm", "channel": ch["claimer_channel"], "tag": m["tag"]})
         log("lie reflect: the claimer's own tag as its confirm")
         return
+    if LIE == "split":
+        ca = ch["to_claimer"]
+        if ca.finish(unb64(m["share"]), ch["claimer_ad"]) is None or not ca.check(unb64(m["tag"])):
+            log("split: the claimer's answer does not check (wrong words given to the liar?)")
+            return
+        # towards the maker the liar is the claimer (B), with the claimer's real AD
+        cb = Cpace("B", ch["prs"], code_ci(target), ch["sid"], ch["claimer_ad"])
+        ch["to_maker"] = cb
+        if cb.finish(ch["share"], ch["ad"]) is None:
+            log("split: the maker's share does not decode")
+            return
+        ch["maker"].msg({"type": "code-answer", "channel": target, "share": b64(cb.share),
+                         "ad": b64(ch["claimer_ad"]), "tag": b64(cb.tag())})
+        log("lie split: the maker of", target, "gets the liar's own answer")
+        return
     out = dict(m)
     out["channel"] = target
     if LIE == "ad-b":
@@ -208,7 +240,11 @@ def on_confirm(p, m):
         err(p, "unexpected-type")
         return
     tag = m["tag"]
-    if LIE == "confirm-random":
+    if LIE == "split":
+        ok = ch["to_maker"].check(unb64(tag))
+        tag = b64(ch["to_claimer"].tag())
+        log("lie split: both sides confirmed" if ok else "split: the maker's confirm does not check")
+    elif LIE == "confirm-random":
         tag = b64(os.urandom(64))
         log("lie confirm-random on", n)
     elif LIE == "confirm-reflect":

@@ -227,8 +227,10 @@ def leak_hits(data, words, secrets=()):
             if any(f in blob for f in forms) or s.hex().encode() in blob.lower():
                 hits.append(f"a secret ({s[:4].hex()}...) in {where}")
     for w in words:
-        if re.search(rb'(?i)"' + w.encode() + rb'"|-' + w.encode() + rb'(?![a-z])|(?<![a-z])'
-                     + w.encode() + rb'-', data):
+        # a JSON string in any case; hyphenated as in the code, lower case (a bare word is
+        # three random letters away in the relayed bytes)
+        if (re.search(rb'(?i)"' + w.encode() + rb'"', data) or
+                re.search(rb'-' + w.encode() + rb'(?![a-z])|(?<![a-z])' + w.encode() + rb'-', data)):
             hits.append(f"the word {w} in the bytes")
     return sorted(set(hits))
 
