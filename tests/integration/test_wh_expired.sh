@@ -9,7 +9,7 @@ source "$(dirname "$0")/lib.sh" "$@"
 source "$TESTDIR/wh.sh"
 
 TTL=${WH_CODE_TTL:-10}
-start_server --code-ttl "$TTL"
+start_server --code-ttl "$TTL" --code-rate 0
 SRV=127.0.0.1:$SERVER_PORT
 M=$(uid maker)
 R=$(uid late)

@@ -5,9 +5,11 @@
 WH_WORDS=$TESTDIR/../../proto/words.txt
 [ -f "$WH_WORDS" ] || WH_WORDS=$(cd "$TESTDIR/../.." && pwd)/proto/words.txt
 
-# wh_code_of FILE: the code a maker printed in FILE (empty when none yet)
+# wh_code_of FILE: the code a maker printed in FILE (empty when none yet): its "Code: N-w-w"
+# line, or with --json its event {"event":"code","code":"N-w-w",...}
 wh_code_of() {
-    grep -aoE 'Code: [1-9][0-9]{0,5}(-[a-z]{3,8}){2,3}' "$1" 2>/dev/null | head -n 1 | sed 's/^Code: //'
+    grep -aoE '(Code: |"event":"code","code":")[1-9][0-9]{0,5}(-[a-z]{3,8}){2,3}' "$1" 2>/dev/null |
+        head -n 1 | sed -E 's/^(Code: |"event":"code","code":")//'
 }
 
 wh_has_code() { [ -n "$(wh_code_of "$1")" ]; }
@@ -23,7 +25,7 @@ wh_maker() {
     MAKER_PID=$!
     if ! wait_until 10 wh_has_code "$WORK/$tag.err"; then
         kill "$MAKER_PID" 2>/dev/null
-        die "the maker ($*) printed no 'Code: N-word-word' line on stderr within 10 s"
+        die "the maker ($*) printed no code ('Code: N-word-word' or a code event) on stderr within 10 s"
     fi
     CODE=$(wh_code_of "$WORK/$tag.err")
 }
