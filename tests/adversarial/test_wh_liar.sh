@@ -154,6 +154,9 @@ liar mitm
 exchange_start mitm mm "$WORK/f1.bin"
 exchange_claim mm
 both_fail mitm mm "$MK_PID" "$RV_PID" any
+# the impostors' own ends (a refused dial is retried for 5 s, a silent peer waited 5 s)
+impostors_done() { [ "$(grep -c '^impostor as' "$LLOG")" -ge 2 ]; }
+wait_until 15 impostors_done || fail "mitm: the impostors did not finish within 15 s"
 check "mitm: the PAKE itself went through (the claimer asked for the maker)" grep -q '^connect ' "$LLOG"
 check "mitm: an impostor was put before the maker" grep -q 'impostor as .* to the maker' "$LLOG"
 check "mitm: an impostor was put before the receiver" grep -q 'impostor as .* to the claimer' "$LLOG"

@@ -21,10 +21,12 @@ Usage: whliar.py PORT LOG --lie MODE [--lifetime S] [--words-file FILE]
   confirm-random  the maker's confirm replaced with 64 random bytes
   confirm-reflect the claimer's own tag Tb sent back to it as the maker's confirm
   mitm            the exchange runs honestly; then the claimer's connect is answered with an
-                  introduction of two impostors: to the maker, "the claimer" with mallory's
-                  key (an impostor dials the maker's punch port with the claimer's id), and to
-                  the claimer, "the maker" with mallory's key (an impostor listens where the
-                  punch sends it): each side must refuse the key its code did not authenticate
+                  introduction of two impostors: to the maker, "the claimer" (an impostor
+                  dials the maker's punch port with the claimer's id and mallory's key), and
+                  to the claimer, "the maker" (an impostor listens where the punch sends it,
+                  with mallory's key); the punch orders name the real keys and the impostors'
+                  shakes say "code": true, so that each side's check of the key in the
+                  handshake is what must refuse the key its code did not authenticate
   split           a server that learned the code (--words-file: the words, read at the claim)
                   runs two PAKEs, one with each side, each with the other side's real AD, so
                   that both confirm the real other party; then it introduces them honestly.
@@ -271,15 +273,17 @@ def on_abort(p, m):
                    "message": "the other side found the code wrong", "fatal": False})
 
 
-def impostor_to_maker(maker, claimer_id, session):
-    """Dials the maker's punch port as claimer_id with mallory's key, as the initiator."""
+def impostor_to_maker(maker, claimer_id, claimer_key, session):
+    """Dials the maker's punch port as claimer_id with mallory's key, as the initiator. The
+    punch order names the claimer's real key (the server saw it), so that the maker's check of
+    the key in the handshake itself is what must refuse; the shake says "code": true."""
     ls = socket.socket()
     ls.bind(("127.0.0.1", 0))
     src = ls.getsockname()
     ls.close()
     maker.msg({"type": "punch", "session": session, "peer": claimer_id, "role": "responder",
                "observed": ep_str(src), "endpoints": [], "start_in_us": 0,
-               "key": MALLORY.key})
+               "key": claimer_key})
     log("punch", maker.pid, "responder", "impostor", claimer_id)
     sh = Shake(MALLORY, claimer_id, {"peer": maker.pid, "session": session, "role": "initiator"})
     res = "refused"
@@ -287,7 +291,7 @@ def impostor_to_maker(maker, claimer_id, session):
         c = PeerConn(ep_tuple(ep_str(maker.addr)), source=src, wait=5.0)
         offer = c.line(5)
         if offer and offer.get("type") == "shake":
-            c.send(sh.answer(offer))
+            c.send(sh.answer(offer, code=True))
             got = c.line(5)
             if got and got.get("type") == "confirm":
                 res = "confirmed"
@@ -299,9 +303,10 @@ def impostor_to_maker(maker, claimer_id, session):
     log("impostor as", claimer_id, "to the maker", maker.pid, res)
 
 
-def impostor_to_claimer(claimer, maker_id, session):
+def impostor_to_claimer(claimer, maker_id, maker_key, session):
     """Listens where the claimer's punch points; answers its dial as the maker with mallory's
-    key (the responder: the offer first, the confirm after the claimer's signed shake)."""
+    key (the responder: the offer first, the confirm after the claimer's signed shake). The
+    punch names the maker's real key; the offer says "code": true."""
     ls = socket.socket()
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("127.0.0.1", 0))
@@ -309,7 +314,7 @@ def impostor_to_claimer(claimer, maker_id, session):
     ls.settimeout(8)
     claimer.msg({"type": "punch", "session": session, "peer": maker_id, "role": "initiator",
                  "observed": ep_str(ls.getsockname()), "endpoints": [], "start_in_us": 0,
-                 "key": MALLORY.key})
+                 "key": maker_key})
     log("punch", claimer.pid, "initiator", "impostor", maker_id)
     sh = Shake(MALLORY, maker_id, {"peer": claimer.pid, "session": session, "role": "responder"})
     res = "refused (never dialled)"
@@ -317,7 +322,7 @@ def impostor_to_claimer(claimer, maker_id, session):
         s, _ = ls.accept()
         c = PeerConn.__new__(PeerConn)
         c.buf, c.s = b"", s
-        c.send(sh.line())
+        c.send(sh.line(code=True))
         ans = c.line(5)
         if ans and ans.get("type") == "shake" and ans.get("sig"):
             c.send(sh.confirm(ans))
@@ -342,8 +347,9 @@ def on_connect(p, m):
         return
     session = os.urandom(16).hex()
     if LIE == "mitm":
-        threading.Thread(target=impostor_to_maker, args=(t, p.pid, session), daemon=True).start()
-        threading.Thread(target=impostor_to_claimer, args=(p, target, session),
+        threading.Thread(target=impostor_to_maker, args=(t, p.pid, p.hello["key"], session),
+                         daemon=True).start()
+        threading.Thread(target=impostor_to_claimer, args=(p, target, t.hello["key"], session),
                          daemon=True).start()
         return
     # honest: the usual introduction (fakesrv.py's)
