@@ -10,7 +10,10 @@
 #  3. a replay: a new maker's channel, read from the recording, claimed first by the attacker,
 #     who answers with the recorded answer of exchange 1: the maker refuses it, exits 12,
 #     never connects, and the real receiver then gets "no such code" (13);
-#  4. a guess: the same with a fresh CPace run with wrong words: the same outcome;
+#     (and while that confirmed maker waits for its claimer's punch order, a stranger who
+#     asks for the maker first is not admitted: no handshake completes);
+#  4. a guess: the same with a fresh CPace run with wrong words: the same outcome; a claimer
+#     who vanishes right after its claim burns the code too (maker 12, receiver 13);
 #  5. the recording holds no word of any code (as words, as the PRS, inside base64 members)
 #     and none of the keys of step 2 (raw, hex, base64); the detector finds a code in the
 #     maker's own stderr (so it can find one).
@@ -49,16 +52,35 @@ python3 "$GUESS" answer "$WORK/rec" >"$WORK/answer1.json" ||
     die "the recording has no code-answer: the attacker has no transcript"
 pass "the recording holds the exchange's answer: $(cut -c1-80 "$WORK/answer1.json")..."
 
-# ---- 2. the positive control: the right words complete the PAKE with a real maker
-wh_maker s2 60 -s "$VIA" -i "$M-2" send "$WORK/data.bin"
+# ---- 2. the positive control: the right words complete the PAKE with a real maker; while the
+# confirmed maker waits for its claimer's punch order, a stranger asks for it first
+# (this maker reaches the server directly, so that the server's punch order names its real
+# punch port for the stranger to dial; the claimer's side, every PAKE message, is recorded)
+wh_maker s2 60 -s "127.0.0.1:$SERVER_PORT" -i "$M-2" send "$WORK/data.bin"
 C2=$CODE
-wait_until 5 has_channel "$(wh_channel "$C2")" || fail "the recorder saw no code-opened for $C2"
-timeout -k 2 30 python3 "$GUESS" claim "$PROXY" "$EVE-2" "$(seen_channel)" "right:$(wh_words "$C2")" \
+spawn 40 python3 "$GUESS" claim "$PROXY" "$EVE-2" "$(wh_channel "$C2")" "right-wait:$(wh_words "$C2")" \
     "$WORK/ctl.json" >"$WORK/ctl.log" 2>&1
+CTL=$!
+if wait_until 10 test -s "$WORK/ctl.json.confirmed"; then
+    timeout -k 2 30 python3 "$GUESS" intrude "$SERVER_PORT" "$EVE-2x" "$M-2" "$WORK/intrude.json" \
+        >"$WORK/intrude.log" 2>&1
+    if grep -q '"result": "confirmed"' "$WORK/intrude.json"; then
+        fail "a stranger completed a handshake with the confirmed maker: $(cat "$WORK/intrude.json")"
+    else
+        pass "a stranger who asks for the confirmed maker is not admitted: $(cat "$WORK/intrude.json")"
+    fi
+    check "the server did introduce the stranger (so the maker's refusal is what stopped it)" \
+        grep -q '"connect": \["punch"' "$WORK/intrude.json"
+    wh_said "$WORK/s2.err" "refusing a session with $EVE-2x" "the confirmed maker refuses the stranger"
+else
+    fail "the control claimer was not confirmed within 10 s"
+fi
+touch "$WORK/ctl.json.go"
+wh_wait "$CTL" 30
 if grep -q '"result": "confirmed"' "$WORK/ctl.json"; then
     pass "with the right words the maker confirms the claimer (whguess's CPace interoperates)"
 else
-    fail "the right words did not complete the PAKE: $(cat "$WORK/ctl.json")"
+    fail "the right words did not complete the PAKE: $(cat "$WORK/ctl.json" 2>/dev/null)"
 fi
 wh_wait "$MAKER_PID" 30
 RC=$?
@@ -98,12 +120,25 @@ timeout -k 2 30 "$TCPUNCH" -s "$VIA" -i "$R-4" receive "$C4" --dir "$WORK/dst/4"
 check_rc "the real receiver after the guess (burned)" 13 $?
 check "nothing arrived after the attacks" test ! -e "$WORK/dst/3/data.bin" -a ! -e "$WORK/dst/4/data.bin"
 
+# ---- 4b. a claimer who vanishes right after the claim burns the code (the maker hears it)
+wh_maker s5 60 -s "$VIA" -i "$M-5" send "$WORK/data.bin"
+C5=$CODE
+wait_until 5 has_channel "$(wh_channel "$C5")" || fail "the recorder saw no code-opened for $C5"
+timeout -k 2 30 python3 "$GUESS" claim "$PROXY" "$EVE-5" "$(seen_channel)" vanish \
+    "$WORK/vanish.json" >"$WORK/vanish.log" 2>&1
+wh_wait "$MAKER_PID" 30
+check_rc "the maker whose claimer vanished" 12 $?
+wh_not_connected "$WORK/s5.err" "the maker of the vanished claim"
+timeout -k 2 30 "$TCPUNCH" -s "$VIA" -i "$R-5" receive "$C5" --dir "$WORK/dst/4" \
+    >/dev/null 2>"$WORK/r5.err"
+check_rc "the real receiver after the vanished claim (burned)" 13 $?
+
 # ---- 5. what the recording holds
 touch "$WORK/stop"
 n=$(cat "$WORK"/rec/* | wc -c)
-if python3 "$GUESS" leaks "$WORK/rec" "$C1" "$C2" "$C3" "$C4" --secrets "$WORK/ctl.json" \
+if python3 "$GUESS" leaks "$WORK/rec" "$C1" "$C2" "$C3" "$C4" "$C5" --secrets "$WORK/ctl.json" \
     >"$WORK/leaks.txt" 2>&1; then
-    pass "no word of the 4 codes and none of the PAKE keys in the $n recorded bytes: $(tail -n 1 "$WORK/leaks.txt")"
+    pass "no word of the 5 codes and none of the PAKE keys in the $n recorded bytes: $(tail -n 1 "$WORK/leaks.txt")"
 else
     fail "the recording leaks: $(head -n 5 "$WORK/leaks.txt" | tr '\n' '|')"
 fi

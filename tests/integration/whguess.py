@@ -13,6 +13,14 @@ and test_wh_flood.sh. It speaks the code-* messages with its own identity (whlib
         wrong:W1-W2     with those words, which are not the code's (a guess that missed)
         replay:FILE     the share, ad and tag of a recorded answer (FILE from `answer`)
         stall           no answer at all: waits (45 s at most) for what the mailbox says
+        vanish          closes the connection right after the claim
+        right-wait:W1-W2  as right, but after the confirm it writes OUT.confirmed and waits
+                        (20 s at most) for a file OUT.go before its code-abort
+  whguess.py intrude PORT ID TARGET OUT
+      a stranger (its own id and key) asks for TARGET (a maker whose exchange is confirmed,
+      waiting for its claimer's order) and, when the server introduces it, dials TARGET's
+      punch port and plays the initiator's handshake. OUT: what came back (the connect's
+      answer; offer: whether TARGET sent its shake; result: confirmed or refused)
       OUT gets one JSON object: what came back (result: confirmed, wrong, error CODE,
       nothing, bad-confirm), and after a confirm the ISK, MAC key and binding key (hex) the
       run derived. right: after the confirm a code-abort, so that the maker ends at once.
@@ -36,6 +44,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "adversarial"))
 from whlib import (Cpace, Identity, WhConn, code_ci, code_prs, cpace_bind,  # noqa: E402
                    is_error, leak_hits, make_ad, parse_ad, unb64)
 
@@ -119,6 +128,11 @@ def cmd_claim(port, ident_id, channel, how, out, source):
     parsed = parse_ad(ada)
     res["maker_ad"] = list(parsed[:3]) if parsed else None
     kind, _, arg = how.partition(":")
+    if kind == "vanish":
+        # gone right after the claim: the mailbox burns the channel (the maker hears code-wrong)
+        w.close()
+        res["result"] = "vanished"
+        return finish(out, res)
     if kind == "stall":
         # no answer: the mailbox's step deadline (30 s from the claim) must end the exchange
         got = w.next_msg(45)
@@ -148,6 +162,13 @@ def cmd_claim(port, ident_id, channel, how, out, source):
             res["bind"] = cpace_bind(c.isk).hex()
         else:
             res["result"] = "bad-confirm"
+        if kind == "right-wait":
+            # the maker now waits for our punch order: let a stranger try first (bounded)
+            with open(out + ".confirmed", "w") as f:
+                f.write(json.dumps(res) + "\n")
+            end = time.time() + 20
+            while time.time() < end and not os.path.exists(out + ".go"):
+                w.next_msg(0.1)
         w.abort(channel)
         # the abort's answer, if any (the maker hears code-wrong)
         res["after_abort"] = w.next_msg(1.0)
@@ -155,6 +176,34 @@ def cmd_claim(port, ident_id, channel, how, out, source):
         res["result"] = "wrong" if got.get("code") == "code-wrong" else "error " + got.get("code", "?")
     else:
         res["result"] = "nothing"
+    w.close()
+    return finish(out, res)
+
+
+def cmd_intrude(port, ident_id, target, out):
+    from advpeer import PeerConn, Shake, ep_tuple
+    res = {"target": target}
+    ident = Identity(ident_id)
+    w = WhConn(("127.0.0.1", port))
+    w.register(ident_id, ident)
+    punch = w.ask({"type": "connect", "target": target}, timeout=5)
+    res["connect"] = (punch or {}).get("type"), (punch or {}).get("code")
+    res["result"] = "no introduction"
+    if punch and punch.get("type") == "punch":
+        sh = Shake(ident, ident_id, punch)
+        try:
+            c = PeerConn(ep_tuple(punch["observed"]), wait=3.0)
+            offer = c.line(5)
+            res["offer"] = bool(offer and offer.get("type") == "shake")
+            res["result"] = "refused"
+            if res["offer"]:
+                c.send(sh.answer(offer))
+                got = c.line(5)
+                if got and got.get("type") == "confirm":
+                    res["result"] = "confirmed"
+            c.close()
+        except OSError as e:
+            res["result"] = f"refused ({e})"
     w.close()
     return finish(out, res)
 
@@ -256,6 +305,8 @@ def main(a):
             del a[i:i + 2]
         paths = a[1].split(",")
         return cmd_leaks(paths, a[2:], secrets)
+    if a[0] == "intrude":
+        return cmd_intrude(int(a[1]), a[2], a[3], a[4])
     if a[0] == "claim":
         return cmd_claim(int(a[1]), a[2], int(a[3]), a[4], a[5], source)
     if a[0] == "flood":
