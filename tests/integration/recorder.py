@@ -4,9 +4,9 @@ connects each to 127.0.0.1:TARGET and copies both ways unchanged, writing what e
 carried to OUT_DIR/conn-N.up (towards TARGET) and OUT_DIR/conn-N.down (from TARGET).
 Peers given the proxy as their --server send everything for the server through it: control
 connections, probes and relay connections alike.
-Usage: recorder.py LISTEN TARGET OUT_DIR STOP_FILE
+Usage: recorder.py LISTEN TARGET OUT_DIR STOP_FILE [LIFETIME]
 Ends when STOP_FILE exists and every connection has finished, after 64 connections, or after
-60 s, whichever comes first. Every wait is bounded."""
+LIFETIME s (default 60), whichever comes first. Every wait is bounded."""
 import os
 import socket
 import sys
@@ -14,7 +14,7 @@ import threading
 import time
 
 LISTEN, TARGET, OUT, STOP = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-LIFETIME = 60.0
+LIFETIME = float(sys.argv[5]) if len(sys.argv) > 5 else 60.0
 MAX_CONNS = 64
 os.makedirs(OUT, exist_ok=True)
 T_END = time.time() + LIFETIME

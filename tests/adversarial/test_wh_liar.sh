@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# A lying server cannot make a code exchange succeed with the wrong party (issue 18; docs/
+# design/wormhole.md 2.2, 6.3). whliar.py is a rendezvous with a mailbox that relays the code-*
+# messages between real tcpunch peers (`send FILE` makes the code, `receive CODE` types it) and
+# lies (--lie): it knows no words. In every lie both sides fail (exit 12: the PAKE's tags do not
+# check), neither connects, no file arrives, and the liar never sees a connect (a claimer that
+# believed the exchange):
+#   swap             two concurrent exchanges crossed (each claimer talks to the other maker)
+#   reflect          the maker's own post comes back as the answer; the claimer's own tag as
+#                    the confirm
+#   reflect-relabel  the same with the reflected AD relabelled B (only the share check refuses)
+#   ad-a / ad-b      the maker's / the claimer's AD replaced with the server's id and key
+#   confirm-random   a confirm that is not the maker's (random)
+#   confirm-reflect  the claimer's own tag sent back as the maker's confirm
+#   split            a server that learned the code runs one PAKE with each side (each with
+#                    the other's real AD: both confirm the real party), then introduces them:
+#                    the two runs' keys differ, and the handshake's binding to the PAKE key
+#                    must stop the session (no file, neither side exits 0)
+#   mitm             the exchange is honest, then the introduction puts an impostor (mallory's
+#                    key, the other's id) before each side: both refuse it, neither connects
+# The positive control (--lie honest): the same peers through the same fake server exchange the
+# file, so each failure is the lie's doing.
+source "$(dirname "$0")/../integration/lib.sh" "$@"
+source "$TESTDIR/wh.sh"
+ADV=$(cd "$(dirname "$0")" && pwd)
+command -v python3 >/dev/null || { echo "SKIPPED: python3 is needed" >&2; exit 77; }
+head -c 65536 /dev/urandom >"$WORK/f1.bin"
+head -c 65536 /dev/urandom >"$WORK/f2.bin"
+
+# liar MODE: a fresh whliar.py on a free port; sets LPORT, LLOG (split: it reads the words
+# from $WORK/words when a claim comes)
+liar() {
+    LPORT=$(free_port) || die "no free port"
+    LLOG=$WORK/liar-$1.log
+    : >"$LLOG"
+    spawn 100 python3 "$ADV/whliar.py" "$LPORT" "$LLOG" --lie "$1" --lifetime 90 \
+        --words-file "$WORK/words" \
+        >"$WORK/liar-$1.out" 2>&1
+    LIAR_PID=$!
+    wait_until 5 listening "$LPORT" || die "whliar.py does not listen"
+}
+
+# exchange MODE TAG FILE: a maker (send FILE) on the liar, then a receiver of its code, both in
+# the background; sets MK_PID, RV_PID (outputs $WORK/TAG-m.err, TAG-r.err, dir $WORK/TAG-dst)
+exchange_start() {
+    local tag=$2 f=$3
+    mkdir -p "$WORK/$tag-dst"
+    wh_maker "$tag-m" 70 -s "127.0.0.1:$LPORT" -i "$(uid "$tag-mk")" -t 3 send "$f"
+    MK_PID=$MAKER_PID
+    eval "CODE_$tag=\$CODE"
+}
+exchange_claim() {
+    local tag=$1 code
+    eval "code=\$CODE_$tag"
+    spawn 70 "$TCPUNCH" -s "127.0.0.1:$LPORT" -i "$(uid "$tag-rv")" -t 3 receive "$code" \
+        --dir "$WORK/$tag-dst" >/dev/null 2>"$WORK/$tag-r.err"
+    RV_PID=$!
+}
+
+# both_fail MODE TAG MK_PID RV_PID WANT [LINKED]: both exit WANT (12; any: not 0), neither
+# connects (unless LINKED: a path line may come before the session fails), nothing arrives
+both_fail() {
+    local mode=$1 tag=$2 mk=$3 rv=$4 want=$5 linked=${6:-} rcm rcr
+    wh_wait "$rv" 50
+    rcr=$?
+    wh_wait "$mk" 50
+    rcm=$?
+    if [ "$want" = any ]; then
+        check "$mode: the maker fails (exit $rcm)" test "$rcm" -ne 0 -a "$rcm" -ne 124
+        check "$mode: the receiver fails (exit $rcr)" test "$rcr" -ne 0 -a "$rcr" -ne 124
+    else
+        check_rc "$mode: the maker" "$want" "$rcm"
+        check_rc "$mode: the receiver" "$want" "$rcr"
+    fi
+    if [ -z "$linked" ]; then
+        wh_not_connected "$WORK/$tag-m.err" "$mode: the maker"
+        wh_not_connected "$WORK/$tag-r.err" "$mode: the receiver"
+    fi
+    check "$mode: nothing arrived" test -z "$(ls -A "$WORK/$tag-dst")"
+}
+
+no_connect() { # MODE: the liar saw no connect (nobody believed the exchange)
+    if grep -q '^connect ' "$LLOG"; then
+        fail "$1: a claimer believed the exchange and asked for the maker: $(grep '^connect ' "$LLOG" | head -n 1)"
+    else
+        pass "$1: no claimer asked for the maker"
+    fi
+}
+
+lied() { # MODE PATTERN: the liar's log shows the lie (it happened, so the failure is its doing)
+    if grep -q -- "$2" "$LLOG"; then pass "$1: the liar lied ($(grep -c -- "$2" "$LLOG")x '$2')"
+    else fail "$1: the liar never lied ('$2' not in its log: $(tr '\n' '|' <"$LLOG" | cut -c1-300))"; fi
+}
+
+# ---- the positive control
+liar honest
+exchange_start honest h "$WORK/f1.bin"
+exchange_claim h
+wh_wait "$RV_PID" 40
+check_rc "honest: the receiver through the fake mailbox" 0 $?
+wh_wait "$MK_PID" 40
+check_rc "honest: the maker through the fake mailbox" 0 $?
+same_file "honest: the file" "$WORK/f1.bin" "$WORK/h-dst/f1.bin"
+check "honest: the claimer asked for the maker" grep -q '^connect ' "$LLOG"
+
+# ---- swap: two exchanges at once, crossed
+liar swap
+exchange_start swap s1 "$WORK/f1.bin"
+MK1=$MK_PID
+exchange_start swap s2 "$WORK/f2.bin"
+MK2=$MK_PID
+exchange_claim s1
+RV1=$RV_PID
+exchange_claim s2
+RV2=$RV_PID
+both_fail "swap (exchange 1)" s1 "$MK1" "$RV1" 12
+both_fail "swap (exchange 2)" s2 "$MK2" "$RV2" 12
+lied swap "lie swap"
+no_connect swap
+
+# ---- one exchange per lie
+for mode in reflect reflect-relabel ad-a ad-b confirm-random confirm-reflect; do
+    liar "$mode"
+    exchange_start "$mode" x "$WORK/f1.bin"
+    case $mode in reflect*) wait_until 5 grep -q 'lie reflect' "$LLOG" ;; esac
+    exchange_claim x
+    both_fail "$mode" x "$MK_PID" "$RV_PID" 12
+    case $mode in
+        reflect*) lied "$mode" "lie reflect" ;;
+        *) lied "$mode" "lie $mode" ;;
+    esac
+    no_connect "$mode"
+    mv "$WORK/x-m.err" "$WORK/$mode-m.err"
+    mv "$WORK/x-r.err" "$WORK/$mode-r.err"
+    kill "$LIAR_PID" 2>/dev/null
+done
+wh_said "$WORK/ad-a-m.err" "wrong code" "ad-a: the maker calls it a wrong code"
+wh_said "$WORK/confirm-random-r.err" "wrong" "confirm-random: the receiver calls it wrong"
+
+# ---- split: a server that knows the code runs two PAKEs; only the binding stops it
+liar split
+exchange_start split sp "$WORK/f1.bin"
+wh_words "$CODE_sp" >"$WORK/words"
+exchange_claim sp
+both_fail split sp "$MK_PID" "$RV_PID" any 1
+check "split: both sides confirmed the liar's runs (each believes the real other party)" \
+    grep -q 'lie split: both sides confirmed' "$LLOG"
+check "split: the claimer asked for the maker (the introduction happened)" grep -q '^connect ' "$LLOG"
+pass "split: the maker said: $(grep -E 'error|refus' "$WORK/sp-m.err" | tail -n 1 | cut -c1-200)"
+pass "split: the receiver said: $(grep -E 'error|refus' "$WORK/sp-r.err" | tail -n 1 | cut -c1-200)"
+
+# ---- mitm at the introduction: impostors with the server's key
+liar mitm
+exchange_start mitm mm "$WORK/f1.bin"
+exchange_claim mm
+both_fail mitm mm "$MK_PID" "$RV_PID" any
+# the impostors' own ends (a refused dial is retried for 5 s, a silent peer waited 5 s)
+impostors_done() { [ "$(grep -c '^impostor as' "$LLOG")" -ge 2 ]; }
+wait_until 15 impostors_done || fail "mitm: the impostors did not finish within 15 s"
+check "mitm: the PAKE itself went through (the claimer asked for the maker)" grep -q '^connect ' "$LLOG"
+check "mitm: an impostor was put before the maker" grep -q 'impostor as .* to the maker' "$LLOG"
+check "mitm: an impostor was put before the receiver" grep -q 'impostor as .* to the claimer' "$LLOG"
+if grep -q 'impostor.*confirmed' "$LLOG"; then
+    fail "mitm: a side accepted the impostor: $(grep 'impostor.*confirmed' "$LLOG")"
+else
+    pass "mitm: neither side accepted an impostor: $(grep 'impostor as' "$LLOG" | tr '\n' '|')"
+fi
+
+finish
