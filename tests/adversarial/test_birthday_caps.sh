@@ -25,16 +25,16 @@ res() { awk -v w="$1" '$1 == w { print $2 }' "$WORK/result"; }
 
 # (and resume, section 18, and report, section 19, which --birthday-k-max leaves as they are)
 check "the default server offers birthday in its challenge (got $(res features-on))" \
-    [ "$(res features-on)" = birthday,resume,report,replace ]
+    [ "$(res features-on)" = birthday,resume,report,replace,code ]
 check "--birthday-k-max 0: no birthday in the challenge (got $(res features-off))" \
-    [ "$(res features-off)" = resume,report,replace ]
+    [ "$(res features-off)" = resume,report,replace,code ]
 for w in k-513 k-neg m-4097 m-neg no-m extra k-text raw0 raw1 raw2; do
     check "hello.birthday $w is refused with bad-field (got $(res bad-$w))" \
         [ "$(res bad-$w)" = bad-field ]
 done
 check "k 0, m 0 registers (got $(res edge-0-0))" [ "$(res edge-0-0)" = welcome ]
 check "k 512, m 4096 registers (got $(res edge-512-4096))" [ "$(res edge-512-4096)" = welcome ]
-check "with a secret too (got $(res features-secret))" [ "$(res features-secret)" = birthday,resume,report,replace ]
+check "with a secret too (got $(res features-secret))" [ "$(res features-secret)" = birthday,resume,report,replace,code ]
 check "a hello with birthday and its own admit registers (got $(res admit-own))" \
     [ "$(res admit-own)" = welcome ]
 check "birthday added to a hello after its admit: not-admitted (got $(res admit-added))" \

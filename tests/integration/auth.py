@@ -68,8 +68,9 @@ def t_challenge(host, port):
     check(set(a.first) == {"type", "version", "nonce", "features"},
           f"challenge members: {sorted(a.first)}")
     # the default server plans birthday punches (PROTOCOL.md section 17), offers resumable
-    # sessions (section 18), takes traversal reports (section 19) and hello.replace (5.1)
-    check(a.first.get("features") == ["birthday", "resume", "report", "replace"],
+    # sessions (section 18), takes traversal reports (section 19), hello.replace (5.1) and
+    # wormhole codes (section 20)
+    check(a.first.get("features") == ["birthday", "resume", "report", "replace", "code"],
           f"challenge features: {a.first.get('features')}")
     a.close()
     b.close()
