@@ -3,8 +3,9 @@
 # prints a code and `receive CODE` gets the files intact; `listen --code` / `connect --code`
 # pipe both ways; a wrong code fails both sides (exit 12) and burns the code; an unknown code
 # is exit 13; a code for send typed into connect --code is refused; --remember records the
-# other side (and only then), and the next transfer needs no code; a typo is a usage error
-# before any network; send's note on an ambiguous first argument; the --json code event.
+# other side (and only then), and the next transfer needs no code; a code session cut
+# mid-transfer resumes; a typo is a usage error before any network; send's note on an
+# ambiguous first argument; the --json code event; a dead, silent or lying mailbox.
 # (The NAT lab and the lying-server tests are tests/natlab and tests/adversarial.)
 source "$(dirname "$0")/lib.sh" "$@"
 
@@ -149,6 +150,64 @@ check_rc "the next receive --from, no code" 0 $?
 same_file "the file of the next time" "$WORK/src/tree/a.txt" "$WORK/dst2/a.txt"
 check "no new peer was trusted on first use the next time" \
     bash -c "! grep -q 'new peer' '$WORK/s2.err' '$WORK/r2.err'"
+
+# --- a code session cut mid-transfer resumes (its resumption secret is bound to the code too)
+ss_k_works() {
+    python3 - <<'PY'
+import socket, subprocess, sys
+l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen()
+c = socket.create_connection(l.getsockname()); s, _ = l.accept()
+subprocess.run(['ss', '-K', '( sport = :%d )' % c.getsockname()[1]], capture_output=True)
+s.settimeout(2)
+try:
+    s.recv(1)
+    sys.exit(1)
+except ConnectionResetError:
+    sys.exit(0)
+except Exception:
+    sys.exit(1)
+PY
+}
+# peer_port PID: the local port of PID's established connection that is not to the server
+peer_port() {
+    ss -tnpH state established | grep "pid=$1," | awk -v s=":$SERVER_PORT" \
+        '$3 !~ s"$" && $4 !~ s"$" {n = split($3, a, ":"); print a[n]; exit}'
+}
+if ss_k_works; then
+    A=$(uid cmaker)
+    B=$(uid cclaimer)
+    rm -rf "$WORK/dst3"
+    mkdir -p "$WORK/dst3"
+    head -c $((48 * 1024 * 1024)) /dev/urandom >"$WORK/src/huge.bin"
+    spawn 90 "$TCPUNCH" -v -s "$SRV" -i "$A" send "$WORK/src/huge.bin" >/dev/null 2>"$WORK/cm.err"
+    PID_M=$!
+    wait_code "$WORK/cm.err" || die "the maker printed no Code: line"
+    spawn 90 "$TCPUNCH" -v -s "$SRV" -i "$B" --dir "$WORK/dst3" receive "$CODE" \
+        2>"$WORK/cc.err"
+    PID_C=$!
+    for _ in $(seq 1 2000); do
+        [ -n "$(find "$WORK/dst3" -name '*.tcpunch-part-*' 2>/dev/null)" ] && break
+        sleep 0.005
+    done
+    REAL_C=$(under_timeout "$PID_C")
+    kill -STOP "$REAL_C"
+    sleep 0.5
+    port=$(peer_port "$(under_timeout "$PID_M")")
+    check "a peer-to-peer connection to cut (port ${port:-none})" test -n "$port"
+    [ -n "$port" ] && ss -K "( sport = :$port )" >/dev/null 2>&1
+    sleep 3
+    kill -CONT "$REAL_C"
+    wait "$PID_M"
+    check_rc "send FILE cut mid-transfer" 0 $?
+    wait "$PID_C"
+    check_rc "receive CODE cut mid-transfer" 0 $?
+    same_file "huge.bin after the cut" "$WORK/src/huge.bin" "$WORK/dst3/huge.bin"
+    check "both sides resumed the code session" \
+        test "$(cat "$WORK/cm.err" "$WORK/cc.err" | grep -c 'resumed with')" -eq 2
+    rm -f "$WORK/src/huge.bin" "$WORK/dst3/huge.bin"
+else
+    echo "SKIPPED: the resume of a code session (ss -K cannot cut a loopback connection here)"
+fi
 
 # --- a typo: usage error, before any network
 mark=$(log_mark)
