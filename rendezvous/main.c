@@ -741,28 +741,30 @@ static int start_signals(struct app *app)
 
 int main(int argc, char **argv)
 {
-    struct srv_config cfg = {
-        .keepalive = 60,
-        .hello_timeout = 10,
-        .max_peers = 100000,
-        .relay = {.enabled = true,
-                  .max_sessions = 64,
-                  .max_bytes = 1ULL << 30,
-                  .max_seconds = 3600,
-                  .rate = 0,
-                  .wait = 30,
-                  .idle = 300,
-                  .per_peer = 4,
-                  .per_ip = 8,
-                  .offers_per_peer = 64},
-        .gate = {.max_ids = 100000, .ids_per_key = 8, .new_ids_per_hour = 20, .id_expire_days = 90},
-        .max_per_ip = 32,
-        .rate_per_ip = 20,
-        .connect_rate = 5,
-        .bday = {PLAN_BDAY_K_MAX, PLAN_BDAY_M_MAX},
-        .resume = true,
-        .code = {true, WH_TTL_DEFAULT, WH_MAX_DEFAULT, WH_RATE_DEFAULT},
-        .cluster = {.prefix = CL_DEFAULT_PREFIX, .ttl = CL_DEFAULT_TTL}};
+    struct srv_config cfg = {.keepalive = 60,
+                             .hello_timeout = 10,
+                             .max_peers = 100000,
+                             .relay = {.enabled = true,
+                                       .max_sessions = 64,
+                                       .max_bytes = 1ULL << 30,
+                                       .max_seconds = 3600,
+                                       .rate = 0,
+                                       .wait = 30,
+                                       .idle = 300,
+                                       .per_peer = 4,
+                                       .per_ip = 8,
+                                       .offers_per_peer = 64},
+                             .gate = {.max_ids = 100000,
+                                      .ids_per_key = 8,
+                                      .new_ids_per_hour = 20,
+                                      .id_expire_days = 90},
+                             .max_per_ip = 32,
+                             .rate_per_ip = 20,
+                             .connect_rate = 5,
+                             .bday = {PLAN_BDAY_K_MAX, PLAN_BDAY_M_MAX},
+                             .resume = true,
+                             .code = {true, WH_TTL_DEFAULT, WH_MAX_DEFAULT, WH_RATE_DEFAULT},
+                             .cluster = {.prefix = CL_DEFAULT_PREFIX, .ttl = CL_DEFAULT_TTL}};
     enum log_level level = LOG_NOTE;
     struct app *app = NULL;
     char err[256] = "";
