@@ -6,7 +6,7 @@ messages. The maker's instance holds the channel; a claimer on another instance 
 
 usage: code_cluster.py SCENARIO REDIS_PORT PREFIX SECRETFILE NAME=PORT...
 Scenarios: exchange race abort gone expiry distinct forged insider limits (instance C:
---code-rate 5) outage (stops Redis)
+--code-rate 5) crash (C is killed) outage (stops Redis)
 Prints ok/FAIL lines; exit status = number of failures. Every wait is bounded."""
 import base64
 import json
@@ -395,6 +395,26 @@ def limits():
             f"after the failed exchange 2 claims are left on C ({got})")
 
 
+def crash():
+    """The maker's instance C dies (SIGKILL by the caller once this prints CHANNEL n, then it
+    creates the file named by $CODE_CLUSTER_SYNC): its key stays in Redis, but a claim from A
+    finds nobody on C's channel and is code-unknown at once, not after the 2 s wait."""
+    maker = Peer("C", "maker", src="127.0.3.1")  # not the address "limits" spent C's tokens of
+    n, o, post = open_code(maker)
+    print(f"CHANNEL {n}", flush=True)
+    sync, end = os.environ["CODE_CLUSTER_SYNC"], time.time() + 10
+    while not os.path.exists(sync) and time.time() < end:
+        time.sleep(0.05)
+    R.check(redis("GET", key_of(n)) == b"C", f"the dead instance's key for channel {n} is still there")
+    c = Peer("A", "claimer")
+    t0 = time.time()
+    c.msg({"type": "code-claim", "channel": n})
+    m = c.expect()
+    took = time.time() - t0
+    R.check(is_err(m, "code-unknown") and took < 1.5,
+            f"a claim of a code on the dead instance: code-unknown after {took * 1000:.0f} ms ({m})")
+
+
 def outage():
     """Redis goes down (SHUTDOWN, last scenario): opens and claims across instances are refused
     with a passing error, a claim on the channel's own instance goes on. Redis comes back empty
@@ -456,7 +476,7 @@ def outage():
 
 def main():
     fn = {"exchange": exchange, "race": race, "abort": abort, "gone": gone, "expiry": expiry,
-          "distinct": distinct, "forged": forged, "insider": insider, "limits": limits, "outage": outage}.get(scenario)
+          "distinct": distinct, "forged": forged, "insider": insider, "limits": limits, "crash": crash, "outage": outage}.get(scenario)
     if not fn:
         print(f"unknown scenario {scenario}", file=sys.stderr)
         sys.exit(100)
