@@ -415,6 +415,46 @@ def crash():
             f"a claim of a code on the dead instance: code-unknown after {took * 1000:.0f} ms ({m})")
 
 
+def latency():
+    """Not a test of the suite (BENCHMARKS.md, "Codes across instances"): $CODE_CLUSTER_N
+    exchanges (default 100) with the claimer on the maker's instance A and as many with it on
+    B, alternating; the medians and p90 of claim -> code-claimed and of the whole exchange
+    (claim to code-confirm received), and their ratio across/local."""
+    import statistics
+    rounds = int(os.environ.get("CODE_CLUSTER_N", "100"))
+    res = {"A": [], "B": []}
+    for _ in range(rounds):
+        for inst in ("A", "B"):
+            maker = Peer("A", "m")
+            n, o, post = open_code(maker)
+            c = Peer(inst, "c")
+            time.sleep(0.002)  # the post is in before the claim
+            t0 = time.perf_counter()
+            c.msg({"type": "code-claim", "channel": n})
+            ok = c.expect().get("type") == "code-claimed"
+            t1 = time.perf_counter()
+            c.msg(answer_of(n))
+            ok = ok and maker.expect().get("type") == "code-answer"
+            maker.msg({"type": "code-confirm", "channel": n, "tag": b64(os.urandom(64))})
+            ok = ok and c.expect().get("type") == "code-confirm"
+            t2 = time.perf_counter()
+            maker.s.close()
+            c.s.close()
+            if ok:
+                res[inst].append(((t1 - t0) * 1e6, (t2 - t0) * 1e6))
+    if not R.check(len(res["A"]) == rounds and len(res["B"]) == rounds,
+                   f"every exchange completed ({len(res['A'])} + {len(res['B'])} of {rounds} each)"):
+        return
+    for inst, where in (("A", "on the maker's instance"), ("B", "on another instance")):
+        cl = sorted(x[0] for x in res[inst])
+        ex = sorted(x[1] for x in res[inst])
+        print(f"claimer {where}: claim->claimed median {statistics.median(cl):.0f} us, p90 "
+              f"{cl[len(cl) * 9 // 10]:.0f} us; exchange median {statistics.median(ex):.0f} us, "
+              f"p90 {ex[len(ex) * 9 // 10]:.0f} us")
+    ratio = statistics.median(x[1] for x in res["B"]) / statistics.median(x[1] for x in res["A"])
+    print(f"exchange across / local (medians): {ratio:.2f}")
+
+
 def outage():
     """Redis goes down (SHUTDOWN, last scenario): opens and claims across instances are refused
     with a passing error, a claim on the channel's own instance goes on. Redis comes back empty
@@ -476,7 +516,8 @@ def outage():
 
 def main():
     fn = {"exchange": exchange, "race": race, "abort": abort, "gone": gone, "expiry": expiry,
-          "distinct": distinct, "forged": forged, "insider": insider, "limits": limits, "crash": crash, "outage": outage}.get(scenario)
+          "distinct": distinct, "forged": forged, "insider": insider, "limits": limits, "crash": crash, "outage": outage,
+          "latency": latency}.get(scenario)
     if not fn:
         print(f"unknown scenario {scenario}", file=sys.stderr)
         sys.exit(100)

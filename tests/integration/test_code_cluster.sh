@@ -121,6 +121,8 @@ else
     check_rc "the right code after the wrong one, on B" 13 $?
 fi
 want outage && run outage
+# the figures of BENCHMARKS.md, "Codes across instances" (only when asked for by name)
+[[ " ${CODE_CLUSTER_ONLY:-} " == *" latency "* ]] && run latency
 
 pids=()
 for n in "${LIVE[@]}"; do pids+=("${INST_PID[$n]}"); done
