@@ -5,7 +5,7 @@ Redis client for the directory keys, and the bus forger of test_cluster_bus.sh f
 messages. The maker's instance holds the channel; a claimer on another instance goes through it.
 
 usage: code_cluster.py SCENARIO REDIS_PORT PREFIX SECRETFILE NAME=PORT...
-Scenarios: exchange race abort gone expiry distinct forged insider limits (instance C:
+Scenarios: exchange race abort gone expiry distinct forged insider slow limits (instance C:
 --code-rate 5) crash (C is killed) outage (stops Redis)
 Prints ok/FAIL lines; exit status = number of failures. Every wait is bounded."""
 import base64
@@ -368,6 +368,39 @@ def insider():
     R.check(m == conf, f"the exchange goes on: the maker's confirm reaches the claimer ({str(m)[:60]})")
 
 
+def code_keys():
+    out, cursor = set(), b"0"
+    for _ in range(1000):
+        cursor, keys = redis("SCAN", cursor, "MATCH", prefix + "code:*", "COUNT", "1000")
+        out.update(keys)
+        if cursor == b"0":
+            break
+    return out
+
+
+def slow():
+    """Redis stops taking writes for 3 s (CLIENT PAUSE WRITE; it still answers PING and GET):
+    an open times out after 2 s (overloaded), and the number Redis then reserves for it late is
+    given back, not left to block the number for ttl + 90 s."""
+    before = code_keys()
+    maker = Peer("A", "maker")
+    redis("CLIENT", "PAUSE", "3000", "WRITE")
+    t0 = time.time()
+    maker.msg({"type": "code-open"})
+    m = maker.expect(6.0)
+    R.check(is_err(m, "overloaded"), f"an open while Redis takes no writes: overloaded after "
+            f"{(time.time() - t0) * 1000:.0f} ms ({m})")
+    end, left = time.time() + 6, None
+    while time.time() < end:
+        time.sleep(0.2)
+        left = code_keys() - before
+        if time.time() - t0 > 3.5 and not left:
+            break
+    R.check(not left, f"the late reservation was given back (left: {sorted(left)[:3]})")
+    n, o, post = open_code(maker)  # and the next open works
+    R.check(redis("GET", key_of(n)) == b"A", f"the next open got channel {n}")
+
+
 def limits():
     """Instance C runs with --code-rate 5 (a burst of 5): a claimer on C of a code on A spends
     C's tokens, and its failed exchange (its own abort) 2 more, as a local claimer's would."""
@@ -516,7 +549,7 @@ def outage():
 
 def main():
     fn = {"exchange": exchange, "race": race, "abort": abort, "gone": gone, "expiry": expiry,
-          "distinct": distinct, "forged": forged, "insider": insider, "limits": limits, "crash": crash, "outage": outage,
+          "distinct": distinct, "forged": forged, "insider": insider, "slow": slow, "limits": limits, "crash": crash, "outage": outage,
           "latency": latency}.get(scenario)
     if not fn:
         print(f"unknown scenario {scenario}", file=sys.stderr)

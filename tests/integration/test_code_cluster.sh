@@ -6,7 +6,8 @@
 # directory keys in Redis (expiry, release, no number handed out twice while live); forged
 # `code` bus messages (another secret, a stale t) refused; Redis down: opens and remote claims
 # refused with `overloaded`, a claim on the maker's own instance goes on; the maker's instance
-# killed: a claim of its code is code-unknown at once. A real redis-server
+# killed: a claim of its code is code-unknown at once; Redis slow to take writes: the late
+# reservation is given back. A real redis-server
 # on loopback; raw mailbox clients (code_cluster.py), and the real peers when they make codes.
 source "$(dirname "$0")/lib.sh" "$@"
 command -v redis-server >/dev/null || {
@@ -58,6 +59,7 @@ if want insider; then
     check "B logged the error no mailbox sends" inst_says B "$mark" \
         "rejected: from A: a code message for channel [0-9]+: error internal is not for the claimer"
 fi
+want slow && run slow
 want limits && run limits
 if want crash; then # C dies holding a channel (SIGKILL: no goodbye, its keys stay)
     export CODE_CLUSTER_SYNC=$WORK/crash.sync
