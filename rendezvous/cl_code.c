@@ -57,6 +57,10 @@ struct cl_num {
     struct hmap_node node;
     uint32_t channel;
     uint64_t expires_ms; /* its key's expiry as set */
+    /* a reservation that timed out, its SET still unanswered: the number is not drawn again
+     * until the answer is in (a late OK is released then; a new SET sent meanwhile would have
+     * been deleted by that release, both keys naming this instance) */
+    bool doubt;
 };
 
 static bool cl_num_eq(const struct hmap_node *n, const void *key)
@@ -132,12 +136,23 @@ static void cl_send_release(struct cl *c, uint32_t channel, bool by_sha)
         redisAsyncCommand(c->cmd, NULL, NULL, "EVAL %s 1 %s %s", cl_lua_code_release, key, c->inst);
 }
 
+void cl__code_doubt(struct cl *c, uint32_t channel)
+{
+    struct cl_num *e = cl_num_find(c, channel);
+    if (!e && (e = calloc(1, sizeof *e))) {
+        e->channel = channel;
+        hmap_insert(&c->nums, &e->node, hmap_hash(&c->nums, &channel, sizeof channel));
+    }
+    if (e)
+        e->doubt = true;
+}
+
 void cl_code_release(struct cl *c, uint32_t channel)
 {
     struct cl_num *e;
     if (!c)
         return;
-    if ((e = cl_num_find(c, channel)))
+    if ((e = cl_num_find(c, channel)) && !e->doubt)
         cl_num_drop(c, e);
     /* while Redis is down the key expires by itself (CL_CODE_KEY_SLACK_S after the ttl) */
     if (c->state != CL_UP || !c->cmd)
@@ -165,6 +180,8 @@ void cl__code_announce_all(struct cl *c)
     hmap_foreach_safe(it, tmp, &c->nums)
     {
         struct cl_num *e = hmap_data(it, struct cl_num, node);
+        if (e->doubt)
+            continue;
         if (e->expires_ms <= now) {
             cl_num_drop(c, e);
             continue;
@@ -195,9 +212,13 @@ static void cl_on_reserved(redisAsyncContext *ac, void *r, void *privdata)
     uint64_t serial = op->serial;
     (void)ac;
     if (op->finished) {
-        /* it timed out (answered "down"): a number reserved meanwhile is given back */
+        /* it timed out (answered "down"): a number reserved meanwhile is given back, and the
+         * number may be drawn again (no other SET of it was sent while in doubt) */
+        struct cl_num *e = cl_num_find(c, channel);
+        if (e && e->doubt)
+            cl_num_drop(c, e);
         if (ok)
-            cl_code_release(c, op->channel);
+            cl_code_release(c, channel);
     } else if (ok) {
         cl_num_add(c, channel, op->key_ttl);
         cl__op_fail(op, PC_UNKNOWN, NULL);
@@ -216,7 +237,12 @@ int cl_code_reserve(struct cl *c, uint32_t channel, uint64_t serial, unsigned tt
 {
     char key[CL_KEY_MAX];
     struct cl_op *op;
-    if (!c || c->state != CL_UP || !(op = cl__op_new(c, CL_CODE_OPEN, NULL)))
+    struct cl_num *e;
+    if (!c || c->state != CL_UP)
+        return -1;
+    if ((e = cl_num_find(c, channel)) && e->doubt)
+        return 1;
+    if (!(op = cl__op_new(c, CL_CODE_OPEN, NULL)))
         return -1;
     op->channel = channel;
     op->serial = serial;

@@ -232,6 +232,7 @@ void cl__expire_ops(struct cl *c, uint64_t now)
         }
         if (op->kind == CL_CODE_OPEN) {
             /* a SET answered after this is given back (cl_code.c) */
+            cl__code_doubt(c, op->channel);
             cl__op_fail(op, PC_OVERLOADED, "the server cannot make a code now (Redis is slow)");
             op = cl_op_first(c);
             continue;

@@ -176,8 +176,10 @@ void cl_conn_gone(struct cl *c, struct cl_link *conn);
  * The maker's instance holds a channel's state; Redis only says which instance that is. */
 
 /* Reserves channel cluster-wide for a new channel of this instance (serial: the attempt, given
- * back in the answer): SET NX with an expiry of ttl_s + CL_CODE_KEY_SLACK_S. The answer comes
- * through user->code_reserved; -1: Redis is down, nothing sent (the open is refused). */
+ * back in the answer): SET NX with an expiry of ttl_s + CL_CODE_KEY_SLACK_S. 0: the answer comes
+ * through user->code_reserved; 1: taken at once (an earlier reservation of the number timed
+ * out and Redis has not answered it yet): draw again; -1: Redis is down, nothing sent (the
+ * open is refused). */
 int cl_code_reserve(struct cl *c, uint32_t channel, uint64_t serial, unsigned ttl_s);
 /* A channel of this instance has ended: its directory key goes, if it still names us. */
 void cl_code_release(struct cl *c, uint32_t channel);

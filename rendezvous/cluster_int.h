@@ -175,6 +175,8 @@ void cl__code_on_bus(struct cl *c, const struct bus_msg *m);
 /* Sets the directory keys of every number held here again (NX: another instance that took one
  * while Redis had forgotten it keeps it); forgets those past their expiry. */
 void cl__code_announce_all(struct cl *c);
+/* A reservation of channel timed out before Redis answered: the number is held back. */
+void cl__code_doubt(struct cl *c, uint32_t channel);
 /* Forgets every number (cl_free). */
 void cl__code_free(struct cl *c);
 /* Loads the release script (a fresh connection, before its first release). */

@@ -50,7 +50,8 @@ static enum wh_dir_result srv_code_reserve(void *data, uint32_t channel, uint64_
                                            unsigned ttl_s)
 {
     struct srv *s = data;
-    return cl_code_reserve(s->cl, channel, serial, ttl_s) == 0 ? WH_DIR_PENDING : WH_DIR_DOWN;
+    int r = cl_code_reserve(s->cl, channel, serial, ttl_s);
+    return r == 0 ? WH_DIR_PENDING : r > 0 ? WH_DIR_TAKEN : WH_DIR_DOWN;
 }
 
 static void srv_code_release(void *data, uint32_t channel, uint64_t serial)

@@ -5,8 +5,8 @@ Redis client for the directory keys, and the bus forger of test_cluster_bus.sh f
 messages. The maker's instance holds the channel; a claimer on another instance goes through it.
 
 usage: code_cluster.py SCENARIO REDIS_PORT PREFIX SECRETFILE NAME=PORT...
-Scenarios: exchange race abort gone expiry distinct forged insider limits (instance C:
---code-rate 5) outage (stops Redis)
+Scenarios: exchange race abort gone expiry distinct forged insider slow limits (instance C:
+--code-rate 5) crash (C is killed) outage (stops Redis)
 Prints ok/FAIL lines; exit status = number of failures. Every wait is bounded."""
 import base64
 import json
@@ -368,6 +368,56 @@ def insider():
     R.check(m == conf, f"the exchange goes on: the maker's confirm reaches the claimer ({str(m)[:60]})")
 
 
+def code_keys():
+    out, cursor = set(), b"0"
+    for _ in range(1000):
+        cursor, keys = redis("SCAN", cursor, "MATCH", prefix + "code:*", "COUNT", "1000")
+        out.update(keys)
+        if cursor == b"0":
+            break
+    return out
+
+
+def slow():
+    """Redis stops taking writes for 2.6 s (CLIENT PAUSE WRITE; a connection's later commands
+    wait behind its paused one, so this stays under the 3 s after which an instance takes Redis
+    for down): an open times out after 2 s (overloaded), and the number Redis then reserves for
+    it late is given back, not left to block the number for ttl + 90 s."""
+    before = code_keys()
+    maker = Peer("A", "maker")
+    redis("CLIENT", "PAUSE", "2600", "WRITE")
+    t0 = time.time()
+    maker.msg({"type": "code-open"})
+    m = maker.expect(6.0)
+    R.check(is_err(m, "overloaded"), f"an open while Redis takes no writes: overloaded after "
+            f"{(time.time() - t0) * 1000:.0f} ms ({m})")
+    end, left = time.time() + 6, None
+    while time.time() < end:
+        time.sleep(0.2)
+        left = code_keys() - before
+        if time.time() - t0 > 3.0 and not left:
+            break
+    R.check(not left, f"the late reservation was given back (left: {sorted(left)[:3]})")
+    # and opens work again (within the reconnection's back-off, had A lost Redis after all)
+    end, n = time.time() + 8, None
+    while n is None and time.time() < end:
+        maker.msg({"type": "code-open"})
+        m = maker.expect()
+        if m.get("type") == "code-opened":
+            n = m["channel"]
+        else:
+            time.sleep(0.5)
+    R.check(n is not None and redis("GET", key_of(n)) == b"A", f"the next open got channel {n}")
+    for inst in ("B", "C"):  # the scenarios after this one register new ids everywhere
+        end = time.time() + 8
+        while time.time() < end:
+            try:
+                Peer(inst, "up").s.close()
+                break
+            except RuntimeError:
+                time.sleep(0.5)
+
+
 def limits():
     """Instance C runs with --code-rate 5 (a burst of 5): a claimer on C of a code on A spends
     C's tokens, and its failed exchange (its own abort) 2 more, as a local claimer's would."""
@@ -393,6 +443,66 @@ def limits():
         p.s.close()
     R.check(got == ["code-unknown", "code-unknown", "rate-limited", "rate-limited"],
             f"after the failed exchange 2 claims are left on C ({got})")
+
+
+def crash():
+    """The maker's instance C dies (SIGKILL by the caller once this prints CHANNEL n, then it
+    creates the file named by $CODE_CLUSTER_SYNC): its key stays in Redis, but a claim from A
+    finds nobody on C's channel and is code-unknown at once, not after the 2 s wait."""
+    maker = Peer("C", "maker", src="127.0.3.1")  # not the address "limits" spent C's tokens of
+    n, o, post = open_code(maker)
+    print(f"CHANNEL {n}", flush=True)
+    sync, end = os.environ["CODE_CLUSTER_SYNC"], time.time() + 10
+    while not os.path.exists(sync) and time.time() < end:
+        time.sleep(0.05)
+    R.check(redis("GET", key_of(n)) == b"C", f"the dead instance's key for channel {n} is still there")
+    c = Peer("A", "claimer")
+    t0 = time.time()
+    c.msg({"type": "code-claim", "channel": n})
+    m = c.expect()
+    took = time.time() - t0
+    R.check(is_err(m, "code-unknown") and took < 1.5,
+            f"a claim of a code on the dead instance: code-unknown after {took * 1000:.0f} ms ({m})")
+
+
+def latency():
+    """Not a test of the suite (BENCHMARKS.md, "Codes across instances"): $CODE_CLUSTER_N
+    exchanges (default 100) with the claimer on the maker's instance A and as many with it on
+    B, alternating; the medians and p90 of claim -> code-claimed and of the whole exchange
+    (claim to code-confirm received), and their ratio across/local."""
+    import statistics
+    rounds = int(os.environ.get("CODE_CLUSTER_N", "100"))
+    res = {"A": [], "B": []}
+    for _ in range(rounds):
+        for inst in ("A", "B"):
+            maker = Peer("A", "m")
+            n, o, post = open_code(maker)
+            c = Peer(inst, "c")
+            time.sleep(0.002)  # the post is in before the claim
+            t0 = time.perf_counter()
+            c.msg({"type": "code-claim", "channel": n})
+            ok = c.expect().get("type") == "code-claimed"
+            t1 = time.perf_counter()
+            c.msg(answer_of(n))
+            ok = ok and maker.expect().get("type") == "code-answer"
+            maker.msg({"type": "code-confirm", "channel": n, "tag": b64(os.urandom(64))})
+            ok = ok and c.expect().get("type") == "code-confirm"
+            t2 = time.perf_counter()
+            maker.s.close()
+            c.s.close()
+            if ok:
+                res[inst].append(((t1 - t0) * 1e6, (t2 - t0) * 1e6))
+    if not R.check(len(res["A"]) == rounds and len(res["B"]) == rounds,
+                   f"every exchange completed ({len(res['A'])} + {len(res['B'])} of {rounds} each)"):
+        return
+    for inst, where in (("A", "on the maker's instance"), ("B", "on another instance")):
+        cl = sorted(x[0] for x in res[inst])
+        ex = sorted(x[1] for x in res[inst])
+        print(f"claimer {where}: claim->claimed median {statistics.median(cl):.0f} us, p90 "
+              f"{cl[len(cl) * 9 // 10]:.0f} us; exchange median {statistics.median(ex):.0f} us, "
+              f"p90 {ex[len(ex) * 9 // 10]:.0f} us")
+    ratio = statistics.median(x[1] for x in res["B"]) / statistics.median(x[1] for x in res["A"])
+    print(f"exchange across / local (medians): {ratio:.2f}")
 
 
 def outage():
@@ -456,7 +566,8 @@ def outage():
 
 def main():
     fn = {"exchange": exchange, "race": race, "abort": abort, "gone": gone, "expiry": expiry,
-          "distinct": distinct, "forged": forged, "insider": insider, "limits": limits, "outage": outage}.get(scenario)
+          "distinct": distinct, "forged": forged, "insider": insider, "slow": slow, "limits": limits, "crash": crash, "outage": outage,
+          "latency": latency}.get(scenario)
     if not fn:
         print(f"unknown scenario {scenario}", file=sys.stderr)
         sys.exit(100)

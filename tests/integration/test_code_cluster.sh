@@ -5,7 +5,9 @@
 # also for two claimers racing on two instances; aborts and disconnects across instances; the
 # directory keys in Redis (expiry, release, no number handed out twice while live); forged
 # `code` bus messages (another secret, a stale t) refused; Redis down: opens and remote claims
-# refused with `overloaded`, a claim on the maker's own instance goes on. A real redis-server
+# refused with `overloaded`, a claim on the maker's own instance goes on; the maker's instance
+# killed: a claim of its code is code-unknown at once; Redis slow to take writes: the late
+# reservation is given back. A real redis-server
 # on loopback; raw mailbox clients (code_cluster.py), and the real peers when they make codes.
 source "$(dirname "$0")/lib.sh" "$@"
 command -v redis-server >/dev/null || {
@@ -25,6 +27,7 @@ start_inst C --code-rate 5 --new-ids-per-hour 0 # its limits are what "limits" t
 wait_until 5 inst_joined A || die "instance A did not join"
 wait_until 5 inst_joined B || die "instance B did not join"
 wait_until 5 inst_joined C || die "instance C did not join"
+LIVE=(A B C)
 
 run() { # SCENARIO
     local out=$WORK/$1.out
@@ -56,7 +59,23 @@ if want insider; then
     check "B logged the error no mailbox sends" inst_says B "$mark" \
         "rejected: from A: a code message for channel [0-9]+: error internal is not for the claimer"
 fi
+want slow && run slow
 want limits && run limits
+if want crash; then # C dies holding a channel (SIGKILL: no goodbye, its keys stay)
+    export CODE_CLUSTER_SYNC=$WORK/crash.sync
+    timeout -k 2 60 python3 "$DRIVER" crash "$REDIS_PORT" "$PFX" "$CLUSTER_SECRET" \
+        "A=${INST_PORT[A]}" "B=${INST_PORT[B]}" "C=${INST_PORT[C]}" >"$WORK/crash.out" 2>&1 &
+    pid_py=$!
+    wait_until 10 grep -q '^CHANNEL ' "$WORK/crash.out" || die "crash: no channel opened on C"
+    for p in $(pgrep -P "${INST_PID[C]}"); do kill -KILL "$p"; done
+    wait "${INST_PID[C]}" 2>/dev/null
+    touch "$CODE_CLUSTER_SYNC"
+    wait "$pid_py"
+    rc=$?
+    cat "$WORK/crash.out"
+    check "scenario crash (exit $rc)" [ "$rc" = 0 ]
+    LIVE=(A B) # C is gone
+fi
 
 # ---- the real peers across the cluster: send on A, receive on B (the PAKE through A's
 # mailbox, then the punch as any introduction across instances); a wrong code typed on B
@@ -104,6 +123,10 @@ else
     check_rc "the right code after the wrong one, on B" 13 $?
 fi
 want outage && run outage
+# the figures of BENCHMARKS.md, "Codes across instances" (only when asked for by name)
+[[ " ${CODE_CLUSTER_ONLY:-} " == *" latency "* ]] && run latency
 
-check "the instances are still running" kill -0 "${INST_PID[A]}" "${INST_PID[B]}" "${INST_PID[C]}"
+pids=()
+for n in "${LIVE[@]}"; do pids+=("${INST_PID[$n]}"); done
+check "the instances are still running (${LIVE[*]})" kill -0 "${pids[@]}"
 finish
