@@ -47,6 +47,7 @@ liar() {
     wait_until 5 listening "$LPORT" || die "whliar.py does not listen"
 }
 
+declare -A CODES # tag -> the code its maker printed
 # exchange MODE TAG FILE: a maker (send FILE) on the liar, then a receiver of its code, both in
 # the background; sets MK_PID, RV_PID (outputs $WORK/TAG-m.err, TAG-r.err, dir $WORK/TAG-dst)
 exchange_start() {
@@ -54,11 +55,10 @@ exchange_start() {
     mkdir -p "$WORK/$tag-dst"
     wh_maker "$tag-m" 70 -s "127.0.0.1:$LPORT" -i "$(uid "$tag-mk")" -t 3 send "$f"
     MK_PID=$MAKER_PID
-    eval "CODE_$tag=\$CODE"
+    CODES[$tag]=$CODE
 }
 exchange_claim() {
-    local tag=$1 code
-    eval "code=\$CODE_$tag"
+    local tag=$1 code=${CODES[$1]}
     spawn 70 "$TCPUNCH" -s "127.0.0.1:$LPORT" -i "$(uid "$tag-rv")" -t 3 receive "$code" \
         --dir "$WORK/$tag-dst" >/dev/null 2>"$WORK/$tag-r.err"
     RV_PID=$!
@@ -147,7 +147,7 @@ wh_said "$WORK/confirm-random-r.err" "wrong" "confirm-random: the receiver calls
 # ---- split: a server that knows the code runs two PAKEs; only the binding stops it
 liar split
 exchange_start split sp "$WORK/f1.bin"
-wh_words "$CODE_sp" >"$WORK/words"
+wh_words "${CODES[sp]}" >"$WORK/words"
 exchange_claim sp
 both_fail split sp "$MK_PID" "$RV_PID" any 1
 check "split: both sides confirmed the liar's runs (each believes the real other party)" \
@@ -184,7 +184,7 @@ mf_end() { # KIND VARIANT: the peer's end: its exit status (124: still running, 
 }
 mf_bad=0
 for kind in mo mc ma; do
-    eval "vs=\$$(tr a-z A-Z <<<"$kind")"
+    case $kind in mo) vs=$MO ;; mc) vs=$MC ;; *) vs=$MA ;; esac
     for v in $vs; do
         rc=0
         mf_end "$kind" "$v" || rc=$?
