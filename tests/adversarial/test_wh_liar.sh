@@ -18,6 +18,13 @@
 #                    must stop the session (no file, neither side exits 0)
 #   mitm             the exchange is honest, then the introduction puts an impostor (mallory's
 #                    key, the other's id) before each side: both refuse it, neither connects
+#   malformed        broken code-opened, code-claimed and code-answer lines (sizes, base64,
+#                    shares that are no element or a second encoding, channel and ttl out of
+#                    range, members missing): each peer fails at once and cleanly (no crash,
+#                    no hang) and sends nothing that continues the exchange; an unknown
+#                    member is ignored (PROTOCOL.md 3: the control: that peer goes on)
+#   silent / silent-confirm  the server never answers the claim / never passes the confirm
+#                    on: each side ends by its own deadline (the claimer's 30 s: exit 2)
 # The positive control (--lie honest): the same peers through the same fake server exchange the
 # file, so each failure is the lie's doing.
 source "$(dirname "$0")/../integration/lib.sh" "$@"
@@ -40,6 +47,7 @@ liar() {
     wait_until 5 listening "$LPORT" || die "whliar.py does not listen"
 }
 
+declare -A CODES # tag -> the code its maker printed
 # exchange MODE TAG FILE: a maker (send FILE) on the liar, then a receiver of its code, both in
 # the background; sets MK_PID, RV_PID (outputs $WORK/TAG-m.err, TAG-r.err, dir $WORK/TAG-dst)
 exchange_start() {
@@ -47,11 +55,10 @@ exchange_start() {
     mkdir -p "$WORK/$tag-dst"
     wh_maker "$tag-m" 70 -s "127.0.0.1:$LPORT" -i "$(uid "$tag-mk")" -t 3 send "$f"
     MK_PID=$MAKER_PID
-    eval "CODE_$tag=\$CODE"
+    CODES[$tag]=$CODE
 }
 exchange_claim() {
-    local tag=$1 code
-    eval "code=\$CODE_$tag"
+    local tag=$1 code=${CODES[$1]}
     spawn 70 "$TCPUNCH" -s "127.0.0.1:$LPORT" -i "$(uid "$tag-rv")" -t 3 receive "$code" \
         --dir "$WORK/$tag-dst" >/dev/null 2>"$WORK/$tag-r.err"
     RV_PID=$!
@@ -140,7 +147,7 @@ wh_said "$WORK/confirm-random-r.err" "wrong" "confirm-random: the receiver calls
 # ---- split: a server that knows the code runs two PAKEs; only the binding stops it
 liar split
 exchange_start split sp "$WORK/f1.bin"
-wh_words "$CODE_sp" >"$WORK/words"
+wh_words "${CODES[sp]}" >"$WORK/words"
 exchange_claim sp
 both_fail split sp "$MK_PID" "$RV_PID" any 1
 check "split: both sides confirmed the liar's runs (each believes the real other party)" \
@@ -148,6 +155,89 @@ check "split: both sides confirmed the liar's runs (each believes the real other
 check "split: the claimer asked for the maker (the introduction happened)" grep -q '^connect ' "$LLOG"
 pass "split: the maker said: $(grep -E 'error|refus' "$WORK/sp-m.err" | tail -n 1 | cut -c1-200)"
 pass "split: the receiver said: $(grep -E 'error|refus' "$WORK/sp-r.err" | tail -n 1 | cut -c1-200)"
+
+# ---- malformed lines from the server: each peer named for what it gets (whliar.py malformed)
+liar malformed
+declare -A MF_PID
+mf_spawn() { # KIND VARIANT: KIND mo (maker, broken opened), ma (maker, broken answer), mc (claimer)
+    local id="$1-$2-$$"
+    if [ "$1" = mc ]; then
+        mkdir -p "$WORK/mf-dst"
+        spawn 40 "$TCPUNCH" -s "127.0.0.1:$LPORT" -i "$id" -t 3 receive 7-acorn-apple \
+            --dir "$WORK/mf-dst" >/dev/null 2>"$WORK/mf-$1-$2.err"
+    else
+        spawn 40 "$TCPUNCH" -s "127.0.0.1:$LPORT" -i "$id" -t 3 send "$WORK/f1.bin" \
+            >/dev/null 2>"$WORK/mf-$1-$2.err"
+    fi
+    MF_PID[$1-$2]=$!
+}
+MO="chan0 chanbig chanstr sid15 sid17 ttl0 nottl extra"
+SHARED="share31 share33 sharejunk shareid shareff sharetop noshare ad0 ad257 adjunk chanstr extra chanother"
+MC="$SHARED sid15 sid17"
+MA="$SHARED tag63 tag65"
+for v in $MO; do mf_spawn mo "$v"; done
+for v in $MC; do mf_spawn mc "$v"; done
+for v in $MA; do mf_spawn ma "$v"; done
+sleep 4
+mf_end() { # KIND VARIANT: the peer's end: its exit status (124: still running, then ended)
+    wh_wait "${MF_PID[$1-$2]}" 8
+}
+mf_bad=0
+for kind in mo mc ma; do
+    case $kind in mo) vs=$MO ;; mc) vs=$MC ;; *) vs=$MA ;; esac
+    for v in $vs; do
+        rc=0
+        mf_end "$kind" "$v" || rc=$?
+        id="$kind-$v-$$"
+        last=$(grep -E 'error' "$WORK/mf-$kind-$v.err" | tail -n 1 | cut -c1-150)
+        case $kind-$v in
+            mo-extra)   # ignored member: the maker prints its code and waits (killed here)
+                if [ "$rc" = 124 ] && wh_has_code "$WORK/mf-$kind-$v.err"; then
+                    pass "malformed $kind-$v: an unknown member is ignored (the maker made its code and waited)"
+                else fail "malformed $kind-$v: exit $rc, code '$(wh_code_of "$WORK/mf-$kind-$v.err")': $last"; mf_bad=1; fi
+                continue ;;
+            mc-extra)   # ignored member: the claimer answers the (fake) post
+                if grep -q "^answer from $id" "$LLOG"; then
+                    pass "malformed $kind-$v: an unknown member is ignored (the claimer answered the post)"
+                else fail "malformed $kind-$v: the claimer did not answer a post with an unknown member (exit $rc: $last)"; mf_bad=1; fi
+                continue ;;
+            *-chanother) # a line for another channel: refused or ignored, never taken
+                if [ "$rc" -ge 128 ] && [ "$rc" != 124 ]; then fail "malformed $kind-$v: died (exit $rc)"; mf_bad=1; fi ;;
+            *)
+                if [ "$rc" = 0 ] || [ "$rc" = 124 ] || [ "$rc" -ge 128 ]; then
+                    fail "malformed $kind-$v: exit $rc (want a clean failure within 12 s): $last"; mf_bad=1
+                fi ;;
+        esac
+        if grep -qE "^(answer|confirm) from $id" "$LLOG"; then
+            fail "malformed $kind-$v: the peer went on with the exchange: $(grep -E "^(answer|confirm) from $id" "$LLOG")"; mf_bad=1
+        fi
+        if grep -qE "$WH_LINK_RE" "$WORK/mf-$kind-$v.err"; then fail "malformed $kind-$v: connected"; mf_bad=1; fi
+        echo "   malformed $kind-$v: exit $rc: $last"
+    done
+done
+[ "$mf_bad" = 0 ] && pass "malformed: every broken line ended its peer cleanly ($(wc -w <<<"$MO $MC $MA") peers)"
+check "malformed: the liar sent each broken line" \
+    test "$(grep -c '^lie malformed' "$LLOG")" -ge $(($(wc -w <<<"$MO $MC $MA") - 1))
+
+# ---- silent server: bounded waits (both liars at once: each side waits its own 30 s or so)
+liar silent
+exchange_start silent q "$WORK/f1.bin"
+SQ_MK=$MK_PID
+exchange_claim q
+SQ_RV=$RV_PID
+t0=$(date +%s)
+liar silent-confirm
+exchange_start silent-confirm sc "$WORK/f1.bin"
+exchange_claim sc
+wh_wait "$SQ_RV" 45
+rc=$?
+took=$(($(date +%s) - t0))
+check_rc "silent: the claimer whose claim is never answered (after $took s)" 2 "$rc"
+check "silent: it gave up by its 30 s deadline ($took s)" test "$took" -le 40
+kill "$SQ_MK" 2>/dev/null
+both_fail silent-confirm sc "$MK_PID" "$RV_PID" any
+lied silent-confirm "lie silent-confirm"
+no_connect silent-confirm
 
 # ---- mitm at the introduction: impostors with the server's key
 liar mitm

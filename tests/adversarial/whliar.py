@@ -32,6 +32,14 @@ Usage: whliar.py PORT LOG --lie MODE [--lifetime S] [--words-file FILE]
                   that both confirm the real other party; then it introduces them honestly.
                   The two runs have different keys: only the handshake's binding to the PAKE
                   key (wormhole.md 6.3) stops the session
+  malformed       what each peer gets is broken the way its id says (the test's peers are
+                  named for it): a maker "mo-VARIANT-..." gets a broken code-opened, a maker
+                  "ma-VARIANT-..." a broken code-answer to its post, a claimer
+                  "mc-VARIANT-..." a broken code-claimed (no maker needed: any channel is
+                  "claimed"); VARIANT is one of MALFORMED's keys
+  silent          opens and takes posts, and never answers a claim (the claimer's own
+                  deadline must end it)
+  silent-confirm  relays honestly but never passes the maker's confirm on
 A code-abort from either side is told to the other as code-wrong (the liar is honest about
 failures, so that each side's own checks are what the test sees). Every event is a line in LOG
 ("open N", "claim N ID", "lie ...", "abort N SIDE", "connect ID TARGET", "impostor ...
@@ -49,7 +57,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from advpeer import FakePeer, FakeServer, PeerConn, Shake, ep_str, ep_tuple  # noqa: E402
-from whlib import Cpace, Identity, b64, code_ci, code_prs, make_ad, parse_ad, unb64  # noqa: E402
+from whlib import (Cpace, Identity, b64, code_ci, code_prs, make_ad, parse_ad,  # noqa: E402
+                   random_share, unb64)
 
 PORT, LOG = int(sys.argv[1]), sys.argv[2]
 LIE, LIFETIME, WORDS_FILE = "honest", 90.0, None
@@ -108,6 +117,48 @@ class Server(FakeServer):
     features = ["code"]
 
 
+def _top(share):
+    return share[:31] + bytes([share[31] | 0x80])
+
+
+def _b(n):
+    return b64(os.urandom(n))
+
+
+# VARIANT -> (member, value); value None: the member is left out. Shares that are 32 bytes
+# but no element (all zero is the identity; 0xff.. does not decode; bit 255 set is a second
+# encoding), and members of the wrong size or not base64, and a channel that is not ours.
+MALFORMED = {
+    "share31": ("share", lambda: _b(31)), "share33": ("share", lambda: _b(33)),
+    "sharejunk": ("share", lambda: "!!not base64!!"), "shareid": ("share", lambda: b64(b"\0" * 32)),
+    "shareff": ("share", lambda: b64(b"\xff" * 32)),
+    "sharetop": ("share", lambda: b64(_top(random_share()))),
+    "noshare": ("share", None), "ad0": ("ad", lambda: ""), "ad257": ("ad", lambda: _b(257)),
+    "adjunk": ("ad", lambda: _b(40)), "sid15": ("sid", lambda: _b(15)), "sid17": ("sid", lambda: _b(17)),
+    "tag63": ("tag", lambda: _b(63)), "tag65": ("tag", lambda: _b(65)),
+    "chan0": ("channel", lambda: 0), "chanbig": ("channel", lambda: 1000000),
+    "chanother": ("channel", lambda: "other"), "chanstr": ("channel", lambda: "7"),
+    "ttl0": ("ttl", lambda: 0), "nottl": ("ttl", None), "extra": ("x", lambda: 1),
+}
+
+
+def malform(m, pid, prefix):
+    """m broken as the peer's id asks (prefix-VARIANT-...), or None for another peer."""
+    if LIE != "malformed" or not pid.startswith(prefix + "-"):
+        return None
+    variant = pid.split("-")[1]
+    member, value = MALFORMED[variant]
+    m = dict(m)
+    if value is None:
+        m.pop(member, None)
+    elif member == "channel" and value() == "other":
+        m["channel"] = (m.get("channel", 1) % 999) + 1
+    else:
+        m[member] = value()
+    log("lie malformed", variant, "to", pid, m.get("type"))
+    return m
+
+
 def err(p, code, msg="the liar says so"):
     p.msg({"type": "error", "code": code, "message": msg, "fatal": False})
 
@@ -136,7 +187,8 @@ def on_open(p, m):
         n = random.choice([x for x in range(1, 1000) if x not in CHANNELS])
         CHANNELS[n] = {"maker": p, "sid": os.urandom(16)}
         MAKERS[p] = n
-    p.msg({"type": "code-opened", "channel": n, "sid": b64(CHANNELS[n]["sid"]), "ttl": 600})
+    m = {"type": "code-opened", "channel": n, "sid": b64(CHANNELS[n]["sid"]), "ttl": 600}
+    p.msg(malform(m, p.pid, "mo") or m)
     log("open", n, p.pid)
 
 
@@ -149,6 +201,12 @@ def on_post(p, m):
         return
     ch["share"], ch["ad"] = unb64(m["share"]), unb64(m["ad"])
     log("post", n, p.pid, parse_ad(ch["ad"])[:3] if parse_ad(ch["ad"]) else "unparsable-ad")
+    bad = malform({"type": "code-answer", "channel": n, "share": b64(random_share()),
+                   "ad": b64(make_ad("B", "file", "mallory", MALLORY.pk.raw)),
+                   "tag": b64(os.urandom(64))}, p.pid, "ma")
+    if bad:
+        p.msg(bad)
+        return
     if LIE in ("reflect", "reflect-relabel"):
         ad = ch["ad"] if LIE == "reflect" else relabel(ch["ad"], "B")
         time.sleep(0.2)
@@ -159,6 +217,17 @@ def on_post(p, m):
 
 def on_claim(p, m):
     n = m.get("channel")
+    bad = malform({"type": "code-claimed", "channel": n, "sid": b64(os.urandom(16)),
+                   "share": b64(random_share()),
+                   "ad": b64(make_ad("A", "file", "mallory", MALLORY.pk.raw))}, p.pid, "mc")
+    if bad:
+        with LOCK:
+            CLAIMS[p] = None
+        p.msg(bad)
+        return
+    if LIE == "silent":
+        log("lie silent: claim of", n, "by", p.pid, "not answered")
+        return
     with LOCK:
         ch = CHANNELS.get(n)
     if ch is None or not ch.get("share"):
@@ -197,6 +266,9 @@ def on_claim(p, m):
 
 
 def on_answer(p, m):
+    if LIE == "malformed":
+        log("answer from", p.pid)
+        return
     with LOCK:
         target = CLAIMS.get(p)
         ch = CHANNELS.get(target) if target is not None else None
@@ -235,6 +307,9 @@ def on_answer(p, m):
 
 
 def on_confirm(p, m):
+    if LIE == "malformed":
+        log("confirm from", p.pid)
+        return
     with LOCK:
         n = MAKERS.get(p)
         ch = CHANNELS.get(n) if n is not None else None
@@ -242,6 +317,9 @@ def on_confirm(p, m):
         err(p, "unexpected-type")
         return
     tag = m["tag"]
+    if LIE == "silent-confirm":
+        log("lie silent-confirm: the confirm of", n, "kept back")
+        return
     if LIE == "split":
         ok = ch["to_maker"].check(unb64(tag))
         tag = b64(ch["to_claimer"].tag())
@@ -400,7 +478,7 @@ def serve(p):
 def main():
     srv = Server(port=PORT)
     n = 0
-    while time.time() < T_END and n < 32:
+    while time.time() < T_END and n < 96:
         try:
             p = srv.accept(timeout=0.2, read_hello=False)
         except socket.timeout:

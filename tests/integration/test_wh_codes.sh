@@ -99,6 +99,36 @@ wh_said "$WORK/r4.err" "connect --code" "the receiver names the command the code
 wh_not_connected "$WORK/r4.err" "the receiver of a listen code"
 wh_not_connected "$WORK/l3.err" "the listen --code maker"
 
+# ---- three words, and --remember: the next time needs no code
+rm -rf "$WORK/dst" && mkdir -p "$WORK/dst"
+wh_maker s5 60 -s "$SRV" -i "$M-5" --code-words 3 --remember send "$WORK/data.bin"
+C5=$CODE
+check "--code-words 3 makes a code of three words ($C5)" test "$(wh_words "$C5" | tr '-' '\n' | wc -l)" -eq 3
+timeout -k 2 60 "$TCPUNCH" -s "$SRV" -i "$R-5" --remember receive "$C5" --dir "$WORK/dst" \
+    >/dev/null 2>"$WORK/r7.err"
+check_rc "receive of a three-word code with --remember" 0 $?
+wh_wait "$MAKER_PID" 30
+check_rc "send of a three-word code with --remember" 0 $?
+same_file "the file of the three-word code" "$WORK/data.bin" "$WORK/dst/data.bin"
+key_of() { TCPUNCH_HOME=$WORK/home/$1 "$TCPUNCH_BIN" id | sed -n 's/^key: *//p'; }
+KM=$(key_of "$M-5")
+KR=$(key_of "$R-5")
+check "the receiver remembered the maker's key" grep -qsF "$M-5 $KM" "$WORK/home/$R-5/known_peers"
+check "the maker remembered the receiver's key" grep -qsF "$R-5 $KR" "$WORK/home/$M-5/known_peers"
+# the next time by id, no code, no key given: known_peers pins it
+rm -rf "$WORK/dst" && mkdir -p "$WORK/dst"
+mark=$(log_mark)
+spawn 60 "$TCPUNCH" -s "$SRV" -i "$R-5" receive --from "$M-5" --dir "$WORK/dst" >/dev/null \
+    2>"$WORK/r8.err"
+pid=$!
+wait_registered "$R-5" "$mark"
+timeout -k 2 60 "$TCPUNCH" -s "$SRV" -i "$M-5" send "$R-5" "$WORK/data.bin" >/dev/null \
+    2>"$WORK/s8.err"
+check_rc "send PEER FILE after the remembered code exchange" 0 $?
+wh_wait "$pid" 30
+check_rc "receive --from ID after the remembered code exchange" 0 $?
+same_file "the file by id, no code" "$WORK/data.bin" "$WORK/dst/data.bin"
+
 # ---- a code never made; a typo
 timeout -k 2 30 "$TCPUNCH" -s "$SRV" -i "$R-5" receive "999999-acorn-apple" --dir "$WORK/dst" \
     >/dev/null 2>"$WORK/r5.err"

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # MAKER_PID, CODE: for the sourcing test
 # Helpers for the wormhole-code tests (docs/design/wormhole.md section 6), sourced after lib.sh
 # (integration and adversarial tests alike). A maker is `send FILE` (no peer) or
 # `listen --code`; it prints "Code: N-word-word" on stderr; a claimer types the code.

@@ -7,7 +7,10 @@
 #         DIRECT: the router-to-router counter carried at least the file, the rendezvous host
 #         under LAB_SERVER_MAX bytes, and both peers say "connected to ...: direct";
 #   pipe: bob `listen --code`, alice `--json connect --code CODE`: 1 MiB each way intact,
-#         direct by the counters, alice's connected event says "path":"direct".
+#         direct by the counters, alice's connected event says "path":"direct";
+#   cluster: as file, with bob on the second instance of a cluster joined by Redis (lab.sh's
+#         lab_cluster, scenario m's) and alice on the first: the claim finds the channel's
+#         instance through Redis, the file goes direct (left out without redis-server).
 # Each runs REPEAT times (default 2) in a fresh topology. Needs root, iproute2 and nftables:
 # "SKIPPED: <reason>", exit 77 otherwise. Namespaces are lab.sh's (tpl<pid>-...), removed on
 # every exit by its traps, the processes by PID (lab_teardown).
@@ -52,7 +55,7 @@ wh_dump() {
 
 # wh_run KIND IT: one run of KIND (file, pipe) in a fresh scenario-a topology; 0 on success
 wh_run() {
-    local kind=$1 it=$2 t0 pa pb code i why=() d1 d2 direct srvb want r
+    local kind=$1 it=$2 t0 pa pb code code_ch i why=() d1 d2 direct srvb want r
     t0=$(now)
     LAB_RUN="${LAB_PREFIX}w${kind:0:1}$it-"
     LAB_LOG="$LAB_TMP/$kind.$it"
@@ -60,13 +63,15 @@ wh_run() {
     WAN_MODE="" ROUTERS="" LAB_PORTNO=() LAB_WANPORT=() LAB_WAN6=() LAB_SYN_BASE=() LAB_UPSTREAM=()
     PEER_A_ARGS=() PEER_B_ARGS=() SERVER_ARGS=() RELAY_FIRST=0 RC_a="" RC_b=""
     if ! scn_a; then say "FAIL $kind run $it: building scenario a's topology"; lab_teardown; return 1; fi
+    # cluster: bob (the maker) on instance two, alice on one, the channel's owner found in Redis
+    if [ "$kind" = cluster ] && ! lab_cluster; then say "FAIL cluster run $it: no cluster"; lab_teardown; return 1; fi
     if ! lab_start_server; then wh_dump; lab_teardown; return 1; fi
-    if [ "$kind" = file ]; then
+    if [ "$kind" != pipe ]; then
         head -c "$WH_FILE_BYTES" /dev/urandom >"$LAB_LOG/data.bin"
         : >"$LAB_LOG/b.in"
         : >"$LAB_LOG/a.in"
         mkdir -p "$LAB_LOG/rdir"
-        lab_peer "$HOST_B" b --id "$ID_B" send "$LAB_LOG/data.bin"
+        lab_peer "$HOST_B" b --id "$ID_B" "${PEER_B_ARGS[@]}" send "$LAB_LOG/data.bin"
         want=$WH_FILE_BYTES
     else
         head -c "$LAB_DATA_BYTES" /dev/urandom >"$LAB_LOG/a.in"
@@ -86,7 +91,8 @@ wh_run() {
         wh_dump; lab_teardown; return 1
     fi
     note "bob (behind NAT B) made the code $code; alice (behind NAT A) types it"
-    if [ "$kind" = file ]; then
+    code_ch=${code%%-*}
+    if [ "$kind" != pipe ]; then
         lab_peer "$HOST_A" a --id "$ID_A" receive "$code" --dir "$LAB_LOG/rdir"
     else
         lab_peer "$HOST_A" a --id "$ID_A" --json connect --code "$code"
@@ -96,7 +102,7 @@ wh_run() {
     wait "$pb"; RC_b=$?
     [ "$RC_a" = 0 ] || why+=("alice exited $RC_a")
     [ "$RC_b" = 0 ] || why+=("bob exited $RC_b")
-    if [ "$kind" = file ]; then
+    if [ "$kind" != pipe ]; then
         [ "$(sha256sum <"$LAB_LOG/data.bin")" = "$(sha256sum <"$LAB_LOG/rdir/data.bin" 2>/dev/null)" ] ||
             why+=("the received file's sha256 differs (or it is missing)")
         grep -q 'connected to .*: direct' "$LAB_LOG/a.err" || why+=("alice did not say 'connected to ...: direct'")
@@ -107,6 +113,13 @@ wh_run() {
             why+=("alice's --json has no connected event with path direct")
     fi
     grep -q 'connected to .*: direct' "$LAB_LOG/b.err" || why+=("bob did not say 'connected to ...: direct'")
+    if [ "$kind" = cluster ]; then
+        grep -q "register $ID_B from" "$LAB_LOG/server2.err" || why+=("bob did not register on instance two")
+        grep -qE "register $ID_A( \(auxiliary\))? from" "$LAB_LOG/server.err" ||
+            why+=("alice did not register on instance one")
+        grep -qE "code $code_ch|code .*$code_ch" "$LAB_LOG/server2.err" ||
+            why+=("instance two (the maker's) logged nothing of channel $code_ch")
+    fi
     for r in a b; do
         ! grep -q 'relay via' "$LAB_LOG/$r.err" || why+=("peer $r mentions a relay: $(grep -m1 'relay via' "$LAB_LOG/$r.err")")
     done
@@ -130,7 +143,10 @@ wh_run() {
     return 0
 }
 
-for kind in file pipe; do
+WH_KINDS="file pipe"
+command -v redis-server >/dev/null 2>&1 && WH_KINDS+=" cluster" ||
+    say "note: no redis-server: the cluster run is left out"
+for kind in $WH_KINDS; do
     ok=0
     for ((it = 1; it <= WH_REPEAT; it++)); do
         if wh_run "$kind" "$it"; then ok=$((ok + 1)); else FAIL=1; fi
