@@ -71,6 +71,14 @@ enum shake_verdict {
     SHAKE_BAD,     /* not the expected valid message: drop this connection */
     SHAKE_REFUSED, /* the peer's key is not the trusted one, or its shake says "code" where we
                     * have none or the other way round: end the whole attempt */
+    /* A code session only: a signature by the trusted key (the one the code exchange
+     * authenticated) that does not verify. Each side signs a proof of its own binding key
+     * (PROTOCOL.md 8.2), so this is what two sides of different code exchanges see: someone
+     * who knew the code ran one with each (exit status 12). It cannot be told from a signature
+     * broken otherwise, and a peer with the real key that signs badly is no more honest. For
+     * a shake, peer is filled as for SHAKE_OK, so that the responder can still answer with its
+     * own confirm: its signature is how the initiator learns the same. */
+    SHAKE_CODE,
 };
 
 /* Makes the fresh ephemeral key pair; the rest of s is the caller's to fill. */
@@ -86,8 +94,8 @@ int shake_encode(const struct shake_ctx *s, enum proto_type type, const struct s
 
 /* Checks a received line: a message of type expect for our session (a shake also from our peer,
  * to us, with a valid signature when the initiator sent it, from a trusted key; a confirm signed
- * by the key peer holds). A valid shake fills peer. why says what was wrong; for SHAKE_REFUSED it
- * is the full warning for the user. */
+ * by the key peer holds). A valid shake fills peer (and one refused SHAKE_CODE). why says what
+ * was wrong; for SHAKE_REFUSED and SHAKE_CODE it is the full warning for the user. */
 enum shake_verdict shake_verify(const struct shake_ctx *s, enum proto_type expect, const char *line,
                                 size_t len, struct shake_peer *peer, char *why, size_t whylen);
 
