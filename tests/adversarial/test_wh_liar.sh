@@ -14,8 +14,10 @@
 #   confirm-reflect  the claimer's own tag sent back as the maker's confirm
 #   split            a server that learned the code runs one PAKE with each side (each with
 #                    the other's real AD: both confirm the real party), then introduces them:
-#                    the two runs' keys differ, and the handshake's binding to the PAKE key
-#                    must stop the session (no file, neither side exits 0)
+#                    the two runs' keys differ, and each signature covers a proof of its
+#                    signer's binding key (PROTOCOL.md 8.2), so both sides refuse the other at
+#                    the handshake: exit 12 with the words "someone who knew the code is in
+#                    the middle", never "connected", no file created
 #   mitm             the exchange is honest, then the introduction puts an impostor (mallory's
 #                    key, the other's id) before each side: both refuse it, neither connects
 # The positive control (--lie honest): the same peers through the same fake server exchange the
@@ -137,17 +139,29 @@ done
 wh_said "$WORK/ad-a-m.err" "wrong code" "ad-a: the maker calls it a wrong code"
 wh_said "$WORK/confirm-random-r.err" "wrong" "confirm-random: the receiver calls it wrong"
 
-# ---- split: a server that knows the code runs two PAKEs; only the binding stops it
+# ---- split: a server that knows the code runs two PAKEs; the signatures' proof of the binding
+# key stops it at the handshake, on both sides (exit 12), before anything is connected or written
 liar split
 exchange_start split sp "$WORK/f1.bin"
 wh_words "$CODE_sp" >"$WORK/words"
 exchange_claim sp
-both_fail split sp "$MK_PID" "$RV_PID" any 1
+both_fail split sp "$MK_PID" "$RV_PID" 12
 check "split: both sides confirmed the liar's runs (each believes the real other party)" \
     grep -q 'lie split: both sides confirmed' "$LLOG"
 check "split: the claimer asked for the maker (the introduction happened)" grep -q '^connect ' "$LLOG"
-pass "split: the maker said: $(grep -E 'error|refus' "$WORK/sp-m.err" | tail -n 1 | cut -c1-200)"
-pass "split: the receiver said: $(grep -E 'error|refus' "$WORK/sp-r.err" | tail -n 1 | cut -c1-200)"
+wh_said "$WORK/sp-m.err" "someone who knew the code is in the middle" \
+    "split: the maker says someone who knew the code is in the middle"
+wh_said "$WORK/sp-r.err" "someone who knew the code is in the middle" \
+    "split: the receiver says someone who knew the code is in the middle"
+check "split: the receiver created nothing (not even a partial file)" \
+    test -z "$(find "$WORK/sp-dst" -mindepth 1 -print -quit)"
+for f in m r; do
+    if grep -qiE 'authentication|data failed' "$WORK/sp-$f.err"; then
+        fail "split ($f): a record got as far as failing authentication: $(grep -iE 'authentication|data failed' "$WORK/sp-$f.err" | head -n 1)"
+    else
+        pass "split ($f): no record was read (refused at the handshake)"
+    fi
+done
 
 # ---- mitm at the introduction: impostors with the server's key
 liar mitm
