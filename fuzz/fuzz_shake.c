@@ -92,8 +92,8 @@ static enum shake_verdict fz_verify(const struct shake_ctx *s, enum proto_type e
 
     memset(why, 0x5a, sizeof why);
     v = shake_verify(s, expect, line, len, peer, why, sizeof why);
-    FZ_CHECK(v == SHAKE_OK || v == SHAKE_BAD || v == SHAKE_REFUSED || v == SHAKE_CODE,
-             "verdict %d", (int)v);
+    FZ_CHECK(v == SHAKE_OK || v == SHAKE_BAD || v == SHAKE_REFUSED || v == SHAKE_CODE, "verdict %d",
+             (int)v);
     /* only a code context has a binding key for a signature to miss */
     FZ_CHECK(v != SHAKE_CODE || (s->code_bind && !s->symmetric), "a code verdict without a code");
     FZ_CHECK(v != SHAKE_CODE || expect == PROTO_CONFIRM || peer->seen,

@@ -863,8 +863,10 @@ static void ctl_on_code_timer(uv_timer_t *t)
         return;
     }
     if (k->sess_code)
-        ctl_fail(c, EXIT_CODE_FAILED, "the code exchange was not with %s: someone who knew the "
-                 "code is in the middle; the code is burned", k->peer);
+        ctl_fail(c, EXIT_CODE_FAILED,
+                 "the code exchange was not with %s: someone who knew the "
+                 "code is in the middle; the code is burned",
+                 k->peer);
     else if (k->sess_failed)
         ctl_fail(c, EXIT_PUNCH, "the connection with %s failed; the code is used up", k->peer);
     else

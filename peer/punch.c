@@ -71,7 +71,7 @@ struct pconn {
     bool tcp_open; /* tcp initialised and not yet closed */
     bool dead;     /* no more retries (bad handshake) */
     bool line_done;
-    bool fin; /* closed with a FIN, not aborted: its last line must reach the peer */
+    bool fin;          /* closed with a FIN, not aborted: its last line must reach the peer */
     uint64_t since_ms; /* entered OFFERED or SELECTED */
     unsigned slot;     /* next retry slot */
     unsigned burst;    /* refused re-dials since the slot */

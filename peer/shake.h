@@ -47,7 +47,8 @@ struct shake_ctx {
      * sides' cpace_binding_key of the code exchange's ISK), or NULL: no code, today's handshake
      * byte for byte. When set, our shake carries "code": true, the peer's must too (a shake
      * that differs is refused like a changed key: SHAKE_REFUSED), both signatures cover both
-     * members, and the stream keys and the resumption secret mix the key in (PROTOCOL.md 8.4,
+     * members and a proof of the signer's key (a peer of another code exchange: SHAKE_CODE),
+     * and the stream keys and the resumption secret mix the key in (PROTOCOL.md 8.4,
      * 18.2), so only the two sides that ran the code's PAKE can read or write the stream, not
      * the server nor anyone else holding an identity key. Never in direct mode (symmetric:
      * ignored, as a shake's "code" is there). The caller owns the bytes, keeps them until
