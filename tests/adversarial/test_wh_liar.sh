@@ -17,7 +17,8 @@
 #                    the two runs' keys differ, and each signature covers a proof of its
 #                    signer's binding key (PROTOCOL.md 8.2), so both sides refuse the other at
 #                    the handshake: exit 12 with the words "someone who knew the code is in
-#                    the middle", never "connected", no file created
+#                    the middle", never "connected", no file created; the same with a pipe
+#                    (listen --code / connect --code): neither side reads a byte of stdin
 #   mitm             the exchange is honest, then the introduction puts an impostor (mallory's
 #                    key, the other's id) before each side: both refuse it, neither connects
 # The positive control (--lie honest): the same peers through the same fake server exchange the
@@ -162,6 +163,41 @@ for f in m r; do
         pass "split ($f): no record was read (refused at the handshake)"
     fi
 done
+
+# ---- split with a pipe (listen --code / connect --code): the same refusal, and neither side
+# read a byte of its input or wrote a byte of output. Each side's stdin is a file descriptor this
+# shell holds too, so its offset afterwards says how much the side read.
+head -c 4096 /dev/urandom >"$WORK/pm.in"
+head -c 4096 /dev/urandom >"$WORK/pr.in"
+exec 7<"$WORK/pm.in" 8<"$WORK/pr.in"
+liar split
+spawn 70 "$TCPUNCH" -s "127.0.0.1:$LPORT" -i "$(uid pipe-mk)" -t 3 listen --code <&7 \
+    >"$WORK/pm.out" 2>"$WORK/pm.err"
+PMK=$!
+wait_until 10 wh_has_code "$WORK/pm.err" || die "listen --code printed no code"
+CODE=$(wh_code_of "$WORK/pm.err")
+wh_words "$CODE" >"$WORK/words"
+spawn 70 "$TCPUNCH" -s "127.0.0.1:$LPORT" -i "$(uid pipe-rv)" -t 3 connect --code "$CODE" <&8 \
+    >"$WORK/pr.out" 2>"$WORK/pr.err"
+PRV=$!
+wh_wait "$PRV" 50
+check_rc "split (pipe): connect --code" 12 $?
+wh_wait "$PMK" 50
+check_rc "split (pipe): listen --code" 12 $?
+check "split (pipe): the liar ran both exchanges" grep -q 'lie split: both sides confirmed' "$LLOG"
+wh_not_connected "$WORK/pm.err" "split (pipe): listen --code"
+wh_not_connected "$WORK/pr.err" "split (pipe): connect --code"
+wh_said "$WORK/pm.err" "someone who knew the code is in the middle" \
+    "split (pipe): listen --code says someone who knew the code is in the middle"
+wh_said "$WORK/pr.err" "someone who knew the code is in the middle" \
+    "split (pipe): connect --code says someone who knew the code is in the middle"
+for fd in 7 8; do
+    pos=$(awk '/^pos:/ {print $2}' "/proc/$$/fdinfo/$fd")
+    check "split (pipe): fd $fd: no byte of stdin read (offset ${pos:-?})" test "${pos:-x}" = 0
+done
+check "split (pipe): nothing written to stdout" test ! -s "$WORK/pm.out" -a ! -s "$WORK/pr.out"
+exec 7<&- 8<&-
+kill "$LIAR_PID" 2>/dev/null
 
 # ---- mitm at the introduction: impostors with the server's key
 liar mitm
