@@ -12,7 +12,8 @@
  *   - the same exchange with shake.resume on both sides (PROTOCOL.md section 18): alice reading
  *     bob's offer and confirm, bob reading alice's answer, whose signatures cover both members;
  *   - the same bound to a wormhole code (shake.code, PROTOCOL.md 8.4): a shake whose "code" is
- *     not the reader's is refused, and the keys of one that passes mix the binding in.
+ *     not the reader's is refused, and the keys of one that passes mix the binding in; a
+ *     signature over another binding key's proof (8.2) is SHAKE_CODE, never SHAKE_OK.
  *
  * A line that passes goes on to shake_keys, which must cope with any ephemeral key (low-order
  * points included). All keys are fixed, derived from constant seeds: a crash must reproduce, and
@@ -45,6 +46,9 @@ static struct shake_peer fz_bob_res_seen, fz_alice_res_seen;
 static const unsigned char fz_bind[SHAKE_BIND_BYTES] = "fuzz_shake: a code binding key.";
 static struct shake_ctx fz_alice_code, fz_bob_code;
 static struct shake_peer fz_bob_code_seen, fz_alice_code_seen;
+/* the sides of another code exchange (a server that ran one with each side) */
+static const unsigned char fz_bind2[SHAKE_BIND_BYTES] = "fuzz_shake: another binding key";
+static struct shake_ctx fz_alice_code2, fz_bob_code2;
 
 static void fz_ctx(struct shake_ctx *s, enum proto_role role, bool symmetric)
 {
@@ -88,7 +92,12 @@ static enum shake_verdict fz_verify(const struct shake_ctx *s, enum proto_type e
 
     memset(why, 0x5a, sizeof why);
     v = shake_verify(s, expect, line, len, peer, why, sizeof why);
-    FZ_CHECK(v == SHAKE_OK || v == SHAKE_BAD || v == SHAKE_REFUSED, "verdict %d", (int)v);
+    FZ_CHECK(v == SHAKE_OK || v == SHAKE_BAD || v == SHAKE_REFUSED || v == SHAKE_CODE, "verdict %d",
+             (int)v);
+    /* only a code context has a binding key for a signature to miss */
+    FZ_CHECK(v != SHAKE_CODE || (s->code_bind && !s->symmetric), "a code verdict without a code");
+    FZ_CHECK(v != SHAKE_CODE || expect == PROTO_CONFIRM || peer->seen,
+             "a code verdict on a shake left the peer unseen (the responder confirms it)");
     if (v != SHAKE_OK) {
         FZ_CHECK(memchr(why, '\0', sizeof why) != NULL, "reason not terminated");
         FZ_CHECK(why[0] != '\0', "empty reason");
@@ -138,6 +147,10 @@ static void fz_check_line(const char *line, size_t len)
     FZ_CHECK(!p.seen || p.code, "bob took an answer without the code");
     p = fz_bob_code_seen;
     fz_verify(&fz_alice_code, PROTO_CONFIRM, line, len, &p, false);
+    memset(&p, 0, sizeof p);
+    fz_verify(&fz_bob_code2, PROTO_SHAKE, line, len, &p, true); /* an answer for another code */
+    p = fz_bob_code_seen;
+    fz_verify(&fz_alice_code2, PROTO_CONFIRM, line, len, &p, false);
 }
 
 /* What the framing delivered: a count and a running FNV-1a hash over lengths and bytes. */
@@ -286,6 +299,15 @@ static void fz_setup_code(void)
     memset(&p, 0, sizeof p);
     fz_expect(&fz_alice[FZ_TRUST_NONE], PROTO_SHAKE, FZ_CODE_OFFER, &p, SHAKE_REFUSED,
               "a code offer, plain");
+    /* another code exchange's sides: the unsigned offer passes, the signatures do not */
+    fz_ctx(&fz_bob_code2, PROTO_RESPONDER, false);
+    fz_ctx(&fz_alice_code2, PROTO_INITIATOR, false);
+    fz_bob_code2.code_bind = fz_alice_code2.code_bind = fz_bind2;
+    memset(&p, 0, sizeof p);
+    fz_expect(&fz_bob_code2, PROTO_SHAKE, FZ_CODE_ANSWER, &p, SHAKE_CODE, "a code answer, bind 2");
+    p = fz_bob_code_seen;
+    fz_expect(&fz_alice_code2, PROTO_CONFIRM, FZ_CODE_CONFIRM, &p, SHAKE_CODE,
+              "a code confirm, bind 2");
 }
 
 /* Sets the contexts up, and checks that a genuine handshake passes: a change to shake_ctx that

@@ -81,6 +81,7 @@ struct ctl_code {
     struct peer_serve gate;      /* maker: the punch orders it takes (the claimer's only) */
     struct ctl *c;               /* the attempt running */
     bool sess_failed;            /* maker: a session with the claimer failed */
+    bool sess_code;              /* ... its peer signed for another code exchange (SHAKE_CODE) */
 };
 
 struct ctl {
@@ -861,7 +862,12 @@ static void ctl_on_code_timer(uv_timer_t *t)
         ctl_code_arm(c, 1000);
         return;
     }
-    if (k->sess_failed)
+    if (k->sess_code)
+        ctl_fail(c, EXIT_CODE_FAILED,
+                 "the code exchange was not with %s: someone who knew the "
+                 "code is in the middle; the code is burned",
+                 k->peer);
+    else if (k->sess_failed)
         ctl_fail(c, EXIT_PUNCH, "the connection with %s failed; the code is used up", k->peer);
     else
         ctl_fail(c, EXIT_PUNCH, "%s did not connect within %llu s of the code exchange",
@@ -969,13 +975,14 @@ static bool ctl_code_admit(void *arg, const char *peer, char *fp, size_t fplen, 
 /* One code, one session: a failed punch with the claimer ends the maker soon (the claimer
  * has given up too: its one-shot punch failed), unless a newer order of it is being served
  * (it replaced the one that failed): the deadline checks that. */
-static void ctl_code_sess_failed(void *arg, const char *peer)
+static void ctl_code_sess_failed(void *arg, const char *peer, int status)
 {
     struct ctl_code *k = arg;
     (void)peer;
     if (!k->c || k->c->state == CTL_DONE || k->c->sess.won)
         return;
     k->sess_failed = true;
+    k->sess_code = k->sess_code || status == EXIT_CODE_FAILED;
     ctl_code_arm(k->c, CTL_CODE_AFTER_FAIL_MS);
 }
 

@@ -231,7 +231,8 @@ static const char *ev_exit_text(int status)
         [EXIT_LOCAL] = "local error",
         [EXIT_PARTIAL] = "the receiver refused some files",
         [EXIT_NOT_RESUMED] = "the connection was lost and not resumed within --resume-timeout",
-        [EXIT_CODE_FAILED] = "the code exchange failed: a wrong code; the code is burned",
+        [EXIT_CODE_FAILED] = "the code exchange failed (a wrong code, or someone who knew it in "
+                             "the middle); the code is burned",
         [EXIT_NO_CODE] = "no such code: it expired, was already used, or was never made",
     };
     return status >= 0 && (size_t)status < sizeof texts / sizeof texts[0] && texts[status]

@@ -71,6 +71,7 @@ struct pconn {
     bool tcp_open; /* tcp initialised and not yet closed */
     bool dead;     /* no more retries (bad handshake) */
     bool line_done;
+    bool fin;          /* closed with a FIN, not aborted: its last line must reach the peer */
     uint64_t since_ms; /* entered OFFERED or SELECTED */
     unsigned slot;     /* next retry slot */
     unsigned burst;    /* refused re-dials since the slot */
@@ -113,6 +114,9 @@ struct punch {
     unsigned bday_established; /* birthday connections adopted */
     char note[200];            /* birthday: what it came to (punch_note) */
     bool key_refused;          /* a connection showed a key we do not trust (and was dropped) */
+    /* a code session's connection showed the trusted key with a signature that does not cover
+     * our code exchange's binding (SHAKE_CODE): the punch ends with EXIT_CODE_FAILED */
+    bool code_refused;
     /* one read of any connection: a handshake line and what follows it, at most; the peer's
      * data behind the winning line must fit link->prefill (checked below) */
     char rbuf[PROTO_MAX_LINE];
@@ -229,7 +233,7 @@ static void pu_close_conn(struct pconn *c)
     struct punch *p = c->p;
     if (!c->tcp_open)
         return;
-    if (c->state >= PC_OFFERED && c->state != PC_WON) {
+    if (c->state >= PC_OFFERED && c->state != PC_WON && !c->fin) {
         /* Abort rather than close: a FIN would leave the 4-tuple in TIME_WAIT for a minute,
          * and it is the very tuple the next attempt must use. */
         struct linger lg = {1, 0};
@@ -238,6 +242,7 @@ static void pu_close_conn(struct pconn *c)
             setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
     c->tcp_open = false;
+    c->fin = false;
     c->state = PC_IDLE;
     if (p->cfg.resume) /* the ephemeral secret of this connection's attempt */
         rshake_wipe(&c->rctx);
@@ -535,6 +540,23 @@ static int pu_on_line(void *ctx, char *line, size_t len)
     if (v == SHAKE_OK && (!initiator || c->state == PC_SELECTED) && pu_keys(p, c) < 0) {
         snprintf(why, sizeof why, "the peer's ephemeral key is unusable");
         v = SHAKE_BAD;
+    }
+    if (v == SHAKE_CODE) {
+        /* As a refused key, it ends this connection only (anyone can send a shake with the
+         * peer's public key and a bad signature). The responder still confirms, closing with
+         * a FIN so that the line arrives: the initiator learns from the confirm's signature
+         * what we learnt from its shake, and both sides end the same way. */
+        if (!p->code_refused)
+            LOG_E("%s", why);
+        else
+            LOG_I("dropping another connection (%s): its signature does not cover our code",
+                  pu_kind(c));
+        p->code_refused = true;
+        if (!initiator && pu_send(c, PROTO_CONFIRM))
+            c->fin = true;
+        c->dead = true;
+        pu_close_conn(c);
+        return 1;
     }
     if (v == SHAKE_REFUSED) {
         /* A wrong key is worth a loud warning, but it ends this connection only: whoever
@@ -945,6 +967,13 @@ static void pu_on_deadline(uv_timer_t *t)
 {
     struct punch *p = t->data;
     char why[1024];
+    if (p->code_refused) {
+        snprintf(why, sizeof why,
+                 "the code exchange was not with this peer: someone who knew the code is in the "
+                 "middle; the code is burned");
+        pu_finish(p, EXIT_CODE_FAILED, why);
+        return;
+    }
     if (p->key_refused)
         snprintf(why, sizeof why, "the peer's key was refused");
     else

@@ -81,7 +81,9 @@ struct punch_cfg {
 };
 
 struct punch;
-/* status: EXIT_DONE with link filled, or EXIT_PUNCH / EXIT_LOCAL with a reason in why. */
+/* status: EXIT_DONE with link filled, or EXIT_PUNCH / EXIT_LOCAL with a reason in why; in a
+ * code session EXIT_CODE_FAILED when nothing completed and a connection showed the peer's key
+ * with a signature that does not cover our code exchange (SHAKE_CODE). */
 typedef void (*punch_done_cb)(struct punch *p, int status, const char *why, void *arg);
 
 /* Starts punching on loop; done is called exactly once, then the punch frees itself. */

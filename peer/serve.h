@@ -26,8 +26,9 @@ struct peer_serve {
     /* Called before anything is dialled: false refuses the session (why says why). May set fp
      * to the fingerprint the peer's key must have ("" leaves the usual trust). */
     bool (*admit)(void *arg, const char *peer, char *fp, size_t fplen, char *why, size_t whylen);
-    /* An admitted session ended without a link. */
-    void (*failed)(void *arg, const char *peer);
+    /* An admitted session ended without a link; status is its punch's (EXIT_PUNCH, or
+     * EXIT_CODE_FAILED: a code session's peer signed for another code exchange). */
+    void (*failed)(void *arg, const char *peer, int status);
     /* An admitted session is up: the callee copies *link and owns link->fd from now on. */
     void (*linked)(void *arg, struct peer_link *link);
     /* A punch order with punch.resume set (NULL: such orders are refused). Fills *r from the

@@ -92,17 +92,17 @@ static void sess_free(struct sess *ss)
 }
 
 /* An admitted session ended without a link: its admit hook's slot goes back. */
-static void sess_hook_failed(struct sess_set *set, const char *peer)
+static void sess_hook_failed(struct sess_set *set, const char *peer, int status)
 {
     if (set->serve && set->serve->failed)
-        set->serve->failed(set->serve->arg, peer);
+        set->serve->failed(set->serve->arg, peer, status);
 }
 
 /* The same for a session: a served resume took no slot, so it gives none back. */
-static void sess_failed(struct sess *ss)
+static void sess_failed(struct sess *ss, int status)
 {
     if (!ss->serve_resume)
-        sess_hook_failed(ss->set, ss->shake.peer);
+        sess_hook_failed(ss->set, ss->shake.peer, status);
 }
 
 /* SESS_WAIT: the first session to complete its handshake is the one; every other session in
@@ -197,7 +197,7 @@ static void sess_punch_done(struct punch *p, int status, const char *why, void *
     sess_report(ss, p, status);
     if (set->won) { /* aborted: another session won */
         LOG_D("session with %s aborted: another one completed first", ss->shake.peer);
-        sess_failed(ss);
+        sess_failed(ss, status);
         sess_free(ss);
         return;
     }
@@ -241,7 +241,7 @@ static void sess_punch_done(struct punch *p, int status, const char *why, void *
     else if (status == EXIT_DONE)
         set->serve->linked(set->serve->arg, ss->link);
     else
-        sess_failed(ss);
+        sess_failed(ss, status);
     sess_free(ss);
 }
 
@@ -523,7 +523,7 @@ static void sess_evict(struct sess *ss, const char *why)
     if (ss->punch) {
         punch_abort(ss->punch, EXIT_PUNCH, why); /* sess_punch_done frees it */
     } else {
-        sess_failed(ss);
+        sess_failed(ss, EXIT_PUNCH);
         sess_free(ss);
     }
 }
@@ -572,7 +572,7 @@ static bool sess_admit(struct sess_set *set, const struct proto_msg *m, char *fp
         return false;
     }
     if (set->mode == SESS_WAIT && !sess_wait_room(set, m->u.punch.peer)) {
-        sess_hook_failed(set, m->u.punch.peer);
+        sess_hook_failed(set, m->u.punch.peer, EXIT_PUNCH);
         return false;
     }
     return true;
@@ -585,7 +585,7 @@ static enum sess_start sess_abandon(struct sess *ss, int status, const char *err
     if (err)
         LOG_E("%s", err);
     if (set->mode != SESS_ONE)
-        sess_failed(ss);
+        sess_failed(ss, status);
     sess_free(ss);
     if (set->mode == SESS_ONE)
         set->cb.ended(set->cb.data, status);
@@ -842,7 +842,7 @@ enum sess_start sess_start(struct sess_set *set, const struct proto_msg *m, uint
     }
     if (!(ss = calloc(1, sizeof *ss))) {
         if (set->mode != SESS_ONE && !served)
-            sess_hook_failed(set, m->u.punch.peer);
+            sess_hook_failed(set, m->u.punch.peer, EXIT_PUNCH);
         sodium_memzero(&sr, sizeof sr);
         return SESS_NOMEM;
     }

@@ -11,6 +11,8 @@ _Static_assert(SHAKE_BIND_BYTES == CPACE_BIND_BYTES, "the binding key is CPace's
 #define SHAKE_KEYS_PREFIX "tcpunch-keys-v1"  /* without */
 #define SHAKE_RS_PREFIX "tcpunch-resume-v1"  /* without */
 #define SHAKE_CODE_LABEL "code"              /* without: a signed block, and the keys' suffix */
+#define SHAKE_PROOF_LABEL "tcpunch-code-proof-v1" /* without: the proof's HMAC message */
+#define SHAKE_PROOF_BYTES crypto_auth_hmacsha512256_BYTES
 #define SHAKE_TRANSCRIPT_MAX 512
 
 void shake_init(struct shake_ctx *s)
@@ -88,9 +90,25 @@ static size_t shake_put_resumes(const struct shake_ctx *s, const struct shake_pe
     return shake_put_resume(out, off, init ? ours : theirs);
 }
 
+/* The proof of our binding key: HMAC-SHA-512-256(key = code_bind, "tcpunch-code-proof-v1" ||
+ * session). Both sides of one code exchange compute the same 32 bytes, and each signs them
+ * (shake_put_codes) and checks the other's signature over its own: two sides of two different
+ * exchanges (a server that knew the code and ran one with each) fail at the signature, at the
+ * handshake, instead of at the first record. Never sent: it is as secret as the key it comes
+ * from, which needs the exchange's ISK, so its DH. */
+static size_t shake_put_proof(const struct shake_ctx *s, unsigned char *out, size_t off)
+{
+    unsigned char msg[sizeof SHAKE_PROOF_LABEL - 1 + PROTO_SESSION_LEN];
+    memcpy(msg, SHAKE_PROOF_LABEL, sizeof SHAKE_PROOF_LABEL - 1);
+    memcpy(msg + sizeof SHAKE_PROOF_LABEL - 1, s->session, PROTO_SESSION_LEN);
+    crypto_auth_hmacsha512256(out + off, msg, sizeof msg, s->code_bind);
+    return off + SHAKE_PROOF_BYTES;
+}
+
 /* After the resume blocks, "code" (4 bytes) for each shake that said "code", the responder's
- * then the initiator's, as for shake.resume: nothing without it, so a handshake without a code
- * signs today's bytes. The binding key itself is not signed: it goes into the stream keys. */
+ * then the initiator's, as for shake.resume, then, when this side has a binding key, its proof
+ * (shake_put_proof): nothing without a code, so a handshake without one signs today's bytes.
+ * The binding key itself is not signed: it goes into the stream keys. */
 static size_t shake_put_codes(const struct shake_ctx *s, const struct shake_peer *p,
                               unsigned char *out, size_t off)
 {
@@ -100,7 +118,7 @@ static size_t shake_put_codes(const struct shake_ctx *s, const struct shake_peer
         off = shake_put(out, off, SHAKE_CODE_LABEL, strlen(SHAKE_CODE_LABEL));
     if (init ? ours : theirs)
         off = shake_put(out, off, SHAKE_CODE_LABEL, strlen(SHAKE_CODE_LABEL));
-    return off;
+    return ours ? shake_put_proof(s, out, off) : off;
 }
 
 /* What a signature covers: "tcpunch-shake-v1\0" || session || signer role letter || the other
@@ -135,17 +153,36 @@ static size_t shake_transcript(const struct shake_ctx *s, const struct shake_pee
     return shake_put_codes(s, p, out, off);
 }
 
+/* The transcript holds the binding key's proof in a code session: wiped after use. */
 static void shake_sign(const struct shake_ctx *s, const struct shake_peer *p, unsigned char *sig)
 {
     unsigned char t[SHAKE_TRANSCRIPT_MAX];
     id_sign(s->ident, t, shake_transcript(s, p, true, t), sig);
+    sodium_memzero(t, sizeof t);
 }
 
 static bool shake_sig_ok(const struct shake_ctx *s, const struct shake_peer *p,
                          const unsigned char *sig)
 {
     unsigned char t[SHAKE_TRANSCRIPT_MAX];
-    return id_verify(p->key, t, shake_transcript(s, p, false, t), sig);
+    bool ok = id_verify(p->key, t, shake_transcript(s, p, false, t), sig);
+    sodium_memzero(t, sizeof t);
+    return ok;
+}
+
+/* A signature that failed in a code session, from the key the code exchange authenticated
+ * (the trusted one: a stranger's key is refused as such): the two sides' binding keys differ,
+ * or the peer signed badly; neither is our peer of the code exchange (SHAKE_CODE). */
+static enum shake_verdict shake_code_sig(const struct shake_ctx *s, const char *what, char *why,
+                                         size_t whylen)
+{
+    snprintf(why, whylen,
+             "CODE EXCHANGE NOT WITH THIS PEER: %s's %s signature does not cover our code "
+             "exchange's key. The code exchange was not with this peer: someone who knew the "
+             "code is in the middle (it ran one exchange with each side); the code is burned, "
+             "make a new one and pass it on another way. Connection refused",
+             s->trust.name, what);
+    return SHAKE_CODE;
 }
 
 int shake_encode(const struct shake_ctx *s, enum proto_type type, const struct shake_peer *peer,
@@ -284,6 +321,12 @@ static enum shake_verdict shake_check_shake(const struct shake_ctx *s, const str
     memcpy(got.key, m->u.shake.key, sizeof got.key);
     memcpy(got.eph, m->u.shake.eph, sizeof got.eph);
     if (want_sig && !shake_sig_ok(s, &got, m->u.shake.sig)) {
+        char untrusted[8];
+        if (shake_our_code(s) &&
+            shake_trusted(&s->trust, got.key, untrusted, sizeof untrusted) == SHAKE_OK) {
+            *peer = got;
+            return shake_code_sig(s, "shake", why, whylen);
+        }
         snprintf(why, whylen, "the shake's signature does not verify");
         return SHAKE_BAD;
     }
@@ -315,6 +358,9 @@ enum shake_verdict shake_verify(const struct shake_ctx *s, enum proto_type expec
     if (expect == PROTO_SHAKE)
         return shake_check_shake(s, &m, peer, why, whylen);
     if (!peer->seen || !shake_sig_ok(s, peer, m.u.confirm.sig)) {
+        /* peer's key was trusted when its shake came (shake_check_shake) */
+        if (peer->seen && shake_our_code(s))
+            return shake_code_sig(s, "confirm", why, whylen);
         snprintf(why, whylen, "the confirm's signature does not verify");
         return SHAKE_BAD;
     }

@@ -47,7 +47,8 @@ struct shake_ctx {
      * sides' cpace_binding_key of the code exchange's ISK), or NULL: no code, today's handshake
      * byte for byte. When set, our shake carries "code": true, the peer's must too (a shake
      * that differs is refused like a changed key: SHAKE_REFUSED), both signatures cover both
-     * members, and the stream keys and the resumption secret mix the key in (PROTOCOL.md 8.4,
+     * members and a proof of the signer's key (a peer of another code exchange: SHAKE_CODE),
+     * and the stream keys and the resumption secret mix the key in (PROTOCOL.md 8.4,
      * 18.2), so only the two sides that ran the code's PAKE can read or write the stream, not
      * the server nor anyone else holding an identity key. Never in direct mode (symmetric:
      * ignored, as a shake's "code" is there). The caller owns the bytes, keeps them until
@@ -71,6 +72,14 @@ enum shake_verdict {
     SHAKE_BAD,     /* not the expected valid message: drop this connection */
     SHAKE_REFUSED, /* the peer's key is not the trusted one, or its shake says "code" where we
                     * have none or the other way round: end the whole attempt */
+    /* A code session only: a signature by the trusted key (the one the code exchange
+     * authenticated) that does not verify. Each side signs a proof of its own binding key
+     * (PROTOCOL.md 8.2), so this is what two sides of different code exchanges see: someone
+     * who knew the code ran one with each (exit status 12). It cannot be told from a signature
+     * broken otherwise, and a peer with the real key that signs badly is no more honest. For
+     * a shake, peer is filled as for SHAKE_OK, so that the responder can still answer with its
+     * own confirm: its signature is how the initiator learns the same. */
+    SHAKE_CODE,
 };
 
 /* Makes the fresh ephemeral key pair; the rest of s is the caller's to fill. */
@@ -86,8 +95,8 @@ int shake_encode(const struct shake_ctx *s, enum proto_type type, const struct s
 
 /* Checks a received line: a message of type expect for our session (a shake also from our peer,
  * to us, with a valid signature when the initiator sent it, from a trusted key; a confirm signed
- * by the key peer holds). A valid shake fills peer. why says what was wrong; for SHAKE_REFUSED it
- * is the full warning for the user. */
+ * by the key peer holds). A valid shake fills peer (and one refused SHAKE_CODE). why says what
+ * was wrong; for SHAKE_REFUSED and SHAKE_CODE it is the full warning for the user. */
 enum shake_verdict shake_verify(const struct shake_ctx *s, enum proto_type expect, const char *line,
                                 size_t len, struct shake_peer *peer, char *why, size_t whylen);
 

@@ -140,10 +140,10 @@ static bool spl_fwd_admit(void *arg, const char *peer, char *fp, size_t fplen, c
     return true;
 }
 
-static void spl_fwd_failed(void *arg, const char *peer)
+static void spl_fwd_failed(void *arg, const char *peer, int status)
 {
     struct spl_fwd *f = arg;
-    (void)peer;
+    (void)peer, (void)status;
     spl_give(&f->slots);
 }
 

@@ -14,8 +14,11 @@
 #   confirm-reflect  the claimer's own tag sent back as the maker's confirm
 #   split            a server that learned the code runs one PAKE with each side (each with
 #                    the other's real AD: both confirm the real party), then introduces them:
-#                    the two runs' keys differ, and the handshake's binding to the PAKE key
-#                    must stop the session (no file, neither side exits 0)
+#                    the two runs' keys differ, and each signature covers a proof of its
+#                    signer's binding key (PROTOCOL.md 8.2), so both sides refuse the other at
+#                    the handshake: exit 12 with the words "someone who knew the code is in
+#                    the middle", never "connected", no file created; the same with a pipe
+#                    (listen --code / connect --code): neither side reads a byte of stdin
 #   mitm             the exchange is honest, then the introduction puts an impostor (mallory's
 #                    key, the other's id) before each side: both refuse it, neither connects
 #   malformed        broken code-opened, code-claimed and code-answer lines (sizes, base64,
@@ -144,17 +147,64 @@ done
 wh_said "$WORK/ad-a-m.err" "wrong code" "ad-a: the maker calls it a wrong code"
 wh_said "$WORK/confirm-random-r.err" "wrong" "confirm-random: the receiver calls it wrong"
 
-# ---- split: a server that knows the code runs two PAKEs; only the binding stops it
+# ---- split: a server that knows the code runs two PAKEs; the signatures' proof of the binding
+# key stops it at the handshake, on both sides (exit 12), before anything is connected or written
 liar split
 exchange_start split sp "$WORK/f1.bin"
 wh_words "${CODES[sp]}" >"$WORK/words"
 exchange_claim sp
-both_fail split sp "$MK_PID" "$RV_PID" any 1
+both_fail split sp "$MK_PID" "$RV_PID" 12
 check "split: both sides confirmed the liar's runs (each believes the real other party)" \
     grep -q 'lie split: both sides confirmed' "$LLOG"
 check "split: the claimer asked for the maker (the introduction happened)" grep -q '^connect ' "$LLOG"
-pass "split: the maker said: $(grep -E 'error|refus' "$WORK/sp-m.err" | tail -n 1 | cut -c1-200)"
-pass "split: the receiver said: $(grep -E 'error|refus' "$WORK/sp-r.err" | tail -n 1 | cut -c1-200)"
+wh_said "$WORK/sp-m.err" "someone who knew the code is in the middle" \
+    "split: the maker says someone who knew the code is in the middle"
+wh_said "$WORK/sp-r.err" "someone who knew the code is in the middle" \
+    "split: the receiver says someone who knew the code is in the middle"
+check "split: the receiver created nothing (not even a partial file)" \
+    test -z "$(find "$WORK/sp-dst" -mindepth 1 -print -quit)"
+for f in m r; do
+    if grep -qiE 'authentication|data failed' "$WORK/sp-$f.err"; then
+        fail "split ($f): a record got as far as failing authentication: $(grep -iE 'authentication|data failed' "$WORK/sp-$f.err" | head -n 1)"
+    else
+        pass "split ($f): no record was read (refused at the handshake)"
+    fi
+done
+
+# ---- split with a pipe (listen --code / connect --code): the same refusal, and neither side
+# read a byte of its input or wrote a byte of output. Each side's stdin is a file descriptor this
+# shell holds too, so its offset afterwards says how much the side read.
+head -c 4096 /dev/urandom >"$WORK/pm.in"
+head -c 4096 /dev/urandom >"$WORK/pr.in"
+exec 7<"$WORK/pm.in" 8<"$WORK/pr.in"
+liar split
+spawn 70 "$TCPUNCH" -s "127.0.0.1:$LPORT" -i "$(uid pipe-mk)" -t 3 listen --code <&7 \
+    >"$WORK/pm.out" 2>"$WORK/pm.err"
+PMK=$!
+wait_until 10 wh_has_code "$WORK/pm.err" || die "listen --code printed no code"
+CODE=$(wh_code_of "$WORK/pm.err")
+wh_words "$CODE" >"$WORK/words"
+spawn 70 "$TCPUNCH" -s "127.0.0.1:$LPORT" -i "$(uid pipe-rv)" -t 3 connect --code "$CODE" <&8 \
+    >"$WORK/pr.out" 2>"$WORK/pr.err"
+PRV=$!
+wh_wait "$PRV" 50
+check_rc "split (pipe): connect --code" 12 $?
+wh_wait "$PMK" 50
+check_rc "split (pipe): listen --code" 12 $?
+check "split (pipe): the liar ran both exchanges" grep -q 'lie split: both sides confirmed' "$LLOG"
+wh_not_connected "$WORK/pm.err" "split (pipe): listen --code"
+wh_not_connected "$WORK/pr.err" "split (pipe): connect --code"
+wh_said "$WORK/pm.err" "someone who knew the code is in the middle" \
+    "split (pipe): listen --code says someone who knew the code is in the middle"
+wh_said "$WORK/pr.err" "someone who knew the code is in the middle" \
+    "split (pipe): connect --code says someone who knew the code is in the middle"
+for fd in 7 8; do
+    pos=$(awk '/^pos:/ {print $2}' "/proc/$$/fdinfo/$fd")
+    check "split (pipe): fd $fd: no byte of stdin read (offset ${pos:-?})" test "${pos:-x}" = 0
+done
+check "split (pipe): nothing written to stdout" test ! -s "$WORK/pm.out" -a ! -s "$WORK/pr.out"
+exec 7<&- 8<&-
+kill "$LIAR_PID" 2>/dev/null
 
 # ---- malformed lines from the server: each peer named for what it gets (whliar.py malformed)
 liar malformed

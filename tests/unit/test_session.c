@@ -194,9 +194,9 @@ static bool srv_admit(void *arg, const char *peer, char *fp, size_t fplen, char 
     srv_admits++;
     return false;
 }
-static void srv_failed(void *arg, const char *peer)
+static void srv_failed(void *arg, const char *peer, int status)
 {
-    (void)arg, (void)peer;
+    (void)arg, (void)peer, (void)status;
     srv_fails++;
 }
 static bool srv_find(void *arg, const char *root, struct serve_resume *sr, char *why,

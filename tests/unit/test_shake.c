@@ -725,13 +725,15 @@ out:
     return ok;
 }
 
-/* The same binding on both sides: one pair of keys and one RS, and a record passes; another
- * binding on one side (a wrong PAKE key, a server that ran its own exchange with each side):
- * the handshake itself passes (the flag is all it shows), but every key differs and the first
- * record fails authentication, in both directions. */
+/* The same binding on both sides: one pair of keys and one RS, and a record passes. Another
+ * binding on one side no longer gets that far: the handshake refuses it (t_code_split). Were
+ * the signatures to let it through, every key would differ and the first record fail
+ * authentication (the keys are still bound, a second line of defence). */
 static void t_code_keys(void)
 {
     unsigned char itx[32], irx[32], rtx[32], rrx[32], irs[32], rrs[32];
+    struct shake_ctx i, r;
+    struct shake_peer at_i = {.seen = true, .code = true}, at_r = {.seen = true, .code = true};
     memcpy(bind_b, bind_a, sizeof bind_b);
     bind_b[31] ^= 0x80;
     if (code_run(bind_a, bind_a, itx, irx, rtx, rrx, irs, rrs)) {
@@ -739,11 +741,85 @@ static void t_code_keys(void)
         CHECK(memcmp(irs, rrs, 32) == 0);
         CHECK(record_opens(itx, rrx) && record_opens(rtx, irx));
     }
-    if (code_run(bind_a, bind_b, itx, irx, rtx, rrx, irs, rrs)) {
-        CHECK(memcmp(itx, rrx, 32) != 0 && memcmp(irx, rtx, 32) != 0);
-        CHECK(memcmp(irs, rrs, 32) != 0);
-        CHECK(!record_opens(itx, rrx) && !record_opens(rtx, irx));
-    }
+    ctx(&r, PROTO_RESPONDER, &id_r, "bob", "alice");
+    ctx(&i, PROTO_INITIATOR, &id_i, "alice", "bob");
+    memcpy(at_i.key, id_r.pk, 32);
+    memcpy(at_i.eph, r.eph_pk, 32);
+    memcpy(at_r.key, id_i.pk, 32);
+    memcpy(at_r.eph, i.eph_pk, 32);
+    r.code_bind = bind_a;
+    i.code_bind = bind_b;
+    CHECK(shake_keys_rs(&i, &at_i, itx, irx, irs) == 0);
+    CHECK(shake_keys_rs(&r, &at_r, rtx, rrx, rrs) == 0);
+    CHECK(memcmp(itx, rrx, 32) != 0 && memcmp(irx, rtx, 32) != 0);
+    CHECK(memcmp(irs, rrs, 32) != 0);
+    CHECK(!record_opens(itx, rrx) && !record_opens(rtx, irx));
+    shake_wipe(&r);
+    shake_wipe(&i);
+}
+
+/* A server that knew the code ran one exchange with each side (PROTOCOL.md 8.2, 20.6): each
+ * holds another binding key, with the other's real identity key pinned. The responder refuses
+ * the initiator's signed shake with SHAKE_CODE (not a plain bad line: the wording says someone
+ * who knew the code is in the middle), still fills what it saw, and its confirm is refused
+ * by the initiator with SHAKE_CODE too: both sides learn it at the handshake. With the same
+ * binding the same lines pass; a bad signature under a key we do not trust is not the code's
+ * case; and a confirm from the right bind but tampered is SHAKE_CODE (it cannot be told from
+ * another bind: a peer with the real key that signs badly is no more honest). */
+static void t_code_split(void)
+{
+    struct shake_ctx r, i;
+    struct shake_peer at_i = {0}, at_r = {0}, seen = {0};
+    char why[1024];
+    struct line l, cf;
+    ctx(&r, PROTO_RESPONDER, &id_r, "bob", "alice");
+    ctx(&i, PROTO_INITIATOR, &id_i, "alice", "bob");
+    id_fingerprint(id_i.pk, r.trust.fp, sizeof r.trust.fp); /* the AD key, pinned */
+    id_fingerprint(id_r.pk, i.trust.fp, sizeof i.trust.fp);
+    r.code_bind = bind_a;
+    i.code_bind = bind_b;
+    l = enc(&r, PROTO_SHAKE, NULL);
+    CHECK_INT(ver(&i, PROTO_SHAKE, &l, &at_i), SHAKE_OK); /* unsigned: nothing to tell yet */
+    l = enc(&i, PROTO_SHAKE, &at_i);
+    CHECK_INT(shake_verify(&r, PROTO_SHAKE, l.b, l.n, &at_r, why, sizeof why), SHAKE_CODE);
+    CHECK(strstr(why, "someone who knew the code is in the middle") != NULL);
+    CHECK(strstr(why, "the code is burned") != NULL);
+    CHECK(at_r.seen && at_r.code && memcmp(at_r.key, id_i.pk, 32) == 0);
+    cf = enc(&r, PROTO_CONFIRM, &at_r);
+    CHECK(cf.n > 0);
+    CHECK_INT(shake_verify(&i, PROTO_CONFIRM, cf.b, cf.n, &at_i, why, sizeof why), SHAKE_CODE);
+    CHECK(strstr(why, "someone who knew the code is in the middle") != NULL);
+    /* the same lines with one binding on both sides pass */
+    i.code_bind = bind_a;
+    l = enc(&i, PROTO_SHAKE, &at_i);
+    memset(&at_r, 0, sizeof at_r);
+    CHECK_INT(ver(&r, PROTO_SHAKE, &l, &at_r), SHAKE_OK);
+    cf = enc(&r, PROTO_CONFIRM, &at_r);
+    CHECK_INT(ver(&i, PROTO_CONFIRM, &cf, &at_i), SHAKE_OK);
+    /* that confirm with its signature zeroed: the code's case, not a plain bad line */
+    struct line bad = edit(&cf, zero_sig);
+    CHECK_INT(ver(&i, PROTO_CONFIRM, &bad, &at_i), SHAKE_CODE);
+    /* a bad signature under mallory's key (not the pinned one) is not the code's case */
+    bad = edit(&l, mallory_key);
+    memset(&seen, 0, sizeof seen);
+    CHECK_INT(shake_verify(&r, PROTO_SHAKE, bad.b, bad.n, &seen, why, sizeof why), SHAKE_BAD);
+    CHECK(!seen.seen && strstr(why, "signature") != NULL);
+    /* without a code a bad signature stays a plain bad line, on both sides */
+    r.code_bind = i.code_bind = NULL;
+    memset(&at_i, 0, sizeof at_i);
+    l = enc(&r, PROTO_SHAKE, NULL);
+    CHECK_INT(ver(&i, PROTO_SHAKE, &l, &at_i), SHAKE_OK);
+    l = enc(&i, PROTO_SHAKE, &at_i);
+    bad = edit(&l, zero_sig);
+    memset(&at_r, 0, sizeof at_r);
+    CHECK_INT(ver(&r, PROTO_SHAKE, &bad, &at_r), SHAKE_BAD);
+    CHECK(!at_r.seen);
+    CHECK_INT(ver(&r, PROTO_SHAKE, &l, &at_r), SHAKE_OK);
+    cf = enc(&r, PROTO_CONFIRM, &at_r);
+    bad = edit(&cf, zero_sig);
+    CHECK_INT(ver(&i, PROTO_CONFIRM, &bad, &at_i), SHAKE_BAD);
+    shake_wipe(&r);
+    shake_wipe(&i);
 }
 
 /* With the fixed keys of t_vector: no binding gives today's keys (VEC_I_TX, VEC_I_RX); a
@@ -823,9 +899,31 @@ static void t_code_vector_sigs(void)
     char isig[129], rsig[129];
     vec_ctx(&i, PROTO_INITIATOR, &vi, 0x11, 0x33, "alice", "bob");
     vec_ctx(&r, PROTO_RESPONDER, &vr, 0x22, 0x44, "bob", "alice");
+    unsigned char t[512], proof[32], sig[64], pmsg[21 + 32];
+    char want[129];
+    size_t off = 0;
     i.code_bind = r.code_bind = bind_a;
     vec_sigs(&i, &r, &at_i, &at_r, isig, rsig);
     CHECK(strcmp(isig, VEC_I_SIG) != 0 && strcmp(rsig, VEC_R_SIG) != 0);
+    /* the initiator's signature recomputed from PROTOCOL.md 8.2: today's bytes, "code" for
+     * each shake, then the proof HMAC-SHA-512-256(bind, "tcpunch-code-proof-v1" || session) */
+    memcpy(pmsg, "tcpunch-code-proof-v1", 21);
+    memcpy(pmsg + 21, SESSION, 32);
+    crypto_auth_hmacsha512256(proof, pmsg, sizeof pmsg, bind_a);
+    memcpy(t, "tcpunch-shake-v1", 17), off = 17;
+    memcpy(t + off, SESSION, 32), off += 32;
+    t[off++] = 'I';
+    memcpy(t + off, r.eph_pk, 32), off += 32;
+    memcpy(t + off, i.eph_pk, 32), off += 32;
+    memcpy(t + off, vr.pk, 32), off += 32;
+    memcpy(t + off, vi.pk, 32), off += 32;
+    memcpy(t + off, "bob", 4), off += 4;
+    memcpy(t + off, "alice", 6), off += 6;
+    memcpy(t + off, "codecode", 8), off += 8;
+    memcpy(t + off, proof, 32), off += 32;
+    crypto_sign_detached(sig, NULL, t, off, vi.sk);
+    hex(sig, 64, want);
+    CHECK_STR(isig, want);
     i.code_bind = r.code_bind = NULL;
     memset(&at_i, 0, sizeof at_i);
     memset(&at_r, 0, sizeof at_r);
@@ -894,8 +992,9 @@ static void t_code_mismatch(void)
     /* re-encoded unchanged, the same runs pass: the edits are what fails them */
     CHECK_INT(code_case(bind_a, bind_a, keep, keep, &at, why, sizeof why), SHAKE_OK);
     CHECK_INT(code_case(NULL, NULL, keep, keep, &at, why, sizeof why), SHAKE_OK);
-    /* different bindings show nothing in the handshake: the keys tell (t_code_keys) */
-    CHECK_INT(code_case(bind_a, bind_b, NULL, NULL, &at, why, sizeof why), SHAKE_OK);
+    /* different bindings: the responder refuses the initiator's signature (t_code_split) */
+    CHECK_INT(code_case(bind_a, bind_b, NULL, NULL, &at, why, sizeof why), SHAKE_CODE);
+    CHECK(at == 'R' && strstr(why, "code exchange was not with this peer"));
 }
 
 /* Both signatures cover the member, so stripping it is caught even by a side that would not
@@ -972,4 +1071,4 @@ CHECK_MAIN(TEST(t_setup), TEST(t_exchange), TEST(t_initiator_needs_the_peer),
            TEST(t_low_order_eph), TEST(t_vector), TEST(t_resumption_secret), TEST(t_vector_sigs),
            TEST(t_resume_combinations), TEST(t_resume_tampered), TEST(t_resume_vector),
            TEST(t_resume_direct), TEST(t_code_keys), TEST(t_code_vector), TEST(t_code_vector_sigs),
-           TEST(t_code_mismatch), TEST(t_code_signed), TEST(t_code_direct))
+           TEST(t_code_mismatch), TEST(t_code_signed), TEST(t_code_direct), TEST(t_code_split))
