@@ -2,6 +2,7 @@
  * through fake links (no sockets, time passed in), including hostile orders, re-entrant
  * drops, the table bounds and the cluster hooks. */
 #include "check.h"
+#include "rendezvous/limits.h"
 #include "rendezvous/metrics.h"
 #include "rendezvous/wh.h"
 
@@ -564,9 +565,9 @@ static void t_sources(void)
         CHECK(m[i].l.chan == NULL);
 }
 
-/* A claim flood from fresh addresses (IPv6 /64s) cannot grow the sources without bound (the
- * oldest idle entry makes room: nobody is refused for the table), and the entries go once
- * idle. */
+/* A claim flood from fresh addresses (IPv6 /48s, each a source and a site: a /64 of the same
+ * /48 is no fresh source, t_site) cannot grow the sources without bound (the oldest idle entry
+ * makes room: nobody is refused for the table), and the entries go once idle. */
 static void t_source_table(void)
 {
     struct wh_cfg cfg = cfg_of(600, 10, 20);
@@ -580,9 +581,9 @@ static void t_source_table(void)
     fl_init(&f, 1, false);
     f.l.src = (const struct sockaddr *)&sa6;
     for (uint32_t i = 0; i < WH_MAX_SOURCES + 100; i++) {
-        sa6.sin6_addr.s6_addr[4] = (unsigned char)(i >> 16);
-        sa6.sin6_addr.s6_addr[5] = (unsigned char)(i >> 8);
-        sa6.sin6_addr.s6_addr[6] = (unsigned char)i;
+        sa6.sin6_addr.s6_addr[3] = (unsigned char)(i >> 16);
+        sa6.sin6_addr.s6_addr[4] = (unsigned char)(i >> 8);
+        sa6.sin6_addr.s6_addr[5] = (unsigned char)i;
         sa6.sin6_addr.s6_addr[15] = 1; /* the host part does not count */
         f.refused = PC_UNKNOWN;
         say(w, &f, PROTO_CODE_CLAIM, 1, 1000);
@@ -591,7 +592,7 @@ static void t_source_table(void)
     CHECK_INT(wh_sources(w), WH_MAX_SOURCES + cfg.max);
     CHECK_INT(refused, 0);
     /* the first source was forgotten: it has a fresh bucket again */
-    memset(sa6.sin6_addr.s6_addr + 4, 0, 3);
+    memset(sa6.sin6_addr.s6_addr + 3, 0, 3);
     for (int i = 0; i < 10; i++) {
         f.refused = PC_UNKNOWN;
         say(w, &f, PROTO_CODE_CLAIM, 1, 1000);
@@ -599,6 +600,59 @@ static void t_source_table(void)
     }
     wh_tick(w, 1000 + WH_FLOOD_WINDOW_MS + 1000);
     CHECK_INT(wh_sources(w), 0);
+    wh_free(w);
+}
+
+/* One IPv6 site (a /48: 65536 /64s) is one source too, with LIM_SITE_FACTOR times a /64's
+ * limits, as connections are counted (limits.h): without it a /48 brings a fresh bucket and
+ * 4 fresh channels with every /64, and burns every code on the server from one home line. */
+static void t_site(void)
+{
+    struct wh_cfg cfg = cfg_of(600, 1000, 20);
+    struct wh *w = wh_new(&cfg, NULL, 0);
+    struct sockaddr_in6 sa[10];
+    struct flink f[10 * WH_PER_SOURCE];
+    unsigned refused = 0, opened = 0, site_burst = wh_burst(20 * LIM_SITE_FACTOR);
+    memset(sa, 0, sizeof sa);
+    for (unsigned i = 0; i < 10; i++) {
+        sa[i].sin6_family = AF_INET6;
+        sa[i].sin6_addr.s6_addr[0] = 0x20;
+        sa[i].sin6_addr.s6_addr[1] = 0x01;
+        sa[i].sin6_addr.s6_addr[7] = (unsigned char)(i + 1); /* a /64 of its own */
+        sa[i].sin6_addr.s6_addr[15] = 1;
+    }
+    sa[9].sin6_addr.s6_addr[5] = 1; /* another /48 */
+    /* claims: each /64 of the site spends its burst of 10 */
+    for (unsigned i = 0; i < 9; i++)
+        for (unsigned n = 0; n < wh_burst(20); n++) {
+            fl_init(&f[0], 1, true);
+            f[0].l.src = (const struct sockaddr *)&sa[i];
+            say(w, &f[0], PROTO_CODE_CLAIM, 1, 0);
+            refused += f[0].refused == PC_RATE_LIMITED;
+        }
+    CHECK_INT(refused, 9 * wh_burst(20) - site_burst);
+    /* another site has its own */
+    f[0].refused = PC_UNKNOWN;
+    f[0].l.src = (const struct sockaddr *)&sa[9];
+    say(w, &f[0], PROTO_CODE_CLAIM, 1, 0);
+    CHECK_INT(f[0].refused, PC_CODE_UNKNOWN);
+    wh_free(w);
+    /* open channels: 4 per /64, LIM_SITE_FACTOR x 4 per /48 */
+    cfg.rate = 0;
+    w = wh_new(&cfg, NULL, 0);
+    for (unsigned i = 0; i < 10 * WH_PER_SOURCE; i++) {
+        fl_init(&f[i], 1, false);
+        f[i].l.src = (const struct sockaddr *)&sa[i / WH_PER_SOURCE];
+        say(w, &f[i], PROTO_CODE_OPEN, 0, 0);
+        opened += f[i].ngot;
+    }
+    /* 9 /64s of one site: 32 of their 36; the other site's 4 */
+    CHECK_INT(opened, LIM_SITE_FACTOR * WH_PER_SOURCE + WH_PER_SOURCE);
+    CHECK(f[9 * WH_PER_SOURCE - 1].refused == PC_RATE_LIMITED);
+    /* a channel of the site that ends makes room for one more */
+    wh_gone(w, &f[0].l, 0);
+    say(w, &f[9 * WH_PER_SOURCE - 1], PROTO_CODE_OPEN, 0, 0);
+    CHECK_INT(f[9 * WH_PER_SOURCE - 1].ngot, 1);
     wh_free(w);
 }
 
@@ -746,4 +800,4 @@ static void t_disabled(void)
 
 CHECK_MAIN(TEST(t_decide), TEST(t_range_deadline), TEST(t_bucket), TEST(t_exchange),
            TEST(t_hostile_orders), TEST(t_abort_gone), TEST(t_reentrant), TEST(t_expiry),
-           TEST(t_allocation), TEST(t_sources), TEST(t_source_table), TEST(t_dir), TEST(t_disabled))
+           TEST(t_allocation), TEST(t_sources), TEST(t_source_table), TEST(t_site), TEST(t_dir), TEST(t_disabled))
