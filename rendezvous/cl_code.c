@@ -132,13 +132,31 @@ static void cl_send_release(struct cl *c, uint32_t channel, bool by_sha)
         redisAsyncCommand(c->cmd, NULL, NULL, "EVAL %s 1 %s %s", cl_lua_code_release, key, c->inst);
 }
 
-void cl_code_release(struct cl *c, uint32_t channel)
+/* The reservation of (channel, serial) still waiting for Redis, if any, will find its channel
+ * gone: its OK must not remember the number (a maker that left right after its code-open
+ * would leave it in c->nums for good, set again in Redis at every rejoin). */
+static void cl_code_unreserve(struct cl *c, uint32_t channel, uint64_t serial)
+{
+    struct q *it;
+    q_foreach(it, &c->ops)
+    {
+        struct cl_op *op = q_data(it, struct cl_op, link);
+        if (op->kind == CL_CODE_OPEN && op->channel == channel && op->serial == serial) {
+            op->released = true;
+            return;
+        }
+    }
+}
+
+void cl_code_release(struct cl *c, uint32_t channel, uint64_t serial)
 {
     struct cl_num *e;
     if (!c)
         return;
     if ((e = cl_num_find(c, channel)))
         cl_num_drop(c, e);
+    else if (serial) /* not answered yet (a number remembered was answered) */
+        cl_code_unreserve(c, channel, serial);
     /* while Redis is down the key expires by itself (CL_CODE_KEY_SLACK_S after the ttl) */
     if (c->state != CL_UP || !c->cmd)
         return;
@@ -197,9 +215,10 @@ static void cl_on_reserved(redisAsyncContext *ac, void *r, void *privdata)
     if (op->finished) {
         /* it timed out (answered "down"): a number reserved meanwhile is given back */
         if (ok)
-            cl_code_release(c, op->channel);
+            cl_code_release(c, op->channel, 0);
     } else if (ok) {
-        cl_num_add(c, channel, op->key_ttl);
+        if (!op->released)
+            cl_num_add(c, channel, op->key_ttl);
         cl__op_fail(op, PC_UNKNOWN, NULL);
     } else if (cl__reply_ok(reply) && reply->type == REDIS_REPLY_NIL) {
         cl__op_finish(op);
