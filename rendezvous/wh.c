@@ -424,10 +424,14 @@ static void wh_arm(struct wh *w, struct wh_chan *c, uint64_t since)
 
 /* A free number: WH_DRAWS uniform draws among 1..range (each free with probability at least
  * 9/10, as range >= 10 x open), then a scan from a random start, which finds one since
- * open < range. 0 when none is free. */
-static uint32_t wh_draw(const struct wh *w)
+ * open < range. 0 when none is free. taken: numbers of this open the directory said another
+ * instance holds; each doubles the range, since the range counts only this instance's
+ * channels (ten instances with 100 open each hold every number of 1..999). */
+static uint32_t wh_draw(const struct wh *w, unsigned taken)
 {
     uint32_t range = wh_range(hmap_count(&w->chans)), n;
+    for (unsigned i = 0; i < taken && range < PROTO_CODE_CHANNEL_MAX; i++)
+        range = range > PROTO_CODE_CHANNEL_MAX / 2 ? PROTO_CODE_CHANNEL_MAX : range * 2;
     for (int i = 0; i < WH_DRAWS; i++) {
         n = 1 + randombytes_uniform(range);
         if (!wh_find(w, n))
@@ -444,7 +448,7 @@ static uint32_t wh_draw(const struct wh *w)
  * none is free. */
 static int wh_number(struct wh *w, struct wh_chan *c)
 {
-    uint32_t n = wh_draw(w);
+    uint32_t n = wh_draw(w, c->draws);
     if (!n)
         return -1;
     c->channel = n;

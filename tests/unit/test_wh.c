@@ -783,6 +783,38 @@ static void t_dir(void)
     wh_free(w);
 }
 
+/* Other instances hold every number of 1..999 (ten of them with 100 channels each): the range
+ * counts only this instance's channels, so every draw there was taken and every open here
+ * was server-full. Each number taken elsewhere now widens the next draw. */
+static enum wh_dir_result fd_crowded(void *data, uint32_t ch, uint64_t serial, unsigned ttl)
+{
+    struct fdir *d = data;
+    (void)serial;
+    (void)ttl;
+    d->reserves++;
+    return ch <= WH_RANGE_MIN ? WH_DIR_TAKEN : WH_DIR_OK;
+}
+
+static void t_crowded(void)
+{
+    struct fdir d = {0};
+    struct wh_dir dir = {&d, fd_crowded, fd_release, fd_elsewhere, fd_forward, fd_forward_gone};
+    struct wh_cfg cfg = cfg_of(600, 100, 0);
+    struct wh *w = wh_new(&cfg, NULL, 0);
+    struct flink a[20];
+    int opened = 0;
+    wh_set_dir(w, &dir);
+    for (unsigned i = 0; i < 20; i++) {
+        int ch;
+        fl_init(&a[i], 100 + i, false);
+        ch = open_post(w, &a[i], 0);
+        opened += ch > WH_RANGE_MIN && ch <= (WH_RANGE_MIN << WH_DRAWS);
+    }
+    CHECK_INT(opened, 20);
+    CHECK_INT(wh_open_count(w), 20);
+    wh_free(w);
+}
+
 static void t_disabled(void)
 {
     struct wh_cfg cfg = cfg_of(600, 100, 0);
@@ -800,4 +832,4 @@ static void t_disabled(void)
 
 CHECK_MAIN(TEST(t_decide), TEST(t_range_deadline), TEST(t_bucket), TEST(t_exchange),
            TEST(t_hostile_orders), TEST(t_abort_gone), TEST(t_reentrant), TEST(t_expiry),
-           TEST(t_allocation), TEST(t_sources), TEST(t_source_table), TEST(t_site), TEST(t_dir), TEST(t_disabled))
+           TEST(t_allocation), TEST(t_sources), TEST(t_source_table), TEST(t_site), TEST(t_dir), TEST(t_crowded), TEST(t_disabled))
