@@ -527,6 +527,8 @@ static void cl_px_from_maker(struct cl *c, struct cl_px *px, const struct bus_ms
 {
     const struct proto_msg *l = &m->u.code.line;
     struct cl_link *conn = px->conn;
+    enum bus_code_state was = px->state;
+    enum proto_code pc;
     int next;
     if (m->u.code.gone) {
         /* the channel ended there without a word for us: the claimer must not wait on */
@@ -549,7 +551,10 @@ static void cl_px_from_maker(struct cl *c, struct cl_px *px, const struct bus_ms
                           (next == BUS_CS_CLAIMED ? CL_CODE_STEP_MS : CL_CODE_DONE_MS);
     if (next == BUS_CS_END) {
         cl_px_end(px);
-        if (proto_code_parse(l->u.error.code) == PC_CODE_WRONG && c->user.code_penalize)
+        /* a code-expired in CLAIMED: the claimer owed its answer (wh.c charges it likewise) */
+        pc = proto_code_parse(l->u.error.code);
+        if ((pc == PC_CODE_WRONG || (pc == PC_CODE_EXPIRED && was == BUS_CS_CLAIMED)) &&
+            c->user.code_penalize)
             c->user.code_penalize(c->user.data, conn);
     }
     c->user.code_deliver(c->user.data, conn, l);

@@ -799,6 +799,10 @@ static void wh_expire(struct wh *w, struct wh_chan *c, uint64_t now)
         return;
     case WH_CLAIMED:
     case WH_ANSWERED:
+        /* in CLAIMED the claimer owed its answer: letting the exchange run out burns the code
+         * as leaving does, and costs as much (else a burner pays a third of a leaver's price) */
+        if (c->state == WH_CLAIMED && c->claimer)
+            wh_penalize(w, c->claimer, now);
         wh_end(w, c, WH_END_EXPIRED, PC_CODE_EXPIRED, PC_CODE_EXPIRED,
                "the code exchange did not finish in time; the code is burned", now);
         return;

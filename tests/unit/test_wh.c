@@ -603,6 +603,44 @@ static void t_source_table(void)
     wh_free(w);
 }
 
+/* A burner who claims and lets the exchange expire in CLAIMED (it owed the answer) burns the
+ * code as one who leaves mid-exchange does, and pays as much: before, it paid one token where
+ * leaving cost three, so it burned every code at a third of the price. Claims until refused,
+ * each on a fresh maker's channel, one round per WH_STEP_MS (refill counted alike). */
+static int burn_rounds(bool expire)
+{
+    struct wh_cfg cfg = cfg_of(3600, 100, 2);
+    struct wh *w = wh_new(&cfg, NULL, 0);
+    struct flink m, g;
+    uint64_t now = 0;
+    int n;
+    fl_init(&g, 9, false);
+    for (n = 0; n < 50; n++) {
+        int ch;
+        fl_init(&m, 100 + (unsigned)n, false);
+        ch = open_post(w, &m, now);
+        g.refused = PC_UNKNOWN;
+        say(w, &g, PROTO_CODE_CLAIM, ch, now);
+        if (g.refused == PC_RATE_LIMITED)
+            break;
+        if (!expire)
+            wh_gone(w, &g.l, now);
+        now += WH_STEP_MS + 1000;
+        wh_tick(w, now);
+        CHECK(g.l.chan == NULL && m.refused == (expire ? PC_CODE_EXPIRED : PC_CODE_WRONG));
+        wh_gone(w, &m.l, now);
+    }
+    wh_free(w);
+    return n;
+}
+
+static void t_burn_by_expiry(void)
+{
+    int gone = burn_rounds(false), expired = burn_rounds(true);
+    CHECK(gone > 0 && gone < 50);
+    CHECK_INT(expired, gone);
+}
+
 /* One IPv6 site (a /48: 65536 /64s) is one source too, with LIM_SITE_FACTOR times a /64's
  * limits, as connections are counted (limits.h): without it a /48 brings a fresh bucket and
  * 4 fresh channels with every /64, and burns every code on the server from one home line. */
@@ -832,4 +870,4 @@ static void t_disabled(void)
 
 CHECK_MAIN(TEST(t_decide), TEST(t_range_deadline), TEST(t_bucket), TEST(t_exchange),
            TEST(t_hostile_orders), TEST(t_abort_gone), TEST(t_reentrant), TEST(t_expiry),
-           TEST(t_allocation), TEST(t_sources), TEST(t_source_table), TEST(t_site), TEST(t_dir), TEST(t_crowded), TEST(t_disabled))
+           TEST(t_allocation), TEST(t_sources), TEST(t_source_table), TEST(t_site), TEST(t_burn_by_expiry), TEST(t_dir), TEST(t_crowded), TEST(t_disabled))
