@@ -147,13 +147,31 @@ void cl__code_doubt(struct cl *c, uint32_t channel)
         e->doubt = true;
 }
 
-void cl_code_release(struct cl *c, uint32_t channel)
+/* The reservation of (channel, serial) still waiting for Redis, if any, will find its channel
+ * gone: its OK must not remember the number (a maker that left right after its code-open
+ * would leave it in c->nums for good, set again in Redis at every rejoin). */
+static void cl_code_unreserve(struct cl *c, uint32_t channel, uint64_t serial)
+{
+    struct q *it;
+    q_foreach(it, &c->ops)
+    {
+        struct cl_op *op = q_data(it, struct cl_op, link);
+        if (op->kind == CL_CODE_OPEN && op->channel == channel && op->serial == serial) {
+            op->released = true;
+            return;
+        }
+    }
+}
+
+void cl_code_release(struct cl *c, uint32_t channel, uint64_t serial)
 {
     struct cl_num *e;
     if (!c)
         return;
     if ((e = cl_num_find(c, channel)) && !e->doubt)
         cl_num_drop(c, e);
+    else if (serial) /* not answered yet (a number remembered was answered) */
+        cl_code_unreserve(c, channel, serial);
     /* while Redis is down the key expires by itself (CL_CODE_KEY_SLACK_S after the ttl) */
     if (c->state != CL_UP || !c->cmd)
         return;
@@ -218,9 +236,10 @@ static void cl_on_reserved(redisAsyncContext *ac, void *r, void *privdata)
         if (e && e->doubt)
             cl_num_drop(c, e);
         if (ok)
-            cl_code_release(c, channel);
+            cl_code_release(c, channel, 0);
     } else if (ok) {
-        cl_num_add(c, channel, op->key_ttl);
+        if (!op->released)
+            cl_num_add(c, channel, op->key_ttl);
         cl__op_fail(op, PC_UNKNOWN, NULL);
     } else if (cl__reply_ok(reply) && reply->type == REDIS_REPLY_NIL) {
         cl__op_finish(op);
@@ -534,6 +553,8 @@ static void cl_px_from_maker(struct cl *c, struct cl_px *px, const struct bus_ms
 {
     const struct proto_msg *l = &m->u.code.line;
     struct cl_link *conn = px->conn;
+    enum bus_code_state was = px->state;
+    enum proto_code pc;
     int next;
     if (m->u.code.gone) {
         /* the channel ended there without a word for us: the claimer must not wait on */
@@ -556,7 +577,10 @@ static void cl_px_from_maker(struct cl *c, struct cl_px *px, const struct bus_ms
                           (next == BUS_CS_CLAIMED ? CL_CODE_STEP_MS : CL_CODE_DONE_MS);
     if (next == BUS_CS_END) {
         cl_px_end(px);
-        if (proto_code_parse(l->u.error.code) == PC_CODE_WRONG && c->user.code_penalize)
+        /* a code-expired in CLAIMED: the claimer owed its answer (wh.c charges it likewise) */
+        pc = proto_code_parse(l->u.error.code);
+        if ((pc == PC_CODE_WRONG || (pc == PC_CODE_EXPIRED && was == BUS_CS_CLAIMED)) &&
+            c->user.code_penalize)
             c->user.code_penalize(c->user.data, conn);
     }
     c->user.code_deliver(c->user.data, conn, l);

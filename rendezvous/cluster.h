@@ -181,8 +181,10 @@ void cl_conn_gone(struct cl *c, struct cl_link *conn);
  * out and Redis has not answered it yet): draw again; -1: Redis is down, nothing sent (the
  * open is refused). */
 int cl_code_reserve(struct cl *c, uint32_t channel, uint64_t serial, unsigned ttl_s);
-/* A channel of this instance has ended: its directory key goes, if it still names us. */
-void cl_code_release(struct cl *c, uint32_t channel);
+/* A channel of this instance has ended: its directory key goes, if it still names us. serial:
+ * the reservation's (0: none), so that one still unanswered is not remembered when its OK
+ * comes. */
+void cl_code_release(struct cl *c, uint32_t channel, uint64_t serial);
 /* A code-claim of conn for a channel that is not on this instance (its source's limits taken
  * already): asks the directory, then the holder's instance over the bus; what comes back goes
  * through user->code_deliver, a refusal here (unknown, overloaded) through user->refuse, and

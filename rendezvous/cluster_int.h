@@ -59,6 +59,7 @@ struct cl_op {
     uint32_t channel;                   /* CL_CODE_OPEN: the number reserved */
     uint64_t serial;                    /* CL_CODE_OPEN: the mailbox's attempt */
     unsigned key_ttl;                   /* CL_CODE_OPEN: the key's EX in seconds */
+    bool released; /* CL_CODE_OPEN: its channel ended before the answer (its release is sent) */
 };
 
 struct cl_sweep; /* cl_claim.c: a refresh of the directory under way */

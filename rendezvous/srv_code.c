@@ -57,8 +57,8 @@ static enum wh_dir_result srv_code_reserve(void *data, uint32_t channel, uint64_
 static void srv_code_release(void *data, uint32_t channel, uint64_t serial)
 {
     struct srv *s = data;
-    (void)serial; /* the directory's commands run in order: a release follows its reserve */
-    cl_code_release(s->cl, channel);
+    /* the directory's commands run in order: a release follows its reserve */
+    cl_code_release(s->cl, channel, serial);
 }
 
 /* The claim's token is taken already (wh.c). With Redis down the claim is refused here with

@@ -18,6 +18,7 @@
 _Static_assert(WH_WHEEL * 1000ull > (WH_TTL_MAX + 1) * 1000ull + WH_STEP_MS + WH_DONE_MS,
                "a deadline must fit the wheel");
 #define WH_SRC_KEY 17
+#define WH_FAM_SITE6 0xff /* a /48's entry: its pseudo family in the key (limits.c's likewise) */
 _Static_assert(WH_END_COUNT == MTR_CODE_ENDS, "tcpunch_codes_ended_total's labels");
 #define WH_UNIT                                                                                     \
     60000 /* a bucket's parts of a token: rate per minute = rate parts per ms */ /* family + 16     \
@@ -36,7 +37,8 @@ struct wh_chan {
     unsigned ttl_s;
     unsigned draws; /* numbers tried in the directory (WH_DRAWS at most) */
     struct wh_link *maker, *claimer;
-    struct wh_src *src; /* the maker's source entry (its open count) */
+    struct wh_src *src;  /* the maker's source entry (its open count) */
+    struct wh_src *site; /* and its IPv6 /48's (NULL: none) */
     unsigned char sid[PROTO_CODE_SID_BYTES];
     /* the maker's post, handed to the one claimer */
     unsigned char share[PROTO_CODE_SHARE_BYTES];
@@ -44,12 +46,15 @@ struct wh_chan {
     unsigned char ad[PROTO_CODE_AD_MAX];
 };
 
-/* Per source address (IPv6: per /64): its open channels and its bucket. An entry lives while it
- * holds channels, or its bucket is not full again, or a flood window is running. */
+/* Per source address (IPv6: per /64, and per /48 as a site with LIM_SITE_FACTOR times the
+ * limits, as connections are counted: limits.h): its open channels and its bucket. An entry
+ * lives while it holds channels, or its bucket is not full again, or a flood window is
+ * running. */
 struct wh_src {
     struct hmap_node node;
     struct q idle; /* on w->idle while opens == 0, last touched last */
     unsigned char key[WH_SRC_KEY];
+    bool site; /* a /48 (key[0] WH_FAM_SITE6) */
     unsigned opens;
     struct wh_bucket bucket;
     uint64_t touched_ms;
@@ -209,18 +214,38 @@ static bool wh_src_eq(const struct hmap_node *n, const void *key)
     return memcmp(hmap_data(n, struct wh_src, node)->key, key, WH_SRC_KEY) == 0;
 }
 
-/* The entry of l's source, made when missing; NULL for a remote link, a source of another
- * family, or when WH_MAX_SOURCES idle entries exist (*full then set). */
-static struct wh_src *wh_src_get(struct wh *w, const struct sockaddr *sa, uint64_t now, bool *full)
+/* The keys of sa's entries: its address's (IPv6: /64) and, for IPv6, its /48's. Returns how
+ * many (0: a remote link or another family, counted nowhere). */
+static int wh_src_keys(const struct sockaddr *sa, unsigned char key[WH_SRC_KEY],
+                       unsigned char site[WH_SRC_KEY])
 {
-    unsigned char key[WH_SRC_KEY] = {0};
+    memset(key, 0, WH_SRC_KEY);
+    memset(site, 0, WH_SRC_KEY);
+    if (!sa || lim_source_key(sa, &key[0], key + 1) == 0)
+        return 0;
+    if (key[0] != AF_INET6)
+        return 1;
+    site[0] = WH_FAM_SITE6;
+    memcpy(site + 1, key + 1, 6);
+    return 2;
+}
+
+/* A /48 has LIM_SITE_FACTOR times a source's rate (and its burst from that). */
+static unsigned wh_src_rate(const struct wh *w, const struct wh_src *s)
+{
+    return s->site ? w->cfg.rate * LIM_SITE_FACTOR : w->cfg.rate;
+}
+
+/* The entry of key, made when missing; NULL when WH_MAX_SOURCES idle entries exist (*full
+ * then set). keep (an entry the caller holds) is never the one forgotten to make room. */
+static struct wh_src *wh_src_get(struct wh *w, const unsigned char key[WH_SRC_KEY],
+                                 const struct wh_src *keep, uint64_t now, bool *full)
+{
     struct hmap_node *n;
     struct wh_src *s;
     uint64_t h;
     *full = false;
-    if (!sa || lim_source_key(sa, &key[0], key + 1) == 0)
-        return NULL;
-    h = hmap_hash(&w->srcs, key, sizeof key);
+    h = hmap_hash(&w->srcs, key, WH_SRC_KEY);
     if ((n = hmap_find(&w->srcs, h, wh_src_eq, key))) {
         s = hmap_data(n, struct wh_src, node);
         goto touch;
@@ -228,7 +253,8 @@ static struct wh_src *wh_src_get(struct wh *w, const struct sockaddr *sa, uint64
     /* entries with channels are bounded by --code-max, the others by WH_MAX_SOURCES: when
      * that many are tracked the one idle longest is forgotten (its source starts afresh)
      * rather than every new source refused */
-    if (hmap_count(&w->srcs) >= WH_MAX_SOURCES + (size_t)w->cfg.max && q_head(&w->idle)) {
+    if (hmap_count(&w->srcs) >= WH_MAX_SOURCES + (size_t)w->cfg.max && q_head(&w->idle) &&
+        q_data(q_head(&w->idle), struct wh_src, idle) != keep) {
         struct wh_src *old = q_data(q_head(&w->idle), struct wh_src, idle);
         q_remove(&old->idle);
         hmap_remove(&w->srcs, &old->node);
@@ -239,7 +265,8 @@ static struct wh_src *wh_src_get(struct wh *w, const struct sockaddr *sa, uint64
         *full = true;
         return NULL;
     }
-    memcpy(s->key, key, sizeof key);
+    memcpy(s->key, key, WH_SRC_KEY);
+    s->site = key[0] == WH_FAM_SITE6;
     q_init(&s->idle);
     s->bucket.last_ms = now;
     hmap_insert(&w->srcs, &s->node, h);
@@ -271,7 +298,7 @@ static void wh_src_expire(struct wh *w, uint64_t now)
     while ((it = q_head(&w->idle))) {
         struct wh_src *s = q_data(it, struct wh_src, idle);
         if (now - s->touched_ms < WH_FLOOD_WINDOW_MS ||
-            !wh_bucket_full(&s->bucket, w->cfg.rate, now))
+            !wh_bucket_full(&s->bucket, wh_src_rate(w, s), now))
             break;
         q_remove(&s->idle);
         hmap_remove(&w->srcs, &s->node);
@@ -302,20 +329,47 @@ static void wh_rate_refuse(struct wh_link *l, struct wh_src *s, const char *what
     l->ops->refuse(l, PC_RATE_LIMITED, msg, fatal);
 }
 
-/* Takes one --code-rate token for an open or a claim of l. Returns 0, or -1 after refusing. */
-static int wh_take(struct wh *w, struct wh_link *l, struct wh_src **out, uint64_t now)
+/* The entries of sa: *s its own, *site its /48's (IPv6); both NULL when it is counted
+ * nowhere. -1 (neither set) when the table is full. */
+static int wh_src_pair(struct wh *w, const struct sockaddr *sa, uint64_t now, struct wh_src **s,
+                       struct wh_src **site)
+{
+    unsigned char key[WH_SRC_KEY], skey[WH_SRC_KEY];
+    int n = wh_src_keys(sa, key, skey);
+    bool full = false;
+    *s = *site = NULL;
+    if (n >= 1 && !(*s = wh_src_get(w, key, NULL, now, &full)))
+        return -1;
+    if (n == 2 && !(*site = wh_src_get(w, skey, *s, now, &full))) {
+        *s = NULL; /* made or touched, idle: it goes in its time */
+        return -1;
+    }
+    return 0;
+}
+
+/* Takes one --code-rate token for an open or a claim of l, from its source and its /48.
+ * Returns 0, or -1 after refusing. */
+static int wh_take(struct wh *w, struct wh_link *l, struct wh_src **out, struct wh_src **site,
+                   uint64_t now)
 {
     char msg[PROTO_MAX_TEXT];
-    bool full;
-    struct wh_src *s = wh_src_get(w, l->src, now, &full);
-    *out = s;
-    if (full) {
+    struct wh_src *s;
+    if (wh_src_pair(w, l->src, now, &s, site) < 0) {
+        *out = NULL;
         wh_refuse(l, PC_RATE_LIMITED, "the server tracks too many addresses now; try again later");
         return -1;
     }
+    *out = s;
     if (s && wh_bucket_take(&s->bucket, w->cfg.rate, 1, now) < 0) {
         snprintf(msg, sizeof msg, "at most %u code opens and claims per minute from one address",
                  w->cfg.rate);
+        wh_rate_refuse(l, s, msg, now);
+        return -1;
+    }
+    if (*site && wh_bucket_take(&(*site)->bucket, wh_src_rate(w, *site), 1, now) < 0) {
+        snprintf(msg, sizeof msg,
+                 "at most %u code opens and claims per minute from one IPv6 /48",
+                 wh_src_rate(w, *site));
         wh_rate_refuse(l, s, msg, now);
         return -1;
     }
@@ -324,10 +378,13 @@ static int wh_take(struct wh *w, struct wh_link *l, struct wh_src **out, uint64_
 
 void wh_penalize_source(struct wh *w, const struct sockaddr *src, uint64_t now_ms)
 {
-    bool full;
-    struct wh_src *s = wh_src_get(w, src, now_ms, &full);
+    struct wh_src *s, *site;
+    if (wh_src_pair(w, src, now_ms, &s, &site) < 0)
+        return;
     if (s)
         wh_bucket_charge(&s->bucket, w->cfg.rate, WH_FAIL_COST, now_ms);
+    if (site)
+        wh_bucket_charge(&site->bucket, wh_src_rate(w, site), WH_FAIL_COST, now_ms);
 }
 
 static void wh_penalize(struct wh *w, struct wh_link *claimer, uint64_t now)
@@ -367,10 +424,14 @@ static void wh_arm(struct wh *w, struct wh_chan *c, uint64_t since)
 
 /* A free number: WH_DRAWS uniform draws among 1..range (each free with probability at least
  * 9/10, as range >= 10 x open), then a scan from a random start, which finds one since
- * open < range. 0 when none is free. */
-static uint32_t wh_draw(const struct wh *w)
+ * open < range. 0 when none is free. taken: numbers of this open the directory said another
+ * instance holds; each doubles the range, since the range counts only this instance's
+ * channels (ten instances with 100 open each hold every number of 1..999). */
+static uint32_t wh_draw(const struct wh *w, unsigned taken)
 {
     uint32_t range = wh_range(hmap_count(&w->chans)), n;
+    for (unsigned i = 0; i < taken && range < PROTO_CODE_CHANNEL_MAX; i++)
+        range = range > PROTO_CODE_CHANNEL_MAX / 2 ? PROTO_CODE_CHANNEL_MAX : range * 2;
     for (int i = 0; i < WH_DRAWS; i++) {
         n = 1 + randombytes_uniform(range);
         if (!wh_find(w, n))
@@ -387,7 +448,7 @@ static uint32_t wh_draw(const struct wh *w)
  * none is free. */
 static int wh_number(struct wh *w, struct wh_chan *c)
 {
-    uint32_t n = wh_draw(w);
+    uint32_t n = wh_draw(w, c->draws);
     if (!n)
         return -1;
     c->channel = n;
@@ -411,6 +472,8 @@ static void wh_unlink(struct wh *w, struct wh_chan *c, enum wh_end how, uint64_t
         q_remove(&c->tick);
     if (c->src)
         wh_src_opens(w, c->src, -1, now);
+    if (c->site)
+        wh_src_opens(w, c->site, -1, now);
     if (c->maker)
         c->maker->chan = NULL;
     if (c->claimer)
@@ -524,7 +587,7 @@ void wh_dir_reserved(struct wh *w, uint32_t channel, uint64_t serial, enum wh_di
 static void wh_open(struct wh *w, struct wh_link *l, const struct proto_msg *m, uint64_t now)
 {
     char msg[PROTO_MAX_TEXT];
-    struct wh_src *s;
+    struct wh_src *s, *site;
     struct wh_chan *c;
     if (l->aux || l->remote) {
         wh_refuse(l, PC_UNEXPECTED_TYPE,
@@ -535,10 +598,16 @@ static void wh_open(struct wh *w, struct wh_link *l, const struct proto_msg *m, 
         wh_refuse(l, PC_UNEXPECTED_TYPE, "this connection holds a code channel already");
         return;
     }
-    if (wh_take(w, l, &s, now) < 0)
+    if (wh_take(w, l, &s, &site, now) < 0)
         return;
     if (s && s->opens >= WH_PER_SOURCE) {
         snprintf(msg, sizeof msg, "at most %d open code channels per address", WH_PER_SOURCE);
+        wh_rate_refuse(l, s, msg, now);
+        return;
+    }
+    if (site && site->opens >= LIM_SITE_FACTOR * WH_PER_SOURCE) {
+        snprintf(msg, sizeof msg, "at most %u open code channels per IPv6 /48",
+                 LIM_SITE_FACTOR * WH_PER_SOURCE);
         wh_rate_refuse(l, s, msg, now);
         return;
     }
@@ -557,8 +626,11 @@ static void wh_open(struct wh *w, struct wh_link *l, const struct proto_msg *m, 
     c->maker = l;
     l->chan = c;
     c->src = s;
+    c->site = site;
     if (s)
         wh_src_opens(w, s, +1, now);
+    if (site)
+        wh_src_opens(w, site, +1, now);
     randombytes_buf(c->sid, sizeof c->sid);
     if (wh_number(w, c) < 0) { /* cannot happen while max < range; kept for safety */
         wh_end(w, c, WH_END_COUNT, PC_SERVER_FULL, PC_UNKNOWN, "no free code channel number", now);
@@ -571,13 +643,13 @@ static void wh_open(struct wh *w, struct wh_link *l, const struct proto_msg *m, 
 static void wh_claim(struct wh *w, struct wh_link *l, uint32_t channel, uint64_t now)
 {
     struct proto_msg m;
-    struct wh_src *s;
+    struct wh_src *s, *site;
     struct wh_chan *c;
     if (l->chan || l->proxy) {
         wh_refuse(l, PC_UNEXPECTED_TYPE, "this connection holds a code channel already");
         return;
     }
-    if (wh_take(w, l, &s, now) < 0)
+    if (wh_take(w, l, &s, &site, now) < 0)
         return;
     c = wh_find(w, channel);
     if (!c && w->dir.claim_elsewhere && w->dir.claim_elsewhere(w->dir.data, l, channel))
@@ -727,6 +799,10 @@ static void wh_expire(struct wh *w, struct wh_chan *c, uint64_t now)
         return;
     case WH_CLAIMED:
     case WH_ANSWERED:
+        /* in CLAIMED the claimer owed its answer: letting the exchange run out burns the code
+         * as leaving does, and costs as much (else a burner pays a third of a leaver's price) */
+        if (c->state == WH_CLAIMED && c->claimer)
+            wh_penalize(w, c->claimer, now);
         wh_end(w, c, WH_END_EXPIRED, PC_CODE_EXPIRED, PC_CODE_EXPIRED,
                "the code exchange did not finish in time; the code is burned", now);
         return;

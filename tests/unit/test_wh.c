@@ -2,6 +2,7 @@
  * through fake links (no sockets, time passed in), including hostile orders, re-entrant
  * drops, the table bounds and the cluster hooks. */
 #include "check.h"
+#include "rendezvous/limits.h"
 #include "rendezvous/metrics.h"
 #include "rendezvous/wh.h"
 
@@ -564,9 +565,9 @@ static void t_sources(void)
         CHECK(m[i].l.chan == NULL);
 }
 
-/* A claim flood from fresh addresses (IPv6 /64s) cannot grow the sources without bound (the
- * oldest idle entry makes room: nobody is refused for the table), and the entries go once
- * idle. */
+/* A claim flood from fresh addresses (IPv6 /48s, each a source and a site: a /64 of the same
+ * /48 is no fresh source, t_site) cannot grow the sources without bound (the oldest idle entry
+ * makes room: nobody is refused for the table), and the entries go once idle. */
 static void t_source_table(void)
 {
     struct wh_cfg cfg = cfg_of(600, 10, 20);
@@ -580,9 +581,9 @@ static void t_source_table(void)
     fl_init(&f, 1, false);
     f.l.src = (const struct sockaddr *)&sa6;
     for (uint32_t i = 0; i < WH_MAX_SOURCES + 100; i++) {
-        sa6.sin6_addr.s6_addr[4] = (unsigned char)(i >> 16);
-        sa6.sin6_addr.s6_addr[5] = (unsigned char)(i >> 8);
-        sa6.sin6_addr.s6_addr[6] = (unsigned char)i;
+        sa6.sin6_addr.s6_addr[3] = (unsigned char)(i >> 16);
+        sa6.sin6_addr.s6_addr[4] = (unsigned char)(i >> 8);
+        sa6.sin6_addr.s6_addr[5] = (unsigned char)i;
         sa6.sin6_addr.s6_addr[15] = 1; /* the host part does not count */
         f.refused = PC_UNKNOWN;
         say(w, &f, PROTO_CODE_CLAIM, 1, 1000);
@@ -591,7 +592,7 @@ static void t_source_table(void)
     CHECK_INT(wh_sources(w), WH_MAX_SOURCES + cfg.max);
     CHECK_INT(refused, 0);
     /* the first source was forgotten: it has a fresh bucket again */
-    memset(sa6.sin6_addr.s6_addr + 4, 0, 3);
+    memset(sa6.sin6_addr.s6_addr + 3, 0, 3);
     for (int i = 0; i < 10; i++) {
         f.refused = PC_UNKNOWN;
         say(w, &f, PROTO_CODE_CLAIM, 1, 1000);
@@ -599,6 +600,97 @@ static void t_source_table(void)
     }
     wh_tick(w, 1000 + WH_FLOOD_WINDOW_MS + 1000);
     CHECK_INT(wh_sources(w), 0);
+    wh_free(w);
+}
+
+/* A burner who claims and lets the exchange expire in CLAIMED (it owed the answer) burns the
+ * code as one who leaves mid-exchange does, and pays as much: before, it paid one token where
+ * leaving cost three, so it burned every code at a third of the price. Claims until refused,
+ * each on a fresh maker's channel, one round per WH_STEP_MS (refill counted alike). */
+static int burn_rounds(bool expire)
+{
+    struct wh_cfg cfg = cfg_of(3600, 100, 2);
+    struct wh *w = wh_new(&cfg, NULL, 0);
+    struct flink m, g;
+    uint64_t now = 0;
+    int n;
+    fl_init(&g, 9, false);
+    for (n = 0; n < 50; n++) {
+        int ch;
+        fl_init(&m, 100 + (unsigned)n, false);
+        ch = open_post(w, &m, now);
+        g.refused = PC_UNKNOWN;
+        say(w, &g, PROTO_CODE_CLAIM, ch, now);
+        if (g.refused == PC_RATE_LIMITED)
+            break;
+        if (!expire)
+            wh_gone(w, &g.l, now);
+        now += WH_STEP_MS + 1000;
+        wh_tick(w, now);
+        CHECK(g.l.chan == NULL && m.refused == (expire ? PC_CODE_EXPIRED : PC_CODE_WRONG));
+        wh_gone(w, &m.l, now);
+    }
+    wh_free(w);
+    return n;
+}
+
+static void t_burn_by_expiry(void)
+{
+    int gone = burn_rounds(false), expired = burn_rounds(true);
+    CHECK(gone > 0 && gone < 50);
+    CHECK_INT(expired, gone);
+}
+
+/* One IPv6 site (a /48: 65536 /64s) is one source too, with LIM_SITE_FACTOR times a /64's
+ * limits, as connections are counted (limits.h): without it a /48 brings a fresh bucket and
+ * 4 fresh channels with every /64, and burns every code on the server from one home line. */
+static void t_site(void)
+{
+    struct wh_cfg cfg = cfg_of(600, 1000, 20);
+    struct wh *w = wh_new(&cfg, NULL, 0);
+    struct sockaddr_in6 sa[10];
+    struct flink f[10 * WH_PER_SOURCE];
+    unsigned refused = 0, opened = 0, site_burst = wh_burst(20 * LIM_SITE_FACTOR);
+    memset(sa, 0, sizeof sa);
+    for (unsigned i = 0; i < 10; i++) {
+        sa[i].sin6_family = AF_INET6;
+        sa[i].sin6_addr.s6_addr[0] = 0x20;
+        sa[i].sin6_addr.s6_addr[1] = 0x01;
+        sa[i].sin6_addr.s6_addr[7] = (unsigned char)(i + 1); /* a /64 of its own */
+        sa[i].sin6_addr.s6_addr[15] = 1;
+    }
+    sa[9].sin6_addr.s6_addr[5] = 1; /* another /48 */
+    /* claims: each /64 of the site spends its burst of 10 */
+    for (unsigned i = 0; i < 9; i++)
+        for (unsigned n = 0; n < wh_burst(20); n++) {
+            fl_init(&f[0], 1, true);
+            f[0].l.src = (const struct sockaddr *)&sa[i];
+            say(w, &f[0], PROTO_CODE_CLAIM, 1, 0);
+            refused += f[0].refused == PC_RATE_LIMITED;
+        }
+    CHECK_INT(refused, 9 * wh_burst(20) - site_burst);
+    /* another site has its own */
+    f[0].refused = PC_UNKNOWN;
+    f[0].l.src = (const struct sockaddr *)&sa[9];
+    say(w, &f[0], PROTO_CODE_CLAIM, 1, 0);
+    CHECK_INT(f[0].refused, PC_CODE_UNKNOWN);
+    wh_free(w);
+    /* open channels: 4 per /64, LIM_SITE_FACTOR x 4 per /48 */
+    cfg.rate = 0;
+    w = wh_new(&cfg, NULL, 0);
+    for (unsigned i = 0; i < 10 * WH_PER_SOURCE; i++) {
+        fl_init(&f[i], 1, false);
+        f[i].l.src = (const struct sockaddr *)&sa[i / WH_PER_SOURCE];
+        say(w, &f[i], PROTO_CODE_OPEN, 0, 0);
+        opened += f[i].ngot;
+    }
+    /* 9 /64s of one site: 32 of their 36; the other site's 4 */
+    CHECK_INT(opened, LIM_SITE_FACTOR * WH_PER_SOURCE + WH_PER_SOURCE);
+    CHECK(f[9 * WH_PER_SOURCE - 1].refused == PC_RATE_LIMITED);
+    /* a channel of the site that ends makes room for one more */
+    wh_gone(w, &f[0].l, 0);
+    say(w, &f[9 * WH_PER_SOURCE - 1], PROTO_CODE_OPEN, 0, 0);
+    CHECK_INT(f[9 * WH_PER_SOURCE - 1].ngot, 1);
     wh_free(w);
 }
 
@@ -729,6 +821,38 @@ static void t_dir(void)
     wh_free(w);
 }
 
+/* Other instances hold every number of 1..999 (ten of them with 100 channels each): the range
+ * counts only this instance's channels, so every draw there was taken and every open here
+ * was server-full. Each number taken elsewhere now widens the next draw. */
+static enum wh_dir_result fd_crowded(void *data, uint32_t ch, uint64_t serial, unsigned ttl)
+{
+    struct fdir *d = data;
+    (void)serial;
+    (void)ttl;
+    d->reserves++;
+    return ch <= WH_RANGE_MIN ? WH_DIR_TAKEN : WH_DIR_OK;
+}
+
+static void t_crowded(void)
+{
+    struct fdir d = {0};
+    struct wh_dir dir = {&d, fd_crowded, fd_release, fd_elsewhere, fd_forward, fd_forward_gone};
+    struct wh_cfg cfg = cfg_of(600, 100, 0);
+    struct wh *w = wh_new(&cfg, NULL, 0);
+    struct flink a[20];
+    int opened = 0;
+    wh_set_dir(w, &dir);
+    for (unsigned i = 0; i < 20; i++) {
+        int ch;
+        fl_init(&a[i], 100 + i, false);
+        ch = open_post(w, &a[i], 0);
+        opened += ch > WH_RANGE_MIN && ch <= (WH_RANGE_MIN << WH_DRAWS);
+    }
+    CHECK_INT(opened, 20);
+    CHECK_INT(wh_open_count(w), 20);
+    wh_free(w);
+}
+
 static void t_disabled(void)
 {
     struct wh_cfg cfg = cfg_of(600, 100, 0);
@@ -746,4 +870,4 @@ static void t_disabled(void)
 
 CHECK_MAIN(TEST(t_decide), TEST(t_range_deadline), TEST(t_bucket), TEST(t_exchange),
            TEST(t_hostile_orders), TEST(t_abort_gone), TEST(t_reentrant), TEST(t_expiry),
-           TEST(t_allocation), TEST(t_sources), TEST(t_source_table), TEST(t_dir), TEST(t_disabled))
+           TEST(t_allocation), TEST(t_sources), TEST(t_source_table), TEST(t_site), TEST(t_burn_by_expiry), TEST(t_dir), TEST(t_crowded), TEST(t_disabled))
